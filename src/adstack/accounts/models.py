@@ -1,0 +1,315 @@
+"""Users, advertiser and agency accounts, settlement rules, documents and access tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from adstack.core.db import Base, TimestampMixin
+from adstack.core.money import Currency, Micros
+from adstack.core.timeutil import utcnow, validate_time_zone
+from adstack.review.models import ReviewStatus
+
+AGREEMENT_VERSION = "2025-01"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # platform admin with every power
+    REVIEWER = "reviewer"  # platform admin who reviews accounts and ads
+    ACCOUNT_MANAGER = "account_manager"  # platform admin who manages accounts and money
+    AGENCY = "agency"
+    ADVERTISER = "advertiser"
+
+
+PLATFORM_ROLES = frozenset({Role.ADMIN, Role.REVIEWER, Role.ACCOUNT_MANAGER})
+
+
+class AccountType(StrEnum):
+    ADVERTISER = "advertiser"
+    AGENCY = "agency"
+
+
+class PaymentMode(StrEnum):
+    PREPAY = "prepay"
+    POSTPAY = "postpay"
+
+
+class DocumentKind(StrEnum):
+    BUSINESS_LICENSE = "business_license"
+    INDUSTRY_QUALIFICATION = "industry_qualification"
+    AUTHORIZATION_LETTER = "authorization_letter"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting, and through which client. Services take this, never a request."""
+
+    user_id: int
+    email: str
+    role: str
+    account_id: int | None
+    client: str = "api"
+
+    @property
+    def is_platform(self) -> bool:
+        return self.role in PLATFORM_ROLES
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in (Role.ADMIN, Role.REVIEWER)
+
+    @property
+    def can_manage_accounts(self) -> bool:
+        return self.role in (Role.ADMIN, Role.ACCOUNT_MANAGER)
+
+
+class User(Base, TimestampMixin):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    locale: Mapped[str] = mapped_column(String(8), default="en")
+    is_active: Mapped[bool] = mapped_column(default=True)
+
+
+class Account(Base, TimestampMixin):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    parent_agency_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    company_name: Mapped[str] = mapped_column(String(200))
+    contact_name: Mapped[str] = mapped_column(String(100))
+    contact_email: Mapped[str] = mapped_column(String(320))
+    contact_phone: Mapped[str] = mapped_column(String(40), default="")
+    country: Mapped[str] = mapped_column(String(2))
+    settlement_entity: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    payment_mode: Mapped[str] = mapped_column(String(16), default=PaymentMode.PREPAY)
+    low_balance_threshold_micros: Mapped[int] = mapped_column(default=0)
+    agreement_version: Mapped[str] = mapped_column(String(20))
+    agreement_accepted_at: Mapped[datetime]
+    review_status: Mapped[str] = mapped_column(String(20), default=ReviewStatus.TO_BE_SUBMITTED)
+    rejection_reasons: Mapped[str] = mapped_column(String(2000), default="")
+    has_been_approved: Mapped[bool] = mapped_column(default=False)
+
+
+class AccountDocument(Base):
+    __tablename__ = "account_documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_path: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SettlementRule(Base):
+    """Which settlement entity and currency an account in a country may choose. country '*' = any other."""
+
+    __tablename__ = "settlement_rules"
+    __table_args__ = (UniqueConstraint("country", "entity", "currency"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    country: Mapped[str] = mapped_column(String(2))
+    entity: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class AccessToken(Base):
+    """Session tokens and API keys, stored as SHA-256 digests."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (Index("ix_access_tokens_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # session | api_key
+    name: Mapped[str] = mapped_column(String(100), default="")
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+# ---------- API schemas ----------
+
+CompanyName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+
+
+class AccountFields(BaseModel):
+    company_name: CompanyName = Field(description="Kept exactly as entered, parentheses and case included.")
+    contact_name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    contact_email: EmailStr
+    contact_phone: Annotated[str, StringConstraints(max_length=40)] = ""
+    country: CountryCode = Field(description="ISO 3166-1 alpha-2 country or region code.")
+    settlement_entity: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    currency: Currency
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        return validate_time_zone(value)
+
+
+class RegistrationIn(AccountFields):
+    email: EmailStr
+    password: Password
+    type: AccountType = AccountType.ADVERTISER
+    accept_agreement: bool = Field(description="Must be true.")
+    agreement_version: str = AGREEMENT_VERSION
+
+    @field_validator("accept_agreement")
+    @classmethod
+    def _must_accept(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("the agreement must be accepted")
+        return value
+
+
+class SubAccountIn(AccountFields):
+    """An agency creates sub-accounts for the companies it manages; an admin may create any account."""
+
+    type: AccountType = AccountType.ADVERTISER
+    parent_agency_id: int | None = None
+    accept_agreement: bool = True
+    agreement_version: str = AGREEMENT_VERSION
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    company_name: CompanyName | None = None
+    contact_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    contact_email: EmailStr | None = None
+    contact_phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+    country: CountryCode | None = None
+    settlement_entity: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    currency: Currency | None = None
+    time_zone: str | None = None
+    low_balance_threshold_micros: Micros | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else validate_time_zone(value)
+
+
+class AccountRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type: AccountType
+    parent_agency_id: int | None
+    company_name: str
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+    country: str
+    settlement_entity: str
+    currency: Currency
+    time_zone: str
+    payment_mode: PaymentMode
+    low_balance_threshold_micros: int
+    agreement_version: str
+    agreement_accepted_at: datetime
+    review_status: ReviewStatus
+    rejection_reasons: str
+    created_at: datetime
+    expected_review_at: datetime | None = None
+    notice: str | None = Field(default=None, description="Side effects the caller should know about.")
+
+
+class DocumentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    account_id: int
+    kind: DocumentKind
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class SettlementRuleIn(BaseModel):
+    country: Annotated[str, StringConstraints(pattern=r"^([A-Z]{2}|\*)$")]
+    entity: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    currency: Currency
+
+
+class SettlementRuleRead(SettlementRuleIn):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+
+
+class LoginIn(BaseModel):
+    email: Annotated[str, StringConstraints(min_length=3, max_length=320)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime | None
+    user_id: int
+    role: Role
+    account_id: int | None
+
+
+class ApiKeyIn(BaseModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="Shown once; store it now.")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    name: str
+    role: Role
+    account_id: int | None
+    locale: str
+
+
+class RegistrationOut(BaseModel):
+    user: UserRead
+    account: AccountRead
+    access_token: str

@@ -1,0 +1,499 @@
+"""Accounts: registration, sign-in, tenancy, sub-accounts, documents, settlement rules and account review."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from adstack.accounts.models import (
+    AGREEMENT_VERSION,
+    PLATFORM_ROLES,
+    AccessToken,
+    Account,
+    AccountDocument,
+    AccountType,
+    AccountUpdate,
+    DocumentKind,
+    PaymentMode,
+    Principal,
+    RegistrationIn,
+    Role,
+    SettlementRule,
+    SubAccountIn,
+    User,
+)
+from adstack.core.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    ValidationFailed,
+)
+from adstack.core.security import hash_password, new_token, token_digest, verify_password
+from adstack.core.timeutil import utcnow
+from adstack.oplog import service as oplog
+from adstack.oplog.models import Operation
+from adstack.review import service as review
+from adstack.review.models import ReviewAction, ReviewStatus
+
+ACCOUNT = "account"
+
+# Mi Ads' settlement table; operators may edit the rows afterwards.
+DEFAULT_SETTLEMENT_RULES: tuple[tuple[str, str, str], ...] = (
+    ("ID", "Xiaomi Singapore", "USD"),
+    ("RU", "Hong Kong iValley", "USD"),
+    ("IN", "Xiaomi India", "INR"),
+    ("CN", "Xiaomi Singapore", "CNY"),
+    ("*", "Xiaomi Singapore", "USD"),
+    ("*", "Xiaomi Singapore", "CNY"),
+    ("*", "Xiaomi India", "USD"),
+    ("*", "Xiaomi India", "INR"),
+)
+
+# Changing any of these on an approved account sends it back to review.
+REVIEWED_ACCOUNT_FIELDS = frozenset(
+    {"company_name", "contact_name", "contact_email", "contact_phone", "country", "settlement_entity", "currency"}
+)
+
+# Qualification documents: content is sniffed, not trusted from the client's content type.
+DOCUMENT_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "application/pdf": (b"%PDF-",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+}
+
+
+# ---------- settlement rules ----------
+
+
+def seed_settlement_rules(session: Session) -> int:
+    """Insert the default table once; later edits by operators are left alone."""
+    if session.scalar(select(SettlementRule.id).limit(1)) is not None:
+        return 0
+    for country, entity, currency in DEFAULT_SETTLEMENT_RULES:
+        session.add(SettlementRule(country=country, entity=entity, currency=currency))
+    session.flush()
+    return len(DEFAULT_SETTLEMENT_RULES)
+
+
+def settlement_options(session: Session, country: str) -> list[SettlementRule]:
+    rules = list(session.scalars(select(SettlementRule).where(SettlementRule.country == country)))
+    if not rules:
+        rules = list(session.scalars(select(SettlementRule).where(SettlementRule.country == "*")))
+    return rules
+
+
+def check_settlement(session: Session, *, country: str, entity: str, currency: str) -> None:
+    options = settlement_options(session, country)
+    if any(r.entity == entity and r.currency == currency for r in options):
+        return
+    allowed = sorted(f"{r.entity}/{r.currency}" for r in options)
+    entities = {r.entity for r in options}
+    if entity not in entities:
+        raise ValidationFailed.single(
+            "settlement_entity", "allowed_for_country",
+            f"settlement entity {entity!r} is not available for {country}", limit=sorted(entities), actual=entity,
+        )
+    raise ValidationFailed.single(
+        "currency", "allowed_for_settlement_entity",
+        f"{entity} settles {country} accounts in {', '.join(allowed)}", limit=allowed, actual=currency,
+    )
+
+
+# ---------- users, tokens, principals ----------
+
+
+def create_user(session: Session, *, email: str, password: str, role: Role, account_id: int | None,
+                name: str = "") -> User:
+    email = email.strip().lower()
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("a user with this email already exists",
+                       fields=[FieldError(field="email", rule="unique", actual=email)], code="email_taken")
+    user = User(email=email, password_hash=hash_password(password), role=role.value, account_id=account_id, name=name)
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent registration with the same email
+        raise Conflict("a user with this email already exists", code="email_taken") from exc
+    return user
+
+
+def create_admin(session: Session, *, email: str, password: str, role: Role = Role.ADMIN) -> User:
+    if role not in PLATFORM_ROLES:
+        raise ValidationFailed.single("role", "platform_role", "admins must have a platform role",
+                                      limit=sorted(PLATFORM_ROLES), actual=role)
+    return create_user(session, email=email, password=password, role=role, account_id=None)
+
+
+def principal_for(user: User, client: str = "api") -> Principal:
+    return Principal(user_id=user.id, email=user.email, role=user.role, account_id=user.account_id, client=client)
+
+
+def issue_session_token(session: Session, user: User, *, ttl: timedelta) -> tuple[str, AccessToken]:
+    token = new_token("ast")
+    row = AccessToken(user_id=user.id, kind="session", digest=token_digest(token), prefix=token[:8],
+                      expires_at=utcnow() + ttl)
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def login(session: Session, *, email: str, password: str, ttl: timedelta) -> tuple[str, AccessToken, User]:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    # Verify against a dummy hash when the user is unknown, so timing does not reveal which emails exist.
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        raise Unauthenticated("email or password is wrong", code="invalid_credentials")
+    if not verify_password(user.password_hash, password) or not user.is_active:
+        raise Unauthenticated("email or password is wrong", code="invalid_credentials")
+    token, row = issue_session_token(session, user, ttl=ttl)
+    return token, row, user
+
+
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+def authenticate(session: Session, token: str, *, client: str = "api") -> Principal:
+    row = session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise Unauthenticated("the access token is missing, expired or revoked", code="invalid_token")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("the user is disabled", code="invalid_token")
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+        row.last_used_at = now  # coarse, so every request does not write
+    return principal_for(user, client)
+
+
+def revoke_token(session: Session, token: str) -> None:
+    row = session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def create_api_key(session: Session, principal: Principal, *, name: str) -> tuple[str, AccessToken]:
+    key = new_token("ask")
+    row = AccessToken(user_id=principal.user_id, kind="api_key", name=name, digest=token_digest(key), prefix=key[:8])
+    session.add(row)
+    session.flush()
+    return key, row
+
+
+def list_api_keys(session: Session, principal: Principal) -> list[AccessToken]:
+    stmt = select(AccessToken).where(AccessToken.user_id == principal.user_id, AccessToken.kind == "api_key")
+    return list(session.scalars(stmt.order_by(AccessToken.id)))
+
+
+def revoke_api_key(session: Session, principal: Principal, key_id: int) -> AccessToken:
+    row = session.get(AccessToken, key_id)
+    if row is None or row.user_id != principal.user_id or row.kind != "api_key":
+        raise NotFound("api key not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+# ---------- tenancy ----------
+
+
+def visible_account_ids(session: Session, principal: Principal) -> set[int] | None:
+    """Accounts a principal may see: None for platform staff (all), own + sub-accounts for an agency."""
+    if principal.is_platform:
+        return None
+    if principal.account_id is None:
+        return set()
+    ids = {principal.account_id}
+    if principal.role == Role.AGENCY:
+        ids.update(session.scalars(select(Account.id).where(Account.parent_agency_id == principal.account_id)))
+    return ids
+
+
+def can_see_account(session: Session, principal: Principal, account_id: int) -> bool:
+    visible = visible_account_ids(session, principal)
+    return visible is None or account_id in visible
+
+
+def ensure_account_visible(session: Session, principal: Principal, account_id: int) -> None:
+    """Unknown and foreign accounts answer the same 404, so ids of other tenants cannot be probed."""
+    if not can_see_account(session, principal, account_id):
+        raise NotFound(f"account {account_id} not found")
+
+
+def resolve_account_id(session: Session, principal: Principal, account_id: int | None, *, field: str = "account_id"
+                       ) -> int:
+    """The account an object is created in: the caller's own unless an agency or admin names another."""
+    if account_id is None:
+        if principal.account_id is None:
+            raise ValidationFailed.single(field, "required", "platform staff must name the account")
+        return principal.account_id
+    ensure_account_visible(session, principal, account_id)
+    if session.get(Account, account_id) is None:
+        raise NotFound(f"account {account_id} not found")
+    return account_id
+
+
+def get_account(session: Session, principal: Principal, account_id: int) -> Account:
+    ensure_account_visible(session, principal, account_id)
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+def list_accounts(
+    session: Session,
+    principal: Principal,
+    *,
+    query: str | None = None,
+    review_status: str | None = None,
+    account_type: str | None = None,
+    parent_agency_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Account]:
+    stmt = select(Account)
+    visible = visible_account_ids(session, principal)
+    if visible is not None:
+        stmt = stmt.where(Account.id.in_(visible))
+    if query:
+        conditions: list[ColumnElement[bool]] = [Account.company_name.ilike(f"%{query}%")]
+        if query.isdigit():
+            conditions.append(Account.id == int(query))
+        stmt = stmt.where(or_(*conditions))
+    if review_status:
+        stmt = stmt.where(Account.review_status == review_status)
+    if account_type:
+        stmt = stmt.where(Account.type == account_type)
+    if parent_agency_id is not None:
+        stmt = stmt.where(Account.parent_agency_id == parent_agency_id)
+    return list(session.scalars(stmt.order_by(Account.id).limit(limit).offset(offset)))
+
+
+def snapshot(account: Account) -> dict[str, Any]:
+    return {
+        "company_name": account.company_name,
+        "contact_name": account.contact_name,
+        "contact_email": account.contact_email,
+        "contact_phone": account.contact_phone,
+        "country": account.country,
+        "settlement_entity": account.settlement_entity,
+        "currency": account.currency,
+        "time_zone": account.time_zone,
+        "low_balance_threshold_micros": account.low_balance_threshold_micros,
+        "review_status": account.review_status,
+        "type": account.type,
+        "parent_agency_id": account.parent_agency_id,
+    }
+
+
+# ---------- registration and sub-accounts ----------
+
+
+def _new_account(session: Session, data: RegistrationIn | SubAccountIn, *, parent_agency_id: int | None) -> Account:
+    check_settlement(session, country=data.country, entity=data.settlement_entity, currency=data.currency.value)
+    account = Account(
+        type=data.type.value,
+        parent_agency_id=parent_agency_id,
+        company_name=data.company_name,
+        contact_name=data.contact_name,
+        contact_email=str(data.contact_email),
+        contact_phone=data.contact_phone,
+        country=data.country,
+        settlement_entity=data.settlement_entity,
+        currency=data.currency.value,
+        time_zone=data.time_zone,
+        payment_mode=PaymentMode.PREPAY.value,
+        agreement_version=data.agreement_version or AGREEMENT_VERSION,
+        agreement_accepted_at=utcnow(),
+        review_status=ReviewStatus.TO_BE_SUBMITTED.value,
+    )
+    session.add(account)
+    session.flush()
+    review.track(session, object_type=ACCOUNT, object_id=account.id, account_id=account.id,
+                 object_name=account.company_name, status=ReviewStatus.TO_BE_SUBMITTED)
+    return account
+
+
+def register(session: Session, data: RegistrationIn, *, ttl: timedelta, client: str = "api"
+             ) -> tuple[User, Account, str]:
+    """Self-serve sign-up: an advertiser or agency account and its first user, ready to submit for review."""
+    account = _new_account(session, data, parent_agency_id=None)
+    role = Role.AGENCY if data.type == AccountType.AGENCY else Role.ADVERTISER
+    user = create_user(session, email=str(data.email), password=data.password, role=role, account_id=account.id,
+                       name=data.contact_name)
+    token, _ = issue_session_token(session, user, ttl=ttl)
+    actor = principal_for(user, client)
+    oplog.record(session, actor=actor, operation=Operation.CREATE, object_type=ACCOUNT, object_id=account.id,
+                 object_name=account.company_name, account_id=account.id, after=snapshot(account))
+    return user, account, token
+
+
+def create_sub_account(session: Session, principal: Principal, data: SubAccountIn) -> Account:
+    if principal.role == Role.AGENCY:
+        if data.type != AccountType.ADVERTISER:
+            raise ValidationFailed.single("type", "agency_sub_account", "an agency's sub-accounts are advertisers",
+                                          limit=["advertiser"], actual=data.type.value)
+        parent = principal.account_id
+    elif principal.can_manage_accounts:
+        parent = data.parent_agency_id
+        if parent is not None:
+            agency = session.get(Account, parent)
+            if agency is None or agency.type != AccountType.AGENCY:
+                raise ValidationFailed.single("parent_agency_id", "agency_account", "parent must be an agency account",
+                                              actual=parent)
+    else:
+        raise Forbidden("only agencies and account managers create accounts")
+    account = _new_account(session, data, parent_agency_id=parent)
+    oplog.record(session, actor=principal, operation=Operation.CREATE, object_type=ACCOUNT, object_id=account.id,
+                 object_name=account.company_name, account_id=account.id, after=snapshot(account))
+    return account
+
+
+def update_account(session: Session, principal: Principal, account_id: int, data: AccountUpdate
+                   ) -> tuple[Account, str | None]:
+    """Apply only the fields sent. Returns the account and a notice when the edit sent it back to review."""
+    account = get_account(session, principal, account_id)
+    changes = data.model_dump(exclude_unset=True)
+    if not changes:
+        return account, None
+    before = snapshot(account)
+    country = changes.get("country", account.country)
+    entity = changes.get("settlement_entity", account.settlement_entity)
+    currency = changes.get("currency", account.currency)
+    if {"country", "settlement_entity", "currency"} & changes.keys():
+        check_settlement(session, country=country, entity=entity, currency=str(currency))
+    for field, value in changes.items():
+        setattr(account, field, value.value if hasattr(value, "value") else value)
+    after = snapshot(account)
+    reviewed_changed = {f for f in REVIEWED_ACCOUNT_FIELDS if before[f] != after[f]}
+    notice = None
+    if reviewed_changed and account.review_status == ReviewStatus.APPROVED:
+        account.review_status = review.apply(
+            session, object_type=ACCOUNT, object_id=account.id, account_id=account.id,
+            object_name=account.company_name, current=account.review_status,
+            action=ReviewAction.EDIT_REVIEWED_FIELD, actor_user_id=principal.user_id,
+        ).value
+        after["review_status"] = account.review_status
+        notice = (f"Changing {', '.join(sorted(reviewed_changed))} sent the account back to review; "
+                  "its ads stop serving until it is approved again.")
+    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type=ACCOUNT, object_id=account.id,
+                 object_name=account.company_name, account_id=account.id, before=before, after=after)
+    return account, notice
+
+
+def submit_account(session: Session, principal: Principal, account_id: int) -> Account:
+    account = get_account(session, principal, account_id)
+    before = snapshot(account)
+    account.review_status = review.apply(
+        session, object_type=ACCOUNT, object_id=account.id, account_id=account.id, object_name=account.company_name,
+        current=account.review_status, action=ReviewAction.SUBMIT, actor_user_id=principal.user_id,
+    ).value
+    oplog.record(session, actor=principal, operation=Operation.SUBMIT, object_type=ACCOUNT, object_id=account.id,
+                 object_name=account.company_name, account_id=account.id, before=before, after=snapshot(account))
+    return account
+
+
+def review_account(session: Session, principal: Principal, account_id: int, *, approve: bool,
+                   reasons: Iterable[str] = ()) -> Account:
+    if not principal.can_review:
+        raise Forbidden("only reviewers decide on accounts")
+    account = get_account(session, principal, account_id)
+    before = snapshot(account)
+    reason_list = [r for r in reasons if r.strip()]
+    account.review_status = review.apply(
+        session, object_type=ACCOUNT, object_id=account.id, account_id=account.id, object_name=account.company_name,
+        current=account.review_status, action=ReviewAction.APPROVE if approve else ReviewAction.REJECT,
+        actor_user_id=principal.user_id, reasons=reason_list,
+    ).value
+    account.rejection_reasons = "" if approve else "; ".join(reason_list)[:2000]
+    if approve:
+        account.has_been_approved = True
+    oplog.record(session, actor=principal, operation=Operation.APPROVE if approve else Operation.REJECT,
+                 object_type=ACCOUNT, object_id=account.id, object_name=account.company_name,
+                 account_id=account.id, before=before, after=snapshot(account))
+    return account
+
+
+def is_account_serving(account: Account) -> bool:
+    return account.review_status == ReviewStatus.APPROVED
+
+
+# ---------- qualification documents ----------
+
+
+def add_document(
+    session: Session,
+    principal: Principal,
+    account_id: int,
+    *,
+    kind: DocumentKind,
+    filename: str,
+    stream: BinaryIO,
+    storage_dir: Path,
+    max_bytes: int,
+) -> AccountDocument:
+    """Store a qualification document. Type is sniffed from content; size is capped while streaming."""
+    account = get_account(session, principal, account_id)
+    head = stream.read(16)
+    content_type = next(
+        (ctype for ctype, sigs in DOCUMENT_SIGNATURES.items() if any(head.startswith(s) for s in sigs)), None
+    )
+    if content_type is None:
+        raise ValidationFailed.single("file", "file_type", "qualification documents must be PDF, PNG or JPEG",
+                                      limit=sorted(DOCUMENT_SIGNATURES), actual=filename)
+    digest = hashlib.sha256()
+    target_dir = storage_dir / "documents" / str(account.id)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    temp_path = target_dir / f".upload-{utcnow().timestamp()}"
+    size = 0
+    try:
+        with temp_path.open("wb") as out:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"document exceeds {max_bytes} bytes",
+                        fields=[FieldError(field="file", rule="max_size_bytes", limit=max_bytes, actual=size)],
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+                chunk = stream.read(1 << 16)
+        final_path = target_dir / digest.hexdigest()
+        temp_path.replace(final_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    document = AccountDocument(account_id=account.id, kind=kind.value, filename=Path(filename).name[:255],
+                               content_type=content_type, size_bytes=size, sha256=digest.hexdigest(),
+                               storage_path=str(final_path))
+    session.add(document)
+    session.flush()
+    oplog.record(session, actor=principal, operation=Operation.CREATE, object_type="account_document",
+                 object_id=document.id, object_name=document.filename, account_id=account.id,
+                 after={"kind": document.kind, "filename": document.filename, "size_bytes": size})
+    return document
+
+
+def list_documents(session: Session, principal: Principal, account_id: int) -> list[AccountDocument]:
+    get_account(session, principal, account_id)
+    stmt = select(AccountDocument).where(AccountDocument.account_id == account_id).order_by(AccountDocument.id)
+    return list(session.scalars(stmt))
+
+
+def expected_review(session: Session, account: Account) -> datetime | None:
+    return review.expected_review_time_of(session, ACCOUNT, account.id)
+
+
+def seed(session: Session) -> None:
+    seed_settlement_rules(session)

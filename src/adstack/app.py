@@ -1,0 +1,61 @@
+"""The ASGI application: API, console, ad and tracking endpoints, assembled from the domain folders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from adstack import __version__
+from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
+from adstack.core.http import install_error_handlers
+from adstack.core.settings import Settings, get_settings, set_settings
+
+Hook = Callable[[FastAPI], None]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    set_settings(settings)
+    import_all_models()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in app.state.on_startup:
+            hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(app.state.on_shutdown):
+                hook(app)
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="adstack",
+        version=__version__,
+        description="Self-hosted mobile advertising platform API.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.on_startup = []
+    app.state.on_shutdown = []
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness probe")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for module in domain_modules("api"):
+        for attribute in ("router", "public_router"):
+            router = getattr(module, attribute, None)
+            if router is not None:
+                app.include_router(router)
+        install: Hook | None = getattr(module, "install", None)
+        if install is not None:
+            install(app)
+    return app

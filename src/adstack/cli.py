@@ -1,0 +1,91 @@
+"""The `adstack` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from adstack.core.settings import Settings, set_settings
+
+app = typer.Typer(help="adstack: self-hosted mobile advertising platform.", no_args_is_help=True)
+admin_app = typer.Typer(help="Platform administrators.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON line last.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where SQLite, events and uploads live.")]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    settings = Settings(**values)  # type: ignore[arg-type]
+    set_settings(settings)
+    return settings
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the control-plane database to the newest schema and seed reference data."""
+    from adstack.core.bootstrap import migrate as run_migrate
+
+    settings = _settings(data_dir)
+    run_migrate(settings)
+    console.print(f"[green]migrated[/] {settings.resolved_database_url.split('@')[-1]}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Migrate, then serve the API, the console, the ad endpoints and tracking."""
+    import uvicorn
+
+    from adstack.app import create_app
+    from adstack.core.bootstrap import migrate as run_migrate
+
+    settings = _settings(data_dir, public_base_url=f"http://{host}:{port}")
+    run_migrate(settings)
+    console.print(f"adstack on [bold]http://{host}:{port}[/]  (API docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+@admin_app.command("create")
+def admin_create(
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    password: Annotated[str, typer.Option(help="At least 8 characters.", prompt=True, hide_input=True)],
+    role: Annotated[str, typer.Option(help="admin, reviewer or account_manager.")] = "admin",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a platform administrator."""
+    from adstack.accounts import service as accounts
+    from adstack.accounts.models import Role
+    from adstack.core.bootstrap import migrate as run_migrate
+    from adstack.core.db import make_engine, make_session_factory, session_scope
+    from adstack.core.errors import DomainError
+
+    if len(password) < 8:
+        raise typer.BadParameter("the password needs at least 8 characters", param_hint="--password")
+    settings = _settings(data_dir)
+    run_migrate(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            user = accounts.create_admin(session, email=email, password=password, role=Role(role))
+            console.print(f"[green]created[/] {user.email} ({user.role})")
+    except DomainError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(code=1) from exc
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,102 @@
+"""One JSON error shape for every 4xx, and the handlers that make sure no request ends in a bare 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adstack.core.errors import DomainError
+
+log = logging.getLogger("adstack")
+
+# pydantic's context keys that carry the limit a value broke.
+_LIMIT_KEYS = ("max_length", "min_length", "le", "lt", "ge", "gt", "pattern", "expected", "multiple_of", "limit")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def error_body(code: str, message: str, fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie", "form"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_fields(errors: list[Any]) -> list[dict[str, Any]]:
+    fields = []
+    for err in errors:
+        ctx = err.get("ctx") or {}
+        item: dict[str, Any] = {
+            "field": _field_name(tuple(err.get("loc", ()))),
+            "rule": err.get("type", "invalid"),
+            "message": str(err.get("msg", "")),
+        }
+        for key in _LIMIT_KEYS:
+            if key in ctx:
+                value = ctx[key]
+                item["limit"] = value if isinstance(value, int | float | str | bool | list) else str(value)
+                break
+        fields.append(item)
+    return fields
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(exc.as_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(error_body("malformed_json", "the request body is not valid JSON",
+                                           validation_fields(errors)), status_code=400)
+        return JSONResponse(error_body("validation_error", "the request has invalid fields",
+                                       validation_fields(errors)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL byte or an out-of-range number the database refuses.
+        return JSONResponse(error_body("invalid_value", "a value cannot be stored: " + str(exc.orig).split("\n")[0]),
+                            status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        return JSONResponse(error_body("conflict", "the change conflicts with existing data"), status_code=409)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+        log.exception("database unavailable", exc_info=exc)
+        return JSONResponse(error_body("unavailable", "the database is busy; retry"), status_code=503,
+                            headers={"Retry-After": "1"})

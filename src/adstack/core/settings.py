@@ -1,0 +1,70 @@
+"""Process settings, read from the environment with the ADSTACK_ prefix."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADSTACK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./adstack-data"), description="Where SQLite, events and uploads live.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
+    secret_key: str | None = Field(default=None, description="HMAC and encryption key; persisted in data_dir.")
+    redis_url: str | None = Field(default=None, description="Shared counters for several serving processes.")
+    clickhouse_url: str | None = Field(default=None, description="ClickHouse server; embedded chDB when unset.")
+    public_base_url: str = "http://127.0.0.1:8000"
+    token_ttl_hours: int = 24 * 7
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_document_bytes: int = 10 * 1024 * 1024
+    auction_type: Literal["second_price", "first_price"] = "second_price"
+    environment: Literal["production", "development", "test"] = "production"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'adstack.db').resolve()}"
+
+    @cached_property
+    def resolved_secret_key(self) -> bytes:
+        """The secret used to sign click ids and encrypt stored credentials.
+
+        Generated once per data dir so restarts keep validating old tracking links.
+        """
+        if self.secret_key:
+            return self.secret_key.encode()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file = self.data_dir / "secret.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip().encode()
+
+    @property
+    def media_dir(self) -> Path:
+        path = self.data_dir / "media"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
+def set_settings(settings: Settings) -> None:
+    global _settings
+    _settings = settings

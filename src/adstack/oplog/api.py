@@ -1,0 +1,65 @@
+"""Search and download the operation log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from adstack.accounts import service as accounts
+from adstack.core.deps import CurrentPrincipal, Limit, Offset, OptionalId, SessionDep
+from adstack.oplog import service
+from adstack.oplog.models import ChangeEventRead, Operation
+
+router = APIRouter(prefix="/api/v1/operation-logs", tags=["operation logs"])
+
+
+def _scope(session: SessionDep, principal: CurrentPrincipal, account_id: int | None) -> set[int] | None:
+    if account_id is not None:
+        accounts.ensure_account_visible(session, principal, account_id)
+        return {account_id}
+    return accounts.visible_account_ids(session, principal)
+
+
+Q = Annotated[str | None, Query(max_length=200, description="Object name or id.")]
+ObjectType = Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]+$")]
+
+
+@router.get("", response_model=dict, summary="Search the operation log")
+def search(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    q: Q = None,
+    object_type: ObjectType = None,
+    operation: Operation | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    account_id: OptionalId = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    rows, total = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
+                                 object_type=object_type, operation=operation, since=since, until=until,
+                                 limit=limit, offset=offset)
+    return {"total": total, "items": [ChangeEventRead.model_validate(r, from_attributes=True) for r in rows]}
+
+
+@router.get("/export.csv", summary="Download matching log entries as CSV",
+            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def export_csv(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    q: Q = None,
+    object_type: ObjectType = None,
+    operation: Operation | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    account_id: OptionalId = None,
+) -> Response:
+    rows, _ = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
+                             object_type=object_type, operation=operation, since=since, until=until,
+                             limit=100_000, offset=0)
+    return Response(service.export_csv(rows), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="operation-log.csv"'})

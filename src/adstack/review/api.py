@@ -1,0 +1,42 @@
+"""The admin review queue and review history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from adstack.accounts import service as accounts
+from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, ReviewerPrincipal, SessionDep
+from adstack.core.errors import NotFound
+from adstack.review import service
+from adstack.review.models import ReviewItemRead, ReviewRecordRead
+
+router = APIRouter(prefix="/api/v1/review", tags=["review"])
+
+ObjectType = Annotated[str | None, Query(pattern=r"^(account|ad_group|creative)$")]
+
+
+@router.get("/queue", response_model=list[ReviewItemRead], summary="Work waiting for review, oldest first")
+def review_queue(principal: ReviewerPrincipal, session: SessionDep, object_type: ObjectType = None,
+                 limit: Limit = 100, offset: Offset = 0) -> list[ReviewItemRead]:
+    rows = service.queue(session, object_type=object_type, limit=limit, offset=offset)
+    return [ReviewItemRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/history/{object_type}/{object_id}", response_model=list[ReviewRecordRead],
+            summary="Submissions and decisions for one object, with rejection reasons")
+def review_history(object_type: Annotated[str, Path(pattern=r"^(account|ad_group|creative)$")],
+                   object_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> list[ReviewRecordRead]:
+    records = service.history(session, object_type, object_id)
+    if records and records[0].account_id is not None and not accounts.can_see_account(
+        session, principal, records[0].account_id
+    ):
+        raise NotFound("no review history for this object")
+    return [ReviewRecordRead.model_validate(r, from_attributes=True) for r in records]
+
+
+@router.get("/rejections", response_model=list[ReviewRecordRead], summary="Recent rejections you can see")
+def rejections(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50) -> list[ReviewRecordRead]:
+    rows = service.rejections(session, account_ids=accounts.visible_account_ids(session, principal), limit=limit)
+    return [ReviewRecordRead.model_validate(r, from_attributes=True) for r in rows]

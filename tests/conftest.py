@@ -1,0 +1,99 @@
+"""Test harness: a real database (SQLite by default, PostgreSQL when ADSTACK_TEST_DATABASE_URL names one),
+migrated with the project's own migrations, emptied after each test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from adstack.app import create_app
+from adstack.core.bootstrap import seed, upgrade
+from adstack.core.db import Base, make_engine, make_session_factory
+from adstack.core.settings import Settings
+from tests.support import Api
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+CORPUS_DIR = SHARED_DIR / "corpus"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server_url = os.environ.get("ADSTACK_TEST_DATABASE_URL")
+    if not server_url:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'adstack.db'}"
+        return
+    name = f"adstack_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    upgrade(database_url)
+    eng = make_engine(database_url)
+    seed(eng)
+    yield eng
+    eng.dispose()
+
+
+def _empty_all_tables(engine: Engine) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE TABLE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    """A migrated, seeded database that is emptied again after the test."""
+    seed(engine)
+    yield engine
+    _empty_all_tables(engine)
+
+
+@pytest.fixture
+def session(db: Engine) -> Iterator[Session]:
+    with make_session_factory(db)() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(db: Engine, database_url: str, tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="test-secret-key",
+                    environment="test", public_base_url="http://testserver")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api(client: TestClient, session: Session) -> Api:
+    return Api(client, session)
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    if not CORPUS_DIR.is_dir():
+        pytest.skip("the shared corpus is not beside the project")
+    return CORPUS_DIR

@@ -1,0 +1,98 @@
+"""Helpers that drive the public API the way a client would: sign in, register, approve."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy.orm import Session
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Role
+
+_counter = itertools.count(1)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def expect(response: Response, status: int) -> Any:
+    assert response.status_code == status, f"{response.status_code} != {status}: {response.text}"
+    return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
+
+
+@dataclass
+class Actor:
+    token: str
+    user_id: int
+    account_id: int | None
+    email: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return auth(self.token)
+
+
+class Api:
+    """A thin client over the HTTP API for tests."""
+
+    def __init__(self, client: TestClient, session: Session):
+        self.client = client
+        self.session = session
+
+    def login(self, email: str, password: str) -> Actor:
+        body = expect(self.client.post("/api/v1/auth/login", json={"email": email, "password": password}), 200)
+        return Actor(body["access_token"], body["user_id"], body["account_id"], email)
+
+    def admin(self, role: Role = Role.ADMIN) -> Actor:
+        email = f"admin{next(_counter)}@example.org"
+        accounts.create_admin(self.session, email=email, password="admin-password", role=role)
+        self.session.commit()
+        return self.login(email, "admin-password")
+
+    def registration(self, **overrides: Any) -> dict[str, Any]:
+        n = next(_counter)
+        body: dict[str, Any] = {
+            "email": f"user{n}@example.com",
+            "password": "correct horse battery",
+            "type": "advertiser",
+            "company_name": f"Example Games (Singapore) Pte. Ltd. {n}",
+            "contact_name": "Li Wei",
+            "contact_email": f"ops{n}@example.com",
+            "contact_phone": "+65 6000 0000",
+            "country": "SG",
+            "settlement_entity": "Xiaomi Singapore",
+            "currency": "USD",
+            "time_zone": "Asia/Singapore",
+            "accept_agreement": True,
+        }
+        body.update(overrides)
+        return body
+
+    def register(self, **overrides: Any) -> Actor:
+        body = self.registration(**overrides)
+        out = expect(self.client.post("/api/v1/auth/register", json=body), 201)
+        return Actor(out["access_token"], out["user"]["id"], out["account"]["id"], body["email"])
+
+    def approved_account(self, admin: Actor | None = None, **overrides: Any) -> Actor:
+        """Register, submit and approve: an advertiser (or agency) ready to create ads."""
+        admin = admin or self.admin()
+        actor = self.register(**overrides)
+        expect(self.client.post(f"/api/v1/accounts/{actor.account_id}/submit", headers=actor.headers), 200)
+        expect(self.client.post(f"/api/v1/accounts/{actor.account_id}/review", headers=admin.headers,
+                                json={"decision": "approve"}), 200)
+        return actor
+
+    def sub_account(self, agency: Actor, admin: Actor, **overrides: Any) -> int:
+        body = self.registration(**overrides)
+        for key in ("email", "password", "accept_agreement"):
+            body.pop(key)
+        out = expect(self.client.post("/api/v1/accounts", headers=agency.headers, json=body), 201)
+        expect(self.client.post(f"/api/v1/accounts/{out['id']}/submit", headers=agency.headers), 200)
+        expect(self.client.post(f"/api/v1/accounts/{out['id']}/review", headers=admin.headers,
+                                json={"decision": "approve"}), 200)
+        return int(out["id"])
