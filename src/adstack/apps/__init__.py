@@ -1,0 +1,1 @@
+"""Advertised apps: measurement-partner settings, attribution windows and event-name mappings."""

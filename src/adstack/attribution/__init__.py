@@ -1,0 +1,1 @@
+"""Install and in-app event attribution: touchpoints, partner postbacks, windows and conversions."""

@@ -1,0 +1,1 @@
+"""Impression, click and video tracking: signed tokens, click ids and the public tracking endpoints."""

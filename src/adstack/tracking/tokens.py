@@ -1,0 +1,187 @@
+"""Signed tracking tokens and click ids, verifiable without a database.
+
+A tracking token carries everything an impression, click or video event needs to be counted and billed:
+impression id, account, campaign, ad group, creative, ad space, publisher, bid type, clearing price, country,
+placement, device and its issue and expiry times. It is `<payload>.<mac>`: the payload is a base64url text of
+`|`-separated fields (numbers in base 36 to keep URLs short) and the MAC is a truncated HMAC-SHA256 under a
+key derived for this purpose only. Any change to the payload breaks the MAC.
+
+A click id is 25 bytes in base64url: version, the impression's issue time, ten bytes derived from the
+impression id with a secret key, and a MAC over those. It is unguessable, carries no personal data, is the
+same for every click on one impression (so a double click is one click) and verifies on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from adstack.core.security import derive_key, hmac_sign, hmac_verify
+
+TOKEN_VERSION = "1"
+CLICK_ID_VERSION = 1
+# Clicks may come long after the ad was shown (a banner left on screen, a notification read later).
+DEFAULT_TOKEN_TTL = timedelta(hours=24)
+TOKEN_MAC_BYTES = 16
+MAX_TOKEN_LENGTH = 1024
+IMPRESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_TEXT_FIELD = re.compile(r"^[A-Za-z0-9_\-]{0,40}$")
+_CLICK_ID_BYTES = 25
+_CLICK_ID_MAC_BYTES = 10
+
+
+class TokenError(ValueError):
+    """Why a token or click id was refused: `reason` is one of malformed, bad_signature, expired."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingClaims:
+    impression_id: str
+    account_id: int
+    campaign_id: int
+    ad_group_id: int
+    creative_id: int
+    ad_space_id: int
+    publisher_id: int
+    bid_type: str
+    price_micros: int
+    issued_at: datetime
+    expires_at: datetime
+    country: str = ""
+    placement_type: str = ""
+    gaid: str = ""  # canonical lowercase GAID, "" when the request had none
+
+
+def token_key(secret: bytes) -> bytes:
+    return derive_key(secret, "tracking-token")
+
+
+def click_id_key(secret: bytes) -> bytes:
+    return derive_key(secret, "click-id")
+
+
+def _b36(value: int) -> str:
+    if value < 0:
+        raise ValueError("negative numbers are not encoded")
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        value, rem = divmod(value, 36)
+        out = digits[rem] + out
+        if value == 0:
+            return out
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _check_text(name: str, value: str, pattern: re.Pattern[str] = _TEXT_FIELD) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{name} must match {pattern.pattern}: {value!r}")
+    return value
+
+
+def encode_token(claims: TrackingClaims, secret: bytes) -> str:
+    _check_text("impression_id", claims.impression_id, IMPRESSION_ID_PATTERN)
+    fields = [
+        TOKEN_VERSION,
+        claims.impression_id,
+        *(_b36(n) for n in (claims.account_id, claims.campaign_id, claims.ad_group_id, claims.creative_id,
+                            claims.ad_space_id, claims.publisher_id)),
+        _check_text("bid_type", claims.bid_type.lower()),
+        _b36(claims.price_micros),
+        _b36(int(claims.issued_at.timestamp())),
+        _b36(int(claims.expires_at.timestamp())),
+        _check_text("country", claims.country.upper()),
+        _check_text("placement_type", claims.placement_type),
+        claims.gaid.replace("-", ""),
+    ]
+    payload = "|".join(fields).encode()
+    return f"{_b64encode(payload)}.{hmac_sign(token_key(secret), payload, TOKEN_MAC_BYTES)}"
+
+
+def decode_token(token: str, secret: bytes, *, now: datetime) -> TrackingClaims:
+    """Verify the MAC, then the expiry; raises TokenError naming the reason."""
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+        raise TokenError("malformed", "the tracking token is missing or malformed")
+    body, mac = token.split(".")
+    try:
+        payload = _b64decode(body)
+    except (binascii.Error, ValueError):
+        raise TokenError("malformed", "the tracking token is not base64url") from None
+    if not hmac_verify(token_key(secret), payload, mac, TOKEN_MAC_BYTES):
+        raise TokenError("bad_signature", "the tracking token's signature does not match: forged or altered")
+    try:
+        fields = payload.decode().split("|")
+        if len(fields) != 15 or fields[0] != TOKEN_VERSION:
+            raise ValueError("unknown token layout")
+        numbers = [int(f, 36) for f in fields[2:8]]
+        gaid_hex = fields[14]
+        gaid = (f"{gaid_hex[:8]}-{gaid_hex[8:12]}-{gaid_hex[12:16]}-{gaid_hex[16:20]}-{gaid_hex[20:]}"
+                if gaid_hex else "")
+        claims = TrackingClaims(
+            impression_id=fields[1], account_id=numbers[0], campaign_id=numbers[1], ad_group_id=numbers[2],
+            creative_id=numbers[3], ad_space_id=numbers[4], publisher_id=numbers[5], bid_type=fields[8],
+            price_micros=int(fields[9], 36),
+            issued_at=datetime.fromtimestamp(int(fields[10], 36), UTC),
+            expires_at=datetime.fromtimestamp(int(fields[11], 36), UTC),
+            country=fields[12], placement_type=fields[13], gaid=gaid,
+        )
+    except (ValueError, OverflowError, UnicodeDecodeError):
+        # Signed by us but unreadable: only a key shared with an incompatible version can do this.
+        raise TokenError("malformed", "the tracking token's payload cannot be read") from None
+    if now >= claims.expires_at:
+        raise TokenError("expired", f"the tracking token expired at {claims.expires_at.isoformat()}")
+    return claims
+
+
+def new_click_id(impression_id: str, issued_at: datetime, secret: bytes) -> str:
+    key = click_id_key(secret)
+    nonce = hmac.new(key, b"nonce:" + impression_id.encode(), hashlib.sha256).digest()[:10]
+    body = struct.pack(">BI", CLICK_ID_VERSION, int(issued_at.timestamp()) & 0xFFFFFFFF) + nonce
+    mac = hmac.new(key, b"mac:" + body, hashlib.sha256).digest()[:_CLICK_ID_MAC_BYTES]
+    return _b64encode(body + mac)
+
+
+def verify_click_id(click_id: str, secret: bytes) -> datetime:
+    """The time of the impression the click id was issued for; TokenError when forged or malformed."""
+    if not click_id or len(click_id) != 34:
+        raise TokenError("malformed", "the click id is missing or malformed")
+    try:
+        raw = _b64decode(click_id)
+    except (binascii.Error, ValueError):
+        raise TokenError("malformed", "the click id is not base64url") from None
+    if len(raw) != _CLICK_ID_BYTES or raw[0] != CLICK_ID_VERSION:
+        raise TokenError("malformed", "the click id has an unknown layout")
+    body, mac = raw[:-_CLICK_ID_MAC_BYTES], raw[-_CLICK_ID_MAC_BYTES:]
+    expected = hmac.new(click_id_key(secret), b"mac:" + body, hashlib.sha256).digest()[:_CLICK_ID_MAC_BYTES]
+    if not hmac.compare_digest(mac, expected):
+        raise TokenError("bad_signature", "the click id's signature does not match: forged or altered")
+    (_, seconds) = struct.unpack(">BI", body[:5])
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def is_valid_click_id(click_id: str | None, secret: bytes) -> bool:
+    if not click_id:
+        return False
+    try:
+        verify_click_id(click_id, secret)
+    except TokenError:
+        return False
+    return True

@@ -1,0 +1,124 @@
+"""Tracking URLs for an ad response, and macro expansion in third-party monitoring URLs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from urllib.parse import quote
+
+from adstack.tracking.devices import GaidForm, normalise_gaid
+from adstack.tracking.tokens import DEFAULT_TOKEN_TTL, TrackingClaims, encode_token, new_click_id
+
+
+class VideoEvent(StrEnum):
+    START = "start"
+    FIRST_QUARTILE = "first_quartile"
+    MIDPOINT = "midpoint"
+    THIRD_QUARTILE = "third_quartile"
+    COMPLETE = "complete"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingUrls:
+    impression_url: str
+    click_url: str
+    video_urls: dict[str, str] = field(default_factory=dict)
+    click_id: str = ""
+
+
+def build_tracking_urls(
+    *,
+    base_url: str,
+    secret: bytes,
+    impression_id: str,
+    account_id: int,
+    campaign_id: int,
+    ad_group_id: int,
+    creative_id: int,
+    ad_space_id: int,
+    publisher_id: int,
+    bid_type: str,
+    price_micros: int,
+    issued_at: datetime,
+    gaid: str | None,
+    country: str,
+    placement_type: str,
+) -> TrackingUrls:
+    """The impression, click and video URLs of one served ad.
+
+    `secret` is the platform secret (`settings.resolved_secret_key`); keys for tokens and click ids are
+    derived from it. `price_micros` is the clearing price in the account currency: per thousand impressions
+    for CPM and guaranteed CPM, per click for CPC (CPT and CPA are not charged by tracking).
+    `impression_id` is 1-64 characters of [A-Za-z0-9_-].
+    """
+    device = normalise_gaid(gaid)
+    claims = TrackingClaims(
+        impression_id=impression_id, account_id=account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
+        creative_id=creative_id, ad_space_id=ad_space_id, publisher_id=publisher_id, bid_type=bid_type,
+        price_micros=price_micros, issued_at=issued_at, expires_at=issued_at + DEFAULT_TOKEN_TTL,
+        country=country, placement_type=placement_type,
+        gaid=device.value if device is not None and device.form is GaidForm.RAW else "",
+    )
+    token = encode_token(claims, secret)
+    base = base_url.rstrip("/")
+    return TrackingUrls(
+        impression_url=f"{base}/t/imp?t={token}",
+        click_url=f"{base}/t/click?t={token}",
+        video_urls={event.value: f"{base}/t/video?e={event.value}&t={token}" for event in VideoEvent},
+        click_id=new_click_id(impression_id, issued_at, secret),
+    )
+
+
+# Macros accepted in advertisers' third-party impression-monitoring and video-tracking URLs, in the two
+# spellings ad servers commonly use: {click_id} and __CLICK_ID__.
+MACRO_ALIASES: dict[str, tuple[str, ...]] = {
+    "click_id": ("click_id", "clickid", "CLICK_ID", "CLICKID"),
+    "gaid": ("gaid", "GAID", "advertising_id", "ADVERTISING_ID", "google_aid"),
+    "timestamp": ("timestamp", "ts", "TS", "TIMESTAMP"),
+    "timestamp_ms": ("timestamp_ms", "TS_MS", "TIMESTAMP_MS"),
+    "campaign_id": ("campaign_id", "CAMPAIGN_ID", "campaignid"),
+    "ad_group_id": ("ad_group_id", "adgroup_id", "AD_GROUP_ID", "ADGROUP_ID", "adgroupid"),
+    "creative_id": ("creative_id", "CREATIVE_ID", "creativeid"),
+    "ad_space_id": ("ad_space_id", "AD_SPACE_ID"),
+    "publisher_id": ("publisher_id", "PUBLISHER_ID"),
+}
+_ALIAS_TO_NAME = {alias: name for name, aliases in MACRO_ALIASES.items() for alias in aliases}
+_MACRO = re.compile(r"\{([A-Za-z_]+)\}|__([A-Z_]+)__")
+
+
+def expand_macros(
+    template: str,
+    *,
+    click_id: str = "",
+    gaid: str | None = None,
+    timestamp: datetime | None = None,
+    campaign_id: int | None = None,
+    ad_group_id: int | None = None,
+    creative_id: int | None = None,
+    ad_space_id: int | None = None,
+    publisher_id: int | None = None,
+) -> str:
+    """Fill the known macros of a third-party URL, URL-encoded; unknown macros are left as they are, and a
+    known macro without a value becomes empty rather than leaking the placeholder to the third party."""
+    values: Mapping[str, str] = {
+        "click_id": click_id,
+        "gaid": gaid or "",
+        "timestamp": str(int(timestamp.timestamp())) if timestamp else "",
+        "timestamp_ms": str(int(timestamp.timestamp() * 1000)) if timestamp else "",
+        "campaign_id": "" if campaign_id is None else str(campaign_id),
+        "ad_group_id": "" if ad_group_id is None else str(ad_group_id),
+        "creative_id": "" if creative_id is None else str(creative_id),
+        "ad_space_id": "" if ad_space_id is None else str(ad_space_id),
+        "publisher_id": "" if publisher_id is None else str(publisher_id),
+    }
+
+    def replace(match: re.Match[str]) -> str:
+        name = _ALIAS_TO_NAME.get(match.group(1) or match.group(2))
+        if name is None:
+            return match.group(0)
+        return quote(values[name], safe="")
+
+    return _MACRO.sub(replace, template)
