@@ -1,0 +1,1 @@
+"""Uploaded images and videos, checked from their content."""
