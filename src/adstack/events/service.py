@@ -1,0 +1,322 @@
+"""The event store: append-only, durable on acknowledgement, each event_id counted once.
+
+Writers call `get_event_store(settings).append(events)`. The events go to the write-ahead journal
+(fsynced) and a loader drains the journal into ClickHouse in batches: embedded chDB under the data dir
+by default, or a ClickHouse server when `settings.clickhouse_url` is set. Readers call `flush()` first
+when they need everything appended so far (reports do), or rely on the background loader, which runs
+in a served process.
+
+Counting each id once is the loader's job, not the reader's: before a batch is inserted its ids are
+looked up in `event_ids` (every id ever loaded, sorted by id) and the ones already there are left out.
+So the raw table and the rollups fed from it hold each event once, and reports read the rollup
+without FINAL or a second pass. A crash between the lookup and the insert is covered by the journal's
+in-flight record: the same rows are inserted again with the same deduplication token, which ClickHouse
+ignores in every table the first attempt already reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adstack.core.settings import Settings
+from adstack.core.timeutil import as_utc
+from adstack.events.engines import EMBEDDED_LOCK, ChdbEngine, ClickHouseServerEngine, Engine, QueryResult
+from adstack.events.journal import InFlight, Journal
+from adstack.events.models import Event, EventType
+from adstack.events.schema import EVENT_IDS_TABLE, EVENTS_TABLE, ddl
+
+log = logging.getLogger("adstack.events")
+
+MAX_EVENT_ID_LENGTH = 200
+LOAD_BATCH_EVENTS = 50_000
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """The journal's (and the raw table's) JSON shape of an event; refuses records no writer should send."""
+    if not event.event_id or len(event.event_id) > MAX_EVENT_ID_LENGTH:
+        raise ValueError(f"event_id must have 1..{MAX_EVENT_ID_LENGTH} characters")
+    if str(event.event_type) not in _EVENT_TYPES:
+        raise ValueError(f"unknown event type {event.event_type!r}")
+    if event.account_id <= 0:
+        raise ValueError("account_id must be positive")
+    occurred = as_utc(event.occurred_at)
+    return {
+        "event_id": event.event_id,
+        "event_type": str(event.event_type),
+        "occurred_at": occurred.strftime("%Y-%m-%d %H:%M:%S.") + f"{occurred.microsecond // 1000:03d}",
+        "account_id": event.account_id,
+        "campaign_id": event.campaign_id,
+        "ad_group_id": event.ad_group_id,
+        "creative_id": event.creative_id,
+        "ad_space_id": event.ad_space_id,
+        "publisher_id": event.publisher_id,
+        "placement_type": event.placement_type,
+        "country": event.country.upper(),
+        "objective": event.objective,
+        "app_package": event.app_package,
+        "device_hash": event.device_hash & 0xFFFF_FFFF_FFFF_FFFF,
+        "conversion_event": event.conversion_event,
+        "attribution_type": event.attribution_type,
+        "partner": event.partner,
+        "revenue_micros": event.revenue_micros,
+        "cost_micros": event.cost_micros,
+        "attrs": {str(k): str(v) for k, v in event.attrs.items()},
+    }
+
+
+class EventStore:
+    """One store per location (a data dir with chDB, or a ClickHouse server), shared by the process."""
+
+    def __init__(self, *, journal_dir: Path, chdb_path: Path | None = None, clickhouse_url: str | None = None,
+                 batch_events: int = LOAD_BATCH_EVENTS):
+        if (chdb_path is None) == (clickhouse_url is None):
+            raise ValueError("name exactly one of chdb_path and clickhouse_url")
+        self.journal = Journal(journal_dir)
+        self.chdb_path = chdb_path
+        self.clickhouse_url = clickhouse_url
+        self.batch_events = batch_events
+        self._engine: Engine | None = None
+        # Embedded stores share the process's chDB lock: one lock, so taking the chDB slot from another
+        # store can never deadlock with that store's own work.
+        self._lock = EMBEDDED_LOCK if chdb_path is not None else threading.RLock()
+        self._loader: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+
+    @property
+    def embedded(self) -> bool:
+        return self.chdb_path is not None
+
+    # ---------- engine ----------
+
+    def engine(self) -> Engine:
+        """The open engine; an embedded store takes the process's one chDB slot from any other store."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the event store is closed")
+            if self._engine is not None:
+                return self._engine
+            if self.chdb_path is not None:
+                _release_embedded_slot(except_for=self)
+                engine: Engine = ChdbEngine(self.chdb_path)
+                _registry.embedded_owner = self
+            else:
+                assert self.clickhouse_url is not None
+                engine = ClickHouseServerEngine(self.clickhouse_url)
+            for statement in ddl():
+                engine.command(statement)
+            self._engine = engine
+            return engine
+
+    def _suspend(self) -> None:
+        """Load what is pending and close the engine; the next use reopens it."""
+        with self._lock:
+            if self._engine is None:
+                return
+            try:
+                self._drain()
+            finally:
+                self._engine.close()
+                self._engine = None
+
+    # ---------- writing ----------
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Durably record events: when this returns they survive a crash. Ids seen before count once."""
+        if not events:
+            return
+        if self._closed:
+            raise RuntimeError("the event store is closed")
+        payload = b"".join(orjson.dumps(event_record(e)) + b"\n" for e in events)
+        self.journal.append(payload)
+
+    def flush(self) -> None:
+        """Load everything appended so far, so queries see it."""
+        with self._lock:
+            self.engine()
+            self._drain()
+
+    def pending_bytes(self) -> int:
+        return self.journal.pending_bytes()
+
+    def _drain(self) -> None:
+        engine = self._engine
+        assert engine is not None
+        with self.journal.loader_lock():
+            self._recover(engine)
+            while True:
+                batch = self.journal.read_batch(self.batch_events)
+                if not batch.lines:
+                    return
+                rows = _unique_rows(batch.lines)
+                existing = self._existing_ids(engine, [r[0] for r in rows])
+                inflight = InFlight(token=uuid.uuid4().hex, start=batch.start, end=batch.end,
+                                    skipped_ids=sorted(existing))
+                self.journal.begin(inflight)
+                self._insert(engine, rows, existing, inflight.token)
+                self.journal.finish(inflight)
+
+    def _recover(self, engine: Engine) -> None:
+        """Redo an insert a crash interrupted, with the same rows and token, so it lands exactly once."""
+        inflight = self.journal.inflight()
+        if inflight is None:
+            return
+        done = self.journal.checkpoint()
+        segments = set(self.journal.segments())
+        unfinished = {name: end for name, end in inflight.end.items()
+                      if name in segments and done.get(name, 0) < end}
+        if unfinished:
+            lines = self.journal.read_ranges(inflight.start, inflight.end)
+            log.warning("redoing an interrupted event load of %d lines", len(lines))
+            self._insert(engine, _unique_rows(lines), set(inflight.skipped_ids), inflight.token)
+        self.journal.finish(inflight)
+
+    @staticmethod
+    def _existing_ids(engine: Engine, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 10_000):
+            chunk = ids[start:start + 10_000]
+            result = engine.query(
+                f"SELECT event_id FROM {EVENT_IDS_TABLE} WHERE event_id IN {{ids:Array(String)}}", {"ids": chunk})  # noqa: S608
+            found.update(row[0] for row in result.rows)
+        return found
+
+    @staticmethod
+    def _insert(engine: Engine, rows: list[tuple[str, bytes]], skip: set[str], token: str) -> None:
+        payload = b"\n".join(line for event_id, line in rows if event_id not in skip)
+        if payload:
+            engine.insert_json_rows(EVENTS_TABLE, payload, token=token)
+
+    # ---------- reading ----------
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None, *, fresh: bool = True) -> QueryResult:
+        """Run a read over the store's tables; `fresh` loads pending events first (read-your-writes)."""
+        with self._lock:
+            engine = self.engine()
+            if fresh and self.journal.pending_bytes():
+                self._drain()
+            return engine.query(sql, params)
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with self._lock:
+            self.engine().command(sql, params)
+
+    # ---------- lifecycle ----------
+
+    def start_loader(self, interval_seconds: float = 1.0) -> None:
+        """Drain the journal in the background, so reports stay current without explicit flushes."""
+        with self._lock:
+            if self._loader is not None and self._loader.is_alive():
+                return
+            self._stop.clear()
+            self._loader = threading.Thread(target=self._run_loader, args=(interval_seconds,),
+                                            name="adstack-event-loader", daemon=True)
+            self._loader.start()
+
+    def _run_loader(self, interval_seconds: float) -> None:
+        while not self._stop.wait(interval_seconds):
+            try:
+                if self.journal.pending_bytes():
+                    self.flush()
+            except Exception:  # keep loading later; the journal still holds everything
+                log.exception("event load failed; will retry")
+
+    def stop_loader(self) -> None:
+        self._stop.set()
+        loader = self._loader
+        if loader is not None:
+            loader.join(timeout=30)
+        self._loader = None
+
+    def close(self) -> None:
+        """Load what is pending, then release the engine and the journal."""
+        self.stop_loader()
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._engine is not None or self.journal.pending_bytes():
+                    self.engine()
+                    self._suspend()
+            finally:
+                self._closed = True
+                self.journal.close()
+                if _registry.embedded_owner is self:
+                    _registry.embedded_owner = None
+
+
+def _unique_rows(lines: list[bytes]) -> list[tuple[str, bytes]]:
+    """(event_id, line) pairs, the first of each id only, in journal order."""
+    seen: set[str] = set()
+    rows: list[tuple[str, bytes]] = []
+    for line in lines:
+        event_id = orjson.loads(line)["event_id"]
+        if event_id not in seen:
+            seen.add(event_id)
+            rows.append((event_id, line))
+    return rows
+
+
+# ---------- process-wide access ----------
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stores: dict[str, EventStore] = {}
+        self.embedded_owner: EventStore | None = None
+
+
+_registry = _Registry()
+
+
+def _release_embedded_slot(*, except_for: EventStore) -> None:
+    owner = _registry.embedded_owner
+    if owner is not None and owner is not except_for:
+        owner._suspend()
+        _registry.embedded_owner = None
+
+
+def store_location(settings: Settings) -> str:
+    if settings.clickhouse_url:
+        return f"{settings.clickhouse_url}#{settings.data_dir.resolve()}"
+    return str(settings.data_dir.resolve())
+
+
+def get_event_store(settings: Settings) -> EventStore:
+    """The process's store for these settings (one per data dir or ClickHouse server)."""
+    key = store_location(settings)
+    with _registry.lock:
+        store = _registry.stores.get(key)
+        if store is None or store._closed:
+            events_dir = settings.data_dir / "events"
+            if settings.clickhouse_url:
+                store = EventStore(journal_dir=events_dir / "journal", clickhouse_url=settings.clickhouse_url)
+            else:
+                store = EventStore(journal_dir=events_dir / "journal", chdb_path=events_dir / "chdb")
+            _registry.stores[key] = store
+        return store
+
+
+def close_event_store(settings: Settings) -> None:
+    with _registry.lock:
+        store = _registry.stores.pop(store_location(settings), None)
+    if store is not None:
+        store.close()
+
+
+def close_all_event_stores() -> None:
+    with _registry.lock:
+        stores = list(_registry.stores.values())
+        _registry.stores.clear()
+    for store in stores:
+        store.close()
+
