@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
@@ -37,7 +36,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Self-hosted mobile advertising platform API.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)

@@ -87,5 +87,39 @@ def admin_create(
         engine.dispose()
 
 
+@bench_app.command("serving")
+def bench_serving() -> None:
+    """Decision latency at 1,000 and 100,000 ad groups, and HTTP throughput of POST /v1/ads."""
+    from adstack.bench import serving
+
+    serving.main()
+
+
+@bench_app.command("postbacks")
+def bench_postbacks() -> None:
+    """Postbacks accepted per second over HTTP, and in-process attribution throughput."""
+    from adstack.bench import postbacks
+
+    postbacks.main()
+
+
+@bench_app.command("reports")
+def bench_reports(
+    events: Annotated[int, typer.Option("--events", min=1000, help="Synthetic events to load.")] = 100_000_000,
+) -> None:
+    """Report latency on rollups against the same aggregate over raw events."""
+    from adstack.bench import reports
+
+    reports.main(events=events)
+
+
+@bench_app.command("audiences")
+def bench_audiences() -> None:
+    """Import a 64 MB GAID file; ids per second, peak RSS growth and membership look-ups per second."""
+    from adstack.bench import audiences
+
+    audiences.main()
+
+
 if __name__ == "__main__":
     app()

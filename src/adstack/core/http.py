@@ -95,6 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         return JSONResponse(error_body("conflict", "the change conflicts with existing data"), status_code=409)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "an unexpected error occurred; it has been logged"),
+                            status_code=500)
+
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
         log.exception("database unavailable", exc_info=exc)
