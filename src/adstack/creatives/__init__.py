@@ -1,0 +1,1 @@
+"""Creatives: format specs, materials, review, preview and dynamic-creative combinations."""

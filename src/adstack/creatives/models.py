@@ -1,0 +1,185 @@
+"""Creatives: the table and the API schemas. Format rules live in formats.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from adstack.campaigns.enums import ServingStatus, UserStatus
+from adstack.core.db import Base, TimestampMixin
+from adstack.core.deps import MAX_ID
+from adstack.creatives.formats import FORMAT_CODES
+from adstack.review.models import ReviewStatus
+
+# Python enum generated from the format table, so the OpenAPI lists every code.
+CreativeFormat = StrEnum("CreativeFormat", {code.upper(): code for code in FORMAT_CODES})  # type: ignore[misc]
+
+MAX_TRACKING_URLS = 5
+
+
+class Creative(Base, TimestampMixin):
+    __tablename__ = "creatives"
+    __table_args__ = (Index("ix_creatives_account_status", "account_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    ad_group_id: Mapped[int] = mapped_column(ForeignKey("ad_groups.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    format: Mapped[str] = mapped_column(String(64))
+    # {"titles": [...], "descriptions": [...], "button_texts": [...], "images": [media ids], "videos": [media ids],
+    #  "icon": media id | null, "brand_name": str | null}
+    materials: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    click_url: Mapped[str] = mapped_column(String(2048))
+    deeplink: Mapped[str | None] = mapped_column(String(2048))
+    impression_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # {"start": [...], "first_quartile": [...], "midpoint": [...], "third_quartile": [...]}
+    video_tracking: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.ENABLED)
+    review_status: Mapped[str] = mapped_column(String(20), default=ReviewStatus.TO_BE_SUBMITTED)
+    rejection_reasons: Mapped[str] = mapped_column(String(2000), default="")
+    created_by_user_id: Mapped[int | None]
+    deleted_at: Mapped[datetime | None]
+
+
+# ---------- API schemas ----------
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Generous raw bounds; each format's real limits are checked by formats.validate_materials with named rules.
+MaterialText = Annotated[str, StringConstraints(max_length=500)]
+MediaId = Annotated[int, Field(ge=1, le=MAX_ID)]
+HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048,
+                                           pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s]*$")]
+Deeplink = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048,
+                                            pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://?[^\s]*$")]
+TrackingUrls = Annotated[list[HttpUrl], Field(max_length=MAX_TRACKING_URLS)]
+
+
+class Materials(BaseModel):
+    """What the creative is made of. Images, videos and the icon are ids of the account's uploads (/media)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    titles: list[MaterialText] = Field(default_factory=list, max_length=20)
+    descriptions: list[MaterialText] = Field(default_factory=list, max_length=20)
+    button_texts: list[MaterialText] = Field(default_factory=list, max_length=20)
+    images: list[MediaId] = Field(default_factory=list, max_length=20, description="Media ids of images.")
+    videos: list[MediaId] = Field(default_factory=list, max_length=20, description="Media ids of MP4 videos.")
+    icon: MediaId | None = Field(default=None, description="Media id of the icon image.")
+    brand_name: MaterialText | None = None
+
+
+class VideoTracking(BaseModel):
+    """Third-party URLs called as a video reaches each point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: TrackingUrls = Field(default_factory=list)
+    first_quartile: TrackingUrls = Field(default_factory=list)
+    midpoint: TrackingUrls = Field(default_factory=list)
+    third_quartile: TrackingUrls = Field(default_factory=list)
+
+
+class CreativeFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    materials: Materials
+    click_url: HttpUrl = Field(description="Where a click lands; http or https.")
+    deeplink: Deeplink | None = Field(default=None, description="Opens the app when installed.")
+    impression_urls: TrackingUrls = Field(default_factory=list, description="Impression-monitoring URLs.")
+    video_tracking: VideoTracking = Field(default_factory=VideoTracking)
+
+
+class CreativeCreate(CreativeFields):
+    ad_group_id: MediaId
+    name: Name
+    format: CreativeFormat
+    status: Literal["enabled", "paused"] = "enabled"
+
+
+class CreativeUpdate(BaseModel):
+    """Only the fields sent change. Anything but the name sends an approved creative back to review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    format: CreativeFormat | None = None
+    materials: Materials | None = None
+    click_url: HttpUrl | None = None
+    deeplink: Deeplink | None = None
+    impression_urls: TrackingUrls | None = None
+    video_tracking: VideoTracking | None = None
+
+    @field_validator("name", "format", "materials", "click_url", "impression_urls", "video_tracking")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out but not set to null")
+        return value
+
+
+class CreativeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    account_id: int
+    ad_group_id: int
+    campaign_id: int | None = None
+    name: str
+    format: str
+    materials: Materials
+    click_url: str
+    deeplink: str | None
+    impression_urls: list[str]
+    video_tracking: VideoTracking
+    status: UserStatus
+    review_status: ReviewStatus
+    rejection_reasons: str
+    serving_status: ServingStatus | None = None
+    serving_reason: str = ""
+    expected_review_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    notice: str | None = Field(default=None, description="Side effects the caller should know about.")
+
+
+class CreativePage(BaseModel):
+    total: int
+    items: list[CreativeRead]
+
+
+class CreativeStatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["enabled", "paused", "deleted"]
+
+
+class CreativeSort(StrEnum):
+    ID = "id"
+    NAME = "name"
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    STATUS = "status"
+    REVIEW_STATUS = "review_status"
+
+
+class PreviewIn(BaseModel):
+    """Unsaved materials, rendered as the console edits them. Media must belong to the account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: CreativeFormat
+    materials: Materials
+    account_id: MediaId | None = Field(default=None, description="Whose uploads the materials use.")
+    click_url: HttpUrl | None = None
+
+
+class RejectionRead(BaseModel):
+    reasons: list[str]
+    actor_user_id: int | None
+    created_at: datetime
