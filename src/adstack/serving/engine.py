@@ -1,0 +1,466 @@
+"""The decision: from one ad opportunity to the ads that fill it, with their prices and reservations.
+
+Order of work per request:
+
+1. the targeting index gives the candidate ad groups (posting-list intersection);
+2. reserved tiers first: CPT bookings, rotated so concurrent bookings of a slot share it evenly, then guaranteed
+   CPM bookings that are behind their even delivery schedule, the furthest behind first;
+3. the performance auction over the rest by eCPM, best score bucket first, stopping once the remaining buckets
+   cannot change the outcome; each candidate is checked (schedule, device rules, account funds, format, budget,
+   pacing, frequency) and priced with its best fitting creative;
+4. each winner reserves its price against budgets, account funds and frequency in one atomic counter operation; a
+   refused reservation (another process took the last of a budget) passes the slot to the next candidate;
+5. the winner's creative assets are chosen by Thompson sampling (dynamic creative).
+
+Nothing here touches the database: the engine reads one `ServingState` reference (snapshot, rates, score order,
+exchange rates), which the refresher replaces whole.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pyroaring import BitMap
+
+from adstack.serving import eligibility
+from adstack.serving.counters import Claim, Counters
+from adstack.serving.dynamic import choose_combination
+from adstack.serving.fx import FxRates
+from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allowance_micros
+from adstack.serving.prediction import OutcomeCounter, RateModel
+from adstack.serving.ranking import ScoreOrder, clearing_price_micros, ecpm_usd_micros
+from adstack.serving.request import AdRequest
+from adstack.serving.snapshot import (
+    CPA,
+    CPC,
+    CPT,
+    GUARANTEED_CPM,
+    AdGroupSnap,
+    AdSpaceSnap,
+    AssetCombination,
+    CreativeSnap,
+    Snapshot,
+)
+
+DAY_KEY_TTL = 3 * 86400
+TIER_CPT = "cpt"
+TIER_GUARANTEED = "guaranteed_cpm"
+TIER_AUCTION = "auction"
+MAX_RESERVE_ATTEMPTS = 4  # per slot: refused reservations before the slot goes unfilled
+PACING_BLOCK_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServingState:
+    """Everything a decision reads, swapped as one reference."""
+
+    snapshot: Snapshot
+    rates: RateModel
+    order: ScoreOrder
+    fx: FxRates
+
+    @classmethod
+    def build(cls, snapshot: Snapshot, rates: RateModel | None = None, fx: FxRates | None = None) -> ServingState:
+        rates = rates or RateModel()
+        fx = fx or FxRates()
+        return cls(snapshot, rates, ScoreOrder(snapshot, rates, fx), fx)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    ad_group: AdGroupSnap
+    creative: CreativeSnap
+    combination: AssetCombination
+    tier: str
+    ecpm_usd_micros: float  # the value of the slot to us, USD micros per 1,000 impressions
+    price_micros: int  # clearing price: account currency, in the unit of the bid type (see ranking)
+    bid_usd_cpm_micros: float  # what this ad is worth as a CPM in USD micros (an exchange bid)
+    impression_id: str
+    pctr: float
+    pcvr: float
+    claims: tuple[Claim, ...]
+    ad_space: AdSpaceSnap | None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    ordinal: int
+    group: AdGroupSnap
+    creatives: list[CreativeSnap]
+    creative: CreativeSnap
+    ecpm: float
+    pctr: float
+    pcvr: float
+
+
+def new_impression_id(combination_index: int = 0) -> str:
+    """Unguessable; ends with the asset combination shown, so clicks can credit the combination."""
+    return f"{secrets.token_urlsafe(12)}.{combination_index}"
+
+
+def combination_of(impression_id: str) -> int | None:
+    tail = impression_id.rpartition(".")[2]
+    return int(tail) if tail.isdigit() and len(tail) <= 4 else None
+
+
+class DecisionEngine:
+    def __init__(self, state: ServingState, *, counters: Counters, outcomes: OutcomeCounter | None = None,
+                 traffic: TrafficLearner | None = None, audiences: Any = None, auction_type: str = "second_price",
+                 rng_seed: int | None = None):
+        import random
+
+        self.state = state
+        self.counters = counters
+        self.outcomes = outcomes or OutcomeCounter()
+        self.traffic = traffic or TrafficLearner()
+        self.audiences = audiences
+        self.auction_type = auction_type
+        self._rng = random.Random(rng_seed)
+        self._block_lock = threading.Lock()
+        self._blocked_until: dict[int, float] = {}  # ad group id -> epoch seconds
+        self._blocked_cache: tuple[Snapshot, int, BitMap] | None = None  # (snapshot, generation, ordinals)
+        self._blocked_generation = 0
+        self._next_expiry = math.inf
+
+    # ---------- state ----------
+
+    def swap(self, state: ServingState) -> None:
+        self.state = state
+
+    def block(self, ad_group_id: int, until: float) -> None:
+        """Skip an ad group until `until` (epoch seconds): its budget, pacing or booking refused a reservation."""
+        with self._block_lock:
+            self._blocked_until[ad_group_id] = until
+            self._next_expiry = min(self._next_expiry, until)
+            self._blocked_generation += 1
+
+    def _blocked_ordinals(self, snapshot: Snapshot, now_ts: float) -> BitMap | None:
+        if not self._blocked_until:
+            return None
+        if now_ts >= self._next_expiry:
+            with self._block_lock:
+                for group_id in [g for g, until in self._blocked_until.items() if until <= now_ts]:
+                    del self._blocked_until[group_id]
+                self._next_expiry = min(self._blocked_until.values(), default=math.inf)
+                self._blocked_generation += 1
+        cache = self._blocked_cache
+        if cache is not None and cache[0] is snapshot and cache[1] == self._blocked_generation:
+            return cache[2]
+        with self._block_lock:
+            generation = self._blocked_generation
+            ids = list(self._blocked_until)
+        blocked = BitMap(o for o in (snapshot.ordinal_of(g) for g in ids) if o is not None)
+        self._blocked_cache = (snapshot, generation, blocked)
+        return blocked
+
+    # ---------- the decision ----------
+
+    def decide(self, request: AdRequest, *, space: AdSpaceSnap | None = None,
+               slot_filter: Callable[[AdGroupSnap], bool] | None = None) -> list[Decision]:
+        state = self.state
+        snapshot = state.snapshot
+        now = request.now
+        now_ts = now.timestamp()
+        self.traffic.observe(now)
+        times = eligibility.LocalTimes(now)
+        candidates = snapshot.index.candidates(request)
+        blocked = self._blocked_ordinals(snapshot, now_ts)
+        if blocked is not None and candidates:
+            candidates -= blocked
+        if not candidates:
+            return []
+        count = max(1, request.count)
+        floor = float(max(request.floor_micros, space.reserve_price_micros if space else 0))
+        decisions: list[Decision] = []
+        taken: set[int] = set()
+
+        reserved = candidates & state.order.reserved
+        if reserved:
+            for decision in self._reserved(request, reserved, state, times, space, slot_filter):
+                if len(decisions) >= count:
+                    break
+                decisions.append(decision)
+                taken.add(decision.ad_group.id)
+        if len(decisions) < count:
+            decisions += self._auction(request, candidates, state, times, space, floor, count - len(decisions),
+                                       taken, slot_filter)
+        return decisions
+
+    # ---------- per-candidate checks ----------
+
+    def _eligible(self, group: AdGroupSnap, request: AdRequest, state: ServingState,
+                  times: eligibility.LocalTimes, slot_filter: Callable[[AdGroupSnap], bool] | None,
+                  ) -> list[CreativeSnap] | None:
+        if eligibility.check_schedule(group.schedule, times) is not None:
+            return None
+        account = state.snapshot.accounts.get(group.account_id)
+        if account is None or account.available_micros <= 0:
+            return None
+        if eligibility.check_advertiser(group, request) is not None:
+            return None
+        if eligibility.check_device_rules(group, request, categories=state.snapshot.package_categories,
+                                          audiences=self.audiences) is not None:
+            return None
+        if slot_filter is not None and not slot_filter(group):
+            return None
+        creatives = eligibility.fitting_creatives(group, request.slot)
+        if not creatives:
+            return None
+        if not self.counters.shared and not self._local_counters_allow(group, request, times):
+            return None
+        return creatives
+
+    def _local_counters_allow(self, group: AdGroupSnap, request: AdRequest, times: eligibility.LocalTimes) -> bool:
+        """A cheap look at in-process counters, so exhausted or capped ad groups are skipped before pricing."""
+        day = times.at(group.schedule.time_zone).date()
+        keys = [_day_key(group.id, day)]
+        if group.frequency_cap is not None and request.device_key is not None:
+            keys.append(_frequency_key(group.id, request.device_key, day))
+        values = self.counters.get_many(keys)
+        ledger = self.state.snapshot.ledger_spend.get(group.id)
+        spent_today = max(values[0], ledger.today_micros if ledger and ledger.day == day else 0)
+        if group.daily_budget_micros is not None and spent_today >= group.daily_budget_micros:
+            return False
+        return not (len(values) > 1 and group.frequency_cap is not None and values[1] >= group.frequency_cap)
+
+    # ---------- reserved tiers ----------
+
+    def _reserved(self, request: AdRequest, ordinals: BitMap, state: ServingState, times: eligibility.LocalTimes,
+                  space: AdSpaceSnap | None, slot_filter: Callable[[AdGroupSnap], bool] | None,
+                  ) -> list[Decision]:
+        snapshot = state.snapshot
+        cpt: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
+        guaranteed: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
+        for ordinal in ordinals:
+            group = snapshot.by_ordinal[ordinal]
+            creatives = self._eligible(group, request, state, times, slot_filter)
+            if creatives is None:
+                continue
+            (cpt if group.bid_type == CPT else guaranteed).append((group, creatives))
+        out: list[Decision] = []
+        if cpt:
+            # Even share of voice among concurrent bookings: the one shown least today goes first.
+            days = [times.at(g.schedule.time_zone).date() for g, _ in cpt]
+            shown = self.counters.get_many([_delivered_key(g.id, d) for (g, _), d in zip(cpt, days, strict=True)])
+            order = sorted(range(len(cpt)), key=lambda i: (shown[i], self._rng.random()))
+            for i in order:
+                group, creatives = cpt[i]
+                decision = self._commit(request, state, times, space, group, creatives, tier=TIER_CPT,
+                                        ecpm=0.0, price=group.bid_micros, extra=(
+                                            Claim(_delivered_key(group.id, days[i]), 1, ttl_seconds=DAY_KEY_TTL),))
+                if decision is not None:
+                    out.append(decision)
+        if guaranteed:
+            now = times.now
+            delivered = self.counters.get_many([_booked_key(g.id) for g, _ in guaranteed])
+            behind: list[tuple[float, int]] = []
+            for i, (group, _) in enumerate(guaranteed):
+                allowance = self._booking_allowance(group, now)
+                if delivered[i] < allowance:
+                    behind.append((delivered[i] / max(allowance, 1), i))
+            for _, i in sorted(behind):
+                group, creatives = guaranteed[i]
+                allowance = self._booking_allowance(group, now)
+                booked = Claim(_booked_key(group.id), 1, cap=allowance)
+                bid_usd = state.fx.to_usd(group.bid_micros, group.currency)
+                decision = self._commit(request, state, times, space, group, creatives, tier=TIER_GUARANTEED,
+                                        ecpm=bid_usd, price=group.bid_micros, extra=(booked,))
+                if decision is not None:
+                    out.append(decision)
+        return out
+
+    def _booking_allowance(self, group: AdGroupSnap, now: datetime) -> int:
+        if group.booked_impressions is None:
+            # A booking without a volume is paced by its budgets alone.
+            return 2**62
+        return booking_allowance(group.booked_impressions, group.schedule.start, group.schedule.end, now)
+
+    # ---------- the auction ----------
+
+    def _auction(self, request: AdRequest, candidates: BitMap, state: ServingState, times: eligibility.LocalTimes,
+                 space: AdSpaceSnap | None, floor: float, slots: int, taken: set[int],
+                 slot_filter: Callable[[AdGroupSnap], bool] | None) -> list[Decision]:
+        snapshot = state.snapshot
+        rates = state.rates
+        fx = state.fx
+        placement = request.placement_type or ""
+        need = slots + 1  # the runner-up sets the second price
+        best: list[float] = []  # min-heap of the top `need` eCPMs found so far
+        found: list[_Candidate] = []
+        for bound, bucket in zip(state.order.bounds, state.order.buckets, strict=True):
+            if bound < floor or (len(best) >= need and best[0] >= bound):
+                break
+            hits = candidates & bucket
+            if not hits:
+                continue
+            for ordinal in hits:
+                group = snapshot.by_ordinal[ordinal]
+                if group.id in taken:
+                    continue
+                creatives = self._eligible(group, request, state, times, slot_filter)
+                if creatives is None:
+                    continue
+                bid_usd = fx.to_usd(group.bid_micros, group.currency)
+                top: _Candidate | None = None
+                for creative in creatives:
+                    pctr, pcvr = rates.rates(placement, group.campaign_id, group.id, creative.id)
+                    ecpm = ecpm_usd_micros(group.bid_type, bid_usd, pctr, pcvr)
+                    if top is None or ecpm > top.ecpm:
+                        top = _Candidate(ordinal, group, creatives, creative, ecpm, pctr, pcvr)
+                if top is None or top.ecpm < floor or top.ecpm <= 0:
+                    continue
+                found.append(top)
+                if len(best) < need:
+                    heapq.heappush(best, top.ecpm)
+                elif top.ecpm > best[0]:
+                    heapq.heapreplace(best, top.ecpm)
+        if not found:
+            return []
+        found.sort(key=lambda c: (-c.ecpm, c.group.id))
+        out: list[Decision] = []
+        for position, candidate in enumerate(found):
+            if len(out) >= slots or position >= slots * MAX_RESERVE_ATTEMPTS:
+                break
+            runner_up = found[position + 1].ecpm if position + 1 < len(found) else None
+            group = candidate.group
+            price = clearing_price_micros(bid_type=group.bid_type, bid_micros=group.bid_micros,
+                                          currency=group.currency, winner_ecpm=candidate.ecpm,
+                                          runner_up_ecpm=runner_up, floor_ecpm=floor, pctr=candidate.pctr,
+                                          pcvr=candidate.pcvr, fx=fx, auction_type=self.auction_type)
+            # What the slot costs the advertiser, as USD CPM: the exchange bid when buying on an exchange.
+            cleared = max(floor, min(candidate.ecpm, runner_up or 0.0)) if self.auction_type == "second_price" \
+                else candidate.ecpm
+            decision = self._commit(request, state, times, space, group, [candidate.creative], tier=TIER_AUCTION,
+                                    ecpm=candidate.ecpm, price=price, pctr=candidate.pctr, pcvr=candidate.pcvr,
+                                    exchange_cpm=cleared)
+            if decision is not None:
+                out.append(decision)
+        return out
+
+    # ---------- reservation and assembly ----------
+
+    def _commit(self, request: AdRequest, state: ServingState, times: eligibility.LocalTimes,
+                space: AdSpaceSnap | None, group: AdGroupSnap, creatives: Sequence[CreativeSnap], *, tier: str,
+                ecpm: float, price: int, pctr: float | None = None, pcvr: float | None = None,
+                extra: tuple[Claim, ...] = (), exchange_cpm: float | None = None) -> Decision | None:
+        placement = request.placement_type or ""
+        creative = creatives[0]
+        if pctr is None or pcvr is None:
+            pctr, pcvr = state.rates.rates(placement, group.campaign_id, group.id, creative.id)
+            if len(creatives) > 1:
+                creative = self._rng.choice(list(creatives))
+        cost = expected_cost_micros(group.bid_type, price, pctr, pcvr)
+        claims = self._claims(group, request, state, times, cost) + extra
+        failed = self.counters.reserve(claims)
+        if failed >= 0:
+            self._on_refused(group, claims[failed], times)
+            return None
+        index, combination = self._combination(creative, pctr)
+        bid_usd_cpm = exchange_cpm if exchange_cpm is not None else ecpm
+        return Decision(ad_group=group, creative=creative, combination=combination, tier=tier,
+                        ecpm_usd_micros=ecpm, price_micros=price, bid_usd_cpm_micros=bid_usd_cpm,
+                        impression_id=new_impression_id(index), pctr=pctr, pcvr=pcvr, claims=claims, ad_space=space)
+
+    def _claims(self, group: AdGroupSnap, request: AdRequest, state: ServingState, times: eligibility.LocalTimes,
+                cost: int) -> tuple[Claim, ...]:
+        local = times.at(group.schedule.time_zone)
+        day = local.date()
+        ledger = state.snapshot.ledger_spend.get(group.id)
+        claims: list[Claim] = []
+        if group.daily_budget_micros is not None:
+            cap = group.daily_budget_micros
+            if group.pacing == "even" and group.bid_type != CPT:
+                curve = self.traffic.curve(group.schedule.time_zone, times.now)
+                cap = even_allowance_micros(cap, curve, times.now, group.schedule.time_zone)
+            claims.append(Claim(_day_key(group.id, day), cost, cap=cap,
+                                floor=ledger.today_micros if ledger and ledger.day == day else 0,
+                                ttl_seconds=DAY_KEY_TTL))
+        if group.total_budget_micros is not None:
+            claims.append(Claim(_total_key(group.id), cost, cap=group.total_budget_micros,
+                                floor=ledger.total_micros if ledger else 0))
+        account = state.snapshot.accounts.get(group.account_id)
+        if account is not None:
+            claims.append(Claim(_account_key(account.id), cost, cap=account.spend_cap_micros,
+                                floor=account.charged_micros))
+        if group.frequency_cap is not None and request.device_key is not None:
+            claims.append(Claim(_frequency_key(group.id, request.device_key, day), 1, cap=group.frequency_cap,
+                                ttl_seconds=DAY_KEY_TTL))
+        return tuple(claims)
+
+    def _on_refused(self, group: AdGroupSnap, claim: Claim, times: eligibility.LocalTimes) -> None:
+        """Remember a refusal so the next requests skip the ad group without another round trip."""
+        key = claim.key
+        now_ts = times.now.timestamp()
+        if key.startswith("d:"):
+            if group.daily_budget_micros is not None and claim.cap is not None \
+                    and claim.cap >= group.daily_budget_micros:
+                self.block(group.id, _next_local_midnight(times.at(group.schedule.time_zone)))
+            else:
+                self.block(group.id, now_ts + PACING_BLOCK_SECONDS)
+        elif key.startswith(("t:", "a:")):
+            self.block(group.id, now_ts + 60)
+        elif key.startswith("g:"):
+            self.block(group.id, now_ts + PACING_BLOCK_SECONDS)
+
+    def _combination(self, creative: CreativeSnap, pctr: float) -> tuple[int, AssetCombination]:
+        combinations = creative.combinations
+        if len(combinations) == 1:
+            return 0, combinations[0]
+        outcomes = self.outcomes
+        chosen = choose_combination(combinations, lambda key: outcomes.combination(creative.id, key),
+                                    prior_ctr=pctr, rng=self._rng)
+        return combinations.index(chosen), chosen
+
+    def release(self, decision: Decision) -> None:
+        """Give back a reservation whose ad was not shown (e.g. an exchange auction we lost)."""
+        self.counters.release([c for c in decision.claims if not c.key.startswith("f:")])
+
+
+def expected_cost_micros(bid_type: str, price_micros: int, pctr: float, pcvr: float) -> int:
+    """What one served ad is expected to cost, in account micros: reserved against budgets when it is served."""
+    if bid_type == CPT:
+        return 0  # billed per booked slot, not per impression
+    if bid_type == CPC:
+        return math.ceil(price_micros * pctr)
+    if bid_type == CPA:
+        return math.ceil(price_micros * pctr * pcvr)
+    return math.ceil(price_micros / 1000)  # CPM and guaranteed CPM: price is per 1,000 impressions
+
+
+def _day_key(group_id: int, day: date) -> str:
+    return f"d:{group_id}:{day.isoformat()}"
+
+
+def _total_key(group_id: int) -> str:
+    return f"t:{group_id}"
+
+
+def _account_key(account_id: int) -> str:
+    return f"a:{account_id}"
+
+
+def _frequency_key(group_id: int, device_key: int, day: date) -> str:
+    return f"f:{group_id}:{device_key}:{day.isoformat()}"
+
+
+def _booked_key(group_id: int) -> str:
+    return f"g:{group_id}"
+
+
+def _delivered_key(group_id: int, day: date) -> str:
+    return f"c:{group_id}:{day.isoformat()}"
+
+
+def _next_local_midnight(local: datetime) -> float:
+    tomorrow = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return tomorrow.timestamp()
+
+
+__all__ = ["GUARANTEED_CPM", "Decision", "DecisionEngine", "ServingState", "expected_cost_micros"]

@@ -1,0 +1,159 @@
+"""The targeting index: posting lists of ad groups per attribute value, intersected per request.
+
+This is the conjunction index of "Indexing Boolean Expressions" (Whang et al., VLDB 2009) specialised to the
+targeting adstack offers: every ad group's targeting is one conjunction of `attribute IN (values)` predicates, one
+per dimension, and a dimension left empty places no restriction. For each dimension the index keeps
+
+- a posting list per value: the ad groups that name that value, and
+- a wildcard list (the paper's Z list): the ad groups that do not restrict the dimension.
+
+A request matches the ad groups that, in every dimension, either name the request's value or do not restrict it:
+the candidates are the intersection over dimensions of (postings[value] OR wildcard). The lists are compressed
+bitmaps (`pyroaring`), so each step is a handful of C-level container operations on the surviving candidates
+rather than a walk over ad groups; dimensions that nobody restricts are skipped entirely, and a request stops
+intersecting as soon as nothing is left. Ad groups are numbered by ordinal (their position in the snapshot).
+
+Predicates that are not simple set membership (minor OS versions, installed apps, audiences, schedule hours,
+budgets, frequency) are checked per candidate afterwards, on the few ad groups the index lets through.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from pyroaring import BitMap, FrozenBitMap
+
+if TYPE_CHECKING:
+    from adstack.serving.request import AdRequest
+    from adstack.serving.snapshot import AdGroupSnap
+
+# OS major versions are indexed up to this; an open range covers every major from its start to here.
+OS_MAJOR_CEILING = 64
+
+
+def _os_majors(group: AdGroupSnap) -> Iterable[int]:
+    targeting = group.targeting
+    if targeting.os_min is None and targeting.os_max is None:
+        return ()
+    low = min(targeting.os_min[0], OS_MAJOR_CEILING) if targeting.os_min else 0
+    high = min(targeting.os_max[0], OS_MAJOR_CEILING) if targeting.os_max else OS_MAJOR_CEILING
+    return range(low, high + 1)
+
+
+def _inventory(group: AdGroupSnap) -> Iterable[str]:
+    targeting = group.targeting
+    return [f"s{i}" for i in targeting.ad_space_ids] + [f"p{i}" for i in targeting.publisher_ids]
+
+
+# What each ad group names per dimension; an empty answer means "any".
+_GROUP_VALUES: dict[str, Callable[[AdGroupSnap], Iterable[Hashable]]] = {
+    "placement": lambda g: g.targeting.placement_types,
+    "inventory": _inventory,
+    "deal": lambda g: g.targeting.deal_ids,
+    "country": lambda g: g.targeting.countries,
+    "language": lambda g: g.targeting.languages,
+    "gender": lambda g: g.targeting.genders,
+    "age": lambda g: g.targeting.age_ranges,
+    "network": lambda g: g.targeting.networks,
+    "carrier": lambda g: g.targeting.carriers,
+    "device_model": lambda g: g.targeting.device_models,
+    "os_major": _os_majors,
+}
+
+
+def _language_values(language: str | None) -> tuple[str, ...]:
+    # "en-us" matches ad groups naming "en-us" or plain "en".
+    if not language:
+        return ()
+    base = language.split("-", 1)[0]
+    return (language, base) if base != language else (language,)
+
+
+def request_values(request: AdRequest) -> dict[str, tuple[Hashable, ...]]:
+    """The values a request presents per dimension; empty = unknown (only unrestricted ad groups match)."""
+    inventory: tuple[str, ...] = ()
+    if request.ad_space_id is not None:
+        inventory += (f"s{request.ad_space_id}",)
+    if request.publisher_id is not None:
+        inventory += (f"p{request.publisher_id}",)
+    os_major = (min(request.os_version[0], OS_MAJOR_CEILING),) if request.os_version else ()
+    age = request.age_range
+    return {
+        "placement": (request.placement_type,) if request.placement_type else (),
+        "inventory": inventory,
+        "deal": tuple(request.deal_ids),
+        "country": (request.country.lower(),) if request.country else (),
+        "language": _language_values(request.language),
+        "gender": (request.gender,) if request.gender else (),
+        "age": (age,) if age else (),
+        "network": (request.network,) if request.network else (),
+        "carrier": (request.carrier,) if request.carrier else (),
+        "device_model": (request.device_model,) if request.device_model else (),
+        "os_major": os_major,
+    }
+
+
+class Dimension:
+    __slots__ = ("name", "postings", "restricted", "wildcard")
+
+    def __init__(self, name: str, postings: dict[Hashable, FrozenBitMap], wildcard: FrozenBitMap, size: int):
+        self.name = name
+        self.postings = postings
+        self.wildcard = wildcard
+        self.restricted = len(wildcard) < size  # False: nobody restricts it, so it never filters
+
+    def restrict(self, candidates: BitMap, values: Sequence[Hashable], *, allow_wildcard: bool = True) -> BitMap:
+        hits = [self.postings[v] for v in values if v in self.postings]
+        matched: BitMap
+        if not hits:
+            matched = BitMap()
+        elif len(hits) == 1:
+            matched = candidates & hits[0]
+        else:
+            matched = candidates & BitMap.union(*hits)
+        if allow_wildcard:
+            return matched | (candidates & self.wildcard) if matched else candidates & self.wildcard
+        return matched
+
+
+class TargetingIndex:
+    # Most selective dimensions first, so the candidate set shrinks early.
+    ORDER = ("placement", "inventory", "deal", "country", "os_major", "language", "device_model", "carrier",
+             "network", "age", "gender")
+
+    def __init__(self, groups: Sequence[AdGroupSnap]):
+        self.size = len(groups)
+        self.all = FrozenBitMap(range(self.size))
+        self.dimensions: dict[str, Dimension] = {}
+        for name in self.ORDER:
+            extract = _GROUP_VALUES[name]
+            postings: defaultdict[Hashable, list[int]] = defaultdict(list)
+            wildcard: list[int] = []
+            for ordinal, group in enumerate(groups):
+                values = extract(group)
+                named = False
+                for value in values:
+                    postings[value.lower() if isinstance(value, str) and name != "inventory" else value].append(
+                        ordinal)
+                    named = True
+                if not named:
+                    wildcard.append(ordinal)
+            self.dimensions[name] = Dimension(name, {v: FrozenBitMap(o) for v, o in postings.items()},
+                                              FrozenBitMap(wildcard), self.size)
+
+    def candidates(self, request: AdRequest) -> BitMap:
+        """Ordinals of the ad groups whose indexed targeting the request satisfies."""
+        values = request_values(request)
+        candidates = BitMap(self.all)
+        for name in self.ORDER:
+            dimension = self.dimensions[name]
+            if name == "deal" and request.private_auction:
+                # A private auction admits only deal buyers; an open one admits deal-less ad groups as well.
+                candidates = dimension.restrict(candidates, values[name], allow_wildcard=False)
+            elif dimension.restricted:
+                candidates = dimension.restrict(candidates, values[name])
+            if not candidates:
+                break
+        return candidates

@@ -1,0 +1,234 @@
+"""What may serve, frozen: the immutable picture of the control plane that the hot path reads.
+
+The snapshot holds only ad groups that could serve at all (on, approved, within their booking, with an approved
+account and at least one approved creative); the per-request rules (schedule hour, budgets, frequency, install
+state, audiences) are checked against it by `eligibility`. A refresher builds a new snapshot in the background and
+swaps one reference, so a request sees one consistent snapshot from start to end and never waits for a rebuild.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import MappingProxyType
+
+from adstack.serving.index import TargetingIndex
+
+# Bid types as the snapshot knows them. "cpm" is the open-auction CPM bid; the brand types are reserved tiers.
+CPM = "cpm"
+CPC = "cpc"
+CPA = "cpa"
+CPT = "cpt"
+GUARANTEED_CPM = "guaranteed_cpm"
+RESERVED_BID_TYPES = frozenset({CPT, GUARANTEED_CPM})
+AUCTION_BID_TYPES = frozenset({CPM, CPC, CPA})
+
+
+@dataclass(frozen=True, slots=True)
+class AssetCombination:
+    """One way to assemble a creative from its uploaded materials (dynamic creative)."""
+
+    key: str  # stable within its creative, e.g. "t0-d1-i2"
+    title: str = ""
+    description: str = ""
+    image_url: str = ""
+    video_url: str = ""
+    icon_url: str = ""
+    button: str = ""
+    width: int = 0
+    height: int = 0
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CreativeSnap:
+    id: int
+    ad_group_id: int
+    name: str
+    format: str
+    width: int  # of the main visual (image or video); 0 when the format has none
+    height: int
+    has_image: bool
+    has_video: bool
+    click_url: str
+    combinations: tuple[AssetCombination, ...]
+    deeplink: str = ""
+    impression_monitor_urls: tuple[str, ...] = ()
+    # (event, url) pairs, event one of start, first_quartile, midpoint, third_quartile, complete
+    video_tracking_urls: tuple[tuple[str, str], ...] = ()
+    duration_ms: int = 0
+
+    @property
+    def is_native_capable(self) -> bool:
+        """A native ad needs at least a title and a visual."""
+        return any(c.title and (c.image_url or c.icon_url or c.video_url) for c in self.combinations)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    time_zone: str = "UTC"
+    start: datetime | None = None  # UTC instants; None = open
+    end: datetime | None = None
+    # Hour-of-week in the ad group's zone, 0 = Monday 00:00-01:00 ... 167 = Sunday 23:00-24:00; None = all day.
+    hours_of_week: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRule:
+    """At least `min_minutes` a day in a package, or in apps of a category."""
+
+    min_minutes: int
+    package: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourRule:
+    action: str  # installed, activated, paid, uninstalled
+    packages: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetingSnap:
+    """Every set is an OR of its values; an empty set does not restrict. Text values are lowercased."""
+
+    countries: frozenset[str] = frozenset()
+    genders: frozenset[str] = frozenset()
+    age_ranges: frozenset[str] = frozenset()
+    languages: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()
+    carriers: frozenset[str] = frozenset()
+    device_models: frozenset[str] = frozenset()
+    os_min: tuple[int, ...] | None = None
+    os_max: tuple[int, ...] | None = None
+    placement_types: frozenset[str] = frozenset()
+    publisher_ids: frozenset[int] = frozenset()
+    ad_space_ids: frozenset[int] = frozenset()
+    deal_ids: frozenset[str] = frozenset()
+    installed_apps: frozenset[str] = frozenset()
+    installed_categories: frozenset[str] = frozenset()
+    not_installed_apps: frozenset[str] = frozenset()
+    not_installed_categories: frozenset[str] = frozenset()
+    behaviours: tuple[BehaviourRule, ...] = ()
+    usage: tuple[UsageRule, ...] = ()
+    include_audiences: tuple[int, ...] = ()
+    exclude_audiences: tuple[int, ...] = ()
+    target_group: str = "all_users"
+    promoted_package: str = ""
+
+    @property
+    def uses_audiences(self) -> bool:
+        return bool(self.include_audiences or self.exclude_audiences)
+
+    @property
+    def needs_device_checks(self) -> bool:
+        """Whether anything beyond the index must be checked against the device."""
+        return bool(self.installed_apps or self.installed_categories or self.not_installed_apps
+                    or self.not_installed_categories or self.behaviours or self.usage or self.uses_audiences
+                    or self.os_min or self.os_max
+                    or (self.promoted_package and self.target_group != "all_users"))
+
+
+@dataclass(frozen=True, slots=True)
+class AdGroupSnap:
+    id: int
+    name: str
+    account_id: int
+    campaign_id: int
+    bid_type: str
+    bid_micros: int  # in the account's currency: CPM per 1,000, CPC per click, CPA per conversion, CPT per slot
+    creatives: tuple[CreativeSnap, ...]
+    targeting: TargetingSnap = field(default_factory=TargetingSnap)
+    schedule: Schedule = field(default_factory=Schedule)
+    currency: str = "USD"
+    objective: str = "performance"
+    conversion_event: str = ""
+    daily_budget_micros: int | None = None
+    total_budget_micros: int | None = None
+    pacing: str = "even"
+    frequency_cap: int | None = None  # impressions per device per local day
+    booked_impressions: int | None = None  # guaranteed CPM: the volume to deliver over the booking
+    advertiser_domains: tuple[str, ...] = ()
+    campaign_name: str = ""
+
+    @property
+    def reserved(self) -> bool:
+        return self.bid_type in RESERVED_BID_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnap:
+    id: int
+    currency: str = "USD"
+    # What the ledger said when the snapshot was built: total charged so far and what may still be spent.
+    charged_micros: int = 0
+    available_micros: int = 0
+
+    @property
+    def spend_cap_micros(self) -> int:
+        """The account's lifetime spend may not pass this: charged so far plus what is left."""
+        return self.charged_micros + max(self.available_micros, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSnap:
+    id: int
+    name: str
+    app_package: str = ""
+    platform: str = "android"
+    country: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdSpaceSnap:
+    id: int
+    publisher_id: int
+    name: str
+    placement_type: str
+    accepted_formats: frozenset[str] = frozenset()  # empty = any format
+    sizes: frozenset[tuple[int, int]] = frozenset()  # empty = any size
+    reserve_price_micros: int = 0  # eCPM floor in the platform currency (USD micros per 1,000 impressions)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Ledger figures the counters start from: ad group spend on `day` (its local date) and in total."""
+
+    today_micros: int = 0
+    total_micros: int = 0
+    day: date | None = None
+
+
+class Snapshot:
+    """One consistent, read-only picture of what may serve, with its targeting index."""
+
+    __slots__ = ("_positions", "accounts", "ad_groups", "ad_spaces", "built_at", "by_ordinal", "index", "ledger_spend",
+                 "package_categories", "publishers", "version")
+
+    def __init__(self, *, ad_groups: Iterable[AdGroupSnap], accounts: Iterable[AccountSnap] = (),
+                 publishers: Iterable[PublisherSnap] = (), ad_spaces: Iterable[AdSpaceSnap] = (),
+                 package_categories: Mapping[str, str] | None = None, ledger_spend: Mapping[int, Spend] | None = None,
+                 version: str = "", built_at: datetime | None = None):
+        self.by_ordinal: tuple[AdGroupSnap, ...] = tuple(sorted(ad_groups, key=lambda g: g.id))
+        self.ad_groups: Mapping[int, AdGroupSnap] = MappingProxyType({g.id: g for g in self.by_ordinal})
+        self.accounts: Mapping[int, AccountSnap] = MappingProxyType({a.id: a for a in accounts})
+        self.publishers: Mapping[int, PublisherSnap] = MappingProxyType({p.id: p for p in publishers})
+        self.ad_spaces: Mapping[int, AdSpaceSnap] = MappingProxyType({s.id: s for s in ad_spaces})
+        self.package_categories: Mapping[str, str] = MappingProxyType(dict(package_categories or {}))
+        self.ledger_spend: Mapping[int, Spend] = MappingProxyType(dict(ledger_spend or {}))
+        self.version = version
+        self.built_at = built_at
+        self._positions = {g.id: i for i, g in enumerate(self.by_ordinal)}
+        self.index = TargetingIndex(self.by_ordinal)
+
+    def ordinal_of(self, ad_group_id: int) -> int | None:
+        return self._positions.get(ad_group_id)
+
+    def __len__(self) -> int:
+        return len(self.by_ordinal)
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        return cls(ad_groups=())
