@@ -1,33 +1,1098 @@
-"""Balances, spend and charges over the ledger."""
+"""Money: balances, top-ups, agency transfers, credit lines, financial records and exactly-once charges.
+
+The ledger is the only source of truth: a balance is the sum of an account's ledger entries. Every
+movement of an account's money first locks that account's wallet row and then, inside the same
+transaction, writes its ledger entries and keeps the wallet's projection of the ledger sum and the spend
+counters in step. The lock is
+
+- PostgreSQL: `SELECT ... FOR UPDATE` on the `account_wallets` row (other accounts are not blocked);
+- SQLite: a write to the wallet row as the transaction's first write, which takes SQLite's single write
+  lock the way `BEGIN IMMEDIATE` does, waiting out the busy timeout instead of failing.
+
+Charges (`apply_charge`) are therefore decided one at a time per account: the duplicate check, the cap
+check and the write happen under the lock, so two workers can neither apply the same charge id twice nor
+both spend the last room under a cap. A charge is charged in full while every cap has room, truncated to
+the room left under the tightest cap, and refused (and remembered as refused) once there is none. Caps:
+the ad group's daily budget (a day in the ad group's time zone, by the time the event occurred), its
+total budget, a guaranteed-CPM booking's volume, and the account's funds (its balance, plus the credit
+line in force for a postpay account).
+
+Overspend bound. Billed spend never passes a cap: the overspend in money is 0, against Google Ads' up to
+2x the daily budget on a day, Meta's 75% and Kevel's +-5% of goal. What can pass a cap is delivery that
+arrives after the cap was reached: the events that were already in flight (served, but not yet charged)
+when serving learnt that the cap was reached. Those are refused here and not billed; their number is
+bounded by serving, which stops an ad group on `ChargeResult.exhausted` or on the budget status read from
+this module, and keeps its own hot counters between snapshots.
+
+Charges of deleted campaigns, ad groups and creatives stay: entries are never deleted, and parents' spend
+sums over ids, not over live objects.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    CursorResult,
+    String,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from adstack.finance.models import EntryType, LedgerEntry
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account, AccountType, PaymentMode, Principal, Role, User
+from adstack.campaigns.enums import ServingStatus
+from adstack.campaigns.models import AdGroup
+from adstack.core.csv_export import to_csv
+from adstack.core.db import is_postgres
+from adstack.core.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from adstack.core.money import format_micros, from_micros
+from adstack.core.timeutil import as_utc, utcnow, zone
+from adstack.finance.models import (
+    TOTAL_PERIOD,
+    AccountWallet,
+    CapReason,
+    ChargeKind,
+    ChargeRefusal,
+    ChargeStatus,
+    CreditLine,
+    CreditLineIn,
+    CreditLineRenewIn,
+    Direction,
+    EntryType,
+    FinancialRecord,
+    LedgerEntry,
+    RecordType,
+    RefundIn,
+    SpendCounter,
+    SpendScope,
+    TopUpIn,
+    TopUpRequest,
+    TopUpStatus,
+    TransferIn,
+)
+from adstack.finance.pricing import decide
+from adstack.oplog import service as oplog
+from adstack.oplog.models import Operation
+
+MAX_CHARGE_ID_LENGTH = 120
+PROOF_SIGNATURES = accounts.DOCUMENT_SIGNATURES  # proofs of payment: PDF, PNG or JPEG, sniffed
+MAX_CONTRACT_DAYS = 3 * 366
+
+# ---------- balances ----------
 
 
 def balance_micros(session: Session, account_id: int) -> int:
+    """The sum of the account's ledger entries: the truth every other figure is checked against."""
     total = session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0))
                            .where(LedgerEntry.account_id == account_id))
     return int(total or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Funds:
+    balance_micros: int
+    credit_limit_micros: int  # the credit line in force, 0 without one
+    available_micros: int  # what may still be spent (never negative)
+    suspended: bool  # a postpay period ended without renewal: nothing may be spent
+    credit_line: CreditLine | None
+
+
+def active_credit_line(session: Session, account_id: int, *, at: datetime | None = None) -> CreditLine | None:
+    moment = as_utc(at) if at is not None else utcnow()
+    return session.scalar(select(CreditLine).where(
+        CreditLine.account_id == account_id, CreditLine.starts_at <= moment, CreditLine.ends_at > moment,
+    ).order_by(CreditLine.starts_at.desc()).limit(1))
+
+
+def _postpay_governor(session: Session, account: Account) -> Account | None:
+    """The postpay account whose credit line decides whether this account may spend: itself, or its agency."""
+    if account.payment_mode == PaymentMode.POSTPAY:
+        return account
+    if account.parent_agency_id is not None:
+        parent = session.get(Account, account.parent_agency_id)
+        if parent is not None and parent.payment_mode == PaymentMode.POSTPAY:
+            return parent
+    return None
+
+
+def funds(session: Session, account: Account, *, at: datetime | None = None, balance: int | None = None) -> Funds:
+    """Balance, credit and what may be spent at `at`. A postpay account (or a sub-account of a postpay agency)
+    spends only while a credit line is in force; its own line lets its balance go down to minus the limit."""
+    current = balance_micros(session, account.id) if balance is None else balance
+    governor = _postpay_governor(session, account)
+    if governor is None:
+        return Funds(current, 0, max(current, 0), False, None)
+    line = active_credit_line(session, governor.id, at=at)
+    if line is None:
+        return Funds(current, 0, 0, True, None)
+    limit = line.limit_micros if governor.id == account.id else 0
+    return Funds(current, limit, max(current + limit, 0), False, line if governor.id == account.id else None)
+
+
 def available_micros(session: Session, account_id: int) -> int:
-    """What the account may still spend: its balance plus any unused credit line."""
-    return balance_micros(session, account_id)
+    """What the account may still spend: its balance plus any unused credit line (0 while suspended)."""
+    account = session.get(Account, account_id)
+    if account is None:
+        return 0
+    return funds(session, account).available_micros
+
+
+def reconcile(session: Session, account_id: int) -> tuple[int, int | None]:
+    """(ledger sum, wallet projection); they must agree. The projection is None before the first movement."""
+    projection = session.scalar(select(AccountWallet.balance_micros).where(AccountWallet.account_id == account_id))
+    return balance_micros(session, account_id), None if projection is None else int(projection)
+
+
+def low_balance_notice(session: Session, account: Account, *, available: int | None = None) -> str | None:
+    threshold = account.low_balance_threshold_micros
+    left = available_micros(session, account.id) if available is None else available
+    if threshold <= 0 or left >= threshold:
+        return None
+    return (f"Available balance {format_micros(left)} {account.currency} is below the low-balance threshold "
+            f"{format_micros(threshold)} {account.currency}; top up to keep ads serving.")
+
+
+# ---------- the wallet lock and posting ----------
+
+
+def _dialect_insert(session: Session) -> Any:
+    return postgresql.insert if is_postgres(session) else sqlite.insert
+
+
+def _lock_wallet(session: Session, account: Account) -> int:
+    """Lock the account's wallet row for the rest of the transaction; returns the projected balance."""
+    stmt = select(AccountWallet.balance_micros).where(AccountWallet.account_id == account.id)
+    for _ in range(2):
+        if is_postgres(session):
+            balance = session.scalar(stmt.with_for_update())
+        else:
+            touched = cast(CursorResult[Any], session.execute(
+                update(AccountWallet).where(AccountWallet.account_id == account.id)
+                .values(entry_count=AccountWallet.entry_count)
+                .execution_options(synchronize_session=False)))
+            balance = session.scalar(stmt) if touched.rowcount else None
+        if balance is not None:
+            return int(balance)
+        # First movement of this account: open its wallet with the ledger's sum (entries may predate it).
+        session.execute(_dialect_insert(session)(AccountWallet).values(
+            account_id=account.id, currency=account.currency, balance_micros=balance_micros(session, account.id),
+            entry_count=0, updated_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["account_id"]))
+    raise RuntimeError(f"wallet of account {account.id} could not be locked")  # pragma: no cover
+
+
+def _lock_wallets(session: Session, *accounts_to_lock: Account) -> dict[int, int]:
+    """Lock several wallets in id order, so two transfers in opposite directions cannot deadlock."""
+    return {a.id: _lock_wallet(session, a) for a in sorted(accounts_to_lock, key=lambda a: a.id)}
+
+
+def _existing_entry(session: Session, key: str | None) -> LedgerEntry | None:
+    if key is None:
+        return None
+    return session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+
+
+def _post(session: Session, account: Account, entry_type: EntryType, amount_micros: int, *,
+          key: str | None = None, counterparty_account_id: int | None = None, operator_user_id: int | None = None,
+          remarks: str = "", reference: str = "", campaign_id: int | None = None, ad_group_id: int | None = None,
+          creative_id: int | None = None, occurred_at: datetime | None = None, charge_kind: str | None = None,
+          requested_micros: int | None = None) -> int:
+    """Write one ledger entry and move the wallet projection with it. The wallet must be locked."""
+    now = utcnow()
+    entry_id = session.execute(insert(LedgerEntry).values(
+        account_id=account.id, entry_type=entry_type.value, amount_micros=amount_micros, currency=account.currency,
+        idempotency_key=key, counterparty_account_id=counterparty_account_id, campaign_id=campaign_id,
+        ad_group_id=ad_group_id, creative_id=creative_id, operator_user_id=operator_user_id, remarks=remarks[:500],
+        created_at=now, occurred_at=occurred_at or now, charge_kind=charge_kind, requested_micros=requested_micros,
+        reference=reference,
+    ).returning(LedgerEntry.id)).scalar_one()
+    session.execute(update(AccountWallet).where(AccountWallet.account_id == account.id).values(
+        balance_micros=AccountWallet.balance_micros + amount_micros, entry_count=AccountWallet.entry_count + 1,
+        updated_at=now,
+    ).execution_options(synchronize_session=False))
+    return int(entry_id)
+
+
+def _entry(session: Session, entry_id: int) -> LedgerEntry:
+    entry = session.get(LedgerEntry, entry_id)
+    assert entry is not None
+    return entry
+
+
+def _account(session: Session, principal: Principal, account_id: int) -> Account:
+    return accounts.get_account(session, principal, account_id)
+
+
+def _check_currency(field: str, sent: str | None, account: Account) -> None:
+    if sent is not None and sent != account.currency:
+        raise ValidationFailed.single(
+            field, "same_currency",
+            f"account {account.id} is kept in {account.currency}; there is no cross-currency transfer",
+            limit=account.currency, actual=sent)
+
+
+def _insufficient(field: str, message: str, *, room: int, amount: int) -> ValidationFailed:
+    return ValidationFailed(message, code="insufficient_balance", fields=[
+        FieldError(field=field, rule="within_available_balance", message=message, limit=room, actual=amount)])
+
+
+def _require_account_manager(principal: Principal, what: str) -> None:
+    if not principal.can_manage_accounts:
+        raise Forbidden(f"{what} needs a platform account manager")
+
+
+def _money_snapshot(entry: LedgerEntry, balance_after: int) -> dict[str, Any]:
+    return {"entry_type": entry.entry_type, "amount_micros": entry.amount_micros, "currency": entry.currency,
+            "counterparty_account_id": entry.counterparty_account_id, "balance_micros": balance_after,
+            "remarks": entry.remarks}
+
+
+# ---------- top-ups by an account manager ----------
+
+
+def top_up(session: Session, principal: Principal, data: TopUpIn) -> LedgerEntry:
+    """An account manager credits an account directly (advertisers are topped up this way)."""
+    _require_account_manager(principal, "a direct top-up")
+    account = _account(session, principal, data.account_id)
+    _check_currency("currency", data.currency, account)
+    key = f"top_up:{data.idempotency_key}" if data.idempotency_key else None
+    balance = _lock_wallet(session, account)
+    existing = _existing_entry(session, key)
+    if existing is not None:
+        if existing.account_id != account.id or existing.amount_micros != data.amount_micros:
+            raise Conflict("this idempotency key was used for a different top-up", code="idempotency_key_reused",
+                           fields=[FieldError(field="idempotency_key", rule="unique", actual=data.idempotency_key)])
+        return existing
+    entry = _entry(session, _post(session, account, EntryType.TOP_UP, data.amount_micros, key=key,
+                                  operator_user_id=principal.user_id, remarks=data.remarks,
+                                  counterparty_account_id=account.parent_agency_id))
+    oplog.record(session, actor=principal, operation=Operation.TOP_UP, object_type="account_balance",
+                 object_id=account.id, object_name=account.company_name, account_id=account.id,
+                 before={"balance_micros": balance}, after=_money_snapshot(entry, balance + data.amount_micros))
+    return entry
+
+
+# ---------- prepay top-up requests with a proof of payment ----------
+
+
+def _store_proof(*, account_id: int, filename: str, stream: BinaryIO, storage_dir: Path, max_bytes: int
+                 ) -> tuple[str, int, str, Path]:
+    """Stream a proof of payment to disk: type sniffed from content, size capped. Returns its facts."""
+    head = stream.read(16)
+    content_type = next((ctype for ctype, sigs in PROOF_SIGNATURES.items()
+                         if any(head.startswith(s) for s in sigs)), None)
+    if content_type is None:
+        raise ValidationFailed.single("file", "file_type", "a proof of payment must be PDF, PNG or JPEG",
+                                      limit=sorted(PROOF_SIGNATURES), actual=filename)
+    digest = hashlib.sha256()
+    target_dir = storage_dir / "payment-proofs" / str(account_id)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    temp_path = target_dir / f".upload-{utcnow().timestamp()}-{id(stream)}"
+    size = 0
+    try:
+        with temp_path.open("wb") as out:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"the proof of payment exceeds {max_bytes} bytes", fields=[
+                        FieldError(field="file", rule="max_size_bytes", limit=max_bytes, actual=size)])
+                digest.update(chunk)
+                out.write(chunk)
+                chunk = stream.read(1 << 16)
+        final_path = target_dir / digest.hexdigest()
+        temp_path.replace(final_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    return content_type, size, digest.hexdigest(), final_path
+
+
+def request_top_up(session: Session, principal: Principal, *, account_id: int, amount_micros: int,
+                   filename: str, stream: BinaryIO, storage_dir: Path, max_bytes: int, remarks: str = "",
+                   currency: str | None = None) -> TopUpRequest:
+    """A prepay agency (or advertiser) files a top-up of its own or a sub-account's balance, with the proof."""
+    if amount_micros <= 0:
+        raise ValidationFailed.single("amount_micros", "greater_than", "the amount must be positive",
+                                      limit=0, actual=amount_micros)
+    account = _account(session, principal, account_id)  # another tenant's account: 404
+    _check_currency("currency", currency, account)
+    content_type, size, sha256, path = _store_proof(account_id=account.id, filename=filename, stream=stream,
+                                                     storage_dir=storage_dir, max_bytes=max_bytes)
+    request = TopUpRequest(
+        account_id=account.id, requester_account_id=principal.account_id, amount_micros=amount_micros,
+        currency=account.currency, status=TopUpStatus.PENDING.value, remarks=remarks[:500],
+        proof_filename=Path(filename).name[:255] or "proof", proof_content_type=content_type, proof_size_bytes=size,
+        proof_sha256=sha256, proof_storage_path=str(path), requested_by_user_id=principal.user_id,
+    )
+    session.add(request)
+    session.flush()
+    oplog.record(session, actor=principal, operation=Operation.CREATE, object_type="top_up_request",
+                 object_id=request.id, object_name=f"top-up {format_micros(amount_micros)} {account.currency}",
+                 account_id=account.id, after=_request_snapshot(request))
+    return request
+
+
+def _request_snapshot(request: TopUpRequest) -> dict[str, Any]:
+    return {"account_id": request.account_id, "amount_micros": request.amount_micros, "currency": request.currency,
+            "status": request.status, "proof_sha256": request.proof_sha256,
+            "rejection_reason": request.rejection_reason, "ledger_entry_id": request.ledger_entry_id}
+
+
+def get_top_up_request(session: Session, principal: Principal, request_id: int) -> TopUpRequest:
+    request = session.get(TopUpRequest, request_id)
+    if request is None or not accounts.can_see_account(session, principal, request.account_id):
+        raise NotFound(f"top-up request {request_id} not found")
+    return request
+
+
+def list_top_up_requests(session: Session, principal: Principal, *, status: TopUpStatus | None = None,
+                         account_id: int | None = None, limit: int = 50, offset: int = 0) -> list[TopUpRequest]:
+    stmt = select(TopUpRequest)
+    visible = accounts.visible_account_ids(session, principal)
+    if visible is not None:
+        stmt = stmt.where(TopUpRequest.account_id.in_(visible))
+    if account_id is not None:
+        stmt = stmt.where(TopUpRequest.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(TopUpRequest.status == status.value)
+    return list(session.scalars(stmt.order_by(TopUpRequest.id.desc()).limit(limit).offset(offset)))
+
+
+def decide_top_up_request(session: Session, principal: Principal, request_id: int, *, confirm: bool,
+                          reason: str = "") -> TopUpRequest:
+    """Confirm (credit the balance, exactly once) or reject a pending request."""
+    _require_account_manager(principal, "deciding a top-up request")
+    request = get_top_up_request(session, principal, request_id)
+    account = _account(session, principal, request.account_id)
+    balance = _lock_wallet(session, account)
+    session.refresh(request)  # re-read under the lock: a concurrent decision is seen here
+    if request.status != TopUpStatus.PENDING:
+        raise InvalidState(f"top-up request {request.id} is already {request.status}", code="already_decided")
+    before = _request_snapshot(request)
+    request.decided_by_user_id = principal.user_id
+    request.decided_at = utcnow()
+    if confirm:
+        request.ledger_entry_id = _post(
+            session, account, EntryType.TOP_UP, request.amount_micros, key=f"top_up_request:{request.id}",
+            operator_user_id=principal.user_id, remarks=request.remarks or f"top-up request {request.id}",
+            reference=f"top_up_request:{request.id}", counterparty_account_id=request.requester_account_id
+            if request.requester_account_id != account.id else account.parent_agency_id)
+        request.status = TopUpStatus.CONFIRMED.value
+    else:
+        if not reason.strip():
+            raise ValidationFailed.single("reason", "required", "a rejection needs a reason")
+        request.status = TopUpStatus.REJECTED.value
+        request.rejection_reason = reason[:500]
+    session.flush()
+    after = _request_snapshot(request)
+    after["balance_micros"] = balance + (request.amount_micros if confirm else 0)
+    oplog.record(session, actor=principal, operation=Operation.APPROVE if confirm else Operation.REJECT,
+                 object_type="top_up_request", object_id=request.id,
+                 object_name=f"top-up {format_micros(request.amount_micros)} {request.currency}",
+                 account_id=account.id, before={**before, "balance_micros": balance}, after=after)
+    return request
+
+
+# ---------- agency transfers and reclaims ----------
+
+
+def transfer(session: Session, principal: Principal, data: TransferIn) -> tuple[LedgerEntry, LedgerEntry]:
+    """Move balance between an agency and one of its sub-accounts; neither side may go below what it has.
+
+    Returns (the entry on the side that pays, the entry on the side that receives).
+    """
+    if principal.role == Role.AGENCY:
+        if data.sub_account_id == principal.account_id:
+            raise ValidationFailed.single("sub_account_id", "sub_account", "name one of your sub-accounts, "
+                                          "not the agency itself", actual=data.sub_account_id)
+    elif not principal.can_manage_accounts:
+        raise Forbidden("only an agency or an account manager moves balance between accounts")
+    sub = _account(session, principal, data.sub_account_id)  # another agency's account: 404
+    if sub.parent_agency_id is None:
+        raise ValidationFailed.single("sub_account_id", "sub_account", f"account {sub.id} is not an agency's "
+                                      "sub-account", actual=data.sub_account_id)
+    agency = session.get(Account, sub.parent_agency_id)
+    if agency is None or agency.type != AccountType.AGENCY:
+        raise NotFound(f"agency of account {sub.id} not found")
+    if agency.currency != sub.currency:
+        raise ValidationFailed.single(
+            "sub_account_id", "same_currency",
+            f"agency {agency.id} is kept in {agency.currency} and account {sub.id} in {sub.currency}; "
+            "there is no cross-currency transfer", limit=agency.currency, actual=sub.currency)
+    _check_currency("currency", data.currency, sub)
+    payer, payee = (agency, sub) if data.kind == "transfer" else (sub, agency)
+    base_key = f"transfer:{agency.id}:{data.idempotency_key}" if data.idempotency_key else None
+    balances = _lock_wallets(session, agency, sub)
+    existing = _existing_entry(session, f"{base_key}:out" if base_key else None)
+    if existing is not None:
+        received = _existing_entry(session, f"{base_key}:in")
+        assert received is not None
+        if existing.account_id != payer.id or -existing.amount_micros != data.amount_micros:
+            raise Conflict("this idempotency key was used for a different transfer", code="idempotency_key_reused",
+                           fields=[FieldError(field="idempotency_key", rule="unique", actual=data.idempotency_key)])
+        return existing, received
+    if data.kind == "transfer":
+        room = funds(session, agency, balance=balances[agency.id]).available_micros
+        where = f"agency {agency.id}"
+    else:
+        room = max(balances[sub.id], 0)  # a reclaim never draws on credit
+        where = f"account {sub.id}"
+    if data.amount_micros > room:
+        raise _insufficient("amount_micros", f"{where} has {format_micros(room)} {payer.currency} available; "
+                            f"cannot move {format_micros(data.amount_micros)}", room=room, amount=data.amount_micros)
+    out_type, in_type = ((EntryType.TRANSFER_OUT, EntryType.TRANSFER_IN) if data.kind == "transfer"
+                         else (EntryType.RECLAIM, EntryType.RECLAIM))
+    paid = _entry(session, _post(session, payer, out_type, -data.amount_micros, counterparty_account_id=payee.id,
+                                 key=f"{base_key}:out" if base_key else None, operator_user_id=principal.user_id,
+                                 remarks=data.remarks))
+    received = _entry(session, _post(session, payee, in_type, data.amount_micros, counterparty_account_id=payer.id,
+                                     key=f"{base_key}:in" if base_key else None, operator_user_id=principal.user_id,
+                                     remarks=data.remarks, reference=f"entry:{paid.id}"))
+    paid.reference = f"entry:{received.id}"
+    moved = {payer.id: -data.amount_micros, payee.id: data.amount_micros}
+    oplog.record(session, actor=principal, operation=Operation.TRANSFER, object_type="account_balance",
+                 object_id=sub.id, object_name=sub.company_name, account_id=sub.id,
+                 before={"agency_balance_micros": balances[agency.id], "sub_account_balance_micros": balances[sub.id]},
+                 after={"kind": data.kind, "amount_micros": data.amount_micros, "agency_account_id": agency.id,
+                        "agency_balance_micros": balances[agency.id] + moved[agency.id],
+                        "sub_account_balance_micros": balances[sub.id] + moved[sub.id], "remarks": data.remarks})
+    return paid, received
+
+
+# ---------- refunds ----------
+
+
+def charge_key(charge_id: str) -> str:
+    return f"charge:{charge_id}"
+
+
+def refund(session: Session, principal: Principal, data: RefundIn) -> LedgerEntry:
+    """Give back what a charge took (e.g. traffic found invalid later), at most once per charge."""
+    _require_account_manager(principal, "a refund")
+    charge = _existing_entry(session, charge_key(data.charge_id))
+    if charge is None or charge.entry_type != EntryType.CHARGE:
+        raise NotFound(f"charge {data.charge_id!r} not found")
+    account = _account(session, principal, charge.account_id)
+    balance = _lock_wallet(session, account)
+    key = f"refund:{data.charge_id}"
+    if _existing_entry(session, key) is not None:
+        raise Conflict(f"charge {data.charge_id!r} was already refunded", code="already_refunded",
+                       fields=[FieldError(field="charge_id", rule="refunded_once", actual=data.charge_id)])
+    entry = _entry(session, _post(session, account, EntryType.REFUND, -charge.amount_micros, key=key,
+                                  operator_user_id=principal.user_id, remarks=data.remarks,
+                                  campaign_id=charge.campaign_id, ad_group_id=charge.ad_group_id,
+                                  creative_id=charge.creative_id, reference=f"entry:{charge.id}"))
+    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="refund", object_id=entry.id,
+                 object_name=f"refund of {data.charge_id}"[:200], account_id=account.id,
+                 before={"balance_micros": balance}, after=_money_snapshot(entry, balance + entry.amount_micros))
+    return entry
+
+
+# ---------- postpay credit lines ----------
+
+
+def _local_midnight(day: date, tz_name: str) -> datetime:
+    return as_utc(datetime.combine(day, time(0), tzinfo=zone(tz_name)))
+
+
+def credit_line_state(line: CreditLine, *, at: datetime | None = None) -> str:
+    moment = as_utc(at) if at is not None else utcnow()
+    if line.settled_at is not None:
+        return "settled"
+    if moment < line.starts_at:
+        return "scheduled"
+    return "active" if moment < line.ends_at else "ended"
+
+
+def _new_credit_line(session: Session, principal: Principal, account: Account, *, limit_micros: int,
+                     starts_on: date, ends_on: date, remarks: str, renewed_from_id: int | None) -> CreditLine:
+    if ends_on < starts_on:
+        raise ValidationFailed.single("ends_on", "not_before_starts_on", "the period must end on or after its start",
+                                      limit=starts_on.isoformat(), actual=ends_on.isoformat())
+    if (ends_on - starts_on).days >= MAX_CONTRACT_DAYS:
+        raise ValidationFailed.single("ends_on", "max_period_days", "a contract period is at most three years",
+                                      limit=MAX_CONTRACT_DAYS, actual=(ends_on - starts_on).days + 1)
+    starts_at = _local_midnight(starts_on, account.time_zone)
+    ends_at = _local_midnight(ends_on + timedelta(days=1), account.time_zone)
+    _lock_wallet(session, account)  # serialises grants, so two overlapping lines cannot both pass the check
+    overlap = session.scalar(select(CreditLine.id).where(
+        CreditLine.account_id == account.id, CreditLine.starts_at < ends_at, CreditLine.ends_at > starts_at))
+    if overlap is not None:
+        raise Conflict(f"credit line {overlap} already covers part of this period", code="overlapping_credit_line",
+                       fields=[FieldError(field="starts_on", rule="no_overlap", actual=starts_on.isoformat())])
+    line = CreditLine(account_id=account.id, currency=account.currency, limit_micros=limit_micros,
+                      starts_on=starts_on, ends_on=ends_on, starts_at=starts_at, ends_at=ends_at,
+                      renewed_from_id=renewed_from_id, remarks=remarks[:500], created_by_user_id=principal.user_id)
+    session.add(line)
+    if account.payment_mode != PaymentMode.POSTPAY:
+        before = {"payment_mode": account.payment_mode}
+        account.payment_mode = PaymentMode.POSTPAY.value
+        oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="account",
+                     object_id=account.id, object_name=account.company_name, account_id=account.id,
+                     before=before, after={"payment_mode": account.payment_mode})
+    session.flush()
+    oplog.record(session, actor=principal, operation=Operation.CREATE, object_type="credit_line", object_id=line.id,
+                 object_name=f"credit {starts_on.isoformat()}..{ends_on.isoformat()}", account_id=account.id,
+                 after=_line_snapshot(line))
+    return line
+
+
+def _line_snapshot(line: CreditLine) -> dict[str, Any]:
+    return {"limit_micros": line.limit_micros, "currency": line.currency, "starts_on": line.starts_on,
+            "ends_on": line.ends_on, "renewed_from_id": line.renewed_from_id, "settled_at": line.settled_at,
+            "settled_amount_micros": line.settled_amount_micros}
+
+
+def grant_credit_line(session: Session, principal: Principal, data: CreditLineIn) -> CreditLine:
+    """An account manager makes an account postpay for a contract period, up to a credit limit."""
+    _require_account_manager(principal, "granting a credit line")
+    account = _account(session, principal, data.account_id)
+    return _new_credit_line(session, principal, account, limit_micros=data.limit_micros, starts_on=data.starts_on,
+                            ends_on=data.ends_on, remarks=data.remarks, renewed_from_id=None)
+
+
+def renew_credit_line(session: Session, principal: Principal, line_id: int, data: CreditLineRenewIn) -> CreditLine:
+    """The next contract period, starting the day after the line ends; spending resumes once it is in force."""
+    _require_account_manager(principal, "renewing a credit line")
+    line = get_credit_line(session, principal, line_id)
+    account = _account(session, principal, line.account_id)
+    return _new_credit_line(session, principal, account, limit_micros=data.limit_micros or line.limit_micros,
+                            starts_on=line.ends_on + timedelta(days=1), ends_on=data.ends_on, remarks=data.remarks,
+                            renewed_from_id=line.id)
+
+
+def get_credit_line(session: Session, principal: Principal, line_id: int) -> CreditLine:
+    line = session.get(CreditLine, line_id)
+    if line is None or not accounts.can_see_account(session, principal, line.account_id):
+        raise NotFound(f"credit line {line_id} not found")
+    return line
+
+
+def list_credit_lines(session: Session, principal: Principal, *, account_id: int | None = None,
+                      limit: int = 50, offset: int = 0) -> list[CreditLine]:
+    stmt = select(CreditLine)
+    visible = accounts.visible_account_ids(session, principal)
+    if visible is not None:
+        stmt = stmt.where(CreditLine.account_id.in_(visible))
+    if account_id is not None:
+        stmt = stmt.where(CreditLine.account_id == account_id)
+    return list(session.scalars(stmt.order_by(CreditLine.starts_at.desc()).limit(limit).offset(offset)))
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    account_id: int
+    company_name: str
+    campaign_id: int | None
+    charges_micros: int
+    refunds_micros: int
+
+    @property
+    def actual_cost_micros(self) -> int:
+        return self.charges_micros - self.refunds_micros
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    line: CreditLine
+    final: bool  # the period has ended
+    lines: list[StatementLine]
+    credit_used_micros: int  # what the account owes: how far below zero its balance is
+
+    @property
+    def actual_cost_micros(self) -> int:
+        return sum(item.actual_cost_micros for item in self.lines)
+
+
+def settlement_statement(session: Session, principal: Principal, line_id: int) -> Statement:
+    """The actual cost of a credit line's period, per account (the line's and its sub-accounts) and campaign."""
+    line = get_credit_line(session, principal, line_id)
+    account_ids = [line.account_id, *session.scalars(
+        select(Account.id).where(Account.parent_agency_id == line.account_id).order_by(Account.id))]
+    names = dict(session.execute(select(Account.id, Account.company_name).where(Account.id.in_(account_ids)))
+                 .tuples().all())
+    rows = session.execute(
+        select(LedgerEntry.account_id, LedgerEntry.campaign_id,
+               func.sum(case((LedgerEntry.entry_type == EntryType.CHARGE.value, -LedgerEntry.amount_micros),
+                             else_=0)),
+               func.sum(case((LedgerEntry.entry_type == EntryType.REFUND.value, LedgerEntry.amount_micros), else_=0)))
+        .where(LedgerEntry.account_id.in_(account_ids),
+               LedgerEntry.entry_type.in_([EntryType.CHARGE.value, EntryType.REFUND.value]),
+               LedgerEntry.occurred_at >= line.starts_at, LedgerEntry.occurred_at < line.ends_at)
+        .group_by(LedgerEntry.account_id, LedgerEntry.campaign_id)
+        .order_by(LedgerEntry.account_id, LedgerEntry.campaign_id)).tuples().all()
+    items = [StatementLine(int(a), names.get(int(a), ""), None if c is None else int(c), int(ch or 0), int(rf or 0))
+             for a, c, ch, rf in rows]
+    owed = max(-balance_micros(session, line.account_id), 0) if line.settled_at is None else 0
+    return Statement(line, credit_line_state(line) in ("ended", "settled"), items, owed)
+
+
+def statement_csv(statement: Statement) -> str:
+    line = statement.line
+    period = f"{line.starts_on.isoformat()}..{line.ends_on.isoformat()}"
+    header = ("period", "account_id", "company_name", "campaign_id", "charges", "refunds", "actual_cost", "currency")
+    rows: list[list[Any]] = [
+        [period, item.account_id, item.company_name, item.campaign_id, str(from_micros(item.charges_micros)),
+         str(from_micros(item.refunds_micros)), str(from_micros(item.actual_cost_micros)), line.currency]
+        for item in statement.lines
+    ]
+    rows.append([period, line.account_id, "total actual cost", None, "", "",
+                 str(from_micros(statement.actual_cost_micros)), line.currency])
+    rows.append([period, line.account_id, "credit limit", None, "", "", str(from_micros(line.limit_micros)),
+                 line.currency])
+    rows.append([period, line.account_id, "amount due" if statement.final else "amount due so far (interim)", None,
+                 "", "", str(from_micros(statement.credit_used_micros)), line.currency])
+    return to_csv(header, rows)
+
+
+def settle_credit_line(session: Session, principal: Principal, line_id: int, *, remarks: str = "") -> CreditLine:
+    """Record the payment of an ended period: a credit entry that brings the balance back to zero."""
+    _require_account_manager(principal, "settling a credit line")
+    line = get_credit_line(session, principal, line_id)
+    account = _account(session, principal, line.account_id)
+    balance = _lock_wallet(session, account)
+    session.refresh(line)
+    state = credit_line_state(line)
+    if state != "ended":
+        raise InvalidState(f"credit line {line.id} is {state}; only an ended period is settled",
+                           code="not_settleable")
+    owed = max(-balance, 0)
+    before = _line_snapshot(line)
+    if owed:
+        line.settlement_entry_id = _post(
+            session, account, EntryType.CREDIT, owed, key=f"credit_line:{line.id}:settlement",
+            operator_user_id=principal.user_id, remarks=remarks or f"settlement of credit line {line.id}",
+            reference=f"credit_line:{line.id}")
+    line.settled_at = utcnow()
+    line.settled_amount_micros = owed
+    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="credit_line", object_id=line.id,
+                 object_name=f"settlement {line.starts_on.isoformat()}..{line.ends_on.isoformat()}",
+                 account_id=account.id, before={**before, "balance_micros": balance},
+                 after={**_line_snapshot(line), "balance_micros": balance + owed})
+    return line
+
+
+# ---------- budgets of ad groups ----------
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    """What billing needs to know about an ad group: its owner, caps and time zone."""
+
+    ad_group_id: int
+    account_id: int | None  # None: no such ad group; only the account's funds cap a charge
+    campaign_id: int | None
+    time_zone: str | None  # None: the account's time zone applies
+    daily_budget_micros: int | None
+    total_budget_micros: int | None
+    booked_impressions: int | None
+
+
+def budget_view(session: Session, ad_group_id: int) -> BudgetView:
+    """The ad group's caps, deleted ad groups included (their late events are still billed)."""
+    ad_group = session.get(AdGroup, ad_group_id)
+    if ad_group is None:
+        return BudgetView(ad_group_id, None, None, None, None, None, None)
+    return BudgetView(ad_group_id, ad_group.account_id, ad_group.campaign_id, ad_group.time_zone or None,
+                      ad_group.daily_budget_micros, ad_group.total_budget_micros, ad_group.booked_impressions)
+
+
+def local_day(moment: datetime, tz_name: str) -> str:
+    return as_utc(moment).astimezone(zone(tz_name)).date().isoformat()
+
+
+def next_local_midnight(moment: datetime, tz_name: str) -> datetime:
+    local = as_utc(moment).astimezone(zone(tz_name))
+    return _local_midnight(local.date() + timedelta(days=1), tz_name)
+
+
+def _counters(session: Session, keys: Sequence[tuple[str, int, str]]) -> dict[tuple[str, int, str], tuple[int, int]]:
+    if not keys:
+        return {}
+    rows = session.execute(select(SpendCounter.scope, SpendCounter.scope_id, SpendCounter.period,
+                                  SpendCounter.spent_micros, SpendCounter.units).where(or_(*(
+        and_(SpendCounter.scope == s, SpendCounter.scope_id == i, SpendCounter.period == p) for s, i, p in keys))))
+    return {(s, int(i), p): (int(m), int(u)) for s, i, p, m, u in rows.tuples()}
+
+
+def _add_to_counter(session: Session, key: tuple[str, int, str], *, account_id: int, currency: str, micros: int,
+                    at: datetime) -> None:
+    scope, scope_id, period = key
+    stmt = _dialect_insert(session)(SpendCounter).values(
+        scope=scope, scope_id=scope_id, period=period, account_id=account_id, currency=currency,
+        spent_micros=micros, units=1, last_charge_at=at)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["scope", "scope_id", "period"],
+        set_={"spent_micros": SpendCounter.spent_micros + micros, "units": SpendCounter.units + 1,
+              "last_charge_at": func.max(SpendCounter.last_charge_at, at) if not is_postgres(session)
+              else func.greatest(SpendCounter.last_charge_at, at)}))
 
 
 def ad_group_spend_micros(session: Session, ad_group_id: int, *, since: datetime | None = None,
                           until: datetime | None = None) -> int:
+    """What the ad group was charged for events that occurred in [since, until); all time without bounds."""
     stmt = select(func.coalesce(func.sum(-LedgerEntry.amount_micros), 0)).where(
         LedgerEntry.ad_group_id == ad_group_id, LedgerEntry.entry_type == EntryType.CHARGE.value
     )
     if since is not None:
-        stmt = stmt.where(LedgerEntry.created_at >= since)
+        stmt = stmt.where(LedgerEntry.occurred_at >= since)
     if until is not None:
-        stmt = stmt.where(LedgerEntry.created_at < until)
+        stmt = stmt.where(LedgerEntry.occurred_at < until)
     return int(session.scalar(stmt) or 0)
+
+
+def campaign_spend_micros(session: Session, campaign_id: int, *, since: datetime | None = None,
+                          until: datetime | None = None) -> int:
+    """The campaign's charges, its deleted ad groups and creatives included."""
+    stmt = select(func.coalesce(func.sum(-LedgerEntry.amount_micros), 0)).where(
+        LedgerEntry.campaign_id == campaign_id, LedgerEntry.entry_type == EntryType.CHARGE.value)
+    if since is not None:
+        stmt = stmt.where(LedgerEntry.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(LedgerEntry.occurred_at < until)
+    return int(session.scalar(stmt) or 0)
+
+
+def creative_spend_micros(session: Session, creative_id: int) -> int:
+    stmt = select(func.coalesce(func.sum(-LedgerEntry.amount_micros), 0)).where(
+        LedgerEntry.creative_id == creative_id, LedgerEntry.entry_type == EntryType.CHARGE.value)
+    return int(session.scalar(stmt) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """An ad group's spend against its budgets at a moment, read from the counters billing keeps."""
+
+    ad_group_id: int
+    time_zone: str
+    day: str  # the local date of `at` in the ad group's time zone
+    spent_today_micros: int
+    spent_total_micros: int
+    daily_budget_micros: int | None
+    total_budget_micros: int | None
+    available_funds_micros: int | None  # None when the account is unknown
+
+    @property
+    def remaining_today_micros(self) -> int | None:
+        return None if self.daily_budget_micros is None else max(self.daily_budget_micros
+                                                                  - self.spent_today_micros, 0)
+
+    @property
+    def remaining_total_micros(self) -> int | None:
+        return None if self.total_budget_micros is None else max(self.total_budget_micros
+                                                                  - self.spent_total_micros, 0)
+
+    @property
+    def remaining_micros(self) -> int | None:
+        """What the ad group may still spend today under its budgets (None = uncapped)."""
+        caps = [c for c in (self.remaining_today_micros, self.remaining_total_micros) if c is not None]
+        return min(caps) if caps else None
+
+    @property
+    def exhausted_reason(self) -> ServingStatus | None:
+        """Which money cap stops the ad group now, or None when it may spend."""
+        if self.available_funds_micros is not None and self.available_funds_micros <= 0:
+            return ServingStatus.BALANCE_INSUFFICIENT
+        if self.remaining_total_micros == 0:
+            return ServingStatus.BUDGET_EXHAUSTED
+        if self.remaining_today_micros == 0:
+            return ServingStatus.DAILY_BUDGET_EXHAUSTED
+        return None
+
+
+def budget_state(session: Session, ad_group_id: int, *, at: datetime | None = None) -> BudgetState:
+    """Spend today (in the ad group's time zone) and in total against the budgets, and the account's funds."""
+    moment = as_utc(at) if at is not None else utcnow()
+    view = budget_view(session, ad_group_id)
+    account = session.get(Account, view.account_id) if view.account_id is not None else None
+    tz = view.time_zone or (account.time_zone if account is not None else "UTC")
+    day = local_day(moment, tz)
+    found = _counters(session, [(SpendScope.AD_GROUP.value, ad_group_id, day),
+                                (SpendScope.AD_GROUP.value, ad_group_id, TOTAL_PERIOD)])
+    return BudgetState(
+        ad_group_id=ad_group_id, time_zone=tz, day=day,
+        spent_today_micros=found.get((SpendScope.AD_GROUP.value, ad_group_id, day), (0, 0))[0],
+        spent_total_micros=found.get((SpendScope.AD_GROUP.value, ad_group_id, TOTAL_PERIOD), (0, 0))[0],
+        daily_budget_micros=view.daily_budget_micros, total_budget_micros=view.total_budget_micros,
+        available_funds_micros=funds(session, account, at=moment).available_micros if account is not None else None,
+    )
+
+
+def remaining_budget_micros(session: Session, ad_group_id: int, *, at: datetime | None = None) -> int | None:
+    """What the ad group may still spend today under its daily and total budgets; None when uncapped."""
+    return budget_state(session, ad_group_id, at=at).remaining_micros
+
+
+def ad_group_spend_today(session: Session, ad_group_days: Iterable[tuple[int, str]]) -> dict[int, tuple[int, int]]:
+    """Bulk read for serving's snapshot: {ad_group_id: (spent on that local day, spent in total)} for
+    (ad_group_id, local ISO date) pairs; one query per 500 ad groups."""
+    pairs = list(ad_group_days)
+    out: dict[int, tuple[int, int]] = {ad_group_id: (0, 0) for ad_group_id, _ in pairs}
+    for start in range(0, len(pairs), 500):
+        chunk = pairs[start:start + 500]
+        ids = [ad_group_id for ad_group_id, _ in chunk]
+        wanted = {ad_group_id: day for ad_group_id, day in chunk}
+        rows = session.execute(select(SpendCounter.scope_id, SpendCounter.period, SpendCounter.spent_micros).where(
+            SpendCounter.scope == SpendScope.AD_GROUP.value, SpendCounter.scope_id.in_(ids))).tuples()
+        for scope_id, period, spent in rows:
+            today, total = out[int(scope_id)]
+            if period == TOTAL_PERIOD:
+                out[int(scope_id)] = (today, int(spent))
+            elif period == wanted[int(scope_id)]:
+                out[int(scope_id)] = (int(spent), total)
+    return out
+
+
+# ---------- exactly-once charges ----------
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    charge_id: str
+    status: ChargeStatus
+    charged_micros: int  # what this call took from the balance (0 for a refusal or a duplicate)
+    requested_micros: int
+    reason: CapReason | None = None  # the cap that truncated or refused the charge
+    exhausted: tuple[CapReason, ...] = ()  # caps with nothing left now: serving should stop the ad group
+    entry_id: int | None = None  # the ledger entry (of the first application, for a duplicate)
+
+    @property
+    def applied(self) -> bool:
+        """True when this call moved money (in full or truncated)."""
+        return self.status in (ChargeStatus.APPLIED, ChargeStatus.TRUNCATED)
+
+    @property
+    def duplicate(self) -> bool:
+        return self.status is ChargeStatus.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    charge_id: str
+    account_id: int
+    campaign_id: int
+    ad_group_id: int
+    creative_id: int
+    amount_micros: int
+    kind: str
+    occurred_at: datetime
+
+
+def _validate_charge(charge_id: str, amount_micros: int, kind: str) -> ChargeKind:
+    if not charge_id or len(charge_id) > MAX_CHARGE_ID_LENGTH:
+        raise ValidationFailed.single("charge_id", "length", "a charge id has 1 to 120 characters",
+                                      limit=MAX_CHARGE_ID_LENGTH, actual=len(charge_id))
+    if amount_micros <= 0:
+        raise ValidationFailed.single("amount_micros", "greater_than", "a charge must be positive", limit=0,
+                                      actual=amount_micros)
+    try:
+        return ChargeKind(kind)
+    except ValueError:
+        raise ValidationFailed.single("kind", "enum", f"unknown charge kind {kind!r}",
+                                      limit=[k.value for k in ChargeKind], actual=kind) from None
+
+
+def apply_charge(session: Session, *, charge_id: str, account_id: int, campaign_id: int, ad_group_id: int,
+                 creative_id: int, amount_micros: int, kind: str, occurred_at: datetime) -> ChargeResult:
+    """Charge one billable event exactly once. The caller commits (soon: the account's wallet stays locked
+    until then); a retry with the same charge id, before or after the commit, answers `duplicate`.
+
+    `amount_micros` is the event's price in the account currency: CPM and guaranteed CPM pass
+    `pricing.cpm_impression_micros(clearing price)`, CPC the click price, CPA the conversion price, CPT
+    `pricing.cpt_slot_micros(...)` for one booked slot (charge id e.g. "cpt:<ad group>:<slot start>").
+    """
+    charge_kind = _validate_charge(charge_id, amount_micros, kind)
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    view = budget_view(session, ad_group_id)
+    if view.account_id is not None and view.account_id != account_id:
+        raise ValidationFailed.single("ad_group_id", "belongs_to_account",
+                                      f"ad group {ad_group_id} is not in account {account_id}", actual=ad_group_id)
+    occurred = as_utc(occurred_at)
+    key = charge_key(charge_id)
+
+    balance = _lock_wallet(session, account)
+    done = session.execute(select(LedgerEntry.id, LedgerEntry.amount_micros, LedgerEntry.requested_micros)
+                           .where(LedgerEntry.idempotency_key == key)).first()
+    if done is not None:
+        return ChargeResult(charge_id, ChargeStatus.DUPLICATE, 0, int(done[2] or -done[1]), entry_id=int(done[0]))
+    refused = session.execute(select(ChargeRefusal.requested_micros, ChargeRefusal.reason)
+                              .where(ChargeRefusal.charge_id == charge_id)).first()
+    if refused is not None:
+        return ChargeResult(charge_id, ChargeStatus.DUPLICATE, 0, int(refused[0]), reason=CapReason(refused[1]))
+
+    ad_group_day = local_day(occurred, view.time_zone or account.time_zone)
+    keys = {
+        "ad_group_day": (SpendScope.AD_GROUP.value, ad_group_id, ad_group_day),
+        "ad_group_total": (SpendScope.AD_GROUP.value, ad_group_id, TOTAL_PERIOD),
+        "campaign_day": (SpendScope.CAMPAIGN.value, campaign_id, ad_group_day),
+        "campaign_total": (SpendScope.CAMPAIGN.value, campaign_id, TOTAL_PERIOD),
+        "account_day": (SpendScope.ACCOUNT.value, account_id, local_day(occurred, account.time_zone)),
+        "account_total": (SpendScope.ACCOUNT.value, account_id, TOTAL_PERIOD),
+    }
+    spent = _counters(session, [keys["ad_group_day"], keys["ad_group_total"]])
+
+    def left(cap: int | None, name: str) -> int | None:
+        return None if cap is None else cap - spent.get(keys[name], (0, 0))[0]
+
+    remaining: dict[CapReason, int | None] = {
+        CapReason.DAILY_BUDGET: left(view.daily_budget_micros, "ad_group_day"),
+        CapReason.TOTAL_BUDGET: left(view.total_budget_micros, "ad_group_total"),
+        CapReason.FUNDS: funds(session, account, at=occurred, balance=balance).available_micros,
+    }
+    impressions_left = None
+    if charge_kind is ChargeKind.GUARANTEED_CPM and view.booked_impressions is not None:
+        impressions_left = view.booked_impressions - spent.get(keys["ad_group_total"], (0, 0))[1]
+        # The booking counts impressions, not money: one more impression is all or nothing.
+        remaining[CapReason.BOOKED_VOLUME] = amount_micros if impressions_left > 0 else 0
+    decision = decide(amount_micros, remaining)
+    billed_now = 0 if decision.status is ChargeStatus.REFUSED else 1
+    exhausted = tuple(r for r in decision.exhausted if r is not CapReason.BOOKED_VOLUME
+                      or (impressions_left is not None and impressions_left - billed_now <= 0))
+
+    if decision.status is ChargeStatus.REFUSED:
+        session.execute(insert(ChargeRefusal).values(
+            charge_id=charge_id, account_id=account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
+            creative_id=creative_id, kind=charge_kind.value, requested_micros=amount_micros,
+            reason=(decision.reason or CapReason.FUNDS).value, occurred_at=occurred, created_at=utcnow()))
+        return ChargeResult(charge_id, ChargeStatus.REFUSED, 0, amount_micros, decision.reason, exhausted)
+
+    charged = decision.charged_micros
+    entry_id = _post(session, account, EntryType.CHARGE, -charged, key=key, campaign_id=campaign_id,
+                     ad_group_id=ad_group_id, creative_id=creative_id, occurred_at=occurred,
+                     charge_kind=charge_kind.value,
+                     requested_micros=amount_micros if charged != amount_micros else None)
+    for counter in keys.values():
+        _add_to_counter(session, counter, account_id=account_id, currency=account.currency, micros=charged,
+                        at=occurred)
+    return ChargeResult(charge_id, decision.status, charged, amount_micros, decision.reason, exhausted, entry_id)
+
+
+def apply_charges(session: Session, charges: Iterable[ChargeRequest]) -> list[ChargeResult]:
+    """Apply a batch in one transaction (the caller commits): one lock acquisition per account."""
+    return [apply_charge(session, charge_id=c.charge_id, account_id=c.account_id, campaign_id=c.campaign_id,
+                         ad_group_id=c.ad_group_id, creative_id=c.creative_id, amount_micros=c.amount_micros,
+                         kind=c.kind, occurred_at=c.occurred_at) for c in charges]
+
+
+# ---------- financial records ----------
+
+
+def _records_query(*, account_ids: set[int] | None, direction: Direction | None, record_type: RecordType | None,
+                   since: datetime | None, until: datetime | None) -> Any:
+    entries = select(
+        literal("entry").label("source"), sql_cast(LedgerEntry.id, String).label("ref"), LedgerEntry.id.label("seq"),
+        LedgerEntry.created_at.label("at"), LedgerEntry.account_id.label("account_id"),
+        LedgerEntry.counterparty_account_id.label("counterparty"), LedgerEntry.entry_type.label("type"),
+        LedgerEntry.amount_micros.label("amount"), LedgerEntry.currency.label("currency"),
+        User.email.label("operator"), LedgerEntry.remarks.label("remarks"),
+    ).select_from(LedgerEntry).outerjoin(User, User.id == LedgerEntry.operator_user_id).where(
+        LedgerEntry.entry_type != EntryType.CHARGE.value, LedgerEntry.amount_micros != 0)
+    charges = select(
+        literal("charges").label("source"), SpendCounter.period.label("ref"), literal(0).label("seq"),
+        SpendCounter.last_charge_at.label("at"), SpendCounter.scope_id.label("account_id"),
+        null().label("counterparty"), literal(RecordType.CHARGE_SETTLEMENT.value).label("type"),
+        (-SpendCounter.spent_micros).label("amount"), SpendCounter.currency.label("currency"),
+        literal("system").label("operator"),
+        (literal("charges of ") + SpendCounter.period + literal(" (") + sql_cast(SpendCounter.units, String)
+         + literal(" billable events)")).label("remarks"),
+    ).where(SpendCounter.scope == SpendScope.ACCOUNT.value, SpendCounter.period != TOTAL_PERIOD,
+            SpendCounter.spent_micros != 0)
+    if account_ids is not None:
+        entries = entries.where(LedgerEntry.account_id.in_(account_ids))
+        charges = charges.where(SpendCounter.scope_id.in_(account_ids))
+    if record_type is not None:
+        if record_type is RecordType.CHARGE_SETTLEMENT:
+            entries = entries.where(false())
+        else:
+            entries = entries.where(LedgerEntry.entry_type == record_type.value)
+            charges = charges.where(false())
+    if direction is Direction.IN:
+        entries = entries.where(LedgerEntry.amount_micros > 0)
+        charges = charges.where(false())
+    elif direction is Direction.OUT:
+        entries = entries.where(LedgerEntry.amount_micros < 0)
+    if since is not None:
+        entries = entries.where(LedgerEntry.created_at >= since)
+        charges = charges.where(SpendCounter.last_charge_at >= since)
+    if until is not None:
+        entries = entries.where(LedgerEntry.created_at < until)
+        charges = charges.where(SpendCounter.last_charge_at < until)
+    return union_all(entries, charges).subquery("records")
+
+
+def search_records(session: Session, principal: Principal, *, account_id: int | None = None,
+                   direction: Direction | None = None, record_type: RecordType | None = None,
+                   since: datetime | None = None, until: datetime | None = None, limit: int = 50,
+                   offset: int = 0) -> tuple[list[FinancialRecord], int]:
+    """Money movements of the visible accounts, newest first; charges as one settlement per account and day."""
+    if account_id is not None:
+        accounts.ensure_account_visible(session, principal, account_id)
+        scope: set[int] | None = {account_id}
+    else:
+        scope = accounts.visible_account_ids(session, principal)
+    records = _records_query(account_ids=scope, direction=direction, record_type=record_type, since=since,
+                             until=until)
+    total = int(session.scalar(select(func.count()).select_from(records)) or 0)
+    rows = session.execute(select(records).order_by(records.c.at.desc(), records.c.seq.desc(), records.c.ref.desc())
+                           .limit(limit).offset(offset)).all()
+    parents = dict(session.execute(select(Account.id, Account.parent_agency_id).where(
+        Account.id.in_({int(r.account_id) for r in rows}))).tuples().all())
+    transfer_types = {EntryType.TRANSFER_IN.value, EntryType.TRANSFER_OUT.value, EntryType.RECLAIM.value}
+    out = []
+    for r in rows:
+        agency = r.counterparty if r.type in transfer_types else parents.get(int(r.account_id))
+        ref = f"entry:{r.ref}" if r.source == "entry" else f"charges:{r.account_id}:{r.ref}"
+        out.append(FinancialRecord(
+            record_id=ref, transferred_at=as_utc(r.at) if isinstance(r.at, datetime) else r.at,
+            account_id=int(r.account_id), agency_account_id=None if agency is None else int(agency),
+            type=RecordType(r.type), direction=Direction.IN if r.amount > 0 else Direction.OUT,
+            amount_micros=abs(int(r.amount)), currency=r.currency, operator=r.operator or "system",
+            remarks=r.remarks or ""))
+    return out, total
+
+
+RECORDS_CSV_HEADER = ("date_of_transfer_utc", "transfer_account_id", "transfer_agency_account", "type", "direction",
+                      "amount", "currency", "operator", "remarks")
+
+
+def records_csv(records: Sequence[FinancialRecord]) -> str:
+    return to_csv(RECORDS_CSV_HEADER, [
+        [r.transferred_at.isoformat(), r.account_id, r.agency_account_id, r.type.value, r.direction.value,
+         str(from_micros(r.amount_micros)), r.currency.value, r.operator, r.remarks] for r in records])
+
+
+def ledger(session: Session, principal: Principal, account_id: int, *, limit: int = 50, offset: int = 0
+           ) -> list[LedgerEntry]:
+    """The raw ledger of one account, charges included, newest first."""
+    accounts.ensure_account_visible(session, principal, account_id)
+    stmt = (select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+            .order_by(LedgerEntry.id.desc()).limit(limit).offset(offset))
+    return list(session.scalars(stmt))
