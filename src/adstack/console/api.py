@@ -1,0 +1,48 @@
+"""The web console: server-rendered pages under /console, assets served from the package itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from adstack.console.pages import account, auth, logs, overview, review
+from adstack.console.web import PREFIX, ConsoleRoute, check_csrf
+from adstack.core.errors import NotFound
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+VENDOR_DIR = STATIC_DIR / "vendor" / "node_modules"
+
+# Browser libraries installed from npm by scripts/setup.sh; only these files are served.
+VENDOR_FILES = {
+    "htmx.min.js": "htmx.org/dist/htmx.min.js",
+    "chart.umd.js": "chart.js/dist/chart.umd.js",
+    "inter-latin-400-normal.woff2": "@fontsource/inter/files/inter-latin-400-normal.woff2",
+    "inter-latin-500-normal.woff2": "@fontsource/inter/files/inter-latin-500-normal.woff2",
+    "inter-latin-600-normal.woff2": "@fontsource/inter/files/inter-latin-600-normal.woff2",
+}
+
+# Every console route checks the CSRF token of state-changing requests before its handler runs.
+public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=[Depends(check_csrf)],
+                          include_in_schema=False)
+for page_module in (auth, overview, account, review, logs):
+    public_router.include_router(page_module.router)
+
+
+@public_router.get("/vendor/{name}")
+def vendor_asset(name: str) -> Response:
+    relative = VENDOR_FILES.get(name)
+    path = VENDOR_DIR / relative if relative else None
+    if path is None or not path.is_file():
+        raise NotFound("asset not found; run scripts/setup.sh to install the console's browser assets")
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+def install(app: FastAPI) -> None:
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR / "assets"), name="console-static")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/", status_code=307)

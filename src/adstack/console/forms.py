@@ -1,0 +1,105 @@
+"""Reading HTML forms into the API's pydantic schemas, and turning refusals into per-field messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from adstack.core.errors import DomainError, FieldError, ValidationFailed
+from adstack.core.http import validation_fields
+from adstack.core.money import to_micros
+
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
+MAX_FORM_TEXT = 10_000
+
+
+class FormErrors(dict[str, list[dict[str, Any]]]):
+    """Field name -> refusals (rule, limit, actual, message), as the API would report them."""
+
+    def add(self, field: str, rule: str, message: str = "", *, limit: Any = None, actual: Any = None) -> None:
+        item = {"rule": rule, "message": message, "limit": limit, "actual": actual}
+        self.setdefault(field, []).append(item)
+
+    def first(self, field: str) -> dict[str, Any] | None:
+        items = self.get(field)
+        return items[0] if items else None
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> FormErrors:
+        errors = cls()
+        for item in validation_fields(list(exc.errors())):
+            errors.add(item["field"], item["rule"], item.get("message", ""), limit=item.get("limit"))
+        return errors
+
+    @classmethod
+    def from_domain(cls, exc: DomainError, *, default_field: str = "form") -> FormErrors:
+        errors = cls()
+        for item in exc.fields:
+            errors.add(item.field, item.rule, item.message or exc.message, limit=item.limit, actual=item.actual)
+        if not exc.fields:
+            errors.add(default_field, exc.code, exc.message)
+        return errors
+
+
+def text(form: FormData | Mapping[str, Any], name: str, default: str = "") -> str:
+    value = form.get(name)
+    if not isinstance(value, str):
+        return default
+    return value.strip()[:MAX_FORM_TEXT]
+
+
+def texts(form: FormData, name: str) -> list[str]:
+    return [v.strip()[:MAX_FORM_TEXT] for v in form.getlist(name) if isinstance(v, str) and v.strip()]
+
+
+def upload(form: FormData, name: str) -> UploadFile | None:
+    value = form.get(name)
+    if isinstance(value, UploadFile) and value.filename:
+        return value
+    return None
+
+
+def uploads(form: FormData, name: str) -> list[UploadFile]:
+    return [v for v in form.getlist(name) if isinstance(v, UploadFile) and v.filename]
+
+
+def checkbox(form: FormData, name: str) -> bool:
+    return form.get(name) in ("on", "true", "1", "yes")
+
+
+def money(form: FormData, name: str, *, required: bool = False) -> int | None:
+    """A decimal amount typed by a person ("12.50", "1,000") into integer micros."""
+    raw = text(form, name).replace(",", "").replace(" ", "")
+    if not raw:
+        if required:
+            raise ValidationFailed.single(name, "required", "an amount is required")
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValidationFailed.single(name, "decimal", "not a number", actual=raw) from None
+    if not value.is_finite() or value < 0 or value > Decimal(10**9):
+        raise ValidationFailed.single(name, "range", "the amount is out of range", limit=[0, 10**9], actual=raw)
+    return to_micros(value)
+
+
+def integer(form: FormData | Mapping[str, Any], name: str, *, minimum: int = 0, maximum: int = 2**63 - 1
+            ) -> int | None:
+    raw = text(form, name)
+    if not raw:
+        return None
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ValidationFailed(
+            "not a valid number", fields=[FieldError(field=name, rule="integer", limit=[minimum, maximum], actual=raw)]
+        )
+    return int(raw)
+
+
+def parse(schema: type[SchemaT], data: Mapping[str, Any]) -> SchemaT:
+    """Validate like the API does; raises pydantic's ValidationError for the page to show per field."""
+    return schema.model_validate(dict(data))

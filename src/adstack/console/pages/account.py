@@ -1,0 +1,193 @@
+"""Account information and review status, documents, edits and resubmission, sub-accounts and API keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import (
+    AccountType,
+    AccountUpdate,
+    DocumentKind,
+    Role,
+    SubAccountIn,
+)
+from adstack.console import forms
+from adstack.console.forms import FormErrors
+from adstack.console.pages import choices
+from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError, NotFound
+from adstack.review import service as review
+
+router = APIRouter(route_class=ConsoleRoute)
+
+EDITABLE_FIELDS = ("company_name", "contact_name", "contact_email", "contact_phone", "country", "time_zone")
+
+
+@router.get("/account")
+def my_account(visitor: UserDep) -> Response:
+    if visitor.me.account_id is not None:
+        return redirect(f"{PREFIX}/accounts/{visitor.me.account_id}"
+                        + (f"?{visitor.request.url.query}" if visitor.request.url.query else ""))
+    return _account_page(visitor, None)
+
+
+def _account_page(visitor: Visitor, account_id: int | None, *, errors: FormErrors | None = None,
+                  new_key: str | None = None, values: dict[str, Any] | None = None, status: int = 200) -> Response:
+    session, principal = visitor.session, visitor.me
+    context: dict[str, Any] = {
+        "account": None,
+        "errors": errors or FormErrors(),
+        "new_key": new_key,
+        "api_keys": accounts.list_api_keys(session, principal),
+        "is_own": account_id is not None and account_id == principal.account_id,
+        "values": values or {},
+    }
+    if account_id is not None:
+        account = accounts.get_account(session, principal, account_id)
+        context.update({
+            "account": account,
+            "documents": accounts.list_documents(session, principal, account_id),
+            "history": review.history(session, accounts.ACCOUNT, account_id),
+            "expected_review_at": accounts.expected_review(session, account),
+            "settlements": accounts.settlement_options(session, account.country),
+            "countries": choices.countries(visitor.language),
+            "time_zones": choices.time_zones(),
+            "document_kinds": list(DocumentKind),
+            "sub_accounts": (accounts.list_accounts(session, principal, parent_agency_id=account.id, limit=200)
+                             if account.type == AccountType.AGENCY else []),
+            "parent": (accounts.get_account(session, principal, account.parent_agency_id)
+                       if account.parent_agency_id and accounts.can_see_account(
+                           session, principal, account.parent_agency_id) else None),
+        })
+    return render(visitor, "account/account.html", context, status=status)
+
+
+@router.get("/accounts/{account_id}")
+def account_page(account_id: IdPath, visitor: UserDep) -> Response:
+    return _account_page(visitor, account_id)
+
+
+@router.post("/accounts/{account_id}/edit")
+async def edit_account(account_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    values = {name: forms.text(form, name) for name in EDITABLE_FIELDS}
+    entity, _, currency = forms.text(form, "settlement").partition("|")
+    changes: dict[str, Any] = {k: v for k, v in values.items() if v}
+    if entity and currency:
+        changes.update(settlement_entity=entity, currency=currency)
+    threshold = forms.text(form, "low_balance_threshold")
+    session = visitor.session
+    try:
+        if threshold:
+            changes["low_balance_threshold_micros"] = forms.money(form, "low_balance_threshold")
+        account = accounts.get_account(session, visitor.me, account_id)
+        current = accounts.snapshot(account)
+        data = forms.parse(AccountUpdate, {k: v for k, v in changes.items() if current.get(k) != v})
+        _, notice = accounts.update_account(session, visitor.me, account_id, data)
+        session.commit()
+    except ValidationError as exc:
+        session.rollback()
+        return _account_page(visitor, account_id, errors=FormErrors.from_validation(exc), values=values, status=422)
+    except DomainError as exc:
+        session.rollback()
+        if exc.status == 404:
+            raise
+        return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc), values=values,
+                             status=exc.status)
+    return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "back_to_review" if notice else "saved"))
+
+
+@router.post("/accounts/{account_id}/submit")
+def submit_account(account_id: IdPath, visitor: UserDep) -> Response:
+    accounts.submit_account(visitor.session, visitor.me, account_id)
+    visitor.session.commit()
+    return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "submitted"))
+
+
+@router.post("/accounts/{account_id}/documents")
+async def upload_document(account_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    document = forms.upload(form, "document")
+    if document is None:
+        errors = FormErrors()
+        errors.add("document", "required", "choose a file")
+        return _account_page(visitor, account_id, errors=errors, status=422)
+    kind = choices.enum_or_default(DocumentKind, forms.text(form, "document_kind"), DocumentKind.OTHER)
+    session = visitor.session
+    try:
+        accounts.add_document(session, visitor.me, account_id, kind=kind, filename=document.filename or "document",
+                              stream=document.file, storage_dir=visitor.settings.data_dir,
+                              max_bytes=visitor.settings.max_document_bytes)
+        session.commit()
+    except DomainError as exc:
+        session.rollback()
+        if exc.status == 404:
+            raise
+        return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc, default_field="document"),
+                             status=exc.status)
+    return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "uploaded"))
+
+
+@router.get("/accounts/{account_id}/documents/{document_id}")
+def download_document(account_id: IdPath, document_id: IdPath, visitor: UserDep) -> Response:
+    for document in accounts.list_documents(visitor.session, visitor.me, account_id):
+        if document.id == document_id:
+            return FileResponse(Path(document.storage_path), media_type=document.content_type,
+                                filename=document.filename, content_disposition_type="attachment")
+    raise NotFound("document not found")
+
+
+@router.post("/accounts/{account_id}/sub-accounts")
+async def create_sub_account(account_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    values = {name: forms.text(form, name) for name in EDITABLE_FIELDS}
+    entity, _, currency = forms.text(form, "settlement").partition("|")
+    session = visitor.session
+    accounts.get_account(session, visitor.me, account_id)
+    try:
+        data = forms.parse(SubAccountIn, {
+            **values, "settlement_entity": entity, "currency": currency, "type": AccountType.ADVERTISER.value,
+            "parent_agency_id": account_id if visitor.me.role != Role.AGENCY else None,
+        })
+        sub = accounts.create_sub_account(session, visitor.me, data)
+        accounts.submit_account(session, visitor.me, sub.id)
+        session.commit()
+    except ValidationError as exc:
+        session.rollback()
+        return _account_page(visitor, account_id, errors=FormErrors.from_validation(exc), values=values, status=422)
+    except DomainError as exc:
+        session.rollback()
+        return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc), values=values,
+                             status=exc.status)
+    return redirect(with_notice(f"{PREFIX}/accounts/{sub.id}", "submitted"))
+
+
+# ---------- API keys ----------
+
+
+@router.post("/api-keys")
+async def create_api_key(visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    name = forms.text(form, "name")[:100]
+    if not name:
+        errors = FormErrors()
+        errors.add("api_key_name", "required", "name the key")
+        return _account_page(visitor, visitor.me.account_id, errors=errors, status=422)
+    key, _ = accounts.create_api_key(visitor.session, visitor.me, name=name)
+    visitor.session.commit()
+    # Shown once, on this response only; it is never stored in clear.
+    return _account_page(visitor, visitor.me.account_id, new_key=key)
+
+
+@router.post("/api-keys/{key_id}/revoke")
+def revoke_api_key(key_id: IdPath, visitor: UserDep) -> Response:
+    accounts.revoke_api_key(visitor.session, visitor.me, key_id)
+    visitor.session.commit()
+    return redirect(with_notice(f"{PREFIX}/account", "revoked"))

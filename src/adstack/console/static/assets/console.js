@@ -1,0 +1,83 @@
+// adstack console behaviour. No inline scripts (the CSP forbids them): everything hangs off data- attributes.
+(function () {
+  "use strict";
+
+  function on(event, selector, handler) {
+    document.addEventListener(event, function (e) {
+      var target = e.target.closest ? e.target.closest(selector) : null;
+      if (target) handler(e, target);
+    });
+  }
+
+  // Selects that apply as soon as they change (the language switch, filters).
+  on("change", "[data-autosubmit]", function (_e, el) {
+    var form = el.form || el.closest("form");
+    if (form) form.requestSubmit();
+  });
+
+  // Forms that ask before doing something that cannot be undone (delete with its cascade, reject...).
+  on("submit", "form[data-confirm]", function (e, form) {
+    if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
+  });
+  on("click", "button[data-confirm]", function (e, button) {
+    if (button.form && button.form.hasAttribute("data-confirm")) return;
+    if (!window.confirm(button.getAttribute("data-confirm"))) { e.preventDefault(); e.stopImmediatePropagation(); }
+  });
+
+  // "Select all" for batch actions.
+  on("change", "[data-check-all]", function (_e, box) {
+    var scope = document.querySelectorAll(box.getAttribute("data-check-all"));
+    scope.forEach(function (item) { item.checked = box.checked; });
+  });
+
+  // Copy a tracking link or postback template.
+  on("click", "[data-copy]", function (_e, button) {
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (source && navigator.clipboard) navigator.clipboard.writeText(source.textContent.trim());
+  });
+
+  // Toggle an element (e.g. the reject reasons of a review row).
+  on("click", "[data-toggle]", function (e, button) {
+    e.preventDefault();
+    var target = document.querySelector(button.getAttribute("data-toggle"));
+    if (target) target.classList.toggle("hidden");
+  });
+
+  // Local preview of chosen image files before they are uploaded.
+  on("change", "input[type=file][data-preview]", function (_e, input) {
+    var target = document.querySelector(input.getAttribute("data-preview"));
+    if (!target) return;
+    target.innerHTML = "";
+    Array.prototype.forEach.call(input.files || [], function (file) {
+      if (!/^image\//.test(file.type)) return;
+      var img = document.createElement("img");
+      img.src = URL.createObjectURL(file);
+      img.alt = file.name;
+      img.style.maxWidth = "100%";
+      img.style.display = "block";
+      img.style.marginBottom = "8px";
+      target.appendChild(img);
+    });
+  });
+
+  // Charts: the server writes a Chart.js config as JSON in data-chart.
+  var palette = ["#f56a00", "#0052d9", "#00a870", "#e37318", "#8e56dd", "#d54941", "#029cd4", "#86909c"];
+  function drawCharts(root) {
+    if (typeof window.Chart === "undefined") return;
+    (root || document).querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+      if (canvas._chart) canvas._chart.destroy();
+      var config = JSON.parse(canvas.getAttribute("data-chart"));
+      (config.data.datasets || []).forEach(function (ds, i) {
+        var many = config.type === "doughnut" || config.type === "pie";
+        ds.backgroundColor = ds.backgroundColor || (many ? palette : palette[i % palette.length]);
+        ds.borderColor = ds.borderColor || (many ? "#fff" : palette[i % palette.length]);
+        if (config.type === "line") { ds.tension = 0.3; ds.pointRadius = 2; ds.fill = false; }
+      });
+      config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
+        plugins: { legend: { position: "bottom" } } }, config.options || {});
+      canvas._chart = new window.Chart(canvas, config);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { drawCharts(e.target); });
+})();
