@@ -8,3 +8,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+
+# --- console browser assets (htmx, Chart.js, Inter): npm packages the console serves from its own origin ---
+CONSOLE_ASSETS=src/adstack/console/static/vendor
+if [ ! -f "$CONSOLE_ASSETS/node_modules/.package-lock.json" ] \
+   || [ "$CONSOLE_ASSETS/package-lock.json" -nt "$CONSOLE_ASSETS/node_modules/.package-lock.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    npm ci --prefix "$CONSOLE_ASSETS" --omit=dev --no-audit --no-fund --loglevel=error
+  else
+    # No Node here: the same locked tarballs, integrity-checked, installed by Python.
+    .venv/bin/python -m adstack.console.assets "$CONSOLE_ASSETS"
+  fi
+fi
