@@ -1,0 +1,486 @@
+"""Audiences: streamed uploads and URL imports of id files, label audiences, search, batch delete, reach,
+and the operator lists (regions, app categories). `install` starts the daily label refresh."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import anyio.from_thread
+from fastapi import APIRouter, FastAPI, Query, Request, status
+from pydantic import BaseModel, Field
+from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from adstack.audiences import service
+from adstack.audiences.ids import IdType
+from adstack.audiences.models import (
+    Audience,
+    AudienceKind,
+    AudienceRead,
+    AudienceStatus,
+    AudienceUpdate,
+    BatchDeleteIn,
+    BatchDeleteOut,
+    ImportResult,
+    LabelAudienceCreate,
+    PackageCategoryIn,
+    PackageCategoryRead,
+    ReachRead,
+    RegionIn,
+    RegionRead,
+    UploadMode,
+    UploadReportRead,
+    UploadSource,
+    UrlChangeIn,
+    UrlImportIn,
+)
+from adstack.audiences.sources import display_url, open_url
+from adstack.core.db import session_scope
+from adstack.core.deps import MAX_ID, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
+from adstack.core.errors import DomainError, FieldError, InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+
+log = logging.getLogger("adstack.audiences")
+router = APIRouter(prefix="/api/v1/audiences", tags=["audiences"])
+
+T = TypeVar("T")
+NameQuery = Annotated[str, Query(min_length=1, max_length=100, pattern=r"\S", description="Audience name.")]
+RegionQuery = Annotated[str, Query(pattern=r"^[A-Z0-9_]{2,8}$", description="Region code, e.g. IN, RU, SG.")]
+FilenameQuery = Annotated[str | None, Query(max_length=255, description="The uploaded file's name; must be .txt.")]
+IdListQuery = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Query(max_length=50)]
+# Room for the multipart envelope around a file at the size cap.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A TXT file, one id per line: the raw body, or a multipart form with a `file` part.",
+        "content": {
+            "text/plain": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "properties": {"file": {"type": "string", "format": "binary"}}}},
+        },
+    }
+}
+
+
+class AudiencePage(BaseModel):
+    total: int
+    items: list[AudienceRead]
+
+
+# ---------- streaming a request body into the service ----------
+
+
+def _body_chunks(request: Request, max_bytes: int) -> Iterator[bytes]:
+    """The request body as a blocking iterator, for a service running in a worker thread; each chunk is
+    pulled from the event loop only when the reader asks for it, so the body is never held whole."""
+    stream = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    received = 0
+    while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+        received += len(chunk)
+        if received > max_bytes:
+            raise _too_large(max_bytes, received)
+        yield chunk
+
+
+def _too_large(limit: int, actual: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the file is larger than {limit} bytes",
+                           fields=[FieldError(field="file", rule="max_size_bytes", limit=limit, actual=actual)])
+
+
+@dataclass
+class _PartState:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header_name: bytes = b""
+    header_value: bytes = b""
+    wanted: bool = False
+    found: bool = False
+
+
+def _multipart_file(chunks: Iterator[bytes], boundary: bytes, part_name: bytes = b"file") -> Iterator[bytes]:
+    """The bytes of one part of a multipart body, parsed as it streams (python-multipart's push parser)."""
+    out: list[bytes] = []
+    part = _PartState()
+
+    def on_part_begin() -> None:
+        part.headers.clear()
+        part.wanted = False
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        part.header_name += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        part.header_value += data[start:end]
+
+    def on_header_end() -> None:
+        part.headers[part.header_name.lower()] = part.header_value
+        part.header_name = part.header_value = b""
+
+    def on_headers_finished() -> None:
+        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
+        part.wanted = options.get(b"name") == part_name and not part.found
+        part.found = part.found or part.wanted
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if part.wanted:
+            out.append(data[start:end])
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+    })
+    for chunk in chunks:
+        parser.write(chunk)
+        yield from out
+        out.clear()
+    parser.finalize()
+    yield from out
+    if not part.found:
+        raise ValidationFailed.single("file", "required", "the form has no `file` part")
+
+
+def _file_chunks(request: Request, settings: Settings) -> Iterator[bytes]:
+    max_bytes = settings.max_upload_bytes
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    multipart = content_type == b"multipart/form-data"
+    if multipart and not options.get(b"boundary"):
+        raise ValidationFailed.single("content-type", "multipart_boundary", "the multipart body has no boundary")
+    declared = request.headers.get("content-length", "")
+    envelope = MULTIPART_OVERHEAD_BYTES if multipart else 0
+    if declared.isdigit() and int(declared) > max_bytes + envelope:
+        raise _too_large(max_bytes, int(declared))  # refused before reading a byte
+    body = _body_chunks(request, max_bytes + envelope)
+    return _multipart_file(body, options[b"boundary"]) if multipart else body
+
+
+def _check_filename(filename: str | None) -> None:
+    if filename is not None and not filename.lower().endswith(".txt"):
+        raise ValidationFailed.single("filename", "file_extension", "upload a .txt file", limit=".txt",
+                                      actual=filename[-20:])
+
+
+async def _in_worker(work: Callable[[], T]) -> T:
+    return await run_in_threadpool(work)
+
+
+def _read(audience: Audience) -> AudienceRead:
+    return AudienceRead.model_validate(audience)
+
+
+# ---------- operator lists (static paths before /{audience_id}) ----------
+
+
+@router.get("/regions", response_model=list[RegionRead], summary="Country and region clusters")
+def list_regions(principal: CurrentPrincipal, session: SessionDep) -> list[RegionRead]:
+    return [RegionRead.model_validate(r) for r in service.list_regions(session)]
+
+
+@router.post("/regions", response_model=RegionRead, status_code=status.HTTP_201_CREATED,
+             summary="Add a region cluster (platform admins and account managers)")
+def add_region(body: RegionIn, principal: CurrentPrincipal, session: SessionDep) -> RegionRead:
+    region = service.add_region(session, principal, body)
+    session.commit()
+    return RegionRead.model_validate(region)
+
+
+@router.delete("/regions/{region_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove a region no audience uses (platform admins and account managers)")
+def delete_region(region_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> None:
+    service.delete_region(session, principal, region_id)
+    session.commit()
+
+
+@router.get("/package-categories", response_model=list[PackageCategoryRead],
+            summary="App packages and their categories, used by label audiences")
+def list_package_categories(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    q: Annotated[str | None, Query(max_length=255, description="Part of a package name.")] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[PackageCategoryRead]:
+    rows = service.list_package_categories(session, query=q, category=category, limit=limit, offset=offset)
+    return [PackageCategoryRead.model_validate(r) for r in rows]
+
+
+@router.put("/package-categories", response_model=PackageCategoryRead,
+            summary="Set a package's category (platform admins and account managers)")
+def set_package_category(body: PackageCategoryIn, principal: CurrentPrincipal,
+                         session: SessionDep) -> PackageCategoryRead:
+    row = service.set_package_category(session, principal, body)
+    session.commit()
+    return PackageCategoryRead.model_validate(row)
+
+
+@router.delete("/package-categories/{row_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove a package's category (platform admins and account managers)")
+def delete_package_category(row_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> None:
+    service.delete_package_category(session, principal, row_id)
+    session.commit()
+
+
+# ---------- audiences ----------
+
+
+@router.get("", response_model=AudiencePage, summary="Search audiences by id or name; filter by region and type")
+def list_audiences(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    q: Annotated[str | None, Query(max_length=100, description="Audience id or part of its name.")] = None,
+    region_code: Annotated[str | None, Query(max_length=8)] = None,
+    type: Annotated[AudienceKind | None, Query(description="uploaded or label")] = None,
+    id_type: IdType | None = None,
+    status: AudienceStatus | None = None,
+    account_id: OptionalId = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> AudiencePage:
+    rows, total = service.list_audiences(session, principal, query=q, region_code=region_code, kind=type,
+                                         id_type=id_type, status=status, account_id=account_id, limit=limit,
+                                         offset=offset)
+    return AudiencePage(total=total, items=[_read(a) for a in rows])
+
+
+@router.post("/upload", response_model=ImportResult, status_code=status.HTTP_201_CREATED, openapi_extra=UPLOAD_BODY,
+             summary="Create an audience from a streamed TXT file of ids (at least 1,000 valid, at most 64 MB)")
+async def upload_audience(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    name: NameQuery,
+    region_code: RegionQuery,
+    id_type: Annotated[IdType, Query(description="gaid (raw, stored as MD5), gaid_md5 or sha256")],
+    account_id: OptionalId = None,
+    filename: FilenameQuery = None,
+) -> ImportResult:
+    _check_filename(filename)
+
+    def work() -> ImportResult:
+        # Everything that needs no file is checked before the body is read.
+        service.prepare_uploaded_audience(session, principal, name=name.strip(), region_code=region_code,
+                                          account_id=account_id)
+        audience, upload = service.create_uploaded_audience(
+            session, principal, name=name.strip(), region_code=region_code, id_type=id_type,
+            chunks=_file_chunks(request, settings), max_bytes=settings.max_upload_bytes, account_id=account_id,
+            source=UploadSource.UPLOAD, source_name=filename or "",
+        )
+        session.commit()
+        return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+
+    return await _in_worker(work)
+
+
+@router.post("/import", response_model=ImportResult, status_code=status.HTTP_201_CREATED,
+             summary="Create an audience from a file the server fetches: http(s):// or webhdfs://host:port/path")
+def import_audience(body: UrlImportIn, principal: CurrentPrincipal, session: SessionDep,
+                    settings: SettingsDep) -> ImportResult:
+    service.prepare_uploaded_audience(session, principal, name=body.name, region_code=body.region_code,
+                                      account_id=body.account_id)
+    with open_url(body.url, max_bytes=settings.max_upload_bytes) as chunks:
+        audience, upload = service.create_uploaded_audience(
+            session, principal, name=body.name, region_code=body.region_code, id_type=body.id_type,
+            chunks=chunks, max_bytes=settings.max_upload_bytes, account_id=body.account_id,
+            source=UploadSource.URL, source_name=display_url(body.url),
+        )
+    session.commit()
+    return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+
+
+@router.post("/labels", response_model=AudienceRead, status_code=status.HTTP_201_CREATED,
+             summary="Create a label audience from conditions over device profiles; built at once")
+def create_label_audience(body: LabelAudienceCreate, principal: CurrentPrincipal, session: SessionDep
+                          ) -> AudienceRead:
+    audience = service.create_label_audience(session, principal, body)
+    session.commit()
+    audience = _refresh(session, principal, audience.id)
+    return _read(audience)
+
+
+def _refresh(session: Session, principal: CurrentPrincipal, audience_id: int) -> Audience:
+    try:
+        audience = service.refresh_label_audience(session, principal, audience_id)
+    except Exception as exc:
+        session.rollback()
+        if not isinstance(exc, DomainError):
+            log.exception("label audience %s failed to build", audience_id)
+            service.mark_refresh_failed(session, audience_id, f"build failed: {type(exc).__name__}")
+            session.commit()
+        raise
+    session.commit()
+    return audience
+
+
+@router.post("/batch-delete", response_model=BatchDeleteOut,
+             summary="Delete audiences; those enabled ad groups still target are refused until detached")
+def batch_delete(body: BatchDeleteIn, principal: CurrentPrincipal, session: SessionDep) -> BatchDeleteOut:
+    out = service.delete_audiences(session, principal, body.ids, partial_failure=body.partial_failure,
+                                   validate_only=body.validate_only)
+    if body.validate_only or not out.deleted:
+        session.rollback()
+    else:
+        session.commit()
+    return out
+
+
+@router.get("/reach", response_model=ReachRead,
+            summary="Distinct devices in any of `include` and none of `exclude`, from the real memberships")
+def reach(principal: CurrentPrincipal, session: SessionDep, include: IdListQuery,
+          exclude: IdListQuery | None = None) -> ReachRead:
+    return service.estimate_reach(session, principal, include, exclude or [])
+
+
+@router.get("/{audience_id}", response_model=AudienceRead, summary="Get an audience with its size and status")
+def get_audience(audience_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> AudienceRead:
+    return _read(service.get_audience(session, principal, audience_id))
+
+
+@router.patch("/{audience_id}", response_model=AudienceRead,
+              summary="Rename, move region, or change a label audience's rule (rebuilt at once)")
+def update_audience(audience_id: IdPath, body: AudienceUpdate, principal: CurrentPrincipal,
+                    session: SessionDep) -> AudienceRead:
+    audience, rule_changed = service.update_audience(session, principal, audience_id, body)
+    session.commit()
+    if rule_changed:
+        audience = _refresh(session, principal, audience.id)
+    return _read(audience)
+
+
+@router.post("/{audience_id}/upload", response_model=ImportResult, openapi_extra=UPLOAD_BODY,
+             summary="Append a later file's devices to an audience, or reduce it by them")
+async def change_audience_by_upload(
+    audience_id: IdPath,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    mode: Annotated[UploadMode, Query(description="append or reduce")] = UploadMode.APPEND,
+    filename: FilenameQuery = None,
+) -> ImportResult:
+    _check_filename(filename)
+
+    def work() -> ImportResult:
+        service.prepare_change(session, principal, audience_id)
+        audience, upload = service.change_uploaded_audience(
+            session, principal, audience_id, mode=mode, chunks=_file_chunks(request, settings),
+            max_bytes=settings.max_upload_bytes, source=UploadSource.UPLOAD, source_name=filename or "",
+        )
+        session.commit()
+        return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+
+    return await _in_worker(work)
+
+
+@router.post("/{audience_id}/import", response_model=ImportResult,
+             summary="Append or reduce an audience with a file the server fetches")
+def change_audience_by_url(audience_id: IdPath, body: UrlChangeIn, principal: CurrentPrincipal,
+                           session: SessionDep, settings: SettingsDep) -> ImportResult:
+    service.prepare_change(session, principal, audience_id)
+    with open_url(body.url, max_bytes=settings.max_upload_bytes) as chunks:
+        audience, upload = service.change_uploaded_audience(
+            session, principal, audience_id, mode=body.mode, chunks=chunks, max_bytes=settings.max_upload_bytes,
+            source=UploadSource.URL, source_name=display_url(body.url),
+        )
+    session.commit()
+    return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+
+
+@router.get("/{audience_id}/uploads", response_model=list[UploadReportRead],
+            summary="The validation report of every file that built or changed the audience")
+def list_uploads(audience_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> list[UploadReportRead]:
+    return [UploadReportRead.model_validate(u) for u in service.list_uploads(session, principal, audience_id)]
+
+
+@router.post("/{audience_id}/refresh", response_model=AudienceRead,
+             summary="Rebuild a label audience from the device profiles now")
+def refresh_audience(audience_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> AudienceRead:
+    return _read(_refresh(session, principal, audience_id))
+
+
+@router.delete("/{audience_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete an audience no enabled ad group targets")
+def delete_audience(audience_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> None:
+    out = service.delete_audiences(session, principal, [audience_id])
+    if out.failures:
+        failure = out.failures[0]
+        if failure.code == "not_found":
+            raise NotFound(failure.message)
+        raise InvalidState(failure.message, code=failure.code)
+    session.commit()
+
+
+# ---------- background work: profile writes and the daily label refresh ----------
+
+PROFILE_FLUSH_SECONDS = 5.0
+MAINTENANCE_SECONDS = 3600.0
+
+
+class AudienceMaintenance:
+    """A daemon thread: flushes buffered device profiles every few seconds; hourly, refreshes label
+    audiences older than a day and prunes the profile store."""
+
+    def __init__(self, factory: sessionmaker[Session], store: service.DeviceProfileStore):
+        self._factory = factory
+        self._store = store
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audience-maintenance", daemon=True)
+        self._last_maintenance: datetime | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROFILE_FLUSH_SECONDS):
+            try:
+                self._store.flush()
+                now = utcnow()
+                if self._last_maintenance is None or (now - self._last_maintenance).total_seconds() > \
+                        MAINTENANCE_SECONDS:
+                    self._last_maintenance = now
+                    with session_scope(self._factory) as session:
+                        service.prune_device_profiles(session, now=now)
+                    service.refresh_due_label_audiences(self._factory, now=now)
+            except Exception:  # the loop must survive a database hiccup
+                log.exception("audience maintenance failed")
+
+
+def install(app: FastAPI) -> None:
+    """`app.state.device_profiles` is the buffer serving records device profiles into."""
+    store = service.DeviceProfileStore(app.state.session_factory)
+    app.state.device_profiles = store
+    maintenance = AudienceMaintenance(app.state.session_factory, store)
+
+    def start(app: FastAPI) -> None:
+        if app.state.settings.environment != "test":
+            maintenance.start()
+
+    def stop(app: FastAPI) -> None:
+        maintenance.stop()
+        try:
+            store.flush()
+        except Exception:
+            log.exception("could not write the last buffered device profiles")
+
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.append(stop)

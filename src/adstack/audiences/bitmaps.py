@@ -1,0 +1,121 @@
+"""Membership as compressed bitmaps (`pyroaring.BitMap64`) and the in-memory index serving reads.
+
+An audience is stored as up to PARTITIONS bitmaps, one per value of the key's top bits. Building,
+appending and reducing then work one partition at a time, so an import of a 64 MB file never holds more
+than one partition's bitmap beside the compact key arrays. The index joins the partitions back into one
+bitmap per audience, so a look-up is a single hash of the audience id and one bitmap probe.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pyroaring import BitMap64
+
+from adstack.audiences.ids import KeySpace
+
+
+def build(keys: array[int] | Iterable[int]) -> BitMap64:
+    bitmap = BitMap64(keys)
+    bitmap.run_optimize()
+    bitmap.shrink_to_fit()
+    return bitmap
+
+
+def serialize(bitmap: BitMap64) -> bytes:
+    return bytes(bitmap.serialize())
+
+
+def deserialize(blob: bytes) -> BitMap64:
+    return BitMap64.deserialize(blob)
+
+
+def join(parts: Iterable[BitMap64]) -> BitMap64:
+    joined = BitMap64()
+    for part in parts:
+        joined |= part
+    return joined
+
+
+@dataclass(frozen=True)
+class IndexedAudience:
+    audience_id: int
+    version: int
+    key_space: KeySpace
+    members: BitMap64
+
+
+class AudienceIndex:
+    """Audience membership for serving: O(1) per audience per request, no database.
+
+    Keys are unsigned 64-bit ints: `ids.device_key(gaid)` for MD5-space audiences (raw GAID and GAID-MD5
+    uploads, label audiences) and `ids.sha256_device_key(gaid)` for SHA-256 uploads. Callers that only pass
+    `device_key` simply never match SHA-256 audiences. An audience the index does not know (deleted, failed,
+    still building) contains nobody.
+    """
+
+    def __init__(self, audiences: Iterable[IndexedAudience] = ()):
+        self._audiences: dict[int, IndexedAudience] = {a.audience_id: a for a in audiences}
+        self._md5: dict[int, BitMap64] = {}
+        self._sha256: dict[int, BitMap64] = {}
+        for audience in self._audiences.values():
+            target = self._md5 if audience.key_space is KeySpace.MD5 else self._sha256
+            target[audience.audience_id] = audience.members
+
+    def __len__(self) -> int:
+        return len(self._audiences)
+
+    def __contains__(self, audience_id: object) -> bool:
+        return audience_id in self._audiences
+
+    def get(self, audience_id: int) -> IndexedAudience | None:
+        return self._audiences.get(audience_id)
+
+    @property
+    def versions(self) -> Mapping[int, int]:
+        return {a.audience_id: a.version for a in self._audiences.values()}
+
+    def size(self, audience_id: int) -> int:
+        audience = self._audiences.get(audience_id)
+        return 0 if audience is None else len(audience.members)
+
+    def contains(self, audience_id: int, device_key: int, sha256_key: int | None = None) -> bool:
+        members = self._md5.get(audience_id)
+        if members is not None:
+            return device_key in members
+        if sha256_key is not None:
+            members = self._sha256.get(audience_id)
+            return members is not None and sha256_key in members
+        return False
+
+    def matches(self, include_ids: Iterable[int], exclude_ids: Iterable[int], device_key: int,
+                sha256_key: int | None = None) -> bool:
+        """Ad group audience targeting: in any included audience (or none named) and in no excluded one.
+        Exclusion beats inclusion, so it is checked first."""
+        contains = self.contains
+        for audience_id in exclude_ids:
+            if contains(audience_id, device_key, sha256_key):
+                return False
+        included = False
+        for audience_id in include_ids:
+            included = True
+            if contains(audience_id, device_key, sha256_key):
+                return True
+        return not included
+
+    def contains_many(self, audience_id: int, keys: BitMap64 | Iterable[int]) -> BitMap64:
+        """The given keys that are members, as a bitmap: one C-level intersection for a batch of requests
+        (e.g. an OpenRTB bid request burst, or the reach estimate)."""
+        audience = self._audiences.get(audience_id)
+        if audience is None:
+            return BitMap64()
+        batch = keys if isinstance(keys, BitMap64) else BitMap64(keys)
+        return audience.members & batch
+
+    def reach(self, include_ids: Iterable[int], exclude_ids: Iterable[int] = ()) -> int:
+        """Distinct devices in any included MD5-space audience and in no excluded one."""
+        included = join(self._md5[a] for a in include_ids if a in self._md5)
+        excluded = join(self._md5[a] for a in exclude_ids if a in self._md5)
+        return len(included - excluded)

@@ -1,0 +1,314 @@
+"""Device ids in audience files: normalisation, validation and the 64-bit keys membership is stored under.
+
+Pure: no database, no I/O. A raw GAID is never kept; it is hashed on sight.
+
+Keys. Serving sees the raw GAID in an ad request, so every key must be computable from it:
+
+- `device_key(gaid)` is the first 64 bits of MD5 of the normalised GAID. An MD5 upload holds exactly that
+  digest, so a raw file and an MD5 file of the same devices give the same keys.
+- SHA-256 uploads cannot be mapped to MD5 keys (a hash cannot be inverted), so they live in a second key
+  space: `sha256_device_key(gaid)`, the first 64 bits of SHA-256 of the normalised GAID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from adstack.core.errors import DomainError, FieldError, PayloadTooLarge, ValidationFailed
+
+MIN_VALID_IDS = 1000
+# A line longer than this cannot be any id type; it is counted invalid without being buffered further.
+MAX_LINE_BYTES = 512
+MAX_INVALID_EXAMPLES = 10
+MAX_EXAMPLE_CHARS = 64
+# Membership is built per partition (the top bits of the key), so building never holds a whole audience's
+# bitmap at once; see bitmaps.py.
+PARTITION_BITS = 4
+PARTITIONS = 1 << PARTITION_BITS
+_PARTITION_SHIFT = 64 - PARTITION_BITS
+_KEY_MASK = (1 << 64) - 1
+
+# The all-zero GAID is what a device sends when the user limited ad tracking: it identifies nobody.
+ZERO_GAID = b"00000000-0000-0000-0000-000000000000"
+
+
+class IdType(StrEnum):
+    GAID = "gaid"  # raw Google Advertising ID (a UUID), hashed with MD5 on upload
+    GAID_MD5 = "gaid_md5"  # MD5 hex of the normalised GAID
+    SHA256 = "sha256"  # SHA-256 hex of the normalised GAID
+
+
+class KeySpace(StrEnum):
+    MD5 = "md5"
+    SHA256 = "sha256"
+
+
+KEY_SPACE_OF: dict[IdType, KeySpace] = {
+    IdType.GAID: KeySpace.MD5,
+    IdType.GAID_MD5: KeySpace.MD5,
+    IdType.SHA256: KeySpace.SHA256,
+}
+
+_PATTERNS: dict[IdType, re.Pattern[bytes]] = {
+    IdType.GAID: re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
+    IdType.GAID_MD5: re.compile(rb"[0-9a-f]{32}"),
+    IdType.SHA256: re.compile(rb"[0-9a-f]{64}"),
+}
+_DESCRIPTIONS = {
+    IdType.GAID: "a GAID (UUID, 8-4-4-4-12 hex digits)",
+    IdType.GAID_MD5: "an MD5 digest (32 hex digits)",
+    IdType.SHA256: "a SHA-256 digest (64 hex digits)",
+}
+
+
+def normalise(value: str | bytes) -> bytes:
+    """Ids compare trimmed and lowercased, as advertisers' exports differ in case and whitespace."""
+    raw = value.encode() if isinstance(value, str) else value
+    return raw.strip().lower()
+
+
+def device_key(gaid_raw: str) -> int:
+    """The MD5-space key of a device, from the GAID an ad request carries."""
+    return int.from_bytes(hashlib.md5(normalise(gaid_raw), usedforsecurity=False).digest()[:8], "big")
+
+
+def sha256_device_key(gaid_raw: str) -> int:
+    """The SHA-256-space key of a device, for audiences uploaded as SHA-256 digests."""
+    return int.from_bytes(hashlib.sha256(normalise(gaid_raw)).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class DeviceKeys:
+    """Both keys of one device; serving computes them once per request."""
+
+    md5: int
+    sha256: int
+
+    @classmethod
+    def of(cls, gaid_raw: str) -> DeviceKeys:
+        return cls(md5=device_key(gaid_raw), sha256=sha256_device_key(gaid_raw))
+
+
+def key_of(id_type: IdType, value: str | bytes) -> int | None:
+    """The key of one id in a file of `id_type`, or None when the value is not a valid id of that type."""
+    normalised = normalise(value)
+    if not _PATTERNS[id_type].fullmatch(normalised):
+        return None
+    if id_type is IdType.GAID:
+        if normalised == ZERO_GAID:
+            return None
+        return int.from_bytes(hashlib.md5(normalised, usedforsecurity=False).digest()[:8], "big")
+    return int(normalised[:16], 16)
+
+
+def partition_of(key: int) -> int:
+    return key >> _PARTITION_SHIFT
+
+
+def to_signed(key: int) -> int:
+    """Keys are unsigned 64-bit; SQL BIGINT is signed, so they are stored two's-complement."""
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def to_unsigned(stored: int) -> int:
+    return stored & _KEY_MASK
+
+
+def guess_id_type(value: bytes) -> IdType | None:
+    normalised = normalise(value)
+    return next((t for t, pattern in _PATTERNS.items() if pattern.fullmatch(normalised)), None)
+
+
+# ---------- reading a file of ids ----------
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class ImportRefused(ValidationFailed):
+    """A file that breaks a rule; the error carries the validation report so the advertiser can fix it."""
+
+    def __init__(self, message: str, *, fields: list[FieldError], report: ValidationReport):
+        super().__init__(message, fields=fields)
+        self.report = report
+
+    def as_dict(self) -> dict[str, object]:
+        body = super().as_dict()
+        error = body["error"]
+        assert isinstance(error, dict)
+        error["report"] = self.report.as_dict()
+        return body
+
+
+@dataclass
+class ValidationReport:
+    bytes_read: int = 0
+    lines: int = 0
+    blank_lines: int = 0
+    valid_lines: int = 0
+    invalid_lines: int = 0
+    distinct_ids: int = 0
+    invalid_examples: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def duplicate_lines(self) -> int:
+        return self.valid_lines - self.distinct_ids
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "bytes_read": self.bytes_read,
+            "lines": self.lines,
+            "blank_lines": self.blank_lines,
+            "valid_lines": self.valid_lines,
+            "invalid_lines": self.invalid_lines,
+            "duplicate_lines": self.duplicate_lines,
+            "distinct_ids": self.distinct_ids,
+            "invalid_examples": list(self.invalid_examples),
+        }
+
+
+def _looks_binary(sample: bytes) -> bool:
+    if b"\x00" in sample:
+        return True
+    control = sum(1 for byte in sample if byte < 0x09 or 0x0E <= byte < 0x20 or byte == 0x7F)
+    return control > len(sample) // 100
+
+
+class IdFileReader:
+    """Reads a TXT file of ids chunk by chunk: checks the size cap and text-ness while streaming, validates
+    and counts each line, and collects keys per partition in compact arrays (8 bytes per id).
+
+    Feed it any iterable of byte chunks: an HTTP request body, a download, a file.
+    """
+
+    def __init__(self, id_type: IdType, *, max_bytes: int, field_name: str = "file"):
+        self.id_type = id_type
+        self.max_bytes = max_bytes
+        self.field_name = field_name
+        self.report = ValidationReport()
+        self.keys: list[array[int]] = [array("Q") for _ in range(PARTITIONS)]
+        self._pending = b""
+        self._skipping_overlong = False
+        self._started = False
+        self._pattern = _PATTERNS[id_type]
+        self._other_types: dict[IdType, int] = {}
+
+    def read(self, chunks: Iterable[bytes]) -> ValidationReport:
+        for chunk in chunks:
+            self.feed(chunk)
+        return self.finish()
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        report = self.report
+        report.bytes_read += len(chunk)
+        if report.bytes_read > self.max_bytes:
+            raise PayloadTooLarge(
+                f"the file is larger than {self.max_bytes} bytes",
+                fields=[FieldError(field=self.field_name, rule="max_size_bytes",
+                                   message=f"at most {self.max_bytes} bytes", limit=self.max_bytes,
+                                   actual=report.bytes_read)],
+            )
+        if not self._started:
+            self._started = True
+            if chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            if _looks_binary(chunk[:8192]):
+                self._refuse_binary()
+        elif b"\x00" in chunk:
+            self._refuse_binary()
+        data = self._pending + chunk if self._pending else chunk
+        lines = data.split(b"\n")
+        self._pending = lines.pop()
+        self._consume(lines)
+        if len(self._pending) > MAX_LINE_BYTES:
+            if not self._skipping_overlong:
+                self._invalid(self._pending[:MAX_EXAMPLE_CHARS], report.lines + 1)
+                report.lines += 1
+            self._skipping_overlong = True
+            self._pending = b""
+
+    def finish(self) -> ValidationReport:
+        if self._pending:
+            self._consume([self._pending])
+            self._pending = b""
+        return self.report
+
+    def _consume(self, lines: list[bytes]) -> None:
+        report = self.report
+        pattern = self._pattern
+        fullmatch = pattern.fullmatch
+        keys = self.keys
+        is_gaid = self.id_type is IdType.GAID
+        md5 = hashlib.md5
+        from_bytes = int.from_bytes
+        line_number = report.lines
+        for line in lines:
+            if self._skipping_overlong:
+                # The tail of a line that was already counted as too long.
+                self._skipping_overlong = False
+                continue
+            line_number += 1
+            value = line.strip().lower()
+            if not value:
+                report.blank_lines += 1
+                continue
+            if fullmatch(value) is None or (is_gaid and value == ZERO_GAID):
+                self._invalid(value, line_number)
+                continue
+            key = from_bytes(md5(value, usedforsecurity=False).digest()[:8], "big") if is_gaid \
+                else int(value[:16], 16)
+            keys[key >> _PARTITION_SHIFT].append(key)
+            report.valid_lines += 1
+        report.lines = line_number
+
+    def _invalid(self, value: bytes, line_number: int) -> None:
+        report = self.report
+        report.invalid_lines += 1
+        guessed = guess_id_type(value)
+        if guessed is not None:
+            self._other_types[guessed] = self._other_types.get(guessed, 0) + 1
+        if len(report.invalid_examples) < MAX_INVALID_EXAMPLES:
+            shown = value[:MAX_EXAMPLE_CHARS].decode("utf-8", "replace")
+            report.invalid_examples.append({"line": line_number, "value": shown,
+                                            "reason": f"not {_DESCRIPTIONS[self.id_type]}"})
+
+    def _refuse_binary(self) -> None:
+        raise UnsupportedMediaType(
+            "the file is binary; upload a TXT file with one id per line",
+            fields=[FieldError(field=self.field_name, rule="text_file", message="a TXT file, one id per line")],
+        )
+
+    def check_minimum(self, minimum: int = MIN_VALID_IDS) -> None:
+        """Refuse a file with too few valid ids, and say so when the ids are of another type than declared."""
+        report = self.report
+        if report.valid_lines >= minimum:
+            return
+        likely = max(self._other_types.items(), key=lambda item: item[1], default=None)
+        if likely is not None and likely[1] > report.valid_lines:
+            raise ImportRefused(
+                f"the file holds {likely[0].value} ids, not {self.id_type.value}",
+                fields=[FieldError(field="id_type", rule="matches_file",
+                                   message=f"{likely[1]} lines are {_DESCRIPTIONS[likely[0]]}",
+                                   limit=self.id_type.value, actual=likely[0].value)],
+                report=report,
+            )
+        raise ImportRefused(
+            f"the file holds {report.valid_lines} valid ids; at least {minimum} are needed",
+            fields=[FieldError(field=self.field_name, rule="min_valid_ids",
+                               message=f"at least {minimum} valid ids", limit=minimum, actual=report.valid_lines)],
+            report=report,
+        )
+
+
+def iter_chunks(data: bytes, size: int = 1 << 16) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]

@@ -1,0 +1,97 @@
+"""Label rules: conditions over the device profile store that define a label audience.
+
+Every condition must hold (AND); a condition's list matches any of its values unless it says `match: all`.
+Pure schema; the service materialises a rule into a bitmap of device keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+PackageName = Annotated[
+    str,
+    StringConstraints(max_length=255, pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$"),
+]
+CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+Days = Annotated[int, Field(ge=1, le=90, description="Look back this many days (the store keeps 90).")]
+Seconds = Annotated[int, Field(ge=0, le=86_400 * 90)]
+Match = Literal["any", "all"]
+
+
+class _Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstalledApps(_Condition):
+    """Devices with these apps installed."""
+
+    kind: Literal["installed_apps"]
+    packages: list[PackageName] = Field(min_length=1, max_length=200)
+    match: Match = "any"
+
+
+class NotInstalledApps(_Condition):
+    """Devices with none of these apps installed."""
+
+    kind: Literal["not_installed_apps"]
+    packages: list[PackageName] = Field(min_length=1, max_length=200)
+
+
+class InstalledCategories(_Condition):
+    """Devices with an app of these categories installed."""
+
+    kind: Literal["installed_categories"]
+    categories: list[CategoryCode] = Field(min_length=1, max_length=50)
+    match: Match = "any"
+
+
+class NotInstalledCategories(_Condition):
+    """Devices with no app of these categories installed."""
+
+    kind: Literal["not_installed_categories"]
+    categories: list[CategoryCode] = Field(min_length=1, max_length=50)
+
+
+class ActiveInApps(_Condition):
+    """App behaviour: devices that used one of these apps within the last N days."""
+
+    kind: Literal["active_in_apps"]
+    packages: list[PackageName] = Field(min_length=1, max_length=200)
+    within_days: Days = 7
+
+
+class UsageTime(_Condition):
+    """Devices whose reported usage of an app, or of the apps of a category, over the last N days lies in
+    [min_seconds, max_seconds]. With min_seconds 0, devices that reported no usage qualify too."""
+
+    kind: Literal["usage_time"]
+    package: PackageName | None = None
+    category: CategoryCode | None = None
+    within_days: Days = 7
+    min_seconds: Seconds = 0
+    max_seconds: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> UsageTime:
+        if (self.package is None) == (self.category is None):
+            raise ValueError("name exactly one of package or category")
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ValueError("max_seconds must not be below min_seconds")
+        if self.min_seconds == 0 and self.max_seconds is None:
+            raise ValueError("set min_seconds above 0 or a max_seconds; the range holds every device")
+        return self
+
+
+Condition = Annotated[
+    InstalledApps | NotInstalledApps | InstalledCategories | NotInstalledCategories | ActiveInApps | UsageTime,
+    Field(discriminator="kind"),
+]
+
+
+class LabelRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conditions: list[Condition] = Field(min_length=1, max_length=20, description="All must hold.")
+    seen_within_days: Days = Field(default=30, description="Only devices seen in ad requests this recently.")
