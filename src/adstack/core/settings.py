@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Shared counters for several serving processes.")
     clickhouse_url: str | None = Field(default=None, description="ClickHouse server; embedded chDB when unset.")
     public_base_url: str = "http://127.0.0.1:8000"
+    adjust_api_url: str = Field(default="https://automate.adjust.com", description="Adjust Report Service base URL.")
+    connector_pull_interval_s: int = Field(default=3600, description="Scheduled partner pulls; 0 turns them off.")
     token_ttl_hours: int = 24 * 7
     max_upload_bytes: int = 64 * 1024 * 1024
     max_document_bytes: int = 10 * 1024 * 1024

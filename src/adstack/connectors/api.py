@@ -1,0 +1,153 @@
+"""Partner data connectors: Adjust accounts, app bindings, pulls and the partner's numbers beside ours."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, status
+
+from adstack.accounts import service as accounts
+from adstack.connectors import service
+from adstack.connectors.models import (
+    SETTINGS_MATCH_NOTICE,
+    BindingCreate,
+    BindingRead,
+    BindingUpdate,
+    ConnectionCreate,
+    ConnectionRead,
+    ConnectionUpdate,
+    PullRequest,
+    PullRunRead,
+)
+from adstack.core.db import session_scope
+from adstack.core.deps import CurrentPrincipal, IdPath, SessionDep, SettingsDep
+from adstack.core.errors import DomainError, ValidationFailed
+from adstack.core.security import Encryptor
+from adstack.core.settings import Settings
+
+router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
+log = logging.getLogger("adstack.connectors")
+
+
+def _encryptor(settings: Settings) -> Encryptor:
+    return Encryptor(settings.resolved_secret_key)
+
+
+def connector_factory_of(request: Request) -> service.ConnectorFactory:
+    """Tests and operators may replace the factory on app.state (e.g. to point at another endpoint)."""
+    factory: service.ConnectorFactory | None = getattr(request.app.state, "connector_factory", None)
+    return factory or service.default_connector_factory(request.app.state.settings.adjust_api_url)
+
+
+@router.get("", response_model=list[ConnectionRead], summary="Partner connections you can see")
+def list_connections(principal: CurrentPrincipal, session: SessionDep) -> list[ConnectionRead]:
+    return [ConnectionRead.model_validate(c) for c in service.list_connections(session, principal)]
+
+
+@router.post("", response_model=ConnectionRead, status_code=status.HTTP_201_CREATED,
+             summary="Add an Adjust account; the API token is stored encrypted and never shown again in full")
+def create_connection(body: ConnectionCreate, principal: CurrentPrincipal, session: SessionDep,
+                      settings: SettingsDep) -> ConnectionRead:
+    connection = service.create_connection(session, principal, body, encryptor=_encryptor(settings))
+    session.commit()
+    return ConnectionRead.model_validate(connection)
+
+
+@router.get("/{connection_id}", response_model=ConnectionRead, summary="One connection")
+def get_connection(connection_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ConnectionRead:
+    return ConnectionRead.model_validate(service.get_connection(session, principal, connection_id))
+
+
+@router.patch("/{connection_id}", response_model=ConnectionRead, summary="Rename, replace the token, or disable")
+def update_connection(connection_id: IdPath, body: ConnectionUpdate, principal: CurrentPrincipal,
+                      session: SessionDep, settings: SettingsDep) -> ConnectionRead:
+    connection = service.update_connection(session, principal, connection_id, body, encryptor=_encryptor(settings))
+    session.commit()
+    return ConnectionRead.model_validate(connection)
+
+
+@router.get("/{connection_id}/apps", response_model=dict, summary="Bound apps, with the settings notice")
+def list_bindings(connection_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> dict[str, Any]:
+    rows = service.list_bindings(session, principal, connection_id)
+    return {"notice": SETTINGS_MATCH_NOTICE, "items": [BindingRead.model_validate(b) for b in rows]}
+
+
+@router.post("/{connection_id}/apps", response_model=BindingRead, status_code=status.HTTP_201_CREATED,
+             summary="Bind a partner app token with its time zone and attribution settings")
+def bind_app(connection_id: IdPath, body: BindingCreate, principal: CurrentPrincipal,
+             session: SessionDep) -> BindingRead:
+    binding = service.bind_app(session, principal, connection_id, body)
+    session.commit()
+    return BindingRead.model_validate(binding)
+
+
+@router.patch("/apps/{binding_id}", response_model=BindingRead, summary="Change a binding's settings")
+def update_binding(binding_id: IdPath, body: BindingUpdate, principal: CurrentPrincipal,
+                   session: SessionDep) -> BindingRead:
+    binding = service.update_binding(session, principal, binding_id, body)
+    session.commit()
+    return BindingRead.model_validate(binding)
+
+
+@router.post("/{connection_id}/pull", response_model=PullRunRead,
+             summary="Pull now (default: the last three days); a re-pull replaces days, never duplicates them")
+def pull_now(connection_id: IdPath, body: PullRequest, request: Request, principal: CurrentPrincipal,
+             session: SessionDep, settings: SettingsDep) -> PullRunRead:
+    run = service.pull_for(session, principal, connection_id, encryptor=_encryptor(settings),
+                           connector_factory=connector_factory_of(request), date_from=body.date_from,
+                           date_to=body.date_to)
+    session.commit()
+    if run.status == "failed":
+        # The run and the connection's error are saved above; the caller gets the partner's reason.
+        raise DomainError(run.error or "the pull failed", code="partner_pull_failed")
+    return PullRunRead.model_validate(run)
+
+
+@router.get("/{connection_id}/runs", response_model=list[PullRunRead], summary="Recent pulls")
+def list_runs(connection_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> list[PullRunRead]:
+    return [PullRunRead.model_validate(r) for r in service.list_runs(session, principal, connection_id)]
+
+
+@router.get("/columns/by-campaign-day", response_model=list[dict],
+            summary="The partner's metrics per campaign and day, as extra report columns")
+def partner_columns(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    date_from: Annotated[date, Query()],
+    date_to: Annotated[date, Query()],
+) -> list[dict[str, Any]]:
+    if date_from > date_to or (date_to - date_from) > timedelta(days=366):
+        raise ValidationFailed.single("date_to", "range", "date_to must be within 366 days after date_from",
+                                      limit=366, actual=str(date_to))
+    columns = service.partner_columns(session, account_ids=accounts.visible_account_ids(session, principal),
+                                      date_from=date_from, date_to=date_to)
+    return [{"campaign_id": campaign_id, "day": day.isoformat(),
+             **{f"adjust_{name}": (None if value is None else str(value)) for name, value in values.items()}}
+            for (campaign_id, day), values in sorted(columns.items())]
+
+
+def install(app: FastAPI) -> None:
+    """Hourly scheduled pulls of the settling days, in a daemon thread; off when the interval is 0."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        settings: Settings = app.state.settings
+        while not stop.wait(settings.connector_pull_interval_s):
+            try:
+                with session_scope(app.state.session_factory) as session:
+                    service.scheduled_pull(session, encryptor=_encryptor(settings),
+                                           connector_factory=getattr(app.state, "connector_factory", None)
+                                           or service.default_connector_factory(settings.adjust_api_url))
+            except Exception:  # a failing partner must never stop the schedule
+                log.exception("scheduled partner pull failed")
+
+    def start(app: FastAPI) -> None:
+        settings: Settings = app.state.settings
+        if settings.connector_pull_interval_s > 0 and settings.environment != "test":
+            threading.Thread(target=loop, name="partner-pulls", daemon=True).start()
+
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.append(lambda _app: stop.set())
