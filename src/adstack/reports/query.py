@@ -1,0 +1,200 @@
+"""Report SQL over the hourly rollup, and the metric formulas. Pure: no database, no web.
+
+Local time: every rollup row is a quarter-hour slice of a UTC hour. Each slice is converted to the
+report's zone and then grouped, so a local day is exactly its own 23, 24 or 25 hours, in half-hour
+zones too. Money and ratios are computed here from integer sums with Decimal, never floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from adstack.core.timeutil import zone
+from adstack.core.vocabulary import IN_APP_EVENTS
+from adstack.events.schema import ROLLUP_TABLE
+from adstack.reports.models import Dimension, Metric, ReportQuery, event_metric
+
+SLOT = "(hour + toIntervalMinute(quarter * 15))"
+
+# Dimension -> (output column, SQL expression over the rollup).
+DIMENSION_SQL: dict[Dimension, tuple[str, str]] = {
+    Dimension.DATE: ("date", f"toDate(toTimeZone({SLOT}, {{tz:String}}))"),
+    Dimension.HOUR: ("hour", f"toUnixTimestamp(toStartOfHour(toTimeZone({SLOT}, {{tz:String}})))"),
+    Dimension.ACCOUNT: ("account_id", "account_id"),
+    Dimension.CAMPAIGN: ("campaign_id", "campaign_id"),
+    Dimension.AD_GROUP: ("ad_group_id", "ad_group_id"),
+    Dimension.CREATIVE: ("creative_id", "creative_id"),
+    Dimension.COUNTRY: ("country", "country"),
+    Dimension.AD_SPACE: ("ad_space_id", "ad_space_id"),
+    Dimension.PUBLISHER: ("publisher_id", "publisher_id"),
+    Dimension.PLACEMENT_TYPE: ("placement_type", "placement_type"),
+    Dimension.OBJECTIVE: ("objective", "objective"),
+    Dimension.EVENT: ("event", "conversion_event"),
+}
+
+# Sums read straight from the rollup.
+BASE_SQL: dict[str, str] = {
+    "requests": "sum(requests)",
+    "impressions": "sum(impressions)",
+    "clicks": "sum(clicks)",
+    "cost_micros": "sum(cost_micros)",
+    "installs": "sum(installs)",
+    "in_app_events": "sum(conversions)",
+    "revenue_micros": "sum(revenue_micros)",
+    "video_starts": "sum(video_starts)",
+    "video_first_quartiles": "sum(video_first_quartiles)",
+    "video_midpoints": "sum(video_midpoints)",
+    "video_third_quartiles": "sum(video_third_quartiles)",
+    "video_completes": "sum(video_completes)",
+    "invalid": "sum(invalid)",
+}
+for _event in IN_APP_EVENTS:
+    BASE_SQL[event_metric(_event)] = f"sumIf(conversions, conversion_event = '{_event.value}')"
+
+
+@dataclass(frozen=True)
+class Derived:
+    numerator: str
+    denominator: str
+    scale: int = 1  # eCPM is per thousand
+    money: bool = False  # integer micros; otherwise a decimal fraction
+
+
+DERIVED: dict[str, Derived] = {
+    Metric.CTR: Derived("clicks", "impressions"),
+    Metric.ECPM_MICROS: Derived("cost_micros", "impressions", scale=1000, money=True),
+    Metric.CPC_MICROS: Derived("cost_micros", "clicks", money=True),
+    Metric.CVR: Derived("installs", "clicks"),
+    Metric.CPA_MICROS: Derived("cost_micros", "installs", money=True),
+    Metric.ROAS: Derived("revenue_micros", "cost_micros"),
+    Metric.VIDEO_COMPLETION_RATE: Derived("video_completes", "video_starts"),
+}
+RATIO_PLACES = Decimal("0.000001")
+
+# Filters: query field -> rollup column and its ClickHouse type.
+FILTERS: dict[str, tuple[str, str]] = {
+    "campaign_ids": ("campaign_id", "Array(UInt64)"),
+    "ad_group_ids": ("ad_group_id", "Array(UInt64)"),
+    "creative_ids": ("creative_id", "Array(UInt64)"),
+    "ad_space_ids": ("ad_space_id", "Array(UInt64)"),
+    "publisher_ids": ("publisher_id", "Array(UInt64)"),
+    "countries": ("country", "Array(String)"),
+    "placement_types": ("placement_type", "Array(String)"),
+    "objectives": ("objective", "Array(String)"),
+    "events": ("conversion_event", "Array(String)"),
+}
+
+
+def base_metrics_for(metrics: list[str]) -> list[str]:
+    """The rollup sums the requested metrics need, in a stable order."""
+    needed: set[str] = set()
+    for metric in metrics:
+        if metric in DERIVED:
+            needed.update((DERIVED[metric].numerator, DERIVED[metric].denominator))
+        else:
+            needed.add(metric)
+    return [m for m in BASE_SQL if m in needed]
+
+
+def derive(sums: Mapping[str, int], metric: str) -> int | str | None:
+    """One metric of a row from its integer sums: counts and micros as int, ratios as decimal strings."""
+    formula = DERIVED.get(metric)
+    if formula is None:
+        return int(sums.get(metric) or 0)
+    numerator, denominator = int(sums.get(formula.numerator) or 0), int(sums.get(formula.denominator) or 0)
+    if not formula.money:
+        return ratio(numerator, denominator)
+    if denominator == 0:
+        return None
+    value = Decimal(numerator * formula.scale) / Decimal(denominator)
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def ratio(numerator: int, denominator: int) -> str | None:
+    """A decimal fraction with six places, half to even; None when the denominator is zero."""
+    if denominator == 0:
+        return None
+    return str((Decimal(numerator) / Decimal(denominator)).quantize(RATIO_PLACES, rounding=ROUND_HALF_EVEN))
+
+
+def sort_sql(column: str, dimension_columns: list[str]) -> str:
+    """ORDER BY expression of an output column, over the query's aliases."""
+    if column in dimension_columns:
+        return f"d_{column}"
+    formula = DERIVED.get(column)
+    if formula is None:
+        return f"m_{column}"
+    return f"(m_{formula.numerator} * {formula.scale}) / nullIf(m_{formula.denominator}, 0)"
+
+
+def utc_range(start: date, end: date, tz_name: str) -> tuple[datetime, datetime]:
+    """The UTC instants bounding local days start..end (inclusive) in the zone."""
+    tz = zone(tz_name)
+    begin = datetime.combine(start, time(0), tzinfo=tz)
+    finish = datetime.combine(end + timedelta(days=1), time(0), tzinfo=tz)
+    return begin.astimezone(zone("UTC")), finish.astimezone(zone("UTC"))
+
+
+@dataclass
+class Plan:
+    """The SQL of one report and what is needed to read its result back."""
+
+    sql: str
+    params: dict[str, Any]
+    dimension_columns: list[str]
+    base_metrics: list[str]
+    grouped: bool
+
+
+def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, metrics: list[str],
+          sort: tuple[str, bool] | None, limit: int | None, offset: int, where: Sequence[str] = (),
+          params: Mapping[str, Any] | None = None) -> Plan:
+    """SELECT dimensions and sums for the query; `sort` is (column, descending). `where` adds conditions
+    (fixed SQL whose values are in `params`)."""
+    dims = query.effective_dimensions()
+    t_from, t_to = utc_range(query.start_date, query.end_date, tz_name)
+    params = dict(params or {}) | {
+        "tz": tz_name,
+        "t_from": t_from.replace(tzinfo=None),
+        "t_to": t_to.replace(tzinfo=None),
+        "h_from": t_from.replace(minute=0, second=0, microsecond=0, tzinfo=None),
+    }
+    conditions = [
+        "hour >= {h_from:DateTime('UTC')}", "hour < {t_to:DateTime('UTC')}",
+        f"{SLOT} >= {{t_from:DateTime('UTC')}}", f"{SLOT} < {{t_to:DateTime('UTC')}}",
+    ]
+    if account_ids is not None:
+        conditions.insert(0, "account_id IN {accounts:Array(UInt64)}")
+        params["accounts"] = sorted(account_ids)
+    for name, (column, ch_type) in FILTERS.items():
+        values = getattr(query, name)
+        if values:
+            conditions.append(f"{column} IN {{f_{name}:{ch_type}}}")
+            params[f"f_{name}"] = sorted(str(v) for v in values) if ch_type == "Array(String)" else sorted(values)
+    conditions += where
+    base = base_metrics_for(metrics + ([sort[0]] if sort and sort[0] in DERIVED else []))
+    if sort and sort[0] in BASE_SQL and sort[0] not in base:
+        base.append(sort[0])
+    dimension_columns = [DIMENSION_SQL[d][0] for d in dims]
+    # Aliases are prefixed: ClickHouse aliases are visible in the whole query and must not shadow columns.
+    selects = [f"{DIMENSION_SQL[d][1]} AS d_{DIMENSION_SQL[d][0]}" for d in dims]
+    selects += [f"{BASE_SQL[m]} AS m_{m}" for m in base]
+    if not selects:
+        selects = ["count() AS slices"]
+    sql = f"SELECT {', '.join(selects)}\nFROM {ROLLUP_TABLE}\nWHERE {' AND '.join(conditions)}"
+    if dims:
+        aliases = [f"d_{c}" for c in dimension_columns]
+        sql += f"\nGROUP BY {', '.join(aliases)} WITH TOTALS"
+        order = []
+        if sort is not None:
+            order.append(f"{sort_sql(sort[0], dimension_columns)} {'DESC' if sort[1] else 'ASC'} NULLS LAST")
+        order += [a for a in aliases if sort is None or a != f"d_{sort[0]}"]
+        sql += f"\nORDER BY {', '.join(order)}"
+        if limit is not None:
+            sql += f"\nLIMIT {int(limit)} OFFSET {int(offset)}"
+        sql += "\nSETTINGS exact_rows_before_limit = 1"
+    return Plan(sql=sql, params=params, dimension_columns=dimension_columns, base_metrics=base, grouped=bool(dims))

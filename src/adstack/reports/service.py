@@ -1,0 +1,781 @@
+"""Reports, report jobs, the overview and the media center, read from the event store's hourly rollup.
+
+`run_report` is the one entry point the API, the console and connectors call. Measurement-partner
+connectors add columns with `register_column_source`: their values are keyed by campaign and local day
+and joined onto report rows grouped by date, account and/or campaign.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account, Principal, Role
+from adstack.core.errors import NotFound, ValidationFailed
+from adstack.core.settings import Settings, get_settings
+from adstack.core.timeutil import utcnow, zone
+from adstack.events.schema import AD_SPACE_APPS_TABLE
+from adstack.events.service import EventStore, get_event_store
+from adstack.finance import service as finance
+from adstack.reports import query as sql
+from adstack.reports.export import CsvWriter, TableWriter, XlsxWriter, csv_bytes, xlsx_bytes
+from adstack.reports.models import (
+    DEFAULT_METRICS,
+    ColumnRead,
+    DailyPoint,
+    Dimension,
+    ExportFormat,
+    Granularity,
+    JobStatus,
+    MediaCenterQuery,
+    MediaCenterRead,
+    MediaGroup,
+    MediaRow,
+    Metric,
+    OverviewRead,
+    Rejection,
+    ReportJob,
+    ReportJobCreate,
+    ReportQuery,
+    ReportResult,
+    ReviewCount,
+    Share,
+)
+from adstack.review import service as review
+from adstack.review.models import ReviewItem
+
+log = logging.getLogger("adstack.reports")
+
+SYNC_MAX_DAYS = 92  # longer ranges run as report jobs
+JOB_MAX_DAYS = 3 * 366
+EXPORT_MAX_ROWS = 100_000
+JOB_FILE_TTL = timedelta(days=7)
+JOB_CHUNKS = 20
+
+ColumnKind = Literal["count", "micros", "ratio"]
+
+
+# ---------- connector columns ----------
+
+
+@dataclass(frozen=True)
+class ExtraColumn:
+    """A column a connector adds, e.g. key "adjust_installs", label "Adjust installs"."""
+
+    key: str
+    label: str
+    kind: ColumnKind
+    additive: bool = True  # may be summed over days and campaigns (installs yes, ROAS no)
+    compare_to: Metric | None = None  # our metric; the report then adds `<key>_diff` = theirs - ours
+
+
+class ColumnSource(Protocol):
+    """A partner's numbers per campaign and local day (the account's zone), for report columns."""
+
+    name: str
+
+    def columns(self) -> Sequence[ExtraColumn]: ...
+
+    def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int],
+              start_date: date, end_date: date) -> Mapping[tuple[int, date], Mapping[str, int | Decimal | None]]:
+        """Values keyed by (campaign_id, local date); money as int micros, ratios as Decimal."""
+        ...
+
+
+_column_sources: dict[str, ColumnSource] = {}
+
+
+def register_column_source(source: ColumnSource) -> None:
+    """Make a connector's columns available as `extra_columns` of every report (idempotent by name)."""
+    _column_sources[source.name] = source
+
+
+def unregister_column_source(name: str) -> None:
+    _column_sources.pop(name, None)
+
+
+def available_extra_columns() -> dict[str, tuple[ColumnSource, ExtraColumn]]:
+    return {c.key: (s, c) for s in _column_sources.values() for c in s.columns()}
+
+
+# ---------- scope: who may see which accounts, in which zone and currency ----------
+
+
+@dataclass(frozen=True)
+class Scope:
+    account_ids: list[int] | None  # None = every account (platform staff, no filter)
+    time_zone: str
+    currency: str | None
+
+
+def _scope(session: Session, principal: Principal, requested: Sequence[int], *, time_zone: str | None,
+           per_account: bool, field: str = "account_ids") -> Scope:
+    visible = accounts.visible_account_ids(session, principal)
+    if requested:
+        for account_id in requested:
+            accounts.ensure_account_visible(session, principal, account_id)
+        ids: list[int] | None = sorted(set(requested))
+    else:
+        ids = None if visible is None else sorted(visible)
+    stmt = select(Account.id, Account.currency, Account.time_zone)
+    if ids is not None:
+        stmt = stmt.where(Account.id.in_(ids))
+    found = {row.id: (row.currency, row.time_zone) for row in session.execute(stmt)}
+    if ids is not None and requested:
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFound(f"account {missing[0]} not found")
+    currencies = {currency for currency, _ in found.values()}
+    if len(currencies) > 1 and not per_account:
+        raise ValidationFailed.single(
+            field, "same_currency", "these accounts settle in different currencies; report them one by one "
+            "(add the account dimension) or choose accounts of one currency", limit=sorted(currencies))
+    if time_zone is None:
+        if ids is not None and len(ids) == 1 and ids[0] in found:
+            time_zone = found[ids[0]][1]
+        elif principal.account_id is not None:
+            own = session.get(Account, principal.account_id)
+            time_zone = own.time_zone if own is not None else "UTC"
+        else:
+            time_zone = "UTC"
+    return Scope(ids, time_zone, currencies.pop() if len(currencies) == 1 else None)
+
+
+# ---------- names from the control plane ----------
+
+
+# Dimension -> (module, model, name attribute). Looked up lazily so reports work before every domain exists.
+_NAMED: dict[Dimension, tuple[str, str, str]] = {
+    Dimension.ACCOUNT: ("adstack.accounts.models", "Account", "company_name"),
+    Dimension.CAMPAIGN: ("adstack.campaigns.models", "Campaign", "name"),
+    Dimension.AD_GROUP: ("adstack.campaigns.models", "AdGroup", "name"),
+    Dimension.CREATIVE: ("adstack.creatives.models", "Creative", "name"),
+    Dimension.AD_SPACE: ("adstack.inventory.models", "AdSpace", "name"),
+    Dimension.PUBLISHER: ("adstack.inventory.models", "Publisher", "name"),
+}
+
+
+def _model(dimension: Dimension) -> tuple[Any, str] | None:
+    module_name, model_name, attribute = _NAMED[dimension]
+    try:
+        model = getattr(importlib.import_module(module_name), model_name, None)
+    except ImportError:
+        return None
+    return (model, attribute) if model is not None else None
+
+
+def resolve_names(session: Session, dimension: Dimension, ids: set[int]) -> dict[int, tuple[str | None, bool]]:
+    """id -> (name, deleted). Soft-deleted objects keep their name and are marked; vanished ones too."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    found = _model(dimension)
+    if found is None:
+        return {}
+    model, attribute = found
+    names: dict[int, tuple[str | None, bool]] = {i: (None, True) for i in wanted}
+    for start in range(0, len(wanted), 1000):
+        chunk = sorted(wanted)[start:start + 1000]
+        for obj in session.scalars(select(model).where(model.id.in_(chunk))):
+            deleted = getattr(obj, "deleted_at", None) is not None or getattr(obj, "status", "") == "deleted"
+            names[obj.id] = (getattr(obj, attribute), deleted)
+    return names
+
+
+# ---------- running a report ----------
+
+
+DIMENSION_LABELS: dict[str, str] = {
+    "date": "Date", "hour": "Hour", "account_id": "Account ID", "campaign_id": "Campaign ID",
+    "ad_group_id": "Ad group ID", "creative_id": "Creative ID", "country": "Country or region",
+    "ad_space_id": "Ad space ID", "publisher_id": "Publisher ID", "placement_type": "Placement type",
+    "objective": "Objective", "event": "Event",
+}
+METRIC_LABELS: dict[str, str] = {
+    "ctr": "CTR", "cvr": "CVR", "roas": "ROAS", "ecpm_micros": "eCPM (micros)", "cpc_micros": "CPC (micros)",
+    "cpa_micros": "CPA (micros)", "cost_micros": "Cost (micros)", "revenue_micros": "Revenue (micros)",
+}
+
+
+def _metric_kind(metric: str) -> Literal["count", "micros", "ratio"]:
+    formula = sql.DERIVED.get(metric)
+    if formula is not None:
+        return "micros" if formula.money else "ratio"
+    return "micros" if metric.endswith("_micros") else "count"
+
+
+def _label(metric: str) -> str:
+    return METRIC_LABELS.get(metric) or metric.replace("_", " ").capitalize()
+
+
+def _parse_sort(query: ReportQuery, dims: list[Dimension], metrics: list[str]) -> tuple[str, bool] | None:
+    columns = {sql.DIMENSION_SQL[d][0]: d for d in dims}
+    aliases = {d.value: sql.DIMENSION_SQL[d][0] for d in dims}
+    if query.sort is None:
+        if Dimension.DATE in dims or Dimension.HOUR in dims:
+            return None  # time first, then the other dimensions
+        return (Metric.COST_MICROS.value, True) if dims else None
+    descending = query.sort.startswith("-")
+    key = query.sort.lstrip("-")
+    key = aliases.get(key, key)
+    if key in columns or key in metrics:
+        return key, descending
+    allowed = sorted(set(columns) | set(metrics))
+    raise ValidationFailed.single("sort", "allowed_values", f"sort by one of the report's columns: {allowed}",
+                                  limit=allowed, actual=query.sort)
+
+
+@dataclass
+class _Prepared:
+    query: ReportQuery
+    scope: Scope
+    dims: list[Dimension]
+    metrics: list[str]
+    sort: tuple[str, bool] | None
+    extras: list[tuple[ColumnSource, ExtraColumn]]
+
+
+JOINABLE_DIMENSIONS = frozenset({Dimension.DATE, Dimension.ACCOUNT, Dimension.CAMPAIGN})
+
+
+def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_days: int) -> _Prepared:
+    days = (query.end_date - query.start_date).days + 1
+    if days > max_days:
+        raise ValidationFailed.single(
+            "end_date", "max_range_days",
+            f"a report covers at most {max_days} days here; run longer ranges as a report job "
+            "(POST /api/v1/reports/jobs)" if max_days == SYNC_MAX_DAYS else f"at most {max_days} days",
+            limit=max_days, actual=days)
+    dims = query.effective_dimensions()
+    scope = _scope(session, principal, query.account_ids, time_zone=query.time_zone,
+                   per_account=Dimension.ACCOUNT in dims)
+    metrics = list(dict.fromkeys(m.value for m in (query.metrics or DEFAULT_METRICS)))
+    extras: list[tuple[ColumnSource, ExtraColumn]] = []
+    if query.extra_columns:
+        known = available_extra_columns()
+        for key in query.extra_columns:
+            if key not in known:
+                raise ValidationFailed.single("extra_columns", "known_column", f"no connector provides {key!r}",
+                                              limit=sorted(known), actual=key)
+            extras.append(known[key])
+        if not set(dims) <= JOINABLE_DIMENSIONS:
+            raise ValidationFailed.single(
+                "extra_columns", "joinable_dimensions",
+                "partner columns join on campaign and day: group by date, account and campaign only",
+                limit=sorted(d.value for d in JOINABLE_DIMENSIONS))
+        for _, column in extras:
+            if column.compare_to is not None and column.compare_to.value not in metrics:
+                metrics.append(column.compare_to.value)
+    sort = _parse_sort(query, dims, metrics)
+    return _Prepared(query, scope, dims, metrics, sort, extras)
+
+
+def _columns(prepared: _Prepared) -> list[ColumnRead]:
+    columns: list[ColumnRead] = []
+    for dim in prepared.dims:
+        key = sql.DIMENSION_SQL[dim][0]
+        columns.append(ColumnRead(key=key, label=DIMENSION_LABELS[key],
+                                  kind="time" if dim in (Dimension.DATE, Dimension.HOUR) else "dimension"))
+        if dim in _NAMED:
+            base = key.removesuffix("_id")
+            columns.append(ColumnRead(key=f"{base}_name", label=DIMENSION_LABELS[key].removesuffix(" ID") + " name",
+                                      kind="text"))
+            columns.append(ColumnRead(key=f"{base}_deleted", label=DIMENSION_LABELS[key].removesuffix(" ID")
+                                      + " deleted", kind="flag"))
+    columns += [ColumnRead(key=m, label=_label(m), kind=_metric_kind(m)) for m in prepared.metrics]
+    for _, extra in prepared.extras:
+        columns.append(ColumnRead(key=extra.key, label=extra.label, kind=extra.kind))
+        if extra.compare_to is not None:
+            columns.append(ColumnRead(key=f"{extra.key}_diff", label=f"{extra.label} - ours", kind=extra.kind))
+    return columns
+
+
+def _dimension_value(dim: Dimension, raw: Any, tz_name: str) -> Any:
+    if dim == Dimension.HOUR:
+        return datetime.fromtimestamp(int(raw), tz=zone(tz_name)).isoformat()
+    return raw
+
+
+def _sums(result_columns: list[str], row: Sequence[Any]) -> dict[str, int]:
+    return {c[2:]: int(v or 0) for c, v in zip(result_columns, row, strict=True) if c.startswith("m_")}
+
+
+def _execute(store: EventStore, prepared: _Prepared, query: ReportQuery, *, limit: int | None, offset: int
+             ) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """Rows of one page (dimensions and metrics, names not yet resolved), the totals and the row count."""
+    plan = sql.build(query, account_ids=prepared.scope.account_ids, tz_name=prepared.scope.time_zone,
+                     metrics=prepared.metrics, sort=prepared.sort, limit=limit, offset=offset)
+    result = store.query(plan.sql, plan.params)
+    rows: list[dict[str, Any]] = []
+    for raw in result.rows:
+        values = dict(zip(result.columns, raw, strict=True))
+        row = {sql.DIMENSION_SQL[d][0]: _dimension_value(d, values[f"d_{sql.DIMENSION_SQL[d][0]}"],
+                                                         prepared.scope.time_zone) for d in prepared.dims}
+        sums = _sums(result.columns, raw)
+        row.update({m: sql.derive(sums, m) for m in prepared.metrics})
+        row["_sums"] = sums
+        rows.append(row)
+    if plan.grouped:
+        totals_sums = _sums(result.columns, result.totals) if result.totals else {}
+        total_rows = int(result.rows_before_limit if result.rows_before_limit is not None else len(rows))
+    else:
+        totals_sums = rows[0]["_sums"] if rows else {}
+        total_rows = len(rows)
+    totals: dict[str, Any] = {m: sql.derive(totals_sums, m) for m in prepared.metrics}
+    totals["_sums"] = totals_sums
+    return rows, totals, total_rows
+
+
+def _attach_names(session: Session, prepared: _Prepared, rows: list[dict[str, Any]]) -> None:
+    for dim in prepared.dims:
+        if dim not in _NAMED:
+            continue
+        key = sql.DIMENSION_SQL[dim][0]
+        base = key.removesuffix("_id")
+        names = resolve_names(session, dim, {int(r[key]) for r in rows})
+        for row in rows:
+            name, deleted = names.get(int(row[key]), (None, False))
+            row[f"{base}_name"] = name
+            row[f"{base}_deleted"] = deleted
+
+
+def _campaign_accounts(session: Session, campaign_ids: set[int]) -> dict[int, int]:
+    found = _model(Dimension.CAMPAIGN)
+    if found is None or not campaign_ids:
+        return {}
+    model = found[0]
+    return dict(session.execute(select(model.id, model.account_id).where(model.id.in_(sorted(campaign_ids)))).all())
+
+
+def _attach_extras(session: Session, prepared: _Prepared, rows: list[dict[str, Any]],
+                   totals: dict[str, Any]) -> None:
+    if not prepared.extras:
+        return
+    query = prepared.query
+    by_source: dict[str, tuple[ColumnSource, list[ExtraColumn]]] = {}
+    for source, column in prepared.extras:
+        by_source.setdefault(source.name, (source, []))[1].append(column)
+    for source, columns in by_source.values():
+        data = source.fetch(session, account_ids=prepared.scope.account_ids, campaign_ids=list(query.campaign_ids),
+                            start_date=query.start_date, end_date=query.end_date)
+        keys = [k for k in data if query.start_date <= k[1] <= query.end_date
+                and (not query.campaign_ids or k[0] in query.campaign_ids)]
+        owners = _campaign_accounts(session, {k[0] for k in keys}) if Dimension.ACCOUNT in prepared.dims else {}
+
+        def matches(row: Mapping[str, Any], key: tuple[int, date], owners: Mapping[int, int] = owners) -> bool:
+            if Dimension.CAMPAIGN in prepared.dims and row["campaign_id"] != key[0]:
+                return False
+            if Dimension.DATE in prepared.dims and row["date"] != key[1].isoformat():
+                return False
+            return not (Dimension.ACCOUNT in prepared.dims and owners.get(key[0]) != row["account_id"])
+
+        exact = {Dimension.CAMPAIGN, Dimension.DATE} <= set(prepared.dims)
+        for target, selected in [*((row, [k for k in keys if matches(row, k)]) for row in rows), (totals, keys)]:
+            single = exact and target is not totals and len(selected) == 1
+            for column in columns:
+                present = [data[k].get(column.key) for k in selected if data[k].get(column.key) is not None]
+                value: int | Decimal | None
+                if not present:
+                    value = None
+                elif column.additive:
+                    value = sum(present)  # type: ignore[arg-type]
+                else:
+                    value = present[0] if single else None
+                target[column.key] = str(value) if isinstance(value, Decimal) else value
+                if column.compare_to is not None:
+                    ours = target.get(column.compare_to.value)
+                    diff: Any = None
+                    if value is not None and ours is not None:
+                        diff = Decimal(str(value)) - Decimal(str(ours))
+                        diff = int(diff) if column.kind != "ratio" else str(diff)
+                    target[f"{column.key}_diff"] = diff
+
+
+def _store(store: EventStore | None) -> EventStore:
+    return store if store is not None else get_event_store(get_settings())
+
+
+def run_report(session: Session, principal: Principal, query: ReportQuery, *, store: EventStore | None = None,
+               max_days: int = SYNC_MAX_DAYS) -> ReportResult:
+    """One page of a report with a totals row over every row, in the account's zone and currency."""
+    prepared = _prepare(session, principal, query, max_days=max_days)
+    rows, totals, total_rows = _execute(_store(store), prepared, query, limit=query.limit, offset=query.offset)
+    return _finish(session, prepared, rows, totals, total_rows, limit=query.limit, offset=query.offset)
+
+
+def _finish(session: Session, prepared: _Prepared, rows: list[dict[str, Any]], totals: dict[str, Any],
+            total_rows: int, *, limit: int, offset: int) -> ReportResult:
+    _attach_names(session, prepared, rows)
+    _attach_extras(session, prepared, rows, totals)
+    columns = _columns(prepared)
+    keys = [c.key for c in columns]
+    return ReportResult(
+        start_date=prepared.query.start_date, end_date=prepared.query.end_date,
+        time_zone=prepared.scope.time_zone, currency=prepared.scope.currency,
+        granularity=prepared.query.granularity, columns=columns,
+        rows=[{k: row.get(k) for k in keys} for row in rows],
+        totals={c.key: totals.get(c.key) for c in columns if c.kind in ("count", "micros", "ratio")},
+        total_rows=total_rows, limit=limit, offset=offset,
+    )
+
+
+# ---------- downloads ----------
+
+
+def _table(result: ReportResult) -> tuple[list[str], list[list[Any]]]:
+    header = [c.label for c in result.columns]
+    kinds = {c.key: c.kind for c in result.columns}
+
+    def cell(key: str, value: Any) -> Any:
+        return Decimal(value) if kinds[key] == "ratio" and value is not None else value
+
+    body = [[cell(c.key, row.get(c.key)) for c in result.columns] for row in result.rows]
+    total_row: list[Any] = ["Total" if i == 0 else None for i in range(len(result.columns))]
+    for i, column in enumerate(result.columns):
+        if column.key in result.totals:
+            total_row[i] = cell(column.key, result.totals[column.key])
+    return header, [*body, total_row]
+
+
+def export_report(session: Session, principal: Principal, query: ReportQuery, export_format: ExportFormat, *,
+                  store: EventStore | None = None) -> bytes:
+    """Every row of the report (not one page) and the totals row, as CSV or XLSX."""
+    full = query.model_copy(update={"limit": EXPORT_MAX_ROWS, "offset": 0})
+    result = run_report(session, principal, full, store=store)
+    if result.total_rows > EXPORT_MAX_ROWS:
+        raise ValidationFailed.single("end_date", "max_export_rows",
+                                      "too many rows to download at once; run a report job", limit=EXPORT_MAX_ROWS,
+                                      actual=result.total_rows)
+    header, rows = _table(result)
+    return csv_bytes(header, rows) if export_format == ExportFormat.CSV else xlsx_bytes(header, rows)
+
+
+# ---------- report jobs ----------
+
+
+def create_job(session: Session, principal: Principal, body: ReportJobCreate) -> ReportJob:
+    """Validate and queue a report job; run it with run_job (the API schedules it in the background)."""
+    query = ReportQuery.model_validate(body.model_dump(exclude={"format"}) | {"limit": 10_000})
+    _prepare(session, principal, query, max_days=JOB_MAX_DAYS)
+    job = ReportJob(user_id=principal.user_id, role=principal.role, account_id=principal.account_id,
+                    query=body.model_dump(mode="json", exclude={"format"}), format=body.format.value,
+                    status=JobStatus.QUEUED.value)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, principal: Principal, job_id: int) -> ReportJob:
+    job = session.get(ReportJob, job_id)
+    if job is None or (job.user_id != principal.user_id and not principal.is_platform):
+        raise NotFound(f"report job {job_id} not found")
+    return job
+
+
+def list_jobs(session: Session, principal: Principal, *, limit: int = 50, offset: int = 0) -> list[ReportJob]:
+    stmt = select(ReportJob).where(ReportJob.user_id == principal.user_id)
+    return list(session.scalars(stmt.order_by(ReportJob.id.desc()).limit(limit).offset(offset)))
+
+
+def job_file(settings: Settings, job: ReportJob) -> Path:
+    if job.status != JobStatus.DONE.value or not job.file_name:
+        raise NotFound("the report file is not ready")
+    if job.expires_at is not None and job.expires_at <= utcnow():
+        raise NotFound("the report file has expired; run the job again")
+    path = reports_dir(settings) / job.file_name
+    if not path.exists():
+        raise NotFound("the report file has expired; run the job again")
+    return path
+
+
+def reports_dir(settings: Settings) -> Path:
+    path = settings.data_dir / "reports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _chunks(start: date, end: date, pieces: int) -> Iterator[tuple[date, date]]:
+    days = (end - start).days + 1
+    step = max(1, -(-days // pieces))
+    cursor = start
+    while cursor <= end:
+        last = min(end, cursor + timedelta(days=step - 1))
+        yield cursor, last
+        cursor = last + timedelta(days=1)
+
+
+def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, store: EventStore | None = None,
+            on_progress: Callable[[int], None] | None = None) -> None:
+    """Run a queued job: by date chunks when the report is by day or hour, so progress can be reported."""
+    with factory() as session:
+        job = session.get(ReportJob, job_id)
+        if job is None or job.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            return
+        job.status, job.started_at, job.percent_done = JobStatus.RUNNING.value, utcnow(), 0
+        session.commit()
+        principal = Principal(user_id=job.user_id, email="", role=job.role, account_id=job.account_id, client="job")
+        name = f"report-{job.id}-{secrets.token_hex(8)}.{job.format}"
+        path = reports_dir(settings) / name
+        try:
+            query = ReportQuery.model_validate(job.query | {"limit": 10_000, "offset": 0})
+            prepared = _prepare(session, principal, query, max_days=JOB_MAX_DAYS)
+            row_limit = int(job.query.get("limit") or 1_000_000)
+            columns = _columns(prepared)
+            header = [c.label for c in columns]
+            writer: TableWriter
+            handle = None
+            if job.format == ExportFormat.CSV.value:
+                handle = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+                writer = CsvWriter(handle, header)
+            else:
+                writer = XlsxWriter(path, header)
+            by_time = bool({Dimension.DATE, Dimension.HOUR} & set(prepared.dims))
+            ranges = list(_chunks(query.start_date, query.end_date, JOB_CHUNKS)) if by_time else [
+                (query.start_date, query.end_date)]
+            written = 0
+            for index, (chunk_start, chunk_end) in enumerate(ranges):
+                part = query.model_copy(update={"start_date": chunk_start, "end_date": chunk_end})
+                part_prepared = _Prepared(part, prepared.scope, prepared.dims, prepared.metrics, prepared.sort,
+                                          prepared.extras)
+                rows, totals, total = _execute(_store(store), part_prepared, part, limit=row_limit - written, offset=0)
+                result = _finish(session, part_prepared, rows, totals, total, limit=row_limit, offset=0)
+                _, table = _table(result)
+                writer.write_rows(table[:-1])
+                written += len(rows)
+                job.percent_done = min(99, (index + 1) * 100 // len(ranges))
+                job.row_count = written
+                session.commit()
+                if on_progress is not None:
+                    on_progress(job.percent_done)
+                if written >= row_limit:
+                    break
+            rows, totals, total = _execute(_store(store), prepared, query.model_copy(
+                update={"dimensions": [], "granularity": Granularity.TOTAL}), limit=None, offset=0)
+            result = _finish(session, prepared, [], totals, 0, limit=row_limit, offset=0)
+            writer.write_rows([_table(result)[1][-1]])
+            writer.close()
+            if handle is not None:
+                handle.close()
+            job.status, job.percent_done, job.file_name = JobStatus.DONE.value, 100, name
+            job.finished_at = utcnow()
+            job.expires_at = job.finished_at + JOB_FILE_TTL
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            log.exception("report job %s failed", job_id)
+            path.unlink(missing_ok=True)
+            job = session.get(ReportJob, job_id)
+            if job is not None:
+                job.status, job.finished_at = JobStatus.FAILED.value, utcnow()
+                job.error = (exc.message if hasattr(exc, "message") else "the report could not be produced")[:1000]
+                session.commit()
+
+
+def resume_jobs(factory: sessionmaker[Session]) -> list[int]:
+    """Jobs a stopped process left queued or running, to start again."""
+    with factory() as session:
+        stmt = select(ReportJob.id).where(ReportJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        return list(session.scalars(stmt.order_by(ReportJob.id)))
+
+
+# ---------- overview ----------
+
+
+def _local_today(tz_name: str) -> date:
+    return utcnow().astimezone(zone(tz_name)).date()
+
+
+def overview(session: Session, principal: Principal, *, account_id: int | None, days: int = 7,
+             store: EventStore | None = None) -> OverviewRead:
+    """The account's home page: balance, today's spend so far, trends, review state and distributions."""
+    account_id = accounts.resolve_account_id(session, principal, account_id)
+    account = accounts.get_account(session, principal, account_id)
+    today = _local_today(account.time_zone)
+    start = today - timedelta(days=days - 1)
+    base = {"account_ids": [account_id], "time_zone": account.time_zone,
+            "metrics": [Metric.COST_MICROS, Metric.IMPRESSIONS, Metric.CLICKS, Metric.INSTALLS]}
+    store = _store(store)
+
+    def report(**kwargs: Any) -> ReportResult:
+        query = ReportQuery.model_validate(base | kwargs)
+        return run_report(session, principal, query, store=store, max_days=SYNC_MAX_DAYS)
+
+    trend_rows = {r["date"]: r for r in report(start_date=start, end_date=today, granularity="day",
+                                                  limit=days).rows}
+    trend = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        row = trend_rows.get(day.isoformat(), {})
+        trend.append(DailyPoint(date=day, cost_micros=row.get("cost_micros") or 0,
+                                impressions=row.get("impressions") or 0, clicks=row.get("clicks") or 0,
+                                installs=row.get("installs") or 0))
+    today_point = trend[-1]
+    yesterday = report(start_date=today - timedelta(days=1), end_date=today - timedelta(days=1)).totals
+
+    def shares(dimension: Dimension) -> list[Share]:
+        result = report(start_date=start, end_date=today, dimensions=[dimension], sort="-cost_micros", limit=50)
+        total_cost = int(result.totals.get("cost_micros") or 0)
+        key = sql.DIMENSION_SQL[dimension][0]
+        return [Share(key=str(r[key]), impressions=r["impressions"] or 0, clicks=r["clicks"] or 0,
+                      cost_micros=r["cost_micros"] or 0, installs=r["installs"] or 0,
+                      cost_share=sql.ratio(r["cost_micros"] or 0, total_cost) or "0")
+                for r in result.rows]
+
+    counts = session.execute(
+        select(ReviewItem.object_type, ReviewItem.status, func.count())
+        .where(ReviewItem.account_id == account_id)
+        .group_by(ReviewItem.object_type, ReviewItem.status)
+        .order_by(ReviewItem.object_type, ReviewItem.status)).all()
+    names = {(i.object_type, i.object_id): i.object_name for i in session.scalars(
+        select(ReviewItem).where(ReviewItem.account_id == account_id))}
+    rejections = [Rejection(object_type=r.object_type, object_id=r.object_id,
+                            object_name=names.get((r.object_type, r.object_id)), reasons=list(r.reasons or []),
+                            rejected_at=r.created_at)
+                  for r in review.rejections(session, account_ids={account_id}, limit=20)]
+    return OverviewRead(
+        account_id=account.id, account_name=account.company_name, currency=account.currency,
+        time_zone=account.time_zone, balance_micros=finance.balance_micros(session, account.id), today=today,
+        today_spend_micros=today_point.cost_micros, today_impressions=today_point.impressions,
+        today_clicks=today_point.clicks, today_installs=today_point.installs,
+        yesterday_spend_micros=int(yesterday.get("cost_micros") or 0), trend=trend,
+        review_status_counts=[ReviewCount(object_type=t, status=s, count=c) for t, s, c in counts],
+        rejections=rejections, by_placement=shares(Dimension.PLACEMENT_TYPE), by_country=shares(Dimension.COUNTRY),
+    )
+
+
+# ---------- media center ----------
+
+
+def _inventory() -> tuple[Any, Any] | None:
+    try:
+        module = importlib.import_module("adstack.inventory.models")
+    except ImportError:
+        return None
+    publisher, ad_space = getattr(module, "Publisher", None), getattr(module, "AdSpace", None)
+    return (publisher, ad_space) if publisher is not None and ad_space is not None else None
+
+
+def media_center(session: Session, principal: Principal, query: MediaCenterQuery, *,
+                 store: EventStore | None = None) -> MediaCenterRead:
+    """Where the ads ran: per publisher app (package) or per ad space, searchable by package, source,
+    media id, country and time."""
+    store = _store(store)
+    requested = [query.account_id] if query.account_id is not None else []
+    if principal.role == Role.ADVERTISER and not requested and principal.account_id is not None:
+        requested = [principal.account_id]
+    publisher_ids: set[int] | None = None
+    ad_space_ids: set[int] | None = None
+    inventory = _inventory()
+    if query.package or query.source:
+        publisher_ids = set()
+        if inventory is not None:
+            publisher_model = inventory[0]
+            conditions = []
+            if query.package:
+                conditions.append(publisher_model.app_package.ilike(f"%{query.package}%"))
+            if query.source:
+                conditions.append(publisher_model.name.ilike(f"%{query.source}%"))
+            publisher_ids.update(session.scalars(select(publisher_model.id).where(*conditions)))
+        if query.package and not query.source:
+            seen = store.query(
+                f"SELECT DISTINCT publisher_id, ad_space_id FROM {AD_SPACE_APPS_TABLE} "  # noqa: S608
+                "WHERE positionCaseInsensitiveUTF8(app_package, {package:String}) > 0", {"package": query.package})
+            ad_space_ids = {int(r[1]) for r in seen.rows}
+            publisher_ids.update(int(r[0]) for r in seen.rows if r[0])
+    dims = [Dimension.PUBLISHER] + ([Dimension.AD_SPACE] if query.group_by == MediaGroup.AD_SPACE else [])
+    metrics = [Metric.IMPRESSIONS, Metric.CLICKS, Metric.COST_MICROS, Metric.INSTALLS, Metric.CTR, Metric.CVR,
+               Metric.ECPM_MICROS]
+    empty = MediaRow(publisher_id=0, publisher_name=None, app_package=None, ad_space_id=None, ad_space_name=None,
+                     placement_type=None, impressions=0, clicks=0, cost_micros=0, conversions=0, ctr=None, cvr=None,
+                     ecpm_micros=None)
+    report_query = ReportQuery(
+        start_date=query.start_date, end_date=query.end_date, dimensions=dims, metrics=metrics,
+        account_ids=requested, countries=[query.country] if query.country else [],
+        sort=_media_sort(query.sort), limit=query.limit, offset=query.offset)
+    prepared = _prepare(session, principal, report_query, max_days=JOB_MAX_DAYS)
+    matched_nothing = (publisher_ids is not None and not publisher_ids and not ad_space_ids)
+    if matched_nothing:
+        return MediaCenterRead(start_date=query.start_date, end_date=query.end_date,
+                               time_zone=prepared.scope.time_zone, currency=prepared.scope.currency, rows=[],
+                               totals=empty, total_rows=0)
+    plan_where: list[str] = []
+    params: dict[str, Any] = {}
+    if publisher_ids is not None or ad_space_ids is not None:
+        plan_where.append("(publisher_id IN {m_publishers:Array(UInt64)} OR ad_space_id IN {m_spaces:Array(UInt64)})")
+        params |= {"m_publishers": sorted(publisher_ids or []), "m_spaces": sorted(ad_space_ids or [])}
+    if query.media_id is not None:
+        plan_where.append("(publisher_id = {media_id:UInt64} OR ad_space_id = {media_id:UInt64})")
+        params["media_id"] = query.media_id
+    plan = sql.build(report_query, account_ids=prepared.scope.account_ids, tz_name=prepared.scope.time_zone,
+                     metrics=prepared.metrics, sort=prepared.sort, limit=query.limit, offset=query.offset,
+                     where=plan_where, params=params)
+    result = store.query(plan.sql, plan.params)
+    publishers: dict[int, Any] = {}
+    spaces: dict[int, Any] = {}
+    packages: dict[int, str] = {}
+    raw_rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+    if inventory is not None:
+        publisher_model, ad_space_model = inventory
+        wanted_publishers = sorted({int(r["d_publisher_id"]) for r in raw_rows})
+        wanted_spaces = sorted({int(r.get("d_ad_space_id") or 0) for r in raw_rows})
+        publishers = {p.id: p for p in session.scalars(select(publisher_model).where(
+            publisher_model.id.in_(wanted_publishers)))}
+        spaces = {s.id: s for s in session.scalars(select(ad_space_model).where(
+            ad_space_model.id.in_(wanted_spaces)))}
+    if raw_rows:
+        seen = store.query(
+            f"SELECT publisher_id, argMax(app_package, last_seen) FROM {AD_SPACE_APPS_TABLE} "  # noqa: S608
+            "WHERE publisher_id IN {ids:Array(UInt64)} GROUP BY publisher_id",
+            {"ids": sorted({int(r["d_publisher_id"]) for r in raw_rows})}, fresh=False)
+        packages = {int(r[0]): r[1] for r in seen.rows}
+
+    def media_row(sums: Mapping[str, int], publisher_id: int, ad_space_id: int | None) -> MediaRow:
+        publisher = publishers.get(publisher_id)
+        space = spaces.get(ad_space_id) if ad_space_id else None
+        return MediaRow(
+            publisher_id=publisher_id, publisher_name=getattr(publisher, "name", None),
+            app_package=getattr(publisher, "app_package", None) or packages.get(publisher_id),
+            ad_space_id=ad_space_id, ad_space_name=getattr(space, "name", None),
+            placement_type=getattr(space, "placement_type", None),
+            impressions=sums.get("impressions", 0), clicks=sums.get("clicks", 0),
+            cost_micros=sums.get("cost_micros", 0), conversions=sums.get("installs", 0),
+            ctr=_str(sql.derive(sums, Metric.CTR)), cvr=_str(sql.derive(sums, Metric.CVR)),
+            ecpm_micros=_int(sql.derive(sums, Metric.ECPM_MICROS)))
+
+    rows = [media_row(_sums(result.columns, r), int(d["d_publisher_id"]),
+                      int(d["d_ad_space_id"]) if "d_ad_space_id" in d else None)
+            for r, d in zip(result.rows, raw_rows, strict=True)]
+    totals = media_row(_sums(result.columns, result.totals) if result.totals else {}, 0, None)
+    return MediaCenterRead(start_date=query.start_date, end_date=query.end_date, time_zone=prepared.scope.time_zone,
+                           currency=prepared.scope.currency, rows=rows, totals=totals,
+                           total_rows=int(result.rows_before_limit or len(rows)))
+
+
+_MEDIA_SORT = {"conversions": "installs"}
+
+
+def _media_sort(sort: str | None) -> str | None:
+    if sort is None:
+        return "-cost_micros"
+    descending, key = sort.startswith("-"), sort.lstrip("-")
+    return ("-" if descending else "") + _MEDIA_SORT.get(key, key)
+
+
+def _str(value: int | str | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: int | str | None) -> int | None:
+    return None if value is None else int(value)
+

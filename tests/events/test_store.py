@@ -1,0 +1,215 @@
+"""The event store: durable appends, each id counted once, late events in their own hour."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adstack.core.settings import Settings
+from adstack.events.models import Event, EventType
+from adstack.events.service import EventStore, get_event_store
+
+_accounts = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventStore]:
+    root = tmp_path_factory.mktemp("events")
+    event_store = EventStore(journal_dir=root / "journal", chdb_path=root / "chdb")
+    yield event_store
+    event_store.close()
+
+
+def new_account() -> int:
+    return next(_accounts)
+
+
+def impression(event_id: str, account_id: int, at: datetime, **fields: object) -> Event:
+    return Event(event_id=event_id, event_type=EventType.IMPRESSION, occurred_at=at, account_id=account_id,
+                 **fields)  # type: ignore[arg-type]
+
+
+def rollup(store: EventStore, account_id: int) -> dict[str, int]:
+    result = store.query(
+        "SELECT sum(impressions), sum(clicks), sum(cost_micros), sum(installs), sum(conversions) "
+        "FROM event_rollup_hourly WHERE account_id = {a:UInt64}", {"a": account_id})
+    impressions, clicks, cost, installs, conversions = result.rows[0]
+    return {"impressions": impressions, "clicks": clicks, "cost_micros": cost, "installs": installs,
+            "conversions": conversions}
+
+
+def raw_ids(store: EventStore, account_id: int) -> Counter[str]:
+    result = store.query("SELECT event_id FROM events WHERE account_id = {a:UInt64}", {"a": account_id})
+    return Counter(row[0] for row in result.rows)
+
+
+def test_duplicate_ids_count_once_within_a_batch_across_batches_and_after_loading(store: EventStore) -> None:
+    account = new_account()
+    at = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
+    first = [impression(f"imp-{account}-{i}", account, at) for i in range(5)]
+    store.append(first + first[:2])  # duplicates inside one append
+    store.append(first[2:4])  # and in a later append, before loading
+    store.flush()
+    store.append(first)  # and after the first copies were loaded
+    store.append([Event(event_id=f"chg-{account}", event_type=EventType.CHARGE, occurred_at=at, account_id=account,
+                        cost_micros=2_500)] * 3)
+    store.flush()
+
+    assert rollup(store, account)["impressions"] == 5
+    assert rollup(store, account)["cost_micros"] == 2_500
+    assert set(raw_ids(store, account).values()) == {1}
+
+
+def test_a_late_event_lands_in_its_own_hour(store: EventStore) -> None:
+    account = new_account()
+    now = datetime(2025, 6, 3, 12, 30, tzinfo=UTC)
+    store.append([impression(f"now-{account}", account, now)])
+    store.flush()
+    late = now - timedelta(days=2, hours=5, minutes=10)
+    store.append([impression(f"late-{account}", account, late)])
+    store.flush()
+
+    result = store.query("SELECT toString(hour), sum(impressions) FROM event_rollup_hourly "
+                         "WHERE account_id = {a:UInt64} GROUP BY hour ORDER BY hour", {"a": account})
+    assert result.rows == [[late.strftime("%Y-%m-%d %H:00:00"), 1], [now.strftime("%Y-%m-%d %H:00:00"), 1]]
+
+
+def test_conversions_money_and_video_events_are_rolled_up_by_type(store: EventStore) -> None:
+    account = new_account()
+    at = datetime(2025, 7, 1, 8, tzinfo=UTC)
+    store.append([
+        Event(event_id=f"i-{account}", event_type=EventType.INSTALL, occurred_at=at, account_id=account,
+              conversion_event="INSTALL", revenue_micros=0),
+        Event(event_id=f"p-{account}", event_type=EventType.IN_APP_EVENT, occurred_at=at, account_id=account,
+              conversion_event="PURCHASE", revenue_micros=4_990_000),
+        Event(event_id=f"c-{account}", event_type=EventType.CLICK, occurred_at=at, account_id=account,
+              cost_micros=999),  # cost only counts from charge events
+        Event(event_id=f"v-{account}", event_type=EventType.VIDEO_COMPLETE, occurred_at=at, account_id=account),
+        Event(event_id=f"x-{account}", event_type=EventType.INVALID, occurred_at=at, account_id=account),
+    ])
+    store.flush()
+    sums = rollup(store, account)
+    assert sums == {"impressions": 0, "clicks": 1, "cost_micros": 0, "installs": 1, "conversions": 1}
+    by_event = store.query("SELECT conversion_event, sum(revenue_micros), sum(video_completes), sum(invalid) "
+                           "FROM event_rollup_hourly WHERE account_id = {a:UInt64} GROUP BY conversion_event "
+                           "ORDER BY conversion_event", {"a": account}).rows
+    assert by_event == [["", 0, 1, 1], ["INSTALL", 0, 0, 0], ["PURCHASE", 4_990_000, 0, 0]]
+
+
+def test_bad_records_are_refused_before_they_reach_the_journal(store: EventStore) -> None:
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="event_id"):
+        store.append([impression("", 1, at)])
+    with pytest.raises(ValueError, match="account_id"):
+        store.append([impression("ok", 0, at)])
+
+
+event_ids = st.sampled_from([f"e{i}" for i in range(12)])
+kinds = st.sampled_from([EventType.IMPRESSION, EventType.CLICK, EventType.CHARGE])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.tuples(event_ids, kinds, st.integers(0, 10_000), st.integers(0, 72)),
+                                 max_size=8), min_size=1, max_size=4),
+       flush_between=st.booleans())
+def test_rollups_equal_the_first_copy_of_each_id(store: EventStore, batches: list[list[tuple[str, EventType, int,
+                                                                                            int]]],
+                                                 flush_between: bool) -> None:
+    account = new_account()
+    start = datetime(2025, 8, 1, tzinfo=UTC)
+    first_copy: dict[str, tuple[EventType, int]] = {}
+    for batch in batches:
+        events = []
+        for suffix, kind, cost, hours in batch:
+            event_id = f"{account}-{suffix}"
+            first_copy.setdefault(event_id, (kind, cost))
+            kind, cost = first_copy[event_id]  # a retry repeats the same event
+            events.append(Event(event_id=event_id, event_type=kind, occurred_at=start + timedelta(hours=hours),
+                                account_id=account, cost_micros=cost))
+        store.append(events)
+        if flush_between:
+            store.flush()
+    store.flush()
+    sums = rollup(store, account)
+    assert sums["impressions"] == sum(1 for k, _ in first_copy.values() if k == EventType.IMPRESSION)
+    assert sums["clicks"] == sum(1 for k, _ in first_copy.values() if k == EventType.CLICK)
+    assert sums["cost_micros"] == sum(c for k, c in first_copy.values() if k == EventType.CHARGE)
+
+
+def test_the_process_store_follows_the_settings_and_reopens_after_another_data_dir(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path / "one", secret_key="k")
+    second = Settings(data_dir=tmp_path / "two", secret_key="k")
+    at = datetime(2025, 2, 1, tzinfo=UTC)
+    get_event_store(first).append([impression("a", 1, at)])
+    get_event_store(second).append([impression("b", 1, at), impression("c", 1, at)])
+    assert get_event_store(first) is get_event_store(first)
+    get_event_store(first).flush()
+    get_event_store(second).flush()  # takes the embedded engine from the first store
+    assert rollup(get_event_store(first), 1)["impressions"] == 1  # and it comes back
+    assert rollup(get_event_store(second), 1)["impressions"] == 2
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from adstack.events.models import Event, EventType
+    from adstack.events.service import EventStore
+
+    root = Path(sys.argv[1])
+    store = EventStore(journal_dir=root / "journal", chdb_path=root / "chdb", batch_events=300)
+    start = datetime(2025, 9, 1, tzinfo=UTC)
+    batch = 0
+    while True:
+        events = [Event(event_id=f"b{batch}-{i}", event_type=EventType.IMPRESSION,
+                        occurred_at=start + timedelta(minutes=batch), account_id=7) for i in range(100)]
+        # every batch is sent twice, as a retrying writer would
+        store.append(events)
+        store.append(events[:50])
+        print(batch, flush=True)  # acknowledged
+        batch += 1
+        if batch % 3 == 0:
+            store.flush()
+""")
+
+
+def test_a_killed_writer_loses_nothing_it_acknowledged_and_nothing_counts_twice(tmp_path: Path) -> None:
+    root = tmp_path / "crash"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    assert writer.stdout is not None
+    acknowledged: list[int] = []
+    deadline = time.monotonic() + 120
+    while len(acknowledged) < 24 and time.monotonic() < deadline:
+        line = writer.stdout.readline()
+        if not line:
+            break
+        acknowledged.append(int(line))
+    writer.send_signal(signal.SIGKILL)  # mid-write or mid-load, wherever it is
+    writer.wait()
+    assert len(acknowledged) >= 6, "the writer did not get going"
+
+    reopened = EventStore(journal_dir=root / "journal", chdb_path=root / "chdb")
+    try:
+        reopened.flush()
+        ids = raw_ids(reopened, 7)
+        expected = {f"b{b}-{i}" for b in acknowledged for i in range(100)}
+        assert expected <= set(ids)
+        assert set(ids.values()) == {1}
+        assert rollup(reopened, 7)["impressions"] == len(ids)
+    finally:
+        reopened.close()
