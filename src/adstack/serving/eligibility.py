@@ -51,6 +51,8 @@ def check_schedule(schedule: Schedule, times: LocalTimes) -> str | None:
         return "ended"
     if schedule.hours_of_week is not None and hour_of_week(times.at(schedule.time_zone)) not in schedule.hours_of_week:
         return "out_of_daypart"
+    if schedule.booked_slots and not any(start <= now < end for start, end in schedule.booked_slots):
+        return "outside_booked_slots"
     return None
 
 

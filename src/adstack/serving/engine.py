@@ -18,6 +18,7 @@ exchange rates), which the refresher replaces whole.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 import secrets
@@ -100,14 +101,20 @@ class _Candidate:
     pcvr: float
 
 
-def new_impression_id(combination_index: int = 0) -> str:
-    """Unguessable; ends with the asset combination shown, so clicks can credit the combination."""
-    return f"{secrets.token_urlsafe(12)}.{combination_index}"
+_TOKEN_CHARS = 16  # secrets.token_urlsafe(12)
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-def combination_of(impression_id: str) -> int | None:
-    tail = impression_id.rpartition(".")[2]
-    return int(tail) if tail.isdigit() and len(tail) <= 4 else None
+def new_impression_id(combination_key: str = "") -> str:
+    """Unguessable, and ends with the key of the asset combination shown, so outcomes can credit it."""
+    key = combination_key if combination_key and len(combination_key) <= 40 and set(combination_key) <= _SAFE \
+        else hashlib.sha256(combination_key.encode()).hexdigest()[:16]
+    return secrets.token_urlsafe(12) + key
+
+
+def combination_of(impression_id: str) -> str | None:
+    """The asset combination key an impression id carries (see `new_impression_id`)."""
+    return impression_id[_TOKEN_CHARS:] if len(impression_id) > _TOKEN_CHARS else None
 
 
 class DecisionEngine:
@@ -362,11 +369,12 @@ class DecisionEngine:
         if failed >= 0:
             self._on_refused(group, claims[failed], times)
             return None
-        index, combination = self._combination(creative, pctr)
+        combination = self._combination(creative, pctr)
         bid_usd_cpm = exchange_cpm if exchange_cpm is not None else ecpm
         return Decision(ad_group=group, creative=creative, combination=combination, tier=tier,
                         ecpm_usd_micros=ecpm, price_micros=price, bid_usd_cpm_micros=bid_usd_cpm,
-                        impression_id=new_impression_id(index), pctr=pctr, pcvr=pcvr, claims=claims, ad_space=space)
+                        impression_id=new_impression_id(combination.key), pctr=pctr, pcvr=pcvr, claims=claims,
+                        ad_space=space)
 
     def _claims(self, group: AdGroupSnap, request: AdRequest, state: ServingState, times: eligibility.LocalTimes,
                 cost: int) -> tuple[Claim, ...]:
@@ -409,14 +417,13 @@ class DecisionEngine:
         elif key.startswith("g:"):
             self.block(group.id, now_ts + PACING_BLOCK_SECONDS)
 
-    def _combination(self, creative: CreativeSnap, pctr: float) -> tuple[int, AssetCombination]:
+    def _combination(self, creative: CreativeSnap, pctr: float) -> AssetCombination:
         combinations = creative.combinations
         if len(combinations) == 1:
-            return 0, combinations[0]
+            return combinations[0]
         outcomes = self.outcomes
-        chosen = choose_combination(combinations, lambda key: outcomes.combination(creative.id, key),
-                                    prior_ctr=pctr, rng=self._rng)
-        return combinations.index(chosen), chosen
+        return choose_combination(combinations, lambda key: outcomes.combination(creative.id, key),
+                                  prior_ctr=pctr, rng=self._rng)
 
     def release(self, decision: Decision) -> None:
         """Give back a reservation whose ad was not shown (e.g. an exchange auction we lost)."""

@@ -1,7 +1,8 @@
 """Currency conversion for the auction: bids in different account currencies compete in one currency.
 
-The auction ranks in USD micros; rates are operator-editable (`serving.models.FxRate`, seeded with round
-figures) and read into the snapshot, so a request never touches the database to convert.
+The auction ranks in USD micros. Rates are the operator-editable FX table kept by attribution
+(`attribution.models.FxRate`, units of a currency per US dollar), read into the snapshot so a request never touches
+the database to convert; until the table names a currency, round seed figures stand in.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class FxRates:
             {code.upper(): Decimal(rate) for code, rate in usd_per_unit.items() if Decimal(rate) > 0})
         # Floats for ranking only; amounts that are charged are converted with Decimal.
         self._factor = {code: float(rate) for code, rate in self.usd_per_unit.items()}
+
+    @classmethod
+    def from_units_per_usd(cls, units_per_usd: Mapping[str, Decimal]) -> FxRates:
+        """From the FX table's form (units per USD), over the seed figures for currencies it does not name."""
+        rates = dict(DEFAULT_USD_PER_UNIT)
+        for code, units in units_per_usd.items():
+            if Decimal(units) > 0:
+                rates[code.upper()] = Decimal(1) / Decimal(units)
+        rates["USD"] = Decimal(1)
+        return cls(rates)
 
     def knows(self, currency: str) -> bool:
         return currency.upper() in self._factor

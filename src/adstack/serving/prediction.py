@@ -166,6 +166,12 @@ class OutcomeCounter:
             row[0] += impressions
             row[1] += clicks
 
+    def replace(self, leaves: dict[Leaf, Outcomes]) -> None:
+        """Take authoritative counts (from the event store) in place of what this process counted."""
+        with self._lock:
+            self._leaves = leaves
+            self.changes += 1
+
     def combination(self, creative_id: int, combination: str) -> tuple[int, int]:
         row = self._combinations.get((creative_id, combination))
         return (row[0], row[1]) if row else (0, 0)

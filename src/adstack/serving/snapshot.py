@@ -72,6 +72,8 @@ class Schedule:
     end: datetime | None = None
     # Hour-of-week in the ad group's zone, 0 = Monday 00:00-01:00 ... 167 = Sunday 23:00-24:00; None = all day.
     hours_of_week: frozenset[int] | None = None
+    # CPT: the booked time slots (UTC); the ad group serves only inside one. Empty = no slot restriction.
+    booked_slots: tuple[tuple[datetime, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,18 @@ class Snapshot:
         self.built_at = built_at
         self._positions = {g.id: i for i, g in enumerate(self.by_ordinal)}
         self.index = TargetingIndex(self.by_ordinal)
+
+    def patched(self, *, accounts: Mapping[int, AccountSnap] | None = None,
+                ledger_spend: Mapping[int, Spend] | None = None) -> Snapshot:
+        """A copy with some accounts' funds or ad groups' ledger spend replaced; the index is shared."""
+        copy = object.__new__(Snapshot)
+        for name in Snapshot.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        if accounts:
+            copy.accounts = MappingProxyType({**self.accounts, **accounts})
+        if ledger_spend:
+            copy.ledger_spend = MappingProxyType({**self.ledger_spend, **ledger_spend})
+        return copy
 
     def ordinal_of(self, ad_group_id: int) -> int | None:
         return self._positions.get(ad_group_id)

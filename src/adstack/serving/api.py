@@ -1,0 +1,103 @@
+"""The ad endpoints: the SDK's `POST /v1/ads` and the OpenRTB 2.6 bidder `POST /openrtb2/bid`.
+
+Both are public (devices and exchanges call them); what they hand out is protected by the signed tracking tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import ORJSONResponse
+
+from adstack.core.errors import PayloadTooLarge
+from adstack.core.timeutil import utcnow
+from adstack.serving import openrtb, service
+from adstack.serving.models import AdRequestIn, AdResponseOut
+from adstack.serving.runtime import ServingRuntime
+
+MAX_BID_REQUEST_BYTES = 256 * 1024
+
+public_router = APIRouter(tags=["serving"])
+
+_BID_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "description": "An OpenRTB 2.6 BidRequest.",
+            "required": ["id", "imp"],
+            "properties": {"id": {"type": "string"}, "imp": {"type": "array", "items": {"type": "object"}}},
+        }}},
+    },
+    "responses": {"204": {"description": "No bid."}, "400": {"description": "Not a bid request."}},
+}
+
+
+def runtime_of(request: Request) -> ServingRuntime:
+    runtime: ServingRuntime = request.app.state.serving
+    return runtime
+
+
+@public_router.post("/v1/ads", response_model=AdResponseOut, summary="SDK ad request",
+                    responses={404: {"description": "No active ad space has this id."}})
+async def request_ads(body: AdRequestIn, request: Request) -> ORJSONResponse:
+    """Fill an ad space: ads with assembled assets, signed tracking URLs and expanded third-party trackers."""
+    response = service.serve_sdk_request(runtime_of(request), body, now=utcnow())
+    return ORJSONResponse(response.model_dump())
+
+
+@public_router.post("/openrtb2/bid", summary="OpenRTB 2.6 bid request", openapi_extra=_BID_REQUEST_BODY,
+                    response_class=ORJSONResponse)
+async def openrtb_bid(request: Request) -> Response:
+    started = time.monotonic()
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BID_REQUEST_BYTES:
+        raise PayloadTooLarge(f"a bid request may have at most {MAX_BID_REQUEST_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BID_REQUEST_BYTES:
+            raise PayloadTooLarge(f"a bid request may have at most {MAX_BID_REQUEST_BYTES} bytes")
+    parsed = openrtb.parse_bid_request(bytes(body))
+    runtime = runtime_of(request)
+    answer = openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=request.app.state.serving_bids)
+    if answer is None:
+        return Response(status_code=204)
+    return ORJSONResponse(answer)
+
+
+NoticeId = Annotated[str, Query(max_length=64, description="The bid id (our impression id).")]
+NoticeText = Annotated[str | None, Query(max_length=64)]
+
+
+@public_router.get("/openrtb2/win", status_code=204, summary="OpenRTB win notice (nurl)")
+async def win_notice(request: Request, i: NoticeId, p: NoticeText = None) -> Response:
+    request.app.state.serving_bids.pop(i)
+    return Response(status_code=204)
+
+
+@public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)")
+async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticeText = None) -> Response:
+    """A lost bid gives its budget reservation back (when this process made the bid)."""
+    decision = request.app.state.serving_bids.pop(i)
+    if decision is not None:
+        runtime_of(request).engine.release(decision)
+    return Response(status_code=204)
+
+
+def install(app: FastAPI) -> None:
+    app.state.serving_bids = openrtb.PendingBids()
+
+    def start(app: FastAPI) -> None:
+        runtime = ServingRuntime(app.state.settings, app.state.session_factory)
+        app.state.serving = runtime
+        runtime.start()
+
+    def stop(app: FastAPI) -> None:
+        runtime: ServingRuntime | None = getattr(app.state, "serving", None)
+        if runtime is not None:
+            runtime.stop()
+
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.append(stop)

@@ -1,0 +1,93 @@
+"""The SDK's ad request and response. Serving keeps no tables: it reads the control plane into a snapshot."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from adstack.campaigns.targeting import Gender, Network
+from adstack.core.deps import MAX_ID
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+Package = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+MAX_ADS_PER_REQUEST = 10
+MAX_REPORTED_PACKAGES = 1000
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    gaid: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = Field(
+        default=None, description="Google advertising id.")
+    os_version: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
+    model: Text | None = None
+    language: Annotated[str, StringConstraints(strip_whitespace=True, max_length=35)] | None = Field(
+        default=None, description="e.g. en or en-US.")
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None = Field(
+        default=None, description="ISO 3166-1 alpha-2; without it the ad space's publisher's country is used.")
+    ip: Annotated[str, StringConstraints(max_length=45)] | None = None
+    network: Network | None = None
+    carrier: Text | None = None
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    age: int | None = Field(default=None, ge=0, le=120)
+    gender: Gender | None = None
+
+
+class AppIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    package: Package | None = Field(default=None, description="The app the ad space is in.")
+    installed_packages: list[Package] | None = Field(
+        default=None, max_length=MAX_REPORTED_PACKAGES,
+        description="Installed apps, when the SDK may report them; absent = not reported.")
+    usage_seconds: dict[Package, Annotated[int, Field(ge=0, le=86_400)]] | None = Field(
+        default=None, max_length=MAX_REPORTED_PACKAGES, description="Seconds of use per app today.")
+
+
+class AdRequestIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ad_space_id: int = Field(ge=1, le=MAX_ID)
+    count: int = Field(default=1, ge=1, le=MAX_ADS_PER_REQUEST, description="Ads wanted.")
+    device: DeviceIn = Field(default_factory=DeviceIn)
+    user: UserIn = Field(default_factory=UserIn)
+    app: AppIn = Field(default_factory=AppIn)
+
+
+class AdTracking(BaseModel):
+    impression: list[str] = Field(description="Call every URL once when the ad is shown.")
+    click: list[str] = Field(description="Third-party click trackers; the ad's click_url already counts the click.")
+    video: dict[str, list[str]] = Field(default_factory=dict,
+                                        description="start, first_quartile, midpoint, third_quartile, complete.")
+
+
+class AdOut(BaseModel):
+    impression_id: str
+    campaign_id: int
+    ad_group_id: int
+    creative_id: int
+    format: str
+    title: str = ""
+    description: str = ""
+    image_url: str = ""
+    video_url: str = ""
+    icon_url: str = ""
+    button: str = ""
+    width: int = 0
+    height: int = 0
+    duration_ms: int = 0
+    click_url: str = Field(description="Open this on a click: it counts the click and redirects.")
+    landing_url: str = ""
+    deeplink: str = ""
+    tracking: AdTracking
+
+
+class AdResponseOut(BaseModel):
+    request_id: str
+    ad_space_id: int
+    ads: list[AdOut]

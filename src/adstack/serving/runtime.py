@@ -1,0 +1,260 @@
+"""The serving process's moving parts: the engine, and a background thread that keeps its state current.
+
+Every second the thread compares the control plane's signature (row counts and latest updates); when it moved,
+it builds a new snapshot off the request path and swaps the engine's state reference, so requests never wait and
+never see a half-built state. Between rebuilds it patches money (funds, ledger spend) every few seconds, rebuilds
+the rate model when new outcomes were observed, reloads audience membership, flushes buffered device profiles and
+request events, and re-learns the daily traffic curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.events.models import Event, EventType
+from adstack.serving.counters import Counters, make_counters
+from adstack.serving.engine import DecisionEngine, ServingState, combination_of
+from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
+from adstack.serving.prediction import Leaf, Outcomes
+from adstack.serving.snapshot import Snapshot
+
+log = logging.getLogger("adstack.serving")
+
+POLL_SECONDS = 1.0
+MONEY_SECONDS = 2.0
+RATES_SECONDS = 10.0
+AUDIENCES_SECONDS = 15.0
+TRAFFIC_SECONDS = 300.0
+STATS_SECONDS = 300.0  # outcome counts re-read from the event store's rollup
+EVENTS_SECONDS = 1.0
+STATS_LOOKBACK_DAYS = 30
+
+_live: weakref.WeakSet[ServingRuntime] = weakref.WeakSet()
+
+
+def observe_events(events: Iterable[Event]) -> None:
+    """Feed tracking outcomes (impressions, clicks, conversions) to every serving runtime of this process."""
+    batch = list(events)
+    for runtime in list(_live):
+        runtime.observe(batch)
+
+
+class ServingRuntime:
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], *,
+                 counters: Counters | None = None, poll_seconds: float = POLL_SECONDS):
+        self.settings = settings
+        self.session_factory = session_factory
+        self.engine = DecisionEngine(ServingState.build(Snapshot.empty()),
+                                     counters=counters or make_counters(settings.redis_url),
+                                     auction_type=settings.auction_type)
+        self.poll_seconds = poll_seconds
+        self.base_url = settings.public_base_url
+        self.secret = settings.resolved_secret_key
+        self._signature: tuple[Any, ...] | None = None
+        self._money = MoneyMark()
+        self._rates_changes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refresh_lock = threading.Lock()
+        self._events: list[Event] = []
+        self._events_lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self.device_profiles: Any = None
+        self.audience_index: Any = None
+        self.rebuilds = 0
+        _live.add(self)
+
+    # ---------- lifecycle ----------
+
+    @property
+    def state(self) -> ServingState:
+        return self.engine.state
+
+    def start(self) -> None:
+        try:
+            from adstack.audiences.service import DeviceProfileStore
+
+            self.device_profiles = DeviceProfileStore(self.session_factory)
+        except ImportError:  # pragma: no cover - audiences are optional
+            self.device_profiles = None
+        self._guard("audiences", self._reload_audiences)
+        self.refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="adstack-serving-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._guard("events", self.flush_events)
+        if self.device_profiles is not None:
+            self._guard("device profiles", self.device_profiles.flush)
+        self.engine.counters.close()
+        _live.discard(self)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self._guard("snapshot", self.refresh)
+            now = time.monotonic()
+            self._every("money", MONEY_SECONDS, now, self.refresh_money)
+            self._every("rates", RATES_SECONDS, now, self.refresh_rates)
+            self._every("audiences", AUDIENCES_SECONDS, now, self._reload_audiences)
+            self._every("events", EVENTS_SECONDS, now, self.flush_events)
+            self._every("traffic", TRAFFIC_SECONDS, now, self.engine.traffic.refresh)
+            if self.device_profiles is not None:
+                self._every("device profiles", 5.0, now, self.device_profiles.flush)
+            # The event store is read rarely and first only after a full interval: it is the slow path.
+            self._last.setdefault("stats", now)
+            self._every("stats", STATS_SECONDS, now, self.load_outcome_stats)
+
+    def _every(self, name: str, interval: float, now: float, work: Callable[[], object]) -> None:
+        if now - self._last.get(name, 0.0) >= interval:
+            self._last[name] = now
+            self._guard(name, work)
+
+    @staticmethod
+    def _guard(name: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except Exception:  # the refresher must outlive a bad cycle; serving goes on with the last state
+            log.exception("serving refresh of %s failed", name)
+
+    # ---------- refreshing ----------
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Rebuild the snapshot if the control plane changed (or when forced); True when it swapped."""
+        with self._refresh_lock:
+            with self.session_factory() as session:
+                signature = control_plane_signature(session)
+                if not force and signature == self._signature:
+                    return False
+                mark = money_mark(session)
+                snapshot, fx = load_snapshot(session, base_url=self.base_url, version=str(hash(signature)))
+                session.rollback()
+            current = self.engine.state
+            self.engine.swap(ServingState.build(snapshot, current.rates, fx))
+            self._signature = signature
+            self._money = mark
+            self.rebuilds += 1
+            log.info("serving snapshot rebuilt: %d ad groups", len(snapshot))
+            return True
+
+    def refresh_money(self) -> None:
+        with self._refresh_lock, self.session_factory() as session:
+            state = self.engine.state
+            snapshot, mark = load_money(session, state.snapshot, self._money)
+            session.rollback()
+            if snapshot is not state.snapshot:
+                self.engine.swap(ServingState(snapshot, state.rates, state.order, state.fx))
+            self._money = mark
+
+    def refresh_rates(self, *, force: bool = False) -> None:
+        outcomes = self.engine.outcomes
+        if not force and outcomes.changes == self._rates_changes:
+            return
+        self._rates_changes = outcomes.changes
+        rates = outcomes.model()
+        with self._refresh_lock:
+            state = self.engine.state
+            self.engine.swap(ServingState.build(state.snapshot, rates, state.fx))
+
+    def _reload_audiences(self) -> None:
+        try:
+            from adstack.audiences.service import load_audience_index
+        except ImportError:  # pragma: no cover
+            return
+        with self.session_factory() as session:
+            index = load_audience_index(session, self.settings, previous=self.audience_index)
+            session.rollback()
+        self.audience_index = index
+        self.engine.audiences = index
+
+    # ---------- outcomes ----------
+
+    def observe(self, events: Iterable[Event]) -> None:
+        """Count impressions, clicks and conversions for the predictions and the creative combinations."""
+        snapshot = self.engine.state.snapshot
+        outcomes = self.engine.outcomes
+        for event in events:
+            if not event.ad_group_id:
+                continue
+            leaf: Leaf = (event.placement_type, event.campaign_id, event.ad_group_id, event.creative_id)
+            kind = event.event_type
+            impression_id = event.attrs.get("impression_id") or (
+                event.event_id.split(":", 1)[1] if kind is EventType.IMPRESSION and ":" in event.event_id else "")
+            if kind is EventType.IMPRESSION:
+                outcomes.add(leaf, impressions=1)
+                self._count_combination(event.creative_id, impression_id, impressions=1)
+            elif kind is EventType.CLICK:
+                outcomes.add(leaf, clicks=1)
+                self._count_combination(event.creative_id, impression_id, clicks=1)
+            elif kind in (EventType.INSTALL, EventType.IN_APP_EVENT):
+                group = snapshot.ad_groups.get(event.ad_group_id)
+                wanted = (group.conversion_event or "INSTALL") if group is not None else ""
+                name = "INSTALL" if kind is EventType.INSTALL else event.conversion_event
+                if name == wanted:
+                    outcomes.add(leaf, conversions=1)
+
+    def _count_combination(self, creative_id: int, impression_id: str, *, impressions: int = 0,
+                           clicks: int = 0) -> None:
+        key = combination_of(impression_id) if impression_id else None
+        if key:
+            self.engine.outcomes.add_combination(creative_id, key, impressions=impressions, clicks=clicks)
+
+    def load_outcome_stats(self) -> None:
+        """Replace the outcome counts with the event store's (every process then predicts from all traffic)."""
+        from adstack.events.schema import ROLLUP_TABLE
+        from adstack.events.service import get_event_store
+
+        store = get_event_store(self.settings)
+        result = store.query(
+            f"SELECT placement_type, campaign_id, ad_group_id, creative_id, conversion_event, "  # noqa: S608
+            f"sum(impressions) AS imps, sum(clicks) AS clicks, sum(installs) AS installs, "
+            f"sum(conversions) AS convs FROM {ROLLUP_TABLE} "
+            f"WHERE hour >= now() - INTERVAL {STATS_LOOKBACK_DAYS} DAY AND ad_group_id != 0 "
+            f"GROUP BY placement_type, campaign_id, ad_group_id, creative_id, conversion_event", fresh=False)
+        snapshot = self.engine.state.snapshot
+        leaves: dict[Leaf, Outcomes] = {}
+        for row in result.dicts():
+            leaf = (str(row["placement_type"]), int(row["campaign_id"]), int(row["ad_group_id"]),
+                    int(row["creative_id"]))
+            seen = leaves.setdefault(leaf, Outcomes())
+            seen.impressions += int(row["imps"])
+            seen.clicks += int(row["clicks"])
+            group = snapshot.ad_groups.get(leaf[2])
+            wanted = (group.conversion_event or "INSTALL") if group is not None else "INSTALL"
+            if wanted == "INSTALL":
+                seen.conversions += int(row["installs"])
+            elif row["conversion_event"] == wanted:
+                seen.conversions += int(row["convs"])
+        self.engine.outcomes.replace(leaves)
+
+    # ---------- request events ----------
+
+    def record(self, events: Iterable[Event]) -> None:
+        """Buffer events of the hot path; the background thread appends them to the event store in batches."""
+        with self._events_lock:
+            self._events.extend(events)
+
+    def flush_events(self) -> None:
+        with self._events_lock:
+            batch, self._events = self._events, []
+        if batch:
+            from adstack.events.service import get_event_store
+
+            get_event_store(self.settings).append(batch)
+
+    def now(self) -> datetime:
+        return utcnow()

@@ -1,0 +1,136 @@
+"""Answering the SDK's ad request: normalise it, decide, and assemble the ads with their tracking URLs.
+
+Serving has no tables and no per-request database work: `ServingRuntime` (see runtime.py) holds the snapshot
+and counters; this module turns requests into decisions and decisions into responses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from adstack.core.errors import NotFound
+from adstack.events.models import Event, EventType
+from adstack.serving.engine import Decision
+from adstack.serving.models import AdOut, AdRequestIn, AdResponseOut, AdTracking
+from adstack.serving.request import AdRequest, parse_os_version
+from adstack.serving.runtime import ServingRuntime, observe_events
+from adstack.serving.snapshot import AdSpaceSnap, PublisherSnap
+from adstack.tracking.devices import GaidForm, normalise_gaid
+from adstack.tracking.urls import TrackingUrls, build_tracking_urls, expand_macros
+
+__all__ = ["ServingRuntime", "build_request", "observe_events", "serve_sdk_request", "tracking_for"]
+
+
+def device_identity(gaid: str | None) -> tuple[str | None, int | None]:
+    """(canonical raw GAID, audience device key); None for absent, zeroed or hashed ids."""
+    device = normalise_gaid(gaid)
+    if device is None or device.form is not GaidForm.RAW:
+        return None, None
+    from adstack.audiences.ids import device_key
+
+    return device.value, device_key(device.value)
+
+
+def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSnap | None, *,
+                  now: datetime) -> AdRequest:
+    from adstack.serving.eligibility import slot_for_space
+
+    gaid, key = device_identity(data.device.gaid)
+    country = data.device.country or (publisher.country if publisher is not None else None)
+    installed = frozenset(data.app.installed_packages) if data.app.installed_packages is not None else None
+    usage = {p: s // 60 for p, s in (data.app.usage_seconds or {}).items()}
+    return AdRequest(
+        now=now, placement_type=space.placement_type, slot=slot_for_space(space), count=data.count,
+        ad_space_id=space.id, publisher_id=space.publisher_id,
+        app_package=data.app.package or (publisher.app_package if publisher else ""),
+        country=country.upper() if country else None,
+        language=data.device.language.lower() if data.device.language else None,
+        gender=data.user.gender.value if data.user.gender else None, age=data.user.age,
+        network=data.device.network.value if data.device.network else None,
+        carrier=data.device.carrier.lower() if data.device.carrier else None,
+        device_model=data.device.model.lower() if data.device.model else None,
+        os_version=parse_os_version(data.device.os_version), gaid=gaid, device_key=key,
+        installed_packages=installed, usage_minutes=usage,
+    )
+
+
+def tracking_for(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> TrackingUrls:
+    group = decision.ad_group
+    space = decision.ad_space
+    return build_tracking_urls(
+        base_url=runtime.base_url, secret=runtime.secret, impression_id=decision.impression_id,
+        account_id=group.account_id, campaign_id=group.campaign_id, ad_group_id=group.id,
+        creative_id=decision.creative.id, ad_space_id=space.id if space else 0,
+        publisher_id=space.publisher_id if space else 0, bid_type=group.bid_type, price_micros=decision.price_micros,
+        issued_at=request.now, gaid=request.gaid, country=request.country or "",
+        placement_type=request.placement_type or "")
+
+
+def third_party_urls(templates: Iterable[str], decision: Decision, request: AdRequest, click_id: str) -> list[str]:
+    space = decision.ad_space
+    return [expand_macros(t, click_id=click_id, gaid=request.gaid, timestamp=request.now,
+                          campaign_id=decision.ad_group.campaign_id, ad_group_id=decision.ad_group.id,
+                          creative_id=decision.creative.id, ad_space_id=space.id if space else None,
+                          publisher_id=space.publisher_id if space else None) for t in templates]
+
+
+def video_trackers(decision: Decision, request: AdRequest, urls: TrackingUrls) -> dict[str, list[str]]:
+    video: dict[str, list[str]] = {event: [url] for event, url in urls.video_urls.items()}
+    for event, template in decision.creative.video_tracking_urls:
+        video.setdefault(event, []).extend(third_party_urls([template], decision, request, urls.click_id))
+    return video
+
+
+def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> AdOut:
+    urls = tracking_for(runtime, decision, request)
+    combination = decision.combination
+    creative = decision.creative
+    impression = [urls.impression_url, *third_party_urls(creative.impression_monitor_urls, decision, request,
+                                                          urls.click_id)]
+    return AdOut(
+        impression_id=decision.impression_id, campaign_id=decision.ad_group.campaign_id,
+        ad_group_id=decision.ad_group.id, creative_id=creative.id, format=creative.format,
+        title=combination.title, description=combination.description, image_url=combination.image_url,
+        video_url=combination.video_url, icon_url=combination.icon_url, button=combination.button,
+        width=combination.width, height=combination.height, duration_ms=combination.duration_ms,
+        click_url=urls.click_url, landing_url=creative.click_url,
+        deeplink=third_party_urls([creative.deeplink], decision, request, urls.click_id)[0] if creative.deeplink
+        else "",
+        tracking=AdTracking(impression=impression, click=[],
+                            video=video_trackers(decision, request, urls) if combination.video_url else {}),
+    )
+
+
+def request_events(decisions: Iterable[Decision], request: AdRequest) -> list[Event]:
+    """One request event per ad served (the event store keys every event to an account)."""
+    return [Event(event_id=f"req:{d.impression_id}", event_type=EventType.REQUEST, occurred_at=request.now,
+                  account_id=d.ad_group.account_id, campaign_id=d.ad_group.campaign_id, ad_group_id=d.ad_group.id,
+                  creative_id=d.creative.id, ad_space_id=request.ad_space_id or 0,
+                  publisher_id=request.publisher_id or 0, placement_type=request.placement_type or "",
+                  country=request.country or "", objective=d.ad_group.objective, app_package=request.app_package,
+                  device_hash=_device_hash(request.gaid),
+                  attrs={"tier": d.tier, "bid_type": d.ad_group.bid_type, "price_micros": str(d.price_micros)})
+            for d in decisions]
+
+
+def _device_hash(gaid: str | None) -> int:
+    device = normalise_gaid(gaid)
+    return device.device_hash if device is not None else 0
+
+
+def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> AdResponseOut:
+    snapshot = runtime.state.snapshot
+    space = snapshot.ad_spaces.get(data.ad_space_id)
+    if space is None:
+        raise NotFound("no active ad space has this id", code="ad_space_not_found")
+    request = build_request(data, space, snapshot.publishers.get(space.publisher_id), now=now)
+    decisions = runtime.engine.decide(request, space=space)
+    if request.gaid and runtime.device_profiles is not None:
+        runtime.device_profiles.record(gaid=request.gaid, installed_packages=data.app.installed_packages or [],
+                                       usage=data.app.usage_seconds, seen_at=now)
+    if decisions:
+        runtime.record(request_events(decisions, request))
+    return AdResponseOut(request_id=secrets.token_urlsafe(12), ad_space_id=space.id,
+                         ads=[_ad(runtime, d, request) for d in decisions])
