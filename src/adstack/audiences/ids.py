@@ -181,6 +181,17 @@ def _looks_binary(sample: bytes) -> bool:
     return control > len(sample) // 100
 
 
+# Whole-chunk scanning: one regex pass finds every valid line of a (lowercased) chunk, so Python only
+# loops over valid ids, to hash them. Lines are counted with bytes.count; the per-line slow path runs only
+# on chunks with invalid lines, and only until enough examples are collected.
+_SPACE = rb"[ \t\r\x0b\x0c]*"
+_LINE_PATTERNS: dict[IdType, re.Pattern[bytes]] = {
+    id_type: re.compile(rb"(?m)^" + _SPACE + b"(" + pattern.pattern + b")" + _SPACE + rb"\n")
+    for id_type, pattern in _PATTERNS.items()
+}
+_BLANK_LINE = re.compile(rb"(?m)^" + _SPACE + rb"\n")
+
+
 class IdFileReader:
     """Reads a TXT file of ids chunk by chunk: checks the size cap and text-ness while streaming, validates
     and counts each line, and collects keys per partition in compact arrays (8 bytes per id).
@@ -197,7 +208,7 @@ class IdFileReader:
         self._pending = b""
         self._skipping_overlong = False
         self._started = False
-        self._pattern = _PATTERNS[id_type]
+        self._line_pattern = _LINE_PATTERNS[id_type]
         self._other_types: dict[IdType, int] = {}
 
     def read(self, chunks: Iterable[bytes]) -> ValidationReport:
@@ -225,61 +236,91 @@ class IdFileReader:
                 self._refuse_binary()
         elif b"\x00" in chunk:
             self._refuse_binary()
-        data = self._pending + chunk if self._pending else chunk
-        lines = data.split(b"\n")
-        self._pending = lines.pop()
-        self._consume(lines)
+        last_newline = chunk.rfind(b"\n")
+        if last_newline < 0:
+            self._pending += chunk
+        else:
+            body = self._pending + chunk[:last_newline + 1] if self._pending else chunk[:last_newline + 1]
+            self._pending = chunk[last_newline + 1:]
+            if self._skipping_overlong:
+                # The tail of a line already counted as too long.
+                self._skipping_overlong = False
+                body = body[body.index(b"\n") + 1:]
+            self._scan(body)
         if len(self._pending) > MAX_LINE_BYTES:
             if not self._skipping_overlong:
-                self._invalid(self._pending[:MAX_EXAMPLE_CHARS], report.lines + 1)
                 report.lines += 1
+                self._invalid(self._pending[:MAX_EXAMPLE_CHARS], report.lines)
             self._skipping_overlong = True
             self._pending = b""
 
     def finish(self) -> ValidationReport:
         if self._pending:
-            self._consume([self._pending])
+            if not self._skipping_overlong:
+                self._scan(self._pending + b"\n")
             self._pending = b""
         return self.report
 
-    def _consume(self, lines: list[bytes]) -> None:
+    def _scan(self, body: bytes) -> None:
+        """Count and key every line of `body`, which ends with a newline."""
+        if not body:
+            return
         report = self.report
-        pattern = self._pattern
-        fullmatch = pattern.fullmatch
+        lowered = body.lower()
+        found = self._line_pattern.findall(lowered)
+        lines = lowered.count(b"\n")
+        blank = len(_BLANK_LINE.findall(lowered))
+        if self.id_type is IdType.GAID and ZERO_GAID in lowered:
+            found = [value for value in found if value != ZERO_GAID]
+        invalid = lines - blank - len(found)
+        if invalid:
+            self._collect_invalid(lowered, first_line=report.lines + 1)
         keys = self.keys
-        is_gaid = self.id_type is IdType.GAID
-        md5 = hashlib.md5
-        from_bytes = int.from_bytes
-        line_number = report.lines
-        for line in lines:
-            if self._skipping_overlong:
-                # The tail of a line that was already counted as too long.
-                self._skipping_overlong = False
+        if self.id_type is IdType.GAID:
+            md5 = hashlib.md5
+            from_bytes = int.from_bytes
+            for value in found:
+                key = from_bytes(md5(value, usedforsecurity=False).digest()[:8], "big")
+                keys[key >> _PARTITION_SHIFT].append(key)
+        else:
+            for value in found:
+                key = int(value[:16], 16)
+                keys[key >> _PARTITION_SHIFT].append(key)
+        report.lines += lines
+        report.blank_lines += blank
+        report.valid_lines += len(found)
+        report.invalid_lines += invalid
+
+    def _collect_invalid(self, lowered: bytes, *, first_line: int) -> None:
+        """The slow path, for chunks with invalid lines: examples with line numbers, and which other id type
+        the invalid lines look like (to tell a wrong `id_type` from a broken file)."""
+        wants_examples = len(self.report.invalid_examples) < MAX_INVALID_EXAMPLES
+        wants_guesses = self.report.valid_lines < MIN_VALID_IDS
+        if not (wants_examples or wants_guesses):
+            return
+        pattern = _PATTERNS[self.id_type]
+        for offset, line in enumerate(lowered.split(b"\n")[:-1]):
+            value = line.strip()
+            if not value or (pattern.fullmatch(value) and value != ZERO_GAID):
                 continue
-            line_number += 1
-            value = line.strip().lower()
-            if not value:
-                report.blank_lines += 1
-                continue
-            if fullmatch(value) is None or (is_gaid and value == ZERO_GAID):
-                self._invalid(value, line_number)
-                continue
-            key = from_bytes(md5(value, usedforsecurity=False).digest()[:8], "big") if is_gaid \
-                else int(value[:16], 16)
-            keys[key >> _PARTITION_SHIFT].append(key)
-            report.valid_lines += 1
-        report.lines = line_number
+            guessed = guess_id_type(value) if wants_guesses else None
+            if guessed is not None:
+                self._other_types[guessed] = self._other_types.get(guessed, 0) + 1
+            if len(self.report.invalid_examples) < MAX_INVALID_EXAMPLES:
+                self._example(value, first_line + offset)
+            elif not wants_guesses:
+                return
 
     def _invalid(self, value: bytes, line_number: int) -> None:
-        report = self.report
-        report.invalid_lines += 1
-        guessed = guess_id_type(value)
-        if guessed is not None:
-            self._other_types[guessed] = self._other_types.get(guessed, 0) + 1
-        if len(report.invalid_examples) < MAX_INVALID_EXAMPLES:
-            shown = value[:MAX_EXAMPLE_CHARS].decode("utf-8", "replace")
-            report.invalid_examples.append({"line": line_number, "value": shown,
-                                            "reason": f"not {_DESCRIPTIONS[self.id_type]}"})
+        self.report.invalid_lines += 1
+        if len(self.report.invalid_examples) < MAX_INVALID_EXAMPLES:
+            self._example(value, line_number)
+
+    def _example(self, value: bytes, line_number: int) -> None:
+        shown = value[:MAX_EXAMPLE_CHARS].decode("utf-8", "replace")
+        reason = "the all-zero GAID of a device that limits ad tracking" if value == ZERO_GAID \
+            else f"not {_DESCRIPTIONS[self.id_type]}"
+        self.report.invalid_examples.append({"line": line_number, "value": shown, "reason": reason})
 
     def _refuse_binary(self) -> None:
         raise UnsupportedMediaType(

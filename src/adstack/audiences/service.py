@@ -716,8 +716,8 @@ def estimate_reach(session: Session, principal: Principal, include_ids: Sequence
     size to the included count (an upper bound) and are left out of the exclusion."""
     for audience_id in (*include_ids, *exclude_ids):
         get_audience(session, principal, audience_id)
-    spaces = dict(session.execute(select(Audience.id, Audience.key_space)
-                                  .where(Audience.id.in_([*include_ids, *exclude_ids]))).tuples().all())
+    spaces: dict[int, str] = {row.id: row.key_space for row in session.execute(
+        select(Audience.id, Audience.key_space).where(Audience.id.in_([*include_ids, *exclude_ids])))}
     included = BitMap64()
     extra = 0
     exact = True

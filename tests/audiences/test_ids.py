@@ -1,0 +1,110 @@
+"""Id normalisation, keys and the streaming file reader: pure, no database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adstack.audiences.ids import (
+    IdFileReader,
+    IdType,
+    ImportRefused,
+    UnsupportedMediaType,
+    device_key,
+    iter_chunks,
+    key_of,
+    sha256_device_key,
+    to_signed,
+    to_unsigned,
+)
+from adstack.core.errors import PayloadTooLarge
+from tests.audiences.helpers import gaids, id_file, md5_hex, sha256_hex
+
+uuids = st.uuids(version=4).map(str)
+
+
+@given(gaid=uuids, upper=st.booleans(), pad=st.sampled_from(["", " ", "\t", "  \r"]))
+def test_raw_md5_and_sha256_forms_of_a_gaid_have_the_request_keys(gaid: str, upper: bool, pad: str) -> None:
+    written = pad + (gaid.upper() if upper else gaid) + pad
+    assert key_of(IdType.GAID, written) == device_key(gaid) == key_of(IdType.GAID_MD5, md5_hex(gaid).upper())
+    assert key_of(IdType.SHA256, sha256_hex(gaid)) == sha256_device_key(gaid.upper())
+    assert 0 <= device_key(gaid) < 2**64
+
+
+@given(key=st.integers(min_value=0, max_value=2**64 - 1))
+def test_keys_survive_a_signed_bigint_column(key: int) -> None:
+    assert -(2**63) <= to_signed(key) < 2**63
+    assert to_unsigned(to_signed(key)) == key
+
+
+@pytest.mark.parametrize("value", ["not-a-gaid", "00000000-0000-0000-0000-000000000000",
+                                   "0f8fad5b-d9cb-469f-a165-70867728950", "0f8fad5bd9cb469fa16570867728950e"])
+def test_invalid_gaids_have_no_key(value: str) -> None:
+    assert key_of(IdType.GAID, value) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=12))
+def test_the_report_does_not_depend_on_where_chunks_split(cuts: list[int]) -> None:
+    lines = [*gaids(60), "", "  ", "garbage", gaids(1)[0].upper(), "x" * 700, "00000000-0000-0000-0000-000000000000"]
+    data = id_file(lines)
+    whole = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    whole.read([data])
+    pieces, start = [], 0
+    for cut in sorted(set(cuts)):
+        pieces.append(data[start:cut])
+        start = max(start, cut)
+    pieces.append(data[start:])
+    split = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    split.read([p for p in pieces if p])
+    assert split.report == whole.report
+    assert [sorted(k) for k in split.keys] == [sorted(k) for k in whole.keys]
+    assert whole.report.lines == len(lines)
+    assert (whole.report.valid_lines, whole.report.blank_lines, whole.report.invalid_lines) == (61, 2, 3)
+
+
+def test_report_counts_valid_invalid_blank_and_duplicate_lines() -> None:
+    ids = gaids(1000)
+    lines = [*ids, ids[0].upper(), f"  {ids[1]}  ", "", "oops", "12345"]
+    reader = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    report = reader.read(iter_chunks(id_file(lines), 4096))
+    reader.check_minimum()
+    report.distinct_ids = len({k for part in reader.keys for k in part})
+    assert report.as_dict() | {"invalid_examples": None} == {
+        "bytes_read": len(id_file(lines)), "lines": 1005, "blank_lines": 1, "valid_lines": 1002,
+        "invalid_lines": 2, "duplicate_lines": 2, "distinct_ids": 1000, "invalid_examples": None,
+    }
+    assert [(e["line"], e["value"]) for e in report.invalid_examples] == [(1004, "oops"), (1005, "12345")]
+
+
+def test_fewer_than_the_minimum_names_the_rule_and_carries_the_report() -> None:
+    reader = IdFileReader(IdType.GAID_MD5, max_bytes=1 << 20)
+    reader.read([id_file([md5_hex(g) for g in gaids(999)])])
+    with pytest.raises(ImportRefused) as refused:
+        reader.check_minimum()
+    error = refused.value.as_dict()["error"]
+    assert error["fields"] == [{"field": "file", "rule": "min_valid_ids", "message": "at least 1000 valid ids",
+                                "limit": 1000, "actual": 999}]
+    assert error["report"]["valid_lines"] == 999
+
+
+def test_a_file_of_another_id_type_names_id_type() -> None:
+    reader = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    reader.read([id_file([sha256_hex(g) for g in gaids(1200)])])
+    with pytest.raises(ImportRefused) as refused:
+        reader.check_minimum()
+    field = refused.value.fields[0]
+    assert (field.field, field.rule, field.actual) == ("id_type", "matches_file", "sha256")
+
+
+def test_binary_and_oversize_files_are_refused_while_streaming() -> None:
+    with pytest.raises(UnsupportedMediaType):
+        IdFileReader(IdType.GAID, max_bytes=1 << 20).feed(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    reader = IdFileReader(IdType.GAID, max_bytes=100)
+    reader.feed(id_file(gaids(2))[:70])
+    with pytest.raises(PayloadTooLarge):
+        reader.feed(id_file(gaids(2))[:70])
+    assert uuid.UUID(gaids(1)[0]).version == 4
