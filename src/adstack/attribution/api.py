@@ -1,0 +1,267 @@
+"""The postback receiver (public, signed per app), conversions, stored and rejected postbacks, FX rates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from adstack.apps.partners import POSTBACK_PATH
+from adstack.apps.service import verify_postback_signature
+from adstack.attribution import service
+from adstack.attribution.adapters import (
+    MAX_FIELDS,
+    MAX_VALUE_LENGTH,
+    PostbackError,
+    flatten,
+    parse_postback,
+    present,
+)
+from adstack.attribution.models import (
+    ConversionRead,
+    FxRateIn,
+    FxRateRead,
+    PostbackAccepted,
+    PostbackRead,
+    PostbackStatus,
+    ProcessResult,
+    RejectedPostbackRead,
+)
+from adstack.attribution.rules import AttributionType
+from adstack.attribution.worker import PostbackWorker
+from adstack.core.deps import (
+    MAX_ID,
+    AccountManagerPrincipal,
+    CurrentPrincipal,
+    IdPath,
+    Limit,
+    Offset,
+    OptionalId,
+    SessionDep,
+)
+from adstack.core.errors import Forbidden
+from adstack.core.http import error_body
+from adstack.core.timeutil import utcnow
+from adstack.core.vocabulary import ConversionEvent, Partner
+
+MAX_BODY_BYTES = 64 * 1024
+
+router = APIRouter(prefix="/api/v1", tags=["attribution"])
+public_router = APIRouter(tags=["postbacks"])
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, rule: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field, self.rule = status, code, message, field, rule
+
+    def response(self) -> ORJSONResponse:
+        fields = [{"field": self.field, "rule": self.rule or self.code, "message": self.message}] \
+            if self.field else None
+        return ORJSONResponse(error_body(self.code, self.message, fields), status_code=self.status)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _merge_fields(query: list[tuple[str, str]], body: bytes, content_type: str) -> dict[str, str]:
+    """Query, form and JSON fields as one flat map; the first value of a repeated field wins."""
+    fields: dict[str, str] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key not in fields:
+            if len(fields) >= MAX_FIELDS:
+                raise _Refused(400, "too_many_fields", f"a postback may have at most {MAX_FIELDS} fields")
+            fields[key[:100]] = (value if isinstance(value, str) else orjson.dumps(value).decode())[:MAX_VALUE_LENGTH]
+
+    for key, value in query:
+        put(key, value)
+    text = body.strip()
+    if not text:
+        return fields
+    if "json" in content_type or text.startswith(b"{"):
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise _Refused(400, "malformed_json", "the postback body is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise _Refused(400, "malformed_json", "the postback body must be a JSON object")
+        for key, value in document.items():
+            if isinstance(value, dict | list):
+                put(str(key), value)  # kept whole for the adapters that read nested JSON
+                for inner_key, inner in flatten(value, str(key)).items():
+                    put(inner_key, inner)
+            elif value is not None:
+                put(str(key), value if isinstance(value, str) else str(value).lower()
+                    if isinstance(value, bool) else str(value))
+        return fields
+    if "form" in content_type or b"=" in text:
+        try:
+            pairs = parse_qsl(text.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
+                              max_num_fields=MAX_FIELDS)
+        except (ValueError, UnicodeDecodeError):
+            raise _Refused(400, "malformed_form", "the postback body is not a URL-encoded form") from None
+        for key, value in pairs:
+            put(key, value)
+        return fields
+    raise _Refused(415, "unsupported_body", "send the postback as a query, a URL-encoded form or a JSON object")
+
+
+_RECEIVER_DOC = dict(
+    response_model=PostbackAccepted,
+    summary="Receive an install or in-app event postback from a measurement partner",
+    description="Fields in the partner's own names, in the query, a URL-encoded form or a JSON body. "
+                "Answers 200 once the postback is stored; a retry answers 200 with duplicate=true.",
+    responses={400: {"description": "Unknown partner or unreadable postback (kept for inspection)"},
+               403: {"description": "The app signature does not match"}},
+)
+
+
+@public_router.get(POSTBACK_PATH, operation_id="receive_postback_get", **_RECEIVER_DOC)  # type: ignore[arg-type]
+@public_router.post(POSTBACK_PATH, operation_id="receive_postback_post", **_RECEIVER_DOC)  # type: ignore[arg-type]
+async def receive_postback(request: Request) -> ORJSONResponse:
+    received_at = utcnow()
+    query = list(request.query_params.multi_items())
+    content_type = request.headers.get("content-type", "").lower()
+    body = b""
+    partner_text = request.query_params.get("partner", "")
+    try:
+        body = await _read_body(request)
+        fields = _merge_fields(query, body, content_type)
+        partner_text = present(fields.get("partner")) or ""
+        if not partner_text:
+            raise _Refused(400, "missing_partner", "name the measurement partner in `partner`", "partner",
+                           "required")
+        try:
+            partner = Partner(partner_text.lower())
+        except ValueError:
+            raise _Refused(400, "unknown_partner", f"unknown measurement partner {partner_text[:40]!r}; "
+                           f"expected one of {', '.join(p.value for p in Partner)}", "partner", "enum") from None
+        app_text = fields.get("app", "")
+        if not app_text.isdigit() or not 1 <= int(app_text) <= MAX_ID:
+            raise _Refused(400, "missing_app", "the postback URL must carry the app id in `app`", "app", "required")
+        app_id = int(app_text)
+        settings = request.app.state.settings
+        if not verify_postback_signature(settings.resolved_secret_key, app_id, fields.get("sig", "")):
+            raise _Refused(403, "bad_signature", "`sig` does not match the app: copy the postback URL from the "
+                           "app's integration page", "sig", "signature")
+        try:
+            parsed = parse_postback(partner, fields)
+        except PostbackError as exc:
+            raise _Refused(422, "invalid_postback", exc.message, exc.field, exc.rule) from None
+    except _Refused as refusal:
+        await run_in_threadpool(_keep_rejected, request, partner_text, refusal, body, content_type)
+        return refusal.response()
+
+    duplicate = not await run_in_threadpool(_store, request, app_id, partner, parsed, fields, received_at)
+    worker: PostbackWorker | None = getattr(request.app.state, "postback_worker", None)
+    if worker is not None and not duplicate:
+        worker.notify()
+    return ORJSONResponse({"status": "ok", "duplicate": duplicate})
+
+
+def _store(request: Request, app_id: int, partner: Partner, parsed: Any, fields: dict[str, str],
+           received_at: Any) -> bool:
+    with request.app.state.session_factory() as session:
+        new = service.accept_postback(session, app_id=app_id, partner=partner, parsed=parsed,
+                                      method=request.method, fields=fields, received_at=received_at)
+        session.commit()
+        return new
+
+
+def _keep_rejected(request: Request, partner: str, refusal: _Refused, body: bytes, content_type: str) -> None:
+    with request.app.state.session_factory() as session:
+        service.reject_postback(session, partner=partner, reason=refusal.code, message=refusal.message,
+                                method=request.method, query=request.url.query, content_type=content_type,
+                                body=body, client_ip=request.client.host if request.client else "")
+        session.commit()
+
+
+# ---------- conversions and postbacks ----------
+
+
+@router.get("/conversions", response_model=list[ConversionRead], summary="Installs and in-app events, "
+            "attributed and organic, newest first")
+def list_conversions(principal: CurrentPrincipal, session: SessionDep, app_id: OptionalId = None,
+                     attribution_type: AttributionType | None = None,
+                     event: ConversionEvent | None = None, limit: Limit = 50,
+                     offset: Offset = 0) -> list[ConversionRead]:
+    rows = service.list_conversions(session, principal, app_id=app_id,
+                                    attribution_type=attribution_type.value if attribution_type else None,
+                                    conversion_event=event.value if event else None, limit=limit, offset=offset)
+    return [ConversionRead.model_validate(r) for r in rows]
+
+
+@router.get("/apps/{app_id}/postbacks", response_model=list[PostbackRead], tags=["apps"],
+            summary="Postbacks received for an app, as stored, with their processing status")
+def list_postbacks(app_id: IdPath, principal: CurrentPrincipal, session: SessionDep,
+                   status: PostbackStatus | None = None, limit: Limit = 50,
+                   offset: Offset = 0) -> list[PostbackRead]:
+    rows = service.list_postbacks(session, principal, app_id=app_id, status=status.value if status else None,
+                                  limit=limit, offset=offset)
+    return [PostbackRead.model_validate(r) for r in rows]
+
+
+@router.get("/postbacks/rejected", response_model=list[RejectedPostbackRead],
+            summary="Refused postback requests, kept as received (platform staff)")
+def list_rejected(principal: CurrentPrincipal, session: SessionDep,
+                  reason: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
+                  limit: Limit = 50, offset: Offset = 0) -> list[RejectedPostbackRead]:
+    if not principal.is_platform:
+        raise Forbidden("rejected postbacks are visible to platform staff")
+    rows, _ = service.list_rejected(session, reason=reason, limit=limit, offset=offset)
+    return [RejectedPostbackRead.model_validate(r) for r in rows]
+
+
+@router.post("/postbacks/process", response_model=ProcessResult,
+             summary="Attribute stored postbacks now instead of waiting for the background worker "
+                     "(platform staff)")
+def process_now(principal: CurrentPrincipal, request: Request) -> ProcessResult:
+    if not principal.is_platform:
+        raise Forbidden("processing postbacks is for platform staff")
+    worker: PostbackWorker = request.app.state.postback_worker
+    return ProcessResult(processed=worker.drain())
+
+
+# ---------- FX ----------
+
+CurrencyPath = Annotated[str, Path(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")]
+
+
+@router.get("/fx-rates", response_model=list[FxRateRead], tags=["fx"], summary="Units of each currency per USD")
+def list_fx_rates(principal: CurrentPrincipal, session: SessionDep) -> list[FxRateRead]:
+    return [FxRateRead.model_validate(r) for r in service.list_fx_rates(session)]
+
+
+@router.put("/fx-rates/{currency}", response_model=FxRateRead, tags=["fx"],
+            summary="Set a currency's rate (account managers)")
+def set_fx_rate(currency: CurrencyPath, body: FxRateIn, principal: AccountManagerPrincipal,
+                session: SessionDep) -> FxRateRead:
+    row = service.set_fx_rate(session, principal, currency, body.units_per_usd)
+    session.commit()
+    return FxRateRead.model_validate(row)
+
+
+# ---------- lifecycle ----------
+
+
+def install(app: FastAPI) -> None:
+    worker = PostbackWorker(app.state.session_factory, app.state.settings)
+    app.state.postback_worker = worker
+    app.state.on_startup.append(lambda _app: worker.start())  # its first pass attributes what a crash left
+    app.state.on_shutdown.append(lambda _app: worker.stop())

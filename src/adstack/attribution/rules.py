@@ -1,0 +1,176 @@
+"""Attribution rules as pure functions: windows, precedence, re-attribution and fraud flags.
+
+Installs go to the last click within the click lookback window, matched by click id first and by device
+(GAID) second; otherwise to the last impression within the view-through window; otherwise they are organic.
+A click always beats an impression. A reinstall within the re-attribution window keeps the original
+install's attribution and is not a new attributed install. In-app events follow their install's attribution
+within the event window (lifetime by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class AttributionType(StrEnum):
+    CLICK = "click"
+    VIEW = "view"
+    ORGANIC = "organic"
+
+
+class MatchType(StrEnum):
+    CLICK_ID = "click_id"
+    GAID = "gaid"
+    NONE = "none"
+
+
+class TouchKind(StrEnum):
+    CLICK = "click"
+    IMPRESSION = "impression"
+
+
+class FraudFlag(StrEnum):
+    CLICK_INJECTION = "click_injection"  # install too soon after the click to be caused by it
+    CLICK_SPAMMING = "click_spamming"  # the device clicked far more than a person does
+    FORGED_CLICK_ID = "forged_click_id"  # the postback's click id was not issued by us
+
+
+CLICK_INJECTION_THRESHOLD = timedelta(seconds=10)
+CLICK_SPAM_WINDOW = timedelta(hours=24)
+CLICK_SPAM_THRESHOLD = 20  # clicks by one device in the 24 h before an install
+
+
+@dataclass(frozen=True)
+class Touch:
+    kind: TouchKind
+    touch_id: str
+    occurred_at: datetime
+    account_id: int = 0
+    campaign_id: int = 0
+    ad_group_id: int = 0
+    creative_id: int = 0
+    ad_space_id: int = 0
+    publisher_id: int = 0
+    country: str = ""
+    placement_type: str = ""
+
+
+@dataclass(frozen=True)
+class Windows:
+    click_lookback: timedelta = timedelta(days=7)
+    view_through: timedelta | None = timedelta(hours=24)  # None = view-through attribution off
+    reattribution: timedelta = timedelta(days=90)
+    event_window: timedelta | None = None  # None = lifetime
+
+
+@dataclass(frozen=True)
+class PriorInstall:
+    """The device's earlier install of the same app, with the attribution it received."""
+
+    installed_at: datetime
+    attribution_type: AttributionType
+    match_type: MatchType
+    touch: Touch | None
+    conversion_id: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    attribution_type: AttributionType
+    match_type: MatchType
+    touch: Touch | None
+    click_to_install: timedelta | None = None
+    reinstall: bool = False
+    fraud_flags: tuple[FraudFlag, ...] = ()
+
+    @property
+    def attributed(self) -> bool:
+        return self.attribution_type is not AttributionType.ORGANIC
+
+
+ORGANIC = Decision(AttributionType.ORGANIC, MatchType.NONE, None)
+
+
+def within(touch_at: datetime, conversion_at: datetime, window: timedelta | None) -> bool:
+    """A touch counts when it happened before the conversion, no longer ago than the window."""
+    if window is None:
+        return False
+    elapsed = conversion_at - touch_at
+    return timedelta(0) <= elapsed <= window
+
+
+def last_within(touches: Sequence[Touch], conversion_at: datetime, window: timedelta | None) -> Touch | None:
+    eligible = [t for t in touches if within(t.occurred_at, conversion_at, window)]
+    return max(eligible, key=lambda t: t.occurred_at) if eligible else None
+
+
+def fraud_flags(*, click_to_install: timedelta | None, device_clicks_24h: int,
+                forged_click_id: bool) -> tuple[FraudFlag, ...]:
+    flags = []
+    if click_to_install is not None and click_to_install < CLICK_INJECTION_THRESHOLD:
+        flags.append(FraudFlag.CLICK_INJECTION)
+    if device_clicks_24h > CLICK_SPAM_THRESHOLD:
+        flags.append(FraudFlag.CLICK_SPAMMING)
+    if forged_click_id:
+        flags.append(FraudFlag.FORGED_CLICK_ID)
+    return tuple(flags)
+
+
+def attribute_install(
+    *,
+    installed_at: datetime,
+    windows: Windows,
+    touch_by_click_id: Touch | None = None,
+    device_clicks: Sequence[Touch] = (),
+    device_impressions: Sequence[Touch] = (),
+    prior_install: PriorInstall | None = None,
+    forged_click_id: bool = False,
+) -> Decision:
+    if prior_install is not None and within(prior_install.installed_at, installed_at, windows.reattribution):
+        return Decision(prior_install.attribution_type, prior_install.match_type, prior_install.touch,
+                        reinstall=True, fraud_flags=(FraudFlag.FORGED_CLICK_ID,) if forged_click_id else ())
+    decision = ORGANIC
+    if (touch_by_click_id is not None and touch_by_click_id.kind is TouchKind.CLICK
+            and within(touch_by_click_id.occurred_at, installed_at, windows.click_lookback)):
+        decision = Decision(AttributionType.CLICK, MatchType.CLICK_ID, touch_by_click_id)
+    elif (click := last_within(device_clicks, installed_at, windows.click_lookback)) is not None:
+        decision = Decision(AttributionType.CLICK, MatchType.GAID, click)
+    elif (touch_by_click_id is not None and touch_by_click_id.kind is TouchKind.IMPRESSION
+          and within(touch_by_click_id.occurred_at, installed_at, windows.view_through)):
+        decision = Decision(AttributionType.VIEW, MatchType.CLICK_ID, touch_by_click_id)
+    elif (view := last_within(device_impressions, installed_at, windows.view_through)) is not None:
+        decision = Decision(AttributionType.VIEW, MatchType.GAID, view)
+    click_to_install = (installed_at - decision.touch.occurred_at
+                        if decision.touch is not None and decision.attribution_type is AttributionType.CLICK
+                        else None)
+    spam_clicks = sum(1 for t in device_clicks if within(t.occurred_at, installed_at, CLICK_SPAM_WINDOW))
+    flags = fraud_flags(click_to_install=click_to_install, device_clicks_24h=spam_clicks,
+                        forged_click_id=forged_click_id)
+    return Decision(decision.attribution_type, decision.match_type, decision.touch,
+                    click_to_install=click_to_install, fraud_flags=flags)
+
+
+def attribute_event(
+    *,
+    occurred_at: datetime,
+    windows: Windows,
+    install: PriorInstall | None,
+    touch_by_click_id: Touch | None = None,
+    forged_click_id: bool = False,
+) -> Decision:
+    """An in-app event follows its install within the event window; without a known install, a click the
+    partner names by our click id still counts within the click lookback."""
+    forged = (FraudFlag.FORGED_CLICK_ID,) if forged_click_id else ()
+    if install is not None:
+        in_window = windows.event_window is None or within(install.installed_at, occurred_at, windows.event_window)
+        if install.attribution_type is not AttributionType.ORGANIC and in_window \
+                and occurred_at >= install.installed_at:
+            return Decision(install.attribution_type, install.match_type, install.touch, fraud_flags=forged)
+        return Decision(AttributionType.ORGANIC, MatchType.NONE, None, fraud_flags=forged)
+    if (touch_by_click_id is not None and touch_by_click_id.kind is TouchKind.CLICK
+            and within(touch_by_click_id.occurred_at, occurred_at, windows.click_lookback)):
+        return Decision(AttributionType.CLICK, MatchType.CLICK_ID, touch_by_click_id, fraud_flags=forged)
+    return Decision(AttributionType.ORGANIC, MatchType.NONE, None, fraud_flags=forged)

@@ -1,0 +1,496 @@
+"""Touchpoints, the postback inbox, attribution of installs and in-app events, CPA billing and the FX table.
+
+A postback is answered 200 as soon as it is committed to the `postbacks` inbox (unique per app and dedupe
+key, so a retry is stored once). Attribution runs afterwards, from the inbox, in receipt order: each
+postback is claimed inside the transaction that records its conversion, its CPA charge and marks it done,
+so a crash at any point leaves it either untouched (and processed again) or completely processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from adstack.accounts.models import Account, Principal
+from adstack.accounts.service import visible_account_ids
+from adstack.apps import service as apps
+from adstack.apps.mapping import MappingRule, resolve_event
+from adstack.apps.models import App
+from adstack.attribution.adapters import ParsedPostback, PostbackError, parse_postback
+from adstack.attribution.models import (
+    Conversion,
+    FxRate,
+    Postback,
+    PostbackStatus,
+    RejectedPostback,
+    Touchpoint,
+)
+from adstack.attribution.rules import (
+    AttributionType,
+    Decision,
+    MatchType,
+    PriorInstall,
+    Touch,
+    TouchKind,
+    Windows,
+    attribute_event,
+    attribute_install,
+)
+from adstack.core.errors import DomainError, NotFound
+from adstack.core.money import MICROS_PER_UNIT
+from adstack.core.timeutil import utcnow
+from adstack.core.vocabulary import ConversionEvent, Partner
+from adstack.events.models import Event, EventType
+from adstack.tracking.devices import Gaid
+from adstack.tracking.tokens import TokenError, verify_click_id
+
+log = logging.getLogger("adstack.attribution")
+
+PROCESS_BATCH = 200
+DEVICE_TOUCH_LIMIT = 100
+
+# Units per US dollar; operators edit them at /api/v1/fx-rates.
+DEFAULT_FX_RATES: dict[str, str] = {
+    "USD": "1", "CNY": "7.20", "INR": "83.00", "EUR": "0.92", "GBP": "0.79", "JPY": "150.0", "KRW": "1350",
+    "RUB": "90.0", "IDR": "15700", "BRL": "5.00", "MXN": "17.00", "TRY": "32.0", "VND": "24500", "THB": "36.0",
+    "PHP": "56.0", "MYR": "4.70", "SGD": "1.35", "HKD": "7.80", "TWD": "32.0", "AED": "3.6725", "SAR": "3.75",
+    "EGP": "47.0", "PKR": "278", "BDT": "110", "NGN": "1500", "ZAR": "18.5", "UAH": "39.0", "KZT": "450",
+    "PLN": "4.00", "CAD": "1.36", "AUD": "1.52",
+}
+
+
+def seed(session: Session) -> None:
+    """Insert the default FX rates once per currency; an operator's later edits are kept."""
+    known = set(session.scalars(select(FxRate.currency)))
+    for currency, rate in DEFAULT_FX_RATES.items():
+        if currency not in known:
+            session.add(FxRate(currency=currency, units_per_usd=Decimal(rate)))
+    session.flush()
+
+
+# ---------- insert-once plumbing ----------
+
+
+def insert_once(session: Session, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when the row is new."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# ---------- FX ----------
+
+
+def fx_rates(session: Session) -> dict[str, Decimal]:
+    return {row.currency: Decimal(row.units_per_usd) for row in session.scalars(select(FxRate))}
+
+
+def convert(amount: Decimal, source: str, target: str, rates: dict[str, Decimal]) -> Decimal | None:
+    if source == target:
+        return amount
+    if source not in rates or target not in rates or rates[source] <= 0:
+        return None
+    return amount / rates[source] * rates[target]
+
+
+def micros(amount: Decimal) -> int:
+    return int((amount * MICROS_PER_UNIT).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def list_fx_rates(session: Session) -> list[FxRate]:
+    return list(session.scalars(select(FxRate).order_by(FxRate.currency)))
+
+
+def set_fx_rate(session: Session, principal: Principal, currency: str, units_per_usd: Decimal) -> FxRate:
+    from adstack.oplog import service as oplog
+
+    row = session.get(FxRate, currency)
+    before = {"units_per_usd": row.units_per_usd} if row else None
+    if row is None:
+        row = FxRate(currency=currency, units_per_usd=units_per_usd)
+        session.add(row)
+    else:
+        row.units_per_usd = units_per_usd
+        row.updated_at = utcnow()
+    session.flush()
+    oplog.record(session, actor=principal, operation="update", object_type="fx_rate", object_id=None,
+                 object_name=currency, before=before, after={"units_per_usd": units_per_usd})
+    return row
+
+
+# ---------- touchpoints ----------
+
+
+def record_touch(session: Session, *, kind: TouchKind, touch_id: str, impression_id: str, account_id: int,
+                 campaign_id: int, ad_group_id: int, creative_id: int, ad_space_id: int, publisher_id: int,
+                 bid_type: str, price_micros: int, country: str, placement_type: str, app_package: str,
+                 gaid: Gaid | None, occurred_at: datetime) -> bool:
+    """Store a click or an impression once per id; True the first time."""
+    return insert_once(session, Touchpoint.__table__, {  # type: ignore[arg-type]
+        "kind": kind.value, "touch_id": touch_id, "impression_id": impression_id, "account_id": account_id,
+        "campaign_id": campaign_id, "ad_group_id": ad_group_id, "creative_id": creative_id,
+        "ad_space_id": ad_space_id, "publisher_id": publisher_id, "bid_type": bid_type,
+        "price_micros": price_micros, "country": country[:2], "placement_type": placement_type[:32],
+        "app_package": app_package[:255], "gaid_md5": gaid.md5 if gaid else None,
+        "gaid_sha1": gaid.sha1 if gaid else None, "occurred_at": occurred_at,
+    })
+
+
+def _touch(row: Touchpoint) -> Touch:
+    return Touch(kind=TouchKind(row.kind), touch_id=row.touch_id, occurred_at=row.occurred_at,
+                 account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
+                 creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id,
+                 country=row.country, placement_type=row.placement_type)
+
+
+def _device_condition(columns: Any, gaid: Gaid) -> ColumnElement[bool]:
+    if gaid.md5 is not None:
+        return columns.gaid_md5 == gaid.md5
+    return columns.gaid_sha1 == gaid.sha1
+
+
+def device_touches(session: Session, app: App, gaid: Gaid, kind: TouchKind, *, until: datetime,
+                   window: timedelta) -> list[Touch]:
+    rows = session.scalars(
+        select(Touchpoint).where(
+            _device_condition(Touchpoint, gaid), Touchpoint.kind == kind.value,
+            Touchpoint.occurred_at >= until - window, Touchpoint.occurred_at <= until,
+            Touchpoint.account_id == app.account_id, Touchpoint.app_package == app.package_name,
+        ).order_by(Touchpoint.occurred_at.desc()).limit(DEVICE_TOUCH_LIMIT))
+    return [_touch(r) for r in rows]
+
+
+def click_touch(session: Session, app: App, click_id: str) -> Touch | None:
+    row = session.scalar(select(Touchpoint).where(Touchpoint.kind == TouchKind.CLICK.value,
+                                                  Touchpoint.touch_id == click_id))
+    if row is None or row.account_id != app.account_id or row.app_package != app.package_name:
+        return None  # a click on another advertiser's or another app's ad does not credit this app
+    return _touch(row)
+
+
+# ---------- receiving ----------
+
+
+def accept_postback(session: Session, *, app_id: int, partner: Partner, parsed: ParsedPostback, method: str,
+                    fields: dict[str, str], received_at: datetime) -> bool:
+    """Store a postback once per (app, dedupe key); the caller commits. True when it is new."""
+    return insert_once(session, Postback.__table__, {  # type: ignore[arg-type]
+        "app_id": app_id, "partner": partner.value, "dedupe_key": parsed.dedupe_key, "method": method,
+        "fields": fields, "status": PostbackStatus.PENDING.value, "detail": "", "received_at": received_at,
+    })
+
+
+def reject_postback(session: Session, *, partner: str, reason: str, message: str, method: str, query: str,
+                    content_type: str, body: bytes, client_ip: str) -> RejectedPostback:
+    row = RejectedPostback(partner=partner[:40], reason=reason[:40], message=message[:500], method=method[:8],
+                           query=query[:8000], content_type=content_type[:200],
+                           body=body[:8000].decode("utf-8", "replace"), client_ip=client_ip[:64])
+    session.add(row)
+    return row
+
+
+# ---------- attribution ----------
+
+
+def windows_for(app: App) -> Windows:
+    return Windows(
+        click_lookback=timedelta(days=app.click_lookback_days),
+        view_through=timedelta(hours=app.view_through_hours) if app.view_through_enabled else None,
+        reattribution=timedelta(days=app.reattribution_window_days),
+        event_window=timedelta(days=app.event_window_days) if app.event_window_days else None,
+    )
+
+
+def _prior(row: Conversion) -> PriorInstall:
+    touch = None
+    if row.attribution_type != AttributionType.ORGANIC and row.touch_at is not None:
+        touch = Touch(kind=TouchKind(row.touch_kind), touch_id=row.touch_id, occurred_at=row.touch_at,
+                      account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
+                      creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id)
+    return PriorInstall(installed_at=row.occurred_at, attribution_type=AttributionType(row.attribution_type),
+                        match_type=MatchType(row.match_type), touch=touch, conversion_id=row.id)
+
+
+def _installs(app: App) -> Any:
+    return select(Conversion).where(Conversion.app_id == app.id,
+                                    Conversion.conversion_event == ConversionEvent.INSTALL.value)
+
+
+def original_install_before(session: Session, app: App, gaid: Gaid, at: datetime) -> Conversion | None:
+    """The device's latest first-time install (not a reinstall) of this app up to `at`."""
+    return session.scalar(_installs(app).where(_device_condition(Conversion, gaid), Conversion.occurred_at <= at,
+                                               Conversion.is_reinstall.is_(False))
+                          .order_by(Conversion.occurred_at.desc(), Conversion.id.desc()).limit(1))
+
+
+def install_for_event(session: Session, app: App, gaid: Gaid | None, click_id: str,
+                      at: datetime) -> Conversion | None:
+    if gaid is not None:
+        row = session.scalar(_installs(app).where(_device_condition(Conversion, gaid), Conversion.occurred_at <= at)
+                             .order_by(Conversion.occurred_at.desc(), Conversion.id.desc()).limit(1))
+        if row is not None:
+            return row
+    if click_id:
+        return session.scalar(_installs(app).where(Conversion.click_id == click_id)
+                              .order_by(Conversion.occurred_at.desc(), Conversion.id.desc()).limit(1))
+    return None
+
+
+@dataclass
+class BatchContext:
+    """What one processing batch looks up once: apps, their rules, accounts' currencies, FX rates."""
+
+    secret: bytes
+    rates: dict[str, Decimal]
+    apps: dict[int, App | None] = field(default_factory=dict)
+    rules: dict[int, list[MappingRule]] = field(default_factory=dict)
+    currencies: dict[int, str] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+
+def _app(session: Session, ctx: BatchContext, app_id: int) -> App | None:
+    if app_id not in ctx.apps:
+        app = session.get(App, app_id)
+        ctx.apps[app_id] = app if app is not None and app.deleted_at is None else None
+        if app is not None:
+            ctx.rules[app_id] = apps.mapping_rules(session, app_id)
+    return ctx.apps[app_id]
+
+
+def _account_currency(session: Session, ctx: BatchContext, account_id: int) -> str:
+    if account_id not in ctx.currencies:
+        account = session.get(Account, account_id)
+        ctx.currencies[account_id] = account.currency if account is not None else "USD"
+    return ctx.currencies[account_id]
+
+
+def _cpa_charge(session: Session, conversion: Conversion, event: ConversionEvent, anchor: str) -> int:
+    """Charge the ad group's CPA bid once per install lifetime and event, when this is its chosen event."""
+    from adstack.campaigns.models import AdGroup
+    from adstack.finance import service as finance
+
+    ad_group = session.get(AdGroup, conversion.ad_group_id)
+    if ad_group is None or ad_group.bid_type != "cpa" or ad_group.conversion_event != event.value:
+        return 0
+    try:
+        result = finance.apply_charge(
+            session, charge_id=f"cpa:{ad_group.id}:{anchor}:{event.value}"[:120], account_id=conversion.account_id,
+            campaign_id=conversion.campaign_id, ad_group_id=ad_group.id, creative_id=conversion.creative_id,
+            amount_micros=ad_group.bid_micros, kind="cpa", occurred_at=conversion.occurred_at)
+    except DomainError as exc:
+        log.warning("CPA charge for conversion of postback %s refused: %s", conversion.postback_id, exc.message)
+        return 0
+    return result.charged_micros if result.applied else 0
+
+
+def _finish(session: Session, postback: Postback, status: PostbackStatus, detail: str = "") -> None:
+    postback.status = status.value
+    postback.detail = detail[:500]
+    postback.processed_at = utcnow()
+
+
+def process_postback(session: Session, ctx: BatchContext, postback: Postback) -> Conversion | None:
+    """Attribute one stored postback: record its conversion, charge CPA, collect its event-store record."""
+    app = _app(session, ctx, postback.app_id)
+    if app is None:
+        _finish(session, postback, PostbackStatus.FAILED, f"app {postback.app_id} does not exist")
+        return None
+    try:
+        parsed = parse_postback(Partner(postback.partner), postback.fields)
+    except PostbackError as exc:  # stored before a parser change; keep it, do not count it
+        _finish(session, postback, PostbackStatus.FAILED, exc.message)
+        return None
+    if parsed.is_install:
+        event: ConversionEvent | None = ConversionEvent.INSTALL
+    else:
+        event = resolve_event(parsed.event_name, parsed.params, ctx.rules.get(app.id, []))
+    if event is None:
+        _finish(session, postback, PostbackStatus.UNMAPPED,
+                f"event {parsed.event_name!r} is not mapped, or its conditions do not hold")
+        return None
+    occurred_at = parsed.occurred_at or postback.received_at
+    windows = windows_for(app)
+
+    forged = False
+    touch_by_click: Touch | None = None
+    if parsed.click_id:
+        try:
+            verify_click_id(parsed.click_id, ctx.secret)
+            touch_by_click = click_touch(session, app, parsed.click_id)
+        except TokenError:
+            forged = True
+    gaid = parsed.gaid
+
+    install_row: Conversion | None = None
+    if event is ConversionEvent.INSTALL:
+        prior = original_install_before(session, app, gaid, occurred_at) if gaid is not None else None
+        lookback = max(windows.click_lookback, timedelta(hours=24))
+        decision: Decision = attribute_install(
+            installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
+            device_clicks=device_touches(session, app, gaid, TouchKind.CLICK, until=occurred_at, window=lookback)
+            if gaid is not None else (),
+            device_impressions=device_touches(session, app, gaid, TouchKind.IMPRESSION, until=occurred_at,
+                                              window=windows.view_through)
+            if gaid is not None and windows.view_through is not None else (),
+            prior_install=_prior(prior) if prior is not None else None, forged_click_id=forged)
+    else:
+        install_row = install_for_event(session, app, gaid, parsed.click_id if not forged else "", occurred_at)
+        decision = attribute_event(occurred_at=occurred_at, windows=windows,
+                                   install=_prior(install_row) if install_row is not None else None,
+                                   touch_by_click_id=touch_by_click, forged_click_id=forged)
+
+    currency = _account_currency(session, ctx, app.account_id)
+    revenue_micros = revenue_usd_micros = 0
+    detail = ""
+    if parsed.revenue is not None:
+        in_account = convert(parsed.revenue, parsed.currency, currency, ctx.rates)
+        in_usd = convert(parsed.revenue, parsed.currency, "USD", ctx.rates)
+        if in_account is None or in_usd is None:
+            detail = f"no FX rate for {parsed.currency}; revenue kept as sent"
+        else:
+            revenue_micros, revenue_usd_micros = micros(in_account), micros(in_usd)
+
+    touch = decision.touch
+    conversion = Conversion(
+        postback_id=postback.id, app_id=app.id, account_id=app.account_id, partner=postback.partner,
+        conversion_event=event.value, source_event_name=parsed.event_name[:100],
+        attribution_type=decision.attribution_type.value, match_type=decision.match_type.value,
+        partner_attributed=parsed.partner_attributed, is_reinstall=decision.reinstall,
+        install_conversion_id=install_row.id if install_row is not None else None,
+        touch_kind=touch.kind.value if touch else "", touch_id=touch.touch_id if touch else "",
+        touch_at=touch.occurred_at if touch else None, campaign_id=touch.campaign_id if touch else 0,
+        ad_group_id=touch.ad_group_id if touch else 0, creative_id=touch.creative_id if touch else 0,
+        ad_space_id=touch.ad_space_id if touch else 0, publisher_id=touch.publisher_id if touch else 0,
+        click_id=parsed.click_id if not forged else "", gaid_md5=gaid.md5 if gaid else None,
+        gaid_sha1=gaid.sha1 if gaid else None,
+        click_to_install_seconds=int(decision.click_to_install.total_seconds())
+        if decision.click_to_install is not None else None,
+        fraud_flags=[f.value for f in decision.fraud_flags],
+        revenue="" if parsed.revenue is None else format(parsed.revenue, "f")[:40], currency=parsed.currency,
+        revenue_micros=revenue_micros, revenue_usd_micros=revenue_usd_micros, occurred_at=occurred_at,
+    )
+    session.add(conversion)
+    session.flush()
+
+    billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
+    if billable:
+        if event is ConversionEvent.INSTALL:
+            anchor = f"pb{postback.id}"
+        elif install_row is not None:
+            anchor = f"pb{install_row.postback_id}"
+        else:
+            anchor = f"click{parsed.click_id}"
+        conversion.charged_micros = _cpa_charge(session, conversion, event, anchor)
+
+    if not decision.reinstall:
+        ctx.events.append(conversion_event_record(app, conversion, gaid))
+    _finish(session, postback, PostbackStatus.ATTRIBUTED, detail)
+    return conversion
+
+
+def conversion_event_record(app: App, conversion: Conversion, gaid: Gaid | None) -> Event:
+    attrs = {"match_type": conversion.match_type, "source_event": conversion.source_event_name,
+             "revenue_usd_micros": str(conversion.revenue_usd_micros), "currency": conversion.currency}
+    if conversion.fraud_flags:
+        attrs["fraud_flags"] = ",".join(conversion.fraud_flags)
+    if conversion.click_to_install_seconds is not None:
+        attrs["click_to_install_seconds"] = str(conversion.click_to_install_seconds)
+    return Event(
+        event_id=f"conversion:{conversion.postback_id}",
+        event_type=EventType.INSTALL if conversion.conversion_event == ConversionEvent.INSTALL.value
+        else EventType.IN_APP_EVENT,
+        occurred_at=conversion.occurred_at, account_id=conversion.account_id, campaign_id=conversion.campaign_id,
+        ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
+        ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id, app_package=app.package_name,
+        device_hash=gaid.device_hash if gaid else 0, conversion_event=conversion.conversion_event,
+        attribution_type=conversion.attribution_type, partner=conversion.partner,
+        revenue_micros=conversion.revenue_micros, attrs=attrs,
+    )
+
+
+def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH) -> tuple[int, list[Event]]:
+    """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
+
+    Returns how many were processed and the event-store records to append before committing. Each
+    postback is claimed with a conditional update, so two processors never both handle one.
+    """
+    ctx = BatchContext(secret=secret, rates=fx_rates(session))
+    ids = list(session.scalars(select(Postback.id).where(Postback.status == PostbackStatus.PENDING.value)
+                               .order_by(Postback.id).limit(limit)))
+    processed = 0
+    for postback_id in ids:
+        claimed = session.execute(update(Postback).where(Postback.id == postback_id,
+                                                         Postback.status == PostbackStatus.PENDING.value)
+                                  .values(processed_at=utcnow()))
+        if getattr(claimed, "rowcount", 0) != 1:
+            continue  # another processor took it
+        postback = session.get(Postback, postback_id)
+        assert postback is not None
+        events_before = len(ctx.events)
+        try:
+            with session.begin_nested():
+                process_postback(session, ctx, postback)
+        except Exception as exc:  # one bad postback must not hold back the rest
+            log.exception("attributing postback %s failed", postback_id)
+            del ctx.events[events_before:]
+            session.refresh(postback)
+            _finish(session, postback, PostbackStatus.FAILED, f"attribution failed: {exc}")
+        processed += 1
+    return processed, ctx.events
+
+
+# ---------- reading ----------
+
+
+def _scoped(session: Session, principal: Principal, stmt: Any, column: Any) -> Any:
+    visible = visible_account_ids(session, principal)
+    return stmt if visible is None else stmt.where(column.in_(visible))
+
+
+def list_conversions(session: Session, principal: Principal, *, app_id: int | None = None,
+                     attribution_type: str | None = None, conversion_event: str | None = None,
+                     limit: int = 50, offset: int = 0) -> list[Conversion]:
+    stmt = _scoped(session, principal, select(Conversion), Conversion.account_id)
+    if app_id is not None:
+        apps.get_app(session, principal, app_id)
+        stmt = stmt.where(Conversion.app_id == app_id)
+    if attribution_type:
+        stmt = stmt.where(Conversion.attribution_type == attribution_type)
+    if conversion_event:
+        stmt = stmt.where(Conversion.conversion_event == conversion_event)
+    return list(session.scalars(stmt.order_by(Conversion.id.desc()).limit(limit).offset(offset)))
+
+
+def list_postbacks(session: Session, principal: Principal, *, app_id: int, status: str | None = None,
+                   limit: int = 50, offset: int = 0) -> list[Postback]:
+    app = apps.get_app(session, principal, app_id)
+    stmt = select(Postback).where(Postback.app_id == app.id)
+    if status:
+        stmt = stmt.where(Postback.status == status)
+    return list(session.scalars(stmt.order_by(Postback.id.desc()).limit(limit).offset(offset)))
+
+
+def list_rejected(session: Session, *, reason: str | None = None, limit: int = 50,
+                  offset: int = 0) -> tuple[list[RejectedPostback], int]:
+    stmt = select(RejectedPostback)
+    if reason:
+        stmt = stmt.where(RejectedPostback.reason == reason)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(RejectedPostback.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(total)
+
+
+def get_fx_rate(session: Session, currency: str) -> FxRate:
+    row = session.get(FxRate, currency)
+    if row is None:
+        raise NotFound(f"no FX rate for {currency}")
+    return row

@@ -1,0 +1,114 @@
+"""Public tracking endpoints (/t/imp, /t/click, /t/video), protected by signed tokens, and the invalid-traffic
+view for platform staff."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import ORJSONResponse, RedirectResponse, Response
+
+from adstack.core.deps import CurrentPrincipal, Limit, Offset, SessionDep, SettingsDep
+from adstack.core.errors import Forbidden
+from adstack.core.http import error_body
+from adstack.core.timeutil import utcnow
+from adstack.events.models import Event
+from adstack.events.service import get_event_store
+from adstack.tracking import service
+from adstack.tracking.models import InvalidTrafficRead, InvalidTrafficSummary
+from adstack.tracking.tokens import MAX_TOKEN_LENGTH, TokenError, TrackingClaims
+from adstack.tracking.urls import VideoEvent
+
+public_router = APIRouter(tags=["tracking"])
+router = APIRouter(prefix="/api/v1/tracking", tags=["tracking"])
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store, max-age=0"}
+Token = Annotated[str, Query(min_length=1, max_length=MAX_TOKEN_LENGTH, description="The signed tracking token.")]
+PixelFormat = Annotated[str | None, Query(pattern=r"^gif$", description="`gif` answers a 1x1 GIF instead of 204.")]
+
+
+def _refuse(request: Request, session: SessionDep, settings: SettingsDep, *, kind: str, token: str,
+            error: TokenError) -> ORJSONResponse:
+    now = utcnow()
+    events = service.record_invalid(session, kind=kind, error=error, token=token,
+                                    client_ip=request.client.host if request.client else "",
+                                    user_agent=request.headers.get("user-agent", ""),
+                                    secret=settings.resolved_secret_key, now=now)
+    _append(settings, events)
+    session.commit()
+    code = {"expired": "expired_token", "bad_signature": "invalid_signature"}.get(error.reason, "malformed_token")
+    return ORJSONResponse(error_body(code, error.message, [{"field": "t", "rule": error.reason,
+                                                            "message": error.message}]),
+                          status_code=400, headers=NO_STORE)
+
+
+def _append(settings: SettingsDep, events: list[Event]) -> None:
+    # Before the commit: a failure after it is retried by the client with the same ids, counted once.
+    if events:
+        get_event_store(settings).append(events)
+
+
+def _claims(token: str, settings: SettingsDep) -> TrackingClaims:
+    return service.verify(token, settings.resolved_secret_key, now=utcnow())
+
+
+@public_router.get("/t/imp", summary="Count an impression", status_code=204,
+                   responses={200: {"content": {"image/gif": {}}, "description": "a 1x1 GIF with fmt=gif"},
+                              400: {"description": "Forged, altered or expired token (counted as invalid)"}})
+def track_impression(request: Request, session: SessionDep, settings: SettingsDep, t: Token,
+                     fmt: PixelFormat = None) -> Response:
+    try:
+        claims = _claims(t, settings)
+    except TokenError as error:
+        return _refuse(request, session, settings, kind="imp", token=t, error=error)
+    outcome = service.track_impression(session, claims, now=utcnow())
+    _append(settings, outcome.events)
+    session.commit()
+    if fmt == "gif":
+        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+    return Response(status_code=204, headers=NO_STORE)
+
+
+@public_router.get("/t/click", summary="Count a click and redirect to the landing page or tracking link",
+                   status_code=302, responses={302: {"description": "Redirect to the destination"},
+                                               204: {"description": "Counted; the ad has no destination"},
+                                               400: {"description": "Forged, altered or expired token"}})
+def track_click(request: Request, session: SessionDep, settings: SettingsDep, t: Token) -> Response:
+    try:
+        claims = _claims(t, settings)
+    except TokenError as error:
+        return _refuse(request, session, settings, kind="click", token=t, error=error)
+    outcome = service.track_click(session, claims, secret=settings.resolved_secret_key, now=utcnow())
+    _append(settings, outcome.events)
+    session.commit()
+    if outcome.destination is None:
+        return Response(status_code=204, headers=NO_STORE)
+    return RedirectResponse(outcome.destination, status_code=302, headers=NO_STORE)
+
+
+@public_router.get("/t/video", summary="Count video progress", status_code=204,
+                   responses={400: {"description": "Forged, altered or expired token"}})
+def track_video(request: Request, session: SessionDep, settings: SettingsDep, t: Token, e: VideoEvent,
+                fmt: PixelFormat = None) -> Response:
+    try:
+        claims = _claims(t, settings)
+    except TokenError as error:
+        return _refuse(request, session, settings, kind="video", token=t, error=error)
+    outcome = service.track_video(session, claims, e, now=utcnow())
+    _append(settings, outcome.events)
+    if fmt == "gif":
+        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+    return Response(status_code=204, headers=NO_STORE)
+
+
+@router.get("/invalid", response_model=InvalidTrafficSummary,
+            summary="Refused tracking requests: forged, altered or expired tokens")
+def invalid_traffic(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50,
+                    offset: Offset = 0) -> InvalidTrafficSummary:
+    if not principal.is_platform:
+        raise Forbidden("invalid traffic is visible to platform staff")
+    rows, by_reason = service.invalid_traffic(session, account_ids=None, limit=limit, offset=offset)
+    return InvalidTrafficSummary(total=sum(by_reason.values()), by_reason=by_reason,
+                                 items=[InvalidTrafficRead.model_validate(r) for r in rows])
