@@ -225,10 +225,10 @@ def tracking_link(spec: PartnerSpec, app: AppContext) -> str:
 _STANDARD_NAMES: dict[ConversionEvent, tuple[str, ...]] = {
     ConversionEvent.INSTALL: ("install", "_install", "app_install", "airbridge.install", "reinstall",
                               "first_open", "activation"),
-    ConversionEvent.AD_REVENUE: ("af_ad_revenue", "__admon_user_level_revenue__", "ad_revenue", "adrevenue", "ad_impression", "af_ad_view",
-                                 "airbridge.adimpression", "ad_view"),
-    ConversionEvent.PURCHASE: ("af_purchase", "purchase", "__iap__", "revenue", "in_app_purchase", "airbridge.ecommerce."
-                               "order.completed", "payment"),
+    ConversionEvent.AD_REVENUE: ("af_ad_revenue", "__admon_user_level_revenue__", "ad_revenue", "adrevenue",
+                                 "ad_impression", "af_ad_view", "airbridge.adimpression", "ad_view"),
+    ConversionEvent.PURCHASE: ("af_purchase", "purchase", "__iap__", "revenue", "in_app_purchase",
+                               "airbridge.ecommerce.order.completed", "payment"),
     ConversionEvent.FIRST_PURCHASE: ("first_purchase", "af_first_purchase"),
     ConversionEvent.APP_OPEN: ("open", "app_open", "af_app_opened", "session", "airbridge.open"),
     ConversionEvent.REGISTRATION: ("af_complete_registration", "complete_registration", "registration",
