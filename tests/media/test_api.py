@@ -166,6 +166,7 @@ def test_media_is_scoped_by_tenant(api: Api) -> None:
     assert expect(api.client.get(f"/api/v1/media/{asset['id']}", headers=admin.headers), 200)["id"] == asset["id"]
 
     # Uploading into someone else's account answers like a missing account.
+    assert owner.account_id is not None
     foreign = upload(api, other, png(84, 84), "icon.png", account_id=owner.account_id)
     assert foreign["status"] == 404
     assert api.client.get(f"/api/v1/media?account_id={owner.account_id}", headers=other.headers).status_code == 404

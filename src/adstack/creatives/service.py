@@ -379,9 +379,9 @@ def serving_statuses(session: Session, creatives: Sequence[Creative], *, now: da
 
 # ---------- lists ----------
 
-_SORT_COLUMNS = {
+_SORT_COLUMNS: dict[CreativeSort, Any] = {
     CreativeSort.ID: Creative.id,
-    CreativeSort.NAME: Creative.name,
+    CreativeSort.NAME: func.lower(Creative.name),
     CreativeSort.CREATED_AT: Creative.created_at,
     CreativeSort.UPDATED_AT: Creative.updated_at,
     CreativeSort.STATUS: Creative.status,
@@ -454,7 +454,8 @@ def campaign_ids_of(session: Session, creatives: Sequence[Creative]) -> dict[int
     group_ids = {c.ad_group_id for c in creatives}
     if not group_ids:
         return {}
-    return dict(session.execute(select(AdGroup.id, AdGroup.campaign_id).where(AdGroup.id.in_(group_ids))).tuples())
+    rows = session.execute(select(AdGroup.id, AdGroup.campaign_id).where(AdGroup.id.in_(group_ids)))
+    return {ad_group_id: campaign_id for ad_group_id, campaign_id in rows}
 
 
 # ---------- preview ----------
