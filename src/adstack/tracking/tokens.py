@@ -167,7 +167,7 @@ def verify_click_id(click_id: str, secret: bytes) -> datetime:
         raw = _b64decode(click_id)
     except (binascii.Error, ValueError):
         raise TokenError("malformed", "the click id is not base64url") from None
-    if len(raw) != _CLICK_ID_BYTES or raw[0] != CLICK_ID_VERSION:
+    if len(raw) != _CLICK_ID_BYTES or raw[0] != CLICK_ID_VERSION or _b64encode(raw) != click_id:
         raise TokenError("malformed", "the click id has an unknown layout")
     body, mac = raw[:-_CLICK_ID_MAC_BYTES], raw[-_CLICK_ID_MAC_BYTES:]
     expected = hmac.new(click_id_key(secret), b"mac:" + body, hashlib.sha256).digest()[:_CLICK_ID_MAC_BYTES]

@@ -1,0 +1,142 @@
+"""Tracking tokens, click ids, the public tracking endpoints, billing once and invalid traffic."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.tracking.tokens import TokenError, decode_token, is_valid_click_id, new_click_id, verify_click_id
+from adstack.tracking.urls import build_tracking_urls, expand_macros
+from tests.attribution.helpers import new_gaid, scenario
+from tests.support import Api, expect
+
+SECRET = b"a-secret-for-tests"
+
+
+def _urls(**overrides: object):  # type: ignore[no-untyped-def]
+    values: dict[str, object] = dict(
+        base_url="https://ads.example", secret=SECRET, impression_id="imp_1", account_id=7, campaign_id=8,
+        ad_group_id=9, creative_id=10, ad_space_id=11, publisher_id=12, bid_type="cpc", price_micros=250_000,
+        issued_at=utcnow(), gaid="38400000-8CF0-11BD-B23E-10B96E40000D", country="id", placement_type="banner")
+    values.update(overrides)
+    return build_tracking_urls(**values)  # type: ignore[arg-type]
+
+
+def _token(url: str) -> str:
+    return url.split("t=")[1]
+
+
+def test_token_round_trip_binds_every_field() -> None:
+    urls = _urls()
+    claims = decode_token(_token(urls.click_url), SECRET, now=utcnow())
+    assert (claims.impression_id, claims.account_id, claims.campaign_id, claims.ad_group_id, claims.creative_id,
+            claims.ad_space_id, claims.publisher_id, claims.bid_type, claims.price_micros, claims.country,
+            claims.placement_type, claims.gaid) == ("imp_1", 7, 8, 9, 10, 11, 12, "cpc", 250_000, "ID", "banner",
+                                                   "38400000-8cf0-11bd-b23e-10b96e40000d")
+    assert set(urls.video_urls) == {"start", "first_quartile", "midpoint", "third_quartile", "complete"}
+    assert len(urls.click_url) < 300
+
+
+def test_forged_tampered_and_expired_tokens_are_refused() -> None:
+    token = _token(_urls().impression_url)
+    body, mac = token.split(".")
+    with pytest.raises(TokenError) as forged:
+        decode_token(token, b"another-secret", now=utcnow())
+    assert forged.value.reason == "bad_signature"
+    payload = bytearray(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    payload[10] ^= 1  # one bit of the price or an id
+    tampered = base64.urlsafe_b64encode(bytes(payload)).rstrip(b"=").decode() + "." + mac
+    with pytest.raises(TokenError) as changed:
+        decode_token(tampered, SECRET, now=utcnow())
+    assert changed.value.reason == "bad_signature"
+    old = _token(_urls(issued_at=utcnow() - timedelta(hours=25)).impression_url)
+    with pytest.raises(TokenError) as expired:
+        decode_token(old, SECRET, now=utcnow())
+    assert expired.value.reason == "expired"
+    for garbage in ("", "abc", "a.b.c", "!!!.???"):
+        with pytest.raises(TokenError):
+            decode_token(garbage, SECRET, now=utcnow())
+
+
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1,
+               max_size=64))
+def test_click_ids_verify_without_a_database_and_resist_guessing(impression_id: str) -> None:
+    issued = utcnow().replace(microsecond=0)
+    click_id = new_click_id(impression_id, issued, SECRET)
+    assert verify_click_id(click_id, SECRET) == issued
+    assert click_id == new_click_id(impression_id, issued, SECRET)  # a double click is the same click
+    assert not is_valid_click_id(click_id, b"other")
+    flipped = click_id[:-1] + ("A" if click_id[-1] != "A" else "B")
+    assert not is_valid_click_id(flipped, SECRET)
+
+
+def test_macro_expansion_in_third_party_urls() -> None:
+    at = utcnow()
+    out = expand_macros("https://m.example/i?c={click_id}&g=__GAID__&t={ts}&ag={adgroup_id}&cr=__CREATIVE_ID__"
+                        "&cmp={campaign_id}&keep={unknown}", click_id="ab_c", gaid="38400000-8cf0",
+                        timestamp=at, campaign_id=1, ad_group_id=2, creative_id=3)
+    assert out == (f"https://m.example/i?c=ab_c&g=38400000-8cf0&t={int(at.timestamp())}&ag=2&cr=3&cmp=1"
+                   "&keep={unknown}")
+    assert expand_macros("x={gaid}&y=a b", gaid=None) == "x=&y=a b"
+    assert expand_macros("x={click_id}", click_id="a&b=c") == "x=a%26b%3Dc"
+
+
+def test_impressions_and_clicks_are_counted_and_charged_once(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc", bid_micros=300_000)
+    before = s.balance_micros()
+    urls = s.serve(new_gaid(), bid_type="cpc", price_micros=300_000)
+    expect(api.client.get(urls.impression_url), 204)
+    gif = api.client.get(urls.impression_url + "&fmt=gif")
+    assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif" and gif.content[:6] == b"GIF89a"
+    for _ in range(3):  # the user taps three times: one click, one charge
+        response = api.client.get(urls.click_url, follow_redirects=False)
+        assert response.status_code == 302
+        assert f"clickid={urls.click_id}" in response.headers["location"]
+    assert s.balance_micros() == before - 300_000
+    for event in ("start", "midpoint", "complete"):
+        expect(api.client.get(urls.video_urls[event]), 204)
+    expect(api.client.get(urls.impression_url.replace("/t/imp", "/t/video") + "&e=halfway"), 422)
+
+    cpm = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
+    expect(api.client.get(cpm.impression_url), 204)
+    expect(api.client.get(cpm.impression_url), 204)
+    assert s.balance_micros() == before - 300_000 - 4_000
+
+
+def test_refused_tokens_answer_400_and_are_kept_as_invalid_traffic(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    good = s.serve(new_gaid(), price_micros=500_000)
+    body, mac = _token(good.click_url).split(".")
+    tampered = body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + mac
+    expired = s.serve(new_gaid(), price_micros=500_000, issued_at=utcnow() - timedelta(days=2))
+    cases = [
+        (f"/t/click?t={tampered}", "invalid_signature"),
+        (f"/t/imp?t={body}.{'x' * 22}", "invalid_signature"),
+        (expired.click_url, "expired_token"),
+        ("/t/imp?t=garbage", "malformed_token"),
+    ]
+    for url, code in cases:
+        error = expect(api.client.get(url, follow_redirects=False), 400)["error"]
+        assert error["code"] == code and error["fields"][0]["field"] == "t"
+    assert s.balance_micros() == before
+    summary = expect(api.client.get("/api/v1/tracking/invalid", headers=s.admin.headers), 200)
+    assert summary["by_reason"] == {"bad_signature": 2, "expired": 1, "malformed": 1}
+    expired_row = next(i for i in summary["items"] if i["reason"] == "expired")
+    assert expired_row["account_id"] == s.account_id  # the signature held: the ad is known
+    expect(api.client.get("/api/v1/tracking/invalid", headers=s.advertiser.headers), 403)
+
+
+def test_click_goes_to_the_store_or_landing_page_without_a_partner(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc")
+    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}),
+           200)
+    response = api.client.get(s.serve(None).click_url, follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"].endswith("details?id=com.example.puzzle")
