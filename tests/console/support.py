@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import re
 
 from fastapi.testclient import TestClient
@@ -22,7 +23,7 @@ def png_bytes(width: int, height: int, *, noise: bool = False) -> bytes:
     """A real PNG; with noise it compresses badly, so size can be pushed over a limit."""
     image = Image.new("RGB", (width, height), (245, 106, 0))
     if noise:
-        image = Image.frombytes("RGB", (width, height), bytes((i * 7919) % 251 for i in range(width * height * 3)))
+        image = Image.frombytes("RGB", (width, height), random.Random(width * height).randbytes(width * height * 3))
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -22,8 +23,10 @@ class FormErrors(dict[str, list[dict[str, Any]]]):
     """Field name -> refusals (rule, limit, actual, message), as the API would report them."""
 
     def add(self, field: str, rule: str, message: str = "", *, limit: Any = None, actual: Any = None) -> None:
-        item = {"rule": rule, "message": message, "limit": limit, "actual": actual}
-        self.setdefault(field, []).append(item)
+        """Kept under the field without list positions ("materials.images.1" -> "materials.images"), so the
+        message shows beside the input; the full name stays in the item."""
+        item = {"field": field, "rule": rule, "message": message, "limit": limit, "actual": actual}
+        self.setdefault(re.sub(r"(\.\d+)+$", "", field), []).append(item)
 
     def first(self, field: str) -> dict[str, Any] | None:
         items = self.get(field)

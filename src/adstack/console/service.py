@@ -6,8 +6,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Principal
+from adstack.campaigns.enums import UserStatus
 from adstack.console.models import Announcement, AnnouncementIn
 from adstack.core.errors import Forbidden, NotFound
+from adstack.creatives.models import Creative
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 from adstack.review.models import ReviewItem
@@ -42,6 +44,16 @@ def delete_announcement(session: Session, principal: Principal, announcement_id:
                  object_id=announcement.id, object_name=announcement.title,
                  before={"title": announcement.title, "body": announcement.body})
     session.delete(announcement)
+
+
+def live_creative_counts(session: Session, ad_group_ids: list[int]) -> dict[int, int]:
+    """Creatives that are not deleted, per ad group: what a delete would take down with it."""
+    if not ad_group_ids:
+        return {}
+    stmt = (select(Creative.ad_group_id, func.count()).where(Creative.ad_group_id.in_(ad_group_ids),
+                                                           Creative.status != UserStatus.DELETED)
+            .group_by(Creative.ad_group_id))
+    return {int(group): int(count) for group, count in session.execute(stmt)}
 
 
 def review_counts(session: Session, account_ids: set[int] | None, *, object_types: tuple[str, ...] = (

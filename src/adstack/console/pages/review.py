@@ -10,11 +10,13 @@ from sqlalchemy.orm import Session
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal
+from adstack.campaigns import service as campaigns
 from adstack.console import forms
 from adstack.console.i18n import N_
 from adstack.console.web import PREFIX, ConsoleRoute, ReviewerDep, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import ValidationFailed
+from adstack.creatives import service as creatives
 from adstack.review import service as review
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -43,7 +45,7 @@ def deciders() -> dict[str, Decider]:
 
 
 def _ad_deciders() -> dict[str, Decider]:
-    return {}
+    return {"ad_group": campaigns.review_ad_group, "creative": creatives.review_creative}
 
 
 def object_link(object_type: str, object_id: int) -> str:

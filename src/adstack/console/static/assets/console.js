@@ -43,6 +43,13 @@
     if (target) target.classList.toggle("hidden");
   });
 
+  // Remove an uploaded material from the creative; the live preview follows.
+  on("click", "[data-remove-material]", function (_e, button) {
+    var item = button.closest(".material");
+    if (item) item.remove();
+    document.body.dispatchEvent(new CustomEvent("materials-changed", { bubbles: true }));
+  });
+
   // Local preview of chosen image files before they are uploaded.
   on("change", "input[type=file][data-preview]", function (_e, input) {
     var target = document.querySelector(input.getAttribute("data-preview"));

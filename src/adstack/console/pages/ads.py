@@ -1,0 +1,383 @@
+"""The ad list (campaigns, ad groups, creatives) with filters, batch actions, quick edit, copy and delete,
+and the detail page of each object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from adstack.campaigns import batch as campaign_batch
+from adstack.campaigns import service as campaigns
+from adstack.campaigns.enums import MarketingObjective, ServingStatus, StatusAction, UserStatus
+from adstack.campaigns.models import (
+    AdGroupSort,
+    AdGroupUpdate,
+    CampaignSort,
+    CampaignUpdate,
+    MutateIn,
+    MutateOperation,
+)
+from adstack.console import forms
+from adstack.console import service as console
+from adstack.console.forms import FormErrors
+from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError, NotFound, ValidationFailed
+from adstack.core.vocabulary import PlacementType
+from adstack.creatives import service as creatives
+from adstack.creatives.models import CreativeCreate, CreativeSort, CreativeUpdate
+from adstack.inventory import service as inventory
+from adstack.review import service as review
+from adstack.review.models import ReviewStatus
+
+router = APIRouter(route_class=ConsoleRoute)
+
+PAGE_SIZES = (20, 50, 100)
+LEVELS = {"campaigns": "campaign", "ad-groups": "ad_group", "creatives": "creative"}
+SORTS: dict[str, set[str]] = {
+    "campaigns": {s.value for s in CampaignSort},
+    "ad-groups": {s.value for s in AdGroupSort},
+    "creatives": {s.value for s in CreativeSort},
+}
+# Columns a visitor may add to the list; metrics come from the reports service for the rows on the page only.
+METRIC_COLUMNS = ("impressions", "clicks", "ctr", "cost", "ecpm", "cpc", "installs", "cvr", "cpa", "revenue",
+                  "roas")
+DEFAULT_COLUMNS = ("impressions", "clicks", "ctr", "cost")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the list, whatever the level."""
+
+    level: str
+    id: int
+    name: str
+    account_id: int
+    status: str
+    serving_status: str
+    serving_reason: str
+    review_status: str | None
+    spend_micros: int | None
+    obj: Any
+    children: int = 0
+
+
+def _level(level: str) -> str:
+    if level not in LEVELS:
+        raise NotFound("no such list")
+    return level
+
+
+def _bounded(value: str | None, allowed: set[str]) -> str | None:
+    return value if value in allowed else None
+
+
+def _int_param(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
+
+
+def list_rows(visitor: Visitor, level: str, params: dict[str, str]) -> tuple[list[Row], int]:
+    """One page of the level's list, filtered and sorted by the campaigns and creatives services."""
+    session, principal = visitor.session, visitor.me
+    page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
+    size = _int_param(params.get("size")) or 50
+    size = size if size in PAGE_SIZES else 50
+    offset = (page - 1) * size
+    query = (params.get("q") or "").strip()[:200] or None
+    status = _bounded(params.get("status"), {s.value for s in UserStatus})
+    serving = _bounded(params.get("serving_status"), {s.value for s in ServingStatus})
+    review_status = _bounded(params.get("review_status"), {s.value for s in ReviewStatus})
+    placement = _bounded(params.get("placement_type"), {p.value for p in PlacementType})
+    objective = _bounded(params.get("objective"), {o.value for o in MarketingObjective})
+    sort = params.get("sort") or "id"
+    sort = sort if sort in SORTS[level] else "id"
+    descending = params.get("dir", "desc") != "asc"
+    campaign_id = _int_param(params.get("campaign_id"))
+    ad_group_id = _int_param(params.get("ad_group_id"))
+    publisher_id = _int_param(params.get("publisher_id"))
+    rows: list[Row] = []
+    if level == "campaigns":
+        views, total = campaigns.list_campaigns(
+            session, principal, query=query, objective=objective, status=status, serving_status=serving,
+            placement_type=placement, publisher_id=publisher_id, sort=sort, descending=descending, limit=size,
+            offset=offset)
+        rows = [Row(level, v.campaign.id, v.campaign.name, v.campaign.account_id, v.campaign.status,
+                    v.serving_status.value, v.serving_reason, None, v.spend_micros, v.campaign,
+                    v.ad_group_count) for v in views]
+    elif level == "ad-groups":
+        group_views, total = campaigns.list_ad_groups(
+            session, principal, query=query, campaign_id=campaign_id, objective=objective, status=status,
+            serving_status=serving, review_status=review_status, placement_type=placement,
+            publisher_id=publisher_id, sort=sort, descending=descending, limit=size, offset=offset)
+        counts = console.live_creative_counts(session, [v.ad_group.id for v in group_views])
+        rows = [Row(level, v.ad_group.id, v.ad_group.name, v.ad_group.account_id, v.ad_group.status,
+                    v.serving_status.value, v.serving_reason, v.ad_group.review_status, v.spend_micros, v.ad_group,
+                    counts.get(v.ad_group.id, 0)) for v in group_views]
+    else:
+        found, total, statuses = creatives.list_creatives(
+            session, principal, query=query, ad_group_id=ad_group_id, campaign_id=campaign_id, status=status,
+            review_status=review_status, serving_status=serving, sort=CreativeSort(sort), descending=descending,
+            limit=size, offset=offset)
+        rows = [Row(level, c.id, c.name, c.account_id, c.status, statuses[c.id][0].value, statuses[c.id][1],
+                    c.review_status, None, c) for c in found]
+    return rows, total
+
+
+def metric_values(visitor: Visitor, level: str, rows: list[Row], columns: list[str]) -> dict[int, dict[str, Any]]:
+    """Metrics for the rows on this page, from the reports service once it is installed."""
+    return {}
+
+
+def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
+    params = {k: v for k, v in visitor.request.query_params.items() if k != "notice"}
+    rows, total = list_rows(visitor, level, params)
+    columns = [c for c in visitor.request.query_params.getlist("cols") if c in METRIC_COLUMNS] \
+        if "cols" in visitor.request.query_params else list(DEFAULT_COLUMNS)
+    page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
+    size = _int_param(params.get("size")) or 50
+    size = size if size in PAGE_SIZES else 50
+    return {
+        "level": level, "rows": rows, "total": total, "page": page, "size": size, "editing": False,
+        "errors": FormErrors(),
+        "pages": max(1, -(-total // size)), "params": params, "columns": columns,
+        "metric_columns": METRIC_COLUMNS, "metrics": metric_values(visitor, level, rows, columns),
+        "serving_statuses": [s.value for s in ServingStatus], "user_statuses": [s.value for s in UserStatus],
+        "review_statuses": [s.value for s in ReviewStatus], "placements": [p.value for p in PlacementType],
+        "objectives": [o.value for o in MarketingObjective],
+        "publishers": inventory.list_publishers(visitor.session, limit=200)[0] if level != "creatives" else [],
+        "list_url": f"{PREFIX}/ads/{level}",
+        "self_url": f"{PREFIX}/ads/{level}?{urlencode(list(params.items()))}",
+    }
+
+
+@router.get("/ads")
+def ads_home(visitor: UserDep) -> Response:
+    return redirect(f"{PREFIX}/ads/campaigns")
+
+
+@router.get("/ads/{level}")
+def ad_list(level: str, visitor: UserDep) -> Response:
+    return render(visitor, "ads/list.html", _list_context(visitor, _level(level)))
+
+
+# ---------- batch actions ----------
+
+
+@router.post("/ads/{level}/batch")
+async def batch_action(level: str, visitor: UserDep, request: Request) -> Response:
+    """Enable, pause or delete the ticked rows through the batch mutate service; each row succeeds or fails
+    alone, and the failures are reported by id."""
+    object_type = LEVELS[_level(level)]
+    form = await request.form()
+    action = forms.text(form, "action")
+    if action not in {a.value for a in StatusAction}:
+        raise ValidationFailed.single("action", "enum", "choose enable, pause or delete",
+                                      limit=[a.value for a in StatusAction], actual=action)
+    chosen = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit() and len(v) < 19][:500]
+    back = forms.text(form, "back")
+    target = back if back.startswith(f"{PREFIX}/ads/") else f"{PREFIX}/ads/{level}"
+    if not chosen:
+        return redirect(target, request=request)
+    results = campaign_batch.mutate(visitor.session, visitor.me, MutateIn(
+        operations=[MutateOperation(object_type=object_type, action=action, id=i)
+                    for i in chosen],
+        partial_failure=True))
+    visitor.session.commit()
+    failed = [str(chosen[r.index]) for r in results if not r.ok]
+    url = with_notice(target, "batch_done")
+    if failed:
+        url += "&failed=" + ",".join(failed[:50])
+    return redirect(url, request=request)
+
+
+# ---------- quick edit (name, budget, bid), inline ----------
+
+
+def _row(visitor: Visitor, level: str, object_id: int) -> Row:
+    session, principal = visitor.session, visitor.me
+    if level == "campaigns":
+        view = campaigns.campaign_view(session, campaigns.get_campaign(session, principal, object_id))
+        c = view.campaign
+        return Row(level, c.id, c.name, c.account_id, c.status, view.serving_status.value, view.serving_reason,
+                   None, view.spend_micros, c, view.ad_group_count)
+    if level == "ad-groups":
+        g = campaigns.get_ad_group(session, principal, object_id)
+        group_view = campaigns.ad_group_views(session, [g])[0]
+        return Row(level, g.id, g.name, g.account_id, g.status, group_view.serving_status.value,
+                   group_view.serving_reason, g.review_status, group_view.spend_micros, g,
+                   console.live_creative_counts(session, [g.id]).get(g.id, 0))
+    creative = creatives.get_creative(session, principal, object_id)
+    status, reason = creatives.creative_serving_status(session, creative)
+    return Row(level, creative.id, creative.name, creative.account_id, creative.status, status.value, reason,
+               creative.review_status, None, creative)
+
+
+def _row_fragment(visitor: Visitor, level: str, object_id: int, *, editing: bool = False,
+                  errors: FormErrors | None = None, status: int = 200) -> Response:
+    row = _row(visitor, level, object_id)
+    columns = [c for c in visitor.request.query_params.getlist("cols") if c in METRIC_COLUMNS] or \
+        list(DEFAULT_COLUMNS)
+    return render(visitor, "ads/_row.html", {
+        "row": row, "level": level, "editing": editing, "errors": errors or FormErrors(), "columns": columns,
+        "metrics": metric_values(visitor, level, [row], columns),
+    }, status=status)
+
+
+@router.get("/ads/{level}/{object_id}/quick-edit")
+def quick_edit_form(level: str, object_id: IdPath, visitor: UserDep, cancel: str | None = None) -> Response:
+    return _row_fragment(visitor, _level(level), object_id, editing=cancel is None)
+
+
+@router.post("/ads/{level}/{object_id}/quick-edit")
+async def quick_edit(level: str, object_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    """Name, budgets and bid: quick edits that never send an object back to review."""
+    _level(level)
+    form = await request.form()
+    session, principal = visitor.session, visitor.me
+    try:
+        name = forms.text(form, "name")
+        if level == "campaigns":
+            campaigns.update_campaign(session, principal, object_id, CampaignUpdate.model_validate({"name": name}))
+        elif level == "ad-groups":
+            changes: dict[str, Any] = {"name": name, "bid_micros": forms.money(form, "bid", required=True)}
+            changes["daily_budget_micros"] = forms.money(form, "daily_budget")
+            changes["total_budget_micros"] = forms.money(form, "total_budget")
+            campaigns.update_ad_group(session, principal, object_id, AdGroupUpdate.model_validate(changes))
+        else:
+            creatives.update_creative(session, principal, object_id, CreativeUpdate.model_validate({"name": name}))
+        session.commit()
+    except ValidationError as exc:
+        session.rollback()
+        return _row_fragment(visitor, level, object_id, editing=True, errors=FormErrors.from_validation(exc),
+                             status=422)
+    except DomainError as exc:
+        session.rollback()
+        if exc.status == 404:
+            raise
+        return _row_fragment(visitor, level, object_id, editing=True, errors=FormErrors.from_domain(exc),
+                             status=exc.status)
+    return _row_fragment(visitor, level, object_id)
+
+
+# ---------- status, copy, delete, submit ----------
+
+
+def detail_url(level: str, object_id: int) -> str:
+    return f"{PREFIX}/ads/{level}/{object_id}"
+
+
+@router.post("/ads/{level}/{object_id}/status")
+async def change_status(level: str, object_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    _level(level)
+    form = await request.form()
+    action = forms.text(form, "action")
+    session, principal = visitor.session, visitor.me
+    if action not in {a.value for a in StatusAction}:
+        raise ValidationFailed.single("action", "enum", "choose enable, pause or delete",
+                                      limit=[a.value for a in StatusAction], actual=action)
+    if level == "campaigns":
+        campaigns.set_campaign_status(session, principal, object_id, action)
+    elif level == "ad-groups":
+        campaigns.set_ad_group_status(session, principal, object_id, action)
+    else:
+        creatives.set_creative_status(session, principal, object_id,
+                                      {"enable": "enabled", "pause": "paused", "delete": "deleted"}[action])
+    session.commit()
+    back = forms.text(form, "back")
+    target = back if back.startswith(f"{PREFIX}/ads/") else detail_url(level, object_id)
+    return redirect(with_notice(target, "deleted" if action == "delete" else "saved"), request=request)
+
+
+@router.post("/ads/{level}/{object_id}/copy")
+async def copy(level: str, object_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    """Quick copy (a prefilled draft) or deep copy (with everything below it)."""
+    _level(level)
+    form = await request.form()
+    deep = forms.checkbox(form, "deep")
+    session, principal = visitor.session, visitor.me
+    if level == "campaigns":
+        new_id = campaigns.copy_campaign(session, principal, object_id, deep=deep).id
+    elif level == "ad-groups":
+        new_id = campaigns.copy_ad_group(session, principal, object_id, deep=deep).id
+    else:
+        source = creatives.get_creative(session, principal, object_id)
+        new_id = creatives.create_creative(session, principal, CreativeCreate.model_validate({
+            "ad_group_id": source.ad_group_id, "name": f"{source.name} - copy"[:100], "format": source.format,
+            "materials": source.materials, "click_url": source.click_url, "deeplink": source.deeplink,
+            "impression_urls": source.impression_urls, "video_tracking": source.video_tracking,
+        })).id
+    session.commit()
+    return redirect(with_notice(detail_url(level, new_id), "copied"), request=request)
+
+
+@router.post("/ads/ad-groups/{ad_group_id}/submit")
+def submit_ad_group(ad_group_id: IdPath, visitor: UserDep) -> Response:
+    """Submit the ad group and every creative of it that waits to be submitted."""
+    session, principal = visitor.session, visitor.me
+    group = campaigns.get_ad_group(session, principal, ad_group_id)
+    if group.review_status in (ReviewStatus.TO_BE_SUBMITTED, ReviewStatus.REJECTED):
+        campaigns.submit_ad_group(session, principal, ad_group_id)
+    waiting, _, _ = creatives.list_creatives(session, principal, ad_group_id=ad_group_id, limit=500)
+    for creative in waiting:
+        if creative.review_status in (ReviewStatus.TO_BE_SUBMITTED, ReviewStatus.REJECTED):
+            creatives.submit_creative(session, principal, creative.id)
+    session.commit()
+    return redirect(with_notice(detail_url("ad-groups", ad_group_id), "submitted"))
+
+
+@router.post("/ads/creatives/{creative_id}/submit")
+def submit_creative(creative_id: IdPath, visitor: UserDep) -> Response:
+    creatives.submit_creative(visitor.session, visitor.me, creative_id)
+    visitor.session.commit()
+    return redirect(with_notice(detail_url("creatives", creative_id), "submitted"))
+
+
+# ---------- detail pages ----------
+
+
+@router.get("/ads/campaigns/{campaign_id}")
+def campaign_page(campaign_id: IdPath, visitor: UserDep) -> Response:
+    session, principal = visitor.session, visitor.me
+    campaign = campaigns.get_campaign(session, principal, campaign_id)
+    view = campaigns.campaign_view(session, campaign)
+    groups, _ = campaigns.list_ad_groups(session, principal, campaign_id=campaign_id, limit=200)
+    return render(visitor, "ads/campaign.html", {"campaign": campaign, "view": view, "groups": groups})
+
+
+@router.get("/ads/ad-groups/{ad_group_id}")
+def ad_group_page(ad_group_id: IdPath, visitor: UserDep) -> Response:
+    session, principal = visitor.session, visitor.me
+    group = campaigns.get_ad_group(session, principal, ad_group_id)
+    view = campaigns.ad_group_views(session, [group])[0]
+    campaign = campaigns.get_campaign(session, principal, group.campaign_id)
+    found, _, statuses = creatives.list_creatives(session, principal, ad_group_id=ad_group_id, limit=200)
+    return render(visitor, "ads/ad_group.html", {
+        "group": group, "view": view, "campaign": campaign, "creatives": found, "statuses": statuses,
+        "history": review.history(session, "ad_group", ad_group_id),
+        "expected_review_at": review.expected_review_time_of(session, "ad_group", ad_group_id),
+        "publishers": inventory.publishers_by_id(session, group.publisher_ids or []),
+        "spaces": inventory.ad_spaces_by_id(session, group.ad_space_ids or []),
+    })
+
+
+@router.get("/ads/creatives/{creative_id}")
+def creative_page(creative_id: IdPath, visitor: UserDep) -> Response:
+    session, principal = visitor.session, visitor.me
+    creative = creatives.get_creative(session, principal, creative_id)
+    status, reason = creatives.creative_serving_status(session, creative)
+    return render(visitor, "ads/creative.html", {
+        "creative": creative, "serving_status": status.value, "serving_reason": reason,
+        "group": campaigns.get_ad_group(session, principal, creative.ad_group_id),
+        "preview_html": creatives.preview_creative(session, principal, creative_id),
+        "history": review.history(session, "creative", creative_id),
+    })
+
+
+@router.get("/ads/creatives/{creative_id}/preview")
+def creative_preview(creative_id: IdPath, visitor: UserDep) -> Response:
+    html = creatives.preview_creative(visitor.session, visitor.me, creative_id)
+    return Response(html, media_type="text/html; charset=utf-8")
