@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from string import ascii_letters
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adstack.creatives.combinations import asset_combinations
@@ -46,6 +46,7 @@ TEXTS = st.lists(st.text(alphabet=ascii_letters + " ", min_size=1, max_size=8).f
                  unique_by=str.strip)
 
 
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(TEXTS, st.lists(st.integers(1, 10**6), max_size=5, unique=True), TEXTS)
 def test_count_is_the_product_and_keys_are_unique(titles: list[str], images: list[int], buttons: list[str]) -> None:
     combos = asset_combinations({"titles": titles, "images": images, "button_texts": buttons})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adstack.core.vocabulary import PlacementType
@@ -199,6 +199,7 @@ def test_every_spec_accepts_materials_built_from_its_own_rules(code: str) -> Non
     assert validate_materials(rules, Materials.model_validate(values), library.assets) == []
 
 
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.characters(categories=("L", "N")), min_size=1, max_size=60))
 def test_title_is_refused_exactly_when_longer_than_30_characters(title: str) -> None:
     library = Library()
