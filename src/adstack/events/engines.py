@@ -31,8 +31,6 @@ INSERT_SETTINGS: dict[str, Any] = {
 class QueryResult:
     columns: list[str]
     rows: list[list[Any]]
-    totals: list[Any] | None = None  # the row of GROUP BY ... WITH TOTALS
-    rows_before_limit: int | None = None  # rows the query had before its LIMIT (exact_rows_before_limit)
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
@@ -54,8 +52,7 @@ def _decode(raw: bytes | str) -> QueryResult:
     if not raw:
         return QueryResult([], [])
     body = orjson.loads(raw)
-    return QueryResult([m["name"] for m in body["meta"]], body["data"], body.get("totals"),
-                       body.get("rows_before_limit_at_least"))
+    return QueryResult([m["name"] for m in body["meta"]], body["data"])
 
 
 def _bind(params: Mapping[str, Any] | None) -> dict[str, str]:

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -139,11 +139,13 @@ class ReportQuery(BaseModel):
     def _zone(cls, value: str | None) -> str | None:
         return None if value is None else validate_time_zone(value)
 
-    @model_validator(mode="after")
-    def _range(self) -> ReportQuery:
-        if self.end_date < self.start_date:
+    @field_validator("end_date")
+    @classmethod
+    def _range(cls, value: date, info: ValidationInfo) -> date:
+        start = info.data.get("start_date")
+        if start is not None and value < start:
             raise ValueError("end_date must not be before start_date")
-        return self
+        return value
 
     def effective_dimensions(self) -> list[Dimension]:
         """Dimensions with the granularity's time column first and duplicates removed."""
@@ -306,17 +308,20 @@ class MediaCenterQuery(BaseModel):
     group_by: MediaGroup = MediaGroup.AD_SPACE
     package: str | None = Field(default=None, max_length=255, description="Publisher app package contains this.")
     source: str | None = Field(default=None, max_length=200, description="Publisher (media source) name contains.")
-    media_id: Id | None = Field(default=None, description="A publisher id or an ad space id.")
+    media_id: Id | None = Field(default=None, description="The publisher app's (media) id.")
+    ad_space_id: Id | None = None
     country: CountryCode | None = None
     sort: str | None = Field(default=None, pattern=SORT_PATTERN)
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=10_000_000)
 
-    @model_validator(mode="after")
-    def _range(self) -> MediaCenterQuery:
-        if self.end_date < self.start_date:
+    @field_validator("end_date")
+    @classmethod
+    def _range(cls, value: date, info: ValidationInfo) -> date:
+        start = info.data.get("start_date")
+        if start is not None and value < start:
             raise ValueError("end_date must not be before start_date")
-        return self
+        return value
 
 
 class MediaRow(BaseModel):

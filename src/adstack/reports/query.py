@@ -183,12 +183,17 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
     # Aliases are prefixed: ClickHouse aliases are visible in the whole query and must not shadow columns.
     selects = [f"{DIMENSION_SQL[d][1]} AS d_{DIMENSION_SQL[d][0]}" for d in dims]
     selects += [f"{BASE_SQL[m]} AS m_{m}" for m in base]
+    if dims:
+        # The row count and the totals over every group ride along on each row of the page (window
+        # functions run before LIMIT), so one scan serves the page, the count and the totals row.
+        selects.append("count() OVER () AS n_rows")
+        selects += [f"sum(m_{m}) OVER () AS t_{m}" for m in base]
     if not selects:
         selects = ["count() AS slices"]
     sql = f"SELECT {', '.join(selects)}\nFROM {ROLLUP_TABLE}\nWHERE {' AND '.join(conditions)}"
     if dims:
         aliases = [f"d_{c}" for c in dimension_columns]
-        sql += f"\nGROUP BY {', '.join(aliases)} WITH TOTALS"
+        sql += f"\nGROUP BY {', '.join(aliases)}"
         order = []
         if sort is not None:
             order.append(f"{sort_sql(sort[0], dimension_columns)} {'DESC' if sort[1] else 'ASC'} NULLS LAST")
@@ -196,5 +201,4 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         sql += f"\nORDER BY {', '.join(order)}"
         if limit is not None:
             sql += f"\nLIMIT {int(limit)} OFFSET {int(offset)}"
-        sql += "\nSETTINGS exact_rows_before_limit = 1"
     return Plan(sql=sql, params=params, dimension_columns=dimension_columns, base_metrics=base, grouped=bool(dims))

@@ -307,34 +307,52 @@ def _dimension_value(dim: Dimension, raw: Any, tz_name: str) -> Any:
     return raw
 
 
-def _sums(result_columns: list[str], row: Sequence[Any]) -> dict[str, int]:
-    return {c[2:]: int(v or 0) for c, v in zip(result_columns, row, strict=True) if c.startswith("m_")}
+@dataclass
+class _Fetched:
+    rows: list[dict[str, Any]]  # d_<dimension> values and m_<metric> sums
+    totals: dict[str, int]  # sums over every row, not just the page
+    total_rows: int
+
+
+def _fetch(store: EventStore, query: ReportQuery, *, scope: Scope, metrics: list[str],
+           sort: tuple[str, bool] | None, limit: int | None, offset: int, where: Sequence[str] = (),
+           params: Mapping[str, Any] | None = None) -> _Fetched:
+    def run(page_limit: int | None, page_offset: int) -> tuple[sql.Plan, list[dict[str, Any]]]:
+        plan = sql.build(query, account_ids=scope.account_ids, tz_name=scope.time_zone, metrics=metrics, sort=sort,
+                         limit=page_limit, offset=page_offset, where=where, params=params)
+        return plan, store.query(plan.sql, plan.params).dicts()
+
+    plan, rows = run(limit, offset)
+    if not plan.grouped:
+        sums = {m: int(rows[0].get(f"m_{m}") or 0) for m in plan.base_metrics} if rows else {}
+        return _Fetched(rows, sums, len(rows))
+    summary = rows
+    if not rows and offset > 0:
+        _, summary = run(1, 0)  # past the last page: the count and totals still hold
+    if not summary:
+        return _Fetched([], {}, 0)
+    totals = {m: int(summary[0].get(f"t_{m}") or 0) for m in plan.base_metrics}
+    return _Fetched(rows, totals, int(summary[0]["n_rows"]))
+
+
+def _sums(values: Mapping[str, Any]) -> dict[str, int]:
+    return {k[2:]: int(v or 0) for k, v in values.items() if k.startswith("m_")}
 
 
 def _execute(store: EventStore, prepared: _Prepared, query: ReportQuery, *, limit: int | None, offset: int
              ) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
     """Rows of one page (dimensions and metrics, names not yet resolved), the totals and the row count."""
-    plan = sql.build(query, account_ids=prepared.scope.account_ids, tz_name=prepared.scope.time_zone,
-                     metrics=prepared.metrics, sort=prepared.sort, limit=limit, offset=offset)
-    result = store.query(plan.sql, plan.params)
+    fetched = _fetch(store, query, scope=prepared.scope, metrics=prepared.metrics, sort=prepared.sort, limit=limit,
+                     offset=offset)
     rows: list[dict[str, Any]] = []
-    for raw in result.rows:
-        values = dict(zip(result.columns, raw, strict=True))
+    for values in fetched.rows:
         row = {sql.DIMENSION_SQL[d][0]: _dimension_value(d, values[f"d_{sql.DIMENSION_SQL[d][0]}"],
                                                          prepared.scope.time_zone) for d in prepared.dims}
-        sums = _sums(result.columns, raw)
+        sums = _sums(values)
         row.update({m: sql.derive(sums, m) for m in prepared.metrics})
-        row["_sums"] = sums
         rows.append(row)
-    if plan.grouped:
-        totals_sums = _sums(result.columns, result.totals) if result.totals else {}
-        total_rows = int(result.rows_before_limit if result.rows_before_limit is not None else len(rows))
-    else:
-        totals_sums = rows[0]["_sums"] if rows else {}
-        total_rows = len(rows)
-    totals: dict[str, Any] = {m: sql.derive(totals_sums, m) for m in prepared.metrics}
-    totals["_sums"] = totals_sums
-    return rows, totals, total_rows
+    totals: dict[str, Any] = {m: sql.derive(fetched.totals, m) for m in prepared.metrics}
+    return rows, totals, fetched.total_rows
 
 
 def _attach_names(session: Session, prepared: _Prepared, rows: list[dict[str, Any]]) -> None:
@@ -560,8 +578,10 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
                     on_progress(job.percent_done)
                 if written >= row_limit:
                     break
-            rows, totals, total = _execute(_store(store), prepared, query.model_copy(
-                update={"dimensions": [], "granularity": Granularity.TOTAL}), limit=None, offset=0)
+            whole = query.model_copy(update={"dimensions": [], "granularity": Granularity.TOTAL})
+            sums = _fetch(_store(store), whole, scope=prepared.scope, metrics=prepared.metrics, sort=None, limit=None,
+                          offset=0).totals
+            totals = {m: sql.derive(sums, m) for m in prepared.metrics}
             result = _finish(session, prepared, [], totals, 0, limit=row_limit, offset=0)
             writer.write_rows([_table(result)[1][-1]])
             writer.close()
@@ -715,16 +735,17 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
         plan_where.append("(publisher_id IN {m_publishers:Array(UInt64)} OR ad_space_id IN {m_spaces:Array(UInt64)})")
         params |= {"m_publishers": sorted(publisher_ids or []), "m_spaces": sorted(ad_space_ids or [])}
     if query.media_id is not None:
-        plan_where.append("(publisher_id = {media_id:UInt64} OR ad_space_id = {media_id:UInt64})")
+        plan_where.append("publisher_id = {media_id:UInt64}")
         params["media_id"] = query.media_id
-    plan = sql.build(report_query, account_ids=prepared.scope.account_ids, tz_name=prepared.scope.time_zone,
-                     metrics=prepared.metrics, sort=prepared.sort, limit=query.limit, offset=query.offset,
-                     where=plan_where, params=params)
-    result = store.query(plan.sql, plan.params)
+    if query.ad_space_id is not None:
+        plan_where.append("ad_space_id = {ad_space_id:UInt64}")
+        params["ad_space_id"] = query.ad_space_id
+    fetched = _fetch(store, report_query, scope=prepared.scope, metrics=prepared.metrics, sort=prepared.sort,
+                     limit=query.limit, offset=query.offset, where=plan_where, params=params)
     publishers: dict[int, Any] = {}
     spaces: dict[int, Any] = {}
     packages: dict[int, str] = {}
-    raw_rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+    raw_rows = fetched.rows
     if inventory is not None:
         publisher_model, ad_space_model = inventory
         wanted_publishers = sorted({int(r["d_publisher_id"]) for r in raw_rows})
@@ -753,13 +774,12 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
             ctr=_str(sql.derive(sums, Metric.CTR)), cvr=_str(sql.derive(sums, Metric.CVR)),
             ecpm_micros=_int(sql.derive(sums, Metric.ECPM_MICROS)))
 
-    rows = [media_row(_sums(result.columns, r), int(d["d_publisher_id"]),
-                      int(d["d_ad_space_id"]) if "d_ad_space_id" in d else None)
-            for r, d in zip(result.rows, raw_rows, strict=True)]
-    totals = media_row(_sums(result.columns, result.totals) if result.totals else {}, 0, None)
+    rows = [media_row(_sums(d), int(d["d_publisher_id"]), int(d["d_ad_space_id"]) if "d_ad_space_id" in d else None)
+            for d in raw_rows]
+    totals = media_row(fetched.totals, 0, None)
     return MediaCenterRead(start_date=query.start_date, end_date=query.end_date, time_zone=prepared.scope.time_zone,
                            currency=prepared.scope.currency, rows=rows, totals=totals,
-                           total_rows=int(result.rows_before_limit or len(rows)))
+                           total_rows=fetched.total_rows)
 
 
 _MEDIA_SORT = {"conversions": "installs"}
