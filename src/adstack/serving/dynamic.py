@@ -9,12 +9,16 @@ evidence accumulates, with no tuning knob.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 
 from adstack.serving.snapshot import AssetCombination
 
 PRIOR_STRENGTH = 20.0  # pseudo-impressions of the prior around the creative's predicted CTR
+# With this much evidence on both sides a Beta posterior is sampled through its normal approximation (same
+# mean and variance), which is several times cheaper than two gamma draws and indistinguishable for ranking.
+NORMAL_APPROXIMATION_AT = 30.0
 
 
 def choose_combination(combinations: Sequence[AssetCombination], stats: Callable[[str], tuple[int, int]],
@@ -22,15 +26,25 @@ def choose_combination(combinations: Sequence[AssetCombination], stats: Callable
     """Pick one combination; `stats(key)` gives (impressions, clicks) observed for it so far."""
     if len(combinations) == 1:
         return combinations[0]
-    draw = (rng or random).betavariate
+    source = rng or random
+    seen = [stats(c.key) for c in combinations]
+    if not any(impressions for impressions, _ in seen):
+        # Identical posteriors: every combination is equally likely to draw highest.
+        return source.choice(combinations)
     alpha0 = max(prior_ctr, 1e-4) * PRIOR_STRENGTH
     beta0 = max(1.0 - prior_ctr, 1e-4) * PRIOR_STRENGTH
     best = combinations[0]
     best_sample = -1.0
-    for combination in combinations:
-        impressions, clicks = stats(combination.key)
+    for combination, (impressions, clicks) in zip(combinations, seen, strict=True):
         clicks = min(clicks, impressions)
-        sample = draw(alpha0 + clicks, beta0 + impressions - clicks)
+        alpha = alpha0 + clicks
+        beta = beta0 + impressions - clicks
+        if alpha >= NORMAL_APPROXIMATION_AT and beta >= NORMAL_APPROXIMATION_AT:
+            total = alpha + beta
+            mean = alpha / total
+            sample = source.gauss(mean, math.sqrt(mean * (1 - mean) / (total + 1)))
+        else:
+            sample = source.betavariate(alpha, beta)
         if sample > best_sample:
             best, best_sample = combination, sample
     return best

@@ -36,7 +36,7 @@ from adstack.serving.dynamic import choose_combination
 from adstack.serving.fx import FxRates
 from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allowance_micros
 from adstack.serving.prediction import OutcomeCounter, RateModel
-from adstack.serving.ranking import ScoreOrder, clearing_price_micros, ecpm_usd_micros
+from adstack.serving.ranking import AuctionOrder, clearing_price_micros, ecpm_usd_micros
 from adstack.serving.request import AdRequest
 from adstack.serving.snapshot import (
     CPA,
@@ -64,14 +64,16 @@ class ServingState:
 
     snapshot: Snapshot
     rates: RateModel
-    order: ScoreOrder
-    fx: FxRates
+    order: AuctionOrder
+
+    @property
+    def fx(self) -> FxRates:
+        return self.snapshot.fx
 
     @classmethod
-    def build(cls, snapshot: Snapshot, rates: RateModel | None = None, fx: FxRates | None = None) -> ServingState:
+    def build(cls, snapshot: Snapshot, rates: RateModel | None = None) -> ServingState:
         rates = rates or RateModel()
-        fx = fx or FxRates()
-        return cls(snapshot, rates, ScoreOrder(snapshot, rates, fx), fx)
+        return cls(snapshot, rates, AuctionOrder(snapshot, rates))
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,33 +303,34 @@ class DecisionEngine:
         need = slots + 1  # the runner-up sets the second price
         best: list[float] = []  # min-heap of the top `need` eCPMs found so far
         found: list[_Candidate] = []
-        for bound, bucket in zip(state.order.bounds, state.order.buckets, strict=True):
-            if bound < floor or (len(best) >= need and best[0] >= bound):
-                break
-            hits = candidates & bucket
-            if not hits:
+        suffix = state.order.suffix
+        reserved = state.order.reserved
+        for ordinal in candidates:
+            remaining = suffix[ordinal]
+            if remaining < floor or remaining <= 0 or (len(best) >= need and best[0] >= remaining):
+                break  # nothing from here on can win a slot or set a price
+            if ordinal in reserved:
                 continue
-            for ordinal in hits:
-                group = snapshot.by_ordinal[ordinal]
-                if group.id in taken:
-                    continue
-                creatives = self._eligible(group, request, state, times, slot_filter)
-                if creatives is None:
-                    continue
-                bid_usd = fx.to_usd(group.bid_micros, group.currency)
-                top: _Candidate | None = None
-                for creative in creatives:
-                    pctr, pcvr = rates.rates(placement, group.campaign_id, group.id, creative.id)
-                    ecpm = ecpm_usd_micros(group.bid_type, bid_usd, pctr, pcvr)
-                    if top is None or ecpm > top.ecpm:
-                        top = _Candidate(ordinal, group, creatives, creative, ecpm, pctr, pcvr)
-                if top is None or top.ecpm < floor or top.ecpm <= 0:
-                    continue
-                found.append(top)
-                if len(best) < need:
-                    heapq.heappush(best, top.ecpm)
-                elif top.ecpm > best[0]:
-                    heapq.heapreplace(best, top.ecpm)
+            group = snapshot.by_ordinal[ordinal]
+            if group.id in taken:
+                continue
+            creatives = self._eligible(group, request, state, times, slot_filter)
+            if creatives is None:
+                continue
+            bid_usd = fx.to_usd(group.bid_micros, group.currency)
+            top: _Candidate | None = None
+            for creative in creatives:
+                pctr, pcvr = rates.rates(placement, group.campaign_id, group.id, creative.id)
+                ecpm = ecpm_usd_micros(group.bid_type, bid_usd, pctr, pcvr)
+                if top is None or ecpm > top.ecpm:
+                    top = _Candidate(ordinal, group, creatives, creative, ecpm, pctr, pcvr)
+            if top is None or top.ecpm < floor or top.ecpm <= 0:
+                continue
+            found.append(top)
+            if len(best) < need:
+                heapq.heappush(best, top.ecpm)
+            elif top.ecpm > best[0]:
+                heapq.heapreplace(best, top.ecpm)
         if not found:
             return []
         found.sort(key=lambda c: (-c.ecpm, c.group.id))

@@ -95,27 +95,39 @@ def request_values(request: AdRequest) -> dict[str, tuple[Hashable, ...]]:
     }
 
 
+# Above this many values a dimension does not precompute `postings | wildcard` per value (memory).
+PRECOMPUTE_LIMIT = 1024
+
+
 class Dimension:
-    __slots__ = ("name", "postings", "restricted", "wildcard")
+    """One attribute: postings per value, the wildcard list, and per value the set a request keeps (postings
+    OR wildcard), precomputed so a request pays one intersection per dimension."""
+
+    __slots__ = ("keep", "name", "postings", "restricted", "wildcard")
 
     def __init__(self, name: str, postings: dict[Hashable, FrozenBitMap], wildcard: FrozenBitMap, size: int):
         self.name = name
         self.postings = postings
         self.wildcard = wildcard
         self.restricted = len(wildcard) < size  # False: nobody restricts it, so it never filters
+        self.keep: dict[Hashable, FrozenBitMap] = {}
+        if self.restricted and len(postings) <= PRECOMPUTE_LIMIT:
+            self.keep = {value: FrozenBitMap(posting | wildcard) for value, posting in postings.items()}
 
     def restrict(self, candidates: BitMap, values: Sequence[Hashable], *, allow_wildcard: bool = True) -> BitMap:
+        """The candidates that name one of `values` here, or (allow_wildcard) do not restrict this dimension."""
+        if allow_wildcard and len(values) == 1:
+            keep = self.keep.get(values[0])
+            if keep is not None:
+                return candidates & keep
         hits = [self.postings[v] for v in values if v in self.postings]
-        matched: BitMap
         if not hits:
-            matched = BitMap()
-        elif len(hits) == 1:
-            matched = candidates & hits[0]
-        else:
-            matched = candidates & BitMap.union(*hits)
+            return candidates & self.wildcard if allow_wildcard else BitMap()
+        named = hits[0] if len(hits) == 1 else BitMap.union(*hits)
         if allow_wildcard:
-            return matched | (candidates & self.wildcard) if matched else candidates & self.wildcard
-        return matched
+            return candidates & (named | self.wildcard) if len(named) < len(candidates) \
+                else (candidates & named) | (candidates & self.wildcard)
+        return candidates & named
 
 
 class TargetingIndex:
@@ -132,9 +144,8 @@ class TargetingIndex:
             postings: defaultdict[Hashable, list[int]] = defaultdict(list)
             wildcard: list[int] = []
             for ordinal, group in enumerate(groups):
-                values = extract(group)
                 named = False
-                for value in values:
+                for value in extract(group):
                     postings[value.lower() if isinstance(value, str) and name != "inventory" else value].append(
                         ordinal)
                     named = True
@@ -142,18 +153,32 @@ class TargetingIndex:
                     wildcard.append(ordinal)
             self.dimensions[name] = Dimension(name, {v: FrozenBitMap(o) for v, o in postings.items()},
                                               FrozenBitMap(wildcard), self.size)
+        self._active = [d for d in (self.dimensions[n] for n in self.ORDER) if d.restricted or d.name == "deal"]
 
     def candidates(self, request: AdRequest) -> BitMap:
         """Ordinals of the ad groups whose indexed targeting the request satisfies."""
         values = request_values(request)
-        candidates = BitMap(self.all)
-        for name in self.ORDER:
-            dimension = self.dimensions[name]
-            if name == "deal" and request.private_auction:
-                # A private auction admits only deal buyers; an open one admits deal-less ad groups as well.
-                candidates = dimension.restrict(candidates, values[name], allow_wildcard=False)
-            elif dimension.restricted:
-                candidates = dimension.restrict(candidates, values[name])
+        candidates: BitMap | None = None
+        for dimension in self._active:
+            name = dimension.name
+            if name == "deal":
+                if not request.private_auction:
+                    if not dimension.restricted:
+                        continue
+                    found = dimension.restrict(candidates if candidates is not None else BitMap(self.all),
+                                               values[name])
+                else:
+                    # A private auction admits only deal buyers; an open one admits deal-less ad groups as well.
+                    found = dimension.restrict(candidates if candidates is not None else BitMap(self.all),
+                                               values[name], allow_wildcard=False)
+            elif candidates is None:
+                # The first dimension: its kept set is the starting candidate set, without copying everything.
+                first = values[name]
+                keep = dimension.keep.get(first[0]) if len(first) == 1 else None
+                found = BitMap(keep) if keep is not None else dimension.restrict(BitMap(self.all), first)
+            else:
+                found = dimension.restrict(candidates, values[name])
+            candidates = found
             if not candidates:
-                break
-        return candidates
+                return candidates
+        return candidates if candidates is not None else BitMap(self.all)

@@ -309,8 +309,7 @@ def load_fx(session: Session) -> FxRates:
     return FxRates.from_units_per_usd({currency: Decimal(units) for currency, units in rows})
 
 
-def load_snapshot(session: Session, *, base_url: str, now: datetime | None = None,
-                  version: str = "") -> tuple[Snapshot, FxRates]:
+def load_snapshot(session: Session, *, base_url: str, now: datetime | None = None, version: str = "") -> Snapshot:
     """Everything that may serve, as of now, in one read of the control plane."""
     from adstack.accounts.models import Account
     from adstack.campaigns.models import AdGroup, Campaign
@@ -379,6 +378,5 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
         categories = dict(session.execute(select(PackageCategory.package, PackageCategory.category)).tuples().all())
     except ImportError:  # pragma: no cover
         pass
-    snapshot = Snapshot(ad_groups=groups, accounts=accounts.values(), publishers=publishers, ad_spaces=spaces,
-                        package_categories=categories, ledger_spend=spend, version=version, built_at=moment)
-    return snapshot, fx
+    return Snapshot(ad_groups=groups, accounts=accounts.values(), publishers=publishers, ad_spaces=spaces,
+                    package_categories=categories, ledger_spend=spend, fx=fx, version=version, built_at=moment)

@@ -19,27 +19,27 @@ CPA):
 Reserved tiers do not take part: guaranteed CPM pays its booked CPM, CPT its booked slot (charged per slot by
 billing, so a CPT impression carries price 0).
 
-Score buckets let the auction look at the best candidates first and stop early: every auction ad group has an
-upper bound on its eCPM (its bid with the best rates any of its creatives has on any placement it may serve);
-ad groups are grouped in buckets of similar upper bounds, best first. Once enough eligible candidates are found
-and the next bucket's bound cannot beat the runner-up, the rest is never looked at, so a decision over 100,000
-ad groups evaluates about as many as one over 1,000.
+Early stopping: every auction ad group has an upper bound on its eCPM (its bid with the best rates any of its
+creatives has on any placement it may serve). The auction visits candidates best bound first and stops once the
+bound of everything left cannot beat the runner-up, so a decision over 100,000 ad groups evaluates about as many
+candidates as one over 1,000.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Sequence
+from array import array
+from typing import TYPE_CHECKING
 
 from pyroaring import FrozenBitMap
 
 from adstack.core.vocabulary import PlacementType
 from adstack.serving.fx import FxRates
-from adstack.serving.prediction import RateModel
-from adstack.serving.snapshot import CPA, CPC, CPM, AdGroupSnap, Snapshot
+from adstack.serving.snapshot import CPA, CPC, CPM
 
-BUCKET_RATIO = 1.15  # neighbouring buckets' bounds differ by at most this factor
+if TYPE_CHECKING:
+    from adstack.serving.prediction import RateModel
+    from adstack.serving.snapshot import AdGroupSnap, Snapshot
+
 ALL_PLACEMENTS = tuple(p.value for p in PlacementType)
 
 
@@ -86,27 +86,31 @@ def upper_bound_ecpm(group: AdGroupSnap, rates: RateModel, fx: FxRates) -> float
     return best
 
 
-class ScoreOrder:
-    """Auction ad groups in buckets of descending eCPM upper bound; reserved ad groups on their own."""
+class AuctionOrder:
+    """Per ordinal, the eCPM upper bound under the current rates, and its suffix maximum.
 
-    __slots__ = ("bounds", "buckets", "reserved")
+    `suffix[o]` is the best bound of any auction ad group numbered o or later. Candidates are visited in ordinal
+    order; once the runner-up found so far is at least `suffix[o]`, nothing from o on can change the outcome and
+    the auction stops. The snapshot numbers ad groups best first, so the stop comes after a handful of candidates
+    however many match; the rule stays exact when observed rates have reordered the bounds since.
+    """
 
-    def __init__(self, snapshot: Snapshot, rates: RateModel, fx: FxRates):
+    __slots__ = ("bounds", "reserved", "suffix")
+
+    def __init__(self, snapshot: Snapshot, rates: RateModel):
+        fx = snapshot.fx
         reserved: list[int] = []
-        by_bucket: defaultdict[int, list[int]] = defaultdict(list)
-        bound_of: dict[int, float] = {}
-        log_ratio = math.log(BUCKET_RATIO)
+        bounds = array("d", bytes(8 * len(snapshot.by_ordinal)))
         for ordinal, group in enumerate(snapshot.by_ordinal):
             if group.reserved:
                 reserved.append(ordinal)
-                continue
-            bound = upper_bound_ecpm(group, rates, fx)
-            if bound <= 0:
-                continue
-            bucket = math.floor(math.log(bound) / log_ratio)
-            by_bucket[bucket].append(ordinal)
-            bound_of[bucket] = max(bound_of.get(bucket, 0.0), bound)
-        keys = sorted(by_bucket, reverse=True)
+            else:
+                bounds[ordinal] = upper_bound_ecpm(group, rates, fx)
+        suffix = array("d", bounds)
+        running = 0.0
+        for ordinal in range(len(suffix) - 1, -1, -1):
+            running = max(running, suffix[ordinal])
+            suffix[ordinal] = running
         self.reserved = FrozenBitMap(reserved)
-        self.buckets: Sequence[FrozenBitMap] = tuple(FrozenBitMap(by_bucket[k]) for k in keys)
-        self.bounds: Sequence[float] = tuple(bound_of[k] for k in keys)
+        self.bounds = bounds
+        self.suffix = suffix

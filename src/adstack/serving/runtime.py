@@ -141,10 +141,10 @@ class ServingRuntime:
                 if not force and signature == self._signature:
                     return False
                 mark = money_mark(session)
-                snapshot, fx = load_snapshot(session, base_url=self.base_url, version=str(hash(signature)))
+                snapshot = load_snapshot(session, base_url=self.base_url, version=str(hash(signature)))
                 session.rollback()
             current = self.engine.state
-            self.engine.swap(ServingState.build(snapshot, current.rates, fx))
+            self.engine.swap(ServingState.build(snapshot, current.rates))
             self._signature = signature
             self._money = mark
             self.rebuilds += 1
@@ -157,7 +157,7 @@ class ServingRuntime:
             snapshot, mark = load_money(session, state.snapshot, self._money)
             session.rollback()
             if snapshot is not state.snapshot:
-                self.engine.swap(ServingState(snapshot, state.rates, state.order, state.fx))
+                self.engine.swap(ServingState(snapshot, state.rates, state.order))
             self._money = mark
 
     def refresh_rates(self, *, force: bool = False) -> None:
@@ -168,7 +168,7 @@ class ServingRuntime:
         rates = outcomes.model()
         with self._refresh_lock:
             state = self.engine.state
-            self.engine.swap(ServingState.build(state.snapshot, rates, state.fx))
+            self.engine.swap(ServingState.build(state.snapshot, rates))
 
     def _reload_audiences(self) -> None:
         try:

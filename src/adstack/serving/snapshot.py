@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import MappingProxyType
 
+from adstack.serving.fx import FxRates
 from adstack.serving.index import TargetingIndex
 
 # Bid types as the snapshot knows them. "cpm" is the open-auction CPM bid; the brand types are reserved tiers.
@@ -204,16 +205,28 @@ class Spend:
 
 
 class Snapshot:
-    """One consistent, read-only picture of what may serve, with its targeting index."""
+    """One consistent, read-only picture of what may serve, with its targeting index.
 
-    __slots__ = ("_positions", "accounts", "ad_groups", "ad_spaces", "built_at", "by_ordinal", "index", "ledger_spend",
-                 "package_categories", "publishers", "version")
+    Ad groups are numbered (ordinals, the index's bitmap positions) best first: by the eCPM they could reach
+    with the prior rates. Iterating a candidate bitmap in ascending order therefore meets the strongest bidders
+    first, which lets the auction stop early (see ranking.AuctionOrder).
+    """
+
+    __slots__ = ("_positions", "accounts", "ad_groups", "ad_spaces", "built_at", "by_ordinal", "fx", "index",
+                 "ledger_spend", "package_categories", "publishers", "version")
 
     def __init__(self, *, ad_groups: Iterable[AdGroupSnap], accounts: Iterable[AccountSnap] = (),
                  publishers: Iterable[PublisherSnap] = (), ad_spaces: Iterable[AdSpaceSnap] = (),
                  package_categories: Mapping[str, str] | None = None, ledger_spend: Mapping[int, Spend] | None = None,
-                 version: str = "", built_at: datetime | None = None):
-        self.by_ordinal: tuple[AdGroupSnap, ...] = tuple(sorted(ad_groups, key=lambda g: g.id))
+                 fx: FxRates | None = None, version: str = "", built_at: datetime | None = None):
+        from adstack.serving.prediction import RateModel
+        from adstack.serving.ranking import upper_bound_ecpm
+
+        self.fx = fx or FxRates()
+        priors = RateModel()
+        ranked = [(-upper_bound_ecpm(g, priors, self.fx) if not g.reserved else 0.0, g.id, g) for g in ad_groups]
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        self.by_ordinal: tuple[AdGroupSnap, ...] = tuple(g for _, _, g in ranked)
         self.ad_groups: Mapping[int, AdGroupSnap] = MappingProxyType({g.id: g for g in self.by_ordinal})
         self.accounts: Mapping[int, AccountSnap] = MappingProxyType({a.id: a for a in accounts})
         self.publishers: Mapping[int, PublisherSnap] = MappingProxyType({p.id: p for p in publishers})

@@ -1,0 +1,1 @@
+"""Benchmarks behind `adstack bench ...`; each prints one JSON line last."""
