@@ -56,8 +56,7 @@ def test_a_label_audience_picks_up_a_device_after_its_next_refresh(api: Api, ses
     assert refreshed["size"] == 0
 
 
-def test_conditions_over_apps_categories_behaviour_and_usage(api: Api, session: Session) -> None:
-    adv = api.approved_account()
+def test_conditions_over_apps_categories_behaviour_and_usage(session: Session) -> None:
     heavy, light, idle, social, stale = gaids(5, seed=3)
     now = utcnow()
     _record(session, heavy, [GAME, "com.dts.freefireth"], {GAME: 3000}, seen_at=now - timedelta(days=2))

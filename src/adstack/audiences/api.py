@@ -54,7 +54,7 @@ T = TypeVar("T")
 NameQuery = Annotated[str, Query(min_length=1, max_length=100, pattern=r"\S", description="Audience name.")]
 RegionQuery = Annotated[str, Query(pattern=r"^[A-Z0-9_]{2,8}$", description="Region code, e.g. IN, RU, SG.")]
 FilenameQuery = Annotated[str | None, Query(max_length=255, description="The uploaded file's name; must be .txt.")]
-IdListQuery = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Query(max_length=50)]
+AudienceIds = list[Annotated[int, Field(ge=1, le=MAX_ID)]]
 # Room for the multipart envelope around a file at the size cap.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -341,9 +341,14 @@ def batch_delete(body: BatchDeleteIn, principal: CurrentPrincipal, session: Sess
 
 @router.get("/reach", response_model=ReachRead,
             summary="Distinct devices in any of `include` and none of `exclude`, from the real memberships")
-def reach(principal: CurrentPrincipal, session: SessionDep, include: IdListQuery,
-          exclude: IdListQuery | None = None) -> ReachRead:
-    return service.estimate_reach(session, principal, include, exclude or [])
+def reach(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    include: Annotated[AudienceIds, Query(min_length=1, max_length=50, description="Audience ids to include.")],
+    exclude: Annotated[AudienceIds, Query(max_length=50, default_factory=list,
+                                          description="Audience ids to exclude.")],
+) -> ReachRead:
+    return service.estimate_reach(session, principal, include, exclude)
 
 
 @router.get("/{audience_id}", response_model=AudienceRead, summary="Get an audience with its size and status")
