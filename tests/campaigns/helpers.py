@@ -48,15 +48,16 @@ def approved_ad_group(api: Api, actor: Actor, admin: Actor, campaign_id: int, **
                                   json={"decision": "approve"}), 200)
 
 
-def ledger(session: Session, account_id: int, amount_micros: int, entry_type: EntryType = EntryType.TOP_UP,
+def ledger(session: Session, account_id: int | None, amount_micros: int, entry_type: EntryType = EntryType.TOP_UP,
            **ids: Any) -> None:
     """Money arrives through the finance domain; tests write the ledger rows it would write."""
+    assert account_id is not None
     session.add(LedgerEntry(account_id=account_id, entry_type=entry_type.value, amount_micros=amount_micros,
                             currency="USD", **ids))
     session.commit()
 
 
-def charge(session: Session, account_id: int, group: dict[str, Any], micros: int, **extra: Any) -> None:
+def charge(session: Session, account_id: int | None, group: dict[str, Any], micros: int, **extra: Any) -> None:
     ledger(session, account_id, -micros, EntryType.CHARGE, campaign_id=group["campaign_id"], ad_group_id=group["id"],
            **extra)
 
