@@ -52,3 +52,15 @@ def enum_or_default(kind: type[EnumT], value: str | None, default: EnumT) -> Enu
         return kind(value)
     except ValueError:
         return default
+
+
+def enum_or_none(kind: type[EnumT], value: str | None) -> EnumT | None:
+    try:
+        return kind(value) if value else None
+    except ValueError:
+        return None
+
+
+def page_number(value: str | None, *, maximum: int = 1_000_000) -> int:
+    """A ?page= value, bounded; anything odd is the first page."""
+    return max(1, min(int(value), maximum)) if value and value.isdigit() and len(value) < 10 else 1

@@ -1,0 +1,203 @@
+"""Finance: balances, the financial records (search and CSV), top-ups, prepay top-up requests with their proof
+of payment, agency transfers, and the account managers' queue of top-up requests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account, Role
+from adstack.console import forms
+from adstack.console.forms import FormErrors
+from adstack.console.pages import choices
+from adstack.console.web import (
+    PREFIX,
+    AccountManagerDep,
+    ConsoleRoute,
+    UserDep,
+    Visitor,
+    redirect,
+    render,
+    with_notice,
+)
+from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError, NotFound, ValidationFailed
+from adstack.core.timeutil import zone
+from adstack.finance import service as finance
+from adstack.finance.models import Direction, RecordType, TopUpIn, TopUpStatus, TransferIn
+
+router = APIRouter(route_class=ConsoleRoute)
+
+PAGE_SIZE = 50
+EXPORT_LIMIT = 100_000
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _record_filters(visitor: Visitor) -> dict[str, Any]:
+    params = visitor.request.query_params
+    tz = zone(visitor.time_zone)
+    start, end = _day(params.get("since")), _day(params.get("until"))
+    raw_account = params.get("account_id") or ""
+    account = int(raw_account) if raw_account.isdigit() and len(raw_account) < 19 else None
+    return {
+        "account_id": account,
+        "direction": choices.enum_or_none(Direction, params.get("direction")),
+        "record_type": choices.enum_or_none(RecordType, params.get("type")),
+        "since": datetime.combine(start, time(), tzinfo=tz) if start else None,
+        "until": datetime.combine(end + timedelta(days=1), time(), tzinfo=tz) if end else None,
+    }
+
+
+def _accounts_with_balances(visitor: Visitor) -> list[dict[str, Any]]:
+    rows = accounts.list_accounts(visitor.session, visitor.me, limit=200)
+    out = []
+    for account in rows:
+        funds = finance.funds(visitor.session, account)
+        out.append({"account": account, "funds": funds,
+                    "notice": finance.low_balance_notice(visitor.session, account)})
+    return out
+
+
+def _finance_page(visitor: Visitor, *, errors: FormErrors | None = None, values: dict[str, Any] | None = None,
+                  status: int = 200) -> Response:
+    session, principal = visitor.session, visitor.me
+    page = choices.page_number(visitor.request.query_params.get("page"))
+    records, total = finance.search_records(session, principal, **_record_filters(visitor), limit=PAGE_SIZE,
+                                            offset=(page - 1) * PAGE_SIZE)
+    return render(visitor, "finance/finance.html", {
+        "balances": _accounts_with_balances(visitor) if principal.account_id is not None else [],
+        "records": records, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "directions": [d.value for d in Direction], "record_types": [t.value for t in RecordType],
+        "filters": {k: visitor.request.query_params.get(k, "") for k in ("direction", "type", "since", "until",
+                                                                            "account_id")},
+        "requests": finance.list_top_up_requests(session, principal, limit=20),
+        "account_choices": accounts.list_accounts(session, principal, limit=200),
+        "sub_accounts": (accounts.list_accounts(session, principal, parent_agency_id=principal.account_id, limit=200)
+                         if principal.role == Role.AGENCY else []),
+        "errors": errors or FormErrors(), "values": values or {},
+    }, status=status)
+
+
+@router.get("/finance")
+def finance_page(visitor: UserDep) -> Response:
+    return _finance_page(visitor)
+
+
+@router.get("/finance/export.csv")
+def export_records(visitor: UserDep) -> Response:
+    records, _ = finance.search_records(visitor.session, visitor.me, **_record_filters(visitor), limit=EXPORT_LIMIT,
+                                        offset=0)
+    return Response(finance.records_csv(records), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="financial-records.csv"'})
+
+
+def _refused(visitor: Visitor, exc: ValidationError | DomainError, values: dict[str, Any]) -> Response:
+    visitor.session.rollback()
+    if isinstance(exc, ValidationError):
+        return _finance_page(visitor, errors=FormErrors.from_validation(exc), values=values, status=422)
+    if exc.status == 404:
+        raise exc
+    return _finance_page(visitor, errors=FormErrors.from_domain(exc), values=values, status=exc.status)
+
+
+@router.post("/finance/top-ups")
+async def top_up(visitor: AccountManagerDep, request: Request) -> Response:
+    """An account manager credits an account directly."""
+    form = await request.form()
+    values = {k: forms.text(form, k) for k in ("account_id", "amount", "remarks")}
+    try:
+        amount = forms.money(form, "amount", required=True)
+        finance.top_up(visitor.session, visitor.me, TopUpIn.model_validate({
+            "account_id": forms.integer(form, "account_id", minimum=1), "amount_micros": amount,
+            "remarks": values["remarks"][:500]}))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        return _refused(visitor, exc, values)
+    return redirect(with_notice(f"{PREFIX}/finance", "topped_up"))
+
+
+@router.post("/finance/top-up-requests")
+async def request_top_up(visitor: UserDep, request: Request) -> Response:
+    """A prepay top-up with its proof of payment, for an account manager to confirm."""
+    form = await request.form()
+    values = {k: forms.text(form, k) for k in ("request_account_id", "request_amount", "request_remarks")}
+    proof = forms.upload(form, "proof")
+    try:
+        if proof is None:
+            raise ValidationFailed.single("proof", "required", "attach the proof of payment")
+        account_id = forms.integer(form, "request_account_id", minimum=1) or visitor.me.account_id
+        if account_id is None:
+            raise ValidationFailed.single("request_account_id", "required", "choose the account to credit")
+        finance.request_top_up(
+            visitor.session, visitor.me, account_id=account_id,
+            amount_micros=forms.money(form, "request_amount", required=True) or 0,
+            filename=proof.filename or "proof", stream=proof.file, storage_dir=visitor.settings.data_dir,
+            max_bytes=visitor.settings.max_document_bytes, remarks=values["request_remarks"][:500])
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        return _refused(visitor, exc, values)
+    return redirect(with_notice(f"{PREFIX}/finance", "requested"))
+
+
+@router.post("/finance/transfers")
+async def transfer(visitor: UserDep, request: Request) -> Response:
+    """An agency moves balance to a sub-account, or reclaims it."""
+    form = await request.form()
+    values = {k: forms.text(form, k) for k in ("kind", "sub_account_id", "transfer_amount", "transfer_remarks")}
+    try:
+        finance.transfer(visitor.session, visitor.me, TransferIn.model_validate({
+            "kind": values["kind"], "sub_account_id": forms.integer(form, "sub_account_id", minimum=1),
+            "amount_micros": forms.money(form, "transfer_amount", required=True),
+            "remarks": values["transfer_remarks"][:500]}))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        return _refused(visitor, exc, values)
+    return redirect(with_notice(f"{PREFIX}/finance", "saved"))
+
+
+@router.get("/finance/top-up-requests/{request_id}/proof")
+def proof_of_payment(request_id: IdPath, visitor: UserDep) -> Response:
+    top_up_request = finance.get_top_up_request(visitor.session, visitor.me, request_id)
+    path = Path(top_up_request.proof_storage_path)
+    if not path.is_file():
+        raise NotFound("the proof of payment file is missing")
+    return FileResponse(path, media_type=top_up_request.proof_content_type, filename=top_up_request.proof_filename)
+
+
+# ---------- account managers: top-up requests ----------
+
+
+@router.get("/admin/top-ups")
+def top_up_queue(visitor: AccountManagerDep, status: str | None = "pending") -> Response:
+    chosen = choices.enum_or_none(TopUpStatus, status)
+    rows = finance.list_top_up_requests(visitor.session, visitor.me, status=chosen, limit=200)
+    names = {a.id: a for a in visitor.session.scalars(select(Account).where(
+        Account.id.in_({r.account_id for r in rows})))}
+    return render(visitor, "finance/top_ups.html", {
+        "rows": rows, "accounts": names, "status": chosen.value if chosen else "",
+        "statuses": [s.value for s in TopUpStatus],
+        "account_choices": accounts.list_accounts(visitor.session, visitor.me, limit=500),
+    })
+
+
+@router.post("/admin/top-ups/{request_id}")
+async def decide_top_up(request_id: IdPath, visitor: AccountManagerDep, request: Request) -> Response:
+    form = await request.form()
+    confirm = forms.text(form, "decision") == "confirm"
+    finance.decide_top_up_request(visitor.session, visitor.me, request_id, confirm=confirm,
+                                  reason=forms.text(form, "reason")[:500])
+    visitor.session.commit()
+    return redirect(with_notice(f"{PREFIX}/admin/top-ups", "confirmed" if confirm else "rejected"))

@@ -1,0 +1,194 @@
+"""The whole journey of a new advertiser, clicked and typed in headless Chromium, with screenshots of every
+page in English and Simplified Chinese."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account
+from adstack.campaigns.models import AdGroup
+from adstack.creatives.models import Creative
+from adstack.review.models import ReviewStatus
+from tests.console.support import png_bytes
+
+pytestmark = pytest.mark.browser
+
+ADMIN_EMAIL, ADMIN_PASSWORD = "reviewer@adstack.example", "reviewer-password"
+EMAIL, PASSWORD = "growth@summer-games.example", "summer games 2025"
+COMPANY = "Summer Games (Singapore) Pte. Ltd."
+
+
+class Journey:
+    """One browser context per person; each step waits for what a person would see before going on."""
+
+    def __init__(self, browser: Any, base_url: str, shots: Path):
+        self.browser, self.base_url, self.shots = browser, base_url, shots
+
+    def person(self) -> Any:
+        context = self.browser.new_context(base_url=self.base_url, locale="en-US", accept_downloads=True,
+                                           viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # confirm() of deletes and cascades
+        page.set_default_timeout(20_000)
+        return page
+
+    def shot(self, page: Any, name: str) -> None:
+        language = page.locator("html").get_attribute("lang") or "en"
+        page.screenshot(path=str(self.shots / f"{name}.{'zh' if language.startswith('zh') else 'en'}.png"),
+                        full_page=True)
+
+    def sign_in(self, page: Any, email: str, password: str) -> None:
+        page.goto("/console/sign-in")
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/console/")
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    files = {"licence.png": png_bytes(200, 120), "icon.png": png_bytes(84, 84), "hero.png": png_bytes(1200, 628),
+             "hero-heavy.png": png_bytes(1200, 628, noise=True)}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    return {name: tmp_path / name for name in files}
+
+
+def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, live_server: str, session: Session,
+                                                      screenshots: Path, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    files = _files(tmp_path)
+    accounts.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
+    session.commit()
+    journey = Journey(playwright_browser, live_server, screenshots)
+
+    # 1. Register, with a qualification document.
+    advertiser = journey.person()
+    advertiser.goto("/console/register")
+    journey.shot(advertiser, "register")
+    advertiser.fill("#company_name", COMPANY)
+    advertiser.fill("#contact_name", "Tan Mei Ling")
+    advertiser.fill("#contact_email", "ops@summer-games.example")
+    advertiser.fill("#contact_phone", "+65 6123 4567")
+    advertiser.select_option("#country", "SG")
+    advertiser.select_option("#settlement", "Xiaomi Singapore|USD")
+    advertiser.select_option("#time_zone", "Asia/Singapore")
+    advertiser.fill("#email", EMAIL)
+    advertiser.fill("#password", PASSWORD)
+    advertiser.set_input_files("#document", str(files["licence.png"]))
+    advertiser.check("input[name=accept_agreement]")
+    advertiser.click("text=Register and submit for review")
+    advertiser.wait_for_url("**/console/accounts/*")
+    expect(advertiser.locator("[data-status]").first).to_have_text("Under review")
+    journey.shot(advertiser, "account")
+    account_id = session.scalar(select(Account.id).where(Account.company_name == COMPANY))
+
+    # 2. An admin approves the account from the review queue.
+    admin = journey.person()
+    journey.sign_in(admin, ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin.goto("/console/admin/review")
+    journey.shot(admin, "review-queue")
+    admin.locator(f'[data-review-row="account-{account_id}"]').get_by_role("button", name="Approve").click()
+    expect(admin.locator(".notice.ok")).to_be_visible()
+    advertiser.reload()
+    expect(advertiser.locator("[data-status]").first).to_have_text("Approved")
+
+    # 3. A campaign, an ad group and a creative, step by step.
+    advertiser.goto("/console/ads")
+    advertiser.click("#new-campaign")
+    journey.shot(advertiser, "campaign-new")
+    advertiser.fill("#name", "Summer cup (SG)")
+    advertiser.check("input[name=promotion_type][value=app_download]")
+    advertiser.fill("#package_name", "com.summergames.cup")
+    advertiser.click("#save-campaign")
+    advertiser.wait_for_url("**/ad-groups/new*")
+    advertiser.fill("#name", "SG interstitial, all users")
+    advertiser.select_option("#placement_type", "interstitial")
+    advertiser.select_option("#countries", ["SG"])
+    expect(advertiser.locator("[data-estimate-users]")).to_be_visible()
+    advertiser.fill("#daily_budget", "50")
+    advertiser.fill("#total_budget", "500")
+    advertiser.select_option("#bid_type", "cpc")
+    advertiser.fill("#bid", "0.30")
+    journey.shot(advertiser, "ad-group-new")
+    advertiser.click("#save-ad-group")
+    advertiser.wait_for_url("**/creatives/new*")
+    advertiser.fill("#name", "Hero banner A")
+    advertiser.locator("input[name=titles]").first.fill("Win the summer cup")
+    advertiser.locator("input[name=descriptions]").first.fill("50 levels, free to play")
+    advertiser.locator("input[name=button_texts]").first.fill("Install")
+    advertiser.set_input_files("input[name=upload_icon]", str(files["icon.png"]))
+    expect(advertiser.locator("#materials-icon [data-asset]")).to_have_count(1)
+    advertiser.set_input_files("input[name=upload_images]", str(files["hero.png"]))
+    expect(advertiser.locator("#materials-images [data-asset]")).to_have_count(1)
+
+    # 4. An oversized image is refused at once, with the rule and the actual size.
+    advertiser.set_input_files("input[name=upload_images]", str(files["hero-heavy.png"]))
+    refusal = advertiser.locator('[data-upload-error="hero-heavy.png"]')
+    expect(refusal).to_contain_text("too large")
+    expect(refusal).to_contain_text("500 KB")
+    expect(advertiser.locator("#materials-images [data-asset]")).to_have_count(1)
+    advertiser.fill("#click_url", "https://summer-games.example/cup")
+    expect(advertiser.frame_locator("#preview iframe").locator("body")).to_contain_text("Win the summer cup")
+    journey.shot(advertiser, "creative-new")
+    advertiser.click("#save-creative")
+    advertiser.wait_for_url("**/console/ads/ad-groups/*")
+
+    # 5. Submit, and the admin approves the ad group and the creative.
+    advertiser.click("#submit-for-review")
+    expect(advertiser.locator(".notice.ok")).to_contain_text("Submitted for review")
+    journey.shot(advertiser, "ad-group")
+    ad_group = session.scalars(select(AdGroup).where(AdGroup.name == "SG interstitial, all users")).one()
+    creative = session.scalars(select(Creative).where(Creative.name == "Hero banner A")).one()
+    admin.goto("/console/admin/review")
+    for kind, object_id in (("ad_group", ad_group.id), ("creative", creative.id)):
+        admin.locator(f'[data-review-row="{kind}-{object_id}"]').get_by_role("button", name="Approve").click()
+        expect(admin.locator(".notice.ok")).to_be_visible()
+    session.expire_all()
+    assert session.get(AdGroup, ad_group.id).review_status == ReviewStatus.APPROVED  # type: ignore[union-attr]
+    advertiser.goto("/console/ads/ad-groups")
+    expect(advertiser.locator(f"#row-ad-groups-{ad_group.id} [data-serving]")).to_have_attribute(
+        "data-serving", "balance_insufficient")
+    journey.shot(advertiser, "ad-list")
+
+    # 6. Top up: the account manager credits the account.
+    admin.goto("/console/finance")
+    admin.select_option("#account_id", str(account_id))
+    admin.fill("#amount", "1000")
+    admin.click("#do-top-up")
+    expect(admin.locator(".notice.ok")).to_be_visible()
+    advertiser.goto("/console/finance")
+    expect(advertiser.locator(f'[data-balance-account="{account_id}"] [data-balance]')).to_contain_text("1,000.00")
+    journey.shot(advertiser, "finance")
+
+    # 9. Every step is in the operation log, made through the console.
+    advertiser.goto("/console/logs")
+    journey.shot(advertiser, "operation-logs")
+    for object_type, operation in (("account", "create"), ("account", "submit"), ("account", "approve"),
+                                   ("campaign", "create"), ("ad_group", "create"), ("ad_group", "submit"),
+                                   ("ad_group", "approve"), ("creative", "create"), ("creative", "submit"),
+                                   ("creative", "approve"), ("account_balance", "top_up")):
+        row = advertiser.locator(f'[data-log-row][data-object-type="{object_type}"][data-operation="{operation}"]')
+        expect(row.first).to_have_attribute("data-client", "console")
+
+    # Every page again in Simplified Chinese, chosen with the language switch.
+    for person, pages in ((advertiser, ("/console/", "/console/account", "/console/ads/campaigns",
+                                        f"/console/ads/ad-groups/{ad_group.id}", f"/console/ads/creatives/{creative.id}",
+                                        f"/console/ads/ad-groups/{ad_group.id}/edit", "/console/finance",
+                                        "/console/logs", "/console/announcements")),
+                          (admin, ("/console/admin/review", "/console/admin/top-ups"))):
+        for language in ("en", "zh"):
+            person.goto(pages[0])
+            with person.expect_navigation():
+                person.select_option("select[name=language]", language)
+            for url in pages:
+                person.goto(url)
+                if language == "zh":
+                    expect(person.locator("nav[aria-label]")).to_contain_text("概览")
+                journey.shot(person, url.strip("/").replace("/", "-") or "overview")
