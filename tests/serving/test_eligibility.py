@@ -12,7 +12,7 @@ from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
 from adstack.audiences.ids import KeySpace, device_key
 from adstack.serving.request import Slot
 from adstack.serving.snapshot import AccountSnap, BehaviourRule, Schedule, Spend, UsageRule
-from tests.serving.support import NOW, creative, engine, group, request, served, snapshot, with_targeting
+from tests.serving.support import NOW, creative, engine, group, served, snapshot, with_targeting
 
 GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 OTHER_GAID = "11111111-2222-3333-4444-555555555555"

@@ -192,9 +192,7 @@ class DecisionEngine:
 
         reserved = candidates & state.order.reserved
         if reserved:
-            for decision in self._reserved(request, reserved, state, times, space, slot_filter):
-                if len(decisions) >= count:
-                    break
+            for decision in self._reserved(request, reserved, state, times, space, slot_filter, count):
                 decisions.append(decision)
                 taken.add(decision.ad_group.id)
         if len(decisions) < count:
@@ -242,7 +240,7 @@ class DecisionEngine:
     # ---------- reserved tiers ----------
 
     def _reserved(self, request: AdRequest, ordinals: BitMap, state: ServingState, times: eligibility.LocalTimes,
-                  space: AdSpaceSnap | None, slot_filter: Callable[[AdGroupSnap], bool] | None,
+                  space: AdSpaceSnap | None, slot_filter: Callable[[AdGroupSnap], bool] | None, slots: int,
                   ) -> list[Decision]:
         snapshot = state.snapshot
         cpt: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
@@ -260,6 +258,8 @@ class DecisionEngine:
             shown = self.counters.get_many([_delivered_key(g.id, d) for (g, _), d in zip(cpt, days, strict=True)])
             order = sorted(range(len(cpt)), key=lambda i: (shown[i], self._rng.random()))
             for i in order:
+                if len(out) >= slots:
+                    return out
                 group, creatives = cpt[i]
                 decision = self._commit(request, state, times, space, group, creatives, tier=TIER_CPT,
                                         ecpm=0.0, price=group.bid_micros, extra=(
@@ -275,6 +275,8 @@ class DecisionEngine:
                 if delivered[i] < allowance:
                     behind.append((delivered[i] / max(allowance, 1), i))
             for _, i in sorted(behind):
+                if len(out) >= slots:
+                    return out
                 group, creatives = guaranteed[i]
                 allowance = self._booking_allowance(group, now)
                 booked = Claim(_booked_key(group.id), 1, cap=allowance)
