@@ -109,3 +109,37 @@ def test_estimate_from_the_population_table(api: Api) -> None:
     assert bad["error"]["fields"][0]["field"] == "publisher_ids.0"
     expect(api.client.put("/api/v1/device-populations/VN", headers=adv.headers, json={
         "daily_active_devices": 1}), 403)
+
+
+def _stored_audience(api: Api, account_id: int | None, size: int) -> int:
+    """An audience as the audiences domain stores it once an upload is processed."""
+    from adstack.audiences.models import Audience
+
+    assert account_id is not None
+    audience = Audience(account_id=account_id, name=f"Payers {size}", kind="uploaded", region_code="ID",
+                        id_type="gaid", key_space="gaid", status="ready", size=size)
+    api.session.add(audience)
+    api.session.commit()
+    return audience.id
+
+
+def test_audiences_belong_to_the_account_and_cap_the_estimate(api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    other = api.approved_account(admin)
+    mine = _stored_audience(api, adv.account_id, 1_000)
+    theirs = _stored_audience(api, other.account_id, 5_000)
+    camp = campaign(api, adv)
+    out = expect(api.client.post("/api/v1/ad-groups", headers=adv.headers, json={
+        "campaign_id": camp["id"], "name": "Audiences", "placement_type": "banner", "bid_type": "cpc",
+        "bid_micros": 1, "targeting": {"include_audience_ids": [mine], "exclude_audience_ids": [theirs]}}), 422)
+    assert [(f["field"], f["rule"]) for f in out["error"]["fields"]] == [
+        ("targeting.exclude_audience_ids.0", "exists")]
+    group = ad_group(api, adv, camp["id"], targeting={"countries": ["ID"], "include_audience_ids": [mine]})
+    assert group["targeting"]["include_audience_ids"] == [mine]
+    capped = expect(api.client.post("/api/v1/ad-groups/estimate", headers=adv.headers, json={
+        "placement_type": "banner", "targeting": {"countries": ["ID"], "include_audience_ids": [mine]}}), 200)
+    assert capped["users"] == 1_000 and capped["source"] == "device_population_table+audiences"
+    assert "include_audience_ids" not in capped["unestimated"]
+    expect(api.client.post("/api/v1/ad-groups/estimate", headers=adv.headers, json={
+        "placement_type": "banner", "targeting": {"include_audience_ids": [theirs]}}), 422)

@@ -79,8 +79,10 @@ def estimate_audience(
     *,
     publisher_countries: set[str] | None = None,
     frequency_cap_per_day: int | None = None,
+    audience_devices: int | None = None,
 ) -> AudienceEstimate:
-    """`publisher_countries`: when publishers are chosen, only their countries can be reached."""
+    """`publisher_countries`: when publishers are chosen, only their countries can be reached.
+    `audience_devices`: the real size of the included audiences, when known; reach cannot exceed it."""
     countries = set(targeting.countries) if targeting.countries else set(source.countries())
     if publisher_countries is not None:
         countries &= publisher_countries
@@ -101,10 +103,16 @@ def estimate_audience(
         impressions += devices * per_device
         # Impressions land on devices roughly at random: P(at least one) = 1 - e^-rate (Poisson).
         reached += devices * (1 - math.exp(-per_device))
+    unestimated = unestimated_criteria(targeting)
+    if audience_devices is not None and users > 0:
+        # Scale everything down to the audience's real size; the shares stay the table's.
+        scale = min(1.0, audience_devices / users)
+        users, impressions, reached = users * scale, impressions * scale, reached * scale
+        unestimated = [name for name in unestimated if name != "include_audience_ids"]
     return AudienceEstimate(
         users=round(users),
         estimated_max_daily_impressions=round(impressions),
         estimated_max_users=round(reached),
         countries=covered,
-        unestimated=unestimated_criteria(targeting),
+        unestimated=unestimated,
     )

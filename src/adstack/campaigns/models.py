@@ -120,6 +120,16 @@ FrequencyCap = Annotated[int, Field(ge=1, le=1000, description="Impressions per 
 BookedImpressions = Annotated[int, Field(ge=1, le=10**12)]
 
 
+# Schedules are plans, not history: bounded years keep every zone conversion inside datetime's range.
+FIRST_YEAR, LAST_YEAR = 2000, 2199
+
+
+def _plausible_time(value: datetime | None) -> datetime | None:
+    if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"the year must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return value
+
+
 class TimeSlot(BaseModel):
     """A booked CPT slot. Times without a zone are read in the ad group's time zone."""
 
@@ -127,6 +137,12 @@ class TimeSlot(BaseModel):
 
     start: datetime
     end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _year(cls, value: datetime) -> datetime:
+        _plausible_time(value)
+        return value
 
 
 def _time_zone(value: str | None) -> str | None:
@@ -210,6 +226,11 @@ class AdGroupFields(BaseModel):
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
         return _time_zone(value)
+
+    @field_validator("start_at", "end_at")
+    @classmethod
+    def _year(cls, value: datetime | None) -> datetime | None:
+        return _plausible_time(value)
 
     @field_validator("dayparting")
     @classmethod
@@ -328,6 +349,8 @@ class AdGroupCopyIn(CopyIn):
 class EstimateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    account_id: AccountIdField | None = Field(default=None, description="Whose audiences to count; yours by "
+                                                                         "default.")
     placement_type: PlacementType
     targeting: Targeting = Field(default_factory=Targeting)
     publisher_ids: IdList = Field(default_factory=list)

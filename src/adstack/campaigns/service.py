@@ -369,10 +369,24 @@ def _schedule_and_budget_errors(values: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
+def _audience_errors(session: Session, account_id: int, targeting: dict[str, Any]) -> list[FieldError]:
+    """Audiences must belong to the ad group's account; another tenant's id reads as missing."""
+    named = [*targeting.get("include_audience_ids", []), *targeting.get("exclude_audience_ids", [])]
+    if not named:
+        return []
+    from adstack.audiences import service as audiences
+
+    usable = audiences.usable_audience_ids(session, account_id, named)
+    return [FieldError(f"targeting.{key}.{i}", "exists", "no such audience in this account", actual=audience_id)
+            for key in ("include_audience_ids", "exclude_audience_ids")
+            for i, audience_id in enumerate(targeting.get(key, [])) if audience_id not in usable]
+
+
 def _validate_ad_group(session: Session, campaign: Campaign, values: dict[str, Any], sent: set[str]) -> None:
     errors = (_bid_errors(campaign.objective, values, sent)
               + _schedule_and_budget_errors(values)
-              + _inventory_errors(session, values["placement_type"], values["publisher_ids"], values["ad_space_ids"]))
+              + _inventory_errors(session, values["placement_type"], values["publisher_ids"], values["ad_space_ids"])
+              + _audience_errors(session, campaign.account_id, values["targeting"]))
     if errors:
         raise ValidationFailed("the ad group has invalid fields", fields=errors)
 
@@ -895,8 +909,19 @@ def estimate(session: Session, principal: Principal, data: EstimateIn) -> tuple[
     publisher_countries = (
         {p.country for p in inventory.publishers_by_id(session, publisher_ids).values()} if publisher_ids else None
     )
+    audience_cap = None
+    if data.targeting.include_audience_ids:
+        from adstack.audiences import service as audiences
+
+        account_id = accounts.resolve_account_id(session, principal, data.account_id)
+        usable = audiences.usable_audience_ids(session, account_id, data.targeting.include_audience_ids)
+        unknown = [FieldError(f"targeting.include_audience_ids.{i}", "exists", "no such audience in this account",
+                              actual=a) for i, a in enumerate(data.targeting.include_audience_ids) if a not in usable]
+        if unknown:
+            raise ValidationFailed("the estimate has invalid fields", fields=unknown)
+        audience_cap = sum(audiences.audience_size(session, a) for a in usable)
     source = TablePopulationSource(session)
     result = estimate_audience(source, data.targeting, data.placement_type.value,
                                publisher_countries=publisher_countries,
-                               frequency_cap_per_day=data.frequency_cap_per_day)
-    return result, "device_population_table"
+                               frequency_cap_per_day=data.frequency_cap_per_day, audience_devices=audience_cap)
+    return result, "device_population_table" if audience_cap is None else "device_population_table+audiences"
