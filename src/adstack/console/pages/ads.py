@@ -24,6 +24,7 @@ from adstack.campaigns.models import (
 from adstack.console import forms
 from adstack.console import service as console
 from adstack.console.forms import FormErrors
+from adstack.console.pages import reports
 from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound, ValidationFailed
@@ -128,8 +129,8 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str]) -> tuple[lis
 
 
 def metric_values(visitor: Visitor, level: str, rows: list[Row], columns: list[str]) -> dict[int, dict[str, Any]]:
-    """Metrics for the rows on this page, from the reports service once it is installed."""
-    return {}
+    """Metrics of the last 7 days for the rows on this page only, from the reports service."""
+    return reports.list_metrics(visitor, level, [row.id for row in rows], columns)
 
 
 def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:

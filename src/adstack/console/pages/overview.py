@@ -11,6 +11,7 @@ from adstack.accounts import service as accounts
 from adstack.console import forms
 from adstack.console import service as console
 from adstack.console.models import AnnouncementIn
+from adstack.console.pages import reports
 from adstack.console.web import PREFIX, ConsoleRoute, PlatformDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.finance import service as finance
@@ -47,8 +48,8 @@ def overview(visitor: UserDep) -> Response:
 
 
 def overview_reports(visitor: Visitor) -> dict[str, Any]:
-    """Spend today, trends and distribution, once the reports service is installed."""
-    return {"reports": None}
+    """Spend today, trends and the distribution by placement and country, from the reports service."""
+    return {"reports": reports.overview_figures(visitor)}
 
 
 # ---------- announcements ----------

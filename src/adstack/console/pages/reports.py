@@ -1,0 +1,288 @@
+"""Data analysis (the report builder with chart, table and downloads) and the media center, both from the
+reports service; plus the metric figures the overview and the ad list show."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import ValidationError
+
+from adstack.console.forms import FormErrors
+from adstack.console.pages import choices
+from adstack.console.web import ConsoleRoute, UserDep, Visitor, render
+from adstack.core.errors import DomainError
+from adstack.core.timeutil import utcnow, zone
+from adstack.core.vocabulary import PlacementType
+from adstack.events.service import get_event_store
+from adstack.reports import service as reports
+from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
+from adstack.reports.models import (
+    DEFAULT_METRICS,
+    Dimension,
+    ExportFormat,
+    Granularity,
+    MediaCenterQuery,
+    MediaGroup,
+    Metric,
+    ReportQuery,
+    ReportResult,
+)
+
+router = APIRouter(route_class=ConsoleRoute)
+
+PAGE_SIZE = 50
+CHART_POINTS = 400
+# The ad list's custom columns -> the report metric behind each.
+LIST_METRICS: dict[str, Metric] = {
+    "impressions": Metric.IMPRESSIONS, "clicks": Metric.CLICKS, "ctr": Metric.CTR, "cost": Metric.COST_MICROS,
+    "ecpm": Metric.ECPM_MICROS, "cpc": Metric.CPC_MICROS, "installs": Metric.INSTALLS, "cvr": Metric.CVR,
+    "cpa": Metric.CPA_MICROS, "revenue": Metric.REVENUE_MICROS, "roas": Metric.ROAS,
+}
+LEVEL_DIMENSIONS = {
+    "campaigns": (Dimension.CAMPAIGN, "campaign_ids"),
+    "ad-groups": (Dimension.AD_GROUP, "ad_group_ids"),
+    "creatives": (Dimension.CREATIVE, "creative_ids"),
+}
+PERCENT_METRICS = {"ctr", "cvr", "video_completion_rate"}
+
+
+def local_today(visitor: Visitor) -> date:
+    return utcnow().astimezone(zone(visitor.time_zone)).date()
+
+
+def _day(value: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+
+
+def display(visitor: Visitor, key: str, value: Any, currency: str | None) -> str:
+    """A report cell as people read it: money in the currency, ratios as percentages."""
+    if value is None:
+        return "—"
+    fmt = visitor.fmt
+    if key.endswith("_micros"):
+        return fmt.money(int(value), currency or visitor.currency)
+    if key in PERCENT_METRICS:
+        return fmt.percent(Decimal(str(value)))
+    if key == "roas":
+        return fmt.number(Decimal(str(value)).quantize(Decimal("0.01")))
+    if isinstance(value, int):
+        return fmt.number(value)
+    return str(value)
+
+
+def _number(value: Any) -> float:
+    """Chart.js plots floats; money is shown in currency units."""
+    return float(Decimal(str(value))) if value is not None else 0.0
+
+
+# ---------- the ad list's metric columns ----------
+
+
+def list_metrics(visitor: Visitor, level: str, ids: list[int], columns: list[str]) -> dict[int, dict[str, str]]:
+    """Figures of the last 7 days for the rows on one page of the ad list, in one report query."""
+    wanted = [c for c in columns if c in LIST_METRICS]
+    if not ids or not wanted or level not in LEVEL_DIMENSIONS:
+        return {}
+    dimension, id_filter = LEVEL_DIMENSIONS[level]
+    today = local_today(visitor)
+    try:
+        result = reports.run_report(visitor.session, visitor.me, ReportQuery.model_validate({
+            "start_date": today - timedelta(days=6), "end_date": today, "dimensions": [dimension],
+            "metrics": [LIST_METRICS[c] for c in wanted], id_filter: ids, "limit": len(ids)}),
+            store=get_event_store(visitor.settings))
+    except DomainError:
+        return {}
+    key = next(c.key for c in result.columns if c.kind == "dimension")
+    out: dict[int, dict[str, str]] = {}
+    for row in result.rows:
+        if row.get(key) is None:
+            continue
+        out[int(row[key])] = {c: display(visitor, LIST_METRICS[c].value, row.get(LIST_METRICS[c].value),
+                                         result.currency) for c in wanted}
+    return out
+
+
+# ---------- data analysis ----------
+
+
+def _query_from_params(visitor: Visitor) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report builder's form values, and the ReportQuery they make."""
+    params = visitor.request.query_params
+    today = local_today(visitor)
+    start = _day(params.get("start_date"), today - timedelta(days=6))
+    end = _day(params.get("end_date"), today)
+    dimensions = [d for d in params.getlist("dimensions") if d in {x.value for x in Dimension}]
+    metrics = [m for m in params.getlist("metrics") if m in {x.value for x in Metric}] or [
+        m.value for m in DEFAULT_METRICS]
+    granularity = params.get("granularity") if params.get("granularity") in {g.value for g in Granularity} else "day"
+    countries = [c.strip().upper() for c in (params.get("countries") or "").split(",") if c.strip()]
+    campaign_ids = [int(i) for i in (params.get("campaign_ids") or "").split(",") if i.strip().isdigit()
+                    and len(i.strip()) < 19]
+    placements = [p for p in params.getlist("placement_types") if p in {x.value for x in PlacementType}]
+    page = choices.page_number(params.get("page"))
+    sort = params.get("sort") or None
+    values = {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": granularity,
+              "dimensions": dimensions, "metrics": metrics, "countries": ",".join(countries),
+              "campaign_ids": ",".join(str(i) for i in campaign_ids), "placement_types": placements,
+              "sort": sort or "", "page": page}
+    query = {"start_date": start, "end_date": end, "granularity": granularity, "dimensions": dimensions,
+             "metrics": metrics, "countries": countries, "campaign_ids": campaign_ids, "placement_types": placements,
+             "sort": sort, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
+    return values, query
+
+
+def chart_config(visitor: Visitor, result: ReportResult, metrics: list[str]) -> dict[str, Any] | None:
+    """A line chart over time, or bars over the first dimension, of up to two of the chosen metrics."""
+    dims = [c.key for c in result.columns if c.kind == "dimension"]
+    shown = [m for m in metrics if m in {c.key for c in result.columns}][:2]
+    if not result.rows or not dims or not shown:
+        return None
+    time_key = next((k for k in dims if k in ("date", "hour")), None)
+    label_key = time_key or dims[0]
+    name_key = next((c.key for c in result.columns if c.key.endswith("_name")), None)
+    labels: list[str] = []
+    series: dict[str, list[float]] = {m: [] for m in shown}
+    for row in result.rows[:CHART_POINTS]:
+        label = row.get(name_key) if name_key and not time_key else row.get(label_key)
+        labels.append(str(label if label is not None else row.get(label_key)))
+        for m in shown:
+            raw = row.get(m)
+            value = _number(raw)
+            series[m].append(value / 1_000_000 if m.endswith("_micros") else value)
+    titles = {c.key: c.label for c in result.columns}
+    datasets = [{"label": titles.get(m, m), "data": data, "yAxisID": "y" if i == 0 else "y1"}
+                for i, (m, data) in enumerate(series.items())]
+    scales: dict[str, Any] = {"y": {"beginAtZero": True, "position": "left"}}
+    if len(datasets) > 1:
+        scales["y1"] = {"beginAtZero": True, "position": "right", "grid": {"drawOnChartArea": False}}
+    return {"type": "line" if time_key else "bar", "data": {"labels": labels, "datasets": datasets},
+            "options": {"scales": scales}}
+
+
+@router.get("/reports")
+def report_builder(visitor: UserDep) -> Response:
+    values, query = _query_from_params(visitor)
+    errors = FormErrors()
+    result: ReportResult | None = None
+    try:
+        result = reports.run_report(visitor.session, visitor.me, ReportQuery.model_validate(query),
+                                    store=get_event_store(visitor.settings))
+    except ValidationError as exc:
+        errors = FormErrors.from_validation(exc)
+    except DomainError as exc:
+        if exc.status == 404:
+            raise
+        errors = FormErrors.from_domain(exc)
+    cells: list[list[str]] = []
+    totals: list[str] = []
+    if result is not None:
+        cells = [[display(visitor, c.key, row.get(c.key), result.currency) for c in result.columns]
+                 for row in result.rows]
+        totals = [display(visitor, c.key, result.totals.get(c.key), result.currency) if c.key in result.totals
+                  else "" for c in result.columns]
+    download = visitor.request.url.query
+    return render(visitor, "reports/reports.html", {
+        "values": values, "errors": errors, "result": result, "cells": cells, "totals": totals,
+        "chart": chart_config(visitor, result, values["metrics"]) if result else None,
+        "dimensions": [d.value for d in Dimension], "all_metrics": [m.value for m in Metric],
+        "granularities": [g.value for g in Granularity], "placements": [p.value for p in PlacementType],
+        "pages": max(1, -(-(result.total_rows if result else 0) // PAGE_SIZE)), "download_query": download,
+    })
+
+
+@router.get("/reports/download")
+def download_report(visitor: UserDep, format: str = "csv") -> Response:
+    """Every row and the totals, as CSV or XLSX (formula injection neutralised by the exporter)."""
+    export_format = choices.enum_or_default(ExportFormat, format, ExportFormat.CSV)
+    _values, query = _query_from_params(visitor)
+    query.pop("limit"), query.pop("offset")
+    report_query = ReportQuery.model_validate(query)
+    body = reports.export_report(visitor.session, visitor.me, report_query, export_format,
+                                 store=get_event_store(visitor.settings))
+    media_type = CSV_MEDIA_TYPE if export_format == ExportFormat.CSV else XLSX_MEDIA_TYPE
+    filename = f"report-{report_query.start_date}-{report_query.end_date}.{export_format.value}"
+    return Response(body, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# ---------- overview figures ----------
+
+
+def overview_figures(visitor: Visitor) -> dict[str, Any] | None:
+    """Spend today, 14-day trends and the split by placement and country, for an account's home page."""
+    if visitor.me.account_id is None:
+        return None
+    try:
+        data = reports.overview(visitor.session, visitor.me, account_id=visitor.me.account_id, days=14,
+                                store=get_event_store(visitor.settings))
+    except DomainError:
+        return None
+    labels = [p.date.isoformat()[5:] for p in data.trend]
+    return {
+        "spend_today_micros": data.today_spend_micros, "yesterday_micros": data.yesterday_spend_micros,
+        "currency": data.currency, "today_impressions": data.today_impressions, "today_clicks": data.today_clicks,
+        "today_installs": data.today_installs,
+        "trend_chart": {"type": "line", "data": {"labels": labels, "datasets": [
+            {"label": visitor.gettext("Impressions"), "data": [p.impressions for p in data.trend], "yAxisID": "y"},
+            {"label": visitor.gettext("Clicks"), "data": [p.clicks for p in data.trend], "yAxisID": "y1"}]},
+            "options": {"scales": {"y": {"beginAtZero": True}, "y1": {"beginAtZero": True, "position": "right",
+                                                                      "grid": {"drawOnChartArea": False}}}}},
+        "cost_chart": {"type": "bar", "data": {"labels": labels, "datasets": [
+            {"label": visitor.gettext("Cost"), "data": [p.cost_micros / 1_000_000 for p in data.trend],
+             "yAxisID": "y"},
+            {"label": visitor.gettext("Installs"), "data": [p.installs for p in data.trend], "yAxisID": "y1",
+             "type": "line"}]},
+            "options": {"scales": {"y": {"beginAtZero": True}, "y1": {"beginAtZero": True, "position": "right",
+                                                                      "grid": {"drawOnChartArea": False}}}}},
+        "placement_chart": _share_chart(visitor, data.by_placement),
+        "country_chart": _share_chart(visitor, data.by_country),
+        "has_shares": bool(data.by_placement or data.by_country),
+    }
+
+
+def _share_chart(visitor: Visitor, shares: list[Any]) -> dict[str, Any]:
+    return {"type": "doughnut", "data": {
+        "labels": [s.key for s in shares] or [visitor.gettext("No data yet")],
+        "datasets": [{"label": visitor.gettext("Cost"),
+                      "data": [s.cost_micros / 1_000_000 for s in shares] or [1]}]}}
+
+
+# ---------- media center ----------
+
+
+@router.get("/media-center")
+def media_center(visitor: UserDep) -> Response:
+    params = visitor.request.query_params
+    today = local_today(visitor)
+    values = {
+        "start_date": _day(params.get("start_date"), today - timedelta(days=6)).isoformat(),
+        "end_date": _day(params.get("end_date"), today).isoformat(),
+        "group_by": params.get("group_by") if params.get("group_by") in {g.value for g in MediaGroup} else "ad_space",
+        "package": (params.get("package") or "")[:255], "source": (params.get("source") or "")[:200],
+        "media_id": params.get("media_id") or "", "country": (params.get("country") or "").upper()[:2],
+    }
+    page = choices.page_number(params.get("page"))
+    errors = FormErrors()
+    data = None
+    try:
+        query = MediaCenterQuery.model_validate({
+            **{k: v for k, v in values.items() if v},
+            "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE,
+        })
+        data = reports.media_center(visitor.session, visitor.me, query, store=get_event_store(visitor.settings))
+    except ValidationError as exc:
+        errors = FormErrors.from_validation(exc)
+    except DomainError as exc:
+        if exc.status == 404:
+            raise
+        errors = FormErrors.from_domain(exc)
+    return render(visitor, "reports/media_center.html", {
+        "values": values, "errors": errors, "data": data, "page": page,
+        "pages": max(1, -(-(data.total_rows if data else 0) // PAGE_SIZE)),
+    })

@@ -1,0 +1,75 @@
+"""Data analysis, media center and overview pages over HTTP, fed by events written to the event store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.events.models import Event, EventType
+from adstack.events.service import get_event_store
+from tests.console.support import register
+
+
+def _advertiser_with_events(client: TestClient, session: Session, settings: Settings) -> int:
+    register(client, 31)
+    account_id = session.scalar(select(Account.id))
+    assert account_id is not None
+    admin = accounts.principal_for(accounts.create_admin(session, email="r31@example.org", password="admin-password"))
+    accounts.review_account(session, admin, account_id, approve=True)
+    session.commit()
+    now = utcnow() - timedelta(minutes=5)
+    events = []
+    for i in range(40):
+        events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION, occurred_at=now,
+                            account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
+                            publisher_id=3, placement_type="interstitial", country="SG" if i % 4 else "ID"))
+    for i in range(8):
+        events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CLICK, occurred_at=now,
+                            account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
+                            publisher_id=3, placement_type="interstitial", country="SG"))
+        events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CHARGE, occurred_at=now,
+                            account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
+                            publisher_id=3, placement_type="interstitial", country="SG", cost_micros=300_000))
+    store = get_event_store(settings)
+    store.append(events)
+    store.flush()
+    return account_id
+
+
+def test_report_builder_table_chart_and_downloads(client: TestClient, session: Session, settings: Settings):
+    _advertiser_with_events(client, session, settings)
+    page = client.get("/console/reports?granularity=total&dimensions=country&metrics=impressions&metrics=clicks"
+                      "&metrics=cost_micros&sort=-impressions")
+    assert page.status_code == 200, page.text[-2000:]
+    assert 'id="report-table"' in page.text and 'data-chart="' in page.text
+    totals = page.text.split('id="report-totals"')[1].split("</tr>")[0]
+    assert "40" in totals and "8" in totals and "2.40" in totals
+    download = client.get("/console/reports/download?format=csv&granularity=total&dimensions=country"
+                          "&metrics=impressions&metrics=clicks")
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(download.text)))
+    by_country = {r[0]: r for r in rows[1:]}
+    assert by_country["SG"][1] == "30" and by_country["ID"][1] == "10"
+    xlsx = client.get("/console/reports/download?format=xlsx&granularity=day")
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+
+def test_overview_and_media_center_show_the_same_traffic(client: TestClient, session: Session, settings: Settings):
+    _advertiser_with_events(client, session, settings)
+    overview = client.get("/console/")
+    assert 'id="tile-spend"' in overview.text and "$2.40" in overview.text
+    assert overview.text.count("data-chart=") == 4
+    media = client.get("/console/media-center?group_by=publisher")
+    assert media.status_code == 200 and 'id="media-center"' in media.text
+    listing = client.get("/console/ads/campaigns?cols=impressions&cols=clicks")
+    assert listing.status_code == 200
