@@ -31,3 +31,9 @@ def ad_group(api: Api, actor: Actor, campaign_id: int | None = None, **overrides
     body = {"campaign_id": campaign_id, "name": f"Ad group {next(_names)}", "placement_type": "banner",
             "bid_type": "cpc", "bid_micros": 200_000, **overrides}
     return expect(api.client.post("/api/v1/ad-groups", headers=actor.headers, json=body), 201)
+
+
+def approve_ad_group(api: Api, admin: Actor, owner: Actor, group: dict[str, Any]) -> None:
+    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=owner.headers), 200)
+    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
+                           json={"decision": "approve"}), 200)

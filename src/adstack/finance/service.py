@@ -34,13 +34,14 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from sqlalchemy import (
-    CursorResult,
     String,
-    and_,
+    Table,
+    bindparam,
     case,
     false,
     func,
@@ -55,13 +56,13 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, AccountType, PaymentMode, Principal, Role, User
 from adstack.campaigns.enums import ServingStatus
 from adstack.campaigns.models import AdGroup
 from adstack.core.csv_export import to_csv
-from adstack.core.db import is_postgres
 from adstack.core.errors import (
     Conflict,
     FieldError,
@@ -181,29 +182,76 @@ def low_balance_notice(session: Session, account: Account, *, available: int | N
 # ---------- the wallet lock and posting ----------
 
 
-def _dialect_insert(session: Session) -> Any:
-    return postgresql.insert if is_postgres(session) else sqlite.insert
+_WALLETS = cast(Table, AccountWallet.__table__)
+_LEDGER = cast(Table, LedgerEntry.__table__)
+_COUNTERS = cast(Table, SpendCounter.__table__)
+_REFUSALS = cast(Table, ChargeRefusal.__table__)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of the money path, built once per dialect: building and hashing a statement per
+    charge costs more than running it."""
+
+    lock_wallet: Executable  # PostgreSQL: SELECT ... FOR UPDATE; SQLite: a first write takes the write lock
+    open_wallet: Executable
+    move_wallet: Executable
+    find_charge: Executable
+    find_refusal: Executable
+    read_counters: Executable
+    add_to_counters: Executable
+    insert_entry: Executable
+    insert_refusal: Executable
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    w, le, sc, cr = _WALLETS.c, _LEDGER.c, _COUNTERS.c, _REFUSALS.c
+    account = bindparam("p_account", type_=w.account_id.type)
+    read_balance = select(w.balance_micros).where(w.account_id == account)
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = dialect_insert(_COUNTERS)
+    latest = func.greatest if dialect == "postgresql" else func.max
+    return _Statements(
+        lock_wallet=(read_balance.with_for_update() if dialect == "postgresql"
+                     else update(_WALLETS).where(w.account_id == account).values(entry_count=w.entry_count)
+                     .returning(w.balance_micros)),
+        open_wallet=dialect_insert(_WALLETS).on_conflict_do_nothing(index_elements=["account_id"]),
+        move_wallet=update(_WALLETS).where(w.account_id == account).values(
+            balance_micros=w.balance_micros + bindparam("p_amount", type_=w.balance_micros.type),
+            entry_count=w.entry_count + 1, updated_at=bindparam("p_now", type_=w.updated_at.type)),
+        find_charge=select(le.id, le.amount_micros, le.requested_micros).where(
+            le.idempotency_key == bindparam("p_key", type_=le.idempotency_key.type)),
+        find_refusal=select(cr.requested_micros, cr.reason).where(
+            cr.charge_id == bindparam("p_charge", type_=cr.charge_id.type)),
+        read_counters=select(sc.period, sc.spent_micros, sc.units).where(
+            sc.scope == bindparam("p_scope", type_=sc.scope.type),
+            sc.scope_id == bindparam("p_scope_id", type_=sc.scope_id.type),
+            or_(sc.period == bindparam("p_day", type_=sc.period.type), sc.period == TOTAL_PERIOD)),
+        add_to_counters=upsert.on_conflict_do_update(
+            index_elements=["scope", "scope_id", "period"],
+            set_={"spent_micros": sc.spent_micros + upsert.excluded.spent_micros, "units": sc.units + 1,
+                  "last_charge_at": latest(sc.last_charge_at, upsert.excluded.last_charge_at)}),
+        insert_entry=insert(_LEDGER).returning(le.id),
+        insert_refusal=insert(_REFUSALS),
+    )
+
+
+def _sql(session: Session) -> _Statements:
+    return _statements(session.get_bind().dialect.name)
 
 
 def _lock_wallet(session: Session, account: Account) -> int:
     """Lock the account's wallet row for the rest of the transaction; returns the projected balance."""
-    stmt = select(AccountWallet.balance_micros).where(AccountWallet.account_id == account.id)
+    sql, conn, params = _sql(session), session.connection(), {"p_account": account.id}
     for _ in range(2):
-        if is_postgres(session):
-            balance = session.scalar(stmt.with_for_update())
-        else:
-            touched = cast(CursorResult[Any], session.execute(
-                update(AccountWallet).where(AccountWallet.account_id == account.id)
-                .values(entry_count=AccountWallet.entry_count)
-                .execution_options(synchronize_session=False)))
-            balance = session.scalar(stmt) if touched.rowcount else None
+        balance = conn.execute(sql.lock_wallet, params).scalar()
         if balance is not None:
             return int(balance)
         # First movement of this account: open its wallet with the ledger's sum (entries may predate it).
-        session.execute(_dialect_insert(session)(AccountWallet).values(
-            account_id=account.id, currency=account.currency, balance_micros=balance_micros(session, account.id),
-            entry_count=0, updated_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["account_id"]))
+        conn.execute(sql.open_wallet, {"account_id": account.id, "currency": account.currency,
+                                       "balance_micros": balance_micros(session, account.id), "entry_count": 0,
+                                       "updated_at": utcnow()})
     raise RuntimeError(f"wallet of account {account.id} could not be locked")  # pragma: no cover
 
 
@@ -225,17 +273,16 @@ def _post(session: Session, account: Account, entry_type: EntryType, amount_micr
           requested_micros: int | None = None) -> int:
     """Write one ledger entry and move the wallet projection with it. The wallet must be locked."""
     now = utcnow()
-    entry_id = session.execute(insert(LedgerEntry).values(
-        account_id=account.id, entry_type=entry_type.value, amount_micros=amount_micros, currency=account.currency,
-        idempotency_key=key, counterparty_account_id=counterparty_account_id, campaign_id=campaign_id,
-        ad_group_id=ad_group_id, creative_id=creative_id, operator_user_id=operator_user_id, remarks=remarks[:500],
-        created_at=now, occurred_at=occurred_at or now, charge_kind=charge_kind, requested_micros=requested_micros,
-        reference=reference,
-    ).returning(LedgerEntry.id)).scalar_one()
-    session.execute(update(AccountWallet).where(AccountWallet.account_id == account.id).values(
-        balance_micros=AccountWallet.balance_micros + amount_micros, entry_count=AccountWallet.entry_count + 1,
-        updated_at=now,
-    ).execution_options(synchronize_session=False))
+    sql, conn = _sql(session), session.connection()
+    entry_id = conn.execute(sql.insert_entry, {
+        "account_id": account.id, "entry_type": entry_type.value, "amount_micros": amount_micros,
+        "currency": account.currency, "idempotency_key": key, "counterparty_account_id": counterparty_account_id,
+        "campaign_id": campaign_id, "ad_group_id": ad_group_id, "creative_id": creative_id,
+        "operator_user_id": operator_user_id, "remarks": remarks[:500], "created_at": now,
+        "occurred_at": occurred_at or now, "charge_kind": charge_kind, "requested_micros": requested_micros,
+        "reference": reference,
+    }).scalar_one()
+    conn.execute(sql.move_wallet, {"p_account": account.id, "p_amount": amount_micros, "p_now": now})
     return int(entry_id)
 
 
@@ -636,7 +683,7 @@ def settlement_statement(session: Session, principal: Principal, line_id: int) -
     account_ids = [line.account_id, *session.scalars(
         select(Account.id).where(Account.parent_agency_id == line.account_id).order_by(Account.id))]
     names = dict(session.execute(select(Account.id, Account.company_name).where(Account.id.in_(account_ids)))
-                 .tuples().all())
+                 .all())
     rows = session.execute(
         select(LedgerEntry.account_id, LedgerEntry.campaign_id,
                func.sum(case((LedgerEntry.entry_type == EntryType.CHARGE.value, -LedgerEntry.amount_micros),
@@ -646,7 +693,7 @@ def settlement_statement(session: Session, principal: Principal, line_id: int) -
                LedgerEntry.entry_type.in_([EntryType.CHARGE.value, EntryType.REFUND.value]),
                LedgerEntry.occurred_at >= line.starts_at, LedgerEntry.occurred_at < line.ends_at)
         .group_by(LedgerEntry.account_id, LedgerEntry.campaign_id)
-        .order_by(LedgerEntry.account_id, LedgerEntry.campaign_id)).tuples().all()
+        .order_by(LedgerEntry.account_id, LedgerEntry.campaign_id)).all()
     items = [StatementLine(int(a), names.get(int(a), ""), None if c is None else int(c), int(ch or 0), int(rf or 0))
              for a, c, ch, rf in rows]
     owed = max(-balance_micros(session, line.account_id), 0) if line.settled_at is None else 0
@@ -732,28 +779,6 @@ def next_local_midnight(moment: datetime, tz_name: str) -> datetime:
     return _local_midnight(local.date() + timedelta(days=1), tz_name)
 
 
-def _counters(session: Session, keys: Sequence[tuple[str, int, str]]) -> dict[tuple[str, int, str], tuple[int, int]]:
-    if not keys:
-        return {}
-    rows = session.execute(select(SpendCounter.scope, SpendCounter.scope_id, SpendCounter.period,
-                                  SpendCounter.spent_micros, SpendCounter.units).where(or_(*(
-        and_(SpendCounter.scope == s, SpendCounter.scope_id == i, SpendCounter.period == p) for s, i, p in keys))))
-    return {(s, int(i), p): (int(m), int(u)) for s, i, p, m, u in rows.tuples()}
-
-
-def _add_to_counter(session: Session, key: tuple[str, int, str], *, account_id: int, currency: str, micros: int,
-                    at: datetime) -> None:
-    scope, scope_id, period = key
-    stmt = _dialect_insert(session)(SpendCounter).values(
-        scope=scope, scope_id=scope_id, period=period, account_id=account_id, currency=currency,
-        spent_micros=micros, units=1, last_charge_at=at)
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=["scope", "scope_id", "period"],
-        set_={"spent_micros": SpendCounter.spent_micros + micros, "units": SpendCounter.units + 1,
-              "last_charge_at": func.max(SpendCounter.last_charge_at, at) if not is_postgres(session)
-              else func.greatest(SpendCounter.last_charge_at, at)}))
-
-
 def ad_group_spend_micros(session: Session, ad_group_id: int, *, since: datetime | None = None,
                           until: datetime | None = None) -> int:
     """What the ad group was charged for events that occurred in [since, until); all time without bounds."""
@@ -826,6 +851,13 @@ class BudgetState:
         return None
 
 
+def _ad_group_counters(session: Session, ad_group_id: int, day: str) -> dict[str, tuple[int, int]]:
+    """{period: (spent micros, billed units)} of an ad group for one local day and in total."""
+    rows = session.connection().execute(_sql(session).read_counters, {
+        "p_scope": SpendScope.AD_GROUP.value, "p_scope_id": ad_group_id, "p_day": day})
+    return {period: (int(micros), int(units)) for period, micros, units in rows}
+
+
 def budget_state(session: Session, ad_group_id: int, *, at: datetime | None = None) -> BudgetState:
     """Spend today (in the ad group's time zone) and in total against the budgets, and the account's funds."""
     moment = as_utc(at) if at is not None else utcnow()
@@ -833,12 +865,10 @@ def budget_state(session: Session, ad_group_id: int, *, at: datetime | None = No
     account = session.get(Account, view.account_id) if view.account_id is not None else None
     tz = view.time_zone or (account.time_zone if account is not None else "UTC")
     day = local_day(moment, tz)
-    found = _counters(session, [(SpendScope.AD_GROUP.value, ad_group_id, day),
-                                (SpendScope.AD_GROUP.value, ad_group_id, TOTAL_PERIOD)])
+    found = _ad_group_counters(session, ad_group_id, day)
     return BudgetState(
         ad_group_id=ad_group_id, time_zone=tz, day=day,
-        spent_today_micros=found.get((SpendScope.AD_GROUP.value, ad_group_id, day), (0, 0))[0],
-        spent_total_micros=found.get((SpendScope.AD_GROUP.value, ad_group_id, TOTAL_PERIOD), (0, 0))[0],
+        spent_today_micros=found.get(day, (0, 0))[0], spent_total_micros=found.get(TOTAL_PERIOD, (0, 0))[0],
         daily_budget_micros=view.daily_budget_micros, total_budget_micros=view.total_budget_micros,
         available_funds_micros=funds(session, account, at=moment).available_micros if account is not None else None,
     )
@@ -859,7 +889,7 @@ def ad_group_spend_today(session: Session, ad_group_days: Iterable[tuple[int, st
         ids = [ad_group_id for ad_group_id, _ in chunk]
         wanted = {ad_group_id: day for ad_group_id, day in chunk}
         rows = session.execute(select(SpendCounter.scope_id, SpendCounter.period, SpendCounter.spent_micros).where(
-            SpendCounter.scope == SpendScope.AD_GROUP.value, SpendCounter.scope_id.in_(ids))).tuples()
+            SpendCounter.scope == SpendScope.AD_GROUP.value, SpendCounter.scope_id.in_(ids)))
         for scope_id, period, spent in rows:
             today, total = out[int(scope_id)]
             if period == TOTAL_PERIOD:
@@ -939,37 +969,27 @@ def apply_charge(session: Session, *, charge_id: str, account_id: int, campaign_
     key = charge_key(charge_id)
 
     balance = _lock_wallet(session, account)
-    done = session.execute(select(LedgerEntry.id, LedgerEntry.amount_micros, LedgerEntry.requested_micros)
-                           .where(LedgerEntry.idempotency_key == key)).first()
+    sql, conn = _sql(session), session.connection()
+    done = conn.execute(sql.find_charge, {"p_key": key}).first()
     if done is not None:
         return ChargeResult(charge_id, ChargeStatus.DUPLICATE, 0, int(done[2] or -done[1]), entry_id=int(done[0]))
-    refused = session.execute(select(ChargeRefusal.requested_micros, ChargeRefusal.reason)
-                              .where(ChargeRefusal.charge_id == charge_id)).first()
+    refused = conn.execute(sql.find_refusal, {"p_charge": charge_id}).first()
     if refused is not None:
         return ChargeResult(charge_id, ChargeStatus.DUPLICATE, 0, int(refused[0]), reason=CapReason(refused[1]))
 
     ad_group_day = local_day(occurred, view.time_zone or account.time_zone)
-    keys = {
-        "ad_group_day": (SpendScope.AD_GROUP.value, ad_group_id, ad_group_day),
-        "ad_group_total": (SpendScope.AD_GROUP.value, ad_group_id, TOTAL_PERIOD),
-        "campaign_day": (SpendScope.CAMPAIGN.value, campaign_id, ad_group_day),
-        "campaign_total": (SpendScope.CAMPAIGN.value, campaign_id, TOTAL_PERIOD),
-        "account_day": (SpendScope.ACCOUNT.value, account_id, local_day(occurred, account.time_zone)),
-        "account_total": (SpendScope.ACCOUNT.value, account_id, TOTAL_PERIOD),
-    }
-    spent = _counters(session, [keys["ad_group_day"], keys["ad_group_total"]])
-
-    def left(cap: int | None, name: str) -> int | None:
-        return None if cap is None else cap - spent.get(keys[name], (0, 0))[0]
-
+    spent = _ad_group_counters(session, ad_group_id, ad_group_day)
+    spent_today, spent_total = spent.get(ad_group_day, (0, 0)), spent.get(TOTAL_PERIOD, (0, 0))
     remaining: dict[CapReason, int | None] = {
-        CapReason.DAILY_BUDGET: left(view.daily_budget_micros, "ad_group_day"),
-        CapReason.TOTAL_BUDGET: left(view.total_budget_micros, "ad_group_total"),
+        CapReason.DAILY_BUDGET: None if view.daily_budget_micros is None
+        else view.daily_budget_micros - spent_today[0],
+        CapReason.TOTAL_BUDGET: None if view.total_budget_micros is None
+        else view.total_budget_micros - spent_total[0],
         CapReason.FUNDS: funds(session, account, at=occurred, balance=balance).available_micros,
     }
     impressions_left = None
     if charge_kind is ChargeKind.GUARANTEED_CPM and view.booked_impressions is not None:
-        impressions_left = view.booked_impressions - spent.get(keys["ad_group_total"], (0, 0))[1]
+        impressions_left = view.booked_impressions - spent_total[1]
         # The booking counts impressions, not money: one more impression is all or nothing.
         remaining[CapReason.BOOKED_VOLUME] = amount_micros if impressions_left > 0 else 0
     decision = decide(amount_micros, remaining)
@@ -978,10 +998,10 @@ def apply_charge(session: Session, *, charge_id: str, account_id: int, campaign_
                       or (impressions_left is not None and impressions_left - billed_now <= 0))
 
     if decision.status is ChargeStatus.REFUSED:
-        session.execute(insert(ChargeRefusal).values(
-            charge_id=charge_id, account_id=account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
-            creative_id=creative_id, kind=charge_kind.value, requested_micros=amount_micros,
-            reason=(decision.reason or CapReason.FUNDS).value, occurred_at=occurred, created_at=utcnow()))
+        conn.execute(sql.insert_refusal, {
+            "charge_id": charge_id, "account_id": account_id, "campaign_id": campaign_id, "ad_group_id": ad_group_id,
+            "creative_id": creative_id, "kind": charge_kind.value, "requested_micros": amount_micros,
+            "reason": (decision.reason or CapReason.FUNDS).value, "occurred_at": occurred, "created_at": utcnow()})
         return ChargeResult(charge_id, ChargeStatus.REFUSED, 0, amount_micros, decision.reason, exhausted)
 
     charged = decision.charged_micros
@@ -989,17 +1009,28 @@ def apply_charge(session: Session, *, charge_id: str, account_id: int, campaign_
                      ad_group_id=ad_group_id, creative_id=creative_id, occurred_at=occurred,
                      charge_kind=charge_kind.value,
                      requested_micros=amount_micros if charged != amount_micros else None)
-    for counter in keys.values():
-        _add_to_counter(session, counter, account_id=account_id, currency=account.currency, micros=charged,
-                        at=occurred)
+    account_day = local_day(occurred, account.time_zone)
+    conn.execute(sql.add_to_counters, [
+        {"scope": scope.value, "scope_id": scope_id, "period": period, "account_id": account_id,
+         "currency": account.currency, "spent_micros": charged, "units": 1, "last_charge_at": occurred}
+        for scope, scope_id, period in (
+            (SpendScope.AD_GROUP, ad_group_id, ad_group_day), (SpendScope.AD_GROUP, ad_group_id, TOTAL_PERIOD),
+            (SpendScope.CAMPAIGN, campaign_id, ad_group_day), (SpendScope.CAMPAIGN, campaign_id, TOTAL_PERIOD),
+            (SpendScope.ACCOUNT, account_id, account_day), (SpendScope.ACCOUNT, account_id, TOTAL_PERIOD))])
     return ChargeResult(charge_id, decision.status, charged, amount_micros, decision.reason, exhausted, entry_id)
 
 
 def apply_charges(session: Session, charges: Iterable[ChargeRequest]) -> list[ChargeResult]:
-    """Apply a batch in one transaction (the caller commits): one lock acquisition per account."""
+    """Apply a batch in one transaction (the caller commits)."""
+    items = list(charges)
+    # Hold the accounts and ad groups for the batch: the session's identity map keeps only what is referenced.
+    held = [*session.scalars(select(Account).where(Account.id.in_({c.account_id for c in items}))),
+            *session.scalars(select(AdGroup).where(AdGroup.id.in_({c.ad_group_id for c in items})))]
+    held.extend(session.scalars(select(Account).where(Account.id.in_(
+        {a.parent_agency_id for a in held if isinstance(a, Account) and a.parent_agency_id is not None}))))
     return [apply_charge(session, charge_id=c.charge_id, account_id=c.account_id, campaign_id=c.campaign_id,
                          ad_group_id=c.ad_group_id, creative_id=c.creative_id, amount_micros=c.amount_micros,
-                         kind=c.kind, occurred_at=c.occurred_at) for c in charges]
+                         kind=c.kind, occurred_at=c.occurred_at) for c in items]
 
 
 # ---------- financial records ----------
@@ -1064,7 +1095,7 @@ def search_records(session: Session, principal: Principal, *, account_id: int | 
     rows = session.execute(select(records).order_by(records.c.at.desc(), records.c.seq.desc(), records.c.ref.desc())
                            .limit(limit).offset(offset)).all()
     parents = dict(session.execute(select(Account.id, Account.parent_agency_id).where(
-        Account.id.in_({int(r.account_id) for r in rows}))).tuples().all())
+        Account.id.in_({int(r.account_id) for r in rows}))).all())
     transfer_types = {EntryType.TRANSFER_IN.value, EntryType.TRANSFER_OUT.value, EntryType.RECLAIM.value}
     out = []
     for r in rows:
