@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import anyio.from_thread
 from fastapi import APIRouter, FastAPI, Query, Request, status
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import ParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -144,11 +145,14 @@ def _multipart_file(chunks: Iterator[bytes], boundary: bytes, part_name: bytes =
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
     })
-    for chunk in chunks:
-        parser.write(chunk)
-        yield from out
-        out.clear()
-    parser.finalize()
+    try:
+        for chunk in chunks:
+            parser.write(chunk)
+            yield from out
+            out.clear()
+        parser.finalize()
+    except ParseError as exc:
+        raise ValidationFailed.single("file", "multipart", f"the multipart body is malformed: {exc}"[:200]) from exc
     yield from out
     if not part.found:
         raise ValidationFailed.single("file", "required", "the form has no `file` part")

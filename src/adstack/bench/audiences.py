@@ -127,7 +127,7 @@ def _prepare(data_dir: Path) -> str:
             _, _, token = accounts.register(session, RegistrationIn(
                 email="bench@example.com", password="bench-password", company_name="Bench Games",
                 contact_name="Bench", contact_email="bench@example.com", country="SG",
-                settlement_entity="Xiaomi Singapore", currency="USD", accept_agreement=True,  # type: ignore[arg-type]
+                settlement_entity="Xiaomi Singapore", currency="USD", accept_agreement=True,
             ), ttl=timedelta(hours=1))
     finally:
         engine.dispose()
