@@ -8,7 +8,20 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from adstack.console.pages import account, ads, ads_new, auth, finance, logs, overview, reports, review
+from adstack.console.pages import (
+    account,
+    ads,
+    ads_new,
+    apps,
+    audiences,
+    auth,
+    finance,
+    inventory,
+    logs,
+    overview,
+    reports,
+    review,
+)
 from adstack.console.web import PREFIX, ConsoleRoute, check_csrf
 from adstack.core.errors import NotFound
 
@@ -28,7 +41,7 @@ VENDOR_FILES = {
 public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=[Depends(check_csrf)],
                           include_in_schema=False)
 # The creation wizard goes first: its fixed paths (/ads/new) must win over the list's /ads/{level}.
-for page_module in (auth, overview, account, ads_new, ads, finance, reports, review, logs):
+for page_module in (auth, overview, account, ads_new, ads, finance, reports, audiences, apps, inventory, review, logs):
     public_router.include_router(page_module.router)
 
 

@@ -1,0 +1,145 @@
+"""Apps & tracking: the advertised apps, their attribution settings and event mappings, and for each of the
+nine measurement partners the tracking link, the postback template and the set-up steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from adstack.accounts import service as accounts
+from adstack.apps import service as apps
+from adstack.apps.models import AppCreate, AppStore, AppUpdate, EventMappingIn
+from adstack.console import forms
+from adstack.console.forms import FormErrors
+from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError, FieldError, ValidationFailed
+from adstack.core.vocabulary import ConversionEvent, Partner
+
+router = APIRouter(route_class=ConsoleRoute)
+
+SETTING_FIELDS = ("name", "store", "partner", "partner_link_id", "click_lookback_days", "view_through_hours",
+                  "reattribution_window_days", "event_window_days")
+
+
+def _settings_payload(form: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {name: forms.text(form, name) for name in SETTING_FIELDS}
+    data["partner"] = data["partner"] or None
+    data["event_window_days"] = data["event_window_days"] or None
+    data["view_through_enabled"] = forms.checkbox(form, "view_through_enabled")
+    for name in ("click_lookback_days", "view_through_hours", "reattribution_window_days"):
+        if not data[name]:
+            data.pop(name)
+    return data
+
+
+def _apps_page(visitor: Visitor, *, errors: FormErrors | None = None, values: dict[str, Any] | None = None,
+               status: int = 200) -> Response:
+    principal = visitor.me
+    return render(visitor, "apps/apps.html", {
+        "apps": apps.list_apps(visitor.session, principal, limit=200), "partners": list(Partner),
+        "stores": [s.value for s in AppStore], "errors": errors or FormErrors(),
+        "values": values or {"view_through_enabled": True, "store": "google_play"},
+        "account_choices": [] if principal.role == "advertiser" else accounts.list_accounts(
+            visitor.session, principal, limit=200),
+    }, status=status)
+
+
+@router.get("/apps")
+def apps_page(visitor: UserDep) -> Response:
+    return _apps_page(visitor)
+
+
+@router.post("/apps")
+async def create_app(visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    payload = {**_settings_payload(form), "package_name": forms.text(form, "package_name")}
+    account = forms.text(form, "account_id")
+    if account.isdigit() and len(account) < 19:
+        payload["account_id"] = int(account)
+    try:
+        app = apps.create_app(visitor.session, visitor.me, AppCreate.model_validate(payload))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        visitor.session.rollback()
+        errors = FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
+        return _apps_page(visitor, errors=errors, values=payload, status=422)
+    return redirect(with_notice(f"{PREFIX}/apps/{app.id}", "created"))
+
+
+def _app_page(visitor: Visitor, app_id: int, *, errors: FormErrors | None = None, status: int = 200) -> Response:
+    session = visitor.session
+    app = apps.get_app(session, visitor.me, app_id)
+    integrations = apps.integrations(session, app, base_url=visitor.settings.public_base_url,
+                                     secret=visitor.settings.resolved_secret_key)
+    chosen = visitor.request.query_params.get("partner") or (app.partner or Partner.APPSFLYER.value)
+    return render(visitor, "apps/app.html", {
+        "app": app, "integrations": integrations,
+        "current": next((i for i in integrations if i.partner.value == chosen), integrations[0]),
+        "mappings": apps.list_mappings(session, app.id), "partners": list(Partner),
+        "stores": [s.value for s in AppStore], "events": [e.value for e in ConversionEvent],
+        "errors": errors or FormErrors(),
+    }, status=status)
+
+
+@router.get("/apps/{app_id}")
+def app_page(app_id: IdPath, visitor: UserDep) -> Response:
+    return _app_page(visitor, app_id)
+
+
+@router.post("/apps/{app_id}/edit")
+async def edit_app(app_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    try:
+        apps.update_app(visitor.session, visitor.me, app_id, AppUpdate.model_validate(_settings_payload(form)))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        visitor.session.rollback()
+        if isinstance(exc, DomainError) and exc.status == 404:
+            raise
+        errors = FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
+        return _app_page(visitor, app_id, errors=errors, status=422)
+    return redirect(with_notice(f"{PREFIX}/apps/{app_id}", "saved"))
+
+
+def parse_mappings(raw: str) -> list[EventMappingIn]:
+    """One mapping per line, `partner event name = EVENT`, e.g. `af_purchase = PURCHASE`."""
+    mappings = []
+    for number, line in enumerate(raw.splitlines()[:200], start=1):
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        source, sep, event = line.rpartition("=")
+        if not sep or not source.strip():
+            raise ValidationFailed("a mapping line needs `name = EVENT`", fields=[
+                FieldError(field="mappings", rule="format", message=f"line {number}: name = EVENT",
+                           actual=line[:100])])
+        try:
+            mappings.append(EventMappingIn(source_name=source.strip(), event=ConversionEvent(event.strip().upper())))
+        except ValueError:
+            raise ValidationFailed("unknown event", fields=[FieldError(
+                field="mappings", rule="enum", message=f"line {number}: unknown event",
+                limit=[e.value for e in ConversionEvent], actual=event.strip()[:50])]) from None
+    return mappings
+
+
+@router.post("/apps/{app_id}/mappings")
+async def save_mappings(app_id: IdPath, visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    try:
+        apps.replace_mappings(visitor.session, visitor.me, app_id, parse_mappings(forms.text(form, "mappings")))
+        visitor.session.commit()
+    except DomainError as exc:
+        visitor.session.rollback()
+        if exc.status == 404:
+            raise
+        return _app_page(visitor, app_id, errors=FormErrors.from_domain(exc), status=exc.status)
+    return redirect(with_notice(f"{PREFIX}/apps/{app_id}", "saved"))
+
+
+@router.post("/apps/{app_id}/delete")
+def delete_app(app_id: IdPath, visitor: UserDep) -> Response:
+    apps.delete_app(visitor.session, visitor.me, app_id)
+    visitor.session.commit()
+    return redirect(with_notice(f"{PREFIX}/apps", "deleted"))

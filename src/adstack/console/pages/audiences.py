@@ -1,0 +1,121 @@
+"""Audiences: uploaded GAID files and label audiences; search, upload with its validation report, append or
+reduce by a later file, and batch delete that refuses audiences enabled ad groups still use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import UploadFile
+
+from adstack.audiences import service as audiences
+from adstack.audiences.ids import IdType
+from adstack.audiences.models import AudienceKind, AudienceStatus, UploadMode
+from adstack.console import forms
+from adstack.console.forms import FormErrors
+from adstack.console.pages import choices
+from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError, ValidationFailed
+
+router = APIRouter(route_class=ConsoleRoute)
+
+PAGE_SIZE = 50
+CHUNK_BYTES = 1 << 16
+
+
+def _chunks(upload: UploadFile) -> Iterator[bytes]:
+    while chunk := upload.file.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _page(visitor: Visitor, *, errors: FormErrors | None = None, report: Any = None, values: dict[str, Any] | None
+          = None, status: int = 200) -> Response:
+    params = visitor.request.query_params
+    page = choices.page_number(params.get("page"))
+    rows, total = audiences.list_audiences(
+        visitor.session, visitor.me, query=(params.get("q") or "")[:100] or None,
+        region_code=(params.get("region") or None), kind=choices.enum_or_none(AudienceKind, params.get("kind")),
+        status=choices.enum_or_none(AudienceStatus, params.get("status")), limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE)
+    return render(visitor, "audiences/audiences.html", {
+        "rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "regions": audiences.list_regions(visitor.session), "id_types": [t.value for t in IdType],
+        "filters": {k: params.get(k, "") for k in ("q", "region", "kind", "status")},
+        "errors": errors or FormErrors(), "report": report, "values": values or {},
+        "failed": (params.get("failed") or "")[:500],
+    }, status=status)
+
+
+@router.get("/audiences")
+def audiences_page(visitor: UserDep) -> Response:
+    return _page(visitor)
+
+
+@router.post("/audiences")
+async def upload_audience(visitor: UserDep, request: Request) -> Response:
+    """A TXT file of ids, read in chunks; fewer than 1,000 valid ids or a wrong file leaves nothing behind."""
+    form = await request.form()
+    values = {k: forms.text(form, k) for k in ("name", "region_code", "id_type")}
+    upload = forms.upload(form, "file")
+    session = visitor.session
+    try:
+        if upload is None:
+            raise ValidationFailed.single("file", "required", "choose a TXT file of ids")
+        id_type = choices.enum_or_none(IdType, values["id_type"])
+        if id_type is None:
+            raise ValidationFailed.single("id_type", "enum", "choose the id type", limit=[t.value for t in IdType])
+        _audience, report = audiences.create_uploaded_audience(
+            session, visitor.me, name=values["name"][:100], region_code=values["region_code"][:8], id_type=id_type,
+            chunks=_chunks(upload), max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "")
+        session.commit()
+    except DomainError as exc:
+        session.rollback()
+        return _page(visitor, errors=FormErrors.from_domain(exc, default_field="file"), values=values,
+                     status=exc.status)
+    return _page(visitor, report=report)
+
+
+@router.post("/audiences/change")
+async def change_audience(visitor: UserDep, request: Request) -> Response:
+    """Append a later file's devices to an uploaded audience, or remove them."""
+    form = await request.form()
+    audience_id = forms.integer(form, "audience_id", minimum=1)
+    if audience_id is None:
+        raise ValidationFailed.single("audience_id", "required", "choose an audience")
+    upload = forms.upload(form, "file")
+    mode = choices.enum_or_default(UploadMode, forms.text(form, "mode"), UploadMode.APPEND)
+    session = visitor.session
+    try:
+        if upload is None:
+            raise ValidationFailed.single("file", "required", "choose a TXT file of ids")
+        _audience, report = audiences.change_uploaded_audience(
+            session, visitor.me, audience_id, mode=mode, chunks=_chunks(upload),
+            max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "")
+        session.commit()
+    except DomainError as exc:
+        session.rollback()
+        if exc.status == 404:
+            raise
+        return _page(visitor, errors=FormErrors.from_domain(exc, default_field="file"), status=exc.status)
+    return _page(visitor, report=report)
+
+
+@router.post("/audiences/{audience_id}/refresh")
+def refresh(audience_id: IdPath, visitor: UserDep) -> Response:
+    audiences.refresh_label_audience(visitor.session, visitor.me, audience_id)
+    visitor.session.commit()
+    return redirect(with_notice(f"{PREFIX}/audiences", "saved"))
+
+
+@router.post("/audiences/delete")
+async def delete_audiences(visitor: UserDep, request: Request) -> Response:
+    form = await request.form()
+    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit() and len(v) < 19][:500]
+    result = audiences.delete_audiences(visitor.session, visitor.me, ids, partial_failure=True)
+    visitor.session.commit()
+    url = with_notice(f"{PREFIX}/audiences", "batch_done")
+    if result.failures:
+        url += "&failed=" + ",".join(f"{f.id}:{f.code}" for f in result.failures[:50])
+    return redirect(url)
