@@ -29,7 +29,7 @@ targetings = st.fixed_dictionaries({
     "device_models": small_set(["m1", "m2"]),
     "ad_space_ids": st.frozensets(st.sampled_from([10, 11]), max_size=1),
     "publisher_ids": st.frozensets(st.sampled_from([1, 2]), max_size=1),
-    "deal_ids": st.frozensets(st.sampled_from(["d1", "d2"]), max_size=1),
+    "deal_ids": st.frozensets(st.sampled_from(["d1", "D1", "d2"]), max_size=1),
     "os_min": st.none() | st.tuples(st.integers(8, 12)),
 })
 
@@ -40,7 +40,7 @@ requests = st.builds(
     gender=st.sampled_from(["male", "female", None]), age=st.sampled_from([20, 30, 50, None]),
     network=st.sampled_from(["wifi", "4g", None]), carrier=st.sampled_from(["jio", "airtel", None]),
     device_model=st.sampled_from(["m1", "m2", None]), os_version=st.sampled_from([(9,), (11, 2), None]),
-    deal_ids=st.frozensets(st.sampled_from(["d1", "d2"]), max_size=2), private_auction=st.booleans(),
+    deal_ids=st.frozensets(st.sampled_from(["d1", "D1", "d2"]), max_size=2), private_auction=st.booleans(),
 )
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.responses import ORJSONResponse
 
 from adstack.core.errors import PayloadTooLarge
 from adstack.core.timeutil import utcnow
@@ -34,6 +34,10 @@ _BID_REQUEST_BODY = {
 }
 
 
+def _json(body: object) -> Response:
+    return Response(content=orjson.dumps(body), media_type="application/json")
+
+
 def runtime_of(request: Request) -> ServingRuntime:
     runtime: ServingRuntime = request.app.state.serving
     return runtime
@@ -41,14 +45,13 @@ def runtime_of(request: Request) -> ServingRuntime:
 
 @public_router.post("/v1/ads", response_model=AdResponseOut, summary="SDK ad request",
                     responses={404: {"description": "No active ad space has this id."}})
-async def request_ads(body: AdRequestIn, request: Request) -> ORJSONResponse:
+async def request_ads(body: AdRequestIn, request: Request) -> Response:
     """Fill an ad space: ads with assembled assets, signed tracking URLs and expanded third-party trackers."""
     response = service.serve_sdk_request(runtime_of(request), body, now=utcnow())
-    return ORJSONResponse(response.model_dump())
+    return _json(response.model_dump())
 
 
-@public_router.post("/openrtb2/bid", summary="OpenRTB 2.6 bid request", openapi_extra=_BID_REQUEST_BODY,
-                    response_class=ORJSONResponse)
+@public_router.post("/openrtb2/bid", summary="OpenRTB 2.6 bid request", openapi_extra=_BID_REQUEST_BODY)
 async def openrtb_bid(request: Request) -> Response:
     started = time.monotonic()
     declared = request.headers.get("content-length")
@@ -64,7 +67,7 @@ async def openrtb_bid(request: Request) -> Response:
     answer = openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=request.app.state.serving_bids)
     if answer is None:
         return Response(status_code=204)
-    return ORJSONResponse(answer)
+    return _json(answer)
 
 
 NoticeId = Annotated[str, Query(max_length=64, description="The bid id (our impression id).")]

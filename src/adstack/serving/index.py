@@ -95,6 +95,8 @@ def request_values(request: AdRequest) -> dict[str, tuple[Hashable, ...]]:
     }
 
 
+# Dimensions whose text values compare without case (deal ids, like other exchange ids, are case-sensitive).
+_CASELESS = frozenset({"placement", "country", "language", "gender", "network", "carrier", "device_model"})
 # Above this many values a dimension does not precompute `postings | wildcard` per value (memory).
 PRECOMPUTE_LIMIT = 1024
 
@@ -146,7 +148,7 @@ class TargetingIndex:
             for ordinal, group in enumerate(groups):
                 named = False
                 for value in extract(group):
-                    postings[value.lower() if isinstance(value, str) and name != "inventory" else value].append(
+                    postings[value.lower() if isinstance(value, str) and name in _CASELESS else value].append(
                         ordinal)
                     named = True
                 if not named:

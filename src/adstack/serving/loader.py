@@ -112,7 +112,7 @@ def _funds(session: Session, account_ids: Iterable[int]) -> dict[int, AccountSna
     for chunk in _chunks(ids):
         charged = dict(session.execute(select(SpendCounter.scope_id, SpendCounter.spent_micros).where(
             SpendCounter.scope == SpendScope.ACCOUNT.value, SpendCounter.period == TOTAL_PERIOD,
-            SpendCounter.scope_id.in_(chunk))).tuples().all())
+            SpendCounter.scope_id.in_(chunk))).all())
         for account in session.scalars(select(Account).where(Account.id.in_(chunk))):
             available = finance.funds(session, account).available_micros
             out[account.id] = AccountSnap(id=account.id, currency=account.currency,
@@ -305,7 +305,7 @@ def load_fx(session: Session) -> FxRates:
         from adstack.attribution.models import FxRate
     except ImportError:  # pragma: no cover
         return FxRates()
-    rows = session.execute(select(FxRate.currency, FxRate.units_per_usd)).tuples().all()
+    rows = session.execute(select(FxRate.currency, FxRate.units_per_usd)).all()
     return FxRates.from_units_per_usd({currency: Decimal(units) for currency, units in rows})
 
 
@@ -344,7 +344,7 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
         .join(Account, Account.id == AdGroup.account_id)
         .where(AdGroup.status == ENABLED, AdGroup.review_status == APPROVED, AdGroup.deleted_at.is_(None),
                Campaign.status == ENABLED, Campaign.deleted_at.is_(None), Account.review_status == APPROVED)
-    ).tuples().all()
+    ).all()
     rows = [(g, c, a) for g, c, a in rows if g.end_at is None or as_utc(g.end_at) > moment]
     creatives = _creative_snaps(session, [g.id for g, _, _ in rows], base_url)
     groups: list[AdGroupSnap] = []
@@ -375,7 +375,7 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
     categories: dict[str, str] = {}
     try:
         from adstack.audiences.models import PackageCategory
-        categories = dict(session.execute(select(PackageCategory.package, PackageCategory.category)).tuples().all())
+        categories = dict(session.execute(select(PackageCategory.package, PackageCategory.category)).all())
     except ImportError:  # pragma: no cover
         pass
     return Snapshot(ad_groups=groups, accounts=accounts.values(), publishers=publishers, ad_spaces=spaces,

@@ -10,8 +10,11 @@ Mapping a request onto the engine:
 - an `imp.tagid` naming one of our ad spaces by id makes the request that ad space's (its placement, formats,
   reserve price and publisher targeting); otherwise it is open-exchange inventory that only ad groups without
   publisher or ad-space restrictions may buy;
-- `bidfloor`/`bidfloorcur` is converted through the FX table; the bid is the clearing eCPM of our internal
-  auction (never below the floor), in the first currency of `cur` we can convert to;
+- `bidfloor`/`bidfloorcur` is converted through the FX table. On a second-price exchange (`at=2`, the
+  default) the bid is the winner's eCPM, its true value; on a first-price exchange (`at=1`) it is what our own
+  auction clears at. Never below the floor, in the first currency of `cur` we can convert to. The advertiser is
+  charged our auction's clearing price (the tracking token's price); `burl` also carries the exchange's clearing
+  price as `ap` for billing to reconcile;
 - `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
   `private_auction=1` only they may bid;
 - `regs.coppa=1` turns audience targeting off for the request (ad groups that use audiences do not bid);
@@ -433,7 +436,10 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
             runtime.engine.release(decision)
             return None
         markup = orjson.dumps(native).decode()
-    price = max(_price(decision.bid_usd_cpm_micros, currency, runtime), 0.0001)
+    # A second-price exchange (at=2, the default) is bid truthfully, our value of the slot; a first-price one
+    # (at=1) is bid what our own auction clears at, since the exchange charges the bid itself.
+    value = decision.bid_usd_cpm_micros if _int(request.get("at")) == 1 else decision.ecpm_usd_micros
+    price = max(_price(max(value, float(floor)), currency, runtime), 0.0001)
     base = runtime.base_url.rstrip("/")
     bid_object: dict[str, Any] = {
         "id": decision.impression_id,

@@ -89,6 +89,9 @@ class ServingRuntime:
             self.device_profiles = None
         self._guard("audiences", self._reload_audiences)
         self.refresh()
+        started = time.monotonic()
+        for name in ("money", "rates", "audiences", "traffic", "stats"):
+            self._last[name] = started
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="adstack-serving-refresh", daemon=True)
         self._thread.start()
@@ -115,8 +118,7 @@ class ServingRuntime:
             self._every("traffic", TRAFFIC_SECONDS, now, self.engine.traffic.refresh)
             if self.device_profiles is not None:
                 self._every("device profiles", 5.0, now, self.device_profiles.flush)
-            # The event store is read rarely and first only after a full interval: it is the slow path.
-            self._last.setdefault("stats", now)
+            # The event store is read rarely (and first only after a full interval): it is the slow path.
             self._every("stats", STATS_SECONDS, now, self.load_outcome_stats)
 
     def _every(self, name: str, interval: float, now: float, work: Callable[[], object]) -> None:
