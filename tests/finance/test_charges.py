@@ -126,8 +126,9 @@ def test_daily_budget_stops_at_one_hundred_dollars_until_the_next_local_day(api:
     assert spent == 100 * USD
     assert [r.status for r in results].count(ChargeStatus.TRUNCATED) <= 1
     assert all(r.status is ChargeStatus.REFUSED and r.reason is CapReason.DAILY_BUDGET for r in results[-6:])
-    assert CapReason.DAILY_BUDGET in next(r for r in results if r.status is ChargeStatus.TRUNCATED
-                                          or r.charged_micros and r.exhausted).exhausted
+    billed = [r for r in results if r.charged_micros]
+    assert CapReason.DAILY_BUDGET in billed[-1].exhausted  # the charge that reached the cap says so
+    assert all(CapReason.DAILY_BUDGET not in r.exhausted for r in billed[:-1])
 
     row = session.get(AdGroup, group["id"])
     assert row is not None
