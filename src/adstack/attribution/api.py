@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import ORJSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from adstack.apps.partners import POSTBACK_PATH
@@ -21,6 +22,7 @@ from adstack.attribution.adapters import (
     parse_postback,
     present,
 )
+from adstack.attribution.inbox import PostbackInbox
 from adstack.attribution.models import (
     ConversionRead,
     FxRateIn,
@@ -168,20 +170,18 @@ async def receive_postback(request: Request) -> ORJSONResponse:
         await run_in_threadpool(_keep_rejected, request, partner_text, refusal, body, content_type)
         return refusal.response()
 
-    duplicate = not await run_in_threadpool(_store, request, app_id, partner, parsed, fields, received_at)
+    inbox: PostbackInbox = request.app.state.postback_inbox
+    try:
+        duplicate = not await inbox.put(app_id=app_id, partner=partner, parsed=parsed, method=request.method,
+                                        fields=fields, received_at=received_at)
+    except SQLAlchemyError:
+        # Not stored: the partner must retry, which it does for anything but 200.
+        return ORJSONResponse(error_body("unavailable", "the postback could not be stored; retry"),
+                              status_code=503, headers={"Retry-After": "5"})
     worker: PostbackWorker | None = getattr(request.app.state, "postback_worker", None)
     if worker is not None and not duplicate:
         worker.notify()
     return ORJSONResponse({"status": "ok", "duplicate": duplicate})
-
-
-def _store(request: Request, app_id: int, partner: Partner, parsed: Any, fields: dict[str, str],
-           received_at: Any) -> bool:
-    with request.app.state.session_factory() as session:
-        new = service.accept_postback(session, app_id=app_id, partner=partner, parsed=parsed,
-                                      method=request.method, fields=fields, received_at=received_at)
-        session.commit()
-        return new
 
 
 def _keep_rejected(request: Request, partner: str, refusal: _Refused, body: bytes, content_type: str) -> None:
@@ -261,7 +261,10 @@ def set_fx_rate(currency: CurrencyPath, body: FxRateIn, principal: AccountManage
 
 
 def install(app: FastAPI) -> None:
-    worker = PostbackWorker(app.state.session_factory, app.state.settings)
+    inbox = PostbackInbox(app.state.session_factory)
+    worker = PostbackWorker(app.state.session_factory, app.state.settings, inbox=inbox)
+    app.state.postback_inbox = inbox
     app.state.postback_worker = worker
     app.state.on_startup.append(lambda _app: worker.start())  # its first pass attributes what a crash left
     app.state.on_shutdown.append(lambda _app: worker.stop())
+    app.state.on_shutdown.append(lambda _app: inbox.stop())

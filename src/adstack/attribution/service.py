@@ -34,6 +34,7 @@ from adstack.attribution.models import (
     Touchpoint,
 )
 from adstack.attribution.rules import (
+    CLICK_SPAM_WINDOW,
     AttributionType,
     Decision,
     MatchType,
@@ -158,12 +159,17 @@ def _device_condition(columns: Any, gaid: Gaid) -> ColumnElement[bool]:
     return columns.gaid_sha1 == gaid.sha1
 
 
-def device_touches(session: Session, app: App, gaid: Gaid, kind: TouchKind, *, until: datetime,
-                   window: timedelta) -> list[Touch]:
+def device_touches(session: Session, app: App, gaid: Gaid, *, until: datetime, windows: Windows) -> list[Touch]:
+    """The device's clicks (and impressions, when view-through is on) on this app's ads that may count for a
+    conversion at `until`, newest first, in one query."""
+    click_window = max(windows.click_lookback, CLICK_SPAM_WINDOW)
+    eligible = (Touchpoint.kind == TouchKind.CLICK.value) & (Touchpoint.occurred_at >= until - click_window)
+    if windows.view_through is not None:
+        eligible = eligible | ((Touchpoint.kind == TouchKind.IMPRESSION.value)
+                               & (Touchpoint.occurred_at >= until - windows.view_through))
     rows = session.scalars(
         select(Touchpoint).where(
-            _device_condition(Touchpoint, gaid), Touchpoint.kind == kind.value,
-            Touchpoint.occurred_at >= until - window, Touchpoint.occurred_at <= until,
+            _device_condition(Touchpoint, gaid), eligible, Touchpoint.occurred_at <= until,
             Touchpoint.account_id == app.account_id, Touchpoint.app_package == app.package_name,
         ).order_by(Touchpoint.occurred_at.desc()).limit(DEVICE_TOUCH_LIMIT))
     return [_touch(r) for r in rows]
@@ -333,14 +339,11 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
     install_row: Conversion | None = None
     if event is ConversionEvent.INSTALL:
         prior = original_install_before(session, app, gaid, occurred_at) if gaid is not None else None
-        lookback = max(windows.click_lookback, timedelta(hours=24))
+        touches = device_touches(session, app, gaid, until=occurred_at, windows=windows) if gaid else []
         decision: Decision = attribute_install(
             installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
-            device_clicks=device_touches(session, app, gaid, TouchKind.CLICK, until=occurred_at, window=lookback)
-            if gaid is not None else (),
-            device_impressions=device_touches(session, app, gaid, TouchKind.IMPRESSION, until=occurred_at,
-                                              window=windows.view_through)
-            if gaid is not None and windows.view_through is not None else (),
+            device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
+            device_impressions=[t for t in touches if t.kind is TouchKind.IMPRESSION],
             prior_install=_prior(prior) if prior is not None else None, forged_click_id=forged)
     else:
         install_row = install_for_event(session, app, gaid, parsed.click_id if not forged else "", occurred_at)
@@ -426,15 +429,14 @@ def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BAT
     ctx = BatchContext(secret=secret, rates=fx_rates(session))
     ids = list(session.scalars(select(Postback.id).where(Postback.status == PostbackStatus.PENDING.value)
                                .order_by(Postback.id).limit(limit)))
-    processed = 0
-    for postback_id in ids:
-        claimed = session.execute(update(Postback).where(Postback.id == postback_id,
+    if not ids:
+        return 0, []
+    claimed = set(session.scalars(update(Postback).where(Postback.id.in_(ids),
                                                          Postback.status == PostbackStatus.PENDING.value)
-                                  .values(processed_at=utcnow()))
-        if getattr(claimed, "rowcount", 0) != 1:
-            continue  # another processor took it
-        postback = session.get(Postback, postback_id)
-        assert postback is not None
+                                  .values(processed_at=utcnow()).returning(Postback.id)))
+    postbacks = {p.id: p for p in session.scalars(select(Postback).where(Postback.id.in_(claimed)))}
+    for postback_id in sorted(claimed):  # receipt order: an install before the events that follow it
+        postback = postbacks[postback_id]
         events_before = len(ctx.events)
         try:
             with session.begin_nested():
@@ -444,8 +446,7 @@ def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BAT
             del ctx.events[events_before:]
             session.refresh(postback)
             _finish(session, postback, PostbackStatus.FAILED, f"attribution failed: {exc}")
-        processed += 1
-    return processed, ctx.events
+    return len(claimed), ctx.events
 
 
 # ---------- reading ----------

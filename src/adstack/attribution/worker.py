@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adstack.attribution.inbox import WRITE_LOCK, PostbackInbox
 from adstack.attribution.service import process_pending
 from adstack.core.settings import Settings
 from adstack.events.service import get_event_store
 
 log = logging.getLogger("adstack.attribution")
 
+# Small batches: on SQLite the receiver waits for the database while a batch is being attributed.
+BATCH = 20
+MAX_DEFERRAL_SECONDS = 1.0
+
 
 class PostbackWorker:
     """One thread per process. Postbacks are durable in the inbox before they are answered, so the worker
     may lag or die at any moment without losing one; processing is idempotent per postback."""
 
-    def __init__(self, session_factory: sessionmaker[Session], settings: Settings, *, interval_seconds: float = 5.0):
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings, *,
+                 inbox: PostbackInbox | None = None, interval_seconds: float = 5.0):
         self.session_factory = session_factory
+        self.inbox = inbox
         self.settings = settings
         self.interval_seconds = interval_seconds
         self._wake = threading.Event()
@@ -33,27 +42,42 @@ class PostbackWorker:
     def drain(self) -> int:
         """Attribute every pending postback now, in this thread; returns how many were processed."""
         total = 0
-        with self._lock:
-            while True:
-                with self.session_factory() as session:
-                    processed, events = process_pending(session, secret=self.settings.resolved_secret_key)
-                    if events:
-                        # Appended before the commit: a crash in between re-processes the postbacks, and the
-                        # event store counts the same event ids once.
-                        get_event_store(self.settings).append(events)
-                    session.commit()
-                total += processed
-                if processed == 0:
-                    return total
+        while processed := self._attribute_batch():
+            total += processed
+        return total
+
+    def _attribute_batch(self) -> int:
+        with self._lock, self.session_factory() as session:
+            sqlite = session.get_bind().dialect.name == "sqlite"
+            with WRITE_LOCK if sqlite else contextlib.nullcontext():
+                processed, events = process_pending(session, secret=self.settings.resolved_secret_key, limit=BATCH)
+                if events:
+                    # Appended before the commit: a crash in between re-processes the postbacks, and the event
+                    # store counts the same event ids once.
+                    get_event_store(self.settings).append(events)
+                session.commit()
+        return processed
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.drain()
+                while not self._stop.is_set():
+                    self._yield_to_receiver()
+                    if not self._attribute_batch():
+                        break
             except Exception:  # the inbox keeps everything; try again on the next wake-up
                 log.exception("attributing postbacks failed; will retry")
             self._wake.wait(self.interval_seconds)
             self._wake.clear()
+
+    def _yield_to_receiver(self) -> None:
+        """Receiving comes first: partners wait for the answer, attribution may lag. While postbacks stream in,
+        wait, but never longer than MAX_DEFERRAL, so attribution keeps moving under sustained load."""
+        if self.inbox is None:
+            return
+        deferred_until = time.monotonic() + MAX_DEFERRAL_SECONDS
+        while self.inbox.busy() and time.monotonic() < deferred_until and not self._stop.is_set():
+            time.sleep(0.02)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -1,0 +1,247 @@
+"""`adstack bench postbacks`: postbacks accepted per second over HTTP, and in-process attribution throughput.
+
+HTTP: one `adstack serve` process on a loopback port with a fresh SQLite data dir. A lean keep-alive socket
+client (so the client is not the bottleneck) drives `GET /healthz` and real AppMetrica postbacks (each one new,
+so each is stored and committed before its 200) for the same time with the same connections, healthz before
+and after the postbacks; the figure is postbacks per second over healthz per second (target >= 0.5).
+
+In process: installs and in-app events already stored in the inbox, each device with clicks to match, are
+attributed by `attribution.service.process_pending` in batches; the figure is postbacks attributed per second.
+
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+HTTP_SECONDS = 4.0
+HTTP_CONNECTIONS = 8
+ATTRIBUTION_POSTBACKS = 4_000
+TARGET_RATIO = 0.5
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_environment() -> dict[str, str]:
+    """The caller's environment without any ADSTACK_ setting, so the server uses its own data dir only."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ADSTACK_")}
+
+
+class ServerProcess:
+    """`adstack serve` in a child process on a loopback port, over a file SQLite database in `data_dir`."""
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> ServerProcess:
+        log = open(self.data_dir / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "adstack.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)], stdout=log, stderr=subprocess.STDOUT, env=server_environment())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}; see {log.name}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        raise RuntimeError("the server did not answer /healthz in time")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flushing; whatever was acknowledged must already be durable."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def set_up_app(base_url: str, partner: str = "appmetrica") -> dict[str, Any]:
+    """Register an advertiser and add an app over the API; returns the token, app and postback template."""
+    n = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        registered = client.post("/api/v1/auth/register", json={
+            "email": f"bench-{n}@example.com", "password": "bench-password-1", "type": "advertiser",
+            "company_name": f"Bench Games {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
+            "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
+            "accept_agreement": True})
+        registered.raise_for_status()
+        token = registered.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        app = client.post("/api/v1/apps", headers=headers, json={
+            "package_name": f"com.bench.game{n}", "name": "Bench Game", "partner": partner})
+        app.raise_for_status()
+        integration = client.get(f"/api/v1/apps/{app.json()['id']}/integrations/{partner}", headers=headers)
+        integration.raise_for_status()
+    return {"token": token, "app": app.json(), "template": integration.json()["postback_url_template"]}
+
+
+def appmetrica_postback_paths(template: str, start: int = 1) -> Iterator[str]:
+    """Distinct AppMetrica event postbacks (their transaction ids differ), as request paths."""
+    parts = urlsplit(template)
+    fixed = [(k, v) for k, v in (pair.split("=", 1) for pair in parts.query.split("&")) if not v.startswith("{")]
+    for n in itertools.count(start):
+        query = [*fixed, ("event_name", "login"), ("transaction_id", str(n)), ("gaid", str(uuid.uuid4())),
+                 ("event_datetime", str(int(time.time())))]
+        yield f"{parts.path}?{urlencode(query)}"
+
+
+async def _drive(port: int, paths: Callable[[], str], seconds: float, connections: int) -> int:
+    """Requests answered 200 in `seconds` over keep-alive connections."""
+    ok = 0
+    deadline = time.monotonic() + seconds
+
+    async def one_connection() -> None:
+        nonlocal ok
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < deadline:
+                writer.write(f"GET {paths()} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                if head.startswith(b"HTTP/1.1 200"):
+                    ok += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return ok
+
+
+def http_figures(seconds: float = HTTP_SECONDS, connections: int = HTTP_CONNECTIONS) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="adstack-bench-") as tmp:
+        server = ServerProcess(Path(tmp)).start()
+        try:
+            setup = set_up_app(server.base_url)
+            paths = appmetrica_postback_paths(setup["template"])
+            asyncio.run(_drive(server.port, lambda: "/healthz", 0.5, connections))  # warm up
+            healthz_before = asyncio.run(_drive(server.port, lambda: "/healthz", seconds, connections)) / seconds
+            postbacks = asyncio.run(_drive(server.port, lambda: next(paths), seconds, connections)) / seconds
+            healthz_after = asyncio.run(_drive(server.port, lambda: "/healthz", seconds, connections)) / seconds
+        finally:
+            server.stop()
+    healthz = (healthz_before + healthz_after) / 2
+    return {"healthz_per_second": round(healthz, 1), "postbacks_per_second": round(postbacks, 1),
+            "postbacks_to_healthz_ratio": round(postbacks / healthz, 3) if healthz else 0.0,
+            "http_seconds": seconds, "http_connections": connections}
+
+
+def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any]:
+    from adstack.accounts import service as accounts
+    from adstack.accounts.models import RegistrationIn
+    from adstack.apps.models import App
+    from adstack.attribution import service as attribution
+    from adstack.attribution.adapters import parse_postback
+    from adstack.attribution.rules import TouchKind
+    from adstack.core.bootstrap import seed, upgrade
+    from adstack.core.db import make_engine, make_session_factory
+    from adstack.core.timeutil import utcnow
+    from adstack.core.vocabulary import Partner
+    from adstack.tracking.devices import normalise_gaid
+    from adstack.tracking.tokens import new_click_id
+
+    secret = b"bench-secret"
+    with tempfile.TemporaryDirectory(prefix="adstack-bench-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        seed(engine)
+        factory = make_session_factory(engine)
+        now = utcnow()
+        with factory() as session:
+            _, account, _ = accounts.register(session, RegistrationIn(
+                email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
+                contact_email="ops@example.com", country="SG", settlement_entity="Xiaomi Singapore", currency="USD",
+                accept_agreement=True), ttl=timedelta(hours=1))
+            app = App(account_id=account.id, package_name="com.bench.game", name="Bench", partner="appsflyer")
+            session.add(app)
+            session.flush()
+            devices = postbacks // 2  # an install and one purchase per device
+            for n in range(devices):
+                gaid = str(uuid.uuid4())
+                click_id = new_click_id(f"imp{n}", now, secret)
+                clicked = now - timedelta(hours=n % 100 + 1)
+                attribution.record_touch(
+                    session, kind=TouchKind.CLICK, touch_id=click_id, impression_id=f"imp{n}",
+                    account_id=account.id, campaign_id=1, ad_group_id=1, creative_id=1, ad_space_id=1,
+                    publisher_id=1, bid_type="cpc", price_micros=100_000, country="ID", placement_type="banner",
+                    app_package=app.package_name, gaid=normalise_gaid(gaid), occurred_at=clicked)
+                for fields in (
+                    {"clickid": click_id if n % 2 else "", "advertising_id": gaid,
+                     "install_unix_ts": str(int(now.timestamp()))},
+                    {"clickid": click_id if n % 2 else "", "advertising_id": gaid, "event_name": "af_purchase",
+                     "event_revenue": "1.99", "event_revenue_currency": "EUR",
+                     "event_time": str(int(now.timestamp()) + 60)},
+                ):
+                    parsed = parse_postback(Partner.APPSFLYER, fields)
+                    attribution.accept_postback(session, app_id=app.id, partner=Partner.APPSFLYER, parsed=parsed,
+                                                method="GET", fields=fields, received_at=now)
+            session.commit()
+        processed = 0
+        started = time.perf_counter()
+        while True:
+            with factory() as session:
+                count, _events = attribution.process_pending(session, secret=secret)
+                session.commit()
+            if count == 0:
+                break
+            processed += count
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+    return {"attribution_events_per_second": round(processed / elapsed, 1) if elapsed else 0.0,
+            "attribution_events": processed}
+
+
+def main() -> None:
+    figures: dict[str, Any] = {"benchmark": "postbacks"}
+    figures.update(http_figures())
+    figures.update(attribution_figures())
+    figures["target_ratio"] = TARGET_RATIO
+    figures["meets_target"] = figures["postbacks_to_healthz_ratio"] >= TARGET_RATIO
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()
