@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from adstack.core.settings import Settings
-from adstack.events.schema import AD_SPACE_APPS_TABLE, EVENT_IDS_TABLE, EVENTS_TABLE, ROLLUP_TABLE
+from adstack.events.schema import DATA_TABLES
 from adstack.events.service import EventStore, get_event_store
 
 
@@ -30,5 +30,5 @@ def store(settings: Settings) -> Iterator[EventStore]:
     yield event_store
     # Control-plane ids restart after each test, so the events of one test must not meet the next.
     event_store.flush()
-    for table in (EVENTS_TABLE, EVENT_IDS_TABLE, ROLLUP_TABLE, AD_SPACE_APPS_TABLE):
+    for table in DATA_TABLES:
         event_store.command(f"TRUNCATE TABLE {table}")

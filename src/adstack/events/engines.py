@@ -24,6 +24,8 @@ QUERY_SETTINGS: dict[str, Any] = {"output_format_json_quote_64bit_integers": 0}
 INSERT_SETTINGS: dict[str, Any] = {
     "deduplicate_blocks_in_dependent_materialized_views": 1,
     "input_format_skip_unknown_fields": 1,
+    # The views already aggregate each block; summing again while inserting costs more than it saves.
+    "optimize_on_insert": 0,
 }
 
 

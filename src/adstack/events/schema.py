@@ -11,7 +11,11 @@ from __future__ import annotations
 EVENTS_TABLE = "events"
 EVENT_IDS_TABLE = "event_ids"
 ROLLUP_TABLE = "event_rollup_hourly"
+# The same rollup without the supply side (ad space, publisher, placement type): far fewer rows, for the
+# advertiser's everyday reports by time, campaign, ad group, creative, country, objective and event.
+CAMPAIGN_ROLLUP_TABLE = "event_rollup_campaign_hourly"
 AD_SPACE_APPS_TABLE = "ad_space_apps"
+DATA_TABLES = (EVENTS_TABLE, EVENT_IDS_TABLE, ROLLUP_TABLE, CAMPAIGN_ROLLUP_TABLE, AD_SPACE_APPS_TABLE)
 
 DEDUP_WINDOW = 10_000
 
@@ -23,11 +27,15 @@ EVENT_COLUMNS = (
     "conversion_event", "attribution_type", "partner", "revenue_micros", "cost_micros", "attrs",
 )
 
-# The dimensions of the rollup key, in key order after account and time.
+# The dimensions of each rollup's key, in key order after account and time.
 ROLLUP_DIMENSIONS = (
     "campaign_id", "ad_group_id", "creative_id", "country", "ad_space_id", "publisher_id", "placement_type",
     "objective", "conversion_event",
 )
+SUPPLY_DIMENSIONS = frozenset({"ad_space_id", "publisher_id", "placement_type"})
+CAMPAIGN_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d not in SUPPLY_DIMENSIONS)
+_TYPES = {"country": "LowCardinality(String)", "placement_type": "LowCardinality(String)",
+          "objective": "LowCardinality(String)", "conversion_event": "LowCardinality(String)"}
 
 # Summed columns of the rollup, each with the expression over a raw event that feeds it.
 ROLLUP_METRICS: dict[str, str] = {
@@ -57,6 +65,42 @@ def _conversion_event_expr() -> str:
     # their rows are not split by a stray value.
     return ("multiIf(event_type = 'install', 'INSTALL', event_type = 'in_app_event', conversion_event, '')"
             " AS conversion_event")
+
+
+def _rollup(table: str, dimensions: tuple[str, ...], metric_columns: str, metric_selects: str,
+            money_selects: str) -> list[str]:
+    """A rollup table and the materialized view that feeds it from the raw events.
+
+    Hourly (UTC) with quarter-hour slices: a UTC hour and the quarter within it. The slices make local
+    days and hours exact in every zone in use, half-hour and 45-minute ones included.
+    """
+    columns = ",\n  ".join(f"{d} {_TYPES.get(d, 'UInt64')}" for d in dimensions)
+    selects = ", ".join(d for d in dimensions if d != "conversion_event")
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+  account_id UInt64,
+  hour DateTime('UTC'),
+  quarter UInt8,
+  {columns},
+  {metric_columns},
+  cost_micros Int64,
+  revenue_micros Int64
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (account_id, hour, quarter, {", ".join(dimensions)})
+{_MERGE_TREE_SETTINGS}""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_mv TO {table} AS
+SELECT
+  account_id,
+  toStartOfHour(occurred_at) AS hour,
+  toUInt8(toMinute(occurred_at) DIV 15) AS quarter,
+  {selects},
+  {_conversion_event_expr()},
+  {metric_selects},
+  {money_selects}
+FROM {EVENTS_TABLE}
+GROUP BY account_id, hour, quarter, {", ".join(dimensions)}""",
+    ]
 
 
 def ddl() -> list[str]:
@@ -100,39 +144,8 @@ ORDER BY event_id
 {_MERGE_TREE_SETTINGS}""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {EVENT_IDS_TABLE}_mv TO {EVENT_IDS_TABLE} AS
 SELECT event_id, account_id FROM {EVENTS_TABLE}""",
-        # Hourly (UTC) rollup with quarter-hour slices: a UTC hour and the quarter within it. The slices
-        # make local days and hours exact in every zone in use, half-hour and 45-minute ones included.
-        f"""CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE} (
-  account_id UInt64,
-  hour DateTime('UTC'),
-  quarter UInt8,
-  campaign_id UInt64,
-  ad_group_id UInt64,
-  creative_id UInt64,
-  country LowCardinality(String),
-  ad_space_id UInt64,
-  publisher_id UInt64,
-  placement_type LowCardinality(String),
-  objective LowCardinality(String),
-  conversion_event LowCardinality(String),
-  {metric_columns},
-  cost_micros Int64,
-  revenue_micros Int64
-) ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (account_id, hour, quarter, {", ".join(ROLLUP_DIMENSIONS)})
-{_MERGE_TREE_SETTINGS}""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {ROLLUP_TABLE}_mv TO {ROLLUP_TABLE} AS
-SELECT
-  account_id,
-  toStartOfHour(occurred_at) AS hour,
-  toUInt8(toMinute(occurred_at) DIV 15) AS quarter,
-  campaign_id, ad_group_id, creative_id, country, ad_space_id, publisher_id, placement_type, objective,
-  {_conversion_event_expr()},
-  {metric_selects},
-  {money_selects}
-FROM {EVENTS_TABLE}
-GROUP BY account_id, hour, quarter, {", ".join(ROLLUP_DIMENSIONS)}""",
+        *_rollup(ROLLUP_TABLE, ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects),
+        *_rollup(CAMPAIGN_ROLLUP_TABLE, CAMPAIGN_ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects),
         # Which publisher app each ad space was seen in, for the media center's package search.
         f"""CREATE TABLE IF NOT EXISTS {AD_SPACE_APPS_TABLE} (
   ad_space_id UInt64,

@@ -15,7 +15,7 @@ from typing import Any
 
 from adstack.core.timeutil import zone
 from adstack.core.vocabulary import IN_APP_EVENTS
-from adstack.events.schema import ROLLUP_TABLE
+from adstack.events.schema import CAMPAIGN_ROLLUP_TABLE, ROLLUP_TABLE, SUPPLY_DIMENSIONS
 from adstack.reports.models import Dimension, Metric, ReportQuery, event_metric
 
 SLOT = "(hour + toIntervalMinute(quarter * 15))"
@@ -148,6 +148,7 @@ class Plan:
     dimension_columns: list[str]
     base_metrics: list[str]
     grouped: bool
+    table: str
 
 
 def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, metrics: list[str],
@@ -176,6 +177,7 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
             conditions.append(f"{column} IN {{f_{name}:{ch_type}}}")
             params[f"f_{name}"] = sorted(str(v) for v in values) if ch_type == "Array(String)" else sorted(values)
     conditions += where
+    table = rollup_for(query, dims, where)
     base = base_metrics_for(metrics + ([sort[0]] if sort and sort[0] in DERIVED else []))
     if sort and sort[0] in BASE_SQL and sort[0] not in base:
         base.append(sort[0])
@@ -190,7 +192,7 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         selects += [f"sum(m_{m}) OVER () AS t_{m}" for m in base]
     if not selects:
         selects = ["count() AS slices"]
-    sql = f"SELECT {', '.join(selects)}\nFROM {ROLLUP_TABLE}\nWHERE {' AND '.join(conditions)}"
+    sql = f"SELECT {', '.join(selects)}\nFROM {table}\nWHERE {' AND '.join(conditions)}"
     if dims:
         aliases = [f"d_{c}" for c in dimension_columns]
         sql += f"\nGROUP BY {', '.join(aliases)}"
@@ -201,4 +203,16 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         sql += f"\nORDER BY {', '.join(order)}"
         if limit is not None:
             sql += f"\nLIMIT {int(limit)} OFFSET {int(offset)}"
-    return Plan(sql=sql, params=params, dimension_columns=dimension_columns, base_metrics=base, grouped=bool(dims))
+    return Plan(sql=sql, params=params, dimension_columns=dimension_columns, base_metrics=base, grouped=bool(dims),
+                table=table)
+
+
+SUPPLY_FILTERS = ("ad_space_ids", "publisher_ids", "placement_types")
+
+
+def rollup_for(query: ReportQuery, dims: list[Dimension], where: Sequence[str]) -> str:
+    """The smallest rollup that holds every dimension and filter: the campaign rollup unless the report
+    looks at the supply side (ad spaces, publishers, placement types)."""
+    supply = any(DIMENSION_SQL[d][1] in SUPPLY_DIMENSIONS for d in dims) or any(
+        getattr(query, f) for f in SUPPLY_FILTERS) or bool(where)
+    return ROLLUP_TABLE if supply else CAMPAIGN_ROLLUP_TABLE

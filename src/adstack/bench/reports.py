@@ -1,0 +1,212 @@
+# ruff: noqa: S608  (statements built from this module's constants; no outside input)
+"""`adstack bench reports --events N`: report latency on the hourly rollup against raw-event scans.
+
+N synthetic events are generated inside the engine (ClickHouse's numbers() table function, no Python
+rows) into the event store's own schema, so the rollup is fed by the same materialized view as in
+production. Then three reports over 30 days for one account run through the report SQL builder, each
+next to the same aggregate written by hand over the raw events: by day and campaign, by hour and
+creative, by country. Each pair must return the same rows; the JSON line gives the p50 latencies and
+their ratio (rollup / raw). Targets: each report <= 1 s at 100 M events and a ratio <= 0.5.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from adstack.core.settings import get_settings
+from adstack.events.engines import QueryResult
+from adstack.events.schema import CAMPAIGN_ROLLUP_TABLE, DATA_TABLES, EVENTS_TABLE, ROLLUP_TABLE
+from adstack.events.service import EventStore
+from adstack.reports import query as report_sql
+from adstack.reports.models import Dimension, Granularity, Metric, ReportQuery
+
+ACCOUNT_ID = 1
+TIME_ZONE = "Asia/Singapore"
+DAYS = 30
+CHUNK = 5_000_000
+RUNS = 7
+TARGET_MS = 1000.0
+TARGET_RATIO = 0.5
+METRICS = [Metric.IMPRESSIONS, Metric.CLICKS, Metric.COST_MICROS, Metric.INSTALLS]
+COUNTRIES = ["ID", "IN", "TH", "VN", "PH", "MY", "SG", "BR", "MX", "RU", "TR", "EG", "NG", "PK", "BD", "SA", "AE",
+             "US", "DE", "FR", "ES", "IT", "GB", "PL", "UA", "KZ", "CO", "AR", "CL", "PE"]
+PLACEMENTS = ["banner", "interstitial", "rewarded_video", "push", "icon", "newsfeed"]
+
+# Event mix per 1000 events, as ad traffic looks: many requests and impressions, few conversions.
+EVENT_MIX = [("request", 400), ("impression", 330), ("charge", 100), ("click", 40), ("video_start", 40),
+             ("video_first_quartile", 20), ("video_complete", 20), ("install", 30), ("in_app_event", 20)]
+
+
+def _event_type_sql(h: str) -> str:
+    cases, bound = [], 0
+    for name, share in EVENT_MIX:
+        bound += share
+        cases.append(f"{h} % 1000 < {bound}, '{name}'")
+    return f"multiIf({', '.join(cases)}, 'request')"
+
+
+def _generate_sql(start: datetime, offset: int, count: int) -> str:
+    """One INSERT ... SELECT of `count` synthetic events numbered from `offset`."""
+    h = "cityHash64(number)"
+    h2 = "cityHash64(number, 7)"
+    # Skewed choices: a uniform value squared favours the first entries, as real traffic does.
+    skew = f"pow(({h2} % 10000) / 10000.0, 3)"
+    account = f"if({h} % 10 = 0, {ACCOUNT_ID}, 2 + ({h} DIV 10) % 19)"  # one account in ten events
+    # Per account: 20 campaigns x 3 ad groups x 4 creatives, most traffic on a few; each campaign targets
+    # two countries.
+    creative = f"toUInt64(floor({skew} * 240))"
+    ad_space = f"toUInt64(1 + floor(pow((({h} DIV 1000) % 10000) / 10000.0, 3) * 500))"
+    countries = "[" + ", ".join(f"'{c}'" for c in COUNTRIES) + "]"
+    placements = "[" + ", ".join(f"'{p}'" for p in PLACEMENTS) + "]"
+    seconds = DAYS * 86400
+    return f"""
+INSERT INTO {EVENTS_TABLE} (event_id, event_type, occurred_at, account_id, campaign_id, ad_group_id, creative_id,
+  ad_space_id, publisher_id, placement_type, country, objective, app_package, conversion_event, revenue_micros,
+  cost_micros)
+SETTINGS optimize_on_insert = 0
+SELECT
+  concat('bench-', toString(number)) AS event_id,
+  {_event_type_sql(h)} AS event_type,
+  toDateTime64({int(start.timestamp())} + ({h} DIV 7) % {seconds}, 3, 'UTC') AS occurred_at,
+  {account} AS account_id,
+  account_id * 1000 + intDiv(creative_index, 12) + 1 AS campaign_id,
+  account_id * 10000 + intDiv(creative_index, 4) + 1 AS ad_group_id,
+  account_id * 100000 + creative_index + 1 AS creative_id,
+  {ad_space} AS ad_space_id,
+  1 + ad_space_id % 100 AS publisher_id,
+  {placements}[1 + ad_space_id % {len(PLACEMENTS)}] AS placement_type,
+  {countries}[1 + (intDiv(creative_index, 12) * 7 + ({h} DIV 100) % 2) % {len(COUNTRIES)}] AS country,
+  if(campaign_id % 4 = 0, 'brand', 'performance') AS objective,
+  concat('com.publisher.app', toString(publisher_id)) AS app_package,
+  if(event_type = 'in_app_event', if({h2} % 3 = 0, 'PURCHASE', 'APP_OPEN'), '') AS conversion_event,
+  if(event_type = 'in_app_event' AND conversion_event = 'PURCHASE', 1000000 + {h2} % 9000000, 0) AS revenue_micros,
+  if(event_type = 'charge', 500 + {h2} % 5000, 0) AS cost_micros
+FROM (SELECT number, {creative} AS creative_index FROM numbers({offset}, {count}))"""
+
+
+# The three reports and the same aggregates by hand over the raw events.
+REPORTS: dict[str, list[Dimension]] = {
+    "day_and_campaign": [Dimension.DATE, Dimension.CAMPAIGN],
+    "hour_and_creative": [Dimension.HOUR, Dimension.CREATIVE],
+    "country": [Dimension.COUNTRY],
+}
+_RAW_DIMENSIONS = {
+    Dimension.DATE: "toDate(toTimeZone(occurred_at, {tz:String}))",
+    Dimension.HOUR: "toUnixTimestamp(toStartOfHour(toTimeZone(occurred_at, {tz:String})))",
+    Dimension.CAMPAIGN: "campaign_id",
+    Dimension.CREATIVE: "creative_id",
+    Dimension.COUNTRY: "country",
+}
+_RAW_METRICS = {
+    "impressions": "countIf(event_type = 'impression')",
+    "clicks": "countIf(event_type = 'click')",
+    "cost_micros": "sumIf(cost_micros, event_type = 'charge')",
+    "installs": "countIf(event_type = 'install')",
+}
+
+
+def _raw_sql(dimensions: list[Dimension], plan: report_sql.Plan) -> str:
+    """The report's page, count and totals, written directly over the raw events."""
+    columns = plan.dimension_columns
+    selects = [f"{_RAW_DIMENSIONS[d]} AS d_{c}" for d, c in zip(dimensions, columns, strict=True)]
+    selects += [f"{_RAW_METRICS[m]} AS m_{m}" for m in plan.base_metrics]
+    selects.append("count() OVER () AS n_rows")
+    selects += [f"sum(m_{m}) OVER () AS t_{m}" for m in plan.base_metrics]
+    return f"""SELECT {', '.join(selects)}
+FROM {EVENTS_TABLE}
+WHERE account_id IN {{accounts:Array(UInt64)}}
+  AND occurred_at >= {{t_from:DateTime('UTC')}} AND occurred_at < {{t_to:DateTime('UTC')}}
+GROUP BY {', '.join(f'd_{c}' for c in columns)}
+ORDER BY m_cost_micros DESC, {', '.join(f'd_{c}' for c in columns)}
+LIMIT 100"""
+
+
+def _p50(store: EventStore, statement: str, params: dict[str, Any]) -> tuple[float, QueryResult]:
+    result = store.query(statement, params, fresh=False)  # warm-up, and the rows to compare
+    timings = []
+    for _ in range(RUNS):
+        began = time.perf_counter()
+        store.query(statement, params, fresh=False)
+        timings.append((time.perf_counter() - began) * 1000)
+    return statistics.median(timings), result
+
+
+def _bench_store(root: Path) -> EventStore:
+    url = get_settings().clickhouse_url
+    if url:  # a server: a database of its own, never the platform's
+        parts = urlsplit(url)
+        return EventStore(journal_dir=root / "journal",
+                          clickhouse_url=urlunsplit(parts._replace(path="/adstack_bench")))
+    return EventStore(journal_dir=root / "journal", chdb_path=root / "chdb")
+
+
+def main(events: int = 100_000_000) -> dict[str, Any]:
+    console = Console(stderr=True)
+    root = Path(tempfile.mkdtemp(prefix="adstack-bench-reports-"))
+    store = _bench_store(root)
+    try:
+        for table in DATA_TABLES:
+            store.command(f"TRUNCATE TABLE IF EXISTS {table}")
+        today = datetime.now(UTC).date()
+        first_day = today - timedelta(days=DAYS - 1)
+        start = datetime.combine(first_day, datetime.min.time(), UTC) - timedelta(hours=8)
+        began = time.perf_counter()
+        with Progress(TextColumn("loading events"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("load", total=events)
+            for offset in range(0, events, CHUNK):
+                count = min(CHUNK, events - offset)
+                store.command(_generate_sql(start, offset, count))
+                progress.advance(task, count)
+        load_seconds = time.perf_counter() - began
+        rollup_rows = {table: store.query(f"SELECT count() FROM {table}", fresh=False).rows[0][0]
+                       for table in (ROLLUP_TABLE, CAMPAIGN_ROLLUP_TABLE)}
+        account_events = store.query(f"SELECT count() FROM {EVENTS_TABLE} WHERE account_id = {ACCOUNT_ID}",
+                                     fresh=False).rows[0][0]
+
+        results: dict[str, Any] = {}
+        for name, dimensions in REPORTS.items():
+            time_dims = [d for d in dimensions if d in (Dimension.DATE, Dimension.HOUR)]
+            granularity = Granularity.HOUR if Dimension.HOUR in time_dims else (
+                Granularity.DAY if time_dims else Granularity.TOTAL)
+            query = ReportQuery(start_date=first_day, end_date=today, granularity=granularity,
+                                dimensions=[d for d in dimensions if d not in time_dims], metrics=METRICS,
+                                account_ids=[ACCOUNT_ID], time_zone=TIME_ZONE, sort="-cost_micros", limit=100)
+            plan = report_sql.build(query, account_ids=[ACCOUNT_ID], tz_name=TIME_ZONE,
+                                    metrics=[m.value for m in METRICS], sort=("cost_micros", True), limit=100,
+                                    offset=0)
+            raw = _raw_sql(query.effective_dimensions(), plan)
+            rollup_ms, rollup_out = _p50(store, plan.sql, plan.params)
+            raw_ms, raw_out = _p50(store, raw, plan.params)
+            results[name] = {
+                "p50_ms": round(rollup_ms, 1), "raw_p50_ms": round(raw_ms, 1),
+                "ratio": round(rollup_ms / raw_ms, 3) if raw_ms else None,
+                "rows": rollup_out.dicts()[0]["n_rows"] if rollup_out.rows else 0,
+                "same_result": rollup_out.rows == raw_out.rows,
+            }
+        passed = all(r["same_result"] and r["p50_ms"] <= TARGET_MS and (r["ratio"] or 0) <= TARGET_RATIO
+                     for r in results.values())
+        line = {
+            "bench": "reports", "engine": "clickhouse" if store.clickhouse_url else "chdb", "events": events,
+            "account_events": account_events, "rollup_rows": rollup_rows, "load_seconds": round(load_seconds, 1),
+            "events_per_second": round(events / load_seconds) if load_seconds else None, "days": DAYS,
+            "time_zone": TIME_ZONE, "reports": results, "target_ms": TARGET_MS, "target_ratio": TARGET_RATIO,
+            "meets_targets": passed,
+        }
+        print(orjson.dumps(line).decode(), flush=True)
+        return line
+    finally:
+        store.close()
+        shutil.rmtree(root, ignore_errors=True)
+
