@@ -20,6 +20,9 @@ from adstack.core.db import Base, make_engine, make_session_factory
 from adstack.core.settings import Settings
 from tests.support import Api
 
+# Cheap argon2id costs for the many sign-ups tests make; read on the first hash, after this line.
+os.environ.setdefault("ADSTACK_ARGON2_PROFILE", "CHEAPEST")
+
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 CORPUS_DIR = SHARED_DIR / "corpus"
 

@@ -87,6 +87,45 @@ def admin_create(
         engine.dispose()
 
 
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    days: Annotated[int, typer.Option(min=1, max=30, help="Days of traffic to simulate, ending today.")] = 3,
+    requests_per_day: Annotated[int, typer.Option(min=10, max=10_000_000, help="Ad requests per day.")] = 700,
+    seed: Annotated[int, typer.Option(help="Random seed, for a repeatable demo.")] = 20261122,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the platform afterwards.")] = False,
+    host: Annotated[str, typer.Option(help="Interface to bind when serving.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port when serving.")] = 8000,
+) -> None:
+    """Build a demo platform and simulate days of traffic through the real path, then print a login."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from adstack.demo import DemoConfig, DemoError, run
+
+    settings = _settings(data_dir or Path("./adstack-data"), public_base_url=f"http://{host}:{port}")
+    config = DemoConfig(days=days, requests_per_day=requests_per_day, seed=seed)
+    with Progress(TextColumn("[bold]simulating traffic"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("traffic", total=days * requests_per_day)
+        try:
+            summary = run(settings, config, progress=lambda done, total: bar.update(task, completed=done))
+        except DemoError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(code=1) from exc
+    console.print(
+        f"requests {summary.requests:,}  ads {summary.ads_served:,}  impressions {summary.impressions:,}  "
+        f"clicks {summary.clicks:,}  postbacks {summary.postbacks:,}  installs sent {summary.installs_sent:,}")
+    console.print(
+        f"ledger charges {summary.ledger_charges_micros / 1e6:,.2f}  report cost {summary.report_cost_micros / 1e6:,.2f}"
+        f"  attributed installs {summary.attributed_installs:,}  report installs {summary.report_installs:,}")
+    console.print(f"console: [bold]{summary.console_url}[/]")
+    console.print(f"admin: {summary.admin_email} / {summary.admin_password}")
+    for email, password in summary.user_logins.items():
+        console.print(f"user:  {email} / {password}")
+    if serve_after:
+        serve(host=host, port=port, data_dir=settings.data_dir)
+
+
 @bench_app.command("serving")
 def bench_serving() -> None:
     """Decision latency at 1,000 and 100,000 ad groups, and HTTP throughput of POST /v1/ads."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -152,7 +153,7 @@ def login(session: Session, *, email: str, password: str, ttl: timedelta) -> tup
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     # Verify against a dummy hash when the user is unknown, so timing does not reveal which emails exist.
     if user is None:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         raise Unauthenticated("email or password is wrong", code="invalid_credentials")
     if not verify_password(user.password_hash, password) or not user.is_active:
         raise Unauthenticated("email or password is wrong", code="invalid_credentials")
@@ -160,7 +161,9 @@ def login(session: Session, *, email: str, password: str, ttl: timedelta) -> tup
     return token, row, user
 
 
-_DUMMY_HASH = hash_password("not-a-real-password")
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("not-a-real-password")
 
 
 def authenticate(session: Session, token: str, *, client: str = "api") -> Principal:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -10,8 +12,25 @@ MAX_UTC_OFFSET = timedelta(hours=12)
 MIN_UTC_OFFSET = timedelta(hours=-12)
 
 
+# Shifts the process's notion of now; only the demo's traffic simulation moves it (see shifted_clock).
+_clock_offset = timedelta(0)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _clock_offset
+
+
+@contextmanager
+def shifted_clock(offset: timedelta) -> Iterator[None]:
+    """Run as if it were `offset` away from now, so a simulation can replay past days through the real
+    endpoints (schedules, daily budgets and report days all follow). Not for use while serving real traffic."""
+    global _clock_offset
+    previous = _clock_offset
+    _clock_offset = offset
+    try:
+        yield
+    finally:
+        _clock_offset = previous
 
 
 def as_utc(value: datetime) -> datetime:

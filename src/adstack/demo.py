@@ -1,0 +1,466 @@
+"""`adstack demo`: build a working platform with realistic data, then simulate days of traffic through the
+real path — ad requests → serving → impressions and clicks → partner postbacks → attribution → billing.
+
+Nothing is inserted into tables directly: every step is an HTTP call to the application (in process), the
+way SDKs, measurement partners and users would make it. Past days are replayed with a shifted clock, so
+schedules, daily budgets and report days behave as they would have on those days.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Role, User
+from adstack.app import create_app
+from adstack.attribution.models import Conversion
+from adstack.core.bootstrap import migrate
+from adstack.core.db import session_scope
+from adstack.core.settings import Settings
+from adstack.core.timeutil import shifted_clock, utcnow
+from adstack.core.vocabulary import ConversionEvent
+from adstack.events.service import get_event_store
+from adstack.finance.models import EntryType, LedgerEntry
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "adstack-demo"
+USER_PASSWORD = "adstack-demo"
+
+
+class DemoError(RuntimeError):
+    """A step of the demo was refused by the platform; the message carries the platform's answer."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    days: int = 3
+    requests_per_day: int = 700
+    devices: int = 600
+    seed: int = 20261122
+
+
+@dataclass
+class DemoSummary:
+    console_url: str
+    admin_email: str
+    admin_password: str
+    user_logins: dict[str, str]
+    requests: int = 0
+    ads_served: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    postbacks: int = 0
+    installs_sent: int = 0
+    events_sent: Counter[str] = field(default_factory=Counter)
+    ledger_charges_micros: int = 0
+    report_cost_micros: int = 0
+    report_installs: int = 0
+    attributed_installs: int = 0
+
+
+# ---------- the platform's cast ----------
+
+PUBLISHERS = (
+    # name, app package, country, ad spaces: (name, placement, accepted formats)
+    ("Mi Browser", "com.mi.globalbrowser", "ID", (
+        ("Browser launch interstitial", "interstitial", ["interstitial_image", "image_600x500"]),
+        ("Browser home banner", "banner", ["image_640x100", "large_image"]),
+        ("Browser news feed", "newsfeed", ["large_newsfeed_image", "large_image"]),
+    )),
+    ("Mi Video", "com.miui.videoplayer", "IN", (
+        ("Video pause interstitial", "interstitial", ["interstitial_image", "image_600x500"]),
+        ("Video list banner", "banner", ["image_640x100"]),
+        ("Video discover feed", "newsfeed", ["large_newsfeed_image"]),
+    )),
+)
+
+CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
+    "moonlight": [
+        {"campaign": "Moonlight launch", "package": "com.moonlight.game", "partner": "appsflyer",
+         "ad_groups": [
+             {"name": "ID interstitial CPC", "placement": "interstitial", "format": "interstitial_image",
+              "countries": ["ID"], "bid_type": "cpc", "bid_micros": 180_000, "daily_budget_micros": 60_000_000},
+             {"name": "IN banner CPC", "placement": "banner", "format": "image_640x100",
+              "countries": ["IN"], "bid_type": "cpc", "bid_micros": 60_000, "daily_budget_micros": 25_000_000},
+         ]},
+    ],
+    "kopi": [
+        {"campaign": "Kopi Wallet installs", "package": "com.kopiwallet.app", "partner": "appmetrica",
+         "ad_groups": [
+             {"name": "ID feed CPA install", "placement": "newsfeed", "format": "large_newsfeed_image",
+              "countries": ["ID"], "bid_type": "cpa", "bid_micros": 900_000, "conversion_event": "INSTALL",
+              "daily_budget_micros": 40_000_000},
+         ]},
+    ],
+    "rangoli": [
+        {"campaign": "Rangoli festive brand", "package": "com.rangoli.shop", "partner": "appsflyer",
+         "objective": "brand",
+         "ad_groups": [
+             {"name": "IN interstitial guaranteed CPM", "placement": "interstitial", "format": "image_600x500",
+              "countries": ["IN"], "bid_type": "guaranteed_cpm", "bid_micros": 2_200_000,
+              "booked_impressions": 400, "daily_budget_micros": 30_000_000},
+         ]},
+        {"campaign": "Rangoli festive sale", "package": "com.rangoli.shop", "partner": "appsflyer",
+         "ad_groups": [
+             {"name": "IN feed CPC", "placement": "newsfeed", "format": "large_newsfeed_image",
+              "countries": ["IN", "ID"], "bid_type": "cpc", "bid_micros": 120_000,
+              "daily_budget_micros": 30_000_000},
+         ]},
+    ],
+}
+
+IMAGE_SIZES = {"interstitial_image": (1200, 628), "image_600x500": (600, 500), "image_640x100": (640, 100),
+               "large_newsfeed_image": (1080, 607)}
+CLICK_RATE = {"interstitial": 0.05, "banner": 0.012, "newsfeed": 0.025}
+INSTALL_RATE_AFTER_CLICK = 0.22
+VIEW_THROUGH_INSTALL_RATE = 0.002
+ORGANIC_INSTALLS_PER_DAY = 6
+IN_APP_EVENTS = (  # partner event name, chance after install, revenue range (USD) or None
+    ("af_purchase", 0.12, (0.99, 19.99)),
+    ("af_ad_revenue", 0.35, (0.01, 0.20)),
+    ("af_complete_registration", 0.45, None),
+    ("af_login", 0.50, None),
+)
+APPMETRICA_EVENTS = (("registration", 0.5, None), ("first_deposit", 0.15, (5.0, 50.0)), ("login", 0.4, None))
+LANGUAGES = {"ID": ["id", "en"], "IN": ["hi", "en"]}
+MODELS = ["Redmi Note 13", "Redmi 13C", "POCO X6", "Xiaomi 14T", "Redmi A3"]
+
+
+def _png(width: int, height: int, label: str, rng: random.Random) -> bytes:
+    image = Image.new("RGB", (width, height), (rng.randrange(40, 200), rng.randrange(40, 200), rng.randrange(40, 200)))
+    ImageDraw.Draw(image).text((8, 8), label, fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+_MACRO = re.compile(r"\$\{\((?P<a>[^)]*)\)!\}|\{\{(?P<b>\w+)\}\}|\{(?P<c>[\w@.]+)\}|\((?P<d>\w+)\)|<#if[^>]*>1<#else>0</#if>")
+
+
+def fill_postback(template: str, values: dict[str, str]) -> str:
+    """Play the measurement partner: replace its macros in our postback template with the conversion's values.
+    Macros we have no value for are left empty, as partners do."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0).startswith("<#if"):
+            return values.get("attributed", "0")
+        name = next(g for g in match.groups() if g is not None)
+        return values.get(name.split(".")[-1], "")
+
+    return _MACRO.sub(replace, template)
+
+
+class Platform:
+    """The application, driven over HTTP."""
+
+    def __init__(self, client: TestClient):
+        self.client = client
+
+    def call(self, method: str, path: str, token: str | None = None, *, expect: int = 200, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.request(method, path, headers=headers, **kwargs)
+        if response.status_code != expect:
+            raise DemoError(f"{method} {path} answered {response.status_code}: {response.text[:400]}")
+        return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
+
+    def login(self, email: str, password: str) -> str:
+        return str(self.call("POST", "/api/v1/auth/login", json={"email": email, "password": password})["access_token"])
+
+
+@dataclass
+class Device:
+    gaid: str
+    country: str
+    language: str
+    model: str
+    installed: set[str] = field(default_factory=set)
+
+
+def _ensure_admin(settings: Settings, factory: Any) -> None:
+    with session_scope(factory) as session:
+        if session.scalar(select(User.id).where(User.email == ADMIN_EMAIL)) is None:
+            accounts.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN)
+
+
+def _register(platform: Platform, admin: str, *, email: str, company: str, kind: str, country: str,
+              time_zone: str) -> tuple[str, int]:
+    existing = platform.client.post("/api/v1/auth/login", json={"email": email, "password": USER_PASSWORD})
+    if existing.status_code == 200:
+        raise DemoError(f"the demo has already run in this data dir ({email} exists); use a fresh --data-dir")
+    body = platform.call("POST", "/api/v1/auth/register", expect=201, json={
+        "email": email, "password": USER_PASSWORD, "type": kind, "company_name": company,
+        "contact_name": "Demo Contact", "contact_email": email, "country": country,
+        "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": time_zone, "accept_agreement": True})
+    token, account_id = body["access_token"], body["account"]["id"]
+    platform.call("POST", f"/api/v1/accounts/{account_id}/submit", token)
+    platform.call("POST", f"/api/v1/accounts/{account_id}/review", admin, json={"decision": "approve"})
+    return token, account_id
+
+
+def build_platform(platform: Platform, admin: str, rng: random.Random) -> dict[str, Any]:
+    """Accounts, inventory, money, apps, campaigns, ad groups and creatives, all approved."""
+    moonlight_token, moonlight_id = _register(
+        platform, admin, email="moonlight@example.com", company="Moonlight Games Pte. Ltd.", kind="advertiser",
+        country="SG", time_zone="Asia/Singapore")
+    agency_token, agency_id = _register(
+        platform, admin, email="agency@example.com", company="Blue Ocean Media (HK) Limited", kind="agency",
+        country="HK", time_zone="Asia/Hong_Kong")
+    sub_accounts: dict[str, int] = {}
+    for key, company, country, zone in (("kopi", "PT Kopi Wallet Indonesia", "MY", "Asia/Jakarta"),
+                                        ("rangoli", "Rangoli Commerce（India）Pvt. Ltd.", "AE", "Asia/Kolkata")):
+        account = platform.call("POST", "/api/v1/accounts", agency_token, expect=201, json={
+            "company_name": company, "contact_name": "Demo Contact", "contact_email": f"{key}@example.com",
+            "country": country, "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": zone})
+        platform.call("POST", f"/api/v1/accounts/{account['id']}/submit", agency_token)
+        platform.call("POST", f"/api/v1/accounts/{account['id']}/review", admin, json={"decision": "approve"})
+        sub_accounts[key] = int(account["id"])
+
+    spaces: list[dict[str, Any]] = []
+    for name, package, country, space_specs in PUBLISHERS:
+        publisher = platform.call("POST", "/api/v1/publishers", admin, expect=201,
+                                  json={"name": name, "app_package": package, "country": country})
+        for space_name, placement, formats in space_specs:
+            space = platform.call("POST", "/api/v1/ad-spaces", admin, expect=201, json={
+                "publisher_id": publisher["id"], "name": space_name, "placement_type": placement,
+                "accepted_formats": formats, "reserve_price_micros": 300_000})
+            spaces.append({**space, "package": package, "country": country})
+
+    # Money: the account manager tops up the advertiser and the agency; the agency funds its sub-accounts.
+    platform.call("POST", "/api/v1/finance/top-ups", admin, expect=201,
+                  json={"account_id": moonlight_id, "amount_micros": 2_000_000_000, "remarks": "Demo top-up"})
+    platform.call("POST", "/api/v1/finance/top-ups", admin, expect=201,
+                  json={"account_id": agency_id, "amount_micros": 5_000_000_000, "remarks": "Demo prepay"})
+    for sub_id in sub_accounts.values():
+        platform.call("POST", "/api/v1/finance/transfers", agency_token, expect=201, json={
+            "kind": "transfer", "sub_account_id": sub_id, "amount_micros": 1_500_000_000, "remarks": "Demo budget"})
+
+    owners = {"moonlight": (moonlight_token, moonlight_id), "kopi": (agency_token, sub_accounts["kopi"]),
+              "rangoli": (agency_token, sub_accounts["rangoli"])}
+    apps: dict[str, dict[str, Any]] = {}
+    for owner, campaigns in CAMPAIGNS.items():
+        token, account_id = owners[owner]
+        for spec in campaigns:
+            if spec["package"] not in apps:
+                app = platform.call("POST", "/api/v1/apps", token, expect=201, json={
+                    "account_id": account_id, "package_name": spec["package"], "name": spec["campaign"].split()[0],
+                    "partner": spec["partner"]})
+                integration = platform.call("GET", f"/api/v1/apps/{app['id']}/integrations/{spec['partner']}",
+                                            token)
+                apps[spec["package"]] = {"id": app["id"], "partner": spec["partner"], "token": token,
+                                         "postback": integration["postback_url_template"],
+                                         "click_id_parameter": integration["click_id_parameter"]}
+            campaign = platform.call("POST", "/api/v1/campaigns", token, expect=201, json={
+                "account_id": account_id, "objective": spec.get("objective", "performance"), "name": spec["campaign"],
+                "promotion_type": "app_download", "package_name": spec["package"]})
+            for group in spec["ad_groups"]:
+                body = {"campaign_id": campaign["id"], "name": group["name"], "placement_type": group["placement"],
+                        "bid_type": group["bid_type"], "bid_micros": group["bid_micros"],
+                        "daily_budget_micros": group["daily_budget_micros"],
+                        "start_at": (utcnow() - timedelta(days=30)).isoformat(),
+                        "targeting": {"countries": group["countries"]}}
+                for optional in ("conversion_event", "booked_impressions"):
+                    if group.get(optional):
+                        body[optional] = group[optional]
+                ad_group = platform.call("POST", "/api/v1/ad-groups", token, expect=201, json=body)
+                creative = _creative(platform, token, account_id, ad_group["id"], group, spec, rng)
+                platform.call("POST", f"/api/v1/ad-groups/{ad_group['id']}/submit", token)
+                platform.call("POST", f"/api/v1/creatives/{creative['id']}/submit", token)
+                platform.call("POST", f"/api/v1/ad-groups/{ad_group['id']}/review", admin,
+                              json={"decision": "approve"})
+                platform.call("POST", f"/api/v1/creatives/{creative['id']}/review", admin,
+                              json={"decision": "approve"})
+    return {"spaces": spaces, "apps": apps, "accounts": [moonlight_id, agency_id, *sub_accounts.values()]}
+
+
+def _upload(platform: Platform, token: str, account_id: int, name: str, content: bytes) -> int:
+    body = platform.call("POST", "/api/v1/media", token, expect=201, files={"file": (name, content, "image/png")},
+                         data={"account_id": str(account_id)})
+    return int(body["id"])
+
+
+def _creative(platform: Platform, token: str, account_id: int, ad_group_id: int, group: dict[str, Any],
+              spec: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    width, height = IMAGE_SIZES[group["format"]]
+    images = [_upload(platform, token, account_id, f"{group['format']}-{n}.png",
+                      _png(width, height, spec["campaign"], rng)) for n in range(2)]
+    icon = _upload(platform, token, account_id, "icon.png", _png(84, 84, "icon", rng))
+    materials: dict[str, Any] = {"titles": [spec["campaign"][:30], "Install now and play"], "images": images}
+    if group["format"] in ("interstitial_image", "large_newsfeed_image"):  # card formats: text, button, icon
+        materials.update(descriptions=["Fast, free and made for your phone"], button_texts=["Install"], icon=icon)
+    return dict(platform.call("POST", "/api/v1/creatives", token, expect=201, json={
+        "ad_group_id": ad_group_id, "name": f"{group['name']} creative", "format": group["format"],
+        "materials": materials,
+        "click_url": f"https://play.google.com/store/apps/details?id={spec['package']}"}))
+
+
+# ---------- traffic ----------
+
+
+def _postback(platform: Platform, app: dict[str, Any], values: dict[str, str], summary: DemoSummary) -> None:
+    url = fill_postback(app["postback"], values)
+    parts = urlsplit(url)
+    platform.call("GET", f"{parts.path}?{parts.query}")
+    summary.postbacks += 1
+
+
+def _conversion_values(partner: str, *, click_id: str, gaid: str, event: str, at: datetime,
+                       revenue: float | None) -> dict[str, str]:
+    stamp = at.astimezone(UTC)
+    return {
+        "clickid": click_id, "click_id": click_id, "label": click_id, "advertising_id": gaid, "google_aid": gaid,
+        "gps_adid": gaid, "event_name": event, "event": event, "name": event,
+        "event_time": stamp.strftime("%Y-%m-%d %H:%M:%S.000"), "event_datetime": stamp.strftime("%Y-%m-%d %H:%M:%S"),
+        "install_unix_ts": str(int(stamp.timestamp())), "install_datetime": stamp.strftime("%Y-%m-%d %H:%M:%S"),
+        "event_revenue": f"{revenue:.2f}" if revenue else "", "revenue": f"{revenue:.2f}" if revenue else "",
+        "event_revenue_currency": "USD" if revenue else "", "currency": "USD" if revenue else "",
+        "transaction_id": uuid.uuid4().hex, "attributed": "1" if click_id else "0",
+        "touch_type": "click" if click_id else "", "match_type": "referrer" if click_id else "",
+    }
+
+
+def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device], *, config: DemoConfig,
+                 rng: random.Random, summary: DemoSummary, advance: Callable[[int], None]) -> None:
+    spaces = cast["spaces"]
+    apps = cast["apps"]
+    for _ in range(config.requests_per_day):
+        device = rng.choice(devices)
+        space = rng.choice([s for s in spaces if s["country"] == device.country] or spaces)
+        answer = platform.call("POST", "/v1/ads", json={
+            "ad_space_id": space["id"], "count": 1,
+            "device": {"gaid": device.gaid, "country": device.country, "language": device.language,
+                       "model": device.model, "os_version": "14", "network": rng.choice(["wifi", "4g"])},
+            "app": {"package": space["package"], "installed_packages": sorted(device.installed)}})
+        summary.requests += 1
+        advance(1)
+        for ad in answer["ads"]:
+            summary.ads_served += 1
+            for url in ad["tracking"]["impression"]:
+                if "/t/imp" in url:
+                    platform.client.get(url)
+                    summary.impressions += 1
+            package = _package_of(ad, apps)
+            app = apps.get(package) if package else None
+            clicked = rng.random() < CLICK_RATE.get(space["placement_type"], 0.02)
+            click_id = ""
+            if clicked:
+                response = platform.client.get(ad["click_url"], follow_redirects=False)
+                summary.clicks += 1
+                location = response.headers.get("location", "")
+                if app is not None:
+                    click_id = parse_qs(urlsplit(location).query).get(app["click_id_parameter"], [""])[0]
+            converts = (clicked and rng.random() < INSTALL_RATE_AFTER_CLICK) or (
+                not clicked and rng.random() < VIEW_THROUGH_INSTALL_RATE)
+            if app is not None and converts and package not in device.installed:
+                _install_and_events(platform, app, device, package, click_id, rng, summary)
+    for _ in range(ORGANIC_INSTALLS_PER_DAY):
+        device = rng.choice(devices)
+        package, app = rng.choice(list(apps.items()))
+        if package not in device.installed:
+            _install_and_events(platform, app, device, package, "", rng, summary)
+
+
+def _package_of(ad: dict[str, Any], apps: dict[str, Any]) -> str | None:
+    landing = ad.get("landing_url") or ad.get("click_url", "")
+    for package in apps:
+        if package in landing:
+            return package
+    return None
+
+
+def _install_and_events(platform: Platform, app: dict[str, Any], device: Device, package: str, click_id: str,
+                        rng: random.Random, summary: DemoSummary) -> None:
+    installed_at = utcnow() + timedelta(seconds=rng.randrange(40, 900))
+    device.installed.add(package)
+    install_name = "install"
+    _postback(platform, app, _conversion_values(app["partner"], click_id=click_id, gaid=device.gaid,
+                                                event=install_name, at=installed_at, revenue=None), summary)
+    summary.installs_sent += 1
+    events = APPMETRICA_EVENTS if app["partner"] == "appmetrica" else IN_APP_EVENTS
+    for name, chance, revenue_range in events:
+        if rng.random() < chance:
+            revenue = round(rng.uniform(*revenue_range), 2) if revenue_range else None
+            at = installed_at + timedelta(minutes=rng.randrange(1, 600))
+            _postback(platform, app, _conversion_values(app["partner"], click_id=click_id, gaid=device.gaid,
+                                                        event=name, at=at, revenue=revenue), summary)
+            summary.events_sent[name] += 1
+
+
+@contextmanager
+def running_app(settings: Settings) -> Iterator[tuple[Platform, Any]]:
+    migrate(settings)
+    app = create_app(settings)
+    with TestClient(app, base_url=settings.public_base_url, raise_server_exceptions=True) as client:
+        yield Platform(client), app
+
+
+def run(settings: Settings, config: DemoConfig | None = None, *,
+        progress: Callable[[int, int], None] | None = None) -> DemoSummary:
+    """Build the demo platform in settings.data_dir and simulate config.days of traffic ending today."""
+    config = config or DemoConfig()
+    rng = random.Random(config.seed)
+    summary = DemoSummary(console_url=f"{settings.public_base_url}/console", admin_email=ADMIN_EMAIL,
+                          admin_password=ADMIN_PASSWORD,
+                          user_logins={e: USER_PASSWORD for e in ("moonlight@example.com", "agency@example.com")})
+    total = config.days * config.requests_per_day
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    with running_app(settings) as (platform, app):
+        _ensure_admin(settings, app.state.session_factory)
+        admin = platform.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        # The cast is built a month back, so every ad group's schedule covers the simulated days.
+        with shifted_clock(timedelta(days=-config.days - 1)):
+            cast = build_platform(platform, admin, rng)
+        devices = [Device(gaid=str(uuid.UUID(int=rng.getrandbits(128), version=4)), country=country,
+                          language=rng.choice(LANGUAGES[country]), model=rng.choice(MODELS))
+                   for country in rng.choices(["ID", "IN"], weights=[55, 45], k=config.devices)]
+        for day in range(config.days, 0, -1):
+            start_of_day = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+            offset = start_of_day - timedelta(days=day - 1) - datetime.now(UTC)
+            with shifted_clock(offset):
+                app.state.serving.refresh(force=True)
+                simulate_day(platform, cast, devices, config=config, rng=rng, summary=summary, advance=advance)
+        app.state.serving.refresh(force=True)
+        platform.call("POST", "/api/v1/postbacks/process", admin)
+        _reconcile(platform, admin, cast, config, summary, app)
+    return summary
+
+
+def _reconcile(platform: Platform, admin: str, cast: dict[str, Any], config: DemoConfig, summary: DemoSummary,
+               app: Any) -> None:
+    """Read back what the platform recorded: the ledger's charges, the report's cost and installs, and the
+    attributed installs."""
+    get_event_store(app.state.settings).flush()
+    today = utcnow().date()
+    with session_scope(app.state.session_factory) as session:
+        charged = session.scalar(select(func.coalesce(func.sum(-LedgerEntry.amount_micros), 0))
+                                 .where(LedgerEntry.entry_type == EntryType.CHARGE.value))
+        attributed = session.scalar(select(func.count()).select_from(Conversion).where(
+            Conversion.conversion_event == ConversionEvent.INSTALL.value,
+            Conversion.attribution_type.in_(("click", "view"))))
+    summary.ledger_charges_micros = int(charged or 0)
+    summary.attributed_installs = int(attributed or 0)
+    report = platform.call("GET", "/api/v1/reports", admin, params={
+        "start_date": (today - timedelta(days=config.days + 2)).isoformat(), "end_date": today.isoformat(),
+        "metrics": ["cost_micros", "installs", "impressions", "clicks"], "time_zone": "UTC"})
+    summary.report_cost_micros = int(report["totals"]["cost_micros"])
+    summary.report_installs = int(report["totals"]["installs"])
