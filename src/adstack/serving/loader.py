@@ -338,14 +338,14 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
                                   accepted_formats=frozenset(space.accepted_formats or ()),
                                   sizes=frozenset(sizes), reserve_price_micros=round(reserve)))
 
-    rows = session.execute(
+    found = session.execute(
         select(AdGroup, Campaign, Account)
         .join(Campaign, Campaign.id == AdGroup.campaign_id)
         .join(Account, Account.id == AdGroup.account_id)
         .where(AdGroup.status == ENABLED, AdGroup.review_status == APPROVED, AdGroup.deleted_at.is_(None),
                Campaign.status == ENABLED, Campaign.deleted_at.is_(None), Account.review_status == APPROVED)
     ).all()
-    rows = [(g, c, a) for g, c, a in rows if g.end_at is None or as_utc(g.end_at) > moment]
+    rows = [(g, c, a) for g, c, a in found if g.end_at is None or as_utc(g.end_at) > moment]
     creatives = _creative_snaps(session, [g.id for g, _, _ in rows], base_url)
     groups: list[AdGroupSnap] = []
     for group, campaign, account in rows:

@@ -48,7 +48,13 @@ from adstack.core.errors import DomainError
 from adstack.serving.engine import Decision
 from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
-from adstack.serving.service import device_identity, third_party_urls, tracking_for, video_trackers
+from adstack.serving.service import (
+    device_identity,
+    request_events,
+    third_party_urls,
+    tracking_for,
+    video_trackers,
+)
 from adstack.serving.snapshot import AdSpaceSnap
 
 MAX_IMPS = 50
@@ -376,8 +382,9 @@ def bid(runtime: ServingRuntime, request: dict[str, Any], *, now: datetime, star
             made = _bid_for(runtime, request, imp, media, slot, placement, native_spec, space, fields, floor,
                             deals, private, currency, now)
             if made is not None:
-                bid_object, decision = made
+                bid_object, decision, ad_request = made
                 bids.append(bid_object)
+                runtime.record(request_events([decision], ad_request))
                 if pending is not None:
                     pending.add(decision)
                 break
@@ -390,7 +397,7 @@ def bid(runtime: ServingRuntime, request: dict[str, Any], *, now: datetime, star
 def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[str, Any], media: str, slot: Slot,
              placement: str, native_spec: dict[str, Any] | None, space: AdSpaceSnap | None,
              fields: dict[str, Any], floor: int, deals: dict[str, float], private: bool, currency: str,
-             now: datetime) -> tuple[dict[str, Any], Decision] | None:
+             now: datetime) -> tuple[dict[str, Any], Decision, AdRequest] | None:
     if space is not None:
         placement = space.placement_type
         slot = Slot(media=slot.media, sizes=slot.sizes or space.sizes, formats=space.accepted_formats,
@@ -460,4 +467,4 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
         bid_object["h"] = combination.height
     if deal_id is not None:
         bid_object["dealid"] = deal_id
-    return bid_object, decision
+    return bid_object, decision, ad_request

@@ -9,6 +9,7 @@ request events, and re-learns the daily traffic curve.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -147,6 +148,12 @@ class ServingRuntime:
                 session.rollback()
             current = self.engine.state
             self.engine.swap(ServingState.build(snapshot, current.rates))
+            del current
+            # A snapshot is millions of long-lived objects: collect what the old one left, then exempt the new one
+            # from the collector's full passes so they never pause requests (it holds no reference cycles; it is
+            # freed by reference counting when replaced).
+            gc.collect()
+            gc.freeze()
             self._signature = signature
             self._money = mark
             self.rebuilds += 1
