@@ -33,26 +33,22 @@ def _number(value: str) -> Decimal | None:
 
 
 def _compare(actual: str, op: ConditionOperator, expected: str) -> bool:
+    """Equality compares numbers as numbers (10 == 10.0) and text case-insensitively; ordering needs numbers."""
     left, right = _number(actual), _number(expected)
-    if left is not None and right is not None:
-        a: Any = left
-        b: Any = right
-    else:
-        a, b = actual.strip().lower(), expected.strip().lower()
-    if op is ConditionOperator.EQ:
-        return bool(a == b)
-    if op is ConditionOperator.NE:
-        return bool(a != b)
-    if isinstance(a, str) != isinstance(b, str):
+    if op in (ConditionOperator.EQ, ConditionOperator.NE):
+        same = left == right if left is not None and right is not None \
+            else actual.strip().lower() == expected.strip().lower()
+        return same if op is ConditionOperator.EQ else not same
+    if left is None or right is None:
         return False
     if op is ConditionOperator.GT:
-        return bool(a > b)
+        return left > right
     if op is ConditionOperator.GTE:
-        return bool(a >= b)
+        return left >= right
     if op is ConditionOperator.LT:
-        return bool(a < b)
+        return left < right
     if op is ConditionOperator.LTE:
-        return bool(a <= b)
+        return left <= right
     return False
 
 
