@@ -147,13 +147,18 @@ def funds(session: Session, account: Account, *, at: datetime | None = None, bal
     spends only while a credit line is in force; its own line lets its balance go down to minus the limit."""
     current = balance_micros(session, account.id) if balance is None else balance
     governor = _postpay_governor(session, account)
+    line = active_credit_line(session, governor.id, at=at) if governor is not None else None
+    return _funds_of(account, governor, line, current)
+
+
+def _funds_of(account: Account, governor: Account | None, line: CreditLine | None, balance: int) -> Funds:
     if governor is None:
-        return Funds(current, 0, max(current, 0), False, None)
-    line = active_credit_line(session, governor.id, at=at)
+        return Funds(balance, 0, max(balance, 0), False, None)
     if line is None:
-        return Funds(current, 0, 0, True, None)
-    limit = line.limit_micros if governor.id == account.id else 0
-    return Funds(current, limit, max(current + limit, 0), False, line if governor.id == account.id else None)
+        return Funds(balance, 0, 0, True, None)
+    own = governor.id == account.id
+    limit = line.limit_micros if own else 0
+    return Funds(balance, limit, max(balance + limit, 0), False, line if own else None)
 
 
 def available_micros(session: Session, account_id: int) -> int:
@@ -196,11 +201,13 @@ class _Statements:
     lock_wallet: Executable  # PostgreSQL: SELECT ... FOR UPDATE; SQLite: a first write takes the write lock
     open_wallet: Executable
     move_wallet: Executable
-    find_charge: Executable
-    find_refusal: Executable
+    find_charges: Executable
+    find_refusals: Executable
     read_counters: Executable
+    read_ad_group_counters: Executable
     add_to_counters: Executable
     insert_entry: Executable
+    insert_entries: Executable
     insert_refusal: Executable
 
 
@@ -219,20 +226,26 @@ def _statements(dialect: str) -> _Statements:
         open_wallet=dialect_insert(_WALLETS).on_conflict_do_nothing(index_elements=["account_id"]),
         move_wallet=update(_WALLETS).where(w.account_id == account).values(
             balance_micros=w.balance_micros + bindparam("p_amount", type_=w.balance_micros.type),
-            entry_count=w.entry_count + 1, updated_at=bindparam("p_now", type_=w.updated_at.type)),
-        find_charge=select(le.id, le.amount_micros, le.requested_micros).where(
-            le.idempotency_key == bindparam("p_key", type_=le.idempotency_key.type)),
-        find_refusal=select(cr.requested_micros, cr.reason).where(
-            cr.charge_id == bindparam("p_charge", type_=cr.charge_id.type)),
+            entry_count=w.entry_count + bindparam("p_entries", type_=w.entry_count.type),
+            updated_at=bindparam("p_now", type_=w.updated_at.type)),
+        find_charges=select(le.id, le.idempotency_key, le.amount_micros, le.requested_micros).where(
+            le.idempotency_key.in_(bindparam("p_keys", expanding=True))),
+        find_refusals=select(cr.charge_id, cr.requested_micros, cr.reason).where(
+            cr.charge_id.in_(bindparam("p_charges", expanding=True))),
         read_counters=select(sc.period, sc.spent_micros, sc.units).where(
             sc.scope == bindparam("p_scope", type_=sc.scope.type),
             sc.scope_id == bindparam("p_scope_id", type_=sc.scope_id.type),
             or_(sc.period == bindparam("p_day", type_=sc.period.type), sc.period == TOTAL_PERIOD)),
+        read_ad_group_counters=select(sc.scope_id, sc.period, sc.spent_micros, sc.units).where(
+            sc.scope == SpendScope.AD_GROUP.value, sc.scope_id.in_(bindparam("p_ids", expanding=True)),
+            sc.period.in_(bindparam("p_periods", expanding=True))),
         add_to_counters=upsert.on_conflict_do_update(
             index_elements=["scope", "scope_id", "period"],
-            set_={"spent_micros": sc.spent_micros + upsert.excluded.spent_micros, "units": sc.units + 1,
+            set_={"spent_micros": sc.spent_micros + upsert.excluded.spent_micros,
+                  "units": sc.units + upsert.excluded.units,
                   "last_charge_at": latest(sc.last_charge_at, upsert.excluded.last_charge_at)}),
         insert_entry=insert(_LEDGER).returning(le.id),
+        insert_entries=insert(_LEDGER).returning(le.id, le.idempotency_key),
         insert_refusal=insert(_REFUSALS),
     )
 
@@ -282,7 +295,7 @@ def _post(session: Session, account: Account, entry_type: EntryType, amount_micr
         "occurred_at": occurred_at or now, "charge_kind": charge_kind, "requested_micros": requested_micros,
         "reference": reference,
     }).scalar_one()
-    conn.execute(sql.move_wallet, {"p_account": account.id, "p_amount": amount_micros, "p_now": now})
+    conn.execute(sql.move_wallet, {"p_account": account.id, "p_amount": amount_micros, "p_entries": 1, "p_now": now})
     return int(entry_id)
 
 
@@ -957,80 +970,172 @@ def apply_charge(session: Session, *, charge_id: str, account_id: int, campaign_
     `pricing.cpm_impression_micros(clearing price)`, CPC the click price, CPA the conversion price, CPT
     `pricing.cpt_slot_micros(...)` for one booked slot (charge id e.g. "cpt:<ad group>:<slot start>").
     """
-    charge_kind = _validate_charge(charge_id, amount_micros, kind)
-    account = session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"account {account_id} not found")
-    view = budget_view(session, ad_group_id)
-    if view.account_id is not None and view.account_id != account_id:
-        raise ValidationFailed.single("ad_group_id", "belongs_to_account",
-                                      f"ad group {ad_group_id} is not in account {account_id}", actual=ad_group_id)
-    occurred = as_utc(occurred_at)
-    key = charge_key(charge_id)
+    return apply_charges(session, [ChargeRequest(charge_id, account_id, campaign_id, ad_group_id, creative_id,
+                                                 amount_micros, kind, occurred_at)])[0]
 
-    balance = _lock_wallet(session, account)
-    sql, conn = _sql(session), session.connection()
-    done = conn.execute(sql.find_charge, {"p_key": key}).first()
-    if done is not None:
-        return ChargeResult(charge_id, ChargeStatus.DUPLICATE, 0, int(done[2] or -done[1]), entry_id=int(done[0]))
-    refused = conn.execute(sql.find_refusal, {"p_charge": charge_id}).first()
-    if refused is not None:
-        return ChargeResult(charge_id, ChargeStatus.DUPLICATE, 0, int(refused[0]), reason=CapReason(refused[1]))
 
-    ad_group_day = local_day(occurred, view.time_zone or account.time_zone)
-    spent = _ad_group_counters(session, ad_group_id, ad_group_day)
-    spent_today, spent_total = spent.get(ad_group_day, (0, 0)), spent.get(TOTAL_PERIOD, (0, 0))
-    remaining: dict[CapReason, int | None] = {
-        CapReason.DAILY_BUDGET: None if view.daily_budget_micros is None
-        else view.daily_budget_micros - spent_today[0],
-        CapReason.TOTAL_BUDGET: None if view.total_budget_micros is None
-        else view.total_budget_micros - spent_total[0],
-        CapReason.FUNDS: funds(session, account, at=occurred, balance=balance).available_micros,
-    }
-    impressions_left = None
-    if charge_kind is ChargeKind.GUARANTEED_CPM and view.booked_impressions is not None:
-        impressions_left = view.booked_impressions - spent_total[1]
-        # The booking counts impressions, not money: one more impression is all or nothing.
-        remaining[CapReason.BOOKED_VOLUME] = amount_micros if impressions_left > 0 else 0
-    decision = decide(amount_micros, remaining)
-    billed_now = 0 if decision.status is ChargeStatus.REFUSED else 1
-    exhausted = tuple(r for r in decision.exhausted if r is not CapReason.BOOKED_VOLUME
-                      or (impressions_left is not None and impressions_left - billed_now <= 0))
+@dataclass
+class _AccountBatch:
+    """One account's share of a batch: its funds and what the batch moves, kept in memory until written."""
 
-    if decision.status is ChargeStatus.REFUSED:
-        conn.execute(sql.insert_refusal, {
-            "charge_id": charge_id, "account_id": account_id, "campaign_id": campaign_id, "ad_group_id": ad_group_id,
-            "creative_id": creative_id, "kind": charge_kind.value, "requested_micros": amount_micros,
-            "reason": (decision.reason or CapReason.FUNDS).value, "occurred_at": occurred, "created_at": utcnow()})
-        return ChargeResult(charge_id, ChargeStatus.REFUSED, 0, amount_micros, decision.reason, exhausted)
+    account: Account
+    governor: Account | None
+    lines: list[CreditLine]
+    balance: int
+    moved: int = 0
+    entries: int = 0
 
-    charged = decision.charged_micros
-    entry_id = _post(session, account, EntryType.CHARGE, -charged, key=key, campaign_id=campaign_id,
-                     ad_group_id=ad_group_id, creative_id=creative_id, occurred_at=occurred,
-                     charge_kind=charge_kind.value,
-                     requested_micros=amount_micros if charged != amount_micros else None)
-    account_day = local_day(occurred, account.time_zone)
-    conn.execute(sql.add_to_counters, [
-        {"scope": scope.value, "scope_id": scope_id, "period": period, "account_id": account_id,
-         "currency": account.currency, "spent_micros": charged, "units": 1, "last_charge_at": occurred}
-        for scope, scope_id, period in (
-            (SpendScope.AD_GROUP, ad_group_id, ad_group_day), (SpendScope.AD_GROUP, ad_group_id, TOTAL_PERIOD),
-            (SpendScope.CAMPAIGN, campaign_id, ad_group_day), (SpendScope.CAMPAIGN, campaign_id, TOTAL_PERIOD),
-            (SpendScope.ACCOUNT, account_id, account_day), (SpendScope.ACCOUNT, account_id, TOTAL_PERIOD))])
-    return ChargeResult(charge_id, decision.status, charged, amount_micros, decision.reason, exhausted, entry_id)
+    def available_at(self, moment: datetime) -> int:
+        line = next((x for x in self.lines if x.starts_at <= moment < x.ends_at), None)
+        return _funds_of(self.account, self.governor, line, self.balance).available_micros
 
 
 def apply_charges(session: Session, charges: Iterable[ChargeRequest]) -> list[ChargeResult]:
-    """Apply a batch in one transaction (the caller commits)."""
+    """Charge a batch of billable events exactly once each, in one transaction (the caller commits).
+
+    Every charge is decided in order, as if applied one by one, but the database sees a constant number of
+    statements per batch: the wallets are locked once (in account id order, so batches cannot deadlock),
+    earlier decisions and spend counters are read once, and entries, refusals and counters are written in
+    bulk. An invalid charge (empty id, amount <= 0, unknown kind or account, ad group of another account)
+    rejects the whole batch before anything is written.
+    """
     items = list(charges)
-    # Hold the accounts and ad groups for the batch: the session's identity map keeps only what is referenced.
-    held = [*session.scalars(select(Account).where(Account.id.in_({c.account_id for c in items}))),
-            *session.scalars(select(AdGroup).where(AdGroup.id.in_({c.ad_group_id for c in items})))]
-    held.extend(session.scalars(select(Account).where(Account.id.in_(
-        {a.parent_agency_id for a in held if isinstance(a, Account) and a.parent_agency_id is not None}))))
-    return [apply_charge(session, charge_id=c.charge_id, account_id=c.account_id, campaign_id=c.campaign_id,
-                         ad_group_id=c.ad_group_id, creative_id=c.creative_id, amount_micros=c.amount_micros,
-                         kind=c.kind, occurred_at=c.occurred_at) for c in items]
+    kinds = [_validate_charge(c.charge_id, c.amount_micros, c.kind) for c in items]
+    if not items:
+        return []
+    account_rows = {a.id: a for a in session.scalars(select(Account).where(
+        Account.id.in_({c.account_id for c in items})))}
+    views = {g.id: BudgetView(g.id, g.account_id, g.campaign_id, g.time_zone or None, g.daily_budget_micros,
+                              g.total_budget_micros, g.booked_impressions)
+             for g in session.scalars(select(AdGroup).where(AdGroup.id.in_({c.ad_group_id for c in items})))}
+    for c in items:
+        if c.account_id not in account_rows:
+            raise NotFound(f"account {c.account_id} not found")
+        view = views.get(c.ad_group_id)
+        if view is not None and view.account_id != c.account_id:
+            raise ValidationFailed.single("ad_group_id", "belongs_to_account",
+                                          f"ad group {c.ad_group_id} is not in account {c.account_id}",
+                                          actual=c.ad_group_id)
+    sql, conn = _sql(session), session.connection()
+
+    batches: dict[int, _AccountBatch] = {}
+    for account_id in sorted(account_rows):
+        account = account_rows[account_id]
+        balance = _lock_wallet(session, account)
+        governor = _postpay_governor(session, account)
+        lines = list(session.scalars(select(CreditLine).where(CreditLine.account_id == governor.id))) \
+            if governor is not None else []
+        batches[account_id] = _AccountBatch(account, governor, lines, balance)
+
+    # Decisions already taken, by earlier batches or other workers (visible now that the wallets are locked).
+    decided: dict[str, tuple[int | None, int, CapReason | None]] = {}  # charge id -> (entry, requested, reason)
+    charge_ids = list({c.charge_id for c in items})
+    for start in range(0, len(charge_ids), 500):
+        chunk = charge_ids[start:start + 500]
+        for entry_id, key, amount, requested in conn.execute(sql.find_charges,
+                                                             {"p_keys": [charge_key(x) for x in chunk]}):
+            decided[key.removeprefix("charge:")] = (int(entry_id), int(requested or -amount), None)
+        for charge_id, requested, reason in conn.execute(sql.find_refusals, {"p_charges": chunk}):
+            decided[charge_id] = (None, int(requested), CapReason(reason))
+
+    def zone_of(c: ChargeRequest) -> str:
+        view = views.get(c.ad_group_id)
+        return (view.time_zone if view is not None else None) or batches[c.account_id].account.time_zone
+
+    occurred = [as_utc(c.occurred_at) for c in items]
+    days = [local_day(at, zone_of(c)) for c, at in zip(items, occurred, strict=True)]
+    spent: dict[tuple[int, str], list[int]] = {}  # (ad group, period) -> [micros, units]
+    for scope_id, period, micros, units in conn.execute(sql.read_ad_group_counters, {
+            "p_ids": list({c.ad_group_id for c in items}), "p_periods": [*set(days), TOTAL_PERIOD]}):
+        spent[(int(scope_id), period)] = [int(micros), int(units)]
+
+    outcomes: list[tuple[ChargeStatus, int, CapReason | None, tuple[CapReason, ...]]] = []
+    entries: list[dict[str, Any]] = []
+    refusals: list[dict[str, Any]] = []
+    counter_deltas: dict[tuple[str, int, str], list[Any]] = {}  # key -> [account, currency, micros, units, last]
+    now = utcnow()
+    for c, kind, at, day in zip(items, kinds, occurred, days, strict=True):
+        if c.charge_id in decided:
+            outcomes.append((ChargeStatus.DUPLICATE, 0, decided[c.charge_id][2], ()))
+            continue
+        batch = batches[c.account_id]
+        view = views.get(c.ad_group_id)
+        today = spent.setdefault((c.ad_group_id, day), [0, 0])
+        total = spent.setdefault((c.ad_group_id, TOTAL_PERIOD), [0, 0])
+        remaining: dict[CapReason, int | None] = {CapReason.FUNDS: batch.available_at(at)}
+        impressions_left = None
+        if view is not None:
+            remaining[CapReason.DAILY_BUDGET] = (None if view.daily_budget_micros is None
+                                                 else view.daily_budget_micros - today[0])
+            remaining[CapReason.TOTAL_BUDGET] = (None if view.total_budget_micros is None
+                                                 else view.total_budget_micros - total[0])
+            if kind is ChargeKind.GUARANTEED_CPM and view.booked_impressions is not None:
+                impressions_left = view.booked_impressions - total[1]
+                # The booking counts impressions, not money: one more impression is all or nothing.
+                remaining[CapReason.BOOKED_VOLUME] = c.amount_micros if impressions_left > 0 else 0
+        decision = decide(c.amount_micros, remaining)
+        billed = 0 if decision.status is ChargeStatus.REFUSED else 1
+        exhausted = tuple(r for r in decision.exhausted if r is not CapReason.BOOKED_VOLUME
+                          or (impressions_left is not None and impressions_left - billed <= 0))
+        outcomes.append((decision.status, decision.charged_micros, decision.reason, exhausted))
+        if decision.status is ChargeStatus.REFUSED:
+            reason = decision.reason or CapReason.FUNDS
+            refusals.append({"charge_id": c.charge_id, "account_id": c.account_id, "campaign_id": c.campaign_id,
+                             "ad_group_id": c.ad_group_id, "creative_id": c.creative_id, "kind": kind.value,
+                             "requested_micros": c.amount_micros, "reason": reason.value, "occurred_at": at,
+                             "created_at": now})
+            decided[c.charge_id] = (None, c.amount_micros, reason)
+            continue
+        charged = decision.charged_micros
+        account = batch.account
+        entries.append({
+            "account_id": c.account_id, "entry_type": EntryType.CHARGE.value, "amount_micros": -charged,
+            "currency": account.currency, "idempotency_key": charge_key(c.charge_id),
+            "counterparty_account_id": None, "campaign_id": c.campaign_id, "ad_group_id": c.ad_group_id,
+            "creative_id": c.creative_id, "operator_user_id": None, "remarks": "", "created_at": now,
+            "occurred_at": at, "charge_kind": kind.value,
+            "requested_micros": c.amount_micros if charged != c.amount_micros else None, "reference": ""})
+        decided[c.charge_id] = (None, c.amount_micros, None)
+        batch.balance -= charged
+        batch.moved -= charged
+        batch.entries += 1
+        today[0] += charged
+        today[1] += 1
+        total[0] += charged
+        total[1] += 1
+        for key in ((SpendScope.AD_GROUP.value, c.ad_group_id, day),
+                    (SpendScope.AD_GROUP.value, c.ad_group_id, TOTAL_PERIOD),
+                    (SpendScope.CAMPAIGN.value, c.campaign_id, day),
+                    (SpendScope.CAMPAIGN.value, c.campaign_id, TOTAL_PERIOD),
+                    (SpendScope.ACCOUNT.value, c.account_id, local_day(at, account.time_zone)),
+                    (SpendScope.ACCOUNT.value, c.account_id, TOTAL_PERIOD)):
+            delta = counter_deltas.setdefault(key, [c.account_id, account.currency, 0, 0, at])
+            delta[2] += charged
+            delta[3] += 1
+            delta[4] = max(delta[4], at)
+
+    entry_ids: dict[str, int] = {}
+    if entries:
+        for entry_id, key in conn.execute(sql.insert_entries, entries):
+            entry_ids[key.removeprefix("charge:")] = int(entry_id)
+        conn.execute(sql.add_to_counters, [
+            {"scope": scope, "scope_id": scope_id, "period": period, "account_id": account_id, "currency": currency,
+             "spent_micros": micros, "units": units, "last_charge_at": last}
+            for (scope, scope_id, period), (account_id, currency, micros, units, last) in counter_deltas.items()])
+        for batch in batches.values():
+            if batch.entries:
+                conn.execute(sql.move_wallet, {"p_account": batch.account.id, "p_amount": batch.moved,
+                                               "p_entries": batch.entries, "p_now": now})
+    if refusals:
+        conn.execute(sql.insert_refusal, refusals)
+
+    results = []
+    for c, (status, charged, reason, exhausted) in zip(items, outcomes, strict=True):
+        entry_id, requested, _ = decided[c.charge_id]
+        results.append(ChargeResult(c.charge_id, status, charged, c.amount_micros if status is not
+                                    ChargeStatus.DUPLICATE else requested, reason, exhausted,
+                                    entry_ids.get(c.charge_id, entry_id)))
+    return results
 
 
 # ---------- financial records ----------
