@@ -31,7 +31,7 @@ def jpeg(width: int, height: int, **kwargs: bool) -> bytes:
     return image_bytes(width, height, "JPEG", **kwargs)
 
 
-def mp4(seconds: float, width: int = 64, height: int = 36, *, fps: int = 2) -> bytes:
+def mp4(seconds: float, width: int = 64, height: int = 36, *, fps: int = 1) -> bytes:
     """A real H.264 MP4 of black frames; a low frame rate keeps long durations cheap."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
