@@ -100,8 +100,13 @@ MAX_ID = 2**63 - 1
 MAX_IDS = 500
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Objective = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
 SORT_PATTERN = r"^-?[a-z0-9_]{1,64}$"
+
+
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+ReportDay = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 
 
 class ReportQuery(BaseModel):
@@ -109,8 +114,8 @@ class ReportQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start_date: date
-    end_date: date
+    start_date: ReportDay
+    end_date: ReportDay
     granularity: Granularity = Field(default=Granularity.TOTAL, description="total, or one row per local day/hour.")
     dimensions: list[Dimension] = Field(default_factory=list, max_length=12)
     metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS), max_length=len(Metric))
@@ -123,7 +128,7 @@ class ReportQuery(BaseModel):
     publisher_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
     countries: list[CountryCode] = Field(default_factory=list, max_length=300)
     placement_types: list[PlacementType] = Field(default_factory=list, max_length=len(PlacementType))
-    objectives: list[ShortText] = Field(default_factory=list, max_length=20)
+    objectives: list[Objective] = Field(default_factory=list, max_length=20)
     events: list[ConversionEvent] = Field(default_factory=list, max_length=len(ConversionEvent))
     time_zone: str | None = Field(default=None, max_length=64,
                                   description="IANA zone; defaults to the account's (the agency's when summing).")
@@ -302,11 +307,12 @@ class MediaGroup(StrEnum):
 class MediaCenterQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start_date: date
-    end_date: date
+    start_date: ReportDay
+    end_date: ReportDay
     account_id: Id | None = Field(default=None, description="Defaults to your own account; staff may omit it.")
     group_by: MediaGroup = MediaGroup.AD_SPACE
-    package: str | None = Field(default=None, max_length=255, description="Publisher app package contains this.")
+    package: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,255}$",
+                                description="Publisher app package contains this.")
     source: str | None = Field(default=None, max_length=200, description="Publisher (media source) name contains.")
     media_id: Id | None = Field(default=None, description="The publisher app's (media) id.")
     ad_space_id: Id | None = None

@@ -703,9 +703,9 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
             publisher_model = inventory[0]
             conditions = []
             if query.package:
-                conditions.append(publisher_model.app_package.ilike(f"%{query.package}%"))
+                conditions.append(publisher_model.app_package.icontains(query.package, autoescape=True))
             if query.source:
-                conditions.append(publisher_model.name.ilike(f"%{query.source}%"))
+                conditions.append(publisher_model.name.icontains(query.source, autoescape=True))
             publisher_ids.update(session.scalars(select(publisher_model.id).where(*conditions)))
         if query.package and not query.source:
             seen = store.query(
