@@ -3,9 +3,14 @@ page in English and Simplified Chinese."""
 
 from __future__ import annotations
 
+import csv
+import io
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +19,7 @@ from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup
 from adstack.creatives.models import Creative
+from adstack.finance import service as finance
 from adstack.review.models import ReviewStatus
 from tests.console.support import png_bytes
 
@@ -57,6 +63,29 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     return {name: tmp_path / name for name in files}
+
+
+def _device_traffic(base_url: str, ad_space_id: int, *, requests: int, clicks: int) -> tuple[int, int]:
+    """Devices ask for ads as the SDK does, show them (impression URLs) and tap some (click URL).
+
+    Serving picks up the approved, funded ad group within seconds of the change."""
+    shown = tapped = 0
+    with httpx.Client(base_url=base_url, timeout=30) as device:
+        deadline = time.monotonic() + 60
+        while shown < requests:
+            body = {"ad_space_id": ad_space_id, "device": {"country": "SG", "gaid": str(uuid.uuid4())}}
+            ads = device.post("/v1/ads", json=body).json().get("ads", [])
+            if not ads:
+                assert time.monotonic() < deadline, "serving never filled the ad space"
+                time.sleep(1)
+                continue
+            for url in ads[0]["tracking"]["impression"]:
+                assert device.get(url).status_code in (200, 204)
+            shown += 1
+            if tapped < clicks:
+                assert device.get(ads[0]["click_url"]).status_code in (301, 302, 303, 307)
+                tapped += 1
+    return shown, tapped
 
 
 def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, live_server: str, session: Session,
@@ -167,6 +196,55 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
     expect(advertiser.locator(f'[data-balance-account="{account_id}"] [data-balance]')).to_contain_text("1,000.00")
     journey.shot(advertiser, "finance")
 
+    # The platform's catalogue gets a publisher with an interstitial ad space for the traffic to come from.
+    admin.goto("/console/admin/inventory")
+    admin.fill("#p-name", "Mi Video")
+    admin.fill("#p-package", "com.miui.video")
+    admin.fill("#p-country", "SG")
+    admin.click("#add-publisher")
+    expect(admin.locator(".notice.ok")).to_be_visible()
+    admin.fill("#s-name", "Pause interstitial")
+    admin.select_option("#s-placement", "interstitial")
+    admin.check("input[name=accepted_formats][value=interstitial_image]")
+    admin.click("#add-ad-space")
+    expect(admin.locator("[data-ad-space]")).to_have_count(1)
+    journey.shot(admin, "inventory")
+    ad_space_id = int(admin.locator("[data-ad-space]").first.get_attribute("data-ad-space") or 0)
+
+    # 7. Traffic through the real path: ad requests, impressions and clicks from devices in Singapore.
+    impressions, clicks = _device_traffic(live_server, ad_space_id, requests=6, clicks=2)
+
+    # 8. The report shows the traffic and its cost; the CSV download has the same numbers.
+    deadline = time.monotonic() + 60
+    report_url = "/console/reports?granularity=total&dimensions=campaign&metrics=impressions&metrics=clicks" \
+                 "&metrics=cost_micros"
+    while True:
+        advertiser.goto(report_url)
+        totals = advertiser.locator("#report-totals")
+        shown = totals.locator('[data-column="impressions"]')
+        if shown.count() and shown.inner_text().strip() == str(impressions):
+            break
+        assert time.monotonic() < deadline, "the report never showed the traffic: " + advertiser.locator(
+            "main").inner_text()[:1500]
+        time.sleep(1)
+    expect(totals.locator('[data-column="clicks"]')).to_have_text(str(clicks))
+    # The cost shown is what the ledger charged for those clicks (the auction's clearing price).
+    session.expire_all()
+    spent = finance.ad_group_spend_micros(session, ad_group.id)
+    expect(totals.locator('[data-column="cost_micros"]')).to_have_text(f"${spent / 1_000_000:,.2f}")
+    journey.shot(advertiser, "report")
+    with advertiser.expect_download() as download_info:
+        advertiser.click("#download-csv")
+    rows = list(csv.reader(io.StringIO(Path(download_info.value.path()).read_text())))
+    header, campaign_row = rows[0], rows[1]
+    assert campaign_row[header.index("Impressions")] == str(impressions)
+    assert campaign_row[header.index("Clicks")] == str(clicks)
+    advertiser.goto("/console/")
+    expect(advertiser.locator("#tile-spend")).to_contain_text(f"${spent / 1_000_000:,.2f}")
+    journey.shot(advertiser, "overview")
+    advertiser.goto("/console/media-center")
+    journey.shot(advertiser, "media-center")
+
     # 9. Every step is in the operation log, made through the console.
     advertiser.goto("/console/logs")
     journey.shot(advertiser, "operation-logs")
@@ -179,10 +257,14 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
 
     # Every page again in Simplified Chinese, chosen with the language switch.
     for person, pages in ((advertiser, ("/console/", "/console/account", "/console/ads/campaigns",
-                                        f"/console/ads/ad-groups/{ad_group.id}", f"/console/ads/creatives/{creative.id}",
-                                        f"/console/ads/ad-groups/{ad_group.id}/edit", "/console/finance",
-                                        "/console/logs", "/console/announcements")),
-                          (admin, ("/console/admin/review", "/console/admin/top-ups"))):
+                                        "/console/ads/ad-groups", f"/console/ads/ad-groups/{ad_group.id}",
+                                        f"/console/ads/creatives/{creative.id}",
+                                        f"/console/ads/ad-groups/{ad_group.id}/edit",
+                                        f"/console/ads/ad-groups/{ad_group.id}/creatives/new", "/console/ads/new",
+                                        report_url, "/console/media-center", "/console/audiences", "/console/apps",
+                                        "/console/finance", "/console/logs", "/console/announcements")),
+                          (admin, ("/console/admin/review", "/console/admin/inventory", "/console/admin/top-ups",
+                                   "/console/finance", "/console/logs"))):
         for language in ("en", "zh"):
             person.goto(pages[0])
             with person.expect_navigation():
@@ -191,4 +273,5 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
                 person.goto(url)
                 if language == "zh":
                     expect(person.locator("nav[aria-label]")).to_contain_text("概览")
-                journey.shot(person, url.strip("/").replace("/", "-") or "overview")
+                name = url.split("?")[0].removeprefix("/console").strip("/").replace("/", "-") or "overview"
+                journey.shot(person, f"{'admin-' if person is admin else ''}{name}")

@@ -60,6 +60,8 @@ def test_report_builder_table_chart_and_downloads(client: TestClient, session: S
     rows = list(csv.reader(io.StringIO(download.text)))
     by_country = {r[0]: r for r in rows[1:]}
     assert by_country["SG"][1] == "30" and by_country["ID"][1] == "10"
+    by_campaign = client.get("/console/reports?granularity=day&dimensions=campaign&dimensions=ad_group")
+    assert by_campaign.status_code == 200 and 'id="report-totals"' in by_campaign.text
     xlsx = client.get("/console/reports/download?format=xlsx&granularity=day")
     assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
 

@@ -60,10 +60,12 @@ def _day(value: str | None, default: date) -> date:
         return default
 
 
-def display(visitor: Visitor, key: str, value: Any, currency: str | None) -> str:
-    """A report cell as people read it: money in the currency, ratios as percentages."""
+def display(visitor: Visitor, key: str, value: Any, currency: str | None, kind: str = "count") -> str:
+    """A report cell as people read it: money in the currency, ratios as percentages, names and ids as they are."""
     if value is None:
         return "—"
+    if kind not in ("count", "micros", "ratio"):
+        return visitor.gettext("Yes") if value is True else ("" if value is False else str(value))
     fmt = visitor.fmt
     if key.endswith("_micros"):
         return fmt.money(int(value), currency or visitor.currency)
@@ -182,10 +184,10 @@ def report_builder(visitor: UserDep) -> Response:
     cells: list[list[str]] = []
     totals: list[str] = []
     if result is not None:
-        cells = [[display(visitor, c.key, row.get(c.key), result.currency) for c in result.columns]
+        cells = [[display(visitor, c.key, row.get(c.key), result.currency, c.kind) for c in result.columns]
                  for row in result.rows]
-        totals = [display(visitor, c.key, result.totals.get(c.key), result.currency) if c.key in result.totals
-                  else "" for c in result.columns]
+        totals = [display(visitor, c.key, result.totals.get(c.key), result.currency, c.kind)
+                  if c.key in result.totals else "" for c in result.columns]
     download = visitor.request.url.query
     return render(visitor, "reports/reports.html", {
         "values": values, "errors": errors, "result": result, "cells": cells, "totals": totals,
