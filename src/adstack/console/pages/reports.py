@@ -249,10 +249,12 @@ def overview_figures(visitor: Visitor) -> dict[str, Any] | None:
 
 
 def _share_chart(visitor: Visitor, shares: list[Any]) -> dict[str, Any]:
+    """Shares of cost; of impressions while nothing has cost anything yet."""
+    by_cost = any(s.cost_micros for s in shares)
     return {"type": "doughnut", "data": {
         "labels": [s.key for s in shares] or [visitor.gettext("No data yet")],
-        "datasets": [{"label": visitor.gettext("Cost"),
-                      "data": [s.cost_micros / 1_000_000 for s in shares] or [1]}]}}
+        "datasets": [{"label": visitor.gettext("Cost") if by_cost else visitor.gettext("Impressions"),
+                      "data": [s.cost_micros / 1_000_000 if by_cost else s.impressions for s in shares] or [1]}]}}
 
 
 # ---------- media center ----------
