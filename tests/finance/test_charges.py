@@ -84,7 +84,7 @@ def test_eight_workers_apply_ten_thousand_charges_and_five_hundred_duplicates_ex
         worker, position = n % workers, n // workers
         slices[(worker + 1) % workers].insert(position, charges[n])
 
-    results = _run_workers(db, slices, batch=50)
+    results = _run_workers(db, slices, batch=100)
 
     statuses = Counter(r.status for r in results)
     assert statuses == {ChargeStatus.APPLIED: 10_000, ChargeStatus.DUPLICATE: 500}

@@ -9,20 +9,22 @@ counters in step. The lock is
 - SQLite: a write to the wallet row as the transaction's first write, which takes SQLite's single write
   lock the way `BEGIN IMMEDIATE` does, waiting out the busy timeout instead of failing.
 
-Charges (`apply_charge`) are therefore decided one at a time per account: the duplicate check, the cap
-check and the write happen under the lock, so two workers can neither apply the same charge id twice nor
-both spend the last room under a cap. A charge is charged in full while every cap has room, truncated to
-the room left under the tightest cap, and refused (and remembered as refused) once there is none. Caps:
-the ad group's daily budget (a day in the ad group's time zone, by the time the event occurred), its
-total budget, a guaranteed-CPM booking's volume, and the account's funds (its balance, plus the credit
-line in force for a postpay account).
+Charges (`apply_charge`, or `apply_charges` for a batch) are therefore decided one at a time per
+account: the duplicate check, the cap check and the write happen under the lock, so two workers can
+neither apply the same charge id twice nor both spend the last room under a cap. A batch keeps that order
+in memory and reaches the database with a constant number of statements, so the lock is held for a few
+round trips. A charge is charged in full while every cap has room, truncated to the room left under the
+tightest cap, and refused (and remembered as refused, so a redelivery is refused too) once there is none.
+Caps: the ad group's daily budget (a day in the ad group's time zone, by the time the event occurred), its
+total budget, a guaranteed-CPM booking's volume, and the account's funds (its balance, plus the credit line
+in force for a postpay account).
 
-Overspend bound. Billed spend never passes a cap: the overspend in money is 0, against Google Ads' up to
-2x the daily budget on a day, Meta's 75% and Kevel's +-5% of goal. What can pass a cap is delivery that
-arrives after the cap was reached: the events that were already in flight (served, but not yet charged)
-when serving learnt that the cap was reached. Those are refused here and not billed; their number is
-bounded by serving, which stops an ad group on `ChargeResult.exhausted` or on the budget status read from
-this module, and keeps its own hot counters between snapshots.
+Overspend bound. Billed spend never passes a cap: the money overspend is 0, and at most one charge per cap
+is truncated; compare Google Ads (up to 2x the daily budget on a day), Meta (up to 75%) and Kevel (+-5% of
+goal). What can pass a cap is unbilled delivery: the billable events already in flight (served, not yet
+charged) when the cap was reached. Serving learns of it from `ChargeResult.exhausted` at once, and from
+`budget_state`/the ad group's serving status on its next snapshot; the in-flight events are those
+served in between, bounded by serving's own hot counters. They are refused here and never billed.
 
 Charges of deleted campaigns, ad groups and creatives stay: entries are never deleted, and parents' spend
 sums over ids, not over live objects.
