@@ -51,6 +51,8 @@ class DemoConfig:
     requests_per_day: int = 700
     devices: int = 600
     seed: int = 20261122
+    click_rate_scale: float = 1.0  # multiplies the per-placement click rates (small test runs raise it)
+    install_rate: float = 0.22  # installs per click
 
 
 @dataclass
@@ -126,7 +128,6 @@ CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
 IMAGE_SIZES = {"interstitial_image": (1200, 628), "image_600x500": (600, 500), "image_640x100": (640, 100),
                "large_newsfeed_image": (1080, 607)}
 CLICK_RATE = {"interstitial": 0.05, "banner": 0.012, "newsfeed": 0.025}
-INSTALL_RATE_AFTER_CLICK = 0.22
 VIEW_THROUGH_INSTALL_RATE = 0.002
 ORGANIC_INSTALLS_PER_DAY = 6
 IN_APP_EVENTS = (  # partner event name, chance after install, revenue range (USD) or None
@@ -354,7 +355,7 @@ def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device]
                     summary.impressions += 1
             package = _package_of(ad, apps)
             app = apps.get(package) if package else None
-            clicked = rng.random() < CLICK_RATE.get(space["placement_type"], 0.02)
+            clicked = rng.random() < CLICK_RATE.get(space["placement_type"], 0.02) * config.click_rate_scale
             click_id = ""
             if clicked:
                 response = platform.client.get(ad["click_url"], follow_redirects=False)
@@ -362,7 +363,7 @@ def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device]
                 location = response.headers.get("location", "")
                 if app is not None:
                     click_id = parse_qs(urlsplit(location).query).get(app["click_id_parameter"], [""])[0]
-            converts = (clicked and rng.random() < INSTALL_RATE_AFTER_CLICK) or (
+            converts = (clicked and rng.random() < config.install_rate) or (
                 not clicked and rng.random() < VIEW_THROUGH_INSTALL_RATE)
             if app is not None and converts and package not in device.installed:
                 _install_and_events(platform, app, device, package, click_id, rng, summary)

@@ -542,6 +542,7 @@ def _delete_ad_groups(session: Session, principal: Principal, ad_groups: Sequenc
         before = ad_group_snapshot(ad_group)
         ad_group.status = UserStatus.DELETED.value
         ad_group.deleted_at = moment
+        review.withdraw(session, object_type=AD_GROUP, object_id=ad_group.id)
         _record(session, principal, Operation.DELETE, ad_group, before, ad_group_snapshot(ad_group))
     session.flush()
     creatives.delete_creatives_of(session, principal, ad_group_ids=[g.id for g in ad_groups])

@@ -252,6 +252,7 @@ def _soft_delete(session: Session, principal: Principal, creative: Creative, mom
     before = snapshot(creative)
     creative.status = UserStatus.DELETED.value
     creative.deleted_at = moment
+    review.withdraw(session, object_type=CREATIVE, object_id=creative.id)
     _record(session, principal, Operation.DELETE, creative, before, snapshot(creative))
 
 

@@ -126,6 +126,13 @@ def apply(
     return new_status
 
 
+def withdraw(session: Session, *, object_type: str, object_id: int) -> None:
+    """A deleted object leaves the queue; its history stays."""
+    item = _item(session, object_type, object_id)
+    if item is not None:
+        session.delete(item)
+
+
 def expected_review_time_of(session: Session, object_type: str, object_id: int) -> datetime | None:
     item = _item(session, object_type, object_id)
     if item is None or item.status != ReviewStatus.UNDER_REVIEW:
