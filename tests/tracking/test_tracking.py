@@ -140,3 +140,11 @@ def test_click_goes_to_the_store_or_landing_page_without_a_partner(api: Api, set
     response = api.client.get(s.serve(None).click_url, follow_redirects=False)
     assert response.status_code == 302
     assert response.headers["location"].endswith("details?id=com.example.puzzle")
+
+
+def test_nul_bytes_in_a_token_are_refused_and_kept(api: Api, settings: Settings) -> None:
+    admin = api.admin()
+    error = expect(api.client.get("/t/imp?t=ab%00cd.ef"), 400)["error"]
+    assert error["code"] in ("malformed_token", "invalid_signature")
+    items = expect(api.client.get("/api/v1/tracking/invalid", headers=admin.headers), 200)["items"]
+    assert items[0]["token"] == "ab\\x00cd.ef"

@@ -89,7 +89,9 @@ def _merge_fields(query: list[tuple[str, str]], body: bytes, content_type: str) 
         if key not in fields:
             if len(fields) >= MAX_FIELDS:
                 raise _Refused(400, "too_many_fields", f"a postback may have at most {MAX_FIELDS} fields")
-            fields[key[:100]] = (value if isinstance(value, str) else orjson.dumps(value).decode())[:MAX_VALUE_LENGTH]
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            # NUL is never data in a postback, and PostgreSQL text cannot hold it.
+            fields[key[:100].replace("\x00", "")] = text.replace("\x00", "")[:MAX_VALUE_LENGTH]
 
     for key, value in query:
         put(key, value)

@@ -84,8 +84,10 @@ def insert_once(session: Session, table: Table, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when the row is new."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(table).values(**values).on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0) == 1)
+    # RETURNING rather than rowcount: drivers disagree on the rowcount of an insert that did nothing.
+    inserted = session.execute(insert(table).values(**values).on_conflict_do_nothing()
+                               .returning(table.c.id)).first()
+    return inserted is not None
 
 
 # ---------- FX ----------
@@ -197,9 +199,12 @@ def accept_postback(session: Session, *, app_id: int, partner: Partner, parsed: 
 
 def reject_postback(session: Session, *, partner: str, reason: str, message: str, method: str, query: str,
                     content_type: str, body: bytes, client_ip: str) -> RejectedPostback:
-    row = RejectedPostback(partner=partner[:40], reason=reason[:40], message=message[:500], method=method[:8],
-                           query=query[:8000], content_type=content_type[:200],
-                           body=body[:8000].decode("utf-8", "replace"), client_ip=client_ip[:64])
+    def text(value: str, limit: int) -> str:  # kept readable; PostgreSQL text cannot hold NUL
+        return value.replace("\x00", "\\x00")[:limit]
+
+    row = RejectedPostback(partner=text(partner, 40), reason=text(reason, 40), message=text(message, 500),
+                           method=text(method, 8), query=text(query, 8000), content_type=text(content_type, 200),
+                           body=text(body[:8000].decode("utf-8", "replace"), 8000), client_ip=text(client_ip, 64))
     session.add(row)
     return row
 

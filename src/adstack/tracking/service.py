@@ -187,6 +187,7 @@ def record_invalid(session: Session, *, kind: str, error: TokenError, token: str
             claims = decode_token(token, secret, now=datetime.min.replace(tzinfo=now.tzinfo))
         except TokenError:
             claims = None
+    token, user_agent = token.replace("\x00", "\\x00"), user_agent.replace("\x00", "\\x00")  # for PostgreSQL
     session.add(InvalidTraffic(kind=kind, reason=error.reason, message=error.message[:300], token=token[:300],
                                account_id=claims.account_id if claims else None,
                                ad_group_id=claims.ad_group_id if claims else None,
