@@ -133,3 +133,13 @@ def test_documents_are_sniffed_and_capped(api: Api, settings) -> None:  # type: 
     assert too_big.status_code == 413
     assert too_big.json()["error"]["fields"][0]["rule"] == "max_size_bytes"
     assert len(expect(api.client.get(url, headers=adv.headers), 200)) == 1
+
+
+def test_currency_is_fixed_once_the_account_holds_money(api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    url = f"/api/v1/accounts/{adv.account_id}"
+    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
+                           json={"account_id": adv.account_id, "amount_micros": 5_000_000}), 201)
+    refused = expect(api.client.patch(url, headers=adv.headers, json={"currency": "CNY"}), 422)
+    assert refused["error"]["fields"][0]["rule"] == "fixed_once_funded"

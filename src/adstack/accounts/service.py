@@ -376,6 +376,10 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     currency = changes.get("currency", account.currency)
     if {"country", "settlement_entity", "currency"} & changes.keys():
         check_settlement(session, country=country, entity=entity, currency=str(currency))
+    if "currency" in changes and str(currency) != account.currency and _holds_money(session, account.id):
+        raise ValidationFailed.single("currency", "fixed_once_funded",
+                                      "the currency cannot change once the account has ledger entries",
+                                      limit=account.currency, actual=str(currency))
     for field, value in changes.items():
         setattr(account, field, value.value if hasattr(value, "value") else value)
     after = snapshot(account)
@@ -393,6 +397,12 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type=ACCOUNT, object_id=account.id,
                  object_name=account.company_name, account_id=account.id, before=before, after=after)
     return account, notice
+
+
+def _holds_money(session: Session, account_id: int) -> bool:
+    from adstack.finance.models import LedgerEntry  # finance builds on accounts
+
+    return session.scalar(select(LedgerEntry.id).where(LedgerEntry.account_id == account_id).limit(1)) is not None
 
 
 def submit_account(session: Session, principal: Principal, account_id: int) -> Account:

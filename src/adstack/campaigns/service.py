@@ -660,7 +660,7 @@ def spend_by(session: Session, column: InstrumentedAttribute[int | None], ids: I
         stmt = (select(column, func.coalesce(func.sum(-LedgerEntry.amount_micros), 0))
                 .where(LedgerEntry.entry_type == EntryType.CHARGE.value, column.in_(chunk)).group_by(column))
         if since is not None:
-            stmt = stmt.where(LedgerEntry.created_at >= since)
+            stmt = stmt.where(LedgerEntry.occurred_at >= since)
         for key, total in session.execute(stmt):
             if key is not None:
                 totals[int(key)] = int(total or 0)
