@@ -11,8 +11,9 @@ from __future__ import annotations
 EVENTS_TABLE = "events"
 EVENT_IDS_TABLE = "event_ids"
 ROLLUP_TABLE = "event_rollup_hourly"
-# The same rollup without the supply side (ad space, publisher, placement type): far fewer rows, for the
-# advertiser's everyday reports by time, campaign, ad group, creative, country, objective and event.
+# The same rollup without the supply side (ad space, publisher, placement type) and without quarter-hour
+# slices: far fewer rows, for the everyday reports by time, campaign, ad group, creative, country,
+# objective and event in zones whose offset is a whole number of hours.
 CAMPAIGN_ROLLUP_TABLE = "event_rollup_campaign_hourly"
 AD_SPACE_APPS_TABLE = "ad_space_apps"
 DATA_TABLES = (EVENTS_TABLE, EVENT_IDS_TABLE, ROLLUP_TABLE, CAMPAIGN_ROLLUP_TABLE, AD_SPACE_APPS_TABLE)
@@ -68,12 +69,14 @@ def _conversion_event_expr() -> str:
 
 
 def _rollup(table: str, dimensions: tuple[str, ...], metric_columns: str, metric_selects: str,
-            money_selects: str) -> list[str]:
+            money_selects: str, *, quarters: bool) -> list[str]:
     """A rollup table and the materialized view that feeds it from the raw events.
 
-    Hourly (UTC) with quarter-hour slices: a UTC hour and the quarter within it. The slices make local
-    days and hours exact in every zone in use, half-hour and 45-minute ones included.
+    Hourly (UTC); with `quarters`, each hour is split into quarter-hour slices (the column `quarter`),
+    which make local days and hours exact in every zone in use, half-hour and 45-minute ones included.
+    Without, `quarter` is always 0 and the table only serves zones with whole-hour offsets.
     """
+    quarter = "toUInt8(toMinute(occurred_at) DIV 15)" if quarters else "toUInt8(0)"
     columns = ",\n  ".join(f"{d} {_TYPES.get(d, 'UInt64')}" for d in dimensions)
     selects = ", ".join(d for d in dimensions if d != "conversion_event")
     return [
@@ -93,7 +96,7 @@ ORDER BY (account_id, hour, quarter, {", ".join(dimensions)})
 SELECT
   account_id,
   toStartOfHour(occurred_at) AS hour,
-  toUInt8(toMinute(occurred_at) DIV 15) AS quarter,
+  {quarter} AS quarter,
   {selects},
   {_conversion_event_expr()},
   {metric_selects},
@@ -144,8 +147,9 @@ ORDER BY event_id
 {_MERGE_TREE_SETTINGS}""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {EVENT_IDS_TABLE}_mv TO {EVENT_IDS_TABLE} AS
 SELECT event_id, account_id FROM {EVENTS_TABLE}""",
-        *_rollup(ROLLUP_TABLE, ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects),
-        *_rollup(CAMPAIGN_ROLLUP_TABLE, CAMPAIGN_ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects),
+        *_rollup(ROLLUP_TABLE, ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects, quarters=True),
+        *_rollup(CAMPAIGN_ROLLUP_TABLE, CAMPAIGN_ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects,
+                 quarters=False),
         # Which publisher app each ad space was seen in, for the media center's package search.
         f"""CREATE TABLE IF NOT EXISTS {AD_SPACE_APPS_TABLE} (
   ad_space_id UInt64,

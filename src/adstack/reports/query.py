@@ -177,7 +177,7 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
             conditions.append(f"{column} IN {{f_{name}:{ch_type}}}")
             params[f"f_{name}"] = sorted(str(v) for v in values) if ch_type == "Array(String)" else sorted(values)
     conditions += where
-    table = rollup_for(query, dims, where)
+    table = rollup_for(query, dims, where, tz_name)
     base = base_metrics_for(metrics + ([sort[0]] if sort and sort[0] in DERIVED else []))
     if sort and sort[0] in BASE_SQL and sort[0] not in base:
         base.append(sort[0])
@@ -210,9 +210,25 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
 SUPPLY_FILTERS = ("ad_space_ids", "publisher_ids", "placement_types")
 
 
-def rollup_for(query: ReportQuery, dims: list[Dimension], where: Sequence[str]) -> str:
-    """The smallest rollup that holds every dimension and filter: the campaign rollup unless the report
-    looks at the supply side (ad spaces, publishers, placement types)."""
+def rollup_for(query: ReportQuery, dims: list[Dimension], where: Sequence[str], tz_name: str) -> str:
+    """The smallest rollup that answers exactly: the campaign rollup unless the report looks at the
+    supply side (ad spaces, publishers, placement types) or the zone needs quarter-hour slices."""
     supply = any(DIMENSION_SQL[d][1] in SUPPLY_DIMENSIONS for d in dims) or any(
         getattr(query, f) for f in SUPPLY_FILTERS) or bool(where)
-    return ROLLUP_TABLE if supply else CAMPAIGN_ROLLUP_TABLE
+    if supply or not whole_hour_offsets(tz_name, query.start_date, query.end_date):
+        return ROLLUP_TABLE
+    return CAMPAIGN_ROLLUP_TABLE
+
+
+def whole_hour_offsets(tz_name: str, start: date, end: date) -> bool:
+    """Whether the zone's UTC offset is a whole number of hours on every day of the range (and the day
+    either side, where a local day begins or ends)."""
+    tz = zone(tz_name)
+    day = start - timedelta(days=1)
+    while day <= end + timedelta(days=1):
+        for moment in (time(0), time(12)):
+            offset = datetime.combine(day, moment, tzinfo=tz).utcoffset() or timedelta(0)
+            if offset.total_seconds() % 3600:
+                return False
+        day += timedelta(days=1)
+    return True
