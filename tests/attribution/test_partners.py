@@ -162,6 +162,9 @@ def test_garbage_and_unknown_partners_are_refused_and_kept(api: Api, settings: S
     error = expect(api.client.get("/track/m3rd/v1.0?partner=nobody&app=1&sig=x"), 400)["error"]
     assert error["code"] == "unknown_partner"
     assert expect(api.client.get("/track/m3rd/v1.0"), 400)["error"]["code"] == "missing_partner"
+    for app in ("%C2%B2", "0", "99999999999999999999999"):  # superscript two, zero, beyond 64 bits
+        assert expect(api.client.get(f"/track/m3rd/v1.0?partner=appsflyer&app={app}"), 400)["error"]["code"] \
+            == "missing_app"
     forged_sig = query.replace("sig=", "sig=X")
     assert expect(api.client.get(f"/track/m3rd/v1.0?{forged_sig}"), 403)["error"]["code"] == "bad_signature"
     own = query.split("&clickid")[0]

@@ -31,6 +31,8 @@ MAX_FIELDS = 100
 MAX_VALUE_LENGTH = 2000
 MAX_PARAM_VALUE_LENGTH = 500
 MAX_REVENUE = Decimal(10) ** 12
+MAX_REVENUE_PLACES = 12
+MAX_JSON_DEPTH = 8
 # Fields of ours in the postback URL: not the partner's data.
 RESERVED_FIELDS = frozenset({"partner", "app", "sig"})
 
@@ -140,6 +142,9 @@ def parse_revenue(value: str | None, field_name: str) -> Decimal | None:
         raise PostbackError(field_name, "decimal", f"{field_name} is not a number: {text[:60]}") from None
     if not amount.is_finite() or abs(amount) >= MAX_REVENUE:
         raise PostbackError(field_name, "decimal_range", f"{field_name} is out of range: {text[:60]}")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_REVENUE_PLACES:
+        amount = amount.quantize(Decimal(1).scaleb(-MAX_REVENUE_PLACES))  # finer than any currency has
     return amount
 
 
@@ -161,15 +166,17 @@ def parse_flag(value: str | None) -> bool | None:
     return True if lowered in _TRUE else False if lowered in _FALSE else None
 
 
-def flatten(value: Any, prefix: str = "", out: dict[str, str] | None = None) -> dict[str, str]:
+def flatten(value: Any, prefix: str = "", out: dict[str, str] | None = None, depth: int = 0) -> dict[str, str]:
     """Nested JSON as dotted keys, for conditions such as `level` or `event_data.level`."""
     out = {} if out is None else out
+    if depth > MAX_JSON_DEPTH:
+        return out
     if isinstance(value, Mapping):
         for key, inner in value.items():
-            flatten(inner, f"{prefix}{key}" if not prefix else f"{prefix}.{key}", out)
+            flatten(inner, f"{prefix}{key}" if not prefix else f"{prefix}.{key}", out, depth + 1)
     elif isinstance(value, list):
         for index, inner in enumerate(value[:20]):
-            flatten(inner, f"{prefix}.{index}", out)
+            flatten(inner, f"{prefix}.{index}", out, depth + 1)
     elif value is not None and len(out) < MAX_FIELDS:
         out[prefix] = str(value)[:MAX_PARAM_VALUE_LENGTH]
     return out

@@ -157,7 +157,7 @@ async def receive_postback(request: Request) -> ORJSONResponse:
             raise _Refused(400, "unknown_partner", f"unknown measurement partner {partner_text[:40]!r}; "
                            f"expected one of {', '.join(p.value for p in Partner)}", "partner", "enum") from None
         app_text = fields.get("app", "")
-        if not app_text.isdigit() or not 1 <= int(app_text) <= MAX_ID:
+        if not (app_text.isascii() and app_text.isdigit() and len(app_text) <= 19) or not 1 <= int(app_text) <= MAX_ID:
             raise _Refused(400, "missing_app", "the postback URL must carry the app id in `app`", "app", "required")
         app_id = int(app_text)
         settings = request.app.state.settings

@@ -85,21 +85,13 @@ def _charge(session: Session, claims: TrackingClaims, *, charge_id: str, amount_
     return result.charged_micros if result.applied else 0
 
 
-_package_cache: dict[int, str] = {}
-
-
 def advertised_package(session: Session, campaign_id: int) -> str:
-    """The app a campaign promotes ("" for web promotion); cached, since a campaign's app does not change
-    once it serves."""
-    if campaign_id not in _package_cache:
-        from adstack.campaigns.models import Campaign
+    """The app a campaign promotes, "" for web promotion: touchpoints carry it so device matches stay within
+    one app."""
+    from adstack.campaigns.models import Campaign
 
-        campaign = session.get(Campaign, campaign_id)
-        package = (campaign.package_name or "") if campaign is not None else ""
-        if len(_package_cache) > 100_000:
-            _package_cache.clear()
-        _package_cache[campaign_id] = package
-    return _package_cache[campaign_id]
+    campaign = session.get(Campaign, campaign_id)
+    return (campaign.package_name or "") if campaign is not None else ""
 
 
 def _record(session: Session, claims: TrackingClaims, kind: TouchKind, touch_id: str, at: datetime) -> bool:

@@ -1,0 +1,84 @@
+"""Partner adapters as pure functions: missing values, device ids, times, revenue and dedupe keys."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from adstack.attribution.adapters import PostbackError, parse_postback, present
+from adstack.core.vocabulary import Partner
+from adstack.tracking.devices import GaidForm, normalise_gaid
+
+GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
+
+
+@pytest.mark.parametrize("value", ["{gps_adid}", "(clickid)", "${(id)!}", "{{advertising_id}}", "{cl?adstack}",
+                                   "{@postback.clickID}", "", "  ", "null", "undefined", "[CLICK_ID]"])
+def test_unreplaced_macros_and_empty_values_are_missing(value: str) -> None:
+    assert present(value) is None
+
+
+def test_json_values_are_not_mistaken_for_macros() -> None:
+    assert present('{"level": "10"}') == '{"level": "10"}'
+
+
+def test_gaid_forms() -> None:
+    upper = normalise_gaid(GAID.upper())
+    assert upper is not None and (upper.form, upper.value) == (GaidForm.RAW, GAID)
+    md5 = hashlib.md5(GAID.encode()).hexdigest()
+    sha1 = hashlib.sha1(GAID.encode()).hexdigest()
+    from_md5, from_sha1 = normalise_gaid(md5.upper()), normalise_gaid(sha1)
+    assert from_md5 is not None and from_md5.form is GaidForm.MD5 and from_md5.md5 == upper.md5
+    assert from_sha1 is not None and from_sha1.form is GaidForm.SHA1 and from_sha1.sha1 == upper.sha1
+    assert from_md5.device_hash == upper.device_hash
+    for nothing in ("00000000-0000-0000-0000-000000000000", "not-an-id", "{gps_adid}", None):
+        assert normalise_gaid(nothing) is None
+
+
+@pytest.mark.parametrize("text", ["1735732800", "1735732800000", "1735732800.5", "2025-01-01 12:00:00",
+                                  "2025-01-01T12:00:00Z", "2025-01-01 15:00:00+03:00", "2025-01-01 12:00:00.000"])
+def test_times_in_seconds_milliseconds_or_text(text: str) -> None:
+    parsed = parse_postback(Partner.ADJUST, {"activity_kind": "install", "created_at": text})
+    assert parsed.occurred_at is not None
+    assert parsed.occurred_at.replace(microsecond=0) == datetime(2025, 1, 1, 12, tzinfo=UTC)
+
+
+def test_bad_values_name_their_field() -> None:
+    with pytest.raises(PostbackError) as revenue:
+        parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "1,99"})
+    assert (revenue.value.field, revenue.value.rule) == ("event_revenue", "decimal")
+    with pytest.raises(PostbackError) as currency:
+        parse_postback(Partner.APPSFLYER, {"event_name": "x", "event_revenue": "1", "event_revenue_currency": "$"})
+    assert currency.value.field == "event_revenue_currency"
+    with pytest.raises(PostbackError) as when:
+        parse_postback(Partner.BRANCH, {"name": "purchase", "event_timestamp": "yesterday"})
+    assert when.value.field == "event_timestamp"
+
+
+def test_revenue_is_decimal_with_bounded_precision() -> None:
+    parsed = parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "0.1e-999999"})
+    assert parsed.revenue == Decimal(0) and parsed.currency == "USD"
+    exact = parse_postback(Partner.APPMETRICA, {"event_name": "purchase", "revenue": "19.990", "currency": "eur"})
+    assert exact.revenue == Decimal("19.99") and exact.currency == "EUR"
+
+
+def test_dedupe_keys() -> None:
+    fields = {"event_name": "af_purchase", "clickid": "x", "advertising_id": GAID, "event_time": "1735732800"}
+    assert parse_postback(Partner.APPSFLYER, fields).dedupe_key == parse_postback(Partner.APPSFLYER,
+                                                                                  dict(fields)).dedupe_key
+    other = parse_postback(Partner.APPSFLYER, {**fields, "event_time": "1735732801"})
+    assert other.dedupe_key != parse_postback(Partner.APPSFLYER, fields).dedupe_key
+    assert parse_postback(Partner.APPMETRICA, {"transaction_id": "77"}).dedupe_key == "appmetrica:id:77"
+    assert parse_postback(Partner.BRANCH, {"id": "b-9", "name": "install"}).dedupe_key == "branch:id:b-9"
+
+
+def test_partner_install_and_reinstall_signals() -> None:
+    assert parse_postback(Partner.ADJUST, {"activity_kind": "reattribution"}).reattribution
+    assert parse_postback(Partner.KOCHAVA, {"event_name": "_install"}).is_install
+    assert not parse_postback(Partner.KOCHAVA, {"event_name": "purchase"}).is_install
+    session = parse_postback(Partner.ADJUST, {"activity_kind": "session"})
+    assert not session.is_install and session.event_name == "session"
+    assert parse_postback(Partner.BRANCH, {"name": "reinstall", "attributed": "1"}).partner_attributed is True
