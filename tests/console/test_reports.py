@@ -17,7 +17,7 @@ from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.events.models import Event, EventType
 from adstack.events.service import get_event_store
-from tests.console.support import register
+from tests.console.support import csrf_from, register
 
 
 def _advertiser_with_events(client: TestClient, session: Session, settings: Settings) -> int:
@@ -33,7 +33,7 @@ def _advertiser_with_events(client: TestClient, session: Session, settings: Sett
         events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION, occurred_at=now,
                             account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
                             publisher_id=3, placement_type="interstitial", country="SG" if i % 4 else "ID"))
-    for i in range(8):
+    for _ in range(8):
         events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CLICK, occurred_at=now,
                             account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
                             publisher_id=3, placement_type="interstitial", country="SG"))
@@ -75,3 +75,19 @@ def test_overview_and_media_center_show_the_same_traffic(client: TestClient, ses
     assert media.status_code == 200 and 'id="media-center"' in media.text
     listing = client.get("/console/ads/campaigns?cols=impressions&cols=clicks")
     assert listing.status_code == 200
+
+
+def test_long_ranges_run_as_report_jobs(client: TestClient, session: Session, settings: Settings):
+    _advertiser_with_events(client, session, settings)
+    page = client.get("/console/reports?start_date=2025-01-01&granularity=day&dimensions=country")
+    assert page.status_code == 200 and "Run as a background job" in page.text
+    started = client.post("/console/reports/jobs", data={
+        "csrf_token": csrf_from(page.text), "start_date": "2025-01-01", "end_date": utcnow().date().isoformat(),
+        "granularity": "total", "dimensions": "country", "metrics": "impressions", "format": "csv"},
+        follow_redirects=False)
+    assert started.status_code == 303
+    jobs = client.get("/console/reports/jobs")
+    job_id = jobs.text.split('data-job="')[1].split('"')[0]
+    assert 'data-job-status="done"' in jobs.text, jobs.text[-1500:]
+    download = client.get(f"/console/reports/jobs/{job_id}/download")
+    assert download.status_code == 200 and "40" in download.text

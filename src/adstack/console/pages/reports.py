@@ -7,12 +7,15 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
+from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
-from adstack.console.web import ConsoleRoute, UserDep, Visitor, render
+from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError
 from adstack.core.timeutil import utcnow, zone
 from adstack.core.vocabulary import PlacementType
@@ -24,9 +27,11 @@ from adstack.reports.models import (
     Dimension,
     ExportFormat,
     Granularity,
+    JobStatus,
     MediaCenterQuery,
     MediaGroup,
     Metric,
+    ReportJobCreate,
     ReportQuery,
     ReportResult,
 )
@@ -113,9 +118,9 @@ def list_metrics(visitor: Visitor, level: str, ids: list[int], columns: list[str
 # ---------- data analysis ----------
 
 
-def _query_from_params(visitor: Visitor) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The report builder's form values, and the ReportQuery they make."""
-    params = visitor.request.query_params
+def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report builder's form values (from the query string, or a posted form), and the ReportQuery."""
+    params = source if source is not None else visitor.request.query_params
     today = local_today(visitor)
     start = _day(params.get("start_date"), today - timedelta(days=6))
     end = _day(params.get("end_date"), today)
@@ -195,6 +200,8 @@ def report_builder(visitor: UserDep) -> Response:
         "dimensions": [d.value for d in Dimension], "all_metrics": [m.value for m in Metric],
         "granularities": [g.value for g in Granularity], "placements": [p.value for p in PlacementType],
         "pages": max(1, -(-(result.total_rows if result else 0) // PAGE_SIZE)), "download_query": download,
+        "too_long": (date.fromisoformat(values["end_date"]) - date.fromisoformat(values["start_date"])).days
+        >= reports.SYNC_MAX_DAYS,
     })
 
 
@@ -211,6 +218,40 @@ def download_report(visitor: UserDep, format: str = "csv") -> Response:
     filename = f"report-{report_query.start_date}-{report_query.end_date}.{export_format.value}"
     return Response(body, media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# ---------- report jobs: long ranges run in the background ----------
+
+
+@router.post("/reports/jobs")
+async def start_job(visitor: UserDep, request: Request, background: BackgroundTasks) -> Response:
+    """The report as it is set up, for a range too long to run at once: queued, then written to a file."""
+    form = await request.form()
+    _values, query = _query_from_params(visitor, form)
+    query.pop("offset")
+    export_format = choices.enum_or_default(ExportFormat, forms.text(form, "format"), ExportFormat.CSV)
+    job = reports.create_job(visitor.session, visitor.me, ReportJobCreate.model_validate(
+        {**query, "limit": 1_000_000, "format": export_format}))
+    visitor.session.commit()
+    background.add_task(reports.run_job, request.app.state.session_factory, job.id, settings=visitor.settings,
+                        store=get_event_store(visitor.settings))
+    return redirect(with_notice(f"{PREFIX}/reports/jobs", "requested"))
+
+
+@router.get("/reports/jobs")
+def jobs_page(visitor: UserDep) -> Response:
+    jobs = reports.list_jobs(visitor.session, visitor.me, limit=50)
+    running = any(j.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value) for j in jobs)
+    template = "reports/_jobs.html" if visitor.request.headers.get("HX-Request") == "true" else "reports/jobs.html"
+    return render(visitor, template, {"jobs": jobs, "running": running})
+
+
+@router.get("/reports/jobs/{job_id}/download")
+def download_job(job_id: IdPath, visitor: UserDep) -> Response:
+    job = reports.get_job(visitor.session, visitor.me, job_id)
+    path = reports.job_file(visitor.settings, job)
+    media_type = CSV_MEDIA_TYPE if job.format == ExportFormat.CSV.value else XLSX_MEDIA_TYPE
+    return FileResponse(path, media_type=media_type, filename=f"report-{job.id}.{job.format}")
 
 
 # ---------- overview figures ----------
