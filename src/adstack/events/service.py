@@ -126,6 +126,7 @@ class EventStore:
             finally:
                 self._engine.close()
                 self._engine = None
+                self.journal.close()  # file handles too; the next append opens a fresh segment
 
     # ---------- writing ----------
 
