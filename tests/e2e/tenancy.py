@@ -85,6 +85,11 @@ class Tenant:
     def id(self, kind: str) -> int:
         return self.ids[kind][0]
 
+    def ghost(self) -> Tenant:
+        """The same tenant with every id replaced by one nobody has: what a foreign id must answer like."""
+        return Tenant(label=self.label, actor=self.actor, account_id=MAX_ID,
+                      ids={kind: [MAX_ID] * len(ids) for kind, ids in self.ids.items()})
+
     def shows_in(self, response: Response) -> bool:
         return self.label.lower().encode() in response.content.lower()
 
@@ -163,10 +168,7 @@ def build_tenant(api: Api, admin: Actor, actor: Actor, account_id: int, label: s
         "account_id": str(account_id), "amount_micros": "250000000", "remarks": f"{label} wire 7781"},
         files={"file": (f"receipt-{label}.png", png(40, 40), "image/png")})
     keep("request_id", request["id"])
-    line = expect(client.post(f"{API}/finance/credit-lines", headers=admin.headers, json={
-        "account_id": account_id, "limit_micros": 1_000_000_000, "starts_on": (today - timedelta(days=10)).isoformat(),
-        "ends_on": (today + timedelta(days=20)).isoformat(), "remarks": f"{label} postpay contract"}), 201)
-    keep("line_id", line["id"])
+    keep("line_id", grant_credit_line(api, admin, account_id, f"{label} postpay contract"))
 
     job_scope = {"account_ids": [account_id]} if scope else {}
     job = post("/reports/jobs", 202, json={**job_scope, "start_date": (today - timedelta(days=7)).isoformat(),
@@ -181,6 +183,14 @@ def build_tenant(api: Api, admin: Actor, actor: Actor, account_id: int, label: s
     keep("binding_id", binding["id"])
     post(f"/connectors/{connection['id']}/pull", 200, json={})
     return tenant
+
+
+def grant_credit_line(api: Api, admin: Actor, account_id: int, remarks: str) -> int:
+    today = datetime.now(UTC).date()
+    line = expect(api.client.post(f"{API}/finance/credit-lines", headers=admin.headers, json={
+        "account_id": account_id, "limit_micros": 1_000_000_000, "starts_on": (today - timedelta(days=10)).isoformat(),
+        "ends_on": (today + timedelta(days=20)).isoformat(), "remarks": remarks}), 201)
+    return int(line["id"])
 
 
 # ---------- the platform catalogue an operator keeps ----------
@@ -237,18 +247,21 @@ class Operation:
     def tenant_owned(self) -> bool:
         return bool(TENANT_PARAMS & set(self.params))
 
+    @property
+    def catalogue_owned(self) -> bool:
+        return bool(self.params) and not self.tenant_owned
+
 
 def operations(openapi: dict[str, Any]) -> list[Operation]:
-    """Every /api/v1 operation of the OpenAPI document that takes a path parameter."""
+    """Every /api/v1 operation of the OpenAPI document. The public ad, tracking, postback and media-file
+    endpoints live outside /api/v1: signatures and unguessable keys protect them, not tenancy."""
     found = []
     for template, item in openapi["paths"].items():
         if not template.startswith(f"{API}/"):
             continue
         for method, operation in item.items():
-            if method not in {"get", "post", "put", "patch", "delete"}:
-                continue
-            params = tuple(p["name"] for p in operation.get("parameters", []) if p["in"] == "path")
-            if params:
+            if method in {"get", "post", "put", "patch", "delete"}:
+                params = tuple(p["name"] for p in operation.get("parameters", []) if p["in"] == "path")
                 found.append(Operation(method, template, params, "requestBody" in operation))
     return found
 

@@ -42,6 +42,7 @@ from tests.e2e.tenancy import (
     build_catalogue,
     build_tenant,
     catalogue_reads,
+    grant_credit_line,
     is_success,
     missing_path,
     operations,
@@ -102,6 +103,14 @@ class World:
     reference_outcomes: list[Outcome] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     pulls_by_intruders: list[str] = field(default_factory=list)
+    # (caller, operation) -> the status the same call answers when its ids belong to nobody
+    missing_answers: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def missing_answer(self, intruder: Intruder, operation: str, call: tuple[str, str, dict[str, Any]]) -> int:
+        key = (intruder.name, operation)
+        if key not in self.missing_answers:
+            self.missing_answers[key] = _call(self.api, intruder.actor, *call).status_code
+        return self.missing_answers[key]
 
     def outcomes(self) -> Iterator[Outcome]:
         yield from self.path_outcomes
@@ -109,10 +118,11 @@ class World:
         yield from self.reference_outcomes
 
 
-# Who attacks whose objects: every pairing of a direct advertiser and an agency with someone else's account.
+# Whose objects are attacked, and by whom: a direct advertiser's by another advertiser and by an agency, an agency's
+# sub-account's by another agency and by an advertiser.
 ATTACKS: dict[str, tuple[str, ...]] = {
-    "owner": ("rival", "agency A", "agency B"),
-    "sub-account B": ("agency A", "rival", "owner"),
+    "owner": ("rival", "agency A"),
+    "sub-account B": ("agency A", "rival"),
     "sub-account A": ("agency B",),
 }
 
@@ -157,6 +167,7 @@ def _build(api: Api, openapi: dict[str, Any]) -> World:
         expect(api.client.post(f"{API}/finance/transfers", headers=agency.headers, json={
             "kind": "transfer", "sub_account_id": tenant.account_id, "amount_micros": 40_000_000,
             "remarks": f"{tenant.label} monthly allocation"}), 201)
+        tenant.ids["line_id"].append(grant_credit_line(api, admin, agency.account_id or 0, f"{tenant.label} agency"))
     intruders = {
         "owner": Intruder("owner", owner, tenants["owner"]),
         "rival": Intruder("rival", rival, tenants["rival"]),
@@ -224,7 +235,8 @@ def _path_attack(world: World, intruder: Intruder, victim: Tenant) -> Iterator[O
         if not operation.tenant_owned or unmapped(operation):
             continue
         args = request_args(operation, intruder.home)
-        missing = _call(world.api, intruder.actor, operation.method, missing_path(operation, world.catalogue), args)
+        missing = world.missing_answer(intruder, operation.name, (
+            operation.method, missing_path(operation, world.catalogue), args))
         for path in paths_for(operation, victim.ids, world.catalogue):
             response = _call(world.api, intruder.actor, operation.method, path, args)
             outcome = Outcome(intruder.name, victim.label, operation.name, path, response.status_code)
@@ -232,8 +244,8 @@ def _path_attack(world: World, intruder: Intruder, victim: Tenant) -> Iterator[O
                 outcome.problems.append("the request succeeded")
             elif response.status_code not in (403, 404):
                 outcome.problems.append("answered other than 404/403: the request went past the tenancy check")
-            if response.status_code != missing.status_code:
-                outcome.problems.append(f"a missing object answers {missing.status_code}: the two can be told apart")
+            if response.status_code != missing:
+                outcome.problems.append(f"a missing object answers {missing}: the two can be told apart")
             if victim.shows_in(response):
                 outcome.problems.append(f"the response shows {victim.label}'s data")
             yield outcome
@@ -241,7 +253,7 @@ def _path_attack(world: World, intruder: Intruder, victim: Tenant) -> Iterator[O
 
 def _catalogue_attack(world: World, intruder: Intruder) -> Iterator[Outcome]:
     for operation in world.operations:
-        if operation.tenant_owned or unmapped(operation):
+        if not operation.catalogue_owned or unmapped(operation):
             continue
         for path in paths_for(operation, {}, world.catalogue):
             response = _call(world.api, intruder.actor, operation.method, path, request_args(operation, intruder.home))
@@ -251,6 +263,38 @@ def _catalogue_attack(world: World, intruder: Intruder) -> Iterator[Outcome]:
             if not operation.mutates and response.status_code >= 500:
                 outcome.problems.append("a catalogue read failed")
             yield outcome
+    for name, action in STAFF_ACTIONS.items():
+        method, path, args = action(intruder.home, world.catalogue)
+        response = _call(world.api, intruder.actor, method, f"{API}{path}", args)
+        outcome = Outcome(intruder.name, "the platform", name, f"{method.upper()} {API}{path}", response.status_code)
+        if response.status_code != 403:
+            outcome.problems.append("a platform staff action was not refused with 403")
+        yield outcome
+
+
+# Actions without a path parameter that only platform staff may take; a tenant naming its own account is refused.
+StaffAction = Callable[[Tenant, dict[str, Any]], tuple[str, str, dict[str, Any]]]
+STAFF_ACTIONS: dict[str, StaffAction] = {
+    "POST /api/v1/settlement-rules": lambda home, catalogue: ("post", "/settlement-rules", {"json": {
+        "country": "FJ", "entity": "Xiaomi India", "currency": "INR"}}),
+    "POST /api/v1/publishers": lambda home, catalogue: ("post", "/publishers", {"json": {
+        "name": "Tenant publisher", "app_package": "com.tenant.publisher", "country": "SG"}}),
+    "POST /api/v1/ad-spaces": lambda home, catalogue: ("post", "/ad-spaces", {"json": {
+        "publisher_id": catalogue["publisher_id"], "name": "Tenant slot", "placement_type": "banner",
+        "accepted_formats": ["interstitial_image"]}}),
+    "POST /api/v1/audiences/regions": lambda home, catalogue: ("post", "/audiences/regions", {"json": {
+        "code": "TENANT", "name": "Tenant region"}}),
+    "PUT /api/v1/audiences/package-categories": lambda home, catalogue: ("put", "/audiences/package-categories", {
+        "json": {"package": "com.catalogue.pub1", "category": "finance"}}),
+    "POST /api/v1/finance/top-ups": lambda home, catalogue: ("post", "/finance/top-ups", {"json": {
+        "account_id": home.account_id, "amount_micros": 1_000_000_000_000}}),
+    "POST /api/v1/finance/credit-lines": lambda home, catalogue: ("post", "/finance/credit-lines", {"json": {
+        "account_id": home.account_id, "limit_micros": 1_000_000_000_000, "starts_on": _today(),
+        "ends_on": _today()}}),
+    "POST /api/v1/finance/refunds": lambda home, catalogue: ("post", "/finance/refunds", {"json": {
+        "charge_id": "any-charge"}}),
+    "POST /api/v1/postbacks/process": lambda home, catalogue: ("post", "/postbacks/process", {}),
+}
 
 
 # ---------- ids of another tenant inside bodies and queries ----------
@@ -392,11 +436,20 @@ for _path, _id_kind, _param in (
     )(_path, _id_kind, _param))
 
 
+def _as_call(call: tuple[str, str, dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+    method, path, args = call
+    return method, f"{API}{path}", args
+
+
 def _reference_attack(world: World, intruder: Intruder, victim: Tenant) -> Iterator[Outcome]:
+    ghost = victim.ghost()
     for name, (kind, reference) in REFERENCES.items():
         method, path, args = reference(intruder.home, victim)
         response = _call(world.api, intruder.actor, method, f"{API}{path}", args)
         outcome = Outcome(intruder.name, victim.label, name, f"{method.upper()} {API}{path}", response.status_code)
+        missing = world.missing_answer(intruder, name, _as_call(reference(intruder.home, ghost)))
+        if response.status_code != missing:
+            outcome.problems.append(f"ids nobody has answer {missing}: the two can be told apart")
         if kind == "refuse" and is_success(response):
             outcome.problems.append("the request succeeded")
         if kind == "batch" and is_success(response):
@@ -440,8 +493,20 @@ QUIET_LISTS: tuple[str, ...] = (
     f"{API}/reports?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/download?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/media-center?start_date={_week_ago()}&end_date={_today()}",
+    # The platform catalogue: the same for everyone, and nothing of any tenant in it.
+    f"{API}/settlement-rules", f"{API}/publishers", f"{API}/ad-spaces", f"{API}/device-populations",
+    f"{API}/creative-formats", f"{API}/audiences/regions", f"{API}/audiences/package-categories", f"{API}/fx-rates",
 )
 STAFF_LISTS: tuple[str, ...] = (f"{API}/review/queue", f"{API}/tracking/invalid", f"{API}/postbacks/rejected")
+# Operations that name no existing object at all, with the reason.
+NO_OBJECT: dict[str, str] = {
+    "POST /api/v1/auth/login": "signs in",
+    "POST /api/v1/auth/register": "opens a new account of the caller's own",
+    "POST /api/v1/auth/logout": "revokes the token it is sent with",
+    "POST /api/v1/auth/api-keys": "makes a key for the caller's own user",
+    "POST /api/v1/accounts": "an agency's new account is always its own sub-account; only account managers name "
+                             "a parent agency",
+}
 
 
 def _listed_ids(response: Response) -> set[int]:
@@ -454,7 +519,7 @@ def _listed_ids(response: Response) -> set[int]:
 
 
 def test_every_parameterised_route_is_in_the_table(world: World) -> None:
-    names = {operation.name for operation in world.operations}
+    names = {operation.name for operation in world.operations if operation.params}
     assert len(names) > 70 and {"GET /api/v1/campaigns/{campaign_id}", "PUT /api/v1/fx-rates/{currency}"} <= names
     missing = sorted(f"{operation.name} (path parameters {sorted(unmapped(operation))})"
                      for operation in world.operations if unmapped(operation))
@@ -462,6 +527,14 @@ def test_every_parameterised_route_is_in_the_table(world: World) -> None:
                          "to TENANT_PARAMS or CATALOGUE_PARAMS in tests/e2e/tenancy.py:\n" + "\n".join(missing))
     stale = sorted(set(KNOWN_BUGS) - names - set(REFERENCES))
     assert not stale, f"KNOWN_BUGS names routes that no longer exist: {stale}"
+
+
+def test_every_route_without_path_parameters_is_checked_too(world: World) -> None:
+    reads = {f"GET {path.split('?')[0]}" for path in (*(p for p, _ in LISTS), *QUIET_LISTS, *STAFF_LISTS)}
+    checked = reads | {o.path for o in world.reference_outcomes} | set(STAFF_ACTIONS) | set(NO_OBJECT)
+    unchecked = sorted(o.name for o in world.operations if not o.params and o.name not in checked)
+    assert not unchecked, ("routes no isolation check calls; add each to LISTS, QUIET_LISTS, STAFF_LISTS, "
+                           "REFERENCES, STAFF_ACTIONS or NO_OBJECT:\n" + "\n".join(unchecked))
 
 
 def test_owners_and_their_agencies_reach_every_route_of_their_objects(world: World) -> None:
@@ -473,11 +546,22 @@ def test_owners_and_their_agencies_reach_every_route_of_their_objects(world: Wor
     assert len(read_routes) >= 25
 
 
+def status_matrix(outcomes: Iterator[Outcome]) -> str:
+    """Each operation with the statuses its calls got, and who made them."""
+    seen: dict[str, dict[int, set[str]]] = {}
+    for o in outcomes:
+        seen.setdefault(o.operation, {}).setdefault(o.status, set()).add(o.intruder)
+    return "\n".join(f"{operation}: " + ", ".join(f"{status} ({', '.join(sorted(who))})"
+                                                  for status, who in sorted(statuses.items()))
+                     for operation, statuses in sorted(seen.items()))
+
+
 def _unexpected(outcomes: list[Outcome]) -> list[str]:
     return [str(o) for o in outcomes if o.problems and o.operation not in KNOWN_BUGS]
 
 
 def test_no_tenant_reads_or_changes_another_tenants_objects_by_id(world: World) -> None:
+    print(status_matrix(world.outcomes()))  # shown with -rP, and beside any failure
     assert {o.operation for o in world.path_outcomes} == {
         o.name for o in world.operations if o.tenant_owned}, "every tenant route was called"
     problems = _unexpected(world.path_outcomes)
@@ -489,7 +573,7 @@ def test_no_tenant_reads_or_changes_another_tenants_objects_by_id(world: World) 
 
 def test_tenants_read_but_never_change_the_catalogue(world: World) -> None:
     called = {o.operation for o in world.catalogue_outcomes}
-    assert called == {o.name for o in world.operations if not o.tenant_owned}
+    assert called == {o.name for o in world.operations if o.catalogue_owned} | set(STAFF_ACTIONS)
     assert any(o.status == 200 for o in world.catalogue_outcomes if o.operation.startswith("GET "))
     problems = _unexpected(world.catalogue_outcomes)
     assert not problems, "\n".join(problems)
