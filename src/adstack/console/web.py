@@ -116,10 +116,13 @@ class Visitor:
 
 
 def cookie_options(request: Request, *, max_age: int | None = None) -> dict[str, Any]:
+    """HttpOnly and SameSite=Lax always; Secure whenever the console is reached over https (directly, or
+    behind a TLS-terminating proxy whose public address is https)."""
+    settings: Settings = request.app.state.settings
     return {
         "httponly": True,
         "samesite": "lax",
-        "secure": request.url.scheme == "https",
+        "secure": request.url.scheme == "https" or settings.public_base_url.startswith("https://"),
         "path": PREFIX,
         "max_age": max_age,
     }
@@ -202,13 +205,9 @@ async def check_csrf(request: Request, visitor: VisitorDep) -> None:
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else None
     expected = visitor.csrf_token
-    if not sent or not hmac_verify_token(expected, sent):
+    if not sent or not secrets.compare_digest(expected.encode(), sent.encode()):
         raise CsrfRefused("the form is missing its security token or it has expired; reload the page",
                           code="csrf_refused")
-
-
-def hmac_verify_token(expected: str, sent: str) -> bool:
-    return secrets.compare_digest(expected.encode(), sent.encode())
 
 
 # ---------- templates ----------
