@@ -54,6 +54,12 @@ def setup_serving_ad(api: Api) -> dict[str, Any]:
     return {"admin": admin, "actor": actor, "space": space, "group": group, "creative": creative}
 
 
+def ads_now(client: TestClient, space_id: int) -> list[Any]:
+    """The ads served now; none while the new ad space has not reached the snapshot (404)."""
+    response = ad_request(client, space_id)
+    return [] if response.status_code == 404 else list(expect(response, 200)["ads"])
+
+
 def ad_request(client: TestClient, space_id: int, **device: Any) -> Any:
     body = {"ad_space_id": space_id, "count": 2,
             "device": {"gaid": GAID, "country": "ID", "os_version": "13", "model": "Redmi Note 12",
@@ -66,7 +72,7 @@ def test_an_approved_ad_serves_with_assets_and_signed_tracking(api: Api) -> None
     made = setup_serving_ad(api)
     client = api.client
     space_id = made["space"]["id"]
-    assert eventually(lambda: bool(expect(ad_request(client, space_id), 200)["ads"]))
+    assert eventually(lambda: bool(ads_now(client, space_id)))
     body = expect(ad_request(client, space_id), 200)
     (ad,) = body["ads"]
     assert (ad["ad_group_id"], ad["creative_id"]) == (made["group"]["id"], made["creative"]["id"])
@@ -88,13 +94,13 @@ def test_control_plane_changes_reach_serving_without_a_restart(api: Api) -> None
     made = setup_serving_ad(api)
     client, actor = api.client, made["actor"]
     space_id, group_id = made["space"]["id"], made["group"]["id"]
-    assert eventually(lambda: bool(expect(ad_request(client, space_id), 200)["ads"]))
+    assert eventually(lambda: bool(ads_now(client, space_id)))
     runtime = client.app.state.serving  # type: ignore[attr-defined]
     rebuilds = runtime.rebuilds
     expect(client.patch(f"/api/v1/ad-groups/{group_id}", headers=actor.headers, json={"status": "paused"}), 200)
-    assert eventually(lambda: expect(ad_request(client, space_id), 200)["ads"] == [])
+    assert eventually(lambda: ads_now(client, space_id) == [])
     expect(client.patch(f"/api/v1/ad-groups/{group_id}", headers=actor.headers, json={"status": "enabled"}), 200)
-    assert eventually(lambda: bool(expect(ad_request(client, space_id), 200)["ads"]))
+    assert eventually(lambda: bool(ads_now(client, space_id)))
     assert runtime.rebuilds >= rebuilds + 2  # rebuilt in the background, same process
 
 
@@ -102,9 +108,9 @@ def test_unapproved_or_paused_creatives_and_unknown_spaces_do_not_serve(api: Api
     made = setup_serving_ad(api)
     client, actor = api.client, made["actor"]
     space_id = made["space"]["id"]
-    assert eventually(lambda: bool(expect(ad_request(client, space_id), 200)["ads"]))
+    assert eventually(lambda: bool(ads_now(client, space_id)))
     expect(client.post(f"/api/v1/creatives/{made['creative']['id']}/status", headers=actor.headers,
                        json={"status": "paused"}), 200)
-    assert eventually(lambda: expect(ad_request(client, space_id), 200)["ads"] == [])
+    assert eventually(lambda: ads_now(client, space_id) == [])
     assert ad_request(client, 987_654).status_code == 404
     assert client.post("/v1/ads", json={"ad_space_id": 0}).status_code == 422

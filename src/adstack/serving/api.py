@@ -47,8 +47,7 @@ def runtime_of(request: Request) -> ServingRuntime:
                     responses={404: {"description": "No active ad space has this id."}})
 async def request_ads(body: AdRequestIn, request: Request) -> Response:
     """Fill an ad space: ads with assembled assets, signed tracking URLs and expanded third-party trackers."""
-    response = service.serve_sdk_request(runtime_of(request), body, now=utcnow())
-    return _json(response.model_dump())
+    return _json(service.serve_sdk_request(runtime_of(request), body, now=utcnow()))
 
 
 @public_router.post("/openrtb2/bid", summary="OpenRTB 2.6 bid request", openapi_extra=_BID_REQUEST_BODY)
@@ -89,8 +88,19 @@ async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: No
     return Response(status_code=204)
 
 
+def _serve_first(app: FastAPI) -> None:
+    """Move the ad endpoints to the front of the route table: the router tries routes in order, and an ad request
+    should not be compared against every path of the management API first (their paths overlap no other route,
+    so the order changes nothing else)."""
+    routes = app.router.routes
+    ours = [r for r in routes if getattr(r, "original_router", None) is public_router or r in public_router.routes]
+    if ours:
+        routes[:] = ours + [r for r in routes if not any(r is o for o in ours)]
+
+
 def install(app: FastAPI) -> None:
     app.state.serving_bids = openrtb.PendingBids()
+    _serve_first(app)
 
     def start(app: FastAPI) -> None:
         runtime = ServingRuntime(app.state.settings, app.state.session_factory)

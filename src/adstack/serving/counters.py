@@ -144,7 +144,8 @@ class RedisCounters:
     def __init__(self, url: str, *, prefix: str = "adstack:serving:", client: Any = None):
         import redis
 
-        self._redis = client or redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.5)
+        self._redis = client or redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.5,
+                                                     health_check_interval=30)
         self._prefix = prefix
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)

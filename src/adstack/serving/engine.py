@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 import math
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -49,6 +51,8 @@ from adstack.serving.snapshot import (
     CreativeSnap,
     Snapshot,
 )
+
+log = logging.getLogger("adstack.serving")
 
 DAY_KEY_TTL = 3 * 86400
 TIER_CPT = "cpt"
@@ -137,11 +141,18 @@ class DecisionEngine:
         self._blocked_cache: tuple[Snapshot, int, BitMap] | None = None  # (snapshot, generation, ordinals)
         self._blocked_generation = 0
         self._next_expiry = math.inf
+        self._last_counter_failure_log = 0.0
 
     # ---------- state ----------
 
     def swap(self, state: ServingState) -> None:
+        """Serve from a new state. Remembered refusals are dropped: a raised budget or a top-up may lift them."""
         self.state = state
+        with self._block_lock:
+            if self._blocked_until:
+                self._blocked_until.clear()
+                self._next_expiry = math.inf
+                self._blocked_generation += 1
 
     def block(self, ad_group_id: int, until: float) -> None:
         """Skip an ad group until `until` (epoch seconds): its budget, pacing or booking refused a reservation."""
@@ -370,7 +381,11 @@ class DecisionEngine:
                 creative = self._rng.choice(list(creatives))
         cost = expected_cost_micros(group.bid_type, price, pctr, pcvr)
         claims = self._claims(group, request, state, times, cost) + extra
-        failed = self.counters.reserve(claims)
+        try:
+            failed = self.counters.reserve(claims)
+        except Exception:  # the shared counters are unreachable: serve nothing rather than spend blind
+            self._log_counter_failure()
+            return None
         if failed >= 0:
             self._on_refused(group, claims[failed], times)
             return None
@@ -406,6 +421,12 @@ class DecisionEngine:
             claims.append(Claim(_frequency_key(group.id, request.device_key, day), 1, cap=group.frequency_cap,
                                 ttl_seconds=DAY_KEY_TTL))
         return tuple(claims)
+
+    def _log_counter_failure(self) -> None:
+        now = time.monotonic()
+        if now - self._last_counter_failure_log >= 10:
+            self._last_counter_failure_log = now
+            log.exception("budget counters unavailable; not serving until they answer")
 
     def _on_refused(self, group: AdGroupSnap, claim: Claim, times: eligibility.LocalTimes) -> None:
         """Remember a refusal so the next requests skip the ad group without another round trip."""

@@ -39,6 +39,8 @@ TRAFFIC_SECONDS = 300.0
 STATS_SECONDS = 300.0  # outcome counts re-read from the event store's rollup
 EVENTS_SECONDS = 1.0
 STATS_LOOKBACK_DAYS = 30
+DEVICE_REPORT_SECONDS = 600.0
+MAX_REMEMBERED_DEVICE_REPORTS = 500_000
 
 _live: weakref.WeakSet[ServingRuntime] = weakref.WeakSet()
 
@@ -71,6 +73,7 @@ class ServingRuntime:
         self._events_lock = threading.Lock()
         self._last: dict[str, float] = {}
         self.device_profiles: Any = None
+        self._device_reports: dict[tuple[str, int], float] = {}
         self.audience_index: Any = None
         self.rebuilds = 0
         _live.add(self)
@@ -249,6 +252,27 @@ class ServingRuntime:
             elif row["conversion_event"] == wanted:
                 seen.conversions += int(row["convs"])
         self.engine.outcomes.replace(leaves)
+
+    # ---------- device profiles ----------
+
+    def note_device(self, gaid: str, installed_packages: list[str] | None, usage_seconds: dict[str, int] | None,
+                    now: datetime) -> None:
+        """Pass what a request reports about its device to the profile store. A device asks for ads many times
+        a session; the same report within DEVICE_REPORT_SECONDS adds nothing and is skipped (usage time always
+        counts)."""
+        store = self.device_profiles
+        if store is None:
+            return
+        if not usage_seconds:
+            signature = (gaid, hash(tuple(installed_packages)) if installed_packages else 0)
+            moment = now.timestamp()
+            last = self._device_reports.get(signature)
+            if last is not None and moment - last < DEVICE_REPORT_SECONDS:
+                return
+            if len(self._device_reports) >= MAX_REMEMBERED_DEVICE_REPORTS:
+                self._device_reports.clear()
+            self._device_reports[signature] = moment
+        store.record(gaid=gaid, installed_packages=installed_packages or [], usage=usage_seconds, seen_at=now)
 
     # ---------- request events ----------
 

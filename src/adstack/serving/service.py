@@ -9,11 +9,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from adstack.core.errors import NotFound
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
-from adstack.serving.models import AdOut, AdRequestIn, AdResponseOut, AdTracking
+from adstack.serving.models import AdRequestIn
 from adstack.serving.request import AdRequest, parse_os_version
 from adstack.serving.runtime import ServingRuntime, observe_events
 from adstack.serving.snapshot import AdSpaceSnap, PublisherSnap
@@ -83,34 +84,36 @@ def video_trackers(decision: Decision, request: AdRequest, urls: TrackingUrls) -
     return video
 
 
-def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> AdOut:
+def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> dict[str, Any]:
+    """One ad in the shape of `AdOut` (built as a plain dict: this is the hot path)."""
     urls = tracking_for(runtime, decision, request)
     combination = decision.combination
     creative = decision.creative
     impression = [urls.impression_url, *third_party_urls(creative.impression_monitor_urls, decision, request,
                                                           urls.click_id)]
-    return AdOut(
-        impression_id=decision.impression_id, campaign_id=decision.ad_group.campaign_id,
-        ad_group_id=decision.ad_group.id, creative_id=creative.id, format=creative.format,
-        title=combination.title, description=combination.description, image_url=combination.image_url,
-        video_url=combination.video_url, icon_url=combination.icon_url, button=combination.button,
-        width=combination.width, height=combination.height, duration_ms=combination.duration_ms,
-        click_url=urls.click_url, landing_url=creative.click_url,
-        deeplink=third_party_urls([creative.deeplink], decision, request, urls.click_id)[0] if creative.deeplink
-        else "",
-        tracking=AdTracking(impression=impression, click=[],
-                            video=video_trackers(decision, request, urls) if combination.video_url else {}),
-    )
+    return {
+        "impression_id": decision.impression_id, "campaign_id": decision.ad_group.campaign_id,
+        "ad_group_id": decision.ad_group.id, "creative_id": creative.id, "format": creative.format,
+        "title": combination.title, "description": combination.description, "image_url": combination.image_url,
+        "video_url": combination.video_url, "icon_url": combination.icon_url, "button": combination.button,
+        "width": combination.width, "height": combination.height, "duration_ms": combination.duration_ms,
+        "click_url": urls.click_url, "landing_url": creative.click_url,
+        "deeplink": third_party_urls([creative.deeplink], decision, request, urls.click_id)[0]
+        if creative.deeplink else "",
+        "tracking": {"impression": impression, "click": [],
+                     "video": video_trackers(decision, request, urls) if combination.video_url else {}},
+    }
 
 
 def request_events(decisions: Iterable[Decision], request: AdRequest) -> list[Event]:
     """One request event per ad served (the event store keys every event to an account)."""
+    device_hash = _device_hash(request.gaid)
     return [Event(event_id=f"req:{d.impression_id}", event_type=EventType.REQUEST, occurred_at=request.now,
                   account_id=d.ad_group.account_id, campaign_id=d.ad_group.campaign_id, ad_group_id=d.ad_group.id,
                   creative_id=d.creative.id, ad_space_id=request.ad_space_id or 0,
                   publisher_id=request.publisher_id or 0, placement_type=request.placement_type or "",
                   country=request.country or "", objective=d.ad_group.objective, app_package=request.app_package,
-                  device_hash=_device_hash(request.gaid),
+                  device_hash=device_hash,
                   attrs={"tier": d.tier, "bid_type": d.ad_group.bid_type, "price_micros": str(d.price_micros)})
             for d in decisions]
 
@@ -120,17 +123,17 @@ def _device_hash(gaid: str | None) -> int:
     return device.device_hash if device is not None else 0
 
 
-def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> AdResponseOut:
+def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> dict[str, Any]:
+    """The response to an SDK ad request, in the shape of `AdResponseOut`."""
     snapshot = runtime.state.snapshot
     space = snapshot.ad_spaces.get(data.ad_space_id)
     if space is None:
         raise NotFound("no active ad space has this id", code="ad_space_not_found")
     request = build_request(data, space, snapshot.publishers.get(space.publisher_id), now=now)
     decisions = runtime.engine.decide(request, space=space)
-    if request.gaid and runtime.device_profiles is not None:
-        runtime.device_profiles.record(gaid=request.gaid, installed_packages=data.app.installed_packages or [],
-                                       usage=data.app.usage_seconds, seen_at=now)
+    if request.gaid:
+        runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now)
     if decisions:
         runtime.record(request_events(decisions, request))
-    return AdResponseOut(request_id=secrets.token_urlsafe(12), ad_space_id=space.id,
-                         ads=[_ad(runtime, d, request) for d in decisions])
+    return {"request_id": secrets.token_urlsafe(12), "ad_space_id": space.id,
+            "ads": [_ad(runtime, d, request) for d in decisions]}
