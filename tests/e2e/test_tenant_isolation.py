@@ -188,9 +188,9 @@ def _call(api: Api, actor: Actor, method: str, path: str, args: dict[str, Any]) 
 
 
 def _owner_reads(world: World) -> dict[str, Response]:
-    """Everything each tenant can read of its own: every GET route on its objects, and its lists."""
+    """Everything each attacked tenant can read of its own: every GET route on its objects, and its lists."""
     reads = {}
-    for tenant in world.tenants.values():
+    for tenant in (world.tenants[name] for name in ATTACKS):
         for operation in world.operations:
             if operation.method == "get" and operation.tenant_owned:
                 for path in paths_for(operation, tenant.ids, world.catalogue):
@@ -586,7 +586,7 @@ def test_ids_of_another_tenant_in_bodies_and_queries_reach_nothing(world: World)
 
 
 def test_every_object_is_unchanged_after_the_attempts(world: World) -> None:
-    assert len(world.owner_reads) > 200
+    assert len(world.owner_reads) > 150
     assert not world.changed, "objects changed by someone else's requests:\n" + "\n".join(world.changed)
 
 
