@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 from markupsafe import Markup
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Principal, User
@@ -159,6 +160,15 @@ def get_visitor(request: Request, session: SessionDep, settings: SettingsDep) ->
 
 
 VisitorDep = Annotated[Visitor, Depends(get_visitor)]
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form, parsed on the event loop, so page handlers can be plain functions that FastAPI runs in
+    its thread pool (database work and password hashing never block serving on the same loop)."""
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(read_form)]
 
 
 def require_user(visitor: VisitorDep) -> Visitor:

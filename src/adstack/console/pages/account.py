@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
@@ -20,7 +20,7 @@ from adstack.accounts.models import (
 from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
-from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound
 from adstack.review import service as review
@@ -75,8 +75,7 @@ def account_page(account_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/accounts/{account_id}/edit")
-async def edit_account(account_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def edit_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     values = {name: forms.text(form, name) for name in EDITABLE_FIELDS}
     entity, _, currency = forms.text(form, "settlement").partition("|")
     changes: dict[str, Any] = {k: v for k, v in values.items() if v}
@@ -112,8 +111,7 @@ def submit_account(account_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/accounts/{account_id}/documents")
-async def upload_document(account_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def upload_document(account_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     document = forms.upload(form, "document")
     if document is None:
         errors = FormErrors()
@@ -145,8 +143,7 @@ def download_document(account_id: IdPath, document_id: IdPath, visitor: UserDep)
 
 
 @router.post("/accounts/{account_id}/sub-accounts")
-async def create_sub_account(account_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def create_sub_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     values = {name: forms.text(form, name) for name in EDITABLE_FIELDS}
     entity, _, currency = forms.text(form, "settlement").partition("|")
     session = visitor.session
@@ -173,8 +170,7 @@ async def create_sub_account(account_id: IdPath, visitor: UserDep, request: Requ
 
 
 @router.post("/api-keys")
-async def create_api_key(visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def create_api_key(visitor: UserDep, form: FormDep) -> Response:
     name = forms.text(form, "name")[:100]
     if not name:
         errors = FormErrors()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.campaigns import batch as campaign_batch
@@ -25,7 +25,7 @@ from adstack.console import forms
 from adstack.console import service as console
 from adstack.console.forms import FormErrors
 from adstack.console.pages import reports
-from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound, ValidationFailed
 from adstack.core.vocabulary import PlacementType
@@ -169,11 +169,10 @@ def ad_list(level: str, visitor: UserDep) -> Response:
 
 
 @router.post("/ads/{level}/batch")
-async def batch_action(level: str, visitor: UserDep, request: Request) -> Response:
+def batch_action(level: str, visitor: UserDep, form: FormDep) -> Response:
     """Enable, pause or delete the ticked rows through the batch mutate service; each row succeeds or fails
     alone, and the failures are reported by id."""
     object_type = LEVELS[_level(level)]
-    form = await request.form()
     action = forms.text(form, "action")
     if action not in {a.value for a in StatusAction}:
         raise ValidationFailed.single("action", "enum", "choose enable, pause or delete",
@@ -182,7 +181,7 @@ async def batch_action(level: str, visitor: UserDep, request: Request) -> Respon
     back = forms.text(form, "back")
     target = back if back.startswith(f"{PREFIX}/ads/") else f"{PREFIX}/ads/{level}"
     if not chosen:
-        return redirect(target, request=request)
+        return redirect(target, request=visitor.request)
     results = campaign_batch.mutate(visitor.session, visitor.me, MutateIn(
         operations=[MutateOperation(object_type=object_type, action=action, id=i)
                     for i in chosen],
@@ -192,7 +191,7 @@ async def batch_action(level: str, visitor: UserDep, request: Request) -> Respon
     url = with_notice(target, "batch_done")
     if failed:
         url += "&failed=" + ",".join(failed[:50])
-    return redirect(url, request=request)
+    return redirect(url, request=visitor.request)
 
 
 # ---------- quick edit (name, budget, bid), inline ----------
@@ -234,10 +233,9 @@ def quick_edit_form(level: str, object_id: IdPath, visitor: UserDep, cancel: str
 
 
 @router.post("/ads/{level}/{object_id}/quick-edit")
-async def quick_edit(level: str, object_id: IdPath, visitor: UserDep, request: Request) -> Response:
+def quick_edit(level: str, object_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     """Name, budgets and bid: quick edits that never send an object back to review."""
     _level(level)
-    form = await request.form()
     session, principal = visitor.session, visitor.me
     try:
         name = forms.text(form, "name")
@@ -272,9 +270,8 @@ def detail_url(level: str, object_id: int) -> str:
 
 
 @router.post("/ads/{level}/{object_id}/status")
-async def change_status(level: str, object_id: IdPath, visitor: UserDep, request: Request) -> Response:
+def change_status(level: str, object_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     _level(level)
-    form = await request.form()
     action = forms.text(form, "action")
     session, principal = visitor.session, visitor.me
     if action not in {a.value for a in StatusAction}:
@@ -290,14 +287,13 @@ async def change_status(level: str, object_id: IdPath, visitor: UserDep, request
     session.commit()
     back = forms.text(form, "back")
     target = back if back.startswith(f"{PREFIX}/ads/") else detail_url(level, object_id)
-    return redirect(with_notice(target, "deleted" if action == "delete" else "saved"), request=request)
+    return redirect(with_notice(target, "deleted" if action == "delete" else "saved"), request=visitor.request)
 
 
 @router.post("/ads/{level}/{object_id}/copy")
-async def copy(level: str, object_id: IdPath, visitor: UserDep, request: Request) -> Response:
+def copy(level: str, object_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     """Quick copy (a prefilled draft) or deep copy (with everything below it)."""
     _level(level)
-    form = await request.form()
     deep = forms.checkbox(form, "deep")
     session, principal = visitor.session, visitor.me
     if level == "campaigns":
@@ -312,7 +308,7 @@ async def copy(level: str, object_id: IdPath, visitor: UserDep, request: Request
             "impression_urls": source.impression_urls, "video_tracking": source.video_tracking,
         })).id
     session.commit()
-    return redirect(with_notice(detail_url(level, new_id), "copied"), request=request)
+    return redirect(with_notice(detail_url(level, new_id), "copied"), request=visitor.request)
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/submit")

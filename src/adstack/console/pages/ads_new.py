@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
@@ -32,7 +32,7 @@ from adstack.campaigns.targeting import AgeRange, Gender, Network
 from adstack.console import adforms, forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
-from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, FieldError, ValidationFailed
 from adstack.core.vocabulary import ConversionEvent, PlacementType
@@ -74,8 +74,7 @@ def new_campaign(visitor: UserDep) -> Response:
 
 
 @router.post("/ads/new")
-async def create_campaign(visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def create_campaign(visitor: UserDep, form: FormDep) -> Response:
     session = visitor.session
     try:
         campaign = campaigns.create_campaign(session, visitor.me, CampaignCreate.model_validate(
@@ -96,8 +95,7 @@ def edit_campaign_form(campaign_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/ads/campaigns/{campaign_id}/edit")
-async def edit_campaign(campaign_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def edit_campaign(campaign_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     payload = adforms.campaign_payload(form)
     payload.pop("account_id", None)
     payload.pop("objective", None)  # fixed once created
@@ -200,8 +198,7 @@ def _ad_group_refusal(visitor: Visitor, campaign: Any, form: FormData, exc: Vali
 
 
 @router.post("/ads/campaigns/{campaign_id}/ad-groups/new")
-async def create_ad_group(campaign_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def create_ad_group(campaign_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     session = visitor.session
     campaign = campaigns.get_campaign(session, visitor.me, campaign_id)
     try:
@@ -223,8 +220,7 @@ def edit_ad_group_form(ad_group_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/edit")
-async def edit_ad_group(ad_group_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def edit_ad_group(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     session = visitor.session
     group = campaigns.get_ad_group(session, visitor.me, ad_group_id)
     campaign = campaigns.get_campaign(session, visitor.me, group.campaign_id)
@@ -240,9 +236,8 @@ async def edit_ad_group(ad_group_id: IdPath, visitor: UserDep, request: Request)
 
 
 @router.post("/ads/estimate")
-async def live_estimate(visitor: UserDep, request: Request) -> Response:
+def live_estimate(visitor: UserDep, form: FormDep) -> Response:
     """Re-sized on every change of the targeting (HTMX)."""
-    form = await request.form()
     values = adforms.form_values(form)
     placement = forms.text(form, "placement_type") or PlacementType.INTERSTITIAL.value
     return render(visitor, "ads/_estimate.html", {"estimate": _estimate(visitor, placement, values)})
@@ -305,8 +300,7 @@ def new_creative(ad_group_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/creatives/new")
-async def create_creative(ad_group_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def create_creative(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     session = visitor.session
     group = campaigns.get_ad_group(session, visitor.me, ad_group_id)
     try:
@@ -329,8 +323,7 @@ def edit_creative_form(creative_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/ads/creatives/{creative_id}/edit")
-async def edit_creative(creative_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def edit_creative(creative_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     session = visitor.session
     creative = creatives.get_creative(session, visitor.me, creative_id)
     group = campaigns.get_ad_group(session, visitor.me, creative.ad_group_id)
@@ -349,9 +342,8 @@ async def edit_creative(creative_id: IdPath, visitor: UserDep, request: Request)
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/creatives/form")
-async def creative_form_for_format(ad_group_id: IdPath, visitor: UserDep, request: Request) -> Response:
+def creative_form_for_format(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     """The creative form again with another format's materials, keeping what was typed (nothing is saved)."""
-    form = await request.form()
     group = campaigns.get_ad_group(visitor.session, visitor.me, ad_group_id)
     creative_id = forms.integer(form, "creative_id", minimum=1)
     if creative_id is not None:
@@ -360,8 +352,7 @@ async def creative_form_for_format(ad_group_id: IdPath, visitor: UserDep, reques
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/preview")
-async def live_preview(ad_group_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def live_preview(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     group = campaigns.get_ad_group(visitor.session, visitor.me, ad_group_id)
     values = adforms.form_values(form)
     code = forms.text(form, "format")
@@ -369,10 +360,9 @@ async def live_preview(ad_group_id: IdPath, visitor: UserDep, request: Request) 
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/media")
-async def upload_material(ad_group_id: IdPath, visitor: UserDep, request: Request) -> Response:
+def upload_material(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     """Store the chosen files as the account's media and check each against the format's rule for that
     material at once, so a wrong size or weight shows before the creative is saved."""
-    form = await request.form()
     session = visitor.session
     group = campaigns.get_ad_group(session, visitor.me, ad_group_id)
     field = forms.text(form, "field")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.accounts import service as accounts
@@ -13,7 +13,7 @@ from adstack.apps import service as apps
 from adstack.apps.models import AppCreate, AppStore, AppUpdate, EventMappingIn
 from adstack.console import forms
 from adstack.console.forms import FormErrors
-from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, FieldError, ValidationFailed
 from adstack.core.vocabulary import ConversionEvent, Partner
@@ -53,8 +53,7 @@ def apps_page(visitor: UserDep) -> Response:
 
 
 @router.post("/apps")
-async def create_app(visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def create_app(visitor: UserDep, form: FormDep) -> Response:
     payload = {**_settings_payload(form), "package_name": forms.text(form, "package_name")}
     account = forms.text(form, "account_id")
     if account.isdigit() and len(account) < 19:
@@ -90,8 +89,7 @@ def app_page(app_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/apps/{app_id}/edit")
-async def edit_app(app_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def edit_app(app_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     try:
         apps.update_app(visitor.session, visitor.me, app_id, AppUpdate.model_validate(_settings_payload(form)))
         visitor.session.commit()
@@ -125,8 +123,7 @@ def parse_mappings(raw: str) -> list[EventMappingIn]:
 
 
 @router.post("/apps/{app_id}/mappings")
-async def save_mappings(app_id: IdPath, visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def save_mappings(app_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     try:
         apps.replace_mappings(visitor.session, visitor.me, app_id, parse_mappings(forms.text(form, "mappings")))
         visitor.session.commit()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from starlette.datastructures import UploadFile
 
 from adstack.audiences import service as audiences
@@ -15,7 +15,7 @@ from adstack.audiences.models import AudienceKind, AudienceStatus, UploadMode
 from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
-from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, ValidationFailed
 
@@ -54,9 +54,8 @@ def audiences_page(visitor: UserDep) -> Response:
 
 
 @router.post("/audiences")
-async def upload_audience(visitor: UserDep, request: Request) -> Response:
+def upload_audience(visitor: UserDep, form: FormDep) -> Response:
     """A TXT file of ids, read in chunks; fewer than 1,000 valid ids or a wrong file leaves nothing behind."""
-    form = await request.form()
     values = {k: forms.text(form, k) for k in ("name", "region_code", "id_type")}
     upload = forms.upload(form, "file")
     session = visitor.session
@@ -78,9 +77,8 @@ async def upload_audience(visitor: UserDep, request: Request) -> Response:
 
 
 @router.post("/audiences/change")
-async def change_audience(visitor: UserDep, request: Request) -> Response:
+def change_audience(visitor: UserDep, form: FormDep) -> Response:
     """Append a later file's devices to an uploaded audience, or remove them."""
-    form = await request.form()
     audience_id = forms.integer(form, "audience_id", minimum=1)
     if audience_id is None:
         raise ValidationFailed.single("audience_id", "required", "choose an audience")
@@ -110,8 +108,7 @@ def refresh(audience_id: IdPath, visitor: UserDep) -> Response:
 
 
 @router.post("/audiences/delete")
-async def delete_audiences(visitor: UserDep, request: Request) -> Response:
-    form = await request.form()
+def delete_audiences(visitor: UserDep, form: FormDep) -> Response:
     ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit() and len(v) < 19][:500]
     result = audiences.delete_audiences(visitor.session, visitor.me, ids, partial_failure=True)
     visitor.session.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.accounts import service as accounts
@@ -17,6 +17,7 @@ from adstack.console.web import (
     PREFIX,
     SESSION_COOKIE,
     ConsoleRoute,
+    FormDep,
     Visitor,
     VisitorDep,
     cookie_options,
@@ -49,8 +50,7 @@ def sign_in_page(visitor: VisitorDep, next: str | None = None) -> Response:
 
 
 @router.post("/sign-in")
-async def sign_in(visitor: VisitorDep, request: Request) -> Response:
-    form = await request.form()
+def sign_in(visitor: VisitorDep, form: FormDep) -> Response:
     email, password = forms.text(form, "email")[:320], str(form.get("password") or "")[:128]
     target = safe_next(forms.text(form, "next"))
     session = visitor.session
@@ -78,10 +78,9 @@ def sign_out(visitor: VisitorDep) -> Response:
 
 
 @router.post("/language")
-async def switch_language(visitor: VisitorDep, request: Request) -> Response:
-    form = await request.form()
+def switch_language(visitor: VisitorDep, form: FormDep) -> Response:
     language = i18n.normalise_language(forms.text(form, "language")) or i18n.DEFAULT_LANGUAGE
-    visitor.set_cookie(LANGUAGE_COOKIE, language, **{**cookie_options(request, max_age=365 * 86400),
+    visitor.set_cookie(LANGUAGE_COOKIE, language, **{**cookie_options(visitor.request, max_age=365 * 86400),
                                                      "httponly": False})
     if visitor.principal is not None:
         user = visitor.session.get(User, visitor.principal.user_id)
@@ -123,8 +122,7 @@ def settlement_choices(visitor: VisitorDep, country: str = "SG") -> Response:
 
 
 @router.post("/register")
-async def register(visitor: VisitorDep, request: Request) -> Response:
-    form = await request.form()
+def register(visitor: VisitorDep, form: FormDep) -> Response:
     values: dict[str, Any] = {name: forms.text(form, name) for name in REGISTRATION_FIELDS}
     values["accept_agreement"] = forms.checkbox(form, "accept_agreement")
     entity, _, currency = values["settlement"].partition("|")

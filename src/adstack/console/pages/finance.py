@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from adstack.console.web import (
     PREFIX,
     AccountManagerDep,
     ConsoleRoute,
+    FormDep,
     UserDep,
     Visitor,
     redirect,
@@ -114,9 +115,8 @@ def _refused(visitor: Visitor, exc: ValidationError | DomainError, values: dict[
 
 
 @router.post("/finance/top-ups")
-async def top_up(visitor: AccountManagerDep, request: Request) -> Response:
+def top_up(visitor: AccountManagerDep, form: FormDep) -> Response:
     """An account manager credits an account directly."""
-    form = await request.form()
     values = {k: forms.text(form, k) for k in ("account_id", "amount", "remarks")}
     try:
         amount = forms.money(form, "amount", required=True)
@@ -130,9 +130,8 @@ async def top_up(visitor: AccountManagerDep, request: Request) -> Response:
 
 
 @router.post("/finance/top-up-requests")
-async def request_top_up(visitor: UserDep, request: Request) -> Response:
+def request_top_up(visitor: UserDep, form: FormDep) -> Response:
     """A prepay top-up with its proof of payment, for an account manager to confirm."""
-    form = await request.form()
     values = {k: forms.text(form, k) for k in ("request_account_id", "request_amount", "request_remarks")}
     proof = forms.upload(form, "proof")
     try:
@@ -153,9 +152,8 @@ async def request_top_up(visitor: UserDep, request: Request) -> Response:
 
 
 @router.post("/finance/transfers")
-async def transfer(visitor: UserDep, request: Request) -> Response:
+def transfer(visitor: UserDep, form: FormDep) -> Response:
     """An agency moves balance to a sub-account, or reclaims it."""
-    form = await request.form()
     values = {k: forms.text(form, k) for k in ("kind", "sub_account_id", "transfer_amount", "transfer_remarks")}
     try:
         finance.transfer(visitor.session, visitor.me, TransferIn.model_validate({
@@ -194,8 +192,7 @@ def top_up_queue(visitor: AccountManagerDep, status: str | None = "pending") -> 
 
 
 @router.post("/admin/top-ups/{request_id}")
-async def decide_top_up(request_id: IdPath, visitor: AccountManagerDep, request: Request) -> Response:
-    form = await request.form()
+def decide_top_up(request_id: IdPath, visitor: AccountManagerDep, form: FormDep) -> Response:
     confirm = forms.text(form, "decision") == "confirm"
     finance.decide_top_up_request(visitor.session, visitor.me, request_id, confirm=confirm,
                                   reason=forms.text(form, "reason")[:500])

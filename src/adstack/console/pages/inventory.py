@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
-from adstack.console.web import PREFIX, ConsoleRoute, PlatformDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, PlatformDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError
 from adstack.core.vocabulary import PlacementType
@@ -54,8 +54,7 @@ def _refused(visitor: Visitor, exc: ValidationError | DomainError, values: dict[
 
 
 @router.post("/admin/inventory/publishers")
-async def create_publisher(visitor: PlatformDep, request: Request) -> Response:
-    form = await request.form()
+def create_publisher(visitor: PlatformDep, form: FormDep) -> Response:
     values = {k: forms.text(form, k) for k in ("name", "app_package", "country")}
     values["country"] = values["country"].upper()
     try:
@@ -67,8 +66,7 @@ async def create_publisher(visitor: PlatformDep, request: Request) -> Response:
 
 
 @router.post("/admin/inventory/ad-spaces")
-async def create_ad_space(visitor: PlatformDep, request: Request) -> Response:
-    form = await request.form()
+def create_ad_space(visitor: PlatformDep, form: FormDep) -> Response:
     values: dict[str, Any] = {
         "publisher_id": forms.integer(form, "publisher_id", minimum=1), "name": forms.text(form, "space_name"),
         "placement_type": forms.text(form, "placement_type"), "accepted_formats": forms.texts(form, "accepted_formats"),

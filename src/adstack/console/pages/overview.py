@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.accounts import service as accounts
@@ -12,7 +12,17 @@ from adstack.console import forms
 from adstack.console import service as console
 from adstack.console.models import AnnouncementIn
 from adstack.console.pages import reports
-from adstack.console.web import PREFIX, ConsoleRoute, PlatformDep, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import (
+    PREFIX,
+    ConsoleRoute,
+    FormDep,
+    PlatformDep,
+    UserDep,
+    Visitor,
+    redirect,
+    render,
+    with_notice,
+)
 from adstack.core.deps import IdPath
 from adstack.finance import service as finance
 from adstack.review import service as review
@@ -65,8 +75,7 @@ def announcements_page(visitor: UserDep, page: int = 1) -> Response:
 
 
 @router.post("/announcements")
-async def publish(visitor: PlatformDep, request: Request) -> Response:
-    form = await request.form()
+def publish(visitor: PlatformDep, form: FormDep) -> Response:
     values = {"title": forms.text(form, "title"), "body": forms.text(form, "body")}
     try:
         data = forms.parse(AnnouncementIn, values)

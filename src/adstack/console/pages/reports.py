@@ -7,14 +7,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
-from adstack.console.web import PREFIX, ConsoleRoute, UserDep, Visitor, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError
 from adstack.core.timeutil import utcnow, zone
@@ -224,16 +224,15 @@ def download_report(visitor: UserDep, format: str = "csv") -> Response:
 
 
 @router.post("/reports/jobs")
-async def start_job(visitor: UserDep, request: Request, background: BackgroundTasks) -> Response:
+def start_job(visitor: UserDep, form: FormDep, background: BackgroundTasks) -> Response:
     """The report as it is set up, for a range too long to run at once: queued, then written to a file."""
-    form = await request.form()
     _values, query = _query_from_params(visitor, form)
     query.pop("offset")
     export_format = choices.enum_or_default(ExportFormat, forms.text(form, "format"), ExportFormat.CSV)
     job = reports.create_job(visitor.session, visitor.me, ReportJobCreate.model_validate(
         {**query, "limit": 1_000_000, "format": export_format}))
     visitor.session.commit()
-    background.add_task(reports.run_job, request.app.state.session_factory, job.id, settings=visitor.settings,
+    background.add_task(reports.run_job, visitor.request.app.state.session_factory, job.id, settings=visitor.settings,
                         store=get_event_store(visitor.settings))
     return redirect(with_notice(f"{PREFIX}/reports/jobs", "requested"))
 

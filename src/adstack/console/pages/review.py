@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
 from adstack.accounts import service as accounts
@@ -13,7 +13,7 @@ from adstack.accounts.models import Principal
 from adstack.campaigns import service as campaigns
 from adstack.console import forms
 from adstack.console.i18n import N_
-from adstack.console.web import PREFIX, ConsoleRoute, ReviewerDep, redirect, render, with_notice
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, ReviewerDep, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import ValidationFailed
 from adstack.creatives import service as creatives
@@ -78,8 +78,7 @@ def decide(session: Session, principal: Principal, object_type: str, object_id: 
 
 
 @router.post("/admin/review/{object_type}/{object_id}")
-async def review_decision(object_type: str, object_id: IdPath, visitor: ReviewerDep, request: Request) -> Response:
-    form = await request.form()
+def review_decision(object_type: str, object_id: IdPath, visitor: ReviewerDep, form: FormDep) -> Response:
     approve = forms.text(form, "decision") == "approve"
     reasons = forms.texts(form, "reasons")[:20]
     extra = forms.text(form, "reason_text")[:500]
@@ -91,4 +90,4 @@ async def review_decision(object_type: str, object_id: IdPath, visitor: Reviewer
     visitor.session.commit()
     back = forms.text(form, "next")
     target = back if back.startswith(f"{PREFIX}/") else f"{PREFIX}/admin/review"
-    return redirect(with_notice(target, "approved" if approve else "rejected"), request=request)
+    return redirect(with_notice(target, "approved" if approve else "rejected"), request=visitor.request)
