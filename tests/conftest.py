@@ -54,7 +54,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _empty_all_tables(engine: Engine) -> None:
+def empty_all_tables(engine: Engine) -> None:
     existing = set(inspect(engine).get_table_names())
     tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in existing]
     with engine.begin() as conn:
@@ -70,7 +70,7 @@ def db(engine: Engine) -> Iterator[Engine]:
     """A migrated, seeded database that is emptied again after the test."""
     seed(engine)
     yield engine
-    _empty_all_tables(engine)
+    empty_all_tables(engine)
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def admin_create(
 def demo(
     data_dir: DataDir = None,
     days: Annotated[int, typer.Option(min=1, max=30, help="Days of traffic to simulate, ending today.")] = 3,
-    requests_per_day: Annotated[int, typer.Option(min=10, max=10_000_000, help="Ad requests per day.")] = 700,
+    requests_per_day: Annotated[int, typer.Option(min=10, max=10_000_000, help="Ad requests per day.")] = 350,
     seed: Annotated[int, typer.Option(help="Random seed, for a repeatable demo.")] = 20261122,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the platform afterwards.")] = False,
     host: Annotated[str, typer.Option(help="Interface to bind when serving.")] = "127.0.0.1",
@@ -100,6 +100,7 @@ def demo(
     """Build a demo platform and simulate days of traffic through the real path, then print a login."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from adstack.core.money import format_micros
     from adstack.demo import DemoConfig, DemoError, run
 
     settings = _settings(data_dir or Path("./adstack-data"), public_base_url=f"http://{host}:{port}")
@@ -116,8 +117,9 @@ def demo(
         f"requests {summary.requests:,}  ads {summary.ads_served:,}  impressions {summary.impressions:,}  "
         f"clicks {summary.clicks:,}  postbacks {summary.postbacks:,}  installs sent {summary.installs_sent:,}")
     console.print(
-        f"ledger charges {summary.ledger_charges_micros / 1e6:,.2f}  report cost {summary.report_cost_micros / 1e6:,.2f}"
-        f"  attributed installs {summary.attributed_installs:,}  report installs {summary.report_installs:,}")
+        f"ledger charges {format_micros(summary.ledger_charges_micros)}  "
+        f"report cost {format_micros(summary.report_cost_micros)}  "
+        f"attributed installs {summary.attributed_installs:,}  report installs {summary.report_installs:,}")
     console.print(f"console: [bold]{summary.console_url}[/]")
     console.print(f"admin: {summary.admin_email} / {summary.admin_password}")
     for email, password in summary.user_logins.items():

@@ -48,7 +48,7 @@ class DemoError(RuntimeError):
 @dataclass(frozen=True)
 class DemoConfig:
     days: int = 3
-    requests_per_day: int = 700
+    requests_per_day: int = 350
     devices: int = 600
     seed: int = 20261122
     click_rate_scale: float = 1.0  # multiplies the per-placement click rates (small test runs raise it)
@@ -149,7 +149,9 @@ def _png(width: int, height: int, label: str, rng: random.Random) -> bytes:
     return buffer.getvalue()
 
 
-_MACRO = re.compile(r"\$\{\((?P<a>[^)]*)\)!\}|\{\{(?P<b>\w+)\}\}|\{(?P<c>[\w@.]+)\}|\((?P<d>\w+)\)|<#if[^>]*>1<#else>0</#if>")
+# Partners' macro syntaxes: Branch ${(x)!}, Tenjin {{x}}, most {x}, AppsFlyer (x), and Branch's attributed flag.
+_MACRO = re.compile(r"\$\{\((?P<a>[^)]*)\)!\}|\{\{(?P<b>\w+)\}\}|\{(?P<c>[\w@.]+)\}|\((?P<d>\w+)\)"
+                    r"|<#if[^>]*>1<#else>0</#if>")
 
 
 def fill_postback(template: str, values: dict[str, str]) -> str:
@@ -365,7 +367,7 @@ def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device]
                     click_id = parse_qs(urlsplit(location).query).get(app["click_id_parameter"], [""])[0]
             converts = (clicked and rng.random() < config.install_rate) or (
                 not clicked and rng.random() < VIEW_THROUGH_INSTALL_RATE)
-            if app is not None and converts and package not in device.installed:
+            if app is not None and package is not None and converts and package not in device.installed:
                 _install_and_events(platform, app, device, package, click_id, rng, summary)
     for _ in range(ORGANIC_INSTALLS_PER_DAY):
         device = rng.choice(devices)

@@ -31,7 +31,7 @@ from adstack.core.bootstrap import seed
 from adstack.core.db import make_session_factory
 from adstack.core.settings import Settings
 from tests.audiences.helpers import gaids, id_file
-from tests.conftest import _empty_all_tables
+from tests.conftest import empty_all_tables
 from tests.e2e.media_files import png
 from tests.e2e.tenancy import (
     API,
@@ -55,11 +55,7 @@ from tests.support import Actor, Api, expect
 
 # Operation -> what is wrong. These are left out of the sweeps and asserted, strictly expected to fail, by
 # test_known_isolation_bug until they are fixed.
-KNOWN_BUGS: dict[str, str] = {
-    "GET /api/v1/review/history/{object_type}/{object_id}": (
-        "another tenant's object answers 404 but an id nobody has answers 200 [], so any tenant can tell which "
-        "account, ad group and creative ids exist"),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 # Fields that change by themselves between two reads.
 VOLATILE_FIELDS = frozenset({"last_used_at"})
@@ -141,7 +137,7 @@ def world(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFa
             _attack(built)
             yield built
     finally:
-        _empty_all_tables(engine)
+        empty_all_tables(engine)
 
 
 def _build(api: Api, openapi: dict[str, Any]) -> World:

@@ -29,9 +29,10 @@ def review_queue(principal: ReviewerPrincipal, session: SessionDep, object_type:
 def review_history(object_type: Annotated[str, Path(pattern=r"^(account|ad_group|creative)$")],
                    object_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> list[ReviewRecordRead]:
     records = service.history(session, object_type, object_id)
-    if records and records[0].account_id is not None and not accounts.can_see_account(
-        session, principal, records[0].account_id
-    ):
+    # Missing and foreign objects answer alike, so ids of other tenants cannot be probed.
+    account_id = records[0].account_id if records else None
+    visible = principal.is_platform if account_id is None else accounts.can_see_account(session, principal, account_id)
+    if not records or not visible:
         raise NotFound("no review history for this object")
     return [ReviewRecordRead.model_validate(r, from_attributes=True) for r in records]
 
