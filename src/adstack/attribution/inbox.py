@@ -12,6 +12,7 @@ over in turn instead of sleeping in SQLite's busy handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -20,10 +21,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from adstack.attribution.adapters import ParsedPostback
-from adstack.attribution.service import accept_postback
+from adstack.attribution.service import IncomingPostback, accept_postbacks
 from adstack.core.vocabulary import Partner
 
 log = logging.getLogger("adstack.attribution")
@@ -44,8 +45,8 @@ class _Item:
 
 
 class PostbackInbox:
-    def __init__(self, session_factory: sessionmaker[Session]):
-        self.session_factory = session_factory
+    def __init__(self, engine: Engine):
+        self.engine = engine
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -93,19 +94,12 @@ class PostbackInbox:
                 return
 
     def _commit(self, batch: list[_Item]) -> None:
+        incoming = [IncomingPostback(i.app_id, i.partner, i.parsed.dedupe_key, i.method, i.fields, i.received_at)
+                    for i in batch]
         try:
-            with self.session_factory() as session:
-                sqlite = session.get_bind().dialect.name == "sqlite"
-                if sqlite:
-                    WRITE_LOCK.acquire()
-                try:
-                    results = [accept_postback(session, app_id=i.app_id, partner=i.partner, parsed=i.parsed,
-                                               method=i.method, fields=i.fields, received_at=i.received_at)
-                               for i in batch]
-                    session.commit()
-                finally:
-                    if sqlite:
-                        WRITE_LOCK.release()
+            with WRITE_LOCK if self.engine.dialect.name == "sqlite" else contextlib.nullcontext(), \
+                    self.engine.begin() as connection:
+                results = accept_postbacks(connection, incoming)
         except Exception as exc:  # nothing of this batch is stored: every sender hears so and retries
             log.exception("storing %d postbacks failed", len(batch))
             for item in batch:

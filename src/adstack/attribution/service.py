@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -188,13 +188,43 @@ def click_touch(session: Session, app: App, click_id: str) -> Touch | None:
 # ---------- receiving ----------
 
 
+@dataclass(frozen=True)
+class IncomingPostback:
+    app_id: int
+    partner: Partner
+    dedupe_key: str
+    method: str
+    fields: dict[str, str]
+    received_at: datetime
+
+
+def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) -> list[bool]:
+    """Store postbacks once per (app, dedupe key) with one statement; the caller commits. For each, True
+    when it is new (the first of equal ones in the list is the new one)."""
+    if not postbacks:
+        return []
+    dialect = connection.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Postback.__table__
+    rows = [{"app_id": p.app_id, "partner": p.partner.value, "dedupe_key": p.dedupe_key, "method": p.method,
+             "fields": p.fields, "status": PostbackStatus.PENDING.value, "detail": "", "received_at": p.received_at}
+            for p in postbacks]
+    stored = {(row.app_id, row.dedupe_key) for row in connection.execute(
+        insert(table).values(rows).on_conflict_do_nothing()  # type: ignore[arg-type]
+        .returning(table.c.app_id, table.c.dedupe_key))}
+    new: list[bool] = []
+    for p in postbacks:
+        key = (p.app_id, p.dedupe_key)
+        new.append(key in stored)
+        stored.discard(key)
+    return new
+
+
 def accept_postback(session: Session, *, app_id: int, partner: Partner, parsed: ParsedPostback, method: str,
                     fields: dict[str, str], received_at: datetime) -> bool:
-    """Store a postback once per (app, dedupe key); the caller commits. True when it is new."""
-    return insert_once(session, Postback.__table__, {  # type: ignore[arg-type]
-        "app_id": app_id, "partner": partner.value, "dedupe_key": parsed.dedupe_key, "method": method,
-        "fields": fields, "status": PostbackStatus.PENDING.value, "detail": "", "received_at": received_at,
-    })
+    """Store one postback once per (app, dedupe key); the caller commits. True when it is new."""
+    return accept_postbacks(session.connection(), [IncomingPostback(app_id, partner, parsed.dedupe_key, method,
+                                                                    fields, received_at)])[0]
 
 
 def reject_postback(session: Session, *, partner: str, reason: str, message: str, method: str, query: str,
@@ -284,6 +314,20 @@ def _account_currency(session: Session, ctx: BatchContext, account_id: int) -> s
     return ctx.currencies[account_id]
 
 
+def charge_event_record(conversion: Conversion, charge_id: str) -> Event:
+    """The CPA charge in the event store under the charge's own id, so reported cost is the ledger's."""
+    return Event(event_id=f"charge:{charge_id}", event_type=EventType.CHARGE, occurred_at=conversion.occurred_at,
+                 account_id=conversion.account_id, campaign_id=conversion.campaign_id,
+                 ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
+                 ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id,
+                 conversion_event=conversion.conversion_event, cost_micros=conversion.charged_micros,
+                 attrs={"kind": "cpa"})
+
+
+def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
+    return f"cpa:{ad_group_id}:{anchor}:{event.value}"[:120]
+
+
 def _cpa_charge(session: Session, conversion: Conversion, event: ConversionEvent, anchor: str) -> int:
     """Charge the ad group's CPA bid once per install lifetime and event, when this is its chosen event."""
     from adstack.campaigns.models import AdGroup
@@ -294,7 +338,7 @@ def _cpa_charge(session: Session, conversion: Conversion, event: ConversionEvent
         return 0
     try:
         result = finance.apply_charge(
-            session, charge_id=f"cpa:{ad_group.id}:{anchor}:{event.value}"[:120], account_id=conversion.account_id,
+            session, charge_id=cpa_charge_id(ad_group.id, anchor, event), account_id=conversion.account_id,
             campaign_id=conversion.campaign_id, ad_group_id=ad_group.id, creative_id=conversion.creative_id,
             amount_micros=ad_group.bid_micros, kind="cpa", occurred_at=conversion.occurred_at)
     except DomainError as exc:
@@ -398,6 +442,8 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
         else:
             anchor = f"click{parsed.click_id}"
         conversion.charged_micros = _cpa_charge(session, conversion, event, anchor)
+        if conversion.charged_micros > 0:
+            ctx.events.append(charge_event_record(conversion, cpa_charge_id(conversion.ad_group_id, anchor, event)))
 
     if not decision.reinstall:
         ctx.events.append(conversion_event_record(app, conversion, gaid))

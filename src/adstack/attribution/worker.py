@@ -18,7 +18,8 @@ log = logging.getLogger("adstack.attribution")
 
 # Small batches: on SQLite the receiver waits for the database while a batch is being attributed.
 BATCH = 20
-MAX_DEFERRAL_SECONDS = 1.0
+QUIET_SECONDS = 0.1
+MAX_DEFERRAL_SECONDS = 5.0
 
 
 class PostbackWorker:
@@ -72,12 +73,13 @@ class PostbackWorker:
 
     def _yield_to_receiver(self) -> None:
         """Receiving comes first: partners wait for the answer, attribution may lag. While postbacks stream in,
-        wait, but never longer than MAX_DEFERRAL, so attribution keeps moving under sustained load."""
+        wait for a pause of QUIET_SECONDS, but never longer than MAX_DEFERRAL_SECONDS, so attribution still
+        advances a batch at a time under sustained load and catches up in the next lull."""
         if self.inbox is None:
             return
         deferred_until = time.monotonic() + MAX_DEFERRAL_SECONDS
-        while self.inbox.busy() and time.monotonic() < deferred_until and not self._stop.is_set():
-            time.sleep(0.02)
+        while self.inbox.busy(QUIET_SECONDS) and time.monotonic() < deferred_until and not self._stop.is_set():
+            time.sleep(QUIET_SECONDS / 2)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():

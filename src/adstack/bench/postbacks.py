@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 HTTP_SECONDS = 4.0
-HTTP_CONNECTIONS = 8
+HTTP_CONNECTIONS = 16
 ATTRIBUTION_POSTBACKS = 4_000
 TARGET_RATIO = 0.5
 

@@ -85,6 +85,17 @@ def _charge(session: Session, claims: TrackingClaims, *, charge_id: str, amount_
     return result.charged_micros if result.applied else 0
 
 
+def _bill(session: Session, claims: TrackingClaims, outcome: Tracked, *, charge_id: str, amount_micros: int,
+          kind: str, at: datetime) -> None:
+    """Charge once and record the charge in the event store under the charge's own id, so reported cost is
+    exactly the ledger's."""
+    outcome.charged_micros = _charge(session, claims, charge_id=charge_id, amount_micros=amount_micros, kind=kind,
+                                     at=at)
+    if outcome.charged_micros > 0:
+        outcome.events.append(_base_event(claims, f"charge:{charge_id}", EventType.CHARGE, at,
+                                          cost_micros=outcome.charged_micros, attrs={"kind": kind}))
+
+
 def advertised_package(session: Session, campaign_id: int) -> str:
     """The app a campaign promotes, "" for web promotion: touchpoints carry it so device matches stay within
     one app."""
@@ -112,9 +123,8 @@ def track_impression(session: Session, claims: TrackingClaims, *, now: datetime)
     outcome = Tracked(new=new, events=[_base_event(claims, f"imp:{claims.impression_id}", EventType.IMPRESSION,
                                                    now)])
     if new and claims.bid_type in IMPRESSION_BILLED:
-        outcome.charged_micros = _charge(session, claims, charge_id=f"imp:{claims.impression_id}",
-                                         amount_micros=cpm_impression_micros(claims.price_micros),
-                                         kind=claims.bid_type, at=now)
+        _bill(session, claims, outcome, charge_id=f"imp:{claims.impression_id}",
+              amount_micros=cpm_impression_micros(claims.price_micros), kind=claims.bid_type, at=now)
     return outcome
 
 
@@ -126,8 +136,8 @@ def track_click(session: Session, claims: TrackingClaims, *, secret: bytes, now:
                       events=[_base_event(claims, f"click:{click_id}", EventType.CLICK, now,
                                           attrs={"click_id": click_id})])
     if new and claims.bid_type in CLICK_BILLED:
-        outcome.charged_micros = _charge(session, claims, charge_id=f"click:{click_id}",
-                                         amount_micros=claims.price_micros, kind="cpc", at=now)
+        _bill(session, claims, outcome, charge_id=f"click:{click_id}", amount_micros=claims.price_micros,
+              kind="cpc", at=now)
     outcome.destination = click_destination(session, claims, click_id=click_id, now=now)
     return outcome
 
