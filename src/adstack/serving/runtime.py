@@ -40,6 +40,7 @@ STATS_SECONDS = 300.0  # outcome counts re-read from the event store's rollup
 EVENTS_SECONDS = 1.0
 STATS_LOOKBACK_DAYS = 30
 DEVICE_REPORT_SECONDS = 600.0
+FREEZE_AT_AD_GROUPS = 5_000
 MAX_REMEMBERED_DEVICE_REPORTS = 500_000
 
 _live: weakref.WeakSet[ServingRuntime] = weakref.WeakSet()
@@ -152,11 +153,12 @@ class ServingRuntime:
             current = self.engine.state
             self.engine.swap(ServingState.build(snapshot, current.rates))
             del current
-            # A snapshot is millions of long-lived objects: collect what the old one left, then exempt the new one
-            # from the collector's full passes so they never pause requests (it holds no reference cycles; it is
-            # freed by reference counting when replaced).
-            gc.collect()
-            gc.freeze()
+            if len(snapshot) >= FREEZE_AT_AD_GROUPS:
+                # A large snapshot is millions of long-lived objects: collect what the old one left, then exempt
+                # the new one from the collector's full passes so they never pause requests (it holds no reference
+                # cycles; reference counting frees it when it is replaced).
+                gc.collect()
+                gc.freeze()
             self._signature = signature
             self._money = mark
             self.rebuilds += 1
