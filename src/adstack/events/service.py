@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,8 @@ class EventStore:
             raise RuntimeError("the event store is closed")
         payload = b"".join(orjson.dumps(event_record(e)) + b"\n" for e in events)
         self.journal.append(payload)
+        for listener in tuple(_listeners):
+            listener(events)
 
     def flush(self) -> None:
         """Load everything appended so far, so queries see it."""
@@ -284,6 +286,22 @@ def _release_embedded_slot(*, except_for: EventStore) -> None:
     if owner is not None and owner is not except_for:
         owner._suspend()
         _registry.embedded_owner = None
+
+
+EventListener = Callable[[Sequence[Event]], None]
+_listeners: list[EventListener] = []
+
+
+def add_listener(listener: EventListener) -> None:
+    """Called with every batch once it is durable (e.g. serving learns click and conversion rates from it).
+    Listeners must be quick and must not raise."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: EventListener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
 
 
 def store_location(settings: Settings) -> str:

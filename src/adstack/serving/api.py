@@ -13,9 +13,10 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from adstack.core.errors import PayloadTooLarge
 from adstack.core.timeutil import utcnow
+from adstack.events.service import add_listener
 from adstack.serving import openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
-from adstack.serving.runtime import ServingRuntime
+from adstack.serving.runtime import ServingRuntime, observe_events
 
 MAX_BID_REQUEST_BYTES = 256 * 1024
 
@@ -101,6 +102,8 @@ def _serve_first(app: FastAPI) -> None:
 def install(app: FastAPI) -> None:
     app.state.serving_bids = openrtb.PendingBids()
     _serve_first(app)
+    # Predictions and dynamic-creative statistics learn from every durable impression, click and conversion.
+    add_listener(observe_events)
 
     def start(app: FastAPI) -> None:
         runtime = ServingRuntime(app.state.settings, app.state.session_factory)

@@ -134,7 +134,7 @@ def track_click(session: Session, claims: TrackingClaims, *, secret: bytes, now:
     new = _record(session, claims, TouchKind.CLICK, click_id, now)
     outcome = Tracked(new=new, click_id=click_id,
                       events=[_base_event(claims, f"click:{click_id}", EventType.CLICK, now,
-                                          attrs={"click_id": click_id})])
+                                          attrs={"click_id": click_id, "impression_id": claims.impression_id})])
     if new and claims.bid_type in CLICK_BILLED:
         _bill(session, claims, outcome, charge_id=f"click:{click_id}", amount_micros=claims.price_micros,
               kind="cpc", at=now)
