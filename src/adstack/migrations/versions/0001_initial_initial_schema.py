@@ -11,6 +11,7 @@ from alembic import op
 
 import adstack.core.db
 
+
 revision: str = '0001_initial'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -46,6 +47,24 @@ def upgrade() -> None:
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_accounts_parent_agency_id'), ['parent_agency_id'], unique=False)
 
+    op.create_table('announcements',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('author_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_announcements'))
+    )
+    with op.batch_alter_table('announcements', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_announcements_created_at'), ['created_at'], unique=False)
+
+    op.create_table('audience_regions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('code', sa.String(length=8), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audience_regions')),
+    sa.UniqueConstraint('code', name=op.f('uq_audience_regions_code'))
+    )
     op.create_table('change_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
@@ -65,6 +84,212 @@ def upgrade() -> None:
         batch_op.create_index('ix_change_events_account_time', ['account_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_change_events_created_at'), ['created_at'], unique=False)
         batch_op.create_index('ix_change_events_object', ['object_type', 'object_id'], unique=False)
+
+    op.create_table('charge_refusals',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('charge_id', sa.String(length=128), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('creative_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('requested_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('reason', sa.String(length=32), nullable=False),
+    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_charge_refusals')),
+    sa.UniqueConstraint('charge_id', name=op.f('uq_charge_refusals_charge_id'))
+    )
+    with op.batch_alter_table('charge_refusals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_charge_refusals_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_charge_refusals_ad_group_time', ['ad_group_id', 'occurred_at'], unique=False)
+
+    op.create_table('conversions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('postback_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('app_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partner', sa.String(length=16), nullable=False),
+    sa.Column('conversion_event', sa.String(length=32), nullable=False),
+    sa.Column('source_event_name', sa.String(length=100), nullable=False),
+    sa.Column('attribution_type', sa.String(length=12), nullable=False),
+    sa.Column('match_type', sa.String(length=12), nullable=False),
+    sa.Column('partner_attributed', sa.Boolean(), nullable=True),
+    sa.Column('is_reinstall', sa.Boolean(), nullable=False),
+    sa.Column('install_conversion_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('touch_kind', sa.String(length=12), nullable=False),
+    sa.Column('touch_id', sa.String(length=64), nullable=False),
+    sa.Column('touch_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('creative_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ad_space_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('publisher_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('click_id', sa.String(length=128), nullable=False),
+    sa.Column('gaid_md5', sa.String(length=32), nullable=True),
+    sa.Column('gaid_sha1', sa.String(length=40), nullable=True),
+    sa.Column('click_to_install_seconds', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('fraud_flags', sa.JSON(), nullable=False),
+    sa.Column('revenue', sa.String(length=40), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('revenue_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('revenue_usd_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('charged_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_conversions')),
+    sa.UniqueConstraint('postback_id', name=op.f('uq_conversions_postback_id'))
+    )
+    with op.batch_alter_table('conversions', schema=None) as batch_op:
+        batch_op.create_index('ix_conversions_account_time', ['account_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_conversions_ad_group', ['ad_group_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_conversions_app_device_md5', ['app_id', 'gaid_md5', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_conversions_app_device_sha1', ['app_id', 'gaid_sha1', 'occurred_at'], unique=False)
+
+    op.create_table('device_app_usage',
+    sa.Column('device_key', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('package', sa.String(length=255), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('seconds', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.PrimaryKeyConstraint('device_key', 'package', 'day', name=op.f('pk_device_app_usage'))
+    )
+    with op.batch_alter_table('device_app_usage', schema=None) as batch_op:
+        batch_op.create_index('ix_device_app_usage_package_day', ['package', 'day'], unique=False)
+
+    op.create_table('device_apps',
+    sa.Column('device_key', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('package', sa.String(length=255), nullable=False),
+    sa.Column('installed', sa.Boolean(), nullable=False),
+    sa.Column('first_seen_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('device_key', 'package', name=op.f('pk_device_apps'))
+    )
+    with op.batch_alter_table('device_apps', schema=None) as batch_op:
+        batch_op.create_index('ix_device_apps_package', ['package', 'installed'], unique=False)
+
+    op.create_table('device_populations',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=False),
+    sa.Column('daily_active_devices', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('shares', sa.JSON(), nullable=False),
+    sa.Column('impressions_per_device', sa.JSON(), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_device_populations')),
+    sa.UniqueConstraint('country', name=op.f('uq_device_populations_country'))
+    )
+    op.create_table('device_profiles',
+    sa.Column('device_key', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('sha256_key', sa.BigInteger(), nullable=False),
+    sa.Column('first_seen_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('device_key', name=op.f('pk_device_profiles'))
+    )
+    with op.batch_alter_table('device_profiles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_profiles_last_seen_at'), ['last_seen_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_profiles_sha256_key'), ['sha256_key'], unique=False)
+
+    op.create_table('fx_rates',
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('units_per_usd', sa.Numeric(precision=24, scale=10), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('currency', name=op.f('pk_fx_rates'))
+    )
+    op.create_table('invalid_traffic',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=24), nullable=False),
+    sa.Column('message', sa.String(length=300), nullable=False),
+    sa.Column('token', sa.String(length=300), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('impression_id', sa.String(length=64), nullable=False),
+    sa.Column('client_ip', sa.String(length=64), nullable=False),
+    sa.Column('user_agent', sa.String(length=300), nullable=False),
+    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invalid_traffic'))
+    )
+    with op.batch_alter_table('invalid_traffic', schema=None) as batch_op:
+        batch_op.create_index('ix_invalid_traffic_time', ['occurred_at'], unique=False)
+
+    op.create_table('package_categories',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('package', sa.String(length=255), nullable=False),
+    sa.Column('category', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_package_categories')),
+    sa.UniqueConstraint('package', name=op.f('uq_package_categories_package'))
+    )
+    with op.batch_alter_table('package_categories', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_package_categories_category'), ['category'], unique=False)
+
+    op.create_table('postbacks',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('app_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partner', sa.String(length=16), nullable=False),
+    sa.Column('dedupe_key', sa.String(length=128), nullable=False),
+    sa.Column('method', sa.String(length=8), nullable=False),
+    sa.Column('fields', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('detail', sa.String(length=500), nullable=False),
+    sa.Column('received_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_postbacks')),
+    sa.UniqueConstraint('app_id', 'dedupe_key', name=op.f('uq_postbacks_app_id_dedupe_key'))
+    )
+    with op.batch_alter_table('postbacks', schema=None) as batch_op:
+        batch_op.create_index('ix_postbacks_app_received', ['app_id', 'received_at'], unique=False)
+        batch_op.create_index('ix_postbacks_status', ['status', 'id'], unique=False)
+
+    op.create_table('publishers',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('app_package', sa.String(length=255), nullable=False),
+    sa.Column('platform', sa.String(length=16), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_publishers'))
+    )
+    with op.batch_alter_table('publishers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_publishers_app_package'), ['app_package'], unique=False)
+
+    op.create_table('rejected_postbacks',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partner', sa.String(length=40), nullable=False),
+    sa.Column('reason', sa.String(length=40), nullable=False),
+    sa.Column('message', sa.String(length=500), nullable=False),
+    sa.Column('method', sa.String(length=8), nullable=False),
+    sa.Column('query', sa.String(length=8000), nullable=False),
+    sa.Column('content_type', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.String(length=8000), nullable=False),
+    sa.Column('client_ip', sa.String(length=64), nullable=False),
+    sa.Column('received_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rejected_postbacks'))
+    )
+    with op.batch_alter_table('rejected_postbacks', schema=None) as batch_op:
+        batch_op.create_index('ix_rejected_postbacks_received', ['received_at'], unique=False)
+
+    op.create_table('report_jobs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('role', sa.String(length=32), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('query', sa.JSON(), nullable=False),
+    sa.Column('format', sa.String(length=8), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('percent_done', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('row_count', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('file_name', sa.String(length=255), nullable=True),
+    sa.Column('error', sa.String(length=1000), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_report_jobs'))
+    )
+    with op.batch_alter_table('report_jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_report_jobs_user', ['user_id', 'created_at'], unique=False)
 
     op.create_table('review_items',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -106,6 +331,46 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_rules')),
     sa.UniqueConstraint('country', 'entity', 'currency', name=op.f('uq_settlement_rules_country_entity_currency'))
     )
+    op.create_table('spend_counters',
+    sa.Column('scope', sa.String(length=16), nullable=False),
+    sa.Column('scope_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('period', sa.String(length=10), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('spent_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('units', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('last_charge_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('scope', 'scope_id', 'period', name=op.f('pk_spend_counters'))
+    )
+    with op.batch_alter_table('spend_counters', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_spend_counters_account_id'), ['account_id'], unique=False)
+
+    op.create_table('touchpoints',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('touch_id', sa.String(length=64), nullable=False),
+    sa.Column('impression_id', sa.String(length=64), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('creative_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ad_space_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('publisher_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('bid_type', sa.String(length=20), nullable=False),
+    sa.Column('price_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=False),
+    sa.Column('placement_type', sa.String(length=32), nullable=False),
+    sa.Column('app_package', sa.String(length=255), nullable=False),
+    sa.Column('gaid_md5', sa.String(length=32), nullable=True),
+    sa.Column('gaid_sha1', sa.String(length=40), nullable=True),
+    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_touchpoints')),
+    sa.UniqueConstraint('kind', 'touch_id', name=op.f('uq_touchpoints_kind_touch_id'))
+    )
+    with op.batch_alter_table('touchpoints', schema=None) as batch_op:
+        batch_op.create_index('ix_touchpoints_device_md5', ['gaid_md5', 'kind', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_touchpoints_device_sha1', ['gaid_sha1', 'kind', 'occurred_at'], unique=False)
+
     op.create_table('account_documents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -121,6 +386,217 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('account_documents', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_documents_account_id'), ['account_id'], unique=False)
+
+    op.create_table('account_wallets',
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('balance_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('entry_count', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_account_wallets_account_id_accounts')),
+    sa.PrimaryKeyConstraint('account_id', name=op.f('pk_account_wallets'))
+    )
+    op.create_table('ad_spaces',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('publisher_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('placement_type', sa.String(length=32), nullable=False),
+    sa.Column('accepted_formats', sa.JSON(), nullable=False),
+    sa.Column('sizes', sa.JSON(), nullable=False),
+    sa.Column('reserve_price_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('reserve_currency', sa.String(length=3), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['publisher_id'], ['publishers.id'], name=op.f('fk_ad_spaces_publisher_id_publishers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ad_spaces'))
+    )
+    with op.batch_alter_table('ad_spaces', schema=None) as batch_op:
+        batch_op.create_index('ix_ad_spaces_publisher_placement', ['publisher_id', 'placement_type'], unique=False)
+
+    op.create_table('apps',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('package_name', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('platform', sa.String(length=16), nullable=False),
+    sa.Column('store', sa.String(length=16), nullable=False),
+    sa.Column('partner', sa.String(length=16), nullable=True),
+    sa.Column('partner_link_id', sa.String(length=200), nullable=False),
+    sa.Column('click_lookback_days', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('view_through_enabled', sa.Boolean(), nullable=False),
+    sa.Column('view_through_hours', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('reattribution_window_days', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_window_days', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_apps_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_apps'))
+    )
+    with op.batch_alter_table('apps', schema=None) as batch_op:
+        batch_op.create_index('ix_apps_account_package', ['account_id', 'package_name'], unique=False)
+
+    op.create_table('audiences',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('region_code', sa.String(length=8), nullable=False),
+    sa.Column('id_type', sa.String(length=16), nullable=True),
+    sa.Column('key_space', sa.String(length=8), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('status_reason', sa.String(length=500), nullable=False),
+    sa.Column('size', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('rule', sa.JSON(), nullable=True),
+    sa.Column('refreshed_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_audiences_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audiences')),
+    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_audiences_account_id_name'))
+    )
+    with op.batch_alter_table('audiences', schema=None) as batch_op:
+        batch_op.create_index('ix_audiences_account_status', ['account_id', 'status'], unique=False)
+
+    op.create_table('campaigns',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('objective', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('promotion_type', sa.String(length=16), nullable=False),
+    sa.Column('package_name', sa.String(length=255), nullable=True),
+    sa.Column('landing_kind', sa.String(length=16), nullable=True),
+    sa.Column('landing_url', sa.String(length=2048), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_campaigns_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_campaigns'))
+    )
+    with op.batch_alter_table('campaigns', schema=None) as batch_op:
+        batch_op.create_index('ix_campaigns_account_status', ['account_id', 'status'], unique=False)
+
+    op.create_table('credit_lines',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('limit_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('starts_on', sa.Date(), nullable=False),
+    sa.Column('ends_on', sa.Date(), nullable=False),
+    sa.Column('starts_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('renewed_from_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('remarks', sa.String(length=500), nullable=False),
+    sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('settled_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('settled_amount_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('settlement_entry_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_credit_lines_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_credit_lines'))
+    )
+    with op.batch_alter_table('credit_lines', schema=None) as batch_op:
+        batch_op.create_index('ix_credit_lines_account_period', ['account_id', 'starts_at'], unique=False)
+
+    op.create_table('ledger_entries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('entry_type', sa.String(length=20), nullable=False),
+    sa.Column('amount_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=128), nullable=True),
+    sa.Column('counterparty_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('creative_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('operator_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('remarks', sa.String(length=500), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('charge_kind', sa.String(length=16), nullable=True),
+    sa.Column('requested_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_ledger_entries_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_ledger_entries_idempotency_key'))
+    )
+    with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_ledger_entries_account_time', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_ledger_entries_ad_group_time', ['ad_group_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_ledger_entries_campaign_time', ['campaign_id', 'occurred_at'], unique=False)
+
+    op.create_table('media_assets',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('format', sa.String(length=8), nullable=False),
+    sa.Column('width', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('height', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('duration_ms', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('video_codec', sa.String(length=40), nullable=False),
+    sa.Column('size_bytes', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('storage_path', sa.String(length=300), nullable=False),
+    sa.Column('public_key', sa.String(length=64), nullable=False),
+    sa.Column('original_filename', sa.String(length=255), nullable=False),
+    sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_media_assets_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_media_assets')),
+    sa.UniqueConstraint('public_key', name=op.f('uq_media_assets_public_key'))
+    )
+    with op.batch_alter_table('media_assets', schema=None) as batch_op:
+        batch_op.create_index('ix_media_assets_account_kind', ['account_id', 'kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_media_assets_sha256'), ['sha256'], unique=False)
+
+    op.create_table('partner_connections',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partner', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('token_ciphertext', sa.String(length=1000), nullable=False),
+    sa.Column('token_hint', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('last_error', sa.String(length=500), nullable=False),
+    sa.Column('last_pulled_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_partner_connections_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_connections'))
+    )
+    with op.batch_alter_table('partner_connections', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_connections_account_id'), ['account_id'], unique=False)
+
+    op.create_table('top_up_requests',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('requester_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('amount_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('remarks', sa.String(length=500), nullable=False),
+    sa.Column('proof_filename', sa.String(length=255), nullable=False),
+    sa.Column('proof_content_type', sa.String(length=100), nullable=False),
+    sa.Column('proof_size_bytes', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('proof_sha256', sa.String(length=64), nullable=False),
+    sa.Column('proof_storage_path', sa.String(length=500), nullable=False),
+    sa.Column('requested_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('decided_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('decided_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rejection_reason', sa.String(length=500), nullable=False),
+    sa.Column('ledger_entry_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_top_up_requests_account_id_accounts')),
+    sa.ForeignKeyConstraint(['requester_account_id'], ['accounts.id'], name=op.f('fk_top_up_requests_requester_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_top_up_requests'))
+    )
+    with op.batch_alter_table('top_up_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_top_up_requests_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_top_up_requests_status', ['status', 'created_at'], unique=False)
 
     op.create_table('users',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -158,11 +634,214 @@ def upgrade() -> None:
     with op.batch_alter_table('access_tokens', schema=None) as batch_op:
         batch_op.create_index('ix_access_tokens_user', ['user_id'], unique=False)
 
+    op.create_table('ad_groups',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('promotion_channel', sa.String(length=16), nullable=False),
+    sa.Column('target_group', sa.String(length=32), nullable=False),
+    sa.Column('placement_type', sa.String(length=32), nullable=False),
+    sa.Column('publisher_ids', sa.JSON(), nullable=False),
+    sa.Column('ad_space_ids', sa.JSON(), nullable=False),
+    sa.Column('targeting', sa.JSON(), nullable=False),
+    sa.Column('time_zone', sa.String(length=64), nullable=False),
+    sa.Column('start_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('end_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('dayparting', sa.JSON(), nullable=True),
+    sa.Column('total_budget_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('daily_budget_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('pacing', sa.String(length=8), nullable=False),
+    sa.Column('frequency_cap_per_day', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('bid_type', sa.String(length=16), nullable=False),
+    sa.Column('bid_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('conversion_event', sa.String(length=32), nullable=True),
+    sa.Column('booked_impressions', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('booked_slots', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('review_status', sa.String(length=20), nullable=False),
+    sa.Column('rejection_reasons', sa.String(length=2000), nullable=False),
+    sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_ad_groups_account_id_accounts')),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_ad_groups_campaign_id_campaigns')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ad_groups'))
+    )
+    with op.batch_alter_table('ad_groups', schema=None) as batch_op:
+        batch_op.create_index('ix_ad_groups_account_status', ['account_id', 'status'], unique=False)
+        batch_op.create_index('ix_ad_groups_campaign', ['campaign_id'], unique=False)
+
+    op.create_table('app_event_mappings',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('app_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('position', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('source_name', sa.String(length=100), nullable=False),
+    sa.Column('event', sa.String(length=32), nullable=False),
+    sa.Column('conditions', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_app_event_mappings_app_id_apps'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_app_event_mappings'))
+    )
+    with op.batch_alter_table('app_event_mappings', schema=None) as batch_op:
+        batch_op.create_index('ix_app_event_mappings_app', ['app_id', 'position'], unique=False)
+
+    op.create_table('audience_segments',
+    sa.Column('audience_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partition', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('cardinality', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['audience_id'], ['audiences.id'], name=op.f('fk_audience_segments_audience_id_audiences'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('audience_id', 'partition', name=op.f('pk_audience_segments'))
+    )
+    op.create_table('audience_uploads',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('audience_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mode', sa.String(length=16), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('source_name', sa.String(length=500), nullable=False),
+    sa.Column('id_type', sa.String(length=16), nullable=False),
+    sa.Column('bytes_read', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('lines', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('blank_lines', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('valid_lines', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('invalid_lines', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('duplicate_lines', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('distinct_ids', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('changed', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('size_after', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('invalid_examples', sa.JSON(), nullable=False),
+    sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['audience_id'], ['audiences.id'], name=op.f('fk_audience_uploads_audience_id_audiences'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audience_uploads'))
+    )
+    with op.batch_alter_table('audience_uploads', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audience_uploads_audience_id'), ['audience_id'], unique=False)
+
+    op.create_table('partner_app_bindings',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('connection_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('app_token', sa.String(length=64), nullable=False),
+    sa.Column('app_name', sa.String(length=200), nullable=False),
+    sa.Column('package_name', sa.String(length=255), nullable=False),
+    sa.Column('utc_offset', sa.String(length=6), nullable=False),
+    sa.Column('attribution_type', sa.String(length=16), nullable=False),
+    sa.Column('attribution_source', sa.String(length=16), nullable=False),
+    sa.Column('attribution_status', sa.JSON(), nullable=False),
+    sa.Column('ad_revenue_sources', sa.JSON(), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('last_error', sa.String(length=500), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['connection_id'], ['partner_connections.id'], name=op.f('fk_partner_app_bindings_connection_id_partner_connections')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_app_bindings')),
+    sa.UniqueConstraint('connection_id', 'app_token', name=op.f('uq_partner_app_bindings_connection_id_app_token'))
+    )
+    with op.batch_alter_table('partner_app_bindings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_app_bindings_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_partner_app_bindings_connection_id'), ['connection_id'], unique=False)
+
+    op.create_table('partner_pull_runs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('connection_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('started_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('date_from', sa.Date(), nullable=False),
+    sa.Column('date_to', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('rows', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('attempts', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('error', sa.String(length=500), nullable=False),
+    sa.ForeignKeyConstraint(['connection_id'], ['partner_connections.id'], name=op.f('fk_partner_pull_runs_connection_id_partner_connections')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_pull_runs'))
+    )
+    with op.batch_alter_table('partner_pull_runs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_pull_runs_connection_id'), ['connection_id'], unique=False)
+
+    op.create_table('creatives',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('format', sa.String(length=64), nullable=False),
+    sa.Column('materials', sa.JSON(), nullable=False),
+    sa.Column('click_url', sa.String(length=2048), nullable=False),
+    sa.Column('deeplink', sa.String(length=2048), nullable=True),
+    sa.Column('impression_urls', sa.JSON(), nullable=False),
+    sa.Column('video_tracking', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('review_status', sa.String(length=20), nullable=False),
+    sa.Column('rejection_reasons', sa.String(length=2000), nullable=False),
+    sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_creatives_account_id_accounts')),
+    sa.ForeignKeyConstraint(['ad_group_id'], ['ad_groups.id'], name=op.f('fk_creatives_ad_group_id_ad_groups')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_creatives'))
+    )
+    with op.batch_alter_table('creatives', schema=None) as batch_op:
+        batch_op.create_index('ix_creatives_account_status', ['account_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_creatives_ad_group_id'), ['ad_group_id'], unique=False)
+
+    op.create_table('partner_metric_rows',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('binding_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partner', sa.String(length=32), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('campaign_label', sa.String(length=255), nullable=False),
+    sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('country', sa.String(length=8), nullable=False),
+    sa.Column('metrics', sa.JSON(), nullable=False),
+    sa.Column('pulled_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['binding_id'], ['partner_app_bindings.id'], name=op.f('fk_partner_metric_rows_binding_id_partner_app_bindings')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_metric_rows')),
+    sa.UniqueConstraint('binding_id', 'day', 'campaign_label', 'country', name=op.f('uq_partner_metric_rows_binding_id_day_campaign_label_country'))
+    )
+    with op.batch_alter_table('partner_metric_rows', schema=None) as batch_op:
+        batch_op.create_index('ix_partner_metric_rows_account_day', ['account_id', 'day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_partner_metric_rows_campaign_id'), ['campaign_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('partner_metric_rows', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_metric_rows_campaign_id'))
+        batch_op.drop_index('ix_partner_metric_rows_account_day')
+
+    op.drop_table('partner_metric_rows')
+    with op.batch_alter_table('creatives', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_creatives_ad_group_id'))
+        batch_op.drop_index('ix_creatives_account_status')
+
+    op.drop_table('creatives')
+    with op.batch_alter_table('partner_pull_runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_pull_runs_connection_id'))
+
+    op.drop_table('partner_pull_runs')
+    with op.batch_alter_table('partner_app_bindings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_app_bindings_connection_id'))
+        batch_op.drop_index(batch_op.f('ix_partner_app_bindings_account_id'))
+
+    op.drop_table('partner_app_bindings')
+    with op.batch_alter_table('audience_uploads', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audience_uploads_audience_id'))
+
+    op.drop_table('audience_uploads')
+    op.drop_table('audience_segments')
+    with op.batch_alter_table('app_event_mappings', schema=None) as batch_op:
+        batch_op.drop_index('ix_app_event_mappings_app')
+
+    op.drop_table('app_event_mappings')
+    with op.batch_alter_table('ad_groups', schema=None) as batch_op:
+        batch_op.drop_index('ix_ad_groups_campaign')
+        batch_op.drop_index('ix_ad_groups_account_status')
+
+    op.drop_table('ad_groups')
     with op.batch_alter_table('access_tokens', schema=None) as batch_op:
         batch_op.drop_index('ix_access_tokens_user')
 
@@ -171,10 +850,60 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_users_account_id'))
 
     op.drop_table('users')
+    with op.batch_alter_table('top_up_requests', schema=None) as batch_op:
+        batch_op.drop_index('ix_top_up_requests_status')
+        batch_op.drop_index(batch_op.f('ix_top_up_requests_account_id'))
+
+    op.drop_table('top_up_requests')
+    with op.batch_alter_table('partner_connections', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_connections_account_id'))
+
+    op.drop_table('partner_connections')
+    with op.batch_alter_table('media_assets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_media_assets_sha256'))
+        batch_op.drop_index('ix_media_assets_account_kind')
+
+    op.drop_table('media_assets')
+    with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_ledger_entries_campaign_time')
+        batch_op.drop_index('ix_ledger_entries_ad_group_time')
+        batch_op.drop_index('ix_ledger_entries_account_time')
+
+    op.drop_table('ledger_entries')
+    with op.batch_alter_table('credit_lines', schema=None) as batch_op:
+        batch_op.drop_index('ix_credit_lines_account_period')
+
+    op.drop_table('credit_lines')
+    with op.batch_alter_table('campaigns', schema=None) as batch_op:
+        batch_op.drop_index('ix_campaigns_account_status')
+
+    op.drop_table('campaigns')
+    with op.batch_alter_table('audiences', schema=None) as batch_op:
+        batch_op.drop_index('ix_audiences_account_status')
+
+    op.drop_table('audiences')
+    with op.batch_alter_table('apps', schema=None) as batch_op:
+        batch_op.drop_index('ix_apps_account_package')
+
+    op.drop_table('apps')
+    with op.batch_alter_table('ad_spaces', schema=None) as batch_op:
+        batch_op.drop_index('ix_ad_spaces_publisher_placement')
+
+    op.drop_table('ad_spaces')
+    op.drop_table('account_wallets')
     with op.batch_alter_table('account_documents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_documents_account_id'))
 
     op.drop_table('account_documents')
+    with op.batch_alter_table('touchpoints', schema=None) as batch_op:
+        batch_op.drop_index('ix_touchpoints_device_sha1')
+        batch_op.drop_index('ix_touchpoints_device_md5')
+
+    op.drop_table('touchpoints')
+    with op.batch_alter_table('spend_counters', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_spend_counters_account_id'))
+
+    op.drop_table('spend_counters')
     op.drop_table('settlement_rules')
     with op.batch_alter_table('review_records', schema=None) as batch_op:
         batch_op.drop_index('ix_review_records_object')
@@ -186,12 +915,69 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_review_items_account_id'))
 
     op.drop_table('review_items')
+    with op.batch_alter_table('report_jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_report_jobs_user')
+
+    op.drop_table('report_jobs')
+    with op.batch_alter_table('rejected_postbacks', schema=None) as batch_op:
+        batch_op.drop_index('ix_rejected_postbacks_received')
+
+    op.drop_table('rejected_postbacks')
+    with op.batch_alter_table('publishers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_publishers_app_package'))
+
+    op.drop_table('publishers')
+    with op.batch_alter_table('postbacks', schema=None) as batch_op:
+        batch_op.drop_index('ix_postbacks_status')
+        batch_op.drop_index('ix_postbacks_app_received')
+
+    op.drop_table('postbacks')
+    with op.batch_alter_table('package_categories', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_package_categories_category'))
+
+    op.drop_table('package_categories')
+    with op.batch_alter_table('invalid_traffic', schema=None) as batch_op:
+        batch_op.drop_index('ix_invalid_traffic_time')
+
+    op.drop_table('invalid_traffic')
+    op.drop_table('fx_rates')
+    with op.batch_alter_table('device_profiles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_device_profiles_sha256_key'))
+        batch_op.drop_index(batch_op.f('ix_device_profiles_last_seen_at'))
+
+    op.drop_table('device_profiles')
+    op.drop_table('device_populations')
+    with op.batch_alter_table('device_apps', schema=None) as batch_op:
+        batch_op.drop_index('ix_device_apps_package')
+
+    op.drop_table('device_apps')
+    with op.batch_alter_table('device_app_usage', schema=None) as batch_op:
+        batch_op.drop_index('ix_device_app_usage_package_day')
+
+    op.drop_table('device_app_usage')
+    with op.batch_alter_table('conversions', schema=None) as batch_op:
+        batch_op.drop_index('ix_conversions_app_device_sha1')
+        batch_op.drop_index('ix_conversions_app_device_md5')
+        batch_op.drop_index('ix_conversions_ad_group')
+        batch_op.drop_index('ix_conversions_account_time')
+
+    op.drop_table('conversions')
+    with op.batch_alter_table('charge_refusals', schema=None) as batch_op:
+        batch_op.drop_index('ix_charge_refusals_ad_group_time')
+        batch_op.drop_index(batch_op.f('ix_charge_refusals_account_id'))
+
+    op.drop_table('charge_refusals')
     with op.batch_alter_table('change_events', schema=None) as batch_op:
         batch_op.drop_index('ix_change_events_object')
         batch_op.drop_index(batch_op.f('ix_change_events_created_at'))
         batch_op.drop_index('ix_change_events_account_time')
 
     op.drop_table('change_events')
+    op.drop_table('audience_regions')
+    with op.batch_alter_table('announcements', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_announcements_created_at'))
+
+    op.drop_table('announcements')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_accounts_parent_agency_id'))
 
