@@ -101,7 +101,7 @@ def demo(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from adstack.core.money import format_micros
-    from adstack.demo import DemoConfig, DemoError, run
+    from adstack.demo import ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD, DemoAlreadyBuilt, DemoConfig, DemoError, run
 
     settings = _settings(data_dir or Path("./adstack-data"), public_base_url=f"http://{host}:{port}")
     config = DemoConfig(days=days, requests_per_day=requests_per_day, seed=seed)
@@ -110,6 +110,14 @@ def demo(
         task = bar.add_task("traffic", total=days * requests_per_day)
         try:
             summary = run(settings, config, progress=lambda done, total: bar.update(task, completed=done))
+        except DemoAlreadyBuilt as exc:
+            bar.stop()
+            console.print(f"{exc}; use another --data-dir for a fresh one.")
+            console.print(f"console: [bold]{settings.public_base_url}/console[/]")
+            console.print(f"admin: {ADMIN_EMAIL} / {ADMIN_PASSWORD}   user: moonlight@example.com / {USER_PASSWORD}")
+            if serve_after:
+                serve(host=host, port=port, data_dir=settings.data_dir)
+            return
         except DemoError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(code=1) from exc

@@ -45,6 +45,10 @@ class DemoError(RuntimeError):
     """A step of the demo was refused by the platform; the message carries the platform's answer."""
 
 
+class DemoAlreadyBuilt(DemoError):
+    """The data dir already holds the demo platform; it is served as it is."""
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     days: int = 3
@@ -203,7 +207,7 @@ def _register(platform: Platform, admin: str, *, email: str, company: str, kind:
               time_zone: str) -> tuple[str, int]:
     existing = platform.client.post("/api/v1/auth/login", json={"email": email, "password": USER_PASSWORD})
     if existing.status_code == 200:
-        raise DemoError(f"the demo has already run in this data dir ({email} exists); use a fresh --data-dir")
+        raise DemoAlreadyBuilt(f"the demo platform is already in this data dir ({email} exists)")
     body = platform.call("POST", "/api/v1/auth/register", expect=201, json={
         "email": email, "password": USER_PASSWORD, "type": kind, "company_name": company,
         "contact_name": "Demo Contact", "contact_email": email, "country": country,
