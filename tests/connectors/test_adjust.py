@@ -167,3 +167,22 @@ def test_scheduled_pull_reads_the_settling_days(api: Api, connected: int, fake_a
                                   connector_factory=service.default_connector_factory(fake_adjust.url))
     api.session.commit()
     assert [r.status for r in runs] == ["succeeded"] and runs[0].rows == 3
+
+
+def test_adjust_numbers_join_reports_with_the_difference_shown(api: Api, connected: int, advertiser: Actor,
+                                                               campaign_id: int) -> None:
+    expect(api.client.post(f"/api/v1/connectors/{connected}/pull", headers=advertiser.headers, json={}), 200)
+    body = expect(api.client.get("/api/v1/reports", headers=advertiser.headers, params={
+        "start_date": days_back(5), "end_date": days_back(0), "granularity": "day", "dimensions": "campaign",
+        "metrics": ["installs", "cost_micros"], "time_zone": "UTC",
+        "extra_columns": ["adjust_installs", "adjust_network_cost_micros", "adjust_roas_d7"]}), 200)
+    rows = [r for r in body["rows"] if r.get("campaign_id") == campaign_id and r.get("adjust_installs")]
+    assert len(rows) == 1
+    row = rows[0]
+    # adstack saw no traffic for this campaign, so the whole partner figure is the difference.
+    assert row["adjust_installs"] == 200 and row["installs"] == 0 and row["adjust_installs_diff"] == 200
+    assert row["adjust_network_cost_micros"] == 100_000_000
+    assert row["adjust_network_cost_micros_diff"] == 100_000_000
+    assert str(row["adjust_roas_d7"]) == "1.5"
+    labels = {c["key"]: c["label"] for c in body["columns"]}
+    assert labels["adjust_installs"] == "Adjust installs"

@@ -27,6 +27,7 @@ from adstack.core.deps import CurrentPrincipal, IdPath, SessionDep, SettingsDep
 from adstack.core.errors import DomainError, ValidationFailed
 from adstack.core.security import Encryptor
 from adstack.core.settings import Settings
+from adstack.reports.service import register_column_source
 
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
 log = logging.getLogger("adstack.connectors")
@@ -130,7 +131,9 @@ def partner_columns(
 
 
 def install(app: FastAPI) -> None:
-    """Hourly scheduled pulls of the settling days, in a daemon thread; off when the interval is 0."""
+    """Adjust's columns in reports, and hourly scheduled pulls of the settling days in a daemon thread (off
+    when the interval is 0)."""
+    register_column_source(service.AdjustColumnSource())
     stop = threading.Event()
 
     def loop() -> None:

@@ -28,10 +28,13 @@ from adstack.connectors.models import (
     PullRun,
 )
 from adstack.core.errors import NotFound, ValidationFailed
+from adstack.core.money import to_micros
 from adstack.core.security import Encryptor, mask_secret
 from adstack.core.timeutil import utcnow
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
+from adstack.reports.models import Metric
+from adstack.reports.service import ExtraColumn
 
 CONNECTION = "partner_connection"
 BINDING = "partner_app_binding"
@@ -333,3 +336,51 @@ def pulled_rows(session: Session, principal: Principal, *, date_from: date, date
         stmt = stmt.where(PartnerMetricRow.account_id.in_(visible))
     return list(session.scalars(stmt.order_by(PartnerMetricRow.day, PartnerMetricRow.id).limit(limit)))
 
+
+
+class AdjustColumnSource:
+    """Adjust's numbers as report columns, joined on campaign and day; where adstack measures the same thing
+    (installs, cost, revenue) the report also shows the difference."""
+
+    name = "adjust"
+
+    def columns(self) -> list[ExtraColumn]:
+        return [
+            ExtraColumn("adjust_installs", "Adjust installs", "count", compare_to=Metric.INSTALLS),
+            ExtraColumn("adjust_network_cost_micros", "Adjust network cost", "micros", compare_to=Metric.COST_MICROS),
+            ExtraColumn("adjust_revenue_micros", "Adjust revenue", "micros", compare_to=Metric.REVENUE_MICROS),
+            ExtraColumn("adjust_roas", "Adjust ROAS", "ratio", additive=False),
+            ExtraColumn("adjust_roas_d7", "Adjust ROAS D7", "ratio", additive=False),
+            *(ExtraColumn(f"adjust_retention_d{n}", f"Adjust retention D{n}", "ratio", additive=False)
+              for n in (1, 3, 7)),
+            *(ExtraColumn(f"adjust_revenue_d{n}_micros", f"Adjust cohort revenue D{n}", "micros")
+              for n in (0, 1, 3, 7)),
+        ]
+
+    def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int],
+              start_date: date, end_date: date) -> dict[tuple[int, date], dict[str, int | Decimal | None]]:
+        wanted = set(campaign_ids)
+        columns = partner_columns(session, account_ids=None if account_ids is None else set(account_ids),
+                                  date_from=start_date, date_to=end_date)
+        result: dict[tuple[int, date], dict[str, int | Decimal | None]] = {}
+        for (campaign_id, day), values in columns.items():
+            if wanted and campaign_id not in wanted:
+                continue
+            installs = values["installs"]
+            row: dict[str, int | Decimal | None] = {
+                "adjust_installs": None if installs is None else int(installs),
+                "adjust_network_cost_micros": _micros(values["network_cost"]),
+                "adjust_revenue_micros": _micros(values["revenue"]),
+                "adjust_roas": values["roas"],
+                "adjust_roas_d7": values["roas_d7"],
+            }
+            for n in (1, 3, 7):
+                row[f"adjust_retention_d{n}"] = values[f"retention_d{n}"]
+            for n in (0, 1, 3, 7):
+                row[f"adjust_revenue_d{n}_micros"] = _micros(values[f"revenue_d{n}"])
+            result[(campaign_id, day)] = row
+        return result
+
+
+def _micros(value: Decimal | None) -> int | None:
+    return None if value is None else to_micros(value)

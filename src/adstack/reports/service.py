@@ -399,6 +399,8 @@ def _attach_extras(session: Session, prepared: _Prepared, rows: list[dict[str, A
             return not (Dimension.ACCOUNT in prepared.dims and owners.get(key[0]) != row["account_id"])
 
         exact = {Dimension.CAMPAIGN, Dimension.DATE} <= set(prepared.dims)
+        if query.offset == 0 and Dimension.CAMPAIGN in prepared.dims and set(prepared.dims) <= _PARTNER_JOIN_DIMS:
+            rows.extend(_partner_only_rows(prepared, rows, keys, matches))
         for target, selected in [*((row, [k for k in keys if matches(row, k)]) for row in rows), (totals, keys)]:
             single = exact and target is not totals and len(selected) == 1
             for column in columns:
@@ -420,6 +422,26 @@ def _attach_extras(session: Session, prepared: _Prepared, rows: list[dict[str, A
                     target[f"{column.key}_diff"] = diff
 
 
+_PARTNER_JOIN_DIMS = frozenset({Dimension.CAMPAIGN, Dimension.DATE})
+
+
+def _partner_only_rows(prepared: _Prepared, rows: list[dict[str, Any]], keys: list[tuple[int, date]],
+                       matches: Callable[[Mapping[str, Any], tuple[int, date]], bool]) -> list[dict[str, Any]]:
+    """Campaign-days the partner reports and adstack has no event for, as rows with our figures at zero, so
+    the difference is shown rather than dropped (on the first page; they are not counted in total_rows)."""
+    missing = [k for k in keys if not any(matches(row, k) for row in rows)]
+    wanted = {(k[0], k[1] if Dimension.DATE in prepared.dims else None) for k in missing}
+    added = []
+    for campaign_id, day in sorted(wanted, key=lambda k: (k[0], k[1] or date.min)):
+        row: dict[str, Any] = {"campaign_id": campaign_id}
+        if day is not None:
+            row["date"] = day.isoformat()
+        for metric in prepared.metrics:
+            row[metric] = None if _metric_kind(metric) == "ratio" else 0
+        added.append(row)
+    return added
+
+
 def _store(store: EventStore | None) -> EventStore:
     return store if store is not None else get_event_store(get_settings())
 
@@ -434,8 +456,8 @@ def run_report(session: Session, principal: Principal, query: ReportQuery, *, st
 
 def _finish(session: Session, prepared: _Prepared, rows: list[dict[str, Any]], totals: dict[str, Any],
             total_rows: int, *, limit: int, offset: int) -> ReportResult:
+    _attach_extras(session, prepared, rows, totals)  # first: it may add partner-only rows that need names too
     _attach_names(session, prepared, rows)
-    _attach_extras(session, prepared, rows, totals)
     columns = _columns(prepared)
     keys = [c.key for c in columns]
     return ReportResult(
