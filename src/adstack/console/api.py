@@ -15,6 +15,7 @@ from adstack.console.pages import (
     apps,
     audiences,
     auth,
+    connectors,
     finance,
     inventory,
     logs,
@@ -41,7 +42,8 @@ VENDOR_FILES = {
 public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=[Depends(check_csrf)],
                           include_in_schema=False)
 # The creation wizard goes first: its fixed paths (/ads/new) must win over the list's /ads/{level}.
-for page_module in (auth, overview, account, ads_new, ads, finance, reports, audiences, apps, inventory, review, logs):
+for page_module in (auth, overview, account, ads_new, ads, finance, reports, audiences, apps, connectors, inventory,
+                    review, logs):
     public_router.include_router(page_module.router)
 
 

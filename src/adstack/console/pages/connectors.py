@@ -1,0 +1,149 @@
+"""Partner data: measurement-partner accounts (Adjust), the apps bound to them with the settings that must match
+the partner's dashboard, pulls on demand and the partner's reason whenever a pull fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import ValidationError
+
+from adstack.accounts import service as accounts
+from adstack.connectors import service as connectors
+from adstack.connectors.models import (
+    SETTINGS_MATCH_NOTICE,
+    AttributionSource,
+    AttributionType,
+    BindingCreate,
+    ConnectionCreate,
+    ConnectorPartner,
+)
+from adstack.console import forms
+from adstack.console.forms import FormErrors
+from adstack.console.i18n import N_
+from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError
+from adstack.core.security import Encryptor
+
+router = APIRouter(route_class=ConsoleRoute)
+
+# The console's translatable copy of connectors.models.SETTINGS_MATCH_NOTICE (a test keeps the two equal).
+SETTINGS_NOTICE = N_(
+    "Use the same time zone, attribution type, attribution source, attribution status and ad revenue sources "
+    "as in your Adjust dashboard; otherwise the numbers pulled here will differ from the ones Adjust shows."
+)
+
+MAX_LIST_ITEMS = 30  # the schema refuses longer lists; cutting the raw text keeps a pasted blob bounded
+
+
+def _encryptor(visitor: Visitor) -> Encryptor:
+    return Encryptor(visitor.settings.resolved_secret_key)
+
+
+def _connector_factory(visitor: Visitor) -> connectors.ConnectorFactory:
+    """The same factory the API uses: one set on app.state (tests, operators) or the configured Adjust URL."""
+    app_state = visitor.request.app.state
+    factory: connectors.ConnectorFactory | None = getattr(app_state, "connector_factory", None)
+    return factory or connectors.default_connector_factory(app_state.settings.adjust_api_url)
+
+
+def _comma_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",")[:MAX_LIST_ITEMS + 1] if item.strip()]
+
+
+def _form_errors(exc: ValidationError | DomainError) -> FormErrors:
+    return FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
+
+
+# ---------- the list of connections ----------
+
+
+def _connections_page(visitor: Visitor, *, errors: FormErrors | None = None, values: dict[str, Any] | None = None,
+                      status: int = 200) -> Response:
+    principal = visitor.me
+    return render(visitor, "connectors/connections.html", {
+        "connections": connectors.list_connections(visitor.session, principal),
+        "partners": [p.value for p in ConnectorPartner], "errors": errors or FormErrors(), "values": values or {},
+        "account_choices": [] if principal.role == "advertiser" else accounts.list_accounts(
+            visitor.session, principal, limit=200),
+    }, status=status)
+
+
+@router.get("/connectors")
+def connections_page(visitor: UserDep) -> Response:
+    return _connections_page(visitor)
+
+
+@router.post("/connectors")
+def create_connection(visitor: UserDep, form: FormDep) -> Response:
+    payload: dict[str, Any] = {"name": forms.text(form, "name"), "api_token": forms.text(form, "api_token"),
+                               "partner": forms.text(form, "partner") or ConnectorPartner.ADJUST.value}
+    account = forms.text(form, "account_id")
+    if account.isdigit() and len(account) < 19:
+        payload["account_id"] = int(account)
+    try:
+        connection = connectors.create_connection(visitor.session, visitor.me, ConnectionCreate.model_validate(payload),
+                                                  encryptor=_encryptor(visitor))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        visitor.session.rollback()
+        # The token is never echoed back into the page, not even after a refusal.
+        shown = {k: v for k, v in payload.items() if k != "api_token"}
+        return _connections_page(visitor, errors=_form_errors(exc), values=shown, status=422)
+    return redirect(with_notice(f"{PREFIX}/connectors/{connection.id}", "created"))
+
+
+# ---------- one connection: bound apps, pulls ----------
+
+
+def _connection_page(visitor: Visitor, connection_id: int, *, errors: FormErrors | None = None,
+                     values: dict[str, Any] | None = None, status: int = 200) -> Response:
+    session, principal = visitor.session, visitor.me
+    connection = connectors.get_connection(session, principal, connection_id)
+    bindings = connectors.list_bindings(session, principal, connection.id)
+    runs = connectors.list_runs(session, principal, connection.id)
+    last_run = runs[0] if runs else None
+    return render(visitor, "connectors/connection.html", {
+        "connection": connection, "bindings": bindings, "runs": runs,
+        "failed_run": last_run if last_run is not None and last_run.error else None,
+        "failed_bindings": [b for b in bindings if b.last_error],
+        "settings_notice": visitor.gettext(SETTINGS_MATCH_NOTICE),
+        "attribution_types": [t.value for t in AttributionType],
+        "attribution_sources": [s.value for s in AttributionSource],
+        "errors": errors or FormErrors(),
+        "values": values or {"utc_offset": "+00:00", "attribution_type": AttributionType.CLICK.value,
+                             "attribution_source": AttributionSource.DYNAMIC.value},
+    }, status=status)
+
+
+@router.get("/connectors/{connection_id}")
+def connection_page(connection_id: IdPath, visitor: UserDep) -> Response:
+    return _connection_page(visitor, connection_id)
+
+
+@router.post("/connectors/{connection_id}/apps")
+def bind_app(connection_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
+    values: dict[str, Any] = {name: forms.text(form, name) for name in (
+        "app_token", "app_name", "package_name", "utc_offset", "attribution_type", "attribution_source",
+        "attribution_status", "ad_revenue_sources")}
+    payload = {**values, "attribution_status": _comma_list(values["attribution_status"]),
+               "ad_revenue_sources": _comma_list(values["ad_revenue_sources"])}
+    try:
+        connectors.bind_app(visitor.session, visitor.me, connection_id, BindingCreate.model_validate(payload))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        visitor.session.rollback()
+        if isinstance(exc, DomainError) and exc.status == 404:
+            raise
+        return _connection_page(visitor, connection_id, errors=_form_errors(exc), values=values, status=422)
+    return redirect(with_notice(f"{PREFIX}/connectors/{connection_id}", "saved"))
+
+
+@router.post("/connectors/{connection_id}/pull")
+def pull_now(connection_id: IdPath, visitor: UserDep) -> Response:
+    """Pulls the settling days now. A failed pull is saved with the partner's reason, which the page shows."""
+    connectors.pull_for(visitor.session, visitor.me, connection_id, encryptor=_encryptor(visitor),
+                        connector_factory=_connector_factory(visitor))
+    visitor.session.commit()
+    return redirect(f"{PREFIX}/connectors/{connection_id}#runs")
