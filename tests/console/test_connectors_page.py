@@ -154,5 +154,12 @@ def test_posts_without_the_csrf_token_are_refused(client: TestClient, session: S
     assert len(session.scalars(select(PartnerConnection)).all()) == 1
 
 
-def test_the_settings_notice_is_translated_and_kept_equal_to_the_domains() -> None:
+def test_the_settings_notice_is_translated_and_kept_equal_to_the_domains(client: TestClient) -> None:
     assert SETTINGS_NOTICE == SETTINGS_MATCH_NOTICE
+    register(client, 80)
+    page = _add_connection(client)
+    client.cookies.set("adstack_lang", "zh")
+    html = client.get(page).text
+    notice = html.split('id="settings-notice" role="note">')[1].split("</div>")[0]
+    assert "Adjust" in notice and SETTINGS_MATCH_NOTICE not in notice and "归因" in notice
+    assert "合作方数据" in html  # the navigation entry
