@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from pyroaring import BitMap64
 
 from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
 from adstack.audiences.ids import KeySpace, device_key
@@ -102,7 +101,7 @@ def test_categories_come_from_the_package_table() -> None:
 
 def _audiences(members: dict[int, list[str]]) -> AudienceIndex:
     return AudienceIndex([IndexedAudience(audience_id=a, version=1, key_space=KeySpace.MD5,
-                                          members=BitMap64(device_key(g) for g in gaids))
+                                          members=frozenset(device_key(g) for g in gaids))
                           for a, gaids in members.items()])
 
 

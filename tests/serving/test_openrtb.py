@@ -176,7 +176,6 @@ def test_tmax_already_spent_means_no_bid(bidder: TestClient) -> None:
 
 
 def test_coppa_requests_get_no_audience_targeted_ads(client: TestClient) -> None:
-    from pyroaring import BitMap64
 
     from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
     from adstack.audiences.ids import KeySpace, device_key
@@ -185,7 +184,7 @@ def test_coppa_requests_get_no_audience_targeted_ads(client: TestClient) -> None
     engine = client.app.state.serving.engine  # type: ignore[attr-defined]
     engine.swap(ServingState.build(snapshot([group(1, placement="banner", targeting={"include_audiences": (9,)},
                                                    creatives=(creative(1, width=300, height=250),))])))
-    engine.audiences = AudienceIndex([IndexedAudience(9, 1, KeySpace.MD5, BitMap64([device_key(gaid)]))])
+    engine.audiences = AudienceIndex([IndexedAudience(9, 1, KeySpace.MD5, frozenset([device_key(gaid)]))])
     assert client.post("/openrtb2/bid", json=_banner_request()).status_code == 200
     assert client.post("/openrtb2/bid", json=_banner_request(regs={"coppa": 1})).status_code == 204
 

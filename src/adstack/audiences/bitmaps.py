@@ -1,9 +1,14 @@
-"""Membership as compressed bitmaps (`pyroaring.BitMap64`) and the in-memory index serving reads.
+"""Stored membership as compressed bitmaps (`pyroaring.BitMap64`), and the in-memory index serving reads.
 
 An audience is stored as up to PARTITIONS bitmaps, one per value of the key's top bits. Building,
 appending and reducing then work one partition at a time, so an import of a 64 MB file never holds more
-than one partition's bitmap beside the compact key arrays. The index joins the partitions back into one
-bitmap per audience, so a look-up is a single hash of the audience id and one bitmap probe.
+than one partition's bitmap beside the compact key arrays.
+
+The serving index holds each audience as a frozen hash set of its keys instead. Device keys are uniform
+64-bit hashes, so a roaring bitmap gives every key its own container: in memory that costs more than a hash
+set (about 117 against 77 bytes per key at 1.8 M keys), and a probe walks several nodes where a set does one
+hash and one compare, at less than half the cost per look-up. Set algebra over whole audiences (reach,
+batch intersection) is C-level either way.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 from pyroaring import BitMap64
 
@@ -39,12 +45,18 @@ def join(parts: Iterable[BitMap64]) -> BitMap64:
     return joined
 
 
+def probe_set(parts: Iterable[BitMap64]) -> frozenset[int]:
+    """The serving form of an audience's partitions; consumes one partition at a time, so loading never
+    holds the whole bitmap beside the set."""
+    return frozenset(chain.from_iterable(parts))
+
+
 @dataclass(frozen=True)
 class IndexedAudience:
     audience_id: int
     version: int
     key_space: KeySpace
-    members: BitMap64
+    members: frozenset[int]
 
 
 class AudienceIndex:
@@ -58,8 +70,8 @@ class AudienceIndex:
 
     def __init__(self, audiences: Iterable[IndexedAudience] = ()):
         self._audiences: dict[int, IndexedAudience] = {a.audience_id: a for a in audiences}
-        self._md5: dict[int, BitMap64] = {}
-        self._sha256: dict[int, BitMap64] = {}
+        self._md5: dict[int, frozenset[int]] = {}
+        self._sha256: dict[int, frozenset[int]] = {}
         for audience in self._audiences.values():
             target = self._md5 if audience.key_space is KeySpace.MD5 else self._sha256
             target[audience.audience_id] = audience.members
@@ -105,17 +117,16 @@ class AudienceIndex:
                 return True
         return not included
 
-    def contains_many(self, audience_id: int, keys: BitMap64 | Iterable[int]) -> BitMap64:
-        """The given keys that are members, as a bitmap: one C-level intersection for a batch of requests
-        (e.g. an OpenRTB bid request burst, or the reach estimate)."""
+    def contains_many(self, audience_id: int, keys: Iterable[int]) -> frozenset[int]:
+        """The given keys that are members: one C-level intersection for a batch of requests (e.g. an
+        OpenRTB bid request burst)."""
         audience = self._audiences.get(audience_id)
         if audience is None:
-            return BitMap64()
-        batch = keys if isinstance(keys, BitMap64) else BitMap64(keys)
-        return audience.members & batch
+            return frozenset()
+        return audience.members.intersection(keys)
 
     def reach(self, include_ids: Iterable[int], exclude_ids: Iterable[int] = ()) -> int:
         """Distinct devices in any included MD5-space audience and in no excluded one."""
-        included = join(self._md5[a] for a in include_ids if a in self._md5)
-        excluded = join(self._md5[a] for a in exclude_ids if a in self._md5)
-        return len(included - excluded)
+        included: set[int] = set().union(*(self._md5[a] for a in include_ids if a in self._md5))
+        included.difference_update(*(self._md5[a] for a in exclude_ids if a in self._md5))
+        return len(included)

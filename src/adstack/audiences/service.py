@@ -283,9 +283,13 @@ def usable_audience_ids(session: Session, account_id: int, audience_ids: Collect
 
 
 def load_members(session: Session, audience_id: int) -> BitMap64:
+    return bitmaps.join(_member_partitions(session, audience_id))
+
+
+def _member_partitions(session: Session, audience_id: int) -> Iterator[BitMap64]:
     stmt = (select(AudienceSegment.data).where(AudienceSegment.audience_id == audience_id)
             .order_by(AudienceSegment.partition))
-    return bitmaps.join(bitmaps.deserialize(data) for data in session.scalars(stmt))
+    return (bitmaps.deserialize(data) for data in session.scalars(stmt))
 
 
 def _write_segment(session: Session, audience_id: int, partition: int, members: BitMap64, *, exists: bool) -> None:
@@ -740,8 +744,8 @@ def estimate_reach(session: Session, principal: Principal, include_ids: Sequence
 
 def load_audience_index(session: Session, settings: Settings | None = None, *,
                         previous: AudienceIndex | None = None) -> AudienceIndex:
-    """Every audience with membership, joined into one bitmap each. Pass the index being replaced to
-    reuse the bitmaps of audiences whose membership has not changed since."""
+    """Every audience with membership, as one probe set each. Pass the index being replaced to reuse the
+    sets of audiences whose membership has not changed since."""
     del settings  # membership lives in the database, which every serving node reaches
     audiences = []
     rows = session.execute(select(Audience.id, Audience.version, Audience.key_space).where(Audience.version > 0))
@@ -751,7 +755,7 @@ def load_audience_index(session: Session, settings: Settings | None = None, *,
             audiences.append(reused)
             continue
         audiences.append(IndexedAudience(audience_id=audience_id, version=version, key_space=KeySpace(key_space),
-                                         members=load_members(session, audience_id)))
+                                         members=bitmaps.probe_set(_member_partitions(session, audience_id))))
     return AudienceIndex(audiences)
 
 

@@ -4,7 +4,7 @@ membership look-ups.
 The server runs in its own process (the same app as `adstack serve`, on SQLite in a temporary data dir);
 its resident set size is sampled from /proc while the file streams in, so the peak growth is the server's,
 not this client's. Look-ups run in this process against the index serving would load: one `contains` call
-per look-up in a tight loop (one core), and the batch form (`contains_many`, one BitMap64 intersection).
+per look-up in a tight loop (one core), and the batch form (`contains_many`, one set intersection).
 Rates are per CPU second of the process doing the work (the per-core figure, robust on a shared machine),
 with the wall-clock rates beside them.
 
@@ -185,8 +185,6 @@ def import_over_http(data_dir: Path, file_path: Path, token: str) -> dict[str, A
 
 
 def time_lookups(data_dir: Path, audience_id: int) -> dict[str, Any]:
-    from pyroaring import BitMap64
-
     from adstack.audiences.service import load_audience_index
     from adstack.core.db import make_engine, make_session_factory
     from adstack.core.settings import Settings
@@ -205,7 +203,7 @@ def time_lookups(data_dir: Path, audience_id: int) -> dict[str, Any]:
     indexed = index.get(audience_id)
     assert indexed is not None
     rng = random.Random(SEED)
-    members = indexed.members.to_array()
+    members = sorted(indexed.members)  # sorted: the same probes every run
     half = LOOKUPS // 2
     probes = [members[rng.randrange(len(members))] for _ in range(half)]
     probes += [rng.getrandbits(64) for _ in range(LOOKUPS - half)]
@@ -219,7 +217,7 @@ def time_lookups(data_dir: Path, audience_id: int) -> dict[str, Any]:
             hits += 1
     per_call_seconds, per_call_cpu = time.perf_counter() - started, time.thread_time() - cpu_started
 
-    batch = BitMap64(probes)
+    batch = frozenset(probes)
     started, cpu_started = time.perf_counter(), time.thread_time()
     batch_hits = len(index.contains_many(audience_id, batch))
     batch_seconds, batch_cpu = time.perf_counter() - started, time.thread_time() - cpu_started

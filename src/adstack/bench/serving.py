@@ -203,14 +203,12 @@ def ad_groups(rng: random.Random, count: int, spaces: Sequence[AdSpaceSnap], now
 
 
 def audience_index(rng: random.Random, devices: Sequence[int]) -> Any:
-    from pyroaring import BitMap64
-
     from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
     from adstack.audiences.ids import KeySpace
 
     audiences = []
     for audience_id in range(1, 21):
-        members = BitMap64(d for d in devices if rng.random() < 0.2)
+        members = frozenset(d for d in devices if rng.random() < 0.2)
         audiences.append(IndexedAudience(audience_id=audience_id, version=1, key_space=KeySpace.MD5, members=members))
     return AudienceIndex(audiences)
 
