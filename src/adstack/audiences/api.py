@@ -44,7 +44,7 @@ from adstack.audiences.models import (
 from adstack.audiences.sources import display_url, open_url
 from adstack.core.db import session_scope
 from adstack.core.deps import MAX_ID, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
-from adstack.core.errors import DomainError, FieldError, InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from adstack.core.errors import FieldError, InvalidState, NotFound, PayloadTooLarge, ValidationFailed
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 
@@ -313,22 +313,8 @@ def create_label_audience(body: LabelAudienceCreate, principal: CurrentPrincipal
                           ) -> AudienceRead:
     audience = service.create_label_audience(session, principal, body)
     session.commit()
-    audience = _refresh(session, principal, audience.id)
+    audience = service.rebuild_label_audience(session, principal, audience.id)
     return _read(audience)
-
-
-def _refresh(session: Session, principal: CurrentPrincipal, audience_id: int) -> Audience:
-    try:
-        audience = service.refresh_label_audience(session, principal, audience_id)
-    except Exception as exc:
-        session.rollback()
-        if not isinstance(exc, DomainError):
-            log.exception("label audience %s failed to build", audience_id)
-            service.mark_refresh_failed(session, audience_id, f"build failed: {type(exc).__name__}")
-            session.commit()
-        raise
-    session.commit()
-    return audience
 
 
 @router.post("/batch-delete", response_model=BatchDeleteOut,
@@ -367,7 +353,7 @@ def update_audience(audience_id: IdPath, body: AudienceUpdate, principal: Curren
     audience, rule_changed = service.update_audience(session, principal, audience_id, body)
     session.commit()
     if rule_changed:
-        audience = _refresh(session, principal, audience.id)
+        audience = service.rebuild_label_audience(session, principal, audience.id)
     return _read(audience)
 
 
@@ -419,7 +405,7 @@ def list_uploads(audience_id: IdPath, principal: CurrentPrincipal, session: Sess
 @router.post("/{audience_id}/refresh", response_model=AudienceRead,
              summary="Rebuild a label audience from the device profiles now")
 def refresh_audience(audience_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> AudienceRead:
-    return _read(_refresh(session, principal, audience_id))
+    return _read(service.rebuild_label_audience(session, principal, audience_id))
 
 
 @router.delete("/{audience_id}", status_code=status.HTTP_204_NO_CONTENT,

@@ -68,7 +68,7 @@ from adstack.audiences.models import (
     UploadSource,
 )
 from adstack.core.db import session_scope
-from adstack.core.errors import Conflict, FieldError, Forbidden, InvalidState, NotFound, ValidationFailed
+from adstack.core.errors import Conflict, DomainError, FieldError, Forbidden, InvalidState, NotFound, ValidationFailed
 from adstack.core.settings import Settings
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.oplog import service as oplog
@@ -533,6 +533,27 @@ def refresh_label_audience(session: Session, principal: Principal | None, audien
 def mark_refresh_failed(session: Session, audience_id: int, reason: str) -> None:
     session.execute(update(Audience).where(Audience.id == audience_id)
                     .values(status=AudienceStatus.FAILED.value, status_reason=reason[:500]))
+
+
+def rebuild_label_audience(session: Session, principal: Principal, audience_id: int) -> Audience:
+    """Refresh a label audience and commit. A refusal (not found, not a label audience) is raised with nothing
+    changed; an unexpected failure leaves the audience marked failed with the reason, then is raised."""
+    try:
+        audience = refresh_label_audience(session, principal, audience_id)
+    except Exception as exc:
+        session.rollback()
+        if not isinstance(exc, DomainError):
+            log.exception("label audience %s failed to build", audience_id)
+            mark_refresh_failed(session, audience_id, f"build failed: {type(exc).__name__}")
+            session.commit()
+        raise
+    session.commit()
+    return audience
+
+
+def list_categories(session: Session) -> list[str]:
+    """Every app category the package table knows, for label rule forms."""
+    return list(session.scalars(select(PackageCategory.category).distinct().order_by(PackageCategory.category)))
 
 
 def refresh_due_label_audiences(factory: sessionmaker[Session], *, now: datetime | None = None,

@@ -1,5 +1,6 @@
 """Audiences: uploaded GAID files and label audiences; search, upload with its validation report, append or
-reduce by a later file, and batch delete that refuses audiences enabled ad groups still use."""
+reduce by a later file, label rules built from the device profiles, and batch delete that refuses audiences
+enabled ad groups still use."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Response
-from starlette.datastructures import UploadFile
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
 
 from adstack.audiences import service as audiences
 from adstack.audiences.ids import IdType
-from adstack.audiences.models import AudienceKind, AudienceStatus, UploadMode
-from adstack.console import forms
+from adstack.audiences.models import AudienceKind, AudienceStatus, AudienceUpdate, LabelAudienceCreate, UploadMode
+from adstack.console import audienceforms, forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
@@ -102,8 +104,7 @@ def change_audience(visitor: UserDep, form: FormDep) -> Response:
 
 @router.post("/audiences/{audience_id}/refresh")
 def refresh(audience_id: IdPath, visitor: UserDep) -> Response:
-    audiences.refresh_label_audience(visitor.session, visitor.me, audience_id)
-    visitor.session.commit()
+    audiences.rebuild_label_audience(visitor.session, visitor.me, audience_id)
     return redirect(with_notice(f"{PREFIX}/audiences", "saved"))
 
 
@@ -116,3 +117,76 @@ def delete_audiences(visitor: UserDep, form: FormDep) -> Response:
     if result.failures:
         url += "&failed=" + ",".join(f"{f.id}:{f.code}" for f in result.failures[:50])
     return redirect(url)
+
+
+# ---------- label audiences ----------
+
+
+def _label_form(visitor: Visitor, values: dict[str, Any], *, audience: Any = None, errors: FormErrors | None = None,
+                status: int = 200) -> Response:
+    return render(visitor, "audiences/label_form.html", {
+        "values": values, "audience": audience, "errors": errors or FormErrors(),
+        "regions": audiences.list_regions(visitor.session), "categories": audiences.list_categories(visitor.session),
+    }, status=status)
+
+
+def _refused(visitor: Visitor, form: FormData, exc: ValidationError | DomainError, conditions: list[dict[str, Any]],
+             *, audience: Any = None) -> Response:
+    visitor.session.rollback()
+    if isinstance(exc, ValidationError):
+        errors, status = FormErrors.from_validation(exc), 422
+    else:
+        errors, status = FormErrors.from_domain(exc), exc.status
+    return _label_form(visitor, audienceforms.form_values(form), audience=audience,
+                       errors=audienceforms.form_errors(errors, conditions), status=status)
+
+
+@router.get("/audiences/labels/new")
+def new_label_audience(visitor: UserDep) -> Response:
+    return _label_form(visitor, audienceforms.rule_values(None))
+
+
+@router.post("/audiences/labels/new")
+def create_label_audience(visitor: UserDep, form: FormDep) -> Response:
+    """Create the audience from the sections filled in, then build it from the device profiles at once."""
+    session = visitor.session
+    conditions: list[dict[str, Any]] = []
+    try:
+        rule = audienceforms.rule_payload(form)
+        conditions = rule["conditions"]
+        data = LabelAudienceCreate.model_validate({
+            "name": forms.text(form, "name"), "region_code": forms.text(form, "region_code"), "rule": rule})
+        audience = audiences.create_label_audience(session, visitor.me, data)
+        session.commit()
+    except (ValidationError, DomainError) as exc:
+        return _refused(visitor, form, exc, conditions)
+    audiences.rebuild_label_audience(session, visitor.me, audience.id)
+    return redirect(with_notice(f"{PREFIX}/audiences?q={audience.id}", "saved"))
+
+
+@router.get("/audiences/{audience_id}/edit")
+def edit_audience(audience_id: IdPath, visitor: UserDep) -> Response:
+    audience = audiences.get_audience(visitor.session, visitor.me, audience_id)
+    values = {"name": audience.name, "region_code": audience.region_code, **audienceforms.rule_values(audience.rule)}
+    return _label_form(visitor, values, audience=audience)
+
+
+@router.post("/audiences/{audience_id}/edit")
+def update_audience(audience_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
+    """Rename or move any audience; a label audience's changed rule is rebuilt at once."""
+    session = visitor.session
+    audience = audiences.get_audience(session, visitor.me, audience_id)
+    conditions: list[dict[str, Any]] = []
+    try:
+        payload: dict[str, Any] = {"name": forms.text(form, "name"), "region_code": forms.text(form, "region_code")}
+        if audience.kind == AudienceKind.LABEL:
+            payload["rule"] = audienceforms.rule_payload(form)
+            conditions = payload["rule"]["conditions"]
+        audience, rule_changed = audiences.update_audience(session, visitor.me, audience_id,
+                                                           AudienceUpdate.model_validate(payload))
+        session.commit()
+    except (ValidationError, DomainError) as exc:
+        return _refused(visitor, form, exc, conditions, audience=audience)
+    if rule_changed:
+        audiences.rebuild_label_audience(session, visitor.me, audience_id)
+    return redirect(with_notice(f"{PREFIX}/audiences?q={audience_id}", "saved"))

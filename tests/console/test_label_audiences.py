@@ -1,0 +1,131 @@
+"""Label audiences through the console: the rule form builds from the device profiles at once, edits rebuild,
+refusals name the input that holds the bad value, and another advertiser's audience is not found."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.accounts.models import Account
+from adstack.audiences import service as audiences
+from adstack.audiences.ids import device_key
+from adstack.audiences.models import Audience, PackageCategory
+from adstack.core.timeutil import utcnow
+from tests.console.support import csrf_from, register
+
+GAME, BANK = "com.example.game", "com.example.bank"
+HEAVY_PLAYER, LIGHT_PLAYER, BANKER = (str(uuid.UUID(int=n, version=4)) for n in (11, 12, 13))
+
+
+def _profiles(session: Session) -> None:
+    session.add_all([PackageCategory(package=GAME, category="games"),
+                     PackageCategory(package=BANK, category="finance")])
+    for gaid, packages, usage in ((HEAVY_PLAYER, [GAME], {GAME: 3600}), (LIGHT_PLAYER, [GAME], {GAME: 300}),
+                                  (BANKER, [BANK], {BANK: 600})):
+        audiences.record_device_profile(session, gaid=gaid, installed_packages=packages, usage=usage,
+                                        seen_at=utcnow())
+    session.commit()
+
+
+def _post(client: TestClient, page: str, action: str, data: dict[str, Any]) -> Any:
+    form = client.get(page)
+    assert form.status_code == 200, form.text[:500]
+    return client.post(action, data={**data, "csrf_token": csrf_from(form.text)}, follow_redirects=False)
+
+
+def _signed_up(client: TestClient, session: Session, n: int) -> int:
+    register(client, n)
+    account_id = session.scalar(select(Account.id).where(Account.contact_email == f"ops{n}@example.com"))
+    assert account_id is not None
+    return account_id
+
+
+def _region(client: TestClient) -> str:
+    page = client.get("/console/audiences/labels/new")
+    return page.text.split('name="region_code"><option value="')[1].split('"')[0]
+
+
+def test_a_rule_typed_in_the_form_is_built_and_rebuilt_when_edited(client: TestClient, session: Session) -> None:
+    account_id = _signed_up(client, session, 61)
+    _profiles(session)
+    page = client.get("/console/audiences/labels/new")
+    assert 'value="games"' in page.text and 'value="finance"' in page.text  # categories from the package table
+
+    created = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new", {
+        "name": "Keen players", "region_code": _region(client), "installed_categories": ["games"],
+        "usage_package": GAME, "usage_min_minutes": "10", "usage_within_days": "7",
+    })
+    assert created.status_code == 303, created.text[:2000]
+    audience = session.scalars(select(Audience).where(Audience.account_id == account_id)).one()
+    assert (audience.kind, audience.status, audience.size) == ("label", "ready", 1)
+    assert audience.rule == {"seen_within_days": 30, "conditions": [
+        {"kind": "installed_categories", "categories": ["games"], "match": "any"},
+        {"kind": "usage_time", "package": GAME, "category": None, "within_days": 7, "min_seconds": 600,
+         "max_seconds": None}]}
+    index = audiences.load_audience_index(session)
+    assert index.contains(audience.id, device_key(HEAVY_PLAYER))
+    assert not index.contains(audience.id, device_key(LIGHT_PLAYER))
+
+    built_version = audience.version
+    edit = client.get(f"/console/audiences/{audience.id}/edit")
+    assert edit.status_code == 200
+    assert 'name="installed_categories" value="games" checked' in edit.text
+    assert 'name="usage_min_minutes" type="number" min="0" value="10"' in edit.text
+
+    edited = _post(client, f"/console/audiences/{audience.id}/edit", f"/console/audiences/{audience.id}/edit", {
+        "name": "Casual players", "region_code": audience.region_code, "installed_categories": ["games"],
+        "usage_package": GAME, "usage_max_minutes": "10",
+    })
+    assert edited.status_code == 303, edited.text[:2000]
+    session.expire_all()
+    rebuilt = session.get(Audience, audience.id)
+    assert rebuilt is not None
+    assert (rebuilt.name, rebuilt.size, rebuilt.version) == ("Casual players", 1, built_version + 1)
+    index = audiences.load_audience_index(session)
+    assert index.contains(audience.id, device_key(LIGHT_PLAYER))
+    assert not index.contains(audience.id, device_key(HEAVY_PLAYER))
+
+
+def test_refusals_name_the_input_and_leave_nothing_behind(client: TestClient, session: Session) -> None:
+    _signed_up(client, session, 62)
+    _profiles(session)
+    region = _region(client)
+    cases = [
+        ({}, "conditions"),
+        ({"installed_apps": "not a package"}, "installed_apps"),
+        ({"usage_package": GAME, "usage_min_minutes": "30", "usage_max_minutes": "5"}, "usage"),
+        ({"usage_package": GAME, "usage_min_minutes": "ten"}, "usage_min_minutes"),
+        ({"active_in_apps": GAME, "active_within_days": "400"}, "active_within_days"),
+        ({"installed_apps": GAME, "seen_within_days": "0"}, "seen_within_days"),
+    ]
+    for fields, refused_input in cases:
+        answer = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new",
+                       {"name": "Refused", "region_code": region, **fields})
+        assert answer.status_code == 422, (fields, answer.status_code)
+        assert f'data-error-for="{refused_input}"' in answer.text, (fields, answer.text[:3000])
+        assert 'value="Refused"' in answer.text  # what was typed is kept
+    assert session.scalars(select(Audience)).all() == []
+
+
+def test_another_advertisers_audience_is_not_found(client: TestClient, session: Session) -> None:
+    _signed_up(client, session, 63)
+    _profiles(session)
+    created = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new",
+                    {"name": "Bankers", "region_code": _region(client), "installed_apps": BANK})
+    assert created.status_code == 303
+    audience_id = session.scalars(select(Audience.id)).one()
+
+    other = TestClient(client.app)
+    register(other, 64)
+    assert other.get(f"/console/audiences/{audience_id}/edit").status_code == 404
+    page = other.get("/console/audiences")
+    answer = other.post(f"/console/audiences/{audience_id}/edit", follow_redirects=False,
+                        data={"name": "Taken", "region_code": "IN", "installed_apps": BANK,
+                              "csrf_token": csrf_from(page.text)})
+    assert answer.status_code == 404
+    session.expire_all()
+    assert session.scalars(select(Audience.name)).one() == "Bankers"
