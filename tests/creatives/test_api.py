@@ -283,6 +283,26 @@ def test_formats_endpoint(api: Api) -> None:
     assert api.client.get("/api/v1/creative-formats/nope", headers=adv.headers).status_code == 404
 
 
+def test_push_standard_rules_from_the_push_format_page_over_http(api: Api) -> None:
+    adv = api.approved_account()
+    group = ad_group(api, adv, "push")
+    body: dict[str, Any] = {
+        "ad_group_id": group["id"], "name": "Parcel update", "format": "push_standard",
+        "materials": {"titles": ["Your parcel is on its way 🚚"], "descriptions": ["d" * 41],
+                      "icon": upload(api, adv, png(181, 180), "icon.png")},
+        "click_url": "https://example.com/track",
+    }
+    fields = fields_of(expect(api.client.post("/api/v1/creatives", headers=adv.headers, json=body), 422))
+    assert (fields["materials.titles.0"]["rule"], fields["materials.titles.0"]["actual"]) == ("no_emoji", "🚚")
+    assert (fields["materials.descriptions.0"]["rule"], fields["materials.descriptions.0"]["limit"]) == (
+        "max_length", 40)
+    assert (fields["materials.icon"]["rule"], fields["materials.icon"]["limit"]) == ("image_size", ["180x180"])
+
+    body["materials"] = {"titles": ["Your parcel is on its way"], "descriptions": ["d" * 40],
+                         "icon": upload(api, adv, png(180, 180), "icon.png")}
+    assert create(api, adv, body)["format"] == "push_standard"
+
+
 def _principal(api: Api, actor: Actor) -> Any:
     user = api.session.get(User, actor.user_id)
     assert user is not None

@@ -12,7 +12,8 @@ from adstack.core.vocabulary import PlacementType
 from adstack.creatives.formats import FORMAT_SPECS, SPECS_BY_CODE, FormatSpec, get_spec, validate_materials
 from adstack.creatives.models import Materials
 
-GUIDE_FORMATS = (
+# The formats adstack models on Mi Ads'; only the push templates' rules are sourced (see formats.py).
+MODELLED_FORMATS = (
     "interstitial_image", "interstitial_video", "rewarded_video", "large_image", "custom_background",
     "icon_small_card", "newsfeed_video", "large_newsfeed_image", "ota_app_recommendations",
     "startup_guide_app_download", "ota_mandatory_pre_install", "image_640x100", "image_600x500", "sms_business",
@@ -61,14 +62,15 @@ def spec(code: str) -> FormatSpec:
     return found
 
 
-def test_every_format_of_the_guide_is_in_the_table() -> None:
-    assert set(GUIDE_FORMATS) <= set(SPECS_BY_CODE)
+def test_every_modelled_format_is_in_the_table() -> None:
+    assert set(MODELLED_FORMATS) <= set(SPECS_BY_CODE)
     assert len({s.code for s in FORMAT_SPECS}) == len(FORMAT_SPECS)
     served = {p for s in FORMAT_SPECS for p in s.placement_types}
     assert served == set(PlacementType), "every placement type needs at least one format"
 
 
-def test_interstitial_image_rules_are_the_guides() -> None:
+def test_interstitial_image_rules() -> None:
+    """adstack's own values (unsourced in formats.py), pinned so a change is deliberate."""
     rules = spec("interstitial_image")
     assert rules.images is not None and rules.icon is not None
     assert [str(s) for s in rules.images.sizes] == ["1200x628"]
@@ -169,6 +171,79 @@ def test_rich_media_needs_an_image_or_a_video_and_a_brand() -> None:
     long_brand = interstitial(library, images=[library.add(Upload(width=1080, height=1080))], brand_name="b" * 21)
     assert errors_of(spec("rich_media_business"), long_brand, library) == {
         "materials.brand_name": ("max_length", 20, 21)}
+
+
+def push(library: Library, **overrides: object) -> Materials:
+    values: dict[str, object] = {
+        "titles": ["Your parcel is on its way"], "descriptions": ["Tap to track it"],
+        "icon": library.add(Upload(width=180, height=180, size_bytes=20 * 1024)),
+    }
+    values.update(overrides)
+    return Materials.model_validate(values)
+
+
+def push_images(code: str, library: Library) -> list[int]:
+    if code == "push_standard":
+        return []
+    return [library.add(Upload(width=800, height=360, size_bytes=300 * 1024))]
+
+
+@pytest.mark.parametrize("code", ["push_standard", "push_big_picture"])
+def test_push_title_content_and_icon_follow_the_push_format_page(code: str) -> None:
+    """special_style.html, 2.1 and 2.2: "Title:30 characters", "Content:40 characters",
+    "ICON: format:jpeg,png,jpg, size:180*180, At most 30kb"."""
+    library = Library()
+    rules = spec(code)
+    at_the_limits = push(library, images=push_images(code, library), titles=["t" * 30], descriptions=["c" * 40],
+                         icon=library.add(Upload(format="jpeg", width=180, height=180, size_bytes=30 * 1024)))
+    assert errors_of(rules, at_the_limits, library) == {}
+    too_long = push(library, images=push_images(code, library), titles=["t" * 31], descriptions=["c" * 41])
+    assert errors_of(rules, too_long, library) == {"materials.titles.0": ("max_length", 30, 31),
+                                                   "materials.descriptions.0": ("max_length", 40, 41)}
+    refused_icons = (
+        (Upload(width=181, height=180, size_bytes=1000), ("image_size", ["180x180"], "181x180")),
+        (Upload(width=84, height=84, size_bytes=1000), ("image_size", ["180x180"], "84x84")),
+        (Upload(width=180, height=180, size_bytes=30 * 1024 + 1), ("max_size_kb", 30, 31)),
+        (Upload(format="gif", width=180, height=180, size_bytes=1000), ("file_format", ["jpeg", "png"], "gif")),
+    )
+    for icon, expected in refused_icons:
+        materials = push(library, images=push_images(code, library), icon=library.add(icon))
+        assert errors_of(rules, materials, library) == {"materials.icon": expected}
+
+
+def test_push_big_picture_image_follows_the_push_format_page() -> None:
+    """special_style.html, 2.2: "Image: format:jpeg,png,jpg, size:800*360, At most 1024kb"."""
+    library = Library()
+    rules = spec("push_big_picture")
+    documented = library.add(Upload(format="jpeg", width=800, height=360, size_bytes=1024 * 1024))
+    assert errors_of(rules, push(library, images=[documented]), library) == {}
+    refused = (
+        (Upload(width=800, height=361), ("image_size", ["800x360"], "800x361")),
+        (Upload(width=1200, height=628), ("image_size", ["800x360"], "1200x628")),
+        (Upload(width=800, height=360, size_bytes=1024 * 1024 + 1), ("max_size_kb", 1024, 1025)),
+        (Upload(format="gif", width=800, height=360), ("file_format", ["jpeg", "png"], "gif")),
+    )
+    for image, expected in refused:
+        assert errors_of(rules, push(library, images=[library.add(image)]), library) == {"materials.images.0": expected}
+    assert errors_of(rules, push(library), library) == {"materials.images": ("required", 1, 0)}
+
+
+def test_push_standard_takes_no_emoji() -> None:
+    """special_style.html, 2.1 Standard template: "Emoji:X"."""
+    library = Library()
+    rules = spec("push_standard")
+    plain = push(library, titles=["Café: 50% off, ₹99 — 限时优惠"], descriptions=["Şimdi indir → bugün"])
+    assert errors_of(rules, plain, library) == {}
+    with_emoji = push(library, titles=["Sale 🔥", "I ❤️ it"], descriptions=["Press 1️⃣", "Ships to 🇮🇳"])
+    assert errors_of(rules, with_emoji, library) == {
+        "materials.titles.0": ("no_emoji", None, "🔥"),
+        "materials.titles.1": ("no_emoji", None, "❤️"),
+        "materials.descriptions.0": ("no_emoji", None, "\ufe0f\u20e3"),
+        "materials.descriptions.1": ("no_emoji", None, "🇮🇳"),
+    }
+    # Only the standard template states the rule; other formats take the same texts.
+    assert errors_of(spec("push_big_picture"), push(library, images=push_images("push_big_picture", library),
+                                                    titles=["Sale 🔥"]), library) == {}
 
 
 @pytest.mark.parametrize("code", [s.code for s in FORMAT_SPECS])

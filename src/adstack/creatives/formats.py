@@ -1,7 +1,11 @@
-"""Creative format specs (Mi Ads usage guide, section 3.1.3) as data, and the pure validator of materials.
+"""Creative format specs as data, and the pure validator of materials.
 
 One spec per format, one table below. Every rule a format has is a field of its spec, so the console can show
 the rules and the validator can check them without a database.
+
+The formats are modelled on Mi Ads'. Where a public Mi Ads page states a rule, a `# Source:` comment names the
+page and section, and the value matches it. Every other value is adstack's own choice and is marked
+`# Unsourced`: keep it until a public page states otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class _Rule(BaseModel):
 
 class TextRule(_Rule):
     max_chars: int
+    emoji_allowed: bool = True
 
 
 class Size(BaseModel):
@@ -82,7 +87,7 @@ def _sizes(*pairs: tuple[int, int]) -> tuple[Size, ...]:
     return tuple(Size(width=w, height=h) for w, h in pairs)
 
 
-# The materials Mi Ads states for every format.
+# Unsourced: the materials most formats share.
 ICON = ImageRule(sizes=_sizes((84, 84)), max_kb=100)
 TITLES = TextRule(max_chars=30, min_count=1, max_count=3)
 DESCRIPTIONS = TextRule(max_chars=80, min_count=1, max_count=3)
@@ -90,6 +95,13 @@ BUTTONS = TextRule(max_chars=15, min_count=1, max_count=3)
 BRAND = TextRule(max_chars=20)
 VIDEO = VideoRule(min_count=1, max_count=5)  # MP4, 0-30 s, at most 10 MB
 LANDSCAPE_OR_PORTRAIT = _sizes((16, 9), (9, 16))
+
+# Source: https://global.e.mi.com/doc/resources/special_style.html (Miads Ads Format, 2023.02), I "Introduction of
+# Push", 2.1 Standard template and 2.2 Big picture template: "Title:30 characters", "Content:40 characters",
+# "ICON: format:jpeg,png,jpg, size:180*180, At most 30kb". Unsourced: how many titles and texts a creative holds.
+PUSH_ICON = ImageRule(sizes=_sizes((180, 180)), max_kb=30)
+PUSH_TITLES = TextRule(max_chars=30, min_count=1, max_count=3)
+PUSH_CONTENTS = TextRule(max_chars=40, min_count=1, max_count=3)
 
 
 def _optional(rule: TextRule) -> TextRule:
@@ -99,24 +111,28 @@ def _optional(rule: TextRule) -> TextRule:
 P = PlacementType
 
 FORMAT_SPECS: tuple[FormatSpec, ...] = (
+    # Unsourced.
     FormatSpec(
         code="interstitial_image", name="Interstitial image", placement_types=(P.INTERSTITIAL,),
         description="A full-screen image shown at a natural pause in an app.",
         images=ImageRule(sizes=_sizes((1200, 628)), max_kb=500, max_count=5),
         icon=ICON, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="interstitial_video", name="Interstitial video", placement_types=(P.INTERSTITIAL,),
         description="A full-screen video, landscape 16:9 or portrait 9:16, shown at a natural pause.",
         videos=VIDEO.model_copy(update={"ratios": LANDSCAPE_OR_PORTRAIT, "min_width": 720, "min_height": 720}),
         icon=ICON, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="rewarded_video", name="Rewarded video", placement_types=(P.REWARDED_VIDEO,),
         description="A video the user watches to the end for an in-app reward, then an end card.",
         videos=VIDEO.model_copy(update={"ratios": LANDSCAPE_OR_PORTRAIT, "min_width": 720, "min_height": 720}),
         icon=ICON, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="large_image", name="Large image", placement_types=(P.BANNER, P.NEWSFEED),
         description="A large 1200x628 image with title and description.",
@@ -124,44 +140,52 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
         icon=ICON.model_copy(update={"min_count": 0}), titles=TITLES, descriptions=DESCRIPTIONS,
         button_texts=_optional(BUTTONS),
     ),
+    # Unsourced.
     FormatSpec(
         code="custom_background", name="Custom background", placement_types=(P.ICON,),
         description="An app card drawn over the advertiser's own background image.",
         images=ImageRule(sizes=_sizes((1080, 540)), max_kb=300),
         icon=ICON, titles=TITLES, descriptions=_optional(DESCRIPTIONS), button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="icon_small_card", name="Icon small card", placement_types=(P.ICON,),
         description="A small card: the app icon, a title, a description and a button.",
         icon=ICON, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="newsfeed_video", name="Newsfeed video", placement_types=(P.NEWSFEED,),
         description="A 16:9 video in a content feed.",
         videos=VIDEO.model_copy(update={"ratios": _sizes((16, 9)), "min_width": 1280, "min_height": 720}),
         icon=ICON, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="large_newsfeed_image", name="Large newsfeed image", placement_types=(P.NEWSFEED,),
         description="A large 16:9 image in a content feed.",
         images=ImageRule(sizes=_sizes((1080, 607)), max_kb=500, max_count=5),
         icon=ICON, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=_optional(BUTTONS),
     ),
+    # Unsourced.
     FormatSpec(
         code="ota_app_recommendations", name="OTA app recommendations", placement_types=(P.ICON,),
         description="Apps recommended on the screen shown after a system (OTA) update.",
         icon=ICON, titles=TextRule(max_chars=30), descriptions=TextRule(max_chars=80),
     ),
+    # Unsourced.
     FormatSpec(
         code="startup_guide_app_download", name="Startup guide app download", placement_types=(P.ICON,),
         description="Apps offered for download in the device's first-start setup guide.",
         icon=ICON, titles=TextRule(max_chars=30), descriptions=TextRule(max_chars=80),
     ),
+    # Unsourced.
     FormatSpec(
         code="ota_mandatory_pre_install", name="OTA mandatory pre-install", placement_types=(P.ICON,),
         description="An app installed with a system (OTA) update; shown by its icon and name.",
         icon=ICON, titles=TextRule(max_chars=30),
     ),
+    # Unsourced.
     FormatSpec(
         code="image_640x100", name="640x100 image", placement_types=(P.BANNER,),
         description="A 640x100 banner image.",
@@ -169,6 +193,7 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
                          max_count=5),
         titles=_optional(TITLES),
     ),
+    # Unsourced.
     FormatSpec(
         code="image_600x500", name="600x500 image", placement_types=(P.INTERSTITIAL, P.BANNER),
         description="A 600x500 image, shown as a half-screen interstitial or a large banner.",
@@ -176,12 +201,14 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
                          max_count=5),
         titles=_optional(TITLES),
     ),
+    # Unsourced.
     FormatSpec(
         code="sms_business", name="SMS business format", placement_types=(P.SMS,),
         description="A business message card in the SMS app: brand, title, text, optional image, buttons.",
         images=ImageRule(sizes=_sizes((1020, 420)), max_kb=300, min_count=0),
         icon=ICON, brand_name=BRAND, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
     ),
+    # Unsourced.
     FormatSpec(
         code="rich_media_business", name="Rich-media business format", placement_types=(P.SMS,),
         description="A rich business message card with images or a video.",
@@ -190,25 +217,27 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
         icon=ICON, brand_name=BRAND, titles=TITLES, descriptions=DESCRIPTIONS, button_texts=BUTTONS,
         requires_image_or_video=True,
     ),
+    # Unsourced.
     FormatSpec(
         code="wallpaper_carousel", name="Wallpaper carousel", placement_types=(P.WALLPAPER_CAROUSEL,),
         description="Full-screen portrait wallpapers on the lock screen, with a caption and a link.",
         images=ImageRule(sizes=_sizes((1080, 1920), (1080, 2340), (1080, 2400)), max_kb=1024, max_count=5),
         titles=TITLES, descriptions=_optional(DESCRIPTIONS), button_texts=_optional(BUTTONS),
     ),
-    # Push templates, from Mi Ads' push format sheet, so push ad groups have creatives too.
+    # Source: special_style.html (above), 2.1 Standard template: title, content and icon as PUSH_*, and "Emoji:X".
     FormatSpec(
         code="push_standard", name="Push standard template", placement_types=(P.PUSH,),
-        description="A notification with an icon, a title and a line of text.",
-        icon=ImageRule(sizes=_sizes((180, 180)), max_kb=30), titles=TITLES,
-        descriptions=TextRule(max_chars=40, max_count=3),
+        description="A notification with an icon, a title and a line of text, without emoji.",
+        icon=PUSH_ICON, titles=PUSH_TITLES.model_copy(update={"emoji_allowed": False}),
+        descriptions=PUSH_CONTENTS.model_copy(update={"emoji_allowed": False}),
     ),
+    # Source: special_style.html (above), 2.2 Big picture template: title, content and icon as PUSH_*, and "Image:
+    # format:jpeg,png,jpg, size:800*360, At most 1024kb". Unsourced: up to 5 images; emoji (not stated here).
     FormatSpec(
         code="push_big_picture", name="Push big picture template", placement_types=(P.PUSH,),
         description="A notification with an icon, a title, a line of text and an 800x360 picture.",
         images=ImageRule(sizes=_sizes((800, 360)), max_kb=1024, max_count=5),
-        icon=ImageRule(sizes=_sizes((180, 180)), max_kb=30), titles=TITLES,
-        descriptions=TextRule(max_chars=40, max_count=3),
+        icon=PUSH_ICON, titles=PUSH_TITLES, descriptions=PUSH_CONTENTS,
     ),
 )
 
@@ -266,6 +295,16 @@ def text_length(value: str) -> int:
     return len(unicodedata.normalize("NFC", value.strip()))
 
 
+# Where Unicode keeps pictographs (emoticons, symbols, dingbats, flags), plus the selector that asks for emoji
+# presentation (U+FE0F) and the keycap mark (U+20E3), so "❤️" and "1️⃣" count too.
+_EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0xFE0F, 0xFE0F), (0x20E3, 0x20E3))
+
+
+def emoji_in(value: str) -> str:
+    """The emoji characters of a text, in order; empty when there are none."""
+    return "".join(c for c in value if any(low <= ord(c) <= high for low, high in _EMOJI_RANGES))
+
+
 def _size_kb(size_bytes: int) -> int:
     return -(-size_bytes // 1024)
 
@@ -305,6 +344,8 @@ def _check_texts(field: str, values: Sequence[str], rule: TextRule) -> list[Fiel
         elif length > rule.max_chars:
             errors.append(_error(name, "max_length", f"at most {rule.max_chars} characters", limit=rule.max_chars,
                                  actual=length))
+        if not rule.emoji_allowed and (found := emoji_in(value)):
+            errors.append(_error(name, "no_emoji", "this format does not take emoji", actual=found[:20]))
         key = unicodedata.normalize("NFC", value.strip()).casefold()
         if length and key in seen:
             errors.append(_error(name, "duplicate", "the same text is given twice", actual=value[:200]))
