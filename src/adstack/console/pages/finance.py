@@ -1,8 +1,10 @@
 """Finance: balances, the financial records (search and CSV), top-ups, prepay top-up requests with their proof
-of payment, agency transfers, and the account managers' queue of top-up requests."""
+of payment, agency transfers, the account managers' queue of top-up requests, and postpay credit lines with
+their settlement statements."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,16 @@ from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound, ValidationFailed
 from adstack.core.timeutil import zone
 from adstack.finance import service as finance
-from adstack.finance.models import Direction, RecordType, TopUpIn, TopUpStatus, TransferIn
+from adstack.finance.models import (
+    CreditLine,
+    CreditLineIn,
+    CreditLineRenewIn,
+    Direction,
+    RecordType,
+    TopUpIn,
+    TopUpStatus,
+    TransferIn,
+)
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -198,3 +209,155 @@ def decide_top_up(request_id: IdPath, visitor: AccountManagerDep, form: FormDep)
                                   reason=forms.text(form, "reason")[:500])
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/admin/top-ups", "confirmed" if confirm else "rejected"))
+
+
+# ---------- postpay credit lines ----------
+
+CREDIT_LINE_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLineRow:
+    """A credit line as the console lists it. `used_micros` is what the account owes against it (the same
+    figure the settlement statement reports) or, once settled, what was paid; None before the period starts.
+    `available_micros` is the credit still spendable, only while the line is in force."""
+
+    line: CreditLine
+    account: Account | None
+    state: str
+    used_micros: int | None
+    available_micros: int | None
+
+
+def _credit_line_rows(visitor: Visitor, lines: list[CreditLine]) -> list[CreditLineRow]:
+    session = visitor.session
+    owners = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_({x.account_id for x in lines})))}
+    balances: dict[int, int] = {}
+    rows = []
+    for line in lines:
+        state = finance.credit_line_state(line)
+        used: int | None = None
+        available: int | None = None
+        if state == "settled":
+            used = line.settled_amount_micros or 0
+        elif state in ("active", "ended"):
+            if line.account_id not in balances:
+                balances[line.account_id] = finance.balance_micros(session, line.account_id)
+            used = max(-balances[line.account_id], 0)
+            available = max(line.limit_micros - used, 0) if state == "active" else 0
+        rows.append(CreditLineRow(line, owners.get(line.account_id), state, used, available))
+    return rows
+
+
+def _credit_lines_page(visitor: Visitor, *, errors: FormErrors | None = None, values: dict[str, Any] | None = None,
+                       status: int = 200) -> Response:
+    session, principal = visitor.session, visitor.me
+    params = visitor.request.query_params
+    page = choices.page_number(params.get("page"))
+    raw_account = params.get("account_id") or ""
+    account_filter = int(raw_account) if raw_account.isdigit() and len(raw_account) < 19 else None
+    lines = finance.list_credit_lines(session, principal, account_id=account_filter,
+                                      limit=CREDIT_LINE_PAGE_SIZE + 1, offset=(page - 1) * CREDIT_LINE_PAGE_SIZE)
+    return render(visitor, "finance/credit_lines.html", {
+        "rows": _credit_line_rows(visitor, lines[:CREDIT_LINE_PAGE_SIZE]),
+        "page": page, "has_next": len(lines) > CREDIT_LINE_PAGE_SIZE,
+        "account_filter": account_filter,
+        "account_choices": accounts.list_accounts(session, principal, limit=500),
+        "errors": errors or FormErrors(), "values": values or {},
+    }, status=status)
+
+
+@router.get("/finance/credit-lines")
+def credit_lines_page(visitor: UserDep) -> Response:
+    return _credit_lines_page(visitor)
+
+
+@router.post("/finance/credit-lines")
+def grant_credit_line(visitor: AccountManagerDep, form: FormDep) -> Response:
+    """An account manager makes an account postpay for a contract period."""
+    values = {k: forms.text(form, k) for k in ("account_id", "limit", "starts_on", "ends_on", "remarks")}
+    try:
+        payload: dict[str, Any] = {"account_id": forms.integer(form, "account_id", minimum=1),
+                                   "limit_micros": forms.money(form, "limit", required=True),
+                                   "remarks": values["remarks"]}
+        payload.update({k: values[k] for k in ("starts_on", "ends_on") if values[k]})
+        line = finance.grant_credit_line(visitor.session, visitor.me, CreditLineIn.model_validate(payload))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        visitor.session.rollback()
+        if isinstance(exc, DomainError) and exc.status == 404:
+            raise
+        errors = FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
+        return _credit_lines_page(visitor, errors=errors, values=values,
+                                  status=422 if isinstance(exc, ValidationError) else exc.status)
+    return redirect(with_notice(f"{PREFIX}/finance/credit-lines/{line.id}", "created"))
+
+
+def _credit_line_page(visitor: Visitor, line_id: int, *, errors: FormErrors | None = None,
+                      values: dict[str, Any] | None = None, status: int = 200) -> Response:
+    session, principal = visitor.session, visitor.me
+    statement = finance.settlement_statement(session, principal, line_id)
+    line = statement.line
+    same_account = finance.list_credit_lines(session, principal, account_id=line.account_id, limit=200)
+    renewed_as = next((x for x in same_account if x.renewed_from_id == line.id), None)
+    return render(visitor, "finance/credit_line.html", {
+        "line": line, "row": _credit_line_rows(visitor, [line])[0], "statement": statement, "renewed_as": renewed_as,
+        "renew_starts_on": line.ends_on + timedelta(days=1),
+        "errors": errors or FormErrors(), "values": values or {},
+    }, status=status)
+
+
+@router.get("/finance/credit-lines/{line_id}")
+def credit_line_page(line_id: IdPath, visitor: UserDep) -> Response:
+    return _credit_line_page(visitor, line_id)
+
+
+@router.get("/finance/credit-lines/{line_id}/statement.csv")
+def credit_line_statement_csv(line_id: IdPath, visitor: UserDep) -> Response:
+    """The same CSV as the API's statement download (formula-like cells neutralised by the service)."""
+    statement = finance.settlement_statement(visitor.session, visitor.me, line_id)
+    line = statement.line
+    name = f"settlement-{line.account_id}-{line.starts_on}-{line.ends_on}.csv"
+    return Response(finance.statement_csv(statement), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _line_refused(visitor: Visitor, line_id: int, exc: ValidationError | DomainError, values: dict[str, Any],
+                  form_name: str) -> Response:
+    """Errors without a field of their own are shown on the form that was sent (`renew` or `settle`)."""
+    visitor.session.rollback()
+    if isinstance(exc, ValidationError):
+        return _credit_line_page(visitor, line_id, errors=FormErrors.from_validation(exc), values=values,
+                                 status=422)
+    if exc.status == 404:
+        raise exc
+    return _credit_line_page(visitor, line_id, errors=FormErrors.from_domain(exc, default_field=form_name),
+                             values=values, status=exc.status)
+
+
+@router.post("/finance/credit-lines/{line_id}/renew")
+def renew_credit_line(line_id: IdPath, visitor: AccountManagerDep, form: FormDep) -> Response:
+    """The next contract period, from the day after this one ends; the limit defaults to this line's."""
+    values = {k: forms.text(form, k) for k in ("ends_on", "limit", "remarks")}
+    try:
+        payload: dict[str, Any] = {"limit_micros": forms.money(form, "limit"), "remarks": values["remarks"]}
+        if values["ends_on"]:
+            payload["ends_on"] = values["ends_on"]
+        line = finance.renew_credit_line(visitor.session, visitor.me, line_id,
+                                         CreditLineRenewIn.model_validate(payload))
+        visitor.session.commit()
+    except (ValidationError, DomainError) as exc:
+        return _line_refused(visitor, line_id, exc, values, "renew")
+    return redirect(with_notice(f"{PREFIX}/finance/credit-lines/{line.id}", "renewed"))
+
+
+@router.post("/finance/credit-lines/{line_id}/settle")
+def settle_credit_line(line_id: IdPath, visitor: AccountManagerDep, form: FormDep) -> Response:
+    """Records the payment of an ended period."""
+    values = {"settle_remarks": forms.text(form, "settle_remarks")}
+    try:
+        finance.settle_credit_line(visitor.session, visitor.me, line_id, remarks=values["settle_remarks"][:500])
+        visitor.session.commit()
+    except DomainError as exc:
+        return _line_refused(visitor, line_id, exc, values, "settle")
+    return redirect(with_notice(f"{PREFIX}/finance/credit-lines/{line_id}", "settled"))
