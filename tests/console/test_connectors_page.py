@@ -163,3 +163,91 @@ def test_the_settings_notice_is_translated_and_kept_equal_to_the_domains(client:
     notice = html.split('id="settings-notice" role="note">')[1].split("</div>")[0]
     assert "Adjust" in notice and SETTINGS_MATCH_NOTICE not in notice and "归因" in notice
     assert "合作方数据" in html  # the navigation entry
+
+
+def _binding_id(client: TestClient, page: str, app_token: str = APP_TOKEN) -> int:
+    html = client.get(page).text
+    found = re.search(rf'<tr data-binding="(\d+)" data-enabled="\w+"><td><code>{app_token}</code>', html)
+    assert found, "the bound app is not listed"
+    return int(found.group(1))
+
+
+def _binding_row(client: TestClient, page: str, binding_id: int) -> str:
+    return client.get(page).text.split(f'<tr data-binding="{binding_id}"')[1].split("</tr>")[0]
+
+
+def test_a_binding_is_disabled_and_enabled_again(client: TestClient, fake_adjust: FakeAdjust) -> None:
+    register(client, 81)
+    page = _add_connection(client)
+    _bind(client, page)
+    binding = _binding_id(client, page)
+    assert 'data-enabled="true"' in _binding_row(client, page, binding)
+
+    disabled = post_form(client, page, f"{page}/apps/{binding}", {"enabled": "false"})
+    assert disabled.status_code == 303
+    assert disabled.headers["location"] == f"{page}?notice=saved#binding-{binding}"
+    row = _binding_row(client, page, binding)
+    assert 'data-enabled="false"' in row and "Example Game" in row and "+08:00" in row  # the rest is kept
+    _pull(client, page)
+    assert fake_adjust.requests == []  # a disabled app is not pulled
+
+    enabled = post_form(client, page, f"{page}/apps/{binding}", {"enabled": "true"})
+    assert enabled.status_code == 303
+    assert 'data-enabled="true"' in _binding_row(client, page, binding)
+    html = _pull(client, page)
+    assert re.search(r'<td class="run-rows">3</td>', html)
+
+
+def test_binding_settings_are_edited_and_refusals_name_the_field(client: TestClient) -> None:
+    register(client, 82)
+    page = _add_connection(client)
+    _bind(client, page)
+    binding = _binding_id(client, page)
+    edited = post_form(client, page, f"{page}/apps/{binding}", {
+        "app_name": "Example Game HD", "package_name": "com.example.hd", "utc_offset": "-05:00",
+        "attribution_type": "click", "attribution_source": "dynamic", "attribution_status": "attributed",
+        "ad_revenue_sources": "", "enabled": "true"})
+    assert edited.status_code == 303
+    row = _binding_row(client, page, binding)
+    for shown in ("Example Game HD", "com.example.hd", "-05:00", "<td>click</td>", "<td>dynamic</td>",
+                  "<td>attributed</td>"):
+        assert shown in row
+    assert "applovin_max_sdk" not in row
+
+    refused = post_form(client, page, f"{page}/apps/{binding}", {"utc_offset": "+25:00", "enabled": "maybe",
+                                                                 "attribution_type": "sometimes"})
+    assert refused.status_code == 422
+    editor = refused.text.split(f'id="binding-{binding}"')[1].split("</details>")[0]
+    assert editor.startswith(" open")
+    for field in ("utc_offset", "enabled", "attribution_type"):
+        assert f'data-error-for="{field}"' in editor
+    assert 'value="+25:00"' in editor  # what was typed is kept
+    assert "-05:00" in _binding_row(client, page, binding)
+
+
+def test_another_tenants_binding_is_not_found(client: TestClient) -> None:
+    register(client, 83)
+    page = _add_connection(client)
+    _bind(client, page)
+    binding = _binding_id(client, page)
+    stranger = TestClient(client.app)
+    register(stranger, 84)
+    own_page = _add_connection(stranger, name="Adjust other")
+    token = csrf_from(stranger.get(own_page).text)
+    for action in (f"{page}/apps/{binding}", f"{own_page}/apps/{binding}"):
+        refused = stranger.post(action, data={"csrf_token": token, "enabled": "false"}, follow_redirects=False)
+        assert refused.status_code == 404
+    # Nor under another connection of the same tenant.
+    second_page = _add_connection(client, name="Adjust second")
+    assert post_form(client, second_page, f"{second_page}/apps/{binding}", {"enabled": "false"}).status_code == 404
+    assert 'data-enabled="true"' in _binding_row(client, page, binding)
+
+
+def test_binding_edits_without_the_csrf_token_are_refused(client: TestClient) -> None:
+    register(client, 85)
+    page = _add_connection(client)
+    _bind(client, page)
+    binding = _binding_id(client, page)
+    refused = client.post(f"{page}/apps/{binding}", data={"enabled": "false"}, follow_redirects=False)
+    assert refused.status_code == 403
+    assert 'data-enabled="true"' in _binding_row(client, page, binding)

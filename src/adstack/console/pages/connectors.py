@@ -1,5 +1,6 @@
 """Partner data: measurement-partner accounts (Adjust), the apps bound to them with the settings that must match
-the partner's dashboard, pulls on demand and the partner's reason whenever a pull fails."""
+the partner's dashboard (editable, and each binding can be switched off), pulls on demand and the partner's reason
+whenever a pull fails."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from adstack.connectors.models import (
     AttributionSource,
     AttributionType,
     BindingCreate,
+    BindingUpdate,
     ConnectionCreate,
     ConnectorPartner,
 )
@@ -23,7 +25,7 @@ from adstack.console.forms import FormErrors
 from adstack.console.i18n import N_
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
-from adstack.core.errors import DomainError
+from adstack.core.errors import DomainError, NotFound
 from adstack.core.security import Encryptor
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -35,6 +37,11 @@ SETTINGS_NOTICE = N_(
 )
 
 MAX_LIST_ITEMS = 30  # the schema refuses longer lists; cutting the raw text keeps a pasted blob bounded
+
+# What the binding edit form may send; a field left out of the post keeps its value (the enable/disable
+# button sends only `enabled`).
+BINDING_TEXT_FIELDS = ("app_name", "package_name", "utc_offset", "attribution_type", "attribution_source", "enabled")
+BINDING_LIST_FIELDS = ("attribution_status", "ad_revenue_sources")
 
 
 def _encryptor(visitor: Visitor) -> Encryptor:
@@ -98,7 +105,9 @@ def create_connection(visitor: UserDep, form: FormDep) -> Response:
 
 
 def _connection_page(visitor: Visitor, connection_id: int, *, errors: FormErrors | None = None,
-                     values: dict[str, Any] | None = None, status: int = 200) -> Response:
+                     values: dict[str, Any] | None = None, edited_binding_id: int | None = None,
+                     status: int = 200) -> Response:
+    """`errors` and `values` belong to the bind form, or to the edit form of `edited_binding_id` when given."""
     session, principal = visitor.session, visitor.me
     connection = connectors.get_connection(session, principal, connection_id)
     bindings = connectors.list_bindings(session, principal, connection.id)
@@ -111,9 +120,13 @@ def _connection_page(visitor: Visitor, connection_id: int, *, errors: FormErrors
         "settings_notice": visitor.gettext(SETTINGS_MATCH_NOTICE),
         "attribution_types": [t.value for t in AttributionType],
         "attribution_sources": [s.value for s in AttributionSource],
-        "errors": errors or FormErrors(),
-        "values": values or {"utc_offset": "+00:00", "attribution_type": AttributionType.CLICK.value,
-                             "attribution_source": AttributionSource.DYNAMIC.value},
+        "errors": (errors if edited_binding_id is None else None) or FormErrors(),
+        "values": (values if edited_binding_id is None else None) or {
+            "utc_offset": "+00:00", "attribution_type": AttributionType.CLICK.value,
+            "attribution_source": AttributionSource.DYNAMIC.value},
+        "edited_binding_id": edited_binding_id,
+        "edit_errors": (errors if edited_binding_id is not None else None) or FormErrors(),
+        "edit_values": (values if edited_binding_id is not None else None) or {},
     }, status=status)
 
 
@@ -138,6 +151,27 @@ def bind_app(connection_id: IdPath, visitor: UserDep, form: FormDep) -> Response
             raise
         return _connection_page(visitor, connection_id, errors=_form_errors(exc), values=values, status=422)
     return redirect(with_notice(f"{PREFIX}/connectors/{connection_id}", "saved"))
+
+
+@router.post("/connectors/{connection_id}/apps/{binding_id}")
+def edit_binding(connection_id: IdPath, binding_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
+    """Changes a bound app's settings, or switches its pulls off and on; only the fields sent change."""
+    session, principal = visitor.session, visitor.me
+    if all(b.id != binding_id for b in connectors.list_bindings(session, principal, connection_id)):
+        raise NotFound(f"binding {binding_id} not found")
+    sent = [name for name in (*BINDING_TEXT_FIELDS, *BINDING_LIST_FIELDS) if name in form]
+    values: dict[str, Any] = {name: forms.text(form, name) for name in sent}
+    payload = {name: _comma_list(value) if name in BINDING_LIST_FIELDS else value for name, value in values.items()}
+    try:
+        connectors.update_binding(session, principal, binding_id, BindingUpdate.model_validate(payload))
+        session.commit()
+    except (ValidationError, DomainError) as exc:
+        session.rollback()
+        if isinstance(exc, DomainError) and exc.status == 404:
+            raise
+        return _connection_page(visitor, connection_id, errors=_form_errors(exc), values=values,
+                                edited_binding_id=binding_id, status=422)
+    return redirect(with_notice(f"{PREFIX}/connectors/{connection_id}", "saved") + f"#binding-{binding_id}")
 
 
 @router.post("/connectors/{connection_id}/pull")
