@@ -17,7 +17,7 @@ from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.events.models import Event, EventType
 from adstack.events.service import get_event_store
-from tests.console.support import csrf_from, register
+from tests.console.support import csrf_from, register, sign_in
 
 
 def _advertiser_with_events(client: TestClient, session: Session, settings: Settings) -> int:
@@ -91,3 +91,26 @@ def test_long_ranges_run_as_report_jobs(client: TestClient, session: Session, se
     assert 'data-job-status="done"' in jobs.text, jobs.text[-1500:]
     download = client.get(f"/console/reports/jobs/{job_id}/download")
     assert download.status_code == 200 and "40" in download.text
+
+
+def test_media_cost_is_offered_to_platform_staff_and_not_to_advertisers(client: TestClient, session: Session,
+                                                                        settings: Settings):
+    account_id = _advertiser_with_events(client, session, settings)
+    store = get_event_store(settings)
+    store.append([Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION,
+                        occurred_at=utcnow() - timedelta(minutes=5), account_id=account_id, campaign_id=7,
+                        country="SG", media_cost_micros=120_000) for _ in range(10)])
+    store.flush()
+    wanted = "/console/reports?granularity=total&metrics=cost_micros&metrics=media_cost_micros"
+    mine = client.get("/console/reports")
+    assert mine.status_code == 200 and 'value="cost_micros"' in mine.text
+    assert 'value="media_cost_micros"' not in mine.text and 'value="media_cost_impressions"' not in mine.text
+    asked = client.get(wanted)
+    assert asked.status_code == 200 and 'data-column="media_cost_micros"' not in asked.text
+
+    assert sign_in(client, "r31@example.org", "admin-password").status_code == 303
+    staff = client.get(wanted)
+    assert staff.status_code == 200, staff.text[-2000:]
+    assert 'value="media_cost_micros"' in staff.text and 'data-column="media_cost_micros"' in staff.text
+    totals = staff.text.split('id="report-totals"')[1].split("</tr>")[0]
+    assert "2.40" in totals and "1.20" in totals  # spend, and what the exchanges charged

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adstack.core.settings import Settings
+from adstack.events.journal import Journal
 from adstack.events.models import Event, EventType
-from adstack.events.service import EventStore, get_event_store
+from adstack.events.service import EventStore, event_record, get_event_store
 
 _accounts = itertools.count(1)
 
@@ -107,6 +109,80 @@ def test_conversions_money_and_video_events_are_rolled_up_by_type(store: EventSt
                            "FROM event_rollup_hourly WHERE account_id = {a:UInt64} GROUP BY conversion_event "
                            "ORDER BY conversion_event", {"a": account}).rows
     assert by_event == [["", 0, 1, 1], ["INSTALL", 0, 0, 0], ["PURCHASE", 4_990_000, 0, 0]]
+
+
+def media_cost(store: EventStore, account_id: int, table: str = "event_rollup_hourly") -> tuple[int, int]:
+    result = store.query(f"SELECT sum(media_cost_micros), sum(media_cost_impressions) FROM {table} "
+                         "WHERE account_id = {a:UInt64}", {"a": account_id})
+    total, priced = result.rows[0]
+    return total, priced
+
+
+def test_media_cost_is_summed_from_impressions_and_an_unknown_price_stays_unknown(store: EventStore) -> None:
+    account = new_account()
+    at = datetime(2025, 7, 2, 8, tzinfo=UTC)
+    store.append([
+        impression(f"m1-{account}", account, at, media_cost_micros=1_200),
+        impression(f"m2-{account}", account, at, media_cost_micros=0),  # a known price of nothing
+        impression(f"m3-{account}", account, at),  # unknown
+        impression(f"m1-{account}", account, at, media_cost_micros=9_999),  # a retry: the first copy counts
+        Event(event_id=f"c-{account}", event_type=EventType.CHARGE, occurred_at=at, account_id=account,
+              cost_micros=3_000, media_cost_micros=777),  # media cost only counts from impressions
+    ])
+    store.flush()
+    assert media_cost(store, account) == (1_200, 2)
+    assert media_cost(store, account, "event_rollup_campaign_hourly") == (1_200, 2)
+    assert rollup(store, account)["impressions"] == 3 and rollup(store, account)["cost_micros"] == 3_000
+    raw = store.query("SELECT event_id, media_cost_micros FROM events WHERE account_id = {a:UInt64} "
+                      "AND event_type = 'impression' ORDER BY event_id", {"a": account}).rows
+    assert raw == [[f"m1-{account}", 1_200], [f"m2-{account}", 0], [f"m3-{account}", None]]
+    with pytest.raises(ValueError, match="media_cost_micros"):
+        store.append([impression(f"m4-{account}", account, at, media_cost_micros=-1)])
+
+
+def test_a_store_made_before_media_cost_is_upgraded_on_open_and_keeps_its_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adstack.events import schema
+
+    at = datetime(2025, 7, 3, 8, tzinfo=UTC)
+    # The schema as it was before media cost: no raw column, no rollup columns, views that do not select them.
+    monkeypatch.delitem(schema.EVENT_TABLE_COLUMNS, "media_cost_micros")
+    monkeypatch.delitem(schema.ROLLUP_METRICS, "media_cost_impressions")
+    monkeypatch.delitem(schema.MONEY_METRICS, "media_cost_micros")
+    old = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
+    old.append([impression("before-1", 1, at), impression("before-2", 1, at, media_cost_micros=500)])
+    old.append([Event(event_id="before-charge", event_type=EventType.CHARGE, occurred_at=at, account_id=1,
+                      cost_micros=4_000)])
+    old.flush()
+    assert "media_cost_micros" not in {r[0] for r in old.query(
+        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events'").rows}
+    old.close()
+    monkeypatch.undo()
+    # A line the earlier version journaled and did not load before it stopped.
+    legacy = event_record(impression("pending", 1, at))
+    del legacy["media_cost_micros"]
+    journal = Journal(tmp_path / "journal")
+    journal.append(orjson.dumps(legacy) + b"\n")
+    journal.close()
+
+    upgraded = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
+    try:
+        upgraded.append([impression("after-1", 1, at, media_cost_micros=1_500),
+                         impression("before-1", 1, at, media_cost_micros=9_000)])  # a late retry of an old one
+        upgraded.flush()
+        assert rollup(upgraded, 1)["impressions"] == 4 and rollup(upgraded, 1)["cost_micros"] == 4_000
+        assert media_cost(upgraded, 1) == (1_500, 1)
+        assert media_cost(upgraded, 1, "event_rollup_campaign_hourly") == (1_500, 1)
+        raw = dict(upgraded.query("SELECT event_id, media_cost_micros FROM events").rows)
+        assert raw == {"before-1": None, "before-2": None, "before-charge": None, "pending": None,
+                       "after-1": 1_500}
+    finally:
+        upgraded.close()
+    again = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")  # nothing left to do
+    try:
+        assert media_cost(again, 1) == (1_500, 1)
+    finally:
+        again.close()
 
 
 def test_bad_records_are_refused_before_they_reach_the_journal(store: EventStore) -> None:

@@ -222,6 +222,45 @@ def test_an_advertiser_sees_only_its_own_and_an_agency_its_sub_accounts_one_by_o
     assert {first, second, stranger.account_id} <= {r["account_id"] for r in everyone["rows"]}
 
 
+def test_media_cost_sits_beside_spend_for_platform_staff_only(
+        api: Api, session: Session, store: EventStore) -> None:
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency")
+    sub = api.sub_account(agency, admin)
+    advertiser = api.approved_account(admin)
+    account = advertiser.account_id or 0
+    spring, autumn = campaign(session, account, "Spring sale"), campaign(session, account, "Autumn sale")
+    store.append(traffic(account, spring, impressions=3, clicks=0, installs=0, cost=9_000))
+    store.append([Event(event_id=f"exchange-{i}", event_type=EventType.IMPRESSION, occurred_at=AT, account_id=account,
+                        campaign_id=campaign_id, country="SG", objective="performance", media_cost_micros=cost)
+                  for i, (campaign_id, cost) in enumerate([(spring, 2_000), (spring, 2_500), (autumn, None)])])
+    store.append(traffic(account, autumn, impressions=0, clicks=0, installs=0, cost=1_000))
+
+    metrics = ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"]
+    body = report(api, admin, account_ids=account, dimensions="campaign", metrics=metrics, sort="-media_cost_micros")
+    assert [(r["campaign_id"], r["impressions"], r["cost_micros"], r["media_cost_micros"],
+             r["media_cost_impressions"]) for r in body["rows"]] == [(spring, 5, 9_000, 4_500, 2),
+                                                                     (autumn, 1, 1_000, 0, 0)]
+    assert body["totals"] == {"impressions": 6, "cost_micros": 10_000, "media_cost_micros": 4_500,
+                              "media_cost_impressions": 2}
+    assert {c["key"]: (c["label"], c["kind"]) for c in body["columns"]}["media_cost_micros"] == (
+        "Media cost (micros)", "micros")
+
+    for actor in (advertiser, agency):
+        for metric in ("media_cost_micros", "media_cost_impressions"):
+            response = api.client.get("/api/v1/reports", headers=actor.headers, params={
+                "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "metrics": ["impressions", metric]})
+            assert response.status_code == 403
+            assert response.json()["error"]["fields"][0]["field"] == "metrics"
+            assert response.json()["error"]["fields"][0]["rule"] == "platform_only"
+    assert api.client.get("/api/v1/reports/download", headers=advertiser.headers, params={
+        "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "metrics": "media_cost_micros"}).status_code == 403
+    assert api.client.post("/api/v1/reports/jobs", headers=agency.headers, json={
+        "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "account_ids": [sub],
+        "metrics": ["media_cost_micros"]}).status_code == 403
+    assert "media_cost_micros" not in report(api, advertiser)["totals"]
+
+
 def test_summing_accounts_of_different_currencies_is_refused(api: Api, store: EventStore) -> None:
     admin = api.admin()
     usd = api.approved_account(admin)

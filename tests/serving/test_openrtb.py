@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
 from adstack.serving.engine import ServingState
 from adstack.serving.fx import FxRates
+from adstack.tracking.tokens import decode_token
 from tests.serving.support import creative, group, snapshot
+from tests.serving.test_api import GAID, eventually, setup_serving_ad
+from tests.support import Api, expect
 
 AUCTION_PRICE = "${AUCTION_PRICE}"
 
@@ -91,7 +100,8 @@ def check_response(request: dict[str, Any], body: dict[str, Any]) -> int:
                 assert "video" in imp
                 root = ET.fromstring(bid["adm"])
                 assert root.tag == "VAST" and root.attrib["version"].startswith("4")
-                assert root.find("./Ad/InLine/Impression") is not None
+                impression = root.find("./Ad/InLine/Impression")
+                assert impression is not None and impression.text == bid["burl"]  # the price rides on both
                 assert root.find("./Ad/InLine/Creatives/Creative/Linear/MediaFiles/MediaFile") is not None
             elif bid["mtype"] == 4:
                 assert "native" in imp
@@ -203,3 +213,76 @@ def test_loss_notice_gives_the_reservation_back(client: TestClient) -> None:
     lost = bid["lurl"].replace("${AUCTION_LOSS}", "102").replace(AUCTION_PRICE, "3.10")
     assert client.get(lost.split("testserver", 1)[1]).status_code == 204
     assert client.post("/openrtb2/bid", json=request).status_code == 200
+
+
+# ---------- the exchange's clearing price ----------
+
+
+def _priced_bid_request(space_id: int, corpus_dir: Path) -> dict[str, Any]:
+    """The specification's mobile app request, for one of our ad spaces, from a device our ad group targets."""
+    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
+    request["imp"][0].update({"tagid": str(space_id), "bidfloor": 0.05,
+                              "banner": {**request["imp"][0]["banner"], "w": 600, "h": 500}})
+    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
+    return request
+
+
+def _local(url: str) -> str:
+    return url.split("testserver", 1)[1]
+
+
+def test_a_fired_burl_brings_the_exchange_price_into_reports_as_media_cost_and_spend_stays_ours(
+        api: Api, settings: Settings, corpus_dir: Path) -> None:
+    made = setup_serving_ad(api)
+    client, admin, advertiser = api.client, made["admin"], made["actor"]
+    request = _priced_bid_request(made["space"]["id"], corpus_dir)
+
+    def bid_now() -> dict[str, Any] | None:
+        response = client.post("/openrtb2/bid", json=request)
+        return response.json()["seatbid"][0]["bid"][0] if response.status_code == 200 else None
+
+    assert eventually(lambda: bid_now() is not None)
+    bids = [bid_now() for _ in range(4)]
+    assert all(b is not None for b in bids)
+    won, *others = [b for b in bids if b is not None]
+    assert f"&ap={AUCTION_PRICE}&cur=USD" in won["burl"]
+    for _ in range(2):  # the exchange retries its billing notice: one impression, one media cost
+        expect(client.get(_local(won["burl"].replace(AUCTION_PRICE, "0.85"))), 204)
+    expect(client.get(_local(won["nurl"].replace(AUCTION_PRICE, "0.85"))), 204)
+    for unfilled, other in zip(("${AUCTION_PRICE}", "-0.85", "zero"), others, strict=True):
+        expect(client.get(_local(other["burl"].replace(AUCTION_PRICE, unfilled))), 204)
+    token = parse_qs(urlsplit(won["burl"]).query)["t"][0]
+    ours = decode_token(token, settings.resolved_secret_key, now=utcnow()).price_micros
+    balance = expect(client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance",
+                                headers=advertiser.headers), 200)["balance_micros"]
+    click = re.search(r'<a href="([^"]+)"', won["adm"])
+    assert click is not None
+    assert client.get(_local(html.unescape(click.group(1))), follow_redirects=False).status_code == 302
+    charged = balance - expect(client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance",
+                                          headers=advertiser.headers), 200)["balance_micros"]
+    assert charged == ours > 0  # our own auction's price, whatever the exchange cleared at
+
+    today = utcnow().date()
+    for dimensions in ([], ["ad_space"]):  # the campaign rollup, then the one with the supply side
+        body = expect(client.get("/api/v1/reports", headers=admin.headers, params={
+            "start_date": (today - timedelta(days=1)).isoformat(),
+            "end_date": (today + timedelta(days=1)).isoformat(), "account_ids": [advertiser.account_id],
+            "dimensions": dimensions,
+            "metrics": ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"]}), 200)
+        assert body["totals"] == {"impressions": 4, "cost_micros": charged, "media_cost_micros": 850,
+                                  "media_cost_impressions": 1}
+    refused = client.get("/api/v1/reports", headers=advertiser.headers, params={
+        "start_date": today.isoformat(), "end_date": today.isoformat(), "metrics": ["media_cost_micros"]})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["fields"][0] == {
+        "field": "metrics", "rule": "platform_only", "message": "visible to platform staff only",
+        "actual": ["media_cost_micros"]}
+
+
+@pytest.mark.parametrize("price", ["${AUCTION_PRICE}", "-1", "abc", "NaN", "1e9", "%FF", "9" * 500, ""])
+def test_win_and_loss_notices_take_any_price_without_refusing(bidder: TestClient, price: str) -> None:
+    bid = bidder.post("/openrtb2/bid", json=_banner_request()).json()["seatbid"][0]["bid"][0]
+    assert bidder.get(_local(bid["nurl"].replace(AUCTION_PRICE, price))).status_code == 204
+    lost = bid["lurl"].replace("${AUCTION_LOSS}", "102").replace(AUCTION_PRICE, price)
+    assert bidder.get(_local(lost)).status_code == 204
+    assert bidder.get(f"/openrtb2/win?i=unknown-bid&p={price}").status_code == 204

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,7 +16,7 @@ from adstack.core.timeutil import utcnow
 from adstack.tracking.tokens import TokenError, decode_token, is_valid_click_id, new_click_id, verify_click_id
 from adstack.tracking.urls import build_tracking_urls, expand_macros
 from tests.attribution.helpers import new_gaid, scenario
-from tests.support import Api, expect
+from tests.support import Actor, Api, expect
 
 SECRET = b"a-secret-for-tests"
 
@@ -148,3 +150,67 @@ def test_nul_bytes_in_a_token_are_refused_and_kept(api: Api, settings: Settings)
     assert error["code"] in ("malformed_token", "invalid_signature")
     items = expect(api.client.get("/api/v1/tracking/invalid", headers=admin.headers), 200)["items"]
     assert items[0]["token"] == "ab\\x00cd.ef"
+
+
+def _media_totals(api: Api, admin: Actor, account_id: int) -> dict[str, Any]:
+    """Today's totals for the account (a range around today in every zone), as platform staff see them."""
+    today = utcnow().date()
+    body = expect(api.client.get("/api/v1/reports", headers=admin.headers, params={
+        "start_date": (today - timedelta(days=1)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat(),
+        "account_ids": [account_id],
+        "metrics": ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"]}), 200)
+    totals: dict[str, Any] = body["totals"]
+    return totals
+
+
+# What exchanges send in place of a price they did not fill in, or that is no price at all.
+UNREADABLE_PRICES = ["${AUCTION_PRICE}", "%24%7BAUCTION_PRICE%7D", "-1.25", "-0.5", "abc", "", "1e3", "NaN",
+                     "Infinity", "0x1F", "1,25", "\u0661\u0662", "9" * 5000, "%00", "%FF%FE", "1.2.3", "%2B1.5"]
+
+
+def test_an_unreadable_exchange_price_counts_the_impression_with_its_media_cost_unknown(
+        api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    hits = [*(f"&ap={value}" for value in UNREADABLE_PRICES),
+            "&ap=1.50&cur=XYZ", "&ap=1.50&cur=E%26R", "&ap=1.50&cur=" + "U" * 300,  # a currency we cannot convert
+            "&ap=${AUCTION_PRICE}&fmt=gif"]
+    for hit in hits:
+        urls = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
+        response = api.client.get(urls.impression_url + hit)
+        assert response.status_code in (200, 204), (hit, response.status_code, response.text)
+    assert s.balance_micros() == before - 4_000 * len(hits)  # each one counted and charged our price
+    assert _media_totals(api, s.admin, s.account_id) == {
+        "impressions": len(hits), "cost_micros": 4_000 * len(hits), "media_cost_micros": 0,
+        "media_cost_impressions": 0}
+
+
+def test_the_exchange_price_is_media_cost_in_the_account_currency_and_leaves_the_charge_alone(
+        api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc", currency="CNY")
+    before = s.balance_micros()
+    hits = {"&ap=1.50": Decimal(1500) * Decimal("7.20"),  # no currency: OpenRTB's default, USD
+            "&ap=2.00&cur=EUR": Decimal(2000) * Decimal("7.20") / Decimal("0.92"),  # the seeded FX table
+            "&ap=0&cur=cny": Decimal(0),
+            "&ap=%2012.5%20&cur=CNY": Decimal(12500)}
+    for hit in hits:
+        urls = s.serve(new_gaid(), bid_type="cpm", price_micros=30_000_000)
+        expect(api.client.get(urls.impression_url + hit), 204)
+    expected = sum(int(v.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) for v in hits.values())
+    assert expected == 10_800 + 15_652 + 0 + 12_500
+    assert s.balance_micros() == before - 30_000 * len(hits)
+    assert _media_totals(api, s.admin, s.account_id) == {
+        "impressions": len(hits), "cost_micros": 30_000 * len(hits), "media_cost_micros": expected,
+        "media_cost_impressions": len(hits)}
+
+
+def test_a_retried_impression_keeps_the_media_cost_of_its_first_hit(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc")
+    priced = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
+    for price in ("3.10", "3.10", "9.99", "${AUCTION_PRICE}"):
+        expect(api.client.get(f"{priced.impression_url}&ap={price}"), 204)
+    unknown_first = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
+    expect(api.client.get(unknown_first.impression_url), 204)  # e.g. the VAST pixel before the billing notice
+    expect(api.client.get(f"{unknown_first.impression_url}&ap=2.00"), 204)
+    assert _media_totals(api, s.admin, s.account_id) == {
+        "impressions": 2, "cost_micros": 8_000, "media_cost_micros": 3_100, "media_cost_impressions": 1}

@@ -47,4 +47,7 @@ class Event:
     partner: str = ""  # measurement partner of a conversion
     revenue_micros: int = 0  # conversion revenue, in the account currency
     cost_micros: int = 0  # charge amount, in the account currency
+    # What the exchange charged us for an impression (its clearing price per impression), in the account
+    # currency; None when unknown or when no exchange sold it.
+    media_cost_micros: int | None = None
     attrs: dict[str, str] = field(default_factory=dict)  # anything else worth keeping (reason of invalid, ...)

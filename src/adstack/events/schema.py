@@ -4,9 +4,15 @@
 The same statements run on embedded chDB and on a ClickHouse server. Every table keeps the last
 block hashes (`non_replicated_deduplication_window`), so the loader can retry an insert with the same
 `insert_deduplication_token` after a crash and the rows land once, in the raw table and in every view.
+
+A store made by an earlier version is brought up to date when it is opened (`upgrade`): missing columns
+are added (rows already stored read their default) and the views feeding a rollup that gained columns get
+the current query, so nothing is rewritten and old data stays readable.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Mapping
 
 EVENTS_TABLE = "events"
 EVENT_IDS_TABLE = "event_ids"
@@ -25,7 +31,8 @@ DEDUP_WINDOW = 10_000
 EVENT_COLUMNS = (
     "event_id", "event_type", "occurred_at", "account_id", "campaign_id", "ad_group_id", "creative_id",
     "ad_space_id", "publisher_id", "placement_type", "country", "objective", "app_package", "device_hash",
-    "conversion_event", "attribution_type", "partner", "revenue_micros", "cost_micros", "attrs",
+    "conversion_event", "attribution_type", "partner", "revenue_micros", "cost_micros", "media_cost_micros",
+    "attrs",
 )
 
 # The dimensions of each rollup's key, in key order after account and time.
@@ -51,12 +58,44 @@ ROLLUP_METRICS: dict[str, str] = {
     "video_third_quartiles": "event_type = 'video_third_quartile'",
     "video_completes": "event_type = 'video_complete'",
     "invalid": "event_type = 'invalid'",
+    # Impressions whose exchange clearing price is known, so media cost can be read against its coverage.
+    # Qualified: in the view's SELECT the bare name is the alias of the summed column.
+    "media_cost_impressions": f"event_type = 'impression' AND {EVENTS_TABLE}.media_cost_micros IS NOT NULL",
 }
-# Money: cost comes only from charge events (billing's record), revenue only from conversions.
+# Money: cost comes only from charge events (billing's record), revenue only from conversions, media cost
+# (what an exchange charged us) only from impressions, where an unknown price counts as nothing.
 MONEY_METRICS: dict[str, str] = {
     "cost_micros": "if(event_type = 'charge', cost_micros, 0)",
     "revenue_micros": "if(event_type IN ('install', 'in_app_event'), revenue_micros, 0)",
+    "media_cost_micros": "if(event_type = 'impression', ifNull(media_cost_micros, 0), 0)",
 }
+
+# The raw table's columns and their types.
+EVENT_TABLE_COLUMNS: dict[str, str] = {
+    "event_id": "String",
+    "event_type": "LowCardinality(String)",
+    "occurred_at": "DateTime64(3, 'UTC')",
+    "account_id": "UInt64",
+    "campaign_id": "UInt64",
+    "ad_group_id": "UInt64",
+    "creative_id": "UInt64",
+    "ad_space_id": "UInt64",
+    "publisher_id": "UInt64",
+    "placement_type": "LowCardinality(String)",
+    "country": "LowCardinality(String)",
+    "objective": "LowCardinality(String)",
+    "app_package": "String",
+    "device_hash": "UInt64",
+    "conversion_event": "LowCardinality(String)",
+    "attribution_type": "LowCardinality(String)",
+    "partner": "LowCardinality(String)",
+    "revenue_micros": "Int64",
+    "cost_micros": "Int64",
+    "media_cost_micros": "Nullable(Int64)",  # NULL: the exchange's price is unknown (or there is no exchange)
+    "attrs": "Map(String, String)",
+    "loaded_at": "DateTime('UTC') DEFAULT now()",
+}
+assert set(EVENT_COLUMNS) <= set(EVENT_TABLE_COLUMNS)
 
 _MERGE_TREE_SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 
@@ -68,32 +107,30 @@ def _conversion_event_expr() -> str:
             " AS conversion_event")
 
 
-def _rollup(table: str, dimensions: tuple[str, ...], metric_columns: str, metric_selects: str,
-            money_selects: str, *, quarters: bool) -> list[str]:
-    """A rollup table and the materialized view that feeds it from the raw events.
+def _rollup_columns(dimensions: tuple[str, ...]) -> dict[str, str]:
+    """A rollup table's columns and their types."""
+    return {
+        "account_id": "UInt64",
+        "hour": "DateTime('UTC')",
+        "quarter": "UInt8",
+        **{d: _TYPES.get(d, "UInt64") for d in dimensions},
+        **{name: "UInt64" for name in ROLLUP_METRICS},
+        **{name: "Int64" for name in MONEY_METRICS},
+    }
+
+
+def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
+    """The SELECT of the materialized view that feeds a rollup from the raw events.
 
     Hourly (UTC); with `quarters`, each hour is split into quarter-hour slices (the column `quarter`),
     which make local days and hours exact in every zone in use, half-hour and 45-minute ones included.
     Without, `quarter` is always 0 and the table only serves zones with whole-hour offsets.
     """
     quarter = "toUInt8(toMinute(occurred_at) DIV 15)" if quarters else "toUInt8(0)"
-    columns = ",\n  ".join(f"{d} {_TYPES.get(d, 'UInt64')}" for d in dimensions)
     selects = ", ".join(d for d in dimensions if d != "conversion_event")
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {table} (
-  account_id UInt64,
-  hour DateTime('UTC'),
-  quarter UInt8,
-  {columns},
-  {metric_columns},
-  cost_micros Int64,
-  revenue_micros Int64
-) ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (account_id, hour, quarter, {", ".join(dimensions)})
-{_MERGE_TREE_SETTINGS}""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_mv TO {table} AS
-SELECT
+    metric_selects = ",\n  ".join(f"countIf({expr}) AS {name}" for name, expr in ROLLUP_METRICS.items())
+    money_selects = ",\n  ".join(f"sum({expr}) AS {name}" for name, expr in MONEY_METRICS.items())
+    return f"""SELECT
   account_id,
   toStartOfHour(occurred_at) AS hour,
   {quarter} AS quarter,
@@ -102,38 +139,37 @@ SELECT
   {metric_selects},
   {money_selects}
 FROM {EVENTS_TABLE}
-GROUP BY account_id, hour, quarter, {", ".join(dimensions)}""",
+GROUP BY account_id, hour, quarter, {", ".join(dimensions)}"""
+
+
+def _rollup(table: str, dimensions: tuple[str, ...], *, quarters: bool) -> list[str]:
+    """A rollup table and the materialized view that feeds it from the raw events."""
+    columns = ",\n  ".join(f"{name} {kind}" for name, kind in _rollup_columns(dimensions).items())
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+  {columns}
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (account_id, hour, quarter, {", ".join(dimensions)})
+{_MERGE_TREE_SETTINGS}""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_mv TO {table} AS\n"
+        + _rollup_view_query(dimensions, quarters=quarters),
     ]
+
+
+# Rollup table -> (its dimensions, whether it has quarter-hour slices).
+ROLLUPS: dict[str, tuple[tuple[str, ...], bool]] = {
+    ROLLUP_TABLE: (ROLLUP_DIMENSIONS, True),
+    CAMPAIGN_ROLLUP_TABLE: (CAMPAIGN_ROLLUP_DIMENSIONS, False),
+}
 
 
 def ddl() -> list[str]:
     """Idempotent statements that create the schema in the current database."""
-    metric_columns = ",\n  ".join(f"{name} UInt64" for name in ROLLUP_METRICS)
-    metric_selects = ",\n  ".join(f"countIf({expr}) AS {name}" for name, expr in ROLLUP_METRICS.items())
-    money_selects = ",\n  ".join(f"sum({expr}) AS {name}" for name, expr in MONEY_METRICS.items())
+    event_columns = ",\n  ".join(f"{name} {kind}" for name, kind in EVENT_TABLE_COLUMNS.items())
     return [
         f"""CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
-  event_id String,
-  event_type LowCardinality(String),
-  occurred_at DateTime64(3, 'UTC'),
-  account_id UInt64,
-  campaign_id UInt64,
-  ad_group_id UInt64,
-  creative_id UInt64,
-  ad_space_id UInt64,
-  publisher_id UInt64,
-  placement_type LowCardinality(String),
-  country LowCardinality(String),
-  objective LowCardinality(String),
-  app_package String,
-  device_hash UInt64,
-  conversion_event LowCardinality(String),
-  attribution_type LowCardinality(String),
-  partner LowCardinality(String),
-  revenue_micros Int64,
-  cost_micros Int64,
-  attrs Map(String, String),
-  loaded_at DateTime('UTC') DEFAULT now()
+  {event_columns}
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (account_id, toStartOfHour(occurred_at), event_type, event_id)
@@ -147,9 +183,8 @@ ORDER BY event_id
 {_MERGE_TREE_SETTINGS}""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {EVENT_IDS_TABLE}_mv TO {EVENT_IDS_TABLE} AS
 SELECT event_id, account_id FROM {EVENTS_TABLE}""",
-        *_rollup(ROLLUP_TABLE, ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects, quarters=True),
-        *_rollup(CAMPAIGN_ROLLUP_TABLE, CAMPAIGN_ROLLUP_DIMENSIONS, metric_columns, metric_selects, money_selects,
-                 quarters=False),
+        *(statement for table, (dimensions, quarters) in ROLLUPS.items()
+          for statement in _rollup(table, dimensions, quarters=quarters)),
         # Which publisher app each ad space was seen in, for the media center's package search.
         f"""CREATE TABLE IF NOT EXISTS {AD_SPACE_APPS_TABLE} (
   ad_space_id UInt64,
@@ -165,3 +200,32 @@ FROM {EVENTS_TABLE}
 WHERE event_type IN ('request', 'impression') AND ad_space_id != 0 AND app_package != ''
 GROUP BY ad_space_id, app_package""",
     ]
+
+
+def upgrade(existing: Mapping[str, Collection[str]]) -> list[str]:
+    """Statements that bring tables made by an earlier version up to this schema, given the column names
+    of each table and view that exists (run before `ddl`, which creates what does not). Added columns take
+    their default in rows already stored; a view that does not yet select every column of its rollup gets
+    the current query, so later events fill them."""
+    statements: list[str] = []
+
+    def add_missing(table: str, columns: Mapping[str, str]) -> None:
+        have = existing.get(table)
+        if have is None:
+            return
+        previous = ""
+        for name, kind in columns.items():
+            if name not in have:
+                position = f" AFTER {previous}" if previous else " FIRST"
+                statements.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}{position}")
+            previous = name
+
+    add_missing(EVENTS_TABLE, EVENT_TABLE_COLUMNS)
+    for table, (dimensions, quarters) in ROLLUPS.items():
+        columns = _rollup_columns(dimensions)
+        add_missing(table, columns)
+        view = existing.get(f"{table}_mv")
+        if view is not None and not set(columns) <= set(view):
+            statements.append(f"ALTER TABLE {table}_mv MODIFY QUERY\n"
+                              + _rollup_view_query(dimensions, quarters=quarters))
+    return statements

@@ -30,7 +30,7 @@ from adstack.core.timeutil import as_utc
 from adstack.events.engines import EMBEDDED_LOCK, ChdbEngine, ClickHouseServerEngine, Engine, QueryResult
 from adstack.events.journal import InFlight, Journal
 from adstack.events.models import Event, EventType
-from adstack.events.schema import EVENT_IDS_TABLE, EVENTS_TABLE, ddl
+from adstack.events.schema import EVENT_IDS_TABLE, EVENTS_TABLE, ddl, upgrade
 
 log = logging.getLogger("adstack.events")
 
@@ -47,6 +47,8 @@ def event_record(event: Event) -> dict[str, Any]:
         raise ValueError(f"unknown event type {event.event_type!r}")
     if event.account_id <= 0:
         raise ValueError("account_id must be positive")
+    if event.media_cost_micros is not None and event.media_cost_micros < 0:
+        raise ValueError("media_cost_micros cannot be negative")
     occurred = as_utc(event.occurred_at)
     return {
         "event_id": event.event_id,
@@ -68,6 +70,7 @@ def event_record(event: Event) -> dict[str, Any]:
         "partner": event.partner,
         "revenue_micros": event.revenue_micros,
         "cost_micros": event.cost_micros,
+        "media_cost_micros": event.media_cost_micros,
         "attrs": {str(k): str(v) for k, v in event.attrs.items()},
     }
 
@@ -111,7 +114,12 @@ class EventStore:
             else:
                 assert self.clickhouse_url is not None
                 engine = ClickHouseServerEngine(self.clickhouse_url)
-            for statement in ddl():
+            # Upgrade what an earlier version made first: creating a view that exists still checks its query.
+            columns: dict[str, set[str]] = {}
+            for table, column in engine.query(
+                    "SELECT table, name FROM system.columns WHERE database = currentDatabase()").rows:
+                columns.setdefault(table, set()).add(column)
+            for statement in [*upgrade(columns), *ddl()]:
                 engine.command(statement)
             self._engine = engine
             return engine

@@ -49,6 +49,10 @@ class Metric(StrEnum):
     CLICKS = "clicks"
     CTR = "ctr"
     COST_MICROS = "cost_micros"
+    # What exchanges charged us for the impressions (their clearing prices), beside what we charged (cost):
+    # margin is cost_micros - media_cost_micros. Platform staff only.
+    MEDIA_COST_MICROS = "media_cost_micros"
+    MEDIA_COST_IMPRESSIONS = "media_cost_impressions"  # impressions whose exchange price is known
     ECPM_MICROS = "ecpm_micros"
     CPC_MICROS = "cpc_micros"
     INSTALLS = "installs"
@@ -90,6 +94,9 @@ class Metric(StrEnum):
 
 
 assert {event_metric(e) for e in IN_APP_EVENTS} <= {m.value for m in Metric}
+
+# The platform's buying cost: what it pays exchanges is not the advertisers' to see.
+PLATFORM_METRICS = frozenset({Metric.MEDIA_COST_MICROS, Metric.MEDIA_COST_IMPRESSIONS})
 
 DEFAULT_METRICS: tuple[Metric, ...] = (
     Metric.IMPRESSIONS, Metric.CLICKS, Metric.CTR, Metric.COST_MICROS, Metric.ECPM_MICROS, Metric.CPC_MICROS,

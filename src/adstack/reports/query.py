@@ -42,6 +42,8 @@ BASE_SQL: dict[str, str] = {
     "impressions": "sum(impressions)",
     "clicks": "sum(clicks)",
     "cost_micros": "sum(cost_micros)",
+    "media_cost_micros": "sum(media_cost_micros)",
+    "media_cost_impressions": "sum(media_cost_impressions)",
     "installs": "sum(installs)",
     "in_app_events": "sum(conversions)",
     "revenue_micros": "sum(revenue_micros)",

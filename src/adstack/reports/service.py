@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Principal, Role
-from adstack.core.errors import NotFound, ValidationFailed
+from adstack.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from adstack.core.settings import Settings, get_settings
 from adstack.core.timeutil import utcnow, zone
 from adstack.events.schema import AD_SPACE_APPS_TABLE
@@ -32,6 +32,7 @@ from adstack.reports import query as sql
 from adstack.reports.export import CsvWriter, TableWriter, XlsxWriter, csv_bytes, xlsx_bytes
 from adstack.reports.models import (
     DEFAULT_METRICS,
+    PLATFORM_METRICS,
     ColumnRead,
     DailyPoint,
     Dimension,
@@ -205,6 +206,7 @@ DIMENSION_LABELS: dict[str, str] = {
 METRIC_LABELS: dict[str, str] = {
     "ctr": "CTR", "cvr": "CVR", "roas": "ROAS", "ecpm_micros": "eCPM (micros)", "cpc_micros": "CPC (micros)",
     "cpa_micros": "CPA (micros)", "cost_micros": "Cost (micros)", "revenue_micros": "Revenue (micros)",
+    "media_cost_micros": "Media cost (micros)", "media_cost_impressions": "Impressions with media cost",
 }
 
 
@@ -261,6 +263,11 @@ def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_
     scope = _scope(session, principal, query.account_ids, time_zone=query.time_zone,
                    per_account=Dimension.ACCOUNT in dims)
     metrics = list(dict.fromkeys(m.value for m in (query.metrics or DEFAULT_METRICS)))
+    if not principal.is_platform:
+        hidden = sorted(m for m in metrics if m in PLATFORM_METRICS)
+        if hidden:
+            raise Forbidden(f"{hidden[0]} is visible to platform staff only", fields=[FieldError(
+                field="metrics", rule="platform_only", message="visible to platform staff only", actual=hidden)])
     extras: list[tuple[ColumnSource, ExtraColumn]] = []
     if query.extra_columns:
         known = available_extra_columns()

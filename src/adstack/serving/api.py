@@ -5,6 +5,7 @@ Both are public (devices and exchanges call them); what they hand out is protect
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
@@ -17,6 +18,9 @@ from adstack.events.service import add_listener
 from adstack.serving import openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
 from adstack.serving.runtime import ServingRuntime, observe_events
+from adstack.tracking.auction_price import parse_auction_price
+
+log = logging.getLogger("adstack.serving")
 
 MAX_BID_REQUEST_BYTES = 256 * 1024
 
@@ -72,16 +76,24 @@ async def openrtb_bid(request: Request) -> Response:
 
 NoticeId = Annotated[str, Query(max_length=64, description="The bid id (our impression id).")]
 NoticeText = Annotated[str | None, Query(max_length=64)]
+# Filled in by the exchange, so never refused: as on the impression URL, what cannot be read is unknown.
+NoticePrice = Annotated[str | None, Query(description=(
+    "The clearing price (`${AUCTION_PRICE}`, CPM in the bid's currency); an unsubstituted macro, a negative or "
+    "unreadable value is taken as unknown."))]
 
 
 @public_router.get("/openrtb2/win", status_code=204, summary="OpenRTB win notice (nurl)")
-async def win_notice(request: Request, i: NoticeId, p: NoticeText = None) -> Response:
-    request.app.state.serving_bids.pop(i)
+async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Response:
+    """A won bid leaves the pending list. What the exchange charged is recorded with the impression (`burl`),
+    which is when it is owed; here it is only read, the same way."""
+    decision = request.app.state.serving_bids.pop(i)
+    if decision is not None:
+        log.debug("bid %s won at %s", i, parse_auction_price(p))
     return Response(status_code=204)
 
 
 @public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)")
-async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticeText = None) -> Response:
+async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None) -> Response:
     """A lost bid gives its budget reservation back (when this process made the bid)."""
     decision = request.app.state.serving_bids.pop(i)
     if decision is not None:

@@ -13,8 +13,7 @@ Mapping a request onto the engine:
 - `bidfloor`/`bidfloorcur` is converted through the FX table. On a second-price exchange (`at=2`, the
   default) the bid is the winner's eCPM, its true value; on a first-price exchange (`at=1`) it is what our own
   auction clears at. Never below the floor, in the first currency of `cur` we can convert to. The advertiser is
-  charged our auction's clearing price (the tracking token's price); `burl` also carries the exchange's clearing
-  price as `ap` for billing to reconcile;
+  charged our auction's clearing price (the tracking token's price), whatever the exchange cleared at;
 - `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
   `private_auction=1` only they may bid;
 - `regs.coppa=1` turns audience targeting off for the request (ad groups that use audiences do not bid);
@@ -26,6 +25,14 @@ Markup: banner `adm` is an HTML snippet; video `adm` is inline VAST 4 XML with i
 tracking; native `adm` is a Native 1.2 response. `burl` is our signed impression URL (billing counts and charges
 it once), `nurl` the win notice and `lurl` the loss notice, which gives the reservation back; all three carry
 `${AUCTION_PRICE}`. No bid is HTTP 204; a body that is not JSON, or not a bid request, is 400 with the reason.
+
+Media cost: our impression URL, as `burl` and as the VAST impression (exchanges substitute macros in `adm` too),
+carries `ap=${AUCTION_PRICE}&cur=<the response's currency>`. Tracking converts the exchange's clearing price
+through the same FX table to the account currency and records a thousandth of it as the impression event's
+`media_cost_micros`; reports sum it as `media_cost_micros` beside spend (`cost_micros`) for platform staff, so
+margin is spend minus media cost. The first hit of an impression decides its media cost, as it decides the
+count; a macro left unsubstituted, a negative or unreadable price, or an unknown currency count the impression
+with its media cost unknown, never refuse it. The win notice's `p` is read the same way and never refused.
 """
 
 from __future__ import annotations
@@ -424,9 +431,11 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
             runtime.engine.release(decision)
             return None
     urls = tracking_for(runtime, decision, ad_request)
+    # The exchange fills in what it charged us: recorded as the impression's media cost, never billed.
+    priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={currency}"
     creative = decision.creative
     monitors = third_party_urls(creative.impression_monitor_urls, decision, ad_request, urls.click_id)
-    impression_urls = [urls.impression_url, *monitors]
+    impression_urls = [priced_impression_url, *monitors]
     markup: str | None
     combination = decision.combination
     if media == "banner":
@@ -457,7 +466,7 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
         "cid": str(decision.ad_group.campaign_id),
         "adomain": list(decision.ad_group.advertiser_domains),
         "nurl": f"{base}/openrtb2/win?i={decision.impression_id}&p={AUCTION_PRICE}",
-        "burl": f"{urls.impression_url}&ap={AUCTION_PRICE}",
+        "burl": priced_impression_url,
         "lurl": f"{base}/openrtb2/loss?i={decision.impression_id}&r={AUCTION_LOSS}&p={AUCTION_PRICE}",
         "adm": markup,
         "mtype": _MTYPE[media],

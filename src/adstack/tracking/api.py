@@ -4,6 +4,8 @@ view for platform staff."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -16,6 +18,7 @@ from adstack.core.timeutil import utcnow
 from adstack.events.models import Event
 from adstack.events.service import get_event_store
 from adstack.tracking import service
+from adstack.tracking.auction_price import parse_auction_price, parse_price_currency
 from adstack.tracking.models import InvalidTrafficRead, InvalidTrafficSummary
 from adstack.tracking.tokens import MAX_TOKEN_LENGTH, TokenError, TrackingClaims
 from adstack.tracking.urls import VideoEvent
@@ -27,6 +30,11 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 NO_STORE = {"Cache-Control": "no-store, max-age=0"}
 Token = Annotated[str, Query(min_length=1, max_length=MAX_TOKEN_LENGTH, description="The signed tracking token.")]
 PixelFormat = Annotated[str | None, Query(pattern=r"^gif$", description="`gif` answers a 1x1 GIF instead of 204.")]
+# Filled in by exchanges, so never refused: what cannot be read is recorded as an unknown price.
+AuctionPrice = Annotated[str | None, Query(description=(
+    "The exchange's clearing price (OpenRTB `${AUCTION_PRICE}`, CPM in `cur`), recorded as the impression's "
+    "media cost; an unsubstituted macro, a negative or unreadable value is kept as unknown."))]
+PriceCurrency = Annotated[str | None, Query(description="Currency of `ap` (the bid's); USD when absent.")]
 
 
 def _refuse(request: Request, session: SessionDep, settings: SettingsDep, *, kind: str, token: str,
@@ -54,16 +62,31 @@ def _claims(token: str, settings: SettingsDep) -> TrackingClaims:
     return service.verify(token, settings.resolved_secret_key, now=utcnow())
 
 
+def _usd_per_unit(request: Request, session: SessionDep) -> Mapping[str, Decimal]:
+    """The FX table the bidder priced the bid with: the serving snapshot's, or read afresh without one."""
+    runtime = getattr(request.app.state, "serving", None)
+    if runtime is not None:
+        rates: Mapping[str, Decimal] = runtime.state.fx.usd_per_unit
+        return rates
+    from adstack.serving.loader import load_fx
+
+    return load_fx(session).usd_per_unit
+
+
 @public_router.get("/t/imp", summary="Count an impression", status_code=204,
                    responses={200: {"content": {"image/gif": {}}, "description": "a 1x1 GIF with fmt=gif"},
                               400: {"description": "Forged, altered or expired token (counted as invalid)"}})
 def track_impression(request: Request, session: SessionDep, settings: SettingsDep, t: Token,
-                     fmt: PixelFormat = None) -> Response:
+                     fmt: PixelFormat = None, ap: AuctionPrice = None, cur: PriceCurrency = None) -> Response:
     try:
         claims = _claims(t, settings)
     except TokenError as error:
         return _refuse(request, session, settings, kind="imp", token=t, error=error)
-    outcome = service.track_impression(session, claims, now=utcnow())
+    price = parse_auction_price(ap)
+    media_cost = None if price is None else service.exchange_media_cost(
+        session, claims, auction_price=price, price_currency=parse_price_currency(cur),
+        usd_per_unit=_usd_per_unit(request, session))
+    outcome = service.track_impression(session, claims, now=utcnow(), media_cost_micros=media_cost)
     _append(settings, outcome.events)
     session.commit()
     if fmt == "gif":

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from adstack.attribution import service as attribution
 from adstack.attribution.rules import TouchKind
 from adstack.core.errors import DomainError
 from adstack.events.models import Event, EventType
+from adstack.tracking.auction_price import impression_cost_micros
 from adstack.tracking.devices import normalise_gaid
 from adstack.tracking.models import InvalidTraffic
 from adstack.tracking.tokens import TokenError, TrackingClaims, decode_token, new_click_id
@@ -115,13 +118,33 @@ def _record(session: Session, claims: TrackingClaims, kind: TouchKind, touch_id:
         occurred_at=at)
 
 
-def track_impression(session: Session, claims: TrackingClaims, *, now: datetime) -> Tracked:
-    """The first impression of an impression id is counted and, for CPM and guaranteed CPM, charged."""
+def exchange_media_cost(session: Session, claims: TrackingClaims, *, auction_price: Decimal | None,
+                        price_currency: str | None, usd_per_unit: Mapping[str, Decimal]) -> int | None:
+    """What the exchange charged us for this impression, in the account currency; None when unknown."""
+    from adstack.accounts.models import Account
+
+    if auction_price is None or price_currency is None:
+        return None
+    account = session.get(Account, claims.account_id)
+    if account is None:
+        return None
+    return impression_cost_micros(auction_price, price_currency=price_currency, account_currency=account.currency,
+                                  usd_per_unit=usd_per_unit)
+
+
+def track_impression(session: Session, claims: TrackingClaims, *, now: datetime,
+                     media_cost_micros: int | None = None) -> Tracked:
+    """The first impression of an impression id is counted and, for CPM and guaranteed CPM, charged.
+
+    `media_cost_micros` (the exchange's clearing price for it) is recorded on the impression event and never
+    changes the charge, which is our own auction's price from the token. The event's id is the impression's,
+    so the first request that reaches the store decides both the count and the media cost; a retry changes
+    neither."""
     from adstack.finance.pricing import cpm_impression_micros
 
     new = _record(session, claims, TouchKind.IMPRESSION, claims.impression_id, now)
     outcome = Tracked(new=new, events=[_base_event(claims, f"imp:{claims.impression_id}", EventType.IMPRESSION,
-                                                   now)])
+                                                   now, media_cost_micros=media_cost_micros)])
     if new and claims.bid_type in IMPRESSION_BILLED:
         _bill(session, claims, outcome, charge_id=f"imp:{claims.impression_id}",
               amount_micros=cpm_impression_micros(claims.price_micros), kind=claims.bid_type, at=now)

@@ -24,6 +24,7 @@ from adstack.reports import service as reports
 from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
 from adstack.reports.models import (
     DEFAULT_METRICS,
+    PLATFORM_METRICS,
     Dimension,
     ExportFormat,
     Granularity,
@@ -197,7 +198,8 @@ def report_builder(visitor: UserDep) -> Response:
     return render(visitor, "reports/reports.html", {
         "values": values, "errors": errors, "result": result, "cells": cells, "totals": totals,
         "chart": chart_config(visitor, result, values["metrics"]) if result else None,
-        "dimensions": [d.value for d in Dimension], "all_metrics": [m.value for m in Metric],
+        "dimensions": [d.value for d in Dimension],
+        "all_metrics": [m.value for m in Metric if visitor.me.is_platform or m not in PLATFORM_METRICS],
         "granularities": [g.value for g in Granularity], "placements": [p.value for p in PlacementType],
         "pages": max(1, -(-(result.total_rows if result else 0) // PAGE_SIZE)), "download_query": download,
         "too_long": (date.fromisoformat(values["end_date"]) - date.fromisoformat(values["start_date"])).days
