@@ -95,6 +95,26 @@ def test_publishers_ad_spaces_and_announcements_are_staff_only(client: TestClien
     assert "Review hours over the holiday" in client.get("/console/").text
 
 
+def test_announcements_show_in_the_visitors_language(client: TestClient, session: Session):
+    _advertiser(client, session, 45)
+    admin = _admin(client, session, "ops45@example.org")
+    refused = post_form(admin, "/console/announcements", "/console/announcements",
+                        {"title": "Holiday hours", "body_zh": "只有正文"})
+    assert refused.status_code == 422 and 'data-error-for="title_zh"' in refused.text
+    assert 'value="Holiday hours"' in refused.text
+    assert post_form(admin, "/console/announcements", "/console/announcements", {
+        "title": "Holiday hours", "body": "Reviews pause on Monday.", "title_zh": "假期审核时间",
+        "body_zh": "周一暂停审核。"}).status_code == 303
+
+    english = client.get("/console/announcements").text
+    assert "Holiday hours" in english and "Reviews pause on Monday." in english and "假期审核时间" not in english
+    assert post_form(client, "/console/account", "/console/language",
+                     {"language": "zh", "next": "/console/"}).status_code == 303
+    assert "假期审核时间" in client.get("/console/").text
+    chinese = client.get("/console/announcements").text
+    assert "周一暂停审核。" in chinese and "Holiday hours" not in chinese
+
+
 def test_prepay_top_up_request_confirmed_by_an_account_manager(client: TestClient, session: Session):
     account_id = _advertiser(client, session, 44)
     page = client.get("/console/finance")

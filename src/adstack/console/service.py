@@ -25,12 +25,14 @@ def list_announcements(session: Session, *, limit: int = 20, offset: int = 0) ->
 def publish_announcement(session: Session, principal: Principal, data: AnnouncementIn) -> Announcement:
     if not principal.is_platform:
         raise Forbidden("only platform staff publish announcements")
-    announcement = Announcement(title=data.title, body=data.body, author_user_id=principal.user_id)
+    translations = {language: text.model_dump() for language, text in data.translations.items()}
+    announcement = Announcement(title=data.title, body=data.body, translations=translations,
+                                author_user_id=principal.user_id)
     session.add(announcement)
     session.flush()
     oplog.record(session, actor=principal, operation=Operation.CREATE, object_type=ANNOUNCEMENT,
                  object_id=announcement.id, object_name=announcement.title,
-                 after={"title": announcement.title, "body": announcement.body})
+                 after={"title": announcement.title, "body": announcement.body, "translations": translations})
     return announcement
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -74,16 +75,29 @@ def announcements_page(visitor: UserDep, page: int = 1) -> Response:
     })
 
 
+def _announcement_errors(exc: ValidationError) -> forms.FormErrors:
+    """The Chinese text's refusals under its own inputs (`translations.zh.title` is `title_zh`)."""
+    errors = forms.FormErrors()
+    for items in forms.FormErrors.from_validation(exc).values():
+        for item in items:
+            field = re.sub(r"^translations\.(\w+)\.(\w+)$", r"\2_\1", item["field"])
+            errors.add(field, item["rule"], item["message"], limit=item["limit"], actual=item["actual"])
+    return errors
+
+
 @router.post("/announcements")
 def publish(visitor: PlatformDep, form: FormDep) -> Response:
-    values = {"title": forms.text(form, "title"), "body": forms.text(form, "body")}
+    values = {name: forms.text(form, name) for name in ("title", "body", "title_zh", "body_zh")}
+    payload: dict[str, Any] = {"title": values["title"], "body": values["body"]}
+    if values["title_zh"] or values["body_zh"]:
+        payload["translations"] = {"zh": {"title": values["title_zh"], "body": values["body_zh"]}}
     try:
-        data = forms.parse(AnnouncementIn, values)
+        data = forms.parse(AnnouncementIn, payload)
     except ValidationError as exc:
         rows = console.list_announcements(visitor.session, limit=20)
         return render(visitor, "overview/announcements.html", {
             "rows": rows, "has_next": False, "page": 1, "values": values,
-            "errors": forms.FormErrors.from_validation(exc)}, status=422)
+            "errors": _announcement_errors(exc)}, status=422)
     console.publish_announcement(visitor.session, visitor.me, data)
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/announcements", "published"))
