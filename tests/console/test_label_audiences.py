@@ -15,7 +15,8 @@ from adstack.audiences import service as audiences
 from adstack.audiences.ids import device_key
 from adstack.audiences.models import Audience, PackageCategory
 from adstack.core.timeutil import utcnow
-from tests.console.support import csrf_from, register
+from tests.console.support import csrf_from, register, sign_in
+from tests.support import Api
 
 GAME, BANK = "com.example.game", "com.example.bank"
 HEAVY_PLAYER, LIGHT_PLAYER, BANKER = (str(uuid.UUID(int=n, version=4)) for n in (11, 12, 13))
@@ -129,3 +130,36 @@ def test_another_advertisers_audience_is_not_found(client: TestClient, session: 
     assert answer.status_code == 404
     session.expire_all()
     assert session.scalars(select(Audience.name)).one() == "Bankers"
+
+
+def test_an_agency_builds_audiences_for_its_sub_accounts_only(client: TestClient, session: Session) -> None:
+    api = Api(client, session)
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency")
+    sub_account = api.sub_account(agency, admin)
+    others_sub = api.sub_account(api.approved_account(admin, type="agency"), admin)
+    _profiles(session)
+    viewer = TestClient(client.app)
+    assert sign_in(viewer, agency.email, "correct horse battery").status_code == 303
+    form = viewer.get("/console/audiences/labels/new").text
+    assert f'<option value="{sub_account}"' in form and f'<option value="{others_sub}"' not in form
+
+    region = _region(viewer)
+    built = _post(viewer, "/console/audiences/labels/new", "/console/audiences/labels/new",
+                  {"name": "Sub bankers", "region_code": region, "installed_apps": BANK,
+                   "account_id": str(sub_account)})
+    assert built.status_code == 303
+    assert session.scalars(select(Audience.account_id)).one() == sub_account
+
+    foreign = _post(viewer, "/console/audiences/labels/new", "/console/audiences/labels/new",
+                    {"name": "Foreign", "region_code": region, "installed_apps": BANK,
+                     "account_id": str(others_sub)})
+    assert foreign.status_code == 404  # another agency's account is not revealed
+    uploaded = viewer.post("/console/audiences", data={
+        "name": "Foreign file", "region_code": region, "id_type": "gaid", "account_id": str(others_sub),
+        "csrf_token": csrf_from(viewer.get("/console/audiences").text)},
+        files={"file": ("ids.txt", "\n".join(str(uuid.UUID(int=i + 1)) for i in range(1000)).encode(),
+                        "text/plain")})
+    assert uploaded.status_code == 404
+    session.expire_all()
+    assert session.scalars(select(Audience.name)).all() == ["Sub bankers"]

@@ -93,9 +93,9 @@ def rule_values(rule: dict[str, Any] | None) -> dict[str, Any]:
 def form_values(form: FormData) -> dict[str, Any]:
     """What was typed, to show again beside the refusals."""
     values: dict[str, Any] = {name: forms.text(form, name) for name in (
-        "name", "region_code", "seen_within_days", "installed_apps", "installed_apps_match", "not_installed_apps",
-        "installed_categories_match", "active_in_apps", "active_within_days", "usage_package", "usage_category",
-        "usage_within_days", "usage_min_minutes", "usage_max_minutes")}
+        "name", "region_code", "account_id", "seen_within_days", "installed_apps", "installed_apps_match",
+        "not_installed_apps", "installed_categories_match", "active_in_apps", "active_within_days", "usage_package",
+        "usage_category", "usage_within_days", "usage_min_minutes", "usage_max_minutes")}
     values["installed_categories"] = forms.texts(form, "installed_categories")
     values["not_installed_categories"] = forms.texts(form, "not_installed_categories")
     return values

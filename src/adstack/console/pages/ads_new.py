@@ -48,21 +48,14 @@ router = APIRouter(route_class=ConsoleRoute)
 UPLOAD_FIELDS = {"images": MediaKind.IMAGE, "videos": MediaKind.VIDEO, "icon": MediaKind.IMAGE}
 
 
-def _account_choices(visitor: Visitor) -> list[Any]:
-    """Agencies and platform staff create ads in an account they choose; advertisers in their own."""
-    principal = visitor.me
-    if principal.role == "advertiser":
-        return []
-    return accounts.list_accounts(visitor.session, principal, limit=200)
-
-
 # ---------- step 1: campaign ----------
 
 
 def _campaign_form(visitor: Visitor, values: dict[str, Any], errors: FormErrors, *, campaign_id: int | None = None,
                    status: int = 200) -> Response:
     return render(visitor, "ads/campaign_form.html", {
-        "values": values, "errors": errors, "campaign_id": campaign_id, "account_choices": _account_choices(visitor),
+        "values": values, "errors": errors, "campaign_id": campaign_id,
+        "account_choices": choices.account_choices(visitor),
         "objectives": [o.value for o in MarketingObjective], "promotion_types": [p.value for p in PromotionType],
         "landing_kinds": [k.value for k in LandingKind], "step": 1,
     }, status=status)

@@ -44,6 +44,7 @@ def _page(visitor: Visitor, *, errors: FormErrors | None = None, report: Any = N
     return render(visitor, "audiences/audiences.html", {
         "rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
         "regions": audiences.list_regions(visitor.session), "id_types": [t.value for t in IdType],
+        "account_choices": choices.account_choices(visitor),
         "filters": {k: params.get(k, "") for k in ("q", "region", "kind", "status")},
         "errors": errors or FormErrors(), "report": report, "values": values or {},
         "failed": (params.get("failed") or "")[:500],
@@ -58,7 +59,7 @@ def audiences_page(visitor: UserDep) -> Response:
 @router.post("/audiences")
 def upload_audience(visitor: UserDep, form: FormDep) -> Response:
     """A TXT file of ids, read in chunks; fewer than 1,000 valid ids or a wrong file leaves nothing behind."""
-    values = {k: forms.text(form, k) for k in ("name", "region_code", "id_type")}
+    values = {k: forms.text(form, k) for k in ("name", "region_code", "id_type", "account_id")}
     upload = forms.upload(form, "file")
     session = visitor.session
     try:
@@ -69,7 +70,8 @@ def upload_audience(visitor: UserDep, form: FormDep) -> Response:
             raise ValidationFailed.single("id_type", "enum", "choose the id type", limit=[t.value for t in IdType])
         _audience, report = audiences.create_uploaded_audience(
             session, visitor.me, name=values["name"][:100], region_code=values["region_code"][:8], id_type=id_type,
-            chunks=_chunks(upload), max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "")
+            chunks=_chunks(upload), max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "",
+            account_id=forms.integer(form, "account_id", minimum=1))
         session.commit()
     except DomainError as exc:
         session.rollback()
@@ -127,6 +129,7 @@ def _label_form(visitor: Visitor, values: dict[str, Any], *, audience: Any = Non
     return render(visitor, "audiences/label_form.html", {
         "values": values, "audience": audience, "errors": errors or FormErrors(),
         "regions": audiences.list_regions(visitor.session), "categories": audiences.list_categories(visitor.session),
+        "account_choices": [] if audience is not None else choices.account_choices(visitor),
     }, status=status)
 
 
@@ -155,7 +158,8 @@ def create_label_audience(visitor: UserDep, form: FormDep) -> Response:
         rule = audienceforms.rule_payload(form)
         conditions = rule["conditions"]
         data = LabelAudienceCreate.model_validate({
-            "name": forms.text(form, "name"), "region_code": forms.text(form, "region_code"), "rule": rule})
+            "name": forms.text(form, "name"), "region_code": forms.text(form, "region_code"), "rule": rule,
+            "account_id": forms.integer(form, "account_id", minimum=1)})
         audience = audiences.create_label_audience(session, visitor.me, data)
         session.commit()
     except (ValidationError, DomainError) as exc:

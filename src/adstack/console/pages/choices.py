@@ -1,19 +1,31 @@
-"""Option lists for selects: countries in the visitor's language, time zones, enum values."""
+"""Option lists for selects: countries in the visitor's language, time zones, enum values, the accounts a
+visitor may act for."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import Enum
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
 from babel import Locale
 
+from adstack.accounts import service as accounts
 from adstack.console import i18n
+from adstack.console.web import Visitor
 from adstack.core.timeutil import MAX_UTC_OFFSET, MIN_UTC_OFFSET, zone
 
 EnumT = TypeVar("EnumT", bound=Enum)
+
+
+def account_choices(visitor: Visitor) -> list[Any]:
+    """Agencies and platform staff create ads and audiences in an account they choose; advertisers in their
+    own (an empty list: no chooser)."""
+    principal = visitor.me
+    if principal.role == "advertiser":
+        return []
+    return accounts.list_accounts(visitor.session, principal, limit=200)
 
 
 @lru_cache(maxsize=len(i18n.LANGUAGES))
