@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
-from adstack.accounts import service as accounts
 from adstack.apps import service as apps
 from adstack.apps.models import AppCreate, AppStore, AppUpdate, EventMappingIn
 from adstack.console import forms
 from adstack.console.forms import FormErrors
+from adstack.console.pages import choices
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, FieldError, ValidationFailed
@@ -42,8 +42,7 @@ def _apps_page(visitor: Visitor, *, errors: FormErrors | None = None, values: di
         "apps": apps.list_apps(visitor.session, principal, limit=200), "partners": list(Partner),
         "stores": [s.value for s in AppStore], "errors": errors or FormErrors(),
         "values": values or {"view_through_enabled": True, "store": "google_play"},
-        "account_choices": [] if principal.role == "advertiser" else accounts.list_accounts(
-            visitor.session, principal, limit=200),
+        "account_choices": choices.account_choices(visitor),
     }, status=status)
 
 
