@@ -5,7 +5,6 @@ Both are public (devices and exchanges call them); what they hand out is protect
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated
 
@@ -18,9 +17,6 @@ from adstack.events.service import add_listener
 from adstack.serving import openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
 from adstack.serving.runtime import ServingRuntime, observe_events
-from adstack.tracking.auction_price import parse_auction_price
-
-log = logging.getLogger("adstack.serving")
 
 MAX_BID_REQUEST_BYTES = 256 * 1024
 
@@ -85,10 +81,8 @@ NoticePrice = Annotated[str | None, Query(description=(
 @public_router.get("/openrtb2/win", status_code=204, summary="OpenRTB win notice (nurl)")
 async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Response:
     """A won bid leaves the pending list. What the exchange charged is recorded with the impression (`burl`),
-    which is when it is owed; here it is only read, the same way."""
-    decision = request.app.state.serving_bids.pop(i)
-    if decision is not None:
-        log.debug("bid %s won at %s", i, parse_auction_price(p))
+    which is when it is owed, so `p` is accepted here and not stored twice."""
+    request.app.state.serving_bids.pop(i)
     return Response(status_code=204)
 
 
