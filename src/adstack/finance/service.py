@@ -685,16 +685,16 @@ class Statement:
     line: CreditLine
     final: bool  # the period has ended
     lines: list[StatementLine]
-    credit_used_micros: int  # what the account owes: how far below zero its balance is
+    credit_used_micros: int  # what the period owes: its own actual cost, 0 once settled
 
     @property
     def actual_cost_micros(self) -> int:
         return sum(item.actual_cost_micros for item in self.lines)
 
 
-def settlement_statement(session: Session, principal: Principal, line_id: int) -> Statement:
-    """The actual cost of a credit line's period, per account (the line's and its sub-accounts) and campaign."""
-    line = get_credit_line(session, principal, line_id)
+def _period_costs(session: Session, line: CreditLine) -> list[StatementLine]:
+    """Charges and refunds that occurred inside the line's period, per account (the line's and its sub-accounts)
+    and campaign."""
     account_ids = [line.account_id, *session.scalars(
         select(Account.id).where(Account.parent_agency_id == line.account_id).order_by(Account.id))]
     names = dict(session.execute(select(Account.id, Account.company_name).where(Account.id.in_(account_ids)))
@@ -709,9 +709,21 @@ def settlement_statement(session: Session, principal: Principal, line_id: int) -
                LedgerEntry.occurred_at >= line.starts_at, LedgerEntry.occurred_at < line.ends_at)
         .group_by(LedgerEntry.account_id, LedgerEntry.campaign_id)
         .order_by(LedgerEntry.account_id, LedgerEntry.campaign_id)).all()
-    items = [StatementLine(int(a), names.get(int(a), ""), None if c is None else int(c), int(ch or 0), int(rf or 0))
-             for a, c, ch, rf in rows]
-    owed = max(-balance_micros(session, line.account_id), 0) if line.settled_at is None else 0
+    return [StatementLine(int(a), names.get(int(a), ""), None if c is None else int(c), int(ch or 0), int(rf or 0))
+            for a, c, ch, rf in rows]
+
+
+def period_cost_micros(session: Session, line: CreditLine) -> int:
+    """What a period owes: its own actual cost. Not the balance, which also holds other periods' spending (a
+    renewal's) and any prepaid money."""
+    return max(sum(item.actual_cost_micros for item in _period_costs(session, line)), 0)
+
+
+def settlement_statement(session: Session, principal: Principal, line_id: int) -> Statement:
+    """The actual cost of a credit line's period, per account (the line's and its sub-accounts) and campaign."""
+    line = get_credit_line(session, principal, line_id)
+    items = _period_costs(session, line)
+    owed = max(sum(item.actual_cost_micros for item in items), 0) if line.settled_at is None else 0
     return Statement(line, credit_line_state(line) in ("ended", "settled"), items, owed)
 
 
@@ -734,7 +746,7 @@ def statement_csv(statement: Statement) -> str:
 
 
 def settle_credit_line(session: Session, principal: Principal, line_id: int, *, remarks: str = "") -> CreditLine:
-    """Record the payment of an ended period: a credit entry that brings the balance back to zero."""
+    """Record the payment of an ended period: a credit entry of the period's own actual cost."""
     _require_account_manager(principal, "settling a credit line")
     line = get_credit_line(session, principal, line_id)
     account = _account(session, principal, line.account_id)
@@ -744,7 +756,7 @@ def settle_credit_line(session: Session, principal: Principal, line_id: int, *, 
     if state != "ended":
         raise InvalidState(f"credit line {line.id} is {state}; only an ended period is settled",
                            code="not_settleable")
-    owed = max(-balance, 0)
+    owed = period_cost_micros(session, line)
     before = _line_snapshot(line)
     if owed:
         line.settlement_entry_id = _post(
