@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from decimal import Decimal
 
+from fastapi.testclient import TestClient
+
+from adstack.core.settings import Settings
 from adstack.serving.counters import MemoryCounters
 from adstack.serving.engine import DecisionEngine, ServingState
 from adstack.serving.fx import FxRates
 from adstack.serving.prediction import DEFAULT_CTR_PRIORS, RateModel
-from adstack.serving.ranking import clearing_price_micros
+from adstack.serving.ranking import MinimumPrices, clearing_price_micros
 from adstack.serving.snapshot import AccountSnap, AdSpaceSnap, Schedule
-from tests.serving.support import NOW, PUBLISHER_ID, SPACE_ID, engine, group, request, snapshot
+from tests.serving.support import NOW, PUBLISHER_ID, SPACE_ID, creative, engine, group, request, snapshot
 
 INTERSTITIAL_CTR = DEFAULT_CTR_PRIORS["interstitial"].mean
 
@@ -128,3 +132,67 @@ def test_clearing_price_is_never_above_the_bid() -> None:
     price = clearing_price_micros(bid_type="cpc", bid_micros=100, currency="USD", winner_ecpm=5_000.0,
                                   runner_up_ecpm=4_999.0, floor_ecpm=0.0, pctr=0.0001, pcvr=0.1, fx=FxRates())
     assert price == 100
+
+
+# ---------- the platform minimum ----------
+
+
+def test_lone_cpc_bidder_on_a_space_without_reserve_pays_at_least_the_minimum_per_click() -> None:
+    # One $1 CPC bidder, no runner-up, no reserve: the second price alone would clear at one micro a click.
+    eng = engine(snapshot([group(1, bid_type="cpc", bid_micros=1_000_000)]))
+    prices = [decision.price_micros for _ in range(300) for decision in decide(eng)]
+    assert len(prices) == 300
+    assert min(prices) >= 10_000  # 0.01 USD, the default CPC minimum
+    assert max(prices) <= 1_000_000
+    # A click is billed the token's price, so 300 clicks bill at least 3.00 USD (the demo billed 0.0003).
+    assert sum(prices) >= 300 * 10_000
+
+
+def test_minimum_is_per_bid_type_and_converted_to_the_account_currency() -> None:
+    fx = FxRates({"USD": 1, "INR": "0.012"})
+    minimums = MinimumPrices(cpc_usd_micros=20_000, cpm_usd_micros=150_000, cpa_usd_micros=500_000)
+    cases = [("cpm", 5_000_000, "USD", 150_000), ("cpc", 1_000_000, "USD", 20_000),
+             ("cpa", 9_000_000, "USD", 500_000),
+             ("cpc", 100_000_000, "INR", math.ceil(Decimal(20_000) / Decimal("0.012")))]
+    for bid_type, bid, currency, expected in cases:
+        lone = group(1, bid_type=bid_type, bid_micros=bid, currency=currency)
+        snap = snapshot([lone], accounts=[AccountSnap(1, currency=currency, available_micros=10**12)], fx=fx)
+        (decision,) = decide(engine(snap, minimum_prices=minimums))
+        assert decision.price_micros == expected, bid_type
+    # A runner-up above the minimum still sets the price.
+    snap = snapshot([group(1, bid_micros=5_000_000), group(2, bid_micros=2_000_000)])
+    assert decide(engine(snap, minimum_prices=minimums))[0].price_micros == 2_000_000
+
+
+def test_a_bid_below_the_minimum_does_not_enter_the_auction() -> None:
+    low = group(1, bid_type="cpm", bid_micros=50_000)  # 0.05 USD CPM, under the 0.10 minimum
+    assert decide(engine(snapshot([low]))) == []
+    assert [d.ad_group.id for d in decide(engine(snapshot([low, group(2, bid_micros=100_000)])))] == [2]
+    assert decide(engine(snapshot([low]), minimum_prices=MinimumPrices(cpm_usd_micros=0)))[0].price_micros == 1
+
+
+def test_minimums_come_from_the_settings() -> None:
+    settings = Settings(min_price_cpc_usd_micros=30_000, min_price_cpm_usd_micros=200_000,
+                        min_price_cpa_usd_micros=1_000_000)
+    assert MinimumPrices.from_settings(settings) == MinimumPrices(30_000, 200_000, 1_000_000)
+    assert MinimumPrices.from_settings(Settings()) == MinimumPrices()
+
+
+def test_first_price_exchange_bids_the_ecpm_not_the_floor(client: TestClient) -> None:
+    # A lone bidder: our own auction clears at the platform minimum, which would lose every first-price auction.
+    cpm = group(1, placement="banner", bid_micros=3_000_000, creatives=(creative(1, width=300, height=250),))
+    cpc = group(2, placement="banner", bid_type="cpc", bid_micros=2_000_000,
+                creatives=(creative(2, width=300, height=250),))
+    engine_ = client.app.state.serving.engine  # type: ignore[attr-defined]
+    banner_ctr = DEFAULT_CTR_PRIORS["banner"].mean
+    for bidder, ecpm in ((cpm, 3_000_000), (cpc, 2_000_000 * banner_ctr * 1000)):
+        engine_.swap(ServingState.build(snapshot([bidder])))
+        prices = {}
+        for at in (1, 2):
+            body = {"id": f"r{at}", "at": at, "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
+                    "app": {"bundle": "com.publisher.app"}, "device": {"geo": {"country": "IND"}}}
+            response = client.post("/openrtb2/bid", json=body)
+            assert response.status_code == 200, response.text
+            prices[at] = response.json()["seatbid"][0]["bid"][0]["price"]
+        assert prices[1] == prices[2] == math.ceil(ecpm / 100) / 10_000  # in USD per 1,000, up to 0.0001
+        assert prices[1] > 0.0001

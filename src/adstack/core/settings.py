@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 64 * 1024 * 1024
     max_document_bytes: int = 10 * 1024 * 1024
     auction_type: Literal["second_price", "first_price"] = "second_price"
+    # Platform minimum clearing prices in USD micros, per click, per 1,000 impressions and per action.
+    min_price_cpc_usd_micros: int = Field(default=10_000, ge=0)
+    min_price_cpm_usd_micros: int = Field(default=100_000, ge=0)
+    min_price_cpa_usd_micros: int = Field(default=100_000, ge=0)
     environment: Literal["production", "development", "test"] = "production"
 
     @cached_property

@@ -38,7 +38,7 @@ from adstack.serving.dynamic import choose_combination
 from adstack.serving.fx import FxRates
 from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allowance_micros
 from adstack.serving.prediction import OutcomeCounter, RateModel
-from adstack.serving.ranking import AuctionOrder, clearing_price_micros, ecpm_usd_micros
+from adstack.serving.ranking import AuctionOrder, MinimumPrices, clearing_price_micros, ecpm_usd_micros
 from adstack.serving.request import AdRequest
 from adstack.serving.snapshot import (
     CPA,
@@ -126,10 +126,13 @@ def combination_of(impression_id: str) -> str | None:
 class DecisionEngine:
     def __init__(self, state: ServingState, *, counters: Counters, outcomes: OutcomeCounter | None = None,
                  traffic: TrafficLearner | None = None, audiences: Any = None, auction_type: str = "second_price",
-                 rng_seed: int | None = None):
+                 rng_seed: int | None = None, minimum_prices: MinimumPrices | None = None):
         import random
 
+        from adstack.core.settings import get_settings
+
         self.state = state
+        self.minimum_prices = minimum_prices or MinimumPrices.from_settings(get_settings())
         self.counters = counters
         self.outcomes = outcomes or OutcomeCounter()
         self.traffic = traffic or TrafficLearner()
@@ -318,6 +321,7 @@ class DecisionEngine:
         found: list[_Candidate] = []
         suffix = state.order.suffix
         reserved = state.order.reserved
+        minimums = self.minimum_prices
         for ordinal in candidates:
             remaining = suffix[ordinal]
             if remaining < floor or remaining <= 0 or (len(best) >= need and best[0] >= remaining):
@@ -331,6 +335,8 @@ class DecisionEngine:
             if creatives is None:
                 continue
             bid_usd = fx.to_usd(group.bid_micros, group.currency)
+            if not minimums.admits(group.bid_type, bid_usd):
+                continue  # like a reserve price: it could only clear below the platform minimum
             top: _Candidate | None = None
             for creative in creatives:
                 pctr, pcvr = rates.rates(placement, group.campaign_id, group.id, creative.id)
@@ -356,10 +362,13 @@ class DecisionEngine:
             price = clearing_price_micros(bid_type=group.bid_type, bid_micros=group.bid_micros,
                                           currency=group.currency, winner_ecpm=candidate.ecpm,
                                           runner_up_ecpm=runner_up, floor_ecpm=floor, pctr=candidate.pctr,
-                                          pcvr=candidate.pcvr, fx=fx, auction_type=self.auction_type)
-            # What the slot costs the advertiser, as USD CPM: the exchange bid when buying on an exchange.
-            cleared = max(floor, min(candidate.ecpm, runner_up or 0.0)) if self.auction_type == "second_price" \
-                else candidate.ecpm
+                                          pcvr=candidate.pcvr, fx=fx, auction_type=self.auction_type,
+                                          minimum_micros=minimums.in_currency(group.bid_type, group.currency, fx))
+            # What the slot costs the advertiser, as USD CPM (the minimum counted through the winner's own rates).
+            minimum_ecpm = ecpm_usd_micros(group.bid_type, minimums.usd_micros(group.bid_type), candidate.pctr,
+                                           candidate.pcvr)
+            cleared = min(candidate.ecpm, max(floor, minimum_ecpm, runner_up or 0.0)) \
+                if self.auction_type == "second_price" else candidate.ecpm
             decision = self._commit(request, state, times, space, group, [candidate.creative], tier=TIER_AUCTION,
                                     ecpm=candidate.ecpm, price=price, pctr=candidate.pctr, pcvr=candidate.pcvr,
                                     exchange_cpm=cleared)

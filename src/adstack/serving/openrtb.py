@@ -10,10 +10,12 @@ Mapping a request onto the engine:
 - an `imp.tagid` naming one of our ad spaces by id makes the request that ad space's (its placement, formats,
   reserve price and publisher targeting); otherwise it is open-exchange inventory that only ad groups without
   publisher or ad-space restrictions may buy;
-- `bidfloor`/`bidfloorcur` is converted through the FX table. On a second-price exchange (`at=2`, the
-  default) the bid is the winner's eCPM, its true value; on a first-price exchange (`at=1`) it is what our own
-  auction clears at. Never below the floor, in the first currency of `cur` we can convert to. The advertiser is
-  charged our auction's clearing price (the tracking token's price), whatever the exchange cleared at;
+- `bidfloor`/`bidfloorcur` is converted through the FX table. The bid is the winner's eCPM, its value to us,
+  on a second-price exchange (`at=2`, the default) and on a first-price one (`at=1`) alike: our own auction's
+  clearing price is no value to bid there, since with one bidder it falls to the floor or the platform minimum
+  and loses every first-price auction. Never below the floor, in the first currency of `cur` we can convert to.
+  The advertiser is charged our auction's clearing price (the tracking token's price), whatever the exchange
+  cleared at;
 - `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
   `private_auction=1` only they may bid;
 - `regs.coppa=1` turns audience targeting off for the request (ad groups that use audiences do not bid);
@@ -452,10 +454,8 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
             runtime.engine.release(decision)
             return None
         markup = orjson.dumps(native).decode()
-    # A second-price exchange (at=2, the default) is bid truthfully, our value of the slot; a first-price one
-    # (at=1) is bid what our own auction clears at, since the exchange charges the bid itself.
-    value = decision.bid_usd_cpm_micros if _int(request.get("at")) == 1 else decision.ecpm_usd_micros
-    price = max(_price(max(value, float(floor)), currency, runtime), 0.0001)
+    # Both auction types are bid our value of the slot (see the module docstring).
+    price = max(_price(max(decision.ecpm_usd_micros, float(floor)), currency, runtime), 0.0001)
     base = runtime.base_url.rstrip("/")
     bid_object: dict[str, Any] = {
         "id": decision.impression_id,

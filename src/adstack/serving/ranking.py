@@ -13,8 +13,13 @@ CPA):
 - second price (the default): the smallest bid that would still have won the slot, i.e. the eCPM of the next
   ranked eligible ad group, or the floor (the ad space's reserve price, or the exchange's bid floor, whichever is
   higher) when no one follows, converted back through the winner's own predicted rates into its bid unit and its
-  currency, rounded up to a micro, and never above the winner's bid;
+  currency, rounded up to a micro, never below the platform minimum of its bid type and never above its bid;
 - first price: the winner's bid.
+
+The platform minimum (`MinimumPrices`, operator settings in USD micros: per click, per 1,000 impressions, per
+action) is converted to the account currency through the snapshot's FX table with Decimal, rounded up. Without
+it a lone bidder on a space without a reserve would clear at one micro. Like a reserve price, it also bars bids
+below it from the auction: such a bid could only pay less than the minimum.
 
 Reserved tiers do not take part: guaranteed CPM pays its booked CPM, CPT its booked slot (charged per slot by
 billing, so a CPT impression carries price 0).
@@ -28,6 +33,7 @@ candidates as one over 1,000.
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyroaring import FrozenBitMap
@@ -37,6 +43,7 @@ from adstack.serving.fx import FxRates
 from adstack.serving.snapshot import CPA, CPC, CPM
 
 if TYPE_CHECKING:
+    from adstack.core.settings import Settings
     from adstack.serving.prediction import RateModel
     from adstack.serving.snapshot import AdGroupSnap, Snapshot
 
@@ -53,10 +60,48 @@ def ecpm_usd_micros(bid_type: str, bid_usd_micros: float, pctr: float, pcvr: flo
     return 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class MinimumPrices:
+    """The platform's minimum clearing price per auction bid type, in USD micros of the bid unit."""
+
+    cpc_usd_micros: int = 10_000  # 0.01 USD per click
+    cpm_usd_micros: int = 100_000  # 0.10 USD per 1,000 impressions
+    cpa_usd_micros: int = 100_000  # 0.10 USD per action
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MinimumPrices:
+        return cls(settings.min_price_cpc_usd_micros, settings.min_price_cpm_usd_micros,
+                   settings.min_price_cpa_usd_micros)
+
+    def usd_micros(self, bid_type: str) -> int:
+        if bid_type == CPC:
+            return self.cpc_usd_micros
+        if bid_type == CPM:
+            return self.cpm_usd_micros
+        if bid_type == CPA:
+            return self.cpa_usd_micros
+        return 0
+
+    def admits(self, bid_type: str, bid_usd_micros: float) -> bool:
+        """Whether a bid (as USD micros, for ranking) reaches the minimum; a part per billion of slack absorbs the
+        float conversion of a bid placed exactly at the minimum in another currency."""
+        return bid_usd_micros >= self.usd_micros(bid_type) * (1 - 1e-9)
+
+    def in_currency(self, bid_type: str, currency: str, fx: FxRates) -> int:
+        """The minimum in micros of `currency`, converted with Decimal and rounded up (0 for an unknown one)."""
+        minimum = self.usd_micros(bid_type)
+        if minimum <= 0 or not fx.knows(currency):
+            return 0
+        return fx.from_usd_micros(minimum, currency)
+
+
 def clearing_price_micros(*, bid_type: str, bid_micros: int, currency: str, winner_ecpm: float,
                           runner_up_ecpm: float | None, floor_ecpm: float, pctr: float, pcvr: float,
-                          fx: FxRates, auction_type: str = "second_price") -> int:
-    """The price the winner pays, in its currency and bid unit (see the module docstring)."""
+                          fx: FxRates, auction_type: str = "second_price", minimum_micros: int = 0) -> int:
+    """The price the winner pays, in its currency and bid unit (see the module docstring).
+
+    `minimum_micros` is the platform minimum for the bid type in the winner's currency (`MinimumPrices`).
+    """
     if auction_type == "first_price":
         return bid_micros
     target = max(runner_up_ecpm or 0.0, floor_ecpm)
@@ -70,7 +115,7 @@ def clearing_price_micros(*, bid_type: str, bid_micros: int, currency: str, winn
     else:
         return bid_micros
     price = fx.from_usd_micros(per_unit_usd, currency) if per_unit_usd > 0 else 0
-    return max(1, min(bid_micros, price))
+    return max(1, min(bid_micros, max(price, minimum_micros)))
 
 
 def upper_bound_ecpm(group: AdGroupSnap, rates: RateModel, fx: FxRates) -> float:
