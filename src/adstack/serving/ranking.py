@@ -32,6 +32,7 @@ candidates as one over 1,000.
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ from pyroaring import FrozenBitMap
 
 from adstack.core.vocabulary import PlacementType
 from adstack.serving.fx import FxRates
-from adstack.serving.snapshot import CPA, CPC, CPM
+from adstack.serving.snapshot import CPA, CPC, CPM, GUARANTEED_CPM
 
 if TYPE_CHECKING:
     from adstack.core.settings import Settings
@@ -159,3 +160,24 @@ class AuctionOrder:
         self.reserved = FrozenBitMap(reserved)
         self.bounds = bounds
         self.suffix = suffix
+
+
+def reservation_micros(bid_type: str, price_micros: int, pctr: float, pcvr: float) -> int:
+    """What a served ad should hold against its budgets and funds, in account micros, so that billing can never be
+    asked for more than was held: the most the ad can still bill.
+
+    - CPM: one impression at the clearing CPM;
+    - CPC: the full click price (one impression bills at most one click), so clicks beyond a cap cannot be served;
+      an unclicked ad's hold must be given back after the click window, or the budget would buy only
+      budget / price ads;
+    - CPA: the expected cost, price x pCTR x pCVR: a conversion arrives up to the attribution window later, too late
+      to hold a full price for, so CPA bursts past a cap are bounded only by how well pCVR predicts;
+    - CPT: nothing, billed per booked slot.
+    """
+    if bid_type == CPC:
+        return price_micros
+    if bid_type == CPA:
+        return math.ceil(price_micros * pctr * pcvr)
+    if bid_type in (CPM, GUARANTEED_CPM):
+        return math.ceil(price_micros / 1000)
+    return 0
