@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     adjust_api_url: str = Field(default="https://automate.adjust.com", description="Adjust Report Service base URL.")
     connector_pull_interval_s: int = Field(default=3600, description="Scheduled partner pulls; 0 turns them off.")
+    outbound_allowed_networks: str = Field(
+        default="", description="Comma-separated CIDRs outbound fetches may reach although special-purpose "
+                                "(e.g. an HDFS cluster on 10.0.0.0/8); empty allows none.")
     token_ttl_hours: int = 24 * 7
     max_upload_bytes: int = 64 * 1024 * 1024
     max_document_bytes: int = 10 * 1024 * 1024
