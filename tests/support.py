@@ -44,6 +44,10 @@ class Api:
         self.client = client
         self.session = session
 
+    def settle(self) -> int:
+        """Apply everything the event log holds now (the pipeline's consumers otherwise lag a little)."""
+        return int(self.client.app.state.pipeline.drain())  # type: ignore[attr-defined]
+
     def login(self, email: str, password: str) -> Actor:
         body = expect(self.client.post("/api/v1/auth/login", json={"email": email, "password": password}), 200)
         return Actor(body["access_token"], body["user_id"], body["account_id"], email)

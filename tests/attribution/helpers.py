@@ -69,6 +69,7 @@ class Scenario:
 
     def process(self) -> int:
         """Attribute what is stored now rather than wait for the background worker."""
+        self.api.settle()
         return int(expect(self.api.client.post("/api/v1/postbacks/process", headers=self.admin.headers),
                           200)["processed"])
 
@@ -80,6 +81,7 @@ class Scenario:
         return out
 
     def balance_micros(self) -> int:
+        self.api.settle()
         body = expect(self.api.client.get(f"/api/v1/finance/accounts/{self.account_id}/balance",
                                           headers=self.advertiser.headers), 200)
         return int(body["balance_micros"])

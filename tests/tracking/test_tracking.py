@@ -128,6 +128,7 @@ def test_refused_tokens_answer_400_and_are_kept_as_invalid_traffic(api: Api, set
         error = expect(api.client.get(url, follow_redirects=False), 400)["error"]
         assert error["code"] == code and error["fields"][0]["field"] == "t"
     assert s.balance_micros() == before
+    api.settle()
     summary = expect(api.client.get("/api/v1/tracking/invalid", headers=s.admin.headers), 200)
     assert summary["by_reason"] == {"bad_signature": 2, "expired": 1, "malformed": 1}
     expired_row = next(i for i in summary["items"] if i["reason"] == "expired")

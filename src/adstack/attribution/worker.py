@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +37,7 @@ class PostbackWorker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.before_batch: Callable[[], None] | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -48,6 +50,8 @@ class PostbackWorker:
         return total
 
     def _attribute_batch(self) -> int:
+        if self.before_batch is not None:
+            self.before_batch()  # the touches a postback may credit are applied before it is attributed
         with self._lock, self.session_factory() as session:
             sqlite = session.get_bind().dialect.name == "sqlite"
             with WRITE_LOCK if sqlite else contextlib.nullcontext():

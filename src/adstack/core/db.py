@@ -33,6 +33,7 @@ DOMAINS = (
     "events",
     "reports",
     "serving",
+    "pipeline",
     "connectors",
     "console",
 )

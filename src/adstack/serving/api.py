@@ -10,6 +10,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from adstack.core.errors import PayloadTooLarge
 from adstack.core.timeutil import utcnow
@@ -88,10 +89,10 @@ async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Re
 
 @public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)")
 async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None) -> Response:
-    """A lost bid gives its budget reservation back (when this process made the bid)."""
-    decision = request.app.state.serving_bids.pop(i)
-    if decision is not None:
-        runtime_of(request).engine.release(decision)
+    """A lost bid gives its budget reservation back, whichever process made the bid: the reservation is booked
+    under the bid id in the counters every serving process shares."""
+    request.app.state.serving_bids.pop(i)
+    await run_in_threadpool(runtime_of(request).engine.counters.release_held, i)
     return Response(status_code=204)
 
 

@@ -14,10 +14,15 @@ group's day and total budgets and its account's funds, and one unit of its frequ
 `release` gives back a reservation whose ad was never shown (a lost OpenRTB auction). Since no reservation is ever
 granted past a cap, spend past a cap is bounded by the charges that billing applies without a reservation
 (clicks and conversions priced above their expected cost), never by the number of serving processes.
+
+A reservation made with a `Hold` is also entered in a book under its impression id, so it ends in exactly one
+way, from any process that shares the counters: `settle` when its ad is billed (the actual charge replaces the
+reserved amount), `release_held` when a loss notice arrives, or `expire` once its time has passed unshown.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Sequence
@@ -34,16 +39,55 @@ class Claim:
     ttl_seconds: int = 0  # 0 = keep; day counters expire after their day
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Book a reservation under an id until `expires_at` (epoch seconds), when it is given back unshown."""
+
+    reservation_id: str
+    expires_at: float
+
+
+# Budget counters (day, total, account): a billed ad's actual charge replaces what was reserved on them. The
+# others (delivery counts of guaranteed and CPT ads) stay, since the ad was shown; frequency is never returned.
+MONEY_PREFIXES = ("d:", "t:", "a:")
+KEPT_PREFIXES = ("f:",)
+
+
+def _booked_claims(claims: Sequence[Claim]) -> list[tuple[str, int, bool]]:
+    return [(c.key, c.amount, c.key.startswith(MONEY_PREFIXES)) for c in claims
+            if not c.key.startswith(KEPT_PREFIXES) and c.amount]
+
+
+@dataclass(frozen=True)
+class Outstanding:
+    reservations: int
+    micros: int  # money held on account counters by booked reservations
+
+
 class Counters(Protocol):
     shared: bool  # True when other processes see the same counters
 
     def get_many(self, keys: Sequence[str]) -> list[int]: ...
 
-    def reserve(self, claims: Sequence[Claim]) -> int:
+    def reserve(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
         """Apply all claims or none; -1 on success, else the index of the first claim that would pass its cap."""
         ...
 
     def release(self, claims: Sequence[Claim]) -> None: ...
+
+    def settle(self, reservation_id: str, actual_micros: int) -> bool:
+        """The booked ad was billed `actual_micros` (0 when shown but not charged); False if nothing was booked."""
+        ...
+
+    def release_held(self, reservation_id: str) -> bool:
+        """Give back a booked reservation whose ad will not be shown; False if nothing was booked."""
+        ...
+
+    def expire(self, now: float, limit: int = 1000) -> int:
+        """Give back booked reservations whose time has passed; how many."""
+        ...
+
+    def outstanding(self) -> Outstanding: ...
 
     def close(self) -> None: ...
 
@@ -56,6 +100,8 @@ class MemoryCounters:
         self._values: dict[str, int] = {}
         self._expiry: dict[str, float] = {}
         self._writes = 0
+        self._book: dict[str, tuple[list[tuple[str, int, bool]], float]] = {}
+        self._deadlines: list[tuple[float, str]] = []  # a heap; entries of settled ids are skipped
 
     def get(self, key: str) -> int:
         return self._values.get(key, 0)
@@ -64,7 +110,7 @@ class MemoryCounters:
         values = self._values
         return [values.get(key, 0) for key in keys]
 
-    def reserve(self, claims: Sequence[Claim]) -> int:
+    def reserve(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
         with self._lock:
             values = self._values
             current = []
@@ -78,10 +124,53 @@ class MemoryCounters:
                 values[claim.key] = value + claim.amount
                 if claim.ttl_seconds:
                     self._expiry[claim.key] = now + claim.ttl_seconds
+            if hold is not None:
+                booked = _booked_claims(claims)
+                if booked:
+                    self._book[hold.reservation_id] = (booked, hold.expires_at)
+                    heapq.heappush(self._deadlines, (hold.expires_at, hold.reservation_id))
             self._writes += 1
             if self._writes % 10_000 == 0:
                 self._sweep(now)
             return -1
+
+    def _end(self, reservation_id: str, actual_micros: int | None) -> bool:
+        entry = self._book.pop(reservation_id, None)
+        if entry is None:
+            return False
+        values = self._values
+        for key, amount, money in entry[0]:
+            if key not in values:
+                continue
+            if actual_micros is None:
+                values[key] = max(0, values[key] - amount)
+            elif money:
+                values[key] = max(0, values[key] - amount + actual_micros)
+        return True
+
+    def settle(self, reservation_id: str, actual_micros: int) -> bool:
+        with self._lock:
+            return self._end(reservation_id, actual_micros)
+
+    def release_held(self, reservation_id: str) -> bool:
+        with self._lock:
+            return self._end(reservation_id, None)
+
+    def expire(self, now: float, limit: int = 1000) -> int:
+        expired = 0
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now and expired < limit:
+                _, reservation_id = heapq.heappop(self._deadlines)
+                entry = self._book.get(reservation_id)
+                if entry is not None and entry[1] <= now and self._end(reservation_id, None):
+                    expired += 1
+        return expired
+
+    def outstanding(self) -> Outstanding:
+        with self._lock:
+            micros = sum(amount for booked, _ in self._book.values() for key, amount, money in booked
+                         if money and key.startswith("a:"))
+            return Outstanding(len(self._book), micros)
 
     def release(self, claims: Sequence[Claim]) -> None:
         with self._lock:
@@ -99,11 +188,14 @@ class MemoryCounters:
         pass
 
 
-# KEYS: the counters. ARGV, four per key: amount, cap (-1 = none), floor, ttl seconds (0 = keep).
-# Returns 0 when every claim was applied, else the 1-based position of the first that did not fit.
+# KEYS: the counters, then the book (a hash) and its deadlines (a sorted set). ARGV, four per counter: amount,
+# cap (-1 = none), floor, ttl seconds (0 = keep); then the reservation id ("" = not booked), its deadline and what
+# it holds, encoded by `_encode_booked`. Returns 0 when every claim was applied, else the 1-based position of the
+# first that did not fit.
 _RESERVE = """
+local n = #KEYS - 2
 local values = {}
-for i = 1, #KEYS do
+for i = 1, n do
   local base = (i - 1) * 4
   local value = tonumber(redis.call('GET', KEYS[i]) or '0')
   local floor = tonumber(ARGV[base + 3])
@@ -112,7 +204,7 @@ for i = 1, #KEYS do
   if cap >= 0 and value + tonumber(ARGV[base + 1]) > cap then return i end
   values[i] = value
 end
-for i = 1, #KEYS do
+for i = 1, n do
   local base = (i - 1) * 4
   local ttl = tonumber(ARGV[base + 4])
   local updated = values[i] + tonumber(ARGV[base + 1])
@@ -122,8 +214,55 @@ for i = 1, #KEYS do
     redis.call('SET', KEYS[i], updated)
   end
 end
+local rid = ARGV[n * 4 + 1]
+if rid ~= '' then
+  redis.call('HSET', KEYS[n + 1], rid, ARGV[n * 4 + 3])
+  redis.call('ZADD', KEYS[n + 2], ARGV[n * 4 + 2], rid)
+end
 return 0
 """
+
+# Ends booked reservations. KEYS: the book, its deadlines. ARGV: the key prefix, the mode ("settle", "release"
+# or "expire"), then for settle/release one id and the actual charge, for expire the time and a limit.
+_END = r"""
+local prefix = ARGV[1]
+local mode = ARGV[2]
+local function finish(rid, actual)
+  local held = redis.call('HGET', KEYS[1], rid)
+  if not held then return 0 end
+  redis.call('HDEL', KEYS[1], rid)
+  redis.call('ZREM', KEYS[2], rid)
+  for key, amount, money in string.gmatch(held, '([^\t]+)\t(%d+)\t(%d)\n') do
+    local full = prefix .. key
+    local value = redis.call('GET', full)
+    if value then
+      local updated = tonumber(value)
+      if actual == nil then
+        updated = updated - tonumber(amount)
+      elseif money == '1' then
+        updated = updated - tonumber(amount) + actual
+      end
+      if updated < 0 then updated = 0 end
+      redis.call('SET', full, updated, 'KEEPTTL')
+    end
+  end
+  return 1
+end
+if mode == 'expire' then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+  local ended = 0
+  for _, rid in ipairs(due) do ended = ended + finish(rid, nil) end
+  return ended
+elseif mode == 'settle' then
+  return finish(ARGV[3], tonumber(ARGV[4]))
+else
+  return finish(ARGV[3], nil)
+end
+"""
+
+
+def _encode_booked(booked: list[tuple[str, int, bool]]) -> str:
+    return "".join(f"{key}\t{amount}\t{int(money)}\n" for key, amount, money in booked)
 
 _RELEASE = """
 for i = 1, #KEYS do
@@ -149,6 +288,8 @@ class RedisCounters:
         self._prefix = prefix
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
+        self._end = self._redis.register_script(_END)
+        self._book_keys = [prefix + "book", prefix + "book:deadlines"]
 
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -156,13 +297,39 @@ class RedisCounters:
         raw = self._redis.mget([self._prefix + k for k in keys])
         return [int(v) if v is not None else 0 for v in raw]
 
-    def reserve(self, claims: Sequence[Claim]) -> int:
-        keys = [self._prefix + c.key for c in claims]
-        args: list[int] = []
+    def reserve(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
+        keys = [self._prefix + c.key for c in claims] + self._book_keys
+        args: list[int | str | float] = []
         for c in claims:
             args += [c.amount, -1 if c.cap is None else c.cap, c.floor, c.ttl_seconds]
+        booked = _booked_claims(claims) if hold is not None else []
+        if hold is not None and booked:
+            args += [hold.reservation_id, hold.expires_at, _encode_booked(booked)]
+        else:
+            args += ["", 0, ""]
         failed = int(self._reserve(keys=keys, args=args))
         return failed - 1
+
+    def settle(self, reservation_id: str, actual_micros: int) -> bool:
+        return bool(self._end(keys=self._book_keys, args=[self._prefix, "settle", reservation_id, actual_micros]))
+
+    def release_held(self, reservation_id: str) -> bool:
+        return bool(self._end(keys=self._book_keys, args=[self._prefix, "release", reservation_id, 0]))
+
+    def expire(self, now: float, limit: int = 1000) -> int:
+        return int(self._end(keys=self._book_keys, args=[self._prefix, "expire", now, limit]))
+
+    def outstanding(self) -> Outstanding:
+        count = int(self._redis.hlen(self._book_keys[0]))
+        micros = 0
+        if count <= 10_000:  # summed exactly while cheap; past that the count is what an operator watches
+            for held in self._redis.hvals(self._book_keys[0]):
+                text = held.decode() if isinstance(held, bytes) else str(held)
+                for line in text.splitlines():
+                    key, amount, money = line.split("\t")
+                    if money == "1" and key.startswith("a:"):
+                        micros += int(amount)
+        return Outstanding(count, micros)
 
     def release(self, claims: Sequence[Claim]) -> None:
         if claims:

@@ -33,7 +33,7 @@ from typing import Any
 from pyroaring import BitMap
 
 from adstack.serving import eligibility
-from adstack.serving.counters import Claim, Counters
+from adstack.serving.counters import Claim, Counters, Hold
 from adstack.serving.dynamic import choose_combination
 from adstack.serving.fx import FxRates
 from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allowance_micros
@@ -145,6 +145,7 @@ class DecisionEngine:
         self._blocked_generation = 0
         self._next_expiry = math.inf
         self._last_counter_failure_log = 0.0
+        self.sdk_hold_seconds = 30 * 60.0
 
     # ---------- state ----------
 
@@ -390,20 +391,21 @@ class DecisionEngine:
                 creative = self._rng.choice(list(creatives))
         cost = expected_cost_micros(group.bid_type, price, pctr, pcvr)
         claims = self._claims(group, request, state, times, cost) + extra
+        combination = self._combination(creative, pctr)
+        impression_id = new_impression_id(combination.key)
+        hold = Hold(impression_id, times.now.timestamp() + (request.hold_seconds or self.sdk_hold_seconds))
         try:
-            failed = self.counters.reserve(claims)
+            failed = self.counters.reserve(claims, hold)
         except Exception:  # the shared counters are unreachable: serve nothing rather than spend blind
             self._log_counter_failure()
             return None
         if failed >= 0:
             self._on_refused(group, claims[failed], times)
             return None
-        combination = self._combination(creative, pctr)
         bid_usd_cpm = exchange_cpm if exchange_cpm is not None else ecpm
         return Decision(ad_group=group, creative=creative, combination=combination, tier=tier,
                         ecpm_usd_micros=ecpm, price_micros=price, bid_usd_cpm_micros=bid_usd_cpm,
-                        impression_id=new_impression_id(combination.key), pctr=pctr, pcvr=pcvr, claims=claims,
-                        ad_space=space)
+                        impression_id=impression_id, pctr=pctr, pcvr=pcvr, claims=claims, ad_space=space)
 
     def _claims(self, group: AdGroupSnap, request: AdRequest, state: ServingState, times: eligibility.LocalTimes,
                 cost: int) -> tuple[Claim, ...]:
@@ -461,8 +463,8 @@ class DecisionEngine:
                                   prior_ctr=pctr, rng=self._rng)
 
     def release(self, decision: Decision) -> None:
-        """Give back a reservation whose ad was not shown (e.g. an exchange auction we lost)."""
-        self.counters.release([c for c in decision.claims if not c.key.startswith("f:")])
+        """Give back a reservation whose ad will not be shown (a bid we withdrew or lost)."""
+        self.counters.release_held(decision.impression_id)
 
 
 def expected_cost_micros(bid_type: str, price_micros: int, pctr: float, pcvr: float) -> int:

@@ -418,7 +418,7 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
     ad_request = AdRequest(now=now, placement_type=placement, slot=slot, count=1,
                            ad_space_id=space.id if space else None, publisher_id=space.publisher_id if space else None,
                            deal_ids=frozenset(deals), private_auction=private and bool(deals), floor_micros=floor,
-                           **fields)
+                           hold_seconds=runtime.settings.exchange_reservation_seconds, **fields)
     decisions = runtime.engine.decide(ad_request, space=space)
     if not decisions:
         return None

@@ -63,6 +63,7 @@ class ServingRuntime:
                                      auction_type=settings.auction_type)
         self.poll_seconds = poll_seconds
         self.base_url = settings.public_base_url
+        self.engine.sdk_hold_seconds = float(settings.sdk_reservation_seconds)
         self.secret = settings.resolved_secret_key
         self._signature: tuple[Any, ...] | None = None
         self._money = MoneyMark()

@@ -4,23 +4,22 @@ view for platform staff."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import ORJSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from adstack.core.deps import CurrentPrincipal, Limit, Offset, SessionDep, SettingsDep
+from adstack.core.deps import CurrentPrincipal, Limit, Offset, SessionDep
 from adstack.core.errors import Forbidden
 from adstack.core.http import error_body
 from adstack.core.timeutil import utcnow
-from adstack.events.models import Event
-from adstack.events.service import get_event_store
+from adstack.pipeline import records
+from adstack.pipeline.log import LogUnavailable
+from adstack.pipeline.service import Pipeline
 from adstack.tracking import service
-from adstack.tracking.auction_price import parse_auction_price, parse_price_currency
 from adstack.tracking.models import InvalidTrafficRead, InvalidTrafficSummary
-from adstack.tracking.tokens import MAX_TOKEN_LENGTH, TokenError, TrackingClaims
+from adstack.tracking.tokens import MAX_TOKEN_LENGTH, TokenError, new_click_id
 from adstack.tracking.urls import VideoEvent
 
 public_router = APIRouter(tags=["tracking"])
@@ -37,58 +36,55 @@ AuctionPrice = Annotated[str | None, Query(description=(
 PriceCurrency = Annotated[str | None, Query(description="Currency of `ap` (the bid's); USD when absent.")]
 
 
-def _refuse(request: Request, session: SessionDep, settings: SettingsDep, *, kind: str, token: str,
-            error: TokenError) -> ORJSONResponse:
-    now = utcnow()
-    events = service.record_invalid(session, kind=kind, error=error, token=token,
-                                    client_ip=request.client.host if request.client else "",
-                                    user_agent=request.headers.get("user-agent", ""),
-                                    secret=settings.resolved_secret_key, now=now)
-    _append(settings, events)
-    session.commit()
+RETRY_AFTER_SECONDS = "5"
+
+
+def _pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def _unavailable(error: LogUnavailable) -> ORJSONResponse:
+    """Nothing was stored, so nothing is acknowledged: the client (or exchange) tries again later."""
+    return ORJSONResponse(error_body("unavailable", "tracking is temporarily unavailable; retry later"),
+                          status_code=503, headers={**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _refuse(request: Request, *, kind: str, token: str, error: TokenError) -> Response:
+    record = records.invalid(kind=kind, reason=error.reason, message=error.message, token=token,
+                             client_ip=request.client.host if request.client else "",
+                             user_agent=request.headers.get("user-agent", ""))
+    try:
+        await _pipeline(request).append(record)
+    except LogUnavailable as unavailable:
+        return _unavailable(unavailable)
     code = {"expired": "expired_token", "bad_signature": "invalid_signature"}.get(error.reason, "malformed_token")
     return ORJSONResponse(error_body(code, error.message, [{"field": "t", "rule": error.reason,
                                                             "message": error.message}]),
                           status_code=400, headers=NO_STORE)
 
 
-def _append(settings: SettingsDep, events: list[Event]) -> None:
-    # Before the commit: a failure after it is retried by the client with the same ids, counted once.
-    if events:
-        get_event_store(settings).append(events)
-
-
-def _claims(token: str, settings: SettingsDep) -> TrackingClaims:
-    return service.verify(token, settings.resolved_secret_key, now=utcnow())
-
-
-def _usd_per_unit(request: Request, session: SessionDep) -> Mapping[str, Decimal]:
-    """The FX table the bidder priced the bid with: the serving snapshot's, or read afresh without one."""
-    runtime = getattr(request.app.state, "serving", None)
-    if runtime is not None:
-        rates: Mapping[str, Decimal] = runtime.state.fx.usd_per_unit
-        return rates
-    from adstack.serving.loader import load_fx
-
-    return load_fx(session).usd_per_unit
+def _secret(request: Request) -> bytes:
+    secret: bytes = request.app.state.settings.resolved_secret_key
+    return secret
 
 
 @public_router.get("/t/imp", summary="Count an impression", status_code=204,
                    responses={200: {"content": {"image/gif": {}}, "description": "a 1x1 GIF with fmt=gif"},
-                              400: {"description": "Forged, altered or expired token (counted as invalid)"}})
-def track_impression(request: Request, session: SessionDep, settings: SettingsDep, t: Token,
-                     fmt: PixelFormat = None, ap: AuctionPrice = None, cur: PriceCurrency = None) -> Response:
+                              400: {"description": "Forged, altered or expired token (counted as invalid)"},
+                              503: {"description": "The event log cannot store it now; retry after Retry-After"}})
+async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, ap: AuctionPrice = None,
+                           cur: PriceCurrency = None) -> Response:
+    """Acknowledged once the impression is durable in the event log; it is counted, billed (CPM) and its
+    reservation settled by the pipeline's consumers."""
     try:
-        claims = _claims(t, settings)
+        claims = service.verify(t, _secret(request), now=utcnow())
     except TokenError as error:
-        return _refuse(request, session, settings, kind="imp", token=t, error=error)
-    price = parse_auction_price(ap)
-    media_cost = None if price is None else service.exchange_media_cost(
-        session, claims, auction_price=price, price_currency=parse_price_currency(cur),
-        usd_per_unit=_usd_per_unit(request, session))
-    outcome = service.track_impression(session, claims, now=utcnow(), media_cost_micros=media_cost)
-    _append(settings, outcome.events)
-    session.commit()
+        return await _refuse(request, kind="imp", token=t, error=error)
+    try:
+        await _pipeline(request).append(records.impression(claims, t, auction_price=ap, currency=cur))
+    except LogUnavailable as unavailable:
+        return _unavailable(unavailable)
     if fmt == "gif":
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
     return Response(status_code=204, headers=NO_STORE)
@@ -97,30 +93,42 @@ def track_impression(request: Request, session: SessionDep, settings: SettingsDe
 @public_router.get("/t/click", summary="Count a click and redirect to the landing page or tracking link",
                    status_code=302, responses={302: {"description": "Redirect to the destination"},
                                                204: {"description": "Counted; the ad has no destination"},
-                                               400: {"description": "Forged, altered or expired token"}})
-def track_click(request: Request, session: SessionDep, settings: SettingsDep, t: Token) -> Response:
+                                               400: {"description": "Forged, altered or expired token"},
+                                               503: {"description": "The event log cannot store it now"}})
+async def track_click(request: Request, t: Token) -> Response:
+    secret = _secret(request)
+    now = utcnow()
     try:
-        claims = _claims(t, settings)
+        claims = service.verify(t, secret, now=now)
     except TokenError as error:
-        return _refuse(request, session, settings, kind="click", token=t, error=error)
-    outcome = service.track_click(session, claims, secret=settings.resolved_secret_key, now=utcnow())
-    _append(settings, outcome.events)
-    session.commit()
-    if outcome.destination is None:
+        return await _refuse(request, kind="click", token=t, error=error)
+    click_id = new_click_id(claims.impression_id, claims.issued_at, secret)
+    try:
+        await _pipeline(request).append(records.click(click_id, t))
+    except LogUnavailable as unavailable:
+        return _unavailable(unavailable)
+    destinations: service.DestinationCache = request.app.state.click_destinations
+    known, template = destinations.cached(claims)
+    if not known:
+        template = await run_in_threadpool(destinations.load, claims)
+    destination = service.expand_destination(template, claims, click_id=click_id, now=now)
+    if destination is None:
         return Response(status_code=204, headers=NO_STORE)
-    return RedirectResponse(outcome.destination, status_code=302, headers=NO_STORE)
+    return RedirectResponse(destination, status_code=302, headers=NO_STORE)
 
 
 @public_router.get("/t/video", summary="Count video progress", status_code=204,
-                   responses={400: {"description": "Forged, altered or expired token"}})
-def track_video(request: Request, session: SessionDep, settings: SettingsDep, t: Token, e: VideoEvent,
-                fmt: PixelFormat = None) -> Response:
+                   responses={400: {"description": "Forged, altered or expired token"},
+                              503: {"description": "The event log cannot store it now"}})
+async def track_video(request: Request, t: Token, e: VideoEvent, fmt: PixelFormat = None) -> Response:
     try:
-        claims = _claims(t, settings)
+        claims = service.verify(t, _secret(request), now=utcnow())
     except TokenError as error:
-        return _refuse(request, session, settings, kind="video", token=t, error=error)
-    outcome = service.track_video(session, claims, e, now=utcnow())
-    _append(settings, outcome.events)
+        return await _refuse(request, kind="video", token=t, error=error)
+    try:
+        await _pipeline(request).append(records.video(claims, t, e.value))
+    except LogUnavailable as unavailable:
+        return _unavailable(unavailable)
     if fmt == "gif":
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
     return Response(status_code=204, headers=NO_STORE)
@@ -148,3 +156,4 @@ def _route_first(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     _route_first(app)
+    app.state.click_destinations = service.DestinationCache(app.state.session_factory)

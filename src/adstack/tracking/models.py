@@ -17,6 +17,8 @@ class InvalidTraffic(Base):
     __table_args__ = (Index("ix_invalid_traffic_time", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The log record's id: a consumer replaying a batch after a crash stores each refusal once.
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # imp | click | video
     reason: Mapped[str] = mapped_column(String(24))  # malformed | bad_signature | expired
     message: Mapped[str] = mapped_column(String(300))

@@ -1,0 +1,122 @@
+"""`GET /metrics` (Prometheus text) and the pipeline's status for platform staff; installs the pipeline."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterator
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from adstack.core.deps import CurrentPrincipal
+from adstack.core.errors import Forbidden, Unauthenticated
+from adstack.pipeline.metrics import LatencyMiddleware, PipelineMetrics
+from adstack.pipeline.models import ConsumerLag, PipelineStatus
+from adstack.pipeline.service import Pipeline
+from adstack.serving.counters import Counters
+
+public_router = APIRouter(tags=["pipeline"])
+router = APIRouter(prefix="/api/v1/pipeline", tags=["pipeline"])
+
+
+def pipeline_of(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def _loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+@public_router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                   responses={200: {"content": {"text/plain": {}}}, 401: {"description": "No or wrong scrape token"}})
+def metrics(request: Request) -> Response:
+    """With `ADSTACK_METRICS_TOKEN` set, scrapers send it as a bearer token; without it only loopback may scrape."""
+    token = request.app.state.settings.metrics_token
+    if token:
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            raise Unauthenticated("send the metrics token as a bearer token")
+    elif not _loopback(request):
+        raise Unauthenticated("metrics are served to loopback clients unless a metrics token is set")
+    return Response(pipeline_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/status", response_model=PipelineStatus, summary="Consumer lag and outstanding reservations")
+def status(principal: CurrentPrincipal, request: Request) -> PipelineStatus:
+    if not principal.is_platform:
+        raise Forbidden("the pipeline's status is visible to platform staff")
+    pipeline = pipeline_of(request)
+    outstanding = pipeline.counters()
+    held = outstanding.outstanding() if outstanding is not None else None
+    return PipelineStatus(
+        consumers=[ConsumerLag(name=name, lag_events=events, lag_seconds=round(seconds, 3))
+                   for name, (events, seconds) in pipeline.lag().items()],
+        reservations_outstanding=held.reservations if held else 0,
+        reserved_micros=held.micros if held else 0,
+        pending_postbacks=pending_postbacks(request.app))
+
+
+def install(app: FastAPI) -> None:
+    def counters() -> Counters | None:
+        runtime = getattr(app.state, "serving", None)
+        return runtime.engine.counters if runtime is not None else None
+
+    pipeline = Pipeline(app.state.settings, app.state.session_factory, counters=counters)
+    app.state.pipeline = pipeline
+    postbacks = getattr(app.state, "postback_worker", None)
+    if postbacks is not None:
+        postbacks.before_batch = lambda: pipeline.catch_up("touchpoints")
+    app.add_middleware(LatencyMiddleware, metrics=lambda: getattr(app.state, "pipeline", None) and
+                       app.state.pipeline.metrics)
+
+    def gauges() -> Iterator[GaugeMetricFamily]:
+        lag_events = GaugeMetricFamily("adstack_consumer_lag_events", "Records not yet applied, by consumer.",
+                                       labels=["consumer"])
+        lag_seconds = GaugeMetricFamily("adstack_consumer_lag_seconds", "Age of the oldest record not yet applied.",
+                                        labels=["consumer"])
+        for name, (events, seconds) in pipeline.lag().items():
+            lag_events.add_metric([name], events)
+            lag_seconds.add_metric([name], seconds)
+        yield lag_events
+        yield lag_seconds
+        held = counters()
+        if held is not None:
+            outstanding = held.outstanding()
+            yield GaugeMetricFamily("adstack_reservations_outstanding", "Budget reservations not yet ended.",
+                                    value=outstanding.reservations)
+            yield GaugeMetricFamily("adstack_reserved_micros", "Money held by outstanding reservations.",
+                                    value=outstanding.micros)
+        try:
+            pending = pending_postbacks(app)
+        except Exception:  # the database is unreachable: the scrape still answers
+            return
+        yield GaugeMetricFamily("adstack_postbacks_pending", "Postbacks received and not yet attributed.",
+                                value=pending)
+
+    pipeline.metrics.watch(gauges)
+
+    def start(app: FastAPI) -> None:
+        if app.state.settings.pipeline_in_process:
+            pipeline.start()
+
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.append(lambda _app: pipeline.close())
+
+
+def pending_postbacks(app: FastAPI) -> int:
+    from adstack.attribution.models import Postback
+
+    with app.state.session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(Postback).where(Postback.status == "pending"))
+                   or 0)
+
+
+__all__ = ["PipelineMetrics", "install", "public_router", "router"]

@@ -1,0 +1,91 @@
+"""What the tracking endpoints append to the event log: small JSON records, each under the event's own id.
+
+A record keeps the signed token as it arrived rather than its decoded fields: the endpoint has checked it, and
+each consumer decodes it again (a few microseconds), so the log stays as small as the requests themselves.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from adstack.tracking.tokens import TokenError, TrackingClaims, decode_token
+
+
+class Kind(StrEnum):
+    IMPRESSION = "imp"
+    CLICK = "click"
+    VIDEO = "video"
+    INVALID = "invalid"  # a refused tracking request, kept as invalid traffic
+    CPT_SLOT = "cpt"  # a booked CPT slot that has started: billed once
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def received_at(record: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(record["ts"]) / 1000, tz=UTC)
+
+
+def impression(claims: TrackingClaims, token: str, *, auction_price: str | None, currency: str | None
+               ) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": f"imp:{claims.impression_id}", "k": Kind.IMPRESSION.value, "ts": now_ms(),
+                              "t": token}
+    if auction_price is not None:
+        record["ap"], record["cur"] = auction_price[:32], (currency or "")[:8]
+    return record
+
+
+def click(click_id: str, token: str) -> dict[str, Any]:
+    return {"id": f"click:{click_id}", "k": Kind.CLICK.value, "ts": now_ms(), "t": token, "c": click_id}
+
+
+def video(claims: TrackingClaims, token: str, event: str) -> dict[str, Any]:
+    return {"id": f"video:{claims.impression_id}:{event}", "k": Kind.VIDEO.value, "ts": now_ms(), "t": token,
+            "e": event}
+
+
+def invalid(*, kind: str, reason: str, message: str, token: str, client_ip: str, user_agent: str
+            ) -> dict[str, Any]:
+    return {"id": f"invalid:{uuid.uuid4().hex}", "k": Kind.INVALID.value, "ts": now_ms(), "kind": kind,
+            "reason": reason, "msg": message[:300], "t": token[:1024], "ip": client_ip[:64], "ua": user_agent[:300]}
+
+
+def cpt_slot(*, booking_id: int, account_id: int, campaign_id: int, ad_group_id: int, ad_space_id: int,
+             starts_at: datetime, amount_micros: int) -> dict[str, Any]:
+    return {"id": f"cpt:{booking_id}:{int(starts_at.timestamp())}", "k": Kind.CPT_SLOT.value, "ts": now_ms(),
+            "account_id": account_id, "campaign_id": campaign_id, "ad_group_id": ad_group_id,
+            "ad_space_id": ad_space_id, "starts_at": int(starts_at.timestamp()), "amount": amount_micros}
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """A tracking record with its token decoded."""
+
+    record: dict[str, Any]
+    claims: TrackingClaims
+    at: datetime
+
+
+def decode(record: dict[str, Any], secret: bytes) -> TrackingClaims | None:
+    """The claims of a record's token as they stood when it was received (None when they never held)."""
+    try:
+        return decode_token(record["t"], secret, now=received_at(record) if record["k"] != Kind.INVALID.value
+                            else datetime.min.replace(tzinfo=UTC))
+    except (TokenError, KeyError):
+        return None
+
+
+def tracked(records: list[dict[str, Any]], secret: bytes, kinds: frozenset[str]) -> list[Tracked]:
+    out = []
+    for record in records:
+        if record.get("k") in kinds:
+            claims = decode(record, secret)
+            if claims is not None:
+                out.append(Tracked(record, claims, received_at(record)))
+    return out

@@ -1,0 +1,205 @@
+"""The pipeline: the event log and the consumers that apply it, run as background threads of one process.
+
+Endpoints append and answer; `Pipeline.start` runs every consumer in a loop that reads a batch, applies it and
+moves that consumer's checkpoint, and a sweeper gives back budget reservations that expired unshown. On the
+embedded log exactly one process runs the consumers (it holds `consumers.lock` in the log directory); the
+others only append. `drain()` applies everything appended so far, in the calling thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from adstack.core.settings import Settings
+from adstack.events.service import get_event_store
+from adstack.pipeline.consumers import Billing, Consumer, Context, StoreEvents, Touchpoints
+from adstack.pipeline.log import EventLog, LocalLog, LogUnavailable, disk_free_bytes
+from adstack.pipeline.metrics import PipelineMetrics
+from adstack.serving.counters import Counters
+
+log = logging.getLogger("adstack.pipeline")
+
+CONSUMER_NAMES = ("billing", "touchpoints", "events")
+IDLE_SECONDS = 0.05
+SWEEP_SECONDS = 1.0
+
+
+def log_directory(settings: Settings) -> Path:
+    return settings.data_dir / "events" / "log"
+
+
+def open_log(settings: Settings) -> EventLog:
+    if settings.nats_url:
+        from adstack.pipeline.jetstream import JetStreamLog
+
+        return JetStreamLog(settings.nats_url, CONSUMER_NAMES)
+    return LocalLog(log_directory(settings), CONSUMER_NAMES)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, session_factory: Callable[[], Session], *,
+                 counters: Callable[[], Counters | None] = lambda: None, log_: EventLog | None = None):
+        self.settings = settings
+        self.log = log_ or open_log(settings)
+        self.metrics = PipelineMetrics()
+        context = Context(session_factory=session_factory, secret=settings.resolved_secret_key,
+                          store=lambda: get_event_store(settings), counters=counters)
+        self.counters = counters
+        self.consumers: list[Consumer] = [Billing(context), Touchpoints(context), StoreEvents(context)]
+        self.batch_events = settings.pipeline_batch_events
+        self._locks = {c.name: threading.Lock() for c in self.consumers}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._owner_fd: int | None = None
+
+    # ---------- appending ----------
+
+    def check_room(self) -> None:
+        """Refuse before appending when the log's disk is nearly full: nothing is acknowledged unstored."""
+        if isinstance(self.log, LocalLog) and self.settings.log_min_free_bytes:
+            with contextlib.suppress(OSError):
+                if disk_free_bytes(self.log.directory) < self.settings.log_min_free_bytes:
+                    raise LogUnavailable("the event log's disk is full")
+
+    async def append(self, record: dict[str, Any]) -> None:
+        self.check_room()
+        await self.log.append_async(record)
+        self.metrics.appended.labels(record["k"]).inc()
+        self._wake.set()
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        self.check_room()
+        self.log.append(records)
+        for record in records:
+            self.metrics.appended.labels(record["k"]).inc()
+        self._wake.set()
+
+    # ---------- consuming ----------
+
+    def step(self, consumer: Consumer) -> int:
+        """Apply one batch for one consumer; how many records it held."""
+        with self._locks[consumer.name]:
+            batch = self.log.read(consumer.name, self.batch_events)
+            if not batch.records:
+                return 0
+            started = time.perf_counter()
+            consumer.apply(batch.records)
+            self.log.commit(consumer.name, batch)
+            self.metrics.applied.labels(consumer.name).inc(len(batch.records))
+            self.metrics.batch_seconds.labels(consumer.name).observe(time.perf_counter() - started)
+            return len(batch.records)
+
+    def drain(self) -> int:
+        """Apply everything appended so far, for every consumer."""
+        total = 0
+        for consumer in self.consumers:
+            while (applied := self.step(consumer)) > 0:
+                total += applied
+        self.expire_reservations()
+        return total
+
+    def catch_up(self, name: str) -> None:
+        """Apply what one consumer has pending, when this process runs the consumers."""
+        if self._owner_fd is None and isinstance(self.log, LocalLog):
+            return
+        consumer = next(c for c in self.consumers if c.name == name)
+        while self.step(consumer):
+            pass
+
+    def expire_reservations(self) -> int:
+        counters = self.counters()
+        if counters is None:
+            return 0
+        try:
+            return counters.expire(time.time())
+        except Exception:
+            log.warning("could not expire reservations", exc_info=True)
+            return 0
+
+    def _run(self, consumer: Consumer) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.step(consumer):
+                    continue
+            except Exception:  # the log keeps everything; the batch is tried again from its checkpoint
+                log.exception("consumer %s failed; retrying its batch", consumer.name)
+                self._stop.wait(1.0)
+                continue
+            self._wake.wait(IDLE_SECONDS)
+            self._wake.clear()
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(SWEEP_SECONDS):
+            self.expire_reservations()
+
+    def take_ownership(self) -> bool:
+        """Whether this process runs the consumers (always for JetStream, which shares work between processes)."""
+        if not isinstance(self.log, LocalLog):
+            return True
+        if self._owner_fd is not None:
+            return True
+        fd = os.open(self.log.directory / "consumers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._owner_fd = fd
+        return True
+
+    def start(self) -> bool:
+        """Run the consumers in background threads if this process may; False when another process runs them."""
+        if self._threads:
+            return True
+        if not self.take_ownership():
+            return False
+        self._stop.clear()
+        for consumer in self.consumers:
+            thread = threading.Thread(target=self._run, args=(consumer,), name=f"adstack-consumer-{consumer.name}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        sweeper = threading.Thread(target=self._sweep, name="adstack-reservation-sweeper", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)
+            self._owner_fd = None
+
+    # ---------- observing ----------
+
+    def lag(self) -> dict[str, tuple[int, float]]:
+        out = {}
+        for consumer in self.consumers:
+            try:
+                lag = self.log.lag(consumer.name)
+            except Exception:
+                log.warning("could not read the lag of %s", consumer.name, exc_info=True)
+                continue
+            out[consumer.name] = (lag.events, lag.seconds)
+        return out
