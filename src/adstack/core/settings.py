@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     min_price_cpm_usd_micros: int = Field(default=100_000, ge=0)
     min_price_cpa_usd_micros: int = Field(default=100_000, ge=0)
     environment: Literal["production", "development", "test"] = "production"
+    # The event pipeline (see docs/deployment.md).
+    nats_url: str | None = Field(default=None, description="NATS JetStream as the event log; local journal when unset.")
+    pipeline_in_process: bool = Field(default=True, description="Run the pipeline's consumers in the serving process.")
+    pipeline_batch_events: int = Field(default=5_000, ge=1, le=100_000)
+    sdk_reservation_seconds: int = Field(default=30 * 60, ge=1, description="An unshown SDK ad's budget hold.")
+    exchange_reservation_seconds: int = Field(default=5 * 60, ge=1, description="An unanswered bid's budget hold.")
+    metrics_token: str | None = Field(default=None, description="Bearer token for /metrics; loopback only if unset.")
+    log_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,
+                                    description="Tracking answers 503 below this much free disk for the log.")
 
     @cached_property
     def resolved_database_url(self) -> str:
