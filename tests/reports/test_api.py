@@ -153,7 +153,8 @@ def test_csv_and_xlsx_downloads_hold_every_row_and_totals_with_formulas_neutrali
     assert len(body) == 3 and total[0] == "Total"  # every row, not the one-row page
     names = [row[header.index("Campaign name")] for row in body]
     assert "'=HYPERLINK(\"http://x\")" in names
-    assert "'=cmd|' /C calc'!A0" in [row[header.index("Objective")] for row in body]
+    # The objective is the campaign's, from the control plane, whatever an event carried.
+    assert {row[header.index("Objective")] for row in body} == {"performance"}
     assert total[header.index("Cost (micros)")] == "6500000"
 
     response = api.client.get("/api/v1/reports/download", params=params | {"format": "xlsx"},
@@ -164,7 +165,7 @@ def test_csv_and_xlsx_downloads_hold_every_row_and_totals_with_formulas_neutrali
     cells = [cell for row in sheet.iter_rows() for cell in row]
     assert not [c for c in cells if c.data_type == "f"]
     texts = [c.value for c in cells if isinstance(c.value, str)]
-    assert "'=HYPERLINK(\"http://x\")" in texts and "'=cmd|' /C calc'!A0" in texts
+    assert "'=HYPERLINK(\"http://x\")" in texts and "'=cmd|' /C calc'!A0" not in texts
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[-1][0] == "Total" and rows[-1][rows[0].index("Cost (micros)")] == 6_500_000
 
@@ -381,3 +382,30 @@ def test_connector_columns_join_on_campaign_and_day_and_show_the_difference(
         assert refused.status_code == 422 and "joinable_dimensions" in refused.text
     finally:
         reports.unregister_column_source("testpartner")
+
+
+def test_the_objective_filter_sees_delivery_and_cost_not_only_requests(
+        api: Api, session: Session, store: EventStore, advertiser: Actor) -> None:
+    account = advertiser.account_id or 0
+    brand = Campaign(account_id=account, objective="brand", name="Launch film", promotion_type="app_download",
+                     status="enabled")
+    session.add(brand)
+    session.commit()
+    performance = campaign(session, account, "Installs")
+    # Tracking writes impressions, clicks and charges without the objective; only request events carry it.
+    store.append(traffic(account, brand.id, impressions=400, clicks=6, installs=0, cost=880_000, objective=""))
+    store.append([Event(event_id=f"req-{n}", event_type=EventType.REQUEST, occurred_at=AT, account_id=account,
+                        campaign_id=brand.id, country="SG", objective="brand") for n in range(3)])
+    store.append(traffic(account, performance, impressions=100, clicks=10, installs=2, cost=3_000_000,
+                         objective=""))
+    metrics = ["requests", "impressions", "clicks", "cost_micros"]
+    body = report(api, advertiser, objectives=["brand"], metrics=metrics)
+    assert body["totals"] == {"requests": 3, "impressions": 400, "clicks": 6, "cost_micros": 880_000}
+    by_objective = {r["objective"]: r for r in report(api, advertiser, dimensions="objective", metrics=metrics)["rows"]}
+    assert (by_objective["brand"]["impressions"], by_objective["brand"]["cost_micros"]) == (400, 880_000)
+    assert (by_objective["performance"]["impressions"], by_objective["performance"]["cost_micros"]) == (
+        100, 3_000_000)
+    # Recomputed from the raw events: the brand campaign's impressions and charges.
+    raw = store.query("SELECT countIf(event_type = 'impression') AS imps, sumIf(cost_micros, event_type = 'charge') "
+                      "AS cost FROM events WHERE campaign_id = {c:UInt64}", {"c": brand.id}).dicts()[0]
+    assert (int(raw["imps"]), int(raw["cost"])) == (400, 880_000)

@@ -86,9 +86,18 @@ FILTERS: dict[str, tuple[str, str]] = {
     "publisher_ids": ("publisher_id", "Array(UInt64)"),
     "countries": ("country", "Array(String)"),
     "placement_types": ("placement_type", "Array(String)"),
-    "objectives": ("objective", "Array(String)"),
     "events": ("conversion_event", "Array(String)"),
 }
+
+# Only request events carry the objective; impressions, clicks and charges do not. When the caller passes the
+# campaigns' objectives from the control plane (`obj_ids`, `obj_values`), every row takes its campaign's.
+OBJECTIVE_BY_CAMPAIGN = "transform(campaign_id, {obj_ids:Array(UInt64)}, {obj_values:Array(String)}, objective)"
+
+
+def objective_params(objectives: Mapping[int, str]) -> dict[str, Any]:
+    """Query parameters giving each campaign its objective (see OBJECTIVE_BY_CAMPAIGN)."""
+    ids = sorted(objectives)
+    return {"obj_ids": ids, "obj_values": [objectives[i] for i in ids]}
 
 
 def base_metrics_for(metrics: list[str]) -> list[str]:
@@ -178,6 +187,10 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         if values:
             conditions.append(f"{column} IN {{f_{name}:{ch_type}}}")
             params[f"f_{name}"] = sorted(str(v) for v in values) if ch_type == "Array(String)" else sorted(values)
+    objective = OBJECTIVE_BY_CAMPAIGN if params.get("obj_ids") else "objective"
+    if query.objectives:
+        conditions.append(f"{objective} IN {{f_objectives:Array(String)}}")
+        params["f_objectives"] = sorted(str(v) for v in query.objectives)
     conditions += where
     table = rollup_for(query, dims, where, tz_name)
     base = base_metrics_for(metrics + ([sort[0]] if sort and sort[0] in DERIVED else []))
@@ -185,7 +198,8 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         base.append(sort[0])
     dimension_columns = [DIMENSION_SQL[d][0] for d in dims]
     # Aliases are prefixed: ClickHouse aliases are visible in the whole query and must not shadow columns.
-    selects = [f"{DIMENSION_SQL[d][1]} AS d_{DIMENSION_SQL[d][0]}" for d in dims]
+    selects = [f"{objective if d == Dimension.OBJECTIVE else DIMENSION_SQL[d][1]} AS d_{DIMENSION_SQL[d][0]}"
+               for d in dims]
     selects += [f"{BASE_SQL[m]} AS m_{m}" for m in base]
     if dims:
         # The row count and the totals over every group ride along on each row of the page (window

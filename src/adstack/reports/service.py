@@ -11,7 +11,7 @@ import importlib
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -246,6 +246,19 @@ class _Prepared:
     metrics: list[str]
     sort: tuple[str, bool] | None
     extras: list[tuple[ColumnSource, ExtraColumn]]
+    params: dict[str, Any] = field(default_factory=dict)  # extra SQL parameters (campaign objectives)
+
+
+def _objective_params(session: Session, query: ReportQuery, dims: list[Dimension], scope: Scope) -> dict[str, Any]:
+    """Campaign objectives from the control plane, when the report groups or filters by objective."""
+    if Dimension.OBJECTIVE not in dims and not query.objectives:
+        return {}
+    from adstack.campaigns.models import Campaign
+
+    stmt = select(Campaign.id, Campaign.objective)
+    if scope.account_ids is not None:
+        stmt = stmt.where(Campaign.account_id.in_(scope.account_ids))
+    return sql.objective_params({int(i): str(o) for i, o in session.execute(stmt)})
 
 
 JOINABLE_DIMENSIONS = frozenset({Dimension.DATE, Dimension.ACCOUNT, Dimension.CAMPAIGN})
@@ -285,7 +298,7 @@ def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_
             if column.compare_to is not None and column.compare_to.value not in metrics:
                 metrics.append(column.compare_to.value)
     sort = _parse_sort(query, dims, metrics)
-    return _Prepared(query, scope, dims, metrics, sort, extras)
+    return _Prepared(query, scope, dims, metrics, sort, extras, _objective_params(session, query, dims, scope))
 
 
 def _columns(prepared: _Prepared) -> list[ColumnRead]:
@@ -350,7 +363,7 @@ def _execute(store: EventStore, prepared: _Prepared, query: ReportQuery, *, limi
              ) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
     """Rows of one page (dimensions and metrics, names not yet resolved), the totals and the row count."""
     fetched = _fetch(store, query, scope=prepared.scope, metrics=prepared.metrics, sort=prepared.sort, limit=limit,
-                     offset=offset)
+                     offset=offset, params=prepared.params)
     rows: list[dict[str, Any]] = []
     for values in fetched.rows:
         row = {sql.DIMENSION_SQL[d][0]: _dimension_value(d, values[f"d_{sql.DIMENSION_SQL[d][0]}"],
@@ -594,7 +607,7 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
             for index, (chunk_start, chunk_end) in enumerate(ranges):
                 part = query.model_copy(update={"start_date": chunk_start, "end_date": chunk_end})
                 part_prepared = _Prepared(part, prepared.scope, prepared.dims, prepared.metrics, prepared.sort,
-                                          prepared.extras)
+                                          prepared.extras, prepared.params)
                 rows, totals, total = _execute(_store(store), part_prepared, part, limit=row_limit - written, offset=0)
                 result = _finish(session, part_prepared, rows, totals, total, limit=row_limit, offset=0)
                 _, table = _table(result)
@@ -609,7 +622,7 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
                     break
             whole = query.model_copy(update={"dimensions": [], "granularity": Granularity.TOTAL})
             sums = _fetch(_store(store), whole, scope=prepared.scope, metrics=prepared.metrics, sort=None, limit=None,
-                          offset=0).totals
+                          offset=0, params=prepared.params).totals
             totals = {m: sql.derive(sums, m) for m in prepared.metrics}
             result = _finish(session, prepared, [], totals, 0, limit=row_limit, offset=0)
             writer.write_rows([_table(result)[1][-1]])
