@@ -55,15 +55,17 @@ MACROS: dict[Partner, dict[str, Any]] = {
     },
     Partner.ADJUST: {
         "{activity_kind}": lambda c: "install" if not c.event else "event", "{label}": lambda c: c.click_id,
-        "{gps_adid}": lambda c: c.gaid, "{event}": lambda c: c.event, "{revenue}": lambda c: c.revenue,
+        "{gps_adid}": lambda c: c.gaid, "{event}": lambda c: c.event, "{revenue_float}": lambda c: c.revenue,
         "{currency}": lambda c: c.currency, "{created_at}": lambda c: _unix(c.at),
+        "{created_at_milli}": lambda c: _ms(c.at), "{adid}": lambda c: c.event_id,
         "{installed_at}": lambda c: _unix(c.install_at or c.at),
     },
     Partner.APPMETRICA: {
-        "{click_id}": lambda c: c.click_id, "{google_aid}": lambda c: c.gaid, "{event_name}": lambda c: c.event,
-        "{transaction_id}": lambda c: c.event_id, "{event_datetime}": lambda c: _text(c.at),
-        "{revenue}": lambda c: c.revenue, "{currency}": lambda c: c.currency,
-        "{attributed_touch_type}": lambda c: "click" if c.click_id else "",
+        "{click_id}": lambda c: c.click_id, "{google_aid}": lambda c: c.gaid,
+        "{conversion_event_name}": lambda c: c.event, "{transaction_id}": lambda c: c.event_id,
+        "{conversion_timestamp}": lambda c: _unix(c.at), "{price}": lambda c: c.revenue,
+        "{currency}": lambda c: c.currency, "{attributed_touch_type}": lambda c: "click" if c.click_id else "",
+        "{conversion_event_json}": lambda c: _json(c.params) if c.params else "",
     },
     Partner.BRANCH: {
         "${(id)!}": lambda c: c.event_id, "${(name)!}": lambda c: c.event or "install",
@@ -74,6 +76,7 @@ MACROS: dict[Partner, dict[str, Any]] = {
     },
     Partner.SINGULAR: {
         "{cl?adstack}": lambda c: c.click_id, "{AIFA}": lambda c: c.gaid, "{EVTNAME}": lambda c: c.event,
+        "{NETWORK=adstack}": lambda c: "1" if c.click_id else "0",
         "{AMOUNT}": lambda c: c.revenue, "{CURRENCY}": lambda c: c.currency, "{UTCM}": lambda c: _unix(c.at),
     },
     Partner.KOCHAVA: {

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from adstack.attribution.adapters import PostbackError, parse_postback, present
+from adstack.attribution.adapters import PostbackError, parse_postback, parse_revenue, present
 from adstack.core.vocabulary import Partner
 from adstack.tracking.devices import GaidForm, normalise_gaid
 
@@ -46,16 +46,21 @@ def test_times_in_seconds_milliseconds_or_text(text: str) -> None:
     assert parsed.occurred_at.replace(microsecond=0) == datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
-def test_bad_values_name_their_field() -> None:
-    with pytest.raises(PostbackError) as revenue:
-        parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "1,99"})
-    assert (revenue.value.field, revenue.value.rule) == ("event_revenue", "decimal")
-    with pytest.raises(PostbackError) as currency:
-        parse_postback(Partner.APPSFLYER, {"event_name": "x", "event_revenue": "1", "event_revenue_currency": "$"})
-    assert currency.value.field == "event_revenue_currency"
-    with pytest.raises(PostbackError) as when:
-        parse_postback(Partner.BRANCH, {"name": "purchase", "event_timestamp": "yesterday"})
-    assert when.value.field == "event_timestamp"
+def test_an_unreadable_field_is_flagged_and_the_rest_kept() -> None:
+    lots = parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "lots",
+                                              "advertising_id": GAID})
+    assert lots.revenue is None and lots.unreadable == {"event_revenue": "decimal"}
+    assert lots.event_name == "af_purchase" and lots.gaid is not None
+    comma = parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "1,99"})
+    assert comma.revenue == Decimal("1.99") and comma.notes == ("event_revenue:decimal_comma",)
+    dollars = parse_postback(Partner.APPSFLYER, {"event_name": "x", "event_revenue": "1",
+                                                 "event_revenue_currency": "US Dollar"})
+    assert dollars.revenue == Decimal(1) and dollars.currency == ""
+    assert dollars.unreadable == {"event_revenue_currency": "currency"}
+    when = parse_postback(Partner.BRANCH, {"name": "purchase", "event_timestamp": "yesterday"})
+    assert when.occurred_at is None and when.unreadable == {"event_timestamp": "timestamp"}
+    with pytest.raises(PostbackError):  # the strict readers still name the field and rule
+        parse_revenue("1,999", "event_revenue")
 
 
 def test_revenue_is_decimal_with_bounded_precision() -> None:

@@ -58,6 +58,11 @@ class App(Base, TimestampMixin):
     view_through_hours: Mapped[int] = mapped_column(default=DEFAULT_VIEW_THROUGH_HOURS)
     reattribution_window_days: Mapped[int] = mapped_column(default=DEFAULT_REATTRIBUTION_DAYS)
     event_window_days: Mapped[int | None]  # None = lifetime
+    # Who decides attribution: the partner's verdict where it sends one (default), or adstack's own rules.
+    attribution_authority: Mapped[str] = mapped_column(String(12), default="partner")
+    # The name adstack is registered under with the partner (AppsFlyer pid, Singular network, Branch $3p, ...);
+    # empty = the platform's default for that partner.
+    partner_network_name: Mapped[str] = mapped_column(String(100), default="")
     deleted_at: Mapped[datetime | None]
 
 
@@ -82,6 +87,12 @@ PackageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*(
                                                max_length=255)]
 AppName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 PartnerLinkId = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_\-.@/]*$")]
+NetworkName = Annotated[str, StringConstraints(max_length=100, pattern=r"^[A-Za-z0-9_\-. ]*$")]
+
+
+class AttributionAuthority(StrEnum):
+    PARTNER = "partner"
+    ADSTACK = "adstack"
 LookbackDays = Annotated[int, Field(ge=1, le=30, description="Click-through lookback, 1-30 days.")]
 ViewThroughHours = Annotated[int, Field(ge=1, le=168, description="View-through window in hours.")]
 ReattributionDays = Annotated[int, Field(ge=1, le=365, description="Re-attribution window in days.")]
@@ -103,6 +114,8 @@ class AppCreate(BaseModel):
     view_through_hours: ViewThroughHours = DEFAULT_VIEW_THROUGH_HOURS
     reattribution_window_days: ReattributionDays = DEFAULT_REATTRIBUTION_DAYS
     event_window_days: EventWindowDays | None = None
+    attribution_authority: AttributionAuthority = AttributionAuthority.PARTNER
+    partner_network_name: NetworkName = ""
 
 
 class AppUpdate(BaseModel):
@@ -117,6 +130,8 @@ class AppUpdate(BaseModel):
     view_through_hours: ViewThroughHours | None = None
     reattribution_window_days: ReattributionDays | None = None
     event_window_days: EventWindowDays | None = None
+    attribution_authority: AttributionAuthority | None = None
+    partner_network_name: NetworkName | None = None
 
 
 class AppRead(BaseModel):
@@ -135,6 +150,8 @@ class AppRead(BaseModel):
     view_through_hours: int
     reattribution_window_days: int
     event_window_days: int | None
+    attribution_authority: AttributionAuthority
+    partner_network_name: str
     created_at: datetime
     updated_at: datetime
 
@@ -184,9 +201,19 @@ class EventMappingsIn(BaseModel):
 class IntegrationRead(BaseModel):
     partner: Partner
     partner_name: str
-    tracking_link_template: str = Field(description="Paste into the ad group as its click tracking link; "
-                                                    "{click_id}, {gaid} and the id macros are filled per click.")
-    postback_url_template: str = Field(description="Paste into the partner as the install and event postback.")
+    tracking_link_template: str | None = Field(
+        description="The partner's click link; {click_id}, {gaid} and the id macros are filled per click. Null "
+                    "until the partner's tracker id is filled in (see `missing`).")
+    view_through_link_template: str | None = Field(
+        description="The partner's impression (view-through) link, fired per impression; null as above, or when "
+                    "the app has view-through off.")
+    postback_url_template: str = Field(description="Submit to the partner as the install and event postback.")
+    missing: list[str] = Field(default_factory=list, description="What to fill in before links can be shown.")
+    requires_network_registration: bool = Field(
+        description="The partner sends postbacks only to networks registered with it: the operator registers "
+                    "adstack under `network_name` and submits the postback template.")
+    network_name: str = Field(description="The name adstack is registered under with this partner.")
+    documentation: list[str] = Field(default_factory=list, description="The partner's pages the macros come from.")
     click_id_parameter: str
     gaid_parameter: str
     macro_syntax: str

@@ -27,6 +27,7 @@ class AppContext:
     view_through_enabled: bool
     view_through_hours: int
     reattribution_window_days: int
+    network_name: str = ""  # the app's override of the spec's default
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,17 @@ class PartnerSpec:
     macro_syntax: str
     click_id_parameter: str  # where our click id travels in the partner's tracking link
     gaid_parameter: str
-    link: Callable[[AppContext], str]  # tracking-link template with our placeholders
-    postback_fields: tuple[tuple[str, str], ...]  # (our query field, the partner's macro)
+    link: Callable[[AppContext, str], str]  # (app, network name) → click link with our placeholders
+    view_link: Callable[[AppContext, str], str]  # (app, network name) → impression (view-through) link
+    postback_fields: Callable[[str], tuple[tuple[str, str], ...]]  # network name → (our field, partner macro)
     steps: Callable[[AppContext, str, str], list[str]]  # (app, tracking link, postback URL) → steps
+    link_id_label: str = ""  # what partner_link_id holds; "" when the link needs none
+    default_network_name: str = "adstack"
+    requires_registration: bool = False  # postbacks only reach networks registered with the partner
+    documentation: tuple[str, ...] = ()
 
-
-def _link_id(app: AppContext, fallback: str) -> str:
-    return app.partner_link_id or fallback
+    def network(self, app: AppContext) -> str:
+        return app.network_name or self.default_network_name
 
 
 def _view_through_step(app: AppContext, partner_name: str) -> str:
@@ -57,8 +62,9 @@ def _common_steps(app: AppContext, partner_name: str, link: str, postback: str) 
         f"Set the click-through lookback window in {partner_name} to {app.click_lookback_days} days, the same "
         f"as this app's setting, and the re-attribution window to {app.reattribution_window_days} days.",
         _view_through_step(app, partner_name),
-        f"Paste this postback URL into {partner_name} for installs and for in-app events, and send attributed, "
-        f"unattributed and organic conversions alike:\n{postback}",
+        f"Paste this postback URL into {partner_name} for installs and for in-app events, and send all media "
+        f"sources, including organic: adstack follows {partner_name}'s verdict and bills only what it "
+        f"attributes to adstack:\n{postback}",
         "Send at least the mandatory events: AD_REVENUE, PURCHASE, FIRST_PURCHASE, APP_OPEN, REGISTRATION, "
         "LOGIN, FIRST_TRADE, FIRST_DEPOSIT. Map each partner event name to one of the 22 events under "
         "Event mapping if its name is not a standard one.",
@@ -69,154 +75,294 @@ def _common_steps(app: AppContext, partner_name: str, link: str, postback: str) 
     ]
 
 
-def _appsflyer_steps(app: AppContext, link: str, postback: str) -> list[str]:
-    return [
-        "In AppsFlyer, open Collaborate → Partner marketplace, find the adstack integration (or add a custom "
-        f"ad network) and activate it for {app.package_name}.",
-        "Under Integration, turn on 'Install postbacks' and 'In-app event postbacks' with 'All media sources, "
-        "including organic' so unattributed installs are sent too.",
-        *_common_steps(app, "AppsFlyer", link, postback),
-    ]
-
-
-def _adjust_steps(app: AppContext, link: str, postback: str) -> list[str]:
-    return [
-        f"In Adjust, create a tracker for {app.name} under Campaign Lab → Partners → adstack (or a custom "
-        "link) and enter its token as this app's partner link id.",
-        "Adjust sends events by token: add each event token under Event mapping and choose its event.",
-        *_common_steps(app, "Adjust", link, postback),
-    ]
-
-
-def _generic_steps(partner_name: str, first: str) -> Callable[[AppContext, str, str], list[str]]:
+def _steps(partner_name: str, *first: str) -> Callable[[AppContext, str, str], list[str]]:
     def steps(app: AppContext, link: str, postback: str) -> list[str]:
-        return [first.format(app=app), *_common_steps(app, partner_name, link, postback)]
+        return [line.format(app=app) for line in first] + _common_steps(app, partner_name, link, postback)
 
     return steps
+
+
+def _af_link(host: str, extra: str) -> Callable[[AppContext, str], str]:
+    # Source: https://support.appsflyer.com/hc/en-us/articles/207273946 (click/impression link parameters)
+    def link(a: AppContext, network: str) -> str:
+        return (f"https://{host}/{a.package_name}?pid={network}&c={{campaign_id}}&af_c_id={{campaign_id}}"
+                "&af_adset_id={ad_group_id}&af_ad_id={creative_id}&af_siteid={publisher_id}"
+                f"&af_sub_siteid={{ad_space_id}}&clickid={{click_id}}&advertising_id={{gaid}}{extra}")
+    return link
+
+
+def _appsflyer_postback(network: str) -> tuple[tuple[str, str], ...]:
+    return (("clickid", "(clickid)"), ("advertising_id", "(advertiserId)"), ("event_name", "(event_name)"),
+            ("event_revenue", "(event_revenue)"), ("event_revenue_currency", "(event_revenue_currency)"),
+            ("event_time", "(event_time)"), ("install_unix_ts", "(install_unix_ts)"), ("click_ts", "(click_ts)"),
+            ("event_value", "(event_value)"), ("app_id", "(app_id)"), ("media_source", "(media_source)"),
+            ("is_attributed", "(is_attributed)"), ("is_primary_attribution", "(is_primary_attribution)"),
+            ("attributed_touch_type", "(attributed_touch_type)"), ("blocked_reason", "(blocked_reason)"),
+            ("reject_reason", "(reject_reason)"), ("is_rejected", "(is_rejected)"))
+
+
+def _adjust_link(host: str) -> Callable[[AppContext, str], str]:
+    # Source: https://help.adjust.com/en/article/install-callbacks (placeholders); link host unverified
+    def link(a: AppContext, network: str) -> str:
+        return (f"https://{host}/{a.partner_link_id}?campaign={network}%20({{campaign_id}})"
+                "&adgroup={ad_group_id}&creative={creative_id}&label={click_id}&gps_adid={gaid}")
+    return link
+
+
+def _adjust_postback(network: str) -> tuple[tuple[str, str], ...]:
+    return (("activity_kind", "{activity_kind}"), ("label", "{label}"), ("gps_adid", "{gps_adid}"),
+            ("adid", "{adid}"), ("event", "{event}"), ("event_name", "{event_name}"),
+            ("revenue_float", "{revenue_float}"), ("currency", "{currency}"), ("created_at", "{created_at}"),
+            ("created_at_milli", "{created_at_milli}"), ("installed_at", "{installed_at}"),
+            ("network_name", "{network_name}"), ("rejection_reason", "{rejection_reason}"),
+            ("tracker", "{tracker}"))
+
+
+def _appmetrica_link(host: str) -> Callable[[AppContext, str], str]:
+    # Source: https://appmetrica.yandex.ru/docs/en/mobile-tracking/tracking-specification (redirect and
+    # impression domains, click_id, google_aid); any other parameter comes back in the postback as {name}.
+    def link(a: AppContext, network: str) -> str:
+        return (f"https://{host}.appmetrica.yandex.com/serve/{a.partner_link_id}?click_id={{click_id}}"
+                "&google_aid={gaid}&c={campaign_id}&adgroup={ad_group_id}&creative={creative_id}"
+                "&site_id={publisher_id}")
+    return link
+
+
+def _appmetrica_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: https://appmetrica.yandex.com/docs/en/mobile-tracking/postback-specification
+    return (("ext", "{click_id}"), ("gaid", "{google_aid}"), ("transaction_id", "{transaction_id}"),
+            ("touch_type", "{attributed_touch_type}"), ("match_type", "{match_type}"),
+            ("event_name", "{conversion_event_name}"), ("event_json", "{conversion_event_json}"),
+            ("conversion_timestamp", "{conversion_timestamp}"), ("install_timestamp", "{install_timestamp}"),
+            ("click_timestamp", "{click_timestamp}"), ("price", "{price}"), ("currency", "{currency}"),
+            ("package", "{app_package_name}"))
+
+
+def _branch_link(view: bool) -> Callable[[AppContext, str], str]:
+    def link(a: AppContext, network: str) -> str:
+        suffix = "&%24impression=true" if view else ""
+        return (f"https://{a.partner_link_id}?%243p={network}&~click_id={{click_id}}&%24aaid={{gaid}}"
+                "&~campaign_id={campaign_id}&~ad_set_id={ad_group_id}&~ad_id={creative_id}"
+                f"&~secondary_publisher={{publisher_id}}{suffix}")
+    return link
+
+
+def _branch_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: https://help.branch.io/using-branch/docs/postback-macros-functions
+    return (("id", "${(id)!}"), ("name", "${(name)!}"), ("event_timestamp", "${(event_timestamp)!}"),
+            ("click_id", "${(last_attributed_touch_data.~click_id)!}"), ("aaid", "${(user_data.aaid)!}"),
+            ("revenue", "${(event_data.revenue)!}"), ("currency", "${(event_data.currency)!}"),
+            ("attributed", "<#if attributed>1<#else>0</#if>"),
+            ("touch_type", "${(last_attributed_touch_type)!}"))
+
+
+def _singular_link(view: bool) -> Callable[[AppContext, str], str]:
+    def link(a: AppContext, network: str) -> str:
+        kind = "&_impression=1" if view else ""
+        return (f"https://{a.partner_link_id}?cl={{click_id}}&aifa={{gaid}}&pcid={{campaign_id}}&pcrid={{creative_id}}"
+                f"&psid={{publisher_id}}&pshid={{ad_space_id}}{kind}")
+    return link
+
+
+def _singular_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: https://support.singular.net/hc/en-us/articles/115004063323
+    return (("cl", f"{{cl?{network}}}"), ("aifa", "{AIFA}"), ("evtname", "{EVTNAME}"), ("amount", "{AMOUNT}"),
+            ("currency", "{CURRENCY}"), ("utcm", "{UTCM}"), ("is_ours", f"{{NETWORK={network}}}"),
+            ("network", "{NETWORK}"), ("is_viewthrough", "{IS_VIEWTHROUGH}"), ("is_re_eng", "{IS_RE_ENG}"),
+            ("ip", "{EVENT_IP}"))
+
+
+def _kochava_link(view: bool) -> Callable[[AppContext, str], str]:
+    def link(a: AppContext, network: str) -> str:
+        if view:
+            return (f"https://imp.control.kochava.com/track/impression?campaign_id={a.partner_link_id}"
+                    f"&network_id={network}&device_id={{gaid}}&device_id_type=adid&impression_id={{click_id}}"
+                    "&site_id={publisher_id}&creative_id={creative_id}")
+        return (f"https://control.kochava.com/v1/cpi/click?campaign_id={a.partner_link_id}"
+                f"&network_id={network}&device_id={{gaid}}&device_id_type=adid&click_id={{click_id}}"
+                "&site_id={publisher_id}&creative_id={creative_id}")
+    return link
+
+
+def _kochava_postback(network: str) -> tuple[tuple[str, str], ...]:
+    return (("click_id", "{click_id}"), ("adid", "{adid}"), ("event_name", "{event_name}"),
+            ("event_value", "{event_value}"), ("revenue", "{revenue}"), ("currency", "{currency}"),
+            ("event_time", "{event_time}"), ("install_time", "{install_time}"), ("network_name", "{network_name}"),
+            ("ip", "{device_ip}"))
+
+
+def _tenjin_link(view: bool) -> Callable[[AppContext, str], str]:
+    def link(a: AppContext, network: str) -> str:
+        kind = "impression" if view else "click"
+        return (f"https://track.tenjin.com/v0/{kind}/{a.partner_link_id}?advertising_id={{gaid}}"
+                "&click_id={click_id}&remote_campaign_id={campaign_id}&site_id={publisher_id}")
+    return link
+
+
+def _tenjin_postback(network: str) -> tuple[tuple[str, str], ...]:
+    return (("click_id", "{{click_id}}"), ("advertising_id", "{{advertising_id}}"), ("event", "{{event}}"),
+            ("revenue", "{{revenue}}"), ("currency", "{{currency}}"), ("created_at", "{{created_at}}"),
+            ("bundle_id", "{{bundle_id}}"), ("ip", "{{ip_address}}"))
+
+
+def _mytracker_link(view: bool) -> Callable[[AppContext, str], str]:
+    # Source: https://tracker.my.com/docs/tracking/links/click-url/ (/c/ click, /i/ impression)
+    def link(a: AppContext, network: str) -> str:
+        kind = "i" if view else "c"
+        return (f"https://trk.mail.ru/{kind}/{a.partner_link_id}?mt_gaid={{gaid}}&mt_sub1={{click_id}}"
+                "&mt_sub2={campaign_id}&mt_sub3={ad_group_id}&mt_sub4={creative_id}&mt_sub5={publisher_id}")
+    return link
+
+
+def _mytracker_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: https://docs.tracker.my.com/tracking/postbacks/macros?lang=en
+    return (("clickid", "{mt_sub1}"), ("gaid", "{mt_gaid}"), ("event", "{mt_event}"),
+            ("event-time", "{mt_event_ts}"), ("revenue", "{mt_payment_sum_src}"),
+            ("currency", "{mt_payment_currency_src}"), ("level", "{mt_event_param_level}"))
+
+
+def _airbridge_link(view: bool) -> Callable[[AppContext, str], str]:
+    # Source: https://help.airbridge.io/en/guides/tracking-link-structure-and-parameters: ad_id is the device's
+    # advertising id; campaign_id, ad_group_id, ad_creative_id name the ad; sub_id and sub_id_1..3 the publisher.
+    def link(a: AppContext, network: str) -> str:
+        kind = "view" if view else "click"
+        return (f"https://abr.ge/@{a.partner_link_id}/{network}?click_id={{click_id}}&gaid_raw={{gaid}}"
+                "&ad_id={gaid}&campaign_id={campaign_id}&ad_group_id={ad_group_id}&ad_creative_id={creative_id}"
+                f"&sub_id={{publisher_id}}&sub_id_1={{ad_space_id}}&ad_type={kind}")
+    return link
+
+
+def _airbridge_postback(network: str) -> tuple[tuple[str, str], ...]:
+    return (("click_id", "{@postback.clickID}"), ("gaid", "{@postback.gaidRaw}"),
+            ("event", "{@postback.eventName}"), ("event_uuid", "{@postback.eventUUID}"),
+            ("revenue", "{@postback.revenue}"), ("currency", "{@postback.currency}"),
+            ("event_ts", "{@postback.eventTimestamp}"))
+
+
+_REGISTER = ("adstack must be registered with {partner} as an integrated ad network under the name "
+             "'{network}': the operator submits the postback template below to {partner}'s partner team once; "
+             "{partner} then fills it for every advertiser that activates the integration.")
 
 
 SPECS: dict[Partner, PartnerSpec] = {
     Partner.APPSFLYER: PartnerSpec(
         Partner.APPSFLYER, "AppsFlyer", "(macro)", "clickid", "advertising_id",
-        lambda a: (f"https://app.appsflyer.com/{_link_id(a, a.package_name)}?pid=adstack_int&c={{campaign_id}}"
-                   "&af_c_id={campaign_id}&af_adset_id={ad_group_id}&af_ad_id={creative_id}"
-                   "&af_siteid={publisher_id}&af_sub_siteid={ad_space_id}&clickid={click_id}"
-                   f"&advertising_id={{gaid}}&af_click_lookback={a.click_lookback_days}d"),
-        (("clickid", "(clickid)"), ("advertising_id", "(advertising_id)"), ("event_name", "(event_name)"),
-         ("event_revenue", "(event_revenue)"), ("event_revenue_currency", "(event_revenue_currency)"),
-         ("event_revenue_usd", "(event_revenue_usd)"), ("event_time", "(event_time)"),
-         ("install_unix_ts", "(install_unix_ts)"), ("click_ts", "(click_ts)"), ("event_value", "(event_value)"),
-         ("app_id", "(app_id)"), ("ip", "(ip)")),
-        _appsflyer_steps,
+        _af_link("app.appsflyer.com", "&af_click_lookback={lookback}d"),
+        _af_link("impression.appsflyer.com", "&af_viewthrough_lookback={view_hours}h"),
+        _appsflyer_postback,
+        _steps("AppsFlyer", "In AppsFlyer, open {app.name} → Active integrations, find the adstack integration "
+                            "and activate it; turn on install view-through attribution.",
+               "Under Default postbacks choose 'All media sources, including organic' for each event."),
+        default_network_name="adstack_int", requires_registration=True,
+        documentation=("https://support.appsflyer.com/hc/en-us/articles/207273946-Postback-macros-for-ad-networks",
+                       "https://support.appsflyer.com/hc/en-us/articles/115004744123"),
     ),
     Partner.ADJUST: PartnerSpec(
         Partner.ADJUST, "Adjust", "{macro}", "label", "gps_adid",
-        lambda a: (f"https://app.adjust.com/{_link_id(a, 'TRACKER')}?campaign={{campaign_id}}"
-                   "&adgroup={ad_group_id}&creative={creative_id}&label={click_id}&gps_adid={gaid}"),
-        (("activity_kind", "{activity_kind}"), ("label", "{label}"), ("gps_adid", "{gps_adid}"),
-         ("adid", "{adid}"), ("event", "{event}"), ("event_name", "{event_name}"), ("revenue", "{revenue}"),
-         ("currency", "{currency}"), ("created_at", "{created_at}"), ("installed_at", "{installed_at}"),
-         ("click_time", "{click_time}"), ("tracker", "{tracker}")),
-        _adjust_steps,
+        _adjust_link("app.adjust.com"), _adjust_link("view.adjust.com/impression"), _adjust_postback,
+        _steps("Adjust", "In Adjust, create a link for {app.name} under Campaign Lab → Partners → adstack and "
+                         "enter its link token as this app's partner link id.",
+               "Adjust sends events by token: add each event token under Event mapping and choose its event."),
+        link_id_label="Adjust link (tracker) token", requires_registration=True,
+        documentation=("https://help.adjust.com/en/article/install-callbacks",
+                       "https://help.adjust.com/en/article/ad-revenue-callbacks",
+                       "https://help.adjust.com/en/article/rejected-install-reattribution-callbacks-partner"),
     ),
     Partner.APPMETRICA: PartnerSpec(
         Partner.APPMETRICA, "AppMetrica", "{macro}", "click_id", "google_aid",
-        lambda a: (f"https://redirect.appmetrica.yandex.com/serve/{_link_id(a, 'TRACKING_ID')}"
-                   "?click_id={click_id}&google_aid={gaid}&c={campaign_id}&adgroup={ad_group_id}"
-                   "&creative={creative_id}&site_id={publisher_id}"),
-        (("ext", "{click_id}"), ("gaid", "{google_aid}"), ("event_name", "{event_name}"),
-         ("transaction_id", "{transaction_id}"), ("match_type", "{match_type}"),
-         ("touch_type", "{attributed_touch_type}"), ("event_datetime", "{event_datetime}"),
-         ("install_datetime", "{install_datetime}"), ("click_datetime", "{click_datetime}"),
-         ("revenue", "{revenue}"), ("currency", "{currency}")),
-        _generic_steps("AppMetrica", "In AppMetrica, open {app.name} → Tracking → New tracker, choose the "
-                                     "adstack partner (or a custom partner) and enter the tracker id as this "
-                                     "app's partner link id."),
+        _appmetrica_link("redirect"), _appmetrica_link("impression"), _appmetrica_postback,
+        _steps("AppMetrica", "In AppMetrica, open {app.name} → Tracking → New tracker, choose Xiaomi Global (or "
+                             "a custom partner) and enter the tracker id as this app's partner link id."),
+        link_id_label="AppMetrica tracker id",
+        documentation=("https://appmetrica.yandex.com/docs/en/mobile-tracking/postback-specification",
+                       "https://appmetrica.yandex.ru/docs/en/mobile-tracking/tracking-specification"),
     ),
     Partner.BRANCH: PartnerSpec(
         Partner.BRANCH, "Branch", "${(macro)!}", "~click_id", "$aaid",
-        lambda a: (f"https://{_link_id(a, 'example.app.link/LINK')}?%243p=a_adstack&~click_id={{click_id}}"
-                   "&%24aaid={gaid}&~campaign_id={campaign_id}&~ad_set_id={ad_group_id}&~ad_id={creative_id}"
-                   "&~secondary_publisher={publisher_id}"),
-        (("id", "${(id)!}"), ("name", "${(name)!}"), ("event_timestamp", "${(event_timestamp)!}"),
-         ("click_id", "${(last_attributed_touch_data.~click_id)!}"), ("aaid", "${(user_data.aaid)!}"),
-         ("revenue", "${(event_data.revenue)!}"), ("currency", "${(event_data.currency)!}"),
-         ("attributed", "<#if attributed>1<#else>0</#if>")),
-        _generic_steps("Branch", "In Branch, open Ads → Partner management, enable the adstack partner for "
-                                 "{app.name}, and create an ad link; enter its domain and path as this app's "
-                                 "partner link id."),
+        _branch_link(False), _branch_link(True), _branch_postback,
+        _steps("Branch", "In Branch, open Ads → Partner management, enable the adstack partner for {app.name}, "
+                         "and create an ad link; enter its domain and path as this app's partner link id."),
+        link_id_label="Branch ad link (domain/path)", default_network_name="a_adstack", requires_registration=True,
+        documentation=("https://help.branch.io/using-branch/docs/postback-macros-functions",),
     ),
     Partner.SINGULAR: PartnerSpec(
         Partner.SINGULAR, "Singular", "{MACRO}", "cl", "aifa",
-        lambda a: (f"https://{_link_id(a, 'example.sng.link/LINK')}?cl={{click_id}}&aifa={{gaid}}"
-                   "&pcid={campaign_id}&pcrid={creative_id}&psid={publisher_id}&pshid={ad_space_id}"),
-        (("cl", "{cl?adstack}"), ("aifa", "{AIFA}"), ("evtname", "{EVTNAME}"), ("amount", "{AMOUNT}"),
-         ("currency", "{CURRENCY}"), ("utcm", "{UTCM}"), ("is_viewthrough", "{IS_VIEWTHROUGH}"),
-         ("is_re_eng", "{IS_RE_ENG}"), ("ip", "{EVENT_IP}")),
-        _generic_steps("Singular", "In Singular, open Attribution → Partner configuration, add adstack for "
-                                   "{app.name} and create a tracking link; enter its host and path as this "
-                                   "app's partner link id."),
+        _singular_link(False), _singular_link(True), _singular_postback,
+        _steps("Singular", "In Singular, open Attribution → Partner configuration, add adstack for {app.name} "
+                           "and create a tracking link; enter its host and path as this app's partner link id."),
+        link_id_label="Singular tracking link (host/path)", requires_registration=True,
+        documentation=("https://support.singular.net/hc/en-us/articles/115004063323",),
     ),
     Partner.KOCHAVA: PartnerSpec(
         Partner.KOCHAVA, "Kochava", "{macro}", "click_id", "device_id",
-        lambda a: (f"https://control.kochava.com/v1/cpi/click?campaign_id={_link_id(a, 'KOCHAVA_CAMPAIGN')}"
-                   "&network_id=adstack&device_id={gaid}&device_id_type=adid&click_id={click_id}"
-                   "&site_id={publisher_id}&creative_id={creative_id}"),
-        (("click_id", "{click_id}"), ("adid", "{adid}"), ("event_name", "{event_name}"),
-         ("event_value", "{event_value}"), ("revenue", "{revenue}"), ("currency", "{currency}"),
-         ("event_time", "{event_time}"), ("install_time", "{install_time}"), ("ip", "{device_ip}")),
-        _generic_steps("Kochava", "In Kochava, open {app.name} → Campaign manager, create a tracker for the "
-                                  "adstack network and enter its campaign id as this app's partner link id; "
-                                  "under Partner configuration add a custom postback for install (_install) "
-                                  "and for each event."),
+        _kochava_link(False), _kochava_link(True), _kochava_postback,
+        _steps("Kochava", "In Kochava, open {app.name} → Campaign manager, create a tracker for the adstack "
+                          "network and enter its campaign id as this app's partner link id; under Partner "
+                          "configuration add a custom postback for install (_install) and for each event."),
+        link_id_label="Kochava campaign (tracker) id",
+        documentation=("https://support.kochava.com/campaign-management/create-a-custom-postback",),
     ),
     Partner.TENJIN: PartnerSpec(
         Partner.TENJIN, "Tenjin", "{{macro}}", "click_id", "advertising_id",
-        lambda a: (f"https://track.tenjin.com/v0/click/{_link_id(a, 'TRACKING_KEY')}?advertising_id={{gaid}}"
-                   "&click_id={click_id}&remote_campaign_id={campaign_id}&site_id={publisher_id}"),
-        (("click_id", "{{click_id}}"), ("advertising_id", "{{advertising_id}}"), ("event", "{{event}}"),
-         ("revenue", "{{revenue}}"), ("currency", "{{currency}}"), ("created_at", "{{created_at}}"),
-         ("bundle_id", "{{bundle_id}}"), ("ip", "{{ip_address}}")),
-        _generic_steps("Tenjin", "In Tenjin, open Configure → Channels, add adstack as a custom channel for "
-                                 "{app.name}, create a campaign and enter its tracking key as this app's "
-                                 "partner link id; then add S2S callbacks under Apps → Callbacks."),
+        _tenjin_link(False), _tenjin_link(True), _tenjin_postback,
+        _steps("Tenjin", "In Tenjin, open Configure → Channels, add adstack as a custom channel for {app.name}, "
+                         "create a campaign and enter its tracking key as this app's partner link id; then add "
+                         "S2S callbacks under Apps → Callbacks with 'all users'."),
+        link_id_label="Tenjin campaign tracking key",
+        documentation=("https://docs.tenjin.com/en/tracking/macros.html",),
     ),
     Partner.MYTRACKER: PartnerSpec(
         Partner.MYTRACKER, "MyTracker", "{mt_macro}", "mt_sub1", "mt_gaid",
-        lambda a: (f"https://trk.mail.ru/c/{_link_id(a, 'LINK_ID')}?mt_gaid={{gaid}}&mt_sub1={{click_id}}"
-                   "&mt_sub2={campaign_id}&mt_sub3={ad_group_id}&mt_sub4={creative_id}&mt_sub5={publisher_id}"),
-        (("clickid", "{mt_sub1}"), ("gaid", "{mt_gaid}"), ("event", "{mt_event}"),
-         ("event-time", "{mt_event_ts}"), ("revenue", "{mt_payment_sum_src}"),
-         ("currency", "{mt_payment_currency_src}"), ("level", "{mt_event_param_level}")),
-        _generic_steps("MyTracker", "In MyTracker, open {app.name} → Partners, add adstack with the postback "
-                                    "below; use event-parameter conditions (e.g. send LEVEL_ACHIEVED only when "
-                                    "level = 10) where an event should count only for some values."),
+        _mytracker_link(False), _mytracker_link(True), _mytracker_postback,
+        _steps("MyTracker", "In MyTracker, open {app.name} → Partners, add adstack with the postback below; use "
+                            "event-parameter conditions (e.g. send LEVEL_ACHIEVED only when level = 10) where an "
+                            "event should count only for some values."),
+        link_id_label="MyTracker link id (the part after /c/)",
+        documentation=("https://docs.tracker.my.com/tracking/postbacks/macros?lang=en",
+                       "https://tracker.my.com/docs/tracking/links/click-url/"),
     ),
     Partner.AIRBRIDGE: PartnerSpec(
         Partner.AIRBRIDGE, "Airbridge", "{@postback.macro}", "click_id", "gaid_raw",
-        lambda a: (f"https://abr.ge/@{_link_id(a, 'appname')}/adstack?click_id={{click_id}}&gaid_raw={{gaid}}"
-                   "&sub_id={publisher_id}&sub_id_1={campaign_id}&sub_id_2={ad_group_id}"
-                   "&sub_id_3={creative_id}&ad_id={creative_id}"),
-        (("click_id", "{@postback.clickID}"), ("gaid", "{@postback.gaidRaw}"),
-         ("event", "{@postback.eventName}"), ("event_uuid", "{@postback.eventUUID}"),
-         ("revenue", "{@postback.revenue}"), ("currency", "{@postback.currency}"),
-         ("event_ts", "{@postback.eventTimestamp}")),
-        _generic_steps("Airbridge", "In Airbridge, open {app.name} → Integrations → Ad channel integration, "
-                                    "choose adstack and enter the app name as this app's partner link id."),
+        _airbridge_link(False), _airbridge_link(True), _airbridge_postback,
+        _steps("Airbridge", "In Airbridge, open {app.name} → Integrations → Ad channel integration, choose "
+                            "adstack and enter the Airbridge app name as this app's partner link id."),
+        link_id_label="Airbridge app name", requires_registration=True,
+        documentation=("https://help.airbridge.io/en/guides/tracking-link-structure-and-parameters",),
     ),
 }
 
 assert set(SPECS) == set(Partner)
 
 
-def postback_url(spec: PartnerSpec, *, base_url: str, app_id: int, signature: str) -> str:
+def registration_note(spec: PartnerSpec, network: str) -> str:
+    return _REGISTER.format(partner=spec.display_name, network=network)
+
+
+def missing_settings(spec: PartnerSpec, app: AppContext) -> list[str]:
+    """What must be filled in before a partner link can be shown: a link with a placeholder id would send real
+    users to a page that does not exist."""
+    if spec.link_id_label and not app.partner_link_id:
+        return [f"partner_link_id: the {spec.link_id_label}"]
+    return []
+
+
+def postback_url(spec: PartnerSpec, *, base_url: str, app_id: int, signature: str, network: str = "") -> str:
     """The postback URL the partner fills: ours fixed (partner, app, signature), the partner's as macros."""
-    fields = "".join(f"&{name}={macro}" for name, macro in spec.postback_fields)
+    fields = "".join(f"&{name}={macro}" for name, macro in spec.postback_fields(network or
+                                                                                 spec.default_network_name))
     return f"{base_url.rstrip('/')}{POSTBACK_PATH}?partner={spec.partner.value}&app={app_id}&sig={signature}{fields}"
 
 
-def tracking_link(spec: PartnerSpec, app: AppContext) -> str:
-    return spec.link(app)
+def tracking_link(spec: PartnerSpec, app: AppContext) -> str | None:
+    if missing_settings(spec, app):
+        return None
+    return spec.link(app, spec.network(app)).replace("{lookback}", str(app.click_lookback_days))
+
+
+def view_through_link(spec: PartnerSpec, app: AppContext) -> str | None:
+    if missing_settings(spec, app) or not app.view_through_enabled:
+        return None
+    return spec.view_link(app, spec.network(app)).replace("{view_hours}", str(app.view_through_hours))
 
 
 # ---------- event names ----------

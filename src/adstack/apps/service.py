@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -18,7 +19,16 @@ from adstack.apps.models import (
     EventMappingIn,
     IntegrationRead,
 )
-from adstack.apps.partners import SPECS, STANDARD_EVENT_NAMES, AppContext, postback_url, tracking_link
+from adstack.apps.partners import (
+    SPECS,
+    STANDARD_EVENT_NAMES,
+    AppContext,
+    missing_settings,
+    postback_url,
+    registration_note,
+    tracking_link,
+    view_through_link,
+)
 from adstack.core.errors import Conflict, FieldError, NotFound
 from adstack.core.security import derive_key, hmac_sign, hmac_verify
 from adstack.core.timeutil import utcnow
@@ -29,7 +39,8 @@ from adstack.oplog.models import Operation
 APP = "app"
 _SNAPSHOT_FIELDS = ("package_name", "name", "platform", "store", "partner", "partner_link_id",
                     "click_lookback_days", "view_through_enabled", "view_through_hours",
-                    "reattribution_window_days", "event_window_days")
+                    "reattribution_window_days", "event_window_days", "attribution_authority",
+                    "partner_network_name")
 
 
 def snapshot(app: App) -> dict[str, Any]:
@@ -63,6 +74,7 @@ def create_app(session: Session, principal: Principal, body: AppCreate) -> App:
                        fields=[FieldError(field="package_name", rule="unique", actual=body.package_name)])
     values = body.model_dump(exclude={"account_id"})
     values["partner"] = body.partner.value if body.partner else None
+    values["attribution_authority"] = body.attribution_authority.value
     app = App(account_id=account_id, **values)
     session.add(app)
     session.flush()
@@ -98,7 +110,7 @@ def update_app(session: Session, principal: Principal, app_id: int, body: AppUpd
     for name, value in body.model_dump(exclude_unset=True).items():
         if value is None and name not in ("partner", "event_window_days"):
             continue  # a null for a required setting means "leave as is"
-        setattr(app, name, value.value if isinstance(value, Partner) else value)
+        setattr(app, name, value.value if isinstance(value, StrEnum) else value)
     session.flush()
     oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type=APP, object_id=app.id,
                  object_name=app.name, account_id=app.account_id, before=before, after=snapshot(app))
@@ -155,23 +167,45 @@ def context(app: App) -> AppContext:
     return AppContext(app_id=app.id, package_name=app.package_name, name=app.name,
                       partner_link_id=app.partner_link_id, click_lookback_days=app.click_lookback_days,
                       view_through_enabled=app.view_through_enabled, view_through_hours=app.view_through_hours,
-                      reattribution_window_days=app.reattribution_window_days)
+                      reattribution_window_days=app.reattribution_window_days,
+                      network_name=app.partner_network_name or "")
+
+
+def network_names(app: App) -> frozenset[str]:
+    """The names the app's partner may use for adstack in a postback, lower case."""
+    if not app.partner:
+        return frozenset()
+    spec = SPECS[Partner(app.partner)]
+    return frozenset(n.lower() for n in {spec.network(context(app)), spec.default_network_name,
+                                         spec.display_name, "adstack"} if n)
 
 
 def integration(session: Session, app: App, partner: Partner, *, base_url: str, secret: bytes) -> IntegrationRead:
     spec = SPECS[partner]
     ctx = context(app)
+    network = spec.network(ctx)
     link = tracking_link(spec, ctx)
-    postback = postback_url(spec, base_url=base_url, app_id=app.id, signature=postback_signature(secret, app.id))
+    view_link = view_through_link(spec, ctx)
+    missing = missing_settings(spec, ctx)
+    postback = postback_url(spec, base_url=base_url, app_id=app.id, signature=postback_signature(secret, app.id),
+                            network=network)
     effective: dict[str, ConversionEvent] = {}
     for rule in mapping_rules(session, app.id):
         effective.setdefault(rule.source_name, rule.event)
     for name, event in STANDARD_EVENT_NAMES.items():
         effective.setdefault(name, event)
+    shown_link = link or f"(fill in {', '.join(missing)} to get the tracking link)"
+    steps = spec.steps(ctx, shown_link, postback)
+    if view_link:
+        steps.insert(2, f"Fire the view-through link on each impression:\n{view_link}")
+    if spec.requires_registration:
+        steps.insert(0, registration_note(spec, network))
     return IntegrationRead(partner=partner, partner_name=spec.display_name, tracking_link_template=link,
-                           postback_url_template=postback, click_id_parameter=spec.click_id_parameter,
-                           gaid_parameter=spec.gaid_parameter, macro_syntax=spec.macro_syntax,
-                           steps=spec.steps(ctx, link, postback), event_mapping=effective)
+                           view_through_link_template=view_link, postback_url_template=postback, missing=missing,
+                           requires_network_registration=spec.requires_registration, network_name=network,
+                           documentation=list(spec.documentation), click_id_parameter=spec.click_id_parameter,
+                           gaid_parameter=spec.gaid_parameter, macro_syntax=spec.macro_syntax, steps=steps,
+                           event_mapping=effective)
 
 
 def integrations(session: Session, app: App, *, base_url: str, secret: bytes) -> list[IntegrationRead]:
@@ -188,7 +222,16 @@ def app_for_package(session: Session, account_id: int, package_name: str) -> App
 
 
 def click_tracking_link(app: App) -> str | None:
-    """The chosen partner's tracking-link template for a click, or None when the app has no partner."""
+    """The chosen partner's tracking-link template for a click, or None when the app has no partner or its
+    tracker id is not filled in (then the click goes on to the creative's own destination)."""
     if not app.partner:
         return None
     return tracking_link(SPECS[Partner(app.partner)], context(app))
+
+
+def impression_tracking_link(app: App) -> str | None:
+    """The chosen partner's view-through link for an impression, or None (no partner, tracker id missing, or
+    view-through off)."""
+    if not app.partner:
+        return None
+    return view_through_link(SPECS[Partner(app.partner)], context(app))

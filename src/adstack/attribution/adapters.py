@@ -3,13 +3,18 @@
 Pure functions. Every adapter turns the flat field map of a request (query, form or JSON, merged) into a
 `ParsedPostback`. Rules shared by all partners:
 
-- a macro the partner left unreplaced (`{gps_adid}`, `(clickid)`, `${(id)!}`, `{{advertising_id}}`) counts as
-  missing, as does an empty value or a dropped field;
+- a macro the partner left unreplaced (`{gps_adid}`, `(clickid)`, `${(id)!}`, `{{advertising_id}}`, `__CLICK_ID__`,
+  `%%CLICK_ID%%`, `$click_id$`, `[CLICK_ID]`) counts as missing, never as a value, as does an empty or dropped field;
+- a field that cannot be read (revenue `lots`, currency `US Dollar`, time `yesterday`) is left out and named in
+  `unreadable`; the rest of the postback is kept;
+- the partner's own verdict (attributed to us, organic, another network, rejected) is read where the partner sends
+  one, into `verdict` and `verdict_reason`;
 - GAIDs are normalised; MD5 and SHA1 forms are kept as such and matched against the same form;
 - timestamps are read in seconds, milliseconds or date-time text (UTC unless the text names its offset);
 - revenue is a Decimal with a three-letter currency (USD when the partner sends none);
 - the dedupe key is the partner's own event id where it has one (AppMetrica `transaction_id`, Branch `id`,
-  Airbridge `event_uuid`), else a stable hash of the meaningful fields, so a retried postback has the same key.
+  Airbridge `event_uuid`, Adjust `adid` + `created_at_milli`), else a hash of the identifying fields only (kind,
+  event, click id, device, time, revenue), so a retry that adds or drops another field is still one event.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import orjson
@@ -36,11 +42,15 @@ MAX_JSON_DEPTH = 8
 # Fields of ours in the postback URL: not the partner's data.
 RESERVED_FIELDS = frozenset({"partner", "app", "sig"})
 
+# Unreplaced macros in every syntax partners and ad servers use: {x} {{x}} ${...} (x) [X] __X__ %%X%% $x$ <#...>.
+# `{...}` holds no quote or colon, so a JSON object is never taken for a macro.
 _UNREPLACED = re.compile(
-    r"^(\{\{?\s*[@A-Za-z0-9_.?~=\- ]+\s*\}?\}|\([A-Za-z0-9_.\-]+\)|\$\{.*\}|<#.*>|%7[Bb].*%7[Dd]|\[[A-Z_]+\])$"
+    r"^(\{\{[^{}]*\}\}|\{[^{}\":]*\}|\$\{.*\}|\([A-Za-z0-9_.?=\- ]+\)|\[[A-Za-z0-9_.\-]+\]|__[A-Za-z0-9_.]+__"
+    r"|%%[A-Za-z0-9_.\-]+%%|\$[A-Za-z0-9_.\-]+\$|<#.*>|%7[Bb].*%7[Dd])$"
 )
 _NULLS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "-"})
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$")  # 1,99: unambiguous; 1,999 could be thousands
 _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
                      "%Y-%m-%d")
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
@@ -55,6 +65,15 @@ class PostbackError(ValueError):
         self.field = field
         self.rule = rule
         self.message = message
+
+
+class PartnerVerdict(StrEnum):
+    """What the partner itself says about the conversion."""
+
+    ATTRIBUTED = "attributed"  # to adstack
+    ORGANIC = "organic"  # no paid touch, or not attributed to any network the partner names
+    OTHER_NETWORK = "other_network"
+    REJECTED = "rejected"  # the partner blocked or rejected it (fraud, validation rules)
 
 
 @dataclass(frozen=True)
@@ -73,19 +92,25 @@ class ParsedPostback:
     partner_attributed: bool | None
     reattribution: bool
     params: dict[str, str] = field(default_factory=dict)
+    verdict: PartnerVerdict | None = None
+    verdict_reason: str = ""
+    touch_type: str = ""  # click | impression, as the partner reports the attributed touch
+    unreadable: dict[str, str] = field(default_factory=dict)  # field → rule it broke
+    notes: tuple[str, ...] = ()  # values read with a lenient rule, e.g. a decimal comma
+    package: str = ""  # the app's package name, when the partner sends it
 
     @property
     def dedupe_key(self) -> str:
         if self.partner_event_id:
             return f"{self.partner.value}:id:{self.partner_event_id}"[:128]
-        meaningful = [
+        # Identifying fields only: a retry that adds, drops or reorders other fields is the same event.
+        identifying = [
             self.partner.value, "install" if self.is_install else "event", self.event_name.lower(), self.click_id,
             self.gaid.value if self.gaid else "", self.occurred_at.isoformat() if self.occurred_at else "",
             self.install_at.isoformat() if self.install_at else "",
             "" if self.revenue is None else format(self.revenue.normalize(), "f"), self.currency,
-            sorted(self.params.items()),  # a retry repeats the request exactly; two events differ somewhere
         ]
-        digest = hashlib.sha256(orjson.dumps(meaningful)).hexdigest()[:40]
+        digest = hashlib.sha256(orjson.dumps(identifying)).hexdigest()[:40]
         return f"{self.partner.value}:h:{digest}"
 
 
@@ -194,6 +219,13 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 # ---------- adapters ----------
 
+_ORGANIC_NAMES = frozenset({"organic", "organic install", "none", "unattributed", "direct"})
+_REJECTED_REASON_FIELDS = ("blocked_reason", "reject_reason", "rejection_reason")
+
+
+def _same_network(name: str, ours: frozenset[str]) -> bool:
+    return name.strip().lower() in ours
+
 
 class Adapter:
     """Field names of one partner, tried in order; the Mi Ads style names (ext, gaid, event) come last."""
@@ -209,6 +241,9 @@ class Adapter:
     currency_fields: ClassVar[tuple[str, ...]] = ()
     event_id_fields: ClassVar[tuple[str, ...]] = ()
     attributed_fields: ClassVar[tuple[str, ...]] = ()
+    network_fields: ClassVar[tuple[str, ...]] = ("network_name",)  # the network the partner attributed to
+    touch_type_fields: ClassVar[tuple[str, ...]] = ("touch_type",)
+    package_fields: ClassVar[tuple[str, ...]] = ("package", "app_package_name", "bundle_id")
     json_fields: ClassVar[tuple[str, ...]] = ()  # fields carrying URL-encoded JSON event parameters
     install_names: ClassVar[frozenset[str]] = frozenset({"install", "installs", "app_install"})
     reinstall_names: ClassVar[frozenset[str]] = frozenset({"reinstall", "reattribution", "re-attribution"})
@@ -241,7 +276,56 @@ class Adapter:
         return event_name.lower() in cls.reinstall_names
 
     @classmethod
-    def parse(cls, values: Mapping[str, str]) -> ParsedPostback:
+    def revenue(cls, values: Mapping[str, str], unreadable: dict[str, str],
+                notes: list[str]) -> Decimal | None:
+        name, text = cls.first(values, cls.revenue_fields + cls._GENERIC_REVENUE)
+        return _read_revenue(name, text, unreadable, notes)
+
+    @classmethod
+    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        """The partner's verdict from the fields every adapter shares: a rejection reason, an attributed flag, the
+        network the partner attributed to. None when the partner says nothing."""
+        for name in _REJECTED_REASON_FIELDS:
+            reason = present(values.get(name))
+            if reason is not None:
+                return PartnerVerdict.REJECTED, f"{name}={reason[:80]}"
+        if parse_flag(values.get("is_rejected")):
+            return PartnerVerdict.REJECTED, "is_rejected=1"
+        _, network = cls.first(values, cls.network_fields)
+        if network is not None:
+            if _same_network(network, networks):
+                return PartnerVerdict.ATTRIBUTED, f"network={network[:60]}"
+            if network.strip().lower() in _ORGANIC_NAMES:
+                return PartnerVerdict.ORGANIC, f"network={network[:60]}"
+            return PartnerVerdict.OTHER_NETWORK, f"network={network[:60]}"
+        name, attributed = cls.first(values, cls.attributed_fields)
+        flag = parse_flag(attributed)
+        if flag is True:
+            return PartnerVerdict.ATTRIBUTED, f"{name}=1"
+        if flag is False:
+            return PartnerVerdict.ORGANIC, f"{name}=0"
+        return None, ""
+
+    @classmethod
+    def touch_type(cls, values: Mapping[str, str]) -> str:
+        _, text = cls.first(values, cls.touch_type_fields)
+        lowered = (text or "").lower()
+        if lowered in ("click", "1_click", "clicks"):
+            return "click"
+        if lowered in ("impression", "view", "views", "impressions", "view_through", "viewthrough"):
+            return "impression"
+        return ""
+
+    @classmethod
+    def event_id(cls, values: Mapping[str, str]) -> str:
+        return cls.first(values, cls.event_id_fields)[1] or ""
+
+    @classmethod
+    def parse(cls, values: Mapping[str, str], networks: frozenset[str] = frozenset()) -> ParsedPostback:
+        """Read what can be read. `networks` are the names adstack is registered under with this partner,
+        lower case, for partners that name the network they attributed to."""
+        unreadable: dict[str, str] = {}
+        notes: list[str] = []
         event_name = cls.event_name(values)
         install = cls.is_install(values, event_name)
         _, click_id = cls.first(values, cls.click_id_fields + cls._GENERIC_CLICK_ID)
@@ -249,22 +333,26 @@ class Adapter:
         time_field, time_text = cls.first(values, cls.time_fields + cls._GENERIC_TIME)
         install_field, install_text = cls.first(values, cls.install_time_fields)
         click_field, click_text = cls.first(values, cls.click_time_fields)
-        revenue_field, revenue_text = cls.first(values, cls.revenue_fields + cls._GENERIC_REVENUE)
         currency_field, currency_text = cls.first(values, cls.currency_fields + cls._GENERIC_CURRENCY)
-        _, event_id = cls.first(values, cls.event_id_fields)
-        _, attributed = cls.first(values, cls.attributed_fields)
-        revenue = parse_revenue(revenue_text, revenue_field)
-        currency = parse_currency(currency_text, currency_field) or ("USD" if revenue is not None else "")
-        install_at = parse_timestamp(install_text, install_field)
-        occurred_at = parse_timestamp(time_text, time_field) or (install_at if install else None)
-        params = cls.params(values)
+        revenue = cls.revenue(values, unreadable, notes)
+        currency = _tolerant(parse_currency, currency_text, currency_field, unreadable)
+        if currency is None and revenue is not None and currency_field not in unreadable:
+            currency = "USD"  # the partners' documented default when no currency is sent
+        install_at = _tolerant(parse_timestamp, install_text, install_field, unreadable)
+        occurred_at = _tolerant(parse_timestamp, time_text, time_field, unreadable) or (
+            install_at if install else None)
+        verdict, reason = cls.verdict(values, networks)
+        _, package = cls.first(values, cls.package_fields)
         return ParsedPostback(
             partner=cls.partner, is_install=install, event_name="" if install and event_name.lower() in
             cls.install_names | cls.reinstall_names else event_name, click_id=(click_id or "")[:128],
             gaid=normalise_gaid(gaid_text) if gaid_text else None, occurred_at=occurred_at, install_at=install_at,
-            click_at=parse_timestamp(click_text, click_field), revenue=revenue, currency=currency,
-            partner_event_id=(event_id or "")[:100], partner_attributed=parse_flag(attributed),
-            reattribution=cls.is_reattribution(values, event_name), params=params,
+            click_at=_tolerant(parse_timestamp, click_text, click_field, unreadable), revenue=revenue,
+            currency=currency or "", partner_event_id=cls.event_id(values)[:100],
+            partner_attributed=None if verdict is None else verdict is PartnerVerdict.ATTRIBUTED,
+            reattribution=cls.is_reattribution(values, event_name), params=cls.params(values), verdict=verdict,
+            verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable, notes=tuple(notes),
+            package=(package or "")[:255],
         )
 
     @classmethod
@@ -282,7 +370,27 @@ class Adapter:
         return params
 
 
+def _tolerant(reader: Any, text: str | None, name: str, unreadable: dict[str, str]) -> Any:
+    """One unreadable field must not lose the postback: it is left out and named."""
+    try:
+        return reader(text, name)
+    except PostbackError as exc:
+        unreadable[exc.field] = exc.rule
+        return None
+
+
+def _read_revenue(name: str, text: str | None, unreadable: dict[str, str], notes: list[str],
+                  scale: Decimal = Decimal(1)) -> Decimal | None:
+    if text is not None and _DECIMAL_COMMA.match(text.strip()):
+        text = text.strip().replace(",", ".")
+        notes.append(f"{name}:decimal_comma")
+    amount = _tolerant(parse_revenue, text, name, unreadable)
+    return None if amount is None else amount * scale
+
+
 class AppsFlyer(Adapter):
+    # Source: https://support.appsflyer.com/hc/en-us/articles/207273946-Postback-macros-for-ad-networks
+    # Source: https://support.appsflyer.com/hc/en-us/articles/115004744123 (reject_reason, is_rejected)
     partner = Partner.APPSFLYER
     click_id_fields = ("clickid",)
     gaid_fields = ("advertising_id", "advertiser_id", "advertiserId")
@@ -292,67 +400,122 @@ class AppsFlyer(Adapter):
     click_time_fields = ("click_ts", "click_time")
     revenue_fields = ("event_revenue",)
     currency_fields = ("event_revenue_currency",)
+    attributed_fields = ("is_attributed",)
+    network_fields = ("media_source", "pid")
+    touch_type_fields = ("attributed_touch_type", "touch_type")
+    package_fields = ("app_id", "package")
     json_fields = ("event_value",)
     install_names = frozenset({"install", "installs", "af_install"})
     reinstall_names = frozenset({"re-attribution", "reattribution", "reinstall", "re-engagement"})
 
+    @classmethod
+    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        verdict, reason = super().verdict(values, networks)
+        if verdict is PartnerVerdict.ATTRIBUTED and parse_flag(values.get("is_primary_attribution")) is False:
+            # A secondary (multi-touch) attribution: the install belongs to another touch.
+            return PartnerVerdict.OTHER_NETWORK, "is_primary_attribution=0"
+        return verdict, reason
+
 
 class Adjust(Adapter):
+    # Source: https://help.adjust.com/en/article/install-callbacks, .../ad-revenue-callbacks ({revenue} in cents,
+    # {revenue_float} in units), .../rejected-install-reattribution-callbacks-partner ({rejection_reason})
     partner = Partner.ADJUST
     click_id_fields = ("label",)
     gaid_fields = ("gps_adid", "gps_adid_md5", "gps_adid_sha1")
     event_fields = ("event", "event_name")
-    time_fields = ("created_at", "created_at_milli")
+    time_fields = ("created_at_milli", "created_at")
     install_time_fields = ("installed_at",)
     click_time_fields = ("click_time",)
-    revenue_fields = ("revenue", "revenue_float", "reporting_revenue")
-    currency_fields = ("currency", "reporting_currency")
+    revenue_fields = ("revenue_float", "revenue")
+    currency_fields = ("currency",)
+    network_fields = ("network_name",)
     json_fields = ("partner_parameters", "callback_params")
-    _INSTALL_KINDS = frozenset({"install", "reattribution", "reinstall", "reattribution_reinstall"})
-    _REINSTALL_KINDS = frozenset({"reattribution", "reinstall", "reattribution_reinstall"})
+    _INSTALL_KINDS = frozenset({"install", "reattribution", "reinstall", "reattribution_reinstall",
+                                "rejected_install", "rejected_reattribution"})
+    _REINSTALL_KINDS = frozenset({"reattribution", "reinstall", "reattribution_reinstall", "rejected_reattribution"})
+    _REJECTED_KINDS = frozenset({"rejected_install", "rejected_reattribution"})
+
+    @classmethod
+    def _kind(cls, values: Mapping[str, str]) -> str:
+        return (present(values.get("activity_kind")) or "").lower().replace(" ", "_")
 
     @classmethod
     def event_name(cls, values: Mapping[str, str]) -> str:
-        kind = (present(values.get("activity_kind")) or "").lower()
+        kind = cls._kind(values)
         if kind in cls._INSTALL_KINDS:
             return ""
-        if kind and kind != "event":
+        if kind and kind not in ("event", "in-app_event", "ad_revenue"):
             return kind  # session, click, ... read through the standard names (session → APP_OPEN)
+        if kind == "ad_revenue" and not present(values.get("event")):
+            return "ad_revenue"
         return super().event_name(values)
 
     @classmethod
     def is_install(cls, values: Mapping[str, str], event_name: str) -> bool:
-        kind = (present(values.get("activity_kind")) or "").lower()
+        kind = cls._kind(values)
         return kind in cls._INSTALL_KINDS or (not kind and event_name == "")
 
     @classmethod
     def is_reattribution(cls, values: Mapping[str, str], event_name: str) -> bool:
-        return (present(values.get("activity_kind")) or "").lower() in cls._REINSTALL_KINDS
+        return cls._kind(values) in cls._REINSTALL_KINDS
+
+    @classmethod
+    def revenue(cls, values: Mapping[str, str], unreadable: dict[str, str],
+                notes: list[str]) -> Decimal | None:
+        # {revenue_float} is in currency units; {revenue} is in cents.
+        units = present(values.get("revenue_float"))
+        if units is not None:
+            return _read_revenue("revenue_float", units, unreadable, notes)
+        cents = present(values.get("revenue"))
+        return _read_revenue("revenue", cents, unreadable, notes, Decimal("0.01")) if cents is not None else None
+
+    @classmethod
+    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        if cls._kind(values) in cls._REJECTED_KINDS:
+            reason = present(values.get("rejection_reason")) or ""
+            return PartnerVerdict.REJECTED, f"{cls._kind(values)}:{reason[:60]}"
+        return super().verdict(values, networks)
+
+    @classmethod
+    def event_id(cls, values: Mapping[str, str]) -> str:
+        # One device does one thing per millisecond: {adid} + {created_at_milli} (+ kind and token) is the event.
+        adid, milli = present(values.get("adid")), present(values.get("created_at_milli"))
+        if adid is None or milli is None:
+            return ""
+        return f"{adid}:{milli}:{cls._kind(values)}:{present(values.get('event')) or ''}"
 
 
 class AppMetrica(Adapter):
+    # Source: https://appmetrica.yandex.com/docs/en/mobile-tracking/postback-specification
     partner = Partner.APPMETRICA
     click_id_fields = ("ext", "click_id")
     gaid_fields = ("gaid", "google_aid")
-    event_fields = ("event_name",)
-    time_fields = ("event_datetime", "event_timestamp")
-    install_time_fields = ("install_datetime", "install_timestamp")
-    click_time_fields = ("click_datetime", "click_timestamp")
-    revenue_fields = ("revenue", "price", "ad_revenue")
+    event_fields = ("event_name", "conversion_event_name")
+    time_fields = ("conversion_timestamp", "conversion_datetime", "event_datetime", "event_timestamp")
+    install_time_fields = ("install_timestamp", "install_datetime")
+    click_time_fields = ("click_timestamp", "click_datetime")
+    revenue_fields = ("price", "revenue", "ad_revenue")
     currency_fields = ("currency",)
     event_id_fields = ("transaction_id",)
-    json_fields = ("event_json", "event_params")
+    touch_type_fields = ("touch_type", "attributed_touch_type")
+    json_fields = ("event_json", "conversion_event_json", "event_params")
 
     @classmethod
-    def parse(cls, values: Mapping[str, str]) -> ParsedPostback:
-        parsed = super().parse(values)
-        touch = (present(values.get("touch_type")) or "").lower()
-        if touch:  # AppMetrica leaves click_id empty on unattributed postbacks
-            return replace(parsed, partner_attributed=touch in ("click", "impression"))
-        return parsed
+    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        # {attributed_touch_type} is click or impression on a postback attributed to this tracker and empty on
+        # the unattributed ones; a URL without the field (the guide's) carries no verdict.
+        for name in cls.touch_type_fields:
+            if name in values:
+                touch = (present(values.get(name)) or "").lower()
+                if touch in ("click", "impression"):
+                    return PartnerVerdict.ATTRIBUTED, f"{name}={touch}"
+                return PartnerVerdict.ORGANIC, f"{name} empty: not attributed to this tracker"
+        return super().verdict(values, networks)
 
 
 class Branch(Adapter):
+    # Source: https://help.branch.io/using-branch/docs/postback-macros-functions
     partner = Partner.BRANCH
     click_id_fields = ("click_id", "~click_id")
     gaid_fields = ("aaid", "$aaid", "user_data.aaid")
@@ -362,12 +525,15 @@ class Branch(Adapter):
     currency_fields = ("currency", "event_data.currency")
     event_id_fields = ("id",)
     attributed_fields = ("attributed",)
+    touch_type_fields = ("touch_type", "last_attributed_touch_type")
     json_fields = ("event_data", "custom_data")
     install_names = frozenset({"install"})
     reinstall_names = frozenset({"reinstall"})
 
 
 class Singular(Adapter):
+    # Source: https://support.singular.net/hc/en-us/articles/115004063323 ({cl?Network}, {NETWORK=Network},
+    # {IS_VIEWTHROUGH}, {IS_RE_ENG}, {EVTNAME}, {AMOUNT}, {UTCM})
     partner = Partner.SINGULAR
     click_id_fields = ("cl",)
     gaid_fields = ("aifa",)
@@ -375,7 +541,26 @@ class Singular(Adapter):
     time_fields = ("utcm",)
     revenue_fields = ("amount",)
     currency_fields = ("currency",)
+    attributed_fields = ("is_ours",)  # {NETWORK=<our name>}: 1 when Singular attributed it to us
+    network_fields = ("network",)
     install_names = frozenset({"install", "__install__", "__start__"})
+
+    @classmethod
+    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        ours = parse_flag(values.get("is_ours"))
+        if ours is True:
+            return PartnerVerdict.ATTRIBUTED, "NETWORK=1"
+        if ours is False:
+            network = present(values.get("network")) or ""
+            if not network or network.lower() in _ORGANIC_NAMES:
+                return PartnerVerdict.ORGANIC, "NETWORK=0, no network"
+            return PartnerVerdict.OTHER_NETWORK, f"NETWORK=0, network={network[:60]}"
+        return super().verdict(values, networks)
+
+    @classmethod
+    def touch_type(cls, values: Mapping[str, str]) -> str:
+        viewthrough = parse_flag(values.get("is_viewthrough"))
+        return "" if viewthrough is None else "impression" if viewthrough else "click"
 
     @classmethod
     def is_reattribution(cls, values: Mapping[str, str], event_name: str) -> bool:
@@ -391,6 +576,7 @@ class Kochava(Adapter):
     install_time_fields = ("install_time",)
     revenue_fields = ("revenue", "event_revenue")
     currency_fields = ("currency",)
+    network_fields = ("network_name", "network")
     json_fields = ("event_value", "event_data")
     install_names = frozenset({"_install", "install"})
     reinstall_names = frozenset({"_reinstall", "reinstall"})
@@ -407,6 +593,7 @@ class Tenjin(Adapter):
 
 
 class MyTracker(Adapter):
+    # Source: https://docs.tracker.my.com/tracking/postbacks/macros?lang=en
     partner = Partner.MYTRACKER
     click_id_fields = ("clickid", "mt_sub1")
     gaid_fields = ("gaid", "mt_gaid", "mt_gaid_lc")
@@ -436,5 +623,6 @@ ADAPTERS: dict[Partner, type[Adapter]] = {
 assert set(ADAPTERS) == set(Partner)
 
 
-def parse_postback(partner: Partner, values: Mapping[str, str]) -> ParsedPostback:
-    return ADAPTERS[partner].parse(values)
+def parse_postback(partner: Partner, values: Mapping[str, str],
+                   networks: frozenset[str] = frozenset()) -> ParsedPostback:
+    return ADAPTERS[partner].parse(values, networks)

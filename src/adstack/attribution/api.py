@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -17,6 +18,7 @@ from adstack.attribution import service
 from adstack.attribution.adapters import (
     MAX_FIELDS,
     MAX_VALUE_LENGTH,
+    ParsedPostback,
     PostbackError,
     flatten,
     parse_postback,
@@ -32,6 +34,7 @@ from adstack.attribution.models import (
     PostbackStatus,
     ProcessResult,
     RejectedPostbackRead,
+    VerdictAgreement,
 )
 from adstack.attribution.rules import AttributionType
 from adstack.attribution.worker import PostbackWorker
@@ -131,7 +134,7 @@ _RECEIVER_DOC = dict(
     summary="Receive an install or in-app event postback from a measurement partner",
     description="Fields in the partner's own names, in the query, a URL-encoded form or a JSON body. "
                 "Answers 200 once the postback is stored; a retry answers 200 with duplicate=true.",
-    responses={400: {"description": "Unknown partner or unreadable postback (kept for inspection)"},
+    responses={400: {"description": "No partner, or no app can be identified (kept for inspection)"},
                403: {"description": "The app signature does not match"}},
 )
 
@@ -156,18 +159,30 @@ async def receive_postback(request: Request) -> ORJSONResponse:
         except ValueError:
             raise _Refused(400, "unknown_partner", f"unknown measurement partner {partner_text[:40]!r}; "
                            f"expected one of {', '.join(p.value for p in Partner)}", "partner", "enum") from None
-        app_text = fields.get("app", "")
-        if not (app_text.isascii() and app_text.isdigit() and len(app_text) <= 19) or not 1 <= int(app_text) <= MAX_ID:
-            raise _Refused(400, "missing_app", "the postback URL must carry the app id in `app`", "app", "required")
-        app_id = int(app_text)
-        settings = request.app.state.settings
-        if not verify_postback_signature(settings.resolved_secret_key, app_id, fields.get("sig", "")):
-            raise _Refused(403, "bad_signature", "`sig` does not match the app: copy the postback URL from the "
-                           "app's integration page", "sig", "signature")
         try:
             parsed = parse_postback(partner, fields)
         except PostbackError as exc:
             raise _Refused(422, "invalid_postback", exc.message, exc.field, exc.rule) from None
+        settings = request.app.state.settings
+        app_text = fields.get("app", "")
+        if app_text:
+            if not (app_text.isascii() and app_text.isdigit() and len(app_text) <= 19) \
+                    or not 1 <= int(app_text) <= MAX_ID:
+                raise _Refused(400, "missing_app", "`app` must be the app id from the app's integration page",
+                               "app", "required")
+            app_id = int(app_text)
+            if not verify_postback_signature(settings.resolved_secret_key, app_id, fields.get("sig", "")):
+                raise _Refused(403, "bad_signature", "`sig` does not match the app: copy the postback URL from "
+                               "the app's integration page", "sig", "signature")
+        else:
+            # The guide's URL (partner, ext, gaid): the app comes from our signed click id, or the package and the
+            # device's touches. `app` + `sig` stays the stronger form.
+            found = await run_in_threadpool(_identify_app, request, partner, parsed)
+            if found is None:
+                raise _Refused(400, "missing_app", "no app could be identified: add `app` and `sig` from the app's "
+                               "integration page, or send our click id, or the package and GAID", "app",
+                               "required")
+            app_id = found
     except _Refused as refusal:
         await run_in_threadpool(_keep_rejected, request, partner_text, refusal, body, content_type)
         return refusal.response()
@@ -184,6 +199,12 @@ async def receive_postback(request: Request) -> ORJSONResponse:
     if worker is not None and not duplicate:
         worker.notify()
     return ORJSONResponse({"status": "ok", "duplicate": duplicate})
+
+
+def _identify_app(request: Request, partner: Partner, parsed: ParsedPostback) -> int | None:
+    with request.app.state.session_factory() as session:
+        return service.identify_app(session, secret=request.app.state.settings.resolved_secret_key,
+                                    partner=partner, parsed=parsed)
 
 
 def _keep_rejected(request: Request, partner: str, refusal: _Refused, body: bytes, content_type: str) -> None:
@@ -238,6 +259,14 @@ def process_now(principal: CurrentPrincipal, request: Request) -> ProcessResult:
         raise Forbidden("processing postbacks is for platform staff")
     worker: PostbackWorker = request.app.state.postback_worker
     return ProcessResult(processed=worker.drain())
+
+
+@router.get("/attribution/verdict-agreement", response_model=list[VerdictAgreement],
+            summary="Per partner: how often the partner's attribution verdict and adstack's own rules disagree")
+def verdict_agreement(principal: CurrentPrincipal, session: SessionDep, app_id: OptionalId = None,
+                      since: datetime | None = None, until: datetime | None = None) -> list[VerdictAgreement]:
+    rows = service.verdict_agreement(session, principal, app_id=app_id, since=since, until=until)
+    return [VerdictAgreement(**row) for row in rows]
 
 
 # ---------- FX ----------

@@ -111,9 +111,16 @@ class Conversion(Base):
     partner: Mapped[str] = mapped_column(String(16))
     conversion_event: Mapped[str] = mapped_column(String(32))  # INSTALL or one of the 22 events
     source_event_name: Mapped[str] = mapped_column(String(100), default="")
-    attribution_type: Mapped[str] = mapped_column(String(12))  # click | view | organic
+    attribution_type: Mapped[str] = mapped_column(String(12))  # click | view | organic | other
     match_type: Mapped[str] = mapped_column(String(12))  # click_id | gaid | none
     partner_attributed: Mapped[bool | None]
+    # Both verdicts, and who decided: the partner's (attributed, organic, other_network, rejected, "" = none
+    # sent) and our own rules' (attributed, organic).
+    partner_verdict: Mapped[str] = mapped_column(String(16), default="")
+    own_verdict: Mapped[str] = mapped_column(String(16), default="")
+    verdict_source: Mapped[str] = mapped_column(String(12), default="adstack")  # partner | adstack
+    verdict_reason: Mapped[str] = mapped_column(String(200), default="")
+    verdicts_disagree: Mapped[bool | None]  # None when the partner sent no verdict
     is_reinstall: Mapped[bool] = mapped_column(default=False)
     install_conversion_id: Mapped[int | None]  # the install an in-app event follows
     touch_kind: Mapped[str] = mapped_column(String(12), default="")
@@ -129,12 +136,15 @@ class Conversion(Base):
     gaid_sha1: Mapped[str | None] = mapped_column(String(40))
     click_to_install_seconds: Mapped[int | None]
     fraud_flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Data-quality flags: a future time clamped, an unreadable field left out, a lenient read.
+    data_flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     revenue: Mapped[str] = mapped_column(String(40), default="")  # as sent, a decimal text
     currency: Mapped[str] = mapped_column(String(3), default="")
     revenue_micros: Mapped[int] = mapped_column(default=0)  # in the account currency
     revenue_usd_micros: Mapped[int] = mapped_column(default=0)
     charged_micros: Mapped[int] = mapped_column(default=0)
     occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime | None]  # when the postback arrived; charges are booked on this day
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -164,6 +174,11 @@ class ConversionRead(BaseModel):
     attribution_type: str
     match_type: str
     partner_attributed: bool | None
+    partner_verdict: str
+    own_verdict: str
+    verdict_source: str
+    verdict_reason: str
+    verdicts_disagree: bool | None
     is_reinstall: bool
     install_conversion_id: int | None
     touch_kind: str
@@ -177,12 +192,14 @@ class ConversionRead(BaseModel):
     click_id: str
     click_to_install_seconds: int | None
     fraud_flags: list[str]
+    data_flags: list[str]
     revenue: str
     currency: str
     revenue_micros: int
     revenue_usd_micros: int
     charged_micros: int
     occurred_at: datetime
+    received_at: datetime | None
 
 
 class PostbackRead(BaseModel):
@@ -236,3 +253,15 @@ class FxRateIn(BaseModel):
 
 class ProcessResult(BaseModel):
     processed: int
+
+
+class VerdictAgreement(BaseModel):
+    """How often the partner's verdict and adstack's own rules disagree, for one partner."""
+
+    partner: str
+    conversions: int = Field(description="Conversions in the period, with or without a partner verdict.")
+    with_partner_verdict: int
+    disagreements: int
+    disagreement_rate: float | None = Field(description="disagreements / with_partner_verdict; null when none.")
+    partner_attributed_own_organic: int
+    partner_unattributed_own_attributed: int

@@ -5,6 +5,11 @@ Installs go to the last click within the click lookback window, matched by click
 A click always beats an impression. A reinstall within the re-attribution window keeps the original
 install's attribution and is not a new attributed install. In-app events follow their install's attribution
 within the event window (lifetime by default).
+
+Who decides: by default the partner. When its postback carries a verdict, that verdict is the attribution and our
+own rules only pick the touch (click id, else device) that names the campaign; when it says organic, another
+network or rejected, the conversion is kept as organic or other and never billed. Without a verdict, our own
+rules decide. Both verdicts are recorded, so their disagreement can be measured.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ class AttributionType(StrEnum):
     CLICK = "click"
     VIEW = "view"
     ORGANIC = "organic"
+    OTHER = "other"  # the partner attributed it to another network, or rejected it
+
+
+class Authority(StrEnum):
+    """Who decides an app's attribution."""
+
+    PARTNER = "partner"  # the partner's verdict where it sends one, our rules otherwise (the default)
+    ADSTACK = "adstack"  # always our rules; the partner's verdict is recorded only
 
 
 class MatchType(StrEnum):
@@ -36,6 +49,13 @@ class FraudFlag(StrEnum):
     CLICK_INJECTION = "click_injection"  # install too soon after the click to be caused by it
     CLICK_SPAMMING = "click_spamming"  # the device clicked far more than a person does
     FORGED_CLICK_ID = "forged_click_id"  # the postback's click id was not issued by us
+    PARTNER_REJECTED = "partner_rejected"  # the partner blocked or rejected the install as fraud
+
+
+# Flags that mark the device, not one conversion: nothing downstream of a flagged install is billed.
+DEVICE_FLAGS = frozenset({FraudFlag.CLICK_INJECTION, FraudFlag.CLICK_SPAMMING, FraudFlag.PARTNER_REJECTED})
+# A partner time further ahead of receipt than this is not believed.
+FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
 CLICK_INJECTION_THRESHOLD = timedelta(seconds=10)
@@ -88,10 +108,20 @@ class Decision:
 
     @property
     def attributed(self) -> bool:
-        return self.attribution_type is not AttributionType.ORGANIC
+        return self.attribution_type in (AttributionType.CLICK, AttributionType.VIEW)
 
 
 ORGANIC = Decision(AttributionType.ORGANIC, MatchType.NONE, None)
+
+
+def bounded_time(partner_time: datetime | None, received_at: datetime) -> tuple[datetime, bool]:
+    """The conversion's time: the partner's, unless it lies more than FUTURE_TOLERANCE after receipt (then
+    receipt, and True for the flag). A missing time is the receipt."""
+    if partner_time is None:
+        return received_at, False
+    if partner_time - received_at > FUTURE_TOLERANCE:
+        return received_at, True
+    return partner_time, False
 
 
 def within(touch_at: datetime, conversion_at: datetime, window: timedelta | None) -> bool:
@@ -166,7 +196,7 @@ def attribute_event(
     forged = (FraudFlag.FORGED_CLICK_ID,) if forged_click_id else ()
     if install is not None:
         in_window = windows.event_window is None or within(install.installed_at, occurred_at, windows.event_window)
-        if install.attribution_type is not AttributionType.ORGANIC and in_window \
+        if install.attribution_type in (AttributionType.CLICK, AttributionType.VIEW) and in_window \
                 and occurred_at >= install.installed_at:
             return Decision(install.attribution_type, install.match_type, install.touch, fraud_flags=forged)
         return Decision(AttributionType.ORGANIC, MatchType.NONE, None, fraud_flags=forged)
@@ -174,3 +204,53 @@ def attribute_event(
             and within(touch_by_click_id.occurred_at, occurred_at, windows.click_lookback)):
         return Decision(AttributionType.CLICK, MatchType.CLICK_ID, touch_by_click_id, fraud_flags=forged)
     return Decision(AttributionType.ORGANIC, MatchType.NONE, None, fraud_flags=forged)
+
+
+def follow_partner(
+    *,
+    verdict: str,
+    own: Decision,
+    occurred_at: datetime,
+    is_install: bool,
+    touch_by_click_id: Touch | None,
+    device_touches: Sequence[Touch] = (),
+    partner_touch_type: str = "",
+) -> Decision:
+    """The attribution when the partner's verdict decides. `verdict` is the partner's (attributed, organic,
+    other_network, rejected). Attributed: our touch names the campaign, the click id's first, then the one our
+    rules chose, then the device's latest; the partner's own windows apply, so our lookback does not. Anything
+    else: organic or other, without a touch."""
+    if verdict == "organic":
+        return Decision(AttributionType.ORGANIC, MatchType.NONE, None, fraud_flags=own.fraud_flags)
+    if verdict == "other_network":
+        return Decision(AttributionType.OTHER, MatchType.NONE, None, fraud_flags=own.fraud_flags)
+    if verdict == "rejected":
+        flags = tuple(dict.fromkeys((*own.fraud_flags, FraudFlag.PARTNER_REJECTED)))
+        return Decision(AttributionType.OTHER, MatchType.NONE, None, fraud_flags=flags)
+    touch, match = None, MatchType.NONE
+    if touch_by_click_id is not None and touch_by_click_id.occurred_at <= occurred_at:
+        touch, match = touch_by_click_id, MatchType.CLICK_ID
+    elif own.touch is not None:
+        touch, match = own.touch, own.match_type
+    else:
+        earlier = [t for t in device_touches if t.occurred_at <= occurred_at]
+        wanted = TouchKind.IMPRESSION if partner_touch_type == "impression" else TouchKind.CLICK
+        preferred = [t for t in earlier if t.kind is wanted] or earlier
+        if preferred:
+            touch, match = max(preferred, key=lambda t: t.occurred_at), MatchType.GAID
+    if touch is None:
+        kind = AttributionType.VIEW if partner_touch_type == "impression" else AttributionType.CLICK
+        return Decision(kind, MatchType.NONE, None, reinstall=own.reinstall, fraud_flags=own.fraud_flags)
+    kind = AttributionType.VIEW if touch.kind is TouchKind.IMPRESSION else AttributionType.CLICK
+    click_to_install = occurred_at - touch.occurred_at if is_install and kind is AttributionType.CLICK else None
+    found = list(own.fraud_flags)
+    if click_to_install is not None and click_to_install < CLICK_INJECTION_THRESHOLD \
+            and FraudFlag.CLICK_INJECTION not in found:
+        found.append(FraudFlag.CLICK_INJECTION)
+    return Decision(kind, match, touch, click_to_install=click_to_install, reinstall=own.reinstall,
+                    fraud_flags=tuple(found))
+
+
+def own_verdict(decision: Decision) -> str:
+    """Our rules' answer in the partner's vocabulary, to compare the two."""
+    return "attributed" if decision.attributed else "organic"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -24,7 +24,7 @@ from adstack.accounts.service import visible_account_ids
 from adstack.apps import service as apps
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App
-from adstack.attribution.adapters import ParsedPostback, PostbackError, parse_postback
+from adstack.attribution.adapters import ParsedPostback, PartnerVerdict, PostbackError, parse_postback
 from adstack.attribution.models import (
     Conversion,
     FxRate,
@@ -35,8 +35,11 @@ from adstack.attribution.models import (
 )
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
+    DEVICE_FLAGS,
     AttributionType,
+    Authority,
     Decision,
+    FraudFlag,
     MatchType,
     PriorInstall,
     Touch,
@@ -44,6 +47,9 @@ from adstack.attribution.rules import (
     Windows,
     attribute_event,
     attribute_install,
+    bounded_time,
+    follow_partner,
+    own_verdict,
 )
 from adstack.core.errors import DomainError, NotFound
 from adstack.core.money import MICROS_PER_UNIT
@@ -239,6 +245,39 @@ def reject_postback(session: Session, *, partner: str, reason: str, message: str
     return row
 
 
+def identify_app(session: Session, *, secret: bytes, partner: Partner, parsed: ParsedPostback) -> int | None:
+    """The app of a postback URL without `app` (the integration guide's AppMetrica URL carries only the click id
+    and the GAID): from our signed click id, else from the package and the device's touches. None when nothing
+    names one app."""
+    if parsed.click_id:
+        try:
+            verify_click_id(parsed.click_id, secret)
+        except TokenError:
+            pass
+        else:
+            row = session.scalar(select(Touchpoint).where(Touchpoint.kind == TouchKind.CLICK.value,
+                                                          Touchpoint.touch_id == parsed.click_id))
+            if row is not None and row.app_package:
+                app = apps.app_for_package(session, row.account_id, row.app_package)
+                if app is not None:
+                    return app.id
+    stmt = select(App).where(App.deleted_at.is_(None), App.partner == partner.value)
+    if parsed.package:
+        stmt = stmt.where(App.package_name == parsed.package)
+    candidates = {(a.account_id, a.package_name): a for a in session.scalars(stmt.limit(1000))}
+    if parsed.gaid is not None and candidates:
+        packages = {package for _, package in candidates}
+        for touch in session.scalars(select(Touchpoint).where(
+                _device_condition(Touchpoint, parsed.gaid), Touchpoint.app_package.in_(packages))
+                .order_by(Touchpoint.occurred_at.desc()).limit(DEVICE_TOUCH_LIMIT)):
+            app = candidates.get((touch.account_id, touch.app_package))
+            if app is not None:
+                return app.id
+    if parsed.package and len(candidates) == 1:
+        return next(iter(candidates.values())).id
+    return None
+
+
 # ---------- attribution ----------
 
 
@@ -253,7 +292,7 @@ def windows_for(app: App) -> Windows:
 
 def _prior(row: Conversion) -> PriorInstall:
     touch = None
-    if row.attribution_type != AttributionType.ORGANIC and row.touch_at is not None:
+    if row.attribution_type in (AttributionType.CLICK, AttributionType.VIEW) and row.touch_at is not None:
         touch = Touch(kind=TouchKind(row.touch_kind), touch_id=row.touch_id, occurred_at=row.touch_at,
                       account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
                       creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id)
@@ -316,7 +355,8 @@ def _account_currency(session: Session, ctx: BatchContext, account_id: int) -> s
 
 def charge_event_record(conversion: Conversion, charge_id: str) -> Event:
     """The CPA charge in the event store under the charge's own id, so reported cost is the ledger's."""
-    return Event(event_id=f"charge:{charge_id}", event_type=EventType.CHARGE, occurred_at=conversion.occurred_at,
+    return Event(event_id=f"charge:{charge_id}", event_type=EventType.CHARGE,
+                 occurred_at=conversion.received_at or conversion.occurred_at,
                  account_id=conversion.account_id, campaign_id=conversion.campaign_id,
                  ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
                  ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id,
@@ -340,7 +380,8 @@ def _cpa_charge(session: Session, conversion: Conversion, event: ConversionEvent
         result = finance.apply_charge(
             session, charge_id=cpa_charge_id(ad_group.id, anchor, event), account_id=conversion.account_id,
             campaign_id=conversion.campaign_id, ad_group_id=ad_group.id, creative_id=conversion.creative_id,
-            amount_micros=ad_group.bid_micros, kind="cpa", occurred_at=conversion.occurred_at)
+            amount_micros=ad_group.bid_micros, kind="cpa",
+            occurred_at=conversion.received_at or conversion.occurred_at)  # charged on the day it is received
     except DomainError as exc:
         log.warning("CPA charge for conversion of postback %s refused: %s", conversion.postback_id, exc.message)
         return 0
@@ -353,6 +394,48 @@ def _finish(session: Session, postback: Postback, status: PostbackStatus, detail
     postback.processed_at = utcnow()
 
 
+def _already_charged(session: Session, app: App, event: ConversionEvent, click_id: str, gaid: Gaid | None,
+                     at: datetime, window: timedelta) -> bool:
+    """One charge per billable conversion: per click id and event, and per device and app within the
+    re-attribution window, whatever postback it came in."""
+    same: list[ColumnElement[bool]] = []
+    if click_id:
+        same.append(Conversion.click_id == click_id)
+    if gaid is not None:
+        same.append(_device_condition(Conversion, gaid) & (Conversion.occurred_at >= at - window)
+                    & (Conversion.occurred_at <= at + window))
+    if not same:
+        return False
+    return session.scalar(select(Conversion.id).where(
+        Conversion.app_id == app.id, Conversion.conversion_event == event.value, Conversion.charged_micros > 0,
+        or_(*same)).limit(1)) is not None
+
+
+def device_flags(session: Session, app: App, gaid: Gaid | None, click_id: str) -> tuple[FraudFlag, ...]:
+    """Fraud flags any install of this device (or of this click) carries: the flag travels with the device."""
+    same: list[ColumnElement[bool]] = []
+    if gaid is not None:
+        same.append(_device_condition(Conversion, gaid))
+    if click_id:
+        same.append(Conversion.click_id == click_id)
+    if not same:
+        return ()
+    found: dict[FraudFlag, None] = {}
+    for flags in session.scalars(_installs(app).with_only_columns(Conversion.fraud_flags).where(or_(*same))):
+        for flag in flags or ():
+            if flag in DEVICE_FLAGS:
+                found[FraudFlag(flag)] = None
+    return tuple(found)
+
+
+def _charge_anchor(click_id: str, gaid: Gaid | None, postback_id: int) -> str:
+    if click_id:
+        return f"c{click_id}"
+    if gaid is not None:
+        return f"d{gaid.md5 or gaid.sha1}"
+    return f"pb{postback_id}"
+
+
 def process_postback(session: Session, ctx: BatchContext, postback: Postback) -> Conversion | None:
     """Attribute one stored postback: record its conversion, charge CPA, collect its event-store record."""
     app = _app(session, ctx, postback.app_id)
@@ -360,7 +443,7 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
         _finish(session, postback, PostbackStatus.FAILED, f"app {postback.app_id} does not exist")
         return None
     try:
-        parsed = parse_postback(Partner(postback.partner), postback.fields)
+        parsed = parse_postback(Partner(postback.partner), postback.fields, apps.network_names(app))
     except PostbackError as exc:  # stored before a parser change; keep it, do not count it
         _finish(session, postback, PostbackStatus.FAILED, exc.message)
         return None
@@ -372,7 +455,11 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
         _finish(session, postback, PostbackStatus.UNMAPPED,
                 f"event {parsed.event_name!r} is not mapped, or its conditions do not hold")
         return None
-    occurred_at = parsed.occurred_at or postback.received_at
+    received_at = postback.received_at
+    occurred_at, clamped = bounded_time(parsed.occurred_at, received_at)
+    data_flags = [f"unreadable:{name}:{rule}" for name, rule in parsed.unreadable.items()] + list(parsed.notes)
+    if clamped:
+        data_flags.append("future_time_clamped")
     windows = windows_for(app)
 
     forged = False
@@ -386,28 +473,49 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
     gaid = parsed.gaid
 
     install_row: Conversion | None = None
+    touches: list[Touch] = []
     if event is ConversionEvent.INSTALL:
         prior = original_install_before(session, app, gaid, occurred_at) if gaid is not None else None
         touches = device_touches(session, app, gaid, until=occurred_at, windows=windows) if gaid else []
-        decision: Decision = attribute_install(
+        own: Decision = attribute_install(
             installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
             device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
             device_impressions=[t for t in touches if t.kind is TouchKind.IMPRESSION],
             prior_install=_prior(prior) if prior is not None else None, forged_click_id=forged)
     else:
         install_row = install_for_event(session, app, gaid, parsed.click_id if not forged else "", occurred_at)
-        decision = attribute_event(occurred_at=occurred_at, windows=windows,
-                                   install=_prior(install_row) if install_row is not None else None,
-                                   touch_by_click_id=touch_by_click, forged_click_id=forged)
+        own = attribute_event(occurred_at=occurred_at, windows=windows,
+                              install=_prior(install_row) if install_row is not None else None,
+                              touch_by_click_id=touch_by_click, forged_click_id=forged)
+
+    decision = own
+    partner_says = parsed.verdict.value if parsed.verdict is not None else ""
+    follows_partner = bool(partner_says) and app.attribution_authority != Authority.ADSTACK.value
+    if follows_partner:
+        if not touches and gaid is not None and parsed.verdict is PartnerVerdict.ATTRIBUTED and not own.attributed:
+            touches = device_touches(session, app, gaid, until=occurred_at, windows=windows)
+        decision = follow_partner(verdict=partner_says, own=own, occurred_at=occurred_at,
+                                  is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
+                                  device_touches=touches, partner_touch_type=parsed.touch_type)
+    if event is not ConversionEvent.INSTALL:
+        inherited = device_flags(session, app, gaid, parsed.click_id if not forged else "")
+        if inherited:
+            decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
+                                decision.click_to_install, decision.reinstall,
+                                tuple(dict.fromkeys((*decision.fraud_flags, *inherited))))
+    ours = own_verdict(own)
+    disagree = None if not partner_says else (partner_says == PartnerVerdict.ATTRIBUTED.value) != (
+        ours == "attributed")
 
     currency = _account_currency(session, ctx, app.account_id)
     revenue_micros = revenue_usd_micros = 0
-    detail = ""
+    detail = "; ".join(data_flags)
     if parsed.revenue is not None:
-        in_account = convert(parsed.revenue, parsed.currency, currency, ctx.rates)
-        in_usd = convert(parsed.revenue, parsed.currency, "USD", ctx.rates)
+        in_account = convert(parsed.revenue, parsed.currency, currency, ctx.rates) if parsed.currency else None
+        in_usd = convert(parsed.revenue, parsed.currency, "USD", ctx.rates) if parsed.currency else None
         if in_account is None or in_usd is None:
-            detail = f"no FX rate for {parsed.currency}; revenue kept as sent"
+            detail = "; ".join([*data_flags, f"no FX rate for {parsed.currency or 'an unreadable currency'}; "
+                                             "revenue kept as sent"])
         else:
             revenue_micros, revenue_usd_micros = micros(in_account), micros(in_usd)
 
@@ -416,7 +524,9 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
         postback_id=postback.id, app_id=app.id, account_id=app.account_id, partner=postback.partner,
         conversion_event=event.value, source_event_name=parsed.event_name[:100],
         attribution_type=decision.attribution_type.value, match_type=decision.match_type.value,
-        partner_attributed=parsed.partner_attributed, is_reinstall=decision.reinstall,
+        partner_attributed=parsed.partner_attributed, partner_verdict=partner_says, own_verdict=ours,
+        verdict_source=Authority.PARTNER.value if follows_partner else Authority.ADSTACK.value,
+        verdict_reason=parsed.verdict_reason[:200], verdicts_disagree=disagree, is_reinstall=decision.reinstall,
         install_conversion_id=install_row.id if install_row is not None else None,
         touch_kind=touch.kind.value if touch else "", touch_id=touch.touch_id if touch else "",
         touch_at=touch.occurred_at if touch else None, campaign_id=touch.campaign_id if touch else 0,
@@ -426,24 +536,29 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
         gaid_sha1=gaid.sha1 if gaid else None,
         click_to_install_seconds=int(decision.click_to_install.total_seconds())
         if decision.click_to_install is not None else None,
-        fraud_flags=[f.value for f in decision.fraud_flags],
-        revenue="" if parsed.revenue is None else format(parsed.revenue, "f")[:40], currency=parsed.currency,
+        fraud_flags=[f.value for f in decision.fraud_flags], data_flags=data_flags,
+        revenue="" if parsed.revenue is None else format(parsed.revenue, "f")[:40], currency=parsed.currency[:3],
         revenue_micros=revenue_micros, revenue_usd_micros=revenue_usd_micros, occurred_at=occurred_at,
+        received_at=received_at,
     )
     session.add(conversion)
     session.flush()
 
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
     if billable:
-        if event is ConversionEvent.INSTALL:
-            anchor = f"pb{postback.id}"
-        elif install_row is not None:
-            anchor = f"pb{install_row.postback_id}"
+        if event is ConversionEvent.INSTALL or install_row is None:
+            charge_click, charge_device = conversion.click_id, gaid
         else:
-            anchor = f"click{parsed.click_id}"
-        conversion.charged_micros = _cpa_charge(session, conversion, event, anchor)
-        if conversion.charged_micros > 0:
-            ctx.events.append(charge_event_record(conversion, cpa_charge_id(conversion.ad_group_id, anchor, event)))
+            charge_click = install_row.click_id
+            charge_device = gaid
+        anchor = _charge_anchor(charge_click, charge_device, postback.id)
+        if _already_charged(session, app, event, charge_click, charge_device, occurred_at, windows.reattribution):
+            detail = "; ".join([*([detail] if detail else []), "already charged for this click or device"])
+        else:
+            conversion.charged_micros = _cpa_charge(session, conversion, event, anchor)
+            if conversion.charged_micros > 0:
+                ctx.events.append(charge_event_record(conversion,
+                                                      cpa_charge_id(conversion.ad_group_id, anchor, event)))
 
     if not decision.reinstall:
         ctx.events.append(conversion_event_record(app, conversion, gaid))
@@ -453,7 +568,11 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
 
 def conversion_event_record(app: App, conversion: Conversion, gaid: Gaid | None) -> Event:
     attrs = {"match_type": conversion.match_type, "source_event": conversion.source_event_name,
-             "revenue_usd_micros": str(conversion.revenue_usd_micros), "currency": conversion.currency}
+             "revenue_usd_micros": str(conversion.revenue_usd_micros), "currency": conversion.currency,
+             "partner_verdict": conversion.partner_verdict, "own_verdict": conversion.own_verdict,
+             "verdict_reason": conversion.verdict_reason, "verdict_source": conversion.verdict_source}
+    if conversion.data_flags:
+        attrs["data_flags"] = ",".join(conversion.data_flags)
     if conversion.fraud_flags:
         attrs["fraud_flags"] = ",".join(conversion.fraud_flags)
     if conversion.click_to_install_seconds is not None:
@@ -539,6 +658,32 @@ def list_rejected(session: Session, *, reason: str | None = None, limit: int = 5
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(RejectedPostback.id.desc()).limit(limit).offset(offset))
     return list(rows), int(total)
+
+
+def verdict_agreement(session: Session, principal: Principal, *, app_id: int | None = None,
+                      since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+    """Per partner: conversions, how many carried the partner's verdict, and how often it disagreed with
+    adstack's own rules, over the conversions the principal can see."""
+    attributed = Conversion.partner_verdict == "attributed"
+    stmt = _scoped(session, principal, select(
+        Conversion.partner, func.count(),
+        func.count().filter(Conversion.partner_verdict != ""),
+        func.count().filter(Conversion.verdicts_disagree.is_(True)),
+        func.count().filter(attributed & (Conversion.own_verdict == "organic")),
+        func.count().filter((Conversion.partner_verdict != "") & ~attributed
+                            & (Conversion.own_verdict == "attributed")),
+    ), Conversion.account_id)
+    if app_id is not None:
+        stmt = stmt.where(Conversion.app_id == apps.get_app(session, principal, app_id).id)
+    if since is not None:
+        stmt = stmt.where(Conversion.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(Conversion.occurred_at < until)
+    rows = session.execute(stmt.group_by(Conversion.partner).order_by(Conversion.partner)).all()
+    return [{"partner": partner, "conversions": total, "with_partner_verdict": judged, "disagreements": disagree,
+             "disagreement_rate": round(disagree / judged, 6) if judged else None,
+             "partner_attributed_own_organic": partner_only, "partner_unattributed_own_attributed": own_only}
+            for partner, total, judged, disagree, partner_only, own_only in rows]
 
 
 def get_fx_rate(session: Session, currency: str) -> FxRate:

@@ -116,6 +116,11 @@ def upgrade() -> None:
     sa.Column('attribution_type', sa.String(length=12), nullable=False),
     sa.Column('match_type', sa.String(length=12), nullable=False),
     sa.Column('partner_attributed', sa.Boolean(), nullable=True),
+    sa.Column('partner_verdict', sa.String(length=16), nullable=False),
+    sa.Column('own_verdict', sa.String(length=16), nullable=False),
+    sa.Column('verdict_source', sa.String(length=12), nullable=False),
+    sa.Column('verdict_reason', sa.String(length=200), nullable=False),
+    sa.Column('verdicts_disagree', sa.Boolean(), nullable=True),
     sa.Column('is_reinstall', sa.Boolean(), nullable=False),
     sa.Column('install_conversion_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('touch_kind', sa.String(length=12), nullable=False),
@@ -131,12 +136,14 @@ def upgrade() -> None:
     sa.Column('gaid_sha1', sa.String(length=40), nullable=True),
     sa.Column('click_to_install_seconds', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('fraud_flags', sa.JSON(), nullable=False),
+    sa.Column('data_flags', sa.JSON(), nullable=False),
     sa.Column('revenue', sa.String(length=40), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('revenue_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('revenue_usd_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('charged_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conversions')),
     sa.UniqueConstraint('postback_id', name=op.f('uq_conversions_postback_id'))
@@ -198,6 +205,7 @@ def upgrade() -> None:
     )
     op.create_table('invalid_traffic',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.String(length=64), nullable=True),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=24), nullable=False),
     sa.Column('message', sa.String(length=300), nullable=False),
@@ -208,7 +216,8 @@ def upgrade() -> None:
     sa.Column('client_ip', sa.String(length=64), nullable=False),
     sa.Column('user_agent', sa.String(length=300), nullable=False),
     sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_invalid_traffic'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invalid_traffic')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_invalid_traffic_event_id'))
     )
     with op.batch_alter_table('invalid_traffic', schema=None) as batch_op:
         batch_op.create_index('ix_invalid_traffic_time', ['occurred_at'], unique=False)
@@ -429,6 +438,8 @@ def upgrade() -> None:
     sa.Column('view_through_hours', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('reattribution_window_days', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('event_window_days', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('attribution_authority', sa.String(length=12), nullable=False),
+    sa.Column('partner_network_name', sa.String(length=100), nullable=False),
     sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
