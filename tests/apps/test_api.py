@@ -134,3 +134,29 @@ def test_event_mappings_replace_and_lead_the_effective_mapping(api: Api) -> None
     expect(api.client.put(f"/api/v1/apps/{app['id']}/event-mappings", headers=adv.headers, json={"mappings": []}),
            200)
     assert expect(api.client.get(f"/api/v1/apps/{app['id']}/event-mappings", headers=adv.headers), 200) == []
+
+
+def test_links_need_the_tracker_id_and_registered_partners_say_so(api: Api) -> None:
+    adv = api.approved_account()
+    app = expect(api.client.post("/api/v1/apps", headers=adv.headers, json={**APP, "partner": "appmetrica"}), 201)
+    appmetrica = expect(api.client.get(f"/api/v1/apps/{app['id']}/integrations/appmetrica", headers=adv.headers),
+                        200)
+    assert appmetrica["tracking_link_template"] is None and appmetrica["view_through_link_template"] is None
+    assert appmetrica["missing"] == ["partner_link_id: the AppMetrica tracker id"]
+    assert not any("TRACKING_ID" in step for step in appmetrica["steps"])
+    appsflyer = expect(api.client.get(f"/api/v1/apps/{app['id']}/integrations/appsflyer", headers=adv.headers),
+                       200)
+    assert appsflyer["requires_network_registration"] and appsflyer["network_name"] == "adstack_int"
+    assert appsflyer["view_through_link_template"].startswith("https://impression.appsflyer.com/com.example.runner")
+    assert "(is_attributed)" in appsflyer["postback_url_template"]
+    changed = expect(api.client.patch(f"/api/v1/apps/{app['id']}", headers=adv.headers, json={
+        "partner_link_id": "myapp", "partner_network_name": "xiaomiglobal"}), 200)
+    assert changed["partner_network_name"] == "xiaomiglobal"
+    airbridge = expect(api.client.get(f"/api/v1/apps/{app['id']}/integrations/airbridge", headers=adv.headers),
+                       200)
+    link = airbridge["tracking_link_template"]
+    assert link.startswith("https://abr.ge/@myapp/xiaomiglobal?") and "ad_id={gaid}" in link
+    assert "ad_creative_id={creative_id}" in link and link.endswith("ad_type=click")
+    assert airbridge["view_through_link_template"].endswith("ad_type=view")
+    singular = expect(api.client.get(f"/api/v1/apps/{app['id']}/integrations/singular", headers=adv.headers), 200)
+    assert "is_ours={NETWORK=xiaomiglobal}" in singular["postback_url_template"]

@@ -87,3 +87,41 @@ def test_partner_install_and_reinstall_signals() -> None:
     session = parse_postback(Partner.ADJUST, {"activity_kind": "session"})
     assert not session.is_install and session.event_name == "session"
     assert parse_postback(Partner.BRANCH, {"name": "reinstall", "attributed": "1"}).partner_attributed is True
+
+
+def test_adjust_revenue_in_cents_or_units_and_rejections() -> None:
+    cents = parse_postback(Partner.ADJUST, {"activity_kind": "event", "event": "abc123", "revenue": "345"})
+    assert cents.revenue == Decimal("3.45")
+    units = parse_postback(Partner.ADJUST, {"activity_kind": "event", "event": "abc123", "revenue": "345",
+                                            "revenue_float": "3.45"})
+    assert units.revenue == Decimal("3.45")
+    rejected = parse_postback(Partner.ADJUST, {"activity_kind": "rejected_install",
+                                               "rejection_reason": "engagement_injection"})
+    assert rejected.is_install and rejected.verdict is not None and rejected.verdict.value == "rejected"
+    other = parse_postback(Partner.ADJUST, {"activity_kind": "install", "network_name": "Other Network"},
+                           frozenset({"adstack"}))
+    assert other.verdict is not None and other.verdict.value == "other_network"
+
+
+def test_partner_verdicts_from_their_own_fields() -> None:
+    def verdict(partner: Partner, fields: dict[str, str]) -> str | None:
+        parsed = parse_postback(partner, fields, frozenset({"adstack", "adstack_int"}))
+        return parsed.verdict.value if parsed.verdict else None
+
+    assert verdict(Partner.APPMETRICA, {"ext": "", "touch_type": ""}) == "organic"
+    assert verdict(Partner.APPMETRICA, {"ext": "x", "touch_type": "impression"}) == "attributed"
+    assert verdict(Partner.APPMETRICA, {"ext": "x"}) is None  # the guide's URL carries no verdict
+    assert verdict(Partner.SINGULAR, {"is_ours": "0", "network": "Organic"}) == "organic"
+    assert verdict(Partner.SINGULAR, {"is_ours": "0", "network": "Other"}) == "other_network"
+    assert verdict(Partner.APPSFLYER, {"media_source": "adstack_int", "is_primary_attribution": "false"}) \
+        == "other_network"
+    assert verdict(Partner.APPSFLYER, {"reject_reason": "ctit_anomalies"}) == "rejected"
+    assert verdict(Partner.BRANCH, {"attributed": "0"}) == "organic"
+    assert verdict(Partner.TENJIN, {}) is None
+
+
+def test_every_macro_syntax_is_an_unreplaced_macro() -> None:
+    for macro in ("__CLICK_ID__", "%%CLICK_ID%%", "$click_id$", "{click_id}", "(clickid)", "[CLICK_ID]",
+                  "${click_id}", "{{click_id}}"):
+        assert present(macro) is None, macro
+    assert present("(none of these)") == "(none of these)"

@@ -45,7 +45,7 @@ RESERVED_FIELDS = frozenset({"partner", "app", "sig"})
 # Unreplaced macros in every syntax partners and ad servers use: {x} {{x}} ${...} (x) [X] __X__ %%X%% $x$ <#...>.
 # `{...}` holds no quote or colon, so a JSON object is never taken for a macro.
 _UNREPLACED = re.compile(
-    r"^(\{\{[^{}]*\}\}|\{[^{}\":]*\}|\$\{.*\}|\([A-Za-z0-9_.?=\- ]+\)|\[[A-Za-z0-9_.\-]+\]|__[A-Za-z0-9_.]+__"
+    r"^(\{\{[^{}]*\}\}|\{[^{}\":]*\}|\$\{.*\}|\([A-Za-z0-9_.?=\-]+\)|\[[A-Za-z0-9_.\-]+\]|__[A-Za-z0-9_.]+__"
     r"|%%[A-Za-z0-9_.\-]+%%|\$[A-Za-z0-9_.\-]+\$|<#.*>|%7[Bb].*%7[Dd])$"
 )
 _NULLS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "-"})
