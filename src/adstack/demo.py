@@ -446,6 +446,7 @@ def run(settings: Settings, config: DemoConfig | None = None, *,
             with shifted_clock(offset):
                 app.state.serving.refresh(force=True)
                 simulate_day(platform, cast, devices, config=config, rng=rng, summary=summary, advance=advance)
+                app.state.pipeline.drain()  # the day's events are billed before the next day is served
         app.state.serving.refresh(force=True)
         platform.call("POST", "/api/v1/postbacks/process", admin)
         _reconcile(platform, admin, cast, config, summary, app)

@@ -82,7 +82,7 @@ def test_placement_type_must_match() -> None:
 
 def test_private_auction_admits_only_deal_buyers() -> None:
     open_group = group(1)
-    deal_group = group(2, bid_micros=10, targeting={"deal_ids": frozenset({"deal-1"})})
+    deal_group = group(2, bid_micros=200_000, targeting={"deal_ids": frozenset({"deal-1"})})
     eng = engine(snapshot([open_group, deal_group]))
     assert served(eng, deal_ids=frozenset({"deal-1"}), private_auction=True) == [2]
     assert served(eng, deal_ids=frozenset({"deal-1"}), private_auction=False) == [1]

@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Principal
+from adstack.campaigns import cpt
 from adstack.campaigns.enums import (
     BID_TYPES_BY_OBJECTIVE,
     BidType,
@@ -382,13 +383,15 @@ def _audience_errors(session: Session, account_id: int, targeting: dict[str, Any
             for i, audience_id in enumerate(targeting.get(key, [])) if audience_id not in usable]
 
 
-def _validate_ad_group(session: Session, campaign: Campaign, values: dict[str, Any], sent: set[str]) -> None:
+def _validate_ad_group(session: Session, campaign: Campaign, values: dict[str, Any], sent: set[str], *,
+                       ad_group_id: int | None = None) -> None:
     errors = (_bid_errors(campaign.objective, values, sent)
               + _schedule_and_budget_errors(values)
               + _inventory_errors(session, values["placement_type"], values["publisher_ids"], values["ad_space_ids"])
               + _audience_errors(session, campaign.account_id, values["targeting"]))
     if errors:
         raise ValidationFailed("the ad group has invalid fields", fields=errors)
+    cpt.check_bookings(session, ad_group_id=ad_group_id, values=values)
 
 
 def _editable_campaign(session: Session, principal: Principal, campaign_id: int, field: str = "campaign_id"
@@ -459,7 +462,7 @@ def update_ad_group(session: Session, principal: Principal, ad_group_id: int, da
     before = ad_group_snapshot(ad_group)
     values = {**{k: v for k, v in before.items() if k != "review_status"},
               **_storage_values(changes, time_zone)}
-    _validate_ad_group(session, campaign, values, set(changes))
+    _validate_ad_group(session, campaign, values, set(changes), ad_group_id=ad_group.id)
     for name, value in values.items():
         setattr(ad_group, name, value)
     changed = sorted(name for name in _AD_GROUP_COLUMNS

@@ -6,13 +6,13 @@ each consumer decodes it again (a few microseconds), so the log stays as small a
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from adstack.core.timeutil import utcnow
 from adstack.tracking.tokens import TokenError, TrackingClaims, decode_token
 
 
@@ -25,7 +25,7 @@ class Kind(StrEnum):
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return int(utcnow().timestamp() * 1000)
 
 
 def received_at(record: dict[str, Any]) -> datetime:

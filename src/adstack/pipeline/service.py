@@ -15,13 +15,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
 from adstack.events.service import get_event_store
+from adstack.pipeline import records
 from adstack.pipeline.consumers import Billing, Consumer, Context, StoreEvents, Touchpoints
 from adstack.pipeline.log import EventLog, LocalLog, LogUnavailable, disk_free_bytes
 from adstack.pipeline.metrics import PipelineMetrics
@@ -32,6 +35,7 @@ log = logging.getLogger("adstack.pipeline")
 CONSUMER_NAMES = ("billing", "touchpoints", "events")
 IDLE_SECONDS = 0.05
 SWEEP_SECONDS = 1.0
+SLOT_CHECK_SECONDS = 30.0
 
 
 def log_directory(settings: Settings) -> Path:
@@ -55,6 +59,8 @@ class Pipeline:
         context = Context(session_factory=session_factory, secret=settings.resolved_secret_key,
                           store=lambda: get_event_store(settings), counters=counters)
         self.counters = counters
+        self.session_factory = session_factory
+        self._slots_appended: set[str] = set()
         self.consumers: list[Consumer] = [Billing(context), Touchpoints(context), StoreEvents(context)]
         self.batch_events = settings.pipeline_batch_events
         self._locks = {c.name: threading.Lock() for c in self.consumers}
@@ -141,9 +147,30 @@ class Pipeline:
             self._wake.wait(IDLE_SECONDS)
             self._wake.clear()
 
+    def bill_due_slots(self, now: datetime | None = None) -> int:
+        """Append each started CPT slot once per process; billing charges each slot once across restarts."""
+        from adstack.campaigns.cpt import due_slots
+
+        with self.session_factory() as session:
+            due = due_slots(session, now=now or utcnow())
+        fresh = [records.cpt_slot(booking_id=d.booking_id, account_id=d.account_id, campaign_id=d.campaign_id,
+                                  ad_group_id=d.ad_group_id, ad_space_id=d.ad_space_id, starts_at=d.slot.start,
+                                  amount_micros=d.amount_micros) for d in due]
+        fresh = [r for r in fresh if r["id"] not in self._slots_appended]
+        self.append_many(fresh)
+        self._slots_appended.update(r["id"] for r in fresh)
+        return len(fresh)
+
     def _sweep(self) -> None:
+        last_slots = 0.0
         while not self._stop.wait(SWEEP_SECONDS):
             self.expire_reservations()
+            if time.monotonic() - last_slots >= SLOT_CHECK_SECONDS:
+                last_slots = time.monotonic()
+                try:
+                    self.bill_due_slots()
+                except Exception:
+                    log.exception("billing started CPT slots failed; will retry")
 
     def take_ownership(self) -> bool:
         """Whether this process runs the consumers (always for JetStream, which shares work between processes)."""

@@ -289,7 +289,9 @@ class RedisCounters:
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
         self._end = self._redis.register_script(_END)
-        self._book_keys = [prefix + "book", prefix + "book:deadlines"]
+        # Beside the counters' prefix, not under it: whoever lists the counters finds only counters.
+        book = prefix.rstrip(":") + "-book"
+        self._book_keys = [book, book + ":deadlines"]
 
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:

@@ -27,6 +27,7 @@ from adstack.serving.counters import Counters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
 from adstack.serving.prediction import Leaf, Outcomes
+from adstack.serving.ranking import MinimumPrices
 from adstack.serving.snapshot import Snapshot
 
 log = logging.getLogger("adstack.serving")
@@ -60,7 +61,8 @@ class ServingRuntime:
         self.session_factory = session_factory
         self.engine = DecisionEngine(ServingState.build(Snapshot.empty()),
                                      counters=counters or make_counters(settings.redis_url),
-                                     auction_type=settings.auction_type)
+                                     auction_type=settings.auction_type,
+                                     minimum_prices=MinimumPrices.from_settings(settings))
         self.poll_seconds = poll_seconds
         self.base_url = settings.public_base_url
         self.engine.sdk_hold_seconds = float(settings.sdk_reservation_seconds)

@@ -1,0 +1,107 @@
+"""CPT bookings: a time slot on an ad space belongs to one ad group at a time, and each slot is billed once, at its
+start, through the event pipeline (as Revive and Google Ad Manager bill sponsorships by the booked period, not by
+delivery)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.campaigns.enums import BidType, UserStatus
+from adstack.campaigns.models import AdGroup, Campaign
+from adstack.core.errors import Conflict, FieldError
+from adstack.core.timeutil import as_utc
+from adstack.finance.pricing import cpt_slot_micros
+from adstack.review.models import ReviewStatus
+
+# A slot that started while billing was down is still billed when it comes back, within this much time.
+BILLING_CATCH_UP = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: datetime
+    end: datetime
+
+    def overlaps(self, other: Slot) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+def slots_of(stored: Iterable[dict[str, str]]) -> list[Slot]:
+    return [Slot(as_utc(datetime.fromisoformat(s["start"])), as_utc(datetime.fromisoformat(s["end"])))
+            for s in stored]
+
+
+def _spaces(session: Session, placement_type: str, publisher_ids: Sequence[int], ad_space_ids: Sequence[int]
+            ) -> set[int]:
+    """The ad spaces a booking covers: the ones named, else every space of the publishers named, else every
+    space of its placement type."""
+    from adstack.inventory.models import AdSpace
+
+    if ad_space_ids:
+        return set(ad_space_ids)
+    stmt = select(AdSpace.id).where(AdSpace.placement_type == placement_type)
+    if publisher_ids:
+        stmt = stmt.where(AdSpace.publisher_id.in_(publisher_ids))
+    return set(session.scalars(stmt))
+
+
+def check_bookings(session: Session, *, ad_group_id: int | None, values: dict[str, Any]) -> None:
+    """Refuse a CPT booking whose slot overlaps another live CPT ad group's slot on a shared ad space."""
+    if values.get("bid_type") != BidType.CPT.value or values.get("status") == UserStatus.DELETED.value:
+        return
+    wanted = slots_of(values.get("booked_slots") or [])
+    if not wanted:
+        return
+    spaces = _spaces(session, values["placement_type"], values.get("publisher_ids") or [],
+                     values.get("ad_space_ids") or [])
+    others = session.scalars(select(AdGroup).where(
+        AdGroup.bid_type == BidType.CPT.value, AdGroup.status != UserStatus.DELETED.value,
+        AdGroup.placement_type == values["placement_type"],
+        *([AdGroup.id != ad_group_id] if ad_group_id is not None else [])))
+    for other in others:
+        shared = spaces & _spaces(session, other.placement_type, other.publisher_ids or [], other.ad_space_ids or [])
+        if not shared:
+            continue
+        for i, slot in enumerate(wanted):
+            for taken in slots_of(other.booked_slots or []):
+                if slot.overlaps(taken):
+                    space = min(shared)
+                    message = (f"ad space {space} is booked from {taken.start.isoformat()} to "
+                               f"{taken.end.isoformat()} by ad group {other.id}")
+                    raise Conflict(message, code="slot_taken", fields=[FieldError(
+                        field=f"booked_slots.{i}", rule="slot_available", message=message, actual=other.id)])
+
+
+@dataclass(frozen=True)
+class DueSlot:
+    booking_id: int  # the ad group
+    account_id: int
+    campaign_id: int
+    ad_group_id: int
+    ad_space_id: int
+    slot: Slot
+    amount_micros: int
+
+
+def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
+    """Slots of live, approved CPT ad groups that have started (within the catch-up window): each is billed once,
+    its charge id naming the ad group and the slot's start."""
+    due = []
+    rows = session.execute(select(AdGroup, Campaign.status).join(Campaign, Campaign.id == AdGroup.campaign_id).where(
+        AdGroup.bid_type == BidType.CPT.value, AdGroup.status == UserStatus.ENABLED.value,
+        AdGroup.review_status == ReviewStatus.APPROVED.value))
+    for group, campaign_status in rows:
+        if campaign_status != UserStatus.ENABLED.value:
+            continue
+        for slot in slots_of(group.booked_slots or []):
+            if now - BILLING_CATCH_UP <= slot.start <= now:
+                due.append(DueSlot(group.id, group.account_id, group.campaign_id, group.id,
+                                   (group.ad_space_ids or [0])[0], slot,
+                                   cpt_slot_micros(group.bid_micros, slot.start, slot.end)))
+    return due

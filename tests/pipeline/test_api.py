@@ -1,0 +1,69 @@
+"""The pipeline seen from outside: /metrics in Prometheus text, staff status, and no acknowledgement without
+storage."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from adstack.core.settings import Settings
+from tests.attribution.helpers import new_gaid, scenario
+from tests.support import Api, expect
+
+
+def _families(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_metrics_parse_and_count_appends_lag_and_reservations(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, bid_type="cpc")
+    for _ in range(3):
+        expect(api.client.get(s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000).impression_url), 204)
+    expect(api.client.get("/t/imp?t=forged"), 400)
+    api.settle()
+    settings.metrics_token = "scrape-me"
+    response = api.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    metrics = _families(response.text)
+    assert metrics["adstack_events_appended_total"][(("kind", "imp"),)] == 3
+    assert metrics["adstack_events_appended_total"][(("kind", "invalid"),)] == 1
+    for consumer in ("billing", "touchpoints", "events"):
+        assert metrics["adstack_consumer_lag_events"][(("consumer", consumer),)] == 0
+        assert metrics["adstack_consumer_lag_seconds"][(("consumer", consumer),)] == 0
+        assert metrics["adstack_consumer_applied_total"][(("consumer", consumer),)] == 4
+    assert metrics["adstack_request_duration_seconds_count"][(("endpoint", "impression"),)] == 4
+    assert "adstack_reservations_outstanding" in metrics
+    assert metrics["adstack_postbacks_pending"][()] == 0
+
+    status = expect(api.client.get("/api/v1/pipeline/status", headers=s.admin.headers), 200)
+    assert {c["name"]: c["lag_events"] for c in status["consumers"]} == {"billing": 0, "touchpoints": 0, "events": 0}
+    expect(api.client.get("/api/v1/pipeline/status", headers=s.advertiser.headers), 403)
+
+
+def test_metrics_need_the_scrape_token_or_a_loopback_client(api: Api, settings: Settings) -> None:
+    expect(api.client.get("/metrics"), 401)  # the test client is no loopback address
+    settings.metrics_token = "scrape-me"
+    expect(api.client.get("/metrics"), 401)
+    expect(api.client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401)
+    assert api.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200
+
+
+def test_tracking_answers_503_and_acknowledges_nothing_when_the_log_cannot_store(api: Api, settings: Settings
+                                                                                  ) -> None:
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    urls = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000)
+    settings.log_min_free_bytes = 1 << 62  # more than any disk has: the log counts as full
+    for url in (urls.impression_url, urls.click_url, urls.video_urls["start"]):
+        response = api.client.get(url, follow_redirects=False)
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["error"]["code"] == "unavailable"
+    settings.log_min_free_bytes = 0
+    assert api.settle() == 0
+    assert s.balance_micros() == before
+    expect(api.client.get(urls.impression_url), 204)  # the retry is counted, once
+    expect(api.client.get(urls.impression_url), 204)
+    assert s.balance_micros() == before - 2_000
