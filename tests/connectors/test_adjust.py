@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from adstack.connectors import service
+from adstack.connectors.adjust import AdjustReportConnector, BindingSettings
 from adstack.connectors.models import PartnerConnection, PartnerMetricRow
+from adstack.core.settings import Settings
 from tests.connectors.fake_adjust import FakeAdjust, days_back
 from tests.support import Actor, Api, expect
 
@@ -31,7 +34,8 @@ def advertiser(api: Api) -> Actor:
 
 
 @pytest.fixture
-def fake_adjust(campaign_id: int) -> Iterator[FakeAdjust]:
+def fake_adjust(campaign_id: int, settings: Settings) -> Iterator[FakeAdjust]:
+    settings.outbound_allowed_networks = "127.0.0.1/32"  # the stand-in lives on loopback, refused by default
     rows = [
         # Two countries of one campaign on one day; metric values become strings on the wire.
         {"day": days_back(1), "campaign": f"Spring push ({campaign_id})", "country": "id", "installs": 120,
@@ -186,3 +190,27 @@ def test_adjust_numbers_join_reports_with_the_difference_shown(api: Api, connect
     assert str(row["adjust_roas_d7"]) == "1.5"
     labels = {c["key"]: c["label"] for c in body["columns"]}
     assert labels["adjust_installs"] == "Adjust installs"
+
+
+def test_a_loopback_partner_url_is_refused_unless_allowed(api: Api, connected: int, advertiser: Actor,
+                                                          fake_adjust: FakeAdjust, settings: Settings) -> None:
+    settings.outbound_allowed_networks = ""
+    error = expect(api.client.post(f"/api/v1/connectors/{connected}/pull", headers=advertiser.headers,
+                                   json={}), 400)["error"]
+    assert error["message"] == "Adjust could not be reached"  # no address, port or reason
+    assert fake_adjust.requests == []
+
+
+def test_an_injected_transport_stands_in_for_the_network() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"rows": [{"day": "2024-05-01", "campaign": "Spring push (7)",
+                                                   "country": "id", "installs": "12"}]})
+
+    connector = AdjustReportConnector(transport=httpx.MockTransport(answer), sleep=lambda _: None)
+    rows = connector.fetch(token=TOKEN, binding=BindingSettings(app_token=APP_TOKEN), date_from=date(2024, 5, 1),
+                           date_to=date(2024, 5, 1))
+    assert [(r.campaign_label, r.metrics["installs"]) for r in rows] == [("Spring push (7)", "12")]
+    assert seen[0].url.host == "automate.adjust.com" and seen[0].headers["Authorization"] == f"Bearer {TOKEN}"

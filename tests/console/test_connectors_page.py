@@ -26,6 +26,7 @@ def fake_adjust(client: TestClient) -> Iterator[FakeAdjust]:
             for country, installs in (("id", 120), ("in", 80), ("br", 7))]
     server = FakeAdjust(token=TOKEN, apps={APP_TOKEN: rows}).start()
     client.app.state.settings.adjust_api_url = server.url  # type: ignore[attr-defined]
+    client.app.state.settings.outbound_allowed_networks = "127.0.0.1/32"  # type: ignore[attr-defined]
     yield server
     server.stop()
 

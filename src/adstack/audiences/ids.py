@@ -196,11 +196,14 @@ class IdFileReader:
     """Reads a TXT file of ids chunk by chunk: checks the size cap and text-ness while streaming, validates
     and counts each line, and collects keys per partition in compact arrays (8 bytes per id).
 
-    Feed it any iterable of byte chunks: an HTTP request body, a download, a file.
+    Feed it any iterable of byte chunks: an HTTP request body, a download, a file. With `echo_values` off
+    (files the server fetched, whose content the caller may not be allowed to read), invalid examples name
+    the line and the rule, never the line's content.
     """
 
-    def __init__(self, id_type: IdType, *, max_bytes: int, field_name: str = "file"):
+    def __init__(self, id_type: IdType, *, max_bytes: int, field_name: str = "file", echo_values: bool = True):
         self.id_type = id_type
+        self.echo_values = echo_values
         self.max_bytes = max_bytes
         self.field_name = field_name
         self.report = ValidationReport()
@@ -317,10 +320,12 @@ class IdFileReader:
             self._example(value, line_number)
 
     def _example(self, value: bytes, line_number: int) -> None:
-        shown = value[:MAX_EXAMPLE_CHARS].decode("utf-8", "replace")
         reason = "the all-zero GAID of a device that limits ad tracking" if value == ZERO_GAID \
             else f"not {_DESCRIPTIONS[self.id_type]}"
-        self.report.invalid_examples.append({"line": line_number, "value": shown, "reason": reason})
+        example: dict[str, object] = {"line": line_number, "reason": reason}
+        if self.echo_values:
+            example["value"] = value[:MAX_EXAMPLE_CHARS].decode("utf-8", "replace")
+        self.report.invalid_examples.append(example)
 
     def _refuse_binary(self) -> None:
         raise UnsupportedMediaType(

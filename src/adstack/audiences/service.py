@@ -346,6 +346,12 @@ def prepare_uploaded_audience(session: Session, principal: Principal, *, name: s
     return owner
 
 
+def _file_reader(id_type: IdType, *, max_bytes: int, source: UploadSource) -> IdFileReader:
+    # A fetched file may be anyone's: its refusals and reports never quote its lines.
+    fetched = source is UploadSource.URL
+    return IdFileReader(id_type, max_bytes=max_bytes, field_name="url" if fetched else "file", echo_values=not fetched)
+
+
 def create_uploaded_audience(
     session: Session,
     principal: Principal,
@@ -365,7 +371,7 @@ def create_uploaded_audience(
     caller's transaction holds the audience, its bitmaps and the report together.
     """
     owner = prepare_uploaded_audience(session, principal, name=name, region_code=region_code, account_id=account_id)
-    reader = IdFileReader(id_type, max_bytes=max_bytes, field_name="url" if source is UploadSource.URL else "file")
+    reader = _file_reader(id_type, max_bytes=max_bytes, source=source)
     reader.read(chunks)
     reader.check_minimum()
     audience = Audience(account_id=owner, name=name, kind=AudienceKind.UPLOADED.value, region_code=region_code,
@@ -410,7 +416,7 @@ def change_uploaded_audience(
     audience = prepare_change(session, principal, audience_id)
     assert audience.id_type is not None  # every uploaded audience has one
     id_type = IdType(audience.id_type)
-    reader = IdFileReader(id_type, max_bytes=max_bytes, field_name="url" if source is UploadSource.URL else "file")
+    reader = _file_reader(id_type, max_bytes=max_bytes, source=source)
     reader.read(chunks)
     reader.check_minimum()
     audience = get_audience(session, principal, audience_id, for_update=True)

@@ -1,21 +1,19 @@
 """Where a server-side import reads its file: an HTTP(S) URL, or HDFS through the WebHDFS REST API.
 
 The body is streamed in chunks into the same reader an upload uses, so the size cap and every rule apply
-while downloading. Requests to link-local addresses (cloud metadata services) are refused, redirects
-included; loopback and private networks stay allowed, since HDFS clusters usually live on them.
+while downloading. Every request, redirects included, goes through the guarded outbound client: loopback,
+private and other special-purpose networks are refused unless the operator allows them
+(`outbound_allowed_networks`, where HDFS clusters usually live), and every failure answers the same 422.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-import httpx
-
 from adstack.core.errors import FieldError, PayloadTooLarge, ValidationFailed
+from adstack.core.outbound import OutboundClient, OutboundPolicy, ResponseTooLarge
 
 WEBHDFS_DEFAULT_PORT = 9870
 CHUNK_BYTES = 1 << 16
@@ -60,34 +58,24 @@ def display_url(url: str) -> str:
     return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, "", ""))[:500]
 
 
-def _check_host(request: httpx.Request) -> None:
-    host = request.url.host
-    try:
-        infos = socket.getaddrinfo(host, request.url.port or 80, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise _refuse("reachable", f"cannot resolve {host}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_link_local or address.is_multicast or address.is_unspecified:
-            raise _refuse("allowed_host", f"{host} resolves to {address}, which imports may not reach")
-
-
 @contextmanager
-def open_url(url: str, *, max_bytes: int, timeout_seconds: float = 30.0) -> Iterator[Iterator[bytes]]:
-    """Yield the file's body as an iterator of chunks. Network failures become a 422 on `url`."""
+def open_url(url: str, *, max_bytes: int, policy: OutboundPolicy | None = None) -> Iterator[Iterator[bytes]]:
+    """Yield the file's body as an iterator of chunks. Any refusal or failure, a status other than 200
+    included, becomes the outbound client's one 422 on `url`; a body over the cap is a 413."""
     target = resolve_url(url)
     try:
-        with httpx.Client(follow_redirects=True, max_redirects=5, timeout=timeout_seconds,
-                          event_hooks={"request": [_check_host]}) as client, client.stream("GET", target) as response:
+        with OutboundClient(policy, field="url") as client, \
+                client.stream("GET", target, max_bytes=max_bytes) as response:
             if response.status_code != 200:
-                raise _refuse("reachable", f"the server answered HTTP {response.status_code}",
-                              limit=200)
+                raise client.refuse(target, f"the server answered HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise PayloadTooLarge(
-                    f"the file is larger than {max_bytes} bytes",
-                    fields=[FieldError(field="url", rule="max_size_bytes", limit=max_bytes, actual=int(declared))],
-                )
+                raise _too_large(max_bytes, int(declared))
             yield response.iter_bytes(CHUNK_BYTES)
-    except httpx.HTTPError as exc:
-        raise _refuse("reachable", f"cannot fetch the file: {type(exc).__name__}: {exc}"[:300]) from exc
+    except ResponseTooLarge as exc:
+        raise _too_large(max_bytes, exc.received) from exc
+
+
+def _too_large(max_bytes: int, actual: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the file is larger than {max_bytes} bytes",
+                           fields=[FieldError(field="url", rule="max_size_bytes", limit=max_bytes, actual=actual)])

@@ -18,9 +18,11 @@ from typing import Any, ClassVar, Protocol
 import httpx
 
 from adstack.core.errors import DomainError
+from adstack.core.outbound import FetchFailed, OutboundClient, OutboundPolicy, ResponseTooLarge
 
 DEFAULT_BASE_URL = "https://automate.adjust.com"
 REPORT_PATH = "/reports-service/report"
+MAX_REPORT_BYTES = 64 * 1024 * 1024
 DIMENSIONS = ("day", "campaign", "country")
 RETENTION_DAYS = (1, 3, 7)
 COHORT_DAYS = (0, 1, 3, 7)
@@ -99,12 +101,14 @@ class AdjustReportConnector:
         timeout_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        policy: OutboundPolicy | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self.sleep = sleep
-        self.transport = transport
+        self.transport = transport  # an in-process fake for tests; it bypasses the address checks
+        self.policy = policy
         self.attempts_made = 0
 
     def params(self, binding: BindingSettings, date_from: date, date_to: date) -> dict[str, str]:
@@ -146,15 +150,20 @@ class AdjustReportConnector:
     def _get(self, token: str, params: dict[str, str]) -> Any:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         last_status = 0
-        with httpx.Client(base_url=self.base_url, timeout=self.timeout_s, transport=self.transport) as client:
+        policy = self.policy or OutboundPolicy.from_settings(read_timeout_s=self.timeout_s)
+        with OutboundClient(policy, field="adjust_api_url", transport=self.transport) as client:
             for attempt in range(1, self.max_attempts + 1):
                 self.attempts_made = attempt
                 try:
-                    response = client.get(REPORT_PATH, params=params, headers=headers)
-                except httpx.TransportError as exc:
+                    response = client.get(self.base_url + REPORT_PATH, params=params, headers=headers,
+                                          max_bytes=MAX_REPORT_BYTES)
+                except ResponseTooLarge as exc:
+                    raise PartnerUnavailable(f"Adjust's answer is larger than {MAX_REPORT_BYTES} bytes") from exc
+                except FetchFailed as exc:
+                    # The outbound client logged the reason; the message stays the same whatever it was.
                     last_status = 0
                     if attempt == self.max_attempts:
-                        raise PartnerUnavailable(f"Adjust could not be reached: {exc.__class__.__name__}") from exc
+                        raise PartnerUnavailable("Adjust could not be reached") from exc
                     self.sleep(self._backoff(attempt, None))
                     continue
                 last_status = response.status_code

@@ -383,8 +383,11 @@ class OutboundResponse:
         received = 0
         url = self._response.url
         try:
-            # Raw bytes: a compressed body would grow past the cap in one decompression step.
-            for chunk in self._response.iter_raw(chunk_size):
+            # Raw bytes: a compressed body would grow past the cap in one decompression step. An in-memory
+            # transport's response arrives already read.
+            response = self._response
+            chunks = [response.content] if response.is_stream_consumed else response.iter_raw(chunk_size)
+            for chunk in chunks:
                 received += len(chunk)
                 if received > self.max_bytes:
                     raise self._client.refuse(url, f"the body passed {self.max_bytes} bytes",
