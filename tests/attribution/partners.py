@@ -46,7 +46,7 @@ def _text(at: datetime) -> str:
 # The semantic of each macro, and how the partner formats it.
 MACROS: dict[Partner, dict[str, Any]] = {
     Partner.APPSFLYER: {
-        "(clickid)": lambda c: c.click_id, "(advertising_id)": lambda c: c.gaid,
+        "(clickid)": lambda c: c.click_id, "(advertiserId)": lambda c: c.gaid,
         "(event_name)": lambda c: c.event, "(event_revenue)": lambda c: c.revenue,
         "(event_revenue_currency)": lambda c: c.currency,
         "(event_time)": lambda c: c.at.strftime("%Y-%m-%d %H:%M:%S.") + f"{c.at.microsecond // 1000:03d}",

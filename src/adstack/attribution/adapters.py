@@ -98,6 +98,7 @@ class ParsedPostback:
     unreadable: dict[str, str] = field(default_factory=dict)  # field → rule it broke
     notes: tuple[str, ...] = ()  # values read with a lenient rule, e.g. a decimal comma
     package: str = ""  # the app's package name, when the partner sends it
+    event_params: tuple[tuple[str, str], ...] = ()  # the event's own parameters: two events may differ only here
 
     @property
     def dedupe_key(self) -> str:
@@ -109,6 +110,7 @@ class ParsedPostback:
             self.gaid.value if self.gaid else "", self.occurred_at.isoformat() if self.occurred_at else "",
             self.install_at.isoformat() if self.install_at else "",
             "" if self.revenue is None else format(self.revenue.normalize(), "f"), self.currency,
+            list(self.event_params),
         ]
         digest = hashlib.sha256(orjson.dumps(identifying)).hexdigest()[:40]
         return f"{self.partner.value}:h:{digest}"
@@ -245,6 +247,7 @@ class Adapter:
     touch_type_fields: ClassVar[tuple[str, ...]] = ("touch_type",)
     package_fields: ClassVar[tuple[str, ...]] = ("package", "app_package_name", "bundle_id")
     json_fields: ClassVar[tuple[str, ...]] = ()  # fields carrying URL-encoded JSON event parameters
+    event_param_fields: ClassVar[tuple[str, ...]] = ()  # single event parameters sent as their own fields
     install_names: ClassVar[frozenset[str]] = frozenset({"install", "installs", "app_install"})
     reinstall_names: ClassVar[frozenset[str]] = frozenset({"reinstall", "reattribution", "re-attribution"})
 
@@ -353,6 +356,8 @@ class Adapter:
             reattribution=cls.is_reattribution(values, event_name), params=cls.params(values), verdict=verdict,
             verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable, notes=tuple(notes),
             package=(package or "")[:255],
+            event_params=tuple(sorted((k, v) for k in cls.json_fields + cls.event_param_fields
+                                      if (v := present(values.get(k))) is not None)),
         )
 
     @classmethod
@@ -601,6 +606,7 @@ class MyTracker(Adapter):
     time_fields = ("event-time", "event_ts")
     revenue_fields = ("revenue",)
     currency_fields = ("currency",)
+    event_param_fields = ("level",)
 
 
 class Airbridge(Adapter):
