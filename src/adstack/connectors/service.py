@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,13 @@ from sqlalchemy.orm import Session
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal
 from adstack.campaigns.models import Campaign
-from adstack.connectors.adjust import AdjustReportConnector, BindingSettings, PartnerError, ReportConnector
+from adstack.connectors.adjust import (
+    AdjustReportConnector,
+    BindingSettings,
+    PartnerError,
+    PulledRow,
+    ReportConnector,
+)
 from adstack.connectors.models import (
     AppBinding,
     BindingCreate,
@@ -173,6 +180,21 @@ def _campaign_matcher(session: Session, account_id: int) -> Callable[[str], int 
     return match
 
 
+def _binding_settings(binding: AppBinding) -> BindingSettings:
+    return BindingSettings(app_token=binding.app_token, utc_offset=binding.utc_offset,
+                           attribution_type=binding.attribution_type, attribution_source=binding.attribution_source,
+                           attribution_status=tuple(binding.attribution_status or ()),
+                           ad_revenue_sources=tuple(binding.ad_revenue_sources or ()))
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    binding_id: int
+    rows: list[PulledRow] | None
+    error: PartnerError | None
+    attempts: int
+
+
 def pull(
     session: Session,
     *,
@@ -182,39 +204,60 @@ def pull(
     date_from: date,
     date_to: date,
 ) -> PullRun:
-    """Pull every enabled binding of a connection for [date_from, date_to] and replace those days' rows."""
-    run = PullRun(connection_id=connection.id, date_from=date_from, date_to=date_to, status="running")
-    session.add(run)
-    session.flush()
+    """Pull every enabled binding of a connection for [date_from, date_to] and replace those days' rows.
+
+    The partner may take minutes (timeouts, retries, backoff), so no transaction is open meanwhile: what the
+    calls need is read first and that transaction ends (committed, so nothing of the caller's is lost); the
+    answers are then written in one short transaction, which the caller commits.
+    """
+    started_at = utcnow()
     connector = connector_factory(connection.partner)
     token = encryptor.decrypt(connection.token_ciphertext)
-    match = _campaign_matcher(session, connection.account_id)
-    bindings = session.scalars(select(AppBinding).where(AppBinding.connection_id == connection.id,
-                                                        AppBinding.enabled.is_(True))).all()
-    errors: list[str] = []
-    for binding in bindings:
-        settings = BindingSettings(app_token=binding.app_token, utc_offset=binding.utc_offset,
-                                   attribution_type=binding.attribution_type,
-                                   attribution_source=binding.attribution_source,
-                                   attribution_status=tuple(binding.attribution_status or ()),
-                                   ad_revenue_sources=tuple(binding.ad_revenue_sources or ()))
+    targets = [(binding.id, _binding_settings(binding)) for binding in session.scalars(
+        select(AppBinding).where(AppBinding.connection_id == connection.id, AppBinding.enabled.is_(True)))]
+    session.commit()
+    fetched = []
+    for binding_id, settings in targets:
+        rows: list[PulledRow] | None = None
+        error: PartnerError | None = None
         try:
             rows = connector.fetch(token=token, binding=settings, date_from=date_from, date_to=date_to)
         except PartnerError as exc:
-            binding.last_error = exc.message[:500]
-            errors.append(exc.message)
-            if exc.code == "partner_unauthorized":
+            error = exc
+        fetched.append(_Fetched(binding_id, rows, error, getattr(connector, "attempts_made", 1)))
+    return _record_pull(session, connection=connection, fetched=fetched, started_at=started_at,
+                        date_from=date_from, date_to=date_to)
+
+
+def _record_pull(session: Session, *, connection: PartnerConnection, fetched: list[_Fetched],
+                 started_at: datetime, date_from: date, date_to: date) -> PullRun:
+    run = PullRun(connection_id=connection.id, started_at=started_at, date_from=date_from, date_to=date_to,
+                  status="running")
+    session.add(run)
+    match = _campaign_matcher(session, connection.account_id)
+    # Re-read: a binding deleted or changed while the partner answered is not written over.
+    bindings = {b.id: b for b in session.scalars(
+        select(AppBinding).where(AppBinding.id.in_([f.binding_id for f in fetched]))
+        .execution_options(populate_existing=True))}
+    errors: list[str] = []
+    for result in fetched:
+        run.attempts += result.attempts
+        binding = bindings.get(result.binding_id)
+        if binding is None:
+            continue
+        if result.error is not None:
+            binding.last_error = result.error.message[:500]
+            errors.append(result.error.message)
+            if result.error.code == "partner_unauthorized":
                 connection.status = ConnectionStatus.ERROR.value
             continue
-        finally:
-            run.attempts += getattr(connector, "attempts_made", 1)
         binding.last_error = ""
         # Replace the pulled days as a whole: a re-pull of a settled day overwrites, never adds.
         session.execute(delete(PartnerMetricRow).where(PartnerMetricRow.binding_id == binding.id,
                                                        PartnerMetricRow.day >= date_from,
                                                        PartnerMetricRow.day <= date_to))
         merged: dict[tuple[date, str, str], dict[str, str]] = {}
-        for row in rows:
+        for row in result.rows or ():
             key = (row.day, row.campaign_label, row.country)
             merged.setdefault(key, {}).update(row.metrics)
         for (day, label, country), metrics in merged.items():
@@ -223,12 +266,13 @@ def pull(
                                          campaign_id=match(label), country=country, metrics=metrics))
         run.rows += len(merged)
     run.finished_at = utcnow()
-    run.status = "failed" if errors and len(errors) == len(bindings) else "succeeded"
+    run.status = "failed" if errors and len(errors) == len(fetched) else "succeeded"
     run.error = "; ".join(errors)[:500]
     connection.last_error = run.error
     if not errors:
         connection.status = ConnectionStatus.ACTIVE.value
         connection.last_pulled_at = run.finished_at
+    session.flush()
     return run
 
 
@@ -253,8 +297,9 @@ def scheduled_pull(session: Session, *, encryptor: Encryptor, connector_factory:
     """The hourly job: the last SETTLING_DAYS days of every active connection."""
     today = utcnow().date()
     runs = []
+    # Listed whole first: each pull ends the transaction a streaming result would still read from.
     for connection in session.scalars(select(PartnerConnection).where(
-            PartnerConnection.status != ConnectionStatus.DISABLED.value)):
+            PartnerConnection.status != ConnectionStatus.DISABLED.value)).all():
         runs.append(pull(session, connection=connection, encryptor=encryptor, connector_factory=connector_factory,
                          date_from=today - timedelta(days=SETTLING_DAYS - 1), date_to=today))
     return runs
