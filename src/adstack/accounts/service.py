@@ -40,6 +40,7 @@ from adstack.core.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from adstack.core.private_files import create_private
 from adstack.core.security import hash_password, new_token, token_digest, verify_password
 from adstack.core.timeutil import utcnow
 from adstack.oplog import service as oplog
@@ -471,7 +472,7 @@ def add_document(
     temp_path = target_dir / f".upload-{utcnow().timestamp()}"
     size = 0
     try:
-        with temp_path.open("wb") as out:
+        with create_private(temp_path) as out:
             chunk = head
             while chunk:
                 size += len(chunk)

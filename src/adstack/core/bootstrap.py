@@ -8,7 +8,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from adstack.core.db import domain_modules, make_engine, make_session_factory, session_scope
+from adstack.core.db import (
+    create_private_sqlite_file,
+    domain_modules,
+    make_engine,
+    make_session_factory,
+    session_scope,
+)
 from adstack.core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -22,6 +28,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str) -> None:
+    create_private_sqlite_file(database_url)
     command.upgrade(alembic_config(database_url), "head")
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from adstack.core.private_files import create_private
 from adstack.core.timeutil import as_utc, utcnow
 
 # Every domain folder; each may hold models.py (tables) and api.py (routers).
@@ -103,8 +106,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite would create it world-readable; SQLite gives its WAL
+    and shared-memory files the database file's mode."""
+    if not url.startswith("sqlite"):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # An existing file keeps its mode; a missing directory is SQLite's own error to report.
+    with suppress(FileExistsError, FileNotFoundError):
+        create_private(Path(database)).close()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adstack.core.private_files import create_private
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADSTACK_", extra="ignore")
@@ -61,9 +63,11 @@ class Settings(BaseSettings):
             return self.secret_key.encode()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
+        try:
+            with create_private(key_file) as out:
+                out.write(secrets.token_urlsafe(48).encode())
+        except FileExistsError:
+            pass  # made earlier, or just now by another process: both read the one that exists
         return key_file.read_text().strip().encode()
 
     @property

@@ -75,6 +75,7 @@ from adstack.core.errors import (
     ValidationFailed,
 )
 from adstack.core.money import format_micros, from_micros
+from adstack.core.private_files import create_private
 from adstack.core.timeutil import as_utc, utcnow, zone
 from adstack.finance.models import (
     TOTAL_PERIOD,
@@ -378,7 +379,7 @@ def _store_proof(*, account_id: int, filename: str, stream: BinaryIO, storage_di
     temp_path = target_dir / f".upload-{utcnow().timestamp()}-{id(stream)}"
     size = 0
     try:
-        with temp_path.open("wb") as out:
+        with create_private(temp_path) as out:
             chunk = head
             while chunk:
                 size += len(chunk)
