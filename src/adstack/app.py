@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
@@ -47,6 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", tags=["health"], summary="Liveness probe")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    if settings.bench_routes:
+        # The baseline benchmarks compare against: the cheapest route this app and server can answer.
+        @app.get("/bench/trivial", include_in_schema=False)
+        async def trivial() -> Response:
+            return Response(status_code=204)
 
     for module in domain_modules("api"):
         for attribute in ("router", "public_router"):

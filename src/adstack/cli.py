@@ -43,18 +43,65 @@ def migrate(data_dir: DataDir = None) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="HTTP processes (several need ADSTACK_REDIS_URL).")] = 1,
     data_dir: DataDir = None,
 ) -> None:
     """Migrate, then serve the API, the console, the ad endpoints and tracking."""
+    import os
+
     import uvicorn
 
     from adstack.app import create_app
     from adstack.core.bootstrap import migrate as run_migrate
 
     settings = _settings(data_dir, public_base_url=f"http://{host}:{port}")
+    if workers > 1 and not settings.redis_url:
+        # Budgets, frequency caps and reservations must be shared, or each process would spend the whole budget.
+        raise typer.BadParameter("several workers share budgets through Redis: set ADSTACK_REDIS_URL",
+                                 param_hint="--workers")
     run_migrate(settings)
-    console.print(f"adstack on [bold]http://{host}:{port}[/]  (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    console.print(f"adstack on [bold]http://{host}:{port}[/]  (API docs at /docs, {workers} worker(s))")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+        return
+    # Each worker builds the app from the environment: pass the resolved settings down.
+    os.environ["ADSTACK_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["ADSTACK_PUBLIC_BASE_URL"] = settings.public_base_url
+    uvicorn.run("adstack.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+@app.command()
+def pipeline(data_dir: DataDir = None) -> None:
+    """Run the event pipeline's consumers, postback attribution and the event store's loader, without HTTP.
+
+    Serving processes then run with ADSTACK_PIPELINE_IN_PROCESS=false and only append to the log."""
+    import signal
+    import threading
+
+    from adstack.app import create_app
+    from adstack.core.bootstrap import migrate as run_migrate
+    from adstack.events.service import get_event_store
+
+    settings = _settings(data_dir)
+    run_migrate(settings)
+    application = create_app(settings.model_copy(update={"pipeline_in_process": True}))
+    for hook in application.state.on_startup:
+        hook(application)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    running = application.state.pipeline.start()
+    get_event_store(settings).start_loader()
+    console.print("pipeline consumers running" if running else
+                  "another process runs the consumers of this log; waiting to take over")
+    try:
+        while not stop.wait(1.0):
+            if not running:
+                running = application.state.pipeline.start()
+    finally:
+        for hook in reversed(application.state.on_shutdown):
+            hook(application)
 
 
 @admin_app.command("create")
@@ -150,6 +197,19 @@ def bench_postbacks() -> None:
     from adstack.bench import postbacks
 
     postbacks.main()
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    seconds: Annotated[float, typer.Option(help="Length of each wrk run.")] = 5.0,
+    rounds: Annotated[int, typer.Option(min=1, help="A B rounds per endpoint.")] = 2,
+) -> None:
+    """Tracking and postbacks against a trivial route with wrk; acknowledgement to ledger; consumers per CPU-second."""
+    import json
+
+    from adstack.bench import pipeline
+
+    print(json.dumps(pipeline.run(seconds=seconds, rounds=rounds)))
 
 
 @bench_app.command("reports")

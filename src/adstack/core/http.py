@@ -106,3 +106,11 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("database unavailable", exc_info=exc)
         return JSONResponse(error_body("unavailable", "the database is busy; retry"), status_code=503,
                             headers={"Retry-After": "1"})
+
+    from adstack.events.remote import StoreUnavailable
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("event store unavailable: %s", exc)
+        return JSONResponse(error_body("unavailable", "reports are briefly unavailable; retry"), status_code=503,
+                            headers={"Retry-After": "2"})

@@ -99,6 +99,12 @@ class ChdbEngine:
             raw = self._session.query(sql, "JSONCompact", params=_bind(params))
         return _decode(raw.bytes() if hasattr(raw, "bytes") else raw)
 
+    def query_bound(self, sql: str, bound: Mapping[str, str]) -> QueryResult:
+        """A read whose parameters another process already bound (see `events.remote`)."""
+        with EMBEDDED_LOCK:
+            raw = self._session.query(sql, "JSONCompact", params=dict(bound))
+        return _decode(raw.bytes() if hasattr(raw, "bytes") else raw)
+
     def insert_json_rows(self, table: str, payload: bytes, *, token: str) -> None:
         settings = _settings_clause({**INSERT_SETTINGS, "insert_deduplication_token": token})
         statement = f"INSERT INTO {table} SETTINGS {settings} FORMAT JSONEachRow\n"

@@ -30,6 +30,7 @@ from adstack.core.timeutil import as_utc
 from adstack.events.engines import EMBEDDED_LOCK, ChdbEngine, ClickHouseServerEngine, Engine, QueryResult
 from adstack.events.journal import InFlight, Journal
 from adstack.events.models import Event, EventType
+from adstack.events.remote import OwnerLock, QueryServer, StoreUnavailable, remote_query
 from adstack.events.schema import EVENT_IDS_TABLE, EVENTS_TABLE, ddl, upgrade
 
 log = logging.getLogger("adstack.events")
@@ -93,6 +94,10 @@ class EventStore:
         self._loader: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
+        # Several processes may share an embedded store: the owner opens chDB and answers the others' reads.
+        self._owner = OwnerLock(chdb_path.parent / "chdb.owner") if chdb_path is not None else None
+        self._socket = chdb_path.parent / "store.sock" if chdb_path is not None else None
+        self._server: QueryServer | None = None
 
     @property
     def embedded(self) -> bool:
@@ -108,6 +113,9 @@ class EventStore:
             if self._engine is not None:
                 return self._engine
             if self.chdb_path is not None:
+                assert self._owner is not None and self._socket is not None
+                if not self._owner.try_acquire():
+                    raise StoreUnavailable("another process owns the embedded event store")
                 _release_embedded_slot(except_for=self)
                 engine: Engine = ChdbEngine(self.chdb_path)
                 _registry.embedded_owner = self
@@ -122,7 +130,23 @@ class EventStore:
             for statement in [*upgrade(columns), *ddl()]:
                 engine.command(statement)
             self._engine = engine
+            if self._socket is not None and self._server is None:
+                self._server = QueryServer(self._socket, self._answer_bound)
             return engine
+
+    def owns(self) -> bool:
+        """Whether this process runs the store's engine (always, for a ClickHouse server)."""
+        if self._owner is None or self._engine is not None:
+            return True
+        return self._owner.try_acquire()
+
+    def _answer_bound(self, sql: str, bound: dict[str, str], fresh: bool) -> QueryResult:
+        with self._lock:
+            engine = self.engine()
+            if fresh and self.journal.pending_bytes():
+                self._drain()
+            assert isinstance(engine, ChdbEngine)
+            return engine.query_bound(sql, bound)
 
     def _suspend(self) -> None:
         """Load what is pending and close the engine; the next use reopens it."""
@@ -132,9 +156,14 @@ class EventStore:
             try:
                 self._drain()
             finally:
+                if self._server is not None:
+                    self._server.close()
+                    self._server = None
                 self._engine.close()
                 self._engine = None
                 self.journal.close()  # file handles too; the next append opens a fresh segment
+                if self._owner is not None:
+                    self._owner.release()
 
     # ---------- writing ----------
 
@@ -150,7 +179,10 @@ class EventStore:
             listener(events)
 
     def flush(self) -> None:
-        """Load everything appended so far, so queries see it."""
+        """Load everything appended so far, so queries see it (in another process: the owner does it)."""
+        if not self.owns():
+            remote_query(self._socket_path(), "SELECT 1", None, fresh=True)
+            return
         with self._lock:
             self.engine()
             self._drain()
@@ -210,6 +242,8 @@ class EventStore:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None, *, fresh: bool = True) -> QueryResult:
         """Run a read over the store's tables; `fresh` loads pending events first (read-your-writes)."""
+        if not self.owns():
+            return remote_query(self._socket_path(), sql, params, fresh=fresh)
         with self._lock:
             engine = self.engine()
             if fresh and self.journal.pending_bytes():
@@ -232,10 +266,14 @@ class EventStore:
                                             name="adstack-event-loader", daemon=True)
             self._loader.start()
 
+    def _socket_path(self) -> Path:
+        assert self._socket is not None
+        return self._socket
+
     def _run_loader(self, interval_seconds: float) -> None:
         while not self._stop.wait(interval_seconds):
             try:
-                if self.journal.pending_bytes():
+                if self.owns() and self.journal.pending_bytes():  # a waiting process takes over a dead owner
                     self.flush()
             except Exception:  # keep loading later; the journal still holds everything
                 log.exception("event load failed; will retry")
@@ -254,12 +292,17 @@ class EventStore:
             if self._closed:
                 return
             try:
-                if self._engine is not None or self.journal.pending_bytes():
+                if self._engine is not None or (self.journal.pending_bytes() and self.owns()):
                     self.engine()
                     self._suspend()
             finally:
                 self._closed = True
                 self.journal.close()
+                if self._server is not None:
+                    self._server.close()
+                    self._server = None
+                if self._owner is not None:
+                    self._owner.release()
                 if _registry.embedded_owner is self:
                     _registry.embedded_owner = None
 

@@ -304,6 +304,7 @@ class LedgerEntryRead(BaseModel):
     remarks: str
     reference: str
     created_at: datetime
+    occurred_at: datetime | None = None  # when the billed event happened (charges), beside when it was booked
 
 
 class TransferRead(BaseModel):

@@ -1,0 +1,274 @@
+"""`adstack bench pipeline`: what the event path sustains, measured with wrk against a trivial route.
+
+A child `adstack serve` (the production server and settings) is driven by wrk with a Lua script that sends a
+distinct signed event on every request. Each endpoint is measured against a trivial `async def` route mounted
+on the same app for the bench only, alternating A B A B, and reported as a ratio. Then the end-to-end delay: at a
+fixed rate, how long from an impression's acknowledgement until its charge is in the ledger, and whether the lag
+returns to zero. Then the consumers alone, in process: billing charges and attributed postbacks per CPU-second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adstack.bench.postbacks import ServerProcess, appmetrica_postback_paths, server_environment
+from adstack.core.timeutil import utcnow
+from adstack.tracking.urls import TrackingUrls, build_tracking_urls
+
+ADMIN_EMAIL = "bench-admin@example.com"
+ADMIN_PASSWORD = "bench-admin-password"
+
+
+@dataclass
+class Billing:
+    """An approved, funded advertiser with one ad group, ready to be billed."""
+
+    base_url: str
+    secret: bytes
+    token: str
+    admin_token: str
+    account_id: int
+    campaign_id: int
+    ad_group_id: int
+
+    def urls(self, *, bid_type: str = "cpm", price_micros: int = 2_000_000, gaid: str | None = None
+             ) -> TrackingUrls:
+        return build_tracking_urls(
+            base_url=self.base_url, secret=self.secret, impression_id=f"b{uuid.uuid4().hex}",
+            account_id=self.account_id, campaign_id=self.campaign_id, ad_group_id=self.ad_group_id, creative_id=0,
+            ad_space_id=0, publisher_id=0, bid_type=bid_type, price_micros=price_micros, issued_at=utcnow(),
+            gaid=gaid, country="ID", placement_type="banner")
+
+
+def create_admin(data_dir: Path) -> None:
+    subprocess.run([sys.executable, "-m", "adstack.cli", "admin", "create", "--email", ADMIN_EMAIL,  # noqa: S603
+                    "--password", ADMIN_PASSWORD, "--data-dir", str(data_dir)],
+                   check=True, capture_output=True, env=server_environment())
+
+
+def set_up_billing(server: ServerProcess, *, top_up_micros: int = 10**12) -> Billing:
+    """Over the API: an approved advertiser, topped up, with a campaign and an ad group without budgets."""
+    n = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        admin = client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        admin.raise_for_status()
+        admin_headers = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+        registered = client.post("/api/v1/auth/register", json={
+            "email": f"billing-{n}@example.com", "password": "bench-password-1", "type": "advertiser",
+            "company_name": f"Bench Billing {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
+            "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
+            "accept_agreement": True})
+        registered.raise_for_status()
+        body = registered.json()
+        headers = {"Authorization": f"Bearer {body['access_token']}"}
+        account_id = body["account"]["id"]
+        for path, who, payload in (
+                (f"/api/v1/accounts/{account_id}/submit", headers, None),
+                (f"/api/v1/accounts/{account_id}/review", admin_headers, {"decision": "approve"}),
+                ("/api/v1/finance/top-ups", admin_headers, {"account_id": account_id, "amount_micros": top_up_micros})):
+            client.post(path, headers=who, json=payload).raise_for_status()
+        campaign = client.post("/api/v1/campaigns", headers=headers, json={
+            "objective": "performance", "name": f"Bench {n}", "promotion_type": "app_download",
+            "package_name": f"com.bench.billing{n}"})
+        campaign.raise_for_status()
+        group = client.post("/api/v1/ad-groups", headers=headers, json={
+            "campaign_id": campaign.json()["id"], "name": "Bench group", "placement_type": "banner",
+            "bid_type": "cpc", "bid_micros": 1_000_000})
+        group.raise_for_status()
+    secret = (server.data_dir / "secret.key").read_text().strip().encode()
+    return Billing(server.base_url, secret, body["access_token"], admin.json()["access_token"], account_id,
+                   campaign.json()["id"], group.json()["id"])
+
+
+# ---------- wrk ----------
+
+LUA = """
+local paths = {}
+local n = 0
+init = function(args)
+  for line in io.lines(args[1]) do
+    n = n + 1
+    paths[n] = line
+  end
+  i = math.random(n)
+end
+request = function()
+  i = i % n + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)  # noqa: S607
+        found = shutil.which("wrk")
+        if not found:
+            subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)  # noqa: S607
+            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)  # noqa: S607
+            found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    return found
+
+
+def wrk_rps(base_url: str, paths: list[str], *, seconds: float, connections: int = 32, threads: int = 1) -> float:
+    """Requests per second wrk sustained over distinct paths (each connection walks the list)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "paths.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        script = Path(tmp) / "distinct.lua"
+        script.write_text(LUA)
+        out = subprocess.run([ensure_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",  # noqa: S603
+                              "-s", str(script), base_url, "--", str(listing)],
+                             check=True, capture_output=True, text=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non_2xx and int(non_2xx.group(1)) > 0:
+        print(f"  note: {non_2xx.group(1)} answers were not 2xx/3xx", file=sys.stderr)
+    return float(match.group(1))
+
+
+def alternate(base_url: str, trivial: list[str], target: list[str], *, rounds: int, seconds: float) -> dict[str, Any]:
+    """A B A B: the trivial route and the target in turns, so drift in the machine hits both alike."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(rounds):
+        a.append(wrk_rps(base_url, trivial, seconds=seconds))
+        b.append(wrk_rps(base_url, target, seconds=seconds))
+    return {"trivial_rps": round(statistics.median(a)), "rps": round(statistics.median(b)),
+            "ratio": round(statistics.median(b) / statistics.median(a), 3)}
+
+
+# ---------- end to end ----------
+
+
+def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0) -> float:
+    """Seconds until every consumer has applied everything appended."""
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {billing.admin_token}"}
+    with httpx.Client(base_url=billing.base_url, timeout=10) as client:
+        while time.monotonic() - started < timeout:
+            status = client.get("/api/v1/pipeline/status", headers=headers).json()
+            if all(c["lag_events"] == 0 for c in status["consumers"]):
+                return time.monotonic() - started
+            time.sleep(0.05)
+    raise RuntimeError("the pipeline did not catch up in time")
+
+
+def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, end_to_end_seconds: float = 20.0
+        ) -> dict[str, Any]:
+    from adstack.bench.consumers import billing_per_cpu_second
+    from adstack.bench.postbacks import attribution_figures
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        create_admin(data_dir)
+        server = ServerProcess(data_dir, extra_env={"ADSTACK_BENCH_ROUTES": "1"}).start()
+        try:
+            billing = set_up_billing(server)
+            count = 60_000
+            imps = [billing.urls() for _ in range(count)]
+            trivial = ["/bench/trivial"]
+            results: dict[str, Any] = {}
+            results["imp"] = alternate(server.base_url, trivial, [httpx.URL(u.impression_url).raw_path.decode()
+                                                                   for u in imps], rounds=rounds, seconds=seconds)
+            results["click"] = alternate(server.base_url, trivial, [httpx.URL(u.click_url).raw_path.decode()
+                                                                     for u in imps], rounds=rounds, seconds=seconds)
+            from adstack.bench.postbacks import set_up_app
+
+            app = set_up_app(server.base_url)
+            postbacks = appmetrica_postback_paths(app["template"])
+            results["postback"] = alternate(server.base_url, trivial, [next(postbacks) for _ in range(count)],
+                                            rounds=rounds, seconds=seconds)
+            results["end_to_end"] = end_to_end(billing, rate=end_to_end_rate, seconds=end_to_end_seconds)
+        finally:
+            server.stop()
+    results["billing"] = billing_per_cpu_second()
+    results["attribution"] = attribution_figures(20_000)
+    return results
+
+
+def end_to_end(billing: Billing, *, rate: int, seconds: float) -> dict[str, Any]:
+    """Impressions at a fixed rate (wrk2-style pacing is not in Debian's wrk, so an asyncio client paces them);
+    each one's delay from acknowledgement to its ledger entry, read back from the ledger's occurred/created times."""
+    import asyncio
+
+    total = int(rate * seconds)
+    paths = [httpx.URL(billing.urls().impression_url).raw_path.decode() for _ in range(total)]
+
+    async def drive() -> int:
+        acknowledged = 0
+        async with httpx.AsyncClient(base_url=billing.base_url, timeout=10,
+                                     limits=httpx.Limits(max_connections=64)) as client:
+            started = time.monotonic()
+            pending: set[asyncio.Task[httpx.Response]] = set()
+            for i, path in enumerate(paths):
+                due = started + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                pending.add(asyncio.create_task(client.get(path)))
+                if len(pending) > 256:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    acknowledged += sum(1 for t in done if t.result().status_code == 204)
+            if pending:
+                done, _ = await asyncio.wait(pending)
+                acknowledged += sum(1 for t in done if t.result().status_code == 204)
+        return acknowledged
+
+    sent_at = time.monotonic()
+    acknowledged = asyncio.run(drive())
+    offered_seconds = time.monotonic() - sent_at
+    catch_up = wait_for_lag_zero(billing)
+    delays = ledger_delays(billing)
+    return {"rate": rate, "sent": total, "acknowledged": acknowledged, "send_seconds": round(offered_seconds, 2),
+            "lag_zero_after_seconds": round(catch_up, 2), "charges": len(delays),
+            "p50_ack_to_ledger_seconds": round(statistics.median(delays), 3) if delays else None,
+            "p99_ack_to_ledger_seconds": round(sorted(delays)[int(len(delays) * 0.99) - 1], 3) if delays else None}
+
+
+def ledger_delays(billing: Billing) -> list[float]:
+    """Per charge: ledger entry created minus impression received, from the account's ledger."""
+    headers = {"Authorization": f"Bearer {billing.token}"}
+    delays: list[float] = []
+    offset = 0
+    with httpx.Client(base_url=billing.base_url, timeout=60) as client:
+        while True:
+            page = client.get(f"/api/v1/finance/accounts/{billing.account_id}/ledger", headers=headers,
+                              params={"limit": 500, "offset": offset}).json()
+            items = page["items"] if isinstance(page, dict) else page
+            for entry in items:
+                if entry["entry_type"] == "charge" and entry.get("occurred_at") and entry.get("created_at"):
+                    from datetime import datetime
+
+                    created = datetime.fromisoformat(entry["created_at"])
+                    occurred = datetime.fromisoformat(entry["occurred_at"])
+                    delays.append(max(timedelta(0), created - occurred).total_seconds())
+            if len(items) < 500:
+                return delays
+            offset += 500
+
+
+def main() -> None:
+    print(json.dumps(run()))
