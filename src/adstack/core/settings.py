@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     pipeline_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     sdk_reservation_seconds: int = Field(default=30 * 60, ge=1, description="An unshown SDK ad's budget hold.")
     exchange_reservation_seconds: int = Field(default=5 * 60, ge=1, description="An unanswered bid's budget hold.")
+    bench_routes: bool = Field(default=False, description="Mount the trivial baseline route benchmarks use.")
     metrics_token: str | None = Field(default=None, description="Bearer token for /metrics; loopback only if unset.")
     log_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,
                                     description="Tracking answers 503 below this much free disk for the log.")
