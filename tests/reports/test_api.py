@@ -118,7 +118,7 @@ def test_filters_sort_and_pages_keep_totals_over_every_row(
         (three_campaigns[0], "SG"), (three_campaigns[2], "IN")}
     assert filtered["totals"]["cost_micros"] == 5_000_000
     installs = report(api, advertiser, dimensions="event", events="INSTALL", metrics=["installs"])
-    assert installs["rows"] == [{"event": "INSTALL", "installs": 3}]
+    assert installs["rows"] == [{"event": "INSTALL", "source": "ads", "installs": 3}]
     by_ctr = report(api, advertiser, dimensions="campaign", sort="-ctr", metrics=["ctr"])
     assert [r["campaign_id"] for r in by_ctr["rows"]] == [three_campaigns[2], three_campaigns[1], three_campaigns[0]]
 

@@ -35,15 +35,19 @@ EVENT_COLUMNS = (
     "attrs",
 )
 
-# The dimensions of each rollup's key, in key order after account and time.
+# The dimensions of each rollup's key, in key order after account and time. `attribution_type` comes last:
+# a store made before it had the rest as its whole key, and ClickHouse only lets a new column join the end.
 ROLLUP_DIMENSIONS = (
     "campaign_id", "ad_group_id", "creative_id", "country", "ad_space_id", "publisher_id", "placement_type",
-    "objective", "conversion_event",
+    "objective", "conversion_event", "attribution_type",
 )
+# Key columns computed in the view rather than copied from the raw event.
+_COMPUTED_DIMENSIONS = frozenset({"conversion_event", "attribution_type"})
 SUPPLY_DIMENSIONS = frozenset({"ad_space_id", "publisher_id", "placement_type"})
 CAMPAIGN_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d not in SUPPLY_DIMENSIONS)
 _TYPES = {"country": "LowCardinality(String)", "placement_type": "LowCardinality(String)",
-          "objective": "LowCardinality(String)", "conversion_event": "LowCardinality(String)"}
+          "objective": "LowCardinality(String)", "conversion_event": "LowCardinality(String)",
+          "attribution_type": "LowCardinality(String)"}
 
 # Summed columns of the rollup, each with the expression over a raw event that feeds it.
 ROLLUP_METRICS: dict[str, str] = {
@@ -107,6 +111,11 @@ def _conversion_event_expr() -> str:
             " AS conversion_event")
 
 
+def _attribution_type_expr() -> str:
+    # Only conversions are attributed (click, view, organic, other); anything else keeps the row key empty.
+    return "if(event_type IN ('install', 'in_app_event'), attribution_type, '') AS attribution_type"
+
+
 def _rollup_columns(dimensions: tuple[str, ...]) -> dict[str, str]:
     """A rollup table's columns and their types."""
     return {
@@ -127,7 +136,7 @@ def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
     Without, `quarter` is always 0 and the table only serves zones with whole-hour offsets.
     """
     quarter = "toUInt8(toMinute(occurred_at) DIV 15)" if quarters else "toUInt8(0)"
-    selects = ", ".join(d for d in dimensions if d != "conversion_event")
+    selects = ", ".join(d for d in dimensions if d not in _COMPUTED_DIMENSIONS)
     metric_selects = ",\n  ".join(f"countIf({expr}) AS {name}" for name, expr in ROLLUP_METRICS.items())
     money_selects = ",\n  ".join(f"sum({expr}) AS {name}" for name, expr in MONEY_METRICS.items())
     return f"""SELECT
@@ -136,6 +145,7 @@ def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
   {quarter} AS quarter,
   {selects},
   {_conversion_event_expr()},
+  {_attribution_type_expr()},
   {metric_selects},
   {money_selects}
 FROM {EVENTS_TABLE}
@@ -209,21 +219,28 @@ def upgrade(existing: Mapping[str, Collection[str]]) -> list[str]:
     the current query, so later events fill them."""
     statements: list[str] = []
 
-    def add_missing(table: str, columns: Mapping[str, str]) -> None:
+    def add_missing(table: str, columns: Mapping[str, str], key: tuple[str, ...] = ()) -> None:
         have = existing.get(table)
         if have is None:
             return
         previous = ""
+        present = set(have)
         for name, kind in columns.items():
             if name not in have:
                 position = f" AFTER {previous}" if previous else " FIRST"
-                statements.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}{position}")
+                statement = f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}{position}"
+                present.add(name)
+                if name in key:
+                    # A new key column joins the end of the sorting key in the same ALTER, the only way
+                    # ClickHouse allows; rows already stored read its default there, so they keep their order.
+                    statement += f", MODIFY ORDER BY ({', '.join(k for k in key if k in present)})"
+                statements.append(statement)
             previous = name
 
     add_missing(EVENTS_TABLE, EVENT_TABLE_COLUMNS)
     for table, (dimensions, quarters) in ROLLUPS.items():
         columns = _rollup_columns(dimensions)
-        add_missing(table, columns)
+        add_missing(table, columns, ("account_id", "hour", "quarter", *dimensions))
         view = existing.get(f"{table}_mv")
         if view is not None and not set(columns) <= set(view):
             statements.append(f"ALTER TABLE {table}_mv MODIFY QUERY\n"

@@ -55,12 +55,23 @@ class Metric(StrEnum):
     MEDIA_COST_IMPRESSIONS = "media_cost_impressions"  # impressions whose exchange price is known
     ECPM_MICROS = "ecpm_micros"
     CPC_MICROS = "cpc_micros"
+    # Installs, in-app events and revenue count conversions attributed to adstack's ads (click- or view-through).
     INSTALLS = "installs"
-    CVR = "cvr"
-    CPA_MICROS = "cpa_micros"
+    CLICK_THROUGH_INSTALLS = "click_through_installs"
+    VIEW_THROUGH_INSTALLS = "view_through_installs"
+    CVR = "cvr"  # click-through installs / clicks
+    CPA_CONVERSIONS = "cpa_conversions"  # each ad group's own conversion event (installs unless CPA on an event)
+    CPA_MICROS = "cpa_micros"  # cost / cpa_conversions
     IN_APP_EVENTS = "in_app_events"
     REVENUE_MICROS = "revenue_micros"
-    ROAS = "roas"
+    ROAS = "roas"  # attributed revenue / cost
+    # Conversions adstack's ads did not bring: kept apart, never in the figures above.
+    ORGANIC_INSTALLS = "organic_installs"
+    OTHER_INSTALLS = "other_installs"
+    ORGANIC_IN_APP_EVENTS = "organic_in_app_events"
+    OTHER_IN_APP_EVENTS = "other_in_app_events"
+    ORGANIC_REVENUE_MICROS = "organic_revenue_micros"
+    OTHER_REVENUE_MICROS = "other_revenue_micros"
     VIDEO_STARTS = "video_starts"
     VIDEO_FIRST_QUARTILES = "video_first_quartiles"
     VIDEO_MIDPOINTS = "video_midpoints"

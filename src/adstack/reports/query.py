@@ -16,7 +16,7 @@ from typing import Any
 from adstack.core.timeutil import zone
 from adstack.core.vocabulary import IN_APP_EVENTS
 from adstack.events.schema import CAMPAIGN_ROLLUP_TABLE, ROLLUP_TABLE, SUPPLY_DIMENSIONS
-from adstack.reports.models import Dimension, Metric, ReportQuery, event_metric
+from adstack.reports.models import TIME_DIMENSIONS, Dimension, Metric, ReportQuery, event_metric
 
 SLOT = "(hour + toIntervalMinute(quarter * 15))"
 
@@ -36,7 +36,20 @@ DIMENSION_SQL: dict[Dimension, tuple[str, str]] = {
     Dimension.EVENT: ("event", "conversion_event"),
 }
 
-# Sums read straight from the rollup.
+# Where a conversion came from. Organic and other-network conversions carry no campaign and are never billed;
+# rollup rows written before the rollup kept the attribution type read '' and are told apart by their campaign
+# (an unattributed conversion had none).
+NOT_OURS = "(attribution_type IN ('organic', 'other') OR (attribution_type = '' AND campaign_id = 0))"
+OURS = f"NOT {NOT_OURS}"
+SOURCE_SQL = f"multiIf(attribution_type = 'other', 'other', {NOT_OURS}, 'organic', 'ads')"
+SOURCE_LABELS = {"organic": "Organic", "other": "Other sources"}
+
+# CPA counts each ad group's own conversion event (installs unless a CPA ad group pays for another event);
+# the caller passes the ad groups that pay for something else (`cpa_ids`, `cpa_events`).
+CPA_EVENT = "transform(ad_group_id, {cpa_ids:Array(UInt64)}, {cpa_events:Array(String)}, 'INSTALL')"
+
+# Sums read straight from the rollup. Installs, events and revenue count only what adstack's ads brought
+# (click- and view-through); organic and other-network conversions have their own columns.
 BASE_SQL: dict[str, str] = {
     "requests": "sum(requests)",
     "impressions": "sum(impressions)",
@@ -44,9 +57,19 @@ BASE_SQL: dict[str, str] = {
     "cost_micros": "sum(cost_micros)",
     "media_cost_micros": "sum(media_cost_micros)",
     "media_cost_impressions": "sum(media_cost_impressions)",
-    "installs": "sum(installs)",
-    "in_app_events": "sum(conversions)",
-    "revenue_micros": "sum(revenue_micros)",
+    "installs": f"sumIf(installs, {OURS})",
+    # A rollup row from before attribution types were kept counts as click-through.
+    "click_through_installs": f"sumIf(installs, {OURS} AND attribution_type != 'view')",
+    "view_through_installs": "sumIf(installs, attribution_type = 'view')",
+    "organic_installs": f"sumIf(installs, {SOURCE_SQL} = 'organic')",
+    "other_installs": "sumIf(installs, attribution_type = 'other')",
+    "in_app_events": f"sumIf(conversions, {OURS})",
+    "organic_in_app_events": f"sumIf(conversions, {SOURCE_SQL} = 'organic')",
+    "other_in_app_events": "sumIf(conversions, attribution_type = 'other')",
+    "cpa_conversions": f"sumIf(installs + conversions, {OURS} AND conversion_event = {CPA_EVENT})",
+    "revenue_micros": f"sumIf(revenue_micros, {OURS})",
+    "organic_revenue_micros": f"sumIf(revenue_micros, {SOURCE_SQL} = 'organic')",
+    "other_revenue_micros": "sumIf(revenue_micros, attribution_type = 'other')",
     "video_starts": "sum(video_starts)",
     "video_first_quartiles": "sum(video_first_quartiles)",
     "video_midpoints": "sum(video_midpoints)",
@@ -55,7 +78,7 @@ BASE_SQL: dict[str, str] = {
     "invalid": "sum(invalid)",
 }
 for _event in IN_APP_EVENTS:
-    BASE_SQL[event_metric(_event)] = f"sumIf(conversions, conversion_event = '{_event.value}')"
+    BASE_SQL[event_metric(_event)] = f"sumIf(conversions, {OURS} AND conversion_event = '{_event.value}')"
 
 
 @dataclass(frozen=True)
@@ -70,8 +93,9 @@ DERIVED: dict[str, Derived] = {
     Metric.CTR: Derived("clicks", "impressions"),
     Metric.ECPM_MICROS: Derived("cost_micros", "impressions", scale=1000, money=True),
     Metric.CPC_MICROS: Derived("cost_micros", "clicks", money=True),
-    Metric.CVR: Derived("installs", "clicks"),
-    Metric.CPA_MICROS: Derived("cost_micros", "installs", money=True),
+    # Click-through only: a view-through install followed no click.
+    Metric.CVR: Derived("click_through_installs", "clicks"),
+    Metric.CPA_MICROS: Derived("cost_micros", "cpa_conversions", money=True),
     Metric.ROAS: Derived("revenue_micros", "cost_micros"),
     Metric.VIDEO_COMPLETION_RATE: Derived("video_completes", "video_starts"),
 }
@@ -98,6 +122,12 @@ def objective_params(objectives: Mapping[int, str]) -> dict[str, Any]:
     """Query parameters giving each campaign its objective (see OBJECTIVE_BY_CAMPAIGN)."""
     ids = sorted(objectives)
     return {"obj_ids": ids, "obj_values": [objectives[i] for i in ids]}
+
+
+def cpa_params(events: Mapping[int, str]) -> dict[str, Any]:
+    """Query parameters naming the ad groups whose CPA counts another event than installs (see CPA_EVENT)."""
+    ids = sorted(i for i, e in events.items() if e and e != "INSTALL")
+    return {"cpa_ids": ids, "cpa_events": [events[i] for i in ids]}
 
 
 def base_metrics_for(metrics: list[str]) -> list[str]:
@@ -160,6 +190,7 @@ class Plan:
     base_metrics: list[str]
     grouped: bool
     table: str
+    by_source: bool = False  # rows carry `d_source`: ads, organic or other
 
 
 def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, metrics: list[str],
@@ -169,7 +200,7 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
     (fixed SQL whose values are in `params`)."""
     dims = query.effective_dimensions()
     t_from, t_to = utc_range(query.start_date, query.end_date, tz_name)
-    params = dict(params or {}) | {
+    params = {"cpa_ids": [], "cpa_events": []} | dict(params or {}) | {
         "tz": tz_name,
         "t_from": t_from.replace(tzinfo=None),
         "t_to": t_to.replace(tzinfo=None),
@@ -200,6 +231,11 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
     # Aliases are prefixed: ClickHouse aliases are visible in the whole query and must not shadow columns.
     selects = [f"{objective if d == Dimension.OBJECTIVE else DIMENSION_SQL[d][1]} AS d_{DIMENSION_SQL[d][0]}"
                for d in dims]
+    # Grouped by anything but time, organic and other-network conversions are rows of their own rather than a
+    # campaign (or country, ad space, ...) "0" beside the real ones.
+    by_source = any(d not in TIME_DIMENSIONS for d in dims)
+    if by_source:
+        selects.append(f"{SOURCE_SQL} AS d_source")
     selects += [f"{BASE_SQL[m]} AS m_{m}" for m in base]
     if dims:
         # The row count and the totals over every group ride along on each row of the page (window
@@ -211,8 +247,8 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
     sql = f"SELECT {', '.join(selects)}\nFROM {table}\nWHERE {' AND '.join(conditions)}"
     if dims:
         aliases = [f"d_{c}" for c in dimension_columns]
-        sql += f"\nGROUP BY {', '.join(aliases)}"
-        order = []
+        sql += f"\nGROUP BY {', '.join(aliases + (['d_source'] if by_source else []))}"
+        order = ["d_source != 'ads'", "d_source"] if by_source else []
         if sort is not None:
             order.append(f"{sort_sql(sort[0], dimension_columns)} {'DESC' if sort[1] else 'ASC'} NULLS LAST")
         order += [a for a in aliases if sort is None or a != f"d_{sort[0]}"]
@@ -220,7 +256,7 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         if limit is not None:
             sql += f"\nLIMIT {int(limit)} OFFSET {int(offset)}"
     return Plan(sql=sql, params=params, dimension_columns=dimension_columns, base_metrics=base, grouped=bool(dims),
-                table=table)
+                table=table, by_source=by_source)
 
 
 SUPPLY_FILTERS = ("ad_space_ids", "publisher_ids", "placement_types")

@@ -249,6 +249,20 @@ class _Prepared:
     params: dict[str, Any] = field(default_factory=dict)  # extra SQL parameters (campaign objectives)
 
 
+def _cpa_params(session: Session, metrics: list[str], sort: tuple[str, bool] | None, scope: Scope) -> dict[str, Any]:
+    """The CPA ad groups that pay for an in-app event, when the report shows CPA or its conversions."""
+    wanted = {Metric.CPA_MICROS.value, Metric.CPA_CONVERSIONS.value}
+    if not wanted & {*metrics, *([sort[0]] if sort else [])}:
+        return {}
+    from adstack.campaigns.models import AdGroup
+
+    stmt = select(AdGroup.id, AdGroup.conversion_event).where(
+        AdGroup.bid_type == "cpa", AdGroup.conversion_event.is_not(None), AdGroup.conversion_event != "INSTALL")
+    if scope.account_ids is not None:
+        stmt = stmt.where(AdGroup.account_id.in_(scope.account_ids))
+    return sql.cpa_params({int(i): str(e) for i, e in session.execute(stmt)})
+
+
 def _objective_params(session: Session, query: ReportQuery, dims: list[Dimension], scope: Scope) -> dict[str, Any]:
     """Campaign objectives from the control plane, when the report groups or filters by objective."""
     if Dimension.OBJECTIVE not in dims and not query.objectives:
@@ -298,7 +312,12 @@ def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_
             if column.compare_to is not None and column.compare_to.value not in metrics:
                 metrics.append(column.compare_to.value)
     sort = _parse_sort(query, dims, metrics)
-    return _Prepared(query, scope, dims, metrics, sort, extras, _objective_params(session, query, dims, scope))
+    params = _objective_params(session, query, dims, scope) | _cpa_params(session, metrics, sort, scope)
+    return _Prepared(query, scope, dims, metrics, sort, extras, params)
+
+
+def _by_source(dims: Sequence[Dimension]) -> bool:
+    return any(d not in (Dimension.DATE, Dimension.HOUR) for d in dims)
 
 
 def _columns(prepared: _Prepared) -> list[ColumnRead]:
@@ -313,6 +332,8 @@ def _columns(prepared: _Prepared) -> list[ColumnRead]:
                                       kind="text"))
             columns.append(ColumnRead(key=f"{base}_deleted", label=DIMENSION_LABELS[key].removesuffix(" ID")
                                       + " deleted", kind="flag"))
+    if _by_source(prepared.dims):
+        columns.append(ColumnRead(key="source", label="Source", kind="dimension"))
     columns += [ColumnRead(key=m, label=_label(m), kind=_metric_kind(m)) for m in prepared.metrics]
     for _, extra in prepared.extras:
         columns.append(ColumnRead(key=extra.key, label=extra.label, kind=extra.kind))
@@ -332,6 +353,7 @@ class _Fetched:
     rows: list[dict[str, Any]]  # d_<dimension> values and m_<metric> sums
     totals: dict[str, int]  # sums over every row, not just the page
     total_rows: int
+    by_source: bool = False
 
 
 def _fetch(store: EventStore, query: ReportQuery, *, scope: Scope, metrics: list[str],
@@ -343,6 +365,7 @@ def _fetch(store: EventStore, query: ReportQuery, *, scope: Scope, metrics: list
         return plan, store.query(plan.sql, plan.params).dicts()
 
     plan, rows = run(limit, offset)
+    by_source = plan.by_source
     if not plan.grouped:
         sums = {m: int(rows[0].get(f"m_{m}") or 0) for m in plan.base_metrics} if rows else {}
         return _Fetched(rows, sums, len(rows))
@@ -350,9 +373,9 @@ def _fetch(store: EventStore, query: ReportQuery, *, scope: Scope, metrics: list
     if not rows and offset > 0:
         _, summary = run(1, 0)  # past the last page: the count and totals still hold
     if not summary:
-        return _Fetched([], {}, 0)
+        return _Fetched([], {}, 0, by_source)
     totals = {m: int(summary[0].get(f"t_{m}") or 0) for m in plan.base_metrics}
-    return _Fetched(rows, totals, int(summary[0]["n_rows"]))
+    return _Fetched(rows, totals, int(summary[0]["n_rows"]), by_source)
 
 
 def _sums(values: Mapping[str, Any]) -> dict[str, int]:
@@ -368,11 +391,19 @@ def _execute(store: EventStore, prepared: _Prepared, query: ReportQuery, *, limi
     for values in fetched.rows:
         row = {sql.DIMENSION_SQL[d][0]: _dimension_value(d, values[f"d_{sql.DIMENSION_SQL[d][0]}"],
                                                          prepared.scope.time_zone) for d in prepared.dims}
+        if fetched.by_source:
+            row["source"] = values["d_source"]
+            label = sql.SOURCE_LABELS.get(values["d_source"])
+            if label is not None:  # organic or other sources: labelled, never campaign (or country) "0"
+                row.update({sql.DIMENSION_SQL[d][0]: label for d in prepared.dims if d not in _TIME})
         sums = _sums(values)
         row.update({m: sql.derive(sums, m) for m in prepared.metrics})
         rows.append(row)
     totals: dict[str, Any] = {m: sql.derive(fetched.totals, m) for m in prepared.metrics}
     return rows, totals, fetched.total_rows
+
+
+_TIME = frozenset({Dimension.DATE, Dimension.HOUR})
 
 
 def _attach_names(session: Session, prepared: _Prepared, rows: list[dict[str, Any]]) -> None:
@@ -381,8 +412,11 @@ def _attach_names(session: Session, prepared: _Prepared, rows: list[dict[str, An
             continue
         key = sql.DIMENSION_SQL[dim][0]
         base = key.removesuffix("_id")
-        names = resolve_names(session, dim, {int(r[key]) for r in rows})
+        names = resolve_names(session, dim, {int(r[key]) for r in rows if isinstance(r[key], int)})
         for row in rows:
+            if not isinstance(row[key], int):  # a labelled row (Organic, Other sources) names itself
+                row[f"{base}_name"], row[f"{base}_deleted"] = row[key], False
+                continue
             name, deleted = names.get(int(row[key]), (None, False))
             row[f"{base}_name"] = name
             row[f"{base}_deleted"] = deleted
@@ -453,7 +487,7 @@ def _partner_only_rows(prepared: _Prepared, rows: list[dict[str, Any]], keys: li
     wanted = {(k[0], k[1] if Dimension.DATE in prepared.dims else None) for k in missing}
     added = []
     for campaign_id, day in sorted(wanted, key=lambda k: (k[0], k[1] or date.min)):
-        row: dict[str, Any] = {"campaign_id": campaign_id}
+        row: dict[str, Any] = {"campaign_id": campaign_id, "source": "ads"}
         if day is not None:
             row["date"] = day.isoformat()
         for metric in prepared.metrics:
@@ -692,7 +726,7 @@ def overview(session: Session, principal: Principal, *, account_id: int | None, 
         return [Share(key=str(r[key]), impressions=r["impressions"] or 0, clicks=r["clicks"] or 0,
                       cost_micros=r["cost_micros"] or 0, installs=r["installs"] or 0,
                       cost_share=sql.ratio(r["cost_micros"] or 0, total_cost) or "0")
-                for r in result.rows]
+                for r in result.rows if r.get("source") == "ads"]
 
     counts = session.execute(
         select(ReviewItem.object_type, ReviewItem.status, func.count())
@@ -771,7 +805,7 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
         return MediaCenterRead(start_date=query.start_date, end_date=query.end_date,
                                time_zone=prepared.scope.time_zone, currency=prepared.scope.currency, rows=[],
                                totals=empty, total_rows=0)
-    plan_where: list[str] = []
+    plan_where: list[str] = [sql.OURS]  # where ads ran: organic and other-network conversions ran nowhere
     params: dict[str, Any] = {}
     if publisher_ids is not None or ad_space_ids is not None:
         plan_where.append("(publisher_id IN {m_publishers:Array(UInt64)} OR ad_space_id IN {m_spaces:Array(UInt64)})")
