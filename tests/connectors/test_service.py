@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, ClassVar
 
+import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
@@ -14,13 +15,13 @@ from adstack.connectors.models import AppBinding, PartnerConnection, PartnerMetr
 from adstack.core.db import make_session_factory
 from adstack.core.security import Encryptor
 from adstack.core.settings import Settings
-from tests.support import Api, expect
+from tests.support import Actor, Api, expect
 
 DAY = date(2024, 5, 1)
 
 
-def _connection_with_apps(api: Api, *app_tokens: str) -> int:
-    owner = api.approved_account()
+def _connection_with_apps(api: Api, *app_tokens: str, owner: Actor | None = None) -> int:
+    owner = owner or api.approved_account()
     connection = expect(api.client.post("/api/v1/connectors", headers=owner.headers,
                                         json={"name": "Adjust main", "api_token": "adj-token-0123456789"}), 201)
     for app_token in app_tokens:
@@ -77,3 +78,20 @@ def test_a_binding_deleted_while_the_partner_answers_is_not_written(api: Api, se
     assert (run.status, run.rows) == ("succeeded", 1)
     stored = session.scalars(select(PartnerMetricRow)).all()
     assert len(stored) == 1 and stored[0].metrics == {"installs": "12"}
+
+
+@pytest.mark.parametrize(("target", "field"), [
+    ("binding", "ad_revenue_sources"), ("binding", "attribution_status"), ("binding", "utc_offset"),
+    ("binding", "enabled"), ("connection", "name"), ("connection", "status"), ("connection", "api_token"),
+])
+def test_null_for_a_field_that_cannot_be_null_is_refused_by_name(api: Api, session: Session, target: str,
+                                                                 field: str) -> None:
+    owner = api.approved_account()
+    connection_id = _connection_with_apps(api, "app1", owner=owner)
+    binding = session.scalars(select(AppBinding)).one()
+    url = f"/api/v1/connectors/apps/{binding.id}" if target == "binding" else f"/api/v1/connectors/{connection_id}"
+    error = expect(api.client.patch(url, headers=owner.headers, json={field: None}), 422)["error"]
+    assert [f["field"] for f in error["fields"]] == [field]
+    session.expire_all()
+    stored = binding if target == "binding" else session.get(PartnerConnection, connection_id)
+    assert getattr(session.get(type(stored), stored.id), field if field != "api_token" else "token_hint") is not None

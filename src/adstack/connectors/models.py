@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -128,6 +128,14 @@ class ConnectionUpdate(BaseModel):
     api_token: Token | None = None
     status: ConnectionStatus | None = None
 
+    @field_validator("name", "api_token", "status")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Every column behind these fields is NOT NULL: a field is left out to keep it, never nulled.
+        if value is None:
+            raise ValueError("may be left out but not set to null")
+        return value
+
 
 class ConnectionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -167,6 +175,14 @@ class BindingUpdate(BaseModel):
     ad_revenue_sources: list[Annotated[str, StringConstraints(min_length=1, max_length=60)]] | None = Field(
         default=None, max_length=30)
     enabled: bool | None = None
+
+    @field_validator("app_name", "package_name", "utc_offset", "attribution_type", "attribution_source",
+                     "attribution_status", "ad_revenue_sources", "enabled")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out but not set to null")
+        return value
 
 
 class BindingRead(BaseModel):
