@@ -63,6 +63,8 @@ def billing_per_cpu_second(charges: int = BILLING_CHARGES) -> dict[str, Any]:
             batches.append(batch)
         consumer = Billing(Context(session_factory=factory, secret=secret, store=lambda: get_event_store(settings),
                                    counters=lambda: None))
+        consumer.apply(batches.pop(0))  # warm-up: first statements compiled and cached, not counted
+        charges -= BATCH
         cpu, wall = time.process_time(), time.perf_counter()
         for batch in batches:
             consumer.apply(batch)
@@ -72,5 +74,5 @@ def billing_per_cpu_second(charges: int = BILLING_CHARGES) -> dict[str, Any]:
         close_event_store(settings)
         engine.dispose()
     billed = 10**13 - balance
-    return {"charges": charges, "billed_micros": billed, "expected_micros": charges * 2_000,
+    return {"charges": charges, "billed_micros": billed, "expected_micros": (charges + BATCH) * 2_000,
             "per_cpu_second": round(charges / cpu), "per_wall_second": round(charges / wall)}

@@ -44,7 +44,7 @@ def token_digest(token: str) -> str:
 
 
 def hmac_sign(key: bytes, message: bytes, size: int = 16) -> str:
-    digest = hmac.new(key, message, hashlib.sha256).digest()[:size]
+    digest = hmac.digest(key, message, "sha256")[:size]  # the one-shot C path: tracking signs on every request
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
@@ -52,8 +52,10 @@ def hmac_verify(key: bytes, message: bytes, signature: str, size: int = 16) -> b
     return hmac.compare_digest(hmac_sign(key, message, size), signature)
 
 
+@functools.lru_cache(maxsize=64)
 def derive_key(secret: bytes, purpose: str) -> bytes:
-    """Separate keys per purpose so a leak of one use does not compromise another."""
+    """Separate keys per purpose so a leak of one use does not compromise another. Cached: every tracking
+    request and every record a consumer decodes derives the same few keys."""
     return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
 
 

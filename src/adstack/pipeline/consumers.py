@@ -79,6 +79,7 @@ class Billing:
         self.context = context
 
     def apply(self, records: list[dict[str, Any]]) -> None:
+        from adstack.finance.pricing import cpm_impression_micros
         from adstack.finance.service import ChargeRequest
 
         items = _first_of_each(tracked(records, self.context.secret, TRACKING_KINDS))
@@ -86,8 +87,6 @@ class Billing:
         for item in items:
             claims, kind = item.claims, item.record["k"]
             if kind == Kind.IMPRESSION.value and claims.bid_type in IMPRESSION_BILLED:
-                from adstack.finance.pricing import cpm_impression_micros
-
                 amount, charge_kind = cpm_impression_micros(claims.price_micros), claims.bid_type
             elif kind == Kind.CLICK.value and claims.bid_type in CLICK_BILLED:
                 amount, charge_kind = claims.price_micros, "cpc"
