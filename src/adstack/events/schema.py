@@ -137,6 +137,9 @@ def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
     """
     quarter = "toUInt8(toMinute(occurred_at) DIV 15)" if quarters else "toUInt8(0)"
     selects = ", ".join(d for d in dimensions if d not in _COMPUTED_DIMENSIONS)
+    computed = "".join(f"{expr()},\n  " for name, expr in (("conversion_event", _conversion_event_expr),
+                                                            ("attribution_type", _attribution_type_expr))
+                       if name in dimensions).rstrip()
     metric_selects = ",\n  ".join(f"countIf({expr}) AS {name}" for name, expr in ROLLUP_METRICS.items())
     money_selects = ",\n  ".join(f"sum({expr}) AS {name}" for name, expr in MONEY_METRICS.items())
     return f"""SELECT
@@ -144,8 +147,7 @@ def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
   toStartOfHour(occurred_at) AS hour,
   {quarter} AS quarter,
   {selects},
-  {_conversion_event_expr()},
-  {_attribution_type_expr()},
+  {computed}
   {metric_selects},
   {money_selects}
 FROM {EVENTS_TABLE}
