@@ -35,19 +35,20 @@ def received_at(record: dict[str, Any]) -> datetime:
 def impression(claims: TrackingClaims, token: str, *, auction_price: str | None, currency: str | None
                ) -> dict[str, Any]:
     record: dict[str, Any] = {"id": f"imp:{claims.impression_id}", "k": Kind.IMPRESSION.value, "ts": now_ms(),
-                              "t": token}
+                              "a": claims.account_id, "t": token}
     if auction_price is not None:
         record["ap"], record["cur"] = auction_price[:32], (currency or "")[:8]
     return record
 
 
-def click(click_id: str, token: str) -> dict[str, Any]:
-    return {"id": f"click:{click_id}", "k": Kind.CLICK.value, "ts": now_ms(), "t": token, "c": click_id}
+def click(claims: TrackingClaims, click_id: str, token: str) -> dict[str, Any]:
+    return {"id": f"click:{click_id}", "k": Kind.CLICK.value, "ts": now_ms(), "a": claims.account_id, "t": token,
+            "c": click_id}
 
 
 def video(claims: TrackingClaims, token: str, event: str) -> dict[str, Any]:
-    return {"id": f"video:{claims.impression_id}:{event}", "k": Kind.VIDEO.value, "ts": now_ms(), "t": token,
-            "e": event}
+    return {"id": f"video:{claims.impression_id}:{event}", "k": Kind.VIDEO.value, "ts": now_ms(),
+            "a": claims.account_id, "t": token, "e": event}
 
 
 def invalid(*, kind: str, reason: str, message: str, token: str, client_ip: str, user_agent: str

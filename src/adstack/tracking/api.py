@@ -104,7 +104,7 @@ async def track_click(request: Request, t: Token) -> Response:
         return await _refuse(request, kind="click", token=t, error=error)
     click_id = new_click_id(claims.impression_id, claims.issued_at, secret)
     try:
-        await _pipeline(request).append(records.click(click_id, t))
+        await _pipeline(request).append(records.click(claims, click_id, t))
     except LogUnavailable as unavailable:
         return _unavailable(unavailable)
     destinations: service.DestinationCache = request.app.state.click_destinations

@@ -1,0 +1,174 @@
+"""The event log on NATS JetStream, for several serving and consumer processes on several machines.
+
+- One stream (`ADSTACK_EVENTS`, file storage) with a subject per record kind and partition,
+  `adstack.events.<kind>.<partition>`: the partition is a hash of the account (tracking, billing) so a deployment
+  can later pin consumers to partitions without changing what is written.
+- Appends publish with the record id as `Nats-Msg-Id`: the server drops a repeat within its duplicate window, and
+  acknowledges only what its file store holds, so a 200/204 means stored.
+- Each consumer is a durable pull consumer with explicit acks. Processes running the same consumer share its
+  messages; a batch not acknowledged in time (its process died) is delivered again, and the consumers are
+  idempotent by id, so it applies once.
+
+nats-py is asyncio-only; this class runs one event loop in a background thread and exposes the same blocking
+interface as `LocalLog`, plus `append_async` for request handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import orjson
+
+from adstack.pipeline.log import Lag, LogBatch, LogUnavailable
+
+STREAM = "ADSTACK_EVENTS"
+SUBJECT_PREFIX = "adstack.events"
+PARTITIONS = 16
+PUBLISH_TIMEOUT_SECONDS = 5.0
+ACK_WAIT_SECONDS = 60.0
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+def subject_for(record: dict[str, Any], prefix: str = SUBJECT_PREFIX) -> str:
+    """Partitioned by account (billing locks one wallet per account), else by the record's own id."""
+    owner = str(record.get("a") or record.get("account_id") or record["id"])
+    return f"{prefix}.{record['k']}.{zlib.crc32(owner.encode()) % PARTITIONS}"
+
+
+class JetStreamLog:
+    def __init__(self, url: str, consumers: Sequence[str], *, stream: str = STREAM,
+                 subject_prefix: str = SUBJECT_PREFIX):
+        self.url = url
+        self.consumers = tuple(consumers)
+        self.stream = stream
+        self.subject_prefix = subject_prefix
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="adstack-jetstream", daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        self._js: Any = None
+        self._subscriptions: dict[str, Any] = {}
+        self._connect_lock = threading.Lock()
+
+    # ---------- plumbing ----------
+
+    def _call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _ensure(self) -> Any:
+        if self._js is not None and self._nc is not None and self._nc.is_connected:
+            return self._js
+        import nats
+        from nats.js.api import StorageType, StreamConfig
+
+        # A few quick attempts: a request waiting for an unreachable log is answered 503, not held.
+        self._nc = await nats.connect(self.url, connect_timeout=1, max_reconnect_attempts=2,
+                                      reconnect_time_wait=0.2, allow_reconnect=True)
+        js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
+        config = StreamConfig(name=self.stream, subjects=[f"{self.subject_prefix}.>"], storage=StorageType.FILE,
+                              duplicate_window=DUPLICATE_WINDOW_SECONDS)
+        try:
+            await js.add_stream(config)
+        except Exception:  # it exists: bring its settings up to date
+            await js.update_stream(config)
+        self._js = js
+        return js
+
+    # ---------- appending ----------
+
+    async def _publish(self, records: Sequence[dict[str, Any]]) -> None:
+        try:
+            js = await self._ensure()
+            acks = [js.publish(subject_for(r, self.subject_prefix), orjson.dumps(r), headers={"Nats-Msg-Id": r["id"]})
+                    for r in records]
+            await asyncio.gather(*acks)
+        except Exception as exc:  # unreachable, timed out or refused: nothing is acknowledged to the client
+            raise LogUnavailable(f"the event log (NATS JetStream) did not store the records: {exc}") from exc
+
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        if records:
+            try:
+                self._call(self._publish(records), timeout=PUBLISH_TIMEOUT_SECONDS * 2)
+            except TimeoutError as exc:
+                raise LogUnavailable("the event log (NATS JetStream) did not answer in time") from exc
+
+    async def append_async(self, record: dict[str, Any]) -> None:
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self._publish([record]), self._loop)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), PUBLISH_TIMEOUT_SECONDS * 2)
+        except TimeoutError as exc:
+            raise LogUnavailable("the event log (NATS JetStream) did not answer in time") from exc
+
+    # ---------- consuming ----------
+
+    async def _subscription(self, consumer: str) -> Any:
+        subscription = self._subscriptions.get(consumer)
+        if subscription is None:
+            from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+            js = await self._ensure()
+            subscription = await js.pull_subscribe(
+                f"{self.subject_prefix}.>", durable=f"adstack-{consumer}", stream=self.stream,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_SECONDS,
+                                      deliver_policy=DeliverPolicy.ALL, max_ack_pending=100_000))
+            self._subscriptions[consumer] = subscription
+        return subscription
+
+    async def _fetch(self, consumer: str, max_records: int) -> LogBatch:
+        from nats.errors import TimeoutError as NatsTimeout
+
+        subscription = await self._subscription(consumer)
+        try:
+            messages = await subscription.fetch(batch=max_records, timeout=0.2)
+        except (TimeoutError, NatsTimeout):
+            return LogBatch()
+        return LogBatch(records=[orjson.loads(m.data) for m in messages], handle=messages)
+
+    def read(self, consumer: str, max_records: int) -> LogBatch:
+        batch: LogBatch = self._call(self._fetch(consumer, max_records))
+        return batch
+
+    async def _ack(self, messages: list[Any]) -> None:
+        for message in messages:
+            await message.ack()
+        await self._nc.flush()
+
+    def commit(self, consumer: str, batch: LogBatch) -> None:
+        if batch.handle:
+            self._call(self._ack(batch.handle))
+
+    async def _lag(self, consumer: str) -> Lag:
+        js = await self._ensure()
+        await self._subscription(consumer)
+        info = await js.consumer_info(self.stream, f"adstack-{consumer}")
+        events = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        seconds = 0.0
+        if events:
+            oldest = (info.ack_floor.stream_seq or 0) + 1
+            try:
+                message = await js.get_msg(self.stream, seq=oldest)
+                seconds = max(0.0, time.time() - float(orjson.loads(message.data).get("ts", 0)) / 1000)
+            except Exception:  # purged or not yet readable: the count still says there is lag
+                seconds = 0.0
+        return Lag(events=events, seconds=seconds)
+
+    def lag(self, consumer: str) -> Lag:
+        lag: Lag = self._call(self._lag(consumer))
+        return lag
+
+    def close(self) -> None:
+        async def shut() -> None:
+            if self._nc is not None:
+                await self._nc.drain()
+
+        with contextlib.suppress(Exception):  # already closed or unreachable
+            self._call(shut(), timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
