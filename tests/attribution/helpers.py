@@ -5,19 +5,38 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from adstack.core.settings import Settings
-from adstack.core.timeutil import utcnow
+from adstack.core.timeutil import shifted_clock, utcnow
 from adstack.core.vocabulary import Partner
 from adstack.tracking.urls import TrackingUrls, build_tracking_urls
 from tests.support import Actor, Api, expect
 
 _names = itertools.count(1)
 PACKAGE = "com.example.puzzle"
+# A tracker id per partner that needs one: without it the integration shows no link to click through.
+LINK_IDS: dict[Partner, str] = {
+    Partner.ADJUST: "abc123", Partner.APPMETRICA: "1019409635088005254", Partner.BRANCH: "example.app.link/abc",
+    Partner.SINGULAR: "example.sng.link/Dab1c/2d3e", Partner.KOCHAVA: "koexample123", Partner.TENJIN: "tk123",
+    Partner.MYTRACKER: "abcdef", Partner.AIRBRIDGE: "examplegame",
+}
+
+
+@contextmanager
+def received_at(at: datetime | None) -> Iterator[None]:
+    """Send what follows as if it were `at`: the pipeline records it under that receipt time, which is the
+    touch's time for attribution."""
+    if at is None:
+        yield
+        return
+    with shifted_clock(at - datetime.now(UTC)):
+        yield
 
 
 @dataclass
@@ -49,10 +68,12 @@ class Scenario:
             publisher_id=3, bid_type=bid_type or self.ad_group["bid_type"], price_micros=price_micros,
             issued_at=issued_at or utcnow(), gaid=gaid, country="ID", placement_type="banner")
 
-    def click(self, gaid: str | None, **serve: Any) -> str:
-        """Serve an ad and click it; returns our click id as it reached the partner's tracking link."""
-        urls = self.serve(gaid, **serve)
-        response = self.api.client.get(urls.click_url, follow_redirects=False)
+    def click(self, gaid: str | None, *, at: datetime | None = None, **serve: Any) -> str:
+        """Serve an ad and click it (at `at`, default now); returns our click id as it reached the partner's
+        tracking link."""
+        urls = self.serve(gaid, issued_at=at, **serve)
+        with received_at(at):
+            response = self.api.client.get(urls.click_url, follow_redirects=False)
         assert response.status_code == 302, response.text
         location = response.headers["location"]
         spec = self.integration()
@@ -62,9 +83,10 @@ class Scenario:
         assert click_id == urls.click_id
         return click_id
 
-    def impression(self, gaid: str | None, **serve: Any) -> TrackingUrls:
-        urls = self.serve(gaid, **serve)
-        expect(self.api.client.get(urls.impression_url), 204)
+    def impression(self, gaid: str | None, *, at: datetime | None = None, **serve: Any) -> TrackingUrls:
+        urls = self.serve(gaid, issued_at=at, **serve)
+        with received_at(at):
+            expect(self.api.client.get(urls.impression_url), 204)
         return urls
 
     def process(self) -> int:
@@ -104,6 +126,7 @@ def scenario(api: Api, settings: Settings, *, partner: Partner = Partner.APPSFLY
     if conversion_event and bid_type == "cpa":
         group["conversion_event"] = conversion_event
     ad_group = expect(api.client.post("/api/v1/ad-groups", headers=advertiser.headers, json=group), 201)
+    app_settings.setdefault("partner_link_id", LINK_IDS.get(partner, ""))
     app = expect(api.client.post("/api/v1/apps", headers=advertiser.headers, json={
         "package_name": PACKAGE, "name": "Puzzle Quest", "partner": partner.value, **app_settings}), 201)
     return Scenario(api, settings, admin, advertiser, campaign, ad_group, app)

@@ -29,6 +29,12 @@ class Conversion:
     install_at: datetime | None = None
     params: dict[str, str] = field(default_factory=dict)
     event_id: str = field(default_factory=lambda: f"evt-{next(_ids)}")
+    # The partner's verdict: whether it attributed the conversion to adstack (None: when it knows our click id).
+    attributed: bool | None = None
+
+    @property
+    def ours(self) -> bool:
+        return bool(self.click_id) if self.attributed is None else self.attributed
 
 
 def _unix(at: datetime) -> str:
@@ -64,7 +70,7 @@ MACROS: dict[Partner, dict[str, Any]] = {
         "{click_id}": lambda c: c.click_id, "{google_aid}": lambda c: c.gaid,
         "{conversion_event_name}": lambda c: c.event, "{transaction_id}": lambda c: c.event_id,
         "{conversion_timestamp}": lambda c: _unix(c.at), "{price}": lambda c: c.revenue,
-        "{currency}": lambda c: c.currency, "{attributed_touch_type}": lambda c: "click" if c.click_id else "",
+        "{currency}": lambda c: c.currency, "{attributed_touch_type}": lambda c: "click" if c.ours else "",
         "{conversion_event_json}": lambda c: _json(c.params) if c.params else "",
     },
     Partner.BRANCH: {
@@ -72,11 +78,11 @@ MACROS: dict[Partner, dict[str, Any]] = {
         "${(event_timestamp)!}": lambda c: _ms(c.at),
         "${(last_attributed_touch_data.~click_id)!}": lambda c: c.click_id, "${(user_data.aaid)!}": lambda c: c.gaid,
         "${(event_data.revenue)!}": lambda c: c.revenue, "${(event_data.currency)!}": lambda c: c.currency,
-        "<#if attributed>1<#else>0</#if>": lambda c: "1" if c.click_id else "0",
+        "<#if attributed>1<#else>0</#if>": lambda c: "1" if c.ours else "0",
     },
     Partner.SINGULAR: {
         "{cl?adstack}": lambda c: c.click_id, "{AIFA}": lambda c: c.gaid, "{EVTNAME}": lambda c: c.event,
-        "{NETWORK=adstack}": lambda c: "1" if c.click_id else "0",
+        "{NETWORK=adstack}": lambda c: "1" if c.ours else "0",
         "{AMOUNT}": lambda c: c.revenue, "{CURRENCY}": lambda c: c.currency, "{UTCM}": lambda c: _unix(c.at),
     },
     Partner.KOCHAVA: {
@@ -133,10 +139,11 @@ def _json(params: dict[str, str]) -> str:
 
 def fill(partner: Partner, template: str, conversion: Conversion) -> tuple[str, list[tuple[str, str]]]:
     """The URL path and query the partner would call for this conversion."""
-    parts = urlsplit(template)
+    # Split by hand: Branch's `<#if ...>` holds a '#' that is no fragment (the partner fills it before sending).
+    path, _, template_query = template.partition("?")
     macros = MACROS[partner]
     query: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    for name, value in parse_qsl(template_query, keep_blank_values=True):
         if value not in macros:
             query.append((name, value))  # our own fixed fields, or a macro this partner never fills
             continue
@@ -148,7 +155,7 @@ def fill(partner: Partner, template: str, conversion: Conversion) -> tuple[str, 
             query.append((name, value if behaviour == "literal" else ""))
         else:
             query.append((name, str(filled)))
-    return parts.path, query
+    return urlsplit(path).path, query
 
 
 def url(partner: Partner, template: str, conversion: Conversion) -> str:

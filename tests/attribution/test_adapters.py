@@ -21,6 +21,16 @@ def test_unreplaced_macros_and_empty_values_are_missing(value: str) -> None:
     assert present(value) is None
 
 
+def test_singulars_own_event_names_are_not_mistaken_for_macros() -> None:
+    purchase = parse_postback(Partner.SINGULAR, {"evtname": "__iap__", "amount": "1.99", "currency": "USD"})
+    assert (purchase.is_install, purchase.event_name) == (False, "__iap__")
+    ad_revenue = parse_postback(Partner.SINGULAR, {"evtname": "__ADMON_USER_LEVEL_REVENUE__"})
+    assert (ad_revenue.is_install, ad_revenue.event_name) == (False, "__ADMON_USER_LEVEL_REVENUE__")
+    assert parse_postback(Partner.SINGULAR, {"evtname": "__START__"}).is_install
+    # Another partner's __X__ is still an unreplaced macro.
+    assert parse_postback(Partner.KOCHAVA, {"event_name": "__iap__"}).is_install
+
+
 def test_json_values_are_not_mistaken_for_macros() -> None:
     assert present('{"level": "10"}') == '{"level": "10"}'
 

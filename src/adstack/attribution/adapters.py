@@ -250,6 +250,8 @@ class Adapter:
     event_param_fields: ClassVar[tuple[str, ...]] = ()  # single event parameters sent as their own fields
     install_names: ClassVar[frozenset[str]] = frozenset({"install", "installs", "app_install"})
     reinstall_names: ClassVar[frozenset[str]] = frozenset({"reinstall", "reattribution", "re-attribution"})
+    # The partner's own event names spelled like a macro (Singular's __iap__), lower case: read as names.
+    literal_event_names: ClassVar[frozenset[str]] = frozenset()
 
     _GENERIC_CLICK_ID = ("ext", "click_id", "clickid")
     _GENERIC_GAID = ("gaid", "google_aid", "advertising_id")
@@ -268,7 +270,13 @@ class Adapter:
 
     @classmethod
     def event_name(cls, values: Mapping[str, str]) -> str:
-        return cls.first(values, cls.event_fields + cls._GENERIC_EVENT)[1] or ""
+        for name in cls.event_fields + cls._GENERIC_EVENT:
+            text = (values.get(name) or "").strip()
+            if text.lower() in cls.literal_event_names:
+                return text
+            if (value := present(text)) is not None:
+                return value
+        return ""
 
     @classmethod
     def is_install(cls, values: Mapping[str, str], event_name: str) -> bool:
@@ -549,6 +557,8 @@ class Singular(Adapter):
     attributed_fields = ("is_ours",)  # {NETWORK=<our name>}: 1 when Singular attributed it to us
     network_fields = ("network",)
     install_names = frozenset({"install", "__install__", "__start__"})
+    # Singular's revenue events (in-app purchase, ad monetisation) and install names look like __X__ macros.
+    literal_event_names = frozenset({"__iap__", "__admon_user_level_revenue__", "__install__", "__start__"})
 
     @classmethod
     def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
