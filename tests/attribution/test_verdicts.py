@@ -193,6 +193,16 @@ def test_the_guides_appmetrica_url_is_accepted(api: Api, settings: Settings) -> 
     assert {(r["attribution_type"], r["match_type"]) for r in rows} == {("click", "click_id"), ("click", "gaid")}
 
 
+def test_the_guides_url_finds_a_click_the_pipeline_has_not_applied_yet(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA)
+    api.client.app.state.pipeline.stop()  # type: ignore[attr-defined]  # the consumers lag behind
+    gaid = new_gaid()
+    click_id = s.click(gaid, at=utcnow() - timedelta(minutes=5))
+    expect(api.client.get(f"/track/m3rd/v1.0?partner=appmetrica&ext={click_id}&gaid={gaid}"), 200)
+    (row,) = s.conversions()
+    assert (row["attribution_type"], row["match_type"], row["click_id"]) == ("click", "click_id", click_id)
+
+
 def test_appmetrica_named_event_with_price(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
     template = s.integration()["postback_url_template"]

@@ -202,9 +202,18 @@ async def receive_postback(request: Request) -> ORJSONResponse:
 
 
 def _identify_app(request: Request, partner: Partner, parsed: ParsedPostback) -> int | None:
-    with request.app.state.session_factory() as session:
-        return service.identify_app(session, secret=request.app.state.settings.resolved_secret_key,
-                                    partner=partner, parsed=parsed)
+    def look_up() -> int | None:
+        with request.app.state.session_factory() as session:
+            return service.identify_app(session, secret=request.app.state.settings.resolved_secret_key,
+                                        partner=partner, parsed=parsed)
+
+    found = look_up()
+    pipeline = getattr(request.app.state, "pipeline", None)
+    if found is None and pipeline is not None:
+        # The click may still wait in the event log: apply pending touches once and look again.
+        pipeline.catch_up("touchpoints")
+        found = look_up()
+    return found
 
 
 def _keep_rejected(request: Request, partner: str, refusal: _Refused, body: bytes, content_type: str) -> None:
