@@ -55,10 +55,10 @@ class Billing:
             gaid=gaid, country="ID", placement_type="banner")
 
 
-def create_admin(data_dir: Path) -> None:
+def create_admin(data_dir: Path, env: dict[str, str] | None = None) -> None:
     subprocess.run([sys.executable, "-m", "adstack.cli", "admin", "create", "--email", ADMIN_EMAIL,  # noqa: S603
                     "--password", ADMIN_PASSWORD, "--data-dir", str(data_dir)],
-                   check=True, capture_output=True, env=server_environment())
+                   check=True, capture_output=True, env={**server_environment(), **(env or {})})
 
 
 def set_up_billing(server: ServerProcess, *, top_up_micros: int = 10**12) -> Billing:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     environment: Literal["production", "development", "test"] = "production"
     # The event pipeline (see docs/deployment.md).
     nats_url: str | None = Field(default=None, description="NATS JetStream as the event log; local journal when unset.")
+    nats_stream: str = Field(default="ADSTACK_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                             description="The JetStream stream; one per deployment.")
     pipeline_in_process: bool = Field(default=True, description="Run the pipeline's consumers in the serving process.")
     pipeline_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     sdk_reservation_seconds: int = Field(default=30 * 60, ge=1, description="An unshown SDK ad's budget hold.")

@@ -46,7 +46,8 @@ def open_log(settings: Settings) -> EventLog:
     if settings.nats_url:
         from adstack.pipeline.jetstream import JetStreamLog
 
-        return JetStreamLog(settings.nats_url, CONSUMER_NAMES)
+        return JetStreamLog(settings.nats_url, CONSUMER_NAMES, stream=settings.nats_stream,
+                            subject_prefix=f"adstack.{settings.nats_stream.lower()}")
     return LocalLog(log_directory(settings), CONSUMER_NAMES)
 
 
