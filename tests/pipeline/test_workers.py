@@ -1,0 +1,63 @@
+"""`adstack serve --workers 2`: both processes count tracking, and reports, the overview and the media center
+answer on either one (one owns the embedded event store; the other asks it over its socket)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from adstack.bench.pipeline import create_admin, set_up_billing, wait_for_lag_zero
+from adstack.bench.postbacks import ServerProcess
+from tests.serving.test_counters import _redis_available
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not _redis_available(), reason="several workers share budgets through Redis")]
+
+
+def _appended_impressions(client: httpx.Client) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "adstack_events_appended_total" and sample.labels.get("kind") == "imp":
+                return sample.value
+    return 0.0
+
+
+def test_two_workers_count_and_report(tmp_path: Path) -> None:
+    environment = {"ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    create_admin(tmp_path, environment)
+    server = ServerProcess(tmp_path, extra_env=environment, workers=2).start()
+    try:
+        billing = set_up_billing(server)
+        impressions = [billing.urls(price_micros=2_000_000) for _ in range(200)]
+        for urls in impressions:  # a new connection each: the kernel spreads them over both workers
+            assert httpx.get(urls.impression_url, timeout=10).status_code == 204
+        wait_for_lag_zero(billing)
+        seen = set()
+        for _ in range(20):
+            with httpx.Client(base_url=server.base_url, timeout=10) as client:
+                seen.add(_appended_impressions(client))
+        assert len(seen) >= 2, "every scrape reached the same process"
+        assert max(seen) < 200  # each process counts its own appends: both took some
+
+        headers = {"Authorization": f"Bearer {billing.token}"}
+        today = datetime.now(UTC).date()
+        params = {"start_date": (today - timedelta(days=1)).isoformat(),
+                  "end_date": (today + timedelta(days=1)).isoformat(), "time_zone": "UTC",
+                  "metrics": ["cost_micros", "impressions"]}
+        costs = set()
+        for _ in range(12):
+            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+                report = client.get("/api/v1/reports", headers=headers, params=params)
+                assert report.status_code == 200, report.text
+                costs.add(int(report.json()["totals"]["cost_micros"]))
+                assert client.get("/api/v1/overview", headers=headers).status_code == 200
+                media = client.get("/api/v1/media-center", headers=headers, params={
+                    "start_date": params["start_date"], "end_date": params["end_date"]})
+                assert media.status_code == 200, media.text
+        assert costs == {200 * 2_000}
+    finally:
+        server.stop()
