@@ -72,6 +72,11 @@ def _watched_tables() -> list[Any]:
         tables.append(CreditLine)
     except ImportError:  # pragma: no cover
         pass
+    try:
+        from adstack.apps.models import App
+        tables.append(App)  # a filled-in tracker id or view-through setting changes the served impression links
+    except ImportError:  # pragma: no cover
+        pass
     return tables
 
 
@@ -300,6 +305,26 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
     return out
 
 
+def _view_through_urls(session: Session, campaigns: Iterable[Any]) -> dict[int, str]:
+    """Per campaign promoting an app: its partner's view-through link template, where the app has one."""
+    from adstack.apps import service as apps
+    from adstack.apps.models import App
+
+    wanted = {(c.account_id, c.package_name): c.id for c in campaigns if c.package_name}
+    if not wanted:
+        return {}
+    out: dict[int, str] = {}
+    packages = sorted({package for _, package in wanted})
+    for start in range(0, len(packages), CHUNK):
+        for app in session.scalars(select(App).where(App.package_name.in_(packages[start:start + CHUNK]),
+                                                     App.deleted_at.is_(None))):
+            campaign_id = wanted.get((app.account_id, app.package_name))
+            link = apps.impression_tracking_link(app) if campaign_id is not None else None
+            if campaign_id is not None and link:
+                out[campaign_id] = link
+    return out
+
+
 def load_fx(session: Session) -> FxRates:
     try:
         from adstack.attribution.models import FxRate
@@ -347,6 +372,7 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
     ).all()
     rows = [(g, c, a) for g, c, a in found if g.end_at is None or as_utc(g.end_at) > moment]
     creatives = _creative_snaps(session, [g.id for g, _, _ in rows], base_url)
+    view_through = _view_through_urls(session, {c.id: c for _, c, _ in rows}.values())
     groups: list[AdGroupSnap] = []
     for group, campaign, account in rows:
         own = creatives.get(group.id)
@@ -369,7 +395,8 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
                               hours_of_week=_hours_of_week(group.dayparting), booked_slots=slots),
             daily_budget_micros=group.daily_budget_micros, total_budget_micros=group.total_budget_micros,
             pacing=group.pacing, frequency_cap=group.frequency_cap_per_day,
-            booked_impressions=group.booked_impressions, advertiser_domains=tuple(domains)))
+            booked_impressions=group.booked_impressions, advertiser_domains=tuple(domains),
+            view_through_url=view_through.get(campaign.id, "")))
     accounts = _funds(session, {g.account_id for g in groups})
     spend = _ledger_spend(session, [(g.id, g.schedule.time_zone) for g in groups], moment)
     categories: dict[str, str] = {}

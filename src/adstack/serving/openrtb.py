@@ -59,8 +59,8 @@ from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import (
     device_identity,
+    impression_monitors,
     request_events,
-    third_party_urls,
     tracking_for,
     video_trackers,
 )
@@ -436,7 +436,7 @@ def _bid_for(runtime: ServingRuntime, request: Mapping[str, Any], imp: Mapping[s
     # The exchange fills in what it charged us: recorded as the impression's media cost, never billed.
     priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={currency}"
     creative = decision.creative
-    monitors = third_party_urls(creative.impression_monitor_urls, decision, ad_request, urls.click_id)
+    monitors = impression_monitors(decision, ad_request, urls.click_id)
     impression_urls = [priced_impression_url, *monitors]
     markup: str | None
     combination = decision.combination

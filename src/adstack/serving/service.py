@@ -77,6 +77,15 @@ def third_party_urls(templates: Iterable[str], decision: Decision, request: AdRe
                           publisher_id=space.publisher_id if space else None) for t in templates]
 
 
+def impression_monitors(decision: Decision, request: AdRequest, click_id: str) -> list[str]:
+    """Third-party URLs the device fires with our impression pixel: the creative's monitors, then the promoted
+    app's measurement-partner view-through link, which carries the click id a later click would carry."""
+    templates = list(decision.creative.impression_monitor_urls)
+    if decision.ad_group.view_through_url:
+        templates.append(decision.ad_group.view_through_url)
+    return third_party_urls(templates, decision, request, click_id)
+
+
 def video_trackers(decision: Decision, request: AdRequest, urls: TrackingUrls) -> dict[str, list[str]]:
     video: dict[str, list[str]] = {event: [url] for event, url in urls.video_urls.items()}
     for event, template in decision.creative.video_tracking_urls:
@@ -89,8 +98,7 @@ def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> dict
     urls = tracking_for(runtime, decision, request)
     combination = decision.combination
     creative = decision.creative
-    impression = [urls.impression_url, *third_party_urls(creative.impression_monitor_urls, decision, request,
-                                                          urls.click_id)]
+    impression = [urls.impression_url, *impression_monitors(decision, request, urls.click_id)]
     return {
         "impression_id": decision.impression_id, "campaign_id": decision.ad_group.campaign_id,
         "ad_group_id": decision.ad_group.id, "creative_id": creative.id, "format": creative.format,

@@ -155,6 +155,8 @@ class AdGroupSnap:
     booked_impressions: int | None = None  # guaranteed CPM: the volume to deliver over the booking
     advertiser_domains: tuple[str, ...] = ()
     campaign_name: str = ""
+    # The promoted app's measurement-partner view-through link, with our placeholders: fired with each impression.
+    view_through_url: str = ""
 
     @property
     def reserved(self) -> bool:
