@@ -9,6 +9,7 @@ schedules, daily budgets and report days behave as they would have on those days
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import uuid
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
@@ -27,12 +28,13 @@ from sqlalchemy import func, select
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Role, User
 from adstack.app import create_app
+from adstack.apps.partners import SPECS
 from adstack.attribution.models import Conversion
 from adstack.core.bootstrap import migrate
 from adstack.core.db import session_scope
 from adstack.core.settings import Settings
 from adstack.core.timeutil import shifted_clock, utcnow
-from adstack.core.vocabulary import ConversionEvent
+from adstack.core.vocabulary import ConversionEvent, Partner
 from adstack.events.service import get_event_store
 from adstack.finance.models import EntryType, LedgerEntry
 
@@ -106,6 +108,7 @@ CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
     ],
     "kopi": [
         {"campaign": "Kopi Wallet installs", "package": "com.kopiwallet.app", "partner": "appmetrica",
+         "partner_link_id": "2048901234567890123",  # the AppMetrica tracker id: without it no link is shown
          "ad_groups": [
              {"name": "ID feed CPA install", "placement": "newsfeed", "format": "large_newsfeed_image",
               "countries": ["ID"], "bid_type": "cpa", "bid_micros": 900_000, "conversion_event": "INSTALL",
@@ -153,22 +156,83 @@ def _png(width: int, height: int, label: str, rng: random.Random) -> bytes:
     return buffer.getvalue()
 
 
-# Partners' macro syntaxes: Branch ${(x)!}, Tenjin {{x}}, most {x}, AppsFlyer (x), and Branch's attributed flag.
-_MACRO = re.compile(r"\$\{\((?P<a>[^)]*)\)!\}|\{\{(?P<b>\w+)\}\}|\{(?P<c>[\w@.]+)\}|\((?P<d>\w+)\)"
+# Partners' macro syntaxes: Branch ${(x)!}, Tenjin {{x}}, most {x}, Singular {cl?network} and {NETWORK=network},
+# AppsFlyer (x), and Branch's attributed flag.
+_MACRO = re.compile(r"\$\{\((?P<a>[^)]*)\)!\}|\{\{(?P<b>\w+)\}\}"
+                    r"|\{(?P<c>[\w@.~]+)(?:\?(?P<passthrough>[\w.\-]*)|=(?P<network>[\w.\-]*))?\}|\((?P<d>\w+)\)"
                     r"|<#if[^>]*>1<#else>0</#if>")
 
 
 def fill_postback(template: str, values: dict[str, str]) -> str:
-    """Play the measurement partner: replace its macros in our postback template with the conversion's values.
-    Macros we have no value for are left empty, as partners do."""
+    """Play the measurement partner: replace its macros in our postback template with the conversion's values,
+    URL-encoded. Macros we have no value for are left empty, as partners do."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0).startswith("<#if"):
             return values.get("attributed", "0")
-        name = next(g for g in match.groups() if g is not None)
-        return values.get(name.split(".")[-1], "")
+        if match.group("network") is not None:  # Singular's {NETWORK=name}: 1 when attributed to that network
+            return values.get("attributed", "0")
+        name = next(g for g in (match.group("a"), match.group("b"), match.group("c"), match.group("d"))
+                    if g is not None)
+        return quote(values.get(name.split(".")[-1], ""), safe="")
 
     return _MACRO.sub(replace, template)
+
+
+def _conversion_values(partner: str, *, click_id: str, gaid: str, event: str, at: datetime,
+                       installed_at: datetime, revenue: float | None, package: str) -> dict[str, str]:
+    """What the partner knows about one conversion, under every macro name the partners' templates use. The
+    partner attributes to us what came through our click (the demo's devices fire no view-through links)."""
+    stamp, install = at.astimezone(UTC), installed_at.astimezone(UTC)
+    is_install = event == "install"
+    ours = bool(click_id)
+    network = SPECS[Partner(partner)].default_network_name
+    amount = f"{revenue:.2f}" if revenue else ""
+    currency = "USD" if revenue else ""
+    seconds, millis = str(int(stamp.timestamp())), str(int(stamp.timestamp() * 1000))
+    event_id = uuid.uuid4().hex
+    values = {
+        # our click id, as each partner echoes it
+        "clickid": click_id, "click_id": click_id, "label": click_id, "~click_id": click_id, "cl": click_id,
+        "mt_sub1": click_id, "clickID": click_id,
+        # the device
+        "advertiserId": gaid, "advertising_id": gaid, "google_aid": gaid, "gps_adid": gaid, "aaid": gaid,
+        "AIFA": gaid, "mt_gaid": gaid, "gaidRaw": gaid,
+        # the event: an install has the partner's install name, or none
+        "event_name": event, "event": event, "name": event, "EVTNAME": event, "mt_event": event,
+        "eventName": "airbridge.install" if is_install else event,
+        "conversion_event_name": "" if is_install else event,
+        "conversion_event_json": "" if is_install else json.dumps(
+            {"revenue": amount, "currency": currency} if revenue else {"name": event}),
+        "activity_kind": "install" if is_install else "event",
+        # times
+        "event_time": stamp.strftime("%Y-%m-%d %H:%M:%S.000"), "event_datetime": stamp.strftime("%Y-%m-%d %H:%M:%S"),
+        "created_at": seconds, "created_at_milli": millis, "event_timestamp": millis, "eventTimestamp": millis,
+        "UTCM": seconds, "mt_event_ts": seconds, "conversion_timestamp": seconds,
+        "install_unix_ts": str(int(install.timestamp())), "installed_at": str(int(install.timestamp())),
+        "install_timestamp": str(int(install.timestamp())), "install_time": str(int(install.timestamp())),
+        "install_datetime": install.strftime("%Y-%m-%d %H:%M:%S"),
+        # revenue
+        "event_revenue": amount, "revenue": amount, "revenue_float": amount, "price": amount, "AMOUNT": amount,
+        "mt_payment_sum_src": amount, "event_revenue_currency": currency, "currency": currency,
+        "CURRENCY": currency, "mt_payment_currency_src": currency,
+        # the partner's event ids
+        "transaction_id": event_id, "id": event_id, "eventUUID": event_id,
+        # the partner's verdict
+        "attributed": "1" if ours else "0", "is_attributed": "true" if ours else "false",
+        "is_primary_attribution": "true", "media_source": network if ours else "organic",
+        "network_name": network if ours else "Organic", "NETWORK": network if ours else "",
+        "attributed_touch_type": "click" if ours else "", "last_attributed_touch_type": "click" if ours else "",
+        "touch_type": "click" if ours else "", "match_type": "referrer" if ours else "",
+        "IS_VIEWTHROUGH": "0", "IS_RE_ENG": "0",
+        # the app
+        "app_id": package, "app_package_name": package, "bundle_id": package,
+    }
+    if partner == "adjust":  # Adjust's {adid} is its own device id, which with created_at_milli names the event
+        values["adid"] = uuid.uuid5(uuid.NAMESPACE_OID, gaid).hex
+    else:  # Kochava's {adid} is the advertising id
+        values["adid"] = gaid
+    return values
 
 
 class Platform:
@@ -264,7 +328,7 @@ def build_platform(platform: Platform, admin: str, rng: random.Random) -> dict[s
             if spec["package"] not in apps:
                 app = platform.call("POST", "/api/v1/apps", token, expect=201, json={
                     "account_id": account_id, "package_name": spec["package"], "name": spec["campaign"].split()[0],
-                    "partner": spec["partner"]})
+                    "partner": spec["partner"], "partner_link_id": spec.get("partner_link_id", "")})
                 integration = platform.call("GET", f"/api/v1/apps/{app['id']}/integrations/{spec['partner']}",
                                             token)
                 apps[spec["package"]] = {"id": app["id"], "partner": spec["partner"], "token": token,
@@ -317,26 +381,14 @@ def _creative(platform: Platform, token: str, account_id: int, ad_group_id: int,
 # ---------- traffic ----------
 
 
-def _postback(platform: Platform, app: dict[str, Any], values: dict[str, str], summary: DemoSummary) -> None:
+def _postback(platform: Platform, app: dict[str, Any], values: dict[str, str], summary: DemoSummary, *,
+              at: datetime) -> None:
+    """The partner sends the postback when the conversion happens: received at `at`, so its time is believed."""
     url = fill_postback(app["postback"], values)
     parts = urlsplit(url)
-    platform.call("GET", f"{parts.path}?{parts.query}")
+    with shifted_clock(at - datetime.now(UTC)):
+        platform.call("GET", f"{parts.path}?{parts.query}")
     summary.postbacks += 1
-
-
-def _conversion_values(partner: str, *, click_id: str, gaid: str, event: str, at: datetime,
-                       revenue: float | None) -> dict[str, str]:
-    stamp = at.astimezone(UTC)
-    return {
-        "clickid": click_id, "click_id": click_id, "label": click_id, "advertising_id": gaid, "google_aid": gaid,
-        "gps_adid": gaid, "event_name": event, "event": event, "name": event,
-        "event_time": stamp.strftime("%Y-%m-%d %H:%M:%S.000"), "event_datetime": stamp.strftime("%Y-%m-%d %H:%M:%S"),
-        "install_unix_ts": str(int(stamp.timestamp())), "install_datetime": stamp.strftime("%Y-%m-%d %H:%M:%S"),
-        "event_revenue": f"{revenue:.2f}" if revenue else "", "revenue": f"{revenue:.2f}" if revenue else "",
-        "event_revenue_currency": "USD" if revenue else "", "currency": "USD" if revenue else "",
-        "transaction_id": uuid.uuid4().hex, "attributed": "1" if click_id else "0",
-        "touch_type": "click" if click_id else "", "match_type": "referrer" if click_id else "",
-    }
 
 
 def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device], *, config: DemoConfig,
@@ -392,9 +444,9 @@ def _install_and_events(platform: Platform, app: dict[str, Any], device: Device,
                         rng: random.Random, summary: DemoSummary) -> None:
     installed_at = utcnow() + timedelta(seconds=rng.randrange(40, 900))
     device.installed.add(package)
-    install_name = "install"
     _postback(platform, app, _conversion_values(app["partner"], click_id=click_id, gaid=device.gaid,
-                                                event=install_name, at=installed_at, revenue=None), summary)
+                                                event="install", at=installed_at, installed_at=installed_at,
+                                                revenue=None, package=package), summary, at=installed_at)
     summary.installs_sent += 1
     events = APPMETRICA_EVENTS if app["partner"] == "appmetrica" else IN_APP_EVENTS
     for name, chance, revenue_range in events:
@@ -402,7 +454,8 @@ def _install_and_events(platform: Platform, app: dict[str, Any], device: Device,
             revenue = round(rng.uniform(*revenue_range), 2) if revenue_range else None
             at = installed_at + timedelta(minutes=rng.randrange(1, 600))
             _postback(platform, app, _conversion_values(app["partner"], click_id=click_id, gaid=device.gaid,
-                                                        event=name, at=at, revenue=revenue), summary)
+                                                        event=name, at=at, installed_at=installed_at,
+                                                        revenue=revenue, package=package), summary, at=at)
             summary.events_sent[name] += 1
 
 
