@@ -9,9 +9,10 @@ from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.apps import service as apps
-from adstack.apps.models import AppCreate, AppStore, AppUpdate, EventMappingIn
+from adstack.apps.models import AppCreate, AppStore, AppUpdate, EventMappingIn, IntegrationRead
 from adstack.console import forms
 from adstack.console.forms import FormErrors
+from adstack.console.i18n import N_
 from adstack.console.pages import choices
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
@@ -22,6 +23,34 @@ router = APIRouter(route_class=ConsoleRoute)
 
 SETTING_FIELDS = ("name", "store", "partner", "partner_link_id", "click_lookback_days", "view_through_hours",
                   "reattribution_window_days", "event_window_days")
+
+
+# What each partner's tracker id is (apps.partners' link_id_label), marked here for the console's catalogs.
+LINK_ID_LABELS: dict[Partner, str] = {
+    Partner.ADJUST: N_("Adjust link (tracker) token"),
+    Partner.APPMETRICA: N_("AppMetrica tracker id"),
+    Partner.BRANCH: N_("Branch ad link (domain/path)"),
+    Partner.SINGULAR: N_("Singular tracking link (host/path)"),
+    Partner.KOCHAVA: N_("Kochava campaign (tracker) id"),
+    Partner.TENJIN: N_("Tenjin campaign tracking key"),
+    Partner.MYTRACKER: N_("MyTracker link id (the part after /c/)"),
+    Partner.AIRBRIDGE: N_("Airbridge app name"),
+}
+# The settings the integration's `missing` names, by their label on the settings form.
+SETTING_LABELS: dict[str, str] = {"partner_link_id": N_("Partner app or link id")}
+
+
+def missing_settings(visitor: Visitor, integration: IntegrationRead) -> list[tuple[str, str]]:
+    """(setting, what to enter) for each setting the integration still needs, in the visitor's language."""
+    out = []
+    for item in integration.missing:
+        name, _, what = item.partition(": ")
+        what = what.removeprefix("the ")
+        label = SETTING_LABELS.get(name)
+        if name == "partner_link_id" and integration.partner in LINK_ID_LABELS:
+            what = visitor.gettext(LINK_ID_LABELS[integration.partner])
+        out.append((visitor.gettext(label) if label else name, what))
+    return out
 
 
 def _settings_payload(form: Any) -> dict[str, Any]:
@@ -73,9 +102,10 @@ def _app_page(visitor: Visitor, app_id: int, *, errors: FormErrors | None = None
     integrations = apps.integrations(session, app, base_url=visitor.settings.public_base_url,
                                      secret=visitor.settings.resolved_secret_key)
     chosen = visitor.request.query_params.get("partner") or (app.partner or Partner.APPSFLYER.value)
+    current = next((i for i in integrations if i.partner.value == chosen), integrations[0])
     return render(visitor, "apps/app.html", {
-        "app": app, "integrations": integrations,
-        "current": next((i for i in integrations if i.partner.value == chosen), integrations[0]),
+        "app": app, "integrations": integrations, "current": current,
+        "missing": missing_settings(visitor, current),
         "mappings": apps.list_mappings(session, app.id), "partners": list(Partner),
         "stores": [s.value for s in AppStore], "events": [e.value for e in ConversionEvent],
         "errors": errors or FormErrors(),
