@@ -17,11 +17,15 @@ log = logging.getLogger("adstack.events")
 
 def install(app: FastAPI) -> None:
     def start(app: FastAPI) -> None:
-        get_event_store(app.state.settings).start_loader()
+        # Loading belongs with the consumers: a serving process whose pipeline runs elsewhere only appends.
+        if app.state.settings.pipeline_in_process:
+            get_event_store(app.state.settings).start_loader()
 
     def stop(app: FastAPI) -> None:
         store = get_event_store(app.state.settings)
         store.stop_loader()
+        if not app.state.settings.pipeline_in_process:
+            return
         try:
             store.flush()
         except Exception:  # the journal keeps everything; the next start loads it
