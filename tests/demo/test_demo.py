@@ -67,6 +67,6 @@ def test_demo_reports_add_up(settings: Settings, session: Session) -> None:
         reported: Counter[str] = Counter()
         for row in rows:
             event = row.get("event") or row.get("conversion_event")
-            if int(row.get("campaign_id") or 0) > 0 and event:
+            if isinstance(row.get("campaign_id"), int) and row["campaign_id"] > 0 and event:
                 reported[event] += int(row["installs"] if event == "INSTALL" else row["in_app_events"])
         assert +reported == +attributed

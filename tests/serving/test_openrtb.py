@@ -253,11 +253,13 @@ def test_a_fired_burl_brings_the_exchange_price_into_reports_as_media_cost_and_s
         expect(client.get(_local(other["burl"].replace(AUCTION_PRICE, unfilled))), 204)
     token = parse_qs(urlsplit(won["burl"]).query)["t"][0]
     ours = decode_token(token, settings.resolved_secret_key, now=utcnow()).price_micros
+    api.settle()
     balance = expect(client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance",
                                 headers=advertiser.headers), 200)["balance_micros"]
     click = re.search(r'<a href="([^"]+)"', won["adm"])
     assert click is not None
     assert client.get(_local(html.unescape(click.group(1))), follow_redirects=False).status_code == 302
+    api.settle()
     charged = balance - expect(client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance",
                                           headers=advertiser.headers), 200)["balance_micros"]
     assert charged == ours > 0  # our own auction's price, whatever the exchange cleared at

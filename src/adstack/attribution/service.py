@@ -590,15 +590,19 @@ def conversion_event_record(app: App, conversion: Conversion, gaid: Gaid | None)
     )
 
 
-def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH) -> tuple[int, list[Event]]:
+def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH,
+                    received_before: datetime | None = None) -> tuple[int, list[Event]]:
     """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
 
     Returns how many were processed and the event-store records to append before committing. Each
-    postback is claimed with a conditional update, so two processors never both handle one.
+    postback is claimed with a conditional update, so two processors never both handle one. With
+    `received_before`, only postbacks received before then: every touch acknowledged before them is applied.
     """
     ctx = BatchContext(secret=secret, rates=fx_rates(session))
-    ids = list(session.scalars(select(Postback.id).where(Postback.status == PostbackStatus.PENDING.value)
-                               .order_by(Postback.id).limit(limit)))
+    pending = select(Postback.id).where(Postback.status == PostbackStatus.PENDING.value)
+    if received_before is not None:
+        pending = pending.where(Postback.received_at < received_before)
+    ids = list(session.scalars(pending.order_by(Postback.id).limit(limit)))
     if not ids:
         return 0, []
     claimed = set(session.scalars(update(Postback).where(Postback.id.in_(ids),

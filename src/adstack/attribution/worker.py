@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +38,9 @@ class PostbackWorker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.before_batch: Callable[[], None] | None = None
+        # Applies the touches it can and says up to when every acknowledged touch is applied (the pipeline's
+        # touchpoints watermark); postbacks received later wait, so none misses the click that preceded it.
+        self.before_batch: Callable[[], datetime] | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -50,12 +53,12 @@ class PostbackWorker:
         return total
 
     def _attribute_batch(self) -> int:
-        if self.before_batch is not None:
-            self.before_batch()  # the touches a postback may credit are applied before it is attributed
+        watermark = self.before_batch() if self.before_batch is not None else None
         with self._lock, self.session_factory() as session:
             sqlite = session.get_bind().dialect.name == "sqlite"
             with WRITE_LOCK if sqlite else contextlib.nullcontext():
-                processed, events = process_pending(session, secret=self.settings.resolved_secret_key, limit=BATCH)
+                processed, events = process_pending(session, secret=self.settings.resolved_secret_key, limit=BATCH,
+                                                    received_before=watermark)
                 if events:
                     # Appended before the commit: a crash in between re-processes the postbacks, and the event
                     # store counts the same event ids once.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -26,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from adstack.core.timeutil import utcnow
 from adstack.pipeline.log import Lag, LogBatch, LogUnavailable
 
 STREAM = "ADSTACK_EVENTS"
@@ -154,7 +154,7 @@ class JetStreamLog:
             oldest = (info.ack_floor.stream_seq or 0) + 1
             try:
                 message = await js.get_msg(self.stream, seq=oldest)
-                seconds = max(0.0, time.time() - float(orjson.loads(message.data).get("ts", 0)) / 1000)
+                seconds = max(0.0, utcnow().timestamp() - float(orjson.loads(message.data).get("ts", 0)) / 1000)
             except Exception:  # purged or not yet readable: the count still says there is lag
                 seconds = 0.0
         return Lag(events=events, seconds=seconds)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from adstack.core.timeutil import utcnow
 from adstack.events.journal import Journal, write_atomically
 
 MAX_GROUP_RECORDS = 5_000
@@ -256,7 +257,7 @@ class LocalLog:
                 first = orjson.loads(complete[:complete.find(b"\n")])
                 oldest = float(first.get("ts", 0)) / 1000
             events += count
-        seconds = max(0.0, time.time() - oldest) if oldest else 0.0
+        seconds = max(0.0, utcnow().timestamp() - oldest) if oldest else 0.0
         return Lag(events=events, seconds=seconds)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +115,20 @@ class Pipeline:
         self.expire_reservations()
         return total
 
-    def catch_up(self, name: str) -> None:
-        """Apply what one consumer has pending, when this process runs the consumers."""
-        if self._owner_fd is None and isinstance(self.log, LocalLog):
-            return
-        consumer = next(c for c in self.consumers if c.name == name)
-        while self.step(consumer):
-            pass
+    def catch_up(self, name: str) -> datetime:
+        """Apply what one consumer has pending when this process may run it; then the watermark: every record
+        appended before it has been applied by that consumer (in whichever process runs it)."""
+        if self._owner_fd is not None or not isinstance(self.log, LocalLog):
+            consumer = next(c for c in self.consumers if c.name == name)
+            while self.step(consumer):
+                pass
+        now = utcnow()
+        try:
+            lag = self.log.lag(name)
+        except Exception:  # the log cannot say: claim nothing newer than a minute ago
+            log.warning("could not read the lag of %s", name, exc_info=True)
+            return now - timedelta(minutes=1)
+        return now - timedelta(seconds=lag.seconds) if lag.events else now
 
     def expire_reservations(self) -> int:
         counters = self.counters()
