@@ -41,8 +41,8 @@ def test_an_overlapping_booking_of_the_same_ad_space_is_refused_with_the_booking
     assert error["code"] == "slot_taken" and f"ad group {first['id']}" in error["message"]
     assert error["fields"][0]["field"] == "booked_slots.0" and error["fields"][0]["actual"] == first["id"]
     # Back to back on the same space, or the same hours on another space, are free.
-    expect(_brand(api, advertiser, space["id"],
-                  [{"start": _iso(start + timedelta(hours=6)), "end": _iso(start + timedelta(hours=9))}], name="c"), 201)
+    back_to_back = [{"start": _iso(start + timedelta(hours=6)), "end": _iso(start + timedelta(hours=9))}]
+    expect(_brand(api, advertiser, space["id"], back_to_back, name="c"), 201)
     expect(_brand(api, advertiser, other_space["id"],
                   [{"start": _iso(start), "end": _iso(start + timedelta(hours=6))}], name="d"), 201)
     # Moving the first booking onto the second space's hours is refused too.
