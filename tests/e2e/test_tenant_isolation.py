@@ -484,7 +484,7 @@ LISTS: tuple[tuple[str, str | None], ...] = (
 )
 # Lists whose rows carry no tenant's names: nothing must leak, but there is nothing of one's own to find.
 QUIET_LISTS: tuple[str, ...] = (
-    f"{API}/conversions", f"{API}/overview", f"{API}/auth/me",
+    f"{API}/conversions", f"{API}/overview", f"{API}/auth/me", f"{API}/attribution/verdict-agreement",
     f"{API}/connectors/columns/by-campaign-day?date_from={_week_ago()}&date_to={_today()}",
     f"{API}/reports?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/download?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
@@ -493,7 +493,8 @@ QUIET_LISTS: tuple[str, ...] = (
     f"{API}/settlement-rules", f"{API}/publishers", f"{API}/ad-spaces", f"{API}/device-populations",
     f"{API}/creative-formats", f"{API}/audiences/regions", f"{API}/audiences/package-categories", f"{API}/fx-rates",
 )
-STAFF_LISTS: tuple[str, ...] = (f"{API}/review/queue", f"{API}/tracking/invalid", f"{API}/postbacks/rejected")
+STAFF_LISTS: tuple[str, ...] = (f"{API}/review/queue", f"{API}/tracking/invalid", f"{API}/postbacks/rejected",
+                                f"{API}/pipeline/status")
 # Operations that name no existing object at all, with the reason.
 NO_OBJECT: dict[str, str] = {
     "POST /api/v1/auth/login": "signs in",

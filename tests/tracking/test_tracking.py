@@ -149,6 +149,7 @@ def test_nul_bytes_in_a_token_are_refused_and_kept(api: Api, settings: Settings)
     admin = api.admin()
     error = expect(api.client.get("/t/imp?t=ab%00cd.ef"), 400)["error"]
     assert error["code"] in ("malformed_token", "invalid_signature")
+    api.settle()
     items = expect(api.client.get("/api/v1/tracking/invalid", headers=admin.headers), 200)["items"]
     assert items[0]["token"] == "ab\\x00cd.ef"
 
