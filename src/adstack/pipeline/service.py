@@ -9,9 +9,7 @@ others only append. `drain()` applies everything appended so far, in the calling
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
+from adstack.events.remote import OwnerLock
 from adstack.events.service import get_event_store
 from adstack.pipeline import records
 from adstack.pipeline.consumers import Billing, Consumer, Context, StoreEvents, Touchpoints
@@ -67,7 +66,7 @@ class Pipeline:
         self._locks = {c.name: threading.Lock() for c in self.consumers}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._owner_fd: int | None = None
+        self._owner: OwnerLock | None = None
 
     # ---------- appending ----------
 
@@ -118,7 +117,7 @@ class Pipeline:
     def catch_up(self, name: str) -> datetime:
         """Apply what one consumer has pending when this process may run it; then the watermark: every record
         appended before it has been applied by that consumer (in whichever process runs it)."""
-        if self._owner_fd is not None or not isinstance(self.log, LocalLog):
+        if (self._owner is not None and self._owner.held) or not isinstance(self.log, LocalLog):
             consumer = next(c for c in self.consumers if c.name == name)
             while self.step(consumer):
                 pass
@@ -182,16 +181,9 @@ class Pipeline:
         """Whether this process runs the consumers (always for JetStream, which shares work between processes)."""
         if not isinstance(self.log, LocalLog):
             return True
-        if self._owner_fd is not None:
-            return True
-        fd = os.open(self.log.directory / "consumers.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._owner_fd = fd
-        return True
+        if self._owner is None:
+            self._owner = OwnerLock(self.log.directory / "consumers.lock")
+        return self._owner.try_acquire()
 
     def start(self) -> bool:
         """Run the consumers in background threads if this process may; False when another process runs them."""
@@ -219,9 +211,8 @@ class Pipeline:
     def close(self) -> None:
         self.stop()
         self.log.close()
-        if self._owner_fd is not None:
-            os.close(self._owner_fd)
-            self._owner_fd = None
+        if self._owner is not None:
+            self._owner.release()
 
     # ---------- observing ----------
 
