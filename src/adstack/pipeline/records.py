@@ -32,23 +32,38 @@ def received_at(record: dict[str, Any]) -> datetime:
     return datetime.fromtimestamp(int(record["ts"]) / 1000, tz=UTC)
 
 
-def impression(claims: TrackingClaims, token: str, *, auction_price: str | None, currency: str | None
-               ) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who sent a tracking request, as invalid-traffic rules need it."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+NO_CLIENT = Client()
+
+
+def _client_fields(client: Client) -> dict[str, str]:
+    return {"ip": client.ip[:64], "ua": client.user_agent[:300]}
+
+
+def impression(claims: TrackingClaims, token: str, *, auction_price: str | None, currency: str | None,
+               client: Client = NO_CLIENT) -> dict[str, Any]:
     record: dict[str, Any] = {"id": f"imp:{claims.impression_id}", "k": Kind.IMPRESSION.value, "ts": now_ms(),
-                              "a": claims.account_id, "t": token}
+                              "a": claims.account_id, "t": token, **_client_fields(client)}
     if auction_price is not None:
         record["ap"], record["cur"] = auction_price[:32], (currency or "")[:8]
     return record
 
 
-def click(claims: TrackingClaims, click_id: str, token: str) -> dict[str, Any]:
+def click(claims: TrackingClaims, click_id: str, token: str, client: Client = NO_CLIENT) -> dict[str, Any]:
     return {"id": f"click:{click_id}", "k": Kind.CLICK.value, "ts": now_ms(), "a": claims.account_id, "t": token,
-            "c": click_id}
+            "c": click_id, **_client_fields(client)}
 
 
-def video(claims: TrackingClaims, token: str, event: str) -> dict[str, Any]:
+def video(claims: TrackingClaims, token: str, event: str, client: Client = NO_CLIENT) -> dict[str, Any]:
     return {"id": f"video:{claims.impression_id}:{event}", "k": Kind.VIDEO.value, "ts": now_ms(),
-            "a": claims.account_id, "t": token, "e": event}
+            "a": claims.account_id, "t": token, "e": event, **_client_fields(client)}
 
 
 def invalid(*, kind: str, reason: str, message: str, token: str, client_ip: str, user_agent: str

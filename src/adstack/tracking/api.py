@@ -64,6 +64,10 @@ async def _refuse(request: Request, *, kind: str, token: str, error: TokenError)
                           status_code=400, headers=NO_STORE)
 
 
+def _client(request: Request) -> records.Client:
+    return records.Client(request.client.host if request.client else "", request.headers.get("user-agent", ""))
+
+
 def _secret(request: Request) -> bytes:
     secret: bytes = request.app.state.settings.resolved_secret_key
     return secret
@@ -82,7 +86,8 @@ async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, 
     except TokenError as error:
         return await _refuse(request, kind="imp", token=t, error=error)
     try:
-        await _pipeline(request).append(records.impression(claims, t, auction_price=ap, currency=cur))
+        await _pipeline(request).append(records.impression(claims, t, auction_price=ap, currency=cur,
+                                                                    client=_client(request)))
     except LogUnavailable as unavailable:
         return _unavailable(unavailable)
     if fmt == "gif":
@@ -104,7 +109,7 @@ async def track_click(request: Request, t: Token) -> Response:
         return await _refuse(request, kind="click", token=t, error=error)
     click_id = new_click_id(claims.impression_id, claims.issued_at, secret)
     try:
-        await _pipeline(request).append(records.click(claims, click_id, t))
+        await _pipeline(request).append(records.click(claims, click_id, t, _client(request)))
     except LogUnavailable as unavailable:
         return _unavailable(unavailable)
     destinations: service.DestinationCache = request.app.state.click_destinations
@@ -126,7 +131,7 @@ async def track_video(request: Request, t: Token, e: VideoEvent, fmt: PixelForma
     except TokenError as error:
         return await _refuse(request, kind="video", token=t, error=error)
     try:
-        await _pipeline(request).append(records.video(claims, t, e.value))
+        await _pipeline(request).append(records.video(claims, t, e.value, _client(request)))
     except LogUnavailable as unavailable:
         return _unavailable(unavailable)
     if fmt == "gif":
