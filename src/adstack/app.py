@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
 
@@ -13,6 +14,23 @@ from adstack.core.http import install_error_handlers
 from adstack.core.settings import Settings, get_settings, set_settings
 
 Hook = Callable[[FastAPI], None]
+FastHandler = Callable[[dict[str, Any], Any, Any], Awaitable[bool]]
+
+
+class Application(FastAPI):
+    """The app, with a table of raw ASGI handlers by path that may answer a request before the framework does
+    (the tracking pixels: see `tracking/fastpath.py`). A handler returns False to pass the request on."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.fast_paths: dict[str, FastHandler] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            handler = self.fast_paths.get(scope["path"])
+            if handler is not None and await handler(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 hook(app)
             app.state.engine.dispose()
 
-    app = FastAPI(
+    app = Application(
         title="adstack",
         version=__version__,
         description="Self-hosted mobile advertising platform API.",

@@ -3,30 +3,23 @@ view for platform staff."""
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import ORJSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from adstack.core.deps import CurrentPrincipal, Limit, Offset, SessionDep
 from adstack.core.errors import Forbidden
-from adstack.core.http import error_body
-from adstack.core.timeutil import utcnow
 from adstack.pipeline import records
-from adstack.pipeline.log import LogUnavailable
-from adstack.pipeline.service import Pipeline
-from adstack.tracking import service
+from adstack.tracking import fastpath, service
+from adstack.tracking.handlers import Answer, Tracker
 from adstack.tracking.models import InvalidTrafficRead, InvalidTrafficSummary
-from adstack.tracking.tokens import MAX_TOKEN_LENGTH, TokenError, new_click_id
+from adstack.tracking.tokens import MAX_TOKEN_LENGTH
 from adstack.tracking.urls import VideoEvent
 
 public_router = APIRouter(tags=["tracking"])
 router = APIRouter(prefix="/api/v1/tracking", tags=["tracking"])
 
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-NO_STORE = {"Cache-Control": "no-store, max-age=0"}
 Token = Annotated[str, Query(min_length=1, max_length=MAX_TOKEN_LENGTH, description="The signed tracking token.")]
 PixelFormat = Annotated[str | None, Query(pattern=r"^gif$", description="`gif` answers a 1x1 GIF instead of 204.")]
 # Filled in by exchanges, so never refused: what cannot be read is recorded as an unknown price.
@@ -36,41 +29,21 @@ AuctionPrice = Annotated[str | None, Query(description=(
 PriceCurrency = Annotated[str | None, Query(description="Currency of `ap` (the bid's); USD when absent.")]
 
 
-RETRY_AFTER_SECONDS = "5"
+def tracker(request: Request) -> Tracker:
+    found: Tracker = request.app.state.tracker
+    return found
 
 
-def _pipeline(request: Request) -> Pipeline:
-    pipeline: Pipeline = request.app.state.pipeline
-    return pipeline
-
-
-def _unavailable(error: LogUnavailable) -> ORJSONResponse:
-    """Nothing was stored, so nothing is acknowledged: the client (or exchange) tries again later."""
-    return ORJSONResponse(error_body("unavailable", "tracking is temporarily unavailable; retry later"),
-                          status_code=503, headers={**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS})
-
-
-async def _refuse(request: Request, *, kind: str, token: str, error: TokenError) -> Response:
-    record = records.invalid(kind=kind, reason=error.reason, message=error.message, token=token,
-                             client_ip=request.client.host if request.client else "",
-                             user_agent=request.headers.get("user-agent", ""))
-    try:
-        await _pipeline(request).append(record)
-    except LogUnavailable as unavailable:
-        return _unavailable(unavailable)
-    code = {"expired": "expired_token", "bad_signature": "invalid_signature"}.get(error.reason, "malformed_token")
-    return ORJSONResponse(error_body(code, error.message, [{"field": "t", "rule": error.reason,
-                                                            "message": error.message}]),
-                          status_code=400, headers=NO_STORE)
-
-
-def _client(request: Request) -> records.Client:
+def client_of(request: Request) -> records.Client:
     return records.Client(request.client.host if request.client else "", request.headers.get("user-agent", ""))
 
 
-def _secret(request: Request) -> bytes:
-    secret: bytes = request.app.state.settings.resolved_secret_key
-    return secret
+def to_response(answer: Answer) -> Response:
+    return Response(answer.body or None, status_code=answer.status, headers=dict(answer.headers()))
+
+
+# The routes below document the endpoints and serve what the fast path (`fastpath.py`) passes on: requests
+# whose parameters it does not recognise get the framework's validation and its 422.
 
 
 @public_router.get("/t/imp", summary="Count an impression", status_code=204,
@@ -81,18 +54,8 @@ async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, 
                            cur: PriceCurrency = None) -> Response:
     """Acknowledged once the impression is durable in the event log; it is counted, billed (CPM) and its
     reservation settled by the pipeline's consumers."""
-    try:
-        claims = service.verify(t, _secret(request), now=utcnow())
-    except TokenError as error:
-        return await _refuse(request, kind="imp", token=t, error=error)
-    try:
-        await _pipeline(request).append(records.impression(claims, t, auction_price=ap, currency=cur,
-                                                                    client=_client(request)))
-    except LogUnavailable as unavailable:
-        return _unavailable(unavailable)
-    if fmt == "gif":
-        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
-    return Response(status_code=204, headers=NO_STORE)
+    return to_response(await tracker(request).impression(t, gif=fmt == "gif", auction_price=ap, currency=cur,
+                                                          client=client_of(request)))
 
 
 @public_router.get("/t/click", summary="Count a click and redirect to the landing page or tracking link",
@@ -101,42 +64,14 @@ async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, 
                                                400: {"description": "Forged, altered or expired token"},
                                                503: {"description": "The event log cannot store it now"}})
 async def track_click(request: Request, t: Token) -> Response:
-    secret = _secret(request)
-    now = utcnow()
-    try:
-        claims = service.verify(t, secret, now=now)
-    except TokenError as error:
-        return await _refuse(request, kind="click", token=t, error=error)
-    click_id = new_click_id(claims.impression_id, claims.issued_at, secret)
-    try:
-        await _pipeline(request).append(records.click(claims, click_id, t, _client(request)))
-    except LogUnavailable as unavailable:
-        return _unavailable(unavailable)
-    destinations: service.DestinationCache = request.app.state.click_destinations
-    known, template = destinations.cached(claims)
-    if not known:
-        template = await run_in_threadpool(destinations.load, claims)
-    destination = service.expand_destination(template, claims, click_id=click_id, now=now)
-    if destination is None:
-        return Response(status_code=204, headers=NO_STORE)
-    return RedirectResponse(destination, status_code=302, headers=NO_STORE)
+    return to_response(await tracker(request).click(t, client=client_of(request)))
 
 
 @public_router.get("/t/video", summary="Count video progress", status_code=204,
                    responses={400: {"description": "Forged, altered or expired token"},
                               503: {"description": "The event log cannot store it now"}})
 async def track_video(request: Request, t: Token, e: VideoEvent, fmt: PixelFormat = None) -> Response:
-    try:
-        claims = service.verify(t, _secret(request), now=utcnow())
-    except TokenError as error:
-        return await _refuse(request, kind="video", token=t, error=error)
-    try:
-        await _pipeline(request).append(records.video(claims, t, e.value, _client(request)))
-    except LogUnavailable as unavailable:
-        return _unavailable(unavailable)
-    if fmt == "gif":
-        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
-    return Response(status_code=204, headers=NO_STORE)
+    return to_response(await tracker(request).video(t, e.value, gif=fmt == "gif", client=client_of(request)))
 
 
 @router.get("/invalid", response_model=InvalidTrafficSummary,
@@ -162,3 +97,12 @@ def _route_first(app: FastAPI) -> None:
 def install(app: FastAPI) -> None:
     _route_first(app)
     app.state.click_destinations = service.DestinationCache(app.state.session_factory)
+
+    def start(app: FastAPI) -> None:
+        app.state.tracker = Tracker(app.state.pipeline, app.state.settings.resolved_secret_key,
+                                    app.state.click_destinations)
+        fast_paths = getattr(app, "fast_paths", None)
+        if fast_paths is not None:
+            fast_paths.update(fastpath.routes(app.state.tracker, lambda: app.state.pipeline.metrics))
+
+    app.state.on_startup.insert(0, start)
