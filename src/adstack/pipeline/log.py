@@ -77,6 +77,7 @@ class GroupCommitter:
 
     def __init__(self, write: Any, *, name: str):
         self._write = write  # callable(bytes) that returns once the bytes are durable
+        self.observe: Any = None  # callable(records in the group, seconds to make it durable), for metrics
         self._queue: queue.SimpleQueue[tuple[bytes, Any, asyncio.AbstractEventLoop | None] | None] = \
             queue.SimpleQueue()
         self._name = name
@@ -120,10 +121,13 @@ class GroupCommitter:
                     break
                 group.append(item)
             error: BaseException | None = None
+            started = time.perf_counter()
             try:
                 self._write(b"".join(data for data, _, _ in group))
             except Exception as exc:
                 error = exc
+            if self.observe is not None:
+                self.observe(len(group), time.perf_counter() - started)
             self._settle(group, error)
             if stop:
                 return
@@ -167,7 +171,7 @@ class LocalLog:
         self.directory = directory
         self.consumers = tuple(consumers)
         self.journal = Journal(directory, segment_bytes=segment_bytes)
-        self._committer = GroupCommitter(self._write, name="adstack-log-writer")
+        self.committer = GroupCommitter(self._write, name="adstack-log-writer")
         self._collect_lock = threading.Lock()
         self._last_collect = 0.0
 
@@ -181,10 +185,10 @@ class LocalLog:
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         if records:
-            self._committer.submit_sync(encode(records))
+            self.committer.submit_sync(encode(records))
 
     async def append_async(self, record: dict[str, Any]) -> None:
-        await self._committer.submit(orjson.dumps(record) + b"\n")
+        await self.committer.submit(orjson.dumps(record) + b"\n")
 
     # ---------- reading ----------
 
@@ -261,7 +265,7 @@ class LocalLog:
         return Lag(events=events, seconds=seconds)
 
     def close(self) -> None:
-        self._committer.stop()
+        self.committer.stop()
         self.journal.close()
 
 

@@ -32,8 +32,16 @@ class PipelineMetrics:
                                registry=self.registry)
         self.batch_seconds = Histogram("adstack_consumer_batch_seconds", "Time to apply one batch.", ["consumer"],
                                        registry=self.registry)
+        self.group_records = Histogram("adstack_log_group_records", "Records made durable by one write and fsync.",
+                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024), registry=self.registry)
+        self.group_seconds = Histogram("adstack_log_group_seconds", "Time to write and fsync one group.",
+                                       buckets=LATENCY_BUCKETS, registry=self.registry)
         self.latency = Histogram("adstack_request_duration_seconds", "Latency of the ad, tracking and postback "
                                  "endpoints.", ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def observe_group(self, records: int, seconds: float) -> None:
+        self.group_records.observe(records)
+        self.group_seconds.observe(seconds)
 
     def watch(self, read: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
         self.registry.register(_Collector(read))

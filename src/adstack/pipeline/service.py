@@ -32,7 +32,7 @@ from adstack.serving.counters import Counters
 log = logging.getLogger("adstack.pipeline")
 
 CONSUMER_NAMES = ("billing", "touchpoints", "events")
-LINGER_SECONDS = 0.2
+LINGER_SECONDS = 0.5
 SWEEP_SECONDS = 1.0
 SLOT_CHECK_SECONDS = 30.0
 
@@ -56,6 +56,8 @@ class Pipeline:
         self.settings = settings
         self.log = log_ or open_log(settings)
         self.metrics = PipelineMetrics()
+        if isinstance(self.log, LocalLog):
+            self.log.committer.observe = self.metrics.observe_group
         context = Context(session_factory=session_factory, secret=settings.resolved_secret_key,
                           store=lambda: get_event_store(settings), counters=counters)
         self.counters = counters
