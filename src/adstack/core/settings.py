@@ -48,6 +48,25 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(default=None, description="Bearer token for /metrics; loopback only if unset.")
     log_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,
                                     description="Tracking answers 503 below this much free disk for the log.")
+    # General invalid traffic (pipeline/ivt.py): filtered before billing, attribution and predictions.
+    ivt_enabled: bool | None = Field(
+        default=None, description="Filter invalid traffic; unset means on, except environment=test, whose "
+                                  "scripted fixtures click without pixels.")
+    ivt_min_click_ms: int = Field(default=1_000, ge=0, description="A click sooner after its impression is invalid.")
+    ivt_click_burst_limit: int = Field(default=5, ge=1, description="Most clicks on one ad group per window from "
+                                                                    "one device or one IP address.")
+    ivt_click_burst_seconds: int = Field(default=60, ge=1)
+    ivt_datacenter_networks: str = Field(default="", description="Data-center CIDRs, comma-separated.")
+    ivt_datacenter_file: Path | None = Field(default=None, description="A file of data-center CIDRs, one a line.")
+    ivt_verdict_retention_hours: int = Field(default=72, ge=1, description="How long verdicts are kept for "
+                                                                          "replays and click checks.")
+    invalid_traffic_rows_per_minute: int = Field(
+        default=600, ge=0, description="Invalid-traffic rows kept per minute; beyond it they are only counted.")
+    # HTTPS: Strict-Transport-Security when the request came over https.
+    hsts: bool = Field(default=False, description="Send HSTS on every answer (the service is only reached over "
+                                                  "https).")
+    hsts_max_age: int = Field(default=31_536_000, ge=0)
+    trusted_proxies: str = Field(default="", description="CIDRs of proxies whose X-Forwarded-Proto is believed.")
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -72,6 +91,10 @@ class Settings(BaseSettings):
         except FileExistsError:
             pass  # made earlier, or just now by another process: both read the one that exists
         return key_file.read_text().strip().encode()
+
+    @property
+    def ivt_active(self) -> bool:
+        return self.ivt_enabled if self.ivt_enabled is not None else self.environment != "test"
 
     @property
     def media_dir(self) -> Path:

@@ -5,24 +5,35 @@ replayed after a crash (its checkpoint not yet moved) changes nothing twice:
   event store under their charge ids, then each booked reservation settled with its actual charge;
 - `touchpoints`: impressions and clicks, and refused requests, inserted in bulk, once per id;
 - `events`: the event store, which counts each event id once (and feeds predictions through its listeners).
+
+Before any of that, each tracking record gets its invalid-traffic verdict (`Verdicts`, rules in `pipeline/ivt.py`):
+the first consumer to reach a record judges it and stores the verdict under the record id; every other consumer,
+and every replay, reads the stored one. An invalid event is never billed (its reservation is given back), never
+a touchpoint, and reaches the event store as an `invalid` event with its reasons, so predictions never count it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adstack.core.errors import DomainError
+from adstack.core.settings import Settings, get_settings
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
-from adstack.pipeline.records import Kind, Tracked, decode, received_at, tracked
+from adstack.pipeline import ivt
+from adstack.pipeline.records import Kind, Tracked, decode, now_ms, received_at, tracked
 from adstack.serving.counters import Counters
 from adstack.tracking.auction_price import impression_cost_micros, parse_auction_price, parse_price_currency
 from adstack.tracking.devices import normalise_gaid
@@ -33,6 +44,7 @@ from adstack.tracking.urls import VideoEvent
 log = logging.getLogger("adstack.pipeline")
 
 TRACKING_KINDS = frozenset({Kind.IMPRESSION.value, Kind.CLICK.value, Kind.VIDEO.value})
+TOUCH_KINDS = frozenset({Kind.IMPRESSION.value, Kind.CLICK.value})
 # Reservations of these bid types end at the impression; CPC and CPA ones wait for the click or their expiry.
 SETTLED_AT_IMPRESSION = frozenset({"cpm", "guaranteed_cpm", "cpt"})
 
@@ -49,14 +61,171 @@ class Context:
     secret: bytes
     store: Callable[[], EventStore]
     counters: Callable[[], Counters | None]
+    settings: Callable[[], Settings] = get_settings
+    verdicts: Verdicts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.verdicts = Verdicts(self.session_factory, self.settings)
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = _insert(session)
     for start in range(0, len(rows), 1_000):
         session.execute(insert(table).on_conflict_do_nothing(), list(rows[start:start + 1_000]))
+
+
+def _chunks(values: Sequence[Any], size: int = 1_000) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+# ---------- invalid traffic verdicts ----------
+
+Reasons = tuple[str, ...]
+VALID: Reasons = ()
+MAX_CACHED_VERDICTS = 500_000
+PRUNE_SECONDS = 600.0
+
+
+class Verdicts:
+    """Each tracking record's invalid-traffic verdict, reached once and stored under its record id.
+
+    The consumers read the log at their own pace and a crashed batch is replayed, so judging again could give
+    another answer (an impression received since, a burst window now full). Instead the first consumer to reach
+    a record judges it from the verdicts stored before it (impression receipts, recent clicks) and inserts the
+    verdict, ignoring one another consumer stored first; then all read the stored rows back. One select, one
+    insert and a couple of history selects per batch; verdicts stored in this process are remembered, so the
+    other consumers usually need no query at all.
+    """
+
+    def __init__(self, session_factory: Callable[[], Session], settings: Callable[[], Settings]):
+        self._session_factory = session_factory
+        self._settings = settings
+        self._cache: dict[str, Reasons] = {}
+        self._lock = threading.Lock()
+        self._networks: tuple[tuple[str, str, float], ivt.Networks] | None = None
+        self._last_prune = 0.0
+
+    def rules(self, settings: Settings) -> ivt.Rules:
+        return ivt.Rules(min_click_ms=settings.ivt_min_click_ms, burst_clicks=settings.ivt_click_burst_limit,
+                         burst_ms=settings.ivt_click_burst_seconds * 1000, datacenter=self._datacenter(settings))
+
+    def _datacenter(self, settings: Settings) -> ivt.Networks:
+        path: Path | None = settings.ivt_datacenter_file
+        try:
+            mtime = path.stat().st_mtime if path is not None else 0.0
+        except OSError:
+            log.warning("the data-center list %s cannot be read", path)
+            mtime, path = -1.0, None
+        key = (settings.ivt_datacenter_networks, str(path or ""), mtime)
+        if self._networks is None or self._networks[0] != key:  # re-read when the setting or the file changes
+            self._networks = (key, ivt.parse_networks(settings.ivt_datacenter_networks, path))
+        return self._networks[1]
+
+    def __call__(self, items: Sequence[Tracked]) -> dict[str, Reasons]:
+        """The reasons each record is invalid (empty when valid), by record id."""
+        settings = self._settings()
+        if not settings.ivt_active or not items:
+            return {}
+        items = _first_of_each(items)
+        with self._lock:
+            found = {i.record["id"]: self._cache[i.record["id"]] for i in items if i.record["id"] in self._cache}
+        missing = [i for i in items if i.record["id"] not in found]
+        if missing:
+            with self._session_factory() as session:
+                stored = self._load(session, [i.record["id"] for i in missing])
+                fresh = [i for i in missing if i.record["id"] not in stored]
+                if fresh:
+                    self._judge(session, fresh, self.rules(settings))
+                    session.commit()
+                    # Read back: where another consumer stored a verdict first, its verdict holds.
+                    stored.update(self._load(session, [i.record["id"] for i in fresh]))
+                self._prune(session, settings)
+            found.update(stored)
+            with self._lock:
+                if len(self._cache) + len(stored) > MAX_CACHED_VERDICTS:
+                    self._cache.clear()
+                self._cache.update(stored)
+        return found
+
+    @staticmethod
+    def _load(session: Session, ids: Sequence[str]) -> dict[str, Reasons]:
+        from adstack.tracking.models import IvtVerdict
+
+        out: dict[str, Reasons] = {}
+        for chunk in _chunks(ids):
+            for record_id, reasons in session.execute(
+                    select(IvtVerdict.record_id, IvtVerdict.reasons).where(IvtVerdict.record_id.in_(chunk))):
+                out[record_id] = tuple(reasons.split(",")) if reasons else VALID
+        return out
+
+    def _judge(self, session: Session, items: Sequence[Tracked], rules: ivt.Rules) -> None:
+        from adstack.tracking.models import IvtVerdict
+
+        observations = [_observation(i) for i in items]
+        history = self._history(session, observations, rules)
+        verdicts = ivt.judge(observations, history, rules)
+        insert_ignoring_duplicates(session, IvtVerdict.__table__, [  # type: ignore[arg-type]
+            {"record_id": o.record_id[:96], "kind": o.kind, "received_ms": o.at_ms,
+             "impression_id": o.impression_id[:64], "ad_group_id": o.ad_group_id, "client_ip": o.ip[:64],
+             "device": o.device, "reasons": ",".join(reasons)}
+            for o, reasons in zip(observations, verdicts, strict=True)])
+
+    @staticmethod
+    def _history(session: Session, observations: Sequence[ivt.Observation], rules: ivt.Rules) -> ivt.History:
+        """The stored verdicts the rules need: the receipts of the clicked impressions, and the clicks on the same
+        ad groups within one burst window before the batch."""
+        from adstack.tracking.models import IvtVerdict
+
+        history = ivt.History()
+        clicks = [o for o in observations if o.kind == "click"]
+        if not clicks:
+            return history
+        impression_ids = sorted({o.impression_id for o in clicks})
+        for chunk in _chunks(impression_ids):
+            for impression_id, at_ms, reasons in session.execute(
+                    select(IvtVerdict.impression_id, IvtVerdict.received_ms, IvtVerdict.reasons)
+                    .where(IvtVerdict.kind == "imp", IvtVerdict.impression_id.in_(chunk))):
+                history.impressions[impression_id] = (int(at_ms), bool(reasons))
+        groups = sorted({o.ad_group_id for o in clicks})
+        since = min(o.at_ms for o in clicks) - rules.burst_ms
+        until = max(o.at_ms for o in clicks)
+        for chunk in _chunks(groups):
+            for group, ip, device, at_ms in session.execute(
+                    select(IvtVerdict.ad_group_id, IvtVerdict.client_ip, IvtVerdict.device, IvtVerdict.received_ms)
+                    .where(IvtVerdict.kind == "click", IvtVerdict.ad_group_id.in_(chunk),
+                           IvtVerdict.received_ms > since, IvtVerdict.received_ms <= until)
+                    .order_by(IvtVerdict.received_ms)):
+                earlier = ivt.Observation("", "click", int(at_ms), ip, "", "", int(group), device)
+                for key in ivt.click_keys(earlier):
+                    history.clicks.setdefault(key, []).append(int(at_ms))
+        return history
+
+    def _prune(self, session: Session, settings: Settings) -> None:
+        """Verdicts are needed while a batch may be replayed and a click may follow its impression: days."""
+        from adstack.tracking.models import IvtVerdict
+
+        if time.monotonic() - self._last_prune < PRUNE_SECONDS:
+            return
+        self._last_prune = time.monotonic()
+        horizon = now_ms() - settings.ivt_verdict_retention_hours * 3_600_000
+        session.execute(delete(IvtVerdict).where(IvtVerdict.received_ms < horizon))
+        session.commit()
+
+
+def _observation(item: Tracked) -> ivt.Observation:
+    record, claims = item.record, item.claims
+    gaid = normalise_gaid(claims.gaid)
+    return ivt.Observation(record_id=record["id"], kind=record["k"], at_ms=int(record["ts"]),
+                           ip=str(record.get("ip") or ""), user_agent=str(record.get("ua") or ""),
+                           impression_id=claims.impression_id, ad_group_id=claims.ad_group_id,
+                           device=str(gaid.device_hash) if gaid else "")
 
 
 def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
@@ -83,9 +252,12 @@ class Billing:
         from adstack.finance.service import ChargeRequest
 
         items = _first_of_each(tracked(records, self.context.secret, TRACKING_KINDS))
+        invalid = self.context.verdicts(items)
         charges: list[tuple[ChargeRequest, TrackingClaims | None, dict[str, Any]]] = []
         for item in items:
             claims, kind = item.claims, item.record["k"]
+            if invalid.get(item.record["id"]):
+                continue  # never billed; its reservation is settled at nothing below
             if kind == Kind.IMPRESSION.value and claims.bid_type in IMPRESSION_BILLED:
                 amount, charge_kind = cpm_impression_micros(claims.price_micros), claims.bid_type
             elif kind == Kind.CLICK.value and claims.bid_type in CLICK_BILLED:
@@ -177,12 +349,13 @@ class Touchpoints:
     def apply(self, records: list[dict[str, Any]]) -> None:
         from adstack.attribution.models import Touchpoint
         from adstack.campaigns.models import Campaign
-        from adstack.tracking.models import InvalidTraffic
 
-        items = _first_of_each(tracked(records, self.context.secret,
-                                       frozenset({Kind.IMPRESSION.value, Kind.CLICK.value})))
+        judged = _first_of_each(tracked(records, self.context.secret, TRACKING_KINDS))
+        invalid = self.context.verdicts(judged)
+        items = [i for i in judged if i.record["k"] in TOUCH_KINDS and not invalid.get(i.record["id"])]
+        filtered = [(i, invalid[i.record["id"]]) for i in judged if invalid.get(i.record["id"])]
         refused = [r for r in records if r.get("k") == Kind.INVALID.value]
-        if not items and not refused:
+        if not items and not refused and not filtered:
             return
         with self.context.session_factory() as session:
             packages = {}
@@ -208,22 +381,69 @@ class Touchpoints:
                     "gaid_md5": gaid.md5 if gaid else None, "gaid_sha1": gaid.sha1 if gaid else None,
                     "occurred_at": item.at})
             insert_ignoring_duplicates(session, Touchpoint.__table__, rows)  # type: ignore[arg-type]
-            insert_ignoring_duplicates(session, InvalidTraffic.__table__,  # type: ignore[arg-type]
-                                       [self._refusal(r) for r in refused])
+            keep_bounded(session, [self._refusal(r) for r in refused] + [_filtered(i, why) for i, why in filtered],
+                         self.context.settings().invalid_traffic_rows_per_minute)
             session.commit()
 
     def _refusal(self, record: dict[str, Any]) -> dict[str, Any]:
         claims = decode(record, self.context.secret) if record.get("reason") == "expired" else None
-
-        def text(value: Any, limit: int) -> str:  # PostgreSQL text cannot hold NUL
-            return str(value or "").replace("\x00", "\\x00")[:limit]
-
         return {"event_id": record["id"][:64], "kind": text(record.get("kind"), 16),
                 "reason": text(record.get("reason"), 24), "message": text(record.get("msg"), 300),
                 "token": text(record.get("t"), 300), "account_id": claims.account_id if claims else None,
                 "ad_group_id": claims.ad_group_id if claims else None,
                 "impression_id": claims.impression_id if claims else "", "client_ip": text(record.get("ip"), 64),
                 "user_agent": text(record.get("ua"), 300), "occurred_at": received_at(record)}
+
+
+def text(value: Any, limit: int) -> str:  # PostgreSQL text cannot hold NUL
+    return str(value or "").replace("\x00", "\\x00")[:limit]
+
+
+def _filtered(item: Tracked, reasons: Reasons) -> dict[str, Any]:
+    record, claims = item.record, item.claims
+    return {"event_id": record["id"][:64], "kind": record["k"], "reason": reasons[0][:24],
+            "message": "invalid traffic: " + ", ".join(reasons), "token": text(record.get("t"), 300),
+            "account_id": claims.account_id, "ad_group_id": claims.ad_group_id,
+            "impression_id": claims.impression_id[:64], "client_ip": text(record.get("ip"), 64),
+            "user_agent": text(record.get("ua"), 300), "occurred_at": item.at}
+
+
+def keep_bounded(session: Session, rows: list[dict[str, Any]], per_minute: int) -> None:
+    """Keep at most `per_minute` invalid-traffic rows per minute of receipt; count the rest per minute, kind and
+    reason, so a flood of forged requests costs a few rows. Rows already kept (a replayed batch) are skipped; a
+    replayed batch's overflow may be counted twice, the rows themselves never are."""
+    from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
+
+    if not rows:
+        return
+    ids = [r["event_id"] for r in rows]
+    kept: set[str] = set()
+    for chunk in _chunks(ids):
+        kept.update(session.scalars(select(InvalidTraffic.event_id).where(InvalidTraffic.event_id.in_(chunk))))
+    by_minute: dict[datetime, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["event_id"] not in kept:
+            at: datetime = row["occurred_at"]
+            by_minute.setdefault(at.astimezone(UTC).replace(second=0, microsecond=0), []).append(row)
+    keep: list[dict[str, Any]] = []
+    overflow: dict[tuple[datetime, str, str], int] = {}
+    for minute, group in sorted(by_minute.items()):
+        used = session.scalar(select(func.count()).select_from(InvalidTraffic).where(
+            InvalidTraffic.occurred_at >= minute, InvalidTraffic.occurred_at < minute + timedelta(minutes=1))) or 0
+        room = max(0, per_minute - int(used))
+        keep.extend(group[:room])
+        for row in group[room:]:
+            key = (minute, row["kind"], row["reason"])
+            overflow[key] = overflow.get(key, 0) + 1
+    insert_ignoring_duplicates(session, InvalidTraffic.__table__, keep)  # type: ignore[arg-type]
+    if overflow:
+        table = InvalidTrafficOverflow.__table__
+        statement = _insert(session)(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["minute", "kind", "reason"],
+            set_={"count": table.c.count + statement.excluded["count"]})
+        session.execute(statement, [{"minute": m, "kind": k, "reason": r, "count": n}
+                                    for (m, k, r), n in overflow.items()])
 
 
 # ---------- the event store ----------
@@ -237,12 +457,17 @@ class StoreEvents:
 
     def apply(self, records: list[dict[str, Any]]) -> None:
         items = tracked(records, self.context.secret, TRACKING_KINDS)
+        invalid = self.context.verdicts(items)
         currencies, rates = self._pricing(items)
         events: list[Event] = []
         for item in items:
             claims, record, at = item.claims, item.record, item.at
             kind = record["k"]
-            if kind == Kind.IMPRESSION.value:
+            reasons = invalid.get(record["id"])
+            if reasons:  # counted against its ad as invalid traffic; predictions and reports never see it as valid
+                events.append(event_for(claims, record["id"], EventType.INVALID, at,
+                                        attrs={"reason": reasons[0], "reasons": ",".join(reasons), "kind": kind}))
+            elif kind == Kind.IMPRESSION.value:
                 events.append(event_for(claims, record["id"], EventType.IMPRESSION, at,
                                         media_cost_micros=self._media_cost(record, claims, currencies, rates)))
             elif kind == Kind.CLICK.value:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from adstack.apps import service as apps
 from adstack.events.models import Event, EventType
 from adstack.tracking.devices import normalise_gaid
-from adstack.tracking.models import InvalidTraffic
+from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
 from adstack.tracking.tokens import TrackingClaims, decode_token
 from adstack.tracking.urls import VideoEvent, expand_macros
 
@@ -140,4 +140,9 @@ def invalid_traffic(session: Session, *, account_ids: set[int] | None, limit: in
         stmt = stmt.where(InvalidTraffic.account_id.in_(account_ids))
         count = count.where(InvalidTraffic.account_id.in_(account_ids))
     rows = list(session.scalars(stmt.order_by(InvalidTraffic.id.desc()).limit(limit).offset(offset)))
-    return rows, {reason: int(n) for reason, n in session.execute(count)}
+    by_reason = {reason: int(n) for reason, n in session.execute(count)}
+    if account_ids is None:  # past the per-minute row bound only counts were kept, with no account
+        for reason, n in session.execute(select(InvalidTrafficOverflow.reason, func.sum(InvalidTrafficOverflow.count))
+                                         .group_by(InvalidTrafficOverflow.reason)):
+            by_reason[reason] = by_reason.get(reason, 0) + int(n or 0)
+    return rows, by_reason
