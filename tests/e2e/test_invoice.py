@@ -42,11 +42,6 @@ def _report(s: Scenario, **params: Any) -> Any:
     return expect(s.api.client.get("/api/v1/reports", params=params, headers=s.advertiser.headers), 200)
 
 
-# Not passing yet: a retry without the event id is a second install (Adjust, AppMetrica, Branch, Singular),
-# AppMetrica's touch_type outranks a rejection, and a future install clamped to its receipt seconds after the
-# click is flagged click injection, so it is not billed.
-@pytest.mark.xfail(reason="partner behaviour differs from docs/partners.md; expected table not yet met",
-                   strict=False)
 @pytest.mark.parametrize("partner", list(Partner))
 def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> None:
     s = scenario(api, settings, partner=partner, bid_micros=CPA)
@@ -63,8 +58,12 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     install = partners.Conversion(at=now + timedelta(minutes=1), click_id=click, gaid=ours)
     assert _send(s, install) == {"status": "ok", "duplicate": False}
     assert _send(s, install)["duplicate"] is True
+    # Partners without an event id dedupe on the identifying fields; one that lost its event id is matched to
+    # the conversion it repeats when attributed.
     assert _send(s, partners.Conversion(at=install.at, click_id=click, gaid=ours, event_id=""))["duplicate"] in (
-        True, False)  # partners without an event id dedupe on the identifying fields
+        True, False)
+    assert _send(s, partners.Conversion(at=install.at, click_id=click, gaid=ours, event_id=""),
+                 {"retry": "1"})["duplicate"] in (True, False)  # and again with a field the first did not have
     # Purchase of 9.20 on the attributed device, and one whose revenue cannot be read.
     _send(s, partners.Conversion(at=now + timedelta(minutes=5), event=names["PURCHASE"], click_id=click, gaid=ours,
                                  revenue=Decimal("9.20"), currency="USD"))
@@ -91,9 +90,12 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     _send(s, partners.Conversion(at=utcnow() + timedelta(seconds=1), click_id=injected_click, gaid=injected))
     _send(s, partners.Conversion(at=now + timedelta(minutes=8), event=names["PURCHASE"], click_id=injected_click,
                                  gaid=injected, revenue=Decimal("5.00"), currency="USD"))
-    # An install stamped two days ahead: clamped to its receipt, billed today.
+    # An install stamped two days ahead, a minute after its click: clamped to its receipt, billed today. (Its
+    # click is not seconds before the receipt: no install can follow its own postback, so click-to-receipt bounds
+    # the real click-to-install time, and a bound under 10 s is click injection; tests/attribution/test_rules.py.)
     future = new_gaid()
-    _send(s, partners.Conversion(at=now + timedelta(days=2), click_id=s.click(future), gaid=future))
+    _send(s, partners.Conversion(at=now + timedelta(days=2), click_id=s.click(future, at=now - timedelta(minutes=1)),
+                                 gaid=future))
 
     rows = s.conversions()
     installs = [r for r in rows if r["conversion_event"] == "INSTALL"]
@@ -105,8 +107,7 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     assert charged == [CPA, CPA]  # the attributed install and the future-stamped one
     injected_row = next(r for r in installs if r["click_id"] == injected_click)
     assert "click_injection" in injected_row["fraud_flags"] and injected_row["charged_micros"] == 0
-    future_row = next(r for r in installs if r["click_id"] and r["gaid_md5"] and "future_time_clamped" in
-                      r["data_flags"])
+    future_row = next(r for r in installs if r["click_id"] and "future_time_clamped" in r["data_flags"])
     assert future_row["charged_micros"] == CPA
     assert any(f.startswith(f"unreadable:{unreadable}:") for r in rows for f in r["data_flags"]), rows
     purchases = sorted(r["revenue_micros"] for r in rows if r["conversion_event"] == "PURCHASE")
@@ -115,21 +116,24 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     # The report: our campaign, then Organic and Other sources; nothing under a campaign "0".
     api.settle()
     metrics = ["clicks", "installs", "view_through_installs", "cvr", "cost_micros", "cpa_micros", "revenue_micros",
-               "roas", "organic_installs", "other_installs"]
+               "roas", "roas_d0", "roas_d7", "organic_installs", "other_installs", "flagged_installs"]
     report = _report(s, dimensions="campaign", metrics=metrics)
     table = {r["campaign_id"]: {m: r[m] for m in metrics} for r in report["rows"]}
-    revenue = 9_200_000 + 5_000_000 + cents
+    # The click-injected install is ours to flag, not ours to count: neither it nor its device's 5.00 purchase
+    # is among the campaign's installs and revenue (docs/architecture.md, reports).
+    revenue = 9_200_000 + cents
+    roas = str((Decimal(revenue) / (2 * CPA)).quantize(Decimal("0.000001")))
     assert table == {
-        s.campaign["id"]: {"clicks": 4, "installs": 3, "view_through_installs": 0, "cvr": "0.750000",
-                           "cost_micros": 2 * CPA, "cpa_micros": 1_333_333, "revenue_micros": revenue,
-                           "roas": str((Decimal(revenue) / (2 * CPA)).quantize(Decimal("0.000001"))),
-                           "organic_installs": 0, "other_installs": 0},
+        s.campaign["id"]: {"clicks": 4, "installs": 2, "view_through_installs": 0, "cvr": "0.500000",
+                           "cost_micros": 2 * CPA, "cpa_micros": CPA, "revenue_micros": revenue, "roas": roas,
+                           "roas_d0": roas, "roas_d7": roas, "organic_installs": 0, "other_installs": 0,
+                           "flagged_installs": 1},
         "Organic": {"clicks": 0, "installs": 0, "view_through_installs": 0, "cvr": None, "cost_micros": 0,
-                    "cpa_micros": None, "revenue_micros": 0, "roas": None, "organic_installs": 1,
-                    "other_installs": 0},
+                    "cpa_micros": None, "revenue_micros": 0, "roas": None, "roas_d0": None, "roas_d7": None,
+                    "organic_installs": 1, "other_installs": 0, "flagged_installs": 0},
         "Other sources": {"clicks": 0, "installs": 0, "view_through_installs": 0, "cvr": None, "cost_micros": 0,
-                          "cpa_micros": None, "revenue_micros": 0, "roas": None, "organic_installs": 0,
-                          "other_installs": 2},
+                          "cpa_micros": None, "revenue_micros": 0, "roas": None, "roas_d0": None, "roas_d7": None,
+                          "organic_installs": 0, "other_installs": 2, "flagged_installs": 0},
     }, partner
     # Ledger = reported cost = the charge events, to the micro.
     ledger = -int(api.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
@@ -144,8 +148,10 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     conversion_countries = {r[0] for r in store.query(
         "SELECT DISTINCT country FROM events WHERE account_id = {a:UInt64} AND event_type IN "
         "('install', 'charge') AND campaign_id != 0", {"a": s.account_id}).rows}
-    if conversion_countries != {"ID"}:
-        pytest.xfail(f"attribution writes conversions and CPA charges without the touch's country "
-                     f"({sorted(conversion_countries)}): the country filter loses them")
+    assert conversion_countries == {"ID"}
     assert [{k: r[k] for k in ("country", "clicks", "installs", "cost_micros")} for r in by_country["rows"]] == [
-        {"country": "ID", "clicks": 4, "installs": 3, "cost_micros": 2 * CPA}]
+        {"country": "ID", "clicks": 4, "installs": 2, "cost_micros": 2 * CPA}]
+    placements = _report(s, dimensions="placement_type", placement_types=["banner"],
+                         metrics=["installs", "cost_micros", "revenue_micros"])["rows"]
+    assert [(r["placement_type"], r["installs"], r["cost_micros"], r["revenue_micros"]) for r in placements] == [
+        ("banner", 2, 2 * CPA, revenue)]

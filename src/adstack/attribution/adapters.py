@@ -12,9 +12,12 @@ Pure functions. Every adapter turns the flat field map of a request (query, form
 - GAIDs are normalised; MD5 and SHA1 forms are kept as such and matched against the same form;
 - timestamps are read in seconds, milliseconds or date-time text (UTC unless the text names its offset);
 - revenue is a Decimal with a three-letter currency (USD when the partner sends none);
+- a rejection (`reject_reason`, `is_rejected`, `blocked_reason`, `rejection_reason`) wins over any other verdict
+  field of the same postback (AppMetrica's touch type, Singular's NETWORK flag);
 - the dedupe key is the partner's own event id where it has one (AppMetrica `transaction_id`, Branch `id`,
   Airbridge `event_uuid`, Adjust `adid` + `created_at_milli`), else a hash of the identifying fields only (kind,
-  event, click id, device, time, revenue), so a retry that adds or drops another field is still one event.
+  event and its parameters, click id, device, partner time), so a retry that adds, drops or reorders another
+  field is still one event; attribution also matches a retry that lost its event id (see `identity`).
 """
 
 from __future__ import annotations
@@ -100,19 +103,21 @@ class ParsedPostback:
     package: str = ""  # the app's package name, when the partner sends it
     event_params: tuple[tuple[str, str], ...] = ()  # the event's own parameters: two events may differ only here
 
+    def identity(self, *, with_event_id: bool = True) -> list[Any]:
+        """The fields that say which conversion this is: the partner's event id, the device, our click id,
+        the event and its partner time. Revenue, currency and anything else may differ between retries."""
+        return [
+            self.partner.value, "install" if self.is_install else "event", self.event_name.lower(), self.click_id,
+            self.gaid.value if self.gaid else "", self.occurred_at.isoformat() if self.occurred_at else "",
+            list(self.event_params), self.partner_event_id if with_event_id else "",
+        ]
+
     @property
     def dedupe_key(self) -> str:
         if self.partner_event_id:
             return f"{self.partner.value}:id:{self.partner_event_id}"[:128]
         # Identifying fields only: a retry that adds, drops or reorders other fields is the same event.
-        identifying = [
-            self.partner.value, "install" if self.is_install else "event", self.event_name.lower(), self.click_id,
-            self.gaid.value if self.gaid else "", self.occurred_at.isoformat() if self.occurred_at else "",
-            self.install_at.isoformat() if self.install_at else "",
-            "" if self.revenue is None else format(self.revenue.normalize(), "f"), self.currency,
-            list(self.event_params),
-        ]
-        digest = hashlib.sha256(orjson.dumps(identifying)).hexdigest()[:40]
+        digest = hashlib.sha256(orjson.dumps(self.identity())).hexdigest()[:40]
         return f"{self.partner.value}:h:{digest}"
 
 
@@ -225,6 +230,18 @@ _ORGANIC_NAMES = frozenset({"organic", "organic install", "none", "unattributed"
 _REJECTED_REASON_FIELDS = ("blocked_reason", "reject_reason", "rejection_reason")
 
 
+def rejection(values: Mapping[str, str]) -> tuple[PartnerVerdict, str] | None:
+    """A rejection in the fields partners share (AppsFlyer's reject_reason / is_rejected / blocked_reason,
+    Adjust's rejection_reason), whichever partner sends it."""
+    for name in _REJECTED_REASON_FIELDS:
+        reason = present(values.get(name))
+        if reason is not None:
+            return PartnerVerdict.REJECTED, f"{name}={reason[:80]}"
+    if parse_flag(values.get("is_rejected")):
+        return PartnerVerdict.REJECTED, "is_rejected=1"
+    return None
+
+
 def _same_network(name: str, ours: frozenset[str]) -> bool:
     return name.strip().lower() in ours
 
@@ -296,12 +313,8 @@ class Adapter:
     def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
         """The partner's verdict from the fields every adapter shares: a rejection reason, an attributed flag, the
         network the partner attributed to. None when the partner says nothing."""
-        for name in _REJECTED_REASON_FIELDS:
-            reason = present(values.get(name))
-            if reason is not None:
-                return PartnerVerdict.REJECTED, f"{name}={reason[:80]}"
-        if parse_flag(values.get("is_rejected")):
-            return PartnerVerdict.REJECTED, "is_rejected=1"
+        if (rejected := rejection(values)) is not None:
+            return rejected
         _, network = cls.first(values, cls.network_fields)
         if network is not None:
             if _same_network(network, networks):
@@ -316,6 +329,10 @@ class Adapter:
         if flag is False:
             return PartnerVerdict.ORGANIC, f"{name}=0"
         return None, ""
+
+    @classmethod
+    def rejection(cls, values: Mapping[str, str]) -> tuple[PartnerVerdict, str] | None:
+        return rejection(values)
 
     @classmethod
     def touch_type(cls, values: Mapping[str, str]) -> str:
@@ -352,7 +369,8 @@ class Adapter:
         install_at = _tolerant(parse_timestamp, install_text, install_field, unreadable)
         occurred_at = _tolerant(parse_timestamp, time_text, time_field, unreadable) or (
             install_at if install else None)
-        verdict, reason = cls.verdict(values, networks)
+        # A rejection wins over whatever else the partner says about the same conversion.
+        verdict, reason = cls.rejection(values) or cls.verdict(values, networks)
         _, package = cls.first(values, cls.package_fields)
         return ParsedPostback(
             partner=cls.partner, is_install=install, event_name="" if install and event_name.lower() in
@@ -364,9 +382,23 @@ class Adapter:
             reattribution=cls.is_reattribution(values, event_name), params=cls.params(values), verdict=verdict,
             verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable, notes=tuple(notes),
             package=(package or "")[:255],
-            event_params=tuple(sorted((k, v) for k in cls.json_fields + cls.event_param_fields
-                                      if (v := present(values.get(k))) is not None)),
+            event_params=cls.event_params(values),
         )
+
+    @classmethod
+    def event_params(cls, values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """The event's own parameters, JSON read into sorted keys: a retry that reorders them is the same."""
+        found: dict[str, str] = {}
+        for key in cls.json_fields + cls.event_param_fields:
+            text = present(values.get(key))
+            if text is None:
+                continue
+            document = _json_object(text) if key in cls.json_fields else {}
+            if document:
+                found.update({f"{key}.{k}": v for k, v in flatten(document).items()})
+            else:
+                found[key] = text
+        return tuple(sorted(found.items()))
 
     @classmethod
     def params(cls, values: Mapping[str, str]) -> dict[str, str]:
@@ -484,11 +516,11 @@ class Adjust(Adapter):
         return _read_revenue("revenue", cents, unreadable, notes, Decimal("0.01")) if cents is not None else None
 
     @classmethod
-    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+    def rejection(cls, values: Mapping[str, str]) -> tuple[PartnerVerdict, str] | None:
         if cls._kind(values) in cls._REJECTED_KINDS:
             reason = present(values.get("rejection_reason")) or ""
             return PartnerVerdict.REJECTED, f"{cls._kind(values)}:{reason[:60]}"
-        return super().verdict(values, networks)
+        return super().rejection(values)
 
     @classmethod
     def event_id(cls, values: Mapping[str, str]) -> str:
@@ -523,6 +555,10 @@ class AppMetrica(Adapter):
                 touch = (present(values.get(name)) or "").lower()
                 if touch in ("click", "impression"):
                     return PartnerVerdict.ATTRIBUTED, f"{name}={touch}"
+                # Not ours; a network name, when sent, says whose it is.
+                verdict, reason = super().verdict(values, networks)
+                if verdict in (PartnerVerdict.OTHER_NETWORK, PartnerVerdict.ORGANIC):
+                    return verdict, reason
                 return PartnerVerdict.ORGANIC, f"{name} empty: not attributed to this tracker"
         return super().verdict(values, networks)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -24,7 +24,13 @@ from adstack.accounts.service import visible_account_ids
 from adstack.apps import service as apps
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App
-from adstack.attribution.adapters import ParsedPostback, PartnerVerdict, PostbackError, parse_postback
+from adstack.attribution.adapters import (
+    ADAPTERS,
+    ParsedPostback,
+    PartnerVerdict,
+    PostbackError,
+    parse_postback,
+)
 from adstack.attribution.models import (
     Conversion,
     FxRate,
@@ -334,6 +340,7 @@ class BatchContext:
     apps: dict[int, App | None] = field(default_factory=dict)
     rules: dict[int, list[MappingRule]] = field(default_factory=dict)
     currencies: dict[int, str] = field(default_factory=dict)
+    objectives: dict[int, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
 
 
@@ -353,13 +360,41 @@ def _account_currency(session: Session, ctx: BatchContext, account_id: int) -> s
     return ctx.currencies[account_id]
 
 
-def charge_event_record(conversion: Conversion, charge_id: str) -> Event:
+@dataclass(frozen=True)
+class Served:
+    """Where the conversion's touch was served, for the event store's dimensions: the report's country,
+    placement and objective filters keep conversions and CPA charges with their clicks."""
+
+    country: str = ""
+    placement_type: str = ""
+    objective: str = ""
+
+
+def _served(session: Session, ctx: BatchContext, touch: Touch | None) -> Served:
+    if touch is None:
+        return Served()
+    country, placement = touch.country, touch.placement_type
+    if not country and not placement:  # a touch rebuilt from an install row: read the touchpoint itself
+        row = session.execute(select(Touchpoint.country, Touchpoint.placement_type).where(
+            Touchpoint.kind == touch.kind.value, Touchpoint.touch_id == touch.touch_id)).first()
+        if row is not None:
+            country, placement = row.country, row.placement_type
+    if touch.campaign_id not in ctx.objectives:
+        from adstack.campaigns.models import Campaign
+
+        ctx.objectives[touch.campaign_id] = session.scalar(
+            select(Campaign.objective).where(Campaign.id == touch.campaign_id)) or ""
+    return Served(country, placement, ctx.objectives[touch.campaign_id])
+
+
+def charge_event_record(conversion: Conversion, charge_id: str, served: Served = Served()) -> Event:
     """The CPA charge in the event store under the charge's own id, so reported cost is the ledger's."""
     return Event(event_id=f"charge:{charge_id}", event_type=EventType.CHARGE,
                  occurred_at=conversion.received_at or conversion.occurred_at,
                  account_id=conversion.account_id, campaign_id=conversion.campaign_id,
                  ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
                  ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id,
+                 placement_type=served.placement_type, country=served.country, objective=served.objective,
                  conversion_event=conversion.conversion_event, cost_micros=conversion.charged_micros,
                  attrs={"kind": "cpa"})
 
@@ -436,6 +471,31 @@ def _charge_anchor(click_id: str, gaid: Gaid | None, postback_id: int) -> str:
     return f"pb{postback_id}"
 
 
+def _same_conversion(session: Session, app: App, postback: Postback, parsed: ParsedPostback,
+                     event: ConversionEvent, click_id: str, occurred_at: datetime) -> Conversion | None:
+    """A conversion already recorded from a postback with the same identifying fields (event, click id,
+    device, partner time): the partner's retry of it under another dedupe key, e.g. without its event id.
+    Two postbacks that both carry a partner event id, different ones, are two conversions."""
+    gaid = parsed.gaid
+    stmt = select(Conversion, Postback.dedupe_key).join(Postback, Postback.id == Conversion.postback_id).where(
+        Conversion.app_id == app.id, Conversion.account_id == app.account_id,
+        Conversion.conversion_event == event.value, Conversion.source_event_name == parsed.event_name[:100],
+        Conversion.click_id == click_id, Conversion.occurred_at == occurred_at, Conversion.postback_id != postback.id,
+        _device_condition(Conversion, gaid) if gaid is not None
+        else Conversion.gaid_md5.is_(None) & Conversion.gaid_sha1.is_(None))
+    mine = parsed.dedupe_key
+    for conversion, key in session.execute(stmt.order_by(Conversion.id).limit(20)):
+        if ":id:" in mine and ":id:" in key and key != mine:
+            continue
+        if parsed.event_params and Partner(postback.partner) in ADAPTERS:
+            theirs = ADAPTERS[Partner(postback.partner)].event_params(
+                session.scalar(select(Postback.fields).where(Postback.id == conversion.postback_id)) or {})
+            if theirs != parsed.event_params:
+                continue
+        return conversion
+    return None
+
+
 def process_postback(session: Session, ctx: BatchContext, postback: Postback) -> Conversion | None:
     """Attribute one stored postback: record its conversion, charge CPA, collect its event-store record."""
     app = _app(session, ctx, postback.app_id)
@@ -461,6 +521,12 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
     if clamped:
         data_flags.append("future_time_clamped")
     windows = windows_for(app)
+    if parsed.occurred_at is not None and not clamped:
+        same = _same_conversion(session, app, postback, parsed, event, parsed.click_id, occurred_at)
+        if same is not None:
+            _finish(session, postback, PostbackStatus.DUPLICATE,
+                    f"the conversion of postback {same.postback_id}, retried under another key")
+            return None
 
     forged = False
     touch_by_click: Touch | None = None
@@ -503,6 +569,9 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
             decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
                                 decision.click_to_install, decision.reinstall,
                                 tuple(dict.fromkeys((*decision.fraud_flags, *inherited))))
+    if clamped and decision.click_to_install is not None:
+        # Measured to the receipt, which no install can follow: an upper bound of the real time.
+        data_flags.append("click_to_install_to_receipt")
     ours = own_verdict(own)
     disagree = None if not partner_says else (partner_says == PartnerVerdict.ATTRIBUTED.value) != (
         ours == "attributed")
@@ -544,6 +613,7 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
     session.add(conversion)
     session.flush()
 
+    served = _served(session, ctx, touch)
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
     if billable:
         if event is ConversionEvent.INSTALL or install_row is None:
@@ -557,36 +627,54 @@ def process_postback(session: Session, ctx: BatchContext, postback: Postback) ->
         else:
             conversion.charged_micros = _cpa_charge(session, conversion, event, anchor)
             if conversion.charged_micros > 0:
-                ctx.events.append(charge_event_record(conversion,
-                                                      cpa_charge_id(conversion.ad_group_id, anchor, event)))
+                ctx.events.append(charge_event_record(conversion, cpa_charge_id(conversion.ad_group_id, anchor,
+                                                                                event), served))
 
     if not decision.reinstall:
-        ctx.events.append(conversion_event_record(app, conversion, gaid))
+        ctx.events.append(conversion_event_record(
+            app, conversion, gaid, served,
+            install_at=install_row.occurred_at if install_row is not None else None))
     _finish(session, postback, PostbackStatus.ATTRIBUTED, detail)
     return conversion
 
 
-def conversion_event_record(app: App, conversion: Conversion, gaid: Gaid | None) -> Event:
+# The event store's attribution type of a conversion our touch would claim but a fraud flag voids: reports
+# keep it under its campaign as flagged, never among the installs, events and revenue our ads brought.
+FLAGGED = "flagged"
+
+
+def conversion_event_record(app: App, conversion: Conversion, gaid: Gaid | None, served: Served = Served(),
+                            install_at: datetime | None = None) -> Event:
+    """`install_at`: when the device installed (the conversion's own time for an install), for D0/D7 cohorts."""
     attrs = {"match_type": conversion.match_type, "source_event": conversion.source_event_name,
              "revenue_usd_micros": str(conversion.revenue_usd_micros), "currency": conversion.currency,
              "partner_verdict": conversion.partner_verdict, "own_verdict": conversion.own_verdict,
              "verdict_reason": conversion.verdict_reason, "verdict_source": conversion.verdict_source}
+    is_install = conversion.conversion_event == ConversionEvent.INSTALL.value
+    if is_install:
+        install_at = conversion.occurred_at
+    if install_at is not None:
+        attrs["install_at"] = install_at.astimezone(UTC).isoformat(timespec="milliseconds")
     if conversion.data_flags:
         attrs["data_flags"] = ",".join(conversion.data_flags)
+    attribution_type = conversion.attribution_type
     if conversion.fraud_flags:
         attrs["fraud_flags"] = ",".join(conversion.fraud_flags)
+        if attribution_type in (AttributionType.CLICK.value, AttributionType.VIEW.value):
+            attrs["attributed_as"] = attribution_type
+            attribution_type = FLAGGED
     if conversion.click_to_install_seconds is not None:
         attrs["click_to_install_seconds"] = str(conversion.click_to_install_seconds)
     return Event(
         event_id=f"conversion:{conversion.postback_id}",
-        event_type=EventType.INSTALL if conversion.conversion_event == ConversionEvent.INSTALL.value
-        else EventType.IN_APP_EVENT,
+        event_type=EventType.INSTALL if is_install else EventType.IN_APP_EVENT,
         occurred_at=conversion.occurred_at, account_id=conversion.account_id, campaign_id=conversion.campaign_id,
         ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
-        ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id, app_package=app.package_name,
-        device_hash=gaid.device_hash if gaid else 0, conversion_event=conversion.conversion_event,
-        attribution_type=conversion.attribution_type, partner=conversion.partner,
-        revenue_micros=conversion.revenue_micros, attrs=attrs,
+        ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id,
+        placement_type=served.placement_type, country=served.country, objective=served.objective,
+        app_package=app.package_name, device_hash=gaid.device_hash if gaid else 0,
+        conversion_event=conversion.conversion_event, attribution_type=attribution_type,
+        partner=conversion.partner, revenue_micros=conversion.revenue_micros, attrs=attrs,
     )
 
 

@@ -72,7 +72,16 @@ MONEY_METRICS: dict[str, str] = {
     "cost_micros": "if(event_type = 'charge', cost_micros, 0)",
     "revenue_micros": "if(event_type IN ('install', 'in_app_event'), revenue_micros, 0)",
     "media_cost_micros": "if(event_type = 'impression', ifNull(media_cost_micros, 0), 0)",
+    # Revenue by cohort day: a conversion's whole days since its install (attrs install_at; -1 when unknown).
+    "revenue_d0_micros": f"if(event_type IN ('install', 'in_app_event') AND {{days}} = 0, "
+                         f"{EVENTS_TABLE}.revenue_micros, 0)",
+    "revenue_d7_micros": f"if(event_type IN ('install', 'in_app_event') AND {{days}} BETWEEN 0 AND 7, "
+                         f"{EVENTS_TABLE}.revenue_micros, 0)",
 }
+# Whole days from the install to the conversion, floor; attrs keep the install's time as UTC ISO text.
+DAYS_SINCE_INSTALL = (f"ifNull(intDiv(dateDiff('second', parseDateTime64BestEffortOrNull(attrs['install_at'], 3, "
+                      f"'UTC'), {EVENTS_TABLE}.occurred_at), 86400), -1)")
+MONEY_METRICS = {name: expr.replace("{days}", DAYS_SINCE_INSTALL) for name, expr in MONEY_METRICS.items()}
 
 # The raw table's columns and their types.
 EVENT_TABLE_COLUMNS: dict[str, str] = {

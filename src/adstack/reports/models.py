@@ -65,6 +65,15 @@ class Metric(StrEnum):
     IN_APP_EVENTS = "in_app_events"
     REVENUE_MICROS = "revenue_micros"
     ROAS = "roas"  # attributed revenue / cost
+    # Cohort revenue: attributed conversions in whole day 0, or days 0-7, after their install; over cost.
+    REVENUE_D0_MICROS = "revenue_d0_micros"
+    REVENUE_D7_MICROS = "revenue_d7_micros"
+    ROAS_D0 = "roas_d0"
+    ROAS_D7 = "roas_d7"
+    # Conversions our touch would claim but a fraud flag (click injection, click spamming, forged click id)
+    # voids: never billed, never among installs, events or revenue above; shown under their campaign.
+    FLAGGED_INSTALLS = "flagged_installs"
+    FLAGGED_IN_APP_EVENTS = "flagged_in_app_events"
     # Conversions adstack's ads did not bring: kept apart, never in the figures above.
     ORGANIC_INSTALLS = "organic_installs"
     OTHER_INSTALLS = "other_installs"

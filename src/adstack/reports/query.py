@@ -40,7 +40,9 @@ DIMENSION_SQL: dict[Dimension, tuple[str, str]] = {
 # rollup rows written before the rollup kept the attribution type read '' and are told apart by their campaign
 # (an unattributed conversion had none).
 NOT_OURS = "(attribution_type IN ('organic', 'other') OR (attribution_type = '' AND campaign_id = 0))"
-OURS = f"NOT {NOT_OURS}"
+# A fraud-flagged conversion keeps its campaign (its source is still our ad) but is not counted as ours.
+FLAGGED = "attribution_type = 'flagged'"
+OURS = f"(NOT {NOT_OURS} AND NOT {FLAGGED})"
 SOURCE_SQL = f"multiIf(attribution_type = 'other', 'other', {NOT_OURS}, 'organic', 'ads')"
 SOURCE_LABELS = {"organic": "Organic", "other": "Other sources"}
 
@@ -68,6 +70,10 @@ BASE_SQL: dict[str, str] = {
     "other_in_app_events": "sumIf(conversions, attribution_type = 'other')",
     "cpa_conversions": f"sumIf(installs + conversions, {OURS} AND conversion_event = {CPA_EVENT})",
     "revenue_micros": f"sumIf(revenue_micros, {OURS})",
+    "revenue_d0_micros": f"sumIf(revenue_d0_micros, {OURS})",
+    "revenue_d7_micros": f"sumIf(revenue_d7_micros, {OURS})",
+    "flagged_installs": f"sumIf(installs, {FLAGGED})",
+    "flagged_in_app_events": f"sumIf(conversions, {FLAGGED})",
     "organic_revenue_micros": f"sumIf(revenue_micros, {SOURCE_SQL} = 'organic')",
     "other_revenue_micros": "sumIf(revenue_micros, attribution_type = 'other')",
     "video_starts": "sum(video_starts)",
@@ -97,6 +103,8 @@ DERIVED: dict[str, Derived] = {
     Metric.CVR: Derived("click_through_installs", "clicks"),
     Metric.CPA_MICROS: Derived("cost_micros", "cpa_conversions", money=True),
     Metric.ROAS: Derived("revenue_micros", "cost_micros"),
+    Metric.ROAS_D0: Derived("revenue_d0_micros", "cost_micros"),
+    Metric.ROAS_D7: Derived("revenue_d7_micros", "cost_micros"),
     Metric.VIDEO_COMPLETION_RATE: Derived("video_completes", "video_starts"),
 }
 RATIO_PLACES = Decimal("0.000001")

@@ -207,6 +207,8 @@ METRIC_LABELS: dict[str, str] = {
     "ctr": "CTR", "cvr": "CVR", "roas": "ROAS", "ecpm_micros": "eCPM (micros)", "cpc_micros": "CPC (micros)",
     "cpa_micros": "CPA (micros)", "cost_micros": "Cost (micros)", "revenue_micros": "Revenue (micros)",
     "media_cost_micros": "Media cost (micros)", "media_cost_impressions": "Impressions with media cost",
+    "roas_d0": "ROAS D0", "roas_d7": "ROAS D7", "revenue_d0_micros": "Revenue D0 (micros)",
+    "revenue_d7_micros": "Revenue D7 (micros)",
 }
 
 
