@@ -147,7 +147,8 @@ def _postpay_governor(session: Session, account: Account) -> Account | None:
 
 def funds(session: Session, account: Account, *, at: datetime | None = None, balance: int | None = None) -> Funds:
     """Balance, credit and what may be spent at `at`. A postpay account (or a sub-account of a postpay agency)
-    spends only while a credit line is in force; its own line lets its balance go down to minus the limit."""
+    spends on credit only while a credit line is in force; its own line lets its balance go down to minus the
+    limit. A line never lowers what the balance alone can spend, so a positive balance stays spendable."""
     current = balance_micros(session, account.id) if balance is None else balance
     governor = _postpay_governor(session, account)
     line = active_credit_line(session, governor.id, at=at) if governor is not None else None
@@ -158,14 +159,15 @@ def _funds_of(account: Account, governor: Account | None, line: CreditLine | Non
     if governor is None:
         return Funds(balance, 0, max(balance, 0), False, None)
     if line is None:
-        return Funds(balance, 0, 0, True, None)
+        # No line in force (ended, or granted back-dated): credit stops, money paid in advance still spends.
+        return Funds(balance, 0, max(balance, 0), balance <= 0, None)
     own = governor.id == account.id
     limit = line.limit_micros if own else 0
     return Funds(balance, limit, max(balance + limit, 0), False, line if own else None)
 
 
 def available_micros(session: Session, account_id: int) -> int:
-    """What the account may still spend: its balance plus any unused credit line (0 while suspended)."""
+    """What the account may still spend: its positive balance plus any unused credit line in force."""
     account = session.get(Account, account_id)
     if account is None:
         return 0
