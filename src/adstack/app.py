@@ -14,12 +14,15 @@ from adstack.core.http import install_error_handlers
 from adstack.core.settings import Settings, get_settings, set_settings
 
 Hook = Callable[[FastAPI], None]
-FastHandler = Callable[[dict[str, Any], Any, Any], Awaitable[bool]]
+# True: answered. False: passed on untouched. A callable: passed on, with this `receive` replaying the body the
+# handler already read.
+FastHandler = Callable[[dict[str, Any], Any, Any], Awaitable[Any]]
 
 
 class Application(FastAPI):
     """The app, with a table of raw ASGI handlers by path that may answer a request before the framework does
-    (the tracking pixels: see `tracking/fastpath.py`). A handler returns False to pass the request on."""
+    (the tracking pixels and the SDK ad request: see `tracking/fastpath.py`, `serving/fastpath.py`); whatever a
+    handler does not recognise goes on to the documented route and its validation."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -28,8 +31,12 @@ class Application(FastAPI):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             handler = self.fast_paths.get(scope["path"])
-            if handler is not None and await handler(scope, receive, send):
-                return
+            if handler is not None:
+                outcome = await handler(scope, receive, send)
+                if outcome is True:
+                    return
+                if callable(outcome):
+                    receive = outcome
         await super().__call__(scope, receive, send)
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pyroaring import BitMap64
-from sqlalchemy import Select, case, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -888,42 +888,47 @@ def _upsert(session: Session) -> Any:
 
 
 def write_device_reports(session: Session, reports: Iterable[_DeviceReport]) -> None:
-    """Batched upserts, in key order so concurrent writers do not deadlock."""
+    """Batched upserts, in key order so concurrent writers do not deadlock. Core statements on the tables, not
+    the ORM's bulk path: this runs beside the serving hot path, and the ORM's per-row bookkeeping was most of its
+    cost."""
     ordered = sorted(reports, key=lambda r: r.key)
     if not ordered:
         return
     insert_ = _upsert(session)
-    profiles = insert_(DeviceProfile)
+    profile_table: Table = DeviceProfile.__table__  # type: ignore[assignment]
+    app_table: Table = DeviceApp.__table__  # type: ignore[assignment]
+    usage_table: Table = DeviceAppUsage.__table__  # type: ignore[assignment]
+    profiles = insert_(profile_table)
     session.execute(profiles.on_conflict_do_update(
-        index_elements=[DeviceProfile.device_key],
+        index_elements=[profile_table.c.device_key],
         set_={"sha256_key": profiles.excluded.sha256_key,
-              "last_seen_at": case((profiles.excluded.last_seen_at > DeviceProfile.last_seen_at,
-                                    profiles.excluded.last_seen_at), else_=DeviceProfile.last_seen_at)},
+              "last_seen_at": case((profiles.excluded.last_seen_at > profile_table.c.last_seen_at,
+                                    profiles.excluded.last_seen_at), else_=profile_table.c.last_seen_at)},
     ), [{"device_key": to_signed(r.key), "sha256_key": to_signed(r.sha256_key), "first_seen_at": r.seen_at,
          "last_seen_at": r.seen_at} for r in ordered])
     app_rows = [{"device_key": to_signed(r.key), "package": p, "installed": True,
                  "first_seen_at": r.packages_seen_at, "last_seen_at": r.packages_seen_at}
                 for r in ordered if r.packages for p in sorted(r.packages)]
     if app_rows:
-        apps = insert_(DeviceApp)
+        apps = insert_(app_table)
         session.execute(apps.on_conflict_do_update(
-            index_elements=[DeviceApp.device_key, DeviceApp.package],
+            index_elements=[app_table.c.device_key, app_table.c.package],
             set_={"installed": True, "last_seen_at": apps.excluded.last_seen_at},
         ), app_rows)
     for report in ordered:
         if report.packages:
             # Apps a newer full report no longer lists were uninstalled.
-            session.execute(update(DeviceApp).where(
-                DeviceApp.device_key == to_signed(report.key), DeviceApp.package.not_in(report.packages),
-                DeviceApp.installed.is_(True), DeviceApp.last_seen_at < report.packages_seen_at,
+            session.execute(update(app_table).where(
+                app_table.c.device_key == to_signed(report.key), app_table.c.package.not_in(report.packages),
+                app_table.c.installed.is_(True), app_table.c.last_seen_at < report.packages_seen_at,
             ).values(installed=False))
     usage_rows = [{"device_key": to_signed(r.key), "package": package, "day": day, "seconds": seconds}
                   for r in ordered for (package, day), seconds in sorted(r.usage.items())]
     if usage_rows:
-        usage = insert_(DeviceAppUsage)
-        summed = DeviceAppUsage.seconds + usage.excluded.seconds
+        usage = insert_(usage_table)
+        summed = usage_table.c.seconds + usage.excluded.seconds
         session.execute(usage.on_conflict_do_update(
-            index_elements=[DeviceAppUsage.device_key, DeviceAppUsage.package, DeviceAppUsage.day],
+            index_elements=[usage_table.c.device_key, usage_table.c.package, usage_table.c.day],
             set_={"seconds": case((summed > MAX_USAGE_SECONDS_PER_DAY, MAX_USAGE_SECONDS_PER_DAY), else_=summed)},
         ), usage_rows)
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from adstack.core.errors import PayloadTooLarge
 from adstack.core.timeutil import utcnow
 from adstack.events.service import add_listener
-from adstack.serving import openrtb, service
+from adstack.serving import fastpath, openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
 from adstack.serving.runtime import ServingRuntime, observe_events
 
@@ -124,3 +124,8 @@ def install(app: FastAPI) -> None:
 
     app.state.on_startup.append(start)
     app.state.on_shutdown.append(stop)
+    fast_paths = getattr(app, "fast_paths", None)
+    if fast_paths is not None:
+        fast_paths["/v1/ads"] = fastpath.ads_route(
+            lambda: getattr(app.state, "serving", None),
+            lambda: app.state.pipeline.metrics if hasattr(app.state, "pipeline") else None)
