@@ -49,11 +49,15 @@ def registration_form(n: int, **overrides: str) -> dict[str, str]:
 
 
 def register(client: TestClient, n: int, **overrides: str) -> Response:
+    """Register, then sign in: registration answers alike for every address and starts no session."""
     page = client.get("/console/register")
     form = {**registration_form(n, **overrides), "csrf_token": csrf_from(page.text)}
-    return client.post("/console/register", data=form, files={"document": ("licence.png", png_bytes(40, 40),
-                                                                          "image/png")},
-                       follow_redirects=False)
+    response = client.post("/console/register", data=form, files={"document": ("licence.png", png_bytes(40, 40),
+                                                                              "image/png")},
+                           follow_redirects=False)
+    if response.status_code == 303:
+        sign_in(client, form["email"], form["password"])
+    return response
 
 
 def sign_in(client: TestClient, email: str, password: str) -> Response:

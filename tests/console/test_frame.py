@@ -21,11 +21,13 @@ def _admin(session: Session, email: str = "reviewer@example.org") -> str:
     return email
 
 
-def test_registration_signs_in_with_a_safe_cookie_and_submits_for_review(client: TestClient, session: Session):
+def test_registration_submits_for_review_and_sign_in_sets_a_safe_cookie(client: TestClient, session: Session):
     response = register(client, 1)
     assert response.status_code == 303, response.text[-2000:]
-    assert response.headers["location"].startswith("/console/account")
-    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("adstack_session="))
+    assert response.headers["location"] == "/console/sign-in?notice=registered_check_mail"
+    assert not any(c.startswith("adstack_session=") for c in response.headers.get_list("set-cookie"))
+    signed_in = sign_in(client, "user1@example.com", "correct horse battery")
+    cookie = next(c for c in signed_in.headers.get_list("set-cookie") if c.startswith("adstack_session="))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
     assert "Secure" not in cookie  # plain http in tests; see the https test below
 
@@ -33,7 +35,7 @@ def test_registration_signs_in_with_a_safe_cookie_and_submits_for_review(client:
     assert account is not None and account.review_status == ReviewStatus.UNDER_REVIEW
     assert len(accounts.list_documents(session, accounts.principal_for(
         session.scalars(select(User).where(User.account_id == account.id)).one()), account.id)) == 1
-    page = client.get(response.headers["location"], follow_redirects=True)
+    page = client.get("/console/account", follow_redirects=True)
     assert "Under review" in page.text and account.company_name in page.text
 
     logged = session.scalars(select(ChangeEvent).where(ChangeEvent.account_id == account.id)).all()
@@ -42,7 +44,8 @@ def test_registration_signs_in_with_a_safe_cookie_and_submits_for_review(client:
 
 def test_session_cookie_is_secure_over_https(settings, client: TestClient):
     secure_client = TestClient(client.app, base_url="https://testserver")
-    response = register(secure_client, 2)
+    register(secure_client, 2)
+    response = sign_in(secure_client, "user2@example.com", "correct horse battery")
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("adstack_session="))
     assert "Secure" in cookie
 

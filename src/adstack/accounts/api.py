@@ -5,11 +5,24 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+    status,
+)
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
 from adstack.accounts import service
+from adstack.accounts.limits import AuthLimiter, Refused, account_key, limiter_of
 from adstack.accounts.models import (
     AccountRead,
     AccountType,
@@ -19,10 +32,16 @@ from adstack.accounts.models import (
     ApiKeyRead,
     DocumentKind,
     DocumentRead,
+    EmailTokenIn,
     LoginIn,
+    ManagedUserRead,
+    PasswordChangeIn,
+    PasswordResetIn,
+    PasswordResetRequestIn,
+    RegistrationAccepted,
     RegistrationIn,
-    RegistrationOut,
     Role,
+    SessionRead,
     SettlementRule,
     SettlementRuleIn,
     SettlementRuleRead,
@@ -32,6 +51,8 @@ from adstack.accounts.models import (
 )
 from adstack.core.deps import (
     AccountManagerPrincipal,
+    BearerCredentials,
+    ClientIp,
     CurrentPrincipal,
     IdPath,
     Limit,
@@ -39,9 +60,12 @@ from adstack.core.deps import (
     OptionalId,
     SessionDep,
     SettingsDep,
+    UserAgent,
     bearer_scheme,
 )
-from adstack.core.errors import NotFound
+from adstack.core.errors import NotFound, Unauthenticated, ValidationFailed
+from adstack.core.mail import OutgoingMail, send_mail
+from adstack.core.settings import Settings
 from adstack.review.models import ReviewDecisionIn, ReviewStatus
 
 router = APIRouter(prefix="/api/v1")
@@ -57,11 +81,50 @@ def _read(session: SessionDep, account: service.Account, notice: str | None = No
 
 # ---------- auth ----------
 
+REGISTRATION_MESSAGE = ("Check your mailbox: we sent the next step to the address you gave. If the address "
+                        "already has a user, its owner was told instead.")
+RESET_MESSAGE = "If the address belongs to an active user, a link to choose a new password is on its way."
 
-@router.post("/auth/login", response_model=TokenOut, tags=["auth"], summary="Sign in with email and password")
-def login(body: LoginIn, session: SessionDep, settings: SettingsDep) -> TokenOut:
-    token, row, user = service.login(session, email=str(body.email), password=body.password,
-                                     ttl=timedelta(hours=settings.token_ttl_hours))
+
+def install(app: FastAPI) -> None:
+    app.state.auth_limiter = AuthLimiter(app.state.settings)
+
+
+def _limiter(request: Request) -> AuthLimiter:
+    return limiter_of(request.app.state)
+
+
+def _too_many(refused: Refused) -> HTTPException:
+    return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"too many attempts; retry in {refused.retry_after} s "
+                         f"(limit {refused.limit})", headers={"Retry-After": str(refused.retry_after)})
+
+
+def _send_later(tasks: BackgroundTasks, settings: Settings, mail: OutgoingMail | None) -> None:
+    # After the answer, so how long the SMTP server takes tells nothing about the address.
+    if mail is not None:
+        tasks.add_task(send_mail, settings, mail)
+
+
+def _token_ttl(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.email_token_ttl_hours)
+
+
+@router.post("/auth/login", response_model=TokenOut, tags=["auth"],
+             summary="Sign in with email and password (failed attempts are rate limited per IP and per e-mail)",
+             responses={429: {"description": "Too many failed attempts; see Retry-After."}})
+def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep, ip: ClientIp,
+          agent: UserAgent) -> TokenOut:
+    limiter = _limiter(request)
+    keys = (("login_ip", ip), ("login_account", account_key(body.email)))
+    refused = limiter.check(*keys)
+    if refused is not None:
+        raise _too_many(refused)
+    try:
+        token, row, user = service.login(session, email=str(body.email), password=body.password,
+                                         ttl=timedelta(hours=settings.token_ttl_hours), client_ip=ip, user_agent=agent)
+    except Unauthenticated:
+        limiter.hit(*keys)
+        raise
     session.commit()
     return TokenOut(access_token=token, expires_at=row.expires_at, user_id=user.id, role=Role(user.role),
                     account_id=user.account_id)
@@ -75,12 +138,111 @@ def logout(principal: CurrentPrincipal, session: SessionDep,
         session.commit()
 
 
-@router.post("/auth/register", response_model=RegistrationOut, status_code=status.HTTP_201_CREATED, tags=["auth"],
-             summary="Register an advertiser or agency account")
-def register(body: RegistrationIn, session: SessionDep, settings: SettingsDep) -> RegistrationOut:
-    user, account, token = service.register(session, body, ttl=timedelta(hours=settings.token_ttl_hours))
+@router.post("/auth/register", response_model=RegistrationAccepted, status_code=status.HTTP_202_ACCEPTED,
+             tags=["auth"], summary="Register an advertiser or agency account",
+             description="Answers alike whether or not the e-mail is registered: a new address gets a verification "
+                         "link, a registered one a note to its owner. Sign in afterwards with the password.",
+             responses={429: {"description": "Too many registrations from this IP or for this e-mail."}})
+def register(body: RegistrationIn, request: Request, session: SessionDep, settings: SettingsDep, ip: ClientIp,
+             tasks: BackgroundTasks) -> RegistrationAccepted:
+    refused = _limiter(request).hit(("register_ip", ip), ("register_account", account_key(str(body.email))))
+    if refused is not None:
+        raise _too_many(refused)
+    outcome = service.register_self_serve(session, body, base_url=settings.public_base_url,
+                                          token_ttl=_token_ttl(settings))
     session.commit()
-    return RegistrationOut(user=UserRead.model_validate(user), account=_read(session, account), access_token=token)
+    _send_later(tasks, settings, outcome.mail)
+    return RegistrationAccepted(message=REGISTRATION_MESSAGE)
+
+
+@router.post("/auth/verify-email", response_model=UserRead, tags=["auth"],
+             summary="Verify the e-mail address with the token from the verification mail")
+def verify_email(body: EmailTokenIn, session: SessionDep) -> UserRead:
+    user = service.verify_email(session, token=body.token)
+    session.commit()
+    return UserRead.model_validate(user)
+
+
+@router.post("/auth/verify-email/resend", response_model=RegistrationAccepted,
+             status_code=status.HTTP_202_ACCEPTED, tags=["auth"], summary="Send the verification link again")
+def resend_verification(principal: CurrentPrincipal, request: Request, session: SessionDep, settings: SettingsDep,
+                        ip: ClientIp, tasks: BackgroundTasks) -> RegistrationAccepted:
+    refused = _limiter(request).hit(("register_ip", ip), ("register_account", principal.email))
+    if refused is not None:
+        raise _too_many(refused)
+    mail = service.resend_verification(session, principal, base_url=settings.public_base_url,
+                                       ttl=_token_ttl(settings))
+    session.commit()
+    _send_later(tasks, settings, mail)
+    return RegistrationAccepted(message="If the address is not verified yet, a new link is on its way.")
+
+
+@router.post("/auth/password", tags=["auth"], summary="Change your password (signs out your other sessions)",
+             responses={429: {"description": "Too many wrong current passwords."}})
+def change_password(body: PasswordChangeIn, principal: CurrentPrincipal, request: Request, session: SessionDep,
+                    credentials: BearerCredentials, ip: ClientIp) -> dict[str, int]:
+    limiter = _limiter(request)
+    keys = (("login_ip", ip), ("login_account", principal.email))
+    refused = limiter.check(*keys)
+    if refused is not None:
+        raise _too_many(refused)
+    current = service.token_row(session, credentials.credentials) if credentials else None
+    try:
+        signed_out = service.change_password(session, principal, current_password=body.current_password,
+                                             new_password=body.new_password,
+                                             keep_token_id=current.id if current else None)
+    except ValidationFailed as exc:
+        if exc.fields and exc.fields[0].field == "current_password":
+            limiter.hit(*keys)
+        raise
+    session.commit()
+    return {"signed_out_sessions": signed_out}
+
+
+@router.post("/auth/password-reset", response_model=RegistrationAccepted, status_code=status.HTTP_202_ACCEPTED,
+             tags=["auth"], summary="E-mail a single-use link to choose a new password",
+             responses={429: {"description": "Too many resets from this IP or for this e-mail."}})
+def request_password_reset(body: PasswordResetRequestIn, request: Request, session: SessionDep,
+                           settings: SettingsDep, ip: ClientIp, tasks: BackgroundTasks) -> RegistrationAccepted:
+    refused = _limiter(request).hit(("reset_ip", ip), ("reset_account", account_key(str(body.email))))
+    if refused is not None:
+        raise _too_many(refused)
+    mail = service.request_password_reset(session, email=str(body.email), base_url=settings.public_base_url,
+                                          ttl=_token_ttl(settings))
+    session.commit()
+    _send_later(tasks, settings, mail)
+    return RegistrationAccepted(message=RESET_MESSAGE)
+
+
+@router.post("/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"],
+             summary="Set a new password with the token from the reset mail (signs out every session)")
+def confirm_password_reset(body: PasswordResetIn, request: Request, session: SessionDep, ip: ClientIp) -> None:
+    refused = _limiter(request).hit(("reset_ip", ip))
+    if refused is not None:
+        raise _too_many(refused)
+    service.reset_password(session, token=body.token, new_password=body.new_password)
+    session.commit()
+
+
+@router.get("/auth/sessions", response_model=list[SessionRead], tags=["auth"],
+            summary="Your signed-in sessions, API and console")
+def list_sessions(principal: CurrentPrincipal, session: SessionDep,
+                  credentials: BearerCredentials) -> list[SessionRead]:
+    current = service.token_row(session, credentials.credentials) if credentials else None
+    out = []
+    for row in service.list_sessions(session, principal):
+        item = SessionRead.model_validate(row)
+        item.current = current is not None and row.id == current.id
+        out.append(item)
+    return out
+
+
+@router.delete("/auth/sessions/{session_id}", response_model=SessionRead, tags=["auth"],
+               summary="Sign a session out")
+def revoke_session(session_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> SessionRead:
+    row = service.revoke_session(session, principal, session_id)
+    session.commit()
+    return SessionRead.model_validate(row)
 
 
 @router.get("/auth/me", response_model=UserRead, tags=["auth"], summary="The signed-in user")
@@ -109,6 +271,43 @@ def revoke_api_key(key_id: IdPath, principal: CurrentPrincipal, session: Session
     row = service.revoke_api_key(session, principal, key_id)
     session.commit()
     return ApiKeyRead.model_validate(row)
+
+
+# ---------- users ----------
+
+
+@router.get("/users", response_model=list[ManagedUserRead], tags=["users"],
+            summary="Users of the accounts you can see")
+def list_users(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50, offset: Offset = 0,
+               account_id: OptionalId = None,
+               email: Annotated[str | None, Query(max_length=320)] = None) -> list[ManagedUserRead]:
+    rows = service.list_users(session, principal, account_id=account_id, email=email, limit=limit, offset=offset)
+    return [ManagedUserRead.model_validate(u) for u in rows]
+
+
+@router.post("/users/{user_id}/deactivate", response_model=ManagedUserRead, tags=["users"],
+             summary="Deactivate a user: every token and API key stops working (account managers; an agency for "
+                     "its sub-accounts' users)")
+def deactivate_user(user_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ManagedUserRead:
+    user = service.set_user_active(session, principal, user_id, active=False)
+    session.commit()
+    return ManagedUserRead.model_validate(user)
+
+
+@router.post("/users/{user_id}/activate", response_model=ManagedUserRead, tags=["users"],
+             summary="Reactivate a user (they sign in again; API keys stay revoked)")
+def activate_user(user_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ManagedUserRead:
+    user = service.set_user_active(session, principal, user_id, active=True)
+    session.commit()
+    return ManagedUserRead.model_validate(user)
+
+
+@router.post("/users/{user_id}/verify-email", response_model=ManagedUserRead, tags=["users"],
+             summary="Mark a user's e-mail verified, after checking it out of band (account managers)")
+def verify_user_email(user_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ManagedUserRead:
+    user = service.mark_email_verified(session, principal, user_id)
+    session.commit()
+    return ManagedUserRead.model_validate(user)
 
 
 # ---------- accounts ----------
@@ -155,8 +354,10 @@ def update_account(account_id: IdPath, body: AccountUpdate, principal: CurrentPr
 
 @router.post("/accounts/{account_id}/submit", response_model=AccountRead, tags=["accounts", "review"],
              summary="Submit the account for review")
-def submit_account(account_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> AccountRead:
-    account = service.submit_account(session, principal, account_id)
+def submit_account(account_id: IdPath, principal: CurrentPrincipal, session: SessionDep,
+                   settings: SettingsDep) -> AccountRead:
+    account = service.submit_account(session, principal, account_id,
+                                     require_verified_email=settings.email_verification_required)
     session.commit()
     return _read(session, account)
 

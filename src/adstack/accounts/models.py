@@ -7,10 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from adstack.accounts.passwords import MIN_PASSWORD_LENGTH, refuse_common_password
 from adstack.core.db import Base, TimestampMixin
 from adstack.core.money import Currency, Micros
 from adstack.core.timeutil import utcnow, validate_time_zone
@@ -81,6 +82,11 @@ class User(Base, TimestampMixin):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     locale: Mapped[str] = mapped_column(String(8), default="en")
     is_active: Mapped[bool] = mapped_column(default=True)
+    email_verified_at: Mapped[datetime | None]
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 class Account(Base, TimestampMixin):
@@ -132,6 +138,20 @@ class SettlementRule(Base):
     currency: Mapped[str] = mapped_column(String(3))
 
 
+class TokenKind(StrEnum):
+    SESSION = "session"  # an API sign-in: a bearer token
+    CONSOLE = "console"  # a console sign-in: only ever a cookie
+    API_KEY = "api_key"
+
+
+# Which token kinds each client accepts: a console cookie is no bearer token, and a bearer token no cookie.
+CLIENT_TOKEN_KINDS: dict[str, frozenset[str]] = {
+    "api": frozenset({TokenKind.SESSION, TokenKind.API_KEY}),
+    "console": frozenset({TokenKind.CONSOLE}),
+}
+SESSION_KINDS = frozenset({TokenKind.SESSION, TokenKind.CONSOLE})
+
+
 class AccessToken(Base):
     """Session tokens and API keys, stored as SHA-256 digests."""
 
@@ -140,7 +160,7 @@ class AccessToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # session | api_key
+    kind: Mapped[str] = mapped_column(String(16))  # TokenKind
     name: Mapped[str] = mapped_column(String(100), default="")
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16), default="")
@@ -148,13 +168,37 @@ class AccessToken(Base):
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Shown in the session list so a user can tell their sign-ins apart.
+    client_ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+
+class EmailTokenPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+
+
+class EmailToken(Base):
+    """Single-use, expiring tokens sent by e-mail (verification, password reset), stored as SHA-256 digests."""
+
+    __tablename__ = "email_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
 
 
 # ---------- API schemas ----------
 
 CompanyName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+# A new password: at least 10 characters and not one of the most common (see accounts/passwords.py).
+Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=128),
+                     AfterValidator(refuse_common_password)]
 
 
 class AccountFields(BaseModel):
@@ -307,6 +351,48 @@ class UserRead(BaseModel):
     role: Role
     account_id: int | None
     locale: str
+
+
+class RegistrationAccepted(BaseModel):
+    """The same answer whether or not the e-mail is already registered."""
+
+    message: str = Field(description="What happens next; the rest arrives by e-mail.")
+
+
+class EmailTokenIn(BaseModel):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    new_password: Password
+
+
+class PasswordResetRequestIn(BaseModel):
+    email: EmailStr
+
+
+class PasswordResetIn(BaseModel):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    new_password: Password
+
+
+class SessionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: TokenKind
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    client_ip: str
+    user_agent: str
+    current: bool = Field(default=False, description="The session this request was made with.")
+
+
+class ManagedUserRead(UserRead):
+    is_active: bool
+    email_verified: bool
 
 
 class RegistrationOut(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,30 +17,38 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from adstack.accounts.models import (
     AGREEMENT_VERSION,
+    CLIENT_TOKEN_KINDS,
     PLATFORM_ROLES,
+    SESSION_KINDS,
     AccessToken,
     Account,
     AccountDocument,
     AccountType,
     AccountUpdate,
     DocumentKind,
+    EmailToken,
+    EmailTokenPurpose,
     PaymentMode,
     Principal,
     RegistrationIn,
     Role,
     SettlementRule,
     SubAccountIn,
+    TokenKind,
     User,
 )
+from adstack.accounts.passwords import check_new_password
 from adstack.core.errors import (
     Conflict,
     FieldError,
     Forbidden,
+    InvalidState,
     NotFound,
     PayloadTooLarge,
     Unauthenticated,
     ValidationFailed,
 )
+from adstack.core.mail import OutgoingMail
 from adstack.core.private_files import create_private
 from adstack.core.security import hash_password, new_token, token_digest, verify_password
 from adstack.core.timeutil import utcnow
@@ -134,23 +143,28 @@ def create_admin(session: Session, *, email: str, password: str, role: Role = Ro
     if role not in PLATFORM_ROLES:
         raise ValidationFailed.single("role", "platform_role", "admins must have a platform role",
                                       limit=sorted(PLATFORM_ROLES), actual=role)
-    return create_user(session, email=email, password=password, role=role, account_id=None)
+    check_new_password(password)
+    user = create_user(session, email=email, password=password, role=role, account_id=None)
+    user.email_verified_at = utcnow()  # an operator made this user
+    return user
 
 
 def principal_for(user: User, client: str = "api") -> Principal:
     return Principal(user_id=user.id, email=user.email, role=user.role, account_id=user.account_id, client=client)
 
 
-def issue_session_token(session: Session, user: User, *, ttl: timedelta) -> tuple[str, AccessToken]:
-    token = new_token("ast")
-    row = AccessToken(user_id=user.id, kind="session", digest=token_digest(token), prefix=token[:8],
-                      expires_at=utcnow() + ttl)
+def issue_session_token(session: Session, user: User, *, ttl: timedelta, kind: TokenKind = TokenKind.SESSION,
+                        client_ip: str = "", user_agent: str = "") -> tuple[str, AccessToken]:
+    token = new_token("asc" if kind == TokenKind.CONSOLE else "ast")
+    row = AccessToken(user_id=user.id, kind=kind.value, digest=token_digest(token), prefix=token[:8],
+                      expires_at=utcnow() + ttl, client_ip=client_ip[:45], user_agent=user_agent[:200])
     session.add(row)
     session.flush()
     return token, row
 
 
-def login(session: Session, *, email: str, password: str, ttl: timedelta) -> tuple[str, AccessToken, User]:
+def login(session: Session, *, email: str, password: str, ttl: timedelta, kind: TokenKind = TokenKind.SESSION,
+          client_ip: str = "", user_agent: str = "") -> tuple[str, AccessToken, User]:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     # Verify against a dummy hash when the user is unknown, so timing does not reveal which emails exist.
     if user is None:
@@ -158,7 +172,7 @@ def login(session: Session, *, email: str, password: str, ttl: timedelta) -> tup
         raise Unauthenticated("email or password is wrong", code="invalid_credentials")
     if not verify_password(user.password_hash, password) or not user.is_active:
         raise Unauthenticated("email or password is wrong", code="invalid_credentials")
-    token, row = issue_session_token(session, user, ttl=ttl)
+    token, row = issue_session_token(session, user, ttl=ttl, kind=kind, client_ip=client_ip, user_agent=user_agent)
     return token, row, user
 
 
@@ -172,6 +186,9 @@ def authenticate(session: Session, token: str, *, client: str = "api") -> Princi
     now = utcnow()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         raise Unauthenticated("the access token is missing, expired or revoked", code="invalid_token")
+    # A console cookie is not a bearer token and a bearer token is not a console cookie: each answers alike.
+    if row.kind not in CLIENT_TOKEN_KINDS.get(client, frozenset()):
+        raise Unauthenticated("the access token is missing, expired or revoked", code="invalid_token")
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise Unauthenticated("the user is disabled", code="invalid_token")
@@ -184,6 +201,195 @@ def revoke_token(session: Session, token: str) -> None:
     row = session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
+
+
+def token_row(session: Session, token: str) -> AccessToken | None:
+    return session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
+
+
+def _active_sessions(session: Session, user_id: int) -> list[AccessToken]:
+    stmt = select(AccessToken).where(
+        AccessToken.user_id == user_id, AccessToken.kind.in_([k.value for k in SESSION_KINDS]),
+        AccessToken.revoked_at.is_(None), or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > utcnow()))
+    return list(session.scalars(stmt.order_by(AccessToken.id)))
+
+
+def list_sessions(session: Session, principal: Principal) -> list[AccessToken]:
+    """The caller's signed-in sessions (API and console), newest last; API keys are listed apart."""
+    return _active_sessions(session, principal.user_id)
+
+
+def revoke_session(session: Session, principal: Principal, session_id: int) -> AccessToken:
+    row = session.get(AccessToken, session_id)
+    if row is None or row.user_id != principal.user_id or row.kind not in SESSION_KINDS:
+        raise NotFound("session not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def revoke_sessions(session: Session, user_id: int, *, keep_id: int | None = None,
+                    include_api_keys: bool = False) -> int:
+    kinds = [k.value for k in SESSION_KINDS] + ([TokenKind.API_KEY.value] if include_api_keys else [])
+    rows = session.scalars(select(AccessToken).where(
+        AccessToken.user_id == user_id, AccessToken.kind.in_(kinds), AccessToken.revoked_at.is_(None)))
+    now, count = utcnow(), 0
+    for row in rows:
+        if row.id != keep_id:
+            row.revoked_at = now
+            count += 1
+    return count
+
+
+# ---------- passwords and e-mail tokens ----------
+
+
+def _issue_email_token(session: Session, user: User, purpose: EmailTokenPurpose, ttl: timedelta) -> str:
+    # Only the newest link of a purpose works: an older one still in a mailbox is spent.
+    for old in session.scalars(select(EmailToken).where(EmailToken.user_id == user.id, EmailToken.purpose == purpose,
+                                                        EmailToken.used_at.is_(None))):
+        old.used_at = utcnow()
+    token = new_token("aet")
+    session.add(EmailToken(user_id=user.id, purpose=purpose.value, digest=token_digest(token),
+                           expires_at=utcnow() + ttl))
+    session.flush()
+    return token
+
+
+def _use_email_token(session: Session, token: str, purpose: EmailTokenPurpose) -> User:
+    row = session.scalar(select(EmailToken).where(EmailToken.digest == token_digest(token)))
+    if (row is None or row.purpose != purpose or row.used_at is not None or row.expires_at <= utcnow()):
+        raise ValidationFailed.single("token", "valid_link", "the link is invalid, used or expired")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise ValidationFailed.single("token", "valid_link", "the link is invalid, used or expired")
+    row.used_at = utcnow()
+    return user
+
+
+def change_password(session: Session, principal: Principal, *, current_password: str, new_password: str,
+                    keep_token_id: int | None) -> int:
+    """Needs the current password; signs out every other session. Returns how many were signed out."""
+    user = session.get(User, principal.user_id)
+    if user is None or not verify_password(user.password_hash, current_password):
+        raise ValidationFailed.single("current_password", "matches_current", "the current password is wrong")
+    check_new_password(new_password, field="new_password")
+    if verify_password(user.password_hash, new_password):
+        raise ValidationFailed.single("new_password", "differs_from_current",
+                                      "the new password must differ from the current one")
+    user.password_hash = hash_password(new_password)
+    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="user", object_id=user.id,
+                 object_name=user.email, account_id=user.account_id, after={"password": "changed"})
+    return revoke_sessions(session, user.id, keep_id=keep_token_id)
+
+
+def request_password_reset(session: Session, *, email: str, base_url: str, ttl: timedelta) -> OutgoingMail | None:
+    """A reset link for an active user; nothing for an unknown address (the caller answers the same)."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.is_active:
+        return None
+    token = _issue_email_token(session, user, EmailTokenPurpose.RESET_PASSWORD, ttl)
+    hours = int(ttl.total_seconds() // 3600)
+    return OutgoingMail(to=user.email, subject="Reset your adstack password", body=(
+        f"Someone asked to reset the password of your adstack user {user.email}.\n\n"
+        f"To choose a new password, open this link within {hours} hours:\n"
+        f"{base_url}/console/reset-password?token={token}\n\n"
+        f"Or send the token to POST /api/v1/auth/password-reset/confirm: {token}\n\n"
+        "If it was not you, ignore this message; your password stays as it is.\n"))
+
+
+def reset_password(session: Session, *, token: str, new_password: str) -> User:
+    """Single use: the token is spent, the password set, and every session signed out."""
+    check_new_password(new_password, field="new_password")
+    user = _use_email_token(session, token, EmailTokenPurpose.RESET_PASSWORD)
+    user.password_hash = hash_password(new_password)
+    # Following a link from the mailbox proves the address too.
+    user.email_verified_at = user.email_verified_at or utcnow()
+    revoke_sessions(session, user.id)
+    oplog.record(session, actor=principal_for(user), operation=Operation.UPDATE, object_type="user",
+                 object_id=user.id, object_name=user.email, account_id=user.account_id,
+                 after={"password": "reset"})
+    return user
+
+
+def verify_email(session: Session, *, token: str) -> User:
+    user = _use_email_token(session, token, EmailTokenPurpose.VERIFY_EMAIL)
+    user.email_verified_at = user.email_verified_at or utcnow()
+    return user
+
+
+def _verification_mail(session: Session, user: User, *, base_url: str, ttl: timedelta) -> OutgoingMail:
+    token = _issue_email_token(session, user, EmailTokenPurpose.VERIFY_EMAIL, ttl)
+    return OutgoingMail(to=user.email, subject="Verify your adstack e-mail address", body=(
+        f"Welcome to adstack. Please confirm that {user.email} is your address by opening this link:\n"
+        f"{base_url}/console/verify-email?token={token}\n\n"
+        f"Or send the token to POST /api/v1/auth/verify-email: {token}\n\n"
+        "Your account can be submitted for review once the address is verified.\n"))
+
+
+def resend_verification(session: Session, principal: Principal, *, base_url: str, ttl: timedelta
+                        ) -> OutgoingMail | None:
+    user = session.get(User, principal.user_id)
+    if user is None or user.email_verified_at is not None:
+        return None
+    return _verification_mail(session, user, base_url=base_url, ttl=ttl)
+
+
+# ---------- user management ----------
+
+
+def _managed_user(session: Session, principal: Principal, user_id: int) -> User:
+    """A user the principal may manage: any for account managers and admins, the users of an agency's
+    sub-accounts for that agency. Everyone else's answer 404, like missing ones."""
+    user = session.get(User, user_id)
+    if user is None or user.id == principal.user_id:
+        raise NotFound(f"user {user_id} not found")
+    if principal.can_manage_accounts:
+        if user.role == Role.ADMIN and principal.role != Role.ADMIN:
+            raise Forbidden("only an admin manages another admin")
+        return user
+    if principal.role == Role.AGENCY and user.account_id is not None:
+        account = session.get(Account, user.account_id)
+        if account is not None and account.parent_agency_id == principal.account_id:
+            return user
+    raise NotFound(f"user {user_id} not found")
+
+
+def list_users(session: Session, principal: Principal, *, account_id: int | None = None,
+               email: str | None = None, limit: int = 50, offset: int = 0) -> list[User]:
+    stmt = select(User)
+    visible = visible_account_ids(session, principal)
+    if visible is not None:
+        stmt = stmt.where(User.account_id.in_(visible))
+    if account_id is not None:
+        stmt = stmt.where(User.account_id == account_id)
+    if email:
+        stmt = stmt.where(User.email == email.strip().lower())
+    return list(session.scalars(stmt.order_by(User.id).limit(limit).offset(offset)))
+
+
+def set_user_active(session: Session, principal: Principal, user_id: int, *, active: bool) -> User:
+    """Deactivating signs the user out everywhere and stops their API keys (authenticate refuses them too)."""
+    if not (principal.can_manage_accounts or principal.role == Role.AGENCY):
+        raise Forbidden("only account managers and agencies manage users")
+    user = _managed_user(session, principal, user_id)
+    before = user.is_active
+    user.is_active = active
+    if not active:
+        revoke_sessions(session, user.id, include_api_keys=True)
+    oplog.record(session, actor=principal, operation=Operation.ENABLE if active else Operation.PAUSE,
+                 object_type="user", object_id=user.id, object_name=user.email, account_id=user.account_id,
+                 before={"is_active": before}, after={"is_active": active})
+    return user
+
+
+def mark_email_verified(session: Session, principal: Principal, user_id: int) -> User:
+    """An account manager confirms an address out of band (e.g. a customer whose mail filter ate the link)."""
+    if not principal.can_manage_accounts:
+        raise Forbidden("only account managers verify addresses")
+    user = _managed_user(session, principal, user_id)
+    user.email_verified_at = user.email_verified_at or utcnow()
+    return user
 
 
 def create_api_key(session: Session, principal: Principal, *, name: str) -> tuple[str, AccessToken]:
@@ -343,6 +549,41 @@ def register(session: Session, data: RegistrationIn, *, ttl: timedelta, client: 
     return user, account, token
 
 
+@dataclass(frozen=True)
+class SelfServeRegistration:
+    """What a sign-up did. Only the mail may leave the server; the rest is for the console's document upload."""
+
+    mail: OutgoingMail
+    user: User | None = None
+    account: Account | None = None
+
+
+def register_self_serve(session: Session, data: RegistrationIn, *, base_url: str, token_ttl: timedelta,
+                        client: str = "api") -> SelfServeRegistration:
+    """Sign-up that answers alike for free and taken addresses: a new account gets a verification link, the
+    owner of a taken address a note that someone tried. The caller sends the mail and says only "check your
+    mail"."""
+    check_settlement(session, country=data.country, entity=data.settlement_entity, currency=data.currency.value)
+    email = str(data.email).strip().lower()
+    existing = session.scalar(select(User).where(User.email == email))
+    if existing is None:
+        try:
+            with session.begin_nested():
+                user, account, _token = register(session, data, ttl=token_ttl, client=client)
+                revoke_sessions(session, user.id)  # sign-in comes later, with the password
+            mail = _verification_mail(session, user, base_url=base_url, ttl=token_ttl)
+            return SelfServeRegistration(mail, user, account)
+        except Conflict:
+            pass  # registered a moment ago by a concurrent request: answer as for a taken address
+    else:
+        hash_password(data.password)  # the same work as a new user's hash, so timing tells nothing
+    return SelfServeRegistration(OutgoingMail(
+        to=email, subject="Someone tried to register with your e-mail address", body=(
+            f"Someone tried to open a new adstack account with {email}, which already has one.\n\n"
+            f"If it was you, sign in at {base_url}/console/sign-in, or choose a new password at "
+            f"{base_url}/console/forgot-password.\n\nIf it was not you, nothing has changed; you can ignore this.\n")))
+
+
 def create_sub_account(session: Session, principal: Principal, data: SubAccountIn) -> Account:
     if principal.role == Role.AGENCY:
         if data.type != AccountType.ADVERTISER:
@@ -406,8 +647,15 @@ def _holds_money(session: Session, account_id: int) -> bool:
     return session.scalar(select(LedgerEntry.id).where(LedgerEntry.account_id == account_id).limit(1)) is not None
 
 
-def submit_account(session: Session, principal: Principal, account_id: int) -> Account:
+def submit_account(session: Session, principal: Principal, account_id: int, *,
+                   require_verified_email: bool = False) -> Account:
     account = get_account(session, principal, account_id)
+    if require_verified_email and not principal.is_platform:
+        user = session.get(User, principal.user_id)
+        if user is None or user.email_verified_at is None:
+            raise InvalidState("verify your e-mail address before submitting the account for review",
+                               code="email_not_verified",
+                               fields=[FieldError(field="email", rule="verified", actual=principal.email)])
     before = snapshot(account)
     account.review_status = review.apply(
         session, object_type=ACCOUNT, object_id=account.id, account_id=account.id, object_name=account.company_name,

@@ -50,6 +50,20 @@ def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def client_ip(request: Request) -> str:
+    """The peer address. Forwarded headers are not trusted: anyone could set them to dodge a rate limit."""
+    return request.client.host if request.client else ""
+
+
+def user_agent(request: Request) -> str:
+    return request.headers.get("user-agent", "")[:200]
+
+
+ClientIp = Annotated[str, Depends(client_ip)]
+UserAgent = Annotated[str, Depends(user_agent)]
 
 
 def require_reviewer(principal: CurrentPrincipal) -> Principal:

@@ -68,6 +68,32 @@ class Settings(BaseSettings):
     hsts_max_age: int = Field(default=31_536_000, ge=0)
     trusted_proxies: str = Field(default="", description="CIDRs of proxies whose X-Forwarded-Proto is believed.")
 
+    # Accounts: e-mail verification, outgoing mail and sign-in protection.
+    require_email_verification: bool | None = Field(
+        default=None, description="An account is submitted for review only once its e-mail is verified; "
+                                  "unset means true in production, false in development and test.")
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset writes mail to data_dir/outbox.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "adstack <no-reply@localhost>"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    email_token_ttl_hours: int = Field(default=24, ge=1, description="Verification and reset links expire.")
+    # `limits` notation, several separated by ";". Failed sign-ins count per IP and per e-mail address.
+    rate_limit_login_ip: str = "30/minute;300/hour"
+    rate_limit_login_account: str = "10/15minutes;30/day"
+    rate_limit_register_ip: str = "30/hour;200/day"
+    rate_limit_register_account: str = "3/hour"
+    rate_limit_password_reset_ip: str = "10/hour"
+    rate_limit_password_reset_account: str = "3/hour"
+
+    @property
+    def email_verification_required(self) -> bool:
+        if self.require_email_verification is None:
+            return self.environment == "production"
+        return self.require_email_verification
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -1,7 +1,9 @@
-"""Account information and review status, documents, edits and resubmission, sub-accounts and API keys."""
+"""Account information and review status, documents, edits and resubmission, sub-accounts, API keys, and the
+security page: password change and signed-in sessions."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from adstack.accounts import service as accounts
+from adstack.accounts.limits import limiter_of
 from adstack.accounts.models import (
     AccountType,
     AccountUpdate,
@@ -17,12 +20,14 @@ from adstack.accounts.models import (
     Role,
     SubAccountIn,
 )
+from adstack.accounts.passwords import MIN_PASSWORD_LENGTH
 from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
-from adstack.core.deps import IdPath
+from adstack.core.deps import IdPath, client_ip
 from adstack.core.errors import DomainError, NotFound
+from adstack.core.mail import send_mail
 from adstack.review import service as review
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -105,7 +110,8 @@ def edit_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> Respons
 
 @router.post("/accounts/{account_id}/submit")
 def submit_account(account_id: IdPath, visitor: UserDep) -> Response:
-    accounts.submit_account(visitor.session, visitor.me, account_id)
+    accounts.submit_account(visitor.session, visitor.me, account_id,
+                            require_verified_email=visitor.settings.email_verification_required)
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "submitted"))
 
@@ -154,7 +160,8 @@ def create_sub_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> R
             "parent_agency_id": account_id if visitor.me.role != Role.AGENCY else None,
         })
         sub = accounts.create_sub_account(session, visitor.me, data)
-        accounts.submit_account(session, visitor.me, sub.id)
+        accounts.submit_account(session, visitor.me, sub.id,
+                                require_verified_email=visitor.settings.email_verification_required)
         session.commit()
     except ValidationError as exc:
         session.rollback()
@@ -187,3 +194,71 @@ def revoke_api_key(key_id: IdPath, visitor: UserDep) -> Response:
     accounts.revoke_api_key(visitor.session, visitor.me, key_id)
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/account", "revoked"))
+
+
+# ---------- security: password and sessions ----------
+
+
+def _security_page(visitor: Visitor, *, errors: FormErrors | None = None, status: int = 200,
+                   headers: dict[str, str] | None = None) -> Response:
+    session, principal = visitor.session, visitor.me
+    current = accounts.token_row(session, visitor.session_token) if visitor.session_token else None
+    return render(visitor, "account/security.html", {
+        "errors": errors or FormErrors(),
+        "sessions": accounts.list_sessions(session, principal),
+        "current_id": current.id if current else None,
+        "email_verified": visitor.user is not None and visitor.user.email_verified,
+        "min_length": MIN_PASSWORD_LENGTH,
+    }, status=status, headers=headers)
+
+
+@router.get("/security")
+def security_page(visitor: UserDep) -> Response:
+    return _security_page(visitor)
+
+
+@router.post("/security/password")
+def change_password(visitor: UserDep, form: FormDep) -> Response:
+    session, request = visitor.session, visitor.request
+    limiter = limiter_of(request.app.state)
+    keys = (("login_ip", client_ip(request)), ("login_account", visitor.me.email))
+    refused = limiter.check(*keys)
+    if refused is not None:
+        errors = FormErrors()
+        errors.add("current_password", "too_many_attempts", f"retry in {refused.retry_after} s", limit=refused.limit)
+        return _security_page(visitor, errors=errors, status=429, headers={"Retry-After": str(refused.retry_after)})
+    current = accounts.token_row(session, visitor.session_token) if visitor.session_token else None
+    try:
+        accounts.change_password(session, visitor.me, current_password=str(form.get("current_password") or "")[:128],
+                                 new_password=str(form.get("new_password") or "")[:200],
+                                 keep_token_id=current.id if current else None)
+        session.commit()
+    except DomainError as exc:
+        session.rollback()
+        if any(f.field == "current_password" for f in exc.fields):
+            limiter.hit(*keys)
+        return _security_page(visitor, errors=FormErrors.from_domain(exc, default_field="new_password"),
+                              status=exc.status)
+    return redirect(with_notice(f"{PREFIX}/security", "password_changed"))
+
+
+@router.post("/security/sessions/{session_id}/revoke")
+def revoke_session(session_id: IdPath, visitor: UserDep) -> Response:
+    accounts.revoke_session(visitor.session, visitor.me, session_id)
+    visitor.session.commit()
+    return redirect(with_notice(f"{PREFIX}/security", "session_revoked"))
+
+
+@router.post("/security/verify-email")
+def resend_verification(visitor: UserDep) -> Response:
+    request = visitor.request
+    refused = limiter_of(request.app.state).hit(("register_ip", client_ip(request)),
+                                                ("register_account", visitor.me.email))
+    if refused is None:
+        mail = accounts.resend_verification(visitor.session, visitor.me,
+                                            base_url=visitor.settings.public_base_url,
+                                            ttl=timedelta(hours=visitor.settings.email_token_ttl_hours))
+        visitor.session.commit()
+        if mail is not None:
+            send_mail(visitor.settings, mail)
+    return redirect(with_notice(f"{PREFIX}/security", "verification_sent"))

@@ -1,14 +1,18 @@
-"""Sign-in, registration with qualification documents, sign-out and the language switch."""
+"""Sign-in, registration with qualification documents, e-mail verification, password reset, sign-out and the
+language switch."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from adstack.accounts import service as accounts
-from adstack.accounts.models import DocumentKind, RegistrationIn, SettlementRule, User
+from adstack.accounts.limits import Refused, account_key, limiter_of
+from adstack.accounts.models import DocumentKind, RegistrationIn, SettlementRule, TokenKind, User
+from adstack.accounts.passwords import MIN_PASSWORD_LENGTH
 from adstack.console import forms, i18n
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
@@ -27,7 +31,9 @@ from adstack.console.web import (
     session_ttl,
     with_notice,
 )
+from adstack.core.deps import client_ip, user_agent
 from adstack.core.errors import DomainError, Unauthenticated
+from adstack.core.mail import OutgoingMail, send_mail
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 
@@ -42,11 +48,26 @@ def _start_session(visitor: Visitor, token: str) -> None:
     visitor.set_cookie(SESSION_COOKIE, token, **cookie_options(visitor.request, max_age=int(ttl.total_seconds())))
 
 
+def _refused_page(visitor: Visitor, template: str, refused: Refused, context: dict[str, Any]) -> Response:
+    return render(visitor, template, {**context, "error": "too_many_attempts", "retry_after": refused.retry_after},
+                  status=429, headers={"Retry-After": str(refused.retry_after)})
+
+
+def _send(visitor: Visitor, mail: OutgoingMail | None) -> None:
+    if mail is not None:
+        send_mail(visitor.settings, mail)
+
+
+def _email_ttl(visitor: Visitor) -> timedelta:
+    return timedelta(hours=visitor.settings.email_token_ttl_hours)
+
+
 @router.get("/sign-in")
-def sign_in_page(visitor: VisitorDep, next: str | None = None) -> Response:
+def sign_in_page(visitor: VisitorDep, next: str | None = None, notice: str | None = None) -> Response:
     if visitor.principal is not None:
         return redirect(safe_next(next))
-    return render(visitor, "auth/sign_in.html", {"next": safe_next(next), "email": "", "error": None})
+    return render(visitor, "auth/sign_in.html", {"next": safe_next(next), "email": "", "error": None,
+                                                 "notice": notice or ""})
 
 
 @router.post("/sign-in")
@@ -54,12 +75,22 @@ def sign_in(visitor: VisitorDep, form: FormDep) -> Response:
     email, password = forms.text(form, "email")[:320], str(form.get("password") or "")[:128]
     target = safe_next(forms.text(form, "next"))
     session = visitor.session
+    request = visitor.request
+    limiter = limiter_of(request.app.state)
+    keys = (("login_ip", client_ip(request)), ("login_account", account_key(email)))
+    context = {"next": target, "email": email, "notice": ""}
+    refused = limiter.check(*keys)
+    if refused is not None:
+        return _refused_page(visitor, "auth/sign_in.html", refused, context)
     try:
-        token, _row, user = accounts.login(session, email=email, password=password, ttl=session_ttl(visitor.settings))
+        # A console session: only ever a cookie, refused as a bearer token.
+        token, _row, user = accounts.login(session, email=email, password=password, ttl=session_ttl(visitor.settings),
+                                           kind=TokenKind.CONSOLE, client_ip=client_ip(request),
+                                           user_agent=user_agent(request))
     except Unauthenticated:
         session.rollback()
-        return render(visitor, "auth/sign_in.html", {"next": target, "email": email, "error": "invalid_credentials"},
-                      status=401)
+        limiter.hit(*keys)
+        return render(visitor, "auth/sign_in.html", {**context, "error": "invalid_credentials"}, status=401)
     actor = accounts.principal_for(user, client="console")
     oplog.record(session, actor=actor, operation=Operation.LOGIN, object_type="user", object_id=user.id,
                  object_name=user.email, account_id=user.account_id)
@@ -143,19 +174,104 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
     if errors:
         return _registration_page(visitor, values, errors, status=422)
     assert document is not None
+    request = visitor.request
+    refused = limiter_of(request.app.state).hit(("register_ip", client_ip(request)),
+                                                ("register_account", account_key(str(data.email))))
+    if refused is not None:
+        errors.add("form", "too_many_attempts", f"too many registrations; retry in {refused.retry_after} s",
+                   limit=refused.limit)
+        response = _registration_page(visitor, values, errors, status=429)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
     session = visitor.session
     kind = choices.enum_or_default(DocumentKind, forms.text(form, "document_kind"), DocumentKind.BUSINESS_LICENSE)
+    settings = visitor.settings
     try:
-        user, account, token = accounts.register(session, data, ttl=session_ttl(visitor.settings), client="console")
-        actor = accounts.principal_for(user, client="console")
-        accounts.add_document(session, actor, account.id, kind=kind, filename=document.filename or "document",
-                              stream=document.file, storage_dir=visitor.settings.data_dir,
-                              max_bytes=visitor.settings.max_document_bytes)
-        accounts.submit_account(session, actor, account.id)
+        outcome = accounts.register_self_serve(session, data, base_url=settings.public_base_url,
+                                               token_ttl=_email_ttl(visitor), client="console")
+        if outcome.user is not None and outcome.account is not None:
+            actor = accounts.principal_for(outcome.user, client="console")
+            accounts.add_document(session, actor, outcome.account.id, kind=kind,
+                                  filename=document.filename or "document", stream=document.file,
+                                  storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes)
+            if not settings.email_verification_required:
+                accounts.submit_account(session, actor, outcome.account.id)
         session.commit()
     except DomainError as exc:
         session.rollback()
         return _registration_page(visitor, values, FormErrors.from_domain(exc), status=exc.status)
-    _start_session(visitor, token)
-    return redirect(with_notice(f"{PREFIX}/account", "registered"))
+    _send(visitor, outcome.mail)
+    # The same answer for a free and a taken address: no session, a note to read the mail.
+    return redirect(f"{PREFIX}/sign-in?notice=registered_check_mail")
 
+
+# ---------- e-mail verification and password reset ----------
+
+
+@router.get("/verify-email")
+def verify_email_page(visitor: VisitorDep, token: str = "") -> Response:
+    # A button, not an automatic verification: mail scanners open links without their owner.
+    return render(visitor, "auth/verify_email.html", {"token": token[:200], "error": None})
+
+
+@router.post("/verify-email")
+def verify_email(visitor: VisitorDep, form: FormDep) -> Response:
+    token = forms.text(form, "token")[:200]
+    try:
+        accounts.verify_email(visitor.session, token=token)
+        visitor.session.commit()
+    except DomainError:
+        visitor.session.rollback()
+        return render(visitor, "auth/verify_email.html", {"token": token, "error": "invalid_link"}, status=422)
+    target = f"{PREFIX}/account" if visitor.principal is not None else f"{PREFIX}/sign-in"
+    return redirect(with_notice(target, "email_verified"))
+
+
+@router.get("/forgot-password")
+def forgot_password_page(visitor: VisitorDep) -> Response:
+    return render(visitor, "auth/forgot_password.html", {"email": "", "error": None})
+
+
+@router.post("/forgot-password")
+def forgot_password(visitor: VisitorDep, form: FormDep) -> Response:
+    email = forms.text(form, "email")[:320]
+    request = visitor.request
+    refused = limiter_of(request.app.state).hit(("reset_ip", client_ip(request)),
+                                                ("reset_account", account_key(email)))
+    if refused is not None:
+        return _refused_page(visitor, "auth/forgot_password.html", refused, {"email": email})
+    mail = accounts.request_password_reset(visitor.session, email=email, base_url=visitor.settings.public_base_url,
+                                           ttl=_email_ttl(visitor))
+    visitor.session.commit()
+    _send(visitor, mail)
+    return redirect(f"{PREFIX}/sign-in?notice=reset_sent")
+
+
+@router.get("/reset-password")
+def reset_password_page(visitor: VisitorDep, token: str = "") -> Response:
+    return render(visitor, "auth/reset_password.html", {"token": token[:200], "errors": FormErrors(),
+                                                        "min_length": MIN_PASSWORD_LENGTH})
+
+
+@router.post("/reset-password")
+def reset_password(visitor: VisitorDep, form: FormDep) -> Response:
+    token = forms.text(form, "token")[:200]
+    password = str(form.get("new_password") or "")[:200]
+    request = visitor.request
+    context: dict[str, Any] = {"token": token, "min_length": MIN_PASSWORD_LENGTH}
+    refused = limiter_of(request.app.state).hit(("reset_ip", client_ip(request)))
+    if refused is not None:
+        errors = FormErrors()
+        errors.add("form", "too_many_attempts", f"retry in {refused.retry_after} s", limit=refused.limit)
+        return render(visitor, "auth/reset_password.html", {**context, "errors": errors}, status=429,
+                      headers={"Retry-After": str(refused.retry_after)})
+    try:
+        accounts.reset_password(visitor.session, token=token, new_password=password)
+        visitor.session.commit()
+    except DomainError as exc:
+        visitor.session.rollback()
+        return render(visitor, "auth/reset_password.html",
+                      {**context, "errors": FormErrors.from_domain(exc, default_field="new_password")},
+                      status=exc.status)
+    visitor.set_cookie(SESSION_COOKIE, "", **cookie_options(visitor.request))
+    return redirect(f"{PREFIX}/sign-in?notice=password_reset")

@@ -203,6 +203,25 @@ def upgrade() -> None:
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('currency', name=op.f('pk_fx_rates'))
     )
+    op.create_table('invalid_traffic',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.String(length=64), nullable=True),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=24), nullable=False),
+    sa.Column('message', sa.String(length=300), nullable=False),
+    sa.Column('token', sa.String(length=300), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('impression_id', sa.String(length=64), nullable=False),
+    sa.Column('client_ip', sa.String(length=64), nullable=False),
+    sa.Column('user_agent', sa.String(length=300), nullable=False),
+    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invalid_traffic')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_invalid_traffic_event_id'))
+    )
+    with op.batch_alter_table('invalid_traffic', schema=None) as batch_op:
+        batch_op.create_index('ix_invalid_traffic_time', ['occurred_at'], unique=False)
+
     op.create_table('invalid_traffic_overflow',
     sa.Column('minute', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
@@ -225,25 +244,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_ivt_verdicts_clicks', ['ad_group_id', 'received_ms'], unique=False)
         batch_op.create_index('ix_ivt_verdicts_impression', ['impression_id'], unique=False)
         batch_op.create_index('ix_ivt_verdicts_received', ['received_ms'], unique=False)
-
-    op.create_table('invalid_traffic',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('event_id', sa.String(length=64), nullable=True),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('reason', sa.String(length=24), nullable=False),
-    sa.Column('message', sa.String(length=300), nullable=False),
-    sa.Column('token', sa.String(length=300), nullable=False),
-    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('impression_id', sa.String(length=64), nullable=False),
-    sa.Column('client_ip', sa.String(length=64), nullable=False),
-    sa.Column('user_agent', sa.String(length=300), nullable=False),
-    sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_invalid_traffic')),
-    sa.UniqueConstraint('event_id', name=op.f('uq_invalid_traffic_event_id'))
-    )
-    with op.batch_alter_table('invalid_traffic', schema=None) as batch_op:
-        batch_op.create_index('ix_invalid_traffic_time', ['occurred_at'], unique=False)
 
     op.create_table('package_categories',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -642,6 +642,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('locale', sa.String(length=8), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
+    sa.Column('email_verified_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_users_account_id_accounts')),
@@ -662,6 +663,8 @@ def upgrade() -> None:
     sa.Column('expires_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_used_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revoked_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('client_ip', sa.String(length=45), nullable=False),
+    sa.Column('user_agent', sa.String(length=200), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_access_tokens_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_access_tokens')),
     sa.UniqueConstraint('digest', name=op.f('uq_access_tokens_digest'))
@@ -752,6 +755,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audience_uploads', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audience_uploads_audience_id'), ['audience_id'], unique=False)
+
+    op.create_table('email_tokens',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('purpose', sa.String(length=32), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_email_tokens_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_email_tokens')),
+    sa.UniqueConstraint('digest', name=op.f('uq_email_tokens_digest'))
+    )
+    with op.batch_alter_table('email_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_email_tokens_user_id'), ['user_id'], unique=False)
 
     op.create_table('partner_app_bindings',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -844,13 +862,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('ivt_verdicts', schema=None) as batch_op:
-        batch_op.drop_index('ix_ivt_verdicts_received')
-        batch_op.drop_index('ix_ivt_verdicts_impression')
-        batch_op.drop_index('ix_ivt_verdicts_clicks')
-
-    op.drop_table('ivt_verdicts')
-    op.drop_table('invalid_traffic_overflow')
     with op.batch_alter_table('partner_metric_rows', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_partner_metric_rows_campaign_id'))
         batch_op.drop_index('ix_partner_metric_rows_account_day')
@@ -870,6 +881,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_partner_app_bindings_account_id'))
 
     op.drop_table('partner_app_bindings')
+    with op.batch_alter_table('email_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_email_tokens_user_id'))
+
+    op.drop_table('email_tokens')
     with op.batch_alter_table('audience_uploads', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audience_uploads_audience_id'))
 
@@ -978,6 +993,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_package_categories_category'))
 
     op.drop_table('package_categories')
+    with op.batch_alter_table('ivt_verdicts', schema=None) as batch_op:
+        batch_op.drop_index('ix_ivt_verdicts_received')
+        batch_op.drop_index('ix_ivt_verdicts_impression')
+        batch_op.drop_index('ix_ivt_verdicts_clicks')
+
+    op.drop_table('ivt_verdicts')
+    op.drop_table('invalid_traffic_overflow')
     with op.batch_alter_table('invalid_traffic', schema=None) as batch_op:
         batch_op.drop_index('ix_invalid_traffic_time')
 

@@ -1,0 +1,78 @@
+"""Rate limits on sign-in, registration and password reset, per client IP and per e-mail address.
+
+Counters live in Redis when `ADSTACK_REDIS_URL` is set, so every serving process shares them; otherwise in
+the process's memory (one process, or limits that are per process).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from adstack.core.settings import Settings
+
+NAMESPACE = "adstack-auth"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A limit was reached: retry after this many seconds."""
+
+    retry_after: int
+    limit: str
+
+
+class AuthLimiter:
+    def __init__(self, settings: Settings):
+        self._storage = storage_from_string(settings.redis_url or "memory://")
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._rules: dict[str, list[RateLimitItem]] = {
+            "login_ip": parse_many(settings.rate_limit_login_ip),
+            "login_account": parse_many(settings.rate_limit_login_account),
+            "register_ip": parse_many(settings.rate_limit_register_ip),
+            "register_account": parse_many(settings.rate_limit_register_account),
+            "reset_ip": parse_many(settings.rate_limit_password_reset_ip),
+            "reset_account": parse_many(settings.rate_limit_password_reset_account),
+        }
+
+    def _retry_after(self, item: RateLimitItem, rule: str, key: str) -> int:
+        stats = self._limiter.get_window_stats(item, NAMESPACE, rule, key)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    def check(self, *pairs: tuple[str, str]) -> Refused | None:
+        """Whether another attempt is allowed, without counting one (sign-in counts only failures)."""
+        for rule, key in pairs:
+            for item in self._rules[rule]:
+                if not self._limiter.test(item, NAMESPACE, rule, key):
+                    return Refused(self._retry_after(item, rule, key), str(item))
+        return None
+
+    def hit(self, *pairs: tuple[str, str]) -> Refused | None:
+        """Count one attempt against every limit named; refused when any of them is already used up."""
+        refused: Refused | None = None
+        for rule, key in pairs:
+            for item in self._rules[rule]:
+                if not self._limiter.hit(item, NAMESPACE, rule, key) and refused is None:
+                    refused = Refused(self._retry_after(item, rule, key), str(item))
+        return refused
+
+    def reset(self) -> None:
+        self._storage.reset()
+
+
+def limiter_of(state: Any) -> AuthLimiter:
+    """The application's limiter (made at start-up by accounts.api.install; made here if it was not)."""
+    limiter: AuthLimiter | None = getattr(state, "auth_limiter", None)
+    if limiter is None:
+        limiter = state.auth_limiter = AuthLimiter(state.settings)
+    return limiter
+
+
+def account_key(email: str) -> str:
+    return email.strip().lower()
