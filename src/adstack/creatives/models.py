@@ -6,7 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,8 +55,21 @@ MaterialText = Annotated[str, StringConstraints(max_length=500)]
 MediaId = Annotated[int, Field(ge=1, le=MAX_ID)]
 HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048,
                                            pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s]*$")]
+# Schemes a browser or web view runs or reads locally instead of opening an app: never a click's destination.
+FORBIDDEN_DEEPLINK_SCHEMES = ("javascript", "data", "file", "vbscript")
+
+
+def _allowed_scheme(value: str) -> str:
+    scheme = value.split(":", 1)[0].lower()
+    if scheme in FORBIDDEN_DEEPLINK_SCHEMES:
+        raise PydanticCustomError("forbidden_scheme", "the {scheme}: scheme is not allowed in a deeplink",
+                                  {"scheme": scheme, "limit": list(FORBIDDEN_DEEPLINK_SCHEMES)})
+    return value
+
+
 Deeplink = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048,
-                                            pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://?[^\s]*$")]
+                                            pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://?[^\s]*$"),
+                     AfterValidator(_allowed_scheme)]
 TrackingUrls = Annotated[list[HttpUrl], Field(max_length=MAX_TRACKING_URLS)]
 
 
