@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from adstack.attribution.adapters import PostbackError, parse_postback, parse_revenue, present
+from adstack.attribution.adapters import PartnerVerdict, PostbackError, parse_postback, parse_revenue, present
 from adstack.core.vocabulary import Partner
 from adstack.tracking.devices import GaidForm, normalise_gaid
 
@@ -135,3 +135,37 @@ def test_every_macro_syntax_is_an_unreplaced_macro() -> None:
                   "${click_id}", "{{click_id}}"):
         assert present(macro) is None, macro
     assert present("(none of these)") == "(none of these)"
+
+
+def test_dedupe_key_hashes_identifying_fields_only() -> None:
+    fields = {"event_name": "af_purchase", "clickid": "x", "advertising_id": GAID, "event_time": "1735732800",
+              "event_revenue": "9.20", "event_value": '{"sku": "a", "qty": "1"}'}
+    key = parse_postback(Partner.APPSFLYER, fields).dedupe_key
+    # A retry with an extra field, its fields in another order, its JSON reordered, its revenue spelt otherwise.
+    retry = {"retry": "1", **dict(reversed(list(fields.items()))), "event_value": '{"qty": "1", "sku": "a"}',
+             "event_revenue": "9.2", "media_source": "adstack_int"}
+    assert parse_postback(Partner.APPSFLYER, retry).dedupe_key == key
+    # Another device, click, event, time or event parameter is another event.
+    for name, value in (("advertising_id", "38400000-8cf0-11bd-b23e-10b96e40000e"), ("clickid", "y"),
+                        ("event_name", "af_login"), ("event_time", "1735732801"),
+                        ("event_value", '{"sku": "b", "qty": "1"}')):
+        assert parse_postback(Partner.APPSFLYER, {**fields, name: value}).dedupe_key != key, name
+
+
+@pytest.mark.parametrize(("partner", "fields"), [
+    (Partner.APPMETRICA, {"ext": "c1", "gaid": GAID, "touch_type": "click", "rejection_reason": "bots"}),
+    (Partner.SINGULAR, {"cl": "c1", "aifa": GAID, "is_ours": "1", "reject_reason": "ctit_anomalies"}),
+    (Partner.BRANCH, {"click_id": "c1", "aaid": GAID, "attributed": "1", "is_rejected": "1"}),
+    (Partner.APPSFLYER, {"clickid": "c1", "advertising_id": GAID, "media_source": "adstack_int",
+                         "blocked_reason": "bots"}),
+])
+def test_a_rejection_wins_over_an_attributed_verdict(partner: Partner, fields: dict[str, str]) -> None:
+    parsed = parse_postback(partner, fields, frozenset({"adstack_int"}))
+    assert parsed.verdict is PartnerVerdict.REJECTED and parsed.partner_attributed is False, parsed.verdict_reason
+
+
+def test_appmetrica_unattributed_names_the_other_network() -> None:
+    other = parse_postback(Partner.APPMETRICA, {"gaid": GAID, "attributed_touch_type": "", "network_name": "x"})
+    assert other.verdict is PartnerVerdict.OTHER_NETWORK
+    assert parse_postback(Partner.APPMETRICA, {"gaid": GAID, "attributed_touch_type": ""}).verdict \
+        is PartnerVerdict.ORGANIC

@@ -17,6 +17,7 @@ from adstack.attribution.rules import (
     Windows,
     attribute_event,
     attribute_install,
+    bounded_time,
 )
 
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
@@ -133,3 +134,18 @@ def test_attribution_never_uses_a_touch_after_the_install_or_outside_its_window(
         assert timedelta(0) <= T0 - decision.touch.occurred_at <= timedelta(hours=24)
     else:
         assert decision.attribution_type is AttributionType.ORGANIC
+
+
+def test_a_clamped_install_is_judged_by_its_receipt_an_upper_bound() -> None:
+    """A partner time far ahead is replaced by the receipt. No install follows its own postback, so
+    receipt - click bounds the real click-to-install time from above: under 10 s it is click injection
+    whatever the partner claimed; longer proves nothing and flags nothing."""
+    received = T0
+    installed, clamped = bounded_time(T0 + timedelta(days=2), received)
+    assert clamped and installed == received
+    for click_before, flagged in ((timedelta(seconds=3), True), (timedelta(minutes=1), False)):
+        click = Touch(TouchKind.CLICK, "c", received - click_before)
+        decision = attribute_install(installed_at=installed, windows=WINDOWS, touch_by_click_id=click)
+        assert decision.attribution_type is AttributionType.CLICK
+        assert (FraudFlag.CLICK_INJECTION in decision.fraud_flags) is flagged
+        assert decision.click_to_install == click_before
