@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
-from adstack.core.http import install_error_handlers
+from adstack.core.http import StrictTransportSecurity, install_error_handlers
 from adstack.core.settings import Settings, get_settings, set_settings
 
 Hook = Callable[[FastAPI], None]
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_startup = []
     app.state.on_shutdown = []
     install_error_handlers(app)
+    app.add_middleware(StrictTransportSecurity, always=settings.hsts, max_age=settings.hsts_max_age,
+                       trusted_proxies=settings.trusted_proxies)
 
     @app.get("/healthz", tags=["health"], summary="Liveness probe")
     def healthz() -> dict[str, str]:

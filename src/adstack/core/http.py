@@ -114,3 +114,41 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("event store unavailable: %s", exc)
         return JSONResponse(error_body("unavailable", "reports are briefly unavailable; retry"), status_code=503,
                             headers={"Retry-After": "2"})
+
+
+class StrictTransportSecurity:
+    """Adds `Strict-Transport-Security` to answers given over https (RFC 6797 forbids it over plain http): a
+    request is https when the server terminated TLS itself, when a trusted proxy says so in
+    `X-Forwarded-Proto`, or always with the `hsts` setting. Whoever else sends that header is not believed."""
+
+    def __init__(self, app: Any, *, always: bool, max_age: int, trusted_proxies: str):
+        from adstack.pipeline.ivt import parse_networks
+
+        self.app = app
+        self.always = always
+        self.value = f"max-age={max_age}; includeSubDomains".encode()
+        self.proxies = parse_networks(trusted_proxies)
+
+    def _https(self, scope: Any) -> bool:
+        if self.always or scope.get("scheme") == "https":
+            return True
+        client = scope.get("client")
+        if not client or client[0] not in self.proxies:
+            return False
+        for name, value in scope.get("headers", ()):
+            if name == b"x-forwarded-proto":
+                return value.split(b",")[0].strip().lower() == b"https"
+        return False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self._https(scope):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"strict-transport-security", self.value)]}
+            await send(message)
+
+        await self.app(scope, receive, with_header)
