@@ -26,7 +26,7 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 # Path parameters that name a tenant's own objects, each mapped to the kind of object in Tenant.ids.
 TENANT_PARAMS = frozenset({
     "account_id", "key_id", "media_id", "app_id", "audience_id", "campaign_id", "ad_group_id", "creative_id",
-    "request_id", "line_id", "job_id", "connection_id", "binding_id", "object_id",
+    "request_id", "line_id", "job_id", "connection_id", "binding_id", "object_id", "session_id", "user_id",
 })
 # Path parameters that name platform-owned catalogue rows or vocabularies: readable, never writable by tenants.
 CATALOGUE_PARAMS = frozenset({
@@ -118,6 +118,10 @@ def build_tenant(api: Api, admin: Actor, actor: Actor, account_id: int, label: s
     post(f"/accounts/{account_id}/documents", data={"kind": "business_license"},
          files={"file": (f"licence-{label}.pdf", io.BytesIO(PDF), "application/pdf")})
     keep("key_id", post("/auth/api-keys", json={"name": f"{label} reporting key"})["id"])
+    # The acting user and its sign-in (an agency's for a sub-account, which has no users of its own).
+    keep("user_id", actor.user_id)
+    keep("session_id", next(s["id"] for s in expect(client.get(f"{API}/auth/sessions", headers=headers), 200)
+                            if s["current"]))
 
     form = {k: str(v) for k, v in scope.items()}
     image = post("/media", data=form, files={"file": (f"hero-{label}.png", png(1200, 628), "image/png")})

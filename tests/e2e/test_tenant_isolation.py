@@ -485,6 +485,7 @@ LISTS: tuple[tuple[str, str | None], ...] = (
 # Lists whose rows carry no tenant's names: nothing must leak, but there is nothing of one's own to find.
 QUIET_LISTS: tuple[str, ...] = (
     f"{API}/conversions", f"{API}/overview", f"{API}/auth/me", f"{API}/attribution/verdict-agreement",
+    f"{API}/auth/sessions", f"{API}/users",
     f"{API}/connectors/columns/by-campaign-day?date_from={_week_ago()}&date_to={_today()}",
     f"{API}/reports?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/download?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
@@ -501,6 +502,11 @@ NO_OBJECT: dict[str, str] = {
     "POST /api/v1/auth/register": "opens a new account of the caller's own",
     "POST /api/v1/auth/logout": "revokes the token it is sent with",
     "POST /api/v1/auth/api-keys": "makes a key for the caller's own user",
+    "POST /api/v1/auth/password": "changes the caller's own password",
+    "POST /api/v1/auth/password-reset": "mails a reset link to whoever owns the address",
+    "POST /api/v1/auth/password-reset/confirm": "acts on the user the mailed token names",
+    "POST /api/v1/auth/verify-email": "verifies the user the mailed token names",
+    "POST /api/v1/auth/verify-email/resend": "mails the caller's own verification link",
     "POST /api/v1/accounts": "an agency's new account is always its own sub-account; only account managers name "
                              "a parent agency",
 }
