@@ -100,11 +100,13 @@ def set_up_app(base_url: str, partner: str = "appmetrica") -> dict[str, Any]:
     """Register an advertiser and add an app over the API; returns the token, app and postback template."""
     n = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=base_url, timeout=60) as client:
-        registered = client.post("/api/v1/auth/register", json={
+        client.post("/api/v1/auth/register", json={
             "email": f"bench-{n}@example.com", "password": "bench-password-1", "type": "advertiser",
             "company_name": f"Bench Games {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
             "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
-            "accept_agreement": True})
+            "accept_agreement": True}).raise_for_status()
+        registered = client.post("/api/v1/auth/login", json={"email": f"bench-{n}@example.com",
+                                                             "password": "bench-password-1"})
         registered.raise_for_status()
         token = registered.json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
