@@ -9,10 +9,15 @@ from datetime import timedelta
 
 import pytest
 
+from adstack.core.timeutil import utcnow
+from adstack.finance.models import EntryType
 from adstack.serving.counters import Counters, MemoryCounters, RedisCounters
 from adstack.serving.engine import DecisionEngine
+from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
 from tests.serving.support import NOW, engine, group, request, served, snapshot
+from tests.serving.test_api import ads_now, approved_creative, eventually
 from tests.serving.test_counters import REDIS_URL, _redis_available
+from tests.support import Api, expect
 
 # A $1 daily budget; a lone bidder clears at the platform minimum CPM, so each served ad reserves a tenth of
 # a cent and a thousand unshown ads fill the day.
@@ -105,3 +110,28 @@ def _keys(eng: DecisionEngine) -> list[str]:
     from adstack.serving import eligibility
 
     return [c.key for c in eng._claims(g, req, eng.state, eligibility.LocalTimes(req.now), 1)]
+
+
+def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(api: Api) -> None:
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
+                     accepted_formats=["image_600x500"], sizes=["600x500"], reserve_price_micros=100_000)
+    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], placement_type="banner",
+                              bid_type="cpc", bid_micros=300_000, ad_space_ids=[space["id"]],
+                              targeting={"countries": ["ID"]}, daily_budget_micros=50_000, pacing="asap")
+    approved_creative(api, actor, admin, group["id"])
+    client = api.client
+    assert eventually(lambda: bool(ads_now(client, space["id"])))
+    served = 1
+    while served < 2_000 and ads_now(client, space["id"]):  # prefetched by an SDK, never shown
+        served += 1
+    assert 1 < served < 2_000
+    read = expect(client.get(f"/api/v1/ad-groups/{group['id']}", headers=actor.headers), 200)
+    assert read["serving_status"] == "daily_budget_reserved", read["serving_reason"]
+    assert "held by ads served" in read["serving_reason"]
+    counters = client.app.state.serving.engine.counters  # type: ignore[attr-defined]
+    assert counters.expire(utcnow().timestamp() + 31 * 60, limit=10_000) >= served - 1  # the SDK holds ran out
+    read = expect(client.get(f"/api/v1/ad-groups/{group['id']}", headers=actor.headers), 200)
+    assert read["serving_status"] == "eligible"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
@@ -57,6 +57,7 @@ from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 from adstack.review import service as review
 from adstack.review.models import ReviewAction, ReviewStatus
+from adstack.serving import reservations
 
 CAMPAIGN = "campaign"
 AD_GROUP = "ad_group"
@@ -617,7 +618,7 @@ def _schedule_facts(ad_group: AdGroup) -> ScheduleFacts:
 
 
 def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
-           total_spend: int, spend_today: int, now: datetime) -> ServingFacts:
+           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0) -> ServingFacts:
     return ServingFacts(
         status=ad_group.status,
         campaign_status=campaign.status if campaign else UserStatus.DELETED.value,
@@ -632,6 +633,7 @@ def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None
         schedule=_schedule_facts(ad_group),
         now=now,
         currency=account.currency if account else "",
+        reserved_today_micros=reserved_today,
     )
 
 
@@ -639,15 +641,20 @@ def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetim
                             ) -> tuple[ServingStatus, str]:
     """Why the ad group serves or not at `now`; see status.derive_serving_status for the order of checks."""
     moment = as_utc(now) if now else utcnow()
+    spend_today = finance.ad_group_spend_micros(session, ad_group.id,
+                                                since=local_midnight_utc(moment, ad_group.time_zone))
+    held = reservations.held_today({(ad_group.id, _local_day(moment, ad_group.time_zone)): spend_today})
     facts = _facts(
         ad_group, session.get(Campaign, ad_group.campaign_id), session.get(Account, ad_group.account_id),
         available=finance.available_micros(session, ad_group.account_id),
         total_spend=finance.ad_group_spend_micros(session, ad_group.id),
-        spend_today=finance.ad_group_spend_micros(session, ad_group.id,
-                                                  since=local_midnight_utc(moment, ad_group.time_zone)),
-        now=moment,
+        spend_today=spend_today, now=moment, reserved_today=held.get(ad_group.id, 0),
     )
     return derive_serving_status(facts)
+
+
+def _local_day(moment: datetime, time_zone: str) -> date:
+    return as_utc(moment).astimezone(zone(time_zone)).date()
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -689,10 +696,13 @@ def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: dat
     today: dict[int, int] = {}
     for midnight, group_ids in by_midnight.items():
         today.update(spend_by(session, LedgerEntry.ad_group_id, group_ids, since=midnight))
+    held = reservations.held_today({(g.id, _local_day(moment, g.time_zone)): today.get(g.id, 0)
+                                    for g in ad_groups if g.daily_budget_micros is not None})
     return {
         g.id: derive_serving_status(_facts(
             g, campaigns.get(g.campaign_id), account_rows.get(g.account_id), available=available[g.account_id],
-            total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment))
+            total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment,
+            reserved_today=held.get(g.id, 0)))
         for g in ad_groups
     }
 

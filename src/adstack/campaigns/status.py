@@ -11,6 +11,10 @@ from adstack.core.money import format_micros
 from adstack.core.timeutil import as_utc, zone
 from adstack.review.models import ReviewStatus
 
+# Serving stops once the next served ad's expected cost no longer fits; an ad costs a fraction of a percent of a
+# daily budget, so less than this share left unheld reads as held.
+RESERVED_ROOM_SHARE = 0.01
+
 
 @dataclass(frozen=True)
 class ScheduleFacts:
@@ -39,6 +43,7 @@ class ServingFacts:
     daily_budget_micros: int | None = None
     rejection_reasons: str = ""
     currency: str = field(default="")
+    reserved_today_micros: int = 0  # held by served ads awaiting their impression, billing or expiry
 
 
 def local_midnight_utc(now: datetime, time_zone: str) -> datetime:
@@ -89,6 +94,12 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
     if facts.daily_budget_micros is not None and facts.spend_today_micros >= facts.daily_budget_micros:
         return ServingStatus.DAILY_BUDGET_EXHAUSTED, (
             f"daily budget of {_money(facts.daily_budget_micros, facts.currency)} is spent for today")
+    if facts.daily_budget_micros is not None and facts.reserved_today_micros > 0 \
+            and facts.daily_budget_micros - facts.spend_today_micros - facts.reserved_today_micros \
+            < facts.daily_budget_micros * RESERVED_ROOM_SHARE:
+        return ServingStatus.DAILY_BUDGET_RESERVED, (
+            f"{_money(facts.reserved_today_micros, facts.currency)} of today's budget is held by ads served and "
+            f"not yet shown; it returns when they are billed or their reservations expire")
     reason = out_of_schedule_reason(facts.schedule, facts.now)
     if reason is not None:
         return ServingStatus.OUT_OF_SCHEDULE, reason

@@ -40,6 +40,7 @@ from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allow
 from adstack.serving.prediction import OutcomeCounter, RateModel
 from adstack.serving.ranking import AuctionOrder, MinimumPrices, clearing_price_micros, ecpm_usd_micros
 from adstack.serving.request import AdRequest
+from adstack.serving.reservations import day_key
 from adstack.serving.snapshot import (
     CPA,
     CPC,
@@ -479,7 +480,7 @@ def expected_cost_micros(bid_type: str, price_micros: int, pctr: float, pcvr: fl
 
 
 def _day_key(group_id: int, day: date) -> str:
-    return f"d:{group_id}:{day.isoformat()}"
+    return day_key(group_id, day)
 
 
 def _total_key(group_id: int) -> str:

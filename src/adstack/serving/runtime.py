@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.events.models import Event, EventType
+from adstack.serving import reservations
 from adstack.serving.counters import Counters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
@@ -66,6 +67,7 @@ class ServingRuntime:
         self.poll_seconds = poll_seconds
         self.base_url = settings.public_base_url
         self.engine.sdk_hold_seconds = float(settings.sdk_reservation_seconds)
+        reservations.register(self.engine.counters)  # the control plane's serving status reads what is held
         self.secret = settings.resolved_secret_key
         self._signature: tuple[Any, ...] | None = None
         self._money = MoneyMark()
