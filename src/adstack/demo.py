@@ -33,7 +33,7 @@ from adstack.attribution.models import Conversion
 from adstack.core.bootstrap import migrate
 from adstack.core.db import session_scope
 from adstack.core.settings import Settings
-from adstack.core.timeutil import shifted_clock, utcnow
+from adstack.core.timeutil import advance_clock, shifted_clock, utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
 from adstack.events.service import get_event_store
 from adstack.finance.models import EntryType, LedgerEntry
@@ -259,6 +259,12 @@ class Device:
     language: str
     model: str
     installed: set[str] = field(default_factory=set)
+    address: str = "127.0.0.1"  # the phone's address as the server sees it (a loopback label: nothing is sent)
+
+
+# What a phone's webview sends; tracking's invalid-traffic rules refuse empty and crawler user agents.
+PHONE_USER_AGENT = ("Mozilla/5.0 (Linux; Android 14; 23090RA98G Build/UP1A.231005.007; wv) AppleWebKit/537.36 "
+                    "(KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.230 Mobile Safari/537.36")
 
 
 def _ensure_admin(settings: Settings, factory: Any) -> None:
@@ -395,11 +401,17 @@ def _postback(platform: Platform, app: dict[str, Any], values: dict[str, str], s
 
 
 def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device], *, config: DemoConfig,
-                 rng: random.Random, summary: DemoSummary, advance: Callable[[int], None]) -> None:
+                 rng: random.Random, summary: DemoSummary, advance: Callable[[int], None],
+                 span: timedelta = timedelta(hours=22)) -> None:
     spaces = cast["spaces"]
     apps = cast["apps"]
+    # Requests are spread over the simulated day; a person clicks seconds after seeing an ad, from their phone.
+    step = span / max(1, config.requests_per_day)
     for _ in range(config.requests_per_day):
+        advance_clock(step)
         device = rng.choice(devices)
+        phone = TestClient(platform.client.app, base_url=str(platform.client.base_url),
+                           client=(device.address, 40_000), headers={"User-Agent": PHONE_USER_AGENT})
         space = rng.choice([s for s in spaces if s["country"] == device.country] or spaces)
         answer = platform.call("POST", "/v1/ads", json={
             "ad_space_id": space["id"], "count": 1,
@@ -412,14 +424,15 @@ def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device]
             summary.ads_served += 1
             for url in ad["tracking"]["impression"]:
                 if "/t/imp" in url:
-                    platform.client.get(url)
+                    phone.get(url)
                     summary.impressions += 1
             package = _package_of(ad, apps)
             app = apps.get(package) if package else None
             clicked = rng.random() < CLICK_RATE.get(space["placement_type"], 0.02) * config.click_rate_scale
             click_id = ""
             if clicked:
-                response = platform.client.get(ad["click_url"], follow_redirects=False)
+                advance_clock(timedelta(seconds=rng.uniform(2, 30)))
+                response = phone.get(ad["click_url"], follow_redirects=False)
                 summary.clicks += 1
                 location = response.headers.get("location", "")
                 if app is not None:
@@ -494,14 +507,20 @@ def run(settings: Settings, config: DemoConfig | None = None, *,
         with shifted_clock(timedelta(days=-config.days - 1)):
             cast = build_platform(platform, admin, rng)
         devices = [Device(gaid=str(uuid.UUID(int=rng.getrandbits(128), version=4)), country=country,
-                          language=rng.choice(LANGUAGES[country]), model=rng.choice(MODELS))
-                   for country in rng.choices(["ID", "IN"], weights=[55, 45], k=config.devices)]
+                          language=rng.choice(LANGUAGES[country]), model=rng.choice(MODELS),
+                          address=f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255 or 1}")
+                   for n, country in enumerate(rng.choices(["ID", "IN"], weights=[55, 45], k=config.devices),
+                                               start=1)]
         for day in range(config.days, 0, -1):
             start_of_day = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
             offset = start_of_day - timedelta(days=day - 1) - datetime.now(UTC)
+            # Today's traffic stops a little before now, so nothing is dated in the future.
+            span = max(timedelta(minutes=1), min(timedelta(hours=22), -offset - timedelta(minutes=30))) \
+                if day == 1 else timedelta(hours=22)
             with shifted_clock(offset):
                 app.state.serving.refresh(force=True)
-                simulate_day(platform, cast, devices, config=config, rng=rng, summary=summary, advance=advance)
+                simulate_day(platform, cast, devices, config=config, rng=rng, summary=summary, advance=advance,
+                             span=span)
                 app.state.pipeline.drain()  # the day's events are billed before the next day is served
         app.state.serving.refresh(force=True)
         platform.call("POST", "/api/v1/postbacks/process", admin)

@@ -33,6 +33,12 @@ def shifted_clock(offset: timedelta) -> Iterator[None]:
         _clock_offset = previous
 
 
+def advance_clock(delta: timedelta) -> None:
+    """Move a shifted clock forward: simulated time passing inside `shifted_clock` (the demo only)."""
+    global _clock_offset
+    _clock_offset += delta
+
+
 def as_utc(value: datetime) -> datetime:
     """Naive datetimes are read as UTC (SQLite returns them naive)."""
     if value.tzinfo is None:
