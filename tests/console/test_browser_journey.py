@@ -113,6 +113,10 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
     advertiser.set_input_files("#document", str(files["licence.png"]))
     advertiser.check("input[name=accept_agreement]")
     advertiser.click("text=Register and submit for review")
+    # Registration answers alike for every address and starts no session: the advertiser signs in.
+    advertiser.wait_for_url("**/console/sign-in?notice=registered_check_mail")
+    journey.sign_in(advertiser, EMAIL, PASSWORD)
+    advertiser.goto("/console/account")
     advertiser.wait_for_url("**/console/accounts/*")
     expect(advertiser.locator("[data-status]").first).to_have_text("Under review")
     journey.shot(advertiser, "account")
