@@ -20,6 +20,7 @@ from adstack.console.pages import (
     inventory,
     logs,
     overview,
+    pipeline,
     reports,
     review,
 )
@@ -43,7 +44,7 @@ public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=
                           include_in_schema=False)
 # The creation wizard goes first: its fixed paths (/ads/new) must win over the list's /ads/{level}.
 for page_module in (auth, overview, account, ads_new, ads, finance, reports, audiences, apps, connectors, inventory,
-                    review, logs):
+                    review, logs, pipeline):
     public_router.include_router(page_module.router)
 
 

@@ -11,13 +11,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
 
-from adstack.core.deps import CurrentPrincipal
+from adstack.core.deps import CurrentPrincipal, SessionDep
 from adstack.core.errors import Forbidden, Unauthenticated
 from adstack.pipeline.metrics import LatencyMiddleware, PipelineMetrics
-from adstack.pipeline.models import ConsumerLag, PipelineStatus
-from adstack.pipeline.service import Pipeline
+from adstack.pipeline.models import PipelineStatus
+from adstack.pipeline.service import Pipeline, pending_postbacks
 from adstack.serving.counters import Counters
 
 public_router = APIRouter(tags=["pipeline"])
@@ -51,18 +50,10 @@ def metrics(request: Request) -> Response:
 
 
 @router.get("/status", response_model=PipelineStatus, summary="Consumer lag and outstanding reservations")
-def status(principal: CurrentPrincipal, request: Request) -> PipelineStatus:
+def status(principal: CurrentPrincipal, session: SessionDep, request: Request) -> PipelineStatus:
     if not principal.is_platform:
         raise Forbidden("the pipeline's status is visible to platform staff")
-    pipeline = pipeline_of(request)
-    outstanding = pipeline.counters()
-    held = outstanding.outstanding() if outstanding is not None else None
-    return PipelineStatus(
-        consumers=[ConsumerLag(name=name, lag_events=events, lag_seconds=round(seconds, 3))
-                   for name, (events, seconds) in pipeline.lag().items()],
-        reservations_outstanding=held.reservations if held else 0,
-        reserved_micros=held.micros if held else 0,
-        pending_postbacks=pending_postbacks(request.app))
+    return pipeline_of(request).status(pending_postbacks=pending_postbacks(session))
 
 
 def install(app: FastAPI) -> None:
@@ -96,7 +87,8 @@ def install(app: FastAPI) -> None:
             yield GaugeMetricFamily("adstack_reserved_micros", "Money held by outstanding reservations.",
                                     value=outstanding.micros)
         try:
-            pending = pending_postbacks(app)
+            with app.state.session_factory() as session:
+                pending = pending_postbacks(session)
         except Exception:  # the database is unreachable: the scrape still answers
             return
         yield GaugeMetricFamily("adstack_postbacks_pending", "Postbacks received and not yet attributed.",
@@ -114,14 +106,6 @@ def install(app: FastAPI) -> None:
 
     app.state.on_startup.append(start)
     app.state.on_shutdown.append(lambda _app: pipeline.close())
-
-
-def pending_postbacks(app: FastAPI) -> int:
-    from adstack.attribution.models import Postback
-
-    with app.state.session_factory() as session:
-        return int(session.scalar(select(func.count()).select_from(Postback).where(Postback.status == "pending"))
-                   or 0)
 
 
 __all__ = ["PipelineMetrics", "install", "public_router", "router"]

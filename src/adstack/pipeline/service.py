@@ -27,6 +27,7 @@ from adstack.pipeline import records
 from adstack.pipeline.consumers import Billing, Consumer, Context, StoreEvents, Touchpoints
 from adstack.pipeline.log import EventLog, LocalLog, LogUnavailable, disk_free_bytes
 from adstack.pipeline.metrics import PipelineMetrics
+from adstack.pipeline.models import ConsumerLag, PipelineStatus
 from adstack.serving.counters import Counters
 
 log = logging.getLogger("adstack.pipeline")
@@ -228,3 +229,21 @@ class Pipeline:
                 continue
             out[consumer.name] = (lag.events, lag.seconds)
         return out
+
+    def status(self, *, pending_postbacks: int) -> PipelineStatus:
+        """What platform staff watch: each consumer's lag and the money held by outstanding reservations."""
+        counters = self.counters()
+        held = counters.outstanding() if counters is not None else None
+        return PipelineStatus(
+            consumers=[ConsumerLag(name=name, lag_events=events, lag_seconds=round(seconds, 3))
+                       for name, (events, seconds) in self.lag().items()],
+            reservations_outstanding=held.reservations if held else 0, reserved_micros=held.micros if held else 0,
+            pending_postbacks=pending_postbacks)
+
+
+def pending_postbacks(session: Session) -> int:
+    from sqlalchemy import func, select
+
+    from adstack.attribution.models import Postback
+
+    return int(session.scalar(select(func.count()).select_from(Postback).where(Postback.status == "pending")) or 0)
