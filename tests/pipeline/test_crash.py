@@ -70,12 +70,17 @@ def _scale_out(tmp_path: Path) -> Iterator[dict[str, str]]:
         stream.close()
 
 
+# Scripted traffic from one client: the invalid-traffic rules (tested in test_ivt.py) would rightly refuse it.
+NO_IVT = {"ADSTACK_IVT_ENABLED": "false"}
+
+
 @pytest.fixture(params=["embedded", "postgresql+redis+jetstream"])
 def environment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     if request.param == "embedded":
-        yield {}
+        yield dict(NO_IVT)
         return
-    yield from _scale_out(tmp_path)
+    for settings in _scale_out(tmp_path):
+        yield {**settings, **NO_IVT}
 
 
 def test_acknowledged_tracking_survives_sigkill_exactly_once(tmp_path: Path, environment: dict[str, str]) -> None:

@@ -27,7 +27,8 @@ def _appended_impressions(client: httpx.Client) -> float:
 
 
 def test_two_workers_count_and_report(tmp_path: Path) -> None:
-    environment = {"ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    # Scripted traffic from one client: the invalid-traffic rules (tested in test_ivt.py) would rightly refuse it.
+    environment = {"ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0", "ADSTACK_IVT_ENABLED": "false"}
     create_admin(tmp_path, environment)
     server = ServerProcess(tmp_path, extra_env=environment, workers=2).start()
     try:

@@ -156,6 +156,7 @@ def test_nul_bytes_in_a_token_are_refused_and_kept(api: Api, settings: Settings)
 
 def _media_totals(api: Api, admin: Actor, account_id: int) -> dict[str, Any]:
     """Today's totals for the account (a range around today in every zone), as platform staff see them."""
+    api.settle()
     today = utcnow().date()
     body = expect(api.client.get("/api/v1/reports", headers=admin.headers, params={
         "start_date": (today - timedelta(days=1)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat(),

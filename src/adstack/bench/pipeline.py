@@ -30,6 +30,9 @@ from adstack.bench.postbacks import ServerProcess, appmetrica_postback_paths, se
 from adstack.core.timeutil import utcnow
 from adstack.tracking.urls import TrackingUrls, build_tracking_urls
 
+# What a phone's webview sends: tracking's invalid-traffic rules refuse empty and crawler user agents.
+PHONE_USER_AGENT = ("Mozilla/5.0 (Linux; Android 14; 23090RA98G) AppleWebKit/537.36 (KHTML, like Gecko) "
+                    "Version/4.0 Chrome/120.0.6099.230 Mobile Safari/537.36")
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-admin-password"
 
@@ -113,9 +116,9 @@ init = function(args)
 end
 request = function()
   i = i % n + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], {["User-Agent"] = "PHONE_USER_AGENT"})
 end
-"""
+""".replace("PHONE_USER_AGENT", PHONE_USER_AGENT)
 
 
 def ensure_wrk() -> str:
@@ -235,7 +238,8 @@ def end_to_end(billing: Billing, *, rate: int, seconds: float, connections: int 
                 delay = started + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                writer.write(f"GET {paths[i]} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                writer.write(f"GET {paths[i]} HTTP/1.1\r\nHost: bench\r\nUser-Agent: {PHONE_USER_AGENT}\r\n\r\n"
+                             .encode())
                 status = await reader.readline()
                 while await reader.readline() not in (b"\r\n", b""):
                     pass  # headers; a 204 has no body
