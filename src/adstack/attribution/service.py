@@ -9,27 +9,22 @@ so a crash at any point leaves it either untouched (and processed again) or comp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, or_, select, update
+from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts.models import Account, Principal
+from adstack.accounts.models import Principal
 from adstack.accounts.service import visible_account_ids
 from adstack.apps import service as apps
-from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App
 from adstack.attribution.adapters import (
-    ADAPTERS,
     ParsedPostback,
-    PartnerVerdict,
-    PostbackError,
-    parse_postback,
 )
 from adstack.attribution.models import (
     Conversion,
@@ -40,28 +35,13 @@ from adstack.attribution.models import (
     Touchpoint,
 )
 from adstack.attribution.rules import (
-    CLICK_SPAM_WINDOW,
-    DEVICE_FLAGS,
-    AttributionType,
-    Authority,
-    Decision,
-    FraudFlag,
-    MatchType,
-    PriorInstall,
-    Touch,
     TouchKind,
-    Windows,
-    attribute_event,
-    attribute_install,
-    bounded_time,
-    follow_partner,
-    own_verdict,
 )
-from adstack.core.errors import DomainError, NotFound
+from adstack.core.errors import NotFound
 from adstack.core.money import MICROS_PER_UNIT
 from adstack.core.timeutil import utcnow
-from adstack.core.vocabulary import ConversionEvent, Partner
-from adstack.events.models import Event, EventType
+from adstack.core.vocabulary import Partner
+from adstack.events.models import Event
 from adstack.tracking.devices import Gaid
 from adstack.tracking.tokens import TokenError, verify_click_id
 
@@ -106,7 +86,8 @@ def insert_once(session: Session, table: Table, values: dict[str, Any]) -> bool:
 
 
 def fx_rates(session: Session) -> dict[str, Decimal]:
-    return {row.currency: Decimal(row.units_per_usd) for row in session.scalars(select(FxRate))}
+    return {currency: Decimal(rate) for currency, rate in session.execute(
+        select(FxRate.currency, FxRate.units_per_usd))}
 
 
 def convert(amount: Decimal, source: str, target: str, rates: dict[str, Decimal]) -> Decimal | None:
@@ -160,41 +141,10 @@ def record_touch(session: Session, *, kind: TouchKind, touch_id: str, impression
     })
 
 
-def _touch(row: Touchpoint) -> Touch:
-    return Touch(kind=TouchKind(row.kind), touch_id=row.touch_id, occurred_at=row.occurred_at,
-                 account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
-                 creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id,
-                 country=row.country, placement_type=row.placement_type)
-
-
 def _device_condition(columns: Any, gaid: Gaid) -> ColumnElement[bool]:
     if gaid.md5 is not None:
         return columns.gaid_md5 == gaid.md5
     return columns.gaid_sha1 == gaid.sha1
-
-
-def device_touches(session: Session, app: App, gaid: Gaid, *, until: datetime, windows: Windows) -> list[Touch]:
-    """The device's clicks (and impressions, when view-through is on) on this app's ads that may count for a
-    conversion at `until`, newest first, in one query."""
-    click_window = max(windows.click_lookback, CLICK_SPAM_WINDOW)
-    eligible = (Touchpoint.kind == TouchKind.CLICK.value) & (Touchpoint.occurred_at >= until - click_window)
-    if windows.view_through is not None:
-        eligible = eligible | ((Touchpoint.kind == TouchKind.IMPRESSION.value)
-                               & (Touchpoint.occurred_at >= until - windows.view_through))
-    rows = session.scalars(
-        select(Touchpoint).where(
-            _device_condition(Touchpoint, gaid), eligible, Touchpoint.occurred_at <= until,
-            Touchpoint.account_id == app.account_id, Touchpoint.app_package == app.package_name,
-        ).order_by(Touchpoint.occurred_at.desc()).limit(DEVICE_TOUCH_LIMIT))
-    return [_touch(r) for r in rows]
-
-
-def click_touch(session: Session, app: App, click_id: str) -> Touch | None:
-    row = session.scalar(select(Touchpoint).where(Touchpoint.kind == TouchKind.CLICK.value,
-                                                  Touchpoint.touch_id == click_id))
-    if row is None or row.account_id != app.account_id or row.app_package != app.package_name:
-        return None  # a click on another advertiser's or another app's ad does not credit this app
-    return _touch(row)
 
 
 # ---------- receiving ----------
@@ -287,428 +237,52 @@ def identify_app(session: Session, *, secret: bytes, partner: Partner, parsed: P
 # ---------- attribution ----------
 
 
-def windows_for(app: App) -> Windows:
-    return Windows(
-        click_lookback=timedelta(days=app.click_lookback_days),
-        view_through=timedelta(hours=app.view_through_hours) if app.view_through_enabled else None,
-        reattribution=timedelta(days=app.reattribution_window_days),
-        event_window=timedelta(days=app.event_window_days) if app.event_window_days else None,
-    )
-
-
-def _prior(row: Conversion) -> PriorInstall:
-    touch = None
-    if row.attribution_type in (AttributionType.CLICK, AttributionType.VIEW) and row.touch_at is not None:
-        touch = Touch(kind=TouchKind(row.touch_kind), touch_id=row.touch_id, occurred_at=row.touch_at,
-                      account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
-                      creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id)
-    return PriorInstall(installed_at=row.occurred_at, attribution_type=AttributionType(row.attribution_type),
-                        match_type=MatchType(row.match_type), touch=touch, conversion_id=row.id)
-
-
-def _installs(app: App) -> Any:
-    return select(Conversion).where(Conversion.app_id == app.id,
-                                    Conversion.conversion_event == ConversionEvent.INSTALL.value)
-
-
-def original_install_before(session: Session, app: App, gaid: Gaid, at: datetime) -> Conversion | None:
-    """The device's latest first-time install (not a reinstall) of this app up to `at`."""
-    return session.scalar(_installs(app).where(_device_condition(Conversion, gaid), Conversion.occurred_at <= at,
-                                               Conversion.is_reinstall.is_(False))
-                          .order_by(Conversion.occurred_at.desc(), Conversion.id.desc()).limit(1))
-
-
-def install_for_event(session: Session, app: App, gaid: Gaid | None, click_id: str,
-                      at: datetime) -> Conversion | None:
-    if gaid is not None:
-        row = session.scalar(_installs(app).where(_device_condition(Conversion, gaid), Conversion.occurred_at <= at)
-                             .order_by(Conversion.occurred_at.desc(), Conversion.id.desc()).limit(1))
-        if row is not None:
-            return row
-    if click_id:
-        return session.scalar(_installs(app).where(Conversion.click_id == click_id)
-                              .order_by(Conversion.occurred_at.desc(), Conversion.id.desc()).limit(1))
-    return None
-
-
-@dataclass
-class BatchContext:
-    """What one processing batch looks up once: apps, their rules, accounts' currencies, FX rates."""
-
-    secret: bytes
-    rates: dict[str, Decimal]
-    apps: dict[int, App | None] = field(default_factory=dict)
-    rules: dict[int, list[MappingRule]] = field(default_factory=dict)
-    currencies: dict[int, str] = field(default_factory=dict)
-    objectives: dict[int, str] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-
-
-def _app(session: Session, ctx: BatchContext, app_id: int) -> App | None:
-    if app_id not in ctx.apps:
-        app = session.get(App, app_id)
-        ctx.apps[app_id] = app if app is not None and app.deleted_at is None else None
-        if app is not None:
-            ctx.rules[app_id] = apps.mapping_rules(session, app_id)
-    return ctx.apps[app_id]
-
-
-def _account_currency(session: Session, ctx: BatchContext, account_id: int) -> str:
-    if account_id not in ctx.currencies:
-        account = session.get(Account, account_id)
-        ctx.currencies[account_id] = account.currency if account is not None else "USD"
-    return ctx.currencies[account_id]
-
-
-@dataclass(frozen=True)
-class Served:
-    """Where the conversion's touch was served, for the event store's dimensions: the report's country,
-    placement and objective filters keep conversions and CPA charges with their clicks."""
-
-    country: str = ""
-    placement_type: str = ""
-    objective: str = ""
-
-
-def _served(session: Session, ctx: BatchContext, touch: Touch | None) -> Served:
-    if touch is None:
-        return Served()
-    country, placement = touch.country, touch.placement_type
-    if not country and not placement:  # a touch rebuilt from an install row: read the touchpoint itself
-        row = session.execute(select(Touchpoint.country, Touchpoint.placement_type).where(
-            Touchpoint.kind == touch.kind.value, Touchpoint.touch_id == touch.touch_id)).first()
-        if row is not None:
-            country, placement = row.country, row.placement_type
-    if touch.campaign_id not in ctx.objectives:
-        from adstack.campaigns.models import Campaign
-
-        ctx.objectives[touch.campaign_id] = session.scalar(
-            select(Campaign.objective).where(Campaign.id == touch.campaign_id)) or ""
-    return Served(country, placement, ctx.objectives[touch.campaign_id])
-
-
-def charge_event_record(conversion: Conversion, charge_id: str, served: Served = Served()) -> Event:
-    """The CPA charge in the event store under the charge's own id, so reported cost is the ledger's."""
-    return Event(event_id=f"charge:{charge_id}", event_type=EventType.CHARGE,
-                 occurred_at=conversion.received_at or conversion.occurred_at,
-                 account_id=conversion.account_id, campaign_id=conversion.campaign_id,
-                 ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
-                 ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id,
-                 placement_type=served.placement_type, country=served.country, objective=served.objective,
-                 conversion_event=conversion.conversion_event, cost_micros=conversion.charged_micros,
-                 attrs={"kind": "cpa"})
-
-
-def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
-    return f"cpa:{ad_group_id}:{anchor}:{event.value}"[:120]
-
-
-def _cpa_charge(session: Session, conversion: Conversion, event: ConversionEvent, anchor: str) -> int:
-    """Charge the ad group's CPA bid once per install lifetime and event, when this is its chosen event."""
-    from adstack.campaigns.models import AdGroup
-    from adstack.finance import service as finance
-
-    ad_group = session.get(AdGroup, conversion.ad_group_id)
-    if ad_group is None or ad_group.bid_type != "cpa" or ad_group.conversion_event != event.value:
-        return 0
-    try:
-        result = finance.apply_charge(
-            session, charge_id=cpa_charge_id(ad_group.id, anchor, event), account_id=conversion.account_id,
-            campaign_id=conversion.campaign_id, ad_group_id=ad_group.id, creative_id=conversion.creative_id,
-            amount_micros=ad_group.bid_micros, kind="cpa",
-            occurred_at=conversion.received_at or conversion.occurred_at)  # charged on the day it is received
-    except DomainError as exc:
-        log.warning("CPA charge for conversion of postback %s refused: %s", conversion.postback_id, exc.message)
-        return 0
-    return result.charged_micros if result.applied else 0
-
-
-def _finish(session: Session, postback: Postback, status: PostbackStatus, detail: str = "") -> None:
-    postback.status = status.value
-    postback.detail = detail[:500]
-    postback.processed_at = utcnow()
-
-
-def _already_charged(session: Session, app: App, event: ConversionEvent, click_id: str, gaid: Gaid | None,
-                     at: datetime, window: timedelta) -> bool:
-    """One charge per billable conversion: per click id and event, and per device and app within the
-    re-attribution window, whatever postback it came in."""
-    same: list[ColumnElement[bool]] = []
-    if click_id:
-        same.append(Conversion.click_id == click_id)
-    if gaid is not None:
-        same.append(_device_condition(Conversion, gaid) & (Conversion.occurred_at >= at - window)
-                    & (Conversion.occurred_at <= at + window))
-    if not same:
-        return False
-    return session.scalar(select(Conversion.id).where(
-        Conversion.app_id == app.id, Conversion.conversion_event == event.value, Conversion.charged_micros > 0,
-        or_(*same)).limit(1)) is not None
-
-
-def device_flags(session: Session, app: App, gaid: Gaid | None, click_id: str) -> tuple[FraudFlag, ...]:
-    """Fraud flags any install of this device (or of this click) carries: the flag travels with the device."""
-    same: list[ColumnElement[bool]] = []
-    if gaid is not None:
-        same.append(_device_condition(Conversion, gaid))
-    if click_id:
-        same.append(Conversion.click_id == click_id)
-    if not same:
-        return ()
-    found: dict[FraudFlag, None] = {}
-    for flags in session.scalars(_installs(app).with_only_columns(Conversion.fraud_flags).where(or_(*same))):
-        for flag in flags or ():
-            if flag in DEVICE_FLAGS:
-                found[FraudFlag(flag)] = None
-    return tuple(found)
-
-
-def _charge_anchor(click_id: str, gaid: Gaid | None, postback_id: int) -> str:
-    if click_id:
-        return f"c{click_id}"
-    if gaid is not None:
-        return f"d{gaid.md5 or gaid.sha1}"
-    return f"pb{postback_id}"
-
-
-def _same_conversion(session: Session, app: App, postback: Postback, parsed: ParsedPostback,
-                     event: ConversionEvent, click_id: str, occurred_at: datetime) -> Conversion | None:
-    """A conversion already recorded from a postback with the same identifying fields (event, click id,
-    device, partner time): the partner's retry of it under another dedupe key, e.g. without its event id.
-    Two postbacks that both carry a partner event id, different ones, are two conversions."""
-    gaid = parsed.gaid
-    stmt = select(Conversion, Postback.dedupe_key).join(Postback, Postback.id == Conversion.postback_id).where(
-        Conversion.app_id == app.id, Conversion.account_id == app.account_id,
-        Conversion.conversion_event == event.value, Conversion.source_event_name == parsed.event_name[:100],
-        Conversion.click_id == click_id, Conversion.occurred_at == occurred_at, Conversion.postback_id != postback.id,
-        _device_condition(Conversion, gaid) if gaid is not None
-        else Conversion.gaid_md5.is_(None) & Conversion.gaid_sha1.is_(None))
-    mine = parsed.dedupe_key
-    for conversion, key in session.execute(stmt.order_by(Conversion.id).limit(20)):
-        if ":id:" in mine and ":id:" in key and key != mine:
-            continue
-        if parsed.event_params and Partner(postback.partner) in ADAPTERS:
-            theirs = ADAPTERS[Partner(postback.partner)].event_params(
-                session.scalar(select(Postback.fields).where(Postback.id == conversion.postback_id)) or {})
-            if theirs != parsed.event_params:
-                continue
-        return conversion
-    return None
-
-
-def process_postback(session: Session, ctx: BatchContext, postback: Postback) -> Conversion | None:
-    """Attribute one stored postback: record its conversion, charge CPA, collect its event-store record."""
-    app = _app(session, ctx, postback.app_id)
-    if app is None:
-        _finish(session, postback, PostbackStatus.FAILED, f"app {postback.app_id} does not exist")
-        return None
-    try:
-        parsed = parse_postback(Partner(postback.partner), postback.fields, apps.network_names(app))
-    except PostbackError as exc:  # stored before a parser change; keep it, do not count it
-        _finish(session, postback, PostbackStatus.FAILED, exc.message)
-        return None
-    if parsed.is_install:
-        event: ConversionEvent | None = ConversionEvent.INSTALL
-    else:
-        event = resolve_event(parsed.event_name, parsed.params, ctx.rules.get(app.id, []))
-    if event is None:
-        _finish(session, postback, PostbackStatus.UNMAPPED,
-                f"event {parsed.event_name!r} is not mapped, or its conditions do not hold")
-        return None
-    received_at = postback.received_at
-    occurred_at, clamped = bounded_time(parsed.occurred_at, received_at)
-    data_flags = [f"unreadable:{name}:{rule}" for name, rule in parsed.unreadable.items()] + list(parsed.notes)
-    if clamped:
-        data_flags.append("future_time_clamped")
-    windows = windows_for(app)
-    if parsed.occurred_at is not None and not clamped:
-        same = _same_conversion(session, app, postback, parsed, event, parsed.click_id, occurred_at)
-        if same is not None:
-            _finish(session, postback, PostbackStatus.DUPLICATE,
-                    f"the conversion of postback {same.postback_id}, retried under another key")
-            return None
-
-    forged = False
-    touch_by_click: Touch | None = None
-    if parsed.click_id:
-        try:
-            verify_click_id(parsed.click_id, ctx.secret)
-            touch_by_click = click_touch(session, app, parsed.click_id)
-        except TokenError:
-            forged = True
-    gaid = parsed.gaid
-
-    install_row: Conversion | None = None
-    touches: list[Touch] = []
-    if event is ConversionEvent.INSTALL:
-        prior = original_install_before(session, app, gaid, occurred_at) if gaid is not None else None
-        touches = device_touches(session, app, gaid, until=occurred_at, windows=windows) if gaid else []
-        own: Decision = attribute_install(
-            installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
-            device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
-            device_impressions=[t for t in touches if t.kind is TouchKind.IMPRESSION],
-            prior_install=_prior(prior) if prior is not None else None, forged_click_id=forged)
-    else:
-        install_row = install_for_event(session, app, gaid, parsed.click_id if not forged else "", occurred_at)
-        own = attribute_event(occurred_at=occurred_at, windows=windows,
-                              install=_prior(install_row) if install_row is not None else None,
-                              touch_by_click_id=touch_by_click, forged_click_id=forged)
-
-    decision = own
-    partner_says = parsed.verdict.value if parsed.verdict is not None else ""
-    follows_partner = bool(partner_says) and app.attribution_authority != Authority.ADSTACK.value
-    if follows_partner:
-        if not touches and gaid is not None and parsed.verdict is PartnerVerdict.ATTRIBUTED and not own.attributed:
-            touches = device_touches(session, app, gaid, until=occurred_at, windows=windows)
-        decision = follow_partner(verdict=partner_says, own=own, occurred_at=occurred_at,
-                                  is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
-                                  device_touches=touches, partner_touch_type=parsed.touch_type)
-    if event is not ConversionEvent.INSTALL:
-        inherited = device_flags(session, app, gaid, parsed.click_id if not forged else "")
-        if inherited:
-            decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
-                                decision.click_to_install, decision.reinstall,
-                                tuple(dict.fromkeys((*decision.fraud_flags, *inherited))))
-    if clamped and decision.click_to_install is not None:
-        # Measured to the receipt, which no install can follow: an upper bound of the real time.
-        data_flags.append("click_to_install_to_receipt")
-    ours = own_verdict(own)
-    disagree = None if not partner_says else (partner_says == PartnerVerdict.ATTRIBUTED.value) != (
-        ours == "attributed")
-
-    currency = _account_currency(session, ctx, app.account_id)
-    revenue_micros = revenue_usd_micros = 0
-    detail = "; ".join(data_flags)
-    if parsed.revenue is not None:
-        in_account = convert(parsed.revenue, parsed.currency, currency, ctx.rates) if parsed.currency else None
-        in_usd = convert(parsed.revenue, parsed.currency, "USD", ctx.rates) if parsed.currency else None
-        if in_account is None or in_usd is None:
-            detail = "; ".join([*data_flags, f"no FX rate for {parsed.currency or 'an unreadable currency'}; "
-                                             "revenue kept as sent"])
-        else:
-            revenue_micros, revenue_usd_micros = micros(in_account), micros(in_usd)
-
-    touch = decision.touch
-    conversion = Conversion(
-        postback_id=postback.id, app_id=app.id, account_id=app.account_id, partner=postback.partner,
-        conversion_event=event.value, source_event_name=parsed.event_name[:100],
-        attribution_type=decision.attribution_type.value, match_type=decision.match_type.value,
-        partner_attributed=parsed.partner_attributed, partner_verdict=partner_says, own_verdict=ours,
-        verdict_source=Authority.PARTNER.value if follows_partner else Authority.ADSTACK.value,
-        verdict_reason=parsed.verdict_reason[:200], verdicts_disagree=disagree, is_reinstall=decision.reinstall,
-        install_conversion_id=install_row.id if install_row is not None else None,
-        touch_kind=touch.kind.value if touch else "", touch_id=touch.touch_id if touch else "",
-        touch_at=touch.occurred_at if touch else None, campaign_id=touch.campaign_id if touch else 0,
-        ad_group_id=touch.ad_group_id if touch else 0, creative_id=touch.creative_id if touch else 0,
-        ad_space_id=touch.ad_space_id if touch else 0, publisher_id=touch.publisher_id if touch else 0,
-        click_id=parsed.click_id if not forged else "", gaid_md5=gaid.md5 if gaid else None,
-        gaid_sha1=gaid.sha1 if gaid else None,
-        click_to_install_seconds=int(decision.click_to_install.total_seconds())
-        if decision.click_to_install is not None else None,
-        fraud_flags=[f.value for f in decision.fraud_flags], data_flags=data_flags,
-        revenue="" if parsed.revenue is None else format(parsed.revenue, "f")[:40], currency=parsed.currency[:3],
-        revenue_micros=revenue_micros, revenue_usd_micros=revenue_usd_micros, occurred_at=occurred_at,
-        received_at=received_at,
-    )
-    session.add(conversion)
-    session.flush()
-
-    served = _served(session, ctx, touch)
-    billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
-    if billable:
-        if event is ConversionEvent.INSTALL or install_row is None:
-            charge_click, charge_device = conversion.click_id, gaid
-        else:
-            charge_click = install_row.click_id
-            charge_device = gaid
-        anchor = _charge_anchor(charge_click, charge_device, postback.id)
-        if _already_charged(session, app, event, charge_click, charge_device, occurred_at, windows.reattribution):
-            detail = "; ".join([*([detail] if detail else []), "already charged for this click or device"])
-        else:
-            conversion.charged_micros = _cpa_charge(session, conversion, event, anchor)
-            if conversion.charged_micros > 0:
-                ctx.events.append(charge_event_record(conversion, cpa_charge_id(conversion.ad_group_id, anchor,
-                                                                                event), served))
-
-    if not decision.reinstall:
-        ctx.events.append(conversion_event_record(
-            app, conversion, gaid, served,
-            install_at=install_row.occurred_at if install_row is not None else None))
-    _finish(session, postback, PostbackStatus.ATTRIBUTED, detail)
-    return conversion
-
-
-# The event store's attribution type of a conversion our touch would claim but a fraud flag voids: reports
-# keep it under its campaign as flagged, never among the installs, events and revenue our ads brought.
-FLAGGED = "flagged"
-
-
-def conversion_event_record(app: App, conversion: Conversion, gaid: Gaid | None, served: Served = Served(),
-                            install_at: datetime | None = None) -> Event:
-    """`install_at`: when the device installed (the conversion's own time for an install), for D0/D7 cohorts."""
-    attrs = {"match_type": conversion.match_type, "source_event": conversion.source_event_name,
-             "revenue_usd_micros": str(conversion.revenue_usd_micros), "currency": conversion.currency,
-             "partner_verdict": conversion.partner_verdict, "own_verdict": conversion.own_verdict,
-             "verdict_reason": conversion.verdict_reason, "verdict_source": conversion.verdict_source}
-    is_install = conversion.conversion_event == ConversionEvent.INSTALL.value
-    if is_install:
-        install_at = conversion.occurred_at
-    if install_at is not None:
-        attrs["install_at"] = install_at.astimezone(UTC).isoformat(timespec="milliseconds")
-    if conversion.data_flags:
-        attrs["data_flags"] = ",".join(conversion.data_flags)
-    attribution_type = conversion.attribution_type
-    if conversion.fraud_flags:
-        attrs["fraud_flags"] = ",".join(conversion.fraud_flags)
-        if attribution_type in (AttributionType.CLICK.value, AttributionType.VIEW.value):
-            attrs["attributed_as"] = attribution_type
-            attribution_type = FLAGGED
-    if conversion.click_to_install_seconds is not None:
-        attrs["click_to_install_seconds"] = str(conversion.click_to_install_seconds)
-    return Event(
-        event_id=f"conversion:{conversion.postback_id}",
-        event_type=EventType.INSTALL if is_install else EventType.IN_APP_EVENT,
-        occurred_at=conversion.occurred_at, account_id=conversion.account_id, campaign_id=conversion.campaign_id,
-        ad_group_id=conversion.ad_group_id, creative_id=conversion.creative_id,
-        ad_space_id=conversion.ad_space_id, publisher_id=conversion.publisher_id,
-        placement_type=served.placement_type, country=served.country, objective=served.objective,
-        app_package=app.package_name, device_hash=gaid.device_hash if gaid else 0,
-        conversion_event=conversion.conversion_event, attribution_type=attribution_type,
-        partner=conversion.partner, revenue_micros=conversion.revenue_micros, attrs=attrs,
-    )
-
-
 def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH,
                     received_before: datetime | None = None) -> tuple[int, list[Event]]:
     """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
 
-    Returns how many were processed and the event-store records to append before committing. Each
-    postback is claimed with a conditional update, so two processors never both handle one. With
-    `received_before`, only postbacks received before then: every touch acknowledged before them is applied.
+    Returns how many were processed and the event-store records to append before committing. The postbacks
+    are claimed with a conditional update, so two processors never both handle one; the batch then costs a
+    constant number of statements (`attribution/batch.py`). With `received_before`, only postbacks received
+    before then: every touch acknowledged before them is applied.
     """
-    ctx = BatchContext(secret=secret, rates=fx_rates(session))
-    pending = select(Postback.id).where(Postback.status == PostbackStatus.PENDING.value)
+    from adstack.attribution import batch
+
+    table = cast(Table, Postback.__table__)
+    c = table.c
+    pending = select(c.id).where(c.status == PostbackStatus.PENDING.value)
     if received_before is not None:
-        pending = pending.where(Postback.received_at < received_before)
-    ids = list(session.scalars(pending.order_by(Postback.id).limit(limit)))
-    if not ids:
+        pending = pending.where(c.received_at < received_before)
+    claimed = session.execute(
+        update(table).where(c.id.in_(pending.order_by(c.id).limit(limit).scalar_subquery()),
+                            c.status == PostbackStatus.PENDING.value)
+        .values(processed_at=utcnow())
+        .returning(c.id, c.app_id, c.partner, c.dedupe_key, c.fields, c.received_at)).all()
+    claimed = sorted(claimed, key=lambda row: row.id)  # receipt order: an install before the events after it
+    if not claimed:
         return 0, []
-    claimed = set(session.scalars(update(Postback).where(Postback.id.in_(ids),
-                                                         Postback.status == PostbackStatus.PENDING.value)
-                                  .values(processed_at=utcnow()).returning(Postback.id)))
-    postbacks = {p.id: p for p in session.scalars(select(Postback).where(Postback.id.in_(claimed)))}
-    for postback_id in sorted(claimed):  # receipt order: an install before the events that follow it
-        postback = postbacks[postback_id]
-        events_before = len(ctx.events)
-        try:
-            with session.begin_nested():
-                process_postback(session, ctx, postback)
-        except Exception as exc:  # one bad postback must not hold back the rest
-            log.exception("attributing postback %s failed", postback_id)
-            del ctx.events[events_before:]
-            session.refresh(postback)
-            _finish(session, postback, PostbackStatus.FAILED, f"attribution failed: {exc}")
-    return len(claimed), ctx.events
+    rates = fx_rates(session)
+    statuses: dict[int, tuple[PostbackStatus, str]] = {}
+    try:
+        with session.begin_nested():
+            items, events = batch.attribute(session, secret=secret, rates=rates, postbacks=claimed)
+            statuses = {i.id: (i.status, i.detail) for i in items}
+    except Exception:
+        # A write the database refused (the old per-postback savepoint's case): find the postback one by one.
+        log.exception("attributing a batch of %s postbacks failed; attributing them one by one", len(claimed))
+        events = []
+        for row in claimed:
+            try:
+                with session.begin_nested():
+                    items, found = batch.attribute(session, secret=secret, rates=rates, postbacks=[row])
+            except Exception as exc:  # one bad postback must not hold back the rest
+                log.exception("attributing postback %s failed", row.id)
+                statuses[row.id] = (PostbackStatus.FAILED, f"attribution failed: {exc}")
+            else:
+                statuses.update((i.id, (i.status, i.detail)) for i in items)
+                events.extend(found)
+    batch.write_statuses(session, statuses)
+    return len(claimed), events
 
 
 # ---------- reading ----------

@@ -5,8 +5,9 @@ client (so the client is not the bottleneck) drives `GET /healthz` and real AppM
 so each is stored and committed before its 200) for the same time with the same connections, healthz before
 and after the postbacks; the figure is postbacks per second over healthz per second (target >= 0.5).
 
-In process: installs and in-app events already stored in the inbox, each device with clicks to match, are
-attributed by `attribution.service.process_pending` in batches; the figure is postbacks attributed per second.
+In process: installs and in-app events already stored in the inbox, each device with a click to match on a CPA
+ad group that pays for installs (so half the postbacks are charged), are attributed by
+`attribution.service.process_pending` in batches; the figure is postbacks attributed per second.
 
 Prints one JSON line last.
 """
@@ -175,16 +176,22 @@ def http_figures(seconds: float = HTTP_SECONDS, connections: int = HTTP_CONNECTI
 
 
 def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
     from adstack.accounts import service as accounts
-    from adstack.accounts.models import RegistrationIn
+    from adstack.accounts.models import Principal, RegistrationIn, Role
     from adstack.apps.models import App
     from adstack.attribution import service as attribution
     from adstack.attribution.adapters import parse_postback
+    from adstack.attribution.models import Conversion
     from adstack.attribution.rules import TouchKind
+    from adstack.campaigns.models import AdGroup, Campaign
     from adstack.core.bootstrap import seed, upgrade
     from adstack.core.db import make_engine, make_session_factory
     from adstack.core.timeutil import utcnow
     from adstack.core.vocabulary import Partner
+    from adstack.finance import service as finance
+    from adstack.finance.models import TopUpIn
     from adstack.tracking.devices import normalise_gaid
     from adstack.tracking.tokens import new_click_id
 
@@ -201,8 +208,19 @@ def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any
                 email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
                 contact_email="ops@example.com", country="SG", settlement_entity="Xiaomi Singapore", currency="USD",
                 accept_agreement=True), ttl=timedelta(hours=1))
+            admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
+                                          role=Role.ADMIN)
+            principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
+            finance.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=10**13))
             app = App(account_id=account.id, package_name="com.bench.game", name="Bench", partner="appsflyer")
-            session.add(app)
+            campaign = Campaign(account_id=account.id, objective="performance", name="Bench installs",
+                                promotion_type="app_download", package_name=app.package_name)
+            session.add_all([app, campaign])
+            session.flush()
+            group = AdGroup(account_id=account.id, campaign_id=campaign.id, name="Bench CPA", placement_type="banner",
+                            start_at=now - timedelta(days=1), bid_type="cpa", bid_micros=2_000_000,
+                            conversion_event="INSTALL")
+            session.add(group)
             session.flush()
             devices = postbacks // 2  # an install and one purchase per device
             for n in range(devices):
@@ -211,7 +229,7 @@ def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any
                 clicked = now - timedelta(hours=n % 100 + 1)
                 attribution.record_touch(
                     session, kind=TouchKind.CLICK, touch_id=click_id, impression_id=f"imp{n}",
-                    account_id=account.id, campaign_id=1, ad_group_id=1, creative_id=1, ad_space_id=1,
+                    account_id=account.id, campaign_id=campaign.id, ad_group_id=group.id, creative_id=1, ad_space_id=1,
                     publisher_id=1, bid_type="cpc", price_micros=100_000, country="ID", placement_type="banner",
                     app_package=app.package_name, gaid=normalise_gaid(gaid), occurred_at=clicked)
                 for fields in (
@@ -235,10 +253,12 @@ def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any
                 break
             processed += count
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        with factory() as session:
+            charged = session.scalar(select(func.count()).where(Conversion.charged_micros > 0))
         engine.dispose()
     return {"attribution_events_per_second": round(processed / elapsed, 1) if elapsed else 0.0,
             "attribution_events_per_cpu_second": round(processed / cpu, 1) if cpu else 0.0,
-            "attribution_events": processed}
+            "attribution_events": processed, "attribution_cpa_charged": charged}
 
 
 def main() -> None:
