@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Response
 
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
-from adstack.core.http import StrictTransportSecurity, install_error_handlers
+from adstack.core.http import BodyLimits, StrictTransportSecurity, install_error_handlers
 from adstack.core.settings import Settings, get_settings, set_settings
 
 Hook = Callable[[FastAPI], None]
@@ -40,6 +42,36 @@ class Application(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+# Multipart framing and the form's other fields around a file.
+FORM_SLACK = 64 * 1024
+# Anonymous forms (sign-in, password reset) are a few short fields; under Starlette's 1 MiB spooling threshold.
+ANONYMOUS_FORM_BYTES = 64 * 1024
+
+
+def body_limits(settings: Settings) -> dict[str, Any]:
+    """Form and multipart caps by route: files where a route takes one, short forms everywhere else."""
+    document = settings.max_document_bytes + FORM_SLACK
+    upload = settings.max_upload_bytes + FORM_SLACK
+    return {
+        "caps": [
+            (r"/api/v1/accounts/\d+/documents", document),
+            (r"/api/v1/finance/top-up-requests", document),
+            # These stream the body themselves under their own caps, with per-field refusals.
+            (r"/api/v1/media", None),
+            (r"/api/v1/audiences(/\d+)?/upload", None),
+            (r"/console/register", document),
+            (r"/console/accounts/\d+/documents", document),
+            (r"/console/finance/top-up-requests", document),
+            (r"/console/audiences(/change)?", upload),
+            (r"/console/ads/ad-groups/\d+/media", upload),
+        ],
+        "default_cap": settings.max_form_bytes,
+        "anonymous_cap": ANONYMOUS_FORM_BYTES,
+        "anonymous_routes": [r"/console/register"],
+        "deadline_s": settings.body_deadline_s,
+    }
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     set_settings(settings)
@@ -47,6 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # As many request threads as pooled connections for them (see make_engine), so a request thread never
+        # waits on the pool; session releases get their own limiter (see deps.get_session).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
+        app.state.release_limiter = anyio.CapacityLimiter(settings.db_pool_size)
+        app.state.db_gate = anyio.Semaphore(settings.db_pool_size)
         for hook in app.state.on_startup:
             hook(app)
         try:
@@ -63,16 +100,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                                   pool_timeout=settings.db_pool_timeout_s)
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.on_startup = []
     app.state.on_shutdown = []
     install_error_handlers(app)
+    app.add_middleware(BodyLimits, **body_limits(settings))
     app.add_middleware(StrictTransportSecurity, always=settings.hsts, max_age=settings.hsts_max_age,
                        trusted_proxies=settings.trusted_proxies)
 
+    # On the event loop: a probe must not queue behind busy request threads.
     @app.get("/healthz", tags=["health"], summary="Liveness probe")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     if settings.bench_routes:

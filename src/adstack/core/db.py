@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
 
 from adstack.core.private_files import create_private
@@ -119,13 +122,57 @@ def create_private_sqlite_file(url: str) -> None:
         create_private(Path(database)).close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+# Connections beyond the request threads' share, for the background workers (pipeline consumers, postback
+# attribution, loaders, schedulers) and a request's occasional second session.
+BACKGROUND_CONNECTIONS = 10
+
+
+class DatabaseBusy(PoolTimeout):
+    """No connection for this request in time: answered 503 with Retry-After, like an exhausted pool."""
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class LoopSafeQueuePool(QueuePool):
+    """A fixed pool whose checkout never waits on the event loop's thread: there, an empty pool raises
+    `sqlalchemy.exc.TimeoutError` at once (answered 503) instead of stalling every connection the loop serves.
+    Worker threads wait up to the pool's timeout."""
+
+    @property
+    def _timeout(self) -> float:
+        return 0.0 if _on_event_loop() else self._thread_timeout
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:
+        self._thread_timeout = value
+
+    def recreate(self) -> QueuePool:
+        pool = super().recreate()
+        pool._timeout = self._thread_timeout  # recreate() read the loop's zero when called from the loop
+        return pool
+
+
+def make_engine(url: str, *, pool_size: int | None = None, pool_timeout: float = 5.0, **kwargs: Any) -> Engine:
+    """With `pool_size`, a fixed pool of that many connections plus BACKGROUND_CONNECTIONS, none of them ever
+    waited for on the event loop (the serving process); without, SQLAlchemy's defaults (tools, tests)."""
+    file_sqlite = url.startswith("sqlite") and ":memory:" not in url and "mode=memory" not in url
+    if pool_size is not None and (file_sqlite or not url.startswith("sqlite")):
+        kwargs = {"poolclass": LoopSafeQueuePool, "pool_size": pool_size + BACKGROUND_CONNECTIONS,
+                  "max_overflow": 0, "pool_timeout": pool_timeout, **kwargs}
     if url.startswith("sqlite"):
         create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal
+from adstack.core.db import DatabaseBusy
 from adstack.core.errors import Forbidden, Unauthenticated
 from adstack.core.settings import Settings
 
@@ -22,14 +24,42 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session per request. Handlers commit explicitly; anything uncommitted is rolled back."""
-    session: Session = request.app.state.session_factory()
+def _release(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request. Handlers commit explicitly; anything uncommitted is rolled back.
+
+    The session connects only when first used, in the handler's thread. It is released on a thread limiter of
+    its own: released on the request threads' limiter, a busy server would hold every connection while the
+    releases wait for a thread, and every thread waits for a connection."""
+    state = request.app.state
+    gate: anyio.Semaphore | None = getattr(state, "db_gate", None)
+    if gate is not None:
+        # Admission: at most as many requests hold a session as there are request threads and connections for
+        # them. Without it a burst deadlocks: the handlers' threads wait for connections that finished requests
+        # still hold while they wait for a thread to serialise their answer.
+        admitted = False
+        with anyio.move_on_after(state.settings.db_pool_timeout_s):
+            await gate.acquire()
+            admitted = True
+        if not admitted:
+            raise DatabaseBusy("every database connection is in use")
+    session: Session = state.session_factory()
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        limiter: anyio.CapacityLimiter | None = getattr(state, "release_limiter", None)
+        try:
+            with anyio.CancelScope(shield=True):  # a client gone away must not leave the connection checked out
+                await anyio.to_thread.run_sync(_release, session, limiter=limiter)
+        finally:
+            if gate is not None:
+                gate.release()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

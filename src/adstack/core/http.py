@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adstack.core.errors import DomainError
@@ -25,11 +31,13 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    503: "unavailable",
 }
 
 
@@ -63,6 +71,11 @@ def validation_fields(errors: list[Any]) -> list[dict[str, Any]]:
                 break
         fields.append(item)
     return fields
+
+
+def database_busy() -> JSONResponse:
+    return JSONResponse(error_body("unavailable", "the database is busy; retry"), status_code=503,
+                        headers={"Retry-After": "1"})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,8 +117,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
         log.exception("database unavailable", exc_info=exc)
-        return JSONResponse(error_body("unavailable", "the database is busy; retry"), status_code=503,
-                            headers={"Retry-After": "1"})
+        return database_busy()
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every connection in use: the server is loaded, not broken; a log line per refusal would add to it.
+        log.debug("database pool exhausted: %s", exc)
+        return database_busy()
 
     from adstack.events.remote import StoreUnavailable
 
@@ -152,3 +170,100 @@ class StrictTransportSecurity:
             await send(message)
 
         await self.app(scope, receive, with_header)
+
+
+# ---------- request bodies ----------
+
+_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
+
+class BodyLimits:
+    """Caps form and multipart bodies before anything reads them, and gives every request body a deadline.
+
+    A form body's cap is the first matching route's in `caps` (path pattern -> bytes, or None for a route that
+    streams and caps its body itself), else `default_cap`; a request with neither credentials nor a session
+    cookie gets at most `anonymous_cap` (under Starlette's 1 MiB spooling threshold, so an anonymous form never
+    reaches the disk), except on `anonymous_routes` (sign-up with its document). A declared Content-Length over the cap is answered 413 without reading a byte; a chunked body
+    is cut off at the cap with 413. A body not received in full `deadline_s` after the request began is cut off
+    with 408, so slow clients cannot hold connections and memory indefinitely."""
+
+    def __init__(self, app: Any, *, caps: Sequence[tuple[str, int | None]], default_cap: int, anonymous_cap: int,
+                 anonymous_routes: Sequence[str] = (), deadline_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.app = app
+        self.caps = [(re.compile(pattern), cap) for pattern, cap in caps]
+        self.default_cap = default_cap
+        self.anonymous_cap = anonymous_cap
+        self.anonymous_routes = [re.compile(pattern) for pattern in anonymous_routes]
+        self.deadline_s = deadline_s
+        self.clock = clock
+
+    def cap_for(self, scope: Any) -> int | None:
+        """The byte cap of this request's body, or None when it is not a form (JSON and raw uploads are read
+        by their routes under their own limits)."""
+        headers = dict(scope.get("headers", ()))
+        content_type = headers.get(b"content-type", b"").lower()
+        if not content_type.startswith(_FORM_TYPES):
+            return None
+        path = scope["path"]
+        cap = next((cap for pattern, cap in self.caps if pattern.fullmatch(path)), self.default_cap)
+        anonymous = b"authorization" not in headers and b"adstack_session=" not in headers.get(b"cookie", b"")
+        if cap is None:  # the route streams and caps the body itself
+            return self.anonymous_cap if anonymous else None
+        if anonymous and not any(pattern.fullmatch(path) for pattern in self.anonymous_routes):
+            cap = min(cap, self.anonymous_cap)
+        return cap
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        cap = self.cap_for(scope)
+        declared = _content_length(scope)
+        if cap is not None and declared is not None and declared > cap:
+            await _refuse(send, 413, f"the request body exceeds the limit of {cap} bytes")
+            return
+        deadline = self.clock() + self.deadline_s
+        received = 0
+        done = False
+
+        async def limited_receive() -> Any:
+            nonlocal received, done
+            if done:
+                return await receive()  # the body is in: only a disconnect is left to wait for, untimed
+            remaining = deadline - self.clock()
+            message = None
+            if remaining > 0:
+                with anyio.move_on_after(remaining):
+                    message = await receive()
+            if message is None:
+                raise StarletteHTTPException(408, "the request body was not received in time",
+                                             headers={"Connection": "close"})
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if cap is not None and received > cap:
+                    raise StarletteHTTPException(413, f"the request body exceeds the limit of {cap} bytes",
+                                                 headers={"Connection": "close"})
+                done = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Any) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refuse(send: Any, status: int, message: str) -> None:
+    body = orjson.dumps(error_body(_HTTP_CODES.get(status, "http_error"), message))
+    # Connection: close, so the server stops reading the body instead of draining it.
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

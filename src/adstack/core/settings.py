@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     token_ttl_hours: int = 24 * 7
     max_upload_bytes: int = 64 * 1024 * 1024
     max_document_bytes: int = 10 * 1024 * 1024
+    max_form_bytes: int = Field(default=1024 * 1024, ge=1024, description="A form or multipart body on a route "
+                                                                          "that takes no file.")
+    body_deadline_s: float = Field(default=120.0, gt=0, description="A request body not received in full by then "
+                                                                    "is refused with 408.")
+    # One number for both: each request thread can always get a connection, so none waits on the pool.
+    db_pool_size: int = Field(default=20, ge=1, le=500, description="Threads serving requests, and as many pooled "
+                                                                    "database connections (plus a few for "
+                                                                    "background work).")
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, description="A request waiting longer for a database "
+                                                                    "connection is answered 503.")
+    rejected_postback_rows_per_minute: int = Field(
+        default=600, ge=0, description="Refused postbacks kept per minute; beyond it they are only counted.")
     auction_type: Literal["second_price", "first_price"] = "second_price"
     # Platform minimum clearing prices in USD micros, per click, per 1,000 impressions and per action.
     min_price_cpc_usd_micros: int = Field(default=10_000, ge=0)
