@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+import time
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -10,6 +12,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import ORJSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from adstack.apps.partners import POSTBACK_PATH
@@ -33,6 +36,7 @@ from adstack.attribution.models import (
     PostbackRead,
     PostbackStatus,
     ProcessResult,
+    RejectedPostback,
     RejectedPostbackRead,
     VerdictAgreement,
 )
@@ -216,12 +220,88 @@ def _identify_app(request: Request, partner: Partner, parsed: ParsedPostback) ->
     return found
 
 
+# Seconds between writes of a minute's overflow counts: a flood costs one statement a second, not one a request.
+REJECTED_FLUSH_SECONDS = 1.0
+
+
+class _RejectedBudget:
+    """Refused postbacks kept row by row up to a number per minute of receipt (per process); beyond it they are
+    counted per minute and reason, and each count is kept as one row whose message gives it, rewritten at most
+    every REJECTED_FLUSH_SECONDS. Counts not yet written when the process stops are lost; rows never are."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flushing = threading.Lock()
+        self.minute: datetime | None = None
+        self.kept = 0
+        self.counts: dict[tuple[datetime, str], int] = {}
+        self.dirty: set[tuple[datetime, str]] = set()
+        self.row_ids: dict[tuple[datetime, str], int] = {}
+        self.flushed_at = 0.0
+
+    def admit(self, now: datetime, reason: str, per_minute: int) -> tuple[bool, bool]:
+        """(keep this one as a row, time to write the counts)."""
+        minute = now.replace(second=0, microsecond=0)
+        with self.lock:
+            rolled = minute != self.minute
+            if rolled:
+                self.minute, self.kept = minute, 0
+            if self.kept < per_minute:
+                self.kept += 1
+                return True, rolled and bool(self.dirty)
+            key = (minute, reason[:40])
+            self.counts[key] = self.counts.get(key, 0) + 1
+            self.dirty.add(key)
+            due = rolled or time.monotonic() - self.flushed_at >= REJECTED_FLUSH_SECONDS
+            return False, due
+
+    def flush(self, session: Session) -> None:
+        if not self.flushing.acquire(blocking=False):
+            return  # another thread is writing them
+        try:
+            with self.lock:
+                todo = {key: self.counts[key] for key in self.dirty}
+                self.dirty.clear()
+                self.flushed_at = time.monotonic()
+            for (minute, reason), count in todo.items():
+                message = (f"{count} more refused postbacks ({reason}) received in the minute from "
+                           f"{minute:%Y-%m-%d %H:%M} UTC: counted, not kept")[:500]
+                row_id = self.row_ids.get((minute, reason))
+                row = session.get(RejectedPostback, row_id) if row_id is not None else None
+                if row is None:
+                    row = service.reject_postback(session, partner="", reason=reason, message=message, method="",
+                                                  query="", content_type="", body=b"", client_ip="")
+                    session.flush()
+                    self.row_ids[(minute, reason)] = row.id
+                else:
+                    row.message = message
+            session.commit()
+            with self.lock:
+                current = self.minute
+                for key in [k for k in self.counts if current is not None and k[0] < current - timedelta(minutes=1)]:
+                    if key not in self.dirty:
+                        self.counts.pop(key, None)
+                        self.row_ids.pop(key, None)
+        finally:
+            self.flushing.release()
+
+
+_rejected_budget = _RejectedBudget()
+
+
 def _keep_rejected(request: Request, partner: str, refusal: _Refused, body: bytes, content_type: str) -> None:
+    per_minute = request.app.state.settings.rejected_postback_rows_per_minute
+    keep, flush = _rejected_budget.admit(utcnow(), refusal.code, per_minute)
+    if not keep and not flush:
+        return
     with request.app.state.session_factory() as session:
-        service.reject_postback(session, partner=partner, reason=refusal.code, message=refusal.message,
-                                method=request.method, query=request.url.query, content_type=content_type,
-                                body=body, client_ip=request.client.host if request.client else "")
-        session.commit()
+        if keep:
+            service.reject_postback(session, partner=partner, reason=refusal.code, message=refusal.message,
+                                    method=request.method, query=request.url.query, content_type=content_type,
+                                    body=body, client_ip=request.client.host if request.client else "")
+            session.commit()
+        if flush:
+            _rejected_budget.flush(session)
 
 
 # ---------- conversions and postbacks ----------

@@ -183,9 +183,10 @@ class BodyLimits:
     A form body's cap is the first matching route's in `caps` (path pattern -> bytes, or None for a route that
     streams and caps its body itself), else `default_cap`; a request with neither credentials nor a session
     cookie gets at most `anonymous_cap` (under Starlette's 1 MiB spooling threshold, so an anonymous form never
-    reaches the disk), except on `anonymous_routes` (sign-up with its document). A declared Content-Length over the cap is answered 413 without reading a byte; a chunked body
-    is cut off at the cap with 413. A body not received in full `deadline_s` after the request began is cut off
-    with 408, so slow clients cannot hold connections and memory indefinitely."""
+    reaches the disk), except on `anonymous_routes` (sign-up with its document). A declared Content-Length over
+    the cap is answered 413 without reading a byte; a chunked body is cut off at the cap with 413. A body not
+    received in full `deadline_s` after the request began is cut off with 408, so slow clients cannot hold
+    connections and memory indefinitely."""
 
     def __init__(self, app: Any, *, caps: Sequence[tuple[str, int | None]], default_cap: int, anonymous_cap: int,
                  anonymous_routes: Sequence[str] = (), deadline_s: float,
