@@ -20,3 +20,15 @@ if [ ! -f "$CONSOLE_ASSETS/node_modules/.package-lock.json" ] \
     .venv/bin/python -m adstack.console.assets "$CONSOLE_ASSETS"
   fi
 fi
+
+# --- Swagger UI for /docs (swagger-ui-dist), served from our own origin rather than a CDN ---
+DOCS_ASSETS=src/adstack/core/docs_assets
+if [ ! -f "$DOCS_ASSETS/node_modules/.package-lock.json" ] \
+   || [ "$DOCS_ASSETS/package-lock.json" -nt "$DOCS_ASSETS/node_modules/.package-lock.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    # --ignore-scripts: swagger-ui-dist's dependency @scarf/scarf would otherwise report the install.
+    npm ci --prefix "$DOCS_ASSETS" --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
+  else
+    .venv/bin/python -m adstack.console.assets "$DOCS_ASSETS"
+  fi
+fi

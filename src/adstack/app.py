@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
@@ -72,6 +76,25 @@ def body_limits(settings: Settings) -> dict[str, Any]:
     }
 
 
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "core" / "docs_assets" / "node_modules" / "swagger-ui-dist"
+DOCS_STATIC = "/docs/static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the locked, integrity-checked swagger-ui-dist that scripts/setup.sh installs,
+    not from a CDN that could serve anyone's script to a signed-in operator."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=SWAGGER_UI_DIR, check_dir=False), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+            # No badge fetched from validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     set_settings(settings)
@@ -98,7 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Self-hosted mobile advertising platform API.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from our own origin
+        redoc_url=None,  # ReDoc would load its script and fonts from CDNs
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
                                    pool_timeout=settings.db_pool_timeout_s)
