@@ -90,6 +90,23 @@ def windows_for(app: App) -> Windows:
 
 
 @dataclass(frozen=True, slots=True)
+class AppInfo:
+    """What attribution reads of an app, copied once per batch out of the ORM object."""
+
+    id: int
+    account_id: int
+    package_name: str
+    attribution_authority: str
+    windows: Windows
+    networks: frozenset[str]
+
+    @classmethod
+    def of(cls, app: App) -> AppInfo:
+        return cls(app.id, app.account_id, app.package_name, app.attribution_authority, windows_for(app),
+                   apps.network_names(app))
+
+
+@dataclass(frozen=True, slots=True)
 class Served:
     """Where the conversion's touch was served, for the event store's dimensions: the report's country,
     placement and objective filters keep conversions and CPA charges with their clicks."""
@@ -155,7 +172,7 @@ class Item:
     received_at: datetime
     status: PostbackStatus = PostbackStatus.ATTRIBUTED
     detail: str = ""
-    app: App | None = None
+    app: AppInfo | None = None
     parsed: ParsedPostback | None = None
     event: ConversionEvent | None = None
     occurred_at: datetime | None = None
@@ -183,10 +200,8 @@ class View:
 
     secret: bytes
     rates: dict[str, Decimal]
-    apps: dict[int, App] = field(default_factory=dict)
+    apps: dict[int, AppInfo] = field(default_factory=dict)
     rules: dict[int, list[MappingRule]] = field(default_factory=dict)
-    networks: dict[int, frozenset[str]] = field(default_factory=dict)
-    windows: dict[int, Windows] = field(default_factory=dict)
     currencies: dict[int, str] = field(default_factory=dict)
     ad_groups: dict[int, Any] = field(default_factory=dict)
     click_touches: dict[str, tuple[Touch, str]] = field(default_factory=dict)  # click id -> (touch, package)
@@ -218,9 +233,7 @@ class View:
 
 def _load_apps(session: Session, view: View, app_ids: set[int]) -> None:
     found = {a.id: a for a in session.scalars(select(App).where(App.id.in_(app_ids)))}
-    view.apps = {i: a for i, a in found.items() if a.deleted_at is None}
-    view.networks = {i: apps.network_names(a) for i, a in view.apps.items()}
-    view.windows = {i: windows_for(a) for i, a in view.apps.items()}
+    view.apps = {i: AppInfo.of(a) for i, a in found.items() if a.deleted_at is None}
     for m in session.scalars(select(EventMapping).where(EventMapping.app_id.in_(found))
                              .order_by(EventMapping.app_id, EventMapping.position, EventMapping.id)):
         view.rules.setdefault(m.app_id, []).append(MappingRule(m.source_name, ConversionEvent(m.event),
@@ -239,7 +252,7 @@ def _prepare(view: View, item: Item) -> None:
         return
     item.app = app
     try:
-        parsed = parse_postback(Partner(item.partner), item.fields, view.networks[app.id])
+        parsed = parse_postback(Partner(item.partner), item.fields, app.networks)
     except PostbackError as exc:  # stored before a parser change; keep it, do not count it
         item.finish(PostbackStatus.FAILED, exc.message)
         return
@@ -265,8 +278,11 @@ def _prepare(view: View, item: Item) -> None:
         item.device = ("m", item.md5) if item.md5 is not None else ("s", item.sha1 or "")
 
 
+_KINDS = {kind.value: kind for kind in TouchKind}
+
+
 def _touch(row: Any) -> Touch:
-    return Touch(kind=TouchKind(row.kind), touch_id=row.touch_id, occurred_at=row.occurred_at,
+    return Touch(kind=_KINDS[row.kind], touch_id=row.touch_id, occurred_at=row.occurred_at,
                  account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
                  creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id,
                  country=row.country, placement_type=row.placement_type)
@@ -318,7 +334,7 @@ def _load_touches(session: Session, view: View, items: list[Item]) -> None:
     earliest, latest = [], []
     for i in with_device:
         assert i.app is not None and i.occurred_at is not None
-        w = view.windows[i.app_id]
+        w = i.app.windows
         earliest.append(i.occurred_at - max(w.click_lookback, CLICK_SPAM_WINDOW, w.view_through or timedelta(0)))
         latest.append(i.occurred_at)
     packages = {i.app.package_name for i in with_device if i.app is not None}
@@ -408,7 +424,7 @@ def _load_ad_groups(session: Session, view: View) -> None:
 # ---------- deciding, in memory ----------
 
 
-def _device_touches(view: View, app: App, device: DeviceKey, until: datetime, windows: Windows) -> list[Touch]:
+def _device_touches(view: View, app: AppInfo, device: DeviceKey, until: datetime, windows: Windows) -> list[Touch]:
     """The device's clicks (and impressions, when view-through is on) on this app's ads that may count for a
     conversion at `until`, newest first."""
     click_from = until - max(windows.click_lookback, CLICK_SPAM_WINDOW)
@@ -425,7 +441,7 @@ def _device_touches(view: View, app: App, device: DeviceKey, until: datetime, wi
     return found
 
 
-def _click_touch(view: View, app: App, click_id: str) -> Touch | None:
+def _click_touch(view: View, app: AppInfo, click_id: str) -> Touch | None:
     found = view.click_touches.get(click_id)
     if found is None or found[0].account_id != app.account_id or found[1] != app.package_name:
         return None  # a click on another advertiser's or another app's ad does not credit this app
@@ -515,7 +531,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     data_flags = [f"unreadable:{name}:{rule}" for name, rule in parsed.unreadable.items()] + list(parsed.notes)
     if item.clamped:
         data_flags.append("future_time_clamped")
-    windows = view.windows[app.id]
+    windows = app.windows
     if parsed.occurred_at is not None and not item.clamped:
         same = _same_conversion(view, item)
         if same is not None:
@@ -726,7 +742,7 @@ def charge_event_record(row: dict[str, Any], charge_id: str, served: Served = Se
                  conversion_event=row["conversion_event"], cost_micros=row["charged_micros"], attrs={"kind": "cpa"})
 
 
-def conversion_event_record(app: App, row: dict[str, Any], gaid: Gaid | None, served: Served = Served(),
+def conversion_event_record(app: AppInfo, row: dict[str, Any], gaid: Gaid | None, served: Served = Served(),
                             install_at: datetime | None = None) -> Event:
     """`install_at`: when the device installed (the conversion's own time for an install), for D0/D7 cohorts."""
     attrs = {"match_type": row["match_type"], "source_event": row["source_event_name"],
