@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Row, Table, bindparam, insert, or_, select, union_all, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -385,19 +385,29 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
              and not i.clamped]
     if not timed:
         return
-    devices = _device_filter(_C, timed)
-    if any(i.gaid is None for i in timed):
-        devices.append(_C.gaid_md5.is_(None) & _C.gaid_sha1.is_(None))
     p = _POSTBACKS.c
-    stmt = select(_C.id, _C.postback_id, _C.app_id, _C.account_id, _C.conversion_event, _C.source_event_name,
-                  _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, p.dedupe_key, p.fields) \
-        .join(_POSTBACKS, p.id == _C.postback_id) \
-        .where(_C.account_id.in_({i.app.account_id for i in timed if i.app is not None}),
-               _C.app_id.in_({i.app_id for i in timed}),
-               _C.occurred_at.in_({i.occurred_at for i in timed}),
-               _C.click_id.in_({i.parsed.click_id for i in timed if i.parsed is not None}),
-               or_(*devices)).order_by(_C.id)
+    times = {i.occurred_at for i in timed}
+    clicks = {i.parsed.click_id for i in timed if i.parsed is not None}
+
+    def branch(*device: Any) -> Any:
+        return select(_C.id, _C.postback_id, _C.app_id, _C.account_id, _C.conversion_event, _C.source_event_name,
+                      _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, p.dedupe_key, p.fields) \
+            .join(_POSTBACKS, p.id == _C.postback_id) \
+            .where(_C.app_id.in_({i.app_id for i in timed}), _C.occurred_at.in_(times), _C.click_id.in_(clicks),
+                   *device)
+
+    # One branch per device form, so each reads its (app, device, time) index rather than every conversion of
+    # the account at that second.
+    branches = [branch(term) for term in _device_filter(_C, timed)]
+    if any(i.gaid is None for i in timed):
+        branches.append(branch(_C.gaid_md5.is_(None), _C.gaid_sha1.is_(None),
+                               _C.account_id.in_({i.app.account_id for i in timed if i.app is not None})))
+    stmt: Any = union_all(*branches) if len(branches) > 1 else branches[0]
+    seen: set[int] = set()
     for row in session.execute(stmt):
+        if row.id in seen:
+            continue
+        seen.add(row.id)
         known = Known(seq=row.id, id=row.id, postback_id=row.postback_id, app_id=row.app_id,
                       conversion_event=row.conversion_event, occurred_at=row.occurred_at, click_id=row.click_id,
                       dedupe_key=row.dedupe_key, fields=row.fields)
