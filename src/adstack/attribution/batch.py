@@ -718,12 +718,13 @@ def _served(session: Session, items: list[Item]) -> dict[int, Served]:
     from adstack.campaigns.models import Campaign
 
     decided = [i for i in items if i.touch is not None]
-    missing = {i.touch.touch_id for i in decided if i.touch is not None
+    missing = {(i.touch.kind.value, i.touch.touch_id) for i in decided if i.touch is not None
                and not i.touch.country and not i.touch.placement_type}
     places: dict[tuple[str, str], tuple[str, str]] = {}
     if missing:
-        for row in session.execute(select(_T.kind, _T.touch_id, _T.country, _T.placement_type)
-                                   .where(_T.touch_id.in_(missing))):
+        # kind as well as id, so the read goes through the touchpoints' (kind, touch id) index
+        for row in session.execute(select(_T.kind, _T.touch_id, _T.country, _T.placement_type).where(
+                _T.kind.in_({kind for kind, _ in missing}), _T.touch_id.in_({touch for _, touch in missing}))):
             places[(row.kind, row.touch_id)] = (row.country, row.placement_type)
     objectives: dict[int, str] = {}
     campaign_ids = {i.touch.campaign_id for i in decided if i.touch is not None}

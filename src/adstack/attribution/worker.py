@@ -18,8 +18,9 @@ from adstack.events.service import get_event_store
 
 log = logging.getLogger("adstack.attribution")
 
-# Small batches: on SQLite the receiver waits for the database while a batch is being attributed.
-BATCH = 20
+# Small batches: on SQLite the receiver waits for the database while a batch is being attributed. A batch costs
+# a constant number of statements plus ~0.3 ms of CPU per postback, so 100 hold the database for tens of ms.
+BATCH = 100
 QUIET_SECONDS = 0.1
 MAX_DEFERRAL_SECONDS = 5.0
 
