@@ -102,6 +102,8 @@ class Conversion(Base):
         Index("ix_conversions_app_device_sha1", "app_id", "gaid_sha1", "occurred_at"),
         Index("ix_conversions_account_time", "account_id", "occurred_at"),
         Index("ix_conversions_ad_group", "ad_group_id", "occurred_at"),
+        # Attribution reads a batch's earlier conversions by click id (one charge per click and event).
+        Index("ix_conversions_app_click", "app_id", "click_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
