@@ -17,6 +17,7 @@ BATCH = 5_000
 def billing_per_cpu_second(charges: int = BILLING_CHARGES) -> dict[str, Any]:
     from adstack.accounts import service as accounts
     from adstack.accounts.models import Principal, RegistrationIn, Role
+    from adstack.bench.pipeline import PHONE_USER_AGENT
     from adstack.core.bootstrap import seed, upgrade
     from adstack.core.db import make_engine, make_session_factory
     from adstack.core.settings import Settings
@@ -48,6 +49,8 @@ def billing_per_cpu_second(charges: int = BILLING_CHARGES) -> dict[str, Any]:
             session.commit()
             account_id = account.id
         secret = settings.resolved_secret_key
+        # Impressions as phones send them, so the invalid-traffic stage passes them on to billing.
+        phone = records.Client("127.0.0.1", PHONE_USER_AGENT)
         batches = []
         for start in range(0, charges, BATCH):
             batch = []
@@ -59,7 +62,7 @@ def billing_per_cpu_second(charges: int = BILLING_CHARGES) -> dict[str, Any]:
                     country="ID", placement_type="banner")
                 token = urls.impression_url.split("t=", 1)[1]
                 batch.append(records.impression(decode_token(token, secret, now=utcnow()), token,
-                                                auction_price=None, currency=None))
+                                                auction_price=None, currency=None, client=phone))
             batches.append(batch)
         consumer = Billing(Context(session_factory=factory, secret=secret, store=lambda: get_event_store(settings),
                                    counters=lambda: None))

@@ -33,7 +33,7 @@ from adstack.serving.counters import Counters
 log = logging.getLogger("adstack.pipeline")
 
 CONSUMER_NAMES = ("billing", "touchpoints", "events")
-LINGER_SECONDS = 0.5
+LINGER_SECONDS = 0.25
 SWEEP_SECONDS = 1.0
 SLOT_CHECK_SECONDS = 30.0
 
