@@ -20,13 +20,20 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adstack.bench.postbacks import ServerProcess, appmetrica_postback_paths, server_environment
+from adstack.bench.postbacks import (
+    ServerProcess,
+    appmetrica_postback_paths,
+    attribution_figures,
+    register_advertiser,
+    server_environment,
+    set_up_app,
+)
 from adstack.core.timeutil import utcnow
 from adstack.tracking.urls import TrackingUrls, build_tracking_urls
 
@@ -71,15 +78,7 @@ def set_up_billing(server: ServerProcess, *, top_up_micros: int = 10**12) -> Bil
         admin = client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         admin.raise_for_status()
         admin_headers = {"Authorization": f"Bearer {admin.json()['access_token']}"}
-        client.post("/api/v1/auth/register", json={
-            "email": f"billing-{n}@example.com", "password": "bench-password-1", "type": "advertiser",
-            "company_name": f"Bench Billing {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
-            "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
-            "accept_agreement": True}).raise_for_status()
-        registered = client.post("/api/v1/auth/login", json={"email": f"billing-{n}@example.com",
-                                                             "password": "bench-password-1"})
-        registered.raise_for_status()
-        body = registered.json()
+        body = register_advertiser(client, "Bench Billing")
         headers = {"Authorization": f"Bearer {body['access_token']}"}
         account_id = body["account_id"]
         # No mailbox here: the admin confirms the address before the account is submitted.
@@ -186,7 +185,6 @@ def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0) -> float:
 def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, end_to_end_seconds: float = 20.0
         ) -> dict[str, Any]:
     from adstack.bench.consumers import billing_per_cpu_second
-    from adstack.bench.postbacks import attribution_figures
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
@@ -205,8 +203,6 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
             results["click"] = alternate(server.base_url, trivial, [httpx.URL(u.click_url).raw_path.decode()
                                                                      for u in imps], rounds=rounds, seconds=seconds)
             progress("click")
-            from adstack.bench.postbacks import set_up_app
-
             app = set_up_app(server.base_url)
             postbacks = appmetrica_postback_paths(app["template"])
             results["postback"] = alternate(server.base_url, trivial, [next(postbacks) for _ in range(count)],
@@ -276,8 +272,6 @@ def ledger_delays(billing: Billing) -> list[float]:
             items = page["items"] if isinstance(page, dict) else page
             for entry in items:
                 if entry["entry_type"] == "charge" and entry.get("occurred_at") and entry.get("created_at"):
-                    from datetime import datetime
-
                     created = datetime.fromisoformat(entry["created_at"])
                     occurred = datetime.fromisoformat(entry["occurred_at"])
                     delays.append(max(timedelta(0), created - occurred).total_seconds())

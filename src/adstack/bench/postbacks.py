@@ -97,19 +97,26 @@ class ServerProcess:
                 self.kill()
 
 
+def register_advertiser(client: httpx.Client, name: str) -> dict[str, Any]:
+    """Register an advertiser over the API and sign in; returns the sign-in answer (token, user and account ids)."""
+    n = uuid.uuid4().hex[:8]
+    email = f"{name.lower().replace(' ', '-')}-{n}@example.com"
+    client.post("/api/v1/auth/register", json={
+        "email": email, "password": "bench-password-1", "type": "advertiser",
+        "company_name": f"{name} {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
+        "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
+        "accept_agreement": True}).raise_for_status()
+    signed_in = client.post("/api/v1/auth/login", json={"email": email, "password": "bench-password-1"})
+    signed_in.raise_for_status()
+    body: dict[str, Any] = signed_in.json()
+    return body
+
+
 def set_up_app(base_url: str, partner: str = "appmetrica") -> dict[str, Any]:
     """Register an advertiser and add an app over the API; returns the token, app and postback template."""
     n = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=base_url, timeout=60) as client:
-        client.post("/api/v1/auth/register", json={
-            "email": f"bench-{n}@example.com", "password": "bench-password-1", "type": "advertiser",
-            "company_name": f"Bench Games {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
-            "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
-            "accept_agreement": True}).raise_for_status()
-        registered = client.post("/api/v1/auth/login", json={"email": f"bench-{n}@example.com",
-                                                             "password": "bench-password-1"})
-        registered.raise_for_status()
-        token = registered.json()["access_token"]
+        token = register_advertiser(client, "Bench Games")["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         app = client.post("/api/v1/apps", headers=headers, json={
             "package_name": f"com.bench.game{n}", "name": "Bench Game", "partner": partner})
