@@ -85,12 +85,12 @@ class DemoSummary:
 PUBLISHERS = (
     # name, app package, country, ad spaces: (name, placement, accepted formats)
     ("Mi Browser", "com.mi.globalbrowser", "ID", (
-        ("Browser launch interstitial", "interstitial", ["interstitial_image", "image_600x500"]),
-        ("Browser home banner", "banner", ["image_640x100", "large_image"]),
-        ("Browser news feed", "newsfeed", ["large_newsfeed_image", "large_image"]),
+        ("Browser launch interstitial", "interstitial", ["interstitial_image", "interstitial_video"]),
+        ("Browser home banner", "banner", ["image_640x100"]),
+        ("Browser news feed", "newsfeed", ["large_newsfeed_image", "newsfeed_video"]),
     )),
     ("Mi Video", "com.miui.videoplayer", "IN", (
-        ("Video pause interstitial", "interstitial", ["interstitial_image", "image_600x500"]),
+        ("Video pause interstitial", "interstitial", ["interstitial_image", "interstitial_video"]),
         ("Video list banner", "banner", ["image_640x100"]),
         ("Video discover feed", "newsfeed", ["large_newsfeed_image"]),
     )),
@@ -119,7 +119,7 @@ CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
         {"campaign": "Rangoli festive brand", "package": "com.rangoli.shop", "partner": "appsflyer",
          "objective": "brand",
          "ad_groups": [
-             {"name": "IN interstitial guaranteed CPM", "placement": "interstitial", "format": "image_600x500",
+             {"name": "IN interstitial guaranteed CPM", "placement": "interstitial", "format": "interstitial_image",
               "countries": ["IN"], "bid_type": "guaranteed_cpm", "bid_micros": 2_200_000,
               "booked_impressions": 400, "daily_budget_micros": 30_000_000},
          ]},
@@ -132,8 +132,8 @@ CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
-IMAGE_SIZES = {"interstitial_image": (1200, 628), "image_600x500": (600, 500), "image_640x100": (640, 100),
-               "large_newsfeed_image": (1080, 607)}
+# Source: Mi Ads Usage Guide, "Upload ad material information": the image size of each format the demo uses.
+IMAGE_SIZES = {"interstitial_image": (1200, 628), "image_640x100": (640, 100), "large_newsfeed_image": (1200, 628)}
 CLICK_RATE = {"interstitial": 0.05, "banner": 0.012, "newsfeed": 0.025}
 VIEW_THROUGH_INSTALL_RATE = 0.002
 ORGANIC_INSTALLS_PER_DAY = 6
@@ -378,9 +378,10 @@ def _creative(platform: Platform, token: str, account_id: int, ad_group_id: int,
     images = [_upload(platform, token, account_id, f"{group['format']}-{n}.png",
                       _png(width, height, spec["campaign"], rng)) for n in range(2)]
     icon = _upload(platform, token, account_id, "icon.png", _png(84, 84, "icon", rng))
-    materials: dict[str, Any] = {"titles": [spec["campaign"][:30], "Install now and play"], "images": images}
-    if group["format"] in ("interstitial_image", "large_newsfeed_image"):  # card formats: text, button, icon
-        materials.update(descriptions=["Fast, free and made for your phone"], button_texts=["Install"], icon=icon)
+    materials: dict[str, Any] = {"images": images}
+    if group["format"] in ("interstitial_image", "large_newsfeed_image"):  # the guide's card formats: one title
+        materials.update(titles=[spec["campaign"][:30]], icon=icon, button_texts=["Install", "Play now"],
+                         descriptions=["Fast, free and made for your phone", "Install now and play"])
     return dict(platform.call("POST", "/api/v1/creatives", token, expect=201, json={
         "ad_group_id": ad_group_id, "name": f"{group['name']} creative", "format": group["format"],
         "materials": materials,

@@ -68,10 +68,10 @@ def png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def creative(api: Api, actor: Actor, ad_group_id: int, name: str = "Banner 600x500") -> dict[str, Any]:
-    """A real creative: an uploaded 600x500 PNG in the 600x500 image format (serves banners)."""
+def creative(api: Api, actor: Actor, ad_group_id: int, name: str = "Banner 640x100") -> dict[str, Any]:
+    """A real creative: an uploaded 640x100 PNG in the guide's banner 640x100 format."""
     media = expect(api.client.post("/api/v1/media", headers=actor.headers,
-                                   files={"file": ("banner.png", png(600, 500))}), 201)
+                                   files={"file": ("banner.png", png(640, 100))}), 201)
     return expect(api.client.post("/api/v1/creatives", headers=actor.headers, json={
-        "ad_group_id": ad_group_id, "name": name, "format": "image_600x500",
+        "ad_group_id": ad_group_id, "name": name, "format": "image_640x100",
         "materials": {"images": [media["id"]]}, "click_url": "https://example.com/app"}), 201)

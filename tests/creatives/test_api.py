@@ -22,7 +22,7 @@ def test_create_submit_approve_and_serving_status(api: Api) -> None:
     assert (creative["review_status"], creative["status"]) == ("to_be_submitted", "enabled")
     assert creative["serving_status"] == "to_be_submitted"
     assert creative["campaign_id"] == group["campaign_id"]
-    assert creative["materials"]["titles"] == ["Play the summer event", "Win daily rewards"]
+    assert creative["materials"]["titles"] == ["Play the summer event"]
 
     submitted = expect(api.client.post(f"/api/v1/creatives/{creative['id']}/submit", headers=adv.headers), 200)
     assert submitted["review_status"] == submitted["serving_status"] == "under_review"
@@ -82,6 +82,7 @@ def test_videos_are_checked_from_the_container(api: Api) -> None:
     group = ad_group(api, adv, "rewarded_video")
     body = interstitial_body(api, adv, group["id"], format="rewarded_video")
     body["materials"]["images"] = []
+    body["materials"]["cover_image"] = upload(api, adv, png(720, 1280), "cover.png")
     body["materials"]["videos"] = [upload(api, adv, mp4(3, 1280, 720), "clip.mp4")]
     created = create(api, adv, body)
     assert created["format"] == "rewarded_video"
@@ -279,7 +280,7 @@ def test_formats_endpoint(api: Api) -> None:
     interstitial = next(s for s in specs if s["code"] == "interstitial_image")
     assert interstitial["images"]["max_kb"] == 500 and interstitial["titles"]["max_chars"] == 30
     sms = expect(api.client.get("/api/v1/creative-formats?placement_type=sms", headers=adv.headers), 200)
-    assert {s["code"] for s in sms} == {"sms_business", "rich_media_business"}
+    assert {s["code"] for s in sms} == {"sms_image", "sms_business", "rich_media_business"}
     assert api.client.get("/api/v1/creative-formats/nope", headers=adv.headers).status_code == 404
 
 

@@ -29,10 +29,10 @@ def eventually(check: Callable[[], bool], *, within: float = 20.0) -> bool:
 
 def approved_creative(api: Api, actor: Actor, admin: Actor, ad_group_id: int) -> dict[str, Any]:
     media = expect(api.client.post("/api/v1/media", headers=actor.headers,
-                                   files={"file": ("banner.png", png(600, 500))}), 201)
+                                   files={"file": ("banner.png", png(640, 100))}), 201)
     created = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json={
-        "ad_group_id": ad_group_id, "name": "Half screen", "format": "image_600x500",
-        "materials": {"images": [media["id"]], "titles": ["Play now", "Win rewards"]},
+        "ad_group_id": ad_group_id, "name": "Home banner", "format": "image_640x100",
+        "materials": {"images": [media["id"]]},
         "click_url": "https://example.com/app",
         "impression_urls": ["https://monitor.example.org/imp?click={click_id}&device={gaid}&ts={timestamp}"]}), 201)
     expect(api.client.post(f"/api/v1/creatives/{created['id']}/submit", headers=actor.headers), 200)
@@ -45,8 +45,8 @@ def setup_serving_ad(api: Api) -> dict[str, Any]:
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
     pub = publisher(api, admin)
-    space = ad_space(api, admin, pub["id"], placement_type="banner", accepted_formats=["image_600x500"],
-                     sizes=["600x500"], reserve_price_micros=100_000)
+    space = ad_space(api, admin, pub["id"], placement_type="banner", accepted_formats=["image_640x100"],
+                     sizes=["640x100"], reserve_price_micros=100_000)
     camp = campaign(api, actor)
     group = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
                               bid_micros=300_000, ad_space_ids=[space["id"]], targeting={"countries": ["ID"]})
@@ -76,8 +76,8 @@ def test_an_approved_ad_serves_with_assets_and_signed_tracking(api: Api) -> None
     body = expect(ad_request(client, space_id), 200)
     (ad,) = body["ads"]
     assert (ad["ad_group_id"], ad["creative_id"]) == (made["group"]["id"], made["creative"]["id"])
-    assert ad["title"] in ("Play now", "Win rewards")
-    assert ad["image_url"].startswith("http://testserver/media/") and (ad["width"], ad["height"]) == (600, 500)
+    assert ad["title"] == ""  # the guide's 640x100 banner is an image alone
+    assert ad["image_url"].startswith("http://testserver/media/") and (ad["width"], ad["height"]) == (640, 100)
     assert ad["landing_url"] == "https://example.com/app"
     assert urlsplit(ad["click_url"]).path == "/t/click" and "t" in parse_qs(urlsplit(ad["click_url"]).query)
     ours, monitor = ad["tracking"]["impression"]

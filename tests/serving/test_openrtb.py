@@ -222,7 +222,7 @@ def _priced_bid_request(space_id: int, corpus_dir: Path) -> dict[str, Any]:
     """The specification's mobile app request, for one of our ad spaces, from a device our ad group targets."""
     request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
     request["imp"][0].update({"tagid": str(space_id), "bidfloor": 0.05,
-                              "banner": {**request["imp"][0]["banner"], "w": 600, "h": 500}})
+                              "banner": {**request["imp"][0]["banner"], "w": 640, "h": 100}})
     request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
     return request
 

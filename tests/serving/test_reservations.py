@@ -117,7 +117,7 @@ def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
     space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
-                     accepted_formats=["image_600x500"], sizes=["600x500"], reserve_price_micros=100_000)
+                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
     group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], placement_type="banner",
                               bid_type="cpc", bid_micros=300_000, ad_space_ids=[space["id"]],
                               targeting={"countries": ["ID"]}, daily_budget_micros=50_000, pacing="asap")

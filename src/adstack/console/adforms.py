@@ -17,7 +17,9 @@ from adstack.console import forms
 from adstack.core.timeutil import as_utc, zone
 from adstack.creatives.models import Creative
 
-TEXT_SLOTS = 3  # titles, descriptions and button texts the creative form offers
+TEXT_SLOTS = 3  # titles, subtitles, descriptions and button texts the creative form offers
+# One-line materials of the message formats, one input each.
+SINGLE_MATERIAL_TEXTS = ("business_name", "business_phone", "button_1", "button_2", "background_color")
 TRACKING_EVENTS = ("start", "first_quartile", "midpoint", "third_quartile")
 TARGETING_CHOICE_LISTS = ("countries", "genders", "age_ranges", "networks")
 TARGETING_TEXT_LISTS = ("languages", "carriers", "device_models", "installed_apps", "installed_app_categories",
@@ -131,13 +133,17 @@ def ad_group_payload(form: FormData, *, for_update: bool = False) -> dict[str, A
 def creative_payload(form: FormData) -> dict[str, Any]:
     materials: dict[str, Any] = {
         "titles": forms.texts(form, "titles"),
+        "subtitles": forms.texts(form, "subtitles"),
         "descriptions": forms.texts(form, "descriptions"),
         "button_texts": forms.texts(form, "button_texts"),
         "images": ids(form, "images"),
         "videos": ids(form, "videos"),
+        "cover_image": next(iter(ids(form, "cover_image")), None),
         "icon": next(iter(ids(form, "icon")), None),
-        "brand_name": forms.text(form, "brand_name") or None,
+        "top_button": forms.checkbox(form, "top_button") or None,
     }
+    for name in SINGLE_MATERIAL_TEXTS:
+        materials[name] = forms.text(form, name) or None
     return {
         "name": forms.text(form, "name"),
         "format": forms.text(form, "format"),
@@ -200,13 +206,13 @@ def form_values(form: FormData) -> dict[str, Any]:
     for key in form:
         items = [v for v in form.getlist(key) if isinstance(v, str)]
         if key in (*TARGETING_CHOICE_LISTS, *TARGETING_ID_LISTS, "publisher_ids", "ad_space_ids", "titles",
-                   "descriptions", "button_texts", "images", "videos", "icon"):
+                   "subtitles", "descriptions", "button_texts", "images", "videos", "cover_image", "icon"):
             values[key] = items
         elif items:
             values[key] = items[0]
     if values.get("schedule_mode") == "custom":
         values["dayparting"] = dayparting(form)
-    for name in (*TARGETING_ID_LISTS, "publisher_ids", "ad_space_ids", "images", "videos", "icon"):
+    for name in (*TARGETING_ID_LISTS, "publisher_ids", "ad_space_ids", "images", "videos", "cover_image", "icon"):
         values[name] = [int(v) for v in values.get(name, []) if str(v).isdigit() and len(str(v)) < 19]
     return values
 
@@ -216,11 +222,14 @@ def creative_values(creative: Creative) -> dict[str, Any]:
     tracking = creative.video_tracking or {}
     return {
         "name": creative.name, "format": creative.format,
-        "titles": list(materials.get("titles") or []), "descriptions": list(materials.get("descriptions") or []),
+        "titles": list(materials.get("titles") or []), "subtitles": list(materials.get("subtitles") or []),
+        "descriptions": list(materials.get("descriptions") or []),
         "button_texts": list(materials.get("button_texts") or []), "images": list(materials.get("images") or []),
         "videos": list(materials.get("videos") or []),
+        "cover_image": [materials["cover_image"]] if materials.get("cover_image") else [],
         "icon": [materials["icon"]] if materials.get("icon") else [],
-        "brand_name": materials.get("brand_name") or "", "click_url": creative.click_url,
+        **{name: materials.get(name) or "" for name in SINGLE_MATERIAL_TEXTS},
+        "top_button": "1" if materials.get("top_button") else "", "click_url": creative.click_url,
         "deeplink": creative.deeplink or "", "impression_urls": "\n".join(creative.impression_urls or []),
         **{f"track_{event}": "\n".join(tracking.get(event) or []) for event in TRACKING_EVENTS},
     }

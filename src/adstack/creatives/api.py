@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep
 from adstack.core.errors import NotFound
-from adstack.creatives import formats, service
+from adstack.creatives import catalog, service
 from adstack.creatives.formats import FormatSpec
 from adstack.creatives.models import (
     Creative,
@@ -24,6 +24,7 @@ from adstack.creatives.models import (
     CreativeSort,
     CreativeStatusIn,
     CreativeUpdate,
+    FormatEditIn,
     PreviewIn,
     RejectionRead,
 )
@@ -48,7 +49,7 @@ class CombinationRead(BaseModel):
     video_id: int | None
     button_text: str | None
     icon_id: int | None
-    brand_name: str | None
+    business_name: str | None
 
 
 def _read(session: Session, creative: Creative, notice: str | None = None, *,
@@ -67,21 +68,32 @@ def _read(session: Session, creative: Creative, notice: str | None = None, *,
 
 
 @router.get("/creative-formats", response_model=list[FormatSpec], tags=["creatives"],
-            summary="Every creative format with its rules (sizes, file types, caps, text lengths and counts)")
-def list_formats(principal: CurrentPrincipal, placement_type: Annotated[
+            summary="Every creative format with its rules in force (sizes, file types, caps, text lengths, counts)")
+def list_formats(principal: CurrentPrincipal, session: SessionDep, placement_type: Annotated[
         str | None, Query(max_length=32, description="Only formats that serve this placement type.")] = None,
                  ) -> list[FormatSpec]:
     if placement_type:
-        return formats.formats_for_placement(placement_type)
-    return list(formats.FORMAT_SPECS)
+        return catalog.specs_for_placement(session, placement_type)
+    return list(catalog.all_specs(session))
 
 
 @router.get("/creative-formats/{code}", response_model=FormatSpec, tags=["creatives"],
-            summary="One creative format and its rules")
-def get_format(code: Annotated[str, Path(max_length=64)], principal: CurrentPrincipal) -> FormatSpec:
-    spec = formats.get_spec(code)
+            summary="One creative format and its rules in force")
+def get_format(code: Annotated[str, Path(max_length=64)], principal: CurrentPrincipal,
+               session: SessionDep) -> FormatSpec:
+    spec = catalog.get_spec(session, code)
     if spec is None:
         raise NotFound(f"creative format {code!r} not found")
+    return spec
+
+
+@router.put("/creative-formats/{code}/edits", response_model=FormatSpec, tags=["creatives"],
+            summary="Change a format's rules (platform admins); kept over the shipped rules on every migrate",
+            responses={403: {"description": "Not a platform admin"}, 404: {"description": "No such format"}})
+def edit_format(code: Annotated[str, Path(max_length=64)], body: FormatEditIn, principal: CurrentPrincipal,
+                session: SessionDep) -> FormatSpec:
+    spec = catalog.edit_format(session, principal, code, body.edits)
+    session.commit()
     return spec
 
 

@@ -23,7 +23,7 @@ class AssetCombination:
     video_id: int | None
     button_text: str | None
     icon_id: int | None
-    brand_name: str | None
+    business_name: str | None
 
 
 class HasMaterials(Protocol):
@@ -64,7 +64,7 @@ def asset_combinations(creative: HasMaterials | Mapping[str, Any]) -> list[Asset
         *((None, int(v)) for v in dict.fromkeys(materials.get("videos") or ())),
     ] or [(None, None)]
     icon = materials.get("icon")
-    brand = materials.get("brand_name")
+    business = materials.get("business_name") or materials.get("brand_name")
     combinations = []
     for title, description, (image_id, video_id), button in itertools.product(
         _unique_texts(materials.get("titles")), _unique_texts(materials.get("descriptions")), visuals,
@@ -73,6 +73,6 @@ def asset_combinations(creative: HasMaterials | Mapping[str, Any]) -> list[Asset
         combinations.append(AssetCombination(
             key=combination_key(title, description, image_id, video_id, button), title=title,
             description=description, image_id=image_id, video_id=video_id, button_text=button,
-            icon_id=int(icon) if icon is not None else None, brand_name=_normal(brand) if brand else None,
+            icon_id=int(icon) if icon is not None else None, business_name=_normal(business) if business else None,
         ))
     return combinations

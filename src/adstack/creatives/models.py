@@ -6,7 +6,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -15,6 +23,7 @@ from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.core.db import Base, TimestampMixin
 from adstack.core.deps import MAX_ID
 from adstack.creatives.formats import FORMAT_CODES
+from adstack.creatives.material_rules import e164
 from adstack.review.models import ReviewStatus
 
 # Python enum generated from the format table, so the OpenAPI lists every code.
@@ -32,8 +41,7 @@ class Creative(Base, TimestampMixin):
     ad_group_id: Mapped[int] = mapped_column(ForeignKey("ad_groups.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     format: Mapped[str] = mapped_column(String(64))
-    # {"titles": [...], "descriptions": [...], "button_texts": [...], "images": [media ids], "videos": [media ids],
-    #  "icon": media id | null, "brand_name": str | null}
+    # Materials.model_dump(): texts, media ids and the message-card fields.
     materials: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     click_url: Mapped[str] = mapped_column(String(2048))
     deeplink: Mapped[str | None] = mapped_column(String(2048))
@@ -47,12 +55,28 @@ class Creative(Base, TimestampMixin):
     deleted_at: Mapped[datetime | None]
 
 
+class CreativeFormatRules(Base, TimestampMixin):
+    """The operator-editable copy of a format's rules. formats.py ships them; every migrate lays the operator's
+    edits over the shipped rules again, so a new release's corrections arrive and the operator's changes stay."""
+
+    __tablename__ = "creative_formats"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The rules in force: formats.FormatSpec.model_dump(mode="json") with the edits applied.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # {rule field: {attribute: value}}, e.g. {"images": {"max_kb": 600}}.
+    edits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    edited_by_user_id: Mapped[int | None]
+
+
 # ---------- API schemas ----------
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # Generous raw bounds; each format's real limits are checked by formats.validate_materials with named rules.
 MaterialText = Annotated[str, StringConstraints(max_length=500)]
 MediaId = Annotated[int, Field(ge=1, le=MAX_ID)]
+PhoneText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)]
+ColorText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
 HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048,
                                            pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s]*$")]
 # Schemes a browser or web view runs or reads locally instead of opening an app: never a click's destination.
@@ -74,17 +98,43 @@ TrackingUrls = Annotated[list[HttpUrl], Field(max_length=MAX_TRACKING_URLS)]
 
 
 class Materials(BaseModel):
-    """What the creative is made of. Images, videos and the icon are ids of the account's uploads (/media)."""
+    """What the creative is made of; each format takes some of these (GET /creative-formats says which).
+    Images, videos, the cover image and the icon are ids of the account's uploads (/media)."""
 
     model_config = ConfigDict(extra="forbid")
 
     titles: list[MaterialText] = Field(default_factory=list, max_length=20)
+    subtitles: list[MaterialText] = Field(default_factory=list, max_length=20,
+                                          description="Ad subtitles 1 to 3, shown together.")
     descriptions: list[MaterialText] = Field(default_factory=list, max_length=20)
-    button_texts: list[MaterialText] = Field(default_factory=list, max_length=20)
+    button_texts: list[MaterialText] = Field(default_factory=list, max_length=20,
+                                             description="Alternative button texts; one is shown at a time.")
+    button_1: MaterialText | None = Field(default=None, description="Button text 1 of a message card.")
+    button_2: MaterialText | None = Field(default=None, description="Button text 2 of a message card.")
     images: list[MediaId] = Field(default_factory=list, max_length=20, description="Media ids of images.")
     videos: list[MediaId] = Field(default_factory=list, max_length=20, description="Media ids of MP4 videos.")
+    cover_image: MediaId | None = Field(default=None, description="Media id of a video format's cover image.")
     icon: MediaId | None = Field(default=None, description="Media id of the icon image.")
-    brand_name: MaterialText | None = None
+    business_name: MaterialText | None = None
+    business_phone: PhoneText | None = Field(default=None, description="E.164, e.g. +6591234567.")
+    background_color: ColorText | None = Field(default=None, description="#RRGGBB.")
+    top_button: bool | None = Field(default=None, description="Whether the ad may show a top button.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_brand_name(cls, data: Any) -> Any:
+        # Creatives stored before the guide's "Business name" was adopted call it brand_name.
+        if isinstance(data, dict) and "brand_name" in data:
+            data = dict(data)
+            brand = data.pop("brand_name")
+            data.setdefault("business_name", brand)
+        return data
+
+    @field_validator("business_phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        # "+65 9123 4567" is stored as +6591234567; what cannot be read is left for the format check to name.
+        return (e164(value) or value) if value else value
 
 
 class VideoTracking(BaseModel):
@@ -191,6 +241,16 @@ class PreviewIn(BaseModel):
     materials: Materials
     account_id: MediaId | None = Field(default=None, description="Whose uploads the materials use.")
     click_url: HttpUrl | None = None
+
+
+class FormatEditIn(BaseModel):
+    """The operator's changes to a format's rules, replacing earlier ones; {} restores the shipped rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    edits: dict[Annotated[str, StringConstraints(max_length=32)], dict[Annotated[str, StringConstraints(
+        max_length=32)], Any]] = Field(max_length=20, description='{rule: {attribute: value}}, e.g. '
+                                       '{"images": {"max_kb": 600}}. Rules and attributes as GET shows them.')
 
 
 class RejectionRead(BaseModel):

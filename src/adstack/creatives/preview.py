@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from adstack.creatives.formats import FormatSpec
 
 # How many combinations a preview shows side by side.
 MAX_VARIANTS = 6
+_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 
 
 class PreviewMedia(Protocol):
@@ -67,18 +69,28 @@ def render_preview(
         return {"url": media_url[asset_id], "width": asset.width, "height": asset.height}
 
     combinations = asset_combinations(materials)
+    cover = materials.get("cover_image")
     variants = [
         {
             "key": c.key, "title": c.title, "description": c.description, "button_text": c.button_text,
-            "brand_name": c.brand_name, "image": medium(c.image_id), "video": medium(c.video_id),
-            "icon": medium(c.icon_id),
+            "business_name": c.business_name, "image": medium(c.image_id), "video": medium(c.video_id),
+            "icon": medium(c.icon_id), "cover": medium(int(cover)) if cover is not None else None,
         }
         for c in combinations[:MAX_VARIANTS]
     ]
+    color = materials.get("background_color") or ""
+    card = {
+        "subtitles": [t for t in materials.get("subtitles") or () if t and t.strip()],
+        "buttons": [t for t in (materials.get("button_1"), materials.get("button_2")) if t and t.strip()],
+        "business_phone": materials.get("business_phone") or "",
+        # Only a checked #RRGGBB reaches the style attribute.
+        "background_color": color if _COLOR.fullmatch(color) else "",
+        "top_button": bool(materials.get("top_button")),
+    }
     family = layout_family(spec)
     template = _environment().get_template(f"preview/{family}.html")
     return template.render(
         spec=spec, family=family, variants=variants, total_combinations=len(combinations),
-        click_url=click_url or "#", problems=list(problems),
+        click_url=click_url or "#", problems=list(problems), card=card,
         button_texts=[t for t in materials.get("button_texts") or () if t and t.strip()],
     )

@@ -20,7 +20,7 @@ from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.campaigns.models import AdGroup
 from adstack.core.errors import FieldError, Forbidden, InvalidState, NotFound, ValidationFailed
 from adstack.core.timeutil import utcnow
-from adstack.creatives import formats
+from adstack.creatives import catalog, formats, material_rules
 from adstack.creatives.combinations import AssetCombination, asset_combinations
 from adstack.creatives.formats import FormatSpec
 from adstack.creatives.models import (
@@ -74,6 +74,11 @@ def _value(value: Any) -> Any:
     return value.value if hasattr(value, "value") else value
 
 
+def seed(session: Session) -> None:
+    """On migrate: the database's copy of the creative formats, re-seeded from formats.py."""
+    catalog.seed(session)
+
+
 # ---------- access ----------
 
 
@@ -107,12 +112,12 @@ def _ad_group(session: Session, principal: Principal, ad_group_id: int, *, field
 
 def format_errors(session: Session, ad_group: AdGroup, format_code: str) -> list[FieldError]:
     """The format must serve the ad group's placement type and, when it names ad spaces, one of them."""
-    spec = formats.get_spec(format_code)
+    spec = catalog.get_spec(session, format_code)
     if spec is None:
         return [FieldError(field="format", rule="enum", message="unknown creative format",
                            limit=list(formats.FORMAT_CODES), actual=format_code)]
     if ad_group.placement_type not in spec.placement_types:
-        allowed = [s.code for s in formats.formats_for_placement(ad_group.placement_type)]
+        allowed = [s.code for s in catalog.specs_for_placement(session, ad_group.placement_type)]
         return [FieldError(field="format", rule="placement_type",
                            message=f"{spec.name} does not serve the ad group's {ad_group.placement_type} placement",
                            limit=allowed, actual=format_code)]
@@ -126,15 +131,18 @@ def format_errors(session: Session, ad_group: AdGroup, format_code: str) -> list
     return []
 
 
+def media_ids(materials: Materials) -> set[int]:
+    return {*materials.images, *materials.videos, *(i for i in (materials.icon, materials.cover_image) if i)}
+
+
 def material_errors(session: Session, account_id: int, spec: FormatSpec, materials: Materials) -> list[FieldError]:
-    ids = {*materials.images, *materials.videos, *([materials.icon] if materials.icon else [])}
-    assets = media.assets_of_account(session, account_id, ids)
-    return formats.validate_materials(spec, materials, assets)
+    assets = media.assets_of_account(session, account_id, media_ids(materials))
+    return material_rules.validate_materials(spec, materials, assets)
 
 
 def _validate(session: Session, ad_group: AdGroup, format_code: str, materials: Materials) -> None:
     errors = format_errors(session, ad_group, format_code)
-    spec = formats.get_spec(format_code)
+    spec = catalog.get_spec(session, format_code)
     if not errors and spec is not None:
         errors = material_errors(session, ad_group.account_id, spec, materials)
     if errors:
@@ -464,12 +472,11 @@ def campaign_ids_of(session: Session, creatives: Sequence[Creative]) -> dict[int
 
 def _render(session: Session, account_id: int, format_code: str, materials: Materials, click_url: str | None,
             problems: Sequence[FieldError]) -> str:
-    spec = formats.get_spec(format_code)
+    spec = catalog.get_spec(session, format_code)
     if spec is None:
         raise ValidationFailed.single("format", "enum", "unknown creative format", limit=list(formats.FORMAT_CODES),
                                       actual=format_code)
-    ids = {*materials.images, *materials.videos, *([materials.icon] if materials.icon else [])}
-    assets = media.assets_of_account(session, account_id, ids)
+    assets = media.assets_of_account(session, account_id, media_ids(materials))
     return render_preview(spec, materials.model_dump(), media=assets,
                           media_url={i: media.public_url(a, "") for i, a in assets.items()},
                           click_url=click_url, problems=problems)
@@ -485,7 +492,7 @@ def preview_materials(session: Session, principal: Principal, data: PreviewIn) -
     """The console's live preview: unsaved materials, with the rules they break listed above the ad."""
     account_id = accounts.resolve_account_id(session, principal, data.account_id)
     format_code = _value(data.format)
-    spec = formats.get_spec(format_code)
+    spec = catalog.get_spec(session, format_code)
     problems = material_errors(session, account_id, spec, data.materials) if spec else []
     return _render(session, account_id, format_code, data.materials, data.click_url, problems)
 

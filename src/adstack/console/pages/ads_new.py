@@ -36,6 +36,7 @@ from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor,
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, FieldError, ValidationFailed
 from adstack.core.vocabulary import ConversionEvent, PlacementType
+from adstack.creatives import catalog as creative_formats
 from adstack.creatives import formats
 from adstack.creatives import service as creatives
 from adstack.creatives.models import CreativeCreate, CreativeUpdate, Materials, PreviewIn
@@ -45,7 +46,9 @@ from adstack.media.models import MediaAsset, MediaKind
 
 router = APIRouter(route_class=ConsoleRoute)
 
-UPLOAD_FIELDS = {"images": MediaKind.IMAGE, "videos": MediaKind.VIDEO, "icon": MediaKind.IMAGE}
+UPLOAD_FIELDS = {"images": MediaKind.IMAGE, "videos": MediaKind.VIDEO, "cover_image": MediaKind.IMAGE,
+                 "icon": MediaKind.IMAGE}
+SINGLE_UPLOADS = ("cover_image", "icon")
 
 
 # ---------- step 1: campaign ----------
@@ -248,15 +251,16 @@ def ad_space_choices(visitor: UserDep, placement_type: str = PlacementType.INTER
 
 
 def _assets(visitor: Visitor, account_id: int, values: dict[str, Any]) -> dict[int, MediaAsset]:
-    wanted = {*values.get("images", []), *values.get("videos", []), *values.get("icon", [])}
+    wanted = {*values.get("images", []), *values.get("videos", []), *values.get("cover_image", []),
+              *values.get("icon", [])}
     return media.assets_of_account(visitor.session, account_id, {int(i) for i in wanted})
 
 
 def _creative_form(visitor: Visitor, group: Any, values: dict[str, Any], errors: FormErrors, *,
                    creative_id: int | None = None, status: int = 200) -> Response:
-    specs = formats.formats_for_placement(group.placement_type)
+    specs = creative_formats.specs_for_placement(visitor.session, group.placement_type)
     code = values.get("format") or (specs[0].code if specs else "")
-    spec = formats.get_spec(code)
+    spec = creative_formats.get_spec(visitor.session, code)
     return render(visitor, "ads/creative_form.html", {
         "group": group, "values": {**values, "format": code}, "errors": errors, "creative_id": creative_id,
         "specs": specs, "spec": spec, "assets": _assets(visitor, group.account_id, values), "step": 3,
@@ -270,11 +274,12 @@ def _preview(visitor: Visitor, account_id: int, code: str, values: dict[str, Any
     payload = {
         "account_id": account_id, "format": code, "click_url": values.get("click_url") or None,
         "materials": {
-            "titles": [t for t in values.get("titles", []) if t], "descriptions":
-            [d for d in values.get("descriptions", []) if d],
-            "button_texts": [b for b in values.get("button_texts", []) if b],
+            **{name: [t for t in values.get(name, []) if t]
+               for name in ("titles", "subtitles", "descriptions", "button_texts")},
             "images": values.get("images", []), "videos": values.get("videos", []),
-            "icon": (values.get("icon") or [None])[0], "brand_name": values.get("brand_name") or None,
+            **{name: (values.get(name) or [None])[0] for name in SINGLE_UPLOADS},
+            **{name: values.get(name) or None for name in adforms.SINGLE_MATERIAL_TEXTS},
+            "top_button": bool(values.get("top_button")) or None,
         },
     }
     try:
@@ -361,7 +366,7 @@ def upload_material(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Res
     field = forms.text(form, "field")
     if field not in UPLOAD_FIELDS:
         raise ValidationFailed.single("field", "enum", "unknown material", limit=sorted(UPLOAD_FIELDS), actual=field)
-    spec = formats.get_spec(forms.text(form, "format"))
+    spec = creative_formats.get_spec(session, forms.text(form, "format"))
     kept = [int(v) for v in form.getlist(field) if isinstance(v, str) and v.isdigit() and len(v) < 19]
     results: list[dict[str, Any]] = []
     for upload in forms.uploads(form, f"upload_{field}")[:20]:
@@ -378,7 +383,7 @@ def upload_material(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Res
         results.append({"filename": upload.filename, "asset": asset, "errors": problems})
         if not problems:
             kept.append(asset.id)
-    if field == "icon":
+    if field in SINGLE_UPLOADS:
         kept = kept[-1:]
     assets = media.assets_of_account(session, group.account_id, set(kept))
     return render(visitor, "ads/_materials.html", {
@@ -399,9 +404,9 @@ def _material_problems(visitor: Visitor, account_id: int, spec: formats.FormatSp
     """The format's rules for this one file: the same validator the creative is saved with."""
     if spec is None:
         return []
-    materials = Materials(icon=asset.id) if field == "icon" else Materials(**{field: [asset.id]})
+    materials = Materials(**{field: asset.id if field in SINGLE_UPLOADS else [asset.id]})
     problems = creatives.material_errors(visitor.session, account_id, spec, materials)
-    prefix = "materials.icon" if field == "icon" else f"materials.{field}"
+    prefix = f"materials.{field}"
     relevant = [p for p in problems if p.field.startswith(prefix) and p.rule not in ("min_count", "required")]
     return [{"field": p.field, "rule": p.rule, "message": p.message, "limit": p.limit, "actual": p.actual}
             for p in relevant]

@@ -155,6 +155,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_conversions_app_device_md5', ['app_id', 'gaid_md5', 'occurred_at'], unique=False)
         batch_op.create_index('ix_conversions_app_device_sha1', ['app_id', 'gaid_sha1', 'occurred_at'], unique=False)
 
+    op.create_table('creative_formats',
+    sa.Column('code', sa.String(length=64), nullable=False),
+    sa.Column('spec', sa.JSON(), nullable=False),
+    sa.Column('edits', sa.JSON(), nullable=False),
+    sa.Column('edited_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_creative_formats'))
+    )
     op.create_table('device_app_usage',
     sa.Column('device_key', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('package', sa.String(length=255), nullable=False),
@@ -1020,6 +1029,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_device_app_usage_package_day')
 
     op.drop_table('device_app_usage')
+    op.drop_table('creative_formats')
     with op.batch_alter_table('conversions', schema=None) as batch_op:
         batch_op.drop_index('ix_conversions_app_device_sha1')
         batch_op.drop_index('ix_conversions_app_device_md5')
