@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from adstack.campaigns.enums import ServingStatus, UserStatus
-from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep
+from adstack.core.deps import AccountManagerPrincipal, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep
 from adstack.core.errors import NotFound
 from adstack.creatives import catalog, service
 from adstack.creatives.formats import FormatSpec
@@ -90,8 +90,8 @@ def get_format(code: Annotated[str, Path(max_length=64)], principal: CurrentPrin
 @router.put("/creative-formats/{code}/edits", response_model=FormatSpec, tags=["creatives"],
             summary="Change a format's rules (platform admins); kept over the shipped rules on every migrate",
             responses={403: {"description": "Not a platform admin"}, 404: {"description": "No such format"}})
-def edit_format(code: Annotated[str, Path(max_length=64)], body: FormatEditIn, principal: CurrentPrincipal,
-                session: SessionDep) -> FormatSpec:
+def edit_format(code: Annotated[str, Path(max_length=64)], body: FormatEditIn,
+                principal: AccountManagerPrincipal, session: SessionDep) -> FormatSpec:
     spec = catalog.edit_format(session, principal, code, body.edits)
     session.commit()
     return spec
