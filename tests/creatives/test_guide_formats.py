@@ -155,6 +155,8 @@ def test_guide_materials_are_accepted_and_every_broken_rule_is_refused(api: Api,
     valid = guide_creative(api, actor, group["id"], code, files)
     created = api.client.post("/api/v1/creatives", headers=actor.headers, json=valid)
     assert created.status_code == 201, created.text
+    preview = api.client.get(f"/api/v1/creatives/{created.json()['id']}/preview", headers=actor.headers)
+    assert preview.status_code == 200 and (valid["materials"].get("business_name") or "") in preview.text
 
     wrong = []
     for label, change, field, rule, limit in _cases(GUIDE[code]):
