@@ -80,6 +80,8 @@ def test_the_sms_text_card_form_in_english_and_chinese(client: TestClient, sessi
     assert creative.materials["business_phone"] == "+6591234567"
     assert (creative.materials["button_1"], creative.materials["button_2"]) == ("Shop now", "Call us")
     assert creative.materials["subtitles"] == ["Open daily"]
+    detail = client.get(f"/console/ads/creatives/{creative.id}")
+    assert "Business phone number" in detail.text and "+6591234567" in detail.text and "Open daily" in detail.text
     edit = client.get(f"/console/ads/creatives/{creative.id}/edit")
     assert 'value="+6591234567"' in edit.text and 'value="Call us"' in edit.text
 
