@@ -1,4 +1,4 @@
-"""The event record: one row per request, impression, click, video event, install, in-app event or charge.
+"""The event record: one row per ad request, ad served, impression, click, video event, install, in-app event or charge.
 
 Every writer (serving, tracking, attribution, billing) produces these; the event store keeps them
 append-only and counts each event_id once.
@@ -12,7 +12,10 @@ from enum import StrEnum
 
 
 class EventType(StrEnum):
-    REQUEST = "request"
+    # One per ad request (an SDK request or an exchange's imp), filled or not: the supply side's count, kept
+    # under account 0 and attribution type "supply", so fill rate = filled ad requests / ad requests.
+    AD_REQUEST = "ad_request"
+    REQUEST = "request"  # one per ad served, under the ad's account
     IMPRESSION = "impression"
     CLICK = "click"
     VIDEO_START = "video_start"

@@ -52,6 +52,8 @@ _TYPES = {"country": "LowCardinality(String)", "placement_type": "LowCardinality
 # Summed columns of the rollup, each with the expression over a raw event that feeds it.
 ROLLUP_METRICS: dict[str, str] = {
     "requests": "event_type = 'request'",
+    "ad_requests": "event_type = 'ad_request'",
+    "filled_ad_requests": f"event_type = 'ad_request' AND {EVENTS_TABLE}.attrs['filled'] = '1'",
     "impressions": "event_type = 'impression'",
     "clicks": "event_type = 'click'",
     "installs": "event_type = 'install'",
@@ -120,9 +122,14 @@ def _conversion_event_expr() -> str:
             " AS conversion_event")
 
 
+SUPPLY_ATTRIBUTION = "supply"
+
+
 def _attribution_type_expr() -> str:
-    # Only conversions are attributed (click, view, organic, other); anything else keeps the row key empty.
-    return "if(event_type IN ('install', 'in_app_event'), attribution_type, '') AS attribution_type"
+    # Only conversions are attributed (click, view, organic, other); ad requests are keyed apart as "supply",
+    # so demand reports leave them out; anything else keeps the row key empty.
+    return (f"multiIf(event_type IN ('install', 'in_app_event'), attribution_type, "
+            f"event_type = 'ad_request', '{SUPPLY_ATTRIBUTION}', '') AS attribution_type")
 
 
 def _rollup_columns(dimensions: tuple[str, ...]) -> dict[str, str]:

@@ -46,8 +46,8 @@ def event_record(event: Event) -> dict[str, Any]:
         raise ValueError(f"event_id must have 1..{MAX_EVENT_ID_LENGTH} characters")
     if str(event.event_type) not in _EVENT_TYPES:
         raise ValueError(f"unknown event type {event.event_type!r}")
-    if event.account_id <= 0:
-        raise ValueError("account_id must be positive")
+    if event.account_id < 0 or (event.account_id == 0 and event.event_type != EventType.AD_REQUEST):
+        raise ValueError("account_id must be positive (0 only for the platform's ad requests)")
     if event.media_cost_micros is not None and event.media_cost_micros < 0:
         raise ValueError("media_cost_micros cannot be negative")
     occurred = as_utc(event.occurred_at)

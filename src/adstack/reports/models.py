@@ -44,7 +44,12 @@ def event_metric(event: ConversionEvent) -> str:
 
 
 class Metric(StrEnum):
-    REQUESTS = "requests"
+    REQUESTS = "requests"  # ads served
+    # The supply side: ad requests received (an SDK request or an exchange's imp), filled or not, and the share
+    # that got at least one ad. Platform staff only; per ad space, publisher, placement type, country and time.
+    AD_REQUESTS = "ad_requests"
+    FILLED_AD_REQUESTS = "filled_ad_requests"
+    FILL_RATE = "fill_rate"  # filled_ad_requests / ad_requests
     IMPRESSIONS = "impressions"
     CLICKS = "clicks"
     CTR = "ctr"
@@ -117,6 +122,7 @@ assert {event_metric(e) for e in IN_APP_EVENTS} <= {m.value for m in Metric}
 
 # The platform's buying cost: what it pays exchanges is not the advertisers' to see.
 PLATFORM_METRICS = frozenset({Metric.MEDIA_COST_MICROS, Metric.MEDIA_COST_IMPRESSIONS})
+SUPPLY_METRICS = frozenset({Metric.AD_REQUESTS, Metric.FILLED_AD_REQUESTS, Metric.FILL_RATE})
 
 DEFAULT_METRICS: tuple[Metric, ...] = (
     Metric.IMPRESSIONS, Metric.CLICKS, Metric.CTR, Metric.COST_MICROS, Metric.ECPM_MICROS, Metric.CPC_MICROS,

@@ -15,8 +15,15 @@ from typing import Any
 
 from adstack.core.timeutil import zone
 from adstack.core.vocabulary import IN_APP_EVENTS
-from adstack.events.schema import CAMPAIGN_ROLLUP_TABLE, ROLLUP_TABLE, SUPPLY_DIMENSIONS
-from adstack.reports.models import TIME_DIMENSIONS, Dimension, Metric, ReportQuery, event_metric
+from adstack.events.schema import CAMPAIGN_ROLLUP_TABLE, ROLLUP_TABLE, SUPPLY_ATTRIBUTION, SUPPLY_DIMENSIONS
+from adstack.reports.models import (
+    SUPPLY_METRICS,
+    TIME_DIMENSIONS,
+    Dimension,
+    Metric,
+    ReportQuery,
+    event_metric,
+)
 
 SLOT = "(hour + toIntervalMinute(quarter * 15))"
 
@@ -54,6 +61,8 @@ CPA_EVENT = "transform(ad_group_id, {cpa_ids:Array(UInt64)}, {cpa_events:Array(S
 # (click- and view-through); organic and other-network conversions have their own columns.
 BASE_SQL: dict[str, str] = {
     "requests": "sum(requests)",
+    "ad_requests": "sum(ad_requests)",
+    "filled_ad_requests": "sum(filled_ad_requests)",
     "impressions": "sum(impressions)",
     "clicks": "sum(clicks)",
     "cost_micros": "sum(cost_micros)",
@@ -106,6 +115,7 @@ DERIVED: dict[str, Derived] = {
     Metric.ROAS_D0: Derived("revenue_d0_micros", "cost_micros"),
     Metric.ROAS_D7: Derived("revenue_d7_micros", "cost_micros"),
     Metric.VIDEO_COMPLETION_RATE: Derived("video_completes", "video_starts"),
+    Metric.FILL_RATE: Derived("filled_ad_requests", "ad_requests"),
 }
 RATIO_PLACES = Decimal("0.000001")
 
@@ -231,6 +241,9 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         conditions.append(f"{objective} IN {{f_objectives:Array(String)}}")
         params["f_objectives"] = sorted(str(v) for v in query.objectives)
     conditions += where
+    if not SUPPLY_METRICS & {*metrics, *([sort[0]] if sort else [])}:
+        # Ad requests are rows of their own (account 0, no campaign): only supply reports read them.
+        conditions.append(f"attribution_type != '{SUPPLY_ATTRIBUTION}'")
     table = rollup_for(query, dims, where, tz_name)
     base = base_metrics_for(metrics + ([sort[0]] if sort and sort[0] in DERIVED else []))
     if sort and sort[0] in BASE_SQL and sort[0] not in base:

@@ -33,6 +33,7 @@ from adstack.reports.export import CsvWriter, TableWriter, XlsxWriter, csv_bytes
 from adstack.reports.models import (
     DEFAULT_METRICS,
     PLATFORM_METRICS,
+    SUPPLY_METRICS,
     ColumnRead,
     DailyPoint,
     Dimension,
@@ -280,6 +281,11 @@ def _objective_params(session: Session, query: ReportQuery, dims: list[Dimension
 JOINABLE_DIMENSIONS = frozenset({Dimension.DATE, Dimension.ACCOUNT, Dimension.CAMPAIGN})
 
 
+# What an ad request is known by before any ad is chosen.
+SUPPLY_REPORT_DIMENSIONS = frozenset({Dimension.DATE, Dimension.HOUR, Dimension.COUNTRY, Dimension.AD_SPACE,
+                                      Dimension.PUBLISHER, Dimension.PLACEMENT_TYPE})
+
+
 def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_days: int) -> _Prepared:
     days = (query.end_date - query.start_date).days + 1
     if days > max_days:
@@ -293,10 +299,18 @@ def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_
                    per_account=Dimension.ACCOUNT in dims)
     metrics = list(dict.fromkeys(m.value for m in (query.metrics or DEFAULT_METRICS)))
     if not principal.is_platform:
-        hidden = sorted(m for m in metrics if m in PLATFORM_METRICS)
+        hidden = sorted(m for m in metrics if m in PLATFORM_METRICS or m in SUPPLY_METRICS)
         if hidden:
             raise Forbidden(f"{hidden[0]} is visible to platform staff only", fields=[FieldError(
                 field="metrics", rule="platform_only", message="visible to platform staff only", actual=hidden)])
+    supply = sorted(m for m in metrics if m in SUPPLY_METRICS)
+    demand_dims = sorted(d.value for d in dims if d not in SUPPLY_REPORT_DIMENSIONS)
+    if supply and demand_dims:
+        raise ValidationFailed.single(
+            "metrics", "supply_dimensions",
+            f"{supply[0]} counts ad requests, which belong to no account, campaign or ad: group it by "
+            "date, hour, country, ad space, publisher or placement type",
+            limit=sorted(d.value for d in SUPPLY_REPORT_DIMENSIONS), actual=demand_dims)
     extras: list[tuple[ColumnSource, ExtraColumn]] = []
     if query.extra_columns:
         known = available_extra_columns()

@@ -126,6 +126,15 @@ def request_events(decisions: Iterable[Decision], request: AdRequest) -> list[Ev
             for d in decisions]
 
 
+def ad_request_event(request_id: str, request: AdRequest, *, wanted: int, filled: int) -> Event:
+    """The supply side's record of one ad request, filled or not (fill rate = filled / all)."""
+    return Event(event_id=f"ar:{request_id}", event_type=EventType.AD_REQUEST, occurred_at=request.now,
+                 account_id=0, ad_space_id=request.ad_space_id or 0, publisher_id=request.publisher_id or 0,
+                 placement_type=request.placement_type or "", country=request.country or "",
+                 app_package=request.app_package, device_hash=_device_hash(request.gaid),
+                 attrs={"filled": "1" if filled else "0", "wanted": str(wanted), "ads": str(filled)})
+
+
 def _device_hash(gaid: str | None) -> int:
     device = normalise_gaid(gaid)
     return device.device_hash if device is not None else 0
@@ -141,7 +150,8 @@ def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: dateti
     decisions = runtime.engine.decide(request, space=space)
     if request.gaid:
         runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now)
-    if decisions:
-        runtime.record(request_events(decisions, request))
-    return {"request_id": secrets.token_urlsafe(12), "ad_space_id": space.id,
+    request_id = secrets.token_urlsafe(12)
+    runtime.record([ad_request_event(request_id, request, wanted=data.count, filled=len(decisions)),
+                    *request_events(decisions, request)])
+    return {"request_id": request_id, "ad_space_id": space.id,
             "ads": [_ad(runtime, d, request) for d in decisions]}
