@@ -20,7 +20,7 @@ from itertools import chain
 
 from pyroaring import BitMap64
 
-from adstack.audiences.ids import KeySpace
+from adstack.audiences.ids import KeySpace, sha256_device_key
 
 
 def build(keys: array[int] | Iterable[int]) -> BitMap64:
@@ -63,9 +63,10 @@ class AudienceIndex:
     """Audience membership for serving: O(1) per audience per request, no database.
 
     Keys are unsigned 64-bit ints: `ids.device_key(gaid)` for MD5-space audiences (raw GAID and GAID-MD5
-    uploads, label audiences) and `ids.sha256_device_key(gaid)` for SHA-256 uploads. Callers that only pass
-    `device_key` simply never match SHA-256 audiences. An audience the index does not know (deleted, failed,
-    still building) contains nobody.
+    uploads, label and portrait audiences) and `ids.sha256_device_key(gaid)` for SHA-256 uploads. A request
+    carries one canonical key (the MD5-space one); `matches` probes the SHA-256 space too when given the raw
+    GAID, hashing it only when a SHA-256 audience is actually probed. An audience the index does not know
+    (deleted, failed, still building) contains nobody.
     """
 
     def __init__(self, audiences: Iterable[IndexedAudience] = ()):
@@ -93,19 +94,26 @@ class AudienceIndex:
         audience = self._audiences.get(audience_id)
         return 0 if audience is None else len(audience.members)
 
-    def contains(self, audience_id: int, device_key: int, sha256_key: int | None = None) -> bool:
+    def contains(self, audience_id: int, device_key: int | None, sha256_key: int | None = None) -> bool:
         members = self._md5.get(audience_id)
         if members is not None:
-            return device_key in members
+            return device_key is not None and device_key in members
         if sha256_key is not None:
             members = self._sha256.get(audience_id)
             return members is not None and sha256_key in members
         return False
 
-    def matches(self, include_ids: Iterable[int], exclude_ids: Iterable[int], device_key: int,
-                sha256_key: int | None = None) -> bool:
+    def matches(self, include_ids: Iterable[int], exclude_ids: Iterable[int], device_key: int | None,
+                sha256_key: int | None = None, *, gaid: str | None = None) -> bool:
         """Ad group audience targeting: in any included audience (or none named) and in no excluded one.
-        Exclusion beats inclusion, so it is checked first."""
+        Exclusion beats inclusion, so it is checked first. With `gaid`, SHA-256 audiences are probed with
+        its SHA-256 key, computed at most once and only when one is targeted."""
+        sha256 = self._sha256
+        if sha256_key is None and gaid is not None and sha256 and any(
+                a in sha256 for a in chain(include_ids, exclude_ids)):
+            sha256_key = sha256_device_key(gaid)
+        if device_key is None and sha256_key is None:
+            return not any(True for _ in include_ids)
         contains = self.contains
         for audience_id in exclude_ids:
             if contains(audience_id, device_key, sha256_key):

@@ -20,7 +20,8 @@ _NOT_INSTALLED_GROUPS = frozenset({"not_currently_installed", "not_installed_90d
 
 
 class AudienceMembership(Protocol):
-    def matches(self, include_ids: Iterable[int], exclude_ids: Iterable[int], device_key: int | None) -> bool: ...
+    def matches(self, include_ids: Iterable[int], exclude_ids: Iterable[int], device_key: int | None,
+                sha256_key: int | None = None, *, gaid: str | None = None) -> bool: ...
 
 
 class LocalTimes:
@@ -139,7 +140,9 @@ def check_audiences(targeting: TargetingSnap, request: AdRequest, audiences: Aud
         return "audiences_not_allowed"  # COPPA: no audience targeting at all
     if audiences is None:
         return "audiences_unavailable"
-    if not audiences.matches(targeting.include_audiences, targeting.exclude_audiences, request.device_key):
+    # The raw GAID lets the index probe every key space an upload can be stored in (MD5 and SHA-256).
+    if not audiences.matches(targeting.include_audiences, targeting.exclude_audiences, request.device_key,
+                             gaid=request.gaid):
         return "audience"
     return None
 
