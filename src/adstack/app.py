@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
 from adstack.core.http import BodyLimits, StrictTransportSecurity, install_error_handlers
+from adstack.core.openapi import document_errors
 from adstack.core.settings import Settings, get_settings, set_settings
 
 Hook = Callable[[FastAPI], None]
@@ -155,4 +156,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install: Hook | None = getattr(module, "install", None)
         if install is not None:
             install(app)
+    document_errors(app)
     return app

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -78,3 +80,43 @@ class InvalidState(DomainError):
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status = 413
+
+
+# ---------- the error body as OpenAPI documents it ----------
+
+class FieldErrorBody(BaseModel):
+    field: str = Field(description="The field at fault, dotted for nested ones (e.g. `targeting.countries.0`).")
+    rule: str = Field(description="The rule it broke, e.g. `max_length`, `exists`, `active`.")
+    message: str | None = None
+    limit: Any = Field(default=None, description="The limit the value broke, where the rule has one.")
+    actual: Any = Field(default=None, description="The value that broke it, where it helps.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable, e.g. `validation_error`, `not_found`, `conflict`.")
+    message: str
+    fields: list[FieldErrorBody] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 503 answer has this shape."""
+
+    error: ErrorDetail
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request (e.g. a body that is not JSON), or a rule the request breaks",
+    401: "No credentials, or credentials that are invalid or expired",
+    403: "Signed in, but not allowed to do this",
+    404: "No such object, or not one the caller may see",
+    409: "Conflicts with the object's state or with existing data",
+    413: "The request body exceeds the route's limit",
+    422: "Invalid fields: each names the field, the rule and the limit",
+    429: "Too many attempts; retry after `Retry-After` seconds",
+    503: "Briefly unavailable (database or event store busy); retry after `Retry-After` seconds",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses=` entries for these error statuses, each with the error body's schema."""
+    return {status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
