@@ -46,13 +46,67 @@ def test_ad_group_list_filters_sort_and_paging(api: Api) -> None:
     assert _ids(page(review_status="approved")) == [a["id"]]
     assert _ids(page(serving_status="eligible")) == [a["id"]]
     assert _ids(page(serving_status="to_be_submitted", sort="name", order="asc")) == [b["id"], c["id"]]
-    assert _ids(page(publisher_id=pub["id"])) == [c["id"]]
+    # Gamma names the publisher; Alpha runs on all publishers, and this one offers banners; Beta's interstitial
+    # it does not offer.
+    assert _ids(page(publisher_id=pub["id"])) == [c["id"], a["id"]]
     by_spend = page(sort="spend_micros", order="desc", limit=1)
     assert by_spend["total"] == 3 and _ids(by_spend) == [b["id"]] and by_spend["items"][0]["spend_micros"] == 7_000
     second = page(sort="name", order="asc", limit=1, offset=1)
     assert second["total"] == 3 and _ids(second) == [b["id"]]
     expect(api.client.get("/api/v1/ad-groups", headers=adv.headers, params={"sort": "secret"}), 422)
     expect(api.client.get("/api/v1/ad-groups", headers=adv.headers, params={"limit": 501}), 422)
+
+
+def test_every_list_level_honours_the_placement_publisher_and_objective_filters(api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    banners = publisher(api, admin, name="Banner app", app_package="com.mi.banners")
+    ad_space(api, admin, banners["id"])
+    full_screen = publisher(api, admin, name="Full-screen app", app_package="com.mi.fullscreen")
+    full_space = ad_space(api, admin, full_screen["id"], name="Splash", placement_type="interstitial",
+                          accepted_formats=["image_1080x1920"], sizes=["1080x1920"])
+    perf = campaign(api, adv, name="Performance")
+    brand = campaign(api, adv, objective="brand", name="Brand")
+    everywhere = ad_group(api, adv, perf["id"], name="All banner publishers")
+    named = ad_group(api, adv, brand["id"], name="Named banner publisher", publisher_ids=[banners["id"]],
+                     bid_type="guaranteed_cpm", booked_impressions=1_000_000)
+    by_space = ad_group(api, adv, perf["id"], name="One splash space", placement_type="interstitial",
+                        ad_space_ids=[full_space["id"]])
+    on_everywhere = creative(api, adv, everywhere["id"], name="On every banner publisher")
+    on_named = creative(api, adv, named["id"], name="On the named publisher")
+    levels = {"campaigns": {"everywhere": perf["id"], "named": brand["id"], "by_space": perf["id"]},
+              "ad-groups": {"everywhere": everywhere["id"], "named": named["id"], "by_space": by_space["id"]},
+              "creatives": {"everywhere": on_everywhere["id"], "named": on_named["id"]}}
+    cases = [({"placement_type": "banner"}, {"everywhere", "named"}),
+             ({"placement_type": "interstitial"}, {"by_space"}),
+             ({"objective": "brand"}, {"named"}),
+             ({"objective": "performance"}, {"everywhere", "by_space"}),
+             ({"publisher_id": banners["id"]}, {"everywhere", "named"}),
+             ({"publisher_id": full_screen["id"]}, {"by_space"}),
+             ({"publisher_id": banners["id"], "objective": "performance"}, {"everywhere"})]
+    for level, ids in levels.items():
+        for params, expected in cases:
+            out = expect(api.client.get(f"/api/v1/{level}", headers=adv.headers, params=params), 200)
+            wanted = {ids[k] for k in expected if k in ids}
+            assert set(_ids(out)) == wanted and out["total"] == len(wanted), (level, params, _ids(out))
+    # A publisher of no ad space runs nothing; another tenant's filters see none of these.
+    idle = publisher(api, admin, name="Idle app", app_package="com.mi.idle")
+    assert expect(api.client.get("/api/v1/creatives", headers=adv.headers,
+                                 params={"publisher_id": idle["id"]}), 200)["total"] == 0
+    other = api.approved_account(admin)
+    assert expect(api.client.get("/api/v1/creatives", headers=other.headers,
+                                 params={"publisher_id": banners["id"]}), 200)["total"] == 0
+
+
+def test_list_schemas_are_typed_in_openapi(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for path, read in (("/api/v1/campaigns", "CampaignRead"), ("/api/v1/ad-groups", "AdGroupRead"),
+                       ("/api/v1/creatives", "CreativeRead")):
+        ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        page = components[ok["$ref"].rsplit("/", 1)[1]]
+        assert page["properties"]["items"]["items"] == {"$ref": f"#/components/schemas/{read}"}
+        assert page["properties"]["total"]["type"] == "integer"
 
 
 def test_campaign_list_filters_and_spend_totals(api: Api) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
 
 from adstack.campaigns import batch, service
 from adstack.campaigns.enums import MarketingObjective, ServingStatus, UserStatus
@@ -32,6 +33,16 @@ from adstack.review import service as review
 from adstack.review.models import ReviewDecisionIn, ReviewStatus
 
 router = APIRouter(prefix="/api/v1")
+
+class CampaignPage(BaseModel):
+    total: int = Field(description="Campaigns matching the filters, over all pages.")
+    items: list[CampaignRead]
+
+
+class AdGroupPage(BaseModel):
+    total: int = Field(description="Ad groups matching the filters, over all pages.")
+    items: list[AdGroupRead]
+
 
 Search = Annotated[str | None, Query(max_length=200, description="Name or id.")]
 Order = Annotated[Literal["asc", "desc"], Query(description="Sort direction.")]
@@ -68,7 +79,7 @@ def _ad_group(session: SessionDep, ad_group: service.AdGroup, notice: str | None
 # ---------- campaigns ----------
 
 
-@router.get("/campaigns", response_model=dict, tags=["campaigns"],
+@router.get("/campaigns", response_model=CampaignPage, tags=["campaigns"],
             summary="The campaign list: search, filter, sort and page; {total, items}")
 def list_campaigns(
     principal: CurrentPrincipal,
@@ -84,12 +95,12 @@ def list_campaigns(
     order: Order = "desc",
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> CampaignPage:
     views, total = service.list_campaigns(
         session, principal, query=q, account_id=account_id, objective=objective, status=status,
         serving_status=serving_status, placement_type=placement_type, publisher_id=publisher_id, sort=sort.value,
         descending=order == "desc", limit=limit, offset=offset)
-    return {"total": total, "items": [campaign_read(session, v) for v in views]}
+    return CampaignPage(total=total, items=[campaign_read(session, v) for v in views])
 
 
 @router.post("/campaigns", response_model=CampaignRead, status_code=status.HTTP_201_CREATED, tags=["campaigns"],
@@ -142,7 +153,7 @@ def copy_campaign(campaign_id: IdPath, body: CopyIn, principal: CurrentPrincipal
 # ---------- ad groups ----------
 
 
-@router.get("/ad-groups", response_model=dict, tags=["ad groups"],
+@router.get("/ad-groups", response_model=AdGroupPage, tags=["ad groups"],
             summary="The ad group list: search, filter, sort and page; {total, items}")
 def list_ad_groups(
     principal: CurrentPrincipal,
@@ -160,12 +171,12 @@ def list_ad_groups(
     order: Order = "desc",
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> AdGroupPage:
     views, total = service.list_ad_groups(
         session, principal, query=q, account_id=account_id, campaign_id=campaign_id, objective=objective,
         status=status, serving_status=serving_status, review_status=review_status, placement_type=placement_type,
         publisher_id=publisher_id, sort=sort.value, descending=order == "desc", limit=limit, offset=offset)
-    return {"total": total, "items": [ad_group_read(session, v) for v in views]}
+    return AdGroupPage(total=total, items=[ad_group_read(session, v) for v in views])
 
 
 @router.post("/ad-groups", response_model=AdGroupRead, status_code=status.HTTP_201_CREATED, tags=["ad groups"],

@@ -765,15 +765,22 @@ def _scope(session: Session, principal: Principal, model: type[Campaign] | type[
     return stmt if visible is None else stmt.where(model.account_id.in_(visible))
 
 
-def _names_publisher(ad_group: AdGroup, publisher_id: int, space_owner: dict[int, int]) -> bool:
+def _runs_on_publisher(ad_group: AdGroup, publisher_id: int, space_owner: dict[int, int],
+                       publisher_placements: set[str]) -> bool:
+    if not ad_group.publisher_ids and not ad_group.ad_space_ids:
+        # "All publishers": every publisher with an ad space of the ad group's placement type.
+        return ad_group.placement_type in publisher_placements
     return publisher_id in (ad_group.publisher_ids or []) or any(
         space_owner.get(s) == publisher_id for s in ad_group.ad_space_ids or [])
 
 
-def _ad_groups_naming_publisher(session: Session, ad_groups: Sequence[AdGroup], publisher_id: int) -> list[AdGroup]:
+def ad_groups_on_publisher(session: Session, ad_groups: Sequence[AdGroup], publisher_id: int) -> list[AdGroup]:
+    """The ad groups that can run on the publisher: those naming it or one of its ad spaces, and those on all
+    publishers whose placement type the publisher offers."""
     owners = {s.id: s.publisher_id for s in inventory.ad_spaces_by_id(
         session, {s for g in ad_groups for s in g.ad_space_ids or []}).values()}
-    return [g for g in ad_groups if _names_publisher(g, publisher_id, owners)]
+    placements = {s.placement_type for s in inventory.ad_spaces_of_publishers(session, [publisher_id])}
+    return [g for g in ad_groups if _runs_on_publisher(g, publisher_id, owners, placements)]
 
 
 def _order(rows: list[Any], key: Any, descending: bool) -> list[Any]:
@@ -817,7 +824,7 @@ def list_campaigns(
         return _campaign_views(session, page, now), total
     rows = list(session.scalars(stmt.order_by(Campaign.id)))
     if publisher_id is not None:
-        groups = _ad_groups_naming_publisher(session, _live_ad_groups(session, [c.id for c in rows]), publisher_id)
+        groups = ad_groups_on_publisher(session, _live_ad_groups(session, [c.id for c in rows]), publisher_id)
         wanted = {g.campaign_id for g in groups}
         rows = [c for c in rows if c.id in wanted]
     views = _campaign_views(session, rows, now)
@@ -894,7 +901,7 @@ def list_ad_groups(
         return ad_group_views(session, page, now=now), total
     rows = list(session.scalars(stmt.order_by(AdGroup.id)))
     if publisher_id is not None:
-        rows = _ad_groups_naming_publisher(session, rows, publisher_id)
+        rows = ad_groups_on_publisher(session, rows, publisher_id)
     views = ad_group_views(session, rows, now=now)
     if serving_status is not None:
         views = [v for v in views if v.serving_status == serving_status]

@@ -7,12 +7,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
-from adstack.campaigns.enums import ServingStatus, UserStatus
-from adstack.core.deps import AccountManagerPrincipal, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep
+from adstack.campaigns.enums import MarketingObjective, ServingStatus, UserStatus
+from adstack.core.deps import (
+    MAX_ID,
+    AccountManagerPrincipal,
+    CurrentPrincipal,
+    IdPath,
+    Limit,
+    Offset,
+    OptionalId,
+    SessionDep,
+)
 from adstack.core.errors import NotFound
+from adstack.core.vocabulary import PlacementType
 from adstack.creatives import catalog, service
 from adstack.creatives.formats import FormatSpec
 from adstack.creatives.models import (
@@ -113,6 +123,11 @@ def list_creatives(
     review_status: ReviewStatus | None = None,
     serving_status: ServingStatus | None = None,
     format: CreativeFormat | None = None,
+    placement_type: PlacementType | None = None,
+    publisher_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
+        "Creatives of ad groups that can run on this publisher: naming it or one of its ad spaces, or on all "
+        "publishers of a placement type it offers."))] = None,
+    objective: MarketingObjective | None = None,
     include_deleted: bool = False,
     sort: CreativeSort = CreativeSort.ID,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
@@ -122,7 +137,8 @@ def list_creatives(
     rows, total, serving = service.list_creatives(
         session, principal, query=q, account_id=account_id, ad_group_id=ad_group_id, campaign_id=campaign_id,
         status=status, review_status=review_status, serving_status=serving_status,
-        format_code=format.value if format else None, include_deleted=include_deleted, sort=sort,
+        format_code=format.value if format else None, placement_type=placement_type, publisher_id=publisher_id,
+        objective=objective, include_deleted=include_deleted, sort=sort,
         descending=order == "desc", limit=limit, offset=offset,
     )
     campaigns = service.campaign_ids_of(session, rows)
@@ -134,6 +150,27 @@ def list_creatives(
              summary="Create a creative; its materials are checked against the format's rules")
 def create_creative(body: CreativeCreate, principal: CurrentPrincipal, session: SessionDep) -> CreativeRead:
     creative = service.create_creative(session, principal, body)
+    session.commit()
+    return _read(session, creative)
+
+
+class CreativeCopyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ad_group_id: Annotated[int | None, Field(ge=1, le=MAX_ID, description=(
+        "A live ad group of the same account to copy into; the original's by default."))] = None
+    name: Annotated[str | None, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Field(
+        description="Defaults to the original's name + ' - copy'.")] = None
+    submit: bool = Field(default=False, description="Submit the copy for review at once; a draft otherwise.")
+
+
+@router.post("/creatives/{creative_id}/copy", response_model=CreativeRead, status_code=status.HTTP_201_CREATED,
+             tags=["creatives"], summary="Copy a creative, into its ad group or another of the account; the copy "
+             "is reviewed like a new creative")
+def copy_creative(creative_id: IdPath, body: CreativeCopyIn, principal: CurrentPrincipal, session: SessionDep
+                  ) -> CreativeRead:
+    creative = service.copy_creative(session, principal, creative_id, ad_group_id=body.ad_group_id,
+                                     name=body.name, submit=body.submit)
     session.commit()
     return _read(session, creative)
 

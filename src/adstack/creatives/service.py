@@ -333,6 +333,37 @@ def copy_creatives(session: Session, principal: Principal, *, from_ad_group_id: 
     return copies
 
 
+COPY_SUFFIX = " - copy"
+CREATIVE_NAME_MAX = 100
+
+
+def copy_creative(session: Session, principal: Principal, creative_id: int, *, ad_group_id: int | None = None,
+                  name: str | None = None, submit: bool = False) -> Creative:
+    """Copy one creative, into its own ad group or another live one of the same account. The copy is a new
+    creative: it is reviewed like any other (a draft to submit, or submitted at once with `submit`), whatever
+    the review status of the original. Its materials are checked against the target's placement and the
+    format's rules in force."""
+    source = _live(get_creative(session, principal, creative_id))
+    target = _ad_group(session, principal, ad_group_id if ad_group_id is not None else source.ad_group_id)
+    if target.account_id != source.account_id:
+        raise ValidationFailed.single("ad_group_id", "same_account", "a creative is copied within its account",
+                                      actual=ad_group_id)
+    _validate(session, target, source.format, Materials.model_validate(source.materials))
+    copy = Creative(
+        account_id=target.account_id, ad_group_id=target.id,
+        name=name or source.name[:CREATIVE_NAME_MAX - len(COPY_SUFFIX)] + COPY_SUFFIX, format=source.format,
+        materials=dict(source.materials), click_url=source.click_url, deeplink=source.deeplink,
+        impression_urls=list(source.impression_urls), video_tracking=dict(source.video_tracking),
+        status=source.status, review_status=ReviewStatus.TO_BE_SUBMITTED.value, created_by_user_id=principal.user_id,
+    )
+    session.add(copy)
+    session.flush()
+    review.track(session, object_type=CREATIVE, object_id=copy.id, account_id=copy.account_id,
+                 object_name=copy.name, status=ReviewStatus.TO_BE_SUBMITTED)
+    _record(session, principal, Operation.COPY, copy, None, snapshot(copy) | {"copied_from": source.id})
+    return submit_creative(session, principal, copy.id) if submit else copy
+
+
 # ---------- serving status ----------
 
 
@@ -398,6 +429,25 @@ _SORT_COLUMNS: dict[CreativeSort, Any] = {
 }
 
 
+def _filter_by_ad_group(session: Session, stmt: Any, *, placement_type: str | None, publisher_id: int | None,
+                        objective: str | None) -> Any:
+    """The ad-group-level filters of the ad list, applied to creatives through their ad group."""
+    from adstack.campaigns import service as campaigns  # campaigns import creatives
+    from adstack.campaigns.models import Campaign
+
+    if placement_type:
+        stmt = stmt.where(Creative.ad_group_id.in_(select(AdGroup.id).where(AdGroup.placement_type == placement_type)))
+    if objective:
+        campaign_ids = select(Campaign.id).where(Campaign.objective == objective)
+        stmt = stmt.where(Creative.ad_group_id.in_(select(AdGroup.id).where(AdGroup.campaign_id.in_(campaign_ids))))
+    if publisher_id is not None:
+        candidates = session.scalars(select(AdGroup).where(AdGroup.id.in_(stmt.with_only_columns(
+            Creative.ad_group_id).distinct().scalar_subquery()))).all()
+        stmt = stmt.where(Creative.ad_group_id.in_(
+            [g.id for g in campaigns.ad_groups_on_publisher(session, candidates, publisher_id)] or [0]))
+    return stmt
+
+
 def list_creatives(
     session: Session,
     principal: Principal,
@@ -410,6 +460,9 @@ def list_creatives(
     review_status: str | None = None,
     serving_status: str | None = None,
     format_code: str | None = None,
+    placement_type: str | None = None,
+    publisher_id: int | None = None,
+    objective: str | None = None,
     include_deleted: bool = False,
     sort: CreativeSort = CreativeSort.ID,
     descending: bool = True,
@@ -443,6 +496,8 @@ def list_creatives(
         stmt = stmt.where(Creative.review_status == review_status)
     if format_code:
         stmt = stmt.where(Creative.format == format_code)
+    stmt = _filter_by_ad_group(session, stmt, placement_type=placement_type, publisher_id=publisher_id,
+                               objective=objective)
     column = _SORT_COLUMNS[sort]
     ordered = stmt.order_by(column.desc() if descending else column.asc(),
                             Creative.id.desc() if descending else Creative.id.asc())

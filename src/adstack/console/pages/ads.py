@@ -45,8 +45,7 @@ SORTS: dict[str, set[str]] = {
     "creatives": {s.value for s in CreativeSort},
 }
 # Columns a visitor may add to the list; metrics come from the reports service for the rows on the page only.
-METRIC_COLUMNS = ("impressions", "clicks", "ctr", "cost", "ecpm", "cpc", "installs", "cvr", "cpa", "revenue",
-                  "roas")
+METRIC_COLUMNS = tuple(reports.LIST_METRICS)
 DEFAULT_COLUMNS = ("impressions", "clicks", "ctr", "cost")
 
 
@@ -121,8 +120,8 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str]) -> tuple[lis
     else:
         found, total, statuses = creatives.list_creatives(
             session, principal, query=query, ad_group_id=ad_group_id, campaign_id=campaign_id, status=status,
-            review_status=review_status, serving_status=serving, sort=CreativeSort(sort), descending=descending,
-            limit=size, offset=offset)
+            review_status=review_status, serving_status=serving, placement_type=placement, publisher_id=publisher_id,
+            objective=objective, sort=CreativeSort(sort), descending=descending, limit=size, offset=offset)
         rows = [Row(level, c.id, c.name, c.account_id, c.status, statuses[c.id][0].value, statuses[c.id][1],
                     c.review_status, None, c) for c in found]
     return rows, total
@@ -149,7 +148,7 @@ def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
         "serving_statuses": [s.value for s in ServingStatus], "user_statuses": [s.value for s in UserStatus],
         "review_statuses": [s.value for s in ReviewStatus], "placements": [p.value for p in PlacementType],
         "objectives": [o.value for o in MarketingObjective],
-        "publishers": inventory.list_publishers(visitor.session, limit=200)[0] if level != "creatives" else [],
+        "publishers": inventory.list_publishers(visitor.session, limit=200)[0],
         "list_url": f"{PREFIX}/ads/{level}",
         "self_url": f"{PREFIX}/ads/{level}?{urlencode(list(params.items()))}",
     }

@@ -18,7 +18,7 @@ from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor,
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError
 from adstack.core.timeutil import utcnow, zone
-from adstack.core.vocabulary import PlacementType
+from adstack.core.vocabulary import IN_APP_EVENTS, PlacementType
 from adstack.events.service import get_event_store
 from adstack.reports import service as reports
 from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
@@ -35,17 +35,26 @@ from adstack.reports.models import (
     ReportJobCreate,
     ReportQuery,
     ReportResult,
+    event_metric,
 )
 
 router = APIRouter(route_class=ConsoleRoute)
 
 PAGE_SIZE = 50
 CHART_POINTS = 400
-# The ad list's custom columns -> the report metric behind each.
+# The ad list's custom columns -> the report metric behind each, so a column and a report never disagree.
+# Source: Mi Ads usage guide, 3.3 "Ad List": "Custom columns: Display more metrics data in a list, including basic
+# data, in-app data, and video data". In-app data: each of the 22 postback events of the partner integration
+# guide ("A total of 22 events are available, including 3 customizable events"), named as the guide names them.
 LIST_METRICS: dict[str, Metric] = {
     "impressions": Metric.IMPRESSIONS, "clicks": Metric.CLICKS, "ctr": Metric.CTR, "cost": Metric.COST_MICROS,
     "ecpm": Metric.ECPM_MICROS, "cpc": Metric.CPC_MICROS, "installs": Metric.INSTALLS, "cvr": Metric.CVR,
     "cpa": Metric.CPA_MICROS, "revenue": Metric.REVENUE_MICROS, "roas": Metric.ROAS,
+    "video_starts": Metric.VIDEO_STARTS, "video_first_quartiles": Metric.VIDEO_FIRST_QUARTILES,
+    "video_midpoints": Metric.VIDEO_MIDPOINTS, "video_third_quartiles": Metric.VIDEO_THIRD_QUARTILES,
+    "video_completes": Metric.VIDEO_COMPLETES, "video_completion_rate": Metric.VIDEO_COMPLETION_RATE,
+    "in_app_events": Metric.IN_APP_EVENTS,
+    **{event_metric(event): Metric(event_metric(event)) for event in IN_APP_EVENTS},
 }
 LEVEL_DIMENSIONS = {
     "campaigns": (Dimension.CAMPAIGN, "campaign_ids"),
