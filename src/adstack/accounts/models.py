@@ -80,7 +80,8 @@ class User(Base, TimestampMixin):
     name: Mapped[str] = mapped_column(String(100), default="")
     role: Mapped[str] = mapped_column(String(32))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    locale: Mapped[str] = mapped_column(String(8), default="en")
+    # Empty until the person chooses: the console then follows the browser (Accept-Language).
+    locale: Mapped[str] = mapped_column(String(8), default="")
     is_active: Mapped[bool] = mapped_column(default=True)
     email_verified_at: Mapped[datetime | None]
 

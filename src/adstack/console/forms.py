@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -49,6 +51,45 @@ class FormErrors(dict[str, list[dict[str, Any]]]):
         return errors
 
 
+# While a form is read inside `collecting()`, a badly typed amount or number is noted here and read as empty,
+# so the page can show every refusal at once instead of the first one.
+_collector: ContextVar[FormErrors | None] = ContextVar("form_errors_collector", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[FormErrors]:
+    errors = FormErrors()
+    token = _collector.set(errors)
+    try:
+        yield errors
+    finally:
+        _collector.reset(token)
+
+
+def _refuse(exc: ValidationFailed) -> None:
+    errors = _collector.get()
+    if errors is None:
+        raise exc
+    for item in exc.fields:
+        errors.add(item.field, item.rule, item.message or exc.message, limit=item.limit, actual=item.actual)
+
+
+def merge(typed: FormErrors, validated: FormErrors) -> FormErrors:
+    """Errors of typed values first; a schema's complaint about the same input (its `_micros` twin read as empty)
+    is left out, so each input shows one message."""
+    merged = FormErrors()
+    for items in typed.values():
+        for item in items:
+            merged.add(item["field"], item["rule"], item["message"], limit=item["limit"], actual=item["actual"])
+    flagged = {key.removesuffix("_micros") for key in typed}
+    for key, items in validated.items():
+        if key.removesuffix("_micros") in flagged:
+            continue
+        for item in items:
+            merged.add(item["field"], item["rule"], item["message"], limit=item["limit"], actual=item["actual"])
+    return merged
+
+
 def text(form: FormData | Mapping[str, Any], name: str, default: str = "") -> str:
     value = form.get(name)
     if not isinstance(value, str):
@@ -80,14 +121,16 @@ def money(form: FormData, name: str, *, required: bool = False) -> int | None:
     raw = text(form, name).replace(",", "").replace(" ", "")
     if not raw:
         if required:
-            raise ValidationFailed.single(name, "required", "an amount is required")
+            _refuse(ValidationFailed.single(name, "required", "an amount is required"))
         return None
     try:
         value = Decimal(raw)
     except InvalidOperation:
-        raise ValidationFailed.single(name, "decimal", "not a number", actual=raw) from None
+        _refuse(ValidationFailed.single(name, "decimal", "not a number", actual=raw))
+        return None
     if not value.is_finite() or value < 0 or value > Decimal(10**9):
-        raise ValidationFailed.single(name, "range", "the amount is out of range", limit=[0, 10**9], actual=raw)
+        _refuse(ValidationFailed.single(name, "range", "the amount is out of range", limit=[0, 10**9], actual=raw))
+        return None
     return to_micros(value)
 
 
@@ -97,9 +140,10 @@ def integer(form: FormData | Mapping[str, Any], name: str, *, minimum: int = 0, 
     if not raw:
         return None
     if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-        raise ValidationFailed(
+        _refuse(ValidationFailed(
             "not a valid number", fields=[FieldError(field=name, rule="integer", limit=[minimum, maximum], actual=raw)]
-        )
+        ))
+        return None
     return int(raw)
 
 

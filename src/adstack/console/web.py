@@ -27,7 +27,7 @@ from starlette.datastructures import FormData
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Principal, User
-from adstack.console import i18n
+from adstack.console import i18n, messages, vocabulary
 from adstack.core.deps import SessionDep, SettingsDep
 from adstack.core.errors import DomainError, Forbidden, Unauthenticated
 from adstack.core.security import derive_key, hmac_sign, token_digest
@@ -262,6 +262,18 @@ def _template_gettext(language: str) -> tuple[Callable[..., str], Callable[..., 
     return gettext, ngettext
 
 
+def _words(visitor: Visitor) -> dict[str, Any]:
+    """Helpers that put codes, refusals and stored reasons into the visitor's language (plain text, escaped)."""
+    language = visitor.language
+    catalog = i18n.translations(language)
+    return {
+        "speaker": messages.Speaker(language, visitor.currency),
+        "code_name": lambda code: vocabulary.code_name(code, language),
+        "serving_reason": lambda reason: messages.serving_reason(reason, language),
+        "tr": lambda text: catalog.gettext(str(text)) if text else "",
+    }
+
+
 def render(visitor: Visitor, template: str, context: Mapping[str, Any] | None = None, *, status: int = 200,
            headers: Mapping[str, str] | None = None) -> HTMLResponse:
     gettext, ngettext = _template_gettext(visitor.language)
@@ -278,6 +290,7 @@ def render(visitor: Visitor, template: str, context: Mapping[str, Any] | None = 
         path=visitor.request.url.path,
         query=visitor.request.query_params,
         is_htmx=visitor.request.headers.get("HX-Request") == "true",
+        **_words(visitor),
         **(context or {}),
     )
     return HTMLResponse(body, status_code=status, headers=dict(headers or {}))

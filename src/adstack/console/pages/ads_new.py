@@ -3,6 +3,7 @@ the targeting, the live preview beside the materials, and instant checks of each
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -182,13 +183,34 @@ def new_ad_group(campaign_id: IdPath, visitor: UserDep) -> Response:
     return _ad_group_form(visitor, campaign, _ad_group_defaults(campaign, account), FormErrors())
 
 
+def _schedule_errors(payload: dict[str, Any]) -> FormErrors:
+    """The end-after-start rule, checked here too so it shows beside the end even when other fields already
+    stopped the request before the service could look at the schedule."""
+    errors = FormErrors()
+    start, end = payload.get("start_at"), payload.get("end_at")
+    try:
+        if start and end and datetime.fromisoformat(str(end)) <= datetime.fromisoformat(str(start)):
+            errors.add("end_at", "after_start", "the end must be after the start")
+    except ValueError:
+        pass
+    return errors
+
+
 def _ad_group_refusal(visitor: Visitor, campaign: Any, form: FormData, exc: ValidationError | DomainError, *,
-                      ad_group_id: int | None = None) -> Response:
+                      ad_group_id: int | None = None, typed: FormErrors | None = None,
+                      payload: dict[str, Any] | None = None) -> Response:
+    """Every refusal at once: badly typed amounts, the schema's, and the schedule's; the form keeps its values."""
     visitor.session.rollback()
+    typed = typed or FormErrors()
     if isinstance(exc, ValidationError):
         errors, status = FormErrors.from_validation(exc), 422
+    elif typed and not exc.fields:  # only the typed values stopped it
+        errors, status = FormErrors(), 422
     else:
         errors, status = FormErrors.from_domain(exc), exc.status
+    if "end_at" not in errors:
+        errors = forms.merge(errors, _schedule_errors(payload or {}))
+    errors = forms.merge(typed, errors)
     return _ad_group_form(visitor, campaign, adforms.form_values(form), errors, ad_group_id=ad_group_id,
                           status=status)
 
@@ -197,13 +219,16 @@ def _ad_group_refusal(visitor: Visitor, campaign: Any, form: FormData, exc: Vali
 def create_ad_group(campaign_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     session = visitor.session
     campaign = campaigns.get_campaign(session, visitor.me, campaign_id)
-    try:
+    with forms.collecting() as typed:
         payload = adforms.ad_group_payload(form)
-        group = campaigns.create_ad_group(session, visitor.me, AdGroupCreate.model_validate(
-            {**payload, "campaign_id": campaign_id}))
+    try:
+        data = AdGroupCreate.model_validate({**payload, "campaign_id": campaign_id})
+        if typed:
+            raise ValidationFailed("the ad group has invalid fields")
+        group = campaigns.create_ad_group(session, visitor.me, data)
         session.commit()
     except (ValidationError, DomainError) as exc:
-        return _ad_group_refusal(visitor, campaign, form, exc)
+        return _ad_group_refusal(visitor, campaign, form, exc, typed=typed, payload=payload)
     return redirect(with_notice(f"{PREFIX}/ads/ad-groups/{group.id}/creatives/new", "created"))
 
 
@@ -220,14 +245,19 @@ def edit_ad_group(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Respo
     session = visitor.session
     group = campaigns.get_ad_group(session, visitor.me, ad_group_id)
     campaign = campaigns.get_campaign(session, visitor.me, group.campaign_id)
-    try:
+    with forms.collecting() as typed:
         payload = adforms.ad_group_payload(form, for_update=True)
-        _, notice = campaigns.update_ad_group(session, visitor.me, ad_group_id, AdGroupUpdate.model_validate(payload))
+    try:
+        data = AdGroupUpdate.model_validate(payload)
+        if typed:
+            raise ValidationFailed("the ad group has invalid fields")
+        _, notice = campaigns.update_ad_group(session, visitor.me, ad_group_id, data)
         session.commit()
     except (ValidationError, DomainError) as exc:
         if isinstance(exc, DomainError) and exc.status == 404:
             raise
-        return _ad_group_refusal(visitor, campaign, form, exc, ad_group_id=ad_group_id)
+        return _ad_group_refusal(visitor, campaign, form, exc, ad_group_id=ad_group_id, typed=typed,
+                                 payload=payload)
     return redirect(with_notice(f"{PREFIX}/ads/ad-groups/{ad_group_id}", "back_to_review" if notice else "saved"))
 
 

@@ -190,6 +190,7 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
         outcome = accounts.register_self_serve(session, data, base_url=settings.public_base_url,
                                                token_ttl=_email_ttl(visitor), client="console")
         if outcome.user is not None and outcome.account is not None:
+            outcome.user.locale = visitor.language  # the language the form was shown in (cookie or browser)
             actor = accounts.principal_for(outcome.user, client="console")
             accounts.add_document(session, actor, outcome.account.id, kind=kind,
                                   filename=document.filename or "document", stream=document.file,

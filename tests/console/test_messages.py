@@ -1,0 +1,110 @@
+"""Refusals in words: every error of a form at once, beside its input, in the visitor's language, with money in
+the account's currency and never a path, a pattern or micros."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account
+from adstack.campaigns.models import AdGroup, Campaign
+from adstack.console.messages import RULE_ALIASES, RULE_SENTENCES, Speaker, serving_reason
+from tests.console.support import post_form, register
+
+MACHINE_TALK = re.compile(r"/api/v\d|\^https?|\\d|_micros|micros\b|String should|Input should|Value error|"
+                          r"\(limit: |\bPOST /")
+
+
+def _advertiser_with_campaign(client: TestClient, session: Session, n: int) -> int:
+    register(client, n)
+    account_id = session.scalar(select(Account.id).where(Account.contact_email == f"ops{n}@example.com"))
+    reviewer = accounts.principal_for(accounts.create_admin(session, email=f"staff{n}@example.org",
+                                                            password="admin-password"))
+    accounts.review_account(session, reviewer, account_id, approve=True)
+    session.commit()
+    response = post_form(client, "/console/ads/new", "/console/ads/new", {
+        "objective": "performance", "name": "Launch", "promotion_type": "app_download",
+        "package_name": "com.example.game"})
+    assert response.status_code == 303, response.text[-1500:]
+    campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == "Launch"))
+    assert campaign_id is not None
+    return campaign_id
+
+
+def _error_beside(html: str, input_id: str) -> str:
+    """The message in the same field box as the input (the `.field` div that holds it)."""
+    match = re.search(rf'<label for="{input_id}">.*?(?=<label |<div class="field|<h2>|</form>)', html, re.S)
+    assert match, f"no field box for {input_id}"
+    errors = re.findall(r'<div class="error-text"[^>]*>(.*?)</div>', match.group(0), re.S)
+    assert errors, f"no message beside {input_id}"
+    return " ".join(errors)
+
+
+BAD_AD_GROUP = {
+    "name": "", "promotion_channel": "getapps", "target_group": "all_users", "placement_type": "interstitial",
+    "countries": "SG", "time_zone": "Asia/Singapore", "pacing": "even", "schedule_mode": "all_day",
+    "start_at": "2031-05-02T10:00", "end_at": "2031-05-01T10:00", "bid_type": "cpc", "bid": "abc",
+    "frequency_cap_per_day": "-1", "daily_budget": "12.5",
+}
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", {"name": "Name is required", "bid": "Bid must be a number", "end_at": "The end must be later",
+            "frequency_cap_per_day": "whole number from 1 to 1,000"}),
+    ("zh", {"name": "名称为必填项", "bid": "出价必须是数字", "end_at": "结束时间必须晚于开始时间",
+            "frequency_cap_per_day": "1 到 1,000"}),
+])
+def test_ad_group_form_shows_every_error_beside_its_input(client: TestClient, session: Session, language: str,
+                                                          expected: dict[str, str]):
+    client.cookies.set("adstack_lang", language, path="/console")
+    campaign_id = _advertiser_with_campaign(client, session, 700 + len(language))
+    url = f"/console/ads/campaigns/{campaign_id}/ad-groups/new"
+    response = post_form(client, url, url, BAD_AD_GROUP)
+    assert response.status_code == 422
+    html = response.text
+    for input_id, words in expected.items():
+        assert words in _error_beside(html, input_id), (input_id, _error_beside(html, input_id))
+    # What was typed stays in the form.
+    for name in ("bid", "frequency_cap_per_day", "end_at", "daily_budget"):
+        assert f'name="{name}"' in html and f'value="{BAD_AD_GROUP[name]}"' in html
+    assert not MACHINE_TALK.search(html), MACHINE_TALK.search(html)
+    assert session.scalar(select(AdGroup.id)) is None
+
+
+def test_money_limits_are_in_the_account_currency_and_rules_are_sentences():
+    english, chinese = Speaker("en", "USD"), Speaker("zh", "USD")
+    item = {"field": "daily_budget_micros", "rule": "le_total_budget", "limit": 20_000_000, "actual": 50_000_000}
+    assert english.sentence(item) == "The daily budget cannot be more than the total budget."
+    too_low = {"field": "bid_micros", "rule": "greater_than_equal", "limit": 20_000_000}
+    assert english.sentence(too_low) == "Bid must be at least $20.00."
+    assert "US$20.00" in chinese.sentence(too_low) and "出价" in chinese.sentence(too_low)
+    pattern = {"field": "click_url", "rule": "string_pattern_mismatch", "limit": "^https?://\\S+$",
+               "message": "String should match pattern '^https?://\\S+$'"}
+    assert english.sentence(pattern) == "Click address must be a web address starting with http:// or https://."
+    nested = {"field": "targeting.os_version_max", "rule": "value_error", "message": "Value error, not a version"}
+    assert "OS version to" in english.sentence(nested) and "Value error" not in english.sentence(nested)
+    for rule in RULE_ALIASES:
+        for speaker in (english, chinese):
+            text = speaker.sentence({"field": "bid_micros", "rule": rule, "limit": [1_000_000, 2_000_000],
+                                     "actual": 3_000_000, "message": "POST /api/v1/reports/jobs"})
+            assert text and not MACHINE_TALK.search(text), (rule, text)
+    assert set(RULE_ALIASES.values()) <= set(RULE_SENTENCES)
+
+
+def test_error_page_never_shows_a_path(client: TestClient, session: Session):
+    register(client, 790)
+    response = client.get("/console/ads/campaigns/99999999/ad-groups/new")
+    assert response.status_code == 404 and not MACHINE_TALK.search(response.text)
+
+
+def test_serving_reasons_are_told_in_chinese():
+    assert serving_reason("the ad group is paused", "zh") == "广告组已暂停"
+    assert serving_reason("the account is under review", "zh") == "账户审核中"
+    rejected = serving_reason("the ad group was rejected: The landing page cannot be opened", "zh")
+    assert rejected == "审核未通过：落地页无法打开"
+    assert serving_reason("total budget of 10.00 USD is spent", "en") == "total budget of 10.00 USD is spent"
