@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     pipeline_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     sdk_reservation_seconds: int = Field(default=30 * 60, ge=1, description="An unshown SDK ad's budget hold.")
     exchange_reservation_seconds: int = Field(default=5 * 60, ge=1, description="An unanswered bid's budget hold.")
+    # The OpenRTB bidder (serving/openrtb): see docs and the module docstrings.
+    openrtb_min_tmax_ms: int = Field(default=30, ge=0, le=10_000,
+                                     description="Below this tmax a bid request is answered 204 at once.")
+    openrtb_first_price_margin_percent: int = Field(
+        default=20, ge=0, le=99, description="First-price exchanges are bid the slot's value less this margin.")
+    openrtb_tcf_vendor_id: int | None = Field(
+        default=None, ge=1, le=65_535, description="Our IAB TCF vendor id; unset: under GDPR no consent is ours.")
     bench_routes: bool = Field(default=False, description="Mount the trivial baseline route benchmarks use.")
     metrics_token: str | None = Field(default=None, description="Bearer token for /metrics; loopback only if unset.")
     log_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,

@@ -5,8 +5,10 @@ Both are public (devices and exchanges call them); what they hand out is protect
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Annotated
+import zlib
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response
@@ -20,6 +22,7 @@ from adstack.serving.models import AdRequestIn, AdResponseOut
 from adstack.serving.runtime import ServingRuntime, observe_events
 
 MAX_BID_REQUEST_BYTES = 256 * 1024
+log = logging.getLogger(__name__)
 
 public_router = APIRouter(tags=["serving"])
 
@@ -54,21 +57,62 @@ async def request_ads(body: AdRequestIn, request: Request) -> Response:
 
 @public_router.post("/openrtb2/bid", summary="OpenRTB 2.6 bid request", openapi_extra=_BID_REQUEST_BODY)
 async def openrtb_bid(request: Request) -> Response:
+    """Bid on an exchange's request (see serving/openrtb). `tmax` counts from here: reading, inflating, decoding,
+    deciding and encoding; an answer that would arrive late is withdrawn and 204."""
     started = time.monotonic()
+    body = await _bid_request_body(request)
+    parsed = openrtb.parse_bid_request(body)
+    runtime = runtime_of(request)
+    tmax = parsed.tmax or 0
+    if tmax and tmax < runtime.settings.openrtb_min_tmax_ms:
+        return Response(status_code=204)  # no time to bid well: say so at once
+    due = started + tmax / 1000 if tmax else None
+    pending = request.app.state.serving_bids
+    decisions: list[Any] = []
+    try:
+        made = openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=pending,
+                           deadline=due - openrtb.DEADLINE_MARGIN_MS / 1000 if due else None)
+        if made is None:
+            return Response(status_code=204)
+        answer, decisions = made
+        content = orjson.dumps(answer)
+    except Exception:  # never a 500 to an exchange: no bid, and whatever was reserved goes back
+        log.exception("OpenRTB bid request %s failed", parsed.id)
+        openrtb.withdraw(runtime, decisions, pending)
+        return Response(status_code=204)
+    if due is not None and time.monotonic() > due:
+        openrtb.withdraw(runtime, decisions, pending)
+        return Response(status_code=204)
+    return Response(content=content, media_type="application/json")
+
+
+async def _bid_request_body(request: Request) -> bytes:
+    """The body, inflated when `Content-Encoding: gzip`; the size limit applies to the inflated body too."""
+    limit = MAX_BID_REQUEST_BYTES
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BID_REQUEST_BYTES:
-        raise PayloadTooLarge(f"a bid request may have at most {MAX_BID_REQUEST_BYTES} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a bid request may have at most {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BID_REQUEST_BYTES:
-            raise PayloadTooLarge(f"a bid request may have at most {MAX_BID_REQUEST_BYTES} bytes")
-    parsed = openrtb.parse_bid_request(bytes(body))
-    runtime = runtime_of(request)
-    answer = openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=request.app.state.serving_bids)
-    if answer is None:
-        return Response(status_code=204)
-    return _json(answer)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"a bid request may have at most {limit} bytes")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return bytes(body)
+    if encoding != "gzip":
+        raise openrtb.BadBidRequest(f"Content-Encoding: {encoding[:20]!r} is not accepted; gzip or identity",
+                                    code="unsupported_encoding")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(bytes(body), limit + 1)
+    except zlib.error as exc:
+        raise openrtb.BadBidRequest(f"the gzip body cannot be inflated: {exc}", code="bad_gzip") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"a bid request may have at most {limit} bytes once inflated")
+    if not inflater.eof:
+        raise openrtb.BadBidRequest("the gzip body is truncated", code="bad_gzip")
+    return inflated
 
 
 NoticeId = Annotated[str, Query(max_length=64, description="The bid id (our impression id).")]

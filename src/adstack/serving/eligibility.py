@@ -176,7 +176,16 @@ def fitting_creatives(group: AdGroupSnap, slot: Slot) -> list[CreativeSnap]:
 def check_advertiser(group: AdGroupSnap, request: AdRequest) -> str | None:
     if request.blocked_domains and any(d in request.blocked_domains for d in group.advertiser_domains):
         return "advertiser_blocked"
+    if request.blocked_apps and group.targeting.promoted_package in request.blocked_apps:
+        return "app_blocked"
+    if request.blocked_categories and any(category_blocked(c, request.blocked_categories) for c in group.categories):
+        return "category_blocked"
     return None
+
+
+def category_blocked(category: str, blocked: frozenset[str]) -> bool:
+    """A blocked tier-1 category (IAB9) blocks its subcategories (IAB9-30) too."""
+    return category in blocked or category.split("-", 1)[0] in blocked
 
 
 Rule = Callable[[AdGroupSnap, AdRequest], str | None]

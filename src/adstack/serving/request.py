@@ -76,6 +76,8 @@ class AdRequest:
     use_audiences: bool = True  # False under COPPA: no audience targeting at all
     floor_micros: int = 0  # eCPM floor in platform currency micros per 1,000 impressions
     blocked_domains: frozenset[str] = frozenset()
+    blocked_categories: frozenset[str] = frozenset()  # IAB content categories (OpenRTB bcat)
+    blocked_apps: frozenset[str] = frozenset()  # promoted app packages (OpenRTB bapp)
     # How long a served ad's budget reservation waits for its impression before it is given back unshown:
     # an SDK may show a prefetched ad much later; an exchange tells us within its notice window. None: the
     # engine's default for SDK requests.

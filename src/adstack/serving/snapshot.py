@@ -157,6 +157,7 @@ class AdGroupSnap:
     campaign_name: str = ""
     # The promoted app's measurement-partner view-through link, with our placeholders: fired with each impression.
     view_through_url: str = ""
+    categories: tuple[str, ...] = ()  # the campaign's IAB Content Taxonomy 1.0 categories, e.g. IAB9-30
 
     @property
     def reserved(self) -> bool:

@@ -1,0 +1,439 @@
+"""An OpenRTB 2.6 bidder: exchanges send bid requests, adstack answers with bids from the same engine.
+
+Mapping a request onto the engine:
+
+- the request is decoded into typed structs and checked (model.py): what Prebid Server refuses is 400 with the
+  field and the rule; what is well formed but cannot be bought (absurd sizes or floors, unknown currencies, a
+  deadline too short) is no bid, 204;
+- each `imp` is one opportunity; banner, video and native are bid on (tried in that order, first fill wins);
+  audio and anything else get no bid;
+- banner sizes (`w`/`h` and `format`) must match a creative's size exactly; a banner with no usable size is
+  refused before it gets here, so "no size" never means "any size". `instl=1` makes the placement an
+  interstitial; video is an interstitial, or rewarded video with `rwdd=1`, and honours `minduration` and
+  `maxduration`; native is a newsfeed slot whose required assets must all be fillable from the creative's native
+  assets, image assets within `wmin`/`hmin`;
+- an `imp.tagid` naming one of our ad spaces by id makes the request that ad space's (its placement, formats,
+  reserve price and publisher targeting); otherwise it is open-exchange inventory that only ad groups without
+  publisher or ad-space restrictions may buy;
+- `bidfloor`/`bidfloorcur` is converted through the FX table; a floor no ad could reach is no bid;
+- prices: on a second-price exchange (`at=2`, the default) the bid is the winner's eCPM, its value to us; on a
+  first-price one (`at=1`) the value less the configured margin (`openrtb_first_price_margin_percent`), never
+  above the ad group's own bid. Either is never below the floor nor the platform's minimum CPM (ranking's
+  `MinimumPrices`): a bid that would be is withdrawn. The advertiser is charged our auction's clearing price
+  (the tracking token's price), whatever the exchange cleared at;
+- `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
+  `private_auction=1` only they may bid;
+- privacy (privacy.py): under COPPA, GDPR without our consent, `lmt`/`dnt` or a US opt-out, no device id is used;
+  our tracking URLs never carry the raw device id in any case;
+- brand safety: `badv` (advertiser domains), `bapp` (promoted app), `bcat` (the campaign's IAB categories) and
+  `battr` (the attributes of what we would show) are honoured; with `imp.secure=1` every URL we hand out must be
+  https, else no bid;
+- `tmax` is a deadline covering decoding, deciding and encoding: below `openrtb_min_tmax_ms` the answer is 204 at
+  once; once the time is nearly spent remaining imps are not bid on, and an answer ready too late is withdrawn
+  (its reservations given back) and 204;
+- `device.ifa`, `os`/`osv`, `model`, `language`, `carrier`, `connectiontype`, `geo.country` (alpha-3) and
+  `user.yob`/`gender`, `app.bundle` feed the targeting.
+
+Markup (markup.py): `burl` is our signed impression URL (billing counts and charges it once), and the same URL is
+in `adm` as the impression tracker; `nurl` the win notice and `lurl` the loss notice, which gives the reservation
+back; all carry `${AUCTION_PRICE}`.
+
+Media cost: our impression URL carries `ap=${AUCTION_PRICE}&cur=<the response's currency>`. Tracking converts the
+exchange's clearing price through the FX table to the account currency and records a thousandth of it as the
+impression event's `media_cost_micros`; the first hit of an impression decides it, as it decides the count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from babel.core import get_global
+
+from adstack.core.errors import DomainError
+from adstack.serving.engine import Decision
+from adstack.serving.openrtb.markup import banner_html, native_markup, vast
+from adstack.serving.openrtb.model import BidRequest, Imp, InvalidBidRequest, decode, native_spec
+from adstack.serving.openrtb.privacy import privacy_of
+from adstack.serving.ranking import CPM
+from adstack.serving.request import AdRequest, Slot, parse_os_version
+from adstack.serving.runtime import ServingRuntime
+from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
+from adstack.serving.snapshot import AdSpaceSnap
+from adstack.tracking.urls import build_tracking_urls
+
+DEADLINE_MARGIN_MS = 5.0
+MAX_FLOOR = 100_000.0  # CPM in any currency: a floor above it is no bid, not an overflow
+MAX_SIZE = 20_000  # pixels: a larger banner size fits no creative
+SEAT = "adstack"
+AUCTION_PRICE = "${AUCTION_PRICE}"
+AUCTION_LOSS = "${AUCTION_LOSS}"
+_NETWORKS = {2: "wifi", 4: "2g", 5: "3g", 6: "4g", 7: "5g"}
+_MTYPE = {"banner": 1, "video": 2, "native": 4}
+# Creative attributes (OpenRTB list 5.3 in AdCOM: "Creative Attributes"): 6 in-banner video, autoplay.
+ATTR_IN_BANNER_VIDEO_AUTOPLAY = 6
+_ALPHA3: dict[str, str] = {k: v[0] for k, v in get_global("territory_aliases").items()
+                           if len(k) == 3 and k.isalpha() and v and len(v[0]) == 2}
+
+
+class BadBidRequest(DomainError):
+    code = "bad_request"
+    status = 400
+
+
+def parse_bid_request(body: bytes) -> BidRequest:
+    try:
+        return decode(body)
+    except InvalidBidRequest as exc:
+        code = "malformed_json" if exc.message.startswith("malformed JSON") else "invalid_bid_request"
+        raise BadBidRequest(str(exc), code=code) from None
+
+
+class PendingBids:
+    """Reservations of bids not yet won or lost, so a loss notice can give them back (bounded, in memory)."""
+
+    def __init__(self, capacity: int = 100_000):
+        self._items: OrderedDict[str, Decision] = OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def add(self, decision: Decision) -> None:
+        with self._lock:
+            self._items[decision.impression_id] = decision
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def pop(self, impression_id: str) -> Decision | None:
+        with self._lock:
+            return self._items.pop(impression_id, None)
+
+
+# ---------- the request ----------
+
+
+def _country(code: str | None) -> str | None:
+    """ISO alpha-2 from the alpha-3 OpenRTB sends (or an alpha-2); anything else, e.g. "ÉÉ", is unknown."""
+    if not code or not code.isascii() or not code.isalpha():
+        return None
+    if len(code) == 3:
+        return _ALPHA3.get(code.upper())
+    return code.upper() if len(code) == 2 else None
+
+
+def _text(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> dict[str, Any]:
+    device = request.device
+    user = request.user
+    geo = (device.geo if device and device.geo else None) or (user.geo if user else None)
+    language = _text(device.language, 35) or _text(device.langb, 35) if device else None
+    yob = user.yob if user else None
+    gender = {"M": "male", "F": "female"}.get(user.gender or "") if user else None
+    gaid, key = device_identity(_text(device.ifa, 64) if device else None)
+    app = request.app
+    fields: dict[str, Any] = {
+        "country": _country(geo.country if geo else None),
+        "language": language.lower() if language else None,
+        "network": _NETWORKS.get(device.connectiontype or 0) if device else None,
+        "carrier": (_text(device.carrier, 100) or "").lower() or None if device else None,
+        "device_model": (_text(device.model, 100) or "").lower() or None if device else None,
+        "os_version": parse_os_version(_text(device.osv, 32)) if device else None,
+        "app_package": _text(app.bundle, 255) or "" if app else "",
+        "blocked_domains": frozenset(d.lower() for d in (request.badv or ())[:500] if d),
+        "blocked_apps": frozenset(b for b in (request.bapp or ())[:500] if b),
+        "blocked_categories": frozenset(c for c in (request.bcat or ())[:500] if c),
+    }
+    if restricted:
+        fields.update(gaid=None, device_key=None, use_audiences=False, gender=None, age=None)
+    else:
+        fields.update(gaid=gaid, device_key=key, use_audiences=True, gender=gender,
+                      age=now.year - yob if yob and 1900 < yob <= now.year else None)
+    return fields
+
+
+def _banner_slot(imp: Imp) -> Slot:
+    banner = imp.banner
+    assert banner is not None
+    sizes = set()
+    if banner.w and banner.h:
+        sizes.add((banner.w, banner.h))
+    for item in banner.format or ():
+        if item.w and item.h:
+            sizes.add((item.w, item.h))
+    sizes = {s for s in sizes if s[0] <= MAX_SIZE and s[1] <= MAX_SIZE}
+    # No usable size: nothing fits (an empty set would mean any size to the engine).
+    return Slot(media=frozenset({"image"}) if sizes else frozenset(), sizes=frozenset(sizes))
+
+
+def _video_slot(imp: Imp) -> Slot:
+    video = imp.video
+    assert video is not None
+    if video.mimes and "video/mp4" not in video.mimes:
+        return Slot(media=frozenset())  # we only have MP4 to offer
+    low, high = video.minduration or 0, video.maxduration or 0
+    if high > 86_400 or low > 86_400:
+        return Slot(media=frozenset())
+    return Slot(media=frozenset({"video"}), min_duration_ms=low * 1000, max_duration_ms=high * 1000)
+
+
+def _opportunities(imp: Imp) -> list[tuple[str, Slot, str, dict[str, Any] | None]]:
+    """(media type, slot, placement type, native request) for each kind of ad the imp takes."""
+    out: list[tuple[str, Slot, str, dict[str, Any] | None]] = []
+    if imp.banner is not None:
+        out.append(("banner", _banner_slot(imp), "interstitial" if imp.instl == 1 else "banner", None))
+    if imp.video is not None:
+        out.append(("video", _video_slot(imp), "rewarded_video" if imp.rwdd == 1 else "interstitial", None))
+    if imp.native is not None:
+        spec = native_spec(imp.native)
+        if spec is not None:
+            out.append(("native", Slot(media=frozenset({"native"})), "newsfeed", spec))
+    return out
+
+
+def _usd_micros(value: float, currency: str, runtime: ServingRuntime) -> int | None:
+    """A CPM in `currency` as USD micros; None when the currency is unknown or the amount absurd."""
+    if value <= 0:
+        return 0
+    if not math.isfinite(value) or value > MAX_FLOOR:
+        return None
+    fx = runtime.state.fx
+    if not fx.knows(currency):
+        return None
+    return math.ceil(fx.to_usd(value * 1_000_000, currency))
+
+
+# ---------- bidding ----------
+
+
+def _price(usd_cpm_micros: float, currency: str, runtime: ServingRuntime) -> float:
+    fx = runtime.state.fx
+    rate = fx.usd_per_unit.get(currency, Decimal(1))
+    value = Decimal(repr(usd_cpm_micros)) / Decimal(1_000_000) / rate
+    return float(math.floor(value * 10_000) / 10_000)
+
+
+def _currency(request: BidRequest, runtime: ServingRuntime) -> str | None:
+    wanted = [c.upper() for c in request.cur or () if isinstance(c, str)]
+    if not wanted or "USD" in wanted:
+        return "USD"
+    return next((c for c in wanted if runtime.state.fx.knows(c)), None)
+
+
+@dataclasses.dataclass
+class Context:
+    runtime: ServingRuntime
+    request: BidRequest
+    now: datetime
+    currency: str
+    fields: dict[str, Any]
+    first_price: bool
+
+
+def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started: float,
+        pending: PendingBids | None = None, deadline: float | None = None,
+        ) -> tuple[dict[str, Any], list[Decision]] | None:
+    """The bid response for a checked bid request and the decisions behind it, or None for no bid.
+
+    `deadline` (monotonic seconds) is when bidding stops; the caller withdraws an answer it cannot send in time."""
+    currency = _currency(request, runtime)
+    if currency is None:
+        return None
+    privacy = privacy_of(request, vendor_id=runtime.settings.openrtb_tcf_vendor_id)
+    context = Context(runtime, request, now, currency, _device_fields(request, now, restricted=privacy.restricted),
+                      first_price=request.at == 1)
+    snapshot = runtime.state.snapshot
+    bids: list[dict[str, Any]] = []
+    decisions: list[Decision] = []
+    for imp in request.imp or ():
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        floor = _usd_micros(imp.bidfloor, imp.bidfloorcur.upper(), runtime)
+        if floor is None:
+            continue
+        tag = imp.tagid
+        space = snapshot.ad_spaces.get(int(tag)) if tag and tag.isdigit() and len(tag) <= 18 else None
+        for media, slot, placement, spec in _opportunities(imp):
+            if not slot.media:
+                continue
+            made = _bid_for(context, imp, media, slot, placement, spec, space, floor)
+            if made is not None:
+                bid_object, decision, ad_request = made
+                bids.append(bid_object)
+                decisions.append(decision)
+                runtime.record(request_events([decision], ad_request))
+                if pending is not None:
+                    pending.add(decision)
+                break
+    if not bids:
+        return None
+    return ({"id": request.id, "bidid": secrets.token_hex(8), "cur": currency,
+             "seatbid": [{"seat": SEAT, "bid": bids}]}, decisions)
+
+
+def withdraw(runtime: ServingRuntime, decisions: list[Decision], pending: PendingBids | None) -> None:
+    """Give back the reservations of bids that will not be sent."""
+    for decision in decisions:
+        if pending is not None:
+            pending.pop(decision.impression_id)
+        runtime.engine.release(decision)
+
+
+def _deals(imp: Imp, runtime: ServingRuntime) -> tuple[dict[str, int], bool]:
+    """Deal id -> floor in USD micros (deals with an unusable floor are left out), and private_auction."""
+    pmp = imp.pmp
+    if pmp is None:
+        return {}, False
+    deals: dict[str, int] = {}
+    for deal in pmp.deals or ():
+        floor = _usd_micros(deal.bidfloor, (deal.bidfloorcur or imp.bidfloorcur).upper(), runtime)
+        if deal.id and floor is not None:
+            deals[deal.id[:100]] = floor
+    return deals, pmp.private_auction == 1
+
+
+def _all_secure(urls: list[str]) -> bool:
+    return all(u.startswith("https://") for u in urls if u)
+
+
+def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement: str, native_spec_: dict[str, Any] | None,
+             space: AdSpaceSnap | None, floor: int) -> tuple[dict[str, Any], Decision, AdRequest] | None:
+    runtime = context.runtime
+    if space is not None:
+        placement = space.placement_type
+        slot = Slot(media=slot.media, sizes=slot.sizes or space.sizes, formats=space.accepted_formats,
+                    min_duration_ms=slot.min_duration_ms, max_duration_ms=slot.max_duration_ms)
+    deals, private = _deals(imp, runtime)
+    if private and deals:
+        floor = max(floor, min(deals.values()))
+    minimum = runtime.engine.minimum_prices.usd_micros(CPM)
+    ad_request = AdRequest(now=context.now, placement_type=placement, slot=slot, count=1,
+                           ad_space_id=space.id if space else None, publisher_id=space.publisher_id if space else None,
+                           deal_ids=frozenset(deals), private_auction=private and bool(deals),
+                           floor_micros=max(floor, minimum),
+                           hold_seconds=runtime.settings.exchange_reservation_seconds, **context.fields)
+    decisions = runtime.engine.decide(ad_request, space=space)
+    if not decisions:
+        return None
+    decision = decisions[0]
+    made = _assemble(context, imp, media, native_spec_, decision, ad_request, deals, max(floor, minimum))
+    if made is None:
+        runtime.engine.release(decision)
+        return None
+    return made, decision, ad_request
+
+
+def _bid_price(context: Context, decision: Decision) -> float:
+    """USD micros CPM: the value on second price; on first price the value less the margin, at most our bid."""
+    if not context.first_price:
+        return decision.ecpm_usd_micros
+    margin = context.runtime.settings.openrtb_first_price_margin_percent / 100
+    return min(decision.ecpm_usd_micros * (1 - margin), decision.bid_usd_cpm_micros)
+
+
+def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | None, decision: Decision,
+              ad_request: AdRequest, deals: dict[str, int], floor: int) -> dict[str, Any] | None:
+    runtime = context.runtime
+    value = _bid_price(context, decision)
+    deal_id = None
+    targeted = decision.ad_group.targeting.deal_ids & set(deals)
+    if targeted:
+        deal_id = max(targeted, key=lambda d: deals[d])
+        floor = max(floor, deals[deal_id])
+    if value < floor * (1 - 1e-9):
+        return None
+    price = _price(max(value, float(floor)), context.currency, runtime)
+    if price <= 0:
+        return None
+    attrs = _attributes(decision, media)
+    blocked_attrs = _blocked_attributes(imp, media)
+    if blocked_attrs & set(attrs):
+        return None
+    # The tracking token never carries the device id: events learn the device from the request, not the URL.
+    urls = build_tracking_urls(
+        base_url=runtime.base_url, secret=runtime.secret, impression_id=decision.impression_id,
+        account_id=decision.ad_group.account_id, campaign_id=decision.ad_group.campaign_id,
+        ad_group_id=decision.ad_group.id, creative_id=decision.creative.id,
+        ad_space_id=decision.ad_space.id if decision.ad_space else 0,
+        publisher_id=decision.ad_space.publisher_id if decision.ad_space else 0,
+        bid_type=decision.ad_group.bid_type, price_micros=decision.price_micros, issued_at=ad_request.now,
+        gaid=None, country=ad_request.country or "", placement_type=ad_request.placement_type or "")
+    priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={context.currency}"
+    monitors = impression_monitors(decision, ad_request, urls.click_id)
+    impression_urls = [priced_impression_url, *monitors]
+    combination = decision.combination
+    markup: str
+    media_urls: list[str]
+    if media == "banner":
+        markup = banner_html(decision, click_url=urls.click_url, impression_urls=impression_urls)
+        media_urls = [combination.image_url]
+    elif media == "video":
+        trackers = video_trackers(decision, ad_request, urls)
+        markup = vast(decision, impression_urls=impression_urls, click_url=urls.click_url, video=trackers)
+        media_urls = [combination.video_url, *(u for us in trackers.values() for u in us)]
+    else:
+        trackers = video_trackers(decision, ad_request, urls) if combination.video_url else {}
+        video_xml = vast(decision, impression_urls=impression_urls, click_url=urls.click_url,
+                         video=trackers) if combination.video_url else None
+        native = native_markup(decision, spec or {}, click_url=urls.click_url, impression_urls=impression_urls,
+                               video_xml=video_xml)
+        if native is None:
+            return None
+        markup = orjson.dumps(native).decode()
+        media_urls = [combination.image_url, combination.icon_url, combination.video_url,
+                      *(u for us in trackers.values() for u in us)]
+    base = runtime.base_url.rstrip("/")
+    nurl = f"{base}/openrtb2/win?i={decision.impression_id}&p={AUCTION_PRICE}"
+    lurl = f"{base}/openrtb2/loss?i={decision.impression_id}&r={AUCTION_LOSS}&p={AUCTION_PRICE}"
+    if imp.secure == 1 and not _all_secure([nurl, lurl, urls.click_url, priced_impression_url, *monitors,
+                                            *media_urls]):
+        return None  # a secure placement takes https only
+    group = decision.ad_group
+    creative = decision.creative
+    bid_object: dict[str, Any] = {
+        "id": decision.impression_id,
+        "impid": imp.id,
+        "price": price,
+        "adid": str(creative.id),
+        "crid": str(creative.id),
+        "cid": str(group.campaign_id),
+        "adomain": list(group.advertiser_domains),
+        "cat": list(group.categories),
+        "attr": attrs,
+        "nurl": nurl,
+        "burl": priced_impression_url,
+        "lurl": lurl,
+        "adm": markup,
+        "mtype": _MTYPE[media],
+    }
+    if group.categories:
+        bid_object["cattax"] = 1  # IAB Content Taxonomy 1.0 (AdCOM list "Category Taxonomies")
+    if group.targeting.promoted_package:
+        bid_object["bundle"] = group.targeting.promoted_package
+    if combination.width and combination.height and media != "native":
+        bid_object["w"] = combination.width
+        bid_object["h"] = combination.height
+    if deal_id is not None:
+        bid_object["dealid"] = deal_id
+    return bid_object
+
+
+def _attributes(decision: Decision, media: str) -> list[int]:
+    """What the ad shown is, in the Creative Attributes list: a video answering a native imp plays in-feed."""
+    if media == "native" and decision.combination.video_url:
+        return [ATTR_IN_BANNER_VIDEO_AUTOPLAY]
+    return []
+
+
+def _blocked_attributes(imp: Imp, media: str) -> set[int]:
+    kind = {"banner": imp.banner, "video": imp.video, "native": imp.native}.get(media)
+    return set(getattr(kind, "battr", None) or ())

@@ -1,0 +1,146 @@
+"""What a bid carries to the device: banner HTML, inline VAST 4 and Native 1.2 responses.
+
+Every markup carries our own impression tracker, so an exchange that fires only `nurl` (or only renders `adm`)
+still counts and bills the impression: the banner a 1x1 pixel, native an `eventtrackers` entry (event 1,
+impression) with the first method the request allows, video a VAST `<Impression>`. The tracker is the same
+signed impression URL as `burl`: tracking counts an impression once per impression id, whichever fires first.
+
+Source: OpenRTB 2.6, 4.3 (substitution macros, `adm` vs `burl`); Native Ads API 1.2, 5.8 (eventtrackers
+response), 7.6 (event types), 7.7 (methods: 1 img, 2 js); IAB VAST 4.0, 3.4 (InLine), 3.9 (Linear).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from adstack.serving.engine import Decision
+
+_VAST_EVENTS = {"start": "start", "first_quartile": "firstQuartile", "midpoint": "midpoint",
+                "third_quartile": "thirdQuartile", "complete": "complete"}
+IMPRESSION_EVENT = 1
+IMG_METHOD, JS_METHOD = 1, 2
+
+
+def _cdata(text: str) -> str:
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def _duration(ms: int) -> str:
+    seconds, millis = divmod(max(ms, 0), 1000)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{millis:03d}"
+
+
+def vast(decision: Decision, *, impression_urls: list[str], click_url: str, video: dict[str, list[str]]) -> str:
+    """Inline VAST 4.0 for a linear MP4 video."""
+    combination = decision.combination
+    creative = decision.creative
+    trackers = "".join(f'<Tracking event={quoteattr(_VAST_EVENTS[e])}>{_cdata(u)}</Tracking>'
+                       for e, urls in video.items() if e in _VAST_EVENTS for u in urls)
+    impressions = "".join(f'<Impression id="i{n}">{_cdata(u)}</Impression>' for n, u in enumerate(impression_urls))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<VAST version="4.0"><Ad id={quoteattr(decision.impression_id)}><InLine>'
+        '<AdSystem version="1.0">adstack</AdSystem>'
+        f'<AdServingId>{escape(decision.impression_id)}</AdServingId>'
+        f'<AdTitle>{_cdata(combination.title or creative.name)}</AdTitle>'
+        f'{impressions}'
+        f'<Creatives><Creative id={quoteattr(str(creative.id))} adId={quoteattr(str(decision.ad_group.id))}>'
+        f'<UniversalAdId idRegistry="adstack">{creative.id}</UniversalAdId>'
+        f'<Linear><Duration>{_duration(combination.duration_ms)}</Duration>'
+        f'<TrackingEvents>{trackers}</TrackingEvents>'
+        f'<VideoClicks><ClickThrough id="c">{_cdata(click_url)}</ClickThrough></VideoClicks>'
+        '<MediaFiles><MediaFile delivery="progressive" type="video/mp4" '
+        f'width="{combination.width}" height="{combination.height}">{_cdata(combination.video_url)}</MediaFile>'
+        '</MediaFiles></Linear></Creative></Creatives></InLine></Ad></VAST>'
+    )
+
+
+def banner_html(decision: Decision, *, click_url: str, impression_urls: list[str]) -> str:
+    """The image with its click link, then one hidden pixel per impression tracker (ours first)."""
+    combination = decision.combination
+    pixels = "".join(f'<img src={quoteattr(u)} width="1" height="1" style="display:none" alt="">'
+                     for u in impression_urls)
+    return (f'<a href={quoteattr(click_url)} target="_blank">'
+            f'<img src={quoteattr(combination.image_url)} width="{combination.width}" '
+            f'height="{combination.height}" alt={quoteattr(combination.title)}></a>{pixels}')
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _image_fits(asset: Mapping[str, Any], width: int, height: int) -> bool:
+    """An image asset's size: exactly w x h when given, else at least wmin x hmin (Native 1.2, 4.4)."""
+    w, h = _int(asset.get("w")), _int(asset.get("h"))
+    if w and h and (w, h) != (width, height):
+        return False
+    wmin, hmin = _int(asset.get("wmin")) or 0, _int(asset.get("hmin")) or 0
+    return width >= wmin and height >= hmin
+
+
+def tracker_method(spec: Mapping[str, Any]) -> int | None:
+    """The method our impression tracker uses: img where the request allows it for impressions (or names no
+    trackers at all, the 1.2 default), else None (then no native bid, as it could not be counted)."""
+    trackers = spec.get("eventtrackers")
+    if not isinstance(trackers, list):
+        return IMG_METHOD
+    for tracker in trackers:
+        if isinstance(tracker, dict) and tracker.get("event") == IMPRESSION_EVENT:
+            methods = tracker.get("methods")
+            if isinstance(methods, list) and IMG_METHOD in methods:
+                return IMG_METHOD
+    return None
+
+
+def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str, impression_urls: list[str],
+                  video_xml: str | None) -> dict[str, Any] | None:
+    """A Native 1.2 response for the request's assets from the creative's native assets (title, description,
+    icon, main image, call to action, video); None when a required asset cannot be filled or the impression
+    could not be counted."""
+    method = tracker_method(spec)
+    if method is None:
+        return None
+    combination = decision.combination
+    assets: list[dict[str, Any]] = []
+    raw_assets: list[Any] = spec["assets"] if isinstance(spec.get("assets"), list) else []
+    for position, raw in enumerate(raw_assets):
+        asset = raw if isinstance(raw, dict) else {}
+        asset_id = _int(asset.get("id"))
+        asset_id = position if asset_id is None else asset_id
+        required = _int(asset.get("required")) == 1
+        filled: dict[str, Any] | None = None
+        if isinstance(asset.get("title"), dict):
+            limit = _int(asset["title"].get("len")) or 0
+            text = combination.title or decision.creative.name
+            if text:
+                filled = {"title": {"text": text[:limit] if limit > 0 else text}}
+        elif isinstance(asset.get("img"), dict):
+            image = asset["img"]
+            kind = _int(image.get("type"))
+            if kind == 1:  # icon: our icons are square; the request's minimum is what matters
+                if combination.icon_url:
+                    filled = {"img": {"url": combination.icon_url}}
+            elif combination.image_url and _image_fits(image, combination.width, combination.height):
+                filled = {"img": {"url": combination.image_url, "w": combination.width, "h": combination.height}}
+        elif isinstance(asset.get("video"), dict):
+            if video_xml is not None:
+                filled = {"video": {"vasttag": video_xml}}
+        elif isinstance(asset.get("data"), dict):
+            kind = _int(asset["data"].get("type"))
+            limit = _int(asset["data"].get("len")) or 0
+            value = {1: decision.ad_group.campaign_name, 2: combination.description,
+                     12: combination.button}.get(kind or 0, "")
+            if value:
+                filled = {"data": {"value": value[:limit] if limit > 0 else value}}
+        if filled is None:
+            if required:
+                return None
+            continue
+        filled["id"] = asset_id
+        assets.append(filled)
+    if not assets:
+        return None
+    return {"ver": "1.2", "assets": assets, "link": {"url": click_url},
+            "eventtrackers": [{"event": IMPRESSION_EVENT, "method": method, "url": u} for u in impression_urls]}

@@ -1,0 +1,87 @@
+"""Privacy signals of a bid request: when any says so, the request is served without personal data.
+
+Restricted means: no device id (so no audiences, no frequency capping by device, no device id in our tracking
+URLs, in third-party macros or in stored events), and no age or gender targeting. The signals:
+
+- `regs.coppa=1` (OpenRTB 2.6, 3.2.3);
+- GDPR applies (`regs.gdpr=1`, or the 2.5 `regs.ext.gdpr`) and the TCF v2 string (`user.consent`, or the 2.5
+  `user.ext.consent`) does not give our vendor id (setting `openrtb_tcf_vendor_id`) consent for purposes 1
+  (store and access information on a device) and 4 (select personalised ads). Without a vendor id, no string
+  can carry our consent. The string is decoded with the `iab-tcf` library.
+  Source: IAB Europe, TCF v2.2 Policies, Appendix A (purposes 1 and 4);
+- `device.lmt=1` or `device.dnt=1` (OpenRTB 2.6, 3.2.18);
+- a US opt-out: the US Privacy string (`regs.us_privacy`, or the 2.5 `regs.ext.us_privacy`) with `Y` in its
+  third character (opted out of sale), or a GPP string (`regs.gpp`) whose applicable sections (`regs.gpp_sid`)
+  include a US section. The US Privacy section (6) is read as above; the US national and state sections
+  (7 and above) are not decoded here, so their presence is taken as an opt-out: the safe reading.
+  Source: IAB Tech Lab, US Privacy String v1.0 (character 3, "Opt-Out Sale"); GPP Section Information
+  (section ids 6 uspv1, 7 usnat, 8-22 US states).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iab_tcf import decode_v2
+
+from adstack.serving.openrtb.model import BidRequest
+
+_PURPOSES = (1, 4)
+US_PRIVACY_SECTION = 6
+FIRST_US_SECTION, LAST_US_SECTION = 6, 22
+
+
+@dataclass(frozen=True, slots=True)
+class Privacy:
+    restricted: bool
+    reason: str = ""
+
+
+def privacy_of(request: BidRequest, *, vendor_id: int | None) -> Privacy:
+    regs = request.regs
+    if regs is not None and regs.coppa == 1:
+        return Privacy(True, "coppa")
+    device = request.device
+    if device is not None and (device.lmt == 1 or device.dnt == 1):
+        return Privacy(True, "lmt" if device.lmt == 1 else "dnt")
+    gdpr = regs.gdpr if regs is not None and regs.gdpr is not None else (
+        regs.ext.gdpr if regs is not None and regs.ext is not None else None)
+    if gdpr == 1:
+        user = request.user
+        consent = (user.consent or (user.ext.consent if user.ext else None)) if user is not None else None
+        if not tcf_consents(consent, vendor_id):
+            return Privacy(True, "gdpr")
+    if regs is not None:
+        us_privacy = regs.us_privacy or (regs.ext.us_privacy if regs.ext else None)
+        if us_privacy and us_opted_out(us_privacy):
+            return Privacy(True, "us_privacy")
+        if regs.gpp and gpp_opted_out(regs.gpp, regs.gpp_sid or []):
+            return Privacy(True, "gpp")
+    return Privacy(False)
+
+
+def tcf_consents(consent: str | None, vendor_id: int | None) -> bool:
+    """Whether a TCF v2 string gives `vendor_id` consent for the purposes we need; unreadable means no."""
+    if not consent or vendor_id is None or len(consent) > 10_000:
+        return False
+    try:
+        decoded = decode_v2(consent)
+        return bool(decoded.is_vendor_allowed(vendor_id)) and all(decoded.is_purpose_allowed(p) for p in _PURPOSES)
+    except Exception:  # the library raises whatever its bit reader meets in a broken string
+        return False
+
+
+def us_opted_out(text: str) -> bool:
+    """US Privacy string: version 1, then notice, opt-out of sale, LSPA; `Y` in the opt-out position."""
+    return len(text) == 4 and text[0] == "1" and text[2].upper() == "Y"
+
+
+def gpp_opted_out(gpp: str, section_ids: list[int]) -> bool:
+    us = [s for s in section_ids if FIRST_US_SECTION <= s <= LAST_US_SECTION]
+    if not us:
+        return False
+    if us == [US_PRIVACY_SECTION]:
+        # The GPP string is header~section~section..., sections in the order of gpp_sid's header; the US Privacy
+        # section is the plain US Privacy string.
+        return not any(len(p) == 4 and p[0] == "1" and not us_opted_out(p) for p in gpp.split("~")[1:])
+    return True
