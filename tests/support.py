@@ -15,6 +15,8 @@ from adstack.accounts import service as accounts
 from adstack.accounts.models import Role
 
 _counter = itertools.count(1)
+MINIMAL_PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n" \
+              b"trailer<</Root 1 0 R>>\n%%EOF\n"
 
 
 def auth(token: str) -> dict[str, str]:
@@ -69,7 +71,7 @@ class Api:
             "contact_name": "Li Wei",
             "contact_email": f"ops{n}@example.com",
             "contact_phone": "+65 6000 0000",
-            "country": "SG",
+            "country": "ID",  # Singapore has only operator-set settlement rules
             "settlement_entity": "Xiaomi Singapore",
             "currency": "USD",
             "time_zone": "Asia/Singapore",
@@ -90,10 +92,21 @@ class Api:
         expect(response, 202)
         return self.login(body["email"], body["password"])
 
+    def upload_document(self, actor: Actor, account_id: int, kind: str = "business_license") -> dict[str, Any]:
+        """A small PDF qualification document: an account needs one before it is submitted for review."""
+        body: dict[str, Any] = expect(self.client.post(
+            f"/api/v1/accounts/{account_id}/documents", headers=actor.headers, data={"kind": kind},
+            files={"file": (f"{kind}.pdf", MINIMAL_PDF, "application/pdf")}), 201)
+        return body
+
     def approved_account(self, admin: Actor | None = None, **overrides: Any) -> Actor:
-        """Register, submit and approve: an advertiser (or agency) ready to create ads."""
+        """Register, upload the documents, submit and approve: an advertiser (or agency) ready to create ads."""
         admin = admin or self.admin()
         actor = self.register(**overrides)
+        assert actor.account_id is not None
+        self.upload_document(actor, actor.account_id)
+        if overrides.get("type") == "agency":
+            self.upload_document(actor, actor.account_id, "getapps_shop_screenshot")
         expect(self.client.post(f"/api/v1/accounts/{actor.account_id}/submit", headers=actor.headers), 200)
         expect(self.client.post(f"/api/v1/accounts/{actor.account_id}/review", headers=admin.headers,
                                 json={"decision": "approve"}), 200)
@@ -104,6 +117,7 @@ class Api:
         for key in ("email", "password", "accept_agreement"):
             body.pop(key)
         out = expect(self.client.post("/api/v1/accounts", headers=agency.headers, json=body), 201)
+        self.upload_document(agency, out["id"])
         expect(self.client.post(f"/api/v1/accounts/{out['id']}/submit", headers=agency.headers), 200)
         expect(self.client.post(f"/api/v1/accounts/{out['id']}/review", headers=admin.headers,
                                 json={"decision": "approve"}), 200)

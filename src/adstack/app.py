@@ -59,7 +59,7 @@ def body_limits(settings: Settings) -> dict[str, Any]:
     upload = settings.max_upload_bytes + FORM_SLACK
     return {
         "caps": [
-            (r"/api/v1/accounts/\d+/documents", document),
+            (r"/api/v1/accounts/\d+/documents(/\d+)?", document),
             (r"/api/v1/finance/top-up-requests", document),
             # These stream the body themselves under their own caps, with per-field refusals.
             (r"/api/v1/media", None),

@@ -151,6 +151,7 @@ def test_unverified_account_cannot_be_submitted_until_the_mailed_link_is_used(se
     body = _register(secure_api)
     actor = secure_api.login(body["email"], body["password"])
     url = f"/api/v1/accounts/{actor.account_id}/submit"
+    secure_api.upload_document(actor, actor.account_id)
     refused = expect(secure_api.client.post(url, headers=actor.headers), 409)
     assert refused["error"]["code"] == "email_not_verified"
     token = inbox.token(body["email"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import (
@@ -18,6 +19,7 @@ from fastapi import (
     UploadFile,
     status,
 )
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
@@ -63,7 +65,7 @@ from adstack.core.deps import (
     UserAgent,
     bearer_scheme,
 )
-from adstack.core.errors import NotFound, Unauthenticated, ValidationFailed
+from adstack.core.errors import Conflict, FieldError, NotFound, Unauthenticated, ValidationFailed
 from adstack.core.mail import OutgoingMail, send_mail
 from adstack.core.settings import Settings
 from adstack.review.models import ReviewDecisionIn, ReviewStatus
@@ -395,11 +397,49 @@ def list_documents(account_id: IdPath, principal: CurrentPrincipal, session: Ses
     return [DocumentRead.model_validate(d) for d in service.list_documents(session, principal, account_id)]
 
 
+@router.get("/accounts/{account_id}/documents/{document_id}", tags=["accounts"],
+            summary="Download a qualification document (as an attachment, in the type its content was sniffed as)",
+            response_class=FileResponse,
+            responses={200: {"content": {t: {} for t in service.DOCUMENT_SIGNATURES},
+                             "description": "The document's bytes."},
+                       404: {"description": "No such document on an account you can see."}})
+def download_document(account_id: IdPath, document_id: IdPath, principal: CurrentPrincipal,
+                      session: SessionDep) -> FileResponse:
+    document = service.get_document(session, principal, account_id, document_id)
+    path = Path(document.storage_path)
+    if not path.is_file():
+        raise NotFound("the document's file is missing from storage", code="document_file_missing")
+    # Only the type sniffed at upload, always as an attachment, never sniffed again by the browser.
+    return FileResponse(path, media_type=document.content_type, filename=document.filename,
+                        content_disposition_type="attachment",
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
+
+
+@router.put("/accounts/{account_id}/documents/{document_id}", response_model=DocumentRead, tags=["accounts"],
+            summary="Replace a qualification document's file (and optionally its kind)")
+def replace_document(
+    account_id: IdPath,
+    document_id: IdPath,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="PDF, PNG or JPEG.")],
+    kind: Annotated[DocumentKind | None, Form()] = None,
+) -> DocumentRead:
+    document = service.replace_document(session, principal, account_id, document_id,
+                                        filename=file.filename or "document", stream=file.file,
+                                        storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes,
+                                        kind=kind)
+    session.commit()
+    return DocumentRead.model_validate(document)
+
+
 # ---------- settlement rules ----------
 
 
 @router.get("/settlement-rules", response_model=list[SettlementRuleRead], tags=["accounts"],
-            summary="Settlement entities and currencies by country (public, for the registration form)")
+            summary="Settlement entities, currencies and contract versions by country (public, for the registration "
+                    "form); Singapore has only the rules operators set")
 def list_settlement_rules(session: SessionDep, country: CountryQuery | None = None) -> list[SettlementRuleRead]:
     rows = (service.settlement_options(session, country) if country
             else session.scalars(select(SettlementRule).order_by(SettlementRule.id)))
@@ -410,7 +450,14 @@ def list_settlement_rules(session: SessionDep, country: CountryQuery | None = No
              tags=["accounts"], summary="Add a settlement rule (account managers)")
 def add_settlement_rule(body: SettlementRuleIn, principal: AccountManagerPrincipal,
                         session: SessionDep) -> SettlementRuleRead:
-    rule = SettlementRule(country=body.country, entity=body.entity, currency=body.currency.value)
+    taken = session.scalar(select(SettlementRule.id).where(
+        SettlementRule.country == body.country, SettlementRule.entity == body.entity,
+        SettlementRule.currency == body.currency.value))
+    if taken is not None:
+        raise Conflict("this country already has a rule for this entity and currency", code="settlement_rule_exists",
+                       fields=[FieldError(field="entity", rule="unique_per_country_and_currency", actual=body.entity)])
+    rule = SettlementRule(country=body.country, entity=body.entity, currency=body.currency.value,
+                          contract_version=body.contract_version, agreement_url=body.agreement_url)
     session.add(rule)
     session.commit()
     return SettlementRuleRead.model_validate(rule)

@@ -12,6 +12,7 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.accounts.passwords import MIN_PASSWORD_LENGTH, refuse_common_password
+from adstack.core.countries import check_country_code
 from adstack.core.db import Base, TimestampMixin
 from adstack.core.money import Currency, Micros
 from adstack.core.timeutil import utcnow, validate_time_zone
@@ -45,7 +46,14 @@ class DocumentKind(StrEnum):
     BUSINESS_LICENSE = "business_license"
     INDUSTRY_QUALIFICATION = "industry_qualification"
     AUTHORIZATION_LETTER = "authorization_letter"
+    # Source: Mi Ads Usage Guide, 1.2.2 Register a Core Agency Account: "the core agency needs to upload a
+    # screenshot of the shop details page" (its GetApps shop).
+    GETAPPS_SHOP_SCREENSHOT = "getapps_shop_screenshot"
     OTHER = "other"
+
+
+# What qualifies an account for review: any document but the agency's shop screenshot, which comes on top.
+QUALIFICATION_KINDS = frozenset(kind for kind in DocumentKind if kind is not DocumentKind.GETAPPS_SHOP_SCREENSHOT)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ class Account(Base, TimestampMixin):
     payment_mode: Mapped[str] = mapped_column(String(16), default=PaymentMode.PREPAY)
     low_balance_threshold_micros: Mapped[int] = mapped_column(default=0)
     agreement_version: Mapped[str] = mapped_column(String(20))
+    # The contract version of the account's settlement rule (country, entity, currency), set by the server.
+    contract_version: Mapped[str] = mapped_column(String(100), default="")
     agreement_accepted_at: Mapped[datetime]
     review_status: Mapped[str] = mapped_column(String(20), default=ReviewStatus.TO_BE_SUBMITTED)
     rejection_reasons: Mapped[str] = mapped_column(String(2000), default="")
@@ -128,7 +138,8 @@ class AccountDocument(Base):
 
 
 class SettlementRule(Base):
-    """Which settlement entity and currency an account in a country may choose. country '*' = any other."""
+    """Which settlement entity and currency an account in a country may choose, and the contract version that
+    choice signs. country '*' = any other country, except those that only have operator-set rules (Singapore)."""
 
     __tablename__ = "settlement_rules"
     __table_args__ = (UniqueConstraint("country", "entity", "currency"),)
@@ -137,6 +148,9 @@ class SettlementRule(Base):
     country: Mapped[str] = mapped_column(String(2))
     entity: Mapped[str] = mapped_column(String(100))
     currency: Mapped[str] = mapped_column(String(3))
+    contract_version: Mapped[str] = mapped_column(String(100), default="")
+    # Where the agreement of this contract version can be read; set by operators (the guide names no address).
+    agreement_url: Mapped[str] = mapped_column(String(500), default="")
 
 
 class TokenKind(StrEnum):
@@ -196,7 +210,7 @@ class EmailToken(Base):
 # ---------- API schemas ----------
 
 CompanyName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(check_country_code)]
 # A new password: at least 10 characters and not one of the most common (see accounts/passwords.py).
 Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=128),
                      AfterValidator(refuse_common_password)]
@@ -208,8 +222,9 @@ class AccountFields(BaseModel):
     contact_email: EmailStr
     contact_phone: Annotated[str, StringConstraints(max_length=40)] = ""
     country: CountryCode = Field(description="ISO 3166-1 alpha-2 country or region code.")
-    settlement_entity: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    currency: Currency
+    settlement_entity: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="Required, never defaulted: one of the entities GET /settlement-rules?country= lists.")
+    currency: Currency = Field(description="Required, never defaulted: a currency the chosen entity settles in.")
     time_zone: str = "UTC"
 
     @field_validator("time_zone")
@@ -222,8 +237,8 @@ class RegistrationIn(AccountFields):
     email: EmailStr
     password: Password
     type: AccountType = AccountType.ADVERTISER
-    accept_agreement: bool = Field(description="Must be true.")
-    agreement_version: str = AGREEMENT_VERSION
+    accept_agreement: bool = Field(description="Must be true: the agreement of the chosen settlement rule's "
+                                               "contract version (see GET /settlement-rules).")
 
     @field_validator("accept_agreement")
     @classmethod
@@ -239,7 +254,6 @@ class SubAccountIn(AccountFields):
     type: AccountType = AccountType.ADVERTISER
     parent_agency_id: int | None = None
     accept_agreement: bool = True
-    agreement_version: str = AGREEMENT_VERSION
 
 
 class AccountUpdate(BaseModel):
@@ -278,6 +292,8 @@ class AccountRead(BaseModel):
     payment_mode: PaymentMode
     low_balance_threshold_micros: int
     agreement_version: str
+    contract_version: str = Field(description="From the settlement rule of the account's country, entity and "
+                                              "currency.")
     agreement_accepted_at: datetime
     review_status: ReviewStatus
     rejection_reasons: str
@@ -299,10 +315,21 @@ class DocumentRead(BaseModel):
     created_at: datetime
 
 
+def _rule_country(value: str) -> str:
+    return value if value == "*" else check_country_code(value)
+
+
 class SettlementRuleIn(BaseModel):
-    country: Annotated[str, StringConstraints(pattern=r"^([A-Z]{2}|\*)$")]
+    model_config = ConfigDict(extra="forbid")
+
+    country: Annotated[str, StringConstraints(pattern=r"^([A-Z]{2}|\*)$"), AfterValidator(_rule_country)] = Field(
+        description="ISO 3166-1 alpha-2, or '*' for every country without rules of its own except Singapore, "
+                    "which has only the rules operators set.")
     entity: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     currency: Currency
+    contract_version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    agreement_url: Annotated[str, StringConstraints(max_length=500, pattern=r"^(https://\S+)?$")] = Field(
+        default="", description="An https address where the agreement of this contract version can be read.")
 
 
 class SettlementRuleRead(SettlementRuleIn):

@@ -19,6 +19,7 @@ from adstack.accounts.models import (
     AGREEMENT_VERSION,
     CLIENT_TOKEN_KINDS,
     PLATFORM_ROLES,
+    QUALIFICATION_KINDS,
     SESSION_KINDS,
     AccessToken,
     Account,
@@ -59,17 +60,24 @@ from adstack.review.models import ReviewAction, ReviewStatus
 
 ACCOUNT = "account"
 
-# Mi Ads' settlement table; operators may edit the rows afterwards.
-DEFAULT_SETTLEMENT_RULES: tuple[tuple[str, str, str], ...] = (
-    ("ID", "Xiaomi Singapore", "USD"),
-    ("RU", "Hong Kong iValley", "USD"),
-    ("IN", "Xiaomi India", "INR"),
-    ("CN", "Xiaomi Singapore", "CNY"),
-    ("*", "Xiaomi Singapore", "USD"),
-    ("*", "Xiaomi Singapore", "CNY"),
-    ("*", "Xiaomi India", "USD"),
-    ("*", "Xiaomi India", "INR"),
+# Mi Ads' settlement table: (country, entity, currency, contract version); operators may edit the rows afterwards.
+# Source: Mi Ads Usage Guide, 1.2.1 Register an Advertiser Account (the settlement table). The guide's "RMB" is
+# the ISO 4217 code CNY.
+DEFAULT_SETTLEMENT_RULES: tuple[tuple[str, str, str, str], ...] = (
+    ("ID", "Xiaomi Singapore", "USD", "Xiaomi Singapore ID version"),
+    ("RU", "Hong Kong iValley", "USD", "RU version"),
+    ("IN", "Xiaomi India", "INR", "IN universal version"),
+    ("CN", "Xiaomi Singapore", "CNY", "Xiaomi Singapore universal version"),
+    ("*", "Xiaomi Singapore", "USD", "Xiaomi Singapore universal version"),
+    ("*", "Xiaomi Singapore", "CNY", "Xiaomi Singapore universal version"),
+    ("*", "Xiaomi India", "USD", "IN universal version"),
+    ("*", "Xiaomi India", "INR", "IN universal version"),
 )
+ANY_OTHER_COUNTRY = "*"
+# Source: Mi Ads Usage Guide, 1.2.1 (settlement table): "Other countries/regions (Except Singapore)". The guide
+# states no entity for Singapore, so its accounts settle only by the rules operators add for "SG"; until then
+# registration from Singapore is refused rather than given another country's entity.
+OPERATOR_SET_COUNTRIES = frozenset({"SG"})
 
 # Changing any of these on an approved account sends it back to review.
 REVIEWED_ACCOUNT_FIELDS = frozenset(
@@ -88,26 +96,41 @@ DOCUMENT_SIGNATURES: dict[str, tuple[bytes, ...]] = {
 
 
 def seed_settlement_rules(session: Session) -> int:
-    """Insert the default table once; later edits by operators are left alone."""
+    """Insert the default table once; later edits by operators are left alone, except that a default row without
+    a contract version (from before versions were kept) gets the guide's."""
     if session.scalar(select(SettlementRule.id).limit(1)) is not None:
+        versions = {(c, e, cur): v for c, e, cur, v in DEFAULT_SETTLEMENT_RULES}
+        for rule in session.scalars(select(SettlementRule).where(SettlementRule.contract_version == "")):
+            rule.contract_version = versions.get((rule.country, rule.entity, rule.currency), "")
+        session.flush()
         return 0
-    for country, entity, currency in DEFAULT_SETTLEMENT_RULES:
-        session.add(SettlementRule(country=country, entity=entity, currency=currency))
+    for country, entity, currency, version in DEFAULT_SETTLEMENT_RULES:
+        session.add(SettlementRule(country=country, entity=entity, currency=currency, contract_version=version))
     session.flush()
     return len(DEFAULT_SETTLEMENT_RULES)
 
 
 def settlement_options(session: Session, country: str) -> list[SettlementRule]:
-    rules = list(session.scalars(select(SettlementRule).where(SettlementRule.country == country)))
-    if not rules:
-        rules = list(session.scalars(select(SettlementRule).where(SettlementRule.country == "*")))
+    """The rules for the country, else the rules for any other country (never for Singapore)."""
+    rules = list(session.scalars(select(SettlementRule).where(SettlementRule.country == country)
+                                 .order_by(SettlementRule.id)))
+    if not rules and country not in OPERATOR_SET_COUNTRIES:
+        rules = list(session.scalars(select(SettlementRule).where(SettlementRule.country == ANY_OTHER_COUNTRY)
+                                     .order_by(SettlementRule.id)))
     return rules
 
 
-def check_settlement(session: Session, *, country: str, entity: str, currency: str) -> None:
+def check_settlement(session: Session, *, country: str, entity: str, currency: str) -> SettlementRule:
+    """The settlement rule the choice matches; refused naming what the country allows."""
     options = settlement_options(session, country)
-    if any(r.entity == entity and r.currency == currency for r in options):
-        return
+    for rule in options:
+        if rule.entity == entity and rule.currency == currency:
+            return rule
+    if not options:
+        raise ValidationFailed.single(
+            "settlement_entity", "settlement_rule_set",
+            f"no settlement entity is set up for {country} yet; an account manager adds its rule (contact your "
+            "sales team)", limit=[], actual=entity)
     allowed = sorted(f"{r.entity}/{r.currency}" for r in options)
     entities = {r.entity for r in options}
     if entity not in entities:
@@ -499,6 +522,7 @@ def snapshot(account: Account) -> dict[str, Any]:
         "country": account.country,
         "settlement_entity": account.settlement_entity,
         "currency": account.currency,
+        "contract_version": account.contract_version,
         "time_zone": account.time_zone,
         "low_balance_threshold_micros": account.low_balance_threshold_micros,
         "review_status": account.review_status,
@@ -511,7 +535,7 @@ def snapshot(account: Account) -> dict[str, Any]:
 
 
 def _new_account(session: Session, data: RegistrationIn | SubAccountIn, *, parent_agency_id: int | None) -> Account:
-    check_settlement(session, country=data.country, entity=data.settlement_entity, currency=data.currency.value)
+    rule = check_settlement(session, country=data.country, entity=data.settlement_entity, currency=data.currency.value)
     account = Account(
         type=data.type.value,
         parent_agency_id=parent_agency_id,
@@ -524,7 +548,8 @@ def _new_account(session: Session, data: RegistrationIn | SubAccountIn, *, paren
         currency=data.currency.value,
         time_zone=data.time_zone,
         payment_mode=PaymentMode.PREPAY.value,
-        agreement_version=data.agreement_version or AGREEMENT_VERSION,
+        agreement_version=AGREEMENT_VERSION,
+        contract_version=rule.contract_version,
         agreement_accepted_at=utcnow(),
         review_status=ReviewStatus.TO_BE_SUBMITTED.value,
     )
@@ -617,7 +642,8 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     entity = changes.get("settlement_entity", account.settlement_entity)
     currency = changes.get("currency", account.currency)
     if {"country", "settlement_entity", "currency"} & changes.keys():
-        check_settlement(session, country=country, entity=entity, currency=str(currency))
+        changes["contract_version"] = check_settlement(session, country=country, entity=entity,
+                                                       currency=str(currency)).contract_version
     if "currency" in changes and str(currency) != account.currency and _holds_money(session, account.id):
         raise ValidationFailed.single("currency", "fixed_once_funded",
                                       "the currency cannot change once the account has ledger entries",
@@ -656,6 +682,7 @@ def submit_account(session: Session, principal: Principal, account_id: int, *,
             raise InvalidState("verify your e-mail address before submitting the account for review",
                                code="email_not_verified",
                                fields=[FieldError(field="email", rule="verified", actual=principal.email)])
+    check_documents_for_review(session, principal, account)
     before = snapshot(account)
     account.review_status = review.apply(
         session, object_type=ACCOUNT, object_id=account.id, account_id=account.id, object_name=account.company_name,
@@ -694,19 +721,37 @@ def is_account_serving(account: Account) -> bool:
 # ---------- qualification documents ----------
 
 
-def add_document(
-    session: Session,
-    principal: Principal,
-    account_id: int,
-    *,
-    kind: DocumentKind,
-    filename: str,
-    stream: BinaryIO,
-    storage_dir: Path,
-    max_bytes: int,
-) -> AccountDocument:
-    """Store a qualification document. Type is sniffed from content; size is capped while streaming."""
-    account = get_account(session, principal, account_id)
+def check_documents_for_review(session: Session, principal: Principal, account: Account) -> None:
+    """Source: Mi Ads Usage Guide, 1.2.1: "Upload enterprise qualifications and submit for review"; 1.2.2: a core
+    agency also uploads its GetApps shop details screenshot, and one that cannot "can contact the relevant sales
+    team and AM", so an account manager submitting for the agency may go without it."""
+    kinds = set(session.scalars(select(AccountDocument.kind).where(AccountDocument.account_id == account.id)))
+    if not kinds & {k.value for k in QUALIFICATION_KINDS}:
+        raise InvalidState(
+            "upload a qualification document (business licence, industry qualification, authorisation letter or "
+            "other) before submitting the account for review", code="qualification_document_required",
+            fields=[FieldError(field="documents", rule="qualification_document_required",
+                               limit=sorted(k.value for k in QUALIFICATION_KINDS), actual=sorted(kinds))])
+    if (account.type == AccountType.AGENCY and DocumentKind.GETAPPS_SHOP_SCREENSHOT.value not in kinds
+            and not principal.can_manage_accounts):
+        raise InvalidState(
+            "a core agency uploads a screenshot of its GetApps shop details page before submitting; if it cannot, "
+            "its account manager submits for it", code="getapps_shop_screenshot_required",
+            fields=[FieldError(field="documents", rule="getapps_shop_screenshot_required",
+                               limit=[DocumentKind.GETAPPS_SHOP_SCREENSHOT.value], actual=sorted(kinds))])
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: Path
+    content_type: str
+    size_bytes: int
+    sha256: str
+
+
+def _store_document_file(account_id: int, *, filename: str, stream: BinaryIO, storage_dir: Path,
+                         max_bytes: int) -> StoredFile:
+    """Type is sniffed from content; size is capped while streaming; stored under its digest."""
     head = stream.read(16)
     content_type = next(
         (ctype for ctype, sigs in DOCUMENT_SIGNATURES.items() if any(head.startswith(s) for s in sigs)), None
@@ -715,7 +760,7 @@ def add_document(
         raise ValidationFailed.single("file", "file_type", "qualification documents must be PDF, PNG or JPEG",
                                       limit=sorted(DOCUMENT_SIGNATURES), actual=filename)
     digest = hashlib.sha256()
-    target_dir = storage_dir / "documents" / str(account.id)
+    target_dir = storage_dir / "documents" / str(account_id)
     target_dir.mkdir(parents=True, exist_ok=True)
     temp_path = target_dir / f".upload-{utcnow().timestamp()}"
     size = 0
@@ -736,9 +781,28 @@ def add_document(
         temp_path.replace(final_path)
     finally:
         temp_path.unlink(missing_ok=True)
+    return StoredFile(final_path, content_type, size, digest.hexdigest())
+
+
+def add_document(
+    session: Session,
+    principal: Principal,
+    account_id: int,
+    *,
+    kind: DocumentKind,
+    filename: str,
+    stream: BinaryIO,
+    storage_dir: Path,
+    max_bytes: int,
+) -> AccountDocument:
+    """Store a qualification document (PDF, PNG or JPEG by content, size capped)."""
+    account = get_account(session, principal, account_id)
+    stored = _store_document_file(account.id, filename=filename, stream=stream, storage_dir=storage_dir,
+                                  max_bytes=max_bytes)
+    size = stored.size_bytes
     document = AccountDocument(account_id=account.id, kind=kind.value, filename=Path(filename).name[:255],
-                               content_type=content_type, size_bytes=size, sha256=digest.hexdigest(),
-                               storage_path=str(final_path))
+                               content_type=stored.content_type, size_bytes=size, sha256=stored.sha256,
+                               storage_path=str(stored.path))
     session.add(document)
     session.flush()
     oplog.record(session, actor=principal, operation=Operation.CREATE, object_type="account_document",
@@ -751,6 +815,39 @@ def list_documents(session: Session, principal: Principal, account_id: int) -> l
     get_account(session, principal, account_id)
     stmt = select(AccountDocument).where(AccountDocument.account_id == account_id).order_by(AccountDocument.id)
     return list(session.scalars(stmt))
+
+
+def get_document(session: Session, principal: Principal, account_id: int, document_id: int) -> AccountDocument:
+    """A document of an account the caller may see; any other id is simply not found."""
+    get_account(session, principal, account_id)
+    document = session.get(AccountDocument, document_id)
+    if document is None or document.account_id != account_id:
+        raise NotFound("document not found")
+    return document
+
+
+def replace_document(session: Session, principal: Principal, account_id: int, document_id: int, *,
+                     filename: str, stream: BinaryIO, storage_dir: Path, max_bytes: int,
+                     kind: DocumentKind | None = None) -> AccountDocument:
+    """New content (and optionally kind) for a document. The old file stays on disk: the review history and the
+    operation log refer to it by digest."""
+    document = get_document(session, principal, account_id, document_id)
+    stored = _store_document_file(account_id, filename=filename, stream=stream, storage_dir=storage_dir,
+                                  max_bytes=max_bytes)
+    before = {"kind": document.kind, "filename": document.filename, "sha256": document.sha256}
+    document.filename = Path(filename).name[:255]
+    document.content_type = stored.content_type
+    document.size_bytes = stored.size_bytes
+    document.sha256 = stored.sha256
+    document.storage_path = str(stored.path)
+    if kind is not None:
+        document.kind = kind.value
+    document.created_at = utcnow()
+    session.flush()
+    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="account_document",
+                 object_id=document.id, object_name=document.filename, account_id=account_id, before=before,
+                 after={"kind": document.kind, "filename": document.filename, "sha256": document.sha256})
+    return document
 
 
 def expected_review(session: Session, account: Account) -> datetime | None:

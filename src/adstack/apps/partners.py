@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from adstack.core.vocabulary import ConversionEvent, Partner
 
@@ -45,6 +46,10 @@ class PartnerSpec:
     default_network_name: str = "adstack"
     requires_registration: bool = False  # postbacks only reach networks registered with the partner
     documentation: tuple[str, ...] = ()
+    # The link parameter the partner documents for "after the click, send the user to this URL"; "" when the
+    # partner documents none (its tracker's own destination setting decides), see docs/partners.md.
+    redirect_parameter: str = ""
+    redirect_documentation: str = ""
 
     def network(self, app: AppContext) -> str:
         return app.network_name or self.default_network_name
@@ -57,7 +62,18 @@ def _view_through_step(app: AppContext, partner_name: str) -> str:
     return f"In {partner_name}, leave view-through attribution off: this app attributes clicks only."
 
 
-def _common_steps(app: AppContext, partner_name: str, link: str, postback: str) -> list[str]:
+def _link_step(partner_name: str, link: str, wraps: bool) -> str:
+    if wraps:
+        return (f"Nothing to paste for clicks: adstack sends each click through this {partner_name} link, which "
+                f"records it and then redirects to the creative's click URL; adstack fills the click id and GAID "
+                f"on each click:\n{link}")
+    return (f"{partner_name} documents no parameter that sends a click on to another URL, so adstack sends clicks "
+            f"straight to the creative's click URL. For {partner_name} to see the click, use this link (with "
+            f"the landing page set in {partner_name}'s tracker) as the creative's click URL; adstack fills the "
+            f"click id and GAID on each click:\n{link}")
+
+
+def _common_steps(app: AppContext, partner_name: str, link: str, postback: str, wraps: bool) -> list[str]:
     return [
         f"Set the click-through lookback window in {partner_name} to {app.click_lookback_days} days, the same "
         f"as this app's setting, and the re-attribution window to {app.reattribution_window_days} days.",
@@ -68,16 +84,16 @@ def _common_steps(app: AppContext, partner_name: str, link: str, postback: str) 
         "Send at least the mandatory events: AD_REVENUE, PURCHASE, FIRST_PURCHASE, APP_OPEN, REGISTRATION, "
         "LOGIN, FIRST_TRADE, FIRST_DEPOSIT. Map each partner event name to one of the 22 events under "
         "Event mapping if its name is not a standard one.",
-        f"Paste the click tracking link into the ad group's tracking link; adstack fills the click id and GAID "
-        f"on each click:\n{link}",
+        _link_step(partner_name, link, wraps),
         "Verify: click a test ad, install the app, and check that the install appears under Conversions with "
         "attribution type click.",
     ]
 
 
-def _steps(partner_name: str, *first: str) -> Callable[[AppContext, str, str], list[str]]:
+def _steps(partner_name: str, *first: str, wraps: bool = False) -> Callable[[AppContext, str, str], list[str]]:
+    """`wraps`: the partner documents a redirect parameter, so its link is put in front of the click URL."""
     def steps(app: AppContext, link: str, postback: str) -> list[str]:
-        return [line.format(app=app) for line in first] + _common_steps(app, partner_name, link, postback)
+        return [line.format(app=app) for line in first] + _common_steps(app, partner_name, link, postback, wraps)
 
     return steps
 
@@ -252,21 +268,28 @@ SPECS: dict[Partner, PartnerSpec] = {
         _appsflyer_postback,
         _steps("AppsFlyer", "In AppsFlyer, open {app.name} → Active integrations, find the adstack integration "
                             "and activate it; turn on install view-through attribution.",
-               "Under Default postbacks choose 'All media sources, including organic' for each event."),
+               "Under Default postbacks choose 'All media sources, including organic' for each event.", wraps=True),
         default_network_name="adstack_int", requires_registration=True,
         documentation=("https://support.appsflyer.com/hc/en-us/articles/207273946-Postback-macros-for-ad-networks",
                        "https://support.appsflyer.com/hc/en-us/articles/115004744123"),
+        # Source: AppsFlyer, "CTV, PC, and console platform direct attribution links": "The redirection
+        # destination is the value of the af_r parameter included in the link."
+        redirect_parameter="af_r",
+        redirect_documentation="https://support.appsflyer.com/hc/en-us/articles/15199908310801",
     ),
     Partner.ADJUST: PartnerSpec(
         Partner.ADJUST, "Adjust", "{macro}", "label", "gps_adid",
         _adjust_link("app.adjust.com"), _adjust_link("view.adjust.com/impression"), _adjust_postback,
         _steps("Adjust", "In Adjust, create a link for {app.name} under Campaign Lab → Partners → adstack and "
                          "enter its link token as this app's partner link id.",
-               "Adjust sends events by token: add each event token under Event mapping and choose its event."),
+               "Adjust sends events by token: add each event token under Event mapping and choose its event.",
+               wraps=True),
         link_id_label="Adjust link (tracker) token", requires_registration=True,
         documentation=("https://help.adjust.com/en/article/install-callbacks",
                        "https://help.adjust.com/en/article/ad-revenue-callbacks",
                        "https://help.adjust.com/en/article/rejected-install-reattribution-callbacks-partner"),
+        # Source: Adjust, "Link parameters": "Links with the redirect parameter send users to a specific URL."
+        redirect_parameter="redirect", redirect_documentation="https://help.adjust.com/en/article/link-parameters",
     ),
     Partner.APPMETRICA: PartnerSpec(
         Partner.APPMETRICA, "AppMetrica", "{macro}", "click_id", "google_aid",
@@ -281,9 +304,14 @@ SPECS: dict[Partner, PartnerSpec] = {
         Partner.BRANCH, "Branch", "${(macro)!}", "~click_id", "$aaid",
         _branch_link(False), _branch_link(True), _branch_postback,
         _steps("Branch", "In Branch, open Ads → Partner management, enable the adstack partner for {app.name}, "
-                         "and create an ad link; enter its domain and path as this app's partner link id."),
+                         "and create an ad link; enter its domain and path as this app's partner link id.",
+               wraps=True),
         link_id_label="Branch ad link (domain/path)", default_network_name="a_adstack", requires_registration=True,
         documentation=("https://help.branch.io/using-branch/docs/postback-macros-functions",),
+        # Source: Branch, "Deep Link Reference" (long links): link data such as $fallback_url is added to the
+        # link as a URI-encoded query parameter.
+        redirect_parameter="$fallback_url",
+        redirect_documentation="https://help.branch.io/v1/docs/deep-link-reference",
     ),
     Partner.SINGULAR: PartnerSpec(
         Partner.SINGULAR, "Singular", "{MACRO}", "cl", "aifa",
@@ -351,6 +379,13 @@ def postback_url(spec: PartnerSpec, *, base_url: str, app_id: int, signature: st
     fields = "".join(f"&{name}={macro}" for name, macro in spec.postback_fields(network or
                                                                                  spec.default_network_name))
     return f"{base_url.rstrip('/')}{POSTBACK_PATH}?partner={spec.partner.value}&app={app_id}&sig={signature}{fields}"
+
+
+def wrap_destination(redirect_parameter: str, link: str, destination: str) -> str:
+    """The partner's click link (macros filled) sending the user on to `destination` after it records the click,
+    through the partner's documented redirect parameter (`PartnerSpec.redirect_parameter`)."""
+    separator = "&" if "?" in link else "?"
+    return f"{link}{separator}{quote(redirect_parameter, safe='')}={quote(destination, safe='')}"
 
 
 def tracking_link(spec: PartnerSpec, app: AppContext) -> str | None:

@@ -58,8 +58,13 @@ async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, 
                                                           client=client_of(request)))
 
 
-@public_router.get("/t/click", summary="Count a click and redirect to the landing page or tracking link",
-                   status_code=302, responses={302: {"description": "Redirect to the destination"},
+@public_router.get("/t/click", summary="Count a click and send the user to the creative's click URL",
+                   status_code=302, responses={302: {"description": (
+                       "Redirect to the creative's click URL, or to the app's measurement-partner link that "
+                       "redirects there (docs/partners.md)")},
+                                               200: {"content": {"text/html": {}}, "description": (
+                                                   "The ad has a deeplink: a page that tries it and falls back "
+                                                   "to the click URL")},
                                                204: {"description": "Counted; the ad has no destination"},
                                                400: {"description": "Forged, altered or expired token"},
                                                503: {"description": "The event log cannot store it now"}})

@@ -16,7 +16,7 @@ from adstack.core.timeutil import utcnow
 from adstack.pipeline import records
 from adstack.pipeline.log import LogUnavailable
 from adstack.pipeline.service import Pipeline
-from adstack.tracking import service
+from adstack.tracking import deeplink, service
 from adstack.tracking.tokens import TokenError, TrackingClaims, new_click_id
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -32,9 +32,10 @@ class Answer:
     media_type: str | None = None
     location: str | None = None
     retry_after: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()
 
     def headers(self) -> list[tuple[str, str]]:
-        out = [NO_STORE]
+        out = [NO_STORE, *self.extra]
         if self.media_type:
             out.append(("content-type", self.media_type))
         if self.location:
@@ -97,14 +98,17 @@ class Tracker:
         click_id = new_click_id(claims.impression_id, claims.issued_at, self.secret)
         if not await self._append(records.click(claims, click_id, token, client)):
             return UNAVAILABLE
-        known, template = self.destinations.cached(claims)
-        if not known:
-            template = await run_in_threadpool(self.destinations.load, claims)
-        destination = service.expand_destination(template, claims, click_id=click_id, now=now)
+        route = self.destinations.cached(claims)
+        if route is None:
+            route = await run_in_threadpool(self.destinations.load, claims)
+        destination = service.resolve(route, claims, click_id=click_id, now=now)
         if destination is None:
             return ACKNOWLEDGED
+        if destination.deeplink and deeplink.allowed(destination.deeplink):
+            return Answer(200, deeplink.page(destination.deeplink, destination.location),
+                          "text/html; charset=utf-8", extra=deeplink.HEADERS)
         # Quoted exactly as Starlette's RedirectResponse quotes a location.
-        return Answer(302, location=quote(destination, safe=":/%#?=@[]!$&'()*+,;"))
+        return Answer(302, location=quote(destination.location, safe=":/%#?=@[]!$&'()*+,;"))
 
     async def video(self, token: str, event: str, *, gif: bool, client: records.Client) -> Answer:
         try:
