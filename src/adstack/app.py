@@ -65,7 +65,7 @@ def body_limits(settings: Settings) -> dict[str, Any]:
             (r"/api/v1/media", None),
             (r"/api/v1/audiences(/\d+)?/upload", None),
             (r"/console/register", document),
-            (r"/console/accounts/\d+/documents", document),
+            (r"/console/accounts/\d+/(documents|sub-accounts)", document),
             (r"/console/finance/top-up-requests", document),
             (r"/console/audiences(/change)?", upload),
             (r"/console/ads/ad-groups/\d+/media", upload),

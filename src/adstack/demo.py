@@ -41,6 +41,9 @@ from adstack.finance.models import EntryType, LedgerEntry
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "adstack-demo"
 USER_PASSWORD = "adstack-demo"
+# A minimal PDF standing in for the qualification documents an account submits before review.
+QUALIFICATION_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+                     b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
 
 
 class DemoError(RuntimeError):
@@ -273,6 +276,13 @@ def _ensure_admin(settings: Settings, factory: Any) -> None:
             accounts.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN)
 
 
+def upload_documents(platform: Platform, token: str, account_id: int, *, agency: bool = False) -> None:
+    kinds = ["business_license", *(["getapps_shop_screenshot"] if agency else [])]
+    for kind in kinds:
+        platform.call("POST", f"/api/v1/accounts/{account_id}/documents", token, expect=201, data={"kind": kind},
+                      files={"file": (f"{kind}.pdf", QUALIFICATION_PDF, "application/pdf")})
+
+
 def _register(platform: Platform, admin: str, *, email: str, company: str, kind: str, country: str,
               time_zone: str) -> tuple[str, int]:
     existing = platform.client.post("/api/v1/auth/login", json={"email": email, "password": USER_PASSWORD})
@@ -286,6 +296,7 @@ def _register(platform: Platform, admin: str, *, email: str, company: str, kind:
     token, account_id = body["access_token"], body["account_id"]
     # The demo's addresses receive no mail: the admin confirms them, as an operator would out of band.
     platform.call("POST", f"/api/v1/users/{body['user_id']}/verify-email", admin)
+    upload_documents(platform, token, account_id, agency=kind == "agency")
     platform.call("POST", f"/api/v1/accounts/{account_id}/submit", token)
     platform.call("POST", f"/api/v1/accounts/{account_id}/review", admin, json={"decision": "approve"})
     return token, account_id
@@ -293,6 +304,10 @@ def _register(platform: Platform, admin: str, *, email: str, company: str, kind:
 
 def build_platform(platform: Platform, admin: str, rng: random.Random) -> dict[str, Any]:
     """Accounts, inventory, money, apps, campaigns, ad groups and creatives, all approved."""
+    # Singapore has no settlement entity until an operator sets its rule (the guide's "Except Singapore").
+    platform.call("POST", "/api/v1/settlement-rules", admin, expect=201, json={
+        "country": "SG", "entity": "Xiaomi Singapore", "currency": "USD",
+        "contract_version": "Xiaomi Singapore universal version"})
     moonlight_token, moonlight_id = _register(
         platform, admin, email="moonlight@example.com", company="Moonlight Games Pte. Ltd.", kind="advertiser",
         country="SG", time_zone="Asia/Singapore")
@@ -305,6 +320,7 @@ def build_platform(platform: Platform, admin: str, rng: random.Random) -> dict[s
         account = platform.call("POST", "/api/v1/accounts", agency_token, expect=201, json={
             "company_name": company, "contact_name": "Demo Contact", "contact_email": f"{key}@example.com",
             "country": country, "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": zone})
+        upload_documents(platform, agency_token, int(account["id"]))
         platform.call("POST", f"/api/v1/accounts/{account['id']}/submit", agency_token)
         platform.call("POST", f"/api/v1/accounts/{account['id']}/review", admin, json={"decision": "approve"})
         sub_accounts[key] = int(account["id"])

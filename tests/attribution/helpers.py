@@ -113,7 +113,7 @@ def scenario(api: Api, settings: Settings, *, partner: Partner = Partner.APPSFLY
              conversion_event: str | None = "INSTALL", bid_micros: int = 2_000_000, currency: str = "USD",
              **app_settings: Any) -> Scenario:
     admin = api.admin()
-    country = {"USD": "SG", "INR": "IN", "CNY": "CN"}[currency]
+    country = {"USD": "ID", "INR": "IN", "CNY": "CN"}[currency]
     entity = {"USD": "Xiaomi Singapore", "INR": "Xiaomi India", "CNY": "Xiaomi Singapore"}[currency]
     advertiser = api.approved_account(admin, currency=currency, country=country, settlement_entity=entity)
     expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,

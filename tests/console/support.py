@@ -36,7 +36,7 @@ def registration_form(n: int, **overrides: str) -> dict[str, str]:
         "contact_name": "Li Wei",
         "contact_email": f"ops{n}@example.com",
         "contact_phone": "+65 6000 0000",
-        "country": "SG",
+        "country": "ID",
         "settlement": "Xiaomi Singapore|USD",
         "time_zone": "Asia/Singapore",
         "email": f"user{n}@example.com",

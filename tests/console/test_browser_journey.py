@@ -105,7 +105,7 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
     advertiser.fill("#contact_name", "Tan Mei Ling")
     advertiser.fill("#contact_email", "ops@summer-games.example")
     advertiser.fill("#contact_phone", "+65 6123 4567")
-    advertiser.select_option("#country", "SG")
+    advertiser.select_option("#country", "ID")
     advertiser.select_option("#settlement", "Xiaomi Singapore|USD")
     advertiser.select_option("#time_zone", "Asia/Singapore")
     advertiser.fill("#email", EMAIL)

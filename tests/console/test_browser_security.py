@@ -21,7 +21,7 @@ def _advertiser(session: Session, n: int) -> tuple[str, int, Principal]:
     email = f"tenant{n}@example.com"
     user, account, _token = accounts.register(session, RegistrationIn.model_validate({
         "email": email, "password": "tenant password", "company_name": f"Tenant {n} Ltd", "contact_name": "Ops",
-        "contact_email": email, "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD",
+        "contact_email": email, "country": "ID", "settlement_entity": "Xiaomi Singapore", "currency": "USD",
         "accept_agreement": True}), ttl=timedelta(hours=1))
     session.commit()
     return email, account.id, accounts.principal_for(user, client="console")

@@ -14,7 +14,7 @@ def register_and_sign_in(base_url: str) -> tuple[str, int]:
         client.post("/api/v1/auth/register", json={
             "email": f"live-{n}@example.com", "password": "live-password-1", "type": "advertiser",
             "company_name": f"Live {n}", "contact_name": "Live", "contact_email": f"ops-{n}@example.com",
-            "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
+            "country": "ID", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
             "accept_agreement": True}).raise_for_status()
         login = client.post("/api/v1/auth/login", json={"email": f"live-{n}@example.com",
                                                         "password": "live-password-1"})

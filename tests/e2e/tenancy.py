@@ -205,7 +205,8 @@ def build_catalogue(api: Api, admin: Actor) -> dict[str, Any]:
     client, headers = api.client, admin.headers
     n = next(_unique)
     rule = expect(client.post(f"{API}/settlement-rules", headers=headers, json={
-        "country": "FJ", "entity": "Xiaomi Singapore", "currency": "USD"}), 201)
+        "country": "FJ", "entity": "Xiaomi Singapore", "currency": "USD",
+        "contract_version": "Xiaomi Singapore universal version"}), 201)
     publisher = expect(client.post(f"{API}/publishers", headers=headers, json={
         "name": f"Catalogue publisher {n}", "app_package": f"com.catalogue.pub{n}", "country": "SG"}), 201)
     ad_space = expect(client.post(f"{API}/ad-spaces", headers=headers, json={

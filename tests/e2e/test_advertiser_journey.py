@@ -19,6 +19,8 @@ def test_advertiser_journey_with_review_and_operation_log(api: Api) -> None:
     # 2. an advertiser registers and the admin approves it
     advertiser = api.register(company_name="Moonlight Games（Shenzhen）Co., Ltd.")
     headers = advertiser.headers
+    assert advertiser.account_id is not None
+    api.upload_document(advertiser, advertiser.account_id)
     expect(api.client.post(f"/api/v1/accounts/{advertiser.account_id}/submit", headers=headers), 200)
     queue = expect(api.client.get("/api/v1/review/queue", headers=admin.headers), 200)
     assert ("account", advertiser.account_id) in {(i["object_type"], i["object_id"]) for i in queue}

@@ -272,7 +272,7 @@ def _catalogue_attack(world: World, intruder: Intruder) -> Iterator[Outcome]:
 StaffAction = Callable[[Tenant, dict[str, Any]], tuple[str, str, dict[str, Any]]]
 STAFF_ACTIONS: dict[str, StaffAction] = {
     "POST /api/v1/settlement-rules": lambda home, catalogue: ("post", "/settlement-rules", {"json": {
-        "country": "FJ", "entity": "Xiaomi India", "currency": "INR"}}),
+        "country": "FJ", "entity": "Xiaomi India", "currency": "INR", "contract_version": "IN universal version"}}),
     "POST /api/v1/publishers": lambda home, catalogue: ("post", "/publishers", {"json": {
         "name": "Tenant publisher", "app_package": "com.tenant.publisher", "country": "SG"}}),
     "POST /api/v1/ad-spaces": lambda home, catalogue: ("post", "/ad-spaces", {"json": {

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from adstack.bench.postbacks import (
+    QUALIFICATION_PDF,
     ServerProcess,
     appmetrica_postback_paths,
     attribution_figures,
@@ -83,6 +84,8 @@ def set_up_billing(server: ServerProcess, *, top_up_micros: int = 10**12) -> Bil
         account_id = body["account_id"]
         # No mailbox here: the admin confirms the address before the account is submitted.
         client.post(f"/api/v1/users/{body['user_id']}/verify-email", headers=admin_headers).raise_for_status()
+        client.post(f"/api/v1/accounts/{account_id}/documents", headers=headers, data={"kind": "business_license"},
+                    files={"file": ("licence.pdf", QUALIFICATION_PDF, "application/pdf")}).raise_for_status()
         for path, who, payload in (
                 (f"/api/v1/accounts/{account_id}/submit", headers, None),
                 (f"/api/v1/accounts/{account_id}/review", admin_headers, {"decision": "approve"}),

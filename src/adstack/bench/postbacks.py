@@ -97,6 +97,11 @@ class ServerProcess:
                 self.kill()
 
 
+# A minimal PDF: an account submits a qualification document before review.
+QUALIFICATION_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+                     b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+
+
 def register_advertiser(client: httpx.Client, name: str) -> dict[str, Any]:
     """Register an advertiser over the API and sign in; returns the sign-in answer (token, user and account ids)."""
     n = uuid.uuid4().hex[:8]
@@ -104,7 +109,7 @@ def register_advertiser(client: httpx.Client, name: str) -> dict[str, Any]:
     client.post("/api/v1/auth/register", json={
         "email": email, "password": "bench-password-1", "type": "advertiser",
         "company_name": f"{name} {n}", "contact_name": "Bench", "contact_email": f"ops-{n}@example.com",
-        "country": "SG", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
+        "country": "ID", "settlement_entity": "Xiaomi Singapore", "currency": "USD", "time_zone": "UTC",
         "accept_agreement": True}).raise_for_status()
     signed_in = client.post("/api/v1/auth/login", json={"email": email, "password": "bench-password-1"})
     signed_in.raise_for_status()

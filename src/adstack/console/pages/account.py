@@ -160,8 +160,15 @@ def create_sub_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> R
             "parent_agency_id": account_id if visitor.me.role != Role.AGENCY else None,
         })
         sub = accounts.create_sub_account(session, visitor.me, data)
-        accounts.submit_account(session, visitor.me, sub.id,
-                                require_verified_email=visitor.settings.email_verification_required)
+        document = forms.upload(form, "document")
+        if document is not None:
+            accounts.add_document(session, visitor.me, sub.id, kind=DocumentKind.BUSINESS_LICENSE,
+                                  filename=document.filename or "document", stream=document.file,
+                                  storage_dir=visitor.settings.data_dir,
+                                  max_bytes=visitor.settings.max_document_bytes)
+            # Without a document the sub-account waits "to be submitted" until one is uploaded on its page.
+            accounts.submit_account(session, visitor.me, sub.id,
+                                    require_verified_email=visitor.settings.email_verification_required)
         session.commit()
     except ValidationError as exc:
         session.rollback()
@@ -170,7 +177,7 @@ def create_sub_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> R
         session.rollback()
         return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc), values=values,
                              status=exc.status)
-    return redirect(with_notice(f"{PREFIX}/accounts/{sub.id}", "submitted"))
+    return redirect(with_notice(f"{PREFIX}/accounts/{sub.id}", "submitted" if document is not None else "saved"))
 
 
 # ---------- API keys ----------

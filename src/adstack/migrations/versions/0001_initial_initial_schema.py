@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('payment_mode', sa.String(length=16), nullable=False),
     sa.Column('low_balance_threshold_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('agreement_version', sa.String(length=20), nullable=False),
+    sa.Column('contract_version', sa.String(length=100), nullable=False),
     sa.Column('agreement_accepted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('review_status', sa.String(length=20), nullable=False),
     sa.Column('rejection_reasons', sa.String(length=2000), nullable=False),
@@ -371,6 +372,8 @@ def upgrade() -> None:
     sa.Column('country', sa.String(length=2), nullable=False),
     sa.Column('entity', sa.String(length=100), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('contract_version', sa.String(length=100), nullable=False),
+    sa.Column('agreement_url', sa.String(length=500), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_rules')),
     sa.UniqueConstraint('country', 'entity', 'currency', name=op.f('uq_settlement_rules_country_entity_currency'))
     )
