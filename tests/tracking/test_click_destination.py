@@ -274,3 +274,15 @@ def test_in_chromium_the_deeplink_page_falls_back_to_the_click_url(
             browser.close()
     assert violations == []
     assert loopback.landings == [f"/landing?cid={urls.click_id}"]
+
+
+def test_the_ad_responses_landing_url_is_where_its_click_ends(api: Api) -> None:
+    from tests.serving.test_api import ad_request, ads_now, eventually, setup_serving_ad
+
+    made = setup_serving_ad(api)
+    space_id = made["space"]["id"]
+    assert eventually(lambda: bool(ads_now(api.client, space_id)))
+    (ad,) = expect(ad_request(api.client, space_id), 200)["ads"]
+    assert ad["landing_url"] == made["creative"]["click_url"] == "https://example.com/app"
+    clicked = api.client.get(ad["click_url"].split("testserver", 1)[1], follow_redirects=False)
+    assert clicked.status_code == 302 and clicked.headers["location"] == ad["landing_url"]

@@ -82,7 +82,9 @@ class AdOut(BaseModel):
     height: int = 0
     duration_ms: int = 0
     click_url: str = Field(description="Open this on a click: it counts the click and redirects.")
-    landing_url: str = ""
+    landing_url: str = Field(default="", description=(
+        "Where a click ends: the creative's click URL with its macros filled (click_url reaches it, through the "
+        "app's measurement-partner link where the partner can redirect there)."))
     deeplink: str = ""
     tracking: AdTracking
 

@@ -105,7 +105,9 @@ def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> dict
         "title": combination.title, "description": combination.description, "image_url": combination.image_url,
         "video_url": combination.video_url, "icon_url": combination.icon_url, "button": combination.button,
         "width": combination.width, "height": combination.height, "duration_ms": combination.duration_ms,
-        "click_url": urls.click_url, "landing_url": creative.click_url,
+        # The page a click ends on: the creative's click URL (tracking/service.py), its macros filled.
+        "click_url": urls.click_url,
+        "landing_url": third_party_urls([creative.click_url], decision, request, urls.click_id)[0],
         "deeplink": third_party_urls([creative.deeplink], decision, request, urls.click_id)[0]
         if creative.deeplink else "",
         "tracking": {"impression": impression, "click": [],
