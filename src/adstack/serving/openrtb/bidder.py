@@ -59,9 +59,10 @@ import orjson
 from babel.core import get_global
 
 from adstack.core.errors import DomainError
+from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.serving.engine import Decision
 from adstack.serving.openrtb.markup import banner_html, native_markup, vast
-from adstack.serving.openrtb.model import BidRequest, Imp, InvalidBidRequest, decode, native_spec
+from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
 from adstack.serving.openrtb.privacy import privacy_of
 from adstack.serving.ranking import CPM
 from adstack.serving.request import AdRequest, Slot, parse_os_version
@@ -161,7 +162,7 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
     return fields
 
 
-def _banner_slot(imp: Imp) -> Slot:
+def _banner_slot(imp: Imp, device: Device | None) -> Slot:
     banner = imp.banner
     assert banner is not None
     sizes = set()
@@ -170,6 +171,9 @@ def _banner_slot(imp: Imp) -> Slot:
     for item in banner.format or ():
         if item.w and item.h:
             sizes.add((item.w, item.h))
+    if not sizes and imp.instl == 1 and device is not None and device.w and device.h:
+        # An interstitial without sizes takes the screen: the IAB interstitial sizes that fit on it.
+        sizes = {(w, h) for w, h in sizes_of(Variant.INTERSTITIAL) if w <= device.w and h <= device.h}
     sizes = {s for s in sizes if s[0] <= MAX_SIZE and s[1] <= MAX_SIZE}
     # No usable size: nothing fits (an empty set would mean any size to the engine).
     return Slot(media=frozenset({"image"}) if sizes else frozenset(), sizes=frozenset(sizes))
@@ -186,11 +190,11 @@ def _video_slot(imp: Imp) -> Slot:
     return Slot(media=frozenset({"video"}), min_duration_ms=low * 1000, max_duration_ms=high * 1000)
 
 
-def _opportunities(imp: Imp) -> list[tuple[str, Slot, str, dict[str, Any] | None]]:
+def _opportunities(imp: Imp, device: Device | None) -> list[tuple[str, Slot, str, dict[str, Any] | None]]:
     """(media type, slot, placement type, native request) for each kind of ad the imp takes."""
     out: list[tuple[str, Slot, str, dict[str, Any] | None]] = []
     if imp.banner is not None:
-        out.append(("banner", _banner_slot(imp), "interstitial" if imp.instl == 1 else "banner", None))
+        out.append(("banner", _banner_slot(imp, device), "interstitial" if imp.instl == 1 else "banner", None))
     if imp.video is not None:
         out.append(("video", _video_slot(imp), "rewarded_video" if imp.rwdd == 1 else "interstitial", None))
     if imp.native is not None:
@@ -229,6 +233,16 @@ def _currency(request: BidRequest, runtime: ServingRuntime) -> str | None:
     return next((c for c in wanted if runtime.state.fx.knows(c)), None)
 
 
+def identified(request: BidRequest) -> bool:
+    """We buy only inventory we can name (and so check against bapp and the advertiser's exclusions): an app with
+    its bundle, store URL or name, a site with its page or domain, or a digital out-of-home screen."""
+    if request.app is not None:
+        return bool(request.app.bundle or request.app.storeurl or request.app.name)
+    if request.site is not None:
+        return bool(request.site.page or request.site.domain)
+    return request.dooh is not None
+
+
 @dataclasses.dataclass
 class Context:
     runtime: ServingRuntime
@@ -246,7 +260,7 @@ def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started:
 
     `deadline` (monotonic seconds) is when bidding stops; the caller withdraws an answer it cannot send in time."""
     currency = _currency(request, runtime)
-    if currency is None:
+    if currency is None or not identified(request):
         return None
     privacy = privacy_of(request, vendor_id=runtime.settings.openrtb_tcf_vendor_id)
     context = Context(runtime, request, now, currency, _device_fields(request, now, restricted=privacy.restricted),
@@ -262,7 +276,7 @@ def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started:
             continue
         tag = imp.tagid
         space = snapshot.ad_spaces.get(int(tag)) if tag and tag.isdigit() and len(tag) <= 18 else None
-        for media, slot, placement, spec in _opportunities(imp):
+        for media, slot, placement, spec in _opportunities(imp, request.device):
             if not slot.media:
                 continue
             made = _bid_for(context, imp, media, slot, placement, spec, space, floor)

@@ -182,6 +182,7 @@ class Device(Struct_):
 
 class UserExt(Struct_):
     consent: str | None = None  # the 2.5 extension of `user.consent`
+    prebid: dict[str, Any] | None = None  # Prebid Server's buyer ids (prebid_ext.py)
 
 
 class User(Struct_):
@@ -287,6 +288,9 @@ def decode(body: bytes) -> BidRequest:
     except msgspec.DecodeError as exc:
         raise InvalidBidRequest("request", f"malformed JSON: {exc}") from None
     check(request)
+    from adstack.serving.openrtb import prebid_ext
+
+    prebid_ext.check(request)
     return request
 
 
