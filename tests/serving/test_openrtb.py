@@ -132,7 +132,7 @@ def check_response(request: dict[str, Any], body: dict[str, Any]) -> int:
                 assert "banner" in imp and bid["adm"].startswith("<a ")
                 assert html.escape(bid["burl"], quote=True) in bid["adm"], "adm carries our impression pixel"
                 sizes = _sizes(imp["banner"])
-                assert sizes and (bid["w"], bid["h"]) in sizes or imp.get("instl") == 1
+                assert (bid["w"], bid["h"]) in sizes if sizes else imp.get("instl") == 1
                 battr = set(imp["banner"].get("battr", []))
             elif bid["mtype"] == 2:
                 assert "video" in imp

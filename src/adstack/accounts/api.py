@@ -113,7 +113,8 @@ def _token_ttl(settings: Settings) -> timedelta:
 
 @router.post("/auth/login", response_model=TokenOut, tags=["auth"],
              summary="Sign in with email and password (failed attempts are rate limited per IP and per e-mail)",
-             responses={429: {"description": "Too many failed attempts; see Retry-After."}})
+             responses={401: {"description": "The e-mail or password is wrong, or the user is deactivated."},
+                        429: {"description": "Too many failed attempts; see Retry-After."}})
 def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep, ip: ClientIp,
           agent: UserAgent) -> TokenOut:
     limiter = _limiter(request)
@@ -166,7 +167,8 @@ def verify_email(body: EmailTokenIn, session: SessionDep) -> UserRead:
 
 
 @router.post("/auth/verify-email/resend", response_model=RegistrationAccepted,
-             status_code=status.HTTP_202_ACCEPTED, tags=["auth"], summary="Send the verification link again")
+             status_code=status.HTTP_202_ACCEPTED, tags=["auth"], summary="Send the verification link again",
+             responses={429: {"description": "Too many links sent from this IP or for this e-mail."}})
 def resend_verification(principal: CurrentPrincipal, request: Request, session: SessionDep, settings: SettingsDep,
                         ip: ClientIp, tasks: BackgroundTasks) -> RegistrationAccepted:
     refused = _limiter(request).hit(("register_ip", ip), ("register_account", principal.email))
@@ -217,7 +219,8 @@ def request_password_reset(body: PasswordResetRequestIn, request: Request, sessi
 
 
 @router.post("/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"],
-             summary="Set a new password with the token from the reset mail (signs out every session)")
+             summary="Set a new password with the token from the reset mail (signs out every session)",
+             responses={429: {"description": "Too many attempts from this IP."}})
 def confirm_password_reset(body: PasswordResetIn, request: Request, session: SessionDep, ip: ClientIp) -> None:
     refused = _limiter(request).hit(("reset_ip", ip))
     if refused is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, Field
 
 from adstack.core.deps import AccountManagerPrincipal, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep
 from adstack.core.vocabulary import PlacementType
@@ -31,14 +32,25 @@ Country = Annotated[str, Path(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alp
 # ---------- publishers ----------
 
 
-@router.get("/publishers", response_model=dict, tags=["inventory"], summary="List publishers")
+
+class PublisherPage(BaseModel):
+    total: int = Field(description="Publishers matching the filters, over all pages.")
+    items: list[PublisherRead]
+
+
+class AdSpacePage(BaseModel):
+    total: int = Field(description="Ad spaces matching the filters, over all pages.")
+    items: list[AdSpaceRead]
+
+
+@router.get("/publishers", response_model=PublisherPage, tags=["inventory"], summary="List publishers")
 def list_publishers(principal: CurrentPrincipal, session: SessionDep, q: Search = None,
                     status: CatalogueStatus | None = None,
                     country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-                    platform: Platform | None = None, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+                    platform: Platform | None = None, limit: Limit = 50, offset: Offset = 0) -> PublisherPage:
     rows, total = service.list_publishers(session, query=q, status=status, country=country, platform=platform,
                                           limit=limit, offset=offset)
-    return {"total": total, "items": [PublisherRead.model_validate(r) for r in rows]}
+    return PublisherPage(total=total, items=[PublisherRead.model_validate(r) for r in rows])
 
 
 @router.post("/publishers", response_model=PublisherRead, status_code=status.HTTP_201_CREATED, tags=["inventory"],
@@ -73,13 +85,13 @@ def delete_publisher(publisher_id: IdPath, principal: AccountManagerPrincipal, s
 # ---------- ad spaces ----------
 
 
-@router.get("/ad-spaces", response_model=dict, tags=["inventory"], summary="List ad spaces")
+@router.get("/ad-spaces", response_model=AdSpacePage, tags=["inventory"], summary="List ad spaces")
 def list_ad_spaces(principal: CurrentPrincipal, session: SessionDep, q: Search = None,
                    publisher_id: OptionalId = None, placement_type: PlacementType | None = None,
-                   status: CatalogueStatus | None = None, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+                   status: CatalogueStatus | None = None, limit: Limit = 50, offset: Offset = 0) -> AdSpacePage:
     rows, total = service.list_ad_spaces(session, query=q, publisher_id=publisher_id, placement_type=placement_type,
                                          status=status, limit=limit, offset=offset)
-    return {"total": total, "items": [AdSpaceRead.model_validate(r) for r in rows]}
+    return AdSpacePage(total=total, items=[AdSpaceRead.model_validate(r) for r in rows])
 
 
 @router.post("/ad-spaces", response_model=AdSpaceRead, status_code=status.HTTP_201_CREATED, tags=["inventory"],

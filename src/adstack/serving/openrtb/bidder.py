@@ -347,11 +347,13 @@ def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement: str,
 
 
 def _bid_price(context: Context, decision: Decision) -> float:
-    """USD micros CPM: the value on second price; on first price the value less the margin, at most our bid."""
+    """USD micros CPM: the value on second price; on first price the value less the margin. The value is the ad
+    group's own bid as an eCPM (a CPM bid itself; CPC and CPA through the predicted rates), so neither is above
+    the bid."""
     if not context.first_price:
         return decision.ecpm_usd_micros
     margin = context.runtime.settings.openrtb_first_price_margin_percent / 100
-    return min(decision.ecpm_usd_micros * (1 - margin), decision.bid_usd_cpm_micros)
+    return decision.ecpm_usd_micros * (1 - margin)
 
 
 def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | None, decision: Decision,

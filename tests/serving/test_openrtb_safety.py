@@ -1,0 +1,290 @@
+"""The OpenRTB bidder under privacy signals, brand-safety blocks, price rules, deadlines and hostile requests."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adstack.core.settings import Settings
+from adstack.serving.engine import ServingState
+from adstack.serving.fx import FxRates
+from tests.serving.support import creative, group, snapshot
+
+IFA = "38400000-8cf0-11bd-b23e-10b96e40000d"
+AUCTION_PRICE = "${AUCTION_PRICE}"
+
+
+def serve(client: TestClient, groups: list[Any]) -> TestClient:
+    engine = client.app.state.serving.engine  # type: ignore[attr-defined]
+    engine.swap(ServingState.build(snapshot(groups, fx=FxRates({"USD": 1, "EUR": "1.10"}))))
+    return client
+
+
+def banner_group(group_id: int = 1, **overrides: Any) -> Any:
+    values: dict[str, Any] = dict(placement="banner", bid_micros=3_000_000, categories=("IAB19-6",),
+                                  creatives=(creative(group_id, format="iab_banner_300x250", width=300, height=250),))
+    values.update(overrides)
+    return group(group_id, **values)
+
+
+def bid_request(**overrides: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {"id": "r1", "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
+                               "app": {"bundle": "com.example.app"},
+                               "device": {"ifa": IFA, "os": "android", "geo": {"country": "IND"}}}
+    request.update(overrides)
+    return request
+
+
+def first_bid(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    bid: dict[str, Any] = response.json()["seatbid"][0]["bid"][0]
+    return bid
+
+
+def _local(url: str) -> str:
+    return url.split("testserver", 1)[1]
+
+
+# ---------- privacy ----------
+
+SIGNALS = {
+    "coppa": {"regs": {"coppa": 1}},
+    "gdpr_without_consent": {"regs": {"gdpr": 1}, "user": {"consent": "not-a-tcf-string"}},
+    "gdpr_2_5_extension": {"regs": {"ext": {"gdpr": 1}}},
+    "lmt": {"device": {"ifa": IFA, "lmt": 1, "geo": {"country": "IND"}}},
+    "dnt": {"device": {"ifa": IFA, "dnt": 1, "geo": {"country": "IND"}}},
+    "us_privacy_opt_out": {"regs": {"us_privacy": "1YYN"}},
+    "gpp_us_privacy_section_opt_out": {"regs": {"gpp": "DBABTA~1YYN", "gpp_sid": [6]}},
+    "gpp_us_national_section": {"regs": {"gpp": "DBABLA~BVQqAAAAAgA.QA", "gpp_sid": [7]}},
+}
+
+
+def _ids_in(text: str) -> bool:
+    lowered = text.lower()
+    return IFA in lowered or IFA.replace("-", "") in lowered
+
+
+def _stored_text(settings: Settings) -> str:
+    """Everything the platform wrote under its data directory (event journal, event store, logs), as text."""
+    chunks = []
+    for path in Path(settings.data_dir).rglob("*"):
+        if path.is_file():
+            chunks.append(path.read_bytes().decode("latin-1"))
+    return "".join(chunks)
+
+
+@pytest.mark.parametrize("signal", sorted(SIGNALS))
+def test_a_privacy_signal_means_no_personal_targeting_and_no_device_id_anywhere(
+        client: TestClient, settings: Settings, signal: str) -> None:
+    from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
+    from adstack.audiences.ids import KeySpace, device_key
+
+    # The audience-targeted ad group bids more; with a frequency cap of one it would also count the device.
+    personal = banner_group(1, bid_micros=9_000_000, frequency_cap=1, targeting={"include_audiences": (9,)})
+    contextual = banner_group(2, bid_micros=3_000_000,
+                              creatives=(creative(2, format="iab_banner_300x250", width=300, height=250,
+                                                  impression_monitor_urls=("https://mmp.example.com/i?id={gaid}",)),))
+    serve(client, [personal, contextual])
+    engine = client.app.state.serving.engine  # type: ignore[attr-defined]
+    engine.audiences = AudienceIndex([IndexedAudience(9, 1, KeySpace.MD5, frozenset([device_key(IFA)]))])
+
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request()))["price"] == 9.0  # personal without a signal
+    for _ in range(2):  # frequency capping by device is off too: the contextual group bids every time
+        response = client.post("/openrtb2/bid", json=bid_request(**SIGNALS[signal]))
+        bid = first_bid(response)
+        assert bid["price"] == 3.0
+        assert not _ids_in(response.text)
+        assert "id=&" not in bid["adm"] and "mmp.example.com/i?id=" in html.unescape(bid["adm"])
+        for url in (bid["burl"], bid["nurl"]):
+            assert client.get(_local(url.replace(AUCTION_PRICE, "1.5"))).status_code == 204
+        click = re.search(r'<a href="([^"]+)"', bid["adm"])
+        assert click is not None
+        client.get(_local(html.unescape(click.group(1))), follow_redirects=False)
+    client.app.state.serving.flush_events()  # type: ignore[attr-defined]
+    client.app.state.pipeline.drain()  # type: ignore[attr-defined]
+    assert not _ids_in(_stored_text(settings))
+
+
+def test_tracking_urls_never_carry_the_raw_device_id(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    response = client.post("/openrtb2/bid", json=bid_request())
+    first_bid(response)
+    assert not _ids_in(response.text)
+
+
+# ---------- brand safety ----------
+
+
+def test_bcat_blocks_the_campaign_category_and_its_tier(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(bcat=["IAB20"])))["cat"] == ["IAB19-6"]
+    for blocked in (["IAB19-6"], ["IAB19"]):
+        assert client.post("/openrtb2/bid", json=bid_request(bcat=blocked)).status_code == 204
+
+
+def test_badv_and_bapp_block_the_advertiser_and_the_promoted_app(client: TestClient) -> None:
+    game = banner_group(targeting={"promoted_package": "com.example.game"})
+    serve(client, [game])
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request()))
+    assert bid["bundle"] == "com.example.game" and bid["adomain"] == ["advertiser.example.com"]
+    assert client.post("/openrtb2/bid", json=bid_request(bapp=["com.example.game"])).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(badv=["advertiser.example.com"])).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(bapp=["com.other"], badv=["other.com"])).status_code == 200
+
+
+def _native_video_request(**native: Any) -> dict[str, Any]:
+    spec = {"ver": "1.2", "assets": [{"id": 1, "required": 1, "title": {"len": 90}},
+                                     {"id": 2, "required": 1, "video": {"mimes": ["video/mp4"], "minduration": 5,
+                                                                        "maxduration": 30, "protocols": [2, 3]}}],
+            "eventtrackers": [{"event": 1, "methods": [1]}]}
+    return bid_request(imp=[{"id": "1", "native": {"request": json.dumps(spec), "ver": "1.2", **native}}])
+
+
+def test_battr_blocks_what_the_ad_is(client: TestClient) -> None:
+    serve(client, [group(6, placement="newsfeed", bid_micros=3_000_000,
+                         creatives=(creative(6, format="native_video", width=1280, height=720, video=True),))])
+    bid = first_bid(client.post("/openrtb2/bid", json=_native_video_request()))
+    assert bid["attr"] == [6]  # in-feed video plays on its own
+    native = json.loads(bid["adm"])
+    assert {"event": 1, "method": 1, "url": bid["burl"]} in native["eventtrackers"]
+    assert client.post("/openrtb2/bid", json=_native_video_request(battr=[6])).status_code == 204
+    assert client.post("/openrtb2/bid", json=_native_video_request(battr=[1, 2])).status_code == 200
+
+
+def test_secure_imps_get_https_only_or_no_bid(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    runtime = client.app.state.serving  # type: ignore[attr-defined]
+    secure = bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "secure": 1}])
+    assert runtime.base_url.startswith("http://")
+    assert client.post("/openrtb2/bid", json=secure).status_code == 204
+    runtime.base_url = "https://ads.example.com"
+    bid = first_bid(client.post("/openrtb2/bid", json=secure))
+    urls = [bid["nurl"], bid["burl"], bid["lurl"], *re.findall(r'(?:src|href)="([^"]+)"', bid["adm"])]
+    assert urls and all(u.startswith("https://") for u in urls)
+
+
+def test_interstitial_flag_asks_for_interstitial_ads(client: TestClient) -> None:
+    serve(client, [banner_group(),
+                   group(5, placement="interstitial", bid_micros=2_000_000,
+                         creatives=(creative(5, format="iab_interstitial_320x480", width=320, height=480),))])
+    banner = first_bid(client.post("/openrtb2/bid", json=bid_request()))
+    assert (banner["w"], banner["h"]) == (300, 250)
+    full = bid_request(imp=[{"id": "1", "instl": 1, "banner": {}}],
+                       device={"ifa": IFA, "w": 360, "h": 640, "geo": {"country": "IND"}})
+    assert (first_bid(client.post("/openrtb2/bid", json=full))["h"]) == 480
+    small = {**full, "device": {"w": 300, "h": 400}}
+    assert client.post("/openrtb2/bid", json=small).status_code == 204
+
+
+# ---------- prices ----------
+
+
+def test_first_price_bids_the_value_less_the_margin_above_floor_and_minimum(
+        client: TestClient, settings: Settings) -> None:
+    serve(client, [banner_group()])
+    second = first_bid(client.post("/openrtb2/bid", json=bid_request(at=2)))["price"]
+    first = first_bid(client.post("/openrtb2/bid", json=bid_request(at=1)))["price"]
+    assert second == 3.0  # the value: a CPM bid of 3.00
+    assert first == pytest.approx(3.0 * (100 - settings.openrtb_first_price_margin_percent) / 100)
+    floored = [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": first + 0.01}]
+    assert client.post("/openrtb2/bid", json=bid_request(at=1, imp=floored)).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(at=2, imp=floored)).status_code == 200
+
+
+def test_no_bid_below_the_platform_minimum(client: TestClient) -> None:
+    serve(client, [banner_group(bid_micros=50_000)])  # 0.05 CPM, below the 0.10 platform minimum
+    assert client.post("/openrtb2/bid", json=bid_request()).status_code == 204
+
+
+# ---------- deadlines ----------
+
+
+def test_tmax_below_the_minimum_is_answered_at_once(client: TestClient, settings: Settings) -> None:
+    serve(client, [banner_group()])
+    assert settings.openrtb_min_tmax_ms > 5
+    assert client.post("/openrtb2/bid", json=bid_request(tmax=5)).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(tmax=settings.openrtb_min_tmax_ms + 470)).status_code == 200
+    assert client.post("/openrtb2/bid", json=bid_request(tmax=-2)).status_code == 400
+
+
+# ---------- hostile requests ----------
+
+
+@pytest.mark.parametrize("floor", [1e308, 1.7976931348623157e308, 10**30, 99_999_999.5])
+def test_absurd_floors_are_no_bid_never_an_error(client: TestClient, floor: float) -> None:
+    serve(client, [banner_group()])
+    imp = {"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": floor}
+    assert client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request()).status_code == 200  # the connection is still good
+
+
+@pytest.mark.parametrize("banner", [{"format": [{}]}, {"format": [{"w": 30}]}, {"w": 300}, {"w": -300, "h": 250},
+                                    {"w": 10**30, "h": 250}, {"format": []}])
+def test_unknown_absent_or_absurd_sizes_never_match_any_size(client: TestClient, banner: dict[str, Any]) -> None:
+    serve(client, [banner_group(creatives=(creative(1, format="x", width=600, height=500),)),
+                   banner_group(2)])
+    response = client.post("/openrtb2/bid", json=bid_request(imp=[{"id": "1", "banner": banner}]))
+    assert response.status_code in (400, 204)  # refused as Prebid refuses it, or (10^30) simply fits nothing
+    if response.status_code == 400:
+        assert response.json()["error"]["message"].startswith("imp[0].banner")
+
+
+def test_huge_well_formed_sizes_are_no_bid(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    huge = bid_request(imp=[{"id": "1", "banner": {"w": 10**9, "h": 10**9}}])
+    assert client.post("/openrtb2/bid", json=huge).status_code == 204
+
+
+def test_a_non_ascii_country_is_unknown_and_leaks_no_reservation(client: TestClient) -> None:
+    serve(client, [banner_group(pacing="asap", daily_budget_micros=3_000)])  # one 3.00 CPM bid at a time
+    engine = client.app.state.serving.engine  # type: ignore[attr-defined]
+    # A floor of 3.00 makes the bid cost 3.00 CPM: 3,000 micros, the whole budget.
+    odd = bid_request(device={"ifa": IFA, "geo": {"country": "ÉÉ"}},
+                      imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 3.0}])
+    bid = first_bid(client.post("/openrtb2/bid", json=odd))
+    engine._blocked_until.clear()
+    assert client.post("/openrtb2/bid", json=odd).status_code == 204  # the first bid holds the budget
+    engine._blocked_until.clear()
+    lost = bid["lurl"].replace("${AUCTION_LOSS}", "102").replace(AUCTION_PRICE, "1")
+    assert client.get(_local(lost)).status_code == 204
+    assert client.post("/openrtb2/bid", json=odd).status_code == 200
+
+
+def test_duplicate_imp_ids_and_both_site_and_app_are_refused(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    imp = {"id": "1", "banner": {"w": 300, "h": 250}}
+    response = client.post("/openrtb2/bid", json=bid_request(imp=[imp, imp]))
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("imp[1].id: duplicates imp[0].id")
+    both = client.post("/openrtb2/bid", json=bid_request(site={"page": "https://example.com"}))
+    assert both.status_code == 400 and "site" in both.json()["error"]["message"]
+
+
+def test_wrong_types_are_refused_with_the_field(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    response = client.post("/openrtb2/bid", json=bid_request(regs={"gdpr": "yes"}))
+    assert response.status_code == 400 and "regs.gdpr" in response.json()["error"]["message"]
+    response = client.post("/openrtb2/bid", json=bid_request(user={"ext": {"consent": 1}}))
+    assert response.status_code == 400 and "user.ext.consent" in response.json()["error"]["message"]
+
+
+def test_gzip_bodies_are_inflated_within_the_size_limit(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    body = json.dumps(bid_request()).encode()
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    assert client.post("/openrtb2/bid", content=gzip.compress(body), headers=headers).status_code == 200
+    padded = json.dumps(bid_request(ext={"pad": " " * 300_000})).encode()  # 300 KB inflated, ~1 KB sent
+    assert len(gzip.compress(padded)) < 4_096
+    assert client.post("/openrtb2/bid", content=gzip.compress(padded), headers=headers).status_code == 413
+    assert client.post("/openrtb2/bid", content=b"\x1f\x8bnot gzip", headers=headers).status_code == 400
+    assert client.post("/openrtb2/bid", content=gzip.compress(body)[:-8], headers=headers).status_code == 400
+    other = {**headers, "content-encoding": "br"}
+    assert client.post("/openrtb2/bid", content=body, headers=other).status_code == 400
+    assert client.post("/openrtb2/bid", content=body, headers={"content-type": "application/json"}).status_code == 200
