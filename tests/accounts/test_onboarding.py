@@ -23,6 +23,7 @@ def _documents(api: Api, actor: Any, account_id: int) -> list[dict[str, Any]]:
 
 def test_an_account_is_submitted_only_with_a_qualification_document(api: Api) -> None:
     advertiser = api.register()
+    assert advertiser.account_id is not None
     url = f"/api/v1/accounts/{advertiser.account_id}/submit"
     refused = expect(api.client.post(url, headers=advertiser.headers), 409)
     assert refused["error"]["code"] == "qualification_document_required"

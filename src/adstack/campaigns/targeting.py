@@ -8,21 +8,32 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from adstack.core.countries import check_country_code
 from adstack.core.deps import MAX_ID
 
 PackageName = Annotated[
     str,
     StringConstraints(max_length=255, pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$"),
 ]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(check_country_code)]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 OsVersion = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")]
 DealId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")]
 AudienceId = Annotated[int, Field(ge=1, le=MAX_ID)]
+AdSpaceId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Gender(StrEnum):
@@ -91,6 +102,26 @@ class AppUsage(BaseModel):
         return self
 
 
+class Exceptions(BaseModel):
+    """Where the ad group never serves, whatever else it targets.
+
+    Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group, "Set orientation": "Other: audience, excluded audience,
+    exceptions"; the guide does not define exceptions further, so they name the two things an ad group chooses
+    by in "Determine placement": publishers (by their app's package) and ad spaces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    publisher_packages: list[PackageName] = Field(default_factory=list, max_length=500,
+                                                  description="Publisher apps (package names) never served on.")
+    ad_space_ids: list[AdSpaceId] = Field(default_factory=list, max_length=500,
+                                          description="Ad spaces never served on.")
+
+    @field_validator("publisher_packages", "ad_space_ids")
+    @classmethod
+    def _unique(cls, values: list[object]) -> list[object]:
+        return list(dict.fromkeys(values))
+
+
 class Targeting(BaseModel):
     """Every list is an OR of its values; lists are ANDed together. An empty list does not restrict."""
 
@@ -115,6 +146,7 @@ class Targeting(BaseModel):
     include_audience_ids: list[AudienceId] = Field(default_factory=list, max_length=50)
     exclude_audience_ids: list[AudienceId] = Field(default_factory=list, max_length=50)
     deal_ids: list[DealId] = Field(default_factory=list, max_length=50, description="OpenRTB private-market deals.")
+    exceptions: Exceptions = Field(default_factory=Exceptions)
 
     @field_validator("countries", "genders", "age_ranges", "languages", "networks", "carriers", "device_models",
                      "installed_apps", "not_installed_apps", "include_audience_ids", "exclude_audience_ids",

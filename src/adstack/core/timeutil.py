@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -56,18 +57,57 @@ def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+# Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group, "Set budget and schedule": "Time zone: UTC+0, UTC+1 ~
+# UTC+12:00, UTC-1 ~ UTC−12:00". The guide writes both "UTC+1" and "UTC+12:00", and a true minus sign.
+_UTC_OFFSET = re.compile(r"^UTC\s*([+\-\u2212])\s*(\d{1,2})(?::?(\d{2}))?$")
+
+
+def fixed_offset_zone(text: str) -> str | None:
+    """'UTC+8', 'UTC+08:00', 'UTC−12:00' -> the IANA zone of that fixed offset ('Etc/GMT-8': POSIX signs, so
+    inverted); 'UTC+0' -> 'UTC'. None when the text is not in that form. Only whole hours have IANA zones (tzdata's
+    "etcetera" file), so 'UTC+5:30' is refused with a pointer to a named zone."""
+    match = _UTC_OFFSET.match(text.strip())
+    if match is None:
+        return None
+    sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3) or 0)
+    if minutes:
+        raise ValueError(f"{text}: fixed offsets are whole hours (UTC-12..UTC+12); for a zone such as UTC+5:30 "
+                         "choose its IANA name, e.g. Asia/Kolkata")
+    if hours > 12:
+        raise ValueError(f"time zone {text} is outside UTC-12..UTC+12")
+    if hours == 0:
+        return "UTC"
+    return f"Etc/GMT{'-' if sign == '+' else '+'}{hours}"
+
+
+def standard_offset(name: str, *, year: int = 2025) -> timedelta:
+    """The zone's standard (non-daylight-saving) offset: what it is in its own winter, north or south."""
+    tz = zone(name)
+    moment = datetime(year, 1, 15, 12, tzinfo=tz)
+    return (moment.utcoffset() or timedelta(0)) - (moment.dst() or timedelta(0))
+
+
 def validate_time_zone(name: str) -> str:
-    """Accept an IANA zone whose standard offset lies within UTC-12..UTC+12."""
+    """Accept an IANA zone whose standard offset lies within UTC-12..UTC+12 (Pacific/Auckland is +12, +13 only in
+    its summer), or the guide's 'UTC+8' form, returned as its IANA name."""
+    fixed = fixed_offset_zone(name)
+    if fixed is not None:
+        return fixed
     if name not in _known_zones() and name != "UTC":
         raise ValueError(f"unknown IANA time zone: {name}")
     try:
-        tz = zone(name)
+        offset = standard_offset(name)
     except ZoneInfoNotFoundError as exc:
         raise ValueError(f"unknown IANA time zone: {name}") from exc
-    offset = datetime(2025, 1, 15, tzinfo=tz).utcoffset() or timedelta(0)
     if not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
-        raise ValueError(f"time zone {name} is outside UTC-12..UTC+12")
+        raise ValueError(f"time zone {name} is outside UTC-12..UTC+12 (standard offset {_format_offset(offset)})")
     return name
+
+
+def _format_offset(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def local_date(moment: datetime, tz_name: str) -> datetime:

@@ -12,11 +12,14 @@ from datetime import datetime
 from typing import Protocol
 
 from adstack.core.timeutil import zone
+from adstack.serving.installs import NOT_INSTALLED_WINDOW
 from adstack.serving.request import AdRequest, Slot
 from adstack.serving.snapshot import AdGroupSnap, AdSpaceSnap, CreativeSnap, Schedule, TargetingSnap
 
-# Target groups that want devices without the promoted app (history beyond today's report is not known here).
+# Target groups that want devices without the promoted app. Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group,
+# "Select the target group": not currently installed, not installed within 90 days, never installed.
 _NOT_INSTALLED_GROUPS = frozenset({"not_currently_installed", "not_installed_90d", "never_installed"})
+_NOT_INSTALLED_WINDOW_SECONDS = NOT_INSTALLED_WINDOW.total_seconds()
 
 
 class AudienceMembership(Protocol):
@@ -61,6 +64,16 @@ def _padded(version: tuple[int, ...], length: int) -> tuple[int, ...]:
     return version + (0,) * (length - len(version)) if len(version) < length else version
 
 
+def check_exceptions(targeting: TargetingSnap, request: AdRequest) -> str | None:
+    """Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group, "Set orientation": "Other: audience, excluded audience,
+    exceptions": the publisher apps and ad spaces the ad group never serves on."""
+    if targeting.excluded_ad_space_ids and request.ad_space_id in targeting.excluded_ad_space_ids:
+        return "excepted_ad_space"
+    if targeting.excluded_publisher_packages and request.app_package in targeting.excluded_publisher_packages:
+        return "excepted_publisher"
+    return None
+
+
 def check_os_version(targeting: TargetingSnap, request: AdRequest) -> str | None:
     if targeting.os_min is None and targeting.os_max is None:
         return None
@@ -87,7 +100,7 @@ def check_installs(targeting: TargetingSnap, request: AdRequest, categories: Map
             return "installed_apps_unknown"
         if targeting.promoted_package and group == "installed":
             return "target_group_installed_unknown"
-        return None
+        return check_install_history(targeting, request)
     if targeting.installed_apps and targeting.installed_apps.isdisjoint(installed):
         return "installed_apps"
     if targeting.installed_categories and not _any_category(installed, targeting.installed_categories, categories):
@@ -103,6 +116,23 @@ def check_installs(targeting: TargetingSnap, request: AdRequest, categories: Map
             return "target_group_installed"
         if group in _NOT_INSTALLED_GROUPS and has_app:
             return "target_group_not_installed"
+        return check_install_history(targeting, request)
+    return None
+
+
+def check_install_history(targeting: TargetingSnap, request: AdRequest) -> str | None:
+    """"Not installed within 90 days" and "never installed" also look back: a device that reported the promoted
+    app within the window (or ever) is refused, though it no longer has it."""
+    group = targeting.target_group
+    if group not in ("not_installed_90d", "never_installed") or not targeting.promoted_package:
+        return None
+    span = request.install_history.get(targeting.promoted_package)
+    if span is None:
+        return None
+    if group == "never_installed":
+        return "target_group_never_installed"
+    if span[1] >= request.now.timestamp() - _NOT_INSTALLED_WINDOW_SECONDS:
+        return "target_group_installed_within_90_days"
     return None
 
 
@@ -197,7 +227,8 @@ def check_device_rules(group: AdGroupSnap, request: AdRequest, *, categories: Ma
     targeting = group.targeting
     if not targeting.needs_device_checks:
         return None
-    return (check_os_version(targeting, request)
+    return (check_exceptions(targeting, request)
+            or check_os_version(targeting, request)
             or check_installs(targeting, request, categories)
             or check_behaviour_and_usage(targeting, request, categories)
             or check_audiences(targeting, request, audiences))

@@ -246,6 +246,8 @@ def targeting_snap(raw: dict[str, Any], *, placement_type: str, publisher_ids: S
         exclude_audiences=tuple(int(a) for a in raw.get("exclude_audience_ids") or ()),
         target_group=target_group,
         promoted_package=promoted_package,
+        excluded_publisher_packages=frozenset((raw.get("exceptions") or {}).get("publisher_packages") or ()),
+        excluded_ad_space_ids=frozenset(int(s) for s in (raw.get("exceptions") or {}).get("ad_space_ids") or ()),
     )
 
 

@@ -70,6 +70,8 @@ class AdRequest:
     gaid: str | None = None  # normalised lower-case
     device_key: int | None = None  # 64-bit hash of the normalised id, as audiences store it
     installed_packages: frozenset[str] | None = None  # None = not reported
+    # The device's install history of tracked packages: package -> (first, last seen installed), epoch seconds.
+    install_history: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
     usage_minutes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     deal_ids: frozenset[str] = frozenset()
     private_auction: bool = False  # only deal buyers may bid

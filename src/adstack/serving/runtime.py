@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.core.settings import Settings
-from adstack.core.timeutil import utcnow
+from adstack.core.timeutil import as_utc, utcnow
 from adstack.events.models import Event, EventType
 from adstack.serving import reservations
 from adstack.serving.counters import Counters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
+from adstack.serving.installs import InstallHistory
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
 from adstack.serving.prediction import Leaf, Outcomes
 from adstack.serving.ranking import MinimumPrices
@@ -44,6 +45,7 @@ STATS_LOOKBACK_DAYS = 30
 DEVICE_REPORT_SECONDS = 600.0
 FREEZE_AT_AD_GROUPS = 5_000
 MAX_REMEMBERED_DEVICE_REPORTS = 500_000
+MAX_LOADED_INSTALL_ROWS = 500_000
 
 _live: weakref.WeakSet[ServingRuntime] = weakref.WeakSet()
 
@@ -79,6 +81,7 @@ class ServingRuntime:
         self._events_lock = threading.Lock()
         self._last: dict[str, float] = {}
         self.device_profiles: Any = None
+        self.install_history = InstallHistory()
         self._device_reports: dict[tuple[str, int], float] = {}
         self.audience_index: Any = None
         self.rebuilds = 0
@@ -99,6 +102,7 @@ class ServingRuntime:
             self.device_profiles = None
         self._guard("audiences", self._reload_audiences)
         self.refresh()
+        self._guard("install history", self.load_install_history)
         started = time.monotonic()
         for name in ("money", "rates", "audiences", "traffic", "stats"):
             self._last[name] = started
@@ -166,6 +170,7 @@ class ServingRuntime:
                 gc.freeze()
             self._signature = signature
             self._money = mark
+            self.install_history.track(g.targeting.promoted_package for g in snapshot.by_ordinal)
             self.rebuilds += 1
             log.info("serving snapshot rebuilt: %d ad groups", len(snapshot))
             return True
@@ -266,10 +271,8 @@ class ServingRuntime:
                     now: datetime) -> None:
         """Pass what a request reports about its device to the profile store. A device asks for ads many times
         a session; the same report within DEVICE_REPORT_SECONDS adds nothing and is skipped (usage time always
-        counts)."""
+        counts). Reported packages that ad groups promote also enter the install history."""
         store = self.device_profiles
-        if store is None:
-            return
         if not usage_seconds:
             signature = (gaid, hash(tuple(installed_packages)) if installed_packages else 0)
             moment = now.timestamp()
@@ -279,7 +282,34 @@ class ServingRuntime:
             if len(self._device_reports) >= MAX_REMEMBERED_DEVICE_REPORTS:
                 self._device_reports.clear()
             self._device_reports[signature] = moment
+        if installed_packages and self.install_history.tracked:
+            from adstack.audiences.ids import device_key
+
+            self.install_history.observe(device_key(gaid), installed_packages, now.timestamp())
+        if store is None:
+            return
         store.record(gaid=gaid, installed_packages=installed_packages or [], usage=usage_seconds, seen_at=now)
+
+    def load_install_history(self, limit: int = MAX_LOADED_INSTALL_ROWS) -> int:
+        """Take back what the device profile store kept of the tracked packages, most recently reported first."""
+        packages = sorted(self.install_history.tracked)
+        if not packages:
+            return 0
+        try:
+            from adstack.audiences.ids import to_unsigned
+            from adstack.audiences.models import DeviceApp
+        except ImportError:  # pragma: no cover - audiences are optional
+            return 0
+        from sqlalchemy import select
+
+        with self.session_factory() as session:
+            rows = session.execute(select(DeviceApp.device_key, DeviceApp.package, DeviceApp.first_seen_at,
+                                          DeviceApp.last_seen_at).where(DeviceApp.package.in_(packages))
+                                   .order_by(DeviceApp.last_seen_at.desc()).limit(limit)).all()
+            session.rollback()
+        return self.install_history.load(
+            (to_unsigned(key), package, as_utc(first).timestamp(), as_utc(last).timestamp())
+            for key, package, first, last in rows)
 
     # ---------- request events ----------
 

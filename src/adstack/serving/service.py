@@ -14,6 +14,7 @@ from typing import Any
 from adstack.core.errors import NotFound
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
+from adstack.serving.installs import NO_HISTORY, InstallHistory
 from adstack.serving.models import AdRequestIn
 from adstack.serving.request import AdRequest, parse_os_version
 from adstack.serving.runtime import ServingRuntime, observe_events
@@ -35,7 +36,7 @@ def device_identity(gaid: str | None) -> tuple[str | None, int | None]:
 
 
 def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSnap | None, *,
-                  now: datetime) -> AdRequest:
+                  now: datetime, installs: InstallHistory | None = None) -> AdRequest:
     from adstack.serving.eligibility import slot_for_space
 
     gaid, key = device_identity(data.device.gaid)
@@ -54,6 +55,7 @@ def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSna
         device_model=data.device.model.lower() if data.device.model else None,
         os_version=parse_os_version(data.device.os_version), gaid=gaid, device_key=key,
         installed_packages=installed, usage_minutes=usage,
+        install_history=installs.of(key) if installs is not None else NO_HISTORY,
     )
 
 
@@ -148,7 +150,8 @@ def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: dateti
     space = snapshot.ad_spaces.get(data.ad_space_id)
     if space is None:
         raise NotFound("no active ad space has this id", code="ad_space_not_found")
-    request = build_request(data, space, snapshot.publishers.get(space.publisher_id), now=now)
+    request = build_request(data, space, snapshot.publishers.get(space.publisher_id), now=now,
+                            installs=runtime.install_history)
     decisions = runtime.engine.decide(request, space=space)
     if request.gaid:
         runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now)

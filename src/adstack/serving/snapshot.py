@@ -120,6 +120,9 @@ class TargetingSnap:
     exclude_audiences: tuple[int, ...] = ()
     target_group: str = "all_users"
     promoted_package: str = ""
+    # The guide's "exceptions": publisher apps and ad spaces this ad group never serves on.
+    excluded_publisher_packages: frozenset[str] = frozenset()
+    excluded_ad_space_ids: frozenset[int] = frozenset()
 
     @property
     def uses_audiences(self) -> bool:
@@ -130,7 +133,7 @@ class TargetingSnap:
         """Whether anything beyond the index must be checked against the device."""
         return bool(self.installed_apps or self.installed_categories or self.not_installed_apps
                     or self.not_installed_categories or self.behaviours or self.usage or self.uses_audiences
-                    or self.os_min or self.os_max
+                    or self.os_min or self.os_max or self.excluded_publisher_packages or self.excluded_ad_space_ids
                     or (self.promoted_package and self.target_group != "all_users"))
 
 
@@ -154,10 +157,10 @@ class AdGroupSnap:
     frequency_cap: int | None = None  # impressions per device per local day
     booked_impressions: int | None = None  # guaranteed CPM: the volume to deliver over the booking
     advertiser_domains: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # the campaign's IAB Content Taxonomy 1.0 categories, e.g. IAB9-30
     campaign_name: str = ""
     # The promoted app's measurement-partner view-through link, with our placeholders: fired with each impression.
     view_through_url: str = ""
-    categories: tuple[str, ...] = ()  # the campaign's IAB Content Taxonomy 1.0 categories, e.g. IAB9-30
 
     @property
     def reserved(self) -> bool:

@@ -3,7 +3,6 @@ visitor may act for."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from enum import Enum
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -14,7 +13,8 @@ from babel import Locale
 from adstack.accounts import service as accounts
 from adstack.console import i18n
 from adstack.console.web import Visitor
-from adstack.core.timeutil import MAX_UTC_OFFSET, MIN_UTC_OFFSET, zone
+from adstack.core.countries import iso_country_codes
+from adstack.core.timeutil import MAX_UTC_OFFSET, MIN_UTC_OFFSET, fixed_offset_zone, standard_offset
 
 EnumT = TypeVar("EnumT", bound=Enum)
 
@@ -30,9 +30,10 @@ def account_choices(visitor: Visitor) -> list[Any]:
 
 @lru_cache(maxsize=len(i18n.LANGUAGES))
 def countries(language: str) -> list[tuple[str, str]]:
-    """(ISO code, localised name), sorted by name; CLDR names from Babel."""
+    """(ISO 3166-1 alpha-2 code, localised name), sorted by name; CLDR names from Babel for the ISO codes only
+    (CLDR also names regions such as EU, UN or XK that are no ISO country)."""
     names = Locale.parse(i18n.LANGUAGES[language]).territories
-    rows = [(code, name) for code, name in names.items() if len(code) == 2 and code.isalpha() and code != "ZZ"]
+    rows = [(code, str(names.get(code, code))) for code in iso_country_codes()]
     return sorted(rows, key=lambda row: row[1])
 
 
@@ -42,13 +43,14 @@ def country_name(language: str, code: str) -> str:
 
 @lru_cache(maxsize=1)
 def time_zones() -> list[tuple[str, str]]:
-    """IANA zones within UTC-12..UTC+12, labelled with their winter offset, ordered by offset."""
+    """The guide's fixed offsets (UTC-12..UTC+12, as Etc/GMT zones), then IANA zones whose standard offset lies
+    within UTC-12..UTC+12, labelled with that offset and ordered by it."""
+    fixed = [(fixed_offset_zone(f"UTC{hours:+d}") or "UTC", f"UTC{hours:+d}") for hours in range(-12, 13)]
     rows = []
-    moment = datetime(2025, 1, 15)
     for name in available_timezones():
         if "/" not in name or name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/")):
             continue
-        offset = moment.replace(tzinfo=zone(name)).utcoffset() or timedelta(0)
+        offset = standard_offset(name)
         if not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
             continue
         minutes = int(offset.total_seconds() // 60)
@@ -56,7 +58,12 @@ def time_zones() -> list[tuple[str, str]]:
         label = f"(UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}) {name}"
         rows.append((minutes, name, label))
     rows.sort()
-    return [("UTC", "(UTC+00:00) UTC"), *[(name, label) for _, name, label in rows]]
+    return [*fixed, *[(name, label) for _, name, label in rows]]
+
+
+def time_zone_label(name: str) -> str:
+    """'Etc/GMT-8' as the guide writes it, 'UTC+8'; named zones as they are."""
+    return dict(time_zones()).get(name, name) if name.startswith("Etc/GMT") else name
 
 
 def enum_or_default(kind: type[EnumT], value: str | None, default: EnumT) -> EnumT:
