@@ -76,6 +76,7 @@ class ServingStatus(StrEnum):
     TO_BE_SUBMITTED = "to_be_submitted"
     UNDER_REVIEW = "under_review"
     REJECTED = "rejected"
+    SUSPENDED = "suspended"  # taken down by a reviewer; only a reviewer lifts it
     BALANCE_INSUFFICIENT = "balance_insufficient"
     BUDGET_EXHAUSTED = "budget_exhausted"
     DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"

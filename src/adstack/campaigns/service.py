@@ -56,16 +56,24 @@ from adstack.inventory.service import TablePopulationSource
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 from adstack.review import service as review
+from adstack.review import enforcement
 from adstack.review.models import ReviewAction, ReviewStatus
 from adstack.serving import reservations
 
 CAMPAIGN = "campaign"
 AD_GROUP = "ad_group"
 
-# Changing any of these on a campaign sends its ad groups back to review (the promoted app or page).
+# Source: Mi Ads usage guide, 3.3 "Ad List", "List operations - edit": modifying "the ad group's app package
+# name, the distribution area, publisher's pushes, or any other creative ad information (except for the ad's
+# creative name)" triggers the review process. Nothing else sends an approved object back.
+# The package name lives on the campaign; a non-download campaign's landing page stands in its place, and
+# switching between the two replaces one with the other.
 CAMPAIGN_REVIEWED_FIELDS = frozenset({"promotion_type", "package_name", "landing_kind", "landing_url"})
-# Quick edits: everything else of an ad group is reviewed, and changing it sends an approved ad group back.
-AD_GROUP_QUICK_EDIT_FIELDS = frozenset({"name", "total_budget_micros", "daily_budget_micros", "bid_micros", "status"})
+# The publisher: the publishers and ad spaces chosen, and the placement they are chosen within (guide 3.1.2,
+# "different placements correspond to different publishers/ads").
+AD_GROUP_REVIEWED_FIELDS = ("placement_type", "publisher_ids", "ad_space_ids")
+# The distribution area: the countries/regions targeted.
+AD_GROUP_REVIEWED_TARGETING = ("countries",)
 
 NAME_MAX = 100
 _CHUNK = 900  # ids per IN (...) list, well inside every database's parameter limit
@@ -194,16 +202,20 @@ def update_campaign(session: Session, principal: Principal, campaign_id: int, da
         raise ValidationFailed("the campaign has invalid fields", fields=errors)
     before = campaign_snapshot(campaign)
     for name in ("name", "promotion_type", "package_name", "landing_kind", "landing_url", "status"):
+    if merged["status"] != campaign.status:
+        enforcement.before_status_change(session, principal, object_type=CAMPAIGN, object_id=campaign.id,
+                                         account_id=campaign.account_id, pausing=merged["status"] == UserStatus.PAUSED)
         setattr(campaign, name, merged[name])
     after = campaign_snapshot(campaign)
-    _record(session, principal, Operation.UPDATE, campaign, before, after)
+    if after != before:  # an unchanged form leaves no trace
+        _record(session, principal, Operation.UPDATE, campaign, before, after)
     changed = sorted(f for f in CAMPAIGN_REVIEWED_FIELDS if before[f] != after[f])
     notice = None
     if changed:
         sent_back = _send_back_to_review(session, principal, _live_ad_groups(session, [campaign.id]))
         if sent_back:
-            notice = (f"Changing {', '.join(changed)} sent {sent_back} approved ad group(s) back to review; "
-                      "they stop serving until approved again.")
+            notice = (f"Changing {', '.join(changed)} of the campaign \"{campaign.name}\" sent {sent_back} "
+                      "approved ad group(s) back to review; they stop serving until approved again.")
     return campaign, notice
 
 
@@ -243,6 +255,8 @@ def set_campaign_status(session: Session, principal: Principal, campaign_id: int
     target = UserStatus.ENABLED if action == StatusAction.ENABLE else UserStatus.PAUSED
     if campaign.status != target:
         campaign.status = target.value
+        enforcement.before_status_change(session, principal, object_type=CAMPAIGN, object_id=campaign.id,
+                                         account_id=campaign.account_id, pausing=target == UserStatus.PAUSED)
         _record(session, principal, Operation(action.value), campaign, before, campaign_snapshot(campaign))
     return campaign
 
@@ -465,24 +479,43 @@ def update_ad_group(session: Session, principal: Principal, ad_group_id: int, da
               **_storage_values(changes, time_zone)}
     _validate_ad_group(session, campaign, values, set(changes), ad_group_id=ad_group.id)
     for name, value in values.items():
+    if values["status"] != ad_group.status:
+        enforcement.before_status_change(session, principal, object_type=AD_GROUP, object_id=ad_group.id,
+                                         account_id=ad_group.account_id, pausing=values["status"] == UserStatus.PAUSED)
         setattr(ad_group, name, value)
-    changed = sorted(name for name in _AD_GROUP_COLUMNS
-                     if name not in AD_GROUP_QUICK_EDIT_FIELDS and before[name] != values[name])
+    changed = reviewed_ad_group_changes(before, values)
     notice = None
     if changed and ad_group.review_status in (ReviewStatus.APPROVED, ReviewStatus.UNDER_REVIEW):
         was_approved = ad_group.review_status == ReviewStatus.APPROVED
         ad_group.review_status = _review_move(session, principal, ad_group, ReviewAction.EDIT_REVIEWED_FIELD)
         if was_approved:
-            notice = (f"Changing {', '.join(changed)} sent the ad group back to review; "
+            notice = (f"Changing {', '.join(changed)} sent the ad group \"{ad_group.name}\" back to review; "
                       "it stops serving until approved again.")
     elif ad_group.name != before["name"]:
         review.track(session, object_type=AD_GROUP, object_id=ad_group.id, account_id=ad_group.account_id,
                      object_name=ad_group.name, status=ReviewStatus(ad_group.review_status))
-    _record(session, principal, Operation.UPDATE, ad_group, before, ad_group_snapshot(ad_group))
+    after = ad_group_snapshot(ad_group)
+    if after != before:  # an unchanged form leaves no trace
+        _record(session, principal, Operation.UPDATE, ad_group, before, after)
     return ad_group, notice
 
 
 def _review_move(session: Session, principal: Principal, ad_group: AdGroup, action: ReviewAction,
+def reviewed_ad_group_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The guide-listed fields that differ; lists compare as sets, since their order means nothing."""
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list) and isinstance(b, list):
+            return {str(x) for x in a} == {str(x) for x in b}
+        return bool(a == b)
+
+    changed = [name for name in AD_GROUP_REVIEWED_FIELDS if not same(before[name], after[name])]
+    old_targeting, new_targeting = before.get("targeting") or {}, after.get("targeting") or {}
+    changed += [f"targeting.{key}" for key in AD_GROUP_REVIEWED_TARGETING
+                if not same(old_targeting.get(key) or [], new_targeting.get(key) or [])]
+    return changed
+
+
                  reasons: list[str] | None = None) -> str:
     return review.apply(session, object_type=AD_GROUP, object_id=ad_group.id, account_id=ad_group.account_id,
                         object_name=ad_group.name, current=ad_group.review_status, action=action,
@@ -529,6 +562,8 @@ def set_ad_group_status(session: Session, principal: Principal, ad_group_id: int
     target = UserStatus.ENABLED if action == StatusAction.ENABLE else UserStatus.PAUSED
     if ad_group.status != target:
         before = ad_group_snapshot(ad_group)
+        enforcement.before_status_change(session, principal, object_type=AD_GROUP, object_id=ad_group.id,
+                                         account_id=ad_group.account_id, pausing=target == UserStatus.PAUSED)
         ad_group.status = target.value
         _record(session, principal, Operation(action.value), ad_group, before, ad_group_snapshot(ad_group))
     return ad_group

@@ -86,6 +86,9 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
     if facts.review_status == ReviewStatus.REJECTED:
         reasons = f": {facts.rejection_reasons}" if facts.rejection_reasons else ""
         return ServingStatus.REJECTED, f"the ad group was rejected{reasons}"
+    if facts.review_status == ReviewStatus.SUSPENDED:
+        reasons = f": {facts.rejection_reasons}" if facts.rejection_reasons else ""
+        return ServingStatus.SUSPENDED, f"the ad group was suspended by a reviewer{reasons}"
     if facts.available_micros <= 0:
         return ServingStatus.BALANCE_INSUFFICIENT, "the account has no balance left"
     if facts.total_budget_micros is not None and facts.total_spend_micros >= facts.total_budget_micros:

@@ -130,6 +130,33 @@ def ad_group_payload(form: FormData, *, for_update: bool = False) -> dict[str, A
     return data
 
 
+def ad_group_edit_payload(form: FormData, stored: AdGroup) -> dict[str, Any]:
+    """The edit form's payload, with what the form cannot express taken from the stored ad group.
+
+    The form shows times to the minute: a time left as shown keeps its stored seconds, so saving an unchanged
+    form changes nothing. Targeting the form has no inputs for (set through the API) is kept.
+    """
+    data = ad_group_payload(form, for_update=True)
+    same_zone = data.get("time_zone", stored.time_zone) == stored.time_zone
+    if same_zone:
+        for name in ("start_at", "end_at"):
+            if name in data and data[name] == local_input_value(getattr(stored, name), stored.time_zone):
+                del data[name]
+        if [_slot_line(slot, stored.time_zone) for slot in data["booked_slots"]] == [
+                _slot_line({"start": datetime.fromisoformat(s["start"]), "end": datetime.fromisoformat(s["end"])},
+                           stored.time_zone) for s in stored.booked_slots or []]:
+            del data["booked_slots"]
+    data["targeting"] = {**dict(stored.targeting or {}), **data["targeting"]}
+    return data
+
+
+def _slot_line(slot: dict[str, Any], time_zone: str) -> str:
+    """A booked slot as the form shows it, whether typed (local text) or stored (datetimes)."""
+    def shown(value: Any) -> str:
+        return local_input_value(value, time_zone) if isinstance(value, datetime) else str(value)
+    return f"{shown(slot['start'])}/{shown(slot['end'])}"
+
+
 def creative_payload(form: FormData) -> dict[str, Any]:
     materials: dict[str, Any] = {
         "titles": forms.texts(form, "titles"),

@@ -19,6 +19,7 @@ from adstack.console.pages import (
     finance,
     inventory,
     logs,
+    notifications,
     overview,
     pipeline,
     reports,
@@ -44,7 +45,7 @@ public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=
                           include_in_schema=False)
 # The creation wizard goes first: its fixed paths (/ads/new) must win over the list's /ads/{level}.
 for page_module in (auth, overview, account, ads_new, ads, finance, reports, audiences, apps, connectors, inventory,
-                    review, logs, pipeline):
+                    review, logs, pipeline, notifications):
     public_router.include_router(page_module.router)
 
 

@@ -41,6 +41,7 @@ DOMAINS = (
     "serving",
     "pipeline",
     "connectors",
+    "notifications",
     "console",
 )
 

@@ -1,4 +1,7 @@
-"""Outgoing e-mail over SMTP (settings `smtp_host`, `smtp_port`, `smtp_from`, ...).
+"""Outgoing e-mail over SMTP (settings `smtp_host`, `smtp_port`, `smtp_from`, `smtp_ssl`, `smtp_starttls`, ...).
+
+`send` is fire-and-forget (sign-up and password mail); `deliver` raises MailNotSent so the notification queue
+can retry later.
 
 Without an SMTP server, mail is written to `data_dir/outbox` as .eml files readable only by the owner, so a
 development install can still follow a verification or reset link.
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import ssl
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -31,22 +35,40 @@ def build_message(settings: Settings, *, to: str, subject: str, body: str) -> Em
     return message
 
 
+class MailNotSent(Exception):
+    """The SMTP server could not be reached or refused the message; the caller may try again later."""
+
+
 def send(settings: Settings, *, to: str, subject: str, body: str) -> None:
     """Send one message. Failures are logged, not raised: callers answer the same whether mail went or not."""
+    try:
+        deliver(settings, to=to, subject=subject, body=body)
+    except MailNotSent:
+        # The recipient is not logged in full: a log should not become a list of who signed up.
+        log.exception("mail to %s... not sent: %s", to[:3], subject)
+
+
+def deliver(settings: Settings, *, to: str, subject: str, body: str) -> None:
+    """Send one message or raise MailNotSent; without `smtp_host` it goes to the outbox directory."""
     message = build_message(settings, to=to, subject=subject, body=body)
     if not settings.smtp_host:
         _write_to_outbox(settings, message)
         return
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
-            if settings.smtp_starttls:
-                smtp.starttls()
+        smtp: smtplib.SMTP
+        if settings.smtp_ssl:
+            smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s,
+                                    context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s)
+        with smtp:
+            if settings.smtp_starttls and not settings.smtp_ssl:
+                smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password or "")
             smtp.send_message(message)
-    except (OSError, smtplib.SMTPException):
-        # The recipient is not logged in full: a log should not become a list of who signed up.
-        log.exception("mail to %s... not sent: %s", to[:3], subject)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise MailNotSent(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _write_to_outbox(settings: Settings, message: EmailMessage) -> None:

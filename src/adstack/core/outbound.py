@@ -440,10 +440,11 @@ class OutboundClient:
 
     @contextmanager
     def stream(self, method: str, url: str, *, max_bytes: int, params: Mapping[str, str] | None = None,
-               headers: Mapping[str, str] | None = None) -> Iterator[OutboundResponse]:
+               headers: Mapping[str, str] | None = None, content: bytes | None = None
+               ) -> Iterator[OutboundResponse]:
         deadline = time.monotonic() + self.policy.total_timeout_s
         try:
-            request = self._http.build_request(method, url, params=params, headers=headers)
+            request = self._http.build_request(method, url, params=params, headers=headers, content=content)
         except _TRANSPORT_ERRORS as exc:
             raise self.refuse(url, f"unreadable URL: {exc}") from exc
         response = self._send(request)
@@ -466,6 +467,13 @@ class OutboundClient:
     def get(self, url: str, *, max_bytes: int, params: Mapping[str, str] | None = None,
             headers: Mapping[str, str] | None = None) -> FetchedResponse:
         with self.stream("GET", url, max_bytes=max_bytes, params=params, headers=headers) as response:
+            return FetchedResponse(status_code=response.status_code, headers=response.headers,
+                                   content=response.read(), url=response.url)
+
+    def post(self, url: str, *, content: bytes, max_bytes: int, headers: Mapping[str, str] | None = None
+             ) -> FetchedResponse:
+        """POST a body (webhooks); the answer is read under the cap like any other."""
+        with self.stream("POST", url, max_bytes=max_bytes, headers=headers, content=content) as response:
             return FetchedResponse(status_code=response.status_code, headers=response.headers,
                                    content=response.read(), url=response.url)
 

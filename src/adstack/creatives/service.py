@@ -37,6 +37,7 @@ from adstack.inventory.models import AdSpace
 from adstack.media import service as media
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
+from adstack.review import enforcement
 from adstack.review import service as review
 from adstack.review.models import ReviewAction, ReviewRecord, ReviewStatus
 
@@ -44,7 +45,8 @@ __all__ = ["AssetCombination", "asset_combinations"]
 
 CREATIVE = "creative"
 
-# Changing any of these on an approved creative sends it back to review; the name is not reviewed.
+# Source: Mi Ads usage guide, 3.3 "Ad List", "List operations - edit": changing "any other creative ad
+# information (except for the ad's creative name)" triggers review. The name and the on/off switch do not.
 REVIEWED_FIELDS = frozenset({"format", "materials", "click_url", "deeplink", "impression_urls", "video_tracking"})
 
 
@@ -202,7 +204,7 @@ def update_creative(session: Session, principal: Principal, creative_id: int, da
         ).value
         after["review_status"] = creative.review_status
         if was_approved:
-            notice = (f"Changing {', '.join(reviewed_changed)} sent the creative back to review; "
+            notice = (f"Changing {', '.join(reviewed_changed)} sent the creative \"{creative.name}\" back to review; "
                       "it stops serving until it is approved again.")
     elif before["name"] != after["name"]:
         review.track(session, object_type=CREATIVE, object_id=creative.id, account_id=creative.account_id,
@@ -278,6 +280,8 @@ def set_creative_status(session: Session, principal: Principal, creative_id: int
     if target == UserStatus.ENABLED:
         _ad_group(session, principal, creative.ad_group_id)
     if creative.status != target:
+        enforcement.before_status_change(session, principal, object_type=CREATIVE, object_id=creative.id,
+                                         account_id=creative.account_id, pausing=target == UserStatus.PAUSED)
         before = snapshot(creative)
         creative.status = target.value
         operation = Operation.ENABLE if target == UserStatus.ENABLED else Operation.PAUSE
@@ -379,6 +383,9 @@ def _own_status(creative: Creative) -> tuple[ServingStatus, str] | None:
     if creative.review_status == ReviewStatus.REJECTED:
         reasons = f": {creative.rejection_reasons}" if creative.rejection_reasons else ""
         return ServingStatus.REJECTED, f"the creative was rejected{reasons}"
+    if creative.review_status == ReviewStatus.SUSPENDED:
+        reasons = f": {creative.rejection_reasons}" if creative.rejection_reasons else ""
+        return ServingStatus.SUSPENDED, f"the creative was suspended by a reviewer{reasons}"
     return None
 
 

@@ -24,6 +24,8 @@ class Operation(StrEnum):
     REJECT = "reject"
     ENABLE = "enable"
     PAUSE = "pause"
+    SUSPEND = "suspend"
+    LIFT_SUSPENSION = "lift_suspension"
     TOP_UP = "top_up"
     TRANSFER = "transfer"
     LOGIN = "login"

@@ -9,12 +9,20 @@ from fastapi import APIRouter, Path, Query
 from adstack.accounts import service as accounts
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, ReviewerPrincipal, SessionDep
 from adstack.core.errors import NotFound
-from adstack.review import service
-from adstack.review.models import ReviewItemRead, ReviewRecordRead
+from adstack.review import enforcement, service
+from adstack.review.models import (
+    BatchDecisionIn,
+    BatchItemResult,
+    ReviewItemRead,
+    ReviewRecordRead,
+    ReviewStateRead,
+    SuspensionIn,
+)
 
 router = APIRouter(prefix="/api/v1/review", tags=["review"])
 
 ObjectType = Annotated[str | None, Query(pattern=r"^(account|ad_group|creative)$")]
+ObjectTypePath = Annotated[str, Path(pattern=r"^(account|ad_group|creative)$")]
 
 
 @router.get("/queue", response_model=list[ReviewItemRead], summary="Work waiting for review, oldest first")
@@ -41,3 +49,30 @@ def review_history(object_type: Annotated[str, Path(pattern=r"^(account|ad_group
 def rejections(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50) -> list[ReviewRecordRead]:
     rows = service.rejections(session, account_ids=accounts.visible_account_ids(session, principal), limit=limit)
     return [ReviewRecordRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/batch", response_model=list[BatchItemResult],
+             summary="Approve or reject several queued objects; each succeeds or fails alone")
+def batch_decision(data: BatchDecisionIn, principal: ReviewerPrincipal, session: SessionDep) -> list[BatchItemResult]:
+    results = enforcement.decide_batch(session, principal, data.items, approve=data.decision == "approve",
+                                       reasons=data.reasons, deciders=enforcement.deciders())
+    session.commit()
+    return results
+
+
+@router.post("/{object_type}/{object_id}/suspend", response_model=ReviewStateRead,
+             summary="Suspend an approved account, ad group or creative: it stops serving until a reviewer lifts it")
+def suspend(object_type: ObjectTypePath, object_id: IdPath, data: SuspensionIn, principal: ReviewerPrincipal,
+            session: SessionDep) -> ReviewStateRead:
+    obj = enforcement.suspend(session, principal, object_type, object_id, reason=data.reason)
+    session.commit()
+    return ReviewStateRead(object_type=object_type, object_id=object_id, review_status=obj.review_status)
+
+
+@router.post("/{object_type}/{object_id}/lift-suspension", response_model=ReviewStateRead,
+             summary="Lift a suspension: the object is approved again and serves")
+def lift_suspension(object_type: ObjectTypePath, object_id: IdPath, principal: ReviewerPrincipal,
+                    session: SessionDep) -> ReviewStateRead:
+    obj = enforcement.lift(session, principal, object_type, object_id)
+    session.commit()
+    return ReviewStateRead(object_type=object_type, object_id=object_id, review_status=obj.review_status)

@@ -29,6 +29,10 @@ _TRANSITIONS: dict[tuple[ReviewStatus, ReviewAction], ReviewStatus] = {
     # A rejected object that is edited stays rejected until the user resubmits it.
     (ReviewStatus.REJECTED, ReviewAction.EDIT_REVIEWED_FIELD): ReviewStatus.REJECTED,
     (ReviewStatus.TO_BE_SUBMITTED, ReviewAction.EDIT_REVIEWED_FIELD): ReviewStatus.TO_BE_SUBMITTED,
+    # A reviewer takes an approved object down; only a reviewer puts it back. Edits do not lift it.
+    (ReviewStatus.APPROVED, ReviewAction.SUSPEND): ReviewStatus.SUSPENDED,
+    (ReviewStatus.SUSPENDED, ReviewAction.LIFT_SUSPENSION): ReviewStatus.APPROVED,
+    (ReviewStatus.SUSPENDED, ReviewAction.EDIT_REVIEWED_FIELD): ReviewStatus.SUSPENDED,
 }
 
 
@@ -81,7 +85,7 @@ def track(
     if status == ReviewStatus.UNDER_REVIEW and item.status != ReviewStatus.UNDER_REVIEW:
         item.submitted_at = moment
         item.expected_review_at = expected_review_at(moment)
-    if status in (ReviewStatus.APPROVED, ReviewStatus.REJECTED):
+    if status in (ReviewStatus.APPROVED, ReviewStatus.REJECTED, ReviewStatus.SUSPENDED):
         item.decided_at = moment
     item.status = status
     return item
@@ -112,18 +116,28 @@ def apply(
         status=new_status,
         now=moment,
     )
-    session.add(
-        ReviewRecord(
-            object_type=object_type,
-            object_id=object_id,
-            account_id=account_id,
-            action=action.value,
-            reasons=[r.strip() for r in reasons or [] if r.strip()],
-            actor_user_id=actor_user_id,
-            created_at=moment,
-        )
+    record = ReviewRecord(
+        object_type=object_type,
+        object_id=object_id,
+        account_id=account_id,
+        action=action.value,
+        reasons=[r.strip() for r in reasons or [] if r.strip()],
+        actor_user_id=actor_user_id,
+        created_at=moment,
     )
+    session.add(record)
+    if action in _TOLD:
+        from adstack.notifications import service as notifications  # notifications build on accounts
+
+        session.flush()
+        notifications.emit_review_result(session, action=action.value, object_type=object_type, object_id=object_id,
+                                         object_name=object_name, account_id=account_id, reasons=record.reasons,
+                                         record_id=record.id)
     return new_status
+
+
+# Decisions the account hears about (the guide's review result by e-mail, 1.3 "Account Review").
+_TOLD = frozenset({ReviewAction.APPROVE, ReviewAction.REJECT, ReviewAction.SUSPEND, ReviewAction.LIFT_SUSPENSION})
 
 
 def withdraw(session: Session, *, object_type: str, object_id: int) -> None:
@@ -149,6 +163,12 @@ def queue(
         stmt = stmt.where(ReviewItem.object_type == object_type)
     stmt = stmt.order_by(ReviewItem.submitted_at, ReviewItem.id).limit(limit).offset(offset)
     return list(session.scalars(stmt))
+
+
+def suspended(session: Session, *, limit: int = 100) -> list[ReviewItem]:
+    """Objects a reviewer has taken down, most recent first."""
+    stmt = select(ReviewItem).where(ReviewItem.status == ReviewStatus.SUSPENDED)
+    return list(session.scalars(stmt.order_by(ReviewItem.decided_at.desc(), ReviewItem.id.desc()).limit(limit)))
 
 
 def history(session: Session, object_type: str, object_id: int) -> list[ReviewRecord]:

@@ -109,7 +109,8 @@ def edit_campaign(campaign_id: IdPath, visitor: UserDep, form: FormDep) -> Respo
             raise
         return _campaign_form(visitor, adforms.form_values(form), FormErrors.from_domain(exc),
                               campaign_id=campaign_id, status=exc.status)
-    return redirect(with_notice(f"{PREFIX}/ads/campaigns/{campaign_id}", "back_to_review" if notice else "saved"))
+    return redirect(with_notice(f"{PREFIX}/ads/campaigns/{campaign_id}",
+                                "campaign_back_to_review" if notice else "saved"))
 
 
 # ---------- step 2: ad group ----------
@@ -246,7 +247,7 @@ def edit_ad_group(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Respo
     group = campaigns.get_ad_group(session, visitor.me, ad_group_id)
     campaign = campaigns.get_campaign(session, visitor.me, group.campaign_id)
     with forms.collecting() as typed:
-        payload = adforms.ad_group_payload(form, for_update=True)
+        payload = adforms.ad_group_edit_payload(form, group)
     try:
         data = AdGroupUpdate.model_validate(payload)
         if typed:
@@ -258,7 +259,8 @@ def edit_ad_group(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Respo
             raise
         return _ad_group_refusal(visitor, campaign, form, exc, ad_group_id=ad_group_id, typed=typed,
                                  payload=payload)
-    return redirect(with_notice(f"{PREFIX}/ads/ad-groups/{ad_group_id}", "back_to_review" if notice else "saved"))
+    return redirect(with_notice(f"{PREFIX}/ads/ad-groups/{ad_group_id}",
+                                "ad_group_back_to_review" if notice else "saved"))
 
 
 @router.post("/ads/estimate")
@@ -366,7 +368,8 @@ def edit_creative(creative_id: IdPath, visitor: UserDep, form: FormDep) -> Respo
         errors = FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
         return _creative_form(visitor, group, adforms.form_values(form), errors, creative_id=creative_id,
                               status=422 if isinstance(exc, ValidationError) else exc.status)
-    return redirect(with_notice(f"{PREFIX}/ads/creatives/{creative_id}", "back_to_review" if notice else "saved"))
+    return redirect(with_notice(f"{PREFIX}/ads/creatives/{creative_id}",
+                                "creative_back_to_review" if notice else "saved"))
 
 
 @router.post("/ads/ad-groups/{ad_group_id}/creatives/form")

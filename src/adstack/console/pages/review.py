@@ -17,7 +17,9 @@ from adstack.console.web import PREFIX, ConsoleRoute, FormDep, ReviewerDep, redi
 from adstack.core.deps import IdPath
 from adstack.core.errors import ValidationFailed
 from adstack.creatives import service as creatives
+from adstack.review import enforcement
 from adstack.review import service as review
+from adstack.review.models import BatchItemRef
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -64,7 +66,7 @@ def review_queue(visitor: ReviewerDep, object_type: str | None = None, page: int
     return render(visitor, "review/queue.html", {
         "items": items[:PAGE_SIZE], "has_next": len(items) > PAGE_SIZE, "page": page, "object_type": kind,
         "object_types": OBJECT_TYPES, "preset_reasons": PRESET_REASONS, "link": object_link,
-        "decidable": set(deciders()),
+        "decidable": set(deciders()), "suspended": review.suspended(visitor.session, limit=PAGE_SIZE),
     })
 
 
@@ -77,17 +79,74 @@ def decide(session: Session, principal: Principal, object_type: str, object_id: 
     decider(session, principal, object_id, approve=approve, reasons=reasons)
 
 
-@router.post("/admin/review/{object_type}/{object_id}")
-def review_decision(object_type: str, object_id: IdPath, visitor: ReviewerDep, form: FormDep) -> Response:
-    approve = forms.text(form, "decision") == "approve"
+def _reasons(form: Any) -> list[str]:
     reasons = forms.texts(form, "reasons")[:20]
     extra = forms.text(form, "reason_text")[:500]
     if extra:
         reasons.append(extra)
+    return reasons
+
+
+def _back(form: Any, notice: str, visitor: Any) -> Response:
+    back = forms.text(form, "next")
+    target = back if back.startswith(f"{PREFIX}/") else f"{PREFIX}/admin/review"
+    return redirect(with_notice(target, notice), request=visitor.request)
+
+
+@router.post("/admin/review/batch")
+def review_batch(visitor: ReviewerDep, form: FormDep) -> Response:
+    """Approve or reject every ticked row; each is decided alone, and what could not be decided is listed."""
+    approve = forms.text(form, "decision") == "approve"
+    reasons = _reasons(form)
+    if not approve and not reasons:
+        raise ValidationFailed.single("reasons", "required", "at least one reason is required to reject")
+    items = []
+    for raw in forms.texts(form, "items")[:200]:
+        kind, _, number = raw.partition(":")
+        if kind in OBJECT_TYPES and number.isdigit() and len(number) < 16:
+            items.append(BatchItemRef(object_type=kind, object_id=int(number)))
+    if not items:
+        raise ValidationFailed.single("items", "required", "tick at least one row", limit=1, actual=0)
+    results = enforcement.decide_batch(visitor.session, visitor.me, items, approve=approve, reasons=reasons,
+                                       deciders=deciders())
+    visitor.session.commit()
+    failed = [r for r in results if not r.ok]
+    return _back(form, "batch_partial" if failed else "batch_done", visitor)
+
+
+@router.post("/admin/review/suspend")
+def suspend_object(visitor: ReviewerDep, form: FormDep) -> Response:
+    kind = forms.text(form, "object_type")
+    if kind not in OBJECT_TYPES:
+        raise ValidationFailed.single("object_type", "one_of", "choose an account, ad group or creative",
+                                      limit=list(OBJECT_TYPES), actual=kind[:40])
+    object_id = forms.integer(form, "object_id", minimum=1, maximum=2**53)
+    reason = "; ".join(_reasons(form))[:500]
+    if object_id is None:
+        raise ValidationFailed.single("object_id", "required", "the id of the object to suspend")
+    if not reason:
+        raise ValidationFailed.single("reasons", "required", "a suspension needs a reason")
+    enforcement.suspend(visitor.session, visitor.me, kind, object_id, reason=reason)
+    visitor.session.commit()
+    return _back(form, "suspended", visitor)
+
+
+@router.post("/admin/review/{object_type}/{object_id}/lift")
+def lift_suspension(object_type: str, object_id: IdPath, visitor: ReviewerDep, form: FormDep) -> Response:
+    if object_type not in OBJECT_TYPES:
+        raise ValidationFailed.single("object_type", "one_of", "an account, ad group or creative",
+                                      limit=list(OBJECT_TYPES), actual=object_type[:40])
+    enforcement.lift(visitor.session, visitor.me, object_type, object_id)
+    visitor.session.commit()
+    return _back(form, "suspension_lifted", visitor)
+
+
+@router.post("/admin/review/{object_type}/{object_id}")
+def review_decision(object_type: str, object_id: IdPath, visitor: ReviewerDep, form: FormDep) -> Response:
+    approve = forms.text(form, "decision") == "approve"
+    reasons = _reasons(form)
     if not approve and not reasons:
         raise ValidationFailed.single("reasons", "required", "at least one reason is required to reject")
     decide(visitor.session, visitor.me, object_type, object_id, approve=approve, reasons=reasons)
     visitor.session.commit()
-    back = forms.text(form, "next")
-    target = back if back.startswith(f"{PREFIX}/") else f"{PREFIX}/admin/review"
-    return redirect(with_notice(target, "approved" if approve else "rejected"), request=visitor.request)
+    return _back(form, "approved" if approve else "rejected", visitor)

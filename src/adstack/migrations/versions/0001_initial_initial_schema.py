@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('code', sa.String(length=8), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('countries', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audience_regions')),
     sa.UniqueConstraint('code', name=op.f('uq_audience_regions_code'))
     )
@@ -79,6 +80,7 @@ def upgrade() -> None:
     sa.Column('operator_email', sa.String(length=320), nullable=False),
     sa.Column('operator_role', sa.String(length=32), nullable=False),
     sa.Column('client', sa.String(length=16), nullable=False),
+    sa.Column('on_behalf', sa.Boolean(), nullable=False),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_change_events'))
     )
@@ -200,14 +202,22 @@ def upgrade() -> None:
     op.create_table('device_profiles',
     sa.Column('device_key', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('sha256_key', sa.BigInteger(), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=True),
     sa.Column('first_seen_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('device_key', name=op.f('pk_device_profiles'))
     )
     with op.batch_alter_table('device_profiles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_profiles_country'), ['country'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_profiles_last_seen_at'), ['last_seen_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_profiles_sha256_key'), ['sha256_key'], unique=False)
 
+    op.create_table('device_tags',
+    sa.Column('tag', sa.String(length=64), nullable=False),
+    sa.Column('device_key', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tag', 'device_key', name=op.f('pk_device_tags'))
+    )
     op.create_table('fx_rates',
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('units_per_usd', sa.Numeric(precision=24, scale=10), nullable=False),
@@ -256,6 +266,21 @@ def upgrade() -> None:
         batch_op.create_index('ix_ivt_verdicts_impression', ['impression_id'], unique=False)
         batch_op.create_index('ix_ivt_verdicts_received', ['received_ms'], unique=False)
 
+    op.create_table('notification_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('public_id', sa.String(length=40), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_type', sa.String(length=40), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_events')),
+    sa.UniqueConstraint('key', name=op.f('uq_notification_events_key')),
+    sa.UniqueConstraint('public_id', name=op.f('uq_notification_events_public_id'))
+    )
+    with op.batch_alter_table('notification_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notification_events_account_id'), ['account_id'], unique=False)
+
     op.create_table('package_categories',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('package', sa.String(length=255), nullable=False),
@@ -265,6 +290,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('package_categories', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_package_categories_category'), ['category'], unique=False)
+
+    op.create_table('platform_holds',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('object_type', sa.String(length=32), nullable=False),
+    sa.Column('object_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.Column('actor_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('lifted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lifted_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_platform_holds'))
+    )
+    with op.batch_alter_table('platform_holds', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_platform_holds_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_platform_holds_object', ['object_type', 'object_id'], unique=False)
 
     op.create_table('postbacks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -297,6 +338,23 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('publishers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_publishers_app_package'), ['app_package'], unique=False)
+
+    op.create_table('queued_mail',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('recipient', sa.String(length=320), nullable=False),
+    sa.Column('subject', sa.String(length=300), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('next_attempt_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.String(length=500), nullable=False),
+    sa.Column('sent_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_queued_mail'))
+    )
+    with op.batch_alter_table('queued_mail', schema=None) as batch_op:
+        batch_op.create_index('ix_queued_mail_due', ['status', 'next_attempt_at'], unique=False)
 
     op.create_table('rejected_postbacks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -416,6 +474,21 @@ def upgrade() -> None:
     with op.batch_alter_table('touchpoints', schema=None) as batch_op:
         batch_op.create_index('ix_touchpoints_device_md5', ['gaid_md5', 'kind', 'occurred_at'], unique=False)
         batch_op.create_index('ix_touchpoints_device_sha1', ['gaid_sha1', 'kind', 'occurred_at'], unique=False)
+
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('url', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('event_types', sa.JSON(), nullable=False),
+    sa.Column('description', sa.String(length=200), nullable=False),
+    sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints'))
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_account_id'), ['account_id'], unique=False)
 
     op.create_table('account_documents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -608,6 +681,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('token_ciphertext', sa.String(length=1000), nullable=False),
     sa.Column('token_hint', sa.String(length=40), nullable=False),
+    sa.Column('partner_account_id', sa.String(length=32), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('last_error', sa.String(length=500), nullable=False),
     sa.Column('last_pulled_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
@@ -656,6 +730,8 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=8), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('email_verified_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('account_role', sa.String(length=16), nullable=False),
+    sa.Column('operates_on_behalf', sa.Boolean(), nullable=False),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_users_account_id_accounts')),
@@ -664,6 +740,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_account_id'), ['account_id'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('endpoint_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_type', sa.String(length=40), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('next_attempt_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], name=op.f('fk_webhook_deliveries_endpoint_id_webhook_endpoints'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
 
     op.create_table('access_tokens',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -678,6 +774,7 @@ def upgrade() -> None:
     sa.Column('revoked_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('client_ip', sa.String(length=45), nullable=False),
     sa.Column('user_agent', sa.String(length=200), nullable=False),
+    sa.Column('scopes', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_access_tokens_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_access_tokens')),
     sa.UniqueConstraint('digest', name=op.f('uq_access_tokens_digest'))
@@ -784,6 +881,43 @@ def upgrade() -> None:
     with op.batch_alter_table('email_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_email_tokens_user_id'), ['user_id'], unique=False)
 
+    op.create_table('invitations',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('account_role', sa.String(length=16), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('invited_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('accepted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('accepted_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('revoked_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['accepted_user_id'], ['users.id'], name=op.f('fk_invitations_accepted_user_id_users')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_invitations_account_id_accounts')),
+    sa.ForeignKeyConstraint(['invited_by_user_id'], ['users.id'], name=op.f('fk_invitations_invited_by_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
+    sa.UniqueConstraint('digest', name=op.f('uq_invitations_digest'))
+    )
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invitations_account_id'), ['account_id'], unique=False)
+
+    op.create_table('notifications',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_type', sa.String(length=40), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('read_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['event_id'], ['notification_events.id'], name=op.f('fk_notifications_event_id_notification_events'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_notifications_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications'))
+    )
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.create_index('ix_notifications_user_time', ['user_id', 'created_at'], unique=False)
+
     op.create_table('partner_app_bindings',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('connection_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -792,10 +926,13 @@ def upgrade() -> None:
     sa.Column('app_name', sa.String(length=200), nullable=False),
     sa.Column('package_name', sa.String(length=255), nullable=False),
     sa.Column('utc_offset', sa.String(length=6), nullable=False),
-    sa.Column('attribution_type', sa.String(length=16), nullable=False),
+    sa.Column('time_zone', sa.String(length=64), nullable=False),
+    sa.Column('attribution_types', sa.JSON(), nullable=False),
     sa.Column('attribution_source', sa.String(length=16), nullable=False),
-    sa.Column('attribution_status', sa.JSON(), nullable=False),
+    sa.Column('reattributed', sa.String(length=8), nullable=False),
     sa.Column('ad_revenue_sources', sa.JSON(), nullable=False),
+    sa.Column('ad_spend_mode', sa.String(length=8), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('last_error', sa.String(length=500), nullable=False),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
@@ -824,6 +961,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('partner_pull_runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_partner_pull_runs_connection_id'), ['connection_id'], unique=False)
+
+    op.create_table('webhook_attempts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('delivery_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('attempted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status_code', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('error', sa.String(length=300), nullable=False),
+    sa.Column('duration_ms', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['webhook_deliveries.id'], name=op.f('fk_webhook_attempts_delivery_id_webhook_deliveries'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_attempts'))
+    )
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
 
     op.create_table('creatives',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -859,12 +1009,18 @@ def upgrade() -> None:
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('campaign_label', sa.String(length=255), nullable=False),
     sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('adgroup_label', sa.String(length=255), nullable=False),
+    sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('creative_label', sa.String(length=255), nullable=False),
+    sa.Column('creative_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('country', sa.String(length=8), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('metrics', sa.JSON(), nullable=False),
+    sa.Column('mature', sa.Boolean(), nullable=False),
     sa.Column('pulled_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['binding_id'], ['partner_app_bindings.id'], name=op.f('fk_partner_metric_rows_binding_id_partner_app_bindings')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_metric_rows')),
-    sa.UniqueConstraint('binding_id', 'day', 'campaign_label', 'country', name=op.f('uq_partner_metric_rows_binding_id_day_campaign_label_country'))
+    sa.UniqueConstraint('binding_id', 'day', 'campaign_label', 'adgroup_label', 'creative_label', 'country', name=op.f('uq_partner_metric_rows_binding_id_day_campaign_label_adgroup_label_creative_label_country'))
     )
     with op.batch_alter_table('partner_metric_rows', schema=None) as batch_op:
         batch_op.create_index('ix_partner_metric_rows_account_day', ['account_id', 'day'], unique=False)
@@ -885,6 +1041,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_creatives_account_status')
 
     op.drop_table('creatives')
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
+
+    op.drop_table('webhook_attempts')
     with op.batch_alter_table('partner_pull_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_partner_pull_runs_connection_id'))
 
@@ -894,6 +1054,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_partner_app_bindings_account_id'))
 
     op.drop_table('partner_app_bindings')
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index('ix_notifications_user_time')
+
+    op.drop_table('notifications')
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_invitations_account_id'))
+
+    op.drop_table('invitations')
     with op.batch_alter_table('email_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_email_tokens_user_id'))
 
@@ -916,6 +1084,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_access_tokens_user')
 
     op.drop_table('access_tokens')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
+        batch_op.drop_index('ix_webhook_deliveries_due')
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_account_id'))
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_account_id'))
 
@@ -965,6 +1139,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_account_documents_account_id'))
 
     op.drop_table('account_documents')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_account_id'))
+
+    op.drop_table('webhook_endpoints')
     with op.batch_alter_table('touchpoints', schema=None) as batch_op:
         batch_op.drop_index('ix_touchpoints_device_sha1')
         batch_op.drop_index('ix_touchpoints_device_md5')
@@ -993,6 +1171,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_rejected_postbacks_received')
 
     op.drop_table('rejected_postbacks')
+    with op.batch_alter_table('queued_mail', schema=None) as batch_op:
+        batch_op.drop_index('ix_queued_mail_due')
+
+    op.drop_table('queued_mail')
     with op.batch_alter_table('publishers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_publishers_app_package'))
 
@@ -1002,10 +1184,19 @@ def downgrade() -> None:
         batch_op.drop_index('ix_postbacks_app_received')
 
     op.drop_table('postbacks')
+    with op.batch_alter_table('platform_holds', schema=None) as batch_op:
+        batch_op.drop_index('ix_platform_holds_object')
+        batch_op.drop_index(batch_op.f('ix_platform_holds_account_id'))
+
+    op.drop_table('platform_holds')
     with op.batch_alter_table('package_categories', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_package_categories_category'))
 
     op.drop_table('package_categories')
+    with op.batch_alter_table('notification_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notification_events_account_id'))
+
+    op.drop_table('notification_events')
     with op.batch_alter_table('ivt_verdicts', schema=None) as batch_op:
         batch_op.drop_index('ix_ivt_verdicts_received')
         batch_op.drop_index('ix_ivt_verdicts_impression')
@@ -1018,9 +1209,11 @@ def downgrade() -> None:
 
     op.drop_table('invalid_traffic')
     op.drop_table('fx_rates')
+    op.drop_table('device_tags')
     with op.batch_alter_table('device_profiles', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_device_profiles_sha256_key'))
         batch_op.drop_index(batch_op.f('ix_device_profiles_last_seen_at'))
+        batch_op.drop_index(batch_op.f('ix_device_profiles_country'))
 
     op.drop_table('device_profiles')
     op.drop_table('device_populations')

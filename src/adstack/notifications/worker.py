@@ -1,0 +1,231 @@
+"""The notification worker: a background thread that sends queued e-mail and webhook deliveries, and now and
+then looks for conditions that become events (low balance, a spent budget, a credited top-up).
+
+Each item is claimed with a conditional UPDATE (its attempt count must not have moved), committed, and only
+then sent: no database transaction is held across a network call, and two processes never send the same try.
+Failures are retried with exponential backoff (`webhook_retry_base_s`, doubling, capped at
+`webhook_retry_max_s`) until `webhook_max_attempts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from adstack.core import mail
+from adstack.core.outbound import FetchFailed, OutboundClient, OutboundPolicy
+from adstack.core.settings import Settings
+from adstack.core.timeutil import as_utc, utcnow
+from adstack.notifications import conditions
+from adstack.notifications.gate import WriteGate
+from adstack.notifications.models import (
+    DeliveryStatus,
+    QueuedMail,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from adstack.notifications.service import on_commit_wake
+from adstack.notifications.signing import SIGNATURE_HEADER, signature_header
+
+log = logging.getLogger("adstack.notifications")
+
+BATCH = 50
+GATE_MAX_WAIT_S = 2.0  # under a steady stream of requests the worker writes anyway after this long
+RESPONSE_MAX_BYTES = 64 * 1024  # a receiver's answer is read and dropped; bounded all the same
+
+
+def backoff_seconds(settings: Settings, attempts: int) -> float:
+    """Delay before the next try after `attempts` failed ones: base, 2x base, 4x base, ... capped."""
+    return float(min(settings.webhook_retry_max_s, settings.webhook_retry_base_s * 2 ** max(0, attempts - 1)))
+
+
+class NotificationWorker:
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings, *,
+                 client_factory: Callable[[], OutboundClient] | None = None, gate: WriteGate | None = None):
+        self.session_factory = session_factory
+        self.settings = settings
+        self.gate = gate
+        self.client_factory = client_factory or self._guarded_client
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_scan = 0.0
+
+    def _guarded_client(self) -> OutboundClient:
+        # No redirects: a receiver answers where it was registered, or the try fails.
+        policy = OutboundPolicy.from_settings(self.settings, connect_timeout_s=self.settings.webhook_timeout_s,
+                                              read_timeout_s=self.settings.webhook_timeout_s,
+                                              total_timeout_s=self.settings.webhook_timeout_s, max_redirects=0)
+        return OutboundClient(policy, field="url")
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        if self.gate is None:
+            yield
+        else:
+            with self.gate.writing(GATE_MAX_WAIT_S):
+                yield
+
+    # ---------- one pass ----------
+
+    def drain(self, *, scan: bool = True) -> int:
+        """Everything due now, in this thread: returns how many sends were tried."""
+        if scan:
+            self.scan()
+        tried = 0
+        while True:
+            sent = self.send_due_mail() + self.send_due_webhooks()
+            tried += sent
+            if sent < BATCH:
+                return tried
+
+    def scan(self, now: datetime | None = None) -> int:
+        self._last_scan = time.monotonic()
+        with self._writing(), self.session_factory() as session:
+            found = conditions.detect(session, now=now or utcnow())
+            session.commit()
+        return found
+
+    def _claim(self, session: Session, model: type[QueuedMail] | type[WebhookDelivery], now: datetime
+               ) -> list[int]:
+        with self._writing():
+            return self._claim_due(session, model, now)
+
+    def _claim_due(self, session: Session, model: type[QueuedMail] | type[WebhookDelivery], now: datetime
+                   ) -> list[int]:
+        due = list(session.execute(select(model.id, model.attempts).where(
+            model.status == DeliveryStatus.PENDING, model.next_attempt_at <= now)
+            .order_by(model.next_attempt_at, model.id).limit(BATCH)))
+        lease = now + timedelta(seconds=self.settings.webhook_timeout_s * 3 + self.settings.smtp_timeout_s)
+        claimed = []
+        for row_id, attempts in due:
+            result = session.execute(update(model).where(model.id == row_id, model.attempts == attempts,
+                                                         model.status == DeliveryStatus.PENDING)
+                                     .values(attempts=attempts + 1, next_attempt_at=lease))
+            if result.rowcount:  # type: ignore[attr-defined]
+                claimed.append(row_id)
+        session.commit()
+        return claimed
+
+    def _commit(self, session: Session) -> None:
+        with self._writing():
+            session.commit()
+
+    def _after_failure(self, attempts: int, now: datetime) -> tuple[str, datetime]:
+        if attempts >= self.settings.webhook_max_attempts:
+            return DeliveryStatus.FAILED, now
+        return DeliveryStatus.PENDING, now + timedelta(seconds=backoff_seconds(self.settings, attempts))
+
+    def send_due_mail(self) -> int:
+        with self.session_factory() as session:
+            claimed = self._claim(session, QueuedMail, utcnow())
+            for mail_id in claimed:
+                item = session.get(QueuedMail, mail_id)
+                assert item is not None
+                recipient, subject, body = item.recipient, item.subject, item.body
+                session.commit()  # nothing held open while the SMTP server answers
+                try:
+                    mail.deliver(self.settings, to=recipient, subject=subject, body=body)
+                except mail.MailNotSent as exc:
+                    item.status, item.next_attempt_at = self._after_failure(item.attempts, utcnow())
+                    item.last_error = str(exc)[:500]
+                    log.warning("mail %s not sent (try %s): %s", item.id, item.attempts, exc)
+                else:
+                    item.status, item.sent_at, item.last_error = DeliveryStatus.DELIVERED, utcnow(), ""
+                self._commit(session)
+        return len(claimed)
+
+    def send_due_webhooks(self) -> int:
+        with self.session_factory() as session:
+            claimed = self._claim(session, WebhookDelivery, utcnow())
+            if not claimed:
+                return 0
+            with self.client_factory() as client:
+                for delivery_id in claimed:
+                    self._send_one(session, client, delivery_id)
+        return len(claimed)
+
+    def _send_one(self, session: Session, client: OutboundClient, delivery_id: int) -> None:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery is not None
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        if endpoint is None or endpoint.deleted_at is not None:
+            delivery.status = DeliveryStatus.FAILED
+            self._commit(session)
+            return
+        url, secret, body = endpoint.url, endpoint.secret, delivery.body.encode()
+        session.commit()
+        started = time.perf_counter()
+        status_code: int | None = None
+        error = ""
+        try:
+            answer = client.post(url, content=body, max_bytes=RESPONSE_MAX_BYTES, headers={
+                "Content-Type": "application/json", SIGNATURE_HEADER: signature_header(secret, body),
+                "Adstack-Event-Type": delivery.event_type, "Adstack-Delivery": str(delivery.id)})
+            status_code = answer.status_code
+            if not 200 <= status_code < 300:
+                error = f"the receiver answered {status_code}"
+        except FetchFailed as exc:
+            error = exc.message[:300]
+        now = utcnow()
+        session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=now, status_code=status_code, error=error,
+                                   duration_ms=int((time.perf_counter() - started) * 1000)))
+        if error:
+            delivery.status, delivery.next_attempt_at = self._after_failure(delivery.attempts, now)
+        else:
+            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, now
+        self._commit(session)
+
+    # ---------- the thread ----------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - self._last_scan >= self.settings.notification_scan_interval_s:
+                    self.scan()
+                self.drain(scan=False)
+            except Exception:  # everything is in the tables; the next pass tries again
+                log.exception("delivering notifications failed; will retry")
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+
+    def _next_wait(self) -> float:
+        """Sleep until the next retry falls due, but never longer than the polling interval."""
+        wait = self.settings.notification_interval_s
+        try:
+            with self.session_factory() as session:
+                soonest = [session.scalar(select(model.next_attempt_at).where(model.status == DeliveryStatus.PENDING)
+                                          .order_by(model.next_attempt_at).limit(1))
+                           for model in (QueuedMail, WebhookDelivery)]
+        except Exception:
+            return wait
+        for moment in soonest:
+            if moment is not None:
+                wait = min(wait, max(0.01, (as_utc(moment) - utcnow()).total_seconds()))
+        return wait
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        on_commit_wake(self)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="adstack-notifications", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._thread = None
