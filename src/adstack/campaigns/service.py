@@ -55,8 +55,8 @@ from adstack.inventory.models import CatalogueStatus
 from adstack.inventory.service import TablePopulationSource
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
-from adstack.review import service as review
 from adstack.review import enforcement
+from adstack.review import service as review
 from adstack.review.models import ReviewAction, ReviewStatus
 from adstack.serving import reservations
 
@@ -201,10 +201,10 @@ def update_campaign(session: Session, principal: Principal, campaign_id: int, da
     if errors:
         raise ValidationFailed("the campaign has invalid fields", fields=errors)
     before = campaign_snapshot(campaign)
-    for name in ("name", "promotion_type", "package_name", "landing_kind", "landing_url", "status"):
     if merged["status"] != campaign.status:
         enforcement.before_status_change(session, principal, object_type=CAMPAIGN, object_id=campaign.id,
                                          account_id=campaign.account_id, pausing=merged["status"] == UserStatus.PAUSED)
+    for name in ("name", "promotion_type", "package_name", "landing_kind", "landing_url", "status"):
         setattr(campaign, name, merged[name])
     after = campaign_snapshot(campaign)
     if after != before:  # an unchanged form leaves no trace
@@ -254,9 +254,9 @@ def set_campaign_status(session: Session, principal: Principal, campaign_id: int
         return campaign
     target = UserStatus.ENABLED if action == StatusAction.ENABLE else UserStatus.PAUSED
     if campaign.status != target:
-        campaign.status = target.value
         enforcement.before_status_change(session, principal, object_type=CAMPAIGN, object_id=campaign.id,
                                          account_id=campaign.account_id, pausing=target == UserStatus.PAUSED)
+        campaign.status = target.value
         _record(session, principal, Operation(action.value), campaign, before, campaign_snapshot(campaign))
     return campaign
 
@@ -478,10 +478,10 @@ def update_ad_group(session: Session, principal: Principal, ad_group_id: int, da
     values = {**{k: v for k, v in before.items() if k != "review_status"},
               **_storage_values(changes, time_zone)}
     _validate_ad_group(session, campaign, values, set(changes), ad_group_id=ad_group.id)
-    for name, value in values.items():
     if values["status"] != ad_group.status:
         enforcement.before_status_change(session, principal, object_type=AD_GROUP, object_id=ad_group.id,
                                          account_id=ad_group.account_id, pausing=values["status"] == UserStatus.PAUSED)
+    for name, value in values.items():
         setattr(ad_group, name, value)
     changed = reviewed_ad_group_changes(before, values)
     notice = None
@@ -500,7 +500,6 @@ def update_ad_group(session: Session, principal: Principal, ad_group_id: int, da
     return ad_group, notice
 
 
-def _review_move(session: Session, principal: Principal, ad_group: AdGroup, action: ReviewAction,
 def reviewed_ad_group_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """The guide-listed fields that differ; lists compare as sets, since their order means nothing."""
 
@@ -516,6 +515,7 @@ def reviewed_ad_group_changes(before: dict[str, Any], after: dict[str, Any]) -> 
     return changed
 
 
+def _review_move(session: Session, principal: Principal, ad_group: AdGroup, action: ReviewAction,
                  reasons: list[str] | None = None) -> str:
     return review.apply(session, object_type=AD_GROUP, object_id=ad_group.id, account_id=ad_group.account_id,
                         object_name=ad_group.name, current=ad_group.review_status, action=action,
@@ -561,9 +561,9 @@ def set_ad_group_status(session: Session, principal: Principal, ad_group_id: int
             raise InvalidState(f"campaign {campaign.id} is deleted")
     target = UserStatus.ENABLED if action == StatusAction.ENABLE else UserStatus.PAUSED
     if ad_group.status != target:
-        before = ad_group_snapshot(ad_group)
         enforcement.before_status_change(session, principal, object_type=AD_GROUP, object_id=ad_group.id,
                                          account_id=ad_group.account_id, pausing=target == UserStatus.PAUSED)
+        before = ad_group_snapshot(ad_group)
         ad_group.status = target.value
         _record(session, principal, Operation(action.value), ad_group, before, ad_group_snapshot(ad_group))
     return ad_group
