@@ -98,8 +98,6 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_s: float = Field(default=10.0, gt=0)
-    email_token_ttl_hours: int = Field(default=24, ge=1, description="Verification and reset links expire.")
-    # `limits` notation, several separated by ";". Failed sign-ins count per IP and per e-mail address.
     smtp_ssl: bool = Field(default=False, description="Implicit TLS from the first byte (port 465), instead of "
                                                       "plain SMTP or STARTTLS.")
     notification_interval_s: float = Field(default=2.0, gt=0, description="How often the notification worker "
@@ -110,6 +108,8 @@ class Settings(BaseSettings):
     webhook_retry_max_s: float = Field(default=6 * 3600.0, gt=0, description="Longest delay between retries.")
     webhook_max_attempts: int = Field(default=10, ge=1, le=50, description="Tries before a delivery is failed.")
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="A receiver's whole answer, connect to end.")
+    email_token_ttl_hours: int = Field(default=24, ge=1, description="Verification and reset links expire.")
+    # `limits` notation, several separated by ";". Failed sign-ins count per IP and per e-mail address.
     rate_limit_login_ip: str = "30/minute;300/hour"
     rate_limit_login_account: str = "10/15minutes;30/day"
     rate_limit_register_ip: str = "30/hour;200/day"
