@@ -385,3 +385,39 @@ def test_win_and_loss_notices_take_any_price_without_refusing(bidder: TestClient
     lost = bid["lurl"].replace("${AUCTION_LOSS}", "102").replace(AUCTION_PRICE, price)
     assert bidder.get(_local(lost)).status_code == 204
     assert bidder.get(f"/openrtb2/win?i=unknown-bid&p={price}").status_code == 204
+
+
+# ---------- the campaign's IAB categories, end to end ----------
+
+
+def test_campaign_categories_are_checked_then_carried_on_bids_and_blocked_by_bcat(
+        api: Api, corpus_dir: Path) -> None:
+    from adstack.finance.models import EntryType
+    from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
+    from tests.serving.test_api import approved_creative
+
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    refused = api.client.post("/api/v1/campaigns", headers=actor.headers, json={
+        "objective": "performance", "name": "Bad categories", "promotion_type": "app_download",
+        "package_name": "com.example.game", "iab_categories": ["IAB27"]})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"][0]["field"].startswith("iab_categories")
+    camp = campaign(api, actor, iab_categories=["iab9-30", "IAB9-30", "IAB1"])
+    assert camp["iab_categories"] == ["IAB9-30", "IAB1"]
+    space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
+                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
+    group = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
+                              bid_micros=300_000, ad_space_ids=[space["id"]], targeting={"countries": ["ID"]})
+    approved_creative(api, actor, admin, group["id"])
+    request = _priced_bid_request(space["id"], corpus_dir)
+    assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
+    bid = api.client.post("/openrtb2/bid", json=request).json()["seatbid"][0]["bid"][0]
+    assert bid["cat"] == ["IAB9-30", "IAB1"] and bid["cattax"] == 1 and bid["bundle"] == "com.example.game"
+    for blocked in (["IAB9"], ["IAB1"], ["IAB9-30"]):
+        assert api.client.post("/openrtb2/bid", json={**request, "bcat": blocked}).status_code == 204
+    # The categories are part of what review approved: changing them sends the ad group back to review.
+    changed = expect(api.client.patch(f"/api/v1/campaigns/{camp['id']}", headers=actor.headers,
+                                      json={"iab_categories": ["IAB9-30"]}), 200)
+    assert changed["iab_categories"] == ["IAB9-30"] and "back to review" in (changed["notice"] or "")

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +23,7 @@ from adstack.campaigns.enums import (
     TargetGroup,
     UserStatus,
 )
+from adstack.campaigns.iab_categories import MAX_CATEGORIES, check_categories
 from adstack.campaigns.targeting import PackageName, Targeting
 from adstack.core.db import Base, TimestampMixin
 from adstack.core.deps import MAX_ID
@@ -60,6 +61,8 @@ class Campaign(Base, TimestampMixin):
     package_name: Mapped[str | None] = mapped_column(String(255))
     landing_kind: Mapped[str | None] = mapped_column(String(16))
     landing_url: Mapped[str | None] = mapped_column(String(2048))
+    # IAB Content Taxonomy 1.0 codes (campaigns/iab_categories.py): exchanges block on them (bcat).
+    iab_categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=UserStatus.ENABLED)
     deleted_at: Mapped[datetime | None]
 
@@ -110,6 +113,11 @@ class AdGroup(Base, TimestampMixin):
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 LandingUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
 AccountIdField = Annotated[int, Field(ge=1, le=MAX_ID)]
+IabCategories = Annotated[
+    list[Annotated[str, StringConstraints(max_length=8)]], Field(max_length=MAX_CATEGORIES),
+    AfterValidator(check_categories),
+    Field(description="What the ads are about, as IAB Content Taxonomy 1.0 codes (IAB1 to IAB26, e.g. IAB9-30): "
+                      "exchanges that block a category get no bids from the campaign. Checked in review.")]
 IdList = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=500)]
 HourRow = Annotated[list[bool], Field(min_length=24, max_length=24)]
 Dayparting = Annotated[list[HourRow], Field(min_length=7, max_length=7,
@@ -159,6 +167,7 @@ class CampaignCreate(BaseModel):
     package_name: PackageName | None = Field(default=None, description="Required for app downloads.")
     landing_kind: LandingKind | None = Field(default=None, description="Required for non-download promotion.")
     landing_url: LandingUrl | None = Field(default=None, description="Required for non-download promotion.")
+    iab_categories: IabCategories = []
     status: SettableStatus = "enabled"
 
 
@@ -170,6 +179,7 @@ class CampaignUpdate(BaseModel):
     package_name: PackageName | None = None
     landing_kind: LandingKind | None = None
     landing_url: LandingUrl | None = None
+    iab_categories: IabCategories | None = None
     status: SettableStatus | None = None
 
 
@@ -184,6 +194,7 @@ class CampaignRead(BaseModel):
     package_name: str | None
     landing_kind: LandingKind | None
     landing_url: str | None
+    iab_categories: list[str] = []
     status: UserStatus
     deleted_at: datetime | None
     created_at: datetime

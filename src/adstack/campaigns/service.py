@@ -68,7 +68,8 @@ AD_GROUP = "ad_group"
 # creative name)" triggers the review process. Nothing else sends an approved object back.
 # The package name lives on the campaign; a non-download campaign's landing page stands in its place, and
 # switching between the two replaces one with the other.
-CAMPAIGN_REVIEWED_FIELDS = frozenset({"promotion_type", "package_name", "landing_kind", "landing_url"})
+CAMPAIGN_REVIEWED_FIELDS = frozenset({"promotion_type", "package_name", "landing_kind", "landing_url",
+                                      "iab_categories"})
 # The publisher: the publishers and ad spaces chosen, and the placement they are chosen within (guide 3.1.2,
 # "different placements correspond to different publishers/ads").
 AD_GROUP_REVIEWED_FIELDS = ("placement_type", "publisher_ids", "ad_space_ids")
@@ -85,7 +86,8 @@ _CHUNK = 900  # ids per IN (...) list, well inside every database's parameter li
 def campaign_snapshot(campaign: Campaign) -> dict[str, Any]:
     return {"name": campaign.name, "objective": campaign.objective, "promotion_type": campaign.promotion_type,
             "package_name": campaign.package_name, "landing_kind": campaign.landing_kind,
-            "landing_url": campaign.landing_url, "status": campaign.status, "account_id": campaign.account_id}
+            "landing_url": campaign.landing_url, "status": campaign.status, "account_id": campaign.account_id,
+            "iab_categories": list(campaign.iab_categories or [])}
 
 
 _AD_GROUP_COLUMNS = (
@@ -186,7 +188,7 @@ def update_campaign(session: Session, principal: Principal, campaign_id: int, da
     campaign = get_campaign(session, principal, campaign_id)
     _ensure_not_deleted(campaign)
     changes = {k: _plain(v) for k, v in data.model_dump(exclude_unset=True).items()}
-    for name in ("name", "promotion_type", "status"):
+    for name in ("name", "promotion_type", "status", "iab_categories"):
         if name in changes and changes[name] is None:
             raise ValidationFailed.single(name, "not_null", f"{name} cannot be null")
     if not changes:
@@ -204,7 +206,7 @@ def update_campaign(session: Session, principal: Principal, campaign_id: int, da
     if merged["status"] != campaign.status:
         enforcement.before_status_change(session, principal, object_type=CAMPAIGN, object_id=campaign.id,
                                          account_id=campaign.account_id, pausing=merged["status"] == UserStatus.PAUSED)
-    for name in ("name", "promotion_type", "package_name", "landing_kind", "landing_url", "status"):
+    for name in ("name", "promotion_type", "package_name", "landing_kind", "landing_url", "status", "iab_categories"):
         setattr(campaign, name, merged[name])
     after = campaign_snapshot(campaign)
     if after != before:  # an unchanged form leaves no trace

@@ -398,6 +398,7 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
             daily_budget_micros=group.daily_budget_micros, total_budget_micros=group.total_budget_micros,
             pacing=group.pacing, frequency_cap=group.frequency_cap_per_day,
             booked_impressions=group.booked_impressions, advertiser_domains=tuple(domains),
+            categories=tuple(campaign.iab_categories or ()),
             view_through_url=view_through.get(campaign.id, "")))
     accounts = _funds(session, {g.account_id for g in groups})
     spend = _ledger_spend(session, [(g.id, g.schedule.time_zone) for g in groups], moment)

@@ -591,6 +591,7 @@ def upgrade() -> None:
     sa.Column('package_name', sa.String(length=255), nullable=True),
     sa.Column('landing_kind', sa.String(length=16), nullable=True),
     sa.Column('landing_url', sa.String(length=2048), nullable=True),
+    sa.Column('iab_categories', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('deleted_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
