@@ -42,7 +42,10 @@ def error_statuses(route: APIRoute) -> set[int]:
     path_params = [p for d in tree for p in d.path_params]
     query_params = [p for d in tree for p in d.query_params]
     header_params = [p for d in tree for p in d.header_params]
-    has_body = any(d.body_params for d in tree)
+    # A route that streams its body itself (uploads) declares it in `openapi_extra`; the SDK, tracking and exchange
+    # routes outside /api/ read their own bodies and declare their own answers.
+    streamed = "requestBody" in (route.openapi_extra or {}) and route.path.startswith("/api/")
+    has_body = streamed or any(d.body_params for d in tree)
     statuses: set[int] = set()
     if get_principal in calls or bearer_scheme in calls:
         statuses |= {401, 403, 404}
