@@ -421,3 +421,41 @@ def test_campaign_categories_are_checked_then_carried_on_bids_and_blocked_by_bca
     changed = expect(api.client.patch(f"/api/v1/campaigns/{camp['id']}", headers=actor.headers,
                                       json={"iab_categories": ["IAB9-30"]}), 200)
     assert changed["iab_categories"] == ["IAB9-30"] and "back to review" in (changed["notice"] or "")
+
+
+def test_an_iab_size_creative_is_validated_like_any_material_and_bought_by_exchanges(
+        api: Api, corpus_dir: Path) -> None:
+    from adstack.finance.models import EntryType
+    from tests.campaigns.helpers import approved_ad_group, campaign, ledger, png
+
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    camp = campaign(api, actor, iab_categories=["IAB9-30"])
+    group_ = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
+                               bid_micros=300_000, targeting={"countries": ["ID"]})
+
+    def upload(width: int, height: int) -> int:
+        return int(expect(api.client.post("/api/v1/media", headers=actor.headers,
+                                          files={"file": ("iab.png", png(width, height))}), 201)["id"])
+
+    body = {"ad_group_id": group_["id"], "name": "IAB medium rectangle", "format": "iab_banner_300x250",
+            "materials": {"images": [upload(320, 50)], "titles": ["Build your moon base"]},
+            "click_url": "https://example.com/app"}
+    wrong = api.client.post("/api/v1/creatives", headers=actor.headers, json=body)
+    assert wrong.status_code == 422 and "images" in wrong.json()["error"]["fields"][0]["field"]
+    body["materials"]["images"] = [upload(300, 250)]
+    made = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json=body), 201)
+    expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=actor.headers), 200)
+    expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
+                           json={"decision": "approve"}), 200)
+
+    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
+    request["imp"][0]["banner"] = {"format": [{"w": 320, "h": 50}, {"w": 300, "h": 250}]}
+    request["imp"][0].pop("tagid", None)
+    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
+    assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
+    response = api.client.post("/openrtb2/bid", json=request)
+    assert check_response(request, response.json()) == 1
+    bid = response.json()["seatbid"][0]["bid"][0]
+    assert (bid["w"], bid["h"]) == (300, 250) and bid["crid"] == str(made["id"]) and bid["cat"] == ["IAB9-30"]

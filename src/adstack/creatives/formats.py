@@ -21,6 +21,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from adstack.core.vocabulary import PlacementType
+from adstack.creatives import iab_sizes
 
 GUIDE = 'Mi Ads Usage Guide, 3.1.3 "Create Ad Creative", "Upload ad material information"'
 # The public Mi Ads format page, for the push templates the guide leaves unnamed.
@@ -263,6 +264,9 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
         images=_image(720, 1600), icon=ICON_84, titles=TITLE, descriptions=_text(80), button_texts=_text(15),
     ),
 )
+
+# The IAB display sizes exchanges buy (OpenRTB), beside the guide's formats.
+FORMAT_SPECS = (*FORMAT_SPECS, *iab_sizes.format_specs())
 
 SPECS_BY_CODE: dict[str, FormatSpec] = {spec.code: spec for spec in FORMAT_SPECS}
 FORMAT_CODES: tuple[str, ...] = tuple(SPECS_BY_CODE)

@@ -1,8 +1,10 @@
 """The IAB display ad sizes exchanges ask for, as banner and interstitial variants.
 
-The shipped list below is the IAB New Ad Portfolio's fixed-size mobile and display units that OpenRTB exchanges
-send most (the sizes issue #17 names at least). It is operator-editable: `ADSTACK_IAB_SIZES` (environment, or the
-settings file) replaces it, as `WxH` pairs separated by commas, each with `:banner` or `:interstitial`.
+Each size is a creative format (`iab_banner_300x250`, `iab_interstitial_320x480`, ...): one image of exactly that
+size, with a title for its alternative text, validated like every other material. The formats join the shipped
+format list (creatives/formats.py), so the operator edits them in the same catalogue as the guide's formats.
+The list itself can be replaced with `ADSTACK_IAB_SIZES`: `WxH` pairs separated by commas, each with `:banner`
+or `:interstitial`.
 
 Source: IAB Tech Lab, "IAB New Standard Ad Unit Portfolio" (2017), fixed-size ad specifications: 300x250,
 320x50, 320x100, 300x600, 728x90 (banner units), 320x480, 480x320, 1024x768 and 768x1024 (full-screen
@@ -14,6 +16,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adstack.creatives.formats import FormatSpec
 
 
 class Variant(StrEnum):
@@ -71,3 +77,24 @@ def sizes_of(variant: Variant) -> frozenset[tuple[int, int]]:
 
 def is_iab_size(width: int, height: int) -> bool:
     return any((s.width, s.height) == (width, height) for s in iab_sizes())
+
+
+# Display images are small: the same 500 KB the guide's image formats allow by default.
+MAX_IMAGE_KB = 500
+
+
+def format_specs() -> tuple[FormatSpec, ...]:
+    """One creative format per IAB size in force (imported by formats.py, so imported lazily here)."""
+    from adstack.core.vocabulary import PlacementType
+    from adstack.creatives.formats import FormatSpec, ImageRule, Size, TextRule
+
+    placements = {Variant.BANNER: (PlacementType.BANNER,), Variant.INTERSTITIAL: (PlacementType.INTERSTITIAL,)}
+    return tuple(FormatSpec(
+        code=size.format_code, name=f"IAB {size.variant.value} {size.width}x{size.height}",
+        source=SOURCE, placement_types=placements[size.variant],
+        description=f"A {size.width}x{size.height} image for exchanges' {size.variant.value} placements.",
+        images=ImageRule(sizes=(Size(width=size.width, height=size.height),), max_kb=MAX_IMAGE_KB),
+        titles=TextRule(max_chars=30)) for size in iab_sizes())
+
+
+SOURCE = 'IAB Tech Lab, "IAB New Standard Ad Unit Portfolio" (2017), fixed-size ad specifications'
