@@ -4,9 +4,13 @@ downloaded and replaced through the API."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from fastapi.testclient import TestClient
+
 from adstack.accounts.models import Role
+from tests.console.support import csrf_from, png_bytes, registration_form
 from tests.support import MINIMAL_PDF, Api, expect
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -197,3 +201,43 @@ def test_countries_are_iso_3166_codes(api: Api) -> None:
     bad_rule = api.client.post("/api/v1/settlement-rules", headers=manager.headers, json={
         "country": "XX", "entity": "Xiaomi Singapore", "currency": "USD", "contract_version": "v"})
     assert bad_rule.status_code == 422
+
+
+# ---------- the console's registration form ----------
+
+
+def test_the_registration_form_preselects_no_country_entity_or_currency(client: TestClient) -> None:
+    page = client.get("/console/register").text
+    assert re.search(r'<option value="" selected>\s*Choose the country or region', page)
+    assert re.search(r'<select id="settlement"[^>]*>\s*<option value="">Choose the country or region first', page)
+    assert "selected" not in page.split('id="settlement"', 1)[1].split("</select>", 1)[0]
+
+    singapore = client.get("/console/register/settlement", params={"country": "SG"}).text
+    assert "No settlement entity is set up for this country or region yet" in singapore
+    assert "Xiaomi" not in singapore
+    thailand = client.get("/console/register/settlement", params={"country": "TH"}).text
+    assert re.search(r'<option value="" selected>Choose the settlement entity and currency', thailand)
+    assert 'value="Xiaomi India|INR"' in thailand and 'value="Xiaomi India|INR" selected' not in thailand
+
+    # Posting without a choice is refused, naming the fields; nothing is registered.
+    form = {**registration_form(901, settlement=""), "csrf_token": csrf_from(page)}
+    refused = client.post("/console/register", data=form, follow_redirects=False,
+                          files={"document": ("licence.png", png_bytes(40, 40), "image/png")})
+    assert refused.status_code == 422
+    assert 'data-error-for="settlement_entity"' in refused.text
+
+
+def test_the_agreement_beside_the_checkbox_is_the_chosen_entitys(api: Api, client: TestClient) -> None:
+    india = client.get("/console/register/agreement", params={"country": "TH", "settlement": "Xiaomi India|USD"})
+    assert 'data-contract-version="IN universal version"' in india.text
+    assert "data-agreement-link" not in india.text  # no address published for it yet
+    nothing = client.get("/console/register/agreement", params={"country": "SG", "settlement": "Xiaomi India|USD"})
+    assert "data-contract-version" not in nothing.text
+
+    manager = api.admin(role=Role.ACCOUNT_MANAGER)
+    expect(api.client.post("/api/v1/settlement-rules", headers=manager.headers, json={
+        "country": "SG", "entity": "Xiaomi Singapore", "currency": "USD", "contract_version": "SG version",
+        "agreement_url": "https://example.org/agreements/sg"}), 201)
+    singapore = client.get("/console/register/agreement",
+                           params={"country": "SG", "settlement": "Xiaomi Singapore|USD"}).text
+    assert 'href="https://example.org/agreements/sg"' in singapore and 'data-contract-version="SG version"' in singapore

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.accounts import service as accounts
+from adstack.accounts.models import Account
+from adstack.campaigns.models import AdGroup, Campaign
 from adstack.finance.models import EntryType
 from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, creative, ledger, publisher
+from tests.console.support import post_form, register
 from tests.serving.test_api import eventually
 from tests.support import Actor, Api, expect
 
@@ -111,3 +119,37 @@ def test_exceptions_are_checked(api: Api) -> None:
         answer = api.client.post("/api/v1/ad-groups", headers=actor.headers,
                                  json={**base, "targeting": {"exceptions": exceptions}})
         assert _fields(expect(answer, 422)) == [field]
+
+
+def test_the_console_ad_group_form_takes_the_guides_time_zones_and_exceptions(client: TestClient,
+                                                                              session: Session) -> None:
+    register(client, 7301)
+    account_id = session.scalar(select(Account.id).where(Account.contact_email == "ops7301@example.com"))
+    assert account_id is not None
+    reviewer = accounts.principal_for(accounts.create_admin(session, email="boss7301@example.org",
+                                                            password="admin-password"))
+    accounts.review_account(session, reviewer, account_id, approve=True)
+    session.commit()
+    created = post_form(client, "/console/ads/new", "/console/ads/new", {
+        "objective": "performance", "name": "Exceptions", "promotion_type": "app_download",
+        "package_name": "com.example.game"})
+    assert created.status_code == 303, created.text[-1500:]
+    campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == "Exceptions"))
+    form_url = f"/console/ads/campaigns/{campaign_id}/ad-groups/new"
+    form = client.get(form_url).text
+    assert '<option value="Etc/GMT-8"' in form and ">UTC+8<" in form
+    assert 'value="Pacific/Auckland"' in form
+    fields = {"name": "Not on the news", "promotion_channel": "getapps", "target_group": "never_installed",
+              "placement_type": "interstitial", "countries": "ID", "time_zone": "Etc/GMT-8", "pacing": "even",
+              "schedule_mode": "all_day", "bid_type": "cpc", "bid": "0.35",
+              "exception_publisher_packages": "com.mi.news, com.mi.video", "exception_ad_space_ids": "12, x"}
+    refused = post_form(client, form_url, form_url, fields)
+    assert refused.status_code == 422 and 'data-error-for="targeting.exceptions.ad_space_ids"' in refused.text
+    saved = post_form(client, form_url, form_url, {**fields, "exception_ad_space_ids": "12"})
+    assert saved.status_code == 303, saved.text[-2000:]
+    group = session.scalars(select(AdGroup).where(AdGroup.name == "Not on the news")).one()
+    assert group.time_zone == "Etc/GMT-8"
+    assert group.targeting["exceptions"] == {"publisher_packages": ["com.mi.news", "com.mi.video"],
+                                             "ad_space_ids": [12]}
+    page = client.get(f"/console/ads/ad-groups/{group.id}/edit")
+    assert 'value="com.mi.news, com.mi.video"' in page.text

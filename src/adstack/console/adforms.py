@@ -81,6 +81,11 @@ def targeting_payload(form: FormData) -> dict[str, Any]:
         value = forms.text(form, name)
         if value:
             targeting[name] = value
+    # Typed ids that are not numbers pass through, so validation names the one at fault.
+    typed = split_list(forms.text(form, "exception_ad_space_ids"))
+    spaces = [int(t) if t.isdigit() and len(t) < 19 else t for t in typed]
+    targeting["exceptions"] = {"publisher_packages": split_list(forms.text(form, "exception_publisher_packages")),
+                               "ad_space_ids": spaces}
     return targeting
 
 
@@ -224,6 +229,9 @@ def ad_group_values(ad_group: AdGroup, amount: Any) -> dict[str, Any]:
         values[name] = ", ".join(targeting.get(name) or [])
     for name in ("os_version_min", "os_version_max"):
         values[name] = targeting.get(name) or ""
+    exceptions = targeting.get("exceptions") or {}
+    values["exception_publisher_packages"] = ", ".join(exceptions.get("publisher_packages") or [])
+    values["exception_ad_space_ids"] = ", ".join(str(s) for s in exceptions.get("ad_space_ids") or [])
     return values
 
 

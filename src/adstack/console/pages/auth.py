@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from adstack.accounts import service as accounts
 from adstack.accounts.limits import Refused, account_key, limiter_of
-from adstack.accounts.models import DocumentKind, RegistrationIn, SettlementRule, TokenKind, User
+from adstack.accounts.models import AccountType, DocumentKind, RegistrationIn, SettlementRule, TokenKind, User
 from adstack.accounts.passwords import MIN_PASSWORD_LENGTH
 from adstack.console import forms, i18n
 from adstack.console.forms import FormErrors
@@ -124,13 +124,30 @@ def switch_language(visitor: VisitorDep, form: FormDep) -> Response:
 # ---------- registration ----------
 
 
+def _country_code(value: str | None) -> str:
+    return value.upper()[:2] if value and value.isalpha() else ""
+
+
+def _chosen_rule(visitor: Visitor, country: str, settlement: str) -> SettlementRule | None:
+    """The settlement rule the form's country and "entity|currency" choice name, if any."""
+    entity, _, currency = settlement.partition("|")
+    code = _country_code(country)
+    if not code or not entity:
+        return None
+    rules: list[SettlementRule] = accounts.settlement_options(visitor.session, code)
+    return next((r for r in rules if r.entity == entity and r.currency == currency), None)
+
+
 def _registration_page(visitor: Visitor, values: dict[str, Any], errors: FormErrors, status: int = 200) -> Response:
-    country = values.get("country") or "SG"
+    # Nothing is preselected: the visitor chooses the country, then one of its entities and currencies.
+    country = _country_code(values.get("country"))
     return render(visitor, "auth/register.html", {
         "values": values,
         "errors": errors,
         "countries": choices.countries(visitor.language),
-        "settlements": accounts.settlement_options(visitor.session, country),
+        "settlements": accounts.settlement_options(visitor.session, country) if country else [],
+        "country_chosen": bool(country),
+        "agreement": _chosen_rule(visitor, country, values.get("settlement") or ""),
         "time_zones": choices.time_zones(),
         "document_kinds": list(DocumentKind),
     }, status=status)
@@ -140,16 +157,24 @@ def _registration_page(visitor: Visitor, values: dict[str, Any], errors: FormErr
 def register_page(visitor: VisitorDep) -> Response:
     if visitor.principal is not None:
         return redirect(f"{PREFIX}/")
-    return _registration_page(visitor, {"type": "advertiser", "country": "SG", "time_zone": "Asia/Singapore"},
-                              FormErrors())
+    return _registration_page(visitor, {"type": "advertiser", "time_zone": "UTC"}, FormErrors())
 
 
 @router.get("/register/settlement")
-def settlement_choices(visitor: VisitorDep, country: str = "SG") -> Response:
-    """The settlement entity/currency options a country allows (HTMX swaps them into the form)."""
-    code = country.upper()[:2] if country.isalpha() else "SG"
-    rows: list[SettlementRule] = accounts.settlement_options(visitor.session, code)
-    return render(visitor, "auth/_settlement_options.html", {"settlements": rows, "selected": ""})
+def settlement_choices(visitor: VisitorDep, country: str = "") -> Response:
+    """The settlement entity/currency options a country allows (HTMX swaps them into the form); none is
+    preselected, and a country without rules (Singapore until an operator sets its rule) says so."""
+    code = _country_code(country)
+    rows: list[SettlementRule] = accounts.settlement_options(visitor.session, code) if code else []
+    return render(visitor, "auth/_settlement_options.html",
+                  {"settlements": rows, "selected": "", "country_chosen": bool(code)})
+
+
+@router.get("/register/agreement")
+def agreement_link(visitor: VisitorDep, country: str = "", settlement: str = "") -> Response:
+    """The agreement text of the chosen entity's contract version, beside the checkbox (HTMX)."""
+    return render(visitor, "auth/_agreement.html",
+                  {"agreement": _chosen_rule(visitor, country[:8], settlement[:220])})
 
 
 @router.post("/register")
@@ -159,6 +184,7 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
     entity, _, currency = values["settlement"].partition("|")
     errors = FormErrors()
     document = forms.upload(form, "document")
+    shop_screenshot = forms.upload(form, "shop_screenshot")
     if document is None:
         errors.add("document", "required", "a qualification document is required")
     try:
@@ -195,7 +221,14 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
             accounts.add_document(session, actor, outcome.account.id, kind=kind,
                                   filename=document.filename or "document", stream=document.file,
                                   storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes)
-            if not settings.email_verification_required:
+            if shop_screenshot is not None:
+                accounts.add_document(session, actor, outcome.account.id, kind=DocumentKind.GETAPPS_SHOP_SCREENSHOT,
+                                      filename=shop_screenshot.filename or "getapps-shop",
+                                      stream=shop_screenshot.file, storage_dir=settings.data_dir,
+                                      max_bytes=settings.max_document_bytes)
+            # An agency without its shop screenshot waits to be submitted: its account manager may submit it.
+            ready = data.type != AccountType.AGENCY or shop_screenshot is not None
+            if ready and not settings.email_verification_required:
                 accounts.submit_account(session, actor, outcome.account.id)
         session.commit()
     except DomainError as exc:
