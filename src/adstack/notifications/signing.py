@@ -1,6 +1,6 @@
 """Webhook bodies and their signatures.
 
-The scheme is Stripe's (https://docs.stripe.com/webhooks#verify-manually; Stripe's own libraries'
+The scheme is Stripe's (https://docs.stripe.com/webhooks/signatures, "verify manually"; Stripe's own libraries'
 `compute_signature`): the header `Adstack-Signature: t=<unix seconds>,v1=<hex>` where the hex is
 HMAC-SHA256, keyed with the endpoint's secret, over `"<t>.<raw body>"`. A receiver recomputes it from the raw
 body, compares in constant time and refuses timestamps older than its tolerance (replays).
