@@ -1,7 +1,7 @@
 """Country and region codes: ISO 3166-1 alpha-2, from the ISO data pycountry ships (Debian's iso-codes).
 
-Source: pycountry documentation, https://pypi.org/project/pycountry/ ("countries": ISO 3166-1).
-"""
+Source: packages.debian.org/en/buster/armel/python-pycountry: "pycountry provides ISO country ... definitions ...
+taken from the iso-codes package"."""
 
 from __future__ import annotations
 
