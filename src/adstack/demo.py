@@ -102,11 +102,15 @@ PUBLISHERS = (
 CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
     "moonlight": [
         {"campaign": "Moonlight launch", "package": "com.moonlight.game", "partner": "appsflyer",
+         "iab_categories": ["IAB9-30"],  # Video & Computer Games: exchanges that block games get no bids
          "ad_groups": [
              {"name": "ID interstitial CPC", "placement": "interstitial", "format": "interstitial_image",
               "countries": ["ID"], "bid_type": "cpc", "bid_micros": 180_000, "daily_budget_micros": 60_000_000},
              {"name": "IN banner CPC", "placement": "banner", "format": "image_640x100",
               "countries": ["IN"], "bid_type": "cpc", "bid_micros": 60_000, "daily_budget_micros": 25_000_000},
+             # Exchange inventory (OpenRTB): the IAB medium rectangle, bought on any exchange banner that takes it.
+             {"name": "ID exchange IAB banner CPC", "placement": "banner", "format": "iab_banner_300x250",
+              "countries": ["ID"], "bid_type": "cpc", "bid_micros": 150_000, "daily_budget_micros": 20_000_000},
          ]},
     ],
     "kopi": [
@@ -136,7 +140,8 @@ CAMPAIGNS: dict[str, list[dict[str, Any]]] = {
 }
 
 # Source: Mi Ads Usage Guide, "Upload ad material information": the image size of each format the demo uses.
-IMAGE_SIZES = {"interstitial_image": (1200, 628), "image_640x100": (640, 100), "large_newsfeed_image": (1200, 628)}
+IMAGE_SIZES = {"interstitial_image": (1200, 628), "image_640x100": (640, 100), "large_newsfeed_image": (1200, 628),
+               "iab_banner_300x250": (300, 250)}  # Source: IAB New Standard Ad Unit Portfolio (creatives/iab_sizes)
 CLICK_RATE = {"interstitial": 0.05, "banner": 0.012, "newsfeed": 0.025}
 VIEW_THROUGH_INSTALL_RATE = 0.002
 ORGANIC_INSTALLS_PER_DAY = 6
@@ -361,7 +366,8 @@ def build_platform(platform: Platform, admin: str, rng: random.Random) -> dict[s
                                          "click_id_parameter": integration["click_id_parameter"]}
             campaign = platform.call("POST", "/api/v1/campaigns", token, expect=201, json={
                 "account_id": account_id, "objective": spec.get("objective", "performance"), "name": spec["campaign"],
-                "promotion_type": "app_download", "package_name": spec["package"]})
+                "promotion_type": "app_download", "package_name": spec["package"],
+                "iab_categories": spec.get("iab_categories", [])})
             for group in spec["ad_groups"]:
                 body = {"campaign_id": campaign["id"], "name": group["name"], "placement_type": group["placement"],
                         "bid_type": group["bid_type"], "bid_micros": group["bid_micros"],
@@ -392,9 +398,12 @@ def _creative(platform: Platform, token: str, account_id: int, ad_group_id: int,
               spec: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     width, height = IMAGE_SIZES[group["format"]]
     images = [_upload(platform, token, account_id, f"{group['format']}-{n}.png",
-                      _png(width, height, spec["campaign"], rng)) for n in range(2)]
+                      _png(width, height, spec["campaign"], rng))
+              for n in range(1 if group["format"].startswith("iab_") else 2)]
     icon = _upload(platform, token, account_id, "icon.png", _png(84, 84, "icon", rng))
     materials: dict[str, Any] = {"images": images}
+    if group["format"].startswith("iab_"):  # an IAB size: one image and its title (creatives/iab_sizes)
+        materials.update(titles=[spec["campaign"][:30]])
     if group["format"] in ("interstitial_image", "large_newsfeed_image"):  # the guide's card formats: one title
         materials.update(titles=[spec["campaign"][:30]], icon=icon, button_texts=["Install", "Play now"],
                          descriptions=["Fast, free and made for your phone", "Install now and play"])
