@@ -16,6 +16,7 @@ from adstack.core.settings import Settings
 from adstack.serving.engine import ServingState
 from adstack.serving.fx import FxRates
 from tests.serving.support import creative, group, snapshot
+from tests.support import Api
 
 IFA = "38400000-8cf0-11bd-b23e-10b96e40000d"
 AUCTION_PRICE = "${AUCTION_PRICE}"
@@ -288,3 +289,21 @@ def test_gzip_bodies_are_inflated_within_the_size_limit(client: TestClient) -> N
     other = {**headers, "content-encoding": "br"}
     assert client.post("/openrtb2/bid", content=body, headers=other).status_code == 400
     assert client.post("/openrtb2/bid", content=body, headers={"content-type": "application/json"}).status_code == 200
+
+
+# ---------- stored invalid traffic ----------
+
+
+@pytest.mark.parametrize(("address", "stored"), [("203.0.113.77", "203.0.113.0"),
+                                                 ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::")])
+def test_invalid_traffic_records_keep_only_the_network_of_the_client(
+        api: Api, address: str, stored: str) -> None:
+    serve(api.client, [banner_group()])
+    bid = first_bid(api.client.post("/openrtb2/bid", json=bid_request()))
+    forged = _local(bid["burl"]).replace("t=", "t=x", 1)
+    device = TestClient(api.client.app, client=(address, 40_000))  # the running app, seen from that address
+    assert device.get(forged).status_code == 400
+    api.settle()
+    admin = api.admin()
+    body = api.client.get("/api/v1/tracking/invalid", headers=admin.headers).json()
+    assert [item["client_ip"] for item in body["items"]] == [stored]

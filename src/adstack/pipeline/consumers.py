@@ -14,6 +14,7 @@ a touchpoint, and reaches the event store as an `invalid` event with its reasons
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -391,7 +392,7 @@ class Touchpoints:
                 "reason": text(record.get("reason"), 24), "message": text(record.get("msg"), 300),
                 "token": text(record.get("t"), 300), "account_id": claims.account_id if claims else None,
                 "ad_group_id": claims.ad_group_id if claims else None,
-                "impression_id": claims.impression_id if claims else "", "client_ip": text(record.get("ip"), 64),
+                "impression_id": claims.impression_id if claims else "", "client_ip": truncated_ip(record.get("ip")),
                 "user_agent": text(record.get("ua"), 300), "occurred_at": received_at(record)}
 
 
@@ -399,12 +400,23 @@ def text(value: Any, limit: int) -> str:  # PostgreSQL text cannot hold NUL
     return str(value or "").replace("\x00", "\\x00")[:limit]
 
 
+def truncated_ip(value: Any) -> str:
+    """What a stored invalid-traffic record keeps of a client address: its network, not the device's own
+    address (IPv4 /24, IPv6 /48, as address anonymisation commonly does); "" when it is no address."""
+    try:
+        address = ipaddress.ip_address(str(value or ""))
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
 def _filtered(item: Tracked, reasons: Reasons) -> dict[str, Any]:
     record, claims = item.record, item.claims
     return {"event_id": record["id"][:64], "kind": record["k"], "reason": reasons[0][:24],
             "message": "invalid traffic: " + ", ".join(reasons), "token": text(record.get("t"), 300),
             "account_id": claims.account_id, "ad_group_id": claims.ad_group_id,
-            "impression_id": claims.impression_id[:64], "client_ip": text(record.get("ip"), 64),
+            "impression_id": claims.impression_id[:64], "client_ip": truncated_ip(record.get("ip")),
             "user_agent": text(record.get("ua"), 300), "occurred_at": item.at}
 
 
