@@ -345,6 +345,10 @@ def test_a_fired_burl_brings_the_exchange_price_into_reports_as_media_cost_and_s
     assert f"&ap={AUCTION_PRICE}&cur=USD" in won["burl"]
     for _ in range(2):  # the exchange retries its billing notice: one impression, one media cost
         expect(client.get(_local(won["burl"].replace(AUCTION_PRICE, "0.85"))), 204)
+    # The device renders adm and fires our pixel in it too: still the same one impression.
+    pixels = [html.unescape(u) for u in re.findall(r'<img src="([^"]+)" width="1"', won["adm"])]
+    assert pixels[0] == won["burl"]
+    expect(client.get(_local(pixels[0].replace(AUCTION_PRICE, "0.85"))), 204)
     expect(client.get(_local(won["nurl"].replace(AUCTION_PRICE, "0.85"))), 204)
     for unfilled, other in zip(("${AUCTION_PRICE}", "-0.85", "zero"), others, strict=True):
         expect(client.get(_local(other["burl"].replace(AUCTION_PRICE, unfilled))), 204)

@@ -307,3 +307,56 @@ def test_invalid_traffic_records_keep_only_the_network_of_the_client(
     admin = api.admin()
     body = api.client.get("/api/v1/tracking/invalid", headers=admin.headers).json()
     assert [item["client_ip"] for item in body["items"]] == [stored]
+
+
+# ---------- over a real keep-alive connection ----------
+
+
+def test_hostile_requests_never_break_the_exchange_connection(settings: Settings) -> None:
+    """uvicorn on loopback: hostile bid requests get their 204/400 and the same connection bids right after."""
+    import http.client
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from adstack.app import create_app
+
+    app = create_app(settings)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        serve_app = app.state.serving
+        serve_app.engine.swap(ServingState.build(snapshot([banner_group()], fx=FxRates({"USD": 1}))))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        hostile: list[tuple[bytes, dict[str, str], int]] = [
+            (json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e308}])).encode(),
+             headers, 204),
+            (b'{"id": "x", "imp": [', headers, 400),
+            (json.dumps(bid_request(device={"geo": {"country": "ÉÉ"}})).encode(), headers, 200),
+            (json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}}] * 2)).encode(), headers, 400),
+            (b"\x1f\x8b\x08\x00garbage", {**headers, "Content-Encoding": "gzip"}, 400),
+            (json.dumps(bid_request(tmax=1)).encode(), headers, 204),
+            (json.dumps(bid_request(regs={"gpp": "~" * 5000, "gpp_sid": [7]})).encode(), headers, 200),
+        ]
+        for body, sent_headers, status in hostile:
+            connection.request("POST", "/openrtb2/bid", body=body, headers=sent_headers)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == status, body[:80]
+            connection.request("POST", "/openrtb2/bid", body=json.dumps(bid_request()).encode(), headers=headers)
+            after = connection.getresponse()
+            assert after.status == 200 and json.loads(after.read())["seatbid"]
+        connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
