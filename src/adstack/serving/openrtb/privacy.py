@@ -14,8 +14,10 @@ URLs, in third-party macros or in stored events), and no age or gender targeting
   third character (opted out of sale), or a GPP string (`regs.gpp`) whose applicable sections (`regs.gpp_sid`)
   include a US section. The US Privacy section (6) is read as above; the US national and state sections
   (7 and above) are not decoded here, so their presence is taken as an opt-out: the safe reading.
-  Source: IAB Tech Lab, US Privacy String v1.0 (character 3, "Opt-Out Sale"); GPP Section Information
-  (section ids 6 uspv1, 7 usnat, 8-22 US states).
+  Source: IAB Tech Lab, US Privacy String v1.0 (github.com/InteractiveAdvertisingBureau/USPrivacy, CCPA/
+  "US Privacy String.md": version, explicit notice, opt-out sale, LSPA); Global Privacy Platform section
+  specifications (github.com/InteractiveAdvertisingBureau/Global-Privacy-Platform, Sections/: 6 uspv1,
+  7 usnat "registered as Section ID 7", 8 and above the US states).
 """
 
 from __future__ import annotations
