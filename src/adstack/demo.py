@@ -30,6 +30,7 @@ from adstack.accounts.models import Role, User
 from adstack.app import create_app
 from adstack.apps.partners import SPECS
 from adstack.attribution.models import Conversion
+from adstack.audiences.service import DEFAULT_PACKAGE_CATEGORIES
 from adstack.core.bootstrap import migrate
 from adstack.core.db import session_scope
 from adstack.core.settings import Settings
@@ -426,6 +427,20 @@ def _postback(platform: Platform, app: dict[str, Any], values: dict[str, str], s
     summary.postbacks += 1
 
 
+# Everyday apps a phone already has, from the audience package categories, so installed-app, behaviour and
+# usage labels have data on demo devices.
+EVERYDAY_APPS: tuple[str, ...] = tuple(package for package, _ in DEFAULT_PACKAGE_CATEGORIES)
+
+
+def _usage_since_last_request(device: Device, rng: random.Random) -> dict[str, int]:
+    """Seconds of use of one to three of the device's everyday apps since its last ad request."""
+    everyday = sorted(p for p in device.installed if p in EVERYDAY_APPS)
+    if not everyday:
+        return {}
+    return {package: rng.randrange(30, 1800) for package in rng.sample(everyday, min(len(everyday),
+                                                                                       rng.randint(1, 3)))}
+
+
 def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device], *, config: DemoConfig,
                  rng: random.Random, summary: DemoSummary, advance: Callable[[int], None],
                  span: timedelta = timedelta(hours=22)) -> None:
@@ -443,7 +458,8 @@ def simulate_day(platform: Platform, cast: dict[str, Any], devices: list[Device]
             "ad_space_id": space["id"], "count": 1,
             "device": {"gaid": device.gaid, "country": device.country, "language": device.language,
                        "model": device.model, "os_version": "14", "network": rng.choice(["wifi", "4g"])},
-            "app": {"package": space["package"], "installed_packages": sorted(device.installed)}})
+            "app": {"package": space["package"], "installed_packages": sorted(device.installed),
+                    "usage_seconds": _usage_since_last_request(device, rng)}})
         summary.requests += 1
         advance(1)
         for ad in answer["ads"]:
@@ -534,7 +550,8 @@ def run(settings: Settings, config: DemoConfig | None = None, *,
             cast = build_platform(platform, admin, rng)
         devices = [Device(gaid=str(uuid.UUID(int=rng.getrandbits(128), version=4)), country=country,
                           language=rng.choice(LANGUAGES[country]), model=rng.choice(MODELS),
-                          address=f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255 or 1}")
+                          address=f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255 or 1}",
+                          installed=set(rng.sample(EVERYDAY_APPS, rng.randint(2, 6))))
                    for n, country in enumerate(rng.choices(["ID", "IN"], weights=[55, 45], k=config.devices),
                                                start=1)]
         for day in range(config.days, 0, -1):

@@ -27,9 +27,9 @@ def _label(api: Api, actor: Actor, conditions: list[dict[str, object]], name: st
 
 
 def _record(session: Session, gaid: str, packages: list[str], usage: dict[str, int] | None = None,
-            seen_at: datetime | None = None) -> None:
+            seen_at: datetime | None = None, country: str | None = "IN") -> None:
     service.record_device_profile(session, gaid=gaid, installed_packages=packages, usage=usage,
-                                  seen_at=seen_at or utcnow())
+                                  seen_at=seen_at or utcnow(), country=country)
     session.commit()
 
 
@@ -83,6 +83,12 @@ def test_conditions_over_apps_categories_behaviour_and_usage(session: Session) -
     assert members([{"kind": "usage_time", "package": GAME, "within_days": 7, "max_seconds": 600}]) == \
         {light, idle, social}
     assert members([{"kind": "usage_time", "category": "social", "min_seconds": 60}]) == {social}
+    # App behaviours by categories: used an app of the category within the window (installed is not enough:
+    # heavy has a "games" app installed but reported no use of it).
+    assert members([{"kind": "active_in_categories", "categories": ["games"], "within_days": 7}]) == set()
+    assert members([{"kind": "active_in_categories", "categories": ["social", "games"]}]) == {social}
+    assert members([{"kind": "active_in_categories", "categories": ["social"], "within_days": 1}]) == {social}
+    assert members([{"kind": "active_in_categories", "categories": ["video"]}]) == set()
     assert members([{"kind": "installed_apps", "packages": [GAME]}], seen_within_days=90) == \
         {heavy, light, idle, stale}
 

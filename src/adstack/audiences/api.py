@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from adstack.audiences import service
+from adstack.audiences import portraits, service
 from adstack.audiences.ids import IdType
 from adstack.audiences.models import (
     Audience,
@@ -28,6 +28,8 @@ from adstack.audiences.models import (
     AudienceUpdate,
     BatchDeleteIn,
     BatchDeleteOut,
+    DeviceTagsIn,
+    DeviceTagsOut,
     ImportResult,
     LabelAudienceCreate,
     PackageCategoryIn,
@@ -35,6 +37,7 @@ from adstack.audiences.models import (
     ReachRead,
     RegionIn,
     RegionRead,
+    TagCount,
     UploadMode,
     UploadReportRead,
     UploadSource,
@@ -237,6 +240,20 @@ def set_package_category(body: PackageCategoryIn, principal: CurrentPrincipal,
 def delete_package_category(row_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> None:
     service.delete_package_category(session, principal, row_id)
     session.commit()
+
+
+@router.get("/portrait-tags", response_model=list[TagCount],
+            summary="Portrait tags and how many devices hold each")
+def list_portrait_tags(principal: CurrentPrincipal, session: SessionDep) -> list[TagCount]:
+    return portraits.list_tags(session)
+
+
+@router.put("/portrait-tags", response_model=DeviceTagsOut,
+            summary="Write a portrait tag's devices: add, remove or replace (platform admins and account managers)")
+def write_portrait_tags(body: DeviceTagsIn, principal: CurrentPrincipal, session: SessionDep) -> DeviceTagsOut:
+    result = portraits.write_device_tags(session, principal, body)
+    session.commit()
+    return result
 
 
 # ---------- audiences ----------

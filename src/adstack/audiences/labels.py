@@ -62,6 +62,25 @@ class ActiveInApps(_Condition):
     within_days: Days = 7
 
 
+class ActiveInCategories(_Condition):
+    """App behaviour by categories: devices that used an app of these categories within the last N days."""
+
+    # Source: Mi Ads guide §6.1.1 "Select labels" (app behaviors by categories).
+    kind: Literal["active_in_categories"]
+    categories: list[CategoryCode] = Field(min_length=1, max_length=50)
+    within_days: Days = 7
+
+
+class PortraitTags(_Condition):
+    """A portrait package: devices a portrait pipeline tagged with these tags."""
+
+    # Source: Mi Ads guide §6.1.1 "Portrait information" (crowd packages from the portrait platform).
+    kind: Literal["portrait_tags"]
+    tags: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]] = Field(
+        min_length=1, max_length=50)
+    match: Match = "any"
+
+
 class UsageTime(_Condition):
     """Devices whose reported usage of an app, or of the apps of a category, over the last N days lies in
     [min_seconds, max_seconds]. With min_seconds 0, devices that reported no usage qualify too."""
@@ -85,7 +104,8 @@ class UsageTime(_Condition):
 
 
 Condition = Annotated[
-    InstalledApps | NotInstalledApps | InstalledCategories | NotInstalledCategories | ActiveInApps | UsageTime,
+    InstalledApps | NotInstalledApps | InstalledCategories | NotInstalledCategories | ActiveInApps
+    | ActiveInCategories | UsageTime | PortraitTags,
     Field(discriminator="kind"),
 ]
 
@@ -95,3 +115,11 @@ class LabelRule(BaseModel):
 
     conditions: list[Condition] = Field(min_length=1, max_length=20, description="All must hold.")
     seen_within_days: Days = Field(default=30, description="Only devices seen in ad requests this recently.")
+    # Source: Mi Ads guide §6.1.1: a portrait package auto-updates only while its ad group is delivering and
+    # auto update is checked.
+    auto_update: bool = Field(default=True, description="Portrait packages: rebuilt daily while an enabled ad "
+                                                        "group uses the audience; off: only on demand.")
+
+    @property
+    def is_portrait(self) -> bool:
+        return any(isinstance(c, PortraitTags) for c in self.conditions)

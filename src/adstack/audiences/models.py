@@ -7,7 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,13 +45,20 @@ DeviceKeyColumn = BigInteger()
 
 
 class AudienceRegion(Base):
-    """Country or region clusters an audience is built for; operators edit the list."""
+    """Country or region clusters an audience is built for; operators edit the list. A label audience of a
+    cluster holds only devices whose ad requests came from one of its countries."""
 
     __tablename__ = "audience_regions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(8), unique=True)
     name: Mapped[str] = mapped_column(String(100))
+    # ISO 3166-1 alpha-2 codes; empty means the cluster's own code, when that is a country code.
+    countries: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    @property
+    def country_codes(self) -> list[str]:
+        return list(self.countries) if self.countries else ([self.code] if len(self.code) == 2 else [])
 
 
 class Audience(Base, TimestampMixin):
@@ -130,8 +137,20 @@ class DeviceProfile(Base):
 
     device_key: Mapped[int] = mapped_column(DeviceKeyColumn, primary_key=True, autoincrement=False)
     sha256_key: Mapped[int] = mapped_column(DeviceKeyColumn, index=True)
+    country: Mapped[str | None] = mapped_column(String(2), index=True)  # of the latest request that said
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DeviceTag(Base):
+    """Portrait tags (interests and the like) a portrait pipeline assigns to devices through the API; portrait
+    packages are label audiences over them."""
+
+    __tablename__ = "device_tags"
+
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_key: Mapped[int] = mapped_column(DeviceKeyColumn, primary_key=True, autoincrement=False)
+    updated_at: Mapped[datetime]
 
 
 class DeviceApp(Base):
@@ -269,17 +288,52 @@ class BatchDeleteOut(BaseModel):
     validate_only: bool
 
 
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
 class RegionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: RegionCode
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    countries: list[CountryCode] = Field(default_factory=list, max_length=250,
+                                         description="The cluster's countries (ISO alpha-2); empty: the code's "
+                                                     "own country.")
 
 
-class RegionRead(RegionIn):
+class RegionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    code: str
+    name: str
+    countries: list[str] = Field(validation_alias=AliasChoices("country_codes", "countries"))
+
+
+TagName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+
+
+class DeviceTagsIn(BaseModel):
+    """A portrait pipeline's write: devices gaining or losing a tag, or the tag's whole device set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tag: TagName
+    id_type: Annotated[IdType, Field(description="gaid or gaid_md5: the key space serving matches in.")]
+    ids: list[Annotated[str, StringConstraints(max_length=64)]] = Field(max_length=10_000)
+    mode: Annotated[str, Field(pattern="^(add|remove|replace)$", description="add, remove or replace")] = "add"
+
+
+class DeviceTagsOut(BaseModel):
+    tag: str
+    devices: int = Field(description="Devices holding the tag after the write.")
+    changed: int
+    invalid_ids: int
+
+
+class TagCount(BaseModel):
+    tag: str
+    devices: int
 
 
 class PackageCategoryIn(BaseModel):

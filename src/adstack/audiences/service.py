@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pyroaring import BitMap64
-from sqlalchemy import Select, Table, case, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -38,12 +38,14 @@ from adstack.audiences.ids import (
 )
 from adstack.audiences.labels import (
     ActiveInApps,
+    ActiveInCategories,
     Condition,
     InstalledApps,
     InstalledCategories,
     LabelRule,
     NotInstalledApps,
     NotInstalledCategories,
+    PortraitTags,
     UsageTime,
 )
 from adstack.audiences.models import (
@@ -59,6 +61,7 @@ from adstack.audiences.models import (
     DeviceApp,
     DeviceAppUsage,
     DeviceProfile,
+    DeviceTag,
     LabelAudienceCreate,
     PackageCategory,
     PackageCategoryIn,
@@ -130,11 +133,16 @@ def add_region(session: Session, principal: Principal, data: RegionIn) -> Audien
     _require_operator(principal)
     if session.scalar(select(AudienceRegion.id).where(AudienceRegion.code == data.code)) is not None:
         raise Conflict(f"region {data.code} exists", fields=[FieldError("code", "unique", actual=data.code)])
-    region = AudienceRegion(code=data.code, name=data.name)
+    if not data.countries and len(data.code) != 2:
+        raise ValidationFailed.single("countries", "required_for_cluster",
+                                      "name the cluster's countries; only a country code stands for itself",
+                                      limit=1, actual=0)
+    region = AudienceRegion(code=data.code, name=data.name, countries=sorted(set(data.countries)))
     session.add(region)
     session.flush()
     oplog.record(session, actor=principal, operation=Operation.CREATE, object_type="audience_region",
-                 object_id=region.id, object_name=region.name, after={"code": region.code, "name": region.name})
+                 object_id=region.id, object_name=region.name,
+                 after={"code": region.code, "name": region.name, "countries": region.country_codes})
     return region
 
 
@@ -522,7 +530,8 @@ def refresh_label_audience(session: Session, principal: Principal | None, audien
     if audience.kind != AudienceKind.LABEL or audience.rule is None:
         raise InvalidState("only label audiences are refreshed; uploaded audiences change by file")
     before = snapshot(audience)
-    members = materialise(session, LabelRule.model_validate(audience.rule), now=now or utcnow())
+    members = materialise(session, LabelRule.model_validate(audience.rule), now=now or utcnow(),
+                          countries=region_countries(session, audience.region_code))
     size = _replace_membership(session, audience.id, _split_partitions(members))
     audience.size = size
     audience.version += 1
@@ -568,10 +577,16 @@ def refresh_due_label_audiences(factory: sessionmaker[Session], *, now: datetime
     so one failing rule marks only its audience failed. Returns how many were refreshed."""
     now = now or utcnow()
     with factory() as session:
-        due = list(session.scalars(select(Audience.id).where(
+        stale = list(session.scalars(select(Audience).where(
             Audience.kind == AudienceKind.LABEL.value,
             or_(Audience.refreshed_at.is_(None), Audience.refreshed_at < now - interval),
         ).order_by(Audience.id)))
+        # Source: Mi Ads guide §6.1.1: a portrait package auto-updates only while an ad group using it is
+        # delivering and its auto update is on.
+        portraits = [a for a in stale if a.rule and LabelRule.model_validate(a.rule).is_portrait]
+        delivering = enabled_ad_groups_using(session, portraits)
+        due = [a.id for a in stale if a not in portraits
+               or (a.id in delivering and LabelRule.model_validate(a.rule).auto_update)]
     refreshed = 0
     for audience_id in due:
         try:
@@ -606,10 +621,20 @@ def _keys(session: Session, stmt: Select[Any]) -> BitMap64:
     return members
 
 
-def materialise(session: Session, rule: LabelRule, *, now: datetime) -> BitMap64:
-    """Devices seen within the rule's window that meet every condition."""
+def region_countries(session: Session, region_code: str) -> list[str]:
+    region = session.scalar(select(AudienceRegion).where(AudienceRegion.code == region_code))
+    return region.country_codes if region is not None else []
+
+
+def materialise(session: Session, rule: LabelRule, *, now: datetime, countries: Sequence[str] | None = None
+                ) -> BitMap64:
+    """Devices seen within the rule's window that meet every condition; with `countries` (the audience's
+    region cluster), only devices whose latest request came from one of them."""
     seen_since = now - timedelta(days=rule.seen_within_days)
-    universe = _keys(session, select(DeviceProfile.device_key).where(DeviceProfile.last_seen_at >= seen_since))
+    seen = select(DeviceProfile.device_key).where(DeviceProfile.last_seen_at >= seen_since)
+    if countries is not None:
+        seen = seen.where(DeviceProfile.country.in_(list(countries)))
+    universe = _keys(session, seen)
     members = universe.copy()
     for condition in rule.conditions:
         if not members:
@@ -648,8 +673,22 @@ def _condition_members(session: Session, condition: Condition, universe: BitMap6
         return _keys(session, select(DeviceAppUsage.device_key).where(
             DeviceAppUsage.package.in_(condition.packages), DeviceAppUsage.day >= since,
             DeviceAppUsage.seconds > 0))
+    if isinstance(condition, ActiveInCategories):
+        since = today - timedelta(days=condition.within_days - 1)
+        return _keys(session, select(DeviceAppUsage.device_key)
+                     .join(PackageCategory, PackageCategory.package == DeviceAppUsage.package)
+                     .where(PackageCategory.category.in_(condition.categories), DeviceAppUsage.day >= since,
+                            DeviceAppUsage.seconds > 0))
+    if isinstance(condition, PortraitTags):
+        if condition.match == "all":
+            return _intersect(_tagged(session, [t]) for t in condition.tags)
+        return _tagged(session, condition.tags)
     assert isinstance(condition, UsageTime)
     return _usage_members(session, condition, universe, today=today)
+
+
+def _tagged(session: Session, tags: Sequence[str]) -> BitMap64:
+    return _keys(session, select(DeviceTag.device_key).where(DeviceTag.tag.in_(list(tags))))
 
 
 def _usage_members(session: Session, condition: UsageTime, universe: BitMap64, *, today: date) -> BitMap64:
@@ -799,10 +838,14 @@ class _DeviceReport:
     packages: tuple[str, ...] | None = None
     packages_seen_at: datetime | None = None
     usage: dict[tuple[str, date], int] = field(default_factory=dict)
+    country: str | None = None
 
-    def merge(self, packages: tuple[str, ...] | None, usage: Mapping[str, int], seen_at: datetime) -> None:
+    def merge(self, packages: tuple[str, ...] | None, usage: Mapping[str, int], seen_at: datetime,
+              country: str | None = None) -> None:
         if packages is not None and (self.packages_seen_at is None or seen_at >= self.packages_seen_at):
             self.packages, self.packages_seen_at = packages, seen_at
+        if country is not None and (self.country is None or seen_at >= self.seen_at):
+            self.country = country
         self.seen_at = max(self.seen_at, seen_at)
         day = seen_at.date()
         for package, seconds in usage.items():
@@ -840,7 +883,7 @@ class DeviceProfileStore:
         return len(self._pending)
 
     def record(self, *, gaid: str, installed_packages: Sequence[str], usage: Mapping[str, int] | None,
-               seen_at: datetime) -> None:
+               seen_at: datetime, country: str | None = None) -> None:
         packages, cleaned_usage = _clean_report(installed_packages, usage)
         key = device_key(gaid)
         seen_at = as_utc(seen_at)
@@ -849,7 +892,7 @@ class DeviceProfileStore:
             if report is None:
                 report = self._pending[key] = _DeviceReport(key=key, sha256_key=sha256_device_key(gaid),
                                                             seen_at=seen_at)
-            report.merge(packages, cleaned_usage, seen_at)
+            report.merge(packages, cleaned_usage, seen_at, _country(country))
             full = len(self._pending) >= self._max_pending
         if full:
             self.flush()
@@ -867,20 +910,28 @@ class DeviceProfileStore:
 
 def record_device_profile(session_or_store: Session | DeviceProfileStore, *, gaid: str,
                           installed_packages: Sequence[str], usage: Mapping[str, int] | None,
-                          seen_at: datetime) -> None:
+                          seen_at: datetime, country: str | None = None) -> None:
     """Note what an ad request reported about its device: installed packages (the full list, or empty when
     not reported), seconds of use per package since the last report, and when.
 
     With a `DeviceProfileStore` this only buffers (cheap, for the hot path); with a session it writes at once
     and the caller commits. The raw GAID is hashed here and never stored."""
     if isinstance(session_or_store, DeviceProfileStore):
-        session_or_store.record(gaid=gaid, installed_packages=installed_packages, usage=usage, seen_at=seen_at)
+        session_or_store.record(gaid=gaid, installed_packages=installed_packages, usage=usage, seen_at=seen_at,
+                                country=country)
         return
     packages, cleaned_usage = _clean_report(installed_packages, usage)
     seen_at = as_utc(seen_at)
     report = _DeviceReport(key=device_key(gaid), sha256_key=sha256_device_key(gaid), seen_at=seen_at)
-    report.merge(packages, cleaned_usage, seen_at)
+    report.merge(packages, cleaned_usage, seen_at, _country(country))
     write_device_reports(session_or_store, [report])
+
+
+def _country(value: str | None) -> str | None:
+    """An ISO alpha-2 code as requests send it, upper-cased; anything else is unknown."""
+    if not value or len(value) != 2 or not value.isascii() or not value.isalpha():
+        return None
+    return value.upper()
 
 
 def _upsert(session: Session) -> Any:
@@ -902,10 +953,14 @@ def write_device_reports(session: Session, reports: Iterable[_DeviceReport]) -> 
     session.execute(profiles.on_conflict_do_update(
         index_elements=[profile_table.c.device_key],
         set_={"sha256_key": profiles.excluded.sha256_key,
+              # The latest request's country wins; a request that named none keeps the known one.
+              "country": case((and_(profiles.excluded.country.is_not(None),
+                                    profiles.excluded.last_seen_at >= profile_table.c.last_seen_at),
+                               profiles.excluded.country), else_=profile_table.c.country),
               "last_seen_at": case((profiles.excluded.last_seen_at > profile_table.c.last_seen_at,
                                     profiles.excluded.last_seen_at), else_=profile_table.c.last_seen_at)},
-    ), [{"device_key": to_signed(r.key), "sha256_key": to_signed(r.sha256_key), "first_seen_at": r.seen_at,
-         "last_seen_at": r.seen_at} for r in ordered])
+    ), [{"device_key": to_signed(r.key), "sha256_key": to_signed(r.sha256_key), "country": r.country,
+         "first_seen_at": r.seen_at, "last_seen_at": r.seen_at} for r in ordered])
     app_rows = [{"device_key": to_signed(r.key), "package": p, "installed": True,
                  "first_seen_at": r.packages_seen_at, "last_seen_at": r.packages_seen_at}
                 for r in ordered if r.packages for p in sorted(r.packages)]

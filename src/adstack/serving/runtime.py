@@ -82,7 +82,7 @@ class ServingRuntime:
         self._last: dict[str, float] = {}
         self.device_profiles: Any = None
         self.install_history = InstallHistory()
-        self._device_reports: dict[tuple[str, int], float] = {}
+        self._device_reports: dict[tuple[str, str | None, int], float] = {}
         self.audience_index: Any = None
         self.rebuilds = 0
         _live.add(self)
@@ -268,13 +268,13 @@ class ServingRuntime:
     # ---------- device profiles ----------
 
     def note_device(self, gaid: str, installed_packages: list[str] | None, usage_seconds: dict[str, int] | None,
-                    now: datetime) -> None:
+                    now: datetime, *, country: str | None = None) -> None:
         """Pass what a request reports about its device to the profile store. A device asks for ads many times
         a session; the same report within DEVICE_REPORT_SECONDS adds nothing and is skipped (usage time always
         counts). Reported packages that ad groups promote also enter the install history."""
         store = self.device_profiles
         if not usage_seconds:
-            signature = (gaid, hash(tuple(installed_packages)) if installed_packages else 0)
+            signature = (gaid, country, hash(tuple(installed_packages)) if installed_packages else 0)
             moment = now.timestamp()
             last = self._device_reports.get(signature)
             if last is not None and moment - last < DEVICE_REPORT_SECONDS:
@@ -288,7 +288,8 @@ class ServingRuntime:
             self.install_history.observe(device_key(gaid), installed_packages, now.timestamp())
         if store is None:
             return
-        store.record(gaid=gaid, installed_packages=installed_packages or [], usage=usage_seconds, seen_at=now)
+        store.record(gaid=gaid, installed_packages=installed_packages or [], usage=usage_seconds, seen_at=now,
+                     country=country)
 
     def load_install_history(self, limit: int = MAX_LOADED_INSTALL_ROWS) -> int:
         """Take back what the device profile store kept of the tracked packages, most recently reported first."""

@@ -154,7 +154,8 @@ def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: dateti
                             installs=runtime.install_history)
     decisions = runtime.engine.decide(request, space=space)
     if request.gaid:
-        runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now)
+        runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now,
+                           country=request.country)
     request_id = secrets.token_urlsafe(12)
     runtime.record([ad_request_event(request_id, request, wanted=data.count, filled=len(decisions)),
                     *request_events(decisions, request)])

@@ -1,0 +1,127 @@
+"""Region clusters of label audiences (fed by the SDK's own requests) and portrait packages over
+operator-written tags, with their daily auto update while an ad group using them delivers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adstack.audiences import service
+from adstack.audiences.ids import device_key
+from adstack.core.timeutil import utcnow
+from tests.audiences.helpers import gaids, md5_hex
+from tests.campaigns.helpers import ad_group, ad_space, campaign, publisher
+from tests.serving.test_api import eventually
+from tests.support import Actor, Api, expect
+
+GAME = "com.example.game"
+
+
+def _ad_request(api: Api, space_id: int, gaid: str, country: str, packages: list[str],
+                usage: dict[str, int] | None = None) -> int:
+    body = {"ad_space_id": space_id, "count": 1, "device": {"gaid": gaid, "country": country},
+            "app": {"package": "com.mi.browser", "installed_packages": packages, "usage_seconds": usage or {}}}
+    return api.client.post("/v1/ads", json=body).status_code
+
+
+def _label(api: Api, actor: Actor, region: str, conditions: list[dict[str, Any]], name: str,
+           **rule: Any) -> dict[str, Any]:
+    body = {"name": name, "region_code": region, "rule": {"conditions": conditions, **rule}}
+    return expect(api.client.post("/api/v1/audiences/labels", headers=actor.headers, json=body), 201)
+
+
+def test_a_region_cluster_label_audience_holds_only_devices_of_its_countries(api: Api, session: Session) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    russian, indian, indonesian, kazakh = gaids(4, seed=8)
+    assert eventually(lambda: _ad_request(api, space["id"], russian, "RU", [GAME]) == 200)
+    assert _ad_request(api, space["id"], indian, "in", [GAME], {GAME: 600}) == 200
+    assert _ad_request(api, space["id"], indonesian, "ID", [GAME]) == 200
+    assert _ad_request(api, space["id"], kazakh, "KZ", [GAME]) == 200
+    api.client.app.state.serving.device_profiles.flush()  # type: ignore[attr-defined]
+
+    # An operator's CIS cluster names its countries; a bare cluster code needs them.
+    cis = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
+                                 json={"code": "CIS", "name": "CIS", "countries": ["RU", "KZ"]}), 201)
+    assert cis["countries"] == ["KZ", "RU"]
+    error = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
+                                   json={"code": "SEA", "name": "South-East Asia"}), 422)["error"]
+    assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("countries", "required_for_cluster")
+
+    installed = [{"kind": "installed_apps", "packages": [GAME]}]
+    russia = _label(api, adv, "RU", installed, "Gamers RU")
+    india = _label(api, adv, "IN", installed, "Gamers IN")
+    cluster = _label(api, adv, "CIS", installed, "Gamers CIS")
+    india_active = _label(api, adv, "IN", [{"kind": "active_in_apps", "packages": [GAME]}], "Players IN")
+    assert [a["size"] for a in (russia, india, cluster, india_active)] == [1, 1, 2, 1]
+    index = service.load_audience_index(session)
+    assert index.contains(russia["id"], device_key(russian))
+    assert not any(index.contains(russia["id"], device_key(g)) for g in (indian, indonesian, kazakh))
+    assert index.contains(india["id"], device_key(indian)) and index.contains(india_active["id"], device_key(indian))
+    assert {g for g in (russian, indian, indonesian, kazakh) if index.contains(cluster["id"], device_key(g))} == \
+        {russian, kazakh}
+
+    # A device that moves is counted where its latest request came from.
+    assert _ad_request(api, space["id"], russian, "IN", [GAME]) == 200
+    api.client.app.state.serving.device_profiles.flush()  # type: ignore[attr-defined]
+    for audience, size in ((russia, 0), (india, 2)):
+        refreshed = expect(api.client.post(f"/api/v1/audiences/{audience['id']}/refresh", headers=adv.headers), 200)
+        assert refreshed["size"] == size
+
+
+def _tags(api: Api, actor: Actor, tag: str, ids: list[str], *, mode: str = "add", id_type: str = "gaid",
+          expected: int = 200) -> Any:
+    return expect(api.client.put("/api/v1/audiences/portrait-tags", headers=actor.headers,
+                                 json={"tag": tag, "ids": ids, "mode": mode, "id_type": id_type}), expected)
+
+
+def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_delivering(
+        api: Api, session: Session, session_factory: sessionmaker[Session]) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    racing, puzzle, both, untagged = gaids(4, seed=9)
+    for gaid in (racing, puzzle, both, untagged):
+        service.record_device_profile(session, gaid=gaid, installed_packages=[], usage=None, seen_at=utcnow(),
+                                      country="IN")
+    session.commit()
+
+    # Only operators write tags; a tenant is refused, and ids that are none of the type are counted.
+    assert _tags(api, adv, "interest.racing", [racing], expected=403)["error"]["code"] == "forbidden"
+    written = _tags(api, admin, "interest.racing", [racing, both, "not-an-id"])
+    assert (written["devices"], written["changed"], written["invalid_ids"]) == (2, 2, 1)
+    assert _tags(api, admin, "interest.puzzle", [md5_hex(puzzle), md5_hex(both)], id_type="gaid_md5")["devices"] == 2
+    error = _tags(api, admin, "interest.racing", ["x"], expected=422)["error"]
+    assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("ids", "valid_ids")
+    listed = expect(api.client.get("/api/v1/audiences/portrait-tags", headers=adv.headers), 200)
+    assert {row["tag"]: row["devices"] for row in listed} == {"interest.puzzle": 2, "interest.racing": 2}
+
+    package = _label(api, adv, "IN", [{"kind": "portrait_tags", "tags": ["interest.racing"]}], "Racing fans")
+    either = _label(api, adv, "IN", [{"kind": "portrait_tags", "tags": ["interest.racing", "interest.puzzle"],
+                                      "match": "all"}], "Racing and puzzle", auto_update=False)
+    assert (package["size"], either["size"]) == (2, 1)
+
+    # The pipeline replaces the racing set; the package follows on its daily update, but only while an enabled
+    # ad group uses it, and never with auto update off.
+    assert _tags(api, admin, "interest.racing", [racing, puzzle, both, untagged], mode="replace")["devices"] == 4
+    tomorrow = utcnow() + timedelta(days=1, minutes=1)
+    assert service.refresh_due_label_audiences(session_factory, now=tomorrow) == 0
+
+    def size(audience: dict[str, Any]) -> int:
+        return int(expect(api.client.get(f"/api/v1/audiences/{audience['id']}", headers=adv.headers), 200)["size"])
+
+    assert size(package) == 2
+    camp = campaign(api, adv)
+    group = ad_group(api, adv, camp["id"], targeting={"countries": ["IN"],
+                                                      "include_audience_ids": [package["id"], either["id"]]})
+    assert group["status"] == "enabled"
+    assert service.refresh_due_label_audiences(session_factory, now=tomorrow) == 1
+    assert (size(package), size(either)) == (4, 1)
+    expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers, json={"status": "paused"}), 200)
+    _tags(api, admin, "interest.racing", [untagged], mode="remove")
+    assert service.refresh_due_label_audiences(session_factory, now=tomorrow + timedelta(days=1, minutes=1)) == 0
+    assert size(package) == 4
+    index = service.load_audience_index(session)
+    assert index.contains(package["id"], device_key(untagged))
