@@ -10,7 +10,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from adstack.connectors import service
-from adstack.connectors.adjust import PulledRow
+from adstack.connectors.base import PulledRow
 from adstack.connectors.models import AppBinding, PartnerConnection, PartnerMetricRow
 from adstack.core.db import make_session_factory
 from adstack.core.security import Encryptor
@@ -81,7 +81,7 @@ def test_a_binding_deleted_while_the_partner_answers_is_not_written(api: Api, se
 
 
 @pytest.mark.parametrize(("target", "field"), [
-    ("binding", "ad_revenue_sources"), ("binding", "attribution_status"), ("binding", "utc_offset"),
+    ("binding", "ad_revenue_sources"), ("binding", "reattributed"), ("binding", "utc_offset"),
     ("binding", "enabled"), ("connection", "name"), ("connection", "status"), ("connection", "api_token"),
 ])
 def test_null_for_a_field_that_cannot_be_null_is_refused_by_name(api: Api, session: Session, target: str,

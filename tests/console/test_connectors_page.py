@@ -21,10 +21,10 @@ APP_TOKEN = "abc123xyz"
 
 @pytest.fixture
 def fake_adjust(client: TestClient) -> Iterator[FakeAdjust]:
-    rows = [{"day": days_back(1), "campaign": "Spring push", "country": country, "installs": installs,
+    rows = [{"day": days_back(1), "campaign": "Spring push", "country_code": country, "installs": installs,
              "network_cost": "10.50", "all_revenue": "12.00"}
-            for country, installs in (("id", 120), ("in", 80), ("br", 7))]
-    server = FakeAdjust(token=TOKEN, apps={APP_TOKEN: rows}).start()
+            for country, installs in (("ID", 120), ("IN", 80), ("BR", 7))]
+    server = FakeAdjust.single(TOKEN, {APP_TOKEN: rows}).start()
     client.app.state.settings.adjust_api_url = server.url  # type: ignore[attr-defined]
     client.app.state.settings.outbound_allowed_networks = "127.0.0.1/32"  # type: ignore[attr-defined]
     yield server
@@ -42,9 +42,9 @@ def _add_connection(client: TestClient, token: str = TOKEN, name: str = "Adjust 
 
 def _bind(client: TestClient, page: str, app_token: str = APP_TOKEN) -> None:
     bound = post_form(client, page, f"{page}/apps", {
-        "app_token": app_token, "app_name": "Example Game", "utc_offset": "+08:00", "attribution_type": "all",
-        "attribution_source": "first", "attribution_status": "attributed, organic",
-        "ad_revenue_sources": "applovin_max_sdk"})
+        "app_token": app_token, "app_name": "Example Game", "utc_offset": "+08:00", "attribution_types": "impression",
+        "attribution_source": "first", "reattributed": "false", "ad_revenue_sources": "applovin_max_sdk",
+        "ad_spend_mode": "network", "currency": "EUR"})
     assert bound.status_code == 303, bound.text[-1500:]
 
 
@@ -88,16 +88,22 @@ def test_bind_shows_settings_and_notice_then_pull_counts_rows(client: TestClient
     _bind(client, page)
     html = client.get(page).text
     row = html.split(f"<td><code>{APP_TOKEN}</code></td>")[1].split("</tr>")[0]
-    for shown in ("Example Game", "+08:00", "<td>all</td>", "<td>first</td>", "attributed, organic",
-                  "applovin_max_sdk"):
+    for shown in ("Example Game", "+08:00", "<td>impression</td>", "<td>first</td>", "<td>false</td>",
+                  "applovin_max_sdk", "<td>network</td>", "<td>EUR</td>"):
         assert shown in row
+    assert "No successful pull yet." in before
 
     html = _pull(client, page)
     run = html.split('id="runs"')[1]
     assert 'data-status="succeeded"' in run
     assert re.search(r'<td class="run-rows">3</td>', run)
     assert 'id="pull-error"' not in html
-    assert fake_adjust.requests[-1]["params"]["utc_offset"] == "+08:00"
+    params = fake_adjust.requests[-1]["params"]
+    assert (params["utc_offset"], params["attribution_types"], params["currency"]) == ("+08:00", "impression", "EUR")
+    # The last pull's rows as Adjust sent them: labels, whole country codes, currency, cohort maturity.
+    pulled = html.split('id="pulled-rows"')[1].split("</table>")[0]
+    assert pulled.count('data-label="Spring push"') == 3 and "<td>ID</td>" in pulled and "<td>EUR</td>" in pulled
+    assert "immature" in pulled
 
 
 def test_bad_token_shows_the_partners_401_reason(client: TestClient, fake_adjust: FakeAdjust) -> None:
@@ -125,9 +131,11 @@ def test_bind_refusal_names_the_field(client: TestClient) -> None:
     register(client, 76)
     page = _add_connection(client)
     refused = post_form(client, page, f"{page}/apps", {"app_token": "ab", "utc_offset": "+25:00",
-                                                      "attribution_type": "click", "attribution_source": "first"})
+                                                      "attribution_types": "click", "attribution_source": "first",
+                                                      "currency": "euro"})
     assert refused.status_code == 422
-    assert 'data-error-for="app_token"' in refused.text and 'data-error-for="utc_offset"' in refused.text
+    for field in ("app_token", "utc_offset", "currency"):
+        assert f'data-error-for="{field}"' in refused.text
 
 
 def test_another_tenants_connection_is_not_found(client: TestClient) -> None:
@@ -206,21 +214,21 @@ def test_binding_settings_are_edited_and_refusals_name_the_field(client: TestCli
     binding = _binding_id(client, page)
     edited = post_form(client, page, f"{page}/apps/{binding}", {
         "app_name": "Example Game HD", "package_name": "com.example.hd", "utc_offset": "-05:00",
-        "attribution_type": "click", "attribution_source": "dynamic", "attribution_status": "attributed",
-        "ad_revenue_sources": "", "enabled": "true"})
+        "attribution_types_sent": "1", "attribution_types": "engaged_ad", "attribution_source": "dynamic",
+        "reattributed": "true", "ad_revenue_sources": "", "ad_spend_mode": "", "enabled": "true"})
     assert edited.status_code == 303
     row = _binding_row(client, page, binding)
-    for shown in ("Example Game HD", "com.example.hd", "-05:00", "<td>click</td>", "<td>dynamic</td>",
-                  "<td>attributed</td>"):
+    for shown in ("Example Game HD", "com.example.hd", "-05:00", "<td>engaged_ad</td>", "<td>dynamic</td>",
+                  "<td>true</td>", "<td>—</td>"):
         assert shown in row
     assert "applovin_max_sdk" not in row
 
     refused = post_form(client, page, f"{page}/apps/{binding}", {"utc_offset": "+25:00", "enabled": "maybe",
-                                                                 "attribution_type": "sometimes"})
+                                                                 "reattributed": "sometimes"})
     assert refused.status_code == 422
     editor = refused.text.split(f'id="binding-{binding}"')[1].split("</details>")[0]
     assert editor.startswith(" open")
-    for field in ("utc_offset", "enabled", "attribution_type"):
+    for field in ("utc_offset", "enabled", "reattributed"):
         assert f'data-error-for="{field}"' in editor
     assert 'value="+25:00"' in editor  # what was typed is kept
     assert "-05:00" in _binding_row(client, page, binding)

@@ -1,29 +1,37 @@
 """Adjust's Report Service API: `GET /reports-service/report` with a bearer token.
 
-Rows arrive with every metric as a string; totals arrive as numbers. 204 means no data. 429 and 5xx are
-retried with backoff (Retry-After when sent); 401 means a bad API token, 403 an app token the account does
-not own.
+Source: Adjust, "Reports Service API" (https://dev.adjust.com/en/api/rs-api/reports and the Reports Service
+API page of Adjust's developer docs, "Use multiple accounts" and "Fetch reporting data"). Only parameters
+those pages document are sent: `app_token__in` (the `[dimension]__in` filter), `date_period`, `dimensions`,
+`metrics`, `cohort_maturity`, `utc_offset`, `attribution_types`, `attribution_source`, `reattributed`,
+`ad_revenue_sources`, `ad_spend_mode`, `currency`; and the `X-Account-ID` header for a user with several
+Adjust accounts. Rows carry every metric as a string; 204 means no data; 400 a malformed request or one with
+unsupported parameters.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import httpx
 
-from adstack.core.errors import DomainError
-from adstack.core.outbound import FetchFailed, OutboundClient, OutboundPolicy, ResponseTooLarge
+from adstack.connectors.base import (
+    BindingSettings,
+    PartnerUnavailable,
+    PulledRow,
+    ReportFetcher,
+    decimal_text,
+)
+from adstack.core.outbound import OutboundPolicy
 
 DEFAULT_BASE_URL = "https://automate.adjust.com"
 REPORT_PATH = "/reports-service/report"
-MAX_REPORT_BYTES = 64 * 1024 * 1024
-DIMENSIONS = ("day", "campaign", "country")
+# Source: Adjust Reports endpoint, "Dimensions": campaign, adgroup and creative are tracker sub-levels 1 to 3;
+# country_code is the 2-character ISO 3166 code (country is the full name).
+DIMENSIONS = ("day", "campaign", "adgroup", "creative", "country_code")
 RETENTION_DAYS = (1, 3, 7)
 COHORT_DAYS = (0, 1, 3, 7)
 METRICS: tuple[str, ...] = (
@@ -34,82 +42,30 @@ METRICS: tuple[str, ...] = (
     *(f"retention_rate_d{n}" for n in RETENTION_DAYS),
     *(f"all_revenue_total_d{n}" for n in COHORT_DAYS),
 )
-
-
-class PartnerError(DomainError):
-    status = 422
-
-
-class PartnerUnauthorized(PartnerError):
-    code = "partner_unauthorized"
-
-
-class PartnerForbidden(PartnerError):
-    code = "partner_forbidden"
-
-
-class PartnerUnavailable(PartnerError):
-    code = "partner_unavailable"
-
-
-@dataclass(frozen=True)
-class BindingSettings:
-    app_token: str
-    utc_offset: str = "+00:00"
-    attribution_type: str = "click"
-    attribution_source: str = "dynamic"
-    attribution_status: Sequence[str] = ()
-    ad_revenue_sources: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class PulledRow:
-    day: date
-    campaign_label: str
-    country: str
-    metrics: dict[str, str] = field(default_factory=dict)
-
-
-class ReportConnector(Protocol):
-    """What reports need from a partner: daily rows per campaign and country. AppsFlyer's Pull API or
-    another partner plugs in by implementing this."""
-
-    partner: ClassVar[str]
-
-    def fetch(self, *, token: str, binding: BindingSettings, date_from: date, date_to: date) -> list[PulledRow]: ...
-
-
-def decimal_text(value: Any) -> str | None:
-    """Normalise a partner metric to a decimal string; None when it is not a number."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    return str(number) if number.is_finite() else None
+# Source: Adjust Reports endpoint, "Filters": the values each documented filter takes.
+ATTRIBUTION_TYPES = ("click", "impression", "engaged_ad")
+ATTRIBUTION_SOURCES = ("first", "dynamic")
+REATTRIBUTED = ("all", "false", "true")
+AD_SPEND_MODES = ("adjust", "network", "mixed")
+# Cohort metrics are pulled with their current values and re-pulled until mature (see base.COHORT_MATURITY_DAYS),
+# rather than as zeros while immature.
+COHORT_MATURITY = "immature"
 
 
 class AdjustReportConnector:
     partner: ClassVar[str] = "adjust"
+    display_name: ClassVar[str] = "Adjust"
 
-    def __init__(
-        self,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        max_attempts: int = 5,
-        timeout_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-        transport: httpx.BaseTransport | None = None,
-        policy: OutboundPolicy | None = None,
-    ):
+    def __init__(self, *, base_url: str = DEFAULT_BASE_URL, max_attempts: int = 5, timeout_s: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None,
+                 policy: OutboundPolicy | None = None):
         self.base_url = base_url.rstrip("/")
-        self.max_attempts = max_attempts
-        self.timeout_s = timeout_s
-        self.sleep = sleep
-        self.transport = transport  # an in-process fake for tests; it bypasses the address checks
-        self.policy = policy
-        self.attempts_made = 0
+        self._fetcher = ReportFetcher(partner_name="Adjust", field_name="adjust_api_url", max_attempts=max_attempts,
+                                      timeout_s=timeout_s, sleep=sleep, transport=transport, policy=policy)
+
+    @property
+    def attempts_made(self) -> int:
+        return self._fetcher.attempts_made
 
     def params(self, binding: BindingSettings, date_from: date, date_to: date) -> dict[str, str]:
         params = {
@@ -117,82 +73,52 @@ class AdjustReportConnector:
             "date_period": f"{date_from.isoformat()}:{date_to.isoformat()}",
             "dimensions": ",".join(DIMENSIONS),
             "metrics": ",".join(METRICS),
+            "cohort_maturity": COHORT_MATURITY,
             "utc_offset": binding.utc_offset,
-            "attribution_type": binding.attribution_type,
+            "attribution_types": ",".join(binding.attribution_types or ("click",)),
             "attribution_source": binding.attribution_source,
+            "reattributed": binding.reattributed,
+            "currency": binding.currency,
         }
-        if binding.attribution_status:
-            params["attribution_status__in"] = ",".join(binding.attribution_status)
         if binding.ad_revenue_sources:
-            params["ad_revenue_source__in"] = ",".join(binding.ad_revenue_sources)
+            params["ad_revenue_sources"] = ",".join(binding.ad_revenue_sources)
+        if binding.ad_spend_mode:
+            params["ad_spend_mode"] = binding.ad_spend_mode
         return params
 
+    def headers(self, token: str, binding: BindingSettings) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if binding.account_id:
+            headers["X-Account-ID"] = binding.account_id
+        return headers
+
     def fetch(self, *, token: str, binding: BindingSettings, date_from: date, date_to: date) -> list[PulledRow]:
-        body = self._get(token, self.params(binding, date_from, date_to))
-        if body is None:
+        response = self._fetcher.get(self.base_url + REPORT_PATH, params=self.params(binding, date_from, date_to),
+                                     headers=self.headers(token, binding), app=binding.app_token)
+        if response is None:
             return []
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PartnerUnavailable("Adjust answered with a body that is not JSON") from exc
         rows = body.get("rows") if isinstance(body, dict) else None
         if not isinstance(rows, list):
             raise PartnerUnavailable("Adjust answered without a rows list")
-        return [row for raw in rows if (row := self._row(raw)) is not None]
+        return [row for raw in rows if (row := self._row(raw, binding.currency)) is not None]
 
-    def _row(self, raw: Any) -> PulledRow | None:
+    @staticmethod
+    def _row(raw: Any, currency: str) -> PulledRow | None:
         if not isinstance(raw, dict):
             return None
         try:
             day = date.fromisoformat(str(raw.get("day", "")))
         except ValueError:
             return None
-        metrics = {name: text for name in METRICS if (text := decimal_text(raw.get(name))) is not None}
+        metrics = {name: text for name, value in raw.items() if name in METRICS
+                   and (text := decimal_text(value)) is not None}
+        country = str(raw.get("country_code") or "").strip().upper()
         return PulledRow(day=day, campaign_label=str(raw.get("campaign") or "unknown")[:255],
-                         country=str(raw.get("country") or "")[:8].upper(), metrics=metrics)
-
-    def _get(self, token: str, params: dict[str, str]) -> Any:
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        last_status = 0
-        policy = self.policy or OutboundPolicy.from_settings(read_timeout_s=self.timeout_s)
-        with OutboundClient(policy, field="adjust_api_url", transport=self.transport) as client:
-            for attempt in range(1, self.max_attempts + 1):
-                self.attempts_made = attempt
-                try:
-                    response = client.get(self.base_url + REPORT_PATH, params=params, headers=headers,
-                                          max_bytes=MAX_REPORT_BYTES)
-                except ResponseTooLarge as exc:
-                    raise PartnerUnavailable(f"Adjust's answer is larger than {MAX_REPORT_BYTES} bytes") from exc
-                except FetchFailed as exc:
-                    # The outbound client logged the reason; the message stays the same whatever it was.
-                    last_status = 0
-                    if attempt == self.max_attempts:
-                        raise PartnerUnavailable("Adjust could not be reached") from exc
-                    self.sleep(self._backoff(attempt, None))
-                    continue
-                last_status = response.status_code
-                if response.status_code == 204:
-                    return None
-                if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except ValueError as exc:
-                        raise PartnerUnavailable("Adjust answered with a body that is not JSON") from exc
-                if response.status_code == 401:
-                    raise PartnerUnauthorized("Adjust refused the API token (401): check the token in Adjust's "
-                                              "dashboard under Account settings > API token")
-                if response.status_code == 403:
-                    raise PartnerForbidden(f"Adjust refused access to app token {params['app_token__in']} (403): "
-                                           "the token's user cannot read this app")
-                if response.status_code == 429 or response.status_code >= 500:
-                    if attempt < self.max_attempts:
-                        self.sleep(self._backoff(attempt, response.headers.get("Retry-After")))
-                        continue
-                    break
-                raise PartnerUnavailable(f"Adjust answered {response.status_code}: {response.text[:200]}")
-        raise PartnerUnavailable(f"Adjust kept answering {last_status} after {self.max_attempts} attempts")
-
-    @staticmethod
-    def _backoff(attempt: int, retry_after: str | None) -> float:
-        if retry_after is not None:
-            try:
-                return min(max(float(retry_after), 0.0), 300.0)
-            except ValueError:
-                pass
-        return float(min(2 ** (attempt - 1), 60)) + random.uniform(0, 0.5)
+                         adgroup_label=str(raw.get("adgroup") or "")[:255],
+                         creative_label=str(raw.get("creative") or "")[:255],
+                         country=country if len(country) == 2 and country.isalpha() else "",
+                         currency=currency, metrics=metrics)

@@ -1,4 +1,5 @@
-"""Partner data connectors: Adjust accounts, app bindings, pulls and the partner's numbers beside ours."""
+"""Partner data connectors (Adjust, AppsFlyer, ... see registry.py): accounts, app bindings, pulls and the
+partner's numbers beside ours."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, status
 
 from adstack.accounts import service as accounts
-from adstack.connectors import service
+from adstack.connectors import columns as partner_columns_
+from adstack.connectors import registry, service
 from adstack.connectors.models import (
     SETTINGS_MATCH_NOTICE,
     BindingCreate,
@@ -40,7 +42,7 @@ def _encryptor(settings: Settings) -> Encryptor:
 def connector_factory_of(request: Request) -> service.ConnectorFactory:
     """Tests and operators may replace the factory on app.state (e.g. to point at another endpoint)."""
     factory: service.ConnectorFactory | None = getattr(request.app.state, "connector_factory", None)
-    return factory or service.default_connector_factory(request.app.state.settings.adjust_api_url)
+    return factory or service.default_connector_factory(request.app.state.settings)
 
 
 @router.get("", response_model=list[ConnectionRead], summary="Partner connections you can see")
@@ -48,8 +50,15 @@ def list_connections(principal: CurrentPrincipal, session: SessionDep) -> list[C
     return [ConnectionRead.model_validate(c) for c in service.list_connections(session, principal)]
 
 
+@router.get("/partners", response_model=list[dict], summary="The partners a connection can pull from")
+def list_partners(principal: CurrentPrincipal) -> list[dict[str, Any]]:
+    return [{"partner": spec.partner, "display_name": spec.display_name, "settings": list(spec.binding_fields),
+             "documentation": list(spec.documentation)} for spec in registry.CONNECTORS.values()]
+
+
 @router.post("", response_model=ConnectionRead, status_code=status.HTTP_201_CREATED,
-             summary="Add an Adjust account; the API token is stored encrypted and never shown again in full")
+             summary="Add a partner account (Adjust, AppsFlyer); the API token is stored encrypted and never "
+                     "shown again in full")
 def create_connection(body: ConnectionCreate, principal: CurrentPrincipal, session: SessionDep,
                       settings: SettingsDep) -> ConnectionRead:
     connection = service.create_connection(session, principal, body, encryptor=_encryptor(settings))
@@ -94,7 +103,8 @@ def update_binding(binding_id: IdPath, body: BindingUpdate, principal: CurrentPr
 
 
 @router.post("/{connection_id}/pull", response_model=PullRunRead,
-             summary="Pull now (default: the last three days); a re-pull replaces days, never duplicates them")
+             summary="Pull now (default: the days whose cohorts are not yet mature); a re-pull replaces days, "
+                     "never duplicates them")
 def pull_now(connection_id: IdPath, body: PullRequest, request: Request, principal: CurrentPrincipal,
              session: SessionDep, settings: SettingsDep) -> PullRunRead:
     run = service.pull_for(session, principal, connection_id, encryptor=_encryptor(settings),
@@ -113,27 +123,39 @@ def list_runs(connection_id: IdPath, principal: CurrentPrincipal, session: Sessi
 
 
 @router.get("/columns/by-campaign-day", response_model=list[dict],
-            summary="The partner's metrics per campaign and day, as extra report columns")
+            summary="A partner's metrics per campaign and day, as extra report columns (money in the account's "
+                    "currency)")
 def partner_columns(
     principal: CurrentPrincipal,
     session: SessionDep,
     date_from: Annotated[date, Query()],
     date_to: Annotated[date, Query()],
+    partner: Annotated[str, Query(max_length=32)] = "adjust",
 ) -> list[dict[str, Any]]:
     if date_from > date_to or (date_to - date_from) > timedelta(days=366):
         raise ValidationFailed.single("date_to", "range", "date_to must be within 366 days after date_from",
                                       limit=366, actual=str(date_to))
-    columns = service.partner_columns(session, account_ids=accounts.visible_account_ids(session, principal),
-                                      date_from=date_from, date_to=date_to)
+    if registry.spec_of(partner) is None:
+        raise ValidationFailed.single("partner", "known_partner", "no such partner", limit=registry.partners(),
+                                      actual=partner)
+    columns = partner_columns_.partner_columns(session, account_ids=accounts.visible_account_ids(session, principal),
+                                               date_from=date_from, date_to=date_to, partner=partner)
     return [{"campaign_id": campaign_id, "day": day.isoformat(),
-             **{f"adjust_{name}": (None if value is None else str(value)) for name, value in values.items()}}
+             **{f"{partner}_{name}": (None if value is None else str(value)) for name, value in values.items()}}
             for (campaign_id, day), values in sorted(columns.items())]
 
 
+@router.get("/{connection_id}/last-pull", response_model=dict,
+            summary="The last pull's numbers per campaign, ad group, creative, country and day, beside adstack's")
+def last_pull(connection_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> dict[str, Any]:
+    return service.last_pull_summary(session, principal, connection_id)
+
+
 def install(app: FastAPI) -> None:
-    """Adjust's columns in reports, and hourly scheduled pulls of the settling days in a daemon thread (off
-    when the interval is 0)."""
-    register_column_source(service.AdjustColumnSource())
+    """Every registered partner's columns in reports, and hourly scheduled pulls of the days whose cohorts are
+    not yet mature in a daemon thread (off when the interval is 0)."""
+    for source in partner_columns_.column_sources():
+        register_column_source(source)
     stop = threading.Event()
 
     def loop() -> None:
@@ -143,7 +165,7 @@ def install(app: FastAPI) -> None:
                 with session_scope(app.state.session_factory) as session:
                     service.scheduled_pull(session, encryptor=_encryptor(settings),
                                            connector_factory=getattr(app.state, "connector_factory", None)
-                                           or service.default_connector_factory(settings.adjust_api_url))
+                                           or service.default_connector_factory(settings))
             except Exception:  # a failing partner must never stop the schedule
                 log.exception("scheduled partner pull failed")
 

@@ -1,13 +1,13 @@
-"""Partner connections, app bindings and pulls. Pulls replace whole days, so a re-pull never duplicates one."""
+"""Partner connections, app bindings and pulls. Pulls replace whole days, so a re-pull never duplicates one; a
+day is re-pulled until its cohort metrics are mature. Connectors come from the registry (registry.py)."""
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal
-from adstack.campaigns.models import Campaign
-from adstack.connectors.adjust import (
-    AdjustReportConnector,
+from adstack.campaigns.models import AdGroup, Campaign
+from adstack.connectors import registry
+from adstack.connectors.base import (
+    COHORT_MATURITY_DAYS,
     BindingSettings,
     PartnerError,
     PulledRow,
@@ -35,39 +36,43 @@ from adstack.connectors.models import (
     PullRun,
 )
 from adstack.core.errors import NotFound, ValidationFailed
-from adstack.core.money import to_micros
 from adstack.core.security import Encryptor, mask_secret
 from adstack.core.timeutil import utcnow
+from adstack.creatives.models import Creative
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
-from adstack.reports.models import Metric
-from adstack.reports.service import ExtraColumn
 
 CONNECTION = "partner_connection"
 BINDING = "partner_app_binding"
-SETTLING_DAYS = 3  # cohort metrics settle after 2-3 days, so scheduled pulls re-read the last three
+# Scheduled pulls re-read every day whose cohorts are not yet mature: today and the COHORT_MATURITY_DAYS before.
+PULL_WINDOW_DAYS = COHORT_MATURITY_DAYS + 1
 
 ConnectorFactory = Callable[[str], ReportConnector]
 
 
-def default_connector_factory(adjust_api_url: str) -> ConnectorFactory:
+def default_connector_factory(settings: Any) -> ConnectorFactory:
+    """Connectors from the registry, at the base URLs `settings` names (a Settings object; a bare string is
+    read as Adjust's URL)."""
+    if isinstance(settings, str):
+        settings = SimpleNamespace(adjust_api_url=settings)
+
     def make(partner: str) -> ReportConnector:
-        if partner == "adjust":
-            return AdjustReportConnector(base_url=adjust_api_url)
-        raise NotFound(f"no connector for partner {partner}")
+        if registry.spec_of(partner) is None:
+            raise NotFound(f"no connector for partner {partner}")
+        return registry.build(partner, settings)
 
     return make
 
 
 def _snapshot(connection: PartnerConnection) -> dict[str, Any]:
     return {"name": connection.name, "partner": connection.partner, "token": connection.token_hint,
-            "status": connection.status}
+            "status": connection.status, "partner_account_id": connection.partner_account_id}
 
 
 def _binding_snapshot(binding: AppBinding) -> dict[str, Any]:
-    return {k: getattr(binding, k) for k in ("app_token", "app_name", "package_name", "utc_offset", "attribution_type",
-                                             "attribution_source", "attribution_status", "ad_revenue_sources",
-                                             "enabled")}
+    return {k: getattr(binding, k) for k in ("app_token", "app_name", "package_name", "utc_offset", "time_zone",
+                                             "attribution_types", "attribution_source", "reattributed",
+                                             "ad_revenue_sources", "ad_spend_mode", "currency", "enabled")}
 
 
 # ---------- connections ----------
@@ -76,9 +81,10 @@ def _binding_snapshot(binding: AppBinding) -> dict[str, Any]:
 def create_connection(session: Session, principal: Principal, data: ConnectionCreate, *, encryptor: Encryptor
                       ) -> PartnerConnection:
     account_id = accounts.resolve_account_id(session, principal, data.account_id)
-    connection = PartnerConnection(account_id=account_id, partner=data.partner.value, name=data.name,
+    connection = PartnerConnection(account_id=account_id, partner=data.partner, name=data.name,
                                    token_ciphertext=encryptor.encrypt(data.api_token),
-                                   token_hint=mask_secret(data.api_token), status=ConnectionStatus.ACTIVE.value)
+                                   token_hint=mask_secret(data.api_token), status=ConnectionStatus.ACTIVE.value,
+                                   partner_account_id=data.partner_account_id)
     session.add(connection)
     session.flush()
     oplog.record(session, actor=principal, operation=Operation.CREATE, object_type=CONNECTION,
@@ -111,6 +117,8 @@ def update_connection(session: Session, principal: Principal, connection_id: int
         connection.name = changes["name"]
     if "status" in changes:
         connection.status = changes["status"].value
+    if "partner_account_id" in changes:
+        connection.partner_account_id = changes["partner_account_id"]
     if changes.get("api_token"):
         connection.token_ciphertext = encryptor.encrypt(changes["api_token"])
         connection.token_hint = mask_secret(changes["api_token"])
@@ -127,12 +135,17 @@ def update_connection(session: Session, principal: Principal, connection_id: int
 
 def bind_app(session: Session, principal: Principal, connection_id: int, data: BindingCreate) -> AppBinding:
     connection = get_connection(session, principal, connection_id)
+    if session.scalar(select(AppBinding.id).where(AppBinding.connection_id == connection.id,
+                                                  AppBinding.app_token == data.app_token)) is not None:
+        raise ValidationFailed.single("app_token", "unique", "this app is already bound to the connection",
+                                      actual=data.app_token)
     binding = AppBinding(connection_id=connection.id, account_id=connection.account_id, app_token=data.app_token,
                          app_name=data.app_name, package_name=data.package_name, utc_offset=data.utc_offset,
-                         attribution_type=data.attribution_type.value,
-                         attribution_source=data.attribution_source.value,
-                         attribution_status=list(data.attribution_status),
-                         ad_revenue_sources=list(data.ad_revenue_sources))
+                         time_zone=data.time_zone, attribution_types=[t.value for t in data.attribution_types],
+                         attribution_source=data.attribution_source.value, reattributed=data.reattributed.value,
+                         ad_revenue_sources=list(data.ad_revenue_sources),
+                         ad_spend_mode=data.ad_spend_mode.value if data.ad_spend_mode else "",
+                         currency=data.currency)
     session.add(binding)
     session.flush()
     oplog.record(session, actor=principal, operation=Operation.CREATE, object_type=BINDING, object_id=binding.id,
@@ -152,8 +165,8 @@ def update_binding(session: Session, principal: Principal, binding_id: int, data
     if binding is None or not accounts.can_see_account(session, principal, binding.account_id):
         raise NotFound(f"binding {binding_id} not found")
     before = _binding_snapshot(binding)
-    for field, value in data.model_dump(exclude_unset=True).items():
-        setattr(binding, field, value.value if hasattr(value, "value") else value)
+    for field, value in data.model_dump(exclude_unset=True, mode="json").items():
+        setattr(binding, field, value if value is not None else "")
     oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type=BINDING, object_id=binding.id,
                  object_name=binding.app_name or binding.app_token, account_id=binding.account_id,
                  before=before, after=_binding_snapshot(binding))
@@ -163,28 +176,64 @@ def update_binding(session: Session, principal: Principal, binding_id: int, data
 # ---------- pulls ----------
 
 
-def _campaign_matcher(session: Session, account_id: int) -> Callable[[str], int | None]:
-    """Match a partner campaign label to an adstack campaign: by a trailing "(id)" (how adstack's tracking
-    links name campaigns), else by exact name within the account."""
-    rows = session.execute(select(Campaign.id, Campaign.name).where(Campaign.account_id == account_id)).all()
-    by_id = {row.id for row in rows}
-    by_name = {row.name: row.id for row in rows}
-    pattern = re.compile(r"\((\d{1,18})\)\s*$")
-
-    def match(label: str) -> int | None:
-        found = pattern.search(label)
-        if found and int(found.group(1)) in by_id:
-            return int(found.group(1))
-        return by_name.get(label.strip())
-
-    return match
+_TRAILING_ID = re.compile(r"\((\d{1,18})\)\s*$")
+_BARE_ID = re.compile(r"^\s*(\d{1,18})\s*$")
 
 
-def _binding_settings(binding: AppBinding) -> BindingSettings:
-    return BindingSettings(app_token=binding.app_token, utc_offset=binding.utc_offset,
-                           attribution_type=binding.attribution_type, attribution_source=binding.attribution_source,
-                           attribution_status=tuple(binding.attribution_status or ()),
-                           ad_revenue_sources=tuple(binding.ad_revenue_sources or ()))
+def _label_id(label: str) -> int | None:
+    """The adstack id a partner label carries: "Name (123)" as adstack's own links name campaigns, or a bare
+    "123" as they name ad groups and creatives."""
+    found = _TRAILING_ID.search(label) or _BARE_ID.match(label)
+    return int(found.group(1)) if found else None
+
+
+@dataclass
+class _Matcher:
+    """Matches partner labels to the account's campaigns, ad groups and creatives."""
+
+    campaigns: dict[int, str]  # id -> name
+    ad_groups: dict[int, int]  # id -> campaign id
+    creatives: dict[int, int]  # id -> ad group id
+
+    @classmethod
+    def load(cls, session: Session, account_id: int) -> _Matcher:
+        return cls(
+            campaigns={row.id: row.name for row in session.execute(select(Campaign.id, Campaign.name).where(
+                Campaign.account_id == account_id))},
+            ad_groups={row.id: row.campaign_id for row in session.execute(select(AdGroup.id, AdGroup.campaign_id)
+                                                                          .where(AdGroup.account_id == account_id))},
+            creatives={row.id: row.ad_group_id for row in session.execute(
+                select(Creative.id, Creative.ad_group_id).where(Creative.account_id == account_id))})
+
+    def campaign(self, label: str) -> int | None:
+        """By the id adstack's own links put in the label ("Name (123)" for Adjust, a bare "123" for AppsFlyer's
+        c), else by exact name within the account."""
+        found = _label_id(label)
+        if found is not None and found in self.campaigns:
+            return found
+        by_name = [cid for cid, name in self.campaigns.items() if name == label.strip()]
+        return by_name[0] if len(by_name) == 1 else None
+
+    def ad_group(self, label: str, campaign_id: int | None) -> int | None:
+        found = _label_id(label)
+        if found is None or campaign_id is None or self.ad_groups.get(found) != campaign_id:
+            return None
+        return found
+
+    def creative(self, label: str, ad_group_id: int | None) -> int | None:
+        found = _label_id(label)
+        if found is None or ad_group_id is None or self.creatives.get(found) != ad_group_id:
+            return None
+        return found
+
+
+def _binding_settings(binding: AppBinding, connection: PartnerConnection) -> BindingSettings:
+    return BindingSettings(app_token=binding.app_token, utc_offset=binding.utc_offset, time_zone=binding.time_zone,
+                           attribution_types=tuple(binding.attribution_types or ("click",)),
+                           attribution_source=binding.attribution_source, reattributed=binding.reattributed,
+                           ad_revenue_sources=tuple(binding.ad_revenue_sources or ()),
+                           ad_spend_mode=binding.ad_spend_mode, currency=binding.currency,
+                           account_id=connection.partner_account_id)
 
 
 @dataclass(frozen=True)
@@ -203,6 +252,7 @@ def pull(
     connector_factory: ConnectorFactory,
     date_from: date,
     date_to: date,
+    today: date | None = None,
 ) -> PullRun:
     """Pull every enabled binding of a connection for [date_from, date_to] and replace those days' rows.
 
@@ -213,7 +263,7 @@ def pull(
     started_at = utcnow()
     connector = connector_factory(connection.partner)
     token = encryptor.decrypt(connection.token_ciphertext)
-    targets = [(binding.id, _binding_settings(binding)) for binding in session.scalars(
+    targets = [(binding.id, _binding_settings(binding, connection)) for binding in session.scalars(
         select(AppBinding).where(AppBinding.connection_id == connection.id, AppBinding.enabled.is_(True)))]
     session.commit()
     fetched = []
@@ -226,15 +276,15 @@ def pull(
             error = exc
         fetched.append(_Fetched(binding_id, rows, error, getattr(connector, "attempts_made", 1)))
     return _record_pull(session, connection=connection, fetched=fetched, started_at=started_at,
-                        date_from=date_from, date_to=date_to)
+                        date_from=date_from, date_to=date_to, today=today or started_at.date())
 
 
 def _record_pull(session: Session, *, connection: PartnerConnection, fetched: list[_Fetched],
-                 started_at: datetime, date_from: date, date_to: date) -> PullRun:
+                 started_at: datetime, date_from: date, date_to: date, today: date) -> PullRun:
     run = PullRun(connection_id=connection.id, started_at=started_at, date_from=date_from, date_to=date_to,
                   status="running")
     session.add(run)
-    match = _campaign_matcher(session, connection.account_id)
+    matcher = _Matcher.load(session, connection.account_id)
     # Re-read: a binding deleted or changed while the partner answered is not written over.
     bindings = {b.id: b for b in session.scalars(
         select(AppBinding).where(AppBinding.id.in_([f.binding_id for f in fetched]))
@@ -256,14 +306,24 @@ def _record_pull(session: Session, *, connection: PartnerConnection, fetched: li
         session.execute(delete(PartnerMetricRow).where(PartnerMetricRow.binding_id == binding.id,
                                                        PartnerMetricRow.day >= date_from,
                                                        PartnerMetricRow.day <= date_to))
-        merged: dict[tuple[date, str, str], dict[str, str]] = {}
+        merged: dict[tuple[date, str, str, str, str], PulledRow] = {}
         for row in result.rows or ():
-            key = (row.day, row.campaign_label, row.country)
-            merged.setdefault(key, {}).update(row.metrics)
-        for (day, label, country), metrics in merged.items():
-            session.add(PartnerMetricRow(binding_id=binding.id, account_id=binding.account_id,
-                                         partner=connection.partner, day=day, campaign_label=label,
-                                         campaign_id=match(label), country=country, metrics=metrics))
+            key = (row.day, row.campaign_label, row.adgroup_label, row.creative_label, row.country)
+            known = merged.get(key)
+            merged[key] = row if known is None else PulledRow(
+                day=row.day, campaign_label=row.campaign_label, adgroup_label=row.adgroup_label,
+                creative_label=row.creative_label, country=row.country, currency=row.currency,
+                metrics={**known.metrics, **row.metrics})
+        for row in merged.values():
+            campaign_id = matcher.campaign(row.campaign_label)
+            ad_group_id = matcher.ad_group(row.adgroup_label, campaign_id)
+            session.add(PartnerMetricRow(
+                binding_id=binding.id, account_id=binding.account_id, partner=connection.partner, day=row.day,
+                campaign_label=row.campaign_label, campaign_id=campaign_id, adgroup_label=row.adgroup_label,
+                ad_group_id=ad_group_id, creative_label=row.creative_label,
+                creative_id=matcher.creative(row.creative_label, ad_group_id), country=row.country,
+                currency=row.currency or binding.currency, metrics=row.metrics,
+                mature=(today - row.day).days >= COHORT_MATURITY_DAYS))
         run.rows += len(merged)
     run.finished_at = utcnow()
     run.status = "failed" if errors and len(errors) == len(fetched) else "succeeded"
@@ -282,7 +342,7 @@ def pull_for(session: Session, principal: Principal, connection_id: int, *, encr
     connection = get_connection(session, principal, connection_id)
     today = utcnow().date()
     end = date_to or today
-    start = date_from or end - timedelta(days=SETTLING_DAYS - 1)
+    start = date_from or end - timedelta(days=PULL_WINDOW_DAYS - 1)
     if start > end:
         raise ValidationFailed.single("date_from", "not_after_date_to", "date_from must not be after date_to",
                                       limit=end.isoformat(), actual=start.isoformat())
@@ -293,15 +353,18 @@ def pull_for(session: Session, principal: Principal, connection_id: int, *, encr
                 date_from=start, date_to=end)
 
 
-def scheduled_pull(session: Session, *, encryptor: Encryptor, connector_factory: ConnectorFactory) -> list[PullRun]:
-    """The hourly job: the last SETTLING_DAYS days of every active connection."""
-    today = utcnow().date()
+def scheduled_pull(session: Session, *, encryptor: Encryptor, connector_factory: ConnectorFactory,
+                   today: date | None = None) -> list[PullRun]:
+    """The hourly job: every day of every active connection whose cohorts are not yet mature. A day is pulled
+    while it is younger than COHORT_MATURITY_DAYS and once more when it matures (D7 needs 8 days), so Day N
+    metrics stop changing only when the partner's do."""
+    today = today or utcnow().date()
     runs = []
     # Listed whole first: each pull ends the transaction a streaming result would still read from.
     for connection in session.scalars(select(PartnerConnection).where(
             PartnerConnection.status != ConnectionStatus.DISABLED.value)).all():
         runs.append(pull(session, connection=connection, encryptor=encryptor, connector_factory=connector_factory,
-                         date_from=today - timedelta(days=SETTLING_DAYS - 1), date_to=today))
+                         date_from=today - timedelta(days=PULL_WINDOW_DAYS - 1), date_to=today, today=today))
     return runs
 
 
@@ -311,121 +374,40 @@ def list_runs(session: Session, principal: Principal, connection_id: int, limit:
     return list(session.scalars(stmt))
 
 
-# ---------- partner columns for reports ----------
-
-# Column name -> how it is built from the partner's metrics of one (campaign, day).
-PARTNER_COLUMNS: tuple[str, ...] = (
-    "installs", "network_cost", "revenue", "roas",
-    *(f"retention_d{n}" for n in (1, 3, 7)),
-    *(f"revenue_d{n}" for n in (0, 1, 3, 7)),
-    "roas_d7",
-)
+# ---------- the last pull beside adstack's own counts ----------
 
 
-def _sum(rows: Sequence[PartnerMetricRow], metric: str) -> Decimal | None:
-    values = [Decimal(r.metrics[metric]) for r in rows if metric in r.metrics]
-    return sum(values, Decimal(0)) if values else None
+def last_pull_summary(session: Session, principal: Principal, connection_id: int, *, store: Any = None
+                      ) -> dict[str, Any]:
+    """The last successful pull's rows (partner labels and what they matched), and per campaign and day the
+    partner's installs, cost and revenue beside adstack's own, with the differences, from the report engine."""
+    from adstack.reports.models import Dimension, Granularity, Metric, ReportQuery
+    from adstack.reports.service import run_report
 
-
-def _weighted_rate(rows: Sequence[PartnerMetricRow], metric: str) -> Decimal | None:
-    """Retention rates are per-country ratios: weight them by installs when summing countries."""
-    pairs = [(Decimal(r.metrics[metric]), Decimal(r.metrics.get("installs", "0"))) for r in rows if metric in r.metrics]
-    weight = sum((w for _, w in pairs), Decimal(0))
-    if not pairs:
-        return None
-    if weight == 0:
-        return sum((v for v, _ in pairs), Decimal(0)) / len(pairs)
-    return sum((v * w for v, w in pairs), Decimal(0)) / weight
-
-
-def partner_columns(
-    session: Session, *, account_ids: set[int] | None, date_from: date, date_to: date, partner: str = "adjust"
-) -> dict[tuple[int, date], dict[str, Decimal | None]]:
-    """Partner metrics per (adstack campaign id, day), ready to join onto adstack's own report rows.
-
-    Money columns are in the partner's reporting currency as decimals; rates are fractions.
-    """
-    stmt = select(PartnerMetricRow).where(PartnerMetricRow.partner == partner, PartnerMetricRow.day >= date_from,
-                                          PartnerMetricRow.day <= date_to, PartnerMetricRow.campaign_id.is_not(None))
-    if account_ids is not None:
-        stmt = stmt.where(PartnerMetricRow.account_id.in_(account_ids))
-    groups: dict[tuple[int, date], list[PartnerMetricRow]] = defaultdict(list)
-    for row in session.scalars(stmt):
-        assert row.campaign_id is not None
-        groups[(row.campaign_id, row.day)].append(row)
-    result: dict[tuple[int, date], dict[str, Decimal | None]] = {}
-    for key, rows in groups.items():
-        cost = _sum(rows, "network_cost")
-        revenue = _sum(rows, "all_revenue")
-        revenue_d7 = _sum(rows, "all_revenue_total_d7")
-        columns: dict[str, Decimal | None] = {
-            "installs": _sum(rows, "installs"),
-            "network_cost": cost,
-            "revenue": revenue,
-            "roas": (revenue / cost) if revenue is not None and cost else _sum(rows, "roas"),
-            "roas_d7": (revenue_d7 / cost) if revenue_d7 is not None and cost else None,
-        }
-        for n in (1, 3, 7):
-            columns[f"retention_d{n}"] = _weighted_rate(rows, f"retention_rate_d{n}")
-        for n in (0, 1, 3, 7):
-            columns[f"revenue_d{n}"] = _sum(rows, f"all_revenue_total_d{n}")
-        result[key] = columns
-    return result
-
-
-def pulled_rows(session: Session, principal: Principal, *, date_from: date, date_to: date,
-                limit: int = 500) -> list[PartnerMetricRow]:
-    stmt = select(PartnerMetricRow).where(PartnerMetricRow.day >= date_from, PartnerMetricRow.day <= date_to)
-    visible = accounts.visible_account_ids(session, principal)
-    if visible is not None:
-        stmt = stmt.where(PartnerMetricRow.account_id.in_(visible))
-    return list(session.scalars(stmt.order_by(PartnerMetricRow.day, PartnerMetricRow.id).limit(limit)))
-
-
-
-class AdjustColumnSource:
-    """Adjust's numbers as report columns, joined on campaign and day; where adstack measures the same thing
-    (installs, cost, revenue) the report also shows the difference."""
-
-    name = "adjust"
-
-    def columns(self) -> list[ExtraColumn]:
-        return [
-            ExtraColumn("adjust_installs", "Adjust installs", "count", compare_to=Metric.INSTALLS),
-            ExtraColumn("adjust_network_cost_micros", "Adjust network cost", "micros", compare_to=Metric.COST_MICROS),
-            ExtraColumn("adjust_revenue_micros", "Adjust revenue", "micros", compare_to=Metric.REVENUE_MICROS),
-            ExtraColumn("adjust_roas", "Adjust ROAS", "ratio", additive=False),
-            ExtraColumn("adjust_roas_d7", "Adjust ROAS D7", "ratio", additive=False),
-            *(ExtraColumn(f"adjust_retention_d{n}", f"Adjust retention D{n}", "ratio", additive=False)
-              for n in (1, 3, 7)),
-            *(ExtraColumn(f"adjust_revenue_d{n}_micros", f"Adjust cohort revenue D{n}", "micros")
-              for n in (0, 1, 3, 7)),
-        ]
-
-    def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int],
-              start_date: date, end_date: date) -> dict[tuple[int, date], dict[str, int | Decimal | None]]:
-        wanted = set(campaign_ids)
-        columns = partner_columns(session, account_ids=None if account_ids is None else set(account_ids),
-                                  date_from=start_date, date_to=end_date)
-        result: dict[tuple[int, date], dict[str, int | Decimal | None]] = {}
-        for (campaign_id, day), values in columns.items():
-            if wanted and campaign_id not in wanted:
-                continue
-            installs = values["installs"]
-            row: dict[str, int | Decimal | None] = {
-                "adjust_installs": None if installs is None else int(installs),
-                "adjust_network_cost_micros": _micros(values["network_cost"]),
-                "adjust_revenue_micros": _micros(values["revenue"]),
-                "adjust_roas": values["roas"],
-                "adjust_roas_d7": values["roas_d7"],
-            }
-            for n in (1, 3, 7):
-                row[f"adjust_retention_d{n}"] = values[f"retention_d{n}"]
-            for n in (0, 1, 3, 7):
-                row[f"adjust_revenue_d{n}_micros"] = _micros(values[f"revenue_d{n}"])
-            result[(campaign_id, day)] = row
-        return result
-
-
-def _micros(value: Decimal | None) -> int | None:
-    return None if value is None else to_micros(value)
+    connection = get_connection(session, principal, connection_id)
+    run = session.scalar(select(PullRun).where(PullRun.connection_id == connection.id,
+                                               PullRun.status == "succeeded").order_by(PullRun.id.desc()).limit(1))
+    if run is None:
+        return {"run": None, "rows": [], "comparison": None}
+    binding_ids = list(session.scalars(select(AppBinding.id).where(AppBinding.connection_id == connection.id)))
+    rows = list(session.scalars(select(PartnerMetricRow).where(
+        PartnerMetricRow.binding_id.in_(binding_ids), PartnerMetricRow.day >= run.date_from,
+        PartnerMetricRow.day <= run.date_to).order_by(PartnerMetricRow.day, PartnerMetricRow.campaign_label,
+                                                      PartnerMetricRow.id).limit(500)))
+    prefix = connection.partner
+    query = ReportQuery(
+        start_date=run.date_from, end_date=run.date_to, granularity=Granularity.DAY, dimensions=[Dimension.CAMPAIGN],
+        metrics=[Metric.INSTALLS, Metric.COST_MICROS, Metric.REVENUE_MICROS], account_ids=[connection.account_id],
+        extra_columns=[f"{prefix}_installs", f"{prefix}_network_cost_micros", f"{prefix}_revenue_micros"],
+        limit=500)
+    report = run_report(session, principal, query, store=store)
+    return {
+        "run": {"id": run.id, "date_from": run.date_from.isoformat(), "date_to": run.date_to.isoformat(),
+                "finished_at": run.finished_at.isoformat() if run.finished_at else None, "rows": run.rows},
+        "rows": [{"day": r.day.isoformat(), "campaign_label": r.campaign_label, "campaign_id": r.campaign_id,
+                  "adgroup_label": r.adgroup_label, "ad_group_id": r.ad_group_id,
+                  "creative_label": r.creative_label, "creative_id": r.creative_id, "country": r.country,
+                  "currency": r.currency, "mature": r.mature, "metrics": dict(r.metrics)} for r in rows],
+        "comparison": {"currency": report.currency, "rows": [dict(r) for r in report.rows if r.get("campaign_id")],
+                       "totals": dict(report.totals)},
+    }

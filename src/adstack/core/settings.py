@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(default=None, description="ClickHouse server; embedded chDB when unset.")
     public_base_url: str = "http://127.0.0.1:8000"
     adjust_api_url: str = Field(default="https://automate.adjust.com", description="Adjust Report Service base URL.")
+    appsflyer_api_url: str = Field(default="https://hq1.appsflyer.com",
+                                   description="AppsFlyer Pull API (aggregate data) base URL.")
     connector_pull_interval_s: int = Field(default=3600, description="Scheduled partner pulls; 0 turns them off.")
     outbound_allowed_networks: str = Field(
         default="", description="Comma-separated CIDRs outbound fetches may reach although special-purpose "

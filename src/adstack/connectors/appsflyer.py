@@ -1,0 +1,105 @@
+"""AppsFlyer's Pull API, aggregate data: the partners (media source) report as CSV.
+
+Source: AppsFlyer, "Pull API aggregate data" (https://support.appsflyer.com/hc/en-us/articles/207034346) and
+the developer hub's "Aggregate Pull API" reference (https://dev.appsflyer.com/hc/reference/overview-11): an
+API V2 token as a bearer token; `GET /api/agg-data/export/app/<app_id>/partners_report/v5` with `from` and
+`to` (yyyy-mm-dd, the install date range), and optionally `media_source`, `attribution_touch_type`,
+`currency`, `reattr` and `timezone`. The partners report has no date column, so each day is its own request
+(from = to = that day). Its columns: Agency/PMD (af_prt), Media Source (pid), Campaign (c), Impressions,
+Clicks, CTR, Installs, Conversion Rate, Sessions, Loyal Users, Loyal Users/Installs, Total Revenue, Total
+Cost, ROI, ARPU, Average eCPI. Money is in the app's currency in AppsFlyer, which the binding names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from adstack.connectors.base import BindingSettings, PartnerUnavailable, PulledRow, ReportFetcher, decimal_text
+from adstack.core.outbound import OutboundPolicy
+
+DEFAULT_BASE_URL = "https://hq1.appsflyer.com"
+REPORT_PATH = "/api/agg-data/export/app/{app_id}/partners_report/v5"
+MAX_DAYS_PER_PULL = 93
+CAMPAIGN_COLUMN = "Campaign (c)"
+MEDIA_SOURCE_COLUMN = "Media Source (pid)"
+# CSV column -> the metric name partner columns read (shared with Adjust where they mean the same).
+METRIC_COLUMNS: dict[str, str] = {
+    "Impressions": "impressions",
+    "Clicks": "clicks",
+    "Installs": "installs",
+    "Sessions": "sessions",
+    "Loyal Users": "loyal_users",
+    "Total Revenue": "all_revenue",
+    "Total Cost": "network_cost",
+    "ROI": "roi",
+    "ARPU": "arpu",
+    "Average eCPI": "ecpi",
+}
+
+
+class AppsFlyerReportConnector:
+    partner: ClassVar[str] = "appsflyer"
+    display_name: ClassVar[str] = "AppsFlyer"
+
+    def __init__(self, *, base_url: str = DEFAULT_BASE_URL, max_attempts: int = 5, timeout_s: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None,
+                 policy: OutboundPolicy | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._fetcher = ReportFetcher(partner_name="AppsFlyer", field_name="appsflyer_api_url",
+                                      max_attempts=max_attempts, timeout_s=timeout_s, sleep=sleep,
+                                      transport=transport, policy=policy)
+        self._attempts = 0
+
+    @property
+    def attempts_made(self) -> int:
+        return self._attempts
+
+    @staticmethod
+    def params(binding: BindingSettings, day: date) -> dict[str, str]:
+        params = {"from": day.isoformat(), "to": day.isoformat()}
+        if binding.time_zone:
+            params["timezone"] = binding.time_zone
+        if tuple(binding.attribution_types) == ("impression",):
+            params["attribution_touch_type"] = "impression"  # view-through KPIs
+        if binding.reattributed == "true":
+            params["reattr"] = "true"  # retargeting conversions
+        return params
+
+    def fetch(self, *, token: str, binding: BindingSettings, date_from: date, date_to: date) -> list[PulledRow]:
+        url = self.base_url + REPORT_PATH.format(app_id=quote(binding.app_token, safe=""))
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/csv"}
+        rows: list[PulledRow] = []
+        self._attempts = 0
+        day = date_from
+        while day <= date_to and (day - date_from).days < MAX_DAYS_PER_PULL:
+            response = self._fetcher.get(url, params=self.params(binding, day), headers=headers,
+                                         app=binding.app_token)
+            self._attempts += self._fetcher.attempts_made
+            if response is not None:
+                rows.extend(self._rows(response.text, day, binding.currency))
+            day += timedelta(days=1)
+        return rows
+
+    @staticmethod
+    def _rows(text: str, day: date, currency: str) -> list[PulledRow]:
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+        if reader.fieldnames is None:
+            return []
+        if CAMPAIGN_COLUMN not in reader.fieldnames or MEDIA_SOURCE_COLUMN not in reader.fieldnames:
+            raise PartnerUnavailable("AppsFlyer answered a CSV without the partners report's columns")
+        rows = []
+        for raw in reader:
+            metrics = {name: value for column, name in METRIC_COLUMNS.items()
+                       if (value := decimal_text(raw.get(column))) is not None}
+            rows.append(PulledRow(day=day, campaign_label=(raw.get(CAMPAIGN_COLUMN) or "unknown")[:255],
+                                  adgroup_label="", creative_label="", country="", currency=currency,
+                                  metrics=metrics))
+        return rows

@@ -1,0 +1,137 @@
+"""A local stand-in for AppsFlyer's Pull API aggregate data, partners report, built from AppsFlyer's
+documentation and as strict as it.
+
+Source: AppsFlyer, "Pull API aggregate data" (https://support.appsflyer.com/hc/en-us/articles/207034346) and
+the developer hub's Aggregate Pull API reference (https://dev.appsflyer.com/hc/reference/overview-11):
+
+- `GET /api/agg-data/export/app/<app_id>/partners_report/v5` with the API V2 token as a bearer token;
+- parameters `from` and `to` (yyyy-mm-dd, required; the install date range), and optionally `media_source`,
+  `attribution_touch_type` (impression), `currency`, `reattr` (true for retargeting) and `timezone`; any other
+  parameter, or a malformed value, is a 400;
+- the answer is CSV, one row per agency, media source and campaign summed over the range, with the partners
+  report's columns.
+An app the token cannot read is refused with 403 here (the pages above do not state the code).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+from zoneinfo import available_timezones
+
+PATH = re.compile(r"^/api/agg-data/export/app/([^/]+)/partners_report/v5$")
+PARAMS = frozenset({"from", "to", "media_source", "attribution_touch_type", "currency", "reattr", "timezone"})
+COLUMNS = ("Agency/PMD (af_prt)", "Media Source (pid)", "Campaign (c)", "Impressions", "Clicks", "CTR", "Installs",
+           "Conversion Rate", "Sessions", "Loyal Users", "Loyal Users/Installs", "Total Revenue", "Total Cost", "ROI",
+           "ARPU", "Average eCPI")
+SUMMED = ("Impressions", "Clicks", "Installs", "Sessions", "Loyal Users", "Total Revenue", "Total Cost")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class FakeAppsFlyer:
+    token: str
+    # app id -> rows: day, media_source, campaign, and any of SUMMED as numbers (money in the app's currency)
+    apps: dict[str, list[dict[str, Any]]]
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeAppsFlyer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake.handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, body: str = "", content_type: str = "text/plain"
+              ) -> None:
+        payload = body.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    @staticmethod
+    def invalid(params: dict[str, str]) -> list[str]:
+        wrong = sorted(set(params) - PARAMS)
+        for name in ("from", "to"):
+            if not DATE.match(params.get(name, "")):
+                wrong.append(f"{name} must be yyyy-mm-dd")
+        if params.get("attribution_touch_type", "impression") != "impression":
+            wrong.append("attribution_touch_type")
+        if params.get("reattr", "true") not in ("true", "false"):
+            wrong.append("reattr")
+        zone = params.get("timezone")
+        if zone is not None and zone != "preferred" and zone not in available_timezones():
+            wrong.append("timezone")
+        return wrong
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlparse(handler.path)
+        params = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        matched = PATH.match(url.path)
+        self.requests.append({"path": url.path, "params": params, "authorization": handler.headers.get("Authorization"),
+                              "app_id": unquote(matched.group(1)) if matched else None})
+        if matched is None:
+            return self._send(handler, 404, "Not found")
+        if handler.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(handler, 401, "Unauthorized")
+        wrong = self.invalid(params)
+        if wrong:
+            return self._send(handler, 400, f"Bad request: {', '.join(wrong)}")
+        app_id = unquote(matched.group(1))
+        if app_id not in self.apps:
+            return self._send(handler, 403, "Forbidden")
+        start, end = date.fromisoformat(params["from"]), date.fromisoformat(params["to"])
+        groups: dict[tuple[str, str], dict[str, Decimal]] = {}
+        for row in self.apps[app_id]:
+            if not start <= date.fromisoformat(row["day"]) <= end:
+                continue
+            if "media_source" in params and row["media_source"] != params["media_source"]:
+                continue
+            sums = groups.setdefault((row["media_source"], row["campaign"]), dict.fromkeys(SUMMED, Decimal(0)))
+            for column in SUMMED:
+                sums[column] += Decimal(str(row.get(column, 0)))
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        for (media_source, campaign), sums in sorted(groups.items()):
+            installs, cost, revenue = sums["Installs"], sums["Total Cost"], sums["Total Revenue"]
+            writer.writerow([
+                "None", media_source, campaign, sums["Impressions"], sums["Clicks"],
+                _ratio(sums["Clicks"], sums["Impressions"]), installs, _ratio(installs, sums["Clicks"]),
+                sums["Sessions"], sums["Loyal Users"], _ratio(sums["Loyal Users"], installs), revenue, cost,
+                _ratio(revenue - cost, cost), _ratio(revenue, installs), _ratio(cost, installs)])
+        return self._send(handler, 200, out.getvalue(), "text/csv")
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> str:
+    return "N/A" if not denominator else str((numerator / denominator).quantize(Decimal("0.0001")))
