@@ -14,7 +14,9 @@ from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup, Campaign
 from adstack.console.messages import RULE_ALIASES, RULE_SENTENCES, Speaker, serving_reason
-from tests.console.support import post_form, register
+from tests.campaigns.helpers import ad_group, campaign
+from tests.console.support import post_form, register, sign_in
+from tests.support import Api
 
 MACHINE_TALK = re.compile(r"/api/v\d|\^https?|\\d|_micros|micros\b|String should|Input should|Value error|"
                           r"\(limit: |\bPOST /")
@@ -108,3 +110,27 @@ def test_serving_reasons_are_told_in_chinese():
     rejected = serving_reason("the ad group was rejected: The landing page cannot be opened", "zh")
     assert rejected == "审核未通过：落地页无法打开"
     assert serving_reason("total budget of 10.00 USD is spent", "en") == "total budget of 10.00 USD is spent"
+
+
+def test_operation_log_reads_in_words(api: Api, client: TestClient, session: Session):
+    advertiser = api.approved_account()
+    group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
+    response = api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=advertiser.headers, json={
+        "bid_micros": 250_000, "targeting": {"countries": ["ID", "SG"], "genders": ["female"],
+                                             "os_version_min": "10"}})
+    assert response.status_code == 200, response.text
+    sign_in(client, advertiser.email, "correct horse battery")
+    client.cookies.set("adstack_lang", "zh", path="/console")
+    html = client.get("/console/logs?object_type=ad_group").text
+    edit = re.search(r'data-operation="update".*?</tr>\s*</tbody></table>', html, re.S)
+    assert edit, "no edit row in the log"
+    row = edit.group(0)
+    bid = re.search(r'<tr data-field="bid_micros"><td>(.*?)</td><td class="old">(.*?)</td><td class="new">(.*?)</td>',
+                    row)
+    assert bid and bid.groups() == ("出价", "US$0.20", "US$0.25")
+    targeting = re.search(r'<tr data-field="targeting"><td>(.*?)</td><td class="old">.*?</td>'
+                          r'<td class="new">(.*?)</td>', row, re.S)
+    assert targeting and targeting.group(1) == "定向"
+    assert "国家或地区: ID, SG" in targeting.group(2) and "女" in targeting.group(2)
+    assert "系统版本 10 至" in targeting.group(2)
+    assert "编辑" in row and "{" not in targeting.group(2) and "bid_micros<" not in html.replace('"bid_micros"', "")

@@ -313,6 +313,18 @@ class Rejection(BaseModel):
     rejected_at: datetime
 
 
+class SubAccountFigures(BaseModel):
+    """One sub-account on its agency's overview, in its own currency."""
+
+    account_id: int
+    account_name: str
+    currency: str
+    review_status: str
+    balance_micros: int
+    today_spend_micros: int
+    serving_ad_groups: int
+
+
 class OverviewRead(BaseModel):
     account_id: int
     account_name: str
@@ -330,6 +342,9 @@ class OverviewRead(BaseModel):
     rejections: list[Rejection]
     by_placement: list[Share]
     by_country: list[Share]
+    sub_accounts: list[SubAccountFigures] = Field(
+        default_factory=list, description="An agency's sub-accounts. The totals above include those that settle "
+        "in the agency's currency.")
 
 
 class MediaGroup(StrEnum):

@@ -6,12 +6,15 @@ from datetime import date, datetime, time, timedelta
 from typing import TypedDict
 
 from fastapi import APIRouter, Response
+from sqlalchemy import select
 
 from adstack.accounts import service as accounts
+from adstack.accounts.models import Account
+from adstack.console.oplog_words import LogWords
 from adstack.console.web import ConsoleRoute, UserDep, Visitor, render
 from adstack.core.timeutil import zone
 from adstack.oplog import service as oplog
-from adstack.oplog.models import Operation
+from adstack.oplog.models import ChangeEvent, Operation
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -58,13 +61,25 @@ def operation_logs(visitor: UserDep, q: str | None = None, object_type: str | No
     filters = _filters(visitor, q, object_type, operation, since, until)
     rows, total = oplog.search(visitor.session, **filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     return render(visitor, "logs/logs.html", {
-        "rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "rows": rows, "total": total, "changes": _changes_in_words(visitor, rows),
+        "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
         "operations": [op.value for op in Operation],
         "object_types": ("account", "campaign", "ad_group", "creative", "media", "audience", "app", "top_up",
                          "announcement", "user", "account_document"),
         "filters": {"q": q or "", "object_type": object_type or "", "operation": operation or "",
                     "since": since or "", "until": until or ""},
     })
+
+
+def _changes_in_words(visitor: Visitor, rows: list[ChangeEvent]) -> dict[int, list[dict[str, str]]]:
+    """Each row's changes by field label, money in its own account's currency."""
+    ids = {row.account_id for row in rows if row.account_id is not None}
+    currencies: dict[int, str] = {}
+    if ids:
+        found = visitor.session.execute(select(Account.id, Account.currency).where(Account.id.in_(ids)))
+        currencies = {account_id: currency for account_id, currency in found}
+    words = LogWords(visitor.language, visitor.time_zone)
+    return {row.id: words.changes(row, currencies.get(row.account_id or 0, visitor.currency)) for row in rows}
 
 
 @router.get("/logs/export.csv")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
+from sqlalchemy import func, select
 
 from adstack.accounts import service as accounts
+from adstack.accounts.models import Account
 from adstack.console import forms
 from adstack.console import service as console
 from adstack.console.models import AnnouncementIn
@@ -25,10 +28,18 @@ from adstack.console.web import (
     with_notice,
 )
 from adstack.core.deps import IdPath
+from adstack.core.errors import DomainError
+from adstack.core.timeutil import as_utc, utcnow
+from adstack.events.service import get_event_store
 from adstack.finance import service as finance
+from adstack.pipeline.service import pending_postbacks
+from adstack.reports import service as report_service
+from adstack.reports.models import Dimension, Metric, ReportQuery
 from adstack.review import service as review
+from adstack.review.models import ReviewItem, ReviewStatus
 
 router = APIRouter(route_class=ConsoleRoute)
+log = logging.getLogger(__name__)
 
 
 def _balances(visitor: Visitor) -> list[dict[str, Any]]:
@@ -53,9 +64,73 @@ def overview(visitor: UserDep) -> Response:
                                                object_types=("account", "ad_group", "creative")),
         "rejections": review.rejections(session, account_ids=visible, limit=10),
         "announcements": console.list_announcements(session, limit=5),
+        "platform": platform_figures(visitor) if principal.is_platform else None,
     }
     context.update(overview_reports(visitor))
     return render(visitor, "overview/overview.html", context)
+
+
+TOP_ACCOUNTS = 10
+
+
+def platform_figures(visitor: Visitor) -> dict[str, Any]:
+    """What staff check first: today's spend per currency, the top accounts, fill rate, pipeline lag and how long
+    the oldest item has waited in the review queue. A figure that cannot be read right now is left out."""
+    session = visitor.session
+    store = get_event_store(visitor.settings)
+    today = utcnow().date()
+    figures: dict[str, Any] = {"spend": [], "top_accounts": [], "fill_rate": None, "ad_requests": None,
+                               "lag": None, "queue": _review_queue_age(session)}
+    try:
+        result = report_service.run_report(session, visitor.me, ReportQuery.model_validate({
+            "start_date": today, "end_date": today, "time_zone": "UTC", "dimensions": [Dimension.ACCOUNT],
+            "metrics": [Metric.COST_MICROS, Metric.IMPRESSIONS], "sort": "-cost_micros", "limit": 1000}),
+            store=store)
+    except DomainError:
+        result = None
+    if result is not None:
+        key = next(c.key for c in result.columns if c.kind == "dimension")
+        ids = [int(r[key]) for r in result.rows if r.get(key) is not None]
+        known = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(ids)))} if ids else {}
+        spend: dict[str, int] = {}
+        for row in result.rows:
+            account = known.get(int(row[key])) if row.get(key) is not None else None
+            if account is None:
+                continue
+            spend[account.currency] = spend.get(account.currency, 0) + int(row.get("cost_micros") or 0)
+            if len(figures["top_accounts"]) < TOP_ACCOUNTS and row.get("cost_micros"):
+                figures["top_accounts"].append({"account": account, "cost_micros": int(row["cost_micros"]),
+                                                "impressions": int(row.get("impressions") or 0)})
+        figures["spend"] = sorted(spend.items())
+    try:
+        supply = report_service.run_report(session, visitor.me, ReportQuery.model_validate({
+            "start_date": today, "end_date": today, "time_zone": "UTC",
+            "metrics": [Metric.AD_REQUESTS, Metric.FILL_RATE]}), store=store)
+        figures["ad_requests"] = supply.totals.get(Metric.AD_REQUESTS.value)
+        if figures["ad_requests"]:
+            figures["fill_rate"] = supply.totals.get(Metric.FILL_RATE.value)
+    except DomainError:
+        pass
+    pipeline = getattr(visitor.request.app.state, "pipeline", None)
+    if pipeline is not None:
+        try:
+            status = pipeline.status(pending_postbacks=pending_postbacks(session))
+            figures["lag"] = {"seconds": max((c.lag_seconds for c in status.consumers), default=0.0),
+                              "events": sum(c.lag_events for c in status.consumers),
+                              "pending_postbacks": status.pending_postbacks}
+        except Exception:  # the log may be unreachable; the page still shows the rest
+            log.warning("pipeline status unavailable for the overview", exc_info=True)
+    return figures
+
+
+def _review_queue_age(session: Any) -> dict[str, Any]:
+    waiting, oldest = session.execute(
+        select(func.count(), func.min(ReviewItem.submitted_at))
+        .where(ReviewItem.status == ReviewStatus.UNDER_REVIEW.value)).one()
+    hours = None
+    if oldest is not None:
+        hours = max(0.0, (utcnow() - as_utc(oldest)).total_seconds() / 3600)
+    return {"waiting": int(waiting or 0), "oldest": oldest, "oldest_hours": hours}
 
 
 def overview_reports(visitor: Visitor) -> dict[str, Any]:

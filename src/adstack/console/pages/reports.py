@@ -296,7 +296,22 @@ def overview_figures(visitor: Visitor) -> dict[str, Any] | None:
         "placement_chart": _share_chart(visitor, data.by_placement),
         "country_chart": _share_chart(visitor, data.by_country),
         "has_shares": bool(data.by_placement or data.by_country),
+        "sub_accounts": data.sub_accounts,
+        "sub_account_totals": _sub_account_totals(data),
     }
+
+
+def _sub_account_totals(data: Any) -> list[dict[str, Any]]:
+    """An agency's sub-accounts added up per currency (amounts of different currencies are never summed)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in data.sub_accounts:
+        total = totals.setdefault(row.currency, {"currency": row.currency, "accounts": 0, "balance_micros": 0,
+                                                 "today_spend_micros": 0, "serving_ad_groups": 0})
+        total["accounts"] += 1
+        total["balance_micros"] += row.balance_micros
+        total["today_spend_micros"] += row.today_spend_micros
+        total["serving_ad_groups"] += row.serving_ad_groups
+    return list(totals.values())
 
 
 def _share_chart(visitor: Visitor, shares: list[Any]) -> dict[str, Any]:

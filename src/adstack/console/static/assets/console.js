@@ -85,6 +85,50 @@
       canvas._chart = new window.Chart(canvas, config);
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
-  document.addEventListener("htmx:afterSettle", function (e) { drawCharts(e.target); });
+  // The sidebar folds into a menu button on narrow screens.
+  on("click", "[data-nav-toggle]", function (_e, button) {
+    var shell = button.closest(".shell");
+    if (!shell) return;
+    var open = shell.classList.toggle("nav-open");
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+
+  // Every table scrolls inside its own box, with its name column kept in view: the column marked data-sticky,
+  // else the first whose cells link to the row's page.
+  function tidyTables(root) {
+    (root || document).querySelectorAll("table").forEach(function (table) {
+      if (table.classList.contains("diff") || table.closest(".preview")) return;
+      var wrap = table.parentElement;
+      if (!wrap.classList.contains("table-wrap")) {
+        wrap = document.createElement("div");
+        wrap.className = "table-wrap";
+        table.parentNode.insertBefore(wrap, table);
+        wrap.appendChild(table);
+      }
+      if (table.dataset.stickyDone) return;
+      table.dataset.stickyDone = "1";
+      var head = table.tHead && table.tHead.rows[0];
+      if (!head) return;
+      var index = -1;
+      Array.prototype.forEach.call(head.cells, function (cell, i) {
+        if (index < 0 && cell.hasAttribute("data-sticky")) index = i;
+      });
+      var body = table.tBodies[0] && table.tBodies[0].rows[0];
+      var pick = function (test) {
+        Array.prototype.some.call(body.cells, function (cell, i) {
+          if (test(cell)) { index = i; return true; }
+          return false;
+        });
+      };
+      if (index < 0 && body) pick(function (cell) { return cell.querySelector("[data-name]"); });
+      if (index < 0 && body) pick(function (cell) { return cell.querySelector("a[href]") && !cell.querySelector("input"); });
+      if (index < 0) return;
+      Array.prototype.forEach.call(table.rows, function (row) {
+        if (row.cells.length === head.cells.length && row.cells[index]) row.cells[index].classList.add("sticky-col");
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); tidyTables(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { drawCharts(e.target); tidyTables(e.target); });
 })();
