@@ -178,7 +178,7 @@ def test_minimums_come_from_the_settings() -> None:
     assert MinimumPrices.from_settings(Settings()) == MinimumPrices()
 
 
-def test_first_price_exchange_bids_the_ecpm_not_the_floor(client: TestClient) -> None:
+def test_first_price_exchange_bids_the_ecpm_less_the_margin_not_the_floor(client: TestClient) -> None:
     # A lone bidder: our own auction clears at the platform minimum, which would lose every first-price auction.
     cpm = group(1, placement="banner", bid_micros=3_000_000, creatives=(creative(1, width=300, height=250),))
     cpc = group(2, placement="banner", bid_type="cpc", bid_micros=2_000_000,
@@ -194,5 +194,8 @@ def test_first_price_exchange_bids_the_ecpm_not_the_floor(client: TestClient) ->
             response = client.post("/openrtb2/bid", json=body)
             assert response.status_code == 200, response.text
             prices[at] = response.json()["seatbid"][0]["bid"][0]["price"]
-        assert prices[1] == prices[2] == math.ceil(ecpm / 100) / 10_000  # in USD per 1,000, up to 0.0001
+        assert prices[2] == math.ceil(ecpm / 100) / 10_000  # in USD per 1,000, up to 0.0001
+        # First price: the eCPM less the configured margin (serving/openrtb), still far above the minimum.
+        margin = client.app.state.settings.openrtb_first_price_margin_percent  # type: ignore[attr-defined]
+        assert prices[1] == math.ceil(ecpm * (100 - margin) / 100 / 100) / 10_000
         assert prices[1] > 0.0001

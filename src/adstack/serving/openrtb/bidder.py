@@ -223,7 +223,7 @@ def _price(usd_cpm_micros: float, currency: str, runtime: ServingRuntime) -> flo
     fx = runtime.state.fx
     rate = fx.usd_per_unit.get(currency, Decimal(1))
     value = Decimal(repr(usd_cpm_micros)) / Decimal(1_000_000) / rate
-    return float(math.floor(value * 10_000) / 10_000)
+    return float(math.ceil(value * 10_000) / 10_000)  # up: a price at the floor never falls below it
 
 
 def _currency(request: BidRequest, runtime: ServingRuntime) -> str | None:
