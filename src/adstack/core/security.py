@@ -49,7 +49,8 @@ def hmac_sign(key: bytes, message: bytes, size: int = 16) -> str:
 
 
 def hmac_verify(key: bytes, message: bytes, signature: str, size: int = 16) -> bool:
-    return hmac.compare_digest(hmac_sign(key, message, size), signature)
+    # compare_digest refuses non-ASCII text with a TypeError; no signature we make has any.
+    return signature.isascii() and hmac.compare_digest(hmac_sign(key, message, size), signature)
 
 
 @functools.lru_cache(maxsize=64)
