@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from adstack.accounts.models import Role
 from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, charge, ledger, publisher
+from tests.serving.test_api import approved_creative
 from tests.support import Api, expect
 
 
@@ -152,9 +153,11 @@ def test_serving_status_follows_money_and_budgets(api: Api) -> None:
     camp = campaign(api, adv)
     group = approved_ad_group(api, adv, admin, camp["id"], total_budget_micros=10_000_000,
                               daily_budget_micros=4_000_000)
-    assert group["serving_status"] == "balance_insufficient"
-    ledger(api.session, adv.account_id, 100_000_000)
+    ad_space(api, admin, publisher(api, admin)["id"])  # serving needs somewhere to show it, and a creative
+    approved_creative(api, adv, admin, group["id"])
     url = f"/api/v1/ad-groups/{group['id']}"
+    assert expect(api.client.get(url, headers=adv.headers), 200)["serving_status"] == "balance_insufficient"
+    ledger(api.session, adv.account_id, 100_000_000)
     assert expect(api.client.get(url, headers=adv.headers), 200)["serving_status"] == "eligible"
     charge(api.session, adv.account_id, group, 4_000_000)
     out = expect(api.client.get(url, headers=adv.headers), 200)

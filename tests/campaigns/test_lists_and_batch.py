@@ -12,6 +12,7 @@ from tests.campaigns.helpers import (
     ledger,
     publisher,
 )
+from tests.serving.test_api import approved_creative
 from tests.support import Api, expect
 
 
@@ -28,6 +29,7 @@ def test_ad_group_list_filters_sort_and_paging(api: Api) -> None:
     perf = campaign(api, adv, name="Performance")
     brand = campaign(api, adv, objective="brand", name="Brand")
     a = approved_ad_group(api, adv, admin, perf["id"], name="Alpha banner", bid_micros=100)
+    approved_creative(api, adv, admin, a["id"])
     b = ad_group(api, adv, perf["id"], name="Beta interstitial", placement_type="interstitial", bid_micros=300)
     c = ad_group(api, adv, brand["id"], name="Gamma brand", bid_type="guaranteed_cpm", bid_micros=200,
                  booked_impressions=1_000_000, publisher_ids=[pub["id"]], ad_space_ids=[space["id"]])
@@ -117,6 +119,8 @@ def test_campaign_list_filters_and_spend_totals(api: Api) -> None:
     perf = campaign(api, adv, name="Installs ID")
     brand = campaign(api, adv, objective="brand", name="Launch")
     group = approved_ad_group(api, adv, admin, perf["id"])
+    ad_space(api, admin, publisher(api, admin)["id"])
+    approved_creative(api, adv, admin, group["id"])
     charge(api.session, adv.account_id, group, 1_500_000)
     out = expect(api.client.get("/api/v1/campaigns", headers=adv.headers), 200)
     assert out["total"] == 2 and _ids(out) == [brand["id"], perf["id"]]

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from adstack.campaigns.enums import BidType, ServingStatus, UserStatus
 from adstack.campaigns.status import (
+    NO_CREATIVE,
+    REASONS,
     ScheduleFacts,
     ServingFacts,
     campaign_serving_status,
@@ -17,7 +19,12 @@ from adstack.campaigns.status import (
     local_midnight_utc,
     out_of_schedule_reason,
 )
+from adstack.finance.models import EntryType
 from adstack.review.models import ReviewStatus
+from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
+from tests.media.samples import png
+from tests.serving.test_api import ads_now, approved_creative, eventually
+from tests.support import Actor, Api, expect
 
 NOW = datetime(2025, 6, 11, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -26,6 +33,7 @@ SERVING = ServingFacts(
     review_status=ReviewStatus.APPROVED, available_micros=1_000_000, total_spend_micros=0, spend_today_micros=0,
     schedule=ScheduleFacts(time_zone="UTC", start_at=NOW - timedelta(days=1)), now=NOW,
     total_budget_micros=10_000_000, daily_budget_micros=1_000_000,
+    creatives=1, approved_creatives=1, inventory_spaces=3,
 )
 
 # Each problem, applied to an otherwise serving ad group, and the status it must produce alone.
@@ -35,6 +43,9 @@ PROBLEMS: dict[ServingStatus, dict[str, object]] = {
     ServingStatus.CAMPAIGN_PAUSED: {"campaign_status": UserStatus.PAUSED},
     ServingStatus.ACCOUNT_UNDER_REVIEW: {"account_review_status": ReviewStatus.UNDER_REVIEW},
     ServingStatus.REJECTED: {"review_status": ReviewStatus.REJECTED},
+    ServingStatus.CREATIVES_UNDER_REVIEW: {"approved_creatives": 0, "creatives_under_review": 1},
+    ServingStatus.NO_APPROVED_CREATIVE: {"approved_creatives": 0},
+    ServingStatus.NO_INVENTORY: {"inventory_spaces": 0},
     ServingStatus.BALANCE_INSUFFICIENT: {"available_micros": 0},
     ServingStatus.BUDGET_EXHAUSTED: {"total_spend_micros": 10_000_000},
     ServingStatus.DAILY_BUDGET_EXHAUSTED: {"spend_today_micros": 1_000_000},
@@ -122,3 +133,77 @@ def test_campaign_status_summarises_its_ad_groups() -> None:
     assert campaign_serving_status(UserStatus.ENABLED, approved,
                                    [ServingStatus.REJECTED, ServingStatus.OUT_OF_SCHEDULE])[0] == (
         ServingStatus.OUT_OF_SCHEDULE)
+
+
+# ---------- through the API: what serving would really do ----------
+
+
+def _advertiser(api: Api) -> tuple[Actor, Actor]:
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    return admin, actor
+
+
+def _status(api: Api, actor: Actor, group_id: int) -> tuple[str, str]:
+    read = expect(api.client.get(f"/api/v1/ad-groups/{group_id}", headers=actor.headers), 200)
+    return read["serving_status"], read["serving_reason"]
+
+
+def test_an_ad_group_serves_only_with_an_approved_creative(api: Api) -> None:
+    admin, actor = _advertiser(api)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], ad_space_ids=[space["id"]])
+    assert _status(api, actor, group["id"]) == ("no_approved_creative", NO_CREATIVE)
+
+    media = expect(api.client.post("/api/v1/media", headers=actor.headers,
+                                   files={"file": ("banner.png", png(640, 100))}), 201)
+    creative = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json={
+        "ad_group_id": group["id"], "name": "Home banner", "format": "image_640x100",
+        "materials": {"images": [media["id"]]}, "click_url": "https://example.com/app"}), 201)
+    assert _status(api, actor, group["id"]) == ("no_approved_creative",
+                                                REASONS[ServingStatus.NO_APPROVED_CREATIVE])  # not submitted
+    expect(api.client.post(f"/api/v1/creatives/{creative['id']}/submit", headers=actor.headers), 200)
+    assert _status(api, actor, group["id"]) == ("creatives_under_review",
+                                                REASONS[ServingStatus.CREATIVES_UNDER_REVIEW])
+    listed = expect(api.client.get("/api/v1/ad-groups", headers=actor.headers,
+                                   params={"serving_status": "creatives_under_review"}), 200)
+    assert [g["id"] for g in listed["items"]] == [group["id"]]
+
+    expect(api.client.post(f"/api/v1/creatives/{creative['id']}/review", headers=admin.headers,
+                           json={"decision": "approve"}), 200)
+    assert _status(api, actor, group["id"]) == ("eligible", "serving")
+
+
+def test_an_ad_group_with_no_ad_space_to_show_on_reads_no_inventory(api: Api) -> None:
+    admin, actor = _advertiser(api)
+    chosen = publisher(api, admin, name="Mi Video")
+    banner = ad_space(api, admin, chosen["id"])
+    ad_space(api, admin, publisher(api, admin)["id"])  # a banner space, at a publisher it did not choose
+    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], publisher_ids=[chosen["id"]])
+    approved_creative(api, actor, admin, group["id"])
+    assert _status(api, actor, group["id"]) == ("eligible", "serving")
+
+    expect(api.client.patch(f"/api/v1/ad-spaces/{banner['id']}", headers=admin.headers,
+                            json={"status": "inactive"}), 200)
+    assert _status(api, actor, group["id"]) == ("no_inventory", REASONS[ServingStatus.NO_INVENTORY])
+    picky = ad_space(api, admin, chosen["id"], accepted_formats=["interstitial_image"])
+    assert _status(api, actor, group["id"])[0] == "no_inventory"  # a banner space that refuses its format
+    expect(api.client.patch(f"/api/v1/ad-spaces/{picky['id']}", headers=admin.headers,
+                            json={"accepted_formats": ["image_640x100"]}), 200)
+    assert _status(api, actor, group["id"]) == ("eligible", "serving")
+
+
+def test_an_ad_group_whose_budget_is_held_by_served_ads_reads_reserved(api: Api) -> None:
+    admin, actor = _advertiser(api)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], bid_micros=300_000,
+                              ad_space_ids=[space["id"]], daily_budget_micros=50_000, pacing="asap")
+    approved_creative(api, actor, admin, group["id"])
+    assert _status(api, actor, group["id"]) == ("eligible", "serving")
+    assert eventually(lambda: bool(ads_now(api.client, space["id"])))
+    served = 1
+    while served < 2_000 and ads_now(api.client, space["id"]):  # fetched by an SDK, not shown yet
+        served += 1
+    status, reason = _status(api, actor, group["id"])
+    assert status == "daily_budget_reserved" and "held by ads served" in reason

@@ -6,6 +6,7 @@ from adstack.campaigns import service
 from adstack.campaigns.enums import ServingStatus
 from adstack.campaigns.models import AdGroup
 from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, ledger, publisher
+from tests.serving.test_api import approved_creative
 from tests.support import Api, expect
 
 
@@ -57,6 +58,8 @@ def test_service_status_matches_list_status_and_dayparting_in_zone(api: Api) -> 
     grid[0][9] = True  # Mondays 09:00-10:00 in Jakarta
     group = approved_ad_group(api, adv, admin, campaign(api, adv)["id"], time_zone="Asia/Jakarta",
                               dayparting=grid, start_at="2025-01-01T00:00:00+07:00")
+    ad_space(api, admin, publisher(api, admin)["id"])
+    approved_creative(api, adv, admin, group["id"])
     row = api.session.get(AdGroup, group["id"])
     assert row is not None
     monday_0930_jakarta = datetime(2025, 6, 9, 2, 30, tzinfo=UTC)

@@ -9,6 +9,7 @@ from adstack.accounts.models import User
 from adstack.creatives import service as creatives
 from adstack.creatives.models import Creative
 from adstack.finance.models import EntryType, LedgerEntry
+from tests.campaigns.helpers import ad_space, publisher
 from tests.creatives.helpers import ad_group, create, fields_of, interstitial_body, upload
 from tests.media.samples import mp4, png
 from tests.support import Actor, Api, expect
@@ -40,6 +41,10 @@ def test_create_submit_approve_and_serving_status(api: Api) -> None:
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
                            json={"decision": "approve"}), 200)
+    current = expect(api.client.get(f"/api/v1/creatives/{creative['id']}", headers=adv.headers), 200)
+    assert current["serving_status"] == "no_inventory"  # no interstitial ad space exists yet
+    ad_space(api, admin, publisher(api, admin)["id"], placement_type="interstitial",
+             accepted_formats=["interstitial_image"], sizes=["1200x628"])
     current = expect(api.client.get(f"/api/v1/creatives/{creative['id']}", headers=adv.headers), 200)
     assert current["serving_status"] == "balance_insufficient"
 

@@ -77,6 +77,10 @@ class ServingStatus(StrEnum):
     UNDER_REVIEW = "under_review"
     REJECTED = "rejected"
     SUSPENDED = "suspended"  # taken down by a reviewer; only a reviewer lifts it
+    # What serving would find missing: a creative it may show, an ad space it may show on.
+    CREATIVES_UNDER_REVIEW = "creatives_under_review"
+    NO_APPROVED_CREATIVE = "no_approved_creative"
+    NO_INVENTORY = "no_inventory"
     BALANCE_INSUFFICIENT = "balance_insufficient"
     BUDGET_EXHAUSTED = "budget_exhausted"
     DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"

@@ -38,6 +38,7 @@ from adstack.campaigns.models import (
     EstimateIn,
     ItemResult,
 )
+from adstack.campaigns.readiness import Readiness, readiness
 from adstack.campaigns.status import (
     ScheduleFacts,
     ServingFacts,
@@ -655,7 +656,9 @@ def _schedule_facts(ad_group: AdGroup) -> ScheduleFacts:
 
 
 def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
-           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0) -> ServingFacts:
+           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0,
+           ready: Readiness | None = None) -> ServingFacts:
+    ready = ready or Readiness()
     return ServingFacts(
         status=ad_group.status,
         campaign_status=campaign.status if campaign else UserStatus.DELETED.value,
@@ -671,6 +674,10 @@ def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None
         now=now,
         currency=account.currency if account else "",
         reserved_today_micros=reserved_today,
+        creatives=ready.creatives,
+        approved_creatives=ready.approved_creatives,
+        creatives_under_review=ready.creatives_under_review,
+        inventory_spaces=ready.inventory_spaces,
     )
 
 
@@ -686,6 +693,7 @@ def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetim
         available=finance.available_micros(session, ad_group.account_id),
         total_spend=finance.ad_group_spend_micros(session, ad_group.id),
         spend_today=spend_today, now=moment, reserved_today=held.get(ad_group.id, 0),
+        ready=readiness(session, [ad_group])[ad_group.id],
     )
     return derive_serving_status(facts)
 
@@ -735,11 +743,12 @@ def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: dat
         today.update(spend_by(session, LedgerEntry.ad_group_id, group_ids, since=midnight))
     held = reservations.held_today({(g.id, _local_day(moment, g.time_zone)): today.get(g.id, 0)
                                     for g in ad_groups if g.daily_budget_micros is not None})
+    ready = readiness(session, ad_groups)
     return {
         g.id: derive_serving_status(_facts(
             g, campaigns.get(g.campaign_id), account_rows.get(g.account_id), available=available[g.account_id],
             total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment,
-            reserved_today=held.get(g.id, 0)))
+            reserved_today=held.get(g.id, 0), ready=ready[g.id]))
         for g in ad_groups
     }
 

@@ -44,6 +44,21 @@ class ServingFacts:
     rejection_reasons: str = ""
     currency: str = field(default="")
     reserved_today_micros: int = 0  # held by served ads awaiting their impression, billing or expiry
+    # What serving would show it with and on (campaigns/readiness.py); none known means none.
+    creatives: int = 0
+    approved_creatives: int = 0
+    creatives_under_review: int = 0
+    inventory_spaces: int = 0
+
+
+# Fixed texts, so the console shows each in the reader's language (console/messages.py lists them).
+NO_CREATIVE = "the ad group has no creative"
+REASONS = {
+    ServingStatus.CREATIVES_UNDER_REVIEW: "its creatives are under review",
+    ServingStatus.NO_APPROVED_CREATIVE: "none of its creatives is approved and enabled",
+    ServingStatus.NO_INVENTORY: ("no active ad space of its placement, among the publishers and ad spaces it "
+                                 "chose, accepts its formats"),
+}
 
 
 def local_midnight_utc(now: datetime, time_zone: str) -> datetime:
@@ -89,6 +104,14 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
     if facts.review_status == ReviewStatus.SUSPENDED:
         reasons = f": {facts.rejection_reasons}" if facts.rejection_reasons else ""
         return ServingStatus.SUSPENDED, f"the ad group was suspended by a reviewer{reasons}"
+    if facts.approved_creatives <= 0:
+        if facts.creatives_under_review > 0:
+            return ServingStatus.CREATIVES_UNDER_REVIEW, REASONS[ServingStatus.CREATIVES_UNDER_REVIEW]
+        if facts.creatives <= 0:
+            return ServingStatus.NO_APPROVED_CREATIVE, NO_CREATIVE
+        return ServingStatus.NO_APPROVED_CREATIVE, REASONS[ServingStatus.NO_APPROVED_CREATIVE]
+    if facts.inventory_spaces <= 0:
+        return ServingStatus.NO_INVENTORY, REASONS[ServingStatus.NO_INVENTORY]
     if facts.available_micros <= 0:
         return ServingStatus.BALANCE_INSUFFICIENT, "the account has no balance left"
     if facts.total_budget_micros is not None and facts.total_spend_micros >= facts.total_budget_micros:

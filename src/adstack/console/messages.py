@@ -257,6 +257,9 @@ _FIXED_REASONS = (
     N_("the campaign has no ad groups"), N_("the creative is deleted"), N_("the creative is paused"),
     N_("the creative has not been submitted for review"), N_("the creative is under review"),
     N_("the creative was rejected"), N_("the ad group no longer exists"),
+    N_("the ad group has no creative"), N_("its creatives are under review"),
+    N_("none of its creatives is approved and enabled"),
+    N_("no active ad space of its placement, among the publishers and ad spaces it chose, accepts its formats"),
 )
 _PATTERN_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ad group: (?P<reason>.+)$"), N_("ad group: %(reason)s")),
