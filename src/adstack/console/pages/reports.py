@@ -144,13 +144,15 @@ def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, 
     placements = [p for p in params.getlist("placement_types") if p in {x.value for x in PlacementType}]
     page = choices.page_number(params.get("page"))
     sort = params.get("sort") or None
+    # "Columns > Adjust", "Columns > AppsFlyer": the partner connectors' columns (Mi Ads XMP guide, Adjust API).
+    extra = [c for c in params.getlist("extra_columns") if c in reports.available_extra_columns()]
     values = {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": granularity,
               "dimensions": dimensions, "metrics": metrics, "countries": ",".join(countries),
               "campaign_ids": ",".join(str(i) for i in campaign_ids), "placement_types": placements,
-              "sort": sort or "", "page": page}
+              "sort": sort or "", "page": page, "extra_columns": extra}
     query = {"start_date": start, "end_date": end, "granularity": granularity, "dimensions": dimensions,
              "metrics": metrics, "countries": countries, "campaign_ids": campaign_ids, "placement_types": placements,
-             "sort": sort, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
+             "sort": sort, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE, "extra_columns": extra}
     return values, query
 
 
@@ -182,6 +184,15 @@ def chart_config(visitor: Visitor, result: ReportResult, metrics: list[str]) -> 
             "options": {"scales": scales}}
 
 
+def partner_column_groups() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The connectors' report columns by partner, as (partner name, [(key, label)])."""
+    groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for source, column in reports.available_extra_columns().values():
+        name = getattr(source, "display_name", source.name)
+        groups.setdefault(source.name, (name, []))[1].append((column.key, column.label))
+    return list(groups.values())
+
+
 @router.get("/reports")
 def report_builder(visitor: UserDep) -> Response:
     values, query = _query_from_params(visitor)
@@ -210,6 +221,7 @@ def report_builder(visitor: UserDep) -> Response:
         "dimensions": [d.value for d in Dimension],
         "all_metrics": [m.value for m in Metric if visitor.me.is_platform or m not in PLATFORM_METRICS],
         "granularities": [g.value for g in Granularity], "placements": [p.value for p in PlacementType],
+        "partner_columns": partner_column_groups(),
         "pages": max(1, -(-(result.total_rows if result else 0) // PAGE_SIZE)), "download_query": download,
         "too_long": (date.fromisoformat(values["end_date"]) - date.fromisoformat(values["start_date"])).days
         >= reports.SYNC_MAX_DAYS,
