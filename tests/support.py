@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +125,34 @@ class Api:
         expect(self.client.post(f"/api/v1/accounts/{out['id']}/review", headers=admin.headers,
                                 json={"decision": "approve"}), 200)
         return int(out["id"])
+
+    def mailed(self, to: str, pattern: str) -> str:
+        """The newest match of `pattern` in mail sent to `to` (tests run without SMTP: mail lands in the outbox)."""
+        outbox = self.client.app.state.settings.data_dir / "outbox"  # type: ignore[attr-defined]
+        for path in sorted(outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns, reverse=True):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"] == to:
+                body = message.get_body(preferencelist=("plain",))
+                found = re.search(pattern, body.get_content() if body is not None else "")
+                if found:
+                    return found.group(0)
+        raise AssertionError(f"no mail to {to} matching {pattern}")
+
+    def member(self, owner: Actor, account_role: str, *, account_id: int | None = None,
+               password: str = "colleague password 1") -> Actor:
+        """A colleague invited by `owner` as `account_role`, accepted through the mailed token, and signed in."""
+        n = next(_counter)
+        email_address = f"colleague{n}@example.com"
+        body: dict[str, Any] = {"email": email_address, "account_role": account_role}
+        if account_id is not None:
+            body["account_id"] = account_id
+        expect(self.client.post("/api/v1/invitations", headers=owner.headers, json=body), 201)
+        token = self.mailed(email_address, r"ain_[A-Za-z0-9_-]+")
+        expect(self.client.post("/api/v1/invitations/accept", json={"token": token, "password": password}), 200)
+        return self.login(email_address, password)
+
+    def api_key(self, actor: Actor, *scopes: str, days: int = 30) -> Actor:
+        """An API key of `actor` with `scopes`, as an actor of its own."""
+        out = expect(self.client.post("/api/v1/auth/api-keys", headers=actor.headers, json={
+            "name": f"key {next(_counter)}", "scopes": list(scopes), "expires_in_days": days}), 201)
+        return Actor(out["key"], actor.user_id, actor.account_id, actor.email)

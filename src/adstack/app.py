@@ -153,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             router = getattr(module, attribute, None)
             if router is not None:
                 app.include_router(router)
+        for router in getattr(module, "more_routers", ()):
+            app.include_router(router)
         install: Hook | None = getattr(module, "install", None)
         if install is not None:
             install(app)

@@ -27,12 +27,15 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 TENANT_PARAMS = frozenset({
     "account_id", "key_id", "media_id", "app_id", "audience_id", "campaign_id", "ad_group_id", "creative_id",
     "request_id", "line_id", "job_id", "connection_id", "binding_id", "object_id", "session_id", "user_id",
+    "document_id",
 })
 # Path parameters that name platform-owned catalogue rows or vocabularies: readable, never writable by tenants.
 CATALOGUE_PARAMS = frozenset({
     "rule_id", "publisher_id", "ad_space_id", "country", "region_id", "row_id", "currency", "code", "partner",
     "object_type",
 })
+# The account each of a tenant's documents (`document_id`, in the same order) belongs to.
+DOCUMENT_ACCOUNT = "document_account_id"
 # /review/history/{object_type}/{object_id}: the reviewable kinds and the id each names.
 REVIEWED_KINDS = {"account": "account_id", "ad_group": "ad_group_id", "creative": "creative_id"}
 MUTATING = frozenset({"post", "put", "patch", "delete"})
@@ -115,8 +118,9 @@ def build_tenant(api: Api, admin: Actor, actor: Actor, account_id: int, label: s
         tenant.ids.setdefault(kind, []).extend(values)
 
     keep("account_id", account_id)
-    post(f"/accounts/{account_id}/documents", data={"kind": "business_license"},
-         files={"file": (f"licence-{label}.pdf", io.BytesIO(PDF), "application/pdf")})
+    keep("document_id", post(f"/accounts/{account_id}/documents", data={"kind": "business_license"},
+                             files={"file": (f"licence-{label}.pdf", io.BytesIO(PDF), "application/pdf")})["id"])
+    keep(DOCUMENT_ACCOUNT, account_id)
     keep("key_id", post("/auth/api-keys", json={"name": f"{label} reporting key"})["id"])
     # The acting user and its sign-in (an agency's for a sub-account, which has no users of its own).
     keep("user_id", actor.user_id)
@@ -282,6 +286,11 @@ def paths_for(operation: Operation, ids: dict[str, list[int]], catalogue: dict[s
             for object_id in ids[id_param]:
                 yield operation.template.format(object_type=kind, object_id=object_id)
         return
+    if set(operation.params) == {"account_id", "document_id"} and DOCUMENT_ACCOUNT in ids:
+        # A document is named under its own account: each with its account, not every account with every document.
+        for account_id, document_id in zip(ids[DOCUMENT_ACCOUNT], ids["document_id"], strict=True):
+            yield operation.template.format(account_id=account_id, document_id=document_id)
+        return
     choices = [ids[p] if p in TENANT_PARAMS else [catalogue[p]] for p in operation.params]
     for values in itertools.product(*choices):
         yield operation.template.format(**dict(zip(operation.params, values, strict=True)))
@@ -311,6 +320,8 @@ BODIES: dict[str, BodyFor] = {
     "POST /api/v1/accounts/{account_id}/review": lambda home: {"json": {"decision": "approve"}},
     "POST /api/v1/accounts/{account_id}/documents": lambda home: {
         "data": {"kind": "other"}, "files": {"file": ("planted.pdf", io.BytesIO(PDF), "application/pdf")}},
+    "PUT /api/v1/accounts/{account_id}/documents/{document_id}": lambda home: {
+        "data": {"kind": "other"}, "files": {"file": ("swapped.pdf", io.BytesIO(PDF), "application/pdf")}},
     "PATCH /api/v1/campaigns/{campaign_id}": lambda home: {"json": {"name": "Hijacked campaign"}},
     "POST /api/v1/campaigns/{campaign_id}/copy": lambda home: {"json": {"name": "Stolen campaign", "deep": True}},
     "PATCH /api/v1/ad-groups/{ad_group_id}": lambda home: {"json": {"name": "Hijacked ad group",

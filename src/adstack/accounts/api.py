@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
-from adstack.accounts import service
+from adstack.accounts import members_api, service
 from adstack.accounts.limits import AuthLimiter, Refused, account_key, limiter_of
 from adstack.accounts.models import (
     AccountRead,
@@ -71,6 +71,8 @@ from adstack.core.settings import Settings
 from adstack.review.models import ReviewDecisionIn, ReviewStatus
 
 router = APIRouter(prefix="/api/v1")
+# Users, invitations and grants (members_api.py), registered beside this router by the app.
+more_routers = (members_api.router,)
 CountryQuery = Annotated[str, Query(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code.")]
 
 
@@ -264,9 +266,11 @@ def list_api_keys(principal: CurrentPrincipal, session: SessionDep) -> list[ApiK
 
 
 @router.post("/auth/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, tags=["auth"],
-             summary="Create an API key (shown once)")
+             summary="Create an API key (shown once) with scopes and an expiry; only from a signed-in session, "
+                     "never with another key")
 def create_api_key(body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep) -> ApiKeyCreated:
-    key, row = service.create_api_key(session, principal, name=body.name)
+    key, row = service.create_api_key(session, principal, name=body.name, scopes=body.scopes,
+                                      expires_in_days=body.expires_in_days)
     session.commit()
     return ApiKeyCreated(key=key, **ApiKeyRead.model_validate(row).model_dump())
 

@@ -7,7 +7,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +39,30 @@ class Role(StrEnum):
 
 
 PLATFORM_ROLES = frozenset({Role.ADMIN, Role.REVIEWER, Role.ACCOUNT_MANAGER})
+
+
+class AccountRole(StrEnum):
+    """What a user may do in its account (and, for an agency's users, in the agency's sub-accounts)."""
+
+    OWNER = "owner"  # everything, including users, money and the account's details
+    OPERATOR = "operator"  # edits campaigns, ad groups, creatives, apps, audiences
+    VIEWER = "viewer"  # reads
+
+
+class KeyScope(StrEnum):
+    """What an API key may do, within what its user may do."""
+
+    READ = "read"
+    WRITE = "write"
+    FINANCE = "finance"
+
+
+# The scopes each account role may give its keys: a key never does more than its user.
+ROLE_KEY_SCOPES: dict[str, frozenset[KeyScope]] = {
+    AccountRole.OWNER: frozenset(KeyScope),
+    AccountRole.OPERATOR: frozenset({KeyScope.READ, KeyScope.WRITE}),
+    AccountRole.VIEWER: frozenset({KeyScope.READ}),
+}
 
 
 class AccountType(StrEnum):
@@ -65,10 +98,22 @@ class Principal:
     role: str
     account_id: int | None
     client: str = "api"
+    account_role: str = AccountRole.OWNER  # tenants only; platform staff act by `role`
+    scopes: frozenset[str] | None = None  # an API key's scopes; None for a signed-in session
+    may_operate_on_behalf: bool = False  # platform staff granted "operate on behalf" (admins always may)
+    on_behalf: bool = False  # this request edits a tenant's data by that grant: the operation log says so
 
     @property
     def is_platform(self) -> bool:
         return self.role in PLATFORM_ROLES
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.scopes is not None
+
+    @property
+    def can_operate_on_behalf(self) -> bool:
+        return self.role == Role.ADMIN or (self.is_platform and self.may_operate_on_behalf)
 
     @property
     def can_review(self) -> bool:
@@ -92,6 +137,9 @@ class User(Base, TimestampMixin):
     locale: Mapped[str] = mapped_column(String(8), default="")
     is_active: Mapped[bool] = mapped_column(default=True)
     email_verified_at: Mapped[datetime | None]
+    account_role: Mapped[str] = mapped_column(String(16), default=AccountRole.OWNER)
+    # Platform staff only: may edit advertisers' campaigns, every such write logged as on behalf.
+    operates_on_behalf: Mapped[bool] = mapped_column(default=False)
 
     @property
     def email_verified(self) -> bool:
@@ -186,6 +234,46 @@ class AccessToken(Base):
     # Shown in the session list so a user can tell their sign-ins apart.
     client_ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(200), default="")
+    # An API key's scopes, comma-separated (KeyScope); empty for sessions.
+    scopes: Mapped[str] = mapped_column(String(64), default="")
+
+    @property
+    def scope_list(self) -> list[str]:
+        return [s for s in self.scopes.split(",") if s]
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class Invitation(Base):
+    """An e-mailed invitation to join an account with a role; the token is stored as a SHA-256 digest."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    account_role: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_at: Mapped[datetime | None]
+
+    def status_at(self, now: datetime) -> InvitationStatus:
+        if self.accepted_at is not None:
+            return InvitationStatus.ACCEPTED
+        if self.revoked_at is not None:
+            return InvitationStatus.REVOKED
+        if self.expires_at <= now:
+            return InvitationStatus.EXPIRED
+        return InvitationStatus.PENDING
 
 
 class EmailTokenPurpose(StrEnum):
@@ -351,8 +439,19 @@ class TokenOut(BaseModel):
     account_id: int | None
 
 
+API_KEY_DEFAULT_DAYS = 90
+API_KEY_MAX_DAYS = 365
+
+
 class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    scopes: list[KeyScope] = Field(default=[KeyScope.READ], min_length=1, max_length=3,
+                                   description="read: GET routes; write: edits; finance: money movements. A key "
+                                               "never gets a scope its user's role lacks.")
+    expires_in_days: int = Field(default=API_KEY_DEFAULT_DAYS, ge=1, le=API_KEY_MAX_DAYS,
+                                 description="The key stops working this many days from now.")
 
 
 class ApiKeyRead(BaseModel):
@@ -361,7 +460,9 @@ class ApiKeyRead(BaseModel):
     id: int
     name: str
     prefix: str
+    scopes: list[KeyScope] = Field(validation_alias=AliasChoices("scope_list", "scopes"))
     created_at: datetime
+    expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
 
@@ -378,6 +479,7 @@ class UserRead(BaseModel):
     name: str
     role: Role
     account_id: int | None
+    account_role: AccountRole
     locale: str
 
 
@@ -421,6 +523,52 @@ class SessionRead(BaseModel):
 class ManagedUserRead(UserRead):
     is_active: bool
     email_verified: bool
+    operates_on_behalf: bool
+
+
+class InvitationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    account_role: AccountRole = AccountRole.VIEWER
+    account_id: int | None = Field(default=None, ge=1, le=2**63 - 1,
+                                   description="The account to join: your own unless an agency names a "
+                                               "sub-account, or an account manager names any.")
+
+
+class InvitationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    account_id: int
+    email: str
+    account_role: AccountRole
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    revoked_at: datetime | None
+    status: InvitationStatus
+
+
+class InvitationAcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    password: Password | None = Field(default=None, description="Required when the address has no user yet.")
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+
+
+class AccountRoleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_role: AccountRole
+
+
+class OnBehalfGrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    granted: bool = Field(description="Whether this platform user may edit advertisers' campaigns; each such "
+                                      "write is logged as on behalf of the account.")
 
 
 class RegistrationOut(BaseModel):

@@ -1,8 +1,9 @@
-"""Accounts: registration, sign-in, tenancy, sub-accounts, documents, settlement rules and account review."""
+"""Accounts: registration, sub-accounts, documents, settlement rules and account review.
+
+Sign-in is in auth.py, users in users.py and invitations.py, API keys in keys.py, tenancy in tenancy.py."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,34 +12,26 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from adstack.accounts import auth, keys, tenancy, users
 from adstack.accounts.models import (
     AGREEMENT_VERSION,
-    CLIENT_TOKEN_KINDS,
-    PLATFORM_ROLES,
     QUALIFICATION_KINDS,
-    SESSION_KINDS,
-    AccessToken,
     Account,
     AccountDocument,
     AccountType,
     AccountUpdate,
     DocumentKind,
-    EmailToken,
-    EmailTokenPurpose,
     PaymentMode,
     Principal,
     RegistrationIn,
     Role,
     SettlementRule,
     SubAccountIn,
-    TokenKind,
     User,
 )
-from adstack.accounts.passwords import check_new_password
 from adstack.core.errors import (
     Conflict,
     FieldError,
@@ -46,12 +39,11 @@ from adstack.core.errors import (
     InvalidState,
     NotFound,
     PayloadTooLarge,
-    Unauthenticated,
     ValidationFailed,
 )
 from adstack.core.mail import OutgoingMail
 from adstack.core.private_files import create_private
-from adstack.core.security import hash_password, new_token, token_digest, verify_password
+from adstack.core.security import hash_password
 from adstack.core.timeutil import utcnow
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
@@ -59,6 +51,37 @@ from adstack.review import service as review
 from adstack.review.models import ReviewAction, ReviewStatus
 
 ACCOUNT = "account"
+
+# Sign-in, users, API keys and tenancy have modules of their own; callers reach them through this one too.
+authenticate = auth.authenticate
+change_password = auth.change_password
+issue_session_token = auth.issue_session_token
+list_sessions = auth.list_sessions
+login = auth.login
+principal_for = auth.principal_for
+request_password_reset = auth.request_password_reset
+resend_verification = auth.resend_verification
+reset_password = auth.reset_password
+revoke_session = auth.revoke_session
+revoke_sessions = auth.revoke_sessions
+revoke_token = auth.revoke_token
+token_row = auth.token_row
+verification_mail = auth.verification_mail
+verify_email = auth.verify_email
+create_api_key = keys.create_api_key
+list_api_keys = keys.list_api_keys
+revoke_api_key = keys.revoke_api_key
+can_see_account = tenancy.can_see_account
+ensure_account_visible = tenancy.ensure_account_visible
+get_account = tenancy.get_account
+resolve_account_id = tenancy.resolve_account_id
+visible_account_ids = tenancy.visible_account_ids
+create_admin = users.create_admin
+create_user = users.create_user
+list_users = users.list_users
+mark_email_verified = users.mark_email_verified
+set_user_active = users.set_user_active
+
 
 # Mi Ads' settlement table: (country, entity, currency, contract version); operators may edit the rows afterwards.
 # Source: Mi Ads Usage Guide, 1.2.1 Register an Advertiser Account (the settlement table). The guide's "RMB" is
@@ -144,344 +167,7 @@ def check_settlement(session: Session, *, country: str, entity: str, currency: s
     )
 
 
-# ---------- users, tokens, principals ----------
-
-
-def create_user(session: Session, *, email: str, password: str, role: Role, account_id: int | None,
-                name: str = "") -> User:
-    email = email.strip().lower()
-    if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise Conflict("a user with this email already exists",
-                       fields=[FieldError(field="email", rule="unique", actual=email)], code="email_taken")
-    user = User(email=email, password_hash=hash_password(password), role=role.value, account_id=account_id, name=name)
-    session.add(user)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent registration with the same email
-        raise Conflict("a user with this email already exists", code="email_taken") from exc
-    return user
-
-
-def create_admin(session: Session, *, email: str, password: str, role: Role = Role.ADMIN) -> User:
-    if role not in PLATFORM_ROLES:
-        raise ValidationFailed.single("role", "platform_role", "admins must have a platform role",
-                                      limit=sorted(PLATFORM_ROLES), actual=role)
-    check_new_password(password)
-    user = create_user(session, email=email, password=password, role=role, account_id=None)
-    user.email_verified_at = utcnow()  # an operator made this user
-    return user
-
-
-def principal_for(user: User, client: str = "api") -> Principal:
-    return Principal(user_id=user.id, email=user.email, role=user.role, account_id=user.account_id, client=client)
-
-
-def issue_session_token(session: Session, user: User, *, ttl: timedelta, kind: TokenKind = TokenKind.SESSION,
-                        client_ip: str = "", user_agent: str = "") -> tuple[str, AccessToken]:
-    token = new_token("asc" if kind == TokenKind.CONSOLE else "ast")
-    row = AccessToken(user_id=user.id, kind=kind.value, digest=token_digest(token), prefix=token[:8],
-                      expires_at=utcnow() + ttl, client_ip=client_ip[:45], user_agent=user_agent[:200])
-    session.add(row)
-    session.flush()
-    return token, row
-
-
-def login(session: Session, *, email: str, password: str, ttl: timedelta, kind: TokenKind = TokenKind.SESSION,
-          client_ip: str = "", user_agent: str = "") -> tuple[str, AccessToken, User]:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    # Verify against a dummy hash when the user is unknown, so timing does not reveal which emails exist.
-    if user is None:
-        verify_password(_dummy_hash(), password)
-        raise Unauthenticated("email or password is wrong", code="invalid_credentials")
-    if not verify_password(user.password_hash, password) or not user.is_active:
-        raise Unauthenticated("email or password is wrong", code="invalid_credentials")
-    token, row = issue_session_token(session, user, ttl=ttl, kind=kind, client_ip=client_ip, user_agent=user_agent)
-    return token, row, user
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password("not-a-real-password")
-
-
-def authenticate(session: Session, token: str, *, client: str = "api") -> Principal:
-    row = session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
-    now = utcnow()
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        raise Unauthenticated("the access token is missing, expired or revoked", code="invalid_token")
-    # A console cookie is not a bearer token and a bearer token is not a console cookie: each answers alike.
-    if row.kind not in CLIENT_TOKEN_KINDS.get(client, frozenset()):
-        raise Unauthenticated("the access token is missing, expired or revoked", code="invalid_token")
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        raise Unauthenticated("the user is disabled", code="invalid_token")
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
-        row.last_used_at = now  # coarse, so every request does not write
-    return principal_for(user, client)
-
-
-def revoke_token(session: Session, token: str) -> None:
-    row = session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
-    if row is not None and row.revoked_at is None:
-        row.revoked_at = utcnow()
-
-
-def token_row(session: Session, token: str) -> AccessToken | None:
-    return session.scalar(select(AccessToken).where(AccessToken.digest == token_digest(token)))
-
-
-def _active_sessions(session: Session, user_id: int) -> list[AccessToken]:
-    stmt = select(AccessToken).where(
-        AccessToken.user_id == user_id, AccessToken.kind.in_([k.value for k in SESSION_KINDS]),
-        AccessToken.revoked_at.is_(None), or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > utcnow()))
-    return list(session.scalars(stmt.order_by(AccessToken.id)))
-
-
-def list_sessions(session: Session, principal: Principal) -> list[AccessToken]:
-    """The caller's signed-in sessions (API and console), newest last; API keys are listed apart."""
-    return _active_sessions(session, principal.user_id)
-
-
-def revoke_session(session: Session, principal: Principal, session_id: int) -> AccessToken:
-    row = session.get(AccessToken, session_id)
-    if row is None or row.user_id != principal.user_id or row.kind not in SESSION_KINDS:
-        raise NotFound("session not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-    return row
-
-
-def revoke_sessions(session: Session, user_id: int, *, keep_id: int | None = None,
-                    include_api_keys: bool = False) -> int:
-    kinds = [k.value for k in SESSION_KINDS] + ([TokenKind.API_KEY.value] if include_api_keys else [])
-    rows = session.scalars(select(AccessToken).where(
-        AccessToken.user_id == user_id, AccessToken.kind.in_(kinds), AccessToken.revoked_at.is_(None)))
-    now, count = utcnow(), 0
-    for row in rows:
-        if row.id != keep_id:
-            row.revoked_at = now
-            count += 1
-    return count
-
-
-# ---------- passwords and e-mail tokens ----------
-
-
-def _issue_email_token(session: Session, user: User, purpose: EmailTokenPurpose, ttl: timedelta) -> str:
-    # Only the newest link of a purpose works: an older one still in a mailbox is spent.
-    for old in session.scalars(select(EmailToken).where(EmailToken.user_id == user.id, EmailToken.purpose == purpose,
-                                                        EmailToken.used_at.is_(None))):
-        old.used_at = utcnow()
-    token = new_token("aet")
-    session.add(EmailToken(user_id=user.id, purpose=purpose.value, digest=token_digest(token),
-                           expires_at=utcnow() + ttl))
-    session.flush()
-    return token
-
-
-def _use_email_token(session: Session, token: str, purpose: EmailTokenPurpose) -> User:
-    row = session.scalar(select(EmailToken).where(EmailToken.digest == token_digest(token)))
-    if (row is None or row.purpose != purpose or row.used_at is not None or row.expires_at <= utcnow()):
-        raise ValidationFailed.single("token", "valid_link", "the link is invalid, used or expired")
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        raise ValidationFailed.single("token", "valid_link", "the link is invalid, used or expired")
-    row.used_at = utcnow()
-    return user
-
-
-def change_password(session: Session, principal: Principal, *, current_password: str, new_password: str,
-                    keep_token_id: int | None) -> int:
-    """Needs the current password; signs out every other session. Returns how many were signed out."""
-    user = session.get(User, principal.user_id)
-    if user is None or not verify_password(user.password_hash, current_password):
-        raise ValidationFailed.single("current_password", "matches_current", "the current password is wrong")
-    check_new_password(new_password, field="new_password")
-    if verify_password(user.password_hash, new_password):
-        raise ValidationFailed.single("new_password", "differs_from_current",
-                                      "the new password must differ from the current one")
-    user.password_hash = hash_password(new_password)
-    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="user", object_id=user.id,
-                 object_name=user.email, account_id=user.account_id, after={"password": "changed"})
-    return revoke_sessions(session, user.id, keep_id=keep_token_id)
-
-
-def request_password_reset(session: Session, *, email: str, base_url: str, ttl: timedelta) -> OutgoingMail | None:
-    """A reset link for an active user; nothing for an unknown address (the caller answers the same)."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None or not user.is_active:
-        return None
-    token = _issue_email_token(session, user, EmailTokenPurpose.RESET_PASSWORD, ttl)
-    hours = int(ttl.total_seconds() // 3600)
-    return OutgoingMail(to=user.email, subject="Reset your adstack password", body=(
-        f"Someone asked to reset the password of your adstack user {user.email}.\n\n"
-        f"To choose a new password, open this link within {hours} hours:\n"
-        f"{base_url}/console/reset-password?token={token}\n\n"
-        f"Or send the token to POST /api/v1/auth/password-reset/confirm: {token}\n\n"
-        "If it was not you, ignore this message; your password stays as it is.\n"))
-
-
-def reset_password(session: Session, *, token: str, new_password: str) -> User:
-    """Single use: the token is spent, the password set, and every session signed out."""
-    check_new_password(new_password, field="new_password")
-    user = _use_email_token(session, token, EmailTokenPurpose.RESET_PASSWORD)
-    user.password_hash = hash_password(new_password)
-    # Following a link from the mailbox proves the address too.
-    user.email_verified_at = user.email_verified_at or utcnow()
-    revoke_sessions(session, user.id)
-    oplog.record(session, actor=principal_for(user), operation=Operation.UPDATE, object_type="user",
-                 object_id=user.id, object_name=user.email, account_id=user.account_id,
-                 after={"password": "reset"})
-    return user
-
-
-def verify_email(session: Session, *, token: str) -> User:
-    user = _use_email_token(session, token, EmailTokenPurpose.VERIFY_EMAIL)
-    user.email_verified_at = user.email_verified_at or utcnow()
-    return user
-
-
-def _verification_mail(session: Session, user: User, *, base_url: str, ttl: timedelta) -> OutgoingMail:
-    token = _issue_email_token(session, user, EmailTokenPurpose.VERIFY_EMAIL, ttl)
-    return OutgoingMail(to=user.email, subject="Verify your adstack e-mail address", body=(
-        f"Welcome to adstack. Please confirm that {user.email} is your address by opening this link:\n"
-        f"{base_url}/console/verify-email?token={token}\n\n"
-        f"Or send the token to POST /api/v1/auth/verify-email: {token}\n\n"
-        "Your account can be submitted for review once the address is verified.\n"))
-
-
-def resend_verification(session: Session, principal: Principal, *, base_url: str, ttl: timedelta
-                        ) -> OutgoingMail | None:
-    user = session.get(User, principal.user_id)
-    if user is None or user.email_verified_at is not None:
-        return None
-    return _verification_mail(session, user, base_url=base_url, ttl=ttl)
-
-
-# ---------- user management ----------
-
-
-def _managed_user(session: Session, principal: Principal, user_id: int) -> User:
-    """A user the principal may manage: any for account managers and admins, the users of an agency's
-    sub-accounts for that agency. Everyone else's answer 404, like missing ones."""
-    user = session.get(User, user_id)
-    if user is None or user.id == principal.user_id:
-        raise NotFound(f"user {user_id} not found")
-    if principal.can_manage_accounts:
-        if user.role == Role.ADMIN and principal.role != Role.ADMIN:
-            raise Forbidden("only an admin manages another admin")
-        return user
-    if principal.role == Role.AGENCY and user.account_id is not None:
-        account = session.get(Account, user.account_id)
-        if account is not None and account.parent_agency_id == principal.account_id:
-            return user
-    raise NotFound(f"user {user_id} not found")
-
-
-def list_users(session: Session, principal: Principal, *, account_id: int | None = None,
-               email: str | None = None, limit: int = 50, offset: int = 0) -> list[User]:
-    stmt = select(User)
-    visible = visible_account_ids(session, principal)
-    if visible is not None:
-        stmt = stmt.where(User.account_id.in_(visible))
-    if account_id is not None:
-        stmt = stmt.where(User.account_id == account_id)
-    if email:
-        stmt = stmt.where(User.email == email.strip().lower())
-    return list(session.scalars(stmt.order_by(User.id).limit(limit).offset(offset)))
-
-
-def set_user_active(session: Session, principal: Principal, user_id: int, *, active: bool) -> User:
-    """Deactivating signs the user out everywhere and stops their API keys (authenticate refuses them too)."""
-    if not (principal.can_manage_accounts or principal.role == Role.AGENCY):
-        raise Forbidden("only account managers and agencies manage users")
-    user = _managed_user(session, principal, user_id)
-    before = user.is_active
-    user.is_active = active
-    if not active:
-        revoke_sessions(session, user.id, include_api_keys=True)
-    oplog.record(session, actor=principal, operation=Operation.ENABLE if active else Operation.PAUSE,
-                 object_type="user", object_id=user.id, object_name=user.email, account_id=user.account_id,
-                 before={"is_active": before}, after={"is_active": active})
-    return user
-
-
-def mark_email_verified(session: Session, principal: Principal, user_id: int) -> User:
-    """An account manager confirms an address out of band (e.g. a customer whose mail filter ate the link)."""
-    if not principal.can_manage_accounts:
-        raise Forbidden("only account managers verify addresses")
-    user = _managed_user(session, principal, user_id)
-    user.email_verified_at = user.email_verified_at or utcnow()
-    return user
-
-
-def create_api_key(session: Session, principal: Principal, *, name: str) -> tuple[str, AccessToken]:
-    key = new_token("ask")
-    row = AccessToken(user_id=principal.user_id, kind="api_key", name=name, digest=token_digest(key), prefix=key[:8])
-    session.add(row)
-    session.flush()
-    return key, row
-
-
-def list_api_keys(session: Session, principal: Principal) -> list[AccessToken]:
-    stmt = select(AccessToken).where(AccessToken.user_id == principal.user_id, AccessToken.kind == "api_key")
-    return list(session.scalars(stmt.order_by(AccessToken.id)))
-
-
-def revoke_api_key(session: Session, principal: Principal, key_id: int) -> AccessToken:
-    row = session.get(AccessToken, key_id)
-    if row is None or row.user_id != principal.user_id or row.kind != "api_key":
-        raise NotFound("api key not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-    return row
-
-
-# ---------- tenancy ----------
-
-
-def visible_account_ids(session: Session, principal: Principal) -> set[int] | None:
-    """Accounts a principal may see: None for platform staff (all), own + sub-accounts for an agency."""
-    if principal.is_platform:
-        return None
-    if principal.account_id is None:
-        return set()
-    ids = {principal.account_id}
-    if principal.role == Role.AGENCY:
-        ids.update(session.scalars(select(Account.id).where(Account.parent_agency_id == principal.account_id)))
-    return ids
-
-
-def can_see_account(session: Session, principal: Principal, account_id: int) -> bool:
-    visible = visible_account_ids(session, principal)
-    return visible is None or account_id in visible
-
-
-def ensure_account_visible(session: Session, principal: Principal, account_id: int) -> None:
-    """Unknown and foreign accounts answer the same 404, so ids of other tenants cannot be probed."""
-    if not can_see_account(session, principal, account_id):
-        raise NotFound(f"account {account_id} not found")
-
-
-def resolve_account_id(session: Session, principal: Principal, account_id: int | None, *, field: str = "account_id"
-                       ) -> int:
-    """The account an object is created in: the caller's own unless an agency or admin names another."""
-    if account_id is None:
-        if principal.account_id is None:
-            raise ValidationFailed.single(field, "required", "platform staff must name the account")
-        return principal.account_id
-    ensure_account_visible(session, principal, account_id)
-    if session.get(Account, account_id) is None:
-        raise NotFound(f"account {account_id} not found")
-    return account_id
-
-
-def get_account(session: Session, principal: Principal, account_id: int) -> Account:
-    ensure_account_visible(session, principal, account_id)
-    account = session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"account {account_id} not found")
-    return account
+# ---------- accounts ----------
 
 
 def list_accounts(
@@ -596,7 +282,7 @@ def register_self_serve(session: Session, data: RegistrationIn, *, base_url: str
             with session.begin_nested():
                 user, account, _token = register(session, data, ttl=token_ttl, client=client)
                 revoke_sessions(session, user.id)  # sign-in comes later, with the password
-            mail = _verification_mail(session, user, base_url=base_url, ttl=token_ttl)
+            mail = verification_mail(session, user, base_url=base_url, ttl=token_ttl)
             return SelfServeRegistration(mail, user, account)
         except Conflict:
             pass  # registered a moment ago by a concurrent request: answer as for a taken address

@@ -24,6 +24,7 @@ from adstack.console.pages import (
     pipeline,
     reports,
     review,
+    team,
 )
 from adstack.console.web import PREFIX, ConsoleRoute, check_csrf
 from adstack.core.errors import NotFound
@@ -45,7 +46,7 @@ public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=
                           include_in_schema=False)
 # The creation wizard goes first: its fixed paths (/ads/new) must win over the list's /ads/{level}.
 for page_module in (auth, overview, account, ads_new, ads, finance, reports, audiences, apps, connectors, inventory,
-                    review, logs, pipeline, notifications):
+                    review, logs, pipeline, notifications, team):
     public_router.include_router(page_module.router)
 
 

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, Path, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from adstack.accounts import permissions
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal
 from adstack.core.db import DatabaseBusy
@@ -69,13 +71,19 @@ bearer_scheme = HTTPBearer(auto_error=False, description="A session token from /
 
 
 def get_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
+    """The signed-in principal, authorised for the matched route's permission (accounts/permissions.py) before
+    any handler runs: every route that names a principal is checked, however its handler is written."""
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("send Authorization: Bearer <token>", code="missing_token")
     principal = accounts.authenticate(session, credentials.credentials, client="api")
     session.commit()  # persists the coarse last-used stamp
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        principal = permissions.authorize(principal, permissions.permission_of(route, request.method))
     return principal
 
 

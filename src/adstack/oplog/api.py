@@ -25,6 +25,8 @@ def _scope(session: SessionDep, principal: CurrentPrincipal, account_id: int | N
 
 Q = Annotated[str | None, Query(max_length=200, description="Object name or id.")]
 ObjectType = Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]+$")]
+OnBehalf = Annotated[bool | None, Query(description="Only entries platform staff made on behalf of the account "
+                                                    "(true), or only the others (false).")]
 
 
 @router.get("", response_model=dict, summary="Search the operation log")
@@ -37,12 +39,13 @@ def search(
     since: datetime | None = None,
     until: datetime | None = None,
     account_id: OptionalId = None,
+    on_behalf: OnBehalf = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, object]:
     rows, total = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
                                  object_type=object_type, operation=operation, since=since, until=until,
-                                 limit=limit, offset=offset)
+                                 on_behalf=on_behalf, limit=limit, offset=offset)
     return {"total": total, "items": [ChangeEventRead.model_validate(r, from_attributes=True) for r in rows]}
 
 
@@ -57,9 +60,10 @@ def export_csv(
     since: datetime | None = None,
     until: datetime | None = None,
     account_id: OptionalId = None,
+    on_behalf: OnBehalf = None,
 ) -> Response:
     rows, _ = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
                              object_type=object_type, operation=operation, since=since, until=until,
-                             limit=100_000, offset=0)
+                             on_behalf=on_behalf, limit=100_000, offset=0)
     return Response(service.export_csv(rows), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="operation-log.csv"'})

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,6 +49,10 @@ class ChangeEvent(Base):
     operator_email: Mapped[str] = mapped_column(String(320), default="")
     operator_role: Mapped[str] = mapped_column(String(32), default="")
     client: Mapped[str] = mapped_column(String(16), default="api")
+    # Platform staff editing the account's own data by the "operate on behalf" grant (accounts/permissions.py):
+    # the operator fields say who, account_id for which account.
+    # Source: Mi Ads Usage Guide, 6.2 Operation Logs: "Log content: ... operator, operation role, and operation time".
+    on_behalf: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -70,4 +74,5 @@ class ChangeEventRead(BaseModel):
     operator_email: str
     operator_role: str
     client: str
+    on_behalf: bool = Field(default=False, description="Platform staff acting on behalf of the account.")
     created_at: datetime

@@ -68,6 +68,7 @@ def record(
         operator_email=actor.email if actor else "system",
         operator_role=actor.role if actor else "system",
         client=actor.client if actor else "system",
+        on_behalf=bool(actor is not None and actor.on_behalf and account_id is not None),
         created_at=utcnow(),
     )
     session.add(event)
@@ -83,6 +84,7 @@ def search(
     operation: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    on_behalf: bool | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[ChangeEvent], int]:
@@ -103,6 +105,8 @@ def search(
         stmt = stmt.where(ChangeEvent.created_at >= since)
     if until:
         stmt = stmt.where(ChangeEvent.created_at < until)
+    if on_behalf is not None:
+        stmt = stmt.where(ChangeEvent.on_behalf.is_(on_behalf))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     ordered = stmt.order_by(ChangeEvent.created_at.desc(), ChangeEvent.id.desc())
     rows = session.scalars(ordered.limit(limit).offset(offset))
@@ -111,7 +115,7 @@ def search(
 
 CSV_HEADER = (
     "time_utc", "account_id", "object_type", "object_id", "object_name", "operation",
-    "field", "old", "new", "operator", "role", "client",
+    "field", "old", "new", "operator", "role", "client", "on_behalf",
 )
 
 
@@ -121,7 +125,7 @@ def export_csv(events: Sequence[ChangeEvent]) -> str:
     for event in events:
         base = [event.created_at.isoformat(), event.account_id, event.object_type, event.object_id, event.object_name,
                 event.operation]
-        tail = [event.operator_email, event.operator_role, event.client]
+        tail = [event.operator_email, event.operator_role, event.client, "yes" if event.on_behalf else ""]
         if not event.changes:
             rows.append([*base, "", "", "", *tail])
         for change in event.changes:

@@ -14,9 +14,12 @@ from pydantic import ValidationError
 from adstack.accounts import service as accounts
 from adstack.accounts.limits import limiter_of
 from adstack.accounts.models import (
+    API_KEY_DEFAULT_DAYS,
+    API_KEY_MAX_DAYS,
     AccountType,
     AccountUpdate,
     DocumentKind,
+    KeyScope,
     Role,
     SubAccountIn,
 )
@@ -190,7 +193,19 @@ def create_api_key(visitor: UserDep, form: FormDep) -> Response:
         errors = FormErrors()
         errors.add("api_key_name", "required", "name the key")
         return _account_page(visitor, visitor.me.account_id, errors=errors, status=422)
-    key, _ = accounts.create_api_key(visitor.session, visitor.me, name=name)
+    scopes = [scope for scope in KeyScope if forms.checkbox(form, f"scope_{scope.value}")] or [KeyScope.READ]
+    days_text = forms.text(form, "expires_in_days")
+    if days_text and not (days_text.isdigit() and 1 <= int(days_text) <= API_KEY_MAX_DAYS):
+        errors = FormErrors()
+        errors.add("api_key_expiry", "range", "1 to 365 days", limit=[1, API_KEY_MAX_DAYS], actual=days_text)
+        return _account_page(visitor, visitor.me.account_id, errors=errors, status=422)
+    try:
+        key, _ = accounts.create_api_key(visitor.session, visitor.me, name=name, scopes=scopes,
+                                         expires_in_days=int(days_text) if days_text else API_KEY_DEFAULT_DAYS)
+    except DomainError as exc:
+        visitor.session.rollback()
+        return _account_page(visitor, visitor.me.account_id, errors=FormErrors.from_domain(
+            exc, default_field="api_key_scopes"), status=exc.status)
     visitor.session.commit()
     # Shown once, on this response only; it is never stored in clear.
     return _account_page(visitor, visitor.me.account_id, new_key=key)
