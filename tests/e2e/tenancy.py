@@ -27,6 +27,7 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 TENANT_PARAMS = frozenset({
     "account_id", "key_id", "media_id", "app_id", "audience_id", "campaign_id", "ad_group_id", "creative_id",
     "request_id", "line_id", "job_id", "connection_id", "binding_id", "object_id", "session_id", "user_id",
+    "invitation_id",
     "document_id",
 })
 # Path parameters that name platform-owned catalogue rows or vocabularies: readable, never writable by tenants.
@@ -126,6 +127,7 @@ def build_tenant(api: Api, admin: Actor, actor: Actor, account_id: int, label: s
     keep("user_id", actor.user_id)
     keep("session_id", next(s["id"] for s in expect(client.get(f"{API}/auth/sessions", headers=headers), 200)
                             if s["current"]))
+    keep("invitation_id", post("/invitations", json={**scope, "email": f"colleague-{slug}@example.com"})["id"])
 
     form = {k: str(v) for k, v in scope.items()}
     image = post("/media", data=form, files={"file": (f"hero-{label}.png", png(1200, 628), "image/png")})
