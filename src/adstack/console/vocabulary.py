@@ -49,12 +49,14 @@ CODE_NAMES: Mapping[str, str] = {
     "reviewer": N_("Reviewer"), "account_manager": N_("Account manager"),
     # review and object statuses
     "to_be_submitted": N_("To be submitted"), "under_review": N_("Under review"), "approved": N_("Approved"),
+    "suspended": N_("Suspended by a reviewer"),
     "rejected": N_("Rejected"), "enabled": N_("Enabled"), "paused": N_("Paused"), "deleted": N_("Deleted"),
     "active": N_("Active"), "error": N_("Error"), "disabled": N_("Disabled"),
     "queued": N_("Queued"), "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"),
     # operations (Source: Mi Ads usage guide, 6.2 "Operation Logs")
     "create": N_("Create"), "update": N_("Edit"), "copy": N_("Copy"), "delete": N_("Delete"),
     "submit": N_("Submit for review"), "approve": N_("Approve"), "reject": N_("Reject"), "enable": N_("Enable"),
+    "suspend": N_("Suspend"), "lift_suspension": N_("Lift suspension"),
     "pause": N_("Pause"), "top_up": N_("Top up"), "transfer": N_("Transfer"), "login": N_("Sign in"),
     # pacing and targeting values
     "even": N_("Even (spread over the day)"), "asap": N_("As fast as possible"),
