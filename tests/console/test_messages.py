@@ -3,6 +3,8 @@ the account's currency and never a path, a pattern or micros."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pytest
@@ -14,6 +16,10 @@ from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup, Campaign
 from adstack.console.messages import RULE_ALIASES, RULE_SENTENCES, Speaker, serving_reason
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow, zone
+from adstack.events.models import Event, EventType
+from adstack.events.service import get_event_store
 from tests.campaigns.helpers import ad_group, campaign
 from tests.console.support import post_form, register, sign_in
 from tests.support import Api
@@ -134,3 +140,31 @@ def test_operation_log_reads_in_words(api: Api, client: TestClient, session: Ses
     assert "国家或地区: ID, SG" in targeting.group(2) and "女" in targeting.group(2)
     assert "系统版本 10 至" in targeting.group(2)
     assert "编辑" in row and "{" not in targeting.group(2) and "bid_micros<" not in html.replace('"bid_micros"', "")
+
+
+def test_report_download_has_a_bom_money_in_units_and_headings_in_the_language(
+        api: Api, client: TestClient, session: Session, settings: Settings):
+    advertiser = api.approved_account(company_name="夏日游戏有限公司")
+    camp = campaign(api, advertiser, name="春节活动")
+    today = utcnow()
+    store = get_event_store(settings)
+    common = {"occurred_at": today, "account_id": advertiser.account_id, "campaign_id": camp["id"], "country": "ID",
+              "objective": "performance"}
+    store.append([Event(event_id="imp-csv", event_type=EventType.IMPRESSION, **common),
+                  Event(event_id="chg-csv", event_type=EventType.CHARGE, cost_micros=2_345_000, **common)])
+    store.flush()
+    sign_in(client, advertiser.email, "correct horse battery")
+    client.cookies.set("adstack_lang", "zh", path="/console")
+    day = today.astimezone(zone("Asia/Singapore")).date().isoformat()
+    query = (f"start_date={day}&end_date={day}&granularity=total&dimensions=campaign"
+             "&metrics=impressions&metrics=cost_micros")
+    download = client.get(f"/console/reports/download?format=csv&{query}")
+    assert download.status_code == 200 and download.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
+    header, first = rows[0], rows[1]
+    assert "广告计划名称" in header and "消耗 (USD)" in header and not any("micros" in h for h in header)
+    assert first[header.index("广告计划名称")] == "春节活动"
+    assert first[header.index("消耗 (USD)")] == "2.35" or first[header.index("消耗 (USD)")] == "2.34"
+    assert rows[-1][0] == "合计"
+    page = client.get(f"/console/reports?{query}")
+    assert "广告计划名称" in page.text and "Campaign name" not in page.text

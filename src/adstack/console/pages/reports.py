@@ -13,15 +13,20 @@ from pydantic import ValidationError
 
 from adstack.console import forms
 from adstack.console.forms import FormErrors
+from adstack.console.i18n import N_
 from adstack.console.pages import choices
+from adstack.console.vocabulary import code_name
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
+from adstack.core.csv_export import to_csv
 from adstack.core.deps import IdPath
-from adstack.core.errors import DomainError
+from adstack.core.errors import DomainError, FieldError, ValidationFailed
+from adstack.core.http import validation_fields
+from adstack.core.money import MICROS_PER_UNIT
 from adstack.core.timeutil import utcnow, zone
 from adstack.core.vocabulary import IN_APP_EVENTS, PlacementType
 from adstack.events.service import get_event_store
 from adstack.reports import service as reports
-from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
+from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, xlsx_bytes
 from adstack.reports.models import (
     DEFAULT_METRICS,
     PLATFORM_METRICS,
@@ -217,6 +222,7 @@ def report_builder(visitor: UserDep) -> Response:
     download = visitor.request.url.query
     return render(visitor, "reports/reports.html", {
         "values": values, "errors": errors, "result": result, "cells": cells, "totals": totals,
+        "titles": [column_title(visitor, c.key, c.label) for c in result.columns] if result else [],
         "chart": chart_config(visitor, result, values["metrics"]) if result else None,
         "dimensions": [d.value for d in Dimension],
         "all_metrics": [m.value for m in Metric if visitor.me.is_platform or m not in PLATFORM_METRICS],
@@ -228,17 +234,79 @@ def report_builder(visitor: UserDep) -> Response:
     })
 
 
+# Report column keys -> catalog titles (the reports service's own labels are English and speak of micros).
+COLUMN_TITLES: dict[str, str] = {
+    "date": N_("Date"), "hour": N_("Hour"), "account_id": N_("Account ID"), "account_name": N_("Account name"),
+    "campaign_id": N_("Campaign ID"), "campaign_name": N_("Campaign name"), "ad_group_id": N_("Ad group ID"),
+    "ad_group_name": N_("Ad group name"), "creative_id": N_("Creative ID"), "creative_name": N_("Creative name"),
+    "ad_space_id": N_("Ad space ID"), "ad_space_name": N_("Ad space name"), "publisher_id": N_("Publisher ID"),
+    "publisher_name": N_("Publisher name"), "country": N_("Country or region"), "placement_type": N_("Placement"),
+    "objective": N_("Objective"), "event": N_("Event"), "source": N_("Source"),
+    "impressions": N_("Impressions"), "clicks": N_("Clicks"), "ctr": N_("CTR"), "cost_micros": N_("Cost"),
+    "ecpm_micros": N_("eCPM"), "cpc_micros": N_("CPC"), "cpa_micros": N_("CPA"), "installs": N_("Installs"),
+    "cvr": N_("CVR"), "revenue_micros": N_("Revenue"), "roas": N_("ROAS"), "requests": N_("Requests"),
+    "conversions": N_("Conversions"), "video_starts": N_("Video starts"), "video_completes": N_("Video completes"),
+    "video_completion_rate": N_("Completion rate"), "media_cost_micros": N_("Media cost"),
+    "media_cost_impressions": N_("Impressions with media cost"), "in_app_events": N_("In-app events"),
+    "video_first_quartiles": N_("Video 1/4"), "video_midpoints": N_("Video 1/2"),
+    "video_third_quartiles": N_("Video 3/4"), "invalid": N_("Invalid traffic"),
+    "ad_requests": N_("Ad requests"), "filled_ad_requests": N_("Filled ad requests"), "fill_rate": N_("Fill rate"),
+    "organic_installs": N_("Organic installs"), "other_installs": N_("Installs from other sources"),
+}
+
+
+def column_title(visitor: Visitor, key: str, label: str) -> str:
+    """A report column's heading in the visitor's language; a deleted-flag column reads "… deleted"."""
+    if key in COLUMN_TITLES:
+        return visitor.gettext(COLUMN_TITLES[key])
+    if key.endswith("_deleted"):
+        return visitor.gettext(N_("Deleted"))
+    if key.startswith("event_"):
+        return code_name(key.removeprefix("event_").upper(), visitor.language)
+    return label.replace(" (micros)", "")
+
+
+def _export_cell(value: Any, kind: str) -> Any:
+    """Money in currency units (a number Excel can add up), never micros."""
+    if value is None:
+        return None
+    if kind == "micros":
+        return (Decimal(int(value)) / MICROS_PER_UNIT).quantize(Decimal("0.01"))
+    return value
+
+
 @router.get("/reports/download")
 def download_report(visitor: UserDep, format: str = "csv") -> Response:
-    """Every row and the totals, as CSV or XLSX (formula injection neutralised by the exporter)."""
+    """Every row and the totals, as CSV (UTF-8 with a byte-order mark, so Excel reads Chinese names) or XLSX;
+    headings in the visitor's language, money in the report's currency."""
     export_format = choices.enum_or_default(ExportFormat, format, ExportFormat.CSV)
     _values, query = _query_from_params(visitor)
-    query.pop("limit"), query.pop("offset")
-    report_query = ReportQuery.model_validate(query)
-    body = reports.export_report(visitor.session, visitor.me, report_query, export_format,
-                                 store=get_event_store(visitor.settings))
-    media_type = CSV_MEDIA_TYPE if export_format == ExportFormat.CSV else XLSX_MEDIA_TYPE
+    try:
+        report_query = ReportQuery.model_validate(query)
+    except ValidationError as exc:
+        raise ValidationFailed("the report has invalid fields", fields=[
+            FieldError(item["field"], item["rule"], item.get("message", ""), limit=item.get("limit"))
+            for item in validation_fields(list(exc.errors()))]) from None
+    report_query = report_query.model_copy(update={"limit": reports.EXPORT_MAX_ROWS, "offset": 0})
+    result = reports.run_report(visitor.session, visitor.me, report_query, store=get_event_store(visitor.settings))
+    if result.total_rows > reports.EXPORT_MAX_ROWS:
+        raise ValidationFailed.single("end_date", "max_export_rows", "too many rows to download at once",
+                                      limit=reports.EXPORT_MAX_ROWS, actual=result.total_rows)
+    currency = result.currency or visitor.currency
+    header = [column_title(visitor, c.key, c.label) + (f" ({currency})" if c.kind == "micros" else "")
+              for c in result.columns]
+    rows = [[_export_cell(row.get(c.key), c.kind) for c in result.columns] for row in result.rows]
+    if result.totals:
+        totals = [_export_cell(result.totals.get(c.key), c.kind) if c.key in result.totals else None
+                  for c in result.columns]
+        totals[0] = visitor.gettext(N_("Total"))
+        rows.append(totals)
     filename = f"report-{report_query.start_date}-{report_query.end_date}.{export_format.value}"
+    if export_format == ExportFormat.CSV:
+        body = ("\ufeff" + to_csv(header, rows)).encode("utf-8")
+        media_type = CSV_MEDIA_TYPE
+    else:
+        body, media_type = xlsx_bytes(header, rows), XLSX_MEDIA_TYPE
     return Response(body, media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
