@@ -117,3 +117,24 @@ def test_phone_layout_folds_the_sidebar_keeps_names_in_view_and_stacks_forms(
         first, second = fields.nth(0).bounding_box(), fields.nth(1).bounding_box()
         assert first and second and second["y"] > first["y"], "fields of a row should stack on a phone"
     page.context.close()
+
+
+def test_quick_edit_shows_a_refusal_in_place(api: Api, session: Session, playwright_browser: Any,
+                                             live_server: str):
+    advertiser, _staff = _seed(api)
+    page = _browse(playwright_browser, live_server, advertiser, "correct horse battery", "en", 1440)
+    page.goto("/console/ads/ad-groups")
+    row = page.locator("#ad-list tbody tr").first
+    row.locator("[data-quick-edit]").click()
+    form = row.locator("form.quick-edit")
+    form.wait_for()
+    form.locator("input[name=bid]").fill("abc")
+    form.locator("button[type=submit]").click()
+    message = page.locator("#ad-list tbody tr .error-text").first
+    message.wait_for()
+    assert "Bid must be a number" in message.inner_text()
+    header_columns = page.locator("#ad-list thead th").count()
+    edit_columns = page.locator("#ad-list tbody tr").first.evaluate(
+        "tr => Array.from(tr.cells).reduce((n, c) => n + c.colSpan, 0)")
+    assert edit_columns == header_columns
+    page.context.close()

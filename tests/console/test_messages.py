@@ -168,3 +168,28 @@ def test_report_download_has_a_bom_money_in_units_and_headings_in_the_language(
     assert rows[-1][0] == "合计"
     page = client.get(f"/console/reports?{query}")
     assert "广告计划名称" in page.text and "Campaign name" not in page.text
+
+
+def _cells(row_html: str) -> int:
+    return sum(int(span or 1) for span in re.findall(r'<td(?:[^>]*?colspan="(\d+)")?[^>]*>', row_html))
+
+
+def test_quick_edit_row_keeps_the_header_columns_and_shows_its_refusal(api: Api, client: TestClient,
+                                                                        session: Session):
+    advertiser = api.approved_account()
+    group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
+    sign_in(client, advertiser.email, "correct horse battery")
+    listing = client.get("/console/ads/ad-groups").text
+    header = re.search(r'<table id="ad-list".*?<thead>(.*?)</thead>', listing, re.S)
+    assert header
+    columns = len(re.findall(r"<th[\s>]", header.group(1)))
+    shown = re.search(rf'<tr id="row-ad-groups-{group["id"]}".*?</tr>', listing, re.S)
+    assert shown and _cells(shown.group(0)) == columns
+    editing = client.get(f"/console/ads/ad-groups/{group['id']}/quick-edit")
+    assert _cells(editing.text) == columns
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', listing).group(1)  # type: ignore[union-attr]
+    refused = client.post(f"/console/ads/ad-groups/{group['id']}/quick-edit",
+                          data={"name": "Renamed", "bid": "abc", "csrf_token": csrf},
+                          headers={"HX-Request": "true"})
+    assert refused.status_code == 422 and _cells(refused.text) == columns
+    assert "Bid must be a number" in refused.text and not MACHINE_TALK.search(refused.text)

@@ -85,6 +85,31 @@
       canvas._chart = new window.Chart(canvas, config);
     });
   }
+  // htmx 2 does not swap 4xx answers by default ("By Default 4xx & 5xx Responses Do Not Swap", htmx quirks page).
+  // A refused quick edit or inline form answers with its own fragment and messages: swap it in place. A whole
+  // error page is not swapped into a row; its message is shown beside the element that asked.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var status = e.detail.xhr.status;
+    if (status < 400 || status >= 500) return;
+    var body = e.detail.xhr.responseText || "";
+    if (!/<html[\s>]/i.test(body)) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+      return;
+    }
+    var page = new DOMParser().parseFromString(body, "text/html");
+    var card = page.querySelector("[data-error-status]");
+    var text = card ? card.querySelector("p") : null;
+    var note = document.createElement("div");
+    note.className = "notice bad";
+    note.setAttribute("role", "alert");
+    note.textContent = text ? text.textContent.trim() : String(status);
+    var anchor = e.detail.target && e.detail.target.closest("tr") ? e.detail.target.closest("table") : e.detail.target;
+    if (anchor && anchor.parentNode) anchor.parentNode.insertBefore(note, anchor);
+    e.detail.shouldSwap = false;
+    e.detail.isError = false;
+  });
+
   // The sidebar folds into a menu button on narrow screens.
   on("click", "[data-nav-toggle]", function (_e, button) {
     var shell = button.closest(".shell");
