@@ -193,3 +193,23 @@ def test_quick_edit_row_keeps_the_header_columns_and_shows_its_refusal(api: Api,
                           headers={"HX-Request": "true"})
     assert refused.status_code == 422 and _cells(refused.text) == columns
     assert "Bid must be a number" in refused.text and not MACHINE_TALK.search(refused.text)
+
+
+def test_rejection_reasons_and_review_actions_read_in_chinese(api: Api, client: TestClient, session: Session):
+    admin = api.admin()
+    advertiser = api.approved_account(admin)
+    group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
+    api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=advertiser.headers)
+    response = api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers, json={
+        "decision": "reject", "reasons": ["The landing page cannot be opened", "Our own words"]})
+    assert response.status_code == 200, response.text
+    sign_in(client, advertiser.email, "correct horse battery")
+    client.cookies.set("adstack_lang", "zh", path="/console")
+    html = client.get(f"/console/ads/ad-groups/{group['id']}").text
+    assert "落地页无法打开; Our own words" in html and "The landing page cannot be opened" not in html
+    assert ">reject<" not in html and ">submit<" not in html and "提交审核" in html
+    overview = client.get("/console/").text
+    assert overview.count("落地页无法打开") >= 1 and "The landing page cannot be opened" not in overview
+    listing = client.get("/console/ads/ad-groups").text
+    tip = re.search(r'data-serving="rejected" data-tip="([^"]+)"', listing)
+    assert tip and "落地页无法打开" in tip.group(1) and "rejected" not in tip.group(1)

@@ -58,6 +58,10 @@ CODE_NAMES: Mapping[str, str] = {
     "submit": N_("Submit for review"), "approve": N_("Approve"), "reject": N_("Reject"), "enable": N_("Enable"),
     "suspend": N_("Suspend"), "lift_suspension": N_("Lift suspension"),
     "pause": N_("Pause"), "top_up": N_("Top up"), "transfer": N_("Transfer"), "login": N_("Sign in"),
+    # review history actions
+    "edit_reviewed_field": N_("Reviewed field edited"), "suspend": N_("Suspend"),
+    "lift_suspension": N_("Lift suspension"), "platform_pause": N_("Paused by the platform"),
+    "platform_resume": N_("Resumed by the platform"),
     # pacing and targeting values
     "even": N_("Even (spread over the day)"), "asap": N_("As fast as possible"),
     "male": N_("Male"), "female": N_("Female"), "wifi": N_("Wi-Fi"),

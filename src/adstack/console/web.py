@@ -271,6 +271,7 @@ def _words(visitor: Visitor) -> dict[str, Any]:
         "code_name": lambda code: vocabulary.code_name(code, language),
         "serving_reason": lambda reason: messages.serving_reason(reason, language),
         "tr": lambda text: catalog.gettext(str(text)) if text else "",
+        "tr_list": lambda texts: [catalog.gettext(str(text)) for text in texts or [] if text],
     }
 
 
