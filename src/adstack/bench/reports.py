@@ -3,7 +3,8 @@
 
 N synthetic events are generated inside the engine (ClickHouse's numbers() table function, no Python
 rows) into the event store's own schema, so the rollup is fed by the same materialized view as in
-production. Then three reports over 30 days for one account run through the report SQL builder, each
+production. The synthetic platform's sizes (CARDINALITIES) are printed with the results, with how many
+rollup rows each event costs. Then three reports over 30 days for one account run through the report SQL builder, each
 next to the same aggregate written by hand over the raw events: by day and campaign, by hour and
 creative, by country. Each pair must return the same rows; the JSON line gives the p50 latencies and
 their ratio (rollup / raw). Targets: each report <= 1 s at 100 M events and a ratio <= 0.5.
@@ -43,6 +44,29 @@ COUNTRIES = ["ID", "IN", "TH", "VN", "PH", "MY", "SG", "BR", "MX", "RU", "TR", "
              "US", "DE", "FR", "ES", "IT", "GB", "PL", "UA", "KZ", "CO", "AR", "CL", "PE"]
 PLACEMENTS = ["banner", "interstitial", "rewarded_video", "push", "icon", "newsfeed"]
 
+# The synthetic platform, sized like a mid-size network's month: traffic concentrates as real traffic does
+# (a few campaigns, creatives and ad spaces take most of it), an ad space belongs to one publisher app in one
+# country, and a campaign serves only in the countries it targets, so it meets only those countries' spaces.
+ACCOUNTS = 20  # one (ACCOUNT_ID) takes a tenth of the events, the other 19 share the rest
+CAMPAIGNS_PER_ACCOUNT = 10
+AD_GROUPS_PER_CAMPAIGN = 3
+CREATIVES_PER_AD_GROUP = 4
+COUNTRIES_PER_CAMPAIGN = 2
+AD_SPACES_PER_COUNTRY = 12
+AD_SPACES_PER_PUBLISHER = 4
+CREATIVES_PER_ACCOUNT = CAMPAIGNS_PER_ACCOUNT * AD_GROUPS_PER_CAMPAIGN * CREATIVES_PER_AD_GROUP
+CREATIVES_PER_CAMPAIGN = AD_GROUPS_PER_CAMPAIGN * CREATIVES_PER_AD_GROUP
+CARDINALITIES = {
+    "accounts": ACCOUNTS, "campaigns": ACCOUNTS * CAMPAIGNS_PER_ACCOUNT,
+    "ad_groups": ACCOUNTS * CAMPAIGNS_PER_ACCOUNT * AD_GROUPS_PER_CAMPAIGN,
+    "creatives": ACCOUNTS * CREATIVES_PER_ACCOUNT, "countries": len(COUNTRIES),
+    "countries_per_campaign": COUNTRIES_PER_CAMPAIGN, "ad_spaces": len(COUNTRIES) * AD_SPACES_PER_COUNTRY,
+    "ad_spaces_per_country": AD_SPACES_PER_COUNTRY,
+    "publishers": len(COUNTRIES) * AD_SPACES_PER_COUNTRY // AD_SPACES_PER_PUBLISHER, "placements": len(PLACEMENTS),
+    "skew": "a cube of a uniform draw picks campaigns, creatives and ad spaces: the first tenth of each list "
+            "takes about 46% of the traffic",
+}
+
 # Event mix per 1000 events, as ad traffic looks: many requests and impressions, few conversions.
 EVENT_MIX = [("request", 400), ("impression", 330), ("charge", 100), ("click", 40), ("video_start", 40),
              ("video_first_quartile", 20), ("video_complete", 20), ("install", 30), ("in_app_event", 20)]
@@ -64,13 +88,15 @@ def _generate_sql(start: datetime, offset: int, count: int, total: int) -> str:
     """
     h = "cityHash64(number)"
     h2 = "cityHash64(number, 7)"
-    # Skewed choices: a uniform value squared favours the first entries, as real traffic does.
+    # Skewed choices: a uniform value cubed favours the first entries, as real traffic does.
     skew = f"pow(({h2} % 10000) / 10000.0, 3)"
-    account = f"if({h} % 10 = 0, {ACCOUNT_ID}, 2 + ({h} DIV 10) % 19)"  # one account in ten events
-    # Per account: 20 campaigns x 3 ad groups x 4 creatives, most traffic on a few; each campaign targets
-    # two countries.
-    creative = f"toUInt64(floor({skew} * 240))"
-    ad_space = f"toUInt64(1 + floor(pow((({h} DIV 1000) % 10000) / 10000.0, 3) * 500))"
+    account = f"if({h} % 10 = 0, {ACCOUNT_ID}, 2 + ({h} DIV 10) % {ACCOUNTS - 1})"  # one account in ten events
+    # Per account: campaigns x ad groups x creatives, most traffic on a few; each campaign targets
+    # COUNTRIES_PER_CAMPAIGN countries and serves on the (skewed) ad spaces of the country it reached.
+    creative = f"toUInt64(floor({skew} * {CREATIVES_PER_ACCOUNT}))"
+    country_index = (f"(intDiv(creative_index, {CREATIVES_PER_CAMPAIGN}) * 7 + ({h} DIV 100) % "
+                     f"{COUNTRIES_PER_CAMPAIGN}) % {len(COUNTRIES)}")
+    space_slot = f"toUInt64(floor(pow((({h} DIV 1000) % 10000) / 10000.0, 3) * {AD_SPACES_PER_COUNTRY}))"
     countries = "[" + ", ".join(f"'{c}'" for c in COUNTRIES) + "]"
     placements = "[" + ", ".join(f"'{p}'" for p in PLACEMENTS) + "]"
     seconds = DAYS * 86400
@@ -84,19 +110,20 @@ SELECT
   {_event_type_sql(h)} AS event_type,
   toDateTime64({int(start.timestamp())} + intDiv(number * {seconds}, {total}), 3, 'UTC') AS occurred_at,
   {account} AS account_id,
-  account_id * 1000 + intDiv(creative_index, 12) + 1 AS campaign_id,
-  account_id * 10000 + intDiv(creative_index, 4) + 1 AS ad_group_id,
+  account_id * 1000 + intDiv(creative_index, {CREATIVES_PER_CAMPAIGN}) + 1 AS campaign_id,
+  account_id * 10000 + intDiv(creative_index, {CREATIVES_PER_AD_GROUP}) + 1 AS ad_group_id,
   account_id * 100000 + creative_index + 1 AS creative_id,
-  {ad_space} AS ad_space_id,
-  1 + ad_space_id % 100 AS publisher_id,
+  1 + country_index * {AD_SPACES_PER_COUNTRY} + space_slot AS ad_space_id,
+  1 + intDiv(ad_space_id - 1, {AD_SPACES_PER_PUBLISHER}) AS publisher_id,
   {placements}[1 + ad_space_id % {len(PLACEMENTS)}] AS placement_type,
-  {countries}[1 + (intDiv(creative_index, 12) * 7 + ({h} DIV 100) % 2) % {len(COUNTRIES)}] AS country,
+  {countries}[1 + country_index] AS country,
   if(campaign_id % 4 = 0, 'brand', 'performance') AS objective,
   concat('com.publisher.app', toString(publisher_id)) AS app_package,
   if(event_type = 'in_app_event', if({h2} % 3 = 0, 'PURCHASE', 'APP_OPEN'), '') AS conversion_event,
   if(event_type = 'in_app_event' AND conversion_event = 'PURCHASE', 1000000 + {h2} % 9000000, 0) AS revenue_micros,
   if(event_type = 'charge', 500 + {h2} % 5000, 0) AS cost_micros
-FROM (SELECT number, {creative} AS creative_index FROM numbers({offset}, {count}))"""
+FROM (SELECT number, creative_index, {country_index} AS country_index, {space_slot} AS space_slot
+      FROM (SELECT number, {creative} AS creative_index FROM numbers({offset}, {count})))"""
 
 
 # The three reports and the same aggregates by hand over the raw events.
@@ -203,7 +230,9 @@ def main(events: int = 100_000_000) -> dict[str, Any]:
                      for r in results.values())
         line = {
             "bench": "reports", "engine": "clickhouse" if store.clickhouse_url else "chdb", "events": events,
-            "account_events": account_events, "rollup_rows": rollup_rows, "load_seconds": round(load_seconds, 1),
+            "cardinalities": CARDINALITIES, "account_events": account_events, "rollup_rows": rollup_rows,
+            "rollup_rows_per_event": {table: round(rows / events, 4) for table, rows in rollup_rows.items()},
+            "load_seconds": round(load_seconds, 1),
             "events_per_second": round(events / load_seconds) if load_seconds else None, "days": DAYS,
             "time_zone": TIME_ZONE, "reports": results, "target_ms": TARGET_MS, "target_ratio": TARGET_RATIO,
             "meets_targets": passed,
