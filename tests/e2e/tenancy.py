@@ -28,7 +28,7 @@ TENANT_PARAMS = frozenset({
     "account_id", "key_id", "media_id", "app_id", "audience_id", "campaign_id", "ad_group_id", "creative_id",
     "request_id", "line_id", "job_id", "connection_id", "binding_id", "object_id", "session_id", "user_id",
     "invitation_id",
-    "document_id",
+    "document_id", "endpoint_id", "notification_id",
 })
 # Path parameters that name platform-owned catalogue rows or vocabularies: readable, never writable by tenants.
 CATALOGUE_PARAMS = frozenset({
@@ -192,6 +192,12 @@ def build_tenant(api: Api, admin: Actor, actor: Actor, account_id: int, label: s
         "app_token": f"{slug[:20]}app", "app_name": f"{label} Game", "package_name": package, "utc_offset": "+08:00"})
     keep("binding_id", binding["id"])
     post(f"/connectors/{connection['id']}/pull", 200, json={})
+
+    keep("endpoint_id", post("/webhooks", json={**scope, "url": f"https://hooks.example.com/{slug}",
+                                                "description": f"{label} hooks"})["id"])
+    # The review decisions above reached the acting user (an agency hears of its sub-accounts).
+    told = expect(client.get(f"{API}/notifications", headers=headers, params={"limit": 500}), 200)
+    keep("notification_id", next(n["id"] for n in told if n["account_id"] == account_id))
     return tenant
 
 

@@ -271,6 +271,8 @@ def _catalogue_attack(world: World, intruder: Intruder) -> Iterator[Outcome]:
 # Actions without a path parameter that only platform staff may take; a tenant naming its own account is refused.
 StaffAction = Callable[[Tenant, dict[str, Any]], tuple[str, str, dict[str, Any]]]
 STAFF_ACTIONS: dict[str, StaffAction] = {
+    "POST /api/v1/review/batch": lambda home, catalogue: ("post", "/review/batch", {"json": {
+        "items": [{"object_type": "ad_group", "object_id": home.id("ad_group_id")}], "decision": "approve"}}),
     "POST /api/v1/settlement-rules": lambda home, catalogue: ("post", "/settlement-rules", {"json": {
         "country": "FJ", "entity": "Xiaomi India", "currency": "INR", "contract_version": "IN universal version"}}),
     "POST /api/v1/publishers": lambda home, catalogue: ("post", "/publishers", {"json": {
@@ -323,6 +325,8 @@ def _report(victim: Tenant) -> dict[str, Any]:
 
 
 REFERENCES: dict[str, tuple[str, Reference]] = {
+    "add a webhook endpoint to the victim's account": ("refuse", lambda home, victim: ("post", "/webhooks", {
+        "json": {"account_id": victim.account_id, "url": "https://hooks.example.com/planted"}})),
     "create a campaign in the victim's account": ("refuse", lambda home, victim: ("post", "/campaigns", {"json": {
         "account_id": victim.account_id, "objective": "performance", "name": "Planted",
         "promotion_type": "non_download", "landing_kind": "h5", "landing_url": "https://example.com"}})),
@@ -474,6 +478,7 @@ LISTS: tuple[tuple[str, str | None], ...] = (
     (f"{API}/audiences?limit=500", "audience_id"),
     (f"{API}/finance/top-up-requests?limit=500", "request_id"),
     (f"{API}/finance/credit-lines?limit=500", "line_id"),
+    (f"{API}/webhooks", "endpoint_id"),
     (f"{API}/finance/transfers?limit=500", None),
     (f"{API}/finance/transfers/export.csv", None),
     (f"{API}/operation-logs?limit=500", None),
@@ -485,7 +490,7 @@ LISTS: tuple[tuple[str, str | None], ...] = (
 # Lists whose rows carry no tenant's names: nothing must leak, but there is nothing of one's own to find.
 QUIET_LISTS: tuple[str, ...] = (
     f"{API}/conversions", f"{API}/overview", f"{API}/auth/me", f"{API}/attribution/verdict-agreement",
-    f"{API}/auth/sessions", f"{API}/users",
+    f"{API}/auth/sessions", f"{API}/users", f"{API}/notifications",
     f"{API}/connectors/columns/by-campaign-day?date_from={_week_ago()}&date_to={_today()}",
     f"{API}/reports?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/download?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
@@ -509,6 +514,7 @@ NO_OBJECT: dict[str, str] = {
     "POST /api/v1/auth/verify-email/resend": "mails the caller's own verification link",
     "POST /api/v1/accounts": "an agency's new account is always its own sub-account; only account managers name "
                              "a parent agency",
+    "POST /api/v1/notifications/read-all": "marks the caller's own notifications read",
 }
 
 
