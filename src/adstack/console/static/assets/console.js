@@ -85,7 +85,7 @@
       canvas._chart = new window.Chart(canvas, config);
     });
   }
-  // htmx 2 does not swap 4xx answers by default ("By Default 4xx & 5xx Responses Do Not Swap", htmx quirks page).
+  // Source: https://htmx.org/quirks/ "By Default 4xx & 5xx Responses Do Not Swap": htmx 2 leaves 4xx answers alone.
   // A refused quick edit or inline form answers with its own fragment and messages: swap it in place. A whole
   // error page is not swapped into a row; its message is shown beside the element that asked.
   document.addEventListener("htmx:beforeSwap", function (e) {
