@@ -219,3 +219,23 @@ def _text(message: Message) -> str:
     payload = message.get_payload(decode=True)
     body = payload.decode("utf-8") if isinstance(payload, bytes) else str(message.get_payload())
     return f"{message['Subject']}\n{body}"
+
+
+def test_without_the_operator_allow_list_a_loopback_receiver_is_refused_and_the_try_recorded(
+        api: Api, receiver: Receiver) -> None:
+    """The guarded client refuses special-purpose addresses: an endpoint cannot be used to reach inside."""
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    created = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": receiver.url}), 201)
+    group = ad_group(api, adv, campaign(api, adv)["id"])
+    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
+    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
+                           json={"decision": "approve"}), 200)
+    api.client.app.state.notifications.drain()  # type: ignore[attr-defined]
+    deliveries = _until(lambda: [d for d in expect(api.client.get(
+        f"/api/v1/webhooks/{created['id']}/deliveries", headers=adv.headers), 200) if d["attempt_log"]])
+    assert receiver.received == []
+    first = deliveries[0]
+    assert first["status"] == "pending" and first["next_attempt_at"] is not None
+    assert first["attempt_log"][0]["status_code"] is None
+    assert first["attempt_log"][0]["error"] == "the URL could not be fetched"
