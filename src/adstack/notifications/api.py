@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Query, Response
 
 from adstack.accounts import service as accounts
-from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, SessionDep
+from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, SessionDep, SettingsDep
+from adstack.core.security import Encryptor
 from adstack.notifications import service
 from adstack.notifications.gate import RequestGate, WriteGate
 from adstack.notifications.models import (
@@ -54,12 +55,13 @@ def read_all(principal: CurrentPrincipal, session: SessionDep) -> Response:
 
 @router.post("/webhooks", status_code=201, response_model=WebhookEndpointCreated,
              summary="Add a webhook endpoint; the answer carries its signing secret, shown only this once")
-def create_webhook(data: WebhookEndpointIn, principal: CurrentPrincipal, session: SessionDep
-                   ) -> WebhookEndpointCreated:
-    endpoint = service.create_endpoint(session, principal, data,
-                                       lambda s, p, a: accounts.resolve_account_id(s, p, a))
+def create_webhook(data: WebhookEndpointIn, principal: CurrentPrincipal, session: SessionDep,
+                   settings: SettingsDep) -> WebhookEndpointCreated:
+    endpoint, secret = service.create_endpoint(session, principal, data,
+                                               lambda s, p, a: accounts.resolve_account_id(s, p, a),
+                                               Encryptor(settings.resolved_secret_key))
     session.commit()
-    return WebhookEndpointCreated(**_read(endpoint).model_dump(), secret=endpoint.secret)
+    return WebhookEndpointCreated(**_read(endpoint).model_dump(), secret=secret)
 
 
 @router.get("/webhooks", response_model=list[WebhookEndpointRead], summary="Webhook endpoints you can see")

@@ -89,8 +89,9 @@ class WebhookEndpoint(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(index=True)
     url: Mapped[str] = mapped_column(String(2000))
-    # Kept readable: every delivery is signed with it. Shown to the account once, when the endpoint is made.
-    secret: Mapped[str] = mapped_column(String(100))
+    # Every delivery is signed with the secret, so it is kept encrypted (core.security.Encryptor), not hashed.
+    # Shown to the account once, when the endpoint is made.
+    secret_ciphertext: Mapped[str] = mapped_column(String(400))
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty = every type
     description: Mapped[str] = mapped_column(String(200), default="")
     created_by_user_id: Mapped[int | None]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from adstack.accounts.models import Account, Principal, User
 from adstack.console import notification_texts as texts
 from adstack.core.errors import Forbidden, NotFound
+from adstack.core.security import Encryptor
 from adstack.core.timeutil import utcnow
 from adstack.notifications.models import (
     EventType,
@@ -158,15 +159,18 @@ def _require_account_writer(principal: Principal) -> None:
 
 
 def create_endpoint(session: Session, principal: Principal, data: WebhookEndpointIn,
-                    resolve_account: Callable[[Session, Principal, int | None], int]) -> WebhookEndpoint:
+                    resolve_account: Callable[[Session, Principal, int | None], int], encryptor: Encryptor
+                    ) -> tuple[WebhookEndpoint, str]:
+    """The new endpoint and its signing secret: the only time the secret leaves the database."""
     _require_account_writer(principal)
     account_id = resolve_account(session, principal, data.account_id)
-    endpoint = WebhookEndpoint(account_id=account_id, url=str(data.url), secret=f"whsec_{secrets.token_hex(24)}",
+    secret = f"whsec_{secrets.token_hex(24)}"
+    endpoint = WebhookEndpoint(account_id=account_id, url=str(data.url), secret_ciphertext=encryptor.encrypt(secret),
                                event_types=[t.value for t in data.event_types], description=data.description,
                                created_by_user_id=principal.user_id)
     session.add(endpoint)
     session.flush()
-    return endpoint
+    return endpoint, secret
 
 
 def list_endpoints(session: Session, account_ids: set[int] | None) -> list[WebhookEndpoint]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.core import mail
 from adstack.core.outbound import FetchFailed, OutboundClient, OutboundPolicy
+from adstack.core.security import Encryptor
 from adstack.core.settings import Settings
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.notifications import conditions
@@ -53,6 +54,7 @@ class NotificationWorker:
         self.session_factory = session_factory
         self.settings = settings
         self.gate = gate
+        self.encryptor = Encryptor(settings.resolved_secret_key)
         self.client_factory = client_factory or self._guarded_client
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -164,7 +166,15 @@ class NotificationWorker:
             delivery.status = DeliveryStatus.FAILED
             self._commit(session)
             return
-        url, secret, body = endpoint.url, endpoint.secret, delivery.body.encode()
+        try:
+            secret = self.encryptor.decrypt(endpoint.secret_ciphertext)
+        except ValueError:  # the server's secret key changed since the endpoint was made: it cannot sign
+            session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=utcnow(),
+                                       error="the endpoint's secret cannot be read; delete it and add it again"))
+            delivery.status = DeliveryStatus.FAILED
+            self._commit(session)
+            return
+        url, body = endpoint.url, delivery.body.encode()
         session.commit()
         started = time.perf_counter()
         status_code: int | None = None

@@ -479,7 +479,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('url', sa.String(length=2000), nullable=False),
-    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('secret_ciphertext', sa.String(length=400), nullable=False),
     sa.Column('event_types', sa.JSON(), nullable=False),
     sa.Column('description', sa.String(length=200), nullable=False),
     sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
