@@ -56,7 +56,6 @@ CODE_NAMES: Mapping[str, str] = {
     # operations (Source: Mi Ads usage guide, 6.2 "Operation Logs")
     "create": N_("Create"), "update": N_("Edit"), "copy": N_("Copy"), "delete": N_("Delete"),
     "submit": N_("Submit for review"), "approve": N_("Approve"), "reject": N_("Reject"), "enable": N_("Enable"),
-    "suspend": N_("Suspend"), "lift_suspension": N_("Lift suspension"),
     "pause": N_("Pause"), "top_up": N_("Top up"), "transfer": N_("Transfer"), "login": N_("Sign in"),
     # review history actions
     "edit_reviewed_field": N_("Reviewed field edited"), "suspend": N_("Suspend"),
