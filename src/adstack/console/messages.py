@@ -179,6 +179,18 @@ class Speaker:
         text = str(value)
         return "" if _INTERNAL.search(text) else code_name(text, self.language)
 
+    def _size(self, value: Any, in_kb: bool) -> str:
+        """A file size as people read it: 500 KB, 2.5 MB."""
+        try:
+            size = Decimal(str(value)) * (1024 if in_kb else 1)
+        except (InvalidOperation, ValueError):
+            return ""
+        if size >= 1024 * 1024:
+            return f"{self.fmt.number((size / (1024 * 1024)).quantize(Decimal('0.1')))} MB"
+        if size >= 1024:
+            return f"{self.fmt.number((size / 1024).quantize(Decimal('1')))} KB"
+        return f"{self.fmt.number(size)} B"
+
     def key(self, item: Mapping[str, Any]) -> str:
         """Which sentence speaks for this refusal."""
         rule = str(item.get("rule") or "")
@@ -210,6 +222,9 @@ class Speaker:
                   "actual": self._value(field, actual), "low": "", "high": ""}
         if isinstance(limit, list | tuple) and len(limit) == 2:
             values["low"], values["high"] = self._value(field, limit[0]), self._value(field, limit[1])
+        if key == "file_too_large":
+            in_kb = item.get("rule") == "max_size_kb"
+            values["limit"], values["actual"] = self._size(limit, in_kb), self._size(actual, in_kb)
         text = self.gettext(RULE_SENTENCES[key]) % values
         if key == "invalid" and self.language == "en":
             detail = self.detail(str(item.get("message") or ""))

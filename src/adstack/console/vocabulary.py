@@ -53,6 +53,7 @@ CODE_NAMES: Mapping[str, str] = {
     "rejected": N_("Rejected"), "enabled": N_("Enabled"), "paused": N_("Paused"), "deleted": N_("Deleted"),
     "active": N_("Active"), "error": N_("Error"), "disabled": N_("Disabled"),
     "queued": N_("Queued"), "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"),
+    "succeeded": N_("Succeeded"),
     # operations (Source: Mi Ads usage guide, 6.2 "Operation Logs")
     "create": N_("Create"), "update": N_("Edit"), "copy": N_("Copy"), "delete": N_("Delete"),
     "submit": N_("Submit for review"), "approve": N_("Approve"), "reject": N_("Reject"), "enable": N_("Enable"),
