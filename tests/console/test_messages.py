@@ -96,6 +96,8 @@ def test_money_limits_are_in_the_account_currency_and_rules_are_sentences():
     assert english.sentence(pattern) == "Click address must be a web address starting with http:// or https://."
     nested = {"field": "targeting.os_version_max", "rule": "value_error", "message": "Value error, not a version"}
     assert "OS version to" in english.sentence(nested) and "Value error" not in english.sentence(nested)
+    heavy = {"field": "images", "rule": "max_size_kb", "limit": 500, "actual": 2212}
+    assert english.sentence(heavy) == "The file is too large: 2.2 MB; at most 500 KB."
     for rule in RULE_ALIASES:
         for speaker in (english, chinese):
             text = speaker.sentence({"field": "bid_micros", "rule": rule, "limit": [1_000_000, 2_000_000],
