@@ -33,7 +33,7 @@ def test_review_calendar(submitted: datetime, expected: datetime) -> None:
     assert expected_review_at(submitted) == expected.astimezone(UTC)
 
 
-# No deadline: a pure function, but the first call loads the zone database, slow on a busy machine.
+# No per-example deadline: timing is not what this checks, and the suite runs on busy machines.
 @settings(deadline=None)
 @given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)))
 def test_review_deadline_is_a_weekday_1830_within_four_days(submitted: datetime) -> None:
