@@ -43,13 +43,16 @@ def test_a_region_cluster_label_audience_holds_only_devices_of_its_countries(api
     assert _ad_request(api, space["id"], kazakh, "KZ", [GAME]) == 200
     api.client.app.state.serving.device_profiles.flush()  # type: ignore[attr-defined]
 
-    # An operator's CIS cluster names its countries; a bare cluster code needs them.
+    # An operator's CIS cluster names its countries; a cluster code that is no country stands for none.
     cis = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
                                  json={"code": "CIS", "name": "CIS", "countries": ["RU", "KZ"]}), 201)
     assert cis["countries"] == ["KZ", "RU"]
+    sea = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
+                                 json={"code": "SEA", "name": "South-East Asia"}), 201)
+    assert sea["countries"] == []
     error = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
-                                   json={"code": "SEA", "name": "South-East Asia"}), 422)["error"]
-    assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("countries", "required_for_cluster")
+                                   json={"code": "EU", "name": "Europe", "countries": ["de"]}), 422)["error"]
+    assert error["fields"][0]["field"] == "countries.0"
 
     installed = [{"kind": "installed_apps", "packages": [GAME]}]
     russia = _label(api, adv, "RU", installed, "Gamers RU")
@@ -57,6 +60,7 @@ def test_a_region_cluster_label_audience_holds_only_devices_of_its_countries(api
     cluster = _label(api, adv, "CIS", installed, "Gamers CIS")
     india_active = _label(api, adv, "IN", [{"kind": "active_in_apps", "packages": [GAME]}], "Players IN")
     assert [a["size"] for a in (russia, india, cluster, india_active)] == [1, 1, 2, 1]
+    assert _label(api, adv, "SEA", installed, "Gamers SEA")["size"] == 0
     index = service.load_audience_index(session)
     assert index.contains(russia["id"], device_key(russian))
     assert not any(index.contains(russia["id"], device_key(g)) for g in (indian, indonesian, kazakh))

@@ -28,7 +28,7 @@ def _profiles(session: Session) -> None:
     for gaid, packages, usage in ((HEAVY_PLAYER, [GAME], {GAME: 3600}), (LIGHT_PLAYER, [GAME], {GAME: 300}),
                                   (BANKER, [BANK], {BANK: 600})):
         audiences.record_device_profile(session, gaid=gaid, installed_packages=packages, usage=usage,
-                                        seen_at=utcnow())
+                                        seen_at=utcnow(), country="IN")  # the first region offered is India's
     session.commit()
 
 

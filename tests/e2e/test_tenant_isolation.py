@@ -282,6 +282,8 @@ STAFF_ACTIONS: dict[str, StaffAction] = {
         "accepted_formats": ["interstitial_image"]}}),
     "POST /api/v1/audiences/regions": lambda home, catalogue: ("post", "/audiences/regions", {"json": {
         "code": "TENANT", "name": "Tenant region"}}),
+    "PUT /api/v1/audiences/portrait-tags": lambda home, catalogue: ("put", "/audiences/portrait-tags", {"json": {
+        "tag": "tenant.planted", "id_type": "gaid", "ids": ["38400000-8cf0-11bd-b23e-10b96e40000d"]}}),
     "PUT /api/v1/audiences/package-categories": lambda home, catalogue: ("put", "/audiences/package-categories", {
         "json": {"package": "com.catalogue.pub1", "category": "finance"}}),
     "POST /api/v1/finance/top-ups": lambda home, catalogue: ("post", "/finance/top-ups", {"json": {
@@ -498,6 +500,7 @@ QUIET_LISTS: tuple[str, ...] = (
     # The platform catalogue: the same for everyone, and nothing of any tenant in it.
     f"{API}/settlement-rules", f"{API}/publishers", f"{API}/ad-spaces", f"{API}/device-populations",
     f"{API}/creative-formats", f"{API}/audiences/regions", f"{API}/audiences/package-categories", f"{API}/fx-rates",
+    f"{API}/audiences/portrait-tags", f"{API}/connectors/partners",
 )
 STAFF_LISTS: tuple[str, ...] = (f"{API}/review/queue", f"{API}/tracking/invalid", f"{API}/postbacks/rejected",
                                 f"{API}/pipeline/status")

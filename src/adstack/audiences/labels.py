@@ -6,9 +6,17 @@ Pure schema; the service materialises a rule into a bitmap of device keys.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 PackageName = Annotated[
     str,
@@ -123,3 +131,11 @@ class LabelRule(BaseModel):
     @property
     def is_portrait(self) -> bool:
         return any(isinstance(c, PortraitTags) for c in self.conditions)
+
+    @model_serializer(mode="wrap")
+    def _only_portraits_say_auto_update(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Auto update means something only for portrait packages; other rules are stored as they were.
+        data: dict[str, Any] = handler(self)
+        if not self.is_portrait:
+            data.pop("auto_update", None)
+        return data

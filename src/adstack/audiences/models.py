@@ -298,7 +298,8 @@ class RegionIn(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     countries: list[CountryCode] = Field(default_factory=list, max_length=250,
                                          description="The cluster's countries (ISO alpha-2); empty: the code's "
-                                                     "own country.")
+                                                     "own country when it is one, else none (its label "
+                                                     "audiences hold no device until countries are named).")
 
 
 class RegionRead(BaseModel):

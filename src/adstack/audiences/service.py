@@ -133,10 +133,6 @@ def add_region(session: Session, principal: Principal, data: RegionIn) -> Audien
     _require_operator(principal)
     if session.scalar(select(AudienceRegion.id).where(AudienceRegion.code == data.code)) is not None:
         raise Conflict(f"region {data.code} exists", fields=[FieldError("code", "unique", actual=data.code)])
-    if not data.countries and len(data.code) != 2:
-        raise ValidationFailed.single("countries", "required_for_cluster",
-                                      "name the cluster's countries; only a country code stands for itself",
-                                      limit=1, actual=0)
     region = AudienceRegion(code=data.code, name=data.name, countries=sorted(set(data.countries)))
     session.add(region)
     session.flush()
