@@ -16,7 +16,7 @@ from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import IN_APP_EVENTS
 from adstack.events.models import Event, EventType
 from adstack.events.service import get_event_store
-from tests.campaigns.helpers import approved_ad_group, campaign, creative
+from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, creative, publisher
 from tests.console.support import sign_in
 from tests.support import Api
 
@@ -82,3 +82,25 @@ def test_custom_columns_match_the_raw_events(client: TestClient, api: Api, setti
                  shown["id"], "video_completion_rate")
     assert float(rate.rstrip("%")) == pytest.approx(expected("video_completes") / expected("video_starts") * 100,
                                                     abs=0.01)
+
+
+def test_the_console_creative_list_filters_by_placement_publisher_and_objective(client: TestClient, api: Api
+                                                                               ) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin, email="filters@example.com")
+    group = approved_ad_group(api, adv, admin, campaign(api, adv)["id"])
+    made = creative(api, adv, group["id"])
+    banners = publisher(api, admin, name="Banner app", app_package="com.mi.banners")
+    ad_space(api, admin, banners["id"])
+    idle = publisher(api, admin, name="Idle app", app_package="com.mi.idle")
+    sign_in(client, "filters@example.com", "correct horse battery")
+    row = f'id="row-creatives-{made["id"]}"'
+    page = client.get("/console/ads/creatives")
+    assert row in page.text
+    for control in ('name="placement_type"', 'name="publisher_id"', 'name="objective"'):
+        assert control in page.text, control
+    for params, shown in (({"placement_type": "banner"}, True), ({"placement_type": "interstitial"}, False),
+                          ({"objective": "performance"}, True), ({"objective": "brand"}, False),
+                          ({"publisher_id": banners["id"]}, True), ({"publisher_id": idle["id"]}, False)):
+        listing = client.get("/console/ads/creatives", params=params)
+        assert listing.status_code == 200 and (row in listing.text) is shown, params
