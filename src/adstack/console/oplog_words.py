@@ -22,6 +22,8 @@ LOG_FIELD_LABELS: Mapping[str, str] = {
     "filename": N_("File"), "app_package": N_("Package name"), "platform": N_("Platform"),
     "parent_agency_id": N_("Agency"), "contract_version": N_("Contract"), "agreement_version": N_("Agreement"),
     "has_been_approved": N_("Approved before"), "deleted_at": N_("Deleted at"),
+    "account_id": N_("Account ID"), "size_bytes": N_("Size"), "iab_categories": N_("IAB categories"),
+    "content_type": N_("File format"), "sha256": N_("Checksum"), "storage_path": N_("Stored file"),
 }
 
 # Targeting keys in the order a person reads them, each with its label.
