@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -24,6 +25,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import status_code_conformance
 
 from adstack.accounts.models import Role
+from adstack.core.settings import Settings
 from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, creative, ledger, publisher
 from tests.support import Actor, Api
 
@@ -31,9 +33,17 @@ CHECKS = [not_a_server_error, status_code_conformance]
 ROLES = ("anonymous", "advertiser", "agency", "reviewer", "account_manager", "admin")
 
 
-def _settings(examples: int, steps: int | None = None) -> settings:
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The fuzz signs in and registers wrongly hundreds of times from one address; the limits (tested on their
+    own in tests/accounts) would otherwise lock the roles' own sign-ins and set-up out for the rest of the run."""
+    return settings.model_copy(update={name: "100000/minute" for name in (
+        "rate_limit_login_ip", "rate_limit_login_account", "rate_limit_register_ip", "rate_limit_register_account")})
+
+
+def _settings(examples: int, steps: int | None = None) -> hypothesis_settings:
     extra: dict[str, Any] = {} if steps is None else {"stateful_step_count": steps}
-    return settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+    return hypothesis_settings(max_examples=examples, deadline=None, database=None, derandomize=False,
                     suppress_health_check=list(HealthCheck), **extra)
 
 
