@@ -53,6 +53,10 @@ def test_members_of_raw_md5_and_sha256_audiences_are_served_and_strangers_are_no
     assert served_groups(raw[999]) == {group_of["gaid"]}
     assert served_groups(sha[999]) == {group_of["sha256"]}
     assert served_groups(stranger) == set()
+    # A request that sends its GAID MD5-hashed still matches the MD5 key space (raw and MD5 uploads).
+    assert served_groups(md5_hex(raw[5])) == {group_of["gaid"]}
+    assert served_groups(md5_hex(md5[5])) == {group_of["gaid_md5"]}
+    assert served_groups(md5_hex(sha[5])) == set()  # SHA-256 needs the raw GAID
 
     # Excluding the SHA-256 audience keeps its members out of an otherwise open ad group.
     open_group = approved_ad_group(api, adv, admin, camp["id"], name="Everyone but SHA", placement_type="banner",

@@ -26,9 +26,14 @@ __all__ = ["ServingRuntime", "build_request", "observe_events", "serve_sdk_reque
 
 
 def device_identity(gaid: str | None) -> tuple[str | None, int | None]:
-    """(canonical raw GAID, audience device key); None for absent, zeroed or hashed ids."""
+    """(canonical raw GAID, audience device key); None for absent or zeroed ids. An MD5-hashed GAID has no raw
+    form but is the audience key itself (its first 64 bits), so MD5-space audiences still match it."""
     device = normalise_gaid(gaid)
-    if device is None or device.form is not GaidForm.RAW:
+    if device is None:
+        return None, None
+    if device.form is GaidForm.MD5:
+        return None, int(device.value[:16], 16)
+    if device.form is not GaidForm.RAW:
         return None, None
     from adstack.audiences.ids import device_key
 
