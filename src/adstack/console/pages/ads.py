@@ -366,7 +366,7 @@ def creative_page(creative_id: IdPath, visitor: UserDep) -> Response:
     creative = creatives.get_creative(session, principal, creative_id)
     status, reason = creatives.creative_serving_status(session, creative)
     return render(visitor, "ads/creative.html", {
-        "creative": creative, "serving_status": status.value, "serving_reason": reason,
+        "creative": creative, "serving_status": status.value, "serving_status_reason": reason,
         "group": campaigns.get_ad_group(session, principal, creative.ad_group_id),
         "preview_html": creatives.preview_creative(session, principal, creative_id),
         "history": review.history(session, "creative", creative_id),
