@@ -105,7 +105,7 @@ def test_list_schemas_are_typed_in_openapi(api: Api) -> None:
     components = schema["components"]["schemas"]
     for path, read in (("/api/v1/campaigns", "CampaignRead"), ("/api/v1/ad-groups", "AdGroupRead"),
                        ("/api/v1/creatives", "CreativeRead"), ("/api/v1/publishers", "PublisherRead"),
-                       ("/api/v1/ad-spaces", "AdSpaceRead")):
+                       ("/api/v1/ad-spaces", "AdSpaceRead"), ("/api/v1/operation-logs", "ChangeEventRead")):
         ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         page = components[ok["$ref"].rsplit("/", 1)[1]]
         assert page["properties"]["items"]["items"] == {"$ref": f"#/components/schemas/{read}"}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from adstack.accounts import service as accounts
 from adstack.core.deps import CurrentPrincipal, Limit, Offset, OptionalId, SessionDep
@@ -29,7 +30,12 @@ OnBehalf = Annotated[bool | None, Query(description="Only entries platform staff
                                                     "(true), or only the others (false).")]
 
 
-@router.get("", response_model=dict, summary="Search the operation log")
+class ChangeEventPage(BaseModel):
+    total: int = Field(description="Entries matching the filters, over all pages.")
+    items: list[ChangeEventRead]
+
+
+@router.get("", response_model=ChangeEventPage, summary="Search the operation log")
 def search(
     principal: CurrentPrincipal,
     session: SessionDep,
@@ -42,11 +48,11 @@ def search(
     on_behalf: OnBehalf = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, object]:
+) -> ChangeEventPage:
     rows, total = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
                                  object_type=object_type, operation=operation, since=since, until=until,
                                  on_behalf=on_behalf, limit=limit, offset=offset)
-    return {"total": total, "items": [ChangeEventRead.model_validate(r, from_attributes=True) for r in rows]}
+    return ChangeEventPage(total=total, items=[ChangeEventRead.model_validate(r, from_attributes=True) for r in rows])
 
 
 @router.get("/export.csv", summary="Download matching log entries as CSV",
