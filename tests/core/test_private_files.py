@@ -74,4 +74,6 @@ def test_uploaded_documents_and_payment_proofs_are_0600(api: Api, settings: Sett
                                            "image/png")}), 201)
     stored = [p for folder in ("documents", "payment-proofs") for p in (settings.data_dir / folder).rglob("*")
               if p.is_file()]
-    assert len(stored) == 2 and {mode(p) for p in stored} == {0o600}
+    # The registrations' own qualification documents are among them.
+    assert {p.relative_to(settings.data_dir).parts[0] for p in stored} == {"documents", "payment-proofs"}
+    assert {mode(p) for p in stored} == {0o600}

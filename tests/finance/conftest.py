@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from tests.campaigns.helpers import ad_space, publisher
+from tests.serving.test_api import approved_creative
 from tests.support import Actor, Api, expect
 
 _names = itertools.count(1)
@@ -34,6 +36,12 @@ def ad_group(api: Api, actor: Actor, campaign_id: int | None = None, **overrides
 
 
 def approve_ad_group(api: Api, admin: Actor, owner: Actor, group: dict[str, Any]) -> None:
+    """Approved, with an approved creative and an ad space of its placement: ready to serve, so its serving
+    status speaks of money and budgets."""
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=owner.headers), 200)
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
                            json={"decision": "approve"}), 200)
+    spaces = expect(api.client.get("/api/v1/ad-spaces", headers=admin.headers), 200)
+    if not (spaces["items"] if isinstance(spaces, dict) else spaces):
+        ad_space(api, admin, publisher(api, admin)["id"])
+    approved_creative(api, owner, admin, group["id"])
