@@ -92,7 +92,7 @@ POLICY: dict[str, str] = {
     "GET /api/v1/apps/{app_id}/integrations": "read",
     "GET /api/v1/apps/{app_id}/integrations/{partner}": "read",
     "GET /api/v1/apps/{app_id}/postbacks": "read",
-    "GET /api/v1/attribution/verdict-agreement": "platform_read",
+    "GET /api/v1/attribution/verdict-agreement": "read",
     "GET /api/v1/audiences": "read",
     "POST /api/v1/audiences/batch-delete": "operate",
     "POST /api/v1/audiences/import": "operate",

@@ -330,6 +330,7 @@ BODIES: dict[str, BodyFor] = {
         "data": {"kind": "other"}, "files": {"file": ("planted.pdf", io.BytesIO(PDF), "application/pdf")}},
     "PUT /api/v1/accounts/{account_id}/documents/{document_id}": lambda home: {
         "data": {"kind": "other"}, "files": {"file": ("swapped.pdf", io.BytesIO(PDF), "application/pdf")}},
+    "PUT /api/v1/users/{user_id}/account-role": lambda home: {"json": {"account_role": "viewer"}},
     "PATCH /api/v1/campaigns/{campaign_id}": lambda home: {"json": {"name": "Hijacked campaign"}},
     "POST /api/v1/campaigns/{campaign_id}/copy": lambda home: {"json": {"name": "Stolen campaign", "deep": True}},
     "PATCH /api/v1/ad-groups/{ad_group_id}": lambda home: {"json": {"name": "Hijacked ad group",

@@ -392,6 +392,10 @@ REFERENCES: dict[str, tuple[str, Reference]] = {
         "kind": "transfer", "sub_account_id": victim.account_id, "amount_micros": 1_000_000}})),
     "reclaim from the victim's account": ("refuse", lambda home, victim: ("post", "/finance/transfers", {"json": {
         "kind": "reclaim", "sub_account_id": victim.account_id, "amount_micros": 1_000_000}})),
+    "invite a user into the victim's account": ("refuse", lambda home, victim: ("post", "/invitations", {"json": {
+        "account_id": victim.account_id, "email": "planted@example.com", "account_role": "owner"}})),
+    "verdict agreement of the victim's app": ("refuse", lambda home, victim: (
+        "get", "/attribution/verdict-agreement", {"params": {"app_id": victim.id("app_id")}})),
     "connect a partner for the victim's account": ("refuse", lambda home, victim: ("post", "/connectors", {"json": {
         "account_id": victim.account_id, "name": "Planted", "api_token": "planted-token"}})),
     "report on the victim's account": ("refuse", lambda home, victim: ("get", "/reports", {
@@ -432,7 +436,8 @@ for _path, _id_kind, _param in (
         ("/audiences", "account_id", "account_id"), ("/audiences", "audience_id", "q"),
         ("/finance/top-up-requests", "account_id", "account_id"),
         ("/finance/credit-lines", "account_id", "account_id"), ("/finance/transfers", "account_id", "account_id"),
-        ("/finance/transfers/export.csv", "account_id", "account_id"), ("/conversions", "app_id", "app_id")):
+        ("/finance/transfers/export.csv", "account_id", "account_id"), ("/conversions", "app_id", "app_id"),
+        ("/invitations", "account_id", "account_id")):
     REFERENCES[f"list {_path} by the victim's {_id_kind} as {_param}"] = ("filter", (
         lambda path, kind, param: lambda home, victim: ("get", path, {"params": {param: victim.id(kind)}})
     )(_path, _id_kind, _param))
@@ -488,6 +493,7 @@ LISTS: tuple[tuple[str, str | None], ...] = (
     (f"{API}/review/rejections?limit=500", None),
     (f"{API}/reports/jobs?limit=500", "job_id"),
     (f"{API}/connectors", "connection_id"),
+    (f"{API}/invitations?limit=500", "invitation_id"),
 )
 # Lists whose rows carry no tenant's names: nothing must leak, but there is nothing of one's own to find.
 QUIET_LISTS: tuple[str, ...] = (
@@ -518,6 +524,7 @@ NO_OBJECT: dict[str, str] = {
     "POST /api/v1/accounts": "an agency's new account is always its own sub-account; only account managers name "
                              "a parent agency",
     "POST /api/v1/notifications/read-all": "marks the caller's own notifications read",
+    "POST /api/v1/invitations/accept": "acts on the invitation the mailed token names",
 }
 
 

@@ -138,6 +138,8 @@ ROUTE_PERMISSIONS: dict[str, Permission] = {
     f"PUT {API}/audiences/package-categories": Permission.ACCOUNT_MANAGEMENT,
     f"DELETE {API}/audiences/package-categories/{{row_id}}": Permission.ACCOUNT_MANAGEMENT,
     f"PUT {API}/audiences/portrait-tags": Permission.ACCOUNT_MANAGEMENT,
+    # an advertiser's own partners' verdicts against ours, over the conversions it can see (tenancy narrows it)
+    f"GET {API}/attribution/verdict-agreement": Permission.READ,
     # notifications: marking one's own read changes nothing of the account's
     f"POST {API}/notifications/{{notification_id}}/read": Permission.READ,
     f"POST {API}/notifications/read-all": Permission.READ,
@@ -149,7 +151,6 @@ ROUTE_PERMISSIONS: dict[str, Permission] = {
     f"GET {API}/pipeline/status": Permission.PLATFORM_READ,
     f"GET {API}/postbacks/rejected": Permission.PLATFORM_READ,
     f"GET {API}/tracking/invalid": Permission.PLATFORM_READ,
-    f"GET {API}/attribution/verdict-agreement": Permission.PLATFORM_READ,
 }
 
 
