@@ -108,8 +108,15 @@ def test_campaign_ad_group_and_creative_step_by_step(client: TestClient, session
                          {"decision": "approve"}).status_code == 303
     session.expire_all()
     assert session.get(AdGroup, ad_group_id).review_status == ReviewStatus.APPROVED  # type: ignore[union-attr]
+    token = admin.post("/api/v1/auth/login", json={"email": "boss21@example.org", "password": "admin-password"})
+    staff = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    shown_on = admin.post("/api/v1/publishers", headers=staff, json={
+        "name": "Mi Browser", "app_package": "com.mi.browser", "platform": "android", "country": "SG"})
+    assert admin.post("/api/v1/ad-spaces", headers=staff, json={
+        "publisher_id": shown_on.json()["id"], "name": "Splash", "placement_type": "interstitial",
+        "accepted_formats": ["interstitial_image"], "sizes": ["1200x628"]}).status_code == 201
     page = client.get(f"/console/ads/ad-groups/{ad_group_id}")
-    assert 'data-serving="balance_insufficient"' in page.text  # approved, but no money yet
+    assert 'data-serving="balance_insufficient"' in page.text  # approved, with somewhere to show, but no money
 
     clients = set(session.scalars(select(ChangeEvent.client).where(
         ChangeEvent.object_type.in_(("campaign", "ad_group", "creative")))))

@@ -3,6 +3,7 @@ files, field-level refusals, review, serving status without money, and the opera
 
 from __future__ import annotations
 
+from tests.campaigns.helpers import ad_space, publisher
 from tests.e2e.media_files import mp4, png
 from tests.support import Api, expect
 
@@ -67,7 +68,9 @@ def test_advertiser_journey_with_review_and_operation_log(api: Api) -> None:
         assert expect(api.client.post(path, headers=admin.headers, json={"decision": "approve"}),
                       200)["review_status"] == "approved"
 
-    # 6. no money yet: the ad group cannot serve
+    # 6. the admin offers an interstitial ad space for it; with no money yet the ad group still cannot serve
+    ad_space(api, admin, publisher(api, admin)["id"], name="Splash", placement_type="interstitial",
+             accepted_formats=["interstitial_image"], sizes=["1200x628"])
     shown = expect(api.client.get(f"/api/v1/ad-groups/{ad_group['id']}", headers=headers), 200)
     assert shown["serving_status"] == "balance_insufficient", shown
 
