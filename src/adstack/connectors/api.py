@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request, status
+from pydantic import BaseModel, Field
 
 from adstack.accounts import service as accounts
 from adstack.connectors import columns as partner_columns_
@@ -50,10 +51,22 @@ def list_connections(principal: CurrentPrincipal, session: SessionDep) -> list[C
     return [ConnectionRead.model_validate(c) for c in service.list_connections(session, principal)]
 
 
-@router.get("/partners", response_model=list[dict], summary="The partners a connection can pull from")
-def list_partners(principal: CurrentPrincipal) -> list[dict[str, Any]]:
-    return [{"partner": spec.partner, "display_name": spec.display_name, "settings": list(spec.binding_fields),
-             "documentation": list(spec.documentation)} for spec in registry.CONNECTORS.values()]
+class PartnerRead(BaseModel):
+    partner: str
+    display_name: str
+    settings: list[str] = Field(description="The settings a binding of this partner takes.")
+    documentation: list[str] = Field(description="The partner's pages the connector follows.")
+
+
+class BindingPage(BaseModel):
+    notice: str
+    items: list[BindingRead]
+
+
+@router.get("/partners", response_model=list[PartnerRead], summary="The partners a connection can pull from")
+def list_partners(principal: CurrentPrincipal) -> list[PartnerRead]:
+    return [PartnerRead(partner=spec.partner, display_name=spec.display_name, settings=list(spec.binding_fields),
+                        documentation=list(spec.documentation)) for spec in registry.CONNECTORS.values()]
 
 
 @router.post("", response_model=ConnectionRead, status_code=status.HTTP_201_CREATED,
@@ -79,10 +92,10 @@ def update_connection(connection_id: IdPath, body: ConnectionUpdate, principal: 
     return ConnectionRead.model_validate(connection)
 
 
-@router.get("/{connection_id}/apps", response_model=dict, summary="Bound apps, with the settings notice")
-def list_bindings(connection_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> dict[str, Any]:
+@router.get("/{connection_id}/apps", response_model=BindingPage, summary="Bound apps, with the settings notice")
+def list_bindings(connection_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> BindingPage:
     rows = service.list_bindings(session, principal, connection_id)
-    return {"notice": SETTINGS_MATCH_NOTICE, "items": [BindingRead.model_validate(b) for b in rows]}
+    return BindingPage(notice=SETTINGS_MATCH_NOTICE, items=[BindingRead.model_validate(b) for b in rows])
 
 
 @router.post("/{connection_id}/apps", response_model=BindingRead, status_code=status.HTTP_201_CREATED,
