@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adstack.events.service import get_event_store
-from tests.serving.test_api import ad_request, ads_now, eventually, setup_serving_ad
+from tests.serving.test_api import GAID, ad_request, ads_now, eventually, setup_serving_ad
 from tests.support import Actor, Api, expect
 
 
@@ -51,3 +51,33 @@ def test_filled_and_unfilled_ad_requests_make_the_fill_rate_recomputable_from_ra
     # Supply figures are the platform's, not an advertiser's.
     forbidden = _report(api, advertiser, metrics=["ad_requests"])
     assert forbidden.status_code == 403 and forbidden.json()["error"]["fields"][0]["rule"] == "platform_only"
+
+
+def test_each_exchange_imp_is_an_ad_request_bid_on_or_not_and_keeps_no_device_id(api: Api) -> None:
+    made = setup_serving_ad(api)
+    client, admin = api.client, made["admin"]
+    space_id = made["space"]["id"]
+    assert eventually(lambda: bool(ads_now(client, space_id)))
+
+    def bid_request(request_id: str) -> dict[str, Any]:
+        return {"id": request_id, "at": 2, "cur": ["USD"], "tmax": 500,
+                "app": {"id": "a1", "bundle": "com.mi.browser", "publisher": {"id": "p1"}},
+                "device": {"ifa": GAID, "os": "android", "ua": "Mozilla/5.0 (Linux; Android 13)",
+                           "geo": {"country": "IDN"}},
+                "imp": [{"id": "1", "tagid": str(space_id), "bidfloor": 0.05, "banner": {"w": 640, "h": 100}},
+                        {"id": "2", "tagid": str(space_id), "bidfloor": 0.05, "banner": {"w": 728, "h": 90}}]}
+
+    answers = [client.post("/openrtb2/bid", json=bid_request(f"fill-{n}")) for n in range(3)]
+    bids = sum(len(seat["bid"]) for a in answers if a.status_code == 200 for seat in a.json()["seatbid"])
+    assert bids >= 1  # the 640x100 imp is ours to fill; nothing fits 728x90
+    client.app.state.serving.flush_events()  # type: ignore[attr-defined]
+    store = get_event_store(client.app.state.settings)  # type: ignore[attr-defined]
+    store.flush()
+    rows = store.query("SELECT count(), countIf(attrs['filled'] = '1'), max(device_hash) FROM events "
+                       "WHERE event_type = 'ad_request' AND attrs['source'] = 'openrtb'").rows
+    assert (int(rows[0][0]), int(rows[0][1]), int(rows[0][2])) == (6, bids, 0)
+    body = expect(_report(api, admin, dimensions="ad_space", metrics=["ad_requests", "filled_ad_requests"]), 200)
+    (row,) = [r for r in body["rows"] if r["ad_space_id"] == space_id]
+    sdk = store.query("SELECT count() FROM events WHERE event_type = 'ad_request' AND ad_space_id = {s:UInt64} "
+                      "AND attrs['source'] != 'openrtb'", {"s": space_id}).rows
+    assert row["ad_requests"] == 6 + int(sdk[0][0])

@@ -60,6 +60,7 @@ from babel.core import get_global
 
 from adstack.core.errors import DomainError
 from adstack.creatives.iab_sizes import Variant, sizes_of
+from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
 from adstack.serving.openrtb.markup import banner_html, native_markup, vast
 from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
@@ -271,14 +272,14 @@ def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started:
     for imp in request.imp or ():
         if deadline is not None and time.monotonic() >= deadline:
             break
-        floor = _usd_micros(imp.bidfloor, imp.bidfloorcur.upper(), runtime)
-        if floor is None:
-            continue
         tag = imp.tagid
         space = snapshot.ad_spaces.get(int(tag)) if tag and tag.isdigit() and len(tag) <= 18 else None
-        for media, slot, placement, spec in _opportunities(imp, request.device):
+        floor = _usd_micros(imp.bidfloor, imp.bidfloorcur.upper(), runtime)
+        filled = False
+        for media, slot, placement, spec in _opportunities(imp, request.device) if floor is not None else ():
             if not slot.media:
                 continue
+            assert floor is not None
             made = _bid_for(context, imp, media, slot, placement, spec, space, floor)
             if made is not None:
                 bid_object, decision, ad_request = made
@@ -287,11 +288,26 @@ def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started:
                 runtime.record(request_events([decision], ad_request))
                 if pending is not None:
                     pending.add(decision)
+                filled = True
                 break
+        runtime.record([_ad_request_event(context, imp, space, filled=filled)])
     if not bids:
         return None
     return ({"id": request.id, "bidid": secrets.token_hex(8), "cur": currency,
              "seatbid": [{"seat": SEAT, "bid": bids}]}, decisions)
+
+
+def _ad_request_event(context: Context, imp: Imp, space: AdSpaceSnap | None, *, filled: bool) -> Event:
+    """The supply side's record of one imp, bid on or not (fill rate); never a device id."""
+    fields = context.fields
+    request_id, imp_id = (context.request.id or "")[:80], (imp.id or "")[:40]
+    return Event(event_id=f"ar:x:{request_id}:{imp_id}", event_type=EventType.AD_REQUEST,
+                 occurred_at=context.now, account_id=0, ad_space_id=space.id if space else 0,
+                 publisher_id=space.publisher_id if space else 0,
+                 placement_type=space.placement_type if space else "", country=fields.get("country") or "",
+                 app_package=fields.get("app_package") or "",
+                 attrs={"filled": "1" if filled else "0", "wanted": "1", "ads": "1" if filled else "0",
+                        "source": "openrtb"})
 
 
 def withdraw(runtime: ServingRuntime, decisions: list[Decision], pending: PendingBids | None) -> None:
