@@ -19,6 +19,7 @@ from adstack.core.timeutil import utcnow
 from adstack.events.service import add_listener
 from adstack.serving import fastpath, openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
+from adstack.serving.openrtb import fastpath as openrtb_fastpath
 from adstack.serving.runtime import ServingRuntime, observe_events
 
 MAX_BID_REQUEST_BYTES = 256 * 1024
@@ -173,3 +174,6 @@ def install(app: FastAPI) -> None:
         fast_paths["/v1/ads"] = fastpath.ads_route(
             lambda: getattr(app.state, "serving", None),
             lambda: app.state.pipeline.metrics if hasattr(app.state, "pipeline") else None)
+        fast_paths["/openrtb2/bid"] = openrtb_fastpath.bid_route(
+            lambda: getattr(app.state, "serving", None), lambda: app.state.serving_bids,
+            lambda: app.state.pipeline.metrics if hasattr(app.state, "pipeline") else None, app.state.settings)

@@ -26,7 +26,7 @@ MAX_BODY_BYTES = 64 * 1024
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def _replay(body: bytes) -> Callable[[], Any]:
+def replay(body: bytes) -> Callable[[], Any]:
     sent = False
 
     async def receive() -> dict[str, Any]:
@@ -68,12 +68,12 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
                 break
         body = b"".join(chunks)
         if more:
-            return _replay_rest(body, receive)
+            return replay_rest(body, receive)
         try:
             data = AdRequestIn.model_validate_json(body)
             result = service.serve_sdk_request(serving, data, now=utcnow())
         except (ValidationError, DomainError, ValueError):
-            return _replay(body)  # the route answers with its own 4xx
+            return replay(body)  # the route answers with its own 4xx
         payload = orjson.dumps(result)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
@@ -86,16 +86,16 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
     return handle
 
 
-def _replay_rest(first: bytes, receive: Any) -> Callable[[], Any]:
+def replay_rest(first: bytes, receive: Any) -> Callable[[], Any]:
     """A body past the cap and still arriving: give the route what was read, then the rest as it comes, so its
     own limit applies."""
     sent = False
 
-    async def replay() -> Any:
+    async def receive_rest() -> Any:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": first, "more_body": True}
         return await receive()
 
-    return replay
+    return receive_rest

@@ -1,0 +1,68 @@
+"""`POST /openrtb2/bid` answers the same whether the raw-ASGI fast path or the documented route serves it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from adstack.core.settings import Settings
+from tests.serving.test_openrtb_safety import banner_group, bid_request, serve
+
+PATH = "/openrtb2/bid"
+JSON = {"content-type": "application/json"}
+
+
+def _recording(client: TestClient) -> list[bool]:
+    """Whether the fast path answered each request itself (True) or passed it on to the route (False)."""
+    app: Any = client.app
+    handler = app.fast_paths[PATH]
+    answered: list[bool] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> Any:
+        outcome = await handler(scope, receive, send)
+        answered.append(outcome is True)
+        return outcome
+
+    app.fast_paths[PATH] = recording
+    return answered
+
+
+def _comparable(response: Any) -> tuple[Any, ...]:
+    """Status, headers and body, less what is drawn at random for each bid (ids, signed tokens in URLs)."""
+    headers = {k: v for k, v in response.headers.items() if k != "date"}
+    if response.status_code != 200:
+        return response.status_code, headers, response.content
+    answer = response.json()
+    bids = answer["seatbid"][0]["bid"]
+    kept = [{k: v for k, v in bid.items() if k not in ("id", "adm", "nurl", "lurl", "burl")} for bid in bids]
+    headers.pop("content-length")
+    return 200, headers, answer["id"], answer["cur"], kept, sorted(answer)
+
+
+def _requests() -> list[tuple[str, bytes, dict[str, str]]]:
+    valid = json.dumps(bid_request()).encode()
+    return [
+        ("valid", valid, JSON),
+        ("invalid", json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": "wide"}}])).encode(), JSON),
+        ("gzip", gzip.compress(valid), {**JSON, "content-encoding": "gzip"}),
+        ("no bid", json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": 728, "h": 90}}])).encode(), JSON),
+        ("below the minimum tmax", json.dumps(bid_request(tmax=1)).encode(), JSON),
+    ]
+
+
+def test_the_fast_path_and_the_route_answer_alike(client: TestClient, settings: Settings) -> None:
+    serve(client, [banner_group()])
+    assert settings.openrtb_min_tmax_ms > 1
+    answered = _recording(client)
+    fast = {name: client.post(PATH, content=body, headers=headers) for name, body, headers in _requests()}
+    assert answered == [True, False, True, True, True]  # a 400 is the route's to give
+    assert [fast[n].status_code for n in fast] == [200, 400, 200, 204, 204]
+
+    app: Any = client.app
+    del app.fast_paths[PATH]
+    routed = {name: client.post(PATH, content=body, headers=headers) for name, body, headers in _requests()}
+    for name in fast:
+        assert _comparable(fast[name]) == _comparable(routed[name]), name
