@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from adstack.app import create_app
 from adstack.core.settings import Settings
 from tests.serving.test_openrtb_safety import banner_group, bid_request, serve
 
@@ -53,16 +54,31 @@ def _requests() -> list[tuple[str, bytes, dict[str, str]]]:
     ]
 
 
-def test_the_fast_path_and_the_route_answer_alike(client: TestClient, settings: Settings) -> None:
+def _both_ways(client: TestClient) -> tuple[list[bool], dict[str, Any], dict[str, Any]]:
+    """The answers with the fast path in place, which requests it answered itself, and the route's answers."""
     serve(client, [banner_group()])
-    assert settings.openrtb_min_tmax_ms > 1
     answered = _recording(client)
     fast = {name: client.post(PATH, content=body, headers=headers) for name, body, headers in _requests()}
-    assert answered == [True, False, True, True, True]  # a 400 is the route's to give
-    assert [fast[n].status_code for n in fast] == [200, 400, 200, 204, 204]
-
     app: Any = client.app
     del app.fast_paths[PATH]
     routed = {name: client.post(PATH, content=body, headers=headers) for name, body, headers in _requests()}
+    return answered, fast, routed
+
+
+def test_the_fast_path_and_the_route_answer_alike(client: TestClient, settings: Settings) -> None:
+    assert settings.openrtb_min_tmax_ms > 1
+    answered, fast, routed = _both_ways(client)
+    assert answered == [True, False, True, True, True]  # a 400 is the route's to give
+    assert [fast[n].status_code for n in fast] == [200, 400, 200, 204, 204]
+    assert "strict-transport-security" not in fast["valid"].headers  # plain http
     for name in fast:
+        assert _comparable(fast[name]) == _comparable(routed[name]), name
+
+
+def test_https_answers_carry_hsts_either_way(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"hsts": True})), raise_server_exceptions=False) as client:
+        answered, fast, routed = _both_ways(client)
+    assert answered == [True, False, True, True, True]
+    for name in fast:
+        assert "strict-transport-security" in fast[name].headers, name
         assert _comparable(fast[name]) == _comparable(routed[name]), name
