@@ -25,9 +25,10 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from adstack.accounts import permissions
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Principal, User
-from adstack.console import i18n, messages, vocabulary
+from adstack.console import access, i18n, messages, vocabulary
 from adstack.core.deps import SessionDep, SettingsDep
 from adstack.core.errors import DomainError, Forbidden, Unauthenticated
 from adstack.core.security import derive_key, hmac_sign, token_digest
@@ -172,10 +173,21 @@ FormDep = Annotated[FormData, Depends(read_form)]
 
 
 def require_user(visitor: VisitorDep) -> Visitor:
+    """The signed-in visitor, authorised for the matched route's permission (console/access.py) by the API's own
+    check: a refusal is the 403 page; staff operating on an advertiser's objects act, and are logged, on behalf."""
+    request = visitor.request
     if visitor.principal is None:
-        request = visitor.request
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        try:
+            visitor.principal = permissions.authorize(visitor.principal,
+                                                      access.permission_of(route, request.method))
+        except Forbidden as exc:
+            # The page speaks the refusal in the visitor's language; the API's field list would read as a form
+            # error ("Role is not valid").
+            raise Forbidden(exc.message, code=exc.code) from exc
     return visitor
 
 
