@@ -185,9 +185,18 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
         expect(admin.locator(".notice.ok")).to_be_visible()
     session.expire_all()
     assert session.get(AdGroup, ad_group.id).review_status == ReviewStatus.APPROVED  # type: ignore[union-attr]
+    # The platform offers an interstitial ad space: approved and with somewhere to show, it now lacks only money.
+    with httpx.Client(base_url=live_server) as api:
+        token = api.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        staff = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        shown_on = api.post("/api/v1/publishers", headers=staff, json={
+            "name": "Mi Browser", "app_package": "com.mi.browser", "platform": "android", "country": "SG"})
+        assert api.post("/api/v1/ad-spaces", headers=staff, json={
+            "publisher_id": shown_on.json()["id"], "name": "Splash", "placement_type": "interstitial",
+            "accepted_formats": [creative.format], "sizes": ["1200x628"]}).status_code == 201
     advertiser.goto("/console/ads/ad-groups")
     expect(advertiser.locator(f"#row-ad-groups-{ad_group.id} [data-serving]")).to_have_attribute(
-        "data-serving", "balance_insufficient")
+        "data-serving", "balance_insufficient", timeout=15_000)
     journey.shot(advertiser, "ad-list")
 
     # 6. Top up: the account manager credits the account.
@@ -211,9 +220,10 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
     admin.select_option("#s-placement", "interstitial")
     admin.check("input[name=accepted_formats][value=interstitial_image]")
     admin.click("#add-ad-space")
-    expect(admin.locator("[data-ad-space]")).to_have_count(1)
+    added = admin.locator("[data-ad-space]", has_text="Pause interstitial")
+    expect(added).to_have_count(1)
     journey.shot(admin, "inventory")
-    ad_space_id = int(admin.locator("[data-ad-space]").first.get_attribute("data-ad-space") or 0)
+    ad_space_id = int(added.first.get_attribute("data-ad-space") or 0)
 
     # 7. Traffic through the real path: ad requests, impressions and clicks from devices in Singapore.
     impressions, clicks = _device_traffic(live_server, ad_space_id, requests=6, clicks=2)
