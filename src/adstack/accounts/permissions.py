@@ -167,11 +167,12 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
             yield route
 
 
-def _calls(dependant: Any) -> set[Any]:
+def dependency_calls(dependant: Any) -> set[Any]:
+    """Every dependency callable a route (or dependency) runs, however deep."""
     found: set[Any] = set()
     for sub in dependant.dependencies:
         found.add(sub.call)
-        found |= _calls(sub)
+        found |= dependency_calls(sub)
     return found
 
 
@@ -182,7 +183,7 @@ def route_key(method: str, path: str) -> str:
 def inferred_permission(route: APIRoute, method: str) -> Permission:
     from adstack.core import deps  # the dependencies this reads are defined there
 
-    calls = _calls(route.dependant)
+    calls = dependency_calls(route.dependant)
     if deps.get_principal not in calls:
         return Permission.PUBLIC
     if deps.require_reviewer in calls:

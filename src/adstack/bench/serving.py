@@ -396,7 +396,9 @@ def _http_payloads(bodies: Sequence[dict[str, Any]]) -> tuple[list[bytes], list[
     return ads, health
 
 
-POST_LUA = """
+def post_lua(path: str) -> str:
+    """A wrk script POSTing the JSON bodies of a file (one per line) to `path`, each connection from a random line."""
+    return """
 local bodies = {}
 local n = 0
 init = function(args)
@@ -408,9 +410,9 @@ init = function(args)
 end
 request = function()
   i = i % n + 1
-  return wrk.format("POST", "/v1/ads", {["Content-Type"] = "application/json"}, bodies[i])
+  return wrk.format("POST", "PATH", {["Content-Type"] = "application/json"}, bodies[i])
 end
-"""
+""".replace("PATH", path)
 
 
 def _wrk(args: list[str]) -> float:
@@ -451,7 +453,7 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
             listing = Path(tmp) / "bodies.jsonl"
             listing.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
             script = Path(tmp) / "ads.lua"
-            script.write_text(POST_LUA)
+            script.write_text(post_lua("/v1/ads"))
             rtb_listing, rtb_script = rtb.write_inputs(Path(tmp), exchange)
             trivial: list[float] = []
             served: list[float] = []

@@ -20,27 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adstack.bench.serving import post_lua
 from adstack.serving.snapshot import Snapshot
 
 TMAX_MS = 100
 LATENCY_CONNECTIONS = 4
 LATENCY_SECONDS = 3.0
 
-OPENRTB_LUA = """
-local bodies = {}
-local n = 0
-init = function(args)
-  for line in io.lines(args[1]) do
-    n = n + 1
-    bodies[n] = line
-  end
-  i = math.random(n)
-end
-request = function()
-  i = i % n + 1
-  return wrk.format("POST", "/openrtb2/bid", {["Content-Type"] = "application/json"}, bodies[i])
-end
-"""
 
 _NATIVE = json.dumps({"ver": "1.2", "context": 1, "plcmttype": 1, "assets": [
     {"id": 1, "required": 1, "title": {"len": 90}},
@@ -141,5 +127,5 @@ def write_inputs(tmp: Path, bodies: Sequence[dict[str, Any]]) -> tuple[Path, Pat
     listing = tmp / "openrtb.jsonl"
     listing.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
     script = tmp / "openrtb.lua"
-    script.write_text(OPENRTB_LUA)
+    script.write_text(post_lua("/openrtb2/bid"))
     return listing, script

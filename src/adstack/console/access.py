@@ -10,11 +10,9 @@ owners, admins and staff granted "operate on behalf" may, and the latter's write
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi.routing import APIRoute
 
-from adstack.accounts.permissions import Permission
+from adstack.accounts.permissions import Permission, dependency_calls
 
 # Keyed "METHOD path" with the path as the page modules declare it: below /console, where the console mounts every
 # page router (FastAPI hands the handler the page's own route, whose path has no prefix).
@@ -67,18 +65,10 @@ CONSOLE_PERMISSIONS: dict[str, Permission] = {
 _MONEY_PATHS = ("/finance/", "/admin/top-ups")
 
 
-def _calls(dependant: Any) -> set[Any]:
-    found: set[Any] = set()
-    for sub in dependant.dependencies:
-        found.add(sub.call)
-        found |= _calls(sub)
-    return found
-
-
 def inferred_permission(route: APIRoute, method: str) -> Permission:
     from adstack.console import web  # the dependencies this reads are defined there
 
-    calls = _calls(route.dependant)
+    calls = dependency_calls(route.dependant)
     if web.require_user not in calls:
         return Permission.PUBLIC
     if web.require_reviewer in calls:
