@@ -126,7 +126,7 @@ def _prepare(data_dir: Path) -> str:
         with session_scope(make_session_factory(engine)) as session:
             _, _, token = accounts.register(session, RegistrationIn(
                 email="bench@example.com", password="bench-password", company_name="Bench Games",
-                contact_name="Bench", contact_email="bench@example.com", country="SG",
+                contact_name="Bench", contact_email="bench@example.com", country="ID",
                 settlement_entity="Xiaomi Singapore", currency="USD", accept_agreement=True,
             ), ttl=timedelta(hours=1))
     finally:

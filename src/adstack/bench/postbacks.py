@@ -218,7 +218,7 @@ def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any
         with factory() as session:
             _, account, _ = accounts.register(session, RegistrationIn(
                 email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
-                contact_email="ops@example.com", country="SG", settlement_entity="Xiaomi Singapore", currency="USD",
+                contact_email="ops@example.com", country="ID", settlement_entity="Xiaomi Singapore", currency="USD",
                 accept_agreement=True), ttl=timedelta(hours=1))
             admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
                                           role=Role.ADMIN)
