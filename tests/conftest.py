@@ -101,3 +101,16 @@ def corpus_dir() -> Path:
     if not CORPUS_DIR.is_dir():
         pytest.skip("the shared corpus is not beside the project")
     return CORPUS_DIR
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a database server run, keep only the tests that reach the database: the rest ran on SQLite already
+    and would only repeat themselves."""
+    if not os.environ.get("ADSTACK_TEST_DATABASE_URL"):
+        return
+    kept, repeated = [], []
+    for item in items:
+        (kept if "database_url" in getattr(item, "fixturenames", ()) else repeated).append(item)
+    if repeated:
+        config.hook.pytest_deselected(items=repeated)
+        items[:] = kept
