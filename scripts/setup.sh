@@ -9,7 +9,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
-# --- console browser assets (htmx, Chart.js, Inter): npm packages the console serves from its own origin ---
+# --- console browser assets (htmx, Chart.js, Inter; axe-core for the browser tests), served from our own origin ---
 CONSOLE_ASSETS=src/adstack/console/static/vendor
 if [ ! -f "$CONSOLE_ASSETS/node_modules/.package-lock.json" ] \
    || [ "$CONSOLE_ASSETS/package-lock.json" -nt "$CONSOLE_ASSETS/node_modules/.package-lock.json" ]; then

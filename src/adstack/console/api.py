@@ -39,6 +39,8 @@ VENDOR_FILES = {
     "inter-latin-400-normal.woff2": "@fontsource/inter/files/inter-latin-400-normal.woff2",
     "inter-latin-500-normal.woff2": "@fontsource/inter/files/inter-latin-500-normal.woff2",
     "inter-latin-600-normal.woff2": "@fontsource/inter/files/inter-latin-600-normal.woff2",
+    # The accessibility checks the browser tests run on every page.
+    "axe.min.js": "axe-core/axe.min.js",
 }
 
 # Every console route checks the CSRF token of state-changing requests before its handler runs.
