@@ -4,7 +4,8 @@ A child `adstack serve` (the production server and settings) is driven by wrk wi
 distinct signed event on every request. Each endpoint is measured against a trivial `async def` route mounted
 on the same app for the bench only, alternating A B A B, and reported as a ratio. Then the end-to-end delay: at a
 fixed rate, how long from an impression's acknowledgement until its charge is in the ledger, and whether the lag
-returns to zero. Then the consumers alone, in process: billing charges and attributed postbacks per CPU-second.
+returns to zero. Then the consumers alone, in process, per CPU-second: billing charges, impressions through every
+consumer they pass (billing, touchpoints, event store, invalid-traffic verdicts) and attributed postbacks.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0) -> float:
 
 def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, end_to_end_seconds: float = 20.0
         ) -> dict[str, Any]:
-    from adstack.bench.consumers import billing_per_cpu_second
+    from adstack.bench.consumers import billing_per_cpu_second, impressions_per_cpu_second
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
@@ -216,6 +217,7 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
         finally:
             server.stop()
     results["billing"] = billing_per_cpu_second()
+    results["impressions"] = impressions_per_cpu_second()
     results["attribution"] = attribution_figures(20_000)
     return results
 
