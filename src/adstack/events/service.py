@@ -16,6 +16,7 @@ ignores in every table the first attempt already reached.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import uuid
@@ -390,3 +391,7 @@ def close_all_event_stores() -> None:
     for store in stores:
         store.close()
 
+
+# An embedded engine still open when the interpreter finalises crashes the process (exit status 139) after its
+# work is done; closing every store first also loads what is pending.
+atexit.register(close_all_event_stores)
