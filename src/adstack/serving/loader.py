@@ -251,6 +251,10 @@ def targeting_snap(raw: dict[str, Any], *, placement_type: str, publisher_ids: S
     )
 
 
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
 def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str) -> dict[int, list[CreativeSnap]]:
     from adstack.creatives.combinations import asset_combinations
     from adstack.creatives.models import Creative
@@ -267,8 +271,7 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
         materials = creative.materials or {}
         media_ids.update(int(i) for i in materials.get("images") or ())
         media_ids.update(int(i) for i in materials.get("videos") or ())
-        if materials.get("icon") is not None:
-            media_ids.add(int(materials["icon"]))
+        media_ids.update(int(materials[k]) for k in ("icon", "cover_image") if materials.get(k) is not None)
     assets: dict[int, Any] = {}
     for chunk in _chunks(sorted(media_ids)):
         for asset in session.scalars(select(MediaAsset).where(MediaAsset.id.in_(chunk))):
@@ -295,6 +298,9 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
             continue
         first = combinations[0]
         tracking = creative.video_tracking or {}
+        materials = creative.materials or {}
+        cover_id = materials.get("cover_image")
+        cover = assets.get(int(cover_id)) if cover_id is not None else None
         out.setdefault(creative.ad_group_id, []).append(CreativeSnap(
             id=creative.id, ad_group_id=creative.ad_group_id, name=creative.name, format=creative.format,
             width=first.width, height=first.height,
@@ -303,7 +309,15 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
             impression_monitor_urls=tuple(creative.impression_urls or ()),
             video_tracking_urls=tuple((event, url) for event, urls in sorted(tracking.items()) for url in urls or ()),
             duration_ms=max((c.duration_ms for c in combinations), default=0),
-            combinations=tuple(combinations)))
+            combinations=tuple(combinations),
+            business_name=_text(materials.get("business_name") or materials.get("brand_name")),
+            business_phone=_text(materials.get("business_phone")),
+            subtitles=tuple(t.strip() for t in materials.get("subtitles") or () if t and t.strip()),
+            button_1=_text(materials.get("button_1")), button_2=_text(materials.get("button_2")),
+            background_color=_text(materials.get("background_color")), top_button=bool(materials.get("top_button")),
+            cover_image_url=media.public_url(cover, base_url) if cover is not None else "",
+            cover_width=(cover.width or 0) if cover is not None else 0,
+            cover_height=(cover.height or 0) if cover is not None else 0))
     return out
 
 

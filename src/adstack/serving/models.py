@@ -86,6 +86,18 @@ class AdOut(BaseModel):
         "Where a click ends: the creative's click URL with its macros filled (click_url reaches it, through the "
         "app's measurement-partner link where the partner can redirect there)."))
     deeplink: str = ""
+    # Source: Mi Ads Usage Guide, "Upload ad material information" (the SMS and rich-media blocks, Large image,
+    # Custom background, the video formats' cover image): creative-wide, empty where the format has none.
+    business_name: str = Field(default="", description="The advertiser's name on a message card.")
+    business_phone: str = Field(default="", description="The business phone number, E.164 (e.g. +6591234567).")
+    subtitles: list[str] = Field(default_factory=list, description="Ad subtitles 1 to 3, shown together.")
+    button_1: str = Field(default="", description="Button text 1 of a message card.")
+    button_2: str = Field(default="", description="Button text 2 of a message card.")
+    background_color: str = Field(default="", description="The card's background colour, #RRGGBB.")
+    top_button: bool = Field(default=False, description="Whether the ad may show a top button.")
+    cover_image_url: str = Field(default="", description="The image shown before a video plays.")
+    cover_width: int = 0
+    cover_height: int = 0
     tracking: AdTracking
 
 

@@ -117,6 +117,11 @@ def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> dict
         "landing_url": third_party_urls([creative.click_url], decision, request, urls.click_id)[0],
         "deeplink": third_party_urls([creative.deeplink], decision, request, urls.click_id)[0]
         if creative.deeplink else "",
+        "business_name": creative.business_name, "business_phone": creative.business_phone,
+        "subtitles": list(creative.subtitles), "button_1": creative.button_1, "button_2": creative.button_2,
+        "background_color": creative.background_color, "top_button": creative.top_button,
+        "cover_image_url": creative.cover_image_url, "cover_width": creative.cover_width,
+        "cover_height": creative.cover_height,
         "tracking": {"impression": impression, "click": [],
                      "video": video_trackers(decision, request, urls) if combination.video_url else {}},
     }

@@ -59,11 +59,24 @@ class CreativeSnap:
     # (event, url) pairs, event one of start, first_quartile, midpoint, third_quartile, complete
     video_tracking_urls: tuple[tuple[str, str], ...] = ()
     duration_ms: int = 0
+    # Creative-wide materials of the guide's formats, the same in every combination.
+    business_name: str = ""
+    business_phone: str = ""  # E.164
+    subtitles: tuple[str, ...] = ()
+    button_1: str = ""
+    button_2: str = ""
+    background_color: str = ""  # #RRGGBB
+    top_button: bool = False
+    cover_image_url: str = ""
+    cover_width: int = 0
+    cover_height: int = 0
 
     @property
     def is_native_capable(self) -> bool:
-        """A native ad needs at least a title and a visual."""
-        return any(c.title and (c.image_url or c.icon_url or c.video_url) for c in self.combinations)
+        """A native ad needs at least a title and a visual; a message card (the guide's SMS blocks, which have
+        neither) its business name and phone."""
+        return (bool(self.business_name and self.business_phone)
+                or any(c.title and (c.image_url or c.icon_url or c.video_url) for c in self.combinations))
 
 
 @dataclass(frozen=True, slots=True)

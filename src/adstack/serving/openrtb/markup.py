@@ -94,15 +94,35 @@ def tracker_method(spec: Mapping[str, Any]) -> int | None:
     return None
 
 
+# Native 1.2 data asset types (7.4) filled from the creative.
+SPONSORED, DESC, PHONE, DESC2, CTATEXT = 1, 2, 8, 10, 12
+
+
+def _data_value(decision: Decision, kind: int) -> str:
+    combination, creative = decision.combination, decision.creative
+    if kind == SPONSORED:
+        return creative.business_name or decision.ad_group.campaign_name
+    if kind == DESC:
+        return combination.description
+    if kind == PHONE:
+        return creative.business_phone
+    if kind == DESC2:
+        return " ".join(creative.subtitles)
+    if kind == CTATEXT:
+        return combination.button or creative.button_1
+    return ""
+
+
 def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str, impression_urls: list[str],
                   video_xml: str | None) -> dict[str, Any] | None:
-    """A Native 1.2 response for the request's assets from the creative's native assets (title, description,
-    icon, main image, call to action, video); None when a required asset cannot be filled or the impression
-    could not be counted."""
+    """A Native 1.2 response for the request's assets from the creative's native assets (title, sponsor,
+    description, subtitles as desc2, phone, icon, main image or a video's cover, call to action, video); None
+    when a required asset cannot be filled or the impression could not be counted."""
     method = tracker_method(spec)
     if method is None:
         return None
     combination = decision.combination
+    creative = decision.creative
     assets: list[dict[str, Any]] = []
     raw_assets: list[Any] = spec["assets"] if isinstance(spec.get("assets"), list) else []
     for position, raw in enumerate(raw_assets):
@@ -113,7 +133,7 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
         filled: dict[str, Any] | None = None
         if isinstance(asset.get("title"), dict):
             limit = _int(asset["title"].get("len")) or 0
-            text = combination.title or decision.creative.name
+            text = combination.title or creative.name
             if text:
                 filled = {"title": {"text": text[:limit] if limit > 0 else text}}
         elif isinstance(asset.get("img"), dict):
@@ -124,14 +144,18 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
                     filled = {"img": {"url": combination.icon_url}}
             elif combination.image_url and _image_fits(image, combination.width, combination.height):
                 filled = {"img": {"url": combination.image_url, "w": combination.width, "h": combination.height}}
+            elif kind == 3 and creative.cover_image_url and _image_fits(image, creative.cover_width,
+                                                                       creative.cover_height):
+                # A video creative's cover image is its still main image.
+                filled = {"img": {"url": creative.cover_image_url, "w": creative.cover_width,
+                                  "h": creative.cover_height}}
         elif isinstance(asset.get("video"), dict):
             if video_xml is not None:
                 filled = {"video": {"vasttag": video_xml}}
         elif isinstance(asset.get("data"), dict):
             kind = _int(asset["data"].get("type"))
             limit = _int(asset["data"].get("len")) or 0
-            value = {1: decision.ad_group.campaign_name, 2: combination.description,
-                     12: combination.button}.get(kind or 0, "")
+            value = _data_value(decision, kind or 0)
             if value:
                 filled = {"data": {"value": value[:limit] if limit > 0 else value}}
         if filled is None:
