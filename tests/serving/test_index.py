@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adstack.serving.eligibility import creative_fits
 from adstack.serving.index import TargetingIndex
-from adstack.serving.request import AdRequest
-from adstack.serving.snapshot import AdGroupSnap
-from tests.serving.support import NOW, group
+from adstack.serving.request import AdRequest, Slot
+from adstack.serving.snapshot import AdGroupSnap, CreativeSnap
+from tests.serving.support import NOW, creative, group
 
 COUNTRIES = ["in", "id", "ru"]
 LANGUAGES = ["en", "en-us", "hi"]
@@ -76,3 +79,45 @@ def test_empty_index_and_unrestricted_groups() -> None:
     assert len(TargetingIndex([]).candidates(AdRequest(now=NOW, placement_type="banner"))) == 0
     anything = group(1, targeting={"placement_types": frozenset()})
     assert list(TargetingIndex([anything]).candidates(AdRequest(now=NOW, placement_type=None))) == [0]
+
+
+SIZES = [(300, 250), (320, 50), (1200, 628)]
+creative_specs = st.fixed_dictionaries({
+    "video": st.booleans(),
+    "size": st.sampled_from([*SIZES, (0, 0)]),
+    "titled": st.booleans(),
+})
+slots = st.builds(Slot, media=st.frozensets(st.sampled_from(["image", "video", "native", "audio"])),
+                  sizes=st.frozensets(st.sampled_from([*SIZES, (728, 90)]), max_size=3))
+
+
+def _creative(group_id: int, spec: dict) -> CreativeSnap:
+    width, height = spec["size"]
+    made = creative(group_id, video=spec["video"], width=width, height=height)
+    if not spec["titled"]:  # no title: not native-capable
+        made = dataclasses.replace(made, combinations=tuple(
+            dataclasses.replace(c, title="") for c in made.combinations))
+    return made
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(creative_specs, min_size=1, max_size=3), min_size=1, max_size=12),
+       st.lists(slots, min_size=1, max_size=8))
+def test_only_ad_groups_with_a_fitting_creative_are_candidates(specs, sampled_slots) -> None:
+    groups = [group(n + 1, creatives=tuple(_creative(n + 1, c) for c in cs)) for n, cs in enumerate(specs)]
+    index = TargetingIndex(groups)
+    for slot in sampled_slots:
+        request = AdRequest(now=NOW, placement_type="interstitial", slot=slot)
+        expected = {g.id for g in groups if any(creative_fits(c, slot) for c in g.creatives)}
+        assert {groups[o].id for o in index.candidates(request)} == expected
+        assert index.fits_any(slot) == bool(expected)
+
+
+def test_a_size_nobody_has_is_refused_before_targeting() -> None:
+    banner = group(1, placement="banner", creatives=(creative(1, width=320, height=50),))
+    index = TargetingIndex([banner])
+    assert not index.fits_any(Slot(media=frozenset({"image"}), sizes=frozenset({(300, 250)})))
+    assert index.fits_any(Slot(media=frozenset({"image"}), sizes=frozenset({(300, 250), (320, 50)})))
+    # A slot naming no size takes any size; a slot naming no media takes nothing.
+    assert index.fits_any(Slot(media=frozenset({"image"})))
+    assert not index.fits_any(Slot(media=frozenset(), sizes=frozenset({(320, 50)})))

@@ -13,6 +13,12 @@ bitmaps (`pyroaring`), so each step is a handful of C-level container operations
 rather than a walk over ad groups; dimensions that nobody restricts are skipped entirely, and a request stops
 intersecting as soon as nothing is left. Ad groups are numbered by ordinal (their position in the snapshot).
 
+What fits the slot is indexed too, and applied first: each ad group is posted under the (media, size) pairs its
+creatives offer (an image, video or native creative of w x h, and the same media at "any size"), and a request
+keeps the union of its slot's pairs. An imp whose sizes no creative has (an open-exchange banner in a size nobody
+bought) has no candidates at once, rather than failing the size check last on every candidate; `fits_any`
+answers that before any other work. The exact fit (formats, durations) is still checked per candidate.
+
 Predicates that are not simple set membership (minor OS versions, installed apps, audiences, schedule hours,
 budgets, frequency) are checked per candidate afterwards, on the few ad groups the index lets through.
 """
@@ -26,8 +32,8 @@ from typing import TYPE_CHECKING
 from pyroaring import BitMap, FrozenBitMap
 
 if TYPE_CHECKING:
-    from adstack.serving.request import AdRequest
-    from adstack.serving.snapshot import AdGroupSnap
+    from adstack.serving.request import AdRequest, Slot
+    from adstack.serving.snapshot import AdGroupSnap, CreativeSnap
 
 # OS major versions are indexed up to this; an open range covers every major from its start to here.
 OS_MAJOR_CEILING = 64
@@ -45,6 +51,33 @@ def _os_majors(group: AdGroupSnap) -> Iterable[int]:
 def _inventory(group: AdGroupSnap) -> Iterable[str]:
     targeting = group.targeting
     return [f"s{i}" for i in targeting.ad_space_ids] + [f"p{i}" for i in targeting.publisher_ids]
+
+
+# A (media, width, height) fit key; ANY_SIZE in place of the size means a slot that names no size.
+FitKey = tuple[str, int, int]
+ANY_SIZE = (-1, -1)
+# Distinct slot shapes whose fitting set is kept (bounded: sizes come from exchanges' requests).
+FIT_CACHE_LIMIT = 4096
+
+
+def creative_fit_keys(creative: CreativeSnap) -> list[FitKey]:
+    """The slots a creative can fill, as `eligibility.creative_fits` decides media and size."""
+    media = []
+    if creative.has_image and not creative.has_video:
+        media.append("image")
+    if creative.has_video:
+        media.append("video")
+    if creative.is_native_capable:
+        media.append("native")
+    keys: list[FitKey] = [(m, *ANY_SIZE) for m in media]
+    if creative.width:
+        keys += [(m, creative.width, creative.height) for m in media]
+    return keys
+
+
+def slot_fit_keys(slot: Slot) -> list[FitKey]:
+    sizes = slot.sizes or (ANY_SIZE,)
+    return [(m, w, h) for m in slot.media for w, h in sizes]
 
 
 # What each ad group names per dimension; an empty answer means "any".
@@ -156,9 +189,35 @@ class TargetingIndex:
             self.dimensions[name] = Dimension(name, {v: FrozenBitMap(o) for v, o in postings.items()},
                                               FrozenBitMap(wildcard), self.size)
         self._active = [d for d in (self.dimensions[n] for n in self.ORDER) if d.restricted or d.name == "deal"]
+        fits: defaultdict[FitKey, set[int]] = defaultdict(set)
+        for ordinal, group in enumerate(groups):
+            for creative in group.creatives:
+                for key in creative_fit_keys(creative):
+                    fits[key].add(ordinal)
+        self.fits: dict[FitKey, FrozenBitMap] = {k: FrozenBitMap(v) for k, v in fits.items()}
+        self._fitting: dict[tuple[FitKey, ...], FrozenBitMap] = {}
+
+    def fitting(self, slot: Slot) -> FrozenBitMap:
+        """Ordinals of the ad groups with a creative of the slot's media in one of its sizes (any size when the
+        slot names none)."""
+        keys = tuple(sorted({k for k in slot_fit_keys(slot) if k in self.fits}))
+        found = self._fitting.get(keys)
+        if found is None:
+            found = FrozenBitMap.union(*(self.fits[k] for k in keys)) if keys else FrozenBitMap()
+            if len(self._fitting) >= FIT_CACHE_LIMIT:
+                self._fitting.clear()
+            self._fitting[keys] = found
+        return found
+
+    def fits_any(self, slot: Slot) -> bool:
+        """Whether any ad group has a creative for the slot's media and sizes: a cheap refusal before deciding."""
+        return any(k in self.fits for k in slot_fit_keys(slot))
 
     def candidates(self, request: AdRequest) -> BitMap:
-        """Ordinals of the ad groups whose indexed targeting the request satisfies."""
+        """Ordinals of the ad groups whose indexed targeting the request satisfies and that fit its slot."""
+        fitting = self.fitting(request.slot)
+        if not fitting:
+            return BitMap()
         values = request_values(request)
         candidates: BitMap | None = None
         for dimension in self._active:
@@ -167,20 +226,20 @@ class TargetingIndex:
                 if not request.private_auction:
                     if not dimension.restricted:
                         continue
-                    found = dimension.restrict(candidates if candidates is not None else BitMap(self.all),
+                    found = dimension.restrict(candidates if candidates is not None else BitMap(fitting),
                                                values[name])
                 else:
                     # A private auction admits only deal buyers; an open one admits deal-less ad groups as well.
-                    found = dimension.restrict(candidates if candidates is not None else BitMap(self.all),
+                    found = dimension.restrict(candidates if candidates is not None else BitMap(fitting),
                                                values[name], allow_wildcard=False)
             elif candidates is None:
-                # The first dimension: its kept set is the starting candidate set, without copying everything.
+                # The first dimension: its kept set and the fitting set, intersected without copying either.
                 first = values[name]
                 keep = dimension.keep.get(first[0]) if len(first) == 1 else None
-                found = BitMap(keep) if keep is not None else dimension.restrict(BitMap(self.all), first)
+                found = BitMap(keep & fitting) if keep is not None else dimension.restrict(BitMap(fitting), first)
             else:
                 found = dimension.restrict(candidates, values[name])
             candidates = found
             if not candidates:
                 return candidates
-        return candidates if candidates is not None else BitMap(self.all)
+        return candidates if candidates is not None else BitMap(fitting)

@@ -342,6 +342,8 @@ def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement: str,
         placement = space.placement_type
         slot = Slot(media=slot.media, sizes=slot.sizes or space.sizes, formats=space.accepted_formats,
                     min_duration_ms=slot.min_duration_ms, max_duration_ms=slot.max_duration_ms)
+    if not runtime.state.snapshot.index.fits_any(slot):
+        return None  # no creative has this media and size: nothing else is worth working out
     deals, private = _deals(imp, runtime)
     if private and deals:
         floor = max(floor, min(deals.values()))
