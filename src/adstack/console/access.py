@@ -10,9 +10,11 @@ owners, admins and staff granted "operate on behalf" may, and the latter's write
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from fastapi.routing import APIRoute
 
-from adstack.accounts.permissions import Permission, dependency_calls
+from adstack.accounts.permissions import Permission, api_routes, dependency_calls
 
 # Keyed "METHOD path" with the path as the page modules declare it: below /console, where the console mounts every
 # page router (FastAPI hands the handler the page's own route, whose path has no prefix).
@@ -93,3 +95,20 @@ def permission_of(route: APIRoute, method: str) -> Permission:
     permission = declared if declared is not None else inferred_permission(route, method)
     _known[key] = (route, permission)
     return permission
+
+
+@lru_cache(maxsize=1)
+def _console_routes() -> tuple[APIRoute, ...]:
+    from adstack.console.api import public_router  # the pages import this module
+
+    return tuple(api_routes(public_router.routes))
+
+
+def permission_for(method: str, path: str) -> Permission | None:
+    """The permission of the console route a request `method path` (below /console) would reach, found as the
+    router finds it (first match in order); None when no route takes it."""
+    method = "GET" if method.upper() == "HEAD" else method.upper()
+    for route in _console_routes():
+        if method in (route.methods or ()) and route.path_regex.match(path):
+            return permission_of(route, method)
+    return None

@@ -116,6 +116,18 @@ class Visitor:
     def set_cookie(self, name: str, value: str, **options: Any) -> None:
         self.pending_cookies.append((name, value, options))
 
+    def may(self, method: str, path: str) -> bool:
+        """Whether `method path` (below /console) would pass require_user's check, so a page offers a button
+        only to who may press it."""
+        permission = access.permission_for(method, path)
+        if self.principal is None or permission is None:
+            return False
+        try:
+            permissions.authorize(self.principal, permission)
+        except Forbidden:
+            return False
+        return True
+
 
 def cookie_options(request: Request, *, max_age: int | None = None) -> dict[str, Any]:
     """HttpOnly and SameSite=Lax always; Secure whenever the console is reached over https (directly, or

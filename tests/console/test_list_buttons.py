@@ -1,0 +1,115 @@
+"""The ad list offers its write buttons (new, edit, pause, copy, delete, batch) only to the roles whose presses
+the console's routes accept: each role reads the three list levels of one advertiser's ads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from adstack.accounts.models import Role
+from adstack.app import create_app
+from adstack.core.bootstrap import seed
+from adstack.core.db import make_session_factory
+from adstack.core.settings import Settings
+from tests.campaigns.helpers import ad_group, campaign, creative
+from tests.conftest import empty_all_tables
+from tests.console.support import csrf_from, sign_in
+from tests.support import Api, expect
+
+CONSOLE = "/console"
+LEVELS = ("campaigns", "ad-groups", "creatives")
+# Who may edit an advertiser's ads (accounts/permissions.py, OPERATE): written out here, not read from there.
+WRITERS = {"admin", "on-behalf operator", "owner", "operator"}
+READERS = {"reviewer", "account manager", "viewer"}
+
+
+@dataclass
+class Pages:
+    html: dict[tuple[str, str], str]  # (role, level) -> the list page
+    ids: dict[str, int]  # level -> the one object of that level
+    clients: dict[str, TestClient]
+
+
+@pytest.fixture(scope="module")
+def pages(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
+    seed(engine)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("list-buttons"), database_url=database_url,
+                        secret_key="test-secret-key", environment="test", public_base_url="http://testserver")
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client, \
+                make_session_factory(engine)() as session:
+            api = Api(client, session)
+            admin = api.admin()
+            on_behalf = api.admin(Role.REVIEWER)
+            expect(client.put(f"/api/v1/users/{on_behalf.user_id}/on-behalf", headers=admin.headers,
+                              json={"granted": True}), 200)
+            owner = api.approved_account(admin)
+            actors = {"admin": admin, "reviewer": api.admin(Role.REVIEWER),
+                      "account manager": api.admin(Role.ACCOUNT_MANAGER), "on-behalf operator": on_behalf,
+                      "owner": owner, "operator": api.member(owner, "operator"),
+                      "viewer": api.member(owner, "viewer")}
+            made = campaign(api, owner)
+            group = ad_group(api, owner, made["id"])
+            ids = {"campaigns": made["id"], "ad-groups": group["id"],
+                   "creatives": creative(api, owner, group["id"])["id"]}
+            clients: dict[str, TestClient] = {}
+            html: dict[tuple[str, str], str] = {}
+            for role, actor in actors.items():
+                role_client = TestClient(client.app, raise_server_exceptions=False)
+                password = "admin-password" if actor.account_id is None else (
+                    "correct horse battery" if role == "owner" else "colleague password 1")
+                assert sign_in(role_client, actor.email, password).status_code == 303, role
+                clients[role] = role_client
+                for level in LEVELS:
+                    page = role_client.get(f"{CONSOLE}/ads/{level}")
+                    assert page.status_code == 200, (role, level, page.text[-500:])
+                    assert f'id="row-{level}-{ids[level]}"' in page.text, (role, level)  # every role reads it
+                    html[role, level] = page.text
+            yield Pages(html, ids, clients)
+    finally:
+        empty_all_tables(engine)
+
+
+def _buttons(html: str, level: str, object_id: int) -> set[str]:
+    """The write controls a list page shows, by name."""
+    row = re.search(rf'<tr id="row-{level}-{object_id}".*?</tr>', html, re.S)
+    assert row is not None
+    cells = row.group(0)
+    found = {
+        "new campaign": 'id="new-campaign"' in html,
+        "batch": 'id="batch-form"' in html or "data-check-all" in html,
+        "select": 'name="ids"' in cells,
+        "edit": "data-quick-edit" in cells,
+        "pause": 'value="pause"' in cells or 'value="enable"' in cells,
+        "copy": f"/ads/{level}/{object_id}/copy" in cells,
+        "delete": 'value="delete"' in cells,
+    }
+    return {name for name, shown in found.items() if shown}
+
+
+ALL = {"new campaign", "batch", "select", "edit", "pause", "copy", "delete"}
+
+
+@pytest.mark.parametrize("role", sorted(WRITERS | READERS))
+@pytest.mark.parametrize("level", LEVELS)
+def test_write_buttons_are_shown_exactly_to_who_may_press_them(pages: Pages, role: str, level: str) -> None:
+    shown = _buttons(pages.html[role, level], level, pages.ids[level])
+    assert shown == (ALL if role in WRITERS else set()), f"{role} on {level}: {sorted(shown)}"
+
+
+@pytest.mark.parametrize("role", sorted(READERS))
+def test_what_is_hidden_would_be_refused(pages: Pages, role: str) -> None:
+    """The hidden buttons are hidden because their routes refuse the role, not by a rule of the page's own."""
+    client = pages.clients[role]
+    token = csrf_from(client.get(f"{CONSOLE}/notifications").text)
+    group_id = pages.ids["ad-groups"]
+    for url in (f"{CONSOLE}/ads/ad-groups/{group_id}/copy", f"{CONSOLE}/ads/ad-groups/batch"):
+        refused = client.post(url, data={"csrf_token": token, "ids": str(group_id), "action": "pause"},
+                              follow_redirects=False)
+        assert refused.status_code == 403, (role, url, refused.status_code)
+    assert client.get(f"{CONSOLE}/ads/ad-groups/{group_id}/quick-edit").status_code == 403
