@@ -212,6 +212,19 @@ def bench_pipeline(
     print(json.dumps(pipeline.run(seconds=seconds, rounds=rounds)))
 
 
+@bench_app.command("scaling")
+def bench_scaling(
+    seconds: Annotated[float, typer.Option(help="Length of each wrk run.")] = 8.0,
+    rounds: Annotated[int, typer.Option(min=1, help="A B rounds.")] = 2,
+) -> None:
+    """POST /v1/ads on `adstack serve --workers 1` and `--workers 2` (Redis-shared counters), with wrk, A B A B."""
+    import json
+
+    from adstack.bench import scaling
+
+    print(json.dumps(scaling.run(seconds=seconds, rounds=rounds)))
+
+
 @bench_app.command("reports")
 def bench_reports(
     events: Annotated[int, typer.Option("--events", min=1000, help="Synthetic events to load.")] = 100_000_000,
