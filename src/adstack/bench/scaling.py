@@ -118,6 +118,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
+        self.__exit__()
         raise RuntimeError(f"adstack serve --workers {self.workers} did not come up")
 
     def __exit__(self, *exc: object) -> None:
