@@ -72,6 +72,7 @@ class ServingStatus(StrEnum):
     PAUSED = "paused"
     CAMPAIGN_PAUSED = "campaign_paused"
     CAMPAIGN_DELETED = "campaign_deleted"
+    ACCOUNT_SUSPENDED = "account_suspended"  # taken down by a platform reviewer, with a reason
     ACCOUNT_UNDER_REVIEW = "account_under_review"
     TO_BE_SUBMITTED = "to_be_submitted"
     UNDER_REVIEW = "under_review"

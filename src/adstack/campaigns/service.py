@@ -665,6 +665,7 @@ def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None
         account_review_status=account.review_status if account else ReviewStatus.TO_BE_SUBMITTED.value,
         review_status=ad_group.review_status,
         rejection_reasons=ad_group.rejection_reasons,
+        account_rejection_reasons=account.rejection_reasons if account else "",
         available_micros=available,
         total_spend_micros=total_spend,
         spend_today_micros=spend_today,
@@ -768,7 +769,8 @@ def campaign_statuses(session: Session, campaigns: Sequence[Campaign], *, now: d
     for c in campaigns:
         account = accounts_by_id.get(c.account_id)
         out[c.id] = campaign_serving_status(c.status, account.review_status if account else "",
-                                            per_campaign.get(c.id, []))
+                                            per_campaign.get(c.id, []),
+                                            account.rejection_reasons if account else "")
     return out
 
 

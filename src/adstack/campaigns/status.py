@@ -42,6 +42,7 @@ class ServingFacts:
     total_budget_micros: int | None = None
     daily_budget_micros: int | None = None
     rejection_reasons: str = ""
+    account_rejection_reasons: str = ""  # a suspended account's reason
     currency: str = field(default="")
     reserved_today_micros: int = 0  # held by served ads awaiting their impression, billing or expiry
     # What serving would show it with and on (campaigns/readiness.py); none known means none.
@@ -53,6 +54,7 @@ class ServingFacts:
 
 # Fixed texts, so the console shows each in the reader's language (console/messages.py lists them).
 NO_CREATIVE = "the ad group has no creative"
+ACCOUNT_SUSPENDED_REASON = "the account was suspended by the platform"
 REASONS = {
     ServingStatus.CREATIVES_UNDER_REVIEW: "its creatives are under review",
     ServingStatus.NO_APPROVED_CREATIVE: "none of its creatives is approved and enabled",
@@ -93,7 +95,7 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
     if facts.campaign_status == UserStatus.DELETED:
         return ServingStatus.CAMPAIGN_DELETED, "its campaign is deleted"
     if facts.account_review_status != ReviewStatus.APPROVED:
-        return ServingStatus.ACCOUNT_UNDER_REVIEW, f"the account is {facts.account_review_status.replace('_', ' ')}"
+        return account_status(facts.account_review_status, facts.account_rejection_reasons)
     if facts.review_status == ReviewStatus.TO_BE_SUBMITTED:
         return ServingStatus.TO_BE_SUBMITTED, "the ad group has not been submitted for review"
     if facts.review_status == ReviewStatus.UNDER_REVIEW:
@@ -140,14 +142,23 @@ def _money(micros: int, currency: str) -> str:
 _PROGRESS = list(ServingStatus)
 
 
+def account_status(review_status: str, reasons: str = "") -> tuple[ServingStatus, str]:
+    """Why an account that is not approved stops its ads: suspended by the platform (with the reason) or not
+    yet through review."""
+    if review_status == ReviewStatus.SUSPENDED:
+        return ServingStatus.ACCOUNT_SUSPENDED, ACCOUNT_SUSPENDED_REASON + (f": {reasons}" if reasons else "")
+    return ServingStatus.ACCOUNT_UNDER_REVIEW, f"the account is {review_status.replace('_', ' ')}"
+
+
 def campaign_serving_status(campaign_status: str, account_review_status: str,
-                            ad_group_statuses: Sequence[ServingStatus]) -> tuple[ServingStatus, str]:
+                            ad_group_statuses: Sequence[ServingStatus], account_reasons: str = ""
+                            ) -> tuple[ServingStatus, str]:
     if campaign_status == UserStatus.DELETED:
         return ServingStatus.DELETED, "the campaign is deleted"
     if campaign_status == UserStatus.PAUSED:
         return ServingStatus.PAUSED, "the campaign is paused"
     if account_review_status != ReviewStatus.APPROVED:
-        return ServingStatus.ACCOUNT_UNDER_REVIEW, f"the account is {account_review_status.replace('_', ' ')}"
+        return account_status(account_review_status, account_reasons)
     live = [s for s in ad_group_statuses if s != ServingStatus.DELETED]
     if not live:
         return ServingStatus.NO_ACTIVE_AD_GROUPS, "the campaign has no ad groups"

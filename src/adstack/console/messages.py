@@ -274,6 +274,7 @@ _FIXED_REASONS = (
     N_("the creative was rejected"), N_("the ad group no longer exists"),
     N_("the ad group was suspended by a reviewer"), N_("the creative was suspended by a reviewer"),
     N_("the ad group has no creative"), N_("its creatives are under review"),
+    N_("the account was suspended by the platform"),
     N_("none of its creatives is approved and enabled"),
     N_("no active ad space of its placement, among the publishers and ad spaces it chose, accepts its formats"),
 )
@@ -283,6 +284,8 @@ _PATTERN_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ended at (?P<time>.+)$"), N_("ended at %(time)s")),
     (re.compile(r"^outside dayparting \((?P<when>.+)\)$"), N_("outside the chosen hours (%(when)s)")),
     (re.compile(r"^the account is (?P<status>[a-z ]+)$"), N_("the account is %(status)s")),
+    (re.compile(r"^the account was suspended by the platform: (?P<reasons>.+)$"),
+     N_("the account was suspended by the platform: %(reasons)s")),
     (re.compile(r"^the (?P<kind>ad group|creative) was rejected: (?P<reasons>.+)$"),
      N_("rejected: %(reasons)s")),
     (re.compile(r"^the (?P<kind>ad group|creative) was suspended by a reviewer: (?P<reasons>.+)$"),

@@ -50,6 +50,7 @@ CODE_NAMES: Mapping[str, str] = {
     # review and object statuses
     "to_be_submitted": N_("To be submitted"), "under_review": N_("Under review"), "approved": N_("Approved"),
     "suspended": N_("Suspended by a reviewer"),
+    "account_suspended": N_("Account suspended by the platform"),
     "rejected": N_("Rejected"), "enabled": N_("Enabled"), "paused": N_("Paused"), "deleted": N_("Deleted"),
     "active": N_("Active"), "error": N_("Error"), "disabled": N_("Disabled"),
     "queued": N_("Queued"), "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"),
