@@ -95,3 +95,23 @@ def test_kolkata_hours_are_local_hours(api: Api, session: Session, store: EventS
     rows = run_report(session, who, query, store=store).rows
     assert [(r["hour"], r["cost_micros"]) for r in rows] == [
         ("2025-04-10T09:00:00+05:30", 1_000_000), ("2025-04-10T10:00:00+05:30", 2_000_000)]
+
+
+def test_a_45_minute_zone_reads_the_raw_events_and_splits_days_and_hours_there(
+        api: Api, session: Session, store: EventStore) -> None:
+    who = principal(api, session, time_zone="Asia/Kathmandu")
+    # Midnight in Kathmandu (UTC+5:45) is 18:15 UTC: inside a half-hour slice of the rollups, so only the raw
+    # events tell these apart.
+    moments = [datetime(2025, 4, 10, 18, 14, tzinfo=UTC), datetime(2025, 4, 10, 18, 16, tzinfo=UTC),
+               datetime(2025, 4, 10, 19, 14, tzinfo=UTC), datetime(2025, 4, 10, 19, 20, tzinfo=UTC)]
+    store.append(charges(who.account_id or 0, moments))
+    days = by_day(session, who, store, date(2025, 4, 10), date(2025, 4, 11), "Asia/Kathmandu")
+    assert days == expected_days(moments, "Asia/Kathmandu") == {"2025-04-10": 1_000_000, "2025-04-11": 3_000_000}
+    query = ReportQuery(start_date=date(2025, 4, 11), end_date=date(2025, 4, 11), granularity=Granularity.HOUR,
+                        metrics=[Metric.COST_MICROS])
+    rows = run_report(session, who, query, store=store).rows
+    tz = ZoneInfo("Asia/Kathmandu")
+    hours = Counter(m.astimezone(tz).replace(minute=0).isoformat() for m in moments
+                    if m.astimezone(tz).date() == date(2025, 4, 11))
+    assert [(r["hour"], r["cost_micros"]) for r in rows] == [(h, n * 1_000_000) for h, n in sorted(hours.items())]
+    assert [r["hour"] for r in rows] == ["2025-04-11T00:00:00+05:45", "2025-04-11T01:00:00+05:45"]

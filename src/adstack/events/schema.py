@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 
 EVENTS_TABLE = "events"
 EVENT_IDS_TABLE = "event_ids"
+# Every dimension, in half-hour slices (see SLICE_MINUTES).
 ROLLUP_TABLE = "event_rollup_hourly"
 # The same rollup without the supply side (ad space, publisher, placement type) and without quarter-hour
 # slices: far fewer rows, for the everyday reports by time, campaign, ad group, creative, country,
@@ -144,14 +145,27 @@ def _rollup_columns(dimensions: tuple[str, ...]) -> dict[str, str]:
     }
 
 
-def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
+# The slice a sliced rollup splits each UTC hour into. Every zone in use is a whole or half hour from UTC
+# except a few 45-minute ones (Nepal, Chatham, Eucla), whose reports read the raw events instead; quarter-hour
+# slices cost a third more rows for them. The column keeps its name and unit (`quarter`, 0..3, 15 minutes),
+# so rows stored in quarter-hour slices by an earlier version stay exact.
+SLICE_MINUTES = 30
+
+
+def _slice_expr(minutes: int) -> str:
+    return f"toUInt8(intDiv(toMinute(occurred_at), {minutes}) * {minutes // 15})"
+
+
+def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool, slice_minutes: int = SLICE_MINUTES,
+                       where: str = "") -> str:
     """The SELECT of the materialized view that feeds a rollup from the raw events.
 
-    Hourly (UTC); with `quarters`, each hour is split into quarter-hour slices (the column `quarter`),
-    which make local days and hours exact in every zone in use, half-hour and 45-minute ones included.
-    Without, `quarter` is always 0 and the table only serves zones with whole-hour offsets.
+    Hourly (UTC); with `quarters`, each hour is split into `slice_minutes` slices (the column `quarter`
+    counts quarter hours from the hour), which make local days and hours exact in every zone whose offset
+    is a multiple of the slice. Without, `quarter` is always 0 and the table only serves zones with
+    whole-hour offsets. `where` narrows the raw events read (the report's own scan of raw events).
     """
-    quarter = "toUInt8(toMinute(occurred_at) DIV 15)" if quarters else "toUInt8(0)"
+    quarter = _slice_expr(slice_minutes) if quarters else "toUInt8(0)"
     selects = ", ".join(d for d in dimensions if d not in _COMPUTED_DIMENSIONS)
     computed = "".join(f"{expr()},\n  " for name, expr in (("conversion_event", _conversion_event_expr),
                                                             ("attribution_type", _attribution_type_expr))
@@ -166,8 +180,14 @@ def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool) -> str:
   {computed}
   {metric_selects},
   {money_selects}
-FROM {EVENTS_TABLE}
+FROM {EVENTS_TABLE}{f"{chr(10)}WHERE {where}" if where else ""}
 GROUP BY account_id, hour, quarter, {", ".join(dimensions)}"""
+
+
+def raw_rollup_sql(where: str) -> str:
+    """The raw events selected by `where`, aggregated exactly as the rollups are (every dimension, quarter-hour
+    slices), as a subquery: a report no rollup answers reads this with the same SQL, so the same rules count."""
+    return _rollup_view_query(ROLLUP_DIMENSIONS, quarters=True, slice_minutes=15, where=where)
 
 
 def _rollup(table: str, dimensions: tuple[str, ...], *, quarters: bool) -> list[str]:
@@ -260,7 +280,9 @@ def upgrade(existing: Mapping[str, Collection[str]]) -> list[str]:
         columns = _rollup_columns(dimensions)
         add_missing(table, columns, ("account_id", "hour", "quarter", *dimensions))
         view = existing.get(f"{table}_mv")
-        if view is not None and not set(columns) <= set(view):
+        # Columns are not all a view can lack (the slice changed once): restating the query costs one
+        # metadata change, so it is done on every open rather than guessed from the columns.
+        if view is not None and (quarters or not set(columns) <= set(view)):
             statements.append(f"ALTER TABLE {table}_mv MODIFY QUERY\n"
                               + _rollup_view_query(dimensions, quarters=quarters))
     return statements

@@ -1,8 +1,9 @@
 """Report SQL over the hourly rollup, and the metric formulas. Pure: no database, no web.
 
-Local time: every rollup row is a quarter-hour slice of a UTC hour. Each slice is converted to the
+Local time: every rollup row is an hour or a slice of a UTC hour. Each slice is converted to the
 report's zone and then grouped, so a local day is exactly its own 23, 24 or 25 hours, in half-hour
-zones too. Money and ratios are computed here from integer sums with Decimal, never floats.
+zones too; a report the rollups cannot answer exactly (a 45-minute zone) aggregates the raw events the
+same way instead. Money and ratios are computed here from integer sums with Decimal, never floats.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from typing import Any
 
 from adstack.core.timeutil import zone
 from adstack.core.vocabulary import IN_APP_EVENTS
-from adstack.events.schema import CAMPAIGN_ROLLUP_TABLE, ROLLUP_TABLE, SUPPLY_ATTRIBUTION, SUPPLY_DIMENSIONS
+from adstack.events.schema import (
+    CAMPAIGN_ROLLUP_TABLE,
+    EVENTS_TABLE,
+    ROLLUP_TABLE,
+    ROLLUPS,
+    SLICE_MINUTES,
+    SUPPLY_ATTRIBUTION,
+    SUPPLY_DIMENSIONS,
+    raw_rollup_sql,
+)
 from adstack.reports.models import (
     SUPPLY_METRICS,
     TIME_DIMENSIONS,
@@ -244,10 +254,16 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
     if not SUPPLY_METRICS & {*metrics, *([sort[0]] if sort else [])}:
         # Ad requests are rows of their own (account 0, no campaign): only supply reports read them.
         conditions.append(f"attribution_type != '{SUPPLY_ATTRIBUTION}'")
-    table = rollup_for(query, dims, where, tz_name)
     base = base_metrics_for(metrics + ([sort[0]] if sort and sort[0] in DERIVED else []))
     if sort and sort[0] in BASE_SQL and sort[0] not in base:
         base.append(sort[0])
+    table = rollup_for(query, dims, where, tz_name, base)
+    source = table
+    if table == EVENTS_TABLE:
+        raw_where = ["occurred_at >= {t_from:DateTime('UTC')}", "occurred_at < {t_to:DateTime('UTC')}"]
+        if account_ids is not None:
+            raw_where.insert(0, "account_id IN {accounts:Array(UInt64)}")
+        source = f"({raw_rollup_sql(' AND '.join(raw_where))})"
     dimension_columns = [DIMENSION_SQL[d][0] for d in dims]
     # Aliases are prefixed: ClickHouse aliases are visible in the whole query and must not shadow columns.
     selects = [f"{objective if d == Dimension.OBJECTIVE else DIMENSION_SQL[d][1]} AS d_{DIMENSION_SQL[d][0]}"
@@ -265,7 +281,7 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
         selects += [f"sum(m_{m}) OVER () AS t_{m}" for m in base]
     if not selects:
         selects = ["count() AS slices"]
-    sql = f"SELECT {', '.join(selects)}\nFROM {table}\nWHERE {' AND '.join(conditions)}"
+    sql = f"SELECT {', '.join(selects)}\nFROM {source}\nWHERE {' AND '.join(conditions)}"
     if dims:
         aliases = [f"d_{c}" for c in dimension_columns]
         sql += f"\nGROUP BY {', '.join(aliases + (['d_source'] if by_source else []))}"
@@ -280,28 +296,42 @@ def build(query: ReportQuery, *, account_ids: list[int] | None, tz_name: str, me
                 table=table, by_source=by_source)
 
 
-SUPPLY_FILTERS = ("ad_space_ids", "publisher_ids", "placement_types")
+def _columns_needed(query: ReportQuery, dims: list[Dimension], where: Sequence[str], base: list[str]) -> set[str]:
+    """The rollup key columns a report reads (besides account, time and attribution type)."""
+    needed = {DIMENSION_SQL[d][1] for d in dims if d not in TIME_DIMENSIONS}
+    needed |= {column for name, (column, _) in FILTERS.items() if getattr(query, name)}
+    if Dimension.OBJECTIVE in dims or query.objectives:
+        needed |= {"objective", "campaign_id"}
+    if "cpa_conversions" in base:
+        needed.add("ad_group_id")  # CPA_EVENT
+    if where:  # the media center's conditions name publishers and ad spaces
+        needed |= SUPPLY_DIMENSIONS
+    return needed
 
 
-def rollup_for(query: ReportQuery, dims: list[Dimension], where: Sequence[str], tz_name: str) -> str:
-    """The smallest rollup that answers exactly: the campaign rollup unless the report looks at the
-    supply side (ad spaces, publishers, placement types) or the zone needs quarter-hour slices."""
-    supply = any(DIMENSION_SQL[d][1] in SUPPLY_DIMENSIONS for d in dims) or any(
-        getattr(query, f) for f in SUPPLY_FILTERS) or bool(where)
-    if supply or not whole_hour_offsets(tz_name, query.start_date, query.end_date):
-        return ROLLUP_TABLE
-    return CAMPAIGN_ROLLUP_TABLE
+def rollup_for(query: ReportQuery, dims: list[Dimension], where: Sequence[str], tz_name: str,
+               base: Sequence[str] = ()) -> str:
+    """The smallest table that answers exactly: the campaign rollup unless the report looks at the supply
+    side (ad spaces, publishers, placement types) or the zone needs slices of the hour; the sliced rollup
+    when the zone's offsets are multiples of its slice; else the raw events."""
+    needed = _columns_needed(query, dims, where, list(base))
+    step = offset_step_minutes(tz_name, query.start_date, query.end_date)
+    for table in (CAMPAIGN_ROLLUP_TABLE, ROLLUP_TABLE):
+        dimensions, sliced = ROLLUPS[table]
+        exact_in_zone = step % SLICE_MINUTES == 0 if sliced else step == 60
+        if needed <= set(dimensions) and exact_in_zone:
+            return table
+    return EVENTS_TABLE
 
 
-def whole_hour_offsets(tz_name: str, start: date, end: date) -> bool:
-    """Whether the zone's UTC offset is a whole number of hours on every day of the range (and the day
-    either side, where a local day begins or ends)."""
+def offset_step_minutes(tz_name: str, start: date, end: date) -> int:
+    """The largest of 60, 30 and 15 minutes dividing the zone's UTC offset on every day of the range (and the
+    day either side, where a local day begins or ends); 1 when none does."""
     tz = zone(tz_name)
+    offsets: set[int] = set()
     day = start - timedelta(days=1)
     while day <= end + timedelta(days=1):
         for moment in (time(0), time(12)):
-            offset = datetime.combine(day, moment, tzinfo=tz).utcoffset() or timedelta(0)
-            if offset.total_seconds() % 3600:
-                return False
+            offsets.add(int((datetime.combine(day, moment, tzinfo=tz).utcoffset() or timedelta(0)).total_seconds()))
         day += timedelta(days=1)
-    return True
+    return next((step for step in (60, 30, 15) if all(o % (step * 60) == 0 for o in offsets)), 1)
