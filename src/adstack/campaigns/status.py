@@ -58,8 +58,8 @@ ACCOUNT_SUSPENDED_REASON = "the account was suspended by the platform"
 REASONS = {
     ServingStatus.CREATIVES_UNDER_REVIEW: "its creatives are under review",
     ServingStatus.NO_APPROVED_CREATIVE: "none of its creatives is approved and enabled",
-    ServingStatus.NO_INVENTORY: ("no active ad space of its placement, among the publishers and ad spaces it "
-                                 "chose, accepts its formats"),
+    ServingStatus.NO_INVENTORY: ("no active ad space of its placement, within its publishers, ad spaces and "
+                                 "exceptions, takes its formats and sizes"),
 }
 
 
