@@ -5,15 +5,21 @@ installed"; only a history can tell them apart. It is kept on the hot path, so i
 that ad groups promote are tracked (a report of a hundred apps costs a set intersection), devices are forgotten
 least-recently-reported first past a bound, and a lookup is one dictionary read. The durable record is the device
 profile store's `device_apps` table, which the runtime loads back when it starts.
+
+With `ADSTACK_REDIS_URL` set, `RedisInstallHistory` keeps it in Redis instead, one hash per device, so every
+serving worker sees what any of them was told (a lookup is then one HGETALL).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
+from typing import Any
 
 # Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group, "Select the target group": "Not installed within 90 days:
 # ... distributing to users who have not installed it within 90 days by default".
@@ -23,6 +29,7 @@ MAX_DEVICES = 1_000_000
 # (first seen, last seen) as epoch seconds.
 Span = tuple[float, float]
 NO_HISTORY: Mapping[str, Span] = MappingProxyType({})
+log = logging.getLogger(__name__)
 
 
 class InstallHistory:
@@ -81,3 +88,107 @@ class InstallHistory:
 def installed_within(history: Mapping[str, Span], package: str, now: float, window: timedelta) -> bool:
     span = history.get(package)
     return span is not None and span[1] >= now - window.total_seconds()
+
+
+# A device's hash outlives its last report by this long (refreshed on every report): Redis has no bound on
+# devices as the in-process LRU has, and a device unseen for over a year has no history worth targeting by.
+REDIS_TTL_SECONDS = 400 * 86_400
+LOAD_BATCH = 500
+
+# KEYS[1] the device's hash; ARGV[1] its TTL, then (package, first, last) triples merged as min(first), max(last).
+_MERGE = """
+for i = 2, #ARGV, 3 do
+  local first, last = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local known = redis.call('HGET', KEYS[1], ARGV[i])
+  if known then
+    local sep = string.find(known, ':', 1, true)
+    first = math.min(first, tonumber(string.sub(known, 1, sep - 1)))
+    last = math.max(last, tonumber(string.sub(known, sep + 1)))
+  end
+  redis.call('HSET', KEYS[1], ARGV[i], string.format('%.3f:%.3f', first, last))
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+
+class RedisInstallHistory(InstallHistory):
+    """The same history in Redis, shared by serving workers. A Redis that cannot be reached loses reports and
+    answers lookups with no history (the request is served as for an unknown device), never an error."""
+
+    def __init__(self, url: str, *, prefix: str = "adstack:installs:", client: Any = None,
+                 ttl_seconds: int = REDIS_TTL_SECONDS):
+        super().__init__()
+        import redis
+
+        self._redis = client or redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.5,
+                                                     health_check_interval=30)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+        self._merge_script = self._redis.register_script(_MERGE)
+        self._last_warning = 0.0
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._redis.scan_iter(match=self._prefix + "*", count=1000))
+
+    def _key(self, device_key: int) -> str:
+        return f"{self._prefix}{device_key}"
+
+    def _warn(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 60:  # once a minute, not once a request
+            self._last_warning = now
+            log.warning("install history in Redis unavailable (%s)", what, exc_info=True)
+
+    def observe(self, device_key: int, installed: Iterable[str], at: float) -> None:
+        relevant = self._tracked.intersection(installed)
+        if not relevant:
+            return
+        args: list[Any] = [self._ttl]
+        for package in sorted(relevant):
+            args += [package, at, at]
+        try:
+            self._merge_script(keys=[self._key(device_key)], args=args)
+        except self._errors:
+            self._warn("report")
+
+    def load(self, rows: Iterable[tuple[int, str, float, float]]) -> int:
+        by_device: dict[int, list[Any]] = defaultdict(list)
+        count = 0
+        for device_key, package, first, last in rows:
+            by_device[device_key] += [package, first, last]
+            count += 1
+        devices = list(by_device.items())
+        try:
+            for start in range(0, len(devices), LOAD_BATCH):
+                pipe = self._redis.pipeline(transaction=False)
+                for device_key, spans in devices[start:start + LOAD_BATCH]:
+                    self._merge_script(keys=[self._key(device_key)], args=[self._ttl, *spans], client=pipe)
+                pipe.execute()
+        except self._errors:
+            self._warn("load")
+            return 0
+        return count
+
+    def of(self, device_key: int | None) -> Mapping[str, Span]:
+        if device_key is None:
+            return NO_HISTORY
+        try:
+            raw = self._redis.hgetall(self._key(device_key))
+        except self._errors:
+            self._warn("lookup")
+            return NO_HISTORY
+        history: dict[str, Span] = {}
+        for package, span in raw.items():
+            first, _, last = (span.decode() if isinstance(span, bytes) else str(span)).partition(":")
+            try:
+                history[package.decode() if isinstance(package, bytes) else str(package)] = (float(first),
+                                                                                           float(last))
+            except ValueError:
+                continue  # not written by this class
+        return history or NO_HISTORY
+
+
+def make_install_history(redis_url: str | None) -> InstallHistory:
+    return RedisInstallHistory(redis_url) if redis_url else InstallHistory()

@@ -26,7 +26,7 @@ from adstack.events.models import Event, EventType
 from adstack.serving import reservations
 from adstack.serving.counters import Counters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
-from adstack.serving.installs import InstallHistory
+from adstack.serving.installs import make_install_history
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
 from adstack.serving.prediction import Leaf, Outcomes
 from adstack.serving.ranking import MinimumPrices
@@ -81,7 +81,7 @@ class ServingRuntime:
         self._events_lock = threading.Lock()
         self._last: dict[str, float] = {}
         self.device_profiles: Any = None
-        self.install_history = InstallHistory()
+        self.install_history = make_install_history(settings.redis_url)
         self._device_reports: dict[tuple[str, str | None, int], float] = {}
         self.audience_index: Any = None
         self.rebuilds = 0
