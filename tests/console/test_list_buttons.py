@@ -1,5 +1,6 @@
-"""The ad list offers its write buttons (new, edit, pause, copy, delete, batch) only to the roles whose presses
-the console's routes accept: each role reads the three list levels of one advertiser's ads."""
+"""The ad list and the campaign, ad group and creative pages offer their write buttons (new, edit, pause, copy,
+delete, submit, batch) only to the roles whose presses the console's routes accept: each role reads the three list
+levels and the three pages of one advertiser's ads."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ READERS = {"reviewer", "account manager", "viewer"}
 @dataclass
 class Pages:
     html: dict[tuple[str, str], str]  # (role, level) -> the list page
+    detail: dict[tuple[str, str], str]  # (role, level) -> the object's own page
     ids: dict[str, int]  # level -> the one object of that level
     clients: dict[str, TestClient]
 
@@ -59,6 +61,7 @@ def pages(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFa
                    "creatives": creative(api, owner, group["id"])["id"]}
             clients: dict[str, TestClient] = {}
             html: dict[tuple[str, str], str] = {}
+            detail: dict[tuple[str, str], str] = {}
             for role, actor in actors.items():
                 role_client = TestClient(client.app, raise_server_exceptions=False)
                 password = "admin-password" if actor.account_id is None else (
@@ -70,7 +73,10 @@ def pages(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFa
                     assert page.status_code == 200, (role, level, page.text[-500:])
                     assert f'id="row-{level}-{ids[level]}"' in page.text, (role, level)  # every role reads it
                     html[role, level] = page.text
-            yield Pages(html, ids, clients)
+                    own = role_client.get(f"{CONSOLE}/ads/{level}/{ids[level]}")
+                    assert own.status_code == 200, (role, level, own.text[-500:])
+                    detail[role, level] = own.text
+            yield Pages(html, detail, ids, clients)
     finally:
         empty_all_tables(engine)
 
@@ -113,3 +119,21 @@ def test_what_is_hidden_would_be_refused(pages: Pages, role: str) -> None:
                               follow_redirects=False)
         assert refused.status_code == 403, (role, url, refused.status_code)
     assert client.get(f"{CONSOLE}/ads/ad-groups/{group_id}/quick-edit").status_code == 403
+
+
+# The write controls of each object's page, by the address they lead or post to.
+PAGE_CONTROLS = {
+    "campaigns": {"edit": "/edit\"", "new ad group": 'id="new-ad-group"', "copy": "/copy\""},
+    "ad-groups": {"edit": "/edit\"", "new creative": 'id="new-creative"', "copy": "/copy\"",
+                  "submit": 'id="submit-for-review"', "pause": 'value="pause"', "delete": 'value="delete"'},
+    "creatives": {"edit": "/edit\"", "copy": "/copy\"", "submit": "/submit\"", "delete": 'value="delete"'},
+}
+
+
+@pytest.mark.parametrize("role", sorted(WRITERS | READERS))
+@pytest.mark.parametrize("level", LEVELS)
+def test_object_pages_show_their_write_buttons_exactly_to_who_may_press_them(pages: Pages, role: str,
+                                                                             level: str) -> None:
+    page = pages.detail[role, level]
+    shown = {name for name, marker in PAGE_CONTROLS[level].items() if marker in page}
+    assert shown == (set(PAGE_CONTROLS[level]) if role in WRITERS else set()), f"{role} on {level}: {sorted(shown)}"
