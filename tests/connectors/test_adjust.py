@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +18,8 @@ from adstack.connectors.base import BindingSettings
 from adstack.connectors.models import PartnerConnection, PartnerMetricRow
 from adstack.core.security import Encryptor
 from adstack.core.settings import Settings
+from adstack.events.models import Event, EventType
+from adstack.events.service import get_event_store
 from adstack.tracking.urls import expand_macros
 from tests.campaigns.helpers import ad_group, campaign, creative
 from tests.connectors.fake_adjust import FakeAdjust, days_back
@@ -368,3 +370,64 @@ def test_a_loopback_partner_url_is_refused_unless_allowed(api: Api, connected: i
     error = _pull(api, advertiser, connected, 400)["error"]
     assert error["message"] == "Adjust could not be reached"  # no address, port or reason
     assert fake_adjust.requests == []
+
+
+def test_partner_columns_join_by_ad_group_creative_and_country(api: Api, advertiser: Actor, settings: Settings
+                                                               ) -> None:
+    settings.outbound_allowed_networks = "127.0.0.1/32"
+    app = expect(api.client.post("/api/v1/apps", headers=advertiser.headers, json={
+        "package_name": "com.example.runner", "name": "Runner", "partner": "adjust", "partner_link_id": "abc1xyz"}),
+                 201)
+    template = expect(api.client.get(f"/api/v1/apps/{app['id']}/integrations/adjust", headers=advertiser.headers),
+                      200)["tracking_link_template"]
+    camp = campaign(api, advertiser, name="Runner installs", package_name="com.example.runner")
+    groups = [ad_group(api, advertiser, camp["id"], name=f"Group {n}", targeting={"countries": ["ID", "IN"]})
+              for n in (1, 2)]
+    made = [creative(api, advertiser, g["id"]) for g in groups]
+
+    def labels(n: int) -> dict[str, str]:
+        link = expand_macros(template, click_id="c1", gaid="38400000-8cf0-11bd-b23e-10b96e40000d",
+                             campaign_id=camp["id"], ad_group_id=groups[n]["id"], creative_id=made[n]["id"])
+        return {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+
+    # (ad group index, country) -> (Adjust's installs, cost and revenue in USD, adstack's own installs)
+    cells = {(0, "ID"): (30, "3", "6", 28), (0, "IN"): (10, "1", "1", 10), (1, "ID"): (5, "2", "1", 7)}
+    rows = [{"day": days_back(1), "campaign": labels(n)["campaign"], "adgroup": labels(n)["adgroup"],
+             "creative": labels(n)["creative"], "country_code": country, "installs": installs,
+             "network_cost": cost, "all_revenue": revenue}
+            for (n, country), (installs, cost, revenue, _) in cells.items()]
+    at = datetime.combine(date.fromisoformat(days_back(1)), time(12), tzinfo=UTC)
+    get_event_store(settings).append([
+        Event(event_id=f"ins-{n}-{country}-{i}", event_type=EventType.INSTALL, occurred_at=at,
+              account_id=advertiser.account_id or 0, campaign_id=camp["id"], ad_group_id=groups[n]["id"],
+              creative_id=made[n]["id"], country=country, conversion_event="INSTALL", attribution_type="click")
+        for (n, country), (*_, ours) in cells.items() for i in range(ours)])
+    fake = FakeAdjust.single(TOKEN, {APP_TOKEN: rows}).start()
+    try:
+        _pull(api, advertiser, _connect(api.client, advertiser, fake))
+    finally:
+        fake.stop()
+
+    def report(**params: Any) -> Any:
+        return expect(api.client.get("/api/v1/reports", headers=advertiser.headers, params={
+            "start_date": days_back(1), "end_date": days_back(1), "metrics": "installs", "time_zone": "UTC",
+            "extra_columns": ["adjust_installs", "adjust_roi"], **params}), 200)
+
+    def cells_of(body: Any, *keys: str) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        return {tuple(r[k] for k in keys): (r["installs"], r["adjust_installs"], r["adjust_installs_diff"],
+                                            r["adjust_roi"]) for r in body["rows"]}
+
+    by_creative_country = report(granularity="day", dimensions=["creative", "country"])
+    assert cells_of(by_creative_country, "creative_id", "country") == {
+        (made[0]["id"], "ID"): (28, 30, 2, "2"), (made[0]["id"], "IN"): (10, 10, 0, "1"),
+        (made[1]["id"], "ID"): (7, 5, -2, "0.5")}
+    assert by_creative_country["totals"]["adjust_installs"] == 45
+    # Summed over days (no date dimension), a ratio is not one partner cell, so it is left empty.
+    assert cells_of(report(dimensions="ad_group"), "ad_group_id") == {
+        (groups[0]["id"],): (38, 40, 2, None), (groups[1]["id"],): (7, 5, -2, None)}
+    assert cells_of(report(granularity="day", dimensions="country"), "country") == {
+        ("ID",): (35, 35, 0, None), ("IN",): (10, 10, 0, None)}
+    # A filter narrows the partner's figures as it narrows ours: one campaign on one day in India is one cell.
+    only_india = report(granularity="day", dimensions="campaign", countries="IN")
+    assert cells_of(only_india, "campaign_id") == {(camp["id"],): (10, 10, 0, "1")}
+    assert only_india["totals"]["adjust_installs"] == 10

@@ -355,7 +355,8 @@ class FakePartner:
                 ExtraColumn("testpartner_roas_d7", "Partner ROAS D7", "ratio", additive=False)]
 
     def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int], start_date: date,
-              end_date: date) -> Mapping[tuple[int, date], Mapping[str, int | Decimal | None]]:
+              end_date: date, by: frozenset[str] = frozenset()
+              ) -> Mapping[tuple[int, date], Mapping[str, int | Decimal | None]]:
         return self.data
 
 
@@ -377,7 +378,7 @@ def test_connector_columns_join_on_campaign_and_day_and_show_the_difference(
         assert rows[second]["testpartner_installs_diff"] == 0
         assert body["totals"]["testpartner_installs"] == 4 and body["totals"]["testpartner_roas_d7"] is None
         refused = api.client.get("/api/v1/reports", headers=advertiser.headers, params={
-            "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "dimensions": "country",
+            "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "dimensions": "placement_type",
             "extra_columns": "testpartner_installs"})
         assert refused.status_code == 422 and "joinable_dimensions" in refused.text
     finally:

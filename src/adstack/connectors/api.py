@@ -153,9 +153,9 @@ def partner_columns(
                                       actual=partner)
     columns = partner_columns_.partner_columns(session, account_ids=accounts.visible_account_ids(session, principal),
                                                date_from=date_from, date_to=date_to, partner=partner)
-    return [{"campaign_id": campaign_id, "day": day.isoformat(),
+    return [{"campaign_id": cell.campaign_id, "day": cell.day.isoformat(),
              **{f"{partner}_{name}": (None if value is None else str(value)) for name, value in values.items()}}
-            for (campaign_id, day), values in sorted(columns.items())]
+            for cell, values in sorted(columns.items())]
 
 
 @router.get("/{connection_id}/last-pull", response_model=dict,

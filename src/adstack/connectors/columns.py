@@ -1,4 +1,6 @@
-"""Partners' numbers as report columns ("Columns > Adjust", "Columns > AppsFlyer"), per campaign and day.
+"""Partners' numbers as report columns ("Columns > Adjust", "Columns > AppsFlyer"), per campaign and day, and
+per ad group, creative and country when the report asks and the partner's rows carry them (Adjust's report is
+pulled by campaign, adgroup, creative and country_code; AppsFlyer's partners report only by campaign).
 
 Money is stored in the currency the partner reported it in and converted here, through the FX table, into the
 account's currency, so the `_diff` columns compare like with like. ROI is revenue / cost; LTV is cohort
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +26,7 @@ from adstack.connectors.models import PartnerMetricRow
 from adstack.connectors.registry import CONNECTORS
 from adstack.core.money import to_micros
 from adstack.reports.models import Metric
-from adstack.reports.service import ExtraColumn
+from adstack.reports.service import ExtraColumn, PartnerKey
 
 MONEY_METRICS = frozenset({"network_cost", "all_revenue", *(f"all_revenue_total_d{n}" for n in (0, 1, 3, 7))})
 COHORT_DAYS = (0, 1, 3, 7)
@@ -75,10 +78,20 @@ def _ratio(numerator: Decimal | None, denominator: Decimal | None) -> Decimal | 
     return numerator / denominator if numerator is not None and denominator else None
 
 
+def _key(row: PartnerMetricRow, by: frozenset[str]) -> PartnerKey:
+    assert row.campaign_id is not None
+    return PartnerKey(row.campaign_id, row.day,
+                      ad_group_id=row.ad_group_id if "ad_group_id" in by else None,
+                      creative_id=row.creative_id if "creative_id" in by else None,
+                      country=(row.country or None) if "country" in by else None)
+
+
 def partner_columns(session: Session, *, account_ids: set[int] | None, date_from: date, date_to: date,
-                    partner: str = "adjust") -> dict[tuple[int, date], PartnerValues]:
-    """A partner's metrics per (adstack campaign id, day): money as decimals in the account's currency, rates
-    as fractions. Rows whose currency the FX table cannot convert are left out rather than mixed in."""
+                    partner: str = "adjust", by: frozenset[str] = frozenset()) -> dict[PartnerKey, PartnerValues]:
+    """A partner's metrics per adstack campaign and day, broken down by the PartnerKey fields in `by` (ad group,
+    creative, country; None where the partner's row did not name one adstack knows): money as decimals in the
+    account's currency, rates as fractions. Rows whose currency the FX table cannot convert are left out rather
+    than mixed in."""
     stmt = select(PartnerMetricRow).where(PartnerMetricRow.partner == partner, PartnerMetricRow.day >= date_from,
                                           PartnerMetricRow.day <= date_to, PartnerMetricRow.campaign_id.is_not(None))
     if account_ids is not None:
@@ -89,13 +102,12 @@ def partner_columns(session: Session, *, account_ids: set[int] | None, date_from
     currencies = {row.id: row.currency for row in session.execute(select(Account.id, Account.currency).where(
         Account.id.in_({r.account_id for r in rows})))}
     rates = fx_rates(session)
-    groups: dict[tuple[int, date], list[_Converted]] = defaultdict(list)
+    groups: dict[PartnerKey, list[_Converted]] = defaultdict(list)
     for row in rows:
-        assert row.campaign_id is not None
         converted = _convert(row, currencies.get(row.account_id, row.currency), rates)
         if converted is not None:
-            groups[(row.campaign_id, row.day)].append(converted)
-    result: dict[tuple[int, date], PartnerValues] = {}
+            groups[_key(row, by)].append(converted)
+    result: dict[PartnerKey, PartnerValues] = {}
     for key, group in groups.items():
         installs = _sum(group, "installs")
         cost = _sum(group, "network_cost")
@@ -148,8 +160,9 @@ def _value(values: PartnerValues, key: str) -> int | Decimal | None:
 
 
 class PartnerColumnSource:
-    """One partner's numbers as report columns, joined on campaign and day; where adstack measures the same
-    thing (installs, cost, revenue) the report also shows the difference."""
+    """One partner's numbers as report columns, joined on campaign and day (and ad group, creative and country
+    when the report groups by them); where adstack measures the same thing (installs, cost, revenue) the report
+    also shows the difference."""
 
     def __init__(self, partner: str):
         self.name = partner
@@ -165,12 +178,13 @@ class PartnerColumnSource:
         return result
 
     def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int],
-              start_date: date, end_date: date) -> dict[tuple[int, date], dict[str, int | Decimal | None]]:
+              start_date: date, end_date: date, by: frozenset[str] = frozenset()
+              ) -> dict[tuple[Any, ...], dict[str, int | Decimal | None]]:
         wanted = set(campaign_ids)
         columns = partner_columns(session, account_ids=None if account_ids is None else set(account_ids),
-                                  date_from=start_date, date_to=end_date, partner=self.name)
-        return {(campaign_id, day): {f"{self.name}_{key}": _value(values, key) for key in self.keys}
-                for (campaign_id, day), values in columns.items() if not wanted or campaign_id in wanted}
+                                  date_from=start_date, date_to=end_date, partner=self.name, by=by)
+        return {cell: {f"{self.name}_{key}": _value(values, key) for key in self.keys}
+                for cell, values in columns.items() if not wanted or cell.campaign_id in wanted}
 
 
 def column_sources() -> list[PartnerColumnSource]:

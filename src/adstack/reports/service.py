@@ -1,8 +1,9 @@
 """Reports, report jobs, the overview and the media center, read from the event store's hourly rollup.
 
 `run_report` is the one entry point the API, the console and connectors call. Measurement-partner
-connectors add columns with `register_column_source`: their values are keyed by campaign and local day
-and joined onto report rows grouped by date, account and/or campaign.
+connectors add columns with `register_column_source`: their values are keyed by campaign and local day,
+and by ad group, creative and country where the report groups by them, and joined onto report rows
+grouped by date, account, campaign, ad group, creative and/or country.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -83,6 +84,22 @@ class ExtraColumn:
     compare_to: Metric | None = None  # our metric; the report then adds `<key>_diff` = theirs - ours
 
 
+class PartnerKey(NamedTuple):
+    """What a partner's figures are for: a campaign and local day, and the ad group, creative and country when
+    the report groups by them (None: over all of them, or the partner did not say)."""
+
+    campaign_id: int
+    day: date
+    ad_group_id: int | None = None
+    creative_id: int | None = None
+    country: str | None = None
+
+
+# Report dimension -> the PartnerKey field a source breaks its figures down by when the report groups by it.
+PARTNER_GRAIN: dict[Dimension, str] = {Dimension.AD_GROUP: "ad_group_id", Dimension.CREATIVE: "creative_id",
+                                       Dimension.COUNTRY: "country"}
+
+
 class ColumnSource(Protocol):
     """A partner's numbers per campaign and local day (the account's zone), for report columns."""
 
@@ -91,8 +108,10 @@ class ColumnSource(Protocol):
     def columns(self) -> Sequence[ExtraColumn]: ...
 
     def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int],
-              start_date: date, end_date: date) -> Mapping[tuple[int, date], Mapping[str, int | Decimal | None]]:
-        """Values keyed by (campaign_id, local date); money as int micros, ratios as Decimal."""
+              start_date: date, end_date: date, by: frozenset[str] = frozenset()
+              ) -> Mapping[tuple[Any, ...], Mapping[str, int | Decimal | None]]:
+        """Values keyed by PartnerKey (or a (campaign_id, local date) pair), broken down by the PartnerKey
+        fields in `by` and summed over the others; money as int micros, ratios as Decimal."""
         ...
 
 
@@ -279,7 +298,7 @@ def _objective_params(session: Session, query: ReportQuery, dims: list[Dimension
     return sql.objective_params({int(i): str(o) for i, o in session.execute(stmt)})
 
 
-JOINABLE_DIMENSIONS = frozenset({Dimension.DATE, Dimension.ACCOUNT, Dimension.CAMPAIGN})
+JOINABLE_DIMENSIONS = frozenset({Dimension.DATE, Dimension.ACCOUNT, Dimension.CAMPAIGN, *PARTNER_GRAIN})
 
 
 # What an ad request is known by before any ad is chosen.
@@ -323,7 +342,8 @@ def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_
         if not set(dims) <= JOINABLE_DIMENSIONS:
             raise ValidationFailed.single(
                 "extra_columns", "joinable_dimensions",
-                "partner columns join on campaign and day: group by date, account and campaign only",
+                "partner columns join on campaign, day, ad group, creative and country: group by date, account, "
+                "campaign, ad group, creative and country only",
                 limit=sorted(d.value for d in JOINABLE_DIMENSIONS))
         for _, column in extras:
             if column.compare_to is not None and column.compare_to.value not in metrics:
@@ -452,25 +472,38 @@ def _attach_extras(session: Session, prepared: _Prepared, rows: list[dict[str, A
     if not prepared.extras:
         return
     query = prepared.query
+    dims = set(prepared.dims)
+    # Broken down by what the report groups or filters by, so a filtered report sums only the matching cells.
+    filtered = {"ad_group_id": query.ad_group_ids, "creative_id": query.creative_ids, "country": query.countries}
+    by = frozenset({field for dim, field in PARTNER_GRAIN.items() if dim in dims}
+                   | {field for field, values in filtered.items() if values})
     by_source: dict[str, tuple[ColumnSource, list[ExtraColumn]]] = {}
     for source, column in prepared.extras:
         by_source.setdefault(source.name, (source, []))[1].append(column)
     for source, columns in by_source.values():
-        data = source.fetch(session, account_ids=prepared.scope.account_ids, campaign_ids=list(query.campaign_ids),
-                            start_date=query.start_date, end_date=query.end_date)
-        keys = [k for k in data if query.start_date <= k[1] <= query.end_date
-                and (not query.campaign_ids or k[0] in query.campaign_ids)]
-        owners = _campaign_accounts(session, {k[0] for k in keys}) if Dimension.ACCOUNT in prepared.dims else {}
+        fetched = source.fetch(session, account_ids=prepared.scope.account_ids, campaign_ids=list(query.campaign_ids),
+                               start_date=query.start_date, end_date=query.end_date, by=by)
+        data = {PartnerKey(*key): values for key, values in fetched.items()}
+        keys = [k for k in data if query.start_date <= k.day <= query.end_date
+                and (not query.campaign_ids or k.campaign_id in query.campaign_ids)
+                and (not query.ad_group_ids or k.ad_group_id in query.ad_group_ids)
+                and (not query.creative_ids or k.creative_id in query.creative_ids)
+                and (not query.countries or k.country in query.countries)]
+        owners = _campaign_accounts(session, {k.campaign_id for k in keys}) if Dimension.ACCOUNT in dims else {}
 
-        def matches(row: Mapping[str, Any], key: tuple[int, date], owners: Mapping[int, int] = owners) -> bool:
-            if Dimension.CAMPAIGN in prepared.dims and row["campaign_id"] != key[0]:
+        def matches(row: Mapping[str, Any], key: PartnerKey, owners: Mapping[int, int] = owners) -> bool:
+            if Dimension.CAMPAIGN in dims and row["campaign_id"] != key.campaign_id:
                 return False
-            if Dimension.DATE in prepared.dims and row["date"] != key[1].isoformat():
+            if Dimension.DATE in dims and row["date"] != key.day.isoformat():
                 return False
-            return not (Dimension.ACCOUNT in prepared.dims and owners.get(key[0]) != row["account_id"])
+            if any(row[sql.DIMENSION_SQL[dim][0]] != getattr(key, field)
+                   for dim, field in PARTNER_GRAIN.items() if dim in dims):
+                return False
+            return not (Dimension.ACCOUNT in dims and owners.get(key.campaign_id) != row["account_id"])
 
-        exact = {Dimension.CAMPAIGN, Dimension.DATE} <= set(prepared.dims)
-        if query.offset == 0 and Dimension.CAMPAIGN in prepared.dims and set(prepared.dims) <= _PARTNER_JOIN_DIMS:
+        # A row is one partner cell when it is one campaign (an ad group or creative names one too) on one day.
+        exact = Dimension.DATE in dims and bool({Dimension.CAMPAIGN, Dimension.AD_GROUP, Dimension.CREATIVE} & dims)
+        if query.offset == 0 and Dimension.CAMPAIGN in dims and dims <= _PARTNER_JOIN_DIMS:
             rows.extend(_partner_only_rows(prepared, rows, keys, matches))
         for target, selected in [*((row, [k for k in keys if matches(row, k)]) for row in rows), (totals, keys)]:
             single = exact and target is not totals and len(selected) == 1
@@ -493,20 +526,24 @@ def _attach_extras(session: Session, prepared: _Prepared, rows: list[dict[str, A
                     target[f"{column.key}_diff"] = diff
 
 
-_PARTNER_JOIN_DIMS = frozenset({Dimension.CAMPAIGN, Dimension.DATE})
+_PARTNER_JOIN_DIMS = frozenset({Dimension.CAMPAIGN, Dimension.DATE, *PARTNER_GRAIN})
 
 
-def _partner_only_rows(prepared: _Prepared, rows: list[dict[str, Any]], keys: list[tuple[int, date]],
-                       matches: Callable[[Mapping[str, Any], tuple[int, date]], bool]) -> list[dict[str, Any]]:
-    """Campaign-days the partner reports and adstack has no event for, as rows with our figures at zero, so
-    the difference is shown rather than dropped (on the first page; they are not counted in total_rows)."""
-    missing = [k for k in keys if not any(matches(row, k) for row in rows)]
-    wanted = {(k[0], k[1] if Dimension.DATE in prepared.dims else None) for k in missing}
+def _partner_only_rows(prepared: _Prepared, rows: list[dict[str, Any]], keys: list[PartnerKey],
+                       matches: Callable[[Mapping[str, Any], PartnerKey], bool]) -> list[dict[str, Any]]:
+    """Cells the partner reports and adstack has no event for, as rows with our figures at zero, so the
+    difference is shown rather than dropped (on the first page; they are not counted in total_rows)."""
+    dims = set(prepared.dims)
+    grain = [(dim, field) for dim, field in PARTNER_GRAIN.items() if dim in dims]
+    wanted = {(k.campaign_id, k.day if Dimension.DATE in dims else None, *(getattr(k, f) for _, f in grain))
+              for k in keys if not any(matches(row, k) for row in rows)}
     added = []
-    for campaign_id, day in sorted(wanted, key=lambda k: (k[0], k[1] or date.min)):
-        row: dict[str, Any] = {"campaign_id": campaign_id, "source": "ads"}
-        if day is not None:
-            row["date"] = day.isoformat()
+    for cell in sorted(wanted, key=lambda c: (c[0], c[1] or date.min, *(("" if v is None else str(v)) for v in c[2:]))):
+        row: dict[str, Any] = {"campaign_id": cell[0], "source": "ads"}
+        if cell[1] is not None:
+            row["date"] = cell[1].isoformat()
+        for (dim, _), value in zip(grain, cell[2:], strict=True):
+            row[sql.DIMENSION_SQL[dim][0]] = value
         for metric in prepared.metrics:
             row[metric] = None if _metric_kind(metric) == "ratio" else 0
         added.append(row)
