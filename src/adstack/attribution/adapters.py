@@ -52,6 +52,9 @@ _UNREPLACED = re.compile(
     r"|%%[A-Za-z0-9_.\-]+%%|\$[A-Za-z0-9_.\-]+\$|<#.*>|%7[Bb].*%7[Dd])$"
 )
 _NULLS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "-"})
+_LONGEST_NULL = max(map(len, _NULLS))
+# Every form of `_UNREPLACED` starts with one of these: other values skip the expression (most of them).
+_MACRO_STARTS = frozenset("{$([_%<")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$")  # 1,99: unambiguous; 1,999 could be thousands
 _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
@@ -129,7 +132,8 @@ def present(value: str | None) -> str | None:
     if value is None:
         return None
     text = value.strip()
-    if text.lower() in _NULLS or _UNREPLACED.match(text):
+    if not text or (len(text) <= _LONGEST_NULL and text.lower() in _NULLS) \
+            or (text[0] in _MACRO_STARTS and _UNREPLACED.match(text)):
         return None
     return text
 
@@ -280,8 +284,8 @@ class Adapter:
     @classmethod
     def first(cls, values: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str | None]:
         for name in names:
-            value = present(values.get(name))
-            if value is not None:
+            raw = values.get(name)
+            if raw is not None and (value := present(raw)) is not None:
                 return name, value
         return (names[0] if names else ""), None
 

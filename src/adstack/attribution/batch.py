@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, insert, or_, select, union_all, update
+from sqlalchemy import Row, Table, bindparam, or_, select, union_all, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from adstack.apps import service as apps
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
 from adstack.attribution.adapters import ADAPTERS, ParsedPostback, PartnerVerdict, PostbackError, parse_postback
+from adstack.attribution.bulk import insert_rows
 from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
@@ -360,10 +361,13 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
         matches.append(_C.click_id.in_(clicks))
     seen: set[int] = set()
     if matches:
-        for row in session.execute(select(*_KNOWN_COLUMNS).where(
-                _C.app_id.in_(app_ids),
-                or_(_C.conversion_event == ConversionEvent.INSTALL.value, _C.charged_micros > 0),
-                or_(*matches)).order_by(_C.id)):
+        # One branch per device form and one for the click ids, each through its (app, key) index: an OR of
+        # them makes SQLite read every conversion of the app, a cost that grows with the table.
+        wanted = or_(_C.conversion_event == ConversionEvent.INSTALL.value, _C.charged_micros > 0)
+        branches = [select(*_KNOWN_COLUMNS).where(_C.app_id.in_(app_ids), wanted, match) for match in matches]
+        stmt: Any = union_all(*branches) if len(branches) > 1 else branches[0]
+        rows = {row.id: row for row in session.execute(stmt)}
+        for _, row in sorted(rows.items()):
             seen.add(row.id)
             known = _known(row)
             if row.conversion_event == ConversionEvent.INSTALL.value:
@@ -791,10 +795,9 @@ def _insert_conversions(session: Session, items: list[Item]) -> None:
     decided = [i for i in items if i.row is not None]
     if not decided:
         return
-    now = utcnow()
-    rows = [{**i.row, "created_at": now} for i in decided if i.row is not None]
     # A plain executemany, then the ids by postback: cheaper than RETURNING over many rows.
-    session.execute(insert(_CONVERSIONS), rows)
+    insert_rows(session.connection(), _CONVERSIONS, [i.row for i in decided if i.row is not None],
+                {"created_at": utcnow()})
     ids = {postback_id: conversion_id for postback_id, conversion_id in session.execute(
         select(_C.postback_id, _C.id).where(_C.postback_id.in_([i.id for i in decided])))}
     for i in decided:
@@ -856,11 +859,23 @@ def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], pos
 
 
 def write_statuses(session: Session, statuses: dict[int, tuple[PostbackStatus, str]]) -> None:
+    """One UPDATE per status and detail shared by several postbacks (most of a batch is "attributed", no
+    detail), one executemany for the rest: per-row parameters cost more than the update itself."""
     if not statuses:
         return
     p = _POSTBACKS.c
     now = utcnow()
-    session.execute(update(_POSTBACKS).where(p.id == bindparam("p_id"))
-                    .values(status=bindparam("p_status"), detail=bindparam("p_detail"), processed_at=now),
-                    [{"p_id": pid, "p_status": status.value, "p_detail": detail[:500]}
-                     for pid, (status, detail) in statuses.items()])
+    groups: dict[tuple[PostbackStatus, str], list[int]] = defaultdict(list)
+    for pid, (status, detail) in statuses.items():
+        groups[(status, detail[:500])].append(pid)
+    single = []
+    for (status, detail), ids in groups.items():
+        if len(ids) == 1:
+            single.append({"p_id": ids[0], "p_status": status.value, "p_detail": detail})
+        else:
+            session.execute(update(_POSTBACKS).where(p.id.in_(ids))
+                            .values(status=status.value, detail=detail, processed_at=now))
+    if single:
+        session.execute(update(_POSTBACKS).where(p.id == bindparam("p_id"))
+                        .values(status=bindparam("p_status"), detail=bindparam("p_detail"), processed_at=now),
+                        single)

@@ -8,7 +8,10 @@ so a crash at any point leaves it either untouched (and processed again) or comp
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -237,6 +240,22 @@ def identify_app(session: Session, *, secret: bytes, partner: Partner, parsed: P
 # ---------- attribution ----------
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch runs. A batch keeps thousands of small objects alive until it
+    ends, which sets off the collector's full passes over every object of the process again and again (about a
+    third of the batch's CPU); they hold no reference cycles, so reference counting frees them all the same."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+
 def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH,
                     received_before: datetime | None = None) -> tuple[int, list[Event]]:
     """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
@@ -246,6 +265,12 @@ def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BAT
     constant number of statements (`attribution/batch.py`). With `received_before`, only postbacks received
     before then: every touch acknowledged before them is applied.
     """
+    with collector_paused():
+        return _process_pending(session, secret=secret, limit=limit, received_before=received_before)
+
+
+def _process_pending(session: Session, *, secret: bytes, limit: int,
+                     received_before: datetime | None) -> tuple[int, list[Event]]:
     from adstack.attribution import batch
 
     table = cast(Table, Postback.__table__)

@@ -187,15 +187,15 @@ def http_figures(seconds: float = HTTP_SECONDS, connections: int = HTTP_CONNECTI
             "http_seconds": seconds, "http_connections": connections}
 
 
-def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
+def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
+    """A fresh database at `url` holding `postbacks` stored postbacks: per device a click on a CPA ad group that
+    pays for installs, an install and a purchase (so half the postbacks are charged); half the postbacks carry
+    the click id, the other half match by device only."""
     from adstack.accounts import service as accounts
     from adstack.accounts.models import Principal, RegistrationIn, Role
     from adstack.apps.models import App
     from adstack.attribution import service as attribution
     from adstack.attribution.adapters import parse_postback
-    from adstack.attribution.models import Conversion
     from adstack.attribution.rules import TouchKind
     from adstack.campaigns.models import AdGroup, Campaign
     from adstack.core.bootstrap import seed, upgrade
@@ -207,70 +207,100 @@ def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS) -> dict[str, Any
     from adstack.tracking.devices import normalise_gaid
     from adstack.tracking.tokens import new_click_id
 
+    upgrade(url)
+    engine = make_engine(url)
+    seed(engine)
+    factory = make_session_factory(engine)
+    now = utcnow()
+    with factory() as session:
+        _, account, _ = accounts.register(session, RegistrationIn(
+            email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
+            contact_email="ops@example.com", country="ID", settlement_entity="Xiaomi Singapore", currency="USD",
+            accept_agreement=True), ttl=timedelta(hours=1))
+        admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
+                                      role=Role.ADMIN)
+        principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
+        finance.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=10**13))
+        app = App(account_id=account.id, package_name="com.bench.game", name="Bench", partner="appsflyer")
+        campaign = Campaign(account_id=account.id, objective="performance", name="Bench installs",
+                            promotion_type="app_download", package_name=app.package_name)
+        session.add_all([app, campaign])
+        session.flush()
+        group = AdGroup(account_id=account.id, campaign_id=campaign.id, name="Bench CPA", placement_type="banner",
+                        start_at=now - timedelta(days=1), bid_type="cpa", bid_micros=2_000_000,
+                        conversion_event="INSTALL")
+        session.add(group)
+        session.flush()
+        incoming: list[attribution.IncomingPostback] = []
+        for n in range(postbacks // 2):  # an install and one purchase per device
+            gaid = str(uuid.uuid4())
+            click_id = new_click_id(f"imp{n}", now, secret)
+            clicked = now - timedelta(hours=n % 100 + 1)
+            attribution.record_touch(
+                session, kind=TouchKind.CLICK, touch_id=click_id, impression_id=f"imp{n}",
+                account_id=account.id, campaign_id=campaign.id, ad_group_id=group.id, creative_id=1, ad_space_id=1,
+                publisher_id=1, bid_type="cpc", price_micros=100_000, country="ID", placement_type="banner",
+                app_package=app.package_name, gaid=normalise_gaid(gaid), occurred_at=clicked)
+            for fields in (
+                {"clickid": click_id if n % 2 else "", "advertising_id": gaid,
+                 "install_unix_ts": str(int(now.timestamp()))},
+                {"clickid": click_id if n % 2 else "", "advertising_id": gaid, "event_name": "af_purchase",
+                 "event_revenue": "1.99", "event_revenue_currency": "EUR",
+                 "event_time": str(int(now.timestamp()) + 60)},
+            ):
+                parsed = parse_postback(Partner.APPSFLYER, fields)
+                incoming.append(attribution.IncomingPostback(app.id, Partner.APPSFLYER, parsed.dedupe_key, "GET",
+                                                             fields, now))
+        for start in range(0, len(incoming), 500):
+            attribution.accept_postbacks(session.connection(), incoming[start:start + 500])
+        session.commit()
+    engine.dispose()
+
+
+def attribute_stored(url: str, secret: bytes, batch: int | None = None) -> dict[str, Any]:
+    """Attribute every stored postback at `url` as the background attributor does, batch after batch in its own
+    transaction; the throughput, and what the database holds afterwards to check it by."""
+    from sqlalchemy import func, select
+
+    from adstack.attribution import service as attribution
+    from adstack.attribution.models import Conversion, Postback
+    from adstack.core.db import make_engine, make_session_factory
+    from adstack.finance.models import LedgerEntry
+
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    limit = batch or attribution.PROCESS_BATCH
+    processed = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    while True:
+        with factory() as session:
+            count, _events = attribution.process_pending(session, secret=secret, limit=limit)
+            session.commit()
+        if count == 0:
+            break
+        processed += count
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    with factory() as session:
+        charged = session.scalar(select(func.count()).where(Conversion.charged_micros > 0))
+        by_type = dict(session.execute(select(Conversion.attribution_type, func.count())
+                                       .group_by(Conversion.attribution_type)).tuples().all())
+        statuses = dict(session.execute(select(Postback.status, func.count()).group_by(Postback.status)).tuples().all())
+        ledger = session.execute(select(func.count(), func.coalesce(func.sum(LedgerEntry.amount_micros), 0))
+                                 .where(LedgerEntry.entry_type == "charge")).one()
+    engine.dispose()
+    return {"attribution_events_per_second": round(processed / elapsed, 1) if elapsed else 0.0,
+            "attribution_events_per_cpu_second": round(processed / cpu, 1) if cpu else 0.0,
+            "attribution_events": processed, "attribution_cpa_charged": charged,
+            "attribution_conversions_by_type": by_type, "attribution_postback_statuses": statuses,
+            "attribution_ledger_charges": int(ledger[0]), "attribution_ledger_charged_micros": -int(ledger[1])}
+
+
+def attribution_figures(postbacks: int = ATTRIBUTION_POSTBACKS, batch: int | None = None) -> dict[str, Any]:
     secret = b"bench-secret"
     with tempfile.TemporaryDirectory(prefix="adstack-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        upgrade(url)
-        engine = make_engine(url)
-        seed(engine)
-        factory = make_session_factory(engine)
-        now = utcnow()
-        with factory() as session:
-            _, account, _ = accounts.register(session, RegistrationIn(
-                email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
-                contact_email="ops@example.com", country="ID", settlement_entity="Xiaomi Singapore", currency="USD",
-                accept_agreement=True), ttl=timedelta(hours=1))
-            admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
-                                          role=Role.ADMIN)
-            principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
-            finance.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=10**13))
-            app = App(account_id=account.id, package_name="com.bench.game", name="Bench", partner="appsflyer")
-            campaign = Campaign(account_id=account.id, objective="performance", name="Bench installs",
-                                promotion_type="app_download", package_name=app.package_name)
-            session.add_all([app, campaign])
-            session.flush()
-            group = AdGroup(account_id=account.id, campaign_id=campaign.id, name="Bench CPA", placement_type="banner",
-                            start_at=now - timedelta(days=1), bid_type="cpa", bid_micros=2_000_000,
-                            conversion_event="INSTALL")
-            session.add(group)
-            session.flush()
-            devices = postbacks // 2  # an install and one purchase per device
-            for n in range(devices):
-                gaid = str(uuid.uuid4())
-                click_id = new_click_id(f"imp{n}", now, secret)
-                clicked = now - timedelta(hours=n % 100 + 1)
-                attribution.record_touch(
-                    session, kind=TouchKind.CLICK, touch_id=click_id, impression_id=f"imp{n}",
-                    account_id=account.id, campaign_id=campaign.id, ad_group_id=group.id, creative_id=1, ad_space_id=1,
-                    publisher_id=1, bid_type="cpc", price_micros=100_000, country="ID", placement_type="banner",
-                    app_package=app.package_name, gaid=normalise_gaid(gaid), occurred_at=clicked)
-                for fields in (
-                    {"clickid": click_id if n % 2 else "", "advertising_id": gaid,
-                     "install_unix_ts": str(int(now.timestamp()))},
-                    {"clickid": click_id if n % 2 else "", "advertising_id": gaid, "event_name": "af_purchase",
-                     "event_revenue": "1.99", "event_revenue_currency": "EUR",
-                     "event_time": str(int(now.timestamp()) + 60)},
-                ):
-                    parsed = parse_postback(Partner.APPSFLYER, fields)
-                    attribution.accept_postback(session, app_id=app.id, partner=Partner.APPSFLYER, parsed=parsed,
-                                                method="GET", fields=fields, received_at=now)
-            session.commit()
-        processed = 0
-        started, cpu = time.perf_counter(), time.process_time()
-        while True:
-            with factory() as session:
-                count, _events = attribution.process_pending(session, secret=secret)
-                session.commit()
-            if count == 0:
-                break
-            processed += count
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-        with factory() as session:
-            charged = session.scalar(select(func.count()).where(Conversion.charged_micros > 0))
-        engine.dispose()
-    return {"attribution_events_per_second": round(processed / elapsed, 1) if elapsed else 0.0,
-            "attribution_events_per_cpu_second": round(processed / cpu, 1) if cpu else 0.0,
-            "attribution_events": processed, "attribution_cpa_charged": charged}
+        prepare_attribution(url, postbacks, secret)
+        return attribute_stored(url, secret, batch)
 
 
 def main() -> None:
