@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,11 +34,12 @@ from adstack.core.errors import DomainError
 from adstack.core.settings import Settings, get_settings
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
+from adstack.finance.pricing import cpm_impression_micros
+from adstack.finance.service import member_of
 from adstack.pipeline import ivt
 from adstack.pipeline.records import Kind, Tracked, decode, now_ms, received_at, tracked
 from adstack.serving.counters import Counters
 from adstack.tracking.auction_price import impression_cost_micros, parse_auction_price, parse_price_currency
-from adstack.tracking.devices import normalise_gaid
 from adstack.tracking.service import CLICK_BILLED, IMPRESSION_BILLED, VIDEO_EVENT_TYPES, event_for
 from adstack.tracking.tokens import TrackingClaims
 from adstack.tracking.urls import VideoEvent
@@ -69,8 +71,12 @@ class Context:
         self.verdicts = Verdicts(self.session_factory, self.settings)
 
 
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
 def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
 
 
 def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -110,6 +116,8 @@ class Verdicts:
         self._settings = settings
         self._cache: dict[str, Reasons] = {}
         self._lock = threading.Lock()
+        # One consumer judges a batch while the others, arriving with the same records, wait for its verdicts.
+        self._judging = threading.Lock()
         self._networks: tuple[tuple[str, str, float], ivt.Networks] | None = None
         self._last_prune = 0.0
 
@@ -135,18 +143,25 @@ class Verdicts:
         if not settings.ivt_active or not items:
             return {}
         items = _first_of_each(items)
-        with self._lock:
-            found = {i.record["id"]: self._cache[i.record["id"]] for i in items if i.record["id"] in self._cache}
-        missing = [i for i in items if i.record["id"] not in found]
-        if missing:
+        found, missing = self._cached(items)
+        if not missing:
+            return found
+        with self._judging:
+            more, missing = self._cached(missing)  # judged by another consumer while this one waited
+            found.update(more)
+            if not missing:
+                return found
             with self._session_factory() as session:
                 stored = self._load(session, [i.record["id"] for i in missing])
                 fresh = [i for i in missing if i.record["id"] not in stored]
                 if fresh:
-                    self._judge(session, fresh, self.rules(settings))
+                    inserted = self._judge(session, fresh, self.rules(settings))
                     session.commit()
-                    # Read back: where another consumer stored a verdict first, its verdict holds.
-                    stored.update(self._load(session, [i.record["id"] for i in fresh]))
+                    stored.update(inserted)
+                    # Read back the rest: where another process stored a verdict first, its verdict holds.
+                    lost = [i.record["id"] for i in fresh if i.record["id"] not in inserted]
+                    if lost:
+                        stored.update(self._load(session, lost))
                 self._prune(session, settings)
             found.update(stored)
             with self._lock:
@@ -155,28 +170,40 @@ class Verdicts:
                 self._cache.update(stored)
         return found
 
+    def _cached(self, items: Sequence[Tracked]) -> tuple[dict[str, Reasons], list[Tracked]]:
+        with self._lock:
+            cache = self._cache
+            found = {i.record["id"]: cache[i.record["id"]] for i in items if i.record["id"] in cache}
+        return found, [i for i in items if i.record["id"] not in found]
+
     @staticmethod
     def _load(session: Session, ids: Sequence[str]) -> dict[str, Reasons]:
         from adstack.tracking.models import IvtVerdict
 
         out: dict[str, Reasons] = {}
-        for chunk in _chunks(ids):
-            for record_id, reasons in session.execute(
-                    select(IvtVerdict.record_id, IvtVerdict.reasons).where(IvtVerdict.record_id.in_(chunk))):
-                out[record_id] = tuple(reasons.split(",")) if reasons else VALID
+        statement = select(IvtVerdict.record_id, IvtVerdict.reasons).where(
+            member_of(IvtVerdict.record_id, "p_ids", _dialect(session)))
+        for record_id, reasons in session.connection().execute(statement, {"p_ids": list(ids)}):
+            out[record_id] = tuple(reasons.split(",")) if reasons else VALID
         return out
 
-    def _judge(self, session: Session, items: Sequence[Tracked], rules: ivt.Rules) -> None:
+    def _judge(self, session: Session, items: Sequence[Tracked], rules: ivt.Rules) -> dict[str, Reasons]:
+        """Judge and store; the verdicts this call stored (not those another consumer stored first)."""
         from adstack.tracking.models import IvtVerdict
 
         observations = [_observation(i) for i in items]
         history = self._history(session, observations, rules)
         verdicts = ivt.judge(observations, history, rules)
-        insert_ignoring_duplicates(session, IvtVerdict.__table__, [  # type: ignore[arg-type]
-            {"record_id": o.record_id[:96], "kind": o.kind, "received_ms": o.at_ms,
-             "impression_id": o.impression_id[:64], "ad_group_id": o.ad_group_id, "client_ip": o.ip[:64],
-             "device": o.device, "reasons": ",".join(reasons)}
-            for o, reasons in zip(observations, verdicts, strict=True)])
+        rows = [{"record_id": o.record_id[:96], "kind": o.kind, "received_ms": o.at_ms,
+                 "impression_id": o.impression_id[:64], "ad_group_id": o.ad_group_id, "client_ip": o.ip[:64],
+                 "device": o.device, "reasons": ",".join(reasons)}
+                for o, reasons in zip(observations, verdicts, strict=True)]
+        connection = session.connection()
+        inserted = connection.execute(_insert(session)(IvtVerdict.__table__).on_conflict_do_nothing(), rows).rowcount
+        if connection.dialect.supports_sane_multi_rowcount and inserted == len(rows):
+            # Every row went in, so every verdict is this call's (cheaper than RETURNING the ids).
+            return {o.record_id: tuple(reasons) for o, reasons in zip(observations, verdicts, strict=True)}
+        return {}  # some were stored first elsewhere: the caller reads them all back
 
     @staticmethod
     def _history(session: Session, observations: Sequence[ivt.Observation], rules: ivt.Rules) -> ivt.History:
@@ -189,11 +216,11 @@ class Verdicts:
         if not clicks:
             return history
         impression_ids = sorted({o.impression_id for o in clicks})
-        for chunk in _chunks(impression_ids):
-            for impression_id, at_ms, reasons in session.execute(
-                    select(IvtVerdict.impression_id, IvtVerdict.received_ms, IvtVerdict.reasons)
-                    .where(IvtVerdict.kind == "imp", IvtVerdict.impression_id.in_(chunk))):
-                history.impressions[impression_id] = (int(at_ms), bool(reasons))
+        for impression_id, at_ms, reasons in session.connection().execute(
+                select(IvtVerdict.impression_id, IvtVerdict.received_ms, IvtVerdict.reasons)
+                .where(IvtVerdict.kind == "imp", member_of(IvtVerdict.impression_id, "p_ids", _dialect(session))),
+                {"p_ids": impression_ids}):
+            history.impressions[impression_id] = (int(at_ms), bool(reasons))
         groups = sorted({o.ad_group_id for o in clicks})
         since = min(o.at_ms for o in clicks) - rules.burst_ms
         until = max(o.at_ms for o in clicks)
@@ -221,12 +248,11 @@ class Verdicts:
 
 
 def _observation(item: Tracked) -> ivt.Observation:
-    record, claims = item.record, item.claims
-    gaid = normalise_gaid(claims.gaid)
+    record, claims, device = item.record, item.claims, item.device
     return ivt.Observation(record_id=record["id"], kind=record["k"], at_ms=int(record["ts"]),
                            ip=str(record.get("ip") or ""), user_agent=str(record.get("ua") or ""),
                            impression_id=claims.impression_id, ad_group_id=claims.ad_group_id,
-                           device=str(gaid.device_hash) if gaid else "")
+                           device=str(device.hash) if device else "")
 
 
 def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
@@ -242,6 +268,10 @@ def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
 # ---------- billing ----------
 
 
+# Cached: a batch's impressions share a few prices, and the exact rounding goes through Decimal.
+_impression_micros = lru_cache(maxsize=4_096)(cpm_impression_micros)
+
+
 class Billing:
     name = "billing"
 
@@ -249,18 +279,17 @@ class Billing:
         self.context = context
 
     def apply(self, records: list[dict[str, Any]]) -> None:
-        from adstack.finance.pricing import cpm_impression_micros
         from adstack.finance.service import ChargeRequest
 
-        items = _first_of_each(tracked(records, self.context.secret, TRACKING_KINDS))
+        items = _first_of_each(tracked(records, TRACKING_KINDS))
         invalid = self.context.verdicts(items)
-        charges: list[tuple[ChargeRequest, TrackingClaims | None, dict[str, Any]]] = []
+        charges: list[tuple[ChargeRequest, Tracked | None, dict[str, Any]]] = []
         for item in items:
             claims, kind = item.claims, item.record["k"]
             if invalid.get(item.record["id"]):
                 continue  # never billed; its reservation is settled at nothing below
             if kind == Kind.IMPRESSION.value and claims.bid_type in IMPRESSION_BILLED:
-                amount, charge_kind = cpm_impression_micros(claims.price_micros), claims.bid_type
+                amount, charge_kind = _impression_micros(claims.price_micros), claims.bid_type
             elif kind == Kind.CLICK.value and claims.bid_type in CLICK_BILLED:
                 amount, charge_kind = claims.price_micros, "cpc"
             else:
@@ -268,7 +297,7 @@ class Billing:
             if amount > 0:
                 charges.append((ChargeRequest(item.record["id"], claims.account_id, claims.campaign_id,
                                               claims.ad_group_id, claims.creative_id, amount, charge_kind, item.at),
-                                claims, item.record))
+                                item, item.record))
         for record in records:
             if record.get("k") == Kind.CPT_SLOT.value and int(record.get("amount", 0)) > 0:
                 charges.append((ChargeRequest(record["id"], int(record["account_id"]), int(record["campaign_id"]),
@@ -279,14 +308,14 @@ class Billing:
             charged = self._charge(charges)
         self._settle(items, charged)
 
-    def _charge(self, charges: list[tuple[Any, TrackingClaims | None, dict[str, Any]]]) -> dict[str, int]:
+    def _charge(self, charges: list[tuple[Any, Tracked | None, dict[str, Any]]]) -> dict[str, int]:
         from adstack.finance.service import apply_charges
 
         requests = [c for c, _, _ in charges]
         with self.context.session_factory() as session:
             results: list[Any]
             try:
-                results = list(apply_charges(session, requests))
+                results = list(apply_charges(session, requests, with_entry_ids=False))
             except DomainError as exc:
                 # One charge names an account or ad group that is gone: charge the rest one by one.
                 session.rollback()
@@ -301,11 +330,11 @@ class Billing:
                         results.append(None)
             events = []
             charged: dict[str, int] = {}
-            for (request, claims, record), result in zip(charges, results, strict=True):
+            for (request, item, record), result in zip(charges, results, strict=True):
                 if result is None or not result.applied:
                     continue
                 charged[request.charge_id] = result.charged_micros
-                events.append(_charge_event(request, claims, record, result.charged_micros))
+                events.append(_charge_event(request, item, record, result.charged_micros))
             # In the store before the commit: a crash in between replays the batch, whose charges then apply
             # with the same ids and amounts, and the store counts each charge event once.
             self.context.store().append(events)
@@ -328,11 +357,20 @@ class Billing:
                 return
 
 
-def _charge_event(request: Any, claims: TrackingClaims | None, record: dict[str, Any], amount: int) -> Event:
+def tracked_event(item: Tracked, event_id: str, event_type: EventType, **extra: Any) -> Event:
+    """As `tracking.service.event_for`, with the device read once per process (`records.device`)."""
+    claims, device = item.claims, item.device
+    return Event(event_id=event_id, event_type=event_type, occurred_at=item.at, account_id=claims.account_id,
+                 campaign_id=claims.campaign_id, ad_group_id=claims.ad_group_id, creative_id=claims.creative_id,
+                 ad_space_id=claims.ad_space_id, publisher_id=claims.publisher_id,
+                 placement_type=claims.placement_type, country=claims.country,
+                 device_hash=device.hash if device else 0, **extra)
+
+
+def _charge_event(request: Any, item: Tracked | None, record: dict[str, Any], amount: int) -> Event:
     attrs = {"kind": request.kind}
-    if claims is not None:
-        return event_for(claims, f"charge:{request.charge_id}", EventType.CHARGE, request.occurred_at,
-                         cost_micros=amount, attrs=attrs)
+    if item is not None:
+        return tracked_event(item, f"charge:{request.charge_id}", EventType.CHARGE, cost_micros=amount, attrs=attrs)
     return Event(event_id=f"charge:{request.charge_id}", event_type=EventType.CHARGE, occurred_at=request.occurred_at,
                  account_id=request.account_id, campaign_id=request.campaign_id, ad_group_id=request.ad_group_id,
                  ad_space_id=int(record.get("ad_space_id", 0)), cost_micros=amount, attrs=attrs)
@@ -351,7 +389,7 @@ class Touchpoints:
         from adstack.attribution.models import Touchpoint
         from adstack.campaigns.models import Campaign
 
-        judged = _first_of_each(tracked(records, self.context.secret, TRACKING_KINDS))
+        judged = _first_of_each(tracked(records, TRACKING_KINDS))
         invalid = self.context.verdicts(judged)
         items = [i for i in judged if i.record["k"] in TOUCH_KINDS and not invalid.get(i.record["id"])]
         filtered = [(i, invalid[i.record["id"]]) for i in judged if invalid.get(i.record["id"])]
@@ -366,8 +404,7 @@ class Touchpoints:
                     select(Campaign.id, Campaign.package_name).where(Campaign.id.in_(campaign_ids)))}
             rows = []
             for item in items:
-                claims = item.claims
-                gaid = normalise_gaid(claims.gaid)
+                claims, device = item.claims, item.device
                 is_click = item.record["k"] == Kind.CLICK.value
                 rows.append({
                     "kind": "click" if is_click else "impression",
@@ -379,7 +416,7 @@ class Touchpoints:
                     "price_micros": claims.price_micros, "country": claims.country[:2],
                     "placement_type": claims.placement_type[:32],
                     "app_package": (packages.get(claims.campaign_id) or "")[:255],
-                    "gaid_md5": gaid.md5 if gaid else None, "gaid_sha1": gaid.sha1 if gaid else None,
+                    "gaid_md5": device.md5 if device else None, "gaid_sha1": device.sha1 if device else None,
                     "occurred_at": item.at})
             insert_ignoring_duplicates(session, Touchpoint.__table__, rows)  # type: ignore[arg-type]
             keep_bounded(session, [self._refusal(r) for r in refused] + [_filtered(i, why) for i, why in filtered],
@@ -468,29 +505,29 @@ class StoreEvents:
         self.context = context
 
     def apply(self, records: list[dict[str, Any]]) -> None:
-        items = tracked(records, self.context.secret, TRACKING_KINDS)
+        items = tracked(records, TRACKING_KINDS)
         invalid = self.context.verdicts(items)
         currencies, rates = self._pricing(items)
         events: list[Event] = []
         for item in items:
-            claims, record, at = item.claims, item.record, item.at
+            claims, record = item.claims, item.record
             kind = record["k"]
             reasons = invalid.get(record["id"])
             if reasons:  # counted against its ad as invalid traffic; predictions and reports never see it as valid
-                events.append(event_for(claims, record["id"], EventType.INVALID, at,
-                                        attrs={"reason": reasons[0], "reasons": ",".join(reasons), "kind": kind}))
+                events.append(tracked_event(item, record["id"], EventType.INVALID,
+                                            attrs={"reason": reasons[0], "reasons": ",".join(reasons), "kind": kind}))
             elif kind == Kind.IMPRESSION.value:
-                events.append(event_for(claims, record["id"], EventType.IMPRESSION, at,
-                                        media_cost_micros=self._media_cost(record, claims, currencies, rates)))
+                events.append(tracked_event(item, record["id"], EventType.IMPRESSION,
+                                            media_cost_micros=self._media_cost(record, claims, currencies, rates)))
             elif kind == Kind.CLICK.value:
-                events.append(event_for(claims, record["id"], EventType.CLICK, at,
-                                        attrs={"click_id": record["c"], "impression_id": claims.impression_id}))
+                events.append(tracked_event(item, record["id"], EventType.CLICK,
+                                            attrs={"click_id": record["c"], "impression_id": claims.impression_id}))
             else:
                 try:
                     event_type = VIDEO_EVENT_TYPES[VideoEvent(record.get("e", ""))]
                 except ValueError:
                     continue
-                events.append(event_for(claims, record["id"], event_type, at))
+                events.append(tracked_event(item, record["id"], event_type))
         for record in records:
             if record.get("k") == Kind.INVALID.value and record.get("reason") == "expired":
                 held = decode(record, self.context.secret)
