@@ -54,3 +54,32 @@ def test_rollups_made_before_the_attribution_type_are_upgraded_and_keep_their_da
         assert _figures(again, schema.ROLLUP_TABLE) == (2, 1, 1)
     finally:
         again.close()
+
+
+def test_a_store_sliced_in_quarter_hours_is_upgraded_to_half_hours_and_keeps_its_slices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def charge(event_id: str, minute: int) -> Event:
+        return Event(event_id=event_id, event_type=EventType.CHARGE, occurred_at=AT.replace(minute=minute),
+                     account_id=1, campaign_id=5, cost_micros=1_000)
+
+    def slices(store: EventStore) -> list[list[int]]:
+        return store.query(f"SELECT quarter, sum(cost_micros) FROM {schema.ROLLUP_TABLE} WHERE account_id = 1 "
+                           "GROUP BY quarter ORDER BY quarter").rows
+
+    monkeypatch.setattr(schema, "SLICE_MINUTES", 15)
+    old = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
+    old.append([charge("before", 20)])
+    old.flush()
+    assert slices(old) == [[1, 1_000]]  # 08:15-08:30
+    old.close()
+    monkeypatch.undo()
+
+    upgraded = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
+    try:
+        upgraded.append([charge("after-early", 20), charge("after-late", 50)])
+        upgraded.flush()
+        # Stored rows keep their quarter hour; new ones fall in half hours (quarter 0 or 2), both read as the
+        # start of their slice.
+        assert slices(upgraded) == [[0, 1_000], [1, 1_000], [2, 1_000]]
+    finally:
+        upgraded.close()

@@ -156,7 +156,7 @@ def _slice_expr(minutes: int) -> str:
     return f"toUInt8(intDiv(toMinute(occurred_at), {minutes}) * {minutes // 15})"
 
 
-def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool, slice_minutes: int = SLICE_MINUTES,
+def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool, slice_minutes: int | None = None,
                        where: str = "") -> str:
     """The SELECT of the materialized view that feeds a rollup from the raw events.
 
@@ -165,7 +165,7 @@ def _rollup_view_query(dimensions: tuple[str, ...], *, quarters: bool, slice_min
     is a multiple of the slice. Without, `quarter` is always 0 and the table only serves zones with
     whole-hour offsets. `where` narrows the raw events read (the report's own scan of raw events).
     """
-    quarter = _slice_expr(slice_minutes) if quarters else "toUInt8(0)"
+    quarter = _slice_expr(slice_minutes or SLICE_MINUTES) if quarters else "toUInt8(0)"
     selects = ", ".join(d for d in dimensions if d not in _COMPUTED_DIMENSIONS)
     computed = "".join(f"{expr()},\n  " for name, expr in (("conversion_event", _conversion_event_expr),
                                                             ("attribution_type", _attribution_type_expr))
