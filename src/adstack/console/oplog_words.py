@@ -24,6 +24,8 @@ LOG_FIELD_LABELS: Mapping[str, str] = {
     "has_been_approved": N_("Approved before"), "deleted_at": N_("Deleted at"),
     "account_id": N_("Account ID"), "size_bytes": N_("Size"), "iab_categories": N_("IAB categories"),
     "content_type": N_("File format"), "sha256": N_("Checksum"), "storage_path": N_("Stored file"),
+    "user_id": N_("User"), "account_role": N_("Account role"), "expires_at": N_("Expires"),
+    "accepted_at": N_("Accepted at"),
 }
 
 # Targeting keys in the order a person reads them, each with its label.
@@ -74,7 +76,8 @@ class LogWords:
         if name == "dayparting" and isinstance(value, list):
             hours = sum(1 for day in value if isinstance(day, list) for on in day if on)
             return self._("All day") if hours in (0, 7 * 24) else self._("%(hours)s hours a week") % {"hours": hours}
-        if name in ("start_at", "end_at", "created_at", "deleted_at") and isinstance(value, str):
+        if name in ("start_at", "end_at", "created_at", "deleted_at", "expires_at", "accepted_at") \
+                and isinstance(value, str):
             try:
                 return self.fmt.datetime(datetime.fromisoformat(value))
             except ValueError:

@@ -3,9 +3,12 @@ so no page shows `interstitial_image` or `GUARANTEED_CPM`. Each name is a catalo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from adstack.console.i18n import N_, translations
+from babel import Locale
+
+from adstack.console.i18n import LANGUAGES, N_, translations
 
 # Source: Mi Ads usage guide, 3.1.3 "Upload ad material information" (the format headings).
 FORMAT_NAMES: Mapping[str, str] = {
@@ -71,11 +74,95 @@ CODE_NAMES: Mapping[str, str] = {
     # audiences (Source: Mi Ads usage guide, 6.1.1 "Create Audience")
     "uploaded": N_("Uploaded file"), "label": N_("Labels"), "gaid": N_("GAID raw value"),
     "gaid_md5": N_("GAID-MD5 encryption"),
+    # Installs and the 22 in-app events, by their meaning.
+    # Source: partner integration guide, 1 "The list of in-app events that MiAds recommends to be postbacked".
+    "INSTALL": N_("Install"), "AD_REVENUE": N_("IAA advertising revenue"), "PURCHASE": N_("Any purchase"),
+    "FIRST_PURCHASE": N_("First-time purchase"), "APP_OPEN": N_("App open"), "REGISTRATION": N_("User registration"),
+    "LOGIN": N_("User login"), "CUSTOMIZE1": N_("Custom event 1"), "CUSTOMIZE2": N_("Custom event 2"),
+    "CUSTOMIZE3": N_("Custom event 3"), "CREATE_ROLE": N_("Create role"),
+    "TUTORIAL_COMPLETION": N_("Complete tutorial"), "ACHIEVEMENT_UNLOCKED": N_("Unlock achievement"),
+    "LEVEL_ACHIEVED": N_("Level achieved"), "ADD_TO_CART": N_("Add to cart"), "ADD_TO_WISHLIST": N_("Add to wishlist"),
+    "ADD_PAYMENT_INFO": N_("Add payment information"), "LOAN_DISBURSAL": N_("Loan disbursal"),
+    "FIRST_TRADE": N_("First trade"), "FIRST_DEPOSIT": N_("First deposit"),
+    "LOAN_CREDIT": N_("Loan credit assessment"), "LOAN_APPROVAL": N_("Loan approval"), "SUBSCRIBE": N_("Subscription"),
+    # app categories of the package table (label audiences)
+    "communication": N_("Communication"), "social": N_("Social"), "video": N_("Video"), "music": N_("Music"),
+    "games": N_("Games"), "finance": N_("Finance"), "shopping": N_("Shopping"), "tools": N_("Tools"),
+    # measurement partners: brand names, not translated
+    "appsflyer": "AppsFlyer", "adjust": "Adjust", "tenjin": "Tenjin", "appmetrica": "AppMetrica", "branch": "Branch",
+    "singular": "Singular", "kochava": "Kochava", "mytracker": "MyTracker", "airbridge": "Airbridge",
+    # account roles and invitations
+    "owner": N_("Owner"), "operator": N_("Operator"), "viewer": N_("Viewer"),
+    "pending": N_("Pending"), "accepted": N_("Accepted"), "revoked": N_("Revoked"), "expired": N_("Expired"),
+    # the event pipeline's consumers
+    "billing": N_("Billing"), "touchpoints": N_("Touchpoints"), "events": N_("Events and reports"),
+    # who made a ledger entry when no person did
+    "system": N_("System"),
+    # object types of the operation log
+    "account": N_("Account"), "account_balance": N_("Balance"), "account_document": N_("Qualification document"),
+    "ad_group": N_("Ad group"), "ad_space": N_("Ad space"), "announcement": N_("Announcement"),
+    "api_key": N_("API key"), "app": N_("App"), "app_event_mapping": N_("Event mapping"),
+    "audience": N_("Audience"), "audience_region": N_("Audience region"), "campaign": N_("Campaign"),
+    "creative": N_("Creative"), "creative_format": N_("Creative format"), "credit_line": N_("Credit line"),
+    "device_population": N_("Device population"), "fx_rate": N_("Exchange rate"), "invitation": N_("Invitation"),
+    "media": N_("Media file"), "media_asset": N_("Media file"), "package_category": N_("App category"),
+    "partner_connection": N_("Partner connection"), "partner_app_binding": N_("Partner app binding"),
+    "portrait_tag": N_("Portrait tag"), "publisher": N_("Publisher"), "refund": N_("Refund"),
+    "top_up_request": N_("Top-up request"), "user": N_("User"),
+}
+
+# Source: Mi Ads usage guide, 3.1.3 "Upload ad material information" (each format's description).
+FORMAT_DESCRIPTIONS: Mapping[str, str] = {
+    "interstitial_image": N_("A full-screen image shown at a natural pause in an app."),
+    "interstitial_video": N_("A full-screen video shown at a natural pause in an app."),
+    "rewarded_video": N_("A video the user watches to the end for an in-app reward."),
+    "large_image": N_("A notification with an 800x360 picture, an icon, a title and a line of text."),
+    "push_standard": N_("A notification with an icon, a title and a line of text."),
+    "custom_background": N_("An app card on a background colour of the advertiser's choice."),
+    "icon_small_card": N_("A small card: the app icon, a title and a description."),
+    "newsfeed_video": N_("A video in a content feed (the guide's information stream)."),
+    "large_newsfeed_image": N_("A large 1200x628 image in a content feed."),
+    "ota_app_recommendations": N_("Apps recommended on the screen shown after a system (OTA) update."),
+    "startup_guide_app_download": N_("Apps offered for download in the device's first-start setup guide."),
+    "ota_mandatory_pre_install": N_("An app installed with a system (OTA) update."),
+    "image_640x100": N_("A 640x100 banner image."),
+    "sms_image": N_("A business message with a 600x500 image, an icon and a link."),
+    "sms_business": N_("A business message: business name and phone, up to three subtitles, a link, two buttons."),
+    "rich_media_business": N_(
+        "A rich business message: an 800x450 picture, business name and phone, a link, a button."),
+    "wallpaper_carousel": N_("A full-screen 720x1600 lock-screen wallpaper."),
+}
+
+# The IAB sizes' formats (creatives/iab_sizes.py): iab_banner_300x250, iab_interstitial_320x480, ...
+IAB_FORMAT = re.compile(r"iab_(banner|interstitial)_(\d+x\d+)")
+IAB_FORMAT_NAMES: Mapping[str, str] = {"banner": N_("IAB banner %(size)s"),
+                                       "interstitial": N_("IAB interstitial %(size)s")}
+IAB_FORMAT_DESCRIPTIONS: Mapping[str, str] = {
+    "banner": N_("A %(size)s image for exchanges' banner placements."),
+    "interstitial": N_("A %(size)s image for exchanges' interstitial placements."),
 }
 
 
 def code_name(code: object, language: str) -> str:
     """The translated name of a code; the code itself when it is not one of ours (user data stays as typed)."""
     text = str(code) if code is not None else ""
+    iab = IAB_FORMAT.fullmatch(text)
+    if iab:
+        return translations(language).gettext(IAB_FORMAT_NAMES[iab[1]]) % {"size": iab[2]}
     message = CODE_NAMES.get(text) or CODE_NAMES.get(text.lower())
     return translations(language).gettext(message) if message else text
+
+
+def region_name(code: str, name: str, language: str) -> str:
+    """An audience region by its country's name in the visitor's language; a cluster's own name otherwise."""
+    country = Locale.parse(LANGUAGES[language]).territories.get(code.upper()) if len(code) == 2 else None
+    return str(country) if country else name
+
+
+def format_description(code: str, language: str, fallback: str = "") -> str:
+    """A creative format's description in the visitor's language; `fallback` for a format added without one."""
+    iab = IAB_FORMAT.fullmatch(code)
+    if iab:
+        return translations(language).gettext(IAB_FORMAT_DESCRIPTIONS[iab[1]]) % {"size": iab[2]}
+    message = FORMAT_DESCRIPTIONS.get(code)
+    return translations(language).gettext(message) if message else fallback
