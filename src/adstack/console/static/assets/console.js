@@ -130,6 +130,8 @@
         table.parentNode.insertBefore(wrap, table);
         wrap.appendChild(table);
       }
+      // A box that scrolls sideways must be reachable by keyboard to be scrolled without a mouse.
+      if (!wrap.hasAttribute("tabindex")) wrap.setAttribute("tabindex", "0");
       if (table.dataset.stickyDone) return;
       table.dataset.stickyDone = "1";
       var head = table.tHead && table.tHead.rows[0];
