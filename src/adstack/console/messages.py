@@ -276,7 +276,8 @@ _FIXED_REASONS = (
     N_("the ad group has no creative"), N_("its creatives are under review"),
     N_("the account was suspended by the platform"),
     N_("none of its creatives is approved and enabled"),
-    N_("no active ad space of its placement, within its publishers, ad spaces and exceptions, takes its formats and sizes"),
+    N_("no active ad space of its placement, within its publishers, ad spaces and exceptions, takes its formats "
+       "and sizes"),
 )
 _PATTERN_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ad group: (?P<reason>.+)$"), N_("ad group: %(reason)s")),
