@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pyroaring import BitMap
+from pyroaring import AbstractBitMap, BitMap
 
 from adstack.serving import eligibility
 from adstack.serving.counters import Claim, Counters, Hold
@@ -255,9 +255,9 @@ class DecisionEngine:
 
     # ---------- reserved tiers ----------
 
-    def _reserved(self, request: AdRequest, ordinals: BitMap, state: ServingState, times: eligibility.LocalTimes,
-                  space: AdSpaceSnap | None, slot_filter: Callable[[AdGroupSnap], bool] | None, slots: int,
-                  ) -> list[Decision]:
+    def _reserved(self, request: AdRequest, ordinals: AbstractBitMap, state: ServingState,
+                  times: eligibility.LocalTimes, space: AdSpaceSnap | None,
+                  slot_filter: Callable[[AdGroupSnap], bool] | None, slots: int) -> list[Decision]:
         snapshot = state.snapshot
         cpt: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
         guaranteed: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
@@ -311,8 +311,8 @@ class DecisionEngine:
 
     # ---------- the auction ----------
 
-    def _auction(self, request: AdRequest, candidates: BitMap, state: ServingState, times: eligibility.LocalTimes,
-                 space: AdSpaceSnap | None, floor: float, slots: int, taken: set[int],
+    def _auction(self, request: AdRequest, candidates: AbstractBitMap, state: ServingState,
+                 times: eligibility.LocalTimes, space: AdSpaceSnap | None, floor: float, slots: int, taken: set[int],
                  slot_filter: Callable[[AdGroupSnap], bool] | None) -> list[Decision]:
         snapshot = state.snapshot
         rates = state.rates

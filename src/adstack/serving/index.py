@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from pyroaring import BitMap, FrozenBitMap
+from pyroaring import FrozenBitMap
 
 if TYPE_CHECKING:
     from adstack.serving.request import AdRequest, Slot
@@ -149,16 +149,18 @@ class Dimension:
         if self.restricted and len(postings) <= PRECOMPUTE_LIMIT:
             self.keep = {value: FrozenBitMap(posting | wildcard) for value, posting in postings.items()}
 
-    def restrict(self, candidates: BitMap, values: Sequence[Hashable], *, allow_wildcard: bool = True) -> BitMap:
-        """The candidates that name one of `values` here, or (allow_wildcard) do not restrict this dimension."""
+    def restrict(self, candidates: FrozenBitMap, values: Sequence[Hashable], *, allow_wildcard: bool = True,
+                 ) -> FrozenBitMap:
+        """The candidates that name one of `values` here, or (allow_wildcard) do not restrict this dimension.
+        Frozen in and out: intersecting frozen bitmaps makes no copy of either."""
         if allow_wildcard and len(values) == 1:
             keep = self.keep.get(values[0])
             if keep is not None:
                 return candidates & keep
         hits = [self.postings[v] for v in values if v in self.postings]
         if not hits:
-            return candidates & self.wildcard if allow_wildcard else BitMap()
-        named = hits[0] if len(hits) == 1 else BitMap.union(*hits)
+            return candidates & self.wildcard if allow_wildcard else FrozenBitMap()
+        named = hits[0] if len(hits) == 1 else FrozenBitMap.union(*hits)
         if allow_wildcard:
             return candidates & (named | self.wildcard) if len(named) < len(candidates) \
                 else (candidates & named) | (candidates & self.wildcard)
@@ -172,7 +174,6 @@ class TargetingIndex:
 
     def __init__(self, groups: Sequence[AdGroupSnap]):
         self.size = len(groups)
-        self.all = FrozenBitMap(range(self.size))
         self.dimensions: dict[str, Dimension] = {}
         for name in self.ORDER:
             extract = _GROUP_VALUES[name]
@@ -213,33 +214,24 @@ class TargetingIndex:
         """Whether any ad group has a creative for the slot's media and sizes: a cheap refusal before deciding."""
         return any(k in self.fits for k in slot_fit_keys(slot))
 
-    def candidates(self, request: AdRequest) -> BitMap:
+    def candidates(self, request: AdRequest) -> FrozenBitMap:
         """Ordinals of the ad groups whose indexed targeting the request satisfies and that fit its slot."""
-        fitting = self.fitting(request.slot)
-        if not fitting:
-            return BitMap()
+        candidates = self.fitting(request.slot)
+        if not candidates:
+            return candidates
         values = request_values(request)
-        candidates: BitMap | None = None
         for dimension in self._active:
             name = dimension.name
             if name == "deal":
                 if not request.private_auction:
                     if not dimension.restricted:
                         continue
-                    found = dimension.restrict(candidates if candidates is not None else BitMap(fitting),
-                                               values[name])
+                    candidates = dimension.restrict(candidates, values[name])
                 else:
                     # A private auction admits only deal buyers; an open one admits deal-less ad groups as well.
-                    found = dimension.restrict(candidates if candidates is not None else BitMap(fitting),
-                                               values[name], allow_wildcard=False)
-            elif candidates is None:
-                # The first dimension: its kept set and the fitting set, intersected without copying either.
-                first = values[name]
-                keep = dimension.keep.get(first[0]) if len(first) == 1 else None
-                found = BitMap(keep & fitting) if keep is not None else dimension.restrict(BitMap(fitting), first)
+                    candidates = dimension.restrict(candidates, values[name], allow_wildcard=False)
             else:
-                found = dimension.restrict(candidates, values[name])
-            candidates = found
+                candidates = dimension.restrict(candidates, values[name])
             if not candidates:
                 return candidates
-        return candidates if candidates is not None else BitMap(fitting)
+        return candidates
