@@ -137,3 +137,21 @@ def test_object_pages_show_their_write_buttons_exactly_to_who_may_press_them(pag
     page = pages.detail[role, level]
     shown = {name for name, marker in PAGE_CONTROLS[level].items() if marker in page}
     assert shown == (set(PAGE_CONTROLS[level]) if role in WRITERS else set()), f"{role} on {level}: {sorted(shown)}"
+
+
+@pytest.mark.parametrize(("scopes", "may_write"), [
+    (None, True), (frozenset({"read"}), False), (frozenset({"finance"}), False), (frozenset({"write"}), True)])
+def test_a_read_only_key_would_see_no_write_button(scopes: frozenset[str] | None, may_write: bool) -> None:
+    """The console signs in with passwords only, but the check a page asks is the route's own, key scopes
+    included: an owner acting through a read-only key is offered no write."""
+    from adstack.accounts.models import Principal
+    from adstack.console.web import Visitor
+
+    owner = Principal(user_id=1, email="o@example.com", role="advertiser", account_id=1, client="console",
+                      account_role="owner", scopes=scopes)
+    visitor = Visitor(request=None, session=None, settings=None, language="en", csrf_token="",  # type: ignore[arg-type]
+                      principal=owner)
+    for method, path in (("POST", "/ads/ad-groups/5/copy"), ("POST", "/ads/campaigns/batch"),
+                         ("GET", "/ads/creatives/5/quick-edit"), ("GET", "/ads/new")):
+        assert visitor.may(method, path) is may_write, (method, path, scopes)
+    assert visitor.may("GET", "/ads/campaigns") is True  # reading is every scope's
