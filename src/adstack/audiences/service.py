@@ -317,6 +317,7 @@ def _replace_membership(session: Session, audience_id: int, partitions: Iterable
     for partition, members in partitions:
         size += len(members)
         _write_segment(session, audience_id, partition, members, exists=False)
+        del members  # a partition's bitmap is the largest thing an upload holds: free it before the next is built
     return size
 
 
@@ -326,7 +327,10 @@ def _file_partitions(reader: IdFileReader) -> Iterator[tuple[int, BitMap64]]:
         keys = reader.keys[partition]
         reader.keys[partition] = array("Q")
         if keys:
-            yield partition, bitmaps.build(keys)
+            members = bitmaps.build(keys)
+            del keys  # not kept alive beside the bitmap while the caller writes it
+            yield partition, members
+            del members
 
 
 # ---------- uploaded audiences ----------
