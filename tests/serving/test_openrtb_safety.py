@@ -113,6 +113,54 @@ def test_a_privacy_signal_means_no_personal_targeting_and_no_device_id_anywhere(
     assert not _ids_in(_stored_text(settings))
 
 
+# TCF v2 core strings made with IAB Tech Lab's @iabtcf/core 1.x (TCString.encode, core segment, a vendor list of
+# vendors 755 and 1233-1235): purposes 1-4 and 7 with vendors 1234 and 755; the same purposes with only the
+# other vendors; and vendor 1234 with purposes 1-3 only.
+OUR_VENDOR_ID = 1234
+TCF_CONSENTS = "CQumbsAQumbsAAKABAENEsEgAPIAAAAAAAYgJpQAgF5gTSAAAAAA"
+TCF_OTHER_VENDORS_ONLY = "CQumbsAQumbsAAKABAENEsEgAPIAAAAAAAYgJpwAwF5gTRAmmAAAAAAA"
+TCF_WITHOUT_PURPOSE_4 = "CQumbsAQumbsAAKABAENEsEgAOAAAAAAAAYgJpQAQJpAAAAA"
+
+
+def _personal_and_contextual(client: TestClient) -> None:
+    """A frequency-capped (one a day) audience group bidding 9.00 and a contextual one bidding 3.00."""
+    from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
+    from adstack.audiences.ids import KeySpace, device_key
+
+    personal = banner_group(1, bid_micros=9_000_000, frequency_cap=1, targeting={"include_audiences": (9,)})
+    serve(client, [personal, banner_group(2, bid_micros=3_000_000)])
+    engine = client.app.state.serving.engine  # type: ignore[attr-defined]
+    engine.audiences = AudienceIndex([IndexedAudience(9, 1, KeySpace.MD5, frozenset([device_key(IFA)]))])
+
+
+@pytest.mark.parametrize("where", ["user.consent", "user.ext.consent"])
+def test_gdpr_with_our_tcf_consent_uses_the_device_id(client: TestClient, settings: Settings,
+                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    runtime = client.app.state.serving  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime, "settings", settings.model_copy(update={"openrtb_tcf_vendor_id": OUR_VENDOR_ID}))
+    _personal_and_contextual(client)
+    user = {"consent": TCF_CONSENTS} if where == "user.consent" else {"ext": {"consent": TCF_CONSENTS}}
+    consented = bid_request(regs={"gdpr": 1}, user=user)
+    # The audience matched the device, and the frequency cap counted it: the second bid is the contextual one.
+    assert first_bid(client.post("/openrtb2/bid", json=consented))["price"] == 9.0
+    assert first_bid(client.post("/openrtb2/bid", json=consented))["price"] == 3.0
+
+
+@pytest.mark.parametrize("consent", [TCF_OTHER_VENDORS_ONLY, TCF_WITHOUT_PURPOSE_4, TCF_CONSENTS])
+def test_gdpr_consent_withheld_from_us_or_for_a_purpose_means_no_device_id(
+        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, consent: str) -> None:
+    runtime = client.app.state.serving  # type: ignore[attr-defined]
+    # With TCF_CONSENTS the vendor id differs from the one consented to: that consent is someone else's.
+    vendor = OUR_VENDOR_ID + 1 if consent == TCF_CONSENTS else OUR_VENDOR_ID
+    monkeypatch.setattr(runtime, "settings", settings.model_copy(update={"openrtb_tcf_vendor_id": vendor}))
+    _personal_and_contextual(client)
+    withheld = bid_request(regs={"gdpr": 1}, user={"consent": consent})
+    response = client.post("/openrtb2/bid", json=withheld)
+    assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
+    # Outside GDPR the same device is personal again.
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(regs={"gdpr": 0})))["price"] == 9.0
+
+
 def test_tracking_urls_never_carry_the_raw_device_id(client: TestClient) -> None:
     serve(client, [banner_group()])
     response = client.post("/openrtb2/bid", json=bid_request())
@@ -213,6 +261,29 @@ def test_tmax_below_the_minimum_is_answered_at_once(client: TestClient, settings
     assert client.post("/openrtb2/bid", json=bid_request(tmax=5)).status_code == 204
     assert client.post("/openrtb2/bid", json=bid_request(tmax=settings.openrtb_min_tmax_ms + 470)).status_code == 200
     assert client.post("/openrtb2/bid", json=bid_request(tmax=-2)).status_code == 400
+
+
+def test_an_answer_ready_after_tmax_is_withdrawn_and_its_reservation_given_back(
+        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    serve(client, [banner_group(pacing="asap", daily_budget_micros=3_000)])  # one 3.00 CPM bid at a time
+    engine = client.app.state.serving.engine  # type: ignore[attr-defined]
+    decide = engine.decide
+    tmax = settings.openrtb_min_tmax_ms + 20
+    floored = [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 3.0}]  # the bid costs the whole budget
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        decided = decide(*args, **kwargs)
+        time.sleep(tmax / 1000 + 0.05)  # the decision is made (and reserved), then the deadline passes
+        return decided
+
+    monkeypatch.setattr(engine, "decide", slow)
+    assert client.post("/openrtb2/bid", json=bid_request(tmax=tmax, imp=floored)).status_code == 204
+    monkeypatch.setattr(engine, "decide", decide)
+    # The late bid's reservation went back: the whole budget is there for the next bid, in time.
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(tmax=1_000, imp=floored)))["price"] == 3.0
+    assert client.post("/openrtb2/bid", json=bid_request(tmax=1_000, imp=floored)).status_code == 204
 
 
 # ---------- hostile requests ----------
