@@ -244,12 +244,15 @@ class Speaker:
 
     def page_message(self, status: int, code: str, message: str) -> str:
         """The sentence of an error page: the service's words where they are ours, else one per status."""
+        if code == "role_forbidden":  # the service's words name the permission and the role by their codes
+            return self.gettext(ROLE_REFUSED)
         detail = self.detail(message)
         if detail:
             return detail
         return self.gettext(STATUS_SENTENCES.get(status, STATUS_SENTENCES[400]))
 
 
+ROLE_REFUSED = N_("Your role does not allow this. An administrator or the account's owner can change your role.")
 STATUS_SENTENCES: Mapping[int, str] = {
     400: N_("The request could not be carried out."),
     401: N_("Please sign in again."),
