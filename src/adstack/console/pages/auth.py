@@ -8,12 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from adstack.accounts import service as accounts
 from adstack.accounts.limits import Refused, account_key, limiter_of
 from adstack.accounts.models import AccountType, DocumentKind, RegistrationIn, SettlementRule, TokenKind, User
 from adstack.accounts.passwords import MIN_PASSWORD_LENGTH
-from adstack.console import forms, i18n
+from adstack.console import forms, held_uploads, i18n
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
 from adstack.console.web import (
@@ -177,15 +178,29 @@ def agreement_link(visitor: VisitorDep, country: str = "", settlement: str = "")
                   {"agreement": _chosen_rule(visitor, country[:8], settlement[:220])})
 
 
+def _keep_files(visitor: Visitor, values: dict[str, Any], chosen: dict[str, UploadFile | None],
+                held: dict[str, held_uploads.HeldFile | None]) -> None:
+    """A refused registration keeps its documents by reference: newly chosen ones are held, held ones stay."""
+    settings = visitor.settings
+    for name, upload in chosen.items():
+        kept = held_uploads.hold(settings.data_dir, upload, settings.max_document_bytes) if upload else held[name]
+        if kept is not None:
+            values[f"{name}_ref"], values[f"{name}_name"] = kept.token, kept.filename
+
+
 @router.post("/register")
 def register(visitor: VisitorDep, form: FormDep) -> Response:
     values: dict[str, Any] = {name: forms.text(form, name) for name in REGISTRATION_FIELDS}
     values["accept_agreement"] = forms.checkbox(form, "accept_agreement")
+    values["document_kind"] = forms.text(form, "document_kind")
     entity, _, currency = values["settlement"].partition("|")
     errors = FormErrors()
     document = forms.upload(form, "document")
     shop_screenshot = forms.upload(form, "shop_screenshot")
-    if document is None:
+    chosen = {"document": document, "shop_screenshot": shop_screenshot}
+    held = {name: None if upload else held_uploads.take(visitor.settings.data_dir, forms.text(form, f"{name}_ref"))
+            for name, upload in chosen.items()}
+    if document is None and held["document"] is None:
         errors.add("document", "required", "a qualification document is required")
     try:
         data = forms.parse(RegistrationIn, {
@@ -196,16 +211,18 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
         })
     except ValidationError as exc:
         errors.update(FormErrors.from_validation(exc))
+        _keep_files(visitor, values, chosen, held)
         return _registration_page(visitor, values, errors, status=422)
     if errors:
+        _keep_files(visitor, values, chosen, held)
         return _registration_page(visitor, values, errors, status=422)
-    assert document is not None
     request = visitor.request
     refused = limiter_of(request.app.state).hit(("register_ip", client_ip(request)),
                                                 ("register_account", account_key(str(data.email))))
     if refused is not None:
         errors.add("form", "too_many_attempts", f"too many registrations; retry in {refused.retry_after} s",
                    limit=refused.limit)
+        _keep_files(visitor, values, chosen, held)
         response = _registration_page(visitor, values, errors, status=429)
         response.headers["Retry-After"] = str(refused.retry_after)
         return response
@@ -218,21 +235,25 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
         if outcome.user is not None and outcome.account is not None:
             outcome.user.locale = visitor.language  # the language the form was shown in (cookie or browser)
             actor = accounts.principal_for(outcome.user, client="console")
-            accounts.add_document(session, actor, outcome.account.id, kind=kind,
-                                  filename=document.filename or "document", stream=document.file,
-                                  storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes)
-            if shop_screenshot is not None:
-                accounts.add_document(session, actor, outcome.account.id, kind=DocumentKind.GETAPPS_SHOP_SCREENSHOT,
-                                      filename=shop_screenshot.filename or "getapps-shop",
-                                      stream=shop_screenshot.file, storage_dir=settings.data_dir,
+            for name, document_kind in (("document", kind), ("shop_screenshot", DocumentKind.GETAPPS_SHOP_SCREENSHOT)):
+                upload, kept = chosen[name], held[name]
+                if upload is not None:
+                    filename, stream = upload.filename or name, upload.file
+                elif kept is not None:
+                    filename, stream = kept.filename, kept.open(settings.data_dir)
+                else:
+                    continue
+                accounts.add_document(session, actor, outcome.account.id, kind=document_kind, filename=filename,
+                                      stream=stream, storage_dir=settings.data_dir,
                                       max_bytes=settings.max_document_bytes)
             # An agency without its shop screenshot waits to be submitted: its account manager may submit it.
-            ready = data.type != AccountType.AGENCY or shop_screenshot is not None
+            ready = data.type != AccountType.AGENCY or (shop_screenshot or held["shop_screenshot"]) is not None
             if ready and not settings.email_verification_required:
                 accounts.submit_account(session, actor, outcome.account.id)
         session.commit()
     except DomainError as exc:
         session.rollback()
+        _keep_files(visitor, values, chosen, held)
         return _registration_page(visitor, values, FormErrors.from_domain(exc), status=exc.status)
     _send(visitor, outcome.mail)
     # The same answer for a free and a taken address: no session, a note to read the mail.
