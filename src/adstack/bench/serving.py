@@ -430,6 +430,7 @@ def _wrk(args: list[str]) -> float:
 
 def measure_http(ad_groups_count: int) -> dict[str, Any]:
     """`POST /v1/ads` with wrk against the trivial `async def` route of the same app, A B A B."""
+    load_before = os.getloadavg()[0]
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "adstack.bench.serving", "--serve", str(port),  # noqa: S603
                                str(ad_groups_count)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -473,7 +474,9 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
                 "server": "uvicorn, 1 process",
                 "openrtb_rps": round(bid_rps), "openrtb_ratio": round(bid_rps / trivial_rps, 3),
                 "openrtb_p99_ms_saturated": round(max(saturated_p99), 2),
-                "openrtb_answer_times": answers, "openrtb_tmax_ms": rtb.TMAX_MS}
+                "openrtb_answer_times": answers, "openrtb_tmax_ms": rtb.TMAX_MS,
+                # Other work on the machine skews every rate: the 1-minute load before and after the runs.
+                "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     finally:
         server.terminate()
         try:
