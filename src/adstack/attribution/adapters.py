@@ -142,6 +142,12 @@ def parse_timestamp(value: str | None, field_name: str) -> datetime | None:
     text = present(value)
     if text is None:
         return None
+    if text.isascii() and text.isdigit():  # the usual unix time: read as an integer, as exact as the Decimal
+        whole = int(text)
+        seconds_of = whole / 1000 if whole >= 100_000_000_000 else whole
+        if not 0 < seconds_of < 4_102_444_800:
+            raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time: {text}")
+        return datetime.fromtimestamp(seconds_of, UTC)
     try:
         number = Decimal(text)
     except InvalidOperation:
@@ -195,6 +201,8 @@ def parse_currency(value: str | None, field_name: str) -> str | None:
 
 
 def parse_flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
     text = present(value)
     if text is None:
         return None
@@ -238,8 +246,8 @@ def rejection(values: Mapping[str, str]) -> tuple[PartnerVerdict, str] | None:
     """A rejection in the fields partners share (AppsFlyer's reject_reason / is_rejected / blocked_reason,
     Adjust's rejection_reason), whichever partner sends it."""
     for name in _REJECTED_REASON_FIELDS:
-        reason = present(values.get(name))
-        if reason is not None:
+        raw = values.get(name)
+        if raw is not None and (reason := present(raw)) is not None:
             return PartnerVerdict.REJECTED, f"{name}={reason[:80]}"
     if parse_flag(values.get("is_rejected")):
         return PartnerVerdict.REJECTED, "is_rejected=1"
@@ -315,10 +323,9 @@ class Adapter:
 
     @classmethod
     def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
-        """The partner's verdict from the fields every adapter shares: a rejection reason, an attributed flag, the
-        network the partner attributed to. None when the partner says nothing."""
-        if (rejected := rejection(values)) is not None:
-            return rejected
+        """The partner's verdict from the fields every adapter shares: an attributed flag, the network the partner
+        attributed to. None when the partner says nothing. A rejection, which wins over both, is read first by
+        `rejection` (see `parse`)."""
         _, network = cls.first(values, cls.network_fields)
         if network is not None:
             if _same_network(network, networks):

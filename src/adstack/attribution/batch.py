@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import Row, Table, bindparam, or_, select, union_all, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -56,6 +57,8 @@ from adstack.core.errors import DomainError
 from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
 from adstack.events.models import Event, EventType
+from adstack.finance import service as finance
+from adstack.finance.service import ChargeRequest
 from adstack.tracking.devices import Gaid
 from adstack.tracking.tokens import TokenError, verify_click_id
 
@@ -67,6 +70,7 @@ DEVICE_TOUCH_LIMIT = 100
 FLAGGED = "flagged"
 # Stored rows keep their ids as their order; rows of this batch come after all of them, in receipt order.
 _IN_BATCH = 1 << 62
+_ATTRIBUTED = frozenset({AttributionType.CLICK.value, AttributionType.VIEW.value})
 _NO_DEVICE = ("", "")
 
 DeviceKey = tuple[str, str]  # ("m", md5) or ("s", sha1): how a GAID is matched, as `_device_condition` does
@@ -117,6 +121,17 @@ class Served:
     objective: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """What the CPA decision reads of an ad group."""
+
+    id: int
+    account_id: int
+    bid_type: str
+    bid_micros: int
+    conversion_event: str | None
+
+
 @dataclass(slots=True, eq=False)
 class Known:
     """A conversion that later decisions in the batch may read: stored before, or decided in this batch."""
@@ -145,14 +160,19 @@ class Known:
     # For the retry check: the postback it came from.
     dedupe_key: str = ""
     fields: dict[str, Any] | None = None
+    # Its touch as a rules object: the one decided, for a conversion of this batch; built once from the
+    # columns above for a stored one.
+    touch: Touch | None = None
 
     def prior(self) -> PriorInstall:
         touch = None
-        if self.attribution_type in (AttributionType.CLICK, AttributionType.VIEW) and self.touch_at is not None:
-            touch = Touch(kind=TouchKind(self.touch_kind), touch_id=self.touch_id, occurred_at=self.touch_at,
-                          account_id=self.account_id, campaign_id=self.campaign_id, ad_group_id=self.ad_group_id,
-                          creative_id=self.creative_id, ad_space_id=self.ad_space_id,
-                          publisher_id=self.publisher_id)
+        if self.attribution_type in _ATTRIBUTED and self.touch_at is not None:
+            touch = self.touch
+            if touch is None:
+                touch = self.touch = Touch(
+                    kind=TouchKind(self.touch_kind), touch_id=self.touch_id, occurred_at=self.touch_at,
+                    account_id=self.account_id, campaign_id=self.campaign_id, ad_group_id=self.ad_group_id,
+                    creative_id=self.creative_id, ad_space_id=self.ad_space_id, publisher_id=self.publisher_id)
         return PriorInstall(installed_at=self.occurred_at, attribution_type=AttributionType(self.attribution_type),
                             match_type=MatchType(self.match_type), touch=touch, conversion_id=self.id or 0)
 
@@ -201,10 +221,11 @@ class View:
 
     secret: bytes
     rates: dict[str, Decimal]
+    dialect: str
     apps: dict[int, AppInfo] = field(default_factory=dict)
     rules: dict[int, list[MappingRule]] = field(default_factory=dict)
     currencies: dict[int, str] = field(default_factory=dict)
-    ad_groups: dict[int, Any] = field(default_factory=dict)
+    ad_groups: dict[int, _Group] = field(default_factory=dict)
     click_touches: dict[str, tuple[Touch, str]] = field(default_factory=dict)  # click id -> (touch, package)
     device_touches: dict[DeviceKey, list[tuple[Touch, str]]] = field(default_factory=lambda: defaultdict(list))
     installs_by_device: dict[tuple[int, DeviceKey], list[Known]] = field(default_factory=lambda: defaultdict(list))
@@ -215,6 +236,7 @@ class View:
     # (app, account, event, source event name, click id, time, device) -> conversions a retry may repeat
     same: dict[tuple[Any, ...], list[Known]] = field(default_factory=lambda: defaultdict(list))
     pending_charges: list[tuple[Item, Any]] = field(default_factory=list)
+    verified: dict[str, bool] = field(default_factory=dict)  # click id -> whether it is ours
 
     def add_install(self, known: Known, md5: str | None, sha1: str | None) -> None:
         for key in _row_keys(md5, sha1):
@@ -253,7 +275,7 @@ def _prepare(view: View, item: Item) -> None:
         return
     item.app = app
     try:
-        parsed = parse_postback(Partner(item.partner), item.fields, app.networks)
+        parsed = parse_postback(_PARTNERS.get(item.partner) or Partner(item.partner), item.fields, app.networks)
     except PostbackError as exc:  # stored before a parser change; keep it, do not count it
         item.finish(PostbackStatus.FAILED, exc.message)
         return
@@ -268,10 +290,17 @@ def _prepare(view: View, item: Item) -> None:
         return
     item.occurred_at, item.clamped = bounded_time(parsed.occurred_at, item.received_at)
     if parsed.click_id:
-        try:
-            verify_click_id(parsed.click_id, view.secret)
+        genuine = view.verified.get(parsed.click_id)
+        if genuine is None:  # an install and its events carry the same click id: verified once a batch
+            try:
+                verify_click_id(parsed.click_id, view.secret)
+                genuine = True
+            except TokenError:
+                genuine = False
+            view.verified[parsed.click_id] = genuine
+        if genuine:
             item.click_id = parsed.click_id
-        except TokenError:
+        else:
             item.forged = True
     item.gaid = parsed.gaid
     if item.gaid is not None:
@@ -280,13 +309,19 @@ def _prepare(view: View, item: Item) -> None:
 
 
 _KINDS = {kind.value: kind for kind in TouchKind}
+_PARTNERS = {partner.value: partner for partner in Partner}
 
 
-def _touch(row: Any) -> Touch:
-    return Touch(kind=_KINDS[row.kind], touch_id=row.touch_id, occurred_at=row.occurred_at,
-                 account_id=row.account_id, campaign_id=row.campaign_id, ad_group_id=row.ad_group_id,
-                 creative_id=row.creative_id, ad_space_id=row.ad_space_id, publisher_id=row.publisher_id,
-                 country=row.country, placement_type=row.placement_type)
+def _touch(row: Any, made: dict[tuple[str, str], Touch]) -> Touch:
+    """The touch of a row of `_TOUCH_COLUMNS`; one object per touchpoint, however many reads return it."""
+    kind, touch_id = row[0], row[1]
+    found = made.get((kind, touch_id))
+    if found is None:
+        found = made[(kind, touch_id)] = Touch(
+            kind=_KINDS[kind], touch_id=touch_id, occurred_at=row[2], account_id=row[3], campaign_id=row[4],
+            ad_group_id=row[5], creative_id=row[6], ad_space_id=row[7], publisher_id=row[8], country=row[9],
+            placement_type=row[10])
+    return found
 
 
 _TOUCHPOINTS = cast(Table, Touchpoint.__table__)
@@ -312,23 +347,32 @@ def _known(row: Any, **extra: Any) -> Known:
                  charged=row.charged_micros, **extra)
 
 
-def _device_filter(columns: Any, items: list[Item]) -> list[Any]:
+def _in(view: View, params: dict[str, Any], column: Any, name: str, values: Iterable[Any]) -> Any:
+    """`column IN values` with the values bound as one list parameter (`finance.member_of`): an expanding IN of
+    a batch's thousand device keys costs SQLAlchemy more than the look-up costs the database."""
+    params[name] = list(values)
+    return finance.member_of(column, name, view.dialect)
+
+
+def _device_filter(view: View, params: dict[str, Any], columns: Any, items: list[Item]) -> list[Any]:
     md5s = {i.md5 for i in items if i.md5 is not None}
     sha1s = {i.sha1 for i in items if i.gaid is not None and i.md5 is None}
     found = []
     if md5s:
-        found.append(columns.gaid_md5.in_(md5s))
+        found.append(_in(view, params, columns.gaid_md5, "p_md5", md5s))
     if sha1s:
-        found.append(columns.gaid_sha1.in_(sha1s))
+        found.append(_in(view, params, columns.gaid_sha1, "p_sha1", sha1s))
     return found
 
 
 def _load_touches(session: Session, view: View, items: list[Item]) -> None:
+    made: dict[tuple[str, str], Touch] = {}
     clicks = {i.click_id for i in items if i.click_id}
     if clicks:
-        for row in session.execute(select(*_TOUCH_COLUMNS).where(_T.kind == TouchKind.CLICK.value,
-                                                                  _T.touch_id.in_(clicks))):
-            view.click_touches[row.touch_id] = (_touch(row), row.app_package)
+        params: dict[str, Any] = {}
+        for row in session.execute(select(*_TOUCH_COLUMNS).where(
+                _T.kind == TouchKind.CLICK.value, _in(view, params, _T.touch_id, "p_clicks", clicks)), params):
+            view.click_touches[row[1]] = (_touch(row, made), row[11])
     with_device = [i for i in items if i.gaid is not None]
     if not with_device:
         return
@@ -339,12 +383,13 @@ def _load_touches(session: Session, view: View, items: list[Item]) -> None:
         earliest.append(i.occurred_at - max(w.click_lookback, CLICK_SPAM_WINDOW, w.view_through or timedelta(0)))
         latest.append(i.occurred_at)
     packages = {i.app.package_name for i in with_device if i.app is not None}
+    params = {}
     rows = session.execute(select(*_TOUCH_COLUMNS, _T.gaid_md5, _T.gaid_sha1).where(
-        or_(*_device_filter(_T, with_device)), _T.app_package.in_(packages),
-        _T.occurred_at >= min(earliest), _T.occurred_at <= max(latest)).order_by(_T.occurred_at.desc()))
+        or_(*_device_filter(view, params, _T, with_device)), _T.app_package.in_(packages),
+        _T.occurred_at >= min(earliest), _T.occurred_at <= max(latest)).order_by(_T.occurred_at.desc()), params)
     for row in rows:
-        entry = (_touch(row), row.app_package)
-        for key in _row_keys(row.gaid_md5, row.gaid_sha1):
+        entry = (_touch(row, made), row[11])
+        for key in _row_keys(row[12], row[13]):
             view.device_touches[key].append(entry)
 
 
@@ -356,9 +401,10 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
     if not app_ids:
         return
     clicks = {i.click_id for i in live if i.click_id}
-    matches = _device_filter(_C, live)
+    params: dict[str, Any] = {}
+    matches = _device_filter(view, params, _C, live)
     if clicks:
-        matches.append(_C.click_id.in_(clicks))
+        matches.append(_in(view, params, _C.click_id, "p_clicks", clicks))
     seen: set[int] = set()
     if matches:
         # One branch per device form and one for the click ids, each through its (app, key) index: an OR of
@@ -366,7 +412,7 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
         wanted = or_(_C.conversion_event == ConversionEvent.INSTALL.value, _C.charged_micros > 0)
         branches = [select(*_KNOWN_COLUMNS).where(_C.app_id.in_(app_ids), wanted, match) for match in matches]
         stmt: Any = union_all(*branches) if len(branches) > 1 else branches[0]
-        rows = {row.id: row for row in session.execute(stmt)}
+        rows = {row.id: row for row in session.execute(stmt, params)}
         for _, row in sorted(rows.items()):
             seen.add(row.id)
             known = _known(row)
@@ -376,8 +422,10 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
                 view.add_charged(known, row.gaid_md5, row.gaid_sha1)
     install_clicks = {k.click_id for rows in view.installs_by_device.values() for k in rows if k.click_id} - clicks
     if install_clicks:
+        params = {}
         for row in session.execute(select(*_KNOWN_COLUMNS).where(
-                _C.app_id.in_(app_ids), _C.charged_micros > 0, _C.click_id.in_(install_clicks)).order_by(_C.id)):
+                _C.app_id.in_(app_ids), _C.charged_micros > 0,
+                _in(view, params, _C.click_id, "p_clicks", install_clicks)).order_by(_C.id), params):
             if row.id not in seen:
                 view.add_charged(_known(row), None, None)  # matched by its click id only
 
@@ -391,24 +439,24 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
         return
     p = _POSTBACKS.c
     times = {i.occurred_at for i in timed}
-    clicks = {i.parsed.click_id for i in timed if i.parsed is not None}
+    params: dict[str, Any] = {}
+    clicks = _in(view, params, _C.click_id, "p_clicks", {i.parsed.click_id for i in timed if i.parsed is not None})
 
     def branch(*device: Any) -> Any:
         return select(_C.id, _C.postback_id, _C.app_id, _C.account_id, _C.conversion_event, _C.source_event_name,
                       _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, p.dedupe_key, p.fields) \
             .join(_POSTBACKS, p.id == _C.postback_id) \
-            .where(_C.app_id.in_({i.app_id for i in timed}), _C.occurred_at.in_(times), _C.click_id.in_(clicks),
-                   *device)
+            .where(_C.app_id.in_({i.app_id for i in timed}), _C.occurred_at.in_(times), clicks, *device)
 
     # One branch per device form, so each reads its (app, device, time) index rather than every conversion of
     # the account at that second.
-    branches = [branch(term) for term in _device_filter(_C, timed)]
+    branches = [branch(term) for term in _device_filter(view, params, _C, timed)]
     if any(i.gaid is None for i in timed):
         branches.append(branch(_C.gaid_md5.is_(None), _C.gaid_sha1.is_(None),
                                _C.account_id.in_({i.app.account_id for i in timed if i.app is not None})))
     stmt: Any = union_all(*branches) if len(branches) > 1 else branches[0]
     seen: set[int] = set()
-    for row in session.execute(stmt):
+    for row in session.execute(stmt, params):
         if row.id in seen:
             continue
         seen.add(row.id)
@@ -431,7 +479,7 @@ def _load_ad_groups(session: Session, view: View) -> None:
     ids.discard(0)
     if ids:
         g = cast(Table, AdGroup.__table__).c
-        view.ad_groups = {row.id: row for row in session.execute(
+        view.ad_groups = {row[0]: _Group(*row) for row in session.execute(
             select(g.id, g.account_id, g.bid_type, g.bid_micros, g.conversion_event).where(g.id.in_(ids)))}
 
 
@@ -526,11 +574,13 @@ def _charged_before(view: View, item: Item, click_id: str, device: DeviceKey, at
     return [k for k in found if k.charged is None or k.charged > 0]
 
 
-def charge_anchor(click_id: str, gaid: Gaid | None, postback_id: int) -> str:
+def charge_anchor(click_id: str, device: DeviceKey, postback_id: int) -> str:
+    """What a CPA charge is charged once for: the click id, else the device (its MD5 or SHA1 form), else the
+    postback."""
     if click_id:
         return f"c{click_id}"
-    if gaid is not None:
-        return f"d{gaid.md5 or gaid.sha1}"
+    if device != _NO_DEVICE:
+        return f"d{device[1]}"
     return f"pb{postback_id}"
 
 
@@ -542,7 +592,8 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     """Attribute one postback against the view, record its conversion there and queue its CPA charge."""
     app, parsed, event, occurred_at = item.app, item.parsed, item.event, item.occurred_at
     assert app is not None and parsed is not None and event is not None and occurred_at is not None
-    data_flags = [f"unreadable:{name}:{rule}" for name, rule in parsed.unreadable.items()] + list(parsed.notes)
+    data_flags = [f"unreadable:{name}:{rule}" for name, rule in parsed.unreadable.items()]
+    data_flags.extend(parsed.notes)
     if item.clamped:
         data_flags.append("future_time_clamped")
     windows = app.windows
@@ -599,27 +650,37 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     detail = "; ".join(data_flags)
     if parsed.revenue is not None:
         in_account = convert(parsed.revenue, parsed.currency, currency, view.rates) if parsed.currency else None
-        in_usd = convert(parsed.revenue, parsed.currency, "USD", view.rates) if parsed.currency else None
+        in_usd = in_account if currency == "USD" else \
+            convert(parsed.revenue, parsed.currency, "USD", view.rates) if parsed.currency else None
         if in_account is None or in_usd is None:
             detail = "; ".join([*data_flags, f"no FX rate for {parsed.currency or 'an unreadable currency'}; "
                                              "revenue kept as sent"])
         else:
-            revenue_micros, revenue_usd_micros = micros(in_account), micros(in_usd)
+            revenue_micros = micros(in_account)
+            revenue_usd_micros = revenue_micros if in_usd is in_account else micros(in_usd)
 
     touch = decision.touch
     fraud = [f.value for f in decision.fraud_flags]
+    if touch is not None:
+        touch_kind, touch_id, touch_at = touch.kind.value, touch.touch_id, touch.occurred_at
+        campaign_id, ad_group_id, creative_id = touch.campaign_id, touch.ad_group_id, touch.creative_id
+        ad_space_id, publisher_id = touch.ad_space_id, touch.publisher_id
+    else:
+        touch_kind, touch_id, touch_at = "", "", None
+        campaign_id = ad_group_id = creative_id = ad_space_id = publisher_id = 0
+    event_name = event.value
+    attribution_type, match_type = decision.attribution_type.value, decision.match_type.value
     row: dict[str, Any] = {
         "postback_id": item.id, "app_id": app.id, "account_id": app.account_id, "partner": item.partner,
-        "conversion_event": event.value, "source_event_name": parsed.event_name[:100],
-        "attribution_type": decision.attribution_type.value, "match_type": decision.match_type.value,
+        "conversion_event": event_name, "source_event_name": parsed.event_name[:100],
+        "attribution_type": attribution_type, "match_type": match_type,
         "partner_attributed": parsed.partner_attributed, "partner_verdict": partner_says, "own_verdict": ours,
         "verdict_source": Authority.PARTNER.value if follows_partner else Authority.ADSTACK.value,
         "verdict_reason": parsed.verdict_reason[:200], "verdicts_disagree": disagree,
         "is_reinstall": decision.reinstall, "install_conversion_id": install.id if install is not None else None,
-        "touch_kind": touch.kind.value if touch else "", "touch_id": touch.touch_id if touch else "",
-        "touch_at": touch.occurred_at if touch else None, "campaign_id": touch.campaign_id if touch else 0,
-        "ad_group_id": touch.ad_group_id if touch else 0, "creative_id": touch.creative_id if touch else 0,
-        "ad_space_id": touch.ad_space_id if touch else 0, "publisher_id": touch.publisher_id if touch else 0,
+        "touch_kind": touch_kind, "touch_id": touch_id, "touch_at": touch_at, "campaign_id": campaign_id,
+        "ad_group_id": ad_group_id, "creative_id": creative_id, "ad_space_id": ad_space_id,
+        "publisher_id": publisher_id,
         "click_id": click_id, "gaid_md5": item.md5, "gaid_sha1": item.sha1,
         "click_to_install_seconds": int(decision.click_to_install.total_seconds())
         if decision.click_to_install is not None else None,
@@ -628,13 +689,12 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         "currency": parsed.currency[:3], "revenue_micros": revenue_micros, "revenue_usd_micros": revenue_usd_micros,
         "charged_micros": 0, "occurred_at": occurred_at, "received_at": item.received_at,
     }
-    known = Known(seq=_IN_BATCH + position, postback_id=item.id, app_id=app.id, conversion_event=event.value,
-                  occurred_at=occurred_at, click_id=click_id, attribution_type=row["attribution_type"],
-                  match_type=row["match_type"], is_reinstall=decision.reinstall, touch_kind=row["touch_kind"],
-                  touch_id=row["touch_id"], touch_at=row["touch_at"], account_id=app.account_id,
-                  campaign_id=row["campaign_id"], ad_group_id=row["ad_group_id"], creative_id=row["creative_id"],
-                  ad_space_id=row["ad_space_id"], publisher_id=row["publisher_id"], fraud_flags=fraud,
-                  dedupe_key=item.dedupe_key, fields=item.fields)
+    known = Known(seq=_IN_BATCH + position, postback_id=item.id, app_id=app.id, conversion_event=event_name,
+                  occurred_at=occurred_at, click_id=click_id, attribution_type=attribution_type,
+                  match_type=match_type, is_reinstall=decision.reinstall, touch_kind=touch_kind, touch_id=touch_id,
+                  touch_at=touch_at, account_id=app.account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
+                  creative_id=creative_id, ad_space_id=ad_space_id, publisher_id=publisher_id, fraud_flags=fraud,
+                  dedupe_key=item.dedupe_key, fields=item.fields, touch=touch)
     item.row, item.known, item.install, item.touch = row, known, install, touch
 
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
@@ -649,7 +709,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         if before:
             detail = "; ".join([*([detail] if detail else []), "already charged for this click or device"])
         else:
-            _request_charge(view, item, known, touch, event, charge_anchor(charge_click, gaid, item.id))
+            _request_charge(view, item, known, touch, event, charge_anchor(charge_click, item.device, item.id))
     item.detail = detail
     _remember(view, item, known)
 
@@ -669,8 +729,6 @@ def _remember(view: View, item: Item, known: Known) -> None:
 def _request_charge(view: View, item: Item, known: Known, touch: Touch, event: ConversionEvent,
                     anchor: str) -> None:
     """Queue the ad group's CPA bid once per install lifetime and event, when this is its chosen event."""
-    from adstack.finance.service import ChargeRequest
-
     group = view.ad_groups.get(touch.ad_group_id)
     if group is None or group.bid_type != "cpa" or group.conversion_event != event.value:
         return
@@ -688,8 +746,6 @@ def _request_charge(view: View, item: Item, known: Known, touch: Touch, event: C
 
 def apply_pending(session: Session, view: View) -> None:
     """Apply the queued CPA charges, in order, in one `apply_charges`."""
-    from adstack.finance import service as finance
-
     queued, view.pending_charges = view.pending_charges, []
     if not queued:
         return
@@ -757,9 +813,10 @@ def charge_event_record(row: dict[str, Any], charge_id: str, served: Served = Se
                  conversion_event=row["conversion_event"], cost_micros=row["charged_micros"], attrs={"kind": "cpa"})
 
 
-def conversion_event_record(app: AppInfo, row: dict[str, Any], gaid: Gaid | None, served: Served = Served(),
+def conversion_event_record(app: AppInfo, row: dict[str, Any], device_hash: int, served: Served = Served(),
                             install_at: datetime | None = None) -> Event:
-    """`install_at`: when the device installed (the conversion's own time for an install), for D0/D7 cohorts."""
+    """`device_hash`: `Gaid.device_hash`, 0 without a device. `install_at`: when the device installed (the
+    conversion's own time for an install), for D0/D7 cohorts."""
     attrs = {"match_type": row["match_type"], "source_event": row["source_event_name"],
              "revenue_usd_micros": str(row["revenue_usd_micros"]), "currency": row["currency"],
              "partner_verdict": row["partner_verdict"], "own_verdict": row["own_verdict"],
@@ -785,21 +842,23 @@ def conversion_event_record(app: AppInfo, row: dict[str, Any], gaid: Gaid | None
         occurred_at=row["occurred_at"], account_id=row["account_id"], campaign_id=row["campaign_id"],
         ad_group_id=row["ad_group_id"], creative_id=row["creative_id"], ad_space_id=row["ad_space_id"],
         publisher_id=row["publisher_id"], placement_type=served.placement_type, country=served.country,
-        objective=served.objective, app_package=app.package_name, device_hash=gaid.device_hash if gaid else 0,
+        objective=served.objective, app_package=app.package_name, device_hash=device_hash,
         conversion_event=row["conversion_event"], attribution_type=attribution_type, partner=row["partner"],
         revenue_micros=row["revenue_micros"], attrs=attrs,
     )
 
 
-def _insert_conversions(session: Session, items: list[Item]) -> None:
+def _insert_conversions(session: Session, view: View, items: list[Item]) -> None:
     decided = [i for i in items if i.row is not None]
     if not decided:
         return
     # A plain executemany, then the ids by postback: cheaper than RETURNING over many rows.
     insert_rows(session.connection(), _CONVERSIONS, [i.row for i in decided if i.row is not None],
                 {"created_at": utcnow()})
+    params: dict[str, Any] = {}
     ids = {postback_id: conversion_id for postback_id, conversion_id in session.execute(
-        select(_C.postback_id, _C.id).where(_C.postback_id.in_([i.id for i in decided])))}
+        select(_C.postback_id, _C.id).where(_in(view, params, _C.postback_id, "p_postbacks",
+                                                [i.id for i in decided])), params)}
     for i in decided:
         assert i.known is not None
         i.known.id = ids[i.id]
@@ -811,12 +870,19 @@ def _insert_conversions(session: Session, items: list[Item]) -> None:
                         .values(install_conversion_id=bindparam("c_install")), links)
 
 
+def _fields(stored: str | dict[str, Any] | None) -> dict[str, Any]:
+    """A postback's fields, read as JSON text or already read."""
+    if isinstance(stored, str):
+        stored = orjson.loads(stored)
+    return stored if isinstance(stored, dict) else {}
+
+
 def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], postbacks: Sequence[Row[Any]]
               ) -> tuple[list[Item], list[Event]]:
     """Decide and write the conversions and CPA charges of claimed postbacks (in receipt order); returns each
     postback's status and detail, for the caller to write, and the event-store records."""
-    view = View(secret=secret, rates=rates)
-    items = [Item(p.id, p.app_id, p.partner, p.dedupe_key, p.fields or {}, p.received_at) for p in postbacks]
+    view = View(secret=secret, rates=rates, dialect=session.get_bind().dialect.name)
+    items = [Item(p.id, p.app_id, p.partner, p.dedupe_key, _fields(p.fields), p.received_at) for p in postbacks]
     _load_apps(session, view, {i.app_id for i in items})
     for item in items:
         try:
@@ -841,19 +907,26 @@ def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], pos
             item.row = item.known = item.touch = None
             view.pending_charges = [(i, r) for i, r in view.pending_charges if i is not item]
     apply_pending(session, view)
-    _insert_conversions(session, items)
+    _insert_conversions(session, view, items)
 
     served = _served(session, items)
     events: list[Event] = []
+    hashes: dict[DeviceKey, int] = {}  # a device's install and its events: hashed once
+    nowhere = Served()
     for item in items:
         row = item.row
         if row is None or item.app is None:
             continue
-        where = served.get(item.id, Served())
+        where = served.get(item.id, nowhere)
         if row["charged_micros"] > 0:
             events.append(charge_event_record(row, item.charge_id, where))
         if not row["is_reinstall"]:
-            events.append(conversion_event_record(item.app, row, item.gaid, where,
+            device_hash = 0
+            if item.gaid is not None:
+                device_hash = hashes.get(item.device, -1)
+                if device_hash < 0:
+                    device_hash = hashes[item.device] = item.gaid.device_hash
+            events.append(conversion_event_record(item.app, row, device_hash, where,
                                                   install_at=item.install.occurred_at if item.install else None))
     return items, events
 
@@ -865,6 +938,7 @@ def write_statuses(session: Session, statuses: dict[int, tuple[PostbackStatus, s
         return
     p = _POSTBACKS.c
     now = utcnow()
+    dialect = session.get_bind().dialect.name
     groups: dict[tuple[PostbackStatus, str], list[int]] = defaultdict(list)
     for pid, (status, detail) in statuses.items():
         groups[(status, detail[:500])].append(pid)
@@ -873,8 +947,8 @@ def write_statuses(session: Session, statuses: dict[int, tuple[PostbackStatus, s
         if len(ids) == 1:
             single.append({"p_id": ids[0], "p_status": status.value, "p_detail": detail})
         else:
-            session.execute(update(_POSTBACKS).where(p.id.in_(ids))
-                            .values(status=status.value, detail=detail, processed_at=now))
+            session.execute(update(_POSTBACKS).where(finance.member_of(p.id, "p_ids", dialect))
+                            .values(status=status.value, detail=detail, processed_at=now), {"p_ids": ids})
     if single:
         session.execute(update(_POSTBACKS).where(p.id == bindparam("p_id"))
                         .values(status=bindparam("p_status"), detail=bindparam("p_detail"), processed_at=now),

@@ -17,7 +17,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, Text, func, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -50,7 +51,7 @@ from adstack.tracking.tokens import TokenError, verify_click_id
 
 log = logging.getLogger("adstack.attribution")
 
-PROCESS_BATCH = 200
+PROCESS_BATCH = 1_000  # postbacks attributed per transaction (see worker.BATCH)
 DEVICE_TOUCH_LIMIT = 100
 
 # Units per US dollar; operators edit them at /api/v1/fx-rates.
@@ -282,7 +283,9 @@ def _process_pending(session: Session, *, secret: bytes, limit: int,
         update(table).where(c.id.in_(pending.order_by(c.id).limit(limit).scalar_subquery()),
                             c.status == PostbackStatus.PENDING.value)
         .values(processed_at=utcnow())
-        .returning(c.id, c.app_id, c.partner, c.dedupe_key, c.fields, c.received_at)).all()
+        # The fields as text, read by orjson: several times faster than the JSON type's own reader.
+        .returning(c.id, c.app_id, c.partner, c.dedupe_key, sql_cast(c.fields, Text).label("fields"),
+                   c.received_at)).all()
     claimed = sorted(claimed, key=lambda row: row.id)  # receipt order: an install before the events after it
     if not claimed:
         return 0, []

@@ -37,6 +37,7 @@ import httpx
 HTTP_SECONDS = 4.0
 HTTP_CONNECTIONS = 16
 ATTRIBUTION_POSTBACKS = 4_000
+CPA_BID_MICROS = 2_000_000  # the bench's CPA ad group pays this per install
 TARGET_RATIO = 0.5
 
 
@@ -227,7 +228,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
         session.add_all([app, campaign])
         session.flush()
         group = AdGroup(account_id=account.id, campaign_id=campaign.id, name="Bench CPA", placement_type="banner",
-                        start_at=now - timedelta(days=1), bid_type="cpa", bid_micros=2_000_000,
+                        start_at=now - timedelta(days=1), bid_type="cpa", bid_micros=CPA_BID_MICROS,
                         conversion_event="INSTALL")
         session.add(group)
         session.flush()
@@ -270,28 +271,32 @@ def attribute_stored(url: str, secret: bytes, batch: int | None = None) -> dict[
     engine = make_engine(url)
     factory = make_session_factory(engine)
     limit = batch or attribution.PROCESS_BATCH
-    processed = 0
+    processed = events = 0
     started, cpu = time.perf_counter(), time.process_time()
     while True:
         with factory() as session:
-            count, _events = attribution.process_pending(session, secret=secret, limit=limit)
+            count, records = attribution.process_pending(session, secret=secret, limit=limit)
             session.commit()
         if count == 0:
             break
         processed += count
+        events += len(records)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     with factory() as session:
         charged = session.scalar(select(func.count()).where(Conversion.charged_micros > 0))
         by_type = dict(session.execute(select(Conversion.attribution_type, func.count())
-                                       .group_by(Conversion.attribution_type)).tuples().all())
-        statuses = dict(session.execute(select(Postback.status, func.count()).group_by(Postback.status)).tuples().all())
+                                       .group_by(Conversion.attribution_type)).all())
+        by_match = dict(session.execute(select(Conversion.match_type, func.count())
+                                        .group_by(Conversion.match_type)).all())
+        statuses = dict(session.execute(select(Postback.status, func.count()).group_by(Postback.status)).all())
         ledger = session.execute(select(func.count(), func.coalesce(func.sum(LedgerEntry.amount_micros), 0))
                                  .where(LedgerEntry.entry_type == "charge")).one()
     engine.dispose()
     return {"attribution_events_per_second": round(processed / elapsed, 1) if elapsed else 0.0,
             "attribution_events_per_cpu_second": round(processed / cpu, 1) if cpu else 0.0,
-            "attribution_events": processed, "attribution_cpa_charged": charged,
-            "attribution_conversions_by_type": by_type, "attribution_postback_statuses": statuses,
+            "attribution_events": processed, "attribution_batch": limit, "attribution_cpa_charged": charged,
+            "attribution_conversions_by_type": by_type, "attribution_conversions_by_match": by_match,
+            "attribution_postback_statuses": statuses, "attribution_event_records": events,
             "attribution_ledger_charges": int(ledger[0]), "attribution_ledger_charged_micros": -int(ledger[1])}
 
 
