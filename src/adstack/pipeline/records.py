@@ -91,7 +91,7 @@ class Device:
     hash: int
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=32_768)
 def device(gaid: str) -> Device | None:
     """Cached: the same device recurs across its ads, and every consumer reads it from every record."""
     parsed = normalise_gaid(gaid)

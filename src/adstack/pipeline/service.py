@@ -9,6 +9,7 @@ others only append. `drain()` applies everything appended so far, in the calling
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -36,6 +37,20 @@ CONSUMER_NAMES = ("billing", "touchpoints", "events")
 LINGER_SECONDS = 0.25
 SWEEP_SECONDS = 1.0
 SLOT_CHECK_SECONDS = 30.0
+
+
+_heap_frozen = threading.Event()
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what the process built before its consumers start (modules, metadata, settings: hundreds of
+    thousands of objects) from the garbage collector's full passes, once per process. Applying a batch makes
+    and drops enough objects to trigger such passes, and each would otherwise walk that whole heap again: a
+    fifth of billing's CPU time."""
+    if not _heap_frozen.is_set():
+        _heap_frozen.set()
+        gc.collect()
+        gc.freeze()
 
 
 def log_directory(settings: Settings) -> Path:
@@ -194,6 +209,7 @@ class Pipeline:
             return True
         if not self.take_ownership():
             return False
+        freeze_startup_heap()
         self._stop.clear()
         for consumer in self.consumers:
             thread = threading.Thread(target=self._run, args=(consumer,), name=f"adstack-consumer-{consumer.name}",

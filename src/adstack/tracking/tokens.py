@@ -165,7 +165,7 @@ def decode_token(token: str, secret: bytes, *, now: datetime) -> TrackingClaims:
     return claims
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=32_768)
 def read_verified_token(token: str) -> TrackingClaims:
     """The claims of a token `decode_token` accepted before, read without checking its MAC or expiry again.
 
