@@ -216,12 +216,14 @@ def _row(visitor: Visitor, level: str, object_id: int) -> Row:
 
 
 def _row_fragment(visitor: Visitor, level: str, object_id: int, *, editing: bool = False,
-                  errors: FormErrors | None = None, status: int = 200) -> Response:
+                  errors: FormErrors | None = None, typed: dict[str, str] | None = None,
+                  status: int = 200) -> Response:
     row = _row(visitor, level, object_id)
     columns = [c for c in visitor.request.query_params.getlist("cols") if c in METRIC_COLUMNS] or \
         list(DEFAULT_COLUMNS)
     return render(visitor, "ads/_row.html", {
         "row": row, "level": level, "editing": editing, "errors": errors or FormErrors(), "columns": columns,
+        "typed": typed or {},
         "metrics": metric_values(visitor, level, [row], columns),
     }, status=status)
 
@@ -236,6 +238,8 @@ def quick_edit(level: str, object_id: IdPath, visitor: UserDep, form: FormDep) -
     """Name, budgets and bid: quick edits that never send an object back to review."""
     _level(level)
     session, principal = visitor.session, visitor.me
+    # A refused edit shows the values as typed, beside their messages.
+    typed = {field: forms.text(form, field) for field in ("name", "bid", "daily_budget", "total_budget")}
     try:
         name = forms.text(form, "name")
         if level == "campaigns":
@@ -251,13 +255,13 @@ def quick_edit(level: str, object_id: IdPath, visitor: UserDep, form: FormDep) -
     except ValidationError as exc:
         session.rollback()
         return _row_fragment(visitor, level, object_id, editing=True, errors=FormErrors.from_validation(exc),
-                             status=422)
+                             typed=typed, status=422)
     except DomainError as exc:
         session.rollback()
         if exc.status == 404:
             raise
         return _row_fragment(visitor, level, object_id, editing=True, errors=FormErrors.from_domain(exc),
-                             status=exc.status)
+                             typed=typed, status=exc.status)
     return _row_fragment(visitor, level, object_id)
 
 
