@@ -7,6 +7,7 @@ import random
 import re
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -76,7 +77,7 @@ def test_custom_columns_match_the_raw_events(client: TestClient, api: Api, setti
     for column in columns:
         want = expected(column)
         assert _cell(page.text, "creatives", shown["id"], column) == str(want), column
-    assert 'value="event_loan_approval"' in page.text and "LOAN_APPROVAL" in page.text
+    assert 'value="event_loan_approval"' in page.text and "Loan approval" in page.text
     # The completion rate is completes over starts, as the reports give it.
     rate = _cell(client.get("/console/ads/creatives", params={"cols": "video_completion_rate"}).text, "creatives",
                  shown["id"], "video_completion_rate")
@@ -104,3 +105,39 @@ def test_the_console_creative_list_filters_by_placement_publisher_and_objective(
                           ({"publisher_id": banners["id"]}, True), ({"publisher_id": idle["id"]}, False)):
         listing = client.get("/console/ads/creatives", params=params)
         assert listing.status_code == 200 and (row in listing.text) is shown, params
+
+
+def test_the_date_range_drives_every_metric_column(client: TestClient, api: Api, settings: Settings) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin, email="range@example.com")
+    camp = campaign(api, adv)
+    group = approved_ad_group(api, adv, admin, camp["id"])
+    made = creative(api, adv, group["id"])
+    now = utcnow()
+    # Impressions at three ages: a minute (today), 10 days and 40 days; each age a count of its own.
+    ages = {timedelta(minutes=1): 3, timedelta(days=10): 5, timedelta(days=40): 7}
+    store = get_event_store(settings)
+    store.append([Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION, occurred_at=now - age,
+                        account_id=adv.account_id or 0, campaign_id=camp["id"], ad_group_id=group["id"],
+                        creative_id=made["id"], placement_type="banner", country="ID")
+                  for age, count in ages.items() for _ in range(count)])
+    store.flush()
+    sign_in(client, "range@example.com", "correct horse battery")
+    local = now.astimezone(ZoneInfo("Asia/Singapore")).date()  # the account's time zone (tests.support)
+    old_day = (now - timedelta(days=10)).astimezone(ZoneInfo("Asia/Singapore")).date()
+
+    def shown(**params: str) -> str:
+        page = client.get("/console/ads/creatives", params={"cols": "impressions", **params})
+        assert page.status_code == 200, page.text[-1000:]
+        return _cell(page.text, "creatives", made["id"], "impressions")
+
+    assert shown() == shown(range="7d") == str(ages[timedelta(minutes=1)])
+    assert shown(range="today") == str(ages[timedelta(minutes=1)])
+    assert shown(range="30d") == str(ages[timedelta(minutes=1)] + ages[timedelta(days=10)])
+    assert shown(range="custom", start=old_day.isoformat(), end=old_day.isoformat()) == str(ages[timedelta(days=10)])
+    assert shown(range="custom", start=(local - timedelta(days=60)).isoformat(), end=local.isoformat()) == str(
+        sum(ages.values()))
+    # A reversed custom range is no range: the list falls back to the last 7 days and says which days it shows.
+    page = client.get("/console/ads/creatives", params={"range": "custom", "start": local.isoformat(),
+                                                        "end": old_day.isoformat()})
+    assert f'data-start="{(local - timedelta(days=6)).isoformat()}"' in page.text

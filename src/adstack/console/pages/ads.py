@@ -4,6 +4,7 @@ and the detail page of each object."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -127,9 +128,36 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str]) -> tuple[lis
     return rows, total
 
 
+# The ad list's date ranges for its metric columns, in the account's time zone.
+DATE_RANGES = ("today", "yesterday", "7d", "30d", "custom")
+MAX_RANGE_DAYS = 366
+
+
+def metric_period(visitor: Visitor) -> tuple[str, date, date]:
+    """The range the metric columns cover: today, yesterday, the last 7 or 30 days (today included), or custom
+    days; a custom range that is not one (a missing or reversed day, more than a year) falls back to 7 days."""
+    params = visitor.request.query_params
+    today = reports.local_today(visitor)
+    choice = str(params.get("range")) if params.get("range") in DATE_RANGES else "7d"
+    if choice == "custom":
+        try:
+            start, end = date.fromisoformat(params.get("start", "")), date.fromisoformat(params.get("end", ""))
+        except ValueError:
+            start, end = today, today - timedelta(days=1)
+        if start <= end and (end - start).days < MAX_RANGE_DAYS:
+            return choice, start, end
+        choice = "7d"
+    if choice == "today":
+        return choice, today, today
+    if choice == "yesterday":
+        return choice, today - timedelta(days=1), today - timedelta(days=1)
+    return choice, today - timedelta(days=29 if choice == "30d" else 6), today
+
+
 def metric_values(visitor: Visitor, level: str, rows: list[Row], columns: list[str]) -> dict[int, dict[str, Any]]:
-    """Metrics of the last 7 days for the rows on this page only, from the reports service."""
-    return reports.list_metrics(visitor, level, [row.id for row in rows], columns)
+    """Metrics of the chosen date range for the rows on this page only, from the reports service."""
+    _, start, end = metric_period(visitor)
+    return reports.list_metrics(visitor, level, [row.id for row in rows], columns, (start, end))
 
 
 def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
@@ -140,7 +168,9 @@ def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
     page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
     size = _int_param(params.get("size")) or 50
     size = size if size in PAGE_SIZES else 50
+    date_range, start, end = metric_period(visitor)
     return {
+        "date_ranges": DATE_RANGES, "date_range": date_range, "period_start": start, "period_end": end,
         "level": level, "rows": rows, "total": total, "page": page, "size": size, "editing": False,
         "errors": FormErrors(),
         "pages": max(1, -(-total // size)), "params": params, "columns": columns,

@@ -106,16 +106,19 @@ def _number(value: Any) -> float:
 # ---------- the ad list's metric columns ----------
 
 
-def list_metrics(visitor: Visitor, level: str, ids: list[int], columns: list[str]) -> dict[int, dict[str, str]]:
-    """Figures of the last 7 days for the rows on one page of the ad list, in one report query."""
+def list_metrics(visitor: Visitor, level: str, ids: list[int], columns: list[str],
+                 period: tuple[date, date] | None = None) -> dict[int, dict[str, str]]:
+    """Figures of `period` (the last 7 days by default) for the rows on one page of the ad list, in one report
+    query."""
     wanted = [c for c in columns if c in LIST_METRICS]
     if not ids or not wanted or level not in LEVEL_DIMENSIONS:
         return {}
     dimension, id_filter = LEVEL_DIMENSIONS[level]
     today = local_today(visitor)
+    start, end = period or (today - timedelta(days=6), today)
     try:
         result = reports.run_report(visitor.session, visitor.me, ReportQuery.model_validate({
-            "start_date": today - timedelta(days=6), "end_date": today, "dimensions": [dimension],
+            "start_date": start, "end_date": end, "dimensions": [dimension],
             "metrics": [LIST_METRICS[c] for c in wanted], id_filter: ids, "limit": len(ids)}),
             store=get_event_store(visitor.settings))
     except DomainError:
