@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, Table, bindparam, or_, select, union_all, update
+from sqlalchemy import Table, bindparam, or_, select, union_all, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -71,6 +71,8 @@ FLAGGED = "flagged"
 # Stored rows keep their ids as their order; rows of this batch come after all of them, in receipt order.
 _IN_BATCH = 1 << 62
 _ATTRIBUTED = frozenset({AttributionType.CLICK.value, AttributionType.VIEW.value})
+_ATTRIBUTION_TYPES = {kind.value: kind for kind in AttributionType}
+_MATCH_TYPES = {kind.value: kind for kind in MatchType}
 _NO_DEVICE = ("", "")
 
 DeviceKey = tuple[str, str]  # ("m", md5) or ("s", sha1): how a GAID is matched, as `_device_condition` does
@@ -173,8 +175,8 @@ class Known:
                     kind=TouchKind(self.touch_kind), touch_id=self.touch_id, occurred_at=self.touch_at,
                     account_id=self.account_id, campaign_id=self.campaign_id, ad_group_id=self.ad_group_id,
                     creative_id=self.creative_id, ad_space_id=self.ad_space_id, publisher_id=self.publisher_id)
-        return PriorInstall(installed_at=self.occurred_at, attribution_type=AttributionType(self.attribution_type),
-                            match_type=MatchType(self.match_type), touch=touch, conversion_id=self.id or 0)
+        return PriorInstall(installed_at=self.occurred_at, attribution_type=_ATTRIBUTION_TYPES[self.attribution_type],
+                            match_type=_MATCH_TYPES[self.match_type], touch=touch, conversion_id=self.id or 0)
 
 
 def _latest(rows: Iterable[Known]) -> Known | None:
@@ -877,12 +879,14 @@ def _fields(stored: str | dict[str, Any] | None) -> dict[str, Any]:
     return stored if isinstance(stored, dict) else {}
 
 
-def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], postbacks: Sequence[Row[Any]]
+def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], postbacks: Sequence[Sequence[Any]]
               ) -> tuple[list[Item], list[Event]]:
-    """Decide and write the conversions and CPA charges of claimed postbacks (in receipt order); returns each
-    postback's status and detail, for the caller to write, and the event-store records."""
+    """Decide and write the conversions and CPA charges of claimed postbacks (in receipt order; each row is id,
+    app id, partner, dedupe key, fields and receipt time); returns each postback's status and detail, for the
+    caller to write, and the event-store records."""
     view = View(secret=secret, rates=rates, dialect=session.get_bind().dialect.name)
-    items = [Item(p.id, p.app_id, p.partner, p.dedupe_key, _fields(p.fields), p.received_at) for p in postbacks]
+    items = [Item(pid, app_id, partner, key, _fields(fields), received)
+             for pid, app_id, partner, key, fields, received in postbacks]
     _load_apps(session, view, {i.app_id for i in items})
     for item in items:
         try:
