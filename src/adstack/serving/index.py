@@ -197,6 +197,7 @@ class TargetingIndex:
                     fits[key].add(ordinal)
         self.fits: dict[FitKey, FrozenBitMap] = {k: FrozenBitMap(v) for k, v in fits.items()}
         self._fitting: dict[tuple[FitKey, ...], FrozenBitMap] = {}
+        self._unnamed: dict[tuple[str, ...], FrozenBitMap] = {}
 
     def fitting(self, slot: Slot) -> FrozenBitMap:
         """Ordinals of the ad groups with a creative of the slot's media in one of its sizes (any size when the
@@ -214,24 +215,44 @@ class TargetingIndex:
         """Whether any ad group has a creative for the slot's media and sizes: a cheap refusal before deciding."""
         return any(k in self.fits for k in slot_fit_keys(slot))
 
+    def unnamed(self, names: tuple[str, ...]) -> FrozenBitMap:
+        """The ad groups that restrict none of the named dimensions: what is left of a request that presents no
+        value anyone targets in each of them (cached per combination: at most one per subset of dimensions)."""
+        found = self._unnamed.get(names)
+        if found is None:
+            wildcards = [self.dimensions[n].wildcard for n in names]
+            found = wildcards[0].intersection(*wildcards[1:])
+            self._unnamed[names] = found
+        return found
+
     def candidates(self, request: AdRequest) -> FrozenBitMap:
         """Ordinals of the ad groups whose indexed targeting the request satisfies and that fit its slot."""
         candidates = self.fitting(request.slot)
         if not candidates:
             return candidates
         values = request_values(request)
+        unnamed: list[str] = []
+        named: list[Dimension] = []
         for dimension in self._active:
             name = dimension.name
             if name == "deal":
-                if not request.private_auction:
-                    if not dimension.restricted:
-                        continue
-                    candidates = dimension.restrict(candidates, values[name])
-                else:
+                if request.private_auction:
                     # A private auction admits only deal buyers; an open one admits deal-less ad groups as well.
                     candidates = dimension.restrict(candidates, values[name], allow_wildcard=False)
+                    if not candidates:
+                        return candidates
+                    continue
+                if not dimension.restricted:
+                    continue
+            if any(v in dimension.postings for v in values[name]):
+                named.append(dimension)
             else:
-                candidates = dimension.restrict(candidates, values[name])
+                unnamed.append(name)
+        # Dimensions where the request names nothing anyone targets keep only their wildcards: one intersection.
+        if unnamed:
+            candidates = candidates & self.unnamed(tuple(unnamed))
+        for dimension in named:
             if not candidates:
                 return candidates
+            candidates = dimension.restrict(candidates, values[dimension.name])
         return candidates
