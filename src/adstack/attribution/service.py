@@ -256,7 +256,6 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-
 def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH,
                     received_before: datetime | None = None) -> tuple[int, list[Event]]:
     """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
