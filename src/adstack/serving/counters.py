@@ -283,8 +283,12 @@ class RedisCounters:
     def __init__(self, url: str, *, prefix: str = "adstack:serving:", client: Any = None):
         import redis
 
+        # Ad decisions wait for Redis a quarter second at most, then go without; the sweeper and the operators'
+        # figures run off the request path and may wait for a long expiry script on a busy machine.
         self._redis = client or redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.5,
                                                      health_check_interval=30)
+        self._patient = client or redis.Redis.from_url(url, socket_timeout=10.0, socket_connect_timeout=2.0,
+                                                       health_check_interval=30)
         self._prefix = prefix
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
@@ -319,13 +323,13 @@ class RedisCounters:
         return bool(self._end(keys=self._book_keys, args=[self._prefix, "release", reservation_id, 0]))
 
     def expire(self, now: float, limit: int = 1000) -> int:
-        return int(self._end(keys=self._book_keys, args=[self._prefix, "expire", now, limit]))
+        return int(self._end(keys=self._book_keys, args=[self._prefix, "expire", now, limit], client=self._patient))
 
     def outstanding(self) -> Outstanding:
-        count = int(self._redis.hlen(self._book_keys[0]))
+        count = int(self._patient.hlen(self._book_keys[0]))
         micros = 0
         if count <= 10_000:  # summed exactly while cheap; past that the count is what an operator watches
-            for held in self._redis.hvals(self._book_keys[0]):
+            for held in self._patient.hvals(self._book_keys[0]):
                 text = held.decode() if isinstance(held, bytes) else str(held)
                 for line in text.splitlines():
                     key, amount, money = line.split("\t")
@@ -339,6 +343,7 @@ class RedisCounters:
 
     def close(self) -> None:
         self._redis.close()
+        self._patient.close()
 
 
 def make_counters(redis_url: str | None) -> Counters:
