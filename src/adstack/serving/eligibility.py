@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from adstack.core.timeutil import zone
-from adstack.serving.installs import NOT_INSTALLED_WINDOW
+from adstack.serving.installs import HISTORY_TARGET_GROUPS, NOT_INSTALLED_WINDOW
 from adstack.serving.request import AdRequest, Slot
 from adstack.serving.snapshot import AdGroupSnap, AdSpaceSnap, CreativeSnap, Schedule, TargetingSnap
 
@@ -124,7 +124,7 @@ def check_install_history(targeting: TargetingSnap, request: AdRequest) -> str |
     """"Not installed within 90 days" and "never installed" also look back: a device that reported the promoted
     app within the window (or ever) is refused, though it no longer has it."""
     group = targeting.target_group
-    if group not in ("not_installed_90d", "never_installed") or not targeting.promoted_package:
+    if group not in HISTORY_TARGET_GROUPS or not targeting.promoted_package:
         return None
     span = request.install_history.get(targeting.promoted_package)
     if span is None:

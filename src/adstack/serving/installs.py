@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 # Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group, "Select the target group": "Not installed within 90 days:
 # ... distributing to users who have not installed it within 90 days by default".
 NOT_INSTALLED_WINDOW = timedelta(days=90)
+# The target groups that look back; only the packages their ad groups promote are worth a history.
+HISTORY_TARGET_GROUPS = frozenset({"not_installed_90d", "never_installed"})
 MAX_DEVICES = 1_000_000
 
 # (first seen, last seen) as epoch seconds.
@@ -172,8 +174,12 @@ class RedisInstallHistory(InstallHistory):
         return count
 
     def of(self, device_key: int | None) -> Mapping[str, Span]:
-        if device_key is None:
+        """Read from Redis only when eligibility first asks: most requests reach no ad group that looks back."""
+        if device_key is None or not self._tracked:
             return NO_HISTORY
+        return _RedisHistory(self, device_key)
+
+    def fetch(self, device_key: int) -> Mapping[str, Span]:
         try:
             raw = self._redis.hgetall(self._key(device_key))
         except self._errors:
@@ -188,6 +194,31 @@ class RedisInstallHistory(InstallHistory):
             except ValueError:
                 continue  # not written by this class
         return history or NO_HISTORY
+
+
+class _RedisHistory(Mapping[str, Span]):
+    """A device's history in Redis, fetched on first use and kept for the rest of the request."""
+
+    __slots__ = ("_device_key", "_history", "_source")
+
+    def __init__(self, source: RedisInstallHistory, device_key: int):
+        self._source = source
+        self._device_key = device_key
+        self._history: Mapping[str, Span] | None = None
+
+    def _fetched(self) -> Mapping[str, Span]:
+        if self._history is None:
+            self._history = self._source.fetch(self._device_key)
+        return self._history
+
+    def __getitem__(self, package: str) -> Span:
+        return self._fetched()[package]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fetched())
+
+    def __len__(self) -> int:
+        return len(self._fetched())
 
 
 def make_install_history(redis_url: str | None) -> InstallHistory:

@@ -26,7 +26,7 @@ from adstack.events.models import Event, EventType
 from adstack.serving import reservations
 from adstack.serving.counters import Counters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
-from adstack.serving.installs import make_install_history
+from adstack.serving.installs import HISTORY_TARGET_GROUPS, make_install_history
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
 from adstack.serving.prediction import Leaf, Outcomes
 from adstack.serving.ranking import MinimumPrices
@@ -170,7 +170,8 @@ class ServingRuntime:
                 gc.freeze()
             self._signature = signature
             self._money = mark
-            self.install_history.track(g.targeting.promoted_package for g in snapshot.by_ordinal)
+            self.install_history.track(g.targeting.promoted_package for g in snapshot.by_ordinal
+                                       if g.targeting.target_group in HISTORY_TARGET_GROUPS)
             self.rebuilds += 1
             log.info("serving snapshot rebuilt: %d ad groups", len(snapshot))
             return True
