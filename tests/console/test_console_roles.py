@@ -304,7 +304,9 @@ def test_the_refusal_page_speaks_the_visitors_language(world: World) -> None:
         client.cookies.delete("adstack_lang", path=CONSOLE)
     assert refused.status_code == 403
     assert 'data-error-status="403"' in refused.text
-    assert "无权访问" in refused.text and "您的账户无权执行此操作。" in refused.text
+    # The refusal names the role, in words: not the permission and role codes the service words it with.
+    assert "无权访问" in refused.text and "您的角色无权执行此操作。" in refused.text
+    assert "operate" not in refused.text.lower().split("<main", 1)[-1]
 
 
 def test_staff_edits_through_the_console_are_logged_on_behalf(world: World) -> None:
