@@ -168,6 +168,26 @@ def test_tracking_urls_never_carry_the_raw_device_id(client: TestClient) -> None
     assert not _ids_in(response.text)
 
 
+def test_exchange_events_know_the_device_by_the_tokens_hash_and_not_under_a_signal(
+        client: TestClient, settings: Settings) -> None:
+    from adstack.events.service import get_event_store
+    from adstack.tracking.devices import normalise_gaid
+
+    serve(client, [banner_group()])
+    for name, extra in (("open", {}), ("lmt", SIGNALS["lmt"])):
+        bid = first_bid(client.post("/openrtb2/bid", json=bid_request(id=f"r-{name}", **extra)))
+        assert not _ids_in(json.dumps(bid))
+        assert client.get(_local(bid["burl"].replace(AUCTION_PRICE, "1.5"))).status_code == 204
+    client.app.state.pipeline.drain()  # type: ignore[attr-defined]
+    store = get_event_store(settings)
+    store.flush()
+    hashes = [int(h) for h, in store.query("SELECT device_hash FROM events WHERE event_type = 'impression' "
+                                           "ORDER BY device_hash DESC").rows]
+    device = normalise_gaid(IFA)
+    assert device is not None
+    assert hashes == [device.device_hash, 0]  # the open request's device, and none under lmt
+
+
 # ---------- brand safety ----------
 
 

@@ -252,7 +252,7 @@ def _observation(item: Tracked) -> ivt.Observation:
     return ivt.Observation(record_id=record["id"], kind=record["k"], at_ms=int(record["ts"]),
                            ip=str(record.get("ip") or ""), user_agent=str(record.get("ua") or ""),
                            impression_id=claims.impression_id, ad_group_id=claims.ad_group_id,
-                           device=str(device.hash) if device else "")
+                           device=str(device.hash) if device else str(claims.device_hash or ""))
 
 
 def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
@@ -364,7 +364,7 @@ def tracked_event(item: Tracked, event_id: str, event_type: EventType, **extra: 
                  campaign_id=claims.campaign_id, ad_group_id=claims.ad_group_id, creative_id=claims.creative_id,
                  ad_space_id=claims.ad_space_id, publisher_id=claims.publisher_id,
                  placement_type=claims.placement_type, country=claims.country,
-                 device_hash=device.hash if device else 0, **extra)
+                 device_hash=device.hash if device else claims.device_hash, **extra)
 
 
 def _charge_event(request: Any, item: Tracked | None, record: dict[str, Any], amount: int) -> Event:

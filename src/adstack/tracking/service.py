@@ -54,7 +54,7 @@ def event_for(claims: TrackingClaims, event_id: str, event_type: EventType, at: 
                  campaign_id=claims.campaign_id, ad_group_id=claims.ad_group_id, creative_id=claims.creative_id,
                  ad_space_id=claims.ad_space_id, publisher_id=claims.publisher_id,
                  placement_type=claims.placement_type, country=claims.country,
-                 device_hash=gaid.device_hash if gaid else 0, **extra)  # type: ignore[arg-type]
+                 device_hash=gaid.device_hash if gaid else claims.device_hash, **extra)  # type: ignore[arg-type]
 
 
 def advertised_package(session: Session, campaign_id: int) -> str:

@@ -2,7 +2,9 @@
 
 A tracking token carries everything an impression, click or video event needs to be counted and billed:
 impression id, account, campaign, ad group, creative, ad space, publisher, bid type, clearing price, country,
-placement, device and its issue and expiry times. It is `<payload>.<mac>`: the payload is a base64url text of
+placement, device and its issue and expiry times. The device is the raw GAID where a publisher's SDK sent one
+(partner click links expand it), else only its event-store hash (`device_hash`): exchange traffic never carries
+a readable device id in a URL. It is `<payload>.<mac>`: the payload is a base64url text of
 `|`-separated fields (numbers in base 36 to keep URLs short) and the MAC is a truncated HMAC-SHA256 under a
 key derived for this purpose only. Any change to the payload breaks the MAC.
 
@@ -62,6 +64,7 @@ class TrackingClaims:
     country: str = ""
     placement_type: str = ""
     gaid: str = ""  # canonical lowercase GAID, "" when the request had none
+    device_hash: int = 0  # the event store's 63-bit device hash when no GAID is carried; 0 for none
 
 
 def token_key(secret: bytes) -> bytes:
@@ -112,6 +115,7 @@ def encode_token(claims: TrackingClaims, secret: bytes) -> str:
         _check_text("country", claims.country.upper()),
         _check_text("placement_type", claims.placement_type),
         claims.gaid.replace("-", ""),
+        _b36(claims.device_hash) if claims.device_hash else "",
     ]
     payload = "|".join(fields).encode()
     return f"{_b64encode(payload)}.{hmac_sign(token_key(secret), payload, TOKEN_MAC_BYTES)}"
@@ -135,7 +139,8 @@ def _split(token: str) -> tuple[bytes, str]:
 def _claims(payload: bytes) -> TrackingClaims:
     try:
         fields = payload.decode().split("|")
-        if len(fields) != 15 or fields[0] != TOKEN_VERSION:
+        # 15 fields: tokens issued before the device hash was carried, still valid for their lifetime.
+        if len(fields) not in (15, 16) or fields[0] != TOKEN_VERSION:
             raise ValueError("unknown token layout")
         numbers = [int(f, 36) for f in fields[2:8]]
         gaid_hex = fields[14]
@@ -148,6 +153,7 @@ def _claims(payload: bytes) -> TrackingClaims:
             issued_at=datetime.fromtimestamp(int(fields[10], 36), UTC),
             expires_at=datetime.fromtimestamp(int(fields[11], 36), UTC),
             country=fields[12], placement_type=fields[13], gaid=gaid,
+            device_hash=int(fields[15], 36) if len(fields) == 16 and fields[15] else 0,
         )
     except (ValueError, OverflowError, UnicodeDecodeError):
         # Signed by us but unreadable: only a key shared with an incompatible version can do this.

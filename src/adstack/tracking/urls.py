@@ -46,13 +46,15 @@ def build_tracking_urls(
     gaid: str | None,
     country: str,
     placement_type: str,
+    device_hash: int = 0,
 ) -> TrackingUrls:
     """The impression, click and video URLs of one served ad.
 
     `secret` is the platform secret (`settings.resolved_secret_key`); keys for tokens and click ids are
     derived from it. `price_micros` is the clearing price in the account currency: per thousand impressions
     for CPM and guaranteed CPM, per click for CPC (CPT and CPA are not charged by tracking).
-    `impression_id` is 1-64 characters of [A-Za-z0-9_-].
+    `impression_id` is 1-64 characters of [A-Za-z0-9_-]. `device_hash` identifies the device in events where
+    no raw `gaid` may travel in the URL (exchange traffic).
     """
     device = normalise_gaid(gaid)
     claims = TrackingClaims(
@@ -61,6 +63,7 @@ def build_tracking_urls(
         price_micros=price_micros, issued_at=issued_at, expires_at=issued_at + DEFAULT_TOKEN_TTL,
         country=country, placement_type=placement_type,
         gaid=device.value if device is not None and device.form is GaidForm.RAW else "",
+        device_hash=0 if device is not None else device_hash,
     )
     token = encode_token(claims, secret)
     base = base_url.rstrip("/")

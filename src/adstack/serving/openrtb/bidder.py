@@ -70,6 +70,7 @@ from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
 from adstack.serving.snapshot import AdSpaceSnap
+from adstack.tracking.devices import normalise_gaid
 from adstack.tracking.urls import build_tracking_urls
 
 DEADLINE_MARGIN_MS = 5.0
@@ -218,6 +219,12 @@ def _usd_micros(value: float, currency: str, runtime: ServingRuntime) -> int | N
 
 
 # ---------- bidding ----------
+
+
+def _device_hash(gaid: str | None) -> int:
+    """The event store's hash of the request's device; 0 without one (absent, or withheld by a privacy signal)."""
+    device = normalise_gaid(gaid)
+    return device.device_hash if device is not None else 0
 
 
 def _price(usd_cpm_micros: float, currency: str, runtime: ServingRuntime) -> float:
@@ -392,7 +399,7 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
     blocked_attrs = _blocked_attributes(imp, media)
     if blocked_attrs & set(attrs):
         return None
-    # The tracking token never carries the device id: events learn the device from the request, not the URL.
+    # The tracking token never carries the device id, only its event-store hash, and none under a privacy signal.
     urls = build_tracking_urls(
         base_url=runtime.base_url, secret=runtime.secret, impression_id=decision.impression_id,
         account_id=decision.ad_group.account_id, campaign_id=decision.ad_group.campaign_id,
@@ -400,7 +407,8 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         ad_space_id=decision.ad_space.id if decision.ad_space else 0,
         publisher_id=decision.ad_space.publisher_id if decision.ad_space else 0,
         bid_type=decision.ad_group.bid_type, price_micros=decision.price_micros, issued_at=ad_request.now,
-        gaid=None, country=ad_request.country or "", placement_type=ad_request.placement_type or "")
+        gaid=None, country=ad_request.country or "", placement_type=ad_request.placement_type or "",
+        device_hash=_device_hash(ad_request.gaid))
     priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={context.currency}"
     monitors = impression_monitors(decision, ad_request, urls.click_id)
     impression_urls = [priced_impression_url, *monitors]
