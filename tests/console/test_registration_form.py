@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Account, AccountDocument
+from adstack.core.settings import Settings
 from tests.console.support import csrf_from, png_bytes, registration_form
 
 KEPT = re.compile(r'name="document_ref" value="([^"]+)"')
@@ -21,8 +22,8 @@ def _post(client: TestClient, form: dict[str, str], files: dict[str, tuple[str, 
                        follow_redirects=False)
 
 
-def test_a_refused_registration_keeps_its_fields_and_document_but_not_the_password(client: TestClient,
-                                                                                  session: Session):
+def test_a_refused_registration_keeps_its_fields_and_document_but_not_the_password(
+        client: TestClient, session: Session, settings: Settings):
     form = registration_form(7, password="short", document_kind="industry_qualification")
     refused = _post(client, form, {"document": ("licence.png", png_bytes(40, 40), "image/png")})
     assert refused.status_code == 422
@@ -42,6 +43,8 @@ def test_a_refused_registration_keeps_its_fields_and_document_but_not_the_passwo
     documents = session.scalars(select(AccountDocument).where(AccountDocument.account_id == account.id)).all()
     assert [(d.filename, d.kind, d.content_type) for d in documents] == [
         ("licence.png", "industry_qualification", "image/png")]
+    # Once used, the held copy is gone: the account's document is the only one kept.
+    assert not any((settings.data_dir / "held-uploads").iterdir())
 
 
 def test_an_unknown_reference_keeps_nothing(client: TestClient):

@@ -60,6 +60,12 @@ def hold(data_dir: Path, upload: UploadFile, max_bytes: int) -> HeldFile | None:
     return HeldFile(token, filename)
 
 
+def release(data_dir: Path, held: HeldFile) -> None:
+    """Forget a held file once the form that kept it went through."""
+    for path in (_path(data_dir, held.token), _path(data_dir, held.token).with_suffix(".json")):
+        path.unlink(missing_ok=True)
+
+
 def take(data_dir: Path, token: str) -> HeldFile | None:
     """The file held under `token`, while it is held."""
     if not token or len(token) > 64:

@@ -255,6 +255,9 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
         session.rollback()
         _keep_files(visitor, values, chosen, held)
         return _registration_page(visitor, values, FormErrors.from_domain(exc), status=exc.status)
+    for kept in held.values():
+        if kept is not None:
+            held_uploads.release(settings.data_dir, kept)
     _send(visitor, outcome.mail)
     # The same answer for a free and a taken address: no session, a note to read the mail.
     return redirect(f"{PREFIX}/sign-in?notice=registered_check_mail")
