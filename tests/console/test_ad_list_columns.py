@@ -141,3 +141,11 @@ def test_the_date_range_drives_every_metric_column(client: TestClient, api: Api,
     page = client.get("/console/ads/creatives", params={"range": "custom", "start": local.isoformat(),
                                                         "end": old_day.isoformat()})
     assert f'data-start="{(local - timedelta(days=6)).isoformat()}"' in page.text
+    # A row redrawn by htmx (quick edit's cancel) keeps the page's range and columns.
+    row = client.get(f"/console/ads/creatives/{made['id']}/quick-edit", params={"cancel": "1"}, headers={
+        "HX-Request": "true",
+        "HX-Current-URL": "http://testserver/console/ads/creatives?range=30d&cols=impressions&cols=clicks"})
+    assert row.status_code == 200, row.text[-1000:]
+    assert _cell(row.text, "creatives", made["id"], "impressions") == str(
+        ages[timedelta(minutes=1)] + ages[timedelta(days=10)])
+    assert 'data-column="clicks"' in row.text and 'data-column="ctr"' not in row.text

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
+from starlette.datastructures import QueryParams
 
 from adstack.campaigns import batch as campaign_batch
 from adstack.campaigns import service as campaigns
@@ -133,10 +134,18 @@ DATE_RANGES = ("today", "yesterday", "7d", "30d", "custom")
 MAX_RANGE_DAYS = 366
 
 
-def metric_period(visitor: Visitor) -> tuple[str, date, date]:
+def row_list_params(visitor: Visitor) -> QueryParams:
+    """The list's query (columns, date range) for a row htmx redraws: that of the page the row sits in."""
+    current = urlsplit(visitor.request.headers.get("HX-Current-URL", ""))
+    if current.path.startswith(f"{PREFIX}/ads/"):
+        return QueryParams(current.query)
+    return visitor.request.query_params
+
+
+def metric_period(visitor: Visitor, params: QueryParams | None = None) -> tuple[str, date, date]:
     """The range the metric columns cover: today, yesterday, the last 7 or 30 days (today included), or custom
     days; a custom range that is not one (a missing or reversed day, more than a year) falls back to 7 days."""
-    params = visitor.request.query_params
+    params = params if params is not None else visitor.request.query_params
     today = reports.local_today(visitor)
     choice = str(params.get("range")) if params.get("range") in DATE_RANGES else "7d"
     if choice == "custom":
@@ -154,9 +163,10 @@ def metric_period(visitor: Visitor) -> tuple[str, date, date]:
     return choice, today - timedelta(days=29 if choice == "30d" else 6), today
 
 
-def metric_values(visitor: Visitor, level: str, rows: list[Row], columns: list[str]) -> dict[int, dict[str, Any]]:
+def metric_values(visitor: Visitor, level: str, rows: list[Row], columns: list[str],
+                  params: QueryParams | None = None) -> dict[int, dict[str, Any]]:
     """Metrics of the chosen date range for the rows on this page only, from the reports service."""
-    _, start, end = metric_period(visitor)
+    _, start, end = metric_period(visitor, params)
     return reports.list_metrics(visitor, level, [row.id for row in rows], columns, (start, end))
 
 
@@ -249,12 +259,12 @@ def _row_fragment(visitor: Visitor, level: str, object_id: int, *, editing: bool
                   errors: FormErrors | None = None, typed: dict[str, str] | None = None,
                   status: int = 200) -> Response:
     row = _row(visitor, level, object_id)
-    columns = [c for c in visitor.request.query_params.getlist("cols") if c in METRIC_COLUMNS] or \
-        list(DEFAULT_COLUMNS)
+    params = row_list_params(visitor)
+    columns = [c for c in params.getlist("cols") if c in METRIC_COLUMNS] or list(DEFAULT_COLUMNS)
     return render(visitor, "ads/_row.html", {
         "row": row, "level": level, "editing": editing, "errors": errors or FormErrors(), "columns": columns,
         "typed": typed or {},
-        "metrics": metric_values(visitor, level, [row], columns),
+        "metrics": metric_values(visitor, level, [row], columns, params),
     }, status=status)
 
 
