@@ -204,14 +204,19 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
             results["imp"] = alternate(server.base_url, trivial, [httpx.URL(u.impression_url).raw_path.decode()
                                                                    for u in imps], rounds=rounds, seconds=seconds)
             progress("imp")
+            wait_for_lag_zero(billing, timeout=600)
             results["click"] = alternate(server.base_url, trivial, [httpx.URL(u.click_url).raw_path.decode()
                                                                      for u in imps], rounds=rounds, seconds=seconds)
             progress("click")
+            # Each measurement starts from a caught-up pipeline: the clicks' backlog would slow the next one (and
+            # hold SQLite's write lock while the next set-up signs up).
+            wait_for_lag_zero(billing, timeout=600)
             app = set_up_app(server.base_url)
             postbacks = appmetrica_postback_paths(app["template"])
             results["postback"] = alternate(server.base_url, trivial, [next(postbacks) for _ in range(count)],
                                             rounds=rounds, seconds=seconds)
             progress("postback")
+            wait_for_lag_zero(billing, timeout=600)
             results["end_to_end"] = end_to_end(billing, rate=end_to_end_rate, seconds=end_to_end_seconds)
             progress("end_to_end")
         finally:
