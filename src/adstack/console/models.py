@@ -1,5 +1,5 @@
 """Console-only data: announcements that platform staff publish to every console user, with the text in each
-console language they write it in."""
+console language they write it in, and the metric columns each user last chose for the ad list."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import JSON, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base
@@ -31,6 +31,17 @@ class Announcement(Base):
         if text:
             return text["title"], text.get("body", "")
         return self.title, self.body
+
+
+class ListColumns(Base):
+    """The ad list's metric columns a user last chose, shown again on the next visit."""
+
+    __tablename__ = "console_list_columns"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    column_set: Mapped[str] = mapped_column(String(16))  # basic, in_app, video or custom
+    columns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 AnnouncementTitle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

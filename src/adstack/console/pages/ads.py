@@ -10,8 +10,10 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 from starlette.datastructures import QueryParams
 
+from adstack.accounts.models import Account, Role
 from adstack.campaigns import batch as campaign_batch
 from adstack.campaigns import service as campaigns
 from adstack.campaigns.enums import MarketingObjective, ServingStatus, StatusAction, UserStatus
@@ -26,6 +28,7 @@ from adstack.campaigns.models import (
 from adstack.console import forms
 from adstack.console import service as console
 from adstack.console.forms import FormErrors
+from adstack.console.models import ListColumns
 from adstack.console.pages import reports
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
@@ -49,6 +52,22 @@ SORTS: dict[str, set[str]] = {
 # Columns a visitor may add to the list; metrics come from the reports service for the rows on the page only.
 METRIC_COLUMNS = tuple(reports.LIST_METRICS)
 DEFAULT_COLUMNS = ("impressions", "clicks", "ctr", "cost")
+# Source: Mi Ads usage guide, 3.3 Ad List: "Custom columns: ... basic data, in-app data, and video data".
+COLUMN_SETS: dict[str, tuple[str, ...]] = {
+    "basic": ("impressions", "clicks", "ctr", "cost", "ecpm", "cpc", "installs", "cvr", "cpa", "revenue", "roas"),
+    "in_app": tuple(c for c in METRIC_COLUMNS if c == "in_app_events" or c.startswith("event_")),
+    "video": tuple(c for c in METRIC_COLUMNS if c.startswith("video_")),
+}
+# Header columns a click sorts by, per level: the sorts the campaigns and creatives services order by in SQL.
+SORTABLE: dict[str, dict[str, str]] = {
+    "campaigns": {"id": "id", "name": "name", "status": "status", "serving_status": "serving_status",
+                  "objective": "objective", "spend": "spend_micros"},
+    "ad-groups": {"id": "id", "name": "name", "status": "status", "serving_status": "serving_status",
+                  "review": "review_status", "placement": "placement_type", "bid": "bid_micros",
+                  "daily_budget": "daily_budget_micros", "total_budget": "total_budget_micros",
+                  "spend": "spend_micros"},
+    "creatives": {"id": "id", "name": "name", "status": "status", "review": "review_status"},
+}
 
 
 @dataclass(frozen=True)
@@ -170,21 +189,78 @@ def metric_values(visitor: Visitor, level: str, rows: list[Row], columns: list[s
     return reports.list_metrics(visitor, level, [row.id for row in rows], columns, (start, end))
 
 
+def shows_accounts(visitor: Visitor) -> bool:
+    """Agencies and platform staff see rows of many accounts, so the list names each row's account."""
+    return visitor.me.is_platform or visitor.me.role == Role.AGENCY
+
+
+def account_names(visitor: Visitor, rows: list[Row]) -> dict[int, str]:
+    ids = {row.account_id for row in rows}
+    if not ids or not shows_accounts(visitor):
+        return {}
+    found = visitor.session.execute(select(Account.id, Account.company_name).where(Account.id.in_(ids)))
+    return {account_id: name for account_id, name in found}
+
+
+def sort_links(level: str, query: QueryParams) -> dict[str, tuple[str, str | None]]:
+    """Per sortable column: the URL a click on its header opens, and its aria-sort value when the list is sorted
+    by it. A first click sorts ascending, the next one descending; the page goes back to the first."""
+    current = query.get("sort") or "id"
+    current = current if current in SORTS[level] else "id"
+    descending = query.get("dir", "desc") != "asc"
+    # Every chosen column, filter and the date range stay in the link.
+    kept = [(k, v) for k, v in query.multi_items() if k not in ("sort", "dir", "page", "notice")]
+    links: dict[str, tuple[str, str | None]] = {}
+    for column, sort in SORTABLE[level].items():
+        active = sort == current
+        direction = "desc" if active and not descending else "asc"
+        url = f"{PREFIX}/ads/{level}?{urlencode([*kept, ('sort', sort), ('dir', direction)])}"
+        links[column] = (url, ("descending" if descending else "ascending") if active else None)
+    return links
+
+
+def chosen_columns(visitor: Visitor, query: QueryParams, *, remember: bool) -> tuple[str, list[str]]:
+    """The column set and metric columns: a set's button, else the ticked boxes (custom), else what the user
+    chose last time, else the default four. A new choice is remembered for the user when `remember`."""
+    column_set = query.get("colset")
+    if column_set in COLUMN_SETS:
+        chosen = list(COLUMN_SETS[str(column_set)])
+    elif "cols" in query:
+        chosen = list(dict.fromkeys(c for c in query.getlist("cols") if c in METRIC_COLUMNS))
+        column_set = next((name for name, cols in COLUMN_SETS.items() if list(cols) == chosen), "custom")
+    else:
+        stored = visitor.session.get(ListColumns, visitor.user.id) if visitor.user is not None else None
+        if stored is None:
+            return "custom", list(DEFAULT_COLUMNS)
+        return stored.column_set, [c for c in stored.columns if c in METRIC_COLUMNS]
+    if remember and visitor.user is not None:
+        stored = visitor.session.get(ListColumns, visitor.user.id)
+        if stored is None:
+            visitor.session.add(ListColumns(user_id=visitor.user.id, column_set=column_set, columns=chosen))
+            visitor.session.commit()
+        elif (stored.column_set, stored.columns) != (column_set, chosen):
+            stored.column_set, stored.columns = str(column_set), chosen
+            visitor.session.commit()
+    return str(column_set), chosen
+
+
 def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
     params = {k: v for k, v in visitor.request.query_params.items() if k != "notice"}
     rows, total = list_rows(visitor, level, params)
-    columns = [c for c in visitor.request.query_params.getlist("cols") if c in METRIC_COLUMNS] \
-        if "cols" in visitor.request.query_params else list(DEFAULT_COLUMNS)
+    column_set, columns = chosen_columns(visitor, visitor.request.query_params, remember=True)
     page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
     size = _int_param(params.get("size")) or 50
     size = size if size in PAGE_SIZES else 50
     date_range, start, end = metric_period(visitor)
     return {
         "date_ranges": DATE_RANGES, "date_range": date_range, "period_start": start, "period_end": end,
+        "sort_links": sort_links(level, visitor.request.query_params), "show_account": shows_accounts(visitor),
+        "account_names": account_names(visitor, rows),
         "level": level, "rows": rows, "total": total, "page": page, "size": size, "editing": False,
         "errors": FormErrors(),
         "pages": max(1, -(-total // size)), "params": params, "columns": columns,
-        "metric_columns": METRIC_COLUMNS, "metrics": metric_values(visitor, level, rows, columns),
+        "metric_columns": METRIC_COLUMNS, "column_set": column_set, "column_sets": tuple(COLUMN_SETS),
+        "metrics": metric_values(visitor, level, rows, columns),
         "serving_statuses": [s.value for s in ServingStatus], "user_statuses": [s.value for s in UserStatus],
         "review_statuses": [s.value for s in ReviewStatus], "placements": [p.value for p in PlacementType],
         "objectives": [o.value for o in MarketingObjective],
@@ -260,10 +336,10 @@ def _row_fragment(visitor: Visitor, level: str, object_id: int, *, editing: bool
                   status: int = 200) -> Response:
     row = _row(visitor, level, object_id)
     params = row_list_params(visitor)
-    columns = [c for c in params.getlist("cols") if c in METRIC_COLUMNS] or list(DEFAULT_COLUMNS)
+    _, columns = chosen_columns(visitor, params, remember=False)
     return render(visitor, "ads/_row.html", {
         "row": row, "level": level, "editing": editing, "errors": errors or FormErrors(), "columns": columns,
-        "typed": typed or {},
+        "typed": typed or {}, "show_account": shows_accounts(visitor), "account_names": account_names(visitor, [row]),
         "metrics": metric_values(visitor, level, [row], columns, params),
     }, status=status)
 

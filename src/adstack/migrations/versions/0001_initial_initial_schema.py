@@ -867,6 +867,14 @@ def upgrade() -> None:
     with op.batch_alter_table('audience_uploads', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audience_uploads_audience_id'), ['audience_id'], unique=False)
 
+    op.create_table('console_list_columns',
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('column_set', sa.String(length=16), nullable=False),
+    sa.Column('columns', sa.JSON(), nullable=False),
+    sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_console_list_columns_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('user_id', name=op.f('pk_console_list_columns'))
+    )
     op.create_table('email_tokens',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -1067,6 +1075,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_email_tokens_user_id'))
 
     op.drop_table('email_tokens')
+    op.drop_table('console_list_columns')
     with op.batch_alter_table('audience_uploads', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audience_uploads_audience_id'))
 

@@ -1,0 +1,73 @@
+"""The ad list's headers sort on the server (ascending, then descending) and keep the page's filters, columns and
+date range; agencies and staff see each row's account."""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+
+from fastapi.testclient import TestClient
+
+from tests.campaigns.helpers import ad_group, campaign
+from tests.console.support import sign_in
+from tests.support import Api
+
+
+def _names(page: str, level: str) -> list[str]:
+    return re.findall(rf'id="row-{level}-\d+"[\s\S]*?data-name>([^<]*)</a>', page)
+
+
+def _header(page: str, key: str) -> str:
+    match = re.search(rf'<th[^>]*data-sort="{key}"[^>]*>[\s\S]*?</th>', page)
+    assert match, f"no sortable {key} header"
+    return match.group(0)
+
+
+def _link(header: str) -> str:
+    match = re.search(r'href="([^"]*)"', header)
+    assert match
+    return htmllib.unescape(match.group(1))
+
+
+def test_headers_sort_both_ways_and_keep_the_query(client: TestClient, api: Api) -> None:
+    adv = api.approved_account(email="sorting@example.com")
+    camp = campaign(api, adv)
+    for name, bid in (("Bravo", 300_000), ("Alpha", 100_000), ("Charlie", 200_000)):
+        ad_group(api, adv, camp["id"], name=name, bid_micros=bid)
+    sign_in(client, "sorting@example.com", "correct horse battery")
+    first = client.get("/console/ads/ad-groups", params=[("cols", "clicks"), ("range", "30d"), ("q", "a")])
+    assert first.status_code == 200
+    name_header = _header(first.text, "name")
+    assert "aria-sort" not in name_header
+    url = _link(name_header)
+    assert "cols=clicks" in url and "range=30d" in url and "q=a" in url
+    ascending = client.get(url)
+    assert _names(ascending.text, "ad-groups") == ["Alpha", "Bravo", "Charlie"]
+    assert 'aria-sort="ascending"' in _header(ascending.text, "name")
+    assert 'data-column="clicks"' in ascending.text
+    descending = client.get(_link(_header(ascending.text, "name")))
+    assert _names(descending.text, "ad-groups") == ["Charlie", "Bravo", "Alpha"]
+    assert 'aria-sort="descending"' in _header(descending.text, "name")
+    by_bid = client.get(_link(_header(descending.text, "bid")))
+    assert _names(by_bid.text, "ad-groups") == ["Alpha", "Charlie", "Bravo"]
+    assert "aria-sort" not in _header(by_bid.text, "name")
+    # Only one header is marked sorted at a time.
+    assert by_bid.text.count("aria-sort=") == 1
+    # Advertisers see only their own account: no account column.
+    assert 'data-column="account"' not in by_bid.text
+
+
+def test_agencies_see_each_rows_account(client: TestClient, api: Api) -> None:
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency", email="agency-list@example.com")
+    first = api.sub_account(agency, admin, company_name="First Sub Ltd.")
+    second = api.sub_account(agency, admin, company_name="Second Sub Ltd.")
+    made = {campaign(api, agency, account_id=first, name="Of first")["id"]: "First Sub Ltd.",
+            campaign(api, agency, account_id=second, name="Of second")["id"]: "Second Sub Ltd."}
+    sign_in(client, "agency-list@example.com", "correct horse battery")
+    page = client.get("/console/ads/campaigns")
+    assert page.status_code == 200
+    assert re.search(r'<th data-column="account">Account</th>', page.text)
+    for campaign_id, company in made.items():
+        row = page.text.split(f'id="row-campaigns-{campaign_id}"', 1)[1].split("</tr>", 1)[0]
+        assert f'data-column="account">{company}</td>' in row
