@@ -37,6 +37,8 @@ from adstack.core.vocabulary import PlacementType
 from adstack.creatives import service as creatives
 from adstack.creatives.models import CreativeCreate, CreativeSort, CreativeUpdate
 from adstack.inventory import service as inventory
+from adstack.media import service as media
+from adstack.media.models import MediaAsset, MediaKind
 from adstack.review import service as review
 from adstack.review.models import ReviewStatus
 
@@ -202,6 +204,25 @@ def account_names(visitor: Visitor, rows: list[Row]) -> dict[int, str]:
     return {account_id: name for account_id, name in found}
 
 
+def thumbnails(visitor: Visitor, level: str, rows: list[Row]) -> dict[int, MediaAsset]:
+    """Per creative row, the image that stands for it: a video's cover, else its first image, else its icon."""
+    if level != "creatives":
+        return {}
+    wanted: dict[int, tuple[int, int]] = {}  # creative id -> (account id, asset id)
+    for row in rows:
+        materials = row.obj.materials or {}
+        picked = materials.get("cover_image") or next(iter(materials.get("images") or []), None) \
+            or materials.get("icon")
+        if isinstance(picked, int):
+            wanted[row.id] = (row.account_id, picked)
+    found: dict[int, MediaAsset] = {}
+    for account_id in {account for account, _ in wanted.values()}:
+        found |= media.assets_of_account(visitor.session, account_id,
+                                         {asset for account, asset in wanted.values() if account == account_id})
+    return {row_id: found[asset] for row_id, (_, asset) in wanted.items()
+            if asset in found and found[asset].kind == MediaKind.IMAGE}
+
+
 def sort_links(level: str, query: QueryParams) -> dict[str, tuple[str, str | None]]:
     """Per sortable column: the URL a click on its header opens, and its aria-sort value when the list is sorted
     by it. A first click sorts ascending, the next one descending; the page goes back to the first."""
@@ -255,7 +276,7 @@ def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
     return {
         "date_ranges": DATE_RANGES, "date_range": date_range, "period_start": start, "period_end": end,
         "sort_links": sort_links(level, visitor.request.query_params), "show_account": shows_accounts(visitor),
-        "account_names": account_names(visitor, rows),
+        "account_names": account_names(visitor, rows), "thumbnails": thumbnails(visitor, level, rows),
         "level": level, "rows": rows, "total": total, "page": page, "size": size, "editing": False,
         "errors": FormErrors(),
         "pages": max(1, -(-total // size)), "params": params, "columns": columns,
@@ -340,6 +361,7 @@ def _row_fragment(visitor: Visitor, level: str, object_id: int, *, editing: bool
     return render(visitor, "ads/_row.html", {
         "row": row, "level": level, "editing": editing, "errors": errors or FormErrors(), "columns": columns,
         "typed": typed or {}, "show_account": shows_accounts(visitor), "account_names": account_names(visitor, [row]),
+        "thumbnails": thumbnails(visitor, level, [row]),
         "metrics": metric_values(visitor, level, [row], columns, params),
     }, status=status)
 
