@@ -35,7 +35,7 @@ from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound, ValidationFailed
 from adstack.core.vocabulary import PlacementType
 from adstack.creatives import service as creatives
-from adstack.creatives.models import CreativeCreate, CreativeSort, CreativeUpdate
+from adstack.creatives.models import CreativeSort, CreativeUpdate
 from adstack.inventory import service as inventory
 from adstack.media import service as media
 from adstack.media.models import MediaAsset, MediaKind
@@ -442,18 +442,20 @@ def copy(level: str, object_id: IdPath, visitor: UserDep, form: FormDep) -> Resp
     elif level == "ad-groups":
         new_id = campaigns.copy_ad_group(session, principal, object_id, deep=deep).id
     else:
-        source = creatives.get_creative(session, principal, object_id)
-        new_id = creatives.create_creative(session, principal, CreativeCreate.model_validate({
-            "ad_group_id": source.ad_group_id, "name": f"{source.name} - copy"[:100], "format": source.format,
-            "materials": source.materials, "click_url": source.click_url, "deeplink": source.deeplink,
-            "impression_urls": source.impression_urls, "video_tracking": source.video_tracking,
-        })).id
+        # A creative has nothing below it: both copies are the API's copy (a draft in the same ad group).
+        new_id = creatives.copy_creative(session, principal, object_id).id
     session.commit()
     return redirect(with_notice(detail_url(level, new_id), "copied"), request=visitor.request)
 
 
+def _back_or(form: Any, fallback: str) -> str:
+    """The list page a row's button was pressed on (filters, sort and columns kept), else `fallback`."""
+    back = forms.text(form, "back")
+    return back if back.startswith(f"{PREFIX}/ads/") else fallback
+
+
 @router.post("/ads/ad-groups/{ad_group_id}/submit")
-def submit_ad_group(ad_group_id: IdPath, visitor: UserDep) -> Response:
+def submit_ad_group(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
     """Submit the ad group and every creative of it that waits to be submitted."""
     session, principal = visitor.session, visitor.me
     group = campaigns.get_ad_group(session, principal, ad_group_id)
@@ -464,14 +466,17 @@ def submit_ad_group(ad_group_id: IdPath, visitor: UserDep) -> Response:
         if creative.review_status in (ReviewStatus.TO_BE_SUBMITTED, ReviewStatus.REJECTED):
             creatives.submit_creative(session, principal, creative.id)
     session.commit()
-    return redirect(with_notice(detail_url("ad-groups", ad_group_id), "submitted"))
+    target = _back_or(form, detail_url("ad-groups", ad_group_id))
+    return redirect(with_notice(target, "submitted"), request=visitor.request)
 
 
 @router.post("/ads/creatives/{creative_id}/submit")
-def submit_creative(creative_id: IdPath, visitor: UserDep) -> Response:
+def submit_creative(creative_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
+    """The API's submit (creatives service); back to the list when pressed on its row."""
     creatives.submit_creative(visitor.session, visitor.me, creative_id)
     visitor.session.commit()
-    return redirect(with_notice(detail_url("creatives", creative_id), "submitted"))
+    target = _back_or(form, detail_url("creatives", creative_id))
+    return redirect(with_notice(target, "submitted"), request=visitor.request)
 
 
 # ---------- detail pages ----------
