@@ -129,7 +129,7 @@ def test_ad_list_batch_quick_edit_copy_and_cascading_delete(client: TestClient, 
 
     listing = client.get("/console/ads/ad-groups?q=SG")
     assert f'id="row-ad-groups-{ad_group_id}"' in listing.text and 'data-serving="to_be_submitted"' in listing.text
-    assert 'data-tip="' in listing.text  # the reason shows on hover
+    assert 'data-serving-reason hidden' in listing.text  # the reason opens from the ⚠ button
 
     edit_row = client.get(f"/console/ads/ad-groups/{ad_group_id}/quick-edit")
     saved = client.post(f"/console/ads/ad-groups/{ad_group_id}/quick-edit",

@@ -213,5 +213,5 @@ def test_rejection_reasons_and_review_actions_read_in_chinese(api: Api, client: 
     overview = client.get("/console/").text
     assert overview.count("落地页无法打开") >= 1 and "The landing page cannot be opened" not in overview
     listing = client.get("/console/ads/ad-groups").text
-    tip = re.search(r'data-serving="rejected" data-tip="([^"]+)"', listing)
+    tip = re.search(r'data-serving="rejected"[\s\S]*?data-serving-reason hidden>([^<]+)<', listing)
     assert tip and "落地页无法打开" in tip.group(1) and "rejected" not in tip.group(1)

@@ -110,6 +110,24 @@
     e.detail.isError = false;
   });
 
+  // A ⚠ button opens or closes the reason it controls; Escape closes it and gives the focus back to the button.
+  function setPopover(button, open) {
+    var panel = document.getElementById(button.getAttribute("aria-controls"));
+    if (!panel) return;
+    panel.hidden = !open;
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  on("click", "[data-popover-toggle]", function (_e, button) {
+    setPopover(button, button.getAttribute("aria-expanded") !== "true");
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "Escape") return;
+    document.querySelectorAll('[data-popover-toggle][aria-expanded="true"]').forEach(function (button) {
+      setPopover(button, false);
+      if (button.parentNode && button.parentNode.contains(document.activeElement)) button.focus();
+    });
+  });
+
   // The sidebar folds into a menu button on narrow screens.
   on("click", "[data-nav-toggle]", function (_e, button) {
     var shell = button.closest(".shell");
