@@ -3,6 +3,7 @@ back on the next visit without any query, for that user only."""
 
 from __future__ import annotations
 
+import html
 import re
 
 from fastapi.testclient import TestClient
@@ -54,3 +55,21 @@ def test_a_column_choice_comes_back_next_visit_for_that_user_only(client: TestCl
     basic = _columns(client.get("/console/ads/campaigns", params={"colset": "basic"}).text)
     assert set(basic) <= set(LIST_METRICS) and {"impressions", "cost", "roas"} <= set(basic)
     assert _columns(client.get("/console/ads/campaigns").text) == basic
+
+
+def test_page_size_and_batch_return_keep_every_column(client: TestClient, api: Api) -> None:
+    adv = api.approved_account(email="cols-links@example.com")
+    campaign(api, adv)
+    sign_in(client, "cols-links@example.com", "correct horse battery")
+    chosen = [("cols", ""), ("cols", "clicks"), ("cols", "cost"), ("cols", "roas")]
+    page = client.get("/console/ads/campaigns", params=chosen)
+    assert _columns(page.text) == ["clicks", "cost", "roas"]
+    size_form = page.text.split('id="page-size"', 1)[1].split("</form>", 1)[0]
+    fields = [(html.unescape(k), html.unescape(v))
+              for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', size_form)]
+    assert _columns(client.get("/console/ads/campaigns", params=[*fields, ("size", "20")]).text) == [
+        "clicks", "cost", "roas"]
+    back = re.search(r'<input type="hidden" name="back" value="([^"]+)"', page.text)
+    assert back
+    assert _columns(client.get(html.unescape(back.group(1))).text) == ["clicks", "cost", "roas"]
+    assert _columns(client.get("/console/ads/campaigns").text) == ["clicks", "cost", "roas"]

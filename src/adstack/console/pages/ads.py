@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import QueryParams
 
 from adstack.accounts.models import Account, Role
@@ -256,12 +257,16 @@ def chosen_columns(visitor: Visitor, query: QueryParams, *, remember: bool) -> t
         return stored.column_set, [c for c in stored.columns if c in METRIC_COLUMNS]
     if remember and visitor.user is not None:
         stored = visitor.session.get(ListColumns, visitor.user.id)
-        if stored is None:
-            visitor.session.add(ListColumns(user_id=visitor.user.id, column_set=column_set, columns=chosen))
-            visitor.session.commit()
-        elif (stored.column_set, stored.columns) != (column_set, chosen):
-            stored.column_set, stored.columns = str(column_set), chosen
-            visitor.session.commit()
+        try:
+            if stored is None:
+                visitor.session.add(ListColumns(user_id=visitor.user.id, column_set=column_set, columns=chosen))
+                visitor.session.commit()
+            elif (stored.column_set, stored.columns) != (column_set, chosen):
+                stored.column_set, stored.columns = str(column_set), chosen
+                visitor.session.commit()
+        except IntegrityError:
+            # Another tab stored its choice first: this page still shows what it asked for.
+            visitor.session.rollback()
     return str(column_set), chosen
 
 
@@ -287,7 +292,9 @@ def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
         "objectives": [o.value for o in MarketingObjective],
         "publishers": inventory.list_publishers(visitor.session, limit=200)[0],
         "list_url": f"{PREFIX}/ads/{level}",
-        "self_url": f"{PREFIX}/ads/{level}?{urlencode(list(params.items()))}",
+        # Every ticked column stays in the URL, or a later visit would remember only the last one.
+        "self_url": f"{PREFIX}/ads/{level}?" + urlencode(
+            [(k, v) for k, v in visitor.request.query_params.multi_items() if k != "notice"]),
     }
 
 
