@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+import uuid
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from tests.campaigns.helpers import ad_group, campaign
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.events.models import Event, EventType
+from adstack.events.service import get_event_store
+from tests.campaigns.helpers import ad_group, approved_ad_group, campaign, creative
 from tests.console.support import sign_in
 from tests.support import Api
 
@@ -71,3 +77,40 @@ def test_agencies_see_each_rows_account(client: TestClient, api: Api) -> None:
     for campaign_id, company in made.items():
         row = page.text.split(f'id="row-campaigns-{campaign_id}"', 1)[1].split("</tr>", 1)[0]
         assert f'data-column="account">{company}</td>' in row
+
+
+def test_metric_headers_sort_by_the_figures_of_the_chosen_range(client: TestClient, api: Api,
+                                                                settings: Settings) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin, email="metric-sort@example.com")
+    camp = campaign(api, adv)
+    group = approved_ad_group(api, adv, admin, camp["id"])
+    made = {name: creative(api, adv, group["id"], name=name)["id"] for name in ("Few", "Many", "Old")}
+    now = utcnow()
+    events: list[Event] = []
+    # Within 7 days: Many 5 clicks, Few 2, Old 1; 20 days ago Old gets 9 more.
+    for name, count, days_ago in (("Many", 5, 0), ("Few", 2, 0), ("Old", 1, 0), ("Old", 9, 20)):
+        for _ in range(count):
+            events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CLICK,
+                                occurred_at=now - timedelta(days=days_ago, minutes=5),
+                                account_id=adv.account_id or 0, campaign_id=camp["id"], ad_group_id=group["id"],
+                                creative_id=made[name], placement_type="banner", country="ID"))
+    store = get_event_store(settings)
+    store.append(events)
+    store.flush()
+    sign_in(client, "metric-sort@example.com", "correct horse battery")
+    page = client.get("/console/ads/creatives", params=[("cols", "clicks"), ("range", "7d")])
+    header = _header(page.text, "clicks")
+    week = client.get(_link(header))
+    assert 'aria-sort="ascending"' in _header(week.text, "clicks")
+    assert _names(week.text, "creatives") == ["Old", "Few", "Many"]
+    week_desc = client.get(_link(_header(week.text, "clicks")))
+    assert _names(week_desc.text, "creatives") == ["Many", "Few", "Old"]
+    # The same sort over 30 days counts Old's earlier clicks.
+    month = client.get(_link(_header(week_desc.text, "clicks")).replace("range=7d", "range=30d"))
+    assert _names(month.text, "creatives") == ["Few", "Many", "Old"]
+    month_desc = client.get(_link(_header(month.text, "clicks")))
+    assert _names(month_desc.text, "creatives") == ["Old", "Many", "Few"]
+    # Pages slice the ranked list.
+    second = client.get(_link(_header(month.text, "clicks")) + "&size=20&page=2")
+    assert _names(second.text, "creatives") == []

@@ -37,9 +37,12 @@ from adstack.core.errors import DomainError, NotFound, ValidationFailed
 from adstack.core.vocabulary import PlacementType
 from adstack.creatives import service as creatives
 from adstack.creatives.models import CreativeSort, CreativeUpdate
+from adstack.events.service import get_event_store
 from adstack.inventory import service as inventory
 from adstack.media import service as media
 from adstack.media.models import MediaAsset, MediaKind
+from adstack.reports import service as report_service
+from adstack.reports.models import MAX_IDS, ReportQuery
 from adstack.review import service as review
 from adstack.review.models import ReviewStatus
 
@@ -55,6 +58,8 @@ SORTS: dict[str, set[str]] = {
 # Columns a visitor may add to the list; metrics come from the reports service for the rows on the page only.
 METRIC_COLUMNS = tuple(reports.LIST_METRICS)
 DEFAULT_COLUMNS = ("impressions", "clicks", "ctr", "cost")
+# A metric sort ranks every matching row in memory; past this many rows it ranks the first ones by id.
+METRIC_SORT_CAP = 2000
 # Source: Mi Ads usage guide, 3.3 Ad List: "Custom columns: ... basic data, in-app data, and video data".
 COLUMN_SETS: dict[str, tuple[str, ...]] = {
     "basic": ("impressions", "clicks", "ctr", "cost", "ecpm", "cpc", "installs", "cvr", "cpa", "revenue", "roas"),
@@ -104,13 +109,17 @@ def _int_param(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() and len(value) < 19 else None
 
 
-def list_rows(visitor: Visitor, level: str, params: dict[str, str]) -> tuple[list[Row], int]:
-    """One page of the level's list, filtered and sorted by the campaigns and creatives services."""
+def list_rows(visitor: Visitor, level: str, params: dict[str, str],
+              window: tuple[int, int] | None = None) -> tuple[list[Row], int]:
+    """One page of the level's list (or `window`: limit and offset), filtered and sorted by the campaigns and
+    creatives services."""
     session, principal = visitor.session, visitor.me
     page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
     size = _int_param(params.get("size")) or 50
     size = size if size in PAGE_SIZES else 50
     offset = (page - 1) * size
+    if window is not None:
+        size, offset = window
     query = (params.get("q") or "").strip()[:200] or None
     status = _bounded(params.get("status"), {s.value for s in UserStatus})
     serving = _bounded(params.get("serving_status"), {s.value for s in ServingStatus})
@@ -228,12 +237,12 @@ def sort_links(level: str, query: QueryParams) -> dict[str, tuple[str, str | Non
     """Per sortable column: the URL a click on its header opens, and its aria-sort value when the list is sorted
     by it. A first click sorts ascending, the next one descending; the page goes back to the first."""
     current = query.get("sort") or "id"
-    current = current if current in SORTS[level] else "id"
+    current = current if current in SORTS[level] or current in METRIC_COLUMNS else "id"
     descending = query.get("dir", "desc") != "asc"
     # Every chosen column, filter and the date range stay in the link.
     kept = [(k, v) for k, v in query.multi_items() if k not in ("sort", "dir", "page", "notice")]
     links: dict[str, tuple[str, str | None]] = {}
-    for column, sort in SORTABLE[level].items():
+    for column, sort in {**SORTABLE[level], **{c: c for c in METRIC_COLUMNS}}.items():
         active = sort == current
         direction = "desc" if active and not descending else "asc"
         url = f"{PREFIX}/ads/{level}?{urlencode([*kept, ('sort', sort), ('dir', direction)])}"
@@ -270,9 +279,43 @@ def chosen_columns(visitor: Visitor, query: QueryParams, *, remember: bool) -> t
     return str(column_set), chosen
 
 
+def metric_sorted_rows(visitor: Visitor, level: str, params: dict[str, str], column: str) -> tuple[list[Row], int]:
+    """One page of the list ordered by a metric of the chosen date range: every matching row (up to
+    METRIC_SORT_CAP) is ranked by its raw figure from the reports service, rows without data as zero."""
+    found, total = list_rows(visitor, level, {**params, "sort": "id", "dir": "asc"}, window=(METRIC_SORT_CAP, 0))
+    _, start, end = metric_period(visitor)
+    dimension, id_filter = reports.LEVEL_DIMENSIONS[level]
+    metric = reports.LIST_METRICS[column]
+    values: dict[int, float] = {}
+    ids = [row.id for row in found]
+    for chunk in range(0, len(ids), MAX_IDS):
+        part = ids[chunk:chunk + MAX_IDS]
+        try:
+            result = report_service.run_report(visitor.session, visitor.me, ReportQuery.model_validate({
+                "start_date": start, "end_date": end, "dimensions": [dimension], "metrics": [metric],
+                id_filter: part, "limit": len(part)}), store=get_event_store(visitor.settings))
+        except DomainError:
+            continue
+        key = next(c.key for c in result.columns if c.kind == "dimension")
+        for line in result.rows:
+            try:
+                values[int(line[key])] = float(line[metric.value])
+            except (TypeError, ValueError):
+                continue  # no figure: ranked as zero
+    descending = params.get("dir", "desc") != "asc"
+    found.sort(key=lambda row: (values.get(row.id, 0.0), row.id), reverse=descending)
+    page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
+    size = _int_param(params.get("size")) or 50
+    size = size if size in PAGE_SIZES else 50
+    return found[(page - 1) * size:page * size], total
+
+
 def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
     params = {k: v for k, v in visitor.request.query_params.items() if k != "notice"}
-    rows, total = list_rows(visitor, level, params)
+    if params.get("sort") in METRIC_COLUMNS:
+        rows, total = metric_sorted_rows(visitor, level, params, params["sort"])
+    else:
+        rows, total = list_rows(visitor, level, params)
     column_set, columns = chosen_columns(visitor, visitor.request.query_params, remember=True)
     page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
     size = _int_param(params.get("size")) or 50
