@@ -114,3 +114,25 @@ def test_metric_headers_sort_by_the_figures_of_the_chosen_range(client: TestClie
     # Pages slice the ranked list.
     second = client.get(_link(_header(month.text, "clicks")) + "&size=20&page=2")
     assert _names(second.text, "creatives") == []
+
+
+def test_agencies_filter_the_list_by_account(client: TestClient, api: Api) -> None:
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency", email="agency-filter@example.com")
+    first = api.sub_account(agency, admin, company_name="Filter One Ltd.")
+    second = api.sub_account(agency, admin, company_name="Filter Two Ltd.")
+    mine = campaign(api, agency, account_id=first, name="Of first")["id"]
+    other = campaign(api, agency, account_id=second, name="Of second")["id"]
+    outsider = api.approved_account(admin, email="outsider@example.com")
+    campaign(api, outsider, name="Not theirs")
+    sign_in(client, "agency-filter@example.com", "correct horse battery")
+    page = client.get("/console/ads/campaigns")
+    select = page.text.split('<select id="account_id"', 1)[1].split("</select>", 1)[0]
+    assert f'value="{first}"' in select and f'value="{second}"' in select
+    assert f'value="{outsider.account_id}"' not in select
+    only = client.get("/console/ads/campaigns", params={"account_id": str(first)})
+    assert f'id="row-campaigns-{mine}"' in only.text and f'id="row-campaigns-{other}"' not in only.text
+    assert f'<option value="{first}" selected>' in only.text
+    # Someone else's account is refused, not shown and not an error page of the server.
+    refused = client.get("/console/ads/campaigns", params={"account_id": str(outsider.account_id)})
+    assert 400 <= refused.status_code < 500 and "Not theirs" not in refused.text

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import QueryParams
 
+from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Role
 from adstack.campaigns import batch as campaign_batch
 from adstack.campaigns import service as campaigns
@@ -132,10 +133,12 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str],
     campaign_id = _int_param(params.get("campaign_id"))
     ad_group_id = _int_param(params.get("ad_group_id"))
     publisher_id = _int_param(params.get("publisher_id"))
+    account_id = _int_param(params.get("account_id"))
     rows: list[Row] = []
     if level == "campaigns":
         views, total = campaigns.list_campaigns(
-            session, principal, query=query, objective=objective, status=status, serving_status=serving,
+            session, principal, account_id=account_id,
+            query=query, objective=objective, status=status, serving_status=serving,
             placement_type=placement, publisher_id=publisher_id, sort=sort, descending=descending, limit=size,
             offset=offset)
         rows = [Row(level, v.campaign.id, v.campaign.name, v.campaign.account_id, v.campaign.status,
@@ -143,7 +146,8 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str],
                     v.ad_group_count) for v in views]
     elif level == "ad-groups":
         group_views, total = campaigns.list_ad_groups(
-            session, principal, query=query, campaign_id=campaign_id, objective=objective, status=status,
+            session, principal, account_id=account_id,
+            query=query, campaign_id=campaign_id, objective=objective, status=status,
             serving_status=serving, review_status=review_status, placement_type=placement,
             publisher_id=publisher_id, sort=sort, descending=descending, limit=size, offset=offset)
         counts = console.live_creative_counts(session, [v.ad_group.id for v in group_views])
@@ -152,7 +156,8 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str],
                     counts.get(v.ad_group.id, 0)) for v in group_views]
     else:
         found, total, statuses = creatives.list_creatives(
-            session, principal, query=query, ad_group_id=ad_group_id, campaign_id=campaign_id, status=status,
+            session, principal, account_id=account_id,
+            query=query, ad_group_id=ad_group_id, campaign_id=campaign_id, status=status,
             review_status=review_status, serving_status=serving, placement_type=placement, publisher_id=publisher_id,
             objective=objective, sort=CreativeSort(sort), descending=descending, limit=size, offset=offset)
         rows = [Row(level, c.id, c.name, c.account_id, c.status, statuses[c.id][0].value, statuses[c.id][1],
@@ -324,6 +329,7 @@ def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
     return {
         "date_ranges": DATE_RANGES, "date_range": date_range, "period_start": start, "period_end": end,
         "sort_links": sort_links(level, visitor.request.query_params), "show_account": shows_accounts(visitor),
+        "accounts": accounts.list_accounts(visitor.session, visitor.me, limit=500) if shows_accounts(visitor) else [],
         "account_names": account_names(visitor, rows), "thumbnails": thumbnails(visitor, level, rows),
         "level": level, "rows": rows, "total": total, "page": page, "size": size, "editing": False,
         "errors": FormErrors(),
