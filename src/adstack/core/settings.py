@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -142,11 +143,18 @@ class Settings(BaseSettings):
             return self.secret_key.encode()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         key_file = self.data_dir / "secret.key"
-        try:
-            with create_private(key_file) as out:
-                out.write(secrets.token_urlsafe(48).encode())
-        except FileExistsError:
-            pass  # made earlier, or just now by another process: both read the one that exists
+        if not key_file.exists():
+            # Written aside, then linked into place: a worker starting beside another never reads a key file that
+            # exists but is still empty (it would sign and verify with a different key).
+            draft = self.data_dir / f".secret.key.{secrets.token_hex(8)}"
+            try:
+                with create_private(draft) as out:
+                    out.write(secrets.token_urlsafe(48).encode())
+                os.link(draft, key_file)
+            except FileExistsError:
+                pass  # made just now by another process: every process reads the one that exists
+            finally:
+                draft.unlink(missing_ok=True)
         return key_file.read_text().strip().encode()
 
     @property
