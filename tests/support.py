@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import itertools
 import re
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -20,6 +23,15 @@ from adstack.accounts.models import Role
 _counter = itertools.count(1)
 MINIMAL_PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n" \
               b"trailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+T = TypeVar("T")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """`asyncio.run` on a thread of its own: a browser test may have left an event loop running on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def auth(token: str) -> dict[str, str]:

@@ -3,7 +3,6 @@ the file, so its resident memory grows by less than the file's size."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from adstack.audiences.models import Audience
-from tests.support import Api, expect
+from tests.support import Api, expect, run_async
 
 MB = 1024 * 1024
 LINE_BYTES = 37  # a GAID and its newline
@@ -74,7 +73,7 @@ def test_a_64_mb_upload_grows_the_servers_memory_by_less_than_the_file(api: Api,
 
     baseline = _rss()
     with _PeakRss() as sampler:
-        created = expect(asyncio.run(send()), 201)
+        created = expect(run_async(send), 201)
     growth = sampler.peak - baseline
     assert 63 * MB < sent <= 64 * MB
     audience = session.get(Audience, created["audience"]["id"])

@@ -16,6 +16,7 @@ import pytest
 
 from adstack.bench.postbacks import ServerProcess
 from tests.core.live_server import register_and_sign_in
+from tests.support import run_async
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +103,7 @@ def _attack(server: ServerProcess, path: str, headers: dict[str, str] | None = N
     probe = HealthProbe(server.base_url)
     probe.start()
     try:
-        statuses = asyncio.run(_burst(server.port, request, BURST))
+        statuses = run_async(lambda: _burst(server.port, request, BURST))
     finally:
         probe.stop_event.set()
         probe.join()
