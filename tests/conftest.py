@@ -4,6 +4,7 @@ migrated with the project's own migrations, emptied after each test."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from adstack.app import create_app
@@ -57,12 +59,22 @@ def engine(database_url: str) -> Iterator[Engine]:
 def empty_all_tables(engine: Engine) -> None:
     existing = set(inspect(engine).get_table_names())
     tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in existing]
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE TABLE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f'DELETE FROM "{table}"'))
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("TRUNCATE TABLE " + ", ".join(f'"{t}"' for t in tables)
+                                      + " RESTART IDENTITY CASCADE"))
+                else:
+                    for table in tables:
+                        conn.execute(text(f'DELETE FROM "{table}"'))
+            return
+        except OperationalError as exc:
+            # A background worker of the app just closed may still be reading: PostgreSQL then picks the
+            # TRUNCATE's exclusive locks as a deadlock's victim. Its next try finds the reader gone.
+            if "deadlock detected" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture
@@ -108,7 +120,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     and would only repeat themselves."""
     if not os.environ.get("ADSTACK_TEST_DATABASE_URL"):
         return
-    kept, repeated = [], []
+    kept: list[pytest.Item] = []
+    repeated: list[pytest.Item] = []
     for item in items:
         (kept if "database_url" in getattr(item, "fixturenames", ()) else repeated).append(item)
     if repeated:
