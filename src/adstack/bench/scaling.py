@@ -22,8 +22,7 @@ from typing import Any
 
 import httpx
 
-from adstack.bench.pipeline import ensure_wrk
-from adstack.bench.serving import post_lua
+from adstack.bench.serving import post_lua, wrk_rate
 
 # A database of its own, emptied before each use: sign-up limits and frequency caps of earlier runs are kept there.
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -131,17 +130,6 @@ class Server:
             self.process.wait()
 
 
-def _wrk(args: list[str], seconds: float) -> float:
-    import re
-
-    out = subprocess.run([ensure_wrk(), "-t1", "-c32", f"-d{seconds:.0f}s", *args],  # noqa: S603
-                         check=True, capture_output=True, text=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no rate:\n{out}")
-    return float(match.group(1))
-
-
 def _fill(base_url: str, bodies: list[dict[str, Any]]) -> float:
     """The share of a sample of the bench's requests answered with an ad."""
     with httpx.Client(base_url=base_url, timeout=10) as client:
@@ -166,8 +154,8 @@ def run(*, rounds: int = 2, seconds: float = 8.0, port: int = 18_731) -> dict[st
             for workers in (1, 2):
                 with Server(data_dir, workers, port) as server:
                     fill[workers] = _fill(server.base_url, bodies)
-                    trivial[workers].append(_wrk([f"{server.base_url}/bench/trivial"], seconds))
-                    ads[workers].append(_wrk(["-s", str(script), server.base_url, "--", str(listing)], seconds))
+                    trivial[workers].append(wrk_rate([f"{server.base_url}/bench/trivial"], seconds))
+                    ads[workers].append(wrk_rate(["-s", str(script), server.base_url, "--", str(listing)], seconds))
     one, two = statistics.median(ads[1]), statistics.median(ads[2])
     return {"ads_rps_1_worker": round(one), "ads_rps_2_workers": round(two),
             "trivial_rps_1_worker": round(statistics.median(trivial[1])),

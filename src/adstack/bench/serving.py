@@ -415,12 +415,13 @@ end
 """.replace("PATH", path)
 
 
-def _wrk(args: list[str]) -> float:
+def wrk_rate(args: list[str], seconds: float = HTTP_SECONDS / 2) -> float:
+    """Requests per second wrk reports for one run of `seconds` with 32 connections."""
     import re
 
     from adstack.bench.pipeline import ensure_wrk
 
-    out = subprocess.run([ensure_wrk(), "-t1", "-c32", f"-d{HTTP_SECONDS / 2:.0f}s", *args],  # noqa: S603
+    out = subprocess.run([ensure_wrk(), "-t1", "-c32", f"-d{seconds:.0f}s", *args],  # noqa: S603
                          check=True, capture_output=True, text=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if match is None:
@@ -461,8 +462,8 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
             bidding: list[float] = []
             saturated_p99: list[float] = []
             for _ in range(2):  # alternate, so all see the same machine
-                trivial.append(_wrk([f"{base}/bench/trivial"]))
-                served.append(_wrk(["-s", str(script), base, "--", str(listing)]))
+                trivial.append(wrk_rate([f"{base}/bench/trivial"]))
+                served.append(wrk_rate(["-s", str(script), base, "--", str(listing)]))
                 rate, p99 = rtb.wrk_with_latency(ensure_wrk(), ["-s", str(rtb_script), base, "--", str(rtb_listing)],
                                                  HTTP_SECONDS / 2)
                 bidding.append(rate)
