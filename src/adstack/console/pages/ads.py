@@ -59,8 +59,8 @@ SORTS: dict[str, set[str]] = {
 # Columns a visitor may add to the list; metrics come from the reports service for the rows on the page only.
 METRIC_COLUMNS = tuple(reports.LIST_METRICS)
 DEFAULT_COLUMNS = ("impressions", "clicks", "ctr", "cost")
-# A metric sort ranks every matching row in memory; past this many rows it ranks the first ones by id.
-METRIC_SORT_CAP = 2000
+# A metric sort ranks every matching row: the list services are asked for all of them at once.
+EVERY_ROW = 2**62
 # Source: Mi Ads usage guide, 3.3 Ad List: "Custom columns: ... basic data, in-app data, and video data".
 COLUMN_SETS: dict[str, tuple[str, ...]] = {
     "basic": ("impressions", "clicks", "ctr", "cost", "ecpm", "cpc", "installs", "cvr", "cpa", "revenue", "roas"),
@@ -284,15 +284,13 @@ def chosen_columns(visitor: Visitor, query: QueryParams, *, remember: bool) -> t
     return str(column_set), chosen
 
 
-def metric_sorted_rows(visitor: Visitor, level: str, params: dict[str, str], column: str) -> tuple[list[Row], int]:
-    """One page of the list ordered by a metric of the chosen date range: every matching row (up to
-    METRIC_SORT_CAP) is ranked by its raw figure from the reports service, rows without data as zero."""
-    found, total = list_rows(visitor, level, {**params, "sort": "id", "dir": "asc"}, window=(METRIC_SORT_CAP, 0))
+def metric_figures(visitor: Visitor, level: str, ids: list[int], column: str) -> dict[int, float]:
+    """Each row's raw figure of one metric over the chosen date range, from the reports service (the same query
+    as the list's metric columns, a chunk of ids at a time)."""
     _, start, end = metric_period(visitor)
     dimension, id_filter = reports.LEVEL_DIMENSIONS[level]
     metric = reports.LIST_METRICS[column]
     values: dict[int, float] = {}
-    ids = [row.id for row in found]
     for chunk in range(0, len(ids), MAX_IDS):
         part = ids[chunk:chunk + MAX_IDS]
         try:
@@ -307,6 +305,14 @@ def metric_sorted_rows(visitor: Visitor, level: str, params: dict[str, str], col
                 values[int(line[key])] = float(line[metric.value])
             except (TypeError, ValueError):
                 continue  # no figure: ranked as zero
+    return values
+
+
+def metric_sorted_rows(visitor: Visitor, level: str, params: dict[str, str], column: str) -> tuple[list[Row], int]:
+    """One page of the list ordered by a metric of the chosen date range: every matching row, however many, is
+    ranked by its raw figure (rows without data as zero, ties by id), and only then is the page cut."""
+    found, total = list_rows(visitor, level, {**params, "sort": "id", "dir": "asc"}, window=(EVERY_ROW, 0))
+    values = metric_figures(visitor, level, [row.id for row in found], column)
     descending = params.get("dir", "desc") != "asc"
     found.sort(key=lambda row: (values.get(row.id, 0.0), row.id), reverse=descending)
     page = max(1, min(_int_param(params.get("page")) or 1, 1_000_000))
