@@ -92,7 +92,7 @@ def _buttons(html: str, level: str, object_id: int) -> set[str]:
         "select": 'name="ids"' in cells,
         "edit": "data-quick-edit" in cells,
         "pause": 'value="pause"' in cells or 'value="enable"' in cells,
-        "copy": f"/ads/{level}/{object_id}/copy" in cells,
+        "copy": "data-quick-copy" in cells,
         "delete": 'value="delete"' in cells,
     }
     return {name for name, shown in found.items() if shown}

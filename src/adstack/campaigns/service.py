@@ -143,7 +143,8 @@ def _plain(value: Any) -> Any:
     return value.value if hasattr(value, "value") else value
 
 
-def _copy_name(name: str) -> str:
+def copy_name(name: str) -> str:
+    """The name a copy starts with: the original's, marked as a copy and kept within the length limit."""
     suffix = " - copy"
     return name[: NAME_MAX - len(suffix)] + suffix
 
@@ -269,7 +270,7 @@ def copy_campaign(session: Session, principal: Principal, campaign_id: int, *, n
     """Quick copy: the campaign's settings. Deep copy: with every live ad group and its creatives."""
     source = get_campaign(session, principal, campaign_id)
     _ensure_not_deleted(source)
-    copy = Campaign(account_id=source.account_id, objective=source.objective, name=name or _copy_name(source.name),
+    copy = Campaign(account_id=source.account_id, objective=source.objective, name=name or copy_name(source.name),
                     promotion_type=source.promotion_type, package_name=source.package_name,
                     landing_kind=source.landing_kind, landing_url=source.landing_url, status=source.status)
     session.add(copy)
@@ -621,7 +622,7 @@ def copy_ad_group(session: Session, principal: Principal, ad_group_id: int, *, c
     if campaign.account_id != source.account_id:
         raise ValidationFailed.single("campaign_id", "same_account", "copy within the ad group's own account",
                                       actual=campaign.id)
-    return _copy_ad_group(session, principal, source, campaign=campaign, name=name or _copy_name(source.name),
+    return _copy_ad_group(session, principal, source, campaign=campaign, name=name or copy_name(source.name),
                           with_creatives=deep)
 
 

@@ -52,13 +52,29 @@ UPLOAD_FIELDS = {"images": MediaKind.IMAGE, "videos": MediaKind.VIDEO, "cover_im
 SINGLE_UPLOADS = ("cover_image", "icon")
 
 
+# ---------- quick copy ----------
+# Source: Mi Ads usage guide, 3.3 Ad List, "② Copy: —Quick copy&paste: Fill in the same content, and everything can
+# be modified". The creation form opens filled with the original's values; nothing is saved until it is sent. The
+# name starts as the original's with the suffix the API's copies get (campaigns.service.copy_name).
+
+
+def _copy_source(visitor: Visitor) -> int | None:
+    """The id in `?copy_of=`: the object whose values prefill a creation form."""
+    raw = visitor.request.query_params.get("copy_of", "")
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 19 else None
+
+
+def _as_copy(values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "name": campaigns.copy_name(str(values.get("name") or ""))}
+
+
 # ---------- step 1: campaign ----------
 
 
 def _campaign_form(visitor: Visitor, values: dict[str, Any], errors: FormErrors, *, campaign_id: int | None = None,
-                   status: int = 200) -> Response:
+                   status: int = 200, copied_from: Any = None) -> Response:
     return render(visitor, "ads/campaign_form.html", {
-        "values": values, "errors": errors, "campaign_id": campaign_id,
+        "values": values, "errors": errors, "campaign_id": campaign_id, "copied_from": copied_from,
         "account_choices": choices.account_choices(visitor),
         "objectives": [o.value for o in MarketingObjective], "promotion_types": [p.value for p in PromotionType],
         "landing_kinds": [k.value for k in LandingKind], "step": 1,
@@ -67,6 +83,11 @@ def _campaign_form(visitor: Visitor, values: dict[str, Any], errors: FormErrors,
 
 @router.get("/ads/new")
 def new_campaign(visitor: UserDep) -> Response:
+    """A new campaign's form; with `?copy_of=` (quick copy) filled with that campaign's values."""
+    source_id = _copy_source(visitor)
+    if source_id is not None:
+        source = campaigns.get_campaign(visitor.session, visitor.me, source_id)
+        return _campaign_form(visitor, _as_copy(adforms.campaign_values(source)), FormErrors(), copied_from=source)
     return _campaign_form(visitor, {"objective": "performance", "promotion_type": "app_download"}, FormErrors())
 
 
@@ -163,9 +184,9 @@ def _estimate(visitor: Visitor, placement: str, values: dict[str, Any]) -> dict[
 
 
 def _ad_group_form(visitor: Visitor, campaign: Any, values: dict[str, Any], errors: FormErrors, *,
-                   ad_group_id: int | None = None, status: int = 200) -> Response:
+                   ad_group_id: int | None = None, status: int = 200, copied_from: Any = None) -> Response:
     context = _ad_group_context(visitor, campaign, values)
-    context.update(errors=errors, ad_group_id=ad_group_id)
+    context.update(errors=errors, ad_group_id=ad_group_id, copied_from=copied_from)
     return render(visitor, "ads/ad_group_form.html", context, status=status)
 
 
@@ -179,7 +200,13 @@ def _ad_group_defaults(campaign: Any, account: Any) -> dict[str, Any]:
 
 @router.get("/ads/campaigns/{campaign_id}/ad-groups/new")
 def new_ad_group(campaign_id: IdPath, visitor: UserDep) -> Response:
+    """A new ad group's form; with `?copy_of=` (quick copy) filled with that ad group's values."""
     campaign = campaigns.get_campaign(visitor.session, visitor.me, campaign_id)
+    source_id = _copy_source(visitor)
+    if source_id is not None:
+        source = campaigns.get_ad_group(visitor.session, visitor.me, source_id)
+        values = _as_copy(adforms.ad_group_values(source, visitor.fmt.amount))
+        return _ad_group_form(visitor, campaign, values, FormErrors(), copied_from=source)
     account = accounts.get_account(visitor.session, visitor.me, campaign.account_id)
     return _ad_group_form(visitor, campaign, _ad_group_defaults(campaign, account), FormErrors())
 
@@ -289,12 +316,13 @@ def _assets(visitor: Visitor, account_id: int, values: dict[str, Any]) -> dict[i
 
 
 def _creative_form(visitor: Visitor, group: Any, values: dict[str, Any], errors: FormErrors, *,
-                   creative_id: int | None = None, status: int = 200) -> Response:
+                   creative_id: int | None = None, status: int = 200, copied_from: Any = None) -> Response:
     specs = creative_formats.specs_for_placement(visitor.session, group.placement_type)
     code = values.get("format") or (specs[0].code if specs else "")
     spec = creative_formats.get_spec(visitor.session, code)
     return render(visitor, "ads/creative_form.html", {
         "group": group, "values": {**values, "format": code}, "errors": errors, "creative_id": creative_id,
+        "copied_from": copied_from,
         "specs": specs, "spec": spec, "assets": _assets(visitor, group.account_id, values), "step": 3,
         "text_slots": adforms.TEXT_SLOTS, "tracking_events": adforms.TRACKING_EVENTS,
         "preview": _preview(visitor, group.account_id, code, values),
@@ -325,7 +353,13 @@ def _preview(visitor: Visitor, account_id: int, code: str, values: dict[str, Any
 
 @router.get("/ads/ad-groups/{ad_group_id}/creatives/new")
 def new_creative(ad_group_id: IdPath, visitor: UserDep) -> Response:
+    """A new creative's form; with `?copy_of=` (quick copy) filled with that creative's values."""
     group = campaigns.get_ad_group(visitor.session, visitor.me, ad_group_id)
+    source_id = _copy_source(visitor)
+    if source_id is not None:
+        source = creatives.get_creative(visitor.session, visitor.me, source_id)
+        return _creative_form(visitor, group, _as_copy(adforms.creative_values(source)), FormErrors(),
+                              copied_from=source)
     return _creative_form(visitor, group, {}, FormErrors())
 
 
