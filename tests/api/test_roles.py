@@ -215,6 +215,7 @@ POLICY: dict[str, str] = {
     "PATCH /api/v1/publishers/{publisher_id}": "account_management",
     "GET /api/v1/reports": "read",
     "GET /api/v1/reports/download": "read",
+    "GET /api/v1/reports/filters": "read",
     "GET /api/v1/reports/jobs": "read",
     "POST /api/v1/reports/jobs": "read",
     "GET /api/v1/reports/jobs/{job_id}": "read",

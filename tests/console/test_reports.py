@@ -82,7 +82,9 @@ def test_overview_and_media_center_show_the_same_traffic(client: TestClient, ses
 def test_long_ranges_run_as_report_jobs(client: TestClient, session: Session, settings: Settings):
     _advertiser_with_events(client, session, settings)
     page = client.get("/console/reports?start_date=2025-01-01&granularity=day&dimensions=country")
-    assert page.status_code == 200 and "Run as a background job" in page.text
+    # The range is refused for running at once (422, with its message), and offered as a background job.
+    assert page.status_code == 422 and "Run as a background job" in page.text
+    assert "92" in page.text.split('id="report-errors"')[1].split("</div>")[0]
     started = client.post("/console/reports/jobs", data={
         "csrf_token": csrf_from(page.text), "start_date": "2025-01-01", "end_date": utcnow().date().isoformat(),
         "granularity": "total", "dimensions": "country", "metrics": "impressions", "format": "csv"},
@@ -108,7 +110,8 @@ def test_media_cost_is_offered_to_platform_staff_and_not_to_advertisers(client: 
     assert mine.status_code == 200 and 'value="cost_micros"' in mine.text
     assert 'value="media_cost_micros"' not in mine.text and 'value="media_cost_impressions"' not in mine.text
     asked = client.get(wanted)
-    assert asked.status_code == 200 and 'data-column="media_cost_micros"' not in asked.text
+    assert asked.status_code == 403 and 'data-column="media_cost_micros"' not in asked.text
+    assert 'id="report-errors"' in asked.text
 
     assert sign_in(client, "r31@example.org", "admin-password").status_code == 303
     staff = client.get(wanted)

@@ -141,21 +141,52 @@ def test_bad_report_parameters_answer_4xx_naming_the_field(api: Api, advertiser:
         assert field in [f["field"] for f in response.json()["error"]["fields"]], response.text
 
 
+def test_a_filter_id_that_is_no_number_is_refused_naming_the_field_and_the_rule(api: Api, advertiser: Actor) -> None:
+    for name in ("campaign_ids", "ad_group_ids", "creative_ids", "ad_space_ids", "publisher_ids"):
+        for route in ("/api/v1/reports", "/api/v1/reports/download"):
+            response = api.client.get(route, headers=advertiser.headers, params={
+                "start_date": "2025-05-02", "end_date": "2025-05-03", name: ["7", "seven"]})
+            assert response.status_code == 422, (route, name, response.text)
+            fields = response.json()["error"]["fields"]
+            assert [(f["field"], f["rule"]) for f in fields] == [(f"{name}.1", "int_parsing")], fields
+
+
+def test_filter_choices_list_what_the_caller_may_see(api: Api, advertiser: Actor, session: Session) -> None:
+    mine = campaign(session, advertiser.account_id or 0, "Mine")
+    gone = campaign(session, advertiser.account_id or 0, "Gone", deleted=True)
+    stranger = api.approved_account()
+    theirs = campaign(session, stranger.account_id or 0, "Theirs")
+    publisher = Publisher(name="News app", app_package="com.example.news", country="SG")
+    session.add(publisher)
+    session.commit()
+    body = expect(api.client.get("/api/v1/reports/filters", headers=advertiser.headers), 200)
+    assert {(c["id"], c["deleted"]) for c in body["campaigns"]} == {(mine, False), (gone, True)}
+    assert theirs not in {c["id"] for c in body["campaigns"]}
+    assert publisher.id in {p["id"] for p in body["publishers"]}  # the catalogue is everyone's
+    assert set(body["objectives"]) == {"performance", "brand"}
+    other = expect(api.client.get("/api/v1/reports/filters", headers=stranger.headers), 200)
+    assert [c["id"] for c in other["campaigns"]] == [theirs]
+
+
 def test_csv_and_xlsx_downloads_hold_every_row_and_totals_with_formulas_neutralised(
         api: Api, advertiser: Actor, three_campaigns: list[int]) -> None:
     params = {"start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "dimensions": ["campaign", "objective"],
               "limit": 1}
+    as_json = report(api, advertiser, dimensions=["campaign", "objective"])
+    cost_heading = f"Cost ({as_json['currency']})"
+    cost = Decimal(as_json["totals"]["cost_micros"]) / 1_000_000  # files show currency units, never micros
     response = api.client.get("/api/v1/reports/download", params=params | {"format": "csv"},
                               headers=advertiser.headers)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
-    lines = list(csv.reader(io.StringIO(response.text)))
+    assert response.content.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
+    lines = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     header, body, total = lines[0], lines[1:-1], lines[-1]
     assert len(body) == 3 and total[0] == "Total"  # every row, not the one-row page
     names = [row[header.index("Campaign name")] for row in body]
     assert "'=HYPERLINK(\"http://x\")" in names
     # The objective is the campaign's, from the control plane, whatever an event carried.
     assert {row[header.index("Objective")] for row in body} == {"performance"}
-    assert total[header.index("Cost (micros)")] == "6500000"
+    assert Decimal(total[header.index(cost_heading)]) == cost and not [h for h in header if "micros" in h]
 
     response = api.client.get("/api/v1/reports/download", params=params | {"format": "xlsx"},
                               headers=advertiser.headers)
@@ -167,7 +198,7 @@ def test_csv_and_xlsx_downloads_hold_every_row_and_totals_with_formulas_neutrali
     texts = [c.value for c in cells if isinstance(c.value, str)]
     assert "'=HYPERLINK(\"http://x\")" in texts and "'=cmd|' /C calc'!A0" not in texts
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[-1][0] == "Total" and rows[-1][rows[0].index("Cost (micros)")] == 6_500_000
+    assert rows[-1][0] == "Total" and Decimal(str(rows[-1][rows[0].index(cost_heading)])) == cost
 
 
 def test_a_report_job_runs_in_the_background_with_progress_and_a_download(
@@ -190,9 +221,11 @@ def test_a_report_job_runs_in_the_background_with_progress_and_a_download(
     assert status["row_count"] == len(range(0, 120, 7))
     download = api.client.get(status["download_url"], headers=advertiser.headers)
     assert download.status_code == 200
-    lines = list(csv.reader(io.StringIO(download.text)))
+    assert download.content.startswith(b"\xef\xbb\xbf")
+    lines = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
     assert [row[0] for row in lines[1:-1]] == [(start + timedelta(days=d)).isoformat() for d in range(0, 120, 7)]
-    assert lines[-1][0] == "Total" and lines[-1][1] == str(1_000 * len(range(0, 120, 7)))
+    assert lines[0][1].startswith("Cost (") and "micros" not in lines[0][1]
+    assert lines[-1][0] == "Total" and Decimal(lines[-1][1]) == Decimal(1_000 * len(range(0, 120, 7))) / 1_000_000
     listed = expect(api.client.get("/api/v1/reports/jobs", headers=advertiser.headers), 200)
     assert [j["id"] for j in listed] == [job["id"]]
 

@@ -43,6 +43,9 @@ FIELD_LABELS: Mapping[str, str] = {
     "descriptions": N_("Ad description"), "button_texts": N_("Button text"), "images": N_("Image"),
     "icon": N_("Icon"), "videos": N_("Video"), "format": N_("Ad format"), "body": N_("Text"),
     "dayparting": N_("Hours"), "targeting": N_("Targeting"), "file": N_("File"), "reasons": N_("Reasons"),
+    # The report filters' pickers.
+    "campaign_ids": N_("Campaign"), "ad_group_ids": N_("Ad group"), "creative_ids": N_("Creative"),
+    "objectives": N_("Objective"),
 }
 
 # Inputs where people type an amount in currency units (the service's own fields end in "_micros").

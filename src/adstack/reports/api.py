@@ -17,6 +17,7 @@ from adstack.reports.models import (
     MediaCenterQuery,
     MediaCenterRead,
     OverviewRead,
+    ReportFilterChoices,
     ReportJob,
     ReportJobCreate,
     ReportJobRead,
@@ -42,6 +43,13 @@ def _job_read(job: ReportJob) -> ReportJobRead:
 def run_report(query: Annotated[ReportQuery, Query()], principal: CurrentPrincipal, session: SessionDep,
                settings: SettingsDep) -> ReportResult:
     return service.run_report(session, principal, query, store=get_event_store(settings))
+
+
+@router.get("/reports/filters", response_model=ReportFilterChoices,
+            summary="What a report can be filtered by: objectives, and the campaigns, ad groups, creatives, ad "
+                    "spaces and publishers you can see")
+def report_filters(principal: CurrentPrincipal, session: SessionDep) -> ReportFilterChoices:
+    return service.filter_choices(session, principal)
 
 
 @router.get("/reports/download", summary="Download a report as CSV or XLSX (every row and the totals)",

@@ -1,4 +1,7 @@
-"""Report downloads: CSV and XLSX, written row by row, with spreadsheet formula injection neutralised."""
+"""Report downloads: CSV and XLSX, written row by row, with spreadsheet formula injection neutralised.
+
+CSV files start with a UTF-8 byte-order mark: without it Excel reads the file in the system's code page and
+garbles Chinese names."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from adstack.core.csv_export import neutralise, to_csv
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+BOM = "\ufeff"
 
 
 class TableWriter(Protocol):
@@ -28,6 +32,7 @@ class TableWriter(Protocol):
 class CsvWriter:
     def __init__(self, handle: IO[str], header: Sequence[str]):
         self._handle = handle
+        handle.write(BOM)
         self._writer = csv.writer(handle)
         self._writer.writerow([neutralise(h) for h in header])
 
@@ -71,7 +76,7 @@ class XlsxWriter:
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    return to_csv(header, rows).encode()
+    return (BOM + to_csv(header, rows)).encode("utf-8")
 
 
 def xlsx_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:

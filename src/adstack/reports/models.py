@@ -198,6 +198,29 @@ class ReportQuery(BaseModel):
         return dims
 
 
+class FilterChoice(BaseModel):
+    """One object a report can be filtered by: an id and the name people pick it by."""
+
+    id: int
+    name: str
+    account_id: int | None = Field(default=None, description="Its account; null for publishers and ad spaces.")
+    deleted: bool = False
+
+
+class ReportFilterChoices(BaseModel):
+    """What the caller may filter a report by: objectives, and the campaigns, ad groups and creatives of the
+    accounts it can see (deleted ones too: their cost stays in reports), the publishers and ad spaces of the
+    catalogue. Each list holds at most `limit` objects, newest first, plus any asked for by id."""
+
+    objectives: list[str]
+    campaigns: list[FilterChoice]
+    ad_groups: list[FilterChoice]
+    creatives: list[FilterChoice]
+    ad_spaces: list[FilterChoice]
+    publishers: list[FilterChoice]
+    limit: int
+
+
 class ColumnRead(BaseModel):
     key: str
     label: str

@@ -3,9 +3,9 @@ reports service; plus the metric figures the overview and the ad list show."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, Response
 from fastapi.responses import FileResponse
@@ -17,21 +17,21 @@ from adstack.console.i18n import N_
 from adstack.console.pages import choices
 from adstack.console.vocabulary import code_name
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
-from adstack.core.csv_export import to_csv
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, FieldError, ValidationFailed
 from adstack.core.http import validation_fields
-from adstack.core.money import MICROS_PER_UNIT
 from adstack.core.timeutil import utcnow, zone
 from adstack.core.vocabulary import IN_APP_EVENTS, PlacementType
 from adstack.events.service import get_event_store
 from adstack.reports import service as reports
-from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, xlsx_bytes
+from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_bytes, xlsx_bytes
 from adstack.reports.models import (
     DEFAULT_METRICS,
     PLATFORM_METRICS,
+    TIME_DIMENSIONS,
     Dimension,
     ExportFormat,
+    FilterChoice,
     Granularity,
     JobStatus,
     MediaCenterQuery,
@@ -44,9 +44,11 @@ from adstack.reports.models import (
 )
 
 router = APIRouter(route_class=ConsoleRoute)
+QueryT = TypeVar("QueryT", bound=ReportQuery)
 
 PAGE_SIZE = 50
 CHART_POINTS = 400
+TREND_POINTS = 10_000  # every hour of the longest range a report runs at once
 # The ad list's custom columns -> the report metric behind each, so a column and a report never disagree.
 # Source: Mi Ads usage guide, 3.3 "Ad List": "Custom columns: Display more metrics data in a list, including basic
 # data, in-app data, and video data". In-app data: each of the 22 postback events of the partner integration
@@ -84,6 +86,8 @@ def display(visitor: Visitor, key: str, value: Any, currency: str | None, kind: 
     """A report cell as people read it: money in the currency, ratios as percentages, names and ids as they are."""
     if value is None:
         return "—"
+    if key == "hour" and kind == "time":
+        return hour_label(value)
     if kind not in ("count", "micros", "ratio"):
         return visitor.gettext("Yes") if value is True else ("" if value is False else str(value))
     fmt = visitor.fmt
@@ -136,6 +140,22 @@ def list_metrics(visitor: Visitor, level: str, ids: list[int], columns: list[str
 # ---------- data analysis ----------
 
 
+# The guide's filters, picked from lists (console) or given as ids (API): the report field -> its picker's list.
+# Source: Mi Ads usage guide, 4 "Data Analysis": "Filter dimensions: Performance/brand, ad campaign
+# /group/creative, ad space, country/region, and publisher".
+ID_FILTERS: dict[str, str] = {
+    "campaign_ids": "campaigns", "ad_group_ids": "ad_groups", "creative_ids": "creatives",
+    "ad_space_ids": "ad_spaces", "publisher_ids": "publishers",
+}
+
+
+def _picked(params: Any, name: str) -> list[str]:
+    """A picker's values; a link may also carry them comma-separated ("campaign_ids=7,8"). Nothing is dropped
+    here: a value that is no id is refused by the report's own validation, naming the field."""
+    return [part.strip()[:40] for value in params.getlist(name) if isinstance(value, str)
+            for part in value.split(",") if part.strip()]
+
+
 def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The report builder's form values (from the query string, or a posted form), and the ReportQuery."""
     params = source if source is not None else visitor.request.query_params
@@ -147,49 +167,128 @@ def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, 
         m.value for m in DEFAULT_METRICS]
     granularity = params.get("granularity") if params.get("granularity") in {g.value for g in Granularity} else "day"
     countries = [c.strip().upper() for c in (params.get("countries") or "").split(",") if c.strip()]
-    campaign_ids = [int(i) for i in (params.get("campaign_ids") or "").split(",") if i.strip().isdigit()
-                    and len(i.strip()) < 19]
+    ids = {name: _picked(params, name) for name in ID_FILTERS}
+    objectives = _picked(params, "objectives")
     placements = [p for p in params.getlist("placement_types") if p in {x.value for x in PlacementType}]
     page = choices.page_number(params.get("page"))
     sort = params.get("sort") or None
     # "Columns > Adjust", "Columns > AppsFlyer": the partner connectors' columns (Mi Ads XMP guide, Adjust API).
     extra = [c for c in params.getlist("extra_columns") if c in reports.available_extra_columns()]
     values = {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": granularity,
-              "dimensions": dimensions, "metrics": metrics, "countries": ",".join(countries),
-              "campaign_ids": ",".join(str(i) for i in campaign_ids), "placement_types": placements,
-              "sort": sort or "", "page": page, "extra_columns": extra}
+              "dimensions": dimensions, "metrics": metrics, "countries": ",".join(countries), **ids,
+              "objectives": objectives, "placement_types": placements, "sort": sort or "", "page": page,
+              "extra_columns": extra}
     query = {"start_date": start, "end_date": end, "granularity": granularity, "dimensions": dimensions,
-             "metrics": metrics, "countries": countries, "campaign_ids": campaign_ids, "placement_types": placements,
-             "sort": sort, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE, "extra_columns": extra}
+             "metrics": metrics, "countries": countries, **ids, "objectives": objectives,
+             "placement_types": placements, "sort": sort, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE,
+             "extra_columns": extra}
     return values, query
 
 
-def chart_config(visitor: Visitor, result: ReportResult, metrics: list[str]) -> dict[str, Any] | None:
-    """A line chart over time, or bars over the first dimension, of up to two of the chosen metrics."""
-    dims = [c.key for c in result.columns if c.kind == "dimension"]
-    shown = [m for m in metrics if m in {c.key for c in result.columns}][:2]
-    if not result.rows or not dims or not shown:
+def _chart_number(key: str, value: Any) -> float | None:
+    """Chart.js plots floats; money is shown in currency units, a missing ratio as a gap."""
+    if value is None:
         return None
-    time_key = next((k for k in dims if k in ("date", "hour")), None)
-    label_key = time_key or dims[0]
-    name_key = next((c.key for c in result.columns if c.key.endswith("_name")), None)
-    labels: list[str] = []
-    series: dict[str, list[float]] = {m: [] for m in shown}
-    for row in result.rows[:CHART_POINTS]:
-        label = row.get(name_key) if name_key and not time_key else row.get(label_key)
-        labels.append(str(label if label is not None else row.get(label_key)))
-        for m in shown:
-            raw = row.get(m)
-            value = _number(raw)
-            series[m].append(value / 1_000_000 if m.endswith("_micros") else value)
-    titles = {c.key: c.label for c in result.columns}
+    number = _number(value)
+    return number / 1_000_000 if key.endswith("_micros") else number
+
+
+def _chart(kind: str, labels: list[str], series: dict[str, list[float | None]], titles: dict[str, str]
+           ) -> dict[str, Any]:
     datasets = [{"label": titles.get(m, m), "data": data, "yAxisID": "y" if i == 0 else "y1"}
                 for i, (m, data) in enumerate(series.items())]
     scales: dict[str, Any] = {"y": {"beginAtZero": True, "position": "left"}}
     if len(datasets) > 1:
         scales["y1"] = {"beginAtZero": True, "position": "right", "grid": {"drawOnChartArea": False}}
-    return {"type": "line" if time_key else "bar", "data": {"labels": labels, "datasets": datasets},
-            "options": {"scales": scales}}
+    return {"type": kind, "data": {"labels": labels, "datasets": datasets}, "options": {"scales": scales}}
+
+
+def chart_config(visitor: Visitor, result: ReportResult, metrics: list[str]) -> dict[str, Any] | None:
+    """Bars over the first dimension of a grouped total, one per row of the page, of up to two chosen metrics."""
+    dims = [c.key for c in result.columns if c.kind == "dimension"]
+    shown = [m for m in metrics if m in {c.key for c in result.columns}][:2]
+    if not result.rows or not dims or not shown:
+        return None
+    name_key = next((c.key for c in result.columns if c.key.endswith("_name")), None)
+    labels: list[str] = []
+    series: dict[str, list[float | None]] = {m: [] for m in shown}
+    for row in result.rows[:CHART_POINTS]:
+        label = row.get(name_key) if name_key else None
+        labels.append(str(label if label is not None else row.get(dims[0])))
+        for m in shown:
+            series[m].append(_chart_number(m, row.get(m)) or 0.0)
+    return _chart("bar", labels, series, {c.key: column_title(visitor, c.key, c.label) for c in result.columns})
+
+
+def hour_label(value: Any) -> str:
+    """A local hour as the table and the chart show it: 2025-05-20 14:00."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _time_slots(result: ReportResult, by_hour: bool) -> list[tuple[str, str]]:
+    """Every local day (or hour, up to now) of the report's range as (row key, label), so a quiet day shows
+    as zero rather than being skipped."""
+    if not by_hour:
+        days = (result.end_date - result.start_date).days + 1
+        return [((result.start_date + timedelta(days=i)).isoformat(),) * 2 for i in range(days)]
+    tz = zone(result.time_zone)
+    first = datetime.combine(result.start_date, time(0), tzinfo=tz).timestamp()
+    after = datetime.combine(result.end_date + timedelta(days=1), time(0), tzinfo=tz).timestamp()
+    last = min(after, utcnow().timestamp())
+    slots = []
+    for stamp in range(int(first), int(last), 3600):  # UTC hours: a local day has its 23, 24 or 25 of them
+        moment = datetime.fromtimestamp(stamp, tz=tz)
+        slots.append((moment.isoformat(), hour_label(moment)))
+    return slots
+
+
+def trend_chart(visitor: Visitor, trend: ReportResult, metrics: list[str]) -> dict[str, Any] | None:
+    """A line over the period's days or hours (the report's own time rows, without other grouping) of up to two
+    of the chosen metrics."""
+    by_hour = trend.granularity == Granularity.HOUR
+    time_key = "hour" if by_hour else "date"
+    shown = [m for m in metrics if m in {c.key for c in trend.columns}][:2]
+    if not shown:
+        return None
+    by_key = {str(row.get(time_key)): row for row in trend.rows}
+    slots = _time_slots(trend, by_hour)
+    known = {key for key, _ in slots}
+    slots += [(key, hour_label(key) if by_hour else key) for key in by_key if key not in known]  # never lose a row
+    labels = [label for _, label in slots]
+    series: dict[str, list[float | None]] = {m: [] for m in shown}
+    kinds = {c.key: c.kind for c in trend.columns}
+    for key, _label in slots:
+        row = by_key.get(key)
+        for m in shown:
+            value = row.get(m) if row is not None else None
+            if value is None and kinds[m] != "ratio":
+                value = 0
+            series[m].append(_chart_number(m, value))
+    return _chart("line", labels, series, {c.key: column_title(visitor, c.key, c.label) for c in trend.columns})
+
+
+def report_chart(visitor: Visitor, report_query: ReportQuery, result: ReportResult, metrics: list[str]
+                 ) -> dict[str, Any] | None:
+    """A chart for every view: bars per row when a total is grouped; otherwise the period's trend by day (the
+    day and total views) or by hour (the hour view), with the report's own filters."""
+    grouped = any(d not in TIME_DIMENSIONS for d in report_query.dimensions)
+    if report_query.granularity == Granularity.TOTAL and grouped:
+        return chart_config(visitor, result, metrics)
+    by_hour = report_query.granularity == Granularity.HOUR or Dimension.HOUR in report_query.dimensions
+    trend_query = report_query.model_copy(update={
+        "granularity": Granularity.HOUR if by_hour else Granularity.DAY, "dimensions": [], "extra_columns": [],
+        "sort": None, "limit": TREND_POINTS, "offset": 0})
+    whole = not grouped and report_query.granularity != Granularity.TOTAL and not report_query.extra_columns
+    if whole and report_query.sort is None and result.offset == 0 and result.total_rows <= len(result.rows):
+        trend = result  # the table already holds every time row, in time order
+    else:
+        try:
+            trend = reports.run_report(visitor.session, visitor.me, trend_query,
+                                       store=get_event_store(visitor.settings))
+        except DomainError:
+            return None
+    return trend_chart(visitor, trend, metrics)
 
 
 def partner_column_groups() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -201,20 +300,40 @@ def partner_column_groups() -> list[tuple[str, list[tuple[str, str]]]]:
     return list(groups.values())
 
 
+def picker_options(visitor: Visitor, report_query: ReportQuery | None) -> dict[str, list[tuple[str, str]]]:
+    """Each filter's (value, label) options: only what the visitor may see; for agencies and staff each object
+    names its account."""
+    found = reports.filter_choices(visitor.session, visitor.me, chosen=report_query)
+    account_names = {a.id: a.company_name for a in choices.account_choices(visitor)}
+    deleted = visitor.gettext(N_("deleted"))
+
+    def label(choice: FilterChoice) -> str:
+        text = f"{choice.name} · {choice.id}"
+        if choice.account_id is not None and account_names and choice.account_id != visitor.me.account_id:
+            text += f" · {account_names.get(choice.account_id, choice.account_id)}"
+        return f"{text} ({deleted})" if choice.deleted else text
+
+    options = {field: [(str(c.id), label(c)) for c in getattr(found, kind)] for field, kind in ID_FILTERS.items()}
+    options["objectives"] = [(o, code_name(o, visitor.language)) for o in found.objectives]
+    return options
+
+
 @router.get("/reports")
 def report_builder(visitor: UserDep) -> Response:
     values, query = _query_from_params(visitor)
     errors = FormErrors()
     result: ReportResult | None = None
+    report_query: ReportQuery | None = None
+    status = 200
     try:
-        result = reports.run_report(visitor.session, visitor.me, ReportQuery.model_validate(query),
-                                    store=get_event_store(visitor.settings))
+        report_query = ReportQuery.model_validate(query)
+        result = reports.run_report(visitor.session, visitor.me, report_query, store=get_event_store(visitor.settings))
     except ValidationError as exc:
-        errors = FormErrors.from_validation(exc)
+        errors, status = FormErrors.from_validation(exc), 422
     except DomainError as exc:
         if exc.status == 404:
             raise
-        errors = FormErrors.from_domain(exc)
+        errors, status = FormErrors.from_domain(exc), exc.status
     cells: list[list[str]] = []
     totals: list[str] = []
     if result is not None:
@@ -226,7 +345,9 @@ def report_builder(visitor: UserDep) -> Response:
     return render(visitor, "reports/reports.html", {
         "values": values, "errors": errors, "result": result, "cells": cells, "totals": totals,
         "titles": [column_title(visitor, c.key, c.label) for c in result.columns] if result else [],
-        "chart": chart_config(visitor, result, values["metrics"]) if result else None,
+        "chart": report_chart(visitor, report_query, result, values["metrics"])
+        if result and report_query else None,
+        "pickers": picker_options(visitor, report_query),
         "dimensions": [d.value for d in Dimension],
         "all_metrics": [m.value for m in Metric if visitor.me.is_platform or m not in PLATFORM_METRICS],
         "granularities": [g.value for g in Granularity], "placements": [p.value for p in PlacementType],
@@ -234,7 +355,7 @@ def report_builder(visitor: UserDep) -> Response:
         "pages": max(1, -(-(result.total_rows if result else 0) // PAGE_SIZE)), "download_query": download,
         "too_long": (date.fromisoformat(values["end_date"]) - date.fromisoformat(values["start_date"])).days
         >= reports.SYNC_MAX_DAYS,
-    })
+    }, status=status)
 
 
 # Report column keys -> catalog titles (the reports service's own labels are English and speak of micros).
@@ -273,9 +394,17 @@ def _export_cell(value: Any, kind: str) -> Any:
     """Money in currency units (a number Excel can add up), never micros."""
     if value is None:
         return None
-    if kind == "micros":
-        return (Decimal(int(value)) / MICROS_PER_UNIT).quantize(Decimal("0.01"))
-    return value
+    return reports.money_units(value) if kind == "micros" else value
+
+
+def _validated(schema: type[QueryT], query: dict[str, Any]) -> QueryT:
+    """The report as asked, or a 422 naming each refused field and its rule (a picked id that is no number)."""
+    try:
+        return schema.model_validate(query)
+    except ValidationError as exc:
+        raise ValidationFailed("the report has invalid fields", fields=[
+            FieldError(item["field"], item["rule"], item.get("message", ""), limit=item.get("limit"))
+            for item in validation_fields(list(exc.errors()))]) from None
 
 
 @router.get("/reports/download")
@@ -284,19 +413,14 @@ def download_report(visitor: UserDep, format: str = "csv") -> Response:
     headings in the visitor's language, money in the report's currency."""
     export_format = choices.enum_or_default(ExportFormat, format, ExportFormat.CSV)
     _values, query = _query_from_params(visitor)
-    try:
-        report_query = ReportQuery.model_validate(query)
-    except ValidationError as exc:
-        raise ValidationFailed("the report has invalid fields", fields=[
-            FieldError(item["field"], item["rule"], item.get("message", ""), limit=item.get("limit"))
-            for item in validation_fields(list(exc.errors()))]) from None
-    report_query = report_query.model_copy(update={"limit": reports.EXPORT_MAX_ROWS, "offset": 0})
+    report_query = _validated(ReportQuery, query).model_copy(update={"limit": reports.EXPORT_MAX_ROWS, "offset": 0})
     result = reports.run_report(visitor.session, visitor.me, report_query, store=get_event_store(visitor.settings))
     if result.total_rows > reports.EXPORT_MAX_ROWS:
         raise ValidationFailed.single("end_date", "max_export_rows", "too many rows to download at once",
                                       limit=reports.EXPORT_MAX_ROWS, actual=result.total_rows)
-    currency = result.currency or visitor.currency
-    header = [column_title(visitor, c.key, c.label) + (f" ({currency})" if c.kind == "micros" else "")
+    # Rows of several currencies (by account) name no currency rather than a wrong one.
+    currency = result.currency
+    header = [column_title(visitor, c.key, c.label) + (f" ({currency})" if c.kind == "micros" and currency else "")
               for c in result.columns]
     rows = [[_export_cell(row.get(c.key), c.kind) for c in result.columns] for row in result.rows]
     if result.totals:
@@ -306,7 +430,7 @@ def download_report(visitor: UserDep, format: str = "csv") -> Response:
         rows.append(totals)
     filename = f"report-{report_query.start_date}-{report_query.end_date}.{export_format.value}"
     if export_format == ExportFormat.CSV:
-        body = ("\ufeff" + to_csv(header, rows)).encode("utf-8")
+        body = csv_bytes(header, rows)  # with the UTF-8 byte-order mark Excel needs for Chinese names
         media_type = CSV_MEDIA_TYPE
     else:
         body, media_type = xlsx_bytes(header, rows), XLSX_MEDIA_TYPE
@@ -323,8 +447,8 @@ def start_job(visitor: UserDep, form: FormDep, background: BackgroundTasks) -> R
     _values, query = _query_from_params(visitor, form)
     query.pop("offset")
     export_format = choices.enum_or_default(ExportFormat, forms.text(form, "format"), ExportFormat.CSV)
-    job = reports.create_job(visitor.session, visitor.me, ReportJobCreate.model_validate(
-        {**query, "limit": 1_000_000, "format": export_format}))
+    job = reports.create_job(visitor.session, visitor.me, _validated(
+        ReportJobCreate, {**query, "limit": 1_000_000, "format": export_format}))
     visitor.session.commit()
     background.add_task(reports.run_job, visitor.request.app.state.session_factory, job.id, settings=visitor.settings,
                         store=get_event_store(visitor.settings))
