@@ -956,6 +956,12 @@ class ChargeResult:
     reason: CapReason | None = None  # the cap that truncated or refused the charge
     exhausted: tuple[CapReason, ...] = ()  # caps with nothing left now: serving should stop the ad group
     entry_id: int | None = None  # the ledger entry (of the first application, for a duplicate)
+    ledger_micros: int = 0  # what the ledger holds for this charge id, now or from its first application
+
+    @property
+    def in_ledger(self) -> bool:
+        """True when the ledger holds money for this charge id, whichever call put it there."""
+        return self.ledger_micros > 0
 
     @property
     def applied(self) -> bool:
@@ -1082,13 +1088,14 @@ def apply_charges(session: Session, charges: Iterable[ChargeRequest], *, with_en
         batches[account_id] = _AccountBatch(account, governor, lines, balance)
 
     # Decisions already taken, by earlier batches or other workers (visible now that the wallets are locked).
-    decided: dict[str, tuple[int | None, int, CapReason | None]] = {}  # charge id -> (entry, requested, reason)
+    # charge id -> (entry, requested, reason, micros in the ledger)
+    decided: dict[str, tuple[int | None, int, CapReason | None, int]] = {}
     charge_ids = list({c.charge_id for c in items})
     for entry_id, key, amount, requested in conn.execute(sql.find_charges,
                                                          {"p_keys": [charge_key(x) for x in charge_ids]}):
-        decided[key.removeprefix("charge:")] = (int(entry_id), int(requested or -amount), None)
+        decided[key.removeprefix("charge:")] = (int(entry_id), int(requested or -amount), None, -int(amount))
     for charge_id, requested, reason in conn.execute(sql.find_refusals, {"p_charges": charge_ids}):
-        decided[charge_id] = (None, int(requested), CapReason(reason))
+        decided[charge_id] = (None, int(requested), CapReason(reason), 0)
 
     def zone_of(c: ChargeRequest) -> str:
         view = views.get(c.ad_group_id)
@@ -1143,7 +1150,7 @@ def apply_charges(session: Session, charges: Iterable[ChargeRequest], *, with_en
                              "ad_group_id": c.ad_group_id, "creative_id": c.creative_id, "kind": kind.value,
                              "requested_micros": c.amount_micros, "reason": reason.value, "occurred_at": at,
                              "created_at": now})
-            decided[c.charge_id] = (None, c.amount_micros, reason)
+            decided[c.charge_id] = (None, c.amount_micros, reason, 0)
             continue
         charged = decision.charged_micros
         account = batch.account
@@ -1154,7 +1161,7 @@ def apply_charges(session: Session, charges: Iterable[ChargeRequest], *, with_en
             "creative_id": c.creative_id, "operator_user_id": None, "remarks": "", "created_at": now,
             "occurred_at": at, "charge_kind": kind.value,
             "requested_micros": c.amount_micros if charged != c.amount_micros else None, "reference": ""})
-        decided[c.charge_id] = (None, c.amount_micros, None)
+        decided[c.charge_id] = (None, c.amount_micros, None, charged)
         batch.balance -= charged
         batch.moved -= charged
         batch.entries += 1
@@ -1204,10 +1211,10 @@ def apply_charges(session: Session, charges: Iterable[ChargeRequest], *, with_en
 
     results = []
     for c, (status, charged, reason, exhausted) in zip(items, outcomes, strict=True):
-        entry_id, requested, _ = decided[c.charge_id]
+        entry_id, requested, _, in_ledger = decided[c.charge_id]
         results.append(ChargeResult(c.charge_id, status, charged, c.amount_micros if status is not
                                     ChargeStatus.DUPLICATE else requested, reason, exhausted,
-                                    entry_ids.get(c.charge_id, entry_id)))
+                                    entry_ids.get(c.charge_id, entry_id), in_ledger))
     return results
 
 

@@ -331,10 +331,12 @@ class Billing:
             events = []
             charged: dict[str, int] = {}
             for (request, item, record), result in zip(charges, results, strict=True):
-                if result is None or not result.applied:
+                if result is None or not result.in_ledger:
                     continue
-                charged[request.charge_id] = result.charged_micros
-                events.append(_charge_event(request, item, record, result.charged_micros))
+                # A charge the ledger already held (a replayed batch) gets its event again, with the ledger's
+                # amount: the store counts each id once, so whatever the first pass did not store is stored now.
+                charged[request.charge_id] = result.ledger_micros
+                events.append(_charge_event(request, item, record, result.ledger_micros))
             # In the store before the commit: a crash in between replays the batch, whose charges then apply
             # with the same ids and amounts, and the store counts each charge event once.
             self.context.store().append(events)
