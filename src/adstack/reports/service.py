@@ -640,11 +640,8 @@ def filter_choices(session: Session, principal: Principal, *, limit: int = FILTE
 
 
 def money_units(micros: int) -> Decimal:
-    """An amount in the currency's units as a file shows it (never micros): to the cent, or finer where a
-    price (a CPC, say) is a fraction of a cent."""
-    exact = Decimal(int(micros)) / MICROS_PER_UNIT
-    cents = exact.quantize(Decimal("0.01"))
-    return cents if cents == exact else exact
+    """An amount in the currency's units, to the cent, as the console's table shows it (never micros)."""
+    return (Decimal(int(micros)) / MICROS_PER_UNIT).quantize(Decimal("0.01"))
 
 
 def file_label(column: ColumnRead, currency: str | None) -> str:
