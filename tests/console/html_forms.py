@@ -10,9 +10,10 @@ _NOT_SENT = {"submit", "button", "reset", "image", "file"}
 
 
 class _FormReader(HTMLParser):
-    def __init__(self, form_id: str | None) -> None:
+    def __init__(self, form_id: str | None, action: str | None = None) -> None:
         super().__init__(convert_charrefs=True)
         self.form_id = form_id
+        self.wanted_action = action
         self.depth = 0  # >0 while inside the wanted form
         self.fields: list[tuple[str, str]] = []
         self.action: str | None = None
@@ -29,7 +30,8 @@ class _FormReader(HTMLParser):
         if tag == "form":
             if self.depth:
                 self.depth += 1
-            elif self.action is None and (self.form_id is None or a.get("id") == self.form_id):
+            elif self.action is None and (self.form_id is None or a.get("id") == self.form_id) and (
+                    self.wanted_action is None or a.get("action") == self.wanted_action):
                 self.depth = 1
                 self.action = a.get("action", "")
             return
@@ -82,11 +84,12 @@ class _FormReader(HTMLParser):
             self._textarea = None
 
 
-def form_fields(html: str, form_id: str | None = None) -> tuple[str, list[tuple[str, str]]]:
-    """The form's action and the fields a browser would send (the first form when no id is given)."""
-    reader = _FormReader(form_id)
+def form_fields(html: str, form_id: str | None = None, *, action: str | None = None
+                ) -> tuple[str, list[tuple[str, str]]]:
+    """The form's action and the fields a browser would send: the form with this id or action, else the first."""
+    reader = _FormReader(form_id, action)
     reader.feed(html)
-    assert reader.action is not None, f"no form {form_id or ''} on the page"
+    assert reader.action is not None, f"no form {form_id or action or ''} on the page"
     return reader.action, reader.fields
 
 

@@ -19,6 +19,15 @@ from adstack.console.vocabulary import code_name
 # Field names (the last part of "targeting.os_version_max") -> the label people see beside the input.
 FIELD_LABELS: Mapping[str, str] = {
     "name": N_("Name"), "campaign_name": N_("Campaign name"), "company_name": N_("Company name"),
+    "region_code": N_("Region"), "id_type": N_("ID type"), "audience_id": N_("Audience"), "mode": N_("Change"),
+    "account_id": N_("Account"), "request_account_id": N_("Account"), "sub_account_id": N_("Sub-account"),
+    "landing_url": N_("Landing page URL"), "landing_kind": N_("Landing page type"),
+    "request_amount": N_("Amount"), "transfer_amount": N_("Amount"), "proof": N_("Proof of payment"),
+    "limit": N_("Credit limit"), "starts_on": N_("First day"), "ends_on": N_("Last day"),
+    "click_lookback_days": N_("Click lookback (days)"), "partner_link_id": N_("Partner app or link id"),
+    "api_token": N_("API token"), "app_package": N_("Package name"), "publisher_id": N_("Publisher"),
+    "reserve_price": N_("Reserve price (CPM, USD)"), "reserve_price_micros": N_("Reserve price (CPM, USD)"),
+    "accepted_formats": N_("Accepted formats"),
     "contact_name": N_("Contact name"), "contact_email": N_("Contact email"), "contact_phone": N_("Contact phone"),
     "email": N_("E-mail"), "password": N_("Password"), "new_password": N_("New password"),
     "document": N_("Qualification document"), "document_kind": N_("Document type"),
@@ -49,7 +58,8 @@ FIELD_LABELS: Mapping[str, str] = {
 }
 
 # Inputs where people type an amount in currency units (the service's own fields end in "_micros").
-UNIT_MONEY_FIELDS = frozenset({"bid", "daily_budget", "total_budget", "amount", "credit_limit"})
+UNIT_MONEY_FIELDS = frozenset({"bid", "daily_budget", "total_budget", "amount", "credit_limit", "request_amount",
+                               "transfer_amount", "limit", "reserve_price"})
 URL_FIELDS = frozenset({"click_url", "deeplink", "impression_tracking_urls", "video_tracking_urls", "url",
                         "website", "postback_url", "callback_url"})
 
@@ -96,6 +106,9 @@ RULE_SENTENCES: Mapping[str, str] = {
     "same_currency": N_("Both accounts must use the same currency."),
     "not_editable": N_("%(field)s can no longer be changed."),
     "settlement": N_("This settlement entity and currency are not offered for the chosen country or region."),
+    "min_valid_ids": N_("The file has %(actual)s valid ids; at least %(limit)s are needed."),
+    "matches_file": N_("Most lines of the file are of another ID type: %(actual)s. Choose that type."),
+    "not_before_start": N_("The end cannot be before the start."),
 }
 
 # The API's rule names (pydantic's and our services') -> a sentence above.
@@ -126,6 +139,7 @@ RULE_ALIASES: Mapping[str, str] = {
     "within_available_balance": "balance", "max_range_days": "max_range_days", "max_period_days": "max_range_days",
     "same_currency": "same_currency", "fixed_once_funded": "not_editable",
     "allowed_for_country": "settlement", "allowed_for_settlement_entity": "settlement",
+    "min_valid_ids": "min_valid_ids", "matches_file": "matches_file", "not_before_starts_on": "not_before_start",
     "bool_parsing": "invalid", "bool_type": "invalid", "date_parsing": "invalid", "datetime_parsing": "invalid",
     "date_from_datetime_parsing": "invalid", "datetime_from_date_parsing": "invalid",
 }

@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from adstack.audiences import service as audiences
 from adstack.audiences.ids import IdType
-from adstack.audiences.models import AudienceKind, AudienceStatus, AudienceUpdate, LabelAudienceCreate, UploadMode
+from adstack.audiences.models import (
+    AudienceKind,
+    AudienceName,
+    AudienceStatus,
+    AudienceUpdate,
+    LabelAudienceCreate,
+    UploadMode,
+)
 from adstack.console import audienceforms, forms
 from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
@@ -25,6 +32,7 @@ router = APIRouter(route_class=ConsoleRoute)
 
 PAGE_SIZE = 50
 CHUNK_BYTES = 1 << 16
+_AUDIENCE_NAME: TypeAdapter[str] = TypeAdapter(AudienceName)  # the API's rule for an audience's name
 
 
 def _chunks(upload: UploadFile) -> Iterator[bytes]:
@@ -33,7 +41,8 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
 
 
 def _page(visitor: Visitor, *, errors: FormErrors | None = None, report: Any = None, values: dict[str, Any] | None
-          = None, status: int = 200) -> Response:
+          = None, status: int = 200, refused_form: str = "upload") -> Response:
+    """The audience list with its upload and change forms; `errors` show beside the inputs of `refused_form`."""
     params = visitor.request.query_params
     page = choices.page_number(params.get("page"))
     rows, total = audiences.list_audiences(
@@ -46,7 +55,7 @@ def _page(visitor: Visitor, *, errors: FormErrors | None = None, report: Any = N
         "regions": audiences.list_regions(visitor.session), "id_types": [t.value for t in IdType],
         "account_choices": choices.account_choices(visitor),
         "filters": {k: params.get(k, "") for k in ("q", "region", "kind", "status")},
-        "errors": errors or FormErrors(), "report": report, "values": values or {},
+        "errors": errors or FormErrors(), "refused_form": refused_form, "report": report, "values": values or {},
         "failed": (params.get("failed") or "")[:500],
     }, status=status)
 
@@ -62,14 +71,24 @@ def upload_audience(visitor: UserDep, form: FormDep) -> Response:
     values = {k: forms.text(form, k) for k in ("name", "region_code", "id_type", "account_id")}
     upload = forms.upload(form, "file")
     session = visitor.session
+    # What can be told without reading the file is told at once, every input together.
+    errors = FormErrors()
     try:
-        if upload is None:
-            raise ValidationFailed.single("file", "required", "choose a TXT file of ids")
-        id_type = choices.enum_or_none(IdType, values["id_type"])
-        if id_type is None:
-            raise ValidationFailed.single("id_type", "enum", "choose the id type", limit=[t.value for t in IdType])
+        _AUDIENCE_NAME.validate_python(values["name"])
+    except ValidationError as exc:
+        for item in exc.errors():
+            errors.add("name", item["type"], limit=(item.get("ctx") or {}).get(
+                "min_length" if item["type"] == "string_too_short" else "max_length"))
+    id_type = choices.enum_or_none(IdType, values["id_type"])
+    if id_type is None:
+        errors.add("id_type", "enum", limit=[t.value for t in IdType])
+    if upload is None:
+        errors.add("file", "required")
+    if errors or upload is None or id_type is None:
+        return _page(visitor, errors=errors, values=values, status=422)
+    try:
         _audience, report = audiences.create_uploaded_audience(
-            session, visitor.me, name=values["name"][:100], region_code=values["region_code"][:8], id_type=id_type,
+            session, visitor.me, name=values["name"], region_code=values["region_code"][:8], id_type=id_type,
             chunks=_chunks(upload), max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "",
             account_id=forms.integer(form, "account_id", minimum=1))
         session.commit()
@@ -100,7 +119,8 @@ def change_audience(visitor: UserDep, form: FormDep) -> Response:
         session.rollback()
         if exc.status == 404:
             raise
-        return _page(visitor, errors=FormErrors.from_domain(exc, default_field="file"), status=exc.status)
+        return _page(visitor, errors=FormErrors.from_domain(exc, default_field="file"), status=exc.status,
+                     refused_form="change")
     return _page(visitor, report=report)
 
 

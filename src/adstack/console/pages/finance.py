@@ -31,7 +31,7 @@ from adstack.console.web import (
     with_notice,
 )
 from adstack.core.deps import IdPath
-from adstack.core.errors import DomainError, NotFound, ValidationFailed
+from adstack.core.errors import DomainError, NotFound
 from adstack.core.timeutil import zone
 from adstack.finance import service as finance
 from adstack.finance.models import (
@@ -129,8 +129,11 @@ def _refused(visitor: Visitor, exc: ValidationError | DomainError, values: dict[
 def top_up(visitor: AccountManagerDep, form: FormDep) -> Response:
     """An account manager credits an account directly."""
     values = {k: forms.text(form, k) for k in ("account_id", "amount", "remarks")}
-    try:
+    with forms.collecting() as typed:
         amount = forms.money(form, "amount", required=True)
+    if typed:
+        return _finance_page(visitor, errors=typed, values=values, status=422)
+    try:
         finance.top_up(visitor.session, visitor.me, TopUpIn.model_validate({
             "account_id": forms.integer(form, "account_id", minimum=1), "amount_micros": amount,
             "remarks": values["remarks"][:500]}))
@@ -145,15 +148,19 @@ def request_top_up(visitor: UserDep, form: FormDep) -> Response:
     """A prepay top-up with its proof of payment, for an account manager to confirm."""
     values = {k: forms.text(form, k) for k in ("request_account_id", "request_amount", "request_remarks")}
     proof = forms.upload(form, "proof")
-    try:
-        if proof is None:
-            raise ValidationFailed.single("proof", "required", "attach the proof of payment")
+    # Every input's refusal at once: the amount, the proof and the account.
+    with forms.collecting() as typed:
+        amount = forms.money(form, "request_amount", required=True)
         account_id = forms.integer(form, "request_account_id", minimum=1) or visitor.me.account_id
-        if account_id is None:
-            raise ValidationFailed.single("request_account_id", "required", "choose the account to credit")
+    if proof is None:
+        typed.add("proof", "required", "attach the proof of payment")
+    if account_id is None:
+        typed.add("request_account_id", "required", "choose the account to credit")
+    if typed or proof is None or account_id is None or amount is None:
+        return _finance_page(visitor, errors=typed, values=values, status=422)
+    try:
         finance.request_top_up(
-            visitor.session, visitor.me, account_id=account_id,
-            amount_micros=forms.money(form, "request_amount", required=True) or 0,
+            visitor.session, visitor.me, account_id=account_id, amount_micros=amount,
             filename=proof.filename or "proof", stream=proof.file, storage_dir=visitor.settings.data_dir,
             max_bytes=visitor.settings.max_document_bytes, remarks=values["request_remarks"][:500])
         visitor.session.commit()
@@ -166,10 +173,14 @@ def request_top_up(visitor: UserDep, form: FormDep) -> Response:
 def transfer(visitor: UserDep, form: FormDep) -> Response:
     """An agency moves balance to a sub-account, or reclaims it."""
     values = {k: forms.text(form, k) for k in ("kind", "sub_account_id", "transfer_amount", "transfer_remarks")}
+    with forms.collecting() as typed:
+        sub_account_id = forms.integer(form, "sub_account_id", minimum=1)
+        amount = forms.money(form, "transfer_amount", required=True)
+    if typed:
+        return _finance_page(visitor, errors=typed, values=values, status=422)
     try:
         finance.transfer(visitor.session, visitor.me, TransferIn.model_validate({
-            "kind": values["kind"], "sub_account_id": forms.integer(form, "sub_account_id", minimum=1),
-            "amount_micros": forms.money(form, "transfer_amount", required=True),
+            "kind": values["kind"], "sub_account_id": sub_account_id, "amount_micros": amount,
             "remarks": values["transfer_remarks"][:500]}))
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
@@ -276,11 +287,20 @@ def credit_lines_page(visitor: UserDep) -> Response:
 def grant_credit_line(visitor: AccountManagerDep, form: FormDep) -> Response:
     """An account manager makes an account postpay for a contract period."""
     values = {k: forms.text(form, k) for k in ("account_id", "limit", "starts_on", "ends_on", "remarks")}
-    try:
+    with forms.collecting() as typed:
         payload: dict[str, Any] = {"account_id": forms.integer(form, "account_id", minimum=1),
                                    "limit_micros": forms.money(form, "limit", required=True),
                                    "remarks": values["remarks"]}
-        payload.update({k: values[k] for k in ("starts_on", "ends_on") if values[k]})
+    payload.update({k: values[k] for k in ("starts_on", "ends_on") if values[k]})
+    typed = forms.merge(typed, _period_errors(values["starts_on"], values["ends_on"]))
+    if typed:
+        # The schema's refusals of the other inputs join those of the typed ones, so every input speaks at once.
+        try:
+            CreditLineIn.model_validate(payload)
+        except ValidationError as exc:
+            typed = forms.merge(typed, FormErrors.from_validation(exc))
+        return _credit_lines_page(visitor, errors=typed, values=values, status=422)
+    try:
         line = finance.grant_credit_line(visitor.session, visitor.me, CreditLineIn.model_validate(payload))
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
@@ -291,6 +311,18 @@ def grant_credit_line(visitor: AccountManagerDep, form: FormDep) -> Response:
         return _credit_lines_page(visitor, errors=errors, values=values,
                                   status=422 if isinstance(exc, ValidationError) else exc.status)
     return redirect(with_notice(f"{PREFIX}/finance/credit-lines/{line.id}", "created"))
+
+
+def _period_errors(starts_on: str, ends_on: str) -> FormErrors:
+    """A contract period that ends before it starts, told beside its end even when another input already stops
+    the request before the finance service could look at the period."""
+    errors = FormErrors()
+    try:
+        if starts_on and ends_on and date.fromisoformat(ends_on) < date.fromisoformat(starts_on):
+            errors.add("ends_on", "not_before_starts_on", "the period must end on or after its start")
+    except ValueError:
+        pass
+    return errors
 
 
 def _credit_line_page(visitor: Visitor, line_id: int, *, errors: FormErrors | None = None,
