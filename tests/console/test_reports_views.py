@@ -139,6 +139,13 @@ def test_day_and_hour_views_chart_the_numbers_of_the_table(api: Api, client: Tes
     assert total_page.status_code == 200
     assert sum(v or 0 for v in _series(_chart(total_page.text), 0).values()) == int(
         _table(total_page.text)[0]["impressions"].replace(",", ""))
+    for grouped in ("granularity=day&dimensions=campaign", "granularity=day&dimensions=hour&sort=-impressions"):
+        page = client.get(f"/console/reports?{grouped}")  # by day and campaign; hours sorted by a metric
+        assert page.status_code == 200, grouped
+        totals = page.text.split('id="report-totals"')[1].split("</tr>")[0]
+        shown = re.search(r'data-column="impressions"[^>]*>([^<]+)<', totals)
+        assert shown and sum(v or 0 for v in _series(_chart(page.text), 0).values()) == int(
+            shown.group(1).replace(",", "")), grouped
 
 
 def test_pickers_list_only_what_the_visitor_may_see(api: Api, client: TestClient):

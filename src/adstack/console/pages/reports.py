@@ -246,7 +246,7 @@ def _time_slots(result: ReportResult, by_hour: bool) -> list[tuple[str, str]]:
 def trend_chart(visitor: Visitor, trend: ReportResult, metrics: list[str]) -> dict[str, Any] | None:
     """A line over the period's days or hours (the report's own time rows, without other grouping) of up to two
     of the chosen metrics."""
-    by_hour = trend.granularity == Granularity.HOUR
+    by_hour = any(c.key == "hour" for c in trend.columns)
     time_key = "hour" if by_hour else "date"
     shown = [m for m in metrics if m in {c.key for c in trend.columns}][:2]
     if not shown:
@@ -279,7 +279,8 @@ def report_chart(visitor: Visitor, report_query: ReportQuery, result: ReportResu
     trend_query = report_query.model_copy(update={
         "granularity": Granularity.HOUR if by_hour else Granularity.DAY, "dimensions": [], "extra_columns": [],
         "sort": None, "limit": TREND_POINTS, "offset": 0})
-    whole = not grouped and report_query.granularity != Granularity.TOTAL and not report_query.extra_columns
+    whole = not report_query.dimensions and report_query.granularity != Granularity.TOTAL \
+        and not report_query.extra_columns
     if whole and report_query.sort is None and result.offset == 0 and result.total_rows <= len(result.rows):
         trend = result  # the table already holds every time row, in time order
     else:
