@@ -7,8 +7,10 @@ import re
 from collections.abc import Mapping
 
 from babel import Locale
+from babel.dates import get_timezone_location
 
 from adstack.console.i18n import LANGUAGES, N_, translations
+from adstack.core.timeutil import standard_offset
 
 # Source: Mi Ads usage guide, 3.1.3 "Upload ad material information" (the format headings).
 FORMAT_NAMES: Mapping[str, str] = {
@@ -166,3 +168,21 @@ def format_description(code: str, language: str, fallback: str = "") -> str:
         return translations(language).gettext(IAB_FORMAT_DESCRIPTIONS[iab[1]]) % {"size": iab[2]}
     message = FORMAT_DESCRIPTIONS.get(code)
     return translations(language).gettext(message) if message else fallback
+
+
+def time_zone_name(name: str, language: str) -> str:
+    """A time zone as people read it. The fixed offsets are the guide's "UTC+8" in every language (Source: Mi Ads
+    usage guide, 3.1.2 "Set budget and schedule": "Time zone: UTC+0, UTC+1 ~ UTC+12:00, UTC-1 ~ UTC−12:00").
+    A named zone is its IANA name in English and CLDR's location form in Chinese (Asia/Shanghai: 中国（上海）时间)."""
+    if name == "UTC" or name.startswith("Etc/"):
+        try:
+            hours = int(standard_offset(name).total_seconds() // 3600)
+        except (KeyError, ValueError):
+            return name
+        return f"UTC{hours:+d}"
+    if language == "en":
+        return name
+    try:
+        return str(get_timezone_location(name, locale=LANGUAGES[language]))
+    except LookupError:
+        return name

@@ -295,6 +295,7 @@ def _words(visitor: Visitor) -> dict[str, Any]:
         "code_name": lambda code: vocabulary.code_name(code, language),
         "format_description": lambda code, fallback="": vocabulary.format_description(code, language, fallback),
         "region_name": lambda region: vocabulary.region_name(region.code, region.name, language),
+        "zone_name": lambda name: vocabulary.time_zone_name(str(name), language),
         "serving_reason": lambda reason: messages.serving_reason(reason, language),
         "tr": lambda text: catalog.gettext(str(text)) if text else "",
         "tr_list": lambda texts: [catalog.gettext(str(text)) for text in texts or [] if text],

@@ -66,7 +66,7 @@ def _account_page(visitor: Visitor, account_id: int | None, *, errors: FormError
             "expected_review_at": accounts.expected_review(session, account),
             "settlements": accounts.settlement_options(session, account.country),
             "countries": choices.countries(visitor.language),
-            "time_zones": choices.time_zones(),
+            "time_zones": choices.time_zones(visitor.language),
             "document_kinds": list(DocumentKind),
             "sub_accounts": (accounts.list_accounts(session, principal, parent_agency_id=account.id, limit=200)
                              if account.type == AccountType.AGENCY else []),

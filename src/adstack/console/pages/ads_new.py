@@ -148,7 +148,7 @@ def _ad_group_context(visitor: Visitor, campaign: Any, values: dict[str, Any]) -
         "placements": [p.value for p in PlacementType], "pacings": [p.value for p in Pacing],
         "bid_types": sorted(b.value for b in BID_TYPES_BY_OBJECTIVE[MarketingObjective(campaign.objective)]),
         "conversion_events": [e.value for e in ConversionEvent],
-        "countries": choices.countries(visitor.language), "time_zones": choices.time_zones(),
+        "countries": choices.countries(visitor.language), "time_zones": choices.time_zones(visitor.language),
         "genders": [g.value for g in Gender], "age_ranges": [a.value for a in AgeRange],
         "networks": [n.value for n in Network], "audiences": audience_rows,
         "publishers": inventory.list_publishers(session, status="active", limit=200)[0],

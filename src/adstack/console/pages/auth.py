@@ -149,7 +149,7 @@ def _registration_page(visitor: Visitor, values: dict[str, Any], errors: FormErr
         "settlements": accounts.settlement_options(visitor.session, country) if country else [],
         "country_chosen": bool(country),
         "agreement": _chosen_rule(visitor, country, values.get("settlement") or ""),
-        "time_zones": choices.time_zones(),
+        "time_zones": choices.time_zones(visitor.language),
         "document_kinds": list(DocumentKind),
     }, status=status)
 

@@ -3,15 +3,18 @@ visitor may act for."""
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import Enum
 from functools import lru_cache
 from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
 from babel import Locale
+from babel.core import get_global
 
 from adstack.accounts import service as accounts
 from adstack.console import i18n
+from adstack.console.vocabulary import time_zone_name
 from adstack.console.web import Visitor
 from adstack.core.countries import iso_country_codes
 from adstack.core.timeutil import MAX_UTC_OFFSET, MIN_UTC_OFFSET, fixed_offset_zone, standard_offset
@@ -41,10 +44,10 @@ def country_name(language: str, code: str) -> str:
     return dict(countries(language)).get(code, code)
 
 
-@lru_cache(maxsize=1)
-def time_zones() -> list[tuple[str, str]]:
+@lru_cache(maxsize=len(i18n.LANGUAGES))
+def time_zones(language: str = i18n.DEFAULT_LANGUAGE) -> list[tuple[str, str]]:
     """The guide's fixed offsets (UTC-12..UTC+12, as Etc/GMT zones), then IANA zones whose standard offset lies
-    within UTC-12..UTC+12, labelled with that offset and ordered by it."""
+    within UTC-12..UTC+12, labelled with that offset and the zone's name in `language` and ordered by offset."""
     fixed = [(fixed_offset_zone(f"UTC{hours:+d}") or "UTC", f"UTC{hours:+d}") for hours in range(-12, 13)]
     rows = []
     for name in available_timezones():
@@ -55,15 +58,16 @@ def time_zones() -> list[tuple[str, str]]:
             continue
         minutes = int(offset.total_seconds() // 60)
         sign = "+" if minutes >= 0 else "-"
-        label = f"(UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}) {name}"
+        label = f"(UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}) {time_zone_name(name, language)}"
         rows.append((minutes, name, label))
     rows.sort()
-    return [*fixed, *[(name, label) for _, name, label in rows]]
-
-
-def time_zone_label(name: str) -> str:
-    """'Etc/GMT-8' as the guide writes it, 'UTC+8'; named zones as they are."""
-    return dict(time_zones()).get(name, name) if name.startswith("Etc/GMT") else name
+    # Old names of a zone (America/Ensenada for America/Tijuana) read alike in CLDR's location form: those that
+    # repeat a label are told apart by their IANA name, the current name keeping the plain label.
+    aliases = get_global("zone_aliases")
+    repeated = Counter(label for _, _, label in rows)
+    plain = {label for _, name, label in rows if repeated[label] > 1 and name not in aliases}
+    return [*fixed, *[(name, label if repeated[label] == 1 or (label in plain and name not in aliases)
+                      else f"{label} · {name}") for _, name, label in rows]]
 
 
 def enum_or_default(kind: type[EnumT], value: str | None, default: EnumT) -> EnumT:
