@@ -52,6 +52,9 @@ def test_quick_copy_opens_the_prefilled_form_and_saving_it_creates_the_copy(clie
 
     listing = client.get(f"/console/ads/{level}")
     link = _quick_copy_link(listing.text, level, source["id"])
+    # The object's own page offers the same quick copy.
+    detail = client.get(f"/console/ads/{level}/{source['id']}").text
+    assert f'href="{link}" data-quick-copy' in detail
     opened = client.get(link)
     assert opened.status_code == 200, opened.text[-500:]
     # Nothing is saved by opening the form.

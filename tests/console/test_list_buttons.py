@@ -123,10 +123,12 @@ def test_what_is_hidden_would_be_refused(pages: Pages, role: str) -> None:
 
 # The write controls of each object's page, by the address they lead or post to.
 PAGE_CONTROLS = {
-    "campaigns": {"edit": "/edit\"", "new ad group": 'id="new-ad-group"', "copy": "/copy\""},
-    "ad-groups": {"edit": "/edit\"", "new creative": 'id="new-creative"', "copy": "/copy\"",
+    "campaigns": {"edit": "/edit\"", "new ad group": 'id="new-ad-group"', "copy": "data-quick-copy",
+                  "deep copy": "data-deep-copy"},
+    "ad-groups": {"edit": "/edit\"", "new creative": 'id="new-creative"', "copy": "data-quick-copy",
+                  "deep copy": "data-deep-copy",
                   "submit": 'id="submit-for-review"', "pause": 'value="pause"', "delete": 'value="delete"'},
-    "creatives": {"edit": "/edit\"", "copy": "/copy\"", "submit": "/submit\"", "delete": 'value="delete"'},
+    "creatives": {"edit": "/edit\"", "copy": "data-quick-copy", "submit": "/submit\"", "delete": 'value="delete"'},
 }
 
 
