@@ -1,7 +1,9 @@
 """`adstack bench pipeline`: what the event path sustains, measured with wrk against a trivial route.
 
-A child `adstack serve` (the production server and settings) is driven by wrk with a Lua script that sends a
-distinct signed event on every request. Each endpoint is measured against a trivial `async def` route mounted
+A child `adstack serve` (the production server and settings), with an `adstack pipeline` child applying its log
+as deployed at scale, is driven by wrk with a Lua script that sends a distinct signed event on every request. The
+impression pixel is measured a second time on the embedded default's single process, whose in-process consumers
+share its CPU (`imp_in_process`). Each endpoint is measured against a trivial `async def` route mounted
 on the same app for the bench only, alternating A B A B, and reported as a ratio. Then the end-to-end delay: at a
 fixed rate, how long from an impression's acknowledgement until its charge is in the ledger, and whether the lag
 returns to zero. Then the consumers alone, in process, per CPU-second: billing charges, impressions through every
@@ -186,20 +188,62 @@ def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0) -> float:
     raise RuntimeError("the pipeline did not catch up in time")
 
 
-def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, end_to_end_seconds: float = 20.0
-        ) -> dict[str, Any]:
-    from adstack.bench.consumers import billing_per_cpu_second, impressions_per_cpu_second
+class ConsumerProcess:
+    """`adstack pipeline` in a child process: the consumers, apart from the serving process, as deployed at scale."""
 
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ConsumerProcess:
+        log = open(self.data_dir / "pipeline.log", "ab")  # noqa: SIM115 - lives as long as the child
+        self.process = subprocess.Popen([sys.executable, "-m", "adstack.cli", "pipeline",  # noqa: S603
+                                         "--data-dir", str(self.data_dir)], stdout=log, stderr=subprocess.STDOUT,
+                                        env=server_environment())
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def impressions_in_process(*, seconds: float, rounds: int) -> dict[str, Any]:
+    """`/t/imp` on the embedded default's single process, whose background consumers share its CPU."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         create_admin(data_dir)
         server = ServerProcess(data_dir, extra_env={"ADSTACK_BENCH_ROUTES": "1"}).start()
         try:
             billing = set_up_billing(server)
+            paths = [httpx.URL(billing.urls().impression_url).raw_path.decode() for _ in range(60_000)]
+            return alternate(server.base_url, ["/bench/trivial"], paths, rounds=rounds, seconds=seconds)
+        finally:
+            server.stop()
+
+
+def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, end_to_end_seconds: float = 20.0
+        ) -> dict[str, Any]:
+    """The endpoints as deployed at scale: a serving process that only appends, and an `adstack pipeline`
+    process that applies the log beside it (on this machine, sharing its cores with wrk and the server)."""
+    from adstack.bench.consumers import billing_per_cpu_second, impressions_per_cpu_second
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        create_admin(data_dir)
+        server = ServerProcess(data_dir, extra_env={"ADSTACK_BENCH_ROUTES": "1",
+                                                    "ADSTACK_PIPELINE_IN_PROCESS": "false"}).start()
+        consumers = ConsumerProcess(data_dir)
+        try:
+            billing = set_up_billing(server)
+            consumers.start()
             count = 60_000
             imps = [billing.urls() for _ in range(count)]
             trivial = ["/bench/trivial"]
-            results: dict[str, Any] = {}
+            results: dict[str, Any] = {"topology": "1 serving process + 1 `adstack pipeline` process"}
             progress = lambda name: print(f"  {name}: {results[name]}", file=sys.stderr)  # noqa: E731
             results["imp"] = alternate(server.base_url, trivial, [httpx.URL(u.impression_url).raw_path.decode()
                                                                    for u in imps], rounds=rounds, seconds=seconds)
@@ -220,7 +264,10 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
             results["end_to_end"] = end_to_end(billing, rate=end_to_end_rate, seconds=end_to_end_seconds)
             progress("end_to_end")
         finally:
+            consumers.stop()
             server.stop()
+    results["imp_in_process"] = impressions_in_process(seconds=seconds, rounds=rounds)
+    progress("imp_in_process")
     results["billing"] = billing_per_cpu_second()
     results["impressions"] = impressions_per_cpu_second()
     results["attribution"] = attribution_figures(20_000)

@@ -39,6 +39,22 @@ class PipelineMetrics:
         self.latency = Histogram("adstack_request_duration_seconds", "Latency of the ad, tracking and postback "
                                  "endpoints.", ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
 
+        # Label lookups hash and lock on every call; the hot paths keep each child once.
+        self._appended_children: dict[str, Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def count_appended(self, kind: str, n: int = 1) -> None:
+        child = self._appended_children.get(kind)
+        if child is None:
+            child = self._appended_children[kind] = self.appended.labels(kind)
+        child.inc(n)
+
+    def observe_latency(self, endpoint: str, seconds: float) -> None:
+        child = self._latency_children.get(endpoint)
+        if child is None:
+            child = self._latency_children[endpoint] = self.latency.labels(endpoint)
+        child.observe(seconds)
+
     def observe_group(self, records: int, seconds: float) -> None:
         self.group_records.observe(records)
         self.group_seconds.observe(seconds)
@@ -79,4 +95,4 @@ class LatencyMiddleware:
         finally:
             metrics = self.metrics()
             if metrics is not None:
-                metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+                metrics.observe_latency(endpoint, time.perf_counter() - started)

@@ -37,6 +37,8 @@ CONSUMER_NAMES = ("billing", "touchpoints", "events")
 LINGER_SECONDS = 0.25
 SWEEP_SECONDS = 1.0
 SLOT_CHECK_SECONDS = 30.0
+ROOM_RECHECK_SECONDS = 1.0
+ROOM_MARGIN = 4
 
 
 _heap_frozen = threading.Event()
@@ -85,20 +87,30 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._owner: OwnerLock | None = None
+        self._free_bytes: tuple[int, float] = (0, float("-inf"))  # (free bytes, when asked)
 
     # ---------- appending ----------
 
     def check_room(self) -> None:
         """Refuse before appending when the log's disk is nearly full: nothing is acknowledged unstored."""
-        if isinstance(self.log, LocalLog) and self.settings.log_min_free_bytes:
+        minimum = self.settings.log_min_free_bytes
+        if not minimum or not isinstance(self.log, LocalLog):
+            return
+        free, checked_at = self._free_bytes
+        now = time.monotonic()
+        # Every request asks; the disk is asked again after a while, and every time once it is within a few
+        # multiples of the limit.
+        if now - checked_at > ROOM_RECHECK_SECONDS or free < ROOM_MARGIN * minimum:
             with contextlib.suppress(OSError):
-                if disk_free_bytes(self.log.directory) < self.settings.log_min_free_bytes:
-                    raise LogUnavailable("the event log's disk is full")
+                free = disk_free_bytes(self.log.directory)
+                self._free_bytes = (free, now)
+        if free < minimum:
+            raise LogUnavailable("the event log's disk is full")
 
     async def append(self, record: dict[str, Any]) -> None:
         self.check_room()
         await self.log.append_async(record)
-        self.metrics.appended.labels(record["k"]).inc()
+        self.metrics.count_appended(record["k"])
 
     def append_many(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -106,7 +118,7 @@ class Pipeline:
         self.check_room()
         self.log.append(records)
         for record in records:
-            self.metrics.appended.labels(record["k"]).inc()
+            self.metrics.count_appended(record["k"])
 
     # ---------- consuming ----------
 

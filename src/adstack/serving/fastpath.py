@@ -80,7 +80,7 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
         await send({"type": "http.response.body", "body": payload})
         observed = metrics()
         if observed is not None:
-            observed.latency.labels("ads").observe(time.perf_counter() - started)
+            observed.observe_latency("ads", time.perf_counter() - started)
         return True
 
     return handle

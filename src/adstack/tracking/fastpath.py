@@ -85,7 +85,7 @@ def routes(tracker: Tracker, metrics: Callable[[], PipelineMetrics]) -> dict[str
             log.exception("tracking request failed")
             result = UNAVAILABLE
         await _send(send, result)
-        metrics().latency.labels(endpoint).observe(time.perf_counter() - started)
+        metrics().observe_latency(endpoint, time.perf_counter() - started)
         return True
 
     async def impression(scope: Scope, receive: Any, send: Any) -> bool:

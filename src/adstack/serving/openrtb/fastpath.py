@@ -111,7 +111,7 @@ def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[]
             await send({"type": "http.response.body", "body": content})
         observed = metrics()
         if observed is not None:
-            observed.latency.labels("bid").observe(time.perf_counter() - timer)
+            observed.observe_latency("bid", time.perf_counter() - timer)
         return True
 
     return handle
