@@ -32,6 +32,7 @@ class Setting:
 
     advertiser: Actor
     admin: Actor
+    agency: Actor  # with one sub-account
     campaign_id: int
     ad_group_id: int
 
@@ -39,7 +40,7 @@ class Setting:
 @dataclass
 class Case:
     name: str
-    who: str  # "visitor", "advertiser" or "admin"
+    who: str  # "visitor", "advertiser", "agency" or "admin"
     page: Callable[[Setting], str]
     action: Callable[[Setting], str]
     values: dict[str, str]
@@ -77,6 +78,18 @@ CASES = [
          {"name": "", "api_token": ""}, ("name", "api_token")),
     Case("invitation", "advertiser", lambda s: "/console/users", lambda s: "/console/users/invite",
          {"email": "not-an-email"}, ("invite-email",)),
+    Case("account", "advertiser", lambda s: f"/console/accounts/{s.advertiser.account_id}",
+         lambda s: f"/console/accounts/{s.advertiser.account_id}/edit",
+         {"contact_email": "not-an-email", "low_balance_threshold": "abc"}, ("edit_contact_email", "edit_threshold")),
+    Case("password", "advertiser", lambda s: "/console/security", lambda s: "/console/security/password",
+         {"current_password": "not the password", "new_password": "a new password 1"}, ("current_password",)),
+    Case("new password", "advertiser", lambda s: "/console/security", lambda s: "/console/security/password",
+         {"current_password": "correct horse battery", "new_password": "short"}, ("new_password",)),
+    Case("sub-account", "agency", lambda s: f"/console/accounts/{s.agency.account_id}",
+         lambda s: f"/console/accounts/{s.agency.account_id}/sub-accounts",
+         {"company_name": "", "contact_email": "not-an-email"}, ("sub_company_name", "sub_contact_email")),
+    Case("transfer", "agency", lambda s: "/console/finance", lambda s: "/console/finance/transfers",
+         {"transfer_amount": "abc"}, ("transfer_amount",)),
     Case("top-up", "admin", lambda s: "/console/finance", lambda s: "/console/finance/top-ups",
          {"amount": "abc"}, ("amount",)),
     Case("credit line", "admin", lambda s: "/console/finance/credit-lines", lambda s: "/console/finance/credit-lines",
@@ -126,7 +139,9 @@ def setting(api: Api) -> Setting:
     advertiser = api.approved_account(admin, email="refusals@example.com")
     camp = campaign(api, advertiser)
     group = approved_ad_group(api, advertiser, admin, camp["id"])
-    return Setting(advertiser, admin, camp["id"], group["id"])
+    agency = api.approved_account(admin, type="agency", email="refusals-agency@example.com")
+    api.sub_account(agency, admin, company_name="Refusals Sub Ltd.")
+    return Setting(advertiser, admin, agency, camp["id"], group["id"])
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
@@ -134,6 +149,7 @@ def test_every_form_says_what_is_wrong_beside_each_input(client: TestClient, set
                                                          language: str) -> None:
     clients: dict[str, TestClient] = {}
     for who, email, password in (("advertiser", setting.advertiser.email, "correct horse battery"),
+                                 ("agency", setting.agency.email, "correct horse battery"),
                                  ("admin", setting.admin.email, "admin-password"), ("visitor", None, None)):
         browser = TestClient(client.app, raise_server_exceptions=False)
         browser.cookies.set("adstack_lang", language, path="/console")

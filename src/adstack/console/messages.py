@@ -27,7 +27,9 @@ FIELD_LABELS: Mapping[str, str] = {
     "click_lookback_days": N_("Click lookback (days)"), "partner_link_id": N_("Partner app or link id"),
     "api_token": N_("API token"), "app_package": N_("Package name"), "publisher_id": N_("Publisher"),
     "reserve_price": N_("Reserve price (CPM, USD)"), "reserve_price_micros": N_("Reserve price (CPM, USD)"),
-    "accepted_formats": N_("Accepted formats"),
+    "accepted_formats": N_("Accepted formats"), "current_password": N_("Current password"),
+    "low_balance_threshold": N_("Low-balance alert below"),
+    "low_balance_threshold_micros": N_("Low-balance alert below"),
     "contact_name": N_("Contact name"), "contact_email": N_("Contact email"), "contact_phone": N_("Contact phone"),
     "email": N_("E-mail"), "password": N_("Password"), "new_password": N_("New password"),
     "document": N_("Qualification document"), "document_kind": N_("Document type"),
@@ -59,7 +61,7 @@ FIELD_LABELS: Mapping[str, str] = {
 
 # Inputs where people type an amount in currency units (the service's own fields end in "_micros").
 UNIT_MONEY_FIELDS = frozenset({"bid", "daily_budget", "total_budget", "amount", "credit_limit", "request_amount",
-                               "transfer_amount", "limit", "reserve_price"})
+                               "transfer_amount", "limit", "reserve_price", "low_balance_threshold"})
 URL_FIELDS = frozenset({"click_url", "deeplink", "impression_tracking_urls", "video_tracking_urls", "url",
                         "website", "postback_url", "callback_url"})
 

@@ -29,7 +29,7 @@ from adstack.console.forms import FormErrors
 from adstack.console.pages import choices
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath, client_ip
-from adstack.core.errors import DomainError, NotFound
+from adstack.core.errors import DomainError, NotFound, ValidationFailed
 from adstack.core.mail import send_mail
 from adstack.review import service as review
 
@@ -47,11 +47,15 @@ def my_account(visitor: UserDep) -> Response:
 
 
 def _account_page(visitor: Visitor, account_id: int | None, *, errors: FormErrors | None = None,
-                  new_key: str | None = None, values: dict[str, Any] | None = None, status: int = 200) -> Response:
+                  new_key: str | None = None, values: dict[str, Any] | None = None, status: int = 200,
+                  refused_form: str = "edit") -> Response:
+    """The account's page; `errors` and `values` belong to `refused_form` (the sub-account form shares the edit
+    form's field names)."""
     session, principal = visitor.session, visitor.me
     context: dict[str, Any] = {
         "account": None,
         "errors": errors or FormErrors(),
+        "refused_form": refused_form,
         "new_key": new_key,
         "api_keys": accounts.list_api_keys(session, principal),
         "is_own": account_id is not None and account_id == principal.account_id,
@@ -89,25 +93,33 @@ def edit_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> Respons
     changes: dict[str, Any] = {k: v for k, v in values.items() if v}
     if entity and currency:
         changes.update(settlement_entity=entity, currency=currency)
-    threshold = forms.text(form, "low_balance_threshold")
     session = visitor.session
-    try:
-        if threshold:
+    # A badly typed threshold is told together with the other inputs' refusals, not instead of them.
+    with forms.collecting() as typed:
+        if forms.text(form, "low_balance_threshold"):
             changes["low_balance_threshold_micros"] = forms.money(form, "low_balance_threshold")
+    if typed:
+        changes.pop("low_balance_threshold_micros", None)
+    try:
         account = accounts.get_account(session, visitor.me, account_id)
         current = accounts.snapshot(account)
         data = forms.parse(AccountUpdate, {k: v for k, v in changes.items() if current.get(k) != v})
+        if typed:
+            raise ValidationFailed("the account has invalid fields")
         _, notice = accounts.update_account(session, visitor.me, account_id, data)
         session.commit()
     except ValidationError as exc:
         session.rollback()
-        return _account_page(visitor, account_id, errors=FormErrors.from_validation(exc), values=values, status=422)
+        return _account_page(visitor, account_id, errors=forms.merge(typed, FormErrors.from_validation(exc)),
+                             values=values, status=422)
     except DomainError as exc:
         session.rollback()
         if exc.status == 404:
             raise
-        return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc), values=values,
-                             status=exc.status)
+        if typed and not exc.fields:  # only the typed threshold stopped it
+            return _account_page(visitor, account_id, errors=typed, values=values, status=422)
+        return _account_page(visitor, account_id, errors=forms.merge(typed, FormErrors.from_domain(exc)),
+                             values=values, status=exc.status)
     return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "back_to_review" if notice else "saved"))
 
 
@@ -175,11 +187,12 @@ def create_sub_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> R
         session.commit()
     except ValidationError as exc:
         session.rollback()
-        return _account_page(visitor, account_id, errors=FormErrors.from_validation(exc), values=values, status=422)
+        return _account_page(visitor, account_id, errors=FormErrors.from_validation(exc), values=values, status=422,
+                             refused_form="sub_account")
     except DomainError as exc:
         session.rollback()
         return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc), values=values,
-                             status=exc.status)
+                             status=exc.status, refused_form="sub_account")
     return redirect(with_notice(f"{PREFIX}/accounts/{sub.id}", "submitted" if document is not None else "saved"))
 
 
