@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from tests.campaigns.helpers import approved_ad_group, campaign
 from tests.console.html_forms import as_data, form_fields, with_values
 from tests.console.support import sign_in
-from tests.support import Actor, Api
+from tests.support import Actor, Api, expect
 
 MACHINE_TALK = re.compile(r"/api/v\d|\^|\\[dws]|micros\b|_micros|String should|Input should|Value error|"
                           r"\(limit: |\b(GET|POST|PUT|PATCH|DELETE) /|pydantic|Traceback|\{'")
@@ -35,6 +35,7 @@ class Setting:
     agency: Actor  # with one sub-account
     campaign_id: int
     ad_group_id: int
+    app_id: int
 
 
 @dataclass
@@ -74,6 +75,9 @@ CASES = [
     Case("app", "advertiser", lambda s: "/console/apps", lambda s: "/console/apps",
          {"name": "", "package_name": "com.example.game", "click_lookback_days": "-1"},
          ("name", "click_lookback_days")),
+    Case("app settings", "advertiser", lambda s: f"/console/apps/{s.app_id}",
+         lambda s: f"/console/apps/{s.app_id}/edit",
+         {"name": "", "view_through_hours": "-1"}, ("name", "view_through_hours")),
     Case("connector", "advertiser", lambda s: "/console/connectors", lambda s: "/console/connectors",
          {"name": "", "api_token": ""}, ("name", "api_token")),
     Case("invitation", "advertiser", lambda s: "/console/users", lambda s: "/console/users/invite",
@@ -141,7 +145,9 @@ def setting(api: Api) -> Setting:
     group = approved_ad_group(api, advertiser, admin, camp["id"])
     agency = api.approved_account(admin, type="agency", email="refusals-agency@example.com")
     api.sub_account(agency, admin, company_name="Refusals Sub Ltd.")
-    return Setting(advertiser, admin, agency, camp["id"], group["id"])
+    app = expect(api.client.post("/api/v1/apps", headers=advertiser.headers,
+                                 json={"name": "Game", "package_name": "com.example.game"}), 201)
+    return Setting(advertiser, admin, agency, camp["id"], group["id"], app["id"])
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])

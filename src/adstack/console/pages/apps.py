@@ -96,7 +96,9 @@ def create_app(visitor: UserDep, form: FormDep) -> Response:
     return redirect(with_notice(f"{PREFIX}/apps/{app.id}", "created"))
 
 
-def _app_page(visitor: Visitor, app_id: int, *, errors: FormErrors | None = None, status: int = 200) -> Response:
+def _app_page(visitor: Visitor, app_id: int, *, errors: FormErrors | None = None, values: dict[str, Any] | None = None,
+              status: int = 200) -> Response:
+    """The app's page; after a refused edit, the settings form shows `values` as they were typed."""
     session = visitor.session
     app = apps.get_app(session, visitor.me, app_id)
     integrations = apps.integrations(session, app, base_url=visitor.settings.public_base_url,
@@ -108,7 +110,7 @@ def _app_page(visitor: Visitor, app_id: int, *, errors: FormErrors | None = None
         "missing": missing_settings(visitor, current),
         "mappings": apps.list_mappings(session, app.id), "partners": list(Partner),
         "stores": [s.value for s in AppStore], "events": [e.value for e in ConversionEvent],
-        "errors": errors or FormErrors(),
+        "errors": errors or FormErrors(), "values": values or {},
     }, status=status)
 
 
@@ -127,7 +129,9 @@ def edit_app(app_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
         if isinstance(exc, DomainError) and exc.status == 404:
             raise
         errors = FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
-        return _app_page(visitor, app_id, errors=errors, status=422)
+        typed = {name: forms.text(form, name) for name in SETTING_FIELDS}
+        typed["view_through_enabled"] = forms.checkbox(form, "view_through_enabled")
+        return _app_page(visitor, app_id, errors=errors, values=typed, status=422)
     return redirect(with_notice(f"{PREFIX}/apps/{app_id}", "saved"))
 
 
