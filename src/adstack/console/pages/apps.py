@@ -129,7 +129,7 @@ def edit_app(app_id: IdPath, visitor: UserDep, form: FormDep) -> Response:
         if isinstance(exc, DomainError) and exc.status == 404:
             raise
         errors = FormErrors.from_validation(exc) if isinstance(exc, ValidationError) else FormErrors.from_domain(exc)
-        typed = {name: forms.text(form, name) for name in SETTING_FIELDS}
+        typed: dict[str, Any] = {name: forms.text(form, name) for name in SETTING_FIELDS}
         typed["view_through_enabled"] = forms.checkbox(form, "view_through_enabled")
         return _app_page(visitor, app_id, errors=errors, values=typed, status=422)
     return redirect(with_notice(f"{PREFIX}/apps/{app_id}", "saved"))
