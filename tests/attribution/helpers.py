@@ -95,6 +95,13 @@ class Scenario:
         return int(expect(self.api.client.post("/api/v1/postbacks/process", headers=self.admin.headers),
                           200)["processed"])
 
+    def postbacks(self) -> list[dict[str, Any]]:
+        """The app's stored postbacks, once the pipeline has stored what it acknowledged."""
+        self.api.settle()
+        out: list[dict[str, Any]] = expect(self.api.client.get(
+            f"/api/v1/apps/{self.app['id']}/postbacks", headers=self.advertiser.headers, params={"limit": 500}), 200)
+        return out
+
     def conversions(self, **query: Any) -> list[dict[str, Any]]:
         self.process()
         out: list[dict[str, Any]] = expect(self.api.client.get(

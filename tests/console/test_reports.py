@@ -86,7 +86,8 @@ def test_long_ranges_run_as_report_jobs(client: TestClient, session: Session, se
     assert page.status_code == 422 and "Run as a background job" in page.text
     assert "92" in page.text.split('id="report-errors"')[1].split("</div>")[0]
     started = client.post("/console/reports/jobs", data={
-        "csrf_token": csrf_from(page.text), "start_date": "2025-01-01", "end_date": (utcnow() + timedelta(days=1)).date().isoformat(),
+        "csrf_token": csrf_from(page.text), "start_date": "2025-01-01",
+        "end_date": (utcnow() + timedelta(days=1)).date().isoformat(),
         "granularity": "total", "dimensions": "country", "metrics": "impressions", "format": "csv"},
         follow_redirects=False)
     assert started.status_code == 303  # (ending tomorrow in UTC: today in the account's zone, whatever the hour)

@@ -502,6 +502,7 @@ QUIET_LISTS: tuple[str, ...] = (
     f"{API}/connectors/columns/by-campaign-day?date_from={_week_ago()}&date_to={_today()}",
     f"{API}/reports?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/download?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
+    f"{API}/reports/filters",
     f"{API}/media-center?start_date={_week_ago()}&end_date={_today()}",
     # The platform catalogue: the same for everyone, and nothing of any tenant in it.
     f"{API}/settlement-rules", f"{API}/publishers", f"{API}/ad-spaces", f"{API}/device-populations",

@@ -39,7 +39,8 @@ def test_metrics_parse_and_count_appends_lag_and_reservations(api: Api, settings
     assert metrics["adstack_postbacks_pending"][()] == 0
 
     status = expect(api.client.get("/api/v1/pipeline/status", headers=s.admin.headers), 200)
-    assert {c["name"]: c["lag_events"] for c in status["consumers"]} == {"billing": 0, "touchpoints": 0, "events": 0}
+    assert {c["name"]: c["lag_events"] for c in status["consumers"]} == {"billing": 0, "touchpoints": 0, "events": 0,
+                                                                                  "postbacks": 0}
     expect(api.client.get("/api/v1/pipeline/status", headers=s.advertiser.headers), 403)
 
 

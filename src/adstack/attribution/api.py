@@ -11,7 +11,6 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import ORJSONResponse
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +26,6 @@ from adstack.attribution.adapters import (
     parse_postback,
     present,
 )
-from adstack.attribution.inbox import PostbackInbox
 from adstack.attribution.models import (
     ConversionRead,
     FxRateIn,
@@ -56,6 +54,8 @@ from adstack.core.errors import Forbidden
 from adstack.core.http import error_body
 from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
+from adstack.pipeline import records
+from adstack.pipeline.log import LogUnavailable
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -133,13 +133,17 @@ def _merge_fields(query: list[tuple[str, str]], body: bytes, content_type: str) 
     raise _Refused(415, "unsupported_body", "send the postback as a query, a URL-encoded form or a JSON object")
 
 
+ACCEPTED = {"status": "ok"}
+
 _RECEIVER_DOC = dict(
     response_model=PostbackAccepted,
     summary="Receive an install or in-app event postback from a measurement partner",
     description="Fields in the partner's own names, in the query, a URL-encoded form or a JSON body. "
-                "Answers 200 once the postback is stored; a retry answers 200 with duplicate=true.",
+                "Answers 200 once the postback is durable in the event log; a partner's retry answers 200 as "
+                "well and is stored and attributed once.",
     responses={400: {"description": "No partner, or no app can be identified (kept for inspection)"},
-               403: {"description": "The app signature does not match"}},
+               403: {"description": "The app signature does not match"},
+               503: {"description": "The event log cannot store it now; retry after Retry-After"}},
 )
 
 
@@ -191,18 +195,15 @@ async def receive_postback(request: Request) -> ORJSONResponse:
         await run_in_threadpool(_keep_rejected, request, partner_text, refusal, body, content_type)
         return refusal.response()
 
-    inbox: PostbackInbox = request.app.state.postback_inbox
+    record = records.postback(app_id=app_id, partner=partner.value, dedupe_key=parsed.dedupe_key,
+                              method=request.method, fields=fields, received_at=received_at)
     try:
-        duplicate = not await inbox.put(app_id=app_id, partner=partner, parsed=parsed, method=request.method,
-                                        fields=fields, received_at=received_at)
-    except SQLAlchemyError:
+        await request.app.state.pipeline.append(record)
+    except LogUnavailable:
         # Not stored: the partner must retry, which it does for anything but 200.
         return ORJSONResponse(error_body("unavailable", "the postback could not be stored; retry"),
                               status_code=503, headers={"Retry-After": "5"})
-    worker: PostbackWorker | None = getattr(request.app.state, "postback_worker", None)
-    if worker is not None and not duplicate:
-        worker.notify()
-    return ORJSONResponse({"status": "ok", "duplicate": duplicate})
+    return ORJSONResponse(ACCEPTED)
 
 
 def _identify_app(request: Request, partner: Partner, parsed: ParsedPostback) -> int | None:
@@ -392,10 +393,7 @@ def _route_first(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     _route_first(app)
-    inbox = PostbackInbox(app.state.engine)
-    worker = PostbackWorker(app.state.session_factory, app.state.settings, inbox=inbox)
-    app.state.postback_inbox = inbox
+    worker = PostbackWorker(app.state.session_factory, app.state.settings)
     app.state.postback_worker = worker
     app.state.on_startup.append(lambda _app: worker.start())  # its first pass attributes what a crash left
     app.state.on_shutdown.append(lambda _app: worker.stop())
-    app.state.on_shutdown.append(lambda _app: inbox.stop())

@@ -235,8 +235,7 @@ class RejectedPostbackRead(BaseModel):
 
 
 class PostbackAccepted(BaseModel):
-    status: str = "ok"
-    duplicate: bool = Field(description="True when this postback was received before; it is counted once.")
+    status: str = Field(default="ok", description="Durable in the event log; a retry of it is counted once.")
 
 
 class FxRateRead(BaseModel):

@@ -1,7 +1,8 @@
-"""Touchpoints, the postback inbox, attribution of installs and in-app events, CPA billing and the FX table.
+"""Touchpoints, stored postbacks, attribution of installs and in-app events, CPA billing and the FX table.
 
-A postback is answered 200 as soon as it is committed to the `postbacks` inbox (unique per app and dedupe
-key, so a retry is stored once). Attribution runs afterwards, from the inbox, in receipt order: each
+A postback is answered 200 once it is in the event log; the pipeline's postbacks consumer stores it in the
+`postbacks` table (unique per app and dedupe key, so a retry is stored once). Attribution runs afterwards, from
+that table, in receipt order: each
 postback is claimed inside the transaction that records its conversion, its CPA charge and marks it done,
 so a crash at any point leaves it either untouched (and processed again) or completely processed.
 """

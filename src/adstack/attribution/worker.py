@@ -1,17 +1,17 @@
-"""The background attributor: drains the postback inbox after each receipt, and at start-up after a crash."""
+"""The background attributor: attributes stored postbacks when the postbacks consumer stores some, and at start-up
+after a crash."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adstack.attribution.inbox import WRITE_LOCK, PostbackInbox
+from adstack.attribution.locks import WRITE_LOCK
 from adstack.attribution.service import PROCESS_BATCH, process_pending
 from adstack.core.settings import Settings
 from adstack.events.service import get_event_store
@@ -19,22 +19,17 @@ from adstack.events.service import get_event_store
 log = logging.getLogger("adstack.attribution")
 
 # A batch costs about 10 ms of fixed work (its dozen statements and the commit) plus ~0.15 ms of CPU per postback:
-# at 100 a batch the fixed part would double the cost of each postback. On SQLite the receiver waits for the
-# database while a batch is attributed, so a batch of 1,000 holds it for ~0.15 s, and the worker yields to the
-# receiver while postbacks stream in (`_yield_to_receiver`).
+# at 100 a batch the fixed part would double the cost of each postback.
 BATCH = PROCESS_BATCH
-QUIET_SECONDS = 0.1
-MAX_DEFERRAL_SECONDS = 5.0
 
 
 class PostbackWorker:
-    """One thread per process. Postbacks are durable in the inbox before they are answered, so the worker
-    may lag or die at any moment without losing one; processing is idempotent per postback."""
+    """One thread per process. Postbacks are durable in the event log before they are answered, and in the
+    `postbacks` table before they are attributed, so the worker may lag or die at any moment without losing one;
+    processing is idempotent per postback."""
 
-    def __init__(self, session_factory: sessionmaker[Session], settings: Settings, *,
-                 inbox: PostbackInbox | None = None, interval_seconds: float = 5.0):
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings, *, interval_seconds: float = 5.0):
         self.session_factory = session_factory
-        self.inbox = inbox
         self.settings = settings
         self.interval_seconds = interval_seconds
         self._wake = threading.Event()
@@ -73,23 +68,12 @@ class PostbackWorker:
         while not self._stop.is_set():
             try:
                 while not self._stop.is_set():
-                    self._yield_to_receiver()
                     if not self._attribute_batch():
                         break
-            except Exception:  # the inbox keeps everything; try again on the next wake-up
+            except Exception:  # the table keeps everything; try again on the next wake-up
                 log.exception("attributing postbacks failed; will retry")
             self._wake.wait(self.interval_seconds)
             self._wake.clear()
-
-    def _yield_to_receiver(self) -> None:
-        """Receiving comes first: partners wait for the answer, attribution may lag. While postbacks stream in,
-        wait for a pause of QUIET_SECONDS, but never longer than MAX_DEFERRAL_SECONDS, so attribution still
-        advances a batch at a time under sustained load and catches up in the next lull."""
-        if self.inbox is None:
-            return
-        deferred_until = time.monotonic() + MAX_DEFERRAL_SECONDS
-        while self.inbox.busy(QUIET_SECONDS) and time.monotonic() < deferred_until and not self._stop.is_set():
-            time.sleep(QUIET_SECONDS / 2)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():

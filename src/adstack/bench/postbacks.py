@@ -2,11 +2,11 @@
 
 HTTP: one `adstack serve` process on a loopback port with a fresh SQLite data dir. A lean keep-alive socket
 client (so the client is not the bottleneck) drives `GET /healthz` and real AppMetrica postbacks (each one new,
-so each is stored and committed before its 200) for the same time with the same connections, healthz before
+so each is appended to the event log before its 200) for the same time with the same connections, healthz before
 and after the postbacks; the figure is postbacks per second over healthz per second (target >= 0.5).
 
-In process: installs and in-app events already stored in the inbox, each device with a click to match on a CPA
-ad group that pays for installs (so half the postbacks are charged), are attributed by
+In process: installs and in-app events already stored in the `postbacks` table, each device with a click to match
+on a CPA ad group that pays for installs (so half the postbacks are charged), are attributed by
 `attribution.service.process_pending` in batches; the figure is postbacks attributed per second.
 
 Prints one JSON line last.

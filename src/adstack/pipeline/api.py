@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
@@ -65,7 +66,14 @@ def install(app: FastAPI) -> None:
     app.state.pipeline = pipeline
     postbacks = getattr(app.state, "postback_worker", None)
     if postbacks is not None:
-        postbacks.before_batch = lambda: pipeline.catch_up("touchpoints")
+        pipeline.postbacks.on_stored = postbacks.notify
+
+        def before_batch() -> datetime:
+            # Postbacks acknowledged so far are stored first; then touches up to the watermark.
+            pipeline.catch_up("postbacks")
+            return pipeline.catch_up("touchpoints")
+
+        postbacks.before_batch = before_batch
     app.add_middleware(LatencyMiddleware, metrics=lambda: getattr(app.state, "pipeline", None) and
                        app.state.pipeline.metrics)
 

@@ -7,6 +7,7 @@ verifying it again (`tracked`), once per process for all of them.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ class Kind(StrEnum):
     VIDEO = "video"
     INVALID = "invalid"  # a refused tracking request, kept as invalid traffic
     CPT_SLOT = "cpt"  # a booked CPT slot that has started: billed once
+    POSTBACK = "pb"  # a measurement partner's postback, checked and not yet stored for attribution
 
 
 def now_ms() -> int:
@@ -80,6 +82,14 @@ def cpt_slot(*, booking_id: int, account_id: int, campaign_id: int, ad_group_id:
     return {"id": f"cpt:{booking_id}:{int(starts_at.timestamp())}", "k": Kind.CPT_SLOT.value, "ts": now_ms(),
             "account_id": account_id, "campaign_id": campaign_id, "ad_group_id": ad_group_id,
             "ad_space_id": ad_space_id, "starts_at": int(starts_at.timestamp()), "amount": amount_micros}
+
+
+def postback(*, app_id: int, partner: str, dedupe_key: str, method: str, fields: dict[str, str],
+             received_at: datetime) -> dict[str, Any]:
+    """A postback under an id of its app and dedupe key: a partner's retry is the same record."""
+    digest = hashlib.sha256(f"{app_id}\n{dedupe_key}".encode()).hexdigest()[:32]
+    return {"id": f"pb:{app_id}:{digest}", "k": Kind.POSTBACK.value, "ts": int(received_at.timestamp() * 1000),
+            "app": app_id, "p": partner, "dk": dedupe_key, "m": method, "f": fields}
 
 
 @dataclass(frozen=True, slots=True)

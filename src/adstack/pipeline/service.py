@@ -29,11 +29,12 @@ from adstack.pipeline.consumers import Billing, Consumer, Context, StoreEvents, 
 from adstack.pipeline.log import EventLog, LocalLog, LogUnavailable, disk_free_bytes
 from adstack.pipeline.metrics import PipelineMetrics
 from adstack.pipeline.models import ConsumerLag, PipelineStatus
+from adstack.pipeline.postbacks import Postbacks
 from adstack.serving.counters import Counters
 
 log = logging.getLogger("adstack.pipeline")
 
-CONSUMER_NAMES = ("billing", "touchpoints", "events")
+CONSUMER_NAMES = ("billing", "touchpoints", "events", "postbacks")
 LINGER_SECONDS = 0.25
 SWEEP_SECONDS = 1.0
 SLOT_CHECK_SECONDS = 30.0
@@ -81,7 +82,8 @@ class Pipeline:
         self.counters = counters
         self.session_factory = session_factory
         self._slots_appended: set[str] = set()
-        self.consumers: list[Consumer] = [Billing(context), Touchpoints(context), StoreEvents(context)]
+        self.postbacks = Postbacks(context)
+        self.consumers: list[Consumer] = [Billing(context), Touchpoints(context), StoreEvents(context), self.postbacks]
         self.batch_events = settings.pipeline_batch_events
         self._locks = {c.name: threading.Lock() for c in self.consumers}
         self._threads: list[threading.Thread] = []
