@@ -115,15 +115,38 @@ def corpus_dir() -> Path:
     return CORPUS_DIR
 
 
+# The PostgreSQL run is there for what differs between the two databases: locking and concurrency, ON CONFLICT,
+# JSON, time zones, money arithmetic. The console's tests render pages over the services that every other folder
+# (accounts, campaigns, finance, serving, audiences, reports, attribution, pipeline, the API, ...) tests against
+# the database itself, so on a server they would repeat SQLite's run at length and prove nothing new: they run on
+# SQLite only. A console test of data the console keeps itself (announcements' translations, the list's
+# remembered columns) is marked `postgresql` and runs on both.
+SQLITE_ONLY_FOLDERS = ("console",)
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def runs_on_database_server(item: pytest.Item) -> bool:
+    """Whether the PostgreSQL run keeps this test: it reaches the database, and it is outside the SQLite-only
+    folders or marked `postgresql`."""
+    if "database_url" not in getattr(item, "fixturenames", ()):
+        return False  # it ran on SQLite already and would only repeat itself
+    if item.get_closest_marker("postgresql"):
+        return True
+    folder = Path(str(item.path)).resolve().relative_to(TESTS_DIR).parts[0]
+    return folder not in SQLITE_ONLY_FOLDERS
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On a database server run, keep only the tests that reach the database: the rest ran on SQLite already
-    and would only repeat themselves."""
-    if not os.environ.get("ADSTACK_TEST_DATABASE_URL"):
-        return
-    kept: list[pytest.Item] = []
-    repeated: list[pytest.Item] = []
-    for item in items:
-        (kept if "database_url" in getattr(item, "fixturenames", ()) else repeated).append(item)
-    if repeated:
-        config.hook.pytest_deselected(items=repeated)
-        items[:] = kept
+    """On a database server run, keep only the tests `runs_on_database_server` names; every test runs on SQLite.
+    Then the modules holding a `slow` test go first (scripts/test.sh hands modules to the workers in this order):
+    started last, a minutes-long module would leave the other worker idle at the end."""
+    if os.environ.get("ADSTACK_TEST_DATABASE_URL"):
+        kept: list[pytest.Item] = []
+        repeated: list[pytest.Item] = []
+        for item in items:
+            (kept if runs_on_database_server(item) else repeated).append(item)
+        if repeated:
+            config.hook.pytest_deselected(items=repeated)
+            items[:] = kept
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: each module keeps its order

@@ -6,12 +6,16 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from adstack.console.pages.reports import LIST_METRICS
 from tests.campaigns.helpers import campaign
 from tests.console.support import sign_in
 from tests.support import Api
+
+# The console's own table of each user's columns, the chosen columns in JSON: on PostgreSQL too.
+pytestmark = pytest.mark.postgresql
 
 
 def _columns(page: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -76,6 +77,7 @@ def test_audience_upload_report_and_refusal(client: TestClient, session: Session
     assert [a.name for a in session.scalars(select(Audience))] == ["Payers"]
 
 
+@pytest.mark.postgresql  # announcements: the console's own table, translations in JSON
 def test_publishers_ad_spaces_and_announcements_are_staff_only(client: TestClient, session: Session):
     _advertiser(client, session, 43)
     assert client.get("/console/admin/inventory").status_code == 403
@@ -95,6 +97,7 @@ def test_publishers_ad_spaces_and_announcements_are_staff_only(client: TestClien
     assert "Review hours over the holiday" in client.get("/console/").text
 
 
+@pytest.mark.postgresql  # announcements: the console's own table, translations in JSON
 def test_announcements_show_in_the_visitors_language(client: TestClient, session: Session):
     _advertiser(client, session, 45)
     admin = _admin(client, session, "ops45@example.org")
