@@ -390,10 +390,15 @@ def _route_first(app: FastAPI) -> None:
         routes[:] = ours + [r for r in routes if not any(r is o for o in ours)]
 
 
-
 def install(app: FastAPI) -> None:
     _route_first(app)
     worker = PostbackWorker(app.state.session_factory, app.state.settings)
     app.state.postback_worker = worker
-    app.state.on_startup.append(lambda _app: worker.start())  # its first pass attributes what a crash left
+
+    def start(app: FastAPI) -> None:
+        # With the event pipeline installed, the worker starts with its consumers (`Pipeline.on_start`).
+        if getattr(app.state, "pipeline", None) is None:
+            worker.start()  # its first pass attributes what a crash left
+
+    app.state.on_startup.append(start)
     app.state.on_shutdown.append(lambda _app: worker.stop())

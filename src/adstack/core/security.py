@@ -43,9 +43,22 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 from a copy of the key's prepared state. Tracking and postbacks sign on every request, and the
+    one-shot `hmac.digest` both sets the key up each time and releases the GIL around a microsecond of work: the
+    request thread then queues for the GIL behind the process's other threads."""
+    mac = _keyed(key).copy()
+    mac.update(message)
+    return mac.digest()
+
+
 def hmac_sign(key: bytes, message: bytes, size: int = 16) -> str:
-    digest = hmac.digest(key, message, "sha256")[:size]  # the one-shot C path: tracking signs on every request
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(hmac_sha256(key, message)[:size]).rstrip(b"=").decode()
 
 
 def hmac_verify(key: bytes, message: bytes, signature: str, size: int = 16) -> bool:

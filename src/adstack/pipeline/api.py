@@ -67,6 +67,8 @@ def install(app: FastAPI) -> None:
     postbacks = getattr(app.state, "postback_worker", None)
     if postbacks is not None:
         pipeline.postbacks.on_stored = postbacks.notify
+        # Attribution runs where the consumers run: serving processes beside an `adstack pipeline` only append.
+        pipeline.on_start.append(postbacks.start)
 
         def before_batch() -> datetime:
             # Postbacks acknowledged so far are stored first; then touches up to the watermark.

@@ -90,6 +90,9 @@ class Pipeline:
         self._stop = threading.Event()
         self._owner: OwnerLock | None = None
         self._free_bytes: tuple[int, float] = (0, float("-inf"))  # (free bytes, when asked)
+        # Run once this process starts the consumers (at start-up, or on taking over from a process that died):
+        # work that belongs beside them, such as attribution.
+        self.on_start: list[Callable[[], None]] = []
 
     # ---------- appending ----------
 
@@ -233,6 +236,8 @@ class Pipeline:
         sweeper = threading.Thread(target=self._sweep, name="adstack-reservation-sweeper", daemon=True)
         sweeper.start()
         self._threads.append(sweeper)
+        for started in self.on_start:
+            started()
         return True
 
     def stop(self) -> None:

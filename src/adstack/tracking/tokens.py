@@ -18,14 +18,13 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import hmac
 import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from adstack.core.security import derive_key, hmac_sign, hmac_verify
+from adstack.core.security import derive_key, hmac_sha256, hmac_sign, hmac_verify
 
 TOKEN_VERSION = "1"
 CLICK_ID_VERSION = 1
@@ -182,9 +181,9 @@ def read_verified_token(token: str) -> TrackingClaims:
 
 def new_click_id(impression_id: str, issued_at: datetime, secret: bytes) -> str:
     key = click_id_key(secret)
-    nonce = hmac.new(key, b"nonce:" + impression_id.encode(), hashlib.sha256).digest()[:10]
+    nonce = hmac_sha256(key, b"nonce:" + impression_id.encode())[:10]
     body = struct.pack(">BI", CLICK_ID_VERSION, int(issued_at.timestamp()) & 0xFFFFFFFF) + nonce
-    mac = hmac.new(key, b"mac:" + body, hashlib.sha256).digest()[:_CLICK_ID_MAC_BYTES]
+    mac = hmac_sha256(key, b"mac:" + body)[:_CLICK_ID_MAC_BYTES]
     return _b64encode(body + mac)
 
 
@@ -199,7 +198,7 @@ def verify_click_id(click_id: str, secret: bytes) -> datetime:
     if len(raw) != _CLICK_ID_BYTES or raw[0] != CLICK_ID_VERSION or _b64encode(raw) != click_id:
         raise TokenError("malformed", "the click id has an unknown layout")
     body, mac = raw[:-_CLICK_ID_MAC_BYTES], raw[-_CLICK_ID_MAC_BYTES:]
-    expected = hmac.new(click_id_key(secret), b"mac:" + body, hashlib.sha256).digest()[:_CLICK_ID_MAC_BYTES]
+    expected = hmac_sha256(click_id_key(secret), b"mac:" + body)[:_CLICK_ID_MAC_BYTES]
     if not hmac.compare_digest(mac, expected):
         raise TokenError("bad_signature", "the click id's signature does not match: forged or altered")
     (_, seconds) = struct.unpack(">BI", body[:5])
