@@ -5,25 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import ORJSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from adstack.apps.partners import POSTBACK_PATH
-from adstack.apps.service import verify_postback_signature
-from adstack.attribution import service
+from adstack.attribution import fastpath, service
 from adstack.attribution.adapters import (
-    MAX_FIELDS,
-    MAX_VALUE_LENGTH,
     ParsedPostback,
-    PostbackError,
-    flatten,
-    parse_postback,
     present,
 )
 from adstack.attribution.models import (
@@ -38,10 +30,18 @@ from adstack.attribution.models import (
     RejectedPostbackRead,
     VerdictAgreement,
 )
+from adstack.attribution.receiver import (
+    ACCEPTED,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    Refused,
+    acknowledge,
+    check,
+    merge_fields,
+)
 from adstack.attribution.rules import AttributionType
 from adstack.attribution.worker import PostbackWorker
 from adstack.core.deps import (
-    MAX_ID,
     AccountManagerPrincipal,
     CurrentPrincipal,
     IdPath,
@@ -54,8 +54,6 @@ from adstack.core.errors import Forbidden
 from adstack.core.http import error_body
 from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
-from adstack.pipeline import records
-from adstack.pipeline.log import LogUnavailable
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -63,77 +61,19 @@ router = APIRouter(prefix="/api/v1", tags=["attribution"])
 public_router = APIRouter(tags=["postbacks"])
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, rule: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field, self.rule = status, code, message, field, rule
-
-    def response(self) -> ORJSONResponse:
-        fields = [{"field": self.field, "rule": self.rule or self.code, "message": self.message}] \
-            if self.field else None
-        return ORJSONResponse(error_body(self.code, self.message, fields), status_code=self.status)
-
-
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
+        raise Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise _Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
+            raise Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
-
-def _merge_fields(query: list[tuple[str, str]], body: bytes, content_type: str) -> dict[str, str]:
-    """Query, form and JSON fields as one flat map; the first value of a repeated field wins."""
-    fields: dict[str, str] = {}
-
-    def put(key: str, value: Any) -> None:
-        if key not in fields:
-            if len(fields) >= MAX_FIELDS:
-                raise _Refused(400, "too_many_fields", f"a postback may have at most {MAX_FIELDS} fields")
-            text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            # NUL is never data in a postback, and PostgreSQL text cannot hold it.
-            fields[key[:100].replace("\x00", "")] = text.replace("\x00", "")[:MAX_VALUE_LENGTH]
-
-    for key, value in query:
-        put(key, value)
-    text = body.strip()
-    if not text:
-        return fields
-    if "json" in content_type or text.startswith(b"{"):
-        try:
-            document = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise _Refused(400, "malformed_json", "the postback body is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise _Refused(400, "malformed_json", "the postback body must be a JSON object")
-        for key, value in document.items():
-            if isinstance(value, dict | list):
-                put(str(key), value)  # kept whole for the adapters that read nested JSON
-                for inner_key, inner in flatten(value, str(key)).items():
-                    put(inner_key, inner)
-            elif value is not None:
-                put(str(key), value if isinstance(value, str) else str(value).lower()
-                    if isinstance(value, bool) else str(value))
-        return fields
-    if "form" in content_type or b"=" in text:
-        try:
-            pairs = parse_qsl(text.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
-                              max_num_fields=MAX_FIELDS)
-        except (ValueError, UnicodeDecodeError):
-            raise _Refused(400, "malformed_form", "the postback body is not a URL-encoded form") from None
-        for key, value in pairs:
-            put(key, value)
-        return fields
-    raise _Refused(415, "unsupported_body", "send the postback as a query, a URL-encoded form or a JSON object")
-
-
-ACCEPTED = {"status": "ok"}
 
 _RECEIVER_DOC = dict(
     response_model=PostbackAccepted,
@@ -157,52 +97,26 @@ async def receive_postback(request: Request) -> ORJSONResponse:
     partner_text = request.query_params.get("partner", "")
     try:
         body = await _read_body(request)
-        fields = _merge_fields(query, body, content_type)
+        fields = merge_fields(query, body, content_type)
         partner_text = present(fields.get("partner")) or ""
-        if not partner_text:
-            raise _Refused(400, "missing_partner", "name the measurement partner in `partner`", "partner",
-                           "required")
-        try:
-            partner = Partner(partner_text.lower())
-        except ValueError:
-            raise _Refused(400, "unknown_partner", f"unknown measurement partner {partner_text[:40]!r}; "
-                           f"expected one of {', '.join(p.value for p in Partner)}", "partner", "enum") from None
-        try:
-            parsed = parse_postback(partner, fields)
-        except PostbackError as exc:
-            raise _Refused(422, "invalid_postback", exc.message, exc.field, exc.rule) from None
-        settings = request.app.state.settings
-        app_text = fields.get("app", "")
-        if app_text:
-            if not (app_text.isascii() and app_text.isdigit() and len(app_text) <= 19) \
-                    or not 1 <= int(app_text) <= MAX_ID:
-                raise _Refused(400, "missing_app", "`app` must be the app id from the app's integration page",
-                               "app", "required")
-            app_id = int(app_text)
-            if not verify_postback_signature(settings.resolved_secret_key, app_id, fields.get("sig", "")):
-                raise _Refused(403, "bad_signature", "`sig` does not match the app: copy the postback URL from "
-                               "the app's integration page", "sig", "signature")
-        else:
+        partner, parsed, app_id = check(fields, request.app.state.settings.resolved_secret_key)
+        if app_id is None:
             # The guide's URL (partner, ext, gaid): the app comes from our signed click id, or the package and the
             # device's touches. `app` + `sig` stays the stronger form.
             found = await run_in_threadpool(_identify_app, request, partner, parsed)
             if found is None:
-                raise _Refused(400, "missing_app", "no app could be identified: add `app` and `sig` from the app's "
+                raise Refused(400, "missing_app", "no app could be identified: add `app` and `sig` from the app's "
                                "integration page, or send our click id, or the package and GAID", "app",
                                "required")
             app_id = found
-    except _Refused as refusal:
+    except Refused as refusal:
         await run_in_threadpool(_keep_rejected, request, partner_text, refusal, body, content_type)
-        return refusal.response()
+        return ORJSONResponse(error_body(refusal.code, refusal.message, refusal.fields()),
+                              status_code=refusal.status)
 
-    record = records.postback(app_id=app_id, partner=partner.value, dedupe_key=parsed.dedupe_key,
-                              method=request.method, fields=fields, received_at=received_at)
-    try:
-        await request.app.state.pipeline.append(record)
-    except LogUnavailable:
-        # Not stored: the partner must retry, which it does for anything but 200.
-        return ORJSONResponse(error_body("unavailable", "the postback could not be stored; retry"),
-                              status_code=503, headers={"Retry-After": "5"})
+    if not await acknowledge(request.app.state.pipeline, app_id=app_id, partner=partner, parsed=parsed,
+                             method=request.method, fields=fields, received_at=received_at):
+        return ORJSONResponse(UNAVAILABLE, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
     return ORJSONResponse(ACCEPTED)
 
 
@@ -290,7 +204,7 @@ class _RejectedBudget:
 _rejected_budget = _RejectedBudget()
 
 
-def _keep_rejected(request: Request, partner: str, refusal: _Refused, body: bytes, content_type: str) -> None:
+def _keep_rejected(request: Request, partner: str, refusal: Refused, body: bytes, content_type: str) -> None:
     per_minute = request.app.state.settings.rejected_postback_rows_per_minute
     keep, flush = _rejected_budget.admit(utcnow(), refusal.code, per_minute)
     if not keep and not flush:
@@ -396,6 +310,9 @@ def install(app: FastAPI) -> None:
     app.state.postback_worker = worker
 
     def start(app: FastAPI) -> None:
+        fast_paths = getattr(app, "fast_paths", None)
+        if fast_paths is not None:
+            fast_paths.update(fastpath.routes(app.state.settings.resolved_secret_key, lambda: app.state.pipeline))
         # With the event pipeline installed, the worker starts with its consumers (`Pipeline.on_start`).
         if getattr(app.state, "pipeline", None) is None:
             worker.start()  # its first pass attributes what a crash left
