@@ -289,3 +289,27 @@ def test_a_killed_writer_loses_nothing_it_acknowledged_and_nothing_counts_twice(
         assert rollup(reopened, 7)["impressions"] == len(ids)
     finally:
         reopened.close()
+
+
+def test_a_process_that_may_not_own_the_store_reads_through_the_owner_and_never_opens_it(tmp_path: Path) -> None:
+    from adstack.events.remote import StoreUnavailable
+
+    serving = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb", may_own=False)
+    at = datetime(2025, 3, 1, tzinfo=UTC)
+    serving.append([impression("s1", 41, at), impression("s2", 41, at)])
+    assert not serving.owns()
+    with pytest.raises(StoreUnavailable):
+        serving.query("SELECT 1")  # nobody owns it yet, and this process will not
+    pipeline = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
+    try:
+        pipeline.append([impression("p1", 41, at)])
+        pipeline.start_loader(interval_seconds=0.05)  # as `adstack pipeline` does: it takes the store and opens it
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "store.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pipeline.owns()
+        assert rollup(serving, 41)["impressions"] == 3  # answered by the owner, which loaded both processes' lines
+        assert not serving.owns()
+    finally:
+        pipeline.close()
+        serving.close()

@@ -81,7 +81,7 @@ class EventStore:
     """One store per location (a data dir with chDB, or a ClickHouse server), shared by the process."""
 
     def __init__(self, *, journal_dir: Path, chdb_path: Path | None = None, clickhouse_url: str | None = None,
-                 batch_events: int = LOAD_BATCH_EVENTS):
+                 batch_events: int = LOAD_BATCH_EVENTS, may_own: bool = True):
         if (chdb_path is None) == (clickhouse_url is None):
             raise ValueError("name exactly one of chdb_path and clickhouse_url")
         self.journal = Journal(journal_dir)
@@ -99,6 +99,9 @@ class EventStore:
         self._owner = OwnerLock(chdb_path.parent / "chdb.owner") if chdb_path is not None else None
         self._socket = chdb_path.parent / "store.sock" if chdb_path is not None else None
         self._server: QueryServer | None = None
+        # An embedded store's owner loads it and answers every process's reads. A serving process whose pipeline
+        # runs in another process leaves that to it: loading would take CPU from the requests it serves.
+        self.may_own = may_own
 
     @property
     def embedded(self) -> bool:
@@ -115,6 +118,8 @@ class EventStore:
                 return self._engine
             if self.chdb_path is not None:
                 assert self._owner is not None and self._socket is not None
+                if not self.may_own:
+                    raise StoreUnavailable("the process that runs the pipeline owns the embedded event store")
                 if not self._owner.try_acquire():
                     raise StoreUnavailable("another process owns the embedded event store")
                 _release_embedded_slot(except_for=self)
@@ -139,7 +144,7 @@ class EventStore:
         """Whether this process runs the store's engine (always, for a ClickHouse server)."""
         if self._owner is None or self._engine is not None:
             return True
-        return self._owner.try_acquire()
+        return self.may_own and self._owner.try_acquire()
 
     def _answer_bound(self, sql: str, bound: dict[str, str], fresh: bool) -> QueryResult:
         with self._lock:
@@ -274,8 +279,10 @@ class EventStore:
     def _run_loader(self, interval_seconds: float) -> None:
         while not self._stop.wait(interval_seconds):
             try:
-                if self.owns() and self.journal.pending_bytes():  # a waiting process takes over a dead owner
-                    self.flush()
+                if self.owns():  # a waiting process takes over a dead owner
+                    self.engine()  # opened at once: the other processes' reads come to the owner
+                    if self.journal.pending_bytes():
+                        self.flush()
             except Exception:  # keep loading later; the journal still holds everything
                 log.exception("event load failed; will retry")
 
@@ -372,8 +379,11 @@ def get_event_store(settings: Settings) -> EventStore:
             if settings.clickhouse_url:
                 store = EventStore(journal_dir=events_dir / "journal", clickhouse_url=settings.clickhouse_url)
             else:
-                store = EventStore(journal_dir=events_dir / "journal", chdb_path=events_dir / "chdb")
+                store = EventStore(journal_dir=events_dir / "journal", chdb_path=events_dir / "chdb",
+                                   may_own=settings.pipeline_in_process)
             _registry.stores[key] = store
+        elif settings.pipeline_in_process:
+            store.may_own = True  # this process runs the pipeline after all (`adstack pipeline`)
         return store
 
 
