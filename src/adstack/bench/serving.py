@@ -18,6 +18,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -321,17 +322,20 @@ def measure_decisions(count: int, now: datetime) -> dict[str, Any]:
 # ---------- HTTP ----------
 
 
-def _serve(port: int, ad_groups_count: int) -> None:
-    """The server process: the real app, its serving runtime holding a generated snapshot."""
+BENCH_SECRET = "bench-secret"
+
+
+def _serve(port: int, ad_groups_count: int, data_dir: Path) -> None:
+    """The server process: the real app, its serving runtime holding a generated snapshot. As deployed at scale, it
+    only appends what it records; an `adstack pipeline` process beside it applies the log and loads the store."""
     import uvicorn
 
     from adstack.app import create_app
     from adstack.core.bootstrap import migrate
     from adstack.core.settings import Settings
 
-    data_dir = Path(tempfile.mkdtemp(prefix="adstack-bench-"))
-    settings = Settings(data_dir=data_dir, secret_key="bench-secret", environment="production",
-                        public_base_url=f"http://127.0.0.1:{port}", bench_routes=True)
+    settings = Settings(data_dir=data_dir, secret_key=BENCH_SECRET, environment="production",
+                        public_base_url=f"http://127.0.0.1:{port}", bench_routes=True, pipeline_in_process=False)
     migrate(settings)
     app = create_app(settings)
 
@@ -431,12 +435,21 @@ def wrk_rate(args: list[str], seconds: float = HTTP_SECONDS / 2) -> float:
 
 def measure_http(ad_groups_count: int) -> dict[str, Any]:
     """`POST /v1/ads` with wrk against the trivial `async def` route of the same app, A B A B."""
+    from adstack.bench.postbacks import server_environment
+
     load_before = os.getloadavg()[0]
     port = _free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="adstack-bench-"))
     server = subprocess.Popen([sys.executable, "-m", "adstack.bench.serving", "--serve", str(port),  # noqa: S603
-                               str(ad_groups_count)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               str(ad_groups_count), str(data_dir)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    consumers: subprocess.Popen[bytes] | None = None
     try:
         _wait_for(port, server)
+        consumers = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "adstack.cli", "pipeline", "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**server_environment(), "ADSTACK_SECRET_KEY": BENCH_SECRET, "ADSTACK_ENVIRONMENT": "production"})
         now = datetime.now(UTC)
         rng = random.Random(SEED + 7)
         snapshot = build_snapshot(ad_groups_count, now)
@@ -472,18 +485,22 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
         bid_rps = statistics.median(bidding)
         return {"ad_groups": ad_groups_count, "ads_rps": round(ads_rps), "trivial_rps": round(trivial_rps),
                 "ratio": round(ads_rps / trivial_rps, 3), "connections": 32, "driver": "wrk",
-                "server": "uvicorn, 1 process",
+                "server": "uvicorn, 1 serving process beside 1 `adstack pipeline` process",
                 "openrtb_rps": round(bid_rps), "openrtb_ratio": round(bid_rps / trivial_rps, 3),
                 "openrtb_p99_ms_saturated": round(max(saturated_p99), 2),
                 "openrtb_answer_times": answers, "openrtb_tmax_ms": rtb.TMAX_MS,
                 # Other work on the machine skews every rate: the 1-minute load before and after the runs.
                 "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for process in (consumers, server):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
@@ -544,7 +561,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        _serve(int(sys.argv[2]), int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        _serve(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
     else:
         main()
