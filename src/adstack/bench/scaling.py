@@ -94,9 +94,13 @@ def request_bodies(spaces: list[dict[str, Any]], count: int = BODIES, seed: int 
 
 
 class Server:
+    """`adstack serve --workers N` as deployed at scale: the workers only append to the event log, and one
+    `adstack pipeline` process beside them applies it (on this machine, on the same cores)."""
+
     def __init__(self, data_dir: Path, workers: int, port: int):
         self.data_dir, self.workers, self.port = data_dir, workers, port
         self.process: subprocess.Popen[bytes] | None = None
+        self.consumers: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -106,8 +110,12 @@ class Server:
         _empty_redis()
         self.process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "adstack.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--workers", str(self.workers)], env=_environment(self.data_dir),
+             "--workers", str(self.workers)],
+            env={**_environment(self.data_dir), "ADSTACK_PIPELINE_IN_PROCESS": "false"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.consumers = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "adstack.cli", "pipeline", "--data-dir", str(self.data_dir)],
+            env=_environment(self.data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -121,13 +129,15 @@ class Server:
         raise RuntimeError(f"adstack serve --workers {self.workers} did not come up")
 
     def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        for process in (self.process, self.consumers):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _fill(base_url: str, bodies: list[dict[str, Any]]) -> float:
@@ -162,7 +172,8 @@ def run(*, rounds: int = 2, seconds: float = 8.0, port: int = 18_731) -> dict[st
             "trivial_rps_2_workers": round(statistics.median(trivial[2])),
             "ads_ratio_1_worker": round(one / statistics.median(trivial[1]), 3),
             "workers_2_speedup": round(two / one, 3), "fill_1_worker": fill[1], "fill_2_workers": fill[2],
-            "rounds": rounds, "seconds_per_run": seconds, "driver": "wrk -t1 -c32", "cpus": _cpus()}
+            "rounds": rounds, "seconds_per_run": seconds, "driver": "wrk -t1 -c32", "cpus": _cpus(),
+            "topology": "N serving workers beside 1 `adstack pipeline` process"}
 
 
 def _cpus() -> int:
