@@ -108,6 +108,27 @@ def api(client: TestClient, session: Session) -> Api:
     return Api(client, session)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def playwright_browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright, one per worker for every browser test: a second sync Playwright
+    started while this one runs would refuse to start inside its event loop."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium (scripts/system-deps.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def corpus_dir() -> Path:
     if not CORPUS_DIR.is_dir():

@@ -1,4 +1,5 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, against a real uvicorn server on a free port."""
+"""Browser fixtures: a real uvicorn server on a free port, for Debian's Chromium (`playwright_browser`, in
+tests/conftest.py) to open."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ import uvicorn
 from adstack.app import create_app
 from adstack.core.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Screenshots of every page, in both languages (git-ignored).
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
@@ -26,20 +24,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def playwright_browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium (scripts/system-deps.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -243,12 +243,7 @@ def test_a_deeplink_opens_a_page_that_tries_the_app_and_falls_back_to_the_click_
 
 @pytest.mark.browser
 def test_in_chromium_the_deeplink_page_falls_back_to_the_click_url(
-        api: Api, settings: Settings, loopback: Loopback, tmp_path: Path) -> None:
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium (scripts/system-deps.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
+        api: Api, settings: Settings, loopback: Loopback, tmp_path: Path, playwright_browser: Any) -> None:
     s = scenario(api, settings, bid_type="cpc")
     expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}),
            200)
@@ -260,18 +255,16 @@ def test_in_chromium_the_deeplink_page_falls_back_to_the_click_url(
     loopback.pages["/click"] = (response.content, {k: v for k, v in response.headers.items()
                                                   if k not in ("content-length",)})
     violations: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda message: violations.append(message.text)
-                    if "Content Security Policy" in message.text else None)
-            page.goto(f"{loopback.base}/click")
-            page.wait_for_url(f"{loopback.base}/landing**", timeout=10_000)
-            assert page.url == f"{loopback.base}/landing?cid={urls.click_id}"
-        finally:
-            browser.close()
+    context = playwright_browser.new_context()
+    try:
+        page = context.new_page()
+        page.on("console", lambda message: violations.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(f"{loopback.base}/click")
+        page.wait_for_url(f"{loopback.base}/landing**", timeout=10_000)
+        assert page.url == f"{loopback.base}/landing?cid={urls.click_id}"
+    finally:
+        context.close()
     assert violations == []
     assert loopback.landings == [f"/landing?cid={urls.click_id}"]
 
