@@ -98,6 +98,7 @@ CODE_NAMES: Mapping[str, str] = {
     "pending": N_("Pending"), "accepted": N_("Accepted"), "revoked": N_("Revoked"), "expired": N_("Expired"),
     # the event pipeline's consumers
     "billing": N_("Billing"), "touchpoints": N_("Touchpoints"), "events": N_("Events and reports"),
+    "postbacks": N_("Partner postbacks"),
     # who made a ledger entry when no person did
     "system": N_("System"),
     # object types of the operation log

@@ -27,7 +27,8 @@ def install(app: FastAPI) -> None:
         if not app.state.settings.pipeline_in_process:
             return
         try:
-            store.flush()
+            if store.pending_bytes():  # nothing waiting: no need to open the store just to close it
+                store.flush()
         except Exception:  # the journal keeps everything; the next start loads it
             log.exception("could not load pending events at shutdown")
 
