@@ -3,7 +3,6 @@ append and reduce, and the membership serving sees."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from adstack.audiences.ids import device_key, sha256_device_key
 from adstack.audiences.models import Audience, AudienceSegment, AudienceUpload
 from adstack.core.settings import Settings
 from tests.audiences.helpers import change, gaids, id_file, md5_hex, sha256_hex, upload
-from tests.support import Api, expect
+from tests.support import Api, expect, run_async
 
 MB = 1024 * 1024
 
@@ -132,7 +131,7 @@ def test_a_65_mb_file_is_refused_mid_stream_and_nothing_is_left(api: Api, sessio
             return await client.post("/api/v1/audiences/upload", headers=adv.headers, content=body(),
                                      params={"name": "Too big", "region_code": "IN", "id_type": "gaid"})
 
-    response = asyncio.run(send())
+    response = run_async(send)
     error = expect(response, 413)["error"]
     assert error["fields"][0] == {"field": "file", "rule": "max_size_bytes", "limit": 64 * MB,
                                   "actual": error["fields"][0]["actual"]}
