@@ -37,6 +37,7 @@ from adstack.bench.postbacks import (
     register_advertiser,
     server_environment,
     set_up_app,
+    stop_process,
 )
 from adstack.core.timeutil import utcnow
 from adstack.tracking.urls import TrackingUrls, build_tracking_urls
@@ -191,24 +192,20 @@ def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0) -> float:
 class ConsumerProcess:
     """`adstack pipeline` in a child process: the consumers, apart from the serving process, as deployed at scale."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
         self.data_dir = data_dir
+        self.env = {**server_environment(), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ConsumerProcess:
         log = open(self.data_dir / "pipeline.log", "ab")  # noqa: SIM115 - lives as long as the child
         self.process = subprocess.Popen([sys.executable, "-m", "adstack.cli", "pipeline",  # noqa: S603
                                          "--data-dir", str(self.data_dir)], stdout=log, stderr=subprocess.STDOUT,
-                                        env=server_environment())
+                                        env=self.env)
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, timeout=60)
 
 
 def impressions_in_process(*, seconds: float, rounds: int) -> dict[str, Any]:

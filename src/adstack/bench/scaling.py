@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from adstack.bench.pipeline import ConsumerProcess
+from adstack.bench.postbacks import stop_process
 from adstack.bench.serving import post_lua, wrk_rate
 
 # A database of its own, emptied before each use: sign-up limits and frequency caps of earlier runs are kept there.
@@ -100,7 +102,7 @@ class Server:
     def __init__(self, data_dir: Path, workers: int, port: int):
         self.data_dir, self.workers, self.port = data_dir, workers, port
         self.process: subprocess.Popen[bytes] | None = None
-        self.consumers: subprocess.Popen[bytes] | None = None
+        self.consumers: ConsumerProcess | None = None
 
     @property
     def base_url(self) -> str:
@@ -113,9 +115,7 @@ class Server:
              "--workers", str(self.workers)],
             env={**_environment(self.data_dir), "ADSTACK_PIPELINE_IN_PROCESS": "false"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.consumers = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "adstack.cli", "pipeline", "--data-dir", str(self.data_dir)],
-            env=_environment(self.data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.consumers = ConsumerProcess(self.data_dir, _environment(self.data_dir)).start()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -129,15 +129,9 @@ class Server:
         raise RuntimeError(f"adstack serve --workers {self.workers} did not come up")
 
     def __exit__(self, *exc: object) -> None:
-        for process in (self.process, self.consumers):
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(self.process)
+        if self.consumers is not None:
+            self.consumers.stop()
 
 
 def _fill(base_url: str, bodies: list[dict[str, Any]]) -> float:

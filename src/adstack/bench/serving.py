@@ -435,7 +435,8 @@ def wrk_rate(args: list[str], seconds: float = HTTP_SECONDS / 2) -> float:
 
 def measure_http(ad_groups_count: int) -> dict[str, Any]:
     """`POST /v1/ads` with wrk against the trivial `async def` route of the same app, A B A B."""
-    from adstack.bench.postbacks import server_environment
+    from adstack.bench.pipeline import ConsumerProcess
+    from adstack.bench.postbacks import stop_process
 
     load_before = os.getloadavg()[0]
     port = _free_port()
@@ -443,13 +444,10 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
     server = subprocess.Popen([sys.executable, "-m", "adstack.bench.serving", "--serve", str(port),  # noqa: S603
                                str(ad_groups_count), str(data_dir)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
-    consumers: subprocess.Popen[bytes] | None = None
+    consumers = ConsumerProcess(data_dir, {"ADSTACK_SECRET_KEY": BENCH_SECRET, "ADSTACK_ENVIRONMENT": "production"})
     try:
         _wait_for(port, server)
-        consumers = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "adstack.cli", "pipeline", "--data-dir", str(data_dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**server_environment(), "ADSTACK_SECRET_KEY": BENCH_SECRET, "ADSTACK_ENVIRONMENT": "production"})
+        consumers.start()
         now = datetime.now(UTC)
         rng = random.Random(SEED + 7)
         snapshot = build_snapshot(ad_groups_count, now)
@@ -492,14 +490,8 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
                 # Other work on the machine skews every rate: the 1-minute load before and after the runs.
                 "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     finally:
-        for process in (consumers, server):
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        consumers.stop()
+        stop_process(server, timeout=10)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
