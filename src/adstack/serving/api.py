@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from adstack.core.errors import PayloadTooLarge
 from adstack.core.timeutil import utcnow
@@ -53,7 +52,7 @@ def runtime_of(request: Request) -> ServingRuntime:
                     responses={404: {"description": "No active ad space has this id."}})
 async def request_ads(body: AdRequestIn, request: Request) -> Response:
     """Fill an ad space: ads with assembled assets, signed tracking URLs and expanded third-party trackers."""
-    return _json(service.serve_sdk_request(runtime_of(request), body, now=utcnow()))
+    return _json(await service.serve_sdk_request(runtime_of(request), body, now=utcnow()))
 
 
 @public_router.post("/openrtb2/bid", summary="OpenRTB 2.6 bid request", openapi_extra=_BID_REQUEST_BODY)
@@ -63,26 +62,8 @@ async def openrtb_bid(request: Request) -> Response:
     started = time.monotonic()
     body = await _bid_request_body(request)
     parsed = openrtb.parse_bid_request(body)
-    runtime = runtime_of(request)
-    tmax = parsed.tmax or 0
-    if tmax and tmax < runtime.settings.openrtb_min_tmax_ms:
-        return Response(status_code=204)  # no time to bid well: say so at once
-    due = started + tmax / 1000 if tmax else None
-    pending = request.app.state.serving_bids
-    decisions: list[Any] = []
-    try:
-        made = openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=pending,
-                           deadline=due - openrtb.DEADLINE_MARGIN_MS / 1000 if due else None)
-        if made is None:
-            return Response(status_code=204)
-        answer, decisions = made
-        content = orjson.dumps(answer)
-    except Exception:  # never a 500 to an exchange: no bid, and whatever was reserved goes back
-        log.exception("OpenRTB bid request %s failed", parsed.id)
-        openrtb.withdraw(runtime, decisions, pending)
-        return Response(status_code=204)
-    if due is not None and time.monotonic() > due:
-        openrtb.withdraw(runtime, decisions, pending)
+    content = await openrtb_fastpath.answer(runtime_of(request), parsed, started, request.app.state.serving_bids)
+    if content is None:
         return Response(status_code=204)
     return Response(content=content, media_type="application/json")
 
@@ -137,7 +118,7 @@ async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: No
     """A lost bid gives its budget reservation back, whichever process made the bid: the reservation is booked
     under the bid id in the counters every serving process shares."""
     request.app.state.serving_bids.pop(i)
-    await run_in_threadpool(runtime_of(request).engine.counters.release_held, i)
+    await runtime_of(request).engine.counters.release_held_async(i)
     return Response(status_code=204)
 
 

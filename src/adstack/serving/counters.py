@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adstack.serving.redis_pipeline import PipelinedRedis
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -90,6 +92,13 @@ class Counters(Protocol):
     def outstanding(self) -> Outstanding: ...
 
     def close(self) -> None: ...
+
+    # The same operations for a request in an event loop; shared counters answer them without blocking it.
+    async def reserve_async(self, claims: Sequence[Claim], hold: Hold | None = None) -> int: ...
+
+    async def get_many_async(self, keys: Sequence[str]) -> list[int]: ...
+
+    async def release_held_async(self, reservation_id: str) -> bool: ...
 
 
 class MemoryCounters:
@@ -186,6 +195,15 @@ class MemoryCounters:
 
     def close(self) -> None:
         pass
+
+    async def reserve_async(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
+        return self.reserve(claims, hold)
+
+    async def get_many_async(self, keys: Sequence[str]) -> list[int]:
+        return self.get_many(keys)
+
+    async def release_held_async(self, reservation_id: str) -> bool:
+        return self.release_held(reservation_id)
 
 
 # KEYS: the counters, then the book (a hash) and its deadlines (a sorted set). ARGV, four per counter: amount,
@@ -296,6 +314,8 @@ class RedisCounters:
         # Beside the counters' prefix, not under it: whoever lists the counters finds only counters.
         book = prefix.rstrip(":") + "-book"
         self._book_keys = [book, book + ":deadlines"]
+        self._pipelined = PipelinedRedis(url, socket_timeout=0.25, socket_connect_timeout=0.5) \
+            if client is None else None
 
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -303,9 +323,10 @@ class RedisCounters:
         raw = self._redis.mget([self._prefix + k for k in keys])
         return [int(v) if v is not None else 0 for v in raw]
 
-    def reserve(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
-        keys = [self._prefix + c.key for c in claims] + self._book_keys
-        args: list[int | str | float] = []
+    def _reserve_command(self, claims: Sequence[Claim], hold: Hold | None) -> tuple[list[str], list[Any]]:
+        prefix = self._prefix
+        keys = [prefix + c.key for c in claims] + self._book_keys
+        args: list[Any] = []
         for c in claims:
             args += [c.amount, -1 if c.cap is None else c.cap, c.floor, c.ttl_seconds]
         booked = _booked_claims(claims) if hold is not None else []
@@ -313,8 +334,29 @@ class RedisCounters:
             args += [hold.reservation_id, hold.expires_at, _encode_booked(booked)]
         else:
             args += ["", 0, ""]
-        failed = int(self._reserve(keys=keys, args=args))
-        return failed - 1
+        return keys, args
+
+    def reserve(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
+        keys, args = self._reserve_command(claims, hold)
+        return int(self._reserve(keys=keys, args=args)) - 1
+
+    async def reserve_async(self, claims: Sequence[Claim], hold: Hold | None = None) -> int:
+        if self._pipelined is None:
+            return self.reserve(claims, hold)
+        keys, args = self._reserve_command(claims, hold)
+        return int(await self._pipelined.run_script(_RESERVE, keys, args)) - 1
+
+    async def get_many_async(self, keys: Sequence[str]) -> list[int]:
+        if self._pipelined is None or not keys:
+            return self.get_many(keys)
+        raw = await self._pipelined.execute("MGET", *[self._prefix + k for k in keys])
+        return [int(v) if v is not None else 0 for v in raw]
+
+    async def release_held_async(self, reservation_id: str) -> bool:
+        if self._pipelined is None:
+            return self.release_held(reservation_id)
+        return bool(await self._pipelined.run_script(_END, self._book_keys,
+                                                     [self._prefix, "release", reservation_id, 0]))
 
     def settle(self, reservation_id: str, actual_micros: int) -> bool:
         return bool(self._end(keys=self._book_keys, args=[self._prefix, "settle", reservation_id, actual_micros]))

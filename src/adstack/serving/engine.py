@@ -25,7 +25,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -108,6 +108,27 @@ class _Candidate:
     pcvr: float
 
 
+@dataclass(frozen=True, slots=True)
+class ReserveStep:
+    """Ask the counters to apply `claims` (see `Counters.reserve`); the answer is the failed claim's index or -1."""
+
+    claims: tuple[Claim, ...]
+    hold: Hold | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStep:
+    """Ask the counters for the values of `keys`."""
+
+    keys: list[str]
+
+
+# The decision as a generator of counter operations: the same code runs against in-process counters (answered at
+# once, `decide`) and against Redis (awaited, `decide_async`), where the event loop serves other requests while
+# the round trip is on its way and concurrent requests' operations travel in one pipeline.
+Steps = Generator[ReserveStep | ReadStep, Any, list[Decision]]
+Step = Generator[ReserveStep | ReadStep, Any, Any]
+
 _TOKEN_CHARS = 16  # secrets.token_urlsafe(12)
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -189,6 +210,44 @@ class DecisionEngine:
 
     def decide(self, request: AdRequest, *, space: AdSpaceSnap | None = None,
                slot_filter: Callable[[AdGroupSnap], bool] | None = None) -> list[Decision]:
+        """The ads for one opportunity, waiting for the counters in this thread."""
+        counters = self.counters
+        steps = self._decide(request, space, slot_filter)
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    reply = counters.reserve(step.claims, step.hold) if isinstance(step, ReserveStep) \
+                        else counters.get_many(step.keys)
+                except Exception as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+
+    async def decide_async(self, request: AdRequest, *, space: AdSpaceSnap | None = None,
+                           slot_filter: Callable[[AdGroupSnap], bool] | None = None) -> list[Decision]:
+        """The same decision, awaiting shared counters instead of blocking the event loop on them."""
+        counters = self.counters
+        if not counters.shared:
+            return self.decide(request, space=space, slot_filter=slot_filter)
+        steps = self._decide(request, space, slot_filter)
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    reply = await (counters.reserve_async(step.claims, step.hold) if isinstance(step, ReserveStep)
+                                   else counters.get_many_async(step.keys))
+                except Exception as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+
+    def _decide(self, request: AdRequest, space: AdSpaceSnap | None,
+                slot_filter: Callable[[AdGroupSnap], bool] | None) -> Steps:
         state = self.state
         snapshot = state.snapshot
         now = request.now
@@ -208,12 +267,12 @@ class DecisionEngine:
 
         reserved = candidates & state.order.reserved
         if reserved:
-            for decision in self._reserved(request, reserved, state, times, space, slot_filter, count):
+            for decision in (yield from self._reserved(request, reserved, state, times, space, slot_filter, count)):
                 decisions.append(decision)
                 taken.add(decision.ad_group.id)
         if len(decisions) < count:
-            decisions += self._auction(request, candidates, state, times, space, floor, count - len(decisions),
-                                       taken, slot_filter)
+            decisions += yield from self._auction(request, candidates, state, times, space, floor,
+                                                  count - len(decisions), taken, slot_filter)
         return decisions
 
     # ---------- per-candidate checks ----------
@@ -257,7 +316,7 @@ class DecisionEngine:
 
     def _reserved(self, request: AdRequest, ordinals: AbstractBitMap, state: ServingState,
                   times: eligibility.LocalTimes, space: AdSpaceSnap | None,
-                  slot_filter: Callable[[AdGroupSnap], bool] | None, slots: int) -> list[Decision]:
+                  slot_filter: Callable[[AdGroupSnap], bool] | None, slots: int) -> Steps:
         snapshot = state.snapshot
         cpt: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
         guaranteed: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
@@ -271,20 +330,20 @@ class DecisionEngine:
         if cpt:
             # Even share of voice among concurrent bookings: the one shown least today goes first.
             days = [times.at(g.schedule.time_zone).date() for g, _ in cpt]
-            shown = self.counters.get_many([_delivered_key(g.id, d) for (g, _), d in zip(cpt, days, strict=True)])
+            shown = yield ReadStep([_delivered_key(g.id, d) for (g, _), d in zip(cpt, days, strict=True)])
             order = sorted(range(len(cpt)), key=lambda i: (shown[i], self._rng.random()))
             for i in order:
                 if len(out) >= slots:
                     return out
                 group, creatives = cpt[i]
-                decision = self._commit(request, state, times, space, group, creatives, tier=TIER_CPT,
-                                        ecpm=0.0, price=group.bid_micros, extra=(
-                                            Claim(_delivered_key(group.id, days[i]), 1, ttl_seconds=DAY_KEY_TTL),))
+                shown_today = Claim(_delivered_key(group.id, days[i]), 1, ttl_seconds=DAY_KEY_TTL)
+                decision = yield from self._commit(request, state, times, space, group, creatives, tier=TIER_CPT,
+                                                   ecpm=0.0, price=group.bid_micros, extra=(shown_today,))
                 if decision is not None:
                     out.append(decision)
         if guaranteed:
             now = times.now
-            delivered = self.counters.get_many([_booked_key(g.id) for g, _ in guaranteed])
+            delivered = yield ReadStep([_booked_key(g.id) for g, _ in guaranteed])
             behind: list[tuple[float, int]] = []
             for i, (group, _) in enumerate(guaranteed):
                 allowance = self._booking_allowance(group, now)
@@ -297,8 +356,9 @@ class DecisionEngine:
                 allowance = self._booking_allowance(group, now)
                 booked = Claim(_booked_key(group.id), 1, cap=allowance)
                 bid_usd = state.fx.to_usd(group.bid_micros, group.currency)
-                decision = self._commit(request, state, times, space, group, creatives, tier=TIER_GUARANTEED,
-                                        ecpm=bid_usd, price=group.bid_micros, extra=(booked,))
+                decision = yield from self._commit(request, state, times, space, group, creatives,
+                                                   tier=TIER_GUARANTEED, ecpm=bid_usd, price=group.bid_micros,
+                                                   extra=(booked,))
                 if decision is not None:
                     out.append(decision)
         return out
@@ -313,7 +373,7 @@ class DecisionEngine:
 
     def _auction(self, request: AdRequest, candidates: AbstractBitMap, state: ServingState,
                  times: eligibility.LocalTimes, space: AdSpaceSnap | None, floor: float, slots: int, taken: set[int],
-                 slot_filter: Callable[[AdGroupSnap], bool] | None) -> list[Decision]:
+                 slot_filter: Callable[[AdGroupSnap], bool] | None) -> Steps:
         snapshot = state.snapshot
         rates = state.rates
         fx = state.fx
@@ -371,9 +431,9 @@ class DecisionEngine:
                                            candidate.pcvr)
             cleared = min(candidate.ecpm, max(floor, minimum_ecpm, runner_up or 0.0)) \
                 if self.auction_type == "second_price" else candidate.ecpm
-            decision = self._commit(request, state, times, space, group, [candidate.creative], tier=TIER_AUCTION,
-                                    ecpm=candidate.ecpm, price=price, pctr=candidate.pctr, pcvr=candidate.pcvr,
-                                    exchange_cpm=cleared)
+            decision = yield from self._commit(request, state, times, space, group, [candidate.creative],
+                                               tier=TIER_AUCTION, ecpm=candidate.ecpm, price=price,
+                                               pctr=candidate.pctr, pcvr=candidate.pcvr, exchange_cpm=cleared)
             if decision is not None:
                 out.append(decision)
         return out
@@ -383,7 +443,7 @@ class DecisionEngine:
     def _commit(self, request: AdRequest, state: ServingState, times: eligibility.LocalTimes,
                 space: AdSpaceSnap | None, group: AdGroupSnap, creatives: Sequence[CreativeSnap], *, tier: str,
                 ecpm: float, price: int, pctr: float | None = None, pcvr: float | None = None,
-                extra: tuple[Claim, ...] = (), exchange_cpm: float | None = None) -> Decision | None:
+                extra: tuple[Claim, ...] = (), exchange_cpm: float | None = None) -> Step:
         placement = request.placement_type or ""
         creative = creatives[0]
         if pctr is None or pcvr is None:
@@ -396,7 +456,7 @@ class DecisionEngine:
         impression_id = new_impression_id(combination.key)
         hold = Hold(impression_id, times.now.timestamp() + (request.hold_seconds or self.sdk_hold_seconds))
         try:
-            failed = self.counters.reserve(claims, hold)
+            failed = yield ReserveStep(claims, hold)
         except Exception:  # the shared counters are unreachable: serve nothing rather than spend blind
             self._log_counter_failure()
             return None
@@ -466,6 +526,13 @@ class DecisionEngine:
     def release(self, decision: Decision) -> None:
         """Give back a reservation whose ad will not be shown (a bid we withdrew or lost)."""
         self.counters.release_held(decision.impression_id)
+
+    async def release_async(self, decision: Decision) -> None:
+        counters = self.counters
+        if counters.shared:
+            await counters.release_held_async(decision.impression_id)
+        else:
+            counters.release_held(decision.impression_id)
 
 
 def expected_cost_micros(bid_type: str, price_micros: int, pctr: float, pcvr: float) -> int:

@@ -71,7 +71,7 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
             return replay_rest(body, receive)
         try:
             data = AdRequestIn.model_validate_json(body)
-            result = service.serve_sdk_request(serving, data, now=utcnow())
+            result = await service.serve_sdk_request(serving, data, now=utcnow())
         except (ValidationError, DomainError, ValueError):
             return replay(body)  # the route answers with its own 4xx
         payload = orjson.dumps(result)

@@ -154,7 +154,7 @@ def _device_hash(gaid: str | None) -> int:
     return device.device_hash if device is not None else 0
 
 
-def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> dict[str, Any]:
+async def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> dict[str, Any]:
     """The response to an SDK ad request, in the shape of `AdResponseOut`."""
     snapshot = runtime.state.snapshot
     space = snapshot.ad_spaces.get(data.ad_space_id)
@@ -162,7 +162,7 @@ def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: dateti
         raise NotFound("no active ad space has this id", code="ad_space_not_found")
     request = build_request(data, space, snapshot.publishers.get(space.publisher_id), now=now,
                             installs=runtime.install_history)
-    decisions = runtime.engine.decide(request, space=space)
+    decisions = await runtime.engine.decide_async(request, space=space)
     if request.gaid:
         runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now,
                            country=request.country)

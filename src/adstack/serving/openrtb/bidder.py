@@ -261,7 +261,7 @@ class Context:
     first_price: bool
 
 
-def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started: float,
+async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started: float,
         pending: PendingBids | None = None, deadline: float | None = None,
         ) -> tuple[dict[str, Any], list[Decision]] | None:
     """The bid response for a checked bid request and the decisions behind it, or None for no bid.
@@ -287,7 +287,7 @@ def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started:
             if not slot.media:
                 continue
             assert floor is not None
-            made = _bid_for(context, imp, media, slot, placement, spec, space, floor)
+            made = await _bid_for(context, imp, media, slot, placement, spec, space, floor)
             if made is not None:
                 bid_object, decision, ad_request = made
                 bids.append(bid_object)
@@ -317,12 +317,12 @@ def _ad_request_event(context: Context, imp: Imp, space: AdSpaceSnap | None, *, 
                         "source": "openrtb"})
 
 
-def withdraw(runtime: ServingRuntime, decisions: list[Decision], pending: PendingBids | None) -> None:
+async def withdraw(runtime: ServingRuntime, decisions: list[Decision], pending: PendingBids | None) -> None:
     """Give back the reservations of bids that will not be sent."""
     for decision in decisions:
         if pending is not None:
             pending.pop(decision.impression_id)
-        runtime.engine.release(decision)
+        await runtime.engine.release_async(decision)
 
 
 def _deals(imp: Imp, runtime: ServingRuntime) -> tuple[dict[str, int], bool]:
@@ -342,8 +342,9 @@ def _all_secure(urls: list[str]) -> bool:
     return all(u.startswith("https://") for u in urls if u)
 
 
-def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement: str, native_spec_: dict[str, Any] | None,
-             space: AdSpaceSnap | None, floor: int) -> tuple[dict[str, Any], Decision, AdRequest] | None:
+async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement: str,
+                   native_spec_: dict[str, Any] | None, space: AdSpaceSnap | None, floor: int
+                   ) -> tuple[dict[str, Any], Decision, AdRequest] | None:
     runtime = context.runtime
     if space is not None:
         placement = space.placement_type
@@ -360,13 +361,13 @@ def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement: str,
                            deal_ids=frozenset(deals), private_auction=private and bool(deals),
                            floor_micros=max(floor, minimum),
                            hold_seconds=runtime.settings.exchange_reservation_seconds, **context.fields)
-    decisions = runtime.engine.decide(ad_request, space=space)
+    decisions = await runtime.engine.decide_async(ad_request, space=space)
     if not decisions:
         return None
     decision = decisions[0]
     made = _assemble(context, imp, media, native_spec_, decision, ad_request, deals, max(floor, minimum))
     if made is None:
-        runtime.engine.release(decision)
+        await runtime.engine.release_async(decision)
         return None
     return made, decision, ad_request
 

@@ -101,7 +101,7 @@ def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[]
         except openrtb.BadBidRequest:
             return replay(raw)  # the route answers with its 400
         extra = [(b"strict-transport-security", hsts.value)] if hsts._https(scope) else []
-        content = _answer(serving, parsed, started, pending())
+        content = await answer(serving, parsed, started, pending())
         if content is None:
             await send({"type": "http.response.start", "status": 204, "headers": extra})
             await send({"type": "http.response.body", "body": b""})
@@ -117,16 +117,16 @@ def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[]
     return handle
 
 
-def _answer(runtime: ServingRuntime, parsed: openrtb.BidRequest, started: float,
-            pending: openrtb.PendingBids | None) -> bytes | None:
-    """The encoded bid response, or None for a 204: exactly the route's decision."""
+async def answer(runtime: ServingRuntime, parsed: openrtb.BidRequest, started: float,
+                 pending: openrtb.PendingBids | None) -> bytes | None:
+    """The encoded bid response, or None for a 204; the route answers with it too."""
     tmax = parsed.tmax or 0
     if tmax and tmax < runtime.settings.openrtb_min_tmax_ms:
         return None  # no time to bid well: say so at once
     due = started + tmax / 1000 if tmax else None
     decisions: list[Any] = []
     try:
-        made = openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=pending,
+        made = await openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=pending,
                            deadline=due - openrtb.DEADLINE_MARGIN_MS / 1000 if due else None)
         if made is None:
             return None
@@ -134,9 +134,9 @@ def _answer(runtime: ServingRuntime, parsed: openrtb.BidRequest, started: float,
         content = orjson.dumps(answer)
     except Exception:  # never a 500 to an exchange: no bid, and whatever was reserved goes back
         log.exception("OpenRTB bid request %s failed", parsed.id)
-        openrtb.withdraw(runtime, decisions, pending)
+        await openrtb.withdraw(runtime, decisions, pending)
         return None
     if due is not None and time.monotonic() > due:
-        openrtb.withdraw(runtime, decisions, pending)
+        await openrtb.withdraw(runtime, decisions, pending)
         return None
     return content
