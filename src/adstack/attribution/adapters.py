@@ -226,6 +226,25 @@ def flatten(value: Any, prefix: str = "", out: dict[str, str] | None = None, dep
     return out
 
 
+def present_values(values: Mapping[str, str]) -> dict[str, str]:
+    """The fields `present` finds a value in, read once, in their order."""
+    found: dict[str, str] = {}
+    for key, value in values.items():
+        text = present(value)
+        if text is not None:
+            found[key] = text
+    return found
+
+
+def _pick(found: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str | None]:
+    """`Adapter.first` over `present_values`: the first name with a value."""
+    for name in names:
+        value = found.get(name)
+        if value is not None:
+            return name, value
+    return (names[0] if names else ""), None
+
+
 def _json_object(text: str | None) -> dict[str, Any]:
     if not text or not text.lstrip().startswith("{"):
         return {}
@@ -288,6 +307,28 @@ class Adapter:
     _GENERIC_TIME = ("timestamp", "ts", "event_time")
     _GENERIC_REVENUE = ("revenue",)
     _GENERIC_CURRENCY = ("currency",)
+    # The name lists `parse` reads, joined once per adapter class rather than once per postback.
+    _click_names: ClassVar[tuple[str, ...]]
+    _gaid_names: ClassVar[tuple[str, ...]]
+    _event_names: ClassVar[tuple[str, ...]]
+    _time_names: ClassVar[tuple[str, ...]]
+    _revenue_names: ClassVar[tuple[str, ...]]
+    _currency_names: ClassVar[tuple[str, ...]]
+    _install_or_reinstall: ClassVar[frozenset[str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._join_names()
+
+    @classmethod
+    def _join_names(cls) -> None:
+        cls._click_names = cls.click_id_fields + cls._GENERIC_CLICK_ID
+        cls._gaid_names = cls.gaid_fields + cls._GENERIC_GAID
+        cls._event_names = cls.event_fields + cls._GENERIC_EVENT
+        cls._time_names = cls.time_fields + cls._GENERIC_TIME
+        cls._revenue_names = cls.revenue_fields + cls._GENERIC_REVENUE
+        cls._currency_names = cls.currency_fields + cls._GENERIC_CURRENCY
+        cls._install_or_reinstall = cls.install_names | cls.reinstall_names
 
     @classmethod
     def first(cls, values: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str | None]:
@@ -299,7 +340,7 @@ class Adapter:
 
     @classmethod
     def event_name(cls, values: Mapping[str, str]) -> str:
-        for name in cls.event_fields + cls._GENERIC_EVENT:
+        for name in cls._event_names:
             text = (values.get(name) or "").strip()
             if text.lower() in cls.literal_event_names:
                 return text
@@ -309,7 +350,7 @@ class Adapter:
 
     @classmethod
     def is_install(cls, values: Mapping[str, str], event_name: str) -> bool:
-        return event_name == "" or event_name.lower() in cls.install_names | cls.reinstall_names
+        return event_name == "" or event_name.lower() in cls._install_or_reinstall
 
     @classmethod
     def is_reattribution(cls, values: Mapping[str, str], event_name: str) -> bool:
@@ -318,7 +359,7 @@ class Adapter:
     @classmethod
     def revenue(cls, values: Mapping[str, str], unreadable: dict[str, str],
                 notes: list[str]) -> Decimal | None:
-        name, text = cls.first(values, cls.revenue_fields + cls._GENERIC_REVENUE)
+        name, text = cls.first(values, cls._revenue_names)
         return _read_revenue(name, text, unreadable, notes)
 
     @classmethod
@@ -365,14 +406,15 @@ class Adapter:
         lower case, for partners that name the network they attributed to."""
         unreadable: dict[str, str] = {}
         notes: list[str] = []
+        found = present_values(values)  # each field read once; `first` over them is a look-up
         event_name = cls.event_name(values)
         install = cls.is_install(values, event_name)
-        _, click_id = cls.first(values, cls.click_id_fields + cls._GENERIC_CLICK_ID)
-        _, gaid_text = cls.first(values, cls.gaid_fields + cls._GENERIC_GAID)
-        time_field, time_text = cls.first(values, cls.time_fields + cls._GENERIC_TIME)
-        install_field, install_text = cls.first(values, cls.install_time_fields)
-        click_field, click_text = cls.first(values, cls.click_time_fields)
-        currency_field, currency_text = cls.first(values, cls.currency_fields + cls._GENERIC_CURRENCY)
+        _, click_id = _pick(found, cls._click_names)
+        _, gaid_text = _pick(found, cls._gaid_names)
+        time_field, time_text = _pick(found, cls._time_names)
+        install_field, install_text = _pick(found, cls.install_time_fields)
+        click_field, click_text = _pick(found, cls.click_time_fields)
+        currency_field, currency_text = _pick(found, cls._currency_names)
         revenue = cls.revenue(values, unreadable, notes)
         currency = _tolerant(parse_currency, currency_text, currency_field, unreadable)
         if currency is None and revenue is not None and currency_field not in unreadable:
@@ -382,17 +424,17 @@ class Adapter:
             install_at if install else None)
         # A rejection wins over whatever else the partner says about the same conversion.
         verdict, reason = cls.rejection(values) or cls.verdict(values, networks)
-        _, package = cls.first(values, cls.package_fields)
+        _, package = _pick(found, cls.package_fields)
         return ParsedPostback(
             partner=cls.partner, is_install=install, event_name="" if install and event_name.lower() in
-            cls.install_names | cls.reinstall_names else event_name, click_id=(click_id or "")[:128],
+            cls._install_or_reinstall else event_name, click_id=(click_id or "")[:128],
             gaid=normalise_gaid(gaid_text) if gaid_text else None, occurred_at=occurred_at, install_at=install_at,
             click_at=_tolerant(parse_timestamp, click_text, click_field, unreadable), revenue=revenue,
             currency=currency or "", partner_event_id=cls.event_id(values)[:100],
             partner_attributed=None if verdict is None else verdict is PartnerVerdict.ATTRIBUTED,
-            reattribution=cls.is_reattribution(values, event_name), params=cls.params(values), verdict=verdict,
-            verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable, notes=tuple(notes),
-            package=(package or "")[:255],
+            reattribution=cls.is_reattribution(values, event_name), params=cls._present_params(found),
+            verdict=verdict, verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable,
+            notes=tuple(notes), package=(package or "")[:255],
             event_params=cls.event_params(values),
         )
 
@@ -413,12 +455,13 @@ class Adapter:
 
     @classmethod
     def params(cls, values: Mapping[str, str]) -> dict[str, str]:
+        return cls._present_params(present_values(values))
+
+    @classmethod
+    def _present_params(cls, found: Mapping[str, str]) -> dict[str, str]:
         params: dict[str, str] = {}
-        for key, value in values.items():
+        for key, text in found.items():
             if key in RESERVED_FIELDS or len(params) >= MAX_FIELDS:
-                continue
-            text = present(value)
-            if text is None:
                 continue
             if key in cls.json_fields:
                 flatten(_json_object(text), "", params)
@@ -426,8 +469,13 @@ class Adapter:
         return params
 
 
+Adapter._join_names()
+
+
 def _tolerant(reader: Any, text: str | None, name: str, unreadable: dict[str, str]) -> Any:
     """One unreadable field must not lose the postback: it is left out and named."""
+    if text is None:  # every reader reads nothing as None
+        return None
     try:
         return reader(text, name)
     except PostbackError as exc:

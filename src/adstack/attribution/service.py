@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, Text, func, select, update
@@ -286,7 +287,7 @@ def _process_pending(session: Session, *, secret: bytes, limit: int,
         # The fields as text, read by orjson: several times faster than the JSON type's own reader.
         .returning(c.id, c.app_id, c.partner, c.dedupe_key, sql_cast(c.fields, Text).label("fields"),
                    c.received_at)).all()
-    claimed = sorted(claimed, key=lambda row: row.id)  # receipt order: an install before the events after it
+    claimed = sorted(claimed, key=itemgetter(0))  # by id, receipt order: an install before the events after it
     if not claimed:
         return 0, []
     rates = fx_rates(session)
