@@ -22,7 +22,6 @@ import hashlib
 import heapq
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 from pyroaring import AbstractBitMap, BitMap
 
+from adstack.core.security import random_token
 from adstack.serving import eligibility
 from adstack.serving.counters import Claim, Counters, Hold
 from adstack.serving.dynamic import choose_combination
@@ -129,7 +129,7 @@ class ReadStep:
 Steps = Generator[ReserveStep | ReadStep, Any, list[Decision]]
 Step = Generator[ReserveStep | ReadStep, Any, Any]
 
-_TOKEN_CHARS = 16  # secrets.token_urlsafe(12)
+_TOKEN_CHARS = 16  # random_token(12)
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -137,7 +137,7 @@ def new_impression_id(combination_key: str = "") -> str:
     """Unguessable, and ends with the key of the asset combination shown, so outcomes can credit it."""
     key = combination_key if combination_key and len(combination_key) <= 40 and set(combination_key) <= _SAFE \
         else hashlib.sha256(combination_key.encode()).hexdigest()[:16]
-    return secrets.token_urlsafe(12) + key
+    return random_token(12) + key
 
 
 def combination_of(impression_id: str) -> str | None:

@@ -69,6 +69,7 @@ class AdRequest:
     os_version: tuple[int, ...] | None = None
     gaid: str | None = None  # normalised lower-case
     device_key: int | None = None  # 64-bit hash of the normalised id, as audiences store it
+    device_hash: int = 0  # the event store's hash of the device (`Gaid.device_hash`); 0 for none or withheld
     installed_packages: frozenset[str] | None = None  # None = not reported
     # The device's install history of tracked packages: package -> (first, last seen installed), epoch seconds.
     install_history: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))

@@ -6,12 +6,12 @@ and counters; this module turns requests into decisions and decisions into respo
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from adstack.core.errors import NotFound
+from adstack.core.security import random_token
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
 from adstack.serving.installs import NO_HISTORY, InstallHistory
@@ -25,26 +25,27 @@ from adstack.tracking.urls import TrackingUrls, build_tracking_urls, expand_macr
 __all__ = ["ServingRuntime", "build_request", "observe_events", "serve_sdk_request", "tracking_for"]
 
 
-def device_identity(gaid: str | None) -> tuple[str | None, int | None]:
-    """(canonical raw GAID, audience device key); None for absent or zeroed ids. An MD5-hashed GAID has no raw
-    form but is the audience key itself (its first 64 bits), so MD5-space audiences still match it."""
+def device_identity(gaid: str | None) -> tuple[str | None, int | None, int]:
+    """(canonical raw GAID, audience device key, event-store device hash); None and 0 for absent or zeroed ids.
+    An MD5-hashed GAID has no raw form but is the audience key itself (its first 64 bits), so MD5-space audiences
+    still match it, and the same device hash as its raw form."""
     device = normalise_gaid(gaid)
     if device is None:
-        return None, None
+        return None, None, 0
     if device.form is GaidForm.MD5:
-        return None, int(device.value[:16], 16)
+        return None, int(device.value[:16], 16), device.device_hash
     if device.form is not GaidForm.RAW:
-        return None, None
+        return None, None, 0
     from adstack.audiences.ids import device_key
 
-    return device.value, device_key(device.value)
+    return device.value, device_key(device.value), device.device_hash
 
 
 def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSnap | None, *,
                   now: datetime, installs: InstallHistory | None = None) -> AdRequest:
     from adstack.serving.eligibility import slot_for_space
 
-    gaid, key = device_identity(data.device.gaid)
+    gaid, key, device_hash = device_identity(data.device.gaid)
     country = data.device.country or (publisher.country if publisher is not None else None)
     installed = frozenset(data.app.installed_packages) if data.app.installed_packages is not None else None
     usage = {p: s // 60 for p, s in (data.app.usage_seconds or {}).items()}
@@ -58,7 +59,7 @@ def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSna
         network=data.device.network.value if data.device.network else None,
         carrier=data.device.carrier.lower() if data.device.carrier else None,
         device_model=data.device.model.lower() if data.device.model else None,
-        os_version=parse_os_version(data.device.os_version), gaid=gaid, device_key=key,
+        os_version=parse_os_version(data.device.os_version), gaid=gaid, device_key=key, device_hash=device_hash,
         installed_packages=installed, usage_minutes=usage,
         install_history=installs.of(key) if installs is not None else NO_HISTORY,
     )
@@ -129,7 +130,7 @@ def _ad(runtime: ServingRuntime, decision: Decision, request: AdRequest) -> dict
 
 def request_events(decisions: Iterable[Decision], request: AdRequest) -> list[Event]:
     """One request event per ad served (the event store keys every event to an account)."""
-    device_hash = _device_hash(request.gaid)
+    device_hash = request.device_hash
     return [Event(event_id=f"req:{d.impression_id}", event_type=EventType.REQUEST, occurred_at=request.now,
                   account_id=d.ad_group.account_id, campaign_id=d.ad_group.campaign_id, ad_group_id=d.ad_group.id,
                   creative_id=d.creative.id, ad_space_id=request.ad_space_id or 0,
@@ -145,13 +146,8 @@ def ad_request_event(request_id: str, request: AdRequest, *, wanted: int, filled
     return Event(event_id=f"ar:{request_id}", event_type=EventType.AD_REQUEST, occurred_at=request.now,
                  account_id=0, ad_space_id=request.ad_space_id or 0, publisher_id=request.publisher_id or 0,
                  placement_type=request.placement_type or "", country=request.country or "",
-                 app_package=request.app_package, device_hash=_device_hash(request.gaid),
+                 app_package=request.app_package, device_hash=request.device_hash,
                  attrs={"filled": "1" if filled else "0", "wanted": str(wanted), "ads": str(filled)})
-
-
-def _device_hash(gaid: str | None) -> int:
-    device = normalise_gaid(gaid)
-    return device.device_hash if device is not None else 0
 
 
 async def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> dict[str, Any]:
@@ -166,7 +162,7 @@ async def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: 
     if request.gaid:
         runtime.note_device(request.gaid, data.app.installed_packages, data.app.usage_seconds, now,
                            country=request.country)
-    request_id = secrets.token_urlsafe(12)
+    request_id = random_token(12)
     runtime.record([ad_request_event(request_id, request, wanted=data.count, filled=len(decisions)),
                     *request_events(decisions, request)])
     return {"request_id": request_id, "ad_space_id": space.id,

@@ -74,6 +74,7 @@ def click_id_key(secret: bytes) -> bytes:
     return derive_key(secret, "click-id")
 
 
+@functools.lru_cache(maxsize=16_384)  # ids, prices and the current second repeat across every token issued
 def _b36(value: int) -> str:
     if value < 0:
         raise ValueError("negative numbers are not encoded")

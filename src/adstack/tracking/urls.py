@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from urllib.parse import quote
@@ -23,10 +24,21 @@ class VideoEvent(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TrackingUrls:
-    impression_url: str
-    click_url: str
-    video_urls: dict[str, str] = field(default_factory=dict)
+    base_url: str
+    token: str
     click_id: str = ""
+
+    @property
+    def impression_url(self) -> str:
+        return f"{self.base_url}/t/imp?t={self.token}"
+
+    @property
+    def click_url(self) -> str:
+        return f"{self.base_url}/t/click?t={self.token}"
+
+    @property
+    def video_urls(self) -> dict[str, str]:
+        return {event.value: f"{self.base_url}/t/video?e={event.value}&t={self.token}" for event in VideoEvent}
 
 
 def build_tracking_urls(
@@ -65,14 +77,8 @@ def build_tracking_urls(
         gaid=device.value if device is not None and device.form is GaidForm.RAW else "",
         device_hash=0 if device is not None else device_hash,
     )
-    token = encode_token(claims, secret)
-    base = base_url.rstrip("/")
-    return TrackingUrls(
-        impression_url=f"{base}/t/imp?t={token}",
-        click_url=f"{base}/t/click?t={token}",
-        video_urls={event.value: f"{base}/t/video?e={event.value}&t={token}" for event in VideoEvent},
-        click_id=new_click_id(impression_id, issued_at, secret),
-    )
+    return TrackingUrls(base_url=base_url.rstrip("/"), token=encode_token(claims, secret),
+                        click_id=new_click_id(impression_id, issued_at, secret))
 
 
 # Macros accepted in advertisers' third-party impression-monitoring and video-tracking URLs, in the two
@@ -106,6 +112,9 @@ def expand_macros(
 ) -> str:
     """Fill the known macros of a third-party URL, URL-encoded; unknown macros are left as they are, and a
     known macro without a value becomes empty rather than leaking the placeholder to the third party."""
+    parts = _parsed(template)
+    if parts is None:
+        return template
     values: Mapping[str, str] = {
         "click_id": click_id,
         "gaid": gaid or "",
@@ -117,11 +126,31 @@ def expand_macros(
         "ad_space_id": "" if ad_space_id is None else str(ad_space_id),
         "publisher_id": "" if publisher_id is None else str(publisher_id),
     }
+    return "".join([part if name is None else _encoded(values[name]) for part, name in parts])
 
-    def replace(match: re.Match[str]) -> str:
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _encoded(value: str) -> str:
+    """`quote(value, safe="")`, skipped for the ids and digits that make up nearly every value."""
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed(template: str) -> tuple[tuple[str, str | None], ...] | None:
+    """A template as literal text and known macro names, in order; None when it has no known macro. Cached:
+    the same few creatives' templates are filled on every ad served."""
+    parts: list[tuple[str, str | None]] = []
+    position = 0
+    for match in _MACRO.finditer(template):
         name = _ALIAS_TO_NAME.get(match.group(1) or match.group(2))
         if name is None:
-            return match.group(0)
-        return quote(values[name], safe="")
-
-    return _MACRO.sub(replace, template)
+            continue
+        parts.append((template[position:match.start()], None))
+        parts.append(("", name))
+        position = match.end()
+    if not parts:
+        return None
+    parts.append((template[position:], None))
+    return tuple(parts)

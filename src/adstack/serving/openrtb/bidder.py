@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -59,6 +58,7 @@ import orjson
 from babel.core import get_global
 
 from adstack.core.errors import DomainError
+from adstack.core.security import random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
@@ -70,7 +70,6 @@ from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
 from adstack.serving.snapshot import AdSpaceSnap
-from adstack.tracking.devices import normalise_gaid
 from adstack.tracking.urls import build_tracking_urls
 
 DEADLINE_MARGIN_MS = 5.0
@@ -142,7 +141,7 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
     language = _text(device.language, 35) or _text(device.langb, 35) if device else None
     yob = user.yob if user else None
     gender = {"M": "male", "F": "female"}.get(user.gender or "") if user else None
-    gaid, key = device_identity(_text(device.ifa, 64) if device else None)
+    gaid, key, device_hash = device_identity(_text(device.ifa, 64) if device else None)
     app = request.app
     fields: dict[str, Any] = {
         "country": _country(geo.country if geo else None),
@@ -157,9 +156,9 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
         "blocked_categories": frozenset(c for c in (request.bcat or ())[:500] if c),
     }
     if restricted:
-        fields.update(gaid=None, device_key=None, use_audiences=False, gender=None, age=None)
+        fields.update(gaid=None, device_key=None, device_hash=0, use_audiences=False, gender=None, age=None)
     else:
-        fields.update(gaid=gaid, device_key=key, use_audiences=True, gender=gender,
+        fields.update(gaid=gaid, device_key=key, device_hash=device_hash, use_audiences=True, gender=gender,
                       age=now.year - yob if yob and 1900 < yob <= now.year else None)
     return fields
 
@@ -219,12 +218,6 @@ def _usd_micros(value: float, currency: str, runtime: ServingRuntime) -> int | N
 
 
 # ---------- bidding ----------
-
-
-def _device_hash(gaid: str | None) -> int:
-    """The event store's hash of the request's device; 0 without one (absent, or withheld by a privacy signal)."""
-    device = normalise_gaid(gaid)
-    return device.device_hash if device is not None else 0
 
 
 def _price(usd_cpm_micros: float, currency: str, runtime: ServingRuntime) -> float:
@@ -300,7 +293,7 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
         runtime.record([_ad_request_event(context, imp, space, filled=filled)])
     if not bids:
         return None
-    return ({"id": request.id, "bidid": secrets.token_hex(8), "cur": currency,
+    return ({"id": request.id, "bidid": random_hex(8), "cur": currency,
              "seatbid": [{"seat": SEAT, "bid": bids}]}, decisions)
 
 
@@ -409,7 +402,7 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         publisher_id=decision.ad_space.publisher_id if decision.ad_space else 0,
         bid_type=decision.ad_group.bid_type, price_micros=decision.price_micros, issued_at=ad_request.now,
         gaid=None, country=ad_request.country or "", placement_type=ad_request.placement_type or "",
-        device_hash=_device_hash(ad_request.gaid))
+        device_hash=ad_request.device_hash)
     priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={context.currency}"
     monitors = impression_monitors(decision, ad_request, urls.click_id)
     impression_urls = [priced_impression_url, *monitors]
