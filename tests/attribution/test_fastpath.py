@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adstack.apps.partners import POSTBACK_PATH
+from adstack.attribution.receiver import parse_query
 from adstack.core.settings import Settings
 from adstack.core.vocabulary import Partner
 from tests.attribution.helpers import Scenario, new_gaid, scenario
@@ -62,3 +66,11 @@ def test_the_fast_path_answers_as_the_route_and_stores_once(api: Api, settings: 
     # identifying fields), the login with an unreadable time once, the purchase once.
     stored = s.postbacks()
     assert len(stored) == 3, [p["fields"] for p in stored]
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=8),
+       st.lists(st.sampled_from(["", "&", "&&", "=", "a", "a=", "=b", "%zz", "%E2%82%AC", "+", "%2B", "%"]),
+                max_size=6))
+def test_the_query_reads_as_parse_qsl_reads_it(pairs: list[tuple[str, str]], oddities: list[str]) -> None:
+    text = "&".join([urlencode(pairs), *oddities])
+    assert parse_query(text) == parse_qsl(text, keep_blank_values=True)

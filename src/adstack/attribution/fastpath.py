@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
@@ -25,6 +24,7 @@ from adstack.attribution.receiver import (
     acknowledge,
     check,
     merge_fields,
+    parse_query,
 )
 from adstack.core.timeutil import utcnow
 from adstack.pipeline.service import Pipeline
@@ -52,7 +52,7 @@ def routes(secret: bytes, pipeline: Callable[[], Pipeline]) -> dict[str, FastHan
         received_at = utcnow()
         started = time.perf_counter()
         try:
-            fields = merge_fields(parse_qsl(raw.decode("latin-1"), keep_blank_values=True), b"", "")
+            fields = merge_fields(parse_query(raw.decode("latin-1")), b"", "")
             partner, parsed, app_id = check(fields, secret)
         except Refused:
             return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 
@@ -42,6 +42,20 @@ class Refused(Exception):
     def fields(self) -> list[dict[str, str]] | None:
         return [{"field": self.field, "rule": self.rule or self.code, "message": self.message}] \
             if self.field else None
+
+
+def parse_query(text: str) -> list[tuple[str, str]]:
+    """`parse_qsl(text, keep_blank_values=True)`, without unquoting the pieces that hold nothing to unquote (most
+    of a postback's ids, names and numbers)."""
+    pairs: list[tuple[str, str]] = []
+    for piece in text.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "%" in piece or "+" in piece:
+            name, value = unquote(name.replace("+", " ")), unquote(value.replace("+", " "))
+        pairs.append((name, value))
+    return pairs
 
 
 def merge_fields(query: list[tuple[str, str]], body: bytes, content_type: str) -> dict[str, str]:
