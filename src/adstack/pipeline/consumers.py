@@ -30,6 +30,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from adstack.core.db import driver_datetime, insert_many
 from adstack.core.errors import DomainError
 from adstack.core.settings import Settings, get_settings
 from adstack.events.models import Event, EventType
@@ -37,7 +38,7 @@ from adstack.events.service import EventStore
 from adstack.finance.pricing import cpm_impression_micros
 from adstack.finance.service import member_of
 from adstack.pipeline import ivt
-from adstack.pipeline.records import Kind, Tracked, decode, now_ms, received_at, tracked
+from adstack.pipeline.records import Kind, Tracked, decode, impression_record_id, now_ms, received_at, tracked
 from adstack.serving.counters import Counters
 from adstack.tracking.auction_price import impression_cost_micros, parse_auction_price, parse_price_currency
 from adstack.tracking.service import CLICK_BILLED, IMPRESSION_BILLED, VIDEO_EVENT_TYPES, event_for
@@ -97,6 +98,8 @@ def _chunks(values: Sequence[Any], size: int = 1_000) -> Iterable[Sequence[Any]]
 Reasons = tuple[str, ...]
 VALID: Reasons = ()
 MAX_CACHED_VERDICTS = 500_000
+VERDICT_COLUMNS = ("record_id", "kind", "received_ms", "impression_id", "ad_group_id", "client_ip", "device",
+                   "reasons")
 PRUNE_SECONDS = 600.0
 
 
@@ -194,12 +197,11 @@ class Verdicts:
         observations = [_observation(i) for i in items]
         history = self._history(session, observations, rules)
         verdicts = ivt.judge(observations, history, rules)
-        rows = [{"record_id": o.record_id[:96], "kind": o.kind, "received_ms": o.at_ms,
-                 "impression_id": o.impression_id[:64], "ad_group_id": o.ad_group_id, "client_ip": o.ip[:64],
-                 "device": o.device, "reasons": ",".join(reasons)}
-                for o, reasons in zip(observations, verdicts, strict=True)]
+        rows = [(o.record_id[:96], o.kind, o.at_ms, o.impression_id[:64], o.ad_group_id, o.ip[:64], o.device,
+                 ",".join(reasons)) for o, reasons in zip(observations, verdicts, strict=True)]
         connection = session.connection()
-        inserted = connection.execute(_insert(session)(IvtVerdict.__table__).on_conflict_do_nothing(), rows).rowcount
+        inserted = insert_many(connection, IvtVerdict.__table__, VERDICT_COLUMNS, rows,  # type: ignore[arg-type]
+                               ignore_duplicates=True)
         if connection.dialect.supports_sane_multi_rowcount and inserted == len(rows):
             # Every row went in, so every verdict is this call's (cheaper than RETURNING the ids).
             return {o.record_id: tuple(reasons) for o, reasons in zip(observations, verdicts, strict=True)}
@@ -215,11 +217,11 @@ class Verdicts:
         clicks = [o for o in observations if o.kind == "click"]
         if not clicks:
             return history
-        impression_ids = sorted({o.impression_id for o in clicks})
+        record_ids = sorted({impression_record_id(o.impression_id) for o in clicks})
         for impression_id, at_ms, reasons in session.connection().execute(
                 select(IvtVerdict.impression_id, IvtVerdict.received_ms, IvtVerdict.reasons)
-                .where(IvtVerdict.kind == "imp", member_of(IvtVerdict.impression_id, "p_ids", _dialect(session))),
-                {"p_ids": impression_ids}):
+                .where(IvtVerdict.kind == "imp", member_of(IvtVerdict.record_id, "p_ids", _dialect(session))),
+                {"p_ids": record_ids}):
             history.impressions[impression_id] = (int(at_ms), bool(reasons))
         groups = sorted({o.ad_group_id for o in clicks})
         since = min(o.at_ms for o in clicks) - rules.burst_ms
@@ -381,6 +383,11 @@ def _charge_event(request: Any, item: Tracked | None, record: dict[str, Any], am
 # ---------- touchpoints and invalid traffic ----------
 
 
+TOUCHPOINT_COLUMNS = ("kind", "touch_id", "impression_id", "account_id", "campaign_id", "ad_group_id", "creative_id",
+                      "ad_space_id", "publisher_id", "bid_type", "price_micros", "country", "placement_type",
+                      "app_package", "gaid_md5", "gaid_sha1", "occurred_at")
+
+
 class Touchpoints:
     name = "touchpoints"
 
@@ -404,23 +411,21 @@ class Touchpoints:
             if campaign_ids:
                 packages = {campaign_id: package for campaign_id, package in session.execute(
                     select(Campaign.id, Campaign.package_name).where(Campaign.id.in_(campaign_ids)))}
+            connection = session.connection()
+            stored_time = driver_datetime(connection)
             rows = []
             for item in items:
                 claims, device = item.claims, item.device
                 is_click = item.record["k"] == Kind.CLICK.value
-                rows.append({
-                    "kind": "click" if is_click else "impression",
-                    "touch_id": item.record["c"] if is_click else claims.impression_id,
-                    "impression_id": claims.impression_id, "account_id": claims.account_id,
-                    "campaign_id": claims.campaign_id, "ad_group_id": claims.ad_group_id,
-                    "creative_id": claims.creative_id, "ad_space_id": claims.ad_space_id,
-                    "publisher_id": claims.publisher_id, "bid_type": claims.bid_type,
-                    "price_micros": claims.price_micros, "country": claims.country[:2],
-                    "placement_type": claims.placement_type[:32],
-                    "app_package": (packages.get(claims.campaign_id) or "")[:255],
-                    "gaid_md5": device.md5 if device else None, "gaid_sha1": device.sha1 if device else None,
-                    "occurred_at": item.at})
-            insert_ignoring_duplicates(session, Touchpoint.__table__, rows)  # type: ignore[arg-type]
+                rows.append((  # in TOUCHPOINT_COLUMNS order
+                    "click" if is_click else "impression", item.record["c"] if is_click else claims.impression_id,
+                    claims.impression_id, claims.account_id, claims.campaign_id, claims.ad_group_id,
+                    claims.creative_id, claims.ad_space_id, claims.publisher_id, claims.bid_type,
+                    claims.price_micros, claims.country[:2], claims.placement_type[:32],
+                    (packages.get(claims.campaign_id) or "")[:255], device.md5 if device else None,
+                    device.sha1 if device else None, stored_time(item.at)))
+            insert_many(connection, Touchpoint.__table__, TOUCHPOINT_COLUMNS, rows,  # type: ignore[arg-type]
+                        ignore_duplicates=True)
             keep_bounded(session, [self._refusal(r) for r in refused] + [_filtered(i, why) for i, why in filtered],
                          self.context.settings().invalid_traffic_rows_per_minute)
             session.commit()

@@ -52,10 +52,15 @@ def _client_fields(client: Client) -> dict[str, str]:
     return {"ip": client.ip[:64], "ua": client.user_agent[:300]}
 
 
+def impression_record_id(impression_id: str) -> str:
+    """An impression's record id: one per impression id, however often its pixel fires."""
+    return f"imp:{impression_id}"
+
+
 def impression(claims: TrackingClaims, token: str, *, auction_price: str | None, currency: str | None,
                client: Client = NO_CLIENT) -> dict[str, Any]:
-    record: dict[str, Any] = {"id": f"imp:{claims.impression_id}", "k": Kind.IMPRESSION.value, "ts": now_ms(),
-                              "a": claims.account_id, "t": token, **_client_fields(client)}
+    record: dict[str, Any] = {"id": impression_record_id(claims.impression_id), "k": Kind.IMPRESSION.value,
+                              "ts": now_ms(), "a": claims.account_id, "t": token, **_client_fields(client)}
     if auction_price is not None:
         record["ap"], record["cur"] = auction_price[:32], (currency or "")[:8]
     return record

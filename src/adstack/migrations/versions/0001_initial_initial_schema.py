@@ -263,7 +263,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('ivt_verdicts', schema=None) as batch_op:
         batch_op.create_index('ix_ivt_verdicts_clicks', ['ad_group_id', 'received_ms'], unique=False)
-        batch_op.create_index('ix_ivt_verdicts_impression', ['impression_id'], unique=False)
         batch_op.create_index('ix_ivt_verdicts_received', ['received_ms'], unique=False)
 
     op.create_table('notification_events',
@@ -1209,7 +1208,6 @@ def downgrade() -> None:
     op.drop_table('notification_events')
     with op.batch_alter_table('ivt_verdicts', schema=None) as batch_op:
         batch_op.drop_index('ix_ivt_verdicts_received')
-        batch_op.drop_index('ix_ivt_verdicts_impression')
         batch_op.drop_index('ix_ivt_verdicts_clicks')
 
     op.drop_table('ivt_verdicts')
