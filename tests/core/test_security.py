@@ -24,3 +24,24 @@ def test_signatures_from_many_threads_at_once_stay_correct() -> None:
     assert all(hmac_verify(key, m, s, 12) for m, s in zip(messages, signed, strict=True))
     assert signed == [hmac_sign(key, m, 12) for m in messages]
     assert not hmac_verify(key, b"app:1", signed[2], 12)
+
+
+def test_pooled_random_ids_are_distinct_and_never_shared_with_a_forked_child() -> None:
+    import os
+
+    from adstack.core.security import random_hex, random_token
+
+    drawn = {random_token(12) for _ in range(5_000)}  # more than one 4 KB pool
+    assert len(drawn) == 5_000 and all(len(t) == 16 for t in drawn)
+    random_token(12)  # the parent's pool now holds unused bytes a child must not reuse
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(writer, random_hex(32).encode())
+        os._exit(0)
+    os.close(writer)
+    _, status = os.waitpid(child, 0)
+    from_child = os.read(reader, 128).decode()
+    os.close(reader)
+    assert status == 0 and len(from_child) == 64
+    assert from_child != random_hex(32)
