@@ -7,8 +7,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
-from fastapi.responses import ORJSONResponse
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -51,7 +50,7 @@ from adstack.core.deps import (
     SessionDep,
 )
 from adstack.core.errors import Forbidden
-from adstack.core.http import error_body
+from adstack.core.http import error_body, json_response
 from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
 
@@ -89,7 +88,7 @@ _RECEIVER_DOC = dict(
 
 @public_router.get(POSTBACK_PATH, operation_id="receive_postback_get", **_RECEIVER_DOC)  # type: ignore[arg-type]
 @public_router.post(POSTBACK_PATH, operation_id="receive_postback_post", **_RECEIVER_DOC)  # type: ignore[arg-type]
-async def receive_postback(request: Request) -> ORJSONResponse:
+async def receive_postback(request: Request) -> Response:
     received_at = utcnow()
     query = list(request.query_params.multi_items())
     content_type = request.headers.get("content-type", "").lower()
@@ -111,13 +110,12 @@ async def receive_postback(request: Request) -> ORJSONResponse:
             app_id = found
     except Refused as refusal:
         await run_in_threadpool(_keep_rejected, request, partner_text, refusal, body, content_type)
-        return ORJSONResponse(error_body(refusal.code, refusal.message, refusal.fields()),
-                              status_code=refusal.status)
+        return json_response(error_body(refusal.code, refusal.message, refusal.fields()), refusal.status)
 
     if not await acknowledge(request.app.state.pipeline, app_id=app_id, partner=partner, parsed=parsed,
                              method=request.method, fields=fields, received_at=received_at):
-        return ORJSONResponse(UNAVAILABLE, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
-    return ORJSONResponse(ACCEPTED)
+        return json_response(UNAVAILABLE, 503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+    return json_response(ACCEPTED)
 
 
 def _identify_app(request: Request, partner: Partner, parsed: ParsedPostback) -> int | None:
