@@ -10,12 +10,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
 
 from adstack.serving.counters import Claim, Hold, RedisCounters
-from tests.serving.support import engine, group, request, snapshot
+from adstack.serving.snapshot import Schedule
+from tests.serving.support import NOW, engine, group, request, snapshot
 from tests.support import run_async
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -175,10 +177,15 @@ def test_an_unreachable_redis_serves_nothing_rather_than_spend_blind() -> None:
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there
-    eng = engine(snapshot([group(1)]), counters=_counters(f"redis://127.0.0.1:{port}/0"))
+    booking = (NOW - timedelta(days=1), NOW + timedelta(days=1))
+    groups = [group(1, bid_type="cpt", bid_micros=1, schedule=Schedule(booked_slots=(booking,))),
+              group(2, bid_type="guaranteed_cpm", bid_micros=10_000, booked_impressions=1_000_000,
+                    schedule=Schedule(start=booking[0], end=booking[1])),
+              group(3)]
+    eng = engine(snapshot(groups), counters=_counters(f"redis://127.0.0.1:{port}/0"))
 
-    decisions = run_async(lambda: eng.decide_async(request()))
-    assert decisions == []
+    assert run_async(lambda: eng.decide_async(request(count=3))) == []
+    assert eng.decide(request(count=3)) == []
 
 
 def test_the_awaited_decision_reserves_what_the_blocking_one_does() -> None:

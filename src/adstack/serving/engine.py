@@ -330,7 +330,11 @@ class DecisionEngine:
         if cpt:
             # Even share of voice among concurrent bookings: the one shown least today goes first.
             days = [times.at(g.schedule.time_zone).date() for g, _ in cpt]
-            shown = yield ReadStep([_delivered_key(g.id, d) for (g, _), d in zip(cpt, days, strict=True)])
+            try:
+                shown = yield ReadStep([_delivered_key(g.id, d) for (g, _), d in zip(cpt, days, strict=True)])
+            except Exception:  # the shared counters are unreachable: the reservation would fail too
+                self._log_counter_failure()
+                return out
             order = sorted(range(len(cpt)), key=lambda i: (shown[i], self._rng.random()))
             for i in order:
                 if len(out) >= slots:
@@ -343,7 +347,11 @@ class DecisionEngine:
                     out.append(decision)
         if guaranteed:
             now = times.now
-            delivered = yield ReadStep([_booked_key(g.id) for g, _ in guaranteed])
+            try:
+                delivered = yield ReadStep([_booked_key(g.id) for g, _ in guaranteed])
+            except Exception:  # as above
+                self._log_counter_failure()
+                return out
             behind: list[tuple[float, int]] = []
             for i, (group, _) in enumerate(guaranteed):
                 allowance = self._booking_allowance(group, now)
