@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -134,6 +136,63 @@ class Server:
             self.consumers.stop()
 
 
+def _tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and every live descendant (from /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
+def _redis_cpu_seconds() -> float:
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL) as client:
+        info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+class CpuAccount:
+    """Where the CPU of one wrk run went, per request: the serving workers, the pipeline process, Redis and wrk."""
+
+    def __init__(self, server: Server):
+        self.server = server
+
+    def __enter__(self) -> CpuAccount:
+        assert self.server.process is not None and self.server.consumers is not None
+        assert self.server.consumers.process is not None
+        self._pids = (self.server.process.pid, self.server.consumers.process.pid)
+        self._start = self._read()
+        return self
+
+    def _read(self) -> tuple[float, float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has been waited for
+        return (_tree_cpu_seconds(self._pids[0]), _tree_cpu_seconds(self._pids[1]), _redis_cpu_seconds(),
+                children.ru_utime + children.ru_stime)
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = [end - start for start, end in zip(self._start, self._read(), strict=True)]
+
+    def per_request_ms(self, requests: float) -> dict[str, float]:
+        names = ("serving_workers", "pipeline", "redis", "wrk")
+        return {name: round(used / requests * 1000, 3) for name, used in zip(names, self.used, strict=True)}
+
+
 def _fill(base_url: str, bodies: list[dict[str, Any]]) -> float:
     """The share of a sample of the bench's requests answered with an ad."""
     with httpx.Client(base_url=base_url, timeout=10) as client:
@@ -154,18 +213,24 @@ def run(*, rounds: int = 2, seconds: float = 8.0, port: int = 18_731) -> dict[st
         ads: dict[int, list[float]] = {1: [], 2: []}
         trivial: dict[int, list[float]] = {1: [], 2: []}
         fill: dict[int, float] = {}
+        cpu: dict[int, dict[str, float]] = {}
         for _ in range(rounds):
             for workers in (1, 2):
                 with Server(data_dir, workers, port) as server:
                     fill[workers] = _fill(server.base_url, bodies)
                     trivial[workers].append(wrk_rate([f"{server.base_url}/bench/trivial"], seconds))
-                    ads[workers].append(wrk_rate(["-s", str(script), server.base_url, "--", str(listing)], seconds))
+                    with CpuAccount(server) as account:
+                        rate = wrk_rate(["-s", str(script), server.base_url, "--", str(listing)], seconds)
+                    ads[workers].append(rate)
+                    cpu[workers] = account.per_request_ms(rate * seconds)
     one, two = statistics.median(ads[1]), statistics.median(ads[2])
     return {"ads_rps_1_worker": round(one), "ads_rps_2_workers": round(two),
             "trivial_rps_1_worker": round(statistics.median(trivial[1])),
             "trivial_rps_2_workers": round(statistics.median(trivial[2])),
             "ads_ratio_1_worker": round(one / statistics.median(trivial[1]), 3),
             "workers_2_speedup": round(two / one, 3), "fill_1_worker": fill[1], "fill_2_workers": fill[2],
+            # CPU milliseconds per ad request in the last run of each, by process: what two workers can share.
+            "cpu_ms_per_request_1_worker": cpu[1], "cpu_ms_per_request_2_workers": cpu[2],
             "rounds": rounds, "seconds_per_run": seconds, "driver": "wrk -t1 -c32", "cpus": _cpus(),
             "topology": "N serving workers beside 1 `adstack pipeline` process"}
 
