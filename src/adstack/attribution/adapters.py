@@ -227,9 +227,12 @@ def flatten(value: Any, prefix: str = "", out: dict[str, str] | None = None, dep
 
 
 def present_values(values: Mapping[str, str]) -> dict[str, str]:
-    """The fields `present` finds a value in, read once, in their order."""
+    """The partner's fields `present` finds a value in (ours, `RESERVED_FIELDS`, left out), read once, in their
+    order."""
     found: dict[str, str] = {}
     for key, value in values.items():
+        if key in RESERVED_FIELDS:
+            continue
         text = present(value)
         if text is not None:
             found[key] = text
@@ -461,7 +464,7 @@ class Adapter:
     def _present_params(cls, found: Mapping[str, str]) -> dict[str, str]:
         params: dict[str, str] = {}
         for key, text in found.items():
-            if key in RESERVED_FIELDS or len(params) >= MAX_FIELDS:
+            if len(params) >= MAX_FIELDS:
                 continue
             if key in cls.json_fields:
                 flatten(_json_object(text), "", params)
