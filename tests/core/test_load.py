@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 BURST = 300
 REQUEST_TIMEOUT_S = 20.0  # a request the server has not answered by then counts as a timeout
-HEALTHZ_BUDGET_S = 1.0
+# A stall is what this guards against (threads deadlocked on the pool until requests time out, 20 s); on two
+# shared cores a browser test running beside the burst has delayed one /healthz answer to 1.05 s.
+HEALTHZ_BUDGET_S = 2.0
 RECOVERY_BUDGET_S = 2.0
 
 
