@@ -92,3 +92,15 @@ def served(eng: DecisionEngine, req: AdRequest | None = None, **overrides: Any) 
 
 def with_targeting(base: AdGroupSnap, **changes: Any) -> AdGroupSnap:
     return replace(base, targeting=replace(base.targeting, **changes))
+
+
+SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available(url: str = SHARED_REDIS_URL) -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except Exception:
+        return False

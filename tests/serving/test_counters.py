@@ -8,17 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from adstack.serving.counters import Claim, Counters, MemoryCounters, RedisCounters
+from tests.serving.support import SHARED_REDIS_URL, redis_available
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _redis_available() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except Exception:
-        return False
+REDIS_URL = SHARED_REDIS_URL
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -26,7 +18,7 @@ def counters(request: pytest.FixtureRequest) -> Iterator[Counters]:
     if request.param == "memory":
         yield MemoryCounters()
         return
-    if not _redis_available():
+    if not redis_available():
         pytest.skip("no Redis on 127.0.0.1:6379")
     store = RedisCounters(REDIS_URL, prefix=f"adstack:test:{uuid.uuid4().hex}:")
     yield store

@@ -17,20 +17,13 @@ import redis
 
 from adstack.serving.counters import Claim, Hold, RedisCounters
 from adstack.serving.snapshot import Schedule
-from tests.serving.support import NOW, engine, group, request, snapshot
+from tests.serving.support import NOW, SHARED_REDIS_URL, engine, group, redis_available, request, snapshot
 from tests.support import run_async
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = SHARED_REDIS_URL
 
 
-def _redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except Exception:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _redis_available(), reason="no Redis on 127.0.0.1:6379")
+pytestmark = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
 
 
 class SlowRedis:
