@@ -57,8 +57,10 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 # Every sequence of the test database back to 1, as TRUNCATE ... RESTART IDENTITY would.
-RESTART_SEQUENCES = ("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                     " WHERE c.relkind = 'S' AND n.nspname = current_schema()")
+RESTART_SEQUENCES = (
+    "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+)
 
 
 def empty_all_tables(engine: Engine) -> None:
@@ -101,8 +103,13 @@ def session(db: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(db: Engine, database_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="test-secret-key",
-                    environment="test", public_base_url="http://testserver")
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key="test-secret-key",
+        environment="test",
+        public_base_url="http://testserver",
+    )
 
 
 @pytest.fixture
@@ -117,8 +124,15 @@ def api(client: TestClient, session: Session) -> Api:
 
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -155,8 +169,13 @@ SQLITE_ONLY_FOLDERS = ("console",)
 # into the serving engine (OpenRTB parsing, privacy signals, brand safety, floors, deadlines), the API's docs
 # page, HSTS. Their tests that also read or write through `api` or `session` (the exchange's price in reports
 # and balances, invalid-traffic rows) run on both.
-APP_START_ONLY_MODULES = ("serving/test_openrtb.py", "serving/test_openrtb_safety.py", "serving/test_auction.py",
-                          "core/test_docs.py", "core/test_hsts.py")
+APP_START_ONLY_MODULES = (
+    "serving/test_openrtb.py",
+    "serving/test_openrtb_safety.py",
+    "serving/test_auction.py",
+    "core/test_docs.py",
+    "core/test_hsts.py",
+)
 DATABASE_FIXTURES = ("api", "session")
 # Every guide format's material rules, checked in Python before the one creative insert that
 # tests/creatives/test_api.py already runs on both databases.

@@ -21,8 +21,10 @@ from adstack.accounts import service as accounts
 from adstack.accounts.models import Role
 
 _counter = itertools.count(1)
-MINIMAL_PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n" \
-              b"trailer<</Root 1 0 R>>\n%%EOF\n"
+MINIMAL_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
 
 
 T = TypeVar("T")
@@ -109,9 +111,15 @@ class Api:
 
     def upload_document(self, actor: Actor, account_id: int, kind: str = "business_license") -> dict[str, Any]:
         """A small PDF qualification document: an account needs one before it is submitted for review."""
-        body: dict[str, Any] = expect(self.client.post(
-            f"/api/v1/accounts/{account_id}/documents", headers=actor.headers, data={"kind": kind},
-            files={"file": (f"{kind}.pdf", MINIMAL_PDF, "application/pdf")}), 201)
+        body: dict[str, Any] = expect(
+            self.client.post(
+                f"/api/v1/accounts/{account_id}/documents",
+                headers=actor.headers,
+                data={"kind": kind},
+                files={"file": (f"{kind}.pdf", MINIMAL_PDF, "application/pdf")},
+            ),
+            201,
+        )
         return body
 
     def approved_account(self, admin: Actor | None = None, **overrides: Any) -> Actor:
@@ -123,8 +131,12 @@ class Api:
         if overrides.get("type") == "agency":
             self.upload_document(actor, actor.account_id, "getapps_shop_screenshot")
         expect(self.client.post(f"/api/v1/accounts/{actor.account_id}/submit", headers=actor.headers), 200)
-        expect(self.client.post(f"/api/v1/accounts/{actor.account_id}/review", headers=admin.headers,
-                                json={"decision": "approve"}), 200)
+        expect(
+            self.client.post(
+                f"/api/v1/accounts/{actor.account_id}/review", headers=admin.headers, json={"decision": "approve"}
+            ),
+            200,
+        )
         return actor
 
     def sub_account(self, agency: Actor, admin: Actor, **overrides: Any) -> int:
@@ -134,8 +146,12 @@ class Api:
         out = expect(self.client.post("/api/v1/accounts", headers=agency.headers, json=body), 201)
         self.upload_document(agency, out["id"])
         expect(self.client.post(f"/api/v1/accounts/{out['id']}/submit", headers=agency.headers), 200)
-        expect(self.client.post(f"/api/v1/accounts/{out['id']}/review", headers=admin.headers,
-                                json={"decision": "approve"}), 200)
+        expect(
+            self.client.post(
+                f"/api/v1/accounts/{out['id']}/review", headers=admin.headers, json={"decision": "approve"}
+            ),
+            200,
+        )
         return int(out["id"])
 
     def mailed(self, to: str, pattern: str) -> str:
@@ -150,8 +166,9 @@ class Api:
                     return found.group(0)
         raise AssertionError(f"no mail to {to} matching {pattern}")
 
-    def member(self, owner: Actor, account_role: str, *, account_id: int | None = None,
-               password: str = "colleague password 1") -> Actor:
+    def member(
+        self, owner: Actor, account_role: str, *, account_id: int | None = None, password: str = "colleague password 1"
+    ) -> Actor:
         """A colleague invited by `owner` as `account_role`, accepted through the mailed token, and signed in."""
         n = next(_counter)
         email_address = f"colleague{n}@example.com"
@@ -165,6 +182,12 @@ class Api:
 
     def api_key(self, actor: Actor, *scopes: str, days: int = 30) -> Actor:
         """An API key of `actor` with `scopes`, as an actor of its own."""
-        out = expect(self.client.post("/api/v1/auth/api-keys", headers=actor.headers, json={
-            "name": f"key {next(_counter)}", "scopes": list(scopes), "expires_in_days": days}), 201)
+        out = expect(
+            self.client.post(
+                "/api/v1/auth/api-keys",
+                headers=actor.headers,
+                json={"name": f"key {next(_counter)}", "scopes": list(scopes), "expires_in_days": days},
+            ),
+            201,
+        )
         return Actor(out["key"], actor.user_id, actor.account_id, actor.email)

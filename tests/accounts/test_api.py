@@ -14,14 +14,19 @@ def test_register_submit_approve_and_company_name_kept_verbatim(api: Api) -> Non
     assert account["company_name"] == name
     assert account["review_status"] == "to_be_submitted"
     api.upload_document(advertiser, advertiser.account_id)
-    submitted = expect(api.client.post(f"/api/v1/accounts/{advertiser.account_id}/submit",
-                                       headers=advertiser.headers), 200)
+    submitted = expect(
+        api.client.post(f"/api/v1/accounts/{advertiser.account_id}/submit", headers=advertiser.headers), 200
+    )
     assert submitted["review_status"] == "under_review"
     assert submitted["expected_review_at"] is not None
     queue = expect(api.client.get("/api/v1/review/queue", headers=admin.headers), 200)
     assert [(i["object_type"], i["object_id"]) for i in queue] == [("account", advertiser.account_id)]
-    approved = expect(api.client.post(f"/api/v1/accounts/{advertiser.account_id}/review", headers=admin.headers,
-                                      json={"decision": "approve"}), 200)
+    approved = expect(
+        api.client.post(
+            f"/api/v1/accounts/{advertiser.account_id}/review", headers=admin.headers, json={"decision": "approve"}
+        ),
+        200,
+    )
     assert approved["review_status"] == "approved"
 
 
@@ -33,8 +38,12 @@ def test_reject_needs_reason_then_edit_and_resubmit(api: Api) -> None:
     expect(api.client.post(f"{url}/submit", headers=adv.headers), 200)
     error = expect(api.client.post(f"{url}/review", headers=admin.headers, json={"decision": "reject"}), 422)
     assert error["error"]["code"] == "validation_error"
-    rejected = expect(api.client.post(f"{url}/review", headers=admin.headers,
-                                      json={"decision": "reject", "reasons": ["license is blurred"]}), 200)
+    rejected = expect(
+        api.client.post(
+            f"{url}/review", headers=admin.headers, json={"decision": "reject", "reasons": ["license is blurred"]}
+        ),
+        200,
+    )
     assert rejected["review_status"] == "rejected"
     assert rejected["rejection_reasons"] == "license is blurred"
     expect(api.client.patch(url, headers=adv.headers, json={"contact_phone": "+65 6111 1111"}), 200)
@@ -45,28 +54,42 @@ def test_reject_needs_reason_then_edit_and_resubmit(api: Api) -> None:
 
 def test_editing_approved_account_sends_it_back_to_review_with_notice(api: Api) -> None:
     adv = api.approved_account()
-    out = expect(api.client.patch(f"/api/v1/accounts/{adv.account_id}", headers=adv.headers,
-                                  json={"company_name": "Renamed Ltd"}), 200)
+    out = expect(
+        api.client.patch(
+            f"/api/v1/accounts/{adv.account_id}", headers=adv.headers, json={"company_name": "Renamed Ltd"}
+        ),
+        200,
+    )
     assert out["review_status"] == "under_review"
     assert "back to review" in out["notice"]
     # A setting that is not reviewed does not.
     adv2 = api.approved_account()
-    out2 = expect(api.client.patch(f"/api/v1/accounts/{adv2.account_id}", headers=adv2.headers,
-                                   json={"time_zone": "Asia/Jakarta"}), 200)
+    out2 = expect(
+        api.client.patch(
+            f"/api/v1/accounts/{adv2.account_id}", headers=adv2.headers, json={"time_zone": "Asia/Jakarta"}
+        ),
+        200,
+    )
     assert out2["review_status"] == "approved" and out2["notice"] is None
 
 
 def test_settlement_rules_follow_country(api: Api) -> None:
-    error = expect(api.client.post("/api/v1/auth/register", json=api.registration(country="IN", currency="USD",
-                                                                                   settlement_entity="Xiaomi India")),
-                   422)
+    error = expect(
+        api.client.post(
+            "/api/v1/auth/register",
+            json=api.registration(country="IN", currency="USD", settlement_entity="Xiaomi India"),
+        ),
+        422,
+    )
     assert error["error"]["fields"][0]["field"] == "currency"
     assert error["error"]["fields"][0]["limit"] == ["Xiaomi India/INR"]
     error = expect(api.client.post("/api/v1/auth/register", json=api.registration(country="RU")), 422)
     assert error["error"]["fields"][0] == {
-        "field": "settlement_entity", "rule": "allowed_for_country",
+        "field": "settlement_entity",
+        "rule": "allowed_for_country",
         "message": "settlement entity 'Xiaomi Singapore' is not available for RU",
-        "limit": ["Hong Kong iValley"], "actual": "Xiaomi Singapore",
+        "limit": ["Hong Kong iValley"],
+        "actual": "Xiaomi Singapore",
     }
     api.register(country="CN", currency="CNY", settlement_entity="Xiaomi Singapore", time_zone="Asia/Shanghai")
     api.register(country="BR", currency="INR", settlement_entity="Xiaomi India")
@@ -101,32 +124,46 @@ def test_agency_sees_only_its_sub_accounts(api: Api) -> None:
     listed = {a["id"] for a in expect(api.client.get("/api/v1/accounts", headers=agency.headers), 200)}
     assert listed == {agency.account_id, mine}
     assert api.client.get(f"/api/v1/accounts/{theirs}", headers=agency.headers).status_code == 404
-    assert api.client.patch(f"/api/v1/accounts/{theirs}", headers=agency.headers,
-                            json={"contact_phone": "1"}).status_code == 404
+    assert (
+        api.client.patch(f"/api/v1/accounts/{theirs}", headers=agency.headers, json={"contact_phone": "1"}).status_code
+        == 404
+    )
 
 
 def test_advertiser_cannot_review_or_create_accounts(api: Api) -> None:
     adv = api.register()
     api.upload_document(adv, adv.account_id)
     expect(api.client.post(f"/api/v1/accounts/{adv.account_id}/submit", headers=adv.headers), 200)
-    denied = api.client.post(f"/api/v1/accounts/{adv.account_id}/review", headers=adv.headers,
-                             json={"decision": "approve"})
+    denied = api.client.post(
+        f"/api/v1/accounts/{adv.account_id}/review", headers=adv.headers, json={"decision": "approve"}
+    )
     assert denied.status_code == 403
     body = api.registration()
     for key in ("email", "password", "accept_agreement"):
         body.pop(key)
     assert api.client.post("/api/v1/accounts", headers=adv.headers, json=body).status_code == 403
     reviewer = api.admin(Role.REVIEWER)
-    assert api.client.post(f"/api/v1/accounts/{adv.account_id}/review", headers=reviewer.headers,
-                           json={"decision": "approve"}).status_code == 200
+    assert (
+        api.client.post(
+            f"/api/v1/accounts/{adv.account_id}/review", headers=reviewer.headers, json={"decision": "approve"}
+        ).status_code
+        == 200
+    )
 
 
 def test_documents_are_sniffed_and_capped(api: Api, settings) -> None:  # type: ignore[no-untyped-def]
     adv = api.register()
     url = f"/api/v1/accounts/{adv.account_id}/documents"
     pdf = b"%PDF-1.4\n" + b"0" * 1000
-    ok = expect(api.client.post(url, headers=adv.headers, files={"file": ("license.pdf", pdf, "application/pdf")},
-                                data={"kind": "business_license"}), 201)
+    ok = expect(
+        api.client.post(
+            url,
+            headers=adv.headers,
+            files={"file": ("license.pdf", pdf, "application/pdf")},
+            data={"kind": "business_license"},
+        ),
+        201,
+    )
     assert ok["content_type"] == "application/pdf" and ok["size_bytes"] == len(pdf)
     exe = b"MZ\x90\x00exe"
     fake = api.client.post(url, headers=adv.headers, files={"file": ("license.pdf", exe, "application/pdf")})
@@ -142,7 +179,13 @@ def test_currency_is_fixed_once_the_account_holds_money(api: Api) -> None:
     admin = api.admin()
     adv = api.approved_account(admin, country="TH")  # "other countries": Xiaomi Singapore settles USD or CNY
     url = f"/api/v1/accounts/{adv.account_id}"
-    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
-                           json={"account_id": adv.account_id, "amount_micros": 5_000_000}), 201)
+    expect(
+        api.client.post(
+            "/api/v1/finance/top-ups",
+            headers=admin.headers,
+            json={"account_id": adv.account_id, "amount_micros": 5_000_000},
+        ),
+        201,
+    )
     refused = expect(api.client.patch(url, headers=adv.headers, json={"currency": "CNY"}), 422)
     assert refused["error"]["fields"][0]["rule"] == "fixed_once_funded"

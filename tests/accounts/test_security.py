@@ -63,8 +63,13 @@ def inbox() -> Iterator[Inbox]:
 @pytest.fixture
 def secure_api(settings: Settings, session: Session, inbox: Inbox) -> Iterator[Api]:
     """The platform as in production: e-mail verification required, mail sent over SMTP to the inbox."""
-    live = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": inbox.port,  # type: ignore[attr-defined]
-                                       "require_email_verification": True})
+    live = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": inbox.port,  # type: ignore[attr-defined]
+            "require_email_verification": True,
+        }
+    )
     with TestClient(create_app(live), raise_server_exceptions=False) as client:
         yield Api(client, session)
 
@@ -81,8 +86,10 @@ def _register(api: Api, **overrides: Any) -> dict[str, Any]:
 
 def test_brute_force_gets_429_after_the_limit_even_with_the_right_password(api: Api) -> None:
     victim = api.register()
-    statuses = [api.client.post("/api/v1/auth/login", json={"email": victim.email, "password": f"guess {n}"})
-                .status_code for n in range(15)]
+    statuses = [
+        api.client.post("/api/v1/auth/login", json={"email": victim.email, "password": f"guess {n}"}).status_code
+        for n in range(15)
+    ]
     assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
     refused = api.client.post("/api/v1/auth/login", json={"email": victim.email, "password": "correct horse battery"})
     assert refused.status_code == 429
@@ -93,8 +100,10 @@ def test_brute_force_gets_429_after_the_limit_even_with_the_right_password(api: 
 
 
 def test_failed_sign_ins_from_one_ip_are_limited_across_accounts(api: Api) -> None:
-    statuses = [api.client.post("/api/v1/auth/login", json={"email": f"nobody{n}@example.com", "password": "x"})
-                .status_code for n in range(32)]
+    statuses = [
+        api.client.post("/api/v1/auth/login", json={"email": f"nobody{n}@example.com", "password": "x"}).status_code
+        for n in range(32)
+    ]
     assert statuses[:30] == [401] * 30 and set(statuses[30:]) == {429}
 
 
@@ -102,8 +111,10 @@ def test_registration_and_reset_are_rate_limited(api: Api) -> None:
     body = api.registration()
     statuses = [api.client.post("/api/v1/auth/register", json=body).status_code for _ in range(4)]
     assert statuses == [202, 202, 202, 429]
-    resets = [api.client.post("/api/v1/auth/password-reset", json={"email": "someone@example.com"}).status_code
-              for _ in range(4)]
+    resets = [
+        api.client.post("/api/v1/auth/password-reset", json={"email": "someone@example.com"}).status_code
+        for _ in range(4)
+    ]
     assert resets == [202, 202, 202, 429]
 
 
@@ -118,13 +129,20 @@ def test_console_sign_in_is_rate_limited(api: Api) -> None:
 # ---------- password policy ----------
 
 
-@pytest.mark.parametrize(("password", "rule", "limit"), [
-    ("12345678", "string_too_short", 10), ("password", "string_too_short", 10),
-    ("1234567890", "common_password", 10_000), ("QwertyUIOP", "common_password", 10_000)])
+@pytest.mark.parametrize(
+    ("password", "rule", "limit"),
+    [
+        ("12345678", "string_too_short", 10),
+        ("password", "string_too_short", 10),
+        ("1234567890", "common_password", 10_000),
+        ("QwertyUIOP", "common_password", 10_000),
+    ],
+)
 def test_short_and_common_passwords_are_refused(api: Api, password: str, rule: str, limit: int) -> None:
     error = expect(api.client.post("/api/v1/auth/register", json=api.registration(password=password)), 422)["error"]
     assert {"field": "password", "rule": rule, "limit": limit} in [
-        {k: f.get(k) for k in ("field", "rule", "limit")} for f in error["fields"]]
+        {k: f.get(k) for k in ("field", "rule", "limit")} for f in error["fields"]
+    ]
 
 
 # ---------- registration and verification ----------
@@ -146,8 +164,7 @@ def api_body(api: Api, **overrides: Any) -> dict[str, Any]:
     return api.registration(**overrides)
 
 
-def test_unverified_account_cannot_be_submitted_until_the_mailed_link_is_used(secure_api: Api, inbox: Inbox
-                                                                             ) -> None:
+def test_unverified_account_cannot_be_submitted_until_the_mailed_link_is_used(secure_api: Api, inbox: Inbox) -> None:
     body = _register(secure_api)
     actor = secure_api.login(body["email"], body["password"])
     url = f"/api/v1/accounts/{actor.account_id}/submit"
@@ -167,14 +184,32 @@ def test_unverified_account_cannot_be_submitted_until_the_mailed_link_is_used(se
 def test_password_change_needs_the_current_password_and_signs_out_other_sessions(api: Api) -> None:
     actor = api.register()
     other = api.login(actor.email, "correct horse battery")
-    wrong = expect(api.client.post("/api/v1/auth/password", headers=actor.headers, json={
-        "current_password": "not it", "new_password": "a brand new secret"}), 422)
+    wrong = expect(
+        api.client.post(
+            "/api/v1/auth/password",
+            headers=actor.headers,
+            json={"current_password": "not it", "new_password": "a brand new secret"},
+        ),
+        422,
+    )
     assert wrong["error"]["fields"][0]["field"] == "current_password"
-    common = expect(api.client.post("/api/v1/auth/password", headers=actor.headers, json={
-        "current_password": "correct horse battery", "new_password": "qwertyuiop"}), 422)
+    common = expect(
+        api.client.post(
+            "/api/v1/auth/password",
+            headers=actor.headers,
+            json={"current_password": "correct horse battery", "new_password": "qwertyuiop"},
+        ),
+        422,
+    )
     assert common["error"]["fields"][0]["rule"] == "common_password"
-    out = expect(api.client.post("/api/v1/auth/password", headers=actor.headers, json={
-        "current_password": "correct horse battery", "new_password": "a brand new secret"}), 200)
+    out = expect(
+        api.client.post(
+            "/api/v1/auth/password",
+            headers=actor.headers,
+            json={"current_password": "correct horse battery", "new_password": "a brand new secret"},
+        ),
+        200,
+    )
     assert out == {"signed_out_sessions": 1}
     assert api.client.get("/api/v1/auth/me", headers=other.headers).status_code == 401
     assert api.client.get("/api/v1/auth/me", headers=actor.headers).status_code == 200
@@ -189,16 +224,27 @@ def test_password_reset_over_smtp_end_to_end(secure_api: Api, inbox: Inbox) -> N
     assert unknown["message"] and inbox.to("no@example.com") == []
     token = inbox.token(body["email"])
     assert inbox.to(body["email"])[-1]["Subject"] == "Reset your adstack password"
-    short = expect(secure_api.client.post("/api/v1/auth/password-reset/confirm", json={
-        "token": token, "new_password": "short"}), 422)
-    assert short["error"]["fields"][0] == {**short["error"]["fields"][0], "field": "new_password",
-                                           "rule": "string_too_short", "limit": 10}
-    expect(secure_api.client.post("/api/v1/auth/password-reset/confirm", json={
-        "token": token, "new_password": "reset to something long"}), 204)
+    short = expect(
+        secure_api.client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "short"}),
+        422,
+    )
+    assert short["error"]["fields"][0] == {
+        **short["error"]["fields"][0],
+        "field": "new_password",
+        "rule": "string_too_short",
+        "limit": 10,
+    }
+    expect(
+        secure_api.client.post(
+            "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "reset to something long"}
+        ),
+        204,
+    )
     assert secure_api.client.get("/api/v1/auth/me", headers=actor.headers).status_code == 401
     secure_api.login(body["email"], "reset to something long")
-    again = secure_api.client.post("/api/v1/auth/password-reset/confirm", json={
-        "token": token, "new_password": "another long password"})
+    again = secure_api.client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "another long password"}
+    )
     assert again.status_code == 422 and again.json()["error"]["fields"][0]["rule"] == "valid_link"
 
 
@@ -207,22 +253,28 @@ def test_console_password_reset_and_change(secure_api: Api, inbox: Inbox) -> Non
     client = secure_api.client
     page = client.get("/console/forgot-password")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    sent = client.post("/console/forgot-password", data={"email": body["email"], "csrf_token": csrf},
-                       follow_redirects=False)
+    sent = client.post(
+        "/console/forgot-password", data={"email": body["email"], "csrf_token": csrf}, follow_redirects=False
+    )
     assert sent.status_code == 303
     token = inbox.token(body["email"])
     form = client.get(f"/console/reset-password?token={token}")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
-    done = client.post("/console/reset-password", data={"token": token, "new_password": "console reset pass",
-                                                        "csrf_token": csrf}, follow_redirects=False)
+    done = client.post(
+        "/console/reset-password",
+        data={"token": token, "new_password": "console reset pass", "csrf_token": csrf},
+        follow_redirects=False,
+    )
     assert done.status_code == 303 and done.headers["location"].endswith("notice=password_reset")
     assert sign_in(client, body["email"], "console reset pass").status_code == 303
     security = client.get("/console/security")
     assert security.status_code == 200 and 'id="sessions"' in security.text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', security.text).group(1)  # type: ignore[union-attr]
-    changed = client.post("/console/security/password", data={
-        "current_password": "console reset pass", "new_password": "changed in the console", "csrf_token": csrf},
-        follow_redirects=False)
+    changed = client.post(
+        "/console/security/password",
+        data={"current_password": "console reset pass", "new_password": "changed in the console", "csrf_token": csrf},
+        follow_redirects=False,
+    )
     assert changed.status_code == 303
     secure_api.login(body["email"], "changed in the console")
 
@@ -237,8 +289,7 @@ def test_sessions_are_listed_and_revocable(api: Api) -> None:
     assert len(sessions) == 2 and [s["current"] for s in sessions] == [True, False]
     assert sessions[0]["client_ip"] == "testclient"
     stranger = api.register()
-    assert api.client.delete(f"/api/v1/auth/sessions/{sessions[1]['id']}", headers=stranger.headers
-                             ).status_code == 404
+    assert api.client.delete(f"/api/v1/auth/sessions/{sessions[1]['id']}", headers=stranger.headers).status_code == 404
     expect(api.client.delete(f"/api/v1/auth/sessions/{sessions[1]['id']}", headers=actor.headers), 200)
     assert api.client.get("/api/v1/auth/me", headers=other.headers).status_code == 401
     assert len(expect(api.client.get("/api/v1/auth/sessions", headers=actor.headers), 200)) == 1
@@ -281,12 +332,12 @@ def test_agency_deactivates_its_sub_accounts_users_only(api: Api, session: Sessi
     admin = api.admin()
     agency = api.approved_account(admin, type="agency")
     sub = api.sub_account(agency, admin)
-    user = accounts.create_user(session, email="sub-user@example.com", password="sub user password",
-                                role=Role.ADVERTISER, account_id=sub)
+    user = accounts.create_user(
+        session, email="sub-user@example.com", password="sub user password", role=Role.ADVERTISER, account_id=sub
+    )
     session.commit()
     stranger_agency = api.approved_account(admin, type="agency")
-    assert api.client.post(f"/api/v1/users/{user.id}/deactivate", headers=stranger_agency.headers
-                           ).status_code == 404
+    assert api.client.post(f"/api/v1/users/{user.id}/deactivate", headers=stranger_agency.headers).status_code == 404
     expect(api.client.post(f"/api/v1/users/{user.id}/deactivate", headers=agency.headers), 200)
     listed = expect(api.client.get("/api/v1/users", headers=agency.headers), 200)
     assert {u["email"] for u in listed} == {agency.email, "sub-user@example.com"}

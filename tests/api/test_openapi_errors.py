@@ -57,5 +57,9 @@ def test_a_real_error_matches_the_documented_body(client: TestClient, api: Api) 
     missing = expect(client.get("/api/v1/campaigns/999999", headers=adv.headers), 404)
     assert set(missing) == {"error"} and {"code", "message"} <= set(missing["error"])
     invalid = expect(client.get("/api/v1/campaigns", headers=adv.headers, params={"limit": 501}), 422)
-    assert invalid["error"]["fields"][0] == {"field": "limit", "rule": "less_than_equal", "limit": 500,
-                                             "message": invalid["error"]["fields"][0]["message"]}
+    assert invalid["error"]["fields"][0] == {
+        "field": "limit",
+        "rule": "less_than_equal",
+        "limit": 500,
+        "message": invalid["error"]["fields"][0]["message"],
+    }

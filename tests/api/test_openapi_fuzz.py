@@ -37,14 +37,29 @@ ROLES = ("anonymous", "advertiser", "agency", "reviewer", "account_manager", "ad
 def settings(settings: Settings) -> Settings:
     """The fuzz signs in and registers wrongly hundreds of times from one address; the limits (tested on their
     own in tests/accounts) would otherwise lock the roles' own sign-ins and set-up out for the rest of the run."""
-    return settings.model_copy(update={name: "100000/minute" for name in (
-        "rate_limit_login_ip", "rate_limit_login_account", "rate_limit_register_ip", "rate_limit_register_account")})
+    return settings.model_copy(
+        update={
+            name: "100000/minute"
+            for name in (
+                "rate_limit_login_ip",
+                "rate_limit_login_account",
+                "rate_limit_register_ip",
+                "rate_limit_register_account",
+            )
+        }
+    )
 
 
 def _settings(examples: int, steps: int | None = None) -> hypothesis_settings:
     extra: dict[str, Any] = {} if steps is None else {"stateful_step_count": steps}
-    return hypothesis_settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                    suppress_health_check=list(HealthCheck), **extra)
+    return hypothesis_settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        **extra,
+    )
 
 
 class SignedIn:
@@ -61,11 +76,13 @@ class SignedIn:
     def refresh(self) -> None:
         if self.api.client.get("/api/v1/auth/me", headers=self.actor.headers).status_code != 401:
             return
-        response = self.api.client.post("/api/v1/auth/login",
-                                        json={"email": self.actor.email, "password": self.password})
+        response = self.api.client.post(
+            "/api/v1/auth/login", json={"email": self.actor.email, "password": self.password}
+        )
         if response.status_code == 200:  # a user the fuzz deactivated stays signed out
-            self.actor = Actor(response.json()["access_token"], self.actor.user_id, self.actor.account_id,
-                               self.actor.email)
+            self.actor = Actor(
+                response.json()["access_token"], self.actor.user_id, self.actor.account_id, self.actor.email
+            )
 
 
 def _actors(api: Api) -> dict[str, SignedIn | None]:
@@ -79,10 +96,14 @@ def _actors(api: Api) -> dict[str, SignedIn | None]:
     group = approved_ad_group(api, advertiser, admin, campaign(api, advertiser)["id"])
     creative(api, advertiser, group["id"])
     staff, member = "admin-password", str(api.registration()["password"])
-    return {"anonymous": None, "advertiser": SignedIn(api, advertiser, member),
-            "agency": SignedIn(api, agency, member), "reviewer": SignedIn(api, api.admin(Role.REVIEWER), staff),
-            "account_manager": SignedIn(api, api.admin(Role.ACCOUNT_MANAGER), staff),
-            "admin": SignedIn(api, admin, staff)}
+    return {
+        "anonymous": None,
+        "advertiser": SignedIn(api, advertiser, member),
+        "agency": SignedIn(api, agency, member),
+        "reviewer": SignedIn(api, api.admin(Role.REVIEWER), staff),
+        "account_manager": SignedIn(api, api.admin(Role.ACCOUNT_MANAGER), staff),
+        "admin": SignedIn(api, admin, staff),
+    }
 
 
 def _headers(case: schemathesis.Case, actor: SignedIn | None) -> dict[str, Any]:
@@ -94,8 +115,11 @@ def _recorder(failures: list[str], role: str) -> Callable[[schemathesis.Case, An
         try:
             case.validate_response(response, checks=CHECKS)
         except FailureGroup as failure:  # one line per failure: the run goes on to find the others
-            failures.append(f"{case.method} {case.formatted_path} as {role} -> {response.status_code}: "
-                            f"{'; '.join(f.title for f in failure.exceptions)} | {response.text[:200]}")
+            failures.append(
+                f"{case.method} {case.formatted_path} as {role} -> {response.status_code}: "
+                f"{'; '.join(f.title for f in failure.exceptions)} | {response.text[:200]}"
+            )
+
     return validate
 
 
@@ -117,8 +141,9 @@ def _stateless(client: TestClient, api: Api, examples_per_operation: int) -> lis
     return failures
 
 
-def _fuzz(operation: Any, actor: SignedIn | None, validate: Callable[[schemathesis.Case, Any], None],
-          examples: int) -> Callable[[], None]:
+def _fuzz(
+    operation: Any, actor: SignedIn | None, validate: Callable[[schemathesis.Case, Any], None], examples: int
+) -> Callable[[], None]:
     @_settings(examples)
     @given(case=operation.as_strategy())
     def fuzz(case: schemathesis.Case) -> None:
@@ -145,8 +170,7 @@ def _stateful(client: TestClient, api: Api, sequences: int, steps: int) -> list[
             def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
                 return {"headers": _headers(case, self.actor)}
 
-            def validate_response(self, response: Any, case: schemathesis.Case, *args: Any, **kwargs: Any
-                                  ) -> None:
+            def validate_response(self, response: Any, case: schemathesis.Case, *args: Any, **kwargs: Any) -> None:
                 self.check(case, response)
                 if self.actor is not None:
                     self.actor.refresh()

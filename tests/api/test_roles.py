@@ -245,13 +245,17 @@ POLICY: dict[str, str] = {
 # Where a handler refuses more than the gate: (route, role) -> why the role is refused there too.
 NARROWER: dict[tuple[str, str], str] = {
     ("DELETE /api/v1/webhooks/{endpoint_id}", "admin"): "an account's own users manage its webhook endpoints",
-    ("DELETE /api/v1/webhooks/{endpoint_id}", "account manager"): "an account's own users manage its webhook "
-                                                                  "endpoints",
+    ("DELETE /api/v1/webhooks/{endpoint_id}", "account manager"): "an account's own users manage its webhook endpoints",
 }
 
 # Path parameters that are not ids, filled with a value the route accepts.
-TEXT_PARAMS = {"country": "FJ", "currency": "INR", "code": "interstitial_image", "partner": "adjust",
-               "object_type": "account"}
+TEXT_PARAMS = {
+    "country": "FJ",
+    "currency": "INR",
+    "code": "interstitial_image",
+    "partner": "adjust",
+    "object_type": "account",
+}
 
 
 @dataclass
@@ -273,16 +277,23 @@ def _roles(api: Api) -> dict[str, Actor | None]:
     reviewer = api.admin(Role.REVIEWER)
     manager = api.admin(Role.ACCOUNT_MANAGER)
     on_behalf = api.admin(Role.REVIEWER)
-    expect(api.client.put(f"{API}/users/{on_behalf.user_id}/on-behalf", headers=admin.headers,
-                          json={"granted": True}), 200)
+    expect(
+        api.client.put(f"{API}/users/{on_behalf.user_id}/on-behalf", headers=admin.headers, json={"granted": True}), 200
+    )
     owner = api.approved_account(admin)
     agency = api.approved_account(admin, type="agency")
     api.sub_account(agency, admin)
     return {
-        "admin": admin, "reviewer": reviewer, "account manager": manager, "on-behalf operator": on_behalf,
-        "owner": owner, "operator": api.member(owner, "operator"), "viewer": api.member(owner, "viewer"),
+        "admin": admin,
+        "reviewer": reviewer,
+        "account manager": manager,
+        "on-behalf operator": on_behalf,
+        "owner": owner,
+        "operator": api.member(owner, "operator"),
+        "viewer": api.member(owner, "viewer"),
         "agency user": agency,
-        "read key": api.api_key(owner, "read"), "write key": api.api_key(owner, "write"),
+        "read key": api.api_key(owner, "read"),
+        "write key": api.api_key(owner, "write"),
         "finance key": api.api_key(owner, "finance"),
         ANONYMOUS: None,
     }
@@ -302,11 +313,18 @@ def _requests(app: Any) -> Iterator[tuple[str, str, APIRoute]]:
 @pytest.fixture(scope="module")
 def world(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     seed(engine)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("roles"), database_url=database_url,
-                        secret_key="test-secret-key", environment="test", public_base_url="http://testserver")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("roles"),
+        database_url=database_url,
+        secret_key="test-secret-key",
+        environment="test",
+        public_base_url="http://testserver",
+    )
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client, \
-                make_session_factory(engine)() as session:
+        with (
+            TestClient(create_app(settings), raise_server_exceptions=False) as client,
+            make_session_factory(engine)() as session,
+        ):
             api = Api(client, session)
             roles = _roles(api)
             requests = list(_requests(client.app))
@@ -346,10 +364,12 @@ def test_every_role_is_allowed_or_refused_as_declared(world: World) -> None:
 
 
 def test_a_refusal_names_the_missing_role_or_scope(world: World) -> None:
-    refusals = [c for c in world.calls if c.status == 403 and c.route in POLICY
-                and c.role not in ALLOWED[POLICY[c.route]]]
+    refusals = [
+        c for c in world.calls if c.status == 403 and c.route in POLICY and c.role not in ALLOWED[POLICY[c.route]]
+    ]
     assert refusals
     for call in refusals:
         field = json.loads(call.body)["error"]["fields"][0]
-        assert field["field"] in ("role", "scope", "authorization") and field["limit"], \
+        assert field["field"] in ("role", "scope", "authorization") and field["limit"], (
             f"{call.route} as {call.role}: {call.body}"
+        )

@@ -20,9 +20,19 @@ def test_every_partner_tracker_label_is_marked_for_translation() -> None:
 
 def test_a_missing_tracker_id_is_named_not_printed_as_none(client: TestClient, session: Session) -> None:
     register(client, 77)
-    created = post_form(client, "/console/apps", "/console/apps", {
-        "name": "Kopi Wallet", "package_name": "com.kopi.wallet", "store": "google_play", "partner": "appmetrica",
-        "click_lookback_days": "7", "view_through_enabled": "on"})
+    created = post_form(
+        client,
+        "/console/apps",
+        "/console/apps",
+        {
+            "name": "Kopi Wallet",
+            "package_name": "com.kopi.wallet",
+            "store": "google_play",
+            "partner": "appmetrica",
+            "click_lookback_days": "7",
+            "view_through_enabled": "on",
+        },
+    )
     assert created.status_code == 303, created.text[-1500:]
     app_id = session.scalar(select(App.id))
     page = client.get(f"/console/apps/{app_id}?partner=appmetrica")
@@ -43,10 +53,21 @@ def test_a_missing_tracker_id_is_named_not_printed_as_none(client: TestClient, s
     assert 'id="tracking-link"' in flyer and 'id="tracking-link-missing"' not in flyer
     assert "impression.appsflyer.com/com.kopi.wallet" in flyer.split('id="view-through-link">')[1]
 
-    saved = post_form(client, f"/console/apps/{app_id}", f"/console/apps/{app_id}/edit", {
-        "name": "Kopi Wallet", "store": "google_play", "partner": "appmetrica",
-        "partner_link_id": "1019409635088005254", "click_lookback_days": "7", "view_through_hours": "24",
-        "reattribution_window_days": "90", "view_through_enabled": "on"})
+    saved = post_form(
+        client,
+        f"/console/apps/{app_id}",
+        f"/console/apps/{app_id}/edit",
+        {
+            "name": "Kopi Wallet",
+            "store": "google_play",
+            "partner": "appmetrica",
+            "partner_link_id": "1019409635088005254",
+            "click_lookback_days": "7",
+            "view_through_hours": "24",
+            "reattribution_window_days": "90",
+            "view_through_enabled": "on",
+        },
+    )
     assert saved.status_code == 303, saved.text[-1500:]
     filled = html.unescape(client.get(f"/console/apps/{app_id}?partner=appmetrica").text)
     assert 'id="tracking-link-missing"' not in filled

@@ -5,8 +5,9 @@ from __future__ import annotations
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.core.vocabulary import ConversionEvent
 
-LEVEL_10 = MappingRule("af_level_achieved", ConversionEvent.LEVEL_ACHIEVED,
-                       ({"param": "level", "op": "eq", "value": "10"},))
+LEVEL_10 = MappingRule(
+    "af_level_achieved", ConversionEvent.LEVEL_ACHIEVED, ({"param": "level", "op": "eq", "value": "10"},)
+)
 
 
 def test_conditions_decide_and_do_not_fall_back_to_standard_names() -> None:
@@ -32,8 +33,15 @@ def test_operators_and_first_match_wins() -> None:
 
 
 def test_standard_names_of_the_partners() -> None:
-    for name, event in (("af_purchase", "PURCHASE"), ("complete_registration", "REGISTRATION"),
-                        ("achieve_level", "LEVEL_ACHIEVED"), ("AD_REVENUE", "AD_REVENUE"), ("_install", "INSTALL"),
-                        ("__iap__", "PURCHASE"), ("subscribe", "SUBSCRIBE"), ("first_deposit", "FIRST_DEPOSIT")):
+    for name, event in (
+        ("af_purchase", "PURCHASE"),
+        ("complete_registration", "REGISTRATION"),
+        ("achieve_level", "LEVEL_ACHIEVED"),
+        ("AD_REVENUE", "AD_REVENUE"),
+        ("_install", "INSTALL"),
+        ("__iap__", "PURCHASE"),
+        ("subscribe", "SUBSCRIBE"),
+        ("first_deposit", "FIRST_DEPOSIT"),
+    ):
         assert resolve_event(name, {}, []) == ConversionEvent(event)
     assert resolve_event("some_custom_thing", {}, []) is None

@@ -22,9 +22,14 @@ _names = itertools.count(1)
 PACKAGE = "com.example.puzzle"
 # A tracker id per partner that needs one: without it the integration shows no link to click through.
 LINK_IDS: dict[Partner, str] = {
-    Partner.ADJUST: "abc123", Partner.APPMETRICA: "1019409635088005254", Partner.BRANCH: "example.app.link/abc",
-    Partner.SINGULAR: "example.sng.link/Dab1c/2d3e", Partner.KOCHAVA: "koexample123", Partner.TENJIN: "tk123",
-    Partner.MYTRACKER: "abcdef", Partner.AIRBRIDGE: "examplegame",
+    Partner.ADJUST: "abc123",
+    Partner.APPMETRICA: "1019409635088005254",
+    Partner.BRANCH: "example.app.link/abc",
+    Partner.SINGULAR: "example.sng.link/Dab1c/2d3e",
+    Partner.KOCHAVA: "koexample123",
+    Partner.TENJIN: "tk123",
+    Partner.MYTRACKER: "abcdef",
+    Partner.AIRBRIDGE: "examplegame",
 }
 
 
@@ -56,17 +61,31 @@ class Scenario:
 
     def integration(self, partner: Partner | str | None = None) -> dict[str, Any]:
         name = str(partner or self.app["partner"])
-        return expect(self.api.client.get(f"/api/v1/apps/{self.app['id']}/integrations/{name}",
-                                          headers=self.advertiser.headers), 200)
+        return expect(
+            self.api.client.get(f"/api/v1/apps/{self.app['id']}/integrations/{name}", headers=self.advertiser.headers),
+            200,
+        )
 
-    def serve(self, gaid: str | None, *, bid_type: str | None = None, price_micros: int = 0,
-              issued_at: datetime | None = None) -> TrackingUrls:
+    def serve(
+        self, gaid: str | None, *, bid_type: str | None = None, price_micros: int = 0, issued_at: datetime | None = None
+    ) -> TrackingUrls:
         return build_tracking_urls(
-            base_url="http://testserver", secret=self.settings.resolved_secret_key,
-            impression_id=f"imp_{uuid.uuid4().hex}", account_id=self.account_id,
-            campaign_id=self.campaign["id"], ad_group_id=self.ad_group["id"], creative_id=1, ad_space_id=2,
-            publisher_id=3, bid_type=bid_type or self.ad_group["bid_type"], price_micros=price_micros,
-            issued_at=issued_at or utcnow(), gaid=gaid, country="ID", placement_type="banner")
+            base_url="http://testserver",
+            secret=self.settings.resolved_secret_key,
+            impression_id=f"imp_{uuid.uuid4().hex}",
+            account_id=self.account_id,
+            campaign_id=self.campaign["id"],
+            ad_group_id=self.ad_group["id"],
+            creative_id=1,
+            ad_space_id=2,
+            publisher_id=3,
+            bid_type=bid_type or self.ad_group["bid_type"],
+            price_micros=price_micros,
+            issued_at=issued_at or utcnow(),
+            gaid=gaid,
+            country="ID",
+            placement_type="banner",
+        )
 
     def click(self, gaid: str | None, *, at: datetime | None = None, **serve: Any) -> str:
         """Serve an ad and click it (at `at`, default now); returns our click id as it reached the partner's
@@ -92,50 +111,97 @@ class Scenario:
     def process(self) -> int:
         """Attribute what is stored now rather than wait for the background worker."""
         self.api.settle()
-        return int(expect(self.api.client.post("/api/v1/postbacks/process", headers=self.admin.headers),
-                          200)["processed"])
+        return int(
+            expect(self.api.client.post("/api/v1/postbacks/process", headers=self.admin.headers), 200)["processed"]
+        )
 
     def postbacks(self) -> list[dict[str, Any]]:
         """The app's stored postbacks, once the pipeline has stored what it acknowledged."""
         self.api.settle()
-        out: list[dict[str, Any]] = expect(self.api.client.get(
-            f"/api/v1/apps/{self.app['id']}/postbacks", headers=self.advertiser.headers, params={"limit": 500}), 200)
+        out: list[dict[str, Any]] = expect(
+            self.api.client.get(
+                f"/api/v1/apps/{self.app['id']}/postbacks", headers=self.advertiser.headers, params={"limit": 500}
+            ),
+            200,
+        )
         return out
 
     def conversions(self, **query: Any) -> list[dict[str, Any]]:
         self.process()
-        out: list[dict[str, Any]] = expect(self.api.client.get(
-            "/api/v1/conversions", headers=self.advertiser.headers,
-            params={"app_id": self.app["id"], "limit": 500, **query}), 200)
+        out: list[dict[str, Any]] = expect(
+            self.api.client.get(
+                "/api/v1/conversions",
+                headers=self.advertiser.headers,
+                params={"app_id": self.app["id"], "limit": 500, **query},
+            ),
+            200,
+        )
         return out
 
     def balance_micros(self) -> int:
         self.api.settle()
-        body = expect(self.api.client.get(f"/api/v1/finance/accounts/{self.account_id}/balance",
-                                          headers=self.advertiser.headers), 200)
+        body = expect(
+            self.api.client.get(f"/api/v1/finance/accounts/{self.account_id}/balance", headers=self.advertiser.headers),
+            200,
+        )
         return int(body["balance_micros"])
 
 
-def scenario(api: Api, settings: Settings, *, partner: Partner = Partner.APPSFLYER, bid_type: str = "cpa",
-             conversion_event: str | None = "INSTALL", bid_micros: int = 2_000_000, currency: str = "USD",
-             **app_settings: Any) -> Scenario:
+def scenario(
+    api: Api,
+    settings: Settings,
+    *,
+    partner: Partner = Partner.APPSFLYER,
+    bid_type: str = "cpa",
+    conversion_event: str | None = "INSTALL",
+    bid_micros: int = 2_000_000,
+    currency: str = "USD",
+    **app_settings: Any,
+) -> Scenario:
     admin = api.admin()
     country = {"USD": "ID", "INR": "IN", "CNY": "CN"}[currency]
     entity = {"USD": "Xiaomi Singapore", "INR": "Xiaomi India", "CNY": "Xiaomi Singapore"}[currency]
     advertiser = api.approved_account(admin, currency=currency, country=country, settlement_entity=entity)
-    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
-                           json={"account_id": advertiser.account_id, "amount_micros": 1_000_000_000}), 201)
-    campaign = expect(api.client.post("/api/v1/campaigns", headers=advertiser.headers, json={
-        "objective": "performance", "name": f"Installs {next(_names)}", "promotion_type": "app_download",
-        "package_name": PACKAGE}), 201)
-    group: dict[str, Any] = {"campaign_id": campaign["id"], "name": f"Ad group {next(_names)}",
-                             "placement_type": "banner", "bid_type": bid_type, "bid_micros": bid_micros}
+    expect(
+        api.client.post(
+            "/api/v1/finance/top-ups",
+            headers=admin.headers,
+            json={"account_id": advertiser.account_id, "amount_micros": 1_000_000_000},
+        ),
+        201,
+    )
+    campaign = expect(
+        api.client.post(
+            "/api/v1/campaigns",
+            headers=advertiser.headers,
+            json={
+                "objective": "performance",
+                "name": f"Installs {next(_names)}",
+                "promotion_type": "app_download",
+                "package_name": PACKAGE,
+            },
+        ),
+        201,
+    )
+    group: dict[str, Any] = {
+        "campaign_id": campaign["id"],
+        "name": f"Ad group {next(_names)}",
+        "placement_type": "banner",
+        "bid_type": bid_type,
+        "bid_micros": bid_micros,
+    }
     if conversion_event and bid_type == "cpa":
         group["conversion_event"] = conversion_event
     ad_group = expect(api.client.post("/api/v1/ad-groups", headers=advertiser.headers, json=group), 201)
     app_settings.setdefault("partner_link_id", LINK_IDS.get(partner, ""))
-    app = expect(api.client.post("/api/v1/apps", headers=advertiser.headers, json={
-        "package_name": PACKAGE, "name": "Puzzle Quest", "partner": partner.value, **app_settings}), 201)
+    app = expect(
+        api.client.post(
+            "/api/v1/apps",
+            headers=advertiser.headers,
+            json={"package_name": PACKAGE, "name": "Puzzle Quest", "partner": partner.value, **app_settings},
+        ),
+        201,
+    )
     return Scenario(api, settings, admin, advertiser, campaign, ad_group, app)
 
 

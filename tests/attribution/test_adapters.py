@@ -15,8 +15,22 @@ from adstack.tracking.devices import GaidForm, normalise_gaid
 GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 
 
-@pytest.mark.parametrize("value", ["{gps_adid}", "(clickid)", "${(id)!}", "{{advertising_id}}", "{cl?adstack}",
-                                   "{@postback.clickID}", "", "  ", "null", "undefined", "[CLICK_ID]"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{gps_adid}",
+        "(clickid)",
+        "${(id)!}",
+        "{{advertising_id}}",
+        "{cl?adstack}",
+        "{@postback.clickID}",
+        "",
+        "  ",
+        "null",
+        "undefined",
+        "[CLICK_ID]",
+    ],
+)
 def test_unreplaced_macros_and_empty_values_are_missing(value: str) -> None:
     assert present(value) is None
 
@@ -48,8 +62,18 @@ def test_gaid_forms() -> None:
         assert normalise_gaid(nothing) is None
 
 
-@pytest.mark.parametrize("text", ["1735732800", "1735732800000", "1735732800.5", "2025-01-01 12:00:00",
-                                  "2025-01-01T12:00:00Z", "2025-01-01 15:00:00+03:00", "2025-01-01 12:00:00.000"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1735732800",
+        "1735732800000",
+        "1735732800.5",
+        "2025-01-01 12:00:00",
+        "2025-01-01T12:00:00Z",
+        "2025-01-01 15:00:00+03:00",
+        "2025-01-01 12:00:00.000",
+    ],
+)
 def test_times_in_seconds_milliseconds_or_text(text: str) -> None:
     parsed = parse_postback(Partner.ADJUST, {"activity_kind": "install", "created_at": text})
     assert parsed.occurred_at is not None
@@ -57,14 +81,16 @@ def test_times_in_seconds_milliseconds_or_text(text: str) -> None:
 
 
 def test_an_unreadable_field_is_flagged_and_the_rest_kept() -> None:
-    lots = parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "lots",
-                                              "advertising_id": GAID})
+    lots = parse_postback(
+        Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "lots", "advertising_id": GAID}
+    )
     assert lots.revenue is None and lots.unreadable == {"event_revenue": "decimal"}
     assert lots.event_name == "af_purchase" and lots.gaid is not None
     comma = parse_postback(Partner.APPSFLYER, {"event_name": "af_purchase", "event_revenue": "1,99"})
     assert comma.revenue == Decimal("1.99") and comma.notes == ("event_revenue:decimal_comma",)
-    dollars = parse_postback(Partner.APPSFLYER, {"event_name": "x", "event_revenue": "1",
-                                                 "event_revenue_currency": "US Dollar"})
+    dollars = parse_postback(
+        Partner.APPSFLYER, {"event_name": "x", "event_revenue": "1", "event_revenue_currency": "US Dollar"}
+    )
     assert dollars.revenue == Decimal(1) and dollars.currency == ""
     assert dollars.unreadable == {"event_revenue_currency": "currency"}
     when = parse_postback(Partner.BRANCH, {"name": "purchase", "event_timestamp": "yesterday"})
@@ -82,8 +108,10 @@ def test_revenue_is_decimal_with_bounded_precision() -> None:
 
 def test_dedupe_keys() -> None:
     fields = {"event_name": "af_purchase", "clickid": "x", "advertising_id": GAID, "event_time": "1735732800"}
-    assert parse_postback(Partner.APPSFLYER, fields).dedupe_key == parse_postback(Partner.APPSFLYER,
-                                                                                  dict(fields)).dedupe_key
+    assert (
+        parse_postback(Partner.APPSFLYER, fields).dedupe_key
+        == parse_postback(Partner.APPSFLYER, dict(fields)).dedupe_key
+    )
     other = parse_postback(Partner.APPSFLYER, {**fields, "event_time": "1735732801"})
     assert other.dedupe_key != parse_postback(Partner.APPSFLYER, fields).dedupe_key
     assert parse_postback(Partner.APPMETRICA, {"transaction_id": "77"}).dedupe_key == "appmetrica:id:77"
@@ -102,14 +130,17 @@ def test_partner_install_and_reinstall_signals() -> None:
 def test_adjust_revenue_in_cents_or_units_and_rejections() -> None:
     cents = parse_postback(Partner.ADJUST, {"activity_kind": "event", "event": "abc123", "revenue": "345"})
     assert cents.revenue == Decimal("3.45")
-    units = parse_postback(Partner.ADJUST, {"activity_kind": "event", "event": "abc123", "revenue": "345",
-                                            "revenue_float": "3.45"})
+    units = parse_postback(
+        Partner.ADJUST, {"activity_kind": "event", "event": "abc123", "revenue": "345", "revenue_float": "3.45"}
+    )
     assert units.revenue == Decimal("3.45")
-    rejected = parse_postback(Partner.ADJUST, {"activity_kind": "rejected_install",
-                                               "rejection_reason": "engagement_injection"})
+    rejected = parse_postback(
+        Partner.ADJUST, {"activity_kind": "rejected_install", "rejection_reason": "engagement_injection"}
+    )
     assert rejected.is_install and rejected.verdict is not None and rejected.verdict.value == "rejected"
-    other = parse_postback(Partner.ADJUST, {"activity_kind": "install", "network_name": "Other Network"},
-                           frozenset({"adstack"}))
+    other = parse_postback(
+        Partner.ADJUST, {"activity_kind": "install", "network_name": "Other Network"}, frozenset({"adstack"})
+    )
     assert other.verdict is not None and other.verdict.value == "other_network"
 
 
@@ -123,42 +154,72 @@ def test_partner_verdicts_from_their_own_fields() -> None:
     assert verdict(Partner.APPMETRICA, {"ext": "x"}) is None  # the guide's URL carries no verdict
     assert verdict(Partner.SINGULAR, {"is_ours": "0", "network": "Organic"}) == "organic"
     assert verdict(Partner.SINGULAR, {"is_ours": "0", "network": "Other"}) == "other_network"
-    assert verdict(Partner.APPSFLYER, {"media_source": "adstack_int", "is_primary_attribution": "false"}) \
+    assert (
+        verdict(Partner.APPSFLYER, {"media_source": "adstack_int", "is_primary_attribution": "false"})
         == "other_network"
+    )
     assert verdict(Partner.APPSFLYER, {"reject_reason": "ctit_anomalies"}) == "rejected"
     assert verdict(Partner.BRANCH, {"attributed": "0"}) == "organic"
     assert verdict(Partner.TENJIN, {}) is None
 
 
 def test_every_macro_syntax_is_an_unreplaced_macro() -> None:
-    for macro in ("__CLICK_ID__", "%%CLICK_ID%%", "$click_id$", "{click_id}", "(clickid)", "[CLICK_ID]",
-                  "${click_id}", "{{click_id}}"):
+    for macro in (
+        "__CLICK_ID__",
+        "%%CLICK_ID%%",
+        "$click_id$",
+        "{click_id}",
+        "(clickid)",
+        "[CLICK_ID]",
+        "${click_id}",
+        "{{click_id}}",
+    ):
         assert present(macro) is None, macro
     assert present("(none of these)") == "(none of these)"
 
 
 def test_dedupe_key_hashes_identifying_fields_only() -> None:
-    fields = {"event_name": "af_purchase", "clickid": "x", "advertising_id": GAID, "event_time": "1735732800",
-              "event_revenue": "9.20", "event_value": '{"sku": "a", "qty": "1"}'}
+    fields = {
+        "event_name": "af_purchase",
+        "clickid": "x",
+        "advertising_id": GAID,
+        "event_time": "1735732800",
+        "event_revenue": "9.20",
+        "event_value": '{"sku": "a", "qty": "1"}',
+    }
     key = parse_postback(Partner.APPSFLYER, fields).dedupe_key
     # A retry with an extra field, its fields in another order, its JSON reordered, its revenue spelt otherwise.
-    retry = {"retry": "1", **dict(reversed(list(fields.items()))), "event_value": '{"qty": "1", "sku": "a"}',
-             "event_revenue": "9.2", "media_source": "adstack_int"}
+    retry = {
+        "retry": "1",
+        **dict(reversed(list(fields.items()))),
+        "event_value": '{"qty": "1", "sku": "a"}',
+        "event_revenue": "9.2",
+        "media_source": "adstack_int",
+    }
     assert parse_postback(Partner.APPSFLYER, retry).dedupe_key == key
     # Another device, click, event, time or event parameter is another event.
-    for name, value in (("advertising_id", "38400000-8cf0-11bd-b23e-10b96e40000e"), ("clickid", "y"),
-                        ("event_name", "af_login"), ("event_time", "1735732801"),
-                        ("event_value", '{"sku": "b", "qty": "1"}')):
+    for name, value in (
+        ("advertising_id", "38400000-8cf0-11bd-b23e-10b96e40000e"),
+        ("clickid", "y"),
+        ("event_name", "af_login"),
+        ("event_time", "1735732801"),
+        ("event_value", '{"sku": "b", "qty": "1"}'),
+    ):
         assert parse_postback(Partner.APPSFLYER, {**fields, name: value}).dedupe_key != key, name
 
 
-@pytest.mark.parametrize(("partner", "fields"), [
-    (Partner.APPMETRICA, {"ext": "c1", "gaid": GAID, "touch_type": "click", "rejection_reason": "bots"}),
-    (Partner.SINGULAR, {"cl": "c1", "aifa": GAID, "is_ours": "1", "reject_reason": "ctit_anomalies"}),
-    (Partner.BRANCH, {"click_id": "c1", "aaid": GAID, "attributed": "1", "is_rejected": "1"}),
-    (Partner.APPSFLYER, {"clickid": "c1", "advertising_id": GAID, "media_source": "adstack_int",
-                         "blocked_reason": "bots"}),
-])
+@pytest.mark.parametrize(
+    ("partner", "fields"),
+    [
+        (Partner.APPMETRICA, {"ext": "c1", "gaid": GAID, "touch_type": "click", "rejection_reason": "bots"}),
+        (Partner.SINGULAR, {"cl": "c1", "aifa": GAID, "is_ours": "1", "reject_reason": "ctit_anomalies"}),
+        (Partner.BRANCH, {"click_id": "c1", "aaid": GAID, "attributed": "1", "is_rejected": "1"}),
+        (
+            Partner.APPSFLYER,
+            {"clickid": "c1", "advertising_id": GAID, "media_source": "adstack_int", "blocked_reason": "bots"},
+        ),
+    ],
+)
 def test_a_rejection_wins_over_an_attributed_verdict(partner: Partner, fields: dict[str, str]) -> None:
     parsed = parse_postback(partner, fields, frozenset({"adstack_int"}))
     assert parsed.verdict is PartnerVerdict.REJECTED and parsed.partner_attributed is False, parsed.verdict_reason
@@ -167,5 +228,7 @@ def test_a_rejection_wins_over_an_attributed_verdict(partner: Partner, fields: d
 def test_appmetrica_unattributed_names_the_other_network() -> None:
     other = parse_postback(Partner.APPMETRICA, {"gaid": GAID, "attributed_touch_type": "", "network_name": "x"})
     assert other.verdict is PartnerVerdict.OTHER_NETWORK
-    assert parse_postback(Partner.APPMETRICA, {"gaid": GAID, "attributed_touch_type": ""}).verdict \
+    assert (
+        parse_postback(Partner.APPMETRICA, {"gaid": GAID, "attributed_touch_type": ""}).verdict
         is PartnerVerdict.ORGANIC
+    )

@@ -85,8 +85,9 @@ def test_acknowledged_postbacks_survive_sigkill_exactly_once(tmp_path: Path) -> 
             # The attributor picks up what the crash left pending: one conversion per stored postback.
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                pending = [p for p in _all(client, f"/api/v1/apps/{app_id}/postbacks", headers)
-                           if p["status"] == "pending"]
+                pending = [
+                    p for p in _all(client, f"/api/v1/apps/{app_id}/postbacks", headers) if p["status"] == "pending"
+                ]
                 if not pending:
                     break
                 time.sleep(0.5)

@@ -37,8 +37,11 @@ def _variants(s: Scenario) -> dict[str, Callable[[], Any]]:
         "bad app": lambda: client.get(f"{base.replace('app=', 'app=x')}&{urlencode(login)}"),
         "unreadable time": lambda: client.get(f"{base}&{urlencode({**login, 'event_time': 'soon'})}"),
         "GET with a form body": lambda: client.request(
-            "GET", base, content=urlencode(login).encode(),
-            headers={"content-type": "application/x-www-form-urlencoded"}),
+            "GET",
+            base,
+            content=urlencode(login).encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
         "JSON POST": lambda: client.post(base, json={**login, "event_name": "af_purchase"}),
     }
 
@@ -68,9 +71,10 @@ def test_the_fast_path_answers_as_the_route_and_stores_once(api: Api, settings: 
     assert len(stored) == 3, [p["fields"] for p in stored]
 
 
-@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=8),
-       st.lists(st.sampled_from(["", "&", "&&", "=", "a", "a=", "=b", "%zz", "%E2%82%AC", "+", "%2B", "%"]),
-                max_size=6))
+@given(
+    st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=8),
+    st.lists(st.sampled_from(["", "&", "&&", "=", "a", "a=", "=b", "%zz", "%E2%82%AC", "+", "%2B", "%"]), max_size=6),
+)
 def test_the_query_reads_as_parse_qsl_reads_it(pairs: list[tuple[str, str]], oddities: list[str]) -> None:
     text = "&".join([urlencode(pairs), *oddities])
     assert parse_query(text) == parse_qsl(text, keep_blank_values=True)

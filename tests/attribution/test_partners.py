@@ -22,13 +22,20 @@ def _forged_click_id() -> str:
 
 
 @pytest.mark.parametrize("partner", list(Partner))
-def test_partner_postbacks_are_attributed_deduplicated_and_converted(api: Api, settings: Settings,
-                                                                    partner: Partner) -> None:
+def test_partner_postbacks_are_attributed_deduplicated_and_converted(
+    api: Api, settings: Settings, partner: Partner
+) -> None:
     s = scenario(api, settings, partner=partner)
     names = partners.EVENT_NAMES[partner]
     if partner is Partner.ADJUST:  # Adjust sends event tokens; the app maps them
-        expect(api.client.put(f"/api/v1/apps/{s.app['id']}/event-mappings", headers=s.advertiser.headers, json={
-            "mappings": [{"source_name": token, "event": event} for event, token in names.items()]}), 200)
+        expect(
+            api.client.put(
+                f"/api/v1/apps/{s.app['id']}/event-mappings",
+                headers=s.advertiser.headers,
+                json={"mappings": [{"source_name": token, "event": event} for event, token in names.items()]},
+            ),
+            200,
+        )
     integration = s.integration()
     assert integration["partner"] == partner.value
     assert integration["steps"] and all(isinstance(step, str) for step in integration["steps"])
@@ -48,12 +55,24 @@ def test_partner_postbacks_are_attributed_deduplicated_and_converted(api: Api, s
     install = partners.Conversion(at=clicked_at + timedelta(hours=1), click_id=click_id, gaid=gaid)
     send(install)
     send(install)  # the partner retries: stored and counted once
-    purchase = partners.Conversion(at=clicked_at + timedelta(days=3), event=names["PURCHASE"], click_id=click_id,
-                                   gaid=gaid, revenue=Decimal("9.20"), currency="EUR")
+    purchase = partners.Conversion(
+        at=clicked_at + timedelta(days=3),
+        event=names["PURCHASE"],
+        click_id=click_id,
+        gaid=gaid,
+        revenue=Decimal("9.20"),
+        currency="EUR",
+    )
     send(purchase)
     send(purchase)
-    ad_revenue = partners.Conversion(at=clicked_at + timedelta(days=4), event=names["AD_REVENUE"],
-                                     click_id=click_id, gaid=gaid, revenue=Decimal("0.015"), currency="USD")
+    ad_revenue = partners.Conversion(
+        at=clicked_at + timedelta(days=4),
+        event=names["AD_REVENUE"],
+        click_id=click_id,
+        gaid=gaid,
+        revenue=Decimal("0.015"),
+        currency="USD",
+    )
     send(ad_revenue)
     organic_gaid = new_gaid()
     send(partners.Conversion(at=clicked_at, gaid=organic_gaid))
@@ -104,8 +123,10 @@ def test_partner_postbacks_are_attributed_deduplicated_and_converted(api: Api, s
 
     # One CPA charge for the one attributed install, however often the partner retried.
     assert s.balance_micros() == balance_before - 2_000_000
-    stored = expect(api.client.get(f"/api/v1/apps/{s.app['id']}/postbacks", headers=s.advertiser.headers,
-                                   params={"limit": 100}), 200)
+    stored = expect(
+        api.client.get(f"/api/v1/apps/{s.app['id']}/postbacks", headers=s.advertiser.headers, params={"limit": 100}),
+        200,
+    )
     assert len(stored) == 6
     assert {p["status"] for p in stored} == {"attributed"}
 
@@ -117,14 +138,34 @@ def test_appmetrica_json_post_and_branch_form_post_are_read(api: Api, settings: 
     click_id = s.click(gaid, at=at - timedelta(hours=1))
     template = s.integration()["postback_url_template"]
     base = template.split("&ext=")[0]
-    out = expect(api.client.post(base.replace("http://testserver", ""), json={
-        "ext": click_id, "gaid": gaid.upper(), "event_name": "", "transaction_id": "98765",
-        "event_datetime": at.strftime("%Y-%m-%d %H:%M:%S")}), 200)
+    out = expect(
+        api.client.post(
+            base.replace("http://testserver", ""),
+            json={
+                "ext": click_id,
+                "gaid": gaid.upper(),
+                "event_name": "",
+                "transaction_id": "98765",
+                "event_datetime": at.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        ),
+        200,
+    )
     assert out == {"status": "ok"}
     branch = scenario(api, settings, partner=Partner.BRANCH)
     branch_base = branch.integration()["postback_url_template"].split("&id=")[0].replace("http://testserver", "")
-    expect(api.client.post(branch_base, data={"id": "b-1", "name": "INSTALL", "event_timestamp": str(
-        int(at.timestamp() * 1000)), "aaid": new_gaid()}), 200)
+    expect(
+        api.client.post(
+            branch_base,
+            data={
+                "id": "b-1",
+                "name": "INSTALL",
+                "event_timestamp": str(int(at.timestamp() * 1000)),
+                "aaid": new_gaid(),
+            },
+        ),
+        200,
+    )
     rows = s.conversions()
     assert [(r["attribution_type"], r["match_type"]) for r in rows] == [("click", "click_id")]
     assert [r["attribution_type"] for r in branch.conversions()] == ["organic"]
@@ -147,9 +188,22 @@ def test_unreplaced_macros_count_as_missing(api: Api, settings: Settings) -> Non
 
 def test_conditional_mapping_counts_level_10_only(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.MYTRACKER)
-    expect(api.client.put(f"/api/v1/apps/{s.app['id']}/event-mappings", headers=s.advertiser.headers, json={
-        "mappings": [{"source_name": "level_up", "event": "LEVEL_ACHIEVED",
-                      "conditions": [{"param": "level", "op": "eq", "value": "10"}]}]}), 200)
+    expect(
+        api.client.put(
+            f"/api/v1/apps/{s.app['id']}/event-mappings",
+            headers=s.advertiser.headers,
+            json={
+                "mappings": [
+                    {
+                        "source_name": "level_up",
+                        "event": "LEVEL_ACHIEVED",
+                        "conditions": [{"param": "level", "op": "eq", "value": "10"}],
+                    }
+                ]
+            },
+        ),
+        200,
+    )
     template = s.integration()["postback_url_template"]
     gaid = new_gaid()
     now = utcnow()
@@ -170,20 +224,33 @@ def test_garbage_and_unknown_partners_are_refused_and_kept(api: Api, settings: S
     assert error["code"] == "unknown_partner"
     assert expect(api.client.get("/track/m3rd/v1.0"), 400)["error"]["code"] == "missing_partner"
     for app in ("%C2%B2", "0", "99999999999999999999999"):  # superscript two, zero, beyond 64 bits
-        assert expect(api.client.get(f"/track/m3rd/v1.0?partner=appsflyer&app={app}"), 400)["error"]["code"] \
+        assert (
+            expect(api.client.get(f"/track/m3rd/v1.0?partner=appsflyer&app={app}"), 400)["error"]["code"]
             == "missing_app"
+        )
     forged_sig = query.replace("sig=", "sig=X")
     assert expect(api.client.get(f"/track/m3rd/v1.0?{forged_sig}"), 403)["error"]["code"] == "bad_signature"
     own = query.split("&clickid")[0]
     # One unreadable field keeps the postback: stored with the field flagged, answered 200.
     expect(api.client.get(f"/track/m3rd/v1.0?{own}&event_name=af_purchase&event_revenue=lots"), 200)
-    expect(api.client.post(f"/track/m3rd/v1.0?{own}", content=b"\x00\x01garbage",
-                           headers={"content-type": "application/octet-stream"}), 415)
-    expect(api.client.post(f"/track/m3rd/v1.0?{own}", content=b"{not json",
-                           headers={"content-type": "application/json"}), 400)
+    expect(
+        api.client.post(
+            f"/track/m3rd/v1.0?{own}", content=b"\x00\x01garbage", headers={"content-type": "application/octet-stream"}
+        ),
+        415,
+    )
+    expect(
+        api.client.post(f"/track/m3rd/v1.0?{own}", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+    )
     kept = expect(api.client.get("/api/v1/postbacks/rejected", headers=s.admin.headers), 200)
-    assert {r["reason"] for r in kept} >= {"unknown_partner", "missing_partner", "bad_signature",
-                                           "unsupported_body", "malformed_json"}
+    assert {r["reason"] for r in kept} >= {
+        "unknown_partner",
+        "missing_partner",
+        "bad_signature",
+        "unsupported_body",
+        "malformed_json",
+    }
     assert any("garbage" in r["body"] for r in kept)
     expect(api.client.get("/api/v1/postbacks/rejected", headers=s.advertiser.headers), 403)
     (kept_purchase,) = s.conversions()

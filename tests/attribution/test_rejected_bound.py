@@ -13,8 +13,9 @@ from adstack.attribution.models import RejectedPostback
 from adstack.core.settings import Settings
 
 
-def test_junk_beyond_the_bound_is_counted_not_stored(settings: Settings, session: Session,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_junk_beyond_the_bound_is_counted_not_stored(
+    settings: Settings, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(attribution_api, "_rejected_budget", attribution_api._RejectedBudget())
     monkeypatch.setattr(attribution_api, "REJECTED_FLUSH_SECONDS", 0.0)  # write the count on every overflow
     bounded = settings.model_copy(update={"rejected_postback_rows_per_minute": 3})

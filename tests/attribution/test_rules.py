@@ -33,77 +33,120 @@ def impression(at: datetime, touch_id: str = "i1", ad_group_id: int = 20) -> Tou
 
 
 def test_click_beats_a_later_impression() -> None:
-    decision = attribute_install(installed_at=T0, windows=WINDOWS, device_clicks=[click(T0 - timedelta(hours=5))],
-                                 device_impressions=[impression(T0 - timedelta(minutes=5))])
+    decision = attribute_install(
+        installed_at=T0,
+        windows=WINDOWS,
+        device_clicks=[click(T0 - timedelta(hours=5))],
+        device_impressions=[impression(T0 - timedelta(minutes=5))],
+    )
     assert (decision.attribution_type, decision.match_type) == (AttributionType.CLICK, MatchType.GAID)
     assert decision.touch is not None and decision.touch.ad_group_id == 10
 
 
 def test_impression_within_view_through_window_when_no_click() -> None:
-    decision = attribute_install(installed_at=T0, windows=WINDOWS,
-                                 device_impressions=[impression(T0 - timedelta(hours=23))])
+    decision = attribute_install(
+        installed_at=T0, windows=WINDOWS, device_impressions=[impression(T0 - timedelta(hours=23))]
+    )
     assert decision.attribution_type is AttributionType.VIEW
-    late = attribute_install(installed_at=T0, windows=WINDOWS,
-                             device_impressions=[impression(T0 - timedelta(hours=25))])
+    late = attribute_install(
+        installed_at=T0, windows=WINDOWS, device_impressions=[impression(T0 - timedelta(hours=25))]
+    )
     assert late.attribution_type is AttributionType.ORGANIC
-    off = attribute_install(installed_at=T0, windows=Windows(view_through=None),
-                            device_impressions=[impression(T0 - timedelta(hours=1))])
+    off = attribute_install(
+        installed_at=T0, windows=Windows(view_through=None), device_impressions=[impression(T0 - timedelta(hours=1))]
+    )
     assert off.attribution_type is AttributionType.ORGANIC
 
 
 def test_lookback_edges() -> None:
-    inside = attribute_install(installed_at=T0, windows=WINDOWS,
-                               touch_by_click_id=click(T0 - timedelta(days=6, hours=23)))
+    inside = attribute_install(
+        installed_at=T0, windows=WINDOWS, touch_by_click_id=click(T0 - timedelta(days=6, hours=23))
+    )
     assert (inside.attribution_type, inside.match_type) == (AttributionType.CLICK, MatchType.CLICK_ID)
     assert inside.click_to_install == timedelta(days=6, hours=23)
-    outside = attribute_install(installed_at=T0, windows=WINDOWS,
-                                touch_by_click_id=click(T0 - timedelta(days=7, hours=1)))
+    outside = attribute_install(
+        installed_at=T0, windows=WINDOWS, touch_by_click_id=click(T0 - timedelta(days=7, hours=1))
+    )
     assert outside.attribution_type is AttributionType.ORGANIC
-    per_app = attribute_install(installed_at=T0, windows=Windows(click_lookback=timedelta(days=1)),
-                                device_clicks=[click(T0 - timedelta(days=2))])
+    per_app = attribute_install(
+        installed_at=T0,
+        windows=Windows(click_lookback=timedelta(days=1)),
+        device_clicks=[click(T0 - timedelta(days=2))],
+    )
     assert per_app.attribution_type is AttributionType.ORGANIC
 
 
 def test_click_id_match_beats_a_later_device_click() -> None:
-    decision = attribute_install(installed_at=T0, windows=WINDOWS,
-                                 touch_by_click_id=click(T0 - timedelta(days=2), "by-id", ad_group_id=1),
-                                 device_clicks=[click(T0 - timedelta(hours=1), "by-device", ad_group_id=2)])
+    decision = attribute_install(
+        installed_at=T0,
+        windows=WINDOWS,
+        touch_by_click_id=click(T0 - timedelta(days=2), "by-id", ad_group_id=1),
+        device_clicks=[click(T0 - timedelta(hours=1), "by-device", ad_group_id=2)],
+    )
     assert decision.match_type is MatchType.CLICK_ID and decision.touch is not None
     assert decision.touch.touch_id == "by-id"
 
 
 def test_last_click_wins_among_device_clicks() -> None:
-    decision = attribute_install(installed_at=T0, windows=WINDOWS, device_clicks=[
-        click(T0 - timedelta(days=3), "old"), click(T0 - timedelta(hours=2), "new"),
-        click(T0 + timedelta(minutes=1), "after-install")])
+    decision = attribute_install(
+        installed_at=T0,
+        windows=WINDOWS,
+        device_clicks=[
+            click(T0 - timedelta(days=3), "old"),
+            click(T0 - timedelta(hours=2), "new"),
+            click(T0 + timedelta(minutes=1), "after-install"),
+        ],
+    )
     assert decision.touch is not None and decision.touch.touch_id == "new"
 
 
 def test_reinstall_within_and_past_the_reattribution_window() -> None:
-    prior = PriorInstall(installed_at=T0 - timedelta(days=89), attribution_type=AttributionType.CLICK,
-                         match_type=MatchType.GAID, touch=click(T0 - timedelta(days=90), "first"))
-    within = attribute_install(installed_at=T0, windows=WINDOWS, prior_install=prior,
-                               device_clicks=[click(T0 - timedelta(hours=1), "second")])
+    prior = PriorInstall(
+        installed_at=T0 - timedelta(days=89),
+        attribution_type=AttributionType.CLICK,
+        match_type=MatchType.GAID,
+        touch=click(T0 - timedelta(days=90), "first"),
+    )
+    within = attribute_install(
+        installed_at=T0, windows=WINDOWS, prior_install=prior, device_clicks=[click(T0 - timedelta(hours=1), "second")]
+    )
     assert within.reinstall and within.touch is not None and within.touch.touch_id == "first"
-    past = attribute_install(installed_at=T0 + timedelta(days=2), windows=WINDOWS, prior_install=prior,
-                             device_clicks=[click(T0 + timedelta(days=2) - timedelta(hours=1), "second")])
+    past = attribute_install(
+        installed_at=T0 + timedelta(days=2),
+        windows=WINDOWS,
+        prior_install=prior,
+        device_clicks=[click(T0 + timedelta(days=2) - timedelta(hours=1), "second")],
+    )
     assert not past.reinstall and past.touch is not None and past.touch.touch_id == "second"
 
 
 def test_events_follow_their_install_within_the_event_window() -> None:
-    install = PriorInstall(installed_at=T0, attribution_type=AttributionType.VIEW, match_type=MatchType.GAID,
-                           touch=impression(T0 - timedelta(hours=1)))
+    install = PriorInstall(
+        installed_at=T0,
+        attribution_type=AttributionType.VIEW,
+        match_type=MatchType.GAID,
+        touch=impression(T0 - timedelta(hours=1)),
+    )
     lifetime = attribute_event(occurred_at=T0 + timedelta(days=400), windows=WINDOWS, install=install)
     assert lifetime.attribution_type is AttributionType.VIEW
     windowed = Windows(event_window=timedelta(days=30))
-    assert attribute_event(occurred_at=T0 + timedelta(days=29), windows=windowed,
-                           install=install).attribution_type is AttributionType.VIEW
-    assert attribute_event(occurred_at=T0 + timedelta(days=31), windows=windowed,
-                           install=install).attribution_type is AttributionType.ORGANIC
-    organic = PriorInstall(installed_at=T0, attribution_type=AttributionType.ORGANIC, match_type=MatchType.NONE,
-                           touch=None)
-    assert attribute_event(occurred_at=T0 + timedelta(hours=1), windows=WINDOWS, install=organic,
-                           touch_by_click_id=click(T0)).attribution_type is AttributionType.ORGANIC
+    assert (
+        attribute_event(occurred_at=T0 + timedelta(days=29), windows=windowed, install=install).attribution_type
+        is AttributionType.VIEW
+    )
+    assert (
+        attribute_event(occurred_at=T0 + timedelta(days=31), windows=windowed, install=install).attribution_type
+        is AttributionType.ORGANIC
+    )
+    organic = PriorInstall(
+        installed_at=T0, attribution_type=AttributionType.ORGANIC, match_type=MatchType.NONE, touch=None
+    )
+    assert (
+        attribute_event(
+            occurred_at=T0 + timedelta(hours=1), windows=WINDOWS, install=organic, touch_by_click_id=click(T0)
+        ).attribution_type
+        is AttributionType.ORGANIC
+    )
 
 
 def test_fraud_flags() -> None:
@@ -111,18 +154,29 @@ def test_fraud_flags() -> None:
     assert injected.fraud_flags == (FraudFlag.CLICK_INJECTION,)
     honest = attribute_install(installed_at=T0, windows=WINDOWS, touch_by_click_id=click(T0 - timedelta(seconds=40)))
     assert honest.fraud_flags == ()
-    spam = attribute_install(installed_at=T0, windows=WINDOWS, device_clicks=[
-        click(T0 - timedelta(minutes=m), f"c{m}") for m in range(1, 40)])
+    spam = attribute_install(
+        installed_at=T0,
+        windows=WINDOWS,
+        device_clicks=[click(T0 - timedelta(minutes=m), f"c{m}") for m in range(1, 40)],
+    )
     assert FraudFlag.CLICK_SPAMMING in spam.fraud_flags
 
 
-@given(st.lists(st.tuples(st.sampled_from([TouchKind.CLICK, TouchKind.IMPRESSION]),
-                          st.integers(min_value=-3600, max_value=10 * 86400)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([TouchKind.CLICK, TouchKind.IMPRESSION]), st.integers(min_value=-3600, max_value=10 * 86400)
+        ),
+        max_size=12,
+    )
+)
 def test_attribution_never_uses_a_touch_after_the_install_or_outside_its_window(
-        touches: list[tuple[TouchKind, int]]) -> None:
+    touches: list[tuple[TouchKind, int]],
+) -> None:
     clicks = [click(T0 - timedelta(seconds=s), f"c{i}") for i, (k, s) in enumerate(touches) if k is TouchKind.CLICK]
-    views = [impression(T0 - timedelta(seconds=s), f"i{i}") for i, (k, s) in enumerate(touches)
-             if k is TouchKind.IMPRESSION]
+    views = [
+        impression(T0 - timedelta(seconds=s), f"i{i}") for i, (k, s) in enumerate(touches) if k is TouchKind.IMPRESSION
+    ]
     decision = attribute_install(installed_at=T0, windows=WINDOWS, device_clicks=clicks, device_impressions=views)
     eligible_clicks = [c for c in clicks if timedelta(0) <= T0 - c.occurred_at <= WINDOWS.click_lookback]
     if eligible_clicks:

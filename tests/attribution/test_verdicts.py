@@ -25,18 +25,33 @@ def _click(s: Scenario, gaid: str | None, at: datetime | None = None) -> str:
     at = at or utcnow()
     urls = s.serve(gaid, issued_at=at)
     service.record_touch(
-        s.api.session, kind=TouchKind.CLICK, touch_id=urls.click_id, impression_id="imp", account_id=s.account_id,
-        campaign_id=s.campaign["id"], ad_group_id=s.ad_group["id"], creative_id=1, ad_space_id=2, publisher_id=3,
-        bid_type="cpa", price_micros=0, country="ID", placement_type="banner", app_package=PACKAGE,
-        gaid=normalise_gaid(gaid), occurred_at=at)
+        s.api.session,
+        kind=TouchKind.CLICK,
+        touch_id=urls.click_id,
+        impression_id="imp",
+        account_id=s.account_id,
+        campaign_id=s.campaign["id"],
+        ad_group_id=s.ad_group["id"],
+        creative_id=1,
+        ad_space_id=2,
+        publisher_id=3,
+        bid_type="cpa",
+        price_micros=0,
+        country="ID",
+        placement_type="banner",
+        app_package=PACKAGE,
+        gaid=normalise_gaid(gaid),
+        occurred_at=at,
+    )
     s.api.session.commit()
     return urls.click_id
 
 
 def _base(s: Scenario) -> str:
     template: str = s.integration()["postback_url_template"]
-    return template.split("?")[0].replace("http://testserver", "") + "?" + \
-        "&".join(template.split("?")[1].split("&")[:3])  # partner, app, sig
+    return (
+        template.split("?")[0].replace("http://testserver", "") + "?" + "&".join(template.split("?")[1].split("&")[:3])
+    )  # partner, app, sig
 
 
 def _send(s: Scenario, fields: dict[str, Any], status: int = 200) -> Any:
@@ -56,26 +71,54 @@ def test_partner_verdicts_decide_and_are_recorded_beside_ours(api: Api, settings
     at = utcnow() + timedelta(minutes=5)
     click_ours = _click(s, ours)
     click_organic = _click(s, organic)
-    _send(s, {"id": "b1", "name": "install", "click_id": click_ours, "aaid": ours, "attributed": "1",
-              "event_timestamp": int(at.timestamp() * 1000)})
+    _send(
+        s,
+        {
+            "id": "b1",
+            "name": "install",
+            "click_id": click_ours,
+            "aaid": ours,
+            "attributed": "1",
+            "event_timestamp": int(at.timestamp() * 1000),
+        },
+    )
     # Branch says the install is not attributed: kept, organic, never billed, though our click matches.
-    _send(s, {"id": "b2", "name": "install", "click_id": click_organic, "aaid": organic, "attributed": "0",
-              "event_timestamp": int(at.timestamp() * 1000)})
+    _send(
+        s,
+        {
+            "id": "b2",
+            "name": "install",
+            "click_id": click_organic,
+            "aaid": organic,
+            "attributed": "0",
+            "event_timestamp": int(at.timestamp() * 1000),
+        },
+    )
     rows = s.conversions()
     paid = _only(rows, click_id=click_ours)
-    assert (paid["attribution_type"], paid["partner_verdict"], paid["own_verdict"]) == ("click", "attributed",
-                                                                                      "attributed")
+    assert (paid["attribution_type"], paid["partner_verdict"], paid["own_verdict"]) == (
+        "click",
+        "attributed",
+        "attributed",
+    )
     assert paid["charged_micros"] == 2_000_000 and paid["verdicts_disagree"] is False
     kept = _only(rows, click_id=click_organic)
     assert (kept["attribution_type"], kept["campaign_id"], kept["charged_micros"]) == ("organic", 0, 0)
-    assert (kept["partner_verdict"], kept["own_verdict"], kept["verdicts_disagree"]) == ("organic", "attributed",
-                                                                                        True)
+    assert (kept["partner_verdict"], kept["own_verdict"], kept["verdicts_disagree"]) == ("organic", "attributed", True)
     assert kept["verdict_source"] == "partner" and kept["verdict_reason"] == "attributed=0"
     assert s.balance_micros() == before - 2_000_000
     agreement = expect(api.client.get("/api/v1/attribution/verdict-agreement", headers=s.advertiser.headers), 200)
-    assert agreement == [{"partner": "branch", "conversions": 2, "with_partner_verdict": 2, "disagreements": 1,
-                          "disagreement_rate": 0.5, "partner_attributed_own_organic": 0,
-                          "partner_unattributed_own_attributed": 1}]
+    assert agreement == [
+        {
+            "partner": "branch",
+            "conversions": 2,
+            "with_partner_verdict": 2,
+            "disagreements": 1,
+            "disagreement_rate": 0.5,
+            "partner_attributed_own_organic": 0,
+            "partner_unattributed_own_attributed": 1,
+        }
+    ]
     other = api.approved_account(s.admin)
     assert expect(api.client.get("/api/v1/attribution/verdict-agreement", headers=other.headers), 200) == []
 
@@ -86,27 +129,47 @@ def test_other_network_rejected_and_adstack_authority(api: Api, settings: Settin
     other, blocked = new_gaid(), new_gaid()
     for gaid, extra in ((other, {"media_source": "othernetwork_int"}), (blocked, {"blocked_reason": "bots"})):
         click_id = _click(s, gaid)
-        _send(s, {"clickid": click_id, "advertising_id": gaid, "event_time": at.strftime("%Y-%m-%d %H:%M:%S"),
-                  **extra})
+        _send(s, {"clickid": click_id, "advertising_id": gaid, "event_time": at.strftime("%Y-%m-%d %H:%M:%S"), **extra})
     rows = s.conversions()
     by_gaid = {r["verdict_reason"]: r for r in rows}
     moved = by_gaid["network=othernetwork_int"]
-    assert (moved["attribution_type"], moved["partner_verdict"], moved["charged_micros"]) == ("other",
-                                                                                             "other_network", 0)
+    assert (moved["attribution_type"], moved["partner_verdict"], moved["charged_micros"]) == (
+        "other",
+        "other_network",
+        0,
+    )
     rejected = by_gaid["blocked_reason=bots"]
     assert (rejected["attribution_type"], rejected["fraud_flags"]) == ("other", ["partner_rejected"])
     # The same device's purchase bills nothing: the flag travels with the device.
-    _send(s, {"advertising_id": blocked, "event_name": "af_purchase", "event_revenue": "5",
-              "event_time": (at + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")})
+    _send(
+        s,
+        {
+            "advertising_id": blocked,
+            "event_name": "af_purchase",
+            "event_revenue": "5",
+            "event_time": (at + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     purchase = _only(s.conversions(event="PURCHASE"))
     assert "partner_rejected" in purchase["fraud_flags"] and purchase["charged_micros"] == 0
     # An app whose own rules decide records the partner's verdict but attributes by our touch.
-    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers,
-                            json={"attribution_authority": "adstack"}), 200)
+    expect(
+        api.client.patch(
+            f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"attribution_authority": "adstack"}
+        ),
+        200,
+    )
     mine = new_gaid()
     click_id = _click(s, mine)
-    _send(s, {"clickid": click_id, "advertising_id": mine, "media_source": "othernetwork_int",
-              "event_time": at.strftime("%Y-%m-%d %H:%M:%S")})
+    _send(
+        s,
+        {
+            "clickid": click_id,
+            "advertising_id": mine,
+            "media_source": "othernetwork_int",
+            "event_time": at.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     row = _only(s.conversions(), click_id=click_id)
     assert (row["attribution_type"], row["verdict_source"], row["verdicts_disagree"]) == ("click", "adstack", True)
 
@@ -117,11 +180,26 @@ def test_click_injection_then_purchase_bills_nothing(api: Api, settings: Setting
     clicked = utcnow()
     click_id = _click(s, gaid, clicked)
     before = s.balance_micros()
-    _send(s, {"clickid": click_id, "advertising_id": gaid, "is_attributed": "true",
-              "event_time": (clicked + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S")})
-    _send(s, {"clickid": click_id, "advertising_id": gaid, "event_name": "af_purchase", "event_revenue": "9.99",
-              "is_attributed": "true",
-              "event_time": (clicked + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")})
+    _send(
+        s,
+        {
+            "clickid": click_id,
+            "advertising_id": gaid,
+            "is_attributed": "true",
+            "event_time": (clicked + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
+    _send(
+        s,
+        {
+            "clickid": click_id,
+            "advertising_id": gaid,
+            "event_name": "af_purchase",
+            "event_revenue": "9.99",
+            "is_attributed": "true",
+            "event_time": (clicked + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     rows = s.conversions()
     assert _only(rows, conversion_event="INSTALL")["fraud_flags"] == ["click_injection"]
     purchase = _only(rows, conversion_event="PURCHASE")
@@ -135,12 +213,27 @@ def test_one_charge_per_click_and_per_device(api: Api, settings: Settings) -> No
     at = utcnow() + timedelta(minutes=5)
     click_id = _click(s, None)
     for transaction in ("t1", "t2"):  # the same click's install twice, no GAID, two event ids
-        _send(s, {"ext": click_id, "transaction_id": transaction, "touch_type": "click",
-                  "conversion_timestamp": int(at.timestamp())})
+        _send(
+            s,
+            {
+                "ext": click_id,
+                "transaction_id": transaction,
+                "touch_type": "click",
+                "conversion_timestamp": int(at.timestamp()),
+            },
+        )
     shared = _click(s, None)
     for transaction, gaid in (("t3", new_gaid()), ("t4", new_gaid())):  # one click id on two devices
-        _send(s, {"ext": shared, "gaid": gaid, "transaction_id": transaction, "touch_type": "click",
-                  "conversion_timestamp": int(at.timestamp())})
+        _send(
+            s,
+            {
+                "ext": shared,
+                "gaid": gaid,
+                "transaction_id": transaction,
+                "touch_type": "click",
+                "conversion_timestamp": int(at.timestamp()),
+            },
+        )
     rows = s.conversions()
     assert len(rows) == 4
     assert sorted(r["charged_micros"] for r in rows) == [0, 0, 2_000_000, 2_000_000]
@@ -152,8 +245,17 @@ def test_future_time_is_clamped_and_charged_on_receipt(api: Api, settings: Setti
     gaid = new_gaid()
     click_id = _click(s, gaid, utcnow() - timedelta(hours=1))  # long enough before receipt: no click injection
     ahead = utcnow() + timedelta(days=7)
-    _send(s, {"id": "f1", "name": "install", "click_id": click_id, "aaid": gaid, "attributed": "1",
-              "event_timestamp": int(ahead.timestamp() * 1000)})
+    _send(
+        s,
+        {
+            "id": "f1",
+            "name": "install",
+            "click_id": click_id,
+            "aaid": gaid,
+            "attributed": "1",
+            "event_timestamp": int(ahead.timestamp() * 1000),
+        },
+    )
     (row,) = s.conversions()
     occurred = datetime.fromisoformat(row["occurred_at"])
     assert occurred < utcnow() + timedelta(minutes=1)
@@ -164,8 +266,15 @@ def test_future_time_is_clamped_and_charged_on_receipt(api: Api, settings: Setti
 def test_unreadable_field_is_stored_flagged_and_answered_200(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPSFLYER)
     gaid = new_gaid()
-    out = _send(s, {"advertising_id": gaid, "event_name": "af_purchase", "event_revenue": "lots",
-                    "event_revenue_currency": "US Dollar"})
+    out = _send(
+        s,
+        {
+            "advertising_id": gaid,
+            "event_name": "af_purchase",
+            "event_revenue": "lots",
+            "event_revenue_currency": "US Dollar",
+        },
+    )
     assert out == {"status": "ok"}
     comma = _send(s, {"advertising_id": gaid, "event_name": "af_login", "event_revenue": "1,99"})
     assert comma == {"status": "ok"}
@@ -173,8 +282,10 @@ def test_unreadable_field_is_stored_flagged_and_answered_200(api: Api, settings:
     rows = s.conversions()
     purchase = _only(rows, conversion_event="PURCHASE")
     assert purchase["revenue"] == "" and purchase["attribution_type"] == "organic"
-    assert set(purchase["data_flags"]) == {"unreadable:event_revenue:decimal",
-                                           "unreadable:event_revenue_currency:currency"}
+    assert set(purchase["data_flags"]) == {
+        "unreadable:event_revenue:decimal",
+        "unreadable:event_revenue_currency:currency",
+    }
     login = _only(rows, conversion_event="LOGIN")
     assert login["revenue"] == "1.99" and login["revenue_micros"] == 1_990_000
 
@@ -213,12 +324,22 @@ def test_appmetrica_named_event_with_price(api: Api, settings: Settings) -> None
     at = utcnow() + timedelta(minutes=5)
     install = partners.Conversion(at=at, click_id=click_id, gaid=gaid)
     expect(api.client.get(partners.url(Partner.APPMETRICA, template, install)), 200)
-    purchase = partners.Conversion(at=at + timedelta(hours=1), event="purchase", click_id=click_id, gaid=gaid,
-                                   revenue=Decimal("4.99"), currency="USD", params={"sku": "gold"})
+    purchase = partners.Conversion(
+        at=at + timedelta(hours=1),
+        event="purchase",
+        click_id=click_id,
+        gaid=gaid,
+        revenue=Decimal("4.99"),
+        currency="USD",
+        params={"sku": "gold"},
+    )
     expect(api.client.get(partners.url(Partner.APPMETRICA, template, purchase)), 200)
     row = _only(s.conversions(), conversion_event="PURCHASE")
-    assert (row["source_event_name"], row["revenue_micros"], row["attribution_type"]) == ("purchase", 4_990_000,
-                                                                                         "click")
+    assert (row["source_event_name"], row["revenue_micros"], row["attribution_type"]) == (
+        "purchase",
+        4_990_000,
+        "click",
+    )
 
 
 def test_dedupe_by_event_id_or_identifying_fields(api: Api, settings: Settings) -> None:
@@ -226,9 +347,17 @@ def test_dedupe_by_event_id_or_identifying_fields(api: Api, settings: Settings) 
     gaid = new_gaid()
     second = utcnow().replace(microsecond=0)
     for milli in (120, 870):  # two identical ad-revenue events within one second
-        out = _send(adjust, {"activity_kind": "ad_revenue", "gps_adid": gaid, "adid": "a1",
-                             "created_at": int(second.timestamp()),
-                             "created_at_milli": int(second.timestamp()) * 1000 + milli, "revenue_float": "0.01"})
+        out = _send(
+            adjust,
+            {
+                "activity_kind": "ad_revenue",
+                "gps_adid": gaid,
+                "adid": "a1",
+                "created_at": int(second.timestamp()),
+                "created_at_milli": int(second.timestamp()) * 1000 + milli,
+                "revenue_float": "0.01",
+            },
+        )
         assert out == {"status": "ok"}
     assert len(adjust.postbacks()) == 2  # two events, not a retry
     flyer = scenario(api, settings, partner=Partner.APPSFLYER)
@@ -241,8 +370,18 @@ def test_dedupe_by_event_id_or_identifying_fields(api: Api, settings: Settings) 
 
 def test_unreplaced_macros_are_absent_not_forged(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPSFLYER)
-    for n, macro in enumerate(("__CLICK_ID__", "%%CLICK_ID%%", "$click_id$", "{click_id}", "(clickid)",
-                               "[CLICK_ID]", "${click_id}", "{{click_id}}")):
+    for n, macro in enumerate(
+        (
+            "__CLICK_ID__",
+            "%%CLICK_ID%%",
+            "$click_id$",
+            "{click_id}",
+            "(clickid)",
+            "[CLICK_ID]",
+            "${click_id}",
+            "{{click_id}}",
+        )
+    ):
         _send(s, {"clickid": macro, "advertising_id": new_gaid(), "event_time": f"2025-01-01 12:00:0{n}"})
     rows = s.conversions()
     assert len(rows) == 8

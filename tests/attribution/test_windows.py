@@ -37,8 +37,14 @@ def test_click_beats_impression_and_lookback_edges(api: Api, settings: Settings)
     _send(api, template, partners.Conversion(at=served + timedelta(days=7, hours=1), gaid=outside))
     rows = {r["occurred_at"][:16] + str(r["attribution_type"]): r for r in s.conversions()}
     kinds = sorted((r["attribution_type"], r["match_type"], r["touch_kind"]) for r in rows.values())
-    assert kinds == sorted([("click", "gaid", "click"), ("view", "gaid", "impression"),
-                            ("click", "gaid", "click"), ("organic", "none", "")])
+    assert kinds == sorted(
+        [
+            ("click", "gaid", "click"),
+            ("view", "gaid", "impression"),
+            ("click", "gaid", "click"),
+            ("organic", "none", ""),
+        ]
+    )
     inside_row = next(r for r in rows.values() if (r["click_to_install_seconds"] or 0) > 6 * 86400)
     assert inside_row["click_to_install_seconds"] <= 7 * 86400
 
@@ -99,9 +105,18 @@ def test_cpa_on_an_in_app_event_charges_once_per_install(api: Api, settings: Set
     before = s.balance_micros()
     _send(api, template, partners.Conversion(at=clicked + timedelta(hours=1), click_id=click_id, gaid=gaid))
     for hours, amount in ((2, "1.99"), (3, "4.99")):
-        _send(api, template, partners.Conversion(at=clicked + timedelta(hours=hours), event="af_purchase",
-                                                 click_id=click_id, gaid=gaid, revenue=Decimal(amount),
-                                                 currency="USD"))
+        _send(
+            api,
+            template,
+            partners.Conversion(
+                at=clicked + timedelta(hours=hours),
+                event="af_purchase",
+                click_id=click_id,
+                gaid=gaid,
+                revenue=Decimal(amount),
+                currency="USD",
+            ),
+        )
     rows = s.conversions(event="PURCHASE")
     assert sorted(r["revenue_micros"] for r in rows) == [165_170_000, 414_170_000]  # USD → INR at 83
     assert sorted(r["charged_micros"] for r in rows) == [0, 5_000_000]

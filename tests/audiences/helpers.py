@@ -28,14 +28,24 @@ def id_file(lines: Iterable[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def upload(api: Api, actor: Actor, body: bytes, *, name: str = "Payers", id_type: str = "gaid",
-           region_code: str = "SG", expected: int = 201, **params: Any) -> Any:
+def upload(
+    api: Api,
+    actor: Actor,
+    body: bytes,
+    *,
+    name: str = "Payers",
+    id_type: str = "gaid",
+    region_code: str = "SG",
+    expected: int = 201,
+    **params: Any,
+) -> Any:
     query = {"name": name, "region_code": region_code, "id_type": id_type, **params}
     response = api.client.post("/api/v1/audiences/upload", params=query, headers=actor.headers, content=body)
     return expect(response, expected)
 
 
 def change(api: Api, actor: Actor, audience_id: int, body: bytes, *, mode: str, expected: int = 200) -> Any:
-    response = api.client.post(f"/api/v1/audiences/{audience_id}/upload", params={"mode": mode},
-                               headers=actor.headers, content=body)
+    response = api.client.post(
+        f"/api/v1/audiences/{audience_id}/upload", params={"mode": mode}, headers=actor.headers, content=body
+    )
     return expect(response, expected)

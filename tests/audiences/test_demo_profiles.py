@@ -29,7 +29,14 @@ def test_demo_devices_feed_installed_app_behaviour_and_usage_labels(settings: Se
 
     everyone = size([{"kind": "not_installed_apps", "packages": ["com.nothing.installed"]}])
     social = size([{"kind": "installed_categories", "categories": ["social", "communication"]}])
-    active = size([{"kind": "active_in_categories", "categories": ["social", "communication", "video", "games"],
-                    "within_days": 7}])
+    active = size(
+        [
+            {
+                "kind": "active_in_categories",
+                "categories": ["social", "communication", "video", "games"],
+                "within_days": 7,
+            }
+        ]
+    )
     heavy = size([{"kind": "usage_time", "category": "games", "within_days": 7, "min_seconds": 60}])
     assert 0 < social < everyone and 0 < active < everyone and 0 < heavy < everyone

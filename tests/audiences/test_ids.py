@@ -40,8 +40,15 @@ def test_keys_survive_a_signed_bigint_column(key: int) -> None:
     assert to_unsigned(to_signed(key)) == key
 
 
-@pytest.mark.parametrize("value", ["not-a-gaid", "00000000-0000-0000-0000-000000000000",
-                                   "0f8fad5b-d9cb-469f-a165-70867728950", "0f8fad5bd9cb469fa16570867728950e"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not-a-gaid",
+        "00000000-0000-0000-0000-000000000000",
+        "0f8fad5b-d9cb-469f-a165-70867728950",
+        "0f8fad5bd9cb469fa16570867728950e",
+    ],
+)
 def test_invalid_gaids_have_no_key(value: str) -> None:
     assert key_of(IdType.GAID, value) is None
 
@@ -74,8 +81,14 @@ def test_report_counts_valid_invalid_blank_and_duplicate_lines() -> None:
     reader.check_minimum()
     report.distinct_ids = len({k for part in reader.keys for k in part})
     assert report.as_dict() | {"invalid_examples": None} == {
-        "bytes_read": len(id_file(lines)), "lines": 1005, "blank_lines": 1, "valid_lines": 1002,
-        "invalid_lines": 2, "duplicate_lines": 2, "distinct_ids": 1000, "invalid_examples": None,
+        "bytes_read": len(id_file(lines)),
+        "lines": 1005,
+        "blank_lines": 1,
+        "valid_lines": 1002,
+        "invalid_lines": 2,
+        "duplicate_lines": 2,
+        "distinct_ids": 1000,
+        "invalid_examples": None,
     }
     assert [(e["line"], e["value"]) for e in report.invalid_examples] == [(1004, "oops"), (1005, "12345")]
 
@@ -86,8 +99,9 @@ def test_fewer_than_the_minimum_names_the_rule_and_carries_the_report() -> None:
     with pytest.raises(ImportRefused) as refused:
         reader.check_minimum()
     error = refused.value.as_dict()["error"]
-    assert error["fields"] == [{"field": "file", "rule": "min_valid_ids", "message": "at least 1000 valid ids",
-                                "limit": 1000, "actual": 999}]
+    assert error["fields"] == [
+        {"field": "file", "rule": "min_valid_ids", "message": "at least 1000 valid ids", "limit": 1000, "actual": 999}
+    ]
     assert error["report"]["valid_lines"] == 999
 
 

@@ -20,16 +20,29 @@ GAME = "com.example.game"
 RIVAL = "com.rival.game"
 
 
-def _label(api: Api, actor: Actor, conditions: list[dict[str, object]], name: str = "Gamers",
-           expected: int = 201, **extra: object) -> dict[str, object]:
+def _label(
+    api: Api,
+    actor: Actor,
+    conditions: list[dict[str, object]],
+    name: str = "Gamers",
+    expected: int = 201,
+    **extra: object,
+) -> dict[str, object]:
     body = {"name": name, "region_code": "IN", "rule": {"conditions": conditions, **extra}}
     return expect(api.client.post("/api/v1/audiences/labels", headers=actor.headers, json=body), expected)
 
 
-def _record(session: Session, gaid: str, packages: list[str], usage: dict[str, int] | None = None,
-            seen_at: datetime | None = None, country: str | None = "IN") -> None:
-    service.record_device_profile(session, gaid=gaid, installed_packages=packages, usage=usage,
-                                  seen_at=seen_at or utcnow(), country=country)
+def _record(
+    session: Session,
+    gaid: str,
+    packages: list[str],
+    usage: dict[str, int] | None = None,
+    seen_at: datetime | None = None,
+    country: str | None = "IN",
+) -> None:
+    service.record_device_profile(
+        session, gaid=gaid, installed_packages=packages, usage=usage, seen_at=seen_at or utcnow(), country=country
+    )
     session.commit()
 
 
@@ -73,15 +86,19 @@ def test_conditions_over_apps_categories_behaviour_and_usage(session: Session) -
 
     assert members([{"kind": "installed_apps", "packages": [GAME]}]) == {heavy, light, idle}
     assert members([{"kind": "installed_apps", "packages": [GAME, RIVAL], "match": "all"}]) == {idle}
-    assert members([{"kind": "installed_apps", "packages": [GAME]},
-                    {"kind": "not_installed_apps", "packages": [RIVAL]}]) == {heavy, light}
+    assert members(
+        [{"kind": "installed_apps", "packages": [GAME]}, {"kind": "not_installed_apps", "packages": [RIVAL]}]
+    ) == {heavy, light}
     assert members([{"kind": "installed_categories", "categories": ["games"]}]) == {heavy}
     assert members([{"kind": "not_installed_categories", "categories": ["games", "social"]}]) == {light, idle}
     assert members([{"kind": "active_in_apps", "packages": [GAME], "within_days": 1}]) == {heavy, light}
     assert members([{"kind": "usage_time", "package": GAME, "within_days": 7, "min_seconds": 3600}]) == {heavy}
     assert members([{"kind": "usage_time", "package": GAME, "within_days": 1, "min_seconds": 3600}]) == set()
-    assert members([{"kind": "usage_time", "package": GAME, "within_days": 7, "max_seconds": 600}]) == \
-        {light, idle, social}
+    assert members([{"kind": "usage_time", "package": GAME, "within_days": 7, "max_seconds": 600}]) == {
+        light,
+        idle,
+        social,
+    }
     assert members([{"kind": "usage_time", "category": "social", "min_seconds": 60}]) == {social}
     # App behaviours by categories: used an app of the category within the window (installed is not enough:
     # heavy has a "games" app installed but reported no use of it).
@@ -89,8 +106,7 @@ def test_conditions_over_apps_categories_behaviour_and_usage(session: Session) -
     assert members([{"kind": "active_in_categories", "categories": ["social", "games"]}]) == {social}
     assert members([{"kind": "active_in_categories", "categories": ["social"], "within_days": 1}]) == {social}
     assert members([{"kind": "active_in_categories", "categories": ["video"]}]) == set()
-    assert members([{"kind": "installed_apps", "packages": [GAME]}], seen_within_days=90) == \
-        {heavy, light, idle, stale}
+    assert members([{"kind": "installed_apps", "packages": [GAME]}], seen_within_days=90) == {heavy, light, idle, stale}
 
 
 def test_editing_the_rule_rebuilds_and_bad_rules_name_the_field(api: Api, session: Session) -> None:
@@ -98,23 +114,30 @@ def test_editing_the_rule_rebuilds_and_bad_rules_name_the_field(api: Api, sessio
     device = gaids(1)[0]
     _record(session, device, [RIVAL])
     audience = _label(api, adv, [{"kind": "installed_apps", "packages": [GAME]}])
-    edited = expect(api.client.patch(f"/api/v1/audiences/{audience['id']}", headers=adv.headers,
-                                     json={"rule": {"conditions": [{"kind": "installed_apps", "packages": [RIVAL]}]}}),
-                    200)
+    edited = expect(
+        api.client.patch(
+            f"/api/v1/audiences/{audience['id']}",
+            headers=adv.headers,
+            json={"rule": {"conditions": [{"kind": "installed_apps", "packages": [RIVAL]}]}},
+        ),
+        200,
+    )
     assert edited["size"] == 1
     error = _label(api, adv, [{"kind": "usage_time", "package": GAME}], name="Bad", expected=422)["error"]
     assert error["fields"][0]["field"].startswith("rule.conditions.0")
-    error = _label(api, adv, [{"kind": "installed_apps", "packages": ["not a package"]}], name="Bad",
-                   expected=422)["error"]
+    error = _label(api, adv, [{"kind": "installed_apps", "packages": ["not a package"]}], name="Bad", expected=422)[
+        "error"
+    ]
     assert error["fields"][0]["rule"] == "string_pattern_mismatch"
-    error = expect(api.client.post(f"/api/v1/audiences/{audience['id']}/upload", headers=adv.headers,
-                                   content=b"x"), 409)["error"]
+    error = expect(
+        api.client.post(f"/api/v1/audiences/{audience['id']}/upload", headers=adv.headers, content=b"x"), 409
+    )["error"]
     assert error["code"] == "invalid_state"
 
 
-def test_the_daily_schedule_refreshes_only_stale_label_audiences(api: Api, session: Session,
-                                                                 session_factory: sessionmaker[Session]
-                                                                 ) -> None:
+def test_the_daily_schedule_refreshes_only_stale_label_audiences(
+    api: Api, session: Session, session_factory: sessionmaker[Session]
+) -> None:
     adv = api.approved_account()
     device = gaids(1)[0]
     audience = _label(api, adv, [{"kind": "installed_apps", "packages": [GAME]}])
@@ -126,14 +149,20 @@ def test_the_daily_schedule_refreshes_only_stale_label_audiences(api: Api, sessi
     assert fetched["size"] == 1
 
 
-def test_the_profile_store_buffers_until_flushed(api: Api, session: Session,
-                                                 session_factory: sessionmaker[Session]) -> None:
+def test_the_profile_store_buffers_until_flushed(
+    api: Api, session: Session, session_factory: sessionmaker[Session]
+) -> None:
     store = service.DeviceProfileStore(session_factory)
     device = gaids(1)[0]
     seen = datetime(2025, 3, 1, 12, tzinfo=UTC)
     for minute in range(3):
-        service.record_device_profile(store, gaid=device, installed_packages=[GAME, "bad package!"],
-                                      usage={GAME: 60}, seen_at=seen + timedelta(minutes=minute))
+        service.record_device_profile(
+            store,
+            gaid=device,
+            installed_packages=[GAME, "bad package!"],
+            usage={GAME: 60},
+            seen_at=seen + timedelta(minutes=minute),
+        )
     key = to_signed(device_key(device))
     assert session.get(DeviceProfile, key) is None and len(store) == 1
     assert store.flush() == 1

@@ -94,8 +94,9 @@ def test_import_from_http_and_webhdfs_urls(api: Api, session: Session, file_serv
     assert over_http["audience"]["size"] == 1400
     assert over_http["report"]["source"] == "url"
     assert over_http["report"]["source_name"] == f"http://{base}/ids.txt"
-    over_hdfs = _import(api, adv, f"webhdfs://{base}/user/ads/md5.txt?user.name=ads", name="From HDFS",
-                        id_type="gaid_md5")
+    over_hdfs = _import(
+        api, adv, f"webhdfs://{base}/user/ads/md5.txt?user.name=ads", name="From HDFS", id_type="gaid_md5"
+    )
     assert over_hdfs["audience"]["size"] == 1400
     assert over_hdfs["report"]["source_name"] == f"webhdfs://{base}/user/ads/md5.txt"
     assert "/webhdfs/v1/user/ads/md5.txt?op=OPEN&user.name=ads" in file_server.requests
@@ -105,8 +106,14 @@ def test_import_from_http_and_webhdfs_urls(api: Api, session: Session, file_serv
     assert all(index.contains(a, device_key(devices[0])) for a in ids)
 
     file_server.files["more.txt"] = id_file(gaids(1000, seed=5))
-    appended = expect(api.client.post(f"/api/v1/audiences/{ids[0]}/import", headers=adv.headers,
-                                      json={"url": f"http://{base}/more.txt", "mode": "append"}), 200)
+    appended = expect(
+        api.client.post(
+            f"/api/v1/audiences/{ids[0]}/import",
+            headers=adv.headers,
+            json={"url": f"http://{base}/more.txt", "mode": "append"},
+        ),
+        200,
+    )
     assert appended["audience"]["size"] == 2400
 
 
@@ -147,8 +154,12 @@ def test_exclusion_beats_inclusion(api: Api, session: Session) -> None:
     batch = index.contains_many(payers, [only_payer, both, only_churned, stranger])
     assert set(batch) == {only_payer, both}
 
-    reach = expect(api.client.get("/api/v1/audiences/reach", headers=adv.headers,
-                                  params={"include": [payers], "exclude": [churned]}), 200)
+    reach = expect(
+        api.client.get(
+            "/api/v1/audiences/reach", headers=adv.headers, params={"include": [payers], "exclude": [churned]}
+        ),
+        200,
+    )
     assert reach == {"size": 1000, "exact": True}
     assert index.reach([payers], [churned]) == 1000
 
@@ -158,8 +169,9 @@ def test_search_filter_and_tenancy(api: Api) -> None:
     adv = api.approved_account(admin)
     other = api.approved_account(admin)
     first = upload(api, adv, id_file(gaids(1000)), name="Lapsed payers", region_code="IN")["audience"]
-    second = upload(api, adv, id_file(md5_hex(g) for g in gaids(1000)), name="Top spenders", id_type="gaid_md5",
-                    region_code="RU")["audience"]
+    second = upload(
+        api, adv, id_file(md5_hex(g) for g in gaids(1000)), name="Top spenders", id_type="gaid_md5", region_code="RU"
+    )["audience"]
     upload(api, other, id_file(gaids(1000)), name="Lapsed payers")
 
     def names(**params: Any) -> list[str]:
@@ -176,12 +188,15 @@ def test_search_filter_and_tenancy(api: Api) -> None:
     assert expect(api.client.get("/api/v1/audiences", headers=admin.headers), 200)["total"] == 3
 
     expect(api.client.get(f"/api/v1/audiences/{first['id']}", headers=other.headers), 404)
-    expect(api.client.post("/api/v1/audiences/batch-delete", headers=other.headers,
-                           json={"ids": [first["id"]]}), 200)
+    expect(api.client.post("/api/v1/audiences/batch-delete", headers=other.headers, json={"ids": [first["id"]]}), 200)
     expect(api.client.get(f"/api/v1/audiences/{first['id']}", headers=adv.headers), 200)
     error = upload(api, adv, id_file(gaids(1000)), name="Lapsed payers", expected=409)["error"]
-    assert error["fields"][0] == {"field": "name", "rule": "unique", "message": "unique within the account",
-                                  "actual": "Lapsed payers"}
+    assert error["fields"][0] == {
+        "field": "name",
+        "rule": "unique",
+        "message": "unique within the account",
+        "actual": "Lapsed payers",
+    }
 
 
 def test_batch_delete_refuses_audiences_enabled_ad_groups_use(api: Api, session: Session) -> None:
@@ -189,34 +204,58 @@ def test_batch_delete_refuses_audiences_enabled_ad_groups_use(api: Api, session:
     used = upload(api, adv, id_file(gaids(1000, seed=1)), name="Used")["audience"]["id"]
     excluded = upload(api, adv, id_file(gaids(1000, seed=2)), name="Excluded")["audience"]["id"]
     free = upload(api, adv, id_file(gaids(1000, seed=3)), name="Free")["audience"]["id"]
-    group = ad_group(api, adv, campaign(api, adv)["id"],
-                     targeting={"countries": ["ID"], "include_audience_ids": [used],
-                                "exclude_audience_ids": [excluded]})
+    group = ad_group(
+        api,
+        adv,
+        campaign(api, adv)["id"],
+        targeting={"countries": ["ID"], "include_audience_ids": [used], "exclude_audience_ids": [excluded]},
+    )
     assert group["status"] == "enabled"
 
-    refused = expect(api.client.post("/api/v1/audiences/batch-delete", headers=adv.headers,
-                                     json={"ids": [used, excluded, free]}), 200)
+    refused = expect(
+        api.client.post("/api/v1/audiences/batch-delete", headers=adv.headers, json={"ids": [used, excluded, free]}),
+        200,
+    )
     assert refused["deleted"] == []
     assert {(f["id"], f["code"], tuple(f["ad_group_ids"])) for f in refused["failures"]} == {
-        (used, "in_use", (group["id"],)), (excluded, "in_use", (group["id"],))}
-    checked = expect(api.client.post("/api/v1/audiences/batch-delete", headers=adv.headers,
-                                     json={"ids": [free], "validate_only": True}), 200)
+        (used, "in_use", (group["id"],)),
+        (excluded, "in_use", (group["id"],)),
+    }
+    checked = expect(
+        api.client.post(
+            "/api/v1/audiences/batch-delete", headers=adv.headers, json={"ids": [free], "validate_only": True}
+        ),
+        200,
+    )
     assert checked["deleted"] == [free]
     expect(api.client.get(f"/api/v1/audiences/{free}", headers=adv.headers), 200)
 
-    partial = expect(api.client.post("/api/v1/audiences/batch-delete", headers=adv.headers,
-                                     json={"ids": [used, free], "partial_failure": True}), 200)
+    partial = expect(
+        api.client.post(
+            "/api/v1/audiences/batch-delete", headers=adv.headers, json={"ids": [used, free], "partial_failure": True}
+        ),
+        200,
+    )
     assert partial["deleted"] == [free] and [f["id"] for f in partial["failures"]] == [used]
     expect(api.client.delete(f"/api/v1/audiences/{used}", headers=adv.headers), 409)
 
-    expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers,
-                            json={"targeting": {"countries": ["ID"]}}), 200)
-    done = expect(api.client.post("/api/v1/audiences/batch-delete", headers=adv.headers,
-                                  json={"ids": [used, excluded]}), 200)
+    expect(
+        api.client.patch(
+            f"/api/v1/ad-groups/{group['id']}", headers=adv.headers, json={"targeting": {"countries": ["ID"]}}
+        ),
+        200,
+    )
+    done = expect(
+        api.client.post("/api/v1/audiences/batch-delete", headers=adv.headers, json={"ids": [used, excluded]}), 200
+    )
     assert done == {"deleted": [used, excluded], "failures": [], "validate_only": False}
     assert len(service.load_audience_index(session)) == 0
-    log = expect(api.client.get("/api/v1/operation-logs", headers=adv.headers,
-                                params={"object_type": "audience", "operation": "delete"}), 200)
+    log = expect(
+        api.client.get(
+            "/api/v1/operation-logs", headers=adv.headers, params={"object_type": "audience", "operation": "delete"}
+        ),
+        200,
+    )
     assert sorted(e["object_id"] for e in log["items"]) == sorted([free, used, excluded])
 
 
@@ -225,20 +264,42 @@ def test_regions_and_package_categories_are_operator_editable(api: Api) -> None:
     adv = api.approved_account(admin)
     regions = expect(api.client.get("/api/v1/audiences/regions", headers=adv.headers), 200)
     assert {r["code"] for r in regions} == {"IN", "RU", "SG"}
-    expect(api.client.post("/api/v1/audiences/regions", headers=adv.headers,
-                           json={"code": "ID", "name": "Indonesia"}), 403)
-    added = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
-                                   json={"code": "ID", "name": "Indonesia"}), 201)
+    expect(
+        api.client.post("/api/v1/audiences/regions", headers=adv.headers, json={"code": "ID", "name": "Indonesia"}), 403
+    )
+    added = expect(
+        api.client.post("/api/v1/audiences/regions", headers=admin.headers, json={"code": "ID", "name": "Indonesia"}),
+        201,
+    )
     upload(api, adv, id_file(gaids(1000)), region_code="ID")
     expect(api.client.delete(f"/api/v1/audiences/regions/{added['id']}", headers=admin.headers), 409)
 
-    expect(api.client.put("/api/v1/audiences/package-categories", headers=adv.headers,
-                          json={"package": "com.example.game", "category": "games"}), 403)
-    row = expect(api.client.put("/api/v1/audiences/package-categories", headers=admin.headers,
-                                json={"package": "com.example.game", "category": "games"}), 200)
-    again = expect(api.client.put("/api/v1/audiences/package-categories", headers=admin.headers,
-                                  json={"package": "com.example.game", "category": "puzzle"}), 200)
+    expect(
+        api.client.put(
+            "/api/v1/audiences/package-categories",
+            headers=adv.headers,
+            json={"package": "com.example.game", "category": "games"},
+        ),
+        403,
+    )
+    row = expect(
+        api.client.put(
+            "/api/v1/audiences/package-categories",
+            headers=admin.headers,
+            json={"package": "com.example.game", "category": "games"},
+        ),
+        200,
+    )
+    again = expect(
+        api.client.put(
+            "/api/v1/audiences/package-categories",
+            headers=admin.headers,
+            json={"package": "com.example.game", "category": "puzzle"},
+        ),
+        200,
+    )
     assert again["id"] == row["id"] and again["category"] == "puzzle"
-    listed = expect(api.client.get("/api/v1/audiences/package-categories", headers=adv.headers,
-                                   params={"category": "puzzle"}), 200)
+    listed = expect(
+        api.client.get("/api/v1/audiences/package-categories", headers=adv.headers, params={"category": "puzzle"}), 200
+    )
     assert [r["package"] for r in listed] == ["com.example.game"]

@@ -19,15 +19,21 @@ from tests.support import Actor, Api, expect
 GAME = "com.example.game"
 
 
-def _ad_request(api: Api, space_id: int, gaid: str, country: str, packages: list[str],
-                usage: dict[str, int] | None = None) -> int:
-    body = {"ad_space_id": space_id, "count": 1, "device": {"gaid": gaid, "country": country},
-            "app": {"package": "com.mi.browser", "installed_packages": packages, "usage_seconds": usage or {}}}
+def _ad_request(
+    api: Api, space_id: int, gaid: str, country: str, packages: list[str], usage: dict[str, int] | None = None
+) -> int:
+    body = {
+        "ad_space_id": space_id,
+        "count": 1,
+        "device": {"gaid": gaid, "country": country},
+        "app": {"package": "com.mi.browser", "installed_packages": packages, "usage_seconds": usage or {}},
+    }
     return api.client.post("/v1/ads", json=body).status_code
 
 
-def _label(api: Api, actor: Actor, region: str, conditions: list[dict[str, Any]], name: str,
-           **rule: Any) -> dict[str, Any]:
+def _label(
+    api: Api, actor: Actor, region: str, conditions: list[dict[str, Any]], name: str, **rule: Any
+) -> dict[str, Any]:
     body = {"name": name, "region_code": region, "rule": {"conditions": conditions, **rule}}
     return expect(api.client.post("/api/v1/audiences/labels", headers=actor.headers, json=body), 201)
 
@@ -44,14 +50,30 @@ def test_a_region_cluster_label_audience_holds_only_devices_of_its_countries(api
     api.client.app.state.serving.device_profiles.flush()  # type: ignore[attr-defined]
 
     # An operator's CIS cluster names its countries; a cluster code that is no country stands for none.
-    cis = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
-                                 json={"code": "CIS", "name": "CIS", "countries": ["RU", "KZ"]}), 201)
+    cis = expect(
+        api.client.post(
+            "/api/v1/audiences/regions",
+            headers=admin.headers,
+            json={"code": "CIS", "name": "CIS", "countries": ["RU", "KZ"]},
+        ),
+        201,
+    )
     assert cis["countries"] == ["KZ", "RU"]
-    sea = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
-                                 json={"code": "SEA", "name": "South-East Asia"}), 201)
+    sea = expect(
+        api.client.post(
+            "/api/v1/audiences/regions", headers=admin.headers, json={"code": "SEA", "name": "South-East Asia"}
+        ),
+        201,
+    )
     assert sea["countries"] == []
-    error = expect(api.client.post("/api/v1/audiences/regions", headers=admin.headers,
-                                   json={"code": "EU", "name": "Europe", "countries": ["de"]}), 422)["error"]
+    error = expect(
+        api.client.post(
+            "/api/v1/audiences/regions",
+            headers=admin.headers,
+            json={"code": "EU", "name": "Europe", "countries": ["de"]},
+        ),
+        422,
+    )["error"]
     assert error["fields"][0]["field"] == "countries.0"
 
     installed = [{"kind": "installed_apps", "packages": [GAME]}]
@@ -65,8 +87,10 @@ def test_a_region_cluster_label_audience_holds_only_devices_of_its_countries(api
     assert index.contains(russia["id"], device_key(russian))
     assert not any(index.contains(russia["id"], device_key(g)) for g in (indian, indonesian, kazakh))
     assert index.contains(india["id"], device_key(indian)) and index.contains(india_active["id"], device_key(indian))
-    assert {g for g in (russian, indian, indonesian, kazakh) if index.contains(cluster["id"], device_key(g))} == \
-        {russian, kazakh}
+    assert {g for g in (russian, indian, indonesian, kazakh) if index.contains(cluster["id"], device_key(g))} == {
+        russian,
+        kazakh,
+    }
 
     # A device that moves is counted where its latest request came from.
     assert _ad_request(api, space["id"], russian, "IN", [GAME]) == 200
@@ -76,20 +100,29 @@ def test_a_region_cluster_label_audience_holds_only_devices_of_its_countries(api
         assert refreshed["size"] == size
 
 
-def _tags(api: Api, actor: Actor, tag: str, ids: list[str], *, mode: str = "add", id_type: str = "gaid",
-          expected: int = 200) -> Any:
-    return expect(api.client.put("/api/v1/audiences/portrait-tags", headers=actor.headers,
-                                 json={"tag": tag, "ids": ids, "mode": mode, "id_type": id_type}), expected)
+def _tags(
+    api: Api, actor: Actor, tag: str, ids: list[str], *, mode: str = "add", id_type: str = "gaid", expected: int = 200
+) -> Any:
+    return expect(
+        api.client.put(
+            "/api/v1/audiences/portrait-tags",
+            headers=actor.headers,
+            json={"tag": tag, "ids": ids, "mode": mode, "id_type": id_type},
+        ),
+        expected,
+    )
 
 
 def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_delivering(
-        api: Api, session: Session, session_factory: sessionmaker[Session]) -> None:
+    api: Api, session: Session, session_factory: sessionmaker[Session]
+) -> None:
     admin = api.admin()
     adv = api.approved_account(admin)
     racing, puzzle, both, untagged = gaids(4, seed=9)
     for gaid in (racing, puzzle, both, untagged):
-        service.record_device_profile(session, gaid=gaid, installed_packages=[], usage=None, seen_at=utcnow(),
-                                      country="IN")
+        service.record_device_profile(
+            session, gaid=gaid, installed_packages=[], usage=None, seen_at=utcnow(), country="IN"
+        )
     session.commit()
 
     # Only operators write tags; a tenant is refused, and ids that are none of the type are counted.
@@ -103,8 +136,14 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
     assert {row["tag"]: row["devices"] for row in listed} == {"interest.puzzle": 2, "interest.racing": 2}
 
     package = _label(api, adv, "IN", [{"kind": "portrait_tags", "tags": ["interest.racing"]}], "Racing fans")
-    either = _label(api, adv, "IN", [{"kind": "portrait_tags", "tags": ["interest.racing", "interest.puzzle"],
-                                      "match": "all"}], "Racing and puzzle", auto_update=False)
+    either = _label(
+        api,
+        adv,
+        "IN",
+        [{"kind": "portrait_tags", "tags": ["interest.racing", "interest.puzzle"], "match": "all"}],
+        "Racing and puzzle",
+        auto_update=False,
+    )
     assert (package["size"], either["size"]) == (2, 1)
 
     # The pipeline replaces the racing set; the package follows on its daily update, but only while an enabled
@@ -118,8 +157,9 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
 
     assert size(package) == 2
     camp = campaign(api, adv)
-    group = ad_group(api, adv, camp["id"], targeting={"countries": ["IN"],
-                                                      "include_audience_ids": [package["id"], either["id"]]})
+    group = ad_group(
+        api, adv, camp["id"], targeting={"countries": ["IN"], "include_audience_ids": [package["id"], either["id"]]}
+    )
     assert group["status"] == "enabled"
     assert service.refresh_due_label_audiences(session_factory, now=tomorrow) == 1
     assert (size(package), size(either)) == (4, 1)

@@ -12,9 +12,12 @@ from tests.support import Api, expect
 
 
 def _ads(api: Api, space_id: int, gaid: str) -> list[Any]:
-    body = {"ad_space_id": space_id, "count": 3,
-            "device": {"gaid": gaid, "country": "ID", "os_version": "13", "model": "Redmi Note 12"},
-            "app": {"package": "com.mi.browser"}}
+    body = {
+        "ad_space_id": space_id,
+        "count": 3,
+        "device": {"gaid": gaid, "country": "ID", "os_version": "13", "model": "Redmi Note 12"},
+        "app": {"package": "com.mi.browser"},
+    }
     response = api.client.post("/v1/ads", json=body)
     return [] if response.status_code == 404 else list(expect(response, 200)["ads"])
 
@@ -27,19 +30,37 @@ def test_members_of_raw_md5_and_sha256_audiences_are_served_and_strangers_are_no
     raw, md5, sha, stranger = devices[:1000], devices[1000:2000], devices[2000:3000], devices[3000]
     audiences = {
         "gaid": upload(api, adv, id_file(raw), name="Raw", id_type="gaid")["audience"]["id"],
-        "gaid_md5": upload(api, adv, id_file(md5_hex(g).upper() for g in md5), name="MD5",
-                           id_type="gaid_md5")["audience"]["id"],
-        "sha256": upload(api, adv, id_file(sha256_hex(g) for g in sha), name="SHA-256",
-                         id_type="sha256")["audience"]["id"],
+        "gaid_md5": upload(api, adv, id_file(md5_hex(g).upper() for g in md5), name="MD5", id_type="gaid_md5")[
+            "audience"
+        ]["id"],
+        "sha256": upload(api, adv, id_file(sha256_hex(g) for g in sha), name="SHA-256", id_type="sha256")["audience"][
+            "id"
+        ],
     }
-    space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
-                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
+    space = ad_space(
+        api,
+        admin,
+        publisher(api, admin)["id"],
+        placement_type="banner",
+        accepted_formats=["image_640x100"],
+        sizes=["640x100"],
+        reserve_price_micros=100_000,
+    )
     camp = campaign(api, adv)
     group_of: dict[str, int] = {}
     for id_type, audience_id in audiences.items():
-        group = approved_ad_group(api, adv, admin, camp["id"], name=f"Audience {id_type}", placement_type="banner",
-                                  bid_type="cpc", bid_micros=300_000, ad_space_ids=[space["id"]],
-                                  targeting={"countries": ["ID"], "include_audience_ids": [audience_id]})
+        group = approved_ad_group(
+            api,
+            adv,
+            admin,
+            camp["id"],
+            name=f"Audience {id_type}",
+            placement_type="banner",
+            bid_type="cpc",
+            bid_micros=300_000,
+            ad_space_ids=[space["id"]],
+            targeting={"countries": ["ID"], "include_audience_ids": [audience_id]},
+        )
         approved_creative(api, adv, admin, group["id"])
         group_of[id_type] = group["id"]
 
@@ -59,9 +80,18 @@ def test_members_of_raw_md5_and_sha256_audiences_are_served_and_strangers_are_no
     assert served_groups(md5_hex(sha[5])) == set()  # SHA-256 needs the raw GAID
 
     # Excluding the SHA-256 audience keeps its members out of an otherwise open ad group.
-    open_group = approved_ad_group(api, adv, admin, camp["id"], name="Everyone but SHA", placement_type="banner",
-                                   bid_type="cpc", bid_micros=300_000, ad_space_ids=[space["id"]],
-                                   targeting={"countries": ["ID"], "exclude_audience_ids": [audiences["sha256"]]})
+    open_group = approved_ad_group(
+        api,
+        adv,
+        admin,
+        camp["id"],
+        name="Everyone but SHA",
+        placement_type="banner",
+        bid_type="cpc",
+        bid_micros=300_000,
+        ad_space_ids=[space["id"]],
+        targeting={"countries": ["ID"], "exclude_audience_ids": [audiences["sha256"]]},
+    )
     approved_creative(api, adv, admin, open_group["id"])
     assert eventually(lambda: served_groups(stranger) == {open_group["id"]})
     assert open_group["id"] not in served_groups(sha[3])

@@ -16,8 +16,11 @@ from tests.audiences.helpers import gaids, id_file
 from tests.core.loopback_http import SECRET, LoopbackServer, closed_port, non_http_port, silent_port
 from tests.support import Actor, Api, expect
 
-ONE_REFUSAL = {"code": "validation_error", "message": REFUSAL_MESSAGE,
-               "fields": [{"field": "url", "rule": REFUSAL_RULE, "message": REFUSAL_MESSAGE}]}
+ONE_REFUSAL = {
+    "code": "validation_error",
+    "message": REFUSAL_MESSAGE,
+    "fields": [{"field": "url", "rule": REFUSAL_RULE, "message": REFUSAL_MESSAGE}],
+}
 
 
 @pytest.fixture
@@ -32,13 +35,21 @@ def _import(api: Api, actor: Actor, url: str, expected: int, **overrides: Any) -
     return response.text, expect(response, expected)
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:{port}/", "http://2130706433:{port}/", "http://localhost:{port}/",
-    "http://[::ffff:127.0.0.1]:{port}/", "webhdfs://127.0.0.1:{port}/etc/secret", "http://169.254.169.254/",
-    "http://[::ffff:169.254.169.254]/latest/meta-data/",
-])
-def test_an_import_from_loopback_gets_the_one_refusal_and_no_content(api: Api, internal: LoopbackServer,
-                                                                      url: str) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/",
+        "http://2130706433:{port}/",
+        "http://localhost:{port}/",
+        "http://[::ffff:127.0.0.1]:{port}/",
+        "webhdfs://127.0.0.1:{port}/etc/secret",
+        "http://169.254.169.254/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+    ],
+)
+def test_an_import_from_loopback_gets_the_one_refusal_and_no_content(
+    api: Api, internal: LoopbackServer, url: str
+) -> None:
     text, body = _import(api, api.approved_account(), url.format(port=internal.port), 422)
     assert body["error"] == ONE_REFUSAL
     assert "secret" not in text and "127.0.0.1" not in text.replace(url.format(port=internal.port), "")
@@ -47,19 +58,24 @@ def test_an_import_from_loopback_gets_the_one_refusal_and_no_content(api: Api, i
 
 def test_closed_open_silent_and_non_http_ports_answer_alike(internal: LoopbackServer) -> None:
     """Even where the operator allows loopback, nothing tells a closed port from a listening one."""
-    policy = OutboundPolicy(allowed_networks=parse_networks("127.0.0.0/8"), read_timeout_s=0.5,
-                            connect_timeout_s=0.5)
+    policy = OutboundPolicy(allowed_networks=parse_networks("127.0.0.0/8"), read_timeout_s=0.5, connect_timeout_s=0.5)
     internal.status = 404
     answers = []
     with silent_port() as silent, non_http_port() as ssh:
-        for url in (f"http://127.0.0.1:{closed_port()}/", f"http://127.0.0.1:{silent}/",
-                    f"http://127.0.0.1:{ssh}/", internal.url("/missing.txt")):
+        for url in (
+            f"http://127.0.0.1:{closed_port()}/",
+            f"http://127.0.0.1:{silent}/",
+            f"http://127.0.0.1:{ssh}/",
+            internal.url("/missing.txt"),
+        ):
             with pytest.raises(DomainError) as refused, open_url(url, max_bytes=1 << 20, policy=policy) as chunks:
                 b"".join(chunks)
             answers.append((refused.value.status, refused.value.as_dict()))
     refused_address = OutboundPolicy()
-    with pytest.raises(DomainError) as refused, open_url(internal.url(), max_bytes=1 << 20,
-                                                        policy=refused_address) as chunks:
+    with (
+        pytest.raises(DomainError) as refused,
+        open_url(internal.url(), max_bytes=1 << 20, policy=refused_address) as chunks,
+    ):
         b"".join(chunks)
     answers.append((refused.value.status, refused.value.as_dict()))
     assert answers == [(422, {"error": ONE_REFUSAL})] * 5
@@ -80,13 +96,15 @@ def test_an_accepted_fetched_file_keeps_no_content_in_its_report(api: Api, setti
     settings.outbound_allowed_networks = "127.0.0.1/32"
     with LoopbackServer("127.0.0.1", body=id_file([*gaids(1000), "db_password=secret"])) as server:
         text, body = _import(api, api.approved_account(), server.url("/ids.txt"), 201)
-    assert body["report"]["invalid_examples"] == [{"line": 1001, "reason": body["report"]["invalid_examples"][0]
-                                                   ["reason"]}]
+    assert body["report"]["invalid_examples"] == [
+        {"line": 1001, "reason": body["report"]["invalid_examples"][0]["reason"]}
+    ]
     assert "secret" not in text
 
 
-def test_a_namenode_redirect_to_a_refused_datanode_is_refused(api: Api, settings: Settings,
-                                                              internal: LoopbackServer) -> None:
+def test_a_namenode_redirect_to_a_refused_datanode_is_refused(
+    api: Api, settings: Settings, internal: LoopbackServer
+) -> None:
     """WebHDFS answers OPEN with a redirect to a datanode: that hop is checked like the first."""
     settings.outbound_allowed_networks = "127.0.0.2/32"
     redirects = {"/webhdfs/v1/ids.txt?op=OPEN": internal.url("/ids.txt")}

@@ -48,8 +48,10 @@ class _PeakRss:
 
 def _gaid_lines(first: int, count: int) -> bytes:
     # Distinct, well-formed version-4 GAIDs, cheap to make: the number spread over the first and last groups.
-    return "".join(f"{n:08x}-{n % 65536:04x}-4{n % 4096:03x}-8{n % 4096:03x}-{n * 2654435761 % 16 ** 12:012x}\n"
-                   for n in range(first, first + count)).encode()
+    return "".join(
+        f"{n:08x}-{n % 65536:04x}-4{n % 4096:03x}-8{n % 4096:03x}-{n * 2654435761 % 16**12:012x}\n"
+        for n in range(first, first + count)
+    ).encode()
 
 
 def test_a_64_mb_upload_grows_the_servers_memory_by_less_than_the_file(api: Api, session: Session) -> None:
@@ -68,8 +70,12 @@ def test_a_64_mb_upload_grows_the_servers_memory_by_less_than_the_file(api: Api,
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=api.client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=600) as client:
-            return await client.post("/api/v1/audiences/upload", headers=adv.headers, content=body(),
-                                     params={"name": "Everyone", "region_code": "IN", "id_type": "gaid"})
+            return await client.post(
+                "/api/v1/audiences/upload",
+                headers=adv.headers,
+                content=body(),
+                params={"name": "Everyone", "region_code": "IN", "id_type": "gaid"},
+            )
 
     baseline = _rss()
     with _PeakRss() as sampler:

@@ -22,16 +22,21 @@ MB = 1024 * 1024
 
 def _audience_rows(session: Session) -> tuple[int, int, int]:
     session.expire_all()
-    return tuple(session.scalar(select(func.count()).select_from(t)) or 0  # type: ignore[return-value]
-                 for t in (Audience, AudienceSegment, AudienceUpload))
+    return tuple(
+        session.scalar(select(func.count()).select_from(t)) or 0  # type: ignore[return-value]
+        for t in (Audience, AudienceSegment, AudienceUpload)
+    )
 
 
 def _files(root: Path) -> list[Path]:
     """Files an upload could leave; the event log and store (locks made as the pipeline starts) and the mail
     outbox (sign-up mail) are not its own."""
     others = (root / "events", root / "outbox")
-    return sorted(p for p in root.rglob("*") if p.is_file() and not any(o in p.parents for o in others)) \
-        if root.exists() else []
+    return (
+        sorted(p for p in root.rglob("*") if p.is_file() and not any(o in p.parents for o in others))
+        if root.exists()
+        else []
+    )
 
 
 def test_raw_and_md5_files_of_the_same_devices_target_the_same_requests(api: Api, session: Session) -> None:
@@ -72,10 +77,30 @@ def test_validation_report_lists_invalid_examples_and_duplicates(api: Api) -> No
     devices = gaids(1100)
     lines = [*devices, devices[5], devices[6].upper(), "", "not-a-gaid", "00000000-0000-0000-0000-000000000000"]
     report = upload(api, adv, id_file(lines), filename="payers.txt")["report"]
-    assert {k: report[k] for k in ("lines", "valid_lines", "invalid_lines", "blank_lines", "duplicate_lines",
-                                   "distinct_ids", "changed", "size_after", "source_name")} == {
-        "lines": 1105, "valid_lines": 1102, "invalid_lines": 2, "blank_lines": 1, "duplicate_lines": 2,
-        "distinct_ids": 1100, "changed": 1100, "size_after": 1100, "source_name": "payers.txt"}
+    assert {
+        k: report[k]
+        for k in (
+            "lines",
+            "valid_lines",
+            "invalid_lines",
+            "blank_lines",
+            "duplicate_lines",
+            "distinct_ids",
+            "changed",
+            "size_after",
+            "source_name",
+        )
+    } == {
+        "lines": 1105,
+        "valid_lines": 1102,
+        "invalid_lines": 2,
+        "blank_lines": 1,
+        "duplicate_lines": 2,
+        "distinct_ids": 1100,
+        "changed": 1100,
+        "size_after": 1100,
+        "source_name": "payers.txt",
+    }
     assert [e["line"] for e in report["invalid_examples"]] == [1104, 1105]
     assert "limits ad tracking" in report["invalid_examples"][1]["reason"]
 
@@ -105,8 +130,7 @@ def test_wrong_type_binary_and_misnamed_files_get_clear_4xx(api: Api, session: S
     assert _audience_rows(session) == (0, 0, 0)
 
 
-def test_a_65_mb_file_is_refused_mid_stream_and_nothing_is_left(api: Api, session: Session,
-                                                                settings: Settings) -> None:
+def test_a_65_mb_file_is_refused_mid_stream_and_nothing_is_left(api: Api, session: Session, settings: Settings) -> None:
     """Streamed to the app chunk by chunk (the ASGI transport does not buffer the body): the server stops
     reading once the cap is passed and answers 413, long before the client has sent 65 MB."""
     adv = api.approved_account()
@@ -128,13 +152,21 @@ def test_a_65_mb_file_is_refused_mid_stream_and_nothing_is_left(api: Api, sessio
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=api.client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return await client.post("/api/v1/audiences/upload", headers=adv.headers, content=body(),
-                                     params={"name": "Too big", "region_code": "IN", "id_type": "gaid"})
+            return await client.post(
+                "/api/v1/audiences/upload",
+                headers=adv.headers,
+                content=body(),
+                params={"name": "Too big", "region_code": "IN", "id_type": "gaid"},
+            )
 
     response = run_async(send)
     error = expect(response, 413)["error"]
-    assert error["fields"][0] == {"field": "file", "rule": "max_size_bytes", "limit": 64 * MB,
-                                  "actual": error["fields"][0]["actual"]}
+    assert error["fields"][0] == {
+        "field": "file",
+        "rule": "max_size_bytes",
+        "limit": 64 * MB,
+        "actual": error["fields"][0]["actual"],
+    }
     assert 64 * MB < produced <= 64 * MB + 2 * len(block) < 65 * MB
     assert _audience_rows(session) == (0, 0, 0)
     assert _files(settings.data_dir) == files_before
@@ -142,20 +174,31 @@ def test_a_65_mb_file_is_refused_mid_stream_and_nothing_is_left(api: Api, sessio
 
 def test_declared_oversize_is_refused_before_reading(api: Api) -> None:
     adv = api.approved_account()
-    response = api.client.post("/api/v1/audiences/upload", headers={**adv.headers, "Content-Length": str(65 * MB)},
-                               params={"name": "Big", "region_code": "IN", "id_type": "gaid"}, content=b"x")
+    response = api.client.post(
+        "/api/v1/audiences/upload",
+        headers={**adv.headers, "Content-Length": str(65 * MB)},
+        params={"name": "Big", "region_code": "IN", "id_type": "gaid"},
+        content=b"x",
+    )
     assert expect(response, 413)["error"]["fields"][0]["rule"] == "max_size_bytes"
 
 
 def test_multipart_form_upload(api: Api) -> None:
     adv = api.approved_account()
-    response = api.client.post("/api/v1/audiences/upload", headers=adv.headers,
-                               params={"name": "Form", "region_code": "RU", "id_type": "gaid"},
-                               data={"note": "ignored"}, files={"file": ("ids.txt", id_file(gaids(1300)))})
+    response = api.client.post(
+        "/api/v1/audiences/upload",
+        headers=adv.headers,
+        params={"name": "Form", "region_code": "RU", "id_type": "gaid"},
+        data={"note": "ignored"},
+        files={"file": ("ids.txt", id_file(gaids(1300)))},
+    )
     assert expect(response, 201)["audience"]["size"] == 1300
-    response = api.client.post("/api/v1/audiences/upload", headers=adv.headers,
-                               params={"name": "Form2", "region_code": "RU", "id_type": "gaid"},
-                               files={"other": ("ids.txt", id_file(gaids(1300)))})
+    response = api.client.post(
+        "/api/v1/audiences/upload",
+        headers=adv.headers,
+        params={"name": "Form2", "region_code": "RU", "id_type": "gaid"},
+        files={"other": ("ids.txt", id_file(gaids(1300)))},
+    )
     assert expect(response, 422)["error"]["fields"][0]["rule"] == "required"
 
 
@@ -182,8 +225,7 @@ def test_append_and_reduce_with_later_files(api: Api, session: Session) -> None:
     assert error["fields"][0]["rule"] == "min_valid_ids"
     reports = expect(api.client.get(f"/api/v1/audiences/{audience_id}/uploads", headers=adv.headers), 200)
     assert [(r["mode"], r["size_after"]) for r in reports] == [("create", 1500), ("append", 2700), ("reduce", 1700)]
-    log = expect(api.client.get("/api/v1/operation-logs", headers=adv.headers,
-                                params={"object_type": "audience"}), 200)
+    log = expect(api.client.get("/api/v1/operation-logs", headers=adv.headers, params={"object_type": "audience"}), 200)
     assert [e["operation"] for e in log["items"]] == ["update", "update", "create"]
 
 

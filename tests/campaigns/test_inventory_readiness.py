@@ -16,8 +16,9 @@ NO_INVENTORY = ("no_inventory", REASONS[ServingStatus.NO_INVENTORY])
 
 
 def _group(api: Api, admin: Actor, actor: Actor, **targeting: Any) -> dict[str, Any]:
-    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"],
-                              targeting={"countries": ["ID"], **targeting})
+    group = approved_ad_group(
+        api, actor, admin, campaign(api, actor)["id"], targeting={"countries": ["ID"], **targeting}
+    )
     approved_creative(api, actor, admin, group["id"])  # a 640x100 banner image
     return group
 
@@ -31,8 +32,12 @@ def test_ad_spaces_of_no_size_its_creatives_have_are_no_inventory(api: Api) -> N
     assert eventually(lambda: ad_request(api.client, space["id"]).status_code == 200)
     assert expect(ad_request(api.client, space["id"]), 200)["ads"] == []
 
-    expect(api.client.patch(f"/api/v1/ad-spaces/{space['id']}", headers=admin.headers,
-                            json={"sizes": ["320x50", "640x100"]}), 200)
+    expect(
+        api.client.patch(
+            f"/api/v1/ad-spaces/{space['id']}", headers=admin.headers, json={"sizes": ["320x50", "640x100"]}
+        ),
+        200,
+    )
     assert _status(api, actor, group["id"]) == ("eligible", "serving")
     assert eventually(lambda: bool(ads_now(api.client, space["id"])))
     # A space with no sizes listed takes any size.
@@ -71,6 +76,8 @@ def test_exceptions_and_sizes_combine_over_every_matching_space(api: Api) -> Non
     wrong_size = ad_space(api, admin, video["id"], sizes=["300x250"])
     group = _group(api, admin, actor, exceptions={"ad_space_ids": [excepted["id"]]})
     assert _status(api, actor, group["id"]) == NO_INVENTORY
-    expect(api.client.patch(f"/api/v1/ad-spaces/{wrong_size['id']}", headers=admin.headers,
-                            json={"sizes": ["640x100"]}), 200)
+    expect(
+        api.client.patch(f"/api/v1/ad-spaces/{wrong_size['id']}", headers=admin.headers, json={"sizes": ["640x100"]}),
+        200,
+    )
     assert _status(api, actor, group["id"]) == ("eligible", "serving")

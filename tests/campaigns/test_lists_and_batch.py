@@ -31,8 +31,17 @@ def test_ad_group_list_filters_sort_and_paging(api: Api) -> None:
     a = approved_ad_group(api, adv, admin, perf["id"], name="Alpha banner", bid_micros=100)
     approved_creative(api, adv, admin, a["id"])
     b = ad_group(api, adv, perf["id"], name="Beta interstitial", placement_type="interstitial", bid_micros=300)
-    c = ad_group(api, adv, brand["id"], name="Gamma brand", bid_type="guaranteed_cpm", bid_micros=200,
-                 booked_impressions=1_000_000, publisher_ids=[pub["id"]], ad_space_ids=[space["id"]])
+    c = ad_group(
+        api,
+        adv,
+        brand["id"],
+        name="Gamma brand",
+        bid_type="guaranteed_cpm",
+        bid_micros=200,
+        booked_impressions=1_000_000,
+        publisher_ids=[pub["id"]],
+        ad_space_ids=[space["id"]],
+    )
     charge(api.session, adv.account_id, b, 7_000)
 
     def page(**params: Any) -> dict[str, Any]:
@@ -65,27 +74,46 @@ def test_every_list_level_honours_the_placement_publisher_and_objective_filters(
     banners = publisher(api, admin, name="Banner app", app_package="com.mi.banners")
     ad_space(api, admin, banners["id"])
     full_screen = publisher(api, admin, name="Full-screen app", app_package="com.mi.fullscreen")
-    full_space = ad_space(api, admin, full_screen["id"], name="Splash", placement_type="interstitial",
-                          accepted_formats=["image_1080x1920"], sizes=["1080x1920"])
+    full_space = ad_space(
+        api,
+        admin,
+        full_screen["id"],
+        name="Splash",
+        placement_type="interstitial",
+        accepted_formats=["image_1080x1920"],
+        sizes=["1080x1920"],
+    )
     perf = campaign(api, adv, name="Performance")
     brand = campaign(api, adv, objective="brand", name="Brand")
     everywhere = ad_group(api, adv, perf["id"], name="All banner publishers")
-    named = ad_group(api, adv, brand["id"], name="Named banner publisher", publisher_ids=[banners["id"]],
-                     bid_type="guaranteed_cpm", booked_impressions=1_000_000)
-    by_space = ad_group(api, adv, perf["id"], name="One splash space", placement_type="interstitial",
-                        ad_space_ids=[full_space["id"]])
+    named = ad_group(
+        api,
+        adv,
+        brand["id"],
+        name="Named banner publisher",
+        publisher_ids=[banners["id"]],
+        bid_type="guaranteed_cpm",
+        booked_impressions=1_000_000,
+    )
+    by_space = ad_group(
+        api, adv, perf["id"], name="One splash space", placement_type="interstitial", ad_space_ids=[full_space["id"]]
+    )
     on_everywhere = creative(api, adv, everywhere["id"], name="On every banner publisher")
     on_named = creative(api, adv, named["id"], name="On the named publisher")
-    levels = {"campaigns": {"everywhere": perf["id"], "named": brand["id"], "by_space": perf["id"]},
-              "ad-groups": {"everywhere": everywhere["id"], "named": named["id"], "by_space": by_space["id"]},
-              "creatives": {"everywhere": on_everywhere["id"], "named": on_named["id"]}}
-    cases = [({"placement_type": "banner"}, {"everywhere", "named"}),
-             ({"placement_type": "interstitial"}, {"by_space"}),
-             ({"objective": "brand"}, {"named"}),
-             ({"objective": "performance"}, {"everywhere", "by_space"}),
-             ({"publisher_id": banners["id"]}, {"everywhere", "named"}),
-             ({"publisher_id": full_screen["id"]}, {"by_space"}),
-             ({"publisher_id": banners["id"], "objective": "performance"}, {"everywhere"})]
+    levels = {
+        "campaigns": {"everywhere": perf["id"], "named": brand["id"], "by_space": perf["id"]},
+        "ad-groups": {"everywhere": everywhere["id"], "named": named["id"], "by_space": by_space["id"]},
+        "creatives": {"everywhere": on_everywhere["id"], "named": on_named["id"]},
+    }
+    cases = [
+        ({"placement_type": "banner"}, {"everywhere", "named"}),
+        ({"placement_type": "interstitial"}, {"by_space"}),
+        ({"objective": "brand"}, {"named"}),
+        ({"objective": "performance"}, {"everywhere", "by_space"}),
+        ({"publisher_id": banners["id"]}, {"everywhere", "named"}),
+        ({"publisher_id": full_screen["id"]}, {"by_space"}),
+        ({"publisher_id": banners["id"], "objective": "performance"}, {"everywhere"}),
+    ]
     for level, ids in levels.items():
         for params, expected in cases:
             out = expect(api.client.get(f"/api/v1/{level}", headers=adv.headers, params=params), 200)
@@ -93,19 +121,32 @@ def test_every_list_level_honours_the_placement_publisher_and_objective_filters(
             assert set(_ids(out)) == wanted and out["total"] == len(wanted), (level, params, _ids(out))
     # A publisher of no ad space runs nothing; another tenant's filters see none of these.
     idle = publisher(api, admin, name="Idle app", app_package="com.mi.idle")
-    assert expect(api.client.get("/api/v1/creatives", headers=adv.headers,
-                                 params={"publisher_id": idle["id"]}), 200)["total"] == 0
+    assert (
+        expect(api.client.get("/api/v1/creatives", headers=adv.headers, params={"publisher_id": idle["id"]}), 200)[
+            "total"
+        ]
+        == 0
+    )
     other = api.approved_account(admin)
-    assert expect(api.client.get("/api/v1/creatives", headers=other.headers,
-                                 params={"publisher_id": banners["id"]}), 200)["total"] == 0
+    assert (
+        expect(api.client.get("/api/v1/creatives", headers=other.headers, params={"publisher_id": banners["id"]}), 200)[
+            "total"
+        ]
+        == 0
+    )
 
 
 def test_list_schemas_are_typed_in_openapi(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     components = schema["components"]["schemas"]
-    for path, read in (("/api/v1/campaigns", "CampaignRead"), ("/api/v1/ad-groups", "AdGroupRead"),
-                       ("/api/v1/creatives", "CreativeRead"), ("/api/v1/publishers", "PublisherRead"),
-                       ("/api/v1/ad-spaces", "AdSpaceRead"), ("/api/v1/operation-logs", "ChangeEventRead")):
+    for path, read in (
+        ("/api/v1/campaigns", "CampaignRead"),
+        ("/api/v1/ad-groups", "AdGroupRead"),
+        ("/api/v1/creatives", "CreativeRead"),
+        ("/api/v1/publishers", "PublisherRead"),
+        ("/api/v1/ad-spaces", "AdSpaceRead"),
+        ("/api/v1/operation-logs", "ChangeEventRead"),
+    ):
         ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         page = components[ok["$ref"].rsplit("/", 1)[1]]
         assert page["properties"]["items"]["items"] == {"$ref": f"#/components/schemas/{read}"}
@@ -128,18 +169,22 @@ def test_campaign_list_filters_and_spend_totals(api: Api) -> None:
     assert first["spend_micros"] == 1_500_000 and first["ad_group_count"] == 1
     assert first["serving_status"] == "eligible"
     assert out["items"][0]["serving_status"] == "no_active_ad_groups"
-    assert _ids(expect(api.client.get("/api/v1/campaigns?objective=brand", headers=adv.headers), 200)) == [
-        brand["id"]]
+    assert _ids(expect(api.client.get("/api/v1/campaigns?objective=brand", headers=adv.headers), 200)) == [brand["id"]]
     assert _ids(expect(api.client.get("/api/v1/campaigns?serving_status=eligible", headers=adv.headers), 200)) == [
-        perf["id"]]
+        perf["id"]
+    ]
     assert _ids(expect(api.client.get("/api/v1/campaigns?placement_type=banner", headers=adv.headers), 200)) == [
-        perf["id"]]
+        perf["id"]
+    ]
     assert _ids(expect(api.client.get("/api/v1/campaigns?q=launch", headers=adv.headers), 200)) == [brand["id"]]
-    paused = expect(api.client.post("/api/v1/campaigns/batch-status", headers=adv.headers,
-                                    json={"ids": [brand["id"]], "action": "pause"}), 200)
+    paused = expect(
+        api.client.post(
+            "/api/v1/campaigns/batch-status", headers=adv.headers, json={"ids": [brand["id"]], "action": "pause"}
+        ),
+        200,
+    )
     assert paused["results"] == [{"id": brand["id"], "ok": True, "status": "paused", "error": None}]
-    assert _ids(expect(api.client.get("/api/v1/campaigns?status=paused", headers=adv.headers), 200)) == [
-        brand["id"]]
+    assert _ids(expect(api.client.get("/api/v1/campaigns?status=paused", headers=adv.headers), 200)) == [brand["id"]]
 
 
 def test_cascade_delete_keeps_costs_in_parent_totals(api: Api) -> None:
@@ -169,7 +214,11 @@ def test_cascade_delete_keeps_costs_in_parent_totals(api: Api) -> None:
     assert gone_campaign["status"] == "deleted" and gone_campaign["spend_micros"] == 3_000_000
     log = expect(api.client.get("/api/v1/operation-logs?operation=delete", headers=adv.headers), 200)
     assert {(e["object_type"], e["object_id"]) for e in log["items"]} == {
-        ("ad_group", gone["id"]), ("creative", made["id"]), ("ad_group", keep["id"]), ("campaign", camp["id"])}
+        ("ad_group", gone["id"]),
+        ("creative", made["id"]),
+        ("ad_group", keep["id"]),
+        ("campaign", camp["id"]),
+    }
 
 
 def test_batch_status_reports_each_item(api: Api) -> None:
@@ -178,12 +227,19 @@ def test_batch_status_reports_each_item(api: Api) -> None:
     camp = campaign(api, adv)
     mine = ad_group(api, adv, camp["id"])
     theirs = ad_group(api, other, campaign(api, other)["id"])
-    out = expect(api.client.post("/api/v1/ad-groups/batch-status", headers=adv.headers,
-                                 json={"ids": [mine["id"], theirs["id"]], "action": "pause"}), 200)
+    out = expect(
+        api.client.post(
+            "/api/v1/ad-groups/batch-status",
+            headers=adv.headers,
+            json={"ids": [mine["id"], theirs["id"]], "action": "pause"},
+        ),
+        200,
+    )
     assert out["results"][0]["ok"] and out["results"][0]["status"] == "paused"
     assert not out["results"][1]["ok"] and out["results"][1]["error"]["code"] == "not_found"
     assert expect(api.client.get(f"/api/v1/ad-groups/{theirs['id']}", headers=other.headers), 200)["status"] == (
-        "enabled")
+        "enabled"
+    )
 
 
 def test_quick_copy_and_deep_copy(api: Api) -> None:
@@ -200,11 +256,16 @@ def test_quick_copy_and_deep_copy(api: Api) -> None:
     assert no_creatives["total"] == 0
     quick = expect(api.client.post(f"/api/v1/campaigns/{camp['id']}/copy", headers=adv.headers, json={}), 201)
     assert quick["name"] == "Original - copy" and quick["ad_group_count"] == 0
-    deep = expect(api.client.post(f"/api/v1/campaigns/{camp['id']}/copy", headers=adv.headers,
-                                  json={"name": "Deep", "deep": True}), 201)
+    deep = expect(
+        api.client.post(
+            f"/api/v1/campaigns/{camp['id']}/copy", headers=adv.headers, json={"name": "Deep", "deep": True}
+        ),
+        201,
+    )
     assert deep["ad_group_count"] == 2
-    groups = expect(api.client.get(f"/api/v1/ad-groups?campaign_id={deep['id']}&sort=id&order=asc",
-                                   headers=adv.headers), 200)["items"]
+    groups = expect(
+        api.client.get(f"/api/v1/ad-groups?campaign_id={deep['id']}&sort=id&order=asc", headers=adv.headers), 200
+    )["items"]
     assert [g["name"] for g in groups] == ["Group", "Group - copy"]
     assert all(g["review_status"] == "to_be_submitted" for g in groups)
     copies = expect(api.client.get(f"/api/v1/creatives?ad_group_id={groups[0]['id']}", headers=adv.headers), 200)
@@ -216,12 +277,29 @@ def test_batch_mutate_all_or_nothing_partial_failure_and_validate_only(api: Api)
     adv = api.approved_account()
     camp = campaign(api, adv)
     ops = [
-        {"object_type": "campaign", "action": "create", "id": -1,
-         "body": {"objective": "performance", "name": "Batch", "promotion_type": "non_download",
-                  "landing_kind": "website", "landing_url": "https://example.com"}},
-        {"object_type": "ad_group", "action": "create",
-         "body": {"campaign_id": -1, "name": "Batch group", "placement_type": "banner", "bid_type": "cpc",
-                  "bid_micros": 1000}},
+        {
+            "object_type": "campaign",
+            "action": "create",
+            "id": -1,
+            "body": {
+                "objective": "performance",
+                "name": "Batch",
+                "promotion_type": "non_download",
+                "landing_kind": "website",
+                "landing_url": "https://example.com",
+            },
+        },
+        {
+            "object_type": "ad_group",
+            "action": "create",
+            "body": {
+                "campaign_id": -1,
+                "name": "Batch group",
+                "placement_type": "banner",
+                "bid_type": "cpc",
+                "bid_micros": 1000,
+            },
+        },
         {"object_type": "campaign", "action": "update", "id": camp["id"], "body": {"name": "x" * 101}},
         {"object_type": "campaign", "action": "pause", "id": camp["id"]},
     ]
@@ -236,14 +314,21 @@ def test_batch_mutate_all_or_nothing_partial_failure_and_validate_only(api: Api)
     assert campaigns_total() == 1
     assert expect(api.client.get(f"/api/v1/campaigns/{camp['id']}", headers=adv.headers), 200)["status"] == "enabled"
 
-    checked = expect(api.client.post("/api/v1/batch", headers=adv.headers,
-                                     json={"operations": ops, "partial_failure": True, "validate_only": True}), 200)
+    checked = expect(
+        api.client.post(
+            "/api/v1/batch",
+            headers=adv.headers,
+            json={"operations": ops, "partial_failure": True, "validate_only": True},
+        ),
+        200,
+    )
     assert [r["ok"] for r in checked["results"]] == [True, True, False, True]
     assert checked["applied"] == 0 and all(r["id"] is None for r in checked["results"])
     assert campaigns_total() == 1
 
-    partial = expect(api.client.post("/api/v1/batch", headers=adv.headers,
-                                     json={"operations": ops, "partial_failure": True}), 200)
+    partial = expect(
+        api.client.post("/api/v1/batch", headers=adv.headers, json={"operations": ops, "partial_failure": True}), 200
+    )
     assert [r["ok"] for r in partial["results"]] == [True, True, False, True]
     assert partial["applied"] == 3
     assert partial["results"][2]["error"]["fields"][0]["field"] == "body.name"
@@ -252,14 +337,30 @@ def test_batch_mutate_all_or_nothing_partial_failure_and_validate_only(api: Api)
     assert group["campaign_id"] == new_campaign
     assert expect(api.client.get(f"/api/v1/campaigns/{camp['id']}", headers=adv.headers), 200)["status"] == "paused"
 
-    whole = expect(api.client.post("/api/v1/batch", headers=adv.headers, json={"operations": [
-        {"object_type": "campaign", "action": "enable", "id": camp["id"]},
-        {"object_type": "ad_group", "action": "update", "id": new_group, "body": {"bid_micros": 2000}},
-        {"object_type": "creative", "action": "delete", "id": 999_999},
-    ], "partial_failure": True}), 200)
+    whole = expect(
+        api.client.post(
+            "/api/v1/batch",
+            headers=adv.headers,
+            json={
+                "operations": [
+                    {"object_type": "campaign", "action": "enable", "id": camp["id"]},
+                    {"object_type": "ad_group", "action": "update", "id": new_group, "body": {"bid_micros": 2000}},
+                    {"object_type": "creative", "action": "delete", "id": 999_999},
+                ],
+                "partial_failure": True,
+            },
+        ),
+        200,
+    )
     assert [r["ok"] for r in whole["results"]] == [True, True, False]
     assert whole["results"][2]["error"]["code"] == "not_found"
     assert expect(api.client.get(f"/api/v1/ad-groups/{new_group}", headers=adv.headers), 200)["bid_micros"] == 2000
-    expect(api.client.post("/api/v1/batch", headers=adv.headers, json={"operations": [
-        {"object_type": "campaign", "action": "update", "body": {"name": "no id"}}]}), 422)
+    expect(
+        api.client.post(
+            "/api/v1/batch",
+            headers=adv.headers,
+            json={"operations": [{"object_type": "campaign", "action": "update", "body": {"name": "no id"}}]},
+        ),
+        422,
+    )
     expect(api.client.post("/api/v1/batch", headers=adv.headers, json={"operations": []}), 422)

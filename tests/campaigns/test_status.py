@@ -29,11 +29,20 @@ from tests.support import Actor, Api, expect
 NOW = datetime(2025, 6, 11, 12, 0, tzinfo=UTC)  # a Wednesday
 
 SERVING = ServingFacts(
-    status=UserStatus.ENABLED, campaign_status=UserStatus.ENABLED, account_review_status=ReviewStatus.APPROVED,
-    review_status=ReviewStatus.APPROVED, available_micros=1_000_000, total_spend_micros=0, spend_today_micros=0,
-    schedule=ScheduleFacts(time_zone="UTC", start_at=NOW - timedelta(days=1)), now=NOW,
-    total_budget_micros=10_000_000, daily_budget_micros=1_000_000,
-    creatives=1, approved_creatives=1, inventory_spaces=3,
+    status=UserStatus.ENABLED,
+    campaign_status=UserStatus.ENABLED,
+    account_review_status=ReviewStatus.APPROVED,
+    review_status=ReviewStatus.APPROVED,
+    available_micros=1_000_000,
+    total_spend_micros=0,
+    spend_today_micros=0,
+    schedule=ScheduleFacts(time_zone="UTC", start_at=NOW - timedelta(days=1)),
+    now=NOW,
+    total_budget_micros=10_000_000,
+    daily_budget_micros=1_000_000,
+    creatives=1,
+    approved_creatives=1,
+    inventory_spaces=3,
 )
 
 # Each problem, applied to an otherwise serving ad group, and the status it must produce alone.
@@ -64,8 +73,9 @@ def test_each_problem_alone_gives_its_own_status() -> None:
 
 
 # Deleted and paused are two values of the same user status, so never both at once.
-@given(st.sets(st.sampled_from(ORDER), min_size=1).filter(
-    lambda s: not {ServingStatus.DELETED, ServingStatus.PAUSED} <= s))
+@given(
+    st.sets(st.sampled_from(ORDER), min_size=1).filter(lambda s: not {ServingStatus.DELETED, ServingStatus.PAUSED} <= s)
+)
 def test_the_first_problem_in_precedence_order_wins(problems: set[ServingStatus]) -> None:
     facts = SERVING
     for problem in problems:
@@ -74,8 +84,10 @@ def test_the_first_problem_in_precedence_order_wins(problems: set[ServingStatus]
     assert derive_serving_status(facts)[0] == expected
 
 
-@given(st.sampled_from([ReviewStatus.TO_BE_SUBMITTED, ReviewStatus.UNDER_REVIEW]),
-       st.integers(min_value=-10**12, max_value=0))
+@given(
+    st.sampled_from([ReviewStatus.TO_BE_SUBMITTED, ReviewStatus.UNDER_REVIEW]),
+    st.integers(min_value=-(10**12), max_value=0),
+)
 def test_review_comes_before_money(review_status: ReviewStatus, available: int) -> None:
     facts = replace(SERVING, review_status=review_status, available_micros=available)
     assert derive_serving_status(facts)[0] == ServingStatus(review_status.value)
@@ -116,23 +128,27 @@ def test_start_end_and_cpt_slots() -> None:
 def test_daily_budget_resets_at_local_midnight() -> None:
     # 20:00 UTC on 10 June is 03:00 on 11 June in Jakarta: the day started at 17:00 UTC.
     assert local_midnight_utc(datetime(2025, 6, 10, 20, 0, tzinfo=UTC), "Asia/Jakarta") == datetime(
-        2025, 6, 10, 17, 0, tzinfo=UTC)
+        2025, 6, 10, 17, 0, tzinfo=UTC
+    )
     assert local_midnight_utc(datetime(2025, 6, 10, 20, 0, tzinfo=UTC), "America/New_York") == datetime(
-        2025, 6, 10, 4, 0, tzinfo=UTC)
+        2025, 6, 10, 4, 0, tzinfo=UTC
+    )
 
 
 def test_campaign_status_summarises_its_ad_groups() -> None:
     approved = ReviewStatus.APPROVED
     assert campaign_serving_status(UserStatus.PAUSED, approved, [ServingStatus.ELIGIBLE])[0] == ServingStatus.PAUSED
     assert campaign_serving_status(UserStatus.ENABLED, ReviewStatus.UNDER_REVIEW, [ServingStatus.ELIGIBLE])[0] == (
-        ServingStatus.ACCOUNT_UNDER_REVIEW)
+        ServingStatus.ACCOUNT_UNDER_REVIEW
+    )
     assert campaign_serving_status(UserStatus.ENABLED, approved, [])[0] == ServingStatus.NO_ACTIVE_AD_GROUPS
-    status, reason = campaign_serving_status(UserStatus.ENABLED, approved,
-                                             [ServingStatus.REJECTED, ServingStatus.ELIGIBLE])
+    status, reason = campaign_serving_status(
+        UserStatus.ENABLED, approved, [ServingStatus.REJECTED, ServingStatus.ELIGIBLE]
+    )
     assert status == ServingStatus.ELIGIBLE and reason == "1 of 2 ad groups serving"
-    assert campaign_serving_status(UserStatus.ENABLED, approved,
-                                   [ServingStatus.REJECTED, ServingStatus.OUT_OF_SCHEDULE])[0] == (
-        ServingStatus.OUT_OF_SCHEDULE)
+    assert campaign_serving_status(
+        UserStatus.ENABLED, approved, [ServingStatus.REJECTED, ServingStatus.OUT_OF_SCHEDULE]
+    )[0] == (ServingStatus.OUT_OF_SCHEDULE)
 
 
 # ---------- through the API: what serving would really do ----------
@@ -156,22 +172,41 @@ def test_an_ad_group_serves_only_with_an_approved_creative(api: Api) -> None:
     group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], ad_space_ids=[space["id"]])
     assert _status(api, actor, group["id"]) == ("no_approved_creative", NO_CREATIVE)
 
-    media = expect(api.client.post("/api/v1/media", headers=actor.headers,
-                                   files={"file": ("banner.png", png(640, 100))}), 201)
-    creative = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json={
-        "ad_group_id": group["id"], "name": "Home banner", "format": "image_640x100",
-        "materials": {"images": [media["id"]]}, "click_url": "https://example.com/app"}), 201)
-    assert _status(api, actor, group["id"]) == ("no_approved_creative",
-                                                REASONS[ServingStatus.NO_APPROVED_CREATIVE])  # not submitted
+    media = expect(
+        api.client.post("/api/v1/media", headers=actor.headers, files={"file": ("banner.png", png(640, 100))}), 201
+    )
+    creative = expect(
+        api.client.post(
+            "/api/v1/creatives",
+            headers=actor.headers,
+            json={
+                "ad_group_id": group["id"],
+                "name": "Home banner",
+                "format": "image_640x100",
+                "materials": {"images": [media["id"]]},
+                "click_url": "https://example.com/app",
+            },
+        ),
+        201,
+    )
+    assert _status(api, actor, group["id"]) == (
+        "no_approved_creative",
+        REASONS[ServingStatus.NO_APPROVED_CREATIVE],
+    )  # not submitted
     expect(api.client.post(f"/api/v1/creatives/{creative['id']}/submit", headers=actor.headers), 200)
-    assert _status(api, actor, group["id"]) == ("creatives_under_review",
-                                                REASONS[ServingStatus.CREATIVES_UNDER_REVIEW])
-    listed = expect(api.client.get("/api/v1/ad-groups", headers=actor.headers,
-                                   params={"serving_status": "creatives_under_review"}), 200)
+    assert _status(api, actor, group["id"]) == ("creatives_under_review", REASONS[ServingStatus.CREATIVES_UNDER_REVIEW])
+    listed = expect(
+        api.client.get("/api/v1/ad-groups", headers=actor.headers, params={"serving_status": "creatives_under_review"}),
+        200,
+    )
     assert [g["id"] for g in listed["items"]] == [group["id"]]
 
-    expect(api.client.post(f"/api/v1/creatives/{creative['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(
+            f"/api/v1/creatives/{creative['id']}/review", headers=admin.headers, json={"decision": "approve"}
+        ),
+        200,
+    )
     assert _status(api, actor, group["id"]) == ("eligible", "serving")
 
 
@@ -184,21 +219,34 @@ def test_an_ad_group_with_no_ad_space_to_show_on_reads_no_inventory(api: Api) ->
     approved_creative(api, actor, admin, group["id"])
     assert _status(api, actor, group["id"]) == ("eligible", "serving")
 
-    expect(api.client.patch(f"/api/v1/ad-spaces/{banner['id']}", headers=admin.headers,
-                            json={"status": "inactive"}), 200)
+    expect(
+        api.client.patch(f"/api/v1/ad-spaces/{banner['id']}", headers=admin.headers, json={"status": "inactive"}), 200
+    )
     assert _status(api, actor, group["id"]) == ("no_inventory", REASONS[ServingStatus.NO_INVENTORY])
     picky = ad_space(api, admin, chosen["id"], accepted_formats=["interstitial_image"])
     assert _status(api, actor, group["id"])[0] == "no_inventory"  # a banner space that refuses its format
-    expect(api.client.patch(f"/api/v1/ad-spaces/{picky['id']}", headers=admin.headers,
-                            json={"accepted_formats": ["image_640x100"]}), 200)
+    expect(
+        api.client.patch(
+            f"/api/v1/ad-spaces/{picky['id']}", headers=admin.headers, json={"accepted_formats": ["image_640x100"]}
+        ),
+        200,
+    )
     assert _status(api, actor, group["id"]) == ("eligible", "serving")
 
 
 def test_an_ad_group_whose_budget_is_held_by_served_ads_reads_reserved(api: Api) -> None:
     admin, actor = _advertiser(api)
     space = ad_space(api, admin, publisher(api, admin)["id"])
-    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], bid_micros=300_000,
-                              ad_space_ids=[space["id"]], daily_budget_micros=50_000, pacing="asap")
+    group = approved_ad_group(
+        api,
+        actor,
+        admin,
+        campaign(api, actor)["id"],
+        bid_micros=300_000,
+        ad_space_ids=[space["id"]],
+        daily_budget_micros=50_000,
+        pacing="asap",
+    )
     approved_creative(api, actor, admin, group["id"])
     assert _status(api, actor, group["id"]) == ("eligible", "serving")
     assert eventually(lambda: bool(ads_now(api.client, space["id"])))

@@ -30,28 +30,95 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 REQUIRED = ("dimensions", "metrics", "date_period")
-FILTERS = frozenset({
-    "dimensions", "metrics", "date_period", "cohort_maturity", "utc_offset", "attribution_type",
-    "attribution_types", "attribution_source", "reattributed", "iap_revenue_mode", "ad_revenue_mode",
-    "ad_revenue_sources", "os_names", "ad_spend_mode", "sandbox", "sort", "index", "format_dates",
-    "period_over_period", "currency",
-})
-DIMENSIONS = frozenset({
-    "hour", "day", "week", "month", "year", "quarter", "os_name", "device_type", "app", "app_token", "store_id",
-    "store_type", "currency", "currency_code", "network", "campaign", "campaign_network", "campaign_id_network",
-    "adgroup", "adgroup_network", "adgroup_id_network", "source_network", "source_id_network", "creative",
-    "creative_network", "creative_id_network", "country", "country_code", "region", "partner_name", "partner_id",
-    "partner", "channel", "platform",
-})
-DIMENSION_OPERATORS = ("in", "not_in", "contains", "exclude", "starts_with", "not_starts_with", "ends_with",
-                       "not_ends_with")
+FILTERS = frozenset(
+    {
+        "dimensions",
+        "metrics",
+        "date_period",
+        "cohort_maturity",
+        "utc_offset",
+        "attribution_type",
+        "attribution_types",
+        "attribution_source",
+        "reattributed",
+        "iap_revenue_mode",
+        "ad_revenue_mode",
+        "ad_revenue_sources",
+        "os_names",
+        "ad_spend_mode",
+        "sandbox",
+        "sort",
+        "index",
+        "format_dates",
+        "period_over_period",
+        "currency",
+    }
+)
+DIMENSIONS = frozenset(
+    {
+        "hour",
+        "day",
+        "week",
+        "month",
+        "year",
+        "quarter",
+        "os_name",
+        "device_type",
+        "app",
+        "app_token",
+        "store_id",
+        "store_type",
+        "currency",
+        "currency_code",
+        "network",
+        "campaign",
+        "campaign_network",
+        "campaign_id_network",
+        "adgroup",
+        "adgroup_network",
+        "adgroup_id_network",
+        "source_network",
+        "source_id_network",
+        "creative",
+        "creative_network",
+        "creative_id_network",
+        "country",
+        "country_code",
+        "region",
+        "partner_name",
+        "partner_id",
+        "partner",
+        "channel",
+        "platform",
+    }
+)
+DIMENSION_OPERATORS = (
+    "in",
+    "not_in",
+    "contains",
+    "exclude",
+    "starts_with",
+    "not_starts_with",
+    "ends_with",
+    "not_ends_with",
+)
 METRIC_OPERATORS = ("lt", "lte", "gt", "gte", "eq", "ne")
 # The Datascape metrics these tests use (Adjust's glossary has many more; the fake knows only these).
-METRICS = frozenset({
-    "installs", "clicks", "impressions", "cost", "network_cost", "network_installs", "network_ecpi", "all_revenue",
-    "roas", *(f"retention_rate_d{n}" for n in (1, 3, 7, 14, 30)),
-    *(f"all_revenue_total_d{n}" for n in (0, 1, 3, 7, 14, 30)),
-})
+METRICS = frozenset(
+    {
+        "installs",
+        "clicks",
+        "impressions",
+        "cost",
+        "network_cost",
+        "network_installs",
+        "network_ecpi",
+        "all_revenue",
+        "roas",
+        *(f"retention_rate_d{n}" for n in (1, 3, 7, 14, 30)),
+        *(f"all_revenue_total_d{n}" for n in (0, 1, 3, 7, 14, 30)),
+    }
+)
 COHORT_PREFIXES = ("retention_rate_d", "all_revenue_total_d")
 MONEY = ("cost", "network_cost", "all_revenue", "all_revenue_total_d")
 ALLOWED_VALUES: dict[str, frozenset[str]] = {
@@ -112,8 +179,9 @@ class FakeAdjust:
             self._server.server_close()
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: Any = None,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler, status: int, body: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         payload = b"" if body is None else json.dumps(body).encode()
         handler.send_response(status)
         for key, value in (headers or {}).items():
@@ -141,8 +209,11 @@ class FakeAdjust:
 
     @staticmethod
     def invalid_values(params: dict[str, str]) -> list[str]:
-        wrong = [f"{name}={params[name]}" for name, allowed in ALLOWED_VALUES.items()
-                 if name in params and params[name] not in allowed]
+        wrong = [
+            f"{name}={params[name]}"
+            for name, allowed in ALLOWED_VALUES.items()
+            if name in params and params[name] not in allowed
+        ]
         if "attribution_types" in params and not set(params["attribution_types"].split(",")) <= ATTRIBUTION_TYPES:
             wrong.append(f"attribution_types={params['attribution_types']}")
         if "utc_offset" in params and not UTC_OFFSET.match(params["utc_offset"]):
@@ -157,9 +228,15 @@ class FakeAdjust:
         url = urlparse(handler.path)
         raw = parse_qs(url.query, keep_blank_values=True)
         params = {k: v[0] for k, v in raw.items()}
-        self.requests.append({"path": url.path, "params": params, "repeated": [k for k, v in raw.items() if len(v) > 1],
-                              "authorization": handler.headers.get("Authorization"),
-                              "account": handler.headers.get("X-Account-ID")})
+        self.requests.append(
+            {
+                "path": url.path,
+                "params": params,
+                "repeated": [k for k, v in raw.items() if len(v) > 1],
+                "authorization": handler.headers.get("Authorization"),
+                "account": handler.headers.get("X-Account-ID"),
+            }
+        )
         if url.path != "/reports-service/report":
             return self._send(handler, 404, {"error": "not found"})
         if handler.headers.get("Authorization") != f"Bearer {self.token}":
@@ -208,7 +285,7 @@ class FakeAdjust:
                 if callable(value):
                     value = value(today)
                 number = Decimal(str(value))
-                cohort_day = next((int(metric[len(p):]) for p in COHORT_PREFIXES if metric.startswith(p)), None)
+                cohort_day = next((int(metric[len(p) :]) for p in COHORT_PREFIXES if metric.startswith(p)), None)
                 if mature_only and cohort_day is not None and (today - day).days <= cohort_day:
                     number = Decimal(0)
                 if metric.startswith(MONEY):

@@ -29,9 +29,24 @@ from zoneinfo import available_timezones
 
 PATH = re.compile(r"^/api/agg-data/export/app/([^/]+)/partners_report/v5$")
 PARAMS = frozenset({"from", "to", "media_source", "attribution_touch_type", "currency", "reattr", "timezone"})
-COLUMNS = ("Agency/PMD (af_prt)", "Media Source (pid)", "Campaign (c)", "Impressions", "Clicks", "CTR", "Installs",
-           "Conversion Rate", "Sessions", "Loyal Users", "Loyal Users/Installs", "Total Revenue", "Total Cost", "ROI",
-           "ARPU", "Average eCPI")
+COLUMNS = (
+    "Agency/PMD (af_prt)",
+    "Media Source (pid)",
+    "Campaign (c)",
+    "Impressions",
+    "Clicks",
+    "CTR",
+    "Installs",
+    "Conversion Rate",
+    "Sessions",
+    "Loyal Users",
+    "Loyal Users/Installs",
+    "Total Revenue",
+    "Total Cost",
+    "ROI",
+    "ARPU",
+    "Average eCPI",
+)
 SUMMED = ("Impressions", "Clicks", "Installs", "Sessions", "Loyal Users", "Total Revenue", "Total Cost")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -70,8 +85,7 @@ class FakeAppsFlyer:
             self._server.server_close()
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: str = "", content_type: str = "text/plain"
-              ) -> None:
+    def _send(handler: BaseHTTPRequestHandler, status: int, body: str = "", content_type: str = "text/plain") -> None:
         payload = body.encode()
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
@@ -98,8 +112,14 @@ class FakeAppsFlyer:
         url = urlparse(handler.path)
         params = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         matched = PATH.match(url.path)
-        self.requests.append({"path": url.path, "params": params, "authorization": handler.headers.get("Authorization"),
-                              "app_id": unquote(matched.group(1)) if matched else None})
+        self.requests.append(
+            {
+                "path": url.path,
+                "params": params,
+                "authorization": handler.headers.get("Authorization"),
+                "app_id": unquote(matched.group(1)) if matched else None,
+            }
+        )
         if matched is None:
             return self._send(handler, 404, "Not found")
         if handler.headers.get("Authorization") != f"Bearer {self.token}":
@@ -125,11 +145,26 @@ class FakeAppsFlyer:
         writer.writerow(COLUMNS)
         for (media_source, campaign), sums in sorted(groups.items()):
             installs, cost, revenue = sums["Installs"], sums["Total Cost"], sums["Total Revenue"]
-            writer.writerow([
-                "None", media_source, campaign, sums["Impressions"], sums["Clicks"],
-                _ratio(sums["Clicks"], sums["Impressions"]), installs, _ratio(installs, sums["Clicks"]),
-                sums["Sessions"], sums["Loyal Users"], _ratio(sums["Loyal Users"], installs), revenue, cost,
-                _ratio(revenue - cost, cost), _ratio(revenue, installs), _ratio(cost, installs)])
+            writer.writerow(
+                [
+                    "None",
+                    media_source,
+                    campaign,
+                    sums["Impressions"],
+                    sums["Clicks"],
+                    _ratio(sums["Clicks"], sums["Impressions"]),
+                    installs,
+                    _ratio(installs, sums["Clicks"]),
+                    sums["Sessions"],
+                    sums["Loyal Users"],
+                    _ratio(sums["Loyal Users"], installs),
+                    revenue,
+                    cost,
+                    _ratio(revenue - cost, cost),
+                    _ratio(revenue, installs),
+                    _ratio(cost, installs),
+                ]
+            )
         return self._send(handler, 200, out.getvalue(), "text/csv")
 
 

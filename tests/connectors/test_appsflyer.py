@@ -39,12 +39,31 @@ def fake(api: Api, settings: Settings, campaign_id: int) -> Iterator[FakeAppsFly
     settings.outbound_allowed_networks = "127.0.0.1/32"
     rows = [
         # adstack's AppsFlyer link puts the bare campaign id in c (Campaign (c)).
-        {"day": _day(1), "media_source": "adstack_int", "campaign": str(campaign_id), "Installs": 30,
-         "Clicks": 300, "Impressions": 9000, "Total Cost": "15.00", "Total Revenue": "45.00"},
-        {"day": _day(1), "media_source": "adstack_int", "campaign": str(campaign_id), "Installs": 10,
-         "Total Cost": "5.00", "Total Revenue": "5.00"},
-        {"day": _day(2), "media_source": "adstack_int", "campaign": str(campaign_id), "Installs": 4,
-         "Total Cost": "2.00"},
+        {
+            "day": _day(1),
+            "media_source": "adstack_int",
+            "campaign": str(campaign_id),
+            "Installs": 30,
+            "Clicks": 300,
+            "Impressions": 9000,
+            "Total Cost": "15.00",
+            "Total Revenue": "45.00",
+        },
+        {
+            "day": _day(1),
+            "media_source": "adstack_int",
+            "campaign": str(campaign_id),
+            "Installs": 10,
+            "Total Cost": "5.00",
+            "Total Revenue": "5.00",
+        },
+        {
+            "day": _day(2),
+            "media_source": "adstack_int",
+            "campaign": str(campaign_id),
+            "Installs": 4,
+            "Total Cost": "2.00",
+        },
         {"day": _day(1), "media_source": "googleadwords_int", "campaign": "Brand search", "Installs": 99},
     ]
     server = FakeAppsFlyer(token=TOKEN, apps={APP_ID: rows}).start()
@@ -54,39 +73,73 @@ def fake(api: Api, settings: Settings, campaign_id: int) -> Iterator[FakeAppsFly
 
 
 def _connect(api: Api, actor: Actor, **binding: object) -> int:
-    connection = expect(api.client.post("/api/v1/connectors", headers=actor.headers, json={
-        "name": "AppsFlyer", "partner": "appsflyer", "api_token": TOKEN}), 201)
-    expect(api.client.post(f"/api/v1/connectors/{connection['id']}/apps", headers=actor.headers,
-                           json={"app_token": APP_ID, "currency": "USD", **binding}), 201)
+    connection = expect(
+        api.client.post(
+            "/api/v1/connectors",
+            headers=actor.headers,
+            json={"name": "AppsFlyer", "partner": "appsflyer", "api_token": TOKEN},
+        ),
+        201,
+    )
+    expect(
+        api.client.post(
+            f"/api/v1/connectors/{connection['id']}/apps",
+            headers=actor.headers,
+            json={"app_token": APP_ID, "currency": "USD", **binding},
+        ),
+        201,
+    )
     return int(connection["id"])
 
 
-def test_appsflyer_pulls_the_partners_report_day_by_day(api: Api, advertiser: Actor, fake: FakeAppsFlyer,
-                                                        campaign_id: int) -> None:
+def test_appsflyer_pulls_the_partners_report_day_by_day(
+    api: Api, advertiser: Actor, fake: FakeAppsFlyer, campaign_id: int
+) -> None:
     partners = expect(api.client.get("/api/v1/connectors/partners", headers=advertiser.headers), 200)
     assert {p["partner"] for p in partners} == {"adjust", "appsflyer"}
     connection = _connect(api, advertiser, time_zone="Asia/Jakarta")
-    run = expect(api.client.post(f"/api/v1/connectors/{connection}/pull", headers=advertiser.headers,
-                                 json={"date_from": _day(2), "date_to": _day(1)}), 200)
+    run = expect(
+        api.client.post(
+            f"/api/v1/connectors/{connection}/pull",
+            headers=advertiser.headers,
+            json={"date_from": _day(2), "date_to": _day(1)},
+        ),
+        200,
+    )
     assert run["status"] == "succeeded" and run["rows"] == 3
     paths = {r["path"] for r in fake.requests}
     assert paths == {f"/api/agg-data/export/app/{APP_ID}/partners_report/v5"}
-    assert [(r["params"]["from"], r["params"]["to"]) for r in fake.requests] == [(_day(2), _day(2)),
-                                                                               (_day(1), _day(1))]
-    assert all(r["params"].get("timezone") == "Asia/Jakarta" and r["authorization"] == f"Bearer {TOKEN}"
-               for r in fake.requests)
+    assert [(r["params"]["from"], r["params"]["to"]) for r in fake.requests] == [(_day(2), _day(2)), (_day(1), _day(1))]
+    assert all(
+        r["params"].get("timezone") == "Asia/Jakarta" and r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests
+    )
     stored = {(r.day.isoformat(), r.campaign_label): r for r in api.session.scalars(select(PartnerMetricRow))}
     row = stored[(_day(1), str(campaign_id))]
     assert row.campaign_id == campaign_id and row.partner == "appsflyer" and row.currency == "USD"
-    assert (row.metrics["installs"], row.metrics["network_cost"], row.metrics["all_revenue"]) == ("40", "20.00",
-                                                                                                  "50.00")
+    assert (row.metrics["installs"], row.metrics["network_cost"], row.metrics["all_revenue"]) == (
+        "40",
+        "20.00",
+        "50.00",
+    )
     assert stored[(_day(1), "Brand search")].campaign_id is None
 
     # The same report columns seam: Columns > AppsFlyer, with the difference from adstack's own counts.
-    body = expect(api.client.get("/api/v1/reports", headers=advertiser.headers, params={
-        "start_date": _day(3), "end_date": _day(0), "granularity": "day", "dimensions": "campaign",
-        "metrics": ["installs"], "time_zone": "UTC",
-        "extra_columns": ["appsflyer_installs", "appsflyer_roi", "appsflyer_network_cost_micros"]}), 200)
+    body = expect(
+        api.client.get(
+            "/api/v1/reports",
+            headers=advertiser.headers,
+            params={
+                "start_date": _day(3),
+                "end_date": _day(0),
+                "granularity": "day",
+                "dimensions": "campaign",
+                "metrics": ["installs"],
+                "time_zone": "UTC",
+                "extra_columns": ["appsflyer_installs", "appsflyer_roi", "appsflyer_network_cost_micros"],
+            },
+        ),
+        200,
+    )
     (day1,) = [r for r in body["rows"] if r.get("campaign_id") == campaign_id and r["date"] == _day(1)]
     assert (day1["appsflyer_installs"], day1["appsflyer_installs_diff"]) == (40, 40)
     assert day1["appsflyer_network_cost_micros"] == 20_000_000 and str(day1["appsflyer_roi"]) == "2.5"
@@ -98,16 +151,41 @@ def test_appsflyer_refusals_and_the_fakes_strictness(api: Api, advertiser: Actor
     url = fake.url + f"/api/agg-data/export/app/{APP_ID}/partners_report/v5"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.get(url, params={"from": _day(1), "to": _day(1)}, headers=headers).status_code == 200
-    for params in ({"from": _day(1)}, {"from": _day(1), "to": _day(1), "app_token__in": "x"},
-                   {"from": _day(1), "to": _day(1), "timezone": "+08:00"}):
+    for params in (
+        {"from": _day(1)},
+        {"from": _day(1), "to": _day(1), "app_token__in": "x"},
+        {"from": _day(1), "to": _day(1), "timezone": "+08:00"},
+    ):
         assert httpx.get(url, params=params, headers=headers).status_code == 400, params
-    bad_token = expect(api.client.post("/api/v1/connectors", headers=advertiser.headers, json={
-        "name": "typo", "partner": "appsflyer", "api_token": "wrong-token-000"}), 201)
-    expect(api.client.post(f"/api/v1/connectors/{bad_token['id']}/apps", headers=advertiser.headers,
-                           json={"app_token": APP_ID}), 201)
-    error = expect(api.client.post(f"/api/v1/connectors/{bad_token['id']}/pull", headers=advertiser.headers,
-                                   json={"date_from": _day(1), "date_to": _day(1)}), 400)["error"]
+    bad_token = expect(
+        api.client.post(
+            "/api/v1/connectors",
+            headers=advertiser.headers,
+            json={"name": "typo", "partner": "appsflyer", "api_token": "wrong-token-000"},
+        ),
+        201,
+    )
+    expect(
+        api.client.post(
+            f"/api/v1/connectors/{bad_token['id']}/apps", headers=advertiser.headers, json={"app_token": APP_ID}
+        ),
+        201,
+    )
+    error = expect(
+        api.client.post(
+            f"/api/v1/connectors/{bad_token['id']}/pull",
+            headers=advertiser.headers,
+            json={"date_from": _day(1), "date_to": _day(1)},
+        ),
+        400,
+    )["error"]
     assert "AppsFlyer" in error["message"] and "401" in error["message"]
-    refused = expect(api.client.post("/api/v1/connectors", headers=advertiser.headers, json={
-        "name": "x", "partner": "branchy", "api_token": TOKEN}), 422)["error"]
+    refused = expect(
+        api.client.post(
+            "/api/v1/connectors",
+            headers=advertiser.headers,
+            json={"name": "x", "partner": "branchy", "api_token": TOKEN},
+        ),
+        422,
+    )["error"]
     assert refused["fields"][0]["field"] == "partner"

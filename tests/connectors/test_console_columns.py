@@ -16,8 +16,14 @@ def test_the_report_builder_offers_each_partners_columns(client: TestClient) -> 
         assert f"Columns > {partner}" in group and f'value="{key}"' in group and "checked" not in group
     assert 'value="adjust_ltv_d7_micros"' in html and 'value="appsflyer_roi"' in html
 
-    chosen = client.get("/console/reports", params={"dimensions": "campaign", "metrics": "installs",
-                                                     "extra_columns": ["adjust_installs", "adjust_roi", "nonsense"]})
+    chosen = client.get(
+        "/console/reports",
+        params={
+            "dimensions": "campaign",
+            "metrics": "installs",
+            "extra_columns": ["adjust_installs", "adjust_roi", "nonsense"],
+        },
+    )
     assert chosen.status_code == 200
     head = chosen.text.split("<thead>")[1].split("</thead>")[0]
     for key in ("installs", "adjust_installs", "adjust_installs_diff", "adjust_roi"):

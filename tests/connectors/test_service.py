@@ -22,11 +22,21 @@ DAY = date(2024, 5, 1)
 
 def _connection_with_apps(api: Api, *app_tokens: str, owner: Actor | None = None) -> int:
     owner = owner or api.approved_account()
-    connection = expect(api.client.post("/api/v1/connectors", headers=owner.headers,
-                                        json={"name": "Adjust main", "api_token": "adj-token-0123456789"}), 201)
+    connection = expect(
+        api.client.post(
+            "/api/v1/connectors",
+            headers=owner.headers,
+            json={"name": "Adjust main", "api_token": "adj-token-0123456789"},
+        ),
+        201,
+    )
     for app_token in app_tokens:
-        expect(api.client.post(f"/api/v1/connectors/{connection['id']}/apps", headers=owner.headers,
-                               json={"app_token": app_token}), 201)
+        expect(
+            api.client.post(
+                f"/api/v1/connectors/{connection['id']}/apps", headers=owner.headers, json={"app_token": app_token}
+            ),
+            201,
+        )
     return int(connection["id"])
 
 
@@ -49,8 +59,14 @@ class RecordingConnector:
 def _pull(session: Session, settings: Settings, connection_id: int, connector: RecordingConnector) -> Any:
     connection = session.get(PartnerConnection, connection_id)
     assert connection is not None
-    run = service.pull(session, connection=connection, encryptor=Encryptor(settings.resolved_secret_key),
-                       connector_factory=lambda partner: connector, date_from=DAY, date_to=DAY)
+    run = service.pull(
+        session,
+        connection=connection,
+        encryptor=Encryptor(settings.resolved_secret_key),
+        connector_factory=lambda partner: connector,
+        date_from=DAY,
+        date_to=DAY,
+    )
     session.commit()
     return run
 
@@ -64,8 +80,9 @@ def test_the_partner_is_called_with_no_transaction_open(api: Api, session: Sessi
     assert session.scalar(select(func.count()).select_from(PartnerMetricRow)) == 2
 
 
-def test_a_binding_deleted_while_the_partner_answers_is_not_written(api: Api, session: Session, settings: Settings,
-                                                                    db: Engine) -> None:
+def test_a_binding_deleted_while_the_partner_answers_is_not_written(
+    api: Api, session: Session, settings: Settings, db: Engine
+) -> None:
     connection_id = _connection_with_apps(api, "app1", "gone1")
 
     def delete_gone(app_token: str) -> None:
@@ -80,12 +97,21 @@ def test_a_binding_deleted_while_the_partner_answers_is_not_written(api: Api, se
     assert len(stored) == 1 and stored[0].metrics == {"installs": "12"}
 
 
-@pytest.mark.parametrize(("target", "field"), [
-    ("binding", "ad_revenue_sources"), ("binding", "reattributed"), ("binding", "utc_offset"),
-    ("binding", "enabled"), ("connection", "name"), ("connection", "status"), ("connection", "api_token"),
-])
-def test_null_for_a_field_that_cannot_be_null_is_refused_by_name(api: Api, session: Session, target: str,
-                                                                 field: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "field"),
+    [
+        ("binding", "ad_revenue_sources"),
+        ("binding", "reattributed"),
+        ("binding", "utc_offset"),
+        ("binding", "enabled"),
+        ("connection", "name"),
+        ("connection", "status"),
+        ("connection", "api_token"),
+    ],
+)
+def test_null_for_a_field_that_cannot_be_null_is_refused_by_name(
+    api: Api, session: Session, target: str, field: str
+) -> None:
     owner = api.approved_account()
     connection_id = _connection_with_apps(api, "app1", owner=owner)
     binding = session.scalars(select(AppBinding)).one()

@@ -31,8 +31,9 @@ def live_server(settings: Settings) -> Iterator[str]:
     """The whole application, served by uvicorn in a thread, against the test database."""
     port = _free_port()
     live = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
-    server = uvicorn.Server(uvicorn.Config(create_app(live), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(live), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="console-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

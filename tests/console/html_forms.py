@@ -30,8 +30,11 @@ class _FormReader(HTMLParser):
         if tag == "form":
             if self.depth:
                 self.depth += 1
-            elif self.action is None and (self.form_id is None or a.get("id") == self.form_id) and (
-                    self.wanted_action is None or a.get("action") == self.wanted_action):
+            elif (
+                self.action is None
+                and (self.form_id is None or a.get("id") == self.form_id)
+                and (self.wanted_action is None or a.get("action") == self.wanted_action)
+            ):
                 self.depth = 1
                 self.action = a.get("action", "")
             return
@@ -84,8 +87,9 @@ class _FormReader(HTMLParser):
             self._textarea = None
 
 
-def form_fields(html: str, form_id: str | None = None, *, action: str | None = None
-                ) -> tuple[str, list[tuple[str, str]]]:
+def form_fields(
+    html: str, form_id: str | None = None, *, action: str | None = None
+) -> tuple[str, list[tuple[str, str]]]:
     """The form's action and the fields a browser would send: the form with this id or action, else the first."""
     reader = _FormReader(form_id, action)
     reader.feed(html)

@@ -52,9 +52,12 @@ def register(client: TestClient, n: int, **overrides: str) -> Response:
     """Register, then sign in: registration answers alike for every address and starts no session."""
     page = client.get("/console/register")
     form = {**registration_form(n, **overrides), "csrf_token": csrf_from(page.text)}
-    response = client.post("/console/register", data=form, files={"document": ("licence.png", png_bytes(40, 40),
-                                                                              "image/png")},
-                           follow_redirects=False)
+    response = client.post(
+        "/console/register",
+        data=form,
+        files={"document": ("licence.png", png_bytes(40, 40), "image/png")},
+        follow_redirects=False,
+    )
     if response.status_code == 303:
         sign_in(client, form["email"], form["password"])
     return response
@@ -62,8 +65,11 @@ def register(client: TestClient, n: int, **overrides: str) -> Response:
 
 def sign_in(client: TestClient, email: str, password: str) -> Response:
     page = client.get("/console/sign-in")
-    return client.post("/console/sign-in", data={"email": email, "password": password,
-                                                 "csrf_token": csrf_from(page.text)}, follow_redirects=False)
+    return client.post(
+        "/console/sign-in",
+        data={"email": email, "password": password, "csrf_token": csrf_from(page.text)},
+        follow_redirects=False,
+    )
 
 
 def post_form(client: TestClient, page_url: str, action: str, data: dict[str, str] | None = None) -> Response:

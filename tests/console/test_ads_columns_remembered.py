@@ -47,7 +47,7 @@ def test_a_column_choice_comes_back_next_visit_for_that_user_only(client: TestCl
     assert _columns(client.get("/console/ads/campaigns", params=custom).text) == ["roas", "installs"]
     again = client.get("/console/ads/campaigns")
     assert _columns(again.text) == ["roas", "installs"]
-    assert re.search(r'<summary>[^<]*Custom columns</summary>', again.text)
+    assert re.search(r"<summary>[^<]*Custom columns</summary>", again.text)
 
     # Every box unticked: no metric column, and that too is remembered.
     assert _columns(client.get("/console/ads/campaigns", params=[("cols", "")]).text) == []
@@ -69,10 +69,15 @@ def test_page_size_and_batch_return_keep_every_column(client: TestClient, api: A
     page = client.get("/console/ads/campaigns", params=chosen)
     assert _columns(page.text) == ["clicks", "cost", "roas"]
     size_form = page.text.split('id="page-size"', 1)[1].split("</form>", 1)[0]
-    fields = [(html.unescape(k), html.unescape(v))
-              for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', size_form)]
+    fields = [
+        (html.unescape(k), html.unescape(v))
+        for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', size_form)
+    ]
     assert _columns(client.get("/console/ads/campaigns", params=[*fields, ("size", "20")]).text) == [
-        "clicks", "cost", "roas"]
+        "clicks",
+        "cost",
+        "roas",
+    ]
     back = re.search(r'<input type="hidden" name="back" value="([^"]+)"', page.text)
     assert back
     assert _columns(client.get(html.unescape(back.group(1))).text) == ["clicks", "cost", "roas"]

@@ -29,14 +29,21 @@ def _quick_copy_link(page: str, level: str, row_id: int) -> str:
 
 
 def _names(client: TestClient, api: Api, actor: object, level: str) -> list[str]:
-    found = expect(client.get(API_LISTS[level], headers=actor.headers,  # type: ignore[attr-defined]
-                              params={"limit": 100}), 200)["items"]
+    found = expect(
+        client.get(
+            API_LISTS[level],
+            headers=actor.headers,  # type: ignore[attr-defined]
+            params={"limit": 100},
+        ),
+        200,
+    )["items"]
     return sorted(str(item["name"]) for item in found)
 
 
 @pytest.mark.parametrize("level", ["campaigns", "ad-groups", "creatives"])
-def test_quick_copy_opens_the_prefilled_form_and_saving_it_creates_the_copy(client: TestClient, api: Api,
-                                                                            level: str) -> None:
+def test_quick_copy_opens_the_prefilled_form_and_saving_it_creates_the_copy(
+    client: TestClient, api: Api, level: str
+) -> None:
     admin = api.admin()
     adv = api.approved_account(admin, email=f"quick-copy-{level}@example.com")
     camp = campaign(api, adv, name="Source campaign", package_name="com.example.source")
@@ -44,8 +51,9 @@ def test_quick_copy_opens_the_prefilled_form_and_saving_it_creates_the_copy(clie
         group = approved_ad_group(api, adv, admin, camp["id"], name="Source group")
         source = creative(api, adv, group["id"], name="Source creative")
     else:
-        group = ad_group(api, adv, camp["id"], name="Source group", bid_micros=340_000,
-                         targeting={"countries": ["ID", "SG"]})
+        group = ad_group(
+            api, adv, camp["id"], name="Source group", bid_micros=340_000, targeting={"countries": ["ID", "SG"]}
+        )
         source = camp if level == "campaigns" else group
     sign_in(client, f"quick-copy-{level}@example.com", "correct horse battery")
     before = _names(client, api, adv, level)

@@ -23,8 +23,10 @@ def _press(client: TestClient, page: str, level: str, row_id: int, marker: str) 
     forms = re.findall(r"<form [^>]*>[\s\S]*?</form>", _row(page, level, row_id))
     form = next(f for f in forms if marker in f)
     action = htmllib.unescape(re.search(r'action="([^"]+)"', form).group(1))  # type: ignore[union-attr]
-    fields = {htmllib.unescape(n): htmllib.unescape(v)
-              for n, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)}
+    fields = {
+        htmllib.unescape(n): htmllib.unescape(v)
+        for n, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)
+    }
     fields["csrf_token"] = csrf_from(page)
     return action, fields
 
@@ -45,28 +47,44 @@ def test_submit_for_review_on_the_row(client: TestClient, api: Api) -> None:
     done = client.post(action, data=fields, follow_redirects=False)
     assert done.status_code == 303
     assert done.headers["location"].startswith("/console/ads/ad-groups?") and "sort=name" in done.headers["location"]
-    assert expect(client.get(f"/api/v1/ad-groups/{draft['id']}", headers=adv.headers),
-                  200)["review_status"] == "under_review"
+    assert (
+        expect(client.get(f"/api/v1/ad-groups/{draft['id']}", headers=adv.headers), 200)["review_status"]
+        == "under_review"
+    )
     after = client.get(done.headers["location"])
     assert "data-submit-row" not in _row(after.text, "ad-groups", draft["id"])
 
     creatives_page = client.get("/console/ads/creatives")
     action, fields = _press(client, creatives_page.text, "creatives", pending["id"], "data-submit-row")
     assert client.post(action, data=fields, follow_redirects=False).status_code == 303
-    assert expect(client.get(f"/api/v1/creatives/{pending['id']}", headers=adv.headers),
-                  200)["review_status"] == "under_review"
+    assert (
+        expect(client.get(f"/api/v1/creatives/{pending['id']}", headers=adv.headers), 200)["review_status"]
+        == "under_review"
+    )
     # Campaigns are not reviewed: no submit button on their rows.
     assert "data-submit-row" not in client.get("/console/ads/campaigns").text
 
     # Rejected: the button is back.
-    expect(client.post(f"/api/v1/ad-groups/{draft['id']}/review", headers=admin.headers,
-                       json={"decision": "reject", "reasons": ["Wrong country"]}), 200)
+    expect(
+        client.post(
+            f"/api/v1/ad-groups/{draft['id']}/review",
+            headers=admin.headers,
+            json={"decision": "reject", "reasons": ["Wrong country"]},
+        ),
+        200,
+    )
     assert "data-submit-row" in _row(client.get("/console/ads/ad-groups").text, "ad-groups", draft["id"])
 
 
 def _groups(adv: object, api: Api, campaign_id: int) -> list[dict[str, object]]:
-    return expect(api.client.get("/api/v1/ad-groups", headers=adv.headers,  # type: ignore[attr-defined]
-                                 params={"campaign_id": campaign_id}), 200)["items"]
+    return expect(
+        api.client.get(
+            "/api/v1/ad-groups",
+            headers=adv.headers,  # type: ignore[attr-defined]
+            params={"campaign_id": campaign_id},
+        ),
+        200,
+    )["items"]
 
 
 def test_deep_copy_on_the_row(client: TestClient, api: Api) -> None:
@@ -96,8 +114,9 @@ def test_deep_copy_on_the_row(client: TestClient, api: Api) -> None:
     groups = _groups(adv, api, new_campaign)
     assert sorted(str(g["name"]) for g in groups) == ["Group with two", "Group with two - copy"]
     for copied_group in groups:
-        inner = expect(client.get("/api/v1/creatives", headers=adv.headers,
-                                  params={"ad_group_id": copied_group["id"]}), 200)
+        inner = expect(
+            client.get("/api/v1/creatives", headers=adv.headers, params={"ad_group_id": copied_group["id"]}), 200
+        )
         assert len(inner["items"]) == 2
     # The row's only copy that saves at once is the deep one; quick copy opens a form (test_ads_quick_copy.py).
     row = _row(page.text, "campaigns", camp["id"])

@@ -68,8 +68,10 @@ def test_agencies_see_each_rows_account(client: TestClient, api: Api) -> None:
     agency = api.approved_account(admin, type="agency", email="agency-list@example.com")
     first = api.sub_account(agency, admin, company_name="First Sub Ltd.")
     second = api.sub_account(agency, admin, company_name="Second Sub Ltd.")
-    made = {campaign(api, agency, account_id=first, name="Of first")["id"]: "First Sub Ltd.",
-            campaign(api, agency, account_id=second, name="Of second")["id"]: "Second Sub Ltd."}
+    made = {
+        campaign(api, agency, account_id=first, name="Of first")["id"]: "First Sub Ltd.",
+        campaign(api, agency, account_id=second, name="Of second")["id"]: "Second Sub Ltd.",
+    }
     sign_in(client, "agency-list@example.com", "correct horse battery")
     page = client.get("/console/ads/campaigns")
     assert page.status_code == 200
@@ -79,8 +81,9 @@ def test_agencies_see_each_rows_account(client: TestClient, api: Api) -> None:
         assert f'data-column="account">{company}</td>' in row
 
 
-def test_metric_headers_sort_by_the_figures_of_the_chosen_range(client: TestClient, api: Api,
-                                                                settings: Settings) -> None:
+def test_metric_headers_sort_by_the_figures_of_the_chosen_range(
+    client: TestClient, api: Api, settings: Settings
+) -> None:
     admin = api.admin()
     adv = api.approved_account(admin, email="metric-sort@example.com")
     camp = campaign(api, adv)
@@ -91,10 +94,19 @@ def test_metric_headers_sort_by_the_figures_of_the_chosen_range(client: TestClie
     # Within 7 days: Many 5 clicks, Few 2, Old 1; 20 days ago Old gets 9 more.
     for name, count, days_ago in (("Many", 5, 0), ("Few", 2, 0), ("Old", 1, 0), ("Old", 9, 20)):
         for _ in range(count):
-            events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CLICK,
-                                occurred_at=now - timedelta(days=days_ago, minutes=5),
-                                account_id=adv.account_id or 0, campaign_id=camp["id"], ad_group_id=group["id"],
-                                creative_id=made[name], placement_type="banner", country="ID"))
+            events.append(
+                Event(
+                    event_id=uuid.uuid4().hex,
+                    event_type=EventType.CLICK,
+                    occurred_at=now - timedelta(days=days_ago, minutes=5),
+                    account_id=adv.account_id or 0,
+                    campaign_id=camp["id"],
+                    ad_group_id=group["id"],
+                    creative_id=made[name],
+                    placement_type="banner",
+                    country="ID",
+                )
+            )
     store = get_event_store(settings)
     store.append(events)
     store.flush()

@@ -37,8 +37,9 @@ class Journey:
         self.browser, self.base_url, self.shots = browser, base_url, shots
 
     def person(self) -> Any:
-        context = self.browser.new_context(base_url=self.base_url, locale="en-US", accept_downloads=True,
-                                           viewport={"width": 1440, "height": 900})
+        context = self.browser.new_context(
+            base_url=self.base_url, locale="en-US", accept_downloads=True, viewport={"width": 1440, "height": 900}
+        )
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())  # confirm() of deletes and cascades
         page.set_default_timeout(20_000)
@@ -46,8 +47,9 @@ class Journey:
 
     def shot(self, page: Any, name: str) -> None:
         language = page.locator("html").get_attribute("lang") or "en"
-        page.screenshot(path=str(self.shots / f"{name}.{'zh' if language.startswith('zh') else 'en'}.png"),
-                        full_page=True)
+        page.screenshot(
+            path=str(self.shots / f"{name}.{'zh' if language.startswith('zh') else 'en'}.png"), full_page=True
+        )
 
     def sign_in(self, page: Any, email: str, password: str) -> None:
         page.goto("/console/sign-in")
@@ -58,8 +60,12 @@ class Journey:
 
 
 def _files(tmp_path: Path) -> dict[str, Path]:
-    files = {"licence.png": png_bytes(200, 120), "icon.png": png_bytes(84, 84), "hero.png": png_bytes(1200, 628),
-             "hero-heavy.png": png_bytes(1200, 628, noise=True)}
+    files = {
+        "licence.png": png_bytes(200, 120),
+        "icon.png": png_bytes(84, 84),
+        "hero.png": png_bytes(1200, 628),
+        "hero-heavy.png": png_bytes(1200, 628, noise=True),
+    }
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     return {name: tmp_path / name for name in files}
@@ -88,8 +94,9 @@ def _device_traffic(base_url: str, ad_space_id: int, *, requests: int, clicks: i
     return shown, tapped
 
 
-def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, live_server: str, session: Session,
-                                                      screenshots: Path, tmp_path: Path):
+def test_a_new_advertiser_from_registration_to_report(
+    playwright_browser: Any, live_server: str, session: Session, screenshots: Path, tmp_path: Path
+):
     from playwright.sync_api import expect
 
     files = _files(tmp_path)
@@ -189,14 +196,29 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
     with httpx.Client(base_url=live_server) as api:
         token = api.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         staff = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        shown_on = api.post("/api/v1/publishers", headers=staff, json={
-            "name": "Mi Browser", "app_package": "com.mi.browser", "platform": "android", "country": "SG"})
-        assert api.post("/api/v1/ad-spaces", headers=staff, json={
-            "publisher_id": shown_on.json()["id"], "name": "Splash", "placement_type": "interstitial",
-            "accepted_formats": [creative.format], "sizes": ["1200x628"]}).status_code == 201
+        shown_on = api.post(
+            "/api/v1/publishers",
+            headers=staff,
+            json={"name": "Mi Browser", "app_package": "com.mi.browser", "platform": "android", "country": "SG"},
+        )
+        assert (
+            api.post(
+                "/api/v1/ad-spaces",
+                headers=staff,
+                json={
+                    "publisher_id": shown_on.json()["id"],
+                    "name": "Splash",
+                    "placement_type": "interstitial",
+                    "accepted_formats": [creative.format],
+                    "sizes": ["1200x628"],
+                },
+            ).status_code
+            == 201
+        )
     advertiser.goto("/console/ads/ad-groups")
     expect(advertiser.locator(f"#row-ad-groups-{ad_group.id} [data-serving]")).to_have_attribute(
-        "data-serving", "balance_insufficient", timeout=15_000)
+        "data-serving", "balance_insufficient", timeout=15_000
+    )
     journey.shot(advertiser, "ad-list")
 
     # 6. Top up: the account manager credits the account.
@@ -230,16 +252,18 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
 
     # 8. The report shows the traffic and its cost; the CSV download has the same numbers.
     deadline = time.monotonic() + 90
-    report_url = "/console/reports?granularity=total&dimensions=campaign&metrics=impressions&metrics=clicks" \
-                 "&metrics=cost_micros"
+    report_url = (
+        "/console/reports?granularity=total&dimensions=campaign&metrics=impressions&metrics=clicks&metrics=cost_micros"
+    )
     while True:
         advertiser.goto(report_url)
         totals = advertiser.locator("#report-totals")
         shown = totals.locator('[data-column="impressions"]')
         if shown.count() and shown.inner_text().strip() == str(impressions):
             break
-        assert time.monotonic() < deadline, "the report never showed the traffic: " + advertiser.locator(
-            "body").inner_text()[:1500]
+        assert time.monotonic() < deadline, (
+            "the report never showed the traffic: " + advertiser.locator("body").inner_text()[:1500]
+        )
         time.sleep(1)
     expect(totals.locator('[data-column="clicks"]')).to_have_text(str(clicks))
     # The cost shown is what the ledger charged for those clicks (the auction's clearing price).
@@ -262,23 +286,56 @@ def test_a_new_advertiser_from_registration_to_report(playwright_browser: Any, l
     # 9. Every step is in the operation log, made through the console.
     advertiser.goto("/console/logs")
     journey.shot(advertiser, "operation-logs")
-    for object_type, operation in (("account", "create"), ("account", "submit"), ("account", "approve"),
-                                   ("campaign", "create"), ("ad_group", "create"), ("ad_group", "submit"),
-                                   ("ad_group", "approve"), ("creative", "create"), ("creative", "submit"),
-                                   ("creative", "approve"), ("account_balance", "top_up")):
+    for object_type, operation in (
+        ("account", "create"),
+        ("account", "submit"),
+        ("account", "approve"),
+        ("campaign", "create"),
+        ("ad_group", "create"),
+        ("ad_group", "submit"),
+        ("ad_group", "approve"),
+        ("creative", "create"),
+        ("creative", "submit"),
+        ("creative", "approve"),
+        ("account_balance", "top_up"),
+    ):
         row = advertiser.locator(f'[data-log-row][data-object-type="{object_type}"][data-operation="{operation}"]')
         expect(row.first).to_have_attribute("data-client", "console")
 
     # Every page again in Simplified Chinese, chosen with the language switch.
-    for person, pages in ((advertiser, ("/console/", "/console/account", "/console/ads/campaigns",
-                                        "/console/ads/ad-groups", f"/console/ads/ad-groups/{ad_group.id}",
-                                        f"/console/ads/creatives/{creative.id}",
-                                        f"/console/ads/ad-groups/{ad_group.id}/edit",
-                                        f"/console/ads/ad-groups/{ad_group.id}/creatives/new", "/console/ads/new",
-                                        report_url, "/console/media-center", "/console/audiences", "/console/apps",
-                                        "/console/finance", "/console/logs", "/console/announcements")),
-                          (admin, ("/console/admin/review", "/console/admin/inventory", "/console/admin/top-ups",
-                                   "/console/finance", "/console/logs"))):
+    for person, pages in (
+        (
+            advertiser,
+            (
+                "/console/",
+                "/console/account",
+                "/console/ads/campaigns",
+                "/console/ads/ad-groups",
+                f"/console/ads/ad-groups/{ad_group.id}",
+                f"/console/ads/creatives/{creative.id}",
+                f"/console/ads/ad-groups/{ad_group.id}/edit",
+                f"/console/ads/ad-groups/{ad_group.id}/creatives/new",
+                "/console/ads/new",
+                report_url,
+                "/console/media-center",
+                "/console/audiences",
+                "/console/apps",
+                "/console/finance",
+                "/console/logs",
+                "/console/announcements",
+            ),
+        ),
+        (
+            admin,
+            (
+                "/console/admin/review",
+                "/console/admin/inventory",
+                "/console/admin/top-ups",
+                "/console/finance",
+                "/console/logs",
+            ),
+        ),
+    ):
         for language in ("en", "zh"):
             person.goto(pages[0])
             with person.expect_navigation():

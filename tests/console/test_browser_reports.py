@@ -19,19 +19,42 @@ from adstack.events.service import get_event_store
 pytestmark = pytest.mark.browser
 
 
-def test_the_day_view_draws_its_chart(playwright_browser: Any, live_server: str, session: Session,
-                                      settings: Settings):
+def test_the_day_view_draws_its_chart(playwright_browser: Any, live_server: str, session: Session, settings: Settings):
     email = "charts@example.com"
-    _user, account, _token = accounts.register(session, RegistrationIn.model_validate({
-        "email": email, "password": "charts password", "company_name": "Charts Ltd", "contact_name": "Ops",
-        "contact_email": email, "country": "ID", "settlement_entity": "Xiaomi Singapore", "currency": "USD",
-        "accept_agreement": True}), ttl=timedelta(hours=1))
+    _user, account, _token = accounts.register(
+        session,
+        RegistrationIn.model_validate(
+            {
+                "email": email,
+                "password": "charts password",
+                "company_name": "Charts Ltd",
+                "contact_name": "Ops",
+                "contact_email": email,
+                "country": "ID",
+                "settlement_entity": "Xiaomi Singapore",
+                "currency": "USD",
+                "accept_agreement": True,
+            }
+        ),
+        ttl=timedelta(hours=1),
+    )
     session.commit()
     at = utcnow() - timedelta(minutes=5)
     impressions = 17
     store = get_event_store(settings)
-    store.append([Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION, occurred_at=at,
-                        account_id=account.id, campaign_id=1, country="SG") for _ in range(impressions)])
+    store.append(
+        [
+            Event(
+                event_id=uuid.uuid4().hex,
+                event_type=EventType.IMPRESSION,
+                occurred_at=at,
+                account_id=account.id,
+                campaign_id=1,
+                country="SG",
+            )
+            for _ in range(impressions)
+        ]
+    )
     store.flush()
 
     context = playwright_browser.new_context(base_url=live_server, locale="en-US")

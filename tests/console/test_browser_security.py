@@ -19,22 +19,45 @@ pytestmark = pytest.mark.browser
 
 def _advertiser(session: Session, n: int) -> tuple[str, int, Principal]:
     email = f"tenant{n}@example.com"
-    user, account, _token = accounts.register(session, RegistrationIn.model_validate({
-        "email": email, "password": "tenant password", "company_name": f"Tenant {n} Ltd", "contact_name": "Ops",
-        "contact_email": email, "country": "ID", "settlement_entity": "Xiaomi Singapore", "currency": "USD",
-        "accept_agreement": True}), ttl=timedelta(hours=1))
+    user, account, _token = accounts.register(
+        session,
+        RegistrationIn.model_validate(
+            {
+                "email": email,
+                "password": "tenant password",
+                "company_name": f"Tenant {n} Ltd",
+                "contact_name": "Ops",
+                "contact_email": email,
+                "country": "ID",
+                "settlement_entity": "Xiaomi Singapore",
+                "currency": "USD",
+                "accept_agreement": True,
+            }
+        ),
+        ttl=timedelta(hours=1),
+    )
     session.commit()
     return email, account.id, accounts.principal_for(user, client="console")
 
 
-def test_foreign_pages_are_not_found_and_forms_need_their_token(playwright_browser: Any, live_server: str,
-                                                               session: Session, screenshots: Path):
+def test_foreign_pages_are_not_found_and_forms_need_their_token(
+    playwright_browser: Any, live_server: str, session: Session, screenshots: Path
+):
     from playwright.sync_api import expect
 
     _owner_email, owner_account, owner = _advertiser(session, 1)
-    campaign = campaigns.create_campaign(session, owner, CampaignCreate.model_validate({
-        "objective": "performance", "name": "Owner's secret launch", "promotion_type": "app_download",
-        "package_name": "com.owner.app"}))
+    campaign = campaigns.create_campaign(
+        session,
+        owner,
+        CampaignCreate.model_validate(
+            {
+                "objective": "performance",
+                "name": "Owner's secret launch",
+                "promotion_type": "app_download",
+                "package_name": "com.owner.app",
+            }
+        ),
+    )
     session.commit()
     intruder_email, _intruder_account, _intruder = _advertiser(session, 2)
 
@@ -46,8 +69,12 @@ def test_foreign_pages_are_not_found_and_forms_need_their_token(playwright_brows
     page.click("button[type=submit]")
     page.wait_for_url("**/console/")
 
-    for url in (f"/console/ads/campaigns/{campaign.id}", f"/console/accounts/{owner_account}",
-                f"/console/ads/campaigns/{campaign.id}/edit", f"/console/ads/campaigns/{campaign.id}/ad-groups/new"):
+    for url in (
+        f"/console/ads/campaigns/{campaign.id}",
+        f"/console/accounts/{owner_account}",
+        f"/console/ads/campaigns/{campaign.id}/edit",
+        f"/console/ads/campaigns/{campaign.id}/ad-groups/new",
+    ):
         response = page.goto(url)
         assert response is not None and response.status == 404, url
         expect(page.locator("[data-error-status]")).to_have_attribute("data-error-status", "404")

@@ -21,9 +21,17 @@ APP_TOKEN = "abc123xyz"
 
 @pytest.fixture
 def fake_adjust(client: TestClient) -> Iterator[FakeAdjust]:
-    rows = [{"day": days_back(1), "campaign": "Spring push", "country_code": country, "installs": installs,
-             "network_cost": "10.50", "all_revenue": "12.00"}
-            for country, installs in (("ID", 120), ("IN", 80), ("BR", 7))]
+    rows = [
+        {
+            "day": days_back(1),
+            "campaign": "Spring push",
+            "country_code": country,
+            "installs": installs,
+            "network_cost": "10.50",
+            "all_revenue": "12.00",
+        }
+        for country, installs in (("ID", 120), ("IN", 80), ("BR", 7))
+    ]
     server = FakeAdjust.single(TOKEN, {APP_TOKEN: rows}).start()
     client.app.state.settings.adjust_api_url = server.url  # type: ignore[attr-defined]
     client.app.state.settings.outbound_allowed_networks = "127.0.0.1/32"  # type: ignore[attr-defined]
@@ -41,10 +49,22 @@ def _add_connection(client: TestClient, token: str = TOKEN, name: str = "Adjust 
 
 
 def _bind(client: TestClient, page: str, app_token: str = APP_TOKEN) -> None:
-    bound = post_form(client, page, f"{page}/apps", {
-        "app_token": app_token, "app_name": "Example Game", "utc_offset": "+08:00", "attribution_types": "impression",
-        "attribution_source": "first", "reattributed": "false", "ad_revenue_sources": "applovin_max_sdk",
-        "ad_spend_mode": "network", "currency": "EUR"})
+    bound = post_form(
+        client,
+        page,
+        f"{page}/apps",
+        {
+            "app_token": app_token,
+            "app_name": "Example Game",
+            "utc_offset": "+08:00",
+            "attribution_types": "impression",
+            "attribution_source": "first",
+            "reattributed": "false",
+            "ad_revenue_sources": "applovin_max_sdk",
+            "ad_spend_mode": "network",
+            "currency": "EUR",
+        },
+    )
     assert bound.status_code == 303, bound.text[-1500:]
 
 
@@ -72,8 +92,7 @@ def test_added_account_shows_only_the_masked_token(client: TestClient, session: 
 
 def test_refused_token_is_not_echoed_back(client: TestClient, session: Session) -> None:
     register(client, 72)
-    refused = post_form(client, "/console/connectors", "/console/connectors",
-                        {"name": "", "api_token": "secret7"})
+    refused = post_form(client, "/console/connectors", "/console/connectors", {"name": "", "api_token": "secret7"})
     assert refused.status_code == 422
     assert 'data-error-for="name"' in refused.text and 'data-error-for="api_token"' in refused.text
     assert "secret7" not in refused.text
@@ -88,8 +107,16 @@ def test_bind_shows_settings_and_notice_then_pull_counts_rows(client: TestClient
     _bind(client, page)
     html = client.get(page).text
     row = html.split(f"<td><code>{APP_TOKEN}</code></td>")[1].split("</tr>")[0]
-    for shown in ("Example Game", "+08:00", "<td>impression</td>", "<td>first</td>", "<td>false</td>",
-                  "applovin_max_sdk", "<td>network</td>", "<td>EUR</td>"):
+    for shown in (
+        "Example Game",
+        "+08:00",
+        "<td>impression</td>",
+        "<td>first</td>",
+        "<td>false</td>",
+        "applovin_max_sdk",
+        "<td>network</td>",
+        "<td>EUR</td>",
+    ):
         assert shown in row
     assert "No successful pull yet." in before
 
@@ -130,9 +157,18 @@ def test_foreign_app_token_shows_the_partners_403_reason(client: TestClient, fak
 def test_bind_refusal_names_the_field(client: TestClient) -> None:
     register(client, 76)
     page = _add_connection(client)
-    refused = post_form(client, page, f"{page}/apps", {"app_token": "ab", "utc_offset": "+25:00",
-                                                      "attribution_types": "click", "attribution_source": "first",
-                                                      "currency": "euro"})
+    refused = post_form(
+        client,
+        page,
+        f"{page}/apps",
+        {
+            "app_token": "ab",
+            "utc_offset": "+25:00",
+            "attribution_types": "click",
+            "attribution_source": "first",
+            "currency": "euro",
+        },
+    )
     assert refused.status_code == 422
     for field in ("app_token", "utc_offset", "currency"):
         assert f'data-error-for="{field}"' in refused.text
@@ -146,8 +182,9 @@ def test_another_tenants_connection_is_not_found(client: TestClient) -> None:
     assert stranger.get(page).status_code == 404
     token = csrf_from(stranger.get("/console/connectors").text)
     for action in ("apps", "pull"):
-        refused = stranger.post(f"{page}/{action}", data={"csrf_token": token, "app_token": APP_TOKEN},
-                                follow_redirects=False)
+        refused = stranger.post(
+            f"{page}/{action}", data={"csrf_token": token, "app_token": APP_TOKEN}, follow_redirects=False
+        )
         assert refused.status_code == 404
     assert page not in stranger.get("/console/connectors").text
 
@@ -158,8 +195,7 @@ def test_posts_without_the_csrf_token_are_refused(client: TestClient, session: S
     assert refused.status_code == 403
     page = _add_connection(client)
     for action in ("apps", "pull"):
-        assert client.post(f"{page}/{action}", data={"app_token": APP_TOKEN},
-                           follow_redirects=False).status_code == 403
+        assert client.post(f"{page}/{action}", data={"app_token": APP_TOKEN}, follow_redirects=False).status_code == 403
     assert len(session.scalars(select(PartnerConnection)).all()) == 1
 
 
@@ -212,19 +248,43 @@ def test_binding_settings_are_edited_and_refusals_name_the_field(client: TestCli
     page = _add_connection(client)
     _bind(client, page)
     binding = _binding_id(client, page)
-    edited = post_form(client, page, f"{page}/apps/{binding}", {
-        "app_name": "Example Game HD", "package_name": "com.example.hd", "utc_offset": "-05:00",
-        "attribution_types_sent": "1", "attribution_types": "engaged_ad", "attribution_source": "dynamic",
-        "reattributed": "true", "ad_revenue_sources": "", "ad_spend_mode": "", "enabled": "true"})
+    edited = post_form(
+        client,
+        page,
+        f"{page}/apps/{binding}",
+        {
+            "app_name": "Example Game HD",
+            "package_name": "com.example.hd",
+            "utc_offset": "-05:00",
+            "attribution_types_sent": "1",
+            "attribution_types": "engaged_ad",
+            "attribution_source": "dynamic",
+            "reattributed": "true",
+            "ad_revenue_sources": "",
+            "ad_spend_mode": "",
+            "enabled": "true",
+        },
+    )
     assert edited.status_code == 303
     row = _binding_row(client, page, binding)
-    for shown in ("Example Game HD", "com.example.hd", "-05:00", "<td>engaged_ad</td>", "<td>dynamic</td>",
-                  "<td>true</td>", "<td>—</td>"):
+    for shown in (
+        "Example Game HD",
+        "com.example.hd",
+        "-05:00",
+        "<td>engaged_ad</td>",
+        "<td>dynamic</td>",
+        "<td>true</td>",
+        "<td>—</td>",
+    ):
         assert shown in row
     assert "applovin_max_sdk" not in row
 
-    refused = post_form(client, page, f"{page}/apps/{binding}", {"utc_offset": "+25:00", "enabled": "maybe",
-                                                                 "reattributed": "sometimes"})
+    refused = post_form(
+        client,
+        page,
+        f"{page}/apps/{binding}",
+        {"utc_offset": "+25:00", "enabled": "maybe", "reattributed": "sometimes"},
+    )
     assert refused.status_code == 422
     editor = refused.text.split(f'id="binding-{binding}"')[1].split("</details>")[0]
     assert editor.startswith(" open")

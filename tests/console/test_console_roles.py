@@ -145,8 +145,10 @@ POLICY: dict[str, str] = {
 NARROWER: dict[tuple[str, str], str] = {}
 
 # Path parameters that are not ids, filled with each value the route accepts.
-TEXT_PARAMS: dict[str, tuple[str, ...]] = {"level": ("campaigns", "ad-groups", "creatives"),
-                                           "object_type": ("account", "ad_group", "creative")}
+TEXT_PARAMS: dict[str, tuple[str, ...]] = {
+    "level": ("campaigns", "ad-groups", "creatives"),
+    "object_type": ("account", "ad_group", "creative"),
+}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -203,29 +205,48 @@ def _csrf(client: TestClient) -> str:
 @pytest.fixture(scope="module")
 def world(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     seed(engine)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("console-roles"), database_url=database_url,
-                        secret_key="test-secret-key", environment="test", public_base_url="http://testserver")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("console-roles"),
+        database_url=database_url,
+        secret_key="test-secret-key",
+        environment="test",
+        public_base_url="http://testserver",
+    )
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client, \
-                make_session_factory(engine)() as session:
+        with (
+            TestClient(create_app(settings), raise_server_exceptions=False) as client,
+            make_session_factory(engine)() as session,
+        ):
             app = client.app
             api = Api(client, session)
             admin = api.admin()
             on_behalf = api.admin(Role.REVIEWER)
-            expect(client.put(f"{API}/users/{on_behalf.user_id}/on-behalf", headers=admin.headers,
-                              json={"granted": True}), 200)
+            expect(
+                client.put(f"{API}/users/{on_behalf.user_id}/on-behalf", headers=admin.headers, json={"granted": True}),
+                200,
+            )
             owner = api.approved_account(admin)
-            actors = {"admin": admin, "reviewer": api.admin(Role.REVIEWER),
-                      "account manager": api.admin(Role.ACCOUNT_MANAGER), "on-behalf operator": on_behalf,
-                      "owner": owner, "operator": api.member(owner, "operator"),
-                      "viewer": api.member(owner, "viewer")}
+            actors = {
+                "admin": admin,
+                "reviewer": api.admin(Role.REVIEWER),
+                "account manager": api.admin(Role.ACCOUNT_MANAGER),
+                "on-behalf operator": on_behalf,
+                "owner": owner,
+                "operator": api.member(owner, "operator"),
+                "viewer": api.member(owner, "viewer"),
+            }
             passwords = {"owner": OWNER_PASSWORD, "operator": MEMBER_PASSWORD, "viewer": MEMBER_PASSWORD}
-            clients = {role: _signed_in(app, actor.email, passwords.get(role, STAFF_PASSWORD))
-                       for role, actor in actors.items()}
+            clients = {
+                role: _signed_in(app, actor.email, passwords.get(role, STAFF_PASSWORD))
+                for role, actor in actors.items()
+            }
             tokens = {role: _csrf(c) for role, c in clients.items()}
 
-            requests = [(method, route) for method, route in _console_requests(app)
-                        if method in WRITE_METHODS or f"{method} {_full_path(route)}" in POLICY]
+            requests = [
+                (method, route)
+                for method, route in _console_requests(app)
+                if method in WRITE_METHODS or f"{method} {_full_path(route)}" in POLICY
+            ]
             # Signing out ends the session: each role does it last.
             requests.sort(key=lambda r: _full_path(r[1]) == f"{CONSOLE}/sign-out")
             built = World(routes=[f"{m} {_full_path(r)}" for m, r in requests], clients=clients, actors=actors, api=api)
@@ -236,12 +257,22 @@ def world(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFa
                         if method in WRITE_METHODS:
                             kwargs = {"data": {"csrf_token": tokens[role]}}
                         response = role_client.request(method, url, follow_redirects=False, **kwargs)
-                        built.calls.append(Call(f"{method} {_full_path(route)}", url, role, response.status_code,
-                                                'data-error-status="403"' in response.text,
-                                                response.headers.get("location", ""), response.text[-1000:]))
+                        built.calls.append(
+                            Call(
+                                f"{method} {_full_path(route)}",
+                                url,
+                                role,
+                                response.status_code,
+                                'data-error-status="403"' in response.text,
+                                response.headers.get("location", ""),
+                                response.text[-1000:],
+                            )
+                        )
             # Fresh sessions for the tests below (the sweep signed every role out).
-            built.clients = {role: _signed_in(app, actor.email, passwords.get(role, STAFF_PASSWORD))
-                             for role, actor in actors.items()}
+            built.clients = {
+                role: _signed_in(app, actor.email, passwords.get(role, STAFF_PASSWORD))
+                for role, actor in actors.items()
+            }
             yield built
     finally:
         empty_all_tables(engine)
@@ -265,8 +296,9 @@ def test_every_role_is_allowed_or_refused_as_declared(world: World) -> None:
         # and their 401 is their own answer (a wrong password).
         to_sign_in = permission != "public" and call.location.startswith(f"{CONSOLE}/sign-in")
         if allowed and (call.status == 403 or to_sign_in):
-            wrong.append(f"{call.url} as {call.role}: {call.status}, expected allowed ({permission}): "
-                         f"{call.body[-600:]}")
+            wrong.append(
+                f"{call.url} as {call.role}: {call.status}, expected allowed ({permission}): {call.body[-600:]}"
+            )
         elif not allowed and (call.status != 403 or not call.refusal_page):
             wrong.append(f"{call.url} as {call.role}: {call.status}, expected the 403 page ({permission})")
     assert not wrong, f"{len(wrong)} answers differ from the policy:\n" + "\n".join(wrong)
@@ -280,18 +312,23 @@ def test_staff_without_the_grant_and_viewers_change_no_campaign_through_the_cons
     for role in ("reviewer", "account manager", "viewer"):
         client = world.clients[role]
         token = _csrf(client)
-        renamed = client.post(f"{CONSOLE}/ads/campaigns/{made['id']}/quick-edit",
-                              data={"csrf_token": token, "name": f"Renamed by {role}"})
+        renamed = client.post(
+            f"{CONSOLE}/ads/campaigns/{made['id']}/quick-edit", data={"csrf_token": token, "name": f"Renamed by {role}"}
+        )
         assert renamed.status_code == 403, f"{role}: {renamed.status_code}"
-        paused = client.post(f"{CONSOLE}/ads/ad-groups/{group['id']}/status",
-                             data={"csrf_token": token, "action": "pause"}, follow_redirects=False)
+        paused = client.post(
+            f"{CONSOLE}/ads/ad-groups/{group['id']}/status",
+            data={"csrf_token": token, "action": "pause"},
+            follow_redirects=False,
+        )
         assert paused.status_code == 403, f"{role}: {paused.status_code}"
         # They still read the campaign's page.
         assert client.get(f"{CONSOLE}/ads/campaigns/{made['id']}").status_code == 200
     seen = expect(world.api.client.get(f"{API}/campaigns/{made['id']}", headers=owner.headers), 200)
     assert seen["name"] == "Kept as it was"
-    assert expect(world.api.client.get(f"{API}/ad-groups/{group['id']}", headers=owner.headers),
-                  200)["status"] != "paused"
+    assert (
+        expect(world.api.client.get(f"{API}/ad-groups/{group['id']}", headers=owner.headers), 200)["status"] != "paused"
+    )
 
 
 def test_the_refusal_page_speaks_the_visitors_language(world: World) -> None:
@@ -315,19 +352,31 @@ def test_staff_edits_through_the_console_are_logged_on_behalf(world: World) -> N
     made = campaign(api, owner, name="Edited for the client")
     for role in ("admin", "on-behalf operator", "owner"):
         client = world.clients[role]
-        edited = client.post(f"{CONSOLE}/ads/campaigns/{made['id']}/quick-edit",
-                             data={"csrf_token": _csrf(client), "name": f"Renamed by {role}"})
+        edited = client.post(
+            f"{CONSOLE}/ads/campaigns/{made['id']}/quick-edit",
+            data={"csrf_token": _csrf(client), "name": f"Renamed by {role}"},
+        )
         assert edited.status_code == 200, f"{role}: {edited.status_code} {edited.text[-500:]}"
-    assert expect(api.client.get(f"{API}/campaigns/{made['id']}", headers=owner.headers),
-                  200)["name"] == "Renamed by owner"
+    assert (
+        expect(api.client.get(f"{API}/campaigns/{made['id']}", headers=owner.headers), 200)["name"]
+        == "Renamed by owner"
+    )
 
     def log(on_behalf: str) -> list[dict[str, Any]]:
-        page = expect(api.client.get(f"{API}/operation-logs", headers=owner.headers,
-                                     params={"on_behalf": on_behalf, "object_type": "campaign"}), 200)
+        page = expect(
+            api.client.get(
+                f"{API}/operation-logs",
+                headers=owner.headers,
+                params={"on_behalf": on_behalf, "object_type": "campaign"},
+            ),
+            200,
+        )
         return [e for e in page["items"] if e["object_id"] == made["id"] and e["client"] == "console"]
 
     on_behalf = log("true")
-    assert {e["operator_email"] for e in on_behalf} == {world.actors["admin"].email,
-                                                         world.actors["on-behalf operator"].email}
+    assert {e["operator_email"] for e in on_behalf} == {
+        world.actors["admin"].email,
+        world.actors["on-behalf operator"].email,
+    }
     assert all(e["account_id"] == owner.account_id for e in on_behalf)
     assert {e["operator_email"] for e in log("false")} == {owner.email}

@@ -47,9 +47,18 @@ def _singapore_today() -> date:
 def _grant(staff: TestClient, account_id: int, *, limit: str = "50", days_ago: tuple[int, int] = (30, 1)) -> str:
     """Grants a line through the form and returns its page's path."""
     today = _singapore_today()
-    granted = post_form(staff, LINES, LINES, {
-        "account_id": str(account_id), "limit": limit, "starts_on": (today - timedelta(days=days_ago[0])).isoformat(),
-        "ends_on": (today - timedelta(days=days_ago[1])).isoformat(), "remarks": "contract 2024-17"})
+    granted = post_form(
+        staff,
+        LINES,
+        LINES,
+        {
+            "account_id": str(account_id),
+            "limit": limit,
+            "starts_on": (today - timedelta(days=days_ago[0])).isoformat(),
+            "ends_on": (today - timedelta(days=days_ago[1])).isoformat(),
+            "remarks": "contract 2024-17",
+        },
+    )
     assert granted.status_code == 303, granted.text[-2000:]
     location = granted.headers["location"]
     assert re.fullmatch(rf"{LINES}/\d+\?notice=created", location)
@@ -74,14 +83,22 @@ def test_staff_grant_list_statement_settle_and_renew(client: TestClient, session
     # Spend inside the ended period: 20 on campaign 77, 15 on campaign 78.
     during = datetime.now(UTC) - timedelta(days=10)
     for charge_id, campaign_id, amount in (("c-1", 77, 20 * USD), ("c-2", 78, 15 * USD)):
-        finance.apply_charge(session, charge_id=charge_id, account_id=account_id, campaign_id=campaign_id,
-                             ad_group_id=campaign_id * 10, creative_id=1, amount_micros=amount, kind="cpc",
-                             occurred_at=during)
+        finance.apply_charge(
+            session,
+            charge_id=charge_id,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            ad_group_id=campaign_id * 10,
+            creative_id=1,
+            amount_micros=amount,
+            kind="cpc",
+            occurred_at=during,
+        )
     session.commit()
 
     row = _list_row(staff.get(LINES).text, line_id)
     assert 'data-state="ended"' in row and "=1+2 Games Pte. Ltd." in row
-    assert "$50.00" in row and "<td class=\"num\" data-used>$35.00</td>" in row
+    assert "$50.00" in row and '<td class="num" data-used>$35.00</td>' in row
 
     detail = staff.get(page).text
     assert 'id="settle-form"' in detail and 'id="renew-form"' in detail
@@ -104,8 +121,9 @@ def test_staff_grant_list_statement_settle_and_renew(client: TestClient, session
     again = post_form(staff, page, f"{page}/settle")
     assert again.status_code == 409 and 'data-error-for="settle"' in again.text
 
-    renewed = post_form(staff, page, f"{page}/renew",
-                        {"ends_on": (_singapore_today() + timedelta(days=30)).isoformat()})
+    renewed = post_form(
+        staff, page, f"{page}/renew", {"ends_on": (_singapore_today() + timedelta(days=30)).isoformat()}
+    )
     assert renewed.status_code == 303, renewed.text[-2000:]
     new_page = renewed.headers["location"].split("?")[0]
     new_html = staff.get(new_page).text
@@ -135,9 +153,20 @@ def test_advertiser_sees_only_its_own_lines_read_only(client: TestClient, sessio
 
     token = csrf_from(listed)
     assert client.post(f"{own_page}/settle", data={"csrf_token": token}, follow_redirects=False).status_code == 403
-    assert client.post(LINES, data={"csrf_token": token, "account_id": str(own), "limit": "999",
-                                    "starts_on": "2030-01-01", "ends_on": "2030-01-31"},
-                       follow_redirects=False).status_code == 403
+    assert (
+        client.post(
+            LINES,
+            data={
+                "csrf_token": token,
+                "account_id": str(own),
+                "limit": "999",
+                "starts_on": "2030-01-01",
+                "ends_on": "2030-01-31",
+            },
+            follow_redirects=False,
+        ).status_code
+        == 403
+    )
     session.expire_all()
     assert len(session.scalars(select(CreditLine)).all()) == 2
 
@@ -177,9 +206,17 @@ def test_refused_grants_name_the_field(client: TestClient, session: Session) -> 
 
     page = _grant(staff, account_id)
     today = _singapore_today()
-    overlap = post_form(staff, LINES, LINES, {"account_id": str(account_id), "limit": "10",
-                                              "starts_on": (today - timedelta(days=5)).isoformat(),
-                                              "ends_on": (today + timedelta(days=5)).isoformat()})
+    overlap = post_form(
+        staff,
+        LINES,
+        LINES,
+        {
+            "account_id": str(account_id),
+            "limit": "10",
+            "starts_on": (today - timedelta(days=5)).isoformat(),
+            "ends_on": (today + timedelta(days=5)).isoformat(),
+        },
+    )
     assert overlap.status_code == 409 and 'data-error-for="starts_on"' in overlap.text
     bad_renewal = post_form(staff, page, f"{page}/renew", {"ends_on": "2031-12-31", "limit": "-3"})
     assert bad_renewal.status_code == 422 and 'data-error-for="limit"' in bad_renewal.text
@@ -191,8 +228,11 @@ def test_credit_line_posts_without_the_csrf_token_are_refused(client: TestClient
     account_id = _advertiser(client, session, 341)
     staff = _account_manager(client, session, "credit341@example.org")
     page = _grant(staff, account_id)
-    refused = staff.post(LINES, data={"account_id": str(account_id), "limit": "10", "starts_on": "2031-01-01",
-                                      "ends_on": "2031-01-31"}, follow_redirects=False)
+    refused = staff.post(
+        LINES,
+        data={"account_id": str(account_id), "limit": "10", "starts_on": "2031-01-01", "ends_on": "2031-01-31"},
+        follow_redirects=False,
+    )
     assert refused.status_code == 403 and 'data-error-status="403"' in refused.text
     for action, data in (("settle", {}), ("renew", {"ends_on": "2031-12-31"})):
         assert staff.post(f"{page}/{action}", data=data, follow_redirects=False).status_code == 403

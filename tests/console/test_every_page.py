@@ -35,34 +35,126 @@ OWNER_PASSWORD, MEMBER_PASSWORD, STAFF_PASSWORD = "correct horse battery", "coll
 
 # Pages of an account's people; {campaign}, {ad_group} and {creative} are the account's own objects.
 TENANT_PAGES = (
-    "/console/", "/console/account", "/console/ads", "/console/ads/ad-groups", "/console/ads/creatives",
-    "/console/ads/campaigns/{campaign}", "/console/ads/ad-groups/{ad_group}", "/console/ads/creatives/{creative}",
-    "/console/ads/new", "/console/ads/campaigns/{campaign}/edit", "/console/ads/campaigns/{campaign}/ad-groups/new",
-    "/console/ads/ad-groups/{ad_group}/edit", "/console/ads/ad-groups/{ad_group}/creatives/new",
-    "/console/ads/creatives/{creative}/edit", "/console/reports", "/console/reports/jobs", "/console/audiences",
-    "/console/audiences/labels/new", "/console/apps", "/console/connectors", "/console/finance",
-    "/console/finance/credit-lines", "/console/media-center", "/console/logs", "/console/notifications",
-    "/console/announcements", "/console/users", "/console/security", "/console/ads/campaigns/99999999",
+    "/console/",
+    "/console/account",
+    "/console/ads",
+    "/console/ads/ad-groups",
+    "/console/ads/creatives",
+    "/console/ads/campaigns/{campaign}",
+    "/console/ads/ad-groups/{ad_group}",
+    "/console/ads/creatives/{creative}",
+    "/console/ads/new",
+    "/console/ads/campaigns/{campaign}/edit",
+    "/console/ads/campaigns/{campaign}/ad-groups/new",
+    "/console/ads/ad-groups/{ad_group}/edit",
+    "/console/ads/ad-groups/{ad_group}/creatives/new",
+    "/console/ads/creatives/{creative}/edit",
+    "/console/reports",
+    "/console/reports/jobs",
+    "/console/audiences",
+    "/console/audiences/labels/new",
+    "/console/apps",
+    "/console/connectors",
+    "/console/finance",
+    "/console/finance/credit-lines",
+    "/console/media-center",
+    "/console/logs",
+    "/console/notifications",
+    "/console/announcements",
+    "/console/users",
+    "/console/security",
+    "/console/ads/campaigns/99999999",
 )
-STAFF_PAGES = (*TENANT_PAGES, "/console/admin/review", "/console/admin/inventory", "/console/admin/pipeline",
-               "/console/admin/top-ups")
-PUBLIC_PAGES = ("/console/sign-in", "/console/register", "/console/forgot-password",
-                "/console/reset-password?token=expired")
+STAFF_PAGES = (
+    *TENANT_PAGES,
+    "/console/admin/review",
+    "/console/admin/inventory",
+    "/console/admin/pipeline",
+    "/console/admin/top-ups",
+)
+PUBLIC_PAGES = (
+    "/console/sign-in",
+    "/console/register",
+    "/console/forgot-password",
+    "/console/reset-password?token=expired",
+)
 
 # Latin words a Chinese page may show: units, standards, formats and names that Chinese UIs leave in Latin.
 # Codes of one to three capitals (ISO country and currency codes, CPC, CPM, ID) are always allowed.
 LATIN_IN_CHINESE = {
-    "adstack", "url", "urls", "api", "csv", "xlsx", "pdf", "png", "jpg", "jpeg", "gif", "mp4", "webp", "kb", "mb",
-    "px", "ocpc", "ocpm", "ecpm", "roas", "gaid", "oaid", "imei", "md5", "sha256", "ios", "android", "sdk", "http",
-    "https", "html", "utc", "gmt", "xiaomi", "getapps", "miui", "hyperos", "redmi", "poco", "appsflyer", "adjust",
-    "kochava", "branch", "singular", "appmetrica", "tenjin", "mytracker", "xmp", "airbridge", "hdfs", "json", "s2s",
-    "openrtb", "app", "apps", "apk", "wifi", "ctrl", "google", "play", "iab", "vast", "mraid", "cpt", "deeplink",
+    "adstack",
+    "url",
+    "urls",
+    "api",
+    "csv",
+    "xlsx",
+    "pdf",
+    "png",
+    "jpg",
+    "jpeg",
+    "gif",
+    "mp4",
+    "webp",
+    "kb",
+    "mb",
+    "px",
+    "ocpc",
+    "ocpm",
+    "ecpm",
+    "roas",
+    "gaid",
+    "oaid",
+    "imei",
+    "md5",
+    "sha256",
+    "ios",
+    "android",
+    "sdk",
+    "http",
+    "https",
+    "html",
+    "utc",
+    "gmt",
+    "xiaomi",
+    "getapps",
+    "miui",
+    "hyperos",
+    "redmi",
+    "poco",
+    "appsflyer",
+    "adjust",
+    "kochava",
+    "branch",
+    "singular",
+    "appmetrica",
+    "tenjin",
+    "mytracker",
+    "xmp",
+    "airbridge",
+    "hdfs",
+    "json",
+    "s2s",
+    "openrtb",
+    "app",
+    "apps",
+    "apk",
+    "wifi",
+    "ctrl",
+    "google",
+    "play",
+    "iab",
+    "vast",
+    "mraid",
+    "cpt",
+    "deeplink",
     "webhook",
 }
 # Not words: addresses, sizes (640x100), dates and times (2025-06-01T00:00), time-zone names (Asia/Shanghai),
 # HTTP header names (X-Account-ID).
-NOT_WORDS = re.compile(r"[a-z][a-z0-9+.-]*://\S*|\S+@\S+\.\w+|\b\d+x\d+\b|\d{4}-\d\d-\d\dT[\d:]+"
-                       r"|\b[A-Z][A-Za-z_]+/[A-Za-z_/+-]+|\bX(?:-[A-Za-z]+)+")
+NOT_WORDS = re.compile(
+    r"[a-z][a-z0-9+.-]*://\S*|\S+@\S+\.\w+|\b\d+x\d+\b|\d{4}-\d\d-\d\dT[\d:]+"
+    r"|\b[A-Z][A-Za-z_]+/[A-Za-z_/+-]+|\bX(?:-[A-Za-z]+)+"
+)
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
@@ -119,8 +211,10 @@ RAW_CODES = (
 )
 # Forms sent empty (or with a wrong password): each must answer with a refusal a person can read.
 REFUSALS = {
-    "visitor": (("/console/sign-in", {"#email": "nobody@example.com", "#password": "not the password"}),
-                ("/console/register", {})),
+    "visitor": (
+        ("/console/sign-in", {"#email": "nobody@example.com", "#password": "not the password"}),
+        ("/console/register", {}),
+    ),
     "person": (("/console/ads/new", {}),),
 }
 SUBMIT = "main button[type=submit], .auth-card button[type=submit]"
@@ -160,11 +254,29 @@ def _seed(api: Api, session: Session) -> World:
     sub = api.sub_account(agency, admin, company_name="Harbour Client Games")
     sub_camp = campaign(api, agency, account_id=sub, name="Harbour launch")
     sub_group = ad_group(api, agency, sub_camp["id"], name="India banner, new users")
-    media = expect(api.client.post("/api/v1/media", headers=agency.headers, data={"account_id": str(sub)},
-                                   files={"file": ("banner.png", png(640, 100))}), 201)
-    sub_made = expect(api.client.post("/api/v1/creatives", headers=agency.headers, json={
-        "ad_group_id": sub_group["id"], "name": "Banner harbour", "format": "image_640x100",
-        "materials": {"images": [media["id"]]}, "click_url": "https://example.com/app"}), 201)
+    media = expect(
+        api.client.post(
+            "/api/v1/media",
+            headers=agency.headers,
+            data={"account_id": str(sub)},
+            files={"file": ("banner.png", png(640, 100))},
+        ),
+        201,
+    )
+    sub_made = expect(
+        api.client.post(
+            "/api/v1/creatives",
+            headers=agency.headers,
+            json={
+                "ad_group_id": sub_group["id"],
+                "name": "Banner harbour",
+                "format": "image_640x100",
+                "materials": {"images": [media["id"]]},
+                "click_url": "https://example.com/app",
+            },
+        ),
+        201,
+    )
 
     ids = {"campaign": camp["id"], "ad_group": group["id"], "creative": made["id"]}
     agency_ids = {"campaign": sub_camp["id"], "ad_group": sub_group["id"], "creative": sub_made["id"]}
@@ -179,14 +291,32 @@ def _seed(api: Api, session: Session) -> World:
         Person("reviewer", reviewer.email, STAFF_PASSWORD, STAFF_PAGES, ids),
         Person("account-manager", manager.email, STAFF_PASSWORD, STAFF_PAGES, ids),
     ]
-    typed = ["Summer Games (Singapore) Pte. Ltd. with a long name",
-             "Lunar New Year re-engagement for lapsed players in South-East Asia",
-             "Banner, Indonesia and India, never installed, all devices", "Indonesia banner, payers",
-             "Banner lantern", "Banner coins", "Mi Browser", "Home banner",
-             "Blue Harbour Media Agency", "Harbour Client Games", "Harbour launch", "India banner, new users",
-             "Banner harbour", "Summer installs", "Li Wei", "com.example.game", "com.mi.browser",
-             "https://example.com/app", "Example Games (Singapore) Pte. Ltd.", "banner.png", "licence.png",
-             "business_license.pdf", "getapps_shop_screenshot.pdf", "+65 6000 0000"]
+    typed = [
+        "Summer Games (Singapore) Pte. Ltd. with a long name",
+        "Lunar New Year re-engagement for lapsed players in South-East Asia",
+        "Banner, Indonesia and India, never installed, all devices",
+        "Indonesia banner, payers",
+        "Banner lantern",
+        "Banner coins",
+        "Mi Browser",
+        "Home banner",
+        "Blue Harbour Media Agency",
+        "Harbour Client Games",
+        "Harbour launch",
+        "India banner, new users",
+        "Banner harbour",
+        "Summer installs",
+        "Li Wei",
+        "com.example.game",
+        "com.mi.browser",
+        "https://example.com/app",
+        "Example Games (Singapore) Pte. Ltd.",
+        "banner.png",
+        "licence.png",
+        "business_license.pdf",
+        "getapps_shop_screenshot.pdf",
+        "+65 6000 0000",
+    ]
     typed += [p.email for p in people]
     return World(people, sorted(typed, key=len, reverse=True))
 
@@ -214,8 +344,9 @@ class Inspector:
         where = f"{self.who} {language} {url}"
         self.problems += [f"{where}: {failure}" for failure in self.failed]
         status = response.status if response else 0
-        if status >= 400 and not any(m.is_visible() and m.inner_text().strip()
-                                     for m in page.locator(ERROR_MESSAGE).all()):
+        if status >= 400 and not any(
+            m.is_visible() and m.inner_text().strip() for m in page.locator(ERROR_MESSAGE).all()
+        ):
             self.problems.append(f"{where}: answered {status} without a visible message")
         texts = self._texts()
         self.problems += [f"{where}: raw code {code!r} in {text!r}" for text, code in _raw_codes(texts)]
@@ -233,8 +364,10 @@ class Inspector:
             if self.shots:
                 page.screenshot(path=str(self.shots / f"{self.who}.{name}.{language}.{width}.png"), full_page=True)
             if width == WIDTHS[0] or self.axe_narrow:
-                self.problems += [f"{where} at {width} px: axe {v['impact']} {v['id']} ({v['help']}): {v['nodes']}"
-                                  for v in self._axe()]
+                self.problems += [
+                    f"{where} at {width} px: axe {v['impact']} {v['id']} ({v['help']}): {v['nodes']}"
+                    for v in self._axe()
+                ]
 
     def refuse(self, url: str, fill: dict[str, str], language: str) -> None:
         """Send the page's first form as filled (the browser's own checks off): a refusal with a visible message."""
@@ -247,8 +380,9 @@ class Inspector:
             page.fill(selector, value)
         button.evaluate("b => { if (b.form) b.form.noValidate = true; }")
         self.failed = []
-        with page.expect_response(lambda r: r.request.method == "POST"
-                                  and r.request.resource_type == "document") as answer:
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.request.resource_type == "document"
+        ) as answer:
             button.click()
         page.wait_for_load_state()
         status = answer.value.status  # a refused sign-in redirects to the form, which says why
@@ -276,16 +410,25 @@ class Inspector:
 
 
 def _raw_codes(texts: list[str]) -> list[tuple[str, str]]:
-    return [(text[:120], found.group(0)) for text in texts for pattern in RAW_CODES
-            for found in [pattern.search(NOT_WORDS.sub(" ", text))] if found]
+    return [
+        (text[:120], found.group(0))
+        for text in texts
+        for pattern in RAW_CODES
+        for found in [pattern.search(NOT_WORDS.sub(" ", text))]
+        if found
+    ]
 
 
 def _english(texts: list[str]) -> list[tuple[str, str]]:
     found = []
     for text in texts:
-        words = [w for w in LATIN_WORD.findall(NOT_WORDS.sub(" ", text))
-                 if sum(c.isalpha() for c in w) >= 3 and not (w.isupper() and len(w) <= 3)
-                 and w.lower() not in LATIN_IN_CHINESE]
+        words = [
+            w
+            for w in LATIN_WORD.findall(NOT_WORDS.sub(" ", text))
+            if sum(c.isalpha() for c in w) >= 3
+            and not (w.isupper() and len(w) <= 3)
+            and w.lower() not in LATIN_IN_CHINESE
+        ]
         if words:
             found.append((text[:120], words[0]))
     return found
@@ -306,28 +449,37 @@ def _choose_language(page: Any, language: str) -> None:
             chooser.select_option(language)
 
 
-def test_every_page_for_every_role_in_english(api: Api, session: Session, playwright_browser: Any, live_server: str,
-                                              screenshots: Path) -> None:
+def test_every_page_for_every_role_in_english(
+    api: Api, session: Session, playwright_browser: Any, live_server: str, screenshots: Path
+) -> None:
     check_every_page(api, session, playwright_browser, live_server, screenshots, "en")
 
 
-def check_every_page(api: Api, session: Session, playwright_browser: Any, live_server: str, screenshots: Path,
-                     language: str) -> None:
+def check_every_page(
+    api: Api, session: Session, playwright_browser: Any, live_server: str, screenshots: Path, language: str
+) -> None:
     """Chinese runs from its own module, so the suite's two workers take one language each."""
     world = _seed(api, session)
     problems: list[str] = []
     accept = "zh-CN" if language == "zh" else "en-US"
     for person in [None, *world.people]:
-        context = playwright_browser.new_context(base_url=live_server, locale=accept,
-                                                 viewport={"width": WIDTHS[0], "height": 900},
-                                                 extra_http_headers={"Accept-Language": accept})
+        context = playwright_browser.new_context(
+            base_url=live_server,
+            locale=accept,
+            viewport={"width": WIDTHS[0], "height": 900},
+            extra_http_headers={"Accept-Language": accept},
+        )
         page = context.new_page()
         page.set_default_timeout(20_000)
         # axe at 390 px too for the signed-out visitor and the owner: the narrow layouts of the public and the
         # account pages; the other roles' pages share that markup, and every page is axe-checked at 1440 px.
-        inspector = Inspector(page, world, screenshots if person is None or person.shots else None,
-                              person.role if person else "visitor",
-                              axe_narrow=person is None or person.role == "owner")
+        inspector = Inspector(
+            page,
+            world,
+            screenshots if person is None or person.shots else None,
+            person.role if person else "visitor",
+            axe_narrow=person is None or person.role == "owner",
+        )
         if person is None:
             page.goto("/console/sign-in")
             _choose_language(page, language)

@@ -15,6 +15,7 @@ from tests.support import Api
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_every_page_for_every_role_in_chinese(api: Api, session: Session, playwright_browser: Any, live_server: str,
-                                              screenshots: Path) -> None:
+def test_every_page_for_every_role_in_chinese(
+    api: Api, session: Session, playwright_browser: Any, live_server: str, screenshots: Path
+) -> None:
     check_every_page(api, session, playwright_browser, live_server, screenshots, "zh")

@@ -17,13 +17,32 @@ from tests.console.html_forms import as_data, form_fields, with_values
 from tests.console.support import sign_in
 from tests.support import Actor, Api, expect
 
-MACHINE_TALK = re.compile(r"/api/v\d|\^|\\[dws]|micros\b|_micros|String should|Input should|Value error|"
-                          r"\(limit: |\b(GET|POST|PUT|PATCH|DELETE) /|pydantic|Traceback|\{'")
+MACHINE_TALK = re.compile(
+    r"/api/v\d|\^|\\[dws]|micros\b|_micros|String should|Input should|Value error|"
+    r"\(limit: |\b(GET|POST|PUT|PATCH|DELETE) /|pydantic|Traceback|\{'"
+)
 # A field's code (click_url, frequency_cap_per_day): people read labels, never these.
 FIELD_CODE = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
 # Latin words allowed in a Chinese sentence: web schemes, ids' names, the currency.
-LATIN_IN_CHINESE = {"http", "https", "GAID", "MD5", "SHA", "URL", "ID", "IDs", "TXT", "PDF", "PNG", "JPEG", "USD",
-                    "e-mail", "API", "CPM", "CPC"}
+LATIN_IN_CHINESE = {
+    "http",
+    "https",
+    "GAID",
+    "MD5",
+    "SHA",
+    "URL",
+    "ID",
+    "IDs",
+    "TXT",
+    "PDF",
+    "PNG",
+    "JPEG",
+    "USD",
+    "e-mail",
+    "API",
+    "CPM",
+    "CPC",
+}
 
 
 @dataclass
@@ -51,59 +70,190 @@ class Case:
 
 
 CASES = [
-    Case("registration", "visitor", lambda s: "/console/register", lambda s: "/console/register",
-         {"company_name": "", "contact_email": "not-an-email", "email": "new-user@example.com",
-          "password": "correct horse battery", "accept_agreement": "on"},
-         ("company_name", "contact_email")),
-    Case("campaign", "advertiser", lambda s: "/console/ads/new", lambda s: "/console/ads/new",
-         {"name": "", "promotion_type": "non_download", "landing_kind": "h5", "landing_url": "not a web address"},
-         ("name", "landing_url"), form_id="campaign-form"),
-    Case("ad group", "advertiser", lambda s: f"/console/ads/campaigns/{s.campaign_id}/ad-groups/new",
-         lambda s: f"/console/ads/campaigns/{s.campaign_id}/ad-groups/new",
-         {"name": "", "bid": "abc", "start_at": "2031-05-02T10:00", "end_at": "2031-05-01T10:00",
-          "frequency_cap_per_day": "-1"},
-         ("name", "bid", "end_at", "frequency_cap_per_day"), form_id="ad-group-form"),
-    Case("creative", "advertiser", lambda s: f"/console/ads/ad-groups/{s.ad_group_id}/creatives/new",
-         lambda s: f"/console/ads/ad-groups/{s.ad_group_id}/creatives/new",
-         {"name": "", "click_url": "not a web address"}, ("name", "click_url"), form_id="creative-form"),
-    Case("audience upload", "advertiser", lambda s: "/console/audiences", lambda s: "/console/audiences",
-         {"name": ""}, ("a-name", "a-file"), form_id="upload-audience"),
-    Case("label audience", "advertiser", lambda s: "/console/audiences/labels/new",
-         lambda s: "/console/audiences/labels/new", {"name": ""}, ("l-name",)),
-    Case("top-up request", "advertiser", lambda s: "/console/finance", lambda s: "/console/finance/top-up-requests",
-         {"request_amount": "abc"}, ("request_amount", "proof")),
-    Case("app", "advertiser", lambda s: "/console/apps", lambda s: "/console/apps",
-         {"name": "", "package_name": "com.example.game", "click_lookback_days": "-1"},
-         ("name", "click_lookback_days")),
-    Case("app settings", "advertiser", lambda s: f"/console/apps/{s.app_id}",
-         lambda s: f"/console/apps/{s.app_id}/edit",
-         {"name": "", "view_through_hours": "-1"}, ("name", "view_through_hours")),
-    Case("connector", "advertiser", lambda s: "/console/connectors", lambda s: "/console/connectors",
-         {"name": "", "api_token": ""}, ("name", "api_token")),
-    Case("invitation", "advertiser", lambda s: "/console/users", lambda s: "/console/users/invite",
-         {"email": "not-an-email"}, ("invite-email",)),
-    Case("account", "advertiser", lambda s: f"/console/accounts/{s.advertiser.account_id}",
-         lambda s: f"/console/accounts/{s.advertiser.account_id}/edit",
-         {"contact_email": "not-an-email", "low_balance_threshold": "abc"}, ("edit_contact_email", "edit_threshold")),
-    Case("password", "advertiser", lambda s: "/console/security", lambda s: "/console/security/password",
-         {"current_password": "not the password", "new_password": "a new password 1"}, ("current_password",)),
-    Case("new password", "advertiser", lambda s: "/console/security", lambda s: "/console/security/password",
-         {"current_password": "correct horse battery", "new_password": "short"}, ("new_password",)),
-    Case("sub-account", "agency", lambda s: f"/console/accounts/{s.agency.account_id}",
-         lambda s: f"/console/accounts/{s.agency.account_id}/sub-accounts",
-         {"company_name": "", "contact_email": "not-an-email"}, ("sub_company_name", "sub_contact_email")),
-    Case("transfer", "agency", lambda s: "/console/finance", lambda s: "/console/finance/transfers",
-         {"transfer_amount": "abc"}, ("transfer_amount",)),
-    Case("top-up", "admin", lambda s: "/console/finance", lambda s: "/console/finance/top-ups",
-         {"amount": "abc"}, ("amount",)),
-    Case("credit line", "admin", lambda s: "/console/finance/credit-lines", lambda s: "/console/finance/credit-lines",
-         {"limit": "abc", "starts_on": "2031-05-02", "ends_on": "2031-05-01"}, ("limit", "ends_on")),
-    Case("publisher", "admin", lambda s: "/console/admin/inventory", lambda s: "/console/admin/inventory/publishers",
-         {"name": "", "app_package": "com.example.app", "country": "ID"}, ("p-name",)),
-    Case("ad space", "admin", lambda s: "/console/admin/inventory", lambda s: "/console/admin/inventory/ad-spaces",
-         {"space_name": "", "reserve_price": "abc"}, ("s-name", "s-reserve")),
-    Case("announcement", "admin", lambda s: "/console/announcements", lambda s: "/console/announcements",
-         {"title": "", "body": ""}, ("title",)),
+    Case(
+        "registration",
+        "visitor",
+        lambda s: "/console/register",
+        lambda s: "/console/register",
+        {
+            "company_name": "",
+            "contact_email": "not-an-email",
+            "email": "new-user@example.com",
+            "password": "correct horse battery",
+            "accept_agreement": "on",
+        },
+        ("company_name", "contact_email"),
+    ),
+    Case(
+        "campaign",
+        "advertiser",
+        lambda s: "/console/ads/new",
+        lambda s: "/console/ads/new",
+        {"name": "", "promotion_type": "non_download", "landing_kind": "h5", "landing_url": "not a web address"},
+        ("name", "landing_url"),
+        form_id="campaign-form",
+    ),
+    Case(
+        "ad group",
+        "advertiser",
+        lambda s: f"/console/ads/campaigns/{s.campaign_id}/ad-groups/new",
+        lambda s: f"/console/ads/campaigns/{s.campaign_id}/ad-groups/new",
+        {
+            "name": "",
+            "bid": "abc",
+            "start_at": "2031-05-02T10:00",
+            "end_at": "2031-05-01T10:00",
+            "frequency_cap_per_day": "-1",
+        },
+        ("name", "bid", "end_at", "frequency_cap_per_day"),
+        form_id="ad-group-form",
+    ),
+    Case(
+        "creative",
+        "advertiser",
+        lambda s: f"/console/ads/ad-groups/{s.ad_group_id}/creatives/new",
+        lambda s: f"/console/ads/ad-groups/{s.ad_group_id}/creatives/new",
+        {"name": "", "click_url": "not a web address"},
+        ("name", "click_url"),
+        form_id="creative-form",
+    ),
+    Case(
+        "audience upload",
+        "advertiser",
+        lambda s: "/console/audiences",
+        lambda s: "/console/audiences",
+        {"name": ""},
+        ("a-name", "a-file"),
+        form_id="upload-audience",
+    ),
+    Case(
+        "label audience",
+        "advertiser",
+        lambda s: "/console/audiences/labels/new",
+        lambda s: "/console/audiences/labels/new",
+        {"name": ""},
+        ("l-name",),
+    ),
+    Case(
+        "top-up request",
+        "advertiser",
+        lambda s: "/console/finance",
+        lambda s: "/console/finance/top-up-requests",
+        {"request_amount": "abc"},
+        ("request_amount", "proof"),
+    ),
+    Case(
+        "app",
+        "advertiser",
+        lambda s: "/console/apps",
+        lambda s: "/console/apps",
+        {"name": "", "package_name": "com.example.game", "click_lookback_days": "-1"},
+        ("name", "click_lookback_days"),
+    ),
+    Case(
+        "app settings",
+        "advertiser",
+        lambda s: f"/console/apps/{s.app_id}",
+        lambda s: f"/console/apps/{s.app_id}/edit",
+        {"name": "", "view_through_hours": "-1"},
+        ("name", "view_through_hours"),
+    ),
+    Case(
+        "connector",
+        "advertiser",
+        lambda s: "/console/connectors",
+        lambda s: "/console/connectors",
+        {"name": "", "api_token": ""},
+        ("name", "api_token"),
+    ),
+    Case(
+        "invitation",
+        "advertiser",
+        lambda s: "/console/users",
+        lambda s: "/console/users/invite",
+        {"email": "not-an-email"},
+        ("invite-email",),
+    ),
+    Case(
+        "account",
+        "advertiser",
+        lambda s: f"/console/accounts/{s.advertiser.account_id}",
+        lambda s: f"/console/accounts/{s.advertiser.account_id}/edit",
+        {"contact_email": "not-an-email", "low_balance_threshold": "abc"},
+        ("edit_contact_email", "edit_threshold"),
+    ),
+    Case(
+        "password",
+        "advertiser",
+        lambda s: "/console/security",
+        lambda s: "/console/security/password",
+        {"current_password": "not the password", "new_password": "a new password 1"},
+        ("current_password",),
+    ),
+    Case(
+        "new password",
+        "advertiser",
+        lambda s: "/console/security",
+        lambda s: "/console/security/password",
+        {"current_password": "correct horse battery", "new_password": "short"},
+        ("new_password",),
+    ),
+    Case(
+        "sub-account",
+        "agency",
+        lambda s: f"/console/accounts/{s.agency.account_id}",
+        lambda s: f"/console/accounts/{s.agency.account_id}/sub-accounts",
+        {"company_name": "", "contact_email": "not-an-email"},
+        ("sub_company_name", "sub_contact_email"),
+    ),
+    Case(
+        "transfer",
+        "agency",
+        lambda s: "/console/finance",
+        lambda s: "/console/finance/transfers",
+        {"transfer_amount": "abc"},
+        ("transfer_amount",),
+    ),
+    Case(
+        "top-up",
+        "admin",
+        lambda s: "/console/finance",
+        lambda s: "/console/finance/top-ups",
+        {"amount": "abc"},
+        ("amount",),
+    ),
+    Case(
+        "credit line",
+        "admin",
+        lambda s: "/console/finance/credit-lines",
+        lambda s: "/console/finance/credit-lines",
+        {"limit": "abc", "starts_on": "2031-05-02", "ends_on": "2031-05-01"},
+        ("limit", "ends_on"),
+    ),
+    Case(
+        "publisher",
+        "admin",
+        lambda s: "/console/admin/inventory",
+        lambda s: "/console/admin/inventory/publishers",
+        {"name": "", "app_package": "com.example.app", "country": "ID"},
+        ("p-name",),
+    ),
+    Case(
+        "ad space",
+        "admin",
+        lambda s: "/console/admin/inventory",
+        lambda s: "/console/admin/inventory/ad-spaces",
+        {"space_name": "", "reserve_price": "abc"},
+        ("s-name", "s-reserve"),
+    ),
+    Case(
+        "announcement",
+        "admin",
+        lambda s: "/console/announcements",
+        lambda s: "/console/announcements",
+        {"title": "", "body": ""},
+        ("title",),
+    ),
 ]
 
 
@@ -114,9 +264,10 @@ def messages_beside(html: str, input_id: str) -> list[str] | None:
         return None
     start = html.rfind('<div class="field"', 0, at)
     ends = [i for i in (html.find('<div class="field', at), html.find("</form>", at)) if i >= 0]
-    box = html[start:min(ends)]
-    return [re.sub(r"<[^>]+>", "", m).strip()
-            for m in re.findall(r'<div class="error-text"[^>]*>(.*?)</div>', box, re.S)]
+    box = html[start : min(ends)]
+    return [
+        re.sub(r"<[^>]+>", "", m).strip() for m in re.findall(r'<div class="error-text"[^>]*>(.*?)</div>', box, re.S)
+    ]
 
 
 def problems_of(message: str, language: str) -> list[str]:
@@ -145,18 +296,24 @@ def setting(api: Api) -> Setting:
     group = approved_ad_group(api, advertiser, admin, camp["id"])
     agency = api.approved_account(admin, type="agency", email="refusals-agency@example.com")
     api.sub_account(agency, admin, company_name="Refusals Sub Ltd.")
-    app = expect(api.client.post("/api/v1/apps", headers=advertiser.headers,
-                                 json={"name": "Game", "package_name": "com.example.game"}), 201)
+    app = expect(
+        api.client.post(
+            "/api/v1/apps", headers=advertiser.headers, json={"name": "Game", "package_name": "com.example.game"}
+        ),
+        201,
+    )
     return Setting(advertiser, admin, agency, camp["id"], group["id"], app["id"])
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_every_form_says_what_is_wrong_beside_each_input(client: TestClient, setting: Setting,
-                                                         language: str) -> None:
+def test_every_form_says_what_is_wrong_beside_each_input(client: TestClient, setting: Setting, language: str) -> None:
     clients: dict[str, TestClient] = {}
-    for who, email, password in (("advertiser", setting.advertiser.email, "correct horse battery"),
-                                 ("agency", setting.agency.email, "correct horse battery"),
-                                 ("admin", setting.admin.email, "admin-password"), ("visitor", None, None)):
+    for who, email, password in (
+        ("advertiser", setting.advertiser.email, "correct horse battery"),
+        ("agency", setting.agency.email, "correct horse battery"),
+        ("admin", setting.admin.email, "admin-password"),
+        ("visitor", None, None),
+    ):
         browser = TestClient(client.app, raise_server_exceptions=False)
         browser.cookies.set("adstack_lang", language, path="/console")
         if email is not None:
@@ -168,8 +325,9 @@ def test_every_form_says_what_is_wrong_beside_each_input(client: TestClient, set
         page = browser.get(case.page(setting))
         assert page.status_code == 200, (case.name, page.status_code)
         action, fields = form_fields(page.text, case.form_id, action=case.action(setting))
-        answer = browser.post(action, data=as_data(with_values(fields, **case.values)), files=case.files or None,
-                              follow_redirects=False)
+        answer = browser.post(
+            action, data=as_data(with_values(fields, **case.values)), files=case.files or None, follow_redirects=False
+        )
         if not 400 <= answer.status_code < 500:
             failures.append(f"{case.name}: answered {answer.status_code}")
             continue
@@ -186,20 +344,27 @@ def test_every_form_says_what_is_wrong_beside_each_input(client: TestClient, set
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize(("language", "expected"), [
-    ("en", "The file has 999 valid ids; at least 1,000 are needed."),
-    ("zh", "文件中有 999 个有效 ID，至少需要 1,000 个。"),
-])
-def test_a_refused_audience_file_is_told_beside_the_file_input(client: TestClient, api: Api, language: str,
-                                                              expected: str) -> None:
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "The file has 999 valid ids; at least 1,000 are needed."),
+        ("zh", "文件中有 999 个有效 ID，至少需要 1,000 个。"),
+    ],
+)
+def test_a_refused_audience_file_is_told_beside_the_file_input(
+    client: TestClient, api: Api, language: str, expected: str
+) -> None:
     api.approved_account(email="audience-refusal@example.com")
     client.cookies.set("adstack_lang", language, path="/console")
     sign_in(client, "audience-refusal@example.com", "correct horse battery")
     page = client.get("/console/audiences")
     action, fields = form_fields(page.text, "upload-audience")
     few = b"\n".join(str(uuid.UUID(int=i + 1)).encode() for i in range(999))
-    answer = client.post(action, data=as_data(with_values(fields, name="Few", id_type="gaid")),
-                         files={"file": ("few.txt", few, "text/plain")})
+    answer = client.post(
+        action,
+        data=as_data(with_values(fields, name="Few", id_type="gaid")),
+        files={"file": ("few.txt", few, "text/plain")},
+    )
     assert answer.status_code == 422
     assert messages_beside(answer.text, "a-file") == [expected]
     assert messages_beside(answer.text, "a-name") == []

@@ -33,8 +33,16 @@ def test_registration_submits_for_review_and_sign_in_sets_a_safe_cookie(client: 
 
     account = session.scalar(select(Account).where(Account.company_name == "Example Games (Singapore) Pte. Ltd. 1"))
     assert account is not None and account.review_status == ReviewStatus.UNDER_REVIEW
-    assert len(accounts.list_documents(session, accounts.principal_for(
-        session.scalars(select(User).where(User.account_id == account.id)).one()), account.id)) == 1
+    assert (
+        len(
+            accounts.list_documents(
+                session,
+                accounts.principal_for(session.scalars(select(User).where(User.account_id == account.id)).one()),
+                account.id,
+            )
+        )
+        == 1
+    )
     page = client.get("/console/account", follow_redirects=True)
     assert "Under review" in page.text and account.company_name in page.text
 
@@ -60,17 +68,25 @@ def test_registration_errors_name_the_field_and_keep_what_was_typed(client: Test
 def test_forms_without_the_csrf_token_are_refused(client: TestClient, session: Session):
     register(client, 4)
     account_id = session.scalar(select(Account.id))
-    no_token = client.post(f"/console/accounts/{account_id}/edit", data={"contact_name": "Mallory"},
-                           follow_redirects=False)
+    no_token = client.post(
+        f"/console/accounts/{account_id}/edit", data={"contact_name": "Mallory"}, follow_redirects=False
+    )
     assert no_token.status_code == 403
-    wrong_token = client.post(f"/console/accounts/{account_id}/edit",
-                              data={"contact_name": "Mallory", "csrf_token": "forged"}, follow_redirects=False)
+    wrong_token = client.post(
+        f"/console/accounts/{account_id}/edit",
+        data={"contact_name": "Mallory", "csrf_token": "forged"},
+        follow_redirects=False,
+    )
     assert wrong_token.status_code == 403
     assert session.get(Account, account_id).contact_name == "Li Wei"  # type: ignore[union-attr]
 
     page = client.get(f"/console/accounts/{account_id}")
-    header = client.post(f"/console/accounts/{account_id}/edit", data={"contact_name": "Wang Fang"},
-                         headers={"X-CSRF-Token": csrf_from(page.text)}, follow_redirects=False)
+    header = client.post(
+        f"/console/accounts/{account_id}/edit",
+        data={"contact_name": "Wang Fang"},
+        headers={"X-CSRF-Token": csrf_from(page.text)},
+        follow_redirects=False,
+    )
     assert header.status_code == 303
     session.expire_all()
     assert session.get(Account, account_id).contact_name == "Wang Fang"  # type: ignore[union-attr]
@@ -78,8 +94,9 @@ def test_forms_without_the_csrf_token_are_refused(client: TestClient, session: S
 
 def test_sign_in_form_also_needs_its_token(client: TestClient, session: Session):
     email = _admin(session)
-    refused = client.post("/console/sign-in", data={"email": email, "password": "admin-password"},
-                          follow_redirects=False)
+    refused = client.post(
+        "/console/sign-in", data={"email": email, "password": "admin-password"}, follow_redirects=False
+    )
     assert refused.status_code == 403
     assert sign_in(client, email, "admin-password").status_code == 303
 
@@ -95,8 +112,9 @@ def test_an_advertiser_cannot_open_another_advertisers_pages(settings, client: T
     assert foreign.status_code == missing.status_code == 404
     assert "Example Games (Singapore) Pte. Ltd. 6" not in foreign.text
     page = client.get(f"/console/accounts/{mine}")
-    posted = client.post(f"/console/accounts/{theirs}/edit", data={"contact_name": "x",
-                                                                   "csrf_token": csrf_from(page.text)})
+    posted = client.post(
+        f"/console/accounts/{theirs}/edit", data={"contact_name": "x", "csrf_token": csrf_from(page.text)}
+    )
     assert posted.status_code == 404
     assert client.get("/console/admin/review").status_code == 403
 
@@ -114,17 +132,30 @@ def test_review_queue_approves_through_the_console_and_logs_it(client: TestClien
     sign_in(admin_client, _admin(session), "admin-password")
     queue = admin_client.get("/console/admin/review")
     assert f'data-review-row="account-{account_id}"' in queue.text
-    rejected = post_form(admin_client, "/console/admin/review", f"/console/admin/review/account/{account_id}",
-                         {"decision": "reject", "reasons": "The information is incomplete or inconsistent"})
+    rejected = post_form(
+        admin_client,
+        "/console/admin/review",
+        f"/console/admin/review/account/{account_id}",
+        {"decision": "reject", "reasons": "The information is incomplete or inconsistent"},
+    )
     assert rejected.status_code == 303
     session.expire_all()
     assert session.get(Account, account_id).review_status == ReviewStatus.REJECTED  # type: ignore[union-attr]
     assert "The information is incomplete" in client.get(f"/console/accounts/{account_id}").text
 
-    assert post_form(client, f"/console/accounts/{account_id}", f"/console/accounts/{account_id}/submit"
-                     ).status_code == 303
-    assert post_form(admin_client, "/console/admin/review", f"/console/admin/review/account/{account_id}",
-                     {"decision": "approve"}).status_code == 303
+    assert (
+        post_form(client, f"/console/accounts/{account_id}", f"/console/accounts/{account_id}/submit").status_code
+        == 303
+    )
+    assert (
+        post_form(
+            admin_client,
+            "/console/admin/review",
+            f"/console/admin/review/account/{account_id}",
+            {"decision": "approve"},
+        ).status_code
+        == 303
+    )
     session.expire_all()
     assert session.get(Account, account_id).review_status == ReviewStatus.APPROVED  # type: ignore[union-attr]
     log = admin_client.get("/console/logs?object_type=account")
@@ -136,8 +167,12 @@ def test_review_queue_approves_through_the_console_and_logs_it(client: TestClien
 
 def test_language_switch_is_remembered_on_the_user(client: TestClient, session: Session):
     register(client, 8)
-    assert post_form(client, "/console/account", "/console/language",
-                     {"language": "zh", "next": "/console/logs"}).headers["location"] == "/console/logs"
+    assert (
+        post_form(client, "/console/account", "/console/language", {"language": "zh", "next": "/console/logs"}).headers[
+            "location"
+        ]
+        == "/console/logs"
+    )
     user = session.scalars(select(User).where(User.account_id.is_not(None))).one()
     session.refresh(user)
     assert user.locale == "zh"
@@ -153,9 +188,16 @@ def test_language_switch_is_remembered_on_the_user(client: TestClient, session: 
 def test_open_redirects_are_refused_after_sign_in(client: TestClient, session: Session):
     email = _admin(session, "second@example.org")
     page = client.get("/console/sign-in?next=https://evil.example/")
-    response = client.post("/console/sign-in", data={"email": email, "password": "admin-password",
-                                                     "next": "https://evil.example/",
-                                                     "csrf_token": csrf_from(page.text)}, follow_redirects=False)
+    response = client.post(
+        "/console/sign-in",
+        data={
+            "email": email,
+            "password": "admin-password",
+            "next": "https://evil.example/",
+            "csrf_token": csrf_from(page.text),
+        },
+        follow_redirects=False,
+    )
     assert response.headers["location"] == "/console/"
 
 

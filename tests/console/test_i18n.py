@@ -31,8 +31,13 @@ def _extracted(tmp_path: Path) -> set[str]:
     """`pybabel extract` with the project's babel.cfg, exactly as the catalog README runs it."""
     pot = tmp_path / "messages.pot"
     pybabel = Path(sys.executable).with_name("pybabel")
-    subprocess.run([str(pybabel), "extract", "-F", "babel.cfg", "-k", "N_", "--no-location", "-o", str(pot), "."],
-                   cwd=CONSOLE_DIR, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(pybabel), "extract", "-F", "babel.cfg", "-k", "N_", "--no-location", "-o", str(pot), "."],
+        cwd=CONSOLE_DIR,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     with pot.open("rb") as handle:
         return {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(handle) if m.id}
 
@@ -40,8 +45,11 @@ def _extracted(tmp_path: Path) -> set[str]:
 def test_babel_extraction_finds_no_untranslated_message(tmp_path: Path):
     extracted = _extracted(tmp_path)
     assert len(extracted) > 500
-    translated = {(m.id if isinstance(m.id, str) else m.id[0]) for m in _zh_catalog()
-                  if m.id and (m.string if isinstance(m.string, str) else m.string[0]) and not m.fuzzy}
+    translated = {
+        (m.id if isinstance(m.id, str) else m.id[0])
+        for m in _zh_catalog()
+        if m.id and (m.string if isinstance(m.string, str) else m.string[0]) and not m.fuzzy
+    }
     missing = sorted(extracted - translated)
     assert not missing, f"translate these in locale/zh_Hans_CN (see locale/README.md): {missing[:30]}"
 
@@ -91,8 +99,9 @@ def test_registration_keeps_the_browser_language_and_it_can_be_changed(client: T
     client.headers.update({"Accept-Language": "en-US,en;q=0.9"})
     overview = client.get("/console/")
     assert overview.status_code == 200 and "概览" in overview.text
-    client.post("/console/language", data={"language": "en", "next": "/console/",
-                                           "csrf_token": csrf_from(overview.text)})
+    client.post(
+        "/console/language", data={"language": "en", "next": "/console/", "csrf_token": csrf_from(overview.text)}
+    )
     session.expire_all()
     assert session.get(User, user.id).locale == "en"  # type: ignore[union-attr]
 

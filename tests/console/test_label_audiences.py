@@ -23,12 +23,17 @@ HEAVY_PLAYER, LIGHT_PLAYER, BANKER = (str(uuid.UUID(int=n, version=4)) for n in 
 
 
 def _profiles(session: Session) -> None:
-    session.add_all([PackageCategory(package=GAME, category="games"),
-                     PackageCategory(package=BANK, category="finance")])
-    for gaid, packages, usage in ((HEAVY_PLAYER, [GAME], {GAME: 3600}), (LIGHT_PLAYER, [GAME], {GAME: 300}),
-                                  (BANKER, [BANK], {BANK: 600})):
-        audiences.record_device_profile(session, gaid=gaid, installed_packages=packages, usage=usage,
-                                        seen_at=utcnow(), country="IN")  # the first region offered is India's
+    session.add_all(
+        [PackageCategory(package=GAME, category="games"), PackageCategory(package=BANK, category="finance")]
+    )
+    for gaid, packages, usage in (
+        (HEAVY_PLAYER, [GAME], {GAME: 3600}),
+        (LIGHT_PLAYER, [GAME], {GAME: 300}),
+        (BANKER, [BANK], {BANK: 600}),
+    ):
+        audiences.record_device_profile(
+            session, gaid=gaid, installed_packages=packages, usage=usage, seen_at=utcnow(), country="IN"
+        )  # the first region offered is India's
     session.commit()
 
 
@@ -56,17 +61,36 @@ def test_a_rule_typed_in_the_form_is_built_and_rebuilt_when_edited(client: TestC
     page = client.get("/console/audiences/labels/new")
     assert 'value="games"' in page.text and 'value="finance"' in page.text  # categories from the package table
 
-    created = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new", {
-        "name": "Keen players", "region_code": _region(client), "installed_categories": ["games"],
-        "usage_package": GAME, "usage_min_minutes": "10", "usage_within_days": "7",
-    })
+    created = _post(
+        client,
+        "/console/audiences/labels/new",
+        "/console/audiences/labels/new",
+        {
+            "name": "Keen players",
+            "region_code": _region(client),
+            "installed_categories": ["games"],
+            "usage_package": GAME,
+            "usage_min_minutes": "10",
+            "usage_within_days": "7",
+        },
+    )
     assert created.status_code == 303, created.text[:2000]
     audience = session.scalars(select(Audience).where(Audience.account_id == account_id)).one()
     assert (audience.kind, audience.status, audience.size) == ("label", "ready", 1)
-    assert audience.rule == {"seen_within_days": 30, "conditions": [
-        {"kind": "installed_categories", "categories": ["games"], "match": "any"},
-        {"kind": "usage_time", "package": GAME, "category": None, "within_days": 7, "min_seconds": 600,
-         "max_seconds": None}]}
+    assert audience.rule == {
+        "seen_within_days": 30,
+        "conditions": [
+            {"kind": "installed_categories", "categories": ["games"], "match": "any"},
+            {
+                "kind": "usage_time",
+                "package": GAME,
+                "category": None,
+                "within_days": 7,
+                "min_seconds": 600,
+                "max_seconds": None,
+            },
+        ],
+    }
     index = audiences.load_audience_index(session)
     assert index.contains(audience.id, device_key(HEAVY_PLAYER))
     assert not index.contains(audience.id, device_key(LIGHT_PLAYER))
@@ -77,10 +101,18 @@ def test_a_rule_typed_in_the_form_is_built_and_rebuilt_when_edited(client: TestC
     assert 'name="installed_categories" value="games" checked' in edit.text
     assert 'name="usage_min_minutes" type="number" min="0" value="10"' in edit.text
 
-    edited = _post(client, f"/console/audiences/{audience.id}/edit", f"/console/audiences/{audience.id}/edit", {
-        "name": "Casual players", "region_code": audience.region_code, "installed_categories": ["games"],
-        "usage_package": GAME, "usage_max_minutes": "10",
-    })
+    edited = _post(
+        client,
+        f"/console/audiences/{audience.id}/edit",
+        f"/console/audiences/{audience.id}/edit",
+        {
+            "name": "Casual players",
+            "region_code": audience.region_code,
+            "installed_categories": ["games"],
+            "usage_package": GAME,
+            "usage_max_minutes": "10",
+        },
+    )
     assert edited.status_code == 303, edited.text[:2000]
     session.expire_all()
     rebuilt = session.get(Audience, audience.id)
@@ -104,8 +136,12 @@ def test_refusals_name_the_input_and_leave_nothing_behind(client: TestClient, se
         ({"installed_apps": GAME, "seen_within_days": "0"}, "seen_within_days"),
     ]
     for fields, refused_input in cases:
-        answer = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new",
-                       {"name": "Refused", "region_code": region, **fields})
+        answer = _post(
+            client,
+            "/console/audiences/labels/new",
+            "/console/audiences/labels/new",
+            {"name": "Refused", "region_code": region, **fields},
+        )
         assert answer.status_code == 422, (fields, answer.status_code)
         assert f'data-error-for="{refused_input}"' in answer.text, (fields, answer.text[:3000])
         assert 'value="Refused"' in answer.text  # what was typed is kept
@@ -115,8 +151,12 @@ def test_refusals_name_the_input_and_leave_nothing_behind(client: TestClient, se
 def test_another_advertisers_audience_is_not_found(client: TestClient, session: Session) -> None:
     _signed_up(client, session, 63)
     _profiles(session)
-    created = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new",
-                    {"name": "Bankers", "region_code": _region(client), "installed_apps": BANK})
+    created = _post(
+        client,
+        "/console/audiences/labels/new",
+        "/console/audiences/labels/new",
+        {"name": "Bankers", "region_code": _region(client), "installed_apps": BANK},
+    )
     assert created.status_code == 303
     audience_id = session.scalars(select(Audience.id)).one()
 
@@ -124,9 +164,11 @@ def test_another_advertisers_audience_is_not_found(client: TestClient, session: 
     register(other, 64)
     assert other.get(f"/console/audiences/{audience_id}/edit").status_code == 404
     page = other.get("/console/audiences")
-    answer = other.post(f"/console/audiences/{audience_id}/edit", follow_redirects=False,
-                        data={"name": "Taken", "region_code": "IN", "installed_apps": BANK,
-                              "csrf_token": csrf_from(page.text)})
+    answer = other.post(
+        f"/console/audiences/{audience_id}/edit",
+        follow_redirects=False,
+        data={"name": "Taken", "region_code": "IN", "installed_apps": BANK, "csrf_token": csrf_from(page.text)},
+    )
     assert answer.status_code == 404
     session.expire_all()
     assert session.scalars(select(Audience.name)).one() == "Bankers"
@@ -145,21 +187,33 @@ def test_an_agency_builds_audiences_for_its_sub_accounts_only(client: TestClient
     assert f'<option value="{sub_account}"' in form and f'<option value="{others_sub}"' not in form
 
     region = _region(viewer)
-    built = _post(viewer, "/console/audiences/labels/new", "/console/audiences/labels/new",
-                  {"name": "Sub bankers", "region_code": region, "installed_apps": BANK,
-                   "account_id": str(sub_account)})
+    built = _post(
+        viewer,
+        "/console/audiences/labels/new",
+        "/console/audiences/labels/new",
+        {"name": "Sub bankers", "region_code": region, "installed_apps": BANK, "account_id": str(sub_account)},
+    )
     assert built.status_code == 303
     assert session.scalars(select(Audience.account_id)).one() == sub_account
 
-    foreign = _post(viewer, "/console/audiences/labels/new", "/console/audiences/labels/new",
-                    {"name": "Foreign", "region_code": region, "installed_apps": BANK,
-                     "account_id": str(others_sub)})
+    foreign = _post(
+        viewer,
+        "/console/audiences/labels/new",
+        "/console/audiences/labels/new",
+        {"name": "Foreign", "region_code": region, "installed_apps": BANK, "account_id": str(others_sub)},
+    )
     assert foreign.status_code == 404  # another agency's account is not revealed
-    uploaded = viewer.post("/console/audiences", data={
-        "name": "Foreign file", "region_code": region, "id_type": "gaid", "account_id": str(others_sub),
-        "csrf_token": csrf_from(viewer.get("/console/audiences").text)},
-        files={"file": ("ids.txt", "\n".join(str(uuid.UUID(int=i + 1)) for i in range(1000)).encode(),
-                        "text/plain")})
+    uploaded = viewer.post(
+        "/console/audiences",
+        data={
+            "name": "Foreign file",
+            "region_code": region,
+            "id_type": "gaid",
+            "account_id": str(others_sub),
+            "csrf_token": csrf_from(viewer.get("/console/audiences").text),
+        },
+        files={"file": ("ids.txt", "\n".join(str(uuid.UUID(int=i + 1)) for i in range(1000)).encode(), "text/plain")},
+    )
     assert uploaded.status_code == 404
     session.expire_all()
     assert session.scalars(select(Audience.name)).all() == ["Sub bankers"]

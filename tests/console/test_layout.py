@@ -16,9 +16,12 @@ pytestmark = pytest.mark.browser
 
 
 def _browse(browser: Any, base_url: str, email: str, password: str, language: str, width: int) -> Any:
-    context = browser.new_context(base_url=base_url, viewport={"width": width, "height": 860},
-                                  locale="zh-CN" if language == "zh" else "en-US",
-                                  extra_http_headers={"Accept-Language": "zh-CN" if language == "zh" else "en-US"})
+    context = browser.new_context(
+        base_url=base_url,
+        viewport={"width": width, "height": 860},
+        locale="zh-CN" if language == "zh" else "en-US",
+        extra_http_headers={"Accept-Language": "zh-CN" if language == "zh" else "en-US"},
+    )
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.goto("/console/sign-in")
@@ -39,7 +42,8 @@ def _seed(api: Api) -> tuple[str, str]:
 
 
 def test_phone_layout_folds_the_sidebar_keeps_names_in_view_and_stacks_forms(
-        api: Api, session: Session, playwright_browser: Any, live_server: str):
+    api: Api, session: Session, playwright_browser: Any, live_server: str
+):
     advertiser, _staff = _seed(api)
     page = _browse(playwright_browser, live_server, advertiser, "correct horse battery", "en", 390)
     nav = page.locator("#main-nav")
@@ -70,7 +74,8 @@ def test_phone_layout_folds_the_sidebar_keeps_names_in_view_and_stacks_forms(
 
 
 def test_quick_edit_shows_a_refusal_in_place_and_keeps_what_was_typed(
-        api: Api, session: Session, playwright_browser: Any, live_server: str):
+    api: Api, session: Session, playwright_browser: Any, live_server: str
+):
     advertiser, _staff = _seed(api)
     page = _browse(playwright_browser, live_server, advertiser, "correct horse battery", "en", 1440)
     page.goto("/console/ads/ad-groups")
@@ -90,6 +95,7 @@ def test_quick_edit_shows_a_refusal_in_place_and_keeps_what_was_typed(
     assert kept.locator("input[name=name]").input_value() == "Renamed while refused"
     header_columns = page.locator("#ad-list thead th").count()
     edit_columns = page.locator("#ad-list tbody tr").first.evaluate(
-        "tr => Array.from(tr.cells).reduce((n, c) => n + c.colSpan, 0)")
+        "tr => Array.from(tr.cells).reduce((n, c) => n + c.colSpan, 0)"
+    )
     assert edit_columns == header_columns
     page.context.close()

@@ -40,32 +40,54 @@ class Pages:
 @pytest.fixture(scope="module")
 def pages(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
     seed(engine)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("list-buttons"), database_url=database_url,
-                        secret_key="test-secret-key", environment="test", public_base_url="http://testserver")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("list-buttons"),
+        database_url=database_url,
+        secret_key="test-secret-key",
+        environment="test",
+        public_base_url="http://testserver",
+    )
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client, \
-                make_session_factory(engine)() as session:
+        with (
+            TestClient(create_app(settings), raise_server_exceptions=False) as client,
+            make_session_factory(engine)() as session,
+        ):
             api = Api(client, session)
             admin = api.admin()
             on_behalf = api.admin(Role.REVIEWER)
-            expect(client.put(f"/api/v1/users/{on_behalf.user_id}/on-behalf", headers=admin.headers,
-                              json={"granted": True}), 200)
+            expect(
+                client.put(
+                    f"/api/v1/users/{on_behalf.user_id}/on-behalf", headers=admin.headers, json={"granted": True}
+                ),
+                200,
+            )
             owner = api.approved_account(admin)
-            actors = {"admin": admin, "reviewer": api.admin(Role.REVIEWER),
-                      "account manager": api.admin(Role.ACCOUNT_MANAGER), "on-behalf operator": on_behalf,
-                      "owner": owner, "operator": api.member(owner, "operator"),
-                      "viewer": api.member(owner, "viewer")}
+            actors = {
+                "admin": admin,
+                "reviewer": api.admin(Role.REVIEWER),
+                "account manager": api.admin(Role.ACCOUNT_MANAGER),
+                "on-behalf operator": on_behalf,
+                "owner": owner,
+                "operator": api.member(owner, "operator"),
+                "viewer": api.member(owner, "viewer"),
+            }
             made = campaign(api, owner)
             group = ad_group(api, owner, made["id"])
-            ids = {"campaigns": made["id"], "ad-groups": group["id"],
-                   "creatives": creative(api, owner, group["id"])["id"]}
+            ids = {
+                "campaigns": made["id"],
+                "ad-groups": group["id"],
+                "creatives": creative(api, owner, group["id"])["id"],
+            }
             clients: dict[str, TestClient] = {}
             html: dict[tuple[str, str], str] = {}
             detail: dict[tuple[str, str], str] = {}
             for role, actor in actors.items():
                 role_client = TestClient(client.app, raise_server_exceptions=False)
-                password = "admin-password" if actor.account_id is None else (
-                    "correct horse battery" if role == "owner" else "colleague password 1")
+                password = (
+                    "admin-password"
+                    if actor.account_id is None
+                    else ("correct horse battery" if role == "owner" else "colleague password 1")
+                )
                 assert sign_in(role_client, actor.email, password).status_code == 303, role
                 clients[role] = role_client
                 for level in LEVELS:
@@ -115,45 +137,76 @@ def test_what_is_hidden_would_be_refused(pages: Pages, role: str) -> None:
     token = csrf_from(client.get(f"{CONSOLE}/notifications").text)
     group_id = pages.ids["ad-groups"]
     for url in (f"{CONSOLE}/ads/ad-groups/{group_id}/copy", f"{CONSOLE}/ads/ad-groups/batch"):
-        refused = client.post(url, data={"csrf_token": token, "ids": str(group_id), "action": "pause"},
-                              follow_redirects=False)
+        refused = client.post(
+            url, data={"csrf_token": token, "ids": str(group_id), "action": "pause"}, follow_redirects=False
+        )
         assert refused.status_code == 403, (role, url, refused.status_code)
     assert client.get(f"{CONSOLE}/ads/ad-groups/{group_id}/quick-edit").status_code == 403
 
 
 # The write controls of each object's page, by the address they lead or post to.
 PAGE_CONTROLS = {
-    "campaigns": {"edit": "/edit\"", "new ad group": 'id="new-ad-group"', "copy": "data-quick-copy",
-                  "deep copy": "data-deep-copy"},
-    "ad-groups": {"edit": "/edit\"", "new creative": 'id="new-creative"', "copy": "data-quick-copy",
-                  "deep copy": "data-deep-copy",
-                  "submit": 'id="submit-for-review"', "pause": 'value="pause"', "delete": 'value="delete"'},
-    "creatives": {"edit": "/edit\"", "copy": "data-quick-copy", "submit": "/submit\"", "delete": 'value="delete"'},
+    "campaigns": {
+        "edit": '/edit"',
+        "new ad group": 'id="new-ad-group"',
+        "copy": "data-quick-copy",
+        "deep copy": "data-deep-copy",
+    },
+    "ad-groups": {
+        "edit": '/edit"',
+        "new creative": 'id="new-creative"',
+        "copy": "data-quick-copy",
+        "deep copy": "data-deep-copy",
+        "submit": 'id="submit-for-review"',
+        "pause": 'value="pause"',
+        "delete": 'value="delete"',
+    },
+    "creatives": {"edit": '/edit"', "copy": "data-quick-copy", "submit": '/submit"', "delete": 'value="delete"'},
 }
 
 
 @pytest.mark.parametrize("role", sorted(WRITERS | READERS))
 @pytest.mark.parametrize("level", LEVELS)
-def test_object_pages_show_their_write_buttons_exactly_to_who_may_press_them(pages: Pages, role: str,
-                                                                             level: str) -> None:
+def test_object_pages_show_their_write_buttons_exactly_to_who_may_press_them(
+    pages: Pages, role: str, level: str
+) -> None:
     page = pages.detail[role, level]
     shown = {name for name, marker in PAGE_CONTROLS[level].items() if marker in page}
     assert shown == (set(PAGE_CONTROLS[level]) if role in WRITERS else set()), f"{role} on {level}: {sorted(shown)}"
 
 
-@pytest.mark.parametrize(("scopes", "may_write"), [
-    (None, True), (frozenset({"read"}), False), (frozenset({"finance"}), False), (frozenset({"write"}), True)])
+@pytest.mark.parametrize(
+    ("scopes", "may_write"),
+    [(None, True), (frozenset({"read"}), False), (frozenset({"finance"}), False), (frozenset({"write"}), True)],
+)
 def test_a_read_only_key_would_see_no_write_button(scopes: frozenset[str] | None, may_write: bool) -> None:
     """The console signs in with passwords only, but the check a page asks is the route's own, key scopes
     included: an owner acting through a read-only key is offered no write."""
     from adstack.accounts.models import Principal
     from adstack.console.web import Visitor
 
-    owner = Principal(user_id=1, email="o@example.com", role="advertiser", account_id=1, client="console",
-                      account_role="owner", scopes=scopes)
-    visitor = Visitor(request=None, session=None, settings=None, language="en", csrf_token="",  # type: ignore[arg-type]
-                      principal=owner)
-    for method, path in (("POST", "/ads/ad-groups/5/copy"), ("POST", "/ads/campaigns/batch"),
-                         ("GET", "/ads/creatives/5/quick-edit"), ("GET", "/ads/new")):
+    owner = Principal(
+        user_id=1,
+        email="o@example.com",
+        role="advertiser",
+        account_id=1,
+        client="console",
+        account_role="owner",
+        scopes=scopes,
+    )
+    visitor = Visitor(
+        request=None,
+        session=None,
+        settings=None,
+        language="en",
+        csrf_token="",  # type: ignore[arg-type]
+        principal=owner,
+    )
+    for method, path in (
+        ("POST", "/ads/ad-groups/5/copy"),
+        ("POST", "/ads/campaigns/batch"),
+        ("GET", "/ads/creatives/5/quick-edit"),
+        ("GET", "/ads/new"),
+    ):
         assert visitor.may(method, path) is may_write, (method, path, scopes)
     assert visitor.may("GET", "/ads/campaigns") is True  # reading is every scope's

@@ -24,20 +24,31 @@ from tests.campaigns.helpers import ad_group, campaign
 from tests.console.support import post_form, register, sign_in
 from tests.support import Api
 
-MACHINE_TALK = re.compile(r"/api/v\d|\^https?|\\d|_micros|micros\b|String should|Input should|Value error|"
-                          r"\(limit: |\bPOST /")
+MACHINE_TALK = re.compile(
+    r"/api/v\d|\^https?|\\d|_micros|micros\b|String should|Input should|Value error|"
+    r"\(limit: |\bPOST /"
+)
 
 
 def _advertiser_with_campaign(client: TestClient, session: Session, n: int) -> int:
     register(client, n)
     account_id = session.scalar(select(Account.id).where(Account.contact_email == f"ops{n}@example.com"))
-    reviewer = accounts.principal_for(accounts.create_admin(session, email=f"staff{n}@example.org",
-                                                            password="admin-password"))
+    reviewer = accounts.principal_for(
+        accounts.create_admin(session, email=f"staff{n}@example.org", password="admin-password")
+    )
     accounts.review_account(session, reviewer, account_id, approve=True)
     session.commit()
-    response = post_form(client, "/console/ads/new", "/console/ads/new", {
-        "objective": "performance", "name": "Launch", "promotion_type": "app_download",
-        "package_name": "com.example.game"})
+    response = post_form(
+        client,
+        "/console/ads/new",
+        "/console/ads/new",
+        {
+            "objective": "performance",
+            "name": "Launch",
+            "promotion_type": "app_download",
+            "package_name": "com.example.game",
+        },
+    )
     assert response.status_code == 303, response.text[-1500:]
     campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == "Launch"))
     assert campaign_id is not None
@@ -54,21 +65,49 @@ def _error_beside(html: str, input_id: str) -> str:
 
 
 BAD_AD_GROUP = {
-    "name": "", "promotion_channel": "getapps", "target_group": "all_users", "placement_type": "interstitial",
-    "countries": "SG", "time_zone": "Asia/Singapore", "pacing": "even", "schedule_mode": "all_day",
-    "start_at": "2031-05-02T10:00", "end_at": "2031-05-01T10:00", "bid_type": "cpc", "bid": "abc",
-    "frequency_cap_per_day": "-1", "daily_budget": "12.5",
+    "name": "",
+    "promotion_channel": "getapps",
+    "target_group": "all_users",
+    "placement_type": "interstitial",
+    "countries": "SG",
+    "time_zone": "Asia/Singapore",
+    "pacing": "even",
+    "schedule_mode": "all_day",
+    "start_at": "2031-05-02T10:00",
+    "end_at": "2031-05-01T10:00",
+    "bid_type": "cpc",
+    "bid": "abc",
+    "frequency_cap_per_day": "-1",
+    "daily_budget": "12.5",
 }
 
 
-@pytest.mark.parametrize("language, expected", [
-    ("en", {"name": "Name is required", "bid": "Bid must be a number", "end_at": "The end must be later",
-            "frequency_cap_per_day": "whole number from 1 to 1,000"}),
-    ("zh", {"name": "名称为必填项", "bid": "出价必须是数字", "end_at": "结束时间必须晚于开始时间",
-            "frequency_cap_per_day": "1 到 1,000"}),
-])
-def test_ad_group_form_shows_every_error_beside_its_input(client: TestClient, session: Session, language: str,
-                                                          expected: dict[str, str]):
+@pytest.mark.parametrize(
+    "language, expected",
+    [
+        (
+            "en",
+            {
+                "name": "Name is required",
+                "bid": "Bid must be a number",
+                "end_at": "The end must be later",
+                "frequency_cap_per_day": "whole number from 1 to 1,000",
+            },
+        ),
+        (
+            "zh",
+            {
+                "name": "名称为必填项",
+                "bid": "出价必须是数字",
+                "end_at": "结束时间必须晚于开始时间",
+                "frequency_cap_per_day": "1 到 1,000",
+            },
+        ),
+    ],
+)
+def test_ad_group_form_shows_every_error_beside_its_input(
+    client: TestClient, session: Session, language: str, expected: dict[str, str]
+):
     client.cookies.set("adstack_lang", language, path="/console")
     campaign_id = _advertiser_with_campaign(client, session, 700 + len(language))
     url = f"/console/ads/campaigns/{campaign_id}/ad-groups/new"
@@ -91,8 +130,12 @@ def test_money_limits_are_in_the_account_currency_and_rules_are_sentences():
     too_low = {"field": "bid_micros", "rule": "greater_than_equal", "limit": 20_000_000}
     assert english.sentence(too_low) == "Bid must be at least $20.00."
     assert "US$20.00" in chinese.sentence(too_low) and "出价" in chinese.sentence(too_low)
-    pattern = {"field": "click_url", "rule": "string_pattern_mismatch", "limit": "^https?://\\S+$",
-               "message": "String should match pattern '^https?://\\S+$'"}
+    pattern = {
+        "field": "click_url",
+        "rule": "string_pattern_mismatch",
+        "limit": "^https?://\\S+$",
+        "message": "String should match pattern '^https?://\\S+$'",
+    }
     assert english.sentence(pattern) == "Click address must be a web address starting with http:// or https://."
     nested = {"field": "targeting.os_version_max", "rule": "value_error", "message": "Value error, not a version"}
     assert "OS version to" in english.sentence(nested) and "Value error" not in english.sentence(nested)
@@ -100,8 +143,15 @@ def test_money_limits_are_in_the_account_currency_and_rules_are_sentences():
     assert english.sentence(heavy) == "The file is too large: 2.2 MB; at most 500 KB."
     for rule in RULE_ALIASES:
         for speaker in (english, chinese):
-            text = speaker.sentence({"field": "bid_micros", "rule": rule, "limit": [1_000_000, 2_000_000],
-                                     "actual": 3_000_000, "message": "POST /api/v1/reports/jobs"})
+            text = speaker.sentence(
+                {
+                    "field": "bid_micros",
+                    "rule": rule,
+                    "limit": [1_000_000, 2_000_000],
+                    "actual": 3_000_000,
+                    "message": "POST /api/v1/reports/jobs",
+                }
+            )
             assert text and not MACHINE_TALK.search(text), (rule, text)
     assert set(RULE_ALIASES.values()) <= set(RULE_SENTENCES)
 
@@ -123,9 +173,14 @@ def test_serving_reasons_are_told_in_chinese():
 def test_operation_log_reads_in_words(api: Api, client: TestClient, session: Session):
     advertiser = api.approved_account()
     group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
-    response = api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=advertiser.headers, json={
-        "bid_micros": 250_000, "targeting": {"countries": ["ID", "SG"], "genders": ["female"],
-                                             "os_version_min": "10"}})
+    response = api.client.patch(
+        f"/api/v1/ad-groups/{group['id']}",
+        headers=advertiser.headers,
+        json={
+            "bid_micros": 250_000,
+            "targeting": {"countries": ["ID", "SG"], "genders": ["female"], "os_version_min": "10"},
+        },
+    )
     assert response.status_code == 200, response.text
     sign_in(client, advertiser.email, "correct horse battery")
     client.cookies.set("adstack_lang", "zh", path="/console")
@@ -133,11 +188,16 @@ def test_operation_log_reads_in_words(api: Api, client: TestClient, session: Ses
     edit = re.search(r'data-operation="update".*?</tr>\s*</tbody></table>', html, re.S)
     assert edit, "no edit row in the log"
     row = edit.group(0)
-    bid = re.search(r'<tr data-field="bid_micros"><td>(.*?)</td><td class="old">(.*?)</td><td class="new">(.*?)</td>',
-                    row)
+    bid = re.search(
+        r'<tr data-field="bid_micros"><td>(.*?)</td><td class="old">(.*?)</td><td class="new">(.*?)</td>', row
+    )
     assert bid and bid.groups() == ("出价", "US$0.20", "US$0.25")
-    targeting = re.search(r'<tr data-field="targeting"><td>(.*?)</td><td class="old">.*?</td>'
-                          r'<td class="new">(.*?)</td>', row, re.S)
+    targeting = re.search(
+        r'<tr data-field="targeting"><td>(.*?)</td><td class="old">.*?</td>'
+        r'<td class="new">(.*?)</td>',
+        row,
+        re.S,
+    )
     assert targeting and targeting.group(1) == "定向"
     assert "国家或地区: ID, SG" in targeting.group(2) and "女" in targeting.group(2)
     assert "系统版本 10 至" in targeting.group(2)
@@ -145,21 +205,32 @@ def test_operation_log_reads_in_words(api: Api, client: TestClient, session: Ses
 
 
 def test_report_download_has_a_bom_money_in_units_and_headings_in_the_language(
-        api: Api, client: TestClient, session: Session, settings: Settings):
+    api: Api, client: TestClient, session: Session, settings: Settings
+):
     advertiser = api.approved_account(company_name="夏日游戏有限公司")
     camp = campaign(api, advertiser, name="春节活动")
     today = utcnow()
     store = get_event_store(settings)
-    common = {"occurred_at": today, "account_id": advertiser.account_id, "campaign_id": camp["id"], "country": "ID",
-              "objective": "performance"}
-    store.append([Event(event_id="imp-csv", event_type=EventType.IMPRESSION, **common),
-                  Event(event_id="chg-csv", event_type=EventType.CHARGE, cost_micros=2_345_000, **common)])
+    common = {
+        "occurred_at": today,
+        "account_id": advertiser.account_id,
+        "campaign_id": camp["id"],
+        "country": "ID",
+        "objective": "performance",
+    }
+    store.append(
+        [
+            Event(event_id="imp-csv", event_type=EventType.IMPRESSION, **common),
+            Event(event_id="chg-csv", event_type=EventType.CHARGE, cost_micros=2_345_000, **common),
+        ]
+    )
     store.flush()
     sign_in(client, advertiser.email, "correct horse battery")
     client.cookies.set("adstack_lang", "zh", path="/console")
     day = today.astimezone(zone("Asia/Singapore")).date().isoformat()
-    query = (f"start_date={day}&end_date={day}&granularity=total&dimensions=campaign"
-             "&metrics=impressions&metrics=cost_micros")
+    query = (
+        f"start_date={day}&end_date={day}&granularity=total&dimensions=campaign&metrics=impressions&metrics=cost_micros"
+    )
     download = client.get(f"/console/reports/download?format=csv&{query}")
     assert download.status_code == 200 and download.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
@@ -176,8 +247,7 @@ def _cells(row_html: str) -> int:
     return sum(int(span or 1) for span in re.findall(r'<td(?:[^>]*?colspan="(\d+)")?[^>]*>', row_html))
 
 
-def test_quick_edit_row_keeps_the_header_columns_and_shows_its_refusal(api: Api, client: TestClient,
-                                                                        session: Session):
+def test_quick_edit_row_keeps_the_header_columns_and_shows_its_refusal(api: Api, client: TestClient, session: Session):
     advertiser = api.approved_account()
     group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
     sign_in(client, advertiser.email, "correct horse battery")
@@ -190,9 +260,11 @@ def test_quick_edit_row_keeps_the_header_columns_and_shows_its_refusal(api: Api,
     editing = client.get(f"/console/ads/ad-groups/{group['id']}/quick-edit")
     assert _cells(editing.text) == columns
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', listing).group(1)  # type: ignore[union-attr]
-    refused = client.post(f"/console/ads/ad-groups/{group['id']}/quick-edit",
-                          data={"name": "Renamed", "bid": "abc", "csrf_token": csrf},
-                          headers={"HX-Request": "true"})
+    refused = client.post(
+        f"/console/ads/ad-groups/{group['id']}/quick-edit",
+        data={"name": "Renamed", "bid": "abc", "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
     assert refused.status_code == 422 and _cells(refused.text) == columns
     assert "Bid must be a number" in refused.text and not MACHINE_TALK.search(refused.text)
 
@@ -202,8 +274,11 @@ def test_rejection_reasons_and_review_actions_read_in_chinese(api: Api, client: 
     advertiser = api.approved_account(admin)
     group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
     api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=advertiser.headers)
-    response = api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers, json={
-        "decision": "reject", "reasons": ["The landing page cannot be opened", "Our own words"]})
+    response = api.client.post(
+        f"/api/v1/ad-groups/{group['id']}/review",
+        headers=admin.headers,
+        json={"decision": "reject", "reasons": ["The landing page cannot be opened", "Our own words"]},
+    )
     assert response.status_code == 200, response.text
     sign_in(client, advertiser.email, "correct horse battery")
     client.cookies.set("adstack_lang", "zh", path="/console")

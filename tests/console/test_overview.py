@@ -22,21 +22,48 @@ from tests.support import Actor, Api, expect
 
 def _spend(account_id: int, campaign_id: int, micros: int, tag: str) -> list[Event]:
     now = utcnow() - timedelta(minutes=1)
-    common = {"occurred_at": now, "account_id": account_id, "campaign_id": campaign_id, "country": "ID",
-              "objective": "performance"}
-    return [Event(event_id=f"imp-{tag}", event_type=EventType.IMPRESSION, **common),
-            Event(event_id=f"chg-{tag}", event_type=EventType.CHARGE, cost_micros=micros, **common)]
+    common = {
+        "occurred_at": now,
+        "account_id": account_id,
+        "campaign_id": campaign_id,
+        "country": "ID",
+        "objective": "performance",
+    }
+    return [
+        Event(event_id=f"imp-{tag}", event_type=EventType.IMPRESSION, **common),
+        Event(event_id=f"chg-{tag}", event_type=EventType.CHARGE, cost_micros=micros, **common),
+    ]
 
 
 def _approved_creative(api: Api, agency: Actor, admin: Actor, account_id: int, ad_group_id: int) -> None:
-    media = expect(api.client.post("/api/v1/media", headers=agency.headers, data={"account_id": str(account_id)},
-                                   files={"file": ("banner.png", png(640, 100))}), 201)
-    made = expect(api.client.post("/api/v1/creatives", headers=agency.headers, json={
-        "ad_group_id": ad_group_id, "name": "Banner", "format": "image_640x100",
-        "materials": {"images": [media["id"]]}, "click_url": "https://example.com/app"}), 201)
+    media = expect(
+        api.client.post(
+            "/api/v1/media",
+            headers=agency.headers,
+            data={"account_id": str(account_id)},
+            files={"file": ("banner.png", png(640, 100))},
+        ),
+        201,
+    )
+    made = expect(
+        api.client.post(
+            "/api/v1/creatives",
+            headers=agency.headers,
+            json={
+                "ad_group_id": ad_group_id,
+                "name": "Banner",
+                "format": "image_640x100",
+                "materials": {"images": [media["id"]]},
+                "click_url": "https://example.com/app",
+            },
+        ),
+        201,
+    )
     expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=agency.headers), 200)
-    expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
 
 
 def _row(html: str, marker: str) -> str:
@@ -45,8 +72,7 @@ def _row(html: str, marker: str) -> str:
     return re.sub(r"\s+", " ", match.group(1))
 
 
-def test_agency_overview_adds_up_its_sub_accounts(api: Api, client: TestClient, session: Session,
-                                                 settings: Settings):
+def test_agency_overview_adds_up_its_sub_accounts(api: Api, client: TestClient, session: Session, settings: Settings):
     admin = api.admin()
     agency = api.approved_account(admin, type="agency")
     first = api.sub_account(agency, admin, company_name="Sub One Pte. Ltd.")
@@ -57,8 +83,10 @@ def test_agency_overview_adds_up_its_sub_accounts(api: Api, client: TestClient, 
     first_campaign = campaign(api, agency, account_id=first)
     serving = approved_ad_group(api, agency, admin, first_campaign["id"])
     _approved_creative(api, agency, admin, first, serving["id"])
-    assert expect(api.client.get(f"/api/v1/ad-groups/{serving['id']}", headers=agency.headers),
-                  200)["serving_status"] == "eligible"
+    assert (
+        expect(api.client.get(f"/api/v1/ad-groups/{serving['id']}", headers=agency.headers), 200)["serving_status"]
+        == "eligible"
+    )
     second_campaign = campaign(api, agency, account_id=second)
     store = get_event_store(settings)
     store.append(_spend(first, first_campaign["id"], 2_500_000, "first"))
@@ -90,12 +118,24 @@ def test_admin_overview_shows_platform_figures(api: Api, client: TestClient, ses
     store.append(_spend(small.account_id or 0, small_campaign["id"], 1_000_000, "small"))
     store.flush()
     # An ad group submitted 30 hours ago and still waiting.
-    group = api.client.post("/api/v1/ad-groups", headers=small.headers, json={
-        "campaign_id": small_campaign["id"], "name": "Waiting", "placement_type": "banner", "bid_type": "cpc",
-        "bid_micros": 200_000, "targeting": {"countries": ["ID"]}}).json()
+    group = api.client.post(
+        "/api/v1/ad-groups",
+        headers=small.headers,
+        json={
+            "campaign_id": small_campaign["id"],
+            "name": "Waiting",
+            "placement_type": "banner",
+            "bid_type": "cpc",
+            "bid_micros": 200_000,
+            "targeting": {"countries": ["ID"]},
+        },
+    ).json()
     api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=small.headers)
-    session.execute(update(ReviewItem).where(ReviewItem.object_id == group["id"], ReviewItem.object_type == "ad_group")
-                    .values(submitted_at=utcnow() - timedelta(hours=30)))
+    session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.object_id == group["id"], ReviewItem.object_type == "ad_group")
+        .values(submitted_at=utcnow() - timedelta(hours=30))
+    )
     session.commit()
 
     sign_in(client, admin.email, "admin-password")

@@ -18,12 +18,14 @@ KEPT = re.compile(r'name="document_ref" value="([^"]+)"')
 
 def _post(client: TestClient, form: dict[str, str], files: dict[str, tuple[str, bytes, str]] | None = None):
     token = csrf_from(client.get("/console/register").text)
-    return client.post("/console/register", data={**form, "csrf_token": token}, files=files or {},
-                       follow_redirects=False)
+    return client.post(
+        "/console/register", data={**form, "csrf_token": token}, files=files or {}, follow_redirects=False
+    )
 
 
 def test_a_refused_registration_keeps_its_fields_and_document_but_not_the_password(
-        client: TestClient, session: Session, settings: Settings):
+    client: TestClient, session: Session, settings: Settings
+):
     form = registration_form(7, password="short", document_kind="industry_qualification")
     refused = _post(client, form, {"document": ("licence.png", png_bytes(40, 40), "image/png")})
     assert refused.status_code == 422
@@ -42,7 +44,8 @@ def test_a_refused_registration_keeps_its_fields_and_document_but_not_the_passwo
     account = session.scalars(select(Account).where(Account.company_name == form["company_name"])).one()
     documents = session.scalars(select(AccountDocument).where(AccountDocument.account_id == account.id)).all()
     assert [(d.filename, d.kind, d.content_type) for d in documents] == [
-        ("licence.png", "industry_qualification", "image/png")]
+        ("licence.png", "industry_qualification", "image/png")
+    ]
     # Once used, the held copy is gone: the account's document is the only one kept.
     assert not any((settings.data_dir / "held-uploads").iterdir())
 

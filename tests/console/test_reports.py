@@ -30,16 +30,53 @@ def _advertiser_with_events(client: TestClient, session: Session, settings: Sett
     now = utcnow() - timedelta(minutes=5)
     events = []
     for i in range(40):
-        events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION, occurred_at=now,
-                            account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
-                            publisher_id=3, placement_type="interstitial", country="SG" if i % 4 else "ID"))
+        events.append(
+            Event(
+                event_id=uuid.uuid4().hex,
+                event_type=EventType.IMPRESSION,
+                occurred_at=now,
+                account_id=account_id,
+                campaign_id=7,
+                ad_group_id=70,
+                creative_id=700,
+                ad_space_id=5,
+                publisher_id=3,
+                placement_type="interstitial",
+                country="SG" if i % 4 else "ID",
+            )
+        )
     for _ in range(8):
-        events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CLICK, occurred_at=now,
-                            account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
-                            publisher_id=3, placement_type="interstitial", country="SG"))
-        events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CHARGE, occurred_at=now,
-                            account_id=account_id, campaign_id=7, ad_group_id=70, creative_id=700, ad_space_id=5,
-                            publisher_id=3, placement_type="interstitial", country="SG", cost_micros=300_000))
+        events.append(
+            Event(
+                event_id=uuid.uuid4().hex,
+                event_type=EventType.CLICK,
+                occurred_at=now,
+                account_id=account_id,
+                campaign_id=7,
+                ad_group_id=70,
+                creative_id=700,
+                ad_space_id=5,
+                publisher_id=3,
+                placement_type="interstitial",
+                country="SG",
+            )
+        )
+        events.append(
+            Event(
+                event_id=uuid.uuid4().hex,
+                event_type=EventType.CHARGE,
+                occurred_at=now,
+                account_id=account_id,
+                campaign_id=7,
+                ad_group_id=70,
+                creative_id=700,
+                ad_space_id=5,
+                publisher_id=3,
+                placement_type="interstitial",
+                country="SG",
+                cost_micros=300_000,
+            )
+        )
     store = get_event_store(settings)
     store.append(events)
     store.flush()
@@ -48,14 +85,17 @@ def _advertiser_with_events(client: TestClient, session: Session, settings: Sett
 
 def test_report_builder_table_chart_and_downloads(client: TestClient, session: Session, settings: Settings):
     _advertiser_with_events(client, session, settings)
-    page = client.get("/console/reports?granularity=total&dimensions=country&metrics=impressions&metrics=clicks"
-                      "&metrics=cost_micros&sort=-impressions")
+    page = client.get(
+        "/console/reports?granularity=total&dimensions=country&metrics=impressions&metrics=clicks"
+        "&metrics=cost_micros&sort=-impressions"
+    )
     assert page.status_code == 200, page.text[-2000:]
     assert 'id="report-table"' in page.text and 'data-chart="' in page.text
     totals = page.text.split('id="report-totals"')[1].split("</tr>")[0]
     assert "40" in totals and "8" in totals and "2.40" in totals
-    download = client.get("/console/reports/download?format=csv&granularity=total&dimensions=country"
-                          "&metrics=impressions&metrics=clicks")
+    download = client.get(
+        "/console/reports/download?format=csv&granularity=total&dimensions=country&metrics=impressions&metrics=clicks"
+    )
     assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(download.text)))
     header = rows[0]
@@ -85,11 +125,19 @@ def test_long_ranges_run_as_report_jobs(client: TestClient, session: Session, se
     # The range is refused for running at once (422, with its message), and offered as a background job.
     assert page.status_code == 422 and "Run as a background job" in page.text
     assert "92" in page.text.split('id="report-errors"')[1].split("</div>")[0]
-    started = client.post("/console/reports/jobs", data={
-        "csrf_token": csrf_from(page.text), "start_date": "2025-01-01",
-        "end_date": (utcnow() + timedelta(days=1)).date().isoformat(),
-        "granularity": "total", "dimensions": "country", "metrics": "impressions", "format": "csv"},
-        follow_redirects=False)
+    started = client.post(
+        "/console/reports/jobs",
+        data={
+            "csrf_token": csrf_from(page.text),
+            "start_date": "2025-01-01",
+            "end_date": (utcnow() + timedelta(days=1)).date().isoformat(),
+            "granularity": "total",
+            "dimensions": "country",
+            "metrics": "impressions",
+            "format": "csv",
+        },
+        follow_redirects=False,
+    )
     assert started.status_code == 303  # (ending tomorrow in UTC: today in the account's zone, whatever the hour)
     jobs = client.get("/console/reports/jobs")
     job_id = jobs.text.split('data-job="')[1].split('"')[0]
@@ -98,13 +146,25 @@ def test_long_ranges_run_as_report_jobs(client: TestClient, session: Session, se
     assert download.status_code == 200 and "40" in download.text
 
 
-def test_media_cost_is_offered_to_platform_staff_and_not_to_advertisers(client: TestClient, session: Session,
-                                                                        settings: Settings):
+def test_media_cost_is_offered_to_platform_staff_and_not_to_advertisers(
+    client: TestClient, session: Session, settings: Settings
+):
     account_id = _advertiser_with_events(client, session, settings)
     store = get_event_store(settings)
-    store.append([Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION,
-                        occurred_at=utcnow() - timedelta(minutes=5), account_id=account_id, campaign_id=7,
-                        country="SG", media_cost_micros=120_000) for _ in range(10)])
+    store.append(
+        [
+            Event(
+                event_id=uuid.uuid4().hex,
+                event_type=EventType.IMPRESSION,
+                occurred_at=utcnow() - timedelta(minutes=5),
+                account_id=account_id,
+                campaign_id=7,
+                country="SG",
+                media_cost_micros=120_000,
+            )
+            for _ in range(10)
+        ]
+    )
     store.flush()
     wanted = "/console/reports?granularity=total&metrics=cost_micros&metrics=media_cost_micros"
     mine = client.get("/console/reports")

@@ -30,10 +30,16 @@ from tests.support import Actor, Api, expect
 PASSWORD = "correct horse battery"  # tests.support registers every account with it
 
 
-def _traffic(settings: Settings, account_id: int, campaign_id: int, *, impressions: int, clicks: int, cost: int,
-             at: datetime) -> None:
-    common: dict[str, Any] = {"occurred_at": at, "account_id": account_id, "campaign_id": campaign_id,
-                              "country": "SG", "placement_type": "banner"}
+def _traffic(
+    settings: Settings, account_id: int, campaign_id: int, *, impressions: int, clicks: int, cost: int, at: datetime
+) -> None:
+    common: dict[str, Any] = {
+        "occurred_at": at,
+        "account_id": account_id,
+        "campaign_id": campaign_id,
+        "country": "SG",
+        "placement_type": "banner",
+    }
     events = [Event(event_id=uuid.uuid4().hex, event_type=EventType.IMPRESSION, **common) for _ in range(impressions)]
     events += [Event(event_id=uuid.uuid4().hex, event_type=EventType.CLICK, **common) for _ in range(clicks)]
     events.append(Event(event_id=uuid.uuid4().hex, event_type=EventType.CHARGE, cost_micros=cost, **common))
@@ -43,11 +49,31 @@ def _traffic(settings: Settings, account_id: int, campaign_id: int, *, impressio
 
 
 def _creative(api: Api, actor: Actor, ad_group_id: int, account_id: int, name: str) -> int:
-    media = expect(api.client.post("/api/v1/media", headers=actor.headers, data={"account_id": str(account_id)},
-                                   files={"file": ("banner.png", png(640, 100))}), 201)
-    return int(expect(api.client.post("/api/v1/creatives", headers=actor.headers, json={
-        "ad_group_id": ad_group_id, "name": name, "format": "image_640x100", "materials": {"images": [media["id"]]},
-        "click_url": "https://example.com/app"}), 201)["id"])
+    media = expect(
+        api.client.post(
+            "/api/v1/media",
+            headers=actor.headers,
+            data={"account_id": str(account_id)},
+            files={"file": ("banner.png", png(640, 100))},
+        ),
+        201,
+    )
+    return int(
+        expect(
+            api.client.post(
+                "/api/v1/creatives",
+                headers=actor.headers,
+                json={
+                    "ad_group_id": ad_group_id,
+                    "name": name,
+                    "format": "image_640x100",
+                    "materials": {"images": [media["id"]]},
+                    "click_url": "https://example.com/app",
+                },
+            ),
+            201,
+        )["id"]
+    )
 
 
 def _principal(session: Session, actor: Actor) -> Principal:
@@ -68,8 +94,9 @@ def _table(page: str) -> list[dict[str, str]]:
     body = table.split("<tbody>")[1].split("</tbody>")[0]
     rows = []
     for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
-        cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row,
-                                                                                       re.S)]
+        cells = [
+            html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
         if len(cells) == len(keys):
             rows.append(dict(zip(keys, cells, strict=True)))
     return rows
@@ -88,8 +115,9 @@ def _hour(value: Any) -> str:
     return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M")
 
 
-def test_day_and_hour_views_chart_the_numbers_of_the_table(api: Api, client: TestClient, session: Session,
-                                                           settings: Settings):
+def test_day_and_hour_views_chart_the_numbers_of_the_table(
+    api: Api, client: TestClient, session: Session, settings: Settings
+):
     advertiser = api.approved_account()
     account = advertiser.account_id or 0
     spring = campaign(api, advertiser, name="Spring")["id"]
@@ -105,13 +133,22 @@ def test_day_and_hour_views_chart_the_numbers_of_the_table(api: Api, client: Tes
     chart, rows = _chart(day_page.text), _table(day_page.text)
     assert chart["type"] == "line" and len(chart["data"]["labels"]) == 7
     dates = chart["data"]["labels"]
-    expected = reports.run_report(session, principal, ReportQuery(
-        start_date=dates[0], end_date=dates[-1], granularity=Granularity.DAY,
-        metrics=[Metric.IMPRESSIONS, Metric.CLICKS, Metric.COST_MICROS]), store=get_event_store(settings))
+    expected = reports.run_report(
+        session,
+        principal,
+        ReportQuery(
+            start_date=dates[0],
+            end_date=dates[-1],
+            granularity=Granularity.DAY,
+            metrics=[Metric.IMPRESSIONS, Metric.CLICKS, Metric.COST_MICROS],
+        ),
+        store=get_event_store(settings),
+    )
     by_day = {str(r["date"]): r for r in expected.rows}
     impressions, clicks = _series(chart, 0), _series(chart, 1)
-    assert {d: impressions[d] for d in dates} == {d: float(by_day[d]["impressions"]) if d in by_day else 0.0
-                                                  for d in dates}
+    assert {d: impressions[d] for d in dates} == {
+        d: float(by_day[d]["impressions"]) if d in by_day else 0.0 for d in dates
+    }
     assert sum(impressions.values()) == expected.totals["impressions"] > 0
     assert [r["date"] for r in rows] == sorted(by_day)  # the table's rows: the days with traffic
     for row in rows:  # each table row shows what the chart plots for its day
@@ -123,9 +160,17 @@ def test_day_and_hour_views_chart_the_numbers_of_the_table(api: Api, client: Tes
     assert hour_page.status_code == 200, hour_page.text[-1500:]
     chart, rows = _chart(hour_page.text), _table(hour_page.text)
     assert chart["type"] == "line"
-    expected = reports.run_report(session, principal, ReportQuery(
-        start_date=first_day, end_date=dates[-1], granularity=Granularity.HOUR,
-        metrics=[Metric.IMPRESSIONS, Metric.CLICKS]), store=get_event_store(settings))
+    expected = reports.run_report(
+        session,
+        principal,
+        ReportQuery(
+            start_date=first_day,
+            end_date=dates[-1],
+            granularity=Granularity.HOUR,
+            metrics=[Metric.IMPRESSIONS, Metric.CLICKS],
+        ),
+        store=get_event_store(settings),
+    )
     by_hour = {_hour(r["hour"]): r for r in expected.rows}
     impressions, clicks = _series(chart, 0), _series(chart, 1)
     assert {h: v for h, v in impressions.items() if v} == {h: float(r["impressions"]) for h, r in by_hour.items()}
@@ -138,14 +183,16 @@ def test_day_and_hour_views_chart_the_numbers_of_the_table(api: Api, client: Tes
     total_page = client.get("/console/reports?granularity=total")  # the total, charted by day
     assert total_page.status_code == 200
     assert sum(v or 0 for v in _series(_chart(total_page.text), 0).values()) == int(
-        _table(total_page.text)[0]["impressions"].replace(",", ""))
+        _table(total_page.text)[0]["impressions"].replace(",", "")
+    )
     for grouped in ("granularity=day&dimensions=campaign", "granularity=day&dimensions=hour&sort=-impressions"):
         page = client.get(f"/console/reports?{grouped}")  # by day and campaign; hours sorted by a metric
         assert page.status_code == 200, grouped
         totals = page.text.split('id="report-totals"')[1].split("</tr>")[0]
         shown = re.search(r'data-column="impressions"[^>]*>([^<]+)<', totals)
         assert shown and sum(v or 0 for v in _series(_chart(page.text), 0).values()) == int(
-            shown.group(1).replace(",", "")), grouped
+            shown.group(1).replace(",", "")
+        ), grouped
 
 
 def test_pickers_list_only_what_the_visitor_may_see(api: Api, client: TestClient):
@@ -154,8 +201,11 @@ def test_pickers_list_only_what_the_visitor_may_see(api: Api, client: TestClient
     agency = api.approved_account(admin, type="agency")
     sub = api.sub_account(agency, admin, company_name="Sub One Pte. Ltd.")
     owned: dict[str, dict[str, set[int]]] = {}
-    for name, actor, account_id in (("advertiser", advertiser, advertiser.account_id),
-                                    ("stranger", stranger, stranger.account_id), ("agency", agency, sub)):
+    for name, actor, account_id in (
+        ("advertiser", advertiser, advertiser.account_id),
+        ("stranger", stranger, stranger.account_id),
+        ("agency", agency, sub),
+    ):
         made = campaign(api, actor, name=f"{name} campaign", account_id=account_id)
         group = ad_group(api, actor, made["id"], name=f"{name} group")
         banner = _creative(api, actor, group["id"], account_id or 0, f"{name} banner")
@@ -177,8 +227,9 @@ def test_pickers_list_only_what_the_visitor_may_see(api: Api, client: TestClient
         assert set().union(*(o[field] for o in owned.values())) <= staff[field]
 
 
-def test_a_picked_campaign_filters_the_report_and_stays_picked(api: Api, client: TestClient, session: Session,
-                                                               settings: Settings):
+def test_a_picked_campaign_filters_the_report_and_stays_picked(
+    api: Api, client: TestClient, session: Session, settings: Settings
+):
     advertiser = api.approved_account()
     account = advertiser.account_id or 0
     first, second = campaign(api, advertiser, name="First")["id"], campaign(api, advertiser, name="Second")["id"]
@@ -191,24 +242,33 @@ def test_a_picked_campaign_filters_the_report_and_stays_picked(api: Api, client:
     yesterday, today = _chart(client.get("/console/reports").text)["data"]["labels"][-2:]
 
     def total(**filters: Any) -> int:
-        result = reports.run_report(session, principal, ReportQuery(
-            start_date=yesterday, end_date=today, metrics=[Metric.IMPRESSIONS], **filters),
-            store=get_event_store(settings))
+        result = reports.run_report(
+            session,
+            principal,
+            ReportQuery(start_date=yesterday, end_date=today, metrics=[Metric.IMPRESSIONS], **filters),
+            store=get_event_store(settings),
+        )
         return int(result.totals["impressions"])
 
-    page = client.get(f"/console/reports?granularity=total&start_date={yesterday}&end_date={today}"
-                      f"&metrics=impressions&campaign_ids={first}")
+    page = client.get(
+        f"/console/reports?granularity=total&start_date={yesterday}&end_date={today}"
+        f"&metrics=impressions&campaign_ids={first}"
+    )
     assert page.status_code == 200
     shown = int(_table(page.text)[0]["impressions"].replace(",", ""))
     assert shown == total(campaign_ids=[first]) != total()
     picker = page.text.split('<select id="campaign_ids"')[1].split("</select>")[0]
     assert re.search(rf'<option value="{first}"[^>]*selected', picker)
     assert not re.search(rf'<option value="{second}"[^>]*selected', picker)
-    both = client.get(f"/console/reports?granularity=total&start_date={yesterday}&end_date={today}"
-                      f"&metrics=impressions&campaign_ids={first}&campaign_ids={second}")
+    both = client.get(
+        f"/console/reports?granularity=total&start_date={yesterday}&end_date={today}"
+        f"&metrics=impressions&campaign_ids={first}&campaign_ids={second}"
+    )
     assert int(_table(both.text)[0]["impressions"].replace(",", "")) == total(campaign_ids=[first, second])
-    brand = client.get(f"/console/reports?granularity=total&start_date={yesterday}&end_date={today}"
-                       "&metrics=impressions&objectives=brand")
+    brand = client.get(
+        f"/console/reports?granularity=total&start_date={yesterday}&end_date={today}"
+        "&metrics=impressions&objectives=brand"
+    )
     assert brand.status_code == 200 and 'value="brand" selected' in brand.text
     # Both campaigns are performance campaigns: nothing for brand.
     assert int(_table(brand.text)[0]["impressions"]) == total(objectives=["brand"]) == 0
@@ -226,15 +286,17 @@ def test_a_filter_id_that_is_no_number_is_refused_naming_the_field(api: Api, cli
         download = client.get(f"/console/reports/download?format=csv&{field}=abc")
         assert download.status_code == 422 and field.split("_ids")[0].replace("_", " ") in download.text.lower()
     overview = client.get("/console/")
-    client.post("/console/language", data={"language": "zh", "next": "/console/",
-                                           "csrf_token": csrf_from(overview.text)})
+    client.post(
+        "/console/language", data={"language": "zh", "next": "/console/", "csrf_token": csrf_from(overview.text)}
+    )
     page = client.get("/console/reports?campaign_ids=abc")
     message = re.search(r'data-error-for="campaign_ids"[^>]*>([^<]+)<', page.text)
     assert page.status_code == 422 and message and "广告计划" in message.group(1)
 
 
-def test_downloads_show_money_in_currency_units_after_a_byte_order_mark(api: Api, client: TestClient,
-                                                                        session: Session, settings: Settings):
+def test_downloads_show_money_in_currency_units_after_a_byte_order_mark(
+    api: Api, client: TestClient, session: Session, settings: Settings
+):
     advertiser = api.approved_account()
     account = advertiser.account_id or 0
     spring = campaign(api, advertiser, name="春季推广")["id"]
@@ -242,11 +304,16 @@ def test_downloads_show_money_in_currency_units_after_a_byte_order_mark(api: Api
     assert sign_in(client, advertiser.email, PASSWORD).status_code == 303
     principal = _principal(session, advertiser)
     yesterday, today = _chart(client.get("/console/reports").text)["data"]["labels"][-2:]
-    expected = reports.run_report(session, principal, ReportQuery(start_date=yesterday, end_date=today,
-                                                                  dimensions=["campaign"]),
-                                   store=get_event_store(settings))
-    download = client.get(f"/console/reports/download?format=csv&granularity=total&dimensions=campaign"
-                          f"&start_date={yesterday}&end_date={today}")
+    expected = reports.run_report(
+        session,
+        principal,
+        ReportQuery(start_date=yesterday, end_date=today, dimensions=["campaign"]),
+        store=get_event_store(settings),
+    )
+    download = client.get(
+        f"/console/reports/download?format=csv&granularity=total&dimensions=campaign"
+        f"&start_date={yesterday}&end_date={today}"
+    )
     assert download.status_code == 200 and download.content.startswith(b"\xef\xbb\xbf")
     lines = download.content.decode("utf-8-sig").splitlines()
     header, row = lines[0].split(","), lines[1].split(",")

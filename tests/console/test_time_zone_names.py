@@ -27,8 +27,9 @@ def test_every_named_zone_has_a_chinese_label_and_labels_stay_apart() -> None:
     chinese, english = choices.time_zones("zh"), choices.time_zones("en")
     assert [value for value, _ in chinese] == [value for value, _ in english]
     named = [(value, label) for value, label in chinese if "/" in value and not value.startswith("Etc/")]
-    assert named and all(CHINESE.search(label) for _, label in named), [v for v, lab in named
-                                                                        if not CHINESE.search(lab)][:5]
+    assert named and all(CHINESE.search(label) for _, label in named), [
+        v for v, lab in named if not CHINESE.search(lab)
+    ][:5]
     assert len({label for _, label in chinese}) == len(chinese)  # no two options read alike
     assert dict(chinese)["Asia/Shanghai"] == "(UTC+08:00) 中国（上海）时间"
     assert dict(english)["Asia/Shanghai"] == "(UTC+08:00) Asia/Shanghai"

@@ -15,8 +15,15 @@ SECRET = b"db_password=secret\n"
 class LoopbackServer:
     """Answers every GET with `body`, or with a 302 to `redirects[path]`; records the paths it was asked for."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, body: bytes = SECRET,
-                 redirects: dict[str, str] | None = None, status: int = 200):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        body: bytes = SECRET,
+        redirects: dict[str, str] | None = None,
+        status: int = 200,
+    ):
         self.host = host
         self.body = body
         self.status = status

@@ -25,9 +25,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data_dir: Path = tmp_path_factory.mktemp("bodies")
     temp_dir = data_dir / "tmp"
     temp_dir.mkdir()
-    process = ServerProcess(data_dir, extra_env={
-        "ADSTACK_ENVIRONMENT": "development", "ADSTACK_ARGON2_PROFILE": "CHEAPEST",
-        "ADSTACK_BODY_DEADLINE_S": str(DEADLINE_S), "TMPDIR": str(temp_dir)}).start()
+    process = ServerProcess(
+        data_dir,
+        extra_env={
+            "ADSTACK_ENVIRONMENT": "development",
+            "ADSTACK_ARGON2_PROFILE": "CHEAPEST",
+            "ADSTACK_BODY_DEADLINE_S": str(DEADLINE_S),
+            "TMPDIR": str(temp_dir),
+        },
+    ).start()
     try:
         yield process
     finally:
@@ -78,13 +84,17 @@ def _send(port: int, head: str, body: Iterator[bytes], *, timeout: float = 15.0)
 
 def _multipart_head(path: str, length: int | None, extra: str = "") -> str:
     framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n{extra}\r\n")
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n{extra}\r\n"
+    )
 
 
 def _file_part(name: str, filename: str) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
-            "Content-Type: application/pdf\r\n\r\n%PDF-1.4\n").encode()
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+        "Content-Type: application/pdf\r\n\r\n%PDF-1.4\n"
+    ).encode()
 
 
 def _chunks(first: bytes, total: int, size: int = 64 * 1024, *, chunked: bool = False) -> Iterator[bytes]:
@@ -120,12 +130,12 @@ def test_a_100_mb_sign_in_is_refused_without_touching_the_disk(server: ServerPro
 
 def test_a_declared_2_gb_document_is_refused_at_once(server: ServerProcess, user: tuple[str, int]) -> None:
     token, account_id = user
-    head = _multipart_head(f"/api/v1/accounts/{account_id}/documents", 2 * 1024**3,
-                           f"Authorization: Bearer {token}\r\n")
+    head = _multipart_head(
+        f"/api/v1/accounts/{account_id}/documents", 2 * 1024**3, f"Authorization: Bearer {token}\r\n"
+    )
     status, sent, elapsed = _send(server.port, head, iter(()))
     assert status == 413 and sent == 0 and elapsed < 1
-    proof_head = _multipart_head("/api/v1/finance/top-up-requests", 2 * 1024**3,
-                                 f"Authorization: Bearer {token}\r\n")
+    proof_head = _multipart_head("/api/v1/finance/top-up-requests", 2 * 1024**3, f"Authorization: Bearer {token}\r\n")
     assert _send(server.port, proof_head, iter(()))[0] == 413
 
 
@@ -146,8 +156,10 @@ def test_a_slow_upload_is_cut_off_at_the_deadline(server: ServerProcess, user: t
 
 def test_an_ordinary_upload_still_goes_through(server: ServerProcess, user: tuple[str, int]) -> None:
     token, account_id = user
-    answer = httpx.post(f"{server.base_url}/api/v1/accounts/{account_id}/documents",
-                        headers={"Authorization": f"Bearer {token}"},
-                        files={"file": ("licence.pdf", b"%PDF-1.4\n" + b"0" * 200_000, "application/pdf")},
-                        timeout=10)
+    answer = httpx.post(
+        f"{server.base_url}/api/v1/accounts/{account_id}/documents",
+        headers={"Authorization": f"Bearer {token}"},
+        files={"file": ("licence.pdf", b"%PDF-1.4\n" + b"0" * 200_000, "application/pdf")},
+        timeout=10,
+    )
     assert answer.status_code == 201, answer.text

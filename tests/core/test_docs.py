@@ -22,8 +22,11 @@ def test_docs_reference_no_external_host(client: TestClient) -> None:
 
 def test_swagger_ui_assets_are_served_locally(client: TestClient) -> None:
     assert (SWAGGER_UI_DIR / "swagger-ui-bundle.js").is_file(), "run scripts/setup.sh to install swagger-ui-dist"
-    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css"),
-                       ("favicon-32x32.png", "image/png")):
+    for name, kind in (
+        ("swagger-ui-bundle.js", "javascript"),
+        ("swagger-ui.css", "text/css"),
+        ("favicon-32x32.png", "image/png"),
+    ):
         answer = client.get(f"/docs/static/{name}")
         assert answer.status_code == 200 and kind in answer.headers["content-type"], name
     assert client.get("/openapi.json").status_code == 200

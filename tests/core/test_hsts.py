@@ -11,8 +11,9 @@ from adstack.core.settings import Settings
 
 
 def _client(tmp_path: Path, database_url: str, address: str, **values: object) -> TestClient:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="k", environment="test",
-                        **values)  # type: ignore[arg-type]
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key="k", environment="test", **values
+    )  # type: ignore[arg-type]
     return TestClient(create_app(settings), client=(address, 50000))
 
 
@@ -22,8 +23,7 @@ def test_hsts_only_when_the_request_came_over_https(tmp_path: Path, database_url
     header = behind.get("/healthz", headers=https).headers.get("strict-transport-security")
     assert header == "max-age=31536000; includeSubDomains"
     assert "strict-transport-security" not in behind.get("/healthz").headers  # plain http behind the proxy
-    assert "strict-transport-security" not in behind.get(
-        "/healthz", headers={"X-Forwarded-Proto": "http"}).headers
+    assert "strict-transport-security" not in behind.get("/healthz", headers={"X-Forwarded-Proto": "http"}).headers
     # Anyone else claiming https is not believed.
     direct = _client(tmp_path, database_url, "203.0.113.9", trusted_proxies="10.0.0.0/8")
     assert "strict-transport-security" not in direct.get("/healthz", headers=https).headers

@@ -31,8 +31,9 @@ RECOVERY_BUDGET_S = 2.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data_dir: Path = tmp_path_factory.mktemp("load")
-    process = ServerProcess(data_dir, extra_env={"ADSTACK_ENVIRONMENT": "development",
-                                                 "ADSTACK_ARGON2_PROFILE": "CHEAPEST"}).start()
+    process = ServerProcess(
+        data_dir, extra_env={"ADSTACK_ENVIRONMENT": "development", "ADSTACK_ARGON2_PROFILE": "CHEAPEST"}
+    ).start()
     try:
         yield process
     finally:
@@ -97,10 +98,15 @@ def _recovery_seconds(base_url: str) -> float:
     return float("inf")
 
 
-def _attack(server: ServerProcess, path: str, headers: dict[str, str] | None = None) -> tuple[Counter[int], float,
-                                                                                                  float, int]:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
-             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+def _attack(
+    server: ServerProcess, path: str, headers: dict[str, str] | None = None
+) -> tuple[Counter[int], float, float, int]:
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     probe = HealthProbe(server.base_url)
     probe.start()

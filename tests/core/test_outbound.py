@@ -110,8 +110,9 @@ def fetch(url: str, policy: OutboundPolicy, *, max_bytes: int = 1 << 20) -> byte
         return client.get(url, max_bytes=max_bytes).content
 
 
-def test_every_notation_of_loopback_is_refused_with_one_answer(internal: LoopbackServer, internal_v6: LoopbackServer,
-                                                               stand_in: LoopbackServer) -> None:
+def test_every_notation_of_loopback_is_refused_with_one_answer(
+    internal: LoopbackServer, internal_v6: LoopbackServer, stand_in: LoopbackServer
+) -> None:
     urls = loopback_urls(internal.port, internal_v6.port, stand_in.port)
     assert len(urls) >= 25
     answers = []
@@ -119,19 +120,39 @@ def test_every_notation_of_loopback_is_refused_with_one_answer(internal: Loopbac
         with pytest.raises(FetchFailed) as refused:
             fetch(url, ONLY_STAND_IN)
         answers.append((refused.value.status, refused.value.as_dict()))
-    assert {str(answer) for answer in answers} == {str((422, {"error": {
-        "code": "validation_error", "message": REFUSAL_MESSAGE,
-        "fields": [{"field": "url", "rule": REFUSAL_RULE, "message": REFUSAL_MESSAGE}]}}))}
+    assert {str(answer) for answer in answers} == {
+        str(
+            (
+                422,
+                {
+                    "error": {
+                        "code": "validation_error",
+                        "message": REFUSAL_MESSAGE,
+                        "fields": [{"field": "url", "rule": REFUSAL_RULE, "message": REFUSAL_MESSAGE}],
+                    }
+                },
+            )
+        )
+    }
     assert internal.requests == [] and internal_v6.requests == []  # nothing reached the internal services
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:{p}/", "http://127.1:{p}/", "http://2130706433:{p}/", "http://0x7f.1:{p}/",
-    "http://localhost:{p}/", "http://[::ffff:127.0.0.1]:{p}/", "http://[::1]:{q}/", "http://{s}/to-loopback",
-])
-def test_the_same_urls_are_fetched_once_their_network_is_allowed(url: str, internal: LoopbackServer,
-                                                                  internal_v6: LoopbackServer,
-                                                                  stand_in: LoopbackServer) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{p}/",
+        "http://127.1:{p}/",
+        "http://2130706433:{p}/",
+        "http://0x7f.1:{p}/",
+        "http://localhost:{p}/",
+        "http://[::ffff:127.0.0.1]:{p}/",
+        "http://[::1]:{q}/",
+        "http://{s}/to-loopback",
+    ],
+)
+def test_the_same_urls_are_fetched_once_their_network_is_allowed(
+    url: str, internal: LoopbackServer, internal_v6: LoopbackServer, stand_in: LoopbackServer
+) -> None:
     target = url.format(p=internal.port, q=internal_v6.port, s=f"{STAND_IN}:{stand_in.port}")
     assert fetch(target, LOOPBACK_ALLOWED) == SECRET
 
@@ -180,8 +201,9 @@ def test_a_rebinding_on_the_next_connection_is_refused(monkeypatch: pytest.Monke
 
 
 def test_a_name_with_any_forbidden_address_is_refused_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbound, "resolve_host",
-                        lambda host, port: [ipaddress.ip_address(STAND_IN), ipaddress.ip_address("127.0.0.1")])
+    monkeypatch.setattr(
+        outbound, "resolve_host", lambda host, port: [ipaddress.ip_address(STAND_IN), ipaddress.ip_address("127.0.0.1")]
+    )
     with servers_on_one_port((STAND_IN, {}), ("127.0.0.1", {})) as (public, secret):
         with pytest.raises(FetchFailed):
             fetch(f"http://mixed.example:{public.port}/", ONLY_STAND_IN)
@@ -198,23 +220,76 @@ def test_a_failed_resolution_is_the_same_refusal(monkeypatch: pytest.MonkeyPatch
     assert refused.value.message == REFUSAL_MESSAGE
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1", "100.127.255.254",
-    "169.254.169.254", "0.0.0.0", "0.1.2.3", "224.0.0.1", "239.255.255.250", "255.255.255.255", "240.0.0.1",
-    "192.0.0.1", "192.0.0.9", "192.0.0.171", "192.0.2.1", "198.51.100.7", "203.0.113.9", "198.18.0.1", "198.19.255.255",
-    "192.88.99.1", "::", "::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "::127.0.0.1",
-    "fc00::1", "fd12:3456::1", "fe80::1", "fe80::1%eth0", "fec0::1", "ff02::1", "2001:db8::1", "3fff::1",
-    "2001:2::1", "100::1", "64:ff9b:1::1", "64:ff9b::a9fe:a9fe", "64:ff9b::127.0.0.1", "2002:a9fe:a9fe::1",
-    "2002:c0a8:0101::", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.168.1.1",
+        "100.64.0.1",
+        "100.127.255.254",
+        "169.254.169.254",
+        "0.0.0.0",
+        "0.1.2.3",
+        "224.0.0.1",
+        "239.255.255.250",
+        "255.255.255.255",
+        "240.0.0.1",
+        "192.0.0.1",
+        "192.0.0.9",
+        "192.0.0.171",
+        "192.0.2.1",
+        "198.51.100.7",
+        "203.0.113.9",
+        "198.18.0.1",
+        "198.19.255.255",
+        "192.88.99.1",
+        "::",
+        "::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "fc00::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "fe80::1%eth0",
+        "fec0::1",
+        "ff02::1",
+        "2001:db8::1",
+        "3fff::1",
+        "2001:2::1",
+        "100::1",
+        "64:ff9b:1::1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::127.0.0.1",
+        "2002:a9fe:a9fe::1",
+        "2002:c0a8:0101::",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    ],
+)
 def test_special_purpose_addresses_are_refused(address: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) is not None
 
 
-@pytest.mark.parametrize("address", [
-    "8.8.8.8", "1.1.1.1", "93.184.216.34", "100.128.0.1", "172.32.0.1", "192.31.196.1", "192.52.193.1",
-    "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "93.184.216.34",
+        "100.128.0.1",
+        "172.32.0.1",
+        "192.31.196.1",
+        "192.52.193.1",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
 def test_public_addresses_pass(address: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) is None
 
@@ -228,13 +303,31 @@ def test_an_allowed_network_lifts_only_itself() -> None:
     assert refusal_reason(ipaddress.ip_address("127.0.0.1"), allowed) is not None
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("127.0.0.1", "127.0.0.1"), ("127.1", "127.0.0.1"), ("127.0.1", "127.0.0.1"), ("2130706433", "127.0.0.1"),
-    ("0x7f000001", "127.0.0.1"), ("0x7f.1", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"), ("0177.1", "127.0.0.1"),
-    ("127.0.0.1.", "127.0.0.1"), ("0", "0.0.0.0"), ("0x", "0.0.0.0"), ("169.254.43518", "169.254.169.254"),
-    ("files.example", None), ("1.2.3.256", None), ("256.1", None), ("4294967296", None), ("1..2", None),
-    ("08.1", None), ("0xg.1", None), ("1.2.3.4.5", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("127.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0177.1", "127.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("0x", "0.0.0.0"),
+        ("169.254.43518", "169.254.169.254"),
+        ("files.example", None),
+        ("1.2.3.256", None),
+        ("256.1", None),
+        ("4294967296", None),
+        ("1..2", None),
+        ("08.1", None),
+        ("0xg.1", None),
+        ("1.2.3.4.5", None),
+    ],
+)
 def test_ipv4_notations(text: str, expected: str | None) -> None:
     parsed = ipv4_notation(text)
     assert (None if parsed is None else str(parsed)) == expected

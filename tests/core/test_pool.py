@@ -45,6 +45,7 @@ def test_the_event_loop_never_waits_on_the_pool(tmp_path: Path) -> None:
         return time.monotonic() - started
 
     try:
+
         def off_the_loop() -> float:
             started = time.monotonic()
             with pytest.raises(PoolTimeout):

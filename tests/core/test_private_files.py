@@ -30,8 +30,9 @@ def permissive_umask() -> Iterator[None]:
     os.umask(previous)
 
 
-def test_private_files_are_0600_from_the_start_and_never_written_through(tmp_path: Path,
-                                                                         permissive_umask: None) -> None:
+def test_private_files_are_0600_from_the_start_and_never_written_through(
+    tmp_path: Path, permissive_umask: None
+) -> None:
     with create_private(tmp_path / "new") as out:
         assert mode(tmp_path / "new") == 0o600  # before a byte is written
         out.write(b"x")
@@ -61,19 +62,30 @@ def test_the_sqlite_database_and_its_wal_files_are_0600(tmp_path: Path, permissi
     assert set(modes.values()) == {0o600}
 
 
-def test_uploaded_documents_and_payment_proofs_are_0600(api: Api, settings: Settings,
-                                                        permissive_umask: None) -> None:
+def test_uploaded_documents_and_payment_proofs_are_0600(api: Api, settings: Settings, permissive_umask: None) -> None:
     adv = api.register()
-    expect(api.client.post(f"/api/v1/accounts/{adv.account_id}/documents", headers=adv.headers,
-                           files={"file": ("license.pdf", b"%PDF-1.4\n" + b"0" * 100, "application/pdf")},
-                           data={"kind": "business_license"}), 201)
+    expect(
+        api.client.post(
+            f"/api/v1/accounts/{adv.account_id}/documents",
+            headers=adv.headers,
+            files={"file": ("license.pdf", b"%PDF-1.4\n" + b"0" * 100, "application/pdf")},
+            data={"kind": "business_license"},
+        ),
+        201,
+    )
     agency = api.approved_account(type="agency")
-    expect(api.client.post("/api/v1/finance/top-up-requests", headers=agency.headers,
-                           data={"account_id": str(agency.account_id), "amount_micros": "5000000"},
-                           files={"file": ("receipt.png", io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64),
-                                           "image/png")}), 201)
-    stored = [p for folder in ("documents", "payment-proofs") for p in (settings.data_dir / folder).rglob("*")
-              if p.is_file()]
+    expect(
+        api.client.post(
+            "/api/v1/finance/top-up-requests",
+            headers=agency.headers,
+            data={"account_id": str(agency.account_id), "amount_micros": "5000000"},
+            files={"file": ("receipt.png", io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64), "image/png")},
+        ),
+        201,
+    )
+    stored = [
+        p for folder in ("documents", "payment-proofs") for p in (settings.data_dir / folder).rglob("*") if p.is_file()
+    ]
     # The registrations' own qualification documents are among them.
     assert {p.relative_to(settings.data_dir).parts[0] for p in stored} == {"documents", "payment-proofs"}
     assert {mode(p) for p in stored} == {0o600}

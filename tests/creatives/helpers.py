@@ -18,25 +18,48 @@ from tests.support import Actor, Api, expect
 
 # The placement each format serves, per adstack's pairing of the guide's formats with its placement list.
 PLACEMENT_OF = {
-    "interstitial_image": "interstitial", "interstitial_video": "interstitial", "rewarded_video": "rewarded_video",
-    "large_image": "push", "push_standard": "push", "custom_background": "icon", "icon_small_card": "icon",
-    "newsfeed_video": "newsfeed", "large_newsfeed_image": "newsfeed", "ota_app_recommendations": "icon",
-    "startup_guide_app_download": "icon", "ota_mandatory_pre_install": "icon", "image_640x100": "banner",
-    "sms_image": "sms", "sms_business": "sms", "rich_media_business": "sms", "wallpaper_carousel": "wallpaper_carousel",
+    "interstitial_image": "interstitial",
+    "interstitial_video": "interstitial",
+    "rewarded_video": "rewarded_video",
+    "large_image": "push",
+    "push_standard": "push",
+    "custom_background": "icon",
+    "icon_small_card": "icon",
+    "newsfeed_video": "newsfeed",
+    "large_newsfeed_image": "newsfeed",
+    "ota_app_recommendations": "icon",
+    "startup_guide_app_download": "icon",
+    "ota_mandatory_pre_install": "icon",
+    "image_640x100": "banner",
+    "sms_image": "sms",
+    "sms_business": "sms",
+    "rich_media_business": "sms",
+    "wallpaper_carousel": "wallpaper_carousel",
 }
 
 
 def campaign(api: Api, actor: Actor) -> dict[str, Any]:
-    body = {"objective": "performance", "name": "Summer installs", "promotion_type": "app_download",
-            "package_name": "com.example.game"}
+    body = {
+        "objective": "performance",
+        "name": "Summer installs",
+        "promotion_type": "app_download",
+        "package_name": "com.example.game",
+    }
     return expect(api.client.post("/api/v1/campaigns", headers=actor.headers, json=body), 201)
 
 
-def ad_group(api: Api, actor: Actor, placement_type: str = "interstitial", campaign_id: int | None = None
-             ) -> dict[str, Any]:
+def ad_group(
+    api: Api, actor: Actor, placement_type: str = "interstitial", campaign_id: int | None = None
+) -> dict[str, Any]:
     campaign_id = campaign_id or campaign(api, actor)["id"]
-    body = {"campaign_id": campaign_id, "name": f"{placement_type} group", "placement_type": placement_type,
-            "bid_type": "cpc", "bid_micros": 200_000, "start_at": "2024-01-01T00:00:00Z"}
+    body = {
+        "campaign_id": campaign_id,
+        "name": f"{placement_type} group",
+        "placement_type": placement_type,
+        "bid_type": "cpc",
+        "bid_micros": 200_000,
+        "start_at": "2024-01-01T00:00:00Z",
+    }
     return expect(api.client.post("/api/v1/ad-groups", headers=actor.headers, json=body), 201)
 
 
@@ -85,6 +108,7 @@ class Files:
             buffer = io.BytesIO()
             Image.new("RGB", (width, height), (copy % 256, 90, 20)).save(buffer, format="PNG")
             return buffer.getvalue()
+
         return self._get(("png", width, height, copy), make, f"image{copy}.png")
 
     def jpeg(self, width: int, height: int) -> int:
@@ -110,46 +134,83 @@ def _card_texts(description_chars: int) -> dict[str, Any]:
 def guide_materials(files: Files, code: str) -> dict[str, Any]:
     """Materials for `code` exactly as the guide asks: the largest text each limit allows, the sizes it names."""
     icon84 = files.png(84, 84)
-    video_format = {"videos": [files.video()], "cover_image": files.jpeg(720, 1280), "icon": icon84,
-                    "titles": ["t" * 30], "descriptions": ["d" * 80, "Free to play"],
-                    "button_texts": ["b" * 15, "Install"]}
+    video_format = {
+        "videos": [files.video()],
+        "cover_image": files.jpeg(720, 1280),
+        "icon": icon84,
+        "titles": ["t" * 30],
+        "descriptions": ["d" * 80, "Free to play"],
+        "button_texts": ["b" * 15, "Install"],
+    }
     icon_card = {"icon": icon84, **_card_texts(80)}
-    message = {"business_phone": "+6591234567", "business_name": "n" * 9,
-               "descriptions": ["Deals at https://shop.example.com/sale"]}
+    message = {
+        "business_phone": "+6591234567",
+        "business_name": "n" * 9,
+        "descriptions": ["Deals at https://shop.example.com/sale"],
+    }
     materials: dict[str, dict[str, Any]] = {
-        "interstitial_image": {"images": [files.png(1200, 628)], "icon": icon84, "titles": ["t" * 30],
-                               "descriptions": ["d" * 80, "New levels every week", "Free"],
-                               "button_texts": ["b" * 15, "Install", "Play"]},
+        "interstitial_image": {
+            "images": [files.png(1200, 628)],
+            "icon": icon84,
+            "titles": ["t" * 30],
+            "descriptions": ["d" * 80, "New levels every week", "Free"],
+            "button_texts": ["b" * 15, "Install", "Play"],
+        },
         "interstitial_video": video_format,
         "rewarded_video": video_format,
-        "large_image": {"images": [files.png(800, 360)], "icon": files.png(180, 180), "titles": ["t" * 30],
-                        "descriptions": ["d" * 40], "top_button": True},
+        "large_image": {
+            "images": [files.png(800, 360)],
+            "icon": files.png(180, 180),
+            "titles": ["t" * 30],
+            "descriptions": ["d" * 40],
+            "top_button": True,
+        },
         "push_standard": {"icon": files.png(180, 180), "titles": ["t" * 30], "descriptions": ["d" * 40, "Open now"]},
         "custom_background": {"icon": files.png(180, 120), **_card_texts(40), "background_color": "#1A73E8"},
         "icon_small_card": icon_card,
         "newsfeed_video": {k: v for k, v in video_format.items() if k != "cover_image"},
-        "large_newsfeed_image": {"images": [files.png(1200, 628, copy) for copy in range(10)], "icon": icon84,
-                                 "titles": ["t" * 30], "descriptions": ["d" * 80], "button_texts": ["b" * 15]},
+        "large_newsfeed_image": {
+            "images": [files.png(1200, 628, copy) for copy in range(10)],
+            "icon": icon84,
+            "titles": ["t" * 30],
+            "descriptions": ["d" * 80],
+            "button_texts": ["b" * 15],
+        },
         "ota_app_recommendations": icon_card,
         "startup_guide_app_download": icon_card,
         "ota_mandatory_pre_install": icon_card,
         "image_640x100": {"images": [files.png(640, 100, copy) for copy in range(5)]},
         "sms_image": {"images": [files.png(600, 500)], "icon": files.png(180, 180), **message},
-        "sms_business": {**message, "subtitles": ["s" * 30, "Open daily", "Free delivery"],
-                         "button_1": "o" * 28, "button_2": "Call us"},
+        "sms_business": {
+            **message,
+            "subtitles": ["s" * 30, "Open daily", "Free delivery"],
+            "button_1": "o" * 28,
+            "button_2": "Call us",
+        },
         "rich_media_business": {"icon": files.jpeg(800, 450), **message, "button_1": "Shop now"},
-        "wallpaper_carousel": {"images": [files.jpeg(720, 1600)], "icon": icon84, "titles": ["t" * 30],
-                               "descriptions": ["d" * 80], "button_texts": ["b" * 15]},
+        "wallpaper_carousel": {
+            "images": [files.jpeg(720, 1600)],
+            "icon": icon84,
+            "titles": ["t" * 30],
+            "descriptions": ["d" * 80],
+            "button_texts": ["b" * 15],
+        },
     }
     return dict(materials[code])
 
 
-def guide_creative(api: Api, actor: Actor, ad_group_id: int, code: str, files: Files | None = None,
-                   **overrides: Any) -> dict[str, Any]:
+def guide_creative(
+    api: Api, actor: Actor, ad_group_id: int, code: str, files: Files | None = None, **overrides: Any
+) -> dict[str, Any]:
     """A create body for a guide-valid creative of `code` in the ad group (which must serve the format)."""
     files = files or Files(api, actor)
-    body: dict[str, Any] = {"ad_group_id": ad_group_id, "name": f"{code} creative", "format": code,
-                            "materials": guide_materials(files, code), "click_url": "https://example.com/landing"}
+    body: dict[str, Any] = {
+        "ad_group_id": ad_group_id,
+        "name": f"{code} creative",
+        "format": code,
+        "materials": guide_materials(files, code),
+        "click_url": "https://example.com/landing",
+    }
     body.update(overrides)
     return body
 

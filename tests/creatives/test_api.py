@@ -31,28 +31,45 @@ def test_create_submit_approve_and_serving_status(api: Api) -> None:
     queue = expect(api.client.get("/api/v1/review/queue?object_type=creative", headers=admin.headers), 200)
     assert [i["object_id"] for i in queue] == [creative["id"]]
 
-    approved = expect(api.client.post(f"/api/v1/creatives/{creative['id']}/review", headers=admin.headers,
-                                      json={"decision": "approve"}), 200)
+    approved = expect(
+        api.client.post(
+            f"/api/v1/creatives/{creative['id']}/review", headers=admin.headers, json={"decision": "approve"}
+        ),
+        200,
+    )
     assert approved["review_status"] == "approved"
     # Now the ad group decides: it has not been submitted yet.
     assert approved["serving_status"] == "to_be_submitted"
     assert approved["serving_reason"].startswith("ad group:")
 
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
-    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
     current = expect(api.client.get(f"/api/v1/creatives/{creative['id']}", headers=adv.headers), 200)
     assert current["serving_status"] == "no_inventory"  # no interstitial ad space exists yet
-    ad_space(api, admin, publisher(api, admin)["id"], placement_type="interstitial",
-             accepted_formats=["interstitial_image"], sizes=["1200x628"])
+    ad_space(
+        api,
+        admin,
+        publisher(api, admin)["id"],
+        placement_type="interstitial",
+        accepted_formats=["interstitial_image"],
+        sizes=["1200x628"],
+    )
     current = expect(api.client.get(f"/api/v1/creatives/{creative['id']}", headers=adv.headers), 200)
     assert current["serving_status"] == "balance_insufficient"
 
-    api.session.add(LedgerEntry(account_id=adv.account_id, entry_type=EntryType.TOP_UP.value,
-                                amount_micros=100_000_000, currency="USD"))
+    api.session.add(
+        LedgerEntry(
+            account_id=adv.account_id, entry_type=EntryType.TOP_UP.value, amount_micros=100_000_000, currency="USD"
+        )
+    )
     api.session.commit()
-    assert expect(api.client.get(f"/api/v1/creatives/{creative['id']}", headers=adv.headers),
-                  200)["serving_status"] == "eligible"
+    assert (
+        expect(api.client.get(f"/api/v1/creatives/{creative['id']}", headers=adv.headers), 200)["serving_status"]
+        == "eligible"
+    )
 
 
 def test_wrong_size_image_and_31_character_title_are_refused_field_by_field(api: Api) -> None:
@@ -64,9 +81,17 @@ def test_wrong_size_image_and_31_character_title_are_refused_field_by_field(api:
     error = expect(api.client.post("/api/v1/creatives", headers=adv.headers, json=body), 422)
     fields = fields_of(error)
     assert fields["materials.titles.0"] | {"message": ""} == {
-        "field": "materials.titles.0", "rule": "max_length", "limit": 30, "actual": 31, "message": ""}
-    assert (fields["materials.images.0"]["rule"], fields["materials.images.0"]["limit"],
-            fields["materials.images.0"]["actual"]) == ("image_size", ["1200x628"], "1000x500")
+        "field": "materials.titles.0",
+        "rule": "max_length",
+        "limit": 30,
+        "actual": 31,
+        "message": "",
+    }
+    assert (
+        fields["materials.images.0"]["rule"],
+        fields["materials.images.0"]["limit"],
+        fields["materials.images.0"]["actual"],
+    ) == ("image_size", ["1200x628"], "1000x500")
     assert expect(api.client.get("/api/v1/creatives", headers=adv.headers), 200)["total"] == 0
 
 
@@ -78,7 +103,8 @@ def test_image_over_the_kb_cap_is_refused(api: Api) -> None:
     body = interstitial_body(api, adv, group["id"])
     body["materials"]["images"].append(upload(api, adv, heavy, "heavy.png"))
     field = fields_of(expect(api.client.post("/api/v1/creatives", headers=adv.headers, json=body), 422))[
-        "materials.images.1"]
+        "materials.images.1"
+    ]
     assert (field["rule"], field["limit"], field["actual"]) == ("max_size_kb", 500, -(-len(heavy) // 1024))
 
 
@@ -108,8 +134,9 @@ def test_videos_are_checked_from_the_container(api: Api) -> None:
 def test_format_must_fit_the_ad_groups_placement(api: Api) -> None:
     adv = api.approved_account()
     banner = ad_group(api, adv, "banner")
-    error = expect(api.client.post("/api/v1/creatives", headers=adv.headers,
-                                   json=interstitial_body(api, adv, banner["id"])), 422)
+    error = expect(
+        api.client.post("/api/v1/creatives", headers=adv.headers, json=interstitial_body(api, adv, banner["id"])), 422
+    )
     field = fields_of(error)["format"]
     assert (field["rule"], field["actual"]) == ("placement_type", "interstitial_image")
     assert "image_640x100" in field["limit"] and "interstitial_image" not in field["limit"]
@@ -121,13 +148,23 @@ def test_urls_are_checked(api: Api) -> None:
     adv = api.approved_account()
     group = ad_group(api, adv)
     body = interstitial_body(api, adv, group["id"])
-    for bad in ({"click_url": "javascript:alert(1)"}, {"click_url": "ftp://x.example.com"},
-                {"impression_urls": ["https://a.example.com"] * 6}, {"video_tracking": {"start": ["nope"]}}):
+    for bad in (
+        {"click_url": "javascript:alert(1)"},
+        {"click_url": "ftp://x.example.com"},
+        {"impression_urls": ["https://a.example.com"] * 6},
+        {"video_tracking": {"start": ["nope"]}},
+    ):
         error = expect(api.client.post("/api/v1/creatives", headers=adv.headers, json={**body, **bad}), 422)
         assert error["error"]["fields"][0]["field"].split(".")[0] == next(iter(bad))
-    ok = create(api, adv, {**body, "deeplink": "mygame://level/1",
-                           "video_tracking": {"start": ["https://t.example.com/s"],
-                                              "third_quartile": ["https://t.example.com/q3"]}})
+    ok = create(
+        api,
+        adv,
+        {
+            **body,
+            "deeplink": "mygame://level/1",
+            "video_tracking": {"start": ["https://t.example.com/s"], "third_quartile": ["https://t.example.com/q3"]},
+        },
+    )
     assert ok["video_tracking"]["start"] == ["https://t.example.com/s"]
     assert ok["deeplink"] == "mygame://level/1"
 
@@ -143,13 +180,13 @@ def test_tenants_cannot_use_or_see_each_others_creatives_and_media(api: Api) -> 
     body = interstitial_body(api, other, other_group["id"])
     body["materials"]["images"] = [foreign_image]
     field = fields_of(expect(api.client.post("/api/v1/creatives", headers=other.headers, json=body), 422))[
-        "materials.images.0"]
+        "materials.images.0"
+    ]
     assert (field["rule"], field["actual"]) == ("not_found", foreign_image)
 
     cid = creative["id"]
     assert api.client.get(f"/api/v1/creatives/{cid}", headers=other.headers).status_code == 404
-    assert api.client.patch(f"/api/v1/creatives/{cid}", headers=other.headers,
-                            json={"name": "x"}).status_code == 404
+    assert api.client.patch(f"/api/v1/creatives/{cid}", headers=other.headers, json={"name": "x"}).status_code == 404
     assert api.client.post(f"/api/v1/creatives/{cid}/submit", headers=other.headers).status_code == 404
     assert api.client.get(f"/api/v1/creatives/{cid}/preview", headers=other.headers).status_code == 404
     assert api.client.delete(f"/api/v1/creatives/{cid}", headers=other.headers).status_code == 404
@@ -167,8 +204,14 @@ def test_review_rejection_history_and_edits_send_approved_creatives_back(api: Ap
     expect(api.client.post(f"{url}/submit", headers=adv.headers), 200)
     assert api.client.post(f"{url}/review", headers=adv.headers, json={"decision": "approve"}).status_code == 403
     expect(api.client.post(f"{url}/review", headers=admin.headers, json={"decision": "reject"}), 422)
-    rejected = expect(api.client.post(f"{url}/review", headers=admin.headers,
-                                      json={"decision": "reject", "reasons": ["blurry image", "misleading"]}), 200)
+    rejected = expect(
+        api.client.post(
+            f"{url}/review",
+            headers=admin.headers,
+            json={"decision": "reject", "reasons": ["blurry image", "misleading"]},
+        ),
+        200,
+    )
     assert rejected["serving_status"] == "rejected"
     assert "blurry image" in rejected["serving_reason"]
 
@@ -201,8 +244,9 @@ def test_status_delete_and_lists(api: Api) -> None:
     ids = [create(api, adv, {**body, "name": name})["id"] for name in ("Bravo", "alpha", "Charlie")]
     moved = create(api, adv, {**body, "ad_group_id": other_group["id"], "name": "Delta"})["id"]
 
-    paused = expect(api.client.post(f"/api/v1/creatives/{ids[0]}/status", headers=adv.headers,
-                                    json={"status": "paused"}), 200)
+    paused = expect(
+        api.client.post(f"/api/v1/creatives/{ids[0]}/status", headers=adv.headers, json={"status": "paused"}), 200
+    )
     assert (paused["status"], paused["serving_status"]) == ("paused", "paused")
     expect(api.client.post(f"/api/v1/creatives/{ids[2]}/submit", headers=adv.headers), 200)
     deleted = expect(api.client.delete(f"/api/v1/creatives/{ids[1]}", headers=adv.headers), 200)
@@ -210,8 +254,9 @@ def test_status_delete_and_lists(api: Api) -> None:
     assert api.client.patch(f"/api/v1/creatives/{ids[1]}", headers=adv.headers, json={"name": "x"}).status_code == 409
 
     def listing(query: str) -> list[int]:
-        return [c["id"] for c in expect(api.client.get(f"/api/v1/creatives?{query}", headers=adv.headers),
-                                        200)["items"]]
+        return [
+            c["id"] for c in expect(api.client.get(f"/api/v1/creatives?{query}", headers=adv.headers), 200)["items"]
+        ]
 
     assert listing("") == [moved, ids[2], ids[0]]
     assert listing("include_deleted=true&sort=name&order=asc") == [ids[1], ids[0], ids[2], moved]
@@ -237,7 +282,7 @@ def test_preview_escapes_materials(api: Api) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     html = response.text
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert 'Go&#34;&gt;&lt;img&gt;' in html
+    assert "Go&#34;&gt;&lt;img&gt;" in html
     assert "b=&#34;x&#34;" in html
     assert "script-src" not in response.headers["content-security-policy"]
     media = expect(api.client.get(f"/api/v1/media/{body['materials']['images'][0]}", headers=adv.headers), 200)
@@ -266,8 +311,12 @@ def test_operation_log_records_before_and_after(api: Api) -> None:
     cid = create(api, adv, interstitial_body(api, adv, ad_group(api, adv)["id"]))["id"]
     expect(api.client.patch(f"/api/v1/creatives/{cid}", headers=adv.headers, json={"name": "Renamed"}), 200)
     expect(api.client.post(f"/api/v1/creatives/{cid}/submit", headers=adv.headers), 200)
-    expect(api.client.post(f"/api/v1/creatives/{cid}/review", headers=admin.headers,
-                           json={"decision": "reject", "reasons": ["logo"]}), 200)
+    expect(
+        api.client.post(
+            f"/api/v1/creatives/{cid}/review", headers=admin.headers, json={"decision": "reject", "reasons": ["logo"]}
+        ),
+        200,
+    )
     log = expect(api.client.get(f"/api/v1/operation-logs?object_type=creative&q={cid}", headers=adv.headers), 200)
     operations = [e["operation"] for e in reversed(log["items"])]
     assert operations == ["create", "update", "submit", "reject"]
@@ -293,19 +342,29 @@ def test_push_standard_rules_from_the_push_format_page_over_http(api: Api) -> No
     adv = api.approved_account()
     group = ad_group(api, adv, "push")
     body: dict[str, Any] = {
-        "ad_group_id": group["id"], "name": "Parcel update", "format": "push_standard",
-        "materials": {"titles": ["Your parcel is on its way 🚚"], "descriptions": ["d" * 41],
-                      "icon": upload(api, adv, png(181, 180), "icon.png")},
+        "ad_group_id": group["id"],
+        "name": "Parcel update",
+        "format": "push_standard",
+        "materials": {
+            "titles": ["Your parcel is on its way 🚚"],
+            "descriptions": ["d" * 41],
+            "icon": upload(api, adv, png(181, 180), "icon.png"),
+        },
         "click_url": "https://example.com/track",
     }
     fields = fields_of(expect(api.client.post("/api/v1/creatives", headers=adv.headers, json=body), 422))
     assert (fields["materials.titles.0"]["rule"], fields["materials.titles.0"]["actual"]) == ("no_emoji", "🚚")
     assert (fields["materials.descriptions.0"]["rule"], fields["materials.descriptions.0"]["limit"]) == (
-        "max_length", 40)
+        "max_length",
+        40,
+    )
     assert (fields["materials.icon"]["rule"], fields["materials.icon"]["limit"]) == ("image_size", ["180x180"])
 
-    body["materials"] = {"titles": ["Your parcel is on its way"], "descriptions": ["d" * 40],
-                         "icon": upload(api, adv, png(180, 180), "icon.png")}
+    body["materials"] = {
+        "titles": ["Your parcel is on its way"],
+        "descriptions": ["d" * 40],
+        "icon": upload(api, adv, png(180, 180), "icon.png"),
+    }
     assert create(api, adv, body)["format"] == "push_standard"
 
 
@@ -324,8 +383,9 @@ def test_copy_and_cascade_delete_for_the_campaign_domain(api: Api) -> None:
     expect(api.client.post(f"/api/v1/creatives/{first['id']}/submit", headers=adv.headers), 200)
     principal = _principal(api, adv)
 
-    copies = creatives.copy_creatives(api.session, principal, from_ad_group_id=source["id"],
-                                      to_ad_group_id=target["id"])
+    copies = creatives.copy_creatives(
+        api.session, principal, from_ad_group_id=source["id"], to_ad_group_id=target["id"]
+    )
     api.session.commit()
     assert [c.name for c in copies] == ["Summer sale", "Second"]
     assert {c.review_status for c in copies} == {"to_be_submitted"}
@@ -334,6 +394,7 @@ def test_copy_and_cascade_delete_for_the_campaign_domain(api: Api) -> None:
     import pytest
 
     from adstack.core.errors import ValidationFailed
+
     with pytest.raises(ValidationFailed):
         creatives.copy_creatives(api.session, principal, from_ad_group_id=source["id"], to_ad_group_id=banner["id"])
     api.session.rollback()

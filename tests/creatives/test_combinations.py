@@ -11,13 +11,21 @@ from adstack.creatives.combinations import asset_combinations
 
 
 def test_every_title_description_visual_and_button_is_combined() -> None:
-    materials = {"titles": ["A", "B"], "descriptions": ["x", "y", "z"], "images": [10, 11], "videos": [],
-                 "button_texts": ["Install"], "icon": 5, "brand_name": None}
+    materials = {
+        "titles": ["A", "B"],
+        "descriptions": ["x", "y", "z"],
+        "images": [10, 11],
+        "videos": [],
+        "button_texts": ["Install"],
+        "icon": 5,
+        "brand_name": None,
+    }
     combos = asset_combinations(materials)
     assert len(combos) == 2 * 3 * 2 * 1
     assert len({c.key for c in combos}) == len(combos)
     assert {(c.title, c.description, c.image_id) for c in combos} == {
-        (t, d, i) for t in "AB" for d in "xyz" for i in (10, 11)}
+        (t, d, i) for t in "AB" for d in "xyz" for i in (10, 11)
+    }
     assert all(c.icon_id == 5 and c.button_text == "Install" and c.video_id is None for c in combos)
 
 
@@ -42,8 +50,9 @@ def test_duplicate_and_blank_texts_collapse() -> None:
     assert [(c.title, c.image_id) for c in combos] == [("Same", 4)]
 
 
-TEXTS = st.lists(st.text(alphabet=ascii_letters + " ", min_size=1, max_size=8).filter(str.strip), max_size=3,
-                 unique_by=str.strip)
+TEXTS = st.lists(
+    st.text(alphabet=ascii_letters + " ", min_size=1, max_size=8).filter(str.strip), max_size=3, unique_by=str.strip
+)
 
 
 @settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])

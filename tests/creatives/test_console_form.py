@@ -19,24 +19,50 @@ from tests.console.support import csrf_from, png_bytes, post_form, register
 
 def _ad_group(client: TestClient, session: Session, placement: str) -> int:
     name = f"Launch {placement}"
-    created = post_form(client, "/console/ads/new", "/console/ads/new", {
-        "objective": "performance", "name": name, "promotion_type": "app_download",
-        "package_name": "com.example.game"})
+    created = post_form(
+        client,
+        "/console/ads/new",
+        "/console/ads/new",
+        {
+            "objective": "performance",
+            "name": name,
+            "promotion_type": "app_download",
+            "package_name": "com.example.game",
+        },
+    )
     assert created.status_code == 303, created.text[-1500:]
     campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == name))
     form_url = f"/console/ads/campaigns/{campaign_id}/ad-groups/new"
-    response = post_form(client, form_url, form_url, {
-        "name": f"SG {placement}", "promotion_channel": "getapps", "target_group": "all_users",
-        "placement_type": placement, "countries": "SG", "time_zone": "Asia/Singapore", "pacing": "even",
-        "schedule_mode": "all_day", "daily_budget": "100", "total_budget": "1000", "bid_type": "cpc", "bid": "0.35"})
+    response = post_form(
+        client,
+        form_url,
+        form_url,
+        {
+            "name": f"SG {placement}",
+            "promotion_channel": "getapps",
+            "target_group": "all_users",
+            "placement_type": placement,
+            "countries": "SG",
+            "time_zone": "Asia/Singapore",
+            "pacing": "even",
+            "schedule_mode": "all_day",
+            "daily_budget": "100",
+            "total_budget": "1000",
+            "bid_type": "cpc",
+            "bid": "0.35",
+        },
+    )
     assert response.status_code == 303, response.text[-3000:]
     return session.scalars(select(AdGroup.id).where(AdGroup.name == f"SG {placement}")).one()
 
 
 def _form_for(client: TestClient, ad_group_id: int, code: str) -> str:
     page = client.get(f"/console/ads/ad-groups/{ad_group_id}/creatives/new")
-    response = client.post(f"/console/ads/ad-groups/{ad_group_id}/creatives/form", data={"format": code},
-                           headers={"X-CSRF-Token": csrf_from(page.text)})
+    response = client.post(
+        f"/console/ads/ad-groups/{ad_group_id}/creatives/form",
+        data={"format": code},
+        headers={"X-CSRF-Token": csrf_from(page.text)},
+    )
     assert response.status_code == 200, response.text[-1500:]
     return response.text
 
@@ -45,8 +71,9 @@ def _signed_in_advertiser(client: TestClient, session: Session) -> None:
     register(client, 71)
     account_id = session.scalar(select(Account.id).where(Account.contact_email == "ops71@example.com"))
     assert account_id is not None
-    reviewer = accounts.principal_for(accounts.create_admin(session, email="boss71@example.org",
-                                                            password="admin-password"))
+    reviewer = accounts.principal_for(
+        accounts.create_admin(session, email="boss71@example.org", password="admin-password")
+    )
     accounts.review_account(session, reviewer, account_id, approve=True)
     session.commit()
 
@@ -56,8 +83,14 @@ def test_the_sms_text_card_form_in_english_and_chinese(client: TestClient, sessi
     sms = _ad_group(client, session, "sms")
 
     english = _form_for(client, sms, "sms_business")
-    for label in ("Business phone number", "Business name", "Subtitles", "Button text 1", "Button text 2",
-                  "must contain a URL"):
+    for label in (
+        "Business phone number",
+        "Business name",
+        "Subtitles",
+        "Button text 1",
+        "Button text 2",
+        "must contain a URL",
+    ):
         assert label in english, label
     assert 'name="business_phone"' in english and english.count('name="subtitles"') == 3
     client.cookies.set(LANGUAGE_COOKIE, "zh")
@@ -67,9 +100,17 @@ def test_the_sms_text_card_form_in_english_and_chinese(client: TestClient, sessi
     client.cookies.set(LANGUAGE_COOKIE, "en")
 
     form_url = f"/console/ads/ad-groups/{sms}/creatives/new"
-    fields = {"name": "Store card", "format": "sms_business", "business_phone": "+65 9123 4567",
-              "business_name": "Mi Store", "subtitles": "Open daily", "descriptions": "Deals: https://mi.example.com",
-              "button_1": "Shop now", "button_2": "Call us", "click_url": "https://example.com/store"}
+    fields = {
+        "name": "Store card",
+        "format": "sms_business",
+        "business_phone": "+65 9123 4567",
+        "business_name": "Mi Store",
+        "subtitles": "Open daily",
+        "descriptions": "Deals: https://mi.example.com",
+        "button_1": "Shop now",
+        "button_2": "Call us",
+        "click_url": "https://example.com/store",
+    }
     refused = post_form(client, form_url, form_url, {**fields, "business_phone": "9123 4567", "button_2": ""})
     assert refused.status_code == 422
     assert 'data-error-for="materials.business_phone"' in refused.text
@@ -94,20 +135,33 @@ def test_push_top_button_and_custom_background_colour(client: TestClient, sessio
 
     def upload(field: str, width: int, height: int) -> int:
         form = client.get(f"/console/ads/ad-groups/{push}/creatives/new")
-        response = client.post(f"/console/ads/ad-groups/{push}/media",
-                               data={"field": field, "format": "large_image"},
-                               files={f"upload_{field}": (f"{field}.png", png_bytes(width, height), "image/png")},
-                               headers={"X-CSRF-Token": csrf_from(form.text)})
+        response = client.post(
+            f"/console/ads/ad-groups/{push}/media",
+            data={"field": field, "format": "large_image"},
+            files={f"upload_{field}": (f"{field}.png", png_bytes(width, height), "image/png")},
+            headers={"X-CSRF-Token": csrf_from(form.text)},
+        )
         assert "data-upload-error" not in response.text, response.text
         found = re.search(rf'name="{field}" value="(\d+)"', response.text)
         assert found is not None
         return int(found.group(1))
 
     form_url = f"/console/ads/ad-groups/{push}/creatives/new"
-    created = post_form(client, form_url, form_url, {
-        "name": "Parcel", "format": "large_image", "images": str(upload("images", 800, 360)),
-        "icon": str(upload("icon", 180, 180)), "titles": "Your parcel is here", "descriptions": "Tap to track it",
-        "top_button": "1", "click_url": "https://example.com/track"})
+    created = post_form(
+        client,
+        form_url,
+        form_url,
+        {
+            "name": "Parcel",
+            "format": "large_image",
+            "images": str(upload("images", 800, 360)),
+            "icon": str(upload("icon", 180, 180)),
+            "titles": "Your parcel is here",
+            "descriptions": "Tap to track it",
+            "top_button": "1",
+            "click_url": "https://example.com/track",
+        },
+    )
     assert created.status_code == 303, created.text[-2000:]
     creative = session.scalars(select(Creative).where(Creative.name == "Parcel")).one()
     assert creative.materials["top_button"] is True

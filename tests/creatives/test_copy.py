@@ -15,8 +15,10 @@ def _approved_creative(api: Api) -> tuple[Actor, Actor, dict[str, Any], dict[str
     group = approved_ad_group(api, adv, admin, camp["id"])
     made = creative(api, adv, group["id"], name="Spring banner")
     expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=adv.headers), 200)
-    approved = expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
-                                      json={"decision": "approve"}), 200)
+    approved = expect(
+        api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
     assert approved["review_status"] == "approved"
     return admin, adv, camp, group, approved
 
@@ -30,13 +32,22 @@ def test_a_copy_keeps_the_materials_and_is_reviewed_anew(api: Api) -> None:
         assert copy[field] == original[field], field
     # An approval belongs to the creative that was reviewed, never to its copy.
     assert copy["review_status"] == "to_be_submitted"
-    assert expect(api.client.get(f"/api/v1/creatives/{original['id']}", headers=adv.headers), 200)[
-        "review_status"] == "approved"
-    submitted = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers,
-                                       json={"name": "Autumn banner", "submit": True}), 201)
+    assert (
+        expect(api.client.get(f"/api/v1/creatives/{original['id']}", headers=adv.headers), 200)["review_status"]
+        == "approved"
+    )
+    submitted = expect(
+        api.client.post(
+            f"/api/v1/creatives/{original['id']}/copy",
+            headers=adv.headers,
+            json={"name": "Autumn banner", "submit": True},
+        ),
+        201,
+    )
     assert submitted["name"] == "Autumn banner" and submitted["review_status"] == "under_review"
-    queue = expect(api.client.get("/api/v1/review/queue", headers=admin.headers,
-                                  params={"object_type": "creative"}), 200)
+    queue = expect(
+        api.client.get("/api/v1/review/queue", headers=admin.headers, params={"object_type": "creative"}), 200
+    )
     assert submitted["id"] in {item["object_id"] for item in queue}
     log = expect(api.client.get("/api/v1/operation-logs", headers=adv.headers, params={"operation": "copy"}), 200)
     assert {e["object_id"] for e in log["items"]} == {copy["id"], submitted["id"]}
@@ -45,12 +56,20 @@ def test_a_copy_keeps_the_materials_and_is_reviewed_anew(api: Api) -> None:
 def test_a_copy_goes_to_another_ad_group_of_the_account_when_it_fits(api: Api) -> None:
     admin, adv, camp, _, original = _approved_creative(api)
     second = approved_ad_group(api, adv, admin, campaign(api, adv, name="Second")["id"], name="Second banner")
-    moved = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers,
-                                   json={"ad_group_id": second["id"]}), 201)
+    moved = expect(
+        api.client.post(
+            f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers, json={"ad_group_id": second["id"]}
+        ),
+        201,
+    )
     assert moved["ad_group_id"] == second["id"] and moved["campaign_id"] == second["campaign_id"]
     splash = approved_ad_group(api, adv, admin, camp["id"], name="Splash", placement_type="interstitial")
-    refused = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers,
-                                     json={"ad_group_id": splash["id"]}), 422)
+    refused = expect(
+        api.client.post(
+            f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers, json={"ad_group_id": splash["id"]}
+        ),
+        422,
+    )
     fields = refused["error"]["fields"]
     assert fields[0]["field"] == "format" and fields[0]["rule"] == "placement_type"
     assert "image_640x100" not in fields[0]["limit"]
@@ -62,10 +81,18 @@ def test_copies_stay_inside_the_tenant(api: Api) -> None:
     theirs = approved_ad_group(api, other, admin, campaign(api, other)["id"])
     before = expect(api.client.get("/api/v1/creatives", headers=other.headers), 200)["total"]
     expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=other.headers, json={}), 404)
-    expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=other.headers,
-                           json={"ad_group_id": theirs["id"]}), 404)
-    refused = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers,
-                                     json={"ad_group_id": theirs["id"]}), 404)
+    expect(
+        api.client.post(
+            f"/api/v1/creatives/{original['id']}/copy", headers=other.headers, json={"ad_group_id": theirs["id"]}
+        ),
+        404,
+    )
+    refused = expect(
+        api.client.post(
+            f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers, json={"ad_group_id": theirs["id"]}
+        ),
+        404,
+    )
     assert refused["error"]["fields"][0]["field"] == "ad_group_id"
     assert expect(api.client.get("/api/v1/creatives", headers=other.headers), 200)["total"] == before
     expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", json={}), 401)
@@ -73,20 +100,27 @@ def test_copies_stay_inside_the_tenant(api: Api) -> None:
 
 def test_copy_refusals_name_the_field(api: Api) -> None:
     _, adv, _, group, original = _approved_creative(api)
-    long_name = expect(api.client.patch(f"/api/v1/creatives/{original['id']}", headers=adv.headers,
-                                        json={"name": "n" * 100}), 200)
+    long_name = expect(
+        api.client.patch(f"/api/v1/creatives/{original['id']}", headers=adv.headers, json={"name": "n" * 100}), 200
+    )
     copy = expect(api.client.post(f"/api/v1/creatives/{long_name['id']}/copy", headers=adv.headers, json={}), 201)
     assert len(copy["name"]) == 100 and copy["name"].endswith(" - copy")
-    too_long = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers,
-                                      json={"name": "x" * 101}), 422)
+    too_long = expect(
+        api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers, json={"name": "x" * 101}), 422
+    )
     assert too_long["error"]["fields"][0]["field"] == "name"
     assert too_long["error"]["fields"][0]["limit"] == 100
-    unknown = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers,
-                                     json={"deep": True}), 422)
+    unknown = expect(
+        api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers, json={"deep": True}), 422
+    )
     assert unknown["error"]["fields"][0]["field"] == "deep"
     expect(api.client.delete(f"/api/v1/creatives/{original['id']}", headers=adv.headers), 200)
     gone = expect(api.client.post(f"/api/v1/creatives/{original['id']}/copy", headers=adv.headers, json={}), 409)
     assert gone["error"]["code"] == "invalid_state"
-    missing = expect(api.client.post(f"/api/v1/creatives/{copy['id']}/copy", headers=adv.headers,
-                                     json={"ad_group_id": group["id"] + 1000}), 404)
+    missing = expect(
+        api.client.post(
+            f"/api/v1/creatives/{copy['id']}/copy", headers=adv.headers, json={"ad_group_id": group["id"] + 1000}
+        ),
+        404,
+    )
     assert missing["error"]["fields"][0]["field"] == "ad_group_id"

@@ -49,19 +49,34 @@ def test_edits_that_do_not_fit_are_refused_by_name(api: Api) -> None:
     assert refusal({"images": {"max_kb": -1}}) == ("edits.images.max_kb", "greater_than_equal")
     assert refusal({"images": {"colour": "red"}}) == ("edits.images.colour", "extra_forbidden")
     assert refusal({"titles": {"min_count": 3}}) == ("edits.titles.min_count", "max")
-    assert api.client.put("/api/v1/creative-formats/nope/edits", headers=admin.headers,
-                          json={"edits": {}}).status_code == 404
+    assert (
+        api.client.put("/api/v1/creative-formats/nope/edits", headers=admin.headers, json={"edits": {}}).status_code
+        == 404
+    )
 
 
 def test_migrate_reseeds_from_the_file_and_keeps_the_operators_edits(api: Api, session: Session, db: Engine) -> None:
     admin = api.admin()
-    expect(api.client.put("/api/v1/creative-formats/large_newsfeed_image/edits", headers=admin.headers,
-                          json={"edits": {"titles": {"max_chars": 25}, "images": {"max_count": 8}}}), 200)
+    expect(
+        api.client.put(
+            "/api/v1/creative-formats/large_newsfeed_image/edits",
+            headers=admin.headers,
+            json={"edits": {"titles": {"max_chars": 25}, "images": {"max_count": 8}}},
+        ),
+        200,
+    )
     # Rules an older release wrote, and a format it had that the file no longer ships.
-    stale = {"code": "large_newsfeed_image", "name": "Old", "description": "", "source": "", "placement_types": [],
-             "images": {"sizes": [{"width": 1080, "height": 607}], "max_kb": 500}}
-    session.execute(update(CreativeFormatRules).where(CreativeFormatRules.code == "large_newsfeed_image")
-                    .values(spec=stale))
+    stale = {
+        "code": "large_newsfeed_image",
+        "name": "Old",
+        "description": "",
+        "source": "",
+        "placement_types": [],
+        "images": {"sizes": [{"width": 1080, "height": 607}], "max_kb": 500},
+    }
+    session.execute(
+        update(CreativeFormatRules).where(CreativeFormatRules.code == "large_newsfeed_image").values(spec=stale)
+    )
     session.add(CreativeFormatRules(code="image_600x500", spec=stale, edits={}))
     session.commit()
 

@@ -15,13 +15,19 @@ from adstack.creatives.models import Materials
 
 # The guide's headings in "Upload ad material information", and the codes of its four unnamed blocks.
 GUIDE_HEADINGS = {
-    "interstitial_image": "Interstitial image", "interstitial_video": "Interstitial video",
-    "rewarded_video": "Rewarded video", "large_image": "Large image", "custom_background": "Custom background",
-    "icon_small_card": "Icon small card", "newsfeed_video": "Newsfeed video",
-    "large_newsfeed_image": "Large newsfeed image", "ota_app_recommendations": "OTA app recommendations",
+    "interstitial_image": "Interstitial image",
+    "interstitial_video": "Interstitial video",
+    "rewarded_video": "Rewarded video",
+    "large_image": "Large image",
+    "custom_background": "Custom background",
+    "icon_small_card": "Icon small card",
+    "newsfeed_video": "Newsfeed video",
+    "large_newsfeed_image": "Large newsfeed image",
+    "ota_app_recommendations": "OTA app recommendations",
     "startup_guide_app_download": "Startup guide app download",
     "ota_mandatory_pre_install": "OTA mandatory pre-install",
-    "rich_media_business": "Rich media", "wallpaper_carousel": "Wallpaper carousel",
+    "rich_media_business": "Rich media",
+    "wallpaper_carousel": "Wallpaper carousel",
 }
 UNNAMED_BLOCKS = ("push_standard", "image_640x100", "sms_image", "sms_business")
 
@@ -50,8 +56,11 @@ class Library:
 
 def interstitial(library: Library, **overrides: object) -> Materials:
     values: dict[str, object] = {
-        "titles": ["Play now"], "descriptions": ["Fun"], "button_texts": ["Install"],
-        "images": [library.add(Upload())], "icon": library.add(Upload(width=84, height=84, size_bytes=20_000)),
+        "titles": ["Play now"],
+        "descriptions": ["Fun"],
+        "button_texts": ["Install"],
+        "images": [library.add(Upload())],
+        "icon": library.add(Upload(width=84, height=84, size_bytes=20_000)),
     }
     values.update(overrides)
     return Materials.model_validate(values)
@@ -87,8 +96,9 @@ def test_valid_materials_pass() -> None:
 
 def test_text_rules_name_the_field_rule_limit_and_actual() -> None:
     library = Library()
-    materials = interstitial(library, titles=["x" * 31, "Second"], descriptions=["d"] * 4,
-                             button_texts=["b" * 16, "  "])
+    materials = interstitial(
+        library, titles=["x" * 31, "Second"], descriptions=["d"] * 4, button_texts=["b" * 16, "  "]
+    )
     errors = errors_of(spec("interstitial_image"), materials, library)
     assert errors["materials.titles"] == ("max_count", 1, 2)
     assert errors["materials.titles.0"] == ("max_length", 30, 31)
@@ -96,7 +106,8 @@ def test_text_rules_name_the_field_rule_limit_and_actual() -> None:
     assert errors["materials.button_texts.0"] == ("max_length", 15, 16)
     assert errors["materials.button_texts.1"][0] == "required"
     assert errors_of(spec("interstitial_image"), interstitial(library, descriptions=[]), library)[
-        "materials.descriptions"] == ("required", 1, 0)
+        "materials.descriptions"
+    ] == ("required", 1, 0)
 
 
 def test_image_rules() -> None:
@@ -123,8 +134,9 @@ def test_icon_rules() -> None:
     errors = errors_of(spec("icon_small_card"), interstitial(library, **card, icon=big_icon), library)
     assert errors == {"materials.icon": ("max_size_kb", 100, 101)}
     square = library.add(Upload(width=100, height=100, size_bytes=5000))
-    assert errors_of(spec("icon_small_card"), interstitial(library, **card, icon=square),
-                     library)["materials.icon"] == ("image_size", ["84x84"], "100x100")
+    assert errors_of(spec("icon_small_card"), interstitial(library, **card, icon=square), library)[
+        "materials.icon"
+    ] == ("image_size", ["84x84"], "100x100")
     missing = errors_of(spec("icon_small_card"), interstitial(library, **card, icon=None), library)
     assert missing["materials.icon"][0] == "required"
 
@@ -138,13 +150,14 @@ def test_materials_a_format_does_not_take_are_refused() -> None:
 
 
 def test_video_rules_are_the_guides_and_no_more() -> None:
-    """"Video: Duration 0-30s, format MP4, file size<=10MB": no ratio or minimum size, which the guide lacks."""
+    """ "Video: Duration 0-30s, format MP4, file size<=10MB": no ratio or minimum size, which the guide lacks."""
     library = Library()
     square = library.add(Upload(kind="video", format="mp4", width=720, height=720, duration_ms=30_000))
     small = library.add(Upload(kind="video", format="mp4", width=64, height=36, duration_ms=1000))
     long = library.add(Upload(kind="video", format="mp4", width=1280, height=720, duration_ms=30_001))
-    heavy = library.add(Upload(kind="video", format="mp4", width=720, height=1280, duration_ms=10_000,
-                               size_bytes=10 * 1024 * 1024 + 1))
+    heavy = library.add(
+        Upload(kind="video", format="mp4", width=720, height=1280, duration_ms=10_000, size_bytes=10 * 1024 * 1024 + 1)
+    )
     image = library.add(Upload())
     cover = library.add(Upload(format="jpeg", width=333, height=777, size_bytes=500 * 1024))
     materials = interstitial(library, images=[], cover_image=cover, videos=[square, small, long, heavy, image, square])
@@ -161,7 +174,9 @@ def test_video_rules_are_the_guides_and_no_more() -> None:
 
 def message(library: Library, **overrides: object) -> Materials:
     values: dict[str, object] = {
-        "business_phone": "+919876543210", "business_name": "Mi Store", "button_1": "Shop now",
+        "business_phone": "+919876543210",
+        "business_name": "Mi Store",
+        "button_1": "Shop now",
         "descriptions": ["Sale: https://mi.example.com/s"],
         "icon": library.add(Upload(format="jpeg", width=800, height=450, size_bytes=200 * 1024)),
     }
@@ -175,9 +190,15 @@ def test_rich_media_message_rules() -> None:
     library = Library()
     rules = spec("rich_media_business")
     assert errors_of(rules, message(library), library) == {}
-    broken = message(library, business_phone="+91 12", business_name="Mi Store X", button_1="b" * 29,
-                     descriptions=["No link here"], button_2="Call",
-                     icon=library.add(Upload(width=800, height=450, size_bytes=200 * 1024 + 1)))
+    broken = message(
+        library,
+        business_phone="+91 12",
+        business_name="Mi Store X",
+        button_1="b" * 29,
+        descriptions=["No link here"],
+        button_2="Call",
+        icon=library.add(Upload(width=800, height=450, size_bytes=200 * 1024 + 1)),
+    )
     assert errors_of(rules, broken, library) == {
         "materials.business_phone": ("e164", "E.164, e.g. +6591234567", "+91 12"),
         "materials.business_name": ("max_length", 9, 10),
@@ -194,30 +215,43 @@ def test_sms_text_card_subtitles_are_optional_and_both_buttons_required() -> Non
     plain = message(library, icon=None, button_2="Call us")
     assert errors_of(rules, plain, library) == {}
     errors = errors_of(rules, message(library, icon=None, subtitles=["s" * 31, "a", "b", "c"]), library)
-    assert errors == {"materials.subtitles": ("max_count", 3, 4), "materials.subtitles.0": ("max_length", 30, 31),
-                      "materials.button_2": ("required", 1, 0)}
+    assert errors == {
+        "materials.subtitles": ("max_count", 3, 4),
+        "materials.subtitles.0": ("max_length", 30, 31),
+        "materials.button_2": ("required", 1, 0),
+    }
 
 
 def test_custom_background_colour() -> None:
     library = Library()
-    base = {"images": [], "button_texts": [], "descriptions": ["Up to 40"],
-            "icon": library.add(Upload(width=180, height=120, size_bytes=1000))}
+    base = {
+        "images": [],
+        "button_texts": [],
+        "descriptions": ["Up to 40"],
+        "icon": library.add(Upload(width=180, height=120, size_bytes=1000)),
+    }
     rules = spec("custom_background")
     assert errors_of(rules, interstitial(library, **base), library) == {}
     assert errors_of(rules, interstitial(library, **base, background_color="#0a0B0c"), library) == {}
     assert errors_of(rules, interstitial(library, **base, background_color="red; x"), library) == {
-        "materials.background_color": ("color_format", "#RRGGBB", "red; x")}
+        "materials.background_color": ("color_format", "#RRGGBB", "red; x")
+    }
 
 
 def test_push_icon_follows_the_guide_where_the_format_page_differs() -> None:
     """The guide: "Icon ... size 180*180, file size<=100KB"; the public format page says 30 KB."""
     library = Library()
-    materials = Materials.model_validate({
-        "titles": ["Your parcel is on its way"], "descriptions": ["Tap to track it"],
-        "icon": library.add(Upload(width=180, height=180, size_bytes=100 * 1024))})
+    materials = Materials.model_validate(
+        {
+            "titles": ["Your parcel is on its way"],
+            "descriptions": ["Tap to track it"],
+            "icon": library.add(Upload(width=180, height=180, size_bytes=100 * 1024)),
+        }
+    )
     assert errors_of(spec("push_standard"), materials, library) == {}
-    heavier = materials.model_copy(update={"icon": library.add(Upload(width=180, height=180,
-                                                                      size_bytes=100 * 1024 + 1))})
+    heavier = materials.model_copy(
+        update={"icon": library.add(Upload(width=180, height=180, size_bytes=100 * 1024 + 1))}
+    )
     assert errors_of(spec("push_standard"), heavier, library) == {"materials.icon": ("max_size_kb", 100, 101)}
 
 
@@ -241,6 +275,7 @@ def test_push_standard_takes_no_emoji() -> None:
 @given(st.text(alphabet=st.characters(categories=("L", "N")), min_size=1, max_size=60))
 def test_title_is_refused_exactly_when_longer_than_30_characters(title: str) -> None:
     library = Library()
-    errors = errors_of(spec("icon_small_card"), interstitial(library, images=[], button_texts=[], titles=[title]),
-                       library)
+    errors = errors_of(
+        spec("icon_small_card"), interstitial(library, images=[], button_texts=[], titles=[title]), library
+    )
     assert ("materials.titles.0" in errors) == (len(title.strip()) > 30 or not title.strip())

@@ -18,36 +18,99 @@ JPEG_OR_PNG = ["jpeg", "png"]
 # heading (the unnamed blocks as PLACEMENT_OF names them). Images and icons: (size or None, KB cap, up to N);
 # videos: up to N; texts: (characters, up to N, optional).
 GUIDE: dict[str, dict[str, Any]] = {
-    "interstitial_image": {"images": ((1200, 628), 500, 5), "icon": ((84, 84), 100), "titles": (30, 1, False),
-                           "descriptions": (80, 3, False), "button_texts": (15, 3, False)},
-    "interstitial_video": {"videos": 5, "cover_image": (None, 500), "icon": ((84, 84), 100), "titles": (30, 1, False),
-                           "descriptions": (80, 3, False), "button_texts": (15, 3, False)},
-    "rewarded_video": {"videos": 5, "cover_image": (None, 500), "icon": ((84, 84), 100), "titles": (30, 1, False),
-                       "descriptions": (80, 3, False), "button_texts": (15, 3, False)},
-    "large_image": {"images": ((800, 360), 1024, 5), "icon": ((180, 180), 100), "titles": (30, 1, False),
-                    "descriptions": (40, 3, False), "top_button": True},
-    "push_standard": {"icon": ((180, 180), 100), "titles": (30, 1, False), "descriptions": (40, 3, False),
-                      "no_emoji": True},
-    "custom_background": {"icon": ((180, 120), 100), "titles": (30, 1, False), "descriptions": (40, 3, False),
-                          "background_color": True},
+    "interstitial_image": {
+        "images": ((1200, 628), 500, 5),
+        "icon": ((84, 84), 100),
+        "titles": (30, 1, False),
+        "descriptions": (80, 3, False),
+        "button_texts": (15, 3, False),
+    },
+    "interstitial_video": {
+        "videos": 5,
+        "cover_image": (None, 500),
+        "icon": ((84, 84), 100),
+        "titles": (30, 1, False),
+        "descriptions": (80, 3, False),
+        "button_texts": (15, 3, False),
+    },
+    "rewarded_video": {
+        "videos": 5,
+        "cover_image": (None, 500),
+        "icon": ((84, 84), 100),
+        "titles": (30, 1, False),
+        "descriptions": (80, 3, False),
+        "button_texts": (15, 3, False),
+    },
+    "large_image": {
+        "images": ((800, 360), 1024, 5),
+        "icon": ((180, 180), 100),
+        "titles": (30, 1, False),
+        "descriptions": (40, 3, False),
+        "top_button": True,
+    },
+    "push_standard": {
+        "icon": ((180, 180), 100),
+        "titles": (30, 1, False),
+        "descriptions": (40, 3, False),
+        "no_emoji": True,
+    },
+    "custom_background": {
+        "icon": ((180, 120), 100),
+        "titles": (30, 1, False),
+        "descriptions": (40, 3, False),
+        "background_color": True,
+    },
     "icon_small_card": {"icon": ((84, 84), 100), "titles": (30, 1, False), "descriptions": (80, 1, False)},
-    "newsfeed_video": {"videos": 5, "icon": ((84, 84), 100), "titles": (30, 1, False), "descriptions": (80, 3, False),
-                       "button_texts": (15, 3, False)},
-    "large_newsfeed_image": {"images": ((1200, 628), 500, 10), "icon": ((84, 84), 100), "titles": (30, 1, False),
-                             "descriptions": (80, 3, False), "button_texts": (15, 3, False)},
+    "newsfeed_video": {
+        "videos": 5,
+        "icon": ((84, 84), 100),
+        "titles": (30, 1, False),
+        "descriptions": (80, 3, False),
+        "button_texts": (15, 3, False),
+    },
+    "large_newsfeed_image": {
+        "images": ((1200, 628), 500, 10),
+        "icon": ((84, 84), 100),
+        "titles": (30, 1, False),
+        "descriptions": (80, 3, False),
+        "button_texts": (15, 3, False),
+    },
     "ota_app_recommendations": {"icon": ((84, 84), 100), "titles": (30, 1, False), "descriptions": (80, 1, False)},
-    "startup_guide_app_download": {"icon": ((84, 84), 100), "titles": (30, 1, False),
-                                   "descriptions": (80, 1, False)},
+    "startup_guide_app_download": {"icon": ((84, 84), 100), "titles": (30, 1, False), "descriptions": (80, 1, False)},
     "ota_mandatory_pre_install": {"icon": ((84, 84), 100), "titles": (30, 1, False), "descriptions": (80, 1, False)},
     "image_640x100": {"images": ((640, 100), 500, 5)},
-    "sms_image": {"images": ((600, 500), 500, 5), "icon": ((180, 180), 100), "business_phone": True,
-                  "business_name": 9, "descriptions": (40, 1, False), "url_required": True},
-    "sms_business": {"business_phone": True, "business_name": 9, "subtitles": (30, 3, True),
-                     "descriptions": (40, 1, False), "url_required": True, "button_1": 28, "button_2": 28},
-    "rich_media_business": {"icon": ((800, 450), 200), "business_phone": True, "business_name": 9,
-                            "descriptions": (40, 1, False), "url_required": True, "button_1": 28},
-    "wallpaper_carousel": {"images": ((720, 1600), 500, 1), "icon": ((84, 84), 100), "titles": (30, 1, False),
-                           "descriptions": (80, 1, False), "button_texts": (15, 1, False)},
+    "sms_image": {
+        "images": ((600, 500), 500, 5),
+        "icon": ((180, 180), 100),
+        "business_phone": True,
+        "business_name": 9,
+        "descriptions": (40, 1, False),
+        "url_required": True,
+    },
+    "sms_business": {
+        "business_phone": True,
+        "business_name": 9,
+        "subtitles": (30, 3, True),
+        "descriptions": (40, 1, False),
+        "url_required": True,
+        "button_1": 28,
+        "button_2": 28,
+    },
+    "rich_media_business": {
+        "icon": ((800, 450), 200),
+        "business_phone": True,
+        "business_name": 9,
+        "descriptions": (40, 1, False),
+        "url_required": True,
+        "button_1": 28,
+    },
+    "wallpaper_carousel": {
+        "images": ((720, 1600), 500, 1),
+        "icon": ((84, 84), 100),
+        "titles": (30, 1, False),
+        "descriptions": (80, 1, False),
+        "button_texts": (15, 1, False),
+    },
 }
 
 Change = Callable[[Files, dict[str, Any]], None]
@@ -57,6 +120,7 @@ Case = tuple[str, Change, str, str, Any]  # label, change, field, rule, limit
 def _set(key: str, value: Callable[[Files], Any]) -> Change:
     def change(files: Files, materials: dict[str, Any]) -> None:
         materials[key] = value(files)
+
     return change
 
 
@@ -65,26 +129,61 @@ def _cases(rules: dict[str, Any]) -> list[Case]:
     if "images" in rules:
         (w, h), kb, up_to = rules["images"]
         cases += [
-            ("image of another size", _set("images", lambda f, w=w, h=h: [f.png(w + 1, h)]), "materials.images.0",
-             "image_size", [f"{w}x{h}"]),
-            ("image over the KB cap", _set("images", lambda f, w=w, h=h, kb=kb: [f.heavy_png(w, h, kb + 1)]),
-             "materials.images.0", "max_size_kb", kb),
-            ("GIF image", _set("images", lambda f, w=w, h=h: [f.gif(w, h)]), "materials.images.0", "file_format",
-             JPEG_OR_PNG),
-            ("one image too many", _set("images", lambda f, w=w, h=h, n=up_to: [f.png(w, h, c) for c in range(n + 1)]),
-             "materials.images", "max_count", up_to),
+            (
+                "image of another size",
+                _set("images", lambda f, w=w, h=h: [f.png(w + 1, h)]),
+                "materials.images.0",
+                "image_size",
+                [f"{w}x{h}"],
+            ),
+            (
+                "image over the KB cap",
+                _set("images", lambda f, w=w, h=h, kb=kb: [f.heavy_png(w, h, kb + 1)]),
+                "materials.images.0",
+                "max_size_kb",
+                kb,
+            ),
+            (
+                "GIF image",
+                _set("images", lambda f, w=w, h=h: [f.gif(w, h)]),
+                "materials.images.0",
+                "file_format",
+                JPEG_OR_PNG,
+            ),
+            (
+                "one image too many",
+                _set("images", lambda f, w=w, h=h, n=up_to: [f.png(w, h, c) for c in range(n + 1)]),
+                "materials.images",
+                "max_count",
+                up_to,
+            ),
             ("no image", _set("images", lambda f: []), "materials.images", "required", 1),
         ]
     if "videos" in rules:
         up_to = rules["videos"]
         cases += [
             ("video over 30 s", _set("videos", lambda f: [f.video(31)]), "materials.videos.0", "max_duration_s", 30),
-            ("video over 10 MB", _set("videos", lambda f: [f.heavy_video(10)]), "materials.videos.0", "max_size_kb",
-             10 * 1024),
-            ("image as the video", _set("videos", lambda f: [f.png(64, 36)]), "materials.videos.0", "file_format",
-             ["mp4"]),
-            ("one video too many", _set("videos", lambda f, n=up_to: [f.video(2, c) for c in range(n + 1)]),
-             "materials.videos", "max_count", up_to),
+            (
+                "video over 10 MB",
+                _set("videos", lambda f: [f.heavy_video(10)]),
+                "materials.videos.0",
+                "max_size_kb",
+                10 * 1024,
+            ),
+            (
+                "image as the video",
+                _set("videos", lambda f: [f.png(64, 36)]),
+                "materials.videos.0",
+                "file_format",
+                ["mp4"],
+            ),
+            (
+                "one video too many",
+                _set("videos", lambda f, n=up_to: [f.video(2, c) for c in range(n + 1)]),
+                "materials.videos",
+                "max_count",
+                up_to,
+            ),
             ("no video", _set("videos", lambda f: []), "materials.videos", "required", 1),
         ]
     for name in ("icon", "cover_image"):
@@ -92,13 +191,30 @@ def _cases(rules: dict[str, Any]) -> list[Case]:
             size, kb = rules[name]
             w, h = size or (720, 1280)
             if size:
-                cases.append((f"{name} of another size", _set(name, lambda f, w=w, h=h: f.png(w + 2, h + 2)),
-                              f"materials.{name}", "image_size", [f"{w}x{h}"]))
+                cases.append(
+                    (
+                        f"{name} of another size",
+                        _set(name, lambda f, w=w, h=h: f.png(w + 2, h + 2)),
+                        f"materials.{name}",
+                        "image_size",
+                        [f"{w}x{h}"],
+                    )
+                )
             cases += [
-                (f"{name} over the KB cap", _set(name, lambda f, w=w, h=h, kb=kb: f.heavy_png(w, h, kb + 1)),
-                 f"materials.{name}", "max_size_kb", kb),
-                (f"GIF {name}", _set(name, lambda f, w=w, h=h: f.gif(w, h)), f"materials.{name}", "file_format",
-                 JPEG_OR_PNG),
+                (
+                    f"{name} over the KB cap",
+                    _set(name, lambda f, w=w, h=h, kb=kb: f.heavy_png(w, h, kb + 1)),
+                    f"materials.{name}",
+                    "max_size_kb",
+                    kb,
+                ),
+                (
+                    f"GIF {name}",
+                    _set(name, lambda f, w=w, h=h: f.gif(w, h)),
+                    f"materials.{name}",
+                    "file_format",
+                    JPEG_OR_PNG,
+                ),
                 (f"no {name}", _set(name, lambda f: None), f"materials.{name}", "required", 1),
             ]
     for name in ("titles", "subtitles", "descriptions", "button_texts"):
@@ -106,10 +222,20 @@ def _cases(rules: dict[str, Any]) -> list[Case]:
             chars, up_to, optional = rules[name]
             link = " https://e.example.com" if rules.get("url_required") and name == "descriptions" else ""
             cases += [
-                (f"{name} over {chars} characters", _set(name, lambda f, c=chars, link=link: [
-                    ("x" * (c + 1 - len(link))) + link]), f"materials.{name}.0", "max_length", chars),
-                (f"one of {name} too many", _set(name, lambda f, n=up_to, link=link: [
-                    f"Text {i}{link}" for i in range(n + 1)]), f"materials.{name}", "max_count", up_to),
+                (
+                    f"{name} over {chars} characters",
+                    _set(name, lambda f, c=chars, link=link: [("x" * (c + 1 - len(link))) + link]),
+                    f"materials.{name}.0",
+                    "max_length",
+                    chars,
+                ),
+                (
+                    f"one of {name} too many",
+                    _set(name, lambda f, n=up_to, link=link: [f"Text {i}{link}" for i in range(n + 1)]),
+                    f"materials.{name}",
+                    "max_count",
+                    up_to,
+                ),
             ]
             if not optional:
                 cases.append((f"no {name}", _set(name, lambda f: []), f"materials.{name}", "required", 1))
@@ -117,33 +243,70 @@ def _cases(rules: dict[str, Any]) -> list[Case]:
         if name in rules:
             chars = rules[name]
             cases += [
-                (f"{name} over {chars} characters", _set(name, lambda f, c=chars: "x" * (c + 1)), f"materials.{name}",
-                 "max_length", chars),
+                (
+                    f"{name} over {chars} characters",
+                    _set(name, lambda f, c=chars: "x" * (c + 1)),
+                    f"materials.{name}",
+                    "max_length",
+                    chars,
+                ),
                 (f"no {name}", _set(name, lambda f: None), f"materials.{name}", "required", 1),
             ]
     if rules.get("url_required"):
-        cases.append(("description without a URL", _set("descriptions", lambda f: ["Deals all week"]),
-                      "materials.descriptions.0", "url_required", "http(s) URL"))
+        cases.append(
+            (
+                "description without a URL",
+                _set("descriptions", lambda f: ["Deals all week"]),
+                "materials.descriptions.0",
+                "url_required",
+                "http(s) URL",
+            )
+        )
     if rules.get("business_phone"):
         cases += [
-            ("phone that is not a number", _set("business_phone", lambda f: "call us"), "materials.business_phone",
-             "e164", "E.164, e.g. +6591234567"),
-            ("phone without country code", _set("business_phone", lambda f: "91234567"), "materials.business_phone",
-             "e164", "E.164, e.g. +6591234567"),
+            (
+                "phone that is not a number",
+                _set("business_phone", lambda f: "call us"),
+                "materials.business_phone",
+                "e164",
+                "E.164, e.g. +6591234567",
+            ),
+            (
+                "phone without country code",
+                _set("business_phone", lambda f: "91234567"),
+                "materials.business_phone",
+                "e164",
+                "E.164, e.g. +6591234567",
+            ),
             ("no phone", _set("business_phone", lambda f: None), "materials.business_phone", "required", 1),
         ]
     if rules.get("background_color"):
-        cases.append(("colour by name", _set("background_color", lambda f: "blue"), "materials.background_color",
-                      "color_format", "#RRGGBB"))
+        cases.append(
+            (
+                "colour by name",
+                _set("background_color", lambda f: "blue"),
+                "materials.background_color",
+                "color_format",
+                "#RRGGBB",
+            )
+        )
     if rules.get("no_emoji"):
-        cases.append(("emoji in the title", _set("titles", lambda f: ["Sale \U0001F525"]), "materials.titles.0",
-                      "no_emoji", 0))
+        cases.append(
+            ("emoji in the title", _set("titles", lambda f: ["Sale \U0001f525"]), "materials.titles.0", "no_emoji", 0)
+        )
     # A material the format does not take.
     if not rules.get("top_button"):
         cases.append(("top button flag", _set("top_button", lambda f: True), "materials.top_button", "not_allowed", 0))
     else:
-        cases.append(("business phone", _set("business_phone", lambda f: "+6591234567"), "materials.business_phone",
-                      "not_allowed", 0))
+        cases.append(
+            (
+                "business phone",
+                _set("business_phone", lambda f: "+6591234567"),
+                "materials.business_phone",
+                "not_allowed",
+                0,
+            )
+        )
     return cases
 
 

@@ -24,8 +24,13 @@ CONFIG = DemoConfig(days=2, requests_per_day=150, devices=100, seed=7, click_rat
 
 def _report(client: TestClient, **params: Any) -> dict[str, Any]:
     today = utcnow().date()
-    query = {"start_date": (today - timedelta(days=CONFIG.days + 2)).isoformat(), "end_date": today.isoformat(),
-             "time_zone": "UTC", "limit": 1000, **params}
+    query = {
+        "start_date": (today - timedelta(days=CONFIG.days + 2)).isoformat(),
+        "end_date": today.isoformat(),
+        "time_zone": "UTC",
+        "limit": 1000,
+        **params,
+    }
     response = client.get("/api/v1/reports", params=query)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -44,24 +49,34 @@ def test_demo_reports_add_up(settings: Settings, session: Session) -> None:
         store.flush()
 
         # Spend in the report equals the ledger's charges, to the micro.
-        charged = session.scalar(select(func.sum(-LedgerEntry.amount_micros))
-                                 .where(LedgerEntry.entry_type == EntryType.CHARGE.value))
+        charged = session.scalar(
+            select(func.sum(-LedgerEntry.amount_micros)).where(LedgerEntry.entry_type == EntryType.CHARGE.value)
+        )
         assert charged and charged > 0
         assert int(_report(client, metrics=["cost_micros"])["totals"]["cost_micros"]) == charged
 
         # Impressions per creative equal the distinct raw impression events.
-        raw = store.query("SELECT creative_id, uniqExact(event_id) FROM events WHERE event_type = 'impression' "
-                          "GROUP BY creative_id")
+        raw = store.query(
+            "SELECT creative_id, uniqExact(event_id) FROM events WHERE event_type = 'impression' GROUP BY creative_id"
+        )
         expected = {int(row[0]): int(row[1]) for row in raw.rows}
         by_creative = _report(client, dimensions=["creative"], metrics=["impressions"])
-        assert {int(r["creative_id"]): int(r["impressions"]) for r in by_creative["rows"] if r["impressions"]} \
-            == expected
+        assert {
+            int(r["creative_id"]): int(r["impressions"]) for r in by_creative["rows"] if r["impressions"]
+        } == expected
         assert sum(expected.values()) == summary.impressions
 
         # Installs and each in-app event, per campaign, equal the attributed conversions.
-        attributed = Counter({event: n for event, n in session.execute(
-            select(Conversion.conversion_event, func.count()).where(Conversion.campaign_id > 0)
-            .group_by(Conversion.conversion_event)).all()})
+        attributed = Counter(
+            {
+                event: n
+                for event, n in session.execute(
+                    select(Conversion.conversion_event, func.count())
+                    .where(Conversion.campaign_id > 0)
+                    .group_by(Conversion.conversion_event)
+                ).all()
+            }
+        )
         assert attributed["INSTALL"] > 0
         rows = _report(client, dimensions=["campaign", "event"], metrics=["installs", "in_app_events"])["rows"]
         reported: Counter[str] = Counter()

@@ -36,9 +36,12 @@ def _send(s: Scenario, conversion: partners.Conversion, extra: dict[str, str] | 
 
 def _report(s: Scenario, **params: Any) -> Any:
     today = utcnow().date()
-    params = {"start_date": (today - timedelta(days=1)).isoformat(),
-              "end_date": (today + timedelta(days=1)).isoformat(), "account_ids": [s.account_id],
-              "time_zone": "UTC"} | params
+    params = {
+        "start_date": (today - timedelta(days=1)).isoformat(),
+        "end_date": (today + timedelta(days=1)).isoformat(),
+        "account_ids": [s.account_id],
+        "time_zone": "UTC",
+    } | params
     return expect(s.api.client.get("/api/v1/reports", params=params, headers=s.advertiser.headers), 200)
 
 
@@ -47,8 +50,14 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     s = scenario(api, settings, partner=partner, bid_micros=CPA)
     names = partners.EVENT_NAMES[partner]
     if partner is Partner.ADJUST:  # Adjust sends event tokens; the app maps them
-        expect(api.client.put(f"/api/v1/apps/{s.app['id']}/event-mappings", headers=s.advertiser.headers, json={
-            "mappings": [{"source_name": token, "event": event} for event, token in names.items()]}), 200)
+        expect(
+            api.client.put(
+                f"/api/v1/apps/{s.app['id']}/event-mappings",
+                headers=s.advertiser.headers,
+                json={"mappings": [{"source_name": token, "event": event} for event, token in names.items()]},
+            ),
+            200,
+        )
     adapter_network = {Partner.APPSFLYER: "media_source", Partner.SINGULAR: "network"}.get(partner, "network_name")
     now = utcnow()
 
@@ -62,40 +71,91 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     # Partners without an event id dedupe on the identifying fields; one that lost its event id is matched to
     # the conversion it repeats when attributed.
     assert _send(s, partners.Conversion(at=install.at, click_id=click, gaid=ours, event_id="")) == {"status": "ok"}
-    assert _send(s, partners.Conversion(at=install.at, click_id=click, gaid=ours, event_id=""),
-                 {"retry": "1"}) == {"status": "ok"}  # and again with a field the first did not have
+    assert _send(s, partners.Conversion(at=install.at, click_id=click, gaid=ours, event_id=""), {"retry": "1"}) == {
+        "status": "ok"
+    }  # and again with a field the first did not have
     # Purchase of 9.20 on the attributed device, and one whose revenue cannot be read.
-    _send(s, partners.Conversion(at=now + timedelta(minutes=5), event=names["PURCHASE"], click_id=click, gaid=ours,
-                                 revenue=Decimal("9.20"), currency="USD"))
-    unreadable = {"appsflyer": "event_revenue", "adjust": "revenue_float", "appmetrica": "price",
-                  "branch": "revenue", "singular": "amount", "kochava": "revenue", "tenjin": "revenue",
-                  "mytracker": "revenue", "airbridge": "revenue"}[partner.value]
-    assert _send(s, partners.Conversion(at=now + timedelta(minutes=6), event=names["PURCHASE"], click_id=click,
-                                        gaid=ours, revenue=Decimal("1"), currency="USD"),
-                 {unreadable: "lots"})["status"] == "ok"
+    _send(
+        s,
+        partners.Conversion(
+            at=now + timedelta(minutes=5),
+            event=names["PURCHASE"],
+            click_id=click,
+            gaid=ours,
+            revenue=Decimal("9.20"),
+            currency="USD",
+        ),
+    )
+    unreadable = {
+        "appsflyer": "event_revenue",
+        "adjust": "revenue_float",
+        "appmetrica": "price",
+        "branch": "revenue",
+        "singular": "amount",
+        "kochava": "revenue",
+        "tenjin": "revenue",
+        "mytracker": "revenue",
+        "airbridge": "revenue",
+    }[partner.value]
+    assert (
+        _send(
+            s,
+            partners.Conversion(
+                at=now + timedelta(minutes=6),
+                event=names["PURCHASE"],
+                click_id=click,
+                gaid=ours,
+                revenue=Decimal("1"),
+                currency="USD",
+            ),
+            {unreadable: "lots"},
+        )["status"]
+        == "ok"
+    )
     cents = 0
     if partner is Partner.ADJUST:  # {revenue} alone is in cents: 250 is 2.50
-        _send(s, partners.Conversion(at=now + timedelta(minutes=7), event=names["PURCHASE"], click_id=click,
-                                     gaid=ours, currency="USD"), {"revenue": "250"})
+        _send(
+            s,
+            partners.Conversion(
+                at=now + timedelta(minutes=7), event=names["PURCHASE"], click_id=click, gaid=ours, currency="USD"
+            ),
+            {"revenue": "250"},
+        )
         cents = 2_500_000
     # Partner-organic, another network's, and rejected installs.
     _send(s, partners.Conversion(at=now + timedelta(minutes=2), gaid=new_gaid()))
     _send(s, partners.Conversion(at=now + timedelta(minutes=3), gaid=new_gaid()), {adapter_network: "othernet"})
     rejected = new_gaid()
-    _send(s, partners.Conversion(at=now + timedelta(minutes=4), click_id=s.click(rejected), gaid=rejected),
-          {"rejection_reason": "bots"})
+    _send(
+        s,
+        partners.Conversion(at=now + timedelta(minutes=4), click_id=s.click(rejected), gaid=rejected),
+        {"rejection_reason": "bots"},
+    )
     # A click injected a second before the install, and the device's purchase of 5.00.
     injected = new_gaid()
     injected_click = s.click(injected)
     _send(s, partners.Conversion(at=utcnow() + timedelta(seconds=1), click_id=injected_click, gaid=injected))
-    _send(s, partners.Conversion(at=now + timedelta(minutes=8), event=names["PURCHASE"], click_id=injected_click,
-                                 gaid=injected, revenue=Decimal("5.00"), currency="USD"))
+    _send(
+        s,
+        partners.Conversion(
+            at=now + timedelta(minutes=8),
+            event=names["PURCHASE"],
+            click_id=injected_click,
+            gaid=injected,
+            revenue=Decimal("5.00"),
+            currency="USD",
+        ),
+    )
     # An install stamped two days ahead, a minute after its click: clamped to its receipt, billed today. (Its
     # click is not seconds before the receipt: no install can follow its own postback, so click-to-receipt bounds
     # the real click-to-install time, and a bound under 10 s is click injection; tests/attribution/test_rules.py.)
     future = new_gaid()
-    _send(s, partners.Conversion(at=now + timedelta(days=2), click_id=s.click(future, at=now - timedelta(minutes=1)),
-                                 gaid=future))
+    _send(
+        s,
+        partners.Conversion(
+            at=now + timedelta(days=2), click_id=s.click(future, at=now - timedelta(minutes=1)), gaid=future
+        ),
+    )
 
     rows = s.conversions()
     installs = [r for r in rows if r["conversion_event"] == "INSTALL"]
@@ -115,8 +175,21 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
 
     # The report: our campaign, then Organic and Other sources; nothing under a campaign "0".
     api.settle()
-    metrics = ["clicks", "installs", "view_through_installs", "cvr", "cost_micros", "cpa_micros", "revenue_micros",
-               "roas", "roas_d0", "roas_d7", "organic_installs", "other_installs", "flagged_installs"]
+    metrics = [
+        "clicks",
+        "installs",
+        "view_through_installs",
+        "cvr",
+        "cost_micros",
+        "cpa_micros",
+        "revenue_micros",
+        "roas",
+        "roas_d0",
+        "roas_d7",
+        "organic_installs",
+        "other_installs",
+        "flagged_installs",
+    ]
     report = _report(s, dimensions="campaign", metrics=metrics)
     table = {r["campaign_id"]: {m: r[m] for m in metrics} for r in report["rows"]}
     # The click-injected install is ours to flag, not ours to count: neither it nor its device's 5.00 purchase
@@ -124,34 +197,88 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     revenue = 9_200_000 + cents
     roas = str((Decimal(revenue) / (2 * CPA)).quantize(Decimal("0.000001")))
     assert table == {
-        s.campaign["id"]: {"clicks": 4, "installs": 2, "view_through_installs": 0, "cvr": "0.500000",
-                           "cost_micros": 2 * CPA, "cpa_micros": CPA, "revenue_micros": revenue, "roas": roas,
-                           "roas_d0": roas, "roas_d7": roas, "organic_installs": 0, "other_installs": 0,
-                           "flagged_installs": 1},
-        "Organic": {"clicks": 0, "installs": 0, "view_through_installs": 0, "cvr": None, "cost_micros": 0,
-                    "cpa_micros": None, "revenue_micros": 0, "roas": None, "roas_d0": None, "roas_d7": None,
-                    "organic_installs": 1, "other_installs": 0, "flagged_installs": 0},
-        "Other sources": {"clicks": 0, "installs": 0, "view_through_installs": 0, "cvr": None, "cost_micros": 0,
-                          "cpa_micros": None, "revenue_micros": 0, "roas": None, "roas_d0": None, "roas_d7": None,
-                          "organic_installs": 0, "other_installs": 2, "flagged_installs": 0},
+        s.campaign["id"]: {
+            "clicks": 4,
+            "installs": 2,
+            "view_through_installs": 0,
+            "cvr": "0.500000",
+            "cost_micros": 2 * CPA,
+            "cpa_micros": CPA,
+            "revenue_micros": revenue,
+            "roas": roas,
+            "roas_d0": roas,
+            "roas_d7": roas,
+            "organic_installs": 0,
+            "other_installs": 0,
+            "flagged_installs": 1,
+        },
+        "Organic": {
+            "clicks": 0,
+            "installs": 0,
+            "view_through_installs": 0,
+            "cvr": None,
+            "cost_micros": 0,
+            "cpa_micros": None,
+            "revenue_micros": 0,
+            "roas": None,
+            "roas_d0": None,
+            "roas_d7": None,
+            "organic_installs": 1,
+            "other_installs": 0,
+            "flagged_installs": 0,
+        },
+        "Other sources": {
+            "clicks": 0,
+            "installs": 0,
+            "view_through_installs": 0,
+            "cvr": None,
+            "cost_micros": 0,
+            "cpa_micros": None,
+            "revenue_micros": 0,
+            "roas": None,
+            "roas_d0": None,
+            "roas_d7": None,
+            "organic_installs": 0,
+            "other_installs": 2,
+            "flagged_installs": 0,
+        },
     }, partner
     # Ledger = reported cost = the charge events, to the micro.
-    ledger = -int(api.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
-        LedgerEntry.account_id == s.account_id, LedgerEntry.entry_type == "charge")) or 0)
+    ledger = -int(
+        api.session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+                LedgerEntry.account_id == s.account_id, LedgerEntry.entry_type == "charge"
+            )
+        )
+        or 0
+    )
     store = get_event_store(settings)
-    raw = store.query("SELECT sum(cost_micros) FROM events WHERE account_id = {a:UInt64} AND event_type = 'charge'",
-                      {"a": s.account_id}).rows[0][0]
+    raw = store.query(
+        "SELECT sum(cost_micros) FROM events WHERE account_id = {a:UInt64} AND event_type = 'charge'",
+        {"a": s.account_id},
+    ).rows[0][0]
     assert ledger == report["totals"]["cost_micros"] == int(raw) == 2 * CPA
 
     # By country: every conversion carries its touch's country (the ad was served in ID).
     by_country = _report(s, dimensions="country", countries=["ID"], metrics=["clicks", "installs", "cost_micros"])
-    conversion_countries = {r[0] for r in store.query(
-        "SELECT DISTINCT country FROM events WHERE account_id = {a:UInt64} AND event_type IN "
-        "('install', 'charge') AND campaign_id != 0", {"a": s.account_id}).rows}
+    conversion_countries = {
+        r[0]
+        for r in store.query(
+            "SELECT DISTINCT country FROM events WHERE account_id = {a:UInt64} AND event_type IN "
+            "('install', 'charge') AND campaign_id != 0",
+            {"a": s.account_id},
+        ).rows
+    }
     assert conversion_countries == {"ID"}
     assert [{k: r[k] for k in ("country", "clicks", "installs", "cost_micros")} for r in by_country["rows"]] == [
-        {"country": "ID", "clicks": 4, "installs": 2, "cost_micros": 2 * CPA}]
-    placements = _report(s, dimensions="placement_type", placement_types=["banner"],
-                         metrics=["installs", "cost_micros", "revenue_micros"])["rows"]
+        {"country": "ID", "clicks": 4, "installs": 2, "cost_micros": 2 * CPA}
+    ]
+    placements = _report(
+        s,
+        dimensions="placement_type",
+        placement_types=["banner"],
+        metrics=["installs", "cost_micros", "revenue_micros"],
+    )["rows"]
     assert [(r["placement_type"], r["installs"], r["cost_micros"], r["revenue_micros"]) for r in placements] == [
-        ("banner", 2, 2 * CPA, revenue)]
+        ("banner", 2, 2 * CPA, revenue)
+    ]

@@ -81,8 +81,9 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"{self.operation} as {self.intruder} on {self.victim}'s {self.path} -> {self.status}: " + \
-            "; ".join(self.problems)
+        return f"{self.operation} as {self.intruder} on {self.victim}'s {self.path} -> {self.status}: " + "; ".join(
+            self.problems
+        )
 
 
 @dataclass
@@ -126,11 +127,18 @@ ATTACKS: dict[str, tuple[str, ...]] = {
 @pytest.fixture(scope="module")
 def world(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     seed(engine)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("isolation"), database_url=database_url,
-                        secret_key="test-secret-key", environment="test", public_base_url="http://testserver")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("isolation"),
+        database_url=database_url,
+        secret_key="test-secret-key",
+        environment="test",
+        public_base_url="http://testserver",
+    )
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client, \
-                make_session_factory(engine)() as session:
+        with (
+            TestClient(create_app(settings), raise_server_exceptions=False) as client,
+            make_session_factory(engine)() as session,
+        ):
             client.app.state.connector_factory = recording_connector_factory  # type: ignore[attr-defined]
             api = Api(client, session)
             built = _build(api, client.app.openapi())  # type: ignore[attr-defined]
@@ -158,11 +166,27 @@ def _build(api: Api, openapi: dict[str, Any]) -> World:
     for agency, tenant in ((agency_a, tenants["sub-account A"]), (agency_b, tenants["sub-account B"])):
         # The agency's own account belongs to the tenant too, and funds it by a transfer.
         tenant.ids["account_id"].append(agency.account_id or 0)
-        expect(api.client.post(f"{API}/finance/top-ups", headers=admin.headers, json={
-            "account_id": agency.account_id, "amount_micros": 900_000_000}), 201)
-        expect(api.client.post(f"{API}/finance/transfers", headers=agency.headers, json={
-            "kind": "transfer", "sub_account_id": tenant.account_id, "amount_micros": 40_000_000,
-            "remarks": f"{tenant.label} monthly allocation"}), 201)
+        expect(
+            api.client.post(
+                f"{API}/finance/top-ups",
+                headers=admin.headers,
+                json={"account_id": agency.account_id, "amount_micros": 900_000_000},
+            ),
+            201,
+        )
+        expect(
+            api.client.post(
+                f"{API}/finance/transfers",
+                headers=agency.headers,
+                json={
+                    "kind": "transfer",
+                    "sub_account_id": tenant.account_id,
+                    "amount_micros": 40_000_000,
+                    "remarks": f"{tenant.label} monthly allocation",
+                },
+            ),
+            201,
+        )
         tenant.ids["line_id"].append(grant_credit_line(api, admin, agency.account_id or 0, f"{tenant.label} agency"))
     intruders = {
         "owner": Intruder("owner", owner, tenants["owner"]),
@@ -170,8 +194,14 @@ def _build(api: Api, openapi: dict[str, Any]) -> World:
         "agency A": Intruder("agency A", agency_a, tenants["sub-account A"]),
         "agency B": Intruder("agency B", agency_b, tenants["sub-account B"]),
     }
-    return World(api=api, admin=admin, tenants=tenants, intruders=intruders,
-                 catalogue=build_catalogue(api, admin), operations=operations(openapi))
+    return World(
+        api=api,
+        admin=admin,
+        tenants=tenants,
+        intruders=intruders,
+        catalogue=build_catalogue(api, admin),
+        operations=operations(openapi),
+    )
 
 
 # ---------- probing ----------
@@ -221,9 +251,13 @@ def _attack(world: World) -> None:
     after = _owner_reads(world)
     for key, response in before.items():
         if (response.status_code, _comparable(body_of(response))) != (
-                after[key].status_code, _comparable(body_of(after[key]))):
-            world.changed.append(f"{key}: {response.status_code} {response.text[:300]} -> "
-                                 f"{after[key].status_code} {after[key].text[:300]}")
+            after[key].status_code,
+            _comparable(body_of(after[key])),
+        ):
+            world.changed.append(
+                f"{key}: {response.status_code} {response.text[:300]} -> "
+                f"{after[key].status_code} {after[key].text[:300]}"
+            )
 
 
 def _path_attack(world: World, intruder: Intruder, victim: Tenant) -> Iterator[Outcome]:
@@ -231,8 +265,9 @@ def _path_attack(world: World, intruder: Intruder, victim: Tenant) -> Iterator[O
         if not operation.tenant_owned or unmapped(operation):
             continue
         args = request_args(operation, intruder.home)
-        missing = world.missing_answer(intruder, operation.name, (
-            operation.method, missing_path(operation, world.catalogue), args))
+        missing = world.missing_answer(
+            intruder, operation.name, (operation.method, missing_path(operation, world.catalogue), args)
+        )
         for path in paths_for(operation, victim.ids, world.catalogue):
             response = _call(world.api, intruder.actor, operation.method, path, args)
             outcome = Outcome(intruder.name, victim.label, operation.name, path, response.status_code)
@@ -271,28 +306,77 @@ def _catalogue_attack(world: World, intruder: Intruder) -> Iterator[Outcome]:
 # Actions without a path parameter that only platform staff may take; a tenant naming its own account is refused.
 StaffAction = Callable[[Tenant, dict[str, Any]], tuple[str, str, dict[str, Any]]]
 STAFF_ACTIONS: dict[str, StaffAction] = {
-    "POST /api/v1/review/batch": lambda home, catalogue: ("post", "/review/batch", {"json": {
-        "items": [{"object_type": "ad_group", "object_id": home.id("ad_group_id")}], "decision": "approve"}}),
-    "POST /api/v1/settlement-rules": lambda home, catalogue: ("post", "/settlement-rules", {"json": {
-        "country": "FJ", "entity": "Xiaomi India", "currency": "INR", "contract_version": "IN universal version"}}),
-    "POST /api/v1/publishers": lambda home, catalogue: ("post", "/publishers", {"json": {
-        "name": "Tenant publisher", "app_package": "com.tenant.publisher", "country": "SG"}}),
-    "POST /api/v1/ad-spaces": lambda home, catalogue: ("post", "/ad-spaces", {"json": {
-        "publisher_id": catalogue["publisher_id"], "name": "Tenant slot", "placement_type": "banner",
-        "accepted_formats": ["interstitial_image"]}}),
-    "POST /api/v1/audiences/regions": lambda home, catalogue: ("post", "/audiences/regions", {"json": {
-        "code": "TENANT", "name": "Tenant region"}}),
-    "PUT /api/v1/audiences/portrait-tags": lambda home, catalogue: ("put", "/audiences/portrait-tags", {"json": {
-        "tag": "tenant.planted", "id_type": "gaid", "ids": ["38400000-8cf0-11bd-b23e-10b96e40000d"]}}),
-    "PUT /api/v1/audiences/package-categories": lambda home, catalogue: ("put", "/audiences/package-categories", {
-        "json": {"package": "com.catalogue.pub1", "category": "finance"}}),
-    "POST /api/v1/finance/top-ups": lambda home, catalogue: ("post", "/finance/top-ups", {"json": {
-        "account_id": home.account_id, "amount_micros": 1_000_000_000_000}}),
-    "POST /api/v1/finance/credit-lines": lambda home, catalogue: ("post", "/finance/credit-lines", {"json": {
-        "account_id": home.account_id, "limit_micros": 1_000_000_000_000, "starts_on": _today(),
-        "ends_on": _today()}}),
-    "POST /api/v1/finance/refunds": lambda home, catalogue: ("post", "/finance/refunds", {"json": {
-        "charge_id": "any-charge"}}),
+    "POST /api/v1/review/batch": lambda home, catalogue: (
+        "post",
+        "/review/batch",
+        {"json": {"items": [{"object_type": "ad_group", "object_id": home.id("ad_group_id")}], "decision": "approve"}},
+    ),
+    "POST /api/v1/settlement-rules": lambda home, catalogue: (
+        "post",
+        "/settlement-rules",
+        {
+            "json": {
+                "country": "FJ",
+                "entity": "Xiaomi India",
+                "currency": "INR",
+                "contract_version": "IN universal version",
+            }
+        },
+    ),
+    "POST /api/v1/publishers": lambda home, catalogue: (
+        "post",
+        "/publishers",
+        {"json": {"name": "Tenant publisher", "app_package": "com.tenant.publisher", "country": "SG"}},
+    ),
+    "POST /api/v1/ad-spaces": lambda home, catalogue: (
+        "post",
+        "/ad-spaces",
+        {
+            "json": {
+                "publisher_id": catalogue["publisher_id"],
+                "name": "Tenant slot",
+                "placement_type": "banner",
+                "accepted_formats": ["interstitial_image"],
+            }
+        },
+    ),
+    "POST /api/v1/audiences/regions": lambda home, catalogue: (
+        "post",
+        "/audiences/regions",
+        {"json": {"code": "TENANT", "name": "Tenant region"}},
+    ),
+    "PUT /api/v1/audiences/portrait-tags": lambda home, catalogue: (
+        "put",
+        "/audiences/portrait-tags",
+        {"json": {"tag": "tenant.planted", "id_type": "gaid", "ids": ["38400000-8cf0-11bd-b23e-10b96e40000d"]}},
+    ),
+    "PUT /api/v1/audiences/package-categories": lambda home, catalogue: (
+        "put",
+        "/audiences/package-categories",
+        {"json": {"package": "com.catalogue.pub1", "category": "finance"}},
+    ),
+    "POST /api/v1/finance/top-ups": lambda home, catalogue: (
+        "post",
+        "/finance/top-ups",
+        {"json": {"account_id": home.account_id, "amount_micros": 1_000_000_000_000}},
+    ),
+    "POST /api/v1/finance/credit-lines": lambda home, catalogue: (
+        "post",
+        "/finance/credit-lines",
+        {
+            "json": {
+                "account_id": home.account_id,
+                "limit_micros": 1_000_000_000_000,
+                "starts_on": _today(),
+                "ends_on": _today(),
+            }
+        },
+    ),
+    "POST /api/v1/finance/refunds": lambda home, catalogue: (
+        "post",
+        "/finance/refunds",
+        {"json": {"charge_id": "any-charge"}},
+    ),
     "POST /api/v1/postbacks/process": lambda home, catalogue: ("post", "/postbacks/process", {}),
 }
 
@@ -313,13 +397,24 @@ def _week_ago() -> str:
 
 
 def _materials(label: str, media: list[int]) -> dict[str, Any]:
-    return {"titles": [f"{label} title"], "descriptions": ["Free to play"], "button_texts": ["Install"],
-            "images": [media[0]], "icon": media[1]}
+    return {
+        "titles": [f"{label} title"],
+        "descriptions": ["Free to play"],
+        "button_texts": ["Install"],
+        "images": [media[0]],
+        "icon": media[1],
+    }
 
 
 def _ad_group_body(campaign_id: int, **targeting: Any) -> dict[str, Any]:
-    return {"campaign_id": campaign_id, "name": "Intruder group", "placement_type": "interstitial",
-            "bid_type": "cpc", "bid_micros": 100_000, "targeting": {"countries": ["SG"], **targeting}}
+    return {
+        "campaign_id": campaign_id,
+        "name": "Intruder group",
+        "placement_type": "interstitial",
+        "bid_type": "cpc",
+        "bid_micros": 100_000,
+        "targeting": {"countries": ["SG"], **targeting},
+    }
 
 
 def _report(victim: Tenant) -> dict[str, Any]:
@@ -327,120 +422,398 @@ def _report(victim: Tenant) -> dict[str, Any]:
 
 
 REFERENCES: dict[str, tuple[str, Reference]] = {
-    "add a webhook endpoint to the victim's account": ("refuse", lambda home, victim: ("post", "/webhooks", {
-        "json": {"account_id": victim.account_id, "url": "https://hooks.example.com/planted"}})),
-    "create a campaign in the victim's account": ("refuse", lambda home, victim: ("post", "/campaigns", {"json": {
-        "account_id": victim.account_id, "objective": "performance", "name": "Planted",
-        "promotion_type": "non_download", "landing_kind": "h5", "landing_url": "https://example.com"}})),
-    "create an ad group in the victim's campaign": ("refuse", lambda home, victim: ("post", "/ad-groups", {
-        "json": _ad_group_body(victim.id("campaign_id"))})),
-    "target the victim's audience": ("refuse", lambda home, victim: ("post", "/ad-groups", {
-        "json": _ad_group_body(home.id("campaign_id"), include_audience_ids=[victim.id("audience_id")])})),
-    "exclude the victim's audience": ("refuse", lambda home, victim: ("post", "/ad-groups", {
-        "json": _ad_group_body(home.id("campaign_id"), exclude_audience_ids=[victim.ids["audience_id"][1]])})),
-    "edit an own ad group to target the victim's audience": ("refuse", lambda home, victim: (
-        "patch", f"/ad-groups/{home.id('ad_group_id')}", {"json": {"targeting": {
-            "countries": ["SG"], "include_audience_ids": [victim.id("audience_id")]}}})),
-    "copy an own ad group into the victim's campaign": ("refuse", lambda home, victim: (
-        "post", f"/ad-groups/{home.id('ad_group_id')}/copy", {"json": {"campaign_id": victim.id("campaign_id")}})),
-    "create a creative in the victim's ad group": ("refuse", lambda home, victim: ("post", "/creatives", {"json": {
-        "ad_group_id": victim.id("ad_group_id"), "name": "Planted", "format": "interstitial_image",
-        "materials": _materials(home.label, home.ids["media_id"]), "click_url": "https://example.com"}})),
-    "use the victim's media in an own creative": ("refuse", lambda home, victim: ("post", "/creatives", {"json": {
-        "ad_group_id": home.id("ad_group_id"), "name": "Borrowed", "format": "interstitial_image",
-        "materials": _materials(home.label, victim.ids["media_id"]), "click_url": "https://example.com"}})),
-    "edit an own creative to use the victim's media": ("refuse", lambda home, victim: (
-        "patch", f"/creatives/{home.ids['creative_id'][1]}", {"json": {
-            "materials": _materials(home.label, victim.ids["media_id"])}})),
-    "preview in the victim's account": ("refuse", lambda home, victim: ("post", "/creatives/preview", {"json": {
-        "account_id": victim.account_id, "format": "interstitial_image",
-        "materials": _materials(home.label, victim.ids["media_id"])}})),
-    "preview the victim's media": ("filter", lambda home, victim: ("post", "/creatives/preview", {"json": {
-        "account_id": home.account_id, "format": "interstitial_image",
-        "materials": _materials(home.label, victim.ids["media_id"])}})),
-    "upload media into the victim's account": ("refuse", lambda home, victim: ("post", "/media", {
-        "data": {"account_id": str(victim.account_id)},
-        "files": {"file": ("planted.png", io.BytesIO(png(84, 84)), "image/png")}})),
-    "add an app to the victim's account": ("refuse", lambda home, victim: ("post", "/apps", {"json": {
-        "account_id": victim.account_id, "package_name": "com.planted.app", "name": "Planted"}})),
-    "upload an audience into the victim's account": ("refuse", lambda home, victim: ("post", "/audiences/upload", {
-        "content": id_file(gaids(1000, seed=99)), "params": {
-            "account_id": victim.account_id, "name": "Planted", "region_code": "SG", "id_type": "gaid"}})),
-    "import an audience into the victim's account": ("refuse", lambda home, victim: ("post", "/audiences/import", {
-        "json": {"account_id": victim.account_id, "name": "Planted", "region_code": "SG", "id_type": "gaid",
-                 "url": "http://127.0.0.1:9/ids.txt"}})),
-    "create a label audience in the victim's account": ("refuse", lambda home, victim: (
-        "post", "/audiences/labels", {"json": {"account_id": victim.account_id, "name": "Planted",
-                                               "region_code": "IN", "rule": {"conditions": [
-                                                   {"kind": "installed_apps", "packages": ["com.example.game"]}]}}})),
-    "reach of the victim's audience": ("refuse", lambda home, victim: ("get", "/audiences/reach", {
-        "params": {"include": [victim.id("audience_id")]}})),
-    "reach excluding the victim's audience": ("refuse", lambda home, victim: ("get", "/audiences/reach", {
-        "params": {"include": [home.id("audience_id")], "exclude": [victim.id("audience_id")]}})),
+    "add a webhook endpoint to the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/webhooks",
+            {"json": {"account_id": victim.account_id, "url": "https://hooks.example.com/planted"}},
+        ),
+    ),
+    "create a campaign in the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/campaigns",
+            {
+                "json": {
+                    "account_id": victim.account_id,
+                    "objective": "performance",
+                    "name": "Planted",
+                    "promotion_type": "non_download",
+                    "landing_kind": "h5",
+                    "landing_url": "https://example.com",
+                }
+            },
+        ),
+    ),
+    "create an ad group in the victim's campaign": (
+        "refuse",
+        lambda home, victim: ("post", "/ad-groups", {"json": _ad_group_body(victim.id("campaign_id"))}),
+    ),
+    "target the victim's audience": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/ad-groups",
+            {"json": _ad_group_body(home.id("campaign_id"), include_audience_ids=[victim.id("audience_id")])},
+        ),
+    ),
+    "exclude the victim's audience": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/ad-groups",
+            {"json": _ad_group_body(home.id("campaign_id"), exclude_audience_ids=[victim.ids["audience_id"][1]])},
+        ),
+    ),
+    "edit an own ad group to target the victim's audience": (
+        "refuse",
+        lambda home, victim: (
+            "patch",
+            f"/ad-groups/{home.id('ad_group_id')}",
+            {"json": {"targeting": {"countries": ["SG"], "include_audience_ids": [victim.id("audience_id")]}}},
+        ),
+    ),
+    "copy an own ad group into the victim's campaign": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            f"/ad-groups/{home.id('ad_group_id')}/copy",
+            {"json": {"campaign_id": victim.id("campaign_id")}},
+        ),
+    ),
+    "create a creative in the victim's ad group": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/creatives",
+            {
+                "json": {
+                    "ad_group_id": victim.id("ad_group_id"),
+                    "name": "Planted",
+                    "format": "interstitial_image",
+                    "materials": _materials(home.label, home.ids["media_id"]),
+                    "click_url": "https://example.com",
+                }
+            },
+        ),
+    ),
+    "use the victim's media in an own creative": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/creatives",
+            {
+                "json": {
+                    "ad_group_id": home.id("ad_group_id"),
+                    "name": "Borrowed",
+                    "format": "interstitial_image",
+                    "materials": _materials(home.label, victim.ids["media_id"]),
+                    "click_url": "https://example.com",
+                }
+            },
+        ),
+    ),
+    "edit an own creative to use the victim's media": (
+        "refuse",
+        lambda home, victim: (
+            "patch",
+            f"/creatives/{home.ids['creative_id'][1]}",
+            {"json": {"materials": _materials(home.label, victim.ids["media_id"])}},
+        ),
+    ),
+    "preview in the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/creatives/preview",
+            {
+                "json": {
+                    "account_id": victim.account_id,
+                    "format": "interstitial_image",
+                    "materials": _materials(home.label, victim.ids["media_id"]),
+                }
+            },
+        ),
+    ),
+    "preview the victim's media": (
+        "filter",
+        lambda home, victim: (
+            "post",
+            "/creatives/preview",
+            {
+                "json": {
+                    "account_id": home.account_id,
+                    "format": "interstitial_image",
+                    "materials": _materials(home.label, victim.ids["media_id"]),
+                }
+            },
+        ),
+    ),
+    "upload media into the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/media",
+            {
+                "data": {"account_id": str(victim.account_id)},
+                "files": {"file": ("planted.png", io.BytesIO(png(84, 84)), "image/png")},
+            },
+        ),
+    ),
+    "add an app to the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/apps",
+            {"json": {"account_id": victim.account_id, "package_name": "com.planted.app", "name": "Planted"}},
+        ),
+    ),
+    "upload an audience into the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/audiences/upload",
+            {
+                "content": id_file(gaids(1000, seed=99)),
+                "params": {"account_id": victim.account_id, "name": "Planted", "region_code": "SG", "id_type": "gaid"},
+            },
+        ),
+    ),
+    "import an audience into the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/audiences/import",
+            {
+                "json": {
+                    "account_id": victim.account_id,
+                    "name": "Planted",
+                    "region_code": "SG",
+                    "id_type": "gaid",
+                    "url": "http://127.0.0.1:9/ids.txt",
+                }
+            },
+        ),
+    ),
+    "create a label audience in the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/audiences/labels",
+            {
+                "json": {
+                    "account_id": victim.account_id,
+                    "name": "Planted",
+                    "region_code": "IN",
+                    "rule": {"conditions": [{"kind": "installed_apps", "packages": ["com.example.game"]}]},
+                }
+            },
+        ),
+    ),
+    "reach of the victim's audience": (
+        "refuse",
+        lambda home, victim: ("get", "/audiences/reach", {"params": {"include": [victim.id("audience_id")]}}),
+    ),
+    "reach excluding the victim's audience": (
+        "refuse",
+        lambda home, victim: (
+            "get",
+            "/audiences/reach",
+            {"params": {"include": [home.id("audience_id")], "exclude": [victim.id("audience_id")]}},
+        ),
+    ),
     # Without audiences the estimate reads only the platform's population table, whoever the account is.
-    "estimate naming the victim's account": ("filter", lambda home, victim: ("post", "/ad-groups/estimate", {"json": {
-        "account_id": victim.account_id, "placement_type": "interstitial"}})),
-    "estimate for the victim's account with its audience": ("refuse", lambda home, victim: (
-        "post", "/ad-groups/estimate", {"json": {"account_id": victim.account_id, "placement_type": "interstitial",
-                                                 "targeting": {"include_audience_ids": [victim.id("audience_id")]}}})),
-    "estimate with the victim's audience": ("refuse", lambda home, victim: ("post", "/ad-groups/estimate", {"json": {
-        "placement_type": "interstitial", "targeting": {"include_audience_ids": [victim.id("audience_id")]}}})),
-    "request a top-up of the victim's account": ("refuse", lambda home, victim: ("post", "/finance/top-up-requests", {
-        "data": {"account_id": str(victim.account_id), "amount_micros": "1000000"},
-        "files": {"file": ("receipt.png", io.BytesIO(png(20, 20)), "image/png")}})),
-    "transfer to the victim's account": ("refuse", lambda home, victim: ("post", "/finance/transfers", {"json": {
-        "kind": "transfer", "sub_account_id": victim.account_id, "amount_micros": 1_000_000}})),
-    "reclaim from the victim's account": ("refuse", lambda home, victim: ("post", "/finance/transfers", {"json": {
-        "kind": "reclaim", "sub_account_id": victim.account_id, "amount_micros": 1_000_000}})),
-    "invite a user into the victim's account": ("refuse", lambda home, victim: ("post", "/invitations", {"json": {
-        "account_id": victim.account_id, "email": "planted@example.com", "account_role": "owner"}})),
-    "verdict agreement of the victim's app": ("refuse", lambda home, victim: (
-        "get", "/attribution/verdict-agreement", {"params": {"app_id": victim.id("app_id")}})),
-    "connect a partner for the victim's account": ("refuse", lambda home, victim: ("post", "/connectors", {"json": {
-        "account_id": victim.account_id, "name": "Planted", "api_token": "planted-token"}})),
-    "report on the victim's account": ("refuse", lambda home, victim: ("get", "/reports", {
-        "params": _report(victim)})),
-    "download a report on the victim's account": ("refuse", lambda home, victim: ("get", "/reports/download", {
-        "params": _report(victim)})),
-    "report job on the victim's account": ("refuse", lambda home, victim: ("post", "/reports/jobs", {
-        "json": _report(victim)})),
-    "overview of the victim's account": ("refuse", lambda home, victim: ("get", "/overview", {
-        "params": {"account_id": victim.account_id}})),
-    "media center of the victim's account": ("refuse", lambda home, victim: ("get", "/media-center", {"params": {
-        "account_id": victim.account_id, "start_date": _week_ago(), "end_date": _today()}})),
-    "operation log of the victim's account": ("refuse", lambda home, victim: ("get", "/operation-logs", {
-        "params": {"account_id": victim.account_id}})),
-    "operation log CSV of the victim's account": ("refuse", lambda home, victim: (
-        "get", "/operation-logs/export.csv", {"params": {"account_id": victim.account_id}})),
-    "pause the victim's campaigns in a batch": ("batch", lambda home, victim: ("post", "/campaigns/batch-status", {
-        "json": {"ids": victim.ids["campaign_id"], "action": "pause"}})),
-    "delete the victim's ad groups in a batch": ("batch", lambda home, victim: ("post", "/ad-groups/batch-status", {
-        "json": {"ids": victim.ids["ad_group_id"], "action": "delete"}})),
-    "batch-mutate the victim's objects": ("batch", lambda home, victim: ("post", "/batch", {"json": {
-        "partial_failure": True, "operations": [
-            {"object_type": "campaign", "action": "update", "id": victim.id("campaign_id"),
-             "body": {"name": "Hijacked"}},
-            {"object_type": "ad_group", "action": "pause", "id": victim.id("ad_group_id")},
-            {"object_type": "creative", "action": "delete", "id": victim.id("creative_id")},
-            {"object_type": "ad_group", "action": "create", "body": _ad_group_body(victim.id("campaign_id"))},
-        ]}})),
-    "delete the victim's audiences in a batch": ("batch", lambda home, victim: ("post", "/audiences/batch-delete", {
-        "json": {"ids": victim.ids["audience_id"], "partial_failure": True}})),
+    "estimate naming the victim's account": (
+        "filter",
+        lambda home, victim: (
+            "post",
+            "/ad-groups/estimate",
+            {"json": {"account_id": victim.account_id, "placement_type": "interstitial"}},
+        ),
+    ),
+    "estimate for the victim's account with its audience": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/ad-groups/estimate",
+            {
+                "json": {
+                    "account_id": victim.account_id,
+                    "placement_type": "interstitial",
+                    "targeting": {"include_audience_ids": [victim.id("audience_id")]},
+                }
+            },
+        ),
+    ),
+    "estimate with the victim's audience": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/ad-groups/estimate",
+            {
+                "json": {
+                    "placement_type": "interstitial",
+                    "targeting": {"include_audience_ids": [victim.id("audience_id")]},
+                }
+            },
+        ),
+    ),
+    "request a top-up of the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/finance/top-up-requests",
+            {
+                "data": {"account_id": str(victim.account_id), "amount_micros": "1000000"},
+                "files": {"file": ("receipt.png", io.BytesIO(png(20, 20)), "image/png")},
+            },
+        ),
+    ),
+    "transfer to the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/finance/transfers",
+            {"json": {"kind": "transfer", "sub_account_id": victim.account_id, "amount_micros": 1_000_000}},
+        ),
+    ),
+    "reclaim from the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/finance/transfers",
+            {"json": {"kind": "reclaim", "sub_account_id": victim.account_id, "amount_micros": 1_000_000}},
+        ),
+    ),
+    "invite a user into the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/invitations",
+            {"json": {"account_id": victim.account_id, "email": "planted@example.com", "account_role": "owner"}},
+        ),
+    ),
+    "verdict agreement of the victim's app": (
+        "refuse",
+        lambda home, victim: ("get", "/attribution/verdict-agreement", {"params": {"app_id": victim.id("app_id")}}),
+    ),
+    "connect a partner for the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "post",
+            "/connectors",
+            {"json": {"account_id": victim.account_id, "name": "Planted", "api_token": "planted-token"}},
+        ),
+    ),
+    "report on the victim's account": ("refuse", lambda home, victim: ("get", "/reports", {"params": _report(victim)})),
+    "download a report on the victim's account": (
+        "refuse",
+        lambda home, victim: ("get", "/reports/download", {"params": _report(victim)}),
+    ),
+    "report job on the victim's account": (
+        "refuse",
+        lambda home, victim: ("post", "/reports/jobs", {"json": _report(victim)}),
+    ),
+    "overview of the victim's account": (
+        "refuse",
+        lambda home, victim: ("get", "/overview", {"params": {"account_id": victim.account_id}}),
+    ),
+    "media center of the victim's account": (
+        "refuse",
+        lambda home, victim: (
+            "get",
+            "/media-center",
+            {"params": {"account_id": victim.account_id, "start_date": _week_ago(), "end_date": _today()}},
+        ),
+    ),
+    "operation log of the victim's account": (
+        "refuse",
+        lambda home, victim: ("get", "/operation-logs", {"params": {"account_id": victim.account_id}}),
+    ),
+    "operation log CSV of the victim's account": (
+        "refuse",
+        lambda home, victim: ("get", "/operation-logs/export.csv", {"params": {"account_id": victim.account_id}}),
+    ),
+    "pause the victim's campaigns in a batch": (
+        "batch",
+        lambda home, victim: (
+            "post",
+            "/campaigns/batch-status",
+            {"json": {"ids": victim.ids["campaign_id"], "action": "pause"}},
+        ),
+    ),
+    "delete the victim's ad groups in a batch": (
+        "batch",
+        lambda home, victim: (
+            "post",
+            "/ad-groups/batch-status",
+            {"json": {"ids": victim.ids["ad_group_id"], "action": "delete"}},
+        ),
+    ),
+    "batch-mutate the victim's objects": (
+        "batch",
+        lambda home, victim: (
+            "post",
+            "/batch",
+            {
+                "json": {
+                    "partial_failure": True,
+                    "operations": [
+                        {
+                            "object_type": "campaign",
+                            "action": "update",
+                            "id": victim.id("campaign_id"),
+                            "body": {"name": "Hijacked"},
+                        },
+                        {"object_type": "ad_group", "action": "pause", "id": victim.id("ad_group_id")},
+                        {"object_type": "creative", "action": "delete", "id": victim.id("creative_id")},
+                        {
+                            "object_type": "ad_group",
+                            "action": "create",
+                            "body": _ad_group_body(victim.id("campaign_id")),
+                        },
+                    ],
+                }
+            },
+        ),
+    ),
+    "delete the victim's audiences in a batch": (
+        "batch",
+        lambda home, victim: (
+            "post",
+            "/audiences/batch-delete",
+            {"json": {"ids": victim.ids["audience_id"], "partial_failure": True}},
+        ),
+    ),
 }
 for _path, _id_kind, _param in (
-        ("/accounts", "account_id", "q"), ("/campaigns", "account_id", "account_id"),
-        ("/campaigns", "campaign_id", "q"), ("/ad-groups", "account_id", "account_id"),
-        ("/ad-groups", "campaign_id", "campaign_id"), ("/creatives", "account_id", "account_id"),
-        ("/creatives", "ad_group_id", "ad_group_id"), ("/creatives", "campaign_id", "campaign_id"),
-        ("/media", "account_id", "account_id"), ("/apps", "account_id", "account_id"),
-        ("/audiences", "account_id", "account_id"), ("/audiences", "audience_id", "q"),
-        ("/finance/top-up-requests", "account_id", "account_id"),
-        ("/finance/credit-lines", "account_id", "account_id"), ("/finance/transfers", "account_id", "account_id"),
-        ("/finance/transfers/export.csv", "account_id", "account_id"), ("/conversions", "app_id", "app_id"),
-        ("/invitations", "account_id", "account_id")):
-    REFERENCES[f"list {_path} by the victim's {_id_kind} as {_param}"] = ("filter", (
-        lambda path, kind, param: lambda home, victim: ("get", path, {"params": {param: victim.id(kind)}})
-    )(_path, _id_kind, _param))
+    ("/accounts", "account_id", "q"),
+    ("/campaigns", "account_id", "account_id"),
+    ("/campaigns", "campaign_id", "q"),
+    ("/ad-groups", "account_id", "account_id"),
+    ("/ad-groups", "campaign_id", "campaign_id"),
+    ("/creatives", "account_id", "account_id"),
+    ("/creatives", "ad_group_id", "ad_group_id"),
+    ("/creatives", "campaign_id", "campaign_id"),
+    ("/media", "account_id", "account_id"),
+    ("/apps", "account_id", "account_id"),
+    ("/audiences", "account_id", "account_id"),
+    ("/audiences", "audience_id", "q"),
+    ("/finance/top-up-requests", "account_id", "account_id"),
+    ("/finance/credit-lines", "account_id", "account_id"),
+    ("/finance/transfers", "account_id", "account_id"),
+    ("/finance/transfers/export.csv", "account_id", "account_id"),
+    ("/conversions", "app_id", "app_id"),
+    ("/invitations", "account_id", "account_id"),
+):
+    REFERENCES[f"list {_path} by the victim's {_id_kind} as {_param}"] = (
+        "filter",
+        (lambda path, kind, param: lambda home, victim: ("get", path, {"params": {param: victim.id(kind)}}))(
+            _path, _id_kind, _param
+        ),
+    )
 
 
 def _as_call(call: tuple[str, str, dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
@@ -497,20 +870,36 @@ LISTS: tuple[tuple[str, str | None], ...] = (
 )
 # Lists whose rows carry no tenant's names: nothing must leak, but there is nothing of one's own to find.
 QUIET_LISTS: tuple[str, ...] = (
-    f"{API}/conversions", f"{API}/overview", f"{API}/auth/me", f"{API}/attribution/verdict-agreement",
-    f"{API}/auth/sessions", f"{API}/users", f"{API}/notifications",
+    f"{API}/conversions",
+    f"{API}/overview",
+    f"{API}/auth/me",
+    f"{API}/attribution/verdict-agreement",
+    f"{API}/auth/sessions",
+    f"{API}/users",
+    f"{API}/notifications",
     f"{API}/connectors/columns/by-campaign-day?date_from={_week_ago()}&date_to={_today()}",
     f"{API}/reports?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/download?start_date={_week_ago()}&end_date={_today()}&dimensions=campaign",
     f"{API}/reports/filters",
     f"{API}/media-center?start_date={_week_ago()}&end_date={_today()}",
     # The platform catalogue: the same for everyone, and nothing of any tenant in it.
-    f"{API}/settlement-rules", f"{API}/publishers", f"{API}/ad-spaces", f"{API}/device-populations",
-    f"{API}/creative-formats", f"{API}/audiences/regions", f"{API}/audiences/package-categories", f"{API}/fx-rates",
-    f"{API}/audiences/portrait-tags", f"{API}/connectors/partners",
+    f"{API}/settlement-rules",
+    f"{API}/publishers",
+    f"{API}/ad-spaces",
+    f"{API}/device-populations",
+    f"{API}/creative-formats",
+    f"{API}/audiences/regions",
+    f"{API}/audiences/package-categories",
+    f"{API}/fx-rates",
+    f"{API}/audiences/portrait-tags",
+    f"{API}/connectors/partners",
 )
-STAFF_LISTS: tuple[str, ...] = (f"{API}/review/queue", f"{API}/tracking/invalid", f"{API}/postbacks/rejected",
-                                f"{API}/pipeline/status")
+STAFF_LISTS: tuple[str, ...] = (
+    f"{API}/review/queue",
+    f"{API}/tracking/invalid",
+    f"{API}/postbacks/rejected",
+    f"{API}/pipeline/status",
+)
 # Operations that name no existing object at all, with the reason.
 NO_OBJECT: dict[str, str] = {
     "POST /api/v1/auth/login": "signs in",
@@ -523,7 +912,7 @@ NO_OBJECT: dict[str, str] = {
     "POST /api/v1/auth/verify-email": "verifies the user the mailed token names",
     "POST /api/v1/auth/verify-email/resend": "mails the caller's own verification link",
     "POST /api/v1/accounts": "an agency's new account is always its own sub-account; only account managers name "
-                             "a parent agency",
+    "a parent agency",
     "POST /api/v1/notifications/read-all": "marks the caller's own notifications read",
     "POST /api/v1/invitations/accept": "acts on the invitation the mailed token names",
 }
@@ -541,10 +930,15 @@ def _listed_ids(response: Response) -> set[int]:
 def test_every_parameterised_route_is_in_the_table(world: World) -> None:
     names = {operation.name for operation in world.operations if operation.params}
     assert len(names) > 70 and {"GET /api/v1/campaigns/{campaign_id}", "PUT /api/v1/fx-rates/{currency}"} <= names
-    missing = sorted(f"{operation.name} (path parameters {sorted(unmapped(operation))})"
-                     for operation in world.operations if unmapped(operation))
-    assert not missing, ("routes whose path parameters the isolation table does not map; add each parameter "
-                         "to TENANT_PARAMS or CATALOGUE_PARAMS in tests/e2e/tenancy.py:\n" + "\n".join(missing))
+    missing = sorted(
+        f"{operation.name} (path parameters {sorted(unmapped(operation))})"
+        for operation in world.operations
+        if unmapped(operation)
+    )
+    assert not missing, (
+        "routes whose path parameters the isolation table does not map; add each parameter "
+        "to TENANT_PARAMS or CATALOGUE_PARAMS in tests/e2e/tenancy.py:\n" + "\n".join(missing)
+    )
     stale = sorted(set(KNOWN_BUGS) - names - set(REFERENCES))
     assert not stale, f"KNOWN_BUGS names routes that no longer exist: {stale}"
 
@@ -553,14 +947,19 @@ def test_every_route_without_path_parameters_is_checked_too(world: World) -> Non
     reads = {f"GET {path.split('?')[0]}" for path in (*(p for p, _ in LISTS), *QUIET_LISTS, *STAFF_LISTS)}
     checked = reads | {o.path for o in world.reference_outcomes} | set(STAFF_ACTIONS) | set(NO_OBJECT)
     unchecked = sorted(o.name for o in world.operations if not o.params and o.name not in checked)
-    assert not unchecked, ("routes no isolation check calls; add each to LISTS, QUIET_LISTS, STAFF_LISTS, "
-                           "REFERENCES, STAFF_ACTIONS or NO_OBJECT:\n" + "\n".join(unchecked))
+    assert not unchecked, (
+        "routes no isolation check calls; add each to LISTS, QUIET_LISTS, STAFF_LISTS, "
+        "REFERENCES, STAFF_ACTIONS or NO_OBJECT:\n" + "\n".join(unchecked)
+    )
 
 
 def test_owners_and_their_agencies_reach_every_route_of_their_objects(world: World) -> None:
     """The control: the ids are right and the routes work, so the 404s below come from tenancy alone."""
-    failed = [f"{key} -> {response.status_code}: {response.text[:200]}"
-              for key, response in world.owner_reads.items() if not is_success(response)]
+    failed = [
+        f"{key} -> {response.status_code}: {response.text[:200]}"
+        for key, response in world.owner_reads.items()
+        if not is_success(response)
+    ]
     assert not failed, "\n".join(failed)
     read_routes = {o.name for o in world.operations if o.method == "get" and o.tenant_owned}
     assert len(read_routes) >= 25
@@ -571,9 +970,10 @@ def status_matrix(outcomes: Iterator[Outcome]) -> str:
     seen: dict[str, dict[int, set[str]]] = {}
     for o in outcomes:
         seen.setdefault(o.operation, {}).setdefault(o.status, set()).add(o.intruder)
-    return "\n".join(f"{operation}: " + ", ".join(f"{status} ({', '.join(sorted(who))})"
-                                                  for status, who in sorted(statuses.items()))
-                     for operation, statuses in sorted(seen.items()))
+    return "\n".join(
+        f"{operation}: " + ", ".join(f"{status} ({', '.join(sorted(who))})" for status, who in sorted(statuses.items()))
+        for operation, statuses in sorted(seen.items())
+    )
 
 
 def _unexpected(outcomes: list[Outcome]) -> list[str]:
@@ -582,8 +982,9 @@ def _unexpected(outcomes: list[Outcome]) -> list[str]:
 
 def test_no_tenant_reads_or_changes_another_tenants_objects_by_id(world: World) -> None:
     print(status_matrix(world.outcomes()))  # shown with -rP, and beside any failure
-    assert {o.operation for o in world.path_outcomes} == {
-        o.name for o in world.operations if o.tenant_owned}, "every tenant route was called"
+    assert {o.operation for o in world.path_outcomes} == {o.name for o in world.operations if o.tenant_owned}, (
+        "every tenant route was called"
+    )
     problems = _unexpected(world.path_outcomes)
     assert not problems, f"{len(problems)} isolation failures:\n" + "\n".join(problems)
     mutations = {o.operation for o in world.path_outcomes if not o.operation.startswith("GET ")}
@@ -627,8 +1028,11 @@ def test_lists_show_a_tenant_its_own_objects_and_an_agency_only_its_sub_accounts
                 listed = _listed_ids(response)
                 if not set(home.ids[kind]) <= listed:
                     problems.append(f"{viewer}: {path} misses its own ids {sorted(set(home.ids[kind]) - listed)}")
-                problems += [f"{viewer}: {path} lists {other.label}'s ids {sorted(listed & set(other.ids[kind]))}"
-                             for other in others if listed & set(other.ids[kind])]
+                problems += [
+                    f"{viewer}: {path} lists {other.label}'s ids {sorted(listed & set(other.ids[kind]))}"
+                    for other in others
+                    if listed & set(other.ids[kind])
+                ]
         for path in QUIET_LISTS:
             response = world.api.client.get(path, headers=actor.headers)
             if response.status_code != 200:
@@ -644,8 +1048,10 @@ def test_lists_show_a_tenant_its_own_objects_and_an_agency_only_its_sub_accounts
     assert all(tenant.shows_in(everyone) for tenant in world.tenants.values())
 
 
-@pytest.mark.parametrize("operation", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) for name, reason in KNOWN_BUGS.items()])
+@pytest.mark.parametrize(
+    "operation",
+    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) for name, reason in KNOWN_BUGS.items()],
+)
 def test_known_isolation_bug(world: World, operation: str) -> None:
     outcomes = [o for o in world.outcomes() if o.operation == operation]
     assert outcomes, f"{operation} was never called"

@@ -40,17 +40,23 @@ def new_account() -> int:
 
 
 def impression(event_id: str, account_id: int, at: datetime, **fields: object) -> Event:
-    return Event(event_id=event_id, event_type=EventType.IMPRESSION, occurred_at=at, account_id=account_id,
-                 **fields)  # type: ignore[arg-type]
+    return Event(event_id=event_id, event_type=EventType.IMPRESSION, occurred_at=at, account_id=account_id, **fields)  # type: ignore[arg-type]
 
 
 def rollup(store: EventStore, account_id: int) -> dict[str, int]:
     result = store.query(
         "SELECT sum(impressions), sum(clicks), sum(cost_micros), sum(installs), sum(conversions) "
-        "FROM event_rollup_hourly WHERE account_id = {a:UInt64}", {"a": account_id})
+        "FROM event_rollup_hourly WHERE account_id = {a:UInt64}",
+        {"a": account_id},
+    )
     impressions, clicks, cost, installs, conversions = result.rows[0]
-    return {"impressions": impressions, "clicks": clicks, "cost_micros": cost, "installs": installs,
-            "conversions": conversions}
+    return {
+        "impressions": impressions,
+        "clicks": clicks,
+        "cost_micros": cost,
+        "installs": installs,
+        "conversions": conversions,
+    }
 
 
 def raw_ids(store: EventStore, account_id: int) -> Counter[str]:
@@ -66,8 +72,18 @@ def test_duplicate_ids_count_once_within_a_batch_across_batches_and_after_loadin
     store.append(first[2:4])  # and in a later append, before loading
     store.flush()
     store.append(first)  # and after the first copies were loaded
-    store.append([Event(event_id=f"chg-{account}", event_type=EventType.CHARGE, occurred_at=at, account_id=account,
-                        cost_micros=2_500)] * 3)
+    store.append(
+        [
+            Event(
+                event_id=f"chg-{account}",
+                event_type=EventType.CHARGE,
+                occurred_at=at,
+                account_id=account,
+                cost_micros=2_500,
+            )
+        ]
+        * 3
+    )
     store.flush()
 
     assert rollup(store, account)["impressions"] == 5
@@ -84,36 +100,59 @@ def test_a_late_event_lands_in_its_own_hour(store: EventStore) -> None:
     store.append([impression(f"late-{account}", account, late)])
     store.flush()
 
-    result = store.query("SELECT toString(hour), sum(impressions) FROM event_rollup_hourly "
-                         "WHERE account_id = {a:UInt64} GROUP BY hour ORDER BY hour", {"a": account})
+    result = store.query(
+        "SELECT toString(hour), sum(impressions) FROM event_rollup_hourly "
+        "WHERE account_id = {a:UInt64} GROUP BY hour ORDER BY hour",
+        {"a": account},
+    )
     assert result.rows == [[late.strftime("%Y-%m-%d %H:00:00"), 1], [now.strftime("%Y-%m-%d %H:00:00"), 1]]
 
 
 def test_conversions_money_and_video_events_are_rolled_up_by_type(store: EventStore) -> None:
     account = new_account()
     at = datetime(2025, 7, 1, 8, tzinfo=UTC)
-    store.append([
-        Event(event_id=f"i-{account}", event_type=EventType.INSTALL, occurred_at=at, account_id=account,
-              conversion_event="INSTALL", revenue_micros=0),
-        Event(event_id=f"p-{account}", event_type=EventType.IN_APP_EVENT, occurred_at=at, account_id=account,
-              conversion_event="PURCHASE", revenue_micros=4_990_000),
-        Event(event_id=f"c-{account}", event_type=EventType.CLICK, occurred_at=at, account_id=account,
-              cost_micros=999),  # cost only counts from charge events
-        Event(event_id=f"v-{account}", event_type=EventType.VIDEO_COMPLETE, occurred_at=at, account_id=account),
-        Event(event_id=f"x-{account}", event_type=EventType.INVALID, occurred_at=at, account_id=account),
-    ])
+    store.append(
+        [
+            Event(
+                event_id=f"i-{account}",
+                event_type=EventType.INSTALL,
+                occurred_at=at,
+                account_id=account,
+                conversion_event="INSTALL",
+                revenue_micros=0,
+            ),
+            Event(
+                event_id=f"p-{account}",
+                event_type=EventType.IN_APP_EVENT,
+                occurred_at=at,
+                account_id=account,
+                conversion_event="PURCHASE",
+                revenue_micros=4_990_000,
+            ),
+            Event(
+                event_id=f"c-{account}", event_type=EventType.CLICK, occurred_at=at, account_id=account, cost_micros=999
+            ),  # cost only counts from charge events
+            Event(event_id=f"v-{account}", event_type=EventType.VIDEO_COMPLETE, occurred_at=at, account_id=account),
+            Event(event_id=f"x-{account}", event_type=EventType.INVALID, occurred_at=at, account_id=account),
+        ]
+    )
     store.flush()
     sums = rollup(store, account)
     assert sums == {"impressions": 0, "clicks": 1, "cost_micros": 0, "installs": 1, "conversions": 1}
-    by_event = store.query("SELECT conversion_event, sum(revenue_micros), sum(video_completes), sum(invalid) "
-                           "FROM event_rollup_hourly WHERE account_id = {a:UInt64} GROUP BY conversion_event "
-                           "ORDER BY conversion_event", {"a": account}).rows
+    by_event = store.query(
+        "SELECT conversion_event, sum(revenue_micros), sum(video_completes), sum(invalid) "
+        "FROM event_rollup_hourly WHERE account_id = {a:UInt64} GROUP BY conversion_event "
+        "ORDER BY conversion_event",
+        {"a": account},
+    ).rows
     assert by_event == [["", 0, 1, 1], ["INSTALL", 0, 0, 0], ["PURCHASE", 4_990_000, 0, 0]]
 
 
 def media_cost(store: EventStore, account_id: int, table: str = "event_rollup_hourly") -> tuple[int, int]:
-    result = store.query(f"SELECT sum(media_cost_micros), sum(media_cost_impressions) FROM {table} "
-                         "WHERE account_id = {a:UInt64}", {"a": account_id})
+    result = store.query(
+        f"SELECT sum(media_cost_micros), sum(media_cost_impressions) FROM {table} WHERE account_id = {{a:UInt64}}",
+        {"a": account_id},
+    )
     total, priced = result.rows[0]
     return total, priced
 
@@ -121,27 +160,39 @@ def media_cost(store: EventStore, account_id: int, table: str = "event_rollup_ho
 def test_media_cost_is_summed_from_impressions_and_an_unknown_price_stays_unknown(store: EventStore) -> None:
     account = new_account()
     at = datetime(2025, 7, 2, 8, tzinfo=UTC)
-    store.append([
-        impression(f"m1-{account}", account, at, media_cost_micros=1_200),
-        impression(f"m2-{account}", account, at, media_cost_micros=0),  # a known price of nothing
-        impression(f"m3-{account}", account, at),  # unknown
-        impression(f"m1-{account}", account, at, media_cost_micros=9_999),  # a retry: the first copy counts
-        Event(event_id=f"c-{account}", event_type=EventType.CHARGE, occurred_at=at, account_id=account,
-              cost_micros=3_000, media_cost_micros=777),  # media cost only counts from impressions
-    ])
+    store.append(
+        [
+            impression(f"m1-{account}", account, at, media_cost_micros=1_200),
+            impression(f"m2-{account}", account, at, media_cost_micros=0),  # a known price of nothing
+            impression(f"m3-{account}", account, at),  # unknown
+            impression(f"m1-{account}", account, at, media_cost_micros=9_999),  # a retry: the first copy counts
+            Event(
+                event_id=f"c-{account}",
+                event_type=EventType.CHARGE,
+                occurred_at=at,
+                account_id=account,
+                cost_micros=3_000,
+                media_cost_micros=777,
+            ),  # media cost only counts from impressions
+        ]
+    )
     store.flush()
     assert media_cost(store, account) == (1_200, 2)
     assert media_cost(store, account, "event_rollup_campaign_hourly") == (1_200, 2)
     assert rollup(store, account)["impressions"] == 3 and rollup(store, account)["cost_micros"] == 3_000
-    raw = store.query("SELECT event_id, media_cost_micros FROM events WHERE account_id = {a:UInt64} "
-                      "AND event_type = 'impression' ORDER BY event_id", {"a": account}).rows
+    raw = store.query(
+        "SELECT event_id, media_cost_micros FROM events WHERE account_id = {a:UInt64} "
+        "AND event_type = 'impression' ORDER BY event_id",
+        {"a": account},
+    ).rows
     assert raw == [[f"m1-{account}", 1_200], [f"m2-{account}", 0], [f"m3-{account}", None]]
     with pytest.raises(ValueError, match="media_cost_micros"):
         store.append([impression(f"m4-{account}", account, at, media_cost_micros=-1)])
 
 
 def test_a_store_made_before_media_cost_is_upgraded_on_open_and_keeps_its_data(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from adstack.events import schema
 
     at = datetime(2025, 7, 3, 8, tzinfo=UTC)
@@ -151,11 +202,16 @@ def test_a_store_made_before_media_cost_is_upgraded_on_open_and_keeps_its_data(
     monkeypatch.delitem(schema.MONEY_METRICS, "media_cost_micros")
     old = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
     old.append([impression("before-1", 1, at), impression("before-2", 1, at, media_cost_micros=500)])
-    old.append([Event(event_id="before-charge", event_type=EventType.CHARGE, occurred_at=at, account_id=1,
-                      cost_micros=4_000)])
+    old.append(
+        [Event(event_id="before-charge", event_type=EventType.CHARGE, occurred_at=at, account_id=1, cost_micros=4_000)]
+    )
     old.flush()
-    assert "media_cost_micros" not in {r[0] for r in old.query(
-        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events'").rows}
+    assert "media_cost_micros" not in {
+        r[0]
+        for r in old.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events'"
+        ).rows
+    }
     old.close()
     monkeypatch.undo()
     # A line the earlier version journaled and did not load before it stopped.
@@ -167,15 +223,18 @@ def test_a_store_made_before_media_cost_is_upgraded_on_open_and_keeps_its_data(
 
     upgraded = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
     try:
-        upgraded.append([impression("after-1", 1, at, media_cost_micros=1_500),
-                         impression("before-1", 1, at, media_cost_micros=9_000)])  # a late retry of an old one
+        upgraded.append(
+            [
+                impression("after-1", 1, at, media_cost_micros=1_500),
+                impression("before-1", 1, at, media_cost_micros=9_000),
+            ]
+        )  # a late retry of an old one
         upgraded.flush()
         assert rollup(upgraded, 1)["impressions"] == 4 and rollup(upgraded, 1)["cost_micros"] == 4_000
         assert media_cost(upgraded, 1) == (1_500, 1)
         assert media_cost(upgraded, 1, "event_rollup_campaign_hourly") == (1_500, 1)
         raw = dict(upgraded.query("SELECT event_id, media_cost_micros FROM events").rows)
-        assert raw == {"before-1": None, "before-2": None, "before-charge": None, "pending": None,
-                       "after-1": 1_500}
+        assert raw == {"before-1": None, "before-2": None, "before-charge": None, "pending": None, "after-1": 1_500}
     finally:
         upgraded.close()
     again = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")  # nothing left to do
@@ -198,12 +257,17 @@ kinds = st.sampled_from([EventType.IMPRESSION, EventType.CLICK, EventType.CHARGE
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(st.tuples(event_ids, kinds, st.integers(0, 10_000), st.integers(0, 72)),
-                                 max_size=8), min_size=1, max_size=4),
-       flush_between=st.booleans())
-def test_rollups_equal_the_first_copy_of_each_id(store: EventStore, batches: list[list[tuple[str, EventType, int,
-                                                                                            int]]],
-                                                 flush_between: bool) -> None:
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(event_ids, kinds, st.integers(0, 10_000), st.integers(0, 72)), max_size=8),
+        min_size=1,
+        max_size=4,
+    ),
+    flush_between=st.booleans(),
+)
+def test_rollups_equal_the_first_copy_of_each_id(
+    store: EventStore, batches: list[list[tuple[str, EventType, int, int]]], flush_between: bool
+) -> None:
     account = new_account()
     start = datetime(2025, 8, 1, tzinfo=UTC)
     first_copy: dict[str, tuple[EventType, int]] = {}
@@ -213,8 +277,15 @@ def test_rollups_equal_the_first_copy_of_each_id(store: EventStore, batches: lis
             event_id = f"{account}-{suffix}"
             first_copy.setdefault(event_id, (kind, cost))
             kind, cost = first_copy[event_id]  # a retry repeats the same event
-            events.append(Event(event_id=event_id, event_type=kind, occurred_at=start + timedelta(hours=hours),
-                                account_id=account, cost_micros=cost))
+            events.append(
+                Event(
+                    event_id=event_id,
+                    event_type=kind,
+                    occurred_at=start + timedelta(hours=hours),
+                    account_id=account,
+                    cost_micros=cost,
+                )
+            )
         store.append(events)
         if flush_between:
             store.flush()
@@ -265,8 +336,7 @@ WRITER = textwrap.dedent("""
 def test_a_killed_writer_loses_nothing_it_acknowledged_and_nothing_counts_twice(tmp_path: Path) -> None:
     root = tmp_path / "crash"
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True,
-                              env=env)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True, env=env)
     assert writer.stdout is not None
     acknowledged: list[int] = []
     deadline = time.monotonic() + 120

@@ -22,16 +22,28 @@ def balance(api: Api, actor: Actor, account_id: int) -> dict[str, Any]:
 
 
 def campaign(api: Api, actor: Actor, **overrides: Any) -> dict[str, Any]:
-    body = {"objective": "performance", "name": f"Campaign {next(_names)}", "promotion_type": "non_download",
-            "landing_kind": "h5", "landing_url": "https://example.com/landing", **overrides}
+    body = {
+        "objective": "performance",
+        "name": f"Campaign {next(_names)}",
+        "promotion_type": "non_download",
+        "landing_kind": "h5",
+        "landing_url": "https://example.com/landing",
+        **overrides,
+    }
     return expect(api.client.post("/api/v1/campaigns", headers=actor.headers, json=body), 201)
 
 
 def ad_group(api: Api, actor: Actor, campaign_id: int | None = None, **overrides: Any) -> dict[str, Any]:
     if campaign_id is None:
         campaign_id = campaign(api, actor)["id"]
-    body = {"campaign_id": campaign_id, "name": f"Ad group {next(_names)}", "placement_type": "banner",
-            "bid_type": "cpc", "bid_micros": 200_000, **overrides}
+    body = {
+        "campaign_id": campaign_id,
+        "name": f"Ad group {next(_names)}",
+        "placement_type": "banner",
+        "bid_type": "cpc",
+        "bid_micros": 200_000,
+        **overrides,
+    }
     return expect(api.client.post("/api/v1/ad-groups", headers=actor.headers, json=body), 201)
 
 
@@ -39,8 +51,10 @@ def approve_ad_group(api: Api, admin: Actor, owner: Actor, group: dict[str, Any]
     """Approved, with an approved creative and an ad space of its placement: ready to serve, so its serving
     status speaks of money and budgets."""
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=owner.headers), 200)
-    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
     spaces = expect(api.client.get("/api/v1/ad-spaces", headers=admin.headers), 200)
     if not (spaces["items"] if isinstance(spaces, dict) else spaces):
         ad_space(api, admin, publisher(api, admin)["id"])

@@ -25,24 +25,34 @@ def _records(api: Api, actor: Actor, **params: object) -> dict:
     return expect(api.client.get(f"{FINANCE}/transfers", headers=actor.headers, params=params), 200)
 
 
-def _file_request(api: Api, actor: Actor, account_id: int, amount: object, content: bytes = PNG,
-                  filename: str = "receipt.png") -> object:
-    return api.client.post(f"{FINANCE}/top-up-requests", headers=actor.headers,
-                           data={"account_id": str(account_id), "amount_micros": str(amount), "remarks": "wire 7781"},
-                           files={"file": (filename, io.BytesIO(content), "image/png")})
+def _file_request(
+    api: Api, actor: Actor, account_id: int, amount: object, content: bytes = PNG, filename: str = "receipt.png"
+) -> object:
+    return api.client.post(
+        f"{FINANCE}/top-up-requests",
+        headers=actor.headers,
+        data={"account_id": str(account_id), "amount_micros": str(amount), "remarks": "wire 7781"},
+        files={"file": (filename, io.BytesIO(content), "image/png")},
+    )
 
 
 def _operations(session: Session, object_type: str) -> list[str]:
     session.expire_all()
-    return [e.operation for e in session.query(ChangeEvent).filter(ChangeEvent.object_type == object_type)
-            .order_by(ChangeEvent.id)]
+    return [
+        e.operation
+        for e in session.query(ChangeEvent).filter(ChangeEvent.object_type == object_type).order_by(ChangeEvent.id)
+    ]
 
 
 def test_account_manager_tops_up_an_advertiser_once_per_idempotency_key(api: Api, session: Session) -> None:
     manager = api.admin(Role.ACCOUNT_MANAGER)
     advertiser = api.approved_account()
-    body = {"account_id": advertiser.account_id, "amount_micros": 250 * USD, "remarks": "contract 2025-001",
-            "idempotency_key": "tu-2025-001"}
+    body = {
+        "account_id": advertiser.account_id,
+        "amount_micros": 250 * USD,
+        "remarks": "contract 2025-001",
+        "idempotency_key": "tu-2025-001",
+    }
     first = expect(api.client.post(f"{FINANCE}/top-ups", headers=manager.headers, json=body), 201)
     again = expect(api.client.post(f"{FINANCE}/top-ups", headers=manager.headers, json=body), 201)
     assert first["id"] == again["id"]
@@ -55,7 +65,12 @@ def test_account_manager_tops_up_an_advertiser_once_per_idempotency_key(api: Api
     assert records["total"] == 1
     record = records["items"][0]
     assert (record["type"], record["direction"], record["amount_micros"], record["operator"], record["remarks"]) == (
-        "top_up", "in", 250 * USD, manager.email, "contract 2025-001")
+        "top_up",
+        "in",
+        250 * USD,
+        manager.email,
+        "contract 2025-001",
+    )
     assert _operations(session, "account_balance") == ["top_up"]
     # Only account managers top up directly.
     assert expect(api.client.post(f"{FINANCE}/top-ups", headers=advertiser.headers, json=body), 403)
@@ -66,8 +81,14 @@ def test_low_balance_threshold_raises_a_notice(api: Api) -> None:
     advertiser = api.approved_account()
     top_up(api, admin, advertiser.account_id, 40 * USD)
     assert balance(api, advertiser, advertiser.account_id)["notice"] is None
-    expect(api.client.patch(f"/api/v1/accounts/{advertiser.account_id}", headers=advertiser.headers,
-                            json={"low_balance_threshold_micros": 50 * USD}), 200)
+    expect(
+        api.client.patch(
+            f"/api/v1/accounts/{advertiser.account_id}",
+            headers=advertiser.headers,
+            json={"low_balance_threshold_micros": 50 * USD},
+        ),
+        200,
+    )
     out = balance(api, advertiser, advertiser.account_id)
     assert out["low_balance"] is True and "below the low-balance threshold 50.00 USD" in out["notice"]
     top_up(api, admin, advertiser.account_id, 10 * USD)
@@ -79,33 +100,46 @@ def test_prepay_request_with_proof_is_confirmed_once_or_rejected(api: Api, sessi
     agency = api.approved_account(type="agency")
     sub = api.sub_account(agency, admin)
     filed = expect(_file_request(api, agency, sub, 120 * USD), 201)
-    assert (filed["status"], filed["proof_content_type"], filed["proof_size_bytes"]) == ("pending", "image/png",
-                                                                                         len(PNG))
+    assert (filed["status"], filed["proof_content_type"], filed["proof_size_bytes"]) == (
+        "pending",
+        "image/png",
+        len(PNG),
+    )
     assert balance(api, agency, sub)["balance_micros"] == 0
     proof = api.client.get(f"{FINANCE}/top-up-requests/{filed['id']}/proof", headers=admin.headers)
     assert proof.status_code == 200 and proof.content == PNG
-    pending = expect(api.client.get(f"{FINANCE}/top-up-requests", headers=admin.headers,
-                                    params={"status": "pending"}), 200)
+    pending = expect(
+        api.client.get(f"{FINANCE}/top-up-requests", headers=admin.headers, params={"status": "pending"}), 200
+    )
     assert [r["id"] for r in pending] == [filed["id"]]
 
     # The agency cannot confirm its own request.
     expect(api.client.post(f"{FINANCE}/top-up-requests/{filed['id']}/confirm", headers=agency.headers), 403)
-    confirmed = expect(api.client.post(f"{FINANCE}/top-up-requests/{filed['id']}/confirm", headers=admin.headers),
-                       200)
+    confirmed = expect(api.client.post(f"{FINANCE}/top-up-requests/{filed['id']}/confirm", headers=admin.headers), 200)
     assert confirmed["status"] == "confirmed" and confirmed["ledger_entry_id"] is not None
     again = api.client.post(f"{FINANCE}/top-up-requests/{filed['id']}/confirm", headers=admin.headers)
     assert expect(again, 409)["error"]["code"] == "already_decided"
     assert balance(api, agency, sub)["balance_micros"] == 120 * USD
     record = _records(api, agency, account_id=sub)["items"][0]
-    assert (record["type"], record["agency_account_id"], record["operator"]) == ("top_up", agency.account_id,
-                                                                                admin.email)
+    assert (record["type"], record["agency_account_id"], record["operator"]) == (
+        "top_up",
+        agency.account_id,
+        admin.email,
+    )
 
     second = expect(_file_request(api, agency, agency.account_id, 80 * USD), 201)
-    no_reason = api.client.post(f"{FINANCE}/top-up-requests/{second['id']}/reject", headers=admin.headers,
-                                json={"reason": ""})
+    no_reason = api.client.post(
+        f"{FINANCE}/top-up-requests/{second['id']}/reject", headers=admin.headers, json={"reason": ""}
+    )
     assert expect(no_reason, 422)["error"]["fields"][0]["field"] == "reason"
-    rejected = expect(api.client.post(f"{FINANCE}/top-up-requests/{second['id']}/reject", headers=admin.headers,
-                                      json={"reason": "the transfer has not arrived"}), 200)
+    rejected = expect(
+        api.client.post(
+            f"{FINANCE}/top-up-requests/{second['id']}/reject",
+            headers=admin.headers,
+            json={"reason": "the transfer has not arrived"},
+        ),
+        200,
+    )
     assert rejected["status"] == "rejected"
     assert balance(api, agency, agency.account_id)["balance_micros"] == 0
     assert _operations(session, "top_up_request") == ["create", "approve", "create", "reject"]
@@ -118,8 +152,9 @@ def test_prepay_request_input_is_checked(api: Api) -> None:
     others_sub = api.sub_account(other_agency, admin)
     negative = expect(_file_request(api, agency, agency.account_id, -5), 422)["error"]["fields"][0]
     assert (negative["field"], negative["rule"]) == ("amount_micros", "greater_than_equal")
-    not_a_proof = expect(_file_request(api, agency, agency.account_id, USD, b"MZ\x90\x00 not a receipt",
-                                       "receipt.exe"), 422)["error"]["fields"][0]
+    not_a_proof = expect(
+        _file_request(api, agency, agency.account_id, USD, b"MZ\x90\x00 not a receipt", "receipt.exe"), 422
+    )["error"]["fields"][0]
     assert (not_a_proof["field"], not_a_proof["rule"]) == ("file", "file_type")
     # Another agency's account answers like a missing one.
     expect(_file_request(api, agency, others_sub, USD), 404)
@@ -134,36 +169,76 @@ def test_agency_transfers_to_and_reclaims_from_a_sub_account_never_below_zero(ap
     sub = api.sub_account(agency, admin)
     top_up(api, admin, agency.account_id, 100 * USD)
 
-    moved = expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
-        "kind": "transfer", "sub_account_id": sub, "amount_micros": 30 * USD, "remarks": "March budget"}), 201)
+    moved = expect(
+        api.client.post(
+            f"{FINANCE}/transfers",
+            headers=agency.headers,
+            json={"kind": "transfer", "sub_account_id": sub, "amount_micros": 30 * USD, "remarks": "March budget"},
+        ),
+        201,
+    )
     assert (moved["paid"]["entry_type"], moved["received"]["entry_type"]) == ("transfer_out", "transfer_in")
-    expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
-        "kind": "reclaim", "sub_account_id": sub, "amount_micros": 10 * USD}), 201)
+    expect(
+        api.client.post(
+            f"{FINANCE}/transfers",
+            headers=agency.headers,
+            json={"kind": "reclaim", "sub_account_id": sub, "amount_micros": 10 * USD},
+        ),
+        201,
+    )
     assert balance(api, agency, agency.account_id)["balance_micros"] == 80 * USD
     assert balance(api, agency, sub)["balance_micros"] == 20 * USD
 
-    too_much = expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
-        "kind": "transfer", "sub_account_id": sub, "amount_micros": 81 * USD}), 422)["error"]
+    too_much = expect(
+        api.client.post(
+            f"{FINANCE}/transfers",
+            headers=agency.headers,
+            json={"kind": "transfer", "sub_account_id": sub, "amount_micros": 81 * USD},
+        ),
+        422,
+    )["error"]
     assert too_much["code"] == "insufficient_balance"
-    assert too_much["fields"][0] == {"field": "amount_micros", "rule": "within_available_balance",
-                                     "message": too_much["message"], "limit": 80 * USD, "actual": 81 * USD}
-    over_reclaim = expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
-        "kind": "reclaim", "sub_account_id": sub, "amount_micros": 21 * USD}), 422)["error"]
+    assert too_much["fields"][0] == {
+        "field": "amount_micros",
+        "rule": "within_available_balance",
+        "message": too_much["message"],
+        "limit": 80 * USD,
+        "actual": 81 * USD,
+    }
+    over_reclaim = expect(
+        api.client.post(
+            f"{FINANCE}/transfers",
+            headers=agency.headers,
+            json={"kind": "reclaim", "sub_account_id": sub, "amount_micros": 21 * USD},
+        ),
+        422,
+    )["error"]
     assert over_reclaim["fields"][0]["limit"] == 20 * USD
-    negative = expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
-        "kind": "transfer", "sub_account_id": sub, "amount_micros": -1}), 422)["error"]["fields"][0]
+    negative = expect(
+        api.client.post(
+            f"{FINANCE}/transfers",
+            headers=agency.headers,
+            json={"kind": "transfer", "sub_account_id": sub, "amount_micros": -1},
+        ),
+        422,
+    )["error"]["fields"][0]
     assert negative["field"] == "amount_micros"
     assert balance(api, agency, agency.account_id)["balance_micros"] == 80 * USD  # nothing moved
 
     incoming = _records(api, agency, direction="in")
     assert {(r["account_id"], r["type"]) for r in incoming["items"]} == {
-        (agency.account_id, "top_up"), (sub, "transfer_in"), (agency.account_id, "reclaim")}
+        (agency.account_id, "top_up"),
+        (sub, "transfer_in"),
+        (agency.account_id, "reclaim"),
+    }
     sub_in = _records(api, agency, account_id=sub, type="transfer_in")["items"]
     assert [(r["amount_micros"], r["agency_account_id"], r["remarks"]) for r in sub_in] == [
-        (30 * USD, agency.account_id, "March budget")]
+        (30 * USD, agency.account_id, "March budget")
+    ]
     outgoing = _records(api, agency, direction="out")["items"]
-    assert sorted((r["account_id"], r["type"], r["amount_micros"]) for r in outgoing) == sorted([
-        (agency.account_id, "transfer_out", 30 * USD), (sub, "reclaim", 10 * USD)])
+    assert sorted((r["account_id"], r["type"], r["amount_micros"]) for r in outgoing) == sorted(
+        [(agency.account_id, "transfer_out", 30 * USD), (sub, "reclaim", 10 * USD)]
+    )
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert _records(api, agency, since=future)["total"] == 0
     assert _records(api, agency, until=future)["total"] == 5
@@ -171,8 +246,9 @@ def test_agency_transfers_to_and_reclaims_from_a_sub_account_never_below_zero(ap
     exported = api.client.get(f"{FINANCE}/transfers/export.csv", headers=agency.headers, params={"direction": "out"})
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
-    assert sorted((int(r["transfer_account_id"]), r["type"], r["amount"]) for r in rows) == sorted([
-        (agency.account_id, "transfer_out", "30.000000"), (sub, "reclaim", "10.000000")])
+    assert sorted((int(r["transfer_account_id"]), r["type"], r["amount"]) for r in rows) == sorted(
+        [(agency.account_id, "transfer_out", "30.000000"), (sub, "reclaim", "10.000000")]
+    )
     assert _operations(session, "account_balance") == ["top_up", "transfer", "transfer"]
 
 
@@ -187,22 +263,33 @@ def test_transfer_rules_tenancy_and_currency(api: Api) -> None:
     top_up(api, admin, agency.account_id, 50 * USD)
 
     def move(actor: Actor, sub_account_id: int, **extra: object) -> object:
-        return api.client.post(f"{FINANCE}/transfers", headers=actor.headers, json={
-            "kind": "transfer", "sub_account_id": sub_account_id, "amount_micros": USD, **extra})
+        return api.client.post(
+            f"{FINANCE}/transfers",
+            headers=actor.headers,
+            json={"kind": "transfer", "sub_account_id": sub_account_id, "amount_micros": USD, **extra},
+        )
 
     cross = expect(move(agency, cny_sub), 422)["error"]["fields"][0]
-    assert (cross["field"], cross["rule"], cross["limit"], cross["actual"]) == ("sub_account_id", "same_currency",
-                                                                                "USD", "CNY")
+    assert (cross["field"], cross["rule"], cross["limit"], cross["actual"]) == (
+        "sub_account_id",
+        "same_currency",
+        "USD",
+        "CNY",
+    )
     assert expect(move(agency, sub, currency="CNY"), 422)["error"]["fields"][0]["rule"] == "same_currency"
     expect(move(agency, others_sub), 404)
     expect(move(agency, other_agency.account_id), 404)
     assert expect(move(agency, agency.account_id), 422)["error"]["fields"][0]["rule"] == "sub_account"
     expect(move(advertiser, sub), 403)
-    top_up_other = api.client.post(f"{FINANCE}/top-ups", headers=agency.headers,
-                                   json={"account_id": others_sub, "amount_micros": USD})
+    top_up_other = api.client.post(
+        f"{FINANCE}/top-ups", headers=agency.headers, json={"account_id": others_sub, "amount_micros": USD}
+    )
     assert top_up_other.status_code == 403
-    top_up_cny = api.client.post(f"{FINANCE}/top-ups", headers=admin.headers,
-                                 json={"account_id": cny_sub, "amount_micros": USD, "currency": "USD"})
+    top_up_cny = api.client.post(
+        f"{FINANCE}/top-ups",
+        headers=admin.headers,
+        json={"account_id": cny_sub, "amount_micros": USD, "currency": "USD"},
+    )
     assert expect(top_up_cny, 422)["error"]["fields"][0]["rule"] == "same_currency"
     # An account manager may move money for an agency.
     expect(move(admin, sub), 201)
@@ -212,8 +299,10 @@ def test_transfer_rules_tenancy_and_currency(api: Api) -> None:
     expect(api.client.get(f"{FINANCE}/accounts/{agency.account_id}/ledger", headers=advertiser.headers), 404)
     assert _records(api, other_agency)["total"] == 0
     assert _records(api, advertiser)["total"] == 0
-    expect(api.client.get(f"{FINANCE}/transfers", headers=advertiser.headers,
-                          params={"account_id": agency.account_id}), 404)
+    expect(
+        api.client.get(f"{FINANCE}/transfers", headers=advertiser.headers, params={"account_id": agency.account_id}),
+        404,
+    )
     assert _records(api, admin)["total"] == 3
 
 
@@ -226,22 +315,40 @@ def test_postpay_credit_line_settlement_statement_and_renewal(api: Api, session:
     advertiser = api.approved_account()
     group = ad_group(api, advertiser)
     today = _local_today("Asia/Singapore")
-    grant = {"account_id": advertiser.account_id, "limit_micros": 50 * USD,
-             "starts_on": (today - timedelta(days=30)).isoformat(), "ends_on": (today - timedelta(days=1)).isoformat()}
+    grant = {
+        "account_id": advertiser.account_id,
+        "limit_micros": 50 * USD,
+        "starts_on": (today - timedelta(days=30)).isoformat(),
+        "ends_on": (today - timedelta(days=1)).isoformat(),
+    }
     line = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant), 201)
     assert line["state"] == "ended"
     overlap = api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant)
     assert expect(overlap, 409)["error"]["code"] == "overlapping_credit_line"
     backwards = {**grant, "starts_on": grant["ends_on"], "ends_on": grant["starts_on"]}
-    assert expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=backwards),
-                  422)["error"]["fields"][0]["field"] == "ends_on"
+    assert (
+        expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=backwards), 422)["error"][
+            "fields"
+        ][0]["field"]
+        == "ends_on"
+    )
 
     # Spend during the contract period, up to the line: the charges occurred inside it.
     during = datetime.fromisoformat(line["starts_at"]) + timedelta(days=3)
-    charged = [finance.apply_charge(session, charge_id=f"conv-{n}", account_id=advertiser.account_id,
-                                    campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1,
-                                    amount_micros=amount, kind="cpa", occurred_at=during + timedelta(hours=n))
-               for n, amount in enumerate([20 * USD, 25 * USD, 9 * USD])]
+    charged = [
+        finance.apply_charge(
+            session,
+            charge_id=f"conv-{n}",
+            account_id=advertiser.account_id,
+            campaign_id=group["campaign_id"],
+            ad_group_id=group["id"],
+            creative_id=1,
+            amount_micros=amount,
+            kind="cpa",
+            occurred_at=during + timedelta(hours=n),
+        )
+        for n, amount in enumerate([20 * USD, 25 * USD, 9 * USD])
+    ]
     session.commit()
     assert [c.charged_micros for c in charged] == [20 * USD, 25 * USD, 5 * USD]  # the last one hits the line
     assert charged[2].status is ChargeStatus.TRUNCATED
@@ -249,11 +356,23 @@ def test_postpay_credit_line_settlement_statement_and_renewal(api: Api, session:
     # The period is over: the account stops spending until the line is renewed.
     out = balance(api, advertiser, advertiser.account_id)
     assert (out["payment_mode"], out["balance_micros"], out["available_micros"], out["spending_suspended"]) == (
-        "postpay", -50 * USD, 0, True)
+        "postpay",
+        -50 * USD,
+        0,
+        True,
+    )
     assert "renewed" in out["notice"]
-    late = finance.apply_charge(session, charge_id="after-period", account_id=advertiser.account_id,
-                                campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1,
-                                amount_micros=USD, kind="cpc", occurred_at=datetime.now(UTC))
+    late = finance.apply_charge(
+        session,
+        charge_id="after-period",
+        account_id=advertiser.account_id,
+        campaign_id=group["campaign_id"],
+        ad_group_id=group["id"],
+        creative_id=1,
+        amount_micros=USD,
+        kind="cpc",
+        occurred_at=datetime.now(UTC),
+    )
     session.commit()
     assert late.status is ChargeStatus.REFUSED
 
@@ -261,7 +380,8 @@ def test_postpay_credit_line_settlement_statement_and_renewal(api: Api, session:
     assert statement.status_code == 200
     rows = list(csv.DictReader(io.StringIO(statement.text)))
     assert [(r["account_id"], r["campaign_id"], r["actual_cost"]) for r in rows[:1]] == [
-        (str(advertiser.account_id), str(group["campaign_id"]), "50.000000")]
+        (str(advertiser.account_id), str(group["campaign_id"]), "50.000000")
+    ]
     summary = {r["company_name"]: r["actual_cost"] for r in rows[1:]}
     assert summary == {"total actual cost": "50.000000", "credit limit": "50.000000", "amount due": "50.000000"}
 
@@ -272,16 +392,23 @@ def test_postpay_credit_line_settlement_statement_and_renewal(api: Api, session:
     credit = _records(api, advertiser, type="credit")["items"]
     assert [(c["direction"], c["amount_micros"]) for c in credit] == [("in", 50 * USD)]
     settlements = _records(api, advertiser, type="charge_settlement")["items"]
-    assert sum(s["amount_micros"] for s in settlements) == 50 * USD and {s["direction"] for s in settlements} == {
-        "out"}
+    assert sum(s["amount_micros"] for s in settlements) == 50 * USD and {s["direction"] for s in settlements} == {"out"}
 
-    renewed = expect(api.client.post(f"{FINANCE}/credit-lines/{line['id']}/renew", headers=admin.headers,
-                                     json={"ends_on": (today + timedelta(days=30)).isoformat()}), 201)
-    assert (renewed["starts_on"], renewed["state"], renewed["limit_micros"]) == (today.isoformat(), "active",
-                                                                               50 * USD)
+    renewed = expect(
+        api.client.post(
+            f"{FINANCE}/credit-lines/{line['id']}/renew",
+            headers=admin.headers,
+            json={"ends_on": (today + timedelta(days=30)).isoformat()},
+        ),
+        201,
+    )
+    assert (renewed["starts_on"], renewed["state"], renewed["limit_micros"]) == (today.isoformat(), "active", 50 * USD)
     out = balance(api, advertiser, advertiser.account_id)
-    assert (out["available_micros"], out["spending_suspended"], out["credit_limit_micros"]) == (50 * USD, False,
-                                                                                               50 * USD)
+    assert (out["available_micros"], out["spending_suspended"], out["credit_limit_micros"]) == (
+        50 * USD,
+        False,
+        50 * USD,
+    )
     assert _operations(session, "credit_line") == ["create", "update", "create"]
     expect(api.client.post(f"{FINANCE}/credit-lines", headers=advertiser.headers, json=grant), 403)
 
@@ -291,9 +418,17 @@ def test_refund_returns_a_charge_once(api: Api, session: Session) -> None:
     advertiser = api.approved_account()
     group = ad_group(api, advertiser)
     top_up(api, admin, advertiser.account_id, 10 * USD)
-    finance.apply_charge(session, charge_id="click-42", account_id=advertiser.account_id,
-                         campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1,
-                         amount_micros=3 * USD, kind="cpc", occurred_at=datetime.now(UTC))
+    finance.apply_charge(
+        session,
+        charge_id="click-42",
+        account_id=advertiser.account_id,
+        campaign_id=group["campaign_id"],
+        ad_group_id=group["id"],
+        creative_id=1,
+        amount_micros=3 * USD,
+        kind="cpc",
+        occurred_at=datetime.now(UTC),
+    )
     session.commit()
     body = {"charge_id": "click-42", "remarks": "invalid traffic"}
     refund = expect(api.client.post(f"{FINANCE}/refunds", headers=admin.headers, json=body), 201)
@@ -301,8 +436,9 @@ def test_refund_returns_a_charge_once(api: Api, session: Session) -> None:
     assert expect(api.client.post(f"{FINANCE}/refunds", headers=admin.headers, json=body), 409)
     expect(api.client.post(f"{FINANCE}/refunds", headers=admin.headers, json={"charge_id": "nope"}), 404)
     assert balance(api, advertiser, advertiser.account_id)["balance_micros"] == 10 * USD
-    ledger = expect(api.client.get(f"{FINANCE}/accounts/{advertiser.account_id}/ledger",
-                                   headers=advertiser.headers), 200)
+    ledger = expect(
+        api.client.get(f"{FINANCE}/accounts/{advertiser.account_id}/ledger", headers=advertiser.headers), 200
+    )
     assert [e["entry_type"] for e in ledger] == ["refund", "charge", "top_up"]
     spend = expect(api.client.get(f"{FINANCE}/ad-groups/{group['id']}/spend", headers=advertiser.headers), 200)
     assert spend["spent_total_micros"] == 3 * USD and spend["remaining_micros"] is None

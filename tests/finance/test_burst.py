@@ -33,15 +33,37 @@ def _burst(api: Api, session: Session, requests: int) -> tuple[list[Decision], l
     made = ad_group(api, advertiser, bid_type="cpc", bid_micros=USD, daily_budget_micros=BUDGET, time_zone="UTC")
     assert advertiser.account_id is not None
     now = utcnow()
-    snap = snapshot([group(made["id"], bid_type="cpc", bid_micros=USD, account_id=advertiser.account_id,
-                           campaign_id=made["campaign_id"], daily_budget_micros=BUDGET, pacing="asap",
-                           schedule=Schedule(time_zone="UTC"))],
-                    accounts=[AccountSnap(advertiser.account_id, available_micros=100 * USD)])
+    snap = snapshot(
+        [
+            group(
+                made["id"],
+                bid_type="cpc",
+                bid_micros=USD,
+                account_id=advertiser.account_id,
+                campaign_id=made["campaign_id"],
+                daily_budget_micros=BUDGET,
+                pacing="asap",
+                schedule=Schedule(time_zone="UTC"),
+            )
+        ],
+        accounts=[AccountSnap(advertiser.account_id, available_micros=100 * USD)],
+    )
     eng = engine(snap)
     space = snap.ad_spaces.get(SPACE_ID)
     decisions = [d for _ in range(requests) for d in eng.decide(request(now=now), space=space)]
-    clicks = [finance.ChargeRequest(f"click:{d.impression_id}", advertiser.account_id, made["campaign_id"], made["id"],
-                                    d.creative.id, d.price_micros, "cpc", now) for d in decisions]
+    clicks = [
+        finance.ChargeRequest(
+            f"click:{d.impression_id}",
+            advertiser.account_id,
+            made["campaign_id"],
+            made["id"],
+            d.creative.id,
+            d.price_micros,
+            "cpc",
+            now,
+        )
+        for d in decisions
+    ]
     results = finance.apply_charges(session, clicks)
     session.commit()
     return decisions, results
@@ -80,7 +102,8 @@ def full_click_reservations(monkeypatch: pytest.MonkeyPatch) -> Callable[..., An
 
 
 def test_cpc_burst_with_full_click_price_reservations_delivers_nothing_unbilled(
-        api: Api, session: Session, full_click_reservations: Callable[..., Any]) -> None:
+    api: Api, session: Session, full_click_reservations: Callable[..., Any]
+) -> None:
     decisions, results = _burst(api, session, 2_000)
     billed, unbilled = _check_bound(decisions, results)
     # 500 ads of 0.01 fill the 5.00: the 501st cannot be served, so no click is left to refuse.

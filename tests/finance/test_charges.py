@@ -26,11 +26,20 @@ from tests.support import Api, expect
 USD = 1_000_000
 
 
-def _charge(session: Session, group: dict, charge_id: str, amount: int, at: datetime, kind: str = "cpc"
-            ) -> ChargeResult:
-    result = finance.apply_charge(session, charge_id=charge_id, account_id=group["account_id"],
-                                  campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=7,
-                                  amount_micros=amount, kind=kind, occurred_at=at)
+def _charge(
+    session: Session, group: dict, charge_id: str, amount: int, at: datetime, kind: str = "cpc"
+) -> ChargeResult:
+    result = finance.apply_charge(
+        session,
+        charge_id=charge_id,
+        account_id=group["account_id"],
+        campaign_id=group["campaign_id"],
+        ad_group_id=group["id"],
+        creative_id=7,
+        amount_micros=amount,
+        kind=kind,
+        occurred_at=at,
+    )
     session.commit()
     return result
 
@@ -49,7 +58,7 @@ def _run_workers(engine: Engine, slices: list[list[ChargeRequest]], batch: int) 
             with factory() as session:
                 start.wait()
                 for offset in range(0, len(items), batch):
-                    mine.extend(finance.apply_charges(session, items[offset:offset + batch]))
+                    mine.extend(finance.apply_charges(session, items[offset : offset + batch]))
                     session.commit()
         except BaseException as exc:  # surfaced in the test thread below
             errors.append(exc)
@@ -66,7 +75,8 @@ def _run_workers(engine: Engine, slices: list[list[ChargeRequest]], batch: int) 
 
 
 def test_eight_workers_apply_ten_thousand_charges_and_five_hundred_duplicates_exactly_once(
-        api: Api, session: Session, db: Engine) -> None:
+    api: Api, session: Session, db: Engine
+) -> None:
     admin = api.admin()
     advertiser = api.approved_account()
     group = ad_group(api, advertiser)
@@ -75,8 +85,19 @@ def test_eight_workers_apply_ten_thousand_charges_and_five_hundred_duplicates_ex
 
     rng = random.Random(20250115)
     at = datetime(2031, 5, 14, 12, 0, tzinfo=UTC)
-    charges = [ChargeRequest(f"imp-{n:05d}", advertiser.account_id, group["campaign_id"], group["id"], 1 + n % 5,
-                             rng.randint(1, 900_000), "cpm", at + timedelta(milliseconds=n)) for n in range(10_000)]
+    charges = [
+        ChargeRequest(
+            f"imp-{n:05d}",
+            advertiser.account_id,
+            group["campaign_id"],
+            group["id"],
+            1 + n % 5,
+            rng.randint(1, 900_000),
+            "cpm",
+            at + timedelta(milliseconds=n),
+        )
+        for n in range(10_000)
+    ]
     workers = 8
     slices: list[list[ChargeRequest]] = [charges[w::workers] for w in range(workers)]
     # Each duplicate goes to the next worker at the same position, so original and copy race each other.
@@ -93,11 +114,15 @@ def test_eight_workers_apply_ten_thousand_charges_and_five_hundred_duplicates_ex
     session.expire_all()
     assert finance.balance_micros(session, advertiser.account_id) == opening - distinct_sum
     assert finance.reconcile(session, advertiser.account_id) == (opening - distinct_sum, opening - distinct_sum)
-    charge_rows = session.scalar(select(func.count()).select_from(LedgerEntry).where(
-        LedgerEntry.entry_type == EntryType.CHARGE.value, LedgerEntry.account_id == advertiser.account_id))
+    charge_rows = session.scalar(
+        select(func.count())
+        .select_from(LedgerEntry)
+        .where(LedgerEntry.entry_type == EntryType.CHARGE.value, LedgerEntry.account_id == advertiser.account_id)
+    )
     assert charge_rows == 10_000
-    repeated = session.scalars(select(LedgerEntry.idempotency_key).group_by(LedgerEntry.idempotency_key)
-                               .having(func.count() > 1)).all()
+    repeated = session.scalars(
+        select(LedgerEntry.idempotency_key).group_by(LedgerEntry.idempotency_key).having(func.count() > 1)
+    ).all()
     assert [key for key in repeated if key is not None] == []
     assert finance.ad_group_spend_micros(session, group["id"]) == distinct_sum
 
@@ -135,8 +160,10 @@ def test_daily_budget_stops_at_one_hundred_dollars_until_the_next_local_day(api:
     last_minute = datetime.combine(local_morning.date(), time(23, 59), tzinfo=ZoneInfo(tz))
     next_midnight = datetime.combine(local_morning.date() + timedelta(days=1), time(0), tzinfo=ZoneInfo(tz))
     assert campaigns.ad_group_serving_status(session, row, now=last_minute)[0] is ServingStatus.DAILY_BUDGET_EXHAUSTED
-    assert finance.budget_state(session, group["id"], at=last_minute).exhausted_reason is \
-        ServingStatus.DAILY_BUDGET_EXHAUSTED
+    assert (
+        finance.budget_state(session, group["id"], at=last_minute).exhausted_reason
+        is ServingStatus.DAILY_BUDGET_EXHAUSTED
+    )
     assert finance.remaining_budget_micros(session, group["id"], at=last_minute) == 0
     # Midnight in Los Angeles, not in UTC, opens the next day's budget.
     assert next_midnight.astimezone(UTC).hour == 8
@@ -152,8 +179,19 @@ def test_concurrent_stream_never_bills_past_the_daily_budget(api: Api, session: 
     top_up(api, admin, advertiser.account_id, 1_000 * USD)
     at = datetime(2031, 3, 7, 6, 0, tzinfo=UTC)
     rng = random.Random(3)
-    charges = [ChargeRequest(f"c-{n}", advertiser.account_id, group["campaign_id"], group["id"], 1,
-                             rng.randint(500_000, 3_000_000), "cpc", at) for n in range(240)]
+    charges = [
+        ChargeRequest(
+            f"c-{n}",
+            advertiser.account_id,
+            group["campaign_id"],
+            group["id"],
+            1,
+            rng.randint(500_000, 3_000_000),
+            "cpc",
+            at,
+        )
+        for n in range(240)
+    ]
     results = _run_workers(db, [charges[w::6] for w in range(6)], batch=5)
     session.expire_all()
     assert finance.ad_group_spend_micros(session, group["id"]) == 100 * USD
@@ -171,8 +209,7 @@ def test_total_budget_and_balance_caps(api: Api, session: Session) -> None:
     day = datetime(2031, 1, 1, tzinfo=UTC)
     first = _charge(session, group, "a", 2 * USD, day)
     second = _charge(session, group, "b", 2 * USD, day + timedelta(days=1))  # only 1 USD of balance is left
-    assert (first.status, second.status, second.charged_micros) == (ChargeStatus.APPLIED, ChargeStatus.TRUNCATED,
-                                                                     USD)
+    assert (first.status, second.status, second.charged_micros) == (ChargeStatus.APPLIED, ChargeStatus.TRUNCATED, USD)
     assert second.reason is CapReason.FUNDS and CapReason.FUNDS in second.exhausted
     assert finance.available_micros(session, advertiser.account_id) == 0
     row = session.get(AdGroup, group["id"])
@@ -182,8 +219,11 @@ def test_total_budget_and_balance_caps(api: Api, session: Session) -> None:
 
     top_up(api, admin, advertiser.account_id, 10 * USD)
     third = _charge(session, group, "d", 4 * USD, day + timedelta(days=3))
-    assert (third.status, third.charged_micros, third.reason) == (ChargeStatus.TRUNCATED, 2 * USD,
-                                                                  CapReason.TOTAL_BUDGET)
+    assert (third.status, third.charged_micros, third.reason) == (
+        ChargeStatus.TRUNCATED,
+        2 * USD,
+        CapReason.TOTAL_BUDGET,
+    )
     assert finance.ad_group_spend_micros(session, group["id"]) == 5 * USD
     assert finance.budget_state(session, group["id"]).exhausted_reason is ServingStatus.BUDGET_EXHAUSTED
     assert finance.balance_micros(session, advertiser.account_id) == 8 * USD
@@ -209,8 +249,7 @@ def test_guaranteed_cpm_bills_up_to_the_booked_volume(api: Api, session: Session
     admin = api.admin()
     advertiser = api.approved_account()
     brand = campaign(api, advertiser, objective="brand")
-    group = ad_group(api, advertiser, brand["id"], bid_type="guaranteed_cpm", bid_micros=3 * USD,
-                     booked_impressions=3)
+    group = ad_group(api, advertiser, brand["id"], bid_type="guaranteed_cpm", bid_micros=3 * USD, booked_impressions=3)
     top_up(api, admin, advertiser.account_id, 10 * USD)
     price = finance_pricing_cpm(3 * USD)
     at = datetime(2031, 1, 1, tzinfo=UTC)
@@ -250,16 +289,38 @@ def test_charge_input_is_checked(api: Api, session: Session) -> None:
     other = api.approved_account()
     group = ad_group(api, advertiser)
     at = datetime(2031, 1, 1, tzinfo=UTC)
-    for kwargs, field in [({"amount_micros": 0}, "amount_micros"), ({"amount_micros": -5}, "amount_micros"),
-                          ({"kind": "cpx"}, "kind"), ({"charge_id": ""}, "charge_id"),
-                          ({"charge_id": "x" * 121}, "charge_id"), ({"account_id": other.account_id}, "ad_group_id")]:
-        args = {"charge_id": "c", "account_id": advertiser.account_id, "campaign_id": group["campaign_id"],
-                "ad_group_id": group["id"], "creative_id": 1, "amount_micros": 5, "kind": "cpc", "occurred_at": at,
-                **kwargs}
+    for kwargs, field in [
+        ({"amount_micros": 0}, "amount_micros"),
+        ({"amount_micros": -5}, "amount_micros"),
+        ({"kind": "cpx"}, "kind"),
+        ({"charge_id": ""}, "charge_id"),
+        ({"charge_id": "x" * 121}, "charge_id"),
+        ({"account_id": other.account_id}, "ad_group_id"),
+    ]:
+        args = {
+            "charge_id": "c",
+            "account_id": advertiser.account_id,
+            "campaign_id": group["campaign_id"],
+            "ad_group_id": group["id"],
+            "creative_id": 1,
+            "amount_micros": 5,
+            "kind": "cpc",
+            "occurred_at": at,
+            **kwargs,
+        }
         with pytest.raises(ValidationFailed) as caught:
             finance.apply_charge(session, **args)  # type: ignore[arg-type]
         assert caught.value.fields[0].field == field
         session.rollback()
     with pytest.raises(NotFound):
-        finance.apply_charge(session, charge_id="c", account_id=2**62, campaign_id=1, ad_group_id=1, creative_id=1,
-                             amount_micros=5, kind="cpc", occurred_at=at)
+        finance.apply_charge(
+            session,
+            charge_id="c",
+            account_id=2**62,
+            campaign_id=1,
+            ad_group_id=1,
+            creative_id=1,
+            amount_micros=5,
+            kind="cpc",
+            occurred_at=at,
+        )

@@ -33,7 +33,11 @@ def test_decide_charges_in_full_truncates_then_refuses() -> None:
     assert (full.status, full.charged_micros, full.reason, full.exhausted) == (ChargeStatus.APPLIED, 300, None, ())
     cut = decide(300, {CapReason.DAILY_BUDGET: 1_000, CapReason.FUNDS: 120})
     assert (cut.status, cut.charged_micros, cut.reason, cut.exhausted) == (
-        ChargeStatus.TRUNCATED, 120, CapReason.FUNDS, (CapReason.FUNDS,))
+        ChargeStatus.TRUNCATED,
+        120,
+        CapReason.FUNDS,
+        (CapReason.FUNDS,),
+    )
     exact = decide(120, {CapReason.DAILY_BUDGET: 120})
     assert (exact.status, exact.exhausted) == (ChargeStatus.APPLIED, (CapReason.DAILY_BUDGET,))
     none_left = decide(5, {CapReason.TOTAL_BUDGET: 0, CapReason.FUNDS: -3})
@@ -43,7 +47,7 @@ def test_decide_charges_in_full_truncates_then_refuses() -> None:
     assert (uncapped.status, uncapped.charged_micros) == (ChargeStatus.APPLIED, 7)
 
 
-caps = st.dictionaries(st.sampled_from(list(CapReason)), st.one_of(st.none(), st.integers(-10**6, 10**9)))
+caps = st.dictionaries(st.sampled_from(list(CapReason)), st.one_of(st.none(), st.integers(-(10**6), 10**9)))
 
 
 @given(amount=st.integers(1, 10**9), remaining=caps)
@@ -53,6 +57,11 @@ def test_decide_never_charges_past_a_cap_or_the_amount(amount: int, remaining: d
     assert 0 <= decision.charged_micros <= amount
     assert all(decision.charged_micros <= room for room in rooms)
     assert decision.charged_micros == min([amount, *rooms])
-    expected = (ChargeStatus.REFUSED if decision.charged_micros == 0
-                else ChargeStatus.APPLIED if decision.charged_micros == amount else ChargeStatus.TRUNCATED)
+    expected = (
+        ChargeStatus.REFUSED
+        if decision.charged_micros == 0
+        else ChargeStatus.APPLIED
+        if decision.charged_micros == amount
+        else ChargeStatus.TRUNCATED
+    )
     assert decision.status is expected

@@ -27,20 +27,43 @@ def test_each_period_settles_its_own_cost_when_a_renewal_has_spent(api: Api, ses
     advertiser = api.approved_account()
     group = ad_group(api, advertiser)
     today = _local_today("Asia/Singapore")
-    grant = {"account_id": advertiser.account_id, "limit_micros": 50 * USD,
-             "starts_on": (today - timedelta(days=30)).isoformat(),
-             "ends_on": (today - timedelta(days=21)).isoformat()}
+    grant = {
+        "account_id": advertiser.account_id,
+        "limit_micros": 50 * USD,
+        "starts_on": (today - timedelta(days=30)).isoformat(),
+        "ends_on": (today - timedelta(days=21)).isoformat(),
+    }
     first = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant), 201)
-    second = expect(api.client.post(f"{FINANCE}/credit-lines/{first['id']}/renew", headers=admin.headers,
-                                    json={"ends_on": (today - timedelta(days=11)).isoformat()}), 201)
-    third = expect(api.client.post(f"{FINANCE}/credit-lines/{second['id']}/renew", headers=admin.headers,
-                                   json={"ends_on": (today + timedelta(days=10)).isoformat()}), 201)
+    second = expect(
+        api.client.post(
+            f"{FINANCE}/credit-lines/{first['id']}/renew",
+            headers=admin.headers,
+            json={"ends_on": (today - timedelta(days=11)).isoformat()},
+        ),
+        201,
+    )
+    third = expect(
+        api.client.post(
+            f"{FINANCE}/credit-lines/{second['id']}/renew",
+            headers=admin.headers,
+            json={"ends_on": (today + timedelta(days=10)).isoformat()},
+        ),
+        201,
+    )
     assert (first["state"], second["state"], third["state"]) == ("ended", "ended", "active")
 
     def charge(n: int, amount: int, at: datetime) -> None:
-        finance.apply_charge(session, charge_id=f"click-{n}", account_id=advertiser.account_id,
-                             campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1,
-                             amount_micros=amount, kind="cpc", occurred_at=at)
+        finance.apply_charge(
+            session,
+            charge_id=f"click-{n}",
+            account_id=advertiser.account_id,
+            campaign_id=group["campaign_id"],
+            ad_group_id=group["id"],
+            creative_id=1,
+            amount_micros=amount,
+            kind="cpc",
+            occurred_at=at,
+        )
 
     # The first period spends nothing; its renewal spends 0.20 and then 4.00; the current one 1.00.
     in_second = datetime.fromisoformat(second["starts_at"]) + timedelta(days=2)
@@ -76,16 +99,32 @@ def test_prepaid_money_is_not_taken_by_a_settlement(api: Api, session: Session) 
     advertiser = api.approved_account()
     group = ad_group(api, advertiser)
     today = _local_today("Asia/Singapore")
-    expect(api.client.post(f"{FINANCE}/top-ups", headers=admin.headers,
-                           json={"account_id": advertiser.account_id, "amount_micros": 10 * USD}), 201)
-    grant = {"account_id": advertiser.account_id, "limit_micros": 50 * USD,
-             "starts_on": (today - timedelta(days=20)).isoformat(),
-             "ends_on": (today - timedelta(days=1)).isoformat()}
+    expect(
+        api.client.post(
+            f"{FINANCE}/top-ups",
+            headers=admin.headers,
+            json={"account_id": advertiser.account_id, "amount_micros": 10 * USD},
+        ),
+        201,
+    )
+    grant = {
+        "account_id": advertiser.account_id,
+        "limit_micros": 50 * USD,
+        "starts_on": (today - timedelta(days=20)).isoformat(),
+        "ends_on": (today - timedelta(days=1)).isoformat(),
+    }
     line = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant), 201)
-    finance.apply_charge(session, charge_id="click-1", account_id=advertiser.account_id,
-                         campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1,
-                         amount_micros=3 * USD, kind="cpc",
-                         occurred_at=datetime.fromisoformat(line["starts_at"]) + timedelta(days=1))
+    finance.apply_charge(
+        session,
+        charge_id="click-1",
+        account_id=advertiser.account_id,
+        campaign_id=group["campaign_id"],
+        ad_group_id=group["id"],
+        creative_id=1,
+        amount_micros=3 * USD,
+        kind="cpc",
+        occurred_at=datetime.fromisoformat(line["starts_at"]) + timedelta(days=1),
+    )
     session.commit()
     settled = expect(api.client.post(f"{FINANCE}/credit-lines/{line['id']}/settle", headers=admin.headers), 200)
     # The period cost 3.00: that is what is paid, and the 10.00 paid in advance is still there afterwards.

@@ -17,8 +17,12 @@ from tests.support import Actor, Api, expect
 
 
 def upload(api: Api, actor: Actor, content: bytes, filename: str, **fields: str | int) -> dict:
-    response = api.client.post("/api/v1/media", headers=actor.headers, files={"file": (filename, content)},
-                               data={k: str(v) for k, v in fields.items()})
+    response = api.client.post(
+        "/api/v1/media",
+        headers=actor.headers,
+        files={"file": (filename, content)},
+        data={k: str(v) for k, v in fields.items()},
+    )
     return {"status": response.status_code, "body": response.json()}
 
 
@@ -50,8 +54,9 @@ def test_png_is_measured_from_its_pixels_and_served_by_its_key(api: Api) -> None
 def test_client_names_and_types_are_not_trusted(api: Api) -> None:
     adv = api.approved_account()
     # A JPEG named .png with a PNG content type is stored as the JPEG it is.
-    response = api.client.post("/api/v1/media", headers=adv.headers,
-                               files={"file": ("photo.png", jpeg(600, 500), "image/png")})
+    response = api.client.post(
+        "/api/v1/media", headers=adv.headers, files={"file": ("photo.png", jpeg(600, 500), "image/png")}
+    )
     assert expect(response, 201)["format"] == "jpeg"
 
     # A PNG renamed .mp4 claims to be a video: refused, naming what it really is.
@@ -102,11 +107,16 @@ def test_gif_is_accepted(api: Api) -> None:
 
 def test_not_multipart_is_refused(api: Api) -> None:
     adv = api.approved_account()
-    response = api.client.post("/api/v1/media", headers=adv.headers, content=png(8, 8),
-                               params={}, )
+    response = api.client.post(
+        "/api/v1/media",
+        headers=adv.headers,
+        content=png(8, 8),
+        params={},
+    )
     assert response.status_code == 415
-    missing = api.client.post("/api/v1/media", headers=adv.headers, data={"kind": "image"},
-                              files={"other": ("x.png", png(8, 8))})
+    missing = api.client.post(
+        "/api/v1/media", headers=adv.headers, data={"kind": "image"}, files={"other": ("x.png", png(8, 8))}
+    )
     assert missing.status_code == 422
     assert field_error(missing.json())["field"] == "file"
     bad_kind = upload(api, adv, png(8, 8), "x.png", kind="audio")
@@ -131,12 +141,14 @@ def test_upload_cap_is_enforced_while_streaming(api: Api, small_cap_client: Test
         boundary = b"capboundary"
         yield b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
         for start in range(0, len(big), 1000):
-            yield big[start:start + 1000]
+            yield big[start : start + 1000]
         yield b"\r\n--" + boundary + b"--\r\n"
 
     response = small_cap_client.post(
-        "/api/v1/media", headers={**adv.headers, "Content-Type": "multipart/form-data; boundary=capboundary"},
-        content=chunked())
+        "/api/v1/media",
+        headers={**adv.headers, "Content-Type": "multipart/form-data; boundary=capboundary"},
+        content=chunked(),
+    )
     assert response.status_code == 413, response.text
     error = field_error(response.json())
     assert (error["field"], error["rule"], error["limit"]) == ("file", "max_size_bytes", 4096)
@@ -144,8 +156,9 @@ def test_upload_cap_is_enforced_while_streaming(api: Api, small_cap_client: Test
     assert not list((Path(settings.data_dir) / "media" / "staging").glob("*")), "partial upload left behind"
 
     # With a Content-Length the refusal comes before reading.
-    declared = small_cap_client.post("/api/v1/media", headers=adv.headers,
-                                     files={"file": ("big.png", png(600, 600, noise=True))})
+    declared = small_cap_client.post(
+        "/api/v1/media", headers=adv.headers, files={"file": ("big.png", png(600, 600, noise=True))}
+    )
     assert declared.status_code == 413
     assert field_error(declared.json())["limit"] == 4096
 
@@ -179,8 +192,7 @@ def test_agency_uploads_into_its_sub_account_and_filters(api: Api) -> None:
     image = upload(api, agency, png(84, 84), "icon.png", account_id=sub_account)
     assert (image["status"], image["body"]["account_id"]) == (201, sub_account)
     upload(api, agency, mp4(1.0), "v.mp4", account_id=sub_account)
-    videos = expect(api.client.get(f"/api/v1/media?account_id={sub_account}&kind=video", headers=agency.headers),
-                    200)
+    videos = expect(api.client.get(f"/api/v1/media?account_id={sub_account}&kind=video", headers=agency.headers), 200)
     assert [v["kind"] for v in videos["items"]] == ["video"]
     by_name = expect(api.client.get("/api/v1/media?q=icon", headers=agency.headers), 200)
     assert [m["id"] for m in by_name["items"]] == [image["body"]["id"]]
@@ -211,7 +223,13 @@ def test_service_upload_from_a_stream(api: Api, settings: Settings) -> None:
     user = api.session.get(User, adv.user_id)
     assert user is not None
     principal = accounts.principal_for(user, "console")
-    asset = media.upload(api.session, principal, stream=io.BytesIO(jpeg(320, 50)), filename="b.jpg",
-                         media_dir=settings.media_dir, max_bytes=1 << 20)
+    asset = media.upload(
+        api.session,
+        principal,
+        stream=io.BytesIO(jpeg(320, 50)),
+        filename="b.jpg",
+        media_dir=settings.media_dir,
+        max_bytes=1 << 20,
+    )
     assert (asset.format, asset.width, asset.height, asset.account_id) == ("jpeg", 320, 50, adv.account_id)
     assert media.file_path(asset, settings.media_dir).read_bytes()[:3] == b"\xff\xd8\xff"

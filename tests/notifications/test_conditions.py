@@ -21,10 +21,20 @@ def _events(api: Api, actor: Actor, event_type: str) -> list[dict[str, Any]]:
 def test_top_up_low_balance_and_spent_budget_are_told_once(api: Api) -> None:
     admin = api.admin()
     adv = api.approved_account(admin)
-    expect(api.client.patch(f"/api/v1/accounts/{adv.account_id}", headers=adv.headers,
-                            json={"low_balance_threshold_micros": 50_000_000}), 200)
-    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers, json={
-        "account_id": adv.account_id, "amount_micros": 10_000_000, "currency": "USD"}), 201)
+    expect(
+        api.client.patch(
+            f"/api/v1/accounts/{adv.account_id}", headers=adv.headers, json={"low_balance_threshold_micros": 50_000_000}
+        ),
+        200,
+    )
+    expect(
+        api.client.post(
+            "/api/v1/finance/top-ups",
+            headers=admin.headers,
+            json={"account_id": adv.account_id, "amount_micros": 10_000_000, "currency": "USD"},
+        ),
+        201,
+    )
     _scan(api)
     _scan(api)  # a second pass finds the same conditions and tells nothing new
     top_ups = _events(api, adv, "top_up.completed")
@@ -34,13 +44,20 @@ def test_top_up_low_balance_and_spent_budget_are_told_once(api: Api) -> None:
     assert low[0]["data"]["threshold_micros"] == 50_000_000
 
     # Topped up above the threshold: no new low-balance notice.
-    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers, json={
-        "account_id": adv.account_id, "amount_micros": 100_000_000, "currency": "USD"}), 201)
+    expect(
+        api.client.post(
+            "/api/v1/finance/top-ups",
+            headers=admin.headers,
+            json={"account_id": adv.account_id, "amount_micros": 100_000_000, "currency": "USD"},
+        ),
+        201,
+    )
     _scan(api)
     assert len(_events(api, adv, "top_up.completed")) == 2 and len(_events(api, adv, "balance.low")) == 1
 
-    group = approved_ad_group(api, adv, admin, campaign(api, adv)["id"], total_budget_micros=5_000_000,
-                              daily_budget_micros=None)
+    group = approved_ad_group(
+        api, adv, admin, campaign(api, adv)["id"], total_budget_micros=5_000_000, daily_budget_micros=None
+    )
     _scan(api)
     assert _events(api, adv, "budget.exhausted") == []
     charge(api.session, adv.account_id, group, 5_000_000)

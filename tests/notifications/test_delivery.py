@@ -107,10 +107,15 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def live_api(settings: Settings, session: Session, inbox: Inbox) -> Iterator[Api]:
-    live = settings.model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": inbox.port,
-        "outbound_allowed_networks": "127.0.0.0/8",  # the receiver is on loopback, refused by default
-        "webhook_retry_base_s": 0.3, "notification_interval_s": 0.2})
+    live = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": inbox.port,
+            "outbound_allowed_networks": "127.0.0.0/8",  # the receiver is on loopback, refused by default
+            "webhook_retry_base_s": 0.3,
+            "notification_interval_s": 0.2,
+        }
+    )
     with TestClient(create_app(live), raise_server_exceptions=False) as client:
         yield Api(client, session)
 
@@ -126,12 +131,17 @@ def _until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 
 def test_rejection_mails_the_contact_and_a_signed_webhook_is_retried_until_delivered(
-        live_api: Api, inbox: Inbox, receiver: Receiver) -> None:
+    live_api: Api, inbox: Inbox, receiver: Receiver
+) -> None:
     api = live_api
     admin = api.admin()
     adv = api.approved_account(admin)
-    created = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={
-        "url": receiver.url, "event_types": ["review.rejected"]}), 201)
+    created = expect(
+        api.client.post(
+            "/api/v1/webhooks", headers=adv.headers, json={"url": receiver.url, "event_types": ["review.rejected"]}
+        ),
+        201,
+    )
     receiver.secret = created["secret"]
     assert created["secret"].startswith("whsec_")
     listed = expect(api.client.get("/api/v1/webhooks", headers=adv.headers), 200)
@@ -139,8 +149,14 @@ def test_rejection_mails_the_contact_and_a_signed_webhook_is_retried_until_deliv
 
     group = ad_group(api, adv, campaign(api, adv)["id"], name="Jakarta installs")
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
-    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
-                           json={"decision": "reject", "reasons": ["The landing page cannot be opened"]}), 200)
+    expect(
+        api.client.post(
+            f"/api/v1/ad-groups/{group['id']}/review",
+            headers=admin.headers,
+            json={"decision": "reject", "reasons": ["The landing page cannot be opened"]},
+        ),
+        200,
+    )
 
     # The e-mail, to the account's contact person (guide 1.3), through the SMTP server.
     contact = expect(api.client.get(f"/api/v1/accounts/{adv.account_id}", headers=adv.headers), 200)["contact_email"]
@@ -174,8 +190,14 @@ def test_the_notification_list_in_the_console_in_both_languages(live_api: Api) -
     adv = api.approved_account(admin)
     group = ad_group(api, adv, campaign(api, adv)["id"], name="Delhi banner")
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
-    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
-                           json={"decision": "reject", "reasons": ["Blurred image"]}), 200)
+    expect(
+        api.client.post(
+            f"/api/v1/ad-groups/{group['id']}/review",
+            headers=admin.headers,
+            json={"decision": "reject", "reasons": ["Blurred image"]},
+        ),
+        200,
+    )
     listed = expect(api.client.get("/api/v1/notifications?unread=true", headers=adv.headers), 200)
     rejected = next(n for n in listed if n["event_type"] == "review.rejected")
     assert rejected["data"]["object_name"] == "Delhi banner" and rejected["read_at"] is None
@@ -202,15 +224,21 @@ def test_webhook_endpoints_are_the_accounts_own(live_api: Api) -> None:
     api = live_api
     admin = api.admin()
     adv, other = api.approved_account(admin), api.approved_account(admin)
-    made = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={
-        "url": "https://hooks.example.com/adstack"}), 201)
+    made = expect(
+        api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": "https://hooks.example.com/adstack"}), 201
+    )
     assert expect(api.client.get("/api/v1/webhooks", headers=other.headers), 200) == []
     expect(api.client.delete(f"/api/v1/webhooks/{made['id']}", headers=other.headers), 404)
-    refused = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": "ftp://example.com/x"}),
-                     422)
+    refused = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": "ftp://example.com/x"}), 422)
     assert refused["error"]["fields"][0]["field"].startswith("url")
-    expect(api.client.post("/api/v1/webhooks", headers=admin.headers, json={
-        "url": "https://hooks.example.com/x", "account_id": adv.account_id}), 403)
+    expect(
+        api.client.post(
+            "/api/v1/webhooks",
+            headers=admin.headers,
+            json={"url": "https://hooks.example.com/x", "account_id": adv.account_id},
+        ),
+        403,
+    )
     expect(api.client.delete(f"/api/v1/webhooks/{made['id']}", headers=adv.headers), 204)
     assert expect(api.client.get("/api/v1/webhooks", headers=adv.headers), 200) == []
 
@@ -222,18 +250,26 @@ def _text(message: Message) -> str:
 
 
 def test_without_the_operator_allow_list_a_loopback_receiver_is_refused_and_the_try_recorded(
-        api: Api, receiver: Receiver) -> None:
+    api: Api, receiver: Receiver
+) -> None:
     """The guarded client refuses special-purpose addresses: an endpoint cannot be used to reach inside."""
     admin = api.admin()
     adv = api.approved_account(admin)
     created = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": receiver.url}), 201)
     group = ad_group(api, adv, campaign(api, adv)["id"])
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
-    expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(f"/api/v1/ad-groups/{group['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
     api.client.app.state.notifications.drain()  # type: ignore[attr-defined]
-    deliveries = _until(lambda: [d for d in expect(api.client.get(
-        f"/api/v1/webhooks/{created['id']}/deliveries", headers=adv.headers), 200) if d["attempt_log"]])
+    deliveries = _until(
+        lambda: [
+            d
+            for d in expect(api.client.get(f"/api/v1/webhooks/{created['id']}/deliveries", headers=adv.headers), 200)
+            if d["attempt_log"]
+        ]
+    )
     assert receiver.received == []
     first = deliveries[0]
     assert first["status"] == "pending" and first["next_attempt_at"] is not None

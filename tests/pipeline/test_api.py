@@ -39,8 +39,12 @@ def test_metrics_parse_and_count_appends_lag_and_reservations(api: Api, settings
     assert metrics["adstack_postbacks_pending"][()] == 0
 
     status = expect(api.client.get("/api/v1/pipeline/status", headers=s.admin.headers), 200)
-    assert {c["name"]: c["lag_events"] for c in status["consumers"]} == {"billing": 0, "touchpoints": 0, "events": 0,
-                                                                                  "postbacks": 0}
+    assert {c["name"]: c["lag_events"] for c in status["consumers"]} == {
+        "billing": 0,
+        "touchpoints": 0,
+        "events": 0,
+        "postbacks": 0,
+    }
     expect(api.client.get("/api/v1/pipeline/status", headers=s.advertiser.headers), 403)
 
 
@@ -52,8 +56,7 @@ def test_metrics_need_the_scrape_token_or_a_loopback_client(api: Api, settings: 
     assert api.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200
 
 
-def test_tracking_answers_503_and_acknowledges_nothing_when_the_log_cannot_store(api: Api, settings: Settings
-                                                                                  ) -> None:
+def test_tracking_answers_503_and_acknowledges_nothing_when_the_log_cannot_store(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, bid_type="cpc")
     before = s.balance_micros()
     urls = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000)

@@ -28,8 +28,11 @@ def _charges(client: httpx.Client, billing: Billing) -> list[dict[str, object]]:
     headers = {"Authorization": f"Bearer {billing.token}"}
     rows: list[dict[str, object]] = []
     while True:
-        page = client.get(f"/api/v1/finance/accounts/{billing.account_id}/ledger", headers=headers,
-                          params={"limit": 500, "offset": len(rows)})
+        page = client.get(
+            f"/api/v1/finance/accounts/{billing.account_id}/ledger",
+            headers=headers,
+            params={"limit": 500, "offset": len(rows)},
+        )
         page.raise_for_status()
         body = page.json()
         items = body["items"] if isinstance(body, dict) else body
@@ -51,9 +54,12 @@ def _scale_out(tmp_path: Path) -> Iterator[dict[str, str]]:
     name = f"adstack_crash_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield {"ADSTACK_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-               "ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0", "ADSTACK_NATS_URL": "nats://127.0.0.1:4222",
-               "ADSTACK_NATS_STREAM": name.upper()}
+        yield {
+            "ADSTACK_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+            "ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "ADSTACK_NATS_URL": "nats://127.0.0.1:4222",
+            "ADSTACK_NATS_STREAM": name.upper(),
+        }
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
@@ -134,10 +140,16 @@ def test_acknowledged_tracking_survives_sigkill_exactly_once(tmp_path: Path, env
 
             headers = {"Authorization": f"Bearer {billing.token}"}
             today = datetime.now(UTC).date()
-            report = client.get("/api/v1/reports", headers=headers, params={
-                "start_date": (today - timedelta(days=1)).isoformat(),
-                "end_date": (today + timedelta(days=1)).isoformat(),
-                "time_zone": "UTC", "metrics": ["cost_micros", "impressions", "clicks"]})
+            report = client.get(
+                "/api/v1/reports",
+                headers=headers,
+                params={
+                    "start_date": (today - timedelta(days=1)).isoformat(),
+                    "end_date": (today + timedelta(days=1)).isoformat(),
+                    "time_zone": "UTC",
+                    "metrics": ["cost_micros", "impressions", "clicks"],
+                },
+            )
             assert report.status_code == 200, report.text
             totals = report.json()["totals"]
             assert int(totals["cost_micros"]) == ledger_total

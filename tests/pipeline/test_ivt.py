@@ -19,12 +19,22 @@ from tests.attribution.helpers import new_gaid, received_at, scenario
 from tests.support import Api, expect
 
 PHONE = "Mozilla/5.0 (Linux; Android 13; 2201117TY) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile"
-RULES = ivt.Rules(min_click_ms=1_000, burst_clicks=3, burst_ms=60_000,
-                  datacenter=ivt.Networks(["198.51.100.0/24", "2001:db8::/32"]))
+RULES = ivt.Rules(
+    min_click_ms=1_000, burst_clicks=3, burst_ms=60_000, datacenter=ivt.Networks(["198.51.100.0/24", "2001:db8::/32"])
+)
 
 
-def obs(record_id: str, kind: str, at_ms: int, *, ip: str = "203.0.113.9", ua: str = PHONE,
-        impression: str = "imp1", group: int = 7, device: str = "") -> ivt.Observation:
+def obs(
+    record_id: str,
+    kind: str,
+    at_ms: int,
+    *,
+    ip: str = "203.0.113.9",
+    ua: str = PHONE,
+    impression: str = "imp1",
+    group: int = 7,
+    device: str = "",
+) -> ivt.Observation:
     return ivt.Observation(record_id, kind, at_ms, ip, ua, impression, group, device)
 
 
@@ -33,15 +43,18 @@ def test_a_person_clicking_after_the_impression_is_valid() -> None:
     assert verdicts == [(), ()]
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"ua": ""}, ivt.Reason.EMPTY_USER_AGENT),
-    ({"ua": "  "}, ivt.Reason.EMPTY_USER_AGENT),
-    ({"ua": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}, ivt.Reason.BOT_USER_AGENT),
-    ({"ua": "python-requests/2.32.3"}, ivt.Reason.BOT_USER_AGENT),
-    ({"ip": "198.51.100.77"}, ivt.Reason.DATACENTER_IP),
-    ({"ip": "::ffff:198.51.100.77"}, ivt.Reason.DATACENTER_IP),
-    ({"ip": "2001:db8::1"}, ivt.Reason.DATACENTER_IP),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"ua": ""}, ivt.Reason.EMPTY_USER_AGENT),
+        ({"ua": "  "}, ivt.Reason.EMPTY_USER_AGENT),
+        ({"ua": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}, ivt.Reason.BOT_USER_AGENT),
+        ({"ua": "python-requests/2.32.3"}, ivt.Reason.BOT_USER_AGENT),
+        ({"ip": "198.51.100.77"}, ivt.Reason.DATACENTER_IP),
+        ({"ip": "::ffff:198.51.100.77"}, ivt.Reason.DATACENTER_IP),
+        ({"ip": "2001:db8::1"}, ivt.Reason.DATACENTER_IP),
+    ],
+)
 def test_list_based_rules(change: dict[str, Any], reason: ivt.Reason) -> None:
     [verdict] = ivt.judge([obs("imp:1", "imp", 0, **change)], ivt.History(), RULES)
     assert reason in verdict
@@ -50,22 +63,27 @@ def test_list_based_rules(change: dict[str, Any], reason: ivt.Reason) -> None:
 def test_clicks_need_an_earlier_valid_impression_a_human_delay_and_no_burst() -> None:
     history = ivt.History()
     assert ivt.judge([obs("click:0", "click", 1_000, impression="never")], history, RULES) == [
-        (ivt.Reason.NO_IMPRESSION,)]
+        (ivt.Reason.NO_IMPRESSION,)
+    ]
     # The impression arrived in an earlier batch: its receipt is in the history.
     history.impressions["imp1"] = (10_000, False)
     assert ivt.judge([obs("click:1", "click", 10_400)], history, RULES) == [(ivt.Reason.TOO_FAST,)]
     history.impressions["bad"] = (0, True)
     assert ivt.judge([obs("click:2", "click", 9_000, impression="bad", ip="203.0.113.10")], history, RULES) == [
-        (ivt.Reason.INVALID_IMPRESSION,)]
+        (ivt.Reason.INVALID_IMPRESSION,)
+    ]
     # A click received before its impression did not follow it.
     assert ivt.judge([obs("click:3", "click", 9_999, ip="203.0.113.11")], history, RULES) == [
-        (ivt.Reason.NO_IMPRESSION,)]
+        (ivt.Reason.NO_IMPRESSION,)
+    ]
 
 
 def test_bursts_count_per_ad_group_and_device_or_address_within_the_window() -> None:
     history = ivt.History(impressions={f"i{n}": (0, False) for n in range(10)})
-    clicks = [obs(f"click:{n}", "click", 10_000 + n * 1_000, impression=f"i{n}", device="d1", ip=f"203.0.113.{n}")
-              for n in range(5)]
+    clicks = [
+        obs(f"click:{n}", "click", 10_000 + n * 1_000, impression=f"i{n}", device="d1", ip=f"203.0.113.{n}")
+        for n in range(5)
+    ]
     assert [ivt.Reason.BURST in v for v in ivt.judge(clicks, history, RULES)] == [False, False, False, True, True]
     # Another ad group, or the same device after the window, starts again.
     other = obs("click:x", "click", 20_000, impression="i5", device="d1", group=8)
@@ -87,8 +105,9 @@ def test_networks_merge_ranges_and_read_a_file(tmp_path: Path) -> None:
 
 def _invalid(api: Api, admin_headers: dict[str, str], limit: int = 200) -> dict[str, Any]:
     api.settle()
-    body: dict[str, Any] = expect(api.client.get("/api/v1/tracking/invalid", headers=admin_headers,
-                                                 params={"limit": limit}), 200)
+    body: dict[str, Any] = expect(
+        api.client.get("/api/v1/tracking/invalid", headers=admin_headers, params={"limit": limit}), 200
+    )
     return body
 
 
@@ -97,8 +116,7 @@ def _clicks_learned(api: Api) -> int:
     return sum(o.clicks for o in runtime.engine.outcomes.leaves().values())
 
 
-def test_scripted_clicks_are_reported_never_billed_and_replays_keep_the_verdicts(api: Api, settings: Settings
-                                                                                  ) -> None:
+def test_scripted_clicks_are_reported_never_billed_and_replays_keep_the_verdicts(api: Api, settings: Settings) -> None:
     settings.ivt_enabled = True
     s = scenario(api, settings, bid_type="cpc")
     before = s.balance_micros()
@@ -106,8 +124,9 @@ def test_scripted_clicks_are_reported_never_billed_and_replays_keep_the_verdicts
     # The incident: one address, no user agent, no impression pixel, 60 instant clicks on $2 CPC ads.
     device = new_gaid()
     for _ in range(60):
-        response = api.client.get(s.serve(device, price_micros=2_000_000).click_url, follow_redirects=False,
-                                  headers={"User-Agent": ""})
+        response = api.client.get(
+            s.serve(device, price_micros=2_000_000).click_url, follow_redirects=False, headers={"User-Agent": ""}
+        )
         assert response.status_code == 302
     report = _invalid(api, s.admin.headers)
     clicks = [i for i in report["items"] if i["kind"] == "click"]
@@ -158,8 +177,10 @@ def test_bots_on_impressions_are_not_billed_and_their_clicks_are_invalid(api: Ap
         expect(api.client.get(urls.impression_url, headers={"User-Agent": bot}), 204)
     api.client.get(urls.click_url, headers={"User-Agent": bot}, follow_redirects=False)
     report = _invalid(api, s.admin.headers)
-    assert {(i["kind"], i["reason"]) for i in report["items"]} == {("imp", "bot_user_agent"),
-                                                                    ("click", "bot_user_agent")}
+    assert {(i["kind"], i["reason"]) for i in report["items"]} == {
+        ("imp", "bot_user_agent"),
+        ("click", "bot_user_agent"),
+    }
     assert "invalid_impression" in next(i for i in report["items"] if i["kind"] == "click")["message"]
     assert s.balance_micros() == before
 

@@ -21,12 +21,26 @@ SECRET = b"records-test-secret"
 PHONE = records.Client("203.0.113.9", "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120.0 Mobile")
 
 
-def claims(impression_id: str, *, issued_ago: timedelta = timedelta(0), ttl: timedelta = timedelta(hours=1),
-           gaid: str = "") -> TrackingClaims:
+def claims(
+    impression_id: str, *, issued_ago: timedelta = timedelta(0), ttl: timedelta = timedelta(hours=1), gaid: str = ""
+) -> TrackingClaims:
     issued = (utcnow() - issued_ago).replace(microsecond=0)
-    return TrackingClaims(impression_id=impression_id, account_id=3, campaign_id=4, ad_group_id=5, creative_id=6,
-                          ad_space_id=7, publisher_id=8, bid_type="cpm", price_micros=1_500_000, issued_at=issued,
-                          expires_at=issued + ttl, country="ID", placement_type="banner", gaid=gaid)
+    return TrackingClaims(
+        impression_id=impression_id,
+        account_id=3,
+        campaign_id=4,
+        ad_group_id=5,
+        creative_id=6,
+        ad_space_id=7,
+        publisher_id=8,
+        bid_type="cpm",
+        price_micros=1_500_000,
+        issued_at=issued,
+        expires_at=issued + ttl,
+        country="ID",
+        placement_type="banner",
+        gaid=gaid,
+    )
 
 
 def impression(c: TrackingClaims, token: str | None = None, client: records.Client = PHONE) -> dict[str, Any]:
@@ -49,15 +63,18 @@ def test_records_whose_token_had_expired_when_received_or_cannot_be_read_are_ski
     kept = impression(claims("imp-ok"))
 
     assert [i.record["id"] for i in records.tracked([impression(expired), unreadable, kept], TRACKING_KINDS)] == [
-        "imp:imp-ok"]
+        "imp:imp-ok"
+    ]
 
 
 def test_refused_records_are_verified_again() -> None:
     held = claims("imp-held", issued_ago=timedelta(hours=2), ttl=timedelta(hours=1))
     token = encode_token(held, SECRET)
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    refused = [records.invalid(kind="imp", reason="expired", message="", token=t, client_ip="", user_agent="")
-               for t in (token, forged)]
+    refused = [
+        records.invalid(kind="imp", reason="expired", message="", token=t, client_ip="", user_agent="")
+        for t in (token, forged)
+    ]
 
     assert records.decode(refused[0], SECRET) == held  # signature holds: counted against its ad
     assert records.decode(refused[1], SECRET) is None
@@ -65,17 +82,29 @@ def test_refused_records_are_verified_again() -> None:
 
 @pytest.fixture
 def verdict_settings(db: Engine, database_url: str, tmp_path: Any) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="t", environment="test",
-                    ivt_enabled=True)
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key="t", environment="test", ivt_enabled=True
+    )
 
 
 def test_a_verdict_stored_first_elsewhere_holds_and_each_record_is_judged_once(
-        db: Engine, verdict_settings: Settings) -> None:
+    db: Engine, verdict_settings: Settings
+) -> None:
     factory = make_session_factory(db)
     batch = records.tracked([impression(claims(f"imp-{n}")) for n in range(5)], TRACKING_KINDS)
     with factory() as session:  # another process judged the third record first, differently
-        session.add(IvtVerdict(record_id="imp:imp-2", kind="imp", received_ms=records.now_ms(), impression_id="imp-2",
-                               ad_group_id=5, client_ip="", device="", reasons="datacenter_ip"))
+        session.add(
+            IvtVerdict(
+                record_id="imp:imp-2",
+                kind="imp",
+                received_ms=records.now_ms(),
+                impression_id="imp-2",
+                ad_group_id=5,
+                client_ip="",
+                device="",
+                reasons="datacenter_ip",
+            )
+        )
         session.commit()
 
     here = Verdicts(factory, lambda: verdict_settings)

@@ -14,14 +14,20 @@ CPM_MICROS = 4_000_000  # 4,000 micros an impression
 
 
 def _store_charges(settings: Settings, account_id: int) -> tuple[int, int]:
-    row = get_event_store(settings).query(
-        "SELECT count(), sum(cost_micros) FROM events WHERE event_type = 'charge' AND account_id = {a:UInt64}",
-        {"a": account_id}).rows[0]
+    row = (
+        get_event_store(settings)
+        .query(
+            "SELECT count(), sum(cost_micros) FROM events WHERE event_type = 'charge' AND account_id = {a:UInt64}",
+            {"a": account_id},
+        )
+        .rows[0]
+    )
     return int(row[0]), int(row[1] or 0)
 
 
 def test_a_rebuilt_event_store_gets_every_charge_back_from_a_replay_and_nothing_is_charged_twice(
-        api: Api, settings: Settings) -> None:
+    api: Api, settings: Settings
+) -> None:
     s = scenario(api, settings, bid_type="cpc")
     opening = s.balance_micros()
     for _ in range(7):

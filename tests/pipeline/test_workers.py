@@ -12,10 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adstack.bench.pipeline import create_admin, set_up_billing, wait_for_lag_zero
 from adstack.bench.postbacks import ServerProcess
-from tests.serving.test_counters import _redis_available
+from tests.serving.support import redis_available
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not _redis_available(), reason="several workers share budgets through Redis")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not redis_available(), reason="several workers share budgets through Redis"),
+]
 
 
 def _appended_impressions(client: httpx.Client) -> float:
@@ -46,9 +48,12 @@ def test_two_workers_count_and_report(tmp_path: Path) -> None:
 
         headers = {"Authorization": f"Bearer {billing.token}"}
         today = datetime.now(UTC).date()
-        params = {"start_date": (today - timedelta(days=1)).isoformat(),
-                  "end_date": (today + timedelta(days=1)).isoformat(), "time_zone": "UTC",
-                  "metrics": ["cost_micros", "impressions"]}
+        params = {
+            "start_date": (today - timedelta(days=1)).isoformat(),
+            "end_date": (today + timedelta(days=1)).isoformat(),
+            "time_zone": "UTC",
+            "metrics": ["cost_micros", "impressions"],
+        }
         costs = set()
         for _ in range(12):
             with httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -56,8 +61,11 @@ def test_two_workers_count_and_report(tmp_path: Path) -> None:
                 assert report.status_code == 200, report.text
                 costs.add(int(report.json()["totals"]["cost_micros"]))
                 assert client.get("/api/v1/overview", headers=headers).status_code == 200
-                media = client.get("/api/v1/media-center", headers=headers, params={
-                    "start_date": params["start_date"], "end_date": params["end_date"]})
+                media = client.get(
+                    "/api/v1/media-center",
+                    headers=headers,
+                    params={"start_date": params["start_date"], "end_date": params["end_date"]},
+                )
                 assert media.status_code == 200, media.text
         assert costs == {200 * 2_000}
     finally:

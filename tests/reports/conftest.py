@@ -20,8 +20,13 @@ def module_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(db: Engine, database_url: str, module_data_dir: Path) -> Settings:
-    return Settings(data_dir=module_data_dir, database_url=database_url, secret_key="test-secret-key",
-                    environment="test", public_base_url="http://testserver")
+    return Settings(
+        data_dir=module_data_dir,
+        database_url=database_url,
+        secret_key="test-secret-key",
+        environment="test",
+        public_base_url="http://testserver",
+    )
 
 
 @pytest.fixture

@@ -30,26 +30,55 @@ AT = datetime(2025, 5, 20, 6, tzinfo=UTC)  # 14:00 in Singapore, the test accoun
 
 
 def campaign(session: Session, account_id: int, name: str, *, deleted: bool = False) -> int:
-    row = Campaign(account_id=account_id, objective="performance", name=name, promotion_type="app_download",
-                   status="deleted" if deleted else "enabled", deleted_at=utcnow() if deleted else None)
+    row = Campaign(
+        account_id=account_id,
+        objective="performance",
+        name=name,
+        promotion_type="app_download",
+        status="deleted" if deleted else "enabled",
+        deleted_at=utcnow() if deleted else None,
+    )
     session.add(row)
     session.commit()
     return row.id
 
 
-def traffic(account_id: int, campaign_id: int, *, impressions: int, clicks: int, installs: int, cost: int,
-            country: str = "SG", at: datetime = AT, objective: str = "performance", ad_space_id: int = 0,
-            publisher_id: int = 0, package: str = "", tag: str = "") -> list[Event]:
+def traffic(
+    account_id: int,
+    campaign_id: int,
+    *,
+    impressions: int,
+    clicks: int,
+    installs: int,
+    cost: int,
+    country: str = "SG",
+    at: datetime = AT,
+    objective: str = "performance",
+    ad_space_id: int = 0,
+    publisher_id: int = 0,
+    package: str = "",
+    tag: str = "",
+) -> list[Event]:
     """Delivery, conversions and the charges billing would write, as the writers produce them."""
-    common: dict[str, Any] = {"occurred_at": at, "account_id": account_id, "campaign_id": campaign_id,
-                              "country": country, "objective": objective, "ad_space_id": ad_space_id,
-                              "publisher_id": publisher_id}
+    common: dict[str, Any] = {
+        "occurred_at": at,
+        "account_id": account_id,
+        "campaign_id": campaign_id,
+        "country": country,
+        "objective": objective,
+        "ad_space_id": ad_space_id,
+        "publisher_id": publisher_id,
+    }
     key = f"{account_id}-{campaign_id}-{country}-{at.isoformat()}-{tag}"
-    events = [Event(event_id=f"imp-{key}-{i}", event_type=EventType.IMPRESSION, app_package=package, **common)
-              for i in range(impressions)]
+    events = [
+        Event(event_id=f"imp-{key}-{i}", event_type=EventType.IMPRESSION, app_package=package, **common)
+        for i in range(impressions)
+    ]
     events += [Event(event_id=f"clk-{key}-{i}", event_type=EventType.CLICK, **common) for i in range(clicks)]
-    events += [Event(event_id=f"ins-{key}-{i}", event_type=EventType.INSTALL, conversion_event="INSTALL",
-                     **common) for i in range(installs)]
+    events += [
+        Event(event_id=f"ins-{key}-{i}", event_type=EventType.INSTALL, conversion_event="INSTALL", **common)
+        for i in range(installs)
+    ]
     events.append(Event(event_id=f"chg-{key}", event_type=EventType.CHARGE, cost_micros=cost, **common))
     return events
 
@@ -68,18 +97,32 @@ def advertiser(api: Api) -> Actor:
 @pytest.fixture
 def three_campaigns(api: Api, session: Session, store: EventStore, advertiser: Actor) -> Iterator[list[int]]:
     account = advertiser.account_id or 0
-    ids = [campaign(session, account, "Spring sale"), campaign(session, account, "=HYPERLINK(\"http://x\")"),
-           campaign(session, account, "Old launch", deleted=True)]
+    ids = [
+        campaign(session, account, "Spring sale"),
+        campaign(session, account, '=HYPERLINK("http://x")'),
+        campaign(session, account, "Old launch", deleted=True),
+    ]
     store.append(traffic(account, ids[0], impressions=100, clicks=10, installs=2, cost=3_000_000, country="SG"))
     store.append(traffic(account, ids[0], impressions=50, clicks=0, installs=0, cost=500_000, country="ID"))
-    store.append(traffic(account, ids[1], impressions=40, clicks=4, installs=1, cost=1_000_000, country="SG",
-                         objective="=cmd|' /C calc'!A0"))
+    store.append(
+        traffic(
+            account,
+            ids[1],
+            impressions=40,
+            clicks=4,
+            installs=1,
+            cost=1_000_000,
+            country="SG",
+            objective="=cmd|' /C calc'!A0",
+        )
+    )
     store.append(traffic(account, ids[2], impressions=10, clicks=3, installs=0, cost=2_000_000, country="IN"))
     yield ids
 
 
 def test_metrics_are_integer_micros_and_decimal_ratios_with_a_totals_row(
-        api: Api, advertiser: Actor, three_campaigns: list[int]) -> None:
+    api: Api, advertiser: Actor, three_campaigns: list[int]
+) -> None:
     body = report(api, advertiser, dimensions="campaign", sort="campaign")
     rows = {r["campaign_id"]: r for r in body["rows"]}
     first = rows[three_campaigns[0]]
@@ -94,7 +137,8 @@ def test_metrics_are_integer_micros_and_decimal_ratios_with_a_totals_row(
 
 
 def test_names_come_from_the_control_plane_and_deleted_campaigns_keep_theirs(
-        api: Api, advertiser: Actor, three_campaigns: list[int]) -> None:
+    api: Api, advertiser: Actor, three_campaigns: list[int]
+) -> None:
     rows = {r["campaign_id"]: r for r in report(api, advertiser, dimensions="campaign")["rows"]}
     assert rows[three_campaigns[0]]["campaign_name"] == "Spring sale"
     assert rows[three_campaigns[0]]["campaign_deleted"] is False
@@ -104,7 +148,8 @@ def test_names_come_from_the_control_plane_and_deleted_campaigns_keep_theirs(
 
 
 def test_filters_sort_and_pages_keep_totals_over_every_row(
-        api: Api, advertiser: Actor, three_campaigns: list[int]) -> None:
+    api: Api, advertiser: Actor, three_campaigns: list[int]
+) -> None:
     by_country = report(api, advertiser, dimensions="country", sort="-impressions")
     assert [r["country"] for r in by_country["rows"]] == ["SG", "ID", "IN"]
     ascending = report(api, advertiser, dimensions="country", sort="cost_micros")
@@ -112,10 +157,17 @@ def test_filters_sort_and_pages_keep_totals_over_every_row(
     page = report(api, advertiser, dimensions="country", sort="-impressions", limit=1, offset=1)
     assert [r["country"] for r in page["rows"]] == ["ID"]
     assert page["total_rows"] == 3 and page["totals"] == by_country["totals"]
-    filtered = report(api, advertiser, dimensions=["campaign", "country"], countries=["SG", "IN"],
-                      campaign_ids=[three_campaigns[0], three_campaigns[2]])
+    filtered = report(
+        api,
+        advertiser,
+        dimensions=["campaign", "country"],
+        countries=["SG", "IN"],
+        campaign_ids=[three_campaigns[0], three_campaigns[2]],
+    )
     assert {(r["campaign_id"], r["country"]) for r in filtered["rows"]} == {
-        (three_campaigns[0], "SG"), (three_campaigns[2], "IN")}
+        (three_campaigns[0], "SG"),
+        (three_campaigns[2], "IN"),
+    }
     assert filtered["totals"]["cost_micros"] == 5_000_000
     installs = report(api, advertiser, dimensions="event", events="INSTALL", metrics=["installs"])
     assert installs["rows"] == [{"event": "INSTALL", "source": "ads", "installs": 3}]
@@ -144,8 +196,11 @@ def test_bad_report_parameters_answer_4xx_naming_the_field(api: Api, advertiser:
 def test_a_filter_id_that_is_no_number_is_refused_naming_the_field_and_the_rule(api: Api, advertiser: Actor) -> None:
     for name in ("campaign_ids", "ad_group_ids", "creative_ids", "ad_space_ids", "publisher_ids"):
         for route in ("/api/v1/reports", "/api/v1/reports/download"):
-            response = api.client.get(route, headers=advertiser.headers, params={
-                "start_date": "2025-05-02", "end_date": "2025-05-03", name: ["7", "seven"]})
+            response = api.client.get(
+                route,
+                headers=advertiser.headers,
+                params={"start_date": "2025-05-02", "end_date": "2025-05-03", name: ["7", "seven"]},
+            )
             assert response.status_code == 422, (route, name, response.text)
             fields = response.json()["error"]["fields"]
             assert [(f["field"], f["rule"]) for f in fields] == [(f"{name}.1", "int_parsing")], fields
@@ -169,52 +224,72 @@ def test_filter_choices_list_what_the_caller_may_see(api: Api, advertiser: Actor
 
 
 def test_csv_and_xlsx_downloads_hold_every_row_and_totals_with_formulas_neutralised(
-        api: Api, advertiser: Actor, three_campaigns: list[int]) -> None:
-    params = {"start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "dimensions": ["campaign", "objective"],
-              "limit": 1}
+    api: Api, advertiser: Actor, three_campaigns: list[int]
+) -> None:
+    params = {
+        "start_date": DAY.isoformat(),
+        "end_date": DAY.isoformat(),
+        "dimensions": ["campaign", "objective"],
+        "limit": 1,
+    }
     as_json = report(api, advertiser, dimensions=["campaign", "objective"])
     cost_heading = f"Cost ({as_json['currency']})"
     # Files show currency units to the cent, never micros.
     cost = (Decimal(as_json["totals"]["cost_micros"]) / 1_000_000).quantize(Decimal("0.01"))
-    response = api.client.get("/api/v1/reports/download", params=params | {"format": "csv"},
-                              headers=advertiser.headers)
+    response = api.client.get("/api/v1/reports/download", params=params | {"format": "csv"}, headers=advertiser.headers)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.content.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
     lines = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     header, body, total = lines[0], lines[1:-1], lines[-1]
     assert len(body) == 3 and total[0] == "Total"  # every row, not the one-row page
     names = [row[header.index("Campaign name")] for row in body]
-    assert "'=HYPERLINK(\"http://x\")" in names
+    assert '\'=HYPERLINK("http://x")' in names
     # The objective is the campaign's, from the control plane, whatever an event carried.
     assert {row[header.index("Objective")] for row in body} == {"performance"}
     assert Decimal(total[header.index(cost_heading)]) == cost and not [h for h in header if "micros" in h]
 
-    response = api.client.get("/api/v1/reports/download", params=params | {"format": "xlsx"},
-                              headers=advertiser.headers)
+    response = api.client.get(
+        "/api/v1/reports/download", params=params | {"format": "xlsx"}, headers=advertiser.headers
+    )
     assert response.status_code == 200
     sheet = load_workbook(io.BytesIO(response.content)).active
     assert sheet is not None
     cells = [cell for row in sheet.iter_rows() for cell in row]
     assert not [c for c in cells if c.data_type == "f"]
     texts = [c.value for c in cells if isinstance(c.value, str)]
-    assert "'=HYPERLINK(\"http://x\")" in texts and "'=cmd|' /C calc'!A0" not in texts
+    assert '\'=HYPERLINK("http://x")' in texts and "'=cmd|' /C calc'!A0" not in texts
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[-1][0] == "Total" and Decimal(str(rows[-1][rows[0].index(cost_heading)])) == cost
 
 
 def test_a_report_job_runs_in_the_background_with_progress_and_a_download(
-        api: Api, advertiser: Actor, store: EventStore, session: Session) -> None:
+    api: Api, advertiser: Actor, store: EventStore, session: Session
+) -> None:
     account = advertiser.account_id or 0
     first = campaign(session, account, "Evergreen")
     start = date(2025, 1, 1)
     for offset in range(0, 120, 7):  # a charge every week over four months
-        store.append(traffic(account, first, impressions=1, clicks=0, installs=0, cost=1_000,
-                             at=datetime.combine(start + timedelta(days=offset), datetime.min.time(), UTC)
-                             + timedelta(hours=6)))
-    body = {"start_date": "2025-01-01", "end_date": "2025-04-30", "granularity": "day", "format": "csv",
-            "metrics": ["cost_micros", "impressions"]}
-    too_long = api.client.get("/api/v1/reports", params={k: v for k, v in body.items() if k != "format"},
-                              headers=advertiser.headers)
+        store.append(
+            traffic(
+                account,
+                first,
+                impressions=1,
+                clicks=0,
+                installs=0,
+                cost=1_000,
+                at=datetime.combine(start + timedelta(days=offset), datetime.min.time(), UTC) + timedelta(hours=6),
+            )
+        )
+    body = {
+        "start_date": "2025-01-01",
+        "end_date": "2025-04-30",
+        "granularity": "day",
+        "format": "csv",
+        "metrics": ["cost_micros", "impressions"],
+    }
+    too_long = api.client.get(
+        "/api/v1/reports", params={k: v for k, v in body.items() if k != "format"}, headers=advertiser.headers
+    )
     assert too_long.status_code == 422 and "reports/jobs" in too_long.text
     job = expect(api.client.post("/api/v1/reports/jobs", json=body, headers=advertiser.headers), 202)
     status = expect(api.client.get(f"/api/v1/reports/jobs/{job['id']}", headers=advertiser.headers), 200)
@@ -237,7 +312,8 @@ def test_a_report_job_runs_in_the_background_with_progress_and_a_download(
 
 
 def test_an_advertiser_sees_only_its_own_and_an_agency_its_sub_accounts_one_by_one_or_summed(
-        api: Api, store: EventStore) -> None:
+    api: Api, store: EventStore
+) -> None:
     admin = api.admin()
     agency = api.approved_account(admin, type="agency")
     first = api.sub_account(agency, admin)
@@ -247,8 +323,14 @@ def test_an_advertiser_sees_only_its_own_and_an_agency_its_sub_accounts_one_by_o
         store.append(traffic(account_id, 1, impressions=1, clicks=0, installs=0, cost=cost))
 
     assert report(api, stranger)["totals"]["cost_micros"] == 4_000_000
-    assert api.client.get("/api/v1/reports", headers=stranger.headers, params={
-        "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "account_ids": first}).status_code == 404
+    assert (
+        api.client.get(
+            "/api/v1/reports",
+            headers=stranger.headers,
+            params={"start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "account_ids": first},
+        ).status_code
+        == 404
+    )
     summed = report(api, agency)
     assert summed["totals"]["cost_micros"] == 3_000_000
     one_by_one = report(api, agency, dimensions="account")
@@ -258,8 +340,7 @@ def test_an_advertiser_sees_only_its_own_and_an_agency_its_sub_accounts_one_by_o
     assert {first, second, stranger.account_id} <= {r["account_id"] for r in everyone["rows"]}
 
 
-def test_media_cost_sits_beside_spend_for_platform_staff_only(
-        api: Api, session: Session, store: EventStore) -> None:
+def test_media_cost_sits_beside_spend_for_platform_staff_only(api: Api, session: Session, store: EventStore) -> None:
     admin = api.admin()
     agency = api.approved_account(admin, type="agency")
     sub = api.sub_account(agency, admin)
@@ -267,57 +348,102 @@ def test_media_cost_sits_beside_spend_for_platform_staff_only(
     account = advertiser.account_id or 0
     spring, autumn = campaign(session, account, "Spring sale"), campaign(session, account, "Autumn sale")
     store.append(traffic(account, spring, impressions=3, clicks=0, installs=0, cost=9_000))
-    store.append([Event(event_id=f"exchange-{i}", event_type=EventType.IMPRESSION, occurred_at=AT, account_id=account,
-                        campaign_id=campaign_id, country="SG", objective="performance", media_cost_micros=cost)
-                  for i, (campaign_id, cost) in enumerate([(spring, 2_000), (spring, 2_500), (autumn, None)])])
+    store.append(
+        [
+            Event(
+                event_id=f"exchange-{i}",
+                event_type=EventType.IMPRESSION,
+                occurred_at=AT,
+                account_id=account,
+                campaign_id=campaign_id,
+                country="SG",
+                objective="performance",
+                media_cost_micros=cost,
+            )
+            for i, (campaign_id, cost) in enumerate([(spring, 2_000), (spring, 2_500), (autumn, None)])
+        ]
+    )
     store.append(traffic(account, autumn, impressions=0, clicks=0, installs=0, cost=1_000))
 
     metrics = ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"]
     body = report(api, admin, account_ids=account, dimensions="campaign", metrics=metrics, sort="-media_cost_micros")
-    assert [(r["campaign_id"], r["impressions"], r["cost_micros"], r["media_cost_micros"],
-             r["media_cost_impressions"]) for r in body["rows"]] == [(spring, 5, 9_000, 4_500, 2),
-                                                                     (autumn, 1, 1_000, 0, 0)]
-    assert body["totals"] == {"impressions": 6, "cost_micros": 10_000, "media_cost_micros": 4_500,
-                              "media_cost_impressions": 2}
+    assert [
+        (r["campaign_id"], r["impressions"], r["cost_micros"], r["media_cost_micros"], r["media_cost_impressions"])
+        for r in body["rows"]
+    ] == [(spring, 5, 9_000, 4_500, 2), (autumn, 1, 1_000, 0, 0)]
+    assert body["totals"] == {
+        "impressions": 6,
+        "cost_micros": 10_000,
+        "media_cost_micros": 4_500,
+        "media_cost_impressions": 2,
+    }
     assert {c["key"]: (c["label"], c["kind"]) for c in body["columns"]}["media_cost_micros"] == (
-        "Media cost (micros)", "micros")
+        "Media cost (micros)",
+        "micros",
+    )
 
     for actor in (advertiser, agency):
         for metric in ("media_cost_micros", "media_cost_impressions"):
-            response = api.client.get("/api/v1/reports", headers=actor.headers, params={
-                "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "metrics": ["impressions", metric]})
+            response = api.client.get(
+                "/api/v1/reports",
+                headers=actor.headers,
+                params={"start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "metrics": ["impressions", metric]},
+            )
             assert response.status_code == 403
             assert response.json()["error"]["fields"][0]["field"] == "metrics"
             assert response.json()["error"]["fields"][0]["rule"] == "platform_only"
-    assert api.client.get("/api/v1/reports/download", headers=advertiser.headers, params={
-        "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "metrics": "media_cost_micros"}).status_code == 403
-    assert api.client.post("/api/v1/reports/jobs", headers=agency.headers, json={
-        "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "account_ids": [sub],
-        "metrics": ["media_cost_micros"]}).status_code == 403
+    assert (
+        api.client.get(
+            "/api/v1/reports/download",
+            headers=advertiser.headers,
+            params={"start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "metrics": "media_cost_micros"},
+        ).status_code
+        == 403
+    )
+    assert (
+        api.client.post(
+            "/api/v1/reports/jobs",
+            headers=agency.headers,
+            json={
+                "start_date": DAY.isoformat(),
+                "end_date": DAY.isoformat(),
+                "account_ids": [sub],
+                "metrics": ["media_cost_micros"],
+            },
+        ).status_code
+        == 403
+    )
     assert "media_cost_micros" not in report(api, advertiser)["totals"]
 
 
 def test_summing_accounts_of_different_currencies_is_refused(api: Api, store: EventStore) -> None:
     admin = api.admin()
     usd = api.approved_account(admin)
-    inr = api.approved_account(admin, country="IN", settlement_entity="Xiaomi India", currency="INR",
-                               time_zone="Asia/Kolkata")
-    response = api.client.get("/api/v1/reports", headers=admin.headers, params={
-        "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "account_ids": [usd.account_id, inr.account_id]})
+    inr = api.approved_account(
+        admin, country="IN", settlement_entity="Xiaomi India", currency="INR", time_zone="Asia/Kolkata"
+    )
+    response = api.client.get(
+        "/api/v1/reports",
+        headers=admin.headers,
+        params={
+            "start_date": DAY.isoformat(),
+            "end_date": DAY.isoformat(),
+            "account_ids": [usd.account_id, inr.account_id],
+        },
+    )
     assert response.status_code == 422 and response.json()["error"]["fields"][0]["rule"] == "same_currency"
 
 
 def test_overview_has_balance_real_time_spend_shares_and_review_state(
-        api: Api, session: Session, store: EventStore, advertiser: Actor) -> None:
+    api: Api, session: Session, store: EventStore, advertiser: Actor
+) -> None:
     account = advertiser.account_id or 0
     admin = accounts.authenticate(session, api.admin().token)
     finance.top_up(session, admin, TopUpIn(account_id=account, amount_micros=50_000_000))
     session.commit()
     now = utcnow()
-    store.append(traffic(account, 1, impressions=30, clicks=3, installs=1, cost=700_000, country="SG", at=now,
-                         tag="a"))
-    store.append(traffic(account, 1, impressions=10, clicks=1, installs=0, cost=300_000, country="TH", at=now,
-                         tag="b"))
+    store.append(traffic(account, 1, impressions=30, clicks=3, installs=1, cost=700_000, country="SG", at=now, tag="a"))
+    store.append(traffic(account, 1, impressions=10, clicks=1, installs=0, cost=300_000, country="TH", at=now, tag="b"))
     body = expect(api.client.get("/api/v1/overview", headers=advertiser.headers), 200)
     assert body["balance_micros"] == finance.balance_micros(session, account) == 50_000_000
     assert body["today_spend_micros"] == 1_000_000 and body["today_impressions"] == 40
@@ -327,40 +453,83 @@ def test_overview_has_balance_real_time_spend_shares_and_review_state(
 
 
 def test_media_center_groups_by_app_and_ad_space_and_searches(
-        api: Api, session: Session, store: EventStore, advertiser: Actor) -> None:
-    news = Publisher(name="Mi Browser", app_package="com.mi.browser", platform="android", country="SG",
-                     status="active")
-    game = Publisher(name="Puzzle Land", app_package="com.puzzle.land", platform="android", country="ID",
-                     status="active")
+    api: Api, session: Session, store: EventStore, advertiser: Actor
+) -> None:
+    news = Publisher(name="Mi Browser", app_package="com.mi.browser", platform="android", country="SG", status="active")
+    game = Publisher(
+        name="Puzzle Land", app_package="com.puzzle.land", platform="android", country="ID", status="active"
+    )
     session.add_all([news, game])
     session.flush()
     feed = AdSpace(publisher_id=news.id, name="Feed", placement_type="newsfeed", accepted_formats=[], sizes=[])
-    splash = AdSpace(publisher_id=news.id, name="Splash", placement_type="interstitial", accepted_formats=[],
-                     sizes=[])
-    reward = AdSpace(publisher_id=game.id, name="Reward", placement_type="rewarded_video", accepted_formats=[],
-                     sizes=[])
+    splash = AdSpace(publisher_id=news.id, name="Splash", placement_type="interstitial", accepted_formats=[], sizes=[])
+    reward = AdSpace(
+        publisher_id=game.id, name="Reward", placement_type="rewarded_video", accepted_formats=[], sizes=[]
+    )
     session.add_all([feed, splash, reward])
     session.commit()
     account = advertiser.account_id or 0
-    store.append(traffic(account, 1, impressions=20, clicks=2, installs=1, cost=400_000, ad_space_id=feed.id,
-                         publisher_id=news.id, package="com.mi.browser", tag="f"))
-    store.append(traffic(account, 1, impressions=5, clicks=0, installs=0, cost=100_000, ad_space_id=splash.id,
-                         publisher_id=news.id, package="com.mi.browser", tag="s", country="ID"))
-    store.append(traffic(account, 1, impressions=8, clicks=4, installs=2, cost=800_000, ad_space_id=reward.id,
-                         publisher_id=game.id, package="com.puzzle.land", tag="r"))
+    store.append(
+        traffic(
+            account,
+            1,
+            impressions=20,
+            clicks=2,
+            installs=1,
+            cost=400_000,
+            ad_space_id=feed.id,
+            publisher_id=news.id,
+            package="com.mi.browser",
+            tag="f",
+        )
+    )
+    store.append(
+        traffic(
+            account,
+            1,
+            impressions=5,
+            clicks=0,
+            installs=0,
+            cost=100_000,
+            ad_space_id=splash.id,
+            publisher_id=news.id,
+            package="com.mi.browser",
+            tag="s",
+            country="ID",
+        )
+    )
+    store.append(
+        traffic(
+            account,
+            1,
+            impressions=8,
+            clicks=4,
+            installs=2,
+            cost=800_000,
+            ad_space_id=reward.id,
+            publisher_id=game.id,
+            package="com.puzzle.land",
+            tag="r",
+        )
+    )
     params = {"start_date": DAY.isoformat(), "end_date": DAY.isoformat()}
 
     spaces = expect(api.client.get("/api/v1/media-center", params=params, headers=advertiser.headers), 200)
     assert [(r["ad_space_name"], r["cost_micros"]) for r in spaces["rows"]] == [
-        ("Reward", 800_000), ("Feed", 400_000), ("Splash", 100_000)]
+        ("Reward", 800_000),
+        ("Feed", 400_000),
+        ("Splash", 100_000),
+    ]
     reward_row = spaces["rows"][0]
     assert reward_row["app_package"] == "com.puzzle.land" and reward_row["conversions"] == 2
     assert reward_row["ctr"] == "0.500000" and reward_row["cvr"] == "0.500000"
     assert reward_row["ecpm_micros"] == 100_000_000
     assert spaces["totals"]["cost_micros"] == 1_300_000
 
-    apps = expect(api.client.get("/api/v1/media-center", params=params | {"group_by": "publisher"},
-                                 headers=advertiser.headers), 200)
+    apps = expect(
+        api.client.get("/api/v1/media-center", params=params | {"group_by": "publisher"}, headers=advertiser.headers),
+        200,
+    )
     assert {r["app_package"]: r["impressions"] for r in apps["rows"]} == {"com.mi.browser": 25, "com.puzzle.land": 8}
 
     def search(**extra: Any) -> list[str | None]:
@@ -386,62 +555,104 @@ class FakePartner:
         self.data = data
 
     def columns(self) -> list[ExtraColumn]:
-        return [ExtraColumn("testpartner_installs", "Partner installs", "count", compare_to=reports.Metric.INSTALLS),
-                ExtraColumn("testpartner_roas_d7", "Partner ROAS D7", "ratio", additive=False)]
+        return [
+            ExtraColumn("testpartner_installs", "Partner installs", "count", compare_to=reports.Metric.INSTALLS),
+            ExtraColumn("testpartner_roas_d7", "Partner ROAS D7", "ratio", additive=False),
+        ]
 
-    def fetch(self, session: Session, *, account_ids: list[int] | None, campaign_ids: list[int], start_date: date,
-              end_date: date, by: frozenset[str] = frozenset()
-              ) -> Mapping[tuple[int, date], Mapping[str, int | Decimal | None]]:
+    def fetch(
+        self,
+        session: Session,
+        *,
+        account_ids: list[int] | None,
+        campaign_ids: list[int],
+        start_date: date,
+        end_date: date,
+        by: frozenset[str] = frozenset(),
+    ) -> Mapping[tuple[int, date], Mapping[str, int | Decimal | None]]:
         return self.data
 
 
 def test_connector_columns_join_on_campaign_and_day_and_show_the_difference(
-        api: Api, advertiser: Actor, three_campaigns: list[int]) -> None:
+    api: Api, advertiser: Actor, three_campaigns: list[int]
+) -> None:
     first, second, _ = three_campaigns
-    reports.register_column_source(FakePartner({
-        (first, DAY): {"testpartner_installs": 3, "testpartner_roas_d7": Decimal("1.25")},
-        (second, DAY): {"testpartner_installs": 1, "testpartner_roas_d7": Decimal("0.5")},
-        (first, DAY + timedelta(days=1)): {"testpartner_installs": 9},
-    }))
+    reports.register_column_source(
+        FakePartner(
+            {
+                (first, DAY): {"testpartner_installs": 3, "testpartner_roas_d7": Decimal("1.25")},
+                (second, DAY): {"testpartner_installs": 1, "testpartner_roas_d7": Decimal("0.5")},
+                (first, DAY + timedelta(days=1)): {"testpartner_installs": 9},
+            }
+        )
+    )
     try:
-        body = report(api, advertiser, granularity="day", dimensions="campaign", metrics="installs",
-                      extra_columns=["testpartner_installs", "testpartner_roas_d7"])
+        body = report(
+            api,
+            advertiser,
+            granularity="day",
+            dimensions="campaign",
+            metrics="installs",
+            extra_columns=["testpartner_installs", "testpartner_roas_d7"],
+        )
         rows = {r["campaign_id"]: r for r in body["rows"]}
         assert rows[first]["testpartner_installs"] == 3 and rows[first]["installs"] == 2
         assert rows[first]["testpartner_installs_diff"] == 1
         assert rows[first]["testpartner_roas_d7"] == "1.25"
         assert rows[second]["testpartner_installs_diff"] == 0
         assert body["totals"]["testpartner_installs"] == 4 and body["totals"]["testpartner_roas_d7"] is None
-        refused = api.client.get("/api/v1/reports", headers=advertiser.headers, params={
-            "start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "dimensions": "placement_type",
-            "extra_columns": "testpartner_installs"})
+        refused = api.client.get(
+            "/api/v1/reports",
+            headers=advertiser.headers,
+            params={
+                "start_date": DAY.isoformat(),
+                "end_date": DAY.isoformat(),
+                "dimensions": "placement_type",
+                "extra_columns": "testpartner_installs",
+            },
+        )
         assert refused.status_code == 422 and "joinable_dimensions" in refused.text
     finally:
         reports.unregister_column_source("testpartner")
 
 
 def test_the_objective_filter_sees_delivery_and_cost_not_only_requests(
-        api: Api, session: Session, store: EventStore, advertiser: Actor) -> None:
+    api: Api, session: Session, store: EventStore, advertiser: Actor
+) -> None:
     account = advertiser.account_id or 0
-    brand = Campaign(account_id=account, objective="brand", name="Launch film", promotion_type="app_download",
-                     status="enabled")
+    brand = Campaign(
+        account_id=account, objective="brand", name="Launch film", promotion_type="app_download", status="enabled"
+    )
     session.add(brand)
     session.commit()
     performance = campaign(session, account, "Installs")
     # Tracking writes impressions, clicks and charges without the objective; only request events carry it.
     store.append(traffic(account, brand.id, impressions=400, clicks=6, installs=0, cost=880_000, objective=""))
-    store.append([Event(event_id=f"req-{n}", event_type=EventType.REQUEST, occurred_at=AT, account_id=account,
-                        campaign_id=brand.id, country="SG", objective="brand") for n in range(3)])
-    store.append(traffic(account, performance, impressions=100, clicks=10, installs=2, cost=3_000_000,
-                         objective=""))
+    store.append(
+        [
+            Event(
+                event_id=f"req-{n}",
+                event_type=EventType.REQUEST,
+                occurred_at=AT,
+                account_id=account,
+                campaign_id=brand.id,
+                country="SG",
+                objective="brand",
+            )
+            for n in range(3)
+        ]
+    )
+    store.append(traffic(account, performance, impressions=100, clicks=10, installs=2, cost=3_000_000, objective=""))
     metrics = ["requests", "impressions", "clicks", "cost_micros"]
     body = report(api, advertiser, objectives=["brand"], metrics=metrics)
     assert body["totals"] == {"requests": 3, "impressions": 400, "clicks": 6, "cost_micros": 880_000}
     by_objective = {r["objective"]: r for r in report(api, advertiser, dimensions="objective", metrics=metrics)["rows"]}
     assert (by_objective["brand"]["impressions"], by_objective["brand"]["cost_micros"]) == (400, 880_000)
-    assert (by_objective["performance"]["impressions"], by_objective["performance"]["cost_micros"]) == (
-        100, 3_000_000)
+    assert (by_objective["performance"]["impressions"], by_objective["performance"]["cost_micros"]) == (100, 3_000_000)
     # Recomputed from the raw events: the brand campaign's impressions and charges.
-    raw = store.query("SELECT countIf(event_type = 'impression') AS imps, sumIf(cost_micros, event_type = 'charge') "
-                      "AS cost FROM events WHERE campaign_id = {c:UInt64}", {"c": brand.id}).dicts()[0]
+    raw = store.query(
+        "SELECT countIf(event_type = 'impression') AS imps, sumIf(cost_micros, event_type = 'charge') "
+        "AS cost FROM events WHERE campaign_id = {c:UInt64}",
+        {"c": brand.id},
+    ).dicts()[0]
     assert (int(raw["imps"]), int(raw["cost"])) == (400, 880_000)

@@ -17,8 +17,15 @@ AT = datetime(2025, 7, 3, 8, tzinfo=UTC)
 
 
 def _install(event_id: str, campaign_id: int, attribution_type: str) -> Event:
-    return Event(event_id=event_id, event_type=EventType.INSTALL, occurred_at=AT, account_id=1,
-                 campaign_id=campaign_id, conversion_event="INSTALL", attribution_type=attribution_type)
+    return Event(
+        event_id=event_id,
+        event_type=EventType.INSTALL,
+        occurred_at=AT,
+        account_id=1,
+        campaign_id=campaign_id,
+        conversion_event="INSTALL",
+        attribution_type=attribution_type,
+    )
 
 
 def _figures(store: EventStore, table: str) -> tuple[int, int, int]:
@@ -28,10 +35,10 @@ def _figures(store: EventStore, table: str) -> tuple[int, int, int]:
 
 
 def test_rollups_made_before_the_attribution_type_are_upgraded_and_keep_their_data(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for table, (dimensions, quarters) in list(schema.ROLLUPS.items()):
-        monkeypatch.setitem(schema.ROLLUPS, table, (tuple(d for d in dimensions if d != "attribution_type"),
-                                                    quarters))
+        monkeypatch.setitem(schema.ROLLUPS, table, (tuple(d for d in dimensions if d != "attribution_type"), quarters))
     old = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")
     old.append([_install("ours", 5, "click"), _install("organic", 0, "organic")])
     old.flush()
@@ -44,8 +51,9 @@ def test_rollups_made_before_the_attribution_type_are_upgraded_and_keep_their_da
         upgraded.flush()
         for table in schema.ROLLUPS:
             assert _figures(upgraded, table) == (2, 1, 1)
-            keys = upgraded.query("SELECT sorting_key FROM system.tables WHERE name = {t:String}",
-                                  {"t": table}).rows[0][0]
+            keys = upgraded.query("SELECT sorting_key FROM system.tables WHERE name = {t:String}", {"t": table}).rows[
+                0
+            ][0]
             assert keys.endswith("conversion_event, attribution_type")
     finally:
         upgraded.close()
@@ -57,14 +65,23 @@ def test_rollups_made_before_the_attribution_type_are_upgraded_and_keep_their_da
 
 
 def test_a_store_sliced_in_quarter_hours_is_upgraded_to_half_hours_and_keeps_its_slices(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def charge(event_id: str, minute: int) -> Event:
-        return Event(event_id=event_id, event_type=EventType.CHARGE, occurred_at=AT.replace(minute=minute),
-                     account_id=1, campaign_id=5, cost_micros=1_000)
+        return Event(
+            event_id=event_id,
+            event_type=EventType.CHARGE,
+            occurred_at=AT.replace(minute=minute),
+            account_id=1,
+            campaign_id=5,
+            cost_micros=1_000,
+        )
 
     def slices(store: EventStore) -> list[list[int]]:
-        return store.query(f"SELECT quarter, sum(cost_micros) FROM {schema.ROLLUP_TABLE} WHERE account_id = 1 "
-                           "GROUP BY quarter ORDER BY quarter").rows
+        return store.query(
+            f"SELECT quarter, sum(cost_micros) FROM {schema.ROLLUP_TABLE} WHERE account_id = 1 "
+            "GROUP BY quarter ORDER BY quarter"
+        ).rows
 
     monkeypatch.setattr(schema, "SLICE_MINUTES", 15)
     old = EventStore(journal_dir=tmp_path / "journal", chdb_path=tmp_path / "chdb")

@@ -58,17 +58,42 @@ def test_deleting_objects_under_review_withdraws_them_from_the_queue(api) -> Non
 
     admin = api.admin()
     adv = api.approved_account(admin)
-    campaign = expect(api.client.post("/api/v1/campaigns", headers=adv.headers, json={
-        "objective": "performance", "name": "Withdrawn", "promotion_type": "app_download",
-        "package_name": "com.example.withdrawn"}), 201)
-    ad_group = expect(api.client.post("/api/v1/ad-groups", headers=adv.headers, json={
-        "campaign_id": campaign["id"], "name": "g", "placement_type": "banner", "bid_type": "cpc",
-        "bid_micros": 100_000}), 201)
+    campaign = expect(
+        api.client.post(
+            "/api/v1/campaigns",
+            headers=adv.headers,
+            json={
+                "objective": "performance",
+                "name": "Withdrawn",
+                "promotion_type": "app_download",
+                "package_name": "com.example.withdrawn",
+            },
+        ),
+        201,
+    )
+    ad_group = expect(
+        api.client.post(
+            "/api/v1/ad-groups",
+            headers=adv.headers,
+            json={
+                "campaign_id": campaign["id"],
+                "name": "g",
+                "placement_type": "banner",
+                "bid_type": "cpc",
+                "bid_micros": 100_000,
+            },
+        ),
+        201,
+    )
     expect(api.client.post(f"/api/v1/ad-groups/{ad_group['id']}/submit", headers=adv.headers), 200)
-    queued = {(i["object_type"], i["object_id"]) for i in expect(api.client.get("/api/v1/review/queue",
-                                                                                headers=admin.headers), 200)}
+    queued = {
+        (i["object_type"], i["object_id"])
+        for i in expect(api.client.get("/api/v1/review/queue", headers=admin.headers), 200)
+    }
     assert ("ad_group", ad_group["id"]) in queued
     expect(api.client.delete(f"/api/v1/ad-groups/{ad_group['id']}", headers=adv.headers), 200)
-    queued = {(i["object_type"], i["object_id"]) for i in expect(api.client.get("/api/v1/review/queue",
-                                                                                headers=admin.headers), 200)}
+    queued = {
+        (i["object_type"], i["object_id"])
+        for i in expect(api.client.get("/api/v1/review/queue", headers=admin.headers), 200)
+    }
     assert ("ad_group", ad_group["id"]) not in queued

@@ -28,16 +28,31 @@ def eventually(check: Callable[[], bool], *, within: float = 20.0) -> bool:
 
 
 def approved_creative(api: Api, actor: Actor, admin: Actor, ad_group_id: int) -> dict[str, Any]:
-    media = expect(api.client.post("/api/v1/media", headers=actor.headers,
-                                   files={"file": ("banner.png", png(640, 100))}), 201)
-    created = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json={
-        "ad_group_id": ad_group_id, "name": "Home banner", "format": "image_640x100",
-        "materials": {"images": [media["id"]]},
-        "click_url": "https://example.com/app",
-        "impression_urls": ["https://monitor.example.org/imp?click={click_id}&device={gaid}&ts={timestamp}"]}), 201)
+    media = expect(
+        api.client.post("/api/v1/media", headers=actor.headers, files={"file": ("banner.png", png(640, 100))}), 201
+    )
+    created = expect(
+        api.client.post(
+            "/api/v1/creatives",
+            headers=actor.headers,
+            json={
+                "ad_group_id": ad_group_id,
+                "name": "Home banner",
+                "format": "image_640x100",
+                "materials": {"images": [media["id"]]},
+                "click_url": "https://example.com/app",
+                "impression_urls": ["https://monitor.example.org/imp?click={click_id}&device={gaid}&ts={timestamp}"],
+            },
+        ),
+        201,
+    )
     expect(api.client.post(f"/api/v1/creatives/{created['id']}/submit", headers=actor.headers), 200)
-    return expect(api.client.post(f"/api/v1/creatives/{created['id']}/review", headers=admin.headers,
-                                  json={"decision": "approve"}), 200)
+    return expect(
+        api.client.post(
+            f"/api/v1/creatives/{created['id']}/review", headers=admin.headers, json={"decision": "approve"}
+        ),
+        200,
+    )
 
 
 def setup_serving_ad(api: Api) -> dict[str, Any]:
@@ -45,11 +60,27 @@ def setup_serving_ad(api: Api) -> dict[str, Any]:
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
     pub = publisher(api, admin)
-    space = ad_space(api, admin, pub["id"], placement_type="banner", accepted_formats=["image_640x100"],
-                     sizes=["640x100"], reserve_price_micros=100_000)
+    space = ad_space(
+        api,
+        admin,
+        pub["id"],
+        placement_type="banner",
+        accepted_formats=["image_640x100"],
+        sizes=["640x100"],
+        reserve_price_micros=100_000,
+    )
     camp = campaign(api, actor)
-    group = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
-                              bid_micros=300_000, ad_space_ids=[space["id"]], targeting={"countries": ["ID"]})
+    group = approved_ad_group(
+        api,
+        actor,
+        admin,
+        camp["id"],
+        placement_type="banner",
+        bid_type="cpc",
+        bid_micros=300_000,
+        ad_space_ids=[space["id"]],
+        targeting={"countries": ["ID"]},
+    )
     creative = approved_creative(api, actor, admin, group["id"])
     return {"admin": admin, "actor": actor, "space": space, "group": group, "creative": creative}
 
@@ -61,10 +92,20 @@ def ads_now(client: TestClient, space_id: int) -> list[Any]:
 
 
 def ad_request(client: TestClient, space_id: int, **device: Any) -> Any:
-    body = {"ad_space_id": space_id, "count": 2,
-            "device": {"gaid": GAID, "country": "ID", "os_version": "13", "model": "Redmi Note 12",
-                       "language": "id", "network": "wifi", **device},
-            "app": {"package": "com.mi.browser", "installed_packages": ["com.whatsapp"]}}
+    body = {
+        "ad_space_id": space_id,
+        "count": 2,
+        "device": {
+            "gaid": GAID,
+            "country": "ID",
+            "os_version": "13",
+            "model": "Redmi Note 12",
+            "language": "id",
+            "network": "wifi",
+            **device,
+        },
+        "app": {"package": "com.mi.browser", "installed_packages": ["com.whatsapp"]},
+    }
     return client.post("/v1/ads", json=body)
 
 
@@ -109,8 +150,12 @@ def test_unapproved_or_paused_creatives_and_unknown_spaces_do_not_serve(api: Api
     client, actor = api.client, made["actor"]
     space_id = made["space"]["id"]
     assert eventually(lambda: bool(ads_now(client, space_id)))
-    expect(client.post(f"/api/v1/creatives/{made['creative']['id']}/status", headers=actor.headers,
-                       json={"status": "paused"}), 200)
+    expect(
+        client.post(
+            f"/api/v1/creatives/{made['creative']['id']}/status", headers=actor.headers, json={"status": "paused"}
+        ),
+        200,
+    )
     assert eventually(lambda: ads_now(client, space_id) == [])
     assert ad_request(client, 987_654).status_code == 404
     assert client.post("/v1/ads", json={"ad_space_id": 0}).status_code == 422

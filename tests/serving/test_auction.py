@@ -61,8 +61,7 @@ def test_reserve_price_is_the_floor_and_the_price_when_alone() -> None:
 
 
 def test_first_price_charges_the_bid() -> None:
-    eng = engine(snapshot([group(1, bid_micros=2_000_000), group(2, bid_micros=1_000_000)]),
-                 auction_type="first_price")
+    eng = engine(snapshot([group(1, bid_micros=2_000_000), group(2, bid_micros=1_000_000)]), auction_type="first_price")
     (decision,) = decide(eng)
     assert (decision.ad_group.id, decision.price_micros) == (1, 2_000_000)
 
@@ -71,8 +70,11 @@ def test_bids_in_other_currencies_compete_in_usd_and_pay_in_their_own() -> None:
     fx = FxRates({"USD": 1, "INR": "0.012"})
     rupees = group(1, bid_type="cpm", bid_micros=200_000_000, account_id=2, currency="INR")  # 2.40 USD
     dollars = group(2, bid_type="cpm", bid_micros=2_000_000)
-    snap = snapshot([rupees, dollars], accounts=[AccountSnap(1, available_micros=10**12),
-                                                  AccountSnap(2, currency="INR", available_micros=10**12)], fx=fx)
+    snap = snapshot(
+        [rupees, dollars],
+        accounts=[AccountSnap(1, available_micros=10**12), AccountSnap(2, currency="INR", available_micros=10**12)],
+        fx=fx,
+    )
     (decision,) = decide(engine(snap))
     assert decision.ad_group.id == 1
     # Pays the runner-up's 2.00 USD, in rupees: 2.00 / 0.012.
@@ -82,8 +84,13 @@ def test_bids_in_other_currencies_compete_in_usd_and_pay_in_their_own() -> None:
 def test_reserved_tiers_come_before_the_auction() -> None:
     booking = (NOW - timedelta(days=1), NOW + timedelta(days=1))
     cpt = group(1, bid_type="cpt", bid_micros=1, schedule=Schedule(booked_slots=(booking,)))
-    guaranteed = group(2, bid_type="guaranteed_cpm", bid_micros=10_000, booked_impressions=1_000_000,
-                       schedule=Schedule(start=booking[0], end=booking[1]))
+    guaranteed = group(
+        2,
+        bid_type="guaranteed_cpm",
+        bid_micros=10_000,
+        booked_impressions=1_000_000,
+        schedule=Schedule(start=booking[0], end=booking[1]),
+    )
     performance = group(3, bid_type="cpm", bid_micros=50_000_000)
     eng = engine(snapshot([performance, guaranteed, cpt]))
     decisions = decide(eng, count=3)
@@ -94,8 +101,13 @@ def test_reserved_tiers_come_before_the_auction() -> None:
 def test_guaranteed_booking_is_delivered_evenly() -> None:
     # 100 impressions over 100 hours: about one an hour (plus an hour of slack), however much traffic comes.
     start = NOW - timedelta(hours=10)
-    guaranteed = group(1, bid_type="guaranteed_cpm", bid_micros=1, booked_impressions=100,
-                       schedule=Schedule(start=start, end=start + timedelta(hours=100)))
+    guaranteed = group(
+        1,
+        bid_type="guaranteed_cpm",
+        bid_micros=1,
+        booked_impressions=100,
+        schedule=Schedule(start=start, end=start + timedelta(hours=100)),
+    )
     eng = engine(snapshot([guaranteed]))
     delivered = sum(len(decide(eng)) for _ in range(100))
     assert 10 <= delivered <= 12
@@ -119,8 +131,10 @@ def test_early_stop_finds_the_same_winners_as_a_full_auction() -> None:
     snap = snapshot(groups)
     from adstack.serving.prediction import Outcomes
 
-    leaves = {("interstitial", 1, g.id, g.creatives[0].id): Outcomes(impressions=10_000, clicks=10 * (40 - g.id))
-              for g in groups}
+    leaves = {
+        ("interstitial", 1, g.id, g.creatives[0].id): Outcomes(impressions=10_000, clicks=10 * (40 - g.id))
+        for g in groups
+    }
     rates = RateModel(leaves)
     eng = DecisionEngine(ServingState.build(snap, rates), counters=MemoryCounters())
     best = max(groups, key=lambda g: g.bid_micros * rates.rates("interstitial", 1, g.id, g.creatives[0].id)[0])
@@ -129,8 +143,17 @@ def test_early_stop_finds_the_same_winners_as_a_full_auction() -> None:
 
 
 def test_clearing_price_is_never_above_the_bid() -> None:
-    price = clearing_price_micros(bid_type="cpc", bid_micros=100, currency="USD", winner_ecpm=5_000.0,
-                                  runner_up_ecpm=4_999.0, floor_ecpm=0.0, pctr=0.0001, pcvr=0.1, fx=FxRates())
+    price = clearing_price_micros(
+        bid_type="cpc",
+        bid_micros=100,
+        currency="USD",
+        winner_ecpm=5_000.0,
+        runner_up_ecpm=4_999.0,
+        floor_ecpm=0.0,
+        pctr=0.0001,
+        pcvr=0.1,
+        fx=FxRates(),
+    )
     assert price == 100
 
 
@@ -151,9 +174,12 @@ def test_lone_cpc_bidder_on_a_space_without_reserve_pays_at_least_the_minimum_pe
 def test_minimum_is_per_bid_type_and_converted_to_the_account_currency() -> None:
     fx = FxRates({"USD": 1, "INR": "0.012"})
     minimums = MinimumPrices(cpc_usd_micros=20_000, cpm_usd_micros=150_000, cpa_usd_micros=500_000)
-    cases = [("cpm", 5_000_000, "USD", 150_000), ("cpc", 1_000_000, "USD", 20_000),
-             ("cpa", 9_000_000, "USD", 500_000),
-             ("cpc", 100_000_000, "INR", math.ceil(Decimal(20_000) / Decimal("0.012")))]
+    cases = [
+        ("cpm", 5_000_000, "USD", 150_000),
+        ("cpc", 1_000_000, "USD", 20_000),
+        ("cpa", 9_000_000, "USD", 500_000),
+        ("cpc", 100_000_000, "INR", math.ceil(Decimal(20_000) / Decimal("0.012"))),
+    ]
     for bid_type, bid, currency, expected in cases:
         lone = group(1, bid_type=bid_type, bid_micros=bid, currency=currency)
         snap = snapshot([lone], accounts=[AccountSnap(1, currency=currency, available_micros=10**12)], fx=fx)
@@ -172,8 +198,9 @@ def test_a_bid_below_the_minimum_does_not_enter_the_auction() -> None:
 
 
 def test_minimums_come_from_the_settings() -> None:
-    settings = Settings(min_price_cpc_usd_micros=30_000, min_price_cpm_usd_micros=200_000,
-                        min_price_cpa_usd_micros=1_000_000)
+    settings = Settings(
+        min_price_cpc_usd_micros=30_000, min_price_cpm_usd_micros=200_000, min_price_cpa_usd_micros=1_000_000
+    )
     assert MinimumPrices.from_settings(settings) == MinimumPrices(30_000, 200_000, 1_000_000)
     assert MinimumPrices.from_settings(Settings()) == MinimumPrices()
 
@@ -181,16 +208,22 @@ def test_minimums_come_from_the_settings() -> None:
 def test_first_price_exchange_bids_the_ecpm_less_the_margin_not_the_floor(client: TestClient) -> None:
     # A lone bidder: our own auction clears at the platform minimum, which would lose every first-price auction.
     cpm = group(1, placement="banner", bid_micros=3_000_000, creatives=(creative(1, width=300, height=250),))
-    cpc = group(2, placement="banner", bid_type="cpc", bid_micros=2_000_000,
-                creatives=(creative(2, width=300, height=250),))
+    cpc = group(
+        2, placement="banner", bid_type="cpc", bid_micros=2_000_000, creatives=(creative(2, width=300, height=250),)
+    )
     engine_ = client.app.state.serving.engine  # type: ignore[attr-defined]
     banner_ctr = DEFAULT_CTR_PRIORS["banner"].mean
     for bidder, ecpm in ((cpm, 3_000_000), (cpc, 2_000_000 * banner_ctr * 1000)):
         engine_.swap(ServingState.build(snapshot([bidder])))
         prices = {}
         for at in (1, 2):
-            body = {"id": f"r{at}", "at": at, "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
-                    "app": {"bundle": "com.publisher.app"}, "device": {"geo": {"country": "IND"}}}
+            body = {
+                "id": f"r{at}",
+                "at": at,
+                "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
+                "app": {"bundle": "com.publisher.app"},
+                "device": {"geo": {"country": "IND"}},
+            }
             response = client.post("/openrtb2/bid", json=body)
             assert response.status_code == 200, response.text
             prices[at] = response.json()["seatbid"][0]["bid"][0]["price"]

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from adstack.serving.counters import Claim, Counters, MemoryCounters, RedisCounters
-from tests.serving.support import SHARED_REDIS_URL, redis_available
-
-REDIS_URL = SHARED_REDIS_URL
+from tests.serving.support import SHARED_REDIS_URL as REDIS_URL
+from tests.serving.support import redis_available
 
 
 @pytest.fixture(params=["memory", "redis"])

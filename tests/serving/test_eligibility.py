@@ -35,40 +35,68 @@ def _stable_id(value: object) -> str:
     return str(value)
 
 
-@pytest.mark.parametrize(("targeting", "matching", "failing"), [
-    ({"countries": frozenset({"in"})}, {"country": "IN"}, {"country": "ID"}),
-    ({"countries": frozenset({"in"})}, {"country": "IN"}, {"country": None}),
-    ({"languages": frozenset({"en"})}, {"language": "en-us"}, {"language": "hi"}),
-    ({"genders": frozenset({"female"})}, {"gender": "female"}, {"gender": "male"}),
-    ({"genders": frozenset({"female"})}, {"gender": "female"}, {"gender": None}),
-    ({"age_ranges": frozenset({"25-34"})}, {"age": 30}, {"age": 40}),
-    ({"networks": frozenset({"wifi"})}, {"network": "wifi"}, {"network": "4g"}),
-    ({"carriers": frozenset({"jio"})}, {"carrier": "jio"}, {"carrier": "airtel"}),
-    ({"device_models": frozenset({"redmi note 12"})}, {"device_model": "redmi note 12"},
-     {"device_model": "poco f5"}),
-    ({"os_min": (11,), "os_max": (13,)}, {"os_version": (12, 1)}, {"os_version": (10, 0)}),
-    ({"os_min": (11,), "os_max": (13,)}, {"os_version": (13, 5)}, {"os_version": (14,)}),
-    ({"os_min": (11, 2)}, {"os_version": (11, 2)}, {"os_version": (11, 1, 9)}),
-    ({"os_min": (11,)}, {"os_version": (11,)}, {"os_version": None}),
-    ({"ad_space_ids": frozenset({10})}, {"ad_space_id": 10}, {"ad_space_id": 11}),
-    ({"publisher_ids": frozenset({1})}, {"publisher_id": 1}, {"publisher_id": 2}),
-    ({"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset()}),
-    ({"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset({"deal-2"})}),
-    ({"installed_apps": frozenset({"com.a"})}, {"installed_packages": frozenset({"com.a", "com.z"})},
-     {"installed_packages": frozenset({"com.b"})}),
-    ({"installed_apps": frozenset({"com.a"})}, {"installed_packages": frozenset({"com.a"})},
-     {"installed_packages": None}),
-    ({"not_installed_apps": frozenset({"com.a"})}, {"installed_packages": frozenset({"com.b"})},
-     {"installed_packages": frozenset({"com.a"})}),
-    ({"promoted_package": "com.p", "target_group": "not_currently_installed"},
-     {"installed_packages": frozenset({"com.b"})}, {"installed_packages": frozenset({"com.p"})}),
-    ({"promoted_package": "com.p", "target_group": "installed"},
-     {"installed_packages": frozenset({"com.p"})}, {"installed_packages": frozenset({"com.b"})}),
-    ({"usage": (UsageRule(min_minutes=30, package="com.a"),)}, {"usage_minutes": {"com.a": 45}},
-     {"usage_minutes": {"com.a": 10}}),
-    ({"behaviours": (BehaviourRule(action="installed", packages=frozenset({"com.a"})),)},
-     {"installed_packages": frozenset({"com.a"})}, {"installed_packages": frozenset({"com.b"})}),
-], ids=lambda value: _stable_id(value)[:48])
+@pytest.mark.parametrize(
+    ("targeting", "matching", "failing"),
+    [
+        ({"countries": frozenset({"in"})}, {"country": "IN"}, {"country": "ID"}),
+        ({"countries": frozenset({"in"})}, {"country": "IN"}, {"country": None}),
+        ({"languages": frozenset({"en"})}, {"language": "en-us"}, {"language": "hi"}),
+        ({"genders": frozenset({"female"})}, {"gender": "female"}, {"gender": "male"}),
+        ({"genders": frozenset({"female"})}, {"gender": "female"}, {"gender": None}),
+        ({"age_ranges": frozenset({"25-34"})}, {"age": 30}, {"age": 40}),
+        ({"networks": frozenset({"wifi"})}, {"network": "wifi"}, {"network": "4g"}),
+        ({"carriers": frozenset({"jio"})}, {"carrier": "jio"}, {"carrier": "airtel"}),
+        (
+            {"device_models": frozenset({"redmi note 12"})},
+            {"device_model": "redmi note 12"},
+            {"device_model": "poco f5"},
+        ),
+        ({"os_min": (11,), "os_max": (13,)}, {"os_version": (12, 1)}, {"os_version": (10, 0)}),
+        ({"os_min": (11,), "os_max": (13,)}, {"os_version": (13, 5)}, {"os_version": (14,)}),
+        ({"os_min": (11, 2)}, {"os_version": (11, 2)}, {"os_version": (11, 1, 9)}),
+        ({"os_min": (11,)}, {"os_version": (11,)}, {"os_version": None}),
+        ({"ad_space_ids": frozenset({10})}, {"ad_space_id": 10}, {"ad_space_id": 11}),
+        ({"publisher_ids": frozenset({1})}, {"publisher_id": 1}, {"publisher_id": 2}),
+        ({"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset()}),
+        ({"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset({"deal-1"})}, {"deal_ids": frozenset({"deal-2"})}),
+        (
+            {"installed_apps": frozenset({"com.a"})},
+            {"installed_packages": frozenset({"com.a", "com.z"})},
+            {"installed_packages": frozenset({"com.b"})},
+        ),
+        (
+            {"installed_apps": frozenset({"com.a"})},
+            {"installed_packages": frozenset({"com.a"})},
+            {"installed_packages": None},
+        ),
+        (
+            {"not_installed_apps": frozenset({"com.a"})},
+            {"installed_packages": frozenset({"com.b"})},
+            {"installed_packages": frozenset({"com.a"})},
+        ),
+        (
+            {"promoted_package": "com.p", "target_group": "not_currently_installed"},
+            {"installed_packages": frozenset({"com.b"})},
+            {"installed_packages": frozenset({"com.p"})},
+        ),
+        (
+            {"promoted_package": "com.p", "target_group": "installed"},
+            {"installed_packages": frozenset({"com.p"})},
+            {"installed_packages": frozenset({"com.b"})},
+        ),
+        (
+            {"usage": (UsageRule(min_minutes=30, package="com.a"),)},
+            {"usage_minutes": {"com.a": 45}},
+            {"usage_minutes": {"com.a": 10}},
+        ),
+        (
+            {"behaviours": (BehaviourRule(action="installed", packages=frozenset({"com.a"})),)},
+            {"installed_packages": frozenset({"com.a"})},
+            {"installed_packages": frozenset({"com.b"})},
+        ),
+    ],
+    ids=lambda value: _stable_id(value)[:48],
+)
 def test_targeting_rule(targeting, matching, failing) -> None:
     ad_group = with_targeting(BASE, **targeting)
     assert serves(ad_group, **matching)
@@ -92,17 +120,24 @@ def test_categories_come_from_the_package_table() -> None:
     categories = {"com.game.one": "game", "com.bank.one": "finance"}
     wants_games = with_targeting(BASE, installed_categories=frozenset({"game"}))
     no_banks = with_targeting(BASE, not_installed_categories=frozenset({"finance"}))
-    for ad_group, matching, failing in ((wants_games, {"com.game.one"}, {"com.bank.one"}),
-                                        (no_banks, {"com.game.one"}, {"com.bank.one"})):
+    for ad_group, matching, failing in (
+        (wants_games, {"com.game.one"}, {"com.bank.one"}),
+        (no_banks, {"com.game.one"}, {"com.bank.one"}),
+    ):
         eng = engine(snapshot([ad_group], package_categories=categories))
         assert served(eng, installed_packages=frozenset(matching)) == [1]
         assert served(eng, installed_packages=frozenset(failing)) == []
 
 
 def _audiences(members: dict[int, list[str]]) -> AudienceIndex:
-    return AudienceIndex([IndexedAudience(audience_id=a, version=1, key_space=KeySpace.MD5,
-                                          members=frozenset(device_key(g) for g in gaids))
-                          for a, gaids in members.items()])
+    return AudienceIndex(
+        [
+            IndexedAudience(
+                audience_id=a, version=1, key_space=KeySpace.MD5, members=frozenset(device_key(g) for g in gaids)
+            )
+            for a, gaids in members.items()
+        ]
+    )
 
 
 def test_audience_include_and_exclude_with_exclusion_winning() -> None:
@@ -161,10 +196,12 @@ def test_daily_budget_counts_what_the_ledger_already_charged_today() -> None:
 def test_total_budget() -> None:
     # Each impression costs 1,000 micros (see above).
     ad_group = group(1, total_budget_micros=5_000)
-    assert served(engine(snapshot([ad_group], ledger_spend={1: Spend(total_micros=4_000)})),
-                  floor_micros=1_000_000) == [1]
-    assert served(engine(snapshot([ad_group], ledger_spend={1: Spend(total_micros=4_500)})),
-                  floor_micros=1_000_000) == []
+    assert served(
+        engine(snapshot([ad_group], ledger_spend={1: Spend(total_micros=4_000)})), floor_micros=1_000_000
+    ) == [1]
+    assert (
+        served(engine(snapshot([ad_group], ledger_spend={1: Spend(total_micros=4_500)})), floor_micros=1_000_000) == []
+    )
 
 
 def test_account_needs_balance_or_credit() -> None:
@@ -183,14 +220,17 @@ def test_frequency_cap_per_device_per_day() -> None:
     assert served(eng, now=NOW + timedelta(days=1), **device) == [1]
 
 
-@pytest.mark.parametrize(("slot", "fits"), [
-    (Slot(formats=frozenset({"interstitial_image"})), True),
-    (Slot(formats=frozenset({"image_640x100"})), False),
-    (Slot(sizes=frozenset({(1200, 628)})), True),
-    (Slot(sizes=frozenset({(300, 250)})), False),
-    (Slot(media=frozenset({"video"})), False),
-    (Slot(media=frozenset({"image"})), True),
-])
+@pytest.mark.parametrize(
+    ("slot", "fits"),
+    [
+        (Slot(formats=frozenset({"interstitial_image"})), True),
+        (Slot(formats=frozenset({"image_640x100"})), False),
+        (Slot(sizes=frozenset({(1200, 628)})), True),
+        (Slot(sizes=frozenset({(300, 250)})), False),
+        (Slot(media=frozenset({"video"})), False),
+        (Slot(media=frozenset({"image"})), True),
+    ],
+)
 def test_format_must_fit_the_space(slot, fits) -> None:
     assert serves(BASE, slot=slot) is fits
 

@@ -12,8 +12,11 @@ from tests.support import Actor, Api, expect
 
 def _report(api: Api, actor: Actor, **params: Any) -> Any:
     today = datetime.now(UTC).date().isoformat()
-    return api.client.get("/api/v1/reports", headers=actor.headers,
-                          params={"start_date": today, "end_date": today, "time_zone": "UTC", **params})
+    return api.client.get(
+        "/api/v1/reports",
+        headers=actor.headers,
+        params={"start_date": today, "end_date": today, "time_zone": "UTC", **params},
+    )
 
 
 def test_filled_and_unfilled_ad_requests_make_the_fill_rate_recomputable_from_raw_events(api: Api) -> None:
@@ -29,13 +32,20 @@ def test_filled_and_unfilled_ad_requests_make_the_fill_rate_recomputable_from_ra
     store = get_event_store(client.app.state.settings)  # type: ignore[attr-defined]
     store.flush()
 
-    raw = store.query("SELECT count(), countIf(attrs['filled'] = '1') FROM events "
-                      "WHERE event_type = 'ad_request' AND ad_space_id = {space:UInt64}", {"space": space_id}).rows
+    raw = store.query(
+        "SELECT count(), countIf(attrs['filled'] = '1') FROM events "
+        "WHERE event_type = 'ad_request' AND ad_space_id = {space:UInt64}",
+        {"space": space_id},
+    ).rows
     total, filled = int(raw[0][0]), int(raw[0][1])
     # The polls before the ad reached serving may add unfilled requests of their own.
     assert filled >= 3 and total - filled >= 3
-    body = expect(_report(api, admin, dimensions="ad_space",
-                          metrics=["ad_requests", "filled_ad_requests", "fill_rate", "impressions"]), 200)
+    body = expect(
+        _report(
+            api, admin, dimensions="ad_space", metrics=["ad_requests", "filled_ad_requests", "fill_rate", "impressions"]
+        ),
+        200,
+    )
     (row,) = [r for r in body["rows"] if r["ad_space_id"] == space_id]
     assert (row["ad_requests"], row["filled_ad_requests"]) == (total, filled)
     assert row["fill_rate"] == f"{filled / total:.6f}"
@@ -60,12 +70,23 @@ def test_each_exchange_imp_is_an_ad_request_bid_on_or_not_and_keeps_no_device_id
     assert eventually(lambda: bool(ads_now(client, space_id)))
 
     def bid_request(request_id: str) -> dict[str, Any]:
-        return {"id": request_id, "at": 2, "cur": ["USD"], "tmax": 500,
-                "app": {"id": "a1", "bundle": "com.mi.browser", "publisher": {"id": "p1"}},
-                "device": {"ifa": GAID, "os": "android", "ua": "Mozilla/5.0 (Linux; Android 13)",
-                           "geo": {"country": "IDN"}},
-                "imp": [{"id": "1", "tagid": str(space_id), "bidfloor": 0.05, "banner": {"w": 640, "h": 100}},
-                        {"id": "2", "tagid": str(space_id), "bidfloor": 0.05, "banner": {"w": 728, "h": 90}}]}
+        return {
+            "id": request_id,
+            "at": 2,
+            "cur": ["USD"],
+            "tmax": 500,
+            "app": {"id": "a1", "bundle": "com.mi.browser", "publisher": {"id": "p1"}},
+            "device": {
+                "ifa": GAID,
+                "os": "android",
+                "ua": "Mozilla/5.0 (Linux; Android 13)",
+                "geo": {"country": "IDN"},
+            },
+            "imp": [
+                {"id": "1", "tagid": str(space_id), "bidfloor": 0.05, "banner": {"w": 640, "h": 100}},
+                {"id": "2", "tagid": str(space_id), "bidfloor": 0.05, "banner": {"w": 728, "h": 90}},
+            ],
+        }
 
     answers = [client.post("/openrtb2/bid", json=bid_request(f"fill-{n}")) for n in range(3)]
     bids = sum(len(seat["bid"]) for a in answers if a.status_code == 200 for seat in a.json()["seatbid"])
@@ -73,11 +94,16 @@ def test_each_exchange_imp_is_an_ad_request_bid_on_or_not_and_keeps_no_device_id
     client.app.state.serving.flush_events()  # type: ignore[attr-defined]
     store = get_event_store(client.app.state.settings)  # type: ignore[attr-defined]
     store.flush()
-    rows = store.query("SELECT count(), countIf(attrs['filled'] = '1'), max(device_hash) FROM events "
-                       "WHERE event_type = 'ad_request' AND attrs['source'] = 'openrtb'").rows
+    rows = store.query(
+        "SELECT count(), countIf(attrs['filled'] = '1'), max(device_hash) FROM events "
+        "WHERE event_type = 'ad_request' AND attrs['source'] = 'openrtb'"
+    ).rows
     assert (int(rows[0][0]), int(rows[0][1]), int(rows[0][2])) == (6, bids, 0)
     body = expect(_report(api, admin, dimensions="ad_space", metrics=["ad_requests", "filled_ad_requests"]), 200)
     (row,) = [r for r in body["rows"] if r["ad_space_id"] == space_id]
-    sdk = store.query("SELECT count() FROM events WHERE event_type = 'ad_request' AND ad_space_id = {s:UInt64} "
-                      "AND attrs['source'] != 'openrtb'", {"s": space_id}).rows
+    sdk = store.query(
+        "SELECT count() FROM events WHERE event_type = 'ad_request' AND ad_space_id = {s:UInt64} "
+        "AND attrs['source'] != 'openrtb'",
+        {"s": space_id},
+    ).rows
     assert row["ad_requests"] == 6 + int(sdk[0][0])

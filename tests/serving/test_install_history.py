@@ -20,8 +20,10 @@ GROUPS = ("not_currently_installed", "not_installed_90d", "never_installed")
 def _approved_creative(api: Api, actor: Actor, admin: Actor, ad_group_id: int) -> None:
     made = creative(api, actor, ad_group_id)
     expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=actor.headers), 200)
-    expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
 
 
 def _setup(api: Api) -> tuple[int, dict[int, str]]:
@@ -33,8 +35,9 @@ def _setup(api: Api) -> tuple[int, dict[int, str]]:
     promoted = campaign(api, actor, package_name=PROMOTED)
     groups = {}
     for target_group in GROUPS:
-        group = approved_ad_group(api, actor, admin, promoted["id"], name=target_group, target_group=target_group,
-                                  ad_space_ids=[space["id"]])
+        group = approved_ad_group(
+            api, actor, admin, promoted["id"], name=target_group, target_group=target_group, ad_space_ids=[space["id"]]
+        )
         _approved_creative(api, actor, admin, group["id"])
         groups[group["id"]] = target_group
     return space["id"], groups
@@ -42,9 +45,15 @@ def _setup(api: Api) -> tuple[int, dict[int, str]]:
 
 def _served(api: Api, space_id: int, gaid: str, installed: list[str]) -> set[str] | None:
     """The target groups of the ads served to the device now; None while the space is not serving yet."""
-    answer = api.client.post("/v1/ads", json={
-        "ad_space_id": space_id, "count": 3, "device": {"gaid": gaid, "country": "ID"},
-        "app": {"package": "com.mi.browser", "installed_packages": installed}})
+    answer = api.client.post(
+        "/v1/ads",
+        json={
+            "ad_space_id": space_id,
+            "count": 3,
+            "device": {"gaid": gaid, "country": "ID"},
+            "app": {"package": "com.mi.browser", "installed_packages": installed},
+        },
+    )
     if answer.status_code == 404:
         return None
     return {GROUP_NAMES[ad["ad_group_id"]] for ad in expect(answer, 200)["ads"]}

@@ -17,7 +17,8 @@ from adstack.serving.installs import (
     make_install_history,
 )
 from tests.serving import support
-from tests.serving.test_counters import REDIS_URL, _redis_available
+from tests.serving.support import SHARED_REDIS_URL as REDIS_URL
+from tests.serving.support import redis_available
 
 PROMOTED = "com.example.game"
 DEVICE = 0xDEADBEEF12345678
@@ -26,7 +27,7 @@ DAY = 86_400.0
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    if not _redis_available():
+    if not redis_available():
         pytest.skip("no Redis on 127.0.0.1:6379")
     import redis
 
@@ -67,8 +68,15 @@ def test_loaded_rows_merge_with_reports_and_expire(prefix: str) -> None:
     history = _worker(prefix)
     now = support.NOW.timestamp()
     history.observe(DEVICE, [PROMOTED], now)
-    assert history.load([(DEVICE, PROMOTED, now - 200 * DAY, now - 100 * DAY),
-                         (DEVICE + 1, "com.example.other", now - 5 * DAY, now - 4 * DAY)]) == 2
+    assert (
+        history.load(
+            [
+                (DEVICE, PROMOTED, now - 200 * DAY, now - 100 * DAY),
+                (DEVICE + 1, "com.example.other", now - 5 * DAY, now - 4 * DAY),
+            ]
+        )
+        == 2
+    )
     assert dict(_worker(prefix).of(DEVICE)) == {PROMOTED: (now - 200 * DAY, now)}
     assert dict(_worker(prefix).of(DEVICE + 1)) == {"com.example.other": (now - 5 * DAY, now - 4 * DAY)}
     client = redis.Redis.from_url(REDIS_URL)
@@ -77,20 +85,28 @@ def test_loaded_rows_merge_with_reports_and_expire(prefix: str) -> None:
     assert 0 < ttl <= 400 * DAY  # a device no longer reported is forgotten, not kept for ever
 
 
-@pytest.mark.parametrize(("target_group", "last_seen_days_ago", "served"), [
-    ("not_currently_installed", 100, True),
-    ("not_installed_90d", 100, True),
-    ("not_installed_90d", 10, False),
-    ("never_installed", 100, False),
-])
+@pytest.mark.parametrize(
+    ("target_group", "last_seen_days_ago", "served"),
+    [
+        ("not_currently_installed", 100, True),
+        ("not_installed_90d", 100, True),
+        ("not_installed_90d", 10, False),
+        ("never_installed", 100, False),
+    ],
+)
 def test_a_second_worker_applies_the_target_groups_from_the_shared_history(
-        prefix: str, target_group: str, last_seen_days_ago: int, served: bool) -> None:
+    prefix: str, target_group: str, last_seen_days_ago: int, served: bool
+) -> None:
     group = support.with_targeting(support.group(1), target_group=target_group, promoted_package=PROMOTED)
     engine = support.engine(support.snapshot([group]))
     told, asked = _worker(prefix), _worker(prefix)
     told.observe(DEVICE, [PROMOTED], (support.NOW - timedelta(days=last_seen_days_ago)).timestamp())
-    request = replace(support.request(), device_key=DEVICE, installed_packages=frozenset({"com.whatsapp"}),
-                      install_history=asked.of(DEVICE))
+    request = replace(
+        support.request(),
+        device_key=DEVICE,
+        installed_packages=frozenset({"com.whatsapp"}),
+        install_history=asked.of(DEVICE),
+    )
     assert support.served(engine, request) == ([1] if served else [])
     # A device no worker was told about is every group's.
     fresh = replace(request, device_key=DEVICE + 7, install_history=asked.of(DEVICE + 7))

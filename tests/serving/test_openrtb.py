@@ -58,17 +58,45 @@ def iab_creative(group_id: int, width: int, height: int) -> Any:
 def bidders() -> list:
     """Ad groups that can buy open-exchange banners in the IAB sizes, video and native in any geography."""
     return [
-        group(1, placement="banner", bid_micros=3_000_000, categories=("IAB19-6",), creatives=tuple(
-            iab_creative(1, w, h) for w, h in ((300, 250), (728, 90), (300, 600), (320, 50), (320, 100)))),
-        group(2, placement="interstitial", bid_micros=4_000_000, categories=("IAB9-30",), creatives=(
-            creative(2, format="interstitial_video", width=640, height=480, video=True),)),
-        group(3, placement="newsfeed", bid_micros=2_500_000, categories=("IAB1",), creatives=(
-            creative(3, format="large_newsfeed_image", width=1200, height=628),)),
-        group(4, placement="banner", bid_micros=5_000_000, targeting={"deal_ids": frozenset({"AB-Agency1-0001"})},
-              creatives=(creative(4, format="banner_300x250", width=300, height=250),)),
-        group(5, placement="interstitial", bid_micros=2_000_000, creatives=tuple(
-            creative(5, format=f"iab_interstitial_{w}x{h}", width=w, height=h)
-            for w, h in ((320, 480), (480, 320), (1024, 768), (768, 1024)))),
+        group(
+            1,
+            placement="banner",
+            bid_micros=3_000_000,
+            categories=("IAB19-6",),
+            creatives=tuple(
+                iab_creative(1, w, h) for w, h in ((300, 250), (728, 90), (300, 600), (320, 50), (320, 100))
+            ),
+        ),
+        group(
+            2,
+            placement="interstitial",
+            bid_micros=4_000_000,
+            categories=("IAB9-30",),
+            creatives=(creative(2, format="interstitial_video", width=640, height=480, video=True),),
+        ),
+        group(
+            3,
+            placement="newsfeed",
+            bid_micros=2_500_000,
+            categories=("IAB1",),
+            creatives=(creative(3, format="large_newsfeed_image", width=1200, height=628),),
+        ),
+        group(
+            4,
+            placement="banner",
+            bid_micros=5_000_000,
+            targeting={"deal_ids": frozenset({"AB-Agency1-0001"})},
+            creatives=(creative(4, format="banner_300x250", width=300, height=250),),
+        ),
+        group(
+            5,
+            placement="interstitial",
+            bid_micros=2_000_000,
+            creatives=tuple(
+                creative(5, format=f"iab_interstitial_{w}x{h}", width=w, height=h)
+                for w, h in ((320, 480), (480, 320), (1024, 768), (768, 1024))
+            ),
+        ),
     ]
 
 
@@ -234,16 +262,20 @@ def test_prebid_invalid_samples_never_get_a_bid(bidder: TestClient) -> None:
 
 
 def _banner_request(**overrides: Any) -> dict[str, Any]:
-    request: dict[str, Any] = {"id": "r1", "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
-                               "app": {"bundle": "com.example.app"},
-                               "device": {"ifa": "38400000-8cf0-11bd-b23e-10b96e40000d"}}
+    request: dict[str, Any] = {
+        "id": "r1",
+        "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
+        "app": {"bundle": "com.example.app"},
+        "device": {"ifa": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+    }
     request.update(overrides)
     return request
 
 
 def test_malformed_json_is_400_with_the_reason(bidder: TestClient) -> None:
-    response = bidder.post("/openrtb2/bid", content=b'{"id": "x", "imp": [',
-                           headers={"content-type": "application/json"})
+    response = bidder.post(
+        "/openrtb2/bid", content=b'{"id": "x", "imp": [', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_json"
     assert "JSON" in response.json()["error"]["message"]
@@ -269,8 +301,11 @@ def test_response_currency_follows_cur(bidder: TestClient) -> None:
 
 
 def test_private_deal_is_bid_only_by_its_buyers(bidder: TestClient) -> None:
-    imp = {"id": "1", "banner": {"w": 300, "h": 250},
-           "pmp": {"private_auction": 1, "deals": [{"id": "AB-Agency1-0001", "bidfloor": 2.5}]}}
+    imp = {
+        "id": "1",
+        "banner": {"w": 300, "h": 250},
+        "pmp": {"private_auction": 1, "deals": [{"id": "AB-Agency1-0001", "bidfloor": 2.5}]},
+    }
     bid = bidder.post("/openrtb2/bid", json=_banner_request(imp=[imp])).json()["seatbid"][0]["bid"][0]
     assert bid["dealid"] == "AB-Agency1-0001" and bid["crid"] and bid["price"] >= 2.5
     other = {**imp, "pmp": {"private_auction": 1, "deals": [{"id": "someone-else"}]}}
@@ -289,8 +324,20 @@ def test_coppa_requests_get_no_audience_targeted_ads(client: TestClient) -> None
 
     gaid = "38400000-8cf0-11bd-b23e-10b96e40000d"
     engine = client.app.state.serving.engine  # type: ignore[attr-defined]
-    engine.swap(ServingState.build(snapshot([group(1, placement="banner", targeting={"include_audiences": (9,)},
-                                                   creatives=(creative(1, width=300, height=250),))])))
+    engine.swap(
+        ServingState.build(
+            snapshot(
+                [
+                    group(
+                        1,
+                        placement="banner",
+                        targeting={"include_audiences": (9,)},
+                        creatives=(creative(1, width=300, height=250),),
+                    )
+                ]
+            )
+        )
+    )
     engine.audiences = AudienceIndex([IndexedAudience(9, 1, KeySpace.MD5, frozenset([device_key(gaid)]))])
     assert client.post("/openrtb2/bid", json=_banner_request()).status_code == 200
     assert client.post("/openrtb2/bid", json=_banner_request(regs={"coppa": 1})).status_code == 204
@@ -299,9 +346,22 @@ def test_coppa_requests_get_no_audience_targeted_ads(client: TestClient) -> None
 def test_loss_notice_gives_the_reservation_back(client: TestClient) -> None:
     engine = client.app.state.serving.engine  # type: ignore[attr-defined]
     # 3.00 CPM alone above a 3.00 floor: 3,000 micros a bid; a budget of 3,000 allows one bid at a time.
-    engine.swap(ServingState.build(snapshot([group(1, placement="banner", bid_micros=3_000_000, pacing="asap",
-                                                   daily_budget_micros=3_000,
-                                                   creatives=(creative(1, width=300, height=250),))])))
+    engine.swap(
+        ServingState.build(
+            snapshot(
+                [
+                    group(
+                        1,
+                        placement="banner",
+                        bid_micros=3_000_000,
+                        pacing="asap",
+                        daily_budget_micros=3_000,
+                        creatives=(creative(1, width=300, height=250),),
+                    )
+                ]
+            )
+        )
+    )
     request = _banner_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 3.0}])
     bid = client.post("/openrtb2/bid", json=request).json()["seatbid"][0]["bid"][0]
     engine._blocked_until.clear()  # the refusal below would otherwise be remembered for the rest of the day
@@ -318,8 +378,9 @@ def test_loss_notice_gives_the_reservation_back(client: TestClient) -> None:
 def _priced_bid_request(space_id: int, corpus_dir: Path) -> dict[str, Any]:
     """The specification's mobile app request, for one of our ad spaces, from a device our ad group targets."""
     request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
-    request["imp"][0].update({"tagid": str(space_id), "bidfloor": 0.05,
-                              "banner": {**request["imp"][0]["banner"], "w": 640, "h": 100}})
+    request["imp"][0].update(
+        {"tagid": str(space_id), "bidfloor": 0.05, "banner": {**request["imp"][0]["banner"], "w": 640, "h": 100}}
+    )
     request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
     return request
 
@@ -329,7 +390,8 @@ def _local(url: str) -> str:
 
 
 def test_a_fired_burl_brings_the_exchange_price_into_reports_as_media_cost_and_spend_stays_ours(
-        api: Api, settings: Settings, corpus_dir: Path) -> None:
+    api: Api, settings: Settings, corpus_dir: Path
+) -> None:
     made = setup_serving_ad(api)
     client, admin, advertiser = api.client, made["admin"], made["actor"]
     request = _priced_bid_request(made["space"]["id"], corpus_dir)
@@ -355,31 +417,55 @@ def test_a_fired_burl_brings_the_exchange_price_into_reports_as_media_cost_and_s
     token = parse_qs(urlsplit(won["burl"]).query)["t"][0]
     ours = decode_token(token, settings.resolved_secret_key, now=utcnow()).price_micros
     api.settle()
-    balance = expect(client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance",
-                                headers=advertiser.headers), 200)["balance_micros"]
+    balance = expect(
+        client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance", headers=advertiser.headers), 200
+    )["balance_micros"]
     click = re.search(r'<a href="([^"]+)"', won["adm"])
     assert click is not None
     assert client.get(_local(html.unescape(click.group(1))), follow_redirects=False).status_code == 302
     api.settle()
-    charged = balance - expect(client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance",
-                                          headers=advertiser.headers), 200)["balance_micros"]
+    charged = (
+        balance
+        - expect(
+            client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/balance", headers=advertiser.headers), 200
+        )["balance_micros"]
+    )
     assert charged == ours > 0  # our own auction's price, whatever the exchange cleared at
 
     today = utcnow().date()
     for dimensions in ([], ["ad_space"]):  # the campaign rollup, then the one with the supply side
-        body = expect(client.get("/api/v1/reports", headers=admin.headers, params={
-            "start_date": (today - timedelta(days=1)).isoformat(),
-            "end_date": (today + timedelta(days=1)).isoformat(), "account_ids": [advertiser.account_id],
-            "dimensions": dimensions,
-            "metrics": ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"]}), 200)
-        assert body["totals"] == {"impressions": 4, "cost_micros": charged, "media_cost_micros": 850,
-                                  "media_cost_impressions": 1}
-    refused = client.get("/api/v1/reports", headers=advertiser.headers, params={
-        "start_date": today.isoformat(), "end_date": today.isoformat(), "metrics": ["media_cost_micros"]})
+        body = expect(
+            client.get(
+                "/api/v1/reports",
+                headers=admin.headers,
+                params={
+                    "start_date": (today - timedelta(days=1)).isoformat(),
+                    "end_date": (today + timedelta(days=1)).isoformat(),
+                    "account_ids": [advertiser.account_id],
+                    "dimensions": dimensions,
+                    "metrics": ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"],
+                },
+            ),
+            200,
+        )
+        assert body["totals"] == {
+            "impressions": 4,
+            "cost_micros": charged,
+            "media_cost_micros": 850,
+            "media_cost_impressions": 1,
+        }
+    refused = client.get(
+        "/api/v1/reports",
+        headers=advertiser.headers,
+        params={"start_date": today.isoformat(), "end_date": today.isoformat(), "metrics": ["media_cost_micros"]},
+    )
     assert refused.status_code == 403
     assert refused.json()["error"]["fields"][0] == {
-        "field": "metrics", "rule": "platform_only", "message": "visible to platform staff only",
-        "actual": ["media_cost_micros"]}
+        "field": "metrics",
+        "rule": "platform_only",
+        "message": "visible to platform staff only",
+        "actual": ["media_cost_micros"],
+    }
 
 
 @pytest.mark.parametrize("price", ["${AUCTION_PRICE}", "-1", "abc", "NaN", "1e9", "%FF", "9" * 500, ""])
@@ -394,8 +480,7 @@ def test_win_and_loss_notices_take_any_price_without_refusing(bidder: TestClient
 # ---------- the campaign's IAB categories, end to end ----------
 
 
-def test_campaign_categories_are_checked_then_carried_on_bids_and_blocked_by_bcat(
-        api: Api, corpus_dir: Path) -> None:
+def test_campaign_categories_are_checked_then_carried_on_bids_and_blocked_by_bcat(api: Api, corpus_dir: Path) -> None:
     from adstack.finance.models import EntryType
     from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
     from tests.serving.test_api import approved_creative
@@ -403,17 +488,41 @@ def test_campaign_categories_are_checked_then_carried_on_bids_and_blocked_by_bca
     admin = api.admin()
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
-    refused = api.client.post("/api/v1/campaigns", headers=actor.headers, json={
-        "objective": "performance", "name": "Bad categories", "promotion_type": "app_download",
-        "package_name": "com.example.game", "iab_categories": ["IAB27"]})
+    refused = api.client.post(
+        "/api/v1/campaigns",
+        headers=actor.headers,
+        json={
+            "objective": "performance",
+            "name": "Bad categories",
+            "promotion_type": "app_download",
+            "package_name": "com.example.game",
+            "iab_categories": ["IAB27"],
+        },
+    )
     assert refused.status_code == 422
     assert refused.json()["error"]["fields"][0]["field"].startswith("iab_categories")
     camp = campaign(api, actor, iab_categories=["iab9-30", "IAB9-30", "IAB1"])
     assert camp["iab_categories"] == ["IAB9-30", "IAB1"]
-    space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
-                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
-    group = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
-                              bid_micros=300_000, ad_space_ids=[space["id"]], targeting={"countries": ["ID"]})
+    space = ad_space(
+        api,
+        admin,
+        publisher(api, admin)["id"],
+        placement_type="banner",
+        accepted_formats=["image_640x100"],
+        sizes=["640x100"],
+        reserve_price_micros=100_000,
+    )
+    group = approved_ad_group(
+        api,
+        actor,
+        admin,
+        camp["id"],
+        placement_type="banner",
+        bid_type="cpc",
+        bid_micros=300_000,
+        ad_space_ids=[space["id"]],
+        targeting={"countries": ["ID"]},
+    )
     approved_creative(api, actor, admin, group["id"])
     request = _priced_bid_request(space["id"], corpus_dir)
     assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
@@ -422,13 +531,18 @@ def test_campaign_categories_are_checked_then_carried_on_bids_and_blocked_by_bca
     for blocked in (["IAB9"], ["IAB1"], ["IAB9-30"]):
         assert api.client.post("/openrtb2/bid", json={**request, "bcat": blocked}).status_code == 204
     # The categories are part of what review approved: changing them sends the ad group back to review.
-    changed = expect(api.client.patch(f"/api/v1/campaigns/{camp['id']}", headers=actor.headers,
-                                      json={"iab_categories": ["IAB9-30"]}), 200)
+    changed = expect(
+        api.client.patch(
+            f"/api/v1/campaigns/{camp['id']}", headers=actor.headers, json={"iab_categories": ["IAB9-30"]}
+        ),
+        200,
+    )
     assert changed["iab_categories"] == ["IAB9-30"] and "back to review" in (changed["notice"] or "")
 
 
 def test_an_iab_size_creative_is_validated_like_any_material_and_bought_by_exchanges(
-        api: Api, corpus_dir: Path) -> None:
+    api: Api, corpus_dir: Path
+) -> None:
     from adstack.finance.models import EntryType
     from tests.campaigns.helpers import approved_ad_group, campaign, ledger, png
 
@@ -436,23 +550,43 @@ def test_an_iab_size_creative_is_validated_like_any_material_and_bought_by_excha
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
     camp = campaign(api, actor, iab_categories=["IAB9-30"])
-    group_ = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
-                               bid_micros=300_000, targeting={"countries": ["ID"]})
+    group_ = approved_ad_group(
+        api,
+        actor,
+        admin,
+        camp["id"],
+        placement_type="banner",
+        bid_type="cpc",
+        bid_micros=300_000,
+        targeting={"countries": ["ID"]},
+    )
 
     def upload(width: int, height: int) -> int:
-        return int(expect(api.client.post("/api/v1/media", headers=actor.headers,
-                                          files={"file": ("iab.png", png(width, height))}), 201)["id"])
+        return int(
+            expect(
+                api.client.post(
+                    "/api/v1/media", headers=actor.headers, files={"file": ("iab.png", png(width, height))}
+                ),
+                201,
+            )["id"]
+        )
 
-    body = {"ad_group_id": group_["id"], "name": "IAB medium rectangle", "format": "iab_banner_300x250",
-            "materials": {"images": [upload(320, 50)], "titles": ["Build your moon base"]},
-            "click_url": "https://example.com/app"}
+    body = {
+        "ad_group_id": group_["id"],
+        "name": "IAB medium rectangle",
+        "format": "iab_banner_300x250",
+        "materials": {"images": [upload(320, 50)], "titles": ["Build your moon base"]},
+        "click_url": "https://example.com/app",
+    }
     wrong = api.client.post("/api/v1/creatives", headers=actor.headers, json=body)
     assert wrong.status_code == 422 and "images" in wrong.json()["error"]["fields"][0]["field"]
     body["materials"]["images"] = [upload(300, 250)]
     made = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json=body), 201)
     expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=actor.headers), 200)
-    expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
-                           json={"decision": "approve"}), 200)
+    expect(
+        api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers, json={"decision": "approve"}),
+        200,
+    )
 
     request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
     request["imp"][0]["banner"] = {"format": [{"w": 320, "h": 50}, {"w": 300, "h": 250}]}

@@ -29,16 +29,23 @@ def serve(client: TestClient, groups: list[Any]) -> TestClient:
 
 
 def banner_group(group_id: int = 1, **overrides: Any) -> Any:
-    values: dict[str, Any] = dict(placement="banner", bid_micros=3_000_000, categories=("IAB19-6",),
-                                  creatives=(creative(group_id, format="iab_banner_300x250", width=300, height=250),))
+    values: dict[str, Any] = dict(
+        placement="banner",
+        bid_micros=3_000_000,
+        categories=("IAB19-6",),
+        creatives=(creative(group_id, format="iab_banner_300x250", width=300, height=250),),
+    )
     values.update(overrides)
     return group(group_id, **values)
 
 
 def bid_request(**overrides: Any) -> dict[str, Any]:
-    request: dict[str, Any] = {"id": "r1", "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
-                               "app": {"bundle": "com.example.app"},
-                               "device": {"ifa": IFA, "os": "android", "geo": {"country": "IND"}}}
+    request: dict[str, Any] = {
+        "id": "r1",
+        "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}],
+        "app": {"bundle": "com.example.app"},
+        "device": {"ifa": IFA, "os": "android", "geo": {"country": "IND"}},
+    }
     request.update(overrides)
     return request
 
@@ -83,15 +90,26 @@ def _stored_text(settings: Settings) -> str:
 
 @pytest.mark.parametrize("signal", sorted(SIGNALS))
 def test_a_privacy_signal_means_no_personal_targeting_and_no_device_id_anywhere(
-        client: TestClient, settings: Settings, signal: str) -> None:
+    client: TestClient, settings: Settings, signal: str
+) -> None:
     from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
     from adstack.audiences.ids import KeySpace, device_key
 
     # The audience-targeted ad group bids more; with a frequency cap of one it would also count the device.
     personal = banner_group(1, bid_micros=9_000_000, frequency_cap=1, targeting={"include_audiences": (9,)})
-    contextual = banner_group(2, bid_micros=3_000_000,
-                              creatives=(creative(2, format="iab_banner_300x250", width=300, height=250,
-                                                  impression_monitor_urls=("https://mmp.example.com/i?id={gaid}",)),))
+    contextual = banner_group(
+        2,
+        bid_micros=3_000_000,
+        creatives=(
+            creative(
+                2,
+                format="iab_banner_300x250",
+                width=300,
+                height=250,
+                impression_monitor_urls=("https://mmp.example.com/i?id={gaid}",),
+            ),
+        ),
+    )
     serve(client, [personal, contextual])
     engine = client.app.state.serving.engine  # type: ignore[attr-defined]
     engine.audiences = AudienceIndex([IndexedAudience(9, 1, KeySpace.MD5, frozenset([device_key(IFA)]))])
@@ -134,8 +152,9 @@ def _personal_and_contextual(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("where", ["user.consent", "user.ext.consent"])
-def test_gdpr_with_our_tcf_consent_uses_the_device_id(client: TestClient, settings: Settings,
-                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+def test_gdpr_with_our_tcf_consent_uses_the_device_id(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     runtime = client.app.state.serving  # type: ignore[attr-defined]
     monkeypatch.setattr(runtime, "settings", settings.model_copy(update={"openrtb_tcf_vendor_id": OUR_VENDOR_ID}))
     _personal_and_contextual(client)
@@ -148,7 +167,8 @@ def test_gdpr_with_our_tcf_consent_uses_the_device_id(client: TestClient, settin
 
 @pytest.mark.parametrize("consent", [TCF_OTHER_VENDORS_ONLY, TCF_WITHOUT_PURPOSE_4, TCF_CONSENTS])
 def test_gdpr_consent_withheld_from_us_or_for_a_purpose_means_no_device_id(
-        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, consent: str) -> None:
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, consent: str
+) -> None:
     runtime = client.app.state.serving  # type: ignore[attr-defined]
     # With TCF_CONSENTS the vendor id differs from the one consented to: that consent is someone else's.
     vendor = OUR_VENDOR_ID + 1 if consent == TCF_CONSENTS else OUR_VENDOR_ID
@@ -169,7 +189,8 @@ def test_tracking_urls_never_carry_the_raw_device_id(client: TestClient) -> None
 
 
 def test_exchange_events_know_the_device_by_the_tokens_hash_and_not_under_a_signal(
-        client: TestClient, settings: Settings) -> None:
+    client: TestClient, settings: Settings
+) -> None:
     from adstack.events.service import get_event_store
     from adstack.tracking.devices import normalise_gaid
 
@@ -181,8 +202,12 @@ def test_exchange_events_know_the_device_by_the_tokens_hash_and_not_under_a_sign
     client.app.state.pipeline.drain()  # type: ignore[attr-defined]
     store = get_event_store(settings)
     store.flush()
-    hashes = [int(h) for h, in store.query("SELECT device_hash FROM events WHERE event_type = 'impression' "
-                                           "ORDER BY device_hash DESC").rows]
+    hashes = [
+        int(h)
+        for (h,) in store.query(
+            "SELECT device_hash FROM events WHERE event_type = 'impression' ORDER BY device_hash DESC"
+        ).rows
+    ]
     device = normalise_gaid(IFA)
     assert device is not None
     assert hashes == [device.device_hash, 0]  # the open request's device, and none under lmt
@@ -209,16 +234,33 @@ def test_badv_and_bapp_block_the_advertiser_and_the_promoted_app(client: TestCli
 
 
 def _native_video_request(**native: Any) -> dict[str, Any]:
-    spec = {"ver": "1.2", "assets": [{"id": 1, "required": 1, "title": {"len": 90}},
-                                     {"id": 2, "required": 1, "video": {"mimes": ["video/mp4"], "minduration": 5,
-                                                                        "maxduration": 30, "protocols": [2, 3]}}],
-            "eventtrackers": [{"event": 1, "methods": [1]}]}
+    spec = {
+        "ver": "1.2",
+        "assets": [
+            {"id": 1, "required": 1, "title": {"len": 90}},
+            {
+                "id": 2,
+                "required": 1,
+                "video": {"mimes": ["video/mp4"], "minduration": 5, "maxduration": 30, "protocols": [2, 3]},
+            },
+        ],
+        "eventtrackers": [{"event": 1, "methods": [1]}],
+    }
     return bid_request(imp=[{"id": "1", "native": {"request": json.dumps(spec), "ver": "1.2", **native}}])
 
 
 def test_battr_blocks_what_the_ad_is(client: TestClient) -> None:
-    serve(client, [group(6, placement="newsfeed", bid_micros=3_000_000,
-                         creatives=(creative(6, format="native_video", width=1280, height=720, video=True),))])
+    serve(
+        client,
+        [
+            group(
+                6,
+                placement="newsfeed",
+                bid_micros=3_000_000,
+                creatives=(creative(6, format="native_video", width=1280, height=720, video=True),),
+            )
+        ],
+    )
     bid = first_bid(client.post("/openrtb2/bid", json=_native_video_request()))
     assert bid["attr"] == [6]  # in-feed video plays on its own
     native = json.loads(bid["adm"])
@@ -240,13 +282,23 @@ def test_secure_imps_get_https_only_or_no_bid(client: TestClient) -> None:
 
 
 def test_interstitial_flag_asks_for_interstitial_ads(client: TestClient) -> None:
-    serve(client, [banner_group(),
-                   group(5, placement="interstitial", bid_micros=2_000_000,
-                         creatives=(creative(5, format="iab_interstitial_320x480", width=320, height=480),))])
+    serve(
+        client,
+        [
+            banner_group(),
+            group(
+                5,
+                placement="interstitial",
+                bid_micros=2_000_000,
+                creatives=(creative(5, format="iab_interstitial_320x480", width=320, height=480),),
+            ),
+        ],
+    )
     banner = first_bid(client.post("/openrtb2/bid", json=bid_request()))
     assert (banner["w"], banner["h"]) == (300, 250)
-    full = bid_request(imp=[{"id": "1", "instl": 1, "banner": {}}],
-                       device={"ifa": IFA, "w": 360, "h": 640, "geo": {"country": "IND"}})
+    full = bid_request(
+        imp=[{"id": "1", "instl": 1, "banner": {}}], device={"ifa": IFA, "w": 360, "h": 640, "geo": {"country": "IND"}}
+    )
     assert (first_bid(client.post("/openrtb2/bid", json=full))["h"]) == 480
     small = {**full, "device": {"w": 300, "h": 400}}
     assert client.post("/openrtb2/bid", json=small).status_code == 204
@@ -256,7 +308,8 @@ def test_interstitial_flag_asks_for_interstitial_ads(client: TestClient) -> None
 
 
 def test_first_price_bids_the_value_less_the_margin_above_floor_and_minimum(
-        client: TestClient, settings: Settings) -> None:
+    client: TestClient, settings: Settings
+) -> None:
     serve(client, [banner_group()])
     second = first_bid(client.post("/openrtb2/bid", json=bid_request(at=2)))["price"]
     first = first_bid(client.post("/openrtb2/bid", json=bid_request(at=1)))["price"]
@@ -284,7 +337,8 @@ def test_tmax_below_the_minimum_is_answered_at_once(client: TestClient, settings
 
 
 def test_an_answer_ready_after_tmax_is_withdrawn_and_its_reservation_given_back(
-        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     serve(client, [banner_group(pacing="asap", daily_budget_micros=3_000)])  # one 3.00 CPM bid at a time
@@ -317,11 +371,19 @@ def test_absurd_floors_are_no_bid_never_an_error(client: TestClient, floor: floa
     assert client.post("/openrtb2/bid", json=bid_request()).status_code == 200  # the connection is still good
 
 
-@pytest.mark.parametrize("banner", [{"format": [{}]}, {"format": [{"w": 30}]}, {"w": 300}, {"w": -300, "h": 250},
-                                    {"w": 10**30, "h": 250}, {"format": []}])
+@pytest.mark.parametrize(
+    "banner",
+    [
+        {"format": [{}]},
+        {"format": [{"w": 30}]},
+        {"w": 300},
+        {"w": -300, "h": 250},
+        {"w": 10**30, "h": 250},
+        {"format": []},
+    ],
+)
 def test_unknown_absent_or_absurd_sizes_never_match_any_size(client: TestClient, banner: dict[str, Any]) -> None:
-    serve(client, [banner_group(creatives=(creative(1, format="x", width=600, height=500),)),
-                   banner_group(2)])
+    serve(client, [banner_group(creatives=(creative(1, format="x", width=600, height=500),)), banner_group(2)])
     response = client.post("/openrtb2/bid", json=bid_request(imp=[{"id": "1", "banner": banner}]))
     assert response.status_code in (400, 204)  # refused as Prebid refuses it, or (10^30) simply fits nothing
     if response.status_code == 400:
@@ -338,8 +400,10 @@ def test_a_non_ascii_country_is_unknown_and_leaks_no_reservation(client: TestCli
     serve(client, [banner_group(pacing="asap", daily_budget_micros=3_000)])  # one 3.00 CPM bid at a time
     engine = client.app.state.serving.engine  # type: ignore[attr-defined]
     # A floor of 3.00 makes the bid cost 3.00 CPM: 3,000 micros, the whole budget.
-    odd = bid_request(device={"ifa": IFA, "geo": {"country": "ÉÉ"}},
-                      imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 3.0}])
+    odd = bid_request(
+        device={"ifa": IFA, "geo": {"country": "ÉÉ"}},
+        imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 3.0}],
+    )
     bid = first_bid(client.post("/openrtb2/bid", json=odd))
     engine._blocked_until.clear()
     assert client.post("/openrtb2/bid", json=odd).status_code == 204  # the first bid holds the budget
@@ -385,10 +449,11 @@ def test_gzip_bodies_are_inflated_within_the_size_limit(client: TestClient) -> N
 # ---------- stored invalid traffic ----------
 
 
-@pytest.mark.parametrize(("address", "stored"), [("203.0.113.77", "203.0.113.0"),
-                                                 ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::")])
-def test_invalid_traffic_records_keep_only_the_network_of_the_client(
-        api: Api, address: str, stored: str) -> None:
+@pytest.mark.parametrize(
+    ("address", "stored"),
+    [("203.0.113.77", "203.0.113.0"), ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::")],
+)
+def test_invalid_traffic_records_keep_only_the_network_of_the_client(api: Api, address: str, stored: str) -> None:
     serve(api.client, [banner_group()])
     bid = first_bid(api.client.post("/openrtb2/bid", json=bid_request()))
     forged = _local(bid["burl"]).replace("t=", "t=x", 1)
@@ -430,8 +495,11 @@ def test_hostile_requests_never_break_the_exchange_connection(settings: Settings
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         headers = {"Content-Type": "application/json"}
         hostile: list[tuple[bytes, dict[str, str], int]] = [
-            (json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e308}])).encode(),
-             headers, 204),
+            (
+                json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e308}])).encode(),
+                headers,
+                204,
+            ),
             (b'{"id": "x", "imp": [', headers, 400),
             (json.dumps(bid_request(device={"geo": {"country": "ÉÉ"}})).encode(), headers, 200),
             (json.dumps(bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}}] * 2)).encode(), headers, 400),

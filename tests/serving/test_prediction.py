@@ -48,8 +48,7 @@ def test_thompson_sampling_explores_then_exploits() -> None:
     fresh = [choose_combination(combinations, lambda key: (0, 0), prior_ctr=0.02, rng=rng).key for _ in range(300)]
     assert min(fresh.count(k) for k in "abc") > 60  # all explored
     evidence = {"a": (5_000, 50), "b": (5_000, 400), "c": (5_000, 60)}
-    learned = [choose_combination(combinations, evidence.__getitem__, prior_ctr=0.02, rng=rng).key
-               for _ in range(300)]
+    learned = [choose_combination(combinations, evidence.__getitem__, prior_ctr=0.02, rng=rng).key for _ in range(300)]
     assert learned.count("b") > 290
     # Little evidence keeps exploring the others now and then.
     thin = {"a": (20, 1), "b": (20, 3), "c": (20, 1)}

@@ -171,10 +171,17 @@ def test_an_unreachable_redis_serves_nothing_rather_than_spend_blind() -> None:
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there
     booking = (NOW - timedelta(days=1), NOW + timedelta(days=1))
-    groups = [group(1, bid_type="cpt", bid_micros=1, schedule=Schedule(booked_slots=(booking,))),
-              group(2, bid_type="guaranteed_cpm", bid_micros=10_000, booked_impressions=1_000_000,
-                    schedule=Schedule(start=booking[0], end=booking[1])),
-              group(3)]
+    groups = [
+        group(1, bid_type="cpt", bid_micros=1, schedule=Schedule(booked_slots=(booking,))),
+        group(
+            2,
+            bid_type="guaranteed_cpm",
+            bid_micros=10_000,
+            booked_impressions=1_000_000,
+            schedule=Schedule(start=booking[0], end=booking[1]),
+        ),
+        group(3),
+    ]
     eng = engine(snapshot(groups), counters=_counters(f"redis://127.0.0.1:{port}/0"))
 
     assert run_async(lambda: eng.decide_async(request(count=3))) == []

@@ -14,9 +14,9 @@ from adstack.finance.models import EntryType
 from adstack.serving.counters import Counters, MemoryCounters, RedisCounters
 from adstack.serving.engine import DecisionEngine
 from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
-from tests.serving.support import NOW, engine, group, request, served, snapshot
+from tests.serving.support import NOW, engine, group, redis_available, request, served, snapshot
+from tests.serving.support import SHARED_REDIS_URL as REDIS_URL
 from tests.serving.test_api import ads_now, approved_creative, eventually
-from tests.serving.test_counters import REDIS_URL, _redis_available
 from tests.support import Api, expect
 
 # A $1 daily budget; a lone bidder clears at the platform minimum CPM, so each served ad reserves a tenth of
@@ -31,7 +31,7 @@ def shared(request: pytest.FixtureRequest) -> Iterator[tuple[Counters, Counters]
         one = MemoryCounters()
         yield one, one
         return
-    if not _redis_available():
+    if not redis_available():
         pytest.skip("no Redis on 127.0.0.1:6379")
     prefix = f"adstack:test:{uuid.uuid4().hex}:"
     first, second = RedisCounters(REDIS_URL, prefix=prefix), RedisCounters(REDIS_URL, prefix=prefix)
@@ -41,8 +41,9 @@ def shared(request: pytest.FixtureRequest) -> Iterator[tuple[Counters, Counters]
 
 
 def _engine(counters: Counters) -> DecisionEngine:
-    eng = engine(snapshot([group(1, bid_micros=2_000_000, daily_budget_micros=DAILY, pacing="standard")]),
-                 counters=counters)
+    eng = engine(
+        snapshot([group(1, bid_micros=2_000_000, daily_budget_micros=DAILY, pacing="standard")]), counters=counters
+    )
     eng.sdk_hold_seconds = 60
     return eng
 
@@ -116,11 +117,28 @@ def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
     admin = api.admin()
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
-    space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
-                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
-    group = approved_ad_group(api, actor, admin, campaign(api, actor)["id"], placement_type="banner",
-                              bid_type="cpc", bid_micros=300_000, ad_space_ids=[space["id"]],
-                              targeting={"countries": ["ID"]}, daily_budget_micros=50_000, pacing="asap")
+    space = ad_space(
+        api,
+        admin,
+        publisher(api, admin)["id"],
+        placement_type="banner",
+        accepted_formats=["image_640x100"],
+        sizes=["640x100"],
+        reserve_price_micros=100_000,
+    )
+    group = approved_ad_group(
+        api,
+        actor,
+        admin,
+        campaign(api, actor)["id"],
+        placement_type="banner",
+        bid_type="cpc",
+        bid_micros=300_000,
+        ad_space_ids=[space["id"]],
+        targeting={"countries": ["ID"]},
+        daily_budget_micros=50_000,
+        pacing="asap",
+    )
     approved_creative(api, actor, admin, group["id"])
     client = api.client
     assert eventually(lambda: bool(ads_now(client, space["id"])))

@@ -10,17 +10,26 @@ from pathlib import Path
 import pytest
 
 from tests.serving.redis_worker import DAILY_BUDGET_MICROS
-from tests.serving.test_counters import REDIS_URL, _redis_available
+from tests.serving.support import SHARED_REDIS_URL as REDIS_URL
+from tests.serving.support import redis_available
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not _redis_available(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
 def test_two_processes_stay_within_the_daily_budget() -> None:
     prefix = f"adstack:test:{uuid.uuid4().hex}:"
-    workers = [subprocess.Popen([sys.executable, "-m", "tests.serving.redis_worker", REDIS_URL, prefix],
-                                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.serving.redis_worker", REDIS_URL, prefix],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for worker in workers:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
     # Rounds of 50 requests to both at once: they race on the shared counter within a round, and each round

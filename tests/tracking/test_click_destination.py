@@ -80,8 +80,7 @@ def loopback() -> Iterator[Loopback]:
             parts = urlsplit(self.path)
             if parts.path.startswith("/landing"):
                 state.landings.append(self.path)
-                self._answer(200, b"<!doctype html><title>landing</title><p>landing</p>",
-                             {"content-type": "text/html"})
+                self._answer(200, b"<!doctype html><title>landing</title><p>landing</p>", {"content-type": "text/html"})
             elif parts.path.startswith("/partner/"):
                 host = parts.path.split("/")[2]
                 redirect, required = PARTNER_RULES[host]
@@ -91,8 +90,9 @@ def loopback() -> Iterator[Loopback]:
                     return
                 state.partner_hits.append(self.path)
                 target = query.get(redirect, [""])[0]
-                self._answer(302, headers={"location": target}) if target else self._answer(302, headers={
-                    "location": "https://play.google.com/store/apps/details?id=default"})
+                self._answer(302, headers={"location": target}) if target else self._answer(
+                    302, headers={"location": "https://play.google.com/store/apps/details?id=default"}
+                )
             elif parts.path in state.pages:
                 body, headers = state.pages[parts.path]
                 self._answer(200, body, headers)
@@ -111,22 +111,36 @@ def loopback() -> Iterator[Loopback]:
 
 
 def _creative(api: Api, s: Scenario, click_url: str, **extra: Any) -> int:
-    body = guide_creative(api, s.advertiser, s.ad_group["id"], "image_640x100", Files(api, s.advertiser),
-                          click_url=click_url, **extra)
+    body = guide_creative(
+        api, s.advertiser, s.ad_group["id"], "image_640x100", Files(api, s.advertiser), click_url=click_url, **extra
+    )
     return int(expect(api.client.post("/api/v1/creatives", headers=s.advertiser.headers, json=body), 201)["id"])
 
 
 def _serve(s: Scenario, creative_id: int, gaid: str | None) -> TrackingUrls:
     return build_tracking_urls(
-        base_url="http://testserver", secret=s.settings.resolved_secret_key, impression_id=f"imp_{uuid.uuid4().hex}",
-        account_id=s.account_id, campaign_id=s.campaign["id"], ad_group_id=s.ad_group["id"], creative_id=creative_id,
-        ad_space_id=2, publisher_id=3, bid_type="cpc", price_micros=0, issued_at=utcnow(), gaid=gaid,
-        country="ID", placement_type="banner")
+        base_url="http://testserver",
+        secret=s.settings.resolved_secret_key,
+        impression_id=f"imp_{uuid.uuid4().hex}",
+        account_id=s.account_id,
+        campaign_id=s.campaign["id"],
+        ad_group_id=s.ad_group["id"],
+        creative_id=creative_id,
+        ad_space_id=2,
+        publisher_id=3,
+        bid_type="cpc",
+        price_micros=0,
+        issued_at=utcnow(),
+        gaid=gaid,
+        country="ID",
+        placement_type="banner",
+    )
 
 
 @pytest.mark.parametrize("partner", [Partner.APPSFLYER, Partner.ADJUST, Partner.BRANCH])
 def test_with_a_partner_link_the_chain_ends_at_the_creatives_click_url(
-        api: Api, settings: Settings, loopback: Loopback, partner: Partner) -> None:
+    api: Api, settings: Settings, loopback: Loopback, partner: Partner
+) -> None:
     s = scenario(api, settings, partner=partner, bid_type="cpc")
     creative_id = _creative(api, s, f"{loopback.base}/landing?src=mi&cid={{click_id}}")
     urls = _serve(s, creative_id, new_gaid())
@@ -153,10 +167,10 @@ def test_the_partner_stand_in_refuses_a_link_without_its_media_source(loopback: 
 
 
 def test_without_a_partner_the_click_goes_straight_to_the_click_url(
-        api: Api, settings: Settings, loopback: Loopback) -> None:
+    api: Api, settings: Settings, loopback: Loopback
+) -> None:
     s = scenario(api, settings, bid_type="cpc")
-    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}),
-           200)
+    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}), 200)
     creative_id = _creative(api, s, f"{loopback.base}/landing?g={{gaid}}")
     gaid = new_gaid()
     first = api.client.get(_serve(s, creative_id, gaid).click_url, follow_redirects=False)
@@ -165,7 +179,8 @@ def test_without_a_partner_the_click_goes_straight_to_the_click_url(
 
 
 def test_a_partner_without_a_redirect_parameter_is_not_put_in_front_of_the_click_url(
-        api: Api, settings: Settings, loopback: Loopback) -> None:
+    api: Api, settings: Settings, loopback: Loopback
+) -> None:
     # AppMetrica sends a click to the destination set in its tracker; it documents no parameter for ours.
     s = scenario(api, settings, partner=Partner.APPMETRICA, bid_type="cpc")
     creative_id = _creative(api, s, f"{loopback.base}/landing")
@@ -174,7 +189,8 @@ def test_a_partner_without_a_redirect_parameter_is_not_put_in_front_of_the_click
 
 
 def test_a_token_naming_another_ad_groups_creative_never_reaches_its_click_url(
-        api: Api, settings: Settings, loopback: Loopback) -> None:
+    api: Api, settings: Settings, loopback: Loopback
+) -> None:
     s = scenario(api, settings, bid_type="cpc")
     other = scenario(api, settings, bid_type="cpc")
     foreign = _creative(api, other, f"{loopback.base}/landing?secret=other-tenant")
@@ -205,15 +221,17 @@ class _Page(HTMLParser):
 
 def _deeplink_click(api: Api, settings: Settings, loopback: Loopback) -> tuple[httpx.Response, str, str]:
     s = scenario(api, settings, partner=Partner.APPSFLYER, bid_type="cpc")
-    creative_id = _creative(api, s, f"{loopback.base}/landing?cid={{click_id}}",
-                            deeplink="puzzle://level/7?cid={click_id}")
+    creative_id = _creative(
+        api, s, f"{loopback.base}/landing?cid={{click_id}}", deeplink="puzzle://level/7?cid={click_id}"
+    )
     urls = _serve(s, creative_id, None)
     response = api.client.get(urls.click_url, follow_redirects=False)
     return response, urls.click_id, f"{loopback.base}/landing?cid={urls.click_id}"
 
 
 def test_a_deeplink_opens_a_page_that_tries_the_app_and_falls_back_to_the_click_url(
-        api: Api, settings: Settings, loopback: Loopback) -> None:
+    api: Api, settings: Settings, loopback: Loopback
+) -> None:
     response, click_id, landing = _deeplink_click(api, settings, loopback)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     page = _Page()
@@ -243,23 +261,27 @@ def test_a_deeplink_opens_a_page_that_tries_the_app_and_falls_back_to_the_click_
 
 @pytest.mark.browser
 def test_in_chromium_the_deeplink_page_falls_back_to_the_click_url(
-        api: Api, settings: Settings, loopback: Loopback, tmp_path: Path, playwright_browser: Any) -> None:
+    api: Api, settings: Settings, loopback: Loopback, tmp_path: Path, playwright_browser: Any
+) -> None:
     s = scenario(api, settings, bid_type="cpc")
-    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}),
-           200)
+    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}), 200)
     creative_id = _creative(api, s, f"{loopback.base}/landing?cid={{click_id}}", deeplink="puzzle://level/7")
     urls = _serve(s, creative_id, None)
     response = api.client.get(urls.click_url, follow_redirects=False)
     assert response.status_code == 200
     # The page exactly as answered (body and headers, CSP included), from a loopback origin Chromium can open.
-    loopback.pages["/click"] = (response.content, {k: v for k, v in response.headers.items()
-                                                  if k not in ("content-length",)})
+    loopback.pages["/click"] = (
+        response.content,
+        {k: v for k, v in response.headers.items() if k not in ("content-length",)},
+    )
     violations: list[str] = []
     context = playwright_browser.new_context()
     try:
         page = context.new_page()
-        page.on("console", lambda message: violations.append(message.text)
-                if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         page.goto(f"{loopback.base}/click")
         page.wait_for_url(f"{loopback.base}/landing**", timeout=10_000)
         assert page.url == f"{loopback.base}/landing?cid={urls.click_id}"

@@ -14,10 +14,27 @@ from adstack.tracking.urls import MACRO_ALIASES, expand_macros
 
 ALIASES = [alias for aliases in MACRO_ALIASES.values() for alias in aliases]
 NAME_OF = {alias: name for name, aliases in MACRO_ALIASES.items() for alias in aliases}
-VALUES = {"click_id": "c/1 x", "gaid": "", "timestamp": "1764633600", "timestamp_ms": "1764633600000",
-          "campaign_id": "12", "ad_group_id": "", "creative_id": "7", "ad_space_id": "3", "publisher_id": ""}
-ARGS = {"click_id": "c/1 x", "gaid": None, "timestamp": datetime(2025, 12, 2, tzinfo=UTC), "campaign_id": 12,
-        "ad_group_id": None, "creative_id": 7, "ad_space_id": 3, "publisher_id": None}
+VALUES = {
+    "click_id": "c/1 x",
+    "gaid": "",
+    "timestamp": "1764633600",
+    "timestamp_ms": "1764633600000",
+    "campaign_id": "12",
+    "ad_group_id": "",
+    "creative_id": "7",
+    "ad_space_id": "3",
+    "publisher_id": "",
+}
+ARGS = {
+    "click_id": "c/1 x",
+    "gaid": None,
+    "timestamp": datetime(2025, 12, 2, tzinfo=UTC),
+    "campaign_id": 12,
+    "ad_group_id": None,
+    "creative_id": 7,
+    "ad_space_id": 3,
+    "publisher_id": None,
+}
 
 pieces = st.one_of(
     st.sampled_from(ALIASES).map(lambda a: "{" + a + "}"),

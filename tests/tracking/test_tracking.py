@@ -23,9 +23,22 @@ SECRET = b"a-secret-for-tests"
 
 def _urls(**overrides: object):  # type: ignore[no-untyped-def]
     values: dict[str, object] = dict(
-        base_url="https://ads.example", secret=SECRET, impression_id="imp_1", account_id=7, campaign_id=8,
-        ad_group_id=9, creative_id=10, ad_space_id=11, publisher_id=12, bid_type="cpc", price_micros=250_000,
-        issued_at=utcnow(), gaid="38400000-8CF0-11BD-B23E-10B96E40000D", country="id", placement_type="banner")
+        base_url="https://ads.example",
+        secret=SECRET,
+        impression_id="imp_1",
+        account_id=7,
+        campaign_id=8,
+        ad_group_id=9,
+        creative_id=10,
+        ad_space_id=11,
+        publisher_id=12,
+        bid_type="cpc",
+        price_micros=250_000,
+        issued_at=utcnow(),
+        gaid="38400000-8CF0-11BD-B23E-10B96E40000D",
+        country="id",
+        placement_type="banner",
+    )
     values.update(overrides)
     return build_tracking_urls(**values)  # type: ignore[arg-type]
 
@@ -37,10 +50,20 @@ def _token(url: str) -> str:
 def test_token_round_trip_binds_every_field() -> None:
     urls = _urls()
     claims = decode_token(_token(urls.click_url), SECRET, now=utcnow())
-    assert (claims.impression_id, claims.account_id, claims.campaign_id, claims.ad_group_id, claims.creative_id,
-            claims.ad_space_id, claims.publisher_id, claims.bid_type, claims.price_micros, claims.country,
-            claims.placement_type, claims.gaid) == ("imp_1", 7, 8, 9, 10, 11, 12, "cpc", 250_000, "ID", "banner",
-                                                   "38400000-8cf0-11bd-b23e-10b96e40000d")
+    assert (
+        claims.impression_id,
+        claims.account_id,
+        claims.campaign_id,
+        claims.ad_group_id,
+        claims.creative_id,
+        claims.ad_space_id,
+        claims.publisher_id,
+        claims.bid_type,
+        claims.price_micros,
+        claims.country,
+        claims.placement_type,
+        claims.gaid,
+    ) == ("imp_1", 7, 8, 9, 10, 11, 12, "cpc", 250_000, "ID", "banner", "38400000-8cf0-11bd-b23e-10b96e40000d")
     assert set(urls.video_urls) == {"start", "first_quartile", "midpoint", "third_quartile", "complete"}
     assert len(urls.click_url) < 300
 
@@ -66,8 +89,7 @@ def test_forged_tampered_and_expired_tokens_are_refused() -> None:
             decode_token(garbage, SECRET, now=utcnow())
 
 
-@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1,
-               max_size=64))
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=64))
 def test_click_ids_verify_without_a_database_and_resist_guessing(impression_id: str) -> None:
     issued = utcnow().replace(microsecond=0)
     click_id = new_click_id(impression_id, issued, SECRET)
@@ -80,11 +102,19 @@ def test_click_ids_verify_without_a_database_and_resist_guessing(impression_id: 
 
 def test_macro_expansion_in_third_party_urls() -> None:
     at = utcnow()
-    out = expand_macros("https://m.example/i?c={click_id}&g=__GAID__&t={ts}&ag={adgroup_id}&cr=__CREATIVE_ID__"
-                        "&cmp={campaign_id}&keep={unknown}", click_id="ab_c", gaid="38400000-8cf0",
-                        timestamp=at, campaign_id=1, ad_group_id=2, creative_id=3)
-    assert out == (f"https://m.example/i?c=ab_c&g=38400000-8cf0&t={int(at.timestamp())}&ag=2&cr=3&cmp=1"
-                   "&keep={unknown}")
+    out = expand_macros(
+        "https://m.example/i?c={click_id}&g=__GAID__&t={ts}&ag={adgroup_id}&cr=__CREATIVE_ID__"
+        "&cmp={campaign_id}&keep={unknown}",
+        click_id="ab_c",
+        gaid="38400000-8cf0",
+        timestamp=at,
+        campaign_id=1,
+        ad_group_id=2,
+        creative_id=3,
+    )
+    assert out == (
+        f"https://m.example/i?c=ab_c&g=38400000-8cf0&t={int(at.timestamp())}&ag=2&cr=3&cmp=1&keep={{unknown}}"
+    )
     assert expand_macros("x={gaid}&y=a b", gaid=None) == "x=&y=a b"
     assert expand_macros("x={click_id}", click_id="a&b=c") == "x=a%26b%3Dc"
 
@@ -138,8 +168,7 @@ def test_refused_tokens_answer_400_and_are_kept_as_invalid_traffic(api: Api, set
 
 def test_click_goes_to_the_store_or_landing_page_without_a_partner(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, bid_type="cpc")
-    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}),
-           200)
+    expect(api.client.patch(f"/api/v1/apps/{s.app['id']}", headers=s.advertiser.headers, json={"partner": None}), 200)
     response = api.client.get(s.serve(None).click_url, follow_redirects=False)
     assert response.status_code == 302
     assert response.headers["location"].endswith("details?id=com.example.puzzle")
@@ -158,44 +187,81 @@ def _media_totals(api: Api, admin: Actor, account_id: int) -> dict[str, Any]:
     """Today's totals for the account (a range around today in every zone), as platform staff see them."""
     api.settle()
     today = utcnow().date()
-    body = expect(api.client.get("/api/v1/reports", headers=admin.headers, params={
-        "start_date": (today - timedelta(days=1)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat(),
-        "account_ids": [account_id],
-        "metrics": ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"]}), 200)
+    body = expect(
+        api.client.get(
+            "/api/v1/reports",
+            headers=admin.headers,
+            params={
+                "start_date": (today - timedelta(days=1)).isoformat(),
+                "end_date": (today + timedelta(days=1)).isoformat(),
+                "account_ids": [account_id],
+                "metrics": ["impressions", "cost_micros", "media_cost_micros", "media_cost_impressions"],
+            },
+        ),
+        200,
+    )
     totals: dict[str, Any] = body["totals"]
     return totals
 
 
 # What exchanges send in place of a price they did not fill in, or that is no price at all.
-UNREADABLE_PRICES = ["${AUCTION_PRICE}", "%24%7BAUCTION_PRICE%7D", "-1.25", "-0.5", "abc", "", "1e3", "NaN",
-                     "Infinity", "0x1F", "1,25", "\u0661\u0662", "9" * 5000, "%00", "%FF%FE", "1.2.3", "%2B1.5"]
+UNREADABLE_PRICES = [
+    "${AUCTION_PRICE}",
+    "%24%7BAUCTION_PRICE%7D",
+    "-1.25",
+    "-0.5",
+    "abc",
+    "",
+    "1e3",
+    "NaN",
+    "Infinity",
+    "0x1F",
+    "1,25",
+    "\u0661\u0662",
+    "9" * 5000,
+    "%00",
+    "%FF%FE",
+    "1.2.3",
+    "%2B1.5",
+]
 
 
 def test_an_unreadable_exchange_price_counts_the_impression_with_its_media_cost_unknown(
-        api: Api, settings: Settings) -> None:
+    api: Api, settings: Settings
+) -> None:
     s = scenario(api, settings, bid_type="cpc")
     before = s.balance_micros()
-    hits = [*(f"&ap={value}" for value in UNREADABLE_PRICES),
-            "&ap=1.50&cur=XYZ", "&ap=1.50&cur=E%26R", "&ap=1.50&cur=" + "U" * 300,  # a currency we cannot convert
-            "&ap=${AUCTION_PRICE}&fmt=gif"]
+    hits = [
+        *(f"&ap={value}" for value in UNREADABLE_PRICES),
+        "&ap=1.50&cur=XYZ",
+        "&ap=1.50&cur=E%26R",
+        "&ap=1.50&cur=" + "U" * 300,  # a currency we cannot convert
+        "&ap=${AUCTION_PRICE}&fmt=gif",
+    ]
     for hit in hits:
         urls = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
         response = api.client.get(urls.impression_url + hit)
         assert response.status_code in (200, 204), (hit, response.status_code, response.text)
     assert s.balance_micros() == before - 4_000 * len(hits)  # each one counted and charged our price
     assert _media_totals(api, s.admin, s.account_id) == {
-        "impressions": len(hits), "cost_micros": 4_000 * len(hits), "media_cost_micros": 0,
-        "media_cost_impressions": 0}
+        "impressions": len(hits),
+        "cost_micros": 4_000 * len(hits),
+        "media_cost_micros": 0,
+        "media_cost_impressions": 0,
+    }
 
 
 def test_the_exchange_price_is_media_cost_in_the_account_currency_and_leaves_the_charge_alone(
-        api: Api, settings: Settings) -> None:
+    api: Api, settings: Settings
+) -> None:
     s = scenario(api, settings, bid_type="cpc", currency="CNY")
     before = s.balance_micros()
-    hits = {"&ap=1.50": Decimal(1500) * Decimal("7.20"),  # no currency: OpenRTB's default, USD
-            "&ap=2.00&cur=EUR": Decimal(2000) * Decimal("7.20") / Decimal("0.92"),  # the seeded FX table
-            "&ap=0&cur=cny": Decimal(0),
-            "&ap=%2012.5%20&cur=CNY": Decimal(12500)}
+    hits = {
+        "&ap=1.50": Decimal(1500) * Decimal("7.20"),  # no currency: OpenRTB's default, USD
+        "&ap=2.00&cur=EUR": Decimal(2000) * Decimal("7.20") / Decimal("0.92"),  # the seeded FX table
+        "&ap=0&cur=cny": Decimal(0),
+        "&ap=%2012.5%20&cur=CNY": Decimal(12500),
+    }
     for hit in hits:
         urls = s.serve(new_gaid(), bid_type="cpm", price_micros=30_000_000)
         expect(api.client.get(urls.impression_url + hit), 204)
@@ -203,8 +269,11 @@ def test_the_exchange_price_is_media_cost_in_the_account_currency_and_leaves_the
     assert expected == 10_800 + 15_652 + 0 + 12_500
     assert s.balance_micros() == before - 30_000 * len(hits)
     assert _media_totals(api, s.admin, s.account_id) == {
-        "impressions": len(hits), "cost_micros": 30_000 * len(hits), "media_cost_micros": expected,
-        "media_cost_impressions": len(hits)}
+        "impressions": len(hits),
+        "cost_micros": 30_000 * len(hits),
+        "media_cost_micros": expected,
+        "media_cost_impressions": len(hits),
+    }
 
 
 def test_a_retried_impression_keeps_the_media_cost_of_its_first_hit(api: Api, settings: Settings) -> None:
@@ -216,4 +285,8 @@ def test_a_retried_impression_keeps_the_media_cost_of_its_first_hit(api: Api, se
     expect(api.client.get(unknown_first.impression_url), 204)  # e.g. the VAST pixel before the billing notice
     expect(api.client.get(f"{unknown_first.impression_url}&ap=2.00"), 204)
     assert _media_totals(api, s.admin, s.account_id) == {
-        "impressions": 2, "cost_micros": 8_000, "media_cost_micros": 3_100, "media_cost_impressions": 1}
+        "impressions": 2,
+        "cost_micros": 8_000,
+        "media_cost_micros": 3_100,
+        "media_cost_impressions": 1,
+    }
