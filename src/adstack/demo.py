@@ -500,7 +500,9 @@ def _package_of(ad: dict[str, Any], apps: dict[str, Any]) -> str | None:
 
 def _install_and_events(platform: Platform, app: dict[str, Any], device: Device, package: str, click_id: str,
                         rng: random.Random, summary: DemoSummary) -> None:
-    installed_at = utcnow() + timedelta(seconds=rng.randrange(40, 900))
+    # Nothing is dated after the real now: a report that ends today must see every event the demo sent.
+    latest = datetime.now(UTC) - timedelta(seconds=1)
+    installed_at = min(latest, utcnow() + timedelta(seconds=rng.randrange(40, 900)))
     device.installed.add(package)
     _postback(platform, app, _conversion_values(app["partner"], click_id=click_id, gaid=device.gaid,
                                                 event="install", at=installed_at, installed_at=installed_at,
@@ -510,7 +512,7 @@ def _install_and_events(platform: Platform, app: dict[str, Any], device: Device,
     for name, chance, revenue_range in events:
         if rng.random() < chance:
             revenue = round(rng.uniform(*revenue_range), 2) if revenue_range else None
-            at = installed_at + timedelta(minutes=rng.randrange(1, 600))
+            at = min(latest, installed_at + timedelta(minutes=rng.randrange(1, 600)))
             _postback(platform, app, _conversion_values(app["partner"], click_id=click_id, gaid=device.gaid,
                                                         event=name, at=at, installed_at=installed_at,
                                                         revenue=revenue, package=package), summary, at=at)
