@@ -67,8 +67,9 @@ def serve(
     # Each worker builds the app from the environment: pass the resolved settings down.
     os.environ["ADSTACK_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["ADSTACK_PUBLIC_BASE_URL"] = settings.public_base_url
-    uvicorn.run("adstack.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    from adstack.core.workers import WorkerSpec, serve_workers
+
+    raise typer.Exit(serve_workers(WorkerSpec("adstack.app:create_app", host, port), workers))
 
 
 @app.command()
