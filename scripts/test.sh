@@ -10,7 +10,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check src tests scripts
 echo "== mypy"; mypy
 # Whole modules to a worker, in the order tests/conftest.py puts them (the modules with slow tests first).
-PYTEST_ARGS=(-q -p no:cacheprovider -n "${ADSTACK_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
+PYTEST_ARGS=(-q -p no:cacheprovider --durations=25 -n "${ADSTACK_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
 
 echo "== tests on SQLite"
 ADSTACK_TEST_DATABASE_URL= pytest "${PYTEST_ARGS[@]}" "$@"
