@@ -32,7 +32,7 @@ from adstack.apps import service as apps
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
 from adstack.attribution.adapters import ADAPTERS, ParsedPostback, PartnerVerdict, PostbackError, parse_postback
-from adstack.attribution.bulk import insert_rows
+from adstack.attribution.bulk import insert_rows, update_column
 from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
@@ -74,17 +74,15 @@ _ATTRIBUTED = frozenset({AttributionType.CLICK.value, AttributionType.VIEW.value
 _ATTRIBUTION_TYPES = {kind.value: kind for kind in AttributionType}
 _MATCH_TYPES = {kind.value: kind for kind in MatchType}
 _NO_DEVICE = ("", "")
+_INSTALL = ConversionEvent.INSTALL.value
 
 DeviceKey = tuple[str, str]  # ("m", md5) or ("s", sha1): how a GAID is matched, as `_device_condition` does
 
 
-def _row_keys(md5: str | None, sha1: str | None) -> list[DeviceKey]:
-    keys = []
-    if md5 is not None:
-        keys.append(("m", md5))
-    if sha1 is not None:
-        keys.append(("s", sha1))
-    return keys
+def _row_keys(md5: str | None, sha1: str | None) -> tuple[DeviceKey, ...]:
+    if md5 is None:
+        return () if sha1 is None else (("s", sha1),)
+    return (("m", md5),) if sha1 is None else (("m", md5), ("s", sha1))
 
 
 def windows_for(app: App) -> Windows:
@@ -206,6 +204,7 @@ class Item:
     device: DeviceKey = _NO_DEVICE
     md5: str | None = None
     sha1: str | None = None
+    keys: tuple[DeviceKey, ...] = ()  # every form of the device, as a stored row of it is found by
     # Decided: the conversion row, its install, its touch and its charge.
     row: dict[str, Any] | None = None
     known: Known | None = None
@@ -240,14 +239,14 @@ class View:
     pending_charges: list[tuple[Item, Any]] = field(default_factory=list)
     verified: dict[str, bool] = field(default_factory=dict)  # click id -> whether it is ours
 
-    def add_install(self, known: Known, md5: str | None, sha1: str | None) -> None:
-        for key in _row_keys(md5, sha1):
+    def add_install(self, known: Known, keys: Sequence[DeviceKey]) -> None:
+        for key in keys:
             self.installs_by_device[(known.app_id, key)].append(known)
         if known.click_id:
             self.installs_by_click[(known.app_id, known.click_id)].append(known)
 
-    def add_charged(self, known: Known, md5: str | None, sha1: str | None) -> None:
-        for key in _row_keys(md5, sha1):
+    def add_charged(self, known: Known, keys: Sequence[DeviceKey]) -> None:
+        for key in keys:
             self.charged_by_device[(known.app_id, known.conversion_event, key)].append(known)
         if known.click_id:
             self.charged_by_click[(known.app_id, known.conversion_event, known.click_id)].append(known)
@@ -307,7 +306,8 @@ def _prepare(view: View, item: Item) -> None:
     item.gaid = parsed.gaid
     if item.gaid is not None:
         item.md5, item.sha1 = item.gaid.md5, item.gaid.sha1
-        item.device = ("m", item.md5) if item.md5 is not None else ("s", item.sha1 or "")
+        item.keys = _row_keys(item.md5, item.sha1)
+        item.device = item.keys[0]
 
 
 _KINDS = {kind.value: kind for kind in TouchKind}
@@ -417,11 +417,11 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
         rows = {row.id: row for row in session.execute(stmt, params)}
         for _, row in sorted(rows.items()):
             seen.add(row.id)
-            known = _known(row)
+            known, keys = _known(row), _row_keys(row.gaid_md5, row.gaid_sha1)
             if row.conversion_event == ConversionEvent.INSTALL.value:
-                view.add_install(known, row.gaid_md5, row.gaid_sha1)
+                view.add_install(known, keys)
             if row.charged_micros > 0:
-                view.add_charged(known, row.gaid_md5, row.gaid_sha1)
+                view.add_charged(known, keys)
     install_clicks = {k.click_id for rows in view.installs_by_device.values() for k in rows if k.click_id} - clicks
     if install_clicks:
         params = {}
@@ -429,7 +429,7 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
                 _C.app_id.in_(app_ids), _C.charged_micros > 0,
                 _in(view, params, _C.click_id, "p_clicks", install_clicks)).order_by(_C.id), params):
             if row.id not in seen:
-                view.add_charged(_known(row), None, None)  # matched by its click id only
+                view.add_charged(_known(row), ())  # matched by its click id only
 
 
 def _load_retried(session: Session, view: View, items: list[Item]) -> None:
@@ -465,7 +465,7 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
         known = Known(seq=row.id, id=row.id, postback_id=row.postback_id, app_id=row.app_id,
                       conversion_event=row.conversion_event, occurred_at=row.occurred_at, click_id=row.click_id,
                       dedupe_key=row.dedupe_key, fields=row.fields)
-        for key in _row_keys(row.gaid_md5, row.gaid_sha1) or [_NO_DEVICE]:
+        for key in _row_keys(row.gaid_md5, row.gaid_sha1) or (_NO_DEVICE,):
             view.same[(row.app_id, row.account_id, row.conversion_event, row.source_event_name, row.click_id,
                        row.occurred_at, key)].append(known)
 
@@ -720,12 +720,12 @@ def _remember(view: View, item: Item, known: Known) -> None:
     """What later postbacks of the batch read, as the database would show them this conversion."""
     same_key = (known.app_id, known.account_id, known.conversion_event, item.row["source_event_name"]
                 if item.row else "", known.click_id, known.occurred_at)
-    for key in _row_keys(item.md5, item.sha1) or [_NO_DEVICE]:
+    for key in item.keys or (_NO_DEVICE,):
         view.same[(*same_key, key)].append(known)
-    if known.conversion_event == ConversionEvent.INSTALL.value:
-        view.add_install(known, item.md5, item.sha1)
+    if known.conversion_event == _INSTALL:
+        view.add_install(known, item.keys)
     if known.charged is None:
-        view.add_charged(known, item.md5, item.sha1)
+        view.add_charged(known, item.keys)
 
 
 def _request_charge(view: View, item: Item, known: Known, touch: Touch, event: ConversionEvent,
@@ -747,20 +747,22 @@ def _request_charge(view: View, item: Item, known: Known, touch: Touch, event: C
 
 
 def apply_pending(session: Session, view: View) -> None:
-    """Apply the queued CPA charges, in order, in one `apply_charges`."""
+    """Apply the queued CPA charges, in order, in one `apply_charges`; only the amounts are read back, so the
+    ledger entries are written without returning their ids."""
     queued, view.pending_charges = view.pending_charges, []
     if not queued:
         return
     requests = [request for _, request in queued]
     try:
         with session.begin_nested():
-            charged = [r.charged_micros if r.applied else 0 for r in finance.apply_charges(session, requests)]
+            charged = [r.charged_micros if r.applied else 0 for r in finance.apply_charges(
+                session, requests, with_entry_ids=False)]
     except DomainError:  # one charge it refuses must not refuse the others: charge them one by one
         charged = []
         for item, request in queued:
             try:
                 with session.begin_nested():
-                    result = finance.apply_charges(session, [request])[0]
+                    result = finance.apply_charges(session, [request], with_entry_ids=False)[0]
                 charged.append(result.charged_micros if result.applied else 0)
             except DomainError as exc:
                 log.warning("CPA charge for conversion of postback %s refused: %s", item.id, exc.message)
@@ -865,11 +867,9 @@ def _insert_conversions(session: Session, view: View, items: list[Item]) -> None
         assert i.known is not None
         i.known.id = ids[i.id]
     # An event that follows an install of this batch learns the install's id only now.
-    links = [{"c_id": i.known.id, "c_install": i.install.id} for i in decided
-             if i.install is not None and i.install.seq >= _IN_BATCH and i.known is not None]
-    if links:
-        session.execute(update(_CONVERSIONS).where(_C.id == bindparam("c_id"))
-                        .values(install_conversion_id=bindparam("c_install")), links)
+    update_column(session.connection(), _CONVERSIONS, "install_conversion_id",
+                  [(i.known.id, i.install.id) for i in decided
+                   if i.install is not None and i.install.seq >= _IN_BATCH and i.known is not None])
 
 
 def _fields(stored: str | dict[str, Any] | None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Bulk INSERTs at the driver's speed, for the rows attribution writes by the thousand.
+"""Bulk INSERTs (and one-column UPDATEs) at the driver's speed, for the rows attribution writes by the thousand.
 
 SQLAlchemy's executemany builds and converts every row's parameters one column at a time, which costs more
 than SQLite's own work for a wide row such as a conversion. Here the INSERT is compiled by SQLAlchemy once per
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Table, bindparam, insert, update
 
 Processor = Callable[[Any], Any]
 
@@ -94,3 +94,27 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     if not statement.positional:
         parameters = [dict(zip(statement.names, values, strict=True)) for values in parameters]
     connection.exec_driver_sql(statement.sql, parameters)
+
+
+_updates: dict[tuple[str, int, str], tuple[str, tuple[str, ...], bool]] = {}
+
+
+def update_column(connection: Connection, table: Table, column: str, values: Sequence[tuple[Any, Any]]) -> None:
+    """Set `column` of each row named by its id, from (id, value) pairs, in one executemany at the driver; for
+    values the driver takes as they are (integers, text): none goes through a bind processor."""
+    if not values:
+        return
+    dialect = connection.dialect
+    key = (dialect.name, id(table), column)
+    found = _updates.get(key)
+    if found is None:
+        compiled = update(table).where(table.c.id == bindparam("b_id")) \
+            .values({column: bindparam("b_value")}).compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+        found = (str(compiled), order, compiled.positional)
+        with _lock:
+            _updates[key] = found
+    sql, order, positional = found
+    named = [{"b_id": row_id, "b_value": value} for row_id, value in values]
+    parameters: list[Any] = [tuple(p[name] for name in order) for p in named] if positional else named
+    connection.exec_driver_sql(sql, parameters)
