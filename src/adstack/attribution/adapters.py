@@ -140,8 +140,11 @@ def present(value: str | None) -> str | None:
 
 def parse_timestamp(value: str | None, field_name: str) -> datetime | None:
     text = present(value)
-    if text is None:
-        return None
+    return None if text is None else _timestamp(text, field_name)
+
+
+def _timestamp(text: str, field_name: str) -> datetime:
+    """`parse_timestamp` of a value `present` has read."""
     if text.isascii() and text.isdigit():  # the usual unix time: read as an integer, as exact as the Decimal
         whole = int(text)
         seconds_of = whole / 1000 if whole >= 100_000_000_000 else whole
@@ -176,8 +179,11 @@ def parse_timestamp(value: str | None, field_name: str) -> datetime | None:
 
 def parse_revenue(value: str | None, field_name: str) -> Decimal | None:
     text = present(value)
-    if text is None:
-        return None
+    return None if text is None else _revenue(text, field_name)
+
+
+def _revenue(text: str, field_name: str) -> Decimal:
+    """`parse_revenue` of a value `present` has read."""
     try:
         amount = Decimal(text)
     except InvalidOperation:
@@ -192,8 +198,11 @@ def parse_revenue(value: str | None, field_name: str) -> Decimal | None:
 
 def parse_currency(value: str | None, field_name: str) -> str | None:
     text = present(value)
-    if text is None:
-        return None
+    return None if text is None else _currency(text, field_name)
+
+
+def _currency(text: str, field_name: str) -> str:
+    """`parse_currency` of a value `present` has read."""
     code = text.upper()
     if not _CURRENCY.match(code):
         raise PostbackError(field_name, "currency", f"{field_name} is not an ISO 4217 code: {text[:20]}")
@@ -419,11 +428,11 @@ class Adapter:
         click_field, click_text = _pick(found, cls.click_time_fields)
         currency_field, currency_text = _pick(found, cls._currency_names)
         revenue = cls.revenue(values, unreadable, notes)
-        currency = _tolerant(parse_currency, currency_text, currency_field, unreadable)
+        currency = _tolerant(_currency, currency_text, currency_field, unreadable)
         if currency is None and revenue is not None and currency_field not in unreadable:
             currency = "USD"  # the partners' documented default when no currency is sent
-        install_at = _tolerant(parse_timestamp, install_text, install_field, unreadable)
-        occurred_at = _tolerant(parse_timestamp, time_text, time_field, unreadable) or (
+        install_at = _tolerant(_timestamp, install_text, install_field, unreadable)
+        occurred_at = _tolerant(_timestamp, time_text, time_field, unreadable) or (
             install_at if install else None)
         # A rejection wins over whatever else the partner says about the same conversion.
         verdict, reason = cls.rejection(values) or cls.verdict(values, networks)
@@ -432,7 +441,7 @@ class Adapter:
             partner=cls.partner, is_install=install, event_name="" if install and event_name.lower() in
             cls._install_or_reinstall else event_name, click_id=(click_id or "")[:128],
             gaid=normalise_gaid(gaid_text) if gaid_text else None, occurred_at=occurred_at, install_at=install_at,
-            click_at=_tolerant(parse_timestamp, click_text, click_field, unreadable), revenue=revenue,
+            click_at=_tolerant(_timestamp, click_text, click_field, unreadable), revenue=revenue,
             currency=currency or "", partner_event_id=cls.event_id(values)[:100],
             partner_attributed=None if verdict is None else verdict is PartnerVerdict.ATTRIBUTED,
             reattribution=cls.is_reattribution(values, event_name), params=cls._present_params(found),
@@ -476,7 +485,7 @@ Adapter._join_names()
 
 
 def _tolerant(reader: Any, text: str | None, name: str, unreadable: dict[str, str]) -> Any:
-    """One unreadable field must not lose the postback: it is left out and named."""
+    """One unreadable field must not lose the postback: it is left out and named. `text` is `present`'s."""
     if text is None:  # every reader reads nothing as None
         return None
     try:
@@ -487,12 +496,13 @@ def _tolerant(reader: Any, text: str | None, name: str, unreadable: dict[str, st
 
 
 def _read_revenue(name: str, text: str | None, unreadable: dict[str, str], notes: list[str],
-                  scale: Decimal = Decimal(1)) -> Decimal | None:
-    if text is not None and _DECIMAL_COMMA.match(text.strip()):
-        text = text.strip().replace(",", ".")
+                  scale: Decimal | None = None) -> Decimal | None:
+    """`text`: `present`'s."""
+    if text is not None and "," in text and _DECIMAL_COMMA.match(text):
+        text = text.replace(",", ".")
         notes.append(f"{name}:decimal_comma")
-    amount = _tolerant(parse_revenue, text, name, unreadable)
-    return None if amount is None else amount * scale
+    amount = _tolerant(_revenue, text, name, unreadable)
+    return amount * scale if amount is not None and scale is not None else amount
 
 
 class AppsFlyer(Adapter):

@@ -14,6 +14,7 @@ conversion is decided, which takes a second `apply_charges` only in a batch that
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -75,6 +76,7 @@ _ATTRIBUTION_TYPES = {kind.value: kind for kind in AttributionType}
 _MATCH_TYPES = {kind.value: kind for kind in MatchType}
 _NO_DEVICE = ("", "")
 _INSTALL = ConversionEvent.INSTALL.value
+_BY_PARTNER, _BY_ADSTACK = Authority.PARTNER.value, Authority.ADSTACK.value
 
 DeviceKey = tuple[str, str]  # ("m", md5) or ("s", sha1): how a GAID is matched, as `_device_condition` does
 
@@ -548,11 +550,14 @@ def _install_for_event(view: View, item: Item, at: datetime) -> Known | None:
 
 def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
     """Fraud flags any install of this device (or of this click) carries: the flag travels with the device."""
-    rows: dict[int, Known] = {}
+    installs: list[Known] = []
     if item.gaid is not None:
-        rows.update((k.seq, k) for k in view.installs_by_device.get((item.app_id, item.device), ()))
+        installs.extend(view.installs_by_device.get((item.app_id, item.device), ()))
     if item.click_id:
-        rows.update((k.seq, k) for k in view.installs_by_click.get((item.app_id, item.click_id), ()))
+        installs.extend(view.installs_by_click.get((item.app_id, item.click_id), ()))
+    if not any(k.fraud_flags for k in installs):  # the usual case
+        return ()
+    rows = {k.seq: k for k in installs}
     found: dict[FraudFlag, None] = {}
     for seq in sorted(rows):
         for flag in rows[seq].fraud_flags or ():
@@ -627,7 +632,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
 
     decision = own
     partner_says = parsed.verdict.value if parsed.verdict is not None else ""
-    follows_partner = bool(partner_says) and app.attribution_authority != Authority.ADSTACK.value
+    follows_partner = bool(partner_says) and app.attribution_authority != _BY_ADSTACK
     if follows_partner:
         if not touches and gaid is not None and parsed.verdict is PartnerVerdict.ATTRIBUTED and not own.attributed:
             touches = _device_touches(view, app, item.device, occurred_at, windows)
@@ -677,7 +682,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         "conversion_event": event_name, "source_event_name": parsed.event_name[:100],
         "attribution_type": attribution_type, "match_type": match_type,
         "partner_attributed": parsed.partner_attributed, "partner_verdict": partner_says, "own_verdict": ours,
-        "verdict_source": Authority.PARTNER.value if follows_partner else Authority.ADSTACK.value,
+        "verdict_source": _BY_PARTNER if follows_partner else _BY_ADSTACK,
         "verdict_reason": parsed.verdict_reason[:200], "verdicts_disagree": disagree,
         "is_reinstall": decision.reinstall, "install_conversion_id": install.id if install is not None else None,
         "touch_kind": touch_kind, "touch_id": touch_id, "touch_at": touch_at, "campaign_id": campaign_id,
@@ -807,6 +812,12 @@ def _served(session: Session, items: list[Item]) -> dict[int, Served]:
     return served
 
 
+@functools.lru_cache(maxsize=4096)
+def _milliseconds(moment: datetime) -> str:
+    """A time as the event store's attrs keep it; an install's time is written for it and for each of its events."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def charge_event_record(row: dict[str, Any], charge_id: str, served: Served = Served()) -> Event:
     """The CPA charge in the event store under the charge's own id, so reported cost is the ledger's."""
     return Event(event_id=f"charge:{charge_id}", event_type=EventType.CHARGE,
@@ -825,11 +836,11 @@ def conversion_event_record(app: AppInfo, row: dict[str, Any], device_hash: int,
              "revenue_usd_micros": str(row["revenue_usd_micros"]), "currency": row["currency"],
              "partner_verdict": row["partner_verdict"], "own_verdict": row["own_verdict"],
              "verdict_reason": row["verdict_reason"], "verdict_source": row["verdict_source"]}
-    is_install = row["conversion_event"] == ConversionEvent.INSTALL.value
+    is_install = row["conversion_event"] == _INSTALL
     if is_install:
         install_at = row["occurred_at"]
     if install_at is not None:
-        attrs["install_at"] = install_at.astimezone(UTC).isoformat(timespec="milliseconds")
+        attrs["install_at"] = _milliseconds(install_at)
     if row["data_flags"]:
         attrs["data_flags"] = ",".join(row["data_flags"])
     attribution_type = row["attribution_type"]

@@ -111,9 +111,6 @@ class Decision:
         return self.attribution_type in (AttributionType.CLICK, AttributionType.VIEW)
 
 
-ORGANIC = Decision(AttributionType.ORGANIC, MatchType.NONE, None)
-
-
 def bounded_time(partner_time: datetime | None, received_at: datetime) -> tuple[datetime, bool]:
     """The conversion's time: the partner's, unless it lies more than FUTURE_TOLERANCE after receipt (then
     receipt, and True for the flag). A missing time is the receipt."""
@@ -162,25 +159,23 @@ def attribute_install(
     if prior_install is not None and within(prior_install.installed_at, installed_at, windows.reattribution):
         return Decision(prior_install.attribution_type, prior_install.match_type, prior_install.touch,
                         reinstall=True, fraud_flags=(FraudFlag.FORGED_CLICK_ID,) if forged_click_id else ())
-    decision = ORGANIC
+    kind, match, touch = AttributionType.ORGANIC, MatchType.NONE, None
     if (touch_by_click_id is not None and touch_by_click_id.kind is TouchKind.CLICK
             and within(touch_by_click_id.occurred_at, installed_at, windows.click_lookback)):
-        decision = Decision(AttributionType.CLICK, MatchType.CLICK_ID, touch_by_click_id)
+        kind, match, touch = AttributionType.CLICK, MatchType.CLICK_ID, touch_by_click_id
     elif (click := last_within(device_clicks, installed_at, windows.click_lookback)) is not None:
-        decision = Decision(AttributionType.CLICK, MatchType.GAID, click)
+        kind, match, touch = AttributionType.CLICK, MatchType.GAID, click
     elif (touch_by_click_id is not None and touch_by_click_id.kind is TouchKind.IMPRESSION
           and within(touch_by_click_id.occurred_at, installed_at, windows.view_through)):
-        decision = Decision(AttributionType.VIEW, MatchType.CLICK_ID, touch_by_click_id)
+        kind, match, touch = AttributionType.VIEW, MatchType.CLICK_ID, touch_by_click_id
     elif (view := last_within(device_impressions, installed_at, windows.view_through)) is not None:
-        decision = Decision(AttributionType.VIEW, MatchType.GAID, view)
-    click_to_install = (installed_at - decision.touch.occurred_at
-                        if decision.touch is not None and decision.attribution_type is AttributionType.CLICK
-                        else None)
+        kind, match, touch = AttributionType.VIEW, MatchType.GAID, view
+    click_to_install = installed_at - touch.occurred_at if touch is not None and kind is AttributionType.CLICK \
+        else None
     spam_clicks = sum(1 for t in device_clicks if within(t.occurred_at, installed_at, CLICK_SPAM_WINDOW))
     flags = fraud_flags(click_to_install=click_to_install, device_clicks_24h=spam_clicks,
                         forged_click_id=forged_click_id)
-    return Decision(decision.attribution_type, decision.match_type, decision.touch,
-                    click_to_install=click_to_install, fraud_flags=flags)
+    return Decision(kind, match, touch, click_to_install=click_to_install, fraud_flags=flags)
 
 
 def attribute_event(
