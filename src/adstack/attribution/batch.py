@@ -240,6 +240,8 @@ class View:
     same: dict[tuple[Any, ...], list[Known]] = field(default_factory=lambda: defaultdict(list))
     pending_charges: list[tuple[Item, Any]] = field(default_factory=list)
     verified: dict[str, bool] = field(default_factory=dict)  # click id -> whether it is ours
+    # GAID -> its MD5, SHA1 and device keys: an install and its events hash the device once a batch
+    device_forms: dict[str, tuple[str | None, str | None, tuple[DeviceKey, ...]]] = field(default_factory=dict)
 
     def add_install(self, known: Known, keys: Sequence[DeviceKey]) -> None:
         for key in keys:
@@ -305,10 +307,13 @@ def _prepare(view: View, item: Item) -> None:
             item.click_id = parsed.click_id
         else:
             item.forged = True
-    item.gaid = parsed.gaid
-    if item.gaid is not None:
-        item.md5, item.sha1 = item.gaid.md5, item.gaid.sha1
-        item.keys = _row_keys(item.md5, item.sha1)
+    item.gaid = gaid = parsed.gaid
+    if gaid is not None:
+        forms = view.device_forms.get(gaid.value)
+        if forms is None:
+            md5, sha1 = gaid.md5, gaid.sha1
+            forms = view.device_forms[gaid.value] = (md5, sha1, _row_keys(md5, sha1))
+        item.md5, item.sha1, item.keys = forms
         item.device = item.keys[0]
 
 
@@ -802,13 +807,18 @@ def _served(session: Session, items: list[Item]) -> dict[int, Served]:
         objectives = {campaign_id: objective for campaign_id, objective in session.execute(
             select(c.id, c.objective).where(c.id.in_(campaign_ids)))}
     served: dict[int, Served] = {}
+    shared: dict[tuple[str, str, str], Served] = {}  # one per place: a batch has few
     for i in decided:
         touch = i.touch
         assert touch is not None
         country, placement = touch.country, touch.placement_type
         if not country and not placement:  # a touch rebuilt from an install row: the touchpoint's own
             country, placement = places.get((touch.kind.value, touch.touch_id), ("", ""))
-        served[i.id] = Served(country, placement, objectives.get(touch.campaign_id) or "")
+        where = (country, placement, objectives.get(touch.campaign_id) or "")
+        found = shared.get(where)
+        if found is None:
+            found = shared[where] = Served(*where)
+        served[i.id] = found
     return served
 
 
