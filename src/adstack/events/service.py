@@ -21,6 +21,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,12 @@ def event_record(event: Event) -> dict[str, Any]:
         raise ValueError("account_id must be positive (0 only for the platform's ad requests)")
     if event.media_cost_micros is not None and event.media_cost_micros < 0:
         raise ValueError("media_cost_micros cannot be negative")
-    occurred = as_utc(event.occurred_at)
+    occurred = event.occurred_at if event.occurred_at.tzinfo is UTC else as_utc(event.occurred_at)
     return {
         "event_id": event.event_id,
         "event_type": str(event.event_type),
-        "occurred_at": occurred.replace(tzinfo=None).isoformat(" ", "milliseconds"),  # strftime's cost, halved
+        # The UTC isoformat cut before its "+00:00": cheaper than strftime, or than formatting a naive copy.
+        "occurred_at": occurred.isoformat(" ", "milliseconds")[:23],
         "account_id": event.account_id,
         "campaign_id": event.campaign_id,
         "ad_group_id": event.ad_group_id,
@@ -179,8 +181,12 @@ class EventStore:
             return
         if self._closed:
             raise RuntimeError("the event store is closed")
-        payload = b"".join([orjson.dumps(event_record(e), option=orjson.OPT_APPEND_NEWLINE) for e in events])
-        self.journal.append(payload)
+        payload = bytearray()
+        for event in events:
+            # Each line joins the payload at once, and its memory serves the next: thousands of lines kept apart
+            # until joined cost twice as much again as serialising them.
+            payload += orjson.dumps(event_record(event), option=orjson.OPT_APPEND_NEWLINE)
+        self.journal.append(bytes(payload))
         for listener in tuple(_listeners):
             listener(events)
 
