@@ -580,9 +580,10 @@ def _charged_before(view: View, item: Item, click_id: str, device: DeviceKey, at
     found: list[Known] = []
     if click_id:
         found.extend(view.charged_by_click.get((item.app_id, event.value, click_id), ()))
-    if device != _NO_DEVICE:
-        found.extend(k for k in view.charged_by_device.get((item.app_id, event.value, device), ())
-                     if at - window <= k.occurred_at <= at + window)
+    charged = view.charged_by_device.get((item.app_id, event.value, device), ()) if device != _NO_DEVICE else ()
+    if charged:
+        earliest, latest = at - window, at + window
+        found.extend(k for k in charged if earliest <= k.occurred_at <= latest)
     return [k for k in found if k.charged is None or k.charged > 0]
 
 

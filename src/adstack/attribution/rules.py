@@ -61,6 +61,7 @@ FUTURE_TOLERANCE = timedelta(minutes=10)
 CLICK_INJECTION_THRESHOLD = timedelta(seconds=10)
 CLICK_SPAM_WINDOW = timedelta(hours=24)
 CLICK_SPAM_THRESHOLD = 20  # clicks by one device in the 24 h before an install
+_NO_TIME = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def within(touch_at: datetime, conversion_at: datetime, window: timedelta | None
     if window is None:
         return False
     elapsed = conversion_at - touch_at
-    return timedelta(0) <= elapsed <= window
+    return _NO_TIME <= elapsed <= window
 
 
 def last_within(touches: Sequence[Touch], conversion_at: datetime, window: timedelta | None) -> Touch | None:
