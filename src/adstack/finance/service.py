@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, cast
 
 from sqlalchemy import (
     JSON,
+    Select,
     String,
     Table,
     any_,
@@ -230,6 +231,18 @@ def member_of(column: ColumnElement[Any] | InstrumentedAttribute[Any], name: str
     return column.in_(select(values.c.value))
 
 
+def select_members(columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
+                   key: ColumnElement[Any] | InstrumentedAttribute[Any], name: str, dialect: str) -> Select[Any]:
+    """`SELECT columns FROM key's table WHERE key IN (values)`, the values bound as in `member_of`; list each
+    value once. On SQLite the rows are joined to json_each rather than filtered by it: for an IN, SQLite first
+    copies the values into a temporary index, which made looking a batch up in a small table (the refusals)
+    three times as costly."""
+    if dialect == "postgresql":
+        return select(*columns).where(member_of(key, name, dialect))
+    values = func.json_each(bindparam(name, type_=JSON)).table_valued("value")
+    return select(*columns).select_from(values).join(key.table, key == values.c.value)
+
+
 @cache
 def _statements(dialect: str) -> _Statements:
     w, le, sc, cr = _WALLETS.c, _LEDGER.c, _COUNTERS.c, _REFUSALS.c
@@ -247,10 +260,10 @@ def _statements(dialect: str) -> _Statements:
             balance_micros=w.balance_micros + bindparam("p_amount", type_=w.balance_micros.type),
             entry_count=w.entry_count + bindparam("p_entries", type_=w.entry_count.type),
             updated_at=bindparam("p_now", type_=w.updated_at.type)),
-        find_charges=select(le.id, le.idempotency_key, le.amount_micros, le.requested_micros).where(
-            member_of(le.idempotency_key, "p_keys", dialect)),
-        find_refusals=select(cr.charge_id, cr.requested_micros, cr.reason).where(
-            member_of(cr.charge_id, "p_charges", dialect)),
+        find_charges=select_members((le.id, le.idempotency_key, le.amount_micros, le.requested_micros),
+                                    le.idempotency_key, "p_keys", dialect),
+        find_refusals=select_members((cr.charge_id, cr.requested_micros, cr.reason), cr.charge_id, "p_charges",
+                                     dialect),
         read_counters=select(sc.period, sc.spent_micros, sc.units).where(
             sc.scope == bindparam("p_scope", type_=sc.scope.type),
             sc.scope_id == bindparam("p_scope_id", type_=sc.scope_id.type),

@@ -36,7 +36,7 @@ from adstack.core.settings import Settings, get_settings
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
 from adstack.finance.pricing import cpm_impression_micros
-from adstack.finance.service import member_of
+from adstack.finance.service import member_of, select_members
 from adstack.pipeline import ivt
 from adstack.pipeline.records import Kind, Tracked, decode, impression_record_id, now_ms, received_at, tracked
 from adstack.serving.counters import Counters
@@ -184,8 +184,8 @@ class Verdicts:
         from adstack.tracking.models import IvtVerdict
 
         out: dict[str, Reasons] = {}
-        statement = select(IvtVerdict.record_id, IvtVerdict.reasons).where(
-            member_of(IvtVerdict.record_id, "p_ids", _dialect(session)))
+        statement = select_members((IvtVerdict.record_id, IvtVerdict.reasons), IvtVerdict.record_id, "p_ids",
+                                   _dialect(session))
         for record_id, reasons in session.connection().execute(statement, {"p_ids": list(ids)}):
             out[record_id] = tuple(reasons.split(",")) if reasons else VALID
         return out
@@ -251,10 +251,11 @@ class Verdicts:
 
 def _observation(item: Tracked) -> ivt.Observation:
     record, claims, device = item.record, item.claims, item.device
-    return ivt.Observation(record_id=record["id"], kind=record["k"], at_ms=int(record["ts"]),
-                           ip=str(record.get("ip") or ""), user_agent=str(record.get("ua") or ""),
-                           impression_id=claims.impression_id, ad_group_id=claims.ad_group_id,
-                           device=str(device.hash) if device else str(claims.device_hash or ""))
+    return ivt.Observation(  # positional, in field order: one per record, and keywords cost a third more
+        record["id"], record["k"], int(record["ts"]),  # record_id, kind, at_ms
+        str(record.get("ip") or ""), str(record.get("ua") or ""),  # ip, user_agent
+        claims.impression_id, claims.ad_group_id,
+        str(device.hash) if device else str(claims.device_hash or ""))  # device
 
 
 def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
