@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 
 from adstack.core.csv_export import neutralise, to_csv
+from adstack.core.db import _sqlite_datetime
 from adstack.core.money import format_micros, from_micros, to_micros
 from adstack.core.timeutil import validate_time_zone
+from adstack.events.models import Event, EventType
+from adstack.events.service import event_record
 
 
 @given(st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=6, allow_nan=False))
@@ -45,3 +50,16 @@ def test_time_zones_within_range(zone: str) -> None:
 def test_time_zones_refused(zone: str) -> None:
     with pytest.raises(ValueError):
         validate_time_zone(zone)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+       st.sampled_from([None, UTC, timezone(timedelta(hours=7)), timezone(timedelta(hours=-9, minutes=-30))]))
+def test_bulk_inserted_and_event_store_times_keep_their_stored_formats(
+        moment: datetime, tz: timezone | None) -> None:
+    value = moment.replace(tzinfo=tz)  # naive is read as UTC, as SQLite hands it back
+    naive_utc = (value if tz is None else value.astimezone(UTC)).replace(tzinfo=None)
+    sqlalchemy_text = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert sqlalchemy_text is not None
+    assert _sqlite_datetime(value) == sqlalchemy_text(naive_utc)
+    record = event_record(Event(event_id="e", event_type=EventType.IMPRESSION, occurred_at=value, account_id=1))
+    assert record["occurred_at"] == naive_utc.isoformat(" ", "milliseconds")
