@@ -52,10 +52,11 @@ def test_time_zones_refused(zone: str) -> None:
         validate_time_zone(zone)
 
 
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
-       st.sampled_from([None, UTC, timezone(timedelta(hours=7)), timezone(timedelta(hours=-9, minutes=-30))]))
-def test_bulk_inserted_and_event_store_times_keep_their_stored_formats(
-        moment: datetime, tz: timezone | None) -> None:
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([None, UTC, timezone(timedelta(hours=7)), timezone(timedelta(hours=-9, minutes=-30))]),
+)
+def test_bulk_inserted_and_event_store_times_keep_their_stored_formats(moment: datetime, tz: timezone | None) -> None:
     value = moment.replace(tzinfo=tz)  # naive is read as UTC, as SQLite hands it back
     naive_utc = (value if tz is None else value.astimezone(UTC)).replace(tzinfo=None)
     sqlalchemy_text = sqlite.DATETIME().bind_processor(sqlite.dialect())
