@@ -6,6 +6,9 @@ together land on whichever worker woke first, and the others idle (measured: 32 
 two workers). With SO_REUSEPORT each worker listens on a socket of its own and the kernel spreads new
 connections over them by hash.
 
+The supervisor opens those sockets and keeps them: a worker that dies leaves its socket open, so connections the
+kernel already gave it wait in its backlog for the replacement instead of being reset.
+
 The supervisor restarts a worker that dies, stops every worker on SIGTERM or SIGINT, and gives up when workers
 keep dying at start-up (a broken configuration would fail the same way on every restart).
 """
@@ -65,11 +68,10 @@ def _exit_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def run_worker(spec: WorkerSpec) -> None:
+def run_worker(spec: WorkerSpec, sock: socket.socket) -> None:
     import uvicorn
 
     _exit_with_parent()
-    sock = listening_socket(spec.host, spec.port)
     config = uvicorn.Config(
         spec.app, factory=True, host=spec.host, port=spec.port, log_level=spec.log_level, access_log=False
     )
@@ -81,20 +83,23 @@ class Supervisor:
         self.spec, self.count = spec, workers
         self._context = multiprocessing.get_context("spawn")  # no copy of the parent's threads or connections
         self._processes: list[tuple[BaseProcess, float]] = []
+        self._sockets: list[socket.socket] = []
         self._stop = threading.Event()
         self._failures = 0
 
-    def _start(self) -> tuple[BaseProcess, float]:
-        process = self._context.Process(target=run_worker, args=(self.spec,), name="adstack-worker")
+    def _start(self, slot: int) -> tuple[BaseProcess, float]:
+        process = self._context.Process(
+            target=run_worker, args=(self.spec, self._sockets[slot]), name="adstack-worker"
+        )
         process.start()
         return process, time.monotonic()
 
     def run(self) -> int:
-        # Fail here, with one clear error, if the port is taken by something that is not one of our workers.
-        listening_socket(self.spec.host, self.spec.port).close()
+        # Fails here, with one clear error, if the port is taken by something that is not one of our workers.
+        self._sockets = [listening_socket(self.spec.host, self.spec.port) for _ in range(self.count)]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
-        self._processes = [self._start() for _ in range(self.count)]
+        self._processes = [self._start(slot) for slot in range(self.count)]
         try:
             while not self._stop.wait(0.5):
                 if not self._replace_dead():
@@ -113,7 +118,7 @@ class Supervisor:
                     log.error("workers keep exiting at start-up (last exit code %s): stopping", process.exitcode)
                     return False
             log.warning("worker %s exited with code %s: starting another", process.pid, process.exitcode)
-            self._processes[index] = self._start()
+            self._processes[index] = self._start(index)
         return True
 
     def _stop_all(self) -> None:
@@ -127,6 +132,8 @@ class Supervisor:
             if process.is_alive():
                 process.kill()
                 process.join()
+        for sock in self._sockets:
+            sock.close()
 
 
 def serve_workers(spec: WorkerSpec, workers: int) -> int:
