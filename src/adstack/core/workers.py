@@ -88,9 +88,7 @@ class Supervisor:
         self._failures = 0
 
     def _start(self, slot: int) -> tuple[BaseProcess, float]:
-        process = self._context.Process(
-            target=run_worker, args=(self.spec, self._sockets[slot]), name="adstack-worker"
-        )
+        process = self._context.Process(target=run_worker, args=(self.spec, self._sockets[slot]), name="adstack-worker")
         process.start()
         return process, time.monotonic()
 
