@@ -3,6 +3,7 @@ replaced, and stopping the supervisor stops every worker."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -134,3 +135,28 @@ def test_a_taken_port_fails_at_once(tmp_path: Path) -> None:
         server = ServerProcess(tmp_path, port, extra_env={"ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0"}, workers=2)
         with pytest.raises(RuntimeError, match="exited"):
             server.start(timeout=60)
+
+
+def test_connections_accepted_on_a_workers_socket_send_without_nagle_delay() -> None:
+    """asyncio sets TCP_NODELAY only on sockets that name IPPROTO_TCP; without it a response written as headers
+    then body waits for the client's delayed ACK (measured: 50 ms per ad request, a third of the throughput)."""
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        sock = listening_socket("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            try:
+                return await asyncio.wait_for(seen, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0

@@ -47,7 +47,8 @@ class WorkerSpec:
 def listening_socket(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socket:
     """A socket of this process's own, listening on (host, port) beside the other workers' sockets."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, or asyncio does not set TCP_NODELAY on accepted connections (it checks sock.proto).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
