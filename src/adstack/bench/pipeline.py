@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from adstack.bench import machine
 from adstack.bench.postbacks import (
     QUALIFICATION_PDF,
     ServerProcess,
@@ -335,4 +336,4 @@ def ledger_delays(billing: Billing) -> list[float]:
 
 
 def main() -> None:
-    print(json.dumps(run()))
+    print(json.dumps({**run(), "machine": machine()}))

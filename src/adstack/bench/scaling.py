@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from adstack.bench import machine
 from adstack.bench.pipeline import ConsumerProcess
 from adstack.bench.postbacks import stop_process
 from adstack.bench.serving import post_lua, wrk_rate
@@ -242,7 +243,7 @@ def _cpus() -> int:
 
 
 def main() -> None:
-    print(json.dumps(run()))
+    print(json.dumps({**run(), "machine": machine()}))
 
 
 if __name__ == "__main__":
