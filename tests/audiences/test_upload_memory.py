@@ -8,13 +8,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy.orm import Session
 
 from adstack.audiences.models import Audience
+from adstack.core.settings import Settings
 from tests.support import Api, expect, run_async
 
 MB = 1024 * 1024
 LINE_BYTES = 37  # a GAID and its newline
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A serving process as deployed beside `adstack pipeline`: the consumers and the embedded event store (chDB,
+    which takes more memory than the file when it opens) live in that other process, so this one's memory is
+    the upload's."""
+    return settings.model_copy(update={"pipeline_in_process": False})
 
 
 def _rss() -> int:

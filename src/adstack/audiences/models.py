@@ -85,7 +85,7 @@ class Audience(Base, TimestampMixin):
 
 
 class AudienceSegment(Base):
-    """One partition of an audience's membership: a serialized BitMap64 of device keys."""
+    """One partition of an audience's membership: its device keys, sorted (`bitmaps.serialize`)."""
 
     __tablename__ = "audience_segments"
 
