@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,8 @@ def _charges(client: httpx.Client, billing: Billing) -> list[dict[str, object]]:
         items = body["items"] if isinstance(body, dict) else body
         rows.extend(items)
         if len(items) < 500:
-            return [r for r in rows if r["entry_type"] == "charge"]
+            # Pages are offsets over the newest first: an entry written while paging repeats a row, so by id.
+            return list({r["id"]: r for r in rows if r["entry_type"] == "charge"}.values())
 
 
 def _scale_out(tmp_path: Path) -> Iterator[dict[str, str]]:
@@ -127,7 +129,23 @@ def test_acknowledged_tracking_survives_sigkill_exactly_once(tmp_path: Path, env
             for path in acknowledged[:20]:
                 assert client.get(path, follow_redirects=False).status_code in (204, 302)
             wait_for_lag_zero(billing, timeout=180)  # JetStream redelivers an unacknowledged batch after its wait
-            charges = _charges(client, billing)
+            headers = {"Authorization": f"Bearer {billing.token}"}
+            today = datetime.now(UTC).date()
+            query = {
+                "start_date": (today - timedelta(days=1)).isoformat(),
+                "end_date": (today + timedelta(days=1)).isoformat(),
+                "time_zone": "UTC",
+                "metrics": ["cost_micros", "impressions", "clicks"],
+            }
+            # The ledger and the report read once the ledger holds still across the report: the two are compared
+            # at one moment, not while a late batch lands between them.
+            for _ in range(30):
+                charges = _charges(client, billing)
+                report = client.get("/api/v1/reports", headers=headers, params=query)
+                assert report.status_code == 200, report.text
+                if {c["id"] for c in _charges(client, billing)} == {c["id"] for c in charges}:
+                    break
+                time.sleep(1)
             acked_impressions = sum(1 for p in set(acknowledged) if p.startswith("/t/imp"))
             acked_clicks = sum(1 for p in set(acknowledged) if p.startswith("/t/click"))
             imp_charges = [c for c in charges if -int(str(c["amount_micros"])) == CPM_MICROS // 1000]
@@ -137,23 +155,10 @@ def test_acknowledged_tracking_survives_sigkill_exactly_once(tmp_path: Path, env
             assert acked_clicks <= len(click_charges) <= 300
             assert len(imp_charges) + len(click_charges) == len(charges)
             ledger_total = -sum(int(str(c["amount_micros"])) for c in charges)
-
-            headers = {"Authorization": f"Bearer {billing.token}"}
-            today = datetime.now(UTC).date()
-            report = client.get(
-                "/api/v1/reports",
-                headers=headers,
-                params={
-                    "start_date": (today - timedelta(days=1)).isoformat(),
-                    "end_date": (today + timedelta(days=1)).isoformat(),
-                    "time_zone": "UTC",
-                    "metrics": ["cost_micros", "impressions", "clicks"],
-                },
-            )
-            assert report.status_code == 200, report.text
             totals = report.json()["totals"]
-            assert int(totals["cost_micros"]) == ledger_total
-            assert int(totals["impressions"]) == len(imp_charges)
-            assert int(totals["clicks"]) == len(click_charges)
+            reported = (int(totals["cost_micros"]), int(totals["impressions"]), int(totals["clicks"]))
+            assert reported == (ledger_total, len(imp_charges), len(click_charges)), (
+                "report (cost, impressions, clicks) against the ledger's charges"
+            )
     finally:
         server.stop()
