@@ -50,8 +50,11 @@ class Gaid:
     def device_hash(self) -> int:
         """A positive 63-bit number for the event store, taken from the MD5 form so a raw GAID and its MD5
         digest give the same number."""
-        digest = hashlib.sha256((self.md5 or self.value).encode()).digest()
-        return int.from_bytes(digest[:8], "big") >> 1
+        return device_hash_of_md5(self.md5 or self.value)
+
+
+def device_hash_of_md5(md5_hex: str) -> int:
+    return int.from_bytes(hashlib.sha256(md5_hex.encode()).digest()[:8], "big") >> 1
 
 
 def normalise_gaid(value: str | None) -> Gaid | None:
