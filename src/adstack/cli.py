@@ -208,9 +208,9 @@ def bench_pipeline(
     """Tracking and postbacks against a trivial route with wrk; acknowledgement to ledger; consumers per CPU-second."""
     import json
 
-    from adstack.bench import machine, pipeline
+    from adstack.bench import pipeline
 
-    print(json.dumps({**pipeline.run(seconds=seconds, rounds=rounds), "machine": machine()}))
+    print(json.dumps(pipeline.run(seconds=seconds, rounds=rounds)))
 
 
 @bench_app.command("scaling")
@@ -221,9 +221,9 @@ def bench_scaling(
     """POST /v1/ads on `adstack serve --workers 1` and `--workers 2` (Redis-shared counters), with wrk, A B A B."""
     import json
 
-    from adstack.bench import machine, scaling
+    from adstack.bench import scaling
 
-    print(json.dumps({**scaling.run(seconds=seconds, rounds=rounds), "machine": machine()}))
+    print(json.dumps(scaling.run(seconds=seconds, rounds=rounds)))
 
 
 @bench_app.command("reports")

@@ -269,6 +269,7 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
     results["billing"] = billing_per_cpu_second()
     results["impressions"] = impressions_per_cpu_second()
     results["attribution"] = attribution_figures(20_000)
+    results["machine"] = machine()
     return results
 
 
@@ -336,4 +337,4 @@ def ledger_delays(billing: Billing) -> list[float]:
 
 
 def main() -> None:
-    print(json.dumps({**run(), "machine": machine()}))
+    print(json.dumps(run()))

@@ -233,7 +233,7 @@ def run(*, rounds: int = 2, seconds: float = 8.0, port: int = 18_731) -> dict[st
             # CPU milliseconds per ad request in the last run of each, by process: what two workers can share.
             "cpu_ms_per_request_1_worker": cpu[1], "cpu_ms_per_request_2_workers": cpu[2],
             "rounds": rounds, "seconds_per_run": seconds, "driver": "wrk -t1 -c32", "cpus": _cpus(),
-            "topology": "N serving workers beside 1 `adstack pipeline` process"}
+            "topology": "N serving workers beside 1 `adstack pipeline` process", "machine": machine()}
 
 
 def _cpus() -> int:
@@ -243,7 +243,7 @@ def _cpus() -> int:
 
 
 def main() -> None:
-    print(json.dumps({**run(), "machine": machine()}))
+    print(json.dumps(run()))
 
 
 if __name__ == "__main__":
