@@ -232,14 +232,8 @@ def run(*, rounds: int = 2, seconds: float = 8.0, port: int = 18_731) -> dict[st
             "workers_2_speedup": round(two / one, 3), "fill_1_worker": fill[1], "fill_2_workers": fill[2],
             # CPU milliseconds per ad request in the last run of each, by process: what two workers can share.
             "cpu_ms_per_request_1_worker": cpu[1], "cpu_ms_per_request_2_workers": cpu[2],
-            "rounds": rounds, "seconds_per_run": seconds, "driver": "wrk -t1 -c32", "cpus": _cpus(),
+            "rounds": rounds, "seconds_per_run": seconds, "driver": "wrk -t1 -c32",
             "topology": "N serving workers beside 1 `adstack pipeline` process", "machine": machine()}
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def main() -> None:

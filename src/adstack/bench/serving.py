@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from adstack.bench import machine
 from adstack.core.vocabulary import PlacementType
 from adstack.serving.counters import MemoryCounters
 from adstack.serving.engine import DecisionEngine, ServingState
@@ -546,8 +547,7 @@ def main() -> None:
             "openrtb_ratio": http["openrtb_ratio"] >= 0.6,
             "openrtb_p99_within_tmax": (http["openrtb_answer_times"]["p99_ms"] or 1e9) <= http["openrtb_tmax_ms"],
         },
-        "cpus": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "machine": machine(),
     }
     print(json.dumps(summary), flush=True)
 
