@@ -540,6 +540,9 @@ def test_a_loopback_partner_url_is_refused_unless_allowed(
     error = _pull(api, advertiser, connected, 400)["error"]
     assert error["message"] == "Adjust could not be reached"  # no address, port or reason
     assert fake_adjust.requests == []
+    # A forbidden destination stays forbidden: one attempt, not five with backoff in between.
+    runs = expect(api.client.get(f"/api/v1/connectors/{connected}/runs", headers=advertiser.headers), 200)
+    assert [(r["status"], r["attempts"]) for r in runs] == [("failed", 1)]
 
 
 def test_partner_columns_join_by_ad_group_creative_and_country(api: Api, advertiser: Actor, settings: Settings) -> None:

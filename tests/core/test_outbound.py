@@ -120,6 +120,7 @@ def test_every_notation_of_loopback_is_refused_with_one_answer(
         with pytest.raises(FetchFailed) as refused:
             fetch(url, ONLY_STAND_IN)
         answers.append((refused.value.status, refused.value.as_dict()))
+        assert refused.value.forbidden, f"{url}: the policy's refusal, which no retry changes"
     assert {str(answer) for answer in answers} == {
         str(
             (
@@ -218,6 +219,15 @@ def test_a_failed_resolution_is_the_same_refusal(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(FetchFailed) as refused:
         fetch("http://missing.example/", ONLY_STAND_IN)
     assert refused.value.message == REFUSAL_MESSAGE
+    assert not refused.value.forbidden  # the name may resolve on the next try
+
+
+def test_a_closed_port_on_an_allowed_network_is_a_failure_worth_retrying() -> None:
+    with servers_on_one_port(("127.0.0.1", {})) as (server,):
+        port = server.port
+    with pytest.raises(FetchFailed) as failed:  # the server is gone: its port refuses connections
+        fetch(f"http://127.0.0.1:{port}/", LOOPBACK_ALLOWED)
+    assert not failed.value.forbidden
 
 
 @pytest.mark.parametrize(

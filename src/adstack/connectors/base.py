@@ -133,9 +133,10 @@ class ReportFetcher:
                 except ResponseTooLarge as exc:
                     raise PartnerUnavailable(f"{name}'s answer is larger than {MAX_REPORT_BYTES} bytes") from exc
                 except FetchFailed as exc:
-                    # The outbound client logged the reason; the message stays the same whatever it was.
+                    # The outbound client logged the reason; the message stays the same whatever it was. A
+                    # destination the policy forbids stays forbidden: no retry, no backoff to wait through.
                     last_status = 0
-                    if attempt == self.max_attempts:
+                    if exc.forbidden or attempt == self.max_attempts:
                         raise PartnerUnavailable(f"{name} could not be reached") from exc
                     self.sleep(backoff(attempt, None))
                     continue

@@ -92,11 +92,13 @@ _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the low 3
 
 
 class FetchFailed(ValidationFailed):
-    """Every outbound refusal and failure, with one message; `reason` is for the server log only."""
+    """Every outbound refusal and failure, with one message; `reason` is for the server log only. `forbidden`:
+    the policy refused the destination itself, so asking again gets the same answer (callers do not retry)."""
 
-    def __init__(self, reason: str, *, field: str = "url"):
+    def __init__(self, reason: str, *, field: str = "url", forbidden: bool = False):
         super().__init__(REFUSAL_MESSAGE, fields=[FieldError(field=field, rule=REFUSAL_RULE, message=REFUSAL_MESSAGE)])
         self.reason = reason
+        self.forbidden = forbidden
 
 
 class ResponseTooLarge(FetchFailed):
@@ -110,6 +112,10 @@ class ResponseTooLarge(FetchFailed):
 
 class AddressRefused(Exception):
     """Raised inside the transport; the client turns it into FetchFailed."""
+
+
+class DestinationForbidden(AddressRefused):
+    """The policy refuses the address, scheme or socket itself; unlike a name that did not resolve this time."""
 
 
 # Failures of the network and of HTTP itself; anything else is a bug and must surface as one.
@@ -256,7 +262,7 @@ def checked_addresses(host: str, port: int, policy: OutboundPolicy, resolver: Re
     for address in addresses:
         reason = refusal_reason(address, policy.allowed_networks)
         if reason is not None:
-            raise AddressRefused(f"{host}: {reason}")
+            raise DestinationForbidden(f"{host}: {reason}")
     return [a.ipv4_mapped if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped else a for a in addresses]
 
 
@@ -286,7 +292,7 @@ class GuardedNetworkBackend(httpcore.NetworkBackend):
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
-        raise AddressRefused("unix sockets are never reached")
+        raise DestinationForbidden("unix sockets are never reached")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -307,9 +313,9 @@ class _CoreStream(httpx.SyncByteStream):
 
 def check_url(url: httpx.URL) -> None:
     if url.scheme not in SCHEMES:
-        raise AddressRefused(f"scheme {url.scheme!r} is not http(s)")
+        raise DestinationForbidden(f"scheme {url.scheme!r} is not http(s)")
     if not url.host:
-        raise AddressRefused("the URL has no host")
+        raise DestinationForbidden("the URL has no host")
 
 
 class GuardedTransport(httpx.BaseTransport):
@@ -431,12 +437,13 @@ class OutboundClient:
     def close(self) -> None:
         self._http.close()
 
-    def refuse(self, url: httpx.URL | str, reason: str, *, too_large: tuple[int, int] | None = None) -> FetchFailed:
+    def refuse(self, url: httpx.URL | str, reason: str, *, too_large: tuple[int, int] | None = None,
+               forbidden: bool = False) -> FetchFailed:
         """The one refusal; the real reason is logged here, and only here."""
         log.info("outbound request to %s refused: %s", display_url(url), reason)
         if too_large is not None:
             return ResponseTooLarge(reason, field=self.field, limit=too_large[0], received=too_large[1])
-        return FetchFailed(reason, field=self.field)
+        return FetchFailed(reason, field=self.field, forbidden=forbidden)
 
     @contextmanager
     def stream(self, method: str, url: str, *, max_bytes: int, params: Mapping[str, str] | None = None,
@@ -446,7 +453,7 @@ class OutboundClient:
         try:
             request = self._http.build_request(method, url, params=params, headers=headers, content=content)
         except _TRANSPORT_ERRORS as exc:
-            raise self.refuse(url, f"unreadable URL: {exc}") from exc
+            raise self.refuse(url, f"unreadable URL: {exc}", forbidden=True) from exc
         response = self._send(request)
         for hop in range(1, self.policy.max_redirects + 2):
             if not response.has_redirect_location:
@@ -483,4 +490,5 @@ class OutboundClient:
             check_url(request.url)
             return self._http.send(request, stream=True)
         except _TRANSPORT_ERRORS as exc:
-            raise self.refuse(request.url, f"{type(exc).__name__}: {exc}") from exc
+            raise self.refuse(request.url, f"{type(exc).__name__}: {exc}",
+                              forbidden=isinstance(exc, DestinationForbidden)) from exc
