@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 REFERENCE_LOOP = 10_000_000
@@ -21,3 +24,47 @@ def machine() -> dict[str, Any]:
     return {"cpus": len(os.sched_getaffinity(0)), "reference_loop_cpu_seconds": round(loop_seconds, 3),
             "reference_loop": f"sum of range({REFERENCE_LOOP:_}) in a for loop",
             "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and every live descendant (from /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
+SETTLE_WINDOW_SECONDS = 0.5
+SETTLE_IDLE_SHARE = 0.1  # of one CPU: what the processes' own timers and pollers use at rest
+SETTLE_TIMEOUT_SECONDS = 60.0
+
+
+def settle(pids: Sequence[int]) -> float:
+    """Wait until the bench's server processes are idle: what an earlier wrk run appended has been applied, so
+    each run starts on a quiet machine and pays only for the work it causes itself (in A B A B, a trivial run
+    would otherwise pay for the backlog of the run before it). Returns the seconds waited."""
+    started = time.monotonic()
+    before = sum(tree_cpu_seconds(pid) for pid in pids)
+    while time.monotonic() - started < SETTLE_TIMEOUT_SECONDS:
+        time.sleep(SETTLE_WINDOW_SECONDS)
+        now = sum(tree_cpu_seconds(pid) for pid in pids)
+        if now - before < SETTLE_IDLE_SHARE * SETTLE_WINDOW_SECONDS:
+            return time.monotonic() - started
+        before = now
+    print(f"  note: the server processes were still busy after {SETTLE_TIMEOUT_SECONDS:.0f} s", file=sys.stderr)
+    return time.monotonic() - started

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from adstack.bench import machine
+from adstack.bench import machine, settle
 from adstack.bench.postbacks import (
     QUALIFICATION_PDF,
     ServerProcess,
@@ -163,12 +163,16 @@ def wrk_rps(base_url: str, paths: list[str], *, seconds: float, connections: int
     return float(match.group(1))
 
 
-def alternate(base_url: str, trivial: list[str], target: list[str], *, rounds: int, seconds: float) -> dict[str, Any]:
-    """A B A B: the trivial route and the target in turns, so drift in the machine hits both alike."""
+def alternate(base_url: str, trivial: list[str], target: list[str], *, rounds: int, seconds: float,
+              pids: list[int]) -> dict[str, Any]:
+    """A B A B: the trivial route and the target in turns, so drift in the machine hits both alike; each run
+    once the server's processes (`pids`) are idle, so a trivial run does not pay for the target's backlog."""
     a: list[float] = []
     b: list[float] = []
     for _ in range(rounds):
+        settle(pids)
         a.append(wrk_rps(base_url, trivial, seconds=seconds))
+        settle(pids)
         b.append(wrk_rps(base_url, target, seconds=seconds))
     return {"trivial_rps": round(statistics.median(a)), "rps": round(statistics.median(b)),
             "ratio": round(statistics.median(b) / statistics.median(a), 3)}
@@ -218,7 +222,9 @@ def impressions_in_process(*, seconds: float, rounds: int) -> dict[str, Any]:
         try:
             billing = set_up_billing(server)
             paths = [httpx.URL(billing.urls().impression_url).raw_path.decode() for _ in range(60_000)]
-            return alternate(server.base_url, ["/bench/trivial"], paths, rounds=rounds, seconds=seconds)
+            assert server.process is not None
+            return alternate(server.base_url, ["/bench/trivial"], paths, rounds=rounds, seconds=seconds,
+                             pids=[server.process.pid])
         finally:
             server.stop()
 
@@ -238,17 +244,21 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
         try:
             billing = set_up_billing(server)
             consumers.start()
+            assert server.process is not None and consumers.process is not None
+            pids = [server.process.pid, consumers.process.pid]
             count = 60_000
             imps = [billing.urls() for _ in range(count)]
             trivial = ["/bench/trivial"]
             results: dict[str, Any] = {"topology": "1 serving process + 1 `adstack pipeline` process"}
             progress = lambda name: print(f"  {name}: {results[name]}", file=sys.stderr)  # noqa: E731
             results["imp"] = alternate(server.base_url, trivial, [httpx.URL(u.impression_url).raw_path.decode()
-                                                                   for u in imps], rounds=rounds, seconds=seconds)
+                                                                   for u in imps],
+                                       rounds=rounds, seconds=seconds, pids=pids)
             progress("imp")
             wait_for_lag_zero(billing, timeout=600)
             results["click"] = alternate(server.base_url, trivial, [httpx.URL(u.click_url).raw_path.decode()
-                                                                     for u in imps], rounds=rounds, seconds=seconds)
+                                                                     for u in imps],
+                                         rounds=rounds, seconds=seconds, pids=pids)
             progress("click")
             # Each measurement starts from a caught-up pipeline: the clicks' backlog would slow the next one (and
             # hold SQLite's write lock while the next set-up signs up).
@@ -256,7 +266,7 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
             app = set_up_app(server.base_url)
             postbacks = appmetrica_postback_paths(app["template"])
             results["postback"] = alternate(server.base_url, trivial, [next(postbacks) for _ in range(count)],
-                                            rounds=rounds, seconds=seconds)
+                                            rounds=rounds, seconds=seconds, pids=pids)
             progress("postback")
             wait_for_lag_zero(billing, timeout=600)
             results["end_to_end"] = end_to_end(billing, rate=end_to_end_rate, seconds=end_to_end_seconds)

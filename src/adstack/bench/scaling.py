@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import resource
 import statistics
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from adstack.bench import machine
+from adstack.bench import machine, settle, tree_cpu_seconds
 from adstack.bench.pipeline import ConsumerProcess
 from adstack.bench.postbacks import stop_process
 from adstack.bench.serving import post_lua, wrk_rate
@@ -111,6 +110,12 @@ class Server:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pids(self) -> list[int]:
+        """The serving supervisor (its workers are its children) and the pipeline process."""
+        assert self.process is not None and self.consumers is not None and self.consumers.process is not None
+        return [self.process.pid, self.consumers.process.pid]
+
     def __enter__(self) -> Server:
         _empty_redis()
         self.process = subprocess.Popen(  # noqa: S603
@@ -137,29 +142,6 @@ class Server:
             self.consumers.stop()
 
 
-def _tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of a process and every live descendant (from /proc)."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        total += times.get(pid, 0.0)
-        stack += [child for child, parent in parents.items() if parent == pid]
-    return total
-
-
 def _redis_cpu_seconds() -> float:
     import redis
 
@@ -183,7 +165,7 @@ class CpuAccount:
 
     def _read(self) -> tuple[float, float, float, float]:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has been waited for
-        return (_tree_cpu_seconds(self._pids[0]), _tree_cpu_seconds(self._pids[1]), _redis_cpu_seconds(),
+        return (tree_cpu_seconds(self._pids[0]), tree_cpu_seconds(self._pids[1]), _redis_cpu_seconds(),
                 children.ru_utime + children.ru_stime)
 
     def __exit__(self, *exc: object) -> None:
@@ -219,7 +201,9 @@ def run(*, rounds: int = 2, seconds: float = 8.0, port: int = 18_731) -> dict[st
             for workers in (1, 2):
                 with Server(data_dir, workers, port) as server:
                     fill[workers] = _fill(server.base_url, bodies)
+                    settle(server.pids)
                     trivial[workers].append(wrk_rate([f"{server.base_url}/bench/trivial"], seconds))
+                    settle(server.pids)
                     with CpuAccount(server) as account:
                         rate = wrk_rate(["-s", str(script), server.base_url, "--", str(listing)], seconds)
                     ads[workers].append(rate)

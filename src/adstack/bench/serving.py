@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adstack.bench import machine
+from adstack.bench import machine, settle
 from adstack.core.vocabulary import PlacementType
 from adstack.serving.counters import MemoryCounters
 from adstack.serving.engine import DecisionEngine, ServingState
@@ -473,9 +473,14 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
             served: list[float] = []
             bidding: list[float] = []
             saturated_p99: list[float] = []
-            for _ in range(2):  # alternate, so all see the same machine
+            assert consumers.process is not None
+            pids = [server.pid, consumers.process.pid]
+            for _ in range(2):  # alternate, so all see the same machine; each run from idle processes
+                settle(pids)
                 trivial.append(wrk_rate([f"{base}/bench/trivial"]))
+                settle(pids)
                 served.append(wrk_rate(["-s", str(script), base, "--", str(listing)]))
+                settle(pids)
                 rate, p99 = rtb.wrk_with_latency(ensure_wrk(), ["-s", str(rtb_script), base, "--", str(rtb_listing)],
                                                  HTTP_SECONDS / 2)
                 bidding.append(rate)
