@@ -255,20 +255,25 @@ def test_a_new_advertiser_from_registration_to_report(
     report_url = (
         "/console/reports?granularity=total&dimensions=campaign&metrics=impressions&metrics=clicks&metrics=cost_micros"
     )
+    # Counting and billing are separate consumers: reload until the page shows every event and the cost the
+    # ledger holds when the page has loaded (a charge landing in between means one more reload).
     while True:
         advertiser.goto(report_url)
         totals = advertiser.locator("#report-totals")
-        shown = totals.locator('[data-column="impressions"]')
-        if shown.count() and shown.inner_text().strip() == str(impressions):
+        session.expire_all()
+        spent = finance.ad_group_spend_micros(session, ad_group.id)
+        shown = [totals.locator(f'[data-column="{name}"]') for name in ("impressions", "clicks", "cost_micros")]
+        if spent > 0 and all(cell.count() for cell in shown) and [cell.inner_text().strip() for cell in shown] == [
+            str(impressions), str(clicks), f"${spent / 1_000_000:,.2f}"
+        ]:
             break
         assert time.monotonic() < deadline, (
-            "the report never showed the traffic: " + advertiser.locator("body").inner_text()[:1500]
+            "the report never showed the traffic and its ledger cost: "
+            + advertiser.locator("body").inner_text()[:1500]
         )
         time.sleep(1)
-    expect(totals.locator('[data-column="clicks"]')).to_have_text(str(clicks))
     # The cost shown is what the ledger charged for those clicks (the auction's clearing price).
-    session.expire_all()
-    spent = finance.ad_group_spend_micros(session, ad_group.id)
+    expect(totals.locator('[data-column="clicks"]')).to_have_text(str(clicks))
     expect(totals.locator('[data-column="cost_micros"]')).to_have_text(f"${spent / 1_000_000:,.2f}")
     journey.shot(advertiser, "report")
     with advertiser.expect_download() as download_info:
