@@ -37,28 +37,33 @@ class OwnerLock:
     def __init__(self, path: Path):
         self.path = path
         self._fd: int | None = None
+        # flock is per open file: two threads opening the file at once would refuse each other as if one were
+        # another process (a report request and the loader both opening the store on first use).
+        self._guard = threading.Lock()
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def try_acquire(self) -> bool:
-        if self._fd is not None:
+        with self._guard:
+            if self._fd is not None:
+                return True
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._guard:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 Answer = Callable[[str, dict[str, str], bool], QueryResult]
