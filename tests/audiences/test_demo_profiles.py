@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adstack.audiences import service
+from adstack.audiences import label_audiences
 from adstack.audiences.labels import LabelRule
 from adstack.audiences.models import DeviceApp, DeviceAppUsage, DeviceProfile
 from adstack.core.settings import Settings
@@ -20,12 +20,12 @@ def test_demo_devices_feed_installed_app_behaviour_and_usage_labels(settings: Se
     assert session.scalar(select(func.count()).select_from(DeviceApp)) > 20
     assert session.scalar(select(func.count()).select_from(DeviceAppUsage)) > 20
     # The demo's devices are Indonesian and Indian; India's cluster finds its own among them.
-    india = service.region_countries(session, "IN")
+    india = label_audiences.region_countries(session, "IN")
     now = utcnow()
 
     def size(conditions: list[dict[str, object]]) -> int:
         rule = LabelRule.model_validate({"conditions": conditions, "seen_within_days": 7})
-        return len(service.materialise(session, rule, now=now, countries=india))
+        return len(label_audiences.materialise(session, rule, now=now, countries=india))
 
     everyone = size([{"kind": "not_installed_apps", "packages": ["com.nothing.installed"]}])
     social = size([{"kind": "installed_categories", "categories": ["social", "communication"]}])

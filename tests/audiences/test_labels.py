@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adstack.audiences import service
+from adstack.audiences import label_audiences, profiles, service
 from adstack.audiences.ids import device_key, to_signed
 from adstack.audiences.labels import LabelRule
 from adstack.audiences.models import DeviceApp, DeviceProfile
@@ -40,7 +40,7 @@ def _record(
     seen_at: datetime | None = None,
     country: str | None = "IN",
 ) -> None:
-    service.record_device_profile(
+    profiles.record_device_profile(
         session, gaid=gaid, installed_packages=packages, usage=usage, seen_at=seen_at or utcnow(), country=country
     )
     session.commit()
@@ -81,7 +81,7 @@ def test_conditions_over_apps_categories_behaviour_and_usage(session: Session) -
 
     def members(conditions: list[dict[str, object]], **extra: object) -> set[str]:
         rule = LabelRule.model_validate({"conditions": conditions, **extra})
-        keys = service.materialise(session, rule, now=now)
+        keys = label_audiences.materialise(session, rule, now=now)
         return {g for g in (heavy, light, idle, social, stale) if device_key(g) in keys}
 
     assert members([{"kind": "installed_apps", "packages": [GAME]}]) == {heavy, light, idle}
@@ -142,9 +142,9 @@ def test_the_daily_schedule_refreshes_only_stale_label_audiences(
     device = gaids(1)[0]
     audience = _label(api, adv, [{"kind": "installed_apps", "packages": [GAME]}])
     _record(session, device, [GAME])
-    assert service.refresh_due_label_audiences(session_factory) == 0  # refreshed moments ago
+    assert label_audiences.refresh_due_label_audiences(session_factory) == 0  # refreshed moments ago
     later = utcnow() + timedelta(days=1, minutes=1)
-    assert service.refresh_due_label_audiences(session_factory, now=later) == 1
+    assert label_audiences.refresh_due_label_audiences(session_factory, now=later) == 1
     fetched = expect(api.client.get(f"/api/v1/audiences/{audience['id']}", headers=adv.headers), 200)
     assert fetched["size"] == 1
 
@@ -152,11 +152,11 @@ def test_the_daily_schedule_refreshes_only_stale_label_audiences(
 def test_the_profile_store_buffers_until_flushed(
     api: Api, session: Session, session_factory: sessionmaker[Session]
 ) -> None:
-    store = service.DeviceProfileStore(session_factory)
+    store = profiles.DeviceProfileStore(session_factory)
     device = gaids(1)[0]
     seen = datetime(2025, 3, 1, 12, tzinfo=UTC)
     for minute in range(3):
-        service.record_device_profile(
+        profiles.record_device_profile(
             store,
             gaid=device,
             installed_packages=[GAME, "bad package!"],

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adstack.audiences import service
+from adstack.audiences import label_audiences, profiles, service
 from adstack.audiences.ids import device_key
 from adstack.core.timeutil import utcnow
 from tests.audiences.helpers import gaids, md5_hex
@@ -120,7 +120,7 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
     adv = api.approved_account(admin)
     racing, puzzle, both, untagged = gaids(4, seed=9)
     for gaid in (racing, puzzle, both, untagged):
-        service.record_device_profile(
+        profiles.record_device_profile(
             session, gaid=gaid, installed_packages=[], usage=None, seen_at=utcnow(), country="IN"
         )
     session.commit()
@@ -150,7 +150,7 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
     # ad group uses it, and never with auto update off.
     assert _tags(api, admin, "interest.racing", [racing, puzzle, both, untagged], mode="replace")["devices"] == 4
     tomorrow = utcnow() + timedelta(days=1, minutes=1)
-    assert service.refresh_due_label_audiences(session_factory, now=tomorrow) == 0
+    assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 0
 
     def size(audience: dict[str, Any]) -> int:
         return int(expect(api.client.get(f"/api/v1/audiences/{audience['id']}", headers=adv.headers), 200)["size"])
@@ -161,11 +161,12 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
         api, adv, camp["id"], targeting={"countries": ["IN"], "include_audience_ids": [package["id"], either["id"]]}
     )
     assert group["status"] == "enabled"
-    assert service.refresh_due_label_audiences(session_factory, now=tomorrow) == 1
+    assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 1
     assert (size(package), size(either)) == (4, 1)
     expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers, json={"status": "paused"}), 200)
     _tags(api, admin, "interest.racing", [untagged], mode="remove")
-    assert service.refresh_due_label_audiences(session_factory, now=tomorrow + timedelta(days=1, minutes=1)) == 0
+    assert label_audiences.refresh_due_label_audiences(
+        session_factory, now=tomorrow + timedelta(days=1, minutes=1)) == 0
     assert size(package) == 4
     index = service.load_audience_index(session)
     assert index.contains(package["id"], device_key(untagged))

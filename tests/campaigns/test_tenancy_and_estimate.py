@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from adstack.campaigns import service
 from adstack.campaigns.enums import ServingStatus
 from adstack.campaigns.models import AdGroup
+from adstack.campaigns.serving_status import ad_group_serving_status, serving_statuses
 from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, ledger, publisher
 from tests.serving.test_api import approved_creative
 from tests.support import Api, expect
@@ -93,11 +93,11 @@ def test_service_status_matches_list_status_and_dayparting_in_zone(api: Api) -> 
     assert row is not None
     monday_0930_jakarta = datetime(2025, 6, 9, 2, 30, tzinfo=UTC)
     monday_0930_utc = datetime(2025, 6, 9, 9, 30, tzinfo=UTC)
-    assert service.ad_group_serving_status(api.session, row, now=monday_0930_jakarta)[0] == ServingStatus.ELIGIBLE
-    status, reason = service.ad_group_serving_status(api.session, row, now=monday_0930_utc)
+    assert ad_group_serving_status(api.session, row, now=monday_0930_jakarta)[0] == ServingStatus.ELIGIBLE
+    status, reason = ad_group_serving_status(api.session, row, now=monday_0930_utc)
     assert status == ServingStatus.OUT_OF_SCHEDULE and "Asia/Jakarta" in reason
     for moment in (monday_0930_jakarta, monday_0930_utc):
-        assert service.serving_statuses(api.session, [row], now=moment)[row.id] == service.ad_group_serving_status(
+        assert serving_statuses(api.session, [row], now=moment)[row.id] == ad_group_serving_status(
             api.session, row, now=moment
         )
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from adstack.campaigns.lists import ad_group_views
 from adstack.campaigns.models import AdGroup
-from adstack.campaigns.service import ad_group_views
 from adstack.console.messages import serving_reason
 from tests.campaigns.helpers import ad_group, campaign
 from tests.console.support import sign_in

@@ -19,7 +19,7 @@ from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup
 from adstack.creatives.models import Creative
-from adstack.finance import service as finance
+from adstack.finance import budgets
 from adstack.review.models import ReviewStatus
 from tests.console.support import png_bytes
 
@@ -261,7 +261,7 @@ def test_a_new_advertiser_from_registration_to_report(
         advertiser.goto(report_url)
         totals = advertiser.locator("#report-totals")
         session.expire_all()
-        spent = finance.ad_group_spend_micros(session, ad_group.id)
+        spent = budgets.ad_group_spend_micros(session, ad_group.id)
         shown = [totals.locator(f'[data-column="{name}"]') for name in ("impressions", "clicks", "cost_micros")]
         if spent > 0 and all(cell.count() for cell in shown) and [cell.inner_text().strip() for cell in shown] == [
             str(impressions), str(clicks), f"${spent / 1_000_000:,.2f}"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Role
 from adstack.finance import service as finance
+from adstack.finance.charges import apply_charge
 from adstack.finance.models import CreditLine
 from tests.console.support import csrf_from, post_form, register, sign_in
 from tests.support import Api
@@ -83,7 +84,7 @@ def test_staff_grant_list_statement_settle_and_renew(client: TestClient, session
     # Spend inside the ended period: 20 on campaign 77, 15 on campaign 78.
     during = datetime.now(UTC) - timedelta(days=10)
     for charge_id, campaign_id, amount in (("c-1", 77, 20 * USD), ("c-2", 78, 15 * USD)):
-        finance.apply_charge(
+        apply_charge(
             session,
             charge_id=charge_id,
             account_id=account_id,

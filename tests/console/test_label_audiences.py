@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Account
+from adstack.audiences import profiles
 from adstack.audiences import service as audiences
 from adstack.audiences.ids import device_key
 from adstack.audiences.models import Audience, PackageCategory
@@ -31,7 +32,7 @@ def _profiles(session: Session) -> None:
         (LIGHT_PLAYER, [GAME], {GAME: 300}),
         (BANKER, [BANK], {BANK: 600}),
     ):
-        audiences.record_device_profile(
+        profiles.record_device_profile(
             session, gaid=gaid, installed_packages=packages, usage=usage, seen_at=utcnow(), country="IN"
         )  # the first region offered is India's
     session.commit()

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Role
-from adstack.finance import service as finance
+from adstack.finance.charges import apply_charge
 from adstack.finance.models import ChargeStatus
 from adstack.oplog.models import ChangeEvent
 from tests.finance.conftest import ad_group, balance, top_up
@@ -336,7 +336,7 @@ def test_postpay_credit_line_settlement_statement_and_renewal(api: Api, session:
     # Spend during the contract period, up to the line: the charges occurred inside it.
     during = datetime.fromisoformat(line["starts_at"]) + timedelta(days=3)
     charged = [
-        finance.apply_charge(
+        apply_charge(
             session,
             charge_id=f"conv-{n}",
             account_id=advertiser.account_id,
@@ -362,7 +362,7 @@ def test_postpay_credit_line_settlement_statement_and_renewal(api: Api, session:
         True,
     )
     assert "renewed" in out["notice"]
-    late = finance.apply_charge(
+    late = apply_charge(
         session,
         charge_id="after-period",
         account_id=advertiser.account_id,
@@ -418,7 +418,7 @@ def test_refund_returns_a_charge_once(api: Api, session: Session) -> None:
     advertiser = api.approved_account()
     group = ad_group(api, advertiser)
     top_up(api, admin, advertiser.account_id, 10 * USD)
-    finance.apply_charge(
+    apply_charge(
         session,
         charge_id="click-42",
         account_id=advertiser.account_id,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from adstack.core.timeutil import utcnow
-from adstack.finance import service as finance
+from adstack.finance.charges import ChargeRequest, ChargeResult, apply_charges
 from adstack.finance.models import ChargeStatus
 from adstack.serving import engine as serving_engine
 from adstack.serving.engine import Decision
@@ -24,7 +24,7 @@ USD = 1_000_000
 BUDGET = 5 * USD
 
 
-def _burst(api: Api, session: Session, requests: int) -> tuple[list[Decision], list[finance.ChargeResult]]:
+def _burst(api: Api, session: Session, requests: int) -> tuple[list[Decision], list[ChargeResult]]:
     """A $1 CPC ad group with a $5 daily budget, alone on a space without reserve, served `requests` times at
     once; then every served ad is clicked (the worst case) and each click is billed its token's price."""
     admin = api.admin()
@@ -52,7 +52,7 @@ def _burst(api: Api, session: Session, requests: int) -> tuple[list[Decision], l
     space = snap.ad_spaces.get(SPACE_ID)
     decisions = [d for _ in range(requests) for d in eng.decide(request(now=now), space=space)]
     clicks = [
-        finance.ChargeRequest(
+        ChargeRequest(
             f"click:{d.impression_id}",
             advertiser.account_id,
             made["campaign_id"],
@@ -64,7 +64,7 @@ def _burst(api: Api, session: Session, requests: int) -> tuple[list[Decision], l
         )
         for d in decisions
     ]
-    results = finance.apply_charges(session, clicks)
+    results = apply_charges(session, clicks)
     session.commit()
     return decisions, results
 
@@ -73,7 +73,7 @@ def _reserved(decision: Decision) -> int:
     return next(c.amount for c in decision.claims if c.key.startswith("d:"))
 
 
-def _check_bound(decisions: list[Decision], results: list[finance.ChargeResult]) -> tuple[int, int]:
+def _check_bound(decisions: list[Decision], results: list[ChargeResult]) -> tuple[int, int]:
     billed = sum(r.charged_micros for r in results)
     delivered = sum(d.price_micros for d in decisions)
     unbilled = delivered - billed

@@ -12,14 +12,15 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from adstack.campaigns import service as campaigns
 from adstack.campaigns.enums import ServingStatus
 from adstack.campaigns.models import AdGroup
+from adstack.campaigns.serving_status import ad_group_serving_status
 from adstack.core.db import make_session_factory
 from adstack.core.errors import NotFound, ValidationFailed
+from adstack.finance import budgets
 from adstack.finance import service as finance
+from adstack.finance.charges import ChargeRequest, ChargeResult, apply_charge, apply_charges
 from adstack.finance.models import CapReason, ChargeStatus, EntryType, LedgerEntry
-from adstack.finance.service import ChargeRequest, ChargeResult
 from tests.finance.conftest import ad_group, approve_ad_group, campaign, top_up
 from tests.support import Api, expect
 
@@ -29,7 +30,7 @@ USD = 1_000_000
 def _charge(
     session: Session, group: dict, charge_id: str, amount: int, at: datetime, kind: str = "cpc"
 ) -> ChargeResult:
-    result = finance.apply_charge(
+    result = apply_charge(
         session,
         charge_id=charge_id,
         account_id=group["account_id"],
@@ -58,7 +59,7 @@ def _run_workers(engine: Engine, slices: list[list[ChargeRequest]], batch: int) 
             with factory() as session:
                 start.wait()
                 for offset in range(0, len(items), batch):
-                    mine.extend(finance.apply_charges(session, items[offset : offset + batch]))
+                    mine.extend(apply_charges(session, items[offset : offset + batch]))
                     session.commit()
         except BaseException as exc:  # surfaced in the test thread below
             errors.append(exc)
@@ -124,7 +125,7 @@ def test_eight_workers_apply_ten_thousand_charges_and_five_hundred_duplicates_ex
         select(LedgerEntry.idempotency_key).group_by(LedgerEntry.idempotency_key).having(func.count() > 1)
     ).all()
     assert [key for key in repeated if key is not None] == []
-    assert finance.ad_group_spend_micros(session, group["id"]) == distinct_sum
+    assert budgets.ad_group_spend_micros(session, group["id"]) == distinct_sum
 
 
 def test_daily_budget_stops_at_one_hundred_dollars_until_the_next_local_day(api: Api, session: Session) -> None:
@@ -159,16 +160,16 @@ def test_daily_budget_stops_at_one_hundred_dollars_until_the_next_local_day(api:
     assert row is not None
     last_minute = datetime.combine(local_morning.date(), time(23, 59), tzinfo=ZoneInfo(tz))
     next_midnight = datetime.combine(local_morning.date() + timedelta(days=1), time(0), tzinfo=ZoneInfo(tz))
-    assert campaigns.ad_group_serving_status(session, row, now=last_minute)[0] is ServingStatus.DAILY_BUDGET_EXHAUSTED
+    assert ad_group_serving_status(session, row, now=last_minute)[0] is ServingStatus.DAILY_BUDGET_EXHAUSTED
     assert (
-        finance.budget_state(session, group["id"], at=last_minute).exhausted_reason
+        budgets.budget_state(session, group["id"], at=last_minute).exhausted_reason
         is ServingStatus.DAILY_BUDGET_EXHAUSTED
     )
-    assert finance.remaining_budget_micros(session, group["id"], at=last_minute) == 0
+    assert budgets.remaining_budget_micros(session, group["id"], at=last_minute) == 0
     # Midnight in Los Angeles, not in UTC, opens the next day's budget.
     assert next_midnight.astimezone(UTC).hour == 8
-    assert campaigns.ad_group_serving_status(session, row, now=next_midnight)[0] is ServingStatus.ELIGIBLE
-    assert finance.remaining_budget_micros(session, group["id"], at=next_midnight) == 100 * USD
+    assert ad_group_serving_status(session, row, now=next_midnight)[0] is ServingStatus.ELIGIBLE
+    assert budgets.remaining_budget_micros(session, group["id"], at=next_midnight) == 100 * USD
     assert _charge(session, group, "next-day", 500_000, next_midnight).status is ChargeStatus.APPLIED
 
 
@@ -194,7 +195,7 @@ def test_concurrent_stream_never_bills_past_the_daily_budget(api: Api, session: 
     ]
     results = _run_workers(db, [charges[w::6] for w in range(6)], batch=5)
     session.expire_all()
-    assert finance.ad_group_spend_micros(session, group["id"]) == 100 * USD
+    assert budgets.ad_group_spend_micros(session, group["id"]) == 100 * USD
     assert sum(r.charged_micros for r in results) == 100 * USD
     assert Counter(r.status for r in results)[ChargeStatus.TRUNCATED] <= 1
     assert finance.balance_micros(session, advertiser.account_id) == 900 * USD
@@ -214,7 +215,7 @@ def test_total_budget_and_balance_caps(api: Api, session: Session) -> None:
     assert finance.available_micros(session, advertiser.account_id) == 0
     row = session.get(AdGroup, group["id"])
     assert row is not None
-    assert campaigns.ad_group_serving_status(session, row)[0] is ServingStatus.BALANCE_INSUFFICIENT
+    assert ad_group_serving_status(session, row)[0] is ServingStatus.BALANCE_INSUFFICIENT
     assert _charge(session, group, "c", USD, day + timedelta(days=2)).reason is CapReason.FUNDS
 
     top_up(api, admin, advertiser.account_id, 10 * USD)
@@ -224,8 +225,8 @@ def test_total_budget_and_balance_caps(api: Api, session: Session) -> None:
         2 * USD,
         CapReason.TOTAL_BUDGET,
     )
-    assert finance.ad_group_spend_micros(session, group["id"]) == 5 * USD
-    assert finance.budget_state(session, group["id"]).exhausted_reason is ServingStatus.BUDGET_EXHAUSTED
+    assert budgets.ad_group_spend_micros(session, group["id"]) == 5 * USD
+    assert budgets.budget_state(session, group["id"]).exhausted_reason is ServingStatus.BUDGET_EXHAUSTED
     assert finance.balance_micros(session, advertiser.account_id) == 8 * USD
 
 
@@ -257,7 +258,7 @@ def test_guaranteed_cpm_bills_up_to_the_booked_volume(api: Api, session: Session
     assert [r.status for r in results] == [ChargeStatus.APPLIED] * 3 + [ChargeStatus.REFUSED] * 2
     assert CapReason.BOOKED_VOLUME in results[2].exhausted and CapReason.BOOKED_VOLUME not in results[1].exhausted
     assert results[3].reason is CapReason.BOOKED_VOLUME
-    assert finance.ad_group_spend_micros(session, group["id"]) == 3 * 3000
+    assert budgets.ad_group_spend_micros(session, group["id"]) == 3 * 3000
 
 
 def finance_pricing_cpm(price: int) -> int:
@@ -277,9 +278,9 @@ def test_charges_of_deleted_ad_groups_stay_in_the_ledger_and_campaign_spend(api:
     late = _charge(session, group, "late-event", USD, at + timedelta(minutes=1))  # served before the delete
     assert late.applied
     session.expire_all()
-    assert finance.ad_group_spend_micros(session, group["id"]) == 3 * USD
-    assert finance.campaign_spend_micros(session, group["campaign_id"]) == 3 * USD
-    assert finance.creative_spend_micros(session, 7) == 3 * USD
+    assert budgets.ad_group_spend_micros(session, group["id"]) == 3 * USD
+    assert budgets.campaign_spend_micros(session, group["campaign_id"]) == 3 * USD
+    assert budgets.creative_spend_micros(session, 7) == 3 * USD
     read = expect(api.client.get(f"/api/v1/campaigns/{group['campaign_id']}", headers=advertiser.headers), 200)
     assert read["spend_micros"] == 3 * USD
 
@@ -309,11 +310,11 @@ def test_charge_input_is_checked(api: Api, session: Session) -> None:
             **kwargs,
         }
         with pytest.raises(ValidationFailed) as caught:
-            finance.apply_charge(session, **args)  # type: ignore[arg-type]
+            apply_charge(session, **args)  # type: ignore[arg-type]
         assert caught.value.fields[0].field == field
         session.rollback()
     with pytest.raises(NotFound):
-        finance.apply_charge(
+        apply_charge(
             session,
             charge_id="c",
             account_id=2**62,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from adstack.finance import service as finance
+from adstack.finance.charges import apply_charge
 from adstack.finance.models import ChargeStatus
 from tests.finance.conftest import ad_group, balance, top_up
 from tests.finance.test_api import FINANCE, USD, _local_today
@@ -37,7 +37,7 @@ def test_a_back_dated_credit_line_leaves_a_prepaid_balance_spendable(api: Api, s
         False,
     )
     assert out["credit_limit_micros"] == 0  # the ended line gives no credit
-    charged = finance.apply_charge(
+    charged = apply_charge(
         session,
         charge_id="after-backdated-line",
         account_id=advertiser.account_id,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from adstack.finance import service as finance
+from adstack.finance.charges import apply_charge
 from tests.finance.conftest import ad_group, balance
 from tests.support import Api, expect
 
@@ -53,7 +53,7 @@ def test_each_period_settles_its_own_cost_when_a_renewal_has_spent(api: Api, ses
     assert (first["state"], second["state"], third["state"]) == ("ended", "ended", "active")
 
     def charge(n: int, amount: int, at: datetime) -> None:
-        finance.apply_charge(
+        apply_charge(
             session,
             charge_id=f"click-{n}",
             account_id=advertiser.account_id,
@@ -114,7 +114,7 @@ def test_prepaid_money_is_not_taken_by_a_settlement(api: Api, session: Session) 
         "ends_on": (today - timedelta(days=1)).isoformat(),
     }
     line = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant), 201)
-    finance.apply_charge(
+    apply_charge(
         session,
         charge_id="click-1",
         account_id=advertiser.account_id,

@@ -19,10 +19,12 @@ from adstack.core.timeutil import utcnow
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
 from adstack.finance import service as finance
+from adstack.finance import topups
 from adstack.finance.models import TopUpIn
 from adstack.inventory.models import AdSpace, Publisher
-from adstack.reports import service as reports
-from adstack.reports.service import ExtraColumn
+from adstack.reports import connector_columns
+from adstack.reports.connector_columns import ExtraColumn
+from adstack.reports.models import Metric
 from tests.support import Actor, Api, expect
 
 DAY = date(2025, 5, 20)
@@ -439,7 +441,7 @@ def test_overview_has_balance_real_time_spend_shares_and_review_state(
 ) -> None:
     account = advertiser.account_id or 0
     admin = accounts.authenticate(session, api.admin().token)
-    finance.top_up(session, admin, TopUpIn(account_id=account, amount_micros=50_000_000))
+    topups.top_up(session, admin, TopUpIn(account_id=account, amount_micros=50_000_000))
     session.commit()
     now = utcnow()
     store.append(traffic(account, 1, impressions=30, clicks=3, installs=1, cost=700_000, country="SG", at=now, tag="a"))
@@ -556,7 +558,7 @@ class FakePartner:
 
     def columns(self) -> list[ExtraColumn]:
         return [
-            ExtraColumn("testpartner_installs", "Partner installs", "count", compare_to=reports.Metric.INSTALLS),
+            ExtraColumn("testpartner_installs", "Partner installs", "count", compare_to=Metric.INSTALLS),
             ExtraColumn("testpartner_roas_d7", "Partner ROAS D7", "ratio", additive=False),
         ]
 
@@ -577,7 +579,7 @@ def test_connector_columns_join_on_campaign_and_day_and_show_the_difference(
     api: Api, advertiser: Actor, three_campaigns: list[int]
 ) -> None:
     first, second, _ = three_campaigns
-    reports.register_column_source(
+    connector_columns.register_column_source(
         FakePartner(
             {
                 (first, DAY): {"testpartner_installs": 3, "testpartner_roas_d7": Decimal("1.25")},
@@ -613,7 +615,7 @@ def test_connector_columns_join_on_campaign_and_day_and_show_the_difference(
         )
         assert refused.status_code == 422 and "joinable_dimensions" in refused.text
     finally:
-        reports.unregister_column_source("testpartner")
+        connector_columns.unregister_column_source("testpartner")
 
 
 def test_the_objective_filter_sees_delivery_and_cost_not_only_requests(

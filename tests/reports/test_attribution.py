@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from adstack.core.settings import Settings
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
-from adstack.finance import service as finance
+from adstack.finance.charges import apply_charge
 from adstack.finance.models import LedgerEntry
 from tests.attribution.helpers import Scenario, scenario
 from tests.support import Api, expect
@@ -24,7 +24,7 @@ AT = datetime(2025, 6, 3, 6, tzinfo=UTC)  # 14:00 in Singapore
 
 def _charge(s: Scenario, charge_id: str, amount: int, at: datetime, country: str) -> Event:
     """A CPA charge through the ledger, and the charge event billing writes for it."""
-    result = finance.apply_charge(
+    result = apply_charge(
         s.api.session,
         charge_id=charge_id,
         account_id=s.account_id,

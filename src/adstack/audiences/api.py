@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from adstack.audiences import portraits, service
+from adstack.audiences import label_audiences, portraits, profiles, reference, service, uploads
 from adstack.audiences.ids import IdType
 from adstack.audiences.models import (
     Audience,
@@ -194,13 +194,13 @@ def _read(audience: Audience) -> AudienceRead:
 
 @router.get("/regions", response_model=list[RegionRead], summary="Country and region clusters")
 def list_regions(principal: CurrentPrincipal, session: SessionDep) -> list[RegionRead]:
-    return [RegionRead.model_validate(r) for r in service.list_regions(session)]
+    return [RegionRead.model_validate(r) for r in reference.list_regions(session)]
 
 
 @router.post("/regions", response_model=RegionRead, status_code=status.HTTP_201_CREATED,
              summary="Add a region cluster (platform admins and account managers)")
 def add_region(body: RegionIn, principal: CurrentPrincipal, session: SessionDep) -> RegionRead:
-    region = service.add_region(session, principal, body)
+    region = reference.add_region(session, principal, body)
     session.commit()
     return RegionRead.model_validate(region)
 
@@ -208,7 +208,7 @@ def add_region(body: RegionIn, principal: CurrentPrincipal, session: SessionDep)
 @router.delete("/regions/{region_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a region no audience uses (platform admins and account managers)")
 def delete_region(region_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> None:
-    service.delete_region(session, principal, region_id)
+    reference.delete_region(session, principal, region_id)
     session.commit()
 
 
@@ -222,7 +222,7 @@ def list_package_categories(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[PackageCategoryRead]:
-    rows = service.list_package_categories(session, query=q, category=category, limit=limit, offset=offset)
+    rows = reference.list_package_categories(session, query=q, category=category, limit=limit, offset=offset)
     return [PackageCategoryRead.model_validate(r) for r in rows]
 
 
@@ -230,7 +230,7 @@ def list_package_categories(
             summary="Set a package's category (platform admins and account managers)")
 def set_package_category(body: PackageCategoryIn, principal: CurrentPrincipal,
                          session: SessionDep) -> PackageCategoryRead:
-    row = service.set_package_category(session, principal, body)
+    row = reference.set_package_category(session, principal, body)
     session.commit()
     return PackageCategoryRead.model_validate(row)
 
@@ -238,7 +238,7 @@ def set_package_category(body: PackageCategoryIn, principal: CurrentPrincipal,
 @router.delete("/package-categories/{row_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove a package's category (platform admins and account managers)")
 def delete_package_category(row_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> None:
-    service.delete_package_category(session, principal, row_id)
+    reference.delete_package_category(session, principal, row_id)
     session.commit()
 
 
@@ -295,9 +295,9 @@ async def upload_audience(
 
     def work() -> ImportResult:
         # Everything that needs no file is checked before the body is read.
-        service.prepare_uploaded_audience(session, principal, name=name.strip(), region_code=region_code,
+        uploads.prepare_uploaded_audience(session, principal, name=name.strip(), region_code=region_code,
                                           account_id=account_id)
-        audience, upload = service.create_uploaded_audience(
+        audience, upload = uploads.create_uploaded_audience(
             session, principal, name=name.strip(), region_code=region_code, id_type=id_type,
             chunks=_file_chunks(request, settings), max_bytes=settings.max_upload_bytes, account_id=account_id,
             source=UploadSource.UPLOAD, source_name=filename or "",
@@ -312,10 +312,10 @@ async def upload_audience(
              summary="Create an audience from a file the server fetches: http(s):// or webhdfs://host:port/path")
 def import_audience(body: UrlImportIn, principal: CurrentPrincipal, session: SessionDep,
                     settings: SettingsDep) -> ImportResult:
-    service.prepare_uploaded_audience(session, principal, name=body.name, region_code=body.region_code,
+    uploads.prepare_uploaded_audience(session, principal, name=body.name, region_code=body.region_code,
                                       account_id=body.account_id)
     with open_url(body.url, max_bytes=settings.max_upload_bytes) as chunks:
-        audience, upload = service.create_uploaded_audience(
+        audience, upload = uploads.create_uploaded_audience(
             session, principal, name=body.name, region_code=body.region_code, id_type=body.id_type,
             chunks=chunks, max_bytes=settings.max_upload_bytes, account_id=body.account_id,
             source=UploadSource.URL, source_name=display_url(body.url),
@@ -328,9 +328,9 @@ def import_audience(body: UrlImportIn, principal: CurrentPrincipal, session: Ses
              summary="Create a label audience from conditions over device profiles; built at once")
 def create_label_audience(body: LabelAudienceCreate, principal: CurrentPrincipal, session: SessionDep
                           ) -> AudienceRead:
-    audience = service.create_label_audience(session, principal, body)
+    audience = label_audiences.create_label_audience(session, principal, body)
     session.commit()
-    audience = service.rebuild_label_audience(session, principal, audience.id)
+    audience = label_audiences.rebuild_label_audience(session, principal, audience.id)
     return _read(audience)
 
 
@@ -367,10 +367,10 @@ def get_audience(audience_id: IdPath, principal: CurrentPrincipal, session: Sess
               summary="Rename, move region, or change a label audience's rule (rebuilt at once)")
 def update_audience(audience_id: IdPath, body: AudienceUpdate, principal: CurrentPrincipal,
                     session: SessionDep) -> AudienceRead:
-    audience, rule_changed = service.update_audience(session, principal, audience_id, body)
+    audience, rule_changed = label_audiences.update_audience(session, principal, audience_id, body)
     session.commit()
     if rule_changed:
-        audience = service.rebuild_label_audience(session, principal, audience.id)
+        audience = label_audiences.rebuild_label_audience(session, principal, audience.id)
     return _read(audience)
 
 
@@ -388,8 +388,8 @@ async def change_audience_by_upload(
     _check_filename(filename)
 
     def work() -> ImportResult:
-        service.prepare_change(session, principal, audience_id)
-        audience, upload = service.change_uploaded_audience(
+        uploads.prepare_change(session, principal, audience_id)
+        audience, upload = uploads.change_uploaded_audience(
             session, principal, audience_id, mode=mode, chunks=_file_chunks(request, settings),
             max_bytes=settings.max_upload_bytes, source=UploadSource.UPLOAD, source_name=filename or "",
         )
@@ -403,9 +403,9 @@ async def change_audience_by_upload(
              summary="Append or reduce an audience with a file the server fetches")
 def change_audience_by_url(audience_id: IdPath, body: UrlChangeIn, principal: CurrentPrincipal,
                            session: SessionDep, settings: SettingsDep) -> ImportResult:
-    service.prepare_change(session, principal, audience_id)
+    uploads.prepare_change(session, principal, audience_id)
     with open_url(body.url, max_bytes=settings.max_upload_bytes) as chunks:
-        audience, upload = service.change_uploaded_audience(
+        audience, upload = uploads.change_uploaded_audience(
             session, principal, audience_id, mode=body.mode, chunks=chunks, max_bytes=settings.max_upload_bytes,
             source=UploadSource.URL, source_name=display_url(body.url),
         )
@@ -422,7 +422,7 @@ def list_uploads(audience_id: IdPath, principal: CurrentPrincipal, session: Sess
 @router.post("/{audience_id}/refresh", response_model=AudienceRead,
              summary="Rebuild a label audience from the device profiles now")
 def refresh_audience(audience_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> AudienceRead:
-    return _read(service.rebuild_label_audience(session, principal, audience_id))
+    return _read(label_audiences.rebuild_label_audience(session, principal, audience_id))
 
 
 @router.delete("/{audience_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -447,7 +447,7 @@ class AudienceMaintenance:
     """A daemon thread: flushes buffered device profiles every few seconds; hourly, refreshes label
     audiences older than a day and prunes the profile store."""
 
-    def __init__(self, factory: sessionmaker[Session], store: service.DeviceProfileStore):
+    def __init__(self, factory: sessionmaker[Session], store: profiles.DeviceProfileStore):
         self._factory = factory
         self._store = store
         self._stop = threading.Event()
@@ -471,15 +471,15 @@ class AudienceMaintenance:
                         MAINTENANCE_SECONDS:
                     self._last_maintenance = now
                     with session_scope(self._factory) as session:
-                        service.prune_device_profiles(session, now=now)
-                    service.refresh_due_label_audiences(self._factory, now=now)
+                        profiles.prune_device_profiles(session, now=now)
+                    label_audiences.refresh_due_label_audiences(self._factory, now=now)
             except Exception:  # the loop must survive a database hiccup
                 log.exception("audience maintenance failed")
 
 
 def install(app: FastAPI) -> None:
     """`app.state.device_profiles` is the buffer serving records device profiles into."""
-    store = service.DeviceProfileStore(app.state.session_factory)
+    store = profiles.DeviceProfileStore(app.state.session_factory)
     app.state.device_profiles = store
     maintenance = AudienceMaintenance(app.state.session_factory, store)
 

@@ -1,7 +1,7 @@
 """Label rules: conditions over the device profile store that define a label audience.
 
 Every condition must hold (AND); a condition's list matches any of its values unless it says `match: all`.
-Pure schema; the service materialises a rule into a bitmap of device keys.
+Pure schema; `label_audiences.py` materialises a rule into a bitmap of device keys.
 """
 
 from __future__ import annotations

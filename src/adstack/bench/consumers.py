@@ -51,7 +51,7 @@ def bench_database() -> Iterator[Bench]:
     from adstack.core.bootstrap import seed, upgrade
     from adstack.core.db import make_engine, make_session_factory
     from adstack.events.service import close_event_store
-    from adstack.finance import service as finance
+    from adstack.finance import topups
     from adstack.finance.models import TopUpIn
 
     with tempfile.TemporaryDirectory(prefix="adstack-bench-") as tmp:
@@ -70,7 +70,7 @@ def bench_database() -> Iterator[Bench]:
             admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
                                           role=Role.ADMIN)
             principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
-            finance.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=TOP_UP_MICROS))
+            topups.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=TOP_UP_MICROS))
             session.commit()
             account_id = account.id
         try:

@@ -210,7 +210,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
     from adstack.core.db import make_engine, make_session_factory
     from adstack.core.timeutil import utcnow
     from adstack.core.vocabulary import Partner
-    from adstack.finance import service as finance
+    from adstack.finance import topups
     from adstack.finance.models import TopUpIn
     from adstack.tracking.devices import normalise_gaid
     from adstack.tracking.tokens import new_click_id
@@ -228,7 +228,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
         admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
                                       role=Role.ADMIN)
         principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
-        finance.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=10**13))
+        topups.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=10**13))
         app = App(account_id=account.id, package_name="com.bench.game", name="Bench", partner="appsflyer")
         campaign = Campaign(account_id=account.id, objective="performance", name="Bench installs",
                             promotion_type="app_download", package_name=app.package_name)

@@ -57,7 +57,7 @@ def build_platform(data_dir: Path) -> list[dict[str, Any]]:
     from adstack.campaigns.models import AdGroup
     from adstack.core.db import make_engine, make_session_factory
     from adstack.core.errors import DomainError
-    from adstack.finance import service as finance
+    from adstack.finance import topups
     from adstack.finance.models import TopUpIn
     from adstack.inventory.models import AdSpace, Publisher
 
@@ -74,7 +74,7 @@ def build_platform(data_dir: Path) -> list[dict[str, Any]]:
             principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
             for account_id in session.scalars(select(Account.id)):
                 with contextlib.suppress(DomainError):  # agency sub-accounts are funded by transfers only
-                    finance.top_up(session, principal, TopUpIn(account_id=account_id, amount_micros=10**12))
+                    topups.top_up(session, principal, TopUpIn(account_id=account_id, amount_micros=10**12))
             session.commit()
             return [{"id": space_id, "package": package, "country": country}
                     for space_id, package, country in session.execute(

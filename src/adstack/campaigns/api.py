@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
-from adstack.campaigns import batch, service
+from adstack.campaigns import audience_size, batch, lists, service
 from adstack.campaigns.enums import MarketingObjective, ServingStatus, UserStatus
 from adstack.campaigns.models import (
     AdGroupCopyIn,
@@ -48,7 +48,7 @@ Search = Annotated[str | None, Query(max_length=200, description="Name or id.")]
 Order = Annotated[Literal["asc", "desc"], Query(description="Sort direction.")]
 
 
-def campaign_read(session: SessionDep, view: service.CampaignView, notice: str | None = None) -> CampaignRead:
+def campaign_read(session: SessionDep, view: lists.CampaignView, notice: str | None = None) -> CampaignRead:
     out = CampaignRead.model_validate(view.campaign)
     out.serving_status = view.serving_status
     out.serving_reason = view.serving_reason
@@ -58,7 +58,7 @@ def campaign_read(session: SessionDep, view: service.CampaignView, notice: str |
     return out
 
 
-def ad_group_read(session: SessionDep, view: service.AdGroupView, notice: str | None = None) -> AdGroupRead:
+def ad_group_read(session: SessionDep, view: lists.AdGroupView, notice: str | None = None) -> AdGroupRead:
     out = AdGroupRead.model_validate(view.ad_group)
     out.serving_status = view.serving_status
     out.serving_reason = view.serving_reason
@@ -69,11 +69,11 @@ def ad_group_read(session: SessionDep, view: service.AdGroupView, notice: str | 
 
 
 def _campaign(session: SessionDep, campaign: service.Campaign, notice: str | None = None) -> CampaignRead:
-    return campaign_read(session, service.campaign_view(session, campaign), notice)
+    return campaign_read(session, lists.campaign_view(session, campaign), notice)
 
 
 def _ad_group(session: SessionDep, ad_group: service.AdGroup, notice: str | None = None) -> AdGroupRead:
-    return ad_group_read(session, service.ad_group_views(session, [ad_group])[0], notice)
+    return ad_group_read(session, lists.ad_group_views(session, [ad_group])[0], notice)
 
 
 # ---------- campaigns ----------
@@ -96,7 +96,7 @@ def list_campaigns(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> CampaignPage:
-    views, total = service.list_campaigns(
+    views, total = lists.list_campaigns(
         session, principal, query=q, account_id=account_id, objective=objective, status=status,
         serving_status=serving_status, placement_type=placement_type, publisher_id=publisher_id, sort=sort.value,
         descending=order == "desc", limit=limit, offset=offset)
@@ -172,7 +172,7 @@ def list_ad_groups(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> AdGroupPage:
-    views, total = service.list_ad_groups(
+    views, total = lists.list_ad_groups(
         session, principal, query=q, account_id=account_id, campaign_id=campaign_id, objective=objective,
         status=status, serving_status=serving_status, review_status=review_status, placement_type=placement_type,
         publisher_id=publisher_id, sort=sort.value, descending=order == "desc", limit=limit, offset=offset)
@@ -190,7 +190,7 @@ def create_ad_group(body: AdGroupCreate, principal: CurrentPrincipal, session: S
 @router.post("/ad-groups/estimate", response_model=EstimateOut, tags=["ad groups"],
              summary="Audience-size estimate for a targeting, placement and publishers")
 def estimate(body: EstimateIn, principal: CurrentPrincipal, session: SessionDep) -> EstimateOut:
-    result, source = service.estimate(session, principal, body)
+    result, source = audience_size.estimate(session, principal, body)
     return EstimateOut(users=result.users, estimated_max_daily_impressions=result.estimated_max_daily_impressions,
                        estimated_max_users=result.estimated_max_users, countries=result.countries,
                        unestimated=result.unestimated, source=source)

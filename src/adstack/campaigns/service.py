@@ -1,33 +1,27 @@
-"""Campaigns and ad groups: create, edit, review, status, copy, cascade delete, lists and serving status."""
+"""Campaigns and ad groups: create, edit, review, status, copy and cascade delete.
+
+Ad group values and their rules are in ad_group_values.py, serving status in serving_status.py, lists in lists.py
+and the audience-size estimate in audience_size.py."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Principal
-from adstack.campaigns import cpt
+from adstack.campaigns.ad_group_values import _plain, _storage_values, _validate_ad_group
 from adstack.campaigns.enums import (
-    BID_TYPES_BY_OBJECTIVE,
-    BidType,
-    MarketingObjective,
     Pacing,
     PromotionChannel,
     PromotionType,
-    ServingStatus,
     StatusAction,
     TargetGroup,
     UserStatus,
 )
-from adstack.campaigns.estimate import AudienceEstimate, estimate_audience
 from adstack.campaigns.models import (
     AdGroup,
     AdGroupCreate,
@@ -35,31 +29,16 @@ from adstack.campaigns.models import (
     Campaign,
     CampaignCreate,
     CampaignUpdate,
-    EstimateIn,
     ItemResult,
-)
-from adstack.campaigns.readiness import Readiness, readiness
-from adstack.campaigns.status import (
-    ScheduleFacts,
-    ServingFacts,
-    campaign_serving_status,
-    derive_serving_status,
-    local_midnight_utc,
 )
 from adstack.campaigns.targeting import Targeting
 from adstack.core.errors import DomainError, FieldError, Forbidden, InvalidState, NotFound, ValidationFailed
-from adstack.core.timeutil import as_utc, utcnow, zone
-from adstack.finance import service as finance
-from adstack.finance.models import EntryType, LedgerEntry
-from adstack.inventory import service as inventory
-from adstack.inventory.models import CatalogueStatus
-from adstack.inventory.service import TablePopulationSource
+from adstack.core.timeutil import as_utc, utcnow
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 from adstack.review import enforcement
 from adstack.review import service as review
 from adstack.review.models import ReviewAction, ReviewStatus
-from adstack.serving import reservations
 
 CAMPAIGN = "campaign"
 AD_GROUP = "ad_group"
@@ -78,7 +57,6 @@ AD_GROUP_REVIEWED_FIELDS = ("placement_type", "publisher_ids", "ad_space_ids")
 AD_GROUP_REVIEWED_TARGETING = ("countries",)
 
 NAME_MAX = 100
-_CHUNK = 900  # ids per IN (...) list, well inside every database's parameter limit
 
 
 # ---------- snapshots (operation log) ----------
@@ -137,10 +115,6 @@ def _ensure_not_deleted(obj: Campaign | AdGroup) -> None:
     if obj.status == UserStatus.DELETED:
         kind = "campaign" if isinstance(obj, Campaign) else "ad group"
         raise InvalidState(f"{kind} {obj.id} is deleted")
-
-
-def _plain(value: Any) -> Any:
-    return value.value if hasattr(value, "value") else value
 
 
 def copy_name(name: str) -> str:
@@ -281,136 +255,6 @@ def copy_campaign(session: Session, principal: Principal, campaign_id: int, *, n
         for ad_group in _live_ad_groups(session, [source.id]):
             _copy_ad_group(session, principal, ad_group, campaign=copy, name=ad_group.name, with_creatives=True)
     return copy
-
-
-# ---------- ad groups: values ----------
-
-
-def _utc(moment: datetime, time_zone: str) -> datetime:
-    """A time without a zone is read in the ad group's time zone."""
-    if moment.tzinfo is None:
-        return as_utc(moment.replace(tzinfo=zone(time_zone)))
-    return as_utc(moment)
-
-
-def _storage_values(changes: dict[str, Any], time_zone: str) -> dict[str, Any]:
-    """API values -> column values: plain strings for enums, JSON for targeting and slots, UTC times."""
-    values: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name == "targeting":
-            values[name] = (value if isinstance(value, Targeting) else Targeting.model_validate(value or {})
-                            ).model_dump(mode="json")
-        elif name in ("start_at", "end_at"):
-            values[name] = None if value is None else _utc(value, time_zone)
-        elif name == "booked_slots":
-            values[name] = [
-                {"start": _utc(slot.start, time_zone).isoformat(), "end": _utc(slot.end, time_zone).isoformat()}
-                for slot in value or []
-            ]
-        elif name in ("publisher_ids", "ad_space_ids"):
-            values[name] = list(dict.fromkeys(value or []))
-        else:
-            values[name] = _plain(value)
-    return values
-
-
-def _inventory_errors(session: Session, placement_type: str, publisher_ids: list[int], ad_space_ids: list[int]
-                      ) -> list[FieldError]:
-    errors: list[FieldError] = []
-    publishers = inventory.publishers_by_id(session, publisher_ids)
-    for i, publisher_id in enumerate(publisher_ids):
-        publisher = publishers.get(publisher_id)
-        if publisher is None:
-            errors.append(FieldError(f"publisher_ids.{i}", "exists", "no such publisher", actual=publisher_id))
-        elif publisher.status != CatalogueStatus.ACTIVE:
-            errors.append(FieldError(f"publisher_ids.{i}", "active", "the publisher is inactive", actual=publisher_id))
-    spaces = inventory.ad_spaces_by_id(session, ad_space_ids)
-    for i, space_id in enumerate(ad_space_ids):
-        space = spaces.get(space_id)
-        field = f"ad_space_ids.{i}"
-        if space is None:
-            errors.append(FieldError(field, "exists", "no such ad space", actual=space_id))
-        elif space.status != CatalogueStatus.ACTIVE:
-            errors.append(FieldError(field, "active", "the ad space is inactive", actual=space_id))
-        elif space.placement_type != placement_type:
-            errors.append(FieldError(field, "placement_type", "the ad space is for another placement type",
-                                     limit=placement_type, actual=space.placement_type))
-        elif publisher_ids and space.publisher_id not in publisher_ids:
-            errors.append(FieldError(field, "publisher", "the ad space belongs to a publisher not chosen",
-                                     limit=publisher_ids, actual=space.publisher_id))
-    if publisher_ids and not ad_space_ids:
-        offering = {s.publisher_id for s in inventory.ad_spaces_of_publishers(session, publisher_ids)
-                    if s.placement_type == placement_type and s.status == CatalogueStatus.ACTIVE}
-        for i, publisher_id in enumerate(publisher_ids):
-            if publisher_id in publishers and publisher_id not in offering:
-                errors.append(FieldError(f"publisher_ids.{i}", "placement_type",
-                                         "the publisher has no active ad space of this placement type",
-                                         limit=placement_type, actual=publisher_id))
-    return errors
-
-
-def _bid_errors(objective: str, values: dict[str, Any], sent: set[str]) -> list[FieldError]:
-    """Brand takes guaranteed CPM or CPT; performance takes CPC or CPA. Fields of other bid types are
-    cleared, or refused when the request itself sent them."""
-    errors: list[FieldError] = []
-    bid_type = values["bid_type"]
-    allowed = sorted(b.value for b in BID_TYPES_BY_OBJECTIVE[MarketingObjective(objective)])
-    if bid_type not in allowed:
-        errors.append(FieldError("bid_type", "objective_bid_type", f"a {objective} campaign bids with "
-                                 f"{' or '.join(allowed)}", limit=allowed, actual=bid_type))
-    own_fields = {BidType.CPA: "conversion_event", BidType.GUARANTEED_CPM: "booked_impressions",
-                  BidType.CPT: "booked_slots"}
-    for owner, name in own_fields.items():
-        empty: Any = [] if name == "booked_slots" else None
-        if bid_type == owner:
-            if not values.get(name):
-                errors.append(FieldError(name, "required", f"{owner.value} bids need {name}"))
-        elif values.get(name):
-            if name in sent:
-                errors.append(FieldError(name, "bid_type", f"{name} applies only to {owner.value} bids",
-                                         limit=owner.value, actual=bid_type))
-            values[name] = empty
-    for i, slot in enumerate(values.get("booked_slots") or []):
-        start, end = _slot_times(slot)
-        if end <= start:
-            errors.append(FieldError(f"booked_slots.{i}.end", "after_start", "a slot ends after it starts"))
-    return errors
-
-
-def _schedule_and_budget_errors(values: dict[str, Any]) -> list[FieldError]:
-    errors = []
-    if values["end_at"] is not None and values["end_at"] <= values["start_at"]:
-        errors.append(FieldError("end_at", "after_start", "the end must be after the start",
-                                 limit=values["start_at"].isoformat(), actual=values["end_at"].isoformat()))
-    total, daily = values["total_budget_micros"], values["daily_budget_micros"]
-    if total is not None and daily is not None and daily > total:
-        errors.append(FieldError("daily_budget_micros", "le_total_budget",
-                                 "the daily budget cannot exceed the total budget", limit=total, actual=daily))
-    return errors
-
-
-def _audience_errors(session: Session, account_id: int, targeting: dict[str, Any]) -> list[FieldError]:
-    """Audiences must belong to the ad group's account; another tenant's id reads as missing."""
-    named = [*targeting.get("include_audience_ids", []), *targeting.get("exclude_audience_ids", [])]
-    if not named:
-        return []
-    from adstack.audiences import service as audiences
-
-    usable = audiences.usable_audience_ids(session, account_id, named)
-    return [FieldError(f"targeting.{key}.{i}", "exists", "no such audience in this account", actual=audience_id)
-            for key in ("include_audience_ids", "exclude_audience_ids")
-            for i, audience_id in enumerate(targeting.get(key, [])) if audience_id not in usable]
-
-
-def _validate_ad_group(session: Session, campaign: Campaign, values: dict[str, Any], sent: set[str], *,
-                       ad_group_id: int | None = None) -> None:
-    errors = (_bid_errors(campaign.objective, values, sent)
-              + _schedule_and_budget_errors(values)
-              + _inventory_errors(session, values["placement_type"], values["publisher_ids"], values["ad_space_ids"])
-              + _audience_errors(session, campaign.account_id, values["targeting"]))
-    if errors:
-        raise ValidationFailed("the ad group has invalid fields", fields=errors)
-    cpt.check_bookings(session, ad_group_id=ad_group_id, values=values)
 
 
 def _editable_campaign(session: Session, principal: Principal, campaign_id: int, field: str = "campaign_id"
@@ -641,357 +485,3 @@ def batch_set_status(session: Session, principal: Principal, object_type: str, i
         except DomainError as exc:
             results.append(ItemResult(id=object_id, ok=False, error=exc.as_dict()["error"]))
     return results
-
-
-# ---------- serving status ----------
-
-
-def _slot_times(slot: dict[str, str]) -> tuple[datetime, datetime]:
-    return datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
-
-
-def _schedule_facts(ad_group: AdGroup) -> ScheduleFacts:
-    slots = [_slot_times(slot) for slot in ad_group.booked_slots or []]
-    return ScheduleFacts(time_zone=ad_group.time_zone, start_at=ad_group.start_at, end_at=ad_group.end_at,
-                         dayparting=ad_group.dayparting, booked_slots=slots, bid_type=ad_group.bid_type)
-
-
-def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
-           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0,
-           ready: Readiness | None = None) -> ServingFacts:
-    ready = ready or Readiness()
-    return ServingFacts(
-        status=ad_group.status,
-        campaign_status=campaign.status if campaign else UserStatus.DELETED.value,
-        account_review_status=account.review_status if account else ReviewStatus.TO_BE_SUBMITTED.value,
-        review_status=ad_group.review_status,
-        rejection_reasons=ad_group.rejection_reasons,
-        account_rejection_reasons=account.rejection_reasons if account else "",
-        available_micros=available,
-        total_spend_micros=total_spend,
-        spend_today_micros=spend_today,
-        total_budget_micros=ad_group.total_budget_micros,
-        daily_budget_micros=ad_group.daily_budget_micros,
-        schedule=_schedule_facts(ad_group),
-        now=now,
-        currency=account.currency if account else "",
-        reserved_today_micros=reserved_today,
-        creatives=ready.creatives,
-        approved_creatives=ready.approved_creatives,
-        creatives_under_review=ready.creatives_under_review,
-        inventory_spaces=ready.inventory_spaces,
-    )
-
-
-def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetime | None = None
-                            ) -> tuple[ServingStatus, str]:
-    """Why the ad group serves or not at `now`; see status.derive_serving_status for the order of checks."""
-    moment = as_utc(now) if now else utcnow()
-    spend_today = finance.ad_group_spend_micros(session, ad_group.id,
-                                                since=local_midnight_utc(moment, ad_group.time_zone))
-    held = reservations.held_today({(ad_group.id, _local_day(moment, ad_group.time_zone)): spend_today})
-    facts = _facts(
-        ad_group, session.get(Campaign, ad_group.campaign_id), session.get(Account, ad_group.account_id),
-        available=finance.available_micros(session, ad_group.account_id),
-        total_spend=finance.ad_group_spend_micros(session, ad_group.id),
-        spend_today=spend_today, now=moment, reserved_today=held.get(ad_group.id, 0),
-        ready=readiness(session, [ad_group])[ad_group.id],
-    )
-    return derive_serving_status(facts)
-
-
-def _local_day(moment: datetime, time_zone: str) -> date:
-    return as_utc(moment).astimezone(zone(time_zone)).date()
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start:start + _CHUNK]
-
-
-def spend_by(session: Session, column: InstrumentedAttribute[int | None], ids: Iterable[int], *,
-             since: datetime | None = None) -> dict[int, int]:
-    """Charges per campaign or ad group id, from the ledger (the same rule as finance.ad_group_spend_micros)."""
-    totals: dict[int, int] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        stmt = (select(column, func.coalesce(func.sum(-LedgerEntry.amount_micros), 0))
-                .where(LedgerEntry.entry_type == EntryType.CHARGE.value, column.in_(chunk)).group_by(column))
-        if since is not None:
-            stmt = stmt.where(LedgerEntry.occurred_at >= since)
-        for key, total in session.execute(stmt):
-            if key is not None:
-                totals[int(key)] = int(total or 0)
-    return totals
-
-
-def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: datetime | None = None
-                     ) -> dict[int, tuple[ServingStatus, str]]:
-    """The serving status of many ad groups with a handful of queries (lists, snapshots)."""
-    if not ad_groups:
-        return {}
-    moment = as_utc(now) if now else utcnow()
-    campaigns = {c.id: c for c in session.scalars(
-        select(Campaign).where(Campaign.id.in_({g.campaign_id for g in ad_groups})))}
-    account_ids = {g.account_id for g in ad_groups}
-    account_rows = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
-    available = {account_id: finance.available_micros(session, account_id) for account_id in account_ids}
-    ids = [g.id for g in ad_groups]
-    total = spend_by(session, LedgerEntry.ad_group_id, ids)
-    by_midnight: dict[datetime, list[int]] = defaultdict(list)
-    for g in ad_groups:
-        by_midnight[local_midnight_utc(moment, g.time_zone)].append(g.id)
-    today: dict[int, int] = {}
-    for midnight, group_ids in by_midnight.items():
-        today.update(spend_by(session, LedgerEntry.ad_group_id, group_ids, since=midnight))
-    held = reservations.held_today({(g.id, _local_day(moment, g.time_zone)): today.get(g.id, 0)
-                                    for g in ad_groups if g.daily_budget_micros is not None})
-    ready = readiness(session, ad_groups)
-    return {
-        g.id: derive_serving_status(_facts(
-            g, campaigns.get(g.campaign_id), account_rows.get(g.account_id), available=available[g.account_id],
-            total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment,
-            reserved_today=held.get(g.id, 0), ready=ready[g.id]))
-        for g in ad_groups
-    }
-
-
-def campaign_statuses(session: Session, campaigns: Sequence[Campaign], *, now: datetime | None = None
-                      ) -> dict[int, tuple[ServingStatus, str]]:
-    if not campaigns:
-        return {}
-    groups = _live_ad_groups(session, [c.id for c in campaigns])
-    group_status = serving_statuses(session, groups, now=now)
-    per_campaign: dict[int, list[ServingStatus]] = defaultdict(list)
-    for g in groups:
-        per_campaign[g.campaign_id].append(group_status[g.id][0])
-    accounts_by_id = {a.id: a for a in session.scalars(
-        select(Account).where(Account.id.in_({c.account_id for c in campaigns})))}
-    out = {}
-    for c in campaigns:
-        account = accounts_by_id.get(c.account_id)
-        out[c.id] = campaign_serving_status(c.status, account.review_status if account else "",
-                                            per_campaign.get(c.id, []),
-                                            account.rejection_reasons if account else "")
-    return out
-
-
-# ---------- lists ----------
-
-
-@dataclass(frozen=True)
-class CampaignView:
-    campaign: Campaign
-    serving_status: ServingStatus
-    serving_reason: str
-    spend_micros: int
-    ad_group_count: int
-
-
-@dataclass(frozen=True)
-class AdGroupView:
-    ad_group: AdGroup
-    serving_status: ServingStatus
-    serving_reason: str
-    spend_micros: int
-
-
-_COMPUTED_SORTS = frozenset({"spend_micros", "serving_status"})
-
-
-def _search(column: Any, id_column: Any, query: str) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [column.ilike(f"%{query}%")]
-    if query.isdigit() and len(query) < 19:
-        conditions.append(id_column == int(query))
-    return or_(*conditions)
-
-
-def _scope(session: Session, principal: Principal, model: type[Campaign] | type[AdGroup], stmt: Any,
-           account_id: int | None) -> Any:
-    if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
-        return stmt.where(model.account_id == account_id)
-    visible = accounts.visible_account_ids(session, principal)
-    return stmt if visible is None else stmt.where(model.account_id.in_(visible))
-
-
-def _runs_on_publisher(ad_group: AdGroup, publisher_id: int, space_owner: dict[int, int],
-                       publisher_placements: set[str]) -> bool:
-    if not ad_group.publisher_ids and not ad_group.ad_space_ids:
-        # "All publishers": every publisher with an ad space of the ad group's placement type.
-        return ad_group.placement_type in publisher_placements
-    return publisher_id in (ad_group.publisher_ids or []) or any(
-        space_owner.get(s) == publisher_id for s in ad_group.ad_space_ids or [])
-
-
-def ad_groups_on_publisher(session: Session, ad_groups: Sequence[AdGroup], publisher_id: int) -> list[AdGroup]:
-    """The ad groups that can run on the publisher: those naming it or one of its ad spaces, and those on all
-    publishers whose placement type the publisher offers."""
-    owners = {s.id: s.publisher_id for s in inventory.ad_spaces_by_id(
-        session, {s for g in ad_groups for s in g.ad_space_ids or []}).values()}
-    placements = {s.placement_type for s in inventory.ad_spaces_of_publishers(session, [publisher_id])}
-    return [g for g in ad_groups if _runs_on_publisher(g, publisher_id, owners, placements)]
-
-
-def _order(rows: list[Any], key: Any, descending: bool) -> list[Any]:
-    return sorted(rows, key=key, reverse=descending)
-
-
-def list_campaigns(
-    session: Session,
-    principal: Principal,
-    *,
-    query: str | None = None,
-    account_id: int | None = None,
-    objective: str | None = None,
-    status: str | None = None,
-    serving_status: str | None = None,
-    placement_type: str | None = None,
-    publisher_id: int | None = None,
-    sort: str = "id",
-    descending: bool = True,
-    limit: int = 50,
-    offset: int = 0,
-    now: datetime | None = None,
-) -> tuple[list[CampaignView], int]:
-    """Search by name or id, filter, sort and page. Deleted campaigns show only when asked for by status."""
-    stmt = _scope(session, principal, Campaign, select(Campaign), account_id)
-    if query:
-        stmt = stmt.where(_search(Campaign.name, Campaign.id, query))
-    if objective:
-        stmt = stmt.where(Campaign.objective == objective)
-    stmt = stmt.where(Campaign.status == status) if status else stmt.where(Campaign.status != UserStatus.DELETED)
-    if placement_type:
-        stmt = stmt.where(exists().where(AdGroup.campaign_id == Campaign.id, AdGroup.placement_type == placement_type,
-                                         AdGroup.status != UserStatus.DELETED))
-    computed = serving_status is not None or publisher_id is not None or sort in _COMPUTED_SORTS
-    if not computed:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        column = getattr(Campaign, sort)
-        page = list(session.scalars(stmt.order_by(column.desc() if descending else column.asc(),
-                                                  Campaign.id.desc() if descending else Campaign.id.asc())
-                                    .limit(limit).offset(offset)))
-        return _campaign_views(session, page, now), total
-    rows = list(session.scalars(stmt.order_by(Campaign.id)))
-    if publisher_id is not None:
-        groups = ad_groups_on_publisher(session, _live_ad_groups(session, [c.id for c in rows]), publisher_id)
-        wanted = {g.campaign_id for g in groups}
-        rows = [c for c in rows if c.id in wanted]
-    views = _campaign_views(session, rows, now)
-    if serving_status is not None:
-        views = [v for v in views if v.serving_status == serving_status]
-    views = _order(views, lambda v: (_sort_value(v.campaign, v, sort), v.campaign.id), descending)
-    return views[offset:offset + limit], len(views)
-
-
-def _sort_value(obj: Any, view: Any, sort: str) -> Any:
-    if sort in _COMPUTED_SORTS:
-        value = getattr(view, sort)
-        return value.value if isinstance(value, ServingStatus) else value
-    value = getattr(obj, sort)
-    return (value is not None, value if value is not None else 0)
-
-
-def _campaign_views(session: Session, campaigns: list[Campaign], now: datetime | None) -> list[CampaignView]:
-    ids = [c.id for c in campaigns]
-    statuses = campaign_statuses(session, campaigns, now=now)
-    spend = spend_by(session, LedgerEntry.campaign_id, ids)
-    counts: dict[int, int] = {}
-    for chunk in _chunks(ids):
-        counts.update({int(k): int(n) for k, n in session.execute(
-            select(AdGroup.campaign_id, func.count()).where(AdGroup.campaign_id.in_(chunk),
-                                                            AdGroup.status != UserStatus.DELETED)
-            .group_by(AdGroup.campaign_id))})
-    return [CampaignView(c, statuses[c.id][0], statuses[c.id][1], spend.get(c.id, 0), counts.get(c.id, 0))
-            for c in campaigns]
-
-
-def campaign_view(session: Session, campaign: Campaign, *, now: datetime | None = None) -> CampaignView:
-    return _campaign_views(session, [campaign], now)[0]
-
-
-def list_ad_groups(
-    session: Session,
-    principal: Principal,
-    *,
-    query: str | None = None,
-    account_id: int | None = None,
-    campaign_id: int | None = None,
-    objective: str | None = None,
-    status: str | None = None,
-    serving_status: str | None = None,
-    review_status: str | None = None,
-    placement_type: str | None = None,
-    publisher_id: int | None = None,
-    sort: str = "id",
-    descending: bool = True,
-    limit: int = 50,
-    offset: int = 0,
-    now: datetime | None = None,
-) -> tuple[list[AdGroupView], int]:
-    stmt = _scope(session, principal, AdGroup, select(AdGroup), account_id)
-    if query:
-        stmt = stmt.where(_search(AdGroup.name, AdGroup.id, query))
-    if campaign_id is not None:
-        stmt = stmt.where(AdGroup.campaign_id == campaign_id)
-    if objective:
-        stmt = stmt.where(AdGroup.campaign_id.in_(select(Campaign.id).where(Campaign.objective == objective)))
-    stmt = stmt.where(AdGroup.status == status) if status else stmt.where(AdGroup.status != UserStatus.DELETED)
-    if review_status:
-        stmt = stmt.where(AdGroup.review_status == review_status)
-    if placement_type:
-        stmt = stmt.where(AdGroup.placement_type == placement_type)
-    computed = serving_status is not None or publisher_id is not None or sort in _COMPUTED_SORTS
-    if not computed:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        column = getattr(AdGroup, sort)
-        page = list(session.scalars(stmt.order_by(column.desc() if descending else column.asc(),
-                                                  AdGroup.id.desc() if descending else AdGroup.id.asc())
-                                    .limit(limit).offset(offset)))
-        return ad_group_views(session, page, now=now), total
-    rows = list(session.scalars(stmt.order_by(AdGroup.id)))
-    if publisher_id is not None:
-        rows = ad_groups_on_publisher(session, rows, publisher_id)
-    views = ad_group_views(session, rows, now=now)
-    if serving_status is not None:
-        views = [v for v in views if v.serving_status == serving_status]
-    views = _order(views, lambda v: (_sort_value(v.ad_group, v, sort), v.ad_group.id), descending)
-    return views[offset:offset + limit], len(views)
-
-
-def ad_group_views(session: Session, ad_groups: Sequence[AdGroup], *, now: datetime | None = None
-                   ) -> list[AdGroupView]:
-    statuses = serving_statuses(session, ad_groups, now=now)
-    spend = spend_by(session, LedgerEntry.ad_group_id, [g.id for g in ad_groups])
-    return [AdGroupView(g, statuses[g.id][0], statuses[g.id][1], spend.get(g.id, 0)) for g in ad_groups]
-
-
-# ---------- audience-size estimate ----------
-
-
-def estimate(session: Session, principal: Principal, data: EstimateIn) -> tuple[AudienceEstimate, str]:
-    """Size a targeting from the device-population table. Returns the estimate and the name of its source."""
-    errors = _inventory_errors(session, data.placement_type.value, list(data.publisher_ids),
-                               list(data.ad_space_ids))
-    if errors:
-        raise ValidationFailed("the estimate has invalid fields", fields=errors)
-    publisher_ids = set(data.publisher_ids)
-    publisher_ids |= {s.publisher_id for s in inventory.ad_spaces_by_id(session, data.ad_space_ids).values()}
-    publisher_countries = (
-        {p.country for p in inventory.publishers_by_id(session, publisher_ids).values()} if publisher_ids else None
-    )
-    audience_cap = None
-    if data.targeting.include_audience_ids:
-        from adstack.audiences import service as audiences
-
-        account_id = accounts.resolve_account_id(session, principal, data.account_id)
-        usable = audiences.usable_audience_ids(session, account_id, data.targeting.include_audience_ids)
-        unknown = [FieldError(f"targeting.include_audience_ids.{i}", "exists", "no such audience in this account",
-                              actual=a) for i, a in enumerate(data.targeting.include_audience_ids) if a not in usable]
-        if unknown:
-            raise ValidationFailed("the estimate has invalid fields", fields=unknown)
-        audience_cap = sum(audiences.audience_size(session, a) for a in usable)
-    source = TablePopulationSource(session)
-    result = estimate_audience(source, data.targeting, data.placement_type.value,
-                               publisher_countries=publisher_countries,
-                               frequency_cap_per_day=data.frequency_cap_per_day, audience_devices=audience_cap)
-    return result, "device_population_table" if audience_cap is None else "device_population_table+audiences"

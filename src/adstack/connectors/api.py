@@ -30,7 +30,7 @@ from adstack.core.deps import CurrentPrincipal, IdPath, SessionDep, SettingsDep
 from adstack.core.errors import DomainError, ValidationFailed
 from adstack.core.security import Encryptor
 from adstack.core.settings import Settings
-from adstack.reports.service import register_column_source
+from adstack.reports.connector_columns import register_column_source
 
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
 log = logging.getLogger("adstack.connectors")

@@ -25,8 +25,8 @@ from adstack.attribution.service import convert, fx_rates
 from adstack.connectors.models import PartnerMetricRow
 from adstack.connectors.registry import CONNECTORS
 from adstack.core.money import to_micros
+from adstack.reports.connector_columns import ExtraColumn, PartnerKey
 from adstack.reports.models import Metric
-from adstack.reports.service import ExtraColumn, PartnerKey
 
 MONEY_METRICS = frozenset({"network_cost", "all_revenue", *(f"all_revenue_total_d{n}" for n in (0, 1, 3, 7))})
 COHORT_DAYS = (0, 1, 3, 7)

@@ -401,7 +401,7 @@ def _combine(own: tuple[ServingStatus, str] | None, group: tuple[ServingStatus, 
 def creative_serving_status(session: Session, creative: Creative, *, now: datetime | None = None
                             ) -> tuple[ServingStatus, str]:
     """The creative's own switch and review first, then whatever stops its ad group."""
-    from adstack.campaigns import service as campaigns  # campaigns import creatives
+    from adstack.campaigns import serving_status  # campaigns import creatives
 
     own = _own_status(creative)
     if own is not None:
@@ -409,17 +409,17 @@ def creative_serving_status(session: Session, creative: Creative, *, now: dateti
     ad_group = session.get(AdGroup, creative.ad_group_id)
     if ad_group is None:
         return ServingStatus.DELETED, "the ad group no longer exists"
-    return _combine(None, campaigns.ad_group_serving_status(session, ad_group, now=now))
+    return _combine(None, serving_status.ad_group_serving_status(session, ad_group, now=now))
 
 
 def serving_statuses(session: Session, creatives: Sequence[Creative], *, now: datetime | None = None
                      ) -> dict[int, tuple[ServingStatus, str]]:
     """Serving status of many creatives, computing each ad group's status once."""
-    from adstack.campaigns import service as campaigns  # campaigns import creatives
+    from adstack.campaigns import serving_status  # campaigns import creatives
 
     group_ids = {c.ad_group_id for c in creatives if _own_status(c) is None}
     groups = list(session.scalars(select(AdGroup).where(AdGroup.id.in_(group_ids)))) if group_ids else []
-    group_status = campaigns.serving_statuses(session, groups, now=now)
+    group_status = serving_status.serving_statuses(session, groups, now=now)
     missing = (ServingStatus.DELETED, "the ad group no longer exists")
     return {c.id: _combine(_own_status(c), group_status.get(c.ad_group_id, missing)) for c in creatives}
 
@@ -439,7 +439,7 @@ _SORT_COLUMNS: dict[CreativeSort, Any] = {
 def _filter_by_ad_group(session: Session, stmt: Any, *, placement_type: str | None, publisher_id: int | None,
                         objective: str | None) -> Any:
     """The ad-group-level filters of the ad list, applied to creatives through their ad group."""
-    from adstack.campaigns import service as campaigns  # campaigns import creatives
+    from adstack.campaigns import lists as campaign_lists  # campaigns import creatives
     from adstack.campaigns.models import Campaign
 
     if placement_type:
@@ -451,7 +451,7 @@ def _filter_by_ad_group(session: Session, stmt: Any, *, placement_type: str | No
         candidates = session.scalars(select(AdGroup).where(AdGroup.id.in_(stmt.with_only_columns(
             Creative.ad_group_id).distinct().scalar_subquery()))).all()
         stmt = stmt.where(Creative.ad_group_id.in_(
-            [g.id for g in campaigns.ad_groups_on_publisher(session, candidates, publisher_id)] or [0]))
+            [g.id for g in campaign_lists.ad_groups_on_publisher(session, candidates, publisher_id)] or [0]))
     return stmt
 
 

@@ -25,7 +25,7 @@ from adstack.core.deps import (
 from adstack.core.errors import NotFound, ValidationFailed
 from adstack.core.money import Currency
 from adstack.core.timeutil import as_utc, utcnow
-from adstack.finance import service
+from adstack.finance import budgets, charges, credit_lines, records, service, topups, transfers
 from adstack.finance.models import (
     BalanceRead,
     CreditLine,
@@ -62,7 +62,7 @@ def _utc(field: str, value: datetime | None) -> datetime | None:
 
 def _line_read(line: CreditLine) -> CreditLineRead:
     out = CreditLineRead.model_validate(line)
-    out.state = service.credit_line_state(line)  # type: ignore[assignment]
+    out.state = credit_lines.credit_line_state(line)  # type: ignore[assignment]
     return out
 
 
@@ -92,17 +92,17 @@ def get_balance(account_id: IdPath, principal: CurrentPrincipal, session: Sessio
             summary="The account's ledger entries, charges included, newest first")
 def get_ledger(account_id: IdPath, principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50,
                offset: Offset = 0) -> list[LedgerEntryRead]:
-    rows = service.ledger(session, principal, account_id, limit=limit, offset=offset)
+    rows = records.ledger(session, principal, account_id, limit=limit, offset=offset)
     return [LedgerEntryRead.model_validate(r) for r in rows]
 
 
 @router.get("/ad-groups/{ad_group_id}/spend", response_model=SpendRead,
             summary="An ad group's spend today (in its time zone) and in total, against its budgets")
 def get_ad_group_spend(ad_group_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> SpendRead:
-    view = service.budget_view(session, ad_group_id)
+    view = budgets.budget_view(session, ad_group_id)
     if view.account_id is None or not accounts.can_see_account(session, principal, view.account_id):
         raise NotFound(f"ad group {ad_group_id} not found")
-    state = service.budget_state(session, ad_group_id, at=utcnow())
+    state = budgets.budget_state(session, ad_group_id, at=utcnow())
     account = accounts.get_account(session, principal, view.account_id)
     return SpendRead(
         ad_group_id=ad_group_id, currency=Currency(account.currency), time_zone=state.time_zone,
@@ -119,7 +119,7 @@ def get_ad_group_spend(ad_group_id: IdPath, principal: CurrentPrincipal, session
 @router.post("/top-ups", response_model=LedgerEntryRead, status_code=status.HTTP_201_CREATED,
              summary="Top up an account directly (account managers)")
 def top_up(body: TopUpIn, principal: AccountManagerPrincipal, session: SessionDep) -> LedgerEntryRead:
-    entry = service.top_up(session, principal, body)
+    entry = topups.top_up(session, principal, body)
     session.commit()
     return LedgerEntryRead.model_validate(entry)
 
@@ -136,7 +136,7 @@ def request_top_up(
     remarks: Annotated[str, Form(max_length=500)] = "",
     currency: Annotated[Currency | None, Form(description="If sent, must be the account's currency.")] = None,
 ) -> TopUpRequestRead:
-    request = service.request_top_up(
+    request = topups.request_top_up(
         session, principal, account_id=account_id, amount_micros=amount_micros, filename=file.filename or "proof",
         stream=file.file, storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes, remarks=remarks,
         currency=currency.value if currency is not None else None)
@@ -148,21 +148,21 @@ def request_top_up(
 def list_top_up_requests(principal: CurrentPrincipal, session: SessionDep, status: TopUpStatus | None = None,
                          account_id: OptionalId = None, limit: Limit = 50, offset: Offset = 0
                          ) -> list[TopUpRequestRead]:
-    rows = service.list_top_up_requests(session, principal, status=status, account_id=account_id, limit=limit,
+    rows = topups.list_top_up_requests(session, principal, status=status, account_id=account_id, limit=limit,
                                         offset=offset)
     return [TopUpRequestRead.model_validate(r) for r in rows]
 
 
 @router.get("/top-up-requests/{request_id}", response_model=TopUpRequestRead, summary="Get a top-up request")
 def get_top_up_request(request_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> TopUpRequestRead:
-    return TopUpRequestRead.model_validate(service.get_top_up_request(session, principal, request_id))
+    return TopUpRequestRead.model_validate(topups.get_top_up_request(session, principal, request_id))
 
 
 @router.get("/top-up-requests/{request_id}/proof", response_class=FileResponse,
             responses={200: {"content": {"application/pdf": {}, "image/png": {}, "image/jpeg": {}}}},
             summary="Download the proof of payment")
 def get_proof(request_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> FileResponse:
-    request = service.get_top_up_request(session, principal, request_id)
+    request = topups.get_top_up_request(session, principal, request_id)
     path = Path(request.proof_storage_path)
     if not path.is_file():
         raise NotFound("the proof of payment file is missing")
@@ -173,7 +173,7 @@ def get_proof(request_id: IdPath, principal: CurrentPrincipal, session: SessionD
              summary="Confirm a top-up request: credits the balance exactly once (account managers)")
 def confirm_top_up_request(request_id: IdPath, principal: AccountManagerPrincipal,
                            session: SessionDep) -> TopUpRequestRead:
-    request = service.decide_top_up_request(session, principal, request_id, confirm=True)
+    request = topups.decide_top_up_request(session, principal, request_id, confirm=True)
     session.commit()
     return TopUpRequestRead.model_validate(request)
 
@@ -182,7 +182,7 @@ def confirm_top_up_request(request_id: IdPath, principal: AccountManagerPrincipa
              summary="Reject a top-up request with a reason (account managers)")
 def reject_top_up_request(request_id: IdPath, body: TopUpDecisionIn, principal: AccountManagerPrincipal,
                           session: SessionDep) -> TopUpRequestRead:
-    request = service.decide_top_up_request(session, principal, request_id, confirm=False, reason=body.reason)
+    request = topups.decide_top_up_request(session, principal, request_id, confirm=False, reason=body.reason)
     session.commit()
     return TopUpRequestRead.model_validate(request)
 
@@ -193,7 +193,7 @@ def reject_top_up_request(request_id: IdPath, body: TopUpDecisionIn, principal: 
 @router.post("/transfers", response_model=TransferRead, status_code=status.HTTP_201_CREATED,
              summary="Move balance from an agency to a sub-account (transfer) or back (reclaim)")
 def create_transfer(body: TransferIn, principal: CurrentPrincipal, session: SessionDep) -> TransferRead:
-    paid, received = service.transfer(session, principal, body)
+    paid, received = transfers.transfer(session, principal, body)
     session.commit()
     return TransferRead(paid=LedgerEntryRead.model_validate(paid), received=LedgerEntryRead.model_validate(received))
 
@@ -211,7 +211,7 @@ def search_records(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> FinancialRecordPage:
-    items, total = service.search_records(session, principal, account_id=account_id, direction=direction,
+    items, total = records.search_records(session, principal, account_id=account_id, direction=direction,
                                           record_type=type, since=_utc("since", since), until=_utc("until", until),
                                           limit=limit, offset=offset)
     return FinancialRecordPage(total=total, items=items)
@@ -228,17 +228,17 @@ def export_records(
     until: datetime | None = None,
     account_id: OptionalId = None,
 ) -> Response:
-    items, _ = service.search_records(session, principal, account_id=account_id, direction=direction,
+    items, _ = records.search_records(session, principal, account_id=account_id, direction=direction,
                                       record_type=type, since=_utc("since", since), until=_utc("until", until),
                                       limit=100_000, offset=0)
-    return Response(service.records_csv(items), media_type="text/csv; charset=utf-8",
+    return Response(records.records_csv(items), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="financial-records.csv"'})
 
 
 @router.post("/refunds", response_model=LedgerEntryRead, status_code=status.HTTP_201_CREATED,
              summary="Refund a charge, at most once (account managers)")
 def refund(body: RefundIn, principal: AccountManagerPrincipal, session: SessionDep) -> LedgerEntryRead:
-    entry = service.refund(session, principal, body)
+    entry = charges.refund(session, principal, body)
     session.commit()
     return LedgerEntryRead.model_validate(entry)
 
@@ -249,7 +249,7 @@ def refund(body: RefundIn, principal: AccountManagerPrincipal, session: SessionD
 @router.post("/credit-lines", response_model=CreditLineRead, status_code=status.HTTP_201_CREATED,
              summary="Grant a postpay credit line for a contract period (account managers)")
 def grant_credit_line(body: CreditLineIn, principal: AccountManagerPrincipal, session: SessionDep) -> CreditLineRead:
-    line = service.grant_credit_line(session, principal, body)
+    line = credit_lines.grant_credit_line(session, principal, body)
     session.commit()
     return _line_read(line)
 
@@ -257,20 +257,20 @@ def grant_credit_line(body: CreditLineIn, principal: AccountManagerPrincipal, se
 @router.get("/credit-lines", response_model=list[CreditLineRead], summary="Credit lines you can see")
 def list_credit_lines(principal: CurrentPrincipal, session: SessionDep, account_id: OptionalId = None,
                       limit: Limit = 50, offset: Offset = 0) -> list[CreditLineRead]:
-    rows = service.list_credit_lines(session, principal, account_id=account_id, limit=limit, offset=offset)
+    rows = credit_lines.list_credit_lines(session, principal, account_id=account_id, limit=limit, offset=offset)
     return [_line_read(r) for r in rows]
 
 
 @router.get("/credit-lines/{line_id}", response_model=CreditLineRead, summary="Get a credit line")
 def get_credit_line(line_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> CreditLineRead:
-    return _line_read(service.get_credit_line(session, principal, line_id))
+    return _line_read(credit_lines.get_credit_line(session, principal, line_id))
 
 
 @router.post("/credit-lines/{line_id}/renew", response_model=CreditLineRead, status_code=status.HTTP_201_CREATED,
              summary="Renew a credit line for the next contract period (account managers)")
 def renew_credit_line(line_id: IdPath, body: CreditLineRenewIn, principal: AccountManagerPrincipal,
                       session: SessionDep) -> CreditLineRead:
-    line = service.renew_credit_line(session, principal, line_id, body)
+    line = credit_lines.renew_credit_line(session, principal, line_id, body)
     session.commit()
     return _line_read(line)
 
@@ -278,15 +278,15 @@ def renew_credit_line(line_id: IdPath, body: CreditLineRenewIn, principal: Accou
 @router.get("/credit-lines/{line_id}/statement.csv", response_class=Response, responses=CSV_RESPONSE,
             summary="Settlement statement of the period's actual cost (interim until the period ends)")
 def credit_line_statement(line_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> Response:
-    statement = service.settlement_statement(session, principal, line_id)
+    statement = credit_lines.settlement_statement(session, principal, line_id)
     name = f"settlement-{statement.line.account_id}-{statement.line.starts_on}-{statement.line.ends_on}.csv"
-    return Response(service.statement_csv(statement), media_type="text/csv; charset=utf-8",
+    return Response(credit_lines.statement_csv(statement), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.post("/credit-lines/{line_id}/settle", response_model=CreditLineRead,
              summary="Record the payment of an ended period (account managers)")
 def settle_credit_line(line_id: IdPath, principal: AccountManagerPrincipal, session: SessionDep) -> CreditLineRead:
-    line = service.settle_credit_line(session, principal, line_id)
+    line = credit_lines.settle_credit_line(session, principal, line_id)
     session.commit()
     return _line_read(line)

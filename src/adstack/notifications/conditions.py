@@ -67,7 +67,7 @@ def _low_balances(session: Session, now: datetime) -> int:
 def _spent_budgets(session: Session, now: datetime) -> int:
     from adstack.campaigns.enums import UserStatus
     from adstack.campaigns.models import AdGroup
-    from adstack.campaigns.service import spend_by
+    from adstack.campaigns.serving_status import spend_by
     from adstack.campaigns.status import local_midnight_utc
     from adstack.finance.models import LedgerEntry
     from adstack.review.models import ReviewStatus

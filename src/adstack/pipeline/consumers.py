@@ -1,7 +1,7 @@
 """The consumers of the event log. Each applies a whole batch at once and is idempotent by event id, so a batch
 replayed after a crash (its checkpoint not yet moved) changes nothing twice:
 
-- `billing`: one `finance.apply_charges` for the batch (each charge id applies once), the charges' events in the
+- `billing`: one `finance.charges.apply_charges` for the batch (each charge id applies once), the charges' events in the
   event store under their charge ids, then each booked reservation settled with its actual charge;
 - `touchpoints`: impressions and clicks, and refused requests, inserted in bulk, once per id;
 - `events`: the event store, which counts each event id once (and feeds predictions through its listeners).
@@ -282,7 +282,7 @@ class Billing:
         self.context = context
 
     def apply(self, records: list[dict[str, Any]]) -> None:
-        from adstack.finance.service import ChargeRequest
+        from adstack.finance.charges import ChargeRequest
 
         items = _first_of_each(tracked(records, TRACKING_KINDS))
         invalid = self.context.verdicts(items)
@@ -312,7 +312,7 @@ class Billing:
         self._settle(items, charged)
 
     def _charge(self, charges: list[tuple[Any, Tracked | None, dict[str, Any]]]) -> dict[str, int]:
-        from adstack.finance.service import apply_charges
+        from adstack.finance.charges import apply_charges
 
         requests = [c for c, _, _ in charges]
         with self.context.session_factory() as session:

@@ -10,7 +10,8 @@ from fastapi.responses import FileResponse
 
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
 from adstack.events.service import get_event_store
-from adstack.reports import service
+from adstack.reports import downloads, filters, jobs, media, service
+from adstack.reports import overview as account_overview
 from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
 from adstack.reports.models import (
     ExportFormat,
@@ -49,7 +50,7 @@ def run_report(query: Annotated[ReportQuery, Query()], principal: CurrentPrincip
             summary="What a report can be filtered by: objectives, and the campaigns, ad groups, creatives, ad "
                     "spaces and publishers you can see")
 def report_filters(principal: CurrentPrincipal, session: SessionDep) -> ReportFilterChoices:
-    return service.filter_choices(session, principal)
+    return filters.filter_choices(session, principal)
 
 
 @router.get("/reports/download", summary="Download a report as CSV or XLSX (every row and the totals)",
@@ -57,7 +58,7 @@ def report_filters(principal: CurrentPrincipal, session: SessionDep) -> ReportFi
 def download_report(query: Annotated[ReportDownloadQuery, Query()], principal: CurrentPrincipal,
                     session: SessionDep, settings: SettingsDep) -> Response:
     report_query = ReportQuery.model_validate(query.model_dump(exclude={"format"}))
-    body = service.export_report(session, principal, report_query, query.format, store=get_event_store(settings))
+    body = downloads.export_report(session, principal, report_query, query.format, store=get_event_store(settings))
     media_type = CSV_MEDIA_TYPE if query.format == ExportFormat.CSV else XLSX_MEDIA_TYPE
     filename = f"report-{query.start_date}-{query.end_date}.{query.format.value}"
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -67,9 +68,9 @@ def download_report(query: Annotated[ReportDownloadQuery, Query()], principal: C
              summary="Start a report job for a large range; poll it, then download the file")
 def create_job(body: ReportJobCreate, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep,
                request: Request, background: BackgroundTasks) -> ReportJobRead:
-    job = service.create_job(session, principal, body)
+    job = jobs.create_job(session, principal, body)
     session.commit()
-    background.add_task(service.run_job, request.app.state.session_factory, job.id, settings=settings,
+    background.add_task(jobs.run_job, request.app.state.session_factory, job.id, settings=settings,
                         store=get_event_store(settings))
     return _job_read(job)
 
@@ -77,20 +78,20 @@ def create_job(body: ReportJobCreate, principal: CurrentPrincipal, session: Sess
 @router.get("/reports/jobs", response_model=list[ReportJobRead], summary="Your report jobs, newest first")
 def list_jobs(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50,
               offset: Offset = 0) -> list[ReportJobRead]:
-    return [_job_read(j) for j in service.list_jobs(session, principal, limit=limit, offset=offset)]
+    return [_job_read(j) for j in jobs.list_jobs(session, principal, limit=limit, offset=offset)]
 
 
 @router.get("/reports/jobs/{job_id}", response_model=ReportJobRead, summary="A report job's status and progress")
 def get_job(job_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ReportJobRead:
-    return _job_read(service.get_job(session, principal, job_id))
+    return _job_read(jobs.get_job(session, principal, job_id))
 
 
 @router.get("/reports/jobs/{job_id}/download", summary="Download a finished report job's file",
             response_class=FileResponse, responses={200: {"content": {CSV_MEDIA_TYPE: {}, XLSX_MEDIA_TYPE: {}}}})
 def download_job(job_id: IdPath, principal: CurrentPrincipal, session: SessionDep,
                  settings: SettingsDep) -> FileResponse:
-    job = service.get_job(session, principal, job_id)
-    path = service.job_file(settings, job)
+    job = jobs.get_job(session, principal, job_id)
+    path = jobs.job_file(settings, job)
     media_type = CSV_MEDIA_TYPE if job.format == ExportFormat.CSV.value else XLSX_MEDIA_TYPE
     return FileResponse(path, media_type=media_type, filename=f"report-{job.id}.{job.format}")
 
@@ -100,14 +101,15 @@ def overview(principal: CurrentPrincipal, session: SessionDep, settings: Setting
              account_id: OptionalId = None,
              days: Annotated[int, Query(ge=1, le=90, description="Days of trend, today included.")] = 7,
              ) -> OverviewRead:
-    return service.overview(session, principal, account_id=account_id, days=days, store=get_event_store(settings))
+    return account_overview.overview(session, principal, account_id=account_id, days=days,
+                                     store=get_event_store(settings))
 
 
 @router.get("/media-center", response_model=MediaCenterRead,
             summary="Where the ads ran: per publisher app or ad space, searchable")
 def media_center(query: Annotated[MediaCenterQuery, Query()], principal: CurrentPrincipal, session: SessionDep,
                  settings: SettingsDep) -> MediaCenterRead:
-    return service.media_center(session, principal, query, store=get_event_store(settings))
+    return media.media_center(session, principal, query, store=get_event_store(settings))
 
 
 def install(app: FastAPI) -> None:
@@ -115,14 +117,14 @@ def install(app: FastAPI) -> None:
 
     def resume(app: FastAPI) -> None:
         factory = app.state.session_factory
-        pending = service.resume_jobs(factory)
+        pending = jobs.resume_jobs(factory)
         if not pending:
             return
         settings = app.state.settings
 
         def work() -> None:
             for job_id in pending:
-                service.run_job(factory, job_id, settings=settings, store=get_event_store(settings))
+                jobs.run_job(factory, job_id, settings=settings, store=get_event_store(settings))
 
         threading.Thread(target=work, name="adstack-report-jobs", daemon=True).start()
 

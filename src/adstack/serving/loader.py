@@ -127,7 +127,7 @@ def _funds(session: Session, account_ids: Iterable[int]) -> dict[int, AccountSna
 
 
 def _ledger_spend(session: Session, groups: Iterable[tuple[int, str]], now: datetime) -> dict[int, Spend]:
-    from adstack.finance import service as finance
+    from adstack.finance import budgets
 
     days: dict[int, date] = {}
     pairs = []
@@ -135,7 +135,7 @@ def _ledger_spend(session: Session, groups: Iterable[tuple[int, str]], now: date
         day = as_utc(now).astimezone(zone(time_zone)).date()
         days[group_id] = day
         pairs.append((group_id, day.isoformat()))
-    spent = finance.ad_group_spend_today(session, pairs)
+    spent = budgets.ad_group_spend_today(session, pairs)
     return {g: Spend(today_micros=today, total_micros=total, day=days[g]) for g, (today, total) in spent.items()
             if today or total}
 

@@ -95,7 +95,7 @@ class ServingRuntime:
 
     def start(self) -> None:
         try:
-            from adstack.audiences.service import DeviceProfileStore
+            from adstack.audiences.profiles import DeviceProfileStore
 
             self.device_profiles = DeviceProfileStore(self.session_factory)
         except ImportError:  # pragma: no cover - audiences are optional

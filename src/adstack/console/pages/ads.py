@@ -17,6 +17,7 @@ from starlette.datastructures import QueryParams
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, Role
 from adstack.campaigns import batch as campaign_batch
+from adstack.campaigns import lists as campaign_lists
 from adstack.campaigns import service as campaigns
 from adstack.campaigns.enums import MarketingObjective, ServingStatus, StatusAction, UserStatus
 from adstack.campaigns.models import (
@@ -136,7 +137,7 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str],
     account_id = _int_param(params.get("account_id"))
     rows: list[Row] = []
     if level == "campaigns":
-        views, total = campaigns.list_campaigns(
+        views, total = campaign_lists.list_campaigns(
             session, principal, account_id=account_id,
             query=query, objective=objective, status=status, serving_status=serving,
             placement_type=placement, publisher_id=publisher_id, sort=sort, descending=descending, limit=size,
@@ -145,7 +146,7 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str],
                     v.serving_status.value, v.serving_reason, None, v.spend_micros, v.campaign,
                     v.ad_group_count) for v in views]
     elif level == "ad-groups":
-        group_views, total = campaigns.list_ad_groups(
+        group_views, total = campaign_lists.list_ad_groups(
             session, principal, account_id=account_id,
             query=query, campaign_id=campaign_id, objective=objective, status=status,
             serving_status=serving, review_status=review_status, placement_type=placement,
@@ -398,13 +399,13 @@ def batch_action(level: str, visitor: UserDep, form: FormDep) -> Response:
 def _row(visitor: Visitor, level: str, object_id: int) -> Row:
     session, principal = visitor.session, visitor.me
     if level == "campaigns":
-        view = campaigns.campaign_view(session, campaigns.get_campaign(session, principal, object_id))
+        view = campaign_lists.campaign_view(session, campaigns.get_campaign(session, principal, object_id))
         c = view.campaign
         return Row(level, c.id, c.name, c.account_id, c.status, view.serving_status.value, view.serving_reason,
                    None, view.spend_micros, c, view.ad_group_count)
     if level == "ad-groups":
         g = campaigns.get_ad_group(session, principal, object_id)
-        group_view = campaigns.ad_group_views(session, [g])[0]
+        group_view = campaign_lists.ad_group_views(session, [g])[0]
         return Row(level, g.id, g.name, g.account_id, g.status, group_view.serving_status.value,
                    group_view.serving_reason, g.review_status, group_view.spend_micros, g,
                    console.live_creative_counts(session, [g.id]).get(g.id, 0))
@@ -548,8 +549,8 @@ def submit_creative(creative_id: IdPath, visitor: UserDep, form: FormDep) -> Res
 def campaign_page(campaign_id: IdPath, visitor: UserDep) -> Response:
     session, principal = visitor.session, visitor.me
     campaign = campaigns.get_campaign(session, principal, campaign_id)
-    view = campaigns.campaign_view(session, campaign)
-    groups, _ = campaigns.list_ad_groups(session, principal, campaign_id=campaign_id, limit=200)
+    view = campaign_lists.campaign_view(session, campaign)
+    groups, _ = campaign_lists.list_ad_groups(session, principal, campaign_id=campaign_id, limit=200)
     return render(visitor, "ads/campaign.html", {"campaign": campaign, "view": view, "groups": groups})
 
 
@@ -557,7 +558,7 @@ def campaign_page(campaign_id: IdPath, visitor: UserDep) -> Response:
 def ad_group_page(ad_group_id: IdPath, visitor: UserDep) -> Response:
     session, principal = visitor.session, visitor.me
     group = campaigns.get_ad_group(session, principal, ad_group_id)
-    view = campaigns.ad_group_views(session, [group])[0]
+    view = campaign_lists.ad_group_views(session, [group])[0]
     campaign = campaigns.get_campaign(session, principal, group.campaign_id)
     found, _, statuses = creatives.list_creatives(session, principal, ad_group_id=ad_group_id, limit=200)
     return render(visitor, "ads/ad_group.html", {

@@ -12,6 +12,7 @@ from starlette.datastructures import FormData
 
 from adstack.accounts import service as accounts
 from adstack.audiences import service as audiences
+from adstack.campaigns import audience_size
 from adstack.campaigns import service as campaigns
 from adstack.campaigns.enums import (
     BID_TYPES_BY_OBJECTIVE,
@@ -175,7 +176,7 @@ def _estimate(visitor: Visitor, placement: str, values: dict[str, Any]) -> dict[
             if str(values.get("frequency_cap_per_day") or "").isdigit() and 0 < int(values["frequency_cap_per_day"])
             <= 1000 else None,
         })
-        result, source = campaigns.estimate(visitor.session, visitor.me, data)
+        result, source = audience_size.estimate(visitor.session, visitor.me, data)
     except ValidationError as exc:
         return {"error": FormErrors.from_validation(exc)}
     except DomainError as exc:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from adstack.audiences import label_audiences, reference, uploads
 from adstack.audiences import service as audiences
 from adstack.audiences.ids import IdType
 from adstack.audiences.models import (
@@ -52,7 +53,7 @@ def _page(visitor: Visitor, *, errors: FormErrors | None = None, report: Any = N
         offset=(page - 1) * PAGE_SIZE)
     return render(visitor, "audiences/audiences.html", {
         "rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "regions": audiences.list_regions(visitor.session), "id_types": [t.value for t in IdType],
+        "regions": reference.list_regions(visitor.session), "id_types": [t.value for t in IdType],
         "account_choices": choices.account_choices(visitor),
         "filters": {k: params.get(k, "") for k in ("q", "region", "kind", "status")},
         "errors": errors or FormErrors(), "refused_form": refused_form, "report": report, "values": values or {},
@@ -87,7 +88,7 @@ def upload_audience(visitor: UserDep, form: FormDep) -> Response:
     if errors or upload is None or id_type is None:
         return _page(visitor, errors=errors, values=values, status=422)
     try:
-        _audience, report = audiences.create_uploaded_audience(
+        _audience, report = uploads.create_uploaded_audience(
             session, visitor.me, name=values["name"], region_code=values["region_code"][:8], id_type=id_type,
             chunks=_chunks(upload), max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "",
             account_id=forms.integer(form, "account_id", minimum=1))
@@ -111,7 +112,7 @@ def change_audience(visitor: UserDep, form: FormDep) -> Response:
     try:
         if upload is None:
             raise ValidationFailed.single("file", "required", "choose a TXT file of ids")
-        _audience, report = audiences.change_uploaded_audience(
+        _audience, report = uploads.change_uploaded_audience(
             session, visitor.me, audience_id, mode=mode, chunks=_chunks(upload),
             max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "")
         session.commit()
@@ -126,7 +127,7 @@ def change_audience(visitor: UserDep, form: FormDep) -> Response:
 
 @router.post("/audiences/{audience_id}/refresh")
 def refresh(audience_id: IdPath, visitor: UserDep) -> Response:
-    audiences.rebuild_label_audience(visitor.session, visitor.me, audience_id)
+    label_audiences.rebuild_label_audience(visitor.session, visitor.me, audience_id)
     return redirect(with_notice(f"{PREFIX}/audiences", "saved"))
 
 
@@ -148,7 +149,8 @@ def _label_form(visitor: Visitor, values: dict[str, Any], *, audience: Any = Non
                 status: int = 200) -> Response:
     return render(visitor, "audiences/label_form.html", {
         "values": values, "audience": audience, "errors": errors or FormErrors(),
-        "regions": audiences.list_regions(visitor.session), "categories": audiences.list_categories(visitor.session),
+        "regions": reference.list_regions(visitor.session),
+        "categories": label_audiences.list_categories(visitor.session),
         "account_choices": [] if audience is not None else choices.account_choices(visitor),
     }, status=status)
 
@@ -180,11 +182,11 @@ def create_label_audience(visitor: UserDep, form: FormDep) -> Response:
         data = LabelAudienceCreate.model_validate({
             "name": forms.text(form, "name"), "region_code": forms.text(form, "region_code"), "rule": rule,
             "account_id": forms.integer(form, "account_id", minimum=1)})
-        audience = audiences.create_label_audience(session, visitor.me, data)
+        audience = label_audiences.create_label_audience(session, visitor.me, data)
         session.commit()
     except (ValidationError, DomainError) as exc:
         return _refused(visitor, form, exc, conditions)
-    audiences.rebuild_label_audience(session, visitor.me, audience.id)
+    label_audiences.rebuild_label_audience(session, visitor.me, audience.id)
     return redirect(with_notice(f"{PREFIX}/audiences?q={audience.id}", "saved"))
 
 
@@ -206,11 +208,11 @@ def update_audience(audience_id: IdPath, visitor: UserDep, form: FormDep) -> Res
         if audience.kind == AudienceKind.LABEL:
             payload["rule"] = audienceforms.rule_payload(form)
             conditions = payload["rule"]["conditions"]
-        audience, rule_changed = audiences.update_audience(session, visitor.me, audience_id,
-                                                           AudienceUpdate.model_validate(payload))
+        audience, rule_changed = label_audiences.update_audience(session, visitor.me, audience_id,
+                                                                 AudienceUpdate.model_validate(payload))
         session.commit()
     except (ValidationError, DomainError) as exc:
         return _refused(visitor, form, exc, conditions, audience=audience)
     if rule_changed:
-        audiences.rebuild_label_audience(session, visitor.me, audience_id)
+        label_audiences.rebuild_label_audience(session, visitor.me, audience_id)
     return redirect(with_notice(f"{PREFIX}/audiences?q={audience_id}", "saved"))

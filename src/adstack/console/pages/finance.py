@@ -33,6 +33,7 @@ from adstack.console.web import (
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound
 from adstack.core.timeutil import zone
+from adstack.finance import credit_lines, topups, transfers
 from adstack.finance import service as finance
 from adstack.finance.models import (
     CreditLine,
@@ -44,6 +45,7 @@ from adstack.finance.models import (
     TopUpStatus,
     TransferIn,
 )
+from adstack.finance.records import records_csv, search_records
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -87,7 +89,7 @@ def _finance_page(visitor: Visitor, *, errors: FormErrors | None = None, values:
                   status: int = 200) -> Response:
     session, principal = visitor.session, visitor.me
     page = choices.page_number(visitor.request.query_params.get("page"))
-    records, total = finance.search_records(session, principal, **_record_filters(visitor), limit=PAGE_SIZE,
+    records, total = search_records(session, principal, **_record_filters(visitor), limit=PAGE_SIZE,
                                             offset=(page - 1) * PAGE_SIZE)
     return render(visitor, "finance/finance.html", {
         "balances": _accounts_with_balances(visitor) if principal.account_id is not None else [],
@@ -95,7 +97,7 @@ def _finance_page(visitor: Visitor, *, errors: FormErrors | None = None, values:
         "directions": [d.value for d in Direction], "record_types": [t.value for t in RecordType],
         "filters": {k: visitor.request.query_params.get(k, "") for k in ("direction", "type", "since", "until",
                                                                             "account_id")},
-        "requests": finance.list_top_up_requests(session, principal, limit=20),
+        "requests": topups.list_top_up_requests(session, principal, limit=20),
         "account_choices": accounts.list_accounts(session, principal, limit=200),
         "sub_accounts": (accounts.list_accounts(session, principal, parent_agency_id=principal.account_id, limit=200)
                          if principal.role == Role.AGENCY else []),
@@ -110,9 +112,9 @@ def finance_page(visitor: UserDep) -> Response:
 
 @router.get("/finance/export.csv")
 def export_records(visitor: UserDep) -> Response:
-    records, _ = finance.search_records(visitor.session, visitor.me, **_record_filters(visitor), limit=EXPORT_LIMIT,
+    records, _ = search_records(visitor.session, visitor.me, **_record_filters(visitor), limit=EXPORT_LIMIT,
                                         offset=0)
-    return Response(finance.records_csv(records), media_type="text/csv; charset=utf-8",
+    return Response(records_csv(records), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="financial-records.csv"'})
 
 
@@ -134,7 +136,7 @@ def top_up(visitor: AccountManagerDep, form: FormDep) -> Response:
     if typed:
         return _finance_page(visitor, errors=typed, values=values, status=422)
     try:
-        finance.top_up(visitor.session, visitor.me, TopUpIn.model_validate({
+        topups.top_up(visitor.session, visitor.me, TopUpIn.model_validate({
             "account_id": forms.integer(form, "account_id", minimum=1), "amount_micros": amount,
             "remarks": values["remarks"][:500]}))
         visitor.session.commit()
@@ -159,7 +161,7 @@ def request_top_up(visitor: UserDep, form: FormDep) -> Response:
     if typed or proof is None or account_id is None or amount is None:
         return _finance_page(visitor, errors=typed, values=values, status=422)
     try:
-        finance.request_top_up(
+        topups.request_top_up(
             visitor.session, visitor.me, account_id=account_id, amount_micros=amount,
             filename=proof.filename or "proof", stream=proof.file, storage_dir=visitor.settings.data_dir,
             max_bytes=visitor.settings.max_document_bytes, remarks=values["request_remarks"][:500])
@@ -179,7 +181,7 @@ def transfer(visitor: UserDep, form: FormDep) -> Response:
     if typed:
         return _finance_page(visitor, errors=typed, values=values, status=422)
     try:
-        finance.transfer(visitor.session, visitor.me, TransferIn.model_validate({
+        transfers.transfer(visitor.session, visitor.me, TransferIn.model_validate({
             "kind": values["kind"], "sub_account_id": sub_account_id, "amount_micros": amount,
             "remarks": values["transfer_remarks"][:500]}))
         visitor.session.commit()
@@ -190,7 +192,7 @@ def transfer(visitor: UserDep, form: FormDep) -> Response:
 
 @router.get("/finance/top-up-requests/{request_id}/proof")
 def proof_of_payment(request_id: IdPath, visitor: UserDep) -> Response:
-    top_up_request = finance.get_top_up_request(visitor.session, visitor.me, request_id)
+    top_up_request = topups.get_top_up_request(visitor.session, visitor.me, request_id)
     path = Path(top_up_request.proof_storage_path)
     if not path.is_file():
         raise NotFound("the proof of payment file is missing")
@@ -203,7 +205,7 @@ def proof_of_payment(request_id: IdPath, visitor: UserDep) -> Response:
 @router.get("/admin/top-ups")
 def top_up_queue(visitor: AccountManagerDep, status: str | None = "pending") -> Response:
     chosen = choices.enum_or_none(TopUpStatus, status)
-    rows = finance.list_top_up_requests(visitor.session, visitor.me, status=chosen, limit=200)
+    rows = topups.list_top_up_requests(visitor.session, visitor.me, status=chosen, limit=200)
     names = {a.id: a for a in visitor.session.scalars(select(Account).where(
         Account.id.in_({r.account_id for r in rows})))}
     return render(visitor, "finance/top_ups.html", {
@@ -216,7 +218,7 @@ def top_up_queue(visitor: AccountManagerDep, status: str | None = "pending") -> 
 @router.post("/admin/top-ups/{request_id}")
 def decide_top_up(request_id: IdPath, visitor: AccountManagerDep, form: FormDep) -> Response:
     confirm = forms.text(form, "decision") == "confirm"
-    finance.decide_top_up_request(visitor.session, visitor.me, request_id, confirm=confirm,
+    topups.decide_top_up_request(visitor.session, visitor.me, request_id, confirm=confirm,
                                   reason=forms.text(form, "reason")[:500])
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/admin/top-ups", "confirmed" if confirm else "rejected"))
@@ -246,7 +248,7 @@ def _credit_line_rows(visitor: Visitor, lines: list[CreditLine]) -> list[CreditL
     balances: dict[int, int] = {}
     rows = []
     for line in lines:
-        state = finance.credit_line_state(line)
+        state = credit_lines.credit_line_state(line)
         used: int | None = None
         available: int | None = None
         if state == "settled":
@@ -267,7 +269,7 @@ def _credit_lines_page(visitor: Visitor, *, errors: FormErrors | None = None, va
     page = choices.page_number(params.get("page"))
     raw_account = params.get("account_id") or ""
     account_filter = int(raw_account) if raw_account.isdigit() and len(raw_account) < 19 else None
-    lines = finance.list_credit_lines(session, principal, account_id=account_filter,
+    lines = credit_lines.list_credit_lines(session, principal, account_id=account_filter,
                                       limit=CREDIT_LINE_PAGE_SIZE + 1, offset=(page - 1) * CREDIT_LINE_PAGE_SIZE)
     return render(visitor, "finance/credit_lines.html", {
         "rows": _credit_line_rows(visitor, lines[:CREDIT_LINE_PAGE_SIZE]),
@@ -301,7 +303,7 @@ def grant_credit_line(visitor: AccountManagerDep, form: FormDep) -> Response:
             typed = forms.merge(typed, FormErrors.from_validation(exc))
         return _credit_lines_page(visitor, errors=typed, values=values, status=422)
     try:
-        line = finance.grant_credit_line(visitor.session, visitor.me, CreditLineIn.model_validate(payload))
+        line = credit_lines.grant_credit_line(visitor.session, visitor.me, CreditLineIn.model_validate(payload))
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
         visitor.session.rollback()
@@ -328,9 +330,9 @@ def _period_errors(starts_on: str, ends_on: str) -> FormErrors:
 def _credit_line_page(visitor: Visitor, line_id: int, *, errors: FormErrors | None = None,
                       values: dict[str, Any] | None = None, status: int = 200) -> Response:
     session, principal = visitor.session, visitor.me
-    statement = finance.settlement_statement(session, principal, line_id)
+    statement = credit_lines.settlement_statement(session, principal, line_id)
     line = statement.line
-    same_account = finance.list_credit_lines(session, principal, account_id=line.account_id, limit=200)
+    same_account = credit_lines.list_credit_lines(session, principal, account_id=line.account_id, limit=200)
     renewed_as = next((x for x in same_account if x.renewed_from_id == line.id), None)
     return render(visitor, "finance/credit_line.html", {
         "line": line, "row": _credit_line_rows(visitor, [line])[0], "statement": statement, "renewed_as": renewed_as,
@@ -347,10 +349,10 @@ def credit_line_page(line_id: IdPath, visitor: UserDep) -> Response:
 @router.get("/finance/credit-lines/{line_id}/statement.csv")
 def credit_line_statement_csv(line_id: IdPath, visitor: UserDep) -> Response:
     """The same CSV as the API's statement download (formula-like cells neutralised by the service)."""
-    statement = finance.settlement_statement(visitor.session, visitor.me, line_id)
+    statement = credit_lines.settlement_statement(visitor.session, visitor.me, line_id)
     line = statement.line
     name = f"settlement-{line.account_id}-{line.starts_on}-{line.ends_on}.csv"
-    return Response(finance.statement_csv(statement), media_type="text/csv; charset=utf-8",
+    return Response(credit_lines.statement_csv(statement), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -375,7 +377,7 @@ def renew_credit_line(line_id: IdPath, visitor: AccountManagerDep, form: FormDep
         payload: dict[str, Any] = {"limit_micros": forms.money(form, "limit"), "remarks": values["remarks"]}
         if values["ends_on"]:
             payload["ends_on"] = values["ends_on"]
-        line = finance.renew_credit_line(visitor.session, visitor.me, line_id,
+        line = credit_lines.renew_credit_line(visitor.session, visitor.me, line_id,
                                          CreditLineRenewIn.model_validate(payload))
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
@@ -388,7 +390,7 @@ def settle_credit_line(line_id: IdPath, visitor: AccountManagerDep, form: FormDe
     """Records the payment of an ended period."""
     values = {"settle_remarks": forms.text(form, "settle_remarks")}
     try:
-        finance.settle_credit_line(visitor.session, visitor.me, line_id, remarks=values["settle_remarks"][:500])
+        credit_lines.settle_credit_line(visitor.session, visitor.me, line_id, remarks=values["settle_remarks"][:500])
         visitor.session.commit()
     except DomainError as exc:
         return _line_refused(visitor, line_id, exc, values, "settle")

@@ -23,6 +23,11 @@ from adstack.core.http import validation_fields
 from adstack.core.timeutil import utcnow, zone
 from adstack.core.vocabulary import IN_APP_EVENTS, PlacementType
 from adstack.events.service import get_event_store
+from adstack.reports import connector_columns, downloads
+from adstack.reports import filters as report_filters
+from adstack.reports import jobs as report_jobs
+from adstack.reports import media as report_media
+from adstack.reports import overview as report_overview
 from adstack.reports import service as reports
 from adstack.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_bytes, xlsx_bytes
 from adstack.reports.models import (
@@ -173,7 +178,7 @@ def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, 
     page = choices.page_number(params.get("page"))
     sort = params.get("sort") or None
     # "Columns > Adjust", "Columns > AppsFlyer": the partner connectors' columns (Mi Ads XMP guide, Adjust API).
-    extra = [c for c in params.getlist("extra_columns") if c in reports.available_extra_columns()]
+    extra = [c for c in params.getlist("extra_columns") if c in connector_columns.available_extra_columns()]
     values = {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": granularity,
               "dimensions": dimensions, "metrics": metrics, "countries": ",".join(countries), **ids,
               "objectives": objectives, "placement_types": placements, "sort": sort or "", "page": page,
@@ -295,7 +300,7 @@ def report_chart(visitor: Visitor, report_query: ReportQuery, result: ReportResu
 def partner_column_groups() -> list[tuple[str, list[tuple[str, str]]]]:
     """The connectors' report columns by partner, as (partner name, [(key, label)])."""
     groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-    for source, column in reports.available_extra_columns().values():
+    for source, column in connector_columns.available_extra_columns().values():
         name = getattr(source, "display_name", source.name)
         groups.setdefault(source.name, (name, []))[1].append((column.key, column.label))
     return list(groups.values())
@@ -304,7 +309,7 @@ def partner_column_groups() -> list[tuple[str, list[tuple[str, str]]]]:
 def picker_options(visitor: Visitor, report_query: ReportQuery | None) -> dict[str, list[tuple[str, str]]]:
     """Each filter's (value, label) options: only what the visitor may see; for agencies and staff each object
     names its account."""
-    found = reports.filter_choices(visitor.session, visitor.me, chosen=report_query)
+    found = report_filters.filter_choices(visitor.session, visitor.me, chosen=report_query)
     account_names = {a.id: a.company_name for a in choices.account_choices(visitor)}
     deleted = visitor.gettext(N_("deleted"))
 
@@ -395,7 +400,7 @@ def _export_cell(value: Any, kind: str) -> Any:
     """Money in currency units (a number Excel can add up), never micros."""
     if value is None:
         return None
-    return reports.money_units(value) if kind == "micros" else value
+    return downloads.money_units(value) if kind == "micros" else value
 
 
 def _validated(schema: type[QueryT], query: dict[str, Any]) -> QueryT:
@@ -414,11 +419,11 @@ def download_report(visitor: UserDep, format: str = "csv") -> Response:
     headings in the visitor's language, money in the report's currency."""
     export_format = choices.enum_or_default(ExportFormat, format, ExportFormat.CSV)
     _values, query = _query_from_params(visitor)
-    report_query = _validated(ReportQuery, query).model_copy(update={"limit": reports.EXPORT_MAX_ROWS, "offset": 0})
+    report_query = _validated(ReportQuery, query).model_copy(update={"limit": downloads.EXPORT_MAX_ROWS, "offset": 0})
     result = reports.run_report(visitor.session, visitor.me, report_query, store=get_event_store(visitor.settings))
-    if result.total_rows > reports.EXPORT_MAX_ROWS:
+    if result.total_rows > downloads.EXPORT_MAX_ROWS:
         raise ValidationFailed.single("end_date", "max_export_rows", "too many rows to download at once",
-                                      limit=reports.EXPORT_MAX_ROWS, actual=result.total_rows)
+                                      limit=downloads.EXPORT_MAX_ROWS, actual=result.total_rows)
     # Rows of several currencies (by account) name no currency rather than a wrong one.
     currency = result.currency
     header = [column_title(visitor, c.key, c.label) + (f" ({currency})" if c.kind == "micros" and currency else "")
@@ -448,17 +453,17 @@ def start_job(visitor: UserDep, form: FormDep, background: BackgroundTasks) -> R
     _values, query = _query_from_params(visitor, form)
     query.pop("offset")
     export_format = choices.enum_or_default(ExportFormat, forms.text(form, "format"), ExportFormat.CSV)
-    job = reports.create_job(visitor.session, visitor.me, _validated(
+    job = report_jobs.create_job(visitor.session, visitor.me, _validated(
         ReportJobCreate, {**query, "limit": 1_000_000, "format": export_format}))
     visitor.session.commit()
-    background.add_task(reports.run_job, visitor.request.app.state.session_factory, job.id, settings=visitor.settings,
-                        store=get_event_store(visitor.settings))
+    background.add_task(report_jobs.run_job, visitor.request.app.state.session_factory, job.id,
+                        settings=visitor.settings, store=get_event_store(visitor.settings))
     return redirect(with_notice(f"{PREFIX}/reports/jobs", "requested"))
 
 
 @router.get("/reports/jobs")
 def jobs_page(visitor: UserDep) -> Response:
-    jobs = reports.list_jobs(visitor.session, visitor.me, limit=50)
+    jobs = report_jobs.list_jobs(visitor.session, visitor.me, limit=50)
     running = any(j.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value) for j in jobs)
     template = "reports/_jobs.html" if visitor.request.headers.get("HX-Request") == "true" else "reports/jobs.html"
     return render(visitor, template, {"jobs": jobs, "running": running})
@@ -466,8 +471,8 @@ def jobs_page(visitor: UserDep) -> Response:
 
 @router.get("/reports/jobs/{job_id}/download")
 def download_job(job_id: IdPath, visitor: UserDep) -> Response:
-    job = reports.get_job(visitor.session, visitor.me, job_id)
-    path = reports.job_file(visitor.settings, job)
+    job = report_jobs.get_job(visitor.session, visitor.me, job_id)
+    path = report_jobs.job_file(visitor.settings, job)
     media_type = CSV_MEDIA_TYPE if job.format == ExportFormat.CSV.value else XLSX_MEDIA_TYPE
     return FileResponse(path, media_type=media_type, filename=f"report-{job.id}.{job.format}")
 
@@ -480,8 +485,8 @@ def overview_figures(visitor: Visitor) -> dict[str, Any] | None:
     if visitor.me.account_id is None:
         return None
     try:
-        data = reports.overview(visitor.session, visitor.me, account_id=visitor.me.account_id, days=14,
-                                store=get_event_store(visitor.settings))
+        data = report_overview.overview(visitor.session, visitor.me, account_id=visitor.me.account_id, days=14,
+                                        store=get_event_store(visitor.settings))
     except DomainError:
         return None
     labels = [p.date.isoformat()[5:] for p in data.trend]
@@ -553,7 +558,7 @@ def media_center(visitor: UserDep) -> Response:
             **{k: v for k, v in values.items() if v},
             "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE,
         })
-        data = reports.media_center(visitor.session, visitor.me, query, store=get_event_store(visitor.settings))
+        data = report_media.media_center(visitor.session, visitor.me, query, store=get_event_store(visitor.settings))
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc)
     except DomainError as exc:

@@ -1,0 +1,329 @@
+"""Deciding a batch's postbacks in memory (batch.py), in receipt order: each one attributed against the view,
+recorded there for the next, and its CPA charge queued and applied."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from adstack.attribution.adapters import ADAPTERS, PartnerVerdict
+from adstack.attribution.models import PostbackStatus
+from adstack.attribution.rules import (
+    CLICK_SPAM_WINDOW,
+    DEVICE_FLAGS,
+    Authority,
+    Decision,
+    FraudFlag,
+    Touch,
+    TouchKind,
+    Windows,
+    attribute_event,
+    attribute_install,
+    follow_partner,
+    own_verdict,
+)
+from adstack.attribution.service import convert, micros
+from adstack.attribution.view import _IN_BATCH, _INSTALL, _NO_DEVICE, AppInfo, DeviceKey, Item, Known, View, _latest
+from adstack.core.errors import DomainError
+from adstack.core.vocabulary import ConversionEvent, Partner
+from adstack.finance.charges import ChargeRequest, apply_charges
+
+log = logging.getLogger("adstack.attribution")
+
+DEVICE_TOUCH_LIMIT = 100
+_BY_PARTNER, _BY_ADSTACK = Authority.PARTNER.value, Authority.ADSTACK.value
+
+
+# ---------- deciding, in memory ----------
+
+
+def _device_touches(view: View, app: AppInfo, device: DeviceKey, until: datetime, windows: Windows) -> list[Touch]:
+    """The device's clicks (and impressions, when view-through is on) on this app's ads that may count for a
+    conversion at `until`, newest first."""
+    click_from = until - max(windows.click_lookback, CLICK_SPAM_WINDOW)
+    view_from = until - windows.view_through if windows.view_through is not None else None
+    found: list[Touch] = []
+    for touch, package in view.device_touches.get(device, ()):
+        at = touch.occurred_at
+        if at > until or touch.account_id != app.account_id or package != app.package_name:
+            continue
+        if at >= click_from if touch.kind is TouchKind.CLICK else view_from is not None and at >= view_from:
+            found.append(touch)
+            if len(found) == DEVICE_TOUCH_LIMIT:
+                break
+    return found
+
+
+def _click_touch(view: View, app: AppInfo, click_id: str) -> Touch | None:
+    found = view.click_touches.get(click_id)
+    if found is None or found[0].account_id != app.account_id or found[1] != app.package_name:
+        return None  # a click on another advertiser's or another app's ad does not credit this app
+    return found[0]
+
+
+def _same_conversion(view: View, item: Item) -> Known | None:
+    """A conversion recorded from a postback with the same identifying fields (event, click id, device, partner
+    time): the partner's retry of it under another dedupe key, e.g. without its event id. Two postbacks that
+    both carry a partner event id, different ones, are two conversions."""
+    app, parsed, event = item.app, item.parsed, item.event
+    assert app is not None and parsed is not None and event is not None
+    candidates = view.same.get((app.id, app.account_id, event.value, parsed.event_name[:100], parsed.click_id,
+                                item.occurred_at, item.device))
+    if not candidates:
+        return None
+    mine = parsed.dedupe_key
+    for known in sorted(candidates, key=lambda k: k.seq)[:20]:
+        if known.postback_id == item.id:
+            continue
+        if ":id:" in mine and ":id:" in known.dedupe_key and known.dedupe_key != mine:
+            continue
+        adapter = ADAPTERS.get(Partner(item.partner))
+        if parsed.event_params and adapter is not None \
+                and adapter.event_params(known.fields or {}) != parsed.event_params:
+            continue
+        return known
+    return None
+
+
+def _install_for_event(view: View, item: Item, at: datetime) -> Known | None:
+    if item.gaid is not None:
+        found = _latest(k for k in view.installs_by_device.get((item.app_id, item.device), ()) if k.occurred_at <= at)
+        if found is not None:
+            return found
+    if item.click_id:
+        return _latest(view.installs_by_click.get((item.app_id, item.click_id), ()))
+    return None
+
+
+def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
+    """Fraud flags any install of this device (or of this click) carries: the flag travels with the device."""
+    installs: list[Known] = []
+    if item.gaid is not None:
+        installs.extend(view.installs_by_device.get((item.app_id, item.device), ()))
+    if item.click_id:
+        installs.extend(view.installs_by_click.get((item.app_id, item.click_id), ()))
+    if not any(k.fraud_flags for k in installs):  # the usual case
+        return ()
+    rows = {k.seq: k for k in installs}
+    found: dict[FraudFlag, None] = {}
+    for seq in sorted(rows):
+        for flag in rows[seq].fraud_flags or ():
+            if flag in DEVICE_FLAGS:
+                found[FraudFlag(flag)] = None
+    return tuple(found)
+
+
+def _charged_before(view: View, item: Item, click_id: str, device: DeviceKey, at: datetime,
+                    window: timedelta) -> list[Known]:
+    """Conversions charged for this click id and event, or for this device and app within the re-attribution
+    window, whatever postback they came in (their charge may still be pending)."""
+    event = item.event
+    assert event is not None
+    found: list[Known] = []
+    if click_id:
+        found.extend(view.charged_by_click.get((item.app_id, event.value, click_id), ()))
+    charged = view.charged_by_device.get((item.app_id, event.value, device), ()) if device != _NO_DEVICE else ()
+    if charged:
+        earliest, latest = at - window, at + window
+        found.extend(k for k in charged if earliest <= k.occurred_at <= latest)
+    return [k for k in found if k.charged is None or k.charged > 0]
+
+
+def charge_anchor(click_id: str, device: DeviceKey, postback_id: int) -> str:
+    """What a CPA charge is charged once for: the click id, else the device (its MD5 or SHA1 form), else the
+    postback."""
+    if click_id:
+        return f"c{click_id}"
+    if device != _NO_DEVICE:
+        return f"d{device[1]}"
+    return f"pb{postback_id}"
+
+
+def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
+    return f"cpa:{ad_group_id}:{anchor}:{event.value}"[:120]
+
+
+def _decide(session: Session, view: View, item: Item, position: int) -> None:
+    """Attribute one postback against the view, record its conversion there and queue its CPA charge."""
+    app, parsed, event, occurred_at = item.app, item.parsed, item.event, item.occurred_at
+    assert app is not None and parsed is not None and event is not None and occurred_at is not None
+    data_flags = [f"unreadable:{name}:{rule}" for name, rule in parsed.unreadable.items()]
+    data_flags.extend(parsed.notes)
+    if item.clamped:
+        data_flags.append("future_time_clamped")
+    windows = app.windows
+    if parsed.occurred_at is not None and not item.clamped:
+        same = _same_conversion(view, item)
+        if same is not None:
+            item.finish(PostbackStatus.DUPLICATE,
+                        f"the conversion of postback {same.postback_id}, retried under another key")
+            return
+
+    forged, gaid, click_id = item.forged, item.gaid, item.click_id
+    touch_by_click = _click_touch(view, app, click_id) if click_id else None
+    install: Known | None = None
+    touches: list[Touch] = []
+    if event is ConversionEvent.INSTALL:
+        prior = _latest(k for k in view.installs_by_device.get((app.id, item.device), ())
+                        if k.occurred_at <= occurred_at and not k.is_reinstall) if gaid is not None else None
+        touches = _device_touches(view, app, item.device, occurred_at, windows) if gaid is not None else []
+        own: Decision = attribute_install(
+            installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
+            device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
+            device_impressions=[t for t in touches if t.kind is TouchKind.IMPRESSION],
+            prior_install=prior.prior() if prior is not None else None, forged_click_id=forged)
+    else:
+        install = _install_for_event(view, item, occurred_at)
+        own = attribute_event(occurred_at=occurred_at, windows=windows,
+                              install=install.prior() if install is not None else None,
+                              touch_by_click_id=touch_by_click, forged_click_id=forged)
+
+    decision = own
+    partner_says = parsed.verdict.value if parsed.verdict is not None else ""
+    follows_partner = bool(partner_says) and app.attribution_authority != _BY_ADSTACK
+    if follows_partner:
+        if not touches and gaid is not None and parsed.verdict is PartnerVerdict.ATTRIBUTED and not own.attributed:
+            touches = _device_touches(view, app, item.device, occurred_at, windows)
+        decision = follow_partner(verdict=partner_says, own=own, occurred_at=occurred_at,
+                                  is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
+                                  device_touches=touches, partner_touch_type=parsed.touch_type)
+    if event is not ConversionEvent.INSTALL:
+        inherited = _device_flags(view, item)
+        if inherited:
+            decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
+                                decision.click_to_install, decision.reinstall,
+                                tuple(dict.fromkeys((*decision.fraud_flags, *inherited))))
+    if item.clamped and decision.click_to_install is not None:
+        # Measured to the receipt, which no install can follow: an upper bound of the real time.
+        data_flags.append("click_to_install_to_receipt")
+    ours = own_verdict(own)
+    disagree = None if not partner_says else (partner_says == PartnerVerdict.ATTRIBUTED.value) != (
+        ours == "attributed")
+
+    currency = view.currencies.get(app.account_id, "USD")
+    revenue_micros = revenue_usd_micros = 0
+    detail = "; ".join(data_flags)
+    if parsed.revenue is not None:
+        in_account = convert(parsed.revenue, parsed.currency, currency, view.rates) if parsed.currency else None
+        in_usd = in_account if currency == "USD" else \
+            convert(parsed.revenue, parsed.currency, "USD", view.rates) if parsed.currency else None
+        if in_account is None or in_usd is None:
+            detail = "; ".join([*data_flags, f"no FX rate for {parsed.currency or 'an unreadable currency'}; "
+                                             "revenue kept as sent"])
+        else:
+            revenue_micros = micros(in_account)
+            revenue_usd_micros = revenue_micros if in_usd is in_account else micros(in_usd)
+
+    touch = decision.touch
+    fraud = [f.value for f in decision.fraud_flags]
+    if touch is not None:
+        touch_kind, touch_id, touch_at = touch.kind.value, touch.touch_id, touch.occurred_at
+        campaign_id, ad_group_id, creative_id = touch.campaign_id, touch.ad_group_id, touch.creative_id
+        ad_space_id, publisher_id = touch.ad_space_id, touch.publisher_id
+    else:
+        touch_kind, touch_id, touch_at = "", "", None
+        campaign_id = ad_group_id = creative_id = ad_space_id = publisher_id = 0
+    event_name = event.value
+    attribution_type, match_type = decision.attribution_type.value, decision.match_type.value
+    row: dict[str, Any] = {
+        "postback_id": item.id, "app_id": app.id, "account_id": app.account_id, "partner": item.partner,
+        "conversion_event": event_name, "source_event_name": parsed.event_name[:100],
+        "attribution_type": attribution_type, "match_type": match_type,
+        "partner_attributed": parsed.partner_attributed, "partner_verdict": partner_says, "own_verdict": ours,
+        "verdict_source": _BY_PARTNER if follows_partner else _BY_ADSTACK,
+        "verdict_reason": parsed.verdict_reason[:200], "verdicts_disagree": disagree,
+        "is_reinstall": decision.reinstall, "install_conversion_id": install.id if install is not None else None,
+        "touch_kind": touch_kind, "touch_id": touch_id, "touch_at": touch_at, "campaign_id": campaign_id,
+        "ad_group_id": ad_group_id, "creative_id": creative_id, "ad_space_id": ad_space_id,
+        "publisher_id": publisher_id,
+        "click_id": click_id, "gaid_md5": item.md5, "gaid_sha1": item.sha1,
+        "click_to_install_seconds": int(decision.click_to_install.total_seconds())
+        if decision.click_to_install is not None else None,
+        "fraud_flags": fraud, "data_flags": data_flags,
+        "revenue": "" if parsed.revenue is None else format(parsed.revenue, "f")[:40],
+        "currency": parsed.currency[:3], "revenue_micros": revenue_micros, "revenue_usd_micros": revenue_usd_micros,
+        "charged_micros": 0, "occurred_at": occurred_at, "received_at": item.received_at,
+    }
+    known = Known(seq=_IN_BATCH + position, postback_id=item.id, app_id=app.id, conversion_event=event_name,
+                  occurred_at=occurred_at, click_id=click_id, attribution_type=attribution_type,
+                  match_type=match_type, is_reinstall=decision.reinstall, touch_kind=touch_kind, touch_id=touch_id,
+                  touch_at=touch_at, account_id=app.account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
+                  creative_id=creative_id, ad_space_id=ad_space_id, publisher_id=publisher_id, fraud_flags=fraud,
+                  dedupe_key=item.dedupe_key, fields=item.fields, touch=touch)
+    item.row, item.known, item.install, item.touch = row, known, install, touch
+
+    billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
+    if billable:
+        assert touch is not None
+        # An event after a known install is charged under the install's click id.
+        charge_click = click_id if event is ConversionEvent.INSTALL or install is None else install.click_id
+        before = _charged_before(view, item, charge_click, item.device, occurred_at, windows.reattribution)
+        if any(k.charged is None for k in before):
+            apply_pending(session, view)  # its outcome decides this one, as if charged one by one
+            before = [k for k in before if k.charged]
+        if before:
+            detail = "; ".join([*([detail] if detail else []), "already charged for this click or device"])
+        else:
+            _request_charge(view, item, known, touch, event, charge_anchor(charge_click, item.device, item.id))
+    item.detail = detail
+    _remember(view, item, known)
+
+
+def _remember(view: View, item: Item, known: Known) -> None:
+    """What later postbacks of the batch read, as the database would show them this conversion."""
+    same_key = (known.app_id, known.account_id, known.conversion_event, item.row["source_event_name"]
+                if item.row else "", known.click_id, known.occurred_at)
+    for key in item.keys or (_NO_DEVICE,):
+        view.same[(*same_key, key)].append(known)
+    if known.conversion_event == _INSTALL:
+        view.add_install(known, item.keys)
+    if known.charged is None:
+        view.add_charged(known, item.keys)
+
+
+def _request_charge(view: View, item: Item, known: Known, touch: Touch, event: ConversionEvent,
+                    anchor: str) -> None:
+    """Queue the ad group's CPA bid once per install lifetime and event, when this is its chosen event."""
+    group = view.ad_groups.get(touch.ad_group_id)
+    if group is None or group.bid_type != "cpa" or group.conversion_event != event.value:
+        return
+    if group.bid_micros <= 0 or group.account_id != known.account_id or known.account_id not in view.currencies:
+        # apply_charges would refuse the whole batch for it
+        log.warning("CPA charge for conversion of postback %s refused: ad group %s cannot charge account %s "
+                    "%s micros", item.id, group.id, known.account_id, group.bid_micros)
+        return
+    item.charge_id = cpa_charge_id(group.id, anchor, event)
+    known.charged = None
+    view.pending_charges.append((item, ChargeRequest(
+        item.charge_id, known.account_id, touch.campaign_id, group.id, touch.creative_id, group.bid_micros, "cpa",
+        item.received_at)))  # charged on the day it is received
+
+
+def apply_pending(session: Session, view: View) -> None:
+    """Apply the queued CPA charges, in order, in one `apply_charges`; only the amounts are read back, so the
+    ledger entries are written without returning their ids."""
+    queued, view.pending_charges = view.pending_charges, []
+    if not queued:
+        return
+    requests = [request for _, request in queued]
+    try:
+        with session.begin_nested():
+            charged = [r.charged_micros if r.applied else 0 for r in apply_charges(
+                session, requests, with_entry_ids=False)]
+    except DomainError:  # one charge it refuses must not refuse the others: charge them one by one
+        charged = []
+        for item, request in queued:
+            try:
+                with session.begin_nested():
+                    result = apply_charges(session, [request], with_entry_ids=False)[0]
+                charged.append(result.charged_micros if result.applied else 0)
+            except DomainError as exc:
+                log.warning("CPA charge for conversion of postback %s refused: %s", item.id, exc.message)
+                charged.append(0)
+    for (item, _), amount in zip(queued, charged, strict=True):
+        assert item.known is not None and item.row is not None
+        item.known.charged = amount
+        item.row["charged_micros"] = amount

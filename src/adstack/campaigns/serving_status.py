@@ -1,0 +1,161 @@
+"""Serving status of stored ad groups and campaigns: the facts read from the database (ledger, budgets,
+reservations, readiness) for the rules in status.py, and spend per campaign or ad group."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from adstack.accounts.models import Account
+from adstack.campaigns.ad_group_values import _slot_times
+from adstack.campaigns.enums import ServingStatus, UserStatus
+from adstack.campaigns.models import AdGroup, Campaign
+from adstack.campaigns.readiness import Readiness, readiness
+from adstack.campaigns.service import _live_ad_groups
+from adstack.campaigns.status import (
+    ScheduleFacts,
+    ServingFacts,
+    campaign_serving_status,
+    derive_serving_status,
+    local_midnight_utc,
+)
+from adstack.core.timeutil import as_utc, utcnow, zone
+from adstack.finance import budgets
+from adstack.finance import service as finance
+from adstack.finance.models import EntryType, LedgerEntry
+from adstack.review.models import ReviewStatus
+from adstack.serving import reservations
+
+_CHUNK = 900  # ids per IN (...) list, well inside every database's parameter limit
+
+
+# ---------- serving status ----------
+
+
+def _schedule_facts(ad_group: AdGroup) -> ScheduleFacts:
+    slots = [_slot_times(slot) for slot in ad_group.booked_slots or []]
+    return ScheduleFacts(time_zone=ad_group.time_zone, start_at=ad_group.start_at, end_at=ad_group.end_at,
+                         dayparting=ad_group.dayparting, booked_slots=slots, bid_type=ad_group.bid_type)
+
+
+def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
+           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0,
+           ready: Readiness | None = None) -> ServingFacts:
+    ready = ready or Readiness()
+    return ServingFacts(
+        status=ad_group.status,
+        campaign_status=campaign.status if campaign else UserStatus.DELETED.value,
+        account_review_status=account.review_status if account else ReviewStatus.TO_BE_SUBMITTED.value,
+        review_status=ad_group.review_status,
+        rejection_reasons=ad_group.rejection_reasons,
+        account_rejection_reasons=account.rejection_reasons if account else "",
+        available_micros=available,
+        total_spend_micros=total_spend,
+        spend_today_micros=spend_today,
+        total_budget_micros=ad_group.total_budget_micros,
+        daily_budget_micros=ad_group.daily_budget_micros,
+        schedule=_schedule_facts(ad_group),
+        now=now,
+        currency=account.currency if account else "",
+        reserved_today_micros=reserved_today,
+        creatives=ready.creatives,
+        approved_creatives=ready.approved_creatives,
+        creatives_under_review=ready.creatives_under_review,
+        inventory_spaces=ready.inventory_spaces,
+    )
+
+
+def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetime | None = None
+                            ) -> tuple[ServingStatus, str]:
+    """Why the ad group serves or not at `now`; see status.derive_serving_status for the order of checks."""
+    moment = as_utc(now) if now else utcnow()
+    spend_today = budgets.ad_group_spend_micros(session, ad_group.id,
+                                                since=local_midnight_utc(moment, ad_group.time_zone))
+    held = reservations.held_today({(ad_group.id, _local_day(moment, ad_group.time_zone)): spend_today})
+    facts = _facts(
+        ad_group, session.get(Campaign, ad_group.campaign_id), session.get(Account, ad_group.account_id),
+        available=finance.available_micros(session, ad_group.account_id),
+        total_spend=budgets.ad_group_spend_micros(session, ad_group.id),
+        spend_today=spend_today, now=moment, reserved_today=held.get(ad_group.id, 0),
+        ready=readiness(session, [ad_group])[ad_group.id],
+    )
+    return derive_serving_status(facts)
+
+
+def _local_day(moment: datetime, time_zone: str) -> date:
+    return as_utc(moment).astimezone(zone(time_zone)).date()
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start:start + _CHUNK]
+
+
+def spend_by(session: Session, column: InstrumentedAttribute[int | None], ids: Iterable[int], *,
+             since: datetime | None = None) -> dict[int, int]:
+    """Charges per campaign or ad group id, from the ledger (the same rule as finance.budgets.ad_group_spend_micros)."""
+    totals: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        stmt = (select(column, func.coalesce(func.sum(-LedgerEntry.amount_micros), 0))
+                .where(LedgerEntry.entry_type == EntryType.CHARGE.value, column.in_(chunk)).group_by(column))
+        if since is not None:
+            stmt = stmt.where(LedgerEntry.occurred_at >= since)
+        for key, total in session.execute(stmt):
+            if key is not None:
+                totals[int(key)] = int(total or 0)
+    return totals
+
+
+def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: datetime | None = None
+                     ) -> dict[int, tuple[ServingStatus, str]]:
+    """The serving status of many ad groups with a handful of queries (lists, snapshots)."""
+    if not ad_groups:
+        return {}
+    moment = as_utc(now) if now else utcnow()
+    campaigns = {c.id: c for c in session.scalars(
+        select(Campaign).where(Campaign.id.in_({g.campaign_id for g in ad_groups})))}
+    account_ids = {g.account_id for g in ad_groups}
+    account_rows = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
+    available = {account_id: finance.available_micros(session, account_id) for account_id in account_ids}
+    ids = [g.id for g in ad_groups]
+    total = spend_by(session, LedgerEntry.ad_group_id, ids)
+    by_midnight: dict[datetime, list[int]] = defaultdict(list)
+    for g in ad_groups:
+        by_midnight[local_midnight_utc(moment, g.time_zone)].append(g.id)
+    today: dict[int, int] = {}
+    for midnight, group_ids in by_midnight.items():
+        today.update(spend_by(session, LedgerEntry.ad_group_id, group_ids, since=midnight))
+    held = reservations.held_today({(g.id, _local_day(moment, g.time_zone)): today.get(g.id, 0)
+                                    for g in ad_groups if g.daily_budget_micros is not None})
+    ready = readiness(session, ad_groups)
+    return {
+        g.id: derive_serving_status(_facts(
+            g, campaigns.get(g.campaign_id), account_rows.get(g.account_id), available=available[g.account_id],
+            total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment,
+            reserved_today=held.get(g.id, 0), ready=ready[g.id]))
+        for g in ad_groups
+    }
+
+
+def campaign_statuses(session: Session, campaigns: Sequence[Campaign], *, now: datetime | None = None
+                      ) -> dict[int, tuple[ServingStatus, str]]:
+    if not campaigns:
+        return {}
+    groups = _live_ad_groups(session, [c.id for c in campaigns])
+    group_status = serving_statuses(session, groups, now=now)
+    per_campaign: dict[int, list[ServingStatus]] = defaultdict(list)
+    for g in groups:
+        per_campaign[g.campaign_id].append(group_status[g.id][0])
+    accounts_by_id = {a.id: a for a in session.scalars(
+        select(Account).where(Account.id.in_({c.account_id for c in campaigns})))}
+    out = {}
+    for c in campaigns:
+        account = accounts_by_id.get(c.account_id)
+        out[c.id] = campaign_serving_status(c.status, account.review_status if account else "",
+                                            per_campaign.get(c.id, []),
+                                            account.rejection_reasons if account else "")
+    return out

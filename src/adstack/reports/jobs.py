@@ -1,0 +1,167 @@
+"""Report jobs: a report too long to run at once, written to a CSV or XLSX file in the background, by date chunks
+so its progress shows."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adstack.accounts.models import Principal
+from adstack.core.errors import NotFound
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.events.service import EventStore
+from adstack.reports import query as sql
+from adstack.reports.downloads import _table, file_label
+from adstack.reports.export import CsvWriter, TableWriter, XlsxWriter
+from adstack.reports.models import (
+    Dimension,
+    ExportFormat,
+    Granularity,
+    JobStatus,
+    ReportJob,
+    ReportJobCreate,
+    ReportQuery,
+)
+from adstack.reports.service import JOB_MAX_DAYS, _columns, _execute, _fetch, _finish, _prepare, _Prepared, _store
+
+log = logging.getLogger("adstack.reports")
+
+JOB_FILE_TTL = timedelta(days=7)
+JOB_CHUNKS = 20
+
+
+# ---------- report jobs ----------
+
+
+def create_job(session: Session, principal: Principal, body: ReportJobCreate) -> ReportJob:
+    """Validate and queue a report job; run it with run_job (the API schedules it in the background)."""
+    query = ReportQuery.model_validate(body.model_dump(exclude={"format"}) | {"limit": 10_000})
+    _prepare(session, principal, query, max_days=JOB_MAX_DAYS)
+    job = ReportJob(user_id=principal.user_id, role=principal.role, account_id=principal.account_id,
+                    query=body.model_dump(mode="json", exclude={"format"}), format=body.format.value,
+                    status=JobStatus.QUEUED.value)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, principal: Principal, job_id: int) -> ReportJob:
+    job = session.get(ReportJob, job_id)
+    if job is None or (job.user_id != principal.user_id and not principal.is_platform):
+        raise NotFound(f"report job {job_id} not found")
+    return job
+
+
+def list_jobs(session: Session, principal: Principal, *, limit: int = 50, offset: int = 0) -> list[ReportJob]:
+    stmt = select(ReportJob).where(ReportJob.user_id == principal.user_id)
+    return list(session.scalars(stmt.order_by(ReportJob.id.desc()).limit(limit).offset(offset)))
+
+
+def job_file(settings: Settings, job: ReportJob) -> Path:
+    if job.status != JobStatus.DONE.value or not job.file_name:
+        raise NotFound("the report file is not ready")
+    if job.expires_at is not None and job.expires_at <= utcnow():
+        raise NotFound("the report file has expired; run the job again")
+    path = reports_dir(settings) / job.file_name
+    if not path.exists():
+        raise NotFound("the report file has expired; run the job again")
+    return path
+
+
+def reports_dir(settings: Settings) -> Path:
+    path = settings.data_dir / "reports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _chunks(start: date, end: date, pieces: int) -> Iterator[tuple[date, date]]:
+    days = (end - start).days + 1
+    step = max(1, -(-days // pieces))
+    cursor = start
+    while cursor <= end:
+        last = min(end, cursor + timedelta(days=step - 1))
+        yield cursor, last
+        cursor = last + timedelta(days=1)
+
+
+def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, store: EventStore | None = None,
+            on_progress: Callable[[int], None] | None = None) -> None:
+    """Run a queued job: by date chunks when the report is by day or hour, so progress can be reported."""
+    with factory() as session:
+        job = session.get(ReportJob, job_id)
+        if job is None or job.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            return
+        job.status, job.started_at, job.percent_done = JobStatus.RUNNING.value, utcnow(), 0
+        session.commit()
+        principal = Principal(user_id=job.user_id, email="", role=job.role, account_id=job.account_id, client="job")
+        name = f"report-{job.id}-{secrets.token_hex(8)}.{job.format}"
+        path = reports_dir(settings) / name
+        try:
+            query = ReportQuery.model_validate(job.query | {"limit": 10_000, "offset": 0})
+            prepared = _prepare(session, principal, query, max_days=JOB_MAX_DAYS)
+            row_limit = int(job.query.get("limit") or 1_000_000)
+            columns = _columns(prepared)
+            header = [file_label(c, prepared.scope.currency) for c in columns]
+            writer: TableWriter
+            handle = None
+            if job.format == ExportFormat.CSV.value:
+                handle = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+                writer = CsvWriter(handle, header)
+            else:
+                writer = XlsxWriter(path, header)
+            by_time = bool({Dimension.DATE, Dimension.HOUR} & set(prepared.dims))
+            ranges = list(_chunks(query.start_date, query.end_date, JOB_CHUNKS)) if by_time else [
+                (query.start_date, query.end_date)]
+            written = 0
+            for index, (chunk_start, chunk_end) in enumerate(ranges):
+                part = query.model_copy(update={"start_date": chunk_start, "end_date": chunk_end})
+                part_prepared = _Prepared(part, prepared.scope, prepared.dims, prepared.metrics, prepared.sort,
+                                          prepared.extras, prepared.params)
+                rows, totals, total = _execute(_store(store), part_prepared, part, limit=row_limit - written, offset=0)
+                result = _finish(session, part_prepared, rows, totals, total, limit=row_limit, offset=0)
+                _, table = _table(result)
+                writer.write_rows(table[:-1])
+                written += len(rows)
+                job.percent_done = min(99, (index + 1) * 100 // len(ranges))
+                job.row_count = written
+                session.commit()
+                if on_progress is not None:
+                    on_progress(job.percent_done)
+                if written >= row_limit:
+                    break
+            whole = query.model_copy(update={"dimensions": [], "granularity": Granularity.TOTAL})
+            sums = _fetch(_store(store), whole, scope=prepared.scope, metrics=prepared.metrics, sort=None, limit=None,
+                          offset=0, params=prepared.params).totals
+            totals = {m: sql.derive(sums, m) for m in prepared.metrics}
+            result = _finish(session, prepared, [], totals, 0, limit=row_limit, offset=0)
+            writer.write_rows([_table(result)[1][-1]])
+            writer.close()
+            if handle is not None:
+                handle.close()
+            job.status, job.percent_done, job.file_name = JobStatus.DONE.value, 100, name
+            job.finished_at = utcnow()
+            job.expires_at = job.finished_at + JOB_FILE_TTL
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            log.exception("report job %s failed", job_id)
+            path.unlink(missing_ok=True)
+            job = session.get(ReportJob, job_id)
+            if job is not None:
+                job.status, job.finished_at = JobStatus.FAILED.value, utcnow()
+                job.error = (exc.message if hasattr(exc, "message") else "the report could not be produced")[:1000]
+                session.commit()
+
+
+def resume_jobs(factory: sessionmaker[Session]) -> list[int]:
+    """Jobs a stopped process left queued or running, to start again."""
+    with factory() as session:
+        stmt = select(ReportJob.id).where(ReportJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        return list(session.scalars(stmt.order_by(ReportJob.id)))
