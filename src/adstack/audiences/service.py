@@ -301,6 +301,15 @@ def estimate_reach(session: Session, principal: Principal, include_ids: Sequence
 # ---------- the serving index ----------
 
 
+def audience_index_signature(session: Session) -> tuple[int, int, int]:
+    """Changes whenever `load_audience_index` would answer differently: an audience gains or loses membership
+    (versions only grow) or is deleted. One aggregate row, cheap enough for serving to ask every second."""
+    count, versions, ids = session.execute(select(
+        func.count(), func.coalesce(func.sum(Audience.version), 0), func.coalesce(func.sum(Audience.id), 0),
+    ).where(Audience.version > 0)).one()
+    return int(count), int(versions), int(ids)
+
+
 def load_audience_index(session: Session, settings: Settings | None = None, *,
                         previous: AudienceIndex | None = None) -> AudienceIndex:
     """Every audience with membership, as one probe set each. Pass the index being replaced to reuse the

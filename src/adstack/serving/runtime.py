@@ -37,7 +37,7 @@ log = logging.getLogger("adstack.serving")
 POLL_SECONDS = 1.0
 MONEY_SECONDS = 2.0
 RATES_SECONDS = 10.0
-AUDIENCES_SECONDS = 15.0
+AUDIENCES_SECONDS = 1.0  # an aggregate of the audiences' versions; the index is rebuilt only when it moves
 TRAFFIC_SECONDS = 300.0
 STATS_SECONDS = 300.0  # outcome counts re-read from the event store's rollup
 EVENTS_SECONDS = 1.0
@@ -84,6 +84,7 @@ class ServingRuntime:
         self.install_history = make_install_history(settings.redis_url)
         self._device_reports: dict[tuple[str, str | None, int], float] = {}
         self.audience_index: Any = None
+        self._audiences_signature: tuple[int, int, int] | None = None
         self.rebuilds = 0
         _live.add(self)
 
@@ -197,12 +198,16 @@ class ServingRuntime:
 
     def _reload_audiences(self) -> None:
         try:
-            from adstack.audiences.service import load_audience_index
+            from adstack.audiences.service import audience_index_signature, load_audience_index
         except ImportError:  # pragma: no cover
             return
         with self.session_factory() as session:
+            signature = audience_index_signature(session)
+            if self.audience_index is not None and signature == self._audiences_signature:
+                return
             index = load_audience_index(session, self.settings, previous=self.audience_index)
             session.rollback()
+        self._audiences_signature = signature
         self.audience_index = index
         self.engine.audiences = index
 
