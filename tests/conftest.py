@@ -197,10 +197,16 @@ def runs_on_database_server(item: pytest.Item) -> bool:
     return module.parts[0] not in SQLITE_ONLY_FOLDERS and module.as_posix() not in SQLITE_ONLY_MODULES
 
 
+# The longest modules outside the `slow` selection (half a minute to a minute each), started first for the same
+# reason as the slow ones.
+LONGEST_QUICK_MODULES = ("api/test_openapi_fuzz.py", "e2e/test_tenant_isolation.py", "api/test_roles.py",
+                         "console/test_console_roles.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On a database server run, keep only the tests `runs_on_database_server` names; every test runs on SQLite.
-    Then the modules holding a `slow` test go first (scripts/test.sh hands modules to the workers in this order):
-    started last, a minutes-long module would leave the other worker idle at the end."""
+    Then the modules holding a `slow` test, and the longest others, go first (scripts/test.sh hands modules to the
+    workers in this order): started last, a minutes-long module would leave the other worker idle at the end."""
     if os.environ.get("ADSTACK_TEST_DATABASE_URL"):
         kept: list[pytest.Item] = []
         repeated: list[pytest.Item] = []
@@ -209,5 +215,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if repeated:
             config.hook.pytest_deselected(items=repeated)
             items[:] = kept
-    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)  # stable: each module keeps its order
+    first = {item.path for item in items if item.get_closest_marker("slow")
+             or Path(str(item.path)).resolve().relative_to(TESTS_DIR).as_posix() in LONGEST_QUICK_MODULES}
+    items.sort(key=lambda item: item.path not in first)  # stable: each module keeps its order

@@ -18,6 +18,8 @@ from tests.support import Api, expect, run_async
 MB = 1024 * 1024
 LINE_BYTES = 37  # a GAID and its newline
 
+pytestmark = pytest.mark.slow  # 1.8 million ids through the real upload path
+
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:

@@ -23,7 +23,7 @@ from adstack.finance import budgets
 from adstack.review.models import ReviewStatus
 from tests.console.support import png_bytes
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a whole journey in Chromium: half a minute
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "reviewer@adstack.example", "reviewer-password"
 EMAIL, PASSWORD = "growth@summer-games.example", "summer games 2025"
