@@ -178,8 +178,13 @@ APP_START_ONLY_MODULES = (
 )
 DATABASE_FIXTURES = ("api", "session")
 # Every guide format's material rules, checked in Python before the one creative insert that
-# tests/creatives/test_api.py already runs on both databases.
-SQLITE_ONLY_MODULES = ("creatives/test_guide_formats.py",)
+# tests/creatives/test_api.py already runs on both databases. The demo, which builds and serves the embedded
+# default platform (SQLite): three simulated days through the real path, half a minute on a server for what the
+# rest of the suite covers there piece by piece.
+SQLITE_ONLY_MODULES = ("creatives/test_guide_formats.py", "demo/test_demo.py", "audiences/test_demo_profiles.py")
+# The API fuzz's quick variant repeats on a server what its long variant (`slow`, run there by CI) covers several
+# times over: the server run keeps the long one only.
+SERVER_RUNS_SLOW_ONLY_MODULES = ("api/test_openapi_fuzz.py",)
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -192,6 +197,8 @@ def runs_on_database_server(item: pytest.Item) -> bool:
     if item.get_closest_marker("postgresql"):
         return True
     module = Path(str(item.path)).resolve().relative_to(TESTS_DIR)
+    if module.as_posix() in SERVER_RUNS_SLOW_ONLY_MODULES:
+        return item.get_closest_marker("slow") is not None
     if module.as_posix() in APP_START_ONLY_MODULES:
         return any(name in fixtures for name in DATABASE_FIXTURES)
     return module.parts[0] not in SQLITE_ONLY_FOLDERS and module.as_posix() not in SQLITE_ONLY_MODULES
