@@ -36,11 +36,10 @@ run_pytest() {
   fi
 }
 
-SQLITE_MARKS="${SELECTION}"
 PG_MARKS="not browser${SELECTION:+ and ($SELECTION)}"
 
 echo "== tests on SQLite${SELECTION:+ ($SELECTION)}"
-ADSTACK_TEST_DATABASE_URL= run_pytest ${SQLITE_MARKS:+-m "$SQLITE_MARKS"} "$@"
+ADSTACK_TEST_DATABASE_URL= run_pytest ${SELECTION:+-m "$SELECTION"} "$@"
 
 PG_URL="${ADSTACK_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}"
 if ./scripts/ensure-postgres.sh; then
