@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from adstack.serving.counters import Claim, Hold, RedisCounters
+from adstack.serving.redis_pipeline import PipelinedRedis
 from adstack.serving.snapshot import Schedule
 from tests.serving.support import NOW, SHARED_REDIS_URL, engine, group, redis_available, request, snapshot
 from tests.support import run_async
@@ -198,3 +199,59 @@ def test_the_awaited_decision_reserves_what_the_blocking_one_does() -> None:
     assert first[0].claims == second[0].claims
     keys = [c.key for c in first[0].claims]
     assert blocking.counters.get_many(keys) == awaited.counters.get_many(keys)
+
+
+def test_the_database_and_password_in_the_url_are_the_ones_used() -> None:
+    """The connection selects the URL's database (and authenticates when it names a password) before any command."""
+    key = f"adstack:test:{uuid.uuid4().hex}"
+    pipelined = PipelinedRedis("redis://127.0.0.1:6379/13", socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    async def scenario() -> object:
+        await pipelined.execute("SET", key, "in 13")
+        return await pipelined.execute("GET", key)
+
+    try:
+        assert run_async(scenario) == b"in 13"
+        assert redis.Redis.from_url("redis://127.0.0.1:6379/13").get(key) == b"in 13"
+        assert redis.Redis.from_url("redis://127.0.0.1:6379/0").get(key) is None
+    finally:
+        pipelined.close()
+        redis.Redis.from_url("redis://127.0.0.1:6379/13").delete(key)
+
+    wrong = PipelinedRedis("redis://:not-the-password@127.0.0.1:6379/0", socket_timeout=1.0,
+                           socket_connect_timeout=1.0)
+    with pytest.raises(redis.exceptions.ResponseError):  # Redis refuses AUTH without a configured password
+        run_async(lambda: wrong.execute("PING"))
+    wrong.close()
+
+
+def test_a_late_answer_fails_the_waiting_requests_and_the_next_request_connects_again() -> None:
+    relay = SlowRedis(delay=0.6)
+    pipelined = PipelinedRedis(relay.url, socket_timeout=0.2, socket_connect_timeout=1.0)
+
+    async def scenario() -> tuple[list[object], object]:
+        late = await asyncio.gather(*(pipelined.execute("PING") for _ in range(3)), return_exceptions=True)
+        relay.delay = 0.0
+        return late, await pipelined.execute("PING")
+
+    try:
+        late, again = run_async(scenario)
+        assert all(isinstance(answer, redis.exceptions.TimeoutError) for answer in late), late
+        assert again == b"PONG"
+    finally:
+        pipelined.close()
+        relay.close()
+
+
+def test_concurrent_commands_resolve_in_the_order_redis_answers_them() -> None:
+    key = f"adstack:test:{uuid.uuid4().hex}"
+    pipelined = PipelinedRedis(REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    async def scenario() -> list[object]:
+        return list(await asyncio.gather(*(pipelined.execute("INCR", key) for _ in range(200))))
+
+    try:
+        assert run_async(scenario) == list(range(1, 201))
+    finally:
+        pipelined.close()
+        redis.Redis.from_url(REDIS_URL).delete(key)

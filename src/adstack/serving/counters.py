@@ -386,6 +386,8 @@ class RedisCounters:
     def close(self) -> None:
         self._redis.close()
         self._patient.close()
+        if self._pipelined is not None:
+            self._pipelined.close()
 
 
 def make_counters(redis_url: str | None) -> Counters:

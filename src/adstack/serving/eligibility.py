@@ -195,8 +195,21 @@ def creative_fits(creative: CreativeSnap, slot: Slot) -> bool:
     return not (creative.has_video and slot.min_duration_ms and creative.duration_ms < slot.min_duration_ms)
 
 
+ANY_MEDIA = frozenset({"image", "video", "native"})
+_SPACE_SLOTS: dict[tuple[frozenset[tuple[int, int]], frozenset[str]], Slot] = {}
+# Distinct (sizes, formats) shapes of ad spaces whose slot is kept: one object per shape, so that what is cached
+# per slot (`TargetingIndex.fitting`) is found again on every request for the space.
+SPACE_SLOT_LIMIT = 4096
+
+
 def slot_for_space(space: AdSpaceSnap) -> Slot:
-    return Slot(media=frozenset({"image", "video", "native"}), sizes=space.sizes, formats=space.accepted_formats)
+    shape = (space.sizes, space.accepted_formats)
+    slot = _SPACE_SLOTS.get(shape)
+    if slot is None:
+        if len(_SPACE_SLOTS) >= SPACE_SLOT_LIMIT:
+            _SPACE_SLOTS.clear()
+        slot = _SPACE_SLOTS[shape] = Slot(media=ANY_MEDIA, sizes=space.sizes, formats=space.accepted_formats)
+    return slot
 
 
 def fitting_creatives(group: AdGroupSnap, slot: Slot) -> list[CreativeSnap]:

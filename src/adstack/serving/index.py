@@ -197,11 +197,16 @@ class TargetingIndex:
                     fits[key].add(ordinal)
         self.fits: dict[FitKey, FrozenBitMap] = {k: FrozenBitMap(v) for k, v in fits.items()}
         self._fitting: dict[tuple[FitKey, ...], FrozenBitMap] = {}
+        self._fitting_by_slot: dict[Slot, FrozenBitMap] = {}
         self._unnamed: dict[tuple[str, ...], FrozenBitMap] = {}
 
     def fitting(self, slot: Slot) -> FrozenBitMap:
         """Ordinals of the ad groups with a creative of the slot's media in one of its sizes (any size when the
-        slot names none)."""
+        slot names none). Cached per slot as well: a slot's hash is cheap (its frozensets keep theirs), the
+        fit keys are not."""
+        found = self._fitting_by_slot.get(slot)
+        if found is not None:
+            return found
         keys = tuple(sorted({k for k in slot_fit_keys(slot) if k in self.fits}))
         found = self._fitting.get(keys)
         if found is None:
@@ -209,6 +214,9 @@ class TargetingIndex:
             if len(self._fitting) >= FIT_CACHE_LIMIT:
                 self._fitting.clear()
             self._fitting[keys] = found
+        if len(self._fitting_by_slot) >= FIT_CACHE_LIMIT:
+            self._fitting_by_slot.clear()
+        self._fitting_by_slot[slot] = found
         return found
 
     def fits_any(self, slot: Slot) -> bool:
