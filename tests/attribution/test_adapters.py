@@ -8,31 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from adstack.attribution.adapters import PartnerVerdict, PostbackError, parse_postback, parse_revenue, present
+from adstack.attribution.adapters import parse_postback
+from adstack.attribution.postback_fields import PartnerVerdict, PostbackError, parse_revenue
 from adstack.core.vocabulary import Partner
 from adstack.tracking.devices import GaidForm, normalise_gaid
 
 GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "{gps_adid}",
-        "(clickid)",
-        "${(id)!}",
-        "{{advertising_id}}",
-        "{cl?adstack}",
-        "{@postback.clickID}",
-        "",
-        "  ",
-        "null",
-        "undefined",
-        "[CLICK_ID]",
-    ],
-)
-def test_unreplaced_macros_and_empty_values_are_missing(value: str) -> None:
-    assert present(value) is None
 
 
 def test_singulars_own_event_names_are_not_mistaken_for_macros() -> None:
@@ -43,10 +24,6 @@ def test_singulars_own_event_names_are_not_mistaken_for_macros() -> None:
     assert parse_postback(Partner.SINGULAR, {"evtname": "__START__"}).is_install
     # Another partner's __X__ is still an unreplaced macro.
     assert parse_postback(Partner.KOCHAVA, {"event_name": "__iap__"}).is_install
-
-
-def test_json_values_are_not_mistaken_for_macros() -> None:
-    assert present('{"level": "10"}') == '{"level": "10"}'
 
 
 def test_gaid_forms() -> None:
@@ -161,21 +138,6 @@ def test_partner_verdicts_from_their_own_fields() -> None:
     assert verdict(Partner.APPSFLYER, {"reject_reason": "ctit_anomalies"}) == "rejected"
     assert verdict(Partner.BRANCH, {"attributed": "0"}) == "organic"
     assert verdict(Partner.TENJIN, {}) is None
-
-
-def test_every_macro_syntax_is_an_unreplaced_macro() -> None:
-    for macro in (
-        "__CLICK_ID__",
-        "%%CLICK_ID%%",
-        "$click_id$",
-        "{click_id}",
-        "(clickid)",
-        "[CLICK_ID]",
-        "${click_id}",
-        "{{click_id}}",
-    ):
-        assert present(macro) is None, macro
-    assert present("(none of these)") == "(none of these)"
 
 
 def test_dedupe_key_hashes_identifying_fields_only() -> None:

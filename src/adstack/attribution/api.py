@@ -13,10 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from adstack.apps.partners import POSTBACK_PATH
 from adstack.attribution import fastpath, service
-from adstack.attribution.adapters import (
-    ParsedPostback,
-    present,
-)
 from adstack.attribution.models import (
     ConversionRead,
     FxRateIn,
@@ -28,6 +24,10 @@ from adstack.attribution.models import (
     RejectedPostback,
     RejectedPostbackRead,
     VerdictAgreement,
+)
+from adstack.attribution.postback_fields import (
+    ParsedPostback,
+    present,
 )
 from adstack.attribution.receiver import (
     ACCEPTED,

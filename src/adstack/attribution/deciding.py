@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from adstack.attribution.adapters import ADAPTERS, PartnerVerdict
+from adstack.attribution.adapters import ADAPTERS
 from adstack.attribution.models import PostbackStatus
+from adstack.attribution.postback_fields import PartnerVerdict
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
     DEVICE_FLAGS,

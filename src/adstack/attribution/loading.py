@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from adstack.accounts.models import Account
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
-from adstack.attribution.adapters import PostbackError, parse_postback
+from adstack.attribution.adapters import parse_postback
 from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
+from adstack.attribution.postback_fields import PostbackError
 from adstack.attribution.rules import CLICK_SPAM_WINDOW, Touch, TouchKind, bounded_time
 from adstack.attribution.view import _NO_DEVICE, AppInfo, Item, Known, View, _Group, _row_keys
 from adstack.core.vocabulary import ConversionEvent, Partner

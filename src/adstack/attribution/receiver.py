@@ -11,13 +11,13 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 
 from adstack.apps.service import verify_postback_signature
-from adstack.attribution.adapters import (
+from adstack.attribution.adapters import parse_postback
+from adstack.attribution.postback_fields import (
     MAX_FIELDS,
     MAX_VALUE_LENGTH,
     ParsedPostback,
     PostbackError,
     flatten,
-    parse_postback,
     present,
 )
 from adstack.core.deps import MAX_ID

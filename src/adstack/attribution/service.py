@@ -29,9 +29,6 @@ from adstack.accounts.models import Principal
 from adstack.accounts.service import visible_account_ids
 from adstack.apps import service as apps
 from adstack.apps.models import App
-from adstack.attribution.adapters import (
-    ParsedPostback,
-)
 from adstack.attribution.models import (
     Conversion,
     FxRate,
@@ -40,6 +37,7 @@ from adstack.attribution.models import (
     RejectedPostback,
     Touchpoint,
 )
+from adstack.attribution.postback_fields import ParsedPostback
 from adstack.attribution.rules import (
     TouchKind,
 )

@@ -14,8 +14,8 @@ from typing import Any
 from adstack.apps import service as apps
 from adstack.apps.mapping import MappingRule
 from adstack.apps.models import App
-from adstack.attribution.adapters import ParsedPostback
 from adstack.attribution.models import PostbackStatus
+from adstack.attribution.postback_fields import ParsedPostback
 from adstack.attribution.rules import AttributionType, MatchType, PriorInstall, Touch, TouchKind, Windows
 from adstack.core.vocabulary import ConversionEvent
 from adstack.tracking.devices import Gaid
