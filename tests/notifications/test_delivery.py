@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from adstack.app import create_app
 from adstack.core.settings import Settings
+from adstack.notifications.worker import FORBIDDEN_DESTINATION
 from tests.campaigns.helpers import ad_group, campaign
 from tests.console.support import sign_in
 from tests.support import Api, expect
@@ -272,6 +273,7 @@ def test_without_the_operator_allow_list_a_loopback_receiver_is_refused_and_the_
     )
     assert receiver.received == []
     first = deliveries[0]
-    assert first["status"] == "pending" and first["next_attempt_at"] is not None
-    assert first["attempt_log"][0]["status_code"] is None
-    assert first["attempt_log"][0]["error"] == "the URL could not be fetched"
+    # The policy refuses the address itself: the delivery fails at once rather than asking again and again.
+    assert first["status"] == "failed"
+    assert [(a["status_code"], a["error"]) for a in first["attempt_log"]] == [(None, FORBIDDEN_DESTINATION)]
+    assert first["next_attempt_at"] is None

@@ -41,6 +41,8 @@ log = logging.getLogger("adstack.notifications")
 BATCH = 50
 GATE_MAX_WAIT_S = 2.0  # under a steady stream of requests the worker writes anyway after this long
 RESPONSE_MAX_BYTES = 64 * 1024  # a receiver's answer is read and dropped; bounded all the same
+FORBIDDEN_DESTINATION = ("the platform does not send to this address (a private, loopback or other reserved "
+                         "network); not retried")
 
 
 def backoff_seconds(settings: Settings, attempts: int) -> float:
@@ -179,6 +181,7 @@ class NotificationWorker:
         started = time.perf_counter()
         status_code: int | None = None
         error = ""
+        forbidden = False
         try:
             answer = client.post(url, content=body, max_bytes=RESPONSE_MAX_BYTES, headers={
                 "Content-Type": "application/json", SIGNATURE_HEADER: signature_header(secret, body),
@@ -188,10 +191,16 @@ class NotificationWorker:
                 error = f"the receiver answered {status_code}"
         except FetchFailed as exc:
             error = exc.message[:300]
+            if exc.forbidden:
+                # The platform's outbound policy refuses the destination itself: every retry would be refused too.
+                forbidden = True
+                error = FORBIDDEN_DESTINATION
         now = utcnow()
         session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=now, status_code=status_code, error=error,
                                    duration_ms=int((time.perf_counter() - started) * 1000)))
-        if error:
+        if forbidden:
+            delivery.status = DeliveryStatus.FAILED
+        elif error:
             delivery.status, delivery.next_attempt_at = self._after_failure(delivery.attempts, now)
         else:
             delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, now
