@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import users
 from adstack.accounts.models import Role
 
 _counter = itertools.count(1)
@@ -74,7 +74,7 @@ class Api:
 
     def admin(self, role: Role = Role.ADMIN) -> Actor:
         email = f"admin{next(_counter)}@example.org"
-        accounts.create_admin(self.session, email=email, password="admin-password", role=role)
+        users.create_admin(self.session, email=email, password="admin-password", role=role)
         self.session.commit()
         return self.login(email, "admin-password")
 

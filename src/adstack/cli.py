@@ -113,7 +113,7 @@ def admin_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a platform administrator."""
-    from adstack.accounts import service as accounts
+    from adstack.accounts import users
     from adstack.accounts.models import Role
     from adstack.core.bootstrap import migrate as run_migrate
     from adstack.core.db import make_engine, make_session_factory, session_scope
@@ -126,7 +126,7 @@ def admin_create(
     engine = make_engine(settings.resolved_database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            user = accounts.create_admin(session, email=email, password=password, role=Role(role))
+            user = users.create_admin(session, email=email, password=password, role=Role(role))
             console.print(f"[green]created[/] {user.email} ({user.role})")
     except DomainError as exc:
         console.print(f"[red]{exc.message}[/]")

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from adstack.accounts import service as accounts
+from adstack.accounts import users as account_users
 from adstack.accounts.models import Role, User
 from adstack.app import create_app
 from adstack.apps.partners import SPECS
@@ -279,7 +279,7 @@ PHONE_USER_AGENT = ("Mozilla/5.0 (Linux; Android 14; 23090RA98G Build/UP1A.23100
 def _ensure_admin(settings: Settings, factory: Any) -> None:
     with session_scope(factory) as session:
         if session.scalar(select(User.id).where(User.email == ADMIN_EMAIL)) is None:
-            accounts.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN)
+            account_users.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN)
 
 
 def upload_documents(platform: Platform, token: str, account_id: int, *, agency: bool = False) -> None:

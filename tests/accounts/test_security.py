@@ -327,12 +327,12 @@ def test_deactivated_user_tokens_and_keys_stop_working(api: Api) -> None:
 
 
 def test_agency_deactivates_its_sub_accounts_users_only(api: Api, session: Session) -> None:
-    from adstack.accounts import service as accounts
+    from adstack.accounts import users as account_users
 
     admin = api.admin()
     agency = api.approved_account(admin, type="agency")
     sub = api.sub_account(agency, admin)
-    user = accounts.create_user(
+    user = account_users.create_user(
         session, email="sub-user@example.com", password="sub user password", role=Role.ADVERTISER, account_id=sub
     )
     session.commit()

@@ -9,7 +9,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth as account_auth
 from adstack.accounts import service as accounts
+from adstack.accounts import users as account_users
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup, Campaign
 from adstack.creatives.models import Creative
@@ -22,8 +24,8 @@ def _approved_advertiser(client: TestClient, session: Session, n: int) -> int:
     register(client, n)
     account_id = session.scalar(select(Account.id).where(Account.contact_email == f"ops{n}@example.com"))
     assert account_id is not None
-    reviewer = accounts.principal_for(
-        accounts.create_admin(session, email=f"boss{n}@example.org", password="admin-password")
+    reviewer = account_auth.principal_for(
+        account_users.create_admin(session, email=f"boss{n}@example.org", password="admin-password")
     )
     accounts.review_account(session, reviewer, account_id, approve=True)
     session.commit()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import users as account_users
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup
 from adstack.creatives.models import Creative
@@ -100,7 +100,7 @@ def test_a_new_advertiser_from_registration_to_report(
     from playwright.sync_api import expect
 
     files = _files(tmp_path)
-    accounts.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
+    account_users.create_admin(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
     session.commit()
     journey = Journey(playwright_browser, live_server, screenshots)
 

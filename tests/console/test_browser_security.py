@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal, RegistrationIn
 from adstack.campaigns import service as campaigns
@@ -37,7 +38,7 @@ def _advertiser(session: Session, n: int) -> tuple[str, int, Principal]:
         ttl=timedelta(hours=1),
     )
     session.commit()
-    return email, account.id, accounts.principal_for(user, client="console")
+    return email, account.id, auth.principal_for(user, client="console")
 
 
 def test_foreign_pages_are_not_found_and_forms_need_their_token(

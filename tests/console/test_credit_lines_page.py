@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import users
 from adstack.accounts.models import Account, Role
 from adstack.finance import service as finance
 from adstack.finance.charges import apply_charge
@@ -33,7 +33,7 @@ def _advertiser(client: TestClient, session: Session, n: int, **overrides: str) 
 
 
 def _account_manager(client: TestClient, session: Session, email: str) -> TestClient:
-    accounts.create_admin(session, email=email, password="manager-password", role=Role.ACCOUNT_MANAGER)
+    users.create_admin(session, email=email, password="manager-password", role=Role.ACCOUNT_MANAGER)
     session.commit()
     staff = TestClient(client.app)
     assert sign_in(staff, email, "manager-password").status_code == 303

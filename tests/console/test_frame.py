@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth, users
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, User
 from adstack.oplog.models import ChangeEvent
@@ -16,7 +17,7 @@ from tests.console.support import csrf_from, post_form, register, sign_in
 
 
 def _admin(session: Session, email: str = "reviewer@example.org") -> str:
-    accounts.create_admin(session, email=email, password="admin-password")
+    users.create_admin(session, email=email, password="admin-password")
     session.commit()
     return email
 
@@ -37,7 +38,7 @@ def test_registration_submits_for_review_and_sign_in_sets_a_safe_cookie(client: 
         len(
             accounts.list_documents(
                 session,
-                accounts.principal_for(session.scalars(select(User).where(User.account_id == account.id)).one()),
+                auth.principal_for(session.scalars(select(User).where(User.account_id == account.id)).one()),
                 account.id,
             )
         )

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth, users
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup, Campaign
@@ -33,8 +34,8 @@ MACHINE_TALK = re.compile(
 def _advertiser_with_campaign(client: TestClient, session: Session, n: int) -> int:
     register(client, n)
     account_id = session.scalar(select(Account.id).where(Account.contact_email == f"ops{n}@example.com"))
-    reviewer = accounts.principal_for(
-        accounts.create_admin(session, email=f"staff{n}@example.org", password="admin-password")
+    reviewer = auth.principal_for(
+        users.create_admin(session, email=f"staff{n}@example.org", password="admin-password")
     )
     accounts.review_account(session, reviewer, account_id, approve=True)
     session.commit()

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import users
 from adstack.accounts.models import Account
 from adstack.apps.models import App
 from adstack.audiences.models import Audience
@@ -26,7 +26,7 @@ def _advertiser(client: TestClient, session: Session, n: int) -> int:
 
 
 def _admin(client: TestClient, session: Session, email: str) -> TestClient:
-    accounts.create_admin(session, email=email, password="admin-password")
+    users.create_admin(session, email=email, password="admin-password")
     session.commit()
     admin = TestClient(client.app)
     sign_in(admin, email, "admin-password")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import users
 from tests.console.support import register, sign_in
 
 
 def test_staff_see_the_lag_of_every_consumer(client: TestClient, session: Session) -> None:
-    accounts.create_admin(session, email="ops-admin@example.org", password="admin-password-long")
+    users.create_admin(session, email="ops-admin@example.org", password="admin-password-long")
     session.commit()
     staff = TestClient(client.app)
     sign_in(staff, "ops-admin@example.org", "admin-password-long")

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth, users
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.core.settings import Settings
@@ -24,7 +25,7 @@ def _advertiser_with_events(client: TestClient, session: Session, settings: Sett
     register(client, 31)
     account_id = session.scalar(select(Account.id))
     assert account_id is not None
-    admin = accounts.principal_for(accounts.create_admin(session, email="r31@example.org", password="admin-password"))
+    admin = auth.principal_for(users.create_admin(session, email="r31@example.org", password="admin-password"))
     accounts.review_account(session, admin, account_id, approve=True)
     session.commit()
     now = utcnow() - timedelta(minutes=5)

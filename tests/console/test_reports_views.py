@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import auth
 from adstack.accounts.models import Principal, User
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
@@ -78,7 +78,7 @@ def _creative(api: Api, actor: Actor, ad_group_id: int, account_id: int, name: s
 
 def _principal(session: Session, actor: Actor) -> Principal:
     user = session.scalars(select(User).where(User.email == actor.email)).one()
-    return accounts.principal_for(user)
+    return auth.principal_for(user)
 
 
 def _chart(page: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adstack.accounts import service as accounts
+from adstack.accounts import auth
 from adstack.accounts.models import User
 from adstack.creatives import service as creatives
 from adstack.creatives.models import Creative
@@ -371,7 +371,7 @@ def test_push_standard_rules_from_the_push_format_page_over_http(api: Api) -> No
 def _principal(api: Api, actor: Actor) -> Any:
     user = api.session.get(User, actor.user_id)
     assert user is not None
-    return accounts.principal_for(user)
+    return auth.principal_for(user)
 
 
 def test_copy_and_cascade_delete_for_the_campaign_domain(api: Api) -> None:

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth, users
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account
 from adstack.campaigns.models import AdGroup, Campaign
@@ -71,8 +72,8 @@ def _signed_in_advertiser(client: TestClient, session: Session) -> None:
     register(client, 71)
     account_id = session.scalar(select(Account.id).where(Account.contact_email == "ops71@example.com"))
     assert account_id is not None
-    reviewer = accounts.principal_for(
-        accounts.create_admin(session, email="boss71@example.org", password="admin-password")
+    reviewer = auth.principal_for(
+        users.create_admin(session, email="boss71@example.org", password="admin-password")
     )
     accounts.review_account(session, reviewer, account_id, approve=True)
     session.commit()

@@ -215,14 +215,14 @@ def test_identical_bytes_are_stored_once(api: Api, settings: Settings) -> None:
 
 
 def test_service_upload_from_a_stream(api: Api, settings: Settings) -> None:
-    from adstack.accounts import service as accounts
+    from adstack.accounts import auth
     from adstack.accounts.models import User
     from adstack.media import service as media
 
     adv = api.approved_account()
     user = api.session.get(User, adv.user_id)
     assert user is not None
-    principal = accounts.principal_for(user, "console")
+    principal = auth.principal_for(user, "console")
     asset = media.upload(
         api.session,
         principal,

@@ -13,7 +13,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import auth
 from adstack.campaigns.models import Campaign
 from adstack.core.timeutil import utcnow
 from adstack.events.models import Event, EventType
@@ -440,7 +440,7 @@ def test_overview_has_balance_real_time_spend_shares_and_review_state(
     api: Api, session: Session, store: EventStore, advertiser: Actor
 ) -> None:
     account = advertiser.account_id or 0
-    admin = accounts.authenticate(session, api.admin().token)
+    admin = auth.authenticate(session, api.admin().token)
     topups.top_up(session, admin, TopUpIn(account_id=account, amount_micros=50_000_000))
     session.commit()
     now = utcnow()

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import auth
 from adstack.accounts.models import Principal
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
@@ -33,7 +33,7 @@ def charges(account_id: int, moments: list[datetime], cost: int = 1_000_000) -> 
 
 def principal(api: Api, session: Session, **overrides: str) -> Principal:
     actor = api.approved_account(**overrides)
-    return accounts.authenticate(session, actor.token)
+    return auth.authenticate(session, actor.token)
 
 
 def by_day(session: Session, who: Principal, store: EventStore, start: date, end: date, tz: str) -> dict[str, int]:

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
-from adstack.accounts import members_api, service
+from adstack.accounts import auth, keys, members_api, service, tenancy, users
 from adstack.accounts.limits import AuthLimiter, Refused, account_key, limiter_of
 from adstack.accounts.models import (
     AccountRead,
@@ -120,15 +120,15 @@ def _token_ttl(settings: Settings) -> timedelta:
 def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep, ip: ClientIp,
           agent: UserAgent) -> TokenOut:
     limiter = _limiter(request)
-    keys = (("login_ip", ip), ("login_account", account_key(body.email)))
-    refused = limiter.check(*keys)
+    limited = (("login_ip", ip), ("login_account", account_key(body.email)))
+    refused = limiter.check(*limited)
     if refused is not None:
         raise _too_many(refused)
     try:
-        token, row, user = service.login(session, email=str(body.email), password=body.password,
-                                         ttl=timedelta(hours=settings.token_ttl_hours), client_ip=ip, user_agent=agent)
+        token, row, user = auth.login(session, email=str(body.email), password=body.password,
+                                      ttl=timedelta(hours=settings.token_ttl_hours), client_ip=ip, user_agent=agent)
     except Unauthenticated:
-        limiter.hit(*keys)
+        limiter.hit(*limited)
         raise
     session.commit()
     return TokenOut(access_token=token, expires_at=row.expires_at, user_id=user.id, role=Role(user.role),
@@ -139,7 +139,7 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
 def logout(principal: CurrentPrincipal, session: SessionDep,
            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]) -> None:
     if credentials is not None:
-        service.revoke_token(session, credentials.credentials)
+        auth.revoke_token(session, credentials.credentials)
         session.commit()
 
 
@@ -163,7 +163,7 @@ def register(body: RegistrationIn, request: Request, session: SessionDep, settin
 @router.post("/auth/verify-email", response_model=UserRead, tags=["auth"],
              summary="Verify the e-mail address with the token from the verification mail")
 def verify_email(body: EmailTokenIn, session: SessionDep) -> UserRead:
-    user = service.verify_email(session, token=body.token)
+    user = auth.verify_email(session, token=body.token)
     session.commit()
     return UserRead.model_validate(user)
 
@@ -176,7 +176,7 @@ def resend_verification(principal: CurrentPrincipal, request: Request, session: 
     refused = _limiter(request).hit(("register_ip", ip), ("register_account", principal.email))
     if refused is not None:
         raise _too_many(refused)
-    mail = service.resend_verification(session, principal, base_url=settings.public_base_url,
+    mail = auth.resend_verification(session, principal, base_url=settings.public_base_url,
                                        ttl=_token_ttl(settings))
     session.commit()
     _send_later(tasks, settings, mail)
@@ -192,9 +192,9 @@ def change_password(body: PasswordChangeIn, principal: CurrentPrincipal, request
     refused = limiter.check(*keys)
     if refused is not None:
         raise _too_many(refused)
-    current = service.token_row(session, credentials.credentials) if credentials else None
+    current = auth.token_row(session, credentials.credentials) if credentials else None
     try:
-        signed_out = service.change_password(session, principal, current_password=body.current_password,
+        signed_out = auth.change_password(session, principal, current_password=body.current_password,
                                              new_password=body.new_password,
                                              keep_token_id=current.id if current else None)
     except ValidationFailed as exc:
@@ -213,7 +213,7 @@ def request_password_reset(body: PasswordResetRequestIn, request: Request, sessi
     refused = _limiter(request).hit(("reset_ip", ip), ("reset_account", account_key(str(body.email))))
     if refused is not None:
         raise _too_many(refused)
-    mail = service.request_password_reset(session, email=str(body.email), base_url=settings.public_base_url,
+    mail = auth.request_password_reset(session, email=str(body.email), base_url=settings.public_base_url,
                                           ttl=_token_ttl(settings))
     session.commit()
     _send_later(tasks, settings, mail)
@@ -227,7 +227,7 @@ def confirm_password_reset(body: PasswordResetIn, request: Request, session: Ses
     refused = _limiter(request).hit(("reset_ip", ip))
     if refused is not None:
         raise _too_many(refused)
-    service.reset_password(session, token=body.token, new_password=body.new_password)
+    auth.reset_password(session, token=body.token, new_password=body.new_password)
     session.commit()
 
 
@@ -235,9 +235,9 @@ def confirm_password_reset(body: PasswordResetIn, request: Request, session: Ses
             summary="Your signed-in sessions, API and console")
 def list_sessions(principal: CurrentPrincipal, session: SessionDep,
                   credentials: BearerCredentials) -> list[SessionRead]:
-    current = service.token_row(session, credentials.credentials) if credentials else None
+    current = auth.token_row(session, credentials.credentials) if credentials else None
     out = []
-    for row in service.list_sessions(session, principal):
+    for row in auth.list_sessions(session, principal):
         item = SessionRead.model_validate(row)
         item.current = current is not None and row.id == current.id
         out.append(item)
@@ -247,7 +247,7 @@ def list_sessions(principal: CurrentPrincipal, session: SessionDep,
 @router.delete("/auth/sessions/{session_id}", response_model=SessionRead, tags=["auth"],
                summary="Sign a session out")
 def revoke_session(session_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> SessionRead:
-    row = service.revoke_session(session, principal, session_id)
+    row = auth.revoke_session(session, principal, session_id)
     session.commit()
     return SessionRead.model_validate(row)
 
@@ -262,14 +262,14 @@ def me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
 
 @router.get("/auth/api-keys", response_model=list[ApiKeyRead], tags=["auth"], summary="List your API keys")
 def list_api_keys(principal: CurrentPrincipal, session: SessionDep) -> list[ApiKeyRead]:
-    return [ApiKeyRead.model_validate(k) for k in service.list_api_keys(session, principal)]
+    return [ApiKeyRead.model_validate(k) for k in keys.list_api_keys(session, principal)]
 
 
 @router.post("/auth/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, tags=["auth"],
              summary="Create an API key (shown once) with scopes and an expiry; only from a signed-in session, "
                      "never with another key")
 def create_api_key(body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep) -> ApiKeyCreated:
-    key, row = service.create_api_key(session, principal, name=body.name, scopes=body.scopes,
+    key, row = keys.create_api_key(session, principal, name=body.name, scopes=body.scopes,
                                       expires_in_days=body.expires_in_days)
     session.commit()
     return ApiKeyCreated(key=key, **ApiKeyRead.model_validate(row).model_dump())
@@ -277,7 +277,7 @@ def create_api_key(body: ApiKeyIn, principal: CurrentPrincipal, session: Session
 
 @router.delete("/auth/api-keys/{key_id}", response_model=ApiKeyRead, tags=["auth"], summary="Revoke an API key")
 def revoke_api_key(key_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ApiKeyRead:
-    row = service.revoke_api_key(session, principal, key_id)
+    row = keys.revoke_api_key(session, principal, key_id)
     session.commit()
     return ApiKeyRead.model_validate(row)
 
@@ -290,7 +290,7 @@ def revoke_api_key(key_id: IdPath, principal: CurrentPrincipal, session: Session
 def list_users(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50, offset: Offset = 0,
                account_id: OptionalId = None,
                email: Annotated[str | None, Query(max_length=320)] = None) -> list[ManagedUserRead]:
-    rows = service.list_users(session, principal, account_id=account_id, email=email, limit=limit, offset=offset)
+    rows = users.list_users(session, principal, account_id=account_id, email=email, limit=limit, offset=offset)
     return [ManagedUserRead.model_validate(u) for u in rows]
 
 
@@ -298,7 +298,7 @@ def list_users(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 
              summary="Deactivate a user: every token and API key stops working (account managers; an agency for "
                      "its sub-accounts' users)")
 def deactivate_user(user_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ManagedUserRead:
-    user = service.set_user_active(session, principal, user_id, active=False)
+    user = users.set_user_active(session, principal, user_id, active=False)
     session.commit()
     return ManagedUserRead.model_validate(user)
 
@@ -306,7 +306,7 @@ def deactivate_user(user_id: IdPath, principal: CurrentPrincipal, session: Sessi
 @router.post("/users/{user_id}/activate", response_model=ManagedUserRead, tags=["users"],
              summary="Reactivate a user (they sign in again; API keys stay revoked)")
 def activate_user(user_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ManagedUserRead:
-    user = service.set_user_active(session, principal, user_id, active=True)
+    user = users.set_user_active(session, principal, user_id, active=True)
     session.commit()
     return ManagedUserRead.model_validate(user)
 
@@ -314,7 +314,7 @@ def activate_user(user_id: IdPath, principal: CurrentPrincipal, session: Session
 @router.post("/users/{user_id}/verify-email", response_model=ManagedUserRead, tags=["users"],
              summary="Mark a user's e-mail verified, after checking it out of band (account managers)")
 def verify_user_email(user_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> ManagedUserRead:
-    user = service.mark_email_verified(session, principal, user_id)
+    user = users.mark_email_verified(session, principal, user_id)
     session.commit()
     return ManagedUserRead.model_validate(user)
 
@@ -349,7 +349,7 @@ def create_account(body: SubAccountIn, principal: CurrentPrincipal, session: Ses
 
 @router.get("/accounts/{account_id}", response_model=AccountRead, tags=["accounts"], summary="Get an account")
 def get_account(account_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> AccountRead:
-    return _read(session, service.get_account(session, principal, account_id))
+    return _read(session, tenancy.get_account(session, principal, account_id))
 
 
 @router.patch("/accounts/{account_id}", response_model=AccountRead, tags=["accounts"],

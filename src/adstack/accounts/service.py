@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts import auth, keys, tenancy, users
+from adstack.accounts import auth, tenancy, users
 from adstack.accounts.models import (
     AGREEMENT_VERSION,
     QUALIFICATION_KINDS,
@@ -52,35 +52,6 @@ from adstack.review.models import ReviewAction, ReviewStatus
 
 ACCOUNT = "account"
 
-# Sign-in, users, API keys and tenancy have modules of their own; callers reach them through this one too.
-authenticate = auth.authenticate
-change_password = auth.change_password
-issue_session_token = auth.issue_session_token
-list_sessions = auth.list_sessions
-login = auth.login
-principal_for = auth.principal_for
-request_password_reset = auth.request_password_reset
-resend_verification = auth.resend_verification
-reset_password = auth.reset_password
-revoke_session = auth.revoke_session
-revoke_sessions = auth.revoke_sessions
-revoke_token = auth.revoke_token
-token_row = auth.token_row
-verification_mail = auth.verification_mail
-verify_email = auth.verify_email
-create_api_key = keys.create_api_key
-list_api_keys = keys.list_api_keys
-revoke_api_key = keys.revoke_api_key
-can_see_account = tenancy.can_see_account
-ensure_account_visible = tenancy.ensure_account_visible
-get_account = tenancy.get_account
-resolve_account_id = tenancy.resolve_account_id
-visible_account_ids = tenancy.visible_account_ids
-create_admin = users.create_admin
-create_user = users.create_user
-list_users = users.list_users
-mark_email_verified = users.mark_email_verified
-set_user_active = users.set_user_active
 
 
 # Mi Ads' settlement table: (country, entity, currency, contract version); operators may edit the rows afterwards.
@@ -182,7 +153,7 @@ def list_accounts(
     offset: int = 0,
 ) -> list[Account]:
     stmt = select(Account)
-    visible = visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     if visible is not None:
         stmt = stmt.where(Account.id.in_(visible))
     if query:
@@ -251,10 +222,10 @@ def register(session: Session, data: RegistrationIn, *, ttl: timedelta, client: 
     """Self-serve sign-up: an advertiser or agency account and its first user, ready to submit for review."""
     account = _new_account(session, data, parent_agency_id=None)
     role = Role.AGENCY if data.type == AccountType.AGENCY else Role.ADVERTISER
-    user = create_user(session, email=str(data.email), password=data.password, role=role, account_id=account.id,
+    user = users.create_user(session, email=str(data.email), password=data.password, role=role, account_id=account.id,
                        name=data.contact_name)
-    token, _ = issue_session_token(session, user, ttl=ttl)
-    actor = principal_for(user, client)
+    token, _ = auth.issue_session_token(session, user, ttl=ttl)
+    actor = auth.principal_for(user, client)
     oplog.record(session, actor=actor, operation=Operation.CREATE, object_type=ACCOUNT, object_id=account.id,
                  object_name=account.company_name, account_id=account.id, after=snapshot(account))
     return user, account, token
@@ -281,8 +252,8 @@ def register_self_serve(session: Session, data: RegistrationIn, *, base_url: str
         try:
             with session.begin_nested():
                 user, account, _token = register(session, data, ttl=token_ttl, client=client)
-                revoke_sessions(session, user.id)  # sign-in comes later, with the password
-            mail = verification_mail(session, user, base_url=base_url, ttl=token_ttl)
+                auth.revoke_sessions(session, user.id)  # sign-in comes later, with the password
+            mail = auth.verification_mail(session, user, base_url=base_url, ttl=token_ttl)
             return SelfServeRegistration(mail, user, account)
         except Conflict:
             pass  # registered a moment ago by a concurrent request: answer as for a taken address
@@ -319,7 +290,7 @@ def create_sub_account(session: Session, principal: Principal, data: SubAccountI
 def update_account(session: Session, principal: Principal, account_id: int, data: AccountUpdate
                    ) -> tuple[Account, str | None]:
     """Apply only the fields sent. Returns the account and a notice when the edit sent it back to review."""
-    account = get_account(session, principal, account_id)
+    account = tenancy.get_account(session, principal, account_id)
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return account, None
@@ -361,7 +332,7 @@ def _holds_money(session: Session, account_id: int) -> bool:
 
 def submit_account(session: Session, principal: Principal, account_id: int, *,
                    require_verified_email: bool = False) -> Account:
-    account = get_account(session, principal, account_id)
+    account = tenancy.get_account(session, principal, account_id)
     if require_verified_email and not principal.is_platform:
         user = session.get(User, principal.user_id)
         if user is None or user.email_verified_at is None:
@@ -383,7 +354,7 @@ def review_account(session: Session, principal: Principal, account_id: int, *, a
                    reasons: Iterable[str] = ()) -> Account:
     if not principal.can_review:
         raise Forbidden("only reviewers decide on accounts")
-    account = get_account(session, principal, account_id)
+    account = tenancy.get_account(session, principal, account_id)
     before = snapshot(account)
     reason_list = [r for r in reasons if r.strip()]
     account.review_status = review.apply(
@@ -482,7 +453,7 @@ def add_document(
     max_bytes: int,
 ) -> AccountDocument:
     """Store a qualification document (PDF, PNG or JPEG by content, size capped)."""
-    account = get_account(session, principal, account_id)
+    account = tenancy.get_account(session, principal, account_id)
     stored = _store_document_file(account.id, filename=filename, stream=stream, storage_dir=storage_dir,
                                   max_bytes=max_bytes)
     size = stored.size_bytes
@@ -498,14 +469,14 @@ def add_document(
 
 
 def list_documents(session: Session, principal: Principal, account_id: int) -> list[AccountDocument]:
-    get_account(session, principal, account_id)
+    tenancy.get_account(session, principal, account_id)
     stmt = select(AccountDocument).where(AccountDocument.account_id == account_id).order_by(AccountDocument.id)
     return list(session.scalars(stmt))
 
 
 def get_document(session: Session, principal: Principal, account_id: int, document_id: int) -> AccountDocument:
     """A document of an account the caller may see; any other id is simply not found."""
-    get_account(session, principal, account_id)
+    tenancy.get_account(session, principal, account_id)
     document = session.get(AccountDocument, document_id)
     if document is None or document.account_id != account_id:
         raise NotFound("document not found")

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.apps.mapping import MappingRule
 from adstack.apps.models import (
@@ -68,7 +68,7 @@ def _live_app_with_package(session: Session, account_id: int, package_name: str)
 
 
 def create_app(session: Session, principal: Principal, body: AppCreate) -> App:
-    account_id = accounts.resolve_account_id(session, principal, body.account_id)
+    account_id = tenancy.resolve_account_id(session, principal, body.account_id)
     if _live_app_with_package(session, account_id, body.package_name) is not None:
         raise Conflict("this account already has an app with this package name",
                        fields=[FieldError(field="package_name", rule="unique", actual=body.package_name)])
@@ -85,7 +85,7 @@ def create_app(session: Session, principal: Principal, body: AppCreate) -> App:
 
 def get_app(session: Session, principal: Principal, app_id: int) -> App:
     app = session.get(App, app_id)
-    if app is None or app.deleted_at is not None or not accounts.can_see_account(session, principal,
+    if app is None or app.deleted_at is not None or not tenancy.can_see_account(session, principal,
                                                                                   app.account_id):
         raise NotFound(f"app {app_id} not found")
     return app
@@ -95,10 +95,10 @@ def list_apps(session: Session, principal: Principal, *, account_id: int | None 
               offset: int = 0) -> list[App]:
     stmt = select(App).where(App.deleted_at.is_(None))
     if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
+        tenancy.ensure_account_visible(session, principal, account_id)
         stmt = stmt.where(App.account_id == account_id)
     else:
-        visible = accounts.visible_account_ids(session, principal)
+        visible = tenancy.visible_account_ids(session, principal)
         if visible is not None:
             stmt = stmt.where(App.account_id.in_(visible))
     return list(session.scalars(stmt.order_by(App.id).limit(limit).offset(offset)))

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from adstack.accounts.models import Principal
-from adstack.accounts.service import visible_account_ids
+from adstack.accounts.tenancy import visible_account_ids
 from adstack.apps import service as apps
 from adstack.apps.models import App
 from adstack.attribution.models import (

@@ -13,7 +13,7 @@ from pyroaring import BitMap64
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.audiences import bitmaps
 from adstack.audiences.ids import PARTITION_BITS, PARTITIONS, KeySpace, to_unsigned
@@ -68,7 +68,7 @@ _FETCH_BATCH = 50_000
 
 def create_label_audience(session: Session, principal: Principal, data: LabelAudienceCreate) -> Audience:
     """A label audience starts `building`; `refresh_label_audience` materialises it."""
-    owner = accounts.resolve_account_id(session, principal, data.account_id)
+    owner = tenancy.resolve_account_id(session, principal, data.account_id)
     _check_region(session, data.region_code)
     _check_new_name(session, owner, data.name)
     audience = Audience(account_id=owner, name=data.name, kind=AudienceKind.LABEL.value,

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.audiences import bitmaps
 from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
@@ -90,7 +90,7 @@ def get_audience(session: Session, principal: Principal, audience_id: int, *, fo
     if for_update:
         stmt = stmt.with_for_update()
     audience = session.scalar(stmt)
-    if audience is None or not accounts.can_see_account(session, principal, audience.account_id):
+    if audience is None or not tenancy.can_see_account(session, principal, audience.account_id):
         raise NotFound(f"audience {audience_id} not found")
     return audience
 
@@ -110,7 +110,7 @@ def list_audiences(
 ) -> tuple[list[Audience], int]:
     """Search by id or name; filter by region, type, id type, status and account. Returns a page and the total."""
     stmt = select(Audience)
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     if visible is not None:
         stmt = stmt.where(Audience.account_id.in_(visible))
     if account_id is not None:

@@ -8,7 +8,7 @@ from pyroaring import BitMap64
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.audiences import bitmaps
 from adstack.audiences.ids import KEY_SPACE_OF, IdFileReader, IdType, ValidationReport
@@ -42,7 +42,7 @@ from adstack.oplog.models import Operation
 def prepare_uploaded_audience(session: Session, principal: Principal, *, name: str, region_code: str,
                               account_id: int | None) -> int:
     """Check everything about a new audience that does not need the file, before the file is read."""
-    owner = accounts.resolve_account_id(session, principal, account_id)
+    owner = tenancy.resolve_account_id(session, principal, account_id)
     _check_region(session, region_code)
     _check_new_name(session, owner, name)
     return owner

@@ -47,6 +47,7 @@ class Bench:
 def bench_database() -> Iterator[Bench]:
     """A fresh file database with one funded advertiser, and an event store under the same directory."""
     from adstack.accounts import service as accounts
+    from adstack.accounts import users
     from adstack.accounts.models import Principal, RegistrationIn, Role
     from adstack.core.bootstrap import seed, upgrade
     from adstack.core.db import make_engine, make_session_factory
@@ -67,7 +68,7 @@ def bench_database() -> Iterator[Bench]:
                 email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
                 contact_email="ops@example.com", country="ID", settlement_entity="Xiaomi Singapore", currency="USD",
                 accept_agreement=True), ttl=timedelta(hours=1))
-            admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
+            admin = users.create_admin(session, email="admin@example.com", password="bench-password-1",
                                           role=Role.ADMIN)
             principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
             topups.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=TOP_UP_MICROS))

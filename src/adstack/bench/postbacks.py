@@ -200,6 +200,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
     pays for installs, an install and a purchase (so half the postbacks are charged); half the postbacks carry
     the click id, the other half match by device only."""
     from adstack.accounts import service as accounts
+    from adstack.accounts import users
     from adstack.accounts.models import Principal, RegistrationIn, Role
     from adstack.apps.models import App
     from adstack.attribution import service as attribution
@@ -225,7 +226,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
             email="bench@example.com", password="bench-password-1", company_name="Bench", contact_name="Bench",
             contact_email="ops@example.com", country="ID", settlement_entity="Xiaomi Singapore", currency="USD",
             accept_agreement=True), ttl=timedelta(hours=1))
-        admin = accounts.create_admin(session, email="admin@example.com", password="bench-password-1",
+        admin = users.create_admin(session, email="admin@example.com", password="bench-password-1",
                                       role=Role.ADMIN)
         principal = Principal(user_id=admin.id, email=admin.email, role=admin.role, account_id=None)
         topups.top_up(session, principal, TopUpIn(account_id=account.id, amount_micros=10**13))

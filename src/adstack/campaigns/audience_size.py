@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.campaigns.ad_group_values import _inventory_errors
 from adstack.campaigns.estimate import AudienceEstimate, estimate_audience
@@ -32,7 +32,7 @@ def estimate(session: Session, principal: Principal, data: EstimateIn) -> tuple[
     if data.targeting.include_audience_ids:
         from adstack.audiences import service as audiences
 
-        account_id = accounts.resolve_account_id(session, principal, data.account_id)
+        account_id = tenancy.resolve_account_id(session, principal, data.account_id)
         usable = audiences.usable_audience_ids(session, account_id, data.targeting.include_audience_ids)
         unknown = [FieldError(f"targeting.include_audience_ids.{i}", "exists", "no such audience in this account",
                               actual=a) for i, a in enumerate(data.targeting.include_audience_ids) if a not in usable]

@@ -11,7 +11,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.campaigns.models import AdGroup, Campaign
@@ -53,9 +53,9 @@ def _search(column: Any, id_column: Any, query: str) -> ColumnElement[bool]:
 def _scope(session: Session, principal: Principal, model: type[Campaign] | type[AdGroup], stmt: Any,
            account_id: int | None) -> Any:
     if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
+        tenancy.ensure_account_visible(session, principal, account_id)
         return stmt.where(model.account_id == account_id)
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     return stmt if visible is None else stmt.where(model.account_id.in_(visible))
 
 

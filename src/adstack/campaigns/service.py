@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal
 from adstack.campaigns.ad_group_values import _plain, _storage_values, _validate_ad_group
 from adstack.campaigns.enums import (
@@ -98,7 +98,7 @@ def _record(session: Session, principal: Principal, operation: Operation, obj: C
 def get_campaign(session: Session, principal: Principal, campaign_id: int) -> Campaign:
     """A campaign the principal may see, deleted ones included; others' answer 404 like missing ones."""
     campaign = session.get(Campaign, campaign_id)
-    if campaign is None or not accounts.can_see_account(session, principal, campaign.account_id):
+    if campaign is None or not tenancy.can_see_account(session, principal, campaign.account_id):
         raise NotFound(f"campaign {campaign_id} not found")
     return campaign
 
@@ -106,7 +106,7 @@ def get_campaign(session: Session, principal: Principal, campaign_id: int) -> Ca
 def get_ad_group(session: Session, principal: Principal, ad_group_id: int) -> AdGroup:
     """An ad group the principal may see, deleted ones included; others' answer 404 like missing ones."""
     ad_group = session.get(AdGroup, ad_group_id)
-    if ad_group is None or not accounts.can_see_account(session, principal, ad_group.account_id):
+    if ad_group is None or not tenancy.can_see_account(session, principal, ad_group.account_id):
         raise NotFound(f"ad group {ad_group_id} not found")
     return ad_group
 
@@ -141,7 +141,7 @@ def _promotion_errors(promotion_type: str, package_name: str | None, landing_kin
 
 
 def create_campaign(session: Session, principal: Principal, data: CampaignCreate) -> Campaign:
-    account_id = accounts.resolve_account_id(session, principal, data.account_id)
+    account_id = tenancy.resolve_account_id(session, principal, data.account_id)
     values = {k: _plain(v) for k, v in data.model_dump(exclude={"account_id"}).items()}
     if values["promotion_type"] == PromotionType.APP_DOWNLOAD:
         values["landing_kind"] = values["landing_url"] = None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, status
 from pydantic import BaseModel, Field
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.connectors import columns as partner_columns_
 from adstack.connectors import registry, service
 from adstack.connectors.models import (
@@ -151,7 +151,7 @@ def partner_columns(
     if registry.spec_of(partner) is None:
         raise ValidationFailed.single("partner", "known_partner", "no such partner", limit=registry.partners(),
                                       actual=partner)
-    columns = partner_columns_.partner_columns(session, account_ids=accounts.visible_account_ids(session, principal),
+    columns = partner_columns_.partner_columns(session, account_ids=tenancy.visible_account_ids(session, principal),
                                                date_from=date_from, date_to=date_to, partner=partner)
     return [{"campaign_id": cell.campaign_id, "day": cell.day.isoformat(),
              **{f"{partner}_{name}": (None if value is None else str(value)) for name, value in values.items()}}

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.campaigns.models import AdGroup, Campaign
 from adstack.connectors import registry
@@ -80,7 +80,7 @@ def _binding_snapshot(binding: AppBinding) -> dict[str, Any]:
 
 def create_connection(session: Session, principal: Principal, data: ConnectionCreate, *, encryptor: Encryptor
                       ) -> PartnerConnection:
-    account_id = accounts.resolve_account_id(session, principal, data.account_id)
+    account_id = tenancy.resolve_account_id(session, principal, data.account_id)
     connection = PartnerConnection(account_id=account_id, partner=data.partner, name=data.name,
                                    token_ciphertext=encryptor.encrypt(data.api_token),
                                    token_hint=mask_secret(data.api_token), status=ConnectionStatus.ACTIVE.value,
@@ -95,14 +95,14 @@ def create_connection(session: Session, principal: Principal, data: ConnectionCr
 
 def get_connection(session: Session, principal: Principal, connection_id: int) -> PartnerConnection:
     connection = session.get(PartnerConnection, connection_id)
-    if connection is None or not accounts.can_see_account(session, principal, connection.account_id):
+    if connection is None or not tenancy.can_see_account(session, principal, connection.account_id):
         raise NotFound(f"connection {connection_id} not found")
     return connection
 
 
 def list_connections(session: Session, principal: Principal) -> list[PartnerConnection]:
     stmt = select(PartnerConnection).order_by(PartnerConnection.id)
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     if visible is not None:
         stmt = stmt.where(PartnerConnection.account_id.in_(visible))
     return list(session.scalars(stmt))
@@ -162,7 +162,7 @@ def list_bindings(session: Session, principal: Principal, connection_id: int) ->
 
 def update_binding(session: Session, principal: Principal, binding_id: int, data: BindingUpdate) -> AppBinding:
     binding = session.get(AppBinding, binding_id)
-    if binding is None or not accounts.can_see_account(session, principal, binding.account_id):
+    if binding is None or not tenancy.can_see_account(session, principal, binding.account_id):
         raise NotFound(f"binding {binding_id} not found")
     before = _binding_snapshot(binding)
     for field, value in data.model_dump(exclude_unset=True, mode="json").items():

@@ -25,8 +25,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from adstack.accounts import permissions
-from adstack.accounts import service as accounts
+from adstack.accounts import auth, permissions
 from adstack.accounts.models import Account, Principal, User
 from adstack.console import access, i18n, messages, vocabulary
 from adstack.core.deps import SessionDep, SettingsDep
@@ -147,7 +146,7 @@ def get_visitor(request: Request, session: SessionDep, settings: SettingsDep) ->
     principal = user = account = None
     if token:
         try:
-            principal = accounts.authenticate(session, token, client="console")
+            principal = auth.authenticate(session, token, client="console")
             session.commit()  # persists the coarse last-used stamp
         except Unauthenticated:
             principal, token = None, None

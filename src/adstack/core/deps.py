@@ -11,8 +11,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from adstack.accounts import auth as account_auth
 from adstack.accounts import permissions
-from adstack.accounts import service as accounts
 from adstack.accounts.models import Principal
 from adstack.core.db import DatabaseBusy
 from adstack.core.errors import Forbidden, Unauthenticated
@@ -79,7 +79,7 @@ def get_principal(
     any handler runs: every route that names a principal is checked, however its handler is written."""
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("send Authorization: Bearer <token>", code="missing_token")
-    principal = accounts.authenticate(session, credentials.credentials, client="api")
+    principal = account_auth.authenticate(session, credentials.credentials, client="api")
     session.commit()  # persists the coarse last-used stamp
     route = request.scope.get("route")
     if isinstance(route, APIRoute):

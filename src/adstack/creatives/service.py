@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.campaigns.models import AdGroup
@@ -87,7 +87,7 @@ def seed(session: Session) -> None:
 def get_creative(session: Session, principal: Principal, creative_id: int) -> Creative:
     """A creative the principal may see, deleted ones included; others' answer 404 like missing ones."""
     creative = session.get(Creative, creative_id)
-    if creative is None or not accounts.can_see_account(session, principal, creative.account_id):
+    if creative is None or not tenancy.can_see_account(session, principal, creative.account_id):
         raise NotFound(f"creative {creative_id} not found")
     return creative
 
@@ -100,7 +100,7 @@ def _live(creative: Creative) -> Creative:
 
 def _ad_group(session: Session, principal: Principal, ad_group_id: int, *, field: str = "ad_group_id") -> AdGroup:
     ad_group = session.get(AdGroup, ad_group_id)
-    if ad_group is None or not accounts.can_see_account(session, principal, ad_group.account_id):
+    if ad_group is None or not tenancy.can_see_account(session, principal, ad_group.account_id):
         raise NotFound(f"ad group {ad_group_id} not found",
                        fields=[FieldError(field=field, rule="not_found", actual=ad_group_id)])
     if ad_group.status == UserStatus.DELETED:
@@ -293,7 +293,7 @@ def delete_creatives_of(session: Session, principal: Principal, *, ad_group_ids:
     """Soft-delete every live creative of the ad groups (the cascade of an ad group or campaign delete)."""
     if not ad_group_ids:
         return 0
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     stmt = select(Creative).where(Creative.ad_group_id.in_(ad_group_ids), Creative.status != UserStatus.DELETED)
     if visible is not None:
         stmt = stmt.where(Creative.account_id.in_(visible))
@@ -309,7 +309,7 @@ def copy_creatives(session: Session, principal: Principal, *, from_ad_group_id: 
                    ) -> list[Creative]:
     """Copy the live creatives of one ad group into another of the same account, as drafts to submit."""
     source_group = session.get(AdGroup, from_ad_group_id)
-    if source_group is None or not accounts.can_see_account(session, principal, source_group.account_id):
+    if source_group is None or not tenancy.can_see_account(session, principal, source_group.account_id):
         raise NotFound(f"ad group {from_ad_group_id} not found")
     target_group = _ad_group(session, principal, to_ad_group_id, field="to_ad_group_id")
     if target_group.account_id != source_group.account_id:
@@ -480,10 +480,10 @@ def list_creatives(
     """A page of creatives, the total that match, and the serving status of those on the page."""
     stmt = select(Creative)
     if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
+        tenancy.ensure_account_visible(session, principal, account_id)
         stmt = stmt.where(Creative.account_id == account_id)
     else:
-        visible = accounts.visible_account_ids(session, principal)
+        visible = tenancy.visible_account_ids(session, principal)
         if visible is not None:
             stmt = stmt.where(Creative.account_id.in_(visible))
     if query:
@@ -552,7 +552,7 @@ def preview_creative(session: Session, principal: Principal, creative_id: int) -
 
 def preview_materials(session: Session, principal: Principal, data: PreviewIn) -> str:
     """The console's live preview: unsaved materials, with the rules they break listed above the ad."""
-    account_id = accounts.resolve_account_id(session, principal, data.account_id)
+    account_id = tenancy.resolve_account_id(session, principal, data.account_id)
     format_code = _value(data.format)
     spec = catalog.get_spec(session, format_code)
     problems = material_errors(session, account_id, spec, data.materials) if spec else []

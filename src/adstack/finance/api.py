@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.responses import FileResponse, Response
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.core.deps import (
     MAX_ID,
     AccountManagerPrincipal,
@@ -72,7 +72,7 @@ def _line_read(line: CreditLine) -> CreditLineRead:
 @router.get("/accounts/{account_id}/balance", response_model=BalanceRead,
             summary="Balance, credit line, what may be spent, and the low-balance notice")
 def get_balance(account_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> BalanceRead:
-    account = accounts.get_account(session, principal, account_id)
+    account = tenancy.get_account(session, principal, account_id)
     funds = service.funds(session, account)
     low_balance = service.low_balance_notice(session, account, available=funds.available_micros)
     notice = low_balance
@@ -100,10 +100,10 @@ def get_ledger(account_id: IdPath, principal: CurrentPrincipal, session: Session
             summary="An ad group's spend today (in its time zone) and in total, against its budgets")
 def get_ad_group_spend(ad_group_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> SpendRead:
     view = budgets.budget_view(session, ad_group_id)
-    if view.account_id is None or not accounts.can_see_account(session, principal, view.account_id):
+    if view.account_id is None or not tenancy.can_see_account(session, principal, view.account_id):
         raise NotFound(f"ad group {ad_group_id} not found")
     state = budgets.budget_state(session, ad_group_id, at=utcnow())
-    account = accounts.get_account(session, principal, view.account_id)
+    account = tenancy.get_account(session, principal, view.account_id)
     return SpendRead(
         ad_group_id=ad_group_id, currency=Currency(account.currency), time_zone=state.time_zone,
         day=datetime.fromisoformat(state.day).date(), spent_today_micros=state.spent_today_micros,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account, PaymentMode, Principal
 from adstack.core.csv_export import to_csv
 from adstack.core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
@@ -93,7 +93,7 @@ def renew_credit_line(session: Session, principal: Principal, line_id: int, data
 
 def get_credit_line(session: Session, principal: Principal, line_id: int) -> CreditLine:
     line = session.get(CreditLine, line_id)
-    if line is None or not accounts.can_see_account(session, principal, line.account_id):
+    if line is None or not tenancy.can_see_account(session, principal, line.account_id):
         raise NotFound(f"credit line {line_id} not found")
     return line
 
@@ -101,7 +101,7 @@ def get_credit_line(session: Session, principal: Principal, line_id: int) -> Cre
 def list_credit_lines(session: Session, principal: Principal, *, account_id: int | None = None,
                       limit: int = 50, offset: int = 0) -> list[CreditLine]:
     stmt = select(CreditLine)
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     if visible is not None:
         stmt = stmt.where(CreditLine.account_id.in_(visible))
     if account_id is not None:

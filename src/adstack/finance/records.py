@@ -10,7 +10,7 @@ from sqlalchemy import String, false, func, literal, null, select, union_all
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal, User
 from adstack.core.csv_export import to_csv
 from adstack.core.money import from_micros
@@ -78,10 +78,10 @@ def search_records(session: Session, principal: Principal, *, account_id: int | 
                    offset: int = 0) -> tuple[list[FinancialRecord], int]:
     """Money movements of the visible accounts, newest first; charges as one settlement per account and day."""
     if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
+        tenancy.ensure_account_visible(session, principal, account_id)
         scope: set[int] | None = {account_id}
     else:
-        scope = accounts.visible_account_ids(session, principal)
+        scope = tenancy.visible_account_ids(session, principal)
     records = _records_query(account_ids=scope, direction=direction, record_type=record_type, since=since,
                              until=until)
     total = int(session.scalar(select(func.count()).select_from(records)) or 0)
@@ -116,7 +116,7 @@ def records_csv(records: Sequence[FinancialRecord]) -> str:
 def ledger(session: Session, principal: Principal, account_id: int, *, limit: int = 50, offset: int = 0
            ) -> list[LedgerEntry]:
     """The raw ledger of one account, charges included, newest first."""
-    accounts.ensure_account_visible(session, principal, account_id)
+    tenancy.ensure_account_visible(session, principal, account_id)
     stmt = (select(LedgerEntry).where(LedgerEntry.account_id == account_id)
             .order_by(LedgerEntry.id.desc()).limit(limit).offset(offset))
     return list(session.scalars(stmt))

@@ -27,7 +27,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account, PaymentMode, Principal
 from adstack.core.errors import FieldError, Forbidden, ValidationFailed
 from adstack.core.money import format_micros
@@ -272,7 +272,7 @@ def _entry(session: Session, entry_id: int) -> LedgerEntry:
 
 
 def _account(session: Session, principal: Principal, account_id: int) -> Account:
-    return accounts.get_account(session, principal, account_id)
+    return tenancy.get_account(session, principal, account_id)
 
 
 def _check_currency(field: str, sent: str | None, account: Account) -> None:

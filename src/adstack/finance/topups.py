@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.core.errors import Conflict, FieldError, InvalidState, NotFound, PayloadTooLarge, ValidationFailed
 from adstack.core.money import format_micros
@@ -124,7 +125,7 @@ def _request_snapshot(request: TopUpRequest) -> dict[str, Any]:
 
 def get_top_up_request(session: Session, principal: Principal, request_id: int) -> TopUpRequest:
     request = session.get(TopUpRequest, request_id)
-    if request is None or not accounts.can_see_account(session, principal, request.account_id):
+    if request is None or not tenancy.can_see_account(session, principal, request.account_id):
         raise NotFound(f"top-up request {request_id} not found")
     return request
 
@@ -132,7 +133,7 @@ def get_top_up_request(session: Session, principal: Principal, request_id: int) 
 def list_top_up_requests(session: Session, principal: Principal, *, status: TopUpStatus | None = None,
                          account_id: int | None = None, limit: int = 50, offset: int = 0) -> list[TopUpRequest]:
     stmt = select(TopUpRequest)
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     if visible is not None:
         stmt = stmt.where(TopUpRequest.account_id.in_(visible))
     if account_id is not None:

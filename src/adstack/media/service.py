@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.core.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from adstack.media.models import MediaAsset, MediaKind
@@ -102,7 +102,7 @@ def store_staged(
     kind: MediaKind | None = None,
 ) -> MediaAsset:
     """Identify a fully received upload from its bytes and keep it as an asset of the account."""
-    target_account = accounts.resolve_account_id(session, principal, account_id)
+    target_account = tenancy.resolve_account_id(session, principal, account_id)
     staged.close()
     if staged.size == 0:
         raise ValidationFailed.single(staged.field, "required", "the file is empty", actual=0)
@@ -147,7 +147,7 @@ def upload(
     kind: MediaKind | None = None,
 ) -> MediaAsset:
     """Store a file read from a stream (console, CLI, demo data); the API streams through StagedUpload itself."""
-    accounts.resolve_account_id(session, principal, account_id)  # refuse before reading a byte
+    tenancy.resolve_account_id(session, principal, account_id)  # refuse before reading a byte
     with StagedUpload(media_dir, max_bytes=max_bytes) as staged:
         while chunk := stream.read(CHUNK_BYTES):
             staged.write(chunk)
@@ -165,7 +165,7 @@ def snapshot(asset: MediaAsset) -> dict[str, Any]:
 
 def get_asset(session: Session, principal: Principal, asset_id: int) -> MediaAsset:
     asset = session.get(MediaAsset, asset_id)
-    if asset is None or not accounts.can_see_account(session, principal, asset.account_id):
+    if asset is None or not tenancy.can_see_account(session, principal, asset.account_id):
         raise NotFound(f"media {asset_id} not found")
     return asset
 
@@ -191,10 +191,10 @@ def list_assets(
 ) -> tuple[list[MediaAsset], int]:
     stmt = select(MediaAsset)
     if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
+        tenancy.ensure_account_visible(session, principal, account_id)
         stmt = stmt.where(MediaAsset.account_id == account_id)
     else:
-        visible = accounts.visible_account_ids(session, principal)
+        visible = tenancy.visible_account_ids(session, principal)
         if visible is not None:
             stmt = stmt.where(MediaAsset.account_id.in_(visible))
     if kind:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Response
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, SessionDep, SettingsDep
 from adstack.core.security import Encryptor
 from adstack.notifications import service
@@ -58,7 +58,7 @@ def read_all(principal: CurrentPrincipal, session: SessionDep) -> Response:
 def create_webhook(data: WebhookEndpointIn, principal: CurrentPrincipal, session: SessionDep,
                    settings: SettingsDep) -> WebhookEndpointCreated:
     endpoint, secret = service.create_endpoint(session, principal, data,
-                                               lambda s, p, a: accounts.resolve_account_id(s, p, a),
+                                               lambda s, p, a: tenancy.resolve_account_id(s, p, a),
                                                Encryptor(settings.resolved_secret_key))
     session.commit()
     return WebhookEndpointCreated(**_read(endpoint).model_dump(), secret=secret)
@@ -66,12 +66,12 @@ def create_webhook(data: WebhookEndpointIn, principal: CurrentPrincipal, session
 
 @router.get("/webhooks", response_model=list[WebhookEndpointRead], summary="Webhook endpoints you can see")
 def list_webhooks(principal: CurrentPrincipal, session: SessionDep) -> list[WebhookEndpointRead]:
-    return [_read(e) for e in service.list_endpoints(session, accounts.visible_account_ids(session, principal))]
+    return [_read(e) for e in service.list_endpoints(session, tenancy.visible_account_ids(session, principal))]
 
 
 @router.delete("/webhooks/{endpoint_id}", status_code=204, summary="Delete a webhook endpoint")
 def delete_webhook(endpoint_id: IdPath, principal: CurrentPrincipal, session: SessionDep) -> Response:
-    service.delete_endpoint(session, principal, accounts.visible_account_ids(session, principal), endpoint_id)
+    service.delete_endpoint(session, principal, tenancy.visible_account_ids(session, principal), endpoint_id)
     session.commit()
     return Response(status_code=204)
 
@@ -80,7 +80,7 @@ def delete_webhook(endpoint_id: IdPath, principal: CurrentPrincipal, session: Se
             summary="Recent deliveries to an endpoint, with every attempt")
 def webhook_deliveries(endpoint_id: IdPath, principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50
                        ) -> list[WebhookDeliveryRead]:
-    endpoint = service.get_endpoint(session, accounts.visible_account_ids(session, principal), endpoint_id)
+    endpoint = service.get_endpoint(session, tenancy.visible_account_ids(session, principal), endpoint_id)
     return [WebhookDeliveryRead(
         id=d.id, endpoint_id=d.endpoint_id, event_type=d.event_type, status=d.status, attempts=d.attempts,
         next_attempt_at=d.next_attempt_at if d.status == "pending" else None, delivered_at=d.delivered_at,

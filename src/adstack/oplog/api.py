@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.core.deps import CurrentPrincipal, Limit, Offset, OptionalId, SessionDep
 from adstack.oplog import service
 from adstack.oplog.models import ChangeEventRead, Operation
@@ -19,9 +19,9 @@ router = APIRouter(prefix="/api/v1/operation-logs", tags=["operation logs"])
 
 def _scope(session: SessionDep, principal: CurrentPrincipal, account_id: int | None) -> set[int] | None:
     if account_id is not None:
-        accounts.ensure_account_visible(session, principal, account_id)
+        tenancy.ensure_account_visible(session, principal, account_id)
         return {account_id}
-    return accounts.visible_account_ids(session, principal)
+    return tenancy.visible_account_ids(session, principal)
 
 
 Q = Annotated[str | None, Query(max_length=200, description="Object name or id.")]

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.reports.models import MAX_IDS, FilterChoice, ReportFilterChoices, ReportQuery
 
@@ -48,7 +48,7 @@ def filter_choices(session: Session, principal: Principal, *, limit: int = FILTE
     from adstack.creatives.models import Creative
     from adstack.inventory.models import AdSpace, Publisher
 
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
 
     def wanted(name: str) -> list[int]:
         return list(getattr(chosen, name)) if chosen is not None else []

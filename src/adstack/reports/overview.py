@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account, AccountType, Principal
 from adstack.core.timeutil import utcnow, zone
 from adstack.events.service import EventStore
@@ -42,8 +42,8 @@ def _local_today(tz_name: str) -> date:
 def overview(session: Session, principal: Principal, *, account_id: int | None, days: int = 7,
              store: EventStore | None = None) -> OverviewRead:
     """The account's home page: balance, today's spend so far, trends, review state and distributions."""
-    account_id = accounts.resolve_account_id(session, principal, account_id)
-    account = accounts.get_account(session, principal, account_id)
+    account_id = tenancy.resolve_account_id(session, principal, account_id)
+    account = tenancy.get_account(session, principal, account_id)
     today = _local_today(account.time_zone)
     start = today - timedelta(days=days - 1)
     subs = _sub_accounts(session, account)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal
 from adstack.core.errors import NotFound, ValidationFailed
 
@@ -24,10 +24,10 @@ class Scope:
 
 def _scope(session: Session, principal: Principal, requested: Sequence[int], *, time_zone: str | None,
            per_account: bool, field: str = "account_ids") -> Scope:
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     if requested:
         for account_id in requested:
-            accounts.ensure_account_visible(session, principal, account_id)
+            tenancy.ensure_account_visible(session, principal, account_id)
         ids: list[int] | None = sorted(set(requested))
     else:
         ids = None if visible is None else sorted(visible)

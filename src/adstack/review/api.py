@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, ReviewerPrincipal, SessionDep
 from adstack.core.errors import NotFound
 from adstack.review import enforcement, service
@@ -39,7 +39,7 @@ def review_history(object_type: Annotated[str, Path(pattern=r"^(account|ad_group
     records = service.history(session, object_type, object_id)
     # Missing and foreign objects answer alike, so ids of other tenants cannot be probed.
     account_id = records[0].account_id if records else None
-    visible = principal.is_platform if account_id is None else accounts.can_see_account(session, principal, account_id)
+    visible = principal.is_platform if account_id is None else tenancy.can_see_account(session, principal, account_id)
     if not records or not visible:
         raise NotFound("no review history for this object")
     return [ReviewRecordRead.model_validate(r, from_attributes=True) for r in records]
@@ -47,7 +47,7 @@ def review_history(object_type: Annotated[str, Path(pattern=r"^(account|ad_group
 
 @router.get("/rejections", response_model=list[ReviewRecordRead], summary="Recent rejections you can see")
 def rejections(principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50) -> list[ReviewRecordRead]:
-    rows = service.rejections(session, account_ids=accounts.visible_account_ids(session, principal), limit=limit)
+    rows = service.rejections(session, account_ids=tenancy.visible_account_ids(session, principal), limit=limit)
     return [ReviewRecordRead.model_validate(r, from_attributes=True) for r in rows]
 
 

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
+from adstack.accounts import auth, tenancy
+from adstack.accounts import keys as account_keys
 from adstack.accounts import service as accounts
 from adstack.accounts.limits import limiter_of
 from adstack.accounts.models import (
@@ -57,12 +59,12 @@ def _account_page(visitor: Visitor, account_id: int | None, *, errors: FormError
         "errors": errors or FormErrors(),
         "refused_form": refused_form,
         "new_key": new_key,
-        "api_keys": accounts.list_api_keys(session, principal),
+        "api_keys": account_keys.list_api_keys(session, principal),
         "is_own": account_id is not None and account_id == principal.account_id,
         "values": values or {},
     }
     if account_id is not None:
-        account = accounts.get_account(session, principal, account_id)
+        account = tenancy.get_account(session, principal, account_id)
         context.update({
             "account": account,
             "documents": accounts.list_documents(session, principal, account_id),
@@ -74,8 +76,8 @@ def _account_page(visitor: Visitor, account_id: int | None, *, errors: FormError
             "document_kinds": list(DocumentKind),
             "sub_accounts": (accounts.list_accounts(session, principal, parent_agency_id=account.id, limit=200)
                              if account.type == AccountType.AGENCY else []),
-            "parent": (accounts.get_account(session, principal, account.parent_agency_id)
-                       if account.parent_agency_id and accounts.can_see_account(
+            "parent": (tenancy.get_account(session, principal, account.parent_agency_id)
+                       if account.parent_agency_id and tenancy.can_see_account(
                            session, principal, account.parent_agency_id) else None),
         })
     return render(visitor, "account/account.html", context, status=status)
@@ -101,7 +103,7 @@ def edit_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> Respons
     if typed:
         changes.pop("low_balance_threshold_micros", None)
     try:
-        account = accounts.get_account(session, visitor.me, account_id)
+        account = tenancy.get_account(session, visitor.me, account_id)
         current = accounts.snapshot(account)
         data = forms.parse(AccountUpdate, {k: v for k, v in changes.items() if current.get(k) != v})
         if typed:
@@ -168,7 +170,7 @@ def create_sub_account(account_id: IdPath, visitor: UserDep, form: FormDep) -> R
     values = {name: forms.text(form, name) for name in EDITABLE_FIELDS}
     entity, _, currency = forms.text(form, "settlement").partition("|")
     session = visitor.session
-    accounts.get_account(session, visitor.me, account_id)
+    tenancy.get_account(session, visitor.me, account_id)
     try:
         data = forms.parse(SubAccountIn, {
             **values, "settlement_entity": entity, "currency": currency, "type": AccountType.ADVERTISER.value,
@@ -213,7 +215,7 @@ def create_api_key(visitor: UserDep, form: FormDep) -> Response:
         errors.add("api_key_expiry", "range", "1 to 365 days", limit=[1, API_KEY_MAX_DAYS], actual=days_text)
         return _account_page(visitor, visitor.me.account_id, errors=errors, status=422)
     try:
-        key, _ = accounts.create_api_key(visitor.session, visitor.me, name=name, scopes=scopes,
+        key, _ = account_keys.create_api_key(visitor.session, visitor.me, name=name, scopes=scopes,
                                          expires_in_days=int(days_text) if days_text else API_KEY_DEFAULT_DAYS)
     except DomainError as exc:
         visitor.session.rollback()
@@ -226,7 +228,7 @@ def create_api_key(visitor: UserDep, form: FormDep) -> Response:
 
 @router.post("/api-keys/{key_id}/revoke")
 def revoke_api_key(key_id: IdPath, visitor: UserDep) -> Response:
-    accounts.revoke_api_key(visitor.session, visitor.me, key_id)
+    account_keys.revoke_api_key(visitor.session, visitor.me, key_id)
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/account", "revoked"))
 
@@ -237,10 +239,10 @@ def revoke_api_key(key_id: IdPath, visitor: UserDep) -> Response:
 def _security_page(visitor: Visitor, *, errors: FormErrors | None = None, status: int = 200,
                    headers: dict[str, str] | None = None) -> Response:
     session, principal = visitor.session, visitor.me
-    current = accounts.token_row(session, visitor.session_token) if visitor.session_token else None
+    current = auth.token_row(session, visitor.session_token) if visitor.session_token else None
     return render(visitor, "account/security.html", {
         "errors": errors or FormErrors(),
-        "sessions": accounts.list_sessions(session, principal),
+        "sessions": auth.list_sessions(session, principal),
         "current_id": current.id if current else None,
         "email_verified": visitor.user is not None and visitor.user.email_verified,
         "min_length": MIN_PASSWORD_LENGTH,
@@ -262,9 +264,9 @@ def change_password(visitor: UserDep, form: FormDep) -> Response:
         errors = FormErrors()
         errors.add("current_password", "too_many_attempts", f"retry in {refused.retry_after} s", limit=refused.limit)
         return _security_page(visitor, errors=errors, status=429, headers={"Retry-After": str(refused.retry_after)})
-    current = accounts.token_row(session, visitor.session_token) if visitor.session_token else None
+    current = auth.token_row(session, visitor.session_token) if visitor.session_token else None
     try:
-        accounts.change_password(session, visitor.me, current_password=str(form.get("current_password") or "")[:128],
+        auth.change_password(session, visitor.me, current_password=str(form.get("current_password") or "")[:128],
                                  new_password=str(form.get("new_password") or "")[:200],
                                  keep_token_id=current.id if current else None)
         session.commit()
@@ -279,7 +281,7 @@ def change_password(visitor: UserDep, form: FormDep) -> Response:
 
 @router.post("/security/sessions/{session_id}/revoke")
 def revoke_session(session_id: IdPath, visitor: UserDep) -> Response:
-    accounts.revoke_session(visitor.session, visitor.me, session_id)
+    auth.revoke_session(visitor.session, visitor.me, session_id)
     visitor.session.commit()
     return redirect(with_notice(f"{PREFIX}/security", "session_revoked"))
 
@@ -290,7 +292,7 @@ def resend_verification(visitor: UserDep) -> Response:
     refused = limiter_of(request.app.state).hit(("register_ip", client_ip(request)),
                                                 ("register_account", visitor.me.email))
     if refused is None:
-        mail = accounts.resend_verification(visitor.session, visitor.me,
+        mail = auth.resend_verification(visitor.session, visitor.me,
                                             base_url=visitor.settings.public_base_url,
                                             ttl=timedelta(hours=visitor.settings.email_token_ttl_hours))
         visitor.session.commit()

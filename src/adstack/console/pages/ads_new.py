@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.audiences import service as audiences
 from adstack.campaigns import audience_size
 from adstack.campaigns import service as campaigns
@@ -141,7 +141,7 @@ def edit_campaign(campaign_id: IdPath, visitor: UserDep, form: FormDep) -> Respo
 def _ad_group_context(visitor: Visitor, campaign: Any, values: dict[str, Any]) -> dict[str, Any]:
     session = visitor.session
     placement = values.get("placement_type") or PlacementType.INTERSTITIAL.value
-    account = accounts.get_account(session, visitor.me, campaign.account_id)
+    account = tenancy.get_account(session, visitor.me, campaign.account_id)
     audience_rows, _ = audiences.list_audiences(session, visitor.me, account_id=campaign.account_id, limit=200)
     return {
         "campaign": campaign, "account": account, "values": values, "step": 2,
@@ -208,7 +208,7 @@ def new_ad_group(campaign_id: IdPath, visitor: UserDep) -> Response:
         source = campaigns.get_ad_group(visitor.session, visitor.me, source_id)
         values = _as_copy(adforms.ad_group_values(source, visitor.fmt.amount))
         return _ad_group_form(visitor, campaign, values, FormErrors(), copied_from=source)
-    account = accounts.get_account(visitor.session, visitor.me, campaign.account_id)
+    account = tenancy.get_account(visitor.session, visitor.me, campaign.account_id)
     return _ad_group_form(visitor, campaign, _ad_group_defaults(campaign, account), FormErrors())
 
 

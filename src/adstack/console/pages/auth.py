@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from adstack.accounts import auth as account_auth
 from adstack.accounts import service as accounts
 from adstack.accounts.limits import Refused, account_key, limiter_of
 from adstack.accounts.models import AccountType, DocumentKind, RegistrationIn, SettlementRule, TokenKind, User
@@ -85,14 +86,14 @@ def sign_in(visitor: VisitorDep, form: FormDep) -> Response:
         return _refused_page(visitor, "auth/sign_in.html", refused, context)
     try:
         # A console session: only ever a cookie, refused as a bearer token.
-        token, _row, user = accounts.login(session, email=email, password=password, ttl=session_ttl(visitor.settings),
-                                           kind=TokenKind.CONSOLE, client_ip=client_ip(request),
-                                           user_agent=user_agent(request))
+        token, _row, user = account_auth.login(session, email=email, password=password,
+                                               ttl=session_ttl(visitor.settings), kind=TokenKind.CONSOLE,
+                                               client_ip=client_ip(request), user_agent=user_agent(request))
     except Unauthenticated:
         session.rollback()
         limiter.hit(*keys)
         return render(visitor, "auth/sign_in.html", {**context, "error": "invalid_credentials"}, status=401)
-    actor = accounts.principal_for(user, client="console")
+    actor = account_auth.principal_for(user, client="console")
     oplog.record(session, actor=actor, operation=Operation.LOGIN, object_type="user", object_id=user.id,
                  object_name=user.email, account_id=user.account_id)
     session.commit()
@@ -103,7 +104,7 @@ def sign_in(visitor: VisitorDep, form: FormDep) -> Response:
 @router.post("/sign-out")
 def sign_out(visitor: VisitorDep) -> Response:
     if visitor.session_token:
-        accounts.revoke_token(visitor.session, visitor.session_token)
+        account_auth.revoke_token(visitor.session, visitor.session_token)
         visitor.session.commit()
     visitor.set_cookie(SESSION_COOKIE, "", **cookie_options(visitor.request))
     return redirect(f"{PREFIX}/sign-in")
@@ -234,7 +235,7 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
                                                token_ttl=_email_ttl(visitor), client="console")
         if outcome.user is not None and outcome.account is not None:
             outcome.user.locale = visitor.language  # the language the form was shown in (cookie or browser)
-            actor = accounts.principal_for(outcome.user, client="console")
+            actor = account_auth.principal_for(outcome.user, client="console")
             for name, document_kind in (("document", kind), ("shop_screenshot", DocumentKind.GETAPPS_SHOP_SCREENSHOT)):
                 upload, kept = chosen[name], held[name]
                 if upload is not None:
@@ -276,7 +277,7 @@ def verify_email_page(visitor: VisitorDep, token: str = "") -> Response:
 def verify_email(visitor: VisitorDep, form: FormDep) -> Response:
     token = forms.text(form, "token")[:200]
     try:
-        accounts.verify_email(visitor.session, token=token)
+        account_auth.verify_email(visitor.session, token=token)
         visitor.session.commit()
     except DomainError:
         visitor.session.rollback()
@@ -298,7 +299,7 @@ def forgot_password(visitor: VisitorDep, form: FormDep) -> Response:
                                                 ("reset_account", account_key(email)))
     if refused is not None:
         return _refused_page(visitor, "auth/forgot_password.html", refused, {"email": email})
-    mail = accounts.request_password_reset(visitor.session, email=email, base_url=visitor.settings.public_base_url,
+    mail = account_auth.request_password_reset(visitor.session, email=email, base_url=visitor.settings.public_base_url,
                                            ttl=_email_ttl(visitor))
     visitor.session.commit()
     _send(visitor, mail)
@@ -324,7 +325,7 @@ def reset_password(visitor: VisitorDep, form: FormDep) -> Response:
         return render(visitor, "auth/reset_password.html", {**context, "errors": errors}, status=429,
                       headers={"Retry-After": str(refused.retry_after)})
     try:
-        accounts.reset_password(visitor.session, token=token, new_password=password)
+        account_auth.reset_password(visitor.session, token=token, new_password=password)
         visitor.session.commit()
     except DomainError as exc:
         visitor.session.rollback()

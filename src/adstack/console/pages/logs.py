@@ -8,7 +8,7 @@ from typing import TypedDict
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account
 from adstack.console.oplog_words import LogWords
 from adstack.console.web import ConsoleRoute, UserDep, Visitor, render
@@ -44,7 +44,7 @@ def _filters(visitor: Visitor, q: str | None, object_type: str | None, operation
     tz = zone(visitor.time_zone)
     start, end = _day(since), _day(until)
     return {
-        "account_ids": accounts.visible_account_ids(visitor.session, visitor.me),
+        "account_ids": tenancy.visible_account_ids(visitor.session, visitor.me),
         "query": (q or "").strip()[:200] or None,
         "object_type": object_type if object_type and object_type.isidentifier() and len(object_type) <= 32 else None,
         "operation": operation if operation in {op.value for op in Operation} else None,

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from adstack.accounts import service as accounts
+from adstack.accounts import tenancy
 from adstack.accounts.models import Account
 from adstack.console import forms
 from adstack.console import service as console
@@ -47,7 +48,7 @@ def _balances(visitor: Visitor) -> list[dict[str, Any]]:
     principal = visitor.me
     if principal.account_id is None:
         return []
-    rows = [accounts.get_account(visitor.session, principal, principal.account_id)]
+    rows = [tenancy.get_account(visitor.session, principal, principal.account_id)]
     rows += accounts.list_accounts(visitor.session, principal, parent_agency_id=principal.account_id, limit=50)
     return [{"account": a, "balance_micros": finance.balance_micros(visitor.session, a.id),
              "low": 0 < a.low_balance_threshold_micros >= finance.balance_micros(visitor.session, a.id)}
@@ -57,7 +58,7 @@ def _balances(visitor: Visitor) -> list[dict[str, Any]]:
 @router.get("/")
 def overview(visitor: UserDep) -> Response:
     session, principal = visitor.session, visitor.me
-    visible = accounts.visible_account_ids(session, principal)
+    visible = tenancy.visible_account_ids(session, principal)
     context: dict[str, Any] = {
         "balances": _balances(visitor),
         "review_counts": console.review_counts(session, visible,
