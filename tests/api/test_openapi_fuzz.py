@@ -50,6 +50,20 @@ def settings(settings: Settings) -> Settings:
     )
 
 
+def _without_lifespan(app: Any) -> Callable[..., Any]:
+    """The app as schemathesis reaches it, refusing the lifespan it would otherwise start a second time and keep
+    running until the interpreter exits (its serving refresher then reading a test database already dropped):
+    the test client runs this app's lifespan and stops it. Refusing the scope before any message is how an app
+    without lifespan support answers, and schemathesis then serves it as such."""
+
+    async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("the test client runs this app's lifespan")
+        await app(scope, receive, send)
+
+    return handle
+
+
 def _settings(examples: int, steps: int | None = None) -> hypothesis_settings:
     extra: dict[str, Any] = {} if steps is None else {"stateful_step_count": steps}
     return hypothesis_settings(
@@ -124,7 +138,7 @@ def _recorder(failures: list[str], role: str) -> Callable[[schemathesis.Case, An
 
 
 def _stateless(client: TestClient, api: Api, examples_per_operation: int) -> list[str]:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", _without_lifespan(client.app))
     actors = _actors(api)
     failures: list[str] = []
     operations = []
@@ -159,7 +173,7 @@ def _stateful(client: TestClient, api: Api, sequences: int, steps: int) -> list[
     for role in ROLES:
         # A state machine per role, from a fresh schema: what one role's calls taught the generator (constants,
         # ids) must not steer another's.
-        base = schemathesis.openapi.from_asgi("/openapi.json", client.app).as_state_machine()
+        base = schemathesis.openapi.from_asgi("/openapi.json", _without_lifespan(client.app)).as_state_machine()
         assert base.bundles, "no links between operations: stateful sequences would be single calls"
         validate = _recorder(failures, role)
 
@@ -219,7 +233,7 @@ def test_long_fuzz_as_every_role(client: TestClient, api: Api, request: pytest.F
 
 def test_a_status_outside_the_document_is_caught(client: TestClient, api: Api) -> None:
     """The conformance check itself can fail: a status the operation does not declare is reported."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", _without_lifespan(client.app))
     operation = schema["/healthz"]["GET"]
     case = operation.Case()
     response = case.call()
