@@ -163,3 +163,39 @@ def test_an_ordinary_upload_still_goes_through(server: ServerProcess, user: tupl
         timeout=10,
     )
     assert answer.status_code == 201, answer.text
+
+
+def test_an_oversized_request_head_is_refused_and_not_kept(server: ServerProcess) -> None:
+    """The request line and headers are capped too (h11's 16 KB): a sender streaming a 64 MB header gets a 400
+    once past the cap, and the server neither waits for the rest nor holds what was sent."""
+    assert server.process is not None
+    rss_before = _rss_bytes(server.process.pid)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: adstack\r\nX-Padding: ")
+        sent = 0
+        try:
+            for _ in range(64):
+                conn.sendall(b"a" * (1024 * 1024))
+                sent += 1024 * 1024
+        except OSError:
+            pass  # the server closed the connection while we were still sending: what the test wants
+        answer = b""
+        with_deadline = time.monotonic() + 5
+        while time.monotonic() < with_deadline and b"\r\n" not in answer:
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), (answer[:80], sent)
+    assert _rss_bytes(server.process.pid) - rss_before < 32 * 1024 * 1024
+    assert httpx.get(f"{server.base_url}/healthz", headers={"X-Padding": "a" * 8 * 1024}, timeout=2).status_code == 200
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

@@ -61,6 +61,11 @@ def listening_socket(host: str, port: int, *, backlog: int = BACKLOG) -> socket.
     return sock
 
 
+# uvicorn's HTTP/1.1 parser: h11 caps the request line and headers at 16 KB (a longer head is answered 400),
+# where httptools reads a header of any length into memory. The event loop is uvloop where installed.
+HTTP_IMPLEMENTATION = "h11"
+
+
 def _exit_with_parent() -> None:
     """Linux: the worker gets SIGTERM when the supervisor dies, even by SIGKILL, so no worker outlives it."""
     with contextlib.suppress(OSError, AttributeError):
@@ -74,7 +79,8 @@ def run_worker(spec: WorkerSpec, sock: socket.socket) -> None:
 
     _exit_with_parent()
     config = uvicorn.Config(
-        spec.app, factory=True, host=spec.host, port=spec.port, log_level=spec.log_level, access_log=False
+        spec.app, factory=True, host=spec.host, port=spec.port, log_level=spec.log_level, access_log=False,
+        http=HTTP_IMPLEMENTATION,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
