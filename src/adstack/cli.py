@@ -62,10 +62,10 @@ def serve(
     run_migrate(settings)
     console.print(f"adstack on [bold]http://{host}:{port}[/]  (API docs at /docs, {workers} worker(s))")
     if workers == 1:
-        from adstack.core.workers import HTTP_IMPLEMENTATION
+        from adstack.core.workers import EVENT_LOOP, HTTP_IMPLEMENTATION
 
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
-                    http=HTTP_IMPLEMENTATION)
+                    http=HTTP_IMPLEMENTATION, loop=EVENT_LOOP)
         return
     # Each worker builds the app from the environment: pass the resolved settings down.
     os.environ["ADSTACK_DATA_DIR"] = str(settings.data_dir.resolve())

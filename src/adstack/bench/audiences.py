@@ -106,11 +106,11 @@ def _serve(port: int, data_dir: str) -> None:
 
     from adstack.app import create_app
     from adstack.core.settings import Settings
-    from adstack.core.workers import HTTP_IMPLEMENTATION
+    from adstack.core.workers import EVENT_LOOP, HTTP_IMPLEMENTATION
 
     settings = Settings(data_dir=Path(data_dir), environment="test")
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                http=HTTP_IMPLEMENTATION)
+                http=HTTP_IMPLEMENTATION, loop=EVENT_LOOP)
 
 
 def _prepare(data_dir: Path) -> str:

@@ -334,7 +334,7 @@ def _serve(port: int, ad_groups_count: int, data_dir: Path) -> None:
     from adstack.app import create_app
     from adstack.core.bootstrap import migrate
     from adstack.core.settings import Settings
-    from adstack.core.workers import HTTP_IMPLEMENTATION
+    from adstack.core.workers import EVENT_LOOP, HTTP_IMPLEMENTATION
 
     settings = Settings(data_dir=data_dir, secret_key=BENCH_SECRET, environment="production",
                         public_base_url=f"http://127.0.0.1:{port}", bench_routes=True, pipeline_in_process=False)
@@ -350,7 +350,8 @@ def _serve(port: int, ad_groups_count: int, data_dir: Path) -> None:
         runtime.engine.audiences = audience_index(rng, [key for _, key in device_pool(rng)])
 
     app.state.on_startup.append(load_generated)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http=HTTP_IMPLEMENTATION)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http=HTTP_IMPLEMENTATION,
+                loop=EVENT_LOOP)
 
 
 def _free_port() -> int:
