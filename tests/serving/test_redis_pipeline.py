@@ -255,3 +255,16 @@ def test_concurrent_commands_resolve_in_the_order_redis_answers_them() -> None:
     finally:
         pipelined.close()
         redis.Redis.from_url(REDIS_URL).delete(key)
+
+
+def test_a_host_no_resolver_takes_fails_the_request_at_once() -> None:
+    """Whatever stops the connection (here an empty DNS label, a UnicodeError rather than an OSError) fails the
+    waiting request with a ConnectionError; none waits forever for a connection that will never come."""
+    pipelined = PipelinedRedis("redis://a..b/0", socket_timeout=0.25, socket_connect_timeout=0.5)
+
+    async def scenario() -> None:
+        await asyncio.wait_for(pipelined.execute("PING"), 3)
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        run_async(scenario)
+    pipelined.close()

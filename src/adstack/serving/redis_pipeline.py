@@ -200,7 +200,7 @@ class PipelinedRedis:
                     await self._loop.create_connection(
                         lambda: connection, options.get("host", "localhost"), options.get("port", 6379),
                         ssl=ssl.create_default_context() if self._tls else None)
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # refused, timed out, or a host name no resolver takes: no request may hang
             connection.connect_failed(RedisConnectionError(f"cannot reach Redis: {exc or 'timed out'}"))
 
     def close(self) -> None:
