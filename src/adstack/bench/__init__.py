@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +68,10 @@ def settle(pids: Sequence[int]) -> float:
         before = now
     print(f"  note: the server processes were still busy after {SETTLE_TIMEOUT_SECONDS:.0f} s", file=sys.stderr)
     return time.monotonic() - started
+
+
+def median_run(measure: Callable[[], dict[str, Any]], figure: str, runs: int = 3) -> dict[str, Any]:
+    """The run of `measure` whose `figure` is the median of `runs`, with every run's figure beside it: on a shared
+    machine one run of a per-CPU-second figure varies by a fifth from the next."""
+    results = sorted((measure() for _ in range(runs)), key=lambda result: float(result[figure]))
+    return {**results[len(results) // 2], f"{figure}_runs": [result[figure] for result in results]}

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from adstack.bench import machine, settle
+from adstack.bench import machine, median_run, settle
 from adstack.bench.postbacks import (
     QUALIFICATION_PDF,
     ServerProcess,
@@ -276,9 +276,9 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
             server.stop()
     results["imp_in_process"] = impressions_in_process(seconds=seconds, rounds=rounds)
     progress("imp_in_process")
-    results["billing"] = billing_per_cpu_second()
-    results["impressions"] = impressions_per_cpu_second()
-    results["attribution"] = attribution_figures(20_000)
+    results["billing"] = median_run(billing_per_cpu_second, "per_cpu_second")
+    results["impressions"] = median_run(impressions_per_cpu_second, "per_cpu_second")
+    results["attribution"] = median_run(lambda: attribution_figures(20_000), "attribution_events_per_cpu_second")
     results["machine"] = machine()
     return results
 
