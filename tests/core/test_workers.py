@@ -16,6 +16,7 @@ import pytest
 from adstack.bench.postbacks import ServerProcess
 from adstack.core.workers import listening_socket
 from tests.serving.support import redis_available
+from tests.support import run_async
 
 pytestmark = [
     pytest.mark.slow,
@@ -159,4 +160,4 @@ def test_connections_accepted_on_a_workers_socket_send_without_nagle_delay() -> 
             finally:
                 writer.close()
 
-    assert asyncio.run(accepted_nodelay()) != 0
+    assert run_async(accepted_nodelay) != 0  # on a thread of its own: a browser test's loop may run on this one

@@ -158,7 +158,7 @@ def list_accounts(
         stmt = stmt.where(Account.id.in_(visible))
     if query:
         conditions: list[ColumnElement[bool]] = [Account.company_name.ilike(f"%{query}%")]
-        if query.isdigit():
+        if query.isdecimal():
             conditions.append(Account.id == int(query))
         stmt = stmt.where(or_(*conditions))
     if review_status:

@@ -62,7 +62,7 @@ public_router = APIRouter(tags=["postbacks"])
 
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared and declared.isdecimal() and int(declared) > MAX_BODY_BYTES:
         raise Refused(413, "payload_too_large", f"a postback body may have at most {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0

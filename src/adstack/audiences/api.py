@@ -169,7 +169,7 @@ def _file_chunks(request: Request, settings: Settings) -> Iterator[bytes]:
         raise ValidationFailed.single("content-type", "multipart_boundary", "the multipart body has no boundary")
     declared = request.headers.get("content-length", "")
     envelope = MULTIPART_OVERHEAD_BYTES if multipart else 0
-    if declared.isdigit() and int(declared) > max_bytes + envelope:
+    if declared.isdecimal() and int(declared) > max_bytes + envelope:
         raise _too_large(max_bytes, int(declared))  # refused before reading a byte
     body = _body_chunks(request, max_bytes + envelope)
     return _multipart_file(body, options[b"boundary"]) if multipart else body

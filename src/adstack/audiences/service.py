@@ -117,7 +117,7 @@ def list_audiences(
         stmt = stmt.where(Audience.account_id == account_id)
     if query:
         conditions: list[ColumnElement[bool]] = [Audience.name.ilike(f"%{query.strip()}%")]
-        if query.strip().isdigit() and len(query.strip()) <= 18:
+        if query.strip().isdecimal() and len(query.strip()) <= 18:
             conditions.append(Audience.id == int(query.strip()))
         stmt = stmt.where(or_(*conditions))
     if region_code:

@@ -69,7 +69,7 @@ def open_url(url: str, *, max_bytes: int, policy: OutboundPolicy | None = None) 
             if response.status_code != 200:
                 raise client.refuse(target, f"the server answered HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            if declared.isdecimal() and int(declared) > max_bytes:
                 raise _too_large(max_bytes, int(declared))
             yield response.iter_bytes(CHUNK_BYTES)
     except ResponseTooLarge as exc:

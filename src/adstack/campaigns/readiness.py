@@ -62,7 +62,7 @@ def _sizes(texts: Iterable[Any] | None) -> frozenset[tuple[int, int]]:
     sizes = set()
     for text in texts or ():
         width, _, height = str(text).partition("x")
-        if width.isdigit() and height.isdigit():
+        if width.isdecimal() and height.isdecimal():
             sizes.add((int(width), int(height)))
     return frozenset(sizes)
 

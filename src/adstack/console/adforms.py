@@ -35,7 +35,7 @@ def split_list(raw: str) -> list[str]:
 def ids(form: FormData, name: str) -> list[int]:
     values = []
     for raw in form.getlist(name):
-        if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) < 19:
+        if isinstance(raw, str) and raw.strip().isdecimal() and len(raw.strip()) < 19:
             values.append(int(raw.strip()))
     return list(dict.fromkeys(values))
 
@@ -64,7 +64,7 @@ def campaign_payload(form: FormData) -> dict[str, Any]:
         data["landing_kind"] = forms.text(form, "landing_kind") or None
         data["landing_url"] = forms.text(form, "landing_url") or None
     account = forms.text(form, "account_id")
-    if account.isdigit() and len(account) < 19:
+    if account.isdecimal() and len(account) < 19:
         data["account_id"] = int(account)
     return data
 
@@ -83,7 +83,7 @@ def targeting_payload(form: FormData) -> dict[str, Any]:
             targeting[name] = value
     # Typed ids that are not numbers pass through, so validation names the one at fault.
     typed = split_list(forms.text(form, "exception_ad_space_ids"))
-    spaces = [int(t) if t.isdigit() and len(t) < 19 else t for t in typed]
+    spaces = [int(t) if t.isdecimal() and len(t) < 19 else t for t in typed]
     targeting["exceptions"] = {"publisher_packages": split_list(forms.text(form, "exception_publisher_packages")),
                                "ad_space_ids": spaces}
     return targeting
@@ -248,7 +248,7 @@ def form_values(form: FormData) -> dict[str, Any]:
     if values.get("schedule_mode") == "custom":
         values["dayparting"] = dayparting(form)
     for name in (*TARGETING_ID_LISTS, "publisher_ids", "ad_space_ids", "images", "videos", "cover_image", "icon"):
-        values[name] = [int(v) for v in values.get(name, []) if str(v).isdigit() and len(str(v)) < 19]
+        values[name] = [int(v) for v in values.get(name, []) if str(v).isdecimal() and len(str(v)) < 19]
     return values
 
 

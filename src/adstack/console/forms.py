@@ -139,7 +139,7 @@ def integer(form: FormData | Mapping[str, Any], name: str, *, minimum: int = 0, 
     raw = text(form, name)
     if not raw:
         return None
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    if not raw.isdecimal() or not minimum <= int(raw) <= maximum:
         _refuse(ValidationFailed(
             "not a valid number", fields=[FieldError(field=name, rule="integer", limit=[minimum, maximum], actual=raw)]
         ))

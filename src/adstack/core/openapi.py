@@ -79,7 +79,7 @@ def _add_errors(document: dict[str, Any], routes: list[tuple[str, set[str], set[
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            declared = {int(k) for k in responses if k.isdigit() and int(k) >= 400}
+            declared = {int(k) for k in responses if k.isdecimal() and int(k) >= 400}
             for status in sorted(statuses | declared):
                 entry = responses.setdefault(str(status), {})
                 # FastAPI's own 422 describes its default body, which the validation handler replaces.

@@ -56,7 +56,7 @@ def parse_sizes(text: str) -> tuple[IabSize, ...]:
             continue
         size, _, variant = entry.partition(":")
         width, _, height = size.lower().partition("x")
-        if not (width.isdigit() and height.isdigit()) or variant not in Variant.__members__.values():
+        if not (width.isdecimal() and height.isdecimal()) or variant not in Variant.__members__.values():
             raise ValueError(f"{entry!r}: expected WxH:banner or WxH:interstitial")
         w, h = int(width), int(height)
         if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):

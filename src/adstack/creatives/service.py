@@ -488,7 +488,7 @@ def list_creatives(
             stmt = stmt.where(Creative.account_id.in_(visible))
     if query:
         conditions: list[ColumnElement[bool]] = [Creative.name.ilike(f"%{query}%")]
-        if query.isdigit() and len(query) < 19:
+        if query.isdecimal() and len(query) < 19:
             conditions.append(Creative.id == int(query))
         stmt = stmt.where(or_(*conditions))
     if ad_group_id is not None:

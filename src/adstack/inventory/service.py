@@ -43,7 +43,7 @@ def _search(stmt: Any, name_column: Any, id_column: Any, query: str | None) -> A
     if not query:
         return stmt
     conditions: list[ColumnElement[bool]] = [name_column.ilike(f"%{query}%")]
-    if query.isdigit() and len(query) < 19:
+    if query.isdecimal() and len(query) < 19:
         conditions.append(id_column == int(query))
     return stmt.where(or_(*conditions))
 

@@ -114,7 +114,7 @@ def _int_field(fields: dict[str, str], name: str) -> int | None:
     raw = fields.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_ID:
         raise ValidationFailed.single(name, "int_range", f"{name} must be an id between 1 and {MAX_ID}",
                                       limit=MAX_ID, actual=raw[:40])
     return int(raw)
@@ -167,7 +167,7 @@ async def upload_media(request: Request, principal: CurrentPrincipal, session: S
         raise UnsupportedMediaType("send the file as multipart/form-data in a part named 'file'")
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + ENVELOPE_BYTES:
+    if declared.isdecimal() and int(declared) > limit + ENVELOPE_BYTES:
         # Refused before a byte is read.
         raise PayloadTooLarge(f"the file exceeds the upload limit of {limit} bytes", fields=[FieldError(
             field="file", rule="max_size_bytes", limit=limit, actual=int(declared),

@@ -203,7 +203,7 @@ def list_assets(
         stmt = stmt.where(MediaAsset.format == media_format)
     if query:
         conditions: list[ColumnElement[bool]] = [MediaAsset.original_filename.ilike(f"%{query}%")]
-        if query.isdigit() and len(query) < 19:
+        if query.isdecimal() and len(query) < 19:
             conditions.append(MediaAsset.id == int(query))
         stmt = stmt.where(or_(*conditions))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

@@ -47,7 +47,7 @@ def verify(header: str, body: bytes, secret: str, *, tolerance_s: int = DEFAULT_
     parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
     stamps = [v for k, v in parts if k.strip() == "t"]
     sent = [v for k, v in parts if k.strip() == SCHEME]
-    if len(stamps) != 1 or not stamps[0].isdigit() or not sent:
+    if len(stamps) != 1 or not stamps[0].isdecimal() or not sent:
         return False
     timestamp = int(stamps[0])
     if abs((time.time() if now is None else now) - timestamp) > tolerance_s:

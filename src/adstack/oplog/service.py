@@ -94,7 +94,7 @@ def search(
         stmt = stmt.where(ChangeEvent.account_id.in_(account_ids))
     if query:
         conditions: list[ColumnElement[bool]] = [ChangeEvent.object_name.ilike(f"%{query}%")]
-        if query.isdigit():
+        if query.isdecimal():
             conditions.append(ChangeEvent.object_id == int(query))
         stmt = stmt.where(or_(*conditions))
     if object_type:

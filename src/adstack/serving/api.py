@@ -72,7 +72,7 @@ async def _bid_request_body(request: Request) -> bytes:
     """The body, inflated when `Content-Encoding: gzip`; the size limit applies to the inflated body too."""
     limit = MAX_BID_REQUEST_BYTES
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdecimal() and int(declared) > limit:
         raise PayloadTooLarge(f"a bid request may have at most {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():

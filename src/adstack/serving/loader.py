@@ -371,7 +371,7 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
         sizes = set()
         for text in space.sizes or ():
             width, _, height = str(text).partition("x")
-            if width.isdigit() and height.isdigit():
+            if width.isdecimal() and height.isdecimal():
                 sizes.add((int(width), int(height)))
         reserve = fx.to_usd(space.reserve_price_micros or 0, space.reserve_currency or "USD")
         spaces.append(AdSpaceSnap(id=space.id, publisher_id=space.publisher_id, name=space.name,

@@ -28,7 +28,7 @@ def parse_os_version(text: str | None) -> tuple[int, ...] | None:
     for piece in text.strip().split(" ")[-1].split("."):
         digits = ""
         for ch in piece:
-            if not ch.isdigit():
+            if not ch.isdecimal():
                 break
             digits += ch
         if not digits:

@@ -210,7 +210,7 @@ def create_api_key(visitor: UserDep, form: FormDep) -> Response:
         return _account_page(visitor, visitor.me.account_id, errors=errors, status=422)
     scopes = [scope for scope in KeyScope if forms.checkbox(form, f"scope_{scope.value}")] or [KeyScope.READ]
     days_text = forms.text(form, "expires_in_days")
-    if days_text and not (days_text.isdigit() and 1 <= int(days_text) <= API_KEY_MAX_DAYS):
+    if days_text and not (days_text.isdecimal() and 1 <= int(days_text) <= API_KEY_MAX_DAYS):
         errors = FormErrors()
         errors.add("api_key_expiry", "range", "1 to 365 days", limit=[1, API_KEY_MAX_DAYS], actual=days_text)
         return _account_page(visitor, visitor.me.account_id, errors=errors, status=422)

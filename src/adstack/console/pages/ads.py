@@ -108,7 +108,7 @@ def _bounded(value: str | None, allowed: set[str]) -> str | None:
 
 
 def _int_param(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 19 else None
+    return int(value) if value and value.isdecimal() and len(value) < 19 else None
 
 
 def list_rows(visitor: Visitor, level: str, params: dict[str, str],
@@ -376,7 +376,7 @@ def batch_action(level: str, visitor: UserDep, form: FormDep) -> Response:
     if action not in {a.value for a in StatusAction}:
         raise ValidationFailed.single("action", "enum", "choose enable, pause or delete",
                                       limit=[a.value for a in StatusAction], actual=action)
-    chosen = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit() and len(v) < 19][:500]
+    chosen = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdecimal() and len(v) < 19][:500]
     back = forms.text(form, "back")
     target = back if back.startswith(f"{PREFIX}/ads/") else f"{PREFIX}/ads/{level}"
     if not chosen:

@@ -62,7 +62,7 @@ SINGLE_UPLOADS = ("cover_image", "icon")
 def _copy_source(visitor: Visitor) -> int | None:
     """The id in `?copy_of=`: the object whose values prefill a creation form."""
     raw = visitor.request.query_params.get("copy_of", "")
-    return int(raw) if raw.isdigit() and 0 < len(raw) < 19 else None
+    return int(raw) if raw.isdecimal() and 0 < len(raw) < 19 else None
 
 
 def _as_copy(values: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def _estimate(visitor: Visitor, placement: str, values: dict[str, Any]) -> dict[
             "placement_type": placement, "targeting": targeting,
             "publisher_ids": values.get("publisher_ids") or [], "ad_space_ids": values.get("ad_space_ids") or [],
             "frequency_cap_per_day": int(values["frequency_cap_per_day"])
-            if str(values.get("frequency_cap_per_day") or "").isdigit() and 0 < int(values["frequency_cap_per_day"])
+            if str(values.get("frequency_cap_per_day") or "").isdecimal() and 0 < int(values["frequency_cap_per_day"])
             <= 1000 else None,
         })
         result, source = audience_size.estimate(visitor.session, visitor.me, data)
@@ -435,7 +435,7 @@ def upload_material(ad_group_id: IdPath, visitor: UserDep, form: FormDep) -> Res
     if field not in UPLOAD_FIELDS:
         raise ValidationFailed.single("field", "enum", "unknown material", limit=sorted(UPLOAD_FIELDS), actual=field)
     spec = creative_formats.get_spec(session, forms.text(form, "format"))
-    kept = [int(v) for v in form.getlist(field) if isinstance(v, str) and v.isdigit() and len(v) < 19]
+    kept = [int(v) for v in form.getlist(field) if isinstance(v, str) and v.isdecimal() and len(v) < 19]
     results: list[dict[str, Any]] = []
     for upload in forms.uploads(form, f"upload_{field}")[:20]:
         try:

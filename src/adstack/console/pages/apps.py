@@ -84,7 +84,7 @@ def apps_page(visitor: UserDep) -> Response:
 def create_app(visitor: UserDep, form: FormDep) -> Response:
     payload = {**_settings_payload(form), "package_name": forms.text(form, "package_name")}
     account = forms.text(form, "account_id")
-    if account.isdigit() and len(account) < 19:
+    if account.isdecimal() and len(account) < 19:
         payload["account_id"] = int(account)
     try:
         app = apps.create_app(visitor.session, visitor.me, AppCreate.model_validate(payload))

@@ -133,7 +133,7 @@ def refresh(audience_id: IdPath, visitor: UserDep) -> Response:
 
 @router.post("/audiences/delete")
 def delete_audiences(visitor: UserDep, form: FormDep) -> Response:
-    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit() and len(v) < 19][:500]
+    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdecimal() and len(v) < 19][:500]
     result = audiences.delete_audiences(visitor.session, visitor.me, ids, partial_failure=True)
     visitor.session.commit()
     url = with_notice(f"{PREFIX}/audiences", "batch_done")

@@ -86,4 +86,4 @@ def enum_or_none(kind: type[EnumT], value: str | None) -> EnumT | None:
 
 def page_number(value: str | None, *, maximum: int = 1_000_000) -> int:
     """A ?page= value, bounded; anything odd is the first page."""
-    return max(1, min(int(value), maximum)) if value and value.isdigit() and len(value) < 10 else 1
+    return max(1, min(int(value), maximum)) if value and value.isdecimal() and len(value) < 10 else 1

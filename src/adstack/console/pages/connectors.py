@@ -93,7 +93,7 @@ def create_connection(visitor: UserDep, form: FormDep) -> Response:
                                "partner": forms.text(form, "partner") or "adjust",
                                "partner_account_id": forms.text(form, "partner_account_id")}
     account = forms.text(form, "account_id")
-    if account.isdigit() and len(account) < 19:
+    if account.isdecimal() and len(account) < 19:
         payload["account_id"] = int(account)
     try:
         connection = connectors.create_connection(visitor.session, visitor.me, ConnectionCreate.model_validate(payload),

@@ -65,7 +65,7 @@ def _record_filters(visitor: Visitor) -> dict[str, Any]:
     tz = zone(visitor.time_zone)
     start, end = _day(params.get("since")), _day(params.get("until"))
     raw_account = params.get("account_id") or ""
-    account = int(raw_account) if raw_account.isdigit() and len(raw_account) < 19 else None
+    account = int(raw_account) if raw_account.isdecimal() and len(raw_account) < 19 else None
     return {
         "account_id": account,
         "direction": choices.enum_or_none(Direction, params.get("direction")),
@@ -268,7 +268,7 @@ def _credit_lines_page(visitor: Visitor, *, errors: FormErrors | None = None, va
     params = visitor.request.query_params
     page = choices.page_number(params.get("page"))
     raw_account = params.get("account_id") or ""
-    account_filter = int(raw_account) if raw_account.isdigit() and len(raw_account) < 19 else None
+    account_filter = int(raw_account) if raw_account.isdecimal() and len(raw_account) < 19 else None
     lines = credit_lines.list_credit_lines(session, principal, account_id=account_filter,
                                       limit=CREDIT_LINE_PAGE_SIZE + 1, offset=(page - 1) * CREDIT_LINE_PAGE_SIZE)
     return render(visitor, "finance/credit_lines.html", {

@@ -103,7 +103,7 @@ def review_batch(visitor: ReviewerDep, form: FormDep) -> Response:
     items = []
     for raw in forms.texts(form, "items")[:200]:
         kind, _, number = raw.partition(":")
-        if kind in OBJECT_TYPES and number.isdigit() and len(number) < 16:
+        if kind in OBJECT_TYPES and number.isdecimal() and len(number) < 16:
             items.append(BatchItemRef(object_type=kind, object_id=int(number)))
     if not items:
         raise ValidationFailed.single("items", "required", "tick at least one row", limit=1, actual=0)

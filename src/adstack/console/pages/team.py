@@ -54,7 +54,7 @@ def invite(visitor: UserDep, form: FormDep) -> Response:
     errors = FormErrors()
     if values["account_role"] not in ROLES:
         errors.add("account_role", "one_of", "choose a role", limit=ROLES)
-    account_id = int(values["account_id"]) if values["account_id"].isdigit() else None
+    account_id = int(values["account_id"]) if values["account_id"].isdecimal() else None
     if "@" not in values["email"]:
         errors.add("email", "email", "enter an e-mail address")
     if errors:

@@ -273,7 +273,7 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
         if deadline is not None and time.monotonic() >= deadline:
             break
         tag = imp.tagid
-        space = snapshot.ad_spaces.get(int(tag)) if tag and tag.isdigit() and len(tag) <= 18 else None
+        space = snapshot.ad_spaces.get(int(tag)) if tag and tag.isdecimal() and len(tag) <= 18 else None
         floor = _usd_micros(imp.bidfloor, imp.bidfloorcur.upper(), runtime)
         filled = False
         for media, slot, placement, spec in _opportunities(imp, request.device) if floor is not None else ():
