@@ -14,7 +14,7 @@ from typing import Protocol
 from adstack.core.timeutil import zone
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, NOT_INSTALLED_WINDOW
 from adstack.serving.request import AdRequest, Slot
-from adstack.serving.snapshot import AdGroupSnap, AdSpaceSnap, CreativeSnap, Schedule, TargetingSnap
+from adstack.serving.snapshot import AdGroupSnap, CreativeSnap, Schedule, TargetingSnap
 
 # Target groups that want devices without the promoted app. Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group,
 # "Select the target group": not currently installed, not installed within 90 days, never installed.
@@ -193,23 +193,6 @@ def creative_fits(creative: CreativeSnap, slot: Slot) -> bool:
     if creative.has_video and slot.max_duration_ms and creative.duration_ms > slot.max_duration_ms:
         return False
     return not (creative.has_video and slot.min_duration_ms and creative.duration_ms < slot.min_duration_ms)
-
-
-ANY_MEDIA = frozenset({"image", "video", "native"})
-_SPACE_SLOTS: dict[tuple[frozenset[tuple[int, int]], frozenset[str]], Slot] = {}
-# Distinct (sizes, formats) shapes of ad spaces whose slot is kept: one object per shape, so that what is cached
-# per slot (`TargetingIndex.fitting`) is found again on every request for the space.
-SPACE_SLOT_LIMIT = 4096
-
-
-def slot_for_space(space: AdSpaceSnap) -> Slot:
-    shape = (space.sizes, space.accepted_formats)
-    slot = _SPACE_SLOTS.get(shape)
-    if slot is None:
-        if len(_SPACE_SLOTS) >= SPACE_SLOT_LIMIT:
-            _SPACE_SLOTS.clear()
-        slot = _SPACE_SLOTS[shape] = Slot(media=ANY_MEDIA, sizes=space.sizes, formats=space.accepted_formats)
-    return slot
 
 
 def fitting_creatives(group: AdGroupSnap, slot: Slot) -> list[CreativeSnap]:

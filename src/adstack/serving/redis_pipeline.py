@@ -5,9 +5,10 @@ round trip, and on a busy machine that round trip is most of an ad request's tim
 command and awaits the answer; the commands of every request that queued in the same loop iteration go out in one
 write (group commit, as the event log shares one fsync). One connection per process and event loop carries it all.
 
-The connection is an asyncio protocol over hiredis's reply parser rather than redis-py's asyncio pipeline: Redis
-answers in the order it was asked, so each reply resolves the oldest waiting request as it is parsed, with no
-task, lock or timeout context per batch. redis-py's pipeline cost a tenth of an ad request's CPU under load.
+The connection is an asyncio protocol over hiredis's command packer and reply parser rather than redis-py's
+asyncio pipeline: Redis answers in the order it was asked, so each reply resolves the oldest waiting request as it
+is parsed, with no task, lock or timeout context per batch. redis-py's pipeline cost a tenth of an ad request's
+CPU under load.
 
 Scripts are sent by their SHA-1 (`EVALSHA`) and loaded again when a restarted Redis no longer knows them. A reply
 that does not come within `socket_timeout` drops the connection and fails every request waiting on it; the next
@@ -31,22 +32,6 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
-def pack(command: Sequence[Any]) -> bytes:
-    """One command as a RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int):
-            data = b"%d" % arg
-        else:
-            data = repr(arg).encode()  # floats, as redis-py sends them
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
 def _error(reply: Exception) -> Exception:
     text = str(reply)
     return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
@@ -55,15 +40,16 @@ def _error(reply: Exception) -> Exception:
 class _Connection(asyncio.Protocol):
     """One Redis connection: replies resolve the waiting futures in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, handshake: Sequence[bytes]) -> None:
         self._loop = loop
         self._timeout = timeout
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._outgoing: list[bytes] = []
+        # AUTH and SELECT go first, so the first replies are theirs.
+        self._outgoing: list[bytes] = list(handshake)
+        self._handshake_replies = len(handshake)
         self._transport: asyncio.Transport | None = None
         self._flush_scheduled = False
-        self._handshake: set[asyncio.Future[Any]] = set()
         self.lost = False
 
     # ---------- asyncio.Protocol ----------
@@ -80,6 +66,12 @@ class _Connection(asyncio.Protocol):
             reply = self._reader.gets()
             if reply is False:
                 return
+            if self._handshake_replies:
+                self._handshake_replies -= 1
+                if isinstance(reply, Exception):  # a refused AUTH or SELECT: no command may run unauthenticated
+                    self._fail(_error(reply))
+                    return
+                continue
             if not waiting:  # an answer nobody asked for: the stream is out of step
                 self._fail(RedisConnectionError("Redis answered more than it was asked"))
                 return
@@ -87,9 +79,6 @@ class _Connection(asyncio.Protocol):
             if answer.done():
                 continue  # its request went away
             if isinstance(reply, Exception):
-                if answer in self._handshake:  # a refused AUTH or SELECT: no command may run unauthenticated
-                    self._fail(_error(reply))
-                    return
                 answer.set_exception(_error(reply))
             else:
                 answer.set_result(reply)
@@ -99,11 +88,8 @@ class _Connection(asyncio.Protocol):
 
     # ---------- requests ----------
 
-    def send(self, packed: bytes, *, handshake: bool = False) -> asyncio.Future[Any]:
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
         answer: asyncio.Future[Any] = self._loop.create_future()
-        if handshake:
-            self._handshake.add(answer)
-            answer.add_done_callback(self._handshake.discard)
         if self.lost:
             answer.set_exception(RedisConnectionError("the connection to Redis is closed"))
             return answer
@@ -121,7 +107,8 @@ class _Connection(asyncio.Protocol):
             return
         data, self._outgoing = b"".join(self._outgoing), []
         self._transport.write(data)
-        self._loop.call_later(self._timeout, self._expire, self._waiting[-1])
+        if self._waiting:
+            self._loop.call_later(self._timeout, self._expire, self._waiting[-1])
 
     def _expire(self, last: asyncio.Future[Any]) -> None:
         if not last.done():
@@ -138,8 +125,6 @@ class _Connection(asyncio.Protocol):
         for answer in waiting:
             if not answer.done():
                 answer.set_exception(exc)
-                if answer in self._handshake:
-                    answer.exception()  # nobody awaits the handshake: its failure is each request's
         if self._transport is not None:
             self._transport.abort()
 
@@ -157,15 +142,16 @@ class PipelinedRedis:
         self._opening: asyncio.Task[None] | None = None
 
     async def execute(self, *command: Any) -> Any:
-        return await self._connected().send(pack(command))
+        return await self._connected().send(hiredis.pack_command(command))
 
     async def run_script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         sha = _sha(source)
         try:
-            return await self._connected().send(pack(("EVALSHA", sha, len(keys), *keys, *args)))
+            return await self._connected().send(hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args)))
         except NoScriptError:
-            await self._connected().send(pack(("SCRIPT", "LOAD", source)))
-            return await self._connected().send(pack(("EVALSHA", sha, len(keys), *keys, *args)))
+            load: tuple[Any, ...] = ("SCRIPT", "LOAD", source)
+            await self._connected().send(hiredis.pack_command(load))
+            return await self._connected().send(hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args)))
 
     def _connected(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -173,9 +159,8 @@ class PipelinedRedis:
         if connection is None or connection.lost or loop is not self._loop:
             # First use, a lost connection, or a new event loop (a test client's): a connection of its own.
             self._loop = loop
-            connection = self._connection = _Connection(loop, self._socket_timeout)
-            for command in self._handshake():
-                connection.send(pack(command), handshake=True)
+            handshake = [hiredis.pack_command(command) for command in self._handshake()]
+            connection = self._connection = _Connection(loop, self._socket_timeout, handshake)
             self._opening = loop.create_task(self._open(connection))
         return connection
 

@@ -39,11 +39,14 @@ def parse_os_version(text: str | None) -> tuple[int, ...] | None:
     return tuple(parts) or None
 
 
+ANY_MEDIA = frozenset({"image", "video", "native"})
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """What the place on screen takes: media kinds, sizes and formats."""
 
-    media: frozenset[str] = frozenset({"image", "video", "native"})  # image, video, native
+    media: frozenset[str] = ANY_MEDIA  # image, video, native
     sizes: frozenset[tuple[int, int]] = frozenset()  # empty = any size
     formats: frozenset[str] = frozenset()  # creative format codes; empty = any
     min_duration_ms: int = 0

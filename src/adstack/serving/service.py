@@ -45,14 +45,12 @@ def device_identity(gaid: str | None) -> tuple[str | None, int | None, int]:
 
 def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSnap | None, *,
                   now: datetime, installs: InstallHistory | None = None) -> AdRequest:
-    from adstack.serving.eligibility import slot_for_space
-
     gaid, key, device_hash = device_identity(data.device.gaid)
     country = data.device.country or (publisher.country if publisher is not None else None)
     installed = frozenset(data.app.installed_packages) if data.app.installed_packages is not None else None
     usage = {p: s // 60 for p, s in (data.app.usage_seconds or {}).items()}
     return AdRequest(
-        now=now, placement_type=space.placement_type, slot=slot_for_space(space), count=data.count,
+        now=now, placement_type=space.placement_type, slot=space.slot, count=data.count,
         ad_space_id=space.id, publisher_id=space.publisher_id,
         app_package=data.app.package or (publisher.app_package if publisher else ""),
         country=country.upper() if country else None,

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from adstack.serving.fx import FxRates
 from adstack.serving.index import TargetingIndex
+from adstack.serving.request import ANY_MEDIA, Slot
 
 # Bid types as the snapshot knows them. "cpm" is the open-auction CPM bid; the brand types are reserved tiers.
 CPM = "cpm"
@@ -212,6 +213,12 @@ class AdSpaceSnap:
     accepted_formats: frozenset[str] = frozenset()  # empty = any format
     sizes: frozenset[tuple[int, int]] = frozenset()  # empty = any size
     reserve_price_micros: int = 0  # eCPM floor in the platform currency (USD micros per 1,000 impressions)
+    # What an SDK request for this space may be filled with: every medium, in the space's sizes and formats. Built
+    # once with the snapshot, so the targeting index finds its fitting set cached on every request.
+    slot: Slot = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot", Slot(media=ANY_MEDIA, sizes=self.sizes, formats=self.accepted_formats))
 
 
 @dataclass(frozen=True, slots=True)
