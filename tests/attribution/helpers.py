@@ -20,6 +20,9 @@ from tests.support import Actor, Api, expect
 
 _names = itertools.count(1)
 PACKAGE = "com.example.puzzle"
+# A click id macro as each partner's or ad server's syntax leaves it when nothing replaced it.
+UNREPLACED_CLICK_ID_MACROS = ("__CLICK_ID__", "%%CLICK_ID%%", "$click_id$", "{click_id}", "(clickid)", "[CLICK_ID]",
+                              "${click_id}", "{{click_id}}")
 # A tracker id per partner that needs one: without it the integration shows no link to click through.
 LINK_IDS: dict[Partner, str] = {
     Partner.ADJUST: "abc123",

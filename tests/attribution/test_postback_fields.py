@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adstack.attribution.postback_fields import present
+from tests.attribution.helpers import UNREPLACED_CLICK_ID_MACROS
 
 
 @pytest.mark.parametrize(
@@ -33,15 +34,6 @@ def test_json_values_are_not_mistaken_for_macros() -> None:
 
 
 def test_every_macro_syntax_is_an_unreplaced_macro() -> None:
-    for macro in (
-        "__CLICK_ID__",
-        "%%CLICK_ID%%",
-        "$click_id$",
-        "{click_id}",
-        "(clickid)",
-        "[CLICK_ID]",
-        "${click_id}",
-        "{{click_id}}",
-    ):
+    for macro in UNREPLACED_CLICK_ID_MACROS:
         assert present(macro) is None, macro
     assert present("(none of these)") == "(none of these)"

@@ -16,7 +16,7 @@ from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import Partner
 from adstack.tracking.devices import normalise_gaid
 from tests.attribution import partners
-from tests.attribution.helpers import PACKAGE, Scenario, new_gaid, scenario
+from tests.attribution.helpers import PACKAGE, UNREPLACED_CLICK_ID_MACROS, Scenario, new_gaid, scenario
 from tests.support import Api, expect
 
 
@@ -370,18 +370,7 @@ def test_dedupe_by_event_id_or_identifying_fields(api: Api, settings: Settings) 
 
 def test_unreplaced_macros_are_absent_not_forged(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPSFLYER)
-    for n, macro in enumerate(
-        (
-            "__CLICK_ID__",
-            "%%CLICK_ID%%",
-            "$click_id$",
-            "{click_id}",
-            "(clickid)",
-            "[CLICK_ID]",
-            "${click_id}",
-            "{{click_id}}",
-        )
-    ):
+    for n, macro in enumerate(UNREPLACED_CLICK_ID_MACROS):
         _send(s, {"clickid": macro, "advertising_id": new_gaid(), "event_time": f"2025-01-01 12:00:0{n}"})
     rows = s.conversions()
     assert len(rows) == 8
