@@ -1,6 +1,7 @@
 """`POST /v1/ads` served as raw ASGI ahead of the framework, like the tracking pixels (`tracking/fastpath.py`).
 
-The body is read (within the same cap), validated with the route's own pydantic model and served by the same
+The body is read (within the same cap), decoded by the msgspec mirror of the route's model (`decode_ad_request`,
+which takes only what the route's pydantic model takes, with the same values) and served by the same
 `service.serve_sdk_request`. Anything that would not be a 200 (invalid JSON or fields, an unknown ad space, a
 large or non-JSON body) is handed to the documented route with its body replayed, so every refusal keeps the one
 error shape the route gives.
@@ -13,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from adstack.core.errors import DomainError
 from adstack.core.timeutil import utcnow
 from adstack.pipeline.metrics import PipelineMetrics
 from adstack.serving import service
-from adstack.serving.models import AdRequestIn
+from adstack.serving.models import decode_ad_request
 from adstack.serving.runtime import ServingRuntime
 
 MAX_BODY_BYTES = 64 * 1024
@@ -69,11 +69,13 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
         body = b"".join(chunks)
         if more:
             return replay_rest(body, receive)
+        data = decode_ad_request(body)
+        if data is None:
+            return replay(body)  # the route validates it and answers, or refuses it with its own 4xx
         try:
-            data = AdRequestIn.model_validate_json(body)
             result = await service.serve_sdk_request(serving, data, now=utcnow())
-        except (ValidationError, DomainError, ValueError):
-            return replay(body)  # the route answers with its own 4xx
+        except (DomainError, ValueError):
+            return replay(body)
         payload = orjson.dumps(result)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from adstack.campaigns.targeting import Gender, Network
@@ -58,6 +59,74 @@ class AdRequestIn(BaseModel):
     user: UserIn = Field(default_factory=UserIn)
     app: AppIn = Field(default_factory=AppIn)
 
+
+
+# The same request as msgspec structs, for the hot path (`fastpath.py`): the same fields, defaults and limits, so
+# what they accept `AdRequestIn` accepts with the same values. msgspec cannot strip whitespace, so a string with
+# whitespace at either end is refused here (`decode_ad_request`), as is anything else these do not take as is
+# (a numeric string, a float id): those requests go to the route, and pydantic's rules decide them.
+_ID_META = msgspec.Meta(ge=1, le=MAX_ID)
+_Text = Annotated[str, msgspec.Meta(max_length=100)]
+_Package = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class DeviceWire(msgspec.Struct):
+    gaid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    os_version: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    model: _Text | None = None
+    language: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    # \Z, not $: in Python's re, $ also matches before a final newline, which pydantic's pattern refuses.
+    country: Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z]{2}\Z")] | None = None
+    ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
+    network: Network | None = None
+    carrier: _Text | None = None
+
+
+class UserWire(msgspec.Struct):
+    age: Annotated[int, msgspec.Meta(ge=0, le=120)] | None = None
+    gender: Gender | None = None
+
+
+class AppWire(msgspec.Struct):
+    package: _Package | None = None
+    installed_packages: Annotated[list[_Package], msgspec.Meta(max_length=MAX_REPORTED_PACKAGES)] | None = None
+    usage_seconds: Annotated[dict[_Package, Annotated[int, msgspec.Meta(ge=0, le=86_400)]],
+                             msgspec.Meta(max_length=MAX_REPORTED_PACKAGES)] | None = None
+
+
+class AdRequestWire(msgspec.Struct):
+    ad_space_id: Annotated[int, _ID_META]
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_ADS_PER_REQUEST)] = 1
+    device: DeviceWire = msgspec.field(default_factory=DeviceWire)
+    user: UserWire = msgspec.field(default_factory=UserWire)
+    app: AppWire = msgspec.field(default_factory=AppWire)
+
+
+_WIRE_DECODER = msgspec.json.Decoder(AdRequestWire)
+
+
+def _trimmed(text: str | None) -> bool:
+    return text is None or text == text.strip()
+
+
+def decode_ad_request(body: bytes) -> AdRequestWire | None:
+    """The request as `AdRequestIn` would read it, or None where only the route's validation can say."""
+    try:
+        data = _WIRE_DECODER.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    device, app = data.device, data.app
+    if not (_trimmed(device.gaid) and _trimmed(device.os_version) and _trimmed(device.model)
+            and _trimmed(device.language) and _trimmed(device.carrier) and _trimmed(app.package)):
+        return None
+    if app.installed_packages and not all(p == p.strip() for p in app.installed_packages):
+        return None
+    if app.usage_seconds and not all(p == p.strip() for p in app.usage_seconds):
+        return None
+    return data
+
+
+AdRequestData = AdRequestIn | AdRequestWire
 
 class AdTracking(BaseModel):
     impression: list[str] = Field(description="Call every URL once when the ad is shown.")

@@ -16,7 +16,7 @@ from adstack.core.security import random_token
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
 from adstack.serving.installs import NO_HISTORY, InstallHistory
-from adstack.serving.models import AdRequestIn
+from adstack.serving.models import AdRequestData
 from adstack.serving.request import AdRequest, parse_os_version
 from adstack.serving.runtime import ServingRuntime, observe_events
 from adstack.serving.snapshot import AdSpaceSnap, PublisherSnap
@@ -43,7 +43,7 @@ def device_identity(gaid: str | None) -> tuple[str | None, int | None, int]:
     return device.value, int.from_bytes(digest[:8], "big"), device_hash_of_md5(digest.hex())
 
 
-def build_request(data: AdRequestIn, space: AdSpaceSnap, publisher: PublisherSnap | None, *,
+def build_request(data: AdRequestData, space: AdSpaceSnap, publisher: PublisherSnap | None, *,
                   now: datetime, installs: InstallHistory | None = None) -> AdRequest:
     gaid, key, device_hash = device_identity(data.device.gaid)
     country = data.device.country or (publisher.country if publisher is not None else None)
@@ -150,7 +150,7 @@ def ad_request_event(request_id: str, request: AdRequest, *, wanted: int, filled
                  attrs={"filled": "1" if filled else "0", "wanted": str(wanted), "ads": str(filled)})
 
 
-async def serve_sdk_request(runtime: ServingRuntime, data: AdRequestIn, *, now: datetime) -> dict[str, Any]:
+async def serve_sdk_request(runtime: ServingRuntime, data: AdRequestData, *, now: datetime) -> dict[str, Any]:
     """The response to an SDK ad request, in the shape of `AdResponseOut`."""
     snapshot = runtime.state.snapshot
     space = snapshot.ad_spaces.get(data.ad_space_id)
