@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
@@ -10,24 +11,34 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from adstack.campaigns.targeting import Gender, Network
 from adstack.core.deps import MAX_ID
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
-Package = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+# The request's limits, shared by the pydantic model and its msgspec mirror below.
+MAX_TEXT = 100
+MAX_PACKAGE = 255
+MAX_GAID = 64
+MAX_OS_VERSION = 32
+MAX_LANGUAGE = 35
+MAX_IP = 45
+MAX_AGE = 120
+MAX_USAGE_SECONDS = 86_400
 MAX_ADS_PER_REQUEST = 10
 MAX_REPORTED_PACKAGES = 1000
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT)]
+Package = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PACKAGE)]
 
 
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    gaid: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = Field(
+    gaid: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_GAID)] | None = Field(
         default=None, description="Google advertising id.")
-    os_version: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
+    os_version: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_OS_VERSION)] | None = None
     model: Text | None = None
-    language: Annotated[str, StringConstraints(strip_whitespace=True, max_length=35)] | None = Field(
+    language: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_LANGUAGE)] | None = Field(
         default=None, description="e.g. en or en-US.")
     country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None = Field(
         default=None, description="ISO 3166-1 alpha-2; without it the ad space's publisher's country is used.")
-    ip: Annotated[str, StringConstraints(max_length=45)] | None = None
+    ip: Annotated[str, StringConstraints(max_length=MAX_IP)] | None = None
     network: Network | None = None
     carrier: Text | None = None
 
@@ -35,7 +46,7 @@ class DeviceIn(BaseModel):
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    age: int | None = Field(default=None, ge=0, le=120)
+    age: int | None = Field(default=None, ge=0, le=MAX_AGE)
     gender: Gender | None = None
 
 
@@ -46,7 +57,7 @@ class AppIn(BaseModel):
     installed_packages: list[Package] | None = Field(
         default=None, max_length=MAX_REPORTED_PACKAGES,
         description="Installed apps, when the SDK may report them; absent = not reported.")
-    usage_seconds: dict[Package, Annotated[int, Field(ge=0, le=86_400)]] | None = Field(
+    usage_seconds: dict[Package, Annotated[int, Field(ge=0, le=MAX_USAGE_SECONDS)]] | None = Field(
         default=None, max_length=MAX_REPORTED_PACKAGES, description="Seconds of use per app today.")
 
 
@@ -60,42 +71,40 @@ class AdRequestIn(BaseModel):
     app: AppIn = Field(default_factory=AppIn)
 
 
-
 # The same request as msgspec structs, for the hot path (`fastpath.py`): the same fields, defaults and limits, so
 # what they accept `AdRequestIn` accepts with the same values. msgspec cannot strip whitespace, so a string with
 # whitespace at either end is refused here (`decode_ad_request`), as is anything else these do not take as is
 # (a numeric string, a float id): those requests go to the route, and pydantic's rules decide them.
-_ID_META = msgspec.Meta(ge=1, le=MAX_ID)
-_Text = Annotated[str, msgspec.Meta(max_length=100)]
-_Package = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+_Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+_Package = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PACKAGE)]
 
 
 class DeviceWire(msgspec.Struct):
-    gaid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    os_version: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    gaid: Annotated[str, msgspec.Meta(max_length=MAX_GAID)] | None = None
+    os_version: Annotated[str, msgspec.Meta(max_length=MAX_OS_VERSION)] | None = None
     model: _Text | None = None
-    language: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    language: Annotated[str, msgspec.Meta(max_length=MAX_LANGUAGE)] | None = None
     # \Z, not $: in Python's re, $ also matches before a final newline, which pydantic's pattern refuses.
     country: Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z]{2}\Z")] | None = None
-    ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
+    ip: Annotated[str, msgspec.Meta(max_length=MAX_IP)] | None = None
     network: Network | None = None
     carrier: _Text | None = None
 
 
 class UserWire(msgspec.Struct):
-    age: Annotated[int, msgspec.Meta(ge=0, le=120)] | None = None
+    age: Annotated[int, msgspec.Meta(ge=0, le=MAX_AGE)] | None = None
     gender: Gender | None = None
 
 
 class AppWire(msgspec.Struct):
     package: _Package | None = None
     installed_packages: Annotated[list[_Package], msgspec.Meta(max_length=MAX_REPORTED_PACKAGES)] | None = None
-    usage_seconds: Annotated[dict[_Package, Annotated[int, msgspec.Meta(ge=0, le=86_400)]],
+    usage_seconds: Annotated[dict[_Package, Annotated[int, msgspec.Meta(ge=0, le=MAX_USAGE_SECONDS)]],
                              msgspec.Meta(max_length=MAX_REPORTED_PACKAGES)] | None = None
 
 
 class AdRequestWire(msgspec.Struct):
-    ad_space_id: Annotated[int, _ID_META]
+    ad_space_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
     count: Annotated[int, msgspec.Meta(ge=1, le=MAX_ADS_PER_REQUEST)] = 1
     device: DeviceWire = msgspec.field(default_factory=DeviceWire)
     user: UserWire = msgspec.field(default_factory=UserWire)
@@ -109,6 +118,10 @@ def _trimmed(text: str | None) -> bool:
     return text is None or text == text.strip()
 
 
+def _all_trimmed(texts: Iterable[str] | None) -> bool:
+    return texts is None or all(map(_trimmed, texts))
+
+
 def decode_ad_request(body: bytes) -> AdRequestWire | None:
     """The request as `AdRequestIn` would read it, or None where only the route's validation can say."""
     try:
@@ -119,14 +132,13 @@ def decode_ad_request(body: bytes) -> AdRequestWire | None:
     if not (_trimmed(device.gaid) and _trimmed(device.os_version) and _trimmed(device.model)
             and _trimmed(device.language) and _trimmed(device.carrier) and _trimmed(app.package)):
         return None
-    if app.installed_packages and not all(p == p.strip() for p in app.installed_packages):
-        return None
-    if app.usage_seconds and not all(p == p.strip() for p in app.usage_seconds):
+    if not (_all_trimmed(app.installed_packages) and _all_trimmed(app.usage_seconds)):
         return None
     return data
 
 
 AdRequestData = AdRequestIn | AdRequestWire
+
 
 class AdTracking(BaseModel):
     impression: list[str] = Field(description="Call every URL once when the ad is shown.")
