@@ -3,8 +3,11 @@ happen to draw the same input again."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
+from adstack.core.ids import MAX_ID
 from tests.campaigns.helpers import ad_space, publisher
 from tests.support import Api
 
@@ -47,3 +50,52 @@ def test_unicode_digits_in_ad_requests_and_bids_are_not_errors(api: Api) -> None
             "id": "r1", "imp": [{"id": "1", "tagid": text, "banner": {"w": 320, "h": 50}}],
             "app": {"id": "a", "bundle": "com.example"}, "device": {"ua": "x", "ip": "203.0.113.9"}})
         assert bid.status_code in (200, 204), (text, bid.status_code, bid.text)
+
+
+def test_an_id_past_the_databases_integer_is_refused_by_name(api: Api) -> None:
+    """The long fuzz created a sub-account under parent agency 2**63: the driver could not bind it, a 500."""
+    admin = api.admin()
+    body = {"company_name": "Too Far Ltd", "contact_email": "far@example.com", "contact_name": "Far", "country": "ID",
+            "currency": "USD", "settlement_entity": "*", "type": "advertiser", "parent_agency_id": MAX_ID + 1}
+    response = api.client.post("/api/v1/accounts", json=body, headers=admin.headers)
+    assert response.status_code == 422, response.text
+    fields = response.json()["error"]["fields"]
+    assert [(f["field"], f["rule"], f["limit"]) for f in fields if f["field"] == "parent_agency_id"] == [
+        ("parent_agency_id", "less_than_equal", MAX_ID)]
+
+
+def _integers_without_a_maximum(spec: dict[str, Any]) -> list[str]:
+    components = spec["components"]["schemas"]
+    found: list[str] = []
+
+    def walk(schema: dict[str, Any], where: str, seen: set[str]) -> None:
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            if name not in seen:
+                walk(components[name], name, seen | {name})
+            return
+        for key in ("anyOf", "oneOf", "allOf"):
+            for option in schema.get(key, []):
+                walk(option, where, seen)
+        if schema.get("type") == "integer" and "maximum" not in schema:
+            found.append(where)
+        for name, prop in schema.get("properties", {}).items():
+            walk(prop, f"{where}.{name}", seen)
+        if isinstance(schema.get("items"), dict):
+            walk(schema["items"], f"{where}[]", seen)
+        if isinstance(schema.get("additionalProperties"), dict):
+            walk(schema["additionalProperties"], f"{where}{{}}", seen)
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                walk(parameter.get("schema", {}), f"{method} {path} {parameter['name']}", set())
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                walk(content.get("schema", {}), f"{method} {path} body", set())
+    return sorted(set(found))
+
+
+def test_every_integer_a_request_takes_has_a_maximum(client: TestClient) -> None:
+    """An unbounded integer reaches the driver, which cannot bind one past 64 bits: each one the API takes, in a
+    path, a query or a body, declares the largest it accepts."""
+    assert _integers_without_a_maximum(client.get("/openapi.json").json()) == []

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from adstack.accounts.passwords import MIN_PASSWORD_LENGTH, refuse_common_password
 from adstack.core.countries import check_country_code
 from adstack.core.db import Base, TimestampMixin
+from adstack.core.ids import EntityId
 from adstack.core.money import Currency, Micros
 from adstack.core.timeutil import utcnow, validate_time_zone
 from adstack.review.models import ReviewStatus
@@ -340,7 +341,7 @@ class SubAccountIn(AccountFields):
     """An agency creates sub-accounts for the companies it manages; an admin may create any account."""
 
     type: AccountType = AccountType.ADVERTISER
-    parent_agency_id: int | None = None
+    parent_agency_id: EntityId | None = None
     accept_agreement: bool = True
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base, TimestampMixin
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import EntityId
 from adstack.core.vocabulary import ConversionEvent, Partner
 
 DEFAULT_CLICK_LOOKBACK_DAYS = 7
@@ -102,7 +102,7 @@ EventWindowDays = Annotated[int, Field(ge=1, le=3650, description="In-app event 
 class AppCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+    account_id: EntityId | None = None
     package_name: PackageName
     name: AppName
     platform: Platform = Platform.ANDROID

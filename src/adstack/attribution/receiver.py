@@ -20,8 +20,8 @@ from adstack.attribution.postback_fields import (
     flatten,
     present,
 )
-from adstack.core.deps import MAX_ID
 from adstack.core.http import error_body
+from adstack.core.ids import MAX_ID
 from adstack.core.vocabulary import Partner
 from adstack.pipeline import records
 from adstack.pipeline.log import LogUnavailable

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from adstack.audiences.ids import IdType
 from adstack.audiences.labels import CategoryCode, LabelRule, PackageName
 from adstack.core.db import Base, TimestampMixin
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import EntityId
 from adstack.core.timeutil import utcnow
 
 
@@ -182,7 +182,6 @@ class DeviceAppUsage(Base):
 
 AudienceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 RegionCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9_]{2,8}$")]
-AudienceId = Annotated[int, Field(ge=1, le=MAX_ID)]
 ImportUrl = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
@@ -240,7 +239,7 @@ class UrlImportIn(BaseModel):
     region_code: RegionCode
     id_type: IdType
     url: ImportUrl = Field(description="http(s)://... or webhdfs://namenode:port/path")
-    account_id: AudienceId | None = Field(default=None, description="Defaults to your own account.")
+    account_id: EntityId | None = Field(default=None, description="Defaults to your own account.")
 
 
 class UrlChangeIn(BaseModel):
@@ -256,7 +255,7 @@ class LabelAudienceCreate(BaseModel):
     name: AudienceName
     region_code: RegionCode
     rule: LabelRule
-    account_id: AudienceId | None = None
+    account_id: EntityId | None = None
 
 
 class AudienceUpdate(BaseModel):
@@ -270,7 +269,7 @@ class AudienceUpdate(BaseModel):
 class BatchDeleteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[AudienceId] = Field(min_length=1, max_length=100)
+    ids: list[EntityId] = Field(min_length=1, max_length=100)
     partial_failure: bool = Field(default=False, description="Delete what can be deleted and report the rest.")
     validate_only: bool = Field(default=False, description="Check only; delete nothing.")
 

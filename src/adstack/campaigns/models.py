@@ -26,7 +26,7 @@ from adstack.campaigns.enums import (
 from adstack.campaigns.iab_categories import MAX_CATEGORIES, check_categories
 from adstack.campaigns.targeting import PackageName, Targeting
 from adstack.core.db import Base, TimestampMixin
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import MAX_ID, EntityId
 from adstack.core.money import Micros
 from adstack.core.timeutil import validate_time_zone
 from adstack.core.vocabulary import ConversionEvent, PlacementType
@@ -112,13 +112,12 @@ class AdGroup(Base, TimestampMixin):
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 LandingUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
-AccountIdField = Annotated[int, Field(ge=1, le=MAX_ID)]
 IabCategories = Annotated[
     list[Annotated[str, StringConstraints(max_length=8)]], Field(max_length=MAX_CATEGORIES),
     AfterValidator(check_categories),
     Field(description="What the ads are about, as IAB Content Taxonomy 1.0 codes (IAB1 to IAB26, e.g. IAB9-30): "
                       "exchanges that block a category get no bids from the campaign. Checked in review.")]
-IdList = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=500)]
+IdList = Annotated[list[EntityId], Field(max_length=500)]
 HourRow = Annotated[list[bool], Field(min_length=24, max_length=24)]
 Dayparting = Annotated[list[HourRow], Field(min_length=7, max_length=7,
                                             description="7 rows, Monday first, of 24 hours in the ad group's zone.")]
@@ -160,7 +159,7 @@ def _time_zone(value: str | None) -> str | None:
 class CampaignCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: AccountIdField | None = Field(default=None, description="Defaults to your own account.")
+    account_id: EntityId | None = Field(default=None, description="Defaults to your own account.")
     objective: MarketingObjective
     name: Name
     promotion_type: PromotionType
@@ -252,7 +251,7 @@ class AdGroupFields(BaseModel):
 
 
 class AdGroupCreate(AdGroupFields):
-    campaign_id: AccountIdField
+    campaign_id: EntityId
     name: Name
     placement_type: PlacementType
     bid_type: BidType
@@ -331,7 +330,7 @@ class AdGroupSort(StrEnum):
 class StatusBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(min_length=1, max_length=500)]
+    ids: Annotated[list[EntityId], Field(min_length=1, max_length=500)]
     action: StatusAction
 
 
@@ -354,13 +353,13 @@ class CopyIn(BaseModel):
 
 
 class AdGroupCopyIn(CopyIn):
-    campaign_id: AccountIdField | None = Field(default=None, description="Another campaign of the same account.")
+    campaign_id: EntityId | None = Field(default=None, description="Another campaign of the same account.")
 
 
 class EstimateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: AccountIdField | None = Field(default=None, description="Whose audiences to count; yours by "
+    account_id: EntityId | None = Field(default=None, description="Whose audiences to count; yours by "
                                                                          "default.")
     placement_type: PlacementType
     targeting: Targeting = Field(default_factory=Targeting)

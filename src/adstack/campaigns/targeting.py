@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from adstack.core.countries import check_country_code
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import EntityId
 
 PackageName = Annotated[
     str,
@@ -32,8 +32,6 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 OsVersion = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")]
 DealId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")]
-AudienceId = Annotated[int, Field(ge=1, le=MAX_ID)]
-AdSpaceId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Gender(StrEnum):
@@ -113,7 +111,7 @@ class Exceptions(BaseModel):
 
     publisher_packages: list[PackageName] = Field(default_factory=list, max_length=500,
                                                   description="Publisher apps (package names) never served on.")
-    ad_space_ids: list[AdSpaceId] = Field(default_factory=list, max_length=500,
+    ad_space_ids: list[EntityId] = Field(default_factory=list, max_length=500,
                                           description="Ad spaces never served on.")
 
     @field_validator("publisher_packages", "ad_space_ids")
@@ -143,8 +141,8 @@ class Targeting(BaseModel):
     not_installed_app_categories: list[CategoryCode] = Field(default_factory=list, max_length=50)
     app_behaviours: list[AppBehaviour] = Field(default_factory=list, max_length=20)
     app_usage: list[AppUsage] = Field(default_factory=list, max_length=50)
-    include_audience_ids: list[AudienceId] = Field(default_factory=list, max_length=50)
-    exclude_audience_ids: list[AudienceId] = Field(default_factory=list, max_length=50)
+    include_audience_ids: list[EntityId] = Field(default_factory=list, max_length=50)
+    exclude_audience_ids: list[EntityId] = Field(default_factory=list, max_length=50)
     deal_ids: list[DealId] = Field(default_factory=list, max_length=50, description="OpenRTB private-market deals.")
     exceptions: Exceptions = Field(default_factory=Exceptions)
 

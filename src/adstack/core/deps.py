@@ -16,9 +16,8 @@ from adstack.accounts import permissions
 from adstack.accounts.models import Principal
 from adstack.core.db import DatabaseBusy
 from adstack.core.errors import Forbidden, Unauthenticated
+from adstack.core.ids import MAX_ID
 from adstack.core.settings import Settings
-
-MAX_ID = 2**63 - 1
 
 
 def get_settings_dep(request: Request) -> Settings:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.core.db import Base, TimestampMixin
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import EntityId
 from adstack.creatives.formats import FORMAT_CODES
 from adstack.creatives.material_rules import e164
 from adstack.review.models import ReviewStatus
@@ -74,7 +74,6 @@ class CreativeFormatRules(Base, TimestampMixin):
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # Generous raw bounds; each format's real limits are checked by formats.validate_materials with named rules.
 MaterialText = Annotated[str, StringConstraints(max_length=500)]
-MediaId = Annotated[int, Field(ge=1, le=MAX_ID)]
 PhoneText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)]
 ColorText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
 HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048,
@@ -111,10 +110,10 @@ class Materials(BaseModel):
                                              description="Alternative button texts; one is shown at a time.")
     button_1: MaterialText | None = Field(default=None, description="Button text 1 of a message card.")
     button_2: MaterialText | None = Field(default=None, description="Button text 2 of a message card.")
-    images: list[MediaId] = Field(default_factory=list, max_length=20, description="Media ids of images.")
-    videos: list[MediaId] = Field(default_factory=list, max_length=20, description="Media ids of MP4 videos.")
-    cover_image: MediaId | None = Field(default=None, description="Media id of a video format's cover image.")
-    icon: MediaId | None = Field(default=None, description="Media id of the icon image.")
+    images: list[EntityId] = Field(default_factory=list, max_length=20, description="Media ids of images.")
+    videos: list[EntityId] = Field(default_factory=list, max_length=20, description="Media ids of MP4 videos.")
+    cover_image: EntityId | None = Field(default=None, description="Media id of a video format's cover image.")
+    icon: EntityId | None = Field(default=None, description="Media id of the icon image.")
     business_name: MaterialText | None = None
     business_phone: PhoneText | None = Field(default=None, description="E.164, e.g. +6591234567.")
     background_color: ColorText | None = Field(default=None, description="#RRGGBB.")
@@ -159,7 +158,7 @@ class CreativeFields(BaseModel):
 
 
 class CreativeCreate(CreativeFields):
-    ad_group_id: MediaId
+    ad_group_id: EntityId
     name: Name
     format: CreativeFormat
     status: Literal["enabled", "paused"] = "enabled"
@@ -239,7 +238,7 @@ class PreviewIn(BaseModel):
 
     format: CreativeFormat
     materials: Materials
-    account_id: MediaId | None = Field(default=None, description="Whose uploads the materials use.")
+    account_id: EntityId | None = Field(default=None, description="Whose uploads the materials use.")
     click_url: HttpUrl | None = None
 
 

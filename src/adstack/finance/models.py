@@ -17,6 +17,7 @@ from sqlalchemy import ForeignKey, Index, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base
+from adstack.core.ids import EntityId
 from adstack.core.money import Currency
 from adstack.core.timeutil import utcnow
 
@@ -226,7 +227,6 @@ class CreditLine(Base):
 Remarks = Annotated[str, StringConstraints(max_length=500)]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 PositiveMicros = Annotated[int, Field(ge=1, le=10**15, description="Integer micros of the account currency, > 0.")]
-AccountId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 ContractDate = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2199, 12, 31))]
 
 
@@ -235,7 +235,7 @@ class TopUpIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    account_id: AccountId
+    account_id: EntityId
     amount_micros: PositiveMicros
     currency: Currency | None = Field(default=None, description="If sent, must be the account's currency.")
     remarks: Remarks = ""
@@ -248,7 +248,7 @@ class TransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["transfer", "reclaim"]
-    sub_account_id: AccountId
+    sub_account_id: EntityId
     amount_micros: PositiveMicros
     currency: Currency | None = Field(default=None, description="If sent, must be both accounts' currency.")
     remarks: Remarks = ""
@@ -273,7 +273,7 @@ class TopUpDecisionIn(BaseModel):
 class CreditLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: AccountId
+    account_id: EntityId
     limit_micros: PositiveMicros
     starts_on: ContractDate = Field(description="First day of the contract period, in the account's time zone.")
     ends_on: ContractDate = Field(description="Last day of the contract period (inclusive).")

@@ -15,6 +15,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base
+from adstack.core.ids import EntityId
 from adstack.core.timeutil import utcnow
 
 
@@ -139,7 +140,7 @@ class WebhookEndpointIn(BaseModel):
     event_types: list[EventType] = Field(default_factory=list, max_length=len(EventType),
                                          description="Empty = every event type.")
     description: str = Field(default="", max_length=200)
-    account_id: int | None = Field(default=None, ge=1, description="An agency's sub-account; default your own.")
+    account_id: EntityId | None = Field(default=None, description="An agency's sub-account; default your own.")
 
 
 class WebhookEndpointRead(BaseModel):

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base
+from adstack.core.ids import EntityId
 from adstack.core.timeutil import utcnow, validate_time_zone
 from adstack.core.vocabulary import IN_APP_EVENTS, ConversionEvent, PlacementType
 
@@ -131,7 +132,6 @@ DEFAULT_METRICS: tuple[Metric, ...] = (
 
 MAX_ID = 2**63 - 1
 MAX_IDS = 500
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Objective = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
 SORT_PATTERN = r"^-?[a-z0-9_]{1,64}$"
@@ -152,13 +152,13 @@ class ReportQuery(BaseModel):
     granularity: Granularity = Field(default=Granularity.TOTAL, description="total, or one row per local day/hour.")
     dimensions: list[Dimension] = Field(default_factory=list, max_length=12)
     metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS), max_length=len(Metric))
-    account_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS,
+    account_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_IDS,
                                   description="Accounts to sum; empty = every account you can see.")
-    campaign_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
-    ad_group_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
-    creative_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
-    ad_space_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
-    publisher_ids: list[Id] = Field(default_factory=list, max_length=MAX_IDS)
+    campaign_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_IDS)
+    ad_group_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_IDS)
+    creative_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_IDS)
+    ad_space_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_IDS)
+    publisher_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_IDS)
     countries: list[CountryCode] = Field(default_factory=list, max_length=300)
     placement_types: list[PlacementType] = Field(default_factory=list, max_length=len(PlacementType))
     objectives: list[Objective] = Field(default_factory=list, max_length=20)
@@ -380,13 +380,13 @@ class MediaCenterQuery(BaseModel):
 
     start_date: ReportDay
     end_date: ReportDay
-    account_id: Id | None = Field(default=None, description="Defaults to your own account; staff may omit it.")
+    account_id: EntityId | None = Field(default=None, description="Defaults to your own account; staff may omit it.")
     group_by: MediaGroup = MediaGroup.AD_SPACE
     package: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,255}$",
                                 description="Publisher app package contains this.")
     source: str | None = Field(default=None, max_length=200, description="Publisher (media source) name contains.")
-    media_id: Id | None = Field(default=None, description="The publisher app's (media) id.")
-    ad_space_id: Id | None = None
+    media_id: EntityId | None = Field(default=None, description="The publisher app's (media) id.")
+    ad_space_id: EntityId | None = None
     country: CountryCode | None = None
     sort: str | None = Field(default=None, pattern=SORT_PATTERN)
     limit: int = Field(default=100, ge=1, le=1000)

@@ -9,7 +9,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from adstack.campaigns.targeting import Gender, Network
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import MAX_ID
 
 # The request's limits, shared by the pydantic model and its msgspec mirror below.
 MAX_TEXT = 100
