@@ -20,6 +20,7 @@ from adstack.app import create_app
 from adstack.core.bootstrap import seed, upgrade
 from adstack.core.db import Base, make_engine, make_session_factory
 from adstack.core.settings import Settings
+from tests.documented_statuses import StatusRecorder, undocumented
 from tests.support import Api
 
 # Cheap argon2id costs for the many sign-ups tests make; read on the first hash, after this line.
@@ -114,8 +115,12 @@ def settings(db: Engine, database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+    app = create_app(settings)
+    seen: set[tuple[str, str, int]] = set()
+    app.add_middleware(StatusRecorder, seen=seen)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+    assert undocumented(app, seen) == [], "answers with a status the OpenAPI document does not declare"
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_every_error_response_has_the_error_body(client: TestClient) -> None:
             if int(status) >= 400:
                 seen.add(status)
                 assert response["content"]["application/json"]["schema"] == ERROR_SCHEMA, (method, path, status)
-    assert seen == {"400", "401", "403", "404", "409", "413", "422", "429", "503"}
+    assert seen == {"400", "401", "403", "404", "409", "413", "415", "422", "429", "503"}
 
 
 def test_statuses_follow_what_a_route_takes(client: TestClient) -> None:

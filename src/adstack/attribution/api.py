@@ -82,6 +82,9 @@ _RECEIVER_DOC = dict(
                 "well and is stored and attributed once.",
     responses={400: {"description": "No partner, or no app can be identified (kept for inspection)"},
                403: {"description": "The app signature does not match"},
+               413: {"description": "A body past the postback's byte limit"},
+               415: {"description": "A body that is neither a URL-encoded form nor a JSON object"},
+               422: {"description": "A field the partner's format cannot hold (named in the error)"},
                503: {"description": "The event log cannot store it now; retry after Retry-After"}},
 )
 

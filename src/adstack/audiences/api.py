@@ -47,7 +47,14 @@ from adstack.audiences.models import (
 from adstack.audiences.sources import display_url, open_url
 from adstack.core.db import session_scope
 from adstack.core.deps import MAX_ID, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
-from adstack.core.errors import FieldError, InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from adstack.core.errors import (
+    FieldError,
+    InvalidState,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+    error_responses,
+)
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 
@@ -279,6 +286,7 @@ def list_audiences(
 
 
 @router.post("/upload", response_model=ImportResult, status_code=status.HTTP_201_CREATED, openapi_extra=UPLOAD_BODY,
+             responses=error_responses(415),
              summary="Create an audience from a streamed TXT file of ids (at least 1,000 valid, at most 64 MB)")
 async def upload_audience(
     request: Request,
@@ -375,6 +383,7 @@ def update_audience(audience_id: IdPath, body: AudienceUpdate, principal: Curren
 
 
 @router.post("/{audience_id}/upload", response_model=ImportResult, openapi_extra=UPLOAD_BODY,
+             responses=error_responses(415),
              summary="Append a later file's devices to an audience, or reduce it by them")
 async def change_audience_by_upload(
     audience_id: IdPath,

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from adstack.core.errors import DomainError, FieldError, PayloadTooLarge, ValidationFailed
+from adstack.core.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 MIN_VALID_IDS = 1000
 # A line longer than this cannot be any id type; it is counted invalid without being buffered further.
@@ -125,11 +125,6 @@ def guess_id_type(value: bytes) -> IdType | None:
 
 
 # ---------- reading a file of ids ----------
-
-
-class UnsupportedMediaType(DomainError):
-    code = "unsupported_media_type"
-    status = 415
 
 
 class ImportRefused(ValidationFailed):

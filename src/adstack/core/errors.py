@@ -82,6 +82,11 @@ class PayloadTooLarge(DomainError):
     status = 413
 
 
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    status = 415
+
+
 # ---------- the error body as OpenAPI documents it ----------
 
 class FieldErrorBody(BaseModel):
@@ -111,6 +116,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "No such object, or not one the caller may see",
     409: "Conflicts with the object's state or with existing data",
     413: "The request body exceeds the route's limit",
+    415: "The body is not in a format the route takes (e.g. a binary file where a text file is expected)",
     422: "Invalid fields: each names the field, the rule and the limit",
     429: "Too many attempts; retry after `Retry-After` seconds",
     503: "Briefly unavailable (database or event store busy); retry after `Retry-After` seconds",

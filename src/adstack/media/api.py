@@ -14,7 +14,15 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from adstack.core.deps import MAX_ID, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
-from adstack.core.errors import DomainError, FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from adstack.core.errors import (
+    DomainError,
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    error_responses,
+)
 from adstack.media import service
 from adstack.media.models import MediaAsset, MediaFormat, MediaKind, MediaPage, MediaRead
 
@@ -25,11 +33,6 @@ public_router = APIRouter(tags=["media"])
 ENVELOPE_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
 MAX_FIELDS = 8
-
-
-class UnsupportedMediaType(DomainError):
-    code = "unsupported_media_type"
-    status = 415
 
 
 class BadMultipart(DomainError):
@@ -158,7 +161,8 @@ _UPLOAD_BODY: dict[str, Any] = {
 
 @router.post("", response_model=MediaRead, status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_BODY,
              summary="Upload an image or video; its format, pixel size, duration and byte size are read from "
-                     "the content", responses={413: {"description": "The file exceeds the upload limit."}})
+                     "the content", responses={413: {"description": "The file exceeds the upload limit."},
+                                         **error_responses(415)})
 async def upload_media(request: Request, principal: CurrentPrincipal, session: SessionDep,
                        settings: SettingsDep) -> MediaRead:
     content_type, options = parse_options_header(request.headers.get("content-type", ""))

@@ -35,7 +35,8 @@ _BID_REQUEST_BODY = {
             "properties": {"id": {"type": "string"}, "imp": {"type": "array", "items": {"type": "object"}}},
         }}},
     },
-    "responses": {"204": {"description": "No bid."}, "400": {"description": "Not a bid request."}},
+    "responses": {"204": {"description": "No bid."}, "400": {"description": "Not a bid request."},
+                  "413": {"description": "A body past the bid request's byte limit, before or after inflating."}},
 }
 
 
