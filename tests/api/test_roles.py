@@ -25,7 +25,7 @@ from adstack.accounts.permissions import api_routes
 from adstack.app import create_app
 from adstack.core.bootstrap import seed
 from adstack.core.db import make_session_factory
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import MAX_ID
 from adstack.core.settings import Settings
 from tests.conftest import empty_all_tables
 from tests.support import Actor, Api, expect

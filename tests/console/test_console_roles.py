@@ -25,7 +25,7 @@ from adstack.app import create_app
 from adstack.console.web import ConsoleRoute
 from adstack.core.bootstrap import seed
 from adstack.core.db import make_session_factory
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import MAX_ID
 from adstack.core.settings import Settings
 from tests.campaigns.helpers import ad_group, campaign
 from tests.conftest import empty_all_tables

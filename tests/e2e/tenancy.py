@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from httpx import Response
 
 from adstack.connectors.adjust import BindingSettings, PulledRow
-from adstack.core.deps import MAX_ID
+from adstack.core.ids import MAX_ID
 from tests.audiences.helpers import gaids, id_file
 from tests.e2e.media_files import png
 from tests.support import Actor, Api, expect

@@ -46,7 +46,7 @@ from adstack.audiences.models import (
 )
 from adstack.audiences.sources import display_url, open_url
 from adstack.core.db import session_scope
-from adstack.core.deps import MAX_ID, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
+from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
 from adstack.core.errors import (
     FieldError,
     InvalidState,
@@ -55,6 +55,7 @@ from adstack.core.errors import (
     ValidationFailed,
     error_responses,
 )
+from adstack.core.ids import MAX_ID
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 

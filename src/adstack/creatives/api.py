@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from adstack.campaigns.enums import MarketingObjective, ServingStatus, UserStatus
 from adstack.core.deps import (
-    MAX_ID,
     AccountManagerPrincipal,
     CurrentPrincipal,
     IdPath,
@@ -22,6 +21,7 @@ from adstack.core.deps import (
     SessionDep,
 )
 from adstack.core.errors import NotFound
+from adstack.core.ids import MAX_ID
 from adstack.core.vocabulary import PlacementType
 from adstack.creatives import catalog, service
 from adstack.creatives.formats import FormatSpec

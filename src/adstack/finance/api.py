@@ -12,7 +12,6 @@ from fastapi.responses import FileResponse, Response
 
 from adstack.accounts import tenancy
 from adstack.core.deps import (
-    MAX_ID,
     AccountManagerPrincipal,
     CurrentPrincipal,
     IdPath,
@@ -23,6 +22,7 @@ from adstack.core.deps import (
     SettingsDep,
 )
 from adstack.core.errors import NotFound, ValidationFailed
+from adstack.core.ids import MAX_ID
 from adstack.core.money import Currency
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.finance import budgets, charges, credit_lines, records, service, topups, transfers

@@ -13,7 +13,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from adstack.core.deps import MAX_ID, CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
+from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
 from adstack.core.errors import (
     DomainError,
     FieldError,
@@ -23,6 +23,7 @@ from adstack.core.errors import (
     ValidationFailed,
     error_responses,
 )
+from adstack.core.ids import MAX_ID
 from adstack.media import service
 from adstack.media.models import MediaAsset, MediaFormat, MediaKind, MediaPage, MediaRead
 
