@@ -38,7 +38,7 @@ def test_two_workers_count_and_report(tmp_path: Path) -> None:
         impressions = [billing.urls(price_micros=2_000_000) for _ in range(200)]
         for urls in impressions:  # a new connection each: the kernel spreads them over both workers
             assert httpx.get(urls.impression_url, timeout=10).status_code == 204
-        wait_for_lag_zero(billing)
+        wait_for_lag_zero(billing, reads=8)
         seen = set()
         for _ in range(20):
             with httpx.Client(base_url=server.base_url, timeout=10) as client:

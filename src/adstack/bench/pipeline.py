@@ -181,16 +181,20 @@ def alternate(base_url: str, trivial: list[str], target: list[str], *, rounds: i
 # ---------- end to end ----------
 
 
-def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0) -> float:
-    """Seconds until every consumer has applied everything appended."""
+def wait_for_lag_zero(billing: Billing, *, timeout: float = 120.0, reads: int = 1) -> float:
+    """Seconds until every consumer has applied everything appended, read `reads` times in a row. Each worker of
+    `--workers N` answers for its own log: fresh connections, which the kernel spreads over the workers, and
+    several reads make sure every worker was asked."""
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {billing.admin_token}"}
-    with httpx.Client(base_url=billing.base_url, timeout=10) as client:
-        while time.monotonic() - started < timeout:
+    caught_up = 0
+    while time.monotonic() - started < timeout:
+        with httpx.Client(base_url=billing.base_url, timeout=10) as client:
             status = client.get("/api/v1/pipeline/status", headers=headers).json()
-            if all(c["lag_events"] == 0 for c in status["consumers"]):
-                return time.monotonic() - started
-            time.sleep(0.05)
+        caught_up = caught_up + 1 if all(c["lag_events"] == 0 for c in status["consumers"]) else 0
+        if caught_up >= reads:
+            return time.monotonic() - started
+        time.sleep(0.05)
     raise RuntimeError("the pipeline did not catch up in time")
 
 
