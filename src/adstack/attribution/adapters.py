@@ -23,8 +23,11 @@ Pure functions. Every adapter turns the flat field map of a request (query, form
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
+
+import msgspec
 
 from adstack.attribution.postback_fields import (
     MAX_FIELDS,
@@ -177,6 +180,18 @@ class Adapter:
         return rejection(values)
 
     @classmethod
+    def judge(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        """The partner's verdict and its reason; a rejection wins over whatever else the partner says about the
+        same conversion."""
+        return cls.rejection(values) or cls.verdict(values, networks)
+
+    @classmethod
+    def names_network(cls, values: Mapping[str, str]) -> bool:
+        """Whether the postback names the network the partner attributed it to: only then do our own network
+        names change the verdict."""
+        return cls.first(values, cls.network_fields)[1] is not None
+
+    @classmethod
     def touch_type(cls, values: Mapping[str, str]) -> str:
         _, text = cls.first(values, cls.touch_type_fields)
         lowered = (text or "").lower()
@@ -212,8 +227,7 @@ class Adapter:
         install_at = tolerant(read_timestamp, install_text, install_field, unreadable)
         occurred_at = tolerant(read_timestamp, time_text, time_field, unreadable) or (
             install_at if install else None)
-        # A rejection wins over whatever else the partner says about the same conversion.
-        verdict, reason = cls.rejection(values) or cls.verdict(values, networks)
+        verdict, reason = cls.judge(values, networks)
         _, package = pick(found, cls.package_fields)
         return ParsedPostback(
             partner=cls.partner, is_install=install, event_name="" if install and event_name.lower() in
@@ -508,3 +522,51 @@ assert set(ADAPTERS) == set(Partner)
 def parse_postback(partner: Partner, values: Mapping[str, str],
                    networks: frozenset[str] = frozenset()) -> ParsedPostback:
     return ADAPTERS[partner].parse(values, networks)
+
+
+# ---------- the reading, stored ----------
+
+# What the adapters read from a postback is stored with it when it is received, so attribution does not read its
+# fields a second time. Raise the version whenever an adapter reads a field differently: a postback stored under
+# another version is read again from its fields.
+PARSE_VERSION = 1
+
+
+class StoredParse(msgspec.Struct, frozen=True):
+    version: int
+    parsed: ParsedPostback
+
+
+_STORED_PARSE = msgspec.json.Decoder(StoredParse)
+_STORED_PARSE_ENCODER = msgspec.json.Encoder()
+
+
+def stored_parse(parsed: ParsedPostback) -> dict[str, Any]:
+    """The reading as JSON values, for the event log's record and the postbacks table. Read without the app's
+    network names, which attribution applies (`read_postback`)."""
+    return msgspec.to_builtins(StoredParse(PARSE_VERSION, parsed))
+
+
+def stored_parse_text(parsed: ParsedPostback) -> str:
+    """`stored_parse` as the postbacks table keeps it."""
+    return _STORED_PARSE_ENCODER.encode(StoredParse(PARSE_VERSION, parsed)).decode()
+
+
+def read_postback(partner: Partner, values: Mapping[str, str], networks: frozenset[str],
+                  stored: str | bytes | None) -> ParsedPostback:
+    """The postback as `parse_postback` reads it: from its stored reading when it has one of this version,
+    with the verdict judged again by the app's network names when the partner names a network."""
+    if stored:
+        try:
+            found = _STORED_PARSE.decode(stored)
+        except msgspec.DecodeError:  # written by another version, or damaged: read the fields again
+            found = None
+        if found is not None and found.version == PARSE_VERSION and found.parsed.partner is partner:
+            parsed = found.parsed
+            adapter = ADAPTERS[partner]
+            if networks and adapter.names_network(values):
+                verdict, reason = adapter.judge(values, networks)
+                parsed = replace(parsed, verdict=verdict, verdict_reason=reason,
+                                 partner_attributed=None if verdict is None else verdict is PartnerVerdict.ATTRIBUTED)
+            return parsed
+    return parse_postback(partner, values, networks)

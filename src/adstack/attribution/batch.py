@@ -190,11 +190,11 @@ def _fields(stored: str | dict[str, Any] | None) -> dict[str, Any]:
 def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], postbacks: Sequence[Sequence[Any]]
               ) -> tuple[list[Item], list[Event]]:
     """Decide and write the conversions and CPA charges of claimed postbacks (in receipt order; each row is id,
-    app id, partner, dedupe key, fields and receipt time); returns each postback's status and detail, for the
-    caller to write, and the event-store records."""
+    app id, partner, dedupe key, fields, receipt time and stored reading); returns each postback's status and
+    detail, for the caller to write, and the event-store records."""
     view = View(secret=secret, rates=rates, dialect=session.get_bind().dialect.name)
-    items = [Item(pid, app_id, partner, key, _fields(fields), received)
-             for pid, app_id, partner, key, fields, received in postbacks]
+    items = [Item(pid, app_id, partner, key, _fields(fields), received, parsed)
+             for pid, app_id, partner, key, fields, received, parsed in postbacks]
     _load_apps(session, view, {i.app_id for i in items})
     for item in items:
         try:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from adstack.accounts.models import Account
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
-from adstack.attribution.adapters import parse_postback
+from adstack.attribution.adapters import read_postback
 from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
 from adstack.attribution.postback_fields import PostbackError
 from adstack.attribution.rules import CLICK_SPAM_WINDOW, Touch, TouchKind, bounded_time
@@ -47,7 +47,8 @@ def _prepare(view: View, item: Item) -> None:
         return
     item.app = app
     try:
-        parsed = parse_postback(_PARTNERS.get(item.partner) or Partner(item.partner), item.fields, app.networks)
+        parsed = read_postback(_PARTNERS.get(item.partner) or Partner(item.partner), item.fields, app.networks,
+                               item.stored_parse)
     except PostbackError as exc:  # stored before a parser change; keep it, do not count it
         item.finish(PostbackStatus.FAILED, exc.message)
         return

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base
@@ -69,6 +69,9 @@ class Postback(Base):
     dedupe_key: Mapped[str] = mapped_column(String(128))
     method: Mapped[str] = mapped_column(String(8))
     fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The adapters' reading when it was received (`adapters.stored_parse`, JSON text): attribution reads the
+    # fields again only without it, or under another parse version.
+    parsed: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=PostbackStatus.PENDING)
     detail: Mapped[str] = mapped_column(String(500), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 
 from adstack.apps.service import verify_postback_signature
-from adstack.attribution.adapters import parse_postback
+from adstack.attribution.adapters import parse_postback, stored_parse
 from adstack.attribution.postback_fields import (
     MAX_FIELDS,
     MAX_VALUE_LENGTH,
@@ -136,7 +136,7 @@ async def acknowledge(pipeline: Pipeline, *, app_id: int, partner: Partner, pars
     """Append the postback to the event log; False when the log cannot store it (nothing may be acknowledged:
     the partner retries anything but a 200). Duplicates are removed where the postbacks consumer stores them."""
     record = records.postback(app_id=app_id, partner=partner.value, dedupe_key=parsed.dedupe_key, method=method,
-                              fields=fields, received_at=received_at)
+                              fields=fields, received_at=received_at, parsed=stored_parse(parsed))
     try:
         await pipeline.append(record)
     except LogUnavailable:

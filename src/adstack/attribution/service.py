@@ -29,6 +29,7 @@ from adstack.accounts.models import Principal
 from adstack.accounts.tenancy import visible_account_ids
 from adstack.apps import service as apps
 from adstack.apps.models import App
+from adstack.attribution.adapters import stored_parse_text
 from adstack.attribution.models import (
     Conversion,
     FxRate,
@@ -162,6 +163,7 @@ class IncomingPostback:
     method: str
     fields: dict[str, str]
     received_at: datetime
+    parsed: str | None = None  # the adapters' reading as JSON (`adapters.stored_parse`), or None to read it again
 
 
 def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) -> list[bool]:
@@ -173,7 +175,8 @@ def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) 
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Postback.__table__
     rows = [{"app_id": p.app_id, "partner": p.partner.value, "dedupe_key": p.dedupe_key, "method": p.method,
-             "fields": p.fields, "status": PostbackStatus.PENDING.value, "detail": "", "received_at": p.received_at}
+             "fields": p.fields, "parsed": p.parsed, "status": PostbackStatus.PENDING.value, "detail": "",
+             "received_at": p.received_at}
             for p in postbacks]
     stored = {(row.app_id, row.dedupe_key) for row in connection.execute(
         insert(table).values(rows).on_conflict_do_nothing()  # type: ignore[arg-type]
@@ -190,7 +193,7 @@ def accept_postback(session: Session, *, app_id: int, partner: Partner, parsed: 
                     fields: dict[str, str], received_at: datetime) -> bool:
     """Store one postback once per (app, dedupe key); the caller commits. True when it is new."""
     return accept_postbacks(session.connection(), [IncomingPostback(app_id, partner, parsed.dedupe_key, method,
-                                                                    fields, received_at)])[0]
+                                                                    fields, received_at, stored_parse_text(parsed))])[0]
 
 
 def reject_postback(session: Session, *, partner: str, reason: str, message: str, method: str, query: str,
@@ -284,7 +287,7 @@ def _process_pending(session: Session, *, secret: bytes, limit: int,
         .values(processed_at=utcnow())
         # The fields as text, read by orjson: several times faster than the JSON type's own reader.
         .returning(c.id, c.app_id, c.partner, c.dedupe_key, sql_cast(c.fields, Text).label("fields"),
-                   c.received_at)).all()
+                   c.received_at, c.parsed)).all()
     claimed = sorted(claimed, key=itemgetter(0))  # by id, receipt order: an install before the events after it
     if not claimed:
         return 0, []

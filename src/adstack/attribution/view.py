@@ -133,6 +133,7 @@ class Item:
     dedupe_key: str
     fields: dict[str, Any]
     received_at: datetime
+    stored_parse: str | None = None
     status: PostbackStatus = PostbackStatus.ATTRIBUTED
     detail: str = ""
     app: AppInfo | None = None

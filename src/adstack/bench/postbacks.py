@@ -204,7 +204,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
     from adstack.accounts.models import Principal, RegistrationIn, Role
     from adstack.apps.models import App
     from adstack.attribution import service as attribution
-    from adstack.attribution.adapters import parse_postback
+    from adstack.attribution.adapters import parse_postback, stored_parse_text
     from adstack.attribution.rules import TouchKind
     from adstack.campaigns.models import AdGroup, Campaign
     from adstack.core.bootstrap import seed, upgrade
@@ -259,7 +259,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
             ):
                 parsed = parse_postback(Partner.APPSFLYER, fields)
                 incoming.append(attribution.IncomingPostback(app.id, Partner.APPSFLYER, parsed.dedupe_key, "GET",
-                                                             fields, now))
+                                                             fields, now, stored_parse_text(parsed)))
         for start in range(0, len(incoming), 500):
             attribution.accept_postbacks(session.connection(), incoming[start:start + 500])
         session.commit()

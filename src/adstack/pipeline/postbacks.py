@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from adstack.attribution.locks import WRITE_LOCK
 from adstack.attribution.service import IncomingPostback, accept_postbacks
 from adstack.core.vocabulary import Partner
@@ -23,8 +25,10 @@ log = logging.getLogger("adstack.pipeline")
 
 def incoming(record: dict[str, Any]) -> IncomingPostback | None:
     try:
+        parsed = record.get("pp")
         return IncomingPostback(int(record["app"]), Partner(record["p"]), str(record["dk"]), str(record["m"]),
-                                {str(k): str(v) for k, v in record["f"].items()}, received_at(record))
+                                {str(k): str(v) for k, v in record["f"].items()}, received_at(record),
+                                orjson.dumps(parsed).decode() if isinstance(parsed, dict) else None)
     except (KeyError, ValueError, TypeError, AttributeError):
         log.warning("skipping an unreadable postback record %s", record.get("id"))
         return None

@@ -90,11 +90,15 @@ def cpt_slot(*, booking_id: int, account_id: int, campaign_id: int, ad_group_id:
 
 
 def postback(*, app_id: int, partner: str, dedupe_key: str, method: str, fields: dict[str, str],
-             received_at: datetime) -> dict[str, Any]:
-    """A postback under an id of its app and dedupe key: a partner's retry is the same record."""
+             received_at: datetime, parsed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A postback under an id of its app and dedupe key: a partner's retry is the same record. `parsed`: the
+    adapters' reading of it (`attribution.adapters.stored_parse`), stored with it for attribution."""
     digest = hashlib.sha256(f"{app_id}\n{dedupe_key}".encode()).hexdigest()[:32]
-    return {"id": f"pb:{app_id}:{digest}", "k": Kind.POSTBACK.value, "ts": int(received_at.timestamp() * 1000),
-            "app": app_id, "p": partner, "dk": dedupe_key, "m": method, "f": fields}
+    record = {"id": f"pb:{app_id}:{digest}", "k": Kind.POSTBACK.value, "ts": int(received_at.timestamp() * 1000),
+              "app": app_id, "p": partner, "dk": dedupe_key, "m": method, "f": fields}
+    if parsed is not None:
+        record["pp"] = parsed
+    return record
 
 
 @dataclass(frozen=True, slots=True)
