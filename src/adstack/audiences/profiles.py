@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, case, delete, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -202,13 +202,15 @@ def write_device_reports(session: Session, reports: Iterable[_DeviceReport]) -> 
             index_elements=[app_table.c.device_key, app_table.c.package],
             set_={"installed": True, "last_seen_at": apps.excluded.last_seen_at},
         ), app_rows)
-    for report in ordered:
-        if report.packages:
-            # Apps a newer full report no longer lists were uninstalled.
-            session.execute(update(app_table).where(
-                app_table.c.device_key == to_signed(report.key), app_table.c.package.not_in(report.packages),
-                app_table.c.installed.is_(True), app_table.c.last_seen_at < report.packages_seen_at,
-            ).values(installed=False))
+    reported = [{"p_key": to_signed(r.key), "p_seen": r.packages_seen_at} for r in ordered if r.packages]
+    if reported:
+        # Apps a newer full report no longer lists were uninstalled. The upsert above has just set each listed
+        # app's last sighting to the report's time, so the apps seen before it are exactly the unlisted ones:
+        # one statement for every device, rather than one per device with its list.
+        session.execute(update(app_table).where(
+            app_table.c.device_key == bindparam("p_key"), app_table.c.installed.is_(True),
+            app_table.c.last_seen_at < bindparam("p_seen"),
+        ).values(installed=False), reported)
     usage_rows = [{"device_key": to_signed(r.key), "package": package, "day": day, "seconds": seconds}
                   for r in ordered for (package, day), seconds in sorted(r.usage.items())]
     if usage_rows:

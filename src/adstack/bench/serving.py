@@ -238,23 +238,25 @@ def device_pool(rng: random.Random, size: int = 20_000) -> list[tuple[str, int]]
 
 def sample_bodies(rng: random.Random, snapshot: Snapshot, devices: Sequence[tuple[str, int]], count: int
                   ) -> list[dict[str, Any]]:
-    """SDK request bodies, as devices send them."""
+    """SDK request bodies, as devices send them: each device has its own country and installed apps (drawn once,
+    from its key), which 60% of its requests report."""
     spaces = list(snapshot.ad_spaces.values())
     bodies = []
     for _ in range(count):
         space = rng.choice(spaces)
-        gaid, _ = rng.choice(devices)
+        gaid, key = rng.choice(devices)
+        own = random.Random(key)
         body: dict[str, Any] = {
             "ad_space_id": space.id, "count": 1,
             "device": {"gaid": gaid, "os_version": f"{rng.randint(8, 15)}.0", "model": rng.choice(MODELS),
-                       "language": rng.choice(LANGUAGES), "country": _weighted(rng, COUNTRIES),
+                       "language": rng.choice(LANGUAGES), "country": _weighted(own, COUNTRIES),
                        "network": rng.choice(NETWORKS), "carrier": rng.choice(CARRIERS)},
             "app": {"package": snapshot.publishers[space.publisher_id].app_package},
         }
         if rng.random() < 0.5:
             body["user"] = {"age": rng.randint(18, 60), "gender": rng.choice(("male", "female"))}
         if rng.random() < 0.6:
-            body["app"]["installed_packages"] = rng.sample(PACKAGES, k=rng.randint(5, 60))
+            body["app"]["installed_packages"] = own.sample(PACKAGES, k=own.randint(5, 60))
         bodies.append(body)
     return bodies
 
