@@ -74,12 +74,26 @@ def test_a_reading_of_another_version_or_partner_or_damaged_is_read_again() -> N
     expected = parse_postback(Partner.APPSFLYER, values)
     current = _another_reading()
     assert read_postback(Partner.APPSFLYER, values, frozenset(), orjson.dumps(current)).click_id == "stored-click"
-    older = {**current, "version": PARSE_VERSION - 1}
-    for stale in (orjson.dumps(older), b'{"version": 1', b"[]", b'{"version": 1, "parsed": {"partner": "x"}}', None):
+    older = {**current, "version": f"0.{PARSE_VERSION.partition('.')[2]}"}
+    for stale in (orjson.dumps(older), orjson.dumps({**current, "version": 1}), b'{"version": "1', b"[]",
+                  b'{"version": "1", "parsed": {"partner": "x"}}', None):
         assert read_postback(Partner.APPSFLYER, values, frozenset(), stale) == expected
     # A reading stored for another partner is not this postback's.
     assert read_postback(Partner.ADJUST, {"label": "sent-click"}, frozenset(), orjson.dumps(current)).click_id == \
         "sent-click"
+
+
+def test_the_version_follows_the_shape_of_the_reading() -> None:
+    """A field added to the reading (even with a default, which an older reading would decode to) changes the
+    version, so readings stored before it are read again."""
+    from dataclasses import make_dataclass
+
+    from adstack.attribution.adapters import reading_version
+    from adstack.attribution.postback_fields import ParsedPostback
+
+    assert reading_version(ParsedPostback) == PARSE_VERSION
+    grown = make_dataclass("ParsedPostback", [("campaign_hint", str, "")], bases=(ParsedPostback,), frozen=True)
+    assert reading_version(grown) != PARSE_VERSION
 
 
 def test_only_a_named_network_depends_on_the_apps_names() -> None:
@@ -96,6 +110,7 @@ def test_the_receiver_stores_its_reading_with_the_postback(api: Api, settings: S
     from adstack.attribution.models import Postback
 
     s = scenario(api, settings, partner=Partner.APPSFLYER)
+    api.client.app.state.postback_worker.stop()  # type: ignore[attr-defined]  # attributed below, when asked
     base = s.integration()["postback_url_template"].replace("http://testserver", "").split("?")
     signed = "&".join(base[1].split("&")[:3])  # partner, app, sig
     sent = [{"clickid": "c-get", "advertising_id": new_gaid(), "event_name": "af_purchase",
@@ -114,3 +129,8 @@ def test_the_receiver_stores_its_reading_with_the_postback(api: Api, settings: S
         assert read_postback(Partner.APPSFLYER, row.fields, frozenset(), row.parsed) == \
             parse_postback(Partner.APPSFLYER, row.fields)
         assert orjson.loads(row.parsed)["version"] == PARSE_VERSION
+    # Once processed, a postback keeps its fields and drops the reading it no longer needs.
+    assert s.process() == 2
+    api.session.expire_all()
+    for row in api.session.scalars(select(Postback).where(Postback.app_id == s.app["id"])):
+        assert (row.status != "pending", row.parsed, row.fields["clickid"] in rows) == (True, None, True)

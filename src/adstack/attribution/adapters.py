@@ -22,7 +22,9 @@ Pure functions. Every adapter turns the flat field map of a request (query, form
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -527,13 +529,24 @@ def parse_postback(partner: Partner, values: Mapping[str, str],
 # ---------- the reading, stored ----------
 
 # What the adapters read from a postback is stored with it when it is received, so attribution does not read its
-# fields a second time. Raise the version whenever an adapter reads a field differently: a postback stored under
-# another version is read again from its fields.
-PARSE_VERSION = 1
+# fields a second time; a postback stored under another version is read again from its fields. The version carries
+# the shape of `ParsedPostback` by itself (a field added with a default would otherwise decode silently); raise
+# READING_REVISION whenever a field is read differently (here, or in the readers of `postback_fields` and
+# `tracking.devices.normalise_gaid`).
+READING_REVISION = 1
+
+
+def reading_version(reading: type) -> str:
+    """The revision and a digest of the reading's fields, names and types."""
+    shape = repr([(f.name, str(f.type)) for f in dataclass_fields(reading)])
+    return f"{READING_REVISION}.{hashlib.sha256(shape.encode()).hexdigest()[:12]}"
+
+
+PARSE_VERSION = reading_version(ParsedPostback)
 
 
 class StoredParse(msgspec.Struct, frozen=True):
-    version: int
+    version: str
     parsed: ParsedPostback
 
 

@@ -245,7 +245,8 @@ def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], pos
 
 def write_statuses(session: Session, statuses: dict[int, tuple[PostbackStatus, str]]) -> None:
     """One UPDATE per status and detail shared by several postbacks (most of a batch is "attributed", no
-    detail), one executemany for the rest: per-row parameters cost more than the update itself."""
+    detail), one executemany for the rest: per-row parameters cost more than the update itself. The stored
+    reading is dropped once a postback is processed: its fields are kept, and read again if it ever is again."""
     if not statuses:
         return
     p = _POSTBACKS.c
@@ -260,8 +261,10 @@ def write_statuses(session: Session, statuses: dict[int, tuple[PostbackStatus, s
             single.append({"p_id": ids[0], "p_status": status.value, "p_detail": detail})
         else:
             session.execute(update(_POSTBACKS).where(finance.member_of(p.id, "p_ids", dialect))
-                            .values(status=status.value, detail=detail, processed_at=now), {"p_ids": ids})
+                            .values(status=status.value, detail=detail, processed_at=now, parsed=None),
+                            {"p_ids": ids})
     if single:
         session.execute(update(_POSTBACKS).where(p.id == bindparam("p_id"))
-                        .values(status=bindparam("p_status"), detail=bindparam("p_detail"), processed_at=now),
+                        .values(status=bindparam("p_status"), detail=bindparam("p_detail"), processed_at=now,
+                                parsed=None),
                         single)

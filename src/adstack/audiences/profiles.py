@@ -29,7 +29,7 @@ MAX_USAGE_SECONDS_PER_DAY = 86_400
 # is written again only this long after its last write: label audiences look back whole days, and rewriting every
 # device that asks for an ad every few seconds cost the serving process a sixth of its CPU.
 SEEN_AGAIN_RESOLUTION = timedelta(minutes=10)
-MAX_REMEMBERED_WRITES = 500_000
+MAX_REMEMBERED_WRITES = 200_000  # about 60 MB
 _PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+")
 
 
