@@ -114,6 +114,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Checkpoint the write-ahead log every 40 MB rather than every 4 MB: a batch of the pipeline dirties pages
     # all over those indexes, and a page written again before the checkpoint is copied into the database once.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    # and the log file is cut back to 64 MB after a checkpoint that a long reader let it outgrow
+    cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
 
 
