@@ -238,7 +238,7 @@ class Adapter:
             click_at=tolerant(read_timestamp, click_text, click_field, unreadable), revenue=revenue,
             currency=currency or "", partner_event_id=cls.event_id(values)[:100],
             partner_attributed=None if verdict is None else verdict is PartnerVerdict.ATTRIBUTED,
-            reattribution=cls.is_reattribution(values, event_name), params=cls._present_params(found),
+            reattribution=cls.is_reattribution(values, event_name),
             verdict=verdict, verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable,
             notes=tuple(notes), package=(package or "")[:255],
             event_params=cls.event_params(values),
@@ -261,6 +261,8 @@ class Adapter:
 
     @classmethod
     def params(cls, values: Mapping[str, str]) -> dict[str, str]:
+        """The fields with a value, JSON event values flattened into their own keys: what event mapping
+        conditions test (`apps.mapping`)."""
         return cls._present_params(present_values(values))
 
     @classmethod

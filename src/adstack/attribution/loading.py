@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from adstack.accounts.models import Account
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
-from adstack.attribution.adapters import read_postback
+from adstack.attribution.adapters import ADAPTERS, read_postback
 from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
 from adstack.attribution.postback_fields import PostbackError
 from adstack.attribution.rules import CLICK_SPAM_WINDOW, Touch, TouchKind, bounded_time
@@ -56,7 +56,10 @@ def _prepare(view: View, item: Item) -> None:
     if parsed.is_install:
         item.event = ConversionEvent.INSTALL
     else:
-        item.event = resolve_event(parsed.event_name, parsed.params, view.rules.get(app.id, []))
+        rules = view.rules.get(app.id, [])
+        # Only an app whose event mapping has conditions reads the postback's parameters.
+        params = ADAPTERS[parsed.partner].params(item.fields) if any(rule.conditions for rule in rules) else {}
+        item.event = resolve_event(parsed.event_name, params, rules)
     if item.event is None:
         item.finish(PostbackStatus.UNMAPPED,
                     f"event {parsed.event_name!r} is not mapped, or its conditions do not hold")

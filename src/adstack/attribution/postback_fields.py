@@ -79,7 +79,6 @@ class ParsedPostback:
     partner_event_id: str
     partner_attributed: bool | None
     reattribution: bool
-    params: dict[str, str] = field(default_factory=dict)
     verdict: PartnerVerdict | None = None
     verdict_reason: str = ""
     touch_type: str = ""  # click | impression, as the partner reports the attributed touch
