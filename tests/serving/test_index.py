@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyroaring import FrozenBitMap
 
+from adstack.serving import index as index_module
 from adstack.serving.eligibility import creative_fits
 from adstack.serving.index import TargetingIndex
 from adstack.serving.request import AdRequest, Slot
@@ -95,6 +98,59 @@ def test_candidates_equal_brute_force(specs, sampled_requests) -> None:
     for r in sampled_requests:
         found = {groups[o].id for o in index.candidates(r)}
         assert found == {g.id for g in groups if matches(g, r)}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(PLACEMENTS), targetings), min_size=1, max_size=40),
+    st.lists(requests, min_size=1, max_size=10),
+    st.frozensets(st.integers(0, 39)),
+)
+def test_a_plan_block_by_block_finds_the_same_candidates(specs, sampled_requests, subset) -> None:
+    """What the engine reads: the plan's operations a block at a time, plus its per-ordinal filters, in ordinal
+    order, and within any other set of ordinals (the reserved tiers)."""
+    groups = [group(n + 1, placement=placement, targeting=spec) for n, (placement, spec) in enumerate(specs)]
+    with mock.patch.object(index_module, "FIRST_BLOCK", 3), mock.patch.object(index_module, "LAZY_SHARE", 0.5):
+        index = TargetingIndex(groups)
+    assert len(index.blocks) > 1 or len(groups) < 6  # the last block takes a remainder shorter than itself
+    within = FrozenBitMap(subset)
+    for r in sampled_requests:
+        plan = index.plan(r)
+        visited = [o for _, block in index.blocks for o in plan.candidates(within=block) if plan.admits(o)]
+        assert visited == sorted(visited)
+        assert {groups[o].id for o in visited} == {g.id for g in groups if matches(g, r)}
+        assert {o for o in plan.candidates(within=within) if plan.admits(o)} == \
+            {o for o, g in enumerate(groups) if matches(g, r) and o in subset}
+
+
+def test_blocks_cover_every_ordinal_once_in_order() -> None:
+    for size in (1, 3, 4, 5, 11, 12, 13, 40, 200):
+        with mock.patch.object(index_module, "FIRST_BLOCK", 3):
+            index = TargetingIndex([group(n + 1) for n in range(size)])
+        plan = index.plan(AdRequest(now=NOW, placement_type="interstitial"))
+        assert [o for _, block in index.blocks for o in plan.candidates(within=block)] == list(range(size))
+        assert [start for start, block in index.blocks] == [min(block) if block else 0 for _, block in index.blocks]
+
+
+def countries_index(*named: str, free: int) -> TargetingIndex:
+    groups = [group(n + 1, targeting={"countries": frozenset({c})}) for n, c in enumerate(named)]
+    return TargetingIndex(groups + [group(n + 100) for n in range(free)])
+
+
+def test_a_filter_that_drops_few_ad_groups_is_tested_per_ordinal() -> None:
+    index = countries_index("in", "in", "id", free=7)
+    plan = index.plan(AdRequest(now=NOW, placement_type="interstitial", country="ID"))
+    assert [set(d) for d in plan.lazy] == [{0, 1}]  # two of ten name another country
+    assert set(plan.candidates()) == set(range(10))
+    assert {o for o in plan.candidates() if plan.admits(o)} == set(range(2, 10)) == set(index.candidates(
+        AdRequest(now=NOW, placement_type="interstitial", country="ID")))
+
+
+def test_a_filter_that_drops_most_ad_groups_is_applied_to_the_set() -> None:
+    index = countries_index("in", "in", "in", "in", "in", "in", "id", free=3)
+    plan = index.plan(AdRequest(now=NOW, placement_type="interstitial", country="ID"))
+    assert plan.lazy == ()
+    assert set(plan.candidates()) == {6, 7, 8, 9}
 
 
 def test_empty_index_and_unrestricted_groups() -> None:

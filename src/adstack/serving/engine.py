@@ -24,7 +24,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from adstack.serving import eligibility
 from adstack.serving.counters import Claim, Counters, Hold
 from adstack.serving.dynamic import choose_combination
 from adstack.serving.fx import FxRates
+from adstack.serving.index import Plan, TargetingIndex
 from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allowance_micros
 from adstack.serving.prediction import OutcomeCounter, RateModel
 from adstack.serving.ranking import AuctionOrder, MinimumPrices, clearing_price_micros, ecpm_usd_micros
@@ -254,24 +255,24 @@ class DecisionEngine:
         now_ts = now.timestamp()
         self.traffic.observe(now)
         times = eligibility.LocalTimes(now)
-        candidates = snapshot.index.candidates(request)
         blocked = self._blocked_ordinals(snapshot, now_ts)
-        if blocked is not None and candidates:
-            candidates -= blocked
-        if not candidates:
-            return []
         count = max(1, request.count)
         floor = float(max(request.floor_micros, space.reserve_price_micros if space else 0))
         decisions: list[Decision] = []
         taken: set[int] = set()
 
-        reserved = candidates & state.order.reserved
-        if reserved:
-            for decision in (yield from self._reserved(request, reserved, state, times, space, slot_filter, count)):
-                decisions.append(decision)
-                taken.add(decision.ad_group.id)
+        plan = snapshot.index.plan(request)
+        if state.order.reserved:
+            reserved = plan.candidates(within=state.order.reserved)
+            if blocked is not None and reserved:
+                reserved -= blocked
+            if reserved:
+                for decision in (yield from self._reserved(request, reserved, plan, state, times, space,
+                                                           slot_filter, count)):
+                    decisions.append(decision)
+                    taken.add(decision.ad_group.id)
         if len(decisions) < count:
-            decisions += yield from self._auction(request, candidates, state, times, space, floor,
+            decisions += yield from self._auction(request, plan, blocked, state, times, space, floor,
                                                   count - len(decisions), taken, slot_filter)
         return decisions
 
@@ -314,13 +315,15 @@ class DecisionEngine:
 
     # ---------- reserved tiers ----------
 
-    def _reserved(self, request: AdRequest, ordinals: AbstractBitMap, state: ServingState,
+    def _reserved(self, request: AdRequest, ordinals: AbstractBitMap, plan: Plan, state: ServingState,
                   times: eligibility.LocalTimes, space: AdSpaceSnap | None,
                   slot_filter: Callable[[AdGroupSnap], bool] | None, slots: int) -> Steps:
         snapshot = state.snapshot
         cpt: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
         guaranteed: list[tuple[AdGroupSnap, list[CreativeSnap]]] = []
         for ordinal in ordinals:
+            if not plan.admits(ordinal):
+                continue
             group = snapshot.by_ordinal[ordinal]
             creatives = self._eligible(group, request, state, times, slot_filter)
             if creatives is None:
@@ -379,10 +382,11 @@ class DecisionEngine:
 
     # ---------- the auction ----------
 
-    def _auction(self, request: AdRequest, candidates: AbstractBitMap, state: ServingState,
+    def _auction(self, request: AdRequest, plan: Plan, blocked: AbstractBitMap | None, state: ServingState,
                  times: eligibility.LocalTimes, space: AdSpaceSnap | None, floor: float, slots: int, taken: set[int],
                  slot_filter: Callable[[AdGroupSnap], bool] | None) -> Steps:
         snapshot = state.snapshot
+        index = snapshot.index
         rates = state.rates
         fx = state.fx
         placement = request.placement_type or ""
@@ -392,11 +396,12 @@ class DecisionEngine:
         suffix = state.order.suffix
         reserved = state.order.reserved
         minimums = self.minimum_prices
-        for ordinal in candidates:
+        lazy = bool(plan.lazy)
+        for ordinal in self._auction_ordinals(plan, index, blocked, suffix, floor, need, best):
             remaining = suffix[ordinal]
             if remaining < floor or remaining <= 0 or (len(best) >= need and best[0] >= remaining):
                 break  # nothing from here on can win a slot or set a price
-            if ordinal in reserved:
+            if ordinal in reserved or (lazy and not plan.admits(ordinal)):
                 continue
             group = snapshot.by_ordinal[ordinal]
             if group.id in taken:
@@ -445,6 +450,23 @@ class DecisionEngine:
             if decision is not None:
                 out.append(decision)
         return out
+
+    @staticmethod
+    def _auction_ordinals(plan: Plan, index: TargetingIndex, blocked: AbstractBitMap | None,
+                          suffix: Sequence[float], floor: float, need: int, best: list[float]) -> Iterator[int]:
+        """The ordinals the request's plan keeps, in order, intersected a block at a time (see `ordinal_blocks`):
+        the next block is intersected only when the auction has visited the last and its best bound could still
+        win a slot or set a price."""
+        for start, block in index.blocks:
+            if start >= len(suffix):
+                return
+            remaining = suffix[start]
+            if remaining < floor or remaining <= 0 or (len(best) >= need and best[0] >= remaining):
+                return
+            candidates = plan.candidates(within=block)
+            if blocked is not None and candidates:
+                candidates -= blocked
+            yield from candidates
 
     # ---------- reservation and assembly ----------
 
