@@ -181,7 +181,7 @@ class Dimension:
     """One attribute: postings per value, the wildcard list, and per value the filter a request applies (keep the
     value's postings OR the wildcard), precomputed so a request pays one operation per dimension."""
 
-    __slots__ = ("filters", "name", "named_any", "postings", "restricted", "wildcard", "wildcard_filter")
+    __slots__ = ("filters", "name", "named_any", "postings", "restricted", "wildcard")
 
     def __init__(self, name: str, postings: dict[Hashable, FrozenBitMap], wildcard: FrozenBitMap,
                  everyone: FrozenBitMap):
@@ -190,7 +190,6 @@ class Dimension:
         self.wildcard = wildcard
         self.named_any = everyone - wildcard  # the ad groups that restrict this dimension
         self.restricted = bool(self.named_any)  # False: nobody restricts it, so it never filters
-        self.wildcard_filter = Filter(wildcard, everyone)
         self.filters: dict[Hashable, Filter] = {}
         if self.restricted and len(postings) <= PRECOMPUTE_LIMIT:
             self.filters = {value: Filter(FrozenBitMap(posting | wildcard), everyone)
@@ -198,15 +197,12 @@ class Dimension:
 
     def restrict(self, candidates: FrozenBitMap, values: Sequence[Hashable], *, allow_wildcard: bool = True,
                  ) -> FrozenBitMap:
-        """The candidates that name one of `values` here, or (allow_wildcard) do not restrict this dimension.
+        """The candidates that name one of `values` here, or (allow_wildcard) do not restrict this dimension:
+        for the values without a precomputed filter (several, or past `PRECOMPUTE_LIMIT`), and deals.
         Frozen in and out: intersecting frozen bitmaps makes no copy of either."""
-        if allow_wildcard and len(values) == 1:
-            found = self.filters.get(values[0])
-            if found is not None:
-                return found.apply(candidates)
         hits = [self.postings[v] for v in values if v in self.postings]
         if not hits:
-            return self.wildcard_filter.apply(candidates) if allow_wildcard else FrozenBitMap()
+            return candidates & self.wildcard if allow_wildcard else FrozenBitMap()
         named = hits[0] if len(hits) == 1 else FrozenBitMap.union(*hits)
         if not allow_wildcard:
             return candidates & named
