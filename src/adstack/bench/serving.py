@@ -347,9 +347,8 @@ def _serve(port: int, ad_groups_count: int, data_dir: Path) -> None:
         now = datetime.now(UTC)
         rng = random.Random(SEED)
         runtime = app.state.serving
-        snapshot = build_snapshot(ad_groups_count, now)
-        runtime.engine.swap(ServingState.build(snapshot))
         runtime.engine.audiences = audience_index(rng, [key for _, key in device_pool(rng)])
+        runtime.install_snapshot(build_snapshot(ad_groups_count, now))  # as a refresh would, frozen when large
 
     app.state.on_startup.append(load_generated)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http=HTTP_IMPLEMENTATION,
@@ -362,18 +361,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _drive(port: int, payloads: Sequence[bytes], seconds: float) -> tuple[int, int]:
-    """Keep-alive connections sending requests back to back; (completed, non-2xx) after `seconds`."""
+async def _drive(port: int, payloads: Sequence[bytes], seconds: float, *, every: bool = False) -> tuple[int, int]:
+    """Keep-alive connections sending requests back to back; (completed, non-2xx) after `seconds`. With `every`,
+    each connection starts on its own share of the payloads and none stops before all were sent once."""
     deadline = time.perf_counter() + seconds
+    share = -(-len(payloads) // HTTP_CONNECTIONS)
     done = 0
     failed = 0
 
-    async def connection(offset: int) -> None:
+    async def connection(n: int) -> None:
         nonlocal done, failed
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        i = offset
+        i = offset = n * share if every else n
         try:
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline or (every and i < offset + share):
                 writer.write(payloads[i % len(payloads)])
                 i += 1
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -458,7 +459,8 @@ def measure_http(ad_groups_count: int) -> dict[str, Any]:
         snapshot = build_snapshot(ad_groups_count, now)
         bodies = sample_bodies(rng, snapshot, device_pool(rng, 2_000), 2_000)
         ads, _ = _http_payloads(bodies)
-        asyncio.run(_drive(port, ads, 3.0))  # warm up: first sight of each device, caches
+        # Warm up: every body once (the first sight of each device is written to its profile), then caches.
+        asyncio.run(_drive(port, ads, 3.0, every=True))
         from adstack.bench import serving_openrtb as rtb
         from adstack.bench.pipeline import ensure_wrk
         from adstack.serving.openrtb.bidder import _ALPHA3

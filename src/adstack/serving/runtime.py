@@ -160,15 +160,7 @@ class ServingRuntime:
                 mark = money_mark(session)
                 snapshot = load_snapshot(session, base_url=self.base_url, version=str(hash(signature)))
                 session.rollback()
-            current = self.engine.state
-            self.engine.swap(ServingState.build(snapshot, current.rates))
-            del current
-            if len(snapshot) >= FREEZE_AT_AD_GROUPS:
-                # A large snapshot is millions of long-lived objects: collect what the old one left, then exempt
-                # the new one from the collector's full passes so they never pause requests (it holds no reference
-                # cycles; reference counting frees it when it is replaced).
-                gc.collect()
-                gc.freeze()
+            self.install_snapshot(snapshot)
             self._signature = signature
             self._money = mark
             self.install_history.track(g.targeting.promoted_package for g in snapshot.by_ordinal
@@ -176,6 +168,18 @@ class ServingRuntime:
             self.rebuilds += 1
             log.info("serving snapshot rebuilt: %d ad groups", len(snapshot))
             return True
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Serve `snapshot` from now on, with the rates learned so far."""
+        current = self.engine.state
+        self.engine.swap(ServingState.build(snapshot, current.rates))
+        del current
+        if len(snapshot) >= FREEZE_AT_AD_GROUPS:
+            # A large snapshot is millions of long-lived objects: collect what the old one left, then exempt
+            # the new one from the collector's full passes so they never pause requests (it holds no reference
+            # cycles; reference counting frees it when it is replaced).
+            gc.collect()
+            gc.freeze()
 
     def refresh_money(self) -> None:
         with self._refresh_lock, self.session_factory() as session:
