@@ -108,6 +108,23 @@ def pipeline(data_dir: DataDir = None) -> None:
             hook(application)
 
 
+@app.command()
+def prune(data_dir: DataDir = None) -> None:
+    """Remove what the growing tables keep past their retention, once (a pipeline process does it hourly)."""
+    from adstack.core.bootstrap import migrate as run_migrate
+    from adstack.core.db import make_engine, make_session_factory
+    from adstack.retention.service import RetentionWorker
+
+    settings = _settings(data_dir)
+    run_migrate(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        pruned = RetentionWorker(make_session_factory(engine), settings).run_once()
+    finally:
+        engine.dispose()
+    console.print(", ".join(f"{name.replace('_', ' ')}: {count} removed" for name, count in vars(pruned).items()))
+
+
 @admin_app.command("create")
 def admin_create(
     email: Annotated[str, typer.Option(help="Sign-in email.")],

@@ -41,6 +41,7 @@ DOMAINS = (
     "reports",
     "serving",
     "pipeline",
+    "retention",
     "connectors",
     "notifications",
     "console",

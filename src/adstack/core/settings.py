@@ -84,6 +84,18 @@ class Settings(BaseSettings):
                                                                           "replays and click checks.")
     invalid_traffic_rows_per_minute: int = Field(
         default=600, ge=0, description="Invalid-traffic rows kept per minute; beyond it they are only counted.")
+    # Retention (retention/service.py): the tables that grow with traffic keep their rows this long. Reports read
+    # the event store and the ledger, which keep everything.
+    touchpoint_retention_days: int = Field(
+        default=45, ge=31, description="Clicks and impressions kept for attribution: longer than the longest click "
+                                       "lookback an app may set (30 days), so late postbacks still find them.")
+    postback_retention_days: int = Field(
+        default=180, ge=7, description="Processed postbacks kept as received (a partner's retry is recognised "
+                                       "by them); pending ones are kept until attributed.")
+    rejected_postback_retention_days: int = Field(default=14, ge=1, description="Refused postbacks kept for "
+                                                                                "inspection.")
+    invalid_traffic_retention_days: int = Field(default=90, ge=1, description="Invalid-traffic records and "
+                                                                              "their per-minute counts kept.")
     # HTTPS: Strict-Transport-Security when the request came over https.
     hsts: bool = Field(default=False, description="Send HSTS on every answer (the service is only reached over "
                                                   "https).")

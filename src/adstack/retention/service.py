@@ -1,0 +1,160 @@
+"""Retention: how long the tables that grow with traffic keep their rows, and the pruning that holds them to it.
+
+- Touchpoints: attribution looks back from an install at most the longest click lookback an app may set (30
+  days); they are kept `touchpoint_retention_days` (at least 31) so that late postbacks still find their touch.
+  Their tokens expire within a day, so no replay can be counted twice once a touchpoint is gone.
+- Postbacks: kept as received `postback_retention_days` once processed, so a partner's retry is still recognised
+  and support can read what was sent. A pending postback stays until it is attributed.
+- Refused postbacks and invalid-traffic records are inspection aids, kept a shorter time.
+
+Reports do not read these tables: they count from the event store and the ledger, which keep everything.
+Rows go in chunks, each its own transaction, so pruning never holds the write lock for long; a table without an
+index on its time is pruned from its oldest row on, through the primary key (rows are appended in time order),
+and stops at the first row it must keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Table, case, delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adstack.attribution.locks import WRITE_LOCK
+from adstack.attribution.models import Postback, PostbackStatus, RejectedPostback, Touchpoint
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
+
+log = logging.getLogger("adstack.retention")
+
+CHUNK_ROWS = 5_000
+Turn = Callable[[], AbstractContextManager[Any]]
+RETENTION_SECONDS = 3_600.0
+FIRST_RUN_SECONDS = 60.0  # after start: not in the way of a process warming up
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _prune_front(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn) -> int:
+    """Delete the oldest rows by id while they are `expired`; stop at the first that is not."""
+    ids = table.c.id
+    flag = case((expired, 1), else_=0)
+    removed = 0
+    while True:
+        rows = session.execute(select(ids, flag).order_by(ids).limit(CHUNK_ROWS)).all()
+        prefix = list(itertools.takewhile(lambda row: row[1] == 1, rows))
+        if prefix:
+            with turn():
+                # The condition again: a row committed late, with an id below those read, is not removed unread.
+                removed += session.connection().execute(delete(table).where(ids <= prefix[-1][0], expired)).rowcount
+                session.commit()
+        if len(prefix) < CHUNK_ROWS:
+            return removed
+
+
+def _prune_indexed(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn) -> int:
+    """Delete the `expired` rows of a table with an index on its time, a chunk at a time."""
+    ids = table.c.id
+    removed = 0
+    while True:
+        chunk = select(ids).where(expired).limit(CHUNK_ROWS).scalar_subquery()
+        with turn():
+            count = session.connection().execute(delete(table).where(ids.in_(chunk))).rowcount
+            session.commit()
+        removed += count
+        if count < CHUNK_ROWS:
+            return removed
+
+
+@dataclass(frozen=True)
+class Pruned:
+    touchpoints: int
+    postbacks: int
+    rejected_postbacks: int
+    invalid_traffic: int
+
+
+def prune(session: Session, settings: Settings, *, now: datetime | None = None,
+          turn: Turn = contextlib.nullcontext) -> Pruned:
+    """Remove what every table keeps past its retention; commits after each chunk, each written inside `turn()`
+    (on SQLite, the turn of writers that share the database: see `RetentionWorker`)."""
+    now = now or utcnow()
+
+    def before(days: int) -> datetime:
+        return now - timedelta(days=days)
+
+    touchpoints, postbacks = _table(Touchpoint), _table(Postback)
+    rejected, invalid, overflow = _table(RejectedPostback), _table(InvalidTraffic), _table(InvalidTrafficOverflow)
+    pruned = Pruned(
+        touchpoints=_prune_front(session, touchpoints,
+                                 touchpoints.c.occurred_at < before(settings.touchpoint_retention_days), turn),
+        postbacks=_prune_front(session, postbacks,
+                               (postbacks.c.received_at < before(settings.postback_retention_days))
+                               & (postbacks.c.status != PostbackStatus.PENDING.value), turn),
+        rejected_postbacks=_prune_indexed(
+            session, rejected, rejected.c.received_at < before(settings.rejected_postback_retention_days), turn),
+        invalid_traffic=_prune_indexed(
+            session, invalid, invalid.c.occurred_at < before(settings.invalid_traffic_retention_days), turn),
+    )
+    # A handful of rows per minute (one per kind and reason): one statement.
+    with turn():
+        session.execute(delete(overflow).where(overflow.c.minute < before(settings.invalid_traffic_retention_days)))
+        session.commit()
+    return pruned
+
+
+class RetentionWorker:
+    """A daemon thread that prunes hourly, in the process that runs the pipeline's consumers (which write most of
+    these rows). Several such processes may prune at once: a row is removed once."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings, *,
+                 interval_seconds: float = RETENTION_SECONDS, first_run_seconds: float = FIRST_RUN_SECONDS):
+        self._factory = factory
+        self._settings = settings
+        self._interval = interval_seconds
+        self._first = first_run_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: Pruned | None = None
+
+    def run_once(self) -> Pruned:
+        with self._factory() as session:
+            sqlite = session.get_bind().dialect.name == "sqlite"
+            # On SQLite, each chunk in turn with the postbacks consumer and the attributor (attribution/locks.py).
+            self.last = prune(session, self._settings, turn=(lambda: WRITE_LOCK) if sqlite else contextlib.nullcontext)
+        if any(vars(self.last).values()):
+            log.info("retention removed %s", self.last)
+        return self.last
+
+    def _run(self) -> None:
+        wait = self._first
+        while not self._stop.wait(wait):
+            wait = self._interval
+            try:
+                self.run_once()
+            except Exception:  # the next hour tries again; nothing is lost by pruning late
+                log.exception("pruning past retention failed")
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="adstack-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._thread = None

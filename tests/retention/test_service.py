@@ -1,0 +1,138 @@
+"""Retention: what each growing table keeps, pruned in chunks, and what it never removes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adstack.apps.models import AppCreate
+from adstack.attribution.models import Postback, PostbackStatus, RejectedPostback, Touchpoint
+from adstack.core.settings import Settings
+from adstack.core.timeutil import utcnow
+from adstack.retention import service as retention
+from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
+
+NOW = utcnow().replace(microsecond=0)
+
+
+def _touch(n: int, at: datetime) -> Touchpoint:
+    return Touchpoint(kind="click", touch_id=f"t{n}", impression_id=f"i{n}", account_id=1, campaign_id=1,
+                      ad_group_id=1, creative_id=1, ad_space_id=1, publisher_id=1, bid_type="cpc", price_micros=1,
+                      occurred_at=at)
+
+
+def _postback(n: int, at: datetime, status: PostbackStatus) -> Postback:
+    return Postback(app_id=1, partner="adjust", dedupe_key=f"k{n}", method="GET", fields={"n": str(n)},
+                    status=status.value, received_at=at)
+
+
+def _days_ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def test_each_table_keeps_what_is_within_its_retention(session: Session, settings: Settings) -> None:
+    session.add_all([_touch(1, _days_ago(50)), _touch(2, _days_ago(46)), _touch(3, _days_ago(44)),
+                     _touch(4, _days_ago(1))])
+    session.add_all([_postback(1, _days_ago(200), PostbackStatus.ATTRIBUTED),
+                     _postback(2, _days_ago(190), PostbackStatus.DUPLICATE),
+                     _postback(3, _days_ago(170), PostbackStatus.ATTRIBUTED)])
+    session.add_all([RejectedPostback(reason="bad", message="m", method="GET", received_at=_days_ago(days))
+                     for days in (20, 15, 13)])
+    session.add_all([InvalidTraffic(event_id=f"e{days}", kind="imp", reason="bot", message="m",
+                                    occurred_at=_days_ago(days)) for days in (100, 91, 89)])
+    session.add_all([InvalidTrafficOverflow(minute=_days_ago(days), kind="imp", reason="bot", count=5)
+                     for days in (95, 10)])
+    session.commit()
+
+    pruned = retention.prune(session, settings, now=NOW)
+
+    assert pruned == retention.Pruned(touchpoints=2, postbacks=2, rejected_postbacks=2, invalid_traffic=2)
+    assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t3", "t4"]
+    assert session.scalars(select(Postback.dedupe_key)).all() == ["k3"]
+    assert len(session.scalars(select(RejectedPostback.id)).all()) == 1
+    assert session.scalars(select(InvalidTraffic.event_id)).all() == ["e89"]
+    assert len(session.scalars(select(InvalidTrafficOverflow.minute)).all()) == 1
+    # Nothing more to remove: a second pass changes nothing.
+    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0)
+
+
+def test_a_pending_postback_is_never_removed(session: Session, settings: Settings) -> None:
+    session.add_all([_postback(1, _days_ago(400), PostbackStatus.PENDING),
+                     _postback(2, _days_ago(1), PostbackStatus.PENDING)])
+    session.commit()
+    assert retention.prune(session, settings, now=NOW).postbacks == 0
+    assert session.scalars(select(Postback.dedupe_key).order_by(Postback.id)).all() == ["k1", "k2"]
+
+
+def test_pruning_goes_in_chunks_until_done(session: Session, settings: Settings,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "CHUNK_ROWS", 3)
+    session.add_all([_touch(n, _days_ago(60 - n)) for n in range(10)])  # 60 to 51 days old
+    session.add_all([_touch(100, _days_ago(2))])
+    session.add_all([InvalidTraffic(event_id=f"e{n}", kind="imp", reason="bot", message="m",
+                                    occurred_at=_days_ago(200)) for n in range(8)])
+    session.commit()
+    pruned = retention.prune(session, settings, now=NOW)
+    assert (pruned.touchpoints, pruned.invalid_traffic) == (10, 8)
+    assert session.scalars(select(Touchpoint.touch_id)).all() == ["t100"]
+
+
+def test_the_oldest_rows_go_first_and_pruning_stops_at_the_first_to_keep(session: Session,
+                                                                          settings: Settings) -> None:
+    # Touchpoints are pruned from the oldest id on, through the primary key: a row appended late with an old
+    # time waits for the rows before it, it is never removed before its time.
+    session.add_all([_touch(1, _days_ago(60)), _touch(2, _days_ago(3)), _touch(3, _days_ago(60))])
+    session.commit()
+    assert retention.prune(session, settings, now=NOW).touchpoints == 1
+    assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t2", "t3"]
+    assert retention.prune(session, settings, now=NOW + timedelta(days=60)).touchpoints == 2
+
+
+def test_the_worker_prunes_with_its_own_sessions(session: Session, settings: Settings) -> None:
+    from adstack.core.db import make_session_factory
+
+    session.add_all([_touch(1, _days_ago(90)), _touch(2, NOW)])
+    session.commit()
+    worker = retention.RetentionWorker(make_session_factory(session.get_bind()), settings)  # type: ignore[arg-type]
+    assert worker.run_once().touchpoints == 1
+    assert worker.last is not None and worker.last.touchpoints == 1
+    session.expire_all()
+    assert session.scalars(select(Touchpoint.touch_id)).all() == ["t2"]
+
+
+def test_touchpoints_outlive_the_longest_click_lookback(settings: Settings) -> None:
+    longest = AppCreate.model_fields["click_lookback_days"].metadata
+    lookback_cap = next(m.le for m in longest if getattr(m, "le", None) is not None)
+    minimum = next(m.ge for m in Settings.model_fields["touchpoint_retention_days"].metadata
+                   if getattr(m, "ge", None) is not None)
+    assert minimum > lookback_cap
+    with pytest.raises(ValidationError, match="touchpoint_retention_days"):
+        Settings(**{**settings.model_dump(), "touchpoint_retention_days": lookback_cap})
+
+
+def test_adstack_prune_removes_once_from_the_command_line(tmp_path: Path) -> None:
+    from adstack.core.bootstrap import migrate
+    from adstack.core.db import make_engine, make_session_factory
+
+    data_settings = Settings(data_dir=tmp_path, secret_key="prune-test-secret")
+    migrate(data_settings)
+    engine = make_engine(data_settings.resolved_database_url)
+    with make_session_factory(engine)() as session:
+        session.add_all([_touch(1, _days_ago(100)), _touch(2, _days_ago(2))])
+        session.commit()
+    done = subprocess.run([sys.executable, "-m", "adstack.cli", "prune", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ADSTACK_SECRET_KEY": "prune-test-secret", "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "touchpoints: 1 removed" in done.stdout
+    with make_session_factory(engine)() as session:
+        assert session.scalars(select(Touchpoint.touch_id)).all() == ["t2"]
+    engine.dispose()
