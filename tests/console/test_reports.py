@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -28,7 +29,10 @@ def _advertiser_with_events(client: TestClient, session: Session, settings: Sett
     admin = auth.principal_for(users.create_admin(session, email="r31@example.org", password="admin-password"))
     accounts.review_account(session, admin, account_id, approve=True)
     session.commit()
-    now = utcnow() - timedelta(minutes=5)
+    # Five minutes ago, but today in the account's time zone: just after its midnight, "spend today" starts afresh.
+    zone = ZoneInfo(session.get_one(Account, account_id).time_zone)
+    local_midnight = utcnow().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    now = max(utcnow() - timedelta(minutes=5), local_midnight.astimezone(UTC))
     events = []
     for i in range(40):
         events.append(
