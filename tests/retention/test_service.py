@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def _days_ago(days: float) -> datetime:
 
 
 def test_each_table_keeps_what_is_within_its_retention(session: Session, settings: Settings) -> None:
-    session.add_all([_touch(1, _days_ago(50)), _touch(2, _days_ago(46)), _touch(3, _days_ago(44)),
+    session.add_all([_touch(1, _days_ago(100)), _touch(2, _days_ago(91)), _touch(3, _days_ago(89)),
                      _touch(4, _days_ago(1))])
     session.add_all([_postback(1, _days_ago(200), PostbackStatus.ATTRIBUTED),
                      _postback(2, _days_ago(190), PostbackStatus.DUPLICATE),
@@ -75,31 +76,59 @@ def test_a_pending_postback_is_never_removed(session: Session, settings: Setting
 def test_pruning_goes_in_chunks_until_done(session: Session, settings: Settings,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retention, "CHUNK_ROWS", 3)
-    session.add_all([_touch(n, _days_ago(60 - n)) for n in range(10)])  # 60 to 51 days old
+    session.add_all([_touch(n, _days_ago(110 - n)) for n in range(10)])  # 110 to 101 days old
     session.add_all([_touch(100, _days_ago(2))])
     session.add_all([InvalidTraffic(event_id=f"e{n}", kind="imp", reason="bot", message="m",
                                     occurred_at=_days_ago(200)) for n in range(8)])
     session.commit()
     pruned = retention.prune(session, settings, now=NOW)
-    assert (pruned.touchpoints, pruned.invalid_traffic) == (10, 8)
+    assert (pruned.touchpoints, pruned.invalid_traffic) == (10, 7)  # the newest row of a table stays
     assert session.scalars(select(Touchpoint.touch_id)).all() == ["t100"]
+    assert session.scalars(select(InvalidTraffic.event_id)).all() == ["e7"]
 
 
 def test_the_oldest_rows_go_first_and_pruning_stops_at_the_first_to_keep(session: Session,
                                                                           settings: Settings) -> None:
     # Touchpoints are pruned from the oldest id on, through the primary key: a row appended late with an old
     # time waits for the rows before it, it is never removed before its time.
-    session.add_all([_touch(1, _days_ago(60)), _touch(2, _days_ago(3)), _touch(3, _days_ago(60))])
+    session.add_all([_touch(1, _days_ago(100)), _touch(2, _days_ago(3)), _touch(3, _days_ago(100)),
+                     _touch(4, _days_ago(1))])
     session.commit()
     assert retention.prune(session, settings, now=NOW).touchpoints == 1
-    assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t2", "t3"]
-    assert retention.prune(session, settings, now=NOW + timedelta(days=60)).touchpoints == 2
+    assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t2", "t3", "t4"]
+    assert retention.prune(session, settings, now=NOW + timedelta(days=100)).touchpoints == 2
+
+
+def test_an_emptied_table_never_hands_out_its_ids_again(session: Session, settings: Settings) -> None:
+    # SQLite numbers a new row after the highest id left: had every old postback gone, the next one would take
+    # an id a conversion (and its event and charge ids) still holds.
+    session.add_all([_postback(n, _days_ago(300 - n), PostbackStatus.ATTRIBUTED) for n in range(5)])
+    session.commit()
+    highest = max(session.scalars(select(Postback.id)))
+    assert retention.prune(session, settings, now=NOW).postbacks == 4
+    session.add(_postback(99, NOW, PostbackStatus.PENDING))
+    session.commit()
+    assert session.scalar(select(Postback.id).where(Postback.dedupe_key == "k99")) > highest
+
+
+def test_a_stopping_worker_stops_between_chunks(session: Session, settings: Settings,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "CHUNK_ROWS", 2)
+    session.add_all([_touch(n, _days_ago(120)) for n in range(7)] + [_touch(100, NOW)])
+    session.commit()
+    chunks: list[int] = []
+
+    def halt_after_two() -> bool:
+        chunks.append(1)
+        return len(chunks) > 2
+
+    assert retention.prune(session, settings, now=NOW, halt=halt_after_two).touchpoints == 4
 
 
 def test_the_worker_prunes_with_its_own_sessions(session: Session, settings: Settings) -> None:
     from adstack.core.db import make_session_factory
 
-    session.add_all([_touch(1, _days_ago(90)), _touch(2, NOW)])
+    session.add_all([_touch(1, _days_ago(100)), _touch(2, NOW)])
     session.commit()
     worker = retention.RetentionWorker(make_session_factory(session.get_bind()), settings)  # type: ignore[arg-type]
     assert worker.run_once().touchpoints == 1
@@ -136,3 +165,35 @@ def test_adstack_prune_removes_once_from_the_command_line(tmp_path: Path) -> Non
     with make_session_factory(engine)() as session:
         assert session.scalars(select(Touchpoint.touch_id)).all() == ["t2"]
     engine.dispose()
+
+
+def test_a_row_committed_late_below_the_ids_read_is_not_removed_unread(session: Session,
+                                                                       settings: Settings) -> None:
+    # A PostgreSQL sequence hands out ids in one order and transactions commit in another: a young row may appear
+    # with an id below the old ones the pruning read. It lands here between the read and the delete.
+    from contextlib import contextmanager
+
+    from adstack.core.db import make_session_factory
+
+    late = make_session_factory(session.get_bind())  # type: ignore[arg-type]
+    session.add_all([Touchpoint(id=10, **_fields(_touch(1, _days_ago(120)))),
+                     Touchpoint(id=20, **_fields(_touch(2, _days_ago(120)))),
+                     Touchpoint(id=30, **_fields(_touch(3, NOW)))])
+    session.commit()
+    landed: list[bool] = []
+
+    @contextmanager
+    def young_row_lands() -> Iterator[None]:
+        if not landed:
+            with late() as other:
+                other.add(Touchpoint(id=15, **_fields(_touch(4, NOW))))
+                other.commit()
+            landed.append(True)
+        yield
+
+    assert retention.prune(session, settings, now=NOW, turn=young_row_lands).touchpoints == 2
+    assert session.scalars(select(Touchpoint.id).order_by(Touchpoint.id)).all() == [15, 30]
+
+
+def _fields(touch: Touchpoint) -> dict[str, object]:
+    return {c.key: getattr(touch, c.key) for c in Touchpoint.__table__.columns if c.key != "id"}

@@ -87,11 +87,12 @@ class Settings(BaseSettings):
     # Retention (retention/service.py): the tables that grow with traffic keep their rows this long. Reports read
     # the event store and the ledger, which keep everything.
     touchpoint_retention_days: int = Field(
-        default=45, ge=31, description="Clicks and impressions kept for attribution: longer than the longest click "
-                                       "lookback an app may set (30 days), so late postbacks still find them.")
+        default=90, ge=31, description="Clicks and impressions kept for attribution, counted back from now: past "
+                                       "the longest click lookback an app may set (30 days), with room for "
+                                       "postbacks that arrive late.")
     postback_retention_days: int = Field(
-        default=180, ge=7, description="Processed postbacks kept as received (a partner's retry is recognised "
-                                       "by them); pending ones are kept until attributed.")
+        default=180, ge=30, description="Processed postbacks kept as received (a partner's retry is recognised "
+                                        "by them); pending ones are kept until attributed.")
     rejected_postback_retention_days: int = Field(default=14, ge=1, description="Refused postbacks kept for "
                                                                                 "inspection.")
     invalid_traffic_retention_days: int = Field(default=90, ge=1, description="Invalid-traffic records and "

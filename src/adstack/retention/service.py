@@ -1,16 +1,19 @@
 """Retention: how long the tables that grow with traffic keep their rows, and the pruning that holds them to it.
 
-- Touchpoints: attribution looks back from an install at most the longest click lookback an app may set (30
-  days); they are kept `touchpoint_retention_days` (at least 31) so that late postbacks still find their touch.
-  Their tokens expire within a day, so no replay can be counted twice once a touchpoint is gone.
-- Postbacks: kept as received `postback_retention_days` once processed, so a partner's retry is still recognised
-  and support can read what was sent. A pending postback stays until it is attributed.
+- Touchpoints: attribution looks for a touch within the app's click lookback (at most 30 days) or view-through
+  window (at most 7 days) before the conversion, so they are kept `touchpoint_retention_days` (90; at least 31).
+  A touch is found by a postback that arrives within that time less the lookback after the conversion it reports;
+  one reporting an older conversion, with no install of the device known, is attributed without its touch and not
+  charged. The tokens touches come from expire within a day, so a pruned touch cannot be counted twice.
+- Postbacks: kept as received `postback_retention_days` once processed (180; at least 30), so a partner's retry is
+  still recognised, by its key or its fields, and support can read what was sent. A pending postback stays until
+  it is attributed.
 - Refused postbacks and invalid-traffic records are inspection aids, kept a shorter time.
 
 Reports do not read these tables: they count from the event store and the ledger, which keep everything.
 Rows go in chunks, each its own transaction, so pruning never holds the write lock for long; a table without an
 index on its time is pruned from its oldest row on, through the primary key (rows are appended in time order),
-and stops at the first row it must keep.
+and stops at the first row it must keep. The newest row of a table always stays (see `_below_newest`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, case, delete, select
+from sqlalchemy import ColumnElement, Table, case, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.attribution.locks import WRITE_LOCK
@@ -38,6 +41,7 @@ log = logging.getLogger("adstack.retention")
 
 CHUNK_ROWS = 5_000
 Turn = Callable[[], AbstractContextManager[Any]]
+Halt = Callable[[], bool]
 RETENTION_SECONDS = 3_600.0
 FIRST_RUN_SECONDS = 60.0  # after start: not in the way of a process warming up
 
@@ -46,35 +50,45 @@ def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
-def _prune_front(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn) -> int:
+def _below_newest(table: Table) -> ColumnElement[bool]:
+    """Never the row with the highest id: SQLite gives a new row the highest id left plus one, so emptying a
+    table would hand out ids again that other tables still hold (a conversion's postback id, say)."""
+    return table.c.id < select(func.max(table.c.id)).scalar_subquery()
+
+
+def _prune_front(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
     """Delete the oldest rows by id while they are `expired`; stop at the first that is not."""
     ids = table.c.id
     flag = case((expired, 1), else_=0)
     removed = 0
-    while True:
+    while not halt():
         rows = session.execute(select(ids, flag).order_by(ids).limit(CHUNK_ROWS)).all()
+        session.rollback()  # the read's transaction: none is left open between chunks
         prefix = list(itertools.takewhile(lambda row: row[1] == 1, rows))
         if prefix:
             with turn():
                 # The condition again: a row committed late, with an id below those read, is not removed unread.
-                removed += session.connection().execute(delete(table).where(ids <= prefix[-1][0], expired)).rowcount
+                removed += session.connection().execute(
+                    delete(table).where(ids <= prefix[-1][0], expired, _below_newest(table))).rowcount
                 session.commit()
         if len(prefix) < CHUNK_ROWS:
-            return removed
+            break
+    return removed
 
 
-def _prune_indexed(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn) -> int:
+def _prune_indexed(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
     """Delete the `expired` rows of a table with an index on its time, a chunk at a time."""
     ids = table.c.id
     removed = 0
-    while True:
-        chunk = select(ids).where(expired).limit(CHUNK_ROWS).scalar_subquery()
+    while not halt():
+        chunk = select(ids).where(expired, _below_newest(table)).limit(CHUNK_ROWS).scalar_subquery()
         with turn():
             count = session.connection().execute(delete(table).where(ids.in_(chunk))).rowcount
             session.commit()
         removed += count
         if count < CHUNK_ROWS:
-            return removed
+            break
+    return removed
 
 
 @dataclass(frozen=True)
@@ -86,9 +100,10 @@ class Pruned:
 
 
 def prune(session: Session, settings: Settings, *, now: datetime | None = None,
-          turn: Turn = contextlib.nullcontext) -> Pruned:
+          turn: Turn = contextlib.nullcontext, halt: Halt = lambda: False) -> Pruned:
     """Remove what every table keeps past its retention; commits after each chunk, each written inside `turn()`
-    (on SQLite, the turn of writers that share the database: see `RetentionWorker`)."""
+    (on SQLite, the turn of writers that share the database: see `RetentionWorker`). Stops between chunks once
+    `halt()` is true."""
     now = now or utcnow()
 
     def before(days: int) -> datetime:
@@ -96,16 +111,16 @@ def prune(session: Session, settings: Settings, *, now: datetime | None = None,
 
     touchpoints, postbacks = _table(Touchpoint), _table(Postback)
     rejected, invalid, overflow = _table(RejectedPostback), _table(InvalidTraffic), _table(InvalidTrafficOverflow)
+    touches_expired = touchpoints.c.occurred_at < before(settings.touchpoint_retention_days)
+    postbacks_expired = (postbacks.c.received_at < before(settings.postback_retention_days)) \
+        & (postbacks.c.status != PostbackStatus.PENDING.value)
+    rejected_expired = rejected.c.received_at < before(settings.rejected_postback_retention_days)
+    invalid_expired = invalid.c.occurred_at < before(settings.invalid_traffic_retention_days)
     pruned = Pruned(
-        touchpoints=_prune_front(session, touchpoints,
-                                 touchpoints.c.occurred_at < before(settings.touchpoint_retention_days), turn),
-        postbacks=_prune_front(session, postbacks,
-                               (postbacks.c.received_at < before(settings.postback_retention_days))
-                               & (postbacks.c.status != PostbackStatus.PENDING.value), turn),
-        rejected_postbacks=_prune_indexed(
-            session, rejected, rejected.c.received_at < before(settings.rejected_postback_retention_days), turn),
-        invalid_traffic=_prune_indexed(
-            session, invalid, invalid.c.occurred_at < before(settings.invalid_traffic_retention_days), turn),
+        touchpoints=_prune_front(session, touchpoints, touches_expired, turn, halt),
+        postbacks=_prune_front(session, postbacks, postbacks_expired, turn, halt),
+        rejected_postbacks=_prune_indexed(session, rejected, rejected_expired, turn, halt),
+        invalid_traffic=_prune_indexed(session, invalid, invalid_expired, turn, halt),
     )
     # A handful of rows per minute (one per kind and reason): one statement.
     with turn():
@@ -132,7 +147,8 @@ class RetentionWorker:
         with self._factory() as session:
             sqlite = session.get_bind().dialect.name == "sqlite"
             # On SQLite, each chunk in turn with the postbacks consumer and the attributor (attribution/locks.py).
-            self.last = prune(session, self._settings, turn=(lambda: WRITE_LOCK) if sqlite else contextlib.nullcontext)
+            self.last = prune(session, self._settings, turn=(lambda: WRITE_LOCK) if sqlite else contextlib.nullcontext,
+                              halt=self._stop.is_set)
         if any(vars(self.last).values()):
             log.info("retention removed %s", self.last)
         return self.last
