@@ -142,6 +142,8 @@ class RetentionWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: Pruned | None = None
+        self.last_run_at: datetime | None = None
+        self.removed: dict[str, int] = dict.fromkeys(Pruned.__dataclass_fields__, 0)  # since the process started
 
     def run_once(self) -> Pruned:
         with self._factory() as session:
@@ -149,6 +151,9 @@ class RetentionWorker:
             # On SQLite, each chunk in turn with the postbacks consumer and the attributor (attribution/locks.py).
             self.last = prune(session, self._settings, turn=(lambda: WRITE_LOCK) if sqlite else contextlib.nullcontext,
                               halt=self._stop.is_set)
+        self.last_run_at = utcnow()
+        for table, count in vars(self.last).items():
+            self.removed[table] += count
         if any(vars(self.last).values()):
             log.info("retention removed %s", self.last)
         return self.last
