@@ -102,6 +102,12 @@ class SignedIn:
 def _actors(api: Api) -> dict[str, SignedIn | None]:
     """One signed-in user per role, with something of their own to read and change."""
     admin = api.admin()
+    # The stateless run before may have deleted the settlement rule the registration relies on (account managers
+    # may); the users below register under it again.
+    body = api.registration()
+    rule = {"country": body["country"], "entity": body["settlement_entity"], "currency": body["currency"],
+            "contract_version": "fuzz"}
+    assert api.client.post("/api/v1/settlement-rules", json=rule, headers=admin.headers).status_code in (201, 409)
     advertiser = api.approved_account(admin)
     agency = api.approved_account(admin, type="agency")
     ledger(api.session, advertiser.account_id, 100_000_000)
