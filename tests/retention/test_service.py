@@ -24,8 +24,8 @@ from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
 NOW = utcnow().replace(microsecond=0)
 
 
-def _touch(n: int, at: datetime) -> Touchpoint:
-    return Touchpoint(kind="click", touch_id=f"t{n}", impression_id=f"i{n}", account_id=1, campaign_id=1,
+def _touch(n: int, at: datetime, kind: str = "click") -> Touchpoint:
+    return Touchpoint(kind=kind, touch_id=f"t{n}", impression_id=f"i{n}", account_id=1, campaign_id=1,
                       ad_group_id=1, creative_id=1, ad_space_id=1, publisher_id=1, bid_type="cpc", price_micros=1,
                       occurred_at=at)
 
@@ -55,14 +55,15 @@ def test_each_table_keeps_what_is_within_its_retention(session: Session, setting
 
     pruned = retention.prune(session, settings, now=NOW)
 
-    assert pruned == retention.Pruned(touchpoints=2, postbacks=2, rejected_postbacks=2, invalid_traffic=2)
+    assert pruned == retention.Pruned(impression_touchpoints=0, touchpoints=2, postbacks=2, rejected_postbacks=2,
+                                      invalid_traffic=2)
     assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t3", "t4"]
     assert session.scalars(select(Postback.dedupe_key)).all() == ["k3"]
     assert len(session.scalars(select(RejectedPostback.id)).all()) == 1
     assert session.scalars(select(InvalidTraffic.event_id)).all() == ["e89"]
     assert len(session.scalars(select(InvalidTrafficOverflow.minute)).all()) == 1
     # Nothing more to remove: a second pass changes nothing.
-    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0)
+    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0, 0)
 
 
 def test_a_pending_postback_is_never_removed(session: Session, settings: Settings) -> None:
@@ -114,7 +115,7 @@ def test_an_emptied_table_never_hands_out_its_ids_again(session: Session, settin
 def test_a_stopping_worker_stops_between_chunks(session: Session, settings: Settings,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retention, "CHUNK_ROWS", 2)
-    session.add_all([_touch(n, _days_ago(120)) for n in range(7)] + [_touch(100, NOW)])
+    session.add_all([_impression(n, _days_ago(120)) for n in range(7)] + [_touch(100, NOW)])
     session.commit()
     chunks: list[int] = []
 
@@ -122,7 +123,8 @@ def test_a_stopping_worker_stops_between_chunks(session: Session, settings: Sett
         chunks.append(1)
         return len(chunks) > 2
 
-    assert retention.prune(session, settings, now=NOW, halt=halt_after_two).touchpoints == 4
+    pruned = retention.prune(session, settings, now=NOW, halt=halt_after_two)
+    assert (pruned.impression_touchpoints, pruned.touchpoints) == (4, 0)
 
 
 def test_the_worker_prunes_with_its_own_sessions(session: Session, settings: Settings) -> None:
@@ -135,6 +137,60 @@ def test_the_worker_prunes_with_its_own_sessions(session: Session, settings: Set
     assert worker.last is not None and worker.last.touchpoints == 1
     session.expire_all()
     assert session.scalars(select(Touchpoint.touch_id)).all() == ["t2"]
+
+
+def _impression(n: int, at: datetime) -> Touchpoint:
+    return _touch(n, at, kind="impression")
+
+
+def test_impressions_go_before_the_clicks_of_their_age(session: Session, settings: Settings) -> None:
+    assert (settings.impression_touchpoint_retention_days, settings.touchpoint_retention_days) == (30, 90)
+    session.add_all([_impression(1, _days_ago(60)), _touch(2, _days_ago(60)), _impression(3, _days_ago(35)),
+                     _touch(4, _days_ago(35)), _impression(5, _days_ago(10)), _touch(6, _days_ago(1))])
+    session.commit()
+
+    pruned = retention.prune(session, settings, now=NOW)
+
+    assert (pruned.impression_touchpoints, pruned.touchpoints) == (2, 0)
+    assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t2", "t4", "t5", "t6"]
+    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0, 0)
+    # The walk goes on from where it stopped, past the clicks it left.
+    assert retention.prune(session, settings, now=NOW + timedelta(days=25)).impression_touchpoints == 1
+    later = retention.prune(session, settings, now=NOW + timedelta(days=31))
+    assert (later.impression_touchpoints, later.touchpoints) == (0, 1)
+    assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t4", "t6"]
+
+
+def test_the_impressions_walk_resumes_after_the_last_row_it_passed(session: Session, settings: Settings,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "CHUNK_ROWS", 2)
+    session.add_all([_touch(n, _days_ago(50)) for n in range(4)] + [_impression(n, _days_ago(40))
+                                                                     for n in range(10, 14)] + [_touch(99, NOW)])
+    session.commit()
+    calls: list[int] = []
+    # Stopped after its first chunk of two clicks, the next run starts after them.
+    assert retention.prune(session, settings, now=NOW,
+                           halt=lambda: calls.append(1) is None and len(calls) > 1).impression_touchpoints == 0
+    assert retention.prune(session, settings, now=NOW).impression_touchpoints == 4
+    # An old impression that appears below the place reached (an id handed out earlier, committed late) is left to
+    # the clicks' retention: the walk does not go back.
+    first = min(session.scalars(select(Touchpoint.id)))
+    session.add(Touchpoint(id=first - 1, **_fields(_impression(50, _days_ago(40)))))
+    session.commit()
+    assert retention.prune(session, settings, now=NOW).impression_touchpoints == 0
+    assert retention.prune(session, settings, now=NOW + timedelta(days=51)).touchpoints == 5
+
+
+def test_impressions_outlive_the_longest_view_through_window(settings: Settings) -> None:
+    window = AppCreate.model_fields["view_through_hours"].metadata
+    window_cap_hours = next(m.le for m in window if getattr(m, "le", None) is not None)
+    minimum = next(m.ge for m in Settings.model_fields["impression_touchpoint_retention_days"].metadata
+                   if getattr(m, "ge", None) is not None)
+    assert minimum * 24 > window_cap_hours
+    with pytest.raises(ValidationError, match="impression_touchpoint_retention_days"):
+        Settings(**{**settings.model_dump(), "impression_touchpoint_retention_days": window_cap_hours // 24})
+    with pytest.raises(ValidationError, match=r"impression_touchpoint_retention_days \(91\) must be at most"):
+        Settings(**{**settings.model_dump(), "impression_touchpoint_retention_days": 91})
 
 
 def test_touchpoints_outlive_the_longest_click_lookback(settings: Settings) -> None:
@@ -180,15 +236,15 @@ def test_a_row_committed_late_below_the_ids_read_is_not_removed_unread(session: 
                      Touchpoint(id=20, **_fields(_touch(2, _days_ago(120)))),
                      Touchpoint(id=30, **_fields(_touch(3, NOW)))])
     session.commit()
-    landed: list[bool] = []
+    turns: list[bool] = []
 
     @contextmanager
     def young_row_lands() -> Iterator[None]:
-        if not landed:
+        turns.append(True)
+        if len(turns) == 2:  # the impressions' walk takes the first turn (it passes these clicks), then this walk
             with late() as other:
                 other.add(Touchpoint(id=15, **_fields(_touch(4, NOW))))
                 other.commit()
-            landed.append(True)
         yield
 
     assert retention.prune(session, settings, now=NOW, turn=young_row_lands).touchpoints == 2

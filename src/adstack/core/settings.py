@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adstack.core.private_files import create_private
@@ -90,6 +90,10 @@ class Settings(BaseSettings):
         default=90, ge=31, description="Clicks and impressions kept for attribution, counted back from now: past "
                                        "the longest click lookback an app may set (30 days), with room for "
                                        "postbacks that arrive late.")
+    impression_touchpoint_retention_days: int = Field(
+        default=30, ge=8, description="Impressions kept for view-through attribution: past the longest view-through "
+                                      "window an app may set (7 days), with room for postbacks that arrive late; "
+                                      "at most touchpoint_retention_days.")
     postback_retention_days: int = Field(
         default=180, ge=30, description="Processed postbacks kept as received (a partner's retry is recognised "
                                         "by them); pending ones are kept until attributed.")
@@ -132,6 +136,14 @@ class Settings(BaseSettings):
     rate_limit_register_account: str = "3/hour"
     rate_limit_password_reset_ip: str = "10/hour"
     rate_limit_password_reset_account: str = "3/hour"
+
+    @model_validator(mode="after")
+    def _impressions_go_no_later_than_clicks(self) -> Settings:
+        if self.impression_touchpoint_retention_days > self.touchpoint_retention_days:
+            raise ValueError(
+                f"impression_touchpoint_retention_days ({self.impression_touchpoint_retention_days}) must be at most "
+                f"touchpoint_retention_days ({self.touchpoint_retention_days}): touches of every kind go after that")
+        return self
 
     @property
     def email_verification_required(self) -> bool:

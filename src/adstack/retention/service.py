@@ -1,10 +1,12 @@
 """Retention: how long the tables that grow with traffic keep their rows, and the pruning that holds them to it.
 
 - Touchpoints: attribution looks for a touch within the app's click lookback (at most 30 days) or view-through
-  window (at most 7 days) before the conversion, so they are kept `touchpoint_retention_days` (90; at least 31).
-  A touch is found by a postback that arrives within that time less the lookback after the conversion it reports;
-  one reporting an older conversion, with no install of the device known, is attributed without its touch and not
-  charged. The tokens touches come from expire within a day, so a pruned touch cannot be counted twice.
+  window (at most 7 days) before the conversion, so clicks are kept `touchpoint_retention_days` (90; at least
+  31) and impressions, a hundred for each click, `impression_touchpoint_retention_days` (30; at least 8, at most
+  the clicks'). A touch is found by a postback that arrives within that time less the lookback after the
+  conversion it reports; one reporting an older conversion, with no install of the device known, is attributed
+  without its touch and not charged. The tokens touches come from expire within a day, so a pruned touch cannot
+  be counted twice.
 - Postbacks: kept as received `postback_retention_days` once processed (180; at least 30), so a partner's retry is
   still recognised, by its key or its fields, and support can read what was sent. A pending postback stays until
   it is attributed.
@@ -13,7 +15,9 @@
 Reports do not read these tables: they count from the event store and the ledger, which keep everything.
 Rows go in chunks, each its own transaction, so pruning never holds the write lock for long; a table without an
 index on its time is pruned from its oldest row on, through the primary key (rows are appended in time order),
-and stops at the first row it must keep. The newest row of a table always stays (see `_below_newest`).
+and stops at the first row it must keep. Impressions go sooner than the clicks among them: their walk starts where
+the last one stopped (a `RetentionCursor`) and passes the clicks it leaves. The newest row of a table always stays
+(see `_below_newest`).
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, case, delete, func, select
+from sqlalchemy import ColumnElement, Table, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.attribution.locks import WRITE_LOCK
 from adstack.attribution.models import Postback, PostbackStatus, RejectedPostback, Touchpoint
+from adstack.attribution.rules import TouchKind
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
+from adstack.retention.models import RetentionCursor
 from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
 
 log = logging.getLogger("adstack.retention")
@@ -76,6 +83,45 @@ def _prune_front(session: Session, table: Table, expired: ColumnElement[bool], t
     return removed
 
 
+def _cursor(session: Session, name: str) -> int:
+    return session.scalar(select(RetentionCursor.position).where(RetentionCursor.name == name)) or 0
+
+
+def _advance_cursor(session: Session, name: str, position: int) -> None:
+    """Move the cursor forward (never back: another process may have walked further)."""
+    cursors = _table(RetentionCursor)
+    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert_(cursors).values(name=name, position=0).on_conflict_do_nothing())
+    session.execute(update(cursors).where(cursors.c.name == name, cursors.c.position < position)
+                    .values(position=position))
+
+
+def _prune_ahead(session: Session, table: Table, name: str, passed: ColumnElement[bool],
+                 removable: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
+    """Walk by id from cursor `name` while rows are `passed` (old enough), deleting the `removable` among them and
+    leaving the rest for a longer retention; the cursor keeps the place. A row committed late with an id below
+    the cursor is left to the longer retention."""
+    ids = table.c.id
+    flag = case((passed, 1), else_=0)
+    position = _cursor(session, name)
+    removed = 0
+    while not halt():
+        rows = session.execute(select(ids, flag).where(ids > position).order_by(ids).limit(CHUNK_ROWS)).all()
+        session.rollback()
+        prefix = list(itertools.takewhile(lambda row: row[1] == 1, rows))
+        if prefix:
+            end = prefix[-1][0]
+            with turn():
+                removed += session.connection().execute(delete(table).where(
+                    ids > position, ids <= end, passed, removable, _below_newest(table))).rowcount
+                _advance_cursor(session, name, end)
+                session.commit()
+            position = end
+        if len(prefix) < CHUNK_ROWS:
+            break
+    return removed
+
+
 def _prune_indexed(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
     """Delete the `expired` rows of a table with an index on its time, a chunk at a time."""
     ids = table.c.id
@@ -93,6 +139,7 @@ def _prune_indexed(session: Session, table: Table, expired: ColumnElement[bool],
 
 @dataclass(frozen=True)
 class Pruned:
+    impression_touchpoints: int  # before the clicks among them
     touchpoints: int
     postbacks: int
     rejected_postbacks: int
@@ -112,11 +159,14 @@ def prune(session: Session, settings: Settings, *, now: datetime | None = None,
     touchpoints, postbacks = _table(Touchpoint), _table(Postback)
     rejected, invalid, overflow = _table(RejectedPostback), _table(InvalidTraffic), _table(InvalidTrafficOverflow)
     touches_expired = touchpoints.c.occurred_at < before(settings.touchpoint_retention_days)
+    impressions_passed = touchpoints.c.occurred_at < before(settings.impression_touchpoint_retention_days)
     postbacks_expired = (postbacks.c.received_at < before(settings.postback_retention_days)) \
         & (postbacks.c.status != PostbackStatus.PENDING.value)
     rejected_expired = rejected.c.received_at < before(settings.rejected_postback_retention_days)
     invalid_expired = invalid.c.occurred_at < before(settings.invalid_traffic_retention_days)
     pruned = Pruned(
+        impression_touchpoints=_prune_ahead(session, touchpoints, "impression_touchpoints", impressions_passed,
+                                            touchpoints.c.kind == TouchKind.IMPRESSION.value, turn, halt),
         touchpoints=_prune_front(session, touchpoints, touches_expired, turn, halt),
         postbacks=_prune_front(session, postbacks, postbacks_expired, turn, halt),
         rejected_postbacks=_prune_indexed(session, rejected, rejected_expired, turn, halt),

@@ -393,6 +393,11 @@ def upgrade() -> None:
     with op.batch_alter_table('report_jobs', schema=None) as batch_op:
         batch_op.create_index('ix_report_jobs_user', ['user_id', 'created_at'], unique=False)
 
+    op.create_table('retention_cursors',
+    sa.Column('name', sa.String(length=40), nullable=False),
+    sa.Column('position', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_retention_cursors'))
+    )
     op.create_table('review_items',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('object_type', sa.String(length=32), nullable=False),
@@ -1173,6 +1178,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_review_items_account_id'))
 
     op.drop_table('review_items')
+    op.drop_table('retention_cursors')
     with op.batch_alter_table('report_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_report_jobs_user')
 
