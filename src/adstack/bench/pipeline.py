@@ -6,8 +6,10 @@ impression pixel is measured a second time on the embedded default's single proc
 share its CPU (`imp_in_process`). Each endpoint is measured against a trivial `async def` route mounted
 on the same app for the bench only, alternating A B A B, and reported as a ratio. Then the end-to-end delay: at a
 fixed rate, how long from an impression's acknowledgement until its charge is in the ledger, and whether the lag
-returns to zero. Then the consumers alone, in process, per CPU-second: billing charges, impressions through every
-consumer they pass (billing, touchpoints, event store, invalid-traffic verdicts) and attributed postbacks.
+returns to zero. Then `POST /v1/ads` in the same topology, on a catalogue of 1,000 ad groups (the serving bench's
+small size; it measures 100,000 too). Then the consumers alone, in process, per CPU-second: billing charges,
+impressions through every consumer they pass (billing, touchpoints, event store, invalid-traffic verdicts) and
+attributed postbacks. Last, each figure against its target.
 """
 
 from __future__ import annotations
@@ -280,11 +282,44 @@ def run(*, seconds: float = 5.0, rounds: int = 2, end_to_end_rate: int = 1500, e
             server.stop()
     results["imp_in_process"] = impressions_in_process(seconds=seconds, rounds=rounds)
     progress("imp_in_process")
+    results["ads"] = ads_figures(ADS_AD_GROUPS)
+    progress("ads")
     results["billing"] = median_run(billing_per_cpu_second, "per_cpu_second")
     results["impressions"] = median_run(impressions_per_cpu_second, "per_cpu_second")
     results["attribution"] = median_run(lambda: attribution_figures(20_000), "attribution_events_per_cpu_second")
+    results["targets"], results["met"] = TARGETS, met(results)
     results["machine"] = machine()
     return results
+
+
+ADS_AD_GROUPS = 1_000
+TARGETS = {"imp_ratio_min": 0.8, "click_ratio_min": 0.7, "postback_ratio_min": 0.7, "ads_ratio_min": 0.7,
+           "end_to_end_p99_seconds_max": 2.0, "billing_per_cpu_second_min": 20_000,
+           "attribution_per_cpu_second_min": 10_000}
+
+
+def ads_figures(ad_groups: int) -> dict[str, Any]:
+    """`POST /v1/ads` with wrk against the trivial route, A B A B (`bench/serving.py`)."""
+    from adstack.bench.serving import measure_http
+
+    http = measure_http(ad_groups)
+    return {"ad_groups": ad_groups, "trivial_rps": http["trivial_rps"], "rps": http["ads_rps"],
+            "ratio": http["ratio"]}
+
+
+def met(results: dict[str, Any]) -> dict[str, bool]:
+    end_to_end = results["end_to_end"]
+    return {
+        "imp": results["imp"]["ratio"] >= TARGETS["imp_ratio_min"],
+        "click": results["click"]["ratio"] >= TARGETS["click_ratio_min"],
+        "postback": results["postback"]["ratio"] >= TARGETS["postback_ratio_min"],
+        "ads": results["ads"]["ratio"] >= TARGETS["ads_ratio_min"],
+        "end_to_end": end_to_end["not_acknowledged"] == 0 and end_to_end["p99_ack_to_ledger_seconds"] is not None
+        and end_to_end["p99_ack_to_ledger_seconds"] <= TARGETS["end_to_end_p99_seconds_max"],
+        "billing": results["billing"]["per_cpu_second"] >= TARGETS["billing_per_cpu_second_min"],
+        "attribution": results["attribution"]["attribution_events_per_cpu_second"]
+        >= TARGETS["attribution_per_cpu_second_min"],
+    }
 
 
 def end_to_end(billing: Billing, *, rate: int, seconds: float, connections: int = 16) -> dict[str, Any]:
