@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.attribution.locks import WRITE_LOCK
 from adstack.attribution.service import PROCESS_BATCH, process_pending
+from adstack.core.background import Periodic
 from adstack.core.settings import Settings
 from adstack.events.service import get_event_store
 
@@ -32,16 +33,16 @@ class PostbackWorker:
         self.session_factory = session_factory
         self.settings = settings
         self.interval_seconds = interval_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        # The table keeps everything: a failed batch is tried again on the next wake-up.
+        self._periodic = Periodic("adstack-attribution", self._attribute_all, interval=interval_seconds, first=0.0,
+                                  log=log, failure="attributing postbacks failed; will retry")
         # Applies the touches it can and says up to when every acknowledged touch is applied (the pipeline's
         # touchpoints watermark); postbacks received later wait, so none misses the click that preceded it.
         self.before_batch: Callable[[], datetime] | None = None
 
     def notify(self) -> None:
-        self._wake.set()
+        self._periodic.wake()
 
     def drain(self) -> int:
         """Attribute every pending postback now, in this thread; returns how many were processed."""
@@ -64,27 +65,12 @@ class PostbackWorker:
                 session.commit()
         return processed
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while not self._stop.is_set():
-                    if not self._attribute_batch():
-                        break
-            except Exception:  # the table keeps everything; try again on the next wake-up
-                log.exception("attributing postbacks failed; will retry")
-            self._wake.wait(self.interval_seconds)
-            self._wake.clear()
+    def _attribute_all(self) -> None:
+        while not self._periodic.stopping and self._attribute_batch():
+            pass
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="adstack-attribution", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self._thread = None
+        self._periodic.stop()

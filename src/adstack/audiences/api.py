@@ -4,7 +4,6 @@ and the operator lists (regions, app categories). `install` starts the daily lab
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +44,7 @@ from adstack.audiences.models import (
     UrlImportIn,
 )
 from adstack.audiences.sources import display_url, open_url
+from adstack.core.background import Periodic
 from adstack.core.db import session_scope
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
 from adstack.core.errors import (
@@ -460,31 +460,24 @@ class AudienceMaintenance:
     def __init__(self, factory: sessionmaker[Session], store: profiles.DeviceProfileStore):
         self._factory = factory
         self._store = store
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audience-maintenance", daemon=True)
+        self._periodic = Periodic("audience-maintenance", self._step, interval=PROFILE_FLUSH_SECONDS, log=log,
+                                  failure="audience maintenance failed", join_seconds=10.0)
         self._last_maintenance: datetime | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._periodic.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(PROFILE_FLUSH_SECONDS):
-            try:
-                self._store.flush()
-                now = utcnow()
-                if self._last_maintenance is None or (now - self._last_maintenance).total_seconds() > \
-                        MAINTENANCE_SECONDS:
-                    self._last_maintenance = now
-                    with session_scope(self._factory) as session:
-                        profiles.prune_device_profiles(session, now=now)
-                    label_audiences.refresh_due_label_audiences(self._factory, now=now)
-            except Exception:  # the loop must survive a database hiccup
-                log.exception("audience maintenance failed")
+    def _step(self) -> None:
+        self._store.flush()
+        now = utcnow()
+        if self._last_maintenance is None or (now - self._last_maintenance).total_seconds() > MAINTENANCE_SECONDS:
+            self._last_maintenance = now
+            with session_scope(self._factory) as session:
+                profiles.prune_device_profiles(session, now=now)
+            label_audiences.refresh_due_label_audiences(self._factory, now=now)
 
 
 def install(app: FastAPI) -> None:

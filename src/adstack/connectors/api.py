@@ -4,7 +4,6 @@ partner's numbers beside ours."""
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ from adstack.connectors.models import (
     PullRequest,
     PullRunRead,
 )
+from adstack.core.background import Periodic
 from adstack.core.db import session_scope
 from adstack.core.deps import CurrentPrincipal, IdPath, SessionDep, SettingsDep
 from adstack.core.errors import DomainError, ValidationFailed
@@ -169,23 +169,21 @@ def install(app: FastAPI) -> None:
     not yet mature in a daemon thread (off when the interval is 0)."""
     for source in partner_columns_.column_sources():
         register_column_source(source)
-    stop = threading.Event()
-
-    def loop() -> None:
+    def pull() -> None:
         settings: Settings = app.state.settings
-        while not stop.wait(settings.connector_pull_interval_s):
-            try:
-                with session_scope(app.state.session_factory) as session:
-                    service.scheduled_pull(session, encryptor=_encryptor(settings),
-                                           connector_factory=getattr(app.state, "connector_factory", None)
-                                           or service.default_connector_factory(settings))
-            except Exception:  # a failing partner must never stop the schedule
-                log.exception("scheduled partner pull failed")
+        with session_scope(app.state.session_factory) as session:
+            service.scheduled_pull(session, encryptor=_encryptor(settings),
+                                   connector_factory=getattr(app.state, "connector_factory", None)
+                                   or service.default_connector_factory(settings))
+
+    # A failing partner must never stop the schedule: the next pull tries again.
+    pulls = Periodic("partner-pulls", pull, interval=lambda: app.state.settings.connector_pull_interval_s, log=log,
+                     failure="scheduled partner pull failed")
 
     def start(app: FastAPI) -> None:
         settings: Settings = app.state.settings
         if settings.connector_pull_interval_s > 0 and settings.environment != "test":
-            threading.Thread(target=loop, name="partner-pulls", daemon=True).start()
+            pulls.start()
 
     app.state.on_startup.append(start)
-    app.state.on_shutdown.append(lambda _app: stop.set())
+    app.state.on_shutdown.append(lambda _app: pulls.stop())

@@ -10,7 +10,6 @@ Failures are retried with exponential backoff (`webhook_retry_base_s`, doubling,
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.core import mail
+from adstack.core.background import Periodic
 from adstack.core.outbound import FetchFailed, OutboundClient, OutboundPolicy
 from adstack.core.security import Encryptor
 from adstack.core.settings import Settings
@@ -58,10 +58,10 @@ class NotificationWorker:
         self.gate = gate
         self.encryptor = Encryptor(settings.resolved_secret_key)
         self.client_factory = client_factory or self._guarded_client
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_scan = 0.0
+        # Everything is in the tables: a failed pass is tried again on the next.
+        self._periodic = Periodic("adstack-notifications", self._pass, interval=self._next_wait, first=0.0, log=log,
+                                  failure="delivering notifications failed; will retry")
 
     def _guarded_client(self) -> OutboundClient:
         # No redirects: a receiver answers where it was registered, or the try fails.
@@ -71,7 +71,7 @@ class NotificationWorker:
         return OutboundClient(policy, field="url")
 
     def notify(self) -> None:
-        self._wake.set()
+        self._periodic.wake()
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -208,16 +208,10 @@ class NotificationWorker:
 
     # ---------- the thread ----------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() - self._last_scan >= self.settings.notification_scan_interval_s:
-                    self.scan()
-                self.drain(scan=False)
-            except Exception:  # everything is in the tables; the next pass tries again
-                log.exception("delivering notifications failed; will retry")
-            self._wake.wait(self._next_wait())
-            self._wake.clear()
+    def _pass(self) -> None:
+        if time.monotonic() - self._last_scan >= self.settings.notification_scan_interval_s:
+            self.scan()
+        self.drain(scan=False)
 
     def _next_wait(self) -> float:
         """Sleep until the next retry falls due, but never longer than the polling interval."""
@@ -235,16 +229,10 @@ class NotificationWorker:
         return wait
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self._periodic.is_alive():
             return
         on_commit_wake(self)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="adstack-notifications", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self._thread = None
+        self._periodic.stop()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adstack.attribution.locks import WRITE_LOCK
 from adstack.attribution.models import Postback, PostbackStatus, RejectedPostback, Touchpoint
 from adstack.attribution.rules import TouchKind
+from adstack.core.background import Periodic
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.retention.models import RetentionCursor
@@ -187,10 +187,9 @@ class RetentionWorker:
                  interval_seconds: float = RETENTION_SECONDS, first_run_seconds: float = FIRST_RUN_SECONDS):
         self._factory = factory
         self._settings = settings
-        self._interval = interval_seconds
-        self._first = first_run_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Nothing is lost by pruning late: a failed run is tried again an hour on.
+        self._periodic = Periodic("adstack-retention", self.run_once, interval=interval_seconds,
+                                  first=first_run_seconds, log=log, failure="pruning past retention failed")
         self.last: Pruned | None = None
         self.last_run_at: datetime | None = None
         self.removed: dict[str, int] = dict.fromkeys(Pruned.__dataclass_fields__, 0)  # since the process started
@@ -200,7 +199,7 @@ class RetentionWorker:
             sqlite = session.get_bind().dialect.name == "sqlite"
             # On SQLite, each chunk in turn with the postbacks consumer and the attributor (attribution/locks.py).
             self.last = prune(session, self._settings, turn=(lambda: WRITE_LOCK) if sqlite else contextlib.nullcontext,
-                              halt=self._stop.is_set)
+                              halt=lambda: self._periodic.stopping)
         self.last_run_at = utcnow()
         for table, count in vars(self.last).items():
             self.removed[table] += count
@@ -208,24 +207,8 @@ class RetentionWorker:
             log.info("retention removed %s", self.last)
         return self.last
 
-    def _run(self) -> None:
-        wait = self._first
-        while not self._stop.wait(wait):
-            wait = self._interval
-            try:
-                self.run_once()
-            except Exception:  # the next hour tries again; nothing is lost by pruning late
-                log.exception("pruning past retention failed")
-
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="adstack-retention", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self._thread = None
+        self._periodic.stop()

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adstack.core.background import Periodic
 from adstack.core.settings import Settings
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.events.models import Event, EventType
@@ -74,8 +75,9 @@ class ServingRuntime:
         self._signature: tuple[Any, ...] | None = None
         self._money = MoneyMark()
         self._rates_changes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Each part of a cycle is guarded on its own (`_guard`): a bad one leaves the others and the last state.
+        self._periodic = Periodic("adstack-serving-refresh", self._cycle, interval=poll_seconds, log=log,
+                                  failure="serving refresh failed", join_seconds=10.0)
         self._refresh_lock = threading.Lock()
         self._events: list[Event] = []
         self._events_lock = threading.Lock()
@@ -107,34 +109,28 @@ class ServingRuntime:
         started = time.monotonic()
         for name in ("money", "rates", "audiences", "traffic", "stats"):
             self._last[name] = started
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="adstack-serving-refresh", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._periodic.stop()
         self._guard("events", self.flush_events)
         if self.device_profiles is not None:
             self._guard("device profiles", self.device_profiles.flush)
         self.engine.counters.close()
         _live.discard(self)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            self._guard("snapshot", self.refresh)
-            now = time.monotonic()
-            self._every("money", MONEY_SECONDS, now, self.refresh_money)
-            self._every("rates", RATES_SECONDS, now, self.refresh_rates)
-            self._every("audiences", AUDIENCES_SECONDS, now, self._reload_audiences)
-            self._every("events", EVENTS_SECONDS, now, self.flush_events)
-            self._every("traffic", TRAFFIC_SECONDS, now, self.engine.traffic.refresh)
-            if self.device_profiles is not None:
-                self._every("device profiles", 5.0, now, self.device_profiles.flush)
-            # The event store is read rarely (and first only after a full interval): it is the slow path.
-            self._every("stats", STATS_SECONDS, now, self.load_outcome_stats)
+    def _cycle(self) -> None:
+        self._guard("snapshot", self.refresh)
+        now = time.monotonic()
+        self._every("money", MONEY_SECONDS, now, self.refresh_money)
+        self._every("rates", RATES_SECONDS, now, self.refresh_rates)
+        self._every("audiences", AUDIENCES_SECONDS, now, self._reload_audiences)
+        self._every("events", EVENTS_SECONDS, now, self.flush_events)
+        self._every("traffic", TRAFFIC_SECONDS, now, self.engine.traffic.refresh)
+        if self.device_profiles is not None:
+            self._every("device profiles", 5.0, now, self.device_profiles.flush)
+        # The event store is read rarely (and first only after a full interval): it is the slow path.
+        self._every("stats", STATS_SECONDS, now, self.load_outcome_stats)
 
     def _every(self, name: str, interval: float, now: float, work: Callable[[], object]) -> None:
         if now - self._last.get(name, 0.0) >= interval:
