@@ -181,6 +181,18 @@ def test_the_impressions_walk_resumes_after_the_last_row_it_passed(session: Sess
     assert retention.prune(session, settings, now=NOW + timedelta(days=51)).touchpoints == 5
 
 
+def test_a_table_restored_from_before_the_cursor_is_walked_again(session: Session, settings: Settings) -> None:
+    session.add_all([_impression(n, _days_ago(40)) for n in range(5)] + [_touch(9, NOW)])
+    session.commit()
+    assert retention.prune(session, settings, now=NOW).impression_touchpoints == 5
+    # A restore of an older backup: its highest id is below the place the walk had reached.
+    session.query(Touchpoint).delete()
+    session.add_all([Touchpoint(id=n + 1, **_fields(_impression(n, _days_ago(40)))) for n in range(2)]
+                    + [Touchpoint(id=3, **_fields(_touch(9, NOW)))])
+    session.commit()
+    assert retention.prune(session, settings, now=NOW).impression_touchpoints == 2
+
+
 def test_impressions_outlive_the_longest_view_through_window(settings: Settings) -> None:
     window = AppCreate.model_fields["view_through_hours"].metadata
     window_cap_hours = next(m.le for m in window if getattr(m, "le", None) is not None)

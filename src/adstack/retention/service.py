@@ -104,6 +104,11 @@ def _prune_ahead(session: Session, table: Table, name: str, passed: ColumnElemen
     ids = table.c.id
     flag = case((passed, 1), else_=0)
     position = _cursor(session, name)
+    if position > (session.scalar(select(func.max(ids))) or 0):
+        position = 0  # the table was emptied or restored from before the cursor: walk it again from the start
+        with turn():
+            session.execute(update(_table(RetentionCursor)).where(RetentionCursor.name == name).values(position=0))
+            session.commit()
     removed = 0
     while not halt():
         rows = session.execute(select(ids, flag).where(ids > position).order_by(ids).limit(CHUNK_ROWS)).all()
