@@ -137,3 +137,46 @@ def test_start_twice_runs_one_thread_and_the_interval_may_change_between_waits()
     finally:
         periodic.stop()
     assert len(waits) >= 3  # the function is asked before every wait, the first included
+
+
+def test_a_restart_waits_its_first_interval_again() -> None:
+    steps: list[float] = []
+    periodic = Periodic("t-restart", _counting(steps, threading.Event(), 99), interval=LONG, first=LONG, log=log,
+                        failure="step failed")
+    periodic.stop()  # before any start: leaves nothing behind for the first run
+    periodic.start()
+    periodic.stop()
+    periodic.start()
+    try:
+        time.sleep(0.3)
+        assert steps == []
+    finally:
+        periodic.stop()
+
+
+def test_a_step_that_outlasts_stop_never_runs_beside_its_successor() -> None:
+    running: list[int] = []
+    overlaps: list[int] = []
+    entered = threading.Event()
+
+    def step() -> None:
+        if running:
+            overlaps.append(1)
+        running.append(1)
+        entered.set()
+        time.sleep(0.5)
+        running.pop()
+
+    periodic = Periodic("t-overlap", step, interval=0.01, first=0.0, log=log, failure="step failed",
+                        join_seconds=0.05)
+    periodic.start()
+    assert entered.wait(10)
+    periodic.stop()  # returns before the step ends
+    assert periodic.is_alive()
+    periodic.start()  # its thread waits for the old step rather than running a second beside it
+    time.sleep(1.2)
+    periodic.stop()
+    deadline = time.monotonic() + 10
+    while periodic.is_alive() and time.monotonic() < deadline:
+        periodic.stop()
+    assert overlaps == []

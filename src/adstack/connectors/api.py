@@ -177,8 +177,9 @@ def install(app: FastAPI) -> None:
                                    or service.default_connector_factory(settings))
 
     # A failing partner must never stop the schedule: the next pull tries again.
+    # Shutdown does not wait long for a pull in progress: it is repeated on the next schedule.
     pulls = Periodic("partner-pulls", pull, interval=lambda: app.state.settings.connector_pull_interval_s, log=log,
-                     failure="scheduled partner pull failed")
+                     failure="scheduled partner pull failed", join_seconds=2.0)
 
     def start(app: FastAPI) -> None:
         settings: Settings = app.state.settings

@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     # Retention (retention/service.py): the tables that grow with traffic keep their rows this long. Reports read
     # the event store and the ledger, which keep everything.
     touchpoint_retention_days: int = Field(
-        default=90, ge=31, description="Clicks and impressions kept for attribution, counted back from now: past "
-                                       "the longest click lookback an app may set (30 days), with room for "
-                                       "postbacks that arrive late.")
+        default=90, ge=31, description="Clicks kept for attribution, counted back from now: past the longest "
+                                       "click lookback an app may set (30 days), with room for postbacks that "
+                                       "arrive late. Impressions go sooner: impression_touchpoint_retention_days.")
     impression_touchpoint_retention_days: int = Field(
         default=30, ge=8, description="Impressions kept for view-through attribution: past the longest view-through "
                                       "window an app may set (7 days), with room for postbacks that arrive late; "

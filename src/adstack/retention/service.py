@@ -100,7 +100,7 @@ def _prune_ahead(session: Session, table: Table, name: str, passed: ColumnElemen
                  removable: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
     """Walk by id from cursor `name` while rows are `passed` (old enough), deleting the `removable` among them and
     leaving the rest for a longer retention; the cursor keeps the place. A row committed late with an id below
-    the cursor is left to the longer retention."""
+    the cursor is left to the longer retention, and so is a passed table's newest row (see `_below_newest`)."""
     ids = table.c.id
     flag = case((passed, 1), else_=0)
     position = _cursor(session, name)
