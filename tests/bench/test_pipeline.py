@@ -10,7 +10,8 @@ from adstack.bench.pipeline import TARGETS, met
 def _results(**changes: Any) -> dict[str, Any]:
     results: dict[str, Any] = {
         "imp": {"ratio": 0.8}, "click": {"ratio": 0.7}, "postback": {"ratio": 0.7}, "ads": {"ratio": 0.7},
-        "end_to_end": {"not_acknowledged": 0, "p99_ack_to_ledger_seconds": 2.0},
+        "end_to_end": {"acknowledged": 30_000, "not_acknowledged": 0, "charges": 30_000,
+                       "p99_ack_to_ledger_seconds": 2.0},
         "billing": {"per_cpu_second": 20_000}, "attribution": {"attribution_events_per_cpu_second": 10_000},
     }
     for name, value in changes.items():
@@ -32,6 +33,7 @@ def test_each_figure_below_its_target_is_unmet_alone() -> None:
         assert [n for n, ok in verdicts.items() if not ok] == [name]
 
 
-def test_an_end_to_end_run_that_refused_events_is_unmet() -> None:
+def test_an_end_to_end_run_that_refused_or_did_not_bill_events_is_unmet() -> None:
     assert not met(_results(end_to_end={"not_acknowledged": 3}))["end_to_end"]
+    assert not met(_results(end_to_end={"charges": 29_999}))["end_to_end"]
     assert not met(_results(end_to_end={"p99_ack_to_ledger_seconds": None}))["end_to_end"]
