@@ -56,14 +56,56 @@ def test_each_table_keeps_what_is_within_its_retention(session: Session, setting
     pruned = retention.prune(session, settings, now=NOW)
 
     assert pruned == retention.Pruned(impression_touchpoints=0, touchpoints=2, postbacks=2, rejected_postbacks=2,
-                                      invalid_traffic=2)
+                                      invalid_traffic=2, webhook_deliveries=0, mail=0)
     assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t3", "t4"]
     assert session.scalars(select(Postback.dedupe_key)).all() == ["k3"]
     assert len(session.scalars(select(RejectedPostback.id)).all()) == 1
     assert session.scalars(select(InvalidTraffic.event_id)).all() == ["e89"]
     assert len(session.scalars(select(InvalidTrafficOverflow.minute)).all()) == 1
     # Nothing more to remove: a second pass changes nothing.
-    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0, 0)
+    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0, 0, 0, 0)
+
+
+def test_settled_deliveries_and_mail_go_with_their_attempts_and_pending_ones_stay(session: Session,
+                                                                                  settings: Settings) -> None:
+    from adstack.notifications.models import (
+        DeliveryStatus,
+        NotificationEvent,
+        QueuedMail,
+        WebhookAttempt,
+        WebhookDelivery,
+        WebhookEndpoint,
+    )
+
+    assert settings.delivery_retention_days == 90
+    endpoint = WebhookEndpoint(account_id=1, url="https://hooks.example.com/adstack", secret_ciphertext="x")
+    event = NotificationEvent(key="review:1", public_id="evt_1", account_id=1, event_type="review.approved",
+                              created_at=_days_ago(200))
+    session.add_all([endpoint, event])
+    session.flush()
+    plan = [("d1", DeliveryStatus.DELIVERED, 120), ("d2", DeliveryStatus.FAILED, 100),
+            ("d3", DeliveryStatus.PENDING, 95), ("d4", DeliveryStatus.DELIVERED, 92),
+            ("d5", DeliveryStatus.DELIVERED, 10)]
+    for body, status, days in plan:
+        delivery = WebhookDelivery(endpoint_id=endpoint.id, account_id=1, event_id=event.id, event_type="x",
+                                   body=body, status=status.value, created_at=_days_ago(days))
+        session.add(delivery)
+        session.flush()
+        session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=_days_ago(days), status_code=200))
+    session.add_all([QueuedMail(recipient="ops@example.com", subject=f"m{days}", body="Dear Li Wei", status=status,
+                                created_at=_days_ago(days))
+                     for status, days in (("sent", 100), ("failed", 95), ("pending", 93), ("sent", 2))])
+    session.commit()
+
+    pruned = retention.prune(session, settings, now=NOW)
+
+    # Oldest first, stopping at the first to keep: the pending delivery holds back the settled one after it.
+    assert (pruned.webhook_deliveries, pruned.mail) == (2, 2)
+    assert session.scalars(select(WebhookDelivery.body).order_by(WebhookDelivery.id)).all() == ["d3", "d4", "d5"]
+    assert len(session.scalars(select(WebhookAttempt.id)).all()) == 3  # the removed deliveries' attempts went too
+    assert session.scalars(select(QueuedMail.subject).order_by(QueuedMail.id)).all() == ["m93", "m2"]
+    # The event stays: the same condition detected again is still recognised as notified.
+    assert session.scalars(select(NotificationEvent.key)).all() == ["review:1"]
 
 
 def test_a_pending_postback_is_never_removed(session: Session, settings: Settings) -> None:
@@ -153,7 +195,7 @@ def test_impressions_go_before_the_clicks_of_their_age(session: Session, setting
 
     assert (pruned.impression_touchpoints, pruned.touchpoints) == (2, 0)
     assert session.scalars(select(Touchpoint.touch_id).order_by(Touchpoint.id)).all() == ["t2", "t4", "t5", "t6"]
-    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0, 0)
+    assert retention.prune(session, settings, now=NOW) == retention.Pruned(0, 0, 0, 0, 0, 0, 0)
     # The walk goes on from where it stopped, past the clicks it left.
     assert retention.prune(session, settings, now=NOW + timedelta(days=25)).impression_touchpoints == 1
     later = retention.prune(session, settings, now=NOW + timedelta(days=31))

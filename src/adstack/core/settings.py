@@ -101,6 +101,9 @@ class Settings(BaseSettings):
                                                                                 "inspection.")
     invalid_traffic_retention_days: int = Field(default=90, ge=1, description="Invalid-traffic records and "
                                                                               "their per-minute counts kept.")
+    delivery_retention_days: int = Field(
+        default=90, ge=1, description="Webhook deliveries (with their attempts) and mail sent or given up on are "
+                                      "kept this long; pending ones until delivered or given up.")
     # HTTPS: Strict-Transport-Security when the request came over https.
     hsts: bool = Field(default=False, description="Send HSTS on every answer (the service is only reached over "
                                                   "https).")

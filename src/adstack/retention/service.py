@@ -11,6 +11,10 @@
   still recognised, by its key or its fields, and support can read what was sent. A pending postback stays until
   it is attributed.
 - Refused postbacks and invalid-traffic records are inspection aids, kept a shorter time.
+- Webhook deliveries (with their attempts) and mail that was sent or given up on: `delivery_retention_days` (90),
+  for an account to see what was sent where; a mail's body names people, and nothing reads either once settled.
+  Pending ones stay until delivered or given up. The events they came from stay, so a condition already notified
+  is never notified again.
 
 Reports do not read these tables: they count from the event store and the ledger, which keep everything.
 Rows go in chunks, each its own transaction, so pruning never holds the write lock for long; a table without an
@@ -41,6 +45,7 @@ from adstack.attribution.rules import TouchKind
 from adstack.core.background import Periodic
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
+from adstack.notifications.models import DeliveryStatus, QueuedMail, WebhookDelivery
 from adstack.retention.models import RetentionCursor
 from adstack.tracking.models import InvalidTraffic, InvalidTrafficOverflow
 
@@ -149,6 +154,8 @@ class Pruned:
     postbacks: int
     rejected_postbacks: int
     invalid_traffic: int
+    webhook_deliveries: int
+    mail: int
 
 
 def prune(session: Session, settings: Settings, *, now: datetime | None = None,
@@ -169,6 +176,11 @@ def prune(session: Session, settings: Settings, *, now: datetime | None = None,
         & (postbacks.c.status != PostbackStatus.PENDING.value)
     rejected_expired = rejected.c.received_at < before(settings.rejected_postback_retention_days)
     invalid_expired = invalid.c.occurred_at < before(settings.invalid_traffic_retention_days)
+    deliveries, mail = _table(WebhookDelivery), _table(QueuedMail)
+    deliveries_expired = (deliveries.c.created_at < before(settings.delivery_retention_days)) \
+        & (deliveries.c.status != DeliveryStatus.PENDING.value)
+    mail_expired = (mail.c.created_at < before(settings.delivery_retention_days)) \
+        & (mail.c.status != DeliveryStatus.PENDING.value)
     pruned = Pruned(
         impression_touchpoints=_prune_ahead(session, touchpoints, "impression_touchpoints", impressions_passed,
                                             touchpoints.c.kind == TouchKind.IMPRESSION.value, turn, halt),
@@ -176,6 +188,9 @@ def prune(session: Session, settings: Settings, *, now: datetime | None = None,
         postbacks=_prune_front(session, postbacks, postbacks_expired, turn, halt),
         rejected_postbacks=_prune_indexed(session, rejected, rejected_expired, turn, halt),
         invalid_traffic=_prune_indexed(session, invalid, invalid_expired, turn, halt),
+        # A receiver may tell deliveries apart by id: the newest stays, so no id is handed out twice.
+        webhook_deliveries=_prune_front(session, deliveries, deliveries_expired, turn, halt),  # attempts cascade
+        mail=_prune_front(session, mail, mail_expired, turn, halt),
     )
     # A handful of rows per minute (one per kind and reason): one statement.
     with turn():
