@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REFERENCE_LOOP = 10_000_000
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """What one wrk run printed."""
+
+    requests: int
+    rate: float  # wrk's requests per second: every answer, whatever its status
+    not_2xx: int  # answers with a status other than 2xx or 3xx
+    p99_ms: float | None  # with --latency
+
+    @property
+    def answered_rate(self) -> float:
+        """2xx and 3xx answers per second: a refusal (a 503 under back-pressure, a 400) is not throughput."""
+        return self.rate * (self.requests - self.not_2xx) / self.requests if self.requests else 0.0
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out: str) -> WrkRun:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    requests = re.search(r"(\d+) requests in ", out)
+    if rate is None or requests is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    not_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    return WrkRun(requests=int(requests.group(1)), rate=float(rate.group(1)),
+                  not_2xx=int(not_2xx.group(1)) if not_2xx else 0,
+                  p99_ms=float(p99.group(1)) * _UNIT_MS[p99.group(2)] if p99 else None)
 
 
 def machine() -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from adstack.bench import machine, median_run, settle
+from adstack.bench import machine, median_run, parse_wrk, settle
 from adstack.bench.postbacks import (
     QUALIFICATION_PDF,
     ServerProcess,
@@ -147,7 +146,7 @@ def ensure_wrk() -> str:
 
 
 def wrk_rps(base_url: str, paths: list[str], *, seconds: float, connections: int = 32, threads: int = 1) -> float:
-    """Requests per second wrk sustained over distinct paths (each connection walks the list)."""
+    """2xx and 3xx answers per second wrk sustained over distinct paths (each connection walks the list)."""
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "paths.txt"
         listing.write_text("\n".join(paths) + "\n")
@@ -156,13 +155,10 @@ def wrk_rps(base_url: str, paths: list[str], *, seconds: float, connections: int
         out = subprocess.run([ensure_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",  # noqa: S603
                               "-s", str(script), base_url, "--", str(listing)],
                              check=True, capture_output=True, text=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no rate:\n{out}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if non_2xx and int(non_2xx.group(1)) > 0:
-        print(f"  note: {non_2xx.group(1)} answers were not 2xx/3xx", file=sys.stderr)
-    return float(match.group(1))
+    run = parse_wrk(out)
+    if run.not_2xx:
+        print(f"  note: {run.not_2xx} answers were not 2xx/3xx, not counted", file=sys.stderr)
+    return run.answered_rate
 
 
 def alternate(base_url: str, trivial: list[str], target: list[str], *, rounds: int, seconds: float,

@@ -426,17 +426,16 @@ end
 
 
 def wrk_rate(args: list[str], seconds: float = HTTP_SECONDS / 2) -> float:
-    """Requests per second wrk reports for one run of `seconds` with 32 connections."""
-    import re
-
+    """2xx and 3xx answers per second over one wrk run of `seconds` with 32 connections."""
+    from adstack.bench import parse_wrk
     from adstack.bench.pipeline import ensure_wrk
 
     out = subprocess.run([ensure_wrk(), "-t1", "-c32", f"-d{seconds:.0f}s", *args],  # noqa: S603
                          check=True, capture_output=True, text=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no rate:\n{out}")
-    return float(match.group(1))
+    run = parse_wrk(out)
+    if run.not_2xx:
+        print(f"  note: {run.not_2xx} answers were not 2xx/3xx, not counted", file=sys.stderr)
+    return run.answered_rate
 
 
 def measure_http(ad_groups_count: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import subprocess
 import time
 from collections.abc import Sequence
@@ -70,15 +69,16 @@ def bid_requests(rng: random.Random, snapshot: Snapshot, devices: Sequence[tuple
 
 
 def wrk_with_latency(wrk: str, args: list[str], seconds: float) -> tuple[float, float]:
-    """(requests per second, p99 milliseconds) of one wrk run."""
+    """(2xx answers per second, p99 milliseconds) of one wrk run: a no-bid is a 204, a refused request a 400,
+    which is not counted."""
+    from adstack.bench import parse_wrk
+
     out = subprocess.run([wrk, "-t1", "-c32", f"-d{seconds:.0f}s", "--latency", *args],  # noqa: S603
                          check=True, capture_output=True, text=True).stdout
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    if rate is None or p99 is None:
-        raise RuntimeError(f"wrk printed no rate or latency:\n{out}")
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return float(rate.group(1)), float(p99.group(1)) * scale
+    run = parse_wrk(out)
+    if run.p99_ms is None:
+        raise RuntimeError(f"wrk printed no latency:\n{out}")
+    return run.answered_rate, run.p99_ms
 
 
 async def answer_times(port: int, bodies: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
