@@ -36,13 +36,13 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, case, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.attribution.locks import WRITE_LOCK
 from adstack.attribution.models import Postback, PostbackStatus, RejectedPostback, Touchpoint
 from adstack.attribution.rules import TouchKind
 from adstack.core.background import Periodic
+from adstack.core.db import insert_many
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.notifications.models import DeliveryStatus, QueuedMail, WebhookDelivery
@@ -68,26 +68,6 @@ def _below_newest(table: Table) -> ColumnElement[bool]:
     return table.c.id < select(func.max(table.c.id)).scalar_subquery()
 
 
-def _prune_front(session: Session, table: Table, expired: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
-    """Delete the oldest rows by id while they are `expired`; stop at the first that is not."""
-    ids = table.c.id
-    flag = case((expired, 1), else_=0)
-    removed = 0
-    while not halt():
-        rows = session.execute(select(ids, flag).order_by(ids).limit(CHUNK_ROWS)).all()
-        session.rollback()  # the read's transaction: none is left open between chunks
-        prefix = list(itertools.takewhile(lambda row: row[1] == 1, rows))
-        if prefix:
-            with turn():
-                # The condition again: a row committed late, with an id below those read, is not removed unread.
-                removed += session.connection().execute(
-                    delete(table).where(ids <= prefix[-1][0], expired, _below_newest(table))).rowcount
-                session.commit()
-        if len(prefix) < CHUNK_ROWS:
-            break
-    return removed
-
-
 def _cursor(session: Session, name: str) -> int:
     return session.scalar(select(RetentionCursor.position).where(RetentionCursor.name == name)) or 0
 
@@ -95,36 +75,44 @@ def _cursor(session: Session, name: str) -> int:
 def _advance_cursor(session: Session, name: str, position: int) -> None:
     """Move the cursor forward (never back: another process may have walked further)."""
     cursors = _table(RetentionCursor)
-    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert_(cursors).values(name=name, position=0).on_conflict_do_nothing())
+    insert_many(session.connection(), cursors, ("name", "position"), [(name, 0)], ignore_duplicates=True)
     session.execute(update(cursors).where(cursors.c.name == name, cursors.c.position < position)
                     .values(position=position))
 
 
-def _prune_ahead(session: Session, table: Table, name: str, passed: ColumnElement[bool],
-                 removable: ColumnElement[bool], turn: Turn, halt: Halt) -> int:
-    """Walk by id from cursor `name` while rows are `passed` (old enough), deleting the `removable` among them and
-    leaving the rest for a longer retention; the cursor keeps the place. A row committed late with an id below
-    the cursor is left to the longer retention, and so is a passed table's newest row (see `_below_newest`)."""
+def _walk(session: Session, table: Table, passed: ColumnElement[bool], turn: Turn, halt: Halt, *,
+          removable: ColumnElement[bool] | None = None, cursor: str | None = None) -> int:
+    """Walk the table by id while its rows are `passed` (old enough), deleting them, or only the `removable` among
+    them and leaving the rest for a longer retention; stop at the first row that is not passed.
+
+    Without a `cursor` the walk starts at the oldest row each run, and stops at once where nothing has aged. With
+    one it starts after the highest id an earlier walk passed (kept in `retention_cursors`), so the rows it leaves
+    are not read again; a row committed late with an id below the cursor is left to the longer retention, and so is
+    a passed table's newest row (see `_below_newest`)."""
     ids = table.c.id
     flag = case((passed, 1), else_=0)
-    position = _cursor(session, name)
-    if position > (session.scalar(select(func.max(ids))) or 0):
+    position: int | None = _cursor(session, cursor) if cursor is not None else None  # None: from the first id
+    if position is not None and position > (session.scalar(select(func.max(ids))) or 0):
         position = 0  # the table was emptied or restored from before the cursor: walk it again from the start
         with turn():
-            session.execute(update(_table(RetentionCursor)).where(RetentionCursor.name == name).values(position=0))
+            session.execute(update(_table(RetentionCursor)).where(RetentionCursor.name == cursor).values(position=0))
             session.commit()
     removed = 0
     while not halt():
-        rows = session.execute(select(ids, flag).where(ids > position).order_by(ids).limit(CHUNK_ROWS)).all()
-        session.rollback()
+        after = [] if position is None else [ids > position]
+        rows = session.execute(select(ids, flag).where(*after).order_by(ids).limit(CHUNK_ROWS)).all()
+        session.rollback()  # the read's transaction: none is left open between chunks
         prefix = list(itertools.takewhile(lambda row: row[1] == 1, rows))
         if prefix:
             end = prefix[-1][0]
+            # The condition again: a row committed late, with an id below those read, is not removed unread.
+            condition = [*after, ids <= end, passed, _below_newest(table)]
+            if removable is not None:
+                condition.append(removable)
             with turn():
-                removed += session.connection().execute(delete(table).where(
-                    ids > position, ids <= end, passed, removable, _below_newest(table))).rowcount
-                _advance_cursor(session, name, end)
+                removed += session.connection().execute(delete(table).where(*condition)).rowcount
+                if cursor is not None:
+                    _advance_cursor(session, cursor, end)
                 session.commit()
             position = end
         if len(prefix) < CHUNK_ROWS:
@@ -182,15 +170,16 @@ def prune(session: Session, settings: Settings, *, now: datetime | None = None,
     mail_expired = (mail.c.created_at < before(settings.delivery_retention_days)) \
         & (mail.c.status != DeliveryStatus.PENDING.value)
     pruned = Pruned(
-        impression_touchpoints=_prune_ahead(session, touchpoints, "impression_touchpoints", impressions_passed,
-                                            touchpoints.c.kind == TouchKind.IMPRESSION.value, turn, halt),
-        touchpoints=_prune_front(session, touchpoints, touches_expired, turn, halt),
-        postbacks=_prune_front(session, postbacks, postbacks_expired, turn, halt),
+        impression_touchpoints=_walk(session, touchpoints, impressions_passed, turn, halt,
+                                     removable=touchpoints.c.kind == TouchKind.IMPRESSION.value,
+                                     cursor="impression_touchpoints"),
+        touchpoints=_walk(session, touchpoints, touches_expired, turn, halt),
+        postbacks=_walk(session, postbacks, postbacks_expired, turn, halt),
         rejected_postbacks=_prune_indexed(session, rejected, rejected_expired, turn, halt),
         invalid_traffic=_prune_indexed(session, invalid, invalid_expired, turn, halt),
         # A receiver may tell deliveries apart by id: the newest stays, so no id is handed out twice.
-        webhook_deliveries=_prune_front(session, deliveries, deliveries_expired, turn, halt),  # attempts cascade
-        mail=_prune_front(session, mail, mail_expired, turn, halt),
+        webhook_deliveries=_walk(session, deliveries, deliveries_expired, turn, halt),  # attempts cascade
+        mail=_walk(session, mail, mail_expired, turn, halt),
     )
     # A handful of rows per minute (one per kind and reason): one statement.
     with turn():
