@@ -21,7 +21,6 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, Text, func, select, update
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,6 +41,7 @@ from adstack.attribution.postback_fields import ParsedPostback
 from adstack.attribution.rules import (
     TouchKind,
 )
+from adstack.core.db import dialect_insert
 from adstack.core.errors import NotFound
 from adstack.core.money import MICROS_PER_UNIT
 from adstack.core.timeutil import utcnow
@@ -79,8 +79,7 @@ def seed(session: Session) -> None:
 
 def insert_once(session: Session, table: Table, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when the row is new."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     # RETURNING rather than rowcount: drivers disagree on the rowcount of an insert that did nothing.
     inserted = session.execute(insert(table).values(**values).on_conflict_do_nothing()
                                .returning(table.c.id)).first()
@@ -171,15 +170,14 @@ def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) 
     when it is new (the first of equal ones in the list is the new one)."""
     if not postbacks:
         return []
-    dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(connection)
     table = Postback.__table__
     rows = [{"app_id": p.app_id, "partner": p.partner.value, "dedupe_key": p.dedupe_key, "method": p.method,
              "fields": p.fields, "parsed": p.parsed, "status": PostbackStatus.PENDING.value, "detail": "",
              "received_at": p.received_at}
             for p in postbacks]
     stored = {(row.app_id, row.dedupe_key) for row in connection.execute(
-        insert(table).values(rows).on_conflict_do_nothing()  # type: ignore[arg-type]
+        insert(table).values(rows).on_conflict_do_nothing()
         .returning(table.c.app_id, table.c.dedupe_key))}
     new: list[bool] = []
     for p in postbacks:

@@ -9,15 +9,13 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.audiences.ids import device_key, sha256_device_key, to_signed
 from adstack.audiences.models import DeviceApp, DeviceAppUsage, DeviceProfile
-from adstack.core.db import session_scope
+from adstack.core.db import dialect_insert, session_scope
 from adstack.core.timeutil import as_utc, utcnow
 
 # What the device profile store keeps; label conditions look back at most this far.
@@ -166,10 +164,6 @@ def _country(value: str | None) -> str | None:
     return value.upper()
 
 
-def _upsert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def write_device_reports(session: Session, reports: Iterable[_DeviceReport]) -> None:
     """Batched upserts, in key order so concurrent writers do not deadlock. Core statements on the tables, not
     the ORM's bulk path: this runs beside the serving hot path, and the ORM's per-row bookkeeping was most of its
@@ -177,7 +171,7 @@ def write_device_reports(session: Session, reports: Iterable[_DeviceReport]) -> 
     ordered = sorted(reports, key=lambda r: r.key)
     if not ordered:
         return
-    insert_ = _upsert(session)
+    insert_ = dialect_insert(session)
     profile_table: Table = DeviceProfile.__table__  # type: ignore[assignment]
     app_table: Table = DeviceApp.__table__  # type: ignore[assignment]
     usage_table: Table = DeviceAppUsage.__table__  # type: ignore[assignment]

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -207,6 +208,14 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def dialect_insert(bind: Session | Connection | str) -> Any:
+    """The INSERT construct with ON CONFLICT clauses for this database: PostgreSQL's, else SQLite's (the two
+    dialects adstack runs on). `bind` is a session, a connection or a dialect name."""
+    name = bind if isinstance(bind, str) else (
+        bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name)
+    return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
 # ---------- bulk inserts below SQLAlchemy's parameter processing ----------

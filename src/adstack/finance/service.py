@@ -22,13 +22,14 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import JSON, Select, Table, any_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from adstack.accounts import tenancy
 from adstack.accounts.models import Account, PaymentMode, Principal
+from adstack.core.db import dialect_insert
 from adstack.core.errors import FieldError, Forbidden, ValidationFailed
 from adstack.core.money import format_micros
 from adstack.core.timeutil import as_utc, utcnow, zone
@@ -182,14 +183,14 @@ def _statements(dialect: str) -> _Statements:
     w, le, sc, cr = _WALLETS.c, _LEDGER.c, _COUNTERS.c, _REFUSALS.c
     account = bindparam("p_account", type_=w.account_id.type)
     read_balance = select(w.balance_micros).where(w.account_id == account)
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    upsert = dialect_insert(_COUNTERS)
+    conflict_insert = dialect_insert(dialect)
+    upsert = conflict_insert(_COUNTERS)
     latest = func.greatest if dialect == "postgresql" else func.max
     return _Statements(
         lock_wallet=(read_balance.with_for_update() if dialect == "postgresql"
                      else update(_WALLETS).where(w.account_id == account).values(entry_count=w.entry_count)
                      .returning(w.balance_micros)),
-        open_wallet=dialect_insert(_WALLETS).on_conflict_do_nothing(index_elements=["account_id"]),
+        open_wallet=conflict_insert(_WALLETS).on_conflict_do_nothing(index_elements=["account_id"]),
         move_wallet=update(_WALLETS).where(w.account_id == account).values(
             balance_micros=w.balance_micros + bindparam("p_amount", type_=w.balance_micros.type),
             entry_count=w.entry_count + bindparam("p_entries", type_=w.entry_count.type),

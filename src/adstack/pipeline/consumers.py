@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from adstack.core.db import driver_datetime, insert_many
+from adstack.core.db import dialect_insert, driver_datetime, insert_many
 from adstack.core.errors import DomainError
 from adstack.core.settings import Settings, get_settings
 from adstack.events.models import Event, EventType
@@ -76,14 +75,10 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-
-
 def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    insert = _insert(session)
+    insert = dialect_insert(session)
     for start in range(0, len(rows), 1_000):
         session.execute(insert(table).on_conflict_do_nothing(), list(rows[start:start + 1_000]))
 
@@ -495,7 +490,7 @@ def keep_bounded(session: Session, rows: list[dict[str, Any]], per_minute: int) 
     insert_ignoring_duplicates(session, InvalidTraffic.__table__, keep)  # type: ignore[arg-type]
     if overflow:
         table = InvalidTrafficOverflow.__table__
-        statement = _insert(session)(table)
+        statement = dialect_insert(session)(table)
         statement = statement.on_conflict_do_update(
             index_elements=["minute", "kind", "reason"],
             set_={"count": table.c.count + statement.excluded["count"]})
