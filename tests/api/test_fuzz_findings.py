@@ -99,3 +99,15 @@ def test_every_integer_a_request_takes_has_a_maximum(client: TestClient) -> None
     """An unbounded integer reaches the driver, which cannot bind one past 64 bits: each one the API takes, in a
     path, a query or a body, declares the largest it accepts."""
     assert _integers_without_a_maximum(client.get("/openapi.json").json()) == []
+
+
+DEEP = b'{"ad_space_id": 1, "device": {"gaid": "x"}, "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+def test_json_nested_past_the_decoders_depth_is_a_400_everywhere(client: TestClient) -> None:
+    """msgspec raises RecursionError, not a DecodeError, past its depth: the ad and bid fast paths answered 500."""
+    headers = {"content-type": "application/json"}
+    for path in ("/v1/ads", "/openrtb2/bid", "/track/m3rd/v1.0", "/api/v1/auth/login"):
+        response = client.post(path, content=DEEP, headers=headers)
+        assert response.status_code == 400, (path, response.status_code, response.text)
+        assert response.json()["error"]["message"], path

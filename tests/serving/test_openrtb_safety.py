@@ -506,6 +506,11 @@ def test_hostile_requests_never_break_the_exchange_connection(settings: Settings
             (b"\x1f\x8b\x08\x00garbage", {**headers, "Content-Encoding": "gzip"}, 400),
             (json.dumps(bid_request(tmax=1)).encode(), headers, 204),
             (json.dumps(bid_request(regs={"gpp": "~" * 5000, "gpp_sid": [7]})).encode(), headers, 200),
+            # Nested past the decoder's depth: in the request, and in a native request string.
+            (b'{"id": "x", "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}], "ext": ' + b"[" * 5000
+             + b"]" * 5000 + b"}", headers, 400),
+            (json.dumps(bid_request(imp=[{"id": "1", "native": {"request": '{"assets":' + "[" * 5000 + "]" * 5000
+                                                                 + "}"}}])).encode(), headers, 400),
         ]
         for body, sent_headers, status in hostile:
             connection.request("POST", "/openrtb2/bid", body=body, headers=sent_headers)

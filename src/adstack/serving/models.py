@@ -126,7 +126,7 @@ def decode_ad_request(body: bytes) -> AdRequestWire | None:
     """The request as `AdRequestIn` would read it, or None where only the route's validation can say."""
     try:
         data = _WIRE_DECODER.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):  # nested past msgspec's depth
         return None
     device, app = data.device, data.app
     if not (_trimmed(device.gaid) and _trimmed(device.os_version) and _trimmed(device.model)

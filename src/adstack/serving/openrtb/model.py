@@ -287,6 +287,8 @@ def decode(body: bytes) -> BidRequest:
         raise InvalidBidRequest(field.lstrip(".") or "request", text) from None
     except msgspec.DecodeError as exc:
         raise InvalidBidRequest("request", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidBidRequest("request", "JSON nested too deeply to decode") from None
     check(request)
     from adstack.serving.openrtb import prebid_ext
 
@@ -367,7 +369,7 @@ def native_spec(native: Native) -> dict[str, Any] | None:
     if isinstance(raw, str):
         try:
             parsed: Any = _NATIVE_DECODER.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
     else:
         parsed = raw
