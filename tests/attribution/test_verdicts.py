@@ -305,6 +305,19 @@ def test_the_guides_appmetrica_url_is_accepted(api: Api, settings: Settings) -> 
     assert {(r["attribution_type"], r["match_type"]) for r in rows} == {("click", "click_id"), ("click", "gaid")}
 
 
+def test_only_a_postback_to_the_apps_signed_url_is_charged(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
+    bare, signed = new_gaid(), new_gaid()
+    an_hour_ago = utcnow() - timedelta(hours=1)  # long enough before the install to be no click injection
+    bare_click, signed_click = _click(s, bare, an_hour_ago), _click(s, signed, an_hour_ago)
+    expect(api.client.get(f"/track/m3rd/v1.0?partner=appmetrica&ext={bare_click}&gaid={bare}"), 200)
+    _send(s, {"ext": signed_click, "gaid": signed})
+    rows = {r["click_id"]: r for r in s.conversions()}
+    assert rows[bare_click]["charged_micros"] == 0 and rows[bare_click]["attribution_type"] == "click"
+    assert rows[signed_click]["charged_micros"] == 2_000_000
+    assert "unsigned_not_charged" not in rows[signed_click]["data_flags"]
+
+
 def test_the_guides_url_finds_a_click_the_pipeline_has_not_applied_yet(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPMETRICA)
     api.client.app.state.pipeline.stop()  # type: ignore[attr-defined]  # the consumers lag behind

@@ -147,6 +147,9 @@ def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
     return f"cpa:{ad_group_id}:{anchor}:{event.value}"[:120]
 
 
+UNSIGNED_NOT_CHARGED = "unsigned_not_charged"
+
+
 def _decide(session: Session, view: View, item: Item, position: int) -> None:
     """Attribute one postback against the view, record its conversion there and queue its CPA charge."""
     app, parsed, event, occurred_at = item.app, item.parsed, item.event, item.occurred_at
@@ -257,6 +260,12 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     item.row, item.known, item.install, item.touch = row, known, install, touch
 
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
+    if billable and not item.signed:
+        # Anyone who saw a click id can send the guide's bare URL; only the app's signed URL bills.
+        billable = False
+        data_flags.append(UNSIGNED_NOT_CHARGED)
+        detail = "; ".join([*([detail] if detail else []), "not charged: the postback did not come to the app's "
+                            "signed postback URL (`app` and `sig`)"])
     if billable:
         assert touch is not None
         # An event after a known install is charged under the install's click id.

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from adstack.accounts.models import Account
 from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
+from adstack.apps.service import verify_postback_signature
 from adstack.attribution.adapters import ADAPTERS, read_postback
 from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
 from adstack.attribution.postback_fields import PostbackError
@@ -46,6 +47,9 @@ def _prepare(view: View, item: Item) -> None:
         item.finish(PostbackStatus.FAILED, f"app {item.app_id} does not exist")
         return
     item.app = app
+    signature = item.fields.get("sig")
+    item.signed = isinstance(signature, str) and str(item.fields.get("app", "")) == str(item.app_id) \
+        and verify_postback_signature(view.secret, item.app_id, signature)
     try:
         parsed = read_postback(_PARTNERS.get(item.partner) or Partner(item.partner), item.fields, app.networks,
                                item.stored_parse)

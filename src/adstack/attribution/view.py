@@ -142,6 +142,7 @@ class Item:
     occurred_at: datetime | None = None
     clamped: bool = False
     forged: bool = False
+    signed: bool = False  # sent to the app's own postback URL (`app` and its `sig`): only these are charged
     click_id: str = ""  # ours, verified; "" when absent or forged
     gaid: Gaid | None = None
     device: DeviceKey = _NO_DEVICE

@@ -203,6 +203,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
     from adstack.accounts import users
     from adstack.accounts.models import Principal, RegistrationIn, Role
     from adstack.apps.models import App
+    from adstack.apps.service import postback_signature
     from adstack.attribution import service as attribution
     from adstack.attribution.adapters import parse_postback, stored_parse_text
     from adstack.attribution.rules import TouchKind
@@ -241,6 +242,8 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
         session.add(group)
         session.flush()
         incoming: list[attribution.IncomingPostback] = []
+        # As the app's postback URL sends them: only signed postbacks are charged.
+        signed = {"partner": "appsflyer", "app": str(app.id), "sig": postback_signature(secret, app.id)}
         for n in range(postbacks // 2):  # an install and one purchase per device
             gaid = str(uuid.uuid4())
             click_id = new_click_id(f"imp{n}", now, secret)
@@ -251,9 +254,9 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
                 publisher_id=1, bid_type="cpc", price_micros=100_000, country="ID", placement_type="banner",
                 app_package=app.package_name, gaid=normalise_gaid(gaid), occurred_at=clicked)
             for fields in (
-                {"clickid": click_id if n % 2 else "", "advertising_id": gaid,
+                {**signed, "clickid": click_id if n % 2 else "", "advertising_id": gaid,
                  "install_unix_ts": str(int(now.timestamp()))},
-                {"clickid": click_id if n % 2 else "", "advertising_id": gaid, "event_name": "af_purchase",
+                {**signed, "clickid": click_id if n % 2 else "", "advertising_id": gaid, "event_name": "af_purchase",
                  "event_revenue": "1.99", "event_revenue_currency": "EUR",
                  "event_time": str(int(now.timestamp()) + 60)},
             ):
