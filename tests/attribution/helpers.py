@@ -70,8 +70,15 @@ class Scenario:
         )
 
     def serve(
-        self, gaid: str | None, *, bid_type: str | None = None, price_micros: int = 0, issued_at: datetime | None = None
+        self,
+        gaid: str | None,
+        *,
+        bid_type: str | None = None,
+        price_micros: int = 0,
+        issued_at: datetime | None = None,
+        **exchange: Any,
     ) -> TrackingUrls:
+        """The tracking URLs of an ad served now; `exchange` as `build_tracking_urls` takes an exchange's bid."""
         return build_tracking_urls(
             base_url="http://testserver",
             secret=self.settings.resolved_secret_key,
@@ -88,6 +95,7 @@ class Scenario:
             gaid=gaid,
             country="ID",
             placement_type="banner",
+            **exchange,
         )
 
     def click(self, gaid: str | None, *, at: datetime | None = None, **serve: Any) -> str:

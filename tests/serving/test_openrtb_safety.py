@@ -320,6 +320,25 @@ def test_first_price_bids_the_value_less_the_margin_above_floor_and_minimum(
     assert client.post("/openrtb2/bid", json=bid_request(at=2, imp=floored)).status_code == 200
 
 
+@pytest.mark.parametrize(("test", "currency"), [(0, "USD"), (1, "EUR")])
+def test_the_billing_notice_signs_the_bids_price_currency_and_test_mode(
+    client: TestClient, settings: Settings, test: int, currency: str
+) -> None:
+    """What caps the exchange's `${AUCTION_PRICE}` (our bid, in its currency) and keeps a test auction unbilled
+    travels signed in the token, not in parameters the exchange could change."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from adstack.core.timeutil import utcnow
+    from adstack.tracking.tokens import decode_token
+
+    serve(client, [banner_group()])
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(test=test, cur=[currency])))
+    token = parse_qs(urlsplit(bid["burl"]).query)["t"][0]
+    claims = decode_token(token, settings.resolved_secret_key, now=utcnow())
+    assert claims.exchange_currency == currency and claims.test is bool(test)
+    assert claims.exchange_bid_micros == round(bid["price"] * 1_000_000)
+
+
 def test_no_bid_below_the_platform_minimum(client: TestClient) -> None:
     serve(client, [banner_group(bid_micros=50_000)])  # 0.05 CPM, below the 0.10 platform minimum
     assert client.post("/openrtb2/bid", json=bid_request()).status_code == 204

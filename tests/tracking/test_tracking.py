@@ -256,16 +256,18 @@ def test_the_exchange_price_is_media_cost_in_the_account_currency_and_leaves_the
 ) -> None:
     s = scenario(api, settings, bid_type="cpc", currency="CNY")
     before = s.balance_micros()
-    hits = {
-        "&ap=1.50": Decimal(1500) * Decimal("7.20"),  # no currency: OpenRTB's default, USD
-        "&ap=2.00&cur=EUR": Decimal(2000) * Decimal("7.20") / Decimal("0.92"),  # the seeded FX table
-        "&ap=0&cur=cny": Decimal(0),
-        "&ap=%2012.5%20&cur=CNY": Decimal(12500),
-    }
-    for hit in hits:
-        urls = s.serve(new_gaid(), bid_type="cpm", price_micros=30_000_000)
-        expect(api.client.get(urls.impression_url + hit), 204)
-    expected = sum(int(v.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) for v in hits.values())
+    # (the bid's signed currency and CPM in micros, what the exchange filled in, the media cost in CNY micros)
+    hits = [
+        ("USD", 2_000_000, "&ap=1.50", Decimal(1500) * Decimal("7.20")),  # no `cur`: OpenRTB's default, USD
+        ("EUR", 3_000_000, "&ap=2.00&cur=EUR", Decimal(2000) * Decimal("7.20") / Decimal("0.92")),  # seeded FX
+        ("CNY", 20_000_000, "&ap=0&cur=cny", Decimal(0)),
+        ("CNY", 20_000_000, "&ap=%2012.5%20&cur=CNY", Decimal(12500)),
+    ]
+    for currency, bid, query, _ in hits:
+        urls = s.serve(new_gaid(), bid_type="cpm", price_micros=30_000_000, exchange_currency=currency,
+                       exchange_bid_micros=bid)
+        expect(api.client.get(urls.impression_url + query), 204)
+    expected = sum(int(cost.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) for *_, cost in hits)
     assert expected == 10_800 + 15_652 + 0 + 12_500
     assert s.balance_micros() == before - 30_000 * len(hits)
     assert _media_totals(api, s.admin, s.account_id) == {
@@ -276,12 +278,62 @@ def test_the_exchange_price_is_media_cost_in_the_account_currency_and_leaves_the
     }
 
 
+def test_a_clearing_price_is_read_only_within_what_our_bid_signed(api: Api, settings: Settings) -> None:
+    """The price can only be the exchange's for a bid of ours, in the bid's currency and never above the bid
+    (OpenRTB 2.6, 4.4): an SDK pixel with `ap` added, a changed `cur`, or a price past the bid cannot inflate it."""
+    s = scenario(api, settings, bid_type="cpc")
+    sdk = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000)
+    expect(api.client.get(sdk.impression_url + "&ap=999999999.5&cur=USD"), 204)
+    other_currency = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000, exchange_currency="USD",
+                             exchange_bid_micros=2_200_000)
+    expect(api.client.get(other_currency.impression_url + "&ap=2.00&cur=GBP"), 204)
+    above_bid = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000, exchange_currency="USD",
+                        exchange_bid_micros=2_200_000)
+    expect(api.client.get(above_bid.impression_url + "&ap=999999999&cur=USD"), 204)
+    assert _media_totals(api, s.admin, s.account_id) == {
+        "impressions": 3,
+        "cost_micros": 3 * 2_000,  # charged our own clearing price in every case
+        "media_cost_micros": 2_200,  # the bid, 2.20 CPM, for the one past it; nothing for the others
+        "media_cost_impressions": 1,
+    }
+
+
+@pytest.mark.parametrize("ivt", [True, False])
+def test_an_exchanges_test_auction_is_never_billed(api: Api, settings: Settings, ivt: bool) -> None:
+    settings.ivt_enabled = ivt  # not billable whether or not invalid traffic is filtered
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    urls = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000, exchange_currency="USD",
+                   exchange_bid_micros=2_200_000, test=True)
+    expect(api.client.get(urls.impression_url + "&ap=2.00"), 204)
+    assert _media_totals(api, s.admin, s.account_id)["impressions"] == 0
+    assert s.balance_micros() == before
+    invalid = expect(api.client.get("/api/v1/tracking/invalid", headers=s.admin.headers), 200)["items"]
+    assert [item["reason"] for item in invalid] == ["test_auction"]
+
+
+def test_a_server_side_billing_notice_of_an_exchange_is_billed(api: Api, settings: Settings) -> None:
+    """OpenRTB 2.6, 4.2.3: exchanges should fire the billing notice from their servers, with their own agent."""
+    settings.ivt_enabled = True
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    exchange = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000, exchange_currency="USD",
+                       exchange_bid_micros=2_200_000)
+    expect(api.client.get(exchange.impression_url + "&ap=2.00", headers={"user-agent": "Go-http-client/1.1"}), 204)
+    sdk = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000)
+    expect(api.client.get(sdk.impression_url, headers={"user-agent": "Go-http-client/1.1"}), 204)  # a bot
+    assert _media_totals(api, s.admin, s.account_id)["impressions"] == 1
+    assert s.balance_micros() == before - 2_000
+
+
 def test_a_retried_impression_keeps_the_media_cost_of_its_first_hit(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, bid_type="cpc")
-    priced = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
+    priced = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000, exchange_currency="USD",
+                     exchange_bid_micros=12_000_000)
     for price in ("3.10", "3.10", "9.99", "${AUCTION_PRICE}"):
         expect(api.client.get(f"{priced.impression_url}&ap={price}"), 204)
-    unknown_first = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000)
+    unknown_first = s.serve(new_gaid(), bid_type="cpm", price_micros=4_000_000, exchange_currency="USD",
+                            exchange_bid_micros=12_000_000)
     expect(api.client.get(unknown_first.impression_url), 204)  # e.g. the VAST pixel before the billing notice
     expect(api.client.get(f"{unknown_first.impression_url}&ap=2.00"), 204)
     assert _media_totals(api, s.admin, s.account_id) == {

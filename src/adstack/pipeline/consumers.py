@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from adstack.core.db import dialect_insert, driver_datetime, insert_many
 from adstack.core.errors import DomainError
+from adstack.core.money import MICROS_PER_UNIT
 from adstack.core.settings import Settings, get_settings
 from adstack.events.models import Event, EventType
 from adstack.events.service import EventStore
@@ -139,7 +140,8 @@ class Verdicts:
         """The reasons each record is invalid (empty when valid), by record id."""
         settings = self._settings()
         if not settings.ivt_active or not items:
-            return {}
+            # Without the rules a test auction is still not billable.
+            return {i.record["id"]: TEST_AUCTION for i in items if i.claims.test}
         items = _first_of_each(items)
         found, missing = self._cached(items)
         if not missing:
@@ -250,7 +252,8 @@ def _observation(item: Tracked) -> ivt.Observation:
         record["id"], record["k"], int(record["ts"]),  # record_id, kind, at_ms
         str(record.get("ip") or ""), str(record.get("ua") or ""),  # ip, user_agent
         claims.impression_id, claims.ad_group_id,
-        str(device.hash) if device else str(claims.device_hash or ""))  # device
+        str(device.hash) if device else str(claims.device_hash or ""),  # device
+        bool(claims.exchange_currency), claims.test)  # exchange, test
 
 
 def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
@@ -261,6 +264,9 @@ def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
             seen.add(item.record["id"])
             out.append(item)
     return out
+
+
+TEST_AUCTION: Reasons = (ivt.Reason.TEST_AUCTION,)
 
 
 # ---------- billing ----------
@@ -540,7 +546,7 @@ class StoreEvents:
         self.context.store().append(events)
 
     def _pricing(self, items: list[Tracked]) -> tuple[dict[int, str], Any]:
-        priced = {i.claims.account_id for i in items if i.record.get("ap") is not None}
+        priced = {i.claims.account_id for i in items if i.record.get("ap") is not None and i.claims.exchange_currency}
         if not priced:
             return {}, None
         from adstack.accounts.models import Account
@@ -554,10 +560,17 @@ class StoreEvents:
     @staticmethod
     def _media_cost(record: dict[str, Any], claims: TrackingClaims, currencies: dict[int, str],
                     rates: dict[str, Decimal] | None) -> int | None:
+        """What the exchange says it charged for an impression our bid won, in the account currency: read in the
+        bid's signed currency (the URL's `cur` is only a copy of it) and never above our signed bid, which the
+        clearing price cannot exceed (OpenRTB 2.6, 4.4: "the same currency and units as the bid"). None for the
+        SDK's own impressions, whose URLs carry no price of ours, and for a test auction, which is not billed."""
+        if not claims.exchange_currency or claims.test:
+            return None
         price = parse_auction_price(record.get("ap"))
         currency = parse_price_currency(record.get("cur"))
         account_currency = currencies.get(claims.account_id)
-        if price is None or currency is None or account_currency is None or rates is None:
+        if price is None or currency != claims.exchange_currency or account_currency is None or rates is None:
             return None
-        return impression_cost_micros(price, price_currency=currency, account_currency=account_currency,
+        bid = Decimal(claims.exchange_bid_micros) / MICROS_PER_UNIT
+        return impression_cost_micros(min(price, bid), price_currency=currency, account_currency=account_currency,
                                       usd_per_unit=rates)

@@ -13,7 +13,11 @@ address). Each rule here is one of those:
 - `click_without_impression`: a click whose impression was never received (no pixel fired before it);
 - `invalid_impression`: a click on an impression that was itself invalid;
 - `click_too_fast`: a click sooner after its impression than a person clicks;
-- `click_burst`: more clicks on one ad group from one device, or from one address, than allowed in a window.
+- `click_burst`: more clicks on one ad group from one device, or from one address, than allowed in a window;
+- `test_auction`: an event of an exchange's test auction (OpenRTB `test=1`), which is not billable.
+
+An exchange's billing notice (an impression our bid won) is exempt from the address and user-agent rules: OpenRTB
+has exchanges fire it from their servers.
 
 `judge` is a pure function of the records, in log order, and the history that came before them (impression
 receipts and recent clicks). The pipeline persists each verdict under its record id, so every consumer and
@@ -39,6 +43,7 @@ class Reason(StrEnum):
     INVALID_IMPRESSION = "invalid_impression"
     TOO_FAST = "click_too_fast"
     BURST = "click_burst"
+    TEST_AUCTION = "test_auction"
 
 
 @lru_cache(maxsize=65_536)
@@ -115,6 +120,8 @@ class Observation:
     impression_id: str
     ad_group_id: int
     device: str  # a stable device key ("" when the ad request had none)
+    exchange: bool = False  # served on an exchange's bid, whose billing notice the exchange's server may fire
+    test: bool = False  # from an exchange's test auction
 
 
 @dataclass
@@ -138,12 +145,17 @@ def judge(observations: Sequence[Observation], history: History, rules: Rules) -
     out: list[tuple[Reason, ...]] = []
     for seen in observations:
         reasons: list[Reason] = []
-        if seen.ip in rules.datacenter:
-            reasons.append(Reason.DATACENTER_IP)
-        if not seen.user_agent.strip():
-            reasons.append(Reason.EMPTY_USER_AGENT)
-        elif is_bot_user_agent(seen.user_agent):
-            reasons.append(Reason.BOT_USER_AGENT)
+        if seen.test:
+            reasons.append(Reason.TEST_AUCTION)
+        # OpenRTB 2.6, 4.2.3: "firing of the billing notice should be server-side", so the exchange's own
+        # server, by its address and user agent, may report an impression our bid won.
+        if not (seen.exchange and seen.kind == "imp"):
+            if seen.ip in rules.datacenter:
+                reasons.append(Reason.DATACENTER_IP)
+            if not seen.user_agent.strip():
+                reasons.append(Reason.EMPTY_USER_AGENT)
+            elif is_bot_user_agent(seen.user_agent):
+                reasons.append(Reason.BOT_USER_AGENT)
         if seen.kind == "click":
             receipt = history.impressions.get(seen.impression_id)
             if receipt is None or receipt[0] > seen.at_ms:

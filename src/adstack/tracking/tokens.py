@@ -64,6 +64,11 @@ class TrackingClaims:
     placement_type: str = ""
     gaid: str = ""  # canonical lowercase GAID, "" when the request had none
     device_hash: int = 0  # the event store's 63-bit device hash when no GAID is carried; 0 for none
+    # An exchange's bid: our bid price (CPM, micros of `exchange_currency`), which caps the clearing price the
+    # exchange reports; "" for the SDK's own traffic, whose impression URLs carry no clearing price.
+    exchange_bid_micros: int = 0
+    exchange_currency: str = ""
+    test: bool = False  # an OpenRTB test auction (`test=1`): "auctions are not billable"
 
 
 def token_key(secret: bytes) -> bytes:
@@ -117,6 +122,9 @@ def encode_token(claims: TrackingClaims, secret: bytes) -> str:
         claims.gaid.replace("-", ""),
         _b36(claims.device_hash) if claims.device_hash else "",
     ]
+    if claims.exchange_currency or claims.test:
+        fields += [_b36(claims.exchange_bid_micros), _check_text("exchange_currency", claims.exchange_currency.upper()),
+                   "1" if claims.test else ""]
     payload = "|".join(fields).encode()
     return f"{_b64encode(payload)}.{hmac_sign(token_key(secret), payload, TOKEN_MAC_BYTES)}"
 
@@ -144,8 +152,9 @@ def _token_time(base36_seconds: str) -> datetime:
 def _claims(payload: bytes) -> TrackingClaims:
     try:
         fields = payload.decode().split("|")
-        # 15 fields: tokens issued before the device hash was carried, still valid for their lifetime.
-        if len(fields) not in (15, 16) or fields[0] != TOKEN_VERSION:
+        # 15 fields: tokens issued before the device hash was carried, still valid for their lifetime; 19: an
+        # exchange's bid, with its price and currency.
+        if len(fields) not in (15, 16, 19) or fields[0] != TOKEN_VERSION:
             raise ValueError("unknown token layout")
         gaid_hex = fields[14]
         gaid = (f"{gaid_hex[:8]}-{gaid_hex[8:12]}-{gaid_hex[12:16]}-{gaid_hex[16:20]}-{gaid_hex[20:]}"
@@ -160,7 +169,8 @@ def _claims(payload: bytes) -> TrackingClaims:
             _token_time(fields[10]), _token_time(fields[11]),  # issued_at, expires_at
             fields[12], fields[13],  # country, placement_type
             gaid,
-            int(fields[15], 36) if len(fields) == 16 and fields[15] else 0,  # device_hash
+            int(fields[15], 36) if len(fields) >= 16 and fields[15] else 0,  # device_hash
+            *((int(fields[16], 36), fields[17], fields[18] == "1") if len(fields) == 19 else ()),
         )
     except (ValueError, OverflowError, UnicodeDecodeError):
         # Signed by us but unreadable: only a key shared with an incompatible version can do this.

@@ -59,6 +59,9 @@ def build_tracking_urls(
     country: str,
     placement_type: str,
     device_hash: int = 0,
+    exchange_bid_micros: int = 0,
+    exchange_currency: str = "",
+    test: bool = False,
 ) -> TrackingUrls:
     """The impression, click and video URLs of one served ad.
 
@@ -66,7 +69,8 @@ def build_tracking_urls(
     derived from it. `price_micros` is the clearing price in the account currency: per thousand impressions
     for CPM and guaranteed CPM, per click for CPC (CPT and CPA are not charged by tracking).
     `impression_id` is 1-64 characters of [A-Za-z0-9_-]. `device_hash` identifies the device in events where
-    no raw `gaid` may travel in the URL (exchange traffic).
+    no raw `gaid` may travel in the URL (exchange traffic). An exchange's bid also signs its price
+    (`exchange_bid_micros`, CPM in `exchange_currency`) and whether its auction was a test.
     """
     device = normalise_gaid(gaid)
     claims = TrackingClaims(
@@ -76,6 +80,7 @@ def build_tracking_urls(
         country=country, placement_type=placement_type,
         gaid=device.value if device is not None and device.form is GaidForm.RAW else "",
         device_hash=0 if device is not None else device_hash,
+        exchange_bid_micros=exchange_bid_micros, exchange_currency=exchange_currency, test=test,
     )
     return TrackingUrls(base_url=base_url.rstrip("/"), token=encode_token(claims, secret),
                         click_id=new_click_id(impression_id, issued_at, secret))

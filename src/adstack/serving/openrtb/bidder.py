@@ -40,7 +40,9 @@ back; all carry `${AUCTION_PRICE}`.
 
 Media cost: our impression URL carries `ap=${AUCTION_PRICE}&cur=<the response's currency>`. Tracking converts the
 exchange's clearing price through the FX table to the account currency and records a thousandth of it as the
-impression event's `media_cost_micros`; the first hit of an impression decides it, as it decides the count.
+impression event's `media_cost_micros`; the first hit of an impression decides it, as it decides the count. The
+token signs the bid's price and currency, which cap and denominate that price, and `test=1`, whose impressions
+are never billed.
 """
 
 from __future__ import annotations
@@ -402,7 +404,8 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         publisher_id=decision.ad_space.publisher_id if decision.ad_space else 0,
         bid_type=decision.ad_group.bid_type, price_micros=decision.price_micros, issued_at=ad_request.now,
         gaid=None, country=ad_request.country or "", placement_type=ad_request.placement_type or "",
-        device_hash=ad_request.device_hash)
+        device_hash=ad_request.device_hash, exchange_bid_micros=round(price * 1_000_000),
+        exchange_currency=context.currency, test=context.request.test == 1)
     priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={context.currency}"
     monitors = impression_monitors(decision, ad_request, urls.click_id)
     impression_urls = [priced_impression_url, *monitors]
