@@ -59,11 +59,12 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
             200,
         )
     adapter_network = {Partner.APPSFLYER: "media_source", Partner.SINGULAR: "network"}.get(partner, "network_name")
-    now = utcnow()
+    # The partner's times lie in the past, as a conversion's always do (a later one is read as its receipt).
+    now = utcnow() - timedelta(minutes=30)
 
     # Attributed install, retried by the partner with the same event id, then without one (a new id).
     ours = new_gaid()
-    click = s.click(ours)
+    click = s.click(ours, at=now)
     install = partners.Conversion(at=now + timedelta(minutes=1), click_id=click, gaid=ours)
     assert _send(s, install) == {"status": "ok"}
     assert _send(s, install) == {"status": "ok"}
@@ -128,7 +129,7 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     rejected = new_gaid()
     _send(
         s,
-        partners.Conversion(at=now + timedelta(minutes=4), click_id=s.click(rejected), gaid=rejected),
+        partners.Conversion(at=now + timedelta(minutes=4), click_id=s.click(rejected, at=now), gaid=rejected),
         {"rejection_reason": "bots"},
     )
     # A click injected a second before the install, and the device's purchase of 5.00.
@@ -138,7 +139,8 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
     _send(
         s,
         partners.Conversion(
-            at=now + timedelta(minutes=8),
+            # After its install, read as received; partners with whole seconds would round "now" to before it.
+            at=utcnow() + timedelta(seconds=2),
             event=names["PURCHASE"],
             click_id=injected_click,
             gaid=injected,

@@ -113,12 +113,13 @@ class Decision:
 
 
 def bounded_time(partner_time: datetime | None, received_at: datetime) -> tuple[datetime, bool]:
-    """The conversion's time: the partner's, unless it lies more than FUTURE_TOLERANCE after receipt (then
-    receipt, and True for the flag). A missing time is the receipt."""
+    """The conversion's time: the partner's, but never after receipt, since no conversion follows its own
+    postback (a later time would also lengthen click-to-install past the click-injection threshold). True for the
+    flag when it lay more than FUTURE_TOLERANCE ahead, past any clock skew. A missing time is the receipt."""
     if partner_time is None:
         return received_at, False
-    if partner_time - received_at > FUTURE_TOLERANCE:
-        return received_at, True
+    if partner_time > received_at:
+        return received_at, partner_time - received_at > FUTURE_TOLERANCE
     return partner_time, False
 
 
