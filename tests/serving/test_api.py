@@ -69,7 +69,8 @@ def setup_serving_ad(api: Api) -> dict[str, Any]:
         sizes=["640x100"],
         reserve_price_micros=100_000,
     )
-    camp = campaign(api, actor)
+    # Categorised, as exchanges that block categories (`bcat`) need an ad to be.
+    camp = campaign(api, actor, iab_categories=["IAB19-6"])
     group = approved_ad_group(
         api,
         actor,

@@ -223,6 +223,43 @@ def test_bcat_blocks_the_campaign_category_and_its_tier(client: TestClient) -> N
         assert client.post("/openrtb2/bid", json=bid_request(bcat=blocked)).status_code == 204
 
 
+def test_an_uncategorised_campaign_never_bids_where_categories_are_blocked(client: TestClient) -> None:
+    serve(client, [banner_group(categories=())])
+    assert client.post("/openrtb2/bid", json=bid_request()).status_code == 200
+    assert client.post("/openrtb2/bid", json=bid_request(bcat=["IAB25"])).status_code == 204
+
+
+def test_acat_allows_only_its_categories_and_other_taxonomies_are_no_bid(client: TestClient) -> None:
+    serve(client, [banner_group()])  # IAB19-6
+    for allowed in (["IAB19-6"], ["IAB19"]):
+        assert client.post("/openrtb2/bid", json=bid_request(acat=allowed)).status_code == 200
+    assert client.post("/openrtb2/bid", json=bid_request(acat=["IAB1"])).status_code == 204
+    # Content Taxonomy 2.x ids cannot be held against our 1.0 categories.
+    assert client.post("/openrtb2/bid", json=bid_request(bcat=["1"], cattax=2)).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(bcat=["IAB25"], cattax=1)).status_code == 200
+
+
+def test_seat_lists_and_private_auctions_without_a_deal_for_us_are_no_bid(client: TestClient) -> None:
+    serve(client, [banner_group()])
+    assert client.post("/openrtb2/bid", json=bid_request(bseat=["adstack"])).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(wseat=["someone-else"])).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(wseat=["adstack"])).status_code == 200
+    for deals in ([], [{"id": "d1", "bidfloor": 1e9}], [{"id": "d1", "bidfloorcur": "XXX"}],
+                  [{"id": "d1", "wseat": ["someone-else"]}]):
+        imp = {"id": "1", "banner": {"w": 300, "h": 250}, "pmp": {"private_auction": 1, "deals": deals}}
+        assert client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code == 204, deals
+    open_auction = {"id": "1", "banner": {"w": 300, "h": 250}, "pmp": {"private_auction": 0, "deals": []}}
+    assert client.post("/openrtb2/bid", json=bid_request(imp=[open_auction])).status_code == 200
+
+
+def test_a_banners_format_list_is_the_sizes_permitted(client: TestClient) -> None:
+    serve(client, [banner_group()])  # 300x250
+    listed = {"id": "1", "banner": {"w": 300, "h": 250, "format": [{"w": 728, "h": 90}]}}
+    assert client.post("/openrtb2/bid", json=bid_request(imp=[listed])).status_code == 204
+    both = {"id": "1", "banner": {"w": 728, "h": 90, "format": [{"w": 728, "h": 90}, {"w": 300, "h": 250}]}}
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(imp=[both])))["w"] == 300
+
+
 def test_badv_and_bapp_block_the_advertiser_and_the_promoted_app(client: TestClient) -> None:
     game = banner_group(targeting={"promoted_package": "com.example.game"})
     serve(client, [game])

@@ -204,13 +204,19 @@ def check_advertiser(group: AdGroupSnap, request: AdRequest) -> str | None:
         return "advertiser_blocked"
     if request.blocked_apps and group.targeting.promoted_package in request.blocked_apps:
         return "app_blocked"
-    if request.blocked_categories and any(category_blocked(c, request.blocked_categories) for c in group.categories):
-        return "category_blocked"
+    if request.blocked_categories and (not group.categories or any(
+            category_blocked(c, request.blocked_categories) for c in group.categories)):
+        return "category_blocked"  # an uncategorised campaign could be anything the exchange blocks
+    allowed = request.allowed_categories
+    if allowed is not None and (not group.categories or not all(category_blocked(c, allowed)
+                                                                for c in group.categories)):
+        return "category_not_allowed"
     return None
 
 
 def category_blocked(category: str, blocked: frozenset[str]) -> bool:
-    """A blocked tier-1 category (IAB9) blocks its subcategories (IAB9-30) too."""
+    """A blocked tier-1 category (IAB9) blocks its subcategories (IAB9-30) too (and, as a list of allowed ones,
+    allows them)."""
     return category in blocked or category.split("-", 1)[0] in blocked
 
 

@@ -83,6 +83,7 @@ class AdRequest:
     floor_micros: int = 0  # eCPM floor in platform currency micros per 1,000 impressions
     blocked_domains: frozenset[str] = frozenset()
     blocked_categories: frozenset[str] = frozenset()  # IAB content categories (OpenRTB bcat)
+    allowed_categories: frozenset[str] | None = None  # OpenRTB acat: only these, None for any
     blocked_apps: frozenset[str] = frozenset()  # promoted app packages (OpenRTB bapp)
     # How long a served ad's budget reservation waits for its impression before it is given back unshown:
     # an SDK may show a prefetched ad much later; an exchange tells us within its notice window. None: the

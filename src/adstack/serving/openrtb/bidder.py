@@ -78,6 +78,7 @@ DEADLINE_MARGIN_MS = 5.0
 MAX_FLOOR = 100_000.0  # CPM in any currency: a floor above it is no bid, not an overflow
 MAX_SIZE = 20_000  # pixels: a larger banner size fits no creative
 SEAT = "adstack"
+CATEGORY_TAXONOMY = 1  # IAB Content Category Taxonomy 1.0 (AdCOM list "Category Taxonomies"), our categories
 AUCTION_PRICE = "${AUCTION_PRICE}"
 AUCTION_LOSS = "${AUCTION_LOSS}"
 _NETWORKS = {2: "wifi", 4: "2g", 5: "3g", 6: "4g", 7: "5g"}
@@ -156,6 +157,7 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
         "blocked_domains": frozenset(d.lower() for d in (request.badv or ())[:500] if d),
         "blocked_apps": frozenset(b for b in (request.bapp or ())[:500] if b),
         "blocked_categories": frozenset(c for c in (request.bcat or ())[:500] if c),
+        "allowed_categories": frozenset(c for c in (request.acat or ())[:500] if c) if request.acat else None,
     }
     if restricted:
         fields.update(gaid=None, device_key=None, device_hash=0, use_audiences=False, gender=None, age=None)
@@ -168,12 +170,10 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
 def _banner_slot(imp: Imp, device: Device | None) -> Slot:
     banner = imp.banner
     assert banner is not None
-    sizes = set()
-    if banner.w and banner.h:
+    # OpenRTB 2.6, 3.2.6: `format` is "the banner sizes permitted"; `w`/`h` only stand in where it is absent.
+    sizes = {(item.w, item.h) for item in banner.format or () if item.w and item.h}
+    if not banner.format and banner.w and banner.h:
         sizes.add((banner.w, banner.h))
-    for item in banner.format or ():
-        if item.w and item.h:
-            sizes.add((item.w, item.h))
     if not sizes and imp.instl == 1 and device is not None and device.w and device.h:
         # An interstitial without sizes takes the screen: the IAB interstitial sizes that fit on it.
         sizes = {(w, h) for w, h in sizes_of(Variant.INTERSTITIAL) if w <= device.w and h <= device.h}
@@ -263,7 +263,7 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
 
     `deadline` (monotonic seconds) is when bidding stops; the caller withdraws an answer it cannot send in time."""
     currency = _currency(request, runtime)
-    if currency is None or not identified(request):
+    if currency is None or not identified(request) or not _may_bid(request):
         return None
     privacy = privacy_of(request, vendor_id=runtime.settings.openrtb_tcf_vendor_id)
     context = Context(runtime, request, now, currency, _device_fields(request, now, restricted=privacy.restricted),
@@ -299,6 +299,16 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
              "seatbid": [{"seat": SEAT, "bid": bids}]}, decisions)
 
 
+def _may_bid(request: BidRequest) -> bool:
+    """Whether our seat may take part at all (`wseat`/`bseat`), and whether our categories can be held to the
+    request's (`bcat`/`acat` in a taxonomy other than ours, IAB Content Category 1.0, cannot)."""
+    if request.bseat and SEAT in request.bseat:
+        return False
+    if request.wseat and SEAT not in request.wseat:
+        return False
+    return not ((request.bcat or request.acat) and request.cattax not in (None, CATEGORY_TAXONOMY))
+
+
 def _ad_request_event(context: Context, imp: Imp, space: AdSpaceSnap | None, *, filled: bool) -> Event:
     """The supply side's record of one imp, bid on or not (fill rate); never a device id."""
     fields = context.fields
@@ -327,6 +337,8 @@ def _deals(imp: Imp, runtime: ServingRuntime) -> tuple[dict[str, int], bool]:
         return {}, False
     deals: dict[str, int] = {}
     for deal in pmp.deals or ():
+        if deal.wseat and SEAT not in deal.wseat:
+            continue  # a deal for other buyers
         floor = _usd_micros(deal.bidfloor, (deal.bidfloorcur or imp.bidfloorcur).upper(), runtime)
         if deal.id and floor is not None:
             deals[deal.id[:100]] = floor
@@ -348,12 +360,14 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     if not runtime.state.snapshot.index.fits_any(slot):
         return None  # no creative has this media and size: nothing else is worth working out
     deals, private = _deals(imp, runtime)
-    if private and deals:
+    if private and not deals:
+        return None  # 3.2.11: "bids are restricted to the deals specified", and none is ours to meet
+    if private:
         floor = max(floor, min(deals.values()))
     minimum = runtime.engine.minimum_prices.usd_micros(CPM)
     ad_request = AdRequest(now=context.now, placement_type=placement, slot=slot, count=1,
                            ad_space_id=space.id if space else None, publisher_id=space.publisher_id if space else None,
-                           deal_ids=frozenset(deals), private_auction=private and bool(deals),
+                           deal_ids=frozenset(deals), private_auction=private,
                            floor_micros=max(floor, minimum),
                            hold_seconds=runtime.settings.exchange_reservation_seconds, **context.fields)
     decisions = await runtime.engine.decide_async(ad_request, space=space)
@@ -455,7 +469,7 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         "mtype": _MTYPE[media],
     }
     if group.categories:
-        bid_object["cattax"] = 1  # IAB Content Taxonomy 1.0 (AdCOM list "Category Taxonomies")
+        bid_object["cattax"] = CATEGORY_TAXONOMY
     if group.targeting.promoted_package:
         bid_object["bundle"] = group.targeting.promoted_package
     if combination.width and combination.height and media != "native":

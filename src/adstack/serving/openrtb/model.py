@@ -257,6 +257,7 @@ class BidRequest(Struct_):
     cur: list[str] | None = None
     wlang: list[str] | None = None
     bcat: list[str] | None = None
+    acat: list[str] | None = None
     cattax: int | None = None
     badv: list[str] | None = None
     bapp: list[str] | None = None
