@@ -19,6 +19,7 @@ from adstack.core.db import domain_modules, import_all_models, make_engine, make
 from adstack.core.http import BodyLimits, StrictTransportSecurity, install_error_handlers
 from adstack.core.openapi import document_errors
 from adstack.core.settings import Settings, get_settings, set_settings
+from adstack.serving.fastpath import MAX_BODY_BYTES as MAX_AD_REQUEST_BYTES
 
 Hook = Callable[[FastAPI], None]
 # True: answered. False: passed on untouched. A callable: passed on, with this `receive` replaying the body the
@@ -74,6 +75,7 @@ def body_limits(settings: Settings) -> dict[str, Any]:
         "anonymous_cap": ANONYMOUS_FORM_BYTES,
         "anonymous_routes": [r"/console/register"],
         "deadline_s": settings.body_deadline_s,
+        "any_body_caps": [(r"/v1/ads", MAX_AD_REQUEST_BYTES)],
     }
 
 

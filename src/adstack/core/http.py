@@ -186,6 +186,9 @@ _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 class BodyLimits:
     """Caps form and multipart bodies before anything reads them, and gives every request body a deadline.
 
+    Routes in `any_body_caps` (path pattern -> bytes) have their body capped whatever its content type: JSON
+    routes whose framework reads the whole body before the route can look at it.
+
     A form body's cap is the first matching route's in `caps` (path pattern -> bytes, or None for a route that
     streams and caps its body itself), else `default_cap`; a request with neither credentials nor a session
     cookie gets at most `anonymous_cap` (under Starlette's 1 MiB spooling threshold, so an anonymous form never
@@ -196,9 +199,10 @@ class BodyLimits:
 
     def __init__(self, app: Any, *, caps: Sequence[tuple[str, int | None]], default_cap: int, anonymous_cap: int,
                  anonymous_routes: Sequence[str] = (), deadline_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, any_body_caps: Sequence[tuple[str, int]] = ()):
         self.app = app
         self.caps = [(re.compile(pattern), cap) for pattern, cap in caps]
+        self.any_body_caps = [(re.compile(pattern), cap) for pattern, cap in any_body_caps]
         self.default_cap = default_cap
         self.anonymous_cap = anonymous_cap
         self.anonymous_routes = [re.compile(pattern) for pattern in anonymous_routes]
@@ -208,11 +212,14 @@ class BodyLimits:
     def cap_for(self, scope: Any) -> int | None:
         """The byte cap of this request's body, or None when it is not a form (JSON and raw uploads are read
         by their routes under their own limits)."""
+        path = scope["path"]
+        for pattern, any_body_cap in self.any_body_caps:
+            if pattern.fullmatch(path):
+                return any_body_cap
         headers = dict(scope.get("headers", ()))
         content_type = headers.get(b"content-type", b"").lower()
         if not content_type.startswith(_FORM_TYPES):
             return None
-        path = scope["path"]
         cap = next((cap for pattern, cap in self.caps if pattern.fullmatch(path)), self.default_cap)
         anonymous = b"authorization" not in headers and b"adstack_session=" not in headers.get(b"cookie", b"")
         if cap is None:  # the route streams and caps the body itself

@@ -50,7 +50,8 @@ def runtime_of(request: Request) -> ServingRuntime:
 
 
 @public_router.post("/v1/ads", response_model=AdResponseOut, summary="SDK ad request",
-                    responses={404: {"description": "No active ad space has this id."}})
+                    responses={404: {"description": "No active ad space has this id."},
+                               413: {"description": "A body past 64 KB."}})
 async def request_ads(body: AdRequestIn, request: Request) -> Response:
     """Fill an ad space: ads with assembled assets, signed tracking URLs and expanded third-party trackers."""
     return _json(await service.serve_sdk_request(runtime_of(request), body, now=utcnow()))

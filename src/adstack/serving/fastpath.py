@@ -68,7 +68,7 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
                 break
         body = b"".join(chunks)
         if more:
-            return replay_rest(body, receive)
+            return replay_rest(body, receive)  # past the cap: the route's body limit answers 413
         data = decode_ad_request(body)
         if data is None:
             return replay(body)  # the route validates it and answers, or refuses it with its own 4xx
