@@ -83,6 +83,20 @@ def test_revenue_is_decimal_with_bounded_precision() -> None:
     assert exact.revenue == Decimal("19.99") and exact.currency == "EUR"
 
 
+def test_revenue_past_a_billion_units_is_out_of_range() -> None:
+    """Ten purchases of 999,999,999,999 USD wrapped the reports' 64-bit revenue sum to a negative number."""
+    assert parse_revenue("999999999.99", "revenue") == Decimal("999999999.99")
+    assert parse_revenue("-999999999", "revenue") == Decimal(-999999999)  # a refund
+    for text in ("1000000000", "999999999999", "-1e9"):
+        with pytest.raises(PostbackError) as refused:
+            parse_revenue(text, "revenue")
+        assert refused.value.rule == "decimal_range"
+    parsed = parse_postback(Partner.APPMETRICA, {"event_name": "purchase", "price": "999999999999", "currency": "USD"})
+    assert parsed.revenue is None and parsed.unreadable == {"price": "decimal_range"}
+    int64 = 2**63 - 1
+    assert 9_000 * int(parse_revenue("999999999.99", "revenue") * 1_000_000) < int64
+
+
 def test_dedupe_keys() -> None:
     fields = {"event_name": "af_purchase", "clickid": "x", "advertising_id": GAID, "event_time": "1735732800"}
     assert (

@@ -21,7 +21,9 @@ from adstack.tracking.devices import Gaid
 MAX_FIELDS = 100
 MAX_VALUE_LENGTH = 2000
 MAX_PARAM_VALUE_LENGTH = 500
-MAX_REVENUE = Decimal(10) ** 12
+# A billion units of any currency (10^15 micros): past any in-app purchase, and low enough that the reports' 64-bit
+# sums of revenue micros cannot wrap below thousands of such conversions in one row (at 10^12 units, ten did).
+MAX_REVENUE = Decimal(10) ** 9
 MAX_REVENUE_PLACES = 12
 MAX_JSON_DEPTH = 8
 # Fields of ours in the postback URL: not the partner's data.
