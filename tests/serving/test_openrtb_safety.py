@@ -71,6 +71,8 @@ SIGNALS = {
     "us_privacy_opt_out": {"regs": {"us_privacy": "1YYN"}},
     "gpp_us_privacy_section_opt_out": {"regs": {"gpp": "DBABTA~1YYN", "gpp_sid": [6]}},
     "gpp_us_national_section": {"regs": {"gpp": "DBABLA~BVQqAAAAAgA.QA", "gpp_sid": [7]}},
+    # GDPR signalled only by the EU TCF section of GPP, whose string gives no consent to us (no vendor id set).
+    "gpp_eu_tcf_section": {"regs": {"gpp": "DBABMA~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA", "gpp_sid": [2]}},
 }
 
 
@@ -179,6 +181,19 @@ def test_gdpr_consent_withheld_from_us_or_for_a_purpose_means_no_device_id(
     assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
     # Outside GDPR the same device is personal again.
     assert first_bid(client.post("/openrtb2/bid", json=bid_request(regs={"gdpr": 0})))["price"] == 9.0
+
+
+def test_gdpr_through_the_gpp_eu_section_reads_its_tcf_string(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = client.app.state.serving  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime, "settings", settings.model_copy(update={"openrtb_tcf_vendor_id": OUR_VENDOR_ID}))
+    _personal_and_contextual(client)
+    withheld = bid_request(regs={"gpp": f"DBABMA~{TCF_OTHER_VENDORS_ONLY}", "gpp_sid": [2]})
+    response = client.post("/openrtb2/bid", json=withheld)
+    assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
+    consented = bid_request(regs={"gpp": f"DBABMA~{TCF_CONSENTS}", "gpp_sid": [2]})
+    assert first_bid(client.post("/openrtb2/bid", json=consented))["price"] == 9.0
 
 
 def test_tracking_urls_never_carry_the_raw_device_id(client: TestClient) -> None:

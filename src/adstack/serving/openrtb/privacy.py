@@ -4,8 +4,9 @@ Restricted means: no device id (so no audiences, no frequency capping by device,
 URLs, in third-party macros or in stored events), and no age or gender targeting. The signals:
 
 - `regs.coppa=1` (OpenRTB 2.6, 3.2.3);
-- GDPR applies (`regs.gdpr=1`, or the 2.5 `regs.ext.gdpr`) and the TCF v2 string (`user.consent`, or the 2.5
-  `user.ext.consent`) does not give our vendor id (setting `openrtb_tcf_vendor_id`) consent for purposes 1
+- GDPR applies (`regs.gdpr=1`, the 2.5 `regs.ext.gdpr`, or the EU TCF v2 section, 2, among `regs.gpp_sid`) and
+  the TCF v2 string (`user.consent`, the 2.5 `user.ext.consent`, or the GPP string's EU section) does not give
+  our vendor id (setting `openrtb_tcf_vendor_id`) consent for purposes 1
   (store and access information on a device) and 4 (select personalised ads). Without a vendor id, no string
   can carry our consent. The string is decoded with the `iab-tcf` library.
   Source: IAB Europe, TCF v2.2 Policies, Appendix A (purposes 1 and 4);
@@ -29,6 +30,7 @@ from iab_tcf import decode_v2
 from adstack.serving.openrtb.model import BidRequest
 
 _PURPOSES = (1, 4)
+EU_TCF_SECTION = 2  # GPP section "tcfeuv2": the EU's TCF v2 string
 US_PRIVACY_SECTION = 6
 FIRST_US_SECTION, LAST_US_SECTION = 6, 22
 
@@ -48,10 +50,13 @@ def privacy_of(request: BidRequest, *, vendor_id: int | None) -> Privacy:
         return Privacy(True, "lmt" if device.lmt == 1 else "dnt")
     gdpr = regs.gdpr if regs is not None and regs.gdpr is not None else (
         regs.ext.gdpr if regs is not None and regs.ext is not None else None)
-    if gdpr == 1:
+    eu_gpp = regs is not None and EU_TCF_SECTION in (regs.gpp_sid or ())
+    if gdpr == 1 or eu_gpp:
         user = request.user
         consent = (user.consent or (user.ext.consent if user.ext else None)) if user is not None else None
-        if not tcf_consents(consent, vendor_id):
+        # Under GPP the TC string is the EU section's: any section of the string that reads as one.
+        gpp_sections = (regs.gpp or "").split("~")[1:] if regs is not None and eu_gpp else []
+        if not (tcf_consents(consent, vendor_id) or any(tcf_consents(s, vendor_id) for s in gpp_sections[:32])):
             return Privacy(True, "gdpr")
     if regs is not None:
         us_privacy = regs.us_privacy or (regs.ext.us_privacy if regs.ext else None)
