@@ -97,6 +97,14 @@ def test_revenue_past_a_billion_units_is_out_of_range() -> None:
     assert 9_000 * int(parse_revenue("999999999.99", "revenue") * 1_000_000) < int64
 
 
+@pytest.mark.parametrize("text", ["1e-400", "0001-01-01T00:00:00-05:00", "1999-12-31T23:59:59Z", "0", "4102444800",
+                                  "2100-01-01T00:00:00Z", "946684799"])
+def test_a_partner_time_outside_2000_to_2099_is_unreadable(text: str) -> None:
+    """Such times were stored (1970, year 1) and fell out of every report, which starts in 2000."""
+    parsed = parse_postback(Partner.BRANCH, {"name": "install", "event_timestamp": text})
+    assert parsed.occurred_at is None and parsed.unreadable == {"event_timestamp": "timestamp_range"}
+
+
 def test_dedupe_keys() -> None:
     fields = {"event_name": "af_purchase", "clickid": "x", "advertising_id": GAID, "event_time": "1735732800"}
     assert (

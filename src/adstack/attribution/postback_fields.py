@@ -121,18 +121,31 @@ def present(value: str | None) -> str | None:
     return text
 
 
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: str | None, field_name: str) -> datetime | None:
     text = present(value)
     return None if text is None else read_timestamp(text, field_name)
 
 
+def _plausible(when: datetime, text: str, field_name: str) -> datetime:
+    if not EARLIEST_TIME <= when < LATEST_TIME:
+        raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time (2000 to 2099): "
+                                                           f"{text[:60]}")
+    return when
+
+
 def read_timestamp(text: str, field_name: str) -> datetime:
-    """`parse_timestamp` of a value `present` has read."""
+    """`parse_timestamp` of a value `present` has read: a unix time in seconds or milliseconds, or a date-time,
+    between 2000 (reports start there) and 2100."""
     if text.isascii() and text.isdigit():  # the usual unix time: read as an integer, as exact as the Decimal
         whole = int(text)
         seconds_of = whole / 1000 if whole >= 100_000_000_000 else whole
-        if not 0 < seconds_of < 4_102_444_800:
-            raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time: {text}")
+        if not EARLIEST_TIME.timestamp() <= seconds_of < LATEST_TIME.timestamp():
+            raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time (2000 to "
+                                                               f"2099): {text}")
         return datetime.fromtimestamp(seconds_of, UTC)
     try:
         number = Decimal(text)
@@ -140,8 +153,10 @@ def read_timestamp(text: str, field_name: str) -> datetime:
         number = None
     if number is not None and number.is_finite():
         seconds = number / 1000 if abs(number) >= 100_000_000_000 else number  # ms from 1973 on
-        if not 0 < seconds < 4_102_444_800:  # before 2100
-            raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time: {text}")
+        # Compared as Decimal: 1e-400 is above zero, but a float of it is not, and was read as 1970.
+        if not Decimal(int(EARLIEST_TIME.timestamp())) <= seconds < Decimal(int(LATEST_TIME.timestamp())):
+            raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time (2000 to "
+                                                               f"2099): {text[:60]}")
         return datetime.fromtimestamp(float(seconds), UTC)
     candidate = text.replace("Z", "+00:00").replace(" UTC", "+00:00")
     try:
@@ -157,7 +172,12 @@ def read_timestamp(text: str, field_name: str) -> datetime:
     if parsed is None:
         raise PostbackError(field_name, "timestamp", f"{field_name} is neither a unix time nor a date-time: "
                                                      f"{text[:60]}")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        when = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # year 1 in a zone west of UTC
+        raise PostbackError(field_name, "timestamp_range", f"{field_name} is not a plausible time (2000 to 2099): "
+                                                           f"{text[:60]}") from None
+    return _plausible(when, text, field_name)
 
 
 def parse_revenue(value: str | None, field_name: str) -> Decimal | None:
