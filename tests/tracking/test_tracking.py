@@ -312,6 +312,36 @@ def test_an_exchanges_test_auction_is_never_billed(api: Api, settings: Settings,
     assert [item["reason"] for item in invalid] == ["test_auction"]
 
 
+def test_a_billing_notice_after_the_bids_loss_notice_is_never_billed(api: Api, settings: Settings) -> None:
+    """The exchange said the bid lost, then fired its billing notice: the ad was not shown on our bid. A loss
+    notice after the billing notice changes nothing: the first word stands."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from adstack.tracking.tokens import decode_token
+
+    settings.ivt_enabled = True
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    exchange = {"bid_type": "cpm", "price_micros": 2_000_000, "exchange_currency": "USD",
+                "exchange_bid_micros": 2_200_000}
+    lost, won = s.serve(new_gaid(), **exchange), s.serve(new_gaid(), **exchange)
+
+    def bid_id(urls: Any) -> str:
+        token = parse_qs(urlsplit(urls.impression_url).query)["t"][0]
+        return decode_token(token, settings.resolved_secret_key, now=utcnow()).impression_id
+
+    expect(api.client.get(f"/openrtb2/loss?i={bid_id(lost)}&r=102"), 204)
+    expect(api.client.get(won.impression_url + "&ap=2.00"), 204)
+    api.settle()
+    expect(api.client.get(lost.impression_url + "&ap=2.00"), 204)
+    expect(api.client.get(f"/openrtb2/loss?i={bid_id(won)}&r=102"), 204)
+    totals = _media_totals(api, s.admin, s.account_id)
+    assert (totals["impressions"], totals["cost_micros"]) == (1, 2_000)
+    assert s.balance_micros() == before - 2_000
+    invalid = expect(api.client.get("/api/v1/tracking/invalid", headers=s.admin.headers), 200)["items"]
+    assert [item["reason"] for item in invalid] == ["lost_auction"]
+
+
 def test_a_server_side_billing_notice_of_an_exchange_is_billed(api: Api, settings: Settings) -> None:
     """OpenRTB 2.6, 4.2.3: exchanges should fire the billing notice from their servers, with their own agent."""
     settings.ivt_enabled = True

@@ -136,12 +136,16 @@ class Verdicts:
             self._networks = (key, ivt.parse_networks(settings.ivt_datacenter_networks, path))
         return self._networks[1]
 
-    def __call__(self, items: Sequence[Tracked]) -> dict[str, Reasons]:
-        """The reasons each record is invalid (empty when valid), by record id."""
+    def __call__(self, items: Sequence[Tracked], records: Sequence[dict[str, Any]] = ()) -> dict[str, Reasons]:
+        """The reasons each record is invalid (empty when valid), by record id. `records`: the whole batch, whose
+        loss notices are stored first as the verdicts of their bids' impressions."""
         settings = self._settings()
         if not settings.ivt_active or not items:
+            if settings.ivt_active:
+                self._note_losses(records)
             # Without the rules a test auction is still not billable.
             return {i.record["id"]: TEST_AUCTION for i in items if i.claims.test}
+        self._note_losses(records)
         items = _first_of_each(items)
         found, missing = self._cached(items)
         if not missing:
@@ -169,6 +173,22 @@ class Verdicts:
                     self._cache.clear()
                 self._cache.update(stored)
         return found
+
+    def _note_losses(self, records: Sequence[dict[str, Any]]) -> None:
+        """An exchange's loss notice is the verdict of its bid's impression, unless one was reached first: a
+        billing notice after it is then invalid (`lost_auction`) for every consumer alike."""
+        from adstack.tracking.models import IvtVerdict
+
+        rows = [(impression_record_id(str(r["i"])[:64]), Kind.IMPRESSION.value, int(r["ts"]), str(r["i"])[:64], 0,
+                 "", "", ivt.Reason.LOST_AUCTION.value)
+                for r in records if r.get("k") == Kind.LOSS.value and r.get("i")]
+        rows = [row for row in rows if row[0] not in self._cache]
+        if not rows:
+            return
+        with self._judging, self._session_factory() as session:
+            insert_many(session.connection(), IvtVerdict.__table__, VERDICT_COLUMNS, rows,  # type: ignore[arg-type]
+                        ignore_duplicates=True)
+            session.commit()
 
     def _cached(self, items: Sequence[Tracked]) -> tuple[dict[str, Reasons], list[Tracked]]:
         with self._lock:
@@ -286,7 +306,7 @@ class Billing:
         from adstack.finance.charges import ChargeRequest
 
         items = _first_of_each(tracked(records, TRACKING_KINDS))
-        invalid = self.context.verdicts(items)
+        invalid = self.context.verdicts(items, records)
         charges: list[tuple[ChargeRequest, Tracked | None, dict[str, Any]]] = []
         for item in items:
             claims, kind = item.claims, item.record["k"]
@@ -401,7 +421,7 @@ class Touchpoints:
         from adstack.campaigns.models import Campaign
 
         judged = _first_of_each(tracked(records, TRACKING_KINDS))
-        invalid = self.context.verdicts(judged)
+        invalid = self.context.verdicts(judged, records)
         items = [i for i in judged if i.record["k"] in TOUCH_KINDS and not invalid.get(i.record["id"])]
         filtered = [(i, invalid[i.record["id"]]) for i in judged if invalid.get(i.record["id"])]
         refused = [r for r in records if r.get("k") == Kind.INVALID.value]
@@ -515,7 +535,7 @@ class StoreEvents:
 
     def apply(self, records: list[dict[str, Any]]) -> None:
         items = tracked(records, TRACKING_KINDS)
-        invalid = self.context.verdicts(items)
+        invalid = self.context.verdicts(items, records)
         currencies, rates = self._pricing(items)
         events: list[Event] = []
         for item in items:

@@ -14,7 +14,8 @@ address). Each rule here is one of those:
 - `invalid_impression`: a click on an impression that was itself invalid;
 - `click_too_fast`: a click sooner after its impression than a person clicks;
 - `click_burst`: more clicks on one ad group from one device, or from one address, than allowed in a window;
-- `test_auction`: an event of an exchange's test auction (OpenRTB `test=1`), which is not billable.
+- `test_auction`: an event of an exchange's test auction (OpenRTB `test=1`), which is not billable;
+- `lost_auction`: the impression of a bid whose loss notice came first (stored by the pipeline, not judged here).
 
 An exchange's billing notice (an impression our bid won) is exempt from the address and user-agent rules: OpenRTB
 has exchanges fire it from their servers.
@@ -44,6 +45,7 @@ class Reason(StrEnum):
     TOO_FAST = "click_too_fast"
     BURST = "click_burst"
     TEST_AUCTION = "test_auction"
+    LOST_AUCTION = "lost_auction"
 
 
 @lru_cache(maxsize=65_536)

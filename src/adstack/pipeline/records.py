@@ -27,6 +27,7 @@ class Kind(StrEnum):
     INVALID = "invalid"  # a refused tracking request, kept as invalid traffic
     CPT_SLOT = "cpt"  # a booked CPT slot that has started: billed once
     POSTBACK = "pb"  # a measurement partner's postback, checked and not yet stored for attribution
+    LOSS = "loss"  # an exchange's loss notice for one of our bids: its impression is never billed after it
 
 
 def now_ms() -> int:
@@ -55,6 +56,12 @@ def _client_fields(client: Client) -> dict[str, str]:
 def impression_record_id(impression_id: str) -> str:
     """An impression's record id: one per impression id, however often its pixel fires."""
     return f"imp:{impression_id}"
+
+
+def loss(impression_id: str, *, reason: str | None) -> dict[str, Any]:
+    """An exchange's loss notice (`lurl`) for the bid whose id, our impression id, it names."""
+    return {"id": f"loss:{impression_id}", "k": Kind.LOSS.value, "ts": now_ms(), "i": impression_id,
+            "r": (reason or "")[:16]}
 
 
 def impression(claims: TrackingClaims, token: str, *, auction_price: str | None, currency: str | None,

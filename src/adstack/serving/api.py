@@ -14,8 +14,11 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from adstack.core.errors import PayloadTooLarge
+from adstack.core.http import error_body, json_response
 from adstack.core.timeutil import utcnow
 from adstack.events.service import add_listener
+from adstack.pipeline import records
+from adstack.pipeline.log import LogUnavailable
 from adstack.serving import fastpath, openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
 from adstack.serving.openrtb import fastpath as openrtb_fastpath
@@ -115,10 +118,17 @@ async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Re
     return Response(status_code=204)
 
 
-@public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)")
+@public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)",
+                   responses={503: {"description": "The event log cannot store it now; retry after Retry-After"}})
 async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None) -> Response:
     """A lost bid gives its budget reservation back, whichever process made the bid: the reservation is booked
-    under the bid id in the counters every serving process shares."""
+    under the bid id in the counters every serving process shares. The notice is kept in the event log, so a
+    billing notice the exchange fires for the same bid afterwards is not billed (`lost_auction`)."""
+    try:
+        await request.app.state.pipeline.append(records.loss(i, reason=r))
+    except LogUnavailable:
+        return json_response(error_body("unavailable", "the loss notice could not be stored; retry"), 503,
+                             headers={"Retry-After": "5"})
     request.app.state.serving_bids.pop(i)
     await runtime_of(request).engine.counters.release_held_async(i)
     return Response(status_code=204)
