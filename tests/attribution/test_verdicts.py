@@ -388,3 +388,19 @@ def test_unreplaced_macros_are_absent_not_forged(api: Api, settings: Settings) -
     rows = s.conversions()
     assert len(rows) == 8
     assert all(r["fraud_flags"] == [] and r["click_id"] == "" for r in rows)
+
+
+def test_a_partners_reattribution_is_recorded_as_a_reinstall_and_not_charged(api: Api, settings: Settings) -> None:
+    """Adjust's `activity_kind=reattribution`: the app was installed before, whether or not we saw that install."""
+    s = scenario(api, settings, partner=Partner.ADJUST)
+    before = s.balance_micros()
+    first, again = new_gaid(), new_gaid()
+    first_click, again_click = _click(s, first), _click(s, again)
+    _send(s, {"activity_kind": "install", "click_id": first_click, "gps_adid": first})
+    _send(s, {"activity_kind": "reattribution", "click_id": again_click, "gps_adid": again})
+    rows = {r["click_id"]: r for r in s.conversions()}
+    installed, returned = rows[first_click], rows[again_click]
+    assert (installed["is_reinstall"], installed["charged_micros"]) == (False, 2_000_000)
+    assert (returned["is_reinstall"], returned["charged_micros"]) == (True, 0)
+    assert "partner_reattribution" in returned["data_flags"]
+    assert s.balance_micros() == before - 2_000_000

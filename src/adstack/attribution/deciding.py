@@ -194,6 +194,12 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         decision = follow_partner(verdict=partner_says, own=own, occurred_at=occurred_at,
                                   is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
                                   device_touches=touches, partner_touch_type=parsed.touch_type)
+    if event is ConversionEvent.INSTALL and parsed.reattribution and not decision.reinstall:
+        # The partner calls it a re-attribution or reinstall (AppsFlyer re-attribution, Adjust reattribution, ...):
+        # an app already installed once, so not a new install to charge, whatever we know of the first one.
+        decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
+                            decision.click_to_install, True, decision.fraud_flags)
+        data_flags.append("partner_reattribution")
     if event is not ConversionEvent.INSTALL:
         inherited = _device_flags(view, item)
         if inherited:
