@@ -87,6 +87,11 @@ def test_forged_tampered_and_expired_tokens_are_refused() -> None:
     for garbage in ("", "abc", "a.b.c", "!!!.???"):
         with pytest.raises(TokenError):
             decode_token(garbage, SECRET, now=utcnow())
+    # Characters outside base64url are refused, not skipped: a padded copy of a token is not the same token.
+    for padded in (body[:10] + "!!!" + body[10:], body[:5] + " " + body[5:], body + "=="):
+        with pytest.raises(TokenError) as malformed:
+            decode_token(f"{padded}.{mac}", SECRET, now=utcnow())
+        assert malformed.value.reason == "malformed"
 
 
 @given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=64))

@@ -130,8 +130,9 @@ def encode_token(claims: TrackingClaims, secret: bytes) -> str:
 
 
 def _b64decode_fast(text: str) -> bytes:
-    # binascii directly: base64.urlsafe_b64decode's argument checks cost more than the decoding itself.
-    return binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4))
+    # binascii directly: base64.urlsafe_b64decode's argument checks cost more than the decoding itself. Strict:
+    # otherwise characters outside the alphabet are skipped, and a token with "!!!" inserted verified.
+    return binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), strict_mode=True)
 
 
 def _split(token: str) -> tuple[bytes, str]:
