@@ -404,3 +404,13 @@ def test_a_partners_reattribution_is_recorded_as_a_reinstall_and_not_charged(api
     assert (returned["is_reinstall"], returned["charged_micros"]) == (True, 0)
     assert "partner_reattribution" in returned["data_flags"]
     assert s.balance_micros() == before - 2_000_000
+
+
+def test_a_second_install_on_the_same_click_without_the_gaid_is_a_reinstall(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
+    gaid = new_gaid()
+    click = _click(s, gaid)
+    _send(s, {"ext": click, "gaid": gaid, "transaction_id": "tx-1"})
+    _send(s, {"ext": click, "transaction_id": "tx-3"})  # the same click, the device id left out
+    rows = sorted(s.conversions(), key=lambda r: r["id"])
+    assert [(r["is_reinstall"], r["charged_micros"]) for r in rows] == [(False, 2_000_000), (True, 0)]

@@ -171,8 +171,11 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     install: Known | None = None
     touches: list[Touch] = []
     if event is ConversionEvent.INSTALL:
-        prior = _latest(k for k in view.installs_by_device.get((app.id, item.device), ())
-                        if k.occurred_at <= occurred_at and not k.is_reinstall) if gaid is not None else None
+        # The device's earlier install, or one on the same click id: one click installs an app once, and a
+        # postback without the GAID is known by the click alone.
+        earlier = [*(view.installs_by_device.get((app.id, item.device), ()) if gaid is not None else ()),
+                   *(view.installs_by_click.get((app.id, click_id), ()) if click_id else ())]
+        prior = _latest(k for k in earlier if k.occurred_at <= occurred_at and not k.is_reinstall)
         touches = _device_touches(view, app, item.device, occurred_at, windows) if gaid is not None else []
         own: Decision = attribute_install(
             installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
