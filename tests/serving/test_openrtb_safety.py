@@ -442,6 +442,16 @@ def test_absurd_floors_are_no_bid_never_an_error(client: TestClient, floor: floa
     assert client.post("/openrtb2/bid", json=bid_request()).status_code == 200  # the connection is still good
 
 
+def test_the_absurd_floor_cap_is_in_usd_so_an_ordinary_floor_in_a_small_unit_bids(client: TestClient) -> None:
+    engine = client.app.state.serving.engine  # type: ignore[attr-defined]
+    engine.swap(ServingState.build(snapshot([banner_group(bid_micros=9_000_000)],
+                                            fx=FxRates({"USD": 1, "IDR": "0.000063"}))))
+    imp = {"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 100_001, "bidfloorcur": "IDR"}  # about 6.30 USD
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(imp=[imp])))["price"] == 9.0
+    imp["bidfloor"] = 10**12  # 63 million USD
+    assert client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code == 204
+
+
 @pytest.mark.parametrize(
     "banner",
     [
@@ -512,6 +522,7 @@ def test_gzip_bodies_are_inflated_within_the_size_limit(client: TestClient) -> N
     assert client.post("/openrtb2/bid", content=gzip.compress(padded), headers=headers).status_code == 413
     assert client.post("/openrtb2/bid", content=b"\x1f\x8bnot gzip", headers=headers).status_code == 400
     assert client.post("/openrtb2/bid", content=gzip.compress(body)[:-8], headers=headers).status_code == 400
+    assert client.post("/openrtb2/bid", content=gzip.compress(body) + b"trailing", headers=headers).status_code == 400
     other = {**headers, "content-encoding": "br"}
     assert client.post("/openrtb2/bid", content=body, headers=other).status_code == 400
     assert client.post("/openrtb2/bid", content=body, headers={"content-type": "application/json"}).status_code == 200

@@ -99,6 +99,8 @@ async def _bid_request_body(request: Request) -> bytes:
         raise PayloadTooLarge(f"a bid request may have at most {limit} bytes once inflated")
     if not inflater.eof:
         raise openrtb.BadBidRequest("the gzip body is truncated", code="bad_gzip")
+    if inflater.unused_data:
+        raise openrtb.BadBidRequest("the gzip body has data after its end", code="bad_gzip")
     return inflated
 
 

@@ -75,7 +75,7 @@ from adstack.serving.snapshot import AdSpaceSnap
 from adstack.tracking.urls import build_tracking_urls
 
 DEADLINE_MARGIN_MS = 5.0
-MAX_FLOOR = 100_000.0  # CPM in any currency: a floor above it is no bid, not an overflow
+MAX_FLOOR = 100_000.0  # USD CPM (after conversion: 100,001 IDR is an ordinary floor): above it is no bid
 MAX_SIZE = 20_000  # pixels: a larger banner size fits no creative
 SEAT = "adstack"
 CATEGORY_TAXONOMY = 1  # IAB Content Category Taxonomy 1.0 (AdCOM list "Category Taxonomies"), our categories
@@ -211,12 +211,13 @@ def _usd_micros(value: float, currency: str, runtime: ServingRuntime) -> int | N
     """A CPM in `currency` as USD micros; None when the currency is unknown or the amount absurd."""
     if value <= 0:
         return 0
-    if not math.isfinite(value) or value > MAX_FLOOR:
-        return None
     fx = runtime.state.fx
-    if not fx.knows(currency):
+    if not math.isfinite(value) or not fx.knows(currency):
         return None
-    return math.ceil(fx.to_usd(value * 1_000_000, currency))
+    usd = fx.to_usd(value * 1_000_000, currency)
+    if not math.isfinite(usd) or usd > MAX_FLOOR * 1_000_000:
+        return None
+    return math.ceil(usd)
 
 
 # ---------- bidding ----------

@@ -94,7 +94,7 @@ def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[]
                 body = inflater.decompress(raw, limit + 1)
             except zlib.error:
                 return replay(raw)
-            if len(body) > limit or inflater.unconsumed_tail or not inflater.eof:
+            if len(body) > limit or inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
                 return replay(raw)
         try:
             parsed = openrtb.parse_bid_request(body)
