@@ -301,6 +301,26 @@ def _native_video_request(**native: Any) -> dict[str, Any]:
     return bid_request(imp=[{"id": "1", "native": {"request": json.dumps(spec), "ver": "1.2", **native}}])
 
 
+def test_a_native_icon_is_offered_only_in_a_size_the_request_takes(client: TestClient) -> None:
+    """Our newsfeed icons are the guide's 84x84; an icon asked for at 50x50, or at least 1000x1000, is not ours."""
+    news = group(3, placement="newsfeed", bid_micros=2_500_000, categories=("IAB1",),
+                 creatives=(creative(3, format="large_newsfeed_image", width=1200, height=628),))
+    serve(client, [news])
+
+    def ask(icon: dict[str, Any]) -> Any:
+        request = {"ver": "1.2", "assets": [{"id": 1, "required": 1, "title": {"len": 30}},
+                                            {"id": 2, "required": 1, "img": {"type": 1, **icon}}]}
+        imp = {"id": "1", "native": {"request": json.dumps(request)}}
+        return client.post("/openrtb2/bid", json=bid_request(imp=[imp]))
+
+    for unfit in ({"w": 50, "h": 50}, {"wmin": 1000, "hmin": 1000}):
+        assert ask(unfit).status_code == 204, unfit
+    for fits in ({"w": 84, "h": 84}, {"wmin": 50, "hmin": 50}, {}):
+        native = json.loads(first_bid(ask(fits))["adm"])
+        icon = next(a["img"] for a in native["assets"] if a["id"] == 2)
+        assert (icon["w"], icon["h"]) == (84, 84), fits
+
+
 def test_battr_blocks_what_the_ad_is(client: TestClient) -> None:
     serve(
         client,

@@ -12,9 +12,11 @@ response), 7.6 (event types), 7.7 (methods: 1 img, 2 js); IAB VAST 4.0, 3.4 (InL
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from adstack.creatives.formats import get_spec
 from adstack.serving.engine import Decision
 
 _VAST_EVENTS = {"start": "start", "first_quartile": "firstQuartile", "midpoint": "midpoint",
@@ -69,6 +71,15 @@ def banner_html(decision: Decision, *, click_url: str, impression_urls: list[str
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@lru_cache(maxsize=256)
+def _icon_size(format_code: str) -> tuple[int, int] | None:
+    """The icon size a creative of this format was uploaded in; None when the format has no single one."""
+    spec = get_spec(format_code)
+    if spec is None or spec.icon is None or len(spec.icon.sizes) != 1:
+        return None
+    return spec.icon.sizes[0].width, spec.icon.sizes[0].height
 
 
 def _image_fits(asset: Mapping[str, Any], width: int, height: int) -> bool:
@@ -139,9 +150,10 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
         elif isinstance(asset.get("img"), dict):
             image = asset["img"]
             kind = _int(image.get("type"))
-            if kind == 1:  # icon: our icons are square; the request's minimum is what matters
-                if combination.icon_url:
-                    filled = {"img": {"url": combination.icon_url}}
+            if kind == 1:  # icon: its size is the creative format's (the guide's icon rule)
+                size = _icon_size(creative.format)
+                if combination.icon_url and size is not None and _image_fits(image, *size):
+                    filled = {"img": {"url": combination.icon_url, "w": size[0], "h": size[1]}}
             elif combination.image_url and _image_fits(image, combination.width, combination.height):
                 filled = {"img": {"url": combination.image_url, "w": combination.width, "h": combination.height}}
             elif kind == 3 and creative.cover_image_url and _image_fits(image, creative.cover_width,
