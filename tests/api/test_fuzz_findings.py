@@ -111,6 +111,10 @@ def test_json_nested_past_the_decoders_depth_is_a_400_everywhere(client: TestCli
         response = client.post(path, content=DEEP, headers=headers)
         assert response.status_code == 400, (path, response.status_code, response.text)
         assert response.json()["error"]["message"], path
+    for path in ("/v1/ads", "/api/v1/auth/login"):  # the framework's "error parsing the body", made specific
+        for body in (DEEP, b'{"ad_space_id": 1, "x": "\xff\xfe"}'):
+            error = client.post(path, content=body, headers=headers).json()["error"]
+            assert error["code"] == "malformed_json" and error["fields"][0]["field"] == "body", (path, error)
 
 
 def test_an_ad_request_past_its_size_limit_is_a_413_however_it_is_sent(client: TestClient) -> None:

@@ -84,6 +84,9 @@ def database_busy() -> JSONResponse:
                         headers={"Retry-After": "1"})
 
 
+_FRAMEWORK_BODY_ERROR = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -100,6 +103,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FRAMEWORK_BODY_ERROR:
+            # The framework's own words for a body its JSON reader gave up on: name the body and why.
+            cause = exc.__cause__
+            reason = ("nested deeper than the JSON reader allows" if isinstance(cause, RecursionError)
+                      else "not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else "unreadable")
+            return JSONResponse(error_body("malformed_json", f"the request body is not valid JSON: {reason}",
+                                           [{"field": "body", "rule": "json", "message": reason}]), status_code=400)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
