@@ -414,3 +414,35 @@ def test_a_second_install_on_the_same_click_without_the_gaid_is_a_reinstall(api:
     _send(s, {"ext": click, "transaction_id": "tx-3"})  # the same click, the device id left out
     rows = sorted(s.conversions(), key=lambda r: r["id"])
     assert [(r["is_reinstall"], r["charged_micros"]) for r in rows] == [(False, 2_000_000), (True, 0)]
+
+
+def test_an_install_is_judged_no_later_than_its_postback_arrived(api: Api, settings: Settings) -> None:
+    """A partner time five minutes ahead (within the clock-skew tolerance, so kept) made a click two seconds
+    before the postback look like 302 s of click-to-install, past the click-injection threshold."""
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
+    before = s.balance_micros()
+    gaid = new_gaid()
+    click = _click(s, gaid, utcnow() - timedelta(seconds=2))
+    ahead = int((utcnow() + timedelta(minutes=5)).timestamp())
+    _send(s, {"ext": click, "gaid": gaid, "transaction_id": "tx-1", "conversion_timestamp": ahead})
+    (row,) = s.conversions()
+    assert "click_injection" in row["fraud_flags"] and row["charged_micros"] == 0
+    assert row["click_to_install_seconds"] < 10 and "click_to_install_to_receipt" in row["data_flags"]
+    assert s.balance_micros() == before
+
+
+def test_a_retry_without_its_event_id_is_matched_by_a_partner_time_a_little_ahead(
+    api: Api, settings: Settings
+) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
+    gaid = new_gaid()
+    click = _click(s, gaid)
+    _send(s, {"ext": click, "gaid": gaid, "transaction_id": "tx-1"})
+    ahead = int((utcnow() + timedelta(seconds=30)).timestamp())
+    purchase = {"ext": click, "gaid": gaid, "event_name": "purchase", "price": "5", "currency": "USD",
+                "conversion_timestamp": ahead}
+    _send(s, {**purchase, "transaction_id": "tx-2"})
+    _send(s, purchase)  # the partner's retry, its event id lost
+    purchases = [r for r in s.conversions() if r["conversion_event"] == "PURCHASE"]
+    assert [r["revenue_micros"] for r in purchases] == [5_000_000]
+    assert sorted(p["status"] for p in s.postbacks()).count("duplicate") == 1

@@ -167,6 +167,9 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
             return
 
     forged, gaid, click_id = item.forged, item.gaid, item.click_id
+    # No install follows its own postback: a partner time ahead of the receipt (within the skew tolerance) would
+    # stretch click-to-install past the click-injection threshold, so the install is judged at the receipt.
+    judged_at = min(occurred_at, item.received_at) if event is ConversionEvent.INSTALL else occurred_at
     touch_by_click = _click_touch(view, app, click_id) if click_id else None
     install: Known | None = None
     touches: list[Touch] = []
@@ -178,7 +181,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         prior = _latest(k for k in earlier if k.occurred_at <= occurred_at and not k.is_reinstall)
         touches = _device_touches(view, app, item.device, occurred_at, windows) if gaid is not None else []
         own: Decision = attribute_install(
-            installed_at=occurred_at, windows=windows, touch_by_click_id=touch_by_click,
+            installed_at=judged_at, windows=windows, touch_by_click_id=touch_by_click,
             device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
             device_impressions=[t for t in touches if t.kind is TouchKind.IMPRESSION],
             prior_install=prior.prior() if prior is not None else None, forged_click_id=forged)
@@ -194,7 +197,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     if follows_partner:
         if not touches and gaid is not None and parsed.verdict is PartnerVerdict.ATTRIBUTED and not own.attributed:
             touches = _device_touches(view, app, item.device, occurred_at, windows)
-        decision = follow_partner(verdict=partner_says, own=own, occurred_at=occurred_at,
+        decision = follow_partner(verdict=partner_says, own=own, occurred_at=judged_at,
                                   is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
                                   device_touches=touches, partner_touch_type=parsed.touch_type)
     if event is ConversionEvent.INSTALL and parsed.reattribution and not decision.reinstall:
@@ -209,7 +212,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
             decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
                                 decision.click_to_install, decision.reinstall,
                                 tuple(dict.fromkeys((*decision.fraud_flags, *inherited))))
-    if item.clamped and decision.click_to_install is not None:
+    if (item.clamped or judged_at < occurred_at) and decision.click_to_install is not None:
         # Measured to the receipt, which no install can follow: an upper bound of the real time.
         data_flags.append("click_to_install_to_receipt")
     ours = own_verdict(own)

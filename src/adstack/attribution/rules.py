@@ -113,13 +113,14 @@ class Decision:
 
 
 def bounded_time(partner_time: datetime | None, received_at: datetime) -> tuple[datetime, bool]:
-    """The conversion's time: the partner's, but never after receipt, since no conversion follows its own
-    postback (a later time would also lengthen click-to-install past the click-injection threshold). True for the
-    flag when it lay more than FUTURE_TOLERANCE ahead, past any clock skew. A missing time is the receipt."""
+    """The conversion's time: the partner's, unless it lies more than FUTURE_TOLERANCE after receipt (then
+    receipt, and True for the flag). A missing time is the receipt. Within the tolerance the partner's time is
+    kept (a retry is matched by it), but attribution judges an install at the earlier of it and the receipt
+    (`attribution.deciding`), since no install follows its own postback."""
     if partner_time is None:
         return received_at, False
-    if partner_time > received_at:
-        return received_at, partner_time - received_at > FUTURE_TOLERANCE
+    if partner_time - received_at > FUTURE_TOLERANCE:
+        return received_at, True
     return partner_time, False
 
 
