@@ -319,9 +319,11 @@ def test_an_exchanges_test_auction_is_never_billed(api: Api, settings: Settings,
 
 def test_a_billing_notice_after_the_bids_loss_notice_is_never_billed(api: Api, settings: Settings) -> None:
     """The exchange said the bid lost, then fired its billing notice: the ad was not shown on our bid. A loss
-    notice after the billing notice changes nothing: the first word stands."""
+    notice after the billing notice changes nothing (the first word stands); an unsigned one (anyone can read an
+    impression id in a tracking URL) and loss reason 0, "Bid Won", void nothing."""
     from urllib.parse import parse_qs, urlsplit
 
+    from adstack.serving.openrtb.bidder import loss_signature
     from adstack.tracking.tokens import decode_token
 
     settings.ivt_enabled = True
@@ -329,20 +331,30 @@ def test_a_billing_notice_after_the_bids_loss_notice_is_never_billed(api: Api, s
     before = s.balance_micros()
     exchange = {"bid_type": "cpm", "price_micros": 2_000_000, "exchange_currency": "USD",
                 "exchange_bid_micros": 2_200_000}
-    lost, won = s.serve(new_gaid(), **exchange), s.serve(new_gaid(), **exchange)
+    lost, won, unsigned, reason_won, same_batch = (s.serve(new_gaid(), **exchange) for _ in range(5))
+    sdk = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000)
 
-    def bid_id(urls: Any) -> str:
+    def loss(urls: Any, reason: str = "102", *, signed: bool = True) -> None:
         token = parse_qs(urlsplit(urls.impression_url).query)["t"][0]
-        return decode_token(token, settings.resolved_secret_key, now=utcnow()).impression_id
+        bid_id = decode_token(token, settings.resolved_secret_key, now=utcnow()).impression_id
+        signature = f"&s={loss_signature(settings.resolved_secret_key, bid_id)}" if signed else ""
+        expect(api.client.get(f"/openrtb2/loss?i={bid_id}&r={reason}{signature}"), 204)
 
-    expect(api.client.get(f"/openrtb2/loss?i={bid_id(lost)}&r=102"), 204)
-    expect(api.client.get(won.impression_url + "&ap=2.00"), 204)
+    loss(lost)
+    loss(unsigned, signed=False)
+    loss(reason_won, "0")
+    loss(sdk, signed=False)
+    for urls in (won, unsigned, reason_won):
+        expect(api.client.get(urls.impression_url + "&ap=2.00"), 204)
+    expect(api.client.get(sdk.impression_url), 204)
+    expect(api.client.get(same_batch.impression_url + "&ap=2.00"), 204)
+    loss(same_batch)  # after its billing notice in the log, though likely applied in the same batch
     api.settle()
     expect(api.client.get(lost.impression_url + "&ap=2.00"), 204)
-    expect(api.client.get(f"/openrtb2/loss?i={bid_id(won)}&r=102"), 204)
+    loss(won)
     totals = _media_totals(api, s.admin, s.account_id)
-    assert (totals["impressions"], totals["cost_micros"]) == (1, 2_000)
-    assert s.balance_micros() == before - 2_000
+    assert (totals["impressions"], totals["cost_micros"]) == (5, 5 * 2_000)
+    assert s.balance_micros() == before - 5 * 2_000
     invalid = expect(api.client.get("/api/v1/tracking/invalid", headers=s.admin.headers), 200)["items"]
     assert [item["reason"] for item in invalid] == ["lost_auction"]
 

@@ -179,16 +179,27 @@ class Verdicts:
         billing notice after it is then invalid (`lost_auction`) for every consumer alike."""
         from adstack.tracking.models import IvtVerdict
 
-        rows = [(impression_record_id(str(r["i"])[:64]), Kind.IMPRESSION.value, int(r["ts"]), str(r["i"])[:64], 0,
-                 "", "", ivt.Reason.LOST_AUCTION.value)
-                for r in records if r.get("k") == Kind.LOSS.value and r.get("i")]
-        rows = [row for row in rows if row[0] not in self._cache]
+        rows = []
+        earlier: set[str] = set()  # an impression before its loss notice in the log is judged as it is
+        for record in records:
+            kind = record.get("k")
+            if kind == Kind.IMPRESSION.value:
+                earlier.add(record["id"])
+            elif kind == Kind.LOSS.value and record.get("i"):
+                record_id = impression_record_id(str(record["i"])[:64])
+                if record_id not in earlier and record_id not in self._cache:
+                    rows.append((record_id, Kind.IMPRESSION.value, int(record["ts"]), str(record["i"])[:64], 0,
+                                 "", "", ivt.Reason.LOST_AUCTION.value))
         if not rows:
             return
         with self._judging, self._session_factory() as session:
-            insert_many(session.connection(), IvtVerdict.__table__, VERDICT_COLUMNS, rows,  # type: ignore[arg-type]
-                        ignore_duplicates=True)
+            connection = session.connection()
+            inserted = insert_many(connection, IvtVerdict.__table__, VERDICT_COLUMNS, rows,  # type: ignore[arg-type]
+                                   ignore_duplicates=True)
             session.commit()
+        if connection.dialect.supports_sane_multi_rowcount and inserted == len(rows):
+            with self._lock:  # every one is this call's: the other consumers need not insert them again
+                self._cache.update((row[0], LOST_AUCTION) for row in rows)
 
     def _cached(self, items: Sequence[Tracked]) -> tuple[dict[str, Reasons], list[Tracked]]:
         with self._lock:
@@ -287,6 +298,7 @@ def _first_of_each(items: Iterable[Tracked]) -> list[Tracked]:
 
 
 TEST_AUCTION: Reasons = (ivt.Reason.TEST_AUCTION,)
+LOST_AUCTION: Reasons = (ivt.Reason.LOST_AUCTION.value,)
 
 
 # ---------- billing ----------

@@ -22,6 +22,7 @@ from adstack.pipeline.log import LogUnavailable
 from adstack.serving import fastpath, openrtb, service
 from adstack.serving.models import AdRequestIn, AdResponseOut
 from adstack.serving.openrtb import fastpath as openrtb_fastpath
+from adstack.serving.openrtb.bidder import verify_loss_signature
 from adstack.serving.runtime import ServingRuntime, observe_events
 
 MAX_BID_REQUEST_BYTES = 256 * 1024
@@ -122,17 +123,25 @@ async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Re
 
 @public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)",
                    responses={503: {"description": "The event log cannot store it now; retry after Retry-After"}})
-async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None) -> Response:
+async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None,
+                      s: Annotated[str | None, Query(max_length=32, description="Our signature of the bid id.")] = None,
+                      ) -> Response:
     """A lost bid gives its budget reservation back, whichever process made the bid: the reservation is booked
-    under the bid id in the counters every serving process shares. The notice is kept in the event log, so a
-    billing notice the exchange fires for the same bid afterwards is not billed (`lost_auction`)."""
-    try:
-        await request.app.state.pipeline.append(records.loss(i, reason=r))
-    except LogUnavailable:
-        return json_response(error_body("unavailable", "the loss notice could not be stored; retry"), 503,
-                             headers={"Retry-After": "5"})
-    request.app.state.serving_bids.pop(i)
+    under the bid id in the counters every serving process shares. Signed (`s`, as our `lurl` carries it), the
+    notice is also kept in the event log, so a billing notice the exchange fires for the bid afterwards is not
+    billed (`lost_auction`). Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): that is no loss."""
+    bids = request.app.state.serving_bids
+    if r is not None and r.strip() == "0":
+        bids.pop(i)
+        return Response(status_code=204)
+    bids.pop(i)
     await runtime_of(request).engine.counters.release_held_async(i)
+    if s is not None and verify_loss_signature(request.app.state.settings.resolved_secret_key, i, s):
+        try:
+            await request.app.state.pipeline.append(records.loss(i, reason=r))
+        except LogUnavailable:
+            return json_response(error_body("unavailable", "the loss notice could not be stored; retry"), 503,
+                                 headers={"Retry-After": "5"})
     return Response(status_code=204)
 
 

@@ -60,7 +60,7 @@ import orjson
 from babel.core import get_global
 
 from adstack.core.errors import DomainError
-from adstack.core.security import random_hex
+from adstack.core.security import derive_key, hmac_sign, hmac_verify, random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
@@ -447,7 +447,8 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
                       *(u for us in trackers.values() for u in us)]
     base = runtime.base_url.rstrip("/")
     nurl = f"{base}/openrtb2/win?i={decision.impression_id}&p={AUCTION_PRICE}"
-    lurl = f"{base}/openrtb2/loss?i={decision.impression_id}&r={AUCTION_LOSS}&p={AUCTION_PRICE}"
+    signature = loss_signature(runtime.secret, decision.impression_id)
+    lurl = f"{base}/openrtb2/loss?i={decision.impression_id}&s={signature}&r={AUCTION_LOSS}&p={AUCTION_PRICE}"
     if imp.secure == 1 and not _all_secure([nurl, lurl, urls.click_url, priced_impression_url, *monitors,
                                             *media_urls]):
         return None  # a secure placement takes https only
@@ -479,6 +480,16 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
     if deal_id is not None:
         bid_object["dealid"] = deal_id
     return bid_object
+
+
+def loss_signature(secret: bytes, bid_id: str) -> str:
+    """Signs a bid's loss notice URL: only an exchange we bid to holds it, so nobody else (a publisher reading an
+    impression id from a tracking URL, say) can void a bid's billing with a loss notice."""
+    return hmac_sign(derive_key(secret, "openrtb-loss-notice"), bid_id.encode(), 12)
+
+
+def verify_loss_signature(secret: bytes, bid_id: str, signature: str) -> bool:
+    return hmac_verify(derive_key(secret, "openrtb-loss-notice"), bid_id.encode(), signature, 12)
 
 
 def _attributes(decision: Decision, media: str) -> list[int]:
