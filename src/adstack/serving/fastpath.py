@@ -67,8 +67,8 @@ def ads_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[]
             if size > MAX_BODY_BYTES:
                 break
         body = b"".join(chunks)
-        if more:
-            return replay_rest(body, receive)  # past the cap: the route's body limit answers 413
+        if size > MAX_BODY_BYTES:  # past the cap, whole or still arriving: the route's body limit answers 413
+            return replay_rest(body, receive) if more else replay(body)
         data = decode_ad_request(body)
         if data is None:
             return replay(body)  # the route validates it and answers, or refuses it with its own 4xx
