@@ -446,3 +446,22 @@ def test_a_retry_without_its_event_id_is_matched_by_a_partner_time_a_little_ahea
     purchases = [r for r in s.conversions() if r["conversion_event"] == "PURCHASE"]
     assert [r["revenue_micros"] for r in purchases] == [5_000_000]
     assert sorted(p["status"] for p in s.postbacks()).count("duplicate") == 1
+
+
+def test_revenue_within_its_cap_as_sent_but_past_it_once_converted_is_not_counted(
+    api: Api, settings: Settings
+) -> None:
+    """999,999,999 GBP is under the cap of a billion units; in an INR account it is about 10^17 micros, so
+    ninety such conversions would wrap the reports' 64-bit revenue sum."""
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254", currency="INR")
+    gaid = new_gaid()
+    click = _click(s, gaid)
+    _send(s, {"ext": click, "gaid": gaid, "transaction_id": "tx-1"})
+    for n, price in enumerate(("999999999", "10")):
+        _send(s, {"ext": click, "gaid": gaid, "event_name": "purchase", "price": price, "currency": "GBP",
+                  "transaction_id": f"tx-p{n}"})
+    purchases = {r["revenue"]: r for r in s.conversions() if r["conversion_event"] == "PURCHASE"}
+    huge, small = purchases["999999999"], purchases["10"]
+    assert (huge["revenue_micros"], huge["revenue_usd_micros"]) == (0, 0)
+    assert "revenue_out_of_range" in huge["data_flags"]
+    assert 0 < small["revenue_micros"] < 10**12 and "revenue_out_of_range" not in small["data_flags"]

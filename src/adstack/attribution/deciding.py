@@ -148,6 +148,9 @@ def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
 
 
 UNSIGNED_NOT_CHARGED = "unsigned_not_charged"
+# The cap of a conversion's revenue as sent (postback_fields.MAX_REVENUE, 10^9 units) in micros, held again after
+# conversion to the account currency and USD, so the reports' 64-bit sums cannot wrap.
+MAX_REVENUE_MICROS = 10**15
 
 
 def _decide(session: Session, view: View, item: Item, position: int) -> None:
@@ -232,6 +235,11 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         else:
             revenue_micros = micros(in_account)
             revenue_usd_micros = revenue_micros if in_usd is in_account else micros(in_usd)
+            if max(abs(revenue_micros), abs(revenue_usd_micros)) > MAX_REVENUE_MICROS:
+                # Within the cap as sent, past it once converted (a strong currency into a weak one).
+                revenue_micros = revenue_usd_micros = 0
+                data_flags.append("revenue_out_of_range")
+                detail = "; ".join(data_flags)
 
     touch = decision.touch
     fraud = [f.value for f in decision.fraud_flags]
