@@ -17,8 +17,9 @@ address). Each rule here is one of those:
 - `test_auction`: an event of an exchange's test auction (OpenRTB `test=1`), which is not billable;
 - `lost_auction`: the impression of a bid whose loss notice came first (stored by the pipeline, not judged here).
 
-An exchange's billing notice (an impression our bid won) is exempt from the address and user-agent rules: OpenRTB
-has exchanges fire it from their servers.
+An impression our exchange bid won is exempt from the address and user-agent rules: its URL is the billing notice,
+which OpenRTB has exchanges fire from their servers, as well as the pixel in the markup, and the exchange that
+bills us for it is the one to filter its traffic.
 
 `judge` is a pure function of the records, in log order, and the history that came before them (impression
 receipts and recent clicks). The pipeline persists each verdict under its record id, so every consumer and
