@@ -321,6 +321,20 @@ def test_a_native_icon_is_offered_only_in_a_size_the_request_takes(client: TestC
         assert (icon["w"], icon["h"]) == (84, 84), fits
 
 
+def test_a_native_icons_size_is_the_uploaded_ones_where_known(client: TestClient) -> None:
+    """An operator may edit a format's icon rule: the icon the advertiser uploaded under it is what is offered."""
+    import dataclasses
+
+    made = creative(3, format="large_newsfeed_image", width=1200, height=628)
+    made = dataclasses.replace(made, combinations=tuple(
+        dataclasses.replace(c, icon_width=180, icon_height=180) for c in made.combinations))
+    serve(client, [group(3, placement="newsfeed", bid_micros=2_500_000, categories=("IAB1",), creatives=(made,))])
+    request = {"ver": "1.2", "assets": [{"id": 2, "required": 1, "img": {"type": 1, "wmin": 150, "hmin": 150}}]}
+    native = json.loads(first_bid(client.post("/openrtb2/bid", json=bid_request(
+        imp=[{"id": "1", "native": {"request": json.dumps(request)}}])))["adm"])
+    assert (native["assets"][0]["img"]["w"], native["assets"][0]["img"]["h"]) == (180, 180)
+
+
 def test_battr_blocks_what_the_ad_is(client: TestClient) -> None:
     serve(
         client,

@@ -293,7 +293,9 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
                 icon_url=media.public_url(icon, base_url) if icon is not None else "",
                 button=combo.button_text or "", width=visual.width if visual is not None else 0,
                 height=visual.height if visual is not None else 0,
-                duration_ms=(video.duration_ms or 0) if video is not None else 0))
+                duration_ms=(video.duration_ms or 0) if video is not None else 0,
+                icon_width=(icon.width or 0) if icon is not None else 0,
+                icon_height=(icon.height or 0) if icon is not None else 0))
         if not combinations:
             continue
         first = combinations[0]

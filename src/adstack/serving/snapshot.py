@@ -41,6 +41,8 @@ class AssetCombination:
     width: int = 0
     height: int = 0
     duration_ms: int = 0
+    icon_width: int = 0  # of the uploaded icon; 0 when unknown
+    icon_height: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,8 @@ def _int(value: Any) -> int | None:
 
 @lru_cache(maxsize=256)
 def _icon_size(format_code: str) -> tuple[int, int] | None:
-    """The icon size a creative of this format was uploaded in; None when the format has no single one."""
+    """The icon size the shipped rules of this format allow; None when they allow no single one. Only for icons
+    whose uploaded size the snapshot does not know."""
     spec = get_spec(format_code)
     if spec is None or spec.icon is None or len(spec.icon.sizes) != 1:
         return None
@@ -150,8 +151,9 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
         elif isinstance(asset.get("img"), dict):
             image = asset["img"]
             kind = _int(image.get("type"))
-            if kind == 1:  # icon: its size is the creative format's (the guide's icon rule)
-                size = _icon_size(creative.format)
+            if kind == 1:  # icon: the uploaded icon's size, else the one its format's icon rule allows
+                size = (combination.icon_width, combination.icon_height) \
+                    if combination.icon_width and combination.icon_height else _icon_size(creative.format)
                 if combination.icon_url and size is not None and _image_fits(image, *size):
                     filled = {"img": {"url": combination.icon_url, "w": size[0], "h": size[1]}}
             elif combination.image_url and _image_fits(image, combination.width, combination.height):
