@@ -140,12 +140,11 @@ class Verdicts:
         """The reasons each record is invalid (empty when valid), by record id. `records`: the whole batch, whose
         loss notices are stored first as the verdicts of their bids' impressions."""
         settings = self._settings()
+        if settings.ivt_active:
+            self._note_losses(records)
         if not settings.ivt_active or not items:
-            if settings.ivt_active:
-                self._note_losses(records)
             # Without the rules a test auction is still not billable.
             return {i.record["id"]: TEST_AUCTION for i in items if i.claims.test}
-        self._note_losses(records)
         items = _first_of_each(items)
         found, missing = self._cached(items)
         if not missing:

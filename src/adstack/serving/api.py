@@ -130,11 +130,9 @@ async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: No
     under the bid id in the counters every serving process shares. Signed (`s`, as our `lurl` carries it), the
     notice is also kept in the event log, so a billing notice the exchange fires for the bid afterwards is not
     billed (`lost_auction`). Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): that is no loss."""
-    bids = request.app.state.serving_bids
+    request.app.state.serving_bids.pop(i)
     if r is not None and r.strip() == "0":
-        bids.pop(i)
-        return Response(status_code=204)
-    bids.pop(i)
+        return Response(status_code=204)  # won: its reservation waits for the billing notice
     await runtime_of(request).engine.counters.release_held_async(i)
     if s is not None and verify_loss_signature(request.app.state.settings.resolved_secret_key, i, s):
         try:
