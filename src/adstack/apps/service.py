@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hmac
 from enum import StrEnum
 from typing import Any
 
@@ -30,7 +32,7 @@ from adstack.apps.partners import (
     view_through_link,
 )
 from adstack.core.errors import Conflict, FieldError, NotFound
-from adstack.core.security import derive_key, hmac_sign, hmac_verify
+from adstack.core.security import derive_key, hmac_sign
 from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
 from adstack.oplog import service as oplog
@@ -50,13 +52,16 @@ def snapshot(app: App) -> dict[str, Any]:
 # ---------- postback signature ----------
 
 
+@functools.lru_cache(maxsize=4096)
 def postback_signature(secret: bytes, app_id: int) -> str:
-    """Binds a postback URL to one app, so a postback cannot be credited to another app by editing `app=`."""
+    """Binds a postback URL to one app, so a postback cannot be credited to another app by editing `app=`.
+    Kept per app: every postback of an app carries the same one."""
     return hmac_sign(derive_key(secret, "postback-url"), f"app:{app_id}".encode(), 12)
 
 
 def verify_postback_signature(secret: bytes, app_id: int, signature: str) -> bool:
-    return hmac_verify(derive_key(secret, "postback-url"), f"app:{app_id}".encode(), signature, 12)
+    # compare_digest refuses non-ASCII text with a TypeError; no signature we make has any.
+    return signature.isascii() and hmac.compare_digest(postback_signature(secret, app_id), signature)
 
 
 # ---------- CRUD ----------

@@ -52,7 +52,7 @@ from adstack.tracking.tokens import TokenError, verify_click_id
 
 log = logging.getLogger("adstack.attribution")
 
-PROCESS_BATCH = 1_000  # postbacks attributed per transaction (see worker.BATCH)
+PROCESS_BATCH = 2_000  # postbacks attributed per transaction (see worker.BATCH)
 DEVICE_TOUCH_LIMIT = 100
 
 # Units per US dollar; operators edit them at /api/v1/fx-rates.
