@@ -48,6 +48,8 @@ def creative(
             image_url="" if video else f"https://cdn.example.com/{creative_id}/{n}.png",
             video_url=f"https://cdn.example.com/{creative_id}/{n}.mp4" if video else "",
             icon_url=f"https://cdn.example.com/{creative_id}/icon.png",
+            image_mime="" if video else "image/png",
+            icon_mime="image/png",
             width=width,
             height=height,
             duration_ms=15_000 if video else 0,

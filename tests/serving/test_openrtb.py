@@ -597,3 +597,8 @@ def test_an_iab_size_creative_is_validated_like_any_material_and_bought_by_excha
     assert check_response(request, response.json()) == 1
     bid = response.json()["seatbid"][0]["bid"][0]
     assert (bid["w"], bid["h"]) == (300, 250) and bid["crid"] == str(made["id"]) and bid["cat"] == ["IAB9-30"]
+    # The uploaded file's type is what `mimes` is held to.
+    request["imp"][0]["banner"]["mimes"] = ["image/jpeg", "image/gif"]
+    assert api.client.post("/openrtb2/bid", json=request).status_code == 204
+    request["imp"][0]["banner"]["mimes"] = ["image/jpeg", "image/png"]
+    assert api.client.post("/openrtb2/bid", json=request).status_code == 200

@@ -355,6 +355,47 @@ def test_battr_blocks_what_the_ad_is(client: TestClient) -> None:
     assert client.post("/openrtb2/bid", json=_native_video_request(battr=[1, 2])).status_code == 200
 
 
+def test_banner_mimes_and_blocked_banner_types_are_honoured(client: TestClient) -> None:
+    """OpenRTB 2.6 3.2.6: `mimes` lists the content types the placement takes (our image's must be among them;
+    "image/jpg" as requests write it is JPEG); `btype` 2 blocks XHTML banner ads, which our markup is."""
+    import dataclasses
+
+    serve(client, [banner_group()])
+
+    def ask(**banner: Any) -> int:
+        request = bid_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250, **banner}}])
+        return int(client.post("/openrtb2/bid", json=request).status_code)
+
+    assert ask(mimes=["image/png", "image/gif"]) == 200  # the test creative is a PNG
+    assert ask(mimes=["image/jpeg", "text/html"]) == 204
+    assert ask(btype=[2]) == 204
+    assert ask(btype=[1, 3, 4]) == 200
+    jpeg = banner_group().creatives[0]
+    jpeg = dataclasses.replace(jpeg, combinations=tuple(
+        dataclasses.replace(c, image_mime="image/jpeg") for c in jpeg.combinations))
+    serve(client, [banner_group(creatives=(jpeg,))])
+    assert ask(mimes=["image/jpg"]) == 200
+    # The reservation of a bid withdrawn for its type is given back: the same ad bids again at once.
+    assert ask(mimes=["image/png"]) == 204
+    assert ask(mimes=["image/jpg"]) == 200
+
+
+def test_a_native_image_of_a_type_the_request_does_not_list_is_not_offered(client: TestClient) -> None:
+    news = group(3, placement="newsfeed", bid_micros=2_500_000, categories=("IAB1",),
+                 creatives=(creative(3, format="large_newsfeed_image", width=1200, height=628),))
+    serve(client, [news])
+
+    def ask(kind: int, mimes: list[str]) -> int:
+        request = {"ver": "1.2", "assets": [{"id": 1, "required": 1, "title": {"len": 30}},
+                                            {"id": 2, "required": 1, "img": {"type": kind, "mimes": mimes}}]}
+        imp = {"id": "1", "native": {"request": json.dumps(request)}}
+        return int(client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code)
+
+    for kind in (1, 3):  # icon, main image: both PNG here
+        assert ask(kind, ["image/png"]) == 200
+        assert ask(kind, ["image/jpeg", "image/gif"]) == 204
+
+
 def test_secure_imps_get_https_only_or_no_bid(client: TestClient) -> None:
     serve(client, [banner_group()])
     runtime = client.app.state.serving  # type: ignore[attr-defined]

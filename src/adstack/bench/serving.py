@@ -118,6 +118,7 @@ def _creative(rng: random.Random, creative_id: int, group_id: int, placement: Pl
                 image_url="" if video else f"https://cdn.example.com/{creative_id}/{v}.png",
                 video_url=f"https://cdn.example.com/{creative_id}/{v}.mp4" if video else "",
                 icon_url=f"https://cdn.example.com/{creative_id}/icon.png", button="Install", width=w, height=h,
+                image_mime="" if video else "image/png", icon_mime="image/png",
                 duration_ms=15_000 if video else 0))
     return CreativeSnap(id=creative_id, ad_group_id=group_id, name=f"creative {creative_id}", format=fmt, width=w,
                         height=h, has_image=(not video and bool(w)) or placement == PlacementType.SMS,

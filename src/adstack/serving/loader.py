@@ -295,7 +295,9 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
                 height=visual.height if visual is not None else 0,
                 duration_ms=(video.duration_ms or 0) if video is not None else 0,
                 icon_width=(icon.width or 0) if icon is not None else 0,
-                icon_height=(icon.height or 0) if icon is not None else 0))
+                icon_height=(icon.height or 0) if icon is not None else 0,
+                image_mime=image.mime_type if image is not None else "",
+                icon_mime=icon.mime_type if icon is not None else ""))
         if not combinations:
             continue
         first = combinations[0]
@@ -319,7 +321,8 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
             background_color=_text(materials.get("background_color")), top_button=bool(materials.get("top_button")),
             cover_image_url=media.public_url(cover, base_url) if cover is not None else "",
             cover_width=(cover.width or 0) if cover is not None else 0,
-            cover_height=(cover.height or 0) if cover is not None else 0))
+            cover_height=(cover.height or 0) if cover is not None else 0,
+            cover_image_mime=cover.mime_type if cover is not None else ""))
     return out
 
 

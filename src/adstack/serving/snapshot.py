@@ -43,6 +43,9 @@ class AssetCombination:
     duration_ms: int = 0
     icon_width: int = 0  # of the uploaded icon; 0 when unknown
     icon_height: int = 0
+    # MIME types of the uploaded files, held to an exchange's `mimes` allowlists; "" when unknown.
+    image_mime: str = ""
+    icon_mime: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class CreativeSnap:
     cover_image_url: str = ""
     cover_width: int = 0
     cover_height: int = 0
+    cover_image_mime: str = ""
 
     @property
     def is_native_capable(self) -> bool:

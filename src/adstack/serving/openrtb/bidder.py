@@ -64,7 +64,7 @@ from adstack.core.security import derive_key, hmac_sign, hmac_verify, random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
-from adstack.serving.openrtb.markup import banner_html, native_markup, vast
+from adstack.serving.openrtb.markup import banner_html, mime_allowed, native_markup, vast
 from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
 from adstack.serving.openrtb.privacy import privacy_of
 from adstack.serving.ranking import CPM
@@ -77,6 +77,7 @@ from adstack.tracking.urls import build_tracking_urls
 DEADLINE_MARGIN_MS = 5.0
 MAX_FLOOR = 100_000.0  # USD CPM (after conversion: 100,001 IDR is an ordinary floor): above it is no bid
 MAX_SIZE = 20_000  # pixels: a larger banner size fits no creative
+XHTML_BANNER_AD = 2  # OpenRTB 2.5 list 5.2, banner ad types; `btype` blocks them
 SEAT = "adstack"
 CATEGORY_TAXONOMY = 1  # IAB Content Category Taxonomy 1.0 (AdCOM list "Category Taxonomies"), our categories
 AUCTION_PRICE = "${AUCTION_PRICE}"
@@ -170,6 +171,8 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
 def _banner_slot(imp: Imp, device: Device | None) -> Slot:
     banner = imp.banner
     assert banner is not None
+    if banner.btype and XHTML_BANNER_AD in banner.btype:
+        return Slot(media=frozenset())  # our banner markup is an XHTML banner ad: an image in a link (list 5.2)
     # OpenRTB 2.6, 3.2.6: `format` is "the banner sizes permitted"; `w`/`h` only stand in where it is absent.
     sizes = {(item.w, item.h) for item in banner.format or () if item.w and item.h}
     if not banner.format and banner.w and banner.h:
@@ -405,6 +408,9 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         return None
     price = _price(max(value, float(floor)), context.currency, runtime)
     if price <= 0:
+        return None
+    if media == "banner" and imp.banner is not None \
+            and not mime_allowed(imp.banner.mimes, decision.combination.image_mime):
         return None
     attrs = _attributes(decision, media)
     blocked_attrs = _blocked_attributes(imp, media)

@@ -83,6 +83,21 @@ def _icon_size(format_code: str) -> tuple[int, int] | None:
     return spec.icon.sizes[0].width, spec.icon.sizes[0].height
 
 
+_MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
+
+
+def mime_allowed(allowlist: Any, mime: str) -> bool:
+    """A file's MIME type against a request's `mimes` allowlist (OpenRTB 2.6 3.2.6, Native 1.2 4.4): absent or
+    empty allows any; against a list, a type we do not know is not allowed. "image/jpg", common in requests, is
+    taken as "image/jpeg"."""
+    if not isinstance(allowlist, list) or not allowlist:
+        return True
+    if not mime:
+        return False
+    return any(isinstance(m, str) and _MIME_ALIASES.get(m.strip().lower(), m.strip().lower()) == mime
+               for m in allowlist[:100])
+
+
 def _image_fits(asset: Mapping[str, Any], width: int, height: int) -> bool:
     """An image asset's size: exactly w x h when given, else at least wmin x hmin (Native 1.2, 4.4)."""
     w, h = _int(asset.get("w")), _int(asset.get("h"))
@@ -151,15 +166,19 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
         elif isinstance(asset.get("img"), dict):
             image = asset["img"]
             kind = _int(image.get("type"))
+            mimes = image.get("mimes")
             if kind == 1:  # icon: the uploaded icon's size, else the one its format's icon rule allows
                 size = (combination.icon_width, combination.icon_height) \
                     if combination.icon_width and combination.icon_height else _icon_size(creative.format)
-                if combination.icon_url and size is not None and _image_fits(image, *size):
+                if combination.icon_url and size is not None and _image_fits(image, *size) \
+                        and mime_allowed(mimes, combination.icon_mime):
                     filled = {"img": {"url": combination.icon_url, "w": size[0], "h": size[1]}}
-            elif combination.image_url and _image_fits(image, combination.width, combination.height):
+            elif combination.image_url and _image_fits(image, combination.width, combination.height) \
+                    and mime_allowed(mimes, combination.image_mime):
                 filled = {"img": {"url": combination.image_url, "w": combination.width, "h": combination.height}}
             elif kind == 3 and creative.cover_image_url and _image_fits(image, creative.cover_width,
-                                                                       creative.cover_height):
+                                                                       creative.cover_height) \
+                    and mime_allowed(mimes, creative.cover_image_mime):
                 # A video creative's cover image is its still main image.
                 filled = {"img": {"url": creative.cover_image_url, "w": creative.cover_width,
                                   "h": creative.cover_height}}
