@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
@@ -658,3 +659,33 @@ def test_the_objective_filter_sees_delivery_and_cost_not_only_requests(
         {"c": brand.id},
     ).dicts()[0]
     assert (int(raw["imps"]), int(raw["cost"])) == (400, 880_000)
+
+
+def _organic_install(account_id: int, at: datetime) -> Event:
+    return Event(event_id=f"organic-{account_id}-{at.isoformat()}", event_type=EventType.INSTALL, occurred_at=at,
+                 account_id=account_id, conversion_event="INSTALL", attribution_type="organic", partner="appsflyer")
+
+
+def test_home_pages_of_agencies_and_staff_answer_when_today_has_organic_installs(
+    api: Api, store: EventStore
+) -> None:
+    """An account report's organic row carries the label "Organic" where an account id would be: the agency's
+    overview and the staff's home page read only the rows of our ads."""
+    from tests.console.support import sign_in
+
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency")
+    sub = api.sub_account(agency, admin)
+    now = utcnow()
+    store.append(traffic(sub, 1, impressions=4, clicks=1, installs=0, cost=900_000, at=now, tag="home"))
+    store.append([_organic_install(sub, now)])
+    rows = report(api, agency, dimensions="account", start_date=now.date().isoformat(),
+                  end_date=now.date().isoformat(), time_zone="UTC")["rows"]
+    assert {r.get("source") for r in rows} == {"ads", "organic"}  # the case at hand
+
+    body = expect(api.client.get("/api/v1/overview", headers=agency.headers), 200)
+    assert [(s["account_id"], s["today_spend_micros"]) for s in body["sub_accounts"]] == [(sub, 900_000)]
+    staff = TestClient(api.client.app)
+    assert sign_in(staff, admin.email, "admin-password").status_code == 303
+    home = staff.get("/console/")
+    assert home.status_code == 200, home.text[:300]

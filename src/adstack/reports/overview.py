@@ -130,7 +130,9 @@ def _sub_account_figures(session: Session, principal: Principal, subs: Sequence[
         "dimensions": [Dimension.ACCOUNT], "metrics": [Metric.COST_MICROS], "limit": len(ids)}),
         store=store, max_days=SYNC_MAX_DAYS)
     key = sql.DIMENSION_SQL[Dimension.ACCOUNT][0]
-    spent = {int(r[key]): int(r.get("cost_micros") or 0) for r in spend.rows if r.get(key) is not None}
+    # Organic and other-network rows carry a label, not an account id: they cost nothing.
+    spent = {int(r[key]): int(r.get("cost_micros") or 0) for r in spend.rows
+             if r.get(key) is not None and r.get("source", "ads") == "ads"}
     groups = list(session.scalars(select(AdGroup).where(AdGroup.account_id.in_(ids),
                                                         AdGroup.status != UserStatus.DELETED.value)))
     serving: dict[int, int] = {}

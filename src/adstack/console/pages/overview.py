@@ -91,11 +91,13 @@ def platform_figures(visitor: Visitor) -> dict[str, Any]:
         result = None
     if result is not None:
         key = next(c.key for c in result.columns if c.kind == "dimension")
-        ids = [int(r[key]) for r in result.rows if r.get(key) is not None]
+        # Organic and other-network rows carry a label, not an account id: they cost nothing.
+        ours = [r for r in result.rows if r.get(key) is not None and r.get("source", "ads") == "ads"]
+        ids = [int(r[key]) for r in ours]
         known = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(ids)))} if ids else {}
         spend: dict[str, int] = {}
-        for row in result.rows:
-            account = known.get(int(row[key])) if row.get(key) is not None else None
+        for row in ours:
+            account = known.get(int(row[key]))
             if account is None:
                 continue
             spend[account.currency] = spend.get(account.currency, 0) + int(row.get("cost_micros") or 0)
