@@ -367,8 +367,15 @@ def test_loss_notice_gives_the_reservation_back(client: TestClient) -> None:
     engine._blocked_until.clear()  # the refusal below would otherwise be remembered for the rest of the day
     assert client.post("/openrtb2/bid", json=request).status_code == 204
     engine._blocked_until.clear()
-    lost = bid["lurl"].replace("${AUCTION_LOSS}", "102").replace(AUCTION_PRICE, "3.10")
-    assert client.get(lost.split("testserver", 1)[1]).status_code == 204
+    lost = bid["lurl"].replace("${AUCTION_LOSS}", "102").replace(AUCTION_PRICE, "3.10").split("testserver", 1)[1]
+    # The bid id is no secret: a notice without our signature, or with another bid's, gives nothing back.
+    unsigned = re.sub(r"&s=[^&]*", "", lost)
+    forged = re.sub(r"&s=[^&]*", "&s=" + "A" * 16, lost)
+    for notice in (unsigned, forged):
+        assert client.get(notice).status_code == 204
+        assert client.post("/openrtb2/bid", json=request).status_code == 204, notice
+        engine._blocked_until.clear()
+    assert client.get(lost).status_code == 204
     assert client.post("/openrtb2/bid", json=request).status_code == 200
 
 

@@ -127,19 +127,22 @@ async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: No
                       s: Annotated[str | None, Query(max_length=32, description="Our signature of the bid id.")] = None,
                       ) -> Response:
     """A lost bid gives its budget reservation back, whichever process made the bid: the reservation is booked
-    under the bid id in the counters every serving process shares. Signed (`s`, as our `lurl` carries it), the
-    notice is also kept in the event log, so a billing notice the exchange fires for the bid afterwards is not
-    billed (`lost_auction`). Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): that is no loss."""
+    under the bid id in the counters every serving process shares. The notice is kept in the event log, so a
+    billing notice the exchange fires for the bid afterwards is not billed (`lost_auction`). Only a notice signed
+    as our `lurl` carries it (`s`) does either: an impression id is no secret (an SDK's publisher sees it), and a
+    reservation released by anyone would let an ad group serve past its budget. Anything else is answered 204
+    and changes nothing, as an exchange expects. Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): no loss."""
     request.app.state.serving_bids.pop(i)
     if r is not None and r.strip() == "0":
         return Response(status_code=204)  # won: its reservation waits for the billing notice
+    if s is None or not verify_loss_signature(request.app.state.settings.resolved_secret_key, i, s):
+        return Response(status_code=204)
     await runtime_of(request).engine.counters.release_held_async(i)
-    if s is not None and verify_loss_signature(request.app.state.settings.resolved_secret_key, i, s):
-        try:
-            await request.app.state.pipeline.append(records.loss(i, reason=r))
-        except LogUnavailable:
-            return json_response(error_body("unavailable", "the loss notice could not be stored; retry"), 503,
-                                 headers={"Retry-After": "5"})
+    try:
+        await request.app.state.pipeline.append(records.loss(i, reason=r))
+    except LogUnavailable:
+        return json_response(error_body("unavailable", "the loss notice could not be stored; retry"), 503,
+                             headers={"Retry-After": "5"})
     return Response(status_code=204)
 
 
