@@ -91,7 +91,7 @@ def test_a_started_slot_is_billed_once(api: Api) -> None:
         201,
     )
     space = ad_space(api, admin, publisher(api, admin)["id"])
-    start = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=5)
+    start = utcnow().replace(second=0, microsecond=0) + timedelta(minutes=5)  # booked ahead, as slots are
     later = start + timedelta(days=1)
     slots = [
         {"start": _iso(start), "end": _iso(start + timedelta(hours=6))},
@@ -112,11 +112,13 @@ def test_a_started_slot_is_billed_once(api: Api) -> None:
         total_budget_micros=None,
     )
     pipeline = api.client.app.state.pipeline  # type: ignore[attr-defined]
-    assert pipeline.bill_due_slots() == 1  # only the slot that has started
+    assert pipeline.bill_due_slots() == 0  # none has started
+    started = start + timedelta(minutes=1)
+    assert pipeline.bill_due_slots(started) == 1  # only the slot that has started
     api.settle()
-    assert pipeline.bill_due_slots() == 0
+    assert pipeline.bill_due_slots(started) == 0
     pipeline._slots_appended.clear()  # as after a restart: the slot is appended again, and billed once
-    assert pipeline.bill_due_slots() == 1
+    assert pipeline.bill_due_slots(started) == 1
     api.settle()
     entries = expect(
         api.client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/ledger", headers=advertiser.headers), 200
@@ -127,3 +129,113 @@ def test_a_started_slot_is_billed_once(api: Api) -> None:
         (cpt_slot_micros(DAY_RATE, start, start + timedelta(hours=6)), group["id"])
     ]
     assert -charges[0]["amount_micros"] == 6_000_000
+    # Dated at the slot's start, whenever billing ran: the slot's day carries it in budgets and reports.
+    assert charges[0]["occurred_at"].startswith(start.isoformat()[:16])
+
+
+def _slot(start: Any, hours: float) -> dict[str, str]:
+    return {"start": _iso(start), "end": _iso(start + timedelta(hours=hours))}
+
+
+def _fields(response: Any) -> list[tuple[str, str]]:
+    return [(f["field"], f["rule"]) for f in expect(response, 422)["error"]["fields"]]
+
+
+def test_a_slot_is_booked_ahead_once_within_the_schedule_and_kept_once_it_has_started(api: Api) -> None:
+    """A slot is billed in full at its start: a started slot cannot be moved (billed again), extended (unpaid)
+    or dropped; a new one cannot start in the past (never billed) or outside the ad group's schedule."""
+    from adstack.campaigns.models import AdGroup
+
+    admin = api.admin()
+    advertiser = api.approved_account(admin)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    now = utcnow().replace(microsecond=0)
+    ahead = now + timedelta(days=1)
+    assert _fields(_brand(api, advertiser, space["id"], [_slot(now - timedelta(minutes=1), 1)])) == [
+        ("booked_slots.0.start", "in_future")]
+    assert _fields(_brand(api, advertiser, space["id"], [_slot(ahead, 6), _slot(ahead + timedelta(hours=5), 2)],
+                          name="x")) == [("booked_slots.1", "no_overlap")]
+    group = expect(_brand(api, advertiser, space["id"], [_slot(ahead, 6)], name="y"), 201)
+    late = api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=advertiser.headers,
+                            json={"end_at": _iso(ahead + timedelta(hours=3))})
+    assert _fields(late) == [("booked_slots.0", "within_schedule")]
+
+    # Time passes: the slot has started (and been billed).
+    started = _slot(now - timedelta(hours=1), 6)
+    stored = api.session.get(AdGroup, group["id"])
+    assert stored is not None
+    stored.booked_slots = [started]
+    api.session.commit()
+    for change in ([_slot(now - timedelta(hours=1), 24)], [_slot(now - timedelta(minutes=59), 6)],
+                   [_slot(ahead, 6)]):
+        edit = api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=advertiser.headers,
+                                json={"booked_slots": change})
+        assert ("booked_slots", "started_slot_kept") in _fields(edit), change
+    gone = api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=advertiser.headers,
+                            json={"bid_type": "guaranteed_cpm", "booked_impressions": 1000})
+    assert ("booked_slots", "started_slot_kept") in _fields(gone)
+    # A future slot may be added beside it, and other fields edited.
+    added = [started, _slot(ahead + timedelta(days=1), 2)]
+    expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=advertiser.headers,
+                            json={"booked_slots": added, "name": "Launch week"}), 200)
+
+
+def test_another_advertisers_booking_is_not_named_and_a_copy_books_anew(api: Api) -> None:
+    admin = api.admin()
+    first, second = api.approved_account(admin), api.approved_account(admin)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    start = utcnow().replace(microsecond=0) + timedelta(days=2)
+    held = expect(_brand(api, first, space["id"], [_slot(start, 6)]), 201)
+    error = expect(_brand(api, second, space["id"], [_slot(start + timedelta(hours=1), 1)]), 409)["error"]
+    assert "another advertiser" in error["message"] and f"ad group {held['id']}" not in error["message"]
+    assert error["fields"][0].get("actual") is None
+    # A copy of a CPT ad group would hold the same hours twice.
+    copied = api.client.post(f"/api/v1/ad-groups/{held['id']}/copy", headers=first.headers, json={})
+    assert expect(copied, 409)["error"]["code"] == "slot_taken"
+
+
+def test_two_bookings_of_the_same_hours_at_once_cannot_both_succeed(api: Api) -> None:
+    """The check and the insert of one booking run under a lock the next booking waits for."""
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from adstack.campaigns.ad_group_values import _validate_ad_group
+    from adstack.campaigns.models import AdGroup, Campaign
+    from adstack.campaigns.service import ad_group_snapshot
+    from adstack.core.errors import Conflict
+
+    admin = api.admin()
+    advertiser = api.approved_account(admin)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    start = utcnow().replace(microsecond=0) + timedelta(days=4)
+    template = expect(_brand(api, advertiser, space["id"], [_slot(start + timedelta(days=1), 1)]), 201)
+    bind = api.session.get_bind()
+    outcomes: list[str] = []
+
+    def book(hold_seconds: float) -> None:
+        with Session(bind) as session:
+            campaign = session.get(Campaign, template["campaign_id"])
+            source = session.get(AdGroup, template["id"])
+            assert campaign is not None and source is not None
+            values = {k: v for k, v in ad_group_snapshot(source).items() if k not in ("review_status", "campaign_id")}
+            values["booked_slots"] = [_slot(start, 6)]
+            try:
+                _validate_ad_group(session, campaign, values, set())
+            except Conflict:
+                outcomes.append("refused")
+                return
+            session.add(AdGroup(account_id=campaign.account_id, campaign_id=campaign.id,
+                                review_status="to_be_submitted", **values))
+            session.flush()
+            time.sleep(hold_seconds)  # the other booking runs its check meanwhile
+            session.commit()
+            outcomes.append("booked")
+
+    first = threading.Thread(target=book, args=(0.5,))
+    first.start()
+    time.sleep(0.15)
+    book(0.0)
+    first.join()
+    assert sorted(outcomes) == ["booked", "refused"]

@@ -13,7 +13,7 @@ from adstack.campaigns.enums import BID_TYPES_BY_OBJECTIVE, BidType, MarketingOb
 from adstack.campaigns.models import Campaign
 from adstack.campaigns.targeting import Targeting
 from adstack.core.errors import FieldError, ValidationFailed
-from adstack.core.timeutil import as_utc, zone
+from adstack.core.timeutil import as_utc, utcnow, zone
 from adstack.inventory import service as inventory
 from adstack.inventory.models import CatalogueStatus
 
@@ -145,11 +145,14 @@ def _audience_errors(session: Session, account_id: int, targeting: dict[str, Any
 
 
 def _validate_ad_group(session: Session, campaign: Campaign, values: dict[str, Any], sent: set[str], *,
-                       ad_group_id: int | None = None) -> None:
+                       ad_group_id: int | None = None, stored_slots: list[dict[str, str]] | None = None) -> None:
+    """`stored_slots`: the ad group's booked slots before this change (none for a new one)."""
     errors = (_bid_errors(campaign.objective, values, sent)
               + _schedule_and_budget_errors(values)
               + _inventory_errors(session, values["placement_type"], values["publisher_ids"], values["ad_space_ids"])
               + _audience_errors(session, campaign.account_id, values["targeting"]))
+    if not errors:
+        errors = cpt.slot_errors(values, stored_slots or [], now=utcnow())
     if errors:
         raise ValidationFailed("the ad group has invalid fields", fields=errors)
-    cpt.check_bookings(session, ad_group_id=ad_group_id, values=values)
+    cpt.check_bookings(session, ad_group_id=ad_group_id, account_id=campaign.account_id, values=values)

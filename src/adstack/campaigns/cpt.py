@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from adstack.campaigns.enums import BidType, UserStatus
@@ -51,13 +51,65 @@ def _spaces(session: Session, placement_type: str, publisher_ids: Sequence[int],
     return set(session.scalars(stmt))
 
 
-def check_bookings(session: Session, *, ad_group_id: int | None, values: dict[str, Any]) -> None:
-    """Refuse a CPT booking whose slot overlaps another live CPT ad group's slot on a shared ad space."""
+def slot_errors(values: dict[str, Any], stored: Iterable[dict[str, str]], *, now: datetime) -> list[FieldError]:
+    """The booking's own rules. A slot is billed in full at its start, so one that has started is kept as it is
+    (an edit would bill a moved slot again, or leave an extended one unpaid), and a new slot starts in the
+    future (one booked after its start would never be billed). Slots of one ad group do not overlap, and lie
+    within the ad group's schedule, outside which it does not serve."""
+    if values.get("status") == UserStatus.DELETED.value:
+        return []
+    wanted = slots_of(values.get("booked_slots") or []) if values.get("bid_type") == BidType.CPT.value else []
+    before = slots_of(stored)
+    errors: list[FieldError] = []
+    kept = set(wanted)
+    for slot in before:
+        if slot.start <= now and slot not in kept:
+            errors.append(FieldError(
+                "booked_slots", "started_slot_kept",
+                f"the slot from {slot.start.isoformat()} to {slot.end.isoformat()} has started and is billed: it "
+                "cannot be changed or removed", limit=slot.start.isoformat()))
+    known = set(before)
+    start_at, end_at = values.get("start_at"), values.get("end_at")
+    for i, slot in enumerate(wanted):
+        if slot not in known and slot.start <= now:
+            errors.append(FieldError(f"booked_slots.{i}.start", "in_future", "a new slot must start in the future",
+                                     limit=now.isoformat(), actual=slot.start.isoformat()))
+        clash = next((j for j in range(i) if slot.overlaps(wanted[j])), None)
+        if clash is not None:
+            errors.append(FieldError(f"booked_slots.{i}", "no_overlap",
+                                     f"overlaps booked_slots.{clash}: an ad group books each hour once",
+                                     limit=clash))
+        if (start_at is not None and slot.start < as_utc(start_at)) or (
+                end_at is not None and slot.end > as_utc(end_at)):
+            errors.append(FieldError(f"booked_slots.{i}", "within_schedule",
+                                     "a slot lies within the ad group's start and end, outside which it does not "
+                                     "serve", limit=[as_utc(start_at).isoformat() if start_at else None,
+                                                     as_utc(end_at).isoformat() if end_at else None]))
+    return errors
+
+
+def _serialise_bookings(session: Session) -> None:
+    """Hold bookings to one at a time until the transaction ends, so two requests for the same hours cannot both
+    find them free: PostgreSQL's transaction-scoped advisory lock; on SQLite a write as the check's first
+    statement, which takes the database's one write lock the way `BEGIN IMMEDIATE` does."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOKING_LOCK})
+    else:
+        session.execute(text("UPDATE ad_spaces SET id = id WHERE 0"))
+
+
+BOOKING_LOCK = 0x4350_5431  # "CPT1"
+
+
+def check_bookings(session: Session, *, ad_group_id: int | None, account_id: int, values: dict[str, Any]) -> None:
+    """Refuse a CPT booking whose slot overlaps another live CPT ad group's slot on a shared ad space. Another
+    advertiser's ad group is not named: its id is not this account's to know."""
     if values.get("bid_type") != BidType.CPT.value or values.get("status") == UserStatus.DELETED.value:
         return
     wanted = slots_of(values.get("booked_slots") or [])
     if not wanted:
         return
+    _serialise_bookings(session)
     spaces = _spaces(session, values["placement_type"], values.get("publisher_ids") or [],
                      values.get("ad_space_ids") or [])
     others = session.scalars(select(AdGroup).where(
@@ -72,10 +124,13 @@ def check_bookings(session: Session, *, ad_group_id: int | None, values: dict[st
             for taken in slots_of(other.booked_slots or []):
                 if slot.overlaps(taken):
                     space = min(shared)
+                    ours = other.account_id == account_id
+                    holder = f"ad group {other.id}" if ours else "another advertiser"
                     message = (f"ad space {space} is booked from {taken.start.isoformat()} to "
-                               f"{taken.end.isoformat()} by ad group {other.id}")
+                               f"{taken.end.isoformat()} by {holder}")
                     raise Conflict(message, code="slot_taken", fields=[FieldError(
-                        field=f"booked_slots.{i}", rule="slot_available", message=message, actual=other.id)])
+                        field=f"booked_slots.{i}", rule="slot_available", message=message,
+                        actual=other.id if ours else None)])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal
 from adstack.campaigns.ad_group_values import _plain, _storage_values, _validate_ad_group
 from adstack.campaigns.enums import (
+    BidType,
     Pacing,
     PromotionChannel,
     PromotionType,
@@ -325,7 +326,8 @@ def update_ad_group(session: Session, principal: Principal, ad_group_id: int, da
     before = ad_group_snapshot(ad_group)
     values = {**{k: v for k, v in before.items() if k != "review_status"},
               **_storage_values(changes, time_zone)}
-    _validate_ad_group(session, campaign, values, set(changes), ad_group_id=ad_group.id)
+    _validate_ad_group(session, campaign, values, set(changes), ad_group_id=ad_group.id,
+                       stored_slots=ad_group.booked_slots or [])
     if values["status"] != ad_group.status:
         enforcement.before_status_change(session, principal, object_type=AD_GROUP, object_id=ad_group.id,
                                          account_id=ad_group.account_id, pausing=values["status"] == UserStatus.PAUSED)
@@ -439,8 +441,8 @@ def _copy_ad_group(session: Session, principal: Principal, source: AdGroup, *, c
                    with_creatives: bool) -> AdGroup:
     values = {k: v for k, v in ad_group_snapshot(source).items() if k not in ("review_status", "campaign_id")}
     values["name"] = name
-    if campaign.id != source.campaign_id:
-        _validate_ad_group(session, campaign, values, set())
+    if campaign.id != source.campaign_id or values.get("bid_type") == BidType.CPT.value:
+        _validate_ad_group(session, campaign, values, set())  # a CPT copy books its slots anew
     copy = AdGroup(account_id=campaign.account_id, campaign_id=campaign.id,
                    review_status=ReviewStatus.TO_BE_SUBMITTED.value, **values)
     session.add(copy)

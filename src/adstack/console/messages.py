@@ -114,6 +114,11 @@ RULE_SENTENCES: Mapping[str, str] = {
     "min_valid_ids": N_("The file has %(actual)s valid ids; at least %(limit)s are needed."),
     "matches_file": N_("Most lines of the file are of another ID type: %(actual)s. Choose that type."),
     "not_before_start": N_("The end cannot be before the start."),
+    "slot_in_future": N_("A new slot must start in the future."),
+    "slot_started": N_("A slot that has started is billed and cannot be changed or removed."),
+    "slot_overlap": N_("This slot overlaps another slot of the same ad group."),
+    "slot_in_schedule": N_("A slot must lie within the ad group's start and end."),
+    "slot_taken": N_("This slot is already booked on the ad space."),
 }
 
 # The API's rule names (pydantic's and our services') -> a sentence above.
@@ -133,6 +138,8 @@ RULE_ALIASES: Mapping[str, str] = {
     "enum": "choice", "literal_error": "choice", "one_of": "choice", "allowed_values": "choice",
     "bid_type": "choice", "objective_bid_type": "choice", "placement_type": "choice", "known_region": "choice",
     "known_column": "choice", "publisher": "choice", "ad_space_formats": "choice", "not_in_format": "not_allowed",
+    "in_future": "slot_in_future", "started_slot_kept": "slot_started", "no_overlap": "slot_overlap",
+    "within_schedule": "slot_in_schedule", "slot_available": "slot_taken",
     "unique": "unique", "le_total_budget": "daily_le_total", "too_many_attempts": "too_many_attempts",
     "common_password": "common_password", "max_size_bytes": "file_too_large", "payload_too_large": "file_too_large",
     "max_size_kb": "file_too_large", "file_type": "file_type", "file_extension": "file_type",

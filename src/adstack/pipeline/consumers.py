@@ -335,9 +335,12 @@ class Billing:
                                 item, item.record))
         for record in records:
             if record.get("k") == Kind.CPT_SLOT.value and int(record.get("amount", 0)) > 0:
+                # Charged at the slot's start, the moment it is owed, however late billing catches up: its day is
+                # the slot's for the budget and the reports.
+                starts = datetime.fromtimestamp(int(record["starts_at"]), UTC)
                 charges.append((ChargeRequest(record["id"], int(record["account_id"]), int(record["campaign_id"]),
                                               int(record["ad_group_id"]), 0, int(record["amount"]), "cpt",
-                                              received_at(record)), None, record))
+                                              starts), None, record))
         charged: dict[str, int] = {}
         if charges:
             charged = self._charge(charges)
