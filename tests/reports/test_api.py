@@ -689,3 +689,40 @@ def test_home_pages_of_agencies_and_staff_answer_when_today_has_organic_installs
     assert sign_in(staff, admin.email, "admin-password").status_code == 303
     home = staff.get("/console/")
     assert home.status_code == 200, home.text[:300]
+
+
+def test_a_refund_comes_off_the_reported_cost_where_the_charge_was_counted(
+    api: Api, session: Session, store: EventStore, advertiser: Actor
+) -> None:
+    """Reported cost is the ledger's net charges: a refund is a negative charge event in the refunded charge's
+    country and ad group, dated when the ledger dates it."""
+    from sqlalchemy import func, select
+
+    from adstack.finance.charges import apply_charge
+    from adstack.finance.models import LedgerEntry
+    from tests.campaigns.helpers import ad_group, campaign
+
+    account = advertiser.account_id or 0
+    admin = api.admin()
+    topups.top_up(session, auth.authenticate(session, admin.token), TopUpIn(account_id=account, amount_micros=10**8))
+    session.commit()
+    now = utcnow()
+    group = ad_group(api, advertiser, campaign(api, advertiser)["id"])
+    events = []
+    for n, country in enumerate(("SG", "TH")):
+        result = apply_charge(session, charge_id=f"click:{n}", account_id=account, campaign_id=group["campaign_id"],
+                              ad_group_id=group["id"], creative_id=0, amount_micros=300_000, kind="cpc",
+                              occurred_at=now)
+        events.append(Event(event_id=f"charge:click:{n}", event_type=EventType.CHARGE, occurred_at=now,
+                            account_id=account, campaign_id=group["campaign_id"], ad_group_id=group["id"],
+                            country=country, cost_micros=result.charged_micros))
+    session.commit()
+    store.append(events)
+    expect(api.client.post("/api/v1/finance/refunds", headers=admin.headers,
+                           json={"charge_id": "click:1", "remarks": "invalid traffic"}), 201)
+    day = now.date().isoformat()
+    by_country = report(api, advertiser, dimensions="country", start_date=day, end_date=day, time_zone="UTC")
+    assert {r["country"]: r["cost_micros"] for r in by_country["rows"]} == {"SG": 300_000, "TH": 0}
+    net = -int(session.scalar(select(func.sum(LedgerEntry.amount_micros)).where(
+        LedgerEntry.account_id == account, LedgerEntry.entry_type.in_(("charge", "refund")))) or 0)
+    assert by_country["totals"]["cost_micros"] == net == 300_000

@@ -25,6 +25,7 @@ from adstack.core.errors import NotFound, ValidationFailed
 from adstack.core.ids import MAX_ID
 from adstack.core.money import Currency
 from adstack.core.timeutil import as_utc, utcnow
+from adstack.events.service import get_event_store
 from adstack.finance import budgets, charges, credit_lines, records, service, topups, transfers
 from adstack.finance.models import (
     BalanceRead,
@@ -237,8 +238,9 @@ def export_records(
 
 @router.post("/refunds", response_model=LedgerEntryRead, status_code=status.HTTP_201_CREATED,
              summary="Refund a charge, at most once (account managers)")
-def refund(body: RefundIn, principal: AccountManagerPrincipal, session: SessionDep) -> LedgerEntryRead:
-    entry = charges.refund(session, principal, body)
+def refund(body: RefundIn, principal: AccountManagerPrincipal, session: SessionDep,
+           settings: SettingsDep) -> LedgerEntryRead:
+    entry = charges.refund(session, principal, body, store=get_event_store(settings))
     session.commit()
     return LedgerEntryRead.model_validate(entry)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,6 +64,10 @@ from adstack.finance.service import (
     _sql,
 )
 from adstack.oplog import service as oplog
+
+if TYPE_CHECKING:
+    from adstack.events.models import Event
+    from adstack.events.service import EventStore
 from adstack.oplog.models import Operation
 
 MAX_CHARGE_ID_LENGTH = 120
@@ -75,8 +79,13 @@ def charge_key(charge_id: str) -> str:
     return f"charge:{charge_id}"
 
 
-def refund(session: Session, principal: Principal, data: RefundIn) -> LedgerEntry:
-    """Give back what a charge took (e.g. traffic found invalid later), at most once per charge."""
+def refund(session: Session, principal: Principal, data: RefundIn, *, store: EventStore | None = None
+           ) -> LedgerEntry:
+    """Give back what a charge took (e.g. traffic found invalid later), at most once per charge.
+
+    The charge's spend comes off the counters of its day, so the budgets it used are free again, and the event
+    store gets the refund as a negative charge event, dated when the ledger dates it, so reported cost is the
+    ledger's net charges (appended before the caller commits: a retry appends the same event id, counted once)."""
     _require_account_manager(principal, "a refund")
     charge = _existing_entry(session, charge_key(data.charge_id))
     if charge is None or charge.entry_type != EntryType.CHARGE:
@@ -91,10 +100,50 @@ def refund(session: Session, principal: Principal, data: RefundIn) -> LedgerEntr
                                   operator_user_id=principal.user_id, remarks=data.remarks,
                                   campaign_id=charge.campaign_id, ad_group_id=charge.ad_group_id,
                                   creative_id=charge.creative_id, reference=f"entry:{charge.id}"))
+    _take_off_spend(session, account, charge)
+    if store is not None:
+        store.append([_refund_event(store, data.charge_id, charge, entry)])
     oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="refund", object_id=entry.id,
                  object_name=f"refund of {data.charge_id}"[:200], account_id=account.id,
                  before={"balance_micros": balance}, after=_money_snapshot(entry, balance + entry.amount_micros))
     return entry
+
+
+def _take_off_spend(session: Session, account: Account, charge: LedgerEntry) -> None:
+    """The refunded charge leaves its ad group's, campaign's and account's spend counters, on the local days it
+    counted on (the ad group's zone, else the account's; the account's own zone for its counter)."""
+    at = as_utc(charge.occurred_at)
+    group = session.get(AdGroup, charge.ad_group_id) if charge.ad_group_id else None
+    day = local_day(at, (group.time_zone if group is not None else None) or account.time_zone)
+    keys = [(SpendScope.ACCOUNT.value, account.id, local_day(at, account.time_zone)),
+            (SpendScope.ACCOUNT.value, account.id, TOTAL_PERIOD)]
+    if charge.ad_group_id:
+        keys += [(SpendScope.AD_GROUP.value, charge.ad_group_id, day),
+                 (SpendScope.AD_GROUP.value, charge.ad_group_id, TOTAL_PERIOD)]
+    if charge.campaign_id:
+        keys += [(SpendScope.CAMPAIGN.value, charge.campaign_id, day),
+                 (SpendScope.CAMPAIGN.value, charge.campaign_id, TOTAL_PERIOD)]
+    session.connection().execute(_sql(session).add_to_counters, [
+        {"scope": scope, "scope_id": scope_id, "period": period, "account_id": account.id,
+         "currency": account.currency, "spent_micros": charge.amount_micros, "units": -1, "last_charge_at": at}
+        for scope, scope_id, period in keys])
+
+
+def _refund_event(store: EventStore, charge_id: str, charge: LedgerEntry, entry: LedgerEntry) -> Event:
+    """A negative charge event in the refunded charge event's place (its ad space, country, placement and
+    objective where the store has it), so every grouping of the report nets it out."""
+    from adstack.events.models import Event, EventType
+
+    found = store.query(
+        "SELECT ad_space_id, publisher_id, placement_type, country, objective FROM events "
+        "WHERE event_id = {p_id:String} AND event_type = 'charge' LIMIT 1", {"p_id": f"charge:{charge_id}"}).rows
+    ad_space_id, publisher_id, placement_type, country, objective = found[0] if found else (0, 0, "", "", "")
+    return Event(event_id=f"refund:{charge_id}", event_type=EventType.CHARGE, occurred_at=as_utc(entry.occurred_at),
+                 account_id=charge.account_id, campaign_id=charge.campaign_id or 0,
+                 ad_group_id=charge.ad_group_id or 0, creative_id=charge.creative_id or 0,
+                 ad_space_id=int(ad_space_id), publisher_id=int(publisher_id), placement_type=str(placement_type),
+                 country=str(country), objective=str(objective), cost_micros=-entry.amount_micros,
+                 attrs={"kind": "refund"})
 
 
 # ---------- exactly-once charges ----------
