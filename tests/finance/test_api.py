@@ -443,3 +443,21 @@ def test_refund_returns_a_charge_once(api: Api, session: Session) -> None:
     # A refund reverses the charge: its spend leaves the budgets, and its cost the reports.
     spend = expect(api.client.get(f"{FINANCE}/ad-groups/{group['id']}/spend", headers=advertiser.headers), 200)
     assert spend["spent_total_micros"] == 0 and spend["remaining_micros"] is None
+
+
+def test_an_ad_group_that_has_spent_keeps_its_time_zone(api: Api, session: Session) -> None:
+    """Its daily budget counts spend by its local day: moving to a zone where the day is still young would give
+    a second day's budget within the hour."""
+    admin = api.admin()
+    advertiser = api.approved_account()
+    group = ad_group(api, advertiser)
+    path = f"/api/v1/ad-groups/{group['id']}"
+    expect(api.client.patch(path, headers=advertiser.headers, json={"time_zone": "Asia/Jakarta"}), 200)
+    top_up(api, admin, advertiser.account_id, 10 * USD)
+    apply_charge(session, charge_id="click-7", account_id=advertiser.account_id, campaign_id=group["campaign_id"],
+                 ad_group_id=group["id"], creative_id=1, amount_micros=USD, kind="cpc", occurred_at=datetime.now(UTC))
+    session.commit()
+    refused = expect(api.client.patch(path, headers=advertiser.headers, json={"time_zone": "Etc/GMT+12"}), 422)
+    assert [(f["field"], f["rule"]) for f in refused["error"]["fields"]] == [("time_zone", "fixed_once_spent")]
+    expect(api.client.patch(path, headers=advertiser.headers, json={"time_zone": "Asia/Jakarta", "name": "Same"}),
+           200)

@@ -150,6 +150,7 @@ RULE_ALIASES: Mapping[str, str] = {
     "duplicate": "duplicate", "not_found": "not_found", "exists": "not_found", "belongs_to_account": "not_found",
     "within_available_balance": "balance", "max_range_days": "max_range_days", "max_period_days": "max_range_days",
     "same_currency": "same_currency", "fixed_once_funded": "not_editable",
+    "fixed_once_spent": "not_editable",
     "allowed_for_country": "settlement", "allowed_for_settlement_entity": "settlement",
     "min_valid_ids": "min_valid_ids", "matches_file": "matches_file", "not_before_starts_on": "not_before_start",
     "bool_parsing": "invalid", "bool_type": "invalid", "date_parsing": "invalid", "datetime_parsing": "invalid",
