@@ -251,12 +251,30 @@ def _text(message: Message) -> str:
 
 
 def test_without_the_operator_allow_list_a_loopback_receiver_is_refused_and_the_try_recorded(
-    api: Api, receiver: Receiver
+    api: Api, receiver: Receiver, settings: Settings
 ) -> None:
-    """The guarded client refuses special-purpose addresses: an endpoint cannot be used to reach inside."""
+    """The guarded client refuses special-purpose addresses: an endpoint cannot be used to reach inside. One
+    written as such an address, in any notation, is refused when it is made; a name is checked at each delivery
+    (what it resolves to may change), which the endpoint made past the first check stands in for here."""
+    from adstack.accounts import auth
+    from adstack.core.outbound import OutboundPolicy, parse_networks
+    from adstack.core.security import Encryptor
+    from adstack.notifications import service
+    from adstack.notifications.models import WebhookEndpointIn
+
     admin = api.admin()
     adv = api.approved_account(admin)
-    created = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": receiver.url}), 201)
+    port = receiver.url.split(":")[2].split("/")[0]
+    for written in (receiver.url, f"http://2130706433:{port}/x", f"http://[::ffff:127.0.0.1]:{port}/x",
+                    f"http://api.localhost:{port}/x", "http://169.254.169.254/latest/meta-data/"):
+        refused = expect(api.client.post("/api/v1/webhooks", headers=adv.headers, json={"url": written}), 422)
+        assert [(f["field"], f["rule"]) for f in refused["error"]["fields"]] == [("url", "public_address")], written
+    endpoint, _ = service.create_endpoint(
+        api.session, auth.authenticate(api.session, adv.token), WebhookEndpointIn(url=receiver.url),
+        lambda s, p, a: adv.account_id or 0, Encryptor(settings.resolved_secret_key),
+        OutboundPolicy(allowed_networks=parse_networks("127.0.0.0/8")))
+    api.session.commit()
+    created = {"id": endpoint.id}
     group = ad_group(api, adv, campaign(api, adv)["id"])
     expect(api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=adv.headers), 200)
     expect(

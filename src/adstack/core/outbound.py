@@ -243,6 +243,25 @@ def refusal_reason(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str
     return None
 
 
+def literal_refusal(url: str, policy: OutboundPolicy) -> str | None:
+    """Why a URL to be fetched later can already be seen to be refused: a scheme other than http(s), or a host
+    written as a refused address or a localhost name, in any notation. Names are not resolved here (what they
+    resolve to at fetch time is checked then); None when nothing shows yet."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "the URL cannot be read"
+    if parsed.scheme not in SCHEMES:
+        return f"scheme {parsed.scheme!r} is not http(s)"
+    host = parsed.host
+    if not host:
+        return "the URL has no host"
+    if is_localhost_name(host):
+        return f"{host} is this machine"
+    address = literal_address(host)
+    return None if address is None else refusal_reason(address, policy.allowed_networks)
+
+
 def checked_addresses(host: str, port: int, policy: OutboundPolicy, resolver: Resolver | None = None
                       ) -> list[IPAddress]:
     """Resolve `host` once and return the addresses to connect to; AddressRefused when any is refused (a name

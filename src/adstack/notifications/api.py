@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI, Query, Response
 
 from adstack.accounts import tenancy
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, SessionDep, SettingsDep
+from adstack.core.outbound import OutboundPolicy
 from adstack.core.security import Encryptor
 from adstack.notifications import service
 from adstack.notifications.gate import RequestGate, WriteGate
@@ -59,7 +60,8 @@ def create_webhook(data: WebhookEndpointIn, principal: CurrentPrincipal, session
                    settings: SettingsDep) -> WebhookEndpointCreated:
     endpoint, secret = service.create_endpoint(session, principal, data,
                                                lambda s, p, a: tenancy.resolve_account_id(s, p, a),
-                                               Encryptor(settings.resolved_secret_key))
+                                               Encryptor(settings.resolved_secret_key),
+                                               OutboundPolicy.from_settings(settings))
     session.commit()
     return WebhookEndpointCreated(**_read(endpoint).model_dump(), secret=secret)
 

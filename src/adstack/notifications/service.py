@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Account, Principal, User
 from adstack.console import notification_texts as texts
-from adstack.core.errors import Forbidden, NotFound
+from adstack.core.errors import Forbidden, NotFound, ValidationFailed
+from adstack.core.outbound import OutboundPolicy, literal_refusal
 from adstack.core.security import Encryptor
 from adstack.core.timeutil import utcnow
 from adstack.notifications.models import (
@@ -159,10 +160,16 @@ def _require_account_writer(principal: Principal) -> None:
 
 
 def create_endpoint(session: Session, principal: Principal, data: WebhookEndpointIn,
-                    resolve_account: Callable[[Session, Principal, int | None], int], encryptor: Encryptor
-                    ) -> tuple[WebhookEndpoint, str]:
-    """The new endpoint and its signing secret: the only time the secret leaves the database."""
+                    resolve_account: Callable[[Session, Principal, int | None], int], encryptor: Encryptor,
+                    policy: OutboundPolicy | None = None) -> tuple[WebhookEndpoint, str]:
+    """The new endpoint and its signing secret: the only time the secret leaves the database. An address
+    deliveries would never reach (a private, loopback or metadata address, in any notation) is refused now
+    rather than left to fail at every delivery."""
     _require_account_writer(principal)
+    refused = literal_refusal(str(data.url), policy or OutboundPolicy.from_settings())
+    if refused is not None:
+        raise ValidationFailed.single("url", "public_address", f"webhooks are sent only to public addresses: "
+                                      f"{refused}", actual=str(data.url))
     account_id = resolve_account(session, principal, data.account_id)
     secret = f"whsec_{secrets.token_hex(24)}"
     endpoint = WebhookEndpoint(account_id=account_id, url=str(data.url), secret_ciphertext=encryptor.encrypt(secret),
