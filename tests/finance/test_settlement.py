@@ -130,3 +130,39 @@ def test_prepaid_money_is_not_taken_by_a_settlement(api: Api, session: Session) 
     # The period cost 3.00: that is what is paid, and the 10.00 paid in advance is still there afterwards.
     assert settled["settled_amount_micros"] == 3 * USD
     assert balance(api, advertiser, advertiser.account_id)["balance_micros"] == 10 * USD
+
+
+def test_a_charge_billed_after_its_period_was_settled_is_owed_by_the_renewal(api: Api, session: Session) -> None:
+    """Billing may catch up after a period has been settled: the settled statement stays as it was paid, and
+    the late charge is owed by the next period's statement, so nothing is left owed by none."""
+    admin = api.admin()
+    advertiser = api.approved_account()
+    group = ad_group(api, advertiser)
+    today = _local_today("Asia/Singapore")
+    grant = {"account_id": advertiser.account_id, "limit_micros": 50 * USD,
+             "starts_on": (today - timedelta(days=20)).isoformat(), "ends_on": (today - timedelta(days=10)).isoformat()}
+    first = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant), 201)
+    second = expect(api.client.post(f"{FINANCE}/credit-lines/{first['id']}/renew", headers=admin.headers,
+                                    json={"ends_on": (today + timedelta(days=10)).isoformat()}), 201)
+    in_first = datetime.fromisoformat(first["starts_at"]) + timedelta(days=2)
+
+    def charge(n: int, amount: int) -> None:
+        apply_charge(session, charge_id=f"click-{n}", account_id=advertiser.account_id,
+                     campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1, amount_micros=amount,
+                     kind="cpc", occurred_at=in_first)
+        session.commit()
+
+    def due(line_id: int) -> tuple[int, int]:
+        response = api.client.get(f"{FINANCE}/credit-lines/{line_id}/statement.csv", headers=admin.headers)
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        total = next(r for r in rows if r["company_name"] == "total actual cost")
+        owed = next(r for r in rows if r["company_name"].startswith("amount due"))
+        return int(Decimal(total["actual_cost"]) * USD), int(Decimal(owed["actual_cost"]) * USD)
+
+    charge(1, 10 * USD)
+    settled = expect(api.client.post(f"{FINANCE}/credit-lines/{first['id']}/settle", headers=admin.headers), 200)
+    assert settled["settled_amount_micros"] == 10 * USD
+    charge(2, 7 * USD)  # occurred in the first period, billed after its settlement
+    assert balance(api, advertiser, advertiser.account_id)["balance_micros"] == -7 * USD
+    assert due(first["id"]) == (10 * USD, 0)  # as it was settled
+    assert due(second["id"]) == (7 * USD, 7 * USD)

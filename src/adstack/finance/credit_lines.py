@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from adstack.accounts import tenancy
 from adstack.accounts.models import Account, PaymentMode, Principal
@@ -134,13 +135,31 @@ class Statement:
         return sum(item.actual_cost_micros for item in self.lines)
 
 
+def _in_statement(line: CreditLine, previous: CreditLine | None) -> ColumnElement[bool]:
+    """The ledger entries a line's statement holds: those that occurred inside its period, as far as they were
+    written before it was settled; and those of the period it renews that were written only after that one was
+    settled (billing catching up after the period's end), which its settled statement can no longer owe."""
+    le = LedgerEntry
+    own = and_(le.occurred_at >= line.starts_at, le.occurred_at < line.ends_at)
+    if line.settled_at is not None:
+        own = and_(own, le.created_at <= line.settled_at)
+    if previous is None or previous.settled_at is None:
+        return own
+    late = and_(le.occurred_at >= previous.starts_at, le.occurred_at < previous.ends_at,
+                le.created_at > previous.settled_at)
+    if line.settled_at is not None:
+        late = and_(late, le.created_at <= line.settled_at)
+    return or_(own, late)
+
+
 def _period_costs(session: Session, line: CreditLine) -> list[StatementLine]:
-    """Charges and refunds that occurred inside the line's period, per account (the line's and its sub-accounts)
-    and campaign."""
+    """Charges and refunds of the line's statement (`_in_statement`), per account (the line's and its
+    sub-accounts) and campaign."""
     account_ids = [line.account_id, *session.scalars(
         select(Account.id).where(Account.parent_agency_id == line.account_id).order_by(Account.id))]
     names = dict(session.execute(select(Account.id, Account.company_name).where(Account.id.in_(account_ids)))
                  .all())
+    previous = session.get(CreditLine, line.renewed_from_id) if line.renewed_from_id else None
     rows = session.execute(
         select(LedgerEntry.account_id, LedgerEntry.campaign_id,
                func.sum(case((LedgerEntry.entry_type == EntryType.CHARGE.value, -LedgerEntry.amount_micros),
@@ -148,7 +167,7 @@ def _period_costs(session: Session, line: CreditLine) -> list[StatementLine]:
                func.sum(case((LedgerEntry.entry_type == EntryType.REFUND.value, LedgerEntry.amount_micros), else_=0)))
         .where(LedgerEntry.account_id.in_(account_ids),
                LedgerEntry.entry_type.in_([EntryType.CHARGE.value, EntryType.REFUND.value]),
-               LedgerEntry.occurred_at >= line.starts_at, LedgerEntry.occurred_at < line.ends_at)
+               _in_statement(line, previous))
         .group_by(LedgerEntry.account_id, LedgerEntry.campaign_id)
         .order_by(LedgerEntry.account_id, LedgerEntry.campaign_id)).all()
     return [StatementLine(int(a), names.get(int(a), ""), None if c is None else int(c), int(ch or 0), int(rf or 0))
