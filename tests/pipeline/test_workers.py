@@ -28,6 +28,9 @@ def _appended_impressions(client: httpx.Client) -> float:
     return 0.0
 
 
+IMPRESSIONS = 201
+
+
 def test_two_workers_count_and_report(tmp_path: Path) -> None:
     # Scripted traffic from one client: the invalid-traffic rules (tested in test_ivt.py) would rightly refuse it.
     environment = {"ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0", "ADSTACK_IVT_ENABLED": "false"}
@@ -35,7 +38,9 @@ def test_two_workers_count_and_report(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, extra_env=environment, workers=2).start()
     try:
         billing = set_up_billing(server)
-        impressions = [billing.urls(price_micros=2_000_000) for _ in range(200)]
+        # An odd number: the two processes' counts then differ, so each scrape tells which one answered (an
+        # even split had read as one process).
+        impressions = [billing.urls(price_micros=2_000_000) for _ in range(IMPRESSIONS)]
         for urls in impressions:  # a new connection each: the kernel spreads them over both workers
             assert httpx.get(urls.impression_url, timeout=10).status_code == 204
         wait_for_lag_zero(billing, reads=8)
@@ -44,7 +49,7 @@ def test_two_workers_count_and_report(tmp_path: Path) -> None:
             with httpx.Client(base_url=server.base_url, timeout=10) as client:
                 seen.add(_appended_impressions(client))
         assert len(seen) >= 2, "every scrape reached the same process"
-        assert max(seen) < 200  # each process counts its own appends: both took some
+        assert max(seen) < IMPRESSIONS  # each process counts its own appends: both took some
 
         headers = {"Authorization": f"Bearer {billing.token}"}
         today = datetime.now(UTC).date()
@@ -67,6 +72,6 @@ def test_two_workers_count_and_report(tmp_path: Path) -> None:
                     params={"start_date": params["start_date"], "end_date": params["end_date"]},
                 )
                 assert media.status_code == 200, media.text
-        assert costs == {200 * 2_000}
+        assert costs == {IMPRESSIONS * 2_000}
     finally:
         server.stop()
