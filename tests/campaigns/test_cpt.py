@@ -36,6 +36,10 @@ def _brand(api: Api, advertiser: Actor, space_id: int, slots: list[dict[str, str
     return api.client.post("/api/v1/ad-groups", headers=advertiser.headers, json=body)
 
 
+def _submit(api: Api, advertiser: Actor, group: dict[str, Any]) -> Any:
+    return api.client.post(f"/api/v1/ad-groups/{group['id']}/submit", headers=advertiser.headers)
+
+
 def _iso(moment: Any) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -49,6 +53,7 @@ def test_an_overlapping_booking_of_the_same_ad_space_is_refused_with_the_booking
     first = expect(
         _brand(api, advertiser, space["id"], [{"start": _iso(start), "end": _iso(start + timedelta(hours=6))}]), 201
     )
+    expect(_submit(api, advertiser, first), 200)  # submitted: it holds its slots
     clash = _brand(
         api,
         advertiser,
@@ -62,7 +67,7 @@ def test_an_overlapping_booking_of_the_same_ad_space_is_refused_with_the_booking
     # Back to back on the same space, or the same hours on another space, are free.
     back_to_back = [{"start": _iso(start + timedelta(hours=6)), "end": _iso(start + timedelta(hours=9))}]
     expect(_brand(api, advertiser, space["id"], back_to_back, name="c"), 201)
-    expect(
+    other = expect(
         _brand(
             api,
             advertiser,
@@ -72,6 +77,7 @@ def test_an_overlapping_booking_of_the_same_ad_space_is_refused_with_the_booking
         ),
         201,
     )
+    expect(_submit(api, advertiser, other), 200)
     # Moving the first booking onto the second space's hours is refused too.
     moved = api.client.patch(
         f"/api/v1/ad-groups/{first['id']}", headers=advertiser.headers, json={"ad_space_ids": [other_space["id"]]}
@@ -186,6 +192,10 @@ def test_another_advertisers_booking_is_not_named_and_a_copy_books_anew(api: Api
     space = ad_space(api, admin, publisher(api, admin)["id"])
     start = utcnow().replace(microsecond=0) + timedelta(days=2)
     held = expect(_brand(api, first, space["id"], [_slot(start, 6)]), 201)
+    # A draft holds nothing: it cannot keep competitors off an ad space at no cost.
+    draft = expect(_brand(api, second, space["id"], [_slot(start + timedelta(hours=1), 1)], name="draft"), 201)
+    expect(_submit(api, first, held), 200)
+    assert expect(_submit(api, second, draft), 409)["error"]["code"] == "slot_taken"
     error = expect(_brand(api, second, space["id"], [_slot(start + timedelta(hours=1), 1)]), 409)["error"]
     assert "another advertiser" in error["message"] and f"ad group {held['id']}" not in error["message"]
     assert error["fields"][0].get("actual") is None
@@ -195,47 +205,40 @@ def test_another_advertisers_booking_is_not_named_and_a_copy_books_anew(api: Api
 
 
 def test_two_bookings_of_the_same_hours_at_once_cannot_both_succeed(api: Api) -> None:
-    """The check and the insert of one booking run under a lock the next booking waits for."""
+    """The check of a booking and its hold (its submission) run under a lock the next one waits for: two drafts
+    of the same hours submitted at the same moment cannot both hold them."""
     import threading
     import time
 
     from sqlalchemy.orm import Session
 
-    from adstack.campaigns.ad_group_values import _validate_ad_group
-    from adstack.campaigns.models import AdGroup, Campaign
-    from adstack.campaigns.service import ad_group_snapshot
+    from adstack.accounts import auth
+    from adstack.campaigns.service import submit_ad_group
     from adstack.core.errors import Conflict
 
     admin = api.admin()
     advertiser = api.approved_account(admin)
     space = ad_space(api, admin, publisher(api, admin)["id"])
     start = utcnow().replace(microsecond=0) + timedelta(days=4)
-    template = expect(_brand(api, advertiser, space["id"], [_slot(start + timedelta(days=1), 1)]), 201)
+    drafts = [expect(_brand(api, advertiser, space["id"], [_slot(start, 6)], name=str(n)), 201) for n in range(2)]
     bind = api.session.get_bind()
     outcomes: list[str] = []
 
-    def book(hold_seconds: float) -> None:
+    def submit(group_id: int, hold_seconds: float) -> None:
         with Session(bind) as session:
-            campaign = session.get(Campaign, template["campaign_id"])
-            source = session.get(AdGroup, template["id"])
-            assert campaign is not None and source is not None
-            values = {k: v for k, v in ad_group_snapshot(source).items() if k not in ("review_status", "campaign_id")}
-            values["booked_slots"] = [_slot(start, 6)]
             try:
-                _validate_ad_group(session, campaign, values, set())
+                submit_ad_group(session, auth.authenticate(session, advertiser.token), group_id)
             except Conflict:
                 outcomes.append("refused")
                 return
-            session.add(AdGroup(account_id=campaign.account_id, campaign_id=campaign.id,
-                                review_status="to_be_submitted", **values))
             session.flush()
-            time.sleep(hold_seconds)  # the other booking runs its check meanwhile
+            time.sleep(hold_seconds)  # the other submission runs its check meanwhile
             session.commit()
-            outcomes.append("booked")
+            outcomes.append("held")
 
-    first = threading.Thread(target=book, args=(0.5,))
+    first = threading.Thread(target=submit, args=(drafts[0]["id"], 0.5))
     first.start()
     time.sleep(0.15)
-    book(0.0)
+    submit(drafts[1]["id"], 0.0)
     first.join()
-    assert sorted(outcomes) == ["booked", "refused"]
+    assert sorted(outcomes) == ["held", "refused"]

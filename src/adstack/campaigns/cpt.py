@@ -101,9 +101,16 @@ def _serialise_bookings(session: Session) -> None:
 BOOKING_LOCK = 0x4350_5431  # "CPT1"
 
 
+# Review states in which a booking holds its slots: a draft does not (an unsubmitted draft could otherwise keep
+# every competitor off an ad space for as long as it liked, at no cost), nor a rejected one; a draft's slots are
+# checked again when it is submitted.
+HOLDING = (ReviewStatus.UNDER_REVIEW.value, ReviewStatus.APPROVED.value)
+
+
 def check_bookings(session: Session, *, ad_group_id: int | None, account_id: int, values: dict[str, Any]) -> None:
-    """Refuse a CPT booking whose slot overlaps another live CPT ad group's slot on a shared ad space. Another
-    advertiser's ad group is not named: its id is not this account's to know."""
+    """Refuse a CPT booking whose slot overlaps the slot of another live CPT ad group that holds its slots
+    (`HOLDING`) on a shared ad space. Another advertiser's ad group is not named: its id is not this account's to
+    know."""
     if values.get("bid_type") != BidType.CPT.value or values.get("status") == UserStatus.DELETED.value:
         return
     wanted = slots_of(values.get("booked_slots") or [])
@@ -114,7 +121,7 @@ def check_bookings(session: Session, *, ad_group_id: int | None, account_id: int
                      values.get("ad_space_ids") or [])
     others = session.scalars(select(AdGroup).where(
         AdGroup.bid_type == BidType.CPT.value, AdGroup.status != UserStatus.DELETED.value,
-        AdGroup.placement_type == values["placement_type"],
+        AdGroup.review_status.in_(HOLDING), AdGroup.placement_type == values["placement_type"],
         *([AdGroup.id != ad_group_id] if ad_group_id is not None else [])))
     for other in others:
         shared = spaces & _spaces(session, other.placement_type, other.publisher_ids or [], other.ad_space_ids or [])

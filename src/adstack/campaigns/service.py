@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal
+from adstack.campaigns import cpt
 from adstack.campaigns.ad_group_values import _plain, _storage_values, _validate_ad_group
 from adstack.campaigns.enums import (
     BidType,
@@ -388,6 +389,8 @@ def submit_ad_group(session: Session, principal: Principal, ad_group_id: int) ->
     ad_group = get_ad_group(session, principal, ad_group_id)
     _ensure_not_deleted(ad_group)
     before = ad_group_snapshot(ad_group)
+    # A draft held no slots: they are checked now, when they start to be held.
+    cpt.check_bookings(session, ad_group_id=ad_group.id, account_id=ad_group.account_id, values=before)
     ad_group.review_status = _review_move(session, principal, ad_group, ReviewAction.SUBMIT)
     _record(session, principal, Operation.SUBMIT, ad_group, before, ad_group_snapshot(ad_group))
     return ad_group
