@@ -430,7 +430,11 @@ def test_refund_returns_a_charge_once(api: Api, session: Session) -> None:
         occurred_at=datetime.now(UTC),
     )
     session.commit()
-    body = {"charge_id": "click-42", "remarks": "invalid traffic"}
+    # The ledger names each charge by the id a refund takes; other entries have none.
+    listed = expect(api.client.get(f"{FINANCE}/accounts/{advertiser.account_id}/ledger", headers=admin.headers), 200)
+    assert [(e["entry_type"], e["charge_id"]) for e in listed] == [("charge", "click-42"), ("top_up", None)]
+    assert "idempotency_key" not in listed[0]
+    body = {"charge_id": listed[0]["charge_id"], "remarks": "invalid traffic"}
     refund = expect(api.client.post(f"{FINANCE}/refunds", headers=admin.headers, json=body), 201)
     assert (refund["entry_type"], refund["amount_micros"]) == ("refund", 3 * USD)
     assert expect(api.client.post(f"{FINANCE}/refunds", headers=admin.headers, json=body), 409)

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field
 from sqlalchemy import ForeignKey, Index, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -305,6 +305,15 @@ class LedgerEntryRead(BaseModel):
     reference: str
     created_at: datetime
     occurred_at: datetime | None = None  # when the billed event happened (charges), beside when it was booked
+    idempotency_key: str | None = Field(default=None, exclude=True)
+
+    @computed_field(description="A charge's id (e.g. `click:<click id>`), what `POST /finance/refunds` names; "
+                                "null for other entries.")
+    def charge_id(self) -> str | None:
+        key = self.idempotency_key
+        if self.entry_type != EntryType.CHARGE or not key or not key.startswith("charge:"):
+            return None
+        return key.removeprefix("charge:")
 
 
 class TransferRead(BaseModel):
