@@ -238,6 +238,10 @@ def test_batch_delete_refuses_audiences_enabled_ad_groups_use(api: Api, session:
     )
     assert partial["deleted"] == [free] and [f["id"] for f in partial["failures"]] == [used]
     expect(api.client.delete(f"/api/v1/audiences/{used}", headers=adv.headers), 409)
+    # Paused, the ad group still targets them: re-enabled, it would exclude nobody and include nobody.
+    expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers, json={"status": "paused"}), 200)
+    expect(api.client.delete(f"/api/v1/audiences/{excluded}", headers=adv.headers), 409)
+    expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers, json={"status": "enabled"}), 200)
 
     expect(
         api.client.patch(

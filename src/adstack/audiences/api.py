@@ -344,7 +344,7 @@ def create_label_audience(body: LabelAudienceCreate, principal: CurrentPrincipal
 
 
 @router.post("/batch-delete", response_model=BatchDeleteOut,
-             summary="Delete audiences; those enabled ad groups still target are refused until detached")
+             summary="Delete audiences; those live ad groups (enabled or paused) target are refused till detached")
 def batch_delete(body: BatchDeleteIn, principal: CurrentPrincipal, session: SessionDep) -> BatchDeleteOut:
     out = service.delete_audiences(session, principal, body.ids, partial_failure=body.partial_failure,
                                    validate_only=body.validate_only)

@@ -217,14 +217,22 @@ def _file_partitions(reader: IdFileReader) -> Iterator[tuple[int, BitMap64]]:
 def enabled_ad_groups_using(session: Session, audiences: Collection[Audience]) -> dict[int, list[int]]:
     """Enabled ad groups whose targeting includes or excludes each audience (ad groups of the audiences'
     own accounts: no other account may target them)."""
+    return ad_groups_using(session, audiences, enabled_only=True)
+
+
+def ad_groups_using(session: Session, audiences: Collection[Audience], *, enabled_only: bool = False
+                    ) -> dict[int, list[int]]:
+    """Ad groups not deleted (or only the enabled ones) whose targeting includes or excludes each audience."""
     from adstack.campaigns.models import AdGroup, UserStatus
 
     if not audiences:
         return {}
     wanted = {a.id for a in audiences}
     using: dict[int, list[int]] = {}
+    status = AdGroup.status == UserStatus.ENABLED.value if enabled_only \
+        else AdGroup.status != UserStatus.DELETED.value
     stmt = select(AdGroup.id, AdGroup.targeting).where(
-        AdGroup.status == UserStatus.ENABLED.value, AdGroup.account_id.in_({a.account_id for a in audiences}))
+        status, AdGroup.account_id.in_({a.account_id for a in audiences}))
     for ad_group_id, targeting in session.execute(stmt):
         targeting = targeting or {}
         named = set(targeting.get("include_audience_ids") or ()) | set(targeting.get("exclude_audience_ids") or ())
@@ -235,7 +243,9 @@ def enabled_ad_groups_using(session: Session, audiences: Collection[Audience]) -
 
 def delete_audiences(session: Session, principal: Principal, ids: Sequence[int], *, partial_failure: bool = False,
                      validate_only: bool = False) -> BatchDeleteOut:
-    """Delete audiences no enabled ad group uses. Without `partial_failure`, one refusal deletes nothing."""
+    """Delete audiences no live ad group uses, enabled or paused: a paused one re-enabled later would otherwise
+    target an audience that is gone, its exclusion silently void. Without `partial_failure`, one refusal deletes
+    nothing."""
     unique_ids = list(dict.fromkeys(ids))
     found: dict[int, Audience] = {}
     failures: list[DeleteFailure] = []
@@ -244,11 +254,11 @@ def delete_audiences(session: Session, principal: Principal, ids: Sequence[int],
             found[audience_id] = get_audience(session, principal, audience_id, for_update=True)
         except NotFound as exc:
             failures.append(DeleteFailure(id=audience_id, code=exc.code, message=exc.message))
-    in_use = enabled_ad_groups_using(session, list(found.values()))
+    in_use = ad_groups_using(session, list(found.values()))
     for audience_id, ad_group_ids in sorted(in_use.items()):
         failures.append(DeleteFailure(
             id=audience_id, code="in_use", ad_group_ids=sorted(ad_group_ids),
-            message=f"enabled ad groups {sorted(ad_group_ids)} target this audience; detach it first",
+            message=f"ad groups {sorted(ad_group_ids)} target this audience; detach it first",
         ))
         found.pop(audience_id, None)
     if failures and not partial_failure:

@@ -1,6 +1,6 @@
 """Audiences: uploaded GAID files and label audiences; search, upload with its validation report, append or
 reduce by a later file, label rules built from the device profiles, and batch delete that refuses audiences
-enabled ad groups still use."""
+live ad groups (enabled or paused) still use."""
 
 from __future__ import annotations
 
