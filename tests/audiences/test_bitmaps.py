@@ -27,3 +27,22 @@ def test_partitions_stored_as_roaring_bitmaps_still_read(keys: set[int]) -> None
 def test_keys_are_stored_little_endian_in_order() -> None:
     blob = bitmaps.serialize(bitmaps.build([2**63 + 5, 1]))
     assert blob == bitmaps.KEYS_PREFIX + (1).to_bytes(8, "little") + (2**63 + 5).to_bytes(8, "little")
+
+
+def test_an_exclusion_a_device_cannot_be_checked_against_fails_closed() -> None:
+    """A device known only by its MD5 has no SHA-256 key: a SHA-256 exclusion list cannot clear it, so it is
+    not served; an MD5-space exclusion it is not in does not stop it."""
+    from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
+    from adstack.audiences.ids import KeySpace, device_key, sha256_device_key
+
+    member, other = "38400000-8cf0-11bd-b23e-10b96e40000d", "38400000-8cf0-11bd-b23e-10b96e40000e"
+    index = AudienceIndex([
+        IndexedAudience(audience_id=1, version=1, key_space=KeySpace.SHA256,
+                        members=frozenset({sha256_device_key(member)})),
+        IndexedAudience(audience_id=2, version=1, key_space=KeySpace.MD5, members=frozenset({device_key(member)})),
+    ])
+    assert index.matches([], [1], device_key(other), gaid=other)  # raw GAID: checked, not a member
+    assert not index.matches([], [1], device_key(member), gaid=member)
+    assert not index.matches([], [1], device_key(other), gaid=None)  # MD5 only: cannot be checked
+    assert index.matches([], [2], device_key(other), gaid=None)
+    assert not index.matches([1], [], device_key(member), gaid=None)

@@ -131,7 +131,9 @@ class AudienceIndex:
     ) -> bool:
         """Ad group audience targeting: in any included audience (or none named) and in no excluded one.
         Exclusion beats inclusion, so it is checked first. With `gaid`, SHA-256 audiences are probed with
-        its SHA-256 key, computed at most once and only when one is targeted."""
+        its SHA-256 key, computed at most once and only when one is targeted. A device known only by its MD5
+        (no raw GAID, so no SHA-256 key) cannot be looked up in a SHA-256 list: an exclusion by one fails
+        closed (an exclusion list is typically paying or existing users), an inclusion does not match."""
         sha256 = self._sha256
         if (
             sha256_key is None
@@ -144,7 +146,7 @@ class AudienceIndex:
             return not any(True for _ in include_ids)
         contains = self.contains
         for audience_id in exclude_ids:
-            if contains(audience_id, device_key, sha256_key):
+            if contains(audience_id, device_key, sha256_key) or (sha256_key is None and audience_id in sha256):
                 return False
         included = False
         for audience_id in include_ids:
