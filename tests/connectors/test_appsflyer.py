@@ -65,6 +65,9 @@ def fake(api: Api, settings: Settings, campaign_id: int) -> Iterator[FakeAppsFly
             "Total Cost": "2.00",
         },
         {"day": _day(1), "media_source": "googleadwords_int", "campaign": "Brand search", "Installs": 99},
+        # Another network's campaign under the same label as ours: its numbers are not adstack's.
+        {"day": _day(1), "media_source": "googleadwords_int", "campaign": str(campaign_id), "Installs": 500,
+         "Total Cost": "900.00"},
     ]
     server = FakeAppsFlyer(token=TOKEN, apps={APP_ID: rows}).start()
     api.client.app.state.settings.appsflyer_api_url = server.url  # type: ignore[attr-defined]
@@ -106,13 +109,15 @@ def test_appsflyer_pulls_the_partners_report_day_by_day(
         ),
         200,
     )
-    assert run["status"] == "succeeded" and run["rows"] == 3
+    assert run["status"] == "succeeded" and run["rows"] == 2  # only adstack's media source
     paths = {r["path"] for r in fake.requests}
     assert paths == {f"/api/agg-data/export/app/{APP_ID}/partners_report/v5"}
     assert [(r["params"]["from"], r["params"]["to"]) for r in fake.requests] == [(_day(2), _day(2)), (_day(1), _day(1))]
     assert all(
         r["params"].get("timezone") == "Asia/Jakarta" and r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests
     )
+    # Source: AppsFlyer, Pull API aggregate data: `media_source` limits the report to one media source.
+    assert {r["params"].get("media_source") for r in fake.requests} == {"adstack_int"}
     stored = {(r.day.isoformat(), r.campaign_label): r for r in api.session.scalars(select(PartnerMetricRow))}
     row = stored[(_day(1), str(campaign_id))]
     assert row.campaign_id == campaign_id and row.partner == "appsflyer" and row.currency == "USD"
@@ -121,7 +126,7 @@ def test_appsflyer_pulls_the_partners_report_day_by_day(
         "20.00",
         "50.00",
     )
-    assert stored[(_day(1), "Brand search")].campaign_id is None
+    assert (_day(1), "Brand search") not in stored
 
     # The same report columns seam: Columns > AppsFlyer, with the difference from adstack's own counts.
     body = expect(

@@ -121,3 +121,11 @@ def test_null_for_a_field_that_cannot_be_null_is_refused_by_name(
     session.expire_all()
     stored = binding if target == "binding" else session.get(PartnerConnection, connection_id)
     assert getattr(session.get(type(stored), stored.id), field if field != "api_token" else "token_hint") is not None
+
+
+def test_two_partner_rows_of_one_key_add_up_and_their_ratios_are_dropped() -> None:
+    from adstack.connectors.base import added_metrics
+
+    merged = added_metrics({"installs": "30", "network_cost": "15.00", "roi": "2.5"},
+                           {"installs": "10", "network_cost": "5.50", "roi": "0.1", "clicks": "7"})
+    assert merged == {"installs": "40", "network_cost": "20.50", "clicks": "7"}

@@ -65,6 +65,8 @@ class AppsFlyerReportConnector:
     @staticmethod
     def params(binding: BindingSettings, day: date) -> dict[str, str]:
         params = {"from": day.isoformat(), "to": day.isoformat()}
+        if binding.media_source:
+            params["media_source"] = binding.media_source  # the partners report holds every network's rows
         if binding.time_zone:
             params["timezone"] = binding.time_zone
         if tuple(binding.attribution_types) == ("impression",):
@@ -84,19 +86,22 @@ class AppsFlyerReportConnector:
                                          app=binding.app_token)
             self._attempts += self._fetcher.attempts_made
             if response is not None:
-                rows.extend(self._rows(response.text, day, binding.currency))
+                rows.extend(self._rows(response.text, day, binding.currency, binding.media_source))
             day += timedelta(days=1)
         return rows
 
     @staticmethod
-    def _rows(text: str, day: date, currency: str) -> list[PulledRow]:
+    def _rows(text: str, day: date, currency: str, media_source: str = "") -> list[PulledRow]:
         reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
         if reader.fieldnames is None:
             return []
         if CAMPAIGN_COLUMN not in reader.fieldnames or MEDIA_SOURCE_COLUMN not in reader.fieldnames:
             raise PartnerUnavailable("AppsFlyer answered a CSV without the partners report's columns")
         rows = []
+        ours = media_source.lower()
         for raw in reader:
+            if ours and (raw.get(MEDIA_SOURCE_COLUMN) or "").strip().lower() != ours:
+                continue  # another network's row (a partner that ignored the filter would otherwise count it)
             metrics = {name: value for column, name in METRIC_COLUMNS.items()
                        if (value := decimal_text(raw.get(column))) is not None}
             rows.append(PulledRow(day=day, campaign_label=(raw.get(CAMPAIGN_COLUMN) or "unknown")[:255],

@@ -59,6 +59,8 @@ class BindingSettings:
     ad_spend_mode: str = ""
     currency: str = "USD"
     account_id: str = ""  # the partner account to query when the token's user has several (Adjust X-Account-ID)
+    # Our name in the partner's reports (AppsFlyer's media source, `pid`): rows of other networks are not ours.
+    media_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,21 @@ def decimal_text(value: Any) -> str | None:
     except InvalidOperation:
         return None
     return str(number) if number.is_finite() else None
+
+
+# Metrics that are sums of their rows: two rows of one key (a campaign of ours under two agencies, say) add up.
+# The others are ratios (ROI, ARPU, eCPI, ROAS, retention rates), which no sum of rows gives: dropped when merged.
+ADDITIVE_METRICS = frozenset({"impressions", "clicks", "installs", "sessions", "loyal_users", "all_revenue",
+                              "network_cost", "all_revenue_total_d0", "all_revenue_total_d1", "all_revenue_total_d3",
+                              "all_revenue_total_d7"})
+
+
+def added_metrics(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, str]:
+    """Two partner rows of one key as one: additive metrics summed, ratios dropped."""
+    out: dict[str, str] = {}
+    for name in (first.keys() | second.keys()) & ADDITIVE_METRICS:
+        out[name] = str(Decimal(first.get(name, "0")) + Decimal(second.get(name, "0")))
+    return out
 
 
 def backoff(attempt: int, retry_after: str | None) -> float:

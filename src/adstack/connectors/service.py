@@ -23,6 +23,7 @@ from adstack.connectors.base import (
     PartnerError,
     PulledRow,
     ReportConnector,
+    added_metrics,
 )
 from adstack.connectors.models import (
     AppBinding,
@@ -227,13 +228,28 @@ class _Matcher:
         return found
 
 
-def _binding_settings(binding: AppBinding, connection: PartnerConnection) -> BindingSettings:
+def _media_source(session: Session, binding: AppBinding, partner: str) -> str:
+    """Our network's name in the partner's reports for the bound app: the app's own setting where adstack
+    knows the app, else the partner's default name for adstack."""
+    from adstack.apps import service as apps
+    from adstack.apps.partners import SPECS
+    from adstack.core.vocabulary import Partner
+
+    if partner not in {p.value for p in Partner}:
+        return ""
+    spec = SPECS[Partner(partner)]
+    app = apps.app_for_package(session, binding.account_id, binding.package_name) if binding.package_name else None
+    return spec.network(apps.context(app)) if app is not None else spec.default_network_name
+
+
+def _binding_settings(session: Session, binding: AppBinding, connection: PartnerConnection) -> BindingSettings:
     return BindingSettings(app_token=binding.app_token, utc_offset=binding.utc_offset, time_zone=binding.time_zone,
                            attribution_types=tuple(binding.attribution_types or ("click",)),
                            attribution_source=binding.attribution_source, reattributed=binding.reattributed,
                            ad_revenue_sources=tuple(binding.ad_revenue_sources or ()),
                            ad_spend_mode=binding.ad_spend_mode, currency=binding.currency,
-                           account_id=connection.partner_account_id)
+                           account_id=connection.partner_account_id,
+                           media_source=_media_source(session, binding, connection.partner))
 
 
 @dataclass(frozen=True)
@@ -263,7 +279,7 @@ def pull(
     started_at = utcnow()
     connector = connector_factory(connection.partner)
     token = encryptor.decrypt(connection.token_ciphertext)
-    targets = [(binding.id, _binding_settings(binding, connection)) for binding in session.scalars(
+    targets = [(binding.id, _binding_settings(session, binding, connection)) for binding in session.scalars(
         select(AppBinding).where(AppBinding.connection_id == connection.id, AppBinding.enabled.is_(True)))]
     session.commit()
     fetched = []
@@ -313,7 +329,7 @@ def _record_pull(session: Session, *, connection: PartnerConnection, fetched: li
             merged[key] = row if known is None else PulledRow(
                 day=row.day, campaign_label=row.campaign_label, adgroup_label=row.adgroup_label,
                 creative_label=row.creative_label, country=row.country, currency=row.currency,
-                metrics={**known.metrics, **row.metrics})
+                metrics=added_metrics(known.metrics, row.metrics))
         for row in merged.values():
             campaign_id = matcher.campaign(row.campaign_label)
             ad_group_id = matcher.ad_group(row.adgroup_label, campaign_id)
