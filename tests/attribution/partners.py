@@ -58,7 +58,7 @@ MACROS: dict[Partner, dict[str, Any]] = {
         "(event_revenue)": lambda c: c.revenue,
         "(event_revenue_currency)": lambda c: c.currency,
         "(event_time)": lambda c: c.at.strftime("%Y-%m-%d %H:%M:%S.") + f"{c.at.microsecond // 1000:03d}",
-        "(install_unix_ts)": lambda c: _unix(c.install_at or c.at),
+        "(install-unix-ts)": lambda c: _unix(c.install_at or c.at),
         "(event_value)": lambda c: _json(c.params) if c.params else "",
     },
     Partner.ADJUST: {

@@ -108,10 +108,12 @@ def _af_link(host: str, extra: str) -> Callable[[AppContext, str], str]:
 
 
 def _appsflyer_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: https://support.appsflyer.com/hc/en-us/articles/207273946 (postback macros for ad networks):
+    # (advertiserId), (app-id), (install-unix-ts), (click-ts), hyphenated.
     return (("clickid", "(clickid)"), ("advertising_id", "(advertiserId)"), ("event_name", "(event_name)"),
             ("event_revenue", "(event_revenue)"), ("event_revenue_currency", "(event_revenue_currency)"),
-            ("event_time", "(event_time)"), ("install_unix_ts", "(install_unix_ts)"), ("click_ts", "(click_ts)"),
-            ("event_value", "(event_value)"), ("app_id", "(app_id)"), ("media_source", "(media_source)"),
+            ("event_time", "(event_time)"), ("install_unix_ts", "(install-unix-ts)"), ("click_ts", "(click-ts)"),
+            ("event_value", "(event_value)"), ("app_id", "(app-id)"), ("media_source", "(media_source)"),
             ("is_attributed", "(is_attributed)"), ("is_primary_attribution", "(is_primary_attribution)"),
             ("attributed_touch_type", "(attributed_touch_type)"), ("blocked_reason", "(blocked_reason)"),
             ("reject_reason", "(reject_reason)"), ("is_rejected", "(is_rejected)"))
