@@ -120,6 +120,12 @@ def test_wrong_type_binary_and_misnamed_files_get_clear_4xx(api: Api, session: S
     adv = api.approved_account()
     devices = gaids(1200)
     error = upload(api, adv, id_file(md5_hex(g) for g in devices), id_type="gaid", expected=422)["error"]
+    # 32 hex digits may be MD5 digests or GAIDs without hyphens: the refusal says both, not "choose MD5".
+    assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("id_type", "md5_or_bare_gaid")
+    assert "without hyphens" in error["message"]
+    bare = upload(api, adv, id_file(g.replace("-", "") for g in devices), id_type="gaid", expected=422)["error"]
+    assert bare["fields"][0]["rule"] == "md5_or_bare_gaid"
+    error = upload(api, adv, id_file(sha256_hex(g) for g in devices), id_type="gaid", expected=422)["error"]
     assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("id_type", "matches_file")
     error = upload(api, adv, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 5000, expected=415)["error"]
     assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("file", "text_file")

@@ -334,6 +334,18 @@ class IdFileReader:
         if report.valid_lines >= minimum:
             return
         likely = max(self._other_types.items(), key=lambda item: item[1], default=None)
+        if likely is not None and likely[1] > report.valid_lines and likely[0] is IdType.GAID_MD5 \
+                and self.id_type is IdType.GAID:
+            # 32 hex digits are an MD5 digest or a GAID written without its hyphens: which one, no file says, and
+            # the wrong choice matches nobody.
+            raise ImportRefused(
+                "the file holds 32-hex-digit ids: MD5 digests of GAIDs (choose gaid_md5), or GAIDs written without "
+                "hyphens (write them as 8-4-4-4-12)",
+                fields=[FieldError(field="id_type", rule="md5_or_bare_gaid",
+                                   message=f"{likely[1]} lines are 32 hex digits: MD5 digests, or GAIDs without "
+                                           "hyphens", limit=self.id_type.value, actual=likely[0].value)],
+                report=report,
+            )
         if likely is not None and likely[1] > report.valid_lines:
             raise ImportRefused(
                 f"the file holds {likely[0].value} ids, not {self.id_type.value}",
