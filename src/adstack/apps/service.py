@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hmac
 from enum import StrEnum
 from typing import Any
 
@@ -32,7 +31,7 @@ from adstack.apps.partners import (
     view_through_link,
 )
 from adstack.core.errors import Conflict, FieldError, NotFound
-from adstack.core.security import derive_key, hmac_sign
+from adstack.core.security import derive_key, hmac_sign, signature_matches
 from adstack.core.timeutil import utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
 from adstack.oplog import service as oplog
@@ -60,8 +59,7 @@ def postback_signature(secret: bytes, app_id: int) -> str:
 
 
 def verify_postback_signature(secret: bytes, app_id: int, signature: str) -> bool:
-    # compare_digest refuses non-ASCII text with a TypeError; no signature we make has any.
-    return signature.isascii() and hmac.compare_digest(postback_signature(secret, app_id), signature)
+    return signature_matches(postback_signature(secret, app_id), signature)
 
 
 # ---------- CRUD ----------

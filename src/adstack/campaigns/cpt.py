@@ -88,6 +88,9 @@ def slot_errors(values: dict[str, Any], stored: Iterable[dict[str, str]], *, now
     return errors
 
 
+BOOKING_LOCK = 0x4350_5431  # "CPT1": the advisory lock key of CPT bookings
+
+
 def _serialise_bookings(session: Session) -> None:
     """Hold bookings to one at a time until the transaction ends, so two requests for the same hours cannot both
     find them free: PostgreSQL's transaction-scoped advisory lock; on SQLite a write as the check's first
@@ -96,9 +99,6 @@ def _serialise_bookings(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOKING_LOCK})
     else:
         session.execute(text("UPDATE ad_spaces SET id = id WHERE 0"))
-
-
-BOOKING_LOCK = 0x4350_5431  # "CPT1"
 
 
 # Review states in which a booking holds its slots: a draft does not (an unsubmitted draft could otherwise keep

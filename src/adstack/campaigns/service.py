@@ -36,6 +36,7 @@ from adstack.campaigns.models import (
 from adstack.campaigns.targeting import Targeting
 from adstack.core.errors import DomainError, FieldError, Forbidden, InvalidState, NotFound, ValidationFailed
 from adstack.core.timeutil import as_utc, utcnow
+from adstack.finance import budgets
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 from adstack.review import enforcement
@@ -303,13 +304,6 @@ def create_ad_group(session: Session, principal: Principal, data: AdGroupCreate)
     return ad_group
 
 
-def _has_spent(session: Session, ad_group_id: int) -> bool:
-    from adstack.finance.models import LedgerEntry
-
-    return session.scalar(select(LedgerEntry.id).where(LedgerEntry.ad_group_id == ad_group_id,
-                                                       LedgerEntry.entry_type == "charge").limit(1)) is not None
-
-
 def update_ad_group(session: Session, principal: Principal, ad_group_id: int, data: AdGroupUpdate
                     ) -> tuple[AdGroup, str | None]:
     """Apply only the fields sent. Changing a reviewed field of an approved ad group sends it back to review;
@@ -331,7 +325,7 @@ def update_ad_group(session: Session, principal: Principal, ad_group_id: int, da
     campaign = session.get(Campaign, ad_group.campaign_id)
     assert campaign is not None
     time_zone = changes.get("time_zone") or ad_group.time_zone
-    if time_zone != ad_group.time_zone and _has_spent(session, ad_group.id):
+    if time_zone != ad_group.time_zone and budgets.ad_group_spend_micros(session, ad_group.id) > 0:
         # Its daily budget counts spend by its local day: a new zone would start a fresh day's budget at once.
         raise ValidationFailed.single("time_zone", "fixed_once_spent",
                                       "the time zone of an ad group that has spent cannot change",
