@@ -10,7 +10,9 @@ page ("Use multiple accounts", "Fetch reporting data", "Response codes"):
   dimension and metric operators); anything else is a 400 "unsupported parameters", as is a value outside a
   filter's documented list;
 - rows carry the requested dimensions and every metric as a string, totals as numbers, and `warnings`;
-  `country_code` is the ISO code and `country` the full name;
+  `country_code` is the ISO code and `country` the full name; a `[dimension]__in` filter keeps the rows whose
+  dimension is one of its comma-separated values; every row names its `partner_name` (a row's own, else
+  "adstack"), organic installs and other partners' included unless filtered;
 - `X-Account-ID` picks which of the user's accounts is read; without it, the first;
 - 204 when there is nothing; 401 for a bad token; 403 for an app token the account does not own; optionally one
   429 before the first success.
@@ -271,11 +273,15 @@ class FakeAdjust:
         mature_only = params.get("cohort_maturity") == "mature"
         today = self.today()
         rows, totals = [], dict.fromkeys(metrics, Decimal(0))
+        wanted = {name[: -len("__in")]: set(value.split(",")) for name, value in params.items()
+                  if name.endswith("__in") and name != "app_token__in"}
         for row in source:
             day = date.fromisoformat(row["day"])
             if not start <= day <= end:
                 continue
-            out: dict[str, Any] = {"attr_dependency": {"partner": "adstack"}}
+            if any(self._dimension(row, name) not in values for name, values in wanted.items()):
+                continue
+            out: dict[str, Any] = {"attr_dependency": {"partner": self._dimension(row, "partner_name")}}
             for dimension in dimensions:
                 out[dimension] = self._dimension(row, dimension)
             for metric in metrics:
@@ -299,6 +305,8 @@ class FakeAdjust:
     def _dimension(row: dict[str, Any], dimension: str) -> str:
         if dimension == "country":
             return COUNTRY_NAMES.get(row.get("country_code", ""), "unknown")
+        if dimension == "partner_name":
+            return str(row.get("partner_name", "adstack"))
         return str(row.get(dimension, "unknown"))
 
 

@@ -29,6 +29,7 @@ TOKEN = "adj-token-0123456789abcdef"
 APP_TOKEN = "abc123xyz"
 DOCUMENTED_PARAMS = {
     "app_token__in",
+    "partner_name__in",
     "date_period",
     "dimensions",
     "metrics",
@@ -87,6 +88,10 @@ def _rows(campaign_label: str) -> list[dict[str, Any]]:
             "all_revenue_total_d7": "29.00",
         },
         {"day": days_back(2), "campaign": "Some other network campaign", "country_code": "BR", "installs": 7},
+        # Organic installs and another partner's campaign under our label: in Adjust's report, not adstack's.
+        {"day": days_back(1), "partner_name": "Organic", "campaign": "unknown", "country_code": "ID", "installs": 900},
+        {"day": days_back(1), "partner_name": "Google Ads", "campaign": campaign_label, "adgroup": "unknown",
+         "creative": "unknown", "country_code": "ID", "installs": 500, "network_cost": "700.00"},
     ]
 
 
@@ -166,7 +171,9 @@ def test_every_parameter_sent_is_one_adjust_documents(
     params = request["params"]
     assert set(params) == DOCUMENTED_PARAMS and request["repeated"] == []
     assert (request["authorization"], request["account"]) == (f"Bearer {TOKEN}", "1001")
-    assert params["dimensions"] == "day,campaign,adgroup,creative,country_code"
+    assert params["dimensions"] == "day,partner_name,campaign,adgroup,creative,country_code"
+    # Source: Adjust's `partner_name` dimension, filtered like `app_token`: only adstack's rows.
+    assert params["partner_name__in"] == "adstack"
     assert (params["attribution_types"], params["reattributed"], params["ad_spend_mode"]) == (
         "click,engaged_ad",
         "false",
@@ -531,6 +538,27 @@ def test_an_injected_transport_stands_in_for_the_network() -> None:
     assert [(r.campaign_label, r.country, r.metrics["installs"]) for r in rows] == [("Spring push (7)", "ID", "12")]
     assert seen[0].url.host == "automate.adjust.com" and seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert "X-Account-ID" not in seen[0].headers
+
+
+def test_rows_of_other_partners_are_dropped_even_when_adjust_sends_them() -> None:
+    """The filter asks for adstack's rows only; a row naming organic installs or another partner is not ours."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        base = {"day": "2024-05-01", "campaign": "Spring push (7)", "country_code": "ID"}
+        return httpx.Response(200, json={"rows": [
+            {**base, "partner_name": "adstack", "installs": "12"},
+            {**base, "partner_name": "Google Ads", "installs": "500"},
+            {**base, "partner_name": "Organic", "installs": "900"},
+            {**base, "installs": "7"},  # no partner named: not known to be ours
+        ]})
+
+    connector = AdjustReportConnector(transport=httpx.MockTransport(answer), sleep=lambda _: None)
+    rows = connector.fetch(token=TOKEN, binding=BindingSettings(app_token=APP_TOKEN, media_source="AdStack"),
+                           date_from=date(2024, 5, 1), date_to=date(2024, 5, 1))
+    assert [r.metrics["installs"] for r in rows] == ["12"]
+    assert parse_qs(urlsplit(str(seen[0].url)).query)["partner_name__in"] == ["AdStack"]
 
 
 def test_a_loopback_partner_url_is_refused_unless_allowed(

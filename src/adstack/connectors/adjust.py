@@ -7,6 +7,13 @@ those pages document are sent: `app_token__in` (the `[dimension]__in` filter), `
 `ad_revenue_sources`, `ad_spend_mode`, `currency`; and the `X-Account-ID` header for a user with several
 Adjust accounts. Rows carry every metric as a string; 204 means no data; 400 a malformed request or one with
 unsupported parameters.
+
+The report holds every source of the app's installs: organic ones and every other partner's, each row naming
+its `partner_name` (Adjust's example answer has a "partner_name": "Organic" row). Only adstack's are ours, so
+the pull asks for `partner_name__in=<our partner name>` and drops any other partner's row it still receives;
+another network's campaign labelled like one of ours must not count as ours.
+Source: Adjust, "Datascape dimensions" (https://help.adjust.com/en/article/datascape-dimensions-glossary):
+Partner, "Partner name in Adjust", API slug `partner_name`.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ DEFAULT_BASE_URL = "https://automate.adjust.com"
 REPORT_PATH = "/reports-service/report"
 # Source: Adjust Reports endpoint, "Dimensions": campaign, adgroup and creative are tracker sub-levels 1 to 3;
 # country_code is the 2-character ISO 3166 code (country is the full name).
-DIMENSIONS = ("day", "campaign", "adgroup", "creative", "country_code")
+DIMENSIONS = ("day", "partner_name", "campaign", "adgroup", "creative", "country_code")
 RETENTION_DAYS = (1, 3, 7)
 COHORT_DAYS = (0, 1, 3, 7)
 METRICS: tuple[str, ...] = (
@@ -84,6 +91,8 @@ class AdjustReportConnector:
             params["ad_revenue_sources"] = ",".join(binding.ad_revenue_sources)
         if binding.ad_spend_mode:
             params["ad_spend_mode"] = binding.ad_spend_mode
+        if binding.media_source:
+            params["partner_name__in"] = binding.media_source
         return params
 
     def headers(self, token: str, binding: BindingSettings) -> dict[str, str]:
@@ -104,12 +113,15 @@ class AdjustReportConnector:
         rows = body.get("rows") if isinstance(body, dict) else None
         if not isinstance(rows, list):
             raise PartnerUnavailable("Adjust answered without a rows list")
-        return [row for raw in rows if (row := self._row(raw, binding.currency)) is not None]
+        ours = binding.media_source.casefold()
+        return [row for raw in rows if (row := self._row(raw, binding.currency, ours)) is not None]
 
     @staticmethod
-    def _row(raw: Any, currency: str) -> PulledRow | None:
+    def _row(raw: Any, currency: str, partner: str = "") -> PulledRow | None:
         if not isinstance(raw, dict):
             return None
+        if partner and str(raw.get("partner_name", "")).strip().casefold() != partner:
+            return None  # organic, or another partner's
         try:
             day = date.fromisoformat(str(raw.get("day", "")))
         except ValueError:

@@ -59,7 +59,8 @@ class BindingSettings:
     ad_spend_mode: str = ""
     currency: str = "USD"
     account_id: str = ""  # the partner account to query when the token's user has several (Adjust X-Account-ID)
-    # Our name in the partner's reports (AppsFlyer's media source, `pid`): rows of other networks are not ours.
+    # Our name in the partner's reports (AppsFlyer's media source `pid`, Adjust's `partner_name`): rows of
+    # organic installs and of other networks are not ours.
     media_source: str = ""
 
 
