@@ -1,15 +1,20 @@
-"""A local stand-in for AppsFlyer's Pull API aggregate data, partners report, built from AppsFlyer's
+"""A local stand-in for AppsFlyer's Pull API aggregate data, partners reports, built from AppsFlyer's
 documentation and as strict as it.
 
 Source: AppsFlyer, "Pull API aggregate data" (https://support.appsflyer.com/hc/en-us/articles/207034346) and
 the developer hub's Aggregate Pull API reference (https://dev.appsflyer.com/hc/reference/overview-11):
 
-- `GET /api/agg-data/export/app/<app_id>/partners_report/v5` with the API V2 token as a bearer token;
+- `GET /api/agg-data/export/app/<app_id>/partners_report/v5` and `.../partners_by_date_report/v5` with the API
+  V2 token as a bearer token;
 - parameters `from` and `to` (yyyy-mm-dd, required; the install date range), and optionally `media_source`,
   `attribution_touch_type` (impression), `currency`, `reattr` (true for retargeting) and `timezone`; any other
   parameter, or a malformed value, is a 400;
 - the answer is CSV, one row per agency, media source and campaign summed over the range, with the partners
-  report's columns.
+  report's columns; the partners-by-date report has one such row per day, its date in a first `Date` column;
+- quotas, from "Report generation quotas (rate limitations)"
+  (https://support.appsflyer.com/hc/en-us/articles/207034366): a range of up to 2 days, "1 call per minute per
+  app per report"; of 3 or more days, 24 calls per day per app. A call past either is refused (with 429 here:
+  the page does not state the code) and counts nothing.
 An app the token cannot read is refused with 403 here (the pages above do not state the code).
 """
 
@@ -19,15 +24,19 @@ import csv
 import io
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from zoneinfo import available_timezones
 
-PATH = re.compile(r"^/api/agg-data/export/app/([^/]+)/partners_report/v5$")
+PATH = re.compile(r"^/api/agg-data/export/app/([^/]+)/(partners_report|partners_by_date_report)/v5$")
+SHORT_RANGE_DAYS = 2
+CALLS_PER_DAY_PER_APP = 24
 PARAMS = frozenset({"from", "to", "media_source", "attribution_touch_type", "currency", "reattr", "timezone"})
 COLUMNS = (
     "Agency/PMD (af_prt)",
@@ -57,6 +66,10 @@ class FakeAppsFlyer:
     # app id -> rows: day, media_source, campaign, and any of SUMMED as numbers (money in the app's currency)
     apps: dict[str, list[dict[str, Any]]]
     requests: list[dict[str, Any]] = field(default_factory=list)
+    clock: Callable[[], float] = time.time
+    # (app, report) -> when its last short-range call was answered; (app, UTC day) -> long-range calls answered.
+    _short_calls: dict[tuple[str, str], float] = field(default_factory=dict)
+    _long_calls: dict[tuple[str, date], int] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -131,22 +144,28 @@ class FakeAppsFlyer:
         if app_id not in self.apps:
             return self._send(handler, 403, "Forbidden")
         start, end = date.fromisoformat(params["from"]), date.fromisoformat(params["to"])
-        groups: dict[tuple[str, str], dict[str, Decimal]] = {}
+        report = matched.group(2)
+        if not self._within_quota(app_id, report, (end - start).days + 1):
+            return self._send(handler, 429, "Limit reached for " + report)
+        by_date = report == "partners_by_date_report"
+        groups: dict[tuple[str, str, str], dict[str, Decimal]] = {}
         for row in self.apps[app_id]:
             if not start <= date.fromisoformat(row["day"]) <= end:
                 continue
             if "media_source" in params and row["media_source"] != params["media_source"]:
                 continue
-            sums = groups.setdefault((row["media_source"], row["campaign"]), dict.fromkeys(SUMMED, Decimal(0)))
+            key = (row["day"] if by_date else "", row["media_source"], row["campaign"])
+            sums = groups.setdefault(key, dict.fromkeys(SUMMED, Decimal(0)))
             for column in SUMMED:
                 sums[column] += Decimal(str(row.get(column, 0)))
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(COLUMNS)
-        for (media_source, campaign), sums in sorted(groups.items()):
+        writer.writerow((("Date",) if by_date else ()) + COLUMNS)
+        for (day, media_source, campaign), sums in sorted(groups.items()):
             installs, cost, revenue = sums["Installs"], sums["Total Cost"], sums["Total Revenue"]
             writer.writerow(
-                [
+                ([day] if by_date else [])
+                + [
                     "None",
                     media_source,
                     campaign,
@@ -166,6 +185,21 @@ class FakeAppsFlyer:
                 ]
             )
         return self._send(handler, 200, out.getvalue(), "text/csv")
+
+    def _within_quota(self, app_id: str, report: str, days: int) -> bool:
+        now = self.clock()
+        if days <= SHORT_RANGE_DAYS:
+            last = self._short_calls.get((app_id, report))
+            if last is not None and now - last < 60:
+                return False
+            self._short_calls[(app_id, report)] = now
+            return True
+        today = datetime.fromtimestamp(now, UTC).date()
+        used = self._long_calls.get((app_id, today), 0)
+        if used >= CALLS_PER_DAY_PER_APP:
+            return False
+        self._long_calls[(app_id, today)] = used + 1
+        return True
 
 
 def _ratio(numerator: Decimal, denominator: Decimal) -> str:

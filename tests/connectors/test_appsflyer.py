@@ -4,7 +4,7 @@ server as strict as AppsFlyer's documented API."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import httpx
 import pytest
@@ -95,7 +95,7 @@ def _connect(api: Api, actor: Actor, **binding: object) -> int:
     return int(connection["id"])
 
 
-def test_appsflyer_pulls_the_partners_report_day_by_day(
+def test_appsflyer_pulls_the_partners_by_date_report_in_one_call(
     api: Api, advertiser: Actor, fake: FakeAppsFlyer, campaign_id: int
 ) -> None:
     partners = expect(api.client.get("/api/v1/connectors/partners", headers=advertiser.headers), 200)
@@ -111,8 +111,9 @@ def test_appsflyer_pulls_the_partners_report_day_by_day(
     )
     assert run["status"] == "succeeded" and run["rows"] == 2  # only adstack's media source
     paths = {r["path"] for r in fake.requests}
-    assert paths == {f"/api/agg-data/export/app/{APP_ID}/partners_report/v5"}
-    assert [(r["params"]["from"], r["params"]["to"]) for r in fake.requests] == [(_day(2), _day(2)), (_day(1), _day(1))]
+    assert paths == {f"/api/agg-data/export/app/{APP_ID}/partners_by_date_report/v5"}
+    # One call for the range: day-by-day calls would break the "1 call per minute per app per report" quota.
+    assert [(r["params"]["from"], r["params"]["to"]) for r in fake.requests] == [(_day(2), _day(1))]
     assert all(
         r["params"].get("timezone") == "Asia/Jakarta" and r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests
     )
@@ -194,3 +195,55 @@ def test_appsflyer_refusals_and_the_fakes_strictness(api: Api, advertiser: Actor
         422,
     )["error"]
     assert refused["fields"][0]["field"] == "partner"
+
+
+def test_the_fake_keeps_appsflyers_quotas(fake: FakeAppsFlyer) -> None:
+    """Source: AppsFlyer, "Report generation quotas": up to 2 days, 1 call per minute per app per report; 3+
+    days, 24 calls per day per app."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    by_date = fake.url + f"/api/agg-data/export/app/{APP_ID}/partners_by_date_report/v5"
+    short = {"from": _day(1), "to": _day(1)}
+    assert httpx.get(by_date, params=short, headers=headers).status_code == 200
+    assert httpx.get(by_date, params=short, headers=headers).status_code == 429
+    other_report = by_date.replace("partners_by_date_report", "partners_report")
+    assert httpx.get(other_report, params=short, headers=headers).status_code == 200  # each report its own quota
+    long = {"from": _day(8), "to": _day(0)}
+    answers = [httpx.get(by_date, params=long, headers=headers).status_code for _ in range(25)]
+    assert answers == [200] * 24 + [429]
+
+
+def test_the_default_window_is_one_call_with_every_day_dated(
+    api: Api, advertiser: Actor, fake: FakeAppsFlyer, campaign_id: int
+) -> None:
+    connection = _connect(api, advertiser)
+    run = expect(api.client.post(f"/api/v1/connectors/{connection}/pull", headers=advertiser.headers, json={}), 200)
+    assert run["status"] == "succeeded"
+    assert len(fake.requests) == 1
+    params = fake.requests[0]["params"]
+    assert (date.fromisoformat(params["to"]) - date.fromisoformat(params["from"])).days == 8
+    days = {r.day.isoformat(): r.metrics["installs"] for r in api.session.scalars(select(PartnerMetricRow))}
+    assert days == {_day(1): "40", _day(2): "4"}
+
+
+def test_scheduled_pulls_leave_room_in_appsflyers_daily_quota(
+    api: Api, advertiser: Actor, fake: FakeAppsFlyer, settings: Settings
+) -> None:
+    from adstack.connectors import service
+    from adstack.core.security import Encryptor
+    from adstack.core.timeutil import utcnow
+
+    _connect(api, advertiser)
+    encryptor = Encryptor(settings.resolved_secret_key)
+    factory = service.default_connector_factory(api.client.app.state.settings)  # type: ignore[attr-defined]
+    started = utcnow()
+
+    def scheduled(at: datetime) -> int:
+        before = len(fake.requests)
+        service.scheduled_pull(api.session, encryptor=encryptor, connector_factory=factory, now=at)
+        api.session.commit()
+        return len(fake.requests) - before
+
+    assert scheduled(started) == 1
+    # The hourly schedule skips AppsFlyer for an hour: 12 of its 24 daily calls, not all of them.
+    assert scheduled(started + timedelta(hours=1)) == 0
+    assert scheduled(started + timedelta(hours=2, minutes=1)) == 1

@@ -1,13 +1,19 @@
-"""AppsFlyer's Pull API, aggregate data: the partners (media source) report as CSV.
+"""AppsFlyer's Pull API, aggregate data: the partners-by-date report as CSV.
 
 Source: AppsFlyer, "Pull API aggregate data" (https://support.appsflyer.com/hc/en-us/articles/207034346) and
 the developer hub's "Aggregate Pull API" reference (https://dev.appsflyer.com/hc/reference/overview-11): an
-API V2 token as a bearer token; `GET /api/agg-data/export/app/<app_id>/partners_report/v5` with `from` and
-`to` (yyyy-mm-dd, the install date range), and optionally `media_source`, `attribution_touch_type`,
-`currency`, `reattr` and `timezone`. The partners report has no date column, so each day is its own request
-(from = to = that day). Its columns: Agency/PMD (af_prt), Media Source (pid), Campaign (c), Impressions,
-Clicks, CTR, Installs, Conversion Rate, Sessions, Loyal Users, Loyal Users/Installs, Total Revenue, Total
-Cost, ROI, ARPU, Average eCPI. Money is in the app's currency in AppsFlyer, which the binding names.
+API V2 token as a bearer token; `GET /api/agg-data/export/app/<app_id>/partners_by_date_report/v5` with `from`
+and `to` (yyyy-mm-dd, the install date range), and optionally `media_source`, `attribution_touch_type`,
+`currency`, `reattr` and `timezone`. Its columns: Date, Agency/PMD (af_prt), Media Source (pid), Campaign (c),
+Impressions, Clicks, CTR, Installs, Conversion Rate, Sessions, Loyal Users, Loyal Users/Installs, Total
+Revenue, Total Cost, ROI, ARPU, Average eCPI. Money is in the app's currency in AppsFlyer, which the binding
+names.
+
+One request covers the whole range. Source: AppsFlyer, "Report generation quotas (rate limitations)"
+(https://support.appsflyer.com/hc/en-us/articles/207034366): Pull API aggregate calls of up to 2 days are
+limited to "1 call per minute per app per report", and of 3+ days to 24 calls per day per app and 120 per
+account. The partners report (no date column) needed one call per day, nine in a row for a pull, which that
+per-minute limit refuses.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from adstack.connectors.base import BindingSettings, PartnerUnavailable, PulledR
 from adstack.core.outbound import OutboundPolicy
 
 DEFAULT_BASE_URL = "https://hq1.appsflyer.com"
-REPORT_PATH = "/api/agg-data/export/app/{app_id}/partners_report/v5"
+REPORT_PATH = "/api/agg-data/export/app/{app_id}/partners_by_date_report/v5"
 MAX_DAYS_PER_PULL = 93
+DATE_COLUMN = "Date"
 CAMPAIGN_COLUMN = "Campaign (c)"
 MEDIA_SOURCE_COLUMN = "Media Source (pid)"
 # CSV column -> the metric name partner columns read (shared with Adjust where they mean the same).
@@ -63,10 +70,10 @@ class AppsFlyerReportConnector:
         return self._attempts
 
     @staticmethod
-    def params(binding: BindingSettings, day: date) -> dict[str, str]:
-        params = {"from": day.isoformat(), "to": day.isoformat()}
+    def params(binding: BindingSettings, date_from: date, date_to: date) -> dict[str, str]:
+        params = {"from": date_from.isoformat(), "to": date_to.isoformat()}
         if binding.media_source:
-            params["media_source"] = binding.media_source  # the partners report holds every network's rows
+            params["media_source"] = binding.media_source  # the report holds every network's rows
         if binding.time_zone:
             params["timezone"] = binding.time_zone
         if tuple(binding.attribution_types) == ("impression",):
@@ -78,30 +85,32 @@ class AppsFlyerReportConnector:
     def fetch(self, *, token: str, binding: BindingSettings, date_from: date, date_to: date) -> list[PulledRow]:
         url = self.base_url + REPORT_PATH.format(app_id=quote(binding.app_token, safe=""))
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/csv"}
-        rows: list[PulledRow] = []
-        self._attempts = 0
-        day = date_from
-        while day <= date_to and (day - date_from).days < MAX_DAYS_PER_PULL:
-            response = self._fetcher.get(url, params=self.params(binding, day), headers=headers,
-                                         app=binding.app_token)
-            self._attempts += self._fetcher.attempts_made
-            if response is not None:
-                rows.extend(self._rows(response.text, day, binding.currency, binding.media_source))
-            day += timedelta(days=1)
-        return rows
+        date_to = min(date_to, date_from + timedelta(days=MAX_DAYS_PER_PULL - 1))
+        response = self._fetcher.get(url, params=self.params(binding, date_from, date_to), headers=headers,
+                                     app=binding.app_token)
+        self._attempts = self._fetcher.attempts_made
+        if response is None:
+            return []
+        return self._rows(response.text, date_from, date_to, binding.currency, binding.media_source)
 
     @staticmethod
-    def _rows(text: str, day: date, currency: str, media_source: str = "") -> list[PulledRow]:
+    def _rows(text: str, date_from: date, date_to: date, currency: str, media_source: str = "") -> list[PulledRow]:
         reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
         if reader.fieldnames is None:
             return []
-        if CAMPAIGN_COLUMN not in reader.fieldnames or MEDIA_SOURCE_COLUMN not in reader.fieldnames:
-            raise PartnerUnavailable("AppsFlyer answered a CSV without the partners report's columns")
+        if not {DATE_COLUMN, CAMPAIGN_COLUMN, MEDIA_SOURCE_COLUMN} <= set(reader.fieldnames):
+            raise PartnerUnavailable("AppsFlyer answered a CSV without the partners-by-date report's columns")
         rows = []
         ours = media_source.lower()
         for raw in reader:
             if ours and (raw.get(MEDIA_SOURCE_COLUMN) or "").strip().lower() != ours:
                 continue  # another network's row (a partner that ignored the filter would otherwise count it)
+            try:
+                day = date.fromisoformat((raw.get(DATE_COLUMN) or "").strip())
+            except ValueError:
+                continue
+            if not date_from <= day <= date_to:
+                continue
             metrics = {name: value for column, name in METRIC_COLUMNS.items()
                        if (value := decimal_text(raw.get(column))) is not None}
             rows.append(PulledRow(day=day, campaign_label=(raw.get(CAMPAIGN_COLUMN) or "unknown")[:255],

@@ -23,6 +23,8 @@ class ConnectorSpec:
     # The binding settings this partner's API takes (the others are ignored for it), for forms and checks.
     binding_fields: tuple[str, ...]
     documentation: tuple[str, ...]
+    # The shortest gap between scheduled pulls of one connection, where the partner's quota needs one.
+    min_scheduled_interval_s: int = 0
 
 
 CONNECTORS: dict[str, ConnectorSpec] = {spec.partner: spec for spec in (
@@ -34,7 +36,11 @@ CONNECTORS: dict[str, ConnectorSpec] = {spec.partner: spec for spec in (
     ConnectorSpec("appsflyer", "AppsFlyer", appsflyer.AppsFlyerReportConnector, appsflyer.DEFAULT_BASE_URL,
                   "appsflyer_api_url", ("time_zone", "attribution_types", "reattributed", "currency"),
                   ("https://support.appsflyer.com/hc/en-us/articles/207034346",
-                   "https://dev.appsflyer.com/hc/reference/overview-11")),
+                   "https://dev.appsflyer.com/hc/reference/overview-11",
+                   "https://support.appsflyer.com/hc/en-us/articles/207034366"),
+                  # Source: AppsFlyer, "Report generation quotas": 24 calls of 3+ days per app per day. Hourly
+                  # pulls would spend all 24 and leave none for an advertiser's own pulls; every 2 hours, 12.
+                  min_scheduled_interval_s=2 * 3600),
 )}
 
 

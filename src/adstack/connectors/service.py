@@ -38,7 +38,7 @@ from adstack.connectors.models import (
 )
 from adstack.core.errors import NotFound, ValidationFailed
 from adstack.core.security import Encryptor, mask_secret
-from adstack.core.timeutil import utcnow
+from adstack.core.timeutil import as_utc, utcnow
 from adstack.creatives.models import Creative
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
@@ -370,18 +370,29 @@ def pull_for(session: Session, principal: Principal, connection_id: int, *, encr
 
 
 def scheduled_pull(session: Session, *, encryptor: Encryptor, connector_factory: ConnectorFactory,
-                   today: date | None = None) -> list[PullRun]:
+                   today: date | None = None, now: datetime | None = None) -> list[PullRun]:
     """The hourly job: every day of every active connection whose cohorts are not yet mature. A day is pulled
     while it is younger than COHORT_MATURITY_DAYS and once more when it matures (D7 needs 8 days), so Day N
-    metrics stop changing only when the partner's do."""
-    today = today or utcnow().date()
+    metrics stop changing only when the partner's do. A connection whose partner's quota asks for a longer gap
+    (`ConnectorSpec.min_scheduled_interval_s`) waits for it since its last successful pull."""
+    now = now or utcnow()
+    today = today or now.date()
     runs = []
     # Listed whole first: each pull ends the transaction a streaming result would still read from.
     for connection in session.scalars(select(PartnerConnection).where(
             PartnerConnection.status != ConnectionStatus.DISABLED.value)).all():
+        if not _scheduled_pull_due(connection, now):
+            continue
         runs.append(pull(session, connection=connection, encryptor=encryptor, connector_factory=connector_factory,
                          date_from=today - timedelta(days=PULL_WINDOW_DAYS - 1), date_to=today, today=today))
     return runs
+
+
+def _scheduled_pull_due(connection: PartnerConnection, now: datetime) -> bool:
+    spec = registry.spec_of(connection.partner)
+    gap = spec.min_scheduled_interval_s if spec is not None else 0
+    last = connection.last_pulled_at
+    return not gap or last is None or (now - as_utc(last)).total_seconds() >= gap
 
 
 def list_runs(session: Session, principal: Principal, connection_id: int, limit: int = 20) -> list[PullRun]:
