@@ -609,3 +609,45 @@ def test_an_iab_size_creative_is_validated_like_any_material_and_bought_by_excha
     assert api.client.post("/openrtb2/bid", json=request).status_code == 204
     request["imp"][0]["banner"]["mimes"] = ["image/jpeg", "image/png"]
     assert api.client.post("/openrtb2/bid", json=request).status_code == 200
+
+
+def test_banner_mimes_choose_among_the_candidates_not_after_the_winner(api: Api, corpus_dir: Path) -> None:
+    """OpenRTB 2.6, 3.2.6 `mimes`: the file types the banner takes. An ad whose image is another type is not a
+    candidate, so the next best ad with an allowed type bids rather than none."""
+    from adstack.finance.models import EntryType
+    from tests.campaigns.helpers import approved_ad_group, campaign, ledger
+    from tests.media.samples import jpeg, png
+
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    camp = campaign(api, actor, iab_categories=["IAB9-30"])
+
+    def creative_in(group_id: int, name: str, image: bytes) -> int:
+        media = expect(api.client.post("/api/v1/media", headers=actor.headers, files={"file": (name, image)}), 201)
+        body = {"ad_group_id": group_id, "name": name, "format": "iab_banner_300x250",
+                "materials": {"images": [media["id"]], "titles": ["Build your moon base"]},
+                "click_url": "https://example.com/app"}
+        made = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json=body), 201)
+        expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=actor.headers), 200)
+        expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
+                               json={"decision": "approve"}), 200)
+        return int(made["id"])
+
+    groups = [approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
+                                bid_micros=bid, targeting={"countries": ["ID"]}) for bid in (900_000, 800_000)]
+    png_creative = creative_in(groups[0]["id"], "rich.png", png(300, 250))
+    jpeg_creative = creative_in(groups[1]["id"], "plain.jpg", jpeg(300, 250))
+
+    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
+    request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
+    request["imp"][0].pop("tagid", None)
+    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
+    assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
+    assert api.client.post("/openrtb2/bid", json=request).json()["seatbid"][0]["bid"][0]["crid"] == str(png_creative)
+    request["imp"][0]["banner"]["mimes"] = ["image/jpg"]  # an alias of image/jpeg, as requests often write it
+    response = api.client.post("/openrtb2/bid", json=request)
+    assert response.status_code == 200 and check_response(request, response.json()) == 1
+    assert response.json()["seatbid"][0]["bid"][0]["crid"] == str(jpeg_creative)
+    request["imp"][0]["banner"]["mimes"] = ["image/gif"]
+    assert api.client.post("/openrtb2/bid", json=request).status_code == 204

@@ -14,7 +14,7 @@ from typing import Protocol
 from adstack.core.timeutil import zone
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, NOT_INSTALLED_WINDOW
 from adstack.serving.request import AdRequest, Slot
-from adstack.serving.snapshot import AdGroupSnap, CreativeSnap, Schedule, TargetingSnap
+from adstack.serving.snapshot import AdGroupSnap, AssetCombination, CreativeSnap, Schedule, TargetingSnap
 
 # Target groups that want devices without the promoted app. Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group,
 # "Select the target group": not currently installed, not installed within 90 days, never installed.
@@ -185,7 +185,8 @@ def creative_fits(creative: CreativeSnap, slot: Slot) -> bool:
     if slot.sizes and not creative.width:
         return False
     media = slot.media
-    fits_media = (("image" in media and creative.has_image and not creative.has_video)
+    fits_media = (("image" in media and creative.has_image and not creative.has_video
+                   and (not slot.image_mimes or bool(allowed_combinations(creative, slot))))
                   or ("video" in media and creative.has_video)
                   or ("native" in media and creative.is_native_capable))
     if not fits_media:
@@ -193,6 +194,13 @@ def creative_fits(creative: CreativeSnap, slot: Slot) -> bool:
     if creative.has_video and slot.max_duration_ms and creative.duration_ms > slot.max_duration_ms:
         return False
     return not (creative.has_video and slot.min_duration_ms and creative.duration_ms < slot.min_duration_ms)
+
+
+def allowed_combinations(creative: CreativeSnap, slot: Slot) -> tuple[AssetCombination, ...]:
+    """The creative's image combinations whose file type the slot takes (all of them when it names none)."""
+    if not slot.image_mimes:
+        return creative.combinations
+    return tuple(c for c in creative.combinations if c.image_mime and c.image_mime in slot.image_mimes)
 
 
 def fitting_creatives(group: AdGroupSnap, slot: Slot) -> list[CreativeSnap]:

@@ -40,7 +40,7 @@ from adstack.serving.index import Plan, TargetingIndex
 from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allowance_micros
 from adstack.serving.prediction import OutcomeCounter, RateModel
 from adstack.serving.ranking import AuctionOrder, MinimumPrices, clearing_price_micros, ecpm_usd_micros
-from adstack.serving.request import AdRequest
+from adstack.serving.request import AdRequest, Slot
 from adstack.serving.reservations import day_key
 from adstack.serving.snapshot import (
     CPA,
@@ -482,7 +482,7 @@ class DecisionEngine:
                 creative = self._rng.choice(list(creatives))
         cost = expected_cost_micros(group.bid_type, price, pctr, pcvr)
         claims = self._claims(group, request, state, times, cost) + extra
-        combination = self._combination(creative, pctr)
+        combination = self._combination(creative, pctr, request.slot)
         impression_id = new_impression_id(combination.key)
         hold = Hold(impression_id, times.now.timestamp() + (request.hold_seconds or self.sdk_hold_seconds))
         try:
@@ -545,8 +545,10 @@ class DecisionEngine:
         elif key.startswith("g:"):
             self.block(group.id, now_ts + PACING_BLOCK_SECONDS)
 
-    def _combination(self, creative: CreativeSnap, pctr: float) -> AssetCombination:
+    def _combination(self, creative: CreativeSnap, pctr: float, slot: Slot) -> AssetCombination:
         combinations = creative.combinations
+        if slot.image_mimes and creative.has_image and not creative.has_video and "image" in slot.media:
+            combinations = eligibility.allowed_combinations(creative, slot) or combinations
         if len(combinations) == 1:
             return combinations[0]
         outcomes = self.outcomes

@@ -51,6 +51,8 @@ class Slot:
     formats: frozenset[str] = frozenset()  # creative format codes; empty = any
     min_duration_ms: int = 0
     max_duration_ms: int = 0  # 0 = no limit
+    # The file types an image ad may have (an exchange's banner `mimes`, lower case); empty = any.
+    image_mimes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ from adstack.core.security import derive_key, hmac_sign, hmac_verify, random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
-from adstack.serving.openrtb.markup import banner_html, mime_allowed, native_markup, vast
+from adstack.serving.openrtb.markup import allowed_mimes, banner_html, native_markup, vast
 from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
 from adstack.serving.openrtb.privacy import privacy_of
 from adstack.serving.ranking import CPM
@@ -182,7 +182,8 @@ def _banner_slot(imp: Imp, device: Device | None) -> Slot:
         sizes = {(w, h) for w, h in sizes_of(Variant.INTERSTITIAL) if w <= device.w and h <= device.h}
     sizes = {s for s in sizes if s[0] <= MAX_SIZE and s[1] <= MAX_SIZE}
     # No usable size: nothing fits (an empty set would mean any size to the engine).
-    return Slot(media=frozenset({"image"}) if sizes else frozenset(), sizes=frozenset(sizes))
+    return Slot(media=frozenset({"image"}) if sizes else frozenset(), sizes=frozenset(sizes),
+                image_mimes=allowed_mimes(banner.mimes))
 
 
 def _video_slot(imp: Imp) -> Slot:
@@ -359,8 +360,7 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     runtime = context.runtime
     if space is not None:
         placement = space.placement_type
-        slot = Slot(media=slot.media, sizes=slot.sizes or space.sizes, formats=space.accepted_formats,
-                    min_duration_ms=slot.min_duration_ms, max_duration_ms=slot.max_duration_ms)
+        slot = dataclasses.replace(slot, sizes=slot.sizes or space.sizes, formats=space.accepted_formats)
     if not runtime.state.snapshot.index.fits_any(slot):
         return None  # no creative has this media and size: nothing else is worth working out
     deals, private = _deals(imp, runtime)
@@ -408,9 +408,6 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         return None
     price = _price(max(value, float(floor)), context.currency, runtime)
     if price <= 0:
-        return None
-    if media == "banner" and imp.banner is not None \
-            and not mime_allowed(imp.banner.mimes, decision.combination.image_mime):
         return None
     attrs = _attributes(decision, media)
     blocked_attrs = _blocked_attributes(imp, media)

@@ -86,6 +86,16 @@ def _icon_size(format_code: str) -> tuple[int, int] | None:
 _MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 
 
+def allowed_mimes(allowlist: Any) -> frozenset[str]:
+    """A request's `mimes` allowlist as the lower-case types a file must have (aliases resolved); empty when the
+    request allows any. A list of nothing usable allows nothing: an impossible type stands for it."""
+    if not isinstance(allowlist, list) or not allowlist:
+        return frozenset()
+    named = frozenset(_MIME_ALIASES.get(m.strip().lower(), m.strip().lower())
+                      for m in allowlist[:100] if isinstance(m, str) and m.strip())
+    return named or frozenset({"-"})
+
+
 def mime_allowed(allowlist: Any, mime: str) -> bool:
     """A file's MIME type against a request's `mimes` allowlist (OpenRTB 2.6 3.2.6, Native 1.2 4.4): absent or
     empty allows any; against a list, a type we do not know is not allowed. "image/jpg", common in requests, is
