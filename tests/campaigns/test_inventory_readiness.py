@@ -7,6 +7,7 @@ from typing import Any
 
 from adstack.campaigns.enums import ServingStatus
 from adstack.campaigns.status import REASONS
+from adstack.core.timeutil import utcnow
 from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, publisher
 from tests.campaigns.test_status import _advertiser, _status
 from tests.serving.test_api import ad_request, ads_now, approved_creative, eventually
@@ -80,4 +81,29 @@ def test_exceptions_and_sizes_combine_over_every_matching_space(api: Api) -> Non
         api.client.patch(f"/api/v1/ad-spaces/{wrong_size['id']}", headers=admin.headers, json={"sizes": ["640x100"]}),
         200,
     )
+    assert _status(api, actor, group["id"]) == ("eligible", "serving")
+
+
+def test_an_ad_group_whose_included_audiences_have_no_members_says_so(api: Api) -> None:
+    """Inclusion matches only members: while every included audience is empty it cannot serve, and its status
+    says why instead of "eligible"; one audience with members is enough."""
+    from adstack.audiences import profiles
+    from adstack.campaigns.status import REASONS as STATUS_REASONS
+    from tests.audiences.helpers import gaids
+
+    admin, actor = _advertiser(api)
+    ad_space(api, admin, publisher(api, admin)["id"])
+    body = {"name": "Gamers", "region_code": "SG", "rule": {"conditions": [
+        {"kind": "installed_apps", "packages": ["com.example.game"]}]}}
+    audience = expect(api.client.post("/api/v1/audiences/labels", headers=actor.headers, json=body), 201)
+    assert (audience["status"], audience["size"]) == ("ready", 0)
+    group = _group(api, admin, actor, include_audience_ids=[audience["id"]])
+    assert _status(api, actor, group["id"]) == (
+        "no_audience_members", STATUS_REASONS[ServingStatus.NO_AUDIENCE_MEMBERS])
+
+    profiles.record_device_profile(api.session, gaid=gaids(1)[0], installed_packages=["com.example.game"],
+                                   usage=None, seen_at=utcnow(), country="SG")
+    api.session.commit()
+    refreshed = expect(api.client.post(f"/api/v1/audiences/{audience['id']}/refresh", headers=actor.headers), 200)
+    assert refreshed["size"] == 1
     assert _status(api, actor, group["id"]) == ("eligible", "serving")

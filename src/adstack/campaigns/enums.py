@@ -82,6 +82,7 @@ class ServingStatus(StrEnum):
     CREATIVES_UNDER_REVIEW = "creatives_under_review"
     NO_APPROVED_CREATIVE = "no_approved_creative"
     NO_INVENTORY = "no_inventory"
+    NO_AUDIENCE_MEMBERS = "no_audience_members"  # every audience it includes is building, failed or empty
     BALANCE_INSUFFICIENT = "balance_insufficient"
     BUDGET_EXHAUSTED = "budget_exhausted"
     DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"

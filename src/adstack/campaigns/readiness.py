@@ -29,6 +29,8 @@ class Readiness:
     creatives_under_review: int = 0
     inventory_spaces: int = 0  # ad spaces it may show on
     formats: frozenset[str] = field(default_factory=frozenset)
+    # It includes audiences and none of them has members serving can match (built, not empty): it cannot serve.
+    no_audience_members: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def readiness(session: Session, ad_groups: Sequence[AdGroup]) -> dict[int, Readi
                   .where(AdSpace.status == ACTIVE, Publisher.status == ACTIVE,
                          AdSpace.placement_type.in_(placements)))]
     owner = {s.id: s.publisher_id for s in spaces}
+    with_members = _audiences_with_members(session, ad_groups)
     out: dict[int, Readiness] = {}
     for group in ad_groups:
         creatives, approved_count, in_review = counts.get(group.id, (0, 0, 0))
@@ -111,8 +114,29 @@ def readiness(session: Session, ad_groups: Sequence[AdGroup]) -> dict[int, Readi
                  for f, m in approved.get(group.id, ())]
         out[group.id] = Readiness(creatives=creatives, approved_creatives=approved_count,
                                   creatives_under_review=in_review, formats=frozenset(s.format for s in shown),
-                                  inventory_spaces=_spaces_for(group, spaces, owner, shown))
+                                  inventory_spaces=_spaces_for(group, spaces, owner, shown),
+                                  no_audience_members=bool(_included(group))
+                                  and not _included(group) & with_members)
     return out
+
+
+def _included(group: AdGroup) -> set[int]:
+    return {int(a) for a in (group.targeting or {}).get("include_audience_ids") or ()}
+
+
+def _audiences_with_members(session: Session, ad_groups: Sequence[AdGroup]) -> set[int]:
+    """Of the audiences these ad groups include, those serving can match a device in: built and not empty."""
+    try:
+        from adstack.audiences.models import Audience, AudienceStatus
+    except ImportError:  # pragma: no cover - audiences are optional
+        return set()
+    ids = sorted({a for g in ad_groups for a in _included(g)})
+    found: set[int] = set()
+    for start in range(0, len(ids), _CHUNK):
+        found.update(session.scalars(select(Audience.id).where(
+            Audience.id.in_(ids[start:start + _CHUNK]), Audience.status == AudienceStatus.READY.value,
+            Audience.size > 0)))
+    return found
 
 
 def _fits(creative: _Shown, space: _Space) -> bool:

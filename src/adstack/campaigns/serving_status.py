@@ -66,6 +66,7 @@ def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None
         approved_creatives=ready.approved_creatives,
         creatives_under_review=ready.creatives_under_review,
         inventory_spaces=ready.inventory_spaces,
+        no_audience_members=ready.no_audience_members,
     )
 
 

@@ -50,6 +50,7 @@ class ServingFacts:
     approved_creatives: int = 0
     creatives_under_review: int = 0
     inventory_spaces: int = 0
+    no_audience_members: bool = False
 
 
 # Fixed texts, so the console shows each in the reader's language (console/messages.py lists them).
@@ -60,6 +61,8 @@ REASONS = {
     ServingStatus.NO_APPROVED_CREATIVE: "none of its creatives is approved and enabled",
     ServingStatus.NO_INVENTORY: ("no active ad space of its placement, within its publishers, ad spaces and "
                                  "exceptions, takes its formats and sizes"),
+    ServingStatus.NO_AUDIENCE_MEMBERS: ("none of the audiences it includes has members yet: each is still "
+                                        "building, failed or empty"),
 }
 
 
@@ -114,6 +117,8 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
         return ServingStatus.NO_APPROVED_CREATIVE, REASONS[ServingStatus.NO_APPROVED_CREATIVE]
     if facts.inventory_spaces <= 0:
         return ServingStatus.NO_INVENTORY, REASONS[ServingStatus.NO_INVENTORY]
+    if facts.no_audience_members:
+        return ServingStatus.NO_AUDIENCE_MEMBERS, REASONS[ServingStatus.NO_AUDIENCE_MEMBERS]
     if facts.available_micros <= 0:
         return ServingStatus.BALANCE_INSUFFICIENT, "the account has no balance left"
     if facts.total_budget_micros is not None and facts.total_spend_micros >= facts.total_budget_micros:

@@ -315,6 +315,7 @@ _FIXED_REASONS = (
     N_("none of its creatives is approved and enabled"),
     N_("no active ad space of its placement, within its publishers, ad spaces and exceptions, takes its formats "
        "and sizes"),
+    N_("none of the audiences it includes has members yet: each is still building, failed or empty"),
 )
 _PATTERN_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ad group: (?P<reason>.+)$"), N_("ad group: %(reason)s")),
