@@ -447,6 +447,12 @@ def test_refund_returns_a_charge_once(api: Api, session: Session) -> None:
     # A refund reverses the charge: its spend leaves the budgets, and its cost the reports.
     spend = expect(api.client.get(f"{FINANCE}/ad-groups/{group['id']}/spend", headers=advertiser.headers), 200)
     assert spend["spent_total_micros"] == 0 and spend["remaining_micros"] is None
+    # The financial records show the charge and the refund once each, and add up to the balance.
+    records = expect(api.client.get(f"{FINANCE}/transfers", headers=advertiser.headers), 200)
+    rows = records["items"] if isinstance(records, dict) else records
+    moves = sorted((r["type"], r["direction"], r["amount_micros"]) for r in rows)
+    assert moves == [("charge_settlement", "out", 3 * USD), ("refund", "in", 3 * USD), ("top_up", "in", 10 * USD)]
+    assert sum(r["amount_micros"] * (1 if r["direction"] == "in" else -1) for r in rows) == 10 * USD
 
 
 def test_an_ad_group_that_has_spent_keeps_its_time_zone(api: Api, session: Session) -> None:

@@ -110,13 +110,14 @@ def refund(session: Session, principal: Principal, data: RefundIn, *, store: Eve
 
 
 def _take_off_spend(session: Session, account: Account, charge: LedgerEntry) -> None:
-    """The refunded charge leaves its ad group's, campaign's and account's spend counters, on the local days it
-    counted on (the ad group's zone, else the account's; the account's own zone for its counter)."""
+    """The refunded charge leaves its ad group's and campaign's spend counters, on the local days it counted on
+    (the ad group's zone, else the account's), and the account's total. The account's daily counter is the
+    financial records' charge row of that day: it keeps what was charged, and the refund is its own record on
+    the day it was made, as the ledger and the reports have them."""
     at = as_utc(charge.occurred_at)
     group = session.get(AdGroup, charge.ad_group_id) if charge.ad_group_id else None
     day = local_day(at, (group.time_zone if group is not None else None) or account.time_zone)
-    keys = [(SpendScope.ACCOUNT.value, account.id, local_day(at, account.time_zone)),
-            (SpendScope.ACCOUNT.value, account.id, TOTAL_PERIOD)]
+    keys = [(SpendScope.ACCOUNT.value, account.id, TOTAL_PERIOD)]
     if charge.ad_group_id:
         keys += [(SpendScope.AD_GROUP.value, charge.ad_group_id, day),
                  (SpendScope.AD_GROUP.value, charge.ad_group_id, TOTAL_PERIOD)]
