@@ -471,3 +471,36 @@ def test_an_ad_group_that_has_spent_keeps_its_time_zone(api: Api, session: Sessi
     assert [(f["field"], f["rule"]) for f in refused["error"]["fields"]] == [("time_zone", "fixed_once_spent")]
     expect(api.client.patch(path, headers=advertiser.headers, json={"time_zone": "Asia/Jakarta", "name": "Same"}),
            200)
+
+
+def test_an_agency_statement_owes_what_left_its_wallet_not_its_sub_accounts_prepaid_spending(
+    api: Api, session: Session
+) -> None:
+    """The agency's credit funds what it transfers; a sub-account paid in directly, in any currency, spends its
+    own money, which no credit line owes."""
+    admin = api.admin()
+    agency = api.approved_account(type="agency")
+    funded = api.sub_account(agency, admin)
+    prepaid = api.sub_account(agency, admin, country="CN", currency="CNY")
+    today = _local_today("Asia/Singapore")
+    grant = {"account_id": agency.account_id, "limit_micros": 50 * USD,
+             "starts_on": (today - timedelta(days=1)).isoformat(), "ends_on": (today + timedelta(days=30)).isoformat()}
+    line = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json=grant), 201)
+    transfer = {"kind": "transfer", "sub_account_id": funded, "amount_micros": 30 * USD}
+    expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json=transfer), 201)
+    top_up(api, admin, prepaid, 100 * USD)
+    for charge_id, account_id, amount in (("sub-a", funded, 20 * USD), ("sub-b", prepaid, 70 * USD)):
+        charged = apply_charge(session, charge_id=charge_id, account_id=account_id, campaign_id=1, ad_group_id=1,
+                               creative_id=1, amount_micros=amount, kind="cpc", occurred_at=datetime.now(UTC))
+        assert charged.charged_micros == amount
+    session.commit()
+    reclaim = {"kind": "reclaim", "sub_account_id": funded, "amount_micros": 5 * USD}
+    expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json=reclaim), 201)
+
+    statement = api.client.get(f"{FINANCE}/credit-lines/{line['id']}/statement.csv", headers=agency.headers)
+    rows = list(csv.DictReader(io.StringIO(statement.text)))
+    items = [(r["account_id"], r["charges"], r["refunds"], r["actual_cost"], r["item"]) for r in rows if r["item"]]
+    assert items == [(str(funded), "30.000000", "5.000000", "25.000000", "transfers less reclaims")]
+    summary = {r["company_name"]: (r["actual_cost"], r["currency"]) for r in rows if not r["item"]}
+    assert summary["amount due so far (interim)"] == ("25.000000", "USD")
+    assert balance(api, agency, agency.account_id)["balance_micros"] == -25 * USD

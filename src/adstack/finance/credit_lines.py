@@ -112,11 +112,15 @@ def list_credit_lines(session: Session, principal: Principal, *, account_id: int
 
 @dataclass(frozen=True, slots=True)
 class StatementLine:
+    """A campaign's charges and refunds on the line's own account; or, for an agency's sub-account (`funding`),
+    what the agency transferred to it (in `charges_micros`) and reclaimed from it (in `refunds_micros`)."""
+
     account_id: int
     company_name: str
     campaign_id: int | None
     charges_micros: int
     refunds_micros: int
+    funding: bool = False
 
     @property
     def actual_cost_micros(self) -> int:
@@ -153,25 +157,33 @@ def _in_statement(line: CreditLine, previous: CreditLine | None) -> ColumnElemen
 
 
 def _period_costs(session: Session, line: CreditLine) -> list[StatementLine]:
-    """Charges and refunds of the line's statement (`_in_statement`), per account (the line's and its
-    sub-accounts) and campaign."""
-    account_ids = [line.account_id, *session.scalars(
-        select(Account.id).where(Account.parent_agency_id == line.account_id).order_by(Account.id))]
-    names = dict(session.execute(select(Account.id, Account.company_name).where(Account.id.in_(account_ids)))
-                 .all())
+    """What left the line's own wallet in its statement (`_in_statement`): the account's charges less refunds,
+    per campaign; and, for an agency, what it transferred to each sub-account less what it reclaimed. A
+    sub-account's own spending is not the agency's debt: it spends what it was given, by the agency (counted
+    here when transferred) or paid in directly (prepaid, owed by nobody), in its own currency."""
     previous = session.get(CreditLine, line.renewed_from_id) if line.renewed_from_id else None
+    le = LedgerEntry
+    period = _in_statement(line, previous)
+    name = session.get(Account, line.account_id)
     rows = session.execute(
-        select(LedgerEntry.account_id, LedgerEntry.campaign_id,
-               func.sum(case((LedgerEntry.entry_type == EntryType.CHARGE.value, -LedgerEntry.amount_micros),
-                             else_=0)),
-               func.sum(case((LedgerEntry.entry_type == EntryType.REFUND.value, LedgerEntry.amount_micros), else_=0)))
-        .where(LedgerEntry.account_id.in_(account_ids),
-               LedgerEntry.entry_type.in_([EntryType.CHARGE.value, EntryType.REFUND.value]),
-               _in_statement(line, previous))
-        .group_by(LedgerEntry.account_id, LedgerEntry.campaign_id)
-        .order_by(LedgerEntry.account_id, LedgerEntry.campaign_id)).all()
-    return [StatementLine(int(a), names.get(int(a), ""), None if c is None else int(c), int(ch or 0), int(rf or 0))
-            for a, c, ch, rf in rows]
+        select(le.campaign_id,
+               func.sum(case((le.entry_type == EntryType.CHARGE.value, -le.amount_micros), else_=0)),
+               func.sum(case((le.entry_type == EntryType.REFUND.value, le.amount_micros), else_=0)))
+        .where(le.account_id == line.account_id, le.entry_type.in_([EntryType.CHARGE.value, EntryType.REFUND.value]),
+               period)
+        .group_by(le.campaign_id).order_by(le.campaign_id)).all()
+    own = [StatementLine(line.account_id, name.company_name if name else "", None if c is None else int(c),
+                         int(ch or 0), int(rf or 0)) for c, ch, rf in rows]
+    moved = session.execute(
+        select(le.counterparty_account_id, Account.company_name,
+               func.sum(case((le.entry_type == EntryType.TRANSFER_OUT.value, -le.amount_micros), else_=0)),
+               func.sum(case((le.entry_type == EntryType.RECLAIM.value, le.amount_micros), else_=0)))
+        .join(Account, Account.id == le.counterparty_account_id)
+        .where(le.account_id == line.account_id, Account.parent_agency_id == line.account_id,
+               le.entry_type.in_([EntryType.TRANSFER_OUT.value, EntryType.RECLAIM.value]), period)
+        .group_by(le.counterparty_account_id, Account.company_name).order_by(le.counterparty_account_id)).all()
+    return own + [StatementLine(int(a), company or "", None, int(out or 0), int(back or 0), funding=True)
+                  for a, company, out, back in moved]
 
 
 def period_cost_micros(session: Session, line: CreditLine) -> int:
@@ -191,18 +203,20 @@ def settlement_statement(session: Session, principal: Principal, line_id: int) -
 def statement_csv(statement: Statement) -> str:
     line = statement.line
     period = f"{line.starts_on.isoformat()}..{line.ends_on.isoformat()}"
-    header = ("period", "account_id", "company_name", "campaign_id", "charges", "refunds", "actual_cost", "currency")
+    header = ("period", "account_id", "company_name", "campaign_id", "charges", "refunds", "actual_cost", "currency",
+              "item")
     rows: list[list[Any]] = [
         [period, item.account_id, item.company_name, item.campaign_id, str(from_micros(item.charges_micros)),
-         str(from_micros(item.refunds_micros)), str(from_micros(item.actual_cost_micros)), line.currency]
+         str(from_micros(item.refunds_micros)), str(from_micros(item.actual_cost_micros)), line.currency,
+         "transfers less reclaims" if item.funding else "charges less refunds"]
         for item in statement.lines
     ]
     rows.append([period, line.account_id, "total actual cost", None, "", "",
-                 str(from_micros(statement.actual_cost_micros)), line.currency])
+                 str(from_micros(statement.actual_cost_micros)), line.currency, ""])
     rows.append([period, line.account_id, "credit limit", None, "", "", str(from_micros(line.limit_micros)),
-                 line.currency])
+                 line.currency, ""])
     rows.append([period, line.account_id, "amount due" if statement.final else "amount due so far (interim)", None,
-                 "", "", str(from_micros(statement.credit_used_micros)), line.currency])
+                 "", "", str(from_micros(statement.credit_used_micros)), line.currency, ""])
     return to_csv(header, rows)
 
 
