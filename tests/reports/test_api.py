@@ -435,6 +435,19 @@ def test_summing_accounts_of_different_currencies_is_refused(api: Api, store: Ev
         },
     )
     assert response.status_code == 422 and response.json()["error"]["fields"][0]["rule"] == "same_currency"
+    # One row per account is allowed; money then has no total across the currencies, counts still do.
+    store.append(traffic(usd.account_id or 0, 1, impressions=10, clicks=1, installs=0, cost=1_000_000, tag="u"))
+    store.append(traffic(inr.account_id or 0, 2, impressions=5, clicks=1, installs=0, cost=7_000_000, tag="i"))
+    params = {"start_date": DAY.isoformat(), "end_date": DAY.isoformat(), "dimensions": "account",
+              "metrics": ["impressions", "cost_micros", "ctr", "cpc_micros"],
+              "account_ids": [usd.account_id, inr.account_id]}
+    body = expect(api.client.get("/api/v1/reports", headers=admin.headers, params=params), 200)
+    assert body["currency"] is None and sorted(r["cost_micros"] for r in body["rows"]) == [1_000_000, 7_000_000]
+    assert body["totals"]["impressions"] == 15 and body["totals"]["ctr"] == "0.133333"
+    assert body["totals"]["cost_micros"] is None and body["totals"]["cpc_micros"] is None
+    download = api.client.get("/api/v1/reports/download", headers=admin.headers, params={**params, "format": "csv"})
+    total_row = next(r for r in csv.reader(io.StringIO(download.text)) if r and r[0] == "Total")
+    assert "8.00" not in total_row and "8" not in total_row
 
 
 def test_overview_has_balance_real_time_spend_shares_and_review_state(

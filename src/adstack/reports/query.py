@@ -183,6 +183,14 @@ def derive(sums: Mapping[str, int], metric: str) -> int | str | None:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+def in_money(metric: str) -> bool:
+    """Whether the metric is an amount of money or a ratio with one: meaningless summed across currencies."""
+    formula = DERIVED.get(metric)
+    if formula is None:
+        return metric.endswith("_micros")
+    return formula.money or formula.numerator.endswith("_micros") or formula.denominator.endswith("_micros")
+
+
 def ratio(numerator: int, denominator: int) -> str | None:
     """A decimal fraction with six places, half to even; None when the denominator is zero."""
     if denominator == 0:

@@ -404,11 +404,14 @@ def _finish(session: Session, prepared: _Prepared, rows: list[dict[str, Any]], t
     _attach_names(session, prepared, rows)
     columns = _columns(prepared)
     keys = [c.key for c in columns]
+    # Accounts of several currencies, one per row (the account dimension): money has no total across them.
+    mixed = prepared.scope.currency is None and prepared.scope.account_ids != []
     return ReportResult(
         start_date=prepared.query.start_date, end_date=prepared.query.end_date,
         time_zone=prepared.scope.time_zone, currency=prepared.scope.currency,
         granularity=prepared.query.granularity, columns=columns,
         rows=[{k: row.get(k) for k in keys} for row in rows],
-        totals={c.key: totals.get(c.key) for c in columns if c.kind in ("count", "micros", "ratio")},
+        totals={c.key: None if mixed and sql.in_money(c.key) else totals.get(c.key)
+                for c in columns if c.kind in ("count", "micros", "ratio")},
         total_rows=total_rows, limit=limit, offset=offset,
     )
