@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from adstack.core.timeutil import utcnow
 from adstack.finance.pricing import cpt_slot_micros
@@ -137,6 +138,18 @@ def test_a_started_slot_is_billed_once(api: Api) -> None:
     assert -charges[0]["amount_micros"] == 6_000_000
     # Dated at the slot's start, whenever billing ran: the slot's day carries it in budgets and reports.
     assert charges[0]["occurred_at"].startswith(start.isoformat()[:16])
+    # Reports place the slot's cost on its ad space, publisher and placement, so their filters keep it.
+    day = start.astimezone(ZoneInfo(advertiser_time_zone(api, advertiser))).date().isoformat()
+    for scope in ({}, {"publisher_ids": [space["publisher_id"]]}, {"placement_types": ["banner"]},
+                  {"ad_space_ids": [space["id"]]}):
+        report = expect(api.client.get("/api/v1/reports", headers=advertiser.headers, params={
+            "start_date": day, "end_date": day, "metrics": ["cost_micros"], **scope}), 200)
+        assert report["totals"]["cost_micros"] == 6_000_000, scope
+
+
+def advertiser_time_zone(api: Api, advertiser: Actor) -> str:
+    account = expect(api.client.get(f"/api/v1/accounts/{advertiser.account_id}", headers=advertiser.headers), 200)
+    return str(account["time_zone"])
 
 
 def _slot(start: Any, hours: float) -> dict[str, str]:

@@ -17,6 +17,7 @@ from adstack.campaigns.models import AdGroup, Campaign
 from adstack.core.errors import Conflict, FieldError
 from adstack.core.timeutil import as_utc
 from adstack.finance.pricing import cpt_slot_micros
+from adstack.inventory.models import AdSpace
 from adstack.review.models import ReviewStatus
 
 # A slot that started while billing was down is still billed when it comes back, within this much time.
@@ -149,6 +150,8 @@ class DueSlot:
     ad_space_id: int
     slot: Slot
     amount_micros: int
+    publisher_id: int = 0  # the ad space's, so reports place the slot's cost where it was shown
+    placement_type: str = ""
 
 
 def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
@@ -158,12 +161,17 @@ def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
     rows = session.execute(select(AdGroup, Campaign.status).join(Campaign, Campaign.id == AdGroup.campaign_id).where(
         AdGroup.bid_type == BidType.CPT.value, AdGroup.status == UserStatus.ENABLED.value,
         AdGroup.review_status == ReviewStatus.APPROVED.value))
+    publishers: dict[int, int] = {}
     for group, campaign_status in rows:
         if campaign_status != UserStatus.ENABLED.value:
             continue
+        ad_space_id = int((group.ad_space_ids or [0])[0])
         for slot in slots_of(group.booked_slots or []):
             if now - BILLING_CATCH_UP <= slot.start <= now:
-                due.append(DueSlot(group.id, group.account_id, group.campaign_id, group.id,
-                                   (group.ad_space_ids or [0])[0], slot,
-                                   cpt_slot_micros(group.bid_micros, slot.start, slot.end)))
+                if ad_space_id and ad_space_id not in publishers:
+                    publishers[ad_space_id] = int(session.scalar(
+                        select(AdSpace.publisher_id).where(AdSpace.id == ad_space_id)) or 0)
+                due.append(DueSlot(group.id, group.account_id, group.campaign_id, group.id, ad_space_id, slot,
+                                   cpt_slot_micros(group.bid_micros, slot.start, slot.end),
+                                   publisher_id=publishers.get(ad_space_id, 0), placement_type=group.placement_type))
     return due

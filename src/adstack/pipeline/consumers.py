@@ -413,7 +413,8 @@ def _charge_event(request: Any, item: Tracked | None, record: dict[str, Any], am
         return tracked_event(item, f"charge:{request.charge_id}", EventType.CHARGE, cost_micros=amount, attrs=attrs)
     return Event(event_id=f"charge:{request.charge_id}", event_type=EventType.CHARGE, occurred_at=request.occurred_at,
                  account_id=request.account_id, campaign_id=request.campaign_id, ad_group_id=request.ad_group_id,
-                 ad_space_id=int(record.get("ad_space_id", 0)), cost_micros=amount, attrs=attrs)
+                 ad_space_id=int(record.get("ad_space_id", 0)), publisher_id=int(record.get("publisher_id", 0)),
+                 placement_type=str(record.get("placement_type", "")), cost_micros=amount, attrs=attrs)
 
 
 # ---------- touchpoints and invalid traffic ----------

@@ -90,10 +90,12 @@ def invalid(*, kind: str, reason: str, message: str, token: str, client_ip: str,
 
 
 def cpt_slot(*, booking_id: int, account_id: int, campaign_id: int, ad_group_id: int, ad_space_id: int,
-             starts_at: datetime, amount_micros: int) -> dict[str, Any]:
+             starts_at: datetime, amount_micros: int, publisher_id: int = 0, placement_type: str = ""
+             ) -> dict[str, Any]:
     return {"id": f"cpt:{booking_id}:{int(starts_at.timestamp())}", "k": Kind.CPT_SLOT.value, "ts": now_ms(),
             "account_id": account_id, "campaign_id": campaign_id, "ad_group_id": ad_group_id,
-            "ad_space_id": ad_space_id, "starts_at": int(starts_at.timestamp()), "amount": amount_micros}
+            "ad_space_id": ad_space_id, "publisher_id": publisher_id, "placement_type": placement_type,
+            "starts_at": int(starts_at.timestamp()), "amount": amount_micros}
 
 
 def postback(*, app_id: int, partner: str, dedupe_key: str, method: str, fields: dict[str, str],

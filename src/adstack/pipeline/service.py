@@ -202,7 +202,8 @@ class Pipeline:
             due = due_slots(session, now=now or utcnow())
         fresh = [records.cpt_slot(booking_id=d.booking_id, account_id=d.account_id, campaign_id=d.campaign_id,
                                   ad_group_id=d.ad_group_id, ad_space_id=d.ad_space_id, starts_at=d.slot.start,
-                                  amount_micros=d.amount_micros) for d in due]
+                                  amount_micros=d.amount_micros, publisher_id=d.publisher_id,
+                                  placement_type=d.placement_type) for d in due]
         fresh = [r for r in fresh if r["id"] not in self._slots_appended]
         self.append_many(fresh)
         self._slots_appended.update(r["id"] for r in fresh)
