@@ -160,3 +160,23 @@ def test_unapproved_or_paused_creatives_and_unknown_spaces_do_not_serve(api: Api
     assert eventually(lambda: ads_now(client, space_id) == [])
     assert ad_request(client, 987_654).status_code == 404
     assert client.post("/v1/ads", json={"ad_space_id": 0}).status_code == 422
+
+
+def test_an_android_locale_string_matches_language_targeting(api: Api) -> None:
+    """Android's Locale.toString() gives "hi_IN"; an ad group targeting Hindi ("hi") is for that device."""
+    made = setup_serving_ad(api)
+    group_id = made["group"]["id"]
+    expect(api.client.patch(f"/api/v1/ad-groups/{group_id}", headers=made["actor"].headers,
+                            json={"targeting": {"countries": ["ID"], "languages": ["hi"]}}), 200)
+    review = {"decision": "approve"}
+    if expect(api.client.get(f"/api/v1/ad-groups/{group_id}", headers=made["actor"].headers), 200)[
+            "review_status"] == "under_review":
+        expect(api.client.post(f"/api/v1/ad-groups/{group_id}/review", headers=made["admin"].headers, json=review),
+               200)
+    space_id = made["space"]["id"]
+    def hindi_served() -> bool:
+        response = ad_request(api.client, space_id, language="hi_IN")
+        return response.status_code == 200 and bool(response.json()["ads"])
+
+    assert eventually(hindi_served)
+    assert expect(ad_request(api.client, space_id, language="id_ID"), 200)["ads"] == []

@@ -220,6 +220,16 @@ def test_frequency_cap_per_device_per_day() -> None:
     assert served(eng, now=NOW + timedelta(days=1), **device) == [1]
 
 
+
+def test_a_frequency_capped_ad_group_is_not_served_to_a_device_it_cannot_count() -> None:
+    """No id, or a zeroed one, gives no device key: a cap per device could not hold, so the ad group is not a
+    candidate; an ad group without a cap still serves."""
+    eng = engine(snapshot([group(1, frequency_cap=2)]))
+    assert [served(eng) for _ in range(3)] == [[], [], []]
+    uncapped = engine(snapshot([group(1)]))
+    assert [served(uncapped) for _ in range(3)] == [[1], [1], [1]]
+
+
 @pytest.mark.parametrize(
     ("slot", "fits"),
     [

@@ -293,6 +293,8 @@ class DecisionEngine:
             return None
         if slot_filter is not None and not slot_filter(group):
             return None
+        if group.frequency_cap is not None and request.device_key is None:
+            return None  # a cap per device cannot hold for a device we cannot tell apart (no or a zeroed id)
         creatives = eligibility.fitting_creatives(group, request.slot)
         if not creatives:
             return None

@@ -54,7 +54,8 @@ def build_request(data: AdRequestData, space: AdSpaceSnap, publisher: PublisherS
         ad_space_id=space.id, publisher_id=space.publisher_id,
         app_package=data.app.package or (publisher.app_package if publisher else ""),
         country=country.upper() if country else None,
-        language=data.device.language.lower() if data.device.language else None,
+        # Android's Locale.toString() writes "hi_IN"; targeting reads BCP 47 tags ("hi-IN", then "hi").
+        language=data.device.language.lower().replace("_", "-") if data.device.language else None,
         gender=data.user.gender.value if data.user.gender else None, age=data.user.age,
         network=data.device.network.value if data.device.network else None,
         carrier=data.device.carrier.lower() if data.device.carrier else None,
