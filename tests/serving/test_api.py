@@ -180,3 +180,27 @@ def test_an_android_locale_string_matches_language_targeting(api: Api) -> None:
 
     assert eventually(hindi_served)
     assert expect(ad_request(api.client, space_id, language="id_ID"), 200)["ads"] == []
+
+
+def test_the_serving_process_saves_frequency_counts_in_its_data_directory(api: Api) -> None:
+    """A restart of the one serving process reads its delivery counters back from the data directory."""
+    from adstack.serving.counters import MemoryCounters
+
+    made = setup_serving_ad(api)
+    group_id, space_id = made["group"]["id"], made["space"]["id"]
+    expect(api.client.patch(f"/api/v1/ad-groups/{group_id}", headers=made["actor"].headers,
+                            json={"frequency_cap_per_day": 1}), 200)
+    if expect(api.client.get(f"/api/v1/ad-groups/{group_id}", headers=made["actor"].headers), 200)[
+            "review_status"] == "under_review":
+        expect(api.client.post(f"/api/v1/ad-groups/{group_id}/review", headers=made["admin"].headers,
+                               json={"decision": "approve"}), 200)
+    runtime = api.client.app.state.serving  # type: ignore[attr-defined]
+    assert eventually(lambda: any(g.frequency_cap == 1 for g in runtime.state.snapshot.ad_groups.values()))
+    assert len(expect(ad_request(api.client, space_id), 200)["ads"]) == 1
+    assert expect(ad_request(api.client, space_id), 200)["ads"] == []  # the cap of one is used
+    runtime.save_delivery_counters()
+    runtime.engine.counters = MemoryCounters()  # what a restarted process starts with
+    assert len(expect(ad_request(api.client, space_id), 200)["ads"]) == 1  # without the saved counts: again
+    runtime.engine.counters = MemoryCounters()
+    runtime.load_delivery_counters()
+    assert expect(ad_request(api.client, space_id), 200)["ads"] == []

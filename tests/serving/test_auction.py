@@ -14,7 +14,7 @@ from adstack.serving.engine import DecisionEngine, ServingState
 from adstack.serving.fx import FxRates
 from adstack.serving.prediction import DEFAULT_CTR_PRIORS, RateModel
 from adstack.serving.ranking import MinimumPrices, clearing_price_micros
-from adstack.serving.snapshot import AccountSnap, AdSpaceSnap, Schedule
+from adstack.serving.snapshot import AccountSnap, AdSpaceSnap, Schedule, Spend
 from tests.serving.support import NOW, PUBLISHER_ID, SPACE_ID, creative, engine, group, request, snapshot
 
 INTERSTITIAL_CTR = DEFAULT_CTR_PRIORS["interstitial"].mean
@@ -232,3 +232,16 @@ def test_first_price_exchange_bids_the_ecpm_less_the_margin_not_the_floor(client
         margin = client.app.state.settings.openrtb_first_price_margin_percent  # type: ignore[attr-defined]
         assert prices[1] == math.ceil(ecpm * (100 - margin) / 100 / 100) / 10_000
         assert prices[1] > 0.0001
+
+
+def test_a_restart_keeps_a_guaranteed_bookings_delivery_from_what_billing_counted() -> None:
+    """Delivery counts live in memory; after a restart the ledger's billed impressions are where a booking
+    stands, so it is not delivered a second time."""
+    start = NOW - timedelta(hours=10)
+    guaranteed = group(1, bid_type="guaranteed_cpm", bid_micros=1, booked_impressions=100,
+                       schedule=Schedule(start=start, end=start + timedelta(hours=100)))
+    fresh = engine(snapshot([guaranteed]))
+    assert sum(len(decide(fresh)) for _ in range(100)) >= 10
+    billed = snapshot([guaranteed], ledger_spend={1: Spend(total_micros=12, total_units=12)})
+    restarted = engine(billed)  # new in-memory counters: only the ledger remembers the 12 shown
+    assert sum(len(decide(restarted)) for _ in range(100)) == 0

@@ -254,3 +254,24 @@ def test_video_duration_must_fit() -> None:
 def test_blocked_advertiser_domain() -> None:
     assert serves(BASE, blocked_domains=frozenset({"other.example.com"}))
     assert not serves(BASE, blocked_domains=frozenset({"advertiser.example.com"}))
+
+
+def test_frequency_counts_survive_a_restart_through_the_saved_delivery_counters() -> None:
+    """The embedded default keeps frequency in memory: saved and read back, a device that used its cap before a
+    restart does not get the ad again after it; counts past their day are not read back."""
+    from adstack.serving.counters import MemoryCounters
+
+    capped = snapshot([group(1, frequency_cap=1)])
+    device = {"gaid": GAID, "device_key": device_key(GAID)}
+    before = engine(capped)
+    assert served(before, **device) == [1]
+    saved = before.counters.export_delivery()  # type: ignore[attr-defined]
+    assert any(key.startswith("f:1:") for key in saved)
+
+    counters = MemoryCounters()
+    assert counters.import_delivery(saved) == len(saved)
+    after = engine(capped, counters=counters)
+    assert served(after, **device) == []
+    assert served(after, gaid=OTHER_GAID, device_key=device_key(OTHER_GAID)) == [1]
+    expired = {key: (value, 1.0) for key, (value, _) in saved.items()}  # expired long ago
+    assert MemoryCounters().import_delivery(expired) == 0

@@ -150,21 +150,23 @@ def remaining_budget_micros(session: Session, ad_group_id: int, *, at: datetime 
     return budget_state(session, ad_group_id, at=at).remaining_micros
 
 
-def ad_group_spend_today(session: Session, ad_group_days: Iterable[tuple[int, str]]) -> dict[int, tuple[int, int]]:
-    """Bulk read for serving's snapshot: {ad_group_id: (spent on that local day, spent in total)} for
-    (ad_group_id, local ISO date) pairs; one query per 500 ad groups."""
+def ad_group_spend_today(session: Session, ad_group_days: Iterable[tuple[int, str]]
+                         ) -> dict[int, tuple[int, int, int]]:
+    """Bulk read for serving's snapshot: {ad_group_id: (spent on that local day, spent in total, billed events in
+    total)} for (ad_group_id, local ISO date) pairs; one query per 500 ad groups."""
     pairs = list(ad_group_days)
-    out: dict[int, tuple[int, int]] = {ad_group_id: (0, 0) for ad_group_id, _ in pairs}
+    out: dict[int, tuple[int, int, int]] = {ad_group_id: (0, 0, 0) for ad_group_id, _ in pairs}
     for start in range(0, len(pairs), 500):
         chunk = pairs[start:start + 500]
         ids = [ad_group_id for ad_group_id, _ in chunk]
         wanted = {ad_group_id: day for ad_group_id, day in chunk}
-        rows = session.execute(select(SpendCounter.scope_id, SpendCounter.period, SpendCounter.spent_micros).where(
+        rows = session.execute(select(SpendCounter.scope_id, SpendCounter.period, SpendCounter.spent_micros,
+                                      SpendCounter.units).where(
             SpendCounter.scope == SpendScope.AD_GROUP.value, SpendCounter.scope_id.in_(ids)))
-        for scope_id, period, spent in rows:
-            today, total = out[int(scope_id)]
+        for scope_id, period, spent, units in rows:
+            today, total, billed = out[int(scope_id)]
             if period == TOTAL_PERIOD:
-                out[int(scope_id)] = (today, int(spent))
+                out[int(scope_id)] = (today, int(spent), int(units or 0))
             elif period == wanted[int(scope_id)]:
-                out[int(scope_id)] = (int(spent), total)
+                out[int(scope_id)] = (int(spent), total, billed)
     return out

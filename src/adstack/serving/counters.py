@@ -53,6 +53,9 @@ class Hold:
 # others (delivery counts of guaranteed and CPT ads) stay, since the ad was shown; frequency is never returned.
 MONEY_PREFIXES = ("d:", "t:", "a:")
 KEPT_PREFIXES = ("f:",)
+# Delivery counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery.
+# In one process they are saved to disk now and then (`export_delivery`) and read back at start.
+DELIVERY_PREFIXES = ("f:", "g:", "c:")
 
 
 def _booked_claims(claims: Sequence[Claim]) -> list[tuple[str, int, bool]]:
@@ -186,6 +189,38 @@ class MemoryCounters:
             for claim in claims:
                 if claim.key in self._values:
                     self._values[claim.key] = max(0, self._values[claim.key] - claim.amount)
+
+    def export_delivery(self) -> dict[str, tuple[int, float]]:
+        """The delivery counters: {key: (value, wall-clock expiry or 0)}, less what unshown reservations still hold
+        on them (their ads may never be shown, and their book is not saved)."""
+        with self._lock:
+            held: dict[str, int] = {}
+            for booked, _ in self._book.values():
+                for key, amount, money in booked:
+                    if not money:
+                        held[key] = held.get(key, 0) + amount
+            monotonic, wall = time.monotonic(), time.time()
+            out = {}
+            for key, value in self._values.items():
+                if key.startswith(DELIVERY_PREFIXES) and value - held.get(key, 0) > 0:
+                    expiry = self._expiry.get(key)
+                    out[key] = (value - held.get(key, 0), wall + (expiry - monotonic) if expiry else 0.0)
+            return out
+
+    def import_delivery(self, saved: dict[str, tuple[int, float]]) -> int:
+        """Take back saved delivery counters (the larger value wins; expired ones are left out); how many."""
+        taken = 0
+        with self._lock:
+            monotonic, wall = time.monotonic(), time.time()
+            for key, (value, expires) in saved.items():
+                if not key.startswith(DELIVERY_PREFIXES) or (expires and expires <= wall):
+                    continue
+                if int(value) > self._values.get(key, 0):
+                    self._values[key] = int(value)
+                    if expires:
+                        self._expiry[key] = monotonic + (expires - wall)
+                    taken += 1
+        return taken
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, at in self._expiry.items() if at <= now]

@@ -357,17 +357,20 @@ class DecisionEngine:
             except Exception:  # as above
                 self._log_counter_failure()
                 return out
+            # What billing counted is delivered at least: the in-memory count starts from it after a restart.
+            billed = [_billed_units(snapshot, g.id) for g, _ in guaranteed]
             behind: list[tuple[float, int]] = []
             for i, (group, _) in enumerate(guaranteed):
                 allowance = self._booking_allowance(group, now)
-                if delivered[i] < allowance:
-                    behind.append((delivered[i] / max(allowance, 1), i))
+                shown = max(delivered[i], billed[i])
+                if shown < allowance:
+                    behind.append((shown / max(allowance, 1), i))
             for _, i in sorted(behind):
                 if len(out) >= slots:
                     return out
                 group, creatives = guaranteed[i]
                 allowance = self._booking_allowance(group, now)
-                booked = Claim(_booked_key(group.id), 1, cap=allowance)
+                booked = Claim(_booked_key(group.id), 1, cap=allowance, floor=billed[i])
                 bid_usd = state.fx.to_usd(group.bid_micros, group.currency)
                 decision = yield from self._commit(request, state, times, space, group, creatives,
                                                    tier=TIER_GUARANTEED, ecpm=bid_usd, price=group.bid_micros,
@@ -594,6 +597,11 @@ def _account_key(account_id: int) -> str:
 
 def _frequency_key(group_id: int, device_key: int, day: date) -> str:
     return f"f:{group_id}:{device_key}:{day.isoformat()}"
+
+
+def _billed_units(snapshot: Snapshot, group_id: int) -> int:
+    spend = snapshot.ledger_spend.get(group_id)
+    return spend.total_units if spend is not None else 0
 
 
 def _booked_key(group_id: int) -> str:

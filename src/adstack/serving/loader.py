@@ -136,8 +136,8 @@ def _ledger_spend(session: Session, groups: Iterable[tuple[int, str]], now: date
         days[group_id] = day
         pairs.append((group_id, day.isoformat()))
     spent = budgets.ad_group_spend_today(session, pairs)
-    return {g: Spend(today_micros=today, total_micros=total, day=days[g]) for g, (today, total) in spent.items()
-            if today or total}
+    return {g: Spend(today_micros=today, total_micros=total, day=days[g], total_units=units)
+            for g, (today, total, units) in spent.items() if today or total or units}
 
 
 def money_mark(session: Session) -> MoneyMark:

@@ -10,12 +10,15 @@ request events, and re-learns the daily traffic curve.
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +28,7 @@ from adstack.core.settings import Settings
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.events.models import Event, EventType
 from adstack.serving import reservations
-from adstack.serving.counters import Counters, make_counters
+from adstack.serving.counters import Counters, MemoryCounters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, make_install_history
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
@@ -42,6 +45,8 @@ AUDIENCES_SECONDS = 1.0  # an aggregate of the audiences' versions; the index is
 TRAFFIC_SECONDS = 300.0
 STATS_SECONDS = 300.0  # outcome counts re-read from the event store's rollup
 EVENTS_SECONDS = 1.0
+DELIVERY_SECONDS = 10.0  # how much frequency and booked delivery a crash of the one serving process may forget
+DELIVERY_FILE = "serving-delivery-counters.json"
 STATS_LOOKBACK_DAYS = 30
 DEVICE_REPORT_SECONDS = 600.0
 FREEZE_AT_AD_GROUPS = 5_000
@@ -104,6 +109,7 @@ class ServingRuntime:
         except ImportError:  # pragma: no cover - audiences are optional
             self.device_profiles = None
         self._guard("audiences", self._reload_audiences)
+        self._guard("delivery counters", self.load_delivery_counters)
         self.refresh()
         self._guard("install history", self.load_install_history)
         started = time.monotonic()
@@ -113,6 +119,7 @@ class ServingRuntime:
 
     def stop(self) -> None:
         self._periodic.stop()
+        self._guard("delivery counters", self.save_delivery_counters)
         self._guard("events", self.flush_events)
         if self.device_profiles is not None:
             self._guard("device profiles", self.device_profiles.flush)
@@ -126,6 +133,7 @@ class ServingRuntime:
         self._every("rates", RATES_SECONDS, now, self.refresh_rates)
         self._every("audiences", AUDIENCES_SECONDS, now, self._reload_audiences)
         self._every("events", EVENTS_SECONDS, now, self.flush_events)
+        self._every("delivery counters", DELIVERY_SECONDS, now, self.save_delivery_counters)
         self._every("traffic", TRAFFIC_SECONDS, now, self.engine.traffic.refresh)
         if self.device_profiles is not None:
             self._every("device profiles", 5.0, now, self.device_profiles.flush)
@@ -143,6 +151,37 @@ class ServingRuntime:
             work()
         except Exception:  # the refresher must outlive a bad cycle; serving goes on with the last state
             log.exception("serving refresh of %s failed", name)
+
+    # ---------- delivery counters of the embedded default ----------
+
+    def _delivery_file(self) -> Path | None:
+        counters = self.engine.counters
+        return self.settings.data_dir / DELIVERY_FILE if isinstance(counters, MemoryCounters) else None
+
+    def save_delivery_counters(self) -> None:
+        """Frequency and booked delivery live in this process's memory (shared counters keep them in Redis):
+        written to the data directory, atomically, so a restart does not give every device its cap again."""
+        path = self._delivery_file()
+        if path is None:
+            return
+        assert isinstance(self.engine.counters, MemoryCounters)
+        saved = self.engine.counters.export_delivery()
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(saved, separators=(",", ":")))
+        os.replace(temporary, path)
+
+    def load_delivery_counters(self) -> None:
+        path = self._delivery_file()
+        if path is None or not path.exists():
+            return
+        assert isinstance(self.engine.counters, MemoryCounters)
+        try:
+            raw = json.loads(path.read_text())
+            saved = {key: (int(value), float(expires)) for key, (value, expires) in raw.items()}
+        except (ValueError, TypeError, AttributeError):
+            log.warning("unreadable delivery counters in %s: starting from zero", path)
+            return
+        self.engine.counters.import_delivery(saved)
 
     # ---------- refreshing ----------
 

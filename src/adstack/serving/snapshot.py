@@ -234,6 +234,7 @@ class Spend:
     today_micros: int = 0
     total_micros: int = 0
     day: date | None = None
+    total_units: int = 0  # billed events in total: a guaranteed booking's delivered impressions at least
 
 
 class Snapshot:
