@@ -318,5 +318,5 @@ def test_downloads_show_money_in_currency_units_after_a_byte_order_mark(
     lines = download.content.decode("utf-8-sig").splitlines()
     header, row = lines[0].split(","), lines[1].split(",")
     cost_column = header.index(f"Cost ({expected.currency})")
-    assert row[cost_column] == str((Decimal(expected.rows[0]["cost_micros"]) / 1_000_000).quantize(Decimal("0.01")))
+    assert row[cost_column] == str((Decimal(expected.rows[0]["cost_micros"]) / 1_000_000).quantize(Decimal("0.000001")))
     assert "春季推广" in lines[1] and not [h for h in header if "micros" in h.lower()]

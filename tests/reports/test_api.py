@@ -237,8 +237,8 @@ def test_csv_and_xlsx_downloads_hold_every_row_and_totals_with_formulas_neutrali
     }
     as_json = report(api, advertiser, dimensions=["campaign", "objective"])
     cost_heading = f"Cost ({as_json['currency']})"
-    # Files show currency units to the cent, never micros.
-    cost = (Decimal(as_json["totals"]["cost_micros"]) / 1_000_000).quantize(Decimal("0.01"))
+    # Files show currency units exact to the micro, never micros.
+    cost = (Decimal(as_json["totals"]["cost_micros"]) / 1_000_000).quantize(Decimal("0.000001"))
     response = api.client.get("/api/v1/reports/download", params=params | {"format": "csv"}, headers=advertiser.headers)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.content.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
@@ -304,8 +304,10 @@ def test_a_report_job_runs_in_the_background_with_progress_and_a_download(
     lines = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
     assert [row[0] for row in lines[1:-1]] == [(start + timedelta(days=d)).isoformat() for d in range(0, 120, 7)]
     assert lines[0][1].startswith("Cost (") and "micros" not in lines[0][1]
-    spent = (Decimal(1_000 * len(range(0, 120, 7))) / 1_000_000).quantize(Decimal("0.01"))
+    spent = (Decimal(1_000 * len(range(0, 120, 7))) / 1_000_000).quantize(Decimal("0.000001"))
     assert lines[-1][0] == "Total" and lines[-1][1] == str(spent)
+    # Exact to the micro, the rows add up to the total (each 0.001 would have shown as 0.00 to the cent).
+    assert sum(Decimal(row[1]) for row in lines[1:-1]) == spent
     listed = expect(api.client.get("/api/v1/reports/jobs", headers=advertiser.headers), 200)
     assert [j["id"] for j in listed] == [job["id"]]
 
@@ -447,7 +449,7 @@ def test_summing_accounts_of_different_currencies_is_refused(api: Api, store: Ev
     assert body["totals"]["cost_micros"] is None and body["totals"]["cpc_micros"] is None
     download = api.client.get("/api/v1/reports/download", headers=admin.headers, params={**params, "format": "csv"})
     total_row = next(r for r in csv.reader(io.StringIO(download.text)) if r and r[0] == "Total")
-    assert "8.00" not in total_row and "8" not in total_row
+    assert not any(cell.startswith("8") for cell in total_row)
 
 
 def test_overview_has_balance_real_time_spend_shares_and_review_state(

@@ -22,8 +22,9 @@ EXPORT_MAX_ROWS = 100_000
 
 
 def money_units(micros: int) -> Decimal:
-    """An amount in the currency's units, to the cent, as the console's table shows it (never micros)."""
-    return (Decimal(int(micros)) / MICROS_PER_UNIT).quantize(Decimal("0.01"))
+    """An amount in the currency's units (never micros), exact to the micro: a file is for reconciling, and rows
+    rounded to the cent stop adding up to the total (hours of 0.0022 each shown as 0.00)."""
+    return (Decimal(int(micros)) / MICROS_PER_UNIT).quantize(Decimal("0.000001"))
 
 
 def file_label(column: ColumnRead, currency: str | None) -> str:
