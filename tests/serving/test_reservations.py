@@ -113,7 +113,11 @@ def _keys(eng: DecisionEngine) -> list[str]:
     return [c.key for c in eng._claims(g, req, eng.state, eligibility.LocalTimes(req.now), 1)]
 
 
-def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(api: Api) -> None:
+@pytest.mark.parametrize(("budget", "status"), [("daily_budget_micros", "daily_budget_reserved"),
+                                               ("total_budget_micros", "budget_reserved")])
+def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
+    api: Api, budget: str, status: str
+) -> None:
     admin = api.admin()
     actor = api.approved_account(admin)
     ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
@@ -136,7 +140,7 @@ def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
         bid_micros=300_000,
         ad_space_ids=[space["id"]],
         targeting={"countries": ["ID"]},
-        daily_budget_micros=50_000,
+        **{"daily_budget_micros": None, "total_budget_micros": None, budget: 50_000},
         pacing="asap",
     )
     approved_creative(api, actor, admin, group["id"])
@@ -147,7 +151,7 @@ def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
         served += 1
     assert 1 < served < 2_000
     read = expect(client.get(f"/api/v1/ad-groups/{group['id']}", headers=actor.headers), 200)
-    assert read["serving_status"] == "daily_budget_reserved", read["serving_reason"]
+    assert read["serving_status"] == status, read["serving_reason"]
     assert "held by ads served" in read["serving_reason"]
     counters = client.app.state.serving.engine.counters  # type: ignore[attr-defined]
     assert counters.expire(utcnow().timestamp() + 31 * 60, limit=10_000) >= served - 1  # the SDK holds ran out

@@ -88,6 +88,7 @@ class ServingStatus(StrEnum):
     DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
     # What is left of today's budget is held by ads served and not yet shown, billed or expired.
     DAILY_BUDGET_RESERVED = "daily_budget_reserved"
+    BUDGET_RESERVED = "budget_reserved"  # the same, of its total budget
     OUT_OF_SCHEDULE = "out_of_schedule"
     ELIGIBLE = "eligible"
     NO_ACTIVE_AD_GROUPS = "no_active_ad_groups"  # campaigns only: nothing under it could serve

@@ -43,7 +43,7 @@ def _schedule_facts(ad_group: AdGroup) -> ScheduleFacts:
 
 
 def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
-           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0,
+           total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0, reserved_total: int = 0,
            ready: Readiness | None = None) -> ServingFacts:
     ready = ready or Readiness()
     return ServingFacts(
@@ -62,6 +62,7 @@ def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None
         now=now,
         currency=account.currency if account else "",
         reserved_today_micros=reserved_today,
+        reserved_total_micros=reserved_total,
         creatives=ready.creatives,
         approved_creatives=ready.approved_creatives,
         creatives_under_review=ready.creatives_under_review,
@@ -77,11 +78,14 @@ def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetim
     spend_today = budgets.ad_group_spend_micros(session, ad_group.id,
                                                 since=local_midnight_utc(moment, ad_group.time_zone))
     held = reservations.held_today({(ad_group.id, _local_day(moment, ad_group.time_zone)): spend_today})
+    total_spend = budgets.ad_group_spend_micros(session, ad_group.id)
+    held_total = reservations.held_in_total({ad_group.id: total_spend}) \
+        if ad_group.total_budget_micros is not None else {}
     facts = _facts(
         ad_group, session.get(Campaign, ad_group.campaign_id), session.get(Account, ad_group.account_id),
-        available=finance.available_micros(session, ad_group.account_id),
-        total_spend=budgets.ad_group_spend_micros(session, ad_group.id),
+        available=finance.available_micros(session, ad_group.account_id), total_spend=total_spend,
         spend_today=spend_today, now=moment, reserved_today=held.get(ad_group.id, 0),
+        reserved_total=held_total.get(ad_group.id, 0),
         ready=readiness(session, [ad_group])[ad_group.id],
     )
     return derive_serving_status(facts)
@@ -132,12 +136,14 @@ def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: dat
         today.update(spend_by(session, LedgerEntry.ad_group_id, group_ids, since=midnight))
     held = reservations.held_today({(g.id, _local_day(moment, g.time_zone)): today.get(g.id, 0)
                                     for g in ad_groups if g.daily_budget_micros is not None})
+    held_total = reservations.held_in_total({g.id: total.get(g.id, 0) for g in ad_groups
+                                             if g.total_budget_micros is not None})
     ready = readiness(session, ad_groups)
     return {
         g.id: derive_serving_status(_facts(
             g, campaigns.get(g.campaign_id), account_rows.get(g.account_id), available=available[g.account_id],
             total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment,
-            reserved_today=held.get(g.id, 0), ready=ready[g.id]))
+            reserved_today=held.get(g.id, 0), reserved_total=held_total.get(g.id, 0), ready=ready[g.id]))
         for g in ad_groups
     }
 

@@ -45,6 +45,7 @@ class ServingFacts:
     account_rejection_reasons: str = ""  # a suspended account's reason
     currency: str = field(default="")
     reserved_today_micros: int = 0  # held by served ads awaiting their impression, billing or expiry
+    reserved_total_micros: int = 0  # the same, on the total budget
     # What serving would show it with and on (campaigns/readiness.py); none known means none.
     creatives: int = 0
     approved_creatives: int = 0
@@ -132,6 +133,12 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
             < facts.daily_budget_micros * RESERVED_ROOM_SHARE:
         return ServingStatus.DAILY_BUDGET_RESERVED, (
             f"{_money(facts.reserved_today_micros, facts.currency)} of today's budget is held by ads served and "
+            f"not yet shown; it returns when they are billed or their reservations expire")
+    if facts.total_budget_micros is not None and facts.reserved_total_micros > 0 \
+            and facts.total_budget_micros - facts.total_spend_micros - facts.reserved_total_micros \
+            < facts.total_budget_micros * RESERVED_ROOM_SHARE:
+        return ServingStatus.BUDGET_RESERVED, (
+            f"{_money(facts.reserved_total_micros, facts.currency)} of the total budget is held by ads served and "
             f"not yet shown; it returns when they are billed or their reservations expire")
     reason = out_of_schedule_reason(facts.schedule, facts.now)
     if reason is not None:

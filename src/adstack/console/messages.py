@@ -334,6 +334,8 @@ _PATTERN_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
      N_("daily budget of %(amount)s is spent for today")),
     (re.compile(r"^(?P<amount>.+) of today's budget is held by ads served and not yet shown.*$"),
      N_("%(amount)s of today's budget is held by ads served and not yet shown")),
+    (re.compile(r"^(?P<amount>.+) of the total budget is held by ads served and not yet shown.*$"),
+     N_("%(amount)s of the total budget is held by ads served and not yet shown")),
     (re.compile(r"^(?P<serving>\d+) of (?P<total>\d+) ad groups serving$"),
      N_("%(serving)s of %(total)s ad groups serving")),
     (re.compile(r"^no ad group is serving; the closest is (?P<status>[a-z ]+)$"),
