@@ -78,6 +78,21 @@ def test_clicks_need_an_earlier_valid_impression_a_human_delay_and_no_burst() ->
     ]
 
 
+def test_video_events_need_their_impression_before_or_beside_them() -> None:
+    """A video event of an ad never shown is not a view; a VAST player fires the impression with the start, so
+    the impression may come just after it in the same batch."""
+    history = ivt.History()
+    verdicts = ivt.judge([obs("video:1:start", "video", 1_000, impression="never"),
+                          obs("video:2:start", "video", 1_000, impression="v2"),
+                          obs("imp:2", "imp", 1_050, impression="v2"),
+                          obs("video:2:complete", "video", 30_000, impression="v2")], history, RULES)
+    assert verdicts == [(ivt.Reason.VIDEO_WITHOUT_IMPRESSION,), (), (), ()]
+    history.impressions["bad"] = (0, True)
+    assert ivt.judge([obs("video:3", "video", 5_000, impression="bad")], history, RULES) == [
+        (ivt.Reason.INVALID_IMPRESSION,)
+    ]
+
+
 def test_bursts_count_per_ad_group_and_device_or_address_within_the_window() -> None:
     history = ivt.History(impressions={f"i{n}": (0, False) for n in range(10)})
     clicks = [

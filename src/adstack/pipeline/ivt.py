@@ -11,7 +11,9 @@ address). Each rule here is one of those:
 - `bot_user_agent`: the user agent matches a known crawler (the open `crawler-user-agents` list);
 - `empty_user_agent`: no user agent at all;
 - `click_without_impression`: a click whose impression was never received (no pixel fired before it);
-- `invalid_impression`: a click on an impression that was itself invalid;
+- `invalid_impression`: a click or video event on an impression that was itself invalid;
+- `video_without_impression`: a video event (start, quartiles, complete) of an ad whose impression was never
+  received, before it or in the same batch (a VAST player fires the impression with the start, in either order);
 - `click_too_fast`: a click sooner after its impression than a person clicks;
 - `click_burst`: more clicks on one ad group from one device, or from one address, than allowed in a window;
 - `test_auction`: an event of an exchange's test auction (OpenRTB `test=1`), which is not billable;
@@ -42,6 +44,7 @@ class Reason(StrEnum):
     BOT_USER_AGENT = "bot_user_agent"
     EMPTY_USER_AGENT = "empty_user_agent"
     NO_IMPRESSION = "click_without_impression"
+    VIDEO_WITHOUT_IMPRESSION = "video_without_impression"
     INVALID_IMPRESSION = "invalid_impression"
     TOO_FAST = "click_too_fast"
     BURST = "click_burst"
@@ -146,6 +149,7 @@ def judge(observations: Sequence[Observation], history: History, rules: Rules) -
     """The reasons each observation is invalid (empty when valid), in order; `history` is updated as it goes, so
     an impression early in the batch counts for a click later in it."""
     out: list[tuple[Reason, ...]] = []
+    batch_impressions = {seen.impression_id for seen in observations if seen.kind == "imp"}
     for seen in observations:
         reasons: list[Reason] = []
         if seen.test:
@@ -176,6 +180,12 @@ def judge(observations: Sequence[Observation], history: History, rules: Rules) -
                 burst = burst or recent > rules.burst_clicks
             if burst:
                 reasons.append(Reason.BURST)
+        elif seen.kind == "video":
+            receipt = history.impressions.get(seen.impression_id)
+            if receipt is None and seen.impression_id not in batch_impressions:
+                reasons.append(Reason.VIDEO_WITHOUT_IMPRESSION)
+            elif receipt is not None and receipt[1]:
+                reasons.append(Reason.INVALID_IMPRESSION)
         elif seen.kind == "imp" and seen.impression_id not in history.impressions:
             history.impressions[seen.impression_id] = (seen.at_ms, bool(reasons))
         out.append(tuple(reasons))
