@@ -318,3 +318,25 @@ def test_serving_status_follows_money_and_budgets(api: Api) -> None:
 def test_reviewer_and_account_manager_roles(api: Api) -> None:
     manager = api.admin(Role.ACCOUNT_MANAGER)
     expect(api.client.post("/api/v1/ad-groups/1/review", headers=manager.headers, json={"decision": "approve"}), 403)
+
+
+def test_an_account_in_utc_plus_14_reports_in_it_and_names_its_ad_groups_zone(api: Api) -> None:
+    """Accounts and reports may be in any place's zone; an ad group keeps to the guide's UTC-12..UTC+12, so it
+    does not silently take an account zone outside it."""
+    from tests.campaigns.helpers import campaign
+
+    admin = api.admin()
+    adv = api.approved_account(admin, time_zone="Pacific/Kiritimati")
+    report = api.client.get("/api/v1/reports", headers=adv.headers, params={
+        "start_date": "2025-05-20", "end_date": "2025-05-20", "time_zone": "Pacific/Kiritimati"})
+    assert expect(report, 200)["time_zone"] == "Pacific/Kiritimati"
+    perf = campaign(api, adv)
+    body = {"campaign_id": perf["id"], "name": "Zone", "placement_type": "banner", "bid_type": "cpc",
+            "bid_micros": 300_000, "targeting": {"countries": ["ID"]}}
+    refused = expect(api.client.post("/api/v1/ad-groups", headers=adv.headers, json=body), 422)["error"]["fields"]
+    assert [(f["field"], f["rule"], f["limit"]) for f in refused] == [("time_zone", "guide_range", "UTC-12..UTC+12")]
+    made = expect(api.client.post("/api/v1/ad-groups", headers=adv.headers,
+                                  json={**body, "time_zone": "Pacific/Tongatapu"}), 422)
+    assert made["error"]["fields"][0]["field"] == "time_zone"  # +13: outside the guide's range too
+    expect(api.client.post("/api/v1/ad-groups", headers=adv.headers, json={**body, "time_zone": "Pacific/Auckland"}),
+           201)

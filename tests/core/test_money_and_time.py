@@ -64,3 +64,15 @@ def test_bulk_inserted_and_event_store_times_keep_their_stored_formats(moment: d
     assert _sqlite_datetime(value) == sqlalchemy_text(naive_utc)
     record = event_record(Event(event_id="e", event_type=EventType.IMPRESSION, occurred_at=value, account_id=1))
     assert record["occurred_at"] == naive_utc.isoformat(" ", "milliseconds")
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Chatham", "Pacific/Tongatapu", "Asia/Kathmandu"])
+def test_an_account_or_report_may_be_in_any_places_zone(zone: str) -> None:
+    assert validate_time_zone(zone, guide_range=False) == zone
+
+
+@pytest.mark.parametrize("zone", ["localtime", "Factory", "posixrules", "Mars/Olympus"])
+def test_zones_that_name_no_place_are_refused_everywhere(zone: str) -> None:
+    for guide_range in (True, False):
+        with pytest.raises(ValueError):
+            validate_time_zone(zone, guide_range=guide_range)

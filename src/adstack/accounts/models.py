@@ -319,7 +319,7 @@ class AccountFields(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
-        return validate_time_zone(value)
+        return validate_time_zone(value, guide_range=False)
 
 
 class RegistrationIn(AccountFields):
@@ -361,7 +361,7 @@ class AccountUpdate(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
-        return None if value is None else validate_time_zone(value)
+        return None if value is None else validate_time_zone(value, guide_range=False)
 
 
 class AccountRead(BaseModel):

@@ -35,7 +35,7 @@ from adstack.campaigns.models import (
 )
 from adstack.campaigns.targeting import Targeting
 from adstack.core.errors import DomainError, FieldError, Forbidden, InvalidState, NotFound, ValidationFailed
-from adstack.core.timeutil import as_utc, utcnow
+from adstack.core.timeutil import as_utc, utcnow, validate_time_zone
 from adstack.finance import budgets
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
@@ -280,6 +280,13 @@ def create_ad_group(session: Session, principal: Principal, data: AdGroupCreate)
     account = session.get(Account, campaign.account_id)
     sent = set(data.model_fields_set)
     time_zone = data.time_zone or (account.time_zone if account else "UTC")
+    if not data.time_zone:
+        try:
+            validate_time_zone(time_zone)
+        except ValueError as exc:  # an account in UTC+13 or +14: an ad group keeps to the guide's range
+            raise ValidationFailed.single(
+                "time_zone", "guide_range", f"the account's time zone does not suit an ad group: {exc}; choose the "
+                "ad group's time zone", limit="UTC-12..UTC+12", actual=time_zone) from exc
     defaults: dict[str, Any] = {
         "promotion_channel": PromotionChannel.GETAPPS.value, "target_group": TargetGroup.ALL_USERS.value,
         "publisher_ids": [], "ad_space_ids": [], "targeting": Targeting().model_dump(mode="json"),

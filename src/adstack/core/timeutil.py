@@ -11,6 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 MAX_UTC_OFFSET = timedelta(hours=12)
 MIN_UTC_OFFSET = timedelta(hours=-12)
+# Where any place keeps its clocks (Pacific/Kiritimati is UTC+14): accounts and reports may be in any real zone;
+# only ad groups follow the guide's UTC-12..UTC+12.
+WORLD_MAX_UTC_OFFSET = timedelta(hours=14)
+# Names that mean whatever the server is set to, not a place: a report in them would change with the host.
+_SERVER_DEPENDENT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 
 
 # Shifts the process's notion of now; only the demo's traffic simulation moves it (see shifted_clock).
@@ -54,7 +59,7 @@ def zone(name: str) -> ZoneInfo:
 
 @lru_cache(maxsize=1)
 def _known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _SERVER_DEPENDENT_ZONES
 
 
 # Source: Mi Ads Usage Guide, 3.1.2 Create Ad Group, "Set budget and schedule": "Time zone: UTC+0, UTC+1 ~
@@ -87,9 +92,10 @@ def standard_offset(name: str, *, year: int = 2025) -> timedelta:
     return (moment.utcoffset() or timedelta(0)) - (moment.dst() or timedelta(0))
 
 
-def validate_time_zone(name: str) -> str:
+def validate_time_zone(name: str, *, guide_range: bool = True) -> str:
     """Accept an IANA zone whose standard offset lies within UTC-12..UTC+12 (Pacific/Auckland is +12, +13 only in
-    its summer), or the guide's 'UTC+8' form, returned as its IANA name."""
+    its summer), or the guide's 'UTC+8' form, returned as its IANA name. Without `guide_range` (an account's or a
+    report's zone), any place's zone, up to UTC+14."""
     fixed = fixed_offset_zone(name)
     if fixed is not None:
         return fixed
@@ -99,8 +105,10 @@ def validate_time_zone(name: str) -> str:
         offset = standard_offset(name)
     except ZoneInfoNotFoundError as exc:
         raise ValueError(f"unknown IANA time zone: {name}") from exc
-    if not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
+    if guide_range and not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
         raise ValueError(f"time zone {name} is outside UTC-12..UTC+12 (standard offset {_format_offset(offset)})")
+    if not MIN_UTC_OFFSET <= offset <= WORLD_MAX_UTC_OFFSET:
+        raise ValueError(f"time zone {name} is outside UTC-12..UTC+14 (standard offset {_format_offset(offset)})")
     return name
 
 

@@ -175,7 +175,7 @@ class ReportQuery(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return None if value is None else validate_time_zone(value)
+        return None if value is None else validate_time_zone(value, guide_range=False)
 
     @field_validator("end_date")
     @classmethod
