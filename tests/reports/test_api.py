@@ -741,3 +741,15 @@ def test_a_refund_comes_off_the_reported_cost_where_the_charge_was_counted(
     net = -int(session.scalar(select(func.sum(LedgerEntry.amount_micros)).where(
         LedgerEntry.account_id == account, LedgerEntry.entry_type.in_(("charge", "refund")))) or 0)
     assert by_country["totals"]["cost_micros"] == net == 300_000
+
+
+def test_report_refusals_name_the_field_the_rule_and_the_limit(api: Api, advertiser: Actor) -> None:
+    def refused(**params: Any) -> list[tuple[str, str, Any]]:
+        response = api.client.get("/api/v1/reports", headers=advertiser.headers,
+                                  params={"start_date": "2025-05-20", "end_date": "2025-05-20", **params})
+        return [(f["field"], f["rule"], f.get("limit")) for f in expect(response, 422)["error"]["fields"]]
+
+    assert refused(end_date="2025-05-19") == [("end_date", "not_before_start_date", "2025-05-20")]
+    assert refused(time_zone="Mars/Olympus") == [
+        ("time_zone", "known_time_zone", "an IANA zone name, e.g. Asia/Singapore")]
+    assert refused(time_zone="localtime")[0][:2] == ("time_zone", "known_time_zone")

@@ -157,6 +157,7 @@ RULE_ALIASES: Mapping[str, str] = {
     "fixed_once_spent": "not_editable",
     "allowed_for_country": "settlement", "allowed_for_settlement_entity": "settlement",
     "min_valid_ids": "min_valid_ids", "matches_file": "matches_file", "not_before_starts_on": "not_before_start",
+    "not_before_start_date": "not_before_start", "known_time_zone": "invalid", "time_zone_range": "invalid",
     "bool_parsing": "invalid", "bool_type": "invalid", "date_parsing": "invalid", "datetime_parsing": "invalid",
     "date_from_datetime_parsing": "invalid", "datetime_from_date_parsing": "invalid",
 }

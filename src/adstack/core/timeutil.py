@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from pydantic_core import PydanticCustomError
+
 MAX_UTC_OFFSET = timedelta(hours=12)
 MIN_UTC_OFFSET = timedelta(hours=-12)
 # Where any place keeps its clocks (Pacific/Kiritimati is UTC+14): accounts and reports may be in any real zone;
@@ -100,16 +102,21 @@ def validate_time_zone(name: str, *, guide_range: bool = True) -> str:
     if fixed is not None:
         return fixed
     if name not in _known_zones() and name != "UTC":
-        raise ValueError(f"unknown IANA time zone: {name}")
+        raise _unknown_zone(name)
     try:
         offset = standard_offset(name)
     except ZoneInfoNotFoundError as exc:
-        raise ValueError(f"unknown IANA time zone: {name}") from exc
-    if guide_range and not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
-        raise ValueError(f"time zone {name} is outside UTC-12..UTC+12 (standard offset {_format_offset(offset)})")
-    if not MIN_UTC_OFFSET <= offset <= WORLD_MAX_UTC_OFFSET:
-        raise ValueError(f"time zone {name} is outside UTC-12..UTC+14 (standard offset {_format_offset(offset)})")
+        raise _unknown_zone(name) from exc
+    limit = "UTC-12..UTC+12" if guide_range else "UTC-12..UTC+14"
+    if not MIN_UTC_OFFSET <= offset <= (MAX_UTC_OFFSET if guide_range else WORLD_MAX_UTC_OFFSET):
+        raise PydanticCustomError("time_zone_range", "time zone {name} is outside {limit} (standard offset {offset})",
+                                  {"name": name, "limit": limit, "offset": _format_offset(offset)})
     return name
+
+
+def _unknown_zone(name: str) -> PydanticCustomError:
+    return PydanticCustomError("known_time_zone", "unknown IANA time zone: {name}",
+                               {"name": name, "limit": "an IANA zone name, e.g. Asia/Singapore"})
 
 
 def _format_offset(offset: timedelta) -> str:

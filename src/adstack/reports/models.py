@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -182,7 +183,8 @@ class ReportQuery(BaseModel):
     def _range(cls, value: date, info: ValidationInfo) -> date:
         start = info.data.get("start_date")
         if start is not None and value < start:
-            raise ValueError("end_date must not be before start_date")
+            raise PydanticCustomError("not_before_start_date", "end_date must not be before start_date ({limit})",
+                                      {"limit": start.isoformat()})
         return value
 
     def effective_dimensions(self) -> list[Dimension]:
