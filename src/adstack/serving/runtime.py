@@ -93,6 +93,7 @@ class ServingRuntime:
         self.audience_index: Any = None
         self._audiences_signature: tuple[int, int, int] | None = None
         self.rebuilds = 0
+        self._delivery_saved = ""  # what the delivery counters file last received
         _live.add(self)
 
     # ---------- lifecycle ----------
@@ -165,10 +166,13 @@ class ServingRuntime:
         if path is None:
             return
         assert isinstance(self.engine.counters, MemoryCounters)
-        saved = self.engine.counters.export_delivery()
+        text = json.dumps(self.engine.counters.export_delivery(), separators=(",", ":"))
+        if text == self._delivery_saved or (text == "{}" and not path.exists()):
+            return  # nothing new: no write every 10 seconds of an idle process
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(saved, separators=(",", ":")))
+        temporary.write_text(text)
         os.replace(temporary, path)
+        self._delivery_saved = text
 
     def load_delivery_counters(self) -> None:
         path = self._delivery_file()
