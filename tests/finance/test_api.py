@@ -504,3 +504,21 @@ def test_an_agency_statement_owes_what_left_its_wallet_not_its_sub_accounts_prep
     summary = {r["company_name"]: (r["actual_cost"], r["currency"]) for r in rows if not r["item"]}
     assert summary["amount due so far (interim)"] == ("25.000000", "USD")
     assert balance(api, agency, agency.account_id)["balance_micros"] == -25 * USD
+
+
+def test_records_of_a_month_hold_that_months_local_days(api: Api, session: Session) -> None:
+    """A day's charge row is the account's local day: a month asked for in UTC holds the days that start in it,
+    not the day whose last charge fell after midnight UTC (UTC-11: 30 November ends at 11:00 UTC on 1 December)."""
+    admin = api.admin()
+    advertiser = api.approved_account(admin, country="US", time_zone="Pacific/Pago_Pago")
+    group = ad_group(api, advertiser)
+    top_up(api, admin, advertiser.account_id, 10 * USD)
+    for charge_id, at in (("oct-31-late", datetime(2025, 11, 1, 10, tzinfo=UTC)),  # 31 Oct, 23:00 local
+                          ("nov-30-late", datetime(2025, 12, 1, 7, tzinfo=UTC))):  # 30 Nov, 20:00 local
+        apply_charge(session, charge_id=charge_id, account_id=advertiser.account_id,
+                     campaign_id=group["campaign_id"], ad_group_id=group["id"], creative_id=1,
+                     amount_micros=USD, kind="cpc", occurred_at=at)
+    session.commit()
+    november = _records(api, advertiser, type="charge_settlement", since="2025-11-01T00:00:00Z",
+                        until="2025-12-01T00:00:00Z")["items"]
+    assert [r["remarks"].split(" (")[0] for r in november] == ["charges of 2025-11-30"]

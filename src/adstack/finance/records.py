@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import String, false, func, literal, null, select, union_all
@@ -14,7 +14,8 @@ from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal, User
 from adstack.core.csv_export import to_csv
 from adstack.core.money import from_micros
-from adstack.core.timeutil import as_utc
+from adstack.core.timeutil import as_utc, zone
+from adstack.finance.budgets import local_day
 from adstack.finance.models import (
     TOTAL_PERIOD,
     Direction,
@@ -30,7 +31,10 @@ from adstack.finance.models import (
 
 
 def _records_query(*, account_ids: set[int] | None, direction: Direction | None, record_type: RecordType | None,
-                   since: datetime | None, until: datetime | None) -> Any:
+                   since: datetime | None, until: datetime | None, time_zone: str = "UTC") -> Any:
+    """Ledger entries other than charges, and charges as one row per account and local day (its spend counter).
+    A day's row is within `since`..`until` when the day starts in it (its midnight in `time_zone`, the account's
+    when the records are of one account): a month given in UTC takes that month's local days."""
     entries = select(
         literal("entry").label("source"), sql_cast(LedgerEntry.id, String).label("ref"), LedgerEntry.id.label("seq"),
         LedgerEntry.created_at.label("at"), LedgerEntry.account_id.label("account_id"),
@@ -65,11 +69,19 @@ def _records_query(*, account_ids: set[int] | None, direction: Direction | None,
         entries = entries.where(LedgerEntry.amount_micros < 0)
     if since is not None:
         entries = entries.where(LedgerEntry.created_at >= since)
-        charges = charges.where(SpendCounter.last_charge_at >= since)
+        charges = charges.where(SpendCounter.period >= _first_day_starting_at_or_after(since, time_zone))
     if until is not None:
         entries = entries.where(LedgerEntry.created_at < until)
-        charges = charges.where(SpendCounter.last_charge_at < until)
+        # A day that began before `until` is in; one that begins at it or later is not.
+        last = as_utc(until) - timedelta(microseconds=1)
+        charges = charges.where(SpendCounter.period <= local_day(last, time_zone))
     return union_all(entries, charges).subquery("records")
+
+
+def _first_day_starting_at_or_after(moment: datetime, time_zone: str) -> str:
+    local = as_utc(moment).astimezone(zone(time_zone))
+    midnight = datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
+    return (local.date() + timedelta(days=1 if midnight < local else 0)).isoformat()
 
 
 def search_records(session: Session, principal: Principal, *, account_id: int | None = None,
@@ -82,8 +94,11 @@ def search_records(session: Session, principal: Principal, *, account_id: int | 
         scope: set[int] | None = {account_id}
     else:
         scope = tenancy.visible_account_ids(session, principal)
+    zone_name = "UTC"
+    if scope is not None and len(scope) == 1:
+        zone_name = session.scalar(select(Account.time_zone).where(Account.id.in_(scope))) or "UTC"
     records = _records_query(account_ids=scope, direction=direction, record_type=record_type, since=since,
-                             until=until)
+                             until=until, time_zone=zone_name)
     total = int(session.scalar(select(func.count()).select_from(records)) or 0)
     rows = session.execute(select(records).order_by(records.c.at.desc(), records.c.seq.desc(), records.c.ref.desc())
                            .limit(limit).offset(offset)).all()
