@@ -753,3 +753,15 @@ def test_report_refusals_name_the_field_the_rule_and_the_limit(api: Api, adverti
     assert refused(time_zone="Mars/Olympus") == [
         ("time_zone", "known_time_zone", "an IANA zone name, e.g. Asia/Singapore")]
     assert refused(time_zone="localtime")[0][:2] == ("time_zone", "known_time_zone")
+
+
+def test_an_account_a_report_cannot_see_is_named_by_its_field(api: Api, advertiser: Actor) -> None:
+    stranger = api.approved_account()
+    response = api.client.get("/api/v1/reports", headers=advertiser.headers, params={
+        "start_date": "2025-05-20", "end_date": "2025-05-20", "account_ids": [advertiser.account_id, 999_999_999]})
+    error = expect(response, 404)["error"]
+    assert [(f["field"], f["rule"], f["actual"]) for f in error["fields"]] == [("account_ids.1", "exists", 999_999_999)]
+    # Another tenant's account reads exactly as an unknown one: nothing to probe.
+    foreign = api.client.get("/api/v1/reports", headers=advertiser.headers, params={
+        "start_date": "2025-05-20", "end_date": "2025-05-20", "account_ids": [stranger.account_id]})
+    assert expect(foreign, 404)["error"]["fields"][0]["rule"] == "exists"

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Account, Principal, Role
-from adstack.core.errors import NotFound, ValidationFailed
+from adstack.core.errors import FieldError, NotFound, ValidationFailed
 
 
 def visible_account_ids(session: Session, principal: Principal) -> set[int] | None:
@@ -28,10 +28,14 @@ def can_see_account(session: Session, principal: Principal, account_id: int) -> 
     return visible is None or account_id in visible
 
 
-def ensure_account_visible(session: Session, principal: Principal, account_id: int) -> None:
-    """Unknown and foreign accounts answer the same 404, so ids of other tenants cannot be probed."""
+def ensure_account_visible(session: Session, principal: Principal, account_id: int, *, field: str | None = None
+                           ) -> None:
+    """Unknown and foreign accounts answer the same 404, so ids of other tenants cannot be probed; `field` names
+    the request field that carried the id."""
     if not can_see_account(session, principal, account_id):
-        raise NotFound(f"account {account_id} not found")
+        fields = [FieldError(field=field, rule="exists", message=f"account {account_id} not found",
+                             actual=account_id)] if field else None
+        raise NotFound(f"account {account_id} not found", fields=fields)
 
 
 def resolve_account_id(session: Session, principal: Principal, account_id: int | None, *, field: str = "account_id"

@@ -26,8 +26,8 @@ def _scope(session: Session, principal: Principal, requested: Sequence[int], *, 
            per_account: bool, field: str = "account_ids") -> Scope:
     visible = tenancy.visible_account_ids(session, principal)
     if requested:
-        for account_id in requested:
-            tenancy.ensure_account_visible(session, principal, account_id)
+        for position, account_id in enumerate(requested):
+            tenancy.ensure_account_visible(session, principal, account_id, field=f"{field}.{position}")
         ids: list[int] | None = sorted(set(requested))
     else:
         ids = None if visible is None else sorted(visible)
