@@ -21,6 +21,7 @@ from adstack.audiences.labels import (
     ActiveInApps,
     ActiveInCategories,
     Condition,
+    Converted,
     InstalledApps,
     InstalledCategories,
     LabelRule,
@@ -71,6 +72,7 @@ def create_label_audience(session: Session, principal: Principal, data: LabelAud
     owner = tenancy.resolve_account_id(session, principal, data.account_id)
     _check_region(session, data.region_code)
     _check_new_name(session, owner, data.name)
+    _check_own_apps(session, owner, data.rule)
     audience = Audience(account_id=owner, name=data.name, kind=AudienceKind.LABEL.value,
                         region_code=data.region_code, id_type=None, key_space=KeySpace.MD5.value,
                         status=AudienceStatus.BUILDING.value, rule=data.rule.model_dump(mode="json"),
@@ -100,6 +102,7 @@ def update_audience(session: Session, principal: Principal, audience_id: int, da
     if data.rule is not None:
         if audience.kind != AudienceKind.LABEL:
             raise ValidationFailed.single("rule", "label_audience_only", "only label audiences have a rule")
+        _check_own_apps(session, audience.account_id, data.rule)
         new_rule = data.rule.model_dump(mode="json")
         rule_changed = new_rule != audience.rule
         audience.rule = new_rule
@@ -122,7 +125,7 @@ def refresh_label_audience(session: Session, principal: Principal | None, audien
         raise InvalidState("only label audiences are refreshed; uploaded audiences change by file")
     before = snapshot(audience)
     members = materialise(session, LabelRule.model_validate(audience.rule), now=now or utcnow(),
-                          countries=region_countries(session, audience.region_code))
+                          countries=region_countries(session, audience.region_code), account_id=audience.account_id)
     size = _replace_membership(session, audience.id, _split_partitions(members))
     audience.size = size
     audience.version += 1
@@ -217,10 +220,11 @@ def region_countries(session: Session, region_code: str) -> list[str]:
     return region.country_codes if region is not None else []
 
 
-def materialise(session: Session, rule: LabelRule, *, now: datetime, countries: Sequence[str] | None = None
-                ) -> BitMap64:
+def materialise(session: Session, rule: LabelRule, *, now: datetime, countries: Sequence[str] | None = None,
+                account_id: int | None = None) -> BitMap64:
     """Devices seen within the rule's window that meet every condition; with `countries` (the audience's
-    region cluster), only devices whose latest request came from one of them."""
+    region cluster), only devices whose latest request came from one of them. Conditions on conversions read
+    only `account_id`'s (the audience owner's) postbacks; without it they hold for no device."""
     seen_since = now - timedelta(days=rule.seen_within_days)
     seen = select(DeviceProfile.device_key).where(DeviceProfile.last_seen_at >= seen_since)
     if countries is not None:
@@ -230,8 +234,43 @@ def materialise(session: Session, rule: LabelRule, *, now: datetime, countries: 
     for condition in rule.conditions:
         if not members:
             break
-        members &= _condition_members(session, condition, universe, today=now.date())
+        if isinstance(condition, Converted):
+            members &= _converted(session, condition, account_id, now=now)
+        else:
+            members &= _condition_members(session, condition, universe, today=now.date())
     return members
+
+
+def _converted(session: Session, condition: Converted, account_id: int | None, *, now: datetime) -> BitMap64:
+    from adstack.attribution.models import Conversion
+
+    if account_id is None:
+        return BitMap64()
+    stmt = select(Conversion.gaid_md5).where(
+        Conversion.account_id == account_id, Conversion.app_id.in_(list(condition.app_ids)),
+        Conversion.conversion_event.in_([e.value for e in condition.events]),
+        Conversion.occurred_at >= now - timedelta(days=condition.within_days), Conversion.gaid_md5.is_not(None))
+    members = BitMap64()
+    result = session.execute(stmt.execution_options(yield_per=_FETCH_BATCH))
+    for batch in result.scalars().partitions(_FETCH_BATCH):
+        # The audience key of a device is the first 64 bits of its GAID's MD5 (`audiences.ids.device_key`).
+        members.update([int(digest[:16], 16) for digest in batch if digest and len(digest) == 32])
+    return members
+
+
+def _check_own_apps(session: Session, account_id: int, rule: LabelRule) -> None:
+    """A conversion condition names apps of the audience's own account; another tenant's reads as unknown."""
+    from adstack.apps.models import App
+
+    for position, condition in enumerate(rule.conditions):
+        if not isinstance(condition, Converted):
+            continue
+        own = set(session.scalars(select(App.id).where(App.account_id == account_id,
+                                                       App.id.in_(list(condition.app_ids)))))
+        for index, app_id in enumerate(condition.app_ids):
+            if app_id not in own:
+                raise ValidationFailed.single(f"rule.conditions.{position}.app_ids.{index}", "belongs_to_account",
+                                              f"app {app_id} is not one of this account's apps", actual=app_id)
 
 
 def _installed(session: Session, packages: Sequence[str]) -> BitMap64:

@@ -1,4 +1,5 @@
-"""Label rules: conditions over the device profile store that define a label audience.
+"""Label rules: conditions over the device profile store (and the measurement partners' postbacks) that define a
+label audience.
 
 Every condition must hold (AND); a condition's list matches any of its values unless it says `match: all`.
 Pure schema; `label_audiences.py` materialises a rule into a bitmap of device keys.
@@ -18,6 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from adstack.core.ids import EntityId
+from adstack.core.vocabulary import ConversionEvent
+
 PackageName = Annotated[
     str,
     StringConstraints(max_length=255, pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$"),
@@ -26,6 +30,7 @@ CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,6
 Days = Annotated[int, Field(ge=1, le=90, description="Look back this many days (the store keeps 90).")]
 Seconds = Annotated[int, Field(ge=0, le=86_400 * 90)]
 Match = Literal["any", "all"]
+ConversionDays = Annotated[int, Field(ge=1, le=365, description="Look back this many days.")]
 
 
 class _Condition(BaseModel):
@@ -111,9 +116,22 @@ class UsageTime(_Condition):
         return self
 
 
+class Converted(_Condition):
+    """Devices a measurement partner reported one of these events for (an install or one of the in-app events,
+    attributed to any source or organic) in one of the account's own apps within the last N days: buyers to win
+    back, or existing users to leave out of an acquisition campaign (an excluded audience)."""
+
+    kind: Literal["converted"]
+    app_ids: list[EntityId] = Field(min_length=1, max_length=50, description="The account's apps (GET /apps).")
+    events: list[ConversionEvent] = Field(default_factory=lambda: [ConversionEvent.INSTALL], min_length=1,
+                                          max_length=len(ConversionEvent))
+    within_days: ConversionDays = 30
+    # The partner's postback is the record: the devices are those it named (by GAID, kept as its MD5).
+
+
 Condition = Annotated[
     InstalledApps | NotInstalledApps | InstalledCategories | NotInstalledCategories | ActiveInApps
-    | ActiveInCategories | UsageTime | PortraitTags,
+    | ActiveInCategories | UsageTime | PortraitTags | Converted,
     Field(discriminator="kind"),
 ]
 
