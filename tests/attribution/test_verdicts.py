@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
+
 from adstack.attribution import service
 from adstack.attribution.rules import TouchKind
 from adstack.core.settings import Settings
@@ -465,3 +467,29 @@ def test_revenue_within_its_cap_as_sent_but_past_it_once_converted_is_not_counte
     assert (huge["revenue_micros"], huge["revenue_usd_micros"]) == (0, 0)
     assert "revenue_out_of_range" in huge["data_flags"]
     assert 0 < small["revenue_micros"] < 10**12 and "revenue_out_of_range" not in small["data_flags"]
+
+
+@pytest.mark.parametrize("partner", [Partner.TENJIN, Partner.MYTRACKER, Partner.AIRBRIDGE])
+def test_a_partner_without_a_verdict_credits_us_only_by_returning_our_click_id(
+    api: Api, settings: Settings, partner: Partner
+) -> None:
+    """Their postbacks carry no verdict: an install our click id comes back on is ours and billed; one matched
+    only by the device, from a feed of all users, may be another network's, and is neither ours nor billed."""
+    s = scenario(api, settings, partner=partner)
+    template = s.integration()["postback_url_template"]
+    clicked = utcnow() - timedelta(days=2)
+    credited, elsewhere = new_gaid(), new_gaid()
+    click_id = s.click(credited, at=clicked)
+    s.click(elsewhere, at=clicked)
+    before = s.balance_micros()
+    for conversion in (partners.Conversion(at=clicked + timedelta(hours=1), click_id=click_id, gaid=credited),
+                       partners.Conversion(at=clicked + timedelta(hours=1), gaid=elsewhere)):
+        expect(api.client.get(partners.url(partner, template, conversion)), 200)
+    rows = s.conversions()
+    assert len(rows) == 2
+    ours = next(r for r in rows if r["match_type"] == "click_id")
+    theirs = next(r for r in rows if r is not ours)
+    assert (ours["attribution_type"], ours["match_type"]) == ("click", "click_id")
+    assert (theirs["attribution_type"], theirs["campaign_id"]) == ("other", 0)
+    assert "device_match_without_partner_credit" in theirs["data_flags"]
+    assert before - s.balance_micros() == 2_000_000  # one CPA charge: the credited install's

@@ -15,9 +15,11 @@ from adstack.attribution.postback_fields import PartnerVerdict
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
     DEVICE_FLAGS,
+    AttributionType,
     Authority,
     Decision,
     FraudFlag,
+    MatchType,
     Touch,
     TouchKind,
     Windows,
@@ -35,6 +37,9 @@ from adstack.finance.charges import ChargeRequest, apply_charges
 log = logging.getLogger("adstack.attribution")
 
 DEVICE_TOUCH_LIMIT = 100
+# Partners whose postbacks carry no verdict adstack reads (docs/partners.md): for them our click id coming back
+# is the only sign that the partner credited an install to us.
+WITHOUT_VERDICT = frozenset({Partner.TENJIN.value, Partner.MYTRACKER.value, Partner.AIRBRIDGE.value})
 _BY_PARTNER, _BY_ADSTACK = Authority.PARTNER.value, Authority.ADSTACK.value
 
 
@@ -203,6 +208,14 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         decision = follow_partner(verdict=partner_says, own=own, occurred_at=judged_at,
                                   is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
                                   device_touches=touches, partner_touch_type=parsed.touch_type)
+    elif item.partner in WITHOUT_VERDICT and app.attribution_authority != _BY_ADSTACK \
+            and event is ConversionEvent.INSTALL and own.attributed and own.match_type is not MatchType.CLICK_ID:
+        # No verdict field, and the partner did not return our click id, which it fills only for an install it
+        # credits to our click: a feed of all users (as the guide sets Tenjin up) also holds installs it gave to
+        # other networks, and a device match of ours says nothing of which. Not ours, and never billed.
+        decision = Decision(AttributionType.OTHER, MatchType.NONE, None, reinstall=own.reinstall,
+                            fraud_flags=own.fraud_flags)
+        data_flags.append("device_match_without_partner_credit")
     if event is ConversionEvent.INSTALL and parsed.reattribution and not decision.reinstall:
         # The partner calls it a re-attribution or reinstall (AppsFlyer re-attribution, Adjust reattribution, ...):
         # an app already installed once, so not a new install to charge, whatever we know of the first one.
