@@ -306,6 +306,26 @@ def test_the_guides_appmetrica_url_is_accepted(api: Api, settings: Settings) -> 
     assert refused["error"]["code"] == "missing_app"
     rows = s.conversions()
     assert {(r["attribution_type"], r["match_type"]) for r in rows} == {("click", "click_id"), ("click", "gaid")}
+    # Every unsigned conversion says so, charged or not.
+    assert all("unsigned_not_charged" in r["data_flags"] for r in rows)
+
+
+def test_a_package_alone_names_no_app_and_other_partners_need_the_signed_url(api: Api, settings: Settings) -> None:
+    """A published package is no secret: without our click id or a touch of the device, an unsigned postback
+    could write installs and revenue into any advertiser's reports. Only AppMetrica's guide URL may go unsigned,
+    and the app id is read as the integration page writes it."""
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
+    forged = f"/track/m3rd/v1.0?partner=appmetrica&package={PACKAGE}&gaid={new_gaid()}&event_name=purchase"
+    assert expect(api.client.get(forged + "&revenue=999999&currency=USD"), 400)["error"]["code"] == "missing_app"
+    appsflyer = scenario(api, settings, partner=Partner.APPSFLYER)
+    unsigned = f"/track/m3rd/v1.0?partner=appsflyer&app_id={PACKAGE}&advertising_id={new_gaid()}"
+    assert expect(api.client.get(unsigned), 400)["error"]["code"] == "missing_app"
+    signed = appsflyer.integration()["postback_url_template"]
+    app_id = str(appsflyer.app["id"])
+    padded = signed.replace(f"app={app_id}&", f"app=0{app_id}&").split("?", 1)[1]
+    assert f"app=0{app_id}&" in padded
+    assert expect(api.client.get(f"/track/m3rd/v1.0?{padded}"), 400)["error"]["code"] == "missing_app"
+    assert s.conversions() == []
 
 
 def test_only_a_postback_to_the_apps_signed_url_is_charged(api: Api, settings: Settings) -> None:

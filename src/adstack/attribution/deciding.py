@@ -293,8 +293,9 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     item.row, item.known, item.install, item.touch = row, known, install, touch
 
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
-    if billable and not item.signed:
-        # Anyone who saw a click id can send the guide's bare URL; only the app's signed URL bills.
+    if not item.signed:
+        # Anyone who saw a click id can send the guide's bare URL; only the app's signed URL bills. Flagged
+        # whether or not it would have billed, so an unsigned conversion can always be told apart.
         billable = False
         data_flags.append(UNSIGNED_NOT_CHARGED)
         detail = "; ".join([*([detail] if detail else []), "not charged: the postback did not come to the app's "

@@ -120,8 +120,14 @@ def check(fields: dict[str, str], secret: bytes) -> tuple[Partner, ParsedPostbac
         raise Refused(422, "invalid_postback", exc.message, exc.field, exc.rule) from None
     app_text = fields.get("app", "")
     if not app_text:
+        if partner is not Partner.APPMETRICA:
+            # Only the guide's own AppMetrica URL goes without `app` and `sig` (docs/partners.md).
+            raise Refused(400, "missing_app", "add `app` and `sig` from the app's integration page: only the "
+                          "guide's AppMetrica URL may leave them out", "app", "required")
         return partner, parsed, None
-    if not (app_text.isascii() and app_text.isdigit() and len(app_text) <= 19) or not 1 <= int(app_text) <= MAX_ID:
+    # The id as the integration page writes it, so the signature check and the stored postback agree on it.
+    if not (app_text.isascii() and app_text.isdigit() and len(app_text) <= 19) or app_text[0] == "0" \
+            or not 1 <= int(app_text) <= MAX_ID:
         raise Refused(400, "missing_app", "`app` must be the app id from the app's integration page", "app",
                       "required")
     app_id = int(app_text)

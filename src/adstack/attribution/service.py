@@ -209,7 +209,8 @@ def reject_postback(session: Session, *, partner: str, reason: str, message: str
 def identify_app(session: Session, *, secret: bytes, partner: Partner, parsed: ParsedPostback) -> int | None:
     """The app of a postback URL without `app` (the integration guide's AppMetrica URL carries only the click id
     and the GAID): from our signed click id, else from the package and the device's touches. None when nothing
-    names one app."""
+    names one app: a package alone does not, since anyone can name a published app's package and the URL is
+    unsigned (it would let anyone write installs and revenue into that advertiser's reports)."""
     if parsed.click_id:
         try:
             verify_click_id(parsed.click_id, secret)
@@ -234,8 +235,6 @@ def identify_app(session: Session, *, secret: bytes, partner: Partner, parsed: P
             app = candidates.get((touch.account_id, touch.app_package))
             if app is not None:
                 return app.id
-    if parsed.package and len(candidates) == 1:
-        return next(iter(candidates.values())).id
     return None
 
 
