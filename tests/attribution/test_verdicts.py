@@ -513,3 +513,18 @@ def test_a_partner_without_a_verdict_credits_us_only_by_returning_our_click_id(
     assert (theirs["attribution_type"], theirs["campaign_id"]) == ("other", 0)
     assert "device_match_without_partner_credit" in theirs["data_flags"]
     assert before - s.balance_micros() == 2_000_000  # one CPA charge: the credited install's
+
+
+def test_a_postback_in_another_partners_name_is_kept_but_never_billed(api: Api, settings: Settings) -> None:
+    """The signature names the app, not the partner: read by Singular's rules on an AppsFlyer app, a postback
+    could pick the verdict fields that suit it."""
+    s = scenario(api, settings, partner=Partner.APPSFLYER)
+    gaid = new_gaid()
+    click_id = s.click(gaid, at=utcnow() - timedelta(hours=3))
+    signed = s.integration()["postback_url_template"].split("?", 1)[1]
+    own = "&".join(p for p in signed.split("&") if p.split("=")[0] in ("app", "sig"))
+    before = s.balance_micros()
+    expect(api.client.get(f"/track/m3rd/v1.0?partner=singular&{own}&cl={click_id}&aifa={gaid}&is_ours=1"), 200)
+    (row,) = s.conversions()
+    assert "partner_mismatch_not_charged" in row["data_flags"] and row["charged_micros"] == 0
+    assert s.balance_micros() == before

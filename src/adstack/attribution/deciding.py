@@ -37,6 +37,7 @@ from adstack.finance.charges import ChargeRequest, apply_charges
 log = logging.getLogger("adstack.attribution")
 
 DEVICE_TOUCH_LIMIT = 100
+PARTNER_MISMATCH_NOT_CHARGED = "partner_mismatch_not_charged"
 # Partners whose postbacks carry no verdict adstack reads (docs/partners.md): for them our click id coming back
 # is the only sign that the partner credited an install to us.
 WITHOUT_VERDICT = frozenset({Partner.TENJIN.value, Partner.MYTRACKER.value, Partner.AIRBRIDGE.value})
@@ -300,6 +301,13 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         data_flags.append(UNSIGNED_NOT_CHARGED)
         detail = "; ".join([*([detail] if detail else []), "not charged: the postback did not come to the app's "
                             "signed postback URL (`app` and `sig`)"])
+    if app.partner and item.partner != app.partner:
+        # The signature names the app, not the partner: a postback read by another partner's rules (whose verdict
+        # fields suit the sender, or the app's former partner) is kept and reported, never billed.
+        billable = False
+        data_flags.append(PARTNER_MISMATCH_NOT_CHARGED)
+        detail = "; ".join([*([detail] if detail else []), f"not charged: the app measures with {app.partner}, "
+                            f"not {item.partner}"])
     if billable:
         assert touch is not None
         # An event after a known install is charged under the install's click id.

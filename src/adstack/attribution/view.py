@@ -56,11 +56,12 @@ class AppInfo:
     attribution_authority: str
     windows: Windows
     networks: frozenset[str]
+    partner: str = ""  # the measurement partner the app is set up with
 
     @classmethod
     def of(cls, app: App) -> AppInfo:
         return cls(app.id, app.account_id, app.package_name, app.attribution_authority, windows_for(app),
-                   apps.network_names(app))
+                   apps.network_names(app), app.partner or "")
 
 
 @dataclass(frozen=True, slots=True)
