@@ -218,3 +218,32 @@ def test_an_agency_builds_audiences_for_its_sub_accounts_only(client: TestClient
     assert uploaded.status_code == 404
     session.expire_all()
     assert session.scalars(select(Audience.name)).all() == ["Sub bankers"]
+
+
+def test_an_audience_from_partner_postbacks_is_built_from_the_form(client: TestClient, session: Session) -> None:
+    """The form offers the account's own apps and the events; the rule it builds is the API's `converted`
+    condition, and another account's app is refused on its input."""
+    from adstack.apps.models import App
+
+    account_id = _signed_up(client, session, 64)
+    other_id = _signed_up(TestClient(client.app), session, 65)
+    own = App(account_id=account_id, package_name="com.example.shop", name="Example Shop", partner="appsflyer")
+    theirs = App(account_id=other_id, package_name="com.example.rival", name="Rival", partner="adjust")
+    session.add_all([own, theirs])
+    session.commit()
+    page = client.get("/console/audiences/labels/new").text
+    assert f'name="converted_apps" value="{own.id}"' in page and f'value="{theirs.id}"' not in page
+    assert 'name="converted_events" value="PURCHASE"' in page
+
+    fields = {"name": "Buyers", "region_code": _region(client), "converted_apps": [str(own.id)],
+              "converted_events": ["PURCHASE"], "converted_within_days": "60"}
+    created = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new", fields)
+    assert created.status_code == 303, created.text[:2000]
+    audience = session.scalars(select(Audience).where(Audience.account_id == account_id)).one()
+    assert audience.rule == {"seen_within_days": 30, "conditions": [
+        {"kind": "converted", "app_ids": [own.id], "events": ["PURCHASE"], "within_days": 60}]}
+
+    refused = _post(client, "/console/audiences/labels/new", "/console/audiences/labels/new",
+                    {**fields, "name": "Rival buyers", "converted_apps": [str(theirs.id)]})
+    assert refused.status_code == 422
+    assert 'data-error-for="converted_apps"' in refused.text.split('id="converted"')[1]

@@ -27,6 +27,8 @@ SECTIONS: dict[str, dict[str, str]] = {
     "active_in_apps": {"packages": "active_in_apps", "within_days": "active_within_days", "": "active_in_apps"},
     "usage_time": {"package": "usage_package", "category": "usage_category", "within_days": "usage_within_days",
                    "min_seconds": "usage_min_minutes", "max_seconds": "usage_max_minutes", "": "usage"},
+    "converted": {"app_ids": "converted_apps", "events": "converted_events", "within_days": "converted_within_days",
+                  "": "converted_apps"},
 }
 
 
@@ -62,12 +64,17 @@ def rule_payload(form: FormData) -> dict[str, Any]:
         conditions.append({"kind": "usage_time", "package": usage_package or None,
                            "category": usage_category or None, "within_days": _days(form, "usage_within_days"),
                            "min_seconds": min_seconds or 0, "max_seconds": max_seconds})
+    if app_ids := forms.texts(form, "converted_apps"):
+        conditions.append({"kind": "converted", "app_ids": app_ids,
+                           "events": forms.texts(form, "converted_events") or ["INSTALL"],
+                           "within_days": forms.text(form, "converted_within_days") or 30})
     return {"conditions": conditions, "seen_within_days": forms.text(form, "seen_within_days") or 30}
 
 
 def rule_values(rule: dict[str, Any] | None) -> dict[str, Any]:
     """A stored rule as the form's inputs, for editing."""
-    values: dict[str, Any] = {"installed_categories": [], "not_installed_categories": []}
+    values: dict[str, Any] = {"installed_categories": [], "not_installed_categories": [], "converted_apps": [],
+                              "converted_events": []}
     if not rule:
         return values
     values["seen_within_days"] = rule.get("seen_within_days", 30)
@@ -81,6 +88,10 @@ def rule_values(rule: dict[str, Any] | None) -> dict[str, Any]:
             values[f"{kind}_match"] = condition.get("match", "any")
         if kind == "active_in_apps":
             values["active_within_days"] = condition.get("within_days", 7)
+        if kind == "converted":
+            values.update(converted_apps=[str(a) for a in condition.get("app_ids", [])],
+                          converted_events=list(condition.get("events", [])),
+                          converted_within_days=condition.get("within_days", 30))
         if kind == "usage_time":
             values.update(usage_package=condition.get("package") or "", usage_category=condition.get("category") or "",
                           usage_within_days=condition.get("within_days", 7),
@@ -95,8 +106,10 @@ def form_values(form: FormData) -> dict[str, Any]:
     values: dict[str, Any] = {name: forms.text(form, name) for name in (
         "name", "region_code", "account_id", "seen_within_days", "installed_apps", "installed_apps_match",
         "not_installed_apps", "installed_categories_match", "active_in_apps", "active_within_days", "usage_package",
-        "usage_category", "usage_within_days", "usage_min_minutes", "usage_max_minutes")}
+        "usage_category", "usage_within_days", "usage_min_minutes", "usage_max_minutes", "converted_within_days")}
     values["installed_categories"] = forms.texts(form, "installed_categories")
+    values["converted_apps"] = forms.texts(form, "converted_apps")
+    values["converted_events"] = forms.texts(form, "converted_events")
     values["not_installed_categories"] = forms.texts(form, "not_installed_categories")
     return values
 

@@ -20,6 +20,9 @@ from adstack.console.vocabulary import code_name
 FIELD_LABELS: Mapping[str, str] = {
     "name": N_("Name"), "campaign_name": N_("Campaign name"), "company_name": N_("Company name"),
     "region_code": N_("Region"), "id_type": N_("ID type"), "audience_id": N_("Audience"), "mode": N_("Change"),
+    "converted_apps": N_("Installed or converted in these apps"),
+    "converted_events": N_("With one of these events (none: installs)"),
+    "converted_within_days": N_("Within the last (days)"),
     "account_id": N_("Account"), "request_account_id": N_("Account"), "sub_account_id": N_("Sub-account"),
     "landing_url": N_("Landing page URL"), "landing_kind": N_("Landing page type"),
     "request_amount": N_("Amount"), "transfer_amount": N_("Amount"), "proof": N_("Proof of payment"),

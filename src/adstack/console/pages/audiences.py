@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from adstack.apps import service as apps
 from adstack.audiences import label_audiences, reference, uploads
 from adstack.audiences import service as audiences
 from adstack.audiences.ids import IdType
@@ -28,6 +29,7 @@ from adstack.console.pages import choices
 from adstack.console.web import PREFIX, ConsoleRoute, FormDep, UserDep, Visitor, redirect, render, with_notice
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, ValidationFailed
+from adstack.core.vocabulary import ConversionEvent
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -152,6 +154,10 @@ def _label_form(visitor: Visitor, values: dict[str, Any], *, audience: Any = Non
         "regions": reference.list_regions(visitor.session),
         "categories": label_audiences.list_categories(visitor.session),
         "account_choices": [] if audience is not None else choices.account_choices(visitor),
+        # Apps and events for the condition on partners' postbacks (the service refuses another account's apps).
+        "apps": apps.list_apps(visitor.session, visitor.me,
+                               account_id=audience.account_id if audience is not None else None, limit=200),
+        "conversion_events": [event.value for event in ConversionEvent],
     }, status=status)
 
 
