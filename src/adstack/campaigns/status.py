@@ -128,15 +128,11 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
     if facts.daily_budget_micros is not None and facts.spend_today_micros >= facts.daily_budget_micros:
         return ServingStatus.DAILY_BUDGET_EXHAUSTED, (
             f"daily budget of {_money(facts.daily_budget_micros, facts.currency)} is spent for today")
-    if facts.daily_budget_micros is not None and facts.reserved_today_micros > 0 \
-            and facts.daily_budget_micros - facts.spend_today_micros - facts.reserved_today_micros \
-            < facts.daily_budget_micros * RESERVED_ROOM_SHARE:
+    if _held_by_reservations(facts.daily_budget_micros, facts.spend_today_micros, facts.reserved_today_micros):
         return ServingStatus.DAILY_BUDGET_RESERVED, (
             f"{_money(facts.reserved_today_micros, facts.currency)} of today's budget is held by ads served and "
             f"not yet shown; it returns when they are billed or their reservations expire")
-    if facts.total_budget_micros is not None and facts.reserved_total_micros > 0 \
-            and facts.total_budget_micros - facts.total_spend_micros - facts.reserved_total_micros \
-            < facts.total_budget_micros * RESERVED_ROOM_SHARE:
+    if _held_by_reservations(facts.total_budget_micros, facts.total_spend_micros, facts.reserved_total_micros):
         return ServingStatus.BUDGET_RESERVED, (
             f"{_money(facts.reserved_total_micros, facts.currency)} of the total budget is held by ads served and "
             f"not yet shown; it returns when they are billed or their reservations expire")
@@ -144,6 +140,11 @@ def derive_serving_status(facts: ServingFacts) -> tuple[ServingStatus, str]:
     if reason is not None:
         return ServingStatus.OUT_OF_SCHEDULE, reason
     return ServingStatus.ELIGIBLE, "serving"
+
+
+def _held_by_reservations(budget: int | None, spent: int, reserved: int) -> bool:
+    """Whether reservations leave less than RESERVED_ROOM_SHARE of the budget: it serves nothing until they end."""
+    return budget is not None and reserved > 0 and budget - spent - reserved < budget * RESERVED_ROOM_SHARE
 
 
 def _money(micros: int, currency: str) -> str:

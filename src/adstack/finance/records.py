@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, false, func, literal, null, select, union_all
@@ -14,8 +14,8 @@ from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal, User
 from adstack.core.csv_export import to_csv
 from adstack.core.money import from_micros
-from adstack.core.timeutil import as_utc, zone
-from adstack.finance.budgets import local_day
+from adstack.core.timeutil import as_utc
+from adstack.finance.budgets import local_day, next_local_midnight
 from adstack.finance.models import (
     TOTAL_PERIOD,
     Direction,
@@ -79,9 +79,7 @@ def _records_query(*, account_ids: set[int] | None, direction: Direction | None,
 
 
 def _first_day_starting_at_or_after(moment: datetime, time_zone: str) -> str:
-    local = as_utc(moment).astimezone(zone(time_zone))
-    midnight = datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
-    return (local.date() + timedelta(days=1 if midnight < local else 0)).isoformat()
+    return local_day(next_local_midnight(as_utc(moment) - timedelta(microseconds=1), time_zone), time_zone)
 
 
 def search_records(session: Session, principal: Principal, *, account_id: int | None = None,

@@ -41,7 +41,7 @@ from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allow
 from adstack.serving.prediction import OutcomeCounter, RateModel
 from adstack.serving.ranking import AuctionOrder, MinimumPrices, clearing_price_micros, ecpm_usd_micros
 from adstack.serving.request import AdRequest, Slot
-from adstack.serving.reservations import day_key
+from adstack.serving.reservations import day_key, total_key
 from adstack.serving.snapshot import (
     CPA,
     CPC,
@@ -552,7 +552,7 @@ class DecisionEngine:
 
     def _combination(self, creative: CreativeSnap, pctr: float, slot: Slot) -> AssetCombination:
         combinations = creative.combinations
-        if slot.image_mimes and creative.has_image and not creative.has_video and "image" in slot.media:
+        if slot.image_mimes and creative.has_image and not creative.has_video:
             combinations = eligibility.allowed_combinations(creative, slot) or combinations
         if len(combinations) == 1:
             return combinations[0]
@@ -588,7 +588,7 @@ def _day_key(group_id: int, day: date) -> str:
 
 
 def _total_key(group_id: int) -> str:
-    return f"t:{group_id}"
+    return total_key(group_id)
 
 
 def _account_key(account_id: int) -> str:

@@ -34,29 +34,26 @@ def total_key(ad_group_id: int) -> str:
 
 def held_in_total(spend_total: Mapping[int, int]) -> dict[int, int]:
     """Per ad group, the money reservations hold on its total budget beyond the ledger's spend in total."""
-    counters = _counters
-    if counters is None or not spend_total:
-        return {}
-    keys = list(spend_total)
-    try:
-        values = counters.get_many([total_key(group_id) for group_id in keys])
-    except Exception:  # as in held_today
-        log.warning("could not read budget counters", exc_info=True)
-        return {}
-    return {group_id: value - spend_total[group_id] for group_id, value in zip(keys, values, strict=True)
-            if value > spend_total[group_id]}
+    groups = list(spend_total)
+    return _held(groups, [total_key(g) for g in groups], [spend_total[g] for g in groups])
 
 
 def held_today(spend_today: Mapping[tuple[int, date], int]) -> dict[int, int]:
     """Per ad group, the money reservations hold beyond the ledger's spend on that local day."""
-    counters = _counters
-    if counters is None or not spend_today:
-        return {}
     keys = list(spend_today)
+    return _held([group_id for group_id, _ in keys], [day_key(group_id, day) for group_id, day in keys],
+                 [spend_today[key] for key in keys])
+
+
+def _held(groups: list[int], counter_keys: list[str], spent: list[int]) -> dict[int, int]:
+    """Per ad group, what its budget counter holds beyond the ledger's spend: outstanding reservations."""
+    counters = _counters
+    if counters is None or not groups:
+        return {}
     try:
-        values = counters.get_many([day_key(group_id, day) for group_id, day in keys])
+        values = counters.get_many(counter_keys)
     except Exception:  # the shared counters are unreachable: the status falls back to the ledger alone
         log.warning("could not read budget counters", exc_info=True)
         return {}
-    return {group_id: max(0, value - spend_today[(group_id, day)])
-            for (group_id, day), value in zip(keys, values, strict=True) if value > spend_today[(group_id, day)]}
+    return {group_id: value - ledger for group_id, value, ledger in zip(groups, values, spent, strict=True)
+            if value > ledger}

@@ -155,18 +155,19 @@ class ServingRuntime:
 
     # ---------- delivery counters of the embedded default ----------
 
-    def _delivery_file(self) -> Path | None:
+    def _embedded_counters(self) -> tuple[MemoryCounters, Path] | None:
+        """This process's own counters and their file; None when shared counters (Redis) keep them."""
         counters = self.engine.counters
-        return self.settings.data_dir / DELIVERY_FILE if isinstance(counters, MemoryCounters) else None
+        return (counters, self.settings.data_dir / DELIVERY_FILE) if isinstance(counters, MemoryCounters) else None
 
     def save_delivery_counters(self) -> None:
         """Frequency and booked delivery live in this process's memory (shared counters keep them in Redis):
         written to the data directory, atomically, so a restart does not give every device its cap again."""
-        path = self._delivery_file()
-        if path is None:
+        embedded = self._embedded_counters()
+        if embedded is None:
             return
-        assert isinstance(self.engine.counters, MemoryCounters)
-        text = json.dumps(self.engine.counters.export_delivery(), separators=(",", ":"))
+        counters, path = embedded
+        text = json.dumps(counters.export_delivery(), separators=(",", ":"))
         if text == self._delivery_saved or (text == "{}" and not path.exists()):
             return  # nothing new: no write every 10 seconds of an idle process
         temporary = path.with_name(path.name + ".tmp")
@@ -175,17 +176,17 @@ class ServingRuntime:
         self._delivery_saved = text
 
     def load_delivery_counters(self) -> None:
-        path = self._delivery_file()
-        if path is None or not path.exists():
+        embedded = self._embedded_counters()
+        if embedded is None or not embedded[1].exists():
             return
-        assert isinstance(self.engine.counters, MemoryCounters)
+        counters, path = embedded
         try:
             raw = json.loads(path.read_text())
             saved = {key: (int(value), float(expires)) for key, (value, expires) in raw.items()}
         except (ValueError, TypeError, AttributeError):
             log.warning("unreadable delivery counters in %s: starting from zero", path)
             return
-        self.engine.counters.import_delivery(saved)
+        counters.import_delivery(saved)
 
     # ---------- refreshing ----------
 
