@@ -110,6 +110,8 @@ def settings(db: Engine, database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key",
         environment="test",
         public_base_url="http://testserver",
+        # Unsigned postbacks are attributed at once here; tests of the hold set their own.
+        unsigned_postback_hold_seconds=0,
     )
 
 

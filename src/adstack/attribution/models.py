@@ -72,6 +72,9 @@ class Postback(Base):
     # The adapters' reading when it was received (`adapters.stored_parse`, JSON text): attribution reads the
     # fields again only without it, or under another parse version.
     parsed: Mapped[str | None] = mapped_column(Text)
+    # Sent to the app's signed postback URL (`app` + `sig`, checked on receipt). Only a signed postback bills; an
+    # unsigned one waits `unsigned_postback_hold_seconds` before attribution, and a signed copy replaces it.
+    signed: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default=PostbackStatus.PENDING)
     detail: Mapped[str] = mapped_column(String(500), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, Text, func, select, update
+from sqlalchemy import Connection, Table, Text, bindparam, func, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -163,6 +163,14 @@ class IncomingPostback:
     fields: dict[str, str]
     received_at: datetime
     parsed: str | None = None  # the adapters' reading as JSON (`adapters.stored_parse`), or None to read it again
+    signed: bool = False  # came to the app's signed URL (see `signed_url`)
+
+
+def signed_url(fields: Mapping[str, Any], app_id: int) -> bool:
+    """Whether a received postback came to the app's signed URL. The receiver refuses a postback whose `app` and
+    `sig` do not match (`receiver.check`), so a logged one that names its app carries a checked signature;
+    attribution checks it again before charging."""
+    return bool(fields.get("sig")) and str(fields.get("app", "")) == str(app_id)
 
 
 def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) -> list[bool]:
@@ -173,25 +181,47 @@ def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) 
     insert = dialect_insert(connection)
     table = Postback.__table__
     rows = [{"app_id": p.app_id, "partner": p.partner.value, "dedupe_key": p.dedupe_key, "method": p.method,
-             "fields": p.fields, "parsed": p.parsed, "status": PostbackStatus.PENDING.value, "detail": "",
-             "received_at": p.received_at}
+             "fields": p.fields, "parsed": p.parsed, "signed": p.signed, "status": PostbackStatus.PENDING.value,
+             "detail": "", "received_at": p.received_at}
             for p in postbacks]
     stored = {(row.app_id, row.dedupe_key) for row in connection.execute(
         insert(table).values(rows).on_conflict_do_nothing()
         .returning(table.c.app_id, table.c.dedupe_key))}
     new: list[bool] = []
+    signed_copies: list[IncomingPostback] = []
     for p in postbacks:
         key = (p.app_id, p.dedupe_key)
         new.append(key in stored)
+        if key not in stored and p.signed:
+            signed_copies.append(p)
         stored.discard(key)
+    if signed_copies:
+        _replace_unsigned(connection, signed_copies)
     return new
+
+
+def _replace_unsigned(connection: Connection, copies: list[IncomingPostback]) -> None:
+    """A signed copy of a stored unsigned postback not attributed yet takes its place: otherwise anyone who saw
+    the click id could send the bare URL first and the conversion would never be charged. Not new: the same
+    conversion, read from the signed copy's fields."""
+    table = cast(Table, Postback.__table__)
+    c = table.c
+    connection.execute(
+        update(table)
+        .where(c.app_id == bindparam("p_app_id"), c.dedupe_key == bindparam("p_dedupe_key"),
+               c.status == PostbackStatus.PENDING.value, c.signed.is_(False))
+        .values(partner=bindparam("p_partner"), method=bindparam("p_method"), fields=bindparam("p_fields"),
+                parsed=bindparam("p_parsed"), received_at=bindparam("p_received_at"), signed=True),
+        [{"p_app_id": p.app_id, "p_dedupe_key": p.dedupe_key, "p_partner": p.partner.value, "p_method": p.method,
+          "p_fields": p.fields, "p_parsed": p.parsed, "p_received_at": p.received_at} for p in copies])
 
 
 def accept_postback(session: Session, *, app_id: int, partner: Partner, parsed: ParsedPostback, method: str,
                     fields: dict[str, str], received_at: datetime) -> bool:
     """Store one postback once per (app, dedupe key); the caller commits. True when it is new."""
-    return accept_postbacks(session.connection(), [IncomingPostback(app_id, partner, parsed.dedupe_key, method,
-                                                                    fields, received_at, stored_parse_text(parsed))])[0]
+    return accept_postbacks(session.connection(), [IncomingPostback(
+        app_id, partner, parsed.dedupe_key, method, fields, received_at, stored_parse_text(parsed),
+        signed_url(fields, app_id))])[0]
 
 
 def reject_postback(session: Session, *, partner: str, reason: str, message: str, method: str, query: str,
@@ -257,25 +287,29 @@ def collector_paused() -> Iterator[None]:
 
 
 def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH,
-                    received_before: datetime | None = None) -> tuple[int, list[Event]]:
+                    received_before: datetime | None = None, unsigned_hold: timedelta = timedelta(0),
+                    now: datetime | None = None) -> tuple[int, list[Event]]:
     """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
 
     Returns how many were processed and the event-store records to append before committing. The postbacks
     are claimed with a conditional update, so two processors never both handle one; the batch then costs a
     constant number of statements (`attribution/batch.py`). With `received_before`, only postbacks received
-    before then: every touch acknowledged before them is applied.
+    before then: every touch acknowledged before them is applied. An unsigned postback waits `unsigned_hold` after
+    its receipt, so that a signed copy sent with it replaces it (`accept_postbacks`) before it is attributed.
     """
     with collector_paused():
-        return _process_pending(session, secret=secret, limit=limit, received_before=received_before)
+        return _process_pending(session, secret=secret, limit=limit, received_before=received_before,
+                                unsigned_before=(now or utcnow()) - unsigned_hold)
 
 
-def _process_pending(session: Session, *, secret: bytes, limit: int,
-                     received_before: datetime | None) -> tuple[int, list[Event]]:
+def _process_pending(session: Session, *, secret: bytes, limit: int, received_before: datetime | None,
+                     unsigned_before: datetime) -> tuple[int, list[Event]]:
     from adstack.attribution import batch
 
     table = cast(Table, Postback.__table__)
     c = table.c
-    pending = select(c.id).where(c.status == PostbackStatus.PENDING.value)
+    pending = select(c.id).where(c.status == PostbackStatus.PENDING.value,
+                                 or_(c.signed.is_(True), c.received_at < unsigned_before))
     if received_before is not None:
         pending = pending.where(c.received_at < received_before)
     claimed = session.execute(

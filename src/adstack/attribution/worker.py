@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,8 +56,9 @@ class PostbackWorker:
         with self._lock, self.session_factory() as session:
             sqlite = session.get_bind().dialect.name == "sqlite"
             with WRITE_LOCK if sqlite else contextlib.nullcontext():
-                processed, events = process_pending(session, secret=self.settings.resolved_secret_key, limit=BATCH,
-                                                    received_before=watermark)
+                processed, events = process_pending(
+                    session, secret=self.settings.resolved_secret_key, limit=BATCH, received_before=watermark,
+                    unsigned_hold=timedelta(seconds=self.settings.unsigned_postback_hold_seconds))
                 if events:
                     # Appended before the commit: a crash in between re-processes the postbacks, and the event
                     # store counts the same event ids once.

@@ -262,7 +262,7 @@ def prepare_attribution(url: str, postbacks: int, secret: bytes) -> None:
             ):
                 parsed = parse_postback(Partner.APPSFLYER, fields)
                 incoming.append(attribution.IncomingPostback(app.id, Partner.APPSFLYER, parsed.dedupe_key, "GET",
-                                                             fields, now, stored_parse_text(parsed)))
+                                                             fields, now, stored_parse_text(parsed), signed=True))
         for start in range(0, len(incoming), 500):
             attribution.accept_postbacks(session.connection(), incoming[start:start + 500])
         session.commit()

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
                                                                     "background work).")
     db_pool_timeout_s: float = Field(default=5.0, gt=0, description="A request waiting longer for a database "
                                                                     "connection is answered 503.")
+    unsigned_postback_hold_seconds: int = Field(
+        default=120, ge=0, le=86_400,
+        description="How long a postback without the app's signature (the guide's bare AppMetrica URL) waits "
+                    "before attribution, so a signed copy sent alongside it is the one attributed and charged.")
     rejected_postback_rows_per_minute: int = Field(
         default=600, ge=0, description="Refused postbacks kept per minute; beyond it they are only counted.")
     auction_type: Literal["second_price", "first_price"] = "second_price"

@@ -314,6 +314,7 @@ def upgrade() -> None:
     sa.Column('method', sa.String(length=8), nullable=False),
     sa.Column('fields', sa.JSON(), nullable=False),
     sa.Column('parsed', sa.Text(), nullable=True),
+    sa.Column('signed', sa.Boolean(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('detail', sa.String(length=500), nullable=False),
     sa.Column('received_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
