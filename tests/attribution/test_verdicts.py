@@ -528,3 +528,21 @@ def test_a_postback_in_another_partners_name_is_kept_but_never_billed(api: Api, 
     (row,) = s.conversions()
     assert "partner_mismatch_not_charged" in row["data_flags"] and row["charged_micros"] == 0
     assert s.balance_micros() == before
+
+
+def test_a_refund_is_kept_negative_and_a_currency_without_a_rate_counts_no_money(api: Api, settings: Settings) -> None:
+    """AppsFlyer takes af_revenue "positive or negative" (a refund); a currency with no FX rate cannot be counted
+    in the account's money, and both say so in the conversion's data flags."""
+    s = scenario(api, settings, partner=Partner.APPSFLYER)
+    gaid = new_gaid()
+    _send(s, {"advertising_id": gaid, "event_name": "af_purchase", "event_revenue": "-5",
+              "event_revenue_currency": "USD"})
+    _send(s, {"advertising_id": gaid, "event_name": "af_login", "event_revenue": "5",
+              "event_revenue_currency": "XXX"})
+    rows = s.conversions()
+    refund = _only(rows, conversion_event="PURCHASE")
+    assert refund["revenue_micros"] == -5_000_000 and "negative_revenue" in refund["data_flags"]
+    unconvertible = _only(rows, conversion_event="LOGIN")
+    assert unconvertible["revenue"] == "5" and unconvertible["currency"] == "XXX"
+    assert unconvertible["revenue_micros"] == 0 and "revenue_without_fx_rate" in unconvertible["data_flags"]
+    assert "negative_revenue" not in unconvertible["data_flags"]

@@ -154,6 +154,8 @@ def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
 
 
 UNSIGNED_NOT_CHARGED = "unsigned_not_charged"
+REVENUE_WITHOUT_RATE = "revenue_without_fx_rate"
+NEGATIVE_REVENUE = "negative_revenue"
 # The cap of a conversion's revenue as sent (postback_fields.MAX_REVENUE, 10^9 units) in micros, held again after
 # conversion to the account currency and USD, so the reports' 64-bit sums cannot wrap.
 MAX_REVENUE_MICROS = 10**15
@@ -244,9 +246,16 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         in_usd = in_account if currency == "USD" else \
             convert(parsed.revenue, parsed.currency, "USD", view.rates) if parsed.currency else None
         if in_account is None or in_usd is None:
+            # Kept as sent on the conversion, but no money in reports (0 in the account currency and in USD).
+            data_flags.append(REVENUE_WITHOUT_RATE)
             detail = "; ".join([*data_flags, f"no FX rate for {parsed.currency or 'an unreadable currency'}; "
                                              "revenue kept as sent"])
         else:
+            if parsed.revenue < 0:
+                # A refund or a cancellation: partners take revenue of either sign (AppsFlyer's af_revenue, "any
+                # numeric value, positive or negative"), and reports net it from the revenue counted.
+                data_flags.append(NEGATIVE_REVENUE)
+                detail = "; ".join(data_flags)
             revenue_micros = micros(in_account)
             revenue_usd_micros = revenue_micros if in_usd is in_account else micros(in_usd)
             if max(abs(revenue_micros), abs(revenue_usd_micros)) > MAX_REVENUE_MICROS:
