@@ -50,6 +50,9 @@ class PartnerSpec:
     # partner documents none (its tracker's own destination setting decides), see docs/partners.md.
     redirect_parameter: str = ""
     redirect_documentation: str = ""
+    # The postback carries no attribution verdict adstack reads (docs/partners.md): our click id coming back is
+    # then the only sign that the partner credited an install to us.
+    sends_verdict: bool = True
 
     def network(self, app: AppContext) -> str:
         return app.network_name or self.default_network_name
@@ -338,7 +341,7 @@ SPECS: dict[Partner, PartnerSpec] = {
         _steps("Tenjin", "In Tenjin, open Configure → Channels, add adstack as a custom channel for {app.name}, "
                          "create a campaign and enter its tracking key as this app's partner link id; then add "
                          "S2S callbacks under Apps → Callbacks with 'all users'."),
-        link_id_label="Tenjin campaign tracking key",
+        link_id_label="Tenjin campaign tracking key", sends_verdict=False,
         documentation=("https://docs.tenjin.com/en/tracking/macros.html",),
     ),
     Partner.MYTRACKER: PartnerSpec(
@@ -347,7 +350,7 @@ SPECS: dict[Partner, PartnerSpec] = {
         _steps("MyTracker", "In MyTracker, open {app.name} → Partners, add adstack with the postback below; use "
                             "event-parameter conditions (e.g. send LEVEL_ACHIEVED only when level = 10) where an "
                             "event should count only for some values."),
-        link_id_label="MyTracker link id (the part after /c/)",
+        link_id_label="MyTracker link id (the part after /c/)", sends_verdict=False,
         documentation=("https://docs.tracker.my.com/tracking/postbacks/macros?lang=en",
                        "https://tracker.my.com/docs/tracking/links/click-url/"),
     ),
@@ -356,7 +359,7 @@ SPECS: dict[Partner, PartnerSpec] = {
         _airbridge_link(False), _airbridge_link(True), _airbridge_postback,
         _steps("Airbridge", "In Airbridge, open {app.name} → Integrations → Ad channel integration, choose "
                             "adstack and enter the Airbridge app name as this app's partner link id."),
-        link_id_label="Airbridge app name", requires_registration=True,
+        link_id_label="Airbridge app name", requires_registration=True, sends_verdict=False,
         documentation=("https://help.airbridge.io/en/guides/tracking-link-structure-and-parameters",),
     ),
 }

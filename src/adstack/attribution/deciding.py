@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from adstack.apps.partners import SPECS
 from adstack.attribution.adapters import ADAPTERS
 from adstack.attribution.models import PostbackStatus
 from adstack.attribution.postback_fields import PartnerVerdict
@@ -38,9 +39,7 @@ log = logging.getLogger("adstack.attribution")
 
 DEVICE_TOUCH_LIMIT = 100
 PARTNER_MISMATCH_NOT_CHARGED = "partner_mismatch_not_charged"
-# Partners whose postbacks carry no verdict adstack reads (docs/partners.md): for them our click id coming back
-# is the only sign that the partner credited an install to us.
-WITHOUT_VERDICT = frozenset({Partner.TENJIN.value, Partner.MYTRACKER.value, Partner.AIRBRIDGE.value})
+WITHOUT_VERDICT = frozenset(spec.partner.value for spec in SPECS.values() if not spec.sends_verdict)
 _BY_PARTNER, _BY_ADSTACK = Authority.PARTNER.value, Authority.ADSTACK.value
 
 
