@@ -204,3 +204,12 @@ def test_the_serving_process_saves_frequency_counts_in_its_data_directory(api: A
     runtime.engine.counters = MemoryCounters()
     runtime.load_delivery_counters()
     assert expect(ad_request(api.client, space_id), 200)["ads"] == []
+
+
+def test_the_sdk_request_reads_network_in_any_case_and_numbers_only_as_numbers(api: Api) -> None:
+    made = setup_serving_ad(api)
+    client, space_id = api.client, made["space"]["id"]
+    assert eventually(lambda: bool(ads_now(client, space_id)))
+    assert expect(ad_request(client, space_id, network="4G"), 200)["ads"]
+    refused = expect(client.post("/v1/ads", json={"ad_space_id": space_id, "count": "5"}), 422)
+    assert [f["field"] for f in refused["error"]["fields"]] == ["count"]

@@ -192,3 +192,19 @@ def test_an_ordinary_request_takes_the_fast_path_with_the_routes_values() -> Non
     fast = decode_ad_request(body)
     assert fast is not None
     assert as_plain(fast) == as_plain(AdRequestIn.model_validate_json(body))
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("ad_space_id",), "5"), (("count",), "5"), (("count",), 5.0), (("count",), True),
+    (("user", "age"), "30"), (("user", "age"), 30.0), (("app", "usage_seconds"), {"com.a": "60"}),
+])
+def test_a_number_must_be_a_json_number(path: tuple[str, ...], value: Any) -> None:
+    with pytest.raises(ValidationError) as refused:
+        AdRequestIn.model_validate_json(with_field(path, value))
+    assert refused.value.errors()[0]["loc"][:len(path)] == path
+
+
+def test_network_and_gender_are_read_in_any_case() -> None:
+    body = orjson.dumps({"ad_space_id": 1, "device": {"network": "4G"}, "user": {"gender": "Female"}})
+    data = AdRequestIn.model_validate_json(body)
+    assert data.device.network == "4g" and data.user.gender == "female"

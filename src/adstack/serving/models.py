@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
 from adstack.campaigns.targeting import Gender, Network
 from adstack.core.ids import MAX_ID
@@ -24,6 +24,16 @@ MAX_ADS_PER_REQUEST = 10
 MAX_REPORTED_PACKAGES = 1000
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT)]
+# A number is a JSON number: "5", 5.0 and true are refused, as the msgspec mirror refuses them.
+Whole = Annotated[int, Strict()]
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# SDKs write "4G" or "WIFI" as readily as "4g": the values are the same words in any case.
+AnyCase = BeforeValidator(_lower)
 Package = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PACKAGE)]
 
 
@@ -39,15 +49,15 @@ class DeviceIn(BaseModel):
     country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None = Field(
         default=None, description="ISO 3166-1 alpha-2; without it the ad space's publisher's country is used.")
     ip: Annotated[str, StringConstraints(max_length=MAX_IP)] | None = None
-    network: Network | None = None
+    network: Annotated[Network, AnyCase] | None = None
     carrier: Text | None = None
 
 
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    age: int | None = Field(default=None, ge=0, le=MAX_AGE)
-    gender: Gender | None = None
+    age: Whole | None = Field(default=None, ge=0, le=MAX_AGE)
+    gender: Annotated[Gender, AnyCase] | None = None
 
 
 class AppIn(BaseModel):
@@ -57,15 +67,15 @@ class AppIn(BaseModel):
     installed_packages: list[Package] | None = Field(
         default=None, max_length=MAX_REPORTED_PACKAGES,
         description="Installed apps, when the SDK may report them; absent = not reported.")
-    usage_seconds: dict[Package, Annotated[int, Field(ge=0, le=MAX_USAGE_SECONDS)]] | None = Field(
+    usage_seconds: dict[Package, Annotated[Whole, Field(ge=0, le=MAX_USAGE_SECONDS)]] | None = Field(
         default=None, max_length=MAX_REPORTED_PACKAGES, description="Seconds of use per app today.")
 
 
 class AdRequestIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    ad_space_id: int = Field(ge=1, le=MAX_ID)
-    count: int = Field(default=1, ge=1, le=MAX_ADS_PER_REQUEST, description="Ads wanted.")
+    ad_space_id: Whole = Field(ge=1, le=MAX_ID)
+    count: Whole = Field(default=1, ge=1, le=MAX_ADS_PER_REQUEST, description="Ads wanted.")
     device: DeviceIn = Field(default_factory=DeviceIn)
     user: UserIn = Field(default_factory=UserIn)
     app: AppIn = Field(default_factory=AppIn)
