@@ -467,12 +467,16 @@ def test_a_fired_burl_brings_the_exchange_price_into_reports_as_media_cost_and_s
         params={"start_date": today.isoformat(), "end_date": today.isoformat(), "metrics": ["media_cost_micros"]},
     )
     assert refused.status_code == 403
-    assert refused.json()["error"]["fields"][0] == {
+    field = refused.json()["error"]["fields"][0]
+    assert field == {
         "field": "metrics",
         "rule": "platform_only",
         "message": "visible to platform staff only",
+        "limit": field["limit"],
         "actual": ["media_cost_micros"],
     }
+    # The limit: the metrics this user may ask for.
+    assert "impressions" in field["limit"] and "media_cost_micros" not in field["limit"]
 
 
 @pytest.mark.parametrize("price", ["${AUCTION_PRICE}", "-1", "abc", "NaN", "1e9", "%FF", "9" * 500, ""])

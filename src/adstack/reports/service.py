@@ -157,8 +157,10 @@ def _prepare(session: Session, principal: Principal, query: ReportQuery, *, max_
     if not principal.is_platform:
         hidden = sorted(m for m in metrics if m in PLATFORM_METRICS or m in SUPPLY_METRICS)
         if hidden:
+            allowed = sorted(m.value for m in Metric if m not in PLATFORM_METRICS and m not in SUPPLY_METRICS)
             raise Forbidden(f"{hidden[0]} is visible to platform staff only", fields=[FieldError(
-                field="metrics", rule="platform_only", message="visible to platform staff only", actual=hidden)])
+                field="metrics", rule="platform_only", message="visible to platform staff only", limit=allowed,
+                actual=hidden)])
     supply = sorted(m for m in metrics if m in SUPPLY_METRICS)
     demand_dims = sorted(d.value for d in dims if d not in SUPPLY_REPORT_DIMENSIONS)
     if supply and demand_dims:
