@@ -68,7 +68,7 @@ async def openrtb_bid(request: Request) -> Response:
     started = time.monotonic()
     body = await _bid_request_body(request)
     parsed = openrtb.parse_bid_request(body)
-    content = await openrtb_fastpath.answer(runtime_of(request), parsed, started, request.app.state.serving_bids)
+    content = await openrtb_fastpath.answer(runtime_of(request), parsed, started)
     if content is None:
         return Response(status_code=204)
     return Response(content=content, media_type="application/json")
@@ -115,9 +115,8 @@ NoticePrice = Annotated[str | None, Query(description=(
 
 @public_router.get("/openrtb2/win", status_code=204, summary="OpenRTB win notice (nurl)")
 async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Response:
-    """A won bid leaves the pending list. What the exchange charged is recorded with the impression (`burl`),
-    which is when it is owed, so `p` is accepted here and not stored twice."""
-    request.app.state.serving_bids.pop(i)
+    """Acknowledged. What the exchange charged is recorded with the impression (`burl`), which is when it is
+    owed, so `p` is accepted here and not stored twice; the bid's reservation waits for that billing notice."""
     return Response(status_code=204)
 
 
@@ -132,7 +131,6 @@ async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: No
     as our `lurl` carries it (`s`) does either: an impression id is no secret (an SDK's publisher sees it), and a
     reservation released by anyone would let an ad group serve past its budget. Anything else is answered 204
     and changes nothing, as an exchange expects. Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): no loss."""
-    request.app.state.serving_bids.pop(i)
     if r is not None and r.strip() == "0":
         return Response(status_code=204)  # won: its reservation waits for the billing notice
     if s is None or not verify_loss_signature(request.app.state.settings.resolved_secret_key, i, s):
@@ -157,7 +155,6 @@ def _serve_first(app: FastAPI) -> None:
 
 
 def install(app: FastAPI) -> None:
-    app.state.serving_bids = openrtb.PendingBids()
     _serve_first(app)
     # Predictions and dynamic-creative statistics learn from every durable impression, click and conversion.
     add_listener(observe_events)
@@ -180,5 +177,5 @@ def install(app: FastAPI) -> None:
             lambda: getattr(app.state, "serving", None),
             lambda: app.state.pipeline.metrics if hasattr(app.state, "pipeline") else None)
         fast_paths["/openrtb2/bid"] = openrtb_fastpath.bid_route(
-            lambda: getattr(app.state, "serving", None), lambda: app.state.serving_bids,
+            lambda: getattr(app.state, "serving", None),
             lambda: app.state.pipeline.metrics if hasattr(app.state, "pipeline") else None, app.state.settings)

@@ -4,12 +4,10 @@ the bidding itself (bidder.py)."""
 from adstack.serving.openrtb.bidder import (
            DEADLINE_MARGIN_MS,
            BadBidRequest,
-           PendingBids,
            bid,
            parse_bid_request,
            withdraw,
 )
 from adstack.serving.openrtb.model import BidRequest
 
-__all__ = ["DEADLINE_MARGIN_MS", "BadBidRequest", "BidRequest", "PendingBids", "bid", "parse_bid_request",
-           "withdraw"]
+__all__ = ["DEADLINE_MARGIN_MS", "BadBidRequest", "BidRequest", "bid", "parse_bid_request", "withdraw"]

@@ -49,9 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
-from collections import OrderedDict
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -101,25 +99,6 @@ def parse_bid_request(body: bytes) -> BidRequest:
     except InvalidBidRequest as exc:
         code = "malformed_json" if exc.message.startswith("malformed JSON") else "invalid_bid_request"
         raise BadBidRequest(str(exc), code=code) from None
-
-
-class PendingBids:
-    """Reservations of bids not yet won or lost, so a loss notice can give them back (bounded, in memory)."""
-
-    def __init__(self, capacity: int = 100_000):
-        self._items: OrderedDict[str, Decision] = OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
-
-    def add(self, decision: Decision) -> None:
-        with self._lock:
-            self._items[decision.impression_id] = decision
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-
-    def pop(self, impression_id: str) -> Decision | None:
-        with self._lock:
-            return self._items.pop(impression_id, None)
 
 
 # ---------- the request ----------
@@ -262,7 +241,7 @@ class Context:
 
 
 async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, started: float,
-        pending: PendingBids | None = None, deadline: float | None = None,
+        deadline: float | None = None,
         ) -> tuple[dict[str, Any], list[Decision]] | None:
     """The bid response for a checked bid request and the decisions behind it, or None for no bid.
 
@@ -293,8 +272,6 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
                 bids.append(bid_object)
                 decisions.append(decision)
                 runtime.record(request_events([decision], ad_request))
-                if pending is not None:
-                    pending.add(decision)
                 filled = True
                 break
         runtime.record([_ad_request_event(context, imp, space, filled=filled)])
@@ -327,11 +304,9 @@ def _ad_request_event(context: Context, imp: Imp, space: AdSpaceSnap | None, *, 
                         "source": "openrtb"})
 
 
-async def withdraw(runtime: ServingRuntime, decisions: list[Decision], pending: PendingBids | None) -> None:
+async def withdraw(runtime: ServingRuntime, decisions: list[Decision]) -> None:
     """Give back the reservations of bids that will not be sent."""
     for decision in decisions:
-        if pending is not None:
-            pending.pop(decision.impression_id)
         await runtime.engine.release_async(decision)
 
 

@@ -44,9 +44,8 @@ def _late_body(message: str) -> Callable[[], Any]:
     return receive
 
 
-def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[], openrtb.PendingBids | None],
-              metrics: Callable[[], PipelineMetrics | None], settings: Settings,
-              ) -> Callable[[dict[str, Any], Any, Any], Any]:
+def bid_route(runtime: Callable[[], ServingRuntime | None], metrics: Callable[[], PipelineMetrics | None],
+              settings: Settings) -> Callable[[dict[str, Any], Any, Any], Any]:
     # The same header the middleware would add to an https answer (this answer does not pass through it).
     hsts = StrictTransportSecurity(None, always=settings.hsts, max_age=settings.hsts_max_age,
                                    trusted_proxies=settings.trusted_proxies)
@@ -101,7 +100,7 @@ def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[]
         except openrtb.BadBidRequest:
             return replay(raw)  # the route answers with its 400
         extra = [(b"strict-transport-security", hsts.value)] if hsts._https(scope) else []
-        content = await answer(serving, parsed, started, pending())
+        content = await answer(serving, parsed, started)
         if content is None:
             await send({"type": "http.response.start", "status": 204, "headers": extra})
             await send({"type": "http.response.body", "body": b""})
@@ -117,8 +116,7 @@ def bid_route(runtime: Callable[[], ServingRuntime | None], pending: Callable[[]
     return handle
 
 
-async def answer(runtime: ServingRuntime, parsed: openrtb.BidRequest, started: float,
-                 pending: openrtb.PendingBids | None) -> bytes | None:
+async def answer(runtime: ServingRuntime, parsed: openrtb.BidRequest, started: float) -> bytes | None:
     """The encoded bid response, or None for a 204; the route answers with it too."""
     tmax = parsed.tmax or 0
     if tmax and tmax < runtime.settings.openrtb_min_tmax_ms:
@@ -126,17 +124,17 @@ async def answer(runtime: ServingRuntime, parsed: openrtb.BidRequest, started: f
     due = started + tmax / 1000 if tmax else None
     decisions: list[Any] = []
     try:
-        made = await openrtb.bid(runtime, parsed, now=utcnow(), started=started, pending=pending,
-                           deadline=due - openrtb.DEADLINE_MARGIN_MS / 1000 if due else None)
+        made = await openrtb.bid(runtime, parsed, now=utcnow(), started=started,
+                                 deadline=due - openrtb.DEADLINE_MARGIN_MS / 1000 if due else None)
         if made is None:
             return None
         answer, decisions = made
         content = orjson.dumps(answer)
     except Exception:  # never a 500 to an exchange: no bid, and whatever was reserved goes back
         log.exception("OpenRTB bid request %s failed", parsed.id)
-        await openrtb.withdraw(runtime, decisions, pending)
+        await openrtb.withdraw(runtime, decisions)
         return None
     if due is not None and time.monotonic() > due:
-        await openrtb.withdraw(runtime, decisions, pending)
+        await openrtb.withdraw(runtime, decisions)
         return None
     return content
