@@ -227,12 +227,19 @@ def test_append_and_reduce_with_later_files(api: Api, session: Session) -> None:
     assert index.contains(audience_id, device_key(second[0]))
     assert service.audience_size(session, audience_id) == 1700 == index.size(audience_id)
 
-    error = change(api, adv, audience_id, id_file(first[:10]), mode="reduce", expected=422)["error"]
-    assert error["fields"][0]["rule"] == "min_valid_ids"
+    # The guide's minimum of 1,000 ids is for imports: ten devices are too few to append, not to remove.
+    error = change(api, adv, audience_id, id_file(second[:10]), mode="append", expected=422)["error"]
+    assert error["fields"][0]["rule"] == "min_valid_ids" and error["fields"][0]["limit"] == 1000
+    opted_out = change(api, adv, audience_id, id_file(first[1200:1210]), mode="reduce")
+    assert opted_out["audience"]["size"] == 1690 and opted_out["report"]["changed"] == 10
+    assert not service.load_audience_index(session).contains(audience_id, device_key(first[1200]))
+    error = change(api, adv, audience_id, b"not an id\n", mode="reduce", expected=422)["error"]
+    assert error["fields"][0]["rule"] == "min_valid_ids" and error["fields"][0]["limit"] == 1
     reports = expect(api.client.get(f"/api/v1/audiences/{audience_id}/uploads", headers=adv.headers), 200)
-    assert [(r["mode"], r["size_after"]) for r in reports] == [("create", 1500), ("append", 2700), ("reduce", 1700)]
+    assert [(r["mode"], r["size_after"]) for r in reports] == [("create", 1500), ("append", 2700), ("reduce", 1700),
+                                                               ("reduce", 1690)]
     log = expect(api.client.get("/api/v1/operation-logs", headers=adv.headers, params={"object_type": "audience"}), 200)
-    assert [e["operation"] for e in log["items"]] == ["update", "update", "create"]
+    assert [e["operation"] for e in log["items"]] == ["update", "update", "update", "create"]
 
 
 def test_an_index_reload_reuses_unchanged_audiences(api: Api, session: Session) -> None:

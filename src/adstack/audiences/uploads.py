@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from adstack.accounts import tenancy
 from adstack.accounts.models import Principal
 from adstack.audiences import bitmaps
-from adstack.audiences.ids import KEY_SPACE_OF, IdFileReader, IdType, ValidationReport
+from adstack.audiences.ids import KEY_SPACE_OF, MIN_VALID_IDS, IdFileReader, IdType, ValidationReport
 from adstack.audiences.models import (
     Audience,
     AudienceKind,
@@ -120,7 +120,8 @@ def change_uploaded_audience(
     id_type = IdType(audience.id_type)
     reader = _file_reader(id_type, max_bytes=max_bytes, source=source)
     reader.read(chunks)
-    reader.check_minimum()
+    # The guide's minimum of 1,000 ids is for imports; a reduction may remove a single device (an opt-out).
+    reader.check_minimum(1 if mode is UploadMode.REDUCE else MIN_VALID_IDS)
     audience = get_audience(session, principal, audience_id, for_update=True)
     before = snapshot(audience)
     existing = set(session.scalars(select(AudienceSegment.partition)
