@@ -5,11 +5,12 @@ honoured; 401 a bad token; 403 an app the token may not read). Calls go through 
 
 from __future__ import annotations
 
+import email.utils
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Protocol
 
@@ -112,13 +113,28 @@ def added_metrics(first: Mapping[str, str], second: Mapping[str, str]) -> dict[s
     return out
 
 
-def backoff(attempt: int, retry_after: str | None) -> float:
-    if retry_after is not None:
-        try:
-            return min(max(float(retry_after), 0.0), 300.0)
-        except ValueError:
-            pass
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+def backoff(attempt: int, retry_after: str | None, *, now: datetime | None = None) -> float:
+    """Seconds to wait before the next try: the server's Retry-After, as delay-seconds or an HTTP-date (RFC 9110,
+    10.2.3), at most five minutes; otherwise exponential from one second, with jitter."""
+    waited = _retry_after_seconds(retry_after.strip(), now or datetime.now(UTC)) if retry_after else None
+    if waited is not None:
+        return min(max(waited, 0.0), MAX_RETRY_AFTER_SECONDS)
     return float(min(2 ** (attempt - 1), 60)) + random.uniform(0, 0.5)
+
+
+def _retry_after_seconds(value: str, now: datetime) -> float | None:
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:12]), int(MAX_RETRY_AFTER_SECONDS)))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": a time in UTC without a zone of its own
+        when = when.replace(tzinfo=UTC)
+    return (when - now).total_seconds()
 
 
 class ReportFetcher:
