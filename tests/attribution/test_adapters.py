@@ -158,6 +158,8 @@ def test_partner_verdicts_from_their_own_fields() -> None:
         == "other_network"
     )
     assert verdict(Partner.APPSFLYER, {"reject_reason": "ctit_anomalies"}) == "rejected"
+    assert verdict(Partner.APPSFLYER, {"rejected_reason": "site_blacklist", "rejected_reason_value": "1123456"}) \
+        == "rejected"
     assert verdict(Partner.BRANCH, {"attributed": "0"}) == "organic"
     assert verdict(Partner.TENJIN, {}) is None
 

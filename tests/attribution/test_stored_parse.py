@@ -30,8 +30,8 @@ _NAMES = sorted({name for adapter in ADAPTERS.values() for group in (
     adapter._currency_names, adapter.install_time_fields, adapter.click_time_fields, adapter.event_id_fields,
     adapter.attributed_fields, adapter.network_fields, adapter.touch_type_fields, adapter.package_fields,
     adapter.json_fields, adapter.event_param_fields) for name in group}
-    | {"activity_kind", "adid", "rejection_reason", "reject_reason", "is_rejected", "is_primary_attribution",
-       "is_ours", "is_viewthrough", "is_re_eng"})
+    | {"activity_kind", "adid", "rejection_reason", "reject_reason", "rejected_reason", "is_rejected",
+       "is_primary_attribution", "is_ours", "is_viewthrough", "is_re_eng"})
 _VALUES = ["", "1", "0", "true", "install", "af_purchase", "purchase", "reattribution", "rejected_install", "event",
            "session", "1735732800", "1735732800000", "2025-01-01 12:00:00", "yesterday", "1.99", "1,99", "lots",
            "USD", "EUR", "US Dollar", GAID, GAID.upper(), "{gps_adid}", "(clickid)", "null", "organic",

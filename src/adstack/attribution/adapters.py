@@ -53,12 +53,15 @@ from adstack.tracking.devices import normalise_gaid
 # ---------- adapters ----------
 
 _ORGANIC_NAMES = frozenset({"organic", "organic install", "none", "unattributed", "direct"})
-_REJECTED_REASON_FIELDS = ("blocked_reason", "reject_reason", "rejection_reason")
+# AppsFlyer appends its reject reason to the install postback: `reject_reason` today, `rejected_reason` in the
+# earlier versions of the same page ("rejected_reason=site_blacklist&rejected_reason_value=...").
+# Source: https://support.appsflyer.com/hc/en-us/articles/115004744123
+_REJECTED_REASON_FIELDS = ("blocked_reason", "reject_reason", "rejected_reason", "rejection_reason")
 
 
 def rejection(values: Mapping[str, str]) -> tuple[PartnerVerdict, str] | None:
-    """A rejection in the fields partners share (AppsFlyer's reject_reason / is_rejected / blocked_reason,
-    Adjust's rejection_reason), whichever partner sends it."""
+    """A rejection in the fields partners share (AppsFlyer's reject_reason or rejected_reason / is_rejected /
+    blocked_reason, Adjust's rejection_reason), whichever partner sends it."""
     for name in _REJECTED_REASON_FIELDS:
         raw = values.get(name)
         if raw is not None and (reason := present(raw)) is not None:
@@ -535,7 +538,7 @@ def parse_postback(partner: Partner, values: Mapping[str, str],
 # the shape of `ParsedPostback` by itself (a field added with a default would otherwise decode silently); raise
 # READING_REVISION whenever a field is read differently (here, or in the readers of `postback_fields` and
 # `tracking.devices.normalise_gaid`).
-READING_REVISION = 1
+READING_REVISION = 2  # 2: AppsFlyer's rejected_reason
 
 
 def reading_version(reading: type) -> str:
