@@ -95,14 +95,16 @@ def test_report_counts_valid_invalid_blank_and_duplicate_lines() -> None:
 
 def test_fewer_than_the_minimum_names_the_rule_and_carries_the_report() -> None:
     reader = IdFileReader(IdType.GAID_MD5, max_bytes=1 << 20)
-    reader.read([id_file([md5_hex(g) for g in gaids(999)])])
+    hashed = [md5_hex(g) for g in gaids(998)]
+    reader.read([id_file([*hashed, hashed[0]])])
     with pytest.raises(ImportRefused) as refused:
         reader.check_minimum()
     error = refused.value.as_dict()["error"]
     assert error["fields"] == [
         {"field": "file", "rule": "min_valid_ids", "message": "at least 1000 valid ids", "limit": 1000, "actual": 999}
     ]
-    assert error["report"]["valid_lines"] == 999
+    report = error["report"]
+    assert (report["valid_lines"], report["distinct_ids"], report["duplicate_lines"]) == (999, 998, 1)
 
 
 def test_a_file_of_another_id_type_names_id_type() -> None:
@@ -122,3 +124,23 @@ def test_binary_and_oversize_files_are_refused_while_streaming() -> None:
     with pytest.raises(PayloadTooLarge):
         reader.feed(id_file(gaids(2))[:70])
     assert uuid.UUID(gaids(1)[0]).version == 4
+
+
+@pytest.mark.parametrize(("encoding", "newline"), [
+    ("utf-16", "\r\n"),  # Windows Notepad's "Unicode", with its byte-order mark
+    ("utf-16-be", "\n"),
+    ("utf-8", "\r"),  # classic Mac OS line endings
+])
+def test_utf16_files_and_cr_line_endings_read_like_any_text(encoding: str, newline: str) -> None:
+    ids = [*gaids(1200), "oops"]
+    text = newline.join(ids) + newline
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    expected = IdFileReader(IdType.GAID, max_bytes=1 << 22)
+    expected.read([id_file(ids)])
+    reader = IdFileReader(IdType.GAID, max_bytes=1 << 22)
+    report = reader.read(iter_chunks(data, 4097))  # odd chunks split UTF-16 code units
+    reader.check_minimum()
+    assert (report.lines, report.valid_lines, report.invalid_lines) == (1201, 1200, 1)
+    assert [sorted(k) for k in reader.keys] == [sorted(k) for k in expected.keys]

@@ -12,6 +12,7 @@ Keys. Serving sees the raw GAID in an ad request, so every key must be computabl
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from array import array
@@ -208,6 +209,8 @@ class IdFileReader:
         self._started = False
         self._line_pattern = _LINE_PATTERNS[id_type]
         self._other_types: dict[IdType, int] = {}
+        self._utf16: codecs.IncrementalDecoder | None = None
+        self._cr_only = False
 
     def read(self, chunks: Iterable[bytes]) -> ValidationReport:
         for chunk in chunks:
@@ -228,12 +231,23 @@ class IdFileReader:
             )
         if not self._started:
             self._started = True
+            if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
+                # Windows Notepad's "Unicode": UTF-16 behind its byte-order mark. Ids are ASCII: read it as UTF-8.
+                self._utf16 = codecs.getincrementaldecoder("utf-16")(errors="replace")
+                chunk = self._utf16.decode(chunk).encode()
             if chunk.startswith(b"\xef\xbb\xbf"):
                 chunk = chunk[3:]
             if _looks_binary(chunk[:8192]):
                 self._refuse_binary()
-        elif b"\x00" in chunk:
-            self._refuse_binary()
+            # Classic Mac OS ends lines with CR alone.
+            self._cr_only = b"\r" in chunk and b"\n" not in chunk
+        else:
+            if self._utf16 is not None:
+                chunk = self._utf16.decode(chunk).encode()
+            if b"\x00" in chunk:
+                self._refuse_binary()
+        if self._cr_only:
+            chunk = chunk.replace(b"\r", b"\n")
         last_newline = chunk.rfind(b"\n")
         if last_newline < 0:
             self._pending += chunk
@@ -253,6 +267,8 @@ class IdFileReader:
             self._pending = b""
 
     def finish(self) -> ValidationReport:
+        if self._utf16 is not None:
+            self._pending += self._utf16.decode(b"", final=True).encode()
         if self._pending:
             if not self._skipping_overlong:
                 self._scan(self._pending + b"\n")
@@ -333,6 +349,9 @@ class IdFileReader:
         report = self.report
         if report.valid_lines >= minimum:
             return
+        # Counted here for the refusal's report (fewer than `minimum` ids); an accepted file's are counted as
+        # they are stored.
+        report.distinct_ids = len({key for part in self.keys for key in part})
         likely = max(self._other_types.items(), key=lambda item: item[1], default=None)
         if likely is not None and likely[1] > report.valid_lines and likely[0] is IdType.GAID_MD5 \
                 and self.id_type is IdType.GAID:
