@@ -113,8 +113,8 @@ CASES = [
         "advertiser",
         lambda s: f"/console/ads/ad-groups/{s.ad_group_id}/creatives/new",
         lambda s: f"/console/ads/ad-groups/{s.ad_group_id}/creatives/new",
-        {"name": "", "click_url": "not a web address"},
-        ("name", "click_url"),
+        {"name": "", "click_url": "not a web address", "language": "zz"},
+        ("name", "click_url", "language"),
         form_id="creative-form",
     ),
     Case(

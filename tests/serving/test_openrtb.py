@@ -655,3 +655,69 @@ def test_banner_mimes_choose_among_the_candidates_not_after_the_winner(api: Api,
     assert response.json()["seatbid"][0]["bid"][0]["crid"] == str(jpeg_creative)
     request["imp"][0]["banner"]["mimes"] = ["image/gif"]
     assert api.client.post("/openrtb2/bid", json=request).status_code == 204
+
+
+def test_wlang_allows_only_creatives_in_its_languages_and_bids_name_theirs(api: Api, corpus_dir: Path) -> None:
+    """OpenRTB 2.6, 3.2.1 `wlang` (ISO 639-1) and `wlangb` (BCP 47): the languages allowed for creatives; 3.3.3
+    Bid `language`, where "xx" is a creative without linguistic content. A creative declares its language in its
+    materials; one that declares none cannot be shown where the exchange names languages."""
+    from adstack.finance.models import EntryType
+    from tests.campaigns.helpers import approved_ad_group, campaign, ledger
+    from tests.media.samples import jpeg
+
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    camp = campaign(api, actor, iab_categories=["IAB9-30"])
+    image = expect(api.client.post("/api/v1/media", headers=actor.headers,
+                                   files={"file": ("ad.jpg", jpeg(300, 250))}), 201)["id"]
+
+    def creative_in(group_id: int, language: str | None, expected: int = 201) -> Any:
+        materials: dict[str, Any] = {"images": [image], "titles": ["Build your moon base"]}
+        if language is not None:
+            materials["language"] = language
+        body = {"ad_group_id": group_id, "name": f"in {language}", "format": "iab_banner_300x250",
+                "materials": materials, "click_url": "https://example.com/app"}
+        made = expect(api.client.post("/api/v1/creatives", headers=actor.headers, json=body), expected)
+        if expected != 201:
+            return made
+        expect(api.client.post(f"/api/v1/creatives/{made['id']}/submit", headers=actor.headers), 200)
+        expect(api.client.post(f"/api/v1/creatives/{made['id']}/review", headers=admin.headers,
+                               json={"decision": "approve"}), 200)
+        return int(made["id"])
+
+    groups = [approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
+                                bid_micros=bid, targeting={"countries": ["ID"]})
+              for bid in (900_000, 800_000, 700_000, 600_000)]
+    unknown = creative_in(groups[0]["id"], None)
+    hindi = creative_in(groups[1]["id"], "HI")  # stored as ISO 639-1 writes it: hi
+    english = creative_in(groups[2]["id"], "en")
+    logo_only = creative_in(groups[3]["id"], "xx")
+    refused = creative_in(groups[2]["id"], "zz", expected=422)["error"]["fields"][0]
+    assert (refused["field"], refused["rule"]) == ("materials.language", "language_code")
+
+    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
+    request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
+    request["imp"][0].pop("tagid", None)
+    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
+    assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
+
+    def winner(**languages: Any) -> dict[str, Any] | None:
+        body = {**request, **languages}
+        response = api.client.post("/openrtb2/bid", json=body)
+        if response.status_code == 204:
+            return None
+        assert response.status_code == 200 and check_response(body, response.json()) == 1
+        bid: dict[str, Any] = response.json()["seatbid"][0]["bid"][0]
+        return bid
+
+    anything = winner()
+    assert anything is not None and anything["crid"] == str(unknown) and "language" not in anything
+    in_hindi = winner(wlang=["hi", "en"])
+    assert in_hindi is not None and (in_hindi["crid"], in_hindi["language"]) == (str(hindi), "hi")
+    in_english = winner(wlangb=["en-GB"])
+    assert in_english is not None and (in_english["crid"], in_english["language"]) == (str(english), "en")
+    # A creative without text fits any language; one the request allows only in unreadable codes, nothing does.
+    in_french = winner(wlang=["fr"])
+    assert in_french is not None and (in_french["crid"], in_french["language"]) == (str(logo_only), "xx")
+    assert winner(wlang=["??"]) is None

@@ -176,6 +176,7 @@ def creative_payload(form: FormData) -> dict[str, Any]:
     }
     for name in SINGLE_MATERIAL_TEXTS:
         materials[name] = forms.text(form, name) or None
+    materials["language"] = forms.text(form, "language") or None
     return {
         "name": forms.text(form, "name"),
         "format": forms.text(form, "format"),
@@ -264,6 +265,7 @@ def creative_values(creative: Creative) -> dict[str, Any]:
         "cover_image": [materials["cover_image"]] if materials.get("cover_image") else [],
         "icon": [materials["icon"]] if materials.get("icon") else [],
         **{name: materials.get(name) or "" for name in SINGLE_MATERIAL_TEXTS},
+        "language": materials.get("language") or "",
         "top_button": "1" if materials.get("top_button") else "", "click_url": creative.click_url,
         "deeplink": creative.deeplink or "", "impression_urls": "\n".join(creative.impression_urls or []),
         **{f"track_{event}": "\n".join(tracking.get(event) or []) for event in TRACKING_EVENTS},

@@ -66,3 +66,8 @@ class Partner(StrEnum):
     KOCHAVA = "kochava"
     MYTRACKER = "mytracker"
     AIRBRIDGE = "airbridge"
+
+
+# OpenRTB 2.6 Bid `language`: "The non-standard code "xx" may also be used if the creative has no linguistic
+# content (e.g., a banner with just a company logo)." A creative's language (`materials.language`) may be it.
+NO_LINGUISTIC_CONTENT = "xx"

@@ -6,9 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from adstack.campaigns.enums import ServingStatus, UserStatus
 from adstack.core.db import Base, TimestampMixin
 from adstack.core.ids import EntityId
+from adstack.core.vocabulary import NO_LINGUISTIC_CONTENT
 from adstack.creatives.formats import FORMAT_CODES
 from adstack.creatives.material_rules import e164
 from adstack.review.models import ReviewStatus
@@ -96,6 +99,17 @@ Deeplink = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20
 TrackingUrls = Annotated[list[HttpUrl], Field(max_length=MAX_TRACKING_URLS)]
 
 
+def _iso_639_1(value: str) -> str:
+    if value != NO_LINGUISTIC_CONTENT and pycountry.languages.get(alpha_2=value) is None:
+        raise PydanticCustomError("language_code", "{actual} is not an ISO 639-1 language code", {"actual": value})
+    return value
+
+
+# The language of an ad's text, as OpenRTB's `wlang` and a bid's `language` name it: ISO 639-1 alpha-2.
+LanguageCode = Annotated[str, BeforeValidator(lambda value: value.strip().lower() if isinstance(value, str) else value),
+                         StringConstraints(pattern=r"^[a-z]{2}$"), AfterValidator(_iso_639_1)]
+
+
 class Materials(BaseModel):
     """What the creative is made of; each format takes some of these (GET /creative-formats says which).
     Images, videos, the cover image and the icon are ids of the account's uploads (/media)."""
@@ -118,6 +132,10 @@ class Materials(BaseModel):
     business_phone: PhoneText | None = Field(default=None, description="E.164, e.g. +6591234567.")
     background_color: ColorText | None = Field(default=None, description="#RRGGBB.")
     top_button: bool | None = Field(default=None, description="Whether the ad may show a top button.")
+    language: LanguageCode | None = Field(default=None, description=(
+        "The language of the ad's text, ISO 639-1 (en, hi, id), or xx for an ad without text (a logo). An "
+        "exchange that allows only some languages (OpenRTB `wlang`/`wlangb`) is bid on only with creatives that "
+        "name one of them, or xx; bids carry it."))
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from adstack.core.timeutil import zone
+from adstack.core.vocabulary import NO_LINGUISTIC_CONTENT
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, NOT_INSTALLED_WINDOW
 from adstack.serving.request import AdRequest, Slot
 from adstack.serving.snapshot import AdGroupSnap, AssetCombination, CreativeSnap, Schedule, TargetingSnap
@@ -179,6 +180,8 @@ def check_audiences(targeting: TargetingSnap, request: AdRequest, audiences: Aud
 
 def creative_fits(creative: CreativeSnap, slot: Slot) -> bool:
     if slot.formats and creative.format not in slot.formats:
+        return False
+    if slot.languages and creative.language not in slot.languages and creative.language != NO_LINGUISTIC_CONTENT:
         return False
     if slot.sizes and creative.width and (creative.width, creative.height) not in slot.sizes:
         return False

@@ -322,7 +322,8 @@ def _creative_snaps(session: Session, ad_group_ids: Sequence[int], base_url: str
             cover_image_url=media.public_url(cover, base_url) if cover is not None else "",
             cover_width=(cover.width or 0) if cover is not None else 0,
             cover_height=(cover.height or 0) if cover is not None else 0,
-            cover_image_mime=cover.mime_type if cover is not None else ""))
+            cover_image_mime=cover.mime_type if cover is not None else "",
+            language=_text(materials.get("language")).lower()))
     return out
 
 

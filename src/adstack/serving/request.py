@@ -53,6 +53,9 @@ class Slot:
     max_duration_ms: int = 0  # 0 = no limit
     # The file types an image ad may have (an exchange's banner `mimes`, lower case); empty = any.
     image_mimes: frozenset[str] = frozenset()
+    # The languages an ad's text may be in (an exchange's `wlang`, ISO 639-1); empty = any, and a creative that
+    # names no language fits only there.
+    languages: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ class CreativeSnap:
     cover_width: int = 0
     cover_height: int = 0
     cover_image_mime: str = ""
+    language: str = ""  # ISO 639-1 of the ad's text; "" when the advertiser named none
 
     @property
     def is_native_capable(self) -> bool:

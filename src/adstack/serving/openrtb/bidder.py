@@ -32,7 +32,9 @@ Mapping a request onto the engine:
   once; once the time is nearly spent remaining imps are not bid on, and an answer ready too late is withdrawn
   (its reservations given back) and 204;
 - `device.ifa`, `os`/`osv`, `model`, `language`, `carrier`, `connectiontype`, `geo.country` (alpha-3) and
-  `user.yob`/`gender`, `app.bundle` feed the targeting.
+  `user.yob`/`gender`, `app.bundle` feed the targeting;
+- `wlang`/`wlangb` allow only creatives whose declared language (`materials.language`) is listed; a creative
+  that declares none bids only where the request names no languages. A bid carries its creative's `language`.
 
 Markup (markup.py): `burl` is our signed impression URL (billing counts and charges it once), and the same URL is
 in `adm` as the impression tracker; `nurl` the win notice and `lurl` the loss notice, which gives the reservation
@@ -249,6 +251,9 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
     currency = _currency(request, runtime)
     if currency is None or not identified(request) or not _may_bid(request):
         return None
+    languages = allowed_languages(request)
+    if languages is not None and not languages:
+        return None  # it allows only languages we cannot read
     privacy = privacy_of(request, vendor_id=runtime.settings.openrtb_tcf_vendor_id)
     context = Context(runtime, request, now, currency, _device_fields(request, now, restricted=privacy.restricted),
                       first_price=request.at == 1)
@@ -265,6 +270,8 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
         for media, slot, placement, spec in _opportunities(imp, request.device) if floor is not None else ():
             if not slot.media:
                 continue
+            if languages:
+                slot = dataclasses.replace(slot, languages=languages)
             assert floor is not None
             made = await _bid_for(context, imp, media, slot, placement, spec, space, floor)
             if made is not None:
@@ -279,6 +286,17 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
         return None
     return ({"id": request.id, "bidid": random_hex(8), "cur": currency,
              "seatbid": [{"seat": SEAT, "bid": bids}]}, decisions)
+
+
+def allowed_languages(request: BidRequest) -> frozenset[str] | None:
+    """The languages a creative may be in: `wlang` (ISO 639-1) or `wlangb` (BCP 47, read by its primary language
+    subtag), OpenRTB 2.6, 3.2.1; None when the request names none. Empty when it names only codes that are no
+    language: then nothing may bid."""
+    listed = [*(request.wlang or ()), *(request.wlangb or ())]
+    if not listed:
+        return None
+    primary = (code.split("-", 1)[0].strip().lower() for code in listed[:200])
+    return frozenset(code for code in primary if len(code) == 2 and code.isascii() and code.isalpha())
 
 
 def _may_bid(request: BidRequest) -> bool:
@@ -452,6 +470,8 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         bid_object["cattax"] = CATEGORY_TAXONOMY
     if group.targeting.promoted_package:
         bid_object["bundle"] = group.targeting.promoted_package
+    if creative.language:
+        bid_object["language"] = creative.language  # OpenRTB 2.6 Bid: ISO 639-1 of the creative
     if combination.width and combination.height and media != "native":
         bid_object["w"] = combination.width
         bid_object["h"] = combination.height

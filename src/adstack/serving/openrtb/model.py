@@ -256,6 +256,7 @@ class BidRequest(Struct_):
     allimps: int = 0
     cur: list[str] | None = None
     wlang: list[str] | None = None
+    wlangb: list[str] | None = None
     bcat: list[str] | None = None
     acat: list[str] | None = None
     cattax: int | None = None
