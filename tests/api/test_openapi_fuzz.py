@@ -226,7 +226,7 @@ def test_stateful_sequences_as_every_role_answer_documented_statuses(client: Tes
 
 @pytest.mark.slow
 def test_long_fuzz_as_every_role(client: TestClient, api: Api, request: pytest.FixtureRequest) -> None:
-    """A few hundred examples per role: 3 per operation over ~175 operations, and 25 sequences of up to 10
+    """A few hundred examples per role: 3 per operation over ~175 operations, and 18 sequences of up to 10
     steps. Minutes on a shared machine, so it runs when the slow tests are asked for (`pytest -m slow`, as
     `scripts/test.sh --slow` and CI do, or ADSTACK_FUZZ_LONG=1); the two tests above are its quick variant in
     every run."""
@@ -236,7 +236,7 @@ def test_long_fuzz_as_every_role(client: TestClient, api: Api, request: pytest.F
     # On PostgreSQL (CI's second run) a shorter pass: what the dialect refuses differently shows early, and the
     # SQLite run has already walked the operations at length; it keeps CI under its time budget.
     on_postgres = bool(os.environ.get("ADSTACK_TEST_DATABASE_URL"))
-    examples, sequences = (2, 15) if on_postgres else (3, 25)
+    examples, sequences = (2, 15) if on_postgres else (3, 18)
     failures = _stateless(client, api, examples) + _stateful(client, api, sequences, steps=10)
     assert failures == [], _report(failures)
 
