@@ -102,6 +102,7 @@ async def receive_postback(request: Request) -> Response:
         fields = merge_fields(query, body, content_type)
         partner_text = present(fields.get("partner")) or ""
         partner, parsed, app_id = check(fields, request.app.state.settings.resolved_secret_key)
+        signed = app_id is not None
         if app_id is None:
             # The guide's URL (partner, ext, gaid): the app comes from our signed click id, or the package and the
             # device's touches. `app` + `sig` stays the stronger form.
@@ -116,7 +117,7 @@ async def receive_postback(request: Request) -> Response:
         return json_response(error_body(refusal.code, refusal.message, refusal.fields()), refusal.status)
 
     if not await acknowledge(request.app.state.pipeline, app_id=app_id, partner=partner, parsed=parsed,
-                             method=request.method, fields=fields, received_at=received_at):
+                             method=request.method, fields=fields, received_at=received_at, signed=signed):
         return json_response(UNAVAILABLE, 503, headers={"Retry-After": RETRY_AFTER_SECONDS})
     return json_response(ACCEPTED)
 

@@ -45,8 +45,9 @@ from adstack.attribution.loading import (
     _load_retried,
     _load_touches,
     _prepare,
+    drop_unsigned_copies,
 )
-from adstack.attribution.models import PostbackStatus
+from adstack.attribution.models import UNSIGNED_NOT_CHARGED, PostbackStatus
 from adstack.attribution.rules import AttributionType
 from adstack.attribution.view import _IN_BATCH, _INSTALL, AppInfo, DeviceKey, Item, View
 from adstack.core.timeutil import utcnow
@@ -58,6 +59,9 @@ log = logging.getLogger("adstack.attribution")
 # The event store's attribution type of a conversion our touch would claim but a fraud flag voids: reports
 # keep it under its campaign as flagged, never among the installs, events and revenue our ads brought.
 FLAGGED = "flagged"
+# The event store's attribution type of a conversion our touch would claim from an unsigned postback: reported
+# apart (unverified installs and events), never among installs, events or revenue.
+UNVERIFIED = "unverified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +145,15 @@ def conversion_event_record(app: AppInfo, row: dict[str, Any], device_hash: int,
     if row["data_flags"]:
         attrs["data_flags"] = ",".join(row["data_flags"])
     attribution_type = row["attribution_type"]
+    claimed = attribution_type in (AttributionType.CLICK.value, AttributionType.VIEW.value)
     if row["fraud_flags"]:
         attrs["fraud_flags"] = ",".join(row["fraud_flags"])
-        if attribution_type in (AttributionType.CLICK.value, AttributionType.VIEW.value):
-            attrs["attributed_as"] = attribution_type
-            attribution_type = FLAGGED
+    if claimed and UNSIGNED_NOT_CHARGED in row["data_flags"]:
+        attrs["attributed_as"] = attribution_type
+        attribution_type = UNVERIFIED
+    elif claimed and row["fraud_flags"]:
+        attrs["attributed_as"] = attribution_type
+        attribution_type = FLAGGED
     if row["click_to_install_seconds"] is not None:
         attrs["click_to_install_seconds"] = str(row["click_to_install_seconds"])
     return Event(
@@ -203,6 +211,7 @@ def attribute(session: Session, *, secret: bytes, rates: dict[str, Decimal], pos
             log.exception("attributing postback %s failed", item.id)
             item.finish(PostbackStatus.FAILED, f"attribution failed: {exc}")
             item.event = None
+    drop_unsigned_copies(session, items)
     live = [i for i in items if i.event is not None and i.status is PostbackStatus.ATTRIBUTED]
     _load_touches(session, view, live)
     _load_conversions(session, view, live)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from adstack.apps.partners import SPECS
 from adstack.attribution.adapters import ADAPTERS
-from adstack.attribution.models import PostbackStatus
+from adstack.attribution.models import UNSIGNED_NOT_CHARGED, PostbackStatus
 from adstack.attribution.postback_fields import PartnerVerdict
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
@@ -82,7 +82,7 @@ def _same_conversion(view: View, item: Item) -> Known | None:
         return None
     mine = parsed.dedupe_key
     for known in sorted(candidates, key=lambda k: k.seq)[:20]:
-        if known.postback_id == item.id:
+        if known.postback_id == item.id or (item.signed and not known.signed):
             continue
         if ":id:" in mine and ":id:" in known.dedupe_key and known.dedupe_key != mine:
             continue
@@ -94,13 +94,19 @@ def _same_conversion(view: View, item: Item) -> Known | None:
     return None
 
 
+def _counts_for(item: Item, known: Known) -> bool:
+    """Whether a recorded conversion bears on this postback: an unsigned one never bears on a signed one."""
+    return known.signed or not item.signed
+
+
 def _install_for_event(view: View, item: Item, at: datetime) -> Known | None:
     if item.gaid is not None:
-        found = _latest(k for k in view.installs_by_device.get((item.app_id, item.device), ()) if k.occurred_at <= at)
+        found = _latest(k for k in view.installs_by_device.get((item.app_id, item.device), ())
+                        if k.occurred_at <= at and _counts_for(item, k))
         if found is not None:
             return found
     if item.click_id:
-        return _latest(view.installs_by_click.get((item.app_id, item.click_id), ()))
+        return _latest(k for k in view.installs_by_click.get((item.app_id, item.click_id), ()) if _counts_for(item, k))
     return None
 
 
@@ -111,6 +117,7 @@ def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
         installs.extend(view.installs_by_device.get((item.app_id, item.device), ()))
     if item.click_id:
         installs.extend(view.installs_by_click.get((item.app_id, item.click_id), ()))
+    installs = [k for k in installs if _counts_for(item, k)]
     if not any(k.fraud_flags for k in installs):  # the usual case
         return ()
     rows = {k.seq: k for k in installs}
@@ -152,7 +159,6 @@ def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
     return f"cpa:{ad_group_id}:{anchor}:{event.value}"[:120]
 
 
-UNSIGNED_NOT_CHARGED = "unsigned_not_charged"
 REVENUE_WITHOUT_RATE = "revenue_without_fx_rate"
 NEGATIVE_REVENUE = "negative_revenue"
 # The cap of a conversion's revenue as sent (postback_fields.MAX_REVENUE, 10^9 units) in micros, held again after
@@ -188,7 +194,8 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         # postback without the GAID is known by the click alone.
         earlier = [*(view.installs_by_device.get((app.id, item.device), ()) if gaid is not None else ()),
                    *(view.installs_by_click.get((app.id, click_id), ()) if click_id else ())]
-        prior = _latest(k for k in earlier if k.occurred_at <= occurred_at and not k.is_reinstall)
+        prior = _latest(k for k in earlier if k.occurred_at <= occurred_at and not k.is_reinstall
+                        and _counts_for(item, k))
         touches = _device_touches(view, app, item.device, occurred_at, windows) if gaid is not None else []
         own: Decision = attribute_install(
             installed_at=judged_at, windows=windows, touch_by_click_id=touch_by_click,
@@ -298,7 +305,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
                   match_type=match_type, is_reinstall=decision.reinstall, touch_kind=touch_kind, touch_id=touch_id,
                   touch_at=touch_at, account_id=app.account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
                   creative_id=creative_id, ad_space_id=ad_space_id, publisher_id=publisher_id, fraud_flags=fraud,
-                  dedupe_key=item.dedupe_key, fields=item.fields, touch=touch)
+                  dedupe_key=item.dedupe_key, fields=item.fields, touch=touch, signed=item.signed)
     item.row, item.known, item.install, item.touch = row, known, install, touch
 
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None
@@ -316,6 +323,10 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         data_flags.append(PARTNER_MISMATCH_NOT_CHARGED)
         detail = "; ".join([*([detail] if detail else []), f"not charged: the app measures with {app.partner}, "
                             f"not {item.partner}"])
+    if billable and parsed.revenue is not None and parsed.revenue < 0:
+        # A refund or a cancellation takes revenue back; it is no new conversion to pay for.
+        billable = False
+        detail = "; ".join([*([detail] if detail else []), "not charged: negative revenue (a refund)"])
     if billable:
         assert touch is not None
         # An event after a known install is charged under the install's click id.

@@ -16,7 +16,14 @@ from adstack.apps.mapping import MappingRule, resolve_event
 from adstack.apps.models import App, EventMapping
 from adstack.apps.service import verify_postback_signature
 from adstack.attribution.adapters import ADAPTERS, read_postback
-from adstack.attribution.models import Conversion, Postback, PostbackStatus, Touchpoint
+from adstack.attribution.models import (
+    UNSIGNED_KEY_PREFIX,
+    UNSIGNED_NOT_CHARGED,
+    Conversion,
+    Postback,
+    PostbackStatus,
+    Touchpoint,
+)
 from adstack.attribution.postback_fields import PostbackError
 from adstack.attribution.rules import CLICK_SPAM_WINDOW, Touch, TouchKind, bounded_time
 from adstack.attribution.view import _NO_DEVICE, AppInfo, Item, Known, View, _Group, _row_keys
@@ -38,6 +45,25 @@ def _load_apps(session: Session, view: View, app_ids: set[int]) -> None:
     if account_ids:
         view.currencies = {account_id: currency for account_id, currency in session.execute(
             select(Account.id, Account.currency).where(Account.id.in_(account_ids)))}
+
+
+def drop_unsigned_copies(session: Session, items: list[Item]) -> None:
+    """An unsigned postback whose signed copy (the same dedupe key, for the same app) is stored is that copy's
+    duplicate: the signed one is attributed, and charged where it should be."""
+    unsigned = [i for i in items
+                if i.dedupe_key.startswith(UNSIGNED_KEY_PREFIX) and i.status is PostbackStatus.ATTRIBUTED]
+    if not unsigned:
+        return
+    p = _POSTBACKS.c
+    wanted = {(i.app_id, i.dedupe_key[len(UNSIGNED_KEY_PREFIX):]) for i in unsigned}
+    found = {(row.app_id, row.dedupe_key): row.id for row in session.execute(
+        select(p.id, p.app_id, p.dedupe_key).where(p.app_id.in_({app for app, _ in wanted}),
+                                                   p.dedupe_key.in_({key for _, key in wanted})))}
+    for item in unsigned:
+        signed = found.get((item.app_id, item.dedupe_key[len(UNSIGNED_KEY_PREFIX):]))
+        if signed is not None:
+            item.finish(PostbackStatus.DUPLICATE, f"the unsigned copy of postback {signed}, which is attributed")
+            item.event = None
 
 
 def _prepare(view: View, item: Item) -> None:
@@ -118,7 +144,7 @@ _C = _CONVERSIONS.c
 _KNOWN_COLUMNS = (_C.id, _C.postback_id, _C.app_id, _C.conversion_event, _C.occurred_at, _C.click_id,
                   _C.attribution_type, _C.match_type, _C.is_reinstall, _C.touch_kind, _C.touch_id, _C.touch_at,
                   _C.account_id, _C.campaign_id, _C.ad_group_id, _C.creative_id, _C.ad_space_id, _C.publisher_id,
-                  _C.fraud_flags, _C.charged_micros, _C.gaid_md5, _C.gaid_sha1)
+                  _C.fraud_flags, _C.charged_micros, _C.gaid_md5, _C.gaid_sha1, _C.data_flags)
 
 
 def _known(row: Any, **extra: Any) -> Known:
@@ -128,7 +154,11 @@ def _known(row: Any, **extra: Any) -> Known:
                  touch_kind=row.touch_kind, touch_id=row.touch_id, touch_at=row.touch_at, account_id=row.account_id,
                  campaign_id=row.campaign_id, ad_group_id=row.ad_group_id, creative_id=row.creative_id,
                  ad_space_id=row.ad_space_id, publisher_id=row.publisher_id, fraud_flags=row.fraud_flags or (),
-                 charged=row.charged_micros, **extra)
+                 charged=row.charged_micros, signed=_signed(row.data_flags), **extra)
+
+
+def _signed(data_flags: Any) -> bool:
+    return UNSIGNED_NOT_CHARGED not in (data_flags or ())
 
 
 def _in(view: View, params: dict[str, Any], column: Any, name: str, values: Iterable[Any]) -> Any:
@@ -228,7 +258,7 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
 
     def branch(*device: Any) -> Any:
         return select(_C.id, _C.postback_id, _C.app_id, _C.account_id, _C.conversion_event, _C.source_event_name,
-                      _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, p.dedupe_key, p.fields) \
+                      _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, _C.data_flags, p.dedupe_key, p.fields) \
             .join(_POSTBACKS, p.id == _C.postback_id) \
             .where(_C.app_id.in_({i.app_id for i in timed}), _C.occurred_at.in_(times), clicks, *device)
 
@@ -246,7 +276,7 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
         seen.add(row.id)
         known = Known(seq=row.id, id=row.id, postback_id=row.postback_id, app_id=row.app_id,
                       conversion_event=row.conversion_event, occurred_at=row.occurred_at, click_id=row.click_id,
-                      dedupe_key=row.dedupe_key, fields=row.fields)
+                      dedupe_key=row.dedupe_key, fields=row.fields, signed=_signed(row.data_flags))
         for key in _row_keys(row.gaid_md5, row.gaid_sha1) or (_NO_DEVICE,):
             view.same[(row.app_id, row.account_id, row.conversion_event, row.source_event_name, row.click_id,
                        row.occurred_at, key)].append(known)

@@ -53,6 +53,14 @@ class Touchpoint(Base):
     occurred_at: Mapped[datetime]
 
 
+# A postback without the app's signature (the guide's bare AppMetrica URL) is stored under its dedupe key with
+# this prefix: it never takes the place of the app's signed copy, whenever either arrives. Its conversion carries
+# the data flag below, is never charged, never counts in the figures signed conversions make (a prior install,
+# a device's fraud flags, a retry) and is reported apart, as unverified.
+UNSIGNED_KEY_PREFIX = "u:"
+UNSIGNED_NOT_CHARGED = "unsigned_not_charged"
+
+
 class Postback(Base):
     """A postback as received, stored before it is answered; attribution reads it from here."""
 
@@ -73,7 +81,8 @@ class Postback(Base):
     # fields again only without it, or under another parse version.
     parsed: Mapped[str | None] = mapped_column(Text)
     # Sent to the app's signed postback URL (`app` + `sig`, checked on receipt). Only a signed postback bills; an
-    # unsigned one waits `unsigned_postback_hold_seconds` before attribution, and a signed copy replaces it.
+    # unsigned one waits `unsigned_postback_hold_seconds` before attribution, so a signed copy sent with it is
+    # attributed first.
     signed: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default=PostbackStatus.PENDING)
     detail: Mapped[str] = mapped_column(String(500), default="")

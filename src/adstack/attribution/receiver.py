@@ -12,6 +12,7 @@ import orjson
 
 from adstack.apps.service import verify_postback_signature
 from adstack.attribution.adapters import parse_postback, stored_parse
+from adstack.attribution.models import UNSIGNED_KEY_PREFIX
 from adstack.attribution.postback_fields import (
     MAX_FIELDS,
     MAX_VALUE_LENGTH,
@@ -137,11 +138,18 @@ def check(fields: dict[str, str], secret: bytes) -> tuple[Partner, ParsedPostbac
     return partner, parsed, app_id
 
 
+def stored_dedupe_key(parsed: ParsedPostback, *, signed: bool) -> str:
+    """The key a postback is stored once under, per app: an unsigned one apart from the signed copies."""
+    return parsed.dedupe_key if signed else (UNSIGNED_KEY_PREFIX + parsed.dedupe_key)[:128]
+
+
 async def acknowledge(pipeline: Pipeline, *, app_id: int, partner: Partner, parsed: ParsedPostback, method: str,
-                      fields: dict[str, str], received_at: datetime) -> bool:
+                      fields: dict[str, str], received_at: datetime, signed: bool = True) -> bool:
     """Append the postback to the event log; False when the log cannot store it (nothing may be acknowledged:
-    the partner retries anything but a 200). Duplicates are removed where the postbacks consumer stores them."""
-    record = records.postback(app_id=app_id, partner=partner.value, dedupe_key=parsed.dedupe_key, method=method,
+    the partner retries anything but a 200). Duplicates are removed where the postbacks consumer stores them.
+    `signed`: it came to the app's signed URL (`check` named the app)."""
+    record = records.postback(app_id=app_id, partner=partner.value,
+                              dedupe_key=stored_dedupe_key(parsed, signed=signed), method=method,
                               fields=fields, received_at=received_at, parsed=stored_parse(parsed))
     try:
         await pipeline.append(record)

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, Text, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, Text, func, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -28,7 +28,6 @@ from adstack.accounts.models import Principal
 from adstack.accounts.tenancy import visible_account_ids
 from adstack.apps import service as apps
 from adstack.apps.models import App
-from adstack.attribution.adapters import stored_parse_text
 from adstack.attribution.models import (
     Conversion,
     FxRate,
@@ -188,40 +187,11 @@ def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) 
         insert(table).values(rows).on_conflict_do_nothing()
         .returning(table.c.app_id, table.c.dedupe_key))}
     new: list[bool] = []
-    signed_copies: list[IncomingPostback] = []
     for p in postbacks:
         key = (p.app_id, p.dedupe_key)
         new.append(key in stored)
-        if key not in stored and p.signed:
-            signed_copies.append(p)
         stored.discard(key)
-    if signed_copies:
-        _replace_unsigned(connection, signed_copies)
     return new
-
-
-def _replace_unsigned(connection: Connection, copies: list[IncomingPostback]) -> None:
-    """A signed copy of a stored unsigned postback not attributed yet takes its place: otherwise anyone who saw
-    the click id could send the bare URL first and the conversion would never be charged. Not new: the same
-    conversion, read from the signed copy's fields."""
-    table = cast(Table, Postback.__table__)
-    c = table.c
-    connection.execute(
-        update(table)
-        .where(c.app_id == bindparam("p_app_id"), c.dedupe_key == bindparam("p_dedupe_key"),
-               c.status == PostbackStatus.PENDING.value, c.signed.is_(False))
-        .values(partner=bindparam("p_partner"), method=bindparam("p_method"), fields=bindparam("p_fields"),
-                parsed=bindparam("p_parsed"), received_at=bindparam("p_received_at"), signed=True),
-        [{"p_app_id": p.app_id, "p_dedupe_key": p.dedupe_key, "p_partner": p.partner.value, "p_method": p.method,
-          "p_fields": p.fields, "p_parsed": p.parsed, "p_received_at": p.received_at} for p in copies])
-
-
-def accept_postback(session: Session, *, app_id: int, partner: Partner, parsed: ParsedPostback, method: str,
-                    fields: dict[str, str], received_at: datetime) -> bool:
-    """Store one postback once per (app, dedupe key); the caller commits. True when it is new."""
-    return accept_postbacks(session.connection(), [IncomingPostback(
-        app_id, partner, parsed.dedupe_key, method, fields, received_at, stored_parse_text(parsed),
-        signed_url(fields, app_id))])[0]
 
 
 def reject_postback(session: Session, *, partner: str, reason: str, message: str, method: str, query: str,

@@ -103,6 +103,9 @@ class Known:
     # For the retry check: the postback it came from.
     dedupe_key: str = ""
     fields: dict[str, Any] | None = None
+    # From the app's signed postback URL. An unsigned conversion is never a signed one's prior install, retry or
+    # source of device flags: anyone who saw a click id could have sent it.
+    signed: bool = True
     # Its touch as a rules object: the one decided, for a conversion of this batch; built once from the
     # columns above for a stored one.
     touch: Touch | None = None

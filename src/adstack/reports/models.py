@@ -81,6 +81,10 @@ class Metric(StrEnum):
     # voids: never billed, never among installs, events or revenue above; shown under their campaign.
     FLAGGED_INSTALLS = "flagged_installs"
     FLAGGED_IN_APP_EVENTS = "flagged_in_app_events"
+    # Conversions our touch would claim from postbacks without the app's signature (the guide's bare AppMetrica
+    # URL): never billed, never among installs, events or revenue above; shown under their campaign.
+    UNVERIFIED_INSTALLS = "unverified_installs"
+    UNVERIFIED_IN_APP_EVENTS = "unverified_in_app_events"
     # Conversions adstack's ads did not bring: kept apart, never in the figures above.
     ORGANIC_INSTALLS = "organic_installs"
     OTHER_INSTALLS = "other_installs"

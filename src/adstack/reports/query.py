@@ -59,7 +59,9 @@ DIMENSION_SQL: dict[Dimension, tuple[str, str]] = {
 NOT_OURS = "(attribution_type IN ('organic', 'other') OR (attribution_type = '' AND campaign_id = 0))"
 # A fraud-flagged conversion keeps its campaign (its source is still our ad) but is not counted as ours.
 FLAGGED = "attribution_type = 'flagged'"
-OURS = f"(NOT {NOT_OURS} AND NOT {FLAGGED})"
+# One from an unsigned postback (anyone who saw a click id could send it) is reported apart, as unverified.
+UNVERIFIED = "attribution_type = 'unverified'"
+OURS = f"(NOT {NOT_OURS} AND NOT {FLAGGED} AND NOT {UNVERIFIED})"
 SOURCE_SQL = f"multiIf(attribution_type = 'other', 'other', {NOT_OURS}, 'organic', 'ads')"
 SOURCE_LABELS = {"organic": "Organic", "other": "Other sources"}
 
@@ -93,6 +95,8 @@ BASE_SQL: dict[str, str] = {
     "revenue_d7_micros": f"sumIf(revenue_d7_micros, {OURS})",
     "flagged_installs": f"sumIf(installs, {FLAGGED})",
     "flagged_in_app_events": f"sumIf(conversions, {FLAGGED})",
+    "unverified_installs": f"sumIf(installs, {UNVERIFIED})",
+    "unverified_in_app_events": f"sumIf(conversions, {UNVERIFIED})",
     "organic_revenue_micros": f"sumIf(revenue_micros, {SOURCE_SQL} = 'organic')",
     "other_revenue_micros": "sumIf(revenue_micros, attribution_type = 'other')",
     "video_starts": "sum(video_starts)",
