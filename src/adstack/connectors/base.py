@@ -127,7 +127,8 @@ def backoff(attempt: int, retry_after: str | None, *, now: datetime | None = Non
 
 def _retry_after_seconds(value: str, now: datetime) -> float | None:
     if value.isascii() and value.isdigit():
-        return float(min(int(value[:12]), int(MAX_RETRY_AFTER_SECONDS)))
+        digits = value.lstrip("0") or "0"  # "0030" is 30 s
+        return MAX_RETRY_AFTER_SECONDS if len(digits) > 6 else float(int(digits))
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -189,7 +190,9 @@ class ReportFetcher:
                                            "read this app")
                 if response.status_code == 429 or response.status_code >= 500:
                     if attempt < self.max_attempts:
-                        self.sleep(backoff(attempt, response.headers.get("Retry-After")))
+                        # The first of repeated headers: httpx joins them with commas, which no form reads.
+                        retry_after = next(iter(response.headers.get_list("Retry-After")), None)
+                        self.sleep(backoff(attempt, retry_after))
                         continue
                     break
                 raise PartnerUnavailable(f"{name} answered {response.status_code}: {response.text[:200]}")

@@ -382,6 +382,21 @@ COLUMN_TITLES: dict[str, str] = {
     "video_third_quartiles": N_("Video 3/4"), "invalid": N_("Invalid traffic"),
     "ad_requests": N_("Ad requests"), "filled_ad_requests": N_("Filled ad requests"), "fill_rate": N_("Fill rate"),
     "organic_installs": N_("Organic installs"), "other_installs": N_("Installs from other sources"),
+    "click_through_installs": N_("Click-through installs"),
+    "view_through_installs": N_("View-through installs"),
+    "cpa_conversions": N_("CPA conversions"),
+    "revenue_d0_micros": N_("Revenue, day 0"),
+    "revenue_d7_micros": N_("Revenue, days 0-7"),
+    "roas_d0": N_("ROAS, day 0"),
+    "roas_d7": N_("ROAS, days 0-7"),
+    "flagged_installs": N_("Flagged installs"),
+    "flagged_in_app_events": N_("Flagged in-app events"),
+    "unverified_installs": N_("Unverified installs"),
+    "unverified_in_app_events": N_("Unverified in-app events"),
+    "organic_in_app_events": N_("Organic in-app events"),
+    "other_in_app_events": N_("In-app events from other sources"),
+    "organic_revenue_micros": N_("Organic revenue"),
+    "other_revenue_micros": N_("Revenue from other sources"),
 }
 
 
