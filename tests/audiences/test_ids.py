@@ -144,3 +144,27 @@ def test_utf16_files_and_cr_line_endings_read_like_any_text(encoding: str, newli
     reader.check_minimum()
     assert (report.lines, report.valid_lines, report.invalid_lines) == (1201, 1200, 1)
     assert [sorted(k) for k in reader.keys] == [sorted(k) for k in expected.keys]
+
+
+@pytest.mark.parametrize(("encoding", "newline", "bom"), [
+    ("utf-16-le", "\r\n", b"\xff\xfe"), ("utf-16-be", "\n", b"\xfe\xff"), ("utf-8", "\r", b""),
+    ("utf-8", "\r\n", b""), ("utf-8", "\n", b"\xef\xbb\xbf"),
+])
+@settings(max_examples=30, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=120), max_size=4))
+def test_how_a_file_is_written_is_read_the_same_wherever_the_network_splits_it(
+        encoding: str, newline: str, bom: bytes, cuts: list[int]) -> None:
+    ids = [*gaids(20), "oops"]
+    data = bom + (newline.join(ids) + newline).encode(encoding)
+    whole = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    whole.read([data])
+    assert (whole.report.lines, whole.report.valid_lines, whole.report.blank_lines) == (21, 20, 0)
+    pieces, start = [], 0
+    for cut in sorted(set(cuts)):
+        pieces.append(data[start:cut])
+        start = max(start, cut)
+    pieces.append(data[start:])
+    split = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    split.read([p for p in pieces if p])
+    assert split.report == whole.report
+    assert [sorted(k) for k in split.keys] == [sorted(k) for k in whole.keys]

@@ -647,7 +647,12 @@ def test_banner_mimes_choose_among_the_candidates_not_after_the_winner(api: Api,
     request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
     request["imp"][0].pop("tagid", None)
     request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
-    assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
+
+    def serving_both() -> bool:
+        snapshot = api.client.app.state.serving.state.snapshot  # type: ignore[attr-defined]
+        return {png_creative, jpeg_creative} <= {c.id for g in snapshot.by_ordinal for c in g.creatives}
+
+    assert eventually(serving_both)
     assert api.client.post("/openrtb2/bid", json=request).json()["seatbid"][0]["bid"][0]["crid"] == str(png_creative)
     request["imp"][0]["banner"]["mimes"] = ["image/jpg"]  # an alias of image/jpeg, as requests often write it
     response = api.client.post("/openrtb2/bid", json=request)
@@ -700,7 +705,13 @@ def test_wlang_allows_only_creatives_in_its_languages_and_bids_name_theirs(api: 
     request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
     request["imp"][0].pop("tagid", None)
     request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
-    assert eventually(lambda: api.client.post("/openrtb2/bid", json=request).status_code == 200)
+
+    def serving_all() -> bool:
+        snapshot = api.client.app.state.serving.state.snapshot  # type: ignore[attr-defined]
+        serving = {c.id for g in snapshot.by_ordinal for c in g.creatives}
+        return {unknown, hindi, english, logo_only} <= serving
+
+    assert eventually(serving_all)
 
     def winner(**languages: Any) -> dict[str, Any] | None:
         body = {**request, **languages}

@@ -188,6 +188,12 @@ _LINE_PATTERNS: dict[IdType, re.Pattern[bytes]] = {
 _BLANK_LINE = re.compile(rb"(?m)^" + _SPACE + rb"\n")
 
 
+# The first bytes of a file, gathered before anything is scanned: enough for its byte-order mark, its first line
+# end and the look at whether it is text.
+HEAD_BYTES = 8192
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 class IdFileReader:
     """Reads a TXT file of ids chunk by chunk: checks the size cap and text-ness while streaming, validates
     and counts each line, and collects keys per partition in compact arrays (8 bytes per id).
@@ -211,6 +217,7 @@ class IdFileReader:
         self._other_types: dict[IdType, int] = {}
         self._utf16: codecs.IncrementalDecoder | None = None
         self._cr_only = False
+        self._head = b""
 
     def read(self, chunks: Iterable[bytes]) -> ValidationReport:
         for chunk in chunks:
@@ -230,22 +237,39 @@ class IdFileReader:
                                    actual=report.bytes_read)],
             )
         if not self._started:
-            self._started = True
-            if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
-                # Windows Notepad's "Unicode": UTF-16 behind its byte-order mark. Ids are ASCII: read it as UTF-8.
-                self._utf16 = codecs.getincrementaldecoder("utf-16")(errors="replace")
-                chunk = self._utf16.decode(chunk).encode()
-            if chunk.startswith(b"\xef\xbb\xbf"):
-                chunk = chunk[3:]
-            if _looks_binary(chunk[:8192]):
-                self._refuse_binary()
-            # Classic Mac OS ends lines with CR alone.
-            self._cr_only = b"\r" in chunk and b"\n" not in chunk
+            # How the file is written (its byte-order mark, its line ends) is decided on its first bytes, however
+            # the network splits them: a head is gathered first.
+            self._head += chunk
+            head = self._head
+            # A NUL outside UTF-16 is binary already: refused at once, not once 8 KB have come.
+            if len(head) < HEAD_BYTES and not (len(head) >= 2 and b"\x00" in head and not head.startswith(_UTF16_BOMS)):
+                return
+            chunk, self._head = self._begin(self._head), b""
         else:
             if self._utf16 is not None:
                 chunk = self._utf16.decode(chunk).encode()
             if b"\x00" in chunk:
                 self._refuse_binary()
+        self._lines(chunk)
+
+    def _begin(self, head: bytes) -> bytes:
+        """The file's first bytes as text to scan: decoded, its mark dropped; refused when binary."""
+        self._started = True
+        if head.startswith(_UTF16_BOMS):
+            # Windows Notepad's "Unicode": UTF-16 behind its byte-order mark. Ids are ASCII: read it as UTF-8.
+            self._utf16 = codecs.getincrementaldecoder("utf-16")(errors="replace")
+            head = self._utf16.decode(head).encode()
+        if head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        if _looks_binary(head[:8192]):
+            self._refuse_binary()
+        # Classic Mac OS ends lines with CR alone: the first line end says how the file is written.
+        first_end = next((i for i, byte in enumerate(head) if byte in (0x0A, 0x0D)), -1)
+        self._cr_only = first_end >= 0 and head[first_end] == 0x0D and head[first_end + 1:first_end + 2] != b"\n"
+        return head
+
+    def _lines(self, chunk: bytes) -> None:
+        report = self.report
         if self._cr_only:
             chunk = chunk.replace(b"\r", b"\n")
         last_newline = chunk.rfind(b"\n")
@@ -267,6 +291,9 @@ class IdFileReader:
             self._pending = b""
 
     def finish(self) -> ValidationReport:
+        if not self._started and self._head:
+            head, self._head = self._begin(self._head), b""
+            self._lines(head)
         if self._utf16 is not None:
             self._pending += self._utf16.decode(b"", final=True).encode()
         if self._pending:
