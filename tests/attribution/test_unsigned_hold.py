@@ -126,3 +126,61 @@ def test_unsigned_revenue_is_unverified_and_a_refund_is_never_charged(api: Api, 
     totals = _totals(s)
     assert totals["revenue_micros"] == -3_000_000  # the app's refund only
     assert (totals["in_app_events"], totals["unverified_in_app_events"], totals["cost_micros"]) == (1, 1, 0)
+
+
+def test_unsigned_postbacks_judged_organic_stay_out_of_the_organic_figures(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id=LINK)
+    gaid = new_gaid()
+    click_id = s.click(gaid, at=utcnow() - timedelta(minutes=5))
+    # AppMetrica's empty touch type: "not attributed to this tracker", i.e. organic.
+    _bare(s, ext=click_id, gaid=gaid, touch_type="")
+    _bare(s, ext=click_id, gaid=gaid, touch_type="", event_name="purchase", price="999999", currency="USD")
+    _past_the_hold()
+    assert {r["attribution_type"] for r in s.conversions()} == {"organic"}
+    today = utcnow().date()
+    metrics = ["organic_installs", "organic_in_app_events", "organic_revenue_micros", "unverified_installs",
+               "unverified_in_app_events"]
+    report = expect(s.api.client.get("/api/v1/reports", headers=s.advertiser.headers, params={
+        "start_date": (today - timedelta(days=1)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat(),
+        "account_ids": [s.account_id], "time_zone": "UTC", "metrics": metrics}), 200)
+    assert [report["totals"][m] for m in metrics] == [0, 0, 0, 1, 1]
+
+
+def test_unsigned_postbacks_add_no_device_to_a_converted_audience(api: Api, settings: Settings) -> None:
+    from adstack.audiences import profiles
+
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id=LINK)
+    clicker, victim = new_gaid(), new_gaid()
+    click_id = s.click(clicker, at=utcnow() - timedelta(minutes=5))
+    _bare(s, ext=click_id, gaid=victim, event_name="purchase")  # anyone's device, with someone's click id
+    _past_the_hold()
+    assert len(s.conversions()) == 1
+    profiles.record_device_profile(api.session, gaid=victim, installed_packages=[], usage=None, seen_at=utcnow(),
+                                   country="SG")
+    api.session.commit()
+    body = {"name": "Buyers", "region_code": "SG",
+            "rule": {"conditions": [{"kind": "converted", "app_ids": [s.app["id"]], "events": ["PURCHASE"]}]}}
+    made = expect(api.client.post("/api/v1/audiences/labels", headers=s.advertiser.headers, json=body), 201)
+    refreshed = expect(api.client.post(f"/api/v1/audiences/{made['id']}/refresh", headers=s.advertiser.headers), 200)
+    assert refreshed["size"] == 0
+
+
+def test_unsigned_copies_cannot_crowd_a_signed_original_out_of_the_retry_check(api: Api, settings: Settings) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id=LINK, conversion_event="PURCHASE",
+                 bid_micros=5_000_000)
+    gaid = new_gaid()
+    click_id = s.click(gaid, at=utcnow() - timedelta(minutes=5))
+    at = str(int(utcnow().timestamp()))
+    _signed(s, ext=click_id, gaid=gaid, transaction_id="tx-install", touch_type="click")
+    for n in range(21):
+        _bare(s, ext=click_id, gaid=gaid, event_name="purchase", conversion_timestamp=at, transaction_id=f"tx-{n}")
+    _past_the_hold()
+    purchase = {"ext": click_id, "gaid": gaid, "event_name": "purchase", "conversion_timestamp": at,
+                "touch_type": "click", "price": "5", "currency": "USD"}
+    _signed(s, **purchase, transaction_id="tx-p")
+    _signed(s, **purchase)  # the partner's retry, without its event id
+    s.conversions()
+    assert [p["status"] for p in s.postbacks()].count("duplicate") == 1  # the retry
+    totals = _totals(s)
+    assert (totals["in_app_events"], totals["revenue_micros"], totals["unverified_in_app_events"]) == (
+        1, 5_000_000, 21)

@@ -148,7 +148,8 @@ def conversion_event_record(app: AppInfo, row: dict[str, Any], device_hash: int,
     claimed = attribution_type in (AttributionType.CLICK.value, AttributionType.VIEW.value)
     if row["fraud_flags"]:
         attrs["fraud_flags"] = ",".join(row["fraud_flags"])
-    if claimed and UNSIGNED_NOT_CHARGED in row["data_flags"]:
+    if UNSIGNED_NOT_CHARGED in row["data_flags"]:
+        # Whatever it was judged (ours, organic, another network's): an unsigned postback counts apart.
         attrs["attributed_as"] = attribution_type
         attribution_type = UNVERIFIED
     elif claimed and row["fraud_flags"]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from adstack.apps.partners import SPECS
 from adstack.attribution.adapters import ADAPTERS
-from adstack.attribution.models import UNSIGNED_NOT_CHARGED, PostbackStatus
+from adstack.attribution.models import UNSIGNED_KEY_PREFIX, UNSIGNED_NOT_CHARGED, PostbackStatus
 from adstack.attribution.postback_fields import PartnerVerdict
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
@@ -81,10 +81,11 @@ def _same_conversion(view: View, item: Item) -> Known | None:
     if not candidates:
         return None
     mine = parsed.dedupe_key
-    for known in sorted(candidates, key=lambda k: k.seq)[:20]:
-        if known.postback_id == item.id or (item.signed and not known.signed):
-            continue
-        if ":id:" in mine and ":id:" in known.dedupe_key and known.dedupe_key != mine:
+    # Those that bear on this postback first, then the 20 earliest: unsigned ones must not crowd out a signed one.
+    bearing = [k for k in sorted(candidates, key=lambda k: k.seq) if k.postback_id != item.id and _counts_for(item, k)]
+    for known in bearing[:20]:
+        theirs = known.dedupe_key.removeprefix(UNSIGNED_KEY_PREFIX)
+        if ":id:" in mine and ":id:" in theirs and theirs != mine:
             continue
         adapter = ADAPTERS.get(Partner(item.partner))
         if parsed.event_params and adapter is not None \

@@ -242,19 +242,22 @@ def materialise(session: Session, rule: LabelRule, *, now: datetime, countries: 
 
 
 def _converted(session: Session, condition: Converted, account_id: int | None, *, now: datetime) -> BitMap64:
-    from adstack.attribution.models import Conversion
+    from adstack.attribution.models import UNSIGNED_NOT_CHARGED, Conversion
 
     if account_id is None:
         return BitMap64()
-    stmt = select(Conversion.gaid_md5).where(
+    # Only conversions the app's signed postbacks reported: anyone with a click id can send the bare URL, with
+    # whatever device in it.
+    stmt = select(Conversion.gaid_md5, Conversion.data_flags).where(
         Conversion.account_id == account_id, Conversion.app_id.in_(list(condition.app_ids)),
         Conversion.conversion_event.in_([e.value for e in condition.events]),
         Conversion.occurred_at >= now - timedelta(days=condition.within_days), Conversion.gaid_md5.is_not(None))
     members = BitMap64()
     result = session.execute(stmt.execution_options(yield_per=_FETCH_BATCH))
-    for batch in result.scalars().partitions(_FETCH_BATCH):
+    for batch in result.partitions(_FETCH_BATCH):
         # The audience key of a device is the first 64 bits of its GAID's MD5 (`audiences.ids.device_key`).
-        members.update([int(digest[:16], 16) for digest in batch if digest and len(digest) == 32])
+        members.update([int(digest[:16], 16) for digest, flags in batch
+                        if digest and len(digest) == 32 and UNSIGNED_NOT_CHARGED not in (flags or ())])
     return members
 
 
