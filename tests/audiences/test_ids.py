@@ -53,6 +53,18 @@ def test_invalid_gaids_have_no_key(value: str) -> None:
     assert key_of(IdType.GAID, value) is None
 
 
+def _read_in_pieces(data: bytes, cuts: list[int]) -> IdFileReader:
+    """A GAID file read as the network might hand it over: cut at `cuts`."""
+    pieces, start = [], 0
+    for cut in sorted(set(cuts)):
+        pieces.append(data[start:cut])
+        start = max(start, cut)
+    pieces.append(data[start:])
+    reader = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    reader.read([p for p in pieces if p])
+    return reader
+
+
 @settings(max_examples=40, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=12))
 def test_the_report_does_not_depend_on_where_chunks_split(cuts: list[int]) -> None:
@@ -60,13 +72,7 @@ def test_the_report_does_not_depend_on_where_chunks_split(cuts: list[int]) -> No
     data = id_file(lines)
     whole = IdFileReader(IdType.GAID, max_bytes=1 << 20)
     whole.read([data])
-    pieces, start = [], 0
-    for cut in sorted(set(cuts)):
-        pieces.append(data[start:cut])
-        start = max(start, cut)
-    pieces.append(data[start:])
-    split = IdFileReader(IdType.GAID, max_bytes=1 << 20)
-    split.read([p for p in pieces if p])
+    split = _read_in_pieces(data, cuts)
     assert split.report == whole.report
     assert [sorted(k) for k in split.keys] == [sorted(k) for k in whole.keys]
     assert whole.report.lines == len(lines)
@@ -159,12 +165,6 @@ def test_how_a_file_is_written_is_read_the_same_wherever_the_network_splits_it(
     whole = IdFileReader(IdType.GAID, max_bytes=1 << 20)
     whole.read([data])
     assert (whole.report.lines, whole.report.valid_lines, whole.report.blank_lines) == (21, 20, 0)
-    pieces, start = [], 0
-    for cut in sorted(set(cuts)):
-        pieces.append(data[start:cut])
-        start = max(start, cut)
-    pieces.append(data[start:])
-    split = IdFileReader(IdType.GAID, max_bytes=1 << 20)
-    split.read([p for p in pieces if p])
+    split = _read_in_pieces(data, cuts)
     assert split.report == whole.report
     assert [sorted(k) for k in split.keys] == [sorted(k) for k in whole.keys]

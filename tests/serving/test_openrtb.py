@@ -615,6 +615,21 @@ def test_an_iab_size_creative_is_validated_like_any_material_and_bought_by_excha
     assert api.client.post("/openrtb2/bid", json=request).status_code == 200
 
 
+def _medium_rectangle_request(corpus_dir: Path) -> dict[str, Any]:
+    """The IAB 2.6 mobile example, asking for a 300x250 banner from a device in Indonesia."""
+    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
+    request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
+    request["imp"][0].pop("tagid", None)
+    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
+    return request
+
+
+def _serving(api: Api, creative_ids: set[int]) -> bool:
+    """Whether every one of these creatives is in the serving snapshot."""
+    snapshot = api.client.app.state.serving.state.snapshot  # type: ignore[attr-defined]
+    return creative_ids <= {c.id for g in snapshot.by_ordinal for c in g.creatives}
+
+
 def test_banner_mimes_choose_among_the_candidates_not_after_the_winner(api: Api, corpus_dir: Path) -> None:
     """OpenRTB 2.6, 3.2.6 `mimes`: the file types the banner takes. An ad whose image is another type is not a
     candidate, so the next best ad with an allowed type bids rather than none."""
@@ -643,16 +658,8 @@ def test_banner_mimes_choose_among_the_candidates_not_after_the_winner(api: Api,
     png_creative = creative_in(groups[0]["id"], "rich.png", png(300, 250))
     jpeg_creative = creative_in(groups[1]["id"], "plain.jpg", jpeg(300, 250))
 
-    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
-    request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
-    request["imp"][0].pop("tagid", None)
-    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
-
-    def serving_both() -> bool:
-        snapshot = api.client.app.state.serving.state.snapshot  # type: ignore[attr-defined]
-        return {png_creative, jpeg_creative} <= {c.id for g in snapshot.by_ordinal for c in g.creatives}
-
-    assert eventually(serving_both)
+    request = _medium_rectangle_request(corpus_dir)
+    assert eventually(lambda: _serving(api, {png_creative, jpeg_creative}))
     assert api.client.post("/openrtb2/bid", json=request).json()["seatbid"][0]["bid"][0]["crid"] == str(png_creative)
     request["imp"][0]["banner"]["mimes"] = ["image/jpg"]  # an alias of image/jpeg, as requests often write it
     response = api.client.post("/openrtb2/bid", json=request)
@@ -701,17 +708,8 @@ def test_wlang_allows_only_creatives_in_its_languages_and_bids_name_theirs(api: 
     refused = creative_in(groups[2]["id"], "zz", expected=422)["error"]["fields"][0]
     assert (refused["field"], refused["rule"]) == ("materials.language", "language_code")
 
-    request: dict[str, Any] = json.loads((corpus_dir / "openrtb/iab-2.6/request-6_2_3-mobile.json").read_text())
-    request["imp"][0]["banner"] = {"format": [{"w": 300, "h": 250}]}
-    request["imp"][0].pop("tagid", None)
-    request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
-
-    def serving_all() -> bool:
-        snapshot = api.client.app.state.serving.state.snapshot  # type: ignore[attr-defined]
-        serving = {c.id for g in snapshot.by_ordinal for c in g.creatives}
-        return {unknown, hindi, english, logo_only} <= serving
-
-    assert eventually(serving_all)
+    request = _medium_rectangle_request(corpus_dir)
+    assert eventually(lambda: _serving(api, {unknown, hindi, english, logo_only}))
 
     def winner(**languages: Any) -> dict[str, Any] | None:
         body = {**request, **languages}

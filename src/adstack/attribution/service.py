@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -162,14 +162,7 @@ class IncomingPostback:
     fields: dict[str, str]
     received_at: datetime
     parsed: str | None = None  # the adapters' reading as JSON (`adapters.stored_parse`), or None to read it again
-    signed: bool = False  # came to the app's signed URL (see `signed_url`)
-
-
-def signed_url(fields: Mapping[str, Any], app_id: int) -> bool:
-    """Whether a received postback came to the app's signed URL. The receiver refuses a postback whose `app` and
-    `sig` do not match (`receiver.check`), so a logged one that names its app carries a checked signature;
-    attribution checks it again before charging."""
-    return bool(fields.get("sig")) and str(fields.get("app", "")) == str(app_id)
+    signed: bool = False  # came to the app's signed URL: the receiver stored it under its own key, unprefixed
 
 
 def accept_postbacks(connection: Connection, postbacks: list[IncomingPostback]) -> list[bool]:
@@ -258,7 +251,7 @@ def collector_paused() -> Iterator[None]:
 
 def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BATCH,
                     received_before: datetime | None = None, unsigned_hold: timedelta = timedelta(0),
-                    now: datetime | None = None) -> tuple[int, list[Event]]:
+                    ) -> tuple[int, list[Event]]:
     """Attribute up to `limit` stored postbacks in receipt order, in the caller's transaction.
 
     Returns how many were processed and the event-store records to append before committing. The postbacks
@@ -269,7 +262,7 @@ def process_pending(session: Session, *, secret: bytes, limit: int = PROCESS_BAT
     """
     with collector_paused():
         return _process_pending(session, secret=secret, limit=limit, received_before=received_before,
-                                unsigned_before=(now or utcnow()) - unsigned_hold)
+                                unsigned_before=utcnow() - unsigned_hold)
 
 
 def _process_pending(session: Session, *, secret: bytes, limit: int, received_before: datetime | None,

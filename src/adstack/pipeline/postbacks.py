@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from adstack.attribution.locks import WRITE_LOCK
-from adstack.attribution.service import IncomingPostback, accept_postbacks, signed_url
+from adstack.attribution.models import UNSIGNED_KEY_PREFIX
+from adstack.attribution.service import IncomingPostback, accept_postbacks
 from adstack.core.vocabulary import Partner
 from adstack.pipeline.consumers import Context
 from adstack.pipeline.records import Kind, received_at
@@ -26,11 +27,11 @@ log = logging.getLogger("adstack.pipeline")
 def incoming(record: dict[str, Any]) -> IncomingPostback | None:
     try:
         parsed = record.get("pp")
-        app_id = int(record["app"])
+        key = str(record["dk"])
         fields = {str(k): str(v) for k, v in record["f"].items()}
         reading = orjson.dumps(parsed).decode() if isinstance(parsed, dict) else None
-        return IncomingPostback(app_id, Partner(record["p"]), str(record["dk"]), str(record["m"]), fields,
-                                received_at(record), reading, signed_url(fields, app_id))
+        return IncomingPostback(int(record["app"]), Partner(record["p"]), key, str(record["m"]), fields,
+                                received_at(record), reading, not key.startswith(UNSIGNED_KEY_PREFIX))
     except (KeyError, ValueError, TypeError, AttributeError):
         log.warning("skipping an unreadable postback record %s", record.get("id"))
         return None
