@@ -19,8 +19,8 @@ from tests.support import Api, expect
 
 HOLD_SECONDS = 1
 LINK = "1019409635088005254"
-METRICS = ["installs", "unverified_installs", "in_app_events", "unverified_in_app_events", "revenue_micros",
-           "cost_micros"]
+METRICS = ["installs", "unverified_installs", "in_app_events", "refunds", "unverified_in_app_events",
+           "revenue_micros", "cost_micros"]
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_the_signed_copy_of_a_bare_postback_sent_with_it_is_the_one_attributed(a
     statuses = sorted((p["status"], bool(p["fields"].get("sig"))) for p in s.postbacks())
     assert statuses == [("attributed", True), ("duplicate", False)]
     assert _totals(s) | {"cost_micros": None} == {"installs": 1, "unverified_installs": 0, "in_app_events": 0,
-                                                  "unverified_in_app_events": 0, "revenue_micros": 0,
+                                                  "refunds": 0, "unverified_in_app_events": 0, "revenue_micros": 0,
                                                   "cost_micros": None}
 
 
@@ -125,7 +125,9 @@ def test_unsigned_revenue_is_unverified_and_a_refund_is_never_charged(api: Api, 
         (-999_999_999_000_000, 0), (-3_000_000, 0)]
     totals = _totals(s)
     assert totals["revenue_micros"] == -3_000_000  # the app's refund only
-    assert (totals["in_app_events"], totals["unverified_in_app_events"], totals["cost_micros"]) == (1, 1, 0)
+    # A refund is not another purchase; the bare one is set aside whatever its sign.
+    assert (totals["in_app_events"], totals["refunds"], totals["unverified_in_app_events"], totals["cost_micros"]) \
+        == (0, 1, 1, 0)
 
 
 def test_unsigned_postbacks_judged_organic_stay_out_of_the_organic_figures(api: Api, settings: Settings) -> None:

@@ -146,6 +146,8 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
         _conversion(purchases, account, 5, "click", country="IN"),
         _conversion(purchases, account, 6, "click", event="PURCHASE", revenue=10_000_000, country="IN"),
         _conversion(purchases, account, 7, "click", event="PURCHASE", revenue=2_000_000, country="IN"),
+        # ... and a refund of 2.00: it nets the revenue and is neither another purchase nor a CPA conversion.
+        _conversion(purchases, account, 12, "click", event="PURCHASE", revenue=-2_000_000, country="IN"),
         # Not ours: 2 organic installs and an organic purchase, 1 install another network brought.
         _conversion(None, account, 8, "organic"),
         _conversion(None, account, 9, "organic"),
@@ -166,6 +168,7 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
         "cpa_conversions",
         "cpa_micros",
         "in_app_events",
+        "refunds",
         "revenue_micros",
         "roas",
         "organic_installs",
@@ -183,7 +186,7 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
     # The same figures from the raw events and the ledger.
     raw = store.query(
         "SELECT campaign_id, attribution_type, event_type, conversion_event, count(), sum(revenue_micros), "
-        "sum(cost_micros) FROM events WHERE account_id = {a:UInt64} "
+        "sum(cost_micros), countIf(revenue_micros < 0) FROM events WHERE account_id = {a:UInt64} "
         "GROUP BY campaign_id, attribution_type, event_type, conversion_event",
         {"a": account},
     ).rows
@@ -200,7 +203,7 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
         def count(**match: str) -> int:
             return sum(
                 n
-                for c, a, t, e, n, _, _ in raw
+                for c, a, t, e, n, _, _, _ in raw
                 if c == campaign_id and all({"attribution": a, "type": t, "event": e}[k] == v for k, v in match.items())
             )
 
@@ -209,7 +212,10 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
         ct = count(type="install", attribution="click")
         cost = sum(r[6] for r in raw if r[0] == campaign_id and r[2] == "charge")
         assert cost == ledger[campaign_id]  # reported cost is the ledger's
-        cpa_n = sum(r[4] for r in ours if r[3] == cpa_event[campaign_id])
+        # An in-app event with negative revenue is a refund: counted apart, not as an event or a conversion.
+        refunds = sum(r[7] for r in ours if r[2] == "in_app_event")
+        cpa_n = sum(r[4] for r in ours if r[3] == cpa_event[campaign_id]) - (
+            refunds if cpa_event[campaign_id] != "INSTALL" else 0)
         revenue = sum(r[5] for r in ours)
         return {
             "clicks": clicks,
@@ -220,7 +226,8 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
             "cost_micros": cost,
             "cpa_conversions": cpa_n,
             "cpa_micros": int((Decimal(cost) / cpa_n).quantize(Decimal(1), ROUND_HALF_EVEN)),
-            "in_app_events": sum(r[4] for r in ours if r[2] == "in_app_event"),
+            "in_app_events": sum(r[4] for r in ours if r[2] == "in_app_event") - refunds,
+            "refunds": refunds,
             "revenue_micros": revenue,
             "roas": _ratio(revenue, cost),
         }
@@ -255,7 +262,8 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
     assert totals["cvr"] == _ratio(4, 14)  # never above 1: organic installs are not over our clicks
     assert totals["cost_micros"] == sum(ledger.values()) == 18_000_000
     assert totals["cpa_conversions"] == 4 + 2 and totals["cpa_micros"] == 3_000_000
-    assert totals["revenue_micros"] == 16_500_000 and totals["roas"] == _ratio(16_500_000, 18_000_000)
+    assert totals["revenue_micros"] == 14_500_000 and totals["roas"] == _ratio(14_500_000, 18_000_000)
+    assert totals["in_app_events"] == 3 and totals["refunds"] == 1 and rows[purchases.campaign["id"]]["refunds"] == 1
     assert (totals["organic_installs"], totals["other_installs"], totals["organic_revenue_micros"]) == (2, 1, 3_000_000)
 
     # A day report keeps one row per day, with the organic figures as columns.

@@ -58,7 +58,10 @@ ROLLUP_METRICS: dict[str, str] = {
     "impressions": "event_type = 'impression'",
     "clicks": "event_type = 'click'",
     "installs": "event_type = 'install'",
-    "conversions": "event_type = 'in_app_event'",  # in-app events; which one is the conversion_event key
+    # In-app events (which one is the conversion_event key). One with negative revenue is a refund or a
+    # cancellation of an earlier event, not another occurrence of it: it nets the revenue and is counted apart.
+    "conversions": f"event_type = 'in_app_event' AND {EVENTS_TABLE}.revenue_micros >= 0",
+    "refunds": f"event_type = 'in_app_event' AND {EVENTS_TABLE}.revenue_micros < 0",
     "video_starts": "event_type = 'video_start'",
     "video_first_quartiles": "event_type = 'video_first_quartile'",
     "video_midpoints": "event_type = 'video_midpoint'",

@@ -69,7 +69,8 @@ class Metric(StrEnum):
     CVR = "cvr"  # click-through installs / clicks
     CPA_CONVERSIONS = "cpa_conversions"  # each ad group's own conversion event (installs unless CPA on an event)
     CPA_MICROS = "cpa_micros"  # cost / cpa_conversions
-    IN_APP_EVENTS = "in_app_events"
+    IN_APP_EVENTS = "in_app_events"  # refunds (negative revenue) are not among them
+    REFUNDS = "refunds"  # in-app events with negative revenue: a refund or cancellation, netted from revenue
     REVENUE_MICROS = "revenue_micros"
     ROAS = "roas"  # attributed revenue / cost
     # Cohort revenue: attributed conversions in whole day 0, or days 0-7, after their install; over cost.

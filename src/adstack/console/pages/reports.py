@@ -393,6 +393,7 @@ COLUMN_TITLES: dict[str, str] = {
     "flagged_in_app_events": N_("Flagged in-app events"),
     "unverified_installs": N_("Unverified installs"),
     "unverified_in_app_events": N_("Unverified in-app events"),
+    "refunds": N_("Refund events"),
     "organic_in_app_events": N_("Organic in-app events"),
     "other_in_app_events": N_("In-app events from other sources"),
     "organic_revenue_micros": N_("Organic revenue"),
