@@ -135,9 +135,12 @@ def test_binary_and_oversize_files_are_refused_while_streaming() -> None:
 @pytest.mark.parametrize(("encoding", "newline"), [
     ("utf-16", "\r\n"),  # Windows Notepad's "Unicode", with its byte-order mark
     ("utf-16-be", "\n"),
+    ("utf-16-le", "\r\n"),  # without a mark
+    ("utf-32", "\n"),  # with its mark
+    ("utf-32-be", "\r\n"),  # without one
     ("utf-8", "\r"),  # classic Mac OS line endings
 ])
-def test_utf16_files_and_cr_line_endings_read_like_any_text(encoding: str, newline: str) -> None:
+def test_wide_encodings_and_cr_line_endings_read_like_any_text(encoding: str, newline: str) -> None:
     ids = [*gaids(1200), "oops"]
     text = newline.join(ids) + newline
     data = text.encode(encoding)
@@ -154,7 +157,8 @@ def test_utf16_files_and_cr_line_endings_read_like_any_text(encoding: str, newli
 
 @pytest.mark.parametrize(("encoding", "newline", "bom"), [
     ("utf-16-le", "\r\n", b"\xff\xfe"), ("utf-16-be", "\n", b"\xfe\xff"), ("utf-8", "\r", b""),
-    ("utf-8", "\r\n", b""), ("utf-8", "\n", b"\xef\xbb\xbf"),
+    ("utf-8", "\r\n", b""), ("utf-8", "\n", b"\xef\xbb\xbf"), ("utf-16-le", "\n", b""),
+    ("utf-32-le", "\r\n", b"\xff\xfe\x00\x00"), ("utf-32-be", "\n", b""), ("utf-32-be", "\n", b"\x00\x00\xfe\xff"),
 ])
 @settings(max_examples=30, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=1, max_value=120), max_size=4))

@@ -191,7 +191,30 @@ _BLANK_LINE = re.compile(rb"(?m)^" + _SPACE + rb"\n")
 # The first bytes of a file, gathered before anything is scanned: enough for its byte-order mark, its first line
 # end and the look at whether it is text.
 HEAD_BYTES = 8192
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# Byte-order marks of the wide encodings, UTF-32's first: its little-endian mark begins with UTF-16's.
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+              (b"\xfe\xff", "utf-16"))
+# Without a mark, ASCII text in a wide encoding has a NUL in every position but the character's own: the first
+# bytes' pattern tells it from a binary file.
+WIDE_SAMPLE_BYTES = 64
+_UNMARKED = (("utf-32-le", 4, 0), ("utf-32-be", 4, 3), ("utf-16-le", 2, 0), ("utf-16-be", 2, 1))
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """The UTF-16 or UTF-32 encoding the file's first bytes are in, by their mark or, without one, by where
+    their NULs fall (ids are ASCII); None for a file in a byte encoding or a binary one."""
+    for mark, encoding in _WIDE_BOMS:
+        if head.startswith(mark) or mark.startswith(head):
+            return encoding  # a mark, or the start of one still arriving
+    sample = head[:WIDE_SAMPLE_BYTES]
+    if b"\x00" not in sample:
+        return None
+    for encoding, width, position in _UNMARKED:
+        characters = sample[position::width]
+        padding = bytes(b for i, b in enumerate(sample) if i % width != position)
+        if b"\x00" not in characters and not padding.strip(b"\x00"):
+            return encoding
+    return None
 
 
 class IdFileReader:
@@ -215,7 +238,7 @@ class IdFileReader:
         self._started = False
         self._line_pattern = _LINE_PATTERNS[id_type]
         self._other_types: dict[IdType, int] = {}
-        self._utf16: codecs.IncrementalDecoder | None = None
+        self._wide: codecs.IncrementalDecoder | None = None
         self._cr_only = False
         self._head = b""
 
@@ -241,13 +264,13 @@ class IdFileReader:
             # the network splits them: a head is gathered first.
             self._head += chunk
             head = self._head
-            # A NUL outside UTF-16 is binary already: refused at once, not once 8 KB have come.
-            if len(head) < HEAD_BYTES and not (len(head) >= 2 and b"\x00" in head and not head.startswith(_UTF16_BOMS)):
+            # A NUL outside UTF-16 or UTF-32 is binary already: refused at once, not once 8 KB have come.
+            if len(head) < HEAD_BYTES and not (b"\x00" in head and wide_encoding(head) is None):
                 return
             chunk, self._head = self._begin(self._head), b""
         else:
-            if self._utf16 is not None:
-                chunk = self._utf16.decode(chunk).encode()
+            if self._wide is not None:
+                chunk = self._wide.decode(chunk).encode()
             if b"\x00" in chunk:
                 self._refuse_binary()
         self._lines(chunk)
@@ -255,10 +278,12 @@ class IdFileReader:
     def _begin(self, head: bytes) -> bytes:
         """The file's first bytes as text to scan: decoded, its mark dropped; refused when binary."""
         self._started = True
-        if head.startswith(_UTF16_BOMS):
-            # Windows Notepad's "Unicode": UTF-16 behind its byte-order mark. Ids are ASCII: read it as UTF-8.
-            self._utf16 = codecs.getincrementaldecoder("utf-16")(errors="replace")
-            head = self._utf16.decode(head).encode()
+        encoding = wide_encoding(head)
+        if encoding is not None:
+            # Windows Notepad's "Unicode" is UTF-16 behind its byte-order mark; other tools write UTF-16 or UTF-32
+            # with or without one. Ids are ASCII: read it as UTF-8.
+            self._wide = codecs.getincrementaldecoder(encoding)(errors="replace")
+            head = self._wide.decode(head).encode()
         if head.startswith(b"\xef\xbb\xbf"):
             head = head[3:]
         if _looks_binary(head[:8192]):
@@ -294,8 +319,8 @@ class IdFileReader:
         if not self._started and self._head:
             head, self._head = self._begin(self._head), b""
             self._lines(head)
-        if self._utf16 is not None:
-            self._pending += self._utf16.decode(b"", final=True).encode()
+        if self._wide is not None:
+            self._pending += self._wide.decode(b"", final=True).encode()
         if self._pending:
             if not self._skipping_overlong:
                 self._scan(self._pending + b"\n")
