@@ -69,9 +69,10 @@ MACROS: dict[Partner, dict[str, Any]] = {
         "{revenue_float}": lambda c: c.revenue,
         "{currency}": lambda c: c.currency,
         "{created_at}": lambda c: _unix(c.at),
-        "{created_at_milli}": lambda c: _ms(c.at),
         "{adid}": lambda c: c.event_id,
         "{installed_at}": lambda c: _unix(c.install_at or c.at),
+        # The link's name in Campaign Lab, network first; an unattributed device's is "Organic".
+        "{tracker_name}": lambda c: "adstack::Campaign::Adgroup::Creative" if c.ours else "Organic",
     },
     Partner.APPMETRICA: {
         "{click_id}": lambda c: c.click_id,

@@ -131,12 +131,16 @@ def _adjust_link(host: str) -> Callable[[AppContext, str], str]:
 
 
 def _adjust_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: help.adjust.com/en/article/install-callbacks ({activity_kind}, {gps_adid}, {adid}, {tracker},
+    # {created_at}), /install-callbacks-partner ({installed_at}), /event-callbacks ({event}, {event_name}),
+    # /ad-revenue-callbacks ({revenue_float}, {currency}), /rejected-install-reattribution-callbacks-partner
+    # ({rejection_reason}), /partner/placeholders ({label}), /self-attributing-network-callbacks ({tracker_name}:
+    # "Current link name as defined in Campaign Lab", whose first level names the network).
     return (("activity_kind", "{activity_kind}"), ("label", "{label}"), ("gps_adid", "{gps_adid}"),
             ("adid", "{adid}"), ("event", "{event}"), ("event_name", "{event_name}"),
             ("revenue_float", "{revenue_float}"), ("currency", "{currency}"), ("created_at", "{created_at}"),
-            ("created_at_milli", "{created_at_milli}"), ("installed_at", "{installed_at}"),
-            ("network_name", "{network_name}"), ("rejection_reason", "{rejection_reason}"),
-            ("tracker", "{tracker}"))
+            ("installed_at", "{installed_at}"), ("tracker_name", "{tracker_name}"),
+            ("rejection_reason", "{rejection_reason}"), ("tracker", "{tracker}"))
 
 
 def _appmetrica_link(host: str) -> Callable[[AppContext, str], str]:

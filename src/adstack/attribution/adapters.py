@@ -15,9 +15,10 @@ Pure functions. Every adapter turns the flat field map of a request (query, form
 - a rejection (`reject_reason`, `is_rejected`, `blocked_reason`, `rejection_reason`) wins over any other verdict
   field of the same postback (AppMetrica's touch type, Singular's NETWORK flag);
 - the dedupe key is the partner's own event id where it has one (AppMetrica `transaction_id`, Branch `id`,
-  Airbridge `event_uuid`, Adjust `adid` + `created_at_milli`), else a hash of the identifying fields only (kind,
-  event and its parameters, click id, device, partner time), so a retry that adds, drops or reorders another
-  field is still one event; attribution also matches a retry that lost its event id (see `identity`).
+  Airbridge `event_uuid`, Adjust `adid` + `created_at_milli` when a postback carries it), else a hash of the
+  identifying fields only (kind, event and its parameters, click id, device, partner time), so a retry that adds,
+  drops or reorders another field is still one event; attribution also matches a retry that lost its event id
+  (see `identity`).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class Adapter:
         """The partner's verdict from the fields every adapter shares: an attributed flag, the network the partner
         attributed to. None when the partner says nothing. A rejection, which wins over both, is read first by
         `rejection` (see `parse`)."""
-        _, network = cls.first(values, cls.network_fields)
+        network = cls.network(values)
         if network is not None:
             if _same_network(network, networks):
                 return PartnerVerdict.ATTRIBUTED, f"network={network[:60]}"
@@ -191,10 +192,15 @@ class Adapter:
         return cls.rejection(values) or cls.verdict(values, networks)
 
     @classmethod
+    def network(cls, values: Mapping[str, str]) -> str | None:
+        """The network the partner attributed the conversion to, when the postback names one."""
+        return cls.first(values, cls.network_fields)[1]
+
+    @classmethod
     def names_network(cls, values: Mapping[str, str]) -> bool:
         """Whether the postback names the network the partner attributed it to: only then do our own network
         names change the verdict."""
-        return cls.first(values, cls.network_fields)[1] is not None
+        return cls.network(values) is not None
 
     @classmethod
     def touch_type(cls, values: Mapping[str, str]) -> str:
@@ -325,7 +331,9 @@ class Adjust(Adapter):
     click_time_fields = ("click_time",)
     revenue_fields = ("revenue_float", "revenue")
     currency_fields = ("currency",)
-    network_fields = ("network_name",)
+    # {tracker_name}: "Current link name as defined in Campaign Lab", e.g. Network1::Christmas::Reindeers::320x70_en
+    # (help.adjust.com/en/article/self-attributing-network-callbacks); its first level is the network.
+    network_fields = ("tracker_name", "network_name")
     json_fields = ("partner_parameters", "callback_params")
     _INSTALL_KINDS = frozenset({"install", "reattribution", "reinstall", "reattribution_reinstall",
                                 "rejected_install", "rejected_reattribution"})
@@ -372,6 +380,13 @@ class Adjust(Adapter):
             reason = present(values.get("rejection_reason")) or ""
             return PartnerVerdict.REJECTED, f"{cls._kind(values)}:{reason[:60]}"
         return super().rejection(values)
+
+    @classmethod
+    def network(cls, values: Mapping[str, str]) -> str | None:
+        name, text = cls.first(values, cls.network_fields)
+        if text is None or name != "tracker_name":
+            return text
+        return text.split("::", 1)[0]
 
     @classmethod
     def event_id(cls, values: Mapping[str, str]) -> str:
