@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from adstack.core.settings import Settings
 from adstack.core.timeutil import shifted_clock, utcnow
@@ -118,6 +118,13 @@ class Scenario:
         with received_at(at):
             expect(self.api.client.get(urls.impression_url), 204)
         return urls
+
+    def postback(self, **fields: Any) -> None:
+        """A postback to the app's signed URL (its fixed `partner`, `app` and `sig`) with the partner's `fields`."""
+        template: str = self.integration()["postback_url_template"]
+        path, _, query = template.partition("?")
+        fixed = "&".join(query.split("&")[:3])
+        expect(self.api.client.get(f"{urlsplit(path).path}?{fixed}&{urlencode(fields)}"), 200)
 
     def process(self) -> int:
         """Attribute what is stored now rather than wait for the background worker."""

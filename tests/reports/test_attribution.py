@@ -57,6 +57,7 @@ def _conversion(
     event: str = "INSTALL",
     revenue: int = 0,
     country: str = "ID",
+    refund: bool = False,
 ) -> Event:
     ours = s is not None and kind in ("click", "view")
     return Event(
@@ -71,7 +72,8 @@ def _conversion(
         attribution_type=kind,
         revenue_micros=revenue,
         partner="appsflyer",
-        attrs={} if ours else {"partner_verdict": kind, "own_verdict": "organic", "verdict_reason": "x"},
+        attrs=({} if ours else {"partner_verdict": kind, "own_verdict": "organic", "verdict_reason": "x"})
+        | ({"refund": "1"} if refund else {}),
     )
 
 
@@ -147,7 +149,8 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
         _conversion(purchases, account, 6, "click", event="PURCHASE", revenue=10_000_000, country="IN"),
         _conversion(purchases, account, 7, "click", event="PURCHASE", revenue=2_000_000, country="IN"),
         # ... and a refund of 2.00: it nets the revenue and is neither another purchase nor a CPA conversion.
-        _conversion(purchases, account, 12, "click", event="PURCHASE", revenue=-2_000_000, country="IN"),
+        _conversion(purchases, account, 12, "click", event="PURCHASE", revenue=-2_000_000, country="IN",
+                    refund=True),
         # Not ours: 2 organic installs and an organic purchase, 1 install another network brought.
         _conversion(None, account, 8, "organic"),
         _conversion(None, account, 9, "organic"),
@@ -186,7 +189,7 @@ def test_only_our_conversions_count_and_every_figure_is_recomputed_from_raw_even
     # The same figures from the raw events and the ledger.
     raw = store.query(
         "SELECT campaign_id, attribution_type, event_type, conversion_event, count(), sum(revenue_micros), "
-        "sum(cost_micros), countIf(revenue_micros < 0) FROM events WHERE account_id = {a:UInt64} "
+        "sum(cost_micros), countIf(attrs['refund'] = '1') FROM events WHERE account_id = {a:UInt64} "
         "GROUP BY campaign_id, attribution_type, event_type, conversion_event",
         {"a": account},
     ).rows

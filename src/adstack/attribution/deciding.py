@@ -248,6 +248,13 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     currency = view.currencies.get(app.account_id, "USD")
     revenue_micros = revenue_usd_micros = 0
     detail = "; ".join(data_flags)
+    # A refund or a cancellation: partners take revenue of either sign (AppsFlyer's af_revenue, "any numeric
+    # value, positive or negative"). Decided on the sign as sent, whatever rounding or a missing FX rate makes of the
+    # amount, so billing and the reports' `refunds` agree; only an in-app event is one (an install stays one).
+    refund = parsed.revenue is not None and parsed.revenue < 0 and event is not ConversionEvent.INSTALL
+    if parsed.revenue is not None and parsed.revenue < 0:
+        data_flags.append(NEGATIVE_REVENUE)
+        detail = "; ".join(data_flags)
     if parsed.revenue is not None:
         in_account = convert(parsed.revenue, parsed.currency, currency, view.rates) if parsed.currency else None
         in_usd = in_account if currency == "USD" else \
@@ -258,11 +265,6 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
             detail = "; ".join([*data_flags, f"no FX rate for {parsed.currency or 'an unreadable currency'}; "
                                              "revenue kept as sent"])
         else:
-            if parsed.revenue < 0:
-                # A refund or a cancellation: partners take revenue of either sign (AppsFlyer's af_revenue, "any
-                # numeric value, positive or negative"), and reports net it from the revenue counted.
-                data_flags.append(NEGATIVE_REVENUE)
-                detail = "; ".join(data_flags)
             revenue_micros = micros(in_account)
             revenue_usd_micros = revenue_micros if in_usd is in_account else micros(in_usd)
             if max(abs(revenue_micros), abs(revenue_usd_micros)) > MAX_REVENUE_MICROS:
@@ -324,7 +326,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         data_flags.append(PARTNER_MISMATCH_NOT_CHARGED)
         detail = "; ".join([*([detail] if detail else []), f"not charged: the app measures with {app.partner}, "
                             f"not {item.partner}"])
-    if billable and parsed.revenue is not None and parsed.revenue < 0:
+    if billable and refund:
         # A refund or a cancellation takes revenue back; it is no new conversion to pay for.
         billable = False
         detail = "; ".join([*([detail] if detail else []), "not charged: negative revenue (a refund)"])

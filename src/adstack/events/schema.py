@@ -26,6 +26,8 @@ AD_SPACE_APPS_TABLE = "ad_space_apps"
 DATA_TABLES = (EVENTS_TABLE, EVENT_IDS_TABLE, ROLLUP_TABLE, CAMPAIGN_ROLLUP_TABLE, AD_SPACE_APPS_TABLE)
 
 DEDUP_WINDOW = 10_000
+# The attr attribution sets on an in-app event that is a refund or a cancellation (negative revenue as sent).
+REFUND_ATTR = "refund"
 
 # Columns of the raw table in load order; the journal stores each event as a JSON object with exactly
 # these keys, so the loader hands the journal's lines to ClickHouse unchanged.
@@ -59,9 +61,10 @@ ROLLUP_METRICS: dict[str, str] = {
     "clicks": "event_type = 'click'",
     "installs": "event_type = 'install'",
     # In-app events (which one is the conversion_event key). One with negative revenue is a refund or a
-    # cancellation of an earlier event, not another occurrence of it: it nets the revenue and is counted apart.
-    "conversions": f"event_type = 'in_app_event' AND {EVENTS_TABLE}.revenue_micros >= 0",
-    "refunds": f"event_type = 'in_app_event' AND {EVENTS_TABLE}.revenue_micros < 0",
+    # cancellation of an earlier event, not another occurrence of it: it nets the revenue and is counted apart,
+    # marked by attribution from the sign as sent (an amount that rounds to 0 micros, or has no FX rate, is one).
+    "conversions": f"event_type = 'in_app_event' AND {EVENTS_TABLE}.attrs['{REFUND_ATTR}'] != '1'",
+    "refunds": f"event_type = 'in_app_event' AND {EVENTS_TABLE}.attrs['{REFUND_ATTR}'] = '1'",
     "video_starts": "event_type = 'video_start'",
     "video_first_quartiles": "event_type = 'video_first_quartile'",
     "video_midpoints": "event_type = 'video_midpoint'",
