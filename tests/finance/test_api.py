@@ -522,3 +522,19 @@ def test_records_of_a_month_hold_that_months_local_days(api: Api, session: Sessi
     november = _records(api, advertiser, type="charge_settlement", since="2025-11-01T00:00:00Z",
                         until="2025-12-01T00:00:00Z")["items"]
     assert [r["remarks"].split(" (")[0] for r in november] == ["charges of 2025-11-30"]
+
+
+def test_a_search_bound_outside_the_ledgers_years_is_refused_with_its_range(api: Api) -> None:
+    """The first or last instant a datetime can hold has no local day around it: refused, never a 500."""
+    admin = api.admin()
+    advertiser = api.approved_account(admin, country="US", time_zone="Pacific/Kiritimati")  # UTC+14
+    for actor in (advertiser, admin):
+        for path in (f"{FINANCE}/transfers", f"{FINANCE}/transfers/export.csv"):
+            for name, value in (("since", "0001-01-01T00:00:00Z"), ("until", "0001-01-01T00:00:00Z"),
+                                ("since", "9999-12-31T23:59:59Z"), ("until", "9999-12-31T23:59:59Z"),
+                                ("since", "0001-01-01T00:00:00+14:00")):
+                response = api.client.get(path, headers=actor.headers, params={name: value})
+                [field] = expect(response, 422)["error"]["fields"]
+                assert (field["field"], field["rule"]) == (name, "datetime_range")
+                assert field["limit"] == ["2000-01-01T00:00:00+00:00", "2200-01-01T00:00:00+00:00"]
+    assert _records(api, advertiser, since="2000-01-01T00:00:00Z", until="2199-12-31T23:59:59Z")["total"] >= 0

@@ -563,6 +563,19 @@ def test_media_center_groups_by_app_and_ad_space_and_searches(
     assert search(package="nothing.like.this") == []
     assert search(start_date="2025-05-21", end_date="2025-05-21") == []
 
+    by_conversions = expect(api.client.get("/api/v1/media-center", params=params | {"sort": "-conversions"},
+                                           headers=advertiser.headers), 200)
+    assert by_conversions["rows"][0]["ad_space_name"] == "Reward"
+    # Refusals name the media center's own columns and dates, each with its limit.
+    refused = api.client.get("/api/v1/media-center", params=params | {"sort": "installs"}, headers=advertiser.headers)
+    [field] = expect(refused, 422)["error"]["fields"]
+    assert (field["field"], field["rule"]) == ("sort", "allowed_values") and "conversions" in field["limit"]
+    assert "installs" not in field["limit"]
+    backwards = api.client.get("/api/v1/media-center", headers=advertiser.headers,
+                               params={"start_date": "2025-05-21", "end_date": "2025-05-20"})
+    [field] = expect(backwards, 422)["error"]["fields"]
+    assert (field["field"], field["rule"], field["limit"]) == ("end_date", "not_before_start_date", "2025-05-21")
+
 
 class FakePartner:
     """A connector's columns as a partner would report them, per campaign and day."""

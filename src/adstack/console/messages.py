@@ -140,7 +140,7 @@ RULE_ALIASES: Mapping[str, str] = {
     "decimal": "number", "decimal_parsing": "number", "float_parsing": "number", "float_type": "number",
     "decimal_type": "number", "int_parsing": "whole_number", "int_type": "whole_number",
     "int_from_float": "whole_number", "integer": "whole_number",
-    "range": "range", "int_range": "range", "datetime_range": "end_after_start",
+    "range": "range", "int_range": "range", "datetime_range": "range",
     "greater_than": "greater_than", "greater_than_equal": "at_least", "less_than": "less_than",
     "less_than_equal": "at_most", "max": "at_most", "after_start": "end_after_start",
     "enum": "choice", "literal_error": "choice", "one_of": "choice", "allowed_values": "choice",

@@ -3,7 +3,7 @@ financial records."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,13 +52,24 @@ router = APIRouter(prefix="/api/v1/finance", tags=["finance"])
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
 
 
+# A search bound outside the years the ledger can hold (those of a contract, `ContractDate`): a local day's edges
+# around year 1 or 9999 are past what a datetime can represent.
+EARLIEST_SEARCH = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_SEARCH = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _utc(field: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
+    limit = [EARLIEST_SEARCH.isoformat(), LATEST_SEARCH.isoformat()]
     try:
-        return as_utc(value)
+        moment = as_utc(value)
     except (OverflowError, ValueError):
-        raise ValidationFailed.single(field, "datetime_range", "the time is out of range") from None
+        moment = None
+    if moment is None or not EARLIEST_SEARCH <= moment <= LATEST_SEARCH:
+        raise ValidationFailed.single(field, "datetime_range", f"between {limit[0]} and {limit[1]}", limit=limit,
+                                      actual=str(value)[:40]) from None
+    return moment
 
 
 def _line_read(line: CreditLine) -> CreditLineRead:

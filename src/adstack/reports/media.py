@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Principal, Role
+from adstack.core.errors import ValidationFailed
 from adstack.events.schema import AD_SPACE_APPS_TABLE
 from adstack.events.service import EventStore
 from adstack.reports import query as sql
@@ -72,7 +73,7 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
     report_query = ReportQuery(
         start_date=query.start_date, end_date=query.end_date, dimensions=dims, metrics=metrics,
         account_ids=requested, countries=[query.country] if query.country else [],
-        sort=_media_sort(query.sort), limit=query.limit, offset=query.offset)
+        sort=_media_sort(query.sort, query.group_by), limit=query.limit, offset=query.offset)
     prepared = _prepare(session, principal, report_query, max_days=JOB_MAX_DAYS)
     matched_nothing = (publisher_ids is not None and not publisher_ids and not ad_space_ids)
     if matched_nothing:
@@ -132,14 +133,21 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
                            total_rows=fetched.total_rows)
 
 
-_MEDIA_SORT = {"conversions": "installs"}
+# The media center's columns by the report columns they sort by (its `conversions` are the report's installs).
+_MEDIA_SORT = {"publisher_id": "publisher_id", "ad_space_id": "ad_space_id", "impressions": "impressions",
+               "clicks": "clicks", "cost_micros": "cost_micros", "conversions": "installs", "ctr": "ctr",
+               "cvr": "cvr", "ecpm_micros": "ecpm_micros"}
 
 
-def _media_sort(sort: str | None) -> str | None:
+def _media_sort(sort: str | None, group_by: MediaGroup) -> str | None:
     if sort is None:
         return "-cost_micros"
     descending, key = sort.startswith("-"), sort.lstrip("-")
-    return ("-" if descending else "") + _MEDIA_SORT.get(key, key)
+    allowed = sorted(k for k in _MEDIA_SORT if group_by == MediaGroup.AD_SPACE or k != "ad_space_id")
+    if key not in allowed:
+        raise ValidationFailed.single("sort", "allowed_values", f"sort by one of the media center's columns: "
+                                      f"{allowed}", limit=allowed, actual=sort)
+    return ("-" if descending else "") + _MEDIA_SORT[key]
 
 
 def _str(value: int | str | None) -> str | None:

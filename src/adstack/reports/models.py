@@ -148,6 +148,15 @@ LAST_DAY = date(2100, 12, 31)
 ReportDay = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 
 
+def end_not_before_start(value: date, info: ValidationInfo) -> date:
+    """`end_date`'s check against the `start_date` validated before it, the start named as the limit."""
+    start = info.data.get("start_date")
+    if start is not None and value < start:
+        raise PydanticCustomError("not_before_start_date", "end_date must not be before start_date ({limit})",
+                                  {"limit": start.isoformat()})
+    return value
+
+
 class ReportQuery(BaseModel):
     """What to report. Dates are local days in the report's time zone, both ends included."""
 
@@ -186,11 +195,7 @@ class ReportQuery(BaseModel):
     @field_validator("end_date")
     @classmethod
     def _range(cls, value: date, info: ValidationInfo) -> date:
-        start = info.data.get("start_date")
-        if start is not None and value < start:
-            raise PydanticCustomError("not_before_start_date", "end_date must not be before start_date ({limit})",
-                                      {"limit": start.isoformat()})
-        return value
+        return end_not_before_start(value, info)
 
     def effective_dimensions(self) -> list[Dimension]:
         """Dimensions with the granularity's time column first and duplicates removed."""
@@ -402,10 +407,7 @@ class MediaCenterQuery(BaseModel):
     @field_validator("end_date")
     @classmethod
     def _range(cls, value: date, info: ValidationInfo) -> date:
-        start = info.data.get("start_date")
-        if start is not None and value < start:
-            raise ValueError("end_date must not be before start_date")
-        return value
+        return end_not_before_start(value, info)
 
 
 class MediaRow(BaseModel):
