@@ -147,6 +147,31 @@ def test_a_started_slot_is_billed_once(api: Api) -> None:
         assert report["totals"]["cost_micros"] == 6_000_000, scope
 
 
+def test_a_long_slot_enabled_days_into_it_is_billed_while_it_runs(api: Api) -> None:
+    """It serves from the day it is enabled to its end: billed then, however long after its start."""
+    admin = api.admin()
+    advertiser = api.approved_account(admin)
+    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
+                           json={"account_id": advertiser.account_id, "amount_micros": 1_000_000_000}), 201)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    start = utcnow().replace(second=0, microsecond=0) + timedelta(minutes=5)
+    week = {"start": _iso(start), "end": _iso(start + timedelta(days=7))}
+    brand = campaign(api, advertiser, objective="brand", name="Week", promotion_type="app_download")
+    approved_ad_group(api, advertiser, admin, brand["id"], placement_type="banner", bid_type="cpt",
+                      bid_micros=DAY_RATE, ad_space_ids=[space["id"]], booked_slots=[week],
+                      daily_budget_micros=None, total_budget_micros=None)
+    pipeline = api.client.app.state.pipeline  # type: ignore[attr-defined]
+    assert pipeline.bill_due_slots(start + timedelta(days=3)) == 1  # past the catch-up window, still running
+    api.settle()
+    assert pipeline.bill_due_slots(start + timedelta(days=5)) == 0  # once
+    assert pipeline.bill_due_slots(start + timedelta(days=10)) == 0  # ended, past catch-up: nothing new
+    api.settle()
+    entries = expect(api.client.get(f"/api/v1/finance/accounts/{advertiser.account_id}/ledger",
+                                    headers=advertiser.headers), 200)
+    items = entries["items"] if isinstance(entries, dict) else entries
+    assert [-e["amount_micros"] for e in items if e["entry_type"] == "charge"] == [7 * DAY_RATE]
+
+
 def advertiser_time_zone(api: Api, advertiser: Actor) -> str:
     account = expect(api.client.get(f"/api/v1/accounts/{advertiser.account_id}", headers=advertiser.headers), 200)
     return str(account["time_zone"])

@@ -20,7 +20,9 @@ from adstack.finance.pricing import cpt_slot_micros
 from adstack.inventory.models import AdSpace
 from adstack.review.models import ReviewStatus
 
-# A slot that started while billing was down is still billed when it comes back, within this much time.
+# A slot that started while billing was down is still billed when it comes back, within this much time after its
+# start or until its end, whichever is later: a long slot whose ad group is enabled or approved days into it
+# serves from then on, and is billed.
 BILLING_CATCH_UP = timedelta(days=2)
 
 
@@ -155,8 +157,8 @@ class DueSlot:
 
 
 def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
-    """Slots of live, approved CPT ad groups that have started (within the catch-up window): each is billed once,
-    its charge id naming the ad group and the slot's start."""
+    """Slots of live, approved CPT ad groups that have started and are still running or within the catch-up
+    window: each is billed once, its charge id naming the ad group and the slot's start."""
     due = []
     rows = session.execute(select(AdGroup, Campaign.status).join(Campaign, Campaign.id == AdGroup.campaign_id).where(
         AdGroup.bid_type == BidType.CPT.value, AdGroup.status == UserStatus.ENABLED.value,
@@ -167,7 +169,7 @@ def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
             continue
         ad_space_id = int((group.ad_space_ids or [0])[0])
         for slot in slots_of(group.booked_slots or []):
-            if now - BILLING_CATCH_UP <= slot.start <= now:
+            if slot.start <= now and (now < slot.end or now - slot.start <= BILLING_CATCH_UP):
                 if ad_space_id and ad_space_id not in publishers:
                     publishers[ad_space_id] = int(session.scalar(
                         select(AdSpace.publisher_id).where(AdSpace.id == ad_space_id)) or 0)
