@@ -141,6 +141,12 @@ def test_adjust_revenue_in_cents_or_units_and_rejections() -> None:
         Partner.ADJUST, {"activity_kind": "install", "network_name": "Other Network"}, frozenset({"adstack"})
     )
     assert other.verdict is not None and other.verdict.value == "other_network"
+    # {tracker_name} is the link's name in Campaign Lab, its first level the network.
+    for name, expected in (("adstack::Spring::Feed::Banner_320x50", "attributed"), ("Organic", "organic"),
+                           ("Facebook Installs::x::y", "other_network"), ("adstack", "attributed")):
+        parsed = parse_postback(Partner.ADJUST, {"activity_kind": "install", "tracker_name": name},
+                                frozenset({"adstack"}))
+        assert parsed.verdict is not None and parsed.verdict.value == expected, name
 
 
 def test_partner_verdicts_from_their_own_fields() -> None:

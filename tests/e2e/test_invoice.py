@@ -58,7 +58,8 @@ def test_invoice_per_partner(api: Api, settings: Settings, partner: Partner) -> 
             ),
             200,
         )
-    adapter_network = {Partner.APPSFLYER: "media_source", Partner.SINGULAR: "network"}.get(partner, "network_name")
+    adapter_network = {Partner.APPSFLYER: "media_source", Partner.SINGULAR: "network",
+                       Partner.ADJUST: "tracker_name"}.get(partner, "network_name")
     # The partner's times lie in the past, as a conversion's always do (a later one is read as its receipt).
     now = utcnow() - timedelta(minutes=30)
 
