@@ -30,7 +30,17 @@ from adstack.attribution.rules import (
     own_verdict,
 )
 from adstack.attribution.service import convert, micros
-from adstack.attribution.view import _IN_BATCH, _INSTALL, _NO_DEVICE, AppInfo, DeviceKey, Item, Known, View, _latest
+from adstack.attribution.view import (
+    _IN_BATCH,
+    _INSTALL,
+    _NO_DEVICE,
+    AppInfo,
+    DeviceKey,
+    Item,
+    Known,
+    View,
+    _latest,
+)
 from adstack.core.errors import DomainError
 from adstack.core.vocabulary import ConversionEvent, Partner
 from adstack.finance.charges import ChargeRequest, apply_charges
@@ -100,9 +110,16 @@ def _counts_for(item: Item, known: Known) -> bool:
     return known.signed or not item.signed
 
 
+def _device_keys(item: Item) -> tuple[DeviceKey, ...]:
+    """Every form of the postback's device (raw GAID, MD5, SHA1) a stored conversion of it may be known by."""
+    if item.gaid is None:
+        return ()
+    return item.keys or (item.device,)
+
+
 def _install_for_event(view: View, item: Item, at: datetime) -> Known | None:
     if item.gaid is not None:
-        found = _latest(k for k in view.installs_by_device.get((item.app_id, item.device), ())
+        found = _latest(k for key in _device_keys(item) for k in view.installs_by_device.get((item.app_id, key), ())
                         if k.occurred_at <= at and _counts_for(item, k))
         if found is not None:
             return found
@@ -114,8 +131,8 @@ def _install_for_event(view: View, item: Item, at: datetime) -> Known | None:
 def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
     """Fraud flags any install of this device (or of this click) carries: the flag travels with the device."""
     installs: list[Known] = []
-    if item.gaid is not None:
-        installs.extend(view.installs_by_device.get((item.app_id, item.device), ()))
+    for key in _device_keys(item):
+        installs.extend(view.installs_by_device.get((item.app_id, key), ()))
     if item.click_id:
         installs.extend(view.installs_by_click.get((item.app_id, item.click_id), ()))
     installs = [k for k in installs if _counts_for(item, k)]
@@ -130,27 +147,29 @@ def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
     return tuple(found)
 
 
-def _charged_before(view: View, item: Item, click_id: str, device: DeviceKey, at: datetime,
-                    window: timedelta) -> list[Known]:
-    """Conversions charged for this click id and event, or for this device and app within the re-attribution
-    window, whatever postback they came in (their charge may still be pending)."""
+def _charged_before(view: View, item: Item, click_id: str, at: datetime, window: timedelta) -> list[Known]:
+    """Conversions charged for this click id and event (named by their postback or attributed to it), or for
+    this device (in any of its forms) and app within the re-attribution window, whatever postback they came in
+    (their charge may still be pending)."""
     event = item.event
     assert event is not None
-    found: list[Known] = []
+    found: dict[int, Known] = {}
     if click_id:
-        found.extend(view.charged_by_click.get((item.app_id, event.value, click_id), ()))
-    charged = view.charged_by_device.get((item.app_id, event.value, device), ()) if device != _NO_DEVICE else ()
-    if charged:
-        earliest, latest = at - window, at + window
-        found.extend(k for k in charged if earliest <= k.occurred_at <= latest)
-    return [k for k in found if k.charged is None or k.charged > 0]
+        found.update((k.seq, k) for k in view.charged_by_click.get((item.app_id, event.value, click_id), ()))
+    earliest, latest = at - window, at + window
+    for key in _device_keys(item):
+        found.update((k.seq, k) for k in view.charged_by_device.get((item.app_id, event.value, key), ())
+                     if earliest <= k.occurred_at <= latest)
+    return [k for k in found.values() if k.charged is None or k.charged > 0]
 
 
-def charge_anchor(click_id: str, device: DeviceKey, postback_id: int) -> str:
-    """What a CPA charge is charged once for: the click id, else the device (its MD5 or SHA1 form), else the
-    postback."""
+def charge_anchor(click_id: str, device: DeviceKey, postback_id: int, impression_id: str = "") -> str:
+    """What a CPA charge is charged once for: the click it was attributed to, else the impression of a
+    view-through, else the device (its MD5 or SHA1 form), else the postback."""
     if click_id:
         return f"c{click_id}"
+    if impression_id:
+        return f"v{impression_id}"
     if device != _NO_DEVICE:
         return f"d{device[1]}"
     return f"pb{postback_id}"
@@ -193,7 +212,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     if event is ConversionEvent.INSTALL:
         # The device's earlier install, or one on the same click id: one click installs an app once, and a
         # postback without the GAID is known by the click alone.
-        earlier = [*(view.installs_by_device.get((app.id, item.device), ()) if gaid is not None else ()),
+        earlier = [*(k for key in _device_keys(item) for k in view.installs_by_device.get((app.id, key), ())),
                    *(view.installs_by_click.get((app.id, click_id), ()) if click_id else ())]
         prior = _latest(k for k in earlier if k.occurred_at <= occurred_at and not k.is_reinstall
                         and _counts_for(item, k))
@@ -332,16 +351,23 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         detail = "; ".join([*([detail] if detail else []), "not charged: negative revenue (a refund)"])
     if billable:
         assert touch is not None
-        # An event after a known install is charged under the install's click id.
-        charge_click = click_id if event is ConversionEvent.INSTALL or install is None else install.click_id
-        before = _charged_before(view, item, charge_click, item.device, occurred_at, windows.reattribution)
+        # Charged once per click it was attributed to, whichever postback names it or matches its device; an event
+        # after a known install is charged under the install's touch.
+        if event is not ConversionEvent.INSTALL and install is not None:
+            charge_click = install.attributed_click()
+            impression = install.touch_id if install.touch_kind == TouchKind.IMPRESSION.value else ""
+        else:
+            charge_click = touch.touch_id if touch.kind is TouchKind.CLICK else click_id
+            impression = touch.touch_id if touch.kind is TouchKind.IMPRESSION else ""
+        before = _charged_before(view, item, charge_click, occurred_at, windows.reattribution)
         if any(k.charged is None for k in before):
             apply_pending(session, view)  # its outcome decides this one, as if charged one by one
             before = [k for k in before if k.charged]
         if before:
             detail = "; ".join([*([detail] if detail else []), "already charged for this click or device"])
         else:
-            _request_charge(view, item, known, touch, event, charge_anchor(charge_click, item.device, item.id))
+            _request_charge(view, item, known, touch, event,
+                            charge_anchor(charge_click, item.device, item.id, "" if charge_click else impression))
     item.detail = detail
     _remember(view, item, known)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select, union_all
+from sqlalchemy import Table, and_, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Account
@@ -170,7 +170,8 @@ def _in(view: View, params: dict[str, Any], column: Any, name: str, values: Iter
 
 def _device_filter(view: View, params: dict[str, Any], columns: Any, items: list[Item]) -> list[Any]:
     md5s = {i.md5 for i in items if i.md5 is not None}
-    sha1s = {i.sha1 for i in items if i.gaid is not None and i.md5 is None}
+    # Every form each device has: a row stored from a postback with the SHA1 form has no MD5 to be found by.
+    sha1s = {i.sha1 for i in items if i.gaid is not None and i.sha1 is not None}
     found = []
     if md5s:
         found.append(_in(view, params, columns.gaid_md5, "p_md5", md5s))
@@ -219,6 +220,9 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
     matches = _device_filter(view, params, _C, live)
     if clicks:
         matches.append(_in(view, params, _C.click_id, "p_clicks", clicks))
+        # A conversion attributed to one of these clicks by its device, its postback naming no click.
+        matches.append(and_(_C.touch_kind == TouchKind.CLICK.value, _in(view, params, _C.touch_id,
+                                                                           "p_touch_clicks", clicks)))
     seen: set[int] = set()
     if matches:
         # One branch per device form and one for the click ids, each through its (app, key) index: an OR of
@@ -234,14 +238,18 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
                 view.add_install(known, keys)
             if row.charged_micros > 0:
                 view.add_charged(known, keys)
-    install_clicks = {k.click_id for rows in view.installs_by_device.values() for k in rows if k.click_id} - clicks
+    install_clicks = {c for rows in view.installs_by_device.values() for k in rows for c in k.clicks()} - clicks
     if install_clicks:
         params = {}
-        for row in session.execute(select(*_KNOWN_COLUMNS).where(
-                _C.app_id.in_(app_ids), _C.charged_micros > 0,
-                _in(view, params, _C.click_id, "p_clicks", install_clicks)).order_by(_C.id), params):
+        by_click = select(*_KNOWN_COLUMNS).where(_C.app_id.in_(app_ids), _C.charged_micros > 0,
+                                                 _in(view, params, _C.click_id, "p_clicks", install_clicks))
+        by_touch = select(*_KNOWN_COLUMNS).where(_C.app_id.in_(app_ids), _C.charged_micros > 0,
+                                                 _C.touch_kind == TouchKind.CLICK.value,
+                                                 _in(view, params, _C.touch_id, "p_touch_clicks", install_clicks))
+        for row in sorted(session.execute(union_all(by_click, by_touch), params), key=lambda r: r.id):
             if row.id not in seen:
-                view.add_charged(_known(row), ())  # matched by its click id only
+                seen.add(row.id)
+                view.add_charged(_known(row), ())  # matched by its click only
 
 
 def _load_retried(session: Session, view: View, items: list[Item]) -> None:

@@ -119,6 +119,8 @@ class Conversion(Base):
         Index("ix_conversions_ad_group", "ad_group_id", "occurred_at"),
         # Attribution reads a batch's earlier conversions by click id (one charge per click and event).
         Index("ix_conversions_app_click", "app_id", "click_id"),
+        # A click's conversions matched by device, their postbacks naming no click (one charge per click).
+        Index("ix_conversions_app_touch", "app_id", "touch_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

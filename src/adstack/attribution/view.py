@@ -110,6 +110,18 @@ class Known:
     # columns above for a stored one.
     touch: Touch | None = None
 
+    def attributed_click(self) -> str:
+        """The click it was attributed to (whatever the postback named), else the click id the postback named."""
+        return self.touch_id if self.touch_kind == TouchKind.CLICK.value and self.touch_id else self.click_id
+
+    def clicks(self) -> tuple[str, ...]:
+        """Every click id it is known by: the one its postback named and the one it was attributed to, which a
+        device match finds without the postback naming it."""
+        attributed = self.attributed_click()
+        if not self.click_id or attributed == self.click_id:
+            return (attributed,) if attributed else ()
+        return (self.click_id, attributed)
+
     def prior(self) -> PriorInstall:
         touch = None
         if self.attribution_type in _ATTRIBUTED and self.touch_at is not None:
@@ -192,11 +204,11 @@ class View:
     def add_install(self, known: Known, keys: Sequence[DeviceKey]) -> None:
         for key in keys:
             self.installs_by_device[(known.app_id, key)].append(known)
-        if known.click_id:
-            self.installs_by_click[(known.app_id, known.click_id)].append(known)
+        for click_id in known.clicks():
+            self.installs_by_click[(known.app_id, click_id)].append(known)
 
     def add_charged(self, known: Known, keys: Sequence[DeviceKey]) -> None:
         for key in keys:
             self.charged_by_device[(known.app_id, known.conversion_event, key)].append(known)
-        if known.click_id:
-            self.charged_by_click[(known.app_id, known.conversion_event, known.click_id)].append(known)
+        for click_id in known.clicks():
+            self.charged_by_click[(known.app_id, known.conversion_event, click_id)].append(known)

@@ -155,6 +155,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_conversions_account_time', ['account_id', 'occurred_at'], unique=False)
         batch_op.create_index('ix_conversions_ad_group', ['ad_group_id', 'occurred_at'], unique=False)
         batch_op.create_index('ix_conversions_app_click', ['app_id', 'click_id'], unique=False)
+        batch_op.create_index('ix_conversions_app_touch', ['app_id', 'touch_id'], unique=False)
         batch_op.create_index('ix_conversions_app_device_md5', ['app_id', 'gaid_md5', 'occurred_at'], unique=False)
         batch_op.create_index('ix_conversions_app_device_sha1', ['app_id', 'gaid_sha1', 'occurred_at'], unique=False)
 
@@ -1245,6 +1246,7 @@ def downgrade() -> None:
     with op.batch_alter_table('conversions', schema=None) as batch_op:
         batch_op.drop_index('ix_conversions_app_device_sha1')
         batch_op.drop_index('ix_conversions_app_device_md5')
+        batch_op.drop_index('ix_conversions_app_touch')
         batch_op.drop_index('ix_conversions_app_click')
         batch_op.drop_index('ix_conversions_ad_group')
         batch_op.drop_index('ix_conversions_account_time')
