@@ -3,6 +3,7 @@ start, through the event pipeline."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 from adstack.core.timeutil import utcnow
 from adstack.finance.pricing import cpt_slot_micros
 from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, publisher
+from tests.serving.test_api import ads_now, approved_creative, eventually
 from tests.support import Actor, Api, expect
 
 DAY_RATE = 24_000_000  # 24 USD a day: a 6-hour slot costs 6 USD
@@ -280,3 +282,61 @@ def test_two_bookings_of_the_same_hours_at_once_cannot_both_succeed(api: Api) ->
     submit(drafts[1]["id"], 0.0)
     first.join()
     assert sorted(outcomes) == ["held", "refused"]
+
+
+def _cpt_on_air(api: Api, advertiser: Actor, admin: Actor, *, funds: int, slot_hours: float,
+                daily_budget: int | None) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """A CPT ad group with a creative whose booked slot has just started and been billed."""
+    if funds:
+        expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
+                               json={"account_id": advertiser.account_id, "amount_micros": funds}), 201)
+    space = ad_space(api, admin, publisher(api, admin)["id"])
+    start = utcnow().replace(microsecond=0) + timedelta(seconds=2)
+    brand = campaign(api, advertiser, objective="brand", name="On air", promotion_type="app_download")
+    group = approved_ad_group(api, advertiser, admin, brand["id"], placement_type="banner", bid_type="cpt",
+                              bid_micros=DAY_RATE, ad_space_ids=[space["id"]], booked_slots=[_slot(start, slot_hours)],
+                              targeting={"countries": ["ID"]}, daily_budget_micros=daily_budget,
+                              total_budget_micros=None)
+    approved_creative(api, advertiser, admin, group["id"])
+    while utcnow() < start + timedelta(seconds=1):
+        time.sleep(0.1)
+    pipeline = api.client.app.state.pipeline  # type: ignore[attr-defined]
+    assert pipeline.bill_due_slots() == 1
+    api.settle()
+    return space, group, pipeline
+
+
+def _serves(api: Api, space: dict[str, Any], group: dict[str, Any]) -> bool:
+    return any(ad["ad_group_id"] == group["id"] for ad in ads_now(api.client, space["id"]))
+
+
+def _off_air(api: Api, space: dict[str, Any], group: dict[str, Any]) -> bool:
+    """It stops serving once the refresher has read the slot's charge, and stays off."""
+    if not eventually(lambda: not _serves(api, space, group)):
+        return False
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if _serves(api, space, group):
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_slot_paid_in_full_serves_and_one_refused_or_cut_short_never_does(api: Api) -> None:
+    """A slot's charge refused (no funds at its start) or cut short by a budget is never billed again: serving
+    it would give the slot away, even once money arrives."""
+    admin = api.admin()
+    paid = api.approved_account(admin)
+    space, group, _ = _cpt_on_air(api, paid, admin, funds=100 * 1_000_000, slot_hours=6, daily_budget=None)
+    assert eventually(lambda: _serves(api, space, group))
+
+    broke = api.approved_account(admin)
+    space, group, _ = _cpt_on_air(api, broke, admin, funds=0, slot_hours=6, daily_budget=None)
+    expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
+                           json={"account_id": broke.account_id, "amount_micros": 100 * 1_000_000}), 201)
+    assert _off_air(api, space, group)
+
+    short = api.approved_account(admin)  # a week's slot at 24 USD a day, a 10 USD daily budget
+    space, group, _ = _cpt_on_air(api, short, admin, funds=1_000 * 1_000_000, slot_hours=7 * 24,
+                                  daily_budget=10 * 1_000_000)
+    assert _off_air(api, space, group)

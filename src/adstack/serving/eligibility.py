@@ -61,6 +61,16 @@ def check_schedule(schedule: Schedule, times: LocalTimes) -> str | None:
     return None
 
 
+def check_slot_paid(schedule: Schedule, times: LocalTimes, unpaid: frozenset[datetime]) -> str | None:
+    """A CPT slot serves only once its charge went through in full: one refused (no funds) or cut short by a
+    budget is never billed again, and serving it would give the rest of the slot away."""
+    now = times.now
+    for start, end in schedule.booked_slots:
+        if start <= now < end and start in unpaid:
+            return "slot_unpaid"
+    return None
+
+
 def _padded(version: tuple[int, ...], length: int) -> tuple[int, ...]:
     return version + (0,) * (length - len(version)) if len(version) < length else version
 

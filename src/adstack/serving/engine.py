@@ -283,6 +283,9 @@ class DecisionEngine:
                   ) -> list[CreativeSnap] | None:
         if eligibility.check_schedule(group.schedule, times) is not None:
             return None
+        unpaid = state.snapshot.unpaid_slots.get(group.id)
+        if unpaid and eligibility.check_slot_paid(group.schedule, times, unpaid) is not None:
+            return None
         account = state.snapshot.accounts.get(group.account_id)
         if account is None or account.available_micros <= 0:
             return None

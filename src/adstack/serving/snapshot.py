@@ -247,12 +247,13 @@ class Snapshot:
     """
 
     __slots__ = ("_positions", "accounts", "ad_groups", "ad_spaces", "built_at", "by_ordinal", "fx", "index",
-                 "ledger_spend", "package_categories", "publishers", "version")
+                 "ledger_spend", "package_categories", "publishers", "unpaid_slots", "version")
 
     def __init__(self, *, ad_groups: Iterable[AdGroupSnap], accounts: Iterable[AccountSnap] = (),
                  publishers: Iterable[PublisherSnap] = (), ad_spaces: Iterable[AdSpaceSnap] = (),
                  package_categories: Mapping[str, str] | None = None, ledger_spend: Mapping[int, Spend] | None = None,
-                 fx: FxRates | None = None, version: str = "", built_at: datetime | None = None):
+                 fx: FxRates | None = None, version: str = "", built_at: datetime | None = None,
+                 unpaid_slots: Mapping[int, frozenset[datetime]] | None = None):
         from adstack.serving.prediction import RateModel
         from adstack.serving.ranking import upper_bound_ecpm
 
@@ -267,14 +268,18 @@ class Snapshot:
         self.ad_spaces: Mapping[int, AdSpaceSnap] = MappingProxyType({s.id: s for s in ad_spaces})
         self.package_categories: Mapping[str, str] = MappingProxyType(dict(package_categories or {}))
         self.ledger_spend: Mapping[int, Spend] = MappingProxyType(dict(ledger_spend or {}))
+        # CPT ad group -> starts of its booked slots whose charge was refused or cut short: not served.
+        self.unpaid_slots: Mapping[int, frozenset[datetime]] = MappingProxyType(dict(unpaid_slots or {}))
         self.version = version
         self.built_at = built_at
         self._positions = {g.id: i for i, g in enumerate(self.by_ordinal)}
         self.index = TargetingIndex(self.by_ordinal)
 
     def patched(self, *, accounts: Mapping[int, AccountSnap] | None = None,
-                ledger_spend: Mapping[int, Spend] | None = None) -> Snapshot:
-        """A copy with some accounts' funds or ad groups' ledger spend replaced; the index is shared."""
+                ledger_spend: Mapping[int, Spend] | None = None,
+                unpaid_slots: Mapping[int, frozenset[datetime]] | None = None) -> Snapshot:
+        """A copy with some accounts' funds, ad groups' ledger spend or unpaid CPT slots replaced; the index is
+        shared."""
         copy = object.__new__(Snapshot)
         for name in Snapshot.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
@@ -282,6 +287,8 @@ class Snapshot:
             copy.accounts = MappingProxyType({**self.accounts, **accounts})
         if ledger_spend:
             copy.ledger_spend = MappingProxyType({**self.ledger_spend, **ledger_spend})
+        if unpaid_slots is not None:
+            copy.unpaid_slots = MappingProxyType(dict(unpaid_slots))
         return copy
 
     def ordinal_of(self, ad_group_id: int) -> int | None:
