@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adstack.campaigns.status import SLOT_UNPAID
 from adstack.core.timeutil import utcnow
 from adstack.finance.pricing import cpt_slot_micros
 from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, publisher
@@ -335,6 +336,9 @@ def test_a_slot_paid_in_full_serves_and_one_refused_or_cut_short_never_does(api:
     expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
                            json={"account_id": broke.account_id, "amount_micros": 100 * 1_000_000}), 201)
     assert _off_air(api, space, group)
+    # Its serving status says why, as the engine decides it.
+    shown = expect(api.client.get(f"/api/v1/ad-groups/{group['id']}", headers=broke.headers), 200)
+    assert (shown["serving_status"], shown["serving_reason"]) == ("out_of_schedule", SLOT_UNPAID)
 
     short = api.approved_account(admin)  # a week's slot at 24 USD a day, a 10 USD daily budget
     space, group, _ = _cpt_on_air(api, short, admin, funds=1_000 * 1_000_000, slot_hours=7 * 24,

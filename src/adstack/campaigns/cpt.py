@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
@@ -16,6 +16,7 @@ from adstack.campaigns.enums import BidType, UserStatus
 from adstack.campaigns.models import AdGroup, Campaign
 from adstack.core.errors import Conflict, FieldError
 from adstack.core.timeutil import as_utc
+from adstack.finance.models import ChargeRefusal, LedgerEntry
 from adstack.finance.pricing import cpt_slot_micros
 from adstack.inventory.models import AdSpace
 from adstack.review.models import ReviewStatus
@@ -177,3 +178,28 @@ def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
                                    cpt_slot_micros(group.bid_micros, slot.start, slot.end),
                                    publisher_id=publishers.get(ad_space_id, 0), placement_type=group.placement_type))
     return due
+
+
+def _slot_start(charge_id: str) -> datetime | None:
+    """The slot start a CPT charge id names (`cpt:<ad group>:<start, epoch seconds>`, pipeline/records.py)."""
+    try:
+        return datetime.fromtimestamp(int(charge_id.rsplit(":", 1)[1]), UTC)
+    except (IndexError, ValueError, OverflowError, OSError):
+        return None
+
+
+def unpaid_slot_starts(session: Session, group_ids: Iterable[int]) -> dict[int, frozenset[datetime]]:
+    """Starts of the CPT ad groups' booked slots whose charge was refused or cut short by a cap."""
+    ids = sorted(set(group_ids))
+    if not ids:
+        return {}
+    found: dict[int, set[datetime]] = {}
+    refused = session.execute(select(ChargeRefusal.ad_group_id, ChargeRefusal.charge_id).where(
+        ChargeRefusal.kind == "cpt", ChargeRefusal.ad_group_id.in_(ids)))
+    short = session.execute(select(LedgerEntry.ad_group_id, LedgerEntry.idempotency_key).where(
+        LedgerEntry.charge_kind == "cpt", LedgerEntry.requested_micros.is_not(None), LedgerEntry.ad_group_id.in_(ids)))
+    for group_id, key in [*refused, *short]:  # a charge id, or the ledger's key for it: both end with the start
+        start = _slot_start(key or "")
+        if group_id is not None and start is not None:
+            found.setdefault(int(group_id), set()).add(start)
+    return {g: frozenset(starts) for g, starts in found.items()}

@@ -12,7 +12,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adstack.accounts.models import Account
 from adstack.campaigns.ad_group_values import _slot_times
-from adstack.campaigns.enums import ServingStatus, UserStatus
+from adstack.campaigns.cpt import unpaid_slot_starts
+from adstack.campaigns.enums import BidType, ServingStatus, UserStatus
 from adstack.campaigns.models import AdGroup, Campaign
 from adstack.campaigns.readiness import Readiness, readiness
 from adstack.campaigns.service import _live_ad_groups
@@ -36,15 +37,16 @@ _CHUNK = 900  # ids per IN (...) list, well inside every database's parameter li
 # ---------- serving status ----------
 
 
-def _schedule_facts(ad_group: AdGroup) -> ScheduleFacts:
+def _schedule_facts(ad_group: AdGroup, unpaid: frozenset[datetime] = frozenset()) -> ScheduleFacts:
     slots = [_slot_times(slot) for slot in ad_group.booked_slots or []]
     return ScheduleFacts(time_zone=ad_group.time_zone, start_at=ad_group.start_at, end_at=ad_group.end_at,
-                         dayparting=ad_group.dayparting, booked_slots=slots, bid_type=ad_group.bid_type)
+                         dayparting=ad_group.dayparting, booked_slots=slots, bid_type=ad_group.bid_type,
+                         unpaid_slot_starts=unpaid)
 
 
 def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
            total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0, reserved_total: int = 0,
-           ready: Readiness | None = None) -> ServingFacts:
+           ready: Readiness | None = None, unpaid: frozenset[datetime] = frozenset()) -> ServingFacts:
     ready = ready or Readiness()
     return ServingFacts(
         status=ad_group.status,
@@ -58,7 +60,7 @@ def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None
         spend_today_micros=spend_today,
         total_budget_micros=ad_group.total_budget_micros,
         daily_budget_micros=ad_group.daily_budget_micros,
-        schedule=_schedule_facts(ad_group),
+        schedule=_schedule_facts(ad_group, unpaid),
         now=now,
         currency=account.currency if account else "",
         reserved_today_micros=reserved_today,
@@ -87,8 +89,13 @@ def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetim
         spend_today=spend_today, now=moment, reserved_today=held.get(ad_group.id, 0),
         reserved_total=held_total.get(ad_group.id, 0),
         ready=readiness(session, [ad_group])[ad_group.id],
+        unpaid=_unpaid(session, [ad_group]).get(ad_group.id, frozenset()),
     )
     return derive_serving_status(facts)
+
+
+def _unpaid(session: Session, ad_groups: Sequence[AdGroup]) -> dict[int, frozenset[datetime]]:
+    return unpaid_slot_starts(session, [g.id for g in ad_groups if g.bid_type == BidType.CPT.value])
 
 
 def _local_day(moment: datetime, time_zone: str) -> date:
@@ -139,11 +146,13 @@ def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: dat
     held_total = reservations.held_in_total({g.id: total.get(g.id, 0) for g in ad_groups
                                              if g.total_budget_micros is not None})
     ready = readiness(session, ad_groups)
+    unpaid = _unpaid(session, ad_groups)
     return {
         g.id: derive_serving_status(_facts(
             g, campaigns.get(g.campaign_id), account_rows.get(g.account_id), available=available[g.account_id],
             total_spend=total.get(g.id, 0), spend_today=today.get(g.id, 0), now=moment,
-            reserved_today=held.get(g.id, 0), reserved_total=held_total.get(g.id, 0), ready=ready[g.id]))
+            reserved_today=held.get(g.id, 0), reserved_total=held_total.get(g.id, 0), ready=ready[g.id],
+            unpaid=unpaid.get(g.id, frozenset())))
         for g in ad_groups
     }
 

@@ -24,6 +24,7 @@ class ScheduleFacts:
     dayparting: Sequence[Sequence[bool]] | None = None  # 7 x 24, Monday first; None = all day
     booked_slots: Sequence[tuple[datetime, datetime]] = ()  # CPT: serve only inside these
     bid_type: str = ""
+    unpaid_slot_starts: frozenset[datetime] = frozenset()  # CPT slots whose charge was refused or cut short
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ServingFacts:
 
 # Fixed texts, so the console shows each in the reader's language (console/messages.py lists them).
 NO_CREATIVE = "the ad group has no creative"
+SLOT_UNPAID = "the booked CPT slot's charge was refused or cut short at its start, so it does not serve"
 ACCOUNT_SUSPENDED_REASON = "the account was suspended by the platform"
 REASONS = {
     ServingStatus.CREATIVES_UNDER_REVIEW: "its creatives are under review",
@@ -83,8 +85,12 @@ def out_of_schedule_reason(facts: ScheduleFacts, now: datetime) -> str | None:
     local = moment.astimezone(zone(facts.time_zone))
     if facts.dayparting is not None and not facts.dayparting[local.weekday()][local.hour]:
         return f"outside dayparting ({local.strftime('%A')} {local.hour:02d}:00 {facts.time_zone})"
-    if facts.bid_type == BidType.CPT and not any(as_utc(s) <= moment < as_utc(e) for s, e in facts.booked_slots):
-        return "outside the booked CPT slots"
+    if facts.bid_type == BidType.CPT:
+        current = [as_utc(s) for s, e in facts.booked_slots if as_utc(s) <= moment < as_utc(e)]
+        if not current:
+            return "outside the booked CPT slots"
+        if any(start in facts.unpaid_slot_starts for start in current):
+            return SLOT_UNPAID
     return None
 
 

@@ -313,6 +313,7 @@ _FIXED_REASONS = (
     N_("its campaign is deleted"), N_("the ad group has not been submitted for review"),
     N_("the ad group is under review"), N_("the ad group was rejected"), N_("the account has no balance left"),
     N_("outside the booked CPT slots"), N_("serving"), N_("the campaign is deleted"), N_("the campaign is paused"),
+    N_("the booked CPT slot's charge was refused or cut short at its start, so it does not serve"),
     N_("the campaign has no ad groups"), N_("the creative is deleted"), N_("the creative is paused"),
     N_("the creative has not been submitted for review"), N_("the creative is under review"),
     N_("the creative was rejected"), N_("the ad group no longer exists"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from adstack.campaigns.cpt import unpaid_slot_starts
 from adstack.core.timeutil import as_utc, utcnow, zone
 from adstack.serving.fx import FxRates
 from adstack.serving.request import parse_os_version
@@ -150,33 +151,6 @@ def money_mark(session: Session) -> MoneyMark:
                      refusal_id=int(session.scalar(select(func.coalesce(func.max(ChargeRefusal.id), 0))) or 0))
 
 
-def _slot_start(charge_id: str) -> datetime | None:
-    """The slot start a CPT charge id names (`cpt:<ad group>:<start, epoch seconds>`, pipeline/records.py)."""
-    try:
-        return datetime.fromtimestamp(int(charge_id.rsplit(":", 1)[1]), UTC)
-    except (IndexError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _unpaid_slots(session: Session, group_ids: Iterable[int]) -> dict[int, frozenset[datetime]]:
-    """Starts of the CPT ad groups' booked slots whose charge was refused or cut short by a cap."""
-    from adstack.finance.models import ChargeRefusal, LedgerEntry
-
-    ids = sorted(set(group_ids))
-    if not ids:
-        return {}
-    found: dict[int, set[datetime]] = {}
-    refused = session.execute(select(ChargeRefusal.ad_group_id, ChargeRefusal.charge_id).where(
-        ChargeRefusal.kind == "cpt", ChargeRefusal.ad_group_id.in_(ids)))
-    short = session.execute(select(LedgerEntry.ad_group_id, LedgerEntry.idempotency_key).where(
-        LedgerEntry.charge_kind == "cpt", LedgerEntry.requested_micros.is_not(None), LedgerEntry.ad_group_id.in_(ids)))
-    for group_id, key in [*refused, *short]:  # a charge id, or the ledger's key for it: both end with the start
-        start = _slot_start(key or "")
-        if group_id is not None and start is not None:
-            found.setdefault(int(group_id), set()).add(start)
-    return {g: frozenset(starts) for g, starts in found.items()}
-
-
 def load_money(session: Session, snapshot: Snapshot, since: MoneyMark, *, now: datetime | None = None
                ) -> tuple[Snapshot, MoneyMark]:
     """The snapshot with the funds and spend of whatever was charged or credited since `since`."""
@@ -199,7 +173,7 @@ def load_money(session: Session, snapshot: Snapshot, since: MoneyMark, *, now: d
     funds = _funds(session, known_accounts) if known_accounts else {}
     groups = [(g, snapshot.ad_groups[g].schedule.time_zone) for g in group_ids if g in snapshot.ad_groups]
     spend = _ledger_spend(session, groups, moment) if groups else {}
-    unpaid = _unpaid_slots(session, (g.id for g in snapshot.by_ordinal if g.bid_type == CPT)) \
+    unpaid = unpaid_slot_starts(session, (g.id for g in snapshot.by_ordinal if g.bid_type == CPT)) \
         if mark.refusal_id != since.refusal_id or mark.ledger_id != since.ledger_id else snapshot.unpaid_slots
     if not funds and not spend and unpaid == snapshot.unpaid_slots:
         return snapshot, mark
@@ -462,4 +436,4 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
         pass
     return Snapshot(ad_groups=groups, accounts=accounts.values(), publishers=publishers, ad_spaces=spaces,
                     package_categories=categories, ledger_spend=spend, fx=fx, version=version, built_at=moment,
-                    unpaid_slots=_unpaid_slots(session, (g.id for g in groups if g.bid_type == CPT)))
+                    unpaid_slots=unpaid_slot_starts(session, (g.id for g in groups if g.bid_type == CPT)))
