@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from adstack.accounts.models import Role
-from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, charge, ledger, publisher
+from adstack.core.timeutil import utcnow
+from adstack.finance.charges import apply_charge
+from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, ledger, publisher
 from tests.serving.test_api import approved_creative
 from tests.support import Api, expect
 
@@ -282,7 +284,9 @@ def test_serving_status_follows_money_and_budgets(api: Api) -> None:
     assert expect(api.client.get(url, headers=adv.headers), 200)["serving_status"] == "balance_insufficient"
     ledger(api.session, adv.account_id, 100_000_000)
     assert expect(api.client.get(url, headers=adv.headers), 200)["serving_status"] == "eligible"
-    charge(api.session, adv.account_id, group, 4_000_000)
+    apply_charge(api.session, charge_id="status-1", account_id=adv.account_id, campaign_id=group["campaign_id"],
+                 ad_group_id=group["id"], creative_id=0, amount_micros=4_000_000, kind="cpc", occurred_at=utcnow())
+    api.session.commit()
     out = expect(api.client.get(url, headers=adv.headers), 200)
     assert out["serving_status"] == "daily_budget_exhausted" and out["spend_micros"] == 4_000_000
     expect(
@@ -292,6 +296,10 @@ def test_serving_status_follows_money_and_budgets(api: Api) -> None:
         200,
     )
     assert expect(api.client.get(url, headers=adv.headers), 200)["serving_status"] == "budget_exhausted"
+    # A refund gives the budget back, as billing counts it: the status follows.
+    expect(api.client.post("/api/v1/finance/refunds", headers=admin.headers,
+                           json={"charge_id": "status-1", "remarks": "invalid traffic"}), 201)
+    assert expect(api.client.get(url, headers=adv.headers), 200)["serving_status"] == "eligible"
     expect(
         api.client.post(
             "/api/v1/campaigns/batch-status", headers=adv.headers, json={"ids": [camp["id"]], "action": "pause"}

@@ -22,7 +22,6 @@ from adstack.campaigns.status import (
     ServingFacts,
     campaign_serving_status,
     derive_serving_status,
-    local_midnight_utc,
 )
 from adstack.core.timeutil import as_utc, utcnow, zone
 from adstack.finance import budgets
@@ -77,10 +76,8 @@ def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetim
                             ) -> tuple[ServingStatus, str]:
     """Why the ad group serves or not at `now`; see status.derive_serving_status for the order of checks."""
     moment = as_utc(now) if now else utcnow()
-    spend_today = budgets.ad_group_spend_micros(session, ad_group.id,
-                                                since=local_midnight_utc(moment, ad_group.time_zone))
+    spend_today, total_spend = _budget_spend(session, [ad_group], moment)[ad_group.id]
     held = reservations.held_today({(ad_group.id, _local_day(moment, ad_group.time_zone)): spend_today})
-    total_spend = budgets.ad_group_spend_micros(session, ad_group.id)
     held_total = reservations.held_in_total({ad_group.id: total_spend}) \
         if ad_group.total_budget_micros is not None else {}
     facts = _facts(
@@ -92,6 +89,14 @@ def ad_group_serving_status(session: Session, ad_group: AdGroup, *, now: datetim
         unpaid=_unpaid(session, [ad_group]).get(ad_group.id, frozenset()),
     )
     return derive_serving_status(facts)
+
+
+def _budget_spend(session: Session, ad_groups: Sequence[AdGroup], moment: datetime) -> dict[int, tuple[int, int]]:
+    """{ad group: (spent on its local day, spent in total)} as budgets count it: from the spend counters billing
+    caps against, which a refund takes the charge back from (on the charge's own day)."""
+    spent = budgets.ad_group_spend_today(session, [(g.id, _local_day(moment, g.time_zone).isoformat())
+                                                   for g in ad_groups])
+    return {g: (today, total) for g, (today, total, _) in spent.items()}
 
 
 def _unpaid(session: Session, ad_groups: Sequence[AdGroup]) -> dict[int, frozenset[datetime]]:
@@ -133,14 +138,9 @@ def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: dat
     account_ids = {g.account_id for g in ad_groups}
     account_rows = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
     available = {account_id: finance.available_micros(session, account_id) for account_id in account_ids}
-    ids = [g.id for g in ad_groups]
-    total = spend_by(session, LedgerEntry.ad_group_id, ids)
-    by_midnight: dict[datetime, list[int]] = defaultdict(list)
-    for g in ad_groups:
-        by_midnight[local_midnight_utc(moment, g.time_zone)].append(g.id)
-    today: dict[int, int] = {}
-    for midnight, group_ids in by_midnight.items():
-        today.update(spend_by(session, LedgerEntry.ad_group_id, group_ids, since=midnight))
+    spent = _budget_spend(session, ad_groups, moment)
+    today = {g: day for g, (day, _) in spent.items()}
+    total = {g: all_time for g, (_, all_time) in spent.items()}
     held = reservations.held_today({(g.id, _local_day(moment, g.time_zone)): today.get(g.id, 0)
                                     for g in ad_groups if g.daily_budget_micros is not None})
     held_total = reservations.held_in_total({g.id: total.get(g.id, 0) for g in ad_groups
