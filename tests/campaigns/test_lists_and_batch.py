@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adstack.finance.models import EntryType
 from tests.campaigns.helpers import (
     ad_group,
     ad_space,
@@ -168,6 +169,10 @@ def test_campaign_list_filters_and_spend_totals(api: Api) -> None:
     first = out["items"][1]
     assert first["spend_micros"] == 1_500_000 and first["ad_group_count"] == 1
     assert first["serving_status"] == "eligible"
+    # A refund nets the spend shown, as it nets the reports' cost.
+    ledger(api.session, adv.account_id, 500_000, EntryType.REFUND, campaign_id=perf["id"], ad_group_id=group["id"])
+    refunded = expect(api.client.get("/api/v1/campaigns", headers=adv.headers), 200)["items"][1]
+    assert refunded["spend_micros"] == 1_000_000
     assert out["items"][0]["serving_status"] == "no_active_ad_groups"
     assert _ids(expect(api.client.get("/api/v1/campaigns?objective=brand", headers=adv.headers), 200)) == [brand["id"]]
     assert _ids(expect(api.client.get("/api/v1/campaigns?serving_status=eligible", headers=adv.headers), 200)) == [

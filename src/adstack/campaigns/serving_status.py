@@ -114,11 +114,13 @@ def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
 
 def spend_by(session: Session, column: InstrumentedAttribute[int | None], ids: Iterable[int], *,
              since: datetime | None = None) -> dict[int, int]:
-    """Charges per campaign or ad group id, from the ledger (the same rule as finance.budgets.ad_group_spend_micros)."""
+    """Spend per campaign or ad group id, from the ledger: charges less refunds, each at its own time, as the
+    reports' cost counts them."""
     totals: dict[int, int] = {}
     for chunk in _chunks(sorted(set(ids))):
         stmt = (select(column, func.coalesce(func.sum(-LedgerEntry.amount_micros), 0))
-                .where(LedgerEntry.entry_type == EntryType.CHARGE.value, column.in_(chunk)).group_by(column))
+                .where(LedgerEntry.entry_type.in_((EntryType.CHARGE.value, EntryType.REFUND.value)),
+                       column.in_(chunk)).group_by(column))
         if since is not None:
             stmt = stmt.where(LedgerEntry.occurred_at >= since)
         for key, total in session.execute(stmt):
