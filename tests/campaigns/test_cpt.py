@@ -292,7 +292,7 @@ def _cpt_on_air(api: Api, advertiser: Actor, admin: Actor, *, funds: int, slot_h
         expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
                                json={"account_id": advertiser.account_id, "amount_micros": funds}), 201)
     space = ad_space(api, admin, publisher(api, admin)["id"])
-    start = utcnow().replace(microsecond=0) + timedelta(seconds=2)
+    start = utcnow().replace(microsecond=500_000) + timedelta(seconds=2)  # charge ids name whole seconds
     brand = campaign(api, advertiser, objective="brand", name="On air", promotion_type="app_download")
     group = approved_ad_group(api, advertiser, admin, brand["id"], placement_type="banner", bid_type="cpt",
                               bid_micros=DAY_RATE, ad_space_ids=[space["id"]], booked_slots=[_slot(start, slot_hours)],

@@ -89,7 +89,7 @@ def out_of_schedule_reason(facts: ScheduleFacts, now: datetime) -> str | None:
         current = [as_utc(s) for s, e in facts.booked_slots if as_utc(s) <= moment < as_utc(e)]
         if not current:
             return "outside the booked CPT slots"
-        if any(start in facts.unpaid_slot_starts for start in current):
+        if any(start.replace(microsecond=0) in facts.unpaid_slot_starts for start in current):  # whole seconds
             return SLOT_UNPAID
     return None
 

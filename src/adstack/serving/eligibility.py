@@ -66,7 +66,8 @@ def check_slot_paid(schedule: Schedule, times: LocalTimes, unpaid: frozenset[dat
     budget is never billed again, and serving it would give the rest of the slot away."""
     now = times.now
     for start, end in schedule.booked_slots:
-        if start <= now < end and start in unpaid:
+        # A slot's charge id names its start in whole seconds (pipeline/records.py), as `unpaid` holds it.
+        if start <= now < end and start.replace(microsecond=0) in unpaid:
             return "slot_unpaid"
     return None
 
