@@ -40,6 +40,7 @@ from adstack.attribution.view import (
     Known,
     View,
     _latest,
+    charged_touch,
 )
 from adstack.core.errors import DomainError
 from adstack.core.vocabulary import ConversionEvent, Partner
@@ -270,8 +271,9 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     # A refund or a cancellation: partners take revenue of either sign (AppsFlyer's af_revenue, "any numeric
     # value, positive or negative"). Decided on the sign as sent, whatever rounding or a missing FX rate makes of the
     # amount, so billing and the reports' `refunds` agree; only an in-app event is one (an install stays one).
-    refund = parsed.revenue is not None and parsed.revenue < 0 and event is not ConversionEvent.INSTALL
-    if parsed.revenue is not None and parsed.revenue < 0:
+    negative = parsed.revenue is not None and parsed.revenue < 0
+    refund = negative and event is not ConversionEvent.INSTALL
+    if negative:
         data_flags.append(NEGATIVE_REVENUE)
         detail = "; ".join(data_flags)
     if parsed.revenue is not None:
@@ -353,12 +355,9 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         assert touch is not None
         # Charged once per click it was attributed to, whichever postback names it or matches its device; an event
         # after a known install is charged under the install's touch.
-        if event is not ConversionEvent.INSTALL and install is not None:
-            charge_click = install.attributed_click()
-            impression = install.touch_id if install.touch_kind == TouchKind.IMPRESSION.value else ""
-        else:
-            charge_click = touch.touch_id if touch.kind is TouchKind.CLICK else click_id
-            impression = touch.touch_id if touch.kind is TouchKind.IMPRESSION else ""
+        charge_click, impression = charged_touch(install.touch_kind, install.touch_id, install.click_id) \
+            if event is not ConversionEvent.INSTALL and install is not None \
+            else charged_touch(touch.kind.value, touch.touch_id, click_id)
         before = _charged_before(view, item, charge_click, occurred_at, windows.reattribution)
         if any(k.charged is None for k in before):
             apply_pending(session, view)  # its outcome decides this one, as if charged one by one
@@ -367,7 +366,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
             detail = "; ".join([*([detail] if detail else []), "already charged for this click or device"])
         else:
             _request_charge(view, item, known, touch, event,
-                            charge_anchor(charge_click, item.device, item.id, "" if charge_click else impression))
+                            charge_anchor(charge_click, item.device, item.id, impression))
     item.detail = detail
     _remember(view, item, known)
 

@@ -75,6 +75,14 @@ class _Group:
     conversion_event: str | None
 
 
+def charged_touch(touch_kind: str, touch_id: str, click_id: str) -> tuple[str, str]:
+    """(click, impression) a conversion is charged once for: the touch it was attributed to, else the click id its
+    postback named."""
+    if touch_kind == TouchKind.CLICK.value and touch_id:
+        return touch_id, ""
+    return click_id, touch_id if touch_kind == TouchKind.IMPRESSION.value else ""
+
+
 @dataclass(slots=True, eq=False)
 class Known:
     """A conversion that later decisions in the batch may read: stored before, or decided in this batch."""
@@ -112,7 +120,7 @@ class Known:
 
     def attributed_click(self) -> str:
         """The click it was attributed to (whatever the postback named), else the click id the postback named."""
-        return self.touch_id if self.touch_kind == TouchKind.CLICK.value and self.touch_id else self.click_id
+        return charged_touch(self.touch_kind, self.touch_id, self.click_id)[0]
 
     def clicks(self) -> tuple[str, ...]:
         """Every click id it is known by: the one its postback named and the one it was attributed to, which a

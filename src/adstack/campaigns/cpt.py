@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
@@ -19,6 +19,7 @@ from adstack.core.timeutil import as_utc
 from adstack.finance.models import ChargeRefusal, LedgerEntry
 from adstack.finance.pricing import cpt_slot_micros
 from adstack.inventory.models import AdSpace
+from adstack.pipeline.records import slot_second_of
 from adstack.review.models import ReviewStatus
 
 # A slot that started while billing was down is still billed when it comes back, within this much time after its
@@ -180,26 +181,19 @@ def due_slots(session: Session, *, now: datetime) -> list[DueSlot]:
     return due
 
 
-def _slot_start(charge_id: str) -> datetime | None:
-    """The slot start a CPT charge id names (`cpt:<ad group>:<start, epoch seconds>`, pipeline/records.py)."""
-    try:
-        return datetime.fromtimestamp(int(charge_id.rsplit(":", 1)[1]), UTC)
-    except (IndexError, ValueError, OverflowError, OSError):
-        return None
-
-
-def unpaid_slot_starts(session: Session, group_ids: Iterable[int]) -> dict[int, frozenset[datetime]]:
-    """Starts of the CPT ad groups' booked slots whose charge was refused or cut short by a cap."""
+def unpaid_slot_starts(session: Session, group_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    """The CPT ad groups' booked slots whose charge was refused or cut short by a cap, by the start second their
+    charge ids name (`pipeline.records.slot_second`)."""
     ids = sorted(set(group_ids))
     if not ids:
         return {}
-    found: dict[int, set[datetime]] = {}
+    found: dict[int, set[int]] = {}
     refused = session.execute(select(ChargeRefusal.ad_group_id, ChargeRefusal.charge_id).where(
         ChargeRefusal.kind == "cpt", ChargeRefusal.ad_group_id.in_(ids)))
     short = session.execute(select(LedgerEntry.ad_group_id, LedgerEntry.idempotency_key).where(
         LedgerEntry.charge_kind == "cpt", LedgerEntry.requested_micros.is_not(None), LedgerEntry.ad_group_id.in_(ids)))
     for group_id, key in [*refused, *short]:  # a charge id, or the ledger's key for it: both end with the start
-        start = _slot_start(key or "")
+        start = slot_second_of(key or "")
         if group_id is not None and start is not None:
             found.setdefault(int(group_id), set()).add(start)
     return {g: frozenset(starts) for g, starts in found.items()}

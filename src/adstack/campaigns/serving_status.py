@@ -36,7 +36,7 @@ _CHUNK = 900  # ids per IN (...) list, well inside every database's parameter li
 # ---------- serving status ----------
 
 
-def _schedule_facts(ad_group: AdGroup, unpaid: frozenset[datetime] = frozenset()) -> ScheduleFacts:
+def _schedule_facts(ad_group: AdGroup, unpaid: frozenset[int] = frozenset()) -> ScheduleFacts:
     slots = [_slot_times(slot) for slot in ad_group.booked_slots or []]
     return ScheduleFacts(time_zone=ad_group.time_zone, start_at=ad_group.start_at, end_at=ad_group.end_at,
                          dayparting=ad_group.dayparting, booked_slots=slots, bid_type=ad_group.bid_type,
@@ -45,7 +45,7 @@ def _schedule_facts(ad_group: AdGroup, unpaid: frozenset[datetime] = frozenset()
 
 def _facts(ad_group: AdGroup, campaign: Campaign | None, account: Account | None, *, available: int,
            total_spend: int, spend_today: int, now: datetime, reserved_today: int = 0, reserved_total: int = 0,
-           ready: Readiness | None = None, unpaid: frozenset[datetime] = frozenset()) -> ServingFacts:
+           ready: Readiness | None = None, unpaid: frozenset[int] = frozenset()) -> ServingFacts:
     ready = ready or Readiness()
     return ServingFacts(
         status=ad_group.status,
@@ -99,7 +99,7 @@ def _budget_spend(session: Session, ad_groups: Sequence[AdGroup], moment: dateti
     return {g: (today, total) for g, (today, total, _) in spent.items()}
 
 
-def _unpaid(session: Session, ad_groups: Sequence[AdGroup]) -> dict[int, frozenset[datetime]]:
+def _unpaid(session: Session, ad_groups: Sequence[AdGroup]) -> dict[int, frozenset[int]]:
     return unpaid_slot_starts(session, [g.id for g in ad_groups if g.bid_type == BidType.CPT.value])
 
 

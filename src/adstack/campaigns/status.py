@@ -9,6 +9,7 @@ from datetime import datetime, time
 from adstack.campaigns.enums import BidType, ServingStatus, UserStatus
 from adstack.core.money import format_micros
 from adstack.core.timeutil import as_utc, zone
+from adstack.pipeline.records import slot_second
 from adstack.review.models import ReviewStatus
 
 # Serving stops once the next served ad's expected cost no longer fits; an ad costs a fraction of a percent of a
@@ -24,7 +25,7 @@ class ScheduleFacts:
     dayparting: Sequence[Sequence[bool]] | None = None  # 7 x 24, Monday first; None = all day
     booked_slots: Sequence[tuple[datetime, datetime]] = ()  # CPT: serve only inside these
     bid_type: str = ""
-    unpaid_slot_starts: frozenset[datetime] = frozenset()  # CPT slots whose charge was refused or cut short
+    unpaid_slot_starts: frozenset[int] = frozenset()  # CPT slots whose charge was refused or cut short, by second
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def out_of_schedule_reason(facts: ScheduleFacts, now: datetime) -> str | None:
         current = [as_utc(s) for s, e in facts.booked_slots if as_utc(s) <= moment < as_utc(e)]
         if not current:
             return "outside the booked CPT slots"
-        if any(start.replace(microsecond=0) in facts.unpaid_slot_starts for start in current):  # whole seconds
+        if any(slot_second(start) in facts.unpaid_slot_starts for start in current):
             return SLOT_UNPAID
     return None
 

@@ -89,13 +89,24 @@ def invalid(*, kind: str, reason: str, message: str, token: str, client_ip: str,
             "reason": reason, "msg": message[:300], "t": token[:1024], "ip": client_ip[:64], "ua": user_agent[:300]}
 
 
+def slot_second(starts_at: datetime) -> int:
+    """The whole epoch second a booked slot's charge id names it by."""
+    return int(starts_at.timestamp())
+
+
+def slot_second_of(charge_id: str) -> int | None:
+    """The slot a CPT charge id (`cpt:<ad group>:<start second>`) names, or the ledger's key for it."""
+    second = charge_id.rsplit(":", 1)[-1]
+    return int(second) if second.isdecimal() else None
+
+
 def cpt_slot(*, booking_id: int, account_id: int, campaign_id: int, ad_group_id: int, ad_space_id: int,
              starts_at: datetime, amount_micros: int, publisher_id: int = 0, placement_type: str = ""
              ) -> dict[str, Any]:
-    return {"id": f"cpt:{booking_id}:{int(starts_at.timestamp())}", "k": Kind.CPT_SLOT.value, "ts": now_ms(),
+    return {"id": f"cpt:{booking_id}:{slot_second(starts_at)}", "k": Kind.CPT_SLOT.value, "ts": now_ms(),
             "account_id": account_id, "campaign_id": campaign_id, "ad_group_id": ad_group_id,
             "ad_space_id": ad_space_id, "publisher_id": publisher_id, "placement_type": placement_type,
-            "starts_at": int(starts_at.timestamp()), "amount": amount_micros}
+            "starts_at": slot_second(starts_at), "amount": amount_micros}
 
 
 def postback(*, app_id: int, partner: str, dedupe_key: str, method: str, fields: dict[str, str],

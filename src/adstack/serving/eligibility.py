@@ -13,6 +13,7 @@ from typing import Protocol
 
 from adstack.core.timeutil import zone
 from adstack.core.vocabulary import NO_LINGUISTIC_CONTENT
+from adstack.pipeline.records import slot_second
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, NOT_INSTALLED_WINDOW
 from adstack.serving.request import AdRequest, Slot
 from adstack.serving.snapshot import AdGroupSnap, AssetCombination, CreativeSnap, Schedule, TargetingSnap
@@ -61,13 +62,12 @@ def check_schedule(schedule: Schedule, times: LocalTimes) -> str | None:
     return None
 
 
-def check_slot_paid(schedule: Schedule, times: LocalTimes, unpaid: frozenset[datetime]) -> str | None:
+def check_slot_paid(schedule: Schedule, times: LocalTimes, unpaid: frozenset[int]) -> str | None:
     """A CPT slot serves only once its charge went through in full: one refused (no funds) or cut short by a
     budget is never billed again, and serving it would give the rest of the slot away."""
     now = times.now
     for start, end in schedule.booked_slots:
-        # A slot's charge id names its start in whole seconds (pipeline/records.py), as `unpaid` holds it.
-        if start <= now < end and start.replace(microsecond=0) in unpaid:
+        if start <= now < end and slot_second(start) in unpaid:
             return "slot_unpaid"
     return None
 

@@ -253,7 +253,7 @@ class Snapshot:
                  publishers: Iterable[PublisherSnap] = (), ad_spaces: Iterable[AdSpaceSnap] = (),
                  package_categories: Mapping[str, str] | None = None, ledger_spend: Mapping[int, Spend] | None = None,
                  fx: FxRates | None = None, version: str = "", built_at: datetime | None = None,
-                 unpaid_slots: Mapping[int, frozenset[datetime]] | None = None):
+                 unpaid_slots: Mapping[int, frozenset[int]] | None = None):
         from adstack.serving.prediction import RateModel
         from adstack.serving.ranking import upper_bound_ecpm
 
@@ -268,8 +268,8 @@ class Snapshot:
         self.ad_spaces: Mapping[int, AdSpaceSnap] = MappingProxyType({s.id: s for s in ad_spaces})
         self.package_categories: Mapping[str, str] = MappingProxyType(dict(package_categories or {}))
         self.ledger_spend: Mapping[int, Spend] = MappingProxyType(dict(ledger_spend or {}))
-        # CPT ad group -> starts of its booked slots whose charge was refused or cut short: not served.
-        self.unpaid_slots: Mapping[int, frozenset[datetime]] = MappingProxyType(dict(unpaid_slots or {}))
+        # CPT ad group -> start seconds of its booked slots whose charge was refused or cut short: not served.
+        self.unpaid_slots: Mapping[int, frozenset[int]] = MappingProxyType(dict(unpaid_slots or {}))
         self.version = version
         self.built_at = built_at
         self._positions = {g.id: i for i, g in enumerate(self.by_ordinal)}
@@ -277,7 +277,7 @@ class Snapshot:
 
     def patched(self, *, accounts: Mapping[int, AccountSnap] | None = None,
                 ledger_spend: Mapping[int, Spend] | None = None,
-                unpaid_slots: Mapping[int, frozenset[datetime]] | None = None) -> Snapshot:
+                unpaid_slots: Mapping[int, frozenset[int]] | None = None) -> Snapshot:
         """A copy with some accounts' funds, ad groups' ledger spend or unpaid CPT slots replaced; the index is
         shared."""
         copy = object.__new__(Snapshot)
