@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adstack.attribution.bulk import insert_rows, update_column
-from adstack.attribution.deciding import NEGATIVE_REVENUE, _decide, apply_pending
+from adstack.attribution.deciding import _decide, apply_pending, is_refund
 from adstack.attribution.loading import (
     _C,
     _CONVERSIONS,
@@ -145,7 +145,7 @@ def conversion_event_record(app: AppInfo, row: dict[str, Any], device_hash: int,
         attrs["install_at"] = _milliseconds(install_at)
     if row["data_flags"]:
         attrs["data_flags"] = ",".join(row["data_flags"])
-        if not is_install and NEGATIVE_REVENUE in row["data_flags"]:
+        if is_refund(row["conversion_event"], row["data_flags"]):
             attrs[REFUND_ATTR] = "1"  # reported in `refunds`, not as another occurrence of its event
     attribution_type = row["attribution_type"]
     claimed = attribution_type in (AttributionType.CLICK.value, AttributionType.VIEW.value)

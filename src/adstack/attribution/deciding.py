@@ -4,6 +4,7 @@ recorded there for the next, and its CPA charge queued and applied."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -182,6 +183,12 @@ def cpa_charge_id(ad_group_id: int, anchor: str, event: ConversionEvent) -> str:
 
 REVENUE_WITHOUT_RATE = "revenue_without_fx_rate"
 NEGATIVE_REVENUE = "negative_revenue"
+
+
+def is_refund(event: ConversionEvent | str, data_flags: Sequence[str]) -> bool:
+    """An in-app event sent with negative revenue takes revenue back: it is no new conversion. An install stays one
+    whatever its revenue."""
+    return NEGATIVE_REVENUE in data_flags and event != ConversionEvent.INSTALL
 # The cap of a conversion's revenue as sent (postback_fields.MAX_REVENUE, 10^9 units) in micros, held again after
 # conversion to the account currency and USD, so the reports' 64-bit sums cannot wrap.
 MAX_REVENUE_MICROS = 10**15
@@ -271,11 +278,10 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     # A refund or a cancellation: partners take revenue of either sign (AppsFlyer's af_revenue, "any numeric
     # value, positive or negative"). Decided on the sign as sent, whatever rounding or a missing FX rate makes of the
     # amount, so billing and the reports' `refunds` agree; only an in-app event is one (an install stays one).
-    negative = parsed.revenue is not None and parsed.revenue < 0
-    refund = negative and event is not ConversionEvent.INSTALL
-    if negative:
+    if parsed.revenue is not None and parsed.revenue < 0:
         data_flags.append(NEGATIVE_REVENUE)
         detail = "; ".join(data_flags)
+    refund = is_refund(event, data_flags)
     if parsed.revenue is not None:
         in_account = convert(parsed.revenue, parsed.currency, currency, view.rates) if parsed.currency else None
         in_usd = in_account if currency == "USD" else \
