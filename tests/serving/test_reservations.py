@@ -92,6 +92,19 @@ def test_a_billed_ad_keeps_its_actual_charge_and_nothing_more(shared: tuple[Coun
     assert counters.get_many([day_key]) == [100 * (per_ad // 2)]
 
 
+def test_a_kept_reservation_stays_on_the_counters_past_its_expiry(shared: tuple[Counters, Counters]) -> None:
+    counters, other = shared
+    eng = _engine(counters)
+    ids = _fill(eng)
+    day_key = next(k for k in _keys(eng) if k.startswith("d:"))
+    held = counters.get_many([day_key])[0]
+    for impression_id in ids[:100]:  # shown CPA ads, from any process
+        assert other.keep(impression_id)
+        assert not other.keep(impression_id) and not counters.release_held(impression_id)
+    assert counters.expire(NOW.timestamp() + 61, limit=10_000) == len(ids) - 100
+    assert counters.get_many([day_key]) == [held * 100 // len(ids)]
+
+
 def test_a_loss_notice_in_another_process_gives_the_reservation_back(shared: tuple[Counters, Counters]) -> None:
     bidder_counters, other_counters = shared
     bidder = _engine(bidder_counters)

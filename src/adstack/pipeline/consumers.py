@@ -49,8 +49,12 @@ log = logging.getLogger("adstack.pipeline")
 
 TRACKING_KINDS = frozenset({Kind.IMPRESSION.value, Kind.CLICK.value, Kind.VIDEO.value})
 TOUCH_KINDS = frozenset({Kind.IMPRESSION.value, Kind.CLICK.value})
-# Reservations of these bid types end at the impression; CPC and CPA ones wait for the click or their expiry.
+# Reservations of these bid types end at the impression, replaced by its charge; CPC ones wait for the click
+# or their expiry.
 SETTLED_AT_IMPRESSION = frozenset({"cpm", "guaranteed_cpm", "cpt"})
+# A shown CPA ad keeps what it reserved (its expected cost): its conversions are charged up to the attribution
+# window later, and giving the hold back at its expiry would let the same budget serve again and again.
+KEPT_AT_IMPRESSION = frozenset({"cpa"})
 
 
 class Consumer(Protocol):
@@ -344,7 +348,8 @@ class Billing:
         charged: dict[str, int] = {}
         if charges:
             charged = self._charge(charges)
-        self._settle(items, charged)
+        self._settle(items, charged, invalid)
+        self._release_lost(records)
 
     def _charge(self, charges: list[tuple[Any, Tracked | None, dict[str, Any]]]) -> dict[str, int]:
         from adstack.finance.charges import apply_charges
@@ -381,20 +386,40 @@ class Billing:
             session.commit()
         return charged
 
-    def _settle(self, items: list[Tracked], charged: dict[str, int]) -> None:
+    def _settle(self, items: list[Tracked], charged: dict[str, int], invalid: dict[str, Reasons]) -> None:
         counters = self.context.counters()
         if counters is None:
             return
         for item in items:
             claims, kind = item.claims, item.record["k"]
             try:
-                ends = (claims.bid_type in SETTLED_AT_IMPRESSION if kind == Kind.IMPRESSION.value
-                        else kind == Kind.CLICK.value and claims.bid_type in CLICK_BILLED)
-                if ends:
+                shown = kind == Kind.IMPRESSION.value
+                if shown and claims.bid_type in KEPT_AT_IMPRESSION:
+                    if invalid.get(item.record["id"]):
+                        counters.settle(claims.impression_id, 0)  # never billable: nothing to keep
+                    else:
+                        counters.keep(claims.impression_id)
+                elif (claims.bid_type in SETTLED_AT_IMPRESSION if shown
+                      else kind == Kind.CLICK.value and claims.bid_type in CLICK_BILLED):
                     counters.settle(claims.impression_id, charged.get(item.record["id"], 0))
             except Exception:  # the counters are unreachable: the reservation expires on its own
                 log.warning("could not settle the reservation of %s", claims.impression_id, exc_info=True)
                 return
+
+    def _release_lost(self, records: list[dict[str, Any]]) -> None:
+        """A signed loss notice gives its bid's reservation back, here in the log's order rather than when it
+        arrives: an impression of the bid applied before it has settled the reservation, and the notice then finds
+        nothing to give back (the first word stands, as for the verdicts)."""
+        counters = self.context.counters()
+        if counters is None:
+            return
+        for record in records:
+            if record.get("k") == Kind.LOSS.value and record.get("i"):
+                try:
+                    counters.release_held(str(record["i"])[:64])
+                except Exception:  # the counters are unreachable: the reservation expires on its own
+                    log.warning("could not release the reservation of %s", record["i"], exc_info=True)
+                    return
 
 
 def tracked_event(item: Tracked, event_id: str, event_type: EventType, **extra: Any) -> Event:

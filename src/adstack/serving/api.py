@@ -125,17 +125,17 @@ async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Re
 async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None,
                       s: Annotated[str | None, Query(max_length=32, description="Our signature of the bid id.")] = None,
                       ) -> Response:
-    """A lost bid gives its budget reservation back, whichever process made the bid: the reservation is booked
-    under the bid id in the counters every serving process shares. The notice is kept in the event log, so a
-    billing notice the exchange fires for the bid afterwards is not billed (`lost_auction`). Only a notice signed
-    as our `lurl` carries it (`s`) does either: an impression id is no secret (an SDK's publisher sees it), and a
-    reservation released by anyone would let an ad group serve past its budget. Anything else is answered 204
-    and changes nothing, as an exchange expects. Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): no loss."""
+    """A lost bid gives its budget reservation back, whichever process made the bid: the notice is kept in the
+    event log, and billing gives back the reservation booked under the bid id in the counters every serving process
+    shares, in the log's order, so a notice after the bid's impression changes nothing. A billing notice the
+    exchange fires for the bid afterwards is not billed (`lost_auction`). Only a notice signed as our `lurl`
+    carries it (`s`) does either: an impression id is no secret (an SDK's publisher sees it), and a reservation
+    released by anyone would let an ad group serve past its budget. Anything else is answered 204 and changes
+    nothing, as an exchange expects. Loss reason 0 is "Bid Won" (OpenRTB 2.6, list 5.25): no loss."""
     if r is not None and r.strip() == "0":
         return Response(status_code=204)  # won: its reservation waits for the billing notice
     if s is None or not verify_loss_signature(request.app.state.settings.resolved_secret_key, i, s):
         return Response(status_code=204)
-    await runtime_of(request).engine.counters.release_held_async(i)
     try:
         await request.app.state.pipeline.append(records.loss(i, reason=r))
     except LogUnavailable:

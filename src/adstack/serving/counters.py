@@ -17,7 +17,9 @@ granted past a cap, spend past a cap is bounded by the charges that billing appl
 
 A reservation made with a `Hold` is also entered in a book under its impression id, so it ends in exactly one
 way, from any process that shares the counters: `settle` when its ad is billed (the actual charge replaces the
-reserved amount), `release_held` when a loss notice arrives, or `expire` once its time has passed unshown.
+reserved amount), `keep` when a CPA ad is shown (its expected cost stands as spend until the conversions it may
+bring are charged), `release_held` when its bid's loss notice is applied, or `expire` once its time has passed
+unshown.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class Counters(Protocol):
 
     def settle(self, reservation_id: str, actual_micros: int) -> bool:
         """The booked ad was billed `actual_micros` (0 when shown but not charged); False if nothing was booked."""
+        ...
+
+    def keep(self, reservation_id: str) -> bool:
+        """The booked ad was shown and what it reserved stands as spend; False if nothing was booked."""
         ...
 
     def release_held(self, reservation_id: str) -> bool:
@@ -163,6 +169,10 @@ class MemoryCounters:
     def settle(self, reservation_id: str, actual_micros: int) -> bool:
         with self._lock:
             return self._end(reservation_id, actual_micros)
+
+    def keep(self, reservation_id: str) -> bool:
+        with self._lock:
+            return self._book.pop(reservation_id, None) is not None
 
     def release_held(self, reservation_id: str) -> bool:
         with self._lock:
@@ -275,8 +285,9 @@ end
 return 0
 """
 
-# Ends booked reservations. KEYS: the book, its deadlines. ARGV: the key prefix, the mode ("settle", "release"
-# or "expire"), then for settle/release one id and the actual charge, for expire the time and a limit.
+# Ends booked reservations. KEYS: the book, its deadlines. ARGV: the key prefix, the mode ("settle", "keep",
+# "release" or "expire"), then for settle/keep/release one id and the actual charge, for expire the time and a
+# limit. "keep" ends the booking and leaves what it added on the counters.
 _END = r"""
 local prefix = ARGV[1]
 local mode = ARGV[2]
@@ -308,6 +319,10 @@ if mode == 'expire' then
   return ended
 elseif mode == 'settle' then
   return finish(ARGV[3], tonumber(ARGV[4]))
+elseif mode == 'keep' then
+  local removed = redis.call('HDEL', KEYS[1], ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return removed
 else
   return finish(ARGV[3], nil)
 end
@@ -395,6 +410,9 @@ class RedisCounters:
 
     def settle(self, reservation_id: str, actual_micros: int) -> bool:
         return bool(self._end(keys=self._book_keys, args=[self._prefix, "settle", reservation_id, actual_micros]))
+
+    def keep(self, reservation_id: str) -> bool:
+        return bool(self._end(keys=self._book_keys, args=[self._prefix, "keep", reservation_id, 0]))
 
     def release_held(self, reservation_id: str) -> bool:
         return bool(self._end(keys=self._book_keys, args=[self._prefix, "release", reservation_id, 0]))
