@@ -52,6 +52,10 @@ DEVICE_REPORT_SECONDS = 600.0
 FREEZE_AT_AD_GROUPS = 5_000
 MAX_REMEMBERED_DEVICE_REPORTS = 500_000
 MAX_LOADED_INSTALL_ROWS = 500_000
+# Event ids the predictions remember, per generation (two are kept): a retried pixel, a double tap or a replayed
+# batch counts once. Retries come within minutes; the leaf counts are reloaded from the deduplicated store every
+# few minutes anyway, and the window protects the creative combinations' counts, which are not.
+OBSERVED_IDS_PER_GENERATION = 200_000
 
 _live: weakref.WeakSet[ServingRuntime] = weakref.WeakSet()
 
@@ -94,6 +98,9 @@ class ServingRuntime:
         self._audiences_signature: tuple[int, int, int] | None = None
         self.rebuilds = 0
         self._delivery_saved = ""  # what the delivery counters file last received
+        self._observed: set[str] = set()
+        self._observed_before: set[str] = set()
+        self._observe_lock = threading.Lock()
         _live.add(self)
 
     # ---------- lifecycle ----------
@@ -261,9 +268,7 @@ class ServingRuntime:
         """Count impressions, clicks and conversions for the predictions and the creative combinations."""
         snapshot = self.engine.state.snapshot
         outcomes = self.engine.outcomes
-        for event in events:
-            if not event.ad_group_id:
-                continue
+        for event in self._first_sight(events):
             leaf: Leaf = (event.placement_type, event.campaign_id, event.ad_group_id, event.creative_id)
             kind = event.event_type
             impression_id = event.attrs.get("impression_id") or (
@@ -280,6 +285,21 @@ class ServingRuntime:
                 name = "INSTALL" if kind is EventType.INSTALL else event.conversion_event
                 if name == wanted:
                     outcomes.add(leaf, conversions=1)
+
+    def _first_sight(self, events: Iterable[Event]) -> list[Event]:
+        """The events of ads not observed before (within the remembered window): the event log repeats what a
+        client retried, and the store only drops the repeats when it loads them."""
+        fresh = []
+        with self._observe_lock:
+            for event in events:
+                event_id = event.event_id
+                if not event.ad_group_id or event_id in self._observed or event_id in self._observed_before:
+                    continue
+                if len(self._observed) >= OBSERVED_IDS_PER_GENERATION:
+                    self._observed_before, self._observed = self._observed, set()
+                self._observed.add(event_id)
+                fresh.append(event)
+        return fresh
 
     def _count_combination(self, creative_id: int, impression_id: str, *, impressions: int = 0,
                            clicks: int = 0) -> None:
