@@ -731,3 +731,45 @@ def test_wlang_allows_only_creatives_in_its_languages_and_bids_name_theirs(api: 
     in_french = winner(wlang=["fr"])
     assert in_french is not None and (in_french["crid"], in_french["language"]) == (str(logo_only), "xx")
     assert winner(wlang=["??"]) is None
+
+
+def test_a_copied_campaign_keeps_its_categories_and_bids_where_the_exchange_sends_bcat(
+    api: Api, corpus_dir: Path
+) -> None:
+    from adstack.finance.models import EntryType
+    from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
+    from tests.serving.test_api import approved_creative
+
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    camp = campaign(api, actor, iab_categories=["IAB9-30"])
+    space = ad_space(api, admin, publisher(api, admin)["id"], placement_type="banner",
+                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
+    group = approved_ad_group(api, actor, admin, camp["id"], placement_type="banner", bid_type="cpc",
+                              bid_micros=300_000, ad_space_ids=[space["id"]], targeting={"countries": ["ID"]})
+    approved_creative(api, actor, admin, group["id"])
+    request = _priced_bid_request(space["id"], corpus_dir)  # the specification's request blocks IAB25, IAB7-39, ...
+    assert request["bcat"] and "IAB9" not in request["bcat"]
+    copy = expect(api.client.post(f"/api/v1/campaigns/{camp['id']}/copy", headers=actor.headers,
+                                  json={"deep": True}), 201)
+    expect(api.client.delete(f"/api/v1/campaigns/{camp['id']}", headers=actor.headers), 200)
+    [copied_group] = expect(api.client.get("/api/v1/ad-groups", params={"campaign_id": copy["id"]},
+                                           headers=actor.headers), 200)["items"]
+    expect(api.client.post(f"/api/v1/ad-groups/{copied_group['id']}/submit", headers=actor.headers), 200)
+    expect(api.client.post(f"/api/v1/ad-groups/{copied_group['id']}/review", headers=admin.headers,
+                           json={"decision": "approve"}), 200)
+    [copied_creative] = expect(api.client.get("/api/v1/creatives", params={"ad_group_id": copied_group["id"]},
+                                              headers=actor.headers), 200)["items"]
+    expect(api.client.post(f"/api/v1/creatives/{copied_creative['id']}/submit", headers=actor.headers), 200)
+    expect(api.client.post(f"/api/v1/creatives/{copied_creative['id']}/review", headers=admin.headers,
+                           json={"decision": "approve"}), 200)
+
+    def copy_bids() -> bool:
+        answer = api.client.post("/openrtb2/bid", json=request)
+        return answer.status_code == 200 and answer.json()["seatbid"][0]["bid"][0]["crid"] == str(
+            copied_creative["id"])
+
+    assert eventually(copy_bids)
+    bid = api.client.post("/openrtb2/bid", json=request).json()["seatbid"][0]["bid"][0]
+    assert bid["cat"] == ["IAB9-30"]

@@ -247,9 +247,13 @@ def copy_campaign(session: Session, principal: Principal, campaign_id: int, *, n
     """Quick copy: the campaign's settings. Deep copy: with every live ad group and its creatives."""
     source = get_campaign(session, principal, campaign_id)
     _ensure_not_deleted(source)
+    # Source: Mi Ads usage guide, 3.3 "Ad List", "② Copy": "Create an identical campaign/ad group/creation".
+    # Every setting comes along, the IAB categories too (an uncategorised campaign gets no bid wherever an exchange
+    # sends bcat); ids, review and spend are the copy's own.
     copy = Campaign(account_id=source.account_id, objective=source.objective, name=name or copy_name(source.name),
                     promotion_type=source.promotion_type, package_name=source.package_name,
-                    landing_kind=source.landing_kind, landing_url=source.landing_url, status=source.status)
+                    landing_kind=source.landing_kind, landing_url=source.landing_url,
+                    iab_categories=list(source.iab_categories or []), status=source.status)
     session.add(copy)
     session.flush()
     after = campaign_snapshot(copy) | {"copied_from": source.id, "deep": deep}
