@@ -107,10 +107,26 @@ def test_fewer_than_the_minimum_names_the_rule_and_carries_the_report() -> None:
         reader.check_minimum()
     error = refused.value.as_dict()["error"]
     assert error["fields"] == [
-        {"field": "file", "rule": "min_valid_ids", "message": "at least 1000 valid ids", "limit": 1000, "actual": 999}
+        {"field": "file", "rule": "min_valid_ids", "message": "at least 1000 distinct valid ids", "limit": 1000,
+         "actual": 998}
     ]
     report = error["report"]
     assert (report["valid_lines"], report["distinct_ids"], report["duplicate_lines"]) == (999, 998, 1)
+
+
+def test_the_minimum_counts_distinct_ids_not_lines() -> None:
+    # A thousand lines of one id are one device; a thousand lines holding 999 ids are 999.
+    for lines, distinct in (([gaids(1)[0]] * 1000, 1), ([*gaids(999), gaids(1)[0]], 999)):
+        reader = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+        reader.read([id_file(lines)])
+        assert reader.report.valid_lines == 1000
+        with pytest.raises(ImportRefused) as refused:
+            reader.check_minimum()
+        assert (refused.value.fields[0].rule, refused.value.fields[0].actual) == ("min_valid_ids", distinct)
+        assert refused.value.as_dict()["error"]["report"]["distinct_ids"] == distinct
+    reader = IdFileReader(IdType.GAID, max_bytes=1 << 20)
+    reader.read([id_file([*gaids(1000), *gaids(500)])])
+    reader.check_minimum()
 
 
 def test_a_file_of_another_id_type_names_id_type() -> None:

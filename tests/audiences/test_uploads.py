@@ -208,6 +208,20 @@ def test_multipart_form_upload(api: Api) -> None:
     assert expect(response, 422)["error"]["fields"][0]["rule"] == "required"
 
 
+def test_a_thousand_lines_of_one_id_are_refused_as_one_device(api: Api, session: Session) -> None:
+    # Source: Mi Ads usage guide, 6.1.1: imports "can't be less than 1000" ids; duplicates are one device each.
+    adv = api.approved_account()
+    one = gaids(1)[0]
+    error = upload(api, adv, id_file([one] * 1000), expected=422)["error"]
+    assert error["fields"][0]["field"] == "file" and error["fields"][0]["rule"] == "min_valid_ids"
+    assert (error["fields"][0]["limit"], error["fields"][0]["actual"]) == (1000, 1)
+    assert (error["report"]["valid_lines"], error["report"]["distinct_ids"]) == (1000, 1)
+    assert _audience_rows(session) == (0, 0, 0)
+    audience_id = upload(api, adv, id_file(gaids(1000)))["audience"]["id"]
+    error = change(api, adv, audience_id, id_file([one] * 1000), mode="append", expected=422)["error"]
+    assert (error["fields"][0]["rule"], error["fields"][0]["actual"]) == ("min_valid_ids", 1)
+
+
 def test_append_and_reduce_with_later_files(api: Api, session: Session) -> None:
     adv = api.approved_account()
     first, second = gaids(1500, seed=1), gaids(1200, seed=2)

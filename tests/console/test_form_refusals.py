@@ -347,8 +347,8 @@ def test_every_form_says_what_is_wrong_beside_each_input(client: TestClient, set
 @pytest.mark.parametrize(
     ("language", "expected"),
     [
-        ("en", "The file has 999 valid ids; at least 1,000 are needed."),
-        ("zh", "文件中有 999 个有效 ID，至少需要 1,000 个。"),
+        ("en", "The file has 999 distinct valid ids; at least 1,000 are needed."),
+        ("zh", "文件中有 999 个不重复的有效 ID，至少需要 1,000 个。"),
     ],
 )
 def test_a_refused_audience_file_is_told_beside_the_file_input(

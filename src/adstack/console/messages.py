@@ -116,7 +116,7 @@ RULE_SENTENCES: Mapping[str, str] = {
     "same_currency": N_("Both accounts must use the same currency."),
     "not_editable": N_("%(field)s can no longer be changed."),
     "settlement": N_("This settlement entity and currency are not offered for the chosen country or region."),
-    "min_valid_ids": N_("The file has %(actual)s valid ids; at least %(limit)s are needed."),
+    "min_valid_ids": N_("The file has %(actual)s distinct valid ids; at least %(limit)s are needed."),
     "matches_file": N_("Most lines of the file are of another ID type: %(actual)s. Choose that type."),
     "not_before_start": N_("The end cannot be before the start."),
     "slot_in_future": N_("A new slot must start in the future."),

@@ -70,7 +70,7 @@ def audiences_page(visitor: UserDep) -> Response:
 
 @router.post("/audiences")
 def upload_audience(visitor: UserDep, form: FormDep) -> Response:
-    """A TXT file of ids, read in chunks; fewer than 1,000 valid ids or a wrong file leaves nothing behind."""
+    """A TXT file of ids, read in chunks; fewer than 1,000 distinct valid ids or a wrong file leaves nothing behind."""
     values = {k: forms.text(form, k) for k in ("name", "region_code", "id_type", "account_id")}
     upload = forms.upload(form, "file")
     session = visitor.session
