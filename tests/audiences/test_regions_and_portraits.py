@@ -12,8 +12,8 @@ from adstack.audiences import label_audiences, profiles, service
 from adstack.audiences.ids import device_key
 from adstack.core.timeutil import utcnow
 from tests.audiences.helpers import gaids, md5_hex
-from tests.campaigns.helpers import ad_group, ad_space, campaign, publisher
-from tests.serving.test_api import eventually
+from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, ledger, publisher
+from tests.serving.test_api import approved_creative, eventually
 from tests.support import Actor, Api, expect
 
 GAME = "com.example.game"
@@ -113,6 +113,67 @@ def _tags(
     )
 
 
+def _delivering_ad_group(api: Api, adv: Actor, admin: Actor, **overrides: Any) -> dict[str, Any]:
+    """An ad group that serves: approved, with an approved creative, an ad space to show on and money."""
+    ledger(api.session, adv.account_id, 100_000_000)
+    ad_space(api, admin, publisher(api, admin)["id"])
+    group = approved_ad_group(api, adv, admin, campaign(api, adv)["id"], **overrides)
+    approved_creative(api, adv, admin, group["id"])
+    group = expect(api.client.get(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers), 200)
+    assert group["serving_status"] == "eligible", group["serving_reason"]
+    return group
+
+
+def test_a_portrait_package_auto_updates_only_while_an_ad_group_using_it_is_delivering(
+    api: Api, session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    # Source: Mi Ads usage guide, 6.1.1, "Attention": "The portrait crowd package's auto update requires that the
+    # status of the ad group is under delivering".
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    first, second = gaids(2, seed=9)
+    for gaid in (first, second):
+        profiles.record_device_profile(
+            session, gaid=gaid, installed_packages=[], usage=None, seen_at=utcnow(), country="IN"
+        )
+    session.commit()
+    _tags(api, admin, "interest.racing", [first])
+    package = _label(api, adv, "IN", [{"kind": "portrait_tags", "tags": ["interest.racing"]}], "Racing fans")
+    empty = _label(api, adv, "IN", [{"kind": "portrait_tags", "tags": ["interest.chess"]}], "Chess fans")
+    assert (package["size"], empty["size"]) == (1, 0)
+    _tags(api, admin, "interest.racing", [first, second], mode="replace")
+    _tags(api, admin, "interest.chess", [second])
+    tomorrow = utcnow() + timedelta(days=1, minutes=1)
+
+    def sizes() -> tuple[int, int]:
+        return tuple(  # type: ignore[return-value]
+            expect(api.client.get(f"/api/v1/audiences/{a['id']}", headers=adv.headers), 200)["size"]
+            for a in (package, empty))
+
+    # Enabled but never submitted, then approved without a creative to show: not delivering, no update.
+    camp = campaign(api, adv)
+    waiting = ad_group(api, adv, camp["id"], targeting={"countries": ["IN"], "include_audience_ids": [package["id"]]})
+    assert waiting["status"] == "enabled" and waiting["review_status"] == "to_be_submitted"
+    assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 0
+    approved = approved_ad_group(api, adv, admin, camp["id"],
+                                 targeting={"countries": ["IN"], "include_audience_ids": [package["id"]]})
+    assert expect(api.client.get(f"/api/v1/ad-groups/{approved['id']}", headers=adv.headers),
+                  200)["serving_status"] == "no_approved_creative"
+    assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 0
+    assert sizes() == (1, 0)
+
+    # Delivering: the package follows its tag. An empty package does not keep its own ad group from counting as
+    # delivering (that group waits for members only the refresh brings).
+    _delivering_ad_group(api, adv, admin, targeting={"countries": ["IN"], "include_audience_ids": [package["id"]]})
+    starved = approved_ad_group(api, adv, admin, camp["id"],
+                                targeting={"countries": ["IN"], "include_audience_ids": [empty["id"]]})
+    approved_creative(api, adv, admin, starved["id"])
+    assert expect(api.client.get(f"/api/v1/ad-groups/{starved['id']}", headers=adv.headers),
+                  200)["serving_status"] == "no_audience_members"
+    assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 2
+    assert sizes() == (2, 1)
+
+
 def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_delivering(
     api: Api, session: Session, session_factory: sessionmaker[Session]
 ) -> None:
@@ -146,8 +207,8 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
     )
     assert (package["size"], either["size"]) == (2, 1)
 
-    # The pipeline replaces the racing set; the package follows on its daily update, but only while an enabled
-    # ad group uses it, and never with auto update off.
+    # The pipeline replaces the racing set; the package follows on its daily update, but only while an ad group
+    # using it is delivering, and never with auto update off.
     assert _tags(api, admin, "interest.racing", [racing, puzzle, both, untagged], mode="replace")["devices"] == 4
     tomorrow = utcnow() + timedelta(days=1, minutes=1)
     assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 0
@@ -156,11 +217,9 @@ def test_portrait_packages_follow_the_tag_set_and_auto_update_only_while_deliver
         return int(expect(api.client.get(f"/api/v1/audiences/{audience['id']}", headers=adv.headers), 200)["size"])
 
     assert size(package) == 2
-    camp = campaign(api, adv)
-    group = ad_group(
-        api, adv, camp["id"], targeting={"countries": ["IN"], "include_audience_ids": [package["id"], either["id"]]}
+    group = _delivering_ad_group(
+        api, adv, admin, targeting={"countries": ["IN"], "include_audience_ids": [package["id"], either["id"]]}
     )
-    assert group["status"] == "enabled"
     assert label_audiences.refresh_due_label_audiences(session_factory, now=tomorrow) == 1
     assert (size(package), size(either)) == (4, 1)
     expect(api.client.patch(f"/api/v1/ad-groups/{group['id']}", headers=adv.headers, json={"status": "paused"}), 200)

@@ -48,7 +48,7 @@ from adstack.audiences.service import (
     AUDIENCE,
     _check_new_name,
     _replace_membership,
-    enabled_ad_groups_using,
+    delivering_ad_groups_using,
     get_audience,
     snapshot,
 )
@@ -175,10 +175,10 @@ def refresh_due_label_audiences(factory: sessionmaker[Session], *, now: datetime
             Audience.kind == AudienceKind.LABEL.value,
             or_(Audience.refreshed_at.is_(None), Audience.refreshed_at < now - interval),
         ).order_by(Audience.id)))
-        # Source: Mi Ads guide §6.1.1: a portrait package auto-updates only while an ad group using it is
-        # delivering and its auto update is on.
+        # Source: Mi Ads usage guide, 6.1.1, "Attention": "The portrait crowd package's auto update requires that
+        # the status of the ad group is under delivering and the auto update option is checked".
         portraits = [a for a in stale if a.rule and LabelRule.model_validate(a.rule).is_portrait]
-        delivering = enabled_ad_groups_using(session, portraits)
+        delivering = delivering_ad_groups_using(session, portraits, now=now)
         due = [a.id for a in stale if a not in portraits
                or (a.id in delivering and LabelRule.model_validate(a.rule).auto_update)]
     refreshed = 0

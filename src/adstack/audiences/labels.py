@@ -143,8 +143,9 @@ class LabelRule(BaseModel):
     seen_within_days: Days = Field(default=30, description="Only devices seen in ad requests this recently.")
     # Source: Mi Ads guide §6.1.1: a portrait package auto-updates only while its ad group is delivering and
     # auto update is checked.
-    auto_update: bool = Field(default=True, description="Portrait packages: rebuilt daily while an enabled ad "
-                                                        "group uses the audience; off: only on demand.")
+    auto_update: bool = Field(default=True, description="Portrait packages: rebuilt daily while an ad group "
+                                                        "using the audience is delivering (its serving status "
+                                                        "is eligible); off: only on demand.")
 
     @property
     def is_portrait(self) -> bool:

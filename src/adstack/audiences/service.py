@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from pyroaring import BitMap64
@@ -36,6 +37,7 @@ from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 
 AUDIENCE = "audience"
+_ID_CHUNK = 500  # ids per IN (...) list, well inside every database's parameter limit
 DEFAULT_REGIONS: tuple[tuple[str, str], ...] = (("IN", "India"), ("RU", "Russia"), ("SG", "Singapore"))
 DEFAULT_PACKAGE_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("com.whatsapp", "communication"),
@@ -214,10 +216,26 @@ def _file_partitions(reader: IdFileReader) -> Iterator[tuple[int, BitMap64]]:
 # ---------- deleting ----------
 
 
-def enabled_ad_groups_using(session: Session, audiences: Collection[Audience]) -> dict[int, list[int]]:
-    """Enabled ad groups whose targeting includes or excludes each audience (ad groups of the audiences'
-    own accounts: no other account may target them)."""
-    return ad_groups_using(session, audiences, enabled_only=True)
+def delivering_ad_groups_using(session: Session, audiences: Collection[Audience], *, now: datetime | None = None
+                               ) -> dict[int, list[int]]:
+    """Ad groups delivering at `now` whose targeting includes or excludes each audience (ad groups of the audiences'
+    own accounts: no other account may target them). Delivering is the ad group's serving status
+    (campaigns/serving_status.py) being eligible: enabled, approved, with an approved creative, inventory, money
+    and in schedule. The audiences' own emptiness is not held against it: refreshing them is what gives them
+    members."""
+    from adstack.campaigns.enums import ServingStatus
+    from adstack.campaigns.models import AdGroup
+    from adstack.campaigns.serving_status import serving_statuses
+
+    enabled = ad_groups_using(session, audiences, enabled_only=True)
+    ids = sorted({g for groups in enabled.values() for g in groups})
+    groups: list[AdGroup] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        groups.extend(session.scalars(select(AdGroup).where(AdGroup.id.in_(ids[start:start + _ID_CHUNK]))))
+    statuses = serving_statuses(session, groups, now=now, assume_audience_members=True)
+    delivering = {g for g, (status, _) in statuses.items() if status == ServingStatus.ELIGIBLE}
+    using = {a: [g for g in groups_of if g in delivering] for a, groups_of in enabled.items()}
+    return {a: groups_of for a, groups_of in using.items() if groups_of}
 
 
 def ad_groups_using(session: Session, audiences: Collection[Audience], *, enabled_only: bool = False

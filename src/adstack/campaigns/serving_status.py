@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 
 from sqlalchemy import func, select
@@ -129,9 +130,11 @@ def spend_by(session: Session, column: InstrumentedAttribute[int | None], ids: I
     return totals
 
 
-def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: datetime | None = None
-                     ) -> dict[int, tuple[ServingStatus, str]]:
-    """The serving status of many ad groups with a handful of queries (lists, snapshots)."""
+def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: datetime | None = None,
+                     assume_audience_members: bool = False) -> dict[int, tuple[ServingStatus, str]]:
+    """The serving status of many ad groups with a handful of queries (lists, snapshots). With
+    `assume_audience_members`, as if the audiences they include had members (for deciding whether to build those
+    audiences: an empty one must not keep itself from being refreshed)."""
     if not ad_groups:
         return {}
     moment = as_utc(now) if now else utcnow()
@@ -148,6 +151,8 @@ def serving_statuses(session: Session, ad_groups: Sequence[AdGroup], *, now: dat
     held_total = reservations.held_in_total({g.id: total.get(g.id, 0) for g in ad_groups
                                              if g.total_budget_micros is not None})
     ready = readiness(session, ad_groups)
+    if assume_audience_members:
+        ready = {g: replace(r, no_audience_members=False) for g, r in ready.items()}
     unpaid = _unpaid(session, ad_groups)
     return {
         g.id: derive_serving_status(_facts(
