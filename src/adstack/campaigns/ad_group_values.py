@@ -1,5 +1,6 @@
 """Ad group values: API values to column values (enums as strings, targeting and slots as JSON, times in UTC),
-and the rules they are checked against (bids, schedule and budget, inventory, audiences, CPT bookings)."""
+and the rules they are checked against (bids, target group, schedule and budget, inventory, audiences, CPT
+bookings)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from adstack.campaigns import cpt
-from adstack.campaigns.enums import BID_TYPES_BY_OBJECTIVE, BidType, MarketingObjective
+from adstack.campaigns.enums import BID_TYPES_BY_OBJECTIVE, BidType, MarketingObjective, PromotionType, TargetGroup
 from adstack.campaigns.models import Campaign
 from adstack.campaigns.targeting import Targeting
 from adstack.core.errors import FieldError, ValidationFailed
@@ -131,6 +132,35 @@ def _schedule_and_budget_errors(values: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
+# Source: Mi Ads usage guide, 3.1.2 "Create Ad Group", "Set promotion target": "Select the target group that
+# matches the promotion target". The "App install" groups (not currently installed, not installed within 90 days,
+# never installed, already installed) are about the promoted app, so they belong to app download campaigns; a
+# non-download campaign promotes a page and has only "User coverage: All users".
+def allowed_target_groups(promotion_type: str) -> list[str]:
+    if promotion_type == PromotionType.APP_DOWNLOAD:
+        return [t.value for t in TargetGroup]
+    return [TargetGroup.ALL_USERS.value]
+
+
+def target_group_error(promotion_type: str, target_group: str) -> FieldError | None:
+    allowed = allowed_target_groups(promotion_type)
+    if target_group in allowed:
+        return None
+    return FieldError("target_group", "promotion_target",
+                      f"the target group must match the campaign's promotion target: a {promotion_type} campaign's "
+                      f"ad groups target {' or '.join(allowed)}", limit=allowed, actual=target_group)
+
+
+def _target_group_errors(promotion_type: str, values: dict[str, Any], sent: set[str], *, new: bool
+                         ) -> list[FieldError]:
+    # An ad group stored before the rule keeps its value until the target group is edited: serving reads the
+    # target group only for app download campaigns, so it has no effect, and other edits must not be refused.
+    if not new and "target_group" not in sent:
+        return []
+    error = target_group_error(promotion_type, values.get("target_group") or TargetGroup.ALL_USERS.value)
+    return [error] if error else []
+
+
 def _audience_errors(session: Session, account_id: int, targeting: dict[str, Any]) -> list[FieldError]:
     """Audiences must belong to the ad group's account; another tenant's id reads as missing."""
     named = [*targeting.get("include_audience_ids", []), *targeting.get("exclude_audience_ids", [])]
@@ -148,6 +178,7 @@ def _validate_ad_group(session: Session, campaign: Campaign, values: dict[str, A
                        ad_group_id: int | None = None, stored_slots: list[dict[str, str]] | None = None) -> None:
     """`stored_slots`: the ad group's booked slots before this change (none for a new one)."""
     errors = (_bid_errors(campaign.objective, values, sent)
+              + _target_group_errors(campaign.promotion_type, values, sent, new=ad_group_id is None)
               + _schedule_and_budget_errors(values)
               + _inventory_errors(session, values["placement_type"], values["publisher_ids"], values["ad_space_ids"])
               + _audience_errors(session, campaign.account_id, values["targeting"]))

@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 from adstack.accounts import tenancy
 from adstack.accounts.models import Account, Principal
 from adstack.campaigns import cpt
-from adstack.campaigns.ad_group_values import _plain, _storage_values, _validate_ad_group
+from adstack.campaigns.ad_group_values import (
+    _plain,
+    _storage_values,
+    _validate_ad_group,
+    allowed_target_groups,
+    target_group_error,
+)
 from adstack.campaigns.enums import (
     BidType,
     Pacing,
@@ -179,6 +185,8 @@ def update_campaign(session: Session, principal: Principal, campaign_id: int, da
         merged["package_name"] = None
     errors = _promotion_errors(merged["promotion_type"], merged["package_name"], merged["landing_kind"],
                                merged["landing_url"])
+    if merged["promotion_type"] != campaign.promotion_type:
+        errors += _promotion_target_errors(session, campaign, merged["promotion_type"])
     if errors:
         raise ValidationFailed("the campaign has invalid fields", fields=errors)
     before = campaign_snapshot(campaign)
@@ -198,6 +206,20 @@ def update_campaign(session: Session, principal: Principal, campaign_id: int, da
             notice = (f"Changing {', '.join(changed)} of the campaign \"{campaign.name}\" sent {sent_back} "
                       "approved ad group(s) back to review; they stop serving until approved again.")
     return campaign, notice
+
+
+def _promotion_target_errors(session: Session, campaign: Campaign, promotion_type: str) -> list[FieldError]:
+    """A campaign keeps a promotion target its ad groups' target groups match (ad_group_values.allowed_target_groups):
+    switching to non-download waits until none targets installs of the app."""
+    clashing = [g.id for g in _live_ad_groups(session, [campaign.id])
+                if target_group_error(promotion_type, g.target_group) is not None]
+    if not clashing:
+        return []
+    allowed = allowed_target_groups(promotion_type)
+    return [FieldError("promotion_type", "promotion_target",
+                       f"ad groups {', '.join(map(str, clashing))} have a target group a {promotion_type} campaign "
+                       f"does not take; set it to {' or '.join(allowed)} first", limit=allowed,
+                       actual=clashing)]
 
 
 def _live_ad_groups(session: Session, campaign_ids: Sequence[int]) -> list[AdGroup]:
@@ -461,6 +483,11 @@ def _copy_ad_group(session: Session, principal: Principal, source: AdGroup, *, c
                    with_creatives: bool) -> AdGroup:
     values = {k: v for k, v in ad_group_snapshot(source).items() if k not in ("review_status", "campaign_id")}
     values["name"] = name
+    source_campaign = session.get(Campaign, source.campaign_id)
+    if source_campaign is not None and target_group_error(source_campaign.promotion_type, source.target_group):
+        # Stored before the target group had to match the promotion target and never in force (serving reads it
+        # only for app downloads): the copy says what the original did, all users.
+        values["target_group"] = allowed_target_groups(source_campaign.promotion_type)[0]
     if campaign.id != source.campaign_id or values.get("bid_type") == BidType.CPT.value:
         _validate_ad_group(session, campaign, values, set())  # a CPT copy books its slots anew
     copy = AdGroup(account_id=campaign.account_id, campaign_id=campaign.id,

@@ -125,6 +125,8 @@ RULE_SENTENCES: Mapping[str, str] = {
     "slot_in_schedule": N_("A slot must lie within the ad group's start and end."),
     "slot_taken": N_("This slot is already booked on the ad space."),
     "public_address": N_("This address is not on the public internet: nothing can be sent to it."),
+    "promotion_target": N_("The target group must match the promotion target: only app download campaigns take "
+                           "install-based target groups; a non-download campaign's ad groups target all users."),
     "md5_or_bare_gaid": N_("The file holds 32-digit ids: if they are MD5 digests of GAIDs, choose that ID type; "
                            "if they are GAIDs without hyphens, write them with hyphens (8-4-4-4-12)."),
 }
@@ -148,7 +150,7 @@ RULE_ALIASES: Mapping[str, str] = {
     "known_column": "choice", "publisher": "choice", "ad_space_formats": "choice", "not_in_format": "not_allowed",
     "in_future": "slot_in_future", "started_slot_kept": "slot_started", "no_overlap": "slot_overlap",
     "within_schedule": "slot_in_schedule", "slot_available": "slot_taken", "public_address": "public_address",
-    "md5_or_bare_gaid": "md5_or_bare_gaid",
+    "md5_or_bare_gaid": "md5_or_bare_gaid", "promotion_target": "promotion_target",
     "unique": "unique", "le_total_budget": "daily_le_total", "too_many_attempts": "too_many_attempts",
     "common_password": "common_password", "max_size_bytes": "file_too_large", "payload_too_large": "file_too_large",
     "max_size_kb": "file_too_large", "file_type": "file_type", "file_extension": "file_type",

@@ -14,6 +14,7 @@ from adstack.accounts import tenancy
 from adstack.audiences import service as audiences
 from adstack.campaigns import audience_size
 from adstack.campaigns import service as campaigns
+from adstack.campaigns.ad_group_values import allowed_target_groups
 from adstack.campaigns.enums import (
     BID_TYPES_BY_OBJECTIVE,
     LandingKind,
@@ -145,7 +146,8 @@ def _ad_group_context(visitor: Visitor, campaign: Any, values: dict[str, Any]) -
     audience_rows, _ = audiences.list_audiences(session, visitor.me, account_id=campaign.account_id, limit=200)
     return {
         "campaign": campaign, "account": account, "values": values, "step": 2,
-        "channels": [c.value for c in PromotionChannel], "target_groups": [t.value for t in TargetGroup],
+        "channels": [c.value for c in PromotionChannel],
+        "target_groups": allowed_target_groups(campaign.promotion_type),
         "placements": [p.value for p in PlacementType], "pacings": [p.value for p in Pacing],
         "bid_types": sorted(b.value for b in BID_TYPES_BY_OBJECTIVE[MarketingObjective(campaign.objective)]),
         "conversion_events": [e.value for e in ConversionEvent],
