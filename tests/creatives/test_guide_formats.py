@@ -341,3 +341,12 @@ def test_a_business_phone_is_stored_in_e164(api: Api) -> None:
     created = api.client.post("/api/v1/creatives", headers=actor.headers, json=body)
     assert created.status_code == 201, created.text
     assert created.json()["materials"]["business_phone"] == "+6591234567"
+
+
+def test_the_catalogue_cites_the_guide_for_materials_and_limits_and_owns_the_descriptions(api: Api) -> None:
+    # The guide's "Upload ad material information" lists each format's materials and their limits, nothing more:
+    # what a format is (its description) is adstack's own, and the API says so.
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]
+    spec = next(s for name, s in schema.items() if name.startswith("FormatSpec"))
+    assert "adstack's words" in spec["properties"]["description"]["description"]
+    assert "materials and limits" in spec["properties"]["source"]["description"]

@@ -12,7 +12,8 @@ from babel.dates import get_timezone_location
 from adstack.console.i18n import LANGUAGES, N_, translations
 from adstack.core.timeutil import standard_offset
 
-# Source: Mi Ads usage guide, 3.1.3 "Upload ad material information" (the format headings).
+# Source: Mi Ads usage guide, 3.1.3 "Upload ad material information" (the format headings). Four of its blocks have
+# no heading: push_standard, image_640x100, sms_image and sms_business are adstack's names (creatives/formats.py).
 FORMAT_NAMES: Mapping[str, str] = {
     "interstitial_image": N_("Interstitial image"),
     "interstitial_video": N_("Interstitial video"),
@@ -114,7 +115,8 @@ CODE_NAMES: Mapping[str, str] = {
     "top_up_request": N_("Top-up request"), "user": N_("User"),
 }
 
-# Source: Mi Ads usage guide, 3.1.3 "Upload ad material information" (each format's description).
+# What each format is, in adstack's own words (creatives/formats.py, `description`). The guide (3.1.3 "Upload ad
+# material information") gives only each format's materials and their limits, never a description.
 FORMAT_DESCRIPTIONS: Mapping[str, str] = {
     "interstitial_image": N_("A full-screen image shown at a natural pause in an app."),
     "interstitial_video": N_("A full-screen video shown at a natural pause in an app."),

@@ -1,9 +1,11 @@
 """Creative format specs as data: one spec per format, every rule a field, so the console can show the rules and
 the validator (material_rules.py) can check them without a database.
 
-Every rule comes from the Mi Ads Usage Guide, 3.1.3 "Create Ad Creative", step "Upload ad material information"
-(the guide beside the project: shared/seeds/001). Each spec below has a `# Source:` line naming the guide's format
-heading it follows, and its `source` field says the same to API users.
+Every rule (the materials a format takes and their limits) comes from the Mi Ads Usage Guide, 3.1.3 "Create Ad
+Creative", step "Upload ad material information" (the guide beside the project: shared/seeds/001). Each spec below
+has a `# Source:` line naming the guide's format heading its materials and limits follow, and its `source` field
+says the same to API users. The guide says nothing more about a format: each `description` (what the format is and
+where it shows) is adstack's own.
 
 What the guide leaves open, and how it is read here:
 - A material without "upload up to N" or "optional" is required once; "upload up to N" means 1 to N.
@@ -88,8 +90,9 @@ class FormatSpec(BaseModel):
 
     code: str
     name: str
-    description: str
-    source: str = Field(description="The guide's heading these rules follow.")
+    description: str = Field(description="What the format is, in adstack's words: the guide gives only its materials "
+                                         "and their limits.")
+    source: str = Field(description="The guide's heading these rules (materials and limits) follow.")
     placement_types: tuple[PlacementType, ...]
     images: ImageRule | None = None
     videos: VideoRule | None = None
@@ -138,21 +141,23 @@ SMS_DESCRIPTION = _text(40, url_required=True)  # "Ad description: No more than 
 P = PlacementType
 
 FORMAT_SPECS: tuple[FormatSpec, ...] = (
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Interstitial image*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *Interstitial image*.
     FormatSpec(
         code="interstitial_image", name="Interstitial image", source=_source("Interstitial image"),
         placement_types=(P.INTERSTITIAL,), description="A full-screen image shown at a natural pause in an app.",
         images=_image(1200, 628, up_to=5), icon=ICON_84, titles=TITLE, descriptions=_text(80, up_to=3),
         button_texts=_text(15, up_to=3),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Interstitial video*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *Interstitial video*.
     FormatSpec(
         code="interstitial_video", name="Interstitial video", source=_source("Interstitial video"),
         placement_types=(P.INTERSTITIAL,), description="A full-screen video shown at a natural pause in an app.",
         videos=VIDEOS, cover_image=COVER, icon=ICON_84, titles=TITLE, descriptions=_text(80, up_to=3),
         button_texts=_text(15, up_to=3),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Rewarded video*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of *Rewarded video*.
     FormatSpec(
         code="rewarded_video", name="Rewarded video", source=_source("Rewarded video"),
         placement_types=(P.REWARDED_VIDEO,),
@@ -160,88 +165,95 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
         videos=VIDEOS, cover_image=COVER, icon=ICON_84, titles=TITLE, descriptions=_text(80, up_to=3),
         button_texts=_text(15, up_to=3),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Large image*. The public format page
-    # (PUSH_FORMAT_PAGE, 2.2 "Big picture template") gives the same image, icon, title and content for push, so
-    # this format serves the push placement.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of *Large image*. The
+    # public format page (PUSH_FORMAT_PAGE, 2.2 "Big picture template") gives the same image, icon, title and content
+    # for push, so this format serves the push placement.
     FormatSpec(
         code="large_image", name="Large image", source=_source("Large image"), placement_types=(P.PUSH,),
         description="A notification with an 800x360 picture, an icon, a title and a line of text.",
         images=_image(800, 360, max_kb=1024, up_to=5), icon=ICON_180, titles=TITLE, descriptions=_text(40, up_to=3),
         top_button=FlagRule(),  # "Top button: Confirm whether to allow"
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", the block after *Large image*, which has no
-    # heading. Named from the guide's placement list (PUSH): it is the public format page's 2.1 "Standard
-    # template" (PUSH_FORMAT_PAGE), whose "Emoji: X" is the one rule taken from that page.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of the block after
+    # *Large image*, which has no heading. Named from the guide's placement list (PUSH): it is the public format page's
+    # 2.1 "Standard template" (PUSH_FORMAT_PAGE), whose "Emoji: X" is the one rule taken from that page.
     FormatSpec(
         code="push_standard", name="Push standard", source=_source("block after \"Large image\" (no heading)"),
         placement_types=(P.PUSH,), description="A notification with an icon, a title and a line of text.",
         icon=ICON_180, titles=TITLE.model_copy(update={"emoji_allowed": False}),
         descriptions=_text(40, up_to=3).model_copy(update={"emoji_allowed": False}),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Custom background*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *Custom background*.
     FormatSpec(
         code="custom_background", name="Custom background", source=_source("Custom background"),
         placement_types=(P.ICON,), description="An app card on a background colour of the advertiser's choice.",
         icon=_image(180, 120, max_kb=100), titles=TITLE, descriptions=_text(40, up_to=3),
         background_color=ColorRule(min_count=0),  # "Background color: optional"
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Icon small card*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of *Icon small card*.
     FormatSpec(
         code="icon_small_card", name="Icon small card", source=_source("Icon small card"),
         placement_types=(P.ICON,), description="A small card: the app icon, a title and a description.",
         icon=ICON_84, titles=TITLE, descriptions=_text(80),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Newsfeed video*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of *Newsfeed video*.
     FormatSpec(
         code="newsfeed_video", name="Newsfeed video", source=_source("Newsfeed video"),
         placement_types=(P.NEWSFEED,), description="A video in a content feed (the guide's information stream).",
         videos=VIDEOS, icon=ICON_84, titles=TITLE, descriptions=_text(80, up_to=3), button_texts=_text(15, up_to=3),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Large newsfeed image*. Its "Materials can be
-    # uploaded locally or from media center" is met by /media: every upload of the account can be reused.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *Large newsfeed image*. Its "Materials can be uploaded locally or from media center" is met by /media: every
+    # upload of the account can be reused.
     FormatSpec(
         code="large_newsfeed_image", name="Large newsfeed image", source=_source("Large newsfeed image"),
         placement_types=(P.NEWSFEED,), description="A large 1200x628 image in a content feed.",
         images=_image(1200, 628, up_to=10), icon=ICON_84, titles=TITLE, descriptions=_text(80, up_to=3),
         button_texts=_text(15, up_to=3),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *OTA app recommendations*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *OTA app recommendations*.
     FormatSpec(
         code="ota_app_recommendations", name="OTA app recommendations", source=_source("OTA app recommendations"),
         placement_types=(P.ICON,), description="Apps recommended on the screen shown after a system (OTA) update.",
         icon=ICON_84, titles=TITLE, descriptions=_text(80),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Startup guide app download*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *Startup guide app download*.
     FormatSpec(
         code="startup_guide_app_download", name="Startup guide app download",
         source=_source("Startup guide app download"), placement_types=(P.ICON,),
         description="Apps offered for download in the device's first-start setup guide.",
         icon=ICON_84, titles=TITLE, descriptions=_text(80),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *OTA mandatory pre-install*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *OTA mandatory pre-install*.
     FormatSpec(
         code="ota_mandatory_pre_install", name="OTA mandatory pre-install", source=_source("OTA mandatory pre-install"),
         placement_types=(P.ICON,), description="An app installed with a system (OTA) update.",
         icon=ICON_84, titles=TITLE, descriptions=_text(80),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", the block after *OTA mandatory pre-install*,
-    # which has no heading. Named from the guide's placement list (banner) and its one material, a 640x100 image.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of the block after
+    # *OTA mandatory pre-install*, which has no heading. Named from the guide's placement list (banner) and its one
+    # material, a 640x100 image.
     FormatSpec(
         code="image_640x100", name="Banner 640x100",
         source=_source("block after \"OTA mandatory pre-install\" (no heading)"), placement_types=(P.BANNER,),
         description="A 640x100 banner image.", images=_image(640, 100, up_to=5),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", the 600x500 block before the one with
-    # subtitles, which has no heading. Named from the guide's placement list (SMS): it has the business phone,
-    # business name and URL-bearing description of the SMS blocks, with a 600x500 image.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of the 600x500 block
+    # before the one with subtitles, which has no heading. Named from the guide's placement list (SMS): it has the
+    # business phone, business name and URL-bearing description of the SMS blocks, with a 600x500 image.
     FormatSpec(
         code="sms_image", name="SMS image card", source=_source("600*500 block (no heading)"),
         placement_types=(P.SMS,), description="A business message with a 600x500 image, an icon and a link.",
         images=_image(600, 500, up_to=5), icon=ICON_180, business_phone=PHONE, business_name=BUSINESS_NAME,
         descriptions=SMS_DESCRIPTION,
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", the block before *Rich media*, which has no
-    # heading. Named from the guide's placement list (SMS): a text message card with subtitles and two buttons.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of the block before
+    # *Rich media*, which has no heading. Named from the guide's placement list (SMS): a text message card with
+    # subtitles and two buttons.
     FormatSpec(
         code="sms_business", name="SMS text card", source=_source("block before \"Rich media\" (no heading)"),
         placement_types=(P.SMS,),
@@ -249,15 +261,16 @@ FORMAT_SPECS: tuple[FormatSpec, ...] = (
         business_phone=PHONE, business_name=BUSINESS_NAME, subtitles=_text(30, up_to=3, optional=True),
         descriptions=SMS_DESCRIPTION, button_1=_text(28), button_2=_text(28),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Rich media*. The guide calls its 800x450
-    # picture the "Icon", so it is the icon here; previews show it as the card's picture.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of *Rich media*. The
+    # guide calls its 800x450 picture the "Icon", so it is the icon here; previews show it as the card's picture.
     FormatSpec(
         code="rich_media_business", name="Rich media", source=_source("Rich media"), placement_types=(P.SMS,),
         description="A rich business message: an 800x450 picture, business name and phone, a link, a button.",
         icon=_image(800, 450, max_kb=200), business_phone=PHONE, business_name=BUSINESS_NAME,
         descriptions=SMS_DESCRIPTION, button_1=_text(28),
     ),
-    # Source: Mi Ads Usage Guide, "Upload ad material information", *Wallpaper carousel*.
+    # Source: Mi Ads Usage Guide, 3.1.3 "Upload ad material information", the materials and limits of
+    # *Wallpaper carousel*.
     FormatSpec(
         code="wallpaper_carousel", name="Wallpaper carousel", source=_source("Wallpaper carousel"),
         placement_types=(P.WALLPAPER_CAROUSEL,), description="A full-screen 720x1600 lock-screen wallpaper.",
