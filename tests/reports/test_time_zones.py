@@ -153,3 +153,65 @@ def test_a_45_minute_zone_reads_the_raw_events_and_splits_days_and_hours_there(
     )
     assert [(r["hour"], r["cost_micros"]) for r in rows] == [(h, n * 1_000_000) for h, n in sorted(hours.items())]
     assert [r["hour"] for r in rows] == ["2025-04-11T00:00:00+05:45", "2025-04-11T01:00:00+05:45"]
+
+
+def wall_clock_hour(moment: datetime, tz: ZoneInfo) -> str:
+    """The hour the zone's clock read at the moment, as a report row names it: its :00 in the zone, and where the
+    clock read that :00 twice (it went back over it) the later reading for a moment after the change."""
+    local = moment.astimezone(tz)
+    top = local.replace(minute=0, second=0, microsecond=0, fold=0)
+    later = top.replace(fold=1)
+    offset, later_offset = top.utcoffset(), later.utcoffset()
+    assert offset is not None and later_offset is not None
+    if later_offset < offset and local.utcoffset() == later_offset:
+        top = later
+    return top.isoformat()
+
+
+# Lord Howe's clocks move by 30 minutes, Chatham's (UTC+12:45/+13:45) by an hour at :45, New York's by an hour.
+CHANGES = [
+    ("Australia/Lord_Howe", date(2025, 4, 6)),
+    ("Australia/Lord_Howe", date(2025, 10, 5)),
+    ("Pacific/Chatham", date(2025, 4, 6)),
+    ("Pacific/Chatham", date(2025, 9, 28)),
+    ("America/New_York", date(2025, 3, 9)),
+    ("America/New_York", date(2025, 11, 2)),
+    ("Asia/Kolkata", date(2025, 4, 6)),
+]
+
+
+def test_hours_are_the_local_clock_hours_across_half_hour_and_45_minute_changes(
+    api: Api, session: Session, store: EventStore
+) -> None:
+    who = principal(api, session)
+    moments: set[datetime] = set()
+    for tz_name, day in CHANGES:
+        start = datetime.combine(day - timedelta(days=1), datetime.min.time(), ZoneInfo(tz_name)).astimezone(UTC)
+        moments |= {start + timedelta(minutes=10 * k + 7) for k in range(3 * 24 * 6)}
+    ordered = sorted(moments)
+    reported: dict[tuple[str, date], list[str]] = {}
+    store.append(charges(who.account_id or 0, ordered))
+    for tz_name, day in CHANGES:
+        tz = ZoneInfo(tz_name)
+        query = ReportQuery(start_date=day, end_date=day, granularity=Granularity.HOUR, metrics=[Metric.COST_MICROS],
+                            time_zone=tz_name, limit=100)
+        rows = run_report(session, who, query, store=store).rows
+        on_day = [m for m in ordered if m.astimezone(tz).date() == day]
+        expected = Counter(wall_clock_hour(m, tz) for m in on_day)
+        # In the order the hours began.
+        hours = sorted(expected, key=lambda h: min(m for m in on_day if wall_clock_hour(m, tz) == h))
+        assert [(r["hour"], r["cost_micros"]) for r in rows] == [(h, expected[h] * 1_000_000) for h in hours], tz_name
+        assert all(r["hour"][14:19] == "00:00" for r in rows)
+        assert by_day(session, who, store, day, day, tz_name) == {day.isoformat(): len(on_day) * 1_000_000}
+        reported[(tz_name, day)] = [r["hour"][11:] for r in rows]
+    # Lord Howe's clocks go back from 02:00 to 01:30: the repeated half hour is more of 01:00, and 02:00 starts on
+    # time; going forward from 02:00 to 02:30, the hour 02 is half an hour long.
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    around = [datetime(2025, 4, 5, 14, 40, tzinfo=UTC) + timedelta(minutes=30 * k) for k in range(3)]
+    assert [wall_clock_hour(m, lord_howe) for m in around] == [
+        "2025-04-06T01:00:00+11:00", "2025-04-06T01:00:00+11:00", "2025-04-06T02:00:00+10:30"]
+    assert reported[("Australia/Lord_Howe", date(2025, 4, 6))][:4] == [
+        "00:00:00+11:00", "01:00:00+11:00", "02:00:00+10:30", "03:00:00+10:30"]
+    assert reported[("Australia/Lord_Howe", date(2025, 10, 5))][:4] == [
+        "00:00:00+10:30", "01:00:00+10:30", "02:00:00+10:30", "03:00:00+11:00"]
+    assert len(reported[("America/New_York", date(2025, 11, 2))]) == 25

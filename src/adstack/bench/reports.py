@@ -158,7 +158,7 @@ REPORTS: dict[str, list[Dimension]] = {
 }
 _RAW_DIMENSIONS = {
     Dimension.DATE: "toDate(toTimeZone(occurred_at, {tz:String}))",
-    Dimension.HOUR: "toUnixTimestamp(toStartOfHour(toTimeZone(occurred_at, {tz:String})))",
+    Dimension.HOUR: report_sql.local_hour_sql("occurred_at"),
     Dimension.CAMPAIGN: "campaign_id",
     Dimension.CREATIVE: "creative_id",
     Dimension.COUNTRY: "country",

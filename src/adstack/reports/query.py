@@ -37,10 +37,30 @@ from adstack.reports.models import (
 
 SLOT = "(hour + toIntervalMinute(quarter * 15))"
 
+
+def local_hour_sql(instant: str) -> str:
+    """The hour the account's clock read at `instant`, as an integer: its wall-clock start (seconds since the
+    epoch, read as if UTC) times two, plus one for the second of two readings of that hour when a clock goes
+    back. So after a 30- or 45-minute change the hours still start at :00 local (ClickHouse's toStartOfHour
+    keeps counting whole hours from before the change), a repeated half hour joins the hour the clock shows,
+    and a whole repeated hour (01:00 EDT, 01:00 EST) is two rows. service._dimension_value reads it back."""
+    def offset(at: str) -> str:
+        return f"timeZoneOffset(toTimeZone({at}, {{tz:String}}))"
+
+    shift = offset(instant)
+    wall = f"toStartOfHour({instant} + toIntervalSecond({shift}))"
+    start = f"({wall} - toIntervalSecond({shift}))"  # when the clock read the hour's :00 at this offset
+    # The offset before a change just behind `start` (clocks go back by two hours at most).
+    before = offset(f"{start} - toIntervalHour(3)")
+    second = (f"({offset(start)} = {shift} AND {before} > {shift} "
+              f"AND {offset(f'{wall} - toIntervalSecond({before})')} = {before})")
+    return f"toUnixTimestamp({wall}) * 2 + {second}"
+
+
 # Dimension -> (output column, SQL expression over the rollup).
 DIMENSION_SQL: dict[Dimension, tuple[str, str]] = {
     Dimension.DATE: ("date", f"toDate(toTimeZone({SLOT}, {{tz:String}}))"),
-    Dimension.HOUR: ("hour", f"toUnixTimestamp(toStartOfHour(toTimeZone({SLOT}, {{tz:String}})))"),
+    Dimension.HOUR: ("hour", local_hour_sql(SLOT)),
     Dimension.ACCOUNT: ("account_id", "account_id"),
     Dimension.CAMPAIGN: ("campaign_id", "campaign_id"),
     Dimension.AD_GROUP: ("ad_group_id", "ad_group_id"),

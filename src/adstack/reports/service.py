@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -218,8 +218,9 @@ def _columns(prepared: _Prepared) -> list[ColumnRead]:
 
 
 def _dimension_value(dim: Dimension, raw: Any, tz_name: str) -> Any:
-    if dim == Dimension.HOUR:
-        return datetime.fromtimestamp(int(raw), tz=zone(tz_name)).isoformat()
+    if dim == Dimension.HOUR:  # see query.local_hour_sql
+        wall = datetime.fromtimestamp(int(raw) // 2, tz=UTC).replace(tzinfo=zone(tz_name), fold=int(raw) % 2)
+        return wall.isoformat()
     return raw
 
 
