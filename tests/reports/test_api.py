@@ -316,6 +316,48 @@ def test_a_report_job_runs_in_the_background_with_progress_and_a_download(
     assert api.client.get(status["download_url"], headers=stranger.headers).status_code == 404
 
 
+def _job_file(api: Api, actor: Actor, body: Mapping[str, Any]) -> list[list[str]]:
+    job = expect(api.client.post("/api/v1/reports/jobs", json=body | {"format": "csv"}, headers=actor.headers), 202)
+    status = expect(api.client.get(f"/api/v1/reports/jobs/{job['id']}", headers=actor.headers), 200)
+    assert status["status"] == "done", status
+    download = api.client.get(status["download_url"], headers=actor.headers)
+    return list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
+
+
+def test_a_sorted_report_job_is_sorted_across_its_date_chunks_and_capped_after_sorting(
+    api: Api, advertiser: Actor, store: EventStore, session: Session
+) -> None:
+    account = advertiser.account_id or 0
+    first, second = campaign(session, account, "Shuffled"), campaign(session, account, "Steady")
+    start = date(2025, 1, 1)
+    for d in range(30):  # a job runs these 30 days in 15 chunks of two
+        at = datetime.combine(start + timedelta(days=d), datetime.min.time(), UTC) + timedelta(hours=6)
+        # The costliest days are spread over the month (7 * d mod 30 takes every value once).
+        store.append(traffic(account, first, impressions=10, clicks=d % 7, installs=0, cost=1_000 * ((7 * d) % 30 + 1),
+                             at=at))
+        store.append(traffic(account, second, impressions=5 + d, clicks=1, installs=0, cost=100, at=at))
+        if d % 10 == 0:
+            store.append([_organic_install(account, at)])
+    by_day = {"start_date": "2025-01-01", "end_date": "2025-01-30", "granularity": "day", "metrics": ["cost_micros"],
+              "sort": "-cost_micros"}
+    top = report(api, advertiser, **by_day, limit=3)["rows"]
+    capped = _job_file(api, advertiser, by_day | {"limit": 3})
+    assert [row[0] for row in capped[1:-1]] == [r["date"] for r in top] == ["2025-01-18", "2025-01-05", "2025-01-22"]
+    assert capped[-1][0] == "Total" and len(capped) == 5
+
+    # Sorted by a ratio (ties broken by day and campaign, organic rows last) or not sorted at all, the job's file
+    # is the download's, row for row; capped, it is the download's first rows.
+    for sort in ("-ctr", "ctr", "campaign", None):
+        body: dict[str, Any] = by_day | {"dimensions": ["campaign"], "metrics": ["cost_micros", "clicks", "ctr"],
+                                         "sort": sort}
+        params = {k: v for k, v in body.items() if v is not None} | {"format": "csv"}
+        download = api.client.get("/api/v1/reports/download", params=params, headers=advertiser.headers)
+        expected = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
+        assert len(expected) == 2 + 2 * 30 + 3 and expected[-2][expected[0].index("Source")] == "organic"
+        assert _job_file(api, advertiser, body) == expected, sort
+        assert _job_file(api, advertiser, body | {"limit": 7}) == [*expected[:8], expected[-1]], sort
+
+
 def test_an_advertiser_sees_only_its_own_and_an_agency_its_sub_accounts_one_by_one_or_summed(
     api: Api, store: EventStore
 ) -> None:

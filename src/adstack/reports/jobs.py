@@ -1,13 +1,20 @@
 """Report jobs: a report too long to run at once, written to a CSV or XLSX file in the background, by date chunks
-so its progress shows."""
+so its progress shows; sorted otherwise than by time, the chunks are merged into the report's order."""
 
 from __future__ import annotations
 
+import heapq
 import logging
+import pickle
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import date, timedelta
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +36,17 @@ from adstack.reports.models import (
     ReportJobCreate,
     ReportQuery,
 )
-from adstack.reports.service import JOB_MAX_DAYS, _columns, _execute, _fetch, _finish, _prepare, _Prepared, _store
+from adstack.reports.service import (
+    JOB_MAX_DAYS,
+    _by_source,
+    _columns,
+    _fetch,
+    _finish,
+    _prepare,
+    _Prepared,
+    _row,
+    _store,
+)
 
 log = logging.getLogger("adstack.reports")
 
@@ -91,6 +108,16 @@ def _chunks(start: date, end: date, pieces: int) -> Iterator[tuple[date, date]]:
         cursor = last + timedelta(days=1)
 
 
+def _spilled(handle: IO[bytes]) -> Iterator[Any]:
+    """What was pickled into one of the job's own temporary files, in order."""
+    handle.seek(0)
+    while True:
+        try:
+            yield pickle.load(handle)  # noqa: S301 - written by this job a moment ago, never from outside
+        except EOFError:
+            return
+
+
 def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, store: EventStore | None = None,
             on_progress: Callable[[int], None] | None = None) -> None:
     """Run a queued job: by date chunks when the report is by day or hour, so progress can be reported."""
@@ -119,23 +146,52 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
             by_time = bool({Dimension.DATE, Dimension.HOUR} & set(prepared.dims))
             ranges = list(_chunks(query.start_date, query.end_date, JOB_CHUNKS)) if by_time else [
                 (query.start_date, query.end_date)]
+            # The chunks follow each other in time: written one after another they are in the report's order only
+            # when it is by time alone (no other sort, no organic rows, which come after every ad's). Otherwise
+            # each chunk's first `row_limit` rows, in order, wait in a temporary file, and the files are merged.
+            merge = len(ranges) > 1 and (prepared.sort is not None or _by_source(prepared.dims))
+            key = sql.order_key(prepared.sort, [sql.DIMENSION_SQL[d][0] for d in prepared.dims],
+                                _by_source(prepared.dims))
             written = 0
-            for index, (chunk_start, chunk_end) in enumerate(ranges):
-                part = query.model_copy(update={"start_date": chunk_start, "end_date": chunk_end})
-                part_prepared = _Prepared(part, prepared.scope, prepared.dims, prepared.metrics, prepared.sort,
-                                          prepared.extras, prepared.params)
-                rows, totals, total = _execute(_store(store), part_prepared, part, limit=row_limit - written, offset=0)
-                result = _finish(session, part_prepared, rows, totals, total, limit=row_limit, offset=0)
-                _, table = _table(result)
-                writer.write_rows(table[:-1])
-                written += len(rows)
-                job.percent_done = min(99, (index + 1) * 100 // len(ranges))
-                job.row_count = written
-                session.commit()
-                if on_progress is not None:
-                    on_progress(job.percent_done)
-                if written >= row_limit:
-                    break
+            with ExitStack() as spills:
+                sorted_parts: list[IO[bytes]] = []
+                tail = spills.enter_context(tempfile.TemporaryFile(dir=reports_dir(settings)))
+                for index, (chunk_start, chunk_end) in enumerate(ranges):
+                    part = query.model_copy(update={"start_date": chunk_start, "end_date": chunk_end})
+                    part_prepared = _Prepared(part, prepared.scope, prepared.dims, prepared.metrics, prepared.sort,
+                                              prepared.extras, prepared.params)
+                    fetched = _fetch(_store(store), part, scope=prepared.scope, metrics=prepared.metrics,
+                                     sort=prepared.sort, limit=row_limit if merge else row_limit - written, offset=0,
+                                     params=prepared.params)
+                    rows = [_row(prepared, values, by_source=fetched.by_source) for values in fetched.rows]
+                    result = _finish(session, part_prepared, rows, {}, fetched.total_rows, limit=row_limit, offset=0)
+                    # Rows keep their order; cells a partner reports and we have no row for follow them.
+                    body = _table(result)[1][:-1]
+                    if merge:
+                        spill = spills.enter_context(tempfile.TemporaryFile(dir=reports_dir(settings)))
+                        for values, cells in zip(fetched.rows, body[:len(rows)], strict=True):
+                            pickle.dump((key(values), cells), spill)
+                        for cells in body[len(rows):]:
+                            pickle.dump(cells, tail)
+                        sorted_parts.append(spill)
+                    else:
+                        writer.write_rows(body)
+                        written += len(rows)
+                    job.percent_done = min(99, (index + 1) * 100 // len(ranges))
+                    job.row_count = written
+                    session.commit()
+                    if on_progress is not None:
+                        on_progress(job.percent_done)
+                    if written >= row_limit:
+                        break
+                if merge:
+                    # One row of each chunk in memory at a time.
+                    merged = heapq.merge(*(_spilled(f) for f in sorted_parts), key=itemgetter(0))
+                    for _, cells in islice(merged, row_limit):
+                        writer.write_rows([cells])
+                        written += 1
+                    writer.write_rows(_spilled(tail))
+                    job.row_count = written
             whole = query.model_copy(update={"dimensions": [], "granularity": Granularity.TOTAL})
             sums = _fetch(_store(store), whole, scope=prepared.scope, metrics=prepared.metrics, sort=None, limit=None,
                           offset=0, params=prepared.params).totals

@@ -8,10 +8,11 @@ same way instead. Money and ratios are computed here from integer sums with Deci
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import total_ordering
 from typing import Any
 
 from adstack.core.timeutil import zone
@@ -232,6 +233,54 @@ def sort_sql(column: str, dimension_columns: list[str]) -> str:
     if formula is None:
         return f"m_{column}"
     return f"(m_{formula.numerator} * {formula.scale}) / nullIf(m_{formula.denominator}, 0)"
+
+
+@total_ordering
+class _Descending:
+    """A sort value compared the other way round."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and self.value == other.value
+
+    def __lt__(self, other: _Descending) -> bool:
+        return bool(other.value < self.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def order_key(sort: tuple[str, bool] | None, dimension_columns: list[str],
+              by_source: bool) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """build's ORDER BY in Python, over a result row's d_ and m_ values: the key that puts rows of several
+    results (a report job's date chunks) in the order one query over the whole range gives."""
+    formula = DERIVED.get(sort[0]) if sort is not None else None
+    rest = [f"d_{c}" for c in dimension_columns if sort is None or c != sort[0]]
+
+    def sort_value(values: Mapping[str, Any]) -> Any:
+        assert sort is not None
+        if sort[0] in dimension_columns:
+            return values[f"d_{sort[0]}"]
+        if formula is None:
+            return values[f"m_{sort[0]}"]
+        denominator = values[f"m_{formula.denominator}"]
+        if not denominator:
+            return None
+        # As ClickHouse divides: integers as Float64.
+        return float(values[f"m_{formula.numerator}"] * formula.scale) / float(denominator)
+
+    def key(values: Mapping[str, Any]) -> tuple[Any, ...]:
+        parts: list[Any] = [values["d_source"] != "ads", values["d_source"]] if by_source else []
+        if sort is not None:
+            value = sort_value(values)
+            parts += [value is None, None if value is None else _Descending(value) if sort[1] else value]
+        return (*parts, *(values[a] for a in rest))
+
+    return key
 
 
 def utc_range(start: date, end: date, tz_name: str) -> tuple[datetime, datetime]:

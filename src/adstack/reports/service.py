@@ -263,20 +263,23 @@ def _execute(store: EventStore, prepared: _Prepared, query: ReportQuery, *, limi
     """Rows of one page (dimensions and metrics, names not yet resolved), the totals and the row count."""
     fetched = _fetch(store, query, scope=prepared.scope, metrics=prepared.metrics, sort=prepared.sort, limit=limit,
                      offset=offset, params=prepared.params)
-    rows: list[dict[str, Any]] = []
-    for values in fetched.rows:
-        row = {sql.DIMENSION_SQL[d][0]: _dimension_value(d, values[f"d_{sql.DIMENSION_SQL[d][0]}"],
-                                                         prepared.scope.time_zone) for d in prepared.dims}
-        if fetched.by_source:
-            row["source"] = values["d_source"]
-            label = sql.SOURCE_LABELS.get(values["d_source"])
-            if label is not None:  # organic or other sources: labelled, never campaign (or country) "0"
-                row.update({sql.DIMENSION_SQL[d][0]: label for d in prepared.dims if d not in _TIME})
-        sums = _sums(values)
-        row.update({m: sql.derive(sums, m) for m in prepared.metrics})
-        rows.append(row)
+    rows = [_row(prepared, values, by_source=fetched.by_source) for values in fetched.rows]
     totals: dict[str, Any] = {m: sql.derive(fetched.totals, m) for m in prepared.metrics}
     return rows, totals, fetched.total_rows
+
+
+def _row(prepared: _Prepared, values: Mapping[str, Any], *, by_source: bool) -> dict[str, Any]:
+    """One report row (names not yet resolved) from a result row's d_<dimension> values and m_<metric> sums."""
+    row = {sql.DIMENSION_SQL[d][0]: _dimension_value(d, values[f"d_{sql.DIMENSION_SQL[d][0]}"],
+                                                     prepared.scope.time_zone) for d in prepared.dims}
+    if by_source:
+        row["source"] = values["d_source"]
+        label = sql.SOURCE_LABELS.get(values["d_source"])
+        if label is not None:  # organic or other sources: labelled, never campaign (or country) "0"
+            row.update({sql.DIMENSION_SQL[d][0]: label for d in prepared.dims if d not in _TIME})
+    sums = _sums(values)
+    row.update({m: sql.derive(sums, m) for m in prepared.metrics})
+    return row
 
 
 _TIME = frozenset({Dimension.DATE, Dimension.HOUR})
