@@ -16,6 +16,7 @@ from adstack.core.settings import Settings
 from adstack.serving.engine import ServingState
 from adstack.serving.fx import FxRates
 from tests.serving.support import creative, group, snapshot
+from tests.serving.tcf_strings import tc_string
 from tests.support import Api
 
 IFA = "38400000-8cf0-11bd-b23e-10b96e40000d"
@@ -181,6 +182,24 @@ def test_gdpr_consent_withheld_from_us_or_for_a_purpose_means_no_device_id(
     assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
     # Outside GDPR the same device is personal again.
     assert first_bid(client.post("/openrtb2/bid", json=bid_request(regs={"gdpr": 0})))["price"] == 9.0
+
+
+@pytest.mark.parametrize("consent", [
+    tc_string(OUR_VENDOR_ID, consented=False, cut_after_vendor_bits=8),  # ends before our vendor's bit
+    tc_string(OUR_VENDOR_ID, version=1),
+    tc_string(OUR_VENDOR_ID, version=3),
+], ids=["cut_short", "version_1", "version_3"])
+def test_a_tcf_string_cut_short_or_not_of_version_2_gives_no_consent(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, consent: str
+) -> None:
+    runtime = client.app.state.serving  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime, "settings", settings.model_copy(update={"openrtb_tcf_vendor_id": OUR_VENDOR_ID}))
+    _personal_and_contextual(client)
+    response = client.post("/openrtb2/bid", json=bid_request(regs={"gdpr": 1}, user={"consent": consent}))
+    assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
+    # The same string written whole, as version 2, consents.
+    whole = bid_request(regs={"gdpr": 1}, user={"consent": tc_string(OUR_VENDOR_ID)})
+    assert first_bid(client.post("/openrtb2/bid", json=whole))["price"] == 9.0
 
 
 def test_gdpr_through_the_gpp_eu_section_reads_its_tcf_string(

@@ -8,7 +8,8 @@ URLs, in third-party macros or in stored events), and no age or gender targeting
   the TCF v2 string (`user.consent`, the 2.5 `user.ext.consent`, or the GPP string's EU section) does not give
   our vendor id (setting `openrtb_tcf_vendor_id`) consent for purposes 1
   (store and access information on a device) and 4 (select personalised ads). Without a vendor id, no string
-  can carry our consent. The string is decoded with the `iab-tcf` library.
+  can carry our consent. The string is decoded with the `iab-tcf` library; one whose version field is not 2, or
+  that ends before its last core field, gives no consent (the library would read the missing bits as set).
   Source: IAB Europe, TCF v2.2 Policies, Appendix A (purposes 1 and 4);
 - `device.lmt=1` or `device.dnt=1` (OpenRTB 2.6, 3.2.18);
 - a US opt-out: the US Privacy string (`regs.us_privacy`, or the 2.5 `regs.ext.us_privacy`) with `Y` in its
@@ -30,6 +31,7 @@ from iab_tcf import decode_v2
 from adstack.serving.openrtb.model import BidRequest
 
 _PURPOSES = (1, 4)
+TCF_VERSION = 2  # Source: TCF v2 "Consent string and vendor list formats", core string, Version
 EU_TCF_SECTION = 2  # GPP section "tcfeuv2": the EU's TCF v2 string
 US_PRIVACY_SECTION = 6
 FIRST_US_SECTION, LAST_US_SECTION = 6, 22
@@ -68,11 +70,19 @@ def privacy_of(request: BidRequest, *, vendor_id: int | None) -> Privacy:
 
 
 def tcf_consents(consent: str | None, vendor_id: int | None) -> bool:
-    """Whether a TCF v2 string gives `vendor_id` consent for the purposes we need; unreadable means no."""
+    """Whether a TCF v2 string gives `vendor_id` consent for the purposes we need; unreadable, cut short or of
+    another version means no."""
     if not consent or vendor_id is None or len(consent) > 10_000:
         return False
     try:
         decoded = decode_v2(consent)
+        if decoded.version != TCF_VERSION:
+            return False
+        # The library's bit reader reads past the end as empty, which its booleans take as true: a string that
+        # ends before its last field (the publisher restrictions) is cut short, not a consent.
+        reader = decoded._reader
+        if reader._pointer > len(reader._consent):
+            return False
         return bool(decoded.is_vendor_allowed(vendor_id)) and all(decoded.is_purpose_allowed(p) for p in _PURPOSES)
     except Exception:  # the library raises whatever its bit reader meets in a broken string
         return False
