@@ -202,6 +202,22 @@ def test_a_tcf_string_cut_short_or_not_of_version_2_gives_no_consent(
     assert first_bid(client.post("/openrtb2/bid", json=whole))["price"] == 9.0
 
 
+@pytest.mark.parametrize(("purpose", "kind"), [(1, 0), (4, 0), (4, 2)])
+def test_a_publisher_restriction_on_a_purpose_we_need_withdraws_our_consent(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, purpose: int, kind: int
+) -> None:
+    """TCF v2 publisher restrictions: type 0 (not allowed) or 2 (legitimate interest required) on our vendor id for
+    purpose 1 or 4 leaves us no consent; on a purpose we do not use it changes nothing."""
+    runtime = client.app.state.serving  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime, "settings", settings.model_copy(update={"openrtb_tcf_vendor_id": OUR_VENDOR_ID}))
+    _personal_and_contextual(client)
+    restricted = tc_string(OUR_VENDOR_ID, restrictions=[(purpose, kind)])
+    response = client.post("/openrtb2/bid", json=bid_request(regs={"gdpr": 1}, user={"consent": restricted}))
+    assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
+    elsewhere = bid_request(regs={"gdpr": 1}, user={"consent": tc_string(OUR_VENDOR_ID, restrictions=[(2, 0)])})
+    assert first_bid(client.post("/openrtb2/bid", json=elsewhere))["price"] == 9.0
+
+
 def test_gdpr_through_the_gpp_eu_section_reads_its_tcf_string(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,8 +8,10 @@ URLs, in third-party macros or in stored events), and no age or gender targeting
   the TCF v2 string (`user.consent`, the 2.5 `user.ext.consent`, or the GPP string's EU section) does not give
   our vendor id (setting `openrtb_tcf_vendor_id`) consent for purposes 1
   (store and access information on a device) and 4 (select personalised ads). Without a vendor id, no string
-  can carry our consent. The string is decoded with the `iab-tcf` library; one whose version field is not 2, or
-  that ends before its last core field, gives no consent (the library would read the missing bits as set).
+  can carry our consent. A publisher restriction on our vendor id for purpose 1 or 4 of type 0 (not allowed) or
+  2 (legitimate interest required, so not our consent) withdraws it. The string is decoded with the `iab-tcf`
+  library; one whose version field is not 2, or that ends before its last core field, gives no consent (the
+  library would read the missing bits as set).
   Source: IAB Europe, TCF v2.2 Policies, Appendix A (purposes 1 and 4);
 - `device.lmt=1` or `device.dnt=1` (OpenRTB 2.6, 3.2.18);
 - a US opt-out: the US Privacy string (`regs.us_privacy`, or the 2.5 `regs.ext.us_privacy`) with `Y` in its
@@ -31,6 +33,10 @@ from iab_tcf import decode_v2
 from adstack.serving.openrtb.model import BidRequest
 
 _PURPOSES = (1, 4)
+# Publisher restriction types that take away our legal basis, consent: 0 "purpose flatly not allowed by
+# publisher", 2 "require legitimate interest" (instead of consent).
+# Source: TCF v2 "Consent string and vendor list formats", core string, PubRestrictionEntry.
+_REFUSING_RESTRICTIONS = frozenset({0, 2})
 TCF_VERSION = 2  # Source: TCF v2 "Consent string and vendor list formats", core string, Version
 EU_TCF_SECTION = 2  # GPP section "tcfeuv2": the EU's TCF v2 string
 US_PRIVACY_SECTION = 6
@@ -83,7 +89,10 @@ def tcf_consents(consent: str | None, vendor_id: int | None) -> bool:
         reader = decoded._reader
         if reader._pointer > len(reader._consent):
             return False
-        return bool(decoded.is_vendor_allowed(vendor_id)) and all(decoded.is_purpose_allowed(p) for p in _PURPOSES)
+        if not (decoded.is_vendor_allowed(vendor_id) and all(decoded.is_purpose_allowed(p) for p in _PURPOSES)):
+            return False
+        return not any(entry.purpose_id in _PURPOSES and entry.restriction_type in _REFUSING_RESTRICTIONS
+                       and entry.is_in_range(vendor_id) for entry in decoded.pub_restriction_entries)
     except Exception:  # the library raises whatever its bit reader meets in a broken string
         return False
 
