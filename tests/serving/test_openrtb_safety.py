@@ -72,6 +72,10 @@ SIGNALS = {
     "us_privacy_opt_out": {"regs": {"us_privacy": "1YYN"}},
     "gpp_us_privacy_section_opt_out": {"regs": {"gpp": "DBABTA~1YYN", "gpp_sid": [6]}},
     "gpp_us_national_section": {"regs": {"gpp": "DBABLA~BVQqAAAAAgA.QA", "gpp_sid": [7]}},
+    # Without gpp_sid the sections the GPP header lists apply: here US Privacy (6), and the EU TCF section (2).
+    "gpp_us_privacy_opt_out_without_gpp_sid": {"regs": {"gpp": "DBABTA~1YYN"}},
+    "gpp_eu_tcf_section_without_gpp_sid": {
+        "regs": {"gpp": "DBABMA~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"}},
     # GDPR signalled only by the EU TCF section of GPP, whose string gives no consent to us (no vendor id set).
     "gpp_eu_tcf_section": {"regs": {"gpp": "DBABMA~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA", "gpp_sid": [2]}},
 }
@@ -229,6 +233,19 @@ def test_gdpr_through_the_gpp_eu_section_reads_its_tcf_string(
     assert first_bid(response)["price"] == 3.0 and not _ids_in(response.text)
     consented = bid_request(regs={"gpp": f"DBABMA~{TCF_CONSENTS}", "gpp_sid": [2]})
     assert first_bid(client.post("/openrtb2/bid", json=consented))["price"] == 9.0
+
+
+def test_a_gpp_string_without_gpp_sid_is_read_by_the_sections_its_header_lists(client: TestClient) -> None:
+    from adstack.serving.openrtb.privacy import gpp_header_sections
+
+    # Headers listing US Privacy; EU TCF and US Privacy; US national; and one that cannot be read.
+    assert gpp_header_sections("DBABTA~1YYN") == [6]
+    assert gpp_header_sections("DBACNYA~x~1YNN") == [2, 6]
+    assert gpp_header_sections("DBABLA~BVQqAAAAAgA.QA") == [7]
+    assert gpp_header_sections("not a header!~1YYN") == []
+    _personal_and_contextual(client)
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(regs={"gpp": "DBABTA~1YNN"})))["price"] == 9.0
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(regs={"gpp": "DBABTA~1YYN"})))["price"] == 3.0
 
 
 def test_tracking_urls_never_carry_the_raw_device_id(client: TestClient) -> None:

@@ -16,8 +16,9 @@ URLs, in third-party macros or in stored events), and no age or gender targeting
 - `device.lmt=1` or `device.dnt=1` (OpenRTB 2.6, 3.2.18);
 - a US opt-out: the US Privacy string (`regs.us_privacy`, or the 2.5 `regs.ext.us_privacy`) with `Y` in its
   third character (opted out of sale), or a GPP string (`regs.gpp`) whose applicable sections (`regs.gpp_sid`)
-  include a US section. The US Privacy section (6) is read as above; the US national and state sections
-  (7 and above) are not decoded here, so their presence is taken as an opt-out: the safe reading.
+  include a US section (without `gpp_sid`, the sections the GPP header lists, for the EU section too). The US
+  Privacy section (6) is read as above; the US national and state sections (7 and above) are not decoded here,
+  so their presence is taken as an opt-out: the safe reading.
   Source: IAB Tech Lab, US Privacy String v1.0 (github.com/InteractiveAdvertisingBureau/USPrivacy, CCPA/
   "US Privacy String.md": version, explicit notice, opt-out sale, LSPA); Global Privacy Platform section
   specifications (github.com/InteractiveAdvertisingBureau/Global-Privacy-Platform, Sections/: 6 uspv1,
@@ -58,7 +59,9 @@ def privacy_of(request: BidRequest, *, vendor_id: int | None) -> Privacy:
         return Privacy(True, "lmt" if device.lmt == 1 else "dnt")
     gdpr = regs.gdpr if regs is not None and regs.gdpr is not None else (
         regs.ext.gdpr if regs is not None and regs.ext is not None else None)
-    eu_gpp = regs is not None and EU_TCF_SECTION in (regs.gpp_sid or ())
+    # Without `gpp_sid` the sections the GPP string itself lists are taken as applying: the safe reading.
+    sections = (regs.gpp_sid or gpp_header_sections(regs.gpp or "")) if regs is not None else []
+    eu_gpp = EU_TCF_SECTION in sections
     if gdpr == 1 or eu_gpp:
         user = request.user
         consent = (user.consent or (user.ext.consent if user.ext else None)) if user is not None else None
@@ -70,7 +73,7 @@ def privacy_of(request: BidRequest, *, vendor_id: int | None) -> Privacy:
         us_privacy = regs.us_privacy or (regs.ext.us_privacy if regs.ext else None)
         if us_privacy and us_opted_out(us_privacy):
             return Privacy(True, "us_privacy")
-        if regs.gpp and gpp_opted_out(regs.gpp, regs.gpp_sid or []):
+        if regs.gpp and gpp_opted_out(regs.gpp, sections):
             return Privacy(True, "gpp")
     return Privacy(False)
 
@@ -100,6 +103,57 @@ def tcf_consents(consent: str | None, vendor_id: int | None) -> bool:
 def us_opted_out(text: str) -> bool:
     """US Privacy string: version 1, then notice, opt-out of sale, LSPA; `Y` in the opt-out position."""
     return len(text) == 4 and text[0] == "1" and text[2].upper() == "Y"
+
+
+_BASE64URL = {c: n for n, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+GPP_HEADER_TYPE = 3
+MAX_GPP_HEADER = 256  # characters: a header lists a handful of sections
+
+
+def gpp_header_sections(gpp: str) -> list[int]:
+    """The section ids a GPP string's header lists; empty when the header cannot be read.
+
+    Source: IAB Tech Lab, GPP "Consent String Specification", header: Type (6 bits, 3), Version (6 bits), Section
+    IDs as a Range(Fibonacci): a 12-bit count, then per entry a range bit and Fibonacci-coded offsets from the
+    previous id (a range's end from its start)."""
+    header = gpp.split("~", 1)[0]
+    if not header or len(header) > MAX_GPP_HEADER:
+        return []
+    try:
+        bits = "".join(format(_BASE64URL[c], "06b") for c in header)
+    except KeyError:
+        return []
+    if int(bits[:6] or "0", 2) != GPP_HEADER_TYPE or len(bits) < 24:
+        return []
+    position = 24
+    count = int(bits[12:24], 2)
+
+    def fibonacci() -> int:
+        nonlocal position
+        end = bits.find("11", position)
+        if end < 0:
+            raise ValueError("unterminated Fibonacci integer")
+        value, low, high = 0, 1, 2
+        for bit in bits[position:end + 1]:
+            value += low if bit == "1" else 0
+            low, high = high, low + high
+        position = end + 2
+        return value
+
+    ids: list[int] = []
+    last = 0
+    try:
+        for _ in range(count):
+            if position >= len(bits):
+                return []
+            is_range = bits[position] == "1"
+            position += 1
+            start = last + fibonacci()
+            last = start + fibonacci() if is_range else start
+            ids.extend(range(start, min(last, start + 64) + 1))
+    except ValueError:
+        return []
+    return ids
 
 
 def gpp_opted_out(gpp: str, section_ids: list[int]) -> bool:
