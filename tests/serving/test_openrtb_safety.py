@@ -337,6 +337,21 @@ def test_badv_and_bapp_block_the_advertiser_and_the_promoted_app(client: TestCli
     assert client.post("/openrtb2/bid", json=bid_request(bapp=["com.other"], badv=["other.com"])).status_code == 200
 
 
+def test_every_entry_of_a_long_block_or_allow_list_counts(client: TestClient) -> None:
+    serve(client, [banner_group(targeting={"promoted_package": "com.example.game"})])  # IAB19-6
+    others = 2_000  # the 256 KB body cap is what bounds these lists
+    long_lists = {
+        "badv": [*(f"blocked{n}.example.org" for n in range(others)), "advertiser.example.com"],
+        "bapp": [*(f"com.other.app{n}" for n in range(others)), "com.example.game"],
+        "bcat": [*(f"IAB{n}" for n in range(100, 100 + others)), "IAB19-6"],
+    }
+    for name, values in long_lists.items():
+        assert client.post("/openrtb2/bid", json=bid_request(**{name: values})).status_code == 204, name
+        assert client.post("/openrtb2/bid", json=bid_request(**{name: values[:-1]})).status_code == 200, name
+    allowed_last = [*(f"IAB{n}" for n in range(100, 100 + others)), "IAB19-6"]
+    assert client.post("/openrtb2/bid", json=bid_request(acat=allowed_last)).status_code == 200
+
+
 def _native_video_request(**native: Any) -> dict[str, Any]:
     spec = {
         "ver": "1.2",

@@ -136,10 +136,11 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
         "device_model": (_text(device.model, 100) or "").lower() or None if device else None,
         "os_version": parse_os_version(_text(device.osv, 32)) if device else None,
         "app_package": _text(app.bundle, 255) or "" if app else "",
-        "blocked_domains": frozenset(d.lower() for d in (request.badv or ())[:500] if d),
-        "blocked_apps": frozenset(b for b in (request.bapp or ())[:500] if b),
-        "blocked_categories": frozenset(c for c in (request.bcat or ())[:500] if c),
-        "allowed_categories": frozenset(c for c in (request.acat or ())[:500] if c) if request.acat else None,
+        # Every entry counts (the body cap bounds them); sets keep each check one lookup.
+        "blocked_domains": frozenset(d.lower() for d in request.badv or () if d),
+        "blocked_apps": frozenset(b for b in request.bapp or () if b),
+        "blocked_categories": frozenset(c for c in request.bcat or () if c),
+        "allowed_categories": frozenset(c for c in request.acat or () if c) if request.acat else None,
     }
     if restricted:
         fields.update(gaid=None, device_key=None, device_hash=0, use_audiences=False, gender=None, age=None)
