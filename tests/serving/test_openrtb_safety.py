@@ -337,6 +337,14 @@ def test_badv_and_bapp_block_the_advertiser_and_the_promoted_app(client: TestCli
     assert client.post("/openrtb2/bid", json=bid_request(bapp=["com.other"], badv=["other.com"])).status_code == 200
 
 
+def test_a_blocked_advertiser_domain_blocks_its_subdomains(client: TestClient) -> None:
+    serve(client, [banner_group(advertiser_domains=("shop.nike.com",))])
+    for blocked in (["nike.com"], ["NIKE.com"], ["shop.nike.com"], ["other.org", "nike.com."]):
+        assert client.post("/openrtb2/bid", json=bid_request(badv=blocked)).status_code == 204, blocked
+    for other in (["ike.com"], ["other.nike.com"], ["shop.nike.com.evil.org"]):
+        assert client.post("/openrtb2/bid", json=bid_request(badv=other)).status_code == 200, other
+
+
 def test_every_entry_of_a_long_block_or_allow_list_counts(client: TestClient) -> None:
     serve(client, [banner_group(targeting={"promoted_package": "com.example.game"})])  # IAB19-6
     others = 2_000  # the 256 KB body cap is what bounds these lists

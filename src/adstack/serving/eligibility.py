@@ -222,7 +222,9 @@ def fitting_creatives(group: AdGroupSnap, slot: Slot) -> list[CreativeSnap]:
 
 
 def check_advertiser(group: AdGroupSnap, request: AdRequest) -> str | None:
-    if request.blocked_domains and any(d in request.blocked_domains for d in group.advertiser_domains):
+    # A blocked domain blocks its subdomains: badv nike.com blocks adomain shop.nike.com.
+    # Source: OpenRTB 2.6 §3.2.1 badv, advertisers blocked "by their domains": a subdomain is the same advertiser's.
+    if request.blocked_domains and not request.blocked_domains.isdisjoint(group.domain_suffixes):
         return "advertiser_blocked"
     if request.blocked_apps and group.targeting.promoted_package in request.blocked_apps:
         return "app_blocked"

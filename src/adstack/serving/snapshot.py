@@ -158,6 +158,15 @@ class TargetingSnap:
                     or (self.promoted_package and self.target_group != "all_users"))
 
 
+def domain_suffixes(domains: Iterable[str]) -> frozenset[str]:
+    """The domains and all their parent domains, lower-case, without a trailing dot."""
+    found: set[str] = set()
+    for domain in domains:
+        labels = domain.strip().rstrip(".").lower().split(".")
+        found.update(".".join(labels[n:]) for n in range(len(labels)) if labels[n])
+    return frozenset(found)
+
+
 @dataclass(frozen=True, slots=True)
 class AdGroupSnap:
     id: int
@@ -182,6 +191,12 @@ class AdGroupSnap:
     campaign_name: str = ""
     # The promoted app's measurement-partner view-through link, with our placeholders: fired with each impression.
     view_through_url: str = ""
+    # Each advertiser domain and every parent domain of it (shop.nike.com: nike.com, com), lower-case: a blocked
+    # domain (OpenRTB badv) blocks its subdomains, one set lookup per request. Built once with the snapshot.
+    domain_suffixes: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "domain_suffixes", domain_suffixes(self.advertiser_domains))
 
     @property
     def reserved(self) -> bool:

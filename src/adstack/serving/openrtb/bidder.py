@@ -137,7 +137,7 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
         "os_version": parse_os_version(_text(device.osv, 32)) if device else None,
         "app_package": _text(app.bundle, 255) or "" if app else "",
         # Every entry counts (the body cap bounds them); sets keep each check one lookup.
-        "blocked_domains": frozenset(d.lower() for d in request.badv or () if d),
+        "blocked_domains": frozenset(d.strip().rstrip(".").lower() for d in request.badv or () if d),
         "blocked_apps": frozenset(b for b in request.bapp or () if b),
         "blocked_categories": frozenset(c for c in request.bcat or () if c),
         "allowed_categories": frozenset(c for c in request.acat or () if c) if request.acat else None,
