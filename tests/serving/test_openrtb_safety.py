@@ -290,6 +290,14 @@ def test_bcat_blocks_the_campaign_category_and_its_tier(client: TestClient) -> N
         assert client.post("/openrtb2/bid", json=bid_request(bcat=blocked)).status_code == 204
 
 
+def test_a_blocked_subcategory_blocks_a_campaign_filed_under_its_tier(client: TestClient) -> None:
+    serve(client, [banner_group(categories=("IAB9",))])
+    assert client.post("/openrtb2/bid", json=bid_request(bcat=["IAB9-30"])).status_code == 204
+    assert client.post("/openrtb2/bid", json=bid_request(bcat=["IAB19-6", "IAB90-1"])).status_code == 200
+    serve(client, [banner_group(categories=("IAB9-5",))])  # a sibling subcategory stays allowed
+    assert client.post("/openrtb2/bid", json=bid_request(bcat=["IAB9-30"])).status_code == 200
+
+
 def test_an_uncategorised_campaign_never_bids_where_categories_are_blocked(client: TestClient) -> None:
     serve(client, [banner_group(categories=())])
     assert client.post("/openrtb2/bid", json=bid_request()).status_code == 200

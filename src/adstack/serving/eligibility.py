@@ -228,9 +228,12 @@ def check_advertiser(group: AdGroupSnap, request: AdRequest) -> str | None:
         return "advertiser_blocked"
     if request.blocked_apps and group.targeting.promoted_package in request.blocked_apps:
         return "app_blocked"
+    # An uncategorised campaign could be anything the exchange blocks; one filed under a tier (IAB9) could be in
+    # its blocked subcategory (IAB9-30). Source: OpenRTB 2.6 §3.2.1 bcat; IAB Content Taxonomy 1.0 (tiers).
     if request.blocked_categories and (not group.categories or any(
-            category_blocked(c, request.blocked_categories) for c in group.categories)):
-        return "category_blocked"  # an uncategorised campaign could be anything the exchange blocks
+            category_blocked(c, request.blocked_categories) or c in request.blocked_category_tiers
+            for c in group.categories)):
+        return "category_blocked"
     allowed = request.allowed_categories
     if allowed is not None and (not group.categories or not all(category_blocked(c, allowed)
                                                                 for c in group.categories)):

@@ -88,6 +88,9 @@ class AdRequest:
     floor_micros: int = 0  # eCPM floor in platform currency micros per 1,000 impressions
     blocked_domains: frozenset[str] = frozenset()
     blocked_categories: frozenset[str] = frozenset()  # IAB content categories (OpenRTB bcat)
+    # The tier-1 codes of blocked subcategories (bcat IAB9-30: IAB9): a campaign filed under the tier alone may be
+    # in the blocked subcategory.
+    blocked_category_tiers: frozenset[str] = frozenset()
     allowed_categories: frozenset[str] | None = None  # OpenRTB acat: only these, None for any
     blocked_apps: frozenset[str] = frozenset()  # promoted app packages (OpenRTB bapp)
     # How long a served ad's budget reservation waits for its impression before it is given back unshown:

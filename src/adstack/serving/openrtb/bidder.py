@@ -140,6 +140,7 @@ def _device_fields(request: BidRequest, now: datetime, *, restricted: bool) -> d
         "blocked_domains": frozenset(d.strip().rstrip(".").lower() for d in request.badv or () if d),
         "blocked_apps": frozenset(b for b in request.bapp or () if b),
         "blocked_categories": frozenset(c for c in request.bcat or () if c),
+        "blocked_category_tiers": frozenset(c.split("-", 1)[0] for c in request.bcat or () if "-" in c),
         "allowed_categories": frozenset(c for c in request.acat or () if c) if request.acat else None,
     }
     if restricted:
