@@ -530,6 +530,57 @@ def test_first_price_bids_the_value_less_the_margin_above_floor_and_minimum(
     assert client.post("/openrtb2/bid", json=bid_request(at=2, imp=floored)).status_code == 200
 
 
+def _deal_imp(*deals: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"id": "1", "banner": {"w": 300, "h": 250}, "pmp": {"private_auction": 1, "deals": list(deals)}}]
+
+
+def _deal_buyer(*deal_ids: str, bid_micros: int = 5_000_000) -> Any:
+    return banner_group(bid_micros=bid_micros, targeting={"deal_ids": frozenset(deal_ids)})
+
+
+def test_a_deals_auction_type_overrides_the_requests(client: TestClient, settings: Settings) -> None:
+    """OpenRTB 2.6 §3.2.12 `at`: 1 first price, 2 second price, 3 a fixed price, the deal's bidfloor."""
+    serve(client, [_deal_buyer("D1")])  # worth 5.00
+    less_margin = 5.0 * (100 - settings.openrtb_first_price_margin_percent) / 100
+
+    def price(request_at: int, **deal: Any) -> Any:
+        request = bid_request(at=request_at, imp=_deal_imp({"id": "D1", **deal}))
+        response = client.post("/openrtb2/bid", json=request)
+        return first_bid(response)["price"] if response.status_code == 200 else None
+
+    assert price(2, bidfloor=1.0) == 5.0 and price(1, bidfloor=1.0) == pytest.approx(less_margin)
+    assert price(2, bidfloor=1.0, at=1) == pytest.approx(less_margin)
+    assert price(1, bidfloor=1.0, at=2) == 5.0
+    assert price(2, bidfloor=1.25, at=3) == 1.25 and price(1, bidfloor=1.25, at=3) == 1.25
+    assert price(2, bidfloor=5.5, at=3) is None  # a fixed price above our value
+    assert price(2, bidfloor=0.05, at=3) is None  # below the platform minimum
+    assert price(2, bidfloor=1.0, at=501) is None  # an exchange's own type: we cannot tell what we would pay
+    eur = {"id": "D1", "bidfloor": 2.5, "bidfloorcur": "EUR", "at": 3}
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(cur=["EUR"], imp=_deal_imp(eur))))
+    assert bid["price"] == 2.5 and bid["dealid"] == "D1"
+
+
+def test_a_deal_for_other_advertisers_domains_is_not_bid_on(client: TestClient) -> None:
+    """OpenRTB 2.6 §3.2.12 `wadomain`: the advertisers allowed to bid on the deal."""
+    serve(client, [_deal_buyer("D1", "D2")])  # adomain advertiser.example.com
+    others = {"id": "D1", "bidfloor": 1.0, "wadomain": ["someone-else.com"]}
+    assert client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(others))).status_code == 204
+    ours = {"id": "D1", "bidfloor": 1.0, "wadomain": ["someone-else.com", "Advertiser.Example.com"]}
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(ours))))["dealid"] == "D1"
+    open_deal = {"id": "D2", "bidfloor": 0.5}
+    assert first_bid(client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(others, open_deal))))[
+        "dealid"] == "D2"
+
+
+def test_of_several_deals_the_bid_goes_to_the_highest_floor_it_reaches(client: TestClient) -> None:
+    serve(client, [_deal_buyer("D1", "D2", "D3", "D4", bid_micros=3_000_000)])
+    deals = [{"id": "D2", "bidfloor": 4.0}, {"id": "D4", "bidfloor": 2.0}, {"id": "D1", "bidfloor": 1.0},
+             {"id": "D3", "bidfloor": 2.0}]
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(*deals))))
+    assert (bid["dealid"], bid["price"]) == ("D3", 3.0)  # 4.00 is out of reach; of the two at 2.00, the first id
+    assert client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(deals[0]))).status_code == 204
+
+
 @pytest.mark.parametrize(("test", "currency"), [(0, "USD"), (1, "EUR")])
 def test_the_billing_notice_signs_the_bids_price_currency_and_test_mode(
     client: TestClient, settings: Settings, test: int, currency: str

@@ -22,7 +22,10 @@ Mapping a request onto the engine:
   `MinimumPrices`): a bid that would be is withdrawn. The advertiser is charged our auction's clearing price
   (the tracking token's price), whatever the exchange cleared at;
 - `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
-  `private_auction=1` only they may bid;
+  `private_auction=1` only they may bid. A deal's `wseat` and `wadomain` (our ad group's advertiser domain must be
+  listed) are honoured; its `at` overrides the request's: 1 and 2 are priced as above, 3 is a fixed price, its
+  `bidfloor`, bid exactly where our value reaches it (another type, an exchange's own, is not bid on). Of several
+  deals, the bid goes to the one with the highest floor it reaches (then the lowest deal id);
 - privacy (privacy.py): under COPPA, GDPR without our consent, `lmt`/`dnt` or a US opt-out, no device id is used;
   our tracking URLs never carry the raw device id in any case;
 - brand safety: `badv` (advertiser domains), `bapp` (promoted app), `bcat` (the campaign's IAB categories) and
@@ -330,18 +333,35 @@ async def withdraw(runtime: ServingRuntime, decisions: list[Decision]) -> None:
         await runtime.engine.release_async(decision)
 
 
-def _deals(imp: Imp, runtime: ServingRuntime) -> tuple[dict[str, int], bool]:
-    """Deal id -> floor in USD micros (deals with an unusable floor are left out), and private_auction."""
+FIRST_PRICE, SECOND_PRICE, FIXED_PRICE = 1, 2, 3  # auction types. Source: OpenRTB 2.6 §3.2.1 at, §3.2.12 at
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DealTerms:
+    floor: int  # USD micros CPM; on a fixed-price deal, its price
+    at: int | None  # the deal's own auction type, overriding the request's; None: the request's
+    bidfloor: float  # as the deal states it, in `currency`: a fixed price is bid exactly
+    currency: str
+    adomains: frozenset[str] | None  # wadomain, lower-case: the advertisers allowed; None: any
+
+
+def _deals(imp: Imp, runtime: ServingRuntime) -> tuple[dict[str, DealTerms], bool]:
+    """Deal id -> its terms (deals with an unusable floor or an auction type we do not know are left out), and
+    private_auction."""
     pmp = imp.pmp
     if pmp is None:
         return {}, False
-    deals: dict[str, int] = {}
+    deals: dict[str, DealTerms] = {}
     for deal in pmp.deals or ():
         if deal.wseat and SEAT not in deal.wseat:
             continue  # a deal for other buyers
-        floor = _usd_micros(deal.bidfloor, (deal.bidfloorcur or imp.bidfloorcur).upper(), runtime)
+        if deal.at is not None and deal.at not in (FIRST_PRICE, SECOND_PRICE, FIXED_PRICE):
+            continue  # an exchange's own auction type: we cannot tell what we would pay
+        currency = (deal.bidfloorcur or imp.bidfloorcur).upper()
+        floor = _usd_micros(deal.bidfloor, currency, runtime)
         if deal.id and floor is not None:
-            deals[deal.id[:100]] = floor
+            adomains = frozenset(d.lower() for d in deal.wadomain if d) if deal.wadomain else None
+            deals[deal.id[:100]] = DealTerms(floor, deal.at, deal.bidfloor, currency, adomains)
     return deals, pmp.private_auction == 1
 
 
@@ -362,7 +382,7 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     if private and not deals:
         return None  # 3.2.11: "bids are restricted to the deals specified", and none is ours to meet
     if private:
-        floor = max(floor, min(deals.values()))
+        floor = max(floor, min(d.floor for d in deals.values()))
     minimum = runtime.engine.minimum_prices.usd_micros(CPM)
     ad_request = AdRequest(now=context.now, placement_type=placement, slot=slot, count=1,
                            ad_space_id=space.id if space else None, publisher_id=space.publisher_id if space else None,
@@ -373,35 +393,72 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     if not decisions:
         return None
     decision = decisions[0]
-    made = _assemble(context, imp, media, native_spec_, decision, ad_request, deals, max(floor, minimum))
+    made = _assemble(context, imp, media, native_spec_, decision, ad_request, deals, max(floor, minimum), minimum)
     if made is None:
         await runtime.engine.release_async(decision)
         return None
     return made, decision, ad_request
 
 
-def _bid_price(context: Context, decision: Decision) -> float:
+def _bid_price(context: Context, decision: Decision, *, first_price: bool) -> float:
     """USD micros CPM: the value on second price; on first price the value less the margin. The value is the ad
     group's own bid as an eCPM (a CPM bid itself; CPC and CPA through the predicted rates), so neither is above
     the bid."""
-    if not context.first_price:
+    if not first_price:
         return decision.ecpm_usd_micros
     margin = context.runtime.settings.openrtb_first_price_margin_percent / 100
     return decision.ecpm_usd_micros * (1 - margin)
 
 
-def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | None, decision: Decision,
-              ad_request: AdRequest, deals: dict[str, int], floor: int) -> dict[str, Any] | None:
-    runtime = context.runtime
-    value = _bid_price(context, decision)
-    deal_id = None
-    targeted = decision.ad_group.targeting.deal_ids & set(deals)
-    if targeted:
-        deal_id = max(targeted, key=lambda d: deals[d])
-        floor = max(floor, deals[deal_id])
-    if value < floor * (1 - 1e-9):
+def _reaches(value: float, floor: int) -> bool:
+    return value >= floor * (1 - 1e-9)
+
+
+def _deal_price(context: Context, decision: Decision, deals: dict[str, DealTerms], floor: int,
+                minimum: int) -> tuple[str, float] | None:
+    """The deal a deal buyer bids on and its price (the bid, in the response's currency), or None when none of
+    its deals takes the bid. Among the deals whose floor the bid reaches, the highest floor (then the lowest id)."""
+    group = decision.ad_group
+    domains = {d.lower() for d in group.advertiser_domains}
+    usable: list[tuple[int, str, float]] = []
+    for deal_id in group.targeting.deal_ids & deals.keys():
+        terms = deals[deal_id]
+        if terms.adomains is not None and terms.adomains.isdisjoint(domains):
+            continue  # Source: OpenRTB 2.6 §3.2.12 wadomain, the advertisers allowed to bid on the deal
+        # Source: OpenRTB 2.6 §3.2.12 at: the deal's auction type overrides the request's; 3 is a fixed price,
+        # the deal's bidfloor, bid exactly where our value reaches it.
+        auction = terms.at if terms.at is not None else context.request.at
+        if auction == FIXED_PRICE:
+            if terms.floor < minimum or not _reaches(decision.ecpm_usd_micros, terms.floor):
+                continue
+            exact = terms.currency == context.currency
+            price = round(terms.bidfloor, 6) if exact else _price(terms.floor, context.currency, context.runtime)
+            usable.append((terms.floor, deal_id, price))
+            continue
+        needed = max(floor, terms.floor)
+        value = _bid_price(context, decision, first_price=auction == FIRST_PRICE)
+        if _reaches(value, needed):
+            usable.append((needed, deal_id, _price(max(value, float(needed)), context.currency, context.runtime)))
+    if not usable:
         return None
-    price = _price(max(value, float(floor)), context.currency, runtime)
+    _, deal_id, price = min(usable, key=lambda u: (-u[0], u[1]))
+    return deal_id, price
+
+
+def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | None, decision: Decision,
+              ad_request: AdRequest, deals: dict[str, DealTerms], floor: int, minimum: int) -> dict[str, Any] | None:
+    runtime = context.runtime
+    deal_id = None
+    if decision.ad_group.targeting.deal_ids:  # a deal buyer bids on its deals only
+        dealt = _deal_price(context, decision, deals, floor, minimum)
+        if dealt is None:
+            return None
+        deal_id, price = dealt
+    else:
+        value = _bid_price(context, decision, first_price=context.first_price)
+        if not _reaches(value, floor):
+            return None
+        price = _price(max(value, float(floor)), context.currency, runtime)
     if price <= 0:
         return None
     attrs = _attributes(decision, media)
