@@ -491,6 +491,23 @@ def test_secure_imps_get_https_only_or_no_bid(client: TestClient) -> None:
     assert urls and all(u.startswith("https://") for u in urls)
 
 
+def test_a_secure_native_imp_gets_no_http_cover_image(client: TestClient) -> None:
+    def video(cover: str) -> Any:
+        return group(3, placement="newsfeed", bid_micros=2_500_000, creatives=(creative(
+            3, format="large_newsfeed_video", width=1280, height=720, video=True, cover_image_url=cover,
+            cover_width=1280, cover_height=720, cover_image_mime="image/jpeg"),))
+
+    client.app.state.serving.base_url = "https://ads.example.com"  # type: ignore[attr-defined]
+    spec = {"ver": "1.2", "assets": [{"id": 1, "required": 1, "title": {"len": 90}},
+                                     {"id": 2, "required": 1, "img": {"type": 3, "wmin": 100, "hmin": 100}}]}
+    request = bid_request(imp=[{"id": "1", "secure": 1, "native": {"request": json.dumps(spec)}}])
+    serve(client, [video("http://cdn.example.com/cover.jpg")])
+    assert client.post("/openrtb2/bid", json=request).status_code == 204
+    serve(client, [video("https://cdn.example.com/cover.jpg")])
+    native = json.loads(first_bid(client.post("/openrtb2/bid", json=request))["adm"])
+    assert native["assets"][1]["img"]["url"] == "https://cdn.example.com/cover.jpg"
+
+
 def test_interstitial_flag_asks_for_interstitial_ads(client: TestClient) -> None:
     serve(
         client,

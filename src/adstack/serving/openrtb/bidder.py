@@ -498,8 +498,10 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         if native is None:
             return None
         markup = orjson.dumps(native).decode()
+        # Every image the response offers (a video's cover image among them), not only the combination's.
         media_urls = [combination.image_url, combination.icon_url, combination.video_url,
-                      *(u for us in trackers.values() for u in us)]
+                      *(u for us in trackers.values() for u in us),
+                      *(a["img"]["url"] for a in native["assets"] if "img" in a)]
     base = runtime.base_url.rstrip("/")
     nurl = f"{base}/openrtb2/win?i={decision.impression_id}&p={AUCTION_PRICE}"
     signature = loss_signature(runtime.secret, decision.impression_id)
