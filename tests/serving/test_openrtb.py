@@ -390,6 +390,7 @@ def _priced_bid_request(space_id: int, corpus_dir: Path) -> dict[str, Any]:
         {"tagid": str(space_id), "bidfloor": 0.05, "banner": {**request["imp"][0]["banner"], "w": 640, "h": 100}}
     )
     request["device"].update({"ifa": GAID, "geo": {"country": "IDN"}})
+    request["app"]["bundle"] = "com.mi.browser"  # the ad space's publisher's app
     return request
 
 

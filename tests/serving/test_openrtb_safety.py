@@ -508,6 +508,21 @@ def test_a_secure_native_imp_gets_no_http_cover_image(client: TestClient) -> Non
     assert native["assets"][1]["img"]["url"] == "https://cdn.example.com/cover.jpg"
 
 
+def test_a_tagid_names_our_ad_space_only_on_its_publishers_app(client: TestClient) -> None:
+    from tests.serving.support import PUBLISHER_ID, SPACE_ID
+
+    # This ad group buys only our ad space, the publisher's app com.publisher.app.
+    serve(client, [group(7, placement="interstitial", bid_micros=3_000_000,
+                         targeting={"ad_space_ids": frozenset({SPACE_ID}), "publisher_ids": frozenset({PUBLISHER_ID})},
+                         creatives=(creative(7, format="iab_interstitial_320x480", width=320, height=480),))])
+    imp = [{"id": "1", "instl": 1, "tagid": str(SPACE_ID), "banner": {"w": 320, "h": 480}}]
+    ours = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=imp, app={"bundle": "com.publisher.app"})))
+    assert ours["price"] == 3.0
+    for elsewhere in ({"app": {"bundle": "com.unrelated.game"}}, {"app": {"name": "Unrelated"}},
+                      {"app": None, "site": {"page": "https://news.example.com/"}}):
+        assert client.post("/openrtb2/bid", json=bid_request(imp=imp, **elsewhere)).status_code == 204, elsewhere
+
+
 def test_interstitial_flag_asks_for_interstitial_ads(client: TestClient) -> None:
     serve(
         client,

@@ -12,8 +12,9 @@ Mapping a request onto the engine:
   interstitial; video is an interstitial, or rewarded video with `rwdd=1`, and honours `minduration` and
   `maxduration`; native is a newsfeed slot whose required assets must all be fillable from the creative's native
   assets, image assets within `wmin`/`hmin`;
-- an `imp.tagid` naming one of our ad spaces by id makes the request that ad space's (its placement, formats,
-  reserve price and publisher targeting); otherwise it is open-exchange inventory that only ad groups without
+- an `imp.tagid` naming one of our ad spaces by id, in a request whose `app.bundle` is that ad space's
+  publisher's app, makes the request that ad space's (its placement, formats, reserve price and publisher
+  targeting); otherwise (another app, a site) it is open-exchange inventory that only ad groups without
   publisher or ad-space restrictions may buy;
 - `bidfloor`/`bidfloorcur` is converted through the FX table; a floor no ad could reach is no bid;
 - prices: on a second-price exchange (`at=2`, the default) the bid is the winner's eCPM, its value to us; on a
@@ -74,7 +75,7 @@ from adstack.serving.ranking import CPM
 from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
-from adstack.serving.snapshot import AdSpaceSnap
+from adstack.serving.snapshot import AdSpaceSnap, Snapshot
 from adstack.tracking.urls import build_tracking_urls
 
 DEADLINE_MARGIN_MS = 5.0
@@ -268,8 +269,7 @@ async def bid(runtime: ServingRuntime, request: BidRequest, *, now: datetime, st
     for imp in request.imp or ():
         if deadline is not None and time.monotonic() >= deadline:
             break
-        tag = imp.tagid
-        space = snapshot.ad_spaces.get(int(tag)) if tag and tag.isdecimal() and len(tag) <= 18 else None
+        space = _ad_space(snapshot, imp.tagid, request)
         floor = _usd_micros(imp.bidfloor, imp.bidfloorcur.upper(), runtime)
         filled = False
         for media, slot, placement, spec in _opportunities(imp, request.device) if floor is not None else ():
@@ -312,6 +312,20 @@ def _may_bid(request: BidRequest) -> bool:
     if request.wseat and SEAT not in request.wseat:
         return False
     return not ((request.bcat or request.acat) and request.cattax not in (None, CATEGORY_TAXONOMY))
+
+
+def _ad_space(snapshot: Snapshot, tag: str | None, request: BidRequest) -> AdSpaceSnap | None:
+    """The ad space a numeric `tagid` names, only on its publisher's app: a tag id is the exchange's, and may be
+    another placement's that happens to equal one of our ids. Our publishers are apps, so a site never maps."""
+    if not tag or not tag.isdecimal() or len(tag) > 18:
+        return None
+    space = snapshot.ad_spaces.get(int(tag))
+    if space is None or request.app is None:
+        return None
+    publisher = snapshot.publishers.get(space.publisher_id)
+    if publisher is None or not publisher.app_package or request.app.bundle != publisher.app_package:
+        return None
+    return space
 
 
 def _ad_request_event(context: Context, imp: Imp, space: AdSpaceSnap | None, *, filled: bool) -> Event:
