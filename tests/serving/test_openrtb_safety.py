@@ -376,7 +376,7 @@ def _native_video_request(**native: Any) -> dict[str, Any]:
             {
                 "id": 2,
                 "required": 1,
-                "video": {"mimes": ["video/mp4"], "minduration": 5, "maxduration": 30, "protocols": [2, 3]},
+                "video": {"mimes": ["video/mp4"], "minduration": 5, "maxduration": 30, "protocols": [2, 3, 7]},
             },
         ],
         "eventtrackers": [{"event": 1, "methods": [1]}],
@@ -436,6 +436,36 @@ def test_battr_blocks_what_the_ad_is(client: TestClient) -> None:
     assert {"event": 1, "method": 1, "url": bid["burl"]} in native["eventtrackers"]
     assert client.post("/openrtb2/bid", json=_native_video_request(battr=[6])).status_code == 204
     assert client.post("/openrtb2/bid", json=_native_video_request(battr=[1, 2])).status_code == 200
+
+
+def test_video_protocols_and_linearity_must_take_our_linear_vast_4(client: TestClient) -> None:
+    """OpenRTB 2.6 §3.2.7: we send inline VAST 4.0 (protocol 7) of a linear ad."""
+    video = group(2, placement="interstitial", bid_micros=4_000_000,
+                  creatives=(creative(2, format="interstitial_video", width=640, height=480, video=True),))
+    serve(client, [video])
+
+    def ask(**constraints: Any) -> int:
+        imp = {"id": "1", "video": {"mimes": ["video/mp4"], **constraints}}
+        return int(client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code)
+
+    assert ask() == 200 and ask(protocols=[2, 3, 7, 8]) == 200 and ask(linearity=1, protocols=[7]) == 200
+    assert ask(protocols=[2, 3, 5, 6]) == 204  # VAST 2 and 3 players only
+    assert ask(protocols=[8]) == 204  # a 4.0 wrapper is not what we send
+    assert ask(linearity=2) == 204  # an overlay
+
+
+@pytest.mark.parametrize("unfit", [{"mimes": ["video/webm"]}, {"protocols": [2, 3]}, {"maxduration": 10},
+                                   {"minduration": 20, "maxduration": 60}])
+def test_a_native_video_asset_takes_our_video_only_by_its_type_protocol_and_duration(
+    client: TestClient, unfit: dict[str, Any]
+) -> None:
+    serve(client, [group(6, placement="newsfeed", bid_micros=3_000_000, creatives=(
+        creative(6, format="native_video", width=1280, height=720, video=True),))])  # 15 s, MP4, VAST 4.0
+    assert client.post("/openrtb2/bid", json=_native_video_request()).status_code == 200
+    spec = {"ver": "1.2", "assets": [{"id": 1, "required": 1, "title": {"len": 90}}, {"id": 2, "required": 1, "video": {
+        "mimes": ["video/mp4"], "minduration": 5, "maxduration": 30, "protocols": [7], **unfit}}]}
+    imp = {"id": "1", "native": {"request": json.dumps(spec), "ver": "1.2"}}
+    assert client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code == 204
 
 
 def test_banner_mimes_and_blocked_banner_types_are_honoured(client: TestClient) -> None:

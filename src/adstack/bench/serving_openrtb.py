@@ -47,7 +47,7 @@ def bid_requests(rng: random.Random, snapshot: Snapshot, devices: Sequence[tuple
         placement = space.placement_type
         if placement == "rewarded_video":
             imp.update(rwdd=1, video={"mimes": ["video/mp4"], "minduration": 5, "maxduration": 60,
-                                      "protocols": [2, 3, 5, 6], "w": 1280, "h": 720})
+                                      "protocols": [2, 3, 5, 6, 7, 8], "w": 1280, "h": 720})
         elif placement == "newsfeed":
             imp["native"] = {"request": _NATIVE, "ver": "1.2"}
         elif size is not None:

@@ -10,8 +10,9 @@ Mapping a request onto the engine:
 - banner sizes (`w`/`h` and `format`) must match a creative's size exactly; a banner with no usable size is
   refused before it gets here, so "no size" never means "any size". `instl=1` makes the placement an
   interstitial; video is an interstitial, or rewarded video with `rwdd=1`, and honours `minduration` and
-  `maxduration`; native is a newsfeed slot whose required assets must all be fillable from the creative's native
-  assets, image assets within `wmin`/`hmin`;
+  `maxduration`, `protocols` (we send inline VAST 4.0, protocol 7) and `linearity` (ours is linear); native is a
+  newsfeed slot whose required assets must all be fillable from the creative's native assets, image assets within
+  `wmin`/`hmin`, video assets by the same MIME type, protocol and duration rules;
 - an `imp.tagid` naming one of our ad spaces by id, in a request whose `app.bundle` is that ad space's
   publisher's app, makes the request that ad space's (its placement, formats, reserve price and publisher
   targeting); otherwise (another app, a site) it is open-exchange inventory that only ad groups without
@@ -68,7 +69,7 @@ from adstack.core.security import derive_key, hmac_sign, hmac_verify, random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision
-from adstack.serving.openrtb.markup import allowed_mimes, banner_html, native_markup, vast
+from adstack.serving.openrtb.markup import VAST_PROTOCOL, VIDEO_MIME, allowed_mimes, banner_html, native_markup, vast
 from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
 from adstack.serving.openrtb.privacy import privacy_of
 from adstack.serving.ranking import CPM
@@ -82,6 +83,7 @@ DEADLINE_MARGIN_MS = 5.0
 MAX_FLOOR = 100_000.0  # USD CPM (after conversion: 100,001 IDR is an ordinary floor): above it is no bid
 MAX_SIZE = 20_000  # pixels: a larger banner size fits no creative
 XHTML_BANNER_AD = 2  # OpenRTB 2.5 list 5.2, banner ad types; `btype` blocks them
+NON_LINEAR = 2  # OpenRTB 2.5 list 5.7, video linearity
 SEAT = "adstack"
 CATEGORY_TAXONOMY = 1  # IAB Content Category Taxonomy 1.0 (AdCOM list "Category Taxonomies"), our categories
 AUCTION_PRICE = "${AUCTION_PRICE}"
@@ -176,8 +178,14 @@ def _banner_slot(imp: Imp, device: Device | None) -> Slot:
 def _video_slot(imp: Imp) -> Slot:
     video = imp.video
     assert video is not None
-    if video.mimes and "video/mp4" not in video.mimes:
+    if video.mimes and VIDEO_MIME not in video.mimes:
         return Slot(media=frozenset())  # we only have MP4 to offer
+    # Source: OpenRTB 2.6 §3.2.7 protocols (our inline VAST 4.0 must be supported) and linearity (2 is
+    # non-linear, an overlay: our ad is linear).
+    if video.protocols and VAST_PROTOCOL not in video.protocols:
+        return Slot(media=frozenset())
+    if video.linearity == NON_LINEAR:
+        return Slot(media=frozenset())
     low, high = video.minduration or 0, video.maxduration or 0
     if high > 86_400 or low > 86_400:
         return Slot(media=frozenset())

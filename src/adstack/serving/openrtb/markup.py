@@ -23,6 +23,10 @@ _VAST_EVENTS = {"start": "start", "first_quartile": "firstQuartile", "midpoint":
                 "third_quartile": "thirdQuartile", "complete": "complete"}
 IMPRESSION_EVENT = 1
 IMG_METHOD, JS_METHOD = 1, 2
+# What `vast` writes: an inline VAST 4.0 document, protocol 7 (8 is a 4.0 wrapper, which we do not send), of a
+# linear MP4. Source: AdCOM 1.0 "Creative Subtypes - Audio/Video" (OpenRTB 2.5 list 5.8, Protocols).
+VAST_PROTOCOL = 7
+VIDEO_MIME = "video/mp4"
 
 
 def _cdata(text: str) -> str:
@@ -117,6 +121,18 @@ def _image_fits(asset: Mapping[str, Any], width: int, height: int) -> bool:
     return width >= wmin and height >= hmin
 
 
+def video_fits(video: Mapping[str, Any], duration_ms: int) -> bool:
+    """A native video asset (Native 1.2, 4.5) takes our VAST: an MP4 among its `mimes`, our protocol among its
+    `protocols`, the duration within `minduration`..`maxduration` seconds (a maximum of 0 or none: no limit)."""
+    if not mime_allowed(video.get("mimes"), VIDEO_MIME):
+        return False
+    protocols = video.get("protocols")
+    if isinstance(protocols, list) and protocols and VAST_PROTOCOL not in protocols:
+        return False
+    low, high = _int(video.get("minduration")) or 0, _int(video.get("maxduration")) or 0
+    return duration_ms >= low * 1000 and (high <= 0 or duration_ms <= high * 1000)
+
+
 def tracker_method(spec: Mapping[str, Any]) -> int | None:
     """The method our impression tracker uses: img where the request allows it for impressions (or names no
     trackers at all, the 1.2 default), else None (then no native bid, as it could not be counted)."""
@@ -193,7 +209,7 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
                 filled = {"img": {"url": creative.cover_image_url, "w": creative.cover_width,
                                   "h": creative.cover_height}}
         elif isinstance(asset.get("video"), dict):
-            if video_xml is not None:
+            if video_xml is not None and video_fits(asset["video"], combination.duration_ms):
                 filled = {"video": {"vasttag": video_xml}}
         elif isinstance(asset.get("data"), dict):
             kind = _int(asset["data"].get("type"))
