@@ -338,6 +338,22 @@ def test_formats_endpoint(api: Api) -> None:
     assert api.client.get("/api/v1/creative-formats/nope", headers=adv.headers).status_code == 404
 
 
+def test_a_title_with_a_control_character_is_refused_over_http(api: Api) -> None:
+    adv = api.approved_account()
+    group = ad_group(api, adv, "push")
+    body: dict[str, Any] = {
+        "ad_group_id": group["id"],
+        "name": "Parcel update",
+        "format": "push_standard",
+        "materials": {"titles": ["Your parcel\x0bis here"], "descriptions": ["On its way"],
+                      "icon": upload(api, adv, png(180, 180), "icon.png")},
+        "click_url": "https://example.com/track",
+    }
+    fields = fields_of(expect(api.client.post("/api/v1/creatives", headers=adv.headers, json=body), 422))
+    assert (fields["materials.titles.0"]["rule"], fields["materials.titles.0"]["actual"]) == (
+        "no_control_characters", "U+000B")
+
+
 def test_push_standard_rules_from_the_push_format_page_over_http(api: Api) -> None:
     adv = api.approved_account()
     group = ad_group(api, adv, "push")

@@ -255,6 +255,18 @@ def test_push_icon_follows_the_guide_where_the_format_page_differs() -> None:
     assert errors_of(spec("push_standard"), heavier, library) == {"materials.icon": ("max_size_kb", 100, 101)}
 
 
+def test_texts_with_control_characters_are_refused_naming_the_field_and_rule() -> None:
+    """A VAST title is XML, which cannot carry most control characters: none is taken in any text."""
+    library = Library()
+    materials = interstitial(library, titles=["Big\x0bSale"], descriptions=["Line\nbreak", "Fine"],
+                             button_texts=["Go\x00"])
+    assert errors_of(spec("interstitial_image"), materials, library) == {
+        "materials.titles.0": ("no_control_characters", 0, "U+000B"),
+        "materials.descriptions.0": ("no_control_characters", 0, "U+000A"),
+        "materials.button_texts.0": ("no_control_characters", 0, "U+0000"),
+    }
+
+
 def test_push_standard_takes_no_emoji() -> None:
     """special_style.html, 2.1 Standard template: "Emoji:X"."""
     library = Library()

@@ -468,6 +468,20 @@ def test_a_native_video_asset_takes_our_video_only_by_its_type_protocol_and_dura
     assert client.post("/openrtb2/bid", json=bid_request(imp=[imp])).status_code == 204
 
 
+def test_a_stored_title_with_control_characters_still_makes_well_formed_vast(client: TestClient) -> None:
+    """Material validation now refuses such titles; creatives stored before it did are cleaned in the markup."""
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    made = creative(2, format="interstitial_video", width=640, height=480, video=True)
+    made = dataclasses.replace(made, name="Name\x01", combinations=tuple(
+        dataclasses.replace(c, title="Big\x0bSale\x00") for c in made.combinations))
+    serve(client, [group(2, placement="interstitial", bid_micros=4_000_000, creatives=(made,))])
+    imp = {"id": "1", "video": {"mimes": ["video/mp4"], "protocols": [7]}}
+    vast = ET.fromstring(first_bid(client.post("/openrtb2/bid", json=bid_request(imp=[imp])))["adm"])
+    assert vast.findtext("Ad/InLine/AdTitle") == "BigSale"
+
+
 def test_banner_mimes_and_blocked_banner_types_are_honoured(client: TestClient) -> None:
     """OpenRTB 2.6 3.2.6: `mimes` lists the content types the placement takes (our image's must be among them;
     "image/jpg" as requests write it is JPEG); `btype` 2 blocks XHTML banner ads, which our markup is."""

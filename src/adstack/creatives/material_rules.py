@@ -2,8 +2,9 @@
 
 Each refusal names the field (`materials.<field>[.<index>]`), the rule and the limit. Besides the guide's rules
 only these are checked, for safety: a media id must be an upload of the creative's account, of the kind the slot
-takes; a required text must not be blank; a background colour must be #RRGGBB (it is written into the preview's
-style); a phone number must be one that can be dialled (E.164, libphonenumber's metadata).
+takes; a required text must not be blank; no text may hold control characters (XML, so VAST, cannot carry them);
+a background colour must be #RRGGBB (it is written into the preview's style); a phone number must be one that can
+be dialled (E.164, libphonenumber's metadata).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def text_length(value: str) -> int:
 _EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0xFE0F, 0xFE0F), (0x20E3, 0x20E3))
 
 
+def control_characters_in(value: str) -> str:
+    """The control characters of a text (tab and line breaks too: every text here is one line), lone surrogates
+    and U+FFFE/U+FFFF, in order; empty when there are none. XML cannot carry most of them (Source: XML 1.0, 2.2
+    Characters), so a VAST title holding one would break the document."""
+    return "".join(c for c in value if unicodedata.category(c) in ("Cc", "Cs") or c in "\ufffe\uffff")
+
+
 def emoji_in(value: str) -> str:
     """The emoji characters of a text, in order; empty when there are none."""
     return "".join(c for c in value if any(low <= ord(c) <= high for low, high in _EMOJI_RANGES))
@@ -121,6 +129,9 @@ def _check_text(name: str, value: str, rule: TextRule) -> list[FieldError]:
     if rule.url_required and not _URL.search(value):
         errors.append(_error(name, "url_required", "must contain a URL (http:// or https://)",
                              limit="http(s) URL", actual=value[:200]))
+    if found_controls := control_characters_in(value):
+        errors.append(_error(name, "no_control_characters", "must not contain control characters", limit=0,
+                             actual=" ".join(f"U+{ord(c):04X}" for c in found_controls[:20])))
     if not rule.emoji_allowed and (found := emoji_in(value)):
         errors.append(_error(name, "no_emoji", "this format does not take emoji", limit=0, actual=found[:20]))
     return errors
@@ -221,4 +232,4 @@ def validate_materials(spec: FormatSpec, materials: Any, assets: Mapping[int, Me
     return errors
 
 
-__all__ = ["MEDIA_LISTS", "e164", "emoji_in", "text_length", "validate_materials"]
+__all__ = ["MEDIA_LISTS", "control_characters_in", "e164", "emoji_in", "text_length", "validate_materials"]

@@ -29,8 +29,19 @@ VAST_PROTOCOL = 7
 VIDEO_MIME = "video/mp4"
 
 
+# What XML 1.0 cannot carry (Source: XML 1.0, 2.2 Characters): C0 controls but tab and line breaks, surrogates,
+# U+FFFE and U+FFFF. Material validation refuses them; creatives stored before it did are cleaned here.
+_NOT_XML = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000), 0xFFFE,
+                          0xFFFF])
+
+
+def xml_text(text: str) -> str:
+    """The text without the characters XML cannot carry."""
+    return text.translate(_NOT_XML) if text and not text.isprintable() else text
+
+
 def _cdata(text: str) -> str:
-    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    return "<![CDATA[" + xml_text(text).replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
 def _duration(ms: int) -> str:
@@ -70,7 +81,7 @@ def banner_html(decision: Decision, *, click_url: str, impression_urls: list[str
                      for u in impression_urls)
     return (f'<a href={quoteattr(click_url)} target="_blank">'
             f'<img src={quoteattr(combination.image_url)} width="{combination.width}" '
-            f'height="{combination.height}" alt={quoteattr(combination.title)}></a>{pixels}')
+            f'height="{combination.height}" alt={quoteattr(xml_text(combination.title))}></a>{pixels}')
 
 
 def _int(value: Any) -> int | None:
@@ -186,7 +197,7 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
         filled: dict[str, Any] | None = None
         if isinstance(asset.get("title"), dict):
             limit = _int(asset["title"].get("len")) or 0
-            text = combination.title or creative.name
+            text = xml_text(combination.title or creative.name)
             if text:
                 filled = {"title": {"text": text[:limit] if limit > 0 else text}}
         elif isinstance(asset.get("img"), dict):
@@ -214,7 +225,7 @@ def native_markup(decision: Decision, spec: Mapping[str, Any], *, click_url: str
         elif isinstance(asset.get("data"), dict):
             kind = _int(asset["data"].get("type"))
             limit = _int(asset["data"].get("len")) or 0
-            value = _data_value(decision, kind or 0)
+            value = xml_text(_data_value(decision, kind or 0))
             if value:
                 filled = {"data": {"value": value[:limit] if limit > 0 else value}}
         if filled is None:
