@@ -29,6 +29,7 @@ from adstack.attribution.rules import (
     attribute_install,
     follow_partner,
     own_verdict,
+    within,
 )
 from adstack.attribution.service import convert, micros
 from adstack.attribution.view import (
@@ -76,9 +77,18 @@ def _device_touches(view: View, app: AppInfo, device: DeviceKey, until: datetime
 
 
 def _click_touch(view: View, app: AppInfo, click_id: str) -> Touch | None:
-    found = view.click_touches.get(click_id)
+    return _of_app(view.click_touches.get(click_id), app)
+
+
+def _impression_touch(view: View, app: AppInfo, click_id: str) -> Touch | None:
+    """The impression whose links carried this click id: our partner view-through link, fired on every
+    impression, carries the click id a later click would carry, and the partner returns it for a view-through."""
+    return _of_app(view.impression_touches.get(click_id), app)
+
+
+def _of_app(found: tuple[Touch, str] | None, app: AppInfo) -> Touch | None:
     if found is None or found[0].account_id != app.account_id or found[1] != app.package_name:
-        return None  # a click on another advertiser's or another app's ad does not credit this app
+        return None  # a touch on another advertiser's or another app's ad does not credit this app
     return found[0]
 
 
@@ -119,24 +129,35 @@ def _device_keys(item: Item) -> tuple[DeviceKey, ...]:
     return item.keys or (item.device,)
 
 
-def _install_for_event(view: View, item: Item, at: datetime) -> Known | None:
+def _installs_by_click(view: View, item: Item, impression: Touch | None) -> list[Known]:
+    """The installs known by the postback's click id: those that named it, those attributed to its click, and
+    those attributed to the impression whose links carried it."""
+    if not item.click_id:
+        return []
+    found = list(view.installs_by_click.get((item.app_id, item.click_id), ()))
+    if impression is not None:
+        found.extend(k for k in view.installs_by_impression.get((item.app_id, impression.touch_id), ())
+                     if k not in found)
+    return found
+
+
+def _install_for_event(view: View, item: Item, at: datetime, impression: Touch | None) -> Known | None:
     if item.gaid is not None:
         found = _latest(k for key in _device_keys(item) for k in view.installs_by_device.get((item.app_id, key), ())
                         if k.occurred_at <= at and _counts_for(item, k))
         if found is not None:
             return found
     if item.click_id:
-        return _latest(k for k in view.installs_by_click.get((item.app_id, item.click_id), ()) if _counts_for(item, k))
+        return _latest(k for k in _installs_by_click(view, item, impression) if _counts_for(item, k))
     return None
 
 
-def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
+def _device_flags(view: View, item: Item, impression: Touch | None) -> tuple[FraudFlag, ...]:
     """Fraud flags any install of this device (or of this click) carries: the flag travels with the device."""
     installs: list[Known] = []
     for key in _device_keys(item):
         installs.extend(view.installs_by_device.get((item.app_id, key), ()))
-    if item.click_id:
-        installs.extend(view.installs_by_click.get((item.app_id, item.click_id), ()))
+    installs.extend(_installs_by_click(view, item, impression))
     installs = [k for k in installs if _counts_for(item, k)]
     if not any(k.fraud_flags for k in installs):  # the usual case
         return ()
@@ -149,15 +170,19 @@ def _device_flags(view: View, item: Item) -> tuple[FraudFlag, ...]:
     return tuple(found)
 
 
-def _charged_before(view: View, item: Item, click_id: str, at: datetime, window: timedelta) -> list[Known]:
-    """Conversions charged for this click id and event (named by their postback or attributed to it), or for
-    this device (in any of its forms) and app within the re-attribution window, whatever postback they came in
-    (their charge may still be pending)."""
+def _charged_before(view: View, item: Item, click_id: str, impression_id: str, at: datetime,
+                    window: timedelta) -> list[Known]:
+    """Conversions charged for this click id or impression and event (named by their postback or attributed to
+    it), or for this device (in any of its forms) and app within the re-attribution window, whatever postback they
+    came in (their charge may still be pending)."""
     event = item.event
     assert event is not None
     found: dict[int, Known] = {}
     if click_id:
         found.update((k.seq, k) for k in view.charged_by_click.get((item.app_id, event.value, click_id), ()))
+    if impression_id:
+        found.update((k.seq, k) for k in view.charged_by_impression.get((item.app_id, event.value, impression_id),
+                                                                        ()))
     earliest, latest = at - window, at + window
     for key in _device_keys(item):
         found.update((k.seq, k) for k in view.charged_by_device.get((item.app_id, event.value, key), ())
@@ -215,23 +240,31 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     # stretch click-to-install past the click-injection threshold, so the install is judged at the receipt.
     judged_at = min(occurred_at, item.received_at) if event is ConversionEvent.INSTALL else occurred_at
     touch_by_click = _click_touch(view, app, click_id) if click_id else None
+    seen_by_click = _impression_touch(view, app, click_id) if click_id else None
+    named_touch = touch_by_click
     install: Known | None = None
     touches: list[Touch] = []
     if event is ConversionEvent.INSTALL:
-        # The device's earlier install, or one on the same click id: one click installs an app once, and a
-        # postback without the GAID is known by the click alone.
+        # The device's earlier install, or one on the same click id (or its impression): one click installs an
+        # app once, and a postback without the GAID is known by the click alone.
         earlier = [*(k for key in _device_keys(item) for k in view.installs_by_device.get((app.id, key), ())),
-                   *(view.installs_by_click.get((app.id, click_id), ()) if click_id else ())]
+                   *_installs_by_click(view, item, seen_by_click)]
         prior = _latest(k for k in earlier if k.occurred_at <= occurred_at and not k.is_reinstall
                         and _counts_for(item, k))
         touches = _device_touches(view, app, item.device, occurred_at, windows) if gaid is not None else []
+        # The impression the click id came from counts as a view-through, within the view-through window (none
+        # when the app turned view-through off); a click of that id before the install beats it.
+        viewed = seen_by_click if seen_by_click is not None and within(
+            seen_by_click.occurred_at, judged_at, windows.view_through) else None
+        if viewed is not None and (touch_by_click is None or touch_by_click.occurred_at > judged_at):
+            named_touch = viewed
         own: Decision = attribute_install(
             installed_at=judged_at, windows=windows, touch_by_click_id=touch_by_click,
-            device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
+            impression_by_click_id=viewed, device_clicks=[t for t in touches if t.kind is TouchKind.CLICK],
             device_impressions=[t for t in touches if t.kind is TouchKind.IMPRESSION],
             prior_install=prior.prior() if prior is not None else None, forged_click_id=forged)
     else:
-        install = _install_for_event(view, item, occurred_at)
+        install = _install_for_event(view, item, occurred_at, seen_by_click)
         own = attribute_event(occurred_at=occurred_at, windows=windows,
                               install=install.prior() if install is not None else None,
                               touch_by_click_id=touch_by_click, forged_click_id=forged)
@@ -243,7 +276,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         if not touches and gaid is not None and parsed.verdict is PartnerVerdict.ATTRIBUTED and not own.attributed:
             touches = _device_touches(view, app, item.device, occurred_at, windows)
         decision = follow_partner(verdict=partner_says, own=own, occurred_at=judged_at,
-                                  is_install=event is ConversionEvent.INSTALL, touch_by_click_id=touch_by_click,
+                                  is_install=event is ConversionEvent.INSTALL, touch_by_click_id=named_touch,
                                   device_touches=touches, partner_touch_type=parsed.touch_type)
     elif item.partner in WITHOUT_VERDICT and app.attribution_authority != _BY_ADSTACK \
             and event is ConversionEvent.INSTALL and own.attributed and own.match_type is not MatchType.CLICK_ID:
@@ -260,7 +293,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
                             decision.click_to_install, True, decision.fraud_flags)
         data_flags.append("partner_reattribution")
     if event is not ConversionEvent.INSTALL:
-        inherited = _device_flags(view, item)
+        inherited = _device_flags(view, item, seen_by_click)
         if inherited:
             decision = Decision(decision.attribution_type, decision.match_type, decision.touch,
                                 decision.click_to_install, decision.reinstall,
@@ -364,7 +397,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         charge_click, impression = charged_touch(install.touch_kind, install.touch_id, install.click_id) \
             if event is not ConversionEvent.INSTALL and install is not None \
             else charged_touch(touch.kind.value, touch.touch_id, click_id)
-        before = _charged_before(view, item, charge_click, occurred_at, windows.reattribution)
+        before = _charged_before(view, item, charge_click, impression, occurred_at, windows.reattribution)
         if any(k.charged is None for k in before):
             apply_pending(session, view)  # its outcome decides this one, as if charged one by one
             before = [k for k in before if k.charged]

@@ -185,9 +185,17 @@ def _load_touches(session: Session, view: View, items: list[Item]) -> None:
     clicks = {i.click_id for i in items if i.click_id}
     if clicks:
         params: dict[str, Any] = {}
-        for row in session.execute(select(*_TOUCH_COLUMNS).where(
-                _T.kind == TouchKind.CLICK.value, _in(view, params, _T.touch_id, "p_clicks", clicks)), params):
-            view.click_touches[row[1]] = (_touch(row, made), row[11])
+        # A click id is a click's, or the impression's whose links carried it (its partner view-through link):
+        # each through its own index.
+        by_click = select(*_TOUCH_COLUMNS, _T.click_id).where(
+            _T.kind == TouchKind.CLICK.value, _in(view, params, _T.touch_id, "p_clicks", clicks))
+        by_impression = select(*_TOUCH_COLUMNS, _T.click_id).where(
+            _in(view, params, _T.click_id, "p_impression_clicks", clicks), _T.kind == TouchKind.IMPRESSION.value)
+        for row in session.execute(union_all(by_click, by_impression), params):
+            if row[0] == TouchKind.CLICK.value:
+                view.click_touches[row[1]] = (_touch(row, made), row[11])
+            else:
+                view.impression_touches[row[12]] = (_touch(row, made), row[11])
     with_device = [i for i in items if i.gaid is not None]
     if not with_device:
         return
@@ -223,6 +231,11 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
         # A conversion attributed to one of these clicks by its device, its postback naming no click.
         matches.append(and_(_C.touch_kind == TouchKind.CLICK.value, _in(view, params, _C.touch_id,
                                                                            "p_touch_clicks", clicks)))
+    impressions = {view.impression_touches[c][0].touch_id for c in clicks if c in view.impression_touches}
+    if impressions:
+        # One attributed to the impression a click id names (by its device, or by that click id).
+        matches.append(and_(_C.touch_kind == TouchKind.IMPRESSION.value, _in(view, params, _C.touch_id,
+                                                                                "p_impressions", impressions)))
     seen: set[int] = set()
     if matches:
         # One branch per device form and one for the click ids, each through its (app, key) index: an OR of
@@ -238,15 +251,25 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
                 view.add_install(known, keys)
             if row.charged_micros > 0:
                 view.add_charged(known, keys)
-    install_clicks = {c for rows in view.installs_by_device.values() for k in rows for c in k.clicks()} - clicks
-    if install_clicks:
+    installs = [k for rows in view.installs_by_device.values() for k in rows]
+    install_clicks = {c for k in installs for c in k.clicks()} - clicks
+    install_impressions = {k.impression() for k in installs if k.impression()} - impressions
+    if install_clicks or install_impressions:
         params = {}
-        by_click = select(*_KNOWN_COLUMNS).where(_C.app_id.in_(app_ids), _C.charged_micros > 0,
-                                                 _in(view, params, _C.click_id, "p_clicks", install_clicks))
-        by_touch = select(*_KNOWN_COLUMNS).where(_C.app_id.in_(app_ids), _C.charged_micros > 0,
-                                                 _C.touch_kind == TouchKind.CLICK.value,
-                                                 _in(view, params, _C.touch_id, "p_touch_clicks", install_clicks))
-        for row in sorted(session.execute(union_all(by_click, by_touch), params), key=lambda r: r.id):
+        found = []
+        if install_clicks:
+            found.append(select(*_KNOWN_COLUMNS).where(
+                _C.app_id.in_(app_ids), _C.charged_micros > 0,
+                _in(view, params, _C.click_id, "p_clicks", install_clicks)))
+            found.append(select(*_KNOWN_COLUMNS).where(
+                _C.app_id.in_(app_ids), _C.charged_micros > 0, _C.touch_kind == TouchKind.CLICK.value,
+                _in(view, params, _C.touch_id, "p_touch_clicks", install_clicks)))
+        if install_impressions:
+            found.append(select(*_KNOWN_COLUMNS).where(
+                _C.app_id.in_(app_ids), _C.charged_micros > 0, _C.touch_kind == TouchKind.IMPRESSION.value,
+                _in(view, params, _C.touch_id, "p_impressions", install_impressions)))
+        stmt = union_all(*found) if len(found) > 1 else found[0]
+        for row in sorted(session.execute(stmt, params), key=lambda r: r.id):
             if row.id not in seen:
                 seen.add(row.id)
                 view.add_charged(_known(row), ())  # matched by its click only
@@ -295,6 +318,7 @@ def _load_ad_groups(session: Session, view: View) -> None:
     from adstack.campaigns.models import AdGroup
 
     ids = {t.ad_group_id for t, _ in view.click_touches.values()}
+    ids.update(t.ad_group_id for t, _ in view.impression_touches.values())
     ids.update(t.ad_group_id for rows in view.device_touches.values() for t, _ in rows)
     ids.update(k.ad_group_id for rows in view.installs_by_device.values() for k in rows)
     ids.update(k.ad_group_id for rows in view.installs_by_click.values() for k in rows)

@@ -31,12 +31,16 @@ class Touchpoint(Base):
         UniqueConstraint("kind", "touch_id"),
         Index("ix_touchpoints_device_md5", "gaid_md5", "kind", "occurred_at"),
         Index("ix_touchpoints_device_sha1", "gaid_sha1", "kind", "occurred_at"),
+        Index("ix_touchpoints_click_id", "click_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(12))  # click | impression
     touch_id: Mapped[str] = mapped_column(String(64))  # click id or impression id
     impression_id: Mapped[str] = mapped_column(String(64))
+    # An impression's: the click id its links carry (the partner's view-through link among them), by which a
+    # postback returning it finds the impression. None on a click, whose touch id is its click id.
+    click_id: Mapped[str | None] = mapped_column(String(64))
     account_id: Mapped[int]
     campaign_id: Mapped[int]
     ad_group_id: Mapped[int]

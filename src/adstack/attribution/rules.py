@@ -1,7 +1,9 @@
 """Attribution rules as pure functions: windows, precedence, re-attribution and fraud flags.
 
 Installs go to the last click within the click lookback window, matched by click id first and by device
-(GAID) second; otherwise to the last impression within the view-through window; otherwise they are organic.
+(GAID) second; otherwise to the last impression within the view-through window, the one whose click id the
+partner returned first (our view-through link carries the click id a click would), by device second; otherwise
+they are organic.
 A click always beats an impression. A reinstall within the re-attribution window keeps the original
 install's attribution and is not a new attributed install. In-app events follow their install's attribution
 within the event window (lifetime by default).
@@ -158,7 +160,13 @@ def attribute_install(
     device_impressions: Sequence[Touch] = (),
     prior_install: PriorInstall | None = None,
     forged_click_id: bool = False,
+    impression_by_click_id: Touch | None = None,
 ) -> Decision:
+    """`touch_by_click_id`: the click of the postback's click id; `impression_by_click_id`: the impression whose
+    links carried that click id (the partner's view-through link), which counts as a view-through."""
+    if impression_by_click_id is None and touch_by_click_id is not None \
+            and touch_by_click_id.kind is TouchKind.IMPRESSION:
+        touch_by_click_id, impression_by_click_id = None, touch_by_click_id
     if prior_install is not None and within(prior_install.installed_at, installed_at, windows.reattribution):
         return Decision(prior_install.attribution_type, prior_install.match_type, prior_install.touch,
                         reinstall=True, fraud_flags=(FraudFlag.FORGED_CLICK_ID,) if forged_click_id else ())
@@ -168,9 +176,9 @@ def attribute_install(
         kind, match, touch = AttributionType.CLICK, MatchType.CLICK_ID, touch_by_click_id
     elif (click := last_within(device_clicks, installed_at, windows.click_lookback)) is not None:
         kind, match, touch = AttributionType.CLICK, MatchType.GAID, click
-    elif (touch_by_click_id is not None and touch_by_click_id.kind is TouchKind.IMPRESSION
-          and within(touch_by_click_id.occurred_at, installed_at, windows.view_through)):
-        kind, match, touch = AttributionType.VIEW, MatchType.CLICK_ID, touch_by_click_id
+    elif (impression_by_click_id is not None
+          and within(impression_by_click_id.occurred_at, installed_at, windows.view_through)):
+        kind, match, touch = AttributionType.VIEW, MatchType.CLICK_ID, impression_by_click_id
     elif (view := last_within(device_impressions, installed_at, windows.view_through)) is not None:
         kind, match, touch = AttributionType.VIEW, MatchType.GAID, view
     click_to_install = installed_at - touch.occurred_at if touch is not None and kind is AttributionType.CLICK \

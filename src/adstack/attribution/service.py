@@ -132,10 +132,12 @@ def set_fx_rate(session: Session, principal: Principal, currency: str, units_per
 def record_touch(session: Session, *, kind: TouchKind, touch_id: str, impression_id: str, account_id: int,
                  campaign_id: int, ad_group_id: int, creative_id: int, ad_space_id: int, publisher_id: int,
                  bid_type: str, price_micros: int, country: str, placement_type: str, app_package: str,
-                 gaid: Gaid | None, occurred_at: datetime) -> bool:
-    """Store a click or an impression once per id; True the first time."""
+                 gaid: Gaid | None, occurred_at: datetime, click_id: str | None = None) -> bool:
+    """Store a click or an impression once per id; True the first time. `click_id`: an impression's, the one its
+    links carry."""
     return insert_once(session, Touchpoint.__table__, {  # type: ignore[arg-type]
-        "kind": kind.value, "touch_id": touch_id, "impression_id": impression_id, "account_id": account_id,
+        "kind": kind.value, "touch_id": touch_id, "impression_id": impression_id,
+        "click_id": click_id if kind is TouchKind.IMPRESSION else None, "account_id": account_id,
         "campaign_id": campaign_id, "ad_group_id": ad_group_id, "creative_id": creative_id,
         "ad_space_id": ad_space_id, "publisher_id": publisher_id, "bid_type": bid_type,
         "price_micros": price_micros, "country": country[:2], "placement_type": placement_type[:32],
@@ -212,6 +214,9 @@ def identify_app(session: Session, *, secret: bytes, partner: Partner, parsed: P
         else:
             row = session.scalar(select(Touchpoint).where(Touchpoint.kind == TouchKind.CLICK.value,
                                                           Touchpoint.touch_id == parsed.click_id))
+            if row is None:  # the click id of an impression, returned for a view-through install
+                row = session.scalar(select(Touchpoint).where(Touchpoint.click_id == parsed.click_id,
+                                                              Touchpoint.kind == TouchKind.IMPRESSION.value))
             if row is not None and row.app_package:
                 app = apps.app_for_package(session, row.account_id, row.app_package)
                 if app is not None:

@@ -77,10 +77,13 @@ class _Group:
 
 def charged_touch(touch_kind: str, touch_id: str, click_id: str) -> tuple[str, str]:
     """(click, impression) a conversion is charged once for: the touch it was attributed to, else the click id its
-    postback named."""
+    postback named. A view-through is the impression's, whether its postback returned the impression's click id
+    or it was matched by device."""
     if touch_kind == TouchKind.CLICK.value and touch_id:
         return touch_id, ""
-    return click_id, touch_id if touch_kind == TouchKind.IMPRESSION.value else ""
+    if touch_kind == TouchKind.IMPRESSION.value and touch_id:
+        return "", touch_id
+    return click_id, ""
 
 
 @dataclass(slots=True, eq=False)
@@ -128,7 +131,11 @@ class Known:
         attributed = self.attributed_click()
         if not self.click_id or attributed == self.click_id:
             return (attributed,) if attributed else ()
-        return (self.click_id, attributed)
+        return (self.click_id, attributed) if attributed else (self.click_id,)
+
+    def impression(self) -> str:
+        """The impression of a view-through: how one found by device and one by its click id are known as one."""
+        return self.touch_id if self.touch_kind == TouchKind.IMPRESSION.value else ""
 
     def prior(self) -> PriorInstall:
         touch = None
@@ -196,12 +203,17 @@ class View:
     currencies: dict[int, str] = field(default_factory=dict)
     ad_groups: dict[int, _Group] = field(default_factory=dict)
     click_touches: dict[str, tuple[Touch, str]] = field(default_factory=dict)  # click id -> (touch, package)
+    # the click id an impression's links carried -> (the impression, package)
+    impression_touches: dict[str, tuple[Touch, str]] = field(default_factory=dict)
     device_touches: dict[DeviceKey, list[tuple[Touch, str]]] = field(default_factory=lambda: defaultdict(list))
     installs_by_device: dict[tuple[int, DeviceKey], list[Known]] = field(default_factory=lambda: defaultdict(list))
     installs_by_click: dict[tuple[int, str], list[Known]] = field(default_factory=lambda: defaultdict(list))
     charged_by_device: dict[tuple[int, str, DeviceKey], list[Known]] = field(
         default_factory=lambda: defaultdict(list))
     charged_by_click: dict[tuple[int, str, str], list[Known]] = field(default_factory=lambda: defaultdict(list))
+    installs_by_impression: dict[tuple[int, str], list[Known]] = field(default_factory=lambda: defaultdict(list))
+    charged_by_impression: dict[tuple[int, str, str], list[Known]] = field(
+        default_factory=lambda: defaultdict(list))
     # (app, account, event, source event name, click id, time, device) -> conversions a retry may repeat
     same: dict[tuple[Any, ...], list[Known]] = field(default_factory=lambda: defaultdict(list))
     pending_charges: list[tuple[Item, Any]] = field(default_factory=list)
@@ -214,9 +226,13 @@ class View:
             self.installs_by_device[(known.app_id, key)].append(known)
         for click_id in known.clicks():
             self.installs_by_click[(known.app_id, click_id)].append(known)
+        if impression := known.impression():
+            self.installs_by_impression[(known.app_id, impression)].append(known)
 
     def add_charged(self, known: Known, keys: Sequence[DeviceKey]) -> None:
         for key in keys:
             self.charged_by_device[(known.app_id, known.conversion_event, key)].append(known)
         for click_id in known.clicks():
             self.charged_by_click[(known.app_id, known.conversion_event, click_id)].append(known)
+        if impression := known.impression():
+            self.charged_by_impression[(known.app_id, known.conversion_event, impression)].append(known)

@@ -42,7 +42,7 @@ from adstack.pipeline.records import Kind, Tracked, decode, impression_record_id
 from adstack.serving.counters import Counters
 from adstack.tracking.auction_price import impression_cost_micros, parse_auction_price, parse_price_currency
 from adstack.tracking.service import CLICK_BILLED, IMPRESSION_BILLED, VIDEO_EVENT_TYPES, event_for
-from adstack.tracking.tokens import TrackingClaims
+from adstack.tracking.tokens import TrackingClaims, new_click_id
 from adstack.tracking.urls import VideoEvent
 
 log = logging.getLogger("adstack.pipeline")
@@ -445,9 +445,9 @@ def _charge_event(request: Any, item: Tracked | None, record: dict[str, Any], am
 # ---------- touchpoints and invalid traffic ----------
 
 
-TOUCHPOINT_COLUMNS = ("kind", "touch_id", "impression_id", "account_id", "campaign_id", "ad_group_id", "creative_id",
-                      "ad_space_id", "publisher_id", "bid_type", "price_micros", "country", "placement_type",
-                      "app_package", "gaid_md5", "gaid_sha1", "occurred_at")
+TOUCHPOINT_COLUMNS = ("kind", "touch_id", "impression_id", "click_id", "account_id", "campaign_id", "ad_group_id",
+                      "creative_id", "ad_space_id", "publisher_id", "bid_type", "price_micros", "country",
+                      "placement_type", "app_package", "gaid_md5", "gaid_sha1", "occurred_at")
 
 
 class Touchpoints:
@@ -481,7 +481,11 @@ class Touchpoints:
                 is_click = item.record["k"] == Kind.CLICK.value
                 rows.append((  # in TOUCHPOINT_COLUMNS order
                     "click" if is_click else "impression", item.record["c"] if is_click else claims.impression_id,
-                    claims.impression_id, claims.account_id, claims.campaign_id, claims.ad_group_id,
+                    # An impression is also known by the click id its links carry: the partner's view-through
+                    # link fired with it returns that id for a view-through install (serving.impression_monitors).
+                    claims.impression_id, None if is_click else new_click_id(claims.impression_id, claims.issued_at,
+                                                                             self.context.secret),
+                    claims.account_id, claims.campaign_id, claims.ad_group_id,
                     claims.creative_id, claims.ad_space_id, claims.publisher_id, claims.bid_type,
                     claims.price_micros, claims.country[:2], claims.placement_type[:32],
                     (packages.get(claims.campaign_id) or "")[:255], device.md5 if device else None,

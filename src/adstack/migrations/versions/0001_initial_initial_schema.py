@@ -461,6 +461,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=12), nullable=False),
     sa.Column('touch_id', sa.String(length=64), nullable=False),
     sa.Column('impression_id', sa.String(length=64), nullable=False),
+    sa.Column('click_id', sa.String(length=64), nullable=True),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('ad_group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -479,6 +480,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('kind', 'touch_id', name=op.f('uq_touchpoints_kind_touch_id'))
     )
     with op.batch_alter_table('touchpoints', schema=None) as batch_op:
+        batch_op.create_index('ix_touchpoints_click_id', ['click_id'], unique=False)
         batch_op.create_index('ix_touchpoints_device_md5', ['gaid_md5', 'kind', 'occurred_at'], unique=False)
         batch_op.create_index('ix_touchpoints_device_sha1', ['gaid_sha1', 'kind', 'occurred_at'], unique=False)
 
@@ -1163,6 +1165,7 @@ def downgrade() -> None:
     with op.batch_alter_table('touchpoints', schema=None) as batch_op:
         batch_op.drop_index('ix_touchpoints_device_sha1')
         batch_op.drop_index('ix_touchpoints_device_md5')
+        batch_op.drop_index('ix_touchpoints_click_id')
 
     op.drop_table('touchpoints')
     with op.batch_alter_table('spend_counters', schema=None) as batch_op:
