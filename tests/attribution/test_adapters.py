@@ -117,6 +117,33 @@ def test_dedupe_keys() -> None:
     assert parse_postback(Partner.BRANCH, {"id": "b-9", "name": "install"}).dedupe_key == "branch:id:b-9"
 
 
+def test_revenue_as_sent_tells_two_events_of_one_second_apart() -> None:
+    """Adjust's `created_at` and MyTracker's `mt_event_ts` are whole seconds: two ad-revenue events or purchases of
+    one device in one second had one key, and the second one's revenue was lost."""
+    fields = {"activity_kind": "ad_revenue", "gps_adid": GAID, "label": "x", "created_at": "1735732800",
+              "currency": "USD"}
+    key = parse_postback(Partner.ADJUST, {**fields, "revenue_float": "0.0150"}).dedupe_key
+    assert parse_postback(Partner.ADJUST, {**fields, "revenue_float": "0.0420"}).dedupe_key != key
+    assert parse_postback(Partner.ADJUST, {**fields, "revenue_float": "0.0150", "currency": "EUR"}).dedupe_key != key
+    # The partner's retry resends the same amount, however it spells it.
+    for same in ("0.0150", "0.015", "1.5E-2", "0.01500000"):
+        assert parse_postback(Partner.ADJUST, {**fields, "revenue_float": same}).dedupe_key == key, same
+    purchase = {"event": "purchase", "gaid": GAID, "clickid": "x", "event-time": "1735732800", "currency": "USD"}
+    assert parse_postback(Partner.MYTRACKER, {**purchase, "revenue": "4.990"}).dedupe_key == parse_postback(
+        Partner.MYTRACKER, {**purchase, "revenue": "4.99"}).dedupe_key != parse_postback(
+        Partner.MYTRACKER, {**purchase, "revenue": "19.99"}).dedupe_key
+
+
+def test_a_postback_without_revenue_keeps_the_key_stored_before_revenue_counted() -> None:
+    """Keys of postbacks received before revenue was part of the key: their retries must still be found."""
+    session = {"activity_kind": "session", "gps_adid": GAID, "label": "x", "created_at": "1735732800"}
+    assert parse_postback(Partner.ADJUST, session).dedupe_key == "adjust:h:dd9bb1446ee1a9b5238a9c52f2f7b3cc5387c176"
+    assert parse_postback(Partner.ADJUST, {**session, "revenue_float": "0", "currency": "USD"}).dedupe_key == \
+        "adjust:h:dd9bb1446ee1a9b5238a9c52f2f7b3cc5387c176"
+    level = {"event": "level_up", "gaid": GAID, "clickid": "x", "event-time": "1735732800"}
+    assert parse_postback(Partner.MYTRACKER, level).dedupe_key == "mytracker:h:0214bbf08eebcd442b995b7626219d6591046ffd"
+
+
 def test_partner_install_and_reinstall_signals() -> None:
     assert parse_postback(Partner.ADJUST, {"activity_kind": "reattribution"}).reattribution
     assert parse_postback(Partner.KOCHAVA, {"event_name": "_install"}).is_install

@@ -403,6 +403,47 @@ def test_dedupe_by_event_id_or_identifying_fields(api: Api, settings: Settings) 
     assert len(adjust.conversions(event="AD_REVENUE")) == 2
 
 
+def test_two_events_of_one_device_in_one_second_keep_both_revenues(api: Api, settings: Settings) -> None:
+    """Adjust's `created_at` and MyTracker's `mt_event_ts` are whole seconds and neither sends an event id: two
+    events differing only in revenue were stored as one. A partner's retry resends the same postback: still one."""
+    second = int((utcnow() - timedelta(minutes=1)).timestamp())
+    cases = (
+        (Partner.ADJUST, "AD_REVENUE", "revenue_float", ("0.0150", "0.0420"),
+         lambda click, gaid: {"activity_kind": "ad_revenue", "label": click, "gps_adid": gaid, "currency": "USD",
+                              "created_at": second}),
+        (Partner.MYTRACKER, "PURCHASE", "revenue", ("4.99", "19.99"),
+         lambda click, gaid: {"clickid": click, "gaid": gaid, "event": "purchase", "currency": "USD",
+                              "event-time": second}),
+    )
+    for partner, event, field, amounts, fields in cases:
+        s = scenario(api, settings, partner=partner)
+        gaid = new_gaid()
+        click = _click(s, gaid, utcnow() - timedelta(hours=1))
+        for amount in amounts:
+            _send(s, {**fields(click, gaid), field: amount})
+        _send(s, {**fields(click, gaid), field: amounts[0] + "0"})  # the first one's retry, spelt otherwise
+        rows = [r for r in s.conversions() if r["conversion_event"] == event]
+        assert sorted(Decimal(r["revenue"]) for r in rows) == sorted(map(Decimal, amounts)), partner
+        assert len(s.postbacks()) == 2, partner
+
+
+def test_a_retry_without_its_event_id_is_told_apart_from_another_event_by_its_revenue(
+    api: Api, settings: Settings
+) -> None:
+    s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
+    gaid = new_gaid()
+    click = _click(s, gaid)
+    _send(s, {"ext": click, "gaid": gaid, "transaction_id": "tx-1"})
+    at = int((utcnow() - timedelta(seconds=30)).timestamp())
+    purchase = {"ext": click, "gaid": gaid, "event_name": "purchase", "currency": "USD", "conversion_timestamp": at}
+    _send(s, {**purchase, "price": "5", "transaction_id": "tx-2"})
+    _send(s, {**purchase, "price": "7"})  # another purchase in that second, without an event id
+    _send(s, {**purchase, "price": "5.00"})  # the first one's retry, its event id lost
+    purchases = [r for r in s.conversions() if r["conversion_event"] == "PURCHASE"]
+    assert sorted(r["revenue_micros"] for r in purchases) == [5_000_000, 7_000_000]
+    assert [p["status"] for p in s.postbacks()].count("duplicate") == 1
+
+
 def test_unreplaced_macros_are_absent_not_forged(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPSFLYER)
     for n, macro in enumerate(UNREPLACED_CLICK_ID_MACROS):

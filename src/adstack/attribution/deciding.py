@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from adstack.apps.partners import SPECS
 from adstack.attribution.adapters import ADAPTERS
 from adstack.attribution.models import UNSIGNED_KEY_PREFIX, UNSIGNED_NOT_CHARGED, PostbackStatus
-from adstack.attribution.postback_fields import PartnerVerdict
+from adstack.attribution.postback_fields import PartnerVerdict, same_revenue
 from adstack.attribution.rules import (
     CLICK_SPAM_WINDOW,
     DEVICE_FLAGS,
@@ -94,8 +94,8 @@ def _of_app(found: tuple[Touch, str] | None, app: AppInfo) -> Touch | None:
 
 def _same_conversion(view: View, item: Item) -> Known | None:
     """A conversion recorded from a postback with the same identifying fields (event, click id, device, partner
-    time): the partner's retry of it under another dedupe key, e.g. without its event id. Two postbacks that
-    both carry a partner event id, different ones, are two conversions."""
+    time, revenue): the partner's retry of it under another dedupe key, e.g. without its event id. Two postbacks
+    that both carry a partner event id, different ones, or both revenue, different amounts, are two conversions."""
     app, parsed, event = item.app, item.parsed, item.event
     assert app is not None and parsed is not None and event is not None
     candidates = view.same.get((app.id, app.account_id, event.value, parsed.event_name[:100], parsed.click_id,
@@ -108,6 +108,8 @@ def _same_conversion(view: View, item: Item) -> Known | None:
     for known in bearing[:20]:
         theirs = known.dedupe_key.removeprefix(UNSIGNED_KEY_PREFIX)
         if ":id:" in mine and ":id:" in theirs and theirs != mine:
+            continue
+        if not same_revenue(parsed.revenue, parsed.currency, known.revenue, known.currency):
             continue
         adapter = ADAPTERS.get(Partner(item.partner))
         if parsed.event_params and adapter is not None \
@@ -368,7 +370,8 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
                   match_type=match_type, is_reinstall=decision.reinstall, touch_kind=touch_kind, touch_id=touch_id,
                   touch_at=touch_at, account_id=app.account_id, campaign_id=campaign_id, ad_group_id=ad_group_id,
                   creative_id=creative_id, ad_space_id=ad_space_id, publisher_id=publisher_id, fraud_flags=fraud,
-                  dedupe_key=item.dedupe_key, fields=item.fields, touch=touch, signed=item.signed)
+                  dedupe_key=item.dedupe_key, fields=item.fields, touch=touch, signed=item.signed,
+                  revenue=row["revenue"], currency=row["currency"])
     item.row, item.known, item.install, item.touch = row, known, install, touch
 
     billable = decision.attributed and not decision.reinstall and not decision.fraud_flags and touch is not None

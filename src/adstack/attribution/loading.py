@@ -289,7 +289,8 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
 
     def branch(*device: Any) -> Any:
         return select(_C.id, _C.postback_id, _C.app_id, _C.account_id, _C.conversion_event, _C.source_event_name,
-                      _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, _C.data_flags, p.dedupe_key, p.fields) \
+                      _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, _C.data_flags, _C.revenue, _C.currency,
+                      p.dedupe_key, p.fields) \
             .join(_POSTBACKS, p.id == _C.postback_id) \
             .where(_C.app_id.in_({i.app_id for i in timed}), _C.occurred_at.in_(times), clicks, *device)
 
@@ -307,7 +308,8 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
         seen.add(row.id)
         known = Known(seq=row.id, id=row.id, postback_id=row.postback_id, app_id=row.app_id,
                       conversion_event=row.conversion_event, occurred_at=row.occurred_at, click_id=row.click_id,
-                      dedupe_key=row.dedupe_key, fields=row.fields, signed=_signed(row.data_flags))
+                      dedupe_key=row.dedupe_key, fields=row.fields, signed=_signed(row.data_flags),
+                      revenue=row.revenue, currency=row.currency)
         for key in _row_keys(row.gaid_md5, row.gaid_sha1) or (_NO_DEVICE,):
             view.same[(row.app_id, row.account_id, row.conversion_event, row.source_event_name, row.click_id,
                        row.occurred_at, key)].append(known)

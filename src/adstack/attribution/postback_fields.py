@@ -91,12 +91,20 @@ class ParsedPostback:
 
     def identity(self, *, with_event_id: bool = True) -> list[Any]:
         """The fields that say which conversion this is: the partner's event id, the device, our click id,
-        the event and its partner time. Revenue, currency and anything else may differ between retries."""
-        return [
+        the event, its partner time and, when sent, its revenue and currency. A retry resends them as they were;
+        anything else may differ between retries."""
+        found: list[Any] = [
             self.partner.value, "install" if self.is_install else "event", self.event_name.lower(), self.click_id,
             self.gaid.value if self.gaid else "", self.occurred_at.isoformat() if self.occurred_at else "",
             list(self.event_params), self.partner_event_id if with_event_id else "",
         ]
+        if self.revenue is not None and not self.revenue.is_zero():
+            # Two purchases of one device in one second (Adjust's `created_at` and MyTracker's `mt_event_ts` are
+            # whole seconds) differ by their revenue. Appended only for an amount, so a postback without one (or
+            # with 0, which tells no two events apart) keeps the key it had before revenue counted, and its
+            # retries still find it.
+            found.append([revenue_text(self.revenue), self.currency])
+        return found
 
     @property
     def dedupe_key(self) -> str:
@@ -105,6 +113,24 @@ class ParsedPostback:
         # Identifying fields only: a retry that adds, drops or reorders other fields is the same event.
         digest = hashlib.sha256(orjson.dumps(self.identity())).hexdigest()[:40]
         return f"{self.partner.value}:h:{digest}"
+
+
+def revenue_text(amount: Decimal) -> str:
+    """An amount as its decimal value alone: 4.990, 4.99 and 0.499E1 are one amount."""
+    if amount.is_zero():
+        return "0"
+    return format(amount.normalize(), "f")
+
+
+def same_revenue(revenue: Decimal | None, currency: str, stored: str, stored_currency: str) -> bool:
+    """Whether a postback's revenue may be a stored conversion's (`stored` as the conversion keeps it, "" for
+    none): the same amount and currency, or either sent none (a retry that lost its revenue field)."""
+    if revenue is None or not stored:
+        return True
+    try:
+        return Decimal(stored) == revenue and stored_currency == currency
+    except InvalidOperation:
+        return True
 
 
 # ---------- value readers ----------

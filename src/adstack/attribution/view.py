@@ -111,9 +111,11 @@ class Known:
     fraud_flags: Sequence[str] = ()
     charged: int | None = 0  # None while its CPA charge is requested but not yet applied
     id: int | None = None
-    # For the retry check: the postback it came from.
+    # For the retry check: the postback it came from, and the revenue and currency as sent ("" for none).
     dedupe_key: str = ""
     fields: dict[str, Any] | None = None
+    revenue: str = ""
+    currency: str = ""
     # From the app's signed postback URL. An unsigned conversion is never a signed one's prior install, retry or
     # source of device flags: anyone who saw a click id could have sent it.
     signed: bool = True
