@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from adstack.attribution.adapters import parse_postback
+from adstack.attribution.adapters import ADAPTERS, parse_postback
 from adstack.attribution.postback_fields import PartnerVerdict, PostbackError, parse_revenue
 from adstack.core.vocabulary import Partner
 from adstack.tracking.devices import GaidForm, normalise_gaid
@@ -142,6 +142,18 @@ def test_a_postback_without_revenue_keeps_the_key_stored_before_revenue_counted(
         "adjust:h:dd9bb1446ee1a9b5238a9c52f2f7b3cc5387c176"
     level = {"event": "level_up", "gaid": GAID, "clickid": "x", "event-time": "1735732800"}
     assert parse_postback(Partner.MYTRACKER, level).dedupe_key == "mytracker:h:0214bbf08eebcd442b995b7626219d6591046ffd"
+
+
+@pytest.mark.parametrize("partner", list(Partner))
+def test_a_name_read_as_a_reinstall_is_a_reattribution_for_every_partner(partner: Partner) -> None:
+    """Singular read `reinstall` as an install but took its re-attribution from {IS_RE_ENG} alone: charged as a new
+    install where Kochava's was a reinstall."""
+    adapter = ADAPTERS[partner]
+    for name in sorted(adapter.reinstall_names):
+        fields = {field: name for field in (*adapter.event_fields, "event", "event_name")}
+        parsed = parse_postback(partner, fields)
+        if parsed.is_install:
+            assert parsed.reattribution, (partner, name)
 
 
 def test_partner_install_and_reinstall_signals() -> None:

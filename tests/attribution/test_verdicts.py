@@ -469,6 +469,22 @@ def test_a_partners_reattribution_is_recorded_as_a_reinstall_and_not_charged(api
     assert s.balance_micros() == before - 2_000_000
 
 
+def test_a_postback_named_reinstall_is_a_reinstall_for_every_partner(api: Api, settings: Settings) -> None:
+    """Singular's `reinstall` was charged as a new install while Kochava's was a reinstall."""
+    for partner, click_field, gaid_field, fields in (
+        (Partner.SINGULAR, "cl", "aifa", {"evtname": "reinstall", "is_ours": "1"}),
+        (Partner.KOCHAVA, "click_id", "adid", {"event_name": "reinstall"}),
+        (Partner.AIRBRIDGE, "click_id", "gaid", {"event": "airbridge.reinstall"}),
+    ):
+        s = scenario(api, settings, partner=partner)
+        before = s.balance_micros()
+        gaid = new_gaid()
+        _send(s, {click_field: _click(s, gaid), gaid_field: gaid, **fields})
+        (row,) = s.conversions()
+        assert (row["conversion_event"], row["is_reinstall"], row["charged_micros"]) == ("INSTALL", True, 0), partner
+        assert "partner_reattribution" in row["data_flags"] and s.balance_micros() == before, partner
+
+
 def test_a_second_install_on_the_same_click_without_the_gaid_is_a_reinstall(api: Api, settings: Settings) -> None:
     s = scenario(api, settings, partner=Partner.APPMETRICA, partner_link_id="1019409635088005254")
     gaid = new_gaid()

@@ -247,7 +247,10 @@ class Adapter:
             click_at=tolerant(read_timestamp, click_text, click_field, unreadable), revenue=revenue,
             currency=currency or "", partner_event_id=cls.event_id(values)[:100],
             partner_attributed=None if verdict is None else verdict is PartnerVerdict.ATTRIBUTED,
-            reattribution=cls.is_reattribution(values, event_name),
+            # A name the adapter reads as a reinstall is one for every partner, whatever else (Singular's
+            # {IS_RE_ENG}) the adapter reads a re-attribution from.
+            reattribution=cls.is_reattribution(values, event_name) or (
+                install and event_name.lower() in cls.reinstall_names),
             verdict=verdict, verdict_reason=reason, touch_type=cls.touch_type(values), unreadable=unreadable,
             notes=tuple(notes), package=(package or "")[:255],
             event_params=cls.event_params(values),
@@ -553,7 +556,7 @@ def parse_postback(partner: Partner, values: Mapping[str, str],
 # the shape of `ParsedPostback` by itself (a field added with a default would otherwise decode silently); raise
 # READING_REVISION whenever a field is read differently (here, or in the readers of `postback_fields` and
 # `tracking.devices.normalise_gaid`).
-READING_REVISION = 2  # 2: AppsFlyer's rejected_reason
+READING_REVISION = 3  # 2: AppsFlyer's rejected_reason; 3: a reinstall name is a re-attribution for Singular too
 
 
 def reading_version(reading: type) -> str:
