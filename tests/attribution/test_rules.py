@@ -149,6 +149,17 @@ def test_events_follow_their_install_within_the_event_window() -> None:
     )
 
 
+def test_the_events_of_an_install_another_network_won_are_other() -> None:
+    """Not organic: they were reported among organic events when the partner sent no verdict."""
+    other = PriorInstall(installed_at=T0, attribution_type=AttributionType.OTHER, match_type=MatchType.NONE,
+                         touch=None)
+    for windows in (WINDOWS, Windows(event_window=timedelta(days=30))):
+        for later in (timedelta(hours=1), timedelta(days=31)):
+            decision = attribute_event(occurred_at=T0 + later, windows=windows, install=other,
+                                       touch_by_click_id=click(T0))
+            assert (decision.attribution_type, decision.touch) == (AttributionType.OTHER, None)
+
+
 def test_fraud_flags() -> None:
     injected = attribute_install(installed_at=T0, windows=WINDOWS, touch_by_click_id=click(T0 - timedelta(seconds=4)))
     assert injected.fraud_flags == (FraudFlag.CLICK_INJECTION,)

@@ -572,6 +572,28 @@ def test_a_partner_without_a_verdict_credits_us_only_by_returning_our_click_id(
     assert before - s.balance_micros() == 2_000_000  # one CPA charge: the credited install's
 
 
+def test_the_events_of_a_user_another_network_won_are_reported_as_other(api: Api, settings: Settings) -> None:
+    """Tenjin's feed of all users: an install credited elsewhere (no click id of ours), then that user's purchase.
+    The purchase was reported as organic."""
+    s = scenario(api, settings, partner=Partner.TENJIN)
+    gaid = new_gaid()
+    _click(s, gaid, utcnow() - timedelta(hours=3))
+    _send(s, {"advertising_id": gaid, "created_at": int((utcnow() - timedelta(hours=2)).timestamp())})
+    _send(s, {"advertising_id": gaid, "event": "purchase", "revenue": "9.99", "currency": "USD",
+              "created_at": int((utcnow() - timedelta(hours=1)).timestamp())})
+    purchase = _only(s.conversions(), conversion_event="PURCHASE")
+    assert (purchase["attribution_type"], purchase["campaign_id"], purchase["charged_micros"]) == ("other", 0, 0)
+    metrics = ["organic_in_app_events", "other_in_app_events", "organic_revenue_micros", "other_revenue_micros",
+               "organic_installs", "other_installs"]
+    today = utcnow().date()
+    report = expect(s.api.client.get("/api/v1/reports", headers=s.advertiser.headers, params={
+        "start_date": (today - timedelta(days=1)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat(),
+        "time_zone": "UTC", "metrics": metrics}), 200)
+    assert {m: report["totals"][m] for m in metrics} == {
+        "organic_in_app_events": 0, "other_in_app_events": 1, "organic_revenue_micros": 0,
+        "other_revenue_micros": 9_990_000, "organic_installs": 0, "other_installs": 1}
+
+
 def test_a_postback_in_another_partners_name_is_kept_but_never_billed(api: Api, settings: Settings) -> None:
     """The signature names the app, not the partner: read by Singular's rules on an AppsFlyer app, a postback
     could pick the verdict fields that suit it."""

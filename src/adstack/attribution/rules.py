@@ -6,7 +6,7 @@ partner returned first (our view-through link carries the click id a click would
 they are organic.
 A click always beats an impression. A reinstall within the re-attribution window keeps the original
 install's attribution and is not a new attributed install. In-app events follow their install's attribution
-within the event window (lifetime by default).
+within the event window (lifetime by default); those of an install another network won stay `other`.
 
 Who decides: by default the partner. When its postback carries a verdict, that verdict is the attribution and our
 own rules only pick the touch (click id, else device) that names the campaign; when it says organic, another
@@ -198,9 +198,12 @@ def attribute_event(
     forged_click_id: bool = False,
 ) -> Decision:
     """An in-app event follows its install within the event window; without a known install, a click the
-    partner names by our click id still counts within the click lookback."""
+    partner names by our click id still counts within the click lookback. The events of an install another
+    network won (`other`) are that network's user's: `other` too, never organic."""
     forged = (FraudFlag.FORGED_CLICK_ID,) if forged_click_id else ()
     if install is not None:
+        if install.attribution_type is AttributionType.OTHER:
+            return Decision(AttributionType.OTHER, MatchType.NONE, None, fraud_flags=forged)
         in_window = windows.event_window is None or within(install.installed_at, occurred_at, windows.event_window)
         if install.attribution_type in (AttributionType.CLICK, AttributionType.VIEW) and in_window \
                 and occurred_at >= install.installed_at:
