@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -294,6 +294,8 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return account, None
+    if {"currency", "time_zone"} & changes.keys():
+        _lock_money(session, account)
     before = snapshot(account)
     country = changes.get("country", account.country)
     entity = changes.get("settlement_entity", account.settlement_entity)
@@ -301,12 +303,16 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     if {"country", "settlement_entity", "currency"} & changes.keys():
         changes["contract_version"] = check_settlement(session, country=country, entity=entity,
                                                        currency=str(currency)).contract_version
-    if "currency" in changes and str(currency) != account.currency and _holds_money(session, account.id):
-        raise ValidationFailed.single("currency", "fixed_once_funded",
-                                      "the currency cannot change once the account has ledger entries",
-                                      limit=account.currency, actual=str(currency))
+    time_zone = changes.get("time_zone", account.time_zone)
+    currency_changes = "currency" in changes and str(currency) != account.currency
+    zone_changes = "time_zone" in changes and time_zone != account.time_zone
+    if currency_changes or zone_changes:
+        _check_money_fields(session, account, currency=str(currency) if currency_changes else None,
+                            time_zone=time_zone if zone_changes else None)
     for field, value in changes.items():
         setattr(account, field, value.value if hasattr(value, "value") else value)
+    if currency_changes:
+        _keep_wallet_currency(session, account)
     after = snapshot(account)
     reviewed_changed = {f for f in REVIEWED_ACCOUNT_FIELDS if before[f] != after[f]}
     notice = None
@@ -324,10 +330,60 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     return account, notice
 
 
-def _holds_money(session: Session, account_id: int) -> bool:
-    from adstack.finance.models import LedgerEntry  # finance builds on accounts
+def _lock_money(session: Session, account: Account) -> None:
+    """Take the account's wallet lock, which every movement of its money takes, and re-read the account under it:
+    a transfer or top-up racing a currency change then either lands first (and the change is refused) or sees
+    the new currency (and is refused itself)."""
+    from adstack.finance.service import _lock_wallet  # finance builds on accounts
 
-    return session.scalar(select(LedgerEntry.id).where(LedgerEntry.account_id == account_id).limit(1)) is not None
+    _lock_wallet(session, account)
+    session.refresh(account)
+
+
+def _check_money_fields(session: Session, account: Account, *, currency: str | None, time_zone: str | None
+                        ) -> None:
+    """Refuse a new currency or time zone once money is tied to the old one (checked under `_lock_money`)."""
+    from adstack.finance.models import CreditLine, LedgerEntry, TopUpRequest, TopUpStatus  # finance builds on accounts
+
+    funded = session.scalar(select(LedgerEntry.id).where(LedgerEntry.account_id == account.id).limit(1))
+    line = session.scalar(select(CreditLine.id).where(CreditLine.account_id == account.id).limit(1))
+    if currency is not None:
+        if funded is not None:
+            raise ValidationFailed.single("currency", "fixed_once_funded",
+                                          "the currency cannot change once the account has ledger entries",
+                                          limit=account.currency, actual=currency)
+        pending = session.scalar(select(TopUpRequest.id).where(
+            TopUpRequest.account_id == account.id, TopUpRequest.status == TopUpStatus.PENDING.value).limit(1))
+        if pending is not None:
+            raise ValidationFailed.single(
+                "currency", "fixed_while_top_up_pending",
+                f"the currency cannot change while top-up request {pending} in {account.currency} is pending; "
+                "it is confirmed or rejected first", limit=account.currency, actual=currency)
+        if line is not None:
+            raise ValidationFailed.single(
+                "currency", "fixed_once_credit_line",
+                f"the currency cannot change once the account has a credit line (credit line {line} is granted "
+                f"in {account.currency})", limit=account.currency, actual=currency)
+    if time_zone is not None:
+        # Daily financial records, reports and credit-line periods are cut at the account's local midnight: a
+        # new zone would move money already counted into another day.
+        if funded is not None:
+            raise ValidationFailed.single("time_zone", "fixed_once_funded",
+                                          "the time zone cannot change once the account has ledger entries: its "
+                                          "daily records are cut at its local midnight",
+                                          limit=account.time_zone, actual=time_zone)
+        if line is not None:
+            raise ValidationFailed.single(
+                "time_zone", "fixed_once_credit_line",
+                f"the time zone cannot change once the account has a credit line: credit line {line}'s period "
+                f"is cut at midnight in {account.time_zone}", limit=account.time_zone, actual=time_zone)
+
+
+def _keep_wallet_currency(session: Session, account: Account) -> None:
+    from adstack.finance.models import AccountWallet
+
+    session.execute(update(AccountWallet).where(AccountWallet.account_id == account.id)
+                    .values(currency=account.currency))
 
 
 def submit_account(session: Session, principal: Principal, account_id: int, *,

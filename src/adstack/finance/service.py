@@ -102,7 +102,8 @@ def _funds_of(account: Account, governor: Account | None, line: CreditLine | Non
         # No line in force (ended, or granted back-dated): credit stops, money paid in advance still spends.
         return Funds(balance, 0, max(balance, 0), balance <= 0, None)
     own = governor.id == account.id
-    limit = line.limit_micros if own else 0
+    # A line's limit is money in its own currency: it never counts in another (a line granted before a change).
+    limit = line.limit_micros if own and line.currency == account.currency else 0
     return Funds(balance, limit, max(balance + limit, 0), False, line if own else None)
 
 

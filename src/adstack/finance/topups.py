@@ -103,6 +103,9 @@ def request_top_up(session: Session, principal: Principal, *, account_id: int, a
     _check_currency("currency", currency, account)
     content_type, size, sha256, path = _store_proof(account_id=account.id, filename=filename, stream=stream,
                                                      storage_dir=storage_dir, max_bytes=max_bytes)
+    _lock_wallet(session, account)  # a currency change waits for the request, or the request sees the change
+    session.refresh(account)
+    _check_currency("currency", currency, account)
     request = TopUpRequest(
         account_id=account.id, requester_account_id=principal.account_id, amount_micros=amount_micros,
         currency=account.currency, status=TopUpStatus.PENDING.value, remarks=remarks[:500],
@@ -157,6 +160,15 @@ def decide_top_up_request(session: Session, principal: Principal, request_id: in
     request.decided_by_user_id = principal.user_id
     request.decided_at = utcnow()
     if confirm:
+        session.refresh(account)
+        if request.currency != account.currency:
+            # Filed before the account's currency changed: crediting its amount in the new currency would
+            # turn, say, 100,000 INR into 100,000 USD.
+            raise InvalidState(
+                f"top-up request {request.id} is for {request.currency} and account {account.id} is now kept in "
+                f"{account.currency}; reject it and file a new request", code="currency_mismatch",
+                fields=[FieldError(field="currency", rule="same_currency", limit=account.currency,
+                                   actual=request.currency)])
         request.ledger_entry_id = _post(
             session, account, EntryType.TOP_UP, request.amount_micros, key=f"top_up_request:{request.id}",
             operator_user_id=principal.user_id, remarks=request.remarks or f"top-up request {request.id}",

@@ -24,6 +24,15 @@ from adstack.oplog.models import Operation
 # ---------- agency transfers and reclaims ----------
 
 
+def _check_same_currency(agency: Account, sub: Account, data: TransferIn) -> None:
+    if agency.currency != sub.currency:
+        raise ValidationFailed.single(
+            "sub_account_id", "same_currency",
+            f"agency {agency.id} is kept in {agency.currency} and account {sub.id} in {sub.currency}; "
+            "there is no cross-currency transfer", limit=agency.currency, actual=sub.currency)
+    _check_currency("currency", data.currency, sub)
+
+
 def transfer(session: Session, principal: Principal, data: TransferIn) -> tuple[LedgerEntry, LedgerEntry]:
     """Move balance between an agency and one of its sub-accounts; neither side may go below what it has.
 
@@ -42,15 +51,14 @@ def transfer(session: Session, principal: Principal, data: TransferIn) -> tuple[
     agency = session.get(Account, sub.parent_agency_id)
     if agency is None or agency.type != AccountType.AGENCY:
         raise NotFound(f"agency of account {sub.id} not found")
-    if agency.currency != sub.currency:
-        raise ValidationFailed.single(
-            "sub_account_id", "same_currency",
-            f"agency {agency.id} is kept in {agency.currency} and account {sub.id} in {sub.currency}; "
-            "there is no cross-currency transfer", limit=agency.currency, actual=sub.currency)
-    _check_currency("currency", data.currency, sub)
+    _check_same_currency(agency, sub, data)
     payer, payee = (agency, sub) if data.kind == "transfer" else (sub, agency)
     base_key = f"transfer:{agency.id}:{data.idempotency_key}" if data.idempotency_key else None
     balances = _lock_wallets(session, agency, sub)
+    # A currency change takes the wallet lock too: read the currencies again now that it is ours.
+    session.refresh(agency)
+    session.refresh(sub)
+    _check_same_currency(agency, sub, data)
     existing = _existing_entry(session, f"{base_key}:out" if base_key else None)
     if existing is not None:
         received = _existing_entry(session, f"{base_key}:in")
