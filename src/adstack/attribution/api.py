@@ -51,7 +51,7 @@ from adstack.core.deps import (
 )
 from adstack.core.errors import Forbidden
 from adstack.core.http import error_body, json_response
-from adstack.core.timeutil import utcnow
+from adstack.core.timeutil import search_bound, utcnow
 from adstack.core.vocabulary import ConversionEvent, Partner
 
 MAX_BODY_BYTES = 64 * 1024
@@ -271,7 +271,8 @@ def process_now(principal: CurrentPrincipal, request: Request) -> ProcessResult:
             summary="Per partner: how often the partner's attribution verdict and adstack's own rules disagree")
 def verdict_agreement(principal: CurrentPrincipal, session: SessionDep, app_id: OptionalId = None,
                       since: datetime | None = None, until: datetime | None = None) -> list[VerdictAgreement]:
-    rows = service.verdict_agreement(session, principal, app_id=app_id, since=since, until=until)
+    rows = service.verdict_agreement(session, principal, app_id=app_id, since=search_bound("since", since),
+                                     until=search_bound("until", until))
     return [VerdictAgreement(**row) for row in rows]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -52,6 +52,40 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+# The years a search may name (those of a contract): a bound around year 1 or 9999 in a far zone is past what a
+# datetime can represent once moved to UTC.
+EARLIEST_SEARCH = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_SEARCH = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def search_bound(field: str, value: datetime | None) -> datetime | None:
+    """A `since`/`until` a request searches by, in UTC; outside the searchable years a 422 naming the field."""
+    from adstack.core.errors import ValidationFailed  # errors build on pydantic only; kept out of import time
+
+    if value is None:
+        return None
+    limit = [EARLIEST_SEARCH.isoformat(), LATEST_SEARCH.isoformat()]
+    try:
+        moment: datetime | None = as_utc(value)
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or not EARLIEST_SEARCH <= moment <= LATEST_SEARCH:
+        raise ValidationFailed.single(field, "datetime_range", f"{field} must be between {limit[0]} and {limit[1]}",
+                                      limit=limit, actual=str(value)[:40]) from None
+    return moment
+
+
+def search_day(value: str | None) -> date | None:
+    """A day typed into a search form: None (no bound) when unreadable or outside the searchable years."""
+    try:
+        day = date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    if day is None or not EARLIEST_SEARCH.date() <= day < LATEST_SEARCH.date():
+        return None
+    return day
 
 
 @lru_cache(maxsize=1024)

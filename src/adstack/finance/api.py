@@ -3,7 +3,7 @@ financial records."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,10 +21,10 @@ from adstack.core.deps import (
     SessionDep,
     SettingsDep,
 )
-from adstack.core.errors import NotFound, ValidationFailed
+from adstack.core.errors import NotFound
 from adstack.core.ids import MAX_ID
 from adstack.core.money import Currency
-from adstack.core.timeutil import as_utc, utcnow
+from adstack.core.timeutil import search_bound, utcnow
 from adstack.events.service import get_event_store
 from adstack.finance import budgets, charges, credit_lines, records, service, topups, transfers
 from adstack.finance.models import (
@@ -50,26 +50,6 @@ from adstack.finance.models import (
 router = APIRouter(prefix="/api/v1/finance", tags=["finance"])
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
-
-
-# A search bound outside the years the ledger can hold (those of a contract, `ContractDate`): a local day's edges
-# around year 1 or 9999 are past what a datetime can represent.
-EARLIEST_SEARCH = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_SEARCH = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def _utc(field: str, value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    limit = [EARLIEST_SEARCH.isoformat(), LATEST_SEARCH.isoformat()]
-    try:
-        moment = as_utc(value)
-    except (OverflowError, ValueError):
-        moment = None
-    if moment is None or not EARLIEST_SEARCH <= moment <= LATEST_SEARCH:
-        raise ValidationFailed.single(field, "datetime_range", f"between {limit[0]} and {limit[1]}", limit=limit,
-                                      actual=str(value)[:40]) from None
-    return moment
 
 
 def _line_read(line: CreditLine) -> CreditLineRead:
@@ -224,8 +204,8 @@ def search_records(
     offset: Offset = 0,
 ) -> FinancialRecordPage:
     items, total = records.search_records(session, principal, account_id=account_id, direction=direction,
-                                          record_type=type, since=_utc("since", since), until=_utc("until", until),
-                                          limit=limit, offset=offset)
+                                          record_type=type, since=search_bound("since", since),
+                                          until=search_bound("until", until), limit=limit, offset=offset)
     return FinancialRecordPage(total=total, items=items)
 
 
@@ -241,8 +221,8 @@ def export_records(
     account_id: OptionalId = None,
 ) -> Response:
     items, _ = records.search_records(session, principal, account_id=account_id, direction=direction,
-                                      record_type=type, since=_utc("since", since), until=_utc("until", until),
-                                      limit=100_000, offset=0)
+                                      record_type=type, since=search_bound("since", since),
+                                      until=search_bound("until", until), limit=100_000, offset=0)
     return Response(records.records_csv(items), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="financial-records.csv"'})
 

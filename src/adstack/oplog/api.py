@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from adstack.accounts import tenancy
 from adstack.core.deps import CurrentPrincipal, Limit, Offset, OptionalId, SessionDep
+from adstack.core.timeutil import search_bound
 from adstack.oplog import service
 from adstack.oplog.models import ChangeEventRead, Operation
 
@@ -50,8 +51,8 @@ def search(
     offset: Offset = 0,
 ) -> ChangeEventPage:
     rows, total = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
-                                 object_type=object_type, operation=operation, since=since, until=until,
-                                 on_behalf=on_behalf, limit=limit, offset=offset)
+                                 object_type=object_type, operation=operation, since=search_bound("since", since),
+                                 until=search_bound("until", until), on_behalf=on_behalf, limit=limit, offset=offset)
     return ChangeEventPage(total=total, items=[ChangeEventRead.model_validate(r, from_attributes=True) for r in rows])
 
 
@@ -69,7 +70,7 @@ def export_csv(
     on_behalf: OnBehalf = None,
 ) -> Response:
     rows, _ = service.search(session, account_ids=_scope(session, principal, account_id), query=q,
-                             object_type=object_type, operation=operation, since=since, until=until,
-                             on_behalf=on_behalf, limit=100_000, offset=0)
+                             object_type=object_type, operation=operation, since=search_bound("since", since),
+                             until=search_bound("until", until), on_behalf=on_behalf, limit=100_000, offset=0)
     return Response(service.export_csv(rows), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="operation-log.csv"'})

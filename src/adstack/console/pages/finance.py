@@ -32,7 +32,7 @@ from adstack.console.web import (
 )
 from adstack.core.deps import IdPath
 from adstack.core.errors import DomainError, NotFound
-from adstack.core.timeutil import zone
+from adstack.core.timeutil import search_day, zone
 from adstack.finance import credit_lines, topups, transfers
 from adstack.finance import service as finance
 from adstack.finance.models import (
@@ -53,17 +53,11 @@ PAGE_SIZE = 50
 EXPORT_LIMIT = 100_000
 
 
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
 
 def _record_filters(visitor: Visitor) -> dict[str, Any]:
     params = visitor.request.query_params
     tz = zone(visitor.time_zone)
-    start, end = _day(params.get("since")), _day(params.get("until"))
+    start, end = search_day(params.get("since")), search_day(params.get("until"))
     raw_account = params.get("account_id") or ""
     account = int(raw_account) if raw_account.isdecimal() and len(raw_account) < 19 else None
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import TypedDict
 
 from fastapi import APIRouter, Response
@@ -12,7 +12,7 @@ from adstack.accounts import tenancy
 from adstack.accounts.models import Account
 from adstack.console.oplog_words import LogWords
 from adstack.console.web import ConsoleRoute, UserDep, Visitor, render
-from adstack.core.timeutil import zone
+from adstack.core.timeutil import search_day, zone
 from adstack.oplog import service as oplog
 from adstack.oplog.models import ChangeEvent, Operation
 
@@ -31,18 +31,12 @@ class LogFilters(TypedDict):
     until: datetime | None
 
 
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
 
 def _filters(visitor: Visitor, q: str | None, object_type: str | None, operation: str | None,
              since: str | None, until: str | None) -> LogFilters:
     """Dates typed in the account's zone become a UTC range [since 00:00, until+1 00:00)."""
     tz = zone(visitor.time_zone)
-    start, end = _day(since), _day(until)
+    start, end = search_day(since), search_day(until)
     return {
         "account_ids": tenancy.visible_account_ids(visitor.session, visitor.me),
         "query": (q or "").strip()[:200] or None,
