@@ -9,14 +9,14 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from adstack import __version__
 from adstack.core.db import domain_modules, import_all_models, make_engine, make_session_factory
-from adstack.core.http import BodyLimits, StrictTransportSecurity, install_error_handlers
+from adstack.core.http import BodyLimits, StrictTransportSecurity, install_error_handlers, refuse_unstorable_text
 from adstack.core.openapi import document_errors
 from adstack.core.settings import Settings, get_settings, set_settings
 from adstack.serving.fastpath import MAX_BODY_BYTES as MAX_AD_REQUEST_BYTES
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by install_docs from our own origin
         redoc_url=None,  # ReDoc would load its script and fonts from CDNs
+        dependencies=[Depends(refuse_unstorable_text)],  # NUL and lone surrogates, refused before any route's own
     )
     install_docs(app)
     app.state.settings = settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -13,11 +14,13 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adstack.core.errors import DomainError
+from adstack.core.errors import DomainError, FieldError, ValidationFailed
 
 log = logging.getLogger("adstack")
 
@@ -79,8 +82,17 @@ def validation_fields(errors: list[Any]) -> list[dict[str, Any]]:
     return fields
 
 
+class ErrorResponse(JSONResponse):
+    """An error answer. Text it echoes back (a field name, a message quoting the input) may hold a lone surrogate
+    a JSON body can carry (`"\\ud800"`), which UTF-8 cannot encode: written as the same JSON escape instead."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                          separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
 def database_busy() -> JSONResponse:
-    return JSONResponse(error_body("unavailable", "the database is busy; retry"), status_code=503,
+    return ErrorResponse(error_body("unavailable", "the database is busy; retry"), status_code=503,
                         headers={"Retry-After": "1"})
 
 
@@ -90,15 +102,15 @@ _FRAMEWORK_BODY_ERROR = "There was an error parsing the body"
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(exc.as_dict(), status_code=exc.status)
+        return ErrorResponse(exc.as_dict(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse(error_body("malformed_json", "the request body is not valid JSON",
+            return ErrorResponse(error_body("malformed_json", "the request body is not valid JSON",
                                            validation_fields(errors)), status_code=400)
-        return JSONResponse(error_body("validation_error", "the request has invalid fields",
+        return ErrorResponse(error_body("validation_error", "the request has invalid fields",
                                        validation_fields(errors)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -108,26 +120,26 @@ def install_error_handlers(app: FastAPI) -> None:
             cause = exc.__cause__
             reason = ("nested deeper than the JSON reader allows" if isinstance(cause, RecursionError)
                       else "not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else "unreadable")
-            return JSONResponse(error_body("malformed_json", f"the request body is not valid JSON: {reason}",
+            return ErrorResponse(error_body("malformed_json", f"the request body is not valid JSON: {reason}",
                                            [{"field": "body", "rule": "json", "message": reason}]), status_code=400)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+        return ErrorResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
         # e.g. a NUL byte or an out-of-range number the database refuses.
-        return JSONResponse(error_body("invalid_value", "a value cannot be stored: " + str(exc.orig).split("\n")[0]),
+        return ErrorResponse(error_body("invalid_value", "a value cannot be stored: " + str(exc.orig).split("\n")[0]),
                             status_code=422)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
-        return JSONResponse(error_body("conflict", "the change conflicts with existing data"), status_code=409)
+        return ErrorResponse(error_body("conflict", "the change conflicts with existing data"), status_code=409)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("internal_error", "an unexpected error occurred; it has been logged"),
+        return ErrorResponse(error_body("internal_error", "an unexpected error occurred; it has been logged"),
                             status_code=500)
 
     @app.exception_handler(OperationalError)
@@ -146,7 +158,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("event store unavailable: %s", exc)
-        return JSONResponse(error_body("unavailable", "reports are briefly unavailable; retry"), status_code=503,
+        return ErrorResponse(error_body("unavailable", "reports are briefly unavailable; retry"), status_code=503,
                             headers={"Retry-After": "2"})
 
 
@@ -291,3 +303,100 @@ async def _refuse(send: Any, status: int, message: str) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+# ---------- text a request carries ----------
+
+# A JSON body holds NUL or a surrogate only as an escape (a raw control character does not parse): bodies without
+# one are not walked.
+_SUSPECT_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_NO_INPUT: frozenset[str] = frozenset()
+
+
+def unstorable_rule(text: str) -> str | None:
+    """The rule a string breaks that no database can store it under, or None: a NUL character (PostgreSQL's text
+    cannot hold one; SQLite can, so the two would answer differently), or a lone surrogate, which is not Unicode
+    text (UTF-8 cannot encode it; pydantic calls that `string_unicode`)."""
+    if "\x00" in text:
+        return "no_nul_character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "string_unicode"
+    return None
+
+
+_RULE_MESSAGES = {"no_nul_character": "must not contain the NUL character (U+0000)",
+                  "string_unicode": "must be Unicode text: a lone surrogate (\\ud800-\\udfff) is not"}
+
+
+def _refuse_text(field: str, rule: str) -> ValidationFailed:
+    name = field.encode("utf-8", "backslashreplace").decode("utf-8")
+    message = f"{name} {_RULE_MESSAGES[rule]}"
+    return ValidationFailed(message, fields=[FieldError(field=name, rule=rule, message=message)])
+
+
+def _first_unstorable(body: Any) -> tuple[str, str] | None:
+    """(dotted field, rule) of the first string or key in a parsed JSON body that breaks `unstorable_rule`."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            rule = unstorable_rule(value)
+            if rule:
+                return path or "body", rule
+        elif isinstance(value, dict):
+            items = list(value.items())
+            for key, item in reversed(items):
+                where = f"{path}.{key}" if path else str(key)
+                rule = unstorable_rule(str(key))
+                if rule:
+                    return where, rule
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    """The query parameters a route declares (its own and its dependencies'), worked out once per route."""
+    names: frozenset[str] | None = getattr(route, "_adstack_query_names", None)
+    if names is None:
+        names = _NO_INPUT
+        if isinstance(route, APIRoute):
+            found: set[str] = set()
+            pending = [route.dependant]
+            while pending:
+                dependant = pending.pop()
+                found.update(p.alias for p in dependant.query_params)
+                pending.extend(dependant.dependencies)
+            names = frozenset(found)
+        route._adstack_query_names = names
+    return names
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """Every route's first dependency: a string in the path, a declared query parameter, a form field or file name,
+    or the JSON body that holds NUL or a lone surrogate is refused here, 422 naming the field, before the route's
+    validation (whose messages quote the input) and before the database (which would refuse it as a storage
+    failure on PostgreSQL and keep it on SQLite)."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and (rule := unstorable_rule(value)):
+            raise _refuse_text(name, rule)
+    if request.url.query:
+        declared = _query_names(request.scope.get("route"))
+        for name, value in request.query_params.multi_items():
+            if name in declared and (rule := unstorable_rule(value)):
+                raise _refuse_text(name, rule)
+    form = getattr(request, "_form", None)  # parsed already when the route takes a form; never read here
+    if form is not None:
+        for name, value in form.multi_items():
+            text = (value.filename or "") if isinstance(value, UploadFile) else value
+            if isinstance(text, str) and (rule := unstorable_rule(text)):
+                raise _refuse_text(name, rule)
+    raw = getattr(request, "_body", None)
+    if raw and hasattr(request, "_json") and _SUSPECT_JSON.search(raw):
+        found = _first_unstorable(request._json)
+        if found is not None:
+            raise _refuse_text(*found)
