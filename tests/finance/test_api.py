@@ -252,6 +252,27 @@ def test_agency_transfers_to_and_reclaims_from_a_sub_account_never_below_zero(ap
     assert _operations(session, "account_balance") == ["top_up", "transfer", "transfer"]
 
 
+def test_a_transfer_idempotency_key_names_one_receiving_account(api: Api) -> None:
+    """Retried for another sub-account, the key answered the first transfer as success: the second account
+    got nothing and the agency was told it had."""
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency")
+    first_sub, second_sub = api.sub_account(agency, admin), api.sub_account(agency, admin)
+    top_up(api, admin, agency.account_id, 10 * USD)
+
+    def move(sub_account_id: int) -> object:
+        return api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
+            "kind": "transfer", "sub_account_id": sub_account_id, "amount_micros": 3 * USD, "idempotency_key": "march"})
+
+    first = expect(move(first_sub), 201)
+    assert expect(move(first_sub), 201)["received"]["id"] == first["received"]["id"]  # a true retry
+    reused = expect(move(second_sub), 409)["error"]
+    assert reused["code"] == "idempotency_key_reused"
+    assert [(f["field"], f["rule"]) for f in reused["fields"]] == [("idempotency_key", "unique")]
+    assert balance(api, agency, first_sub)["balance_micros"] == 3 * USD
+    assert balance(api, agency, second_sub)["balance_micros"] == 0
+
+
 def test_transfer_rules_tenancy_and_currency(api: Api) -> None:
     admin = api.admin()
     agency = api.approved_account(type="agency")

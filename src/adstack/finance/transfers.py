@@ -63,7 +63,8 @@ def transfer(session: Session, principal: Principal, data: TransferIn) -> tuple[
     if existing is not None:
         received = _existing_entry(session, f"{base_key}:in")
         assert received is not None
-        if existing.account_id != payer.id or -existing.amount_micros != data.amount_micros:
+        if (existing.account_id != payer.id or received.account_id != payee.id
+                or -existing.amount_micros != data.amount_micros):
             raise Conflict("this idempotency key was used for a different transfer", code="idempotency_key_reused",
                            fields=[FieldError(field="idempotency_key", rule="unique", actual=data.idempotency_key)])
         return existing, received
