@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import io
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from adstack.accounts.models import Role
-from tests.support import Api, expect
+from adstack.oplog.models import ChangeEvent
+from tests.support import MINIMAL_PDF, Api, expect
 
 
 def test_register_submit_approve_and_company_name_kept_verbatim(api: Api) -> None:
@@ -71,6 +75,40 @@ def test_editing_approved_account_sends_it_back_to_review_with_notice(api: Api) 
         200,
     )
     assert out2["review_status"] == "approved" and out2["notice"] is None
+
+
+def test_a_new_or_replaced_document_sends_an_approved_account_back_to_review(api: Api, session: Session) -> None:
+    """Source: Mi Ads usage guide, 1.4 Edit Account Information: "After you edit again, the account will re-enter
+    the review stage." The documents are what the review approved: swapping the licence kept the approval."""
+    admin = api.admin()
+    for replace in (True, False):
+        adv = api.approved_account(admin)
+        url = f"/api/v1/accounts/{adv.account_id}"
+        [licence] = expect(api.client.get(f"{url}/documents", headers=adv.headers), 200)
+        upload = {"file": ("other.pdf", io.BytesIO(MINIMAL_PDF + b"% another company\n"), "application/pdf")}
+        if replace:
+            out = expect(api.client.put(f"{url}/documents/{licence['id']}", headers=adv.headers, files=upload), 200)
+        else:
+            out = expect(api.client.post(f"{url}/documents", headers=adv.headers, files=upload,
+                                         data={"kind": "industry_qualification"}), 201)
+        assert "back to review" in out["notice"]
+        assert expect(api.client.get(url, headers=adv.headers), 200)["review_status"] == "under_review"
+        history = expect(api.client.get(f"/api/v1/review/history/account/{adv.account_id}", headers=adv.headers),
+                         200)
+        assert [h["action"] for h in history][-1] == "edit_reviewed_field"
+        queue = expect(api.client.get("/api/v1/review/queue", headers=admin.headers), 200)
+        assert ("account", adv.account_id) in [(i["object_type"], i["object_id"]) for i in queue]
+        session.expire_all()
+        logged = session.scalars(select(ChangeEvent).where(ChangeEvent.object_type == "account",
+                                                           ChangeEvent.object_id == adv.account_id)
+                                 .order_by(ChangeEvent.id.desc())).first()
+        assert logged is not None and logged.operation == "update"
+        assert [(c["field"], c["old"], c["new"]) for c in logged.changes] == [
+            ("review_status", "approved", "under_review")]
+        # Under review already, another document changes nothing more.
+        again = expect(api.client.post(f"{url}/documents", headers=adv.headers, data={"kind": "other"},
+                                       files={"file": ("x.pdf", io.BytesIO(MINIMAL_PDF), "application/pdf")}), 201)
+        assert again["notice"] is None
 
 
 def test_settlement_rules_follow_country(api: Api) -> None:

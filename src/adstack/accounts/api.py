@@ -391,11 +391,11 @@ def upload_document(
     file: Annotated[UploadFile, File(description="PDF, PNG or JPEG.")],
     kind: Annotated[DocumentKind, Form()] = DocumentKind.BUSINESS_LICENSE,
 ) -> DocumentRead:
-    document = service.add_document(session, principal, account_id, kind=kind, filename=file.filename or "document",
-                                    stream=file.file, storage_dir=settings.data_dir,
-                                    max_bytes=settings.max_document_bytes)
+    document, notice = service.add_document(session, principal, account_id, kind=kind,
+                                            filename=file.filename or "document", stream=file.file,
+                                            storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes)
     session.commit()
-    return DocumentRead.model_validate(document)
+    return _document_read(document, notice)
 
 
 @router.get("/accounts/{account_id}/documents", response_model=list[DocumentRead], tags=["accounts"],
@@ -433,12 +433,18 @@ def replace_document(
     file: Annotated[UploadFile, File(description="PDF, PNG or JPEG.")],
     kind: Annotated[DocumentKind | None, Form()] = None,
 ) -> DocumentRead:
-    document = service.replace_document(session, principal, account_id, document_id,
-                                        filename=file.filename or "document", stream=file.file,
-                                        storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes,
-                                        kind=kind)
+    document, notice = service.replace_document(session, principal, account_id, document_id,
+                                                filename=file.filename or "document", stream=file.file,
+                                                storage_dir=settings.data_dir, max_bytes=settings.max_document_bytes,
+                                                kind=kind)
     session.commit()
-    return DocumentRead.model_validate(document)
+    return _document_read(document, notice)
+
+
+def _document_read(document: service.AccountDocument, notice: str | None) -> DocumentRead:
+    out = DocumentRead.model_validate(document)
+    out.notice = notice
+    return out
 
 
 # ---------- settlement rules ----------

@@ -402,6 +402,8 @@ class DocumentRead(BaseModel):
     size_bytes: int
     sha256: str
     created_at: datetime
+    notice: str | None = Field(default=None, description="Side effects the caller should know about (a new "
+                               "document sends an approved account back to review).")
 
 
 def _rule_country(value: str) -> str:

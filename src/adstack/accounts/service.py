@@ -317,11 +317,7 @@ def update_account(session: Session, principal: Principal, account_id: int, data
     reviewed_changed = {f for f in REVIEWED_ACCOUNT_FIELDS if before[f] != after[f]}
     notice = None
     if reviewed_changed and account.review_status == ReviewStatus.APPROVED:
-        account.review_status = review.apply(
-            session, object_type=ACCOUNT, object_id=account.id, account_id=account.id,
-            object_name=account.company_name, current=account.review_status,
-            action=ReviewAction.EDIT_REVIEWED_FIELD, actor_user_id=principal.user_id,
-        ).value
+        account.review_status = _back_to_review(session, principal, account)
         after["review_status"] = account.review_status
         notice = (f"Changing {', '.join(sorted(reviewed_changed))} sent the account back to review; "
                   "its ads stop serving until it is approved again.")
@@ -507,8 +503,9 @@ def add_document(
     stream: BinaryIO,
     storage_dir: Path,
     max_bytes: int,
-) -> AccountDocument:
-    """Store a qualification document (PDF, PNG or JPEG by content, size capped)."""
+) -> tuple[AccountDocument, str | None]:
+    """Store a qualification document (PDF, PNG or JPEG by content, size capped). Returns it and a notice when it
+    sent the account back to review."""
     account = tenancy.get_account(session, principal, account_id)
     stored = _store_document_file(account.id, filename=filename, stream=stream, storage_dir=storage_dir,
                                   max_bytes=max_bytes)
@@ -521,7 +518,7 @@ def add_document(
     oplog.record(session, actor=principal, operation=Operation.CREATE, object_type="account_document",
                  object_id=document.id, object_name=document.filename, account_id=account.id,
                  after={"kind": document.kind, "filename": document.filename, "size_bytes": size})
-    return document
+    return document, _documents_changed(session, principal, account)
 
 
 def list_documents(session: Session, principal: Principal, account_id: int) -> list[AccountDocument]:
@@ -541,9 +538,9 @@ def get_document(session: Session, principal: Principal, account_id: int, docume
 
 def replace_document(session: Session, principal: Principal, account_id: int, document_id: int, *,
                      filename: str, stream: BinaryIO, storage_dir: Path, max_bytes: int,
-                     kind: DocumentKind | None = None) -> AccountDocument:
+                     kind: DocumentKind | None = None) -> tuple[AccountDocument, str | None]:
     """New content (and optionally kind) for a document. The old file stays on disk: the review history and the
-    operation log refer to it by digest."""
+    operation log refer to it by digest. Returns it and a notice when it sent the account back to review."""
     document = get_document(session, principal, account_id, document_id)
     stored = _store_document_file(account_id, filename=filename, stream=stream, storage_dir=storage_dir,
                                   max_bytes=max_bytes)
@@ -560,7 +557,30 @@ def replace_document(session: Session, principal: Principal, account_id: int, do
     oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type="account_document",
                  object_id=document.id, object_name=document.filename, account_id=account_id, before=before,
                  after={"kind": document.kind, "filename": document.filename, "sha256": document.sha256})
-    return document
+    account = session.get(Account, account_id)
+    assert account is not None
+    return document, _documents_changed(session, principal, account)
+
+
+def _documents_changed(session: Session, principal: Principal, account: Account) -> str | None:
+    """The documents are what the account's review approved: new ones send an approved account back to review,
+    as editing a reviewed field does."""
+    # Source: Mi Ads usage guide, 1.4 Edit Account Information: "After you edit again, the account will re-enter
+    # the review stage."
+    if account.review_status != ReviewStatus.APPROVED:
+        return None
+    before = snapshot(account)
+    account.review_status = _back_to_review(session, principal, account)
+    oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type=ACCOUNT, object_id=account.id,
+                 object_name=account.company_name, account_id=account.id, before=before, after=snapshot(account))
+    return ("Changing the qualification documents sent the account back to review; its ads stop serving until it "
+            "is approved again.")
+
+
+def _back_to_review(session: Session, principal: Principal, account: Account) -> str:
+    return review.apply(session, object_type=ACCOUNT, object_id=account.id, account_id=account.id,
+                        object_name=account.company_name, current=account.review_status,
+                        action=ReviewAction.EDIT_REVIEWED_FIELD, actor_user_id=principal.user_id).value
 
 
 def expected_review(session: Session, account: Account) -> datetime | None:

@@ -143,9 +143,10 @@ def upload_document(account_id: IdPath, visitor: UserDep, form: FormDep) -> Resp
     kind = choices.enum_or_default(DocumentKind, forms.text(form, "document_kind"), DocumentKind.OTHER)
     session = visitor.session
     try:
-        accounts.add_document(session, visitor.me, account_id, kind=kind, filename=document.filename or "document",
-                              stream=document.file, storage_dir=visitor.settings.data_dir,
-                              max_bytes=visitor.settings.max_document_bytes)
+        _, notice = accounts.add_document(session, visitor.me, account_id, kind=kind,
+                                          filename=document.filename or "document", stream=document.file,
+                                          storage_dir=visitor.settings.data_dir,
+                                          max_bytes=visitor.settings.max_document_bytes)
         session.commit()
     except DomainError as exc:
         session.rollback()
@@ -153,7 +154,7 @@ def upload_document(account_id: IdPath, visitor: UserDep, form: FormDep) -> Resp
             raise
         return _account_page(visitor, account_id, errors=FormErrors.from_domain(exc, default_field="document"),
                              status=exc.status)
-    return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "uploaded"))
+    return redirect(with_notice(f"{PREFIX}/accounts/{account_id}", "back_to_review" if notice else "uploaded"))
 
 
 @router.get("/accounts/{account_id}/documents/{document_id}")
