@@ -65,7 +65,7 @@ from adstack.core.deps import (
     UserAgent,
     bearer_scheme,
 )
-from adstack.core.errors import Conflict, FieldError, NotFound, Unauthenticated, ValidationFailed
+from adstack.core.errors import NotFound, Unauthenticated, ValidationFailed
 from adstack.core.mail import OutgoingMail, send_mail
 from adstack.core.settings import Settings
 from adstack.review.models import ReviewDecisionIn, ReviewStatus
@@ -463,15 +463,7 @@ def list_settlement_rules(session: SessionDep, country: CountryQuery | None = No
              tags=["accounts"], summary="Add a settlement rule (account managers)")
 def add_settlement_rule(body: SettlementRuleIn, principal: AccountManagerPrincipal,
                         session: SessionDep) -> SettlementRuleRead:
-    taken = session.scalar(select(SettlementRule.id).where(
-        SettlementRule.country == body.country, SettlementRule.entity == body.entity,
-        SettlementRule.currency == body.currency.value))
-    if taken is not None:
-        raise Conflict("this country already has a rule for this entity and currency", code="settlement_rule_exists",
-                       fields=[FieldError(field="entity", rule="unique_per_country_and_currency", actual=body.entity)])
-    rule = SettlementRule(country=body.country, entity=body.entity, currency=body.currency.value,
-                          contract_version=body.contract_version, agreement_url=body.agreement_url)
-    session.add(rule)
+    rule = service.add_settlement_rule(session, principal, body)
     session.commit()
     return SettlementRuleRead.model_validate(rule)
 
@@ -479,8 +471,5 @@ def add_settlement_rule(body: SettlementRuleIn, principal: AccountManagerPrincip
 @router.delete("/settlement-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["accounts"],
                summary="Remove a settlement rule (account managers)")
 def delete_settlement_rule(rule_id: IdPath, principal: AccountManagerPrincipal, session: SessionDep) -> None:
-    rule = session.get(SettlementRule, rule_id)
-    if rule is None:
-        raise NotFound("settlement rule not found")
-    session.delete(rule)
+    service.delete_settlement_rule(session, principal, rule_id)
     session.commit()

@@ -29,6 +29,7 @@ from adstack.accounts.models import (
     RegistrationIn,
     Role,
     SettlementRule,
+    SettlementRuleIn,
     SubAccountIn,
     User,
 )
@@ -102,6 +103,44 @@ def seed_settlement_rules(session: Session) -> int:
         session.add(SettlementRule(country=country, entity=entity, currency=currency, contract_version=version))
     session.flush()
     return len(DEFAULT_SETTLEMENT_RULES)
+
+
+SETTLEMENT_RULE = "settlement_rule"
+
+
+def _rule_snapshot(rule: SettlementRule) -> dict[str, Any]:
+    return {"country": rule.country, "entity": rule.entity, "currency": rule.currency,
+            "contract_version": rule.contract_version, "agreement_url": rule.agreement_url}
+
+
+def _rule_name(rule: SettlementRule) -> str:
+    return f"{rule.country} {rule.entity} {rule.currency}"
+
+
+def add_settlement_rule(session: Session, principal: Principal, data: SettlementRuleIn) -> SettlementRule:
+    """An account manager adds a (country, entity, currency) row, e.g. Singapore's, which the guide leaves open."""
+    taken = session.scalar(select(SettlementRule.id).where(
+        SettlementRule.country == data.country, SettlementRule.entity == data.entity,
+        SettlementRule.currency == data.currency.value))
+    if taken is not None:
+        raise Conflict("this country already has a rule for this entity and currency", code="settlement_rule_exists",
+                       fields=[FieldError(field="entity", rule="unique_per_country_and_currency", actual=data.entity)])
+    rule = SettlementRule(country=data.country, entity=data.entity, currency=data.currency.value,
+                          contract_version=data.contract_version, agreement_url=data.agreement_url)
+    session.add(rule)
+    session.flush()
+    oplog.record(session, actor=principal, operation=Operation.CREATE, object_type=SETTLEMENT_RULE,
+                 object_id=rule.id, object_name=_rule_name(rule), after=_rule_snapshot(rule))
+    return rule
+
+
+def delete_settlement_rule(session: Session, principal: Principal, rule_id: int) -> None:
+    rule = session.get(SettlementRule, rule_id)
+    if rule is None:
+        raise NotFound("settlement rule not found")
+    oplog.record(session, actor=principal, operation=Operation.DELETE, object_type=SETTLEMENT_RULE,
+                 object_id=rule.id, object_name=_rule_name(rule), before=_rule_snapshot(rule))
+    session.delete(rule)
 
 
 def settlement_options(session: Session, country: str) -> list[SettlementRule]:

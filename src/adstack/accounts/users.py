@@ -147,5 +147,9 @@ def mark_email_verified(session: Session, principal: Principal, user_id: int) ->
     if not principal.can_manage_accounts:
         raise Forbidden("only account managers verify addresses")
     user = _managed_user(session, principal, user_id)
-    user.email_verified_at = user.email_verified_at or utcnow()
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        oplog.record(session, actor=principal, operation=Operation.UPDATE, object_type=USER, object_id=user.id,
+                     object_name=user.email, account_id=user.account_id, before={"email_verified": False},
+                     after={"email_verified": True})
     return user

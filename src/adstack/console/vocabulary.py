@@ -112,7 +112,8 @@ CODE_NAMES: Mapping[str, str] = {
     "media": N_("Media file"), "media_asset": N_("Media file"), "package_category": N_("App category"),
     "partner_connection": N_("Partner connection"), "partner_app_binding": N_("Partner app binding"),
     "portrait_tag": N_("Portrait tag"), "publisher": N_("Publisher"), "refund": N_("Refund"),
-    "top_up_request": N_("Top-up request"), "user": N_("User"),
+    "settlement_rule": N_("Settlement rule"), "top_up_request": N_("Top-up request"), "user": N_("User"),
+    "webhook_endpoint": N_("Webhook endpoint"),
 }
 
 # What each format is, in adstack's own words (creatives/formats.py, `description`). The guide (3.1.3 "Upload ad

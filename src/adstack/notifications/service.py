@@ -30,6 +30,8 @@ from adstack.notifications.models import (
     WebhookEndpointIn,
 )
 from adstack.notifications.signing import event_body
+from adstack.oplog import service as oplog
+from adstack.oplog.models import Operation
 
 # Workers of this process, woken when a transaction that wrote events commits.
 _listeners: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -177,7 +179,17 @@ def create_endpoint(session: Session, principal: Principal, data: WebhookEndpoin
                                created_by_user_id=principal.user_id)
     session.add(endpoint)
     session.flush()
+    oplog.record(session, actor=principal, operation=Operation.CREATE, object_type=WEBHOOK, object_id=endpoint.id,
+                 object_name=endpoint.url, account_id=endpoint.account_id, after=_endpoint_snapshot(endpoint))
     return endpoint, secret
+
+
+WEBHOOK = "webhook_endpoint"
+
+
+def _endpoint_snapshot(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """What the log keeps of an endpoint: never its secret."""
+    return {"url": endpoint.url, "event_types": endpoint.event_types, "description": endpoint.description}
 
 
 def list_endpoints(session: Session, account_ids: set[int] | None) -> list[WebhookEndpoint]:
@@ -199,6 +211,8 @@ def delete_endpoint(session: Session, principal: Principal, account_ids: set[int
     _require_account_writer(principal)
     endpoint = get_endpoint(session, account_ids, endpoint_id)
     endpoint.deleted_at = utcnow()
+    oplog.record(session, actor=principal, operation=Operation.DELETE, object_type=WEBHOOK, object_id=endpoint.id,
+                 object_name=endpoint.url, account_id=endpoint.account_id, before=_endpoint_snapshot(endpoint))
     # Nothing more goes to a deleted endpoint.
     session.execute(update(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id,
                                                   WebhookDelivery.status == "pending").values(status="failed"))
