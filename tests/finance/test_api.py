@@ -527,6 +527,54 @@ def test_an_agency_statement_owes_what_left_its_wallet_not_its_sub_accounts_prep
     assert balance(api, agency, agency.account_id)["balance_micros"] == -25 * USD
 
 
+def test_a_statements_negative_amounts_stay_numbers(api: Api) -> None:
+    """The formula guard quoted a negative amount passed as text ('-3.000000): a spreadsheet read it as text."""
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency")
+    sub = api.sub_account(agency, admin)
+    today = _local_today("Asia/Singapore")
+    line = expect(api.client.post(f"{FINANCE}/credit-lines", headers=admin.headers, json={
+        "account_id": agency.account_id, "limit_micros": 100 * USD, "starts_on": today.isoformat(),
+        "ends_on": (today + timedelta(days=30)).isoformat()}), 201)
+    expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
+        "kind": "transfer", "sub_account_id": sub, "amount_micros": 5 * USD}), 201)
+    top_up(api, admin, sub, 3 * USD)
+    expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
+        "kind": "reclaim", "sub_account_id": sub, "amount_micros": 8 * USD}), 201)
+    statement = api.client.get(f"{FINANCE}/credit-lines/{line['id']}/statement.csv", headers=agency.headers)
+    rows = list(csv.DictReader(io.StringIO(statement.text)))
+    assert [(r["charges"], r["refunds"], r["actual_cost"]) for r in rows if r["item"]] == [
+        ("5.000000", "8.000000", "-3.000000")]
+    assert {r["company_name"]: r["actual_cost"] for r in rows if not r["item"]}["total actual cost"] == "-3.000000"
+    assert "'" not in statement.text
+
+
+def test_the_agency_column_of_a_transfer_names_the_agency_on_both_sides(api: Api) -> None:
+    """Source: Mi Ads usage guide, 5 Financial Management: "transfer account ID, transfer agency account". The
+    agency's own transfer_out and reclaim rows named the sub-account as the agency."""
+    admin = api.admin()
+    agency = api.approved_account(admin, type="agency")
+    sub = api.sub_account(agency, admin)
+    top_up(api, admin, agency.account_id, 10 * USD)
+    for kind, amount in (("transfer", 3 * USD), ("reclaim", USD)):
+        expect(api.client.post(f"{FINANCE}/transfers", headers=agency.headers, json={
+            "kind": kind, "sub_account_id": sub, "amount_micros": amount}), 201)
+    moves = _records(api, agency, type="transfer_out")["items"] + _records(api, agency, type="transfer_in")["items"]
+    moves += _records(api, agency, type="reclaim")["items"]
+    rows = sorted((r["account_id"], r["type"], r["direction"], r["agency_account_id"], r["counterparty_account_id"])
+                  for r in moves)
+    assert rows == sorted([
+        (agency.account_id, "transfer_out", "out", agency.account_id, sub),
+        (sub, "transfer_in", "in", agency.account_id, agency.account_id),
+        (sub, "reclaim", "out", agency.account_id, agency.account_id),
+        (agency.account_id, "reclaim", "in", agency.account_id, sub),
+    ])
+    exported = api.client.get(f"{FINANCE}/transfers/export.csv", headers=agency.headers,
+                              params={"account_id": agency.account_id, "type": "transfer_out"})
+    [row] = list(csv.DictReader(io.StringIO(exported.text)))
+    assert (row["transfer_agency_account"], row["counterparty_account_id"]) == (str(agency.account_id), str(sub))
+
+
 def test_records_of_a_month_hold_that_months_local_days(api: Api, session: Session) -> None:
     """A day's charge row is the account's local day: a month asked for in UTC holds the days that start in it,
     not the day whose last charge fell after midnight UTC (UTC-11: 30 November ends at 11:00 UTC on 1 December)."""

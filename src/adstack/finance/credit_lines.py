@@ -203,20 +203,22 @@ def settlement_statement(session: Session, principal: Principal, line_id: int) -
 def statement_csv(statement: Statement) -> str:
     line = statement.line
     period = f"{line.starts_on.isoformat()}..{line.ends_on.isoformat()}"
+    # Amounts go in as numbers: only text is guarded against spreadsheet formulas, and a refund-heavy period's
+    # negative cost written as text would come out as '-500.000000.
     header = ("period", "account_id", "company_name", "campaign_id", "charges", "refunds", "actual_cost", "currency",
               "item")
     rows: list[list[Any]] = [
-        [period, item.account_id, item.company_name, item.campaign_id, str(from_micros(item.charges_micros)),
-         str(from_micros(item.refunds_micros)), str(from_micros(item.actual_cost_micros)), line.currency,
+        [period, item.account_id, item.company_name, item.campaign_id, from_micros(item.charges_micros),
+         from_micros(item.refunds_micros), from_micros(item.actual_cost_micros), line.currency,
          "transfers less reclaims" if item.funding else "charges less refunds"]
         for item in statement.lines
     ]
     rows.append([period, line.account_id, "total actual cost", None, "", "",
-                 str(from_micros(statement.actual_cost_micros)), line.currency, ""])
-    rows.append([period, line.account_id, "credit limit", None, "", "", str(from_micros(line.limit_micros)),
+                 from_micros(statement.actual_cost_micros), line.currency, ""])
+    rows.append([period, line.account_id, "credit limit", None, "", "", from_micros(line.limit_micros),
                  line.currency, ""])
     rows.append([period, line.account_id, "amount due" if statement.final else "amount due so far (interim)", None,
-                 "", "", str(from_micros(statement.credit_used_micros)), line.currency, ""])
+                 "", "", from_micros(statement.credit_used_micros), line.currency, ""])
     return to_csv(header, rows)
 
 

@@ -327,8 +327,11 @@ class FinancialRecord(BaseModel):
     record_id: str = Field(description="entry:<ledger id> or charges:<account id>:<local date>.")
     transferred_at: datetime = Field(description="Date of the successful transfer (for charges: the last charge).")
     account_id: int = Field(description="Transfer account: whose balance changed.")
-    agency_account_id: int | None = Field(description="Transfer agency account: the agency on the other side, "
-                                                      "or the account's agency.")
+    agency_account_id: int | None = Field(description="Transfer agency account: the agency of a transfer or "
+                                                      "reclaim (on the agency's own rows, itself), or the "
+                                                      "account's agency.")
+    counterparty_account_id: int | None = Field(default=None, description="The other account of a transfer or "
+                                                "reclaim (on the agency's rows, the sub-account).")
     type: RecordType
     direction: Direction
     amount_micros: int = Field(description="Always positive; the direction says which way.")

@@ -100,16 +100,22 @@ def search_records(session: Session, principal: Principal, *, account_id: int | 
     total = int(session.scalar(select(func.count()).select_from(records)) or 0)
     rows = session.execute(select(records).order_by(records.c.at.desc(), records.c.seq.desc(), records.c.ref.desc())
                            .limit(limit).offset(offset)).all()
-    parents = dict(session.execute(select(Account.id, Account.parent_agency_id).where(
-        Account.id.in_({int(r.account_id) for r in rows}))).all())
+    named = {int(r.account_id) for r in rows} | {int(r.counterparty) for r in rows if r.counterparty is not None}
+    parents = dict(session.execute(select(Account.id, Account.parent_agency_id).where(Account.id.in_(named))).all())
     transfer_types = {EntryType.TRANSFER_IN.value, EntryType.TRANSFER_OUT.value, EntryType.RECLAIM.value}
     out = []
     for r in rows:
-        agency = r.counterparty if r.type in transfer_types else parents.get(int(r.account_id))
+        # Source: Mi Ads usage guide, 5 Financial Management: "transfer account ID, transfer agency account". A
+        # transfer is between an agency and its sub-account: on the agency's own row the agency is itself.
+        counterparty = None if r.counterparty is None else int(r.counterparty)
+        agency = parents.get(int(r.account_id))
+        if r.type in transfer_types and counterparty is not None:
+            agency = int(r.account_id) if parents.get(counterparty) == int(r.account_id) else counterparty
         ref = f"entry:{r.ref}" if r.source == "entry" else f"charges:{r.account_id}:{r.ref}"
         out.append(FinancialRecord(
             record_id=ref, transferred_at=as_utc(r.at) if isinstance(r.at, datetime) else r.at,
             account_id=int(r.account_id), agency_account_id=None if agency is None else int(agency),
+            counterparty_account_id=counterparty if r.type in transfer_types else None,
             type=RecordType(r.type), direction=Direction.IN if r.amount > 0 else Direction.OUT,
             amount_micros=abs(int(r.amount)), currency=r.currency, operator=r.operator or "system",
             remarks=r.remarks or ""))
@@ -117,13 +123,14 @@ def search_records(session: Session, principal: Principal, *, account_id: int | 
 
 
 RECORDS_CSV_HEADER = ("date_of_transfer_utc", "transfer_account_id", "transfer_agency_account", "type", "direction",
-                      "amount", "currency", "operator", "remarks")
+                      "amount", "currency", "operator", "remarks", "counterparty_account_id")
 
 
 def records_csv(records: Sequence[FinancialRecord]) -> str:
     return to_csv(RECORDS_CSV_HEADER, [
         [r.transferred_at.isoformat(), r.account_id, r.agency_account_id, r.type.value, r.direction.value,
-         str(from_micros(r.amount_micros)), r.currency.value, r.operator, r.remarks] for r in records])
+         from_micros(r.amount_micros), r.currency.value, r.operator, r.remarks, r.counterparty_account_id]
+        for r in records])
 
 
 def ledger(session: Session, principal: Principal, account_id: int, *, limit: int = 50, offset: int = 0
