@@ -69,6 +69,15 @@ def translations(language: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(buffer)
 
 
+def plain_amount(micros: int) -> str:
+    """Micros as the shortest exact decimal, at least two places: 15_000 -> "0.015", 1_500_000 -> "1.50"."""
+    value = Decimal(micros) / MICROS_PER_UNIT
+    text = f"{value:f}"
+    whole, _, places = text.partition(".")
+    places = places.rstrip("0")
+    return f"{whole}.{places.ljust(2, '0')}"
+
+
 class Formatter:
     """Numbers, money and times in the visitor's language; times in the account's zone."""
 
@@ -83,10 +92,11 @@ class Formatter:
         return format_currency(Decimal(micros) / MICROS_PER_UNIT, code, locale=self.locale)
 
     def amount(self, micros: int | None) -> str:
-        """Micros as a plain decimal for an input field (no grouping, no currency sign)."""
+        """Micros as a plain decimal for an input field (no grouping, no currency sign), exact: a pre-filled
+        input saved unchanged must save the same micros, so 15_000 is "0.015", never "0.02"."""
         if micros is None:
             return ""
-        return str((Decimal(micros) / MICROS_PER_UNIT).quantize(Decimal("0.01")))
+        return plain_amount(micros)
 
     def number(self, value: int | float | Decimal | None) -> str:
         if value is None:
