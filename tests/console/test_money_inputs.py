@@ -71,3 +71,28 @@ def test_the_low_balance_threshold_shows_exactly(client: TestClient, api: Api, s
     page = _browser(client, "exact3@example.com").get(f"/console/accounts/{adv.account_id}")
     match = re.search(r'id="edit_threshold"[^>]*value="([^"]*)"', page.text)
     assert match and match.group(1) == "1.234567"
+
+
+def _top_up(browser: TestClient, account_id: int, amount: str) -> tuple[int, list[str]]:
+    action, fields = form_fields(browser.get("/console/finance").text, action="/console/finance/top-ups")
+    response = browser.post(action, data=as_data(with_values(fields, account_id=str(account_id), amount=amount)),
+                            follow_redirects=False)
+    return response.status_code, re.findall(r'data-error-for="amount"[^>]*>(.*?)</div>', response.text)
+
+
+def test_a_decimal_comma_is_refused_and_a_thousands_comma_taken(client: TestClient, api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+
+    def balance() -> int:
+        path = f"/api/v1/finance/accounts/{adv.account_id}/balance"
+        return int(expect(api.client.get(path, headers=adv.headers), 200)["balance_micros"])
+
+    for lang, sentence in (("en", "Amount must be a number, like 12.50."), ("zh", "金额必须是数字")):
+        browser = _browser(client, admin.email, "admin-password", lang=lang)
+        for typed in ("1,5", "12,34", "1.500,25", "1,5000"):
+            status, messages = _top_up(browser, adv.account_id, typed)
+            assert status == 422 and len(messages) == 1 and sentence in messages[0], (typed, messages)
+    assert balance() == 0
+    assert _top_up(browser, adv.account_id, "1,500.25")[0] == 303
+    assert balance() == 1_500_250_000

@@ -116,13 +116,24 @@ def checkbox(form: FormData, name: str) -> bool:
     return form.get(name) in ("on", "true", "1", "yes")
 
 
+# A comma or a space only separates thousands (one kind per amount, groups of three digits); the decimal mark is a
+# point. Dropping any comma read a decimal comma ("1,5") as fifteen.
+_GROUPED = re.compile(r"\d{1,3}(?P<sep>[, ])\d{3}(?:(?P=sep)\d{3})*(?:\.\d*)?")
+
+
 def money(form: FormData, name: str, *, required: bool = False) -> int | None:
-    """A decimal amount typed by a person ("12.50", "1,000") into integer micros."""
-    raw = text(form, name).replace(",", "").replace(" ", "")
-    if not raw:
+    """A decimal amount typed by a person ("12.50", "1,000", "1,500.25") into integer micros."""
+    typed = text(form, name)
+    if not typed:
         if required:
             _refuse(ValidationFailed.single(name, "required", "an amount is required"))
         return None
+    if ("," in typed or " " in typed) and not _GROUPED.fullmatch(typed):
+        _refuse(ValidationFailed.single(
+            name, "decimal", "not a number: the decimal mark is a point, and a comma only separates groups of "
+            "three digits", actual=typed))
+        return None
+    raw = typed.replace(",", "").replace(" ", "")
     try:
         value = Decimal(raw)
     except InvalidOperation:
