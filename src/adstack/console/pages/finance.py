@@ -80,7 +80,8 @@ def _accounts_with_balances(visitor: Visitor) -> list[dict[str, Any]]:
 
 
 def _finance_page(visitor: Visitor, *, errors: FormErrors | None = None, values: dict[str, Any] | None = None,
-                  status: int = 200) -> Response:
+                  refused_form: str = "", status: int = 200) -> Response:
+    """`refused_form` names the form that was sent and refused: only it shows `errors` and `values`."""
     session, principal = visitor.session, visitor.me
     page = choices.page_number(visitor.request.query_params.get("page"))
     records, total = search_records(session, principal, **_record_filters(visitor), limit=PAGE_SIZE,
@@ -95,7 +96,7 @@ def _finance_page(visitor: Visitor, *, errors: FormErrors | None = None, values:
         "account_choices": accounts.list_accounts(session, principal, limit=200),
         "sub_accounts": (accounts.list_accounts(session, principal, parent_agency_id=principal.account_id, limit=200)
                          if principal.role == Role.AGENCY else []),
-        "errors": errors or FormErrors(), "values": values or {},
+        "errors": errors or FormErrors(), "values": values or {}, "refused_form": refused_form,
     }, status=status)
 
 
@@ -112,13 +113,16 @@ def export_records(visitor: UserDep) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="financial-records.csv"'})
 
 
-def _refused(visitor: Visitor, exc: ValidationError | DomainError, values: dict[str, Any]) -> Response:
+def _refused(visitor: Visitor, exc: ValidationError | DomainError, values: dict[str, Any], refused_form: str
+             ) -> Response:
     visitor.session.rollback()
     if isinstance(exc, ValidationError):
-        return _finance_page(visitor, errors=FormErrors.from_validation(exc), values=values, status=422)
+        return _finance_page(visitor, errors=FormErrors.from_validation(exc), values=values,
+                             refused_form=refused_form, status=422)
     if exc.status == 404:
         raise exc
-    return _finance_page(visitor, errors=FormErrors.from_domain(exc), values=values, status=exc.status)
+    return _finance_page(visitor, errors=FormErrors.from_domain(exc), values=values, refused_form=refused_form,
+                         status=exc.status)
 
 
 @router.post("/finance/top-ups")
@@ -128,14 +132,14 @@ def top_up(visitor: AccountManagerDep, form: FormDep) -> Response:
     with forms.collecting() as typed:
         amount = forms.money(form, "amount", required=True)
     if typed:
-        return _finance_page(visitor, errors=typed, values=values, status=422)
+        return _finance_page(visitor, errors=typed, values=values, refused_form="top_up", status=422)
     try:
         topups.top_up(visitor.session, visitor.me, TopUpIn.model_validate({
             "account_id": forms.integer(form, "account_id", minimum=1), "amount_micros": amount,
             "remarks": values["remarks"][:500]}))
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
-        return _refused(visitor, exc, values)
+        return _refused(visitor, exc, values, "top_up")
     return redirect(with_notice(f"{PREFIX}/finance", "topped_up"))
 
 
@@ -153,7 +157,7 @@ def request_top_up(visitor: UserDep, form: FormDep) -> Response:
     if account_id is None:
         typed.add("request_account_id", "required", "choose the account to credit")
     if typed or proof is None or account_id is None or amount is None:
-        return _finance_page(visitor, errors=typed, values=values, status=422)
+        return _finance_page(visitor, errors=typed, values=values, refused_form="top_up_request", status=422)
     try:
         topups.request_top_up(
             visitor.session, visitor.me, account_id=account_id, amount_micros=amount,
@@ -161,7 +165,7 @@ def request_top_up(visitor: UserDep, form: FormDep) -> Response:
             max_bytes=visitor.settings.max_document_bytes, remarks=values["request_remarks"][:500])
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
-        return _refused(visitor, exc, values)
+        return _refused(visitor, exc, values, "top_up_request")
     return redirect(with_notice(f"{PREFIX}/finance", "requested"))
 
 
@@ -173,14 +177,14 @@ def transfer(visitor: UserDep, form: FormDep) -> Response:
         sub_account_id = forms.integer(form, "sub_account_id", minimum=1)
         amount = forms.money(form, "transfer_amount", required=True)
     if typed:
-        return _finance_page(visitor, errors=typed, values=values, status=422)
+        return _finance_page(visitor, errors=typed, values=values, refused_form="transfer", status=422)
     try:
         transfers.transfer(visitor.session, visitor.me, TransferIn.model_validate({
             "kind": values["kind"], "sub_account_id": sub_account_id, "amount_micros": amount,
             "remarks": values["transfer_remarks"][:500]}))
         visitor.session.commit()
     except (ValidationError, DomainError) as exc:
-        return _refused(visitor, exc, values)
+        return _refused(visitor, exc, values, "transfer")
     return redirect(with_notice(f"{PREFIX}/finance", "saved"))
 
 
