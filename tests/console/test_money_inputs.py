@@ -96,3 +96,22 @@ def test_a_decimal_comma_is_refused_and_a_thousands_comma_taken(client: TestClie
     assert balance() == 0
     assert _top_up(browser, adv.account_id, "1,500.25")[0] == 303
     assert balance() == 1_500_250_000
+
+
+def test_a_limit_below_a_cent_is_told_exactly(client: TestClient, api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin, email="limit@example.com")
+    camp = campaign(api, adv)
+    url = f"/console/ads/campaigns/{camp['id']}/ad-groups/new"
+    for lang, sentence in (("en", "Bid must be at least $0.000001."), ("zh", "出价不能低于 US$0.000001。")):
+        browser = _browser(client, "limit@example.com", lang=lang)
+        action, fields = form_fields(browser.get(url).text, "ad-group-form")
+        refused = browser.post(action, data=as_data(with_values(fields, name="G", bid="0.0000004")))
+        assert refused.status_code == 422
+        assert re.findall(r'data-error-for="bid_micros"[^>]*>(.*?)</div>', refused.text) == [sentence]
+    browser = _browser(client, admin.email, "admin-password")
+    action, fields = form_fields(browser.get("/console/finance").text, action="/console/finance/top-ups")
+    refused = browser.post(action, data=as_data(with_values(fields, account_id=str(adv.account_id), amount="0")))
+    assert refused.status_code == 422
+    assert re.findall(r'data-error-for="amount_micros"[^>]*>(.*?)</div>', refused.text) == [
+        "Amount must be at least $0.000001."]

@@ -85,11 +85,14 @@ class Formatter:
         self.locale = Locale.parse(LANGUAGES[language])
         self.time_zone = time_zone
 
-    def money(self, micros: int | None, currency: str) -> str:
+    def money(self, micros: int | None, currency: str, *, exact: bool = False) -> str:
+        """Rounded to the currency's places; `exact` keeps every place needed (a limit of 1 micro is $0.000001,
+        not $0.00)."""
         if micros is None:
             return "—"
         code = currency or "USD"
-        return format_currency(Decimal(micros) / MICROS_PER_UNIT, code, locale=self.locale)
+        return format_currency(Decimal(micros) / MICROS_PER_UNIT, code, locale=self.locale,
+                               decimal_quantization=not exact)
 
     def amount(self, micros: int | None) -> str:
         """Micros as a plain decimal for an input field (no grouping, no currency sign), exact: a pre-filled

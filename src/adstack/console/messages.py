@@ -114,6 +114,8 @@ RULE_SENTENCES: Mapping[str, str] = {
     "balance": N_("The amount is more than the available balance."),
     "max_range_days": N_("The date range can be at most %(limit)s days."),
     "same_currency": N_("Both accounts must use the same currency."),
+    "one_currency": N_("Your accounts settle in different currencies (%(limit)s): choose one account."),
+    "date": N_("%(field)s is not a date: write it as year-month-day, like 2025-05-20."),
     "not_editable": N_("%(field)s can no longer be changed."),
     "pending_top_up": N_("%(field)s cannot change while a top-up request is pending."),
     "credit_line_granted": N_("%(field)s cannot change once the account has a credit line."),
@@ -164,15 +166,16 @@ RULE_ALIASES: Mapping[str, str] = {
     "language_code": "language_code",
     "duplicate": "duplicate", "not_found": "not_found", "exists": "not_found", "belongs_to_account": "not_found",
     "within_available_balance": "balance", "max_range_days": "max_range_days", "max_period_days": "max_range_days",
-    "same_currency": "same_currency", "fixed_once_funded": "not_editable",
+    "same_currency": "same_currency", "one_currency": "one_currency", "fixed_once_funded": "not_editable",
     "fixed_once_spent": "not_editable", "fixed_while_top_up_pending": "pending_top_up",
     "fixed_once_credit_line": "credit_line_granted",
     "no_nul_character": "no_nul_character", "string_unicode": "invalid",
     "allowed_for_country": "settlement", "allowed_for_settlement_entity": "settlement",
     "min_valid_ids": "min_valid_ids", "matches_file": "matches_file", "not_before_starts_on": "not_before_start",
     "not_before_start_date": "not_before_start", "known_time_zone": "invalid", "time_zone_range": "invalid",
-    "bool_parsing": "invalid", "bool_type": "invalid", "date_parsing": "invalid", "datetime_parsing": "invalid",
-    "date_from_datetime_parsing": "invalid", "datetime_from_date_parsing": "invalid",
+    "bool_parsing": "invalid", "bool_type": "invalid", "date_parsing": "date", "datetime_parsing": "invalid",
+    "date_from_datetime_parsing": "date", "date_from_datetime_inexact": "date", "date_type": "date",
+    "datetime_from_date_parsing": "invalid",
 }
 
 # Anything that reads like the machine rather than a person: never shown.
@@ -221,7 +224,8 @@ class Speaker:
             except (InvalidOperation, ValueError):
                 return str(value)
             micros = int(amount) if money_micros else int(amount * 1_000_000)
-            return self.fmt.money(micros, self.currency)
+            # A limit is told as exactly as it is: "at least $0.000001", never a rounded "$0.00".
+            return self.fmt.money(micros, self.currency, exact=True)
         if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
             return self.fmt.number(value)
         text = str(value)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adstack.accounts import tenancy
 from adstack.accounts.models import Principal, Role
 from adstack.core.errors import ValidationFailed
 from adstack.events.schema import AD_SPACE_APPS_TABLE
@@ -23,6 +24,7 @@ from adstack.reports.models import (
     Metric,
     ReportQuery,
 )
+from adstack.reports.scope import scope_currencies
 from adstack.reports.service import JOB_MAX_DAYS, _fetch, _prepare, _store, _sums
 
 # ---------- media center ----------
@@ -45,6 +47,16 @@ def media_center(session: Session, principal: Principal, query: MediaCenterQuery
     requested = [query.account_id] if query.account_id is not None else []
     if principal.role == Role.ADVERTISER and not requested and principal.account_id is not None:
         requested = [principal.account_id]
+    if query.account_id is not None:
+        tenancy.ensure_account_visible(session, principal, query.account_id, field="account_id")
+    else:
+        # Rows add up every account's spend per app or ad space: money of two currencies cannot be added, so an
+        # agency (or staff) whose accounts settle in several currencies chooses one account.
+        currencies = scope_currencies(session, principal, requested)
+        if len(currencies) > 1:
+            raise ValidationFailed.single(
+                "account_id", "one_currency", "the accounts you can see settle in different currencies; choose "
+                "one account (account_id) to see where its ads ran", limit=sorted(currencies))
     publisher_ids: set[int] | None = None
     ad_space_ids: set[int] | None = None
     inventory = _inventory()

@@ -53,3 +53,14 @@ def _scope(session: Session, principal: Principal, requested: Sequence[int], *, 
         else:
             time_zone = "UTC"
     return Scope(ids, time_zone, currencies.pop() if len(currencies) == 1 else None)
+
+
+def scope_currencies(session: Session, principal: Principal, requested: Sequence[int] = ()) -> set[str]:
+    """The currencies the accounts a report would cover settle in: the visible ones of `requested`, or every
+    visible account. More than one: money can only be reported one row per account."""
+    visible = tenancy.visible_account_ids(session, principal)
+    ids = [i for i in requested if visible is None or i in visible] if requested else visible
+    stmt = select(Account.currency).distinct()
+    if ids is not None:
+        stmt = stmt.where(Account.id.in_(sorted(ids)))
+    return set(session.scalars(stmt))

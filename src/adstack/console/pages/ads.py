@@ -44,7 +44,7 @@ from adstack.inventory import service as inventory
 from adstack.media import service as media
 from adstack.media.models import MediaAsset, MediaKind
 from adstack.reports import service as report_service
-from adstack.reports.models import MAX_IDS, ReportQuery
+from adstack.reports.models import MAX_IDS, Dimension, ReportQuery
 from adstack.review import service as review
 from adstack.review.models import ReviewStatus
 
@@ -168,7 +168,7 @@ def list_rows(visitor: Visitor, level: str, params: dict[str, str],
 
 # The ad list's date ranges for its metric columns, in the account's time zone.
 DATE_RANGES = ("today", "yesterday", "7d", "30d", "custom")
-MAX_RANGE_DAYS = 366
+MAX_RANGE_DAYS = reports.LIST_MAX_DAYS
 
 
 def row_list_params(visitor: Visitor) -> QueryParams:
@@ -295,12 +295,14 @@ def metric_figures(visitor: Visitor, level: str, ids: list[int], column: str) ->
     for chunk in range(0, len(ids), MAX_IDS):
         part = ids[chunk:chunk + MAX_IDS]
         try:
+            # By account too, as the metric columns are: accounts of several currencies are then no refusal.
             result = report_service.run_report(visitor.session, visitor.me, ReportQuery.model_validate({
-                "start_date": start, "end_date": end, "dimensions": [dimension], "metrics": [metric],
-                id_filter: part, "limit": len(part)}), store=get_event_store(visitor.settings))
+                "start_date": start, "end_date": end, "dimensions": [dimension, Dimension.ACCOUNT],
+                "metrics": [metric], id_filter: part, "limit": len(part)}), store=get_event_store(visitor.settings),
+                max_days=MAX_RANGE_DAYS)
         except DomainError:
             continue
-        key = next(c.key for c in result.columns if c.kind == "dimension")
+        key = f"{dimension.value}_id"
         for line in result.rows:
             try:
                 values[int(line[key])] = float(line[metric.value])
@@ -338,6 +340,7 @@ def _list_context(visitor: Visitor, level: str) -> dict[str, Any]:
         "sort_links": sort_links(level, visitor.request.query_params), "show_account": shows_accounts(visitor),
         "accounts": accounts.list_accounts(visitor.session, visitor.me, limit=500) if shows_accounts(visitor) else [],
         "account_names": account_names(visitor, rows), "thumbnails": thumbnails(visitor, level, rows),
+        "account_currencies": reports.account_currencies(visitor, [row.account_id for row in rows]),
         "level": level, "rows": rows, "total": total, "page": page, "size": size, "editing": False,
         "errors": FormErrors(),
         "pages": max(1, -(-total // size)), "params": params, "columns": columns,
@@ -424,6 +427,7 @@ def _row_fragment(visitor: Visitor, level: str, object_id: int, *, editing: bool
     return render(visitor, "ads/_row.html", {
         "row": row, "level": level, "editing": editing, "errors": errors or FormErrors(), "columns": columns,
         "typed": typed or {}, "show_account": shows_accounts(visitor), "account_names": account_names(visitor, [row]),
+        "account_currencies": reports.account_currencies(visitor, [row.account_id]),
         "thumbnails": thumbnails(visitor, level, [row]),
         "metrics": metric_values(visitor, level, [row], columns, params),
     }, status=status)

@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, BackgroundTasks, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from sqlalchemy import select
 
+from adstack.accounts.models import Account
 from adstack.console import forms
 from adstack.console.forms import FormErrors
 from adstack.console.i18n import N_
@@ -47,6 +49,8 @@ from adstack.reports.models import (
     ReportResult,
     event_metric,
 )
+from adstack.reports.query import SOURCE_LABELS
+from adstack.reports.scope import scope_currencies
 
 router = APIRouter(route_class=ConsoleRoute)
 QueryT = TypeVar("QueryT", bound=ReportQuery)
@@ -74,30 +78,64 @@ LEVEL_DIMENSIONS = {
     "creatives": (Dimension.CREATIVE, "creative_ids"),
 }
 PERCENT_METRICS = {"ctr", "cvr", "video_completion_rate"}
+# The ad list's longest custom range for its metric columns (a year); the query covers one page's rows only.
+LIST_MAX_DAYS = 366
 
 
 def local_today(visitor: Visitor) -> date:
     return utcnow().astimezone(zone(visitor.time_zone)).date()
 
 
-def _day(value: str | None, default: date) -> date:
-    try:
-        return date.fromisoformat(value) if value else default
-    except ValueError:
+def _day(value: str | None, default: date) -> date | str:
+    """A typed day; one that is no date (2025-02-30) stays as typed, for the query's validation to refuse it
+    naming its field, rather than being replaced by the default."""
+    if not value:
         return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return value.strip()[:40]
 
 
-def display(visitor: Visitor, key: str, value: Any, currency: str | None, kind: str = "count") -> str:
-    """A report cell as people read it: money in the currency, ratios as percentages, names and ids as they are."""
+def _iso(day: date | str) -> str:
+    return day.isoformat() if isinstance(day, date) else day
+
+
+# Where a report row's conversions came from (the reports service's codes and its row labels in English).
+SOURCE_NAMES: dict[str, str] = {"ads": N_("Ads"), "organic": N_("Organic"), "other": N_("Other sources")}
+
+
+def account_currencies(visitor: Visitor, account_ids: Any) -> dict[Any, str]:
+    """The settlement currency of each of these accounts (keyed by id, so a row's "account_id" finds its
+    currency, and a labelled row's none): rows of several accounts show money in their own."""
+    ids = sorted({int(i) for i in account_ids if isinstance(i, int)})
+    if not ids:
+        return {}
+    return dict(visitor.session.execute(select(Account.id, Account.currency).where(Account.id.in_(ids))).all())
+
+
+def mixes_currencies(visitor: Visitor) -> bool:
+    """Whether the accounts the visitor reports on settle in more than one currency."""
+    return len(scope_currencies(visitor.session, visitor.me)) > 1
+
+
+def display(visitor: Visitor, key: str, value: Any, currency: str | None, kind: str = "count",
+            source: str | None = None) -> str:
+    """A report cell as people read it: money in the currency (none known: a sum across currencies, which is
+    not shown), ratios as percentages, sources and the rows they label in words, names and ids as they are."""
     if value is None:
         return "—"
     if key == "hour" and kind == "time":
         return hour_label(value)
+    if key == "source" and value in SOURCE_NAMES:
+        return visitor.gettext(SOURCE_NAMES[value])
+    if source in SOURCE_LABELS and value == SOURCE_LABELS[source]:  # an organic or other-sources row's label
+        return visitor.gettext(SOURCE_NAMES[source])
     if kind not in ("count", "micros", "ratio"):
         return visitor.gettext("Yes") if value is True else ("" if value is False else str(value))
     fmt = visitor.fmt
     if key.endswith("_micros"):
-        return fmt.money(int(value), currency or visitor.currency)
+        return fmt.money(int(value), currency) if currency else "—"
     if key in PERCENT_METRICS:
         return fmt.percent(Decimal(str(value)))
     if key == "roas":
@@ -118,27 +156,28 @@ def _number(value: Any) -> float:
 def list_metrics(visitor: Visitor, level: str, ids: list[int], columns: list[str],
                  period: tuple[date, date] | None = None) -> dict[int, dict[str, str]]:
     """Figures of `period` (the last 7 days by default) for the rows on one page of the ad list, in one report
-    query."""
+    query, each row's money in its account's currency."""
     wanted = [c for c in columns if c in LIST_METRICS]
     if not ids or not wanted or level not in LEVEL_DIMENSIONS:
         return {}
     dimension, id_filter = LEVEL_DIMENSIONS[level]
     today = local_today(visitor)
     start, end = period or (today - timedelta(days=6), today)
-    try:
-        result = reports.run_report(visitor.session, visitor.me, ReportQuery.model_validate({
-            "start_date": start, "end_date": end, "dimensions": [dimension],
-            "metrics": [LIST_METRICS[c] for c in wanted], id_filter: ids, "limit": len(ids)}),
-            store=get_event_store(visitor.settings))
-    except DomainError:
-        return {}
-    key = next(c.key for c in result.columns if c.kind == "dimension")
+    # Each row is one account's, so grouping by account too splits nothing; it lets an agency whose
+    # sub-accounts settle in several currencies see every row (the service adds no money across currencies).
+    result = reports.run_report(visitor.session, visitor.me, ReportQuery.model_validate({
+        "start_date": start, "end_date": end, "dimensions": [dimension, Dimension.ACCOUNT],
+        "metrics": [LIST_METRICS[c] for c in wanted], id_filter: ids, "limit": len(ids)}),
+        store=get_event_store(visitor.settings), max_days=LIST_MAX_DAYS)
+    key = f"{dimension.value}_id"
+    currencies = account_currencies(visitor, (row.get("account_id") for row in result.rows))
     out: dict[int, dict[str, str]] = {}
     for row in result.rows:
-        if row.get(key) is None:
+        if not isinstance(row.get(key), int):
             continue
+        currency = result.currency or currencies.get(row.get("account_id"))
         out[int(row[key])] = {c: display(visitor, LIST_METRICS[c].value, row.get(LIST_METRICS[c].value),
-                                         result.currency) for c in wanted}
+                                         currency) for c in wanted}
     return out
 
 
@@ -168,6 +207,10 @@ def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, 
     start = _day(params.get("start_date"), today - timedelta(days=6))
     end = _day(params.get("end_date"), today)
     dimensions = [d for d in params.getlist("dimensions") if d in {x.value for x in Dimension}]
+    # Money of different currencies is never added up: when the visitor's accounts settle in several, the
+    # report has one row per account (the account dimension), rather than being refused.
+    if Dimension.ACCOUNT.value not in dimensions and mixes_currencies(visitor):
+        dimensions.append(Dimension.ACCOUNT.value)
     metrics = [m for m in params.getlist("metrics") if m in {x.value for x in Metric}] or [
         m.value for m in DEFAULT_METRICS]
     granularity = params.get("granularity") if params.get("granularity") in {g.value for g in Granularity} else "day"
@@ -179,7 +222,7 @@ def _query_from_params(visitor: Visitor, source: Any = None) -> tuple[dict[str, 
     sort = params.get("sort") or None
     # "Columns > Adjust", "Columns > AppsFlyer": the partner connectors' columns (Mi Ads XMP guide, Adjust API).
     extra = [c for c in params.getlist("extra_columns") if c in connector_columns.available_extra_columns()]
-    values = {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": granularity,
+    values = {"start_date": _iso(start), "end_date": _iso(end), "granularity": granularity,
               "dimensions": dimensions, "metrics": metrics, "countries": ",".join(countries), **ids,
               "objectives": objectives, "placement_types": placements, "sort": sort or "", "page": page,
               "extra_columns": extra}
@@ -343,7 +386,10 @@ def report_builder(visitor: UserDep) -> Response:
     cells: list[list[str]] = []
     totals: list[str] = []
     if result is not None:
-        cells = [[display(visitor, c.key, row.get(c.key), result.currency, c.kind) for c in result.columns]
+        # Rows of accounts in several currencies (result.currency None): each row's money in its account's.
+        currencies = account_currencies(visitor, (row.get("account_id") for row in result.rows))
+        cells = [[display(visitor, c.key, row.get(c.key), result.currency or currencies.get(row.get("account_id")),
+                          c.kind, row.get("source")) for c in result.columns]
                  for row in result.rows]
         totals = [display(visitor, c.key, result.totals.get(c.key), result.currency, c.kind)
                   if c.key in result.totals else "" for c in result.columns]
@@ -359,8 +405,10 @@ def report_builder(visitor: UserDep) -> Response:
         "granularities": [g.value for g in Granularity], "placements": [p.value for p in PlacementType],
         "partner_columns": partner_column_groups(),
         "pages": max(1, -(-(result.total_rows if result else 0) // PAGE_SIZE)), "download_query": download,
-        "too_long": (date.fromisoformat(values["end_date"]) - date.fromisoformat(values["start_date"])).days
-        >= reports.SYNC_MAX_DAYS,
+        "too_long": report_query is not None
+        and (report_query.end_date - report_query.start_date).days >= reports.SYNC_MAX_DAYS,
+        "mixed_currencies": result is not None and result.currency is None
+        and any(c.kind == "micros" for c in result.columns),
     }, status=status)
 
 
@@ -560,11 +608,12 @@ def media_center(visitor: UserDep) -> Response:
     params = visitor.request.query_params
     today = local_today(visitor)
     values = {
-        "start_date": _day(params.get("start_date"), today - timedelta(days=6)).isoformat(),
-        "end_date": _day(params.get("end_date"), today).isoformat(),
+        "start_date": _iso(_day(params.get("start_date"), today - timedelta(days=6))),
+        "end_date": _iso(_day(params.get("end_date"), today)),
         "group_by": params.get("group_by") if params.get("group_by") in {g.value for g in MediaGroup} else "ad_space",
         "package": (params.get("package") or "")[:255], "source": (params.get("source") or "")[:200],
         "media_id": params.get("media_id") or "", "country": (params.get("country") or "").upper()[:2],
+        "account_id": (params.get("account_id") or "")[:19],
     }
     page = choices.page_number(params.get("page"))
     errors = FormErrors()
@@ -583,5 +632,6 @@ def media_center(visitor: UserDep) -> Response:
         errors = FormErrors.from_domain(exc)
     return render(visitor, "reports/media_center.html", {
         "values": values, "errors": errors, "data": data, "page": page,
+        "account_choices": choices.account_choices(visitor),
         "pages": max(1, -(-(data.total_rows if data else 0) // PAGE_SIZE)),
     })
