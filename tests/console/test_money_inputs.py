@@ -90,7 +90,7 @@ def test_a_decimal_comma_is_refused_and_a_thousands_comma_taken(client: TestClie
 
     for lang, sentence in (("en", "Amount must be a number, like 12.50."), ("zh", "金额必须是数字")):
         browser = _browser(client, admin.email, "admin-password", lang=lang)
-        for typed in ("1,5", "12,34", "1.500,25", "1,5000"):
+        for typed in ("1,5", "12,34", "1.500,25", "1,5000", "0,015", "0,500", "00,250"):
             status, messages = _top_up(browser, adv.account_id, typed)
             assert status == 422 and len(messages) == 1 and sentence in messages[0], (typed, messages)
     assert balance() == 0

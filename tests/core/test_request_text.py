@@ -104,3 +104,12 @@ def test_nothing_is_read_that_the_route_did_not_read() -> None:
     request = Request({"type": "http", "method": "POST", "path": "/x", "query_string": b"", "headers": [],
                        "path_params": {}}, receive)
     run_async(lambda: refuse_unstorable_text(request))
+
+
+def test_exchange_notices_and_tracking_pixels_answer_as_before_whatever_their_text(api: Api) -> None:
+    """An exchange expects 204 from its notices; a pixel's unreadable token is answered as malformed."""
+    for url in ("/openrtb2/win?i=abc&p=%00", "/openrtb2/loss?i=abc&r=102&p=%00", "/openrtb2/loss?i=abc%00&s=x"):
+        assert api.client.get(url).status_code == 204, url
+    for url in ("/t/imp?t=bogus&ap=%00&ap=1", "/t/click?t=%00bogus&t=x"):
+        answer = api.client.get(url, follow_redirects=False)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "malformed_token", url

@@ -118,7 +118,8 @@ def checkbox(form: FormData, name: str) -> bool:
 
 # A comma or a space only separates thousands (one kind per amount, groups of three digits); the decimal mark is a
 # point. Dropping any comma read a decimal comma ("1,5") as fifteen.
-_GROUPED = re.compile(r"\d{1,3}(?P<sep>[, ])\d{3}(?:(?P=sep)\d{3})*(?:\.\d*)?")
+# The first group has no leading zero: "0,015" is a decimal comma, not fifteen.
+_GROUPED = re.compile(r"[1-9]\d{0,2}(?P<sep>[, ])\d{3}(?:(?P=sep)\d{3})*(?:\.\d*)?")
 
 
 def money(form: FormData, name: str, *, required: bool = False) -> int | None:

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
@@ -310,6 +310,7 @@ async def _refuse(send: Any, status: int, message: str) -> None:
 # A JSON body holds NUL or a surrogate only as an escape (a raw control character does not parse): bodies without
 # one are not walked.
 _SUSPECT_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 _NO_INPUT: frozenset[str] = frozenset()
 
 
@@ -359,12 +360,19 @@ def _first_unstorable(body: Any) -> tuple[str, str] | None:
     return None
 
 
+def answers_any_text(endpoint: _Endpoint) -> _Endpoint:
+    """Mark a route whose query text is its own to judge: an exchange's notice or a tracking pixel answers as its
+    caller expects (204, or a malformed token kept as invalid traffic), never the request-text refusal."""
+    endpoint._adstack_answers_any_text = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 def _query_names(route: Any) -> frozenset[str]:
     """The query parameters a route declares (its own and its dependencies'), worked out once per route."""
     names: frozenset[str] | None = getattr(route, "_adstack_query_names", None)
     if names is None:
         names = _NO_INPUT
-        if isinstance(route, APIRoute):
+        if isinstance(route, APIRoute) and not getattr(route.endpoint, "_adstack_answers_any_text", False):
             found: set[str] = set()
             pending = [route.dependant]
             while pending:

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from adstack.core.errors import PayloadTooLarge
-from adstack.core.http import error_body, json_response
+from adstack.core.http import answers_any_text, error_body, json_response
 from adstack.core.timeutil import utcnow
 from adstack.events.service import add_listener
 from adstack.pipeline import records
@@ -114,6 +114,7 @@ NoticePrice = Annotated[str | None, Query(description=(
 
 
 @public_router.get("/openrtb2/win", status_code=204, summary="OpenRTB win notice (nurl)")
+@answers_any_text
 async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Response:
     """Acknowledged. What the exchange charged is recorded with the impression (`burl`), which is when it is
     owed, so `p` is accepted here and not stored twice; the bid's reservation waits for that billing notice."""
@@ -122,6 +123,7 @@ async def win_notice(request: Request, i: NoticeId, p: NoticePrice = None) -> Re
 
 @public_router.get("/openrtb2/loss", status_code=204, summary="OpenRTB loss notice (lurl)",
                    responses={503: {"description": "The event log cannot store it now; retry after Retry-After"}})
+@answers_any_text
 async def loss_notice(request: Request, i: NoticeId, r: NoticeText = None, p: NoticePrice = None,
                       s: Annotated[str | None, Query(max_length=32, description="Our signature of the bid id.")] = None,
                       ) -> Response:

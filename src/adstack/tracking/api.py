@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from adstack.core.deps import CurrentPrincipal, Limit, Offset, SessionDep
 from adstack.core.errors import Forbidden
+from adstack.core.http import answers_any_text
 from adstack.pipeline import records
 from adstack.tracking import fastpath, service
 from adstack.tracking.handlers import Answer, Tracker
@@ -50,6 +51,7 @@ def to_response(answer: Answer) -> Response:
                    responses={200: {"content": {"image/gif": {}}, "description": "a 1x1 GIF with fmt=gif"},
                               400: {"description": "Forged, altered or expired token (counted as invalid)"},
                               503: {"description": "The event log cannot store it now; retry after Retry-After"}})
+@answers_any_text
 async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, ap: AuctionPrice = None,
                            cur: PriceCurrency = None) -> Response:
     """Acknowledged once the impression is durable in the event log; it is counted, billed (CPM) and its
@@ -68,6 +70,7 @@ async def track_impression(request: Request, t: Token, fmt: PixelFormat = None, 
                                                204: {"description": "Counted; the ad has no destination"},
                                                400: {"description": "Forged, altered or expired token"},
                                                503: {"description": "The event log cannot store it now"}})
+@answers_any_text
 async def track_click(request: Request, t: Token) -> Response:
     return to_response(await tracker(request).click(t, client=client_of(request)))
 
@@ -75,6 +78,7 @@ async def track_click(request: Request, t: Token) -> Response:
 @public_router.get("/t/video", summary="Count video progress", status_code=204,
                    responses={400: {"description": "Forged, altered or expired token"},
                               503: {"description": "The event log cannot store it now"}})
+@answers_any_text
 async def track_video(request: Request, t: Token, e: VideoEvent, fmt: PixelFormat = None) -> Response:
     return to_response(await tracker(request).video(t, e.value, gif=fmt == "gif", client=client_of(request)))
 
