@@ -44,6 +44,8 @@ from adstack.inventory import service as inventory
 from adstack.media import service as media
 from adstack.media.models import MediaAsset, MediaKind
 from adstack.reports import service as report_service
+from adstack.reports.models import FIRST_DAY as REPORT_FIRST_DAY
+from adstack.reports.models import LAST_DAY as REPORT_LAST_DAY
 from adstack.reports.models import MAX_IDS, Dimension, ReportQuery
 from adstack.review import service as review
 from adstack.review.models import ReviewStatus
@@ -179,6 +181,14 @@ def row_list_params(visitor: Visitor) -> QueryParams:
     return visitor.request.query_params
 
 
+def _report_day(value: str | None) -> date | None:
+    try:
+        day = date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return day if day is not None and REPORT_FIRST_DAY <= day <= REPORT_LAST_DAY else None
+
+
 def metric_period(visitor: Visitor, params: QueryParams | None = None) -> tuple[str, date, date]:
     """The range the metric columns cover: today, yesterday, the last 7 or 30 days (today included), or custom
     days; a custom range that is not one (a missing or reversed day, more than a year) falls back to 7 days."""
@@ -186,11 +196,9 @@ def metric_period(visitor: Visitor, params: QueryParams | None = None) -> tuple[
     today = reports.local_today(visitor)
     choice = str(params.get("range")) if params.get("range") in DATE_RANGES else "7d"
     if choice == "custom":
-        try:
-            start, end = date.fromisoformat(params.get("start", "")), date.fromisoformat(params.get("end", ""))
-        except ValueError:
-            start, end = today, today - timedelta(days=1)
-        if start <= end and (end - start).days < MAX_RANGE_DAYS:
+        # A day that is no date, or lies outside the days a report covers, is no range either.
+        start, end = _report_day(params.get("start")), _report_day(params.get("end"))
+        if start is not None and end is not None and start <= end and (end - start).days < MAX_RANGE_DAYS:
             return choice, start, end
         choice = "7d"
     if choice == "today":
