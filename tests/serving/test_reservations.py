@@ -42,7 +42,9 @@ def shared(request: pytest.FixtureRequest) -> Iterator[tuple[Counters, Counters]
 
 def _engine(counters: Counters) -> DecisionEngine:
     eng = engine(
-        snapshot([group(1, bid_micros=2_000_000, daily_budget_micros=DAILY, pacing="standard")]), counters=counters
+        snapshot([group(1, bid_micros=2_000_000, daily_budget_micros=DAILY, total_budget_micros=100 * DAILY,
+                        pacing="standard")]),
+        counters=counters,
     )
     eng.sdk_hold_seconds = 60
     return eng
@@ -103,6 +105,10 @@ def test_a_kept_reservation_stays_on_the_counters_past_its_expiry(shared: tuple[
         assert not other.keep(impression_id) and not counters.release_held(impression_id)
     assert counters.expire(NOW.timestamp() + 61, limit=10_000) == len(ids) - 100
     assert counters.get_many([day_key]) == [held * 100 // len(ids)]
+    # The total budget's and the account's counters never expire: what a CPA ad reserved there is given back, and
+    # billing charges its conversions against them.
+    lasting = [k for k in _keys(eng) if k.startswith(("t:", "a:"))]
+    assert lasting and counters.get_many(lasting) == [0] * len(lasting)
 
 
 def test_a_loss_notice_in_another_process_gives_the_reservation_back(shared: tuple[Counters, Counters]) -> None:

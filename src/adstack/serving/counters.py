@@ -17,9 +17,10 @@ granted past a cap, spend past a cap is bounded by the charges that billing appl
 
 A reservation made with a `Hold` is also entered in a book under its impression id, so it ends in exactly one
 way, from any process that shares the counters: `settle` when its ad is billed (the actual charge replaces the
-reserved amount), `keep` when a CPA ad is shown (its expected cost stands as spend until the conversions it may
-bring are charged), `release_held` when its bid's loss notice is applied, or `expire` once its time has passed
-unshown.
+reserved amount), `keep` when a CPA ad is shown (its expected cost stands as the day's spend; its share of the
+total budget and of the account's funds is given back, since those counters never expire and billing charges its
+conversions against them), `release_held` when its bid's loss notice is applied, or `expire` once its time has
+passed unshown.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Hold:
 # Budget counters (day, total, account): a billed ad's actual charge replaces what was reserved on them. The
 # others (delivery counts of guaranteed and CPT ads) stay, since the ad was shown; frequency is never returned.
 MONEY_PREFIXES = ("d:", "t:", "a:")
+DAY_PREFIX = "d:"  # an ad group's spend today: the counter expires with the day
 KEPT_PREFIXES = ("f:",)
 # Delivery counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery.
 # In one process they are saved to disk now and then (`export_delivery`) and read back at start.
@@ -87,7 +89,8 @@ class Counters(Protocol):
         ...
 
     def keep(self, reservation_id: str) -> bool:
-        """The booked ad was shown and what it reserved stands as spend; False if nothing was booked."""
+        """The booked ad was shown: what it reserved on its day's budget stands as that day's spend, the rest is
+        given back; False if nothing was booked."""
         ...
 
     def release_held(self, reservation_id: str) -> bool:
@@ -172,7 +175,14 @@ class MemoryCounters:
 
     def keep(self, reservation_id: str) -> bool:
         with self._lock:
-            return self._book.pop(reservation_id, None) is not None
+            entry = self._book.pop(reservation_id, None)
+            if entry is None:
+                return False
+            values = self._values
+            for key, amount, _ in entry[0]:
+                if key in values and not key.startswith(DAY_PREFIX):
+                    values[key] = max(0, values[key] - amount)
+            return True
 
     def release_held(self, reservation_id: str) -> bool:
         with self._lock:
@@ -287,7 +297,7 @@ return 0
 
 # Ends booked reservations. KEYS: the book, its deadlines. ARGV: the key prefix, the mode ("settle", "keep",
 # "release" or "expire"), then for settle/keep/release one id and the actual charge, for expire the time and a
-# limit. "keep" ends the booking and leaves what it added on the counters.
+# limit. "keep" ends the booking, leaving what it added to the day's budget and giving back the rest.
 _END = r"""
 local prefix = ARGV[1]
 local mode = ARGV[2]
@@ -320,9 +330,20 @@ if mode == 'expire' then
 elseif mode == 'settle' then
   return finish(ARGV[3], tonumber(ARGV[4]))
 elseif mode == 'keep' then
-  local removed = redis.call('HDEL', KEYS[1], ARGV[3])
+  local held = redis.call('HGET', KEYS[1], ARGV[3])
+  if not held then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[3])
   redis.call('ZREM', KEYS[2], ARGV[3])
-  return removed
+  for key, amount in string.gmatch(held, '([^\t]+)\t(%d+)\t%d\n') do
+    local full = prefix .. key
+    local value = redis.call('GET', full)
+    if value and string.sub(key, 1, 2) ~= 'd:' then
+      local updated = tonumber(value) - tonumber(amount)
+      if updated < 0 then updated = 0 end
+      redis.call('SET', full, updated, 'KEEPTTL')
+    end
+  end
+  return 1
 else
   return finish(ARGV[3], nil)
 end
