@@ -497,13 +497,17 @@ class StoredFile:
     sha256: str
 
 
+def document_content_type(head: bytes) -> str | None:
+    """PDF, PNG or JPEG by the file's first bytes; None for anything else."""
+    return next((ctype for ctype, sigs in DOCUMENT_SIGNATURES.items() if any(head.startswith(s) for s in sigs)),
+                None)
+
+
 def _store_document_file(account_id: int, *, filename: str, stream: BinaryIO, storage_dir: Path,
                          max_bytes: int) -> StoredFile:
     """Type is sniffed from content; size is capped while streaming; stored under its digest."""
     head = stream.read(16)
-    content_type = next(
-        (ctype for ctype, sigs in DOCUMENT_SIGNATURES.items() if any(head.startswith(s) for s in sigs)), None
-    )
+    content_type = document_content_type(head)
     if content_type is None:
         raise ValidationFailed.single("file", "file_type", "qualification documents must be PDF, PNG or JPEG",
                                       limit=sorted(DOCUMENT_SIGNATURES), actual=filename)

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     token_ttl_hours: int = 24 * 7
     max_upload_bytes: int = 64 * 1024 * 1024
     max_document_bytes: int = 10 * 1024 * 1024
+    # A refused registration keeps its documents for an hour so they need not be chosen again; anyone may post
+    # the form, so what is kept is capped per client IP and in all (past a cap the form asks for the file again).
+    held_upload_files_per_visitor: int = Field(default=4, ge=0, description="Documents kept for one client IP.")
+    held_upload_bytes_per_visitor: int = Field(default=20 * 1024 * 1024, ge=0,
+                                               description="Bytes of documents kept for one client IP.")
+    held_upload_files_total: int = Field(default=1000, ge=0, description="Documents kept for all visitors.")
+    held_upload_bytes_total: int = Field(default=512 * 1024 * 1024, ge=0,
+                                         description="Bytes of documents kept for all visitors.")
     max_form_bytes: int = Field(default=1024 * 1024, ge=1024, description="A form or multipart body on a route "
                                                                           "that takes no file.")
     body_deadline_s: float = Field(default=120.0, gt=0, description="A request body not received in full by then "

@@ -36,6 +36,7 @@ from adstack.console.web import (
 from adstack.core.deps import client_ip, user_agent
 from adstack.core.errors import DomainError, Unauthenticated
 from adstack.core.mail import OutgoingMail, send_mail
+from adstack.core.settings import Settings
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
 
@@ -179,14 +180,43 @@ def agreement_link(visitor: VisitorDep, country: str = "", settlement: str = "")
                   {"agreement": _chosen_rule(visitor, country[:8], settlement[:220])})
 
 
+def _hold_limits(settings: Settings) -> held_uploads.HoldLimits:
+    return held_uploads.HoldLimits(visitor_files=settings.held_upload_files_per_visitor,
+                                   visitor_bytes=settings.held_upload_bytes_per_visitor,
+                                   total_files=settings.held_upload_files_total,
+                                   total_bytes=settings.held_upload_bytes_total)
+
+
 def _keep_files(visitor: Visitor, values: dict[str, Any], chosen: dict[str, UploadFile | None],
-                held: dict[str, held_uploads.HeldFile | None]) -> None:
-    """A refused registration keeps its documents by reference: newly chosen ones are held, held ones stay."""
+                held: dict[str, held_uploads.HeldFile | None], *, hold_new: bool = True) -> None:
+    """A refused registration keeps its documents by reference: newly chosen ones are held (documents only, within
+    the caps; not at all when the visitor is over the registration limit), held ones stay."""
     settings = visitor.settings
     for name, upload in chosen.items():
-        kept = held_uploads.hold(settings.data_dir, upload, settings.max_document_bytes) if upload else held[name]
+        if upload is None:
+            kept = held[name]
+        elif hold_new:
+            kept = held_uploads.hold(settings.data_dir, upload, settings.max_document_bytes,
+                                     visitor=client_ip(visitor.request), limits=_hold_limits(settings))
+        else:
+            kept = None
         if kept is not None:
             values[f"{name}_ref"], values[f"{name}_name"] = kept.token, kept.filename
+
+
+def _is_document(upload: UploadFile) -> bool:
+    upload.file.seek(0)
+    head = upload.file.read(16)
+    upload.file.seek(0)
+    return accounts.document_content_type(head) is not None
+
+
+def _too_many(visitor: Visitor, values: dict[str, Any], errors: FormErrors, refused: Refused) -> Response:
+    errors.add("form", "too_many_attempts", f"too many registrations; retry in {refused.retry_after} s",
+               limit=refused.limit)
+    response = _registration_page(visitor, values, errors, status=429)
+    response.headers["Retry-After"] = str(refused.retry_after)
+    return response
 
 
 @router.post("/register")
@@ -201,8 +231,19 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
     chosen = {"document": document, "shop_screenshot": shop_screenshot}
     held = {name: None if upload else held_uploads.take(visitor.settings.data_dir, forms.text(form, f"{name}_ref"))
             for name, upload in chosen.items()}
+    request = visitor.request
+    limiter = limiter_of(request.app.state)
+    # Every attempt counts against the IP's limit before anything of it is stored.
+    refused = limiter.hit(("register_ip", client_ip(request)))
+    if refused is not None:
+        _keep_files(visitor, values, chosen, held, hold_new=False)
+        return _too_many(visitor, values, errors, refused)
     if document is None and held["document"] is None:
         errors.add("document", "required", "a qualification document is required")
+    for name, upload in chosen.items():
+        if upload is not None and not _is_document(upload):
+            errors.add(name, "file_type", "qualification documents must be PDF, PNG or JPEG",
+                       limit=sorted(accounts.DOCUMENT_SIGNATURES), actual=upload.filename)
     try:
         data = forms.parse(RegistrationIn, {
             **{k: v for k, v in values.items() if k != "settlement"},
@@ -217,16 +258,10 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
     if errors:
         _keep_files(visitor, values, chosen, held)
         return _registration_page(visitor, values, errors, status=422)
-    request = visitor.request
-    refused = limiter_of(request.app.state).hit(("register_ip", client_ip(request)),
-                                                ("register_account", account_key(str(data.email))))
+    refused = limiter.hit(("register_account", account_key(str(data.email))))
     if refused is not None:
-        errors.add("form", "too_many_attempts", f"too many registrations; retry in {refused.retry_after} s",
-                   limit=refused.limit)
         _keep_files(visitor, values, chosen, held)
-        response = _registration_page(visitor, values, errors, status=429)
-        response.headers["Retry-After"] = str(refused.retry_after)
-        return response
+        return _too_many(visitor, values, errors, refused)
     session = visitor.session
     kind = choices.enum_or_default(DocumentKind, forms.text(form, "document_kind"), DocumentKind.BUSINESS_LICENSE)
     settings = visitor.settings
