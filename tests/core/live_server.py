@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
+import uvicorn
 
 
 def register_and_sign_in(base_url: str) -> tuple[str, int]:
@@ -32,3 +38,24 @@ def register_and_sign_in(base_url: str) -> tuple[str, int]:
         )
         login.raise_for_status()
         return str(login.json()["access_token"]), int(login.json()["account_id"])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn on a free loopback port, in a daemon thread; its base URL. Requests still open at
+    the end are cut after a short grace, so a test that fails never hangs on them."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    until = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > until or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

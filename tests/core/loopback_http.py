@@ -135,3 +135,51 @@ def non_http_port(host: str = "127.0.0.1", greeting: bytes = b"SSH-2.0-OpenSSH_9
         stop.set()
         thread.join()
         listener.close()
+
+
+class TrickleServer:
+    """Answers every request with its status line, then one more byte of a header line every `gap` seconds,
+    never finishing: a slow or hostile remote host. `close()` ends every connection."""
+
+    def __init__(self, gap: float = 0.2, host: str = "127.0.0.1"):
+        self.gap = gap
+        self.host = host
+        self.connections = 0
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((host, 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not self._stop.wait(self.gap):
+                    connection.sendall(b"x")
+            except OSError:
+                pass
+
+    def url(self, path: str = "/ids.txt") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def __enter__(self) -> TrickleServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

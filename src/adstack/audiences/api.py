@@ -4,12 +4,14 @@ and the operator lists (regions, app categories). `install` starts the daily lab
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar, cast
 
-import anyio.from_thread
+import anyio
 from fastapi import APIRouter, FastAPI, Query, Request, status
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import ParseError
@@ -43,11 +45,22 @@ from adstack.audiences.models import (
     UrlChangeIn,
     UrlImportIn,
 )
-from adstack.audiences.sources import display_url, open_url
+from adstack.audiences.sources import CHUNK_BYTES, display_url, open_url
 from adstack.core.background import Periodic
 from adstack.core.db import session_scope
-from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
+from adstack.core.deps import (
+    CurrentPrincipal,
+    IdPath,
+    Limit,
+    Offset,
+    OptionalId,
+    SessionDep,
+    SettingsDep,
+    without_session,
+)
 from adstack.core.errors import (
+    DomainError,
+    ErrorBody,
     FieldError,
     InvalidState,
     NotFound,
@@ -88,25 +101,38 @@ class AudiencePage(BaseModel):
     items: list[AudienceRead]
 
 
-# ---------- streaming a request body into the service ----------
+# ---------- receiving a file before the service reads it ----------
+# A body may take up to body_deadline_s to arrive and a fetched file up to the outbound timeout: both are received
+# into a staging file holding no database place (deps.without_session), and the service then reads the file.
+
+STAGING_MEMORY_BYTES = 1 << 20
 
 
-def _body_chunks(request: Request, max_bytes: int) -> Iterator[bytes]:
-    """The request body as a blocking iterator, for a service running in a worker thread; each chunk is
-    pulled from the event loop only when the reader asks for it, so the body is never held whole."""
-    stream = request.stream().__aiter__()
+def _staging_file(settings: Settings) -> BinaryIO:
+    folder = settings.data_dir / "audience-staging"
+    folder.mkdir(parents=True, exist_ok=True)
+    return cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=STAGING_MEMORY_BYTES, mode="w+b", dir=str(folder)))
 
-    async def next_chunk() -> bytes | None:
-        try:
-            return await stream.__anext__()
-        except StopAsyncIteration:
-            return None
 
-    received = 0
-    while (chunk := anyio.from_thread.run(next_chunk)) is not None:
-        received += len(chunk)
-        if received > max_bytes:
-            raise _too_large(max_bytes, received)
+async def _receive_body(request: Request, settings: Settings, max_bytes: int) -> BinaryIO:
+    """The whole request body, capped as it arrives."""
+    staged = _staging_file(settings)
+    try:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(max_bytes, received)
+            staged.write(chunk)
+        staged.seek(0)
+        return staged
+    except BaseException:
+        staged.close()
+        raise
+
+
+def _staged_chunks(staged: BinaryIO) -> Iterator[bytes]:
+    while chunk := staged.read(CHUNK_BYTES):
         yield chunk
 
 
@@ -169,18 +195,95 @@ def _multipart_file(chunks: Iterator[bytes], boundary: bytes, part_name: bytes =
         raise ValidationFailed.single("file", "required", "the form has no `file` part")
 
 
-def _file_chunks(request: Request, settings: Settings) -> Iterator[bytes]:
-    max_bytes = settings.max_upload_bytes
+def _upload_boundary(request: Request, settings: Settings) -> bytes | None:
+    """The multipart boundary, None for a raw body; refuses a body declared over the cap before reading it."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     multipart = content_type == b"multipart/form-data"
     if multipart and not options.get(b"boundary"):
         raise ValidationFailed.single("content-type", "multipart_boundary", "the multipart body has no boundary")
     declared = request.headers.get("content-length", "")
     envelope = MULTIPART_OVERHEAD_BYTES if multipart else 0
-    if declared.isdecimal() and int(declared) > max_bytes + envelope:
-        raise _too_large(max_bytes, int(declared))  # refused before reading a byte
-    body = _body_chunks(request, max_bytes + envelope)
-    return _multipart_file(body, options[b"boundary"]) if multipart else body
+    if declared.isdecimal() and int(declared) > settings.max_upload_bytes + envelope:
+        raise _too_large(settings.max_upload_bytes, int(declared))  # refused before reading a byte
+    return options[b"boundary"] if multipart else None
+
+
+async def _receive_file(request: Request, session: Session, settings: Settings) -> tuple[BinaryIO, bytes | None]:
+    """The uploaded body, received with the session given back, and its multipart boundary."""
+    boundary = _upload_boundary(request, settings)
+    envelope = MULTIPART_OVERHEAD_BYTES if boundary is not None else 0
+    async with without_session(request, session):
+        staged = await _receive_body(request, settings, settings.max_upload_bytes + envelope)
+    return staged, boundary
+
+
+def _file_chunks(staged: BinaryIO, boundary: bytes | None) -> Iterator[bytes]:
+    body = _staged_chunks(staged)
+    return _multipart_file(body, boundary) if boundary is not None else body
+
+
+class TooManyImports(DomainError):
+    code = "too_many_requests"
+    status = 429
+
+
+IMPORTS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "As many of the account's URL imports as "
+                                             "`url_imports_per_account` allows are running; retry when one ends."}}
+
+
+@asynccontextmanager
+async def _import_place(request: Request, account_id: int) -> AsyncIterator[None]:
+    """One of the account's few concurrent URL imports in this process; 429 past them, so one account's slow
+    URLs cannot take every fetch in the server."""
+    state = request.app.state
+    settings: Settings = state.settings
+    running: dict[int, int] | None = getattr(state, "url_imports", None)
+    if running is None:
+        running = state.url_imports = {}
+    limit = settings.url_imports_per_account
+    if running.get(account_id, 0) >= limit:
+        raise TooManyImports(
+            f"at most {limit} URL imports of an account run at once; retry when one ends",
+            fields=[FieldError(field="url", rule="max_concurrent_imports", limit=limit,
+                               actual=running.get(account_id, 0),
+                               message=f"at most {limit} URL imports of an account at once")])
+    running[account_id] = running.get(account_id, 0) + 1
+    try:
+        yield
+    finally:
+        running[account_id] -= 1
+        if not running[account_id]:
+            del running[account_id]
+
+
+def _fetch_limiter(request: Request) -> anyio.CapacityLimiter:
+    """Threads of their own for downloads, so slow remote hosts never hold the request threads."""
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "fetch_limiter", None)
+    if limiter is None:
+        limiter = state.fetch_limiter = anyio.CapacityLimiter(state.settings.db_pool_size)
+    return limiter
+
+
+def _download(url: str, settings: Settings) -> BinaryIO:
+    staged = _staging_file(settings)
+    try:
+        with open_url(url, max_bytes=settings.max_upload_bytes) as chunks:
+            for chunk in chunks:
+                staged.write(chunk)
+        staged.seek(0)
+        return staged
+    except BaseException:
+        staged.close()
+        raise
+
+
+async def _fetch(request: Request, session: Session, settings: Settings, url: str, account_id: int) -> BinaryIO:
+    """The remote file, downloaded with no session or database place held (docs/connectors.md: the partner is
+    called with no transaction open)."""
+    async with _import_place(request, account_id), without_session(request, session):
+        return await anyio.to_thread.run_sync(_download, url, settings, limiter=_fetch_limiter(request))
 
 
 def _check_filename(filename: str | None) -> None:
@@ -301,36 +404,44 @@ async def upload_audience(
     filename: FilenameQuery = None,
 ) -> ImportResult:
     _check_filename(filename)
+    # Everything that needs no file is checked before the body is read.
+    await _in_worker(lambda: uploads.prepare_uploaded_audience(session, principal, name=name.strip(),
+                                                                region_code=region_code, account_id=account_id))
+    staged, boundary = await _receive_file(request, session, settings)
 
     def work() -> ImportResult:
-        # Everything that needs no file is checked before the body is read.
-        uploads.prepare_uploaded_audience(session, principal, name=name.strip(), region_code=region_code,
-                                          account_id=account_id)
         audience, upload = uploads.create_uploaded_audience(
             session, principal, name=name.strip(), region_code=region_code, id_type=id_type,
-            chunks=_file_chunks(request, settings), max_bytes=settings.max_upload_bytes, account_id=account_id,
+            chunks=_file_chunks(staged, boundary), max_bytes=settings.max_upload_bytes, account_id=account_id,
             source=UploadSource.UPLOAD, source_name=filename or "",
         )
         session.commit()
         return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
 
-    return await _in_worker(work)
+    with staged:
+        return await _in_worker(work)
 
 
 @router.post("/import", response_model=ImportResult, status_code=status.HTTP_201_CREATED,
+             responses=IMPORTS_RESPONSE,
              summary="Create an audience from a file the server fetches: http(s):// or webhdfs://host:port/path")
-def import_audience(body: UrlImportIn, principal: CurrentPrincipal, session: SessionDep,
-                    settings: SettingsDep) -> ImportResult:
-    uploads.prepare_uploaded_audience(session, principal, name=body.name, region_code=body.region_code,
-                                      account_id=body.account_id)
-    with open_url(body.url, max_bytes=settings.max_upload_bytes) as chunks:
+async def import_audience(request: Request, body: UrlImportIn, principal: CurrentPrincipal, session: SessionDep,
+                          settings: SettingsDep) -> ImportResult:
+    owner = await _in_worker(lambda: uploads.prepare_uploaded_audience(
+        session, principal, name=body.name, region_code=body.region_code, account_id=body.account_id))
+    staged = await _fetch(request, session, settings, body.url, owner)
+
+    def work() -> ImportResult:
         audience, upload = uploads.create_uploaded_audience(
             session, principal, name=body.name, region_code=body.region_code, id_type=body.id_type,
-            chunks=chunks, max_bytes=settings.max_upload_bytes, account_id=body.account_id,
+            chunks=_staged_chunks(staged), max_bytes=settings.max_upload_bytes, account_id=body.account_id,
             source=UploadSource.URL, source_name=display_url(body.url),
         )
-    session.commit()
-    return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+        session.commit()
+        return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+
+    with staged:
+        return await _in_worker(work)
 
 
 @router.post("/labels", response_model=AudienceRead, status_code=status.HTTP_201_CREATED,
@@ -396,31 +507,39 @@ async def change_audience_by_upload(
     filename: FilenameQuery = None,
 ) -> ImportResult:
     _check_filename(filename)
+    await _in_worker(lambda: uploads.prepare_change(session, principal, audience_id))
+    staged, boundary = await _receive_file(request, session, settings)
 
     def work() -> ImportResult:
-        uploads.prepare_change(session, principal, audience_id)
         audience, upload = uploads.change_uploaded_audience(
-            session, principal, audience_id, mode=mode, chunks=_file_chunks(request, settings),
+            session, principal, audience_id, mode=mode, chunks=_file_chunks(staged, boundary),
             max_bytes=settings.max_upload_bytes, source=UploadSource.UPLOAD, source_name=filename or "",
         )
         session.commit()
         return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
 
-    return await _in_worker(work)
+    with staged:
+        return await _in_worker(work)
 
 
-@router.post("/{audience_id}/import", response_model=ImportResult,
+@router.post("/{audience_id}/import", response_model=ImportResult, responses=IMPORTS_RESPONSE,
              summary="Append or reduce an audience with a file the server fetches")
-def change_audience_by_url(audience_id: IdPath, body: UrlChangeIn, principal: CurrentPrincipal,
-                           session: SessionDep, settings: SettingsDep) -> ImportResult:
-    uploads.prepare_change(session, principal, audience_id)
-    with open_url(body.url, max_bytes=settings.max_upload_bytes) as chunks:
+async def change_audience_by_url(audience_id: IdPath, request: Request, body: UrlChangeIn,
+                                 principal: CurrentPrincipal, session: SessionDep,
+                                 settings: SettingsDep) -> ImportResult:
+    owner = await _in_worker(lambda: uploads.prepare_change(session, principal, audience_id).account_id)
+    staged = await _fetch(request, session, settings, body.url, owner)
+
+    def work() -> ImportResult:
         audience, upload = uploads.change_uploaded_audience(
-            session, principal, audience_id, mode=body.mode, chunks=chunks, max_bytes=settings.max_upload_bytes,
-            source=UploadSource.URL, source_name=display_url(body.url),
+            session, principal, audience_id, mode=body.mode, chunks=_staged_chunks(staged),
+            max_bytes=settings.max_upload_bytes, source=UploadSource.URL, source_name=display_url(body.url),
         )
-    session.commit()
-    return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+        session.commit()
+        return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
+
+    with staged:
+        return await _in_worker(work)
 
 
 @router.get("/{audience_id}/uploads", response_model=list[UploadReportRead],

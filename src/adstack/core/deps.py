@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Path, Query, Request
@@ -32,6 +33,36 @@ def _release(session: Session) -> None:
         session.close()
 
 
+class _GateSlot:
+    """Whether the request holds its place at the database gate (see `without_session`)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: bool):
+        self.held = held
+
+
+async def _admit(state: Any) -> None:
+    """Admission: at most as many requests hold a session as there are request threads and connections for them.
+    Without it a burst deadlocks: the handlers' threads wait for connections that finished requests still hold
+    while they wait for a thread to serialise their answer."""
+    gate: anyio.Semaphore | None = getattr(state, "db_gate", None)
+    if gate is None:
+        return
+    admitted = False
+    with anyio.move_on_after(state.settings.db_pool_timeout_s):
+        await gate.acquire()
+        admitted = True
+    if not admitted:
+        raise DatabaseBusy("every database connection is in use")
+
+
+async def _release_in_thread(state: Any, session: Session) -> None:
+    limiter: anyio.CapacityLimiter | None = getattr(state, "release_limiter", None)
+    with anyio.CancelScope(shield=True):  # a client gone away must not leave the connection checked out
+        await anyio.to_thread.run_sync(_release, session, limiter=limiter)
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session per request. Handlers commit explicitly; anything uncommitted is rolled back.
 
@@ -40,27 +71,36 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     releases wait for a thread, and every thread waits for a connection."""
     state = request.app.state
     gate: anyio.Semaphore | None = getattr(state, "db_gate", None)
-    if gate is not None:
-        # Admission: at most as many requests hold a session as there are request threads and connections for
-        # them. Without it a burst deadlocks: the handlers' threads wait for connections that finished requests
-        # still hold while they wait for a thread to serialise their answer.
-        admitted = False
-        with anyio.move_on_after(state.settings.db_pool_timeout_s):
-            await gate.acquire()
-            admitted = True
-        if not admitted:
-            raise DatabaseBusy("every database connection is in use")
+    await _admit(state)
+    slot = request.state.db_gate_slot = _GateSlot(held=gate is not None)
     session: Session = state.session_factory()
     try:
         yield session
     finally:
-        limiter: anyio.CapacityLimiter | None = getattr(state, "release_limiter", None)
         try:
-            with anyio.CancelScope(shield=True):  # a client gone away must not leave the connection checked out
-                await anyio.to_thread.run_sync(_release, session, limiter=limiter)
+            await _release_in_thread(state, session)
         finally:
-            if gate is not None:
+            if gate is not None and slot.held:
                 gate.release()
+
+
+@asynccontextmanager
+async def without_session(request: Request, session: Session) -> AsyncIterator[None]:
+    """Give the request's session and its place at the database gate back while the request waits on something
+    slow that needs neither (a body arriving, a remote file downloading), and take them again afterwards (503
+    when none frees in time). Without it a few slow clients hold every place and lock every tenant out. Objects
+    loaded before are detached: read them again after."""
+    state = request.app.state
+    gate: anyio.Semaphore | None = getattr(state, "db_gate", None)
+    slot: _GateSlot | None = getattr(request.state, "db_gate_slot", None)
+    await _release_in_thread(state, session)
+    if gate is not None and slot is not None and slot.held:
+        slot.held = False
+        gate.release()
+    yield
+    if gate is not None and slot is not None:
+        await _admit(state)
+        slot.held = True
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

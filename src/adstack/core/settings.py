@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     outbound_allowed_networks: str = Field(
         default="", description="Comma-separated CIDRs outbound fetches may reach although special-purpose "
                                 "(e.g. an HDFS cluster on 10.0.0.0/8); empty allows none.")
+    url_imports_per_account: int = Field(
+        default=2, ge=1, description="URL imports of audiences one account may run at once in a serving process; "
+                                     "more are answered 429.")
     token_ttl_hours: int = 24 * 7
     max_upload_bytes: int = 64 * 1024 * 1024
     max_document_bytes: int = 10 * 1024 * 1024

@@ -13,7 +13,16 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
+from adstack.core.deps import (
+    CurrentPrincipal,
+    IdPath,
+    Limit,
+    Offset,
+    OptionalId,
+    SessionDep,
+    SettingsDep,
+    without_session,
+)
 from adstack.core.errors import (
     DomainError,
     FieldError,
@@ -180,7 +189,9 @@ async def upload_media(request: Request, principal: CurrentPrincipal, session: S
     media_dir = settings.media_dir
     with service.StagedUpload(media_dir, max_bytes=limit) as staged:
         body = _MultipartUpload(staged)
-        await body.feed(boundary, request.stream())
+        # The body may take up to body_deadline_s to arrive: it is received holding no database place.
+        async with without_session(request, session):
+            await body.feed(boundary, request.stream())
         if body.filename is None:
             raise ValidationFailed.single("file", "required", "a part named 'file' carrying the file is required")
         account_id = _int_field(body.fields, "account_id")
