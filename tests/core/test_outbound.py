@@ -7,6 +7,8 @@ allows, and host names reach addresses only through a stubbed resolver.
 from __future__ import annotations
 
 import ipaddress
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,7 +26,7 @@ from adstack.core.outbound import (
     refusal_reason,
 )
 from adstack.core.settings import Settings
-from tests.core.loopback_http import SECRET, LoopbackServer, servers_on_one_port
+from tests.core.loopback_http import SECRET, LoopbackServer, TrickleServer, servers_on_one_port
 
 STAND_IN = "127.0.0.2"  # plays a public host: allowed, and the only address allowed
 ONLY_STAND_IN = OutboundPolicy(allowed_networks=parse_networks(f"{STAND_IN}/32"))
@@ -172,6 +174,21 @@ def test_the_body_is_capped() -> None:
         with pytest.raises(ResponseTooLarge) as refused:
             fetch(server.url(), ONLY_STAND_IN, max_bytes=4999)
     assert refused.value.message == REFUSAL_MESSAGE
+
+
+def test_the_overall_deadline_holds_while_headers_trickle_in() -> None:
+    """A byte of headers now and then passes every per-read timeout; the whole exchange is bounded all the same,
+    redirects included."""
+    policy = OutboundPolicy(allowed_networks=parse_networks("127.0.0.0/8"), connect_timeout_s=1, read_timeout_s=1,
+                            total_timeout_s=1.5)
+    with TrickleServer(gap=0.1) as slow, LoopbackServer(
+            "127.0.0.1", redirects={"/hop": slow.url("/slow")}) as hop:
+        threading.Timer(8, slow.close).start()  # a peer that gives up by itself, later
+        for url in (slow.url("/slow"), hop.url("/hop")):
+            started = time.monotonic()
+            with pytest.raises(FetchFailed), OutboundClient(policy) as client:
+                client.get(url, max_bytes=1000)
+            assert time.monotonic() - started < 2.5
 
 
 def test_dns_rebinding_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:

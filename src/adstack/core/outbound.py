@@ -10,7 +10,9 @@ server), so the client:
   address it checked, so a second DNS answer cannot swap in another (DNS rebinding). TLS still verifies the
   certificate against the host name;
 - unless the operator allows a network (`outbound_allowed_networks`, e.g. an HDFS cluster on 10.0.0.0/8);
-- bounds the connection, each read, the whole exchange and the body's size;
+- bounds the connection, each read, the whole exchange (connect to last byte, redirects included: every socket
+  operation waits at most what is left of it, so a peer trickling its headers cannot hold a thread) and the
+  body's size;
 - fails with one error, FetchFailed, whatever went wrong: a refused address, DNS, a closed port, a timeout, a
   server that does not speak HTTP. Its message never says which, nor echoes an address or the body, so the
   client cannot be used to map or read internal services. The real reason goes to the server log.
@@ -25,6 +27,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -287,6 +290,45 @@ def checked_addresses(host: str, port: int, policy: OutboundPolicy, resolver: Re
 
 # ---------- the transport: connects only to checked addresses ----------
 
+# The monotonic moment the exchange under way in this thread must end by (OutboundClient.stream sets it).
+_deadline: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """`timeout`, cut to what is left of the exchange's deadline; `error` once nothing is left."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the overall timeout passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read, write and TLS handshake waits at most what is left of the deadline:
+    per-read timeouts alone let a peer sending a byte now and then hold the exchange forever."""
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname,
+                                                      _bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
 
 class GuardedNetworkBackend(httpcore.NetworkBackend):
     """httpcore's network backend, resolving and checking the host itself and connecting to the checked IP.
@@ -302,8 +344,9 @@ class GuardedNetworkBackend(httpcore.NetworkBackend):
         last_error: Exception | None = None
         for address in checked_addresses(host, port, self.policy, self.resolver):
             try:
-                return self._sockets.connect_tcp(str(address), port, timeout=timeout, local_address=local_address,
-                                                 socket_options=socket_options)
+                return _DeadlineStream(self._sockets.connect_tcp(
+                    str(address), port, timeout=_bounded(timeout, httpcore.ConnectTimeout),
+                    local_address=local_address, socket_options=socket_options))
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None
@@ -473,22 +516,26 @@ class OutboundClient:
             request = self._http.build_request(method, url, params=params, headers=headers, content=content)
         except _TRANSPORT_ERRORS as exc:
             raise self.refuse(url, f"unreadable URL: {exc}", forbidden=True) from exc
-        response = self._send(request)
-        for hop in range(1, self.policy.max_redirects + 2):
-            if not response.has_redirect_location:
-                break
-            next_request = response.next_request
-            response.close()
-            if hop > self.policy.max_redirects:
-                raise self.refuse(url, f"more than {self.policy.max_redirects} redirects")
-            if next_request is None:
-                raise self.refuse(request.url, "a redirect without a usable location")
-            request = next_request
-            response = self._send(request)
+        bound = _deadline.set(deadline)
         try:
-            yield OutboundResponse(response, self, max_bytes=max_bytes, deadline=deadline)
+            response = self._send(request, deadline)
+            for hop in range(1, self.policy.max_redirects + 2):
+                if not response.has_redirect_location:
+                    break
+                next_request = response.next_request
+                response.close()
+                if hop > self.policy.max_redirects:
+                    raise self.refuse(url, f"more than {self.policy.max_redirects} redirects")
+                if next_request is None:
+                    raise self.refuse(request.url, "a redirect without a usable location")
+                request = next_request
+                response = self._send(request, deadline)
+            try:
+                yield OutboundResponse(response, self, max_bytes=max_bytes, deadline=deadline)
+            finally:
+                response.close()
         finally:
-            response.close()
+            _deadline.reset(bound)
 
     def get(self, url: str, *, max_bytes: int, params: Mapping[str, str] | None = None,
             headers: Mapping[str, str] | None = None) -> FetchedResponse:
@@ -503,7 +550,9 @@ class OutboundClient:
             return FetchedResponse(status_code=response.status_code, headers=response.headers,
                                    content=response.read(), url=response.url)
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
+    def _send(self, request: httpx.Request, deadline: float) -> httpx.Response:
+        if time.monotonic() >= deadline:
+            raise self.refuse(request.url, "the exchange took longer than the overall timeout")
         try:
             # The guarded transport checks too; this keeps scheme rules when a test transport replaces it.
             check_url(request.url)
