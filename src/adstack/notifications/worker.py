@@ -3,6 +3,9 @@ then looks for conditions that become events (low balance, a spent budget, a cre
 
 Each item is claimed with a conditional UPDATE (its attempt count must not have moved), committed, and only
 then sent: no database transaction is held across a network call, and two processes never send the same try.
+A claim is a lease (`next_attempt_at`) long enough for the whole batch; before each send the worker renews the
+item's lease, again only while the attempt count is the one it claimed, and its outcome is written under the same
+condition: an item whose lease ran out and that another worker claimed is left to that worker.
 Failures are retried with exponential backoff (`webhook_retry_base_s`, doubling, capped at
 `webhook_retry_max_s`) until `webhook_max_attempts`.
 """
@@ -14,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +43,7 @@ from adstack.notifications.signing import SIGNATURE_HEADER, signature_header
 log = logging.getLogger("adstack.notifications")
 
 BATCH = 50
+LEASE_SLACK_S = 5.0  # time around a send: reading the row, committing, the write gate
 GATE_MAX_WAIT_S = 2.0  # under a steady stream of requests the worker writes anyway after this long
 RESPONSE_MAX_BYTES = 64 * 1024  # a receiver's answer is read and dropped; bounded all the same
 FORBIDDEN_DESTINATION = ("the platform does not send to this address (a private, loopback or other reserved "
@@ -101,30 +106,61 @@ class NotificationWorker:
             session.commit()
         return found
 
+    def _send_seconds(self, model: type[QueuedMail] | type[WebhookDelivery]) -> float:
+        """The longest one send takes: a webhook's exchange is bounded whole by webhook_timeout_s; SMTP's timeout
+        bounds each step of a conversation of a few (connect, EHLO, STARTTLS, login, MAIL, RCPT, DATA, QUIT)."""
+        if model is WebhookDelivery:
+            return self.settings.webhook_timeout_s + LEASE_SLACK_S
+        return self.settings.smtp_timeout_s * 8 + LEASE_SLACK_S
+
     def _claim(self, session: Session, model: type[QueuedMail] | type[WebhookDelivery], now: datetime
-               ) -> list[int]:
+               ) -> list[tuple[int, int]]:
         with self._writing():
             return self._claim_due(session, model, now)
 
     def _claim_due(self, session: Session, model: type[QueuedMail] | type[WebhookDelivery], now: datetime
-                   ) -> list[int]:
+                   ) -> list[tuple[int, int]]:
+        """The items claimed, each with the attempt count that is its claim."""
         due = list(session.execute(select(model.id, model.attempts).where(
             model.status == DeliveryStatus.PENDING, model.next_attempt_at <= now)
             .order_by(model.next_attempt_at, model.id).limit(BATCH)))
-        lease = now + timedelta(seconds=self.settings.webhook_timeout_s * 3 + self.settings.smtp_timeout_s)
+        # The batch is sent one item after another: the lease covers them all.
+        lease = now + timedelta(seconds=self._send_seconds(model) * max(1, len(due)))
         claimed = []
         for row_id, attempts in due:
             result = session.execute(update(model).where(model.id == row_id, model.attempts == attempts,
                                                          model.status == DeliveryStatus.PENDING)
                                      .values(attempts=attempts + 1, next_attempt_at=lease))
             if result.rowcount:  # type: ignore[attr-defined]
-                claimed.append(row_id)
+                claimed.append((row_id, attempts + 1))
         session.commit()
         return claimed
 
-    def _commit(self, session: Session) -> None:
+    def _held(self, model: type[QueuedMail] | type[WebhookDelivery], row_id: int, attempts: int) -> Any:
+        return (model.id == row_id) & (model.attempts == attempts) & (model.status == DeliveryStatus.PENDING)
+
+    def _renew(self, session: Session, model: type[QueuedMail] | type[WebhookDelivery], row_id: int,
+               attempts: int) -> bool:
+        """Extend the item's lease for one send; False when the claim is no longer this worker's."""
+        lease = utcnow() + timedelta(seconds=self._send_seconds(model))
         with self._writing():
+            result = session.execute(update(model).where(self._held(model, row_id, attempts))
+                                     .values(next_attempt_at=lease))
             session.commit()
+        if not result.rowcount:  # type: ignore[attr-defined]
+            log.info("%s %s: claim %s taken over by another worker; not sent", model.__tablename__, row_id, attempts)
+            return False
+        return True
+
+    def _finish(self, session: Session, model: type[QueuedMail] | type[WebhookDelivery], row_id: int,
+                attempts: int, **values: Any) -> None:
+        """Write a send's outcome, only while the claim is still this worker's (with what else is pending)."""
+        with self._writing():
+            result = session.execute(update(model).where(self._held(model, row_id, attempts)).values(**values))
+            session.commit()
+        if not result.rowcount:  # type: ignore[attr-defined]
+            log.warning("%s %s: claim %s lost during the send; its outcome is not written", model.__tablename__,
+                        row_id, attempts)
 
     def _after_failure(self, attempts: int, now: datetime) -> tuple[str, datetime]:
         if attempts >= self.settings.webhook_max_attempts:
@@ -134,7 +170,9 @@ class NotificationWorker:
     def send_due_mail(self) -> int:
         with self.session_factory() as session:
             claimed = self._claim(session, QueuedMail, utcnow())
-            for mail_id in claimed:
+            for mail_id, attempts in claimed:
+                if not self._renew(session, QueuedMail, mail_id, attempts):
+                    continue
                 item = session.get(QueuedMail, mail_id)
                 assert item is not None
                 recipient, subject, body = item.recipient, item.subject, item.body
@@ -142,12 +180,13 @@ class NotificationWorker:
                 try:
                     mail.deliver(self.settings, to=recipient, subject=subject, body=body)
                 except mail.MailNotSent as exc:
-                    item.status, item.next_attempt_at = self._after_failure(item.attempts, utcnow())
-                    item.last_error = str(exc)[:500]
-                    log.warning("mail %s not sent (try %s): %s", item.id, item.attempts, exc)
+                    status, next_attempt_at = self._after_failure(attempts, utcnow())
+                    log.warning("mail %s not sent (try %s): %s", mail_id, attempts, exc)
+                    self._finish(session, QueuedMail, mail_id, attempts, status=status,
+                                 next_attempt_at=next_attempt_at, last_error=str(exc)[:500])
                 else:
-                    item.status, item.sent_at, item.last_error = DeliveryStatus.DELIVERED, utcnow(), ""
-                self._commit(session)
+                    self._finish(session, QueuedMail, mail_id, attempts, status=DeliveryStatus.DELIVERED,
+                                 sent_at=utcnow(), last_error="")
         return len(claimed)
 
     def send_due_webhooks(self) -> int:
@@ -156,27 +195,26 @@ class NotificationWorker:
             if not claimed:
                 return 0
             with self.client_factory() as client:
-                for delivery_id in claimed:
-                    self._send_one(session, client, delivery_id)
+                for delivery_id, attempts in claimed:
+                    if self._renew(session, WebhookDelivery, delivery_id, attempts):
+                        self._send_one(session, client, delivery_id, attempts)
         return len(claimed)
 
-    def _send_one(self, session: Session, client: OutboundClient, delivery_id: int) -> None:
+    def _send_one(self, session: Session, client: OutboundClient, delivery_id: int, attempts: int) -> None:
         delivery = session.get(WebhookDelivery, delivery_id)
         assert delivery is not None
         endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
         if endpoint is None or endpoint.deleted_at is not None:
-            delivery.status = DeliveryStatus.FAILED
-            self._commit(session)
+            self._finish(session, WebhookDelivery, delivery_id, attempts, status=DeliveryStatus.FAILED)
             return
         try:
             secret = self.encryptor.decrypt(endpoint.secret_ciphertext)
         except ValueError:  # the server's secret key changed since the endpoint was made: it cannot sign
-            session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=utcnow(),
+            session.add(WebhookAttempt(delivery_id=delivery_id, attempted_at=utcnow(),
                                        error="the endpoint's secret cannot be read; delete it and add it again"))
-            delivery.status = DeliveryStatus.FAILED
-            self._commit(session)
+            self._finish(session, WebhookDelivery, delivery_id, attempts, status=DeliveryStatus.FAILED)
             return
-        url, body = endpoint.url, delivery.body.encode()
+        url, body, event_type = endpoint.url, delivery.body.encode(), delivery.event_type
         session.commit()
         started = time.perf_counter()
         status_code: int | None = None
@@ -185,7 +223,7 @@ class NotificationWorker:
         try:
             answer = client.post(url, content=body, max_bytes=RESPONSE_MAX_BYTES, headers={
                 "Content-Type": "application/json", SIGNATURE_HEADER: signature_header(secret, body),
-                "Adstack-Event-Type": delivery.event_type, "Adstack-Delivery": str(delivery.id)})
+                "Adstack-Event-Type": event_type, "Adstack-Delivery": str(delivery_id)})
             status_code = answer.status_code
             if not 200 <= status_code < 300:
                 error = f"the receiver answered {status_code}"
@@ -196,15 +234,17 @@ class NotificationWorker:
                 forbidden = True
                 error = FORBIDDEN_DESTINATION
         now = utcnow()
-        session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=now, status_code=status_code, error=error,
+        session.add(WebhookAttempt(delivery_id=delivery_id, attempted_at=now, status_code=status_code, error=error,
                                    duration_ms=int((time.perf_counter() - started) * 1000)))
         if forbidden:
-            delivery.status = DeliveryStatus.FAILED
+            self._finish(session, WebhookDelivery, delivery_id, attempts, status=DeliveryStatus.FAILED)
         elif error:
-            delivery.status, delivery.next_attempt_at = self._after_failure(delivery.attempts, now)
+            status, next_attempt_at = self._after_failure(attempts, now)
+            self._finish(session, WebhookDelivery, delivery_id, attempts, status=status,
+                         next_attempt_at=next_attempt_at)
         else:
-            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, now
-        self._commit(session)
+            self._finish(session, WebhookDelivery, delivery_id, attempts, status=DeliveryStatus.DELIVERED,
+                         delivered_at=now)
 
     # ---------- the thread ----------
 
