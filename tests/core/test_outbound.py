@@ -360,10 +360,27 @@ def test_ipv4_notations(text: str, expected: str | None) -> None:
     assert (None if parsed is None else str(parsed)) == expected
 
 
+def test_each_feature_reaches_only_the_networks_allowed_to_it() -> None:
+    """An HDFS cluster allowed to imports is not opened to webhooks, whose attempt log would map it."""
+    hdfs, partner, receivers = (ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+    shared = Settings(outbound_allowed_networks="10.0.0.0/8")
+    assert OutboundPolicy.from_settings(shared, purpose="imports").allowed_networks == (hdfs,)
+    assert OutboundPolicy.from_settings(shared, purpose="connectors").allowed_networks == (hdfs,)
+    assert OutboundPolicy.from_settings(shared, purpose="webhooks").allowed_networks == ()
+    own = Settings(outbound_allowed_networks="10.0.0.0/8", import_allowed_networks="",
+                   connector_allowed_networks="172.16.0.0/12", webhook_allowed_networks="192.168.0.0/16")
+    assert OutboundPolicy.from_settings(own, purpose="imports").allowed_networks == ()
+    assert OutboundPolicy.from_settings(own, purpose="connectors").allowed_networks == (partner,)
+    assert OutboundPolicy.from_settings(own, purpose="webhooks").allowed_networks == (receivers,)
+    with pytest.raises(ValueError, match="webhook_allowed_networks"):
+        OutboundPolicy.from_settings(Settings(webhook_allowed_networks="intranet"), purpose="webhooks")
+
+
 def test_allowed_networks_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADSTACK_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/8, fd00::/8")
-    policy = OutboundPolicy.from_settings(Settings())
+    policy = OutboundPolicy.from_settings(Settings(), purpose="imports")
     assert policy.allowed_networks == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
-    assert OutboundPolicy.from_settings(Settings(outbound_allowed_networks="")).allowed_networks == ()
+    empty = Settings(outbound_allowed_networks="")
+    assert OutboundPolicy.from_settings(empty, purpose="imports").allowed_networks == ()
     with pytest.raises(ValueError, match="not a CIDR"):
         parse_networks("10.0.0.0/8, intranet")

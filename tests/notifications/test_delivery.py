@@ -112,7 +112,7 @@ def live_api(settings: Settings, session: Session, inbox: Inbox) -> Iterator[Api
         update={
             "smtp_host": "127.0.0.1",
             "smtp_port": inbox.port,
-            "outbound_allowed_networks": "127.0.0.0/8",  # the receiver is on loopback, refused by default
+            "webhook_allowed_networks": "127.0.0.0/8",  # the receiver is on loopback, refused by default
             "webhook_retry_base_s": 0.3,
             "notification_interval_s": 0.2,
         }
@@ -250,12 +250,16 @@ def _text(message: Message) -> str:
     return f"{message['Subject']}\n{body}"
 
 
+@pytest.mark.parametrize("allowed_to_imports", ["", "127.0.0.0/8"])
 def test_without_the_operator_allow_list_a_loopback_receiver_is_refused_and_the_try_recorded(
-    api: Api, receiver: Receiver, settings: Settings
+    api: Api, receiver: Receiver, settings: Settings, allowed_to_imports: str
 ) -> None:
     """The guarded client refuses special-purpose addresses: an endpoint cannot be used to reach inside. One
     written as such an address, in any notation, is refused when it is made; a name is checked at each delivery
-    (what it resolves to may change), which the endpoint made past the first check stands in for here."""
+    (what it resolves to may change), which the endpoint made past the first check stands in for here. A network
+    the operator allows to imports and connectors (an HDFS cluster) stays closed to webhooks, whose attempt log
+    would otherwise map its services."""
+    settings.outbound_allowed_networks = allowed_to_imports
     from adstack.accounts import auth
     from adstack.core.outbound import OutboundPolicy, parse_networks
     from adstack.core.security import Encryptor

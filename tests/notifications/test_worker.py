@@ -24,7 +24,7 @@ from tests.notifications.test_delivery import Receiver
 
 
 def test_one_webhook_post_is_bounded_by_the_webhook_timeout(settings: Settings) -> None:
-    live = settings.model_copy(update={"webhook_timeout_s": 1.0, "outbound_allowed_networks": "127.0.0.0/8"})
+    live = settings.model_copy(update={"webhook_timeout_s": 1.0, "webhook_allowed_networks": "127.0.0.0/8"})
     worker = NotificationWorker(sessionmaker(), live)
     with TrickleServer(gap=0.2) as slow, worker.client_factory() as client:
         threading.Timer(6, slow.close).start()  # a receiver that gives up by itself, later
@@ -51,7 +51,7 @@ def test_a_slow_batch_is_not_sent_twice_by_another_worker(settings: Settings, se
     """Worker A's batch starts with slow receivers; worker B, in another process, drains while A is still on
     them. Each delivery is sent once."""
     live = settings.model_copy(update={"webhook_timeout_s": 0.5, "smtp_timeout_s": 0.2,
-                                       "outbound_allowed_networks": "127.0.0.0/8"})
+                                       "webhook_allowed_networks": "127.0.0.0/8"})
     good = Receiver(failures=0)
     good.secret = "whsec_test"
     try:

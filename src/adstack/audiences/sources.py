@@ -3,7 +3,8 @@
 The body is streamed in chunks into the same reader an upload uses, so the size cap and every rule apply
 while downloading. Every request, redirects included, goes through the guarded outbound client: loopback,
 private and other special-purpose networks are refused unless the operator allows them
-(`outbound_allowed_networks`, where HDFS clusters usually live), and every failure answers the same 422.
+(`import_allowed_networks`, or `outbound_allowed_networks` when unset: where HDFS clusters usually live), and
+every failure answers the same 422.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def open_url(url: str, *, max_bytes: int, policy: OutboundPolicy | None = None) 
     included, becomes the outbound client's one 422 on `url`; a body over the cap is a 413."""
     target = resolve_url(url)
     try:
-        with OutboundClient(policy, field="url") as client, \
+        with OutboundClient(policy or OutboundPolicy.from_settings(purpose="imports"), field="url") as client, \
                 client.stream("GET", target, max_bytes=max_bytes) as response:
             if response.status_code != 200:
                 raise client.refuse(target, f"the server answered HTTP {response.status_code}")

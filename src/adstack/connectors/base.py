@@ -158,7 +158,7 @@ class ReportFetcher:
         """The 200 response, or None for 204 (no data). Raises a PartnerError for anything else."""
         name = self.partner_name
         last_status = 0
-        policy = self.policy or OutboundPolicy.from_settings(read_timeout_s=self.timeout_s)
+        policy = self.policy or OutboundPolicy.from_settings(purpose="connectors", read_timeout_s=self.timeout_s)
         with OutboundClient(policy, field=self.field_name, transport=self.transport) as client:
             for attempt in range(1, self.max_attempts + 1):
                 self.attempts_made = attempt

@@ -9,7 +9,10 @@ server), so the client:
   link-local, CGNAT, multicast, documentation, ...; see FORBIDDEN_NETWORKS), and connects to exactly the
   address it checked, so a second DNS answer cannot swap in another (DNS rebinding). TLS still verifies the
   certificate against the host name;
-- unless the operator allows a network (`outbound_allowed_networks`, e.g. an HDFS cluster on 10.0.0.0/8);
+- unless the operator allows a network to the feature sending (`Purpose`: audience imports and partner
+  connectors read `outbound_allowed_networks` unless their own setting is set, e.g. an HDFS cluster on
+  10.0.0.0/8; webhooks only `webhook_allowed_networks`, since their attempt log shows a receiver's status and
+  timing and would map whatever network they were allowed);
 - bounds the connection, each read, the whole exchange (connect to last byte, redirects included: every socket
   operation waits at most what is left of it, so a peer trickling its headers cannot hold a thread) and the
   body's size;
@@ -30,7 +33,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpcore
 import httpx
@@ -128,7 +131,7 @@ _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+def parse_networks(text: str, setting: str = "outbound_allowed_networks") -> tuple[IPNetwork, ...]:
     """`10.0.0.0/8, fd00::/8` -> networks; a typo fails loudly rather than allowing something else."""
     networks = []
     for entry in text.split(","):
@@ -136,8 +139,21 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
             try:
                 networks.append(ipaddress.ip_network(entry.strip(), strict=False))
             except ValueError as exc:
-                raise ValueError(f"outbound_allowed_networks: {entry.strip()!r} is not a CIDR network") from exc
+                raise ValueError(f"{setting}: {entry.strip()!r} is not a CIDR network") from exc
     return tuple(networks)
+
+
+# Which feature sends: each has its own allowed networks.
+Purpose = Literal["imports", "connectors", "webhooks"]
+
+
+def allowed_networks_setting(settings: Settings, purpose: Purpose) -> tuple[str, str]:
+    """The setting that allows networks to `purpose`, and its value."""
+    if purpose == "webhooks":
+        return "webhook_allowed_networks", settings.webhook_allowed_networks
+    name = "import_allowed_networks" if purpose == "imports" else "connector_allowed_networks"
+    own: str | None = getattr(settings, name)
+    return (name, own) if own is not None else ("outbound_allowed_networks", settings.outbound_allowed_networks)
 
 
 @dataclass(frozen=True)
@@ -149,9 +165,11 @@ class OutboundPolicy:
     max_redirects: int = 5
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> OutboundPolicy:
-        settings = settings or get_settings()
-        return replace(cls(allowed_networks=parse_networks(settings.outbound_allowed_networks)), **overrides)
+    def from_settings(cls, settings: Settings | None = None, *, purpose: Purpose, **overrides: Any
+                      ) -> OutboundPolicy:
+        """The policy of one feature: the networks its setting allows, nothing another feature's allows."""
+        name, text = allowed_networks_setting(settings or get_settings(), purpose)
+        return replace(cls(allowed_networks=parse_networks(text, name)), **overrides)
 
 
 # ---------- which addresses a host name means ----------
@@ -480,7 +498,7 @@ class OutboundClient:
 
     def __init__(self, policy: OutboundPolicy | None = None, *, field: str = "url",
                  transport: httpx.BaseTransport | None = None, resolver: Resolver | None = None):
-        self.policy = policy if policy is not None else OutboundPolicy.from_settings()
+        self.policy = policy if policy is not None else OutboundPolicy()  # no special-purpose network
         self.field = field
         self._http = httpx.Client(
             transport=transport if transport is not None else GuardedTransport(self.policy, resolver=resolver),

@@ -27,9 +27,19 @@ class Settings(BaseSettings):
     appsflyer_api_url: str = Field(default="https://hq1.appsflyer.com",
                                    description="AppsFlyer Pull API (aggregate data) base URL.")
     connector_pull_interval_s: int = Field(default=3600, description="Scheduled partner pulls; 0 turns them off.")
+    # Special-purpose networks (private, loopback, ...) outbound requests may reach anyway, per feature: allowing
+    # a network to one feature does not open it to the others (core/outbound.py).
     outbound_allowed_networks: str = Field(
-        default="", description="Comma-separated CIDRs outbound fetches may reach although special-purpose "
-                                "(e.g. an HDFS cluster on 10.0.0.0/8); empty allows none.")
+        default="", description="Comma-separated CIDRs audience imports (URL, WebHDFS) and partner connectors may "
+                                "reach although special-purpose (e.g. an HDFS cluster on 10.0.0.0/8), where their "
+                                "own setting is unset; empty allows none. Never used by webhooks.")
+    import_allowed_networks: str | None = Field(
+        default=None, description="Audience imports' own list (URL, WebHDFS); unset: outbound_allowed_networks.")
+    connector_allowed_networks: str | None = Field(
+        default=None, description="Partner connectors' own list; unset: outbound_allowed_networks.")
+    webhook_allowed_networks: str = Field(
+        default="", description="CIDRs webhook receivers may be on although special-purpose; empty (the default) "
+                                "allows none. Its own: a webhook's attempts show its receiver's status and timing.")
     url_imports_per_account: int = Field(
         default=2, ge=1, description="URL imports of audiences one account may run at once in a serving process; "
                                      "more are answered 429.")

@@ -61,7 +61,7 @@ def create_webhook(data: WebhookEndpointIn, principal: CurrentPrincipal, session
     endpoint, secret = service.create_endpoint(session, principal, data,
                                                lambda s, p, a: tenancy.resolve_account_id(s, p, a),
                                                Encryptor(settings.resolved_secret_key),
-                                               OutboundPolicy.from_settings(settings))
+                                               OutboundPolicy.from_settings(settings, purpose="webhooks"))
     session.commit()
     return WebhookEndpointCreated(**_read(endpoint).model_dump(), secret=secret)
 

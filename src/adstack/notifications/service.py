@@ -168,7 +168,7 @@ def create_endpoint(session: Session, principal: Principal, data: WebhookEndpoin
     deliveries would never reach (a private, loopback or metadata address, in any notation) is refused now
     rather than left to fail at every delivery."""
     _require_account_writer(principal)
-    refused = literal_refusal(str(data.url), policy or OutboundPolicy.from_settings())
+    refused = literal_refusal(str(data.url), policy or OutboundPolicy.from_settings(purpose="webhooks"))
     if refused is not None:
         raise ValidationFailed.single("url", "public_address", f"webhooks are sent only to public addresses: "
                                       f"{refused}", actual=str(data.url))

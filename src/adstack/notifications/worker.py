@@ -70,9 +70,9 @@ class NotificationWorker:
 
     def _guarded_client(self) -> OutboundClient:
         # No redirects: a receiver answers where it was registered, or the try fails.
-        policy = OutboundPolicy.from_settings(self.settings, connect_timeout_s=self.settings.webhook_timeout_s,
-                                              read_timeout_s=self.settings.webhook_timeout_s,
-                                              total_timeout_s=self.settings.webhook_timeout_s, max_redirects=0)
+        timeout = self.settings.webhook_timeout_s
+        policy = OutboundPolicy.from_settings(self.settings, purpose="webhooks", connect_timeout_s=timeout,
+                                              read_timeout_s=timeout, total_timeout_s=timeout, max_redirects=0)
         return OutboundClient(policy, field="url")
 
     def notify(self) -> None:
