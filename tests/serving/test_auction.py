@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from adstack.core.settings import Settings
 from adstack.serving.counters import MemoryCounters
-from adstack.serving.engine import DecisionEngine, ServingState
+from adstack.serving.engine import DecisionEngine, Floor, ServingState
 from adstack.serving.fx import FxRates
 from adstack.serving.prediction import DEFAULT_CTR_PRIORS, RateModel
 from adstack.serving.ranking import MinimumPrices, clearing_price_micros
@@ -58,6 +58,22 @@ def test_reserve_price_is_the_floor_and_the_price_when_alone() -> None:
     assert decision.price_micros == 1_500_000
     below = engine(snapshot([group(1, bid_type="cpm", bid_micros=1_000_000)], spaces=spaces))
     assert decide(below) == []
+
+
+def test_a_candidates_own_floor_sets_its_price_and_a_fixed_one_is_paid_whoever_follows() -> None:
+    """`floor_of` (an exchange's deals): each candidate is priced against its own floor; None keeps it out."""
+    winner, runner_up = group(1, bid_micros=5_000_000), group(2, bid_micros=2_000_000)
+    floors = {1: Floor(3_000_000), 2: Floor(500_000)}
+    eng = engine(snapshot([winner, runner_up]))
+    spaced = eng.state.snapshot.ad_spaces.get(SPACE_ID)
+    (decision,) = eng.decide(request(floor_micros=500_000), space=spaced, floor_of=lambda g, _: floors[g.id])
+    assert (decision.ad_group.id, decision.price_micros) == (1, 3_000_000)  # its floor, above the runner-up
+    floors[1] = Floor(1_250_000, fixed=True)
+    (decision,) = eng.decide(request(floor_micros=500_000), space=spaced, floor_of=lambda g, _: floors[g.id])
+    assert (decision.price_micros, decision.bid_usd_cpm_micros) == (1_250_000, 1_250_000)  # not the 2.00 after it
+    (decision,) = eng.decide(request(floor_micros=500_000), space=spaced,
+                             floor_of=lambda g, _: None if g.id == 1 else floors[g.id])
+    assert (decision.ad_group.id, decision.price_micros) == (2, 500_000)
 
 
 def test_first_price_charges_the_bid() -> None:

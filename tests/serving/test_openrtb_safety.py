@@ -657,6 +657,73 @@ def test_of_several_deals_the_bid_goes_to_the_highest_floor_it_reaches(client: T
     assert client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(deals[0]))).status_code == 204
 
 
+def _charged(settings: Settings, bid: dict[str, Any]) -> float:
+    """What billing charges the advertiser for the bid's impression: the price its signed token carries, CPM."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from adstack.core.timeutil import utcnow
+    from adstack.tracking.tokens import decode_token
+
+    token = parse_qs(urlsplit(bid["burl"]).query)["t"][0]
+    return decode_token(token, settings.resolved_secret_key, now=utcnow()).price_micros / 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("floor", "pmp", "price", "charged"),
+    [
+        # A fixed price is what the deal costs, whatever the imp's floor.
+        (0.5, {"private_auction": 0, "deals": [{"id": "D1", "bidfloor": 3.0, "at": 3}]}, 3.0, 3.0),
+        (4.0, {"private_auction": 0, "deals": [{"id": "D1", "bidfloor": 1.25, "at": 3}]}, 1.25, 1.25),
+        # Another advertiser's cheaper deal sets nothing for ours.
+        (0.0, {"private_auction": 1, "deals": [{"id": "D1", "bidfloor": 3.0, "at": 3}, {"id": "D9", "bidfloor": 1.0}]},
+         3.0, 3.0),
+        # A second-price deal: no runner-up, so its floor.
+        (0.0, {"private_auction": 1, "deals": [{"id": "D1", "bidfloor": 3.0}, {"id": "D9", "bidfloor": 1.0}]},
+         5.0, 3.0),
+    ],
+)
+def test_the_advertiser_is_charged_against_the_deal_bid_on(
+    client: TestClient, settings: Settings, floor: float, pmp: dict[str, Any], price: float, charged: float
+) -> None:
+    """OpenRTB 2.6 §3.2.12: the deal's bidfloor and `at` govern what it clears at, so our charge follows them."""
+    serve(client, [_deal_buyer("D1")])  # worth 5.00
+    imp = [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": floor, "pmp": pmp}]
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=imp)))
+    assert (bid["dealid"], bid["price"]) == ("D1", price)
+    assert _charged(settings, bid) == charged
+
+
+def test_a_fixed_price_deal_is_charged_in_the_advertisers_currency(client: TestClient, settings: Settings) -> None:
+    """A EUR 2.50 deal, bid in USD at 1.10 USD per EUR, charges a EUR advertiser 2.50."""
+    serve(client, [banner_group(bid_micros=5_000_000, currency="EUR", targeting={"deal_ids": frozenset({"D1"})})])
+    eur = {"id": "D1", "bidfloor": 2.5, "bidfloorcur": "EUR", "at": 3}
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=_deal_imp(eur, {"id": "D9", "bidfloor": 1.0}))))
+    assert (bid["dealid"], bid["price"]) == ("D1", 2.75) and _charged(settings, bid) == 2.5
+
+
+def test_a_deal_buyer_reserves_its_budget_at_the_deals_price(client: TestClient, settings: Settings) -> None:
+    """A 3.00 CPM daily budget holds one impression at the fixed 3.00 deal, not six at the imp's 0.50 floor."""
+    serve(client, [banner_group(bid_micros=5_000_000, targeting={"deal_ids": frozenset({"D1"})},
+                                pacing="asap", daily_budget_micros=3_000)])
+    imp = [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5,
+            "pmp": {"private_auction": 0, "deals": [{"id": "D1", "bidfloor": 3.0, "at": 3}]}}]
+    assert _charged(settings, first_bid(client.post("/openrtb2/bid", json=bid_request(imp=imp)))) == 3.0
+    assert client.post("/openrtb2/bid", json=bid_request(imp=imp)).status_code == 204
+
+
+def test_a_deal_out_of_the_buyers_reach_passes_the_open_auction_to_the_next_bidder(
+    client: TestClient, settings: Settings
+) -> None:
+    """The deal buyer (5.00) cannot pay the 6.00 fixed price and bids on nothing else: the open bidder wins at the
+    imp's floor."""
+    serve(client, [_deal_buyer("D1"), banner_group(2, bid_micros=2_000_000)])
+    imp = [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1.5,
+            "pmp": {"private_auction": 0, "deals": [{"id": "D1", "bidfloor": 6.0, "at": 3}]}}]
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=imp)))
+    assert "dealid" not in bid and bid["cid"] == "2"
+    assert (bid["price"], _charged(settings, bid)) == (2.0, 1.5)
+
+
 @pytest.mark.parametrize(("test", "currency"), [(0, "USD"), (1, "EUR")])
 def test_the_billing_notice_signs_the_bids_price_currency_and_test_mode(
     client: TestClient, settings: Settings, test: int, currency: str

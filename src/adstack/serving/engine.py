@@ -98,6 +98,19 @@ class Decision:
     ad_space: AdSpaceSnap | None
 
 
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """One auction candidate's own floor, where the caller prices candidates apart (an exchange's deals): USD
+    micros per 1,000 impressions."""
+
+    ecpm: float
+    fixed: bool = False  # a fixed price (a fixed-price deal): the candidate pays exactly this, whoever follows
+
+
+# Per auction candidate, given its eCPM: its floor, or None when it may not take the slot at all.
+FloorOf = Callable[[AdGroupSnap, float], Floor | None]
+
+
 @dataclass(slots=True)
 class _Candidate:
     ordinal: int
@@ -107,6 +120,8 @@ class _Candidate:
     ecpm: float
     pctr: float
     pcvr: float
+    floor: float
+    fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +225,14 @@ class DecisionEngine:
     # ---------- the decision ----------
 
     def decide(self, request: AdRequest, *, space: AdSpaceSnap | None = None,
-               slot_filter: Callable[[AdGroupSnap], bool] | None = None) -> list[Decision]:
-        """The ads for one opportunity, waiting for the counters in this thread."""
+               slot_filter: Callable[[AdGroupSnap], bool] | None = None,
+               floor_of: FloorOf | None = None) -> list[Decision]:
+        """The ads for one opportunity, waiting for the counters in this thread.
+
+        `floor_of` gives each auction candidate its own floor (at least `request.floor_micros`, which then is the
+        lowest any candidate may face) and says which may not bid; without it the request's floor is everyone's."""
         counters = self.counters
-        steps = self._decide(request, space, slot_filter)
+        steps = self._decide(request, space, slot_filter, floor_of)
         try:
             step = next(steps)
             while True:
@@ -228,12 +247,13 @@ class DecisionEngine:
             return done.value
 
     async def decide_async(self, request: AdRequest, *, space: AdSpaceSnap | None = None,
-                           slot_filter: Callable[[AdGroupSnap], bool] | None = None) -> list[Decision]:
+                           slot_filter: Callable[[AdGroupSnap], bool] | None = None,
+                           floor_of: FloorOf | None = None) -> list[Decision]:
         """The same decision, awaiting shared counters instead of blocking the event loop on them."""
         counters = self.counters
         if not counters.shared:
-            return self.decide(request, space=space, slot_filter=slot_filter)
-        steps = self._decide(request, space, slot_filter)
+            return self.decide(request, space=space, slot_filter=slot_filter, floor_of=floor_of)
+        steps = self._decide(request, space, slot_filter, floor_of)
         try:
             step = next(steps)
             while True:
@@ -248,7 +268,7 @@ class DecisionEngine:
             return done.value
 
     def _decide(self, request: AdRequest, space: AdSpaceSnap | None,
-                slot_filter: Callable[[AdGroupSnap], bool] | None) -> Steps:
+                slot_filter: Callable[[AdGroupSnap], bool] | None, floor_of: FloorOf | None = None) -> Steps:
         state = self.state
         snapshot = state.snapshot
         now = request.now
@@ -273,7 +293,7 @@ class DecisionEngine:
                     taken.add(decision.ad_group.id)
         if len(decisions) < count:
             decisions += yield from self._auction(request, plan, blocked, state, times, space, floor,
-                                                  count - len(decisions), taken, slot_filter)
+                                                  count - len(decisions), taken, slot_filter, floor_of)
         return decisions
 
     # ---------- per-candidate checks ----------
@@ -392,7 +412,7 @@ class DecisionEngine:
 
     def _auction(self, request: AdRequest, plan: Plan, blocked: AbstractBitMap | None, state: ServingState,
                  times: eligibility.LocalTimes, space: AdSpaceSnap | None, floor: float, slots: int, taken: set[int],
-                 slot_filter: Callable[[AdGroupSnap], bool] | None) -> Steps:
+                 slot_filter: Callable[[AdGroupSnap], bool] | None, floor_of: FloorOf | None = None) -> Steps:
         snapshot = state.snapshot
         index = snapshot.index
         rates = state.rates
@@ -425,9 +445,17 @@ class DecisionEngine:
                 pctr, pcvr = rates.rates(placement, group.campaign_id, group.id, creative.id)
                 ecpm = ecpm_usd_micros(group.bid_type, bid_usd, pctr, pcvr)
                 if top is None or ecpm > top.ecpm:
-                    top = _Candidate(ordinal, group, creatives, creative, ecpm, pctr, pcvr)
-            if top is None or top.ecpm < floor or top.ecpm <= 0:
+                    top = _Candidate(ordinal, group, creatives, creative, ecpm, pctr, pcvr, floor)
+            if top is None or top.ecpm <= 0:
                 continue
+            if floor_of is None:
+                if top.ecpm < floor:
+                    continue
+            else:
+                own = floor_of(group, top.ecpm)  # it checks the candidate reaches it
+                if own is None or (own.fixed and own.ecpm < floor):
+                    continue  # may not bid, or a fixed price below what the slot takes (the space's reserve)
+                top.floor, top.fixed = max(own.ecpm, floor), own.fixed
             found.append(top)
             if len(best) < need:
                 heapq.heappush(best, top.ecpm)
@@ -442,16 +470,20 @@ class DecisionEngine:
                 break
             runner_up = found[position + 1].ecpm if position + 1 < len(found) else None
             group = candidate.group
+            # A fixed price is paid whoever follows, as a second price with no runner-up and that price for floor.
+            auction_type = "second_price" if candidate.fixed else self.auction_type
+            if candidate.fixed:
+                runner_up = None
             price = clearing_price_micros(bid_type=group.bid_type, bid_micros=group.bid_micros,
                                           currency=group.currency, winner_ecpm=candidate.ecpm,
-                                          runner_up_ecpm=runner_up, floor_ecpm=floor, pctr=candidate.pctr,
-                                          pcvr=candidate.pcvr, fx=fx, auction_type=self.auction_type,
+                                          runner_up_ecpm=runner_up, floor_ecpm=candidate.floor, pctr=candidate.pctr,
+                                          pcvr=candidate.pcvr, fx=fx, auction_type=auction_type,
                                           minimum_micros=minimums.in_currency(group.bid_type, group.currency, fx))
             # What the slot costs the advertiser, as USD CPM (the minimum counted through the winner's own rates).
             minimum_ecpm = ecpm_usd_micros(group.bid_type, minimums.usd_micros(group.bid_type), candidate.pctr,
                                            candidate.pcvr)
-            cleared = min(candidate.ecpm, max(floor, minimum_ecpm, runner_up or 0.0)) \
-                if self.auction_type == "second_price" else candidate.ecpm
+            cleared = min(candidate.ecpm, max(candidate.floor, minimum_ecpm, runner_up or 0.0)) \
+                if auction_type == "second_price" else candidate.ecpm
             decision = yield from self._commit(request, state, times, space, group, [candidate.creative],
                                                tier=TIER_AUCTION, ecpm=candidate.ecpm, price=price,
                                                pctr=candidate.pctr, pcvr=candidate.pcvr, exchange_cpm=cleared)
@@ -620,4 +652,4 @@ def _next_local_midnight(local: datetime) -> float:
     return tomorrow.timestamp()
 
 
-__all__ = ["GUARANTEED_CPM", "Decision", "DecisionEngine", "ServingState", "expected_cost_micros"]
+__all__ = ["GUARANTEED_CPM", "Decision", "DecisionEngine", "Floor", "FloorOf", "ServingState", "expected_cost_micros"]

@@ -12,9 +12,11 @@ CPA):
 
 - second price (the default): the smallest bid that would still have won the slot, i.e. the eCPM of the next
   ranked eligible ad group, or the floor (the ad space's reserve price, or the exchange's bid floor, whichever is
-  higher) when no one follows, converted back through the winner's own predicted rates into its bid unit and its
-  currency, rounded up to a micro, never below the platform minimum of its bid type and never above its bid;
-- first price: the winner's bid.
+  higher; on an exchange's deal, the floor of the deal the winner bids on) when no one follows, converted back
+  through the winner's own predicted rates into its bid unit and its currency, rounded up to a micro, never below
+  the platform minimum of its bid type and never above its bid;
+- first price: the winner's bid;
+- a fixed-price deal: its price, whoever follows (a second price with no runner-up).
 
 The platform minimum (`MinimumPrices`, operator settings in USD micros: per click, per 1,000 impressions, per
 action) is converted to the account currency through the snapshot's FX table with Decimal, rounded up. Without

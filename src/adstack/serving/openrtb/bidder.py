@@ -27,7 +27,10 @@ Mapping a request onto the engine:
   `private_auction=1` only they may bid. A deal's `wseat` and `wadomain` (our ad group's advertiser domain must be
   listed) are honoured; its `at` overrides the request's: 1 and 2 are priced as above, 3 is a fixed price, its
   `bidfloor`, bid exactly where our value reaches it (another type, an exchange's own, is not bid on). Of several
-  deals, the bid goes to the one with the highest floor it reaches (then the lowest deal id);
+  deals, the bid goes to the one with the highest floor it reaches (then the lowest deal id). The advertiser's
+  charge (and its budget reservation) is priced against that deal inside our auction (`_floor_of`): on a fixed
+  price exactly that price, otherwise the second price with the deal's floor (the imp's floor when higher) for
+  floor; a deal buyer whose deals are all out of its reach takes no part, so the next candidate may bid;
 - privacy (privacy.py): under COPPA, GDPR without our consent, `lmt`/`dnt` or a US opt-out, no device id is used;
   our tracking URLs never carry the raw device id in any case;
 - brand safety: `badv` (advertiser domains), `bapp` (promoted app), `bcat` (the campaign's IAB categories) and
@@ -68,7 +71,7 @@ from adstack.core.errors import DomainError
 from adstack.core.security import derive_key, hmac_sign, hmac_verify, random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
-from adstack.serving.engine import Decision
+from adstack.serving.engine import Decision, Floor, FloorOf
 from adstack.serving.openrtb.markup import VAST_PROTOCOL, VIDEO_MIME, allowed_mimes, banner_html, native_markup, vast
 from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
 from adstack.serving.openrtb.privacy import privacy_of
@@ -76,7 +79,7 @@ from adstack.serving.ranking import CPM
 from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
-from adstack.serving.snapshot import AdSpaceSnap, Snapshot
+from adstack.serving.snapshot import AdGroupSnap, AdSpaceSnap, Snapshot
 from adstack.tracking.urls import build_tracking_urls
 
 DEADLINE_MARGIN_MS = 5.0
@@ -403,68 +406,114 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     deals, private = _deals(imp, runtime)
     if private and not deals:
         return None  # 3.2.11: "bids are restricted to the deals specified", and none is ours to meet
-    if private:
-        floor = max(floor, min(d.floor for d in deals.values()))
     minimum = runtime.engine.minimum_prices.usd_micros(CPM)
+    floor = max(floor, minimum)
+    lowest = floor
+    floor_of: FloorOf | None = None
+    if deals:
+        # Each candidate is priced against what it would bid on (a deal's terms, or the imp's floor): the engine
+        # starts from the lowest of those floors and asks `floor_of` for each candidate's own.
+        floors = [f for f in (_deal_floor(context, terms, floor, minimum)[0] for terms in deals.values())
+                  if f is not None]
+        if not private:
+            floors.append(floor)
+        if not floors:
+            return None  # only fixed prices below the platform minimum
+        lowest = min(floors)
+        floor_of = _floor_of(context, deals, floor, minimum)
     ad_request = AdRequest(now=context.now, placement_type=placement, slot=slot, count=1,
                            ad_space_id=space.id if space else None, publisher_id=space.publisher_id if space else None,
                            deal_ids=frozenset(deals), private_auction=private,
-                           floor_micros=max(floor, minimum),
+                           floor_micros=lowest,
                            hold_seconds=runtime.settings.exchange_reservation_seconds, **context.fields)
-    decisions = await runtime.engine.decide_async(ad_request, space=space)
+    decisions = await runtime.engine.decide_async(ad_request, space=space, floor_of=floor_of)
     if not decisions:
         return None
     decision = decisions[0]
-    made = _assemble(context, imp, media, native_spec_, decision, ad_request, deals, max(floor, minimum), minimum)
+    made = _assemble(context, imp, media, native_spec_, decision, ad_request, deals, floor, minimum)
     if made is None:
         await runtime.engine.release_async(decision)
         return None
     return made, decision, ad_request
 
 
-def _bid_price(context: Context, decision: Decision, *, first_price: bool) -> float:
-    """USD micros CPM: the value on second price; on first price the value less the margin. The value is the ad
-    group's own bid as an eCPM (a CPM bid itself; CPC and CPA through the predicted rates), so neither is above
-    the bid."""
+def _bid_price(context: Context, ecpm: float, *, first_price: bool) -> float:
+    """USD micros CPM: the value on second price; on first price the value less the margin. The value (`ecpm`) is
+    the ad group's own bid as an eCPM (a CPM bid itself; CPC and CPA through the predicted rates), so neither is
+    above the bid."""
     if not first_price:
-        return decision.ecpm_usd_micros
+        return ecpm
     margin = context.runtime.settings.openrtb_first_price_margin_percent / 100
-    return decision.ecpm_usd_micros * (1 - margin)
+    return ecpm * (1 - margin)
 
 
 def _reaches(value: float, floor: int) -> bool:
     return value >= floor * (1 - 1e-9)
 
 
-def _deal_price(context: Context, decision: Decision, deals: dict[str, DealTerms], floor: int,
-                minimum: int) -> tuple[str, float] | None:
-    """The deal a deal buyer bids on and its price (the bid, in the response's currency), or None when none of
-    its deals takes the bid. Among the deals whose floor the bid reaches, the highest floor (then the lowest id)."""
-    group = decision.ad_group
+def _deal_floor(context: Context, terms: DealTerms, floor: int, minimum: int) -> tuple[int | None, int]:
+    """A deal's floor (USD micros CPM; on a fixed-price deal, its price; None where no bid may be made on it, a
+    fixed price below the platform minimum) and its auction type.
+
+    Source: OpenRTB 2.6 §3.2.12 at: the deal's auction type overrides the request's; 3 is a fixed price, the
+    deal's bidfloor."""
+    auction = terms.at if terms.at is not None else context.request.at
+    if auction == FIXED_PRICE:
+        return (terms.floor if terms.floor >= minimum else None), auction
+    return max(floor, terms.floor), auction
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DealBid:
+    deal_id: str
+    floor: int  # USD micros CPM: what the advertiser pays at least (on a fixed-price deal, exactly)
+    fixed: bool
+    price: float  # the bid, in the response's currency
+
+
+def _deal_bid(context: Context, group: AdGroupSnap, ecpm: float, deals: dict[str, DealTerms], floor: int,
+              minimum: int) -> DealBid | None:
+    """The deal a deal buyer worth `ecpm` bids on, or None when none of its deals takes the bid. Among the deals
+    whose floor the bid reaches, the highest floor (then the lowest id); a fixed price is bid exactly where our
+    value reaches it. The engine prices the advertiser's charge against the same deal (`_floor_of`)."""
     domains = {d.lower() for d in group.advertiser_domains}
-    usable: list[tuple[int, str, float]] = []
+    usable: list[DealBid] = []
     for deal_id in group.targeting.deal_ids & deals.keys():
         terms = deals[deal_id]
         if terms.adomains is not None and terms.adomains.isdisjoint(domains):
             continue  # Source: OpenRTB 2.6 §3.2.12 wadomain, the advertisers allowed to bid on the deal
-        # Source: OpenRTB 2.6 §3.2.12 at: the deal's auction type overrides the request's; 3 is a fixed price,
-        # the deal's bidfloor, bid exactly where our value reaches it.
-        auction = terms.at if terms.at is not None else context.request.at
+        needed, auction = _deal_floor(context, terms, floor, minimum)
+        if needed is None:
+            continue
         if auction == FIXED_PRICE:
-            if terms.floor < minimum or not _reaches(decision.ecpm_usd_micros, terms.floor):
+            if not _reaches(ecpm, needed):
                 continue
             exact = terms.currency == context.currency
-            price = round(terms.bidfloor, 6) if exact else _price(terms.floor, context.currency, context.runtime)
-            usable.append((terms.floor, deal_id, price))
+            price = round(terms.bidfloor, 6) if exact else _price(needed, context.currency, context.runtime)
+            usable.append(DealBid(deal_id, needed, True, price))
             continue
-        needed = max(floor, terms.floor)
-        value = _bid_price(context, decision, first_price=auction == FIRST_PRICE)
+        value = _bid_price(context, ecpm, first_price=auction == FIRST_PRICE)
         if _reaches(value, needed):
-            usable.append((needed, deal_id, _price(max(value, float(needed)), context.currency, context.runtime)))
+            usable.append(DealBid(deal_id, needed, False,
+                                  _price(max(value, float(needed)), context.currency, context.runtime)))
     if not usable:
         return None
-    _, deal_id, price = min(usable, key=lambda u: (-u[0], u[1]))
-    return deal_id, price
+    return min(usable, key=lambda u: (-u.floor, u.deal_id))
+
+
+def _floor_of(context: Context, deals: dict[str, DealTerms], floor: int, minimum: int) -> FloorOf:
+    """Each auction candidate's floor on an imp with deals: a deal buyer's is the deal it would bid on (so its
+    clearing price, the advertiser's charge, and its reservation follow that deal's terms), anyone else's the
+    imp's; None for a candidate that could not bid."""
+
+    def floor_of(group: AdGroupSnap, ecpm: float) -> Floor | None:
+        if group.targeting.deal_ids:
+            dealt = _deal_bid(context, group, ecpm, deals, floor, minimum)
+            return None if dealt is None else Floor(dealt.floor, fixed=dealt.fixed)
+        value = _bid_price(context, ecpm, first_price=context.first_price)
+        return Floor(floor) if _reaches(value, floor) else None
+
+    return floor_of
 
 
 def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | None, decision: Decision,
@@ -472,12 +521,12 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
     runtime = context.runtime
     deal_id = None
     if decision.ad_group.targeting.deal_ids:  # a deal buyer bids on its deals only
-        dealt = _deal_price(context, decision, deals, floor, minimum)
+        dealt = _deal_bid(context, decision.ad_group, decision.ecpm_usd_micros, deals, floor, minimum)
         if dealt is None:
             return None
-        deal_id, price = dealt
+        deal_id, price = dealt.deal_id, dealt.price
     else:
-        value = _bid_price(context, decision, first_price=context.first_price)
+        value = _bid_price(context, decision.ecpm_usd_micros, first_price=context.first_price)
         if not _reaches(value, floor):
             return None
         price = _price(max(value, float(floor)), context.currency, runtime)
