@@ -523,6 +523,32 @@ def test_a_native_image_of_a_type_the_request_does_not_list_is_not_offered(clien
         assert ask(kind, ["image/jpeg", "image/gif"]) == 204
 
 
+@pytest.mark.parametrize(("spec_version", "imp_version", "legacy"), [
+    ("1.1", None, True), (None, "1.1", True), ("1.0", None, True), ("1.2", "1.1", False), (None, None, False)])
+def test_a_native_1_1_request_gets_the_1_1_response_with_our_impression_tracker(
+    client: TestClient, spec_version: str | None, imp_version: str | None, legacy: bool
+) -> None:
+    serve(client, [group(3, placement="newsfeed", bid_micros=2_500_000, categories=("IAB1",),
+                         creatives=(creative(3, format="large_newsfeed_image", width=1200, height=628),))])
+    request: dict[str, Any] = {"assets": [{"id": 1, "required": 1, "title": {"len": 90}},
+                                          {"id": 2, "required": 1, "img": {"type": 3, "wmin": 100, "hmin": 100}}]}
+    if spec_version:
+        request["ver"] = spec_version
+    native: dict[str, Any] = {"request": json.dumps({"native": request} if spec_version == "1.1" else request)}
+    if imp_version:
+        native["ver"] = imp_version
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=[{"id": "1", "native": native}])))
+    adm = json.loads(bid["adm"])
+    if legacy:  # Native 1.1: the response inside `native`, the trackers a 1.1 renderer fires
+        assert sorted(adm) == ["native"] and adm["native"]["ver"] == "1.1"
+        trackers = adm["native"]["imptrackers"]
+        assert "eventtrackers" not in adm["native"] and {a["id"] for a in adm["native"]["assets"]} == {1, 2}
+    else:
+        assert adm["ver"] == "1.2" and "native" not in adm
+        trackers = [t["url"] for t in adm["eventtrackers"]]
+    assert any("/t/imp?" in url for url in trackers)
+
+
 def test_secure_imps_get_https_only_or_no_bid(client: TestClient) -> None:
     serve(client, [banner_group()])
     runtime = client.app.state.serving  # type: ignore[attr-defined]

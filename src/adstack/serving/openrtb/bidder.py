@@ -72,7 +72,16 @@ from adstack.core.security import derive_key, hmac_sign, hmac_verify, random_hex
 from adstack.creatives.iab_sizes import Variant, sizes_of
 from adstack.events.models import Event, EventType
 from adstack.serving.engine import Decision, Floor, FloorOf
-from adstack.serving.openrtb.markup import VAST_PROTOCOL, VIDEO_MIME, allowed_mimes, banner_html, native_markup, vast
+from adstack.serving.openrtb.markup import (
+    VAST_PROTOCOL,
+    VIDEO_MIME,
+    allowed_mimes,
+    banner_html,
+    legacy_native,
+    legacy_response,
+    native_markup,
+    vast,
+)
 from adstack.serving.openrtb.model import BidRequest, Device, Imp, InvalidBidRequest, decode, native_spec
 from adstack.serving.openrtb.privacy import privacy_of
 from adstack.serving.ranking import CPM
@@ -568,7 +577,8 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
                                video_xml=video_xml)
         if native is None:
             return None
-        markup = orjson.dumps(native).decode()
+        legacy = legacy_native(spec or {}, imp.native.ver if imp.native is not None else None)
+        markup = orjson.dumps(legacy_response(native, impression_urls) if legacy else native).decode()
         # Every image the response offers (a video's cover image among them), not only the combination's.
         media_urls = [combination.image_url, combination.icon_url, combination.video_url,
                       *(u for us in trackers.values() for u in us),

@@ -158,6 +158,20 @@ def tracker_method(spec: Mapping[str, Any]) -> int | None:
     return None
 
 
+def legacy_native(spec: Mapping[str, Any], declared: str | None) -> bool:
+    """Whether the request speaks Native 1.0 or 1.1 (its own `ver`, else the imp's `native.ver`), whose renderers
+    read the response inside a `native` object and fire `imptrackers`; they know no `eventtrackers`.
+    Source: Native Ads API 1.2, 5.1 (the root `native` node before 1.2) and 5.1 `imptrackers`."""
+    version = str(spec.get("ver") or declared or "")
+    return version.startswith(("1.0", "1.1")) or version == "1"
+
+
+def legacy_response(native: Mapping[str, Any], impression_urls: list[str]) -> dict[str, Any]:
+    """A 1.2 response in the 1.1 shape: wrapped in `native`, the impression trackers as `imptrackers`."""
+    body = {key: value for key, value in native.items() if key != "eventtrackers"}
+    return {"native": {**body, "ver": "1.1", "imptrackers": list(impression_urls)}}
+
+
 # Native 1.2 data asset types (7.4) filled from the creative.
 SPONSORED, DESC, PHONE, DESC2, CTATEXT = 1, 2, 8, 10, 12
 
