@@ -115,3 +115,15 @@ def test_a_limit_below_a_cent_is_told_exactly(client: TestClient, api: Api) -> N
     assert refused.status_code == 422
     assert re.findall(r'data-error-for="amount_micros"[^>]*>(.*?)</div>', refused.text) == [
         "Amount must be at least $0.000001."]
+
+
+def test_a_sub_cent_bid_is_shown_exactly_where_it_is_listed(client: TestClient, api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin, email="exact-list@example.com")
+    camp = campaign(api, adv)
+    group = approved_ad_group(api, adv, admin, camp["id"], bid_micros=15_000)
+    browser = _browser(client, "exact-list@example.com")
+    for page in ("/console/ads/ad-groups", f"/console/ads/ad-groups/{group['id']}",
+                 f"/console/ads/campaigns/{camp['id']}"):
+        text = browser.get(page).text
+        assert "$0.015" in text and "$0.02" not in text, page
