@@ -985,3 +985,19 @@ def test_hostile_requests_never_break_the_exchange_connection(settings: Settings
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_space_reserve_holds_for_a_bidder_whatever_deals_the_request_carries(client: TestClient) -> None:
+    from adstack.serving.snapshot import AdSpaceSnap
+    from tests.serving.support import PUBLISHER_ID, SPACE_ID, snapshot
+
+    reserved = AdSpaceSnap(SPACE_ID, PUBLISHER_ID, "space", "banner", reserve_price_micros=3_000_000)  # 3.00 CPM
+    # CPC 0.30 on banner and interstitial: its bound (interstitial) is above the reserve, its banner value below.
+    cpc = banner_group(2, bid_type="cpc", bid_micros=300_000,
+                       targeting={"placement_types": frozenset({"banner", "interstitial"})})
+    client.app.state.serving.engine.swap(  # type: ignore[attr-defined]
+        ServingState.build(snapshot([cpc], spaces=[reserved])))
+    imp = {"id": "1", "tagid": str(SPACE_ID), "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}
+    for offered in (imp, {**imp, "pmp": {"private_auction": 0, "deals": [{"id": "OTHER", "bidfloor": 1.0}]}}):
+        answer = client.post("/openrtb2/bid", json=bid_request(imp=[offered], app={"bundle": "com.publisher.app"}))
+        assert answer.status_code == 204, offered

@@ -456,6 +456,8 @@ class DecisionEngine:
                 if own is None or (own.fixed and own.ecpm < floor):
                     continue  # may not bid, or a fixed price below what the slot takes (the space's reserve)
                 top.floor, top.fixed = max(own.ecpm, floor), own.fixed
+                if top.ecpm < top.floor:
+                    continue  # below its deal's floor or the slot's (the space's reserve)
             found.append(top)
             if len(best) < need:
                 heapq.heappush(best, top.ecpm)
