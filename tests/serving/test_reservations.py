@@ -176,19 +176,3 @@ def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
     assert counters.expire(utcnow().timestamp() + 31 * 60, limit=10_000) >= served - 1  # the SDK holds ran out
     read = expect(client.get(f"/api/v1/ad-groups/{group['id']}", headers=actor.headers), 200)
     assert read["serving_status"] == "eligible"
-
-
-def test_a_kept_reservation_survives_a_restart_of_the_embedded_counters() -> None:
-    """In one process the counters live in memory: what shown CPA ads keep on their day's budget is saved with the
-    delivery counters and read back, so a restart does not serve the day's budget again; unshown ads' holds are
-    not saved (their ads may never be shown)."""
-    counters = MemoryCounters()
-    eng = _engine(counters)
-    ids = _fill(eng)
-    for impression_id in ids[:100]:
-        assert counters.keep(impression_id)
-    day_key = next(k for k in _keys(eng) if k.startswith("d:"))
-    kept = counters.get_many([day_key])[0] * 100 // len(ids)
-    restarted = MemoryCounters()
-    restarted.import_delivery(counters.export_delivery())
-    assert restarted.get_many([day_key]) == [kept]

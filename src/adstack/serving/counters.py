@@ -57,10 +57,9 @@ class Hold:
 MONEY_PREFIXES = ("d:", "t:", "a:")
 DAY_PREFIX = "d:"  # an ad group's spend today: the counter expires with the day
 KEPT_PREFIXES = ("f:",)
-# Counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery, and an ad
-# group's spend today, which holds what shown CPA ads keep beyond the ledger's charges. In one process they are
-# saved to disk now and then (`export_delivery`, less what unshown ads still hold) and read back at start.
-DELIVERY_PREFIXES = ("f:", "g:", "c:", "d:")
+# Delivery counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery.
+# In one process they are saved to disk now and then (`export_delivery`) and read back at start.
+DELIVERY_PREFIXES = ("f:", "g:", "c:")
 
 
 def _booked_claims(claims: Sequence[Claim]) -> list[tuple[str, int, bool]]:
@@ -217,8 +216,9 @@ class MemoryCounters:
         with self._lock:
             held: dict[str, int] = {}
             for booked, _ in self._book.values():
-                for key, amount, _money in booked:
-                    held[key] = held.get(key, 0) + amount
+                for key, amount, money in booked:
+                    if not money:
+                        held[key] = held.get(key, 0) + amount
             monotonic, wall = time.monotonic(), time.time()
             out = {}
             for key, value in self._values.items():
