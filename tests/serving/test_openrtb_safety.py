@@ -524,17 +524,21 @@ def test_a_native_image_of_a_type_the_request_does_not_list_is_not_offered(clien
 
 
 @pytest.mark.parametrize(("spec_version", "imp_version", "legacy"), [
-    ("1.1", None, True), (None, "1.1", True), ("1.0", None, True), ("1.2", "1.1", False), (None, None, False)])
+    ("1.1", None, True), (None, "1.1", True), ("1.0", None, True), ("1.2", "1.1", False), (None, None, False),
+    ("wrapped", None, True), (None, 1.1, True)])
 def test_a_native_1_1_request_gets_the_1_1_response_with_our_impression_tracker(
-    client: TestClient, spec_version: str | None, imp_version: str | None, legacy: bool
+    client: TestClient, spec_version: str | None, imp_version: str | float | None, legacy: bool
 ) -> None:
+    """Before 1.2 a native request wraps itself in `native` (its `ver` optional); `imp.native.ver` is a string,
+    which some exchanges send as a number."""
     serve(client, [group(3, placement="newsfeed", bid_micros=2_500_000, categories=("IAB1",),
                          creatives=(creative(3, format="large_newsfeed_image", width=1200, height=628),))])
     request: dict[str, Any] = {"assets": [{"id": 1, "required": 1, "title": {"len": 90}},
                                           {"id": 2, "required": 1, "img": {"type": 3, "wmin": 100, "hmin": 100}}]}
-    if spec_version:
+    if spec_version and spec_version != "wrapped":
         request["ver"] = spec_version
-    native: dict[str, Any] = {"request": json.dumps({"native": request} if spec_version == "1.1" else request)}
+    wrapped = spec_version in ("1.1", "wrapped")
+    native: dict[str, Any] = {"request": json.dumps({"native": request} if wrapped else request)}
     if imp_version:
         native["ver"] = imp_version
     bid = first_bid(client.post("/openrtb2/bid", json=bid_request(imp=[{"id": "1", "native": native}])))

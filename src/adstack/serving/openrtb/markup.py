@@ -158,7 +158,7 @@ def tracker_method(spec: Mapping[str, Any]) -> int | None:
     return None
 
 
-def legacy_native(spec: Mapping[str, Any], declared: str | None) -> bool:
+def legacy_native(spec: Mapping[str, Any], declared: str | float | None) -> bool:
     """Whether the request speaks Native 1.0 or 1.1 (its own `ver`, else the imp's `native.ver`), whose renderers
     read the response inside a `native` object and fire `imptrackers`; they know no `eventtrackers`.
     Source: Native Ads API 1.2, 5.1 (the root `native` node before 1.2) and 5.1 `imptrackers`."""

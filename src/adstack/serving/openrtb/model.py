@@ -91,7 +91,7 @@ class Audio(Struct_):
 
 class Native(Struct_):
     request: str | dict[str, Any] | None = None
-    ver: str | None = None
+    ver: str | float | None = None  # a string in OpenRTB; some exchanges send the number
     api: list[int] | None = None
     battr: list[int] | None = None
     ext: Any = None
@@ -378,7 +378,10 @@ def native_spec(native: Native) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         return None
     inner = parsed.get("native")
-    return inner if isinstance(inner, dict) else parsed
+    if isinstance(inner, dict):
+        # Only a request before Native 1.2 wraps itself in `native`, whose `ver` is optional there.
+        return inner if "ver" in inner else {**inner, "ver": "1.1"}
+    return parsed
 
 
 def _int(value: Any) -> int | None:
