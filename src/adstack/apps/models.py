@@ -214,6 +214,10 @@ class IntegrationRead(BaseModel):
                     "adstack under `network_name` and submits the postback template.")
     network_name: str = Field(description="The name adstack is registered under with this partner.")
     documentation: list[str] = Field(default_factory=list, description="The partner's pages the macros come from.")
+    unverified_macros: list[str] = Field(
+        default_factory=list,
+        description="Macros of `postback_url_template` that none of the partner's pages adstack was checked against "
+                    "names (docs/partners.md): confirm them with the partner before submitting the template.")
     click_id_parameter: str
     gaid_parameter: str
     macro_syntax: str

@@ -46,6 +46,9 @@ class PartnerSpec:
     default_network_name: str = "adstack"
     requires_registration: bool = False  # postbacks only reach networks registered with the partner
     documentation: tuple[str, ...] = ()
+    # Macros of the postback template that no page of the partner's, as stored in the reference corpus, was found
+    # to name (docs/partners.md): the integration asks the operator to confirm them with the partner.
+    unverified_macros: tuple[str, ...] = ()
     # The link parameter the partner documents for "after the click, send the user to this URL"; "" when the
     # partner documents none (its tracker's own destination setting decides), see docs/partners.md.
     redirect_parameter: str = ""
@@ -112,7 +115,9 @@ def _af_link(host: str, extra: str) -> Callable[[AppContext, str], str]:
 
 def _appsflyer_postback(network: str) -> tuple[tuple[str, str], ...]:
     # Source: https://support.appsflyer.com/hc/en-us/articles/207273946 (postback macros for ad networks):
-    # (advertiserId), (app-id), (install-unix-ts), (click-ts), hyphenated.
+    # (advertiserId), (app-id), (install-unix-ts), (click-ts), hyphenated; .../360016751637 (event_name,
+    # event_revenue, event_revenue_currency, event_time, event_value); .../115004744123 (reject_reason, is_rejected).
+    # The others are in _APPSFLYER_UNVERIFIED.
     return (("clickid", "(clickid)"), ("advertising_id", "(advertiserId)"), ("event_name", "(event_name)"),
             ("event_revenue", "(event_revenue)"), ("event_revenue_currency", "(event_revenue_currency)"),
             ("event_time", "(event_time)"), ("install_unix_ts", "(install-unix-ts)"), ("click_ts", "(click-ts)"),
@@ -120,6 +125,12 @@ def _appsflyer_postback(network: str) -> tuple[tuple[str, str], ...]:
             ("is_attributed", "(is_attributed)"), ("is_primary_attribution", "(is_primary_attribution)"),
             ("attributed_touch_type", "(attributed_touch_type)"), ("blocked_reason", "(blocked_reason)"),
             ("reject_reason", "(reject_reason)"), ("is_rejected", "(is_rejected)"))
+
+
+# No stored AppsFlyer page spells these as postback macros: [A] says attribution-link parameters (our clickid) can
+# be returned, without the macro's spelling; [B] lists a "Block reason" without one.
+_APPSFLYER_UNVERIFIED = ("(clickid)", "(media_source)", "(is_attributed)", "(is_primary_attribution)",
+                         "(attributed_touch_type)", "(blocked_reason)")
 
 
 def _adjust_link(host: str) -> Callable[[AppContext, str], str]:
@@ -154,7 +165,8 @@ def _appmetrica_link(host: str) -> Callable[[AppContext, str], str]:
 
 
 def _appmetrica_postback(network: str) -> tuple[tuple[str, str], ...]:
-    # Source: https://appmetrica.yandex.com/docs/en/mobile-tracking/postback-specification
+    # Source: https://appmetrica.yandex.com/docs/en/mobile-tracking/postback-specification, "List of postback
+    # macros" (every macro below; {click_id} is empty on unattributed postbacks).
     return (("ext", "{click_id}"), ("gaid", "{google_aid}"), ("transaction_id", "{transaction_id}"),
             ("touch_type", "{attributed_touch_type}"), ("match_type", "{match_type}"),
             ("event_name", "{conversion_event_name}"), ("event_json", "{conversion_event_json}"),
@@ -173,12 +185,18 @@ def _branch_link(view: bool) -> Callable[[AppContext, str], str]:
 
 
 def _branch_postback(network: str) -> tuple[tuple[str, str], ...]:
-    # Source: https://help.branch.io/using-branch/docs/postback-macros-functions
+    # Source: https://help.branch.io/using-branch/docs/postback-macros-functions ("Postback Data": ${(name)!},
+    # ${(event_timestamp)!}, ${(id)!}, <#if attributed>1<#else>0</#if>); the others are in _BRANCH_UNVERIFIED.
     return (("id", "${(id)!}"), ("name", "${(name)!}"), ("event_timestamp", "${(event_timestamp)!}"),
             ("click_id", "${(last_attributed_touch_data.~click_id)!}"), ("aaid", "${(user_data.aaid)!}"),
             ("revenue", "${(event_data.revenue)!}"), ("currency", "${(event_data.currency)!}"),
             ("attributed", "<#if attributed>1<#else>0</#if>"),
             ("touch_type", "${(last_attributed_touch_type)!}"))
+
+
+# Not in the part of Branch's macro page the reference corpus holds.
+_BRANCH_UNVERIFIED = ("${(last_attributed_touch_data.~click_id)!}", "${(user_data.aaid)!}", "${(event_data.revenue)!}",
+                      "${(event_data.currency)!}", "${(last_attributed_touch_type)!}")
 
 
 def _singular_link(view: bool) -> Callable[[AppContext, str], str]:
@@ -190,7 +208,9 @@ def _singular_link(view: bool) -> Callable[[AppContext, str], str]:
 
 
 def _singular_postback(network: str) -> tuple[tuple[str, str], ...]:
-    # Source: https://support.singular.net/hc/en-us/articles/115004063323
+    # Source: https://support.singular.net/hc/en-us/articles/115004063323 ({cl?Network Name}, {NETWORK=Network
+    # Name}, {NETWORK}, {IS_VIEWTHROUGH}, {IS_RE_ENG}, {EVENT_IP}; {AMOUNT}, {EVTNAME}, {UTCM} in its example).
+    # {AIFA} and {CURRENCY}: the stored copies of the page stop before its device and revenue macros.
     return (("cl", f"{{cl?{network}}}"), ("aifa", "{AIFA}"), ("evtname", "{EVTNAME}"), ("amount", "{AMOUNT}"),
             ("currency", "{CURRENCY}"), ("utcm", "{UTCM}"), ("is_ours", f"{{NETWORK={network}}}"),
             ("network", "{NETWORK}"), ("is_viewthrough", "{IS_VIEWTHROUGH}"), ("is_re_eng", "{IS_RE_ENG}"),
@@ -209,11 +229,17 @@ def _kochava_link(view: bool) -> Callable[[AppContext, str], str]:
     return link
 
 
+# Kochava's custom postback page describes its macros (event name, "_install" for installs; event data; datetime;
+# device IP; ADID; the network responsible) but the stored copies of it lack the macro names themselves, so every
+# name below is unverified.
+_KOCHAVA_FIELDS = (("click_id", "{click_id}"), ("adid", "{adid}"), ("event_name", "{event_name}"),
+                   ("event_value", "{event_value}"), ("revenue", "{revenue}"), ("currency", "{currency}"),
+                   ("event_time", "{event_time}"), ("install_time", "{install_time}"),
+                   ("network_name", "{network_name}"), ("ip", "{device_ip}"))
+
+
 def _kochava_postback(network: str) -> tuple[tuple[str, str], ...]:
-    return (("click_id", "{click_id}"), ("adid", "{adid}"), ("event_name", "{event_name}"),
-            ("event_value", "{event_value}"), ("revenue", "{revenue}"), ("currency", "{currency}"),
-            ("event_time", "{event_time}"), ("install_time", "{install_time}"), ("network_name", "{network_name}"),
-            ("ip", "{device_ip}"))
+    return _KOCHAVA_FIELDS
 
 
 def _tenjin_link(view: bool) -> Callable[[AppContext, str], str]:
@@ -225,9 +251,14 @@ def _tenjin_link(view: bool) -> Callable[[AppContext, str], str]:
 
 
 def _tenjin_postback(network: str) -> tuple[tuple[str, str], ...]:
+    # Source: https://docs.tenjin.com/v1/docs/en/callbacks ("macros such as {{advertising_id}}, {{ip_address}} or
+    # {{bundle_id}}"); the stored copies of its "Callback macros" page stop before the list: see _TENJIN_UNVERIFIED.
     return (("click_id", "{{click_id}}"), ("advertising_id", "{{advertising_id}}"), ("event", "{{event}}"),
             ("revenue", "{{revenue}}"), ("currency", "{{currency}}"), ("created_at", "{{created_at}}"),
             ("bundle_id", "{{bundle_id}}"), ("ip", "{{ip_address}}"))
+
+
+_TENJIN_UNVERIFIED = ("{{click_id}}", "{{event}}", "{{revenue}}", "{{currency}}", "{{created_at}}")
 
 
 def _mytracker_link(view: bool) -> Callable[[AppContext, str], str]:
@@ -240,10 +271,15 @@ def _mytracker_link(view: bool) -> Callable[[AppContext, str], str]:
 
 
 def _mytracker_postback(network: str) -> tuple[tuple[str, str], ...]:
-    # Source: https://docs.tracker.my.com/tracking/postbacks/macros?lang=en
+    # Source: https://docs.tracker.my.com/tracking/postbacks/macros?lang=en ({mt_gaid}, {mt_event_ts},
+    # {mt_payment_sum_src}); https://docs.tracker.my.com/en/tracking/postbacks/parameters (SubID parameters such as
+    # mt_sub1 can be passed in postbacks). The others are in _MYTRACKER_UNVERIFIED.
     return (("clickid", "{mt_sub1}"), ("gaid", "{mt_gaid}"), ("event", "{mt_event}"),
             ("event-time", "{mt_event_ts}"), ("revenue", "{mt_payment_sum_src}"),
             ("currency", "{mt_payment_currency_src}"), ("level", "{mt_event_param_level}"))
+
+
+_MYTRACKER_UNVERIFIED = ("{mt_event}", "{mt_payment_currency_src}", "{mt_event_param_level}")
 
 
 def _airbridge_link(view: bool) -> Callable[[AppContext, str], str]:
@@ -257,11 +293,16 @@ def _airbridge_link(view: bool) -> Callable[[AppContext, str], str]:
     return link
 
 
+# The stored Airbridge pages stop before their postback macros, so every name below is unverified; Airbridge's
+# integration team sets the final template at registration (docs/partners.md).
+_AIRBRIDGE_FIELDS = (("click_id", "{@postback.clickID}"), ("gaid", "{@postback.gaidRaw}"),
+                     ("event", "{@postback.eventName}"), ("event_uuid", "{@postback.eventUUID}"),
+                     ("revenue", "{@postback.revenue}"), ("currency", "{@postback.currency}"),
+                     ("event_ts", "{@postback.eventTimestamp}"))
+
+
 def _airbridge_postback(network: str) -> tuple[tuple[str, str], ...]:
-    return (("click_id", "{@postback.clickID}"), ("gaid", "{@postback.gaidRaw}"),
-            ("event", "{@postback.eventName}"), ("event_uuid", "{@postback.eventUUID}"),
-            ("revenue", "{@postback.revenue}"), ("currency", "{@postback.currency}"),
-            ("event_ts", "{@postback.eventTimestamp}"))
+    return _AIRBRIDGE_FIELDS
 
 
 _REGISTER = ("adstack must be registered with {partner} as an integrated ad network under the name "
@@ -280,7 +321,10 @@ SPECS: dict[Partner, PartnerSpec] = {
                "Under Default postbacks choose 'All media sources, including organic' for each event.", wraps=True),
         default_network_name="adstack_int", requires_registration=True,
         documentation=("https://support.appsflyer.com/hc/en-us/articles/207273946-Postback-macros-for-ad-networks",
+                       "https://support.appsflyer.com/hc/en-us/articles/360016751637-Postback-macros-for-analytics-"
+                       "partners",
                        "https://support.appsflyer.com/hc/en-us/articles/115004744123"),
+        unverified_macros=_APPSFLYER_UNVERIFIED,
         # Source: AppsFlyer, "CTV, PC, and console platform direct attribution links": "The redirection
         # destination is the value of the af_r parameter included in the link."
         redirect_parameter="af_r",
@@ -295,8 +339,10 @@ SPECS: dict[Partner, PartnerSpec] = {
                wraps=True),
         link_id_label="Adjust link (tracker) token", requires_registration=True,
         documentation=("https://help.adjust.com/en/article/install-callbacks",
+                       "https://help.adjust.com/en/article/event-callbacks",
                        "https://help.adjust.com/en/article/ad-revenue-callbacks",
-                       "https://help.adjust.com/en/article/rejected-install-reattribution-callbacks-partner"),
+                       "https://help.adjust.com/en/article/rejected-install-reattribution-callbacks-partner",
+                       "https://help.adjust.com/en/partner/placeholders"),
         # Source: Adjust, "Link parameters": "Links with the redirect parameter send users to a specific URL."
         redirect_parameter="redirect", redirect_documentation="https://help.adjust.com/en/article/link-parameters",
     ),
@@ -317,6 +363,7 @@ SPECS: dict[Partner, PartnerSpec] = {
                wraps=True),
         link_id_label="Branch ad link (domain/path)", default_network_name="a_adstack", requires_registration=True,
         documentation=("https://help.branch.io/using-branch/docs/postback-macros-functions",),
+        unverified_macros=_BRANCH_UNVERIFIED,
         # Source: Branch, "Deep Link Reference" (long links): link data such as $fallback_url is added to the
         # link as a URI-encoded query parameter.
         redirect_parameter="$fallback_url",
@@ -329,6 +376,7 @@ SPECS: dict[Partner, PartnerSpec] = {
                            "and create a tracking link; enter its host and path as this app's partner link id."),
         link_id_label="Singular tracking link (host/path)", requires_registration=True,
         documentation=("https://support.singular.net/hc/en-us/articles/115004063323",),
+        unverified_macros=("{AIFA}", "{CURRENCY}"),
     ),
     Partner.KOCHAVA: PartnerSpec(
         Partner.KOCHAVA, "Kochava", "{macro}", "click_id", "device_id",
@@ -338,6 +386,7 @@ SPECS: dict[Partner, PartnerSpec] = {
                           "configuration add a custom postback for install (_install) and for each event."),
         link_id_label="Kochava campaign (tracker) id",
         documentation=("https://support.kochava.com/campaign-management/create-a-custom-postback",),
+        unverified_macros=tuple(macro for _, macro in _KOCHAVA_FIELDS),
     ),
     Partner.TENJIN: PartnerSpec(
         Partner.TENJIN, "Tenjin", "{{macro}}", "click_id", "advertising_id",
@@ -346,7 +395,8 @@ SPECS: dict[Partner, PartnerSpec] = {
                          "create a campaign and enter its tracking key as this app's partner link id; then add "
                          "S2S callbacks under Apps → Callbacks with 'all users'."),
         link_id_label="Tenjin campaign tracking key", sends_verdict=False,
-        documentation=("https://docs.tenjin.com/en/tracking/macros.html",),
+        documentation=("https://docs.tenjin.com/en/tracking/macros.html", "https://docs.tenjin.com/v1/docs/en/callbacks"),
+        unverified_macros=_TENJIN_UNVERIFIED,
     ),
     Partner.MYTRACKER: PartnerSpec(
         Partner.MYTRACKER, "MyTracker", "{mt_macro}", "mt_sub1", "mt_gaid",
@@ -356,7 +406,9 @@ SPECS: dict[Partner, PartnerSpec] = {
                             "event should count only for some values."),
         link_id_label="MyTracker link id (the part after /c/)", sends_verdict=False,
         documentation=("https://docs.tracker.my.com/tracking/postbacks/macros?lang=en",
+                       "https://docs.tracker.my.com/en/tracking/postbacks/parameters",
                        "https://tracker.my.com/docs/tracking/links/click-url/"),
+        unverified_macros=_MYTRACKER_UNVERIFIED,
     ),
     Partner.AIRBRIDGE: PartnerSpec(
         Partner.AIRBRIDGE, "Airbridge", "{@postback.macro}", "click_id", "gaid_raw",
@@ -364,7 +416,9 @@ SPECS: dict[Partner, PartnerSpec] = {
         _steps("Airbridge", "In Airbridge, open {app.name} → Integrations → Ad channel integration, choose "
                             "adstack and enter the Airbridge app name as this app's partner link id."),
         link_id_label="Airbridge app name", requires_registration=True, sends_verdict=False,
-        documentation=("https://help.airbridge.io/en/guides/tracking-link-structure-and-parameters",),
+        documentation=("https://help.airbridge.io/en/guides/tracking-link-structure-and-parameters",
+                       "https://developers.airbridge.io/v1.1-en/docs/postback-integration"),
+        unverified_macros=tuple(macro for _, macro in _AIRBRIDGE_FIELDS),
     ),
 }
 
@@ -373,6 +427,15 @@ assert set(SPECS) == set(Partner)
 
 def registration_note(spec: PartnerSpec, network: str) -> str:
     return _REGISTER.format(partner=spec.display_name, network=network)
+
+
+def unverified_note(spec: PartnerSpec) -> str | None:
+    """The step that names the template's macros no page of the partner's confirms, or None when there are none."""
+    if not spec.unverified_macros:
+        return None
+    return (f"Before submitting the postback template, confirm these macros with {spec.display_name}'s integration "
+            f"team: no {spec.display_name} page adstack was checked against names them, and one {spec.display_name} "
+            f"leaves unreplaced reaches adstack as a missing value: {', '.join(spec.unverified_macros)}")
 
 
 def missing_settings(spec: PartnerSpec, app: AppContext) -> list[str]:

@@ -28,6 +28,7 @@ from adstack.apps.partners import (
     postback_url,
     registration_note,
     tracking_link,
+    unverified_note,
     view_through_link,
 )
 from adstack.core.errors import Conflict, FieldError, NotFound
@@ -201,12 +202,16 @@ def integration(session: Session, app: App, partner: Partner, *, base_url: str, 
     steps = spec.steps(ctx, shown_link, postback)
     if view_link:
         steps.insert(2, f"Fire the view-through link on each impression:\n{view_link}")
+    note = unverified_note(spec)
+    if note:  # right after the step that hands over the postback URL
+        steps.insert(next(i for i, step in enumerate(steps) if postback in step) + 1, note)
     if spec.requires_registration:
         steps.insert(0, registration_note(spec, network))
     return IntegrationRead(partner=partner, partner_name=spec.display_name, tracking_link_template=link,
                            view_through_link_template=view_link, postback_url_template=postback, missing=missing,
                            requires_network_registration=spec.requires_registration, network_name=network,
-                           documentation=list(spec.documentation), click_id_parameter=spec.click_id_parameter,
+                           documentation=list(spec.documentation), unverified_macros=list(spec.unverified_macros),
+                           click_id_parameter=spec.click_id_parameter,
                            gaid_parameter=spec.gaid_parameter, macro_syntax=spec.macro_syntax, steps=steps,
                            event_mapping=effective)
 
