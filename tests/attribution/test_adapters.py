@@ -263,3 +263,26 @@ def test_appmetrica_unattributed_names_the_other_network() -> None:
         parse_postback(Partner.APPMETRICA, {"gaid": GAID, "attributed_touch_type": ""}).verdict
         is PartnerVerdict.ORGANIC
     )
+
+
+def test_kochava_reads_its_numeric_network_id_against_the_apps_id() -> None:
+    """An app set up with Kochava's numeric network id: the id decides, and a name Kochava labels it with, which
+    adstack is never told, decides nothing; an app set up with a name is judged by the name as before."""
+    by_id = frozenset({"48213", "adstack", "kochava"})
+    label = "Xiaomi Global - Android"
+    cases = (
+        ({"network_id": "48213", "network_name": label}, by_id, PartnerVerdict.ATTRIBUTED),
+        ({"network_id": "0048213"}, by_id, PartnerVerdict.ATTRIBUTED),
+        ({"network_id": "51007", "network_name": "Other Ads"}, by_id, PartnerVerdict.OTHER_NETWORK),
+        ({"network_id": "51007", "network_name": "Organic"}, by_id, PartnerVerdict.ORGANIC),
+        ({"network_id": "{network_id}", "network_name": label}, by_id, None),
+        ({"network_name": label}, by_id, None),
+        ({"network_name": "adstack"}, by_id, PartnerVerdict.ATTRIBUTED),
+        ({"network_name": "Organic"}, by_id, PartnerVerdict.ORGANIC),
+        ({"network_id": "48213", "network_name": "Other Ads"}, frozenset({"adstack", "kochava"}),
+         PartnerVerdict.OTHER_NETWORK),
+        ({"network_id": "48213"}, frozenset({"adstack", "kochava"}), None),
+    )
+    for fields, networks, expected in cases:
+        parsed = parse_postback(Partner.KOCHAVA, {"event_name": "_install", **fields}, networks)
+        assert parsed.verdict is expected, fields

@@ -625,3 +625,43 @@ def test_a_refund_is_kept_negative_and_a_currency_without_a_rate_counts_no_money
     assert unconvertible["revenue"] == "5" and unconvertible["currency"] == "XXX"
     assert unconvertible["revenue_micros"] == 0 and "revenue_without_fx_rate" in unconvertible["data_flags"]
     assert "negative_revenue" not in unconvertible["data_flags"]
+
+
+def test_kochava_names_us_by_the_numeric_network_id_the_app_is_set_up_with(api: Api, settings: Settings) -> None:
+    """Kochava knows a network by the numeric network_id of its click link, and the app is set up with that id as
+    its partner network name. The verdict read the network name alone: Kochava's label for the id matched none of
+    our names, so an install Kochava credited to us was another network's and never billed."""
+    s = scenario(api, settings, partner=Partner.KOCHAVA, partner_network_name="48213")
+    integration = s.integration()
+    assert "network_id=48213" in integration["tracking_link_template"]
+    assert "network_id={network_id}" in integration["postback_url_template"]
+    before = s.balance_micros()
+    label = "Xiaomi Global - Android"  # Kochava's name for network 48213, which adstack is never told
+    install = {"event_name": "_install", "event_time": int(utcnow().timestamp())}
+    ours, other, unnamed = new_gaid(), new_gaid(), new_gaid()
+    click_ours, click_other, click_unnamed = _click(s, ours), _click(s, other), _click(s, unnamed)
+    _send(s, {**install, "click_id": click_ours, "adid": ours, "network_id": "48213", "network_name": label})
+    _send(s, {**install, "click_id": click_other, "adid": other, "network_id": "51007", "network_name": "Other Ads"})
+    # Only the label: it names no network adstack knows, so Kochava's verdict is unknown and our click id decides.
+    _send(s, {**install, "click_id": click_unnamed, "adid": unnamed, "network_name": label})
+    rows = s.conversions()
+    paid = _only(rows, click_id=click_ours)
+    assert (paid["attribution_type"], paid["partner_verdict"], paid["verdict_reason"]) == (
+        "click",
+        "attributed",
+        "network_id=48213",
+    )
+    assert paid["charged_micros"] == 2_000_000
+    moved = _only(rows, click_id=click_other)
+    assert (moved["attribution_type"], moved["partner_verdict"], moved["charged_micros"]) == (
+        "other",
+        "other_network",
+        0,
+    )
+    undecided = _only(rows, click_id=click_unnamed)
+    assert (undecided["attribution_type"], undecided["partner_verdict"], undecided["verdict_source"]) == (
+        "click",
+        "",
+        "adstack",
+    )
+    assert s.balance_micros() == before - 4_000_000

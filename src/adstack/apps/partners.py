@@ -231,11 +231,12 @@ def _kochava_link(view: bool) -> Callable[[AppContext, str], str]:
 
 # Kochava's custom postback page describes its macros (event name, "_install" for installs; event data; datetime;
 # device IP; ADID; the network responsible) but the stored copies of it lack the macro names themselves, so every
-# name below is unverified.
+# name below is unverified. network_id is the click link's numeric network id, returned so that an app set up with
+# that id (its partner_network_name) can tell its own installs from another network's.
 _KOCHAVA_FIELDS = (("click_id", "{click_id}"), ("adid", "{adid}"), ("event_name", "{event_name}"),
                    ("event_value", "{event_value}"), ("revenue", "{revenue}"), ("currency", "{currency}"),
                    ("event_time", "{event_time}"), ("install_time", "{install_time}"),
-                   ("network_name", "{network_name}"), ("ip", "{device_ip}"))
+                   ("network_name", "{network_name}"), ("network_id", "{network_id}"), ("ip", "{device_ip}"))
 
 
 def _kochava_postback(network: str) -> tuple[tuple[str, str], ...]:

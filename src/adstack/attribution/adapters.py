@@ -487,6 +487,14 @@ class Singular(Adapter):
         return bool(parse_flag(values.get("is_re_eng")))
 
 
+def _network_id(text: str) -> str | None:
+    """A numeric network id in one spelling (Kochava's network_id), or None for anything else."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        return None
+    return text.lstrip("0") or "0"
+
+
 class Kochava(Adapter):
     partner = Partner.KOCHAVA
     click_id_fields = ("click_id",)
@@ -496,10 +504,37 @@ class Kochava(Adapter):
     install_time_fields = ("install_time",)
     revenue_fields = ("revenue", "event_revenue")
     currency_fields = ("currency",)
-    network_fields = ("network_name", "network")
+    # Kochava knows a network by the numeric network_id of its click link; the name is Kochava's label for it.
+    network_fields = ("network_id", "network_name", "network")
+    _name_fields = ("network_name", "network")
     json_fields = ("event_value", "event_data")
     install_names = frozenset({"_install", "install"})
     reinstall_names = frozenset({"_reinstall", "reinstall"})
+
+    @classmethod
+    def verdict(cls, values: Mapping[str, str], networks: frozenset[str]) -> tuple[PartnerVerdict | None, str]:
+        """By the network id where the postback returns one and the app is set up with an id (a numeric network
+        name), else by the network name. For an app set up with an id, a name that is neither organic nor one of
+        ours says nothing: the label Kochava shows for that id is not known here."""
+        ids = {i for i in map(_network_id, networks) if i is not None}
+        network_id = _network_id(present(values.get("network_id")) or "")
+        name = cls.first(values, cls._name_fields)[1]
+        organic = name is not None and name.strip().lower() in _ORGANIC_NAMES
+        if network_id is not None and ids:
+            if network_id in ids:
+                return PartnerVerdict.ATTRIBUTED, f"network_id={network_id}"
+            if organic:
+                return PartnerVerdict.ORGANIC, f"network={(name or '')[:60]}"
+            return PartnerVerdict.OTHER_NETWORK, f"network_id={network_id}"
+        if name is None:
+            return None, ""
+        if _same_network(name, networks):
+            return PartnerVerdict.ATTRIBUTED, f"network={name[:60]}"
+        if organic:
+            return PartnerVerdict.ORGANIC, f"network={name[:60]}"
+        if ids:
+            return None, ""
+        return PartnerVerdict.OTHER_NETWORK, f"network={name[:60]}"
 
 
 class Tenjin(Adapter):
@@ -556,7 +591,8 @@ def parse_postback(partner: Partner, values: Mapping[str, str],
 # the shape of `ParsedPostback` by itself (a field added with a default would otherwise decode silently); raise
 # READING_REVISION whenever a field is read differently (here, or in the readers of `postback_fields` and
 # `tracking.devices.normalise_gaid`).
-READING_REVISION = 3  # 2: AppsFlyer's rejected_reason; 3: a reinstall name is a re-attribution for Singular too
+# 2: AppsFlyer's rejected_reason; 3: a reinstall name is a re-attribution for Singular too; 4: Kochava's network_id
+READING_REVISION = 4
 
 
 def reading_version(reading: type) -> str:
