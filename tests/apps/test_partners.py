@@ -1,4 +1,4 @@
-"""Each partner's postback template asks only for macros the partner's own pages name. A macro no stored page of
+"""Each partner's postback template asks only for macros the partner's own pages name. A macro no page read of
 the partner names stays in the template only when its spec marks it unverified, which the integration shows the
 operator and docs/partners.md lists under the partner."""
 
@@ -50,7 +50,7 @@ DOCUMENTED: dict[Partner, frozenset[str]] = {
         "{EVTNAME}", "{AMOUNT}", "{UTCM}",
     }),
     # Source: https://support.kochava.com/campaign-management/create-a-custom-postback describes its macros, but the
-    # stored copies lost their names: none is documented.
+    # readable copies lost their names: none is documented.
     Partner.KOCHAVA: frozenset(),
     # Source: https://docs.tenjin.com/v1/docs/en/callbacks ("macros such as {{advertising_id}}, {{ip_address}} or
     # {{bundle_id}}").
@@ -58,7 +58,7 @@ DOCUMENTED: dict[Partner, frozenset[str]] = {
     # Source: https://docs.tracker.my.com/tracking/postbacks/macros?lang=en ({mt_gaid}, {mt_event_ts},
     # {mt_payment_sum_src}); https://docs.tracker.my.com/en/tracking/postbacks/parameters (SubID mt_sub1).
     Partner.MYTRACKER: frozenset({"{mt_sub1}", "{mt_gaid}", "{mt_event_ts}", "{mt_payment_sum_src}"}),
-    # Source: https://developers.airbridge.io/v1.1-en/docs/postback-integration: the stored copies stop before its
+    # Source: https://developers.airbridge.io/v1.1-en/docs/postback-integration: the readable copies stop before its
     # postback macros, so none is documented.
     Partner.AIRBRIDGE: frozenset(),
 }

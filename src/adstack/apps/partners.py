@@ -46,7 +46,7 @@ class PartnerSpec:
     default_network_name: str = "adstack"
     requires_registration: bool = False  # postbacks only reach networks registered with the partner
     documentation: tuple[str, ...] = ()
-    # Macros of the postback template that no page of the partner's, as stored in the reference corpus, was found
+    # Macros of the postback template that no page of the partner's, as read, was found
     # to name (docs/partners.md): the integration asks the operator to confirm them with the partner.
     unverified_macros: tuple[str, ...] = ()
     # The link parameter the partner documents for "after the click, send the user to this URL"; "" when the
@@ -127,7 +127,7 @@ def _appsflyer_postback(network: str) -> tuple[tuple[str, str], ...]:
             ("reject_reason", "(reject_reason)"), ("is_rejected", "(is_rejected)"))
 
 
-# No stored AppsFlyer page spells these as postback macros: [A] says attribution-link parameters (our clickid) can
+# No AppsFlyer page read spells these as postback macros: [A] says attribution-link parameters (our clickid) can
 # be returned, without the macro's spelling; [B] lists a "Block reason" without one.
 _APPSFLYER_UNVERIFIED = ("(clickid)", "(media_source)", "(is_attributed)", "(is_primary_attribution)",
                          "(attributed_touch_type)", "(blocked_reason)")
@@ -194,7 +194,7 @@ def _branch_postback(network: str) -> tuple[tuple[str, str], ...]:
             ("touch_type", "${(last_attributed_touch_type)!}"))
 
 
-# Not in the part of Branch's macro page the reference corpus holds.
+# Not in the part of Branch's macro page that could be read.
 _BRANCH_UNVERIFIED = ("${(last_attributed_touch_data.~click_id)!}", "${(user_data.aaid)!}", "${(event_data.revenue)!}",
                       "${(event_data.currency)!}", "${(last_attributed_touch_type)!}")
 
@@ -210,7 +210,7 @@ def _singular_link(view: bool) -> Callable[[AppContext, str], str]:
 def _singular_postback(network: str) -> tuple[tuple[str, str], ...]:
     # Source: https://support.singular.net/hc/en-us/articles/115004063323 ({cl?Network Name}, {NETWORK=Network
     # Name}, {NETWORK}, {IS_VIEWTHROUGH}, {IS_RE_ENG}, {EVENT_IP}; {AMOUNT}, {EVTNAME}, {UTCM} in its example).
-    # {AIFA} and {CURRENCY}: the stored copies of the page stop before its device and revenue macros.
+    # {AIFA} and {CURRENCY}: the readable part of the page stops before its device and revenue macros.
     return (("cl", f"{{cl?{network}}}"), ("aifa", "{AIFA}"), ("evtname", "{EVTNAME}"), ("amount", "{AMOUNT}"),
             ("currency", "{CURRENCY}"), ("utcm", "{UTCM}"), ("is_ours", f"{{NETWORK={network}}}"),
             ("network", "{NETWORK}"), ("is_viewthrough", "{IS_VIEWTHROUGH}"), ("is_re_eng", "{IS_RE_ENG}"),
@@ -230,7 +230,7 @@ def _kochava_link(view: bool) -> Callable[[AppContext, str], str]:
 
 
 # Kochava's custom postback page describes its macros (event name, "_install" for installs; event data; datetime;
-# device IP; ADID; the network responsible) but the stored copies of it lack the macro names themselves, so every
+# device IP; ADID; the network responsible) but the readable copies of it lack the macro names themselves, so every
 # name below is unverified. network_id is the click link's numeric network id, returned so that an app set up with
 # that id (its partner_network_name) can tell its own installs from another network's.
 _KOCHAVA_FIELDS = (("click_id", "{click_id}"), ("adid", "{adid}"), ("event_name", "{event_name}"),
@@ -253,7 +253,7 @@ def _tenjin_link(view: bool) -> Callable[[AppContext, str], str]:
 
 def _tenjin_postback(network: str) -> tuple[tuple[str, str], ...]:
     # Source: https://docs.tenjin.com/v1/docs/en/callbacks ("macros such as {{advertising_id}}, {{ip_address}} or
-    # {{bundle_id}}"); the stored copies of its "Callback macros" page stop before the list: see _TENJIN_UNVERIFIED.
+    # {{bundle_id}}"); the readable part of its "Callback macros" page stops before the list: see _TENJIN_UNVERIFIED.
     return (("click_id", "{{click_id}}"), ("advertising_id", "{{advertising_id}}"), ("event", "{{event}}"),
             ("revenue", "{{revenue}}"), ("currency", "{{currency}}"), ("created_at", "{{created_at}}"),
             ("bundle_id", "{{bundle_id}}"), ("ip", "{{ip_address}}"))
@@ -294,7 +294,7 @@ def _airbridge_link(view: bool) -> Callable[[AppContext, str], str]:
     return link
 
 
-# The stored Airbridge pages stop before their postback macros, so every name below is unverified; Airbridge's
+# The Airbridge pages read stop before their postback macros, so every name below is unverified; Airbridge's
 # integration team sets the final template at registration (docs/partners.md).
 _AIRBRIDGE_FIELDS = (("click_id", "{@postback.clickID}"), ("gaid", "{@postback.gaidRaw}"),
                      ("event", "{@postback.eventName}"), ("event_uuid", "{@postback.eventUUID}"),
