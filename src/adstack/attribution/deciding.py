@@ -94,12 +94,13 @@ def _of_app(found: tuple[Touch, str] | None, app: AppInfo) -> Touch | None:
 
 def _same_conversion(view: View, item: Item) -> Known | None:
     """A conversion recorded from a postback with the same identifying fields (event, click id, device, partner
-    time, revenue): the partner's retry of it under another dedupe key, e.g. without its event id. Two postbacks
+    time as sent, revenue): the partner's retry of it under another dedupe key, e.g. without its event id. The time
+    as sent, not the conversion's: a time too far ahead is replaced by each copy's own receipt. Two postbacks
     that both carry a partner event id, different ones, or both revenue, different amounts, are two conversions."""
     app, parsed, event = item.app, item.parsed, item.event
     assert app is not None and parsed is not None and event is not None
     candidates = view.same.get((app.id, app.account_id, event.value, parsed.event_name[:100], parsed.click_id,
-                                item.occurred_at, item.device))
+                                parsed.occurred_at, item.device))
     if not candidates:
         return None
     mine = parsed.dedupe_key
@@ -230,7 +231,7 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
     if item.clamped:
         data_flags.append("future_time_clamped")
     windows = app.windows
-    if parsed.occurred_at is not None and not item.clamped:
+    if parsed.occurred_at is not None:
         same = _same_conversion(view, item)
         if same is not None:
             item.finish(PostbackStatus.DUPLICATE,
@@ -363,7 +364,8 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
         "fraud_flags": fraud, "data_flags": data_flags,
         "revenue": "" if parsed.revenue is None else format(parsed.revenue, "f")[:40],
         "currency": parsed.currency[:3], "revenue_micros": revenue_micros, "revenue_usd_micros": revenue_usd_micros,
-        "charged_micros": 0, "occurred_at": occurred_at, "received_at": item.received_at,
+        "charged_micros": 0, "occurred_at": occurred_at, "partner_time": parsed.occurred_at if item.clamped else None,
+        "received_at": item.received_at,
     }
     known = Known(seq=_IN_BATCH + position, postback_id=item.id, app_id=app.id, conversion_event=event_name,
                   occurred_at=occurred_at, click_id=click_id, attribution_type=attribution_type,
@@ -415,8 +417,9 @@ def _decide(session: Session, view: View, item: Item, position: int) -> None:
 
 def _remember(view: View, item: Item, known: Known) -> None:
     """What later postbacks of the batch read, as the database would show them this conversion."""
+    sent_at = item.parsed.occurred_at if item.parsed is not None else None
     same_key = (known.app_id, known.account_id, known.conversion_event, item.row["source_event_name"]
-                if item.row else "", known.click_id, known.occurred_at)
+                if item.row else "", known.click_id, sent_at or known.occurred_at)
     for key in item.keys or (_NO_DEVICE,):
         view.same[(*same_key, key)].append(known)
     if known.conversion_event == _INSTALL:

@@ -276,31 +276,34 @@ def _load_conversions(session: Session, view: View, items: list[Item]) -> None:
 
 
 def _load_retried(session: Session, view: View, items: list[Item]) -> None:
-    """Conversions stored with the identifying fields of a postback of the batch (partner time, click id as
+    """Conversions stored with the identifying fields of a postback of the batch (partner time as sent, click id as
     sent, device): a retry under another key repeats one of them."""
-    timed = [i for i in items if i.event is not None and i.parsed is not None and i.parsed.occurred_at is not None
-             and not i.clamped]
+    timed = [i for i in items if i.event is not None and i.parsed is not None and i.parsed.occurred_at is not None]
     if not timed:
         return
     p = _POSTBACKS.c
-    times = {i.occurred_at for i in timed}
+    times = {i.parsed.occurred_at for i in timed if i.parsed is not None}
+    app_ids = {i.app_id for i in timed}
     params: dict[str, Any] = {}
     clicks = _in(view, params, _C.click_id, "p_clicks", {i.parsed.click_id for i in timed if i.parsed is not None})
 
-    def branch(*device: Any) -> Any:
+    def branch(*terms: Any) -> Any:
         return select(_C.id, _C.postback_id, _C.app_id, _C.account_id, _C.conversion_event, _C.source_event_name,
-                      _C.click_id, _C.occurred_at, _C.gaid_md5, _C.gaid_sha1, _C.data_flags, _C.revenue, _C.currency,
-                      p.dedupe_key, p.fields) \
+                      _C.click_id, _C.occurred_at, _C.partner_time, _C.gaid_md5, _C.gaid_sha1, _C.data_flags,
+                      _C.revenue, _C.currency, p.dedupe_key, p.fields) \
             .join(_POSTBACKS, p.id == _C.postback_id) \
-            .where(_C.app_id.in_({i.app_id for i in timed}), _C.occurred_at.in_(times), clicks, *device)
+            .where(_C.app_id.in_(app_ids), clicks, *terms)
 
     # One branch per device form, so each reads its (app, device, time) index rather than every conversion of
     # the account at that second.
-    branches = [branch(term) for term in _device_filter(view, params, _C, timed)]
+    branches = [branch(_C.occurred_at.in_(times), term) for term in _device_filter(view, params, _C, timed)]
     if any(i.gaid is None for i in timed):
-        branches.append(branch(_C.gaid_md5.is_(None), _C.gaid_sha1.is_(None),
+        branches.append(branch(_C.occurred_at.in_(times), _C.gaid_md5.is_(None), _C.gaid_sha1.is_(None),
                                _C.account_id.in_({i.app.account_id for i in timed if i.app is not None})))
-    stmt: Any = union_all(*branches) if len(branches) > 1 else branches[0]
+    # A conversion whose time lay too far ahead has its receipt as its time: found by the time it was sent with,
+    # through the partial index (no `IS NOT NULL` term: with one, SQLite reads the index as a range).
+    branches.append(branch(_C.partner_time.in_(times)))
+    stmt: Any = union_all(*branches)
     seen: set[int] = set()
     for row in session.execute(stmt, params):
         if row.id in seen:
@@ -312,7 +315,7 @@ def _load_retried(session: Session, view: View, items: list[Item]) -> None:
                       revenue=row.revenue, currency=row.currency)
         for key in _row_keys(row.gaid_md5, row.gaid_sha1) or (_NO_DEVICE,):
             view.same[(row.app_id, row.account_id, row.conversion_event, row.source_event_name, row.click_id,
-                       row.occurred_at, key)].append(known)
+                       row.partner_time or row.occurred_at, key)].append(known)
 
 
 def _load_ad_groups(session: Session, view: View) -> None:

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.core.db import Base
@@ -125,6 +125,9 @@ class Conversion(Base):
         Index("ix_conversions_app_click", "app_id", "click_id"),
         # A click's conversions matched by device, their postbacks naming no click (one charge per click).
         Index("ix_conversions_app_touch", "app_id", "touch_id"),
+        # A retry of a conversion whose time was clamped is found by the time it resends. Only those rows.
+        Index("ix_conversions_app_partner_time", "app_id", "partner_time",
+              sqlite_where=text("partner_time IS NOT NULL"), postgresql_where=text("partner_time IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -167,6 +170,9 @@ class Conversion(Base):
     revenue_usd_micros: Mapped[int] = mapped_column(default=0)
     charged_micros: Mapped[int] = mapped_column(default=0)
     occurred_at: Mapped[datetime]
+    # The partner's time when it lay too far ahead of the receipt (`future_time_clamped`: `occurred_at` is then the
+    # receipt); None otherwise. A retry resends it, and is matched by it.
+    partner_time: Mapped[datetime | None]
     received_at: Mapped[datetime | None]  # when the postback arrived; charges are booked on this day
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -146,6 +146,7 @@ def upgrade() -> None:
     sa.Column('revenue_usd_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('charged_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('partner_time', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('received_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conversions')),
@@ -158,6 +159,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_conversions_app_touch', ['app_id', 'touch_id'], unique=False)
         batch_op.create_index('ix_conversions_app_device_md5', ['app_id', 'gaid_md5', 'occurred_at'], unique=False)
         batch_op.create_index('ix_conversions_app_device_sha1', ['app_id', 'gaid_sha1', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_conversions_app_partner_time', ['app_id', 'partner_time'], unique=False, sqlite_where=sa.text('partner_time IS NOT NULL'), postgresql_where=sa.text('partner_time IS NOT NULL'))
 
     op.create_table('creative_formats',
     sa.Column('code', sa.String(length=64), nullable=False),
@@ -1247,6 +1249,7 @@ def downgrade() -> None:
     op.drop_table('device_app_usage')
     op.drop_table('creative_formats')
     with op.batch_alter_table('conversions', schema=None) as batch_op:
+        batch_op.drop_index('ix_conversions_app_partner_time', sqlite_where=sa.text('partner_time IS NOT NULL'), postgresql_where=sa.text('partner_time IS NOT NULL'))
         batch_op.drop_index('ix_conversions_app_device_sha1')
         batch_op.drop_index('ix_conversions_app_device_md5')
         batch_op.drop_index('ix_conversions_app_touch')
