@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -25,6 +27,12 @@ from tests.support import Api
 
 # Cheap argon2id costs for the many sign-ups tests make; read on the first hash, after this line.
 os.environ.setdefault("ADSTACK_ARGON2_PROFILE", "CHEAPEST")
+
+# Property tests judge behaviour, not speed: on a loaded machine (CI, parallel workers) the time an example or its
+# generation takes says nothing, so neither the deadline nor the slowness health checks may fail a run.
+hypothesis_settings.register_profile("adstack", deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+hypothesis_settings.load_profile("adstack")
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 CORPUS_DIR = SHARED_DIR / "corpus"
