@@ -85,6 +85,8 @@ def empty_all_tables(engine: Engine) -> None:
                     conn.execute(text(f'DELETE FROM "{table}"'))
                 if engine.dialect.name == "postgresql":
                     conn.execute(text(RESTART_SEQUENCES))
+                elif conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+                    conn.execute(text("DELETE FROM sqlite_sequence"))  # the AUTOINCREMENT tables' counters, likewise
             return
         except (OperationalError, IntegrityError) as exc:
             # A background worker of the app just closed may still be writing: PostgreSQL then picks one of the

@@ -3,6 +3,7 @@ from __future__ import annotations
 from adstack.accounts.models import Role
 from adstack.campaigns.targeting import AgeRange, Gender, Network
 from adstack.inventory.population import default_populations
+from tests.campaigns.helpers import ad_space, publisher
 from tests.support import Api, expect
 
 
@@ -51,6 +52,19 @@ def test_admins_keep_the_catalogue_and_everyone_reads_it(api: Api) -> None:
     log = expect(api.client.get("/api/v1/operation-logs?object_type=ad_space", headers=admin.headers), 200)
     assert [e["operation"] for e in log["items"]] == ["delete", "update", "create"]
     assert {"field": "status", "old": "active", "new": "inactive"} in log["items"][1]["changes"]
+
+
+def test_deleted_publishers_and_ad_spaces_keep_their_ids(api: Api) -> None:
+    """Ad groups, CPT bookings and reports name ad spaces and publishers by id: a new one never takes the id of
+    one deleted (SQLite would give the highest id again)."""
+    admin = api.admin()
+    pub = publisher(api, admin)
+    space = ad_space(api, admin, pub["id"])
+    expect(api.client.delete(f"/api/v1/ad-spaces/{space['id']}", headers=admin.headers), 204)
+    expect(api.client.delete(f"/api/v1/publishers/{pub['id']}", headers=admin.headers), 204)
+    new_pub = publisher(api, admin, name="Mi Video")
+    assert new_pub["id"] > pub["id"]
+    assert ad_space(api, admin, new_pub["id"])["id"] > space["id"]
 
 
 def test_catalogue_input_errors_name_the_field(api: Api) -> None:

@@ -74,6 +74,7 @@ class IndexedAudience:
     version: int
     key_space: KeySpace
     members: frozenset[int]
+    generation: str = ""  # the membership write these members are from (Audience.generation)
 
 
 class AudienceIndex:

@@ -42,6 +42,7 @@ from adstack.audiences.models import (
     DeviceTag,
     LabelAudienceCreate,
     PackageCategory,
+    new_generation,
 )
 from adstack.audiences.reference import _check_region
 from adstack.audiences.service import (
@@ -129,6 +130,7 @@ def refresh_label_audience(session: Session, principal: Principal | None, audien
     size = _replace_membership(session, audience.id, _split_partitions(members))
     audience.size = size
     audience.version += 1
+    audience.generation = new_generation()
     audience.status = AudienceStatus.READY.value
     audience.status_reason = ""
     audience.refreshed_at = now or utcnow()

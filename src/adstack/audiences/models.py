@@ -3,6 +3,7 @@ profile store that label audiences are built from, and the operator-editable reg
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -44,6 +45,10 @@ class UploadSource(StrEnum):
 DeviceKeyColumn = BigInteger()
 
 
+def new_generation() -> str:
+    return uuid.uuid4().hex
+
+
 class AudienceRegion(Base):
     """Country or region clusters an audience is built for; operators edit the list. A label audience of a
     cluster holds only devices whose ad requests came from one of its countries."""
@@ -66,6 +71,8 @@ class Audience(Base, TimestampMixin):
     __table_args__ = (
         UniqueConstraint("account_id", "name"),
         Index("ix_audiences_account_status", "account_id", "status"),
+        # SQLite would otherwise give a deleted audience's id to the next one, and ad groups name audiences by id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -79,6 +86,8 @@ class Audience(Base, TimestampMixin):
     status_reason: Mapped[str] = mapped_column(String(500), default="")
     size: Mapped[int] = mapped_column(default=0)
     version: Mapped[int] = mapped_column(default=0)  # bumped whenever membership changes
+    # New on every membership write: serving reuses a loaded membership only for the same id and generation.
+    generation: Mapped[str] = mapped_column(String(32), default=new_generation)
     rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # label audiences only
     refreshed_at: Mapped[datetime | None]
     created_by_user_id: Mapped[int | None]

@@ -329,27 +329,33 @@ def estimate_reach(session: Session, principal: Principal, include_ids: Sequence
 # ---------- the serving index ----------
 
 
-def audience_index_signature(session: Session) -> tuple[int, int, int]:
+def audience_index_signature(session: Session) -> tuple[int, int, int, str]:
     """Changes whenever `load_audience_index` would answer differently: an audience gains or loses membership
-    (versions only grow) or is deleted. One aggregate row, cheap enough for serving to ask every second."""
-    count, versions, ids = session.execute(select(
+    (versions only grow) or is deleted, or another takes a deleted one's place (its rows are the newest). One
+    aggregate row, cheap enough for serving to ask every second."""
+    count, versions, ids, newest = session.execute(select(
         func.count(), func.coalesce(func.sum(Audience.version), 0), func.coalesce(func.sum(Audience.id), 0),
+        func.max(Audience.updated_at),
     ).where(Audience.version > 0)).one()
-    return int(count), int(versions), int(ids)
+    return int(count), int(versions), int(ids), str(newest)
 
 
 def load_audience_index(session: Session, settings: Settings | None = None, *,
                         previous: AudienceIndex | None = None) -> AudienceIndex:
     """Every audience with membership, as one probe set each. Pass the index being replaced to reuse the
-    sets of audiences whose membership has not changed since."""
+    sets of audiences whose membership has not been written since: same id and same generation, which every
+    membership write renews (an id and version alone may name another tenant's audience where SQLite gave a
+    deleted audience's id again)."""
     del settings  # membership lives in the database, which every serving node reaches
     audiences = []
-    rows = session.execute(select(Audience.id, Audience.version, Audience.key_space).where(Audience.version > 0))
-    for audience_id, version, key_space in rows.all():
+    rows = session.execute(select(Audience.id, Audience.version, Audience.generation, Audience.key_space)
+                           .where(Audience.version > 0))
+    for audience_id, version, generation, key_space in rows.all():
         reused = previous.get(audience_id) if previous is not None else None
-        if reused is not None and reused.version == version:
+        if reused is not None and reused.generation == generation and reused.version == version:
             audiences.append(reused)
             continue
         audiences.append(IndexedAudience(audience_id=audience_id, version=version, key_space=KeySpace(key_space),
-                                         members=bitmaps.probe_set(_member_partitions(session, audience_id))))
+                                         members=bitmaps.probe_set(_member_partitions(session, audience_id)),
+                                         generation=generation))
     return AudienceIndex(audiences)

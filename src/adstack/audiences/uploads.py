@@ -20,6 +20,7 @@ from adstack.audiences.models import (
     AudienceUpload,
     UploadMode,
     UploadSource,
+    new_generation,
 )
 from adstack.audiences.reference import _check_region
 from adstack.audiences.service import (
@@ -85,6 +86,7 @@ def create_uploaded_audience(
     reader.report.distinct_ids = size
     audience.size = size
     audience.version = 1
+    audience.generation = new_generation()
     audience.status = AudienceStatus.READY.value
     audience.refreshed_at = utcnow()
     upload = _record_upload(session, principal, audience, reader.report, mode=UploadMode.CREATE, source=source,
@@ -143,6 +145,7 @@ def change_uploaded_audience(
     changed = abs(new_size - audience.size)
     audience.size = new_size
     audience.version += 1
+    audience.generation = new_generation()
     audience.refreshed_at = utcnow()
     upload = _record_upload(session, principal, audience, reader.report, mode=mode, source=source,
                             source_name=source_name, changed=changed)

@@ -40,6 +40,8 @@ class PopulationDimension(StrEnum):
 
 class Publisher(Base, TimestampMixin):
     __tablename__ = "publishers"
+    # Deleted ids are not given again on SQLite: ad groups, bookings and reports name publishers by id.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -51,7 +53,11 @@ class Publisher(Base, TimestampMixin):
 
 class AdSpace(Base, TimestampMixin):
     __tablename__ = "ad_spaces"
-    __table_args__ = (Index("ix_ad_spaces_publisher_placement", "publisher_id", "placement_type"),)
+    __table_args__ = (
+        Index("ix_ad_spaces_publisher_placement", "publisher_id", "placement_type"),
+        # Deleted ids are not given again on SQLite: ad groups, CPT bookings and reports name ad spaces by id.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))

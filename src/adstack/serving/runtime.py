@@ -95,7 +95,7 @@ class ServingRuntime:
         self.install_history = make_install_history(settings.redis_url)
         self._device_reports: dict[tuple[str, str | None, int], float] = {}
         self.audience_index: Any = None
-        self._audiences_signature: tuple[int, int, int] | None = None
+        self._audiences_signature: tuple[int, int, int, str] | None = None
         self.rebuilds = 0
         self._delivery_saved = ""  # what the delivery counters file last received
         self._observed: set[str] = set()

@@ -338,7 +338,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_publishers'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_publishers')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('publishers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_publishers_app_package'), ['app_package'], unique=False)
@@ -539,7 +540,8 @@ def upgrade() -> None:
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['publisher_id'], ['publishers.id'], name=op.f('fk_ad_spaces_publisher_id_publishers')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_ad_spaces'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ad_spaces')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('ad_spaces', schema=None) as batch_op:
         batch_op.create_index('ix_ad_spaces_publisher_placement', ['publisher_id', 'placement_type'], unique=False)
@@ -581,6 +583,7 @@ def upgrade() -> None:
     sa.Column('status_reason', sa.String(length=500), nullable=False),
     sa.Column('size', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('version', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('generation', sa.String(length=32), nullable=False),
     sa.Column('rule', sa.JSON(), nullable=True),
     sa.Column('refreshed_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
@@ -588,7 +591,8 @@ def upgrade() -> None:
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_audiences_account_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audiences')),
-    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_audiences_account_id_name'))
+    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_audiences_account_id_name')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('audiences', schema=None) as batch_op:
         batch_op.create_index('ix_audiences_account_status', ['account_id', 'status'], unique=False)
