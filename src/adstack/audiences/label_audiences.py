@@ -42,13 +42,13 @@ from adstack.audiences.models import (
     DeviceTag,
     LabelAudienceCreate,
     PackageCategory,
-    new_generation,
 )
 from adstack.audiences.reference import _check_region
 from adstack.audiences.service import (
     AUDIENCE,
     _check_new_name,
     _replace_membership,
+    begin_membership_write,
     delivering_ad_groups_using,
     get_audience,
     snapshot,
@@ -124,13 +124,12 @@ def refresh_label_audience(session: Session, principal: Principal | None, audien
         audience = found
     if audience.kind != AudienceKind.LABEL or audience.rule is None:
         raise InvalidState("only label audiences are refreshed; uploaded audiences change by file")
+    begin_membership_write(session, audience)
     before = snapshot(audience)
     members = materialise(session, LabelRule.model_validate(audience.rule), now=now or utcnow(),
                           countries=region_countries(session, audience.region_code), account_id=audience.account_id)
     size = _replace_membership(session, audience.id, _split_partitions(members))
     audience.size = size
-    audience.version += 1
-    audience.generation = new_generation()
     audience.status = AudienceStatus.READY.value
     audience.status_reason = ""
     audience.refreshed_at = now or utcnow()

@@ -30,6 +30,7 @@ from adstack.audiences.models import (
     DeleteFailure,
     PackageCategory,
     ReachRead,
+    new_generation,
 )
 from adstack.core.errors import Conflict, FieldError, NotFound
 from adstack.core.settings import Settings
@@ -174,6 +175,20 @@ def _member_partitions(session: Session, audience_id: int) -> Iterator[BitMap64]
     stmt = (select(AudienceSegment.data).where(AudienceSegment.audience_id == audience_id)
             .order_by(AudienceSegment.partition))
     return (bitmaps.deserialize(data) for data in session.scalars(stmt))
+
+
+def begin_membership_write(session: Session, audience: Audience) -> None:
+    """Lock an audience before its stored membership is read for a change, and mark the change: its version goes
+    up by one and it takes a new generation, in one UPDATE that is the transaction's first write. On SQLite that
+    takes the database's one write lock as `BEGIN IMMEDIATE` would, on PostgreSQL the row's lock: a concurrent
+    change waits here, then counts from the version committed and reads the membership written before it. The
+    audience is read again; NotFound when it was deleted meanwhile."""
+    bumped = session.scalar(update(Audience).where(Audience.id == audience.id)
+                            .values(version=Audience.version + 1, generation=new_generation())
+                            .returning(Audience.version).execution_options(synchronize_session=False))
+    if bumped is None:
+        raise NotFound(f"audience {audience.id} not found")
+    session.refresh(audience)
 
 
 def _write_segment(session: Session, audience_id: int, partition: int, members: BitMap64, *, exists: bool) -> None:

@@ -29,6 +29,7 @@ from adstack.audiences.service import (
     _file_partitions,
     _replace_membership,
     _write_segment,
+    begin_membership_write,
     get_audience,
     snapshot,
 )
@@ -124,28 +125,27 @@ def change_uploaded_audience(
     reader.read(chunks)
     # The guide's minimum of 1,000 ids is for imports; a reduction may remove a single device (an opt-out).
     reader.check_minimum(1 if mode is UploadMode.REDUCE else MIN_VALID_IDS)
-    audience = get_audience(session, principal, audience_id, for_update=True)
+    # The lock comes before the membership is read: a concurrent change of this audience waits for it here.
+    begin_membership_write(session, audience)
     before = snapshot(audience)
     existing = set(session.scalars(select(AudienceSegment.partition)
                                    .where(AudienceSegment.audience_id == audience.id)))
-    distinct = 0
+    distinct = changed = 0
     for partition, delta in _file_partitions(reader):
         distinct += len(delta)
         data = session.scalar(select(AudienceSegment.data).where(AudienceSegment.audience_id == audience.id,
                                                                  AudienceSegment.partition == partition))
         members = bitmaps.deserialize(data) if data is not None else BitMap64()
+        had = len(members)
         if mode is UploadMode.APPEND:
             members |= delta
         else:
             members -= delta
+        changed += abs(len(members) - had)
         _write_segment(session, audience.id, partition, members, exists=partition in existing)
     reader.report.distinct_ids = distinct
-    new_size = session.scalar(select(func.coalesce(func.sum(AudienceSegment.cardinality), 0))
-                              .where(AudienceSegment.audience_id == audience.id)) or 0
-    changed = abs(new_size - audience.size)
-    audience.size = new_size
-    audience.version += 1
-    audience.generation = new_generation()
+    audience.size = session.scalar(select(func.coalesce(func.sum(AudienceSegment.cardinality), 0))
+                                   .where(AudienceSegment.audience_id == audience.id)) or 0
     audience.refreshed_at = utcnow()
     upload = _record_upload(session, principal, audience, reader.report, mode=mode, source=source,
                             source_name=source_name, changed=changed)
