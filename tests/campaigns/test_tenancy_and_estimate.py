@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 from adstack.campaigns.enums import ServingStatus
 from adstack.campaigns.models import AdGroup
 from adstack.campaigns.serving_status import ad_group_serving_status, serving_statuses
+from tests.audiences.helpers import gaids, id_file, upload
 from tests.campaigns.helpers import ad_group, ad_space, approved_ad_group, campaign, ledger, publisher
 from tests.serving.test_api import approved_creative
-from tests.support import Api, expect
+from tests.support import Actor, Api, expect
 
 
 def test_other_tenants_objects_answer_404_and_agencies_reach_sub_accounts(api: Api) -> None:
@@ -177,32 +178,18 @@ def test_estimate_from_the_population_table(api: Api) -> None:
     expect(api.client.put("/api/v1/device-populations/VN", headers=adv.headers, json={"daily_active_devices": 1}), 403)
 
 
-def _stored_audience(api: Api, account_id: int | None, size: int) -> int:
-    """An audience as the audiences domain stores it once an upload is processed."""
-    from adstack.audiences.models import Audience
-
-    assert account_id is not None
-    audience = Audience(
-        account_id=account_id,
-        name=f"Payers {size}",
-        kind="uploaded",
-        region_code="ID",
-        id_type="gaid",
-        key_space="gaid",
-        status="ready",
-        size=size,
-    )
-    api.session.add(audience)
-    api.session.commit()
-    return audience.id
+def _stored_audience(api: Api, actor: Actor, size: int, *, seed: int = 1, name: str = "") -> int:
+    """An uploaded audience of `size` devices (the seed picks which)."""
+    out = upload(api, actor, id_file(gaids(size, seed=seed)), name=name or f"Payers {size}")
+    return int(out["audience"]["id"])
 
 
 def test_audiences_belong_to_the_account_and_cap_the_estimate(api: Api) -> None:
     admin = api.admin()
     adv = api.approved_account(admin)
     other = api.approved_account(admin)
-    mine = _stored_audience(api, adv.account_id, 1_000)
-    theirs = _stored_audience(api, other.account_id, 5_000)
+    mine = _stored_audience(api, adv, 1_000)
+    theirs = _stored_audience(api, other, 5_000)
     camp = campaign(api, adv)
     out = expect(
         api.client.post(
@@ -240,3 +227,19 @@ def test_audiences_belong_to_the_account_and_cap_the_estimate(api: Api) -> None:
         ),
         422,
     )
+
+
+def test_audiences_holding_the_same_devices_cap_the_estimate_once(api: Api) -> None:
+    adv = api.approved_account()
+    same = [_stored_audience(api, adv, 1_000, seed=7, name=f"Copy {n}") for n in range(3)]
+    other = _stored_audience(api, adv, 1_000, seed=8, name="Others")
+    reach = expect(api.client.get("/api/v1/audiences/reach", headers=adv.headers, params={"include": same}), 200)
+    assert reach == {"size": 1_000, "exact": True}
+
+    def estimated_users(audience_ids: list[int]) -> int:
+        body = {"placement_type": "banner", "targeting": {"countries": ["ID"], "include_audience_ids": audience_ids}}
+        return int(expect(api.client.post("/api/v1/ad-groups/estimate", headers=adv.headers, json=body), 200)["users"])
+
+    # A device in several included audiences is one device, as the reach endpoint counts it.
+    assert estimated_users(same) == 1_000
+    assert estimated_users([*same, other]) == 2_000

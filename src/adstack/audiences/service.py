@@ -143,7 +143,7 @@ def list_uploads(session: Session, principal: Principal, audience_id: int) -> li
 
 
 def audience_size(session: Session, audience_id: int) -> int:
-    """Distinct devices in an audience, for the ad group's audience-size estimate; 0 when unknown."""
+    """Distinct devices in one audience, as stored; 0 when unknown."""
     return session.scalar(select(Audience.size).where(Audience.id == audience_id)) or 0
 
 

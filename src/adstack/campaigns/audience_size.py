@@ -38,7 +38,8 @@ def estimate(session: Session, principal: Principal, data: EstimateIn) -> tuple[
                               actual=a) for i, a in enumerate(data.targeting.include_audience_ids) if a not in usable]
         if unknown:
             raise ValidationFailed("the estimate has invalid fields", fields=unknown)
-        audience_cap = sum(audiences.audience_size(session, a) for a in usable)
+        # Distinct devices, as GET /audiences/reach counts them: one device in several audiences is one.
+        audience_cap = audiences.estimate_reach(session, principal, sorted(usable)).size
     source = TablePopulationSource(session)
     result = estimate_audience(source, data.targeting, data.placement_type.value,
                                publisher_countries=publisher_countries,
