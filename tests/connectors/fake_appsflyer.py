@@ -9,6 +9,10 @@ the developer hub's Aggregate Pull API reference (https://dev.appsflyer.com/hc/r
 - parameters `from` and `to` (yyyy-mm-dd, required; the install date range), and optionally `media_source`,
   `attribution_touch_type` (impression), `currency`, `reattr` (true for retargeting) and `timezone`; any other
   parameter, or a malformed value, is a 400;
+- `media_source` comes with `category`, as the developer hub's "Aggregate user acquisition and retargeting"
+  reference (https://dev.appsflyer.com/hc/reference/aggregate-user-acquisition-and-retargeting) says to "Set
+  both": facebook or twitter for those two media sources, standard for every other (an enum); one without the
+  other, another value or a pair that does not match is a 400 here;
 - the answer is CSV, one row per agency, media source and campaign summed over the range, with the partners
   report's columns; the partners-by-date report has one such row per day, its date in a first `Date` column;
 - quotas, from "Report generation quotas (rate limitations)"
@@ -37,7 +41,10 @@ from zoneinfo import available_timezones
 PATH = re.compile(r"^/api/agg-data/export/app/([^/]+)/(partners_report|partners_by_date_report)/v5$")
 SHORT_RANGE_DAYS = 2
 CALLS_PER_DAY_PER_APP = 24
-PARAMS = frozenset({"from", "to", "media_source", "attribution_touch_type", "currency", "reattr", "timezone"})
+PARAMS = frozenset(
+    {"from", "to", "media_source", "category", "attribution_touch_type", "currency", "reattr", "timezone"}
+)
+CATEGORIES = ("standard", "facebook", "twitter")
 COLUMNS = (
     "Agency/PMD (af_prt)",
     "Media Source (pid)",
@@ -112,6 +119,11 @@ class FakeAppsFlyer:
         for name in ("from", "to"):
             if not DATE.match(params.get(name, "")):
                 wrong.append(f"{name} must be yyyy-mm-dd")
+        source, category = params.get("media_source"), params.get("category")
+        if (source is None) != (category is None):
+            wrong.append("media_source and category go together")
+        elif source is not None and category != (source if source in CATEGORIES[1:] else "standard"):
+            wrong.append("category")
         if params.get("attribution_touch_type", "impression") != "impression":
             wrong.append("attribution_touch_type")
         if params.get("reattr", "true") not in ("true", "false"):

@@ -117,8 +117,11 @@ def test_appsflyer_pulls_the_partners_by_date_report_in_one_call(
     assert all(
         r["params"].get("timezone") == "Asia/Jakarta" and r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests
     )
-    # Source: AppsFlyer, Pull API aggregate data: `media_source` limits the report to one media source.
-    assert {r["params"].get("media_source") for r in fake.requests} == {"adstack_int"}
+    # Source: AppsFlyer, Pull API aggregate data: `media_source` limits the report to one media source; the
+    # developer hub's "Aggregate user acquisition and retargeting" sets `category` with it (standard for ours).
+    assert {(r["params"].get("media_source"), r["params"].get("category")) for r in fake.requests} == {
+        ("adstack_int", "standard")
+    }
     stored = {(r.day.isoformat(), r.campaign_label): r for r in api.session.scalars(select(PartnerMetricRow))}
     row = stored[(_day(1), str(campaign_id))]
     assert row.campaign_id == campaign_id and row.partner == "appsflyer" and row.currency == "USD"
@@ -157,10 +160,19 @@ def test_appsflyer_refusals_and_the_fakes_strictness(api: Api, advertiser: Actor
     url = fake.url + f"/api/agg-data/export/app/{APP_ID}/partners_report/v5"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.get(url, params={"from": _day(1), "to": _day(1)}, headers=headers).status_code == 200
+    for source, category in (("adstack_int", "standard"), ("facebook", "facebook"), ("twitter", "twitter")):
+        # Three days: the short-range quota allows one call a minute.
+        params = {"from": _day(3), "to": _day(1), "media_source": source, "category": category}
+        assert httpx.get(url, params=params, headers=headers).status_code == 200, params
     for params in (
         {"from": _day(1)},
         {"from": _day(1), "to": _day(1), "app_token__in": "x"},
         {"from": _day(1), "to": _day(1), "timezone": "+08:00"},
+        # media_source and category go together, category naming facebook, twitter or standard for the rest.
+        {"from": _day(1), "to": _day(1), "media_source": "adstack_int"},
+        {"from": _day(1), "to": _day(1), "category": "standard"},
+        {"from": _day(1), "to": _day(1), "media_source": "adstack_int", "category": "adstack_int"},
+        {"from": _day(1), "to": _day(1), "media_source": "facebook", "category": "standard"},
     ):
         assert httpx.get(url, params=params, headers=headers).status_code == 400, params
     bad_token = expect(
@@ -247,3 +259,20 @@ def test_scheduled_pulls_leave_room_in_appsflyers_daily_quota(
     # The hourly schedule skips AppsFlyer for an hour: 12 of its 24 daily calls, not all of them.
     assert scheduled(started + timedelta(hours=1)) == 0
     assert scheduled(started + timedelta(hours=2, minutes=1)) == 1
+
+
+def test_the_category_sent_with_a_media_source() -> None:
+    """Source: AppsFlyer developer hub, "Aggregate user acquisition and retargeting": facebook and twitter are
+    their own category, every other media source is standard."""
+    from adstack.connectors.appsflyer import AppsFlyerReportConnector
+    from adstack.connectors.base import BindingSettings
+
+    def sent(media_source: str) -> tuple[str | None, str | None]:
+        params = AppsFlyerReportConnector.params(BindingSettings(app_token=APP_ID, media_source=media_source),
+                                                 date.today(), date.today())
+        return params.get("media_source"), params.get("category")
+
+    assert sent("adstack_int") == ("adstack_int", "standard")
+    assert sent("facebook") == ("facebook", "facebook")
+    assert sent("twitter") == ("twitter", "twitter")
+    assert sent("") == (None, None)

@@ -1,13 +1,14 @@
 """AppsFlyer's Pull API, aggregate data: the partners-by-date report as CSV.
 
 Source: AppsFlyer, "Pull API aggregate data" (https://support.appsflyer.com/hc/en-us/articles/207034346) and
-the developer hub's "Aggregate Pull API" reference (https://dev.appsflyer.com/hc/reference/overview-11): an
-API V2 token as a bearer token; `GET /api/agg-data/export/app/<app_id>/partners_by_date_report/v5` with `from`
-and `to` (yyyy-mm-dd, the install date range), and optionally `media_source`, `attribution_touch_type`,
-`currency`, `reattr` and `timezone`. Its columns: Date, Agency/PMD (af_prt), Media Source (pid), Campaign (c),
-Impressions, Clicks, CTR, Installs, Conversion Rate, Sessions, Loyal Users, Loyal Users/Installs, Total
-Revenue, Total Cost, ROI, ARPU, Average eCPI. Money is in the app's currency in AppsFlyer, which the binding
-names.
+the developer hub's "Aggregate Pull API" reference (https://dev.appsflyer.com/hc/reference/overview-11,
+https://dev.appsflyer.com/hc/reference/aggregate-user-acquisition-and-retargeting): an API V2 token as a bearer
+token; `GET /api/agg-data/export/app/<app_id>/partners_by_date_report/v5` with `from` and `to` (yyyy-mm-dd, the
+install date range), and optionally `media_source` with `category` (facebook, twitter or standard),
+`attribution_touch_type`, `currency`, `reattr` and `timezone`. Its columns: Date, Agency/PMD (af_prt), Media
+Source (pid), Campaign (c), Impressions, Clicks, CTR, Installs, Conversion Rate, Sessions, Loyal Users, Loyal
+Users/Installs, Total Revenue, Total Cost, ROI, ARPU, Average eCPI. Money is in the app's currency in AppsFlyer,
+which the binding names.
 
 One request covers the whole range. Source: AppsFlyer, "Report generation quotas (rate limitations)"
 (https://support.appsflyer.com/hc/en-us/articles/207034366): Pull API aggregate calls of up to 2 days are
@@ -52,6 +53,15 @@ METRIC_COLUMNS: dict[str, str] = {
 }
 
 
+# The media sources that are their own `category`; every other one is `standard`.
+OWN_CATEGORY_SOURCES = frozenset({"facebook", "twitter"})
+
+
+def category_of(media_source: str) -> str:
+    source = media_source.strip().lower()
+    return source if source in OWN_CATEGORY_SOURCES else "standard"
+
+
 class AppsFlyerReportConnector:
     partner: ClassVar[str] = "appsflyer"
     display_name: ClassVar[str] = "AppsFlyer"
@@ -74,6 +84,9 @@ class AppsFlyerReportConnector:
         params = {"from": date_from.isoformat(), "to": date_to.isoformat()}
         if binding.media_source:
             params["media_source"] = binding.media_source  # the report holds every network's rows
+            # Source: AppsFlyer developer hub, "Aggregate user acquisition and retargeting": set both category and
+            # media_source, category being facebook or twitter for those two and standard for every other source.
+            params["category"] = category_of(binding.media_source)
         if binding.time_zone:
             params["timezone"] = binding.time_zone
         if tuple(binding.attribution_types) == ("impression",):
