@@ -307,3 +307,29 @@ def test_regions_and_package_categories_are_operator_editable(api: Api) -> None:
         api.client.get("/api/v1/audiences/package-categories", headers=adv.headers, params={"category": "puzzle"}), 200
     )
     assert [r["package"] for r in listed] == ["com.example.game"]
+
+
+def test_searches_take_percent_and_underscore_literally(api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    for seed, name in enumerate(("50% off", "500 off", "win_back", "winxback"), start=1):
+        upload(api, adv, id_file(gaids(1000, seed=seed)), name=name)
+
+    def names(q: str) -> list[str]:
+        page = expect(api.client.get("/api/v1/audiences", headers=adv.headers, params={"q": q}), 200)
+        return sorted(a["name"] for a in page["items"])
+
+    assert names("50%") == ["50% off"]
+    assert names("n_b") == ["win_back"]
+    assert names("%") == ["50% off"]
+
+    for package in ("com.example.my_game", "com.example.myxgame"):
+        body = {"package": package, "category": "games"}
+        expect(api.client.put("/api/v1/audiences/package-categories", headers=admin.headers, json=body), 200)
+
+    def packages(q: str) -> list[str]:
+        rows = expect(api.client.get("/api/v1/audiences/package-categories", headers=adv.headers, params={"q": q}), 200)
+        return [r["package"] for r in rows]
+
+    assert packages("my_g") == ["com.example.my_game"]
+    assert packages("%") == []

@@ -61,7 +61,7 @@ def list_package_categories(session: Session, *, query: str | None = None, categ
                             limit: int = 100, offset: int = 0) -> list[PackageCategory]:
     stmt = select(PackageCategory)
     if query:
-        stmt = stmt.where(PackageCategory.package.ilike(f"%{query}%"))
+        stmt = stmt.where(PackageCategory.package.icontains(query, autoescape=True))  # _ is a literal underscore
     if category:
         stmt = stmt.where(PackageCategory.category == category)
     return list(session.scalars(stmt.order_by(PackageCategory.package).limit(limit).offset(offset)))

@@ -119,7 +119,8 @@ def list_audiences(
     if account_id is not None:
         stmt = stmt.where(Audience.account_id == account_id)
     if query:
-        conditions: list[ColumnElement[bool]] = [Audience.name.ilike(f"%{query.strip()}%")]
+        # autoescape: a % or _ typed in the search is that character, not a wildcard
+        conditions: list[ColumnElement[bool]] = [Audience.name.icontains(query.strip(), autoescape=True)]
         if query.strip().isdecimal() and len(query.strip()) <= 18:
             conditions.append(Audience.id == int(query.strip()))
         stmt = stmt.where(or_(*conditions))
