@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -206,6 +207,31 @@ def test_multipart_form_upload(api: Api) -> None:
         files={"other": ("ids.txt", id_file(gaids(1300)))},
     )
     assert expect(response, 422)["error"]["fields"][0]["rule"] == "required"
+
+
+def test_a_form_parts_own_filename_must_be_txt_and_is_recorded(api: Api, session: Session) -> None:
+    adv = api.approved_account()
+
+    def form(path: str, part_filename: str, expected: int, **params: str) -> Any:
+        response = api.client.post(path, headers=adv.headers, params=params,
+                                   files={"file": (part_filename, id_file(gaids(1000, seed=len(part_filename))))})
+        return expect(response, expected)
+
+    create = {"name": "Form", "region_code": "SG", "id_type": "gaid"}
+    error = form("/api/v1/audiences/upload", "ids.csv", 422, **create)["error"]
+    assert error["fields"][0] == {"field": "file", "rule": "file_extension", "message": "upload a .txt file",
+                                  "limit": ".txt", "actual": "ids.csv"}
+    assert _audience_rows(session) == (0, 0, 0)
+    created = form("/api/v1/audiences/upload", "payers.TXT", 201, **create)
+    assert created["report"]["source_name"] == "payers.TXT"
+
+    path = f"/api/v1/audiences/{created['audience']['id']}/upload"
+    error = form(path, "more.xlsx", 422, mode="append")["error"]
+    assert (error["fields"][0]["field"], error["fields"][0]["rule"]) == ("file", "file_extension")
+    assert form(path, "more-payers.txt", 200, mode="append")["report"]["source_name"] == "more-payers.txt"
+    # The filename parameter, when sent, names the file and is checked the same way.
+    named = form(path, "more3.txt", 200, mode="append", filename="export-3.txt")
+    assert named["report"]["source_name"] == "export-3.txt"
 
 
 def test_a_thousand_lines_of_one_id_are_refused_as_one_device(api: Api, session: Session) -> None:

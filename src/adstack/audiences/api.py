@@ -78,7 +78,9 @@ router = APIRouter(prefix="/api/v1/audiences", tags=["audiences"])
 T = TypeVar("T")
 NameQuery = Annotated[str, Query(min_length=1, max_length=100, pattern=r"\S", description="Audience name.")]
 RegionQuery = Annotated[str, Query(pattern=r"^[A-Z0-9_]{2,8}$", description="Region code, e.g. IN, RU, SG.")]
-FilenameQuery = Annotated[str | None, Query(max_length=255, description="The uploaded file's name; must be .txt.")]
+FilenameQuery = Annotated[str | None, Query(max_length=255, description=(
+    "The uploaded file's name; must be .txt. Without it, a multipart `file` part's own filename names the file, "
+    "and must be .txt too."))]
 AudienceIds = list[Annotated[int, Field(ge=1, le=MAX_ID)]]
 # Room for the multipart envelope around a file at the size cap.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -148,12 +150,15 @@ class _PartState:
     header_value: bytes = b""
     wanted: bool = False
     found: bool = False
+    filename: str | None = None  # the wanted part's, from its Content-Disposition
 
 
-def _multipart_file(chunks: Iterator[bytes], boundary: bytes, part_name: bytes = b"file") -> Iterator[bytes]:
-    """The bytes of one part of a multipart body, parsed as it streams (python-multipart's push parser)."""
+def _multipart_file(chunks: Iterator[bytes], boundary: bytes, part_name: bytes = b"file", *,
+                    part: _PartState | None = None) -> Iterator[bytes]:
+    """The bytes of one part of a multipart body, parsed as it streams (python-multipart's push parser). `part`,
+    when given, is left holding what was read of the part's headers."""
     out: list[bytes] = []
-    part = _PartState()
+    part = part if part is not None else _PartState()
 
     def on_part_begin() -> None:
         part.headers.clear()
@@ -173,6 +178,8 @@ def _multipart_file(chunks: Iterator[bytes], boundary: bytes, part_name: bytes =
         _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
         part.wanted = options.get(b"name") == part_name and not part.found
         part.found = part.found or part.wanted
+        if part.wanted and b"filename" in options:
+            part.filename = options[b"filename"].decode("utf-8", "replace")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if part.wanted:
@@ -215,6 +222,20 @@ async def _receive_file(request: Request, session: Session, settings: Settings) 
     async with without_session(request, session):
         staged = await _receive_body(request, settings, settings.max_upload_bytes + envelope)
     return staged, boundary
+
+
+def _file_source_name(staged: BinaryIO, boundary: bytes | None, filename: str | None) -> str:
+    """The uploaded file's name: the `filename` parameter, else the name the multipart `file` part carries. Either
+    must be a .txt file; the part's is read (and the staged body rewound) before the service reads the file."""
+    _check_filename(filename)
+    if boundary is None:
+        return filename or ""
+    part = _PartState()
+    for _ in _multipart_file(_staged_chunks(staged), boundary, part=part):
+        break  # the part's headers are read once its first bytes are
+    staged.seek(0)
+    _check_filename(part.filename, field="file")
+    return filename or part.filename or ""
 
 
 def _file_chunks(staged: BinaryIO, boundary: bytes | None) -> Iterator[bytes]:
@@ -286,9 +307,9 @@ async def _fetch(request: Request, session: Session, settings: Settings, url: st
         return await anyio.to_thread.run_sync(_download, url, settings, limiter=_fetch_limiter(request))
 
 
-def _check_filename(filename: str | None) -> None:
+def _check_filename(filename: str | None, *, field: str = "filename") -> None:
     if filename is not None and not filename.lower().endswith(".txt"):
-        raise ValidationFailed.single("filename", "file_extension", "upload a .txt file", limit=".txt",
+        raise ValidationFailed.single(field, "file_extension", "upload a .txt file", limit=".txt",
                                       actual=filename[-20:])
 
 
@@ -410,10 +431,11 @@ async def upload_audience(
     staged, boundary = await _receive_file(request, session, settings)
 
     def work() -> ImportResult:
+        source_name = _file_source_name(staged, boundary, filename)
         audience, upload = uploads.create_uploaded_audience(
             session, principal, name=name.strip(), region_code=region_code, id_type=id_type,
             chunks=_file_chunks(staged, boundary), max_bytes=settings.max_upload_bytes, account_id=account_id,
-            source=UploadSource.UPLOAD, source_name=filename or "",
+            source=UploadSource.UPLOAD, source_name=source_name,
         )
         session.commit()
         return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
@@ -511,9 +533,10 @@ async def change_audience_by_upload(
     staged, boundary = await _receive_file(request, session, settings)
 
     def work() -> ImportResult:
+        source_name = _file_source_name(staged, boundary, filename)
         audience, upload = uploads.change_uploaded_audience(
             session, principal, audience_id, mode=mode, chunks=_file_chunks(staged, boundary),
-            max_bytes=settings.max_upload_bytes, source=UploadSource.UPLOAD, source_name=filename or "",
+            max_bytes=settings.max_upload_bytes, source=UploadSource.UPLOAD, source_name=source_name,
         )
         session.commit()
         return ImportResult(audience=_read(audience), report=UploadReportRead.model_validate(upload))
