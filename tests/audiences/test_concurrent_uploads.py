@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adstack.accounts import auth
 from adstack.audiences import service, uploads
-from adstack.audiences.ids import device_key
+from adstack.audiences.ids import IdType, device_key
 from adstack.audiences.models import Audience, AudienceUpload, UploadMode
+from adstack.core.errors import Conflict
 from tests.audiences.helpers import gaids, id_file, upload
 from tests.support import Api
 
@@ -69,3 +70,36 @@ def test_two_appends_at_once_keep_both_files(api: Api, session: Session, session
     served = service.load_audience_index(session, previous=served_before)
     assert all(served.contains(audience_id, device_key(devices[0])) for devices in (first, second, third))
     assert served.size(audience_id) == 3000
+
+
+def test_two_uploads_of_one_name_at_once_refuse_the_second_by_the_name(
+        api: Api, session: Session, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    adv = api.approved_account()
+    principal = auth.authenticate(session, adv.token)
+    session.commit()
+    # Both have checked that the name is free before either creates its audience.
+    checked = threading.Barrier(2, timeout=5)
+    prepare = uploads.prepare_uploaded_audience
+
+    def prepare_together(*args: Any, **kwargs: Any) -> int:
+        owner = prepare(*args, **kwargs)
+        checked.wait()
+        return owner
+
+    monkeypatch.setattr(uploads, "prepare_uploaded_audience", prepare_together)
+
+    def create(seed: int) -> int:
+        with session_factory() as own:
+            chunks = [id_file(gaids(1000, seed=seed))]
+            audience, _ = uploads.create_uploaded_audience(own, principal, name="Payers", region_code="SG",
+                                                           id_type=IdType.GAID, chunks=chunks, max_bytes=64 * MB)
+            own.commit()
+            return audience.id
+
+    with ThreadPoolExecutor(2) as pool:
+        attempts = [pool.submit(create, seed) for seed in (1, 2)]
+        refused = [a.exception() for a in attempts if a.exception() is not None]
+    assert len(refused) == 1
+    assert isinstance(refused[0], Conflict)
+    assert [(f.field, f.rule, f.actual) for f in refused[0].fields] == [("name", "unique", "Payers")]
+    assert session.scalars(select(Audience.name)).all() == ["Payers"]

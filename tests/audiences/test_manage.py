@@ -333,3 +333,41 @@ def test_searches_take_percent_and_underscore_literally(api: Api) -> None:
 
     assert packages("my_g") == ["com.example.my_game"]
     assert packages("%") == []
+
+
+def test_refusals_name_the_field_the_rule_and_the_limit(api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    uploaded = upload(api, adv, id_file(gaids(1000)), name="Payers")["audience"]["id"]
+    group = ad_group(api, adv, campaign(api, adv)["id"],
+                     targeting={"countries": ["ID"], "exclude_audience_ids": [uploaded]})
+    error = expect(api.client.delete(f"/api/v1/audiences/{uploaded}", headers=adv.headers), 409)["error"]
+    assert error["code"] == "in_use"
+    assert [(f["field"], f["rule"], f["limit"], f["actual"]) for f in error["fields"]] == [
+        ("audience_id", "in_use", [group["id"]], uploaded)
+    ]
+
+    error = expect(api.client.post(f"/api/v1/audiences/{uploaded}/refresh", headers=adv.headers), 409)["error"]
+    assert error["code"] == "invalid_state"
+    assert [(f["field"], f["rule"], f["limit"], f["actual"]) for f in error["fields"]] == [
+        ("audience_id", "label_audience_only", "label", "uploaded")
+    ]
+    body = {"name": "Gamers", "region_code": "IN",
+            "rule": {"conditions": [{"kind": "installed_apps", "packages": ["com.example.game"]}]}}
+    label = expect(api.client.post("/api/v1/audiences/labels", headers=adv.headers, json=body), 201)["id"]
+    error = expect(api.client.post(f"/api/v1/audiences/{label}/upload", headers=adv.headers, content=b"x"), 409)
+    assert [(f["field"], f["rule"], f["limit"], f["actual"]) for f in error["error"]["fields"]] == [
+        ("audience_id", "uploaded_audience_only", "uploaded", "label")
+    ]
+
+    regions = expect(api.client.get("/api/v1/audiences/regions", headers=adv.headers), 200)
+    (singapore,) = [r["id"] for r in regions if r["code"] == "SG"]
+    error = expect(api.client.delete(f"/api/v1/audiences/regions/{singapore}", headers=admin.headers), 409)["error"]
+    assert [(f["field"], f["rule"], f["actual"]) for f in error["fields"]] == [("region_id", "in_use", 1)]
+
+    # An agency naming an account that is not its own: the same 404 as a missing account, naming the field.
+    agency = api.approved_account(admin, type="agency")
+    for account_id in (adv.account_id, 999_999):
+        error = upload(api, agency, id_file(gaids(1000)), name="Theirs", account_id=account_id, expected=404)["error"]
+        assert error["fields"] == [{"field": "account_id", "rule": "exists", "message": f"account {account_id} not "
+                                    "found", "actual": account_id}]

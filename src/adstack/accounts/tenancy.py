@@ -45,9 +45,10 @@ def resolve_account_id(session: Session, principal: Principal, account_id: int |
         if principal.account_id is None:
             raise ValidationFailed.single(field, "required", "platform staff must name the account")
         return principal.account_id
-    ensure_account_visible(session, principal, account_id)
+    ensure_account_visible(session, principal, account_id, field=field)
     if session.get(Account, account_id) is None:
-        raise NotFound(f"account {account_id} not found")
+        raise NotFound(f"account {account_id} not found", fields=[FieldError(
+            field=field, rule="exists", message=f"account {account_id} not found", actual=account_id)])
     return account_id
 
 

@@ -585,7 +585,9 @@ def delete_audience(audience_id: IdPath, principal: CurrentPrincipal, session: S
         failure = out.failures[0]
         if failure.code == "not_found":
             raise NotFound(failure.message)
-        raise InvalidState(failure.message, code=failure.code)
+        raise InvalidState(failure.message, code=failure.code, fields=[FieldError(
+            "audience_id", failure.code, message="ad groups target this audience; detach it first",
+            limit=failure.ad_group_ids, actual=audience_id)])
     session.commit()
 
 

@@ -54,7 +54,7 @@ from adstack.audiences.service import (
     snapshot,
 )
 from adstack.core.db import session_scope
-from adstack.core.errors import DomainError, InvalidState, NotFound, ValidationFailed
+from adstack.core.errors import DomainError, FieldError, InvalidState, NotFound, ValidationFailed
 from adstack.core.timeutil import utcnow
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
@@ -123,7 +123,9 @@ def refresh_label_audience(session: Session, principal: Principal | None, audien
             raise NotFound(f"audience {audience_id} not found")
         audience = found
     if audience.kind != AudienceKind.LABEL or audience.rule is None:
-        raise InvalidState("only label audiences are refreshed; uploaded audiences change by file")
+        message = "only label audiences are refreshed; uploaded audiences change by file"
+        raise InvalidState(message, fields=[FieldError("audience_id", "label_audience_only", message=message,
+                                                       limit=AudienceKind.LABEL.value, actual=audience.kind)])
     begin_membership_write(session, audience)
     before = snapshot(audience)
     members = materialise(session, LabelRule.model_validate(audience.rule), now=now or utcnow(),

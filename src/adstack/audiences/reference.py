@@ -44,7 +44,8 @@ def delete_region(session: Session, principal: Principal, region_id: int) -> Non
         raise NotFound("region not found")
     used = session.scalar(select(func.count()).where(Audience.region_code == region.code)) or 0
     if used:
-        raise InvalidState(f"{used} audiences are built for region {region.code}; move them first")
+        message = f"{used} audiences are built for region {region.code}; move them first"
+        raise InvalidState(message, fields=[FieldError("region_id", "in_use", message=message, limit=0, actual=used)])
     oplog.record(session, actor=principal, operation=Operation.DELETE, object_type="audience_region",
                  object_id=region.id, object_name=region.name, before={"code": region.code, "name": region.name})
     session.delete(region)

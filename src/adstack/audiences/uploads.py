@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from pyroaring import BitMap64
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adstack.accounts import tenancy
@@ -33,7 +34,7 @@ from adstack.audiences.service import (
     get_audience,
     snapshot,
 )
-from adstack.core.errors import InvalidState, ValidationFailed
+from adstack.core.errors import FieldError, InvalidState, ValidationFailed
 from adstack.core.timeutil import utcnow
 from adstack.oplog import service as oplog
 from adstack.oplog.models import Operation
@@ -81,8 +82,12 @@ def create_uploaded_audience(
     audience = Audience(account_id=owner, name=name, kind=AudienceKind.UPLOADED.value, region_code=region_code,
                         id_type=id_type.value, key_space=KEY_SPACE_OF[id_type].value,
                         status=AudienceStatus.BUILDING.value, created_by_user_id=principal.user_id)
-    session.add(audience)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(audience)
+    except IntegrityError:
+        _check_new_name(session, owner, name)  # another upload took the name since it was checked: say so
+        raise
     size = _replace_membership(session, audience.id, _file_partitions(reader))
     reader.report.distinct_ids = size
     audience.size = size
@@ -100,7 +105,9 @@ def create_uploaded_audience(
 def prepare_change(session: Session, principal: Principal, audience_id: int) -> Audience:
     audience = get_audience(session, principal, audience_id)
     if audience.kind != AudienceKind.UPLOADED:
-        raise InvalidState("only uploaded audiences take files; edit a label audience's rule instead")
+        message = "only uploaded audiences take files; edit a label audience's rule instead"
+        raise InvalidState(message, fields=[FieldError("audience_id", "uploaded_audience_only", message=message,
+                                                       limit=AudienceKind.UPLOADED.value, actual=audience.kind)])
     return audience
 
 
