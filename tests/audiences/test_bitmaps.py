@@ -46,3 +46,21 @@ def test_an_exclusion_a_device_cannot_be_checked_against_fails_closed() -> None:
     assert not index.matches([], [1], device_key(other), gaid=None)  # MD5 only: cannot be checked
     assert index.matches([], [2], device_key(other), gaid=None)
     assert not index.matches([1], [], device_key(member), gaid=None)
+
+
+def test_a_device_without_an_id_is_held_back_by_any_exclusion() -> None:
+    """No key at all (no GAID, a zeroed one, a form no audience is keyed by): no exclusion list can clear it."""
+    from adstack.audiences.bitmaps import AudienceIndex, IndexedAudience
+    from adstack.audiences.ids import KeySpace, device_key, sha256_device_key
+
+    member = "38400000-8cf0-11bd-b23e-10b96e40000d"
+    index = AudienceIndex([
+        IndexedAudience(audience_id=1, version=1, key_space=KeySpace.SHA256,
+                        members=frozenset({sha256_device_key(member)})),
+        IndexedAudience(audience_id=2, version=1, key_space=KeySpace.MD5, members=frozenset({device_key(member)})),
+    ])
+    assert not index.matches([], [2], None, gaid=None)
+    assert not index.matches([], [1], None, gaid=None)
+    assert not index.matches([2], [], None, gaid=None)
+    assert index.matches([], [], None, gaid=None)
+    assert index.matches([], [3], None, gaid=None)  # an audience the index does not hold (building) has nobody

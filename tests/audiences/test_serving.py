@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from adstack.finance.models import EntryType
@@ -11,11 +12,12 @@ from tests.serving.test_api import approved_creative, eventually
 from tests.support import Api, expect
 
 
-def _ads(api: Api, space_id: int, gaid: str) -> list[Any]:
+def _ads(api: Api, space_id: int, gaid: str | None) -> list[Any]:
+    device = {"country": "ID", "os_version": "13", "model": "Redmi Note 12"}
     body = {
         "ad_space_id": space_id,
         "count": 3,
-        "device": {"gaid": gaid, "country": "ID", "os_version": "13", "model": "Redmi Note 12"},
+        "device": device if gaid is None else {"gaid": gaid, **device},
         "app": {"package": "com.mi.browser"},
     }
     response = api.client.post("/v1/ads", json=body)
@@ -64,7 +66,7 @@ def test_members_of_raw_md5_and_sha256_audiences_are_served_and_strangers_are_no
         approved_creative(api, adv, admin, group["id"])
         group_of[id_type] = group["id"]
 
-    def served_groups(gaid: str) -> set[int]:
+    def served_groups(gaid: str | None) -> set[int]:
         return {ad["ad_group_id"] for ad in _ads(api, space["id"], gaid)}
 
     # Each id type's members get exactly their audience's ad group, whatever form the file held them in, within
@@ -97,3 +99,7 @@ def test_members_of_raw_md5_and_sha256_audiences_are_served_and_strangers_are_no
     assert eventually(lambda: served_groups(stranger) == {open_group["id"]})
     assert open_group["id"] not in served_groups(sha[3])
     assert served_groups(sha[3]) == {group_of["sha256"]}
+    # A device with no id audiences are keyed by (none, a zeroed GAID, a SHA-1 digest) cannot be cleared by the
+    # exclusion list: the ad group is not served to it.
+    for anonymous in (None, "00000000-0000-0000-0000-000000000000", hashlib.sha1(stranger.encode()).hexdigest()):
+        assert served_groups(anonymous) == set(), anonymous

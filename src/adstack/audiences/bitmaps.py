@@ -134,7 +134,8 @@ class AudienceIndex:
         Exclusion beats inclusion, so it is checked first. With `gaid`, SHA-256 audiences are probed with
         its SHA-256 key, computed at most once and only when one is targeted. A device known only by its MD5
         (no raw GAID, so no SHA-256 key) cannot be looked up in a SHA-256 list: an exclusion by one fails
-        closed (an exclusion list is typically paying or existing users), an inclusion does not match."""
+        closed (an exclusion list is typically paying or existing users), an inclusion does not match. A
+        device with no key at all (no GAID, a zeroed one, a SHA-1 digest) likewise fails every exclusion."""
         sha256 = self._sha256
         if (
             sha256_key is None
@@ -144,7 +145,9 @@ class AudienceIndex:
         ):
             sha256_key = sha256_device_key(gaid)
         if device_key is None and sha256_key is None:
-            return not any(True for _ in include_ids)
+            # Nothing to look the device up by: it is in no included audience, and no exclusion list holding
+            # anyone can clear it, so it fails closed as below.
+            return not any(True for _ in include_ids) and not any(a in self._audiences for a in exclude_ids)
         contains = self.contains
         for audience_id in exclude_ids:
             if contains(audience_id, device_key, sha256_key) or (sha256_key is None and audience_id in sha256):
