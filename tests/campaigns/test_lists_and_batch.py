@@ -369,3 +369,19 @@ def test_batch_mutate_all_or_nothing_partial_failure_and_validate_only(api: Api)
         422,
     )
     expect(api.client.post("/api/v1/batch", headers=adv.headers, json={"operations": []}), 422)
+
+
+def test_name_searches_take_percent_and_underscore_literally(api: Api) -> None:
+    admin = api.admin()
+    adv = api.approved_account(admin)
+    made = {name: campaign(api, adv, name=name)["id"] for name in ("50% off", "500 off", "win_back", "winxback")}
+
+    def found(q: str) -> list[int]:
+        return sorted(_ids(expect(api.client.get("/api/v1/campaigns", headers=adv.headers, params={"q": q}), 200)))
+
+    assert found("50%") == [made["50% off"]]
+    assert found("n_b") == [made["win_back"]]
+    assert found("%") == [made["50% off"]]
+    # Staff's account search escapes the same way: no company is named with a bare %.
+    accounts = expect(api.client.get("/api/v1/accounts", headers=admin.headers, params={"q": "%"}), 200)
+    assert [a["company_name"] for a in accounts if "%" not in a["company_name"]] == []

@@ -196,7 +196,7 @@ def list_accounts(
     if visible is not None:
         stmt = stmt.where(Account.id.in_(visible))
     if query:
-        conditions: list[ColumnElement[bool]] = [Account.company_name.ilike(f"%{query}%")]
+        conditions: list[ColumnElement[bool]] = [Account.company_name.icontains(query, autoescape=True)]
         if query.isdecimal():
             conditions.append(Account.id == int(query))
         stmt = stmt.where(or_(*conditions))

@@ -44,7 +44,7 @@ _COMPUTED_SORTS = frozenset({"spend_micros", "serving_status"})
 
 
 def _search(column: Any, id_column: Any, query: str) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [column.ilike(f"%{query}%")]
+    conditions: list[ColumnElement[bool]] = [column.icontains(query, autoescape=True)]
     if query.isdecimal() and len(query) < 19:
         conditions.append(id_column == int(query))
     return or_(*conditions)

@@ -487,7 +487,7 @@ def list_creatives(
         if visible is not None:
             stmt = stmt.where(Creative.account_id.in_(visible))
     if query:
-        conditions: list[ColumnElement[bool]] = [Creative.name.ilike(f"%{query}%")]
+        conditions: list[ColumnElement[bool]] = [Creative.name.icontains(query, autoescape=True)]
         if query.isdecimal() and len(query) < 19:
             conditions.append(Creative.id == int(query))
         stmt = stmt.where(or_(*conditions))

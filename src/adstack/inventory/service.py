@@ -42,7 +42,7 @@ def _plain(value: Any) -> Any:
 def _search(stmt: Any, name_column: Any, id_column: Any, query: str | None) -> Any:
     if not query:
         return stmt
-    conditions: list[ColumnElement[bool]] = [name_column.ilike(f"%{query}%")]
+    conditions: list[ColumnElement[bool]] = [name_column.icontains(query, autoescape=True)]
     if query.isdecimal() and len(query) < 19:
         conditions.append(id_column == int(query))
     return stmt.where(or_(*conditions))

@@ -202,7 +202,7 @@ def list_assets(
     if media_format:
         stmt = stmt.where(MediaAsset.format == media_format)
     if query:
-        conditions: list[ColumnElement[bool]] = [MediaAsset.original_filename.ilike(f"%{query}%")]
+        conditions: list[ColumnElement[bool]] = [MediaAsset.original_filename.icontains(query, autoescape=True)]
         if query.isdecimal() and len(query) < 19:
             conditions.append(MediaAsset.id == int(query))
         stmt = stmt.where(or_(*conditions))

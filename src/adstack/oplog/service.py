@@ -93,7 +93,7 @@ def search(
     if account_ids is not None:
         stmt = stmt.where(ChangeEvent.account_id.in_(account_ids))
     if query:
-        conditions: list[ColumnElement[bool]] = [ChangeEvent.object_name.ilike(f"%{query}%")]
+        conditions: list[ColumnElement[bool]] = [ChangeEvent.object_name.icontains(query, autoescape=True)]
         if query.isdecimal():
             conditions.append(ChangeEvent.object_id == int(query))
         stmt = stmt.where(or_(*conditions))
