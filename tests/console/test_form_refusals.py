@@ -370,3 +370,17 @@ def test_a_refused_audience_file_is_told_beside_the_file_input(
     assert messages_beside(answer.text, "a-name") == []
     # The name typed stays; no field code anywhere on the page.
     assert 'value="Few"' in answer.text and "<code>" not in answer.text
+
+
+def test_an_audience_file_that_is_not_txt_is_refused_beside_the_file_input(client: TestClient, api: Api) -> None:
+    api.approved_account(email="audience-csv@example.com")
+    sign_in(client, "audience-csv@example.com", "correct horse battery")
+    page = client.get("/console/audiences")
+    action, fields = form_fields(page.text, "upload-audience")
+    ids = b"\n".join(str(uuid.UUID(int=i + 1)).encode() for i in range(1000))
+    answer = client.post(action, data=as_data(with_values(fields, name="Sheet", id_type="gaid")),
+                         files={"file": ("ids.csv", ids, "text/csv")})
+    assert answer.status_code == 422
+    assert len(messages_beside(answer.text, "a-file")) == 1
+    owner = api.login("audience-csv@example.com", "correct horse battery")
+    assert api.client.get("/api/v1/audiences", headers=owner.headers).json()["total"] == 0

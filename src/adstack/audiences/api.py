@@ -227,14 +227,14 @@ async def _receive_file(request: Request, session: Session, settings: Settings) 
 def _file_source_name(staged: BinaryIO, boundary: bytes | None, filename: str | None) -> str:
     """The uploaded file's name: the `filename` parameter, else the name the multipart `file` part carries. Either
     must be a .txt file; the part's is read (and the staged body rewound) before the service reads the file."""
-    _check_filename(filename)
+    uploads.check_file_name(filename)
     if boundary is None:
         return filename or ""
     part = _PartState()
     for _ in _multipart_file(_staged_chunks(staged), boundary, part=part):
         break  # the part's headers are read once its first bytes are
     staged.seek(0)
-    _check_filename(part.filename, field="file")
+    uploads.check_file_name(part.filename, field="file")
     return filename or part.filename or ""
 
 
@@ -305,12 +305,6 @@ async def _fetch(request: Request, session: Session, settings: Settings, url: st
     called with no transaction open)."""
     async with _import_place(request, account_id), without_session(request, session):
         return await anyio.to_thread.run_sync(_download, url, settings, limiter=_fetch_limiter(request))
-
-
-def _check_filename(filename: str | None, *, field: str = "filename") -> None:
-    if filename is not None and not filename.lower().endswith(".txt"):
-        raise ValidationFailed.single(field, "file_extension", "upload a .txt file", limit=".txt",
-                                      actual=filename[-20:])
 
 
 async def _in_worker(work: Callable[[], T]) -> T:
@@ -424,7 +418,7 @@ async def upload_audience(
     account_id: OptionalId = None,
     filename: FilenameQuery = None,
 ) -> ImportResult:
-    _check_filename(filename)
+    uploads.check_file_name(filename)
     # Everything that needs no file is checked before the body is read.
     await _in_worker(lambda: uploads.prepare_uploaded_audience(session, principal, name=name.strip(),
                                                                 region_code=region_code, account_id=account_id))
@@ -528,7 +522,7 @@ async def change_audience_by_upload(
     mode: Annotated[UploadMode, Query(description="append or reduce")] = UploadMode.APPEND,
     filename: FilenameQuery = None,
 ) -> ImportResult:
-    _check_filename(filename)
+    uploads.check_file_name(filename)
     await _in_worker(lambda: uploads.prepare_change(session, principal, audience_id))
     staged, boundary = await _receive_file(request, session, settings)
 

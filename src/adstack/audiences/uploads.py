@@ -175,3 +175,12 @@ def _record_upload(session: Session, principal: Principal, audience: Audience, r
     session.add(upload)
     session.flush()
     return upload
+
+
+def check_file_name(filename: str | None, *, field: str = "filename") -> None:
+    """Audience files are TXT files of ids, one per line."""
+    # Source: Mi Ads usage guide, audience import: "The file should be in TXT format, and the file size can't
+    # exceed 64MB."
+    if filename is not None and not filename.lower().endswith(".txt"):
+        raise ValidationFailed.single(field, "file_extension", "upload a .txt file", limit=".txt",
+                                      actual=filename[-20:])

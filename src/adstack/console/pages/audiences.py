@@ -87,6 +87,8 @@ def upload_audience(visitor: UserDep, form: FormDep) -> Response:
         errors.add("id_type", "enum", limit=[t.value for t in IdType])
     if upload is None:
         errors.add("file", "required")
+    elif upload.filename and not upload.filename.lower().endswith(".txt"):
+        errors.add("file", "file_extension", limit=".txt")
     if errors or upload is None or id_type is None:
         return _page(visitor, errors=errors, values=values, status=422)
     try:
@@ -114,6 +116,7 @@ def change_audience(visitor: UserDep, form: FormDep) -> Response:
     try:
         if upload is None:
             raise ValidationFailed.single("file", "required", "choose a TXT file of ids")
+        uploads.check_file_name(upload.filename, field="file")
         _audience, report = uploads.change_uploaded_audience(
             session, visitor.me, audience_id, mode=mode, chunks=_chunks(upload),
             max_bytes=visitor.settings.max_upload_bytes, source_name=upload.filename or "")
