@@ -29,6 +29,38 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     return settings
 
 
+def _bound_url(host: str, port: int) -> tuple[str, bool]:
+    """The URL of the address a server binds, and whether it is one clients can reach: 0.0.0.0 and :: bind every
+    interface but are no destination, so loopback stands in for them."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"http://{host}:{port}", True  # a host name
+    reachable = not address.is_unspecified
+    if not reachable:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{literal}:{port}", reachable
+
+
+def _serving_settings(data_dir: Path | None, host: str, port: int) -> Settings:
+    """Settings for a process that serves on host:port. Links in ads, tracking and postback templates are built on
+    ADSTACK_PUBLIC_BASE_URL; only where it is unset on the bound address."""
+    settings = _settings(data_dir)
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    url, reachable = _bound_url(host, port)
+    if not reachable:
+        console.print(f"[yellow]warning:[/] ADSTACK_PUBLIC_BASE_URL is unset: links in ads, tracking and postback "
+                      f"templates point at {url}, which only this machine reaches; set it to the address clients "
+                      f"use")
+    settings = settings.model_copy(update={"public_base_url": url})
+    set_settings(settings)
+    return settings
+
+
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Bring the control-plane database to the newest schema and seed reference data."""
@@ -54,7 +86,7 @@ def serve(
     from adstack.app import create_app
     from adstack.core.bootstrap import migrate as run_migrate
 
-    settings = _settings(data_dir, public_base_url=f"http://{host}:{port}")
+    settings = _serving_settings(data_dir, host, port)
     if workers > 1 and not settings.redis_url:
         # Budgets, frequency caps and reservations must be shared, or each process would spend the whole budget.
         raise typer.BadParameter("several workers share budgets through Redis: set ADSTACK_REDIS_URL",
@@ -171,7 +203,7 @@ def demo(
     from adstack.core.money import format_micros
     from adstack.demo import ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD, DemoAlreadyBuilt, DemoConfig, DemoError, run
 
-    settings = _settings(data_dir or Path("./adstack-data"), public_base_url=f"http://{host}:{port}")
+    settings = _serving_settings(data_dir or Path("./adstack-data"), host, port)
     config = DemoConfig(days=days, requests_per_day=requests_per_day, seed=seed)
     with Progress(TextColumn("[bold]simulating traffic"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
