@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from adstack.core.db import (
     create_private_sqlite_file,
@@ -18,6 +24,8 @@ from adstack.core.db import (
 from adstack.core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The PostgreSQL advisory lock every adstack process takes to migrate and seed: any fixed number ("adst").
+MIGRATION_LOCK_KEY = 0x61647374
 
 
 def alembic_config(database_url: str) -> Config:
@@ -42,11 +50,45 @@ def seed(engine: Engine) -> None:
                 seeder(session)
 
 
+@contextmanager
+def migration_lock(database_url: str) -> Iterator[None]:
+    """One process at a time migrates and seeds. Every serve, pipeline and migrate does both at start, and two
+    upgrades of a fresh database both create the same tables: all but one failed (UniqueViolation on PostgreSQL,
+    "table already exists" on SQLite). The next one in finds the schema current and the seeds present."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        # A connection of its own, outside any transaction. Closing it ends the session, which releases the lock,
+        # also when the migration failed or the process died.
+        engine = create_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                yield
+        finally:
+            engine.dispose()
+        return
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield  # another database server, or one only this process sees
+        return
+    try:
+        fd = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileNotFoundError:
+        yield  # no such directory: SQLite's own error to report
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when closed, or when the process dies
+        yield
+    finally:
+        os.close(fd)
+
+
 def migrate(settings: Settings) -> None:
     url = settings.resolved_database_url
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        seed(engine)
-    finally:
-        engine.dispose()
+    with migration_lock(url):
+        upgrade(url)
+        engine = make_engine(url)
+        try:
+            seed(engine)
+        finally:
+            engine.dispose()
