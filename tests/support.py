@@ -7,6 +7,7 @@ import email
 import email.policy
 import itertools
 import re
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -191,3 +192,10 @@ class Api:
             201,
         )
         return Actor(out["key"], actor.user_id, actor.account_id, actor.email)
+
+
+def closed_loopback_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): a server that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -3,11 +3,15 @@ storage."""
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from adstack.app import create_app
 from adstack.core.settings import Settings
 from tests.attribution.helpers import new_gaid, scenario
-from tests.support import Api, expect
+from tests.console.support import sign_in
+from tests.documented_statuses import StatusRecorder, undocumented
+from tests.support import Api, closed_loopback_port, expect
 
 
 def _families(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -71,3 +75,27 @@ def test_tracking_answers_503_and_acknowledges_nothing_when_the_log_cannot_store
     expect(api.client.get(urls.impression_url), 204)  # the retry is counted, once
     expect(api.client.get(urls.impression_url), 204)
     assert s.balance_micros() == before - 2_000
+
+
+def test_with_redis_down_metrics_answer_and_the_status_is_briefly_unavailable(api: Api, settings: Settings) -> None:
+    """The reservation book lives in Redis: while it is down the status says so with a 503, and a scrape still
+    gets every other metric."""
+    admin = api.admin()
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{closed_loopback_port()}/0",
+                                       "metrics_token": "scrape-me"})
+    app = create_app(down)
+    seen: set[tuple[str, str, int]] = set()
+    app.add_middleware(StatusRecorder, seen=seen)
+    app.state.auth_limiter = api.client.app.state.auth_limiter  # type: ignore[attr-defined]  # to sign in
+    with TestClient(app, raise_server_exceptions=False) as client:
+        scrape = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert scrape.status_code == 200, scrape.text[:300]
+        metrics = _families(scrape.text)
+        assert "adstack_consumer_lag_events" in metrics and "adstack_reservations_outstanding" not in metrics
+        status = client.get("/api/v1/pipeline/status", headers=admin.headers)
+        assert status.status_code == 503 and int(status.headers["retry-after"]) > 0, status.text[:300]
+        assert status.json()["error"]["code"] == "unavailable"
+        assert sign_in(client, admin.email, "admin-password").status_code == 303
+        page = client.get("/console/admin/pipeline")
+        assert page.status_code == 503 and page.headers["retry-after"] and "<html" in page.text
+    assert undocumented(app, seen) == []

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adstack.app import create_app
 from adstack.core.settings import Settings
+from adstack.serving.openrtb import fastpath
 from tests.serving.test_openrtb_safety import banner_group, bid_request, serve
 
 PATH = "/openrtb2/bid"
@@ -82,3 +87,30 @@ def test_https_answers_carry_hsts_either_way(settings: Settings) -> None:
     for name in fast:
         assert "strict-transport-security" in fast[name].headers, name
         assert _comparable(fast[name]) == _comparable(routed[name]), name
+
+
+def test_a_withdrawal_redis_cannot_take_is_still_a_no_bid(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer ready too late is withdrawn; when the counters cannot give its reservation back (Redis went
+    down since it was made), the exchange still gets its 204 and the hold expires on its own."""
+    serve(client, [banner_group()])
+    engine: Any = client.app.state.serving.engine  # type: ignore[attr-defined]
+
+    def redis_down(reservation_id: str) -> bool:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(engine.counters, "release_held", redis_down)
+    calls = itertools.count()
+
+    class LateClock:
+        """The request starts now; by the time its answer is ready an hour has passed."""
+
+        perf_counter = staticmethod(time.perf_counter)
+
+        @staticmethod
+        def monotonic() -> float:
+            return time.monotonic() + (3600 if next(calls) else 0)
+
+    monkeypatch.setattr(fastpath, "time", LateClock)
+    response = client.post(PATH, json=bid_request(tmax=500))
+    assert response.status_code == 204, response.text[:300]
+    assert next(calls) == 2  # the start, and the look at the clock that withdrew the bid

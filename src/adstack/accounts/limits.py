@@ -1,7 +1,9 @@
 """Rate limits on sign-in, registration and password reset, per client IP and per e-mail address.
 
 Counters live in Redis when `ADSTACK_REDIS_URL` is set, so every serving process shares them; otherwise in
-the process's memory (one process, or limits that are per process).
+the process's memory (one process, or limits that are per process). While Redis does not answer, attempts
+cannot be counted: they are refused as briefly unavailable (`Unavailable`, 503) rather than let through
+unlimited.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from adstack.core.errors import Unavailable
 from adstack.core.settings import Settings
 
 NAMESPACE = "adstack-auth"
+# A Redis that does not answer holds a sign-in this long at most, then it is refused.
+REDIS_TIMEOUT_S = 1.0
+RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,10 @@ class Refused:
 
 class AuthLimiter:
     def __init__(self, settings: Settings):
-        self._storage = storage_from_string(settings.redis_url or "memory://")
+        self._storage: Storage = MemoryStorage()
+        if settings.redis_url:
+            self._storage = RedisStorage(settings.redis_url, wrap_exceptions=True, socket_timeout=REDIS_TIMEOUT_S,
+                                         socket_connect_timeout=REDIS_TIMEOUT_S)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._rules: dict[str, list[RateLimitItem]] = {
             "login_ip": parse_many(settings.rate_limit_login_ip),
@@ -47,23 +57,34 @@ class AuthLimiter:
 
     def check(self, *pairs: tuple[str, str]) -> Refused | None:
         """Whether another attempt is allowed, without counting one (sign-in counts only failures)."""
-        for rule, key in pairs:
-            for item in self._rules[rule]:
-                if not self._limiter.test(item, NAMESPACE, rule, key):
-                    return Refused(self._retry_after(item, rule, key), str(item))
+        try:
+            for rule, key in pairs:
+                for item in self._rules[rule]:
+                    if not self._limiter.test(item, NAMESPACE, rule, key):
+                        return Refused(self._retry_after(item, rule, key), str(item))
+        except StorageError as exc:
+            raise _unavailable() from exc
         return None
 
     def hit(self, *pairs: tuple[str, str]) -> Refused | None:
         """Count one attempt against every limit named; refused when any of them is already used up."""
         refused: Refused | None = None
-        for rule, key in pairs:
-            for item in self._rules[rule]:
-                if not self._limiter.hit(item, NAMESPACE, rule, key) and refused is None:
-                    refused = Refused(self._retry_after(item, rule, key), str(item))
+        try:
+            for rule, key in pairs:
+                for item in self._rules[rule]:
+                    if not self._limiter.hit(item, NAMESPACE, rule, key) and refused is None:
+                        refused = Refused(self._retry_after(item, rule, key), str(item))
+        except StorageError as exc:
+            raise _unavailable() from exc
         return refused
 
     def reset(self) -> None:
         self._storage.reset()
+
+
+def _unavailable() -> Unavailable:
+    return Unavailable("attempts cannot be counted now (the rate limits' store does not answer); retry",
+                       retry_after=RETRY_AFTER_S)
 
 
 def limiter_of(state: Any) -> AuthLimiter:

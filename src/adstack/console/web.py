@@ -373,6 +373,8 @@ class ConsoleRoute(APIRoute):
             except DomainError as exc:
                 response = _error_page(request, exc.status, exc.code, exc.message,
                                        [f.as_dict() for f in exc.fields])
+                if exc.retry_after is not None:
+                    response.headers["Retry-After"] = str(exc.retry_after)
             except RequestValidationError as exc:
                 # Console paths take ids; a malformed one is simply a page that does not exist.
                 response = _error_page(request, 404, "not_found", str(exc.errors()[0].get("msg", "")))

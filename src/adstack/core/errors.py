@@ -26,6 +26,7 @@ class FieldError:
 class DomainError(Exception):
     code = "error"
     status = 400
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __init__(self, message: str, *, fields: list[FieldError] | None = None, code: str | None = None):
         super().__init__(message)
@@ -77,6 +78,17 @@ class InvalidState(DomainError):
     status = 409
 
 
+class Unavailable(DomainError):
+    """A store the request needs does not answer (e.g. Redis): briefly unavailable, not broken."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status = 413
@@ -119,7 +131,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     415: "The body is not in a format the route takes (e.g. a binary file where a text file is expected)",
     422: "Invalid fields: each names the field, the rule and the limit",
     429: "Too many attempts; retry after `Retry-After` seconds",
-    503: "Briefly unavailable (database or event store busy); retry after `Retry-After` seconds",
+    503: "Briefly unavailable (database, event store or Redis busy); retry after `Retry-After` seconds",
 }
 
 

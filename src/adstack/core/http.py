@@ -99,10 +99,14 @@ def database_busy() -> JSONResponse:
 _FRAMEWORK_BODY_ERROR = "There was an error parsing the body"
 
 
+def _retry_after(exc: DomainError) -> dict[str, str] | None:
+    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return ErrorResponse(exc.as_dict(), status_code=exc.status)
+        return ErrorResponse(exc.as_dict(), status_code=exc.status, headers=_retry_after(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

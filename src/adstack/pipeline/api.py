@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,12 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
 from adstack.core.deps import CurrentPrincipal, SessionDep
-from adstack.core.errors import Forbidden, Unauthenticated
+from adstack.core.errors import Forbidden, Unauthenticated, Unavailable
 from adstack.pipeline.metrics import LatencyMiddleware, PipelineMetrics
 from adstack.pipeline.models import PipelineStatus
 from adstack.pipeline.service import Pipeline, pending_postbacks
 from adstack.serving.counters import Counters
 
+log = logging.getLogger("adstack.pipeline")
 public_router = APIRouter(tags=["pipeline"])
 router = APIRouter(prefix="/api/v1/pipeline", tags=["pipeline"])
 
@@ -90,8 +92,12 @@ def install(app: FastAPI) -> None:
         yield lag_events
         yield lag_seconds
         held = counters()
-        if held is not None:
-            outstanding = held.outstanding()
+        try:
+            outstanding = held.outstanding() if held is not None else None
+        except Unavailable:  # Redis is down: the scrape still answers, without these two
+            log.warning("outstanding reservations unavailable for /metrics", exc_info=True)
+            outstanding = None
+        if outstanding is not None:
             yield GaugeMetricFamily("adstack_reservations_outstanding", "Budget reservations not yet ended.",
                                     value=outstanding.reservations)
             yield GaugeMetricFamily("adstack_reserved_micros", "Money held by outstanding reservations.",

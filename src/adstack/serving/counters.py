@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adstack.core.errors import Unavailable
 from adstack.serving.redis_pipeline import PipelinedRedis
 
 
@@ -442,10 +443,16 @@ class RedisCounters:
         return int(self._end(keys=self._book_keys, args=[self._prefix, "expire", now, limit], client=self._patient))
 
     def outstanding(self) -> Outstanding:
-        count = int(self._patient.hlen(self._book_keys[0]))
+        import redis
+
+        try:
+            count = int(self._patient.hlen(self._book_keys[0]))
+            book = self._patient.hvals(self._book_keys[0]) if count <= 10_000 else []
+        except redis.RedisError as exc:
+            raise Unavailable("the reservation book in Redis cannot be read now; retry") from exc
         micros = 0
         if count <= 10_000:  # summed exactly while cheap; past that the count is what an operator watches
-            for held in self._patient.hvals(self._book_keys[0]):
+            for held in book:
                 text = held.decode() if isinstance(held, bytes) else str(held)
                 for line in text.splitlines():
                     key, amount, money = line.split("\t")

@@ -58,6 +58,7 @@ are never billed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from datetime import datetime
@@ -90,6 +91,8 @@ from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
 from adstack.serving.snapshot import AdGroupSnap, AdSpaceSnap, Snapshot
 from adstack.tracking.urls import build_tracking_urls
+
+log = logging.getLogger("adstack.serving.api")
 
 DEADLINE_MARGIN_MS = 5.0
 MAX_FLOOR = 100_000.0  # USD CPM (after conversion: 100,001 IDR is an ordinary floor): above it is no bid
@@ -362,9 +365,15 @@ def _ad_request_event(context: Context, imp: Imp, space: AdSpaceSnap | None, *, 
 
 
 async def withdraw(runtime: ServingRuntime, decisions: list[Decision]) -> None:
-    """Give back the reservations of bids that will not be sent."""
+    """Give back the reservations of bids that will not be sent. One the counters cannot take back now (Redis
+    does not answer) is left to expire with its hold (`exchange_reservation_seconds`): the exchange still gets
+    its no-bid, not an error."""
     for decision in decisions:
-        await runtime.engine.release_async(decision)
+        try:
+            await runtime.engine.release_async(decision)
+        except Exception:
+            log.warning("reservation %s not given back; it expires with its hold", decision.impression_id,
+                        exc_info=True)
 
 
 FIRST_PRICE, SECOND_PRICE, FIXED_PRICE = 1, 2, 3  # auction types. Source: OpenRTB 2.6 §3.2.1 at, §3.2.12 at
