@@ -1,5 +1,7 @@
 """Report jobs: a report too long to run at once, written to a CSV or XLSX file in the background, by date chunks
-so its progress shows; sorted otherwise than by time, the chunks are merged into the report's order."""
+so its progress shows; sorted otherwise than by time, the chunks are merged into the report's order. A job that
+finds the event store unavailable (its owner process restarting) goes back to the queue and is tried again
+later; it fails only when the store stays away through every retry."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import pickle
 import secrets
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import date, timedelta
@@ -23,6 +26,7 @@ from adstack.accounts.models import Principal
 from adstack.core.errors import NotFound
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
+from adstack.events.remote import StoreUnavailable
 from adstack.events.service import EventStore
 from adstack.reports import query as sql
 from adstack.reports.downloads import _table, file_label
@@ -52,6 +56,15 @@ log = logging.getLogger("adstack.reports")
 
 JOB_FILE_TTL = timedelta(days=7)
 JOB_CHUNKS = 20
+# Waits before each retry of a job the event store could not serve: an owner restarting is back within seconds,
+# one that is not after about four minutes is down, and the job fails saying so.
+STORE_RETRY_DELAYS_S = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0)
+
+
+def _later(delay_s: float, work: Callable[[], None]) -> None:
+    timer = threading.Timer(delay_s, work)
+    timer.name, timer.daemon = "adstack-report-job-retry", True  # a stopping process leaves the job queued
+    timer.start()
 
 
 # ---------- report jobs ----------
@@ -119,7 +132,7 @@ def _spilled(handle: IO[bytes]) -> Iterator[Any]:
 
 
 def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, store: EventStore | None = None,
-            on_progress: Callable[[int], None] | None = None) -> None:
+            on_progress: Callable[[int], None] | None = None, retries_done: int = 0) -> None:
     """Run a queued job: by date chunks when the report is by day or hour, so progress can be reported."""
     with factory() as session:
         job = session.get(ReportJob, job_id)
@@ -130,6 +143,7 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
         principal = Principal(user_id=job.user_id, email="", role=job.role, account_id=job.account_id, client="job")
         name = f"report-{job.id}-{secrets.token_hex(8)}.{job.format}"
         path = reports_dir(settings) / name
+        handle: IO[str] | None = None
         try:
             query = ReportQuery.model_validate(job.query | {"limit": 10_000, "offset": 0})
             prepared = _prepare(session, principal, query, max_days=JOB_MAX_DAYS)
@@ -137,7 +151,6 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
             columns = _columns(prepared)
             header = [file_label(c, prepared.scope.currency) for c in columns]
             writer: TableWriter
-            handle = None
             if job.format == ExportFormat.CSV.value:
                 handle = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
                 writer = CsvWriter(handle, header)
@@ -204,6 +217,28 @@ def run_job(factory: sessionmaker[Session], job_id: int, *, settings: Settings, 
             job.status, job.percent_done, job.file_name = JobStatus.DONE.value, 100, name
             job.finished_at = utcnow()
             job.expires_at = job.finished_at + JOB_FILE_TTL
+            session.commit()
+        except StoreUnavailable as exc:
+            session.rollback()
+            if handle is not None:
+                handle.close()
+            path.unlink(missing_ok=True)
+            job = session.get(ReportJob, job_id)
+            if job is None:
+                return
+            if retries_done < len(STORE_RETRY_DELAYS_S):
+                delay = STORE_RETRY_DELAYS_S[retries_done]
+                log.warning("report job %s waits for the event store (%s); retry %d of %d in %s s", job_id, exc,
+                            retries_done + 1, len(STORE_RETRY_DELAYS_S), delay)
+                job.status, job.started_at, job.percent_done, job.row_count = JobStatus.QUEUED.value, None, 0, 0
+                session.commit()
+                _later(delay, lambda: run_job(factory, job_id, settings=settings, store=store,
+                                              on_progress=on_progress, retries_done=retries_done + 1))
+                return
+            log.error("report job %s failed: the event store stayed unavailable (%s)", job_id, exc)
+            job.status, job.finished_at = JobStatus.FAILED.value, utcnow()
+            job.error = (f"the event store stayed unavailable through {retries_done + 1} attempts over "
+                         f"{sum(STORE_RETRY_DELAYS_S):.0f} s; run the job again")
             session.commit()
         except Exception as exc:
             session.rollback()
