@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +17,8 @@ import adstack.core.bootstrap
 import adstack.core.settings
 import adstack.core.workers
 from adstack import cli
+from adstack.accounts.passwords import MIN_PASSWORD_LENGTH
+from adstack.accounts.roles import PLATFORM_ROLES
 from adstack.core.settings import Settings
 from tests.serving.test_api import ads_now, eventually, setup_serving_ad
 from tests.support import Api, expect
@@ -84,3 +89,35 @@ def test_serve_hands_the_public_base_url_to_the_app_and_its_workers(
                                           "--workers", str(workers), "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert [s.public_base_url for s in built] + handed == [PUBLIC]
+
+
+def _adstack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adstack.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200", "ADSTACK_ARGON2_PROFILE": "CHEAPEST"})
+
+
+def test_admin_create_names_the_password_rule_and_the_roles() -> None:
+    shown = _adstack("admin", "create", "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert f"At least {MIN_PASSWORD_LENGTH} characters" in shown.stdout
+    assert all(role.value in shown.stdout for role in PLATFORM_ROLES)
+
+
+def test_admin_create_refuses_an_unknown_role_listing_the_roles(tmp_path: Path) -> None:
+    refused = _adstack("admin", "create", "--email", "ops@example.com", "--password", "a long passphrase",
+                       "--role", "superuser", "--data-dir", str(tmp_path))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr + refused.stdout
+    assert "'superuser' is not one of 'admin', 'reviewer', 'account_manager'" in refused.stderr
+
+
+def test_admin_create_holds_the_password_to_the_users_rule(tmp_path: Path) -> None:
+    short = "x" * (MIN_PASSWORD_LENGTH - 1)
+    refused = _adstack("admin", "create", "--email", "ops@example.com", "--password", short,
+                       "--data-dir", str(tmp_path / "refused"))
+    assert refused.returncode == 2 and f"at least {MIN_PASSWORD_LENGTH} characters" in refused.stderr
+    assert not (tmp_path / "refused").exists()  # refused before anything is migrated
+    created = _adstack("admin", "create", "--email", "ops@example.com", "--password", "a long passphrase",
+                       "--role", "reviewer", "--data-dir", str(tmp_path / "made"))
+    assert created.returncode == 0, created.stderr
+    assert "created ops@example.com (reviewer)" in created.stdout

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from adstack.accounts.passwords import MIN_PASSWORD_LENGTH
+from adstack.accounts.roles import PlatformRole, Role
 from adstack.core.settings import Settings, set_settings
 
 app = typer.Typer(help="adstack: self-hosted mobile advertising platform.", no_args_is_help=True)
@@ -160,25 +162,28 @@ def prune(data_dir: DataDir = None) -> None:
 @admin_app.command("create")
 def admin_create(
     email: Annotated[str, typer.Option(help="Sign-in email.")],
-    password: Annotated[str, typer.Option(help="At least 8 characters.", prompt=True, hide_input=True)],
-    role: Annotated[str, typer.Option(help="admin, reviewer or account_manager.")] = "admin",
+    password: Annotated[str, typer.Option(help=f"At least {MIN_PASSWORD_LENGTH} characters, not one of the most "
+                                                 f"common passwords.", prompt=True, hide_input=True)],
+    role: Annotated[PlatformRole, typer.Option(help="The platform role.")] = PlatformRole.ADMIN,
     data_dir: DataDir = None,
 ) -> None:
     """Create a platform administrator."""
     from adstack.accounts import users
-    from adstack.accounts.models import Role
+    from adstack.accounts.passwords import check_new_password
     from adstack.core.bootstrap import migrate as run_migrate
     from adstack.core.db import make_engine, make_session_factory, session_scope
-    from adstack.core.errors import DomainError
+    from adstack.core.errors import DomainError, ValidationFailed
 
-    if len(password) < 8:
-        raise typer.BadParameter("the password needs at least 8 characters", param_hint="--password")
+    try:
+        check_new_password(password)  # before migrating: the same policy users.create_admin applies
+    except ValidationFailed as exc:
+        raise typer.BadParameter(exc.message, param_hint="--password") from exc
     settings = _settings(data_dir)
     run_migrate(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            user = users.create_admin(session, email=email, password=password, role=Role(role))
+            user = users.create_admin(session, email=email, password=password, role=Role(role.value))
             console.print(f"[green]created[/] {user.email} ({user.role})")
     except DomainError as exc:
         console.print(f"[red]{exc.message}[/]")

@@ -21,6 +21,7 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adstack.accounts.passwords import MIN_PASSWORD_LENGTH, refuse_common_password
+from adstack.accounts.roles import PLATFORM_ROLES, Role
 from adstack.core.countries import check_country_code
 from adstack.core.db import Base, TimestampMixin
 from adstack.core.ids import EntityId
@@ -29,17 +30,6 @@ from adstack.core.timeutil import utcnow, validate_time_zone
 from adstack.review.models import ReviewStatus
 
 AGREEMENT_VERSION = "2025-01"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"  # platform admin with every power
-    REVIEWER = "reviewer"  # platform admin who reviews accounts and ads
-    ACCOUNT_MANAGER = "account_manager"  # platform admin who manages accounts and money
-    AGENCY = "agency"
-    ADVERTISER = "advertiser"
-
-
-PLATFORM_ROLES = frozenset({Role.ADMIN, Role.REVIEWER, Role.ACCOUNT_MANAGER})
 
 
 class AccountRole(StrEnum):
