@@ -773,6 +773,36 @@ def test_the_billing_notice_signs_the_bids_price_currency_and_test_mode(
     assert claims.exchange_bid_micros == round(bid["price"] * 1_000_000)
 
 
+# ---------- what a won bid charges: never above the price bid ----------
+
+
+def _interstitial_cpc(bid_micros: int, **targeting: Any) -> Any:
+    """A CPC ad group on interstitials, whose prior pCTR (4%) makes the 0.01 CPC minimum a 0.40 CPM."""
+    return group(1, bid_type="cpc", bid_micros=bid_micros, placement="interstitial", categories=("IAB19-6",),
+                 creatives=(creative(1, format="iab_interstitial_320x480", width=320, height=480),),
+                 targeting={"placement_types": frozenset({"interstitial"}), **targeting})
+
+
+def _interstitial_request(**overrides: Any) -> dict[str, Any]:
+    return bid_request(imp=[{"id": "1", "instl": 1, "banner": {"w": 320, "h": 480}, **overrides}])
+
+
+def _cpm_of_click_price(bid: dict[str, Any], settings: Settings) -> float:
+    """What the token's per-click price costs per 1,000 impressions at the 4% pCTR."""
+    return _charged(settings, bid) * 0.04 * 1000
+
+
+def test_a_fixed_price_deal_below_the_cpc_minimum_is_not_bid_on(client: TestClient, settings: Settings) -> None:
+    """OpenRTB 2.6 §3.2.12 `at`=3: the deal's bidfloor is the price. 0.30 CPM is 0.0075 a click at a 4% pCTR, below
+    the 0.01 CPC minimum, which would have lifted the charge to 0.40 CPM: no bid. 0.50 CPM is 0.0125 a click."""
+    serve(client, [_interstitial_cpc(50_000, deal_ids=frozenset({"D1"}))])  # worth 2.00 CPM
+    below = _interstitial_request(pmp={"private_auction": 1, "deals": [{"id": "D1", "bidfloor": 0.30, "at": 3}]})
+    assert client.post("/openrtb2/bid", json=below).status_code == 204
+    above = _interstitial_request(pmp={"private_auction": 1, "deals": [{"id": "D1", "bidfloor": 0.50, "at": 3}]})
+    bid = first_bid(client.post("/openrtb2/bid", json=above))
+    assert bid["price"] == 0.5 and _cpm_of_click_price(bid, settings) == pytest.approx(0.5)
+
+
 def test_no_bid_below_the_platform_minimum(client: TestClient) -> None:
     serve(client, [banner_group(bid_micros=50_000)])  # 0.05 CPM, below the 0.10 platform minimum
     assert client.post("/openrtb2/bid", json=bid_request()).status_code == 204

@@ -106,6 +106,11 @@ class Floor:
     ecpm: float
     fixed: bool = False  # a fixed price (a fixed-price deal): the candidate pays exactly this, whoever follows
 
+    @property
+    def exact(self) -> float | None:
+        """The price the candidate pays whoever follows, or None for the second price."""
+        return self.ecpm if self.fixed else None
+
 
 # Per auction candidate, given its eCPM: its floor, or None when it may not take the slot at all.
 FloorOf = Callable[[AdGroupSnap, float], Floor | None]
@@ -121,7 +126,7 @@ class _Candidate:
     pctr: float
     pcvr: float
     floor: float
-    fixed: bool = False
+    exact: float | None = None  # the price it pays whoever follows (`Floor.exact`), USD micros CPM
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,9 +458,12 @@ class DecisionEngine:
                     continue
             else:
                 own = floor_of(group, top.ecpm)  # it checks the candidate reaches it
-                if own is None or (own.fixed and own.ecpm < floor):
-                    continue  # may not bid, or a fixed price below what the slot takes (the space's reserve)
-                top.floor, top.fixed = max(own.ecpm, floor), own.fixed
+                if own is None:
+                    continue
+                exact = own.exact
+                if exact is not None and not self._may_charge(group.bid_type, exact, floor, top):
+                    continue
+                top.floor, top.exact = max(own.ecpm, floor), exact
                 if top.ecpm < top.floor:
                     continue  # below its deal's floor or the slot's (the space's reserve)
             found.append(top)
@@ -472,26 +480,45 @@ class DecisionEngine:
                 break
             runner_up = found[position + 1].ecpm if position + 1 < len(found) else None
             group = candidate.group
-            # A fixed price is paid whoever follows, as a second price with no runner-up and that price for floor.
-            auction_type = "second_price" if candidate.fixed else self.auction_type
-            if candidate.fixed:
+            # An exact price (a fixed-price deal) is paid whoever follows, never more: `_may_charge` kept it at or
+            # above the minimum, so the minimum does not lift it.
+            exact = candidate.exact
+            auction_type = "second_price" if exact is not None else self.auction_type
+            if exact is not None:
                 runner_up = None
             price = clearing_price_micros(bid_type=group.bid_type, bid_micros=group.bid_micros,
                                           currency=group.currency, winner_ecpm=candidate.ecpm,
-                                          runner_up_ecpm=runner_up, floor_ecpm=candidate.floor, pctr=candidate.pctr,
-                                          pcvr=candidate.pcvr, fx=fx, auction_type=auction_type,
-                                          minimum_micros=minimums.in_currency(group.bid_type, group.currency, fx))
+                                          runner_up_ecpm=runner_up,
+                                          floor_ecpm=candidate.floor if exact is None else exact,
+                                          pctr=candidate.pctr, pcvr=candidate.pcvr, fx=fx, auction_type=auction_type,
+                                          minimum_micros=minimums.in_currency(group.bid_type, group.currency, fx),
+                                          exact=exact is not None)
             # What the slot costs the advertiser, as USD CPM (the minimum counted through the winner's own rates).
-            minimum_ecpm = ecpm_usd_micros(group.bid_type, minimums.usd_micros(group.bid_type), candidate.pctr,
-                                           candidate.pcvr)
-            cleared = min(candidate.ecpm, max(candidate.floor, minimum_ecpm, runner_up or 0.0)) \
-                if auction_type == "second_price" else candidate.ecpm
+            minimum_ecpm = self._minimum_ecpm(group.bid_type, candidate)
+            if exact is not None:
+                cleared = min(candidate.ecpm, exact)
+            elif auction_type == "second_price":
+                cleared = min(candidate.ecpm, max(candidate.floor, minimum_ecpm, runner_up or 0.0))
+            else:
+                cleared = candidate.ecpm
             decision = yield from self._commit(request, state, times, space, group, [candidate.creative],
                                                tier=TIER_AUCTION, ecpm=candidate.ecpm, price=price,
                                                pctr=candidate.pctr, pcvr=candidate.pcvr, exchange_cpm=cleared)
             if decision is not None:
                 out.append(decision)
         return out
+
+    def _minimum_ecpm(self, bid_type: str, candidate: _Candidate) -> float:
+        """The platform minimum of the candidate's bid type as USD CPM, through its own predicted rates."""
+        return ecpm_usd_micros(bid_type, self.minimum_prices.usd_micros(bid_type), candidate.pctr, candidate.pcvr)
+
+    def _may_charge(self, bid_type: str, exact: float, floor: float, candidate: _Candidate) -> bool:
+        """Whether a candidate that pays exactly `exact` (USD CPM) may take the slot: not when that is below the
+        slot's floor (the space's reserve), nor below the platform minimum of its bid type counted through its
+        rates (a fixed price of 0.30 CPM is 0.0075 a click at a 4% pCTR): the minimum would lift its charge above
+        the price agreed. A part per billion of slack absorbs float conversions."""
+        least = max(floor, self._minimum_ecpm(bid_type, candidate))
+        return exact >= least * (1 - 1e-9)
 
     @staticmethod
     def _auction_ordinals(plan: Plan, index: TargetingIndex, blocked: AbstractBitMap | None,

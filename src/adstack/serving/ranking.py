@@ -16,7 +16,11 @@ CPA):
   through the winner's own predicted rates into its bid unit and its currency, rounded up to a micro, never below
   the platform minimum of its bid type and never above its bid;
 - first price: the winner's bid;
-- a fixed-price deal: its price, whoever follows (a second price with no runner-up).
+- an exact price, whoever follows: a fixed-price deal's price (OpenRTB 2.6 §3.2.12 `at` 3), converted into the
+  winner's bid unit and currency rounded down, so the charge never exceeds it. A candidate whose exact price is
+  below the slot's floor or the platform minimum of its bid type (through its own predicted rates: a 0.30 CPM
+  is 0.0075 a click at a 4% pCTR, below a 0.01 CPC minimum) does not take part: charging the minimum would cost
+  more than the price agreed.
 
 The platform minimum (`MinimumPrices`, operator settings in USD micros: per click, per 1,000 impressions, per
 action) is converted to the account currency through the snapshot's FX table with Decimal, rounded up. Without
@@ -100,14 +104,17 @@ class MinimumPrices:
 
 def clearing_price_micros(*, bid_type: str, bid_micros: int, currency: str, winner_ecpm: float,
                           runner_up_ecpm: float | None, floor_ecpm: float, pctr: float, pcvr: float,
-                          fx: FxRates, auction_type: str = "second_price", minimum_micros: int = 0) -> int:
+                          fx: FxRates, auction_type: str = "second_price", minimum_micros: int = 0,
+                          exact: bool = False) -> int:
     """The price the winner pays, in its currency and bid unit (see the module docstring).
 
     `minimum_micros` is the platform minimum for the bid type in the winner's currency (`MinimumPrices`).
+    `exact`: `floor_ecpm` is what the winner pays whoever follows (a fixed-price deal): converted rounded down, so
+    the charge never exceeds it, and not lifted to the minimum, which the caller has checked it reaches.
     """
     if auction_type == "first_price":
         return bid_micros
-    target = max(runner_up_ecpm or 0.0, floor_ecpm)
+    target = floor_ecpm if exact else max(runner_up_ecpm or 0.0, floor_ecpm)
     target = min(target, winner_ecpm)
     if bid_type == CPM:
         per_unit_usd = target
@@ -117,7 +124,9 @@ def clearing_price_micros(*, bid_type: str, bid_micros: int, currency: str, winn
         per_unit_usd = target / (1000 * pctr * pcvr) if pctr > 0 and pcvr > 0 else 0.0
     else:
         return bid_micros
-    price = fx.from_usd_micros(per_unit_usd, currency) if per_unit_usd > 0 else 0
+    price = fx.from_usd_micros(per_unit_usd, currency, round_up=not exact) if per_unit_usd > 0 else 0
+    if exact:
+        return max(1, min(bid_micros, price))
     return max(1, min(bid_micros, max(price, minimum_micros)))
 
 

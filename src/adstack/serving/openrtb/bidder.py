@@ -30,7 +30,9 @@ Mapping a request onto the engine:
   deals, the bid goes to the one with the highest floor it reaches (then the lowest deal id). The advertiser's
   charge (and its budget reservation) is priced against that deal inside our auction (`_floor_of`): on a fixed
   price exactly that price, otherwise the second price with the deal's floor (the imp's floor when higher) for
-  floor; a deal buyer whose deals are all out of its reach takes no part, so the next candidate may bid;
+  floor. Source: OpenRTB 2.6 §3.2.12 `at`, "3 = the value passed in bidfloor is the agreed upon deal price": a
+  fixed price below what we may charge (the platform minimum of the buyer's bid type through its rates) is not
+  bid on. A deal buyer whose deals are all out of its reach takes no part, so the next candidate may bid;
 - privacy (privacy.py): under COPPA, GDPR without our consent, `lmt`/`dnt` or a US opt-out, no device id is used;
   our tracking URLs never carry the raw device id in any case;
 - brand safety: `badv` (advertiser domains), `bapp` (promoted app), `bcat` (the campaign's IAB categories) and
