@@ -1,5 +1,6 @@
 """What a won OpenRTB bid costs the advertiser, from `POST /openrtb2/bid` through the win and billing notices to
-the ledger: on a fixed-price deal never more than the deal's price."""
+the ledger: on a first-price auction never more than the bid, on a fixed-price deal never more than the deal's
+price."""
 
 from __future__ import annotations
 
@@ -90,6 +91,30 @@ def _click(api: Api, bid: dict[str, Any]) -> None:
 def _per_click(cpm: float) -> int:
     """A CPM in USD as the price of a click at the banner pCTR, in micros, rounded down as exact prices are."""
     return math.floor(cpm * 1_000_000 / (1000 * BANNER_PCTR))
+
+
+def test_a_first_price_win_charges_the_advertiser_no_more_than_the_bid(api: Api, settings: Settings) -> None:
+    """OpenRTB 2.6 §3.2.1 `at`=1: the exchange clears at our bid (the 0.60 CPM value less the margin, 0.48), so the
+    advertiser pays that, not our own auction's second price (the 0.54 runner-up), which is above it. CPC: the
+    click is charged the bid through the pCTR."""
+    admin, actor, campaign_id = _advertiser(api)
+    best = _ad_group(api, admin, actor, campaign_id, bid_type="cpc", bid_micros=100_000)  # 0.60 CPM at 0.6%
+    runner_up = _ad_group(api, admin, actor, campaign_id, bid_type="cpc", bid_micros=90_000)  # 0.54 CPM
+    assert eventually(lambda: _serving(api, best, runner_up))
+    # Both bids before any click, which would move the predicted rates the prices go through.
+    bid = _bid(api, _request(at=1))
+    second = _bid(api, _request(at=2))
+    assert bid is not None and second is not None
+    price = bid["price"]
+    assert price == pytest.approx(0.6 * (100 - settings.openrtb_first_price_margin_percent) / 100)  # 0.48
+    assert second["price"] == pytest.approx(0.6)
+    for won, clearing in ((bid, str(price)), (second, "0.5")):
+        _win_and_bill(api, won, clearing)
+        _click(api, won)
+    charged, second_charged = _charges(api, actor.account_id)
+    assert charged == _per_click(price) and charged * 1000 * BANNER_PCTR <= price * 1_000_000
+    # On a second-price exchange our own auction's price stands: the runner-up's 0.54, below the 0.60 bid.
+    assert second_charged == 90_000
 
 
 def _fixed_deal(price: float, *, private: int = 1) -> dict[str, Any]:

@@ -776,6 +776,39 @@ def test_the_billing_notice_signs_the_bids_price_currency_and_test_mode(
 # ---------- what a won bid charges: never above the price bid ----------
 
 
+def test_a_first_price_bid_is_charged_its_bid_not_our_second_price(client: TestClient, settings: Settings) -> None:
+    """On a first-price auction (OpenRTB 2.6 §3.2.1 `at`=1, or a deal's `at`=1, §3.2.12) the exchange clears at our
+    bid, which is the value less the margin: the runner-up's 4.50 would charge the advertiser more than the 4.00
+    we bid, so the advertiser pays the bid."""
+    serve(client, [banner_group(bid_micros=5_000_000), banner_group(2, bid_micros=4_500_000)])
+    bid = first_bid(client.post("/openrtb2/bid", json=bid_request(at=1)))
+    margin = settings.openrtb_first_price_margin_percent
+    assert bid["cid"] == "1" and bid["price"] == pytest.approx(5.0 * (100 - margin) / 100)
+    assert _charged(settings, bid) == bid["price"]
+    second = first_bid(client.post("/openrtb2/bid", json=bid_request(at=2)))
+    assert (second["price"], _charged(settings, second)) == (5.0, 4.5)  # second price: the runner-up's value
+
+    serve(client, [_deal_buyer("D1"), banner_group(2, bid_micros=4_500_000)])
+    pmp = {"private_auction": 0, "deals": [{"id": "D1", "bidfloor": 1.0, "at": 1}]}
+    imp = [{"id": "1", "banner": {"w": 300, "h": 250}, "pmp": pmp}]
+    dealt = first_bid(client.post("/openrtb2/bid", json=bid_request(at=2, imp=imp)))
+    assert dealt["dealid"] == "D1" and _charged(settings, dealt) == dealt["price"] < 4.5
+
+
+def test_a_first_price_bid_below_the_spaces_reserve_is_not_made(client: TestClient) -> None:
+    """Worth 3.50, bid 2.80 on a first price: the 3.00 reserve would charge more than the bid."""
+    from adstack.serving.snapshot import AdSpaceSnap
+    from tests.serving.support import PUBLISHER_ID, SPACE_ID, snapshot
+
+    reserved = AdSpaceSnap(SPACE_ID, PUBLISHER_ID, "space", "banner", reserve_price_micros=3_000_000)
+    client.app.state.serving.engine.swap(  # type: ignore[attr-defined]
+        ServingState.build(snapshot([banner_group(bid_micros=3_500_000)], spaces=[reserved])))
+    imp = {"id": "1", "tagid": str(SPACE_ID), "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}
+    request = bid_request(imp=[imp], app={"bundle": "com.publisher.app"})
+    assert client.post("/openrtb2/bid", json={**request, "at": 1}).status_code == 204
+    assert first_bid(client.post("/openrtb2/bid", json={**request, "at": 2}))["price"] == 3.5
+
+
 def _interstitial_cpc(bid_micros: int, **targeting: Any) -> Any:
     """A CPC ad group on interstitials, whose prior pCTR (4%) makes the 0.01 CPC minimum a 0.40 CPM."""
     return group(1, bid_type="cpc", bid_micros=bid_micros, placement="interstitial", categories=("IAB19-6",),
@@ -801,6 +834,18 @@ def test_a_fixed_price_deal_below_the_cpc_minimum_is_not_bid_on(client: TestClie
     above = _interstitial_request(pmp={"private_auction": 1, "deals": [{"id": "D1", "bidfloor": 0.50, "at": 3}]})
     bid = first_bid(client.post("/openrtb2/bid", json=above))
     assert bid["price"] == 0.5 and _cpm_of_click_price(bid, settings) == pytest.approx(0.5)
+
+
+def test_a_first_price_cpc_bid_below_the_cpc_minimum_is_not_made(client: TestClient, settings: Settings) -> None:
+    """CPC 0.011 at a 4% pCTR is worth 0.44 CPM and bids 0.352 on a first price: 0.0088 a click, below the 0.01
+    minimum. On a second price it bids 0.44 and pays at least the minimum, within its bid."""
+    serve(client, [_interstitial_cpc(11_000)])
+    assert client.post("/openrtb2/bid", json={**_interstitial_request(), "at": 1}).status_code == 204
+    second = first_bid(client.post("/openrtb2/bid", json={**_interstitial_request(), "at": 2}))
+    assert second["price"] == pytest.approx(0.44) and _cpm_of_click_price(second, settings) <= second["price"]
+    serve(client, [_interstitial_cpc(20_000)])  # worth 0.80, bids 0.64: 0.016 a click
+    first = first_bid(client.post("/openrtb2/bid", json={**_interstitial_request(), "at": 1}))
+    assert _cpm_of_click_price(first, settings) == pytest.approx(first["price"], abs=1e-4)
 
 
 def test_no_bid_below_the_platform_minimum(client: TestClient) -> None:

@@ -100,16 +100,19 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Floor:
-    """One auction candidate's own floor, where the caller prices candidates apart (an exchange's deals): USD
-    micros per 1,000 impressions."""
+    """One auction candidate's own floor, where the caller prices candidates apart (an exchange's deals and
+    auction types): USD micros per 1,000 impressions."""
 
     ecpm: float
     fixed: bool = False  # a fixed price (a fixed-price deal): the candidate pays exactly this, whoever follows
+    # What the candidate pays exactly otherwise, whoever follows: our bid on a first-price exchange, which charges
+    # it. None: the second price.
+    price: float | None = None
 
     @property
     def exact(self) -> float | None:
         """The price the candidate pays whoever follows, or None for the second price."""
-        return self.ecpm if self.fixed else None
+        return self.ecpm if self.fixed else self.price
 
 
 # Per auction candidate, given its eCPM: its floor, or None when it may not take the slot at all.
@@ -480,8 +483,8 @@ class DecisionEngine:
                 break
             runner_up = found[position + 1].ecpm if position + 1 < len(found) else None
             group = candidate.group
-            # An exact price (a fixed-price deal) is paid whoever follows, never more: `_may_charge` kept it at or
-            # above the minimum, so the minimum does not lift it.
+            # An exact price (a fixed-price deal, a first-price exchange's bid) is paid whoever follows, never
+            # more: `_may_charge` kept it at or above the minimum, so the minimum does not lift it.
             exact = candidate.exact
             auction_type = "second_price" if exact is not None else self.auction_type
             if exact is not None:
@@ -516,7 +519,7 @@ class DecisionEngine:
         """Whether a candidate that pays exactly `exact` (USD CPM) may take the slot: not when that is below the
         slot's floor (the space's reserve), nor below the platform minimum of its bid type counted through its
         rates (a fixed price of 0.30 CPM is 0.0075 a click at a 4% pCTR): the minimum would lift its charge above
-        the price agreed. A part per billion of slack absorbs float conversions."""
+        the price agreed or bid. A part per billion of slack absorbs float conversions."""
         least = max(floor, self._minimum_ecpm(bid_type, candidate))
         return exact >= least * (1 - 1e-9)
 

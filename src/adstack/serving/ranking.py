@@ -16,11 +16,12 @@ CPA):
   through the winner's own predicted rates into its bid unit and its currency, rounded up to a micro, never below
   the platform minimum of its bid type and never above its bid;
 - first price: the winner's bid;
-- an exact price, whoever follows: a fixed-price deal's price (OpenRTB 2.6 §3.2.12 `at` 3), converted into the
-  winner's bid unit and currency rounded down, so the charge never exceeds it. A candidate whose exact price is
-  below the slot's floor or the platform minimum of its bid type (through its own predicted rates: a 0.30 CPM
-  is 0.0075 a click at a 4% pCTR, below a 0.01 CPC minimum) does not take part: charging the minimum would cost
-  more than the price agreed.
+- an exact price, whoever follows: a fixed-price deal's price, or on a first-price exchange the price we bid
+  there (which is what the exchange charges: OpenRTB 2.6 §3.2.1 and §3.2.12 `at`), converted into the winner's
+  bid unit and currency rounded down, so the charge never exceeds it. A candidate whose exact price is below
+  the slot's floor or the platform minimum of its bid type (through its own predicted rates: a 0.30 CPM is
+  0.0075 a click at a 4% pCTR, below a 0.01 CPC minimum) does not take part: charging the minimum would cost
+  more than the price agreed or bid.
 
 The platform minimum (`MinimumPrices`, operator settings in USD micros: per click, per 1,000 impressions, per
 action) is converted to the account currency through the snapshot's FX table with Decimal, rounded up. Without
@@ -109,8 +110,9 @@ def clearing_price_micros(*, bid_type: str, bid_micros: int, currency: str, winn
     """The price the winner pays, in its currency and bid unit (see the module docstring).
 
     `minimum_micros` is the platform minimum for the bid type in the winner's currency (`MinimumPrices`).
-    `exact`: `floor_ecpm` is what the winner pays whoever follows (a fixed-price deal): converted rounded down, so
-    the charge never exceeds it, and not lifted to the minimum, which the caller has checked it reaches.
+    `exact`: `floor_ecpm` is what the winner pays whoever follows (a fixed-price deal, a first-price exchange's
+    bid): converted rounded down, so the charge never exceeds it, and not lifted to the minimum, which the caller
+    has checked it reaches.
     """
     if auction_type == "first_price":
         return bid_micros

@@ -21,18 +21,22 @@ Mapping a request onto the engine:
 - prices: on a second-price exchange (`at=2`, the default) the bid is the winner's eCPM, its value to us; on a
   first-price one (`at=1`) the value less the configured margin (`openrtb_first_price_margin_percent`), never
   above the ad group's own bid. Either is never below the floor nor the platform's minimum CPM (ranking's
-  `MinimumPrices`): a bid that would be is withdrawn. The advertiser is charged our auction's clearing price
-  (the tracking token's price), whatever the exchange cleared at;
+  `MinimumPrices`): a bid that would be is withdrawn. The advertiser is charged the tracking token's price: on a
+  second price our auction's clearing price, whatever the exchange cleared at; on a first price our bid, which
+  is what the exchange clears at (OpenRTB 2.6 §4.4.1), so each candidate is priced at its own bid (`_floor_of`),
+  and one whose bid is below the space's reserve or, through its predicted rates, below the platform minimum of
+  its bid type takes no part;
 - `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
   `private_auction=1` only they may bid. A deal's `wseat` and `wadomain` (our ad group's advertiser domain must be
   listed) are honoured; its `at` overrides the request's: 1 and 2 are priced as above, 3 is a fixed price, its
   `bidfloor`, bid exactly where our value reaches it (another type, an exchange's own, is not bid on). Of several
   deals, the bid goes to the one with the highest floor it reaches (then the lowest deal id). The advertiser's
   charge (and its budget reservation) is priced against that deal inside our auction (`_floor_of`): on a fixed
-  price exactly that price, otherwise the second price with the deal's floor (the imp's floor when higher) for
-  floor. Source: OpenRTB 2.6 §3.2.12 `at`, "3 = the value passed in bidfloor is the agreed upon deal price": a
-  fixed price below what we may charge (the platform minimum of the buyer's bid type through its rates) is not
-  bid on. A deal buyer whose deals are all out of its reach takes no part, so the next candidate may bid;
+  price exactly that price, on a first price our bid, otherwise the second price with the deal's floor (the imp's
+  floor when higher) for floor. Source: OpenRTB 2.6 §3.2.12 `at`, "3 = the value passed in bidfloor is the agreed
+  upon deal price": a fixed price below what we may charge (the platform minimum of the buyer's bid type through
+  its rates) is not bid on. A deal buyer whose deals are all out of its reach takes no part, so the next candidate
+  may bid;
 - privacy (privacy.py): under COPPA, GDPR without our consent, `lmt`/`dnt` or a US opt-out, no device id is used;
   our tracking URLs never carry the raw device id in any case;
 - brand safety: `badv` (advertiser domains), `bapp` (promoted app), `bcat` (the campaign's IAB categories) and
@@ -429,7 +433,9 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     minimum = runtime.engine.minimum_prices.usd_micros(CPM)
     floor = max(floor, minimum)
     lowest = floor
-    floor_of: FloorOf | None = None
+    # Each candidate prices itself (`_floor_of`) where the bid decides what the advertiser pays: a first-price
+    # exchange charges our bid, and a deal its own terms.
+    floor_of: FloorOf | None = _floor_of(context, deals, floor, minimum) if context.first_price else None
     if deals:
         # Each candidate is priced against what it would bid on (a deal's terms, or the imp's floor): the engine
         # starts from the lowest of those floors and asks `floor_of` for each candidate's own.
@@ -489,6 +495,7 @@ class DealBid:
     floor: int  # USD micros CPM: what the advertiser pays at least (on a fixed-price deal, exactly)
     fixed: bool
     price: float  # the bid, in the response's currency
+    first_price: float | None = None  # on a first-price deal, the bid as USD micros CPM: what the advertiser pays
 
 
 def _deal_bid(context: Context, group: AdGroupSnap, ecpm: float, deals: dict[str, DealTerms], floor: int,
@@ -512,10 +519,12 @@ def _deal_bid(context: Context, group: AdGroupSnap, ecpm: float, deals: dict[str
             price = round(terms.bidfloor, 6) if exact else _price(needed, context.currency, context.runtime)
             usable.append(DealBid(deal_id, needed, True, price))
             continue
-        value = _bid_price(context, ecpm, first_price=auction == FIRST_PRICE)
+        first_price = auction == FIRST_PRICE
+        value = _bid_price(context, ecpm, first_price=first_price)
         if _reaches(value, needed):
-            usable.append(DealBid(deal_id, needed, False,
-                                  _price(max(value, float(needed)), context.currency, context.runtime)))
+            bid_usd = max(value, float(needed))
+            usable.append(DealBid(deal_id, needed, False, _price(bid_usd, context.currency, context.runtime),
+                                  bid_usd if first_price else None))
     if not usable:
         return None
     return min(usable, key=lambda u: (-u.floor, u.deal_id))
@@ -529,9 +538,11 @@ def _floor_of(context: Context, deals: dict[str, DealTerms], floor: int, minimum
     def floor_of(group: AdGroupSnap, ecpm: float) -> Floor | None:
         if group.targeting.deal_ids:
             dealt = _deal_bid(context, group, ecpm, deals, floor, minimum)
-            return None if dealt is None else Floor(dealt.floor, fixed=dealt.fixed)
+            return None if dealt is None else Floor(dealt.floor, fixed=dealt.fixed, price=dealt.first_price)
         value = _bid_price(context, ecpm, first_price=context.first_price)
-        return Floor(floor) if _reaches(value, floor) else None
+        if not _reaches(value, floor):
+            return None
+        return Floor(floor, price=max(value, float(floor)) if context.first_price else None)
 
     return floor_of
 
