@@ -1,6 +1,6 @@
 """What a won OpenRTB bid costs the advertiser, from `POST /openrtb2/bid` through the win and billing notices to
 the ledger: on a first-price auction never more than the bid, on a fixed-price deal never more than the deal's
-price."""
+price, and a guaranteed booking's booked CPM is what it bids."""
 
 from __future__ import annotations
 
@@ -117,8 +117,44 @@ def test_a_first_price_win_charges_the_advertiser_no_more_than_the_bid(api: Api,
     assert second_charged == 90_000
 
 
+def _booking(api: Api, **targeting: Any) -> Actor:
+    """A brand advertiser's guaranteed CPM booking at 2.00 on open-exchange banners, once it serves."""
+    admin = api.admin()
+    actor = api.approved_account(admin)
+    ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+    campaign_id = campaign(api, actor, objective="brand")["id"]
+    booking = _ad_group(api, admin, actor, campaign_id, bid_type="guaranteed_cpm", bid_micros=2_000_000,
+                        booked_impressions=100_000, targeting={"countries": ["ID"], **targeting})
+    assert eventually(lambda: _serving(api, booking))
+    return actor
+
+
+def test_a_guaranteed_booking_bids_its_booked_cpm_on_a_first_price_exchange(api: Api) -> None:
+    """A booking pays its booked 2.00 whoever bids, so on a first-price exchange it bids 2.00: the value less the
+    margin (1.60) would have charged it more than the bid."""
+    actor = _booking(api)
+    bid = _bid(api, _request(at=1))
+    assert bid is not None and bid["price"] == 2.0
+    _win_and_bill(api, bid, "2.0")
+    second = _bid(api, _request(at=2))  # a second-price exchange: the same bid, our booked price stands
+    assert second is not None and second["price"] == 2.0
+    _win_and_bill(api, second, "1.2")
+    assert _charges(api, actor.account_id) == [2_000, 2_000]  # a thousandth of the CPM an impression
+
+
 def _fixed_deal(price: float, *, private: int = 1) -> dict[str, Any]:
     return _request(imp={"pmp": {"private_auction": private, "deals": [{"id": "D1", "bidfloor": price, "at": 3}]}})
+
+
+def test_a_guaranteed_booking_bids_only_on_a_fixed_price_deal_at_its_booked_cpm(api: Api) -> None:
+    """OpenRTB 2.6 §3.2.12 `at`=3: the deal's bidfloor is the agreed price. A booking charged 2.00 may not take a
+    1.25 deal: it would pay more than the deal's price."""
+    actor = _booking(api, deal_ids=["D1"])
+    assert _bid(api, _fixed_deal(1.25)) is None
+    bid = _bid(api, _fixed_deal(2.0))
+    assert bid is not None and (bid["dealid"], bid["price"]) == ("D1", 2.0)
+    _win_and_bill(api, bid, "2.0")
+    assert _charges(api, actor.account_id) == [2_000]
 
 
 def test_a_cpc_buyer_does_not_bid_on_a_fixed_price_deal_below_the_cpc_minimum(api: Api) -> None:

@@ -21,11 +21,11 @@ Mapping a request onto the engine:
 - prices: on a second-price exchange (`at=2`, the default) the bid is the winner's eCPM, its value to us; on a
   first-price one (`at=1`) the value less the configured margin (`openrtb_first_price_margin_percent`), never
   above the ad group's own bid. Either is never below the floor nor the platform's minimum CPM (ranking's
-  `MinimumPrices`): a bid that would be is withdrawn. The advertiser is charged the tracking token's price: on a
-  second price our auction's clearing price, whatever the exchange cleared at; on a first price our bid, which
-  is what the exchange clears at (OpenRTB 2.6 §4.4.1), so each candidate is priced at its own bid (`_floor_of`),
-  and one whose bid is below the space's reserve or, through its predicted rates, below the platform minimum of
-  its bid type takes no part;
+  `MinimumPrices`): a bid that would be is withdrawn. A guaranteed booking bids its booked CPM on either. The
+  advertiser is charged the tracking token's price: on a second price our auction's clearing price, whatever the
+  exchange cleared at; on a first price our bid, which is what the exchange clears at (OpenRTB 2.6 §4.4.1), so
+  each candidate is priced at its own bid (`_floor_of`), and one whose bid is below the space's reserve or, through
+  its predicted rates, below the platform minimum of its bid type takes no part;
 - `imp.pmp`: ad groups that target deal ids bid only on those deals and name the deal in `dealid`; with
   `private_auction=1` only they may bid. A deal's `wseat` and `wadomain` (our ad group's advertiser domain must be
   listed) are honoured; its `at` overrides the request's: 1 and 2 are priced as above, 3 is a fixed price, its
@@ -35,8 +35,8 @@ Mapping a request onto the engine:
   price exactly that price, on a first price our bid, otherwise the second price with the deal's floor (the imp's
   floor when higher) for floor. Source: OpenRTB 2.6 §3.2.12 `at`, "3 = the value passed in bidfloor is the agreed
   upon deal price": a fixed price below what we may charge (the platform minimum of the buyer's bid type through
-  its rates) is not bid on. A deal buyer whose deals are all out of its reach takes no part, so the next candidate
-  may bid;
+  its rates, a booking's booked CPM) is not bid on. A deal buyer whose deals are all out of its reach takes no
+  part, so the next candidate may bid;
 - privacy (privacy.py): under COPPA, GDPR without our consent, `lmt`/`dnt` or a US opt-out, no device id is used;
   our tracking URLs never carry the raw device id in any case;
 - brand safety: `badv` (advertiser domains), `bapp` (promoted app), `bcat` (the campaign's IAB categories) and
@@ -95,7 +95,7 @@ from adstack.serving.ranking import CPM
 from adstack.serving.request import AdRequest, Slot, parse_os_version
 from adstack.serving.runtime import ServingRuntime
 from adstack.serving.service import device_identity, impression_monitors, request_events, video_trackers
-from adstack.serving.snapshot import AdGroupSnap, AdSpaceSnap, Snapshot
+from adstack.serving.snapshot import GUARANTEED_CPM, AdGroupSnap, AdSpaceSnap, Snapshot
 from adstack.tracking.urls import build_tracking_urls
 
 log = logging.getLogger("adstack.serving.api")
@@ -463,17 +463,18 @@ async def _bid_for(context: Context, imp: Imp, media: str, slot: Slot, placement
     return made, decision, ad_request
 
 
-def _bid_price(context: Context, ecpm: float, *, first_price: bool) -> float:
+def _bid_price(context: Context, ecpm: float, *, first_price: bool, booked: bool = False) -> float:
     """USD micros CPM: the value on second price; on first price the value less the margin. The value (`ecpm`) is
     the ad group's own bid as an eCPM (a CPM bid itself; CPC and CPA through the predicted rates), so neither is
-    above the bid."""
-    if not first_price:
+    above the bid. A guaranteed booking (`booked`) pays its booked CPM whoever bids, so that is its bid on either:
+    less would charge the advertiser more than we bid."""
+    if not first_price or booked:
         return ecpm
     margin = context.runtime.settings.openrtb_first_price_margin_percent / 100
     return ecpm * (1 - margin)
 
 
-def _reaches(value: float, floor: int) -> bool:
+def _reaches(value: float, floor: float) -> bool:
     return value >= floor * (1 - 1e-9)
 
 
@@ -504,6 +505,7 @@ def _deal_bid(context: Context, group: AdGroupSnap, ecpm: float, deals: dict[str
     whose floor the bid reaches, the highest floor (then the lowest id); a fixed price is bid exactly where our
     value reaches it. The engine prices the advertiser's charge against the same deal (`_floor_of`)."""
     domains = {d.lower() for d in group.advertiser_domains}
+    booked = group.bid_type == GUARANTEED_CPM
     usable: list[DealBid] = []
     for deal_id in group.targeting.deal_ids & deals.keys():
         terms = deals[deal_id]
@@ -513,14 +515,14 @@ def _deal_bid(context: Context, group: AdGroupSnap, ecpm: float, deals: dict[str
         if needed is None:
             continue
         if auction == FIXED_PRICE:
-            if not _reaches(ecpm, needed):
-                continue
+            if not _reaches(ecpm, needed) or (booked and not _reaches(needed, ecpm)):
+                continue  # out of reach, or below the booked CPM a guaranteed booking is charged
             exact = terms.currency == context.currency
             price = round(terms.bidfloor, 6) if exact else _price(needed, context.currency, context.runtime)
             usable.append(DealBid(deal_id, needed, True, price))
             continue
         first_price = auction == FIRST_PRICE
-        value = _bid_price(context, ecpm, first_price=first_price)
+        value = _bid_price(context, ecpm, first_price=first_price, booked=booked)
         if _reaches(value, needed):
             bid_usd = max(value, float(needed))
             usable.append(DealBid(deal_id, needed, False, _price(bid_usd, context.currency, context.runtime),
@@ -557,7 +559,8 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
             return None
         deal_id, price = dealt.deal_id, dealt.price
     else:
-        value = _bid_price(context, decision.ecpm_usd_micros, first_price=context.first_price)
+        value = _bid_price(context, decision.ecpm_usd_micros, first_price=context.first_price,
+                           booked=decision.ad_group.bid_type == GUARANTEED_CPM)
         if not _reaches(value, floor):
             return None
         price = _price(max(value, float(floor)), context.currency, runtime)
