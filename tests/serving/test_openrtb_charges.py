@@ -1,6 +1,6 @@
 """What a won OpenRTB bid costs the advertiser, from `POST /openrtb2/bid` through the win and billing notices to
-the ledger: on a first-price auction never more than the bid, on a fixed-price deal never more than the deal's
-price, and a guaranteed booking's booked CPM is what it bids."""
+the ledger: on a first-price auction never more than the bid (nor than the clearing price the exchange reports),
+on a fixed-price deal never more than the deal's price."""
 
 from __future__ import annotations
 
@@ -140,6 +140,21 @@ def test_a_guaranteed_booking_bids_its_booked_cpm_on_a_first_price_exchange(api:
     assert second is not None and second["price"] == 2.0
     _win_and_bill(api, second, "1.2")
     assert _charges(api, actor.account_id) == [2_000, 2_000]  # a thousandth of the CPM an impression
+
+
+def test_an_impression_cleared_at_our_bid_costs_no_more_than_the_clearing_price_reported(api: Api) -> None:
+    """On a first-price exchange and on a fixed-price deal the exchange charges what it reports on the billing
+    notice (OpenRTB 2.6 §4.4 ${AUCTION_PRICE}, "the final price after discount"): the advertiser pays no more.
+    On a second-price exchange our own price stands; an unreadable price leaves it too."""
+    actor = _booking(api, deal_ids=["D1"])
+    request = _request(at=1, imp={"pmp": {"private_auction": 1, "deals": [{"id": "D1", "bidfloor": 1.0}]}})
+    for auction, clearing in ((request, "1.5"), (request, "2.5"), (request, "AUDIT"), (_fixed_deal(2.0), "1.75"),
+                              ({**request, "at": 2}, "1.2")):
+        bid = _bid(api, auction)
+        assert bid is not None and bid["price"] == 2.0
+        _win_and_bill(api, bid, clearing)
+    # 2.5 is past our bid, so it is read as the bid (§4.4: in the bid's units); AUDIT is no price.
+    assert _charges(api, actor.account_id) == [1_500, 2_000, 2_000, 1_750, 2_000]
 
 
 def _fixed_deal(price: float, *, private: int = 1) -> dict[str, Any]:

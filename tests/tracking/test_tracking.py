@@ -303,6 +303,45 @@ def test_a_clearing_price_is_read_only_within_what_our_bid_signed(api: Api, sett
     }
 
 
+def test_an_impression_the_exchange_clears_at_our_bid_is_charged_no_more_than_it_reports(
+    api: Api, settings: Settings
+) -> None:
+    """A first-price bid, or a fixed-price deal's, is charged by the exchange at what it reports (OpenRTB 2.6, 4.4:
+    "the final price after discount"), so the advertiser pays the lower of our price and that. Read as media
+    cost is: in the bid's currency, never above the bid; an unreadable price leaves our price."""
+    s = scenario(api, settings, bid_type="cpc")
+    before = s.balance_micros()
+    hits = [  # (the bid's currency and CPM in micros, what the exchange filled in, the charge in USD micros)
+        ("USD", 2_000_000, "&ap=1.50", 1_500),
+        ("USD", 2_000_000, "&ap=2.00&cur=USD", 2_000),
+        ("USD", 2_000_000, "&ap=9.99", 2_000),  # past the bid: read as the bid
+        ("USD", 2_000_000, "&ap=${AUCTION_PRICE}", 2_000),  # unknown: our price
+        ("USD", 2_000_000, "&ap=0", 0),  # the exchange charged nothing: neither do we
+        ("EUR", 1_850_000, "&ap=1.50&cur=EUR", 1_630),  # 1.50 EUR at the seeded 0.92 EUR to the USD
+    ]
+    for currency, bid, query, _ in hits:
+        urls = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000, exchange_currency=currency,
+                       exchange_bid_micros=bid, clears_at_bid=True)
+        expect(api.client.get(urls.impression_url + query), 204)
+    second_price = s.serve(new_gaid(), bid_type="cpm", price_micros=2_000_000, exchange_currency="USD",
+                           exchange_bid_micros=2_200_000)
+    expect(api.client.get(second_price.impression_url + "&ap=1.50"), 204)  # our own auction's price stands
+    charged = sum(c for *_, c in hits) + 2_000
+    assert s.balance_micros() == before - charged
+    assert _media_totals(api, s.admin, s.account_id)["cost_micros"] == charged
+
+
+def test_a_token_says_whether_the_exchange_clears_the_bid_at_its_price() -> None:
+    """Only such a bid carries the extra field: an exchange token issued before it (19 fields) still reads."""
+    cleared = _urls(exchange_currency="USD", exchange_bid_micros=2_000_000, clears_at_bid=True)
+    second = _urls(exchange_currency="USD", exchange_bid_micros=2_000_000)
+    claims = [decode_token(_token(u.impression_url), SECRET, now=utcnow()) for u in (cleared, second)]
+    assert [c.clears_at_bid for c in claims] == [True, False]
+    assert [c.exchange_bid_micros for c in claims] == [2_000_000, 2_000_000]
+    payload = base64.urlsafe_b64decode(_token(second.impression_url).split(".")[0] + "==").decode()
+    assert len(payload.split("|")) == 19
+
+
 @pytest.mark.parametrize("ivt", [True, False])
 def test_an_exchanges_test_auction_is_never_billed(api: Api, settings: Settings, ivt: bool) -> None:
     settings.ivt_enabled = ivt  # not billable whether or not invalid traffic is filtered

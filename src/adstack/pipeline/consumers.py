@@ -2,7 +2,8 @@
 replayed after a crash (its checkpoint not yet moved) changes nothing twice:
 
 - `billing`: one `finance.charges.apply_charges` for the batch (each charge id applies once), the charges' events in the
-  event store under their charge ids, then each booked reservation settled with its actual charge;
+  event store under their charge ids, then each booked reservation settled with its actual charge; an impression
+  of an exchange bid cleared at its price (first price, a fixed-price deal) costs no more than the exchange reports;
 - `touchpoints`: impressions and clicks, and refused requests, inserted in bulk, once per id;
 - `events`: the event store, which counts each event id once (and feeds predictions through its listeners).
 
@@ -18,7 +19,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -323,12 +324,19 @@ class Billing:
         items = _first_of_each(tracked(records, TRACKING_KINDS))
         invalid = self.context.verdicts(items, records)
         charges: list[tuple[ChargeRequest, Tracked | None, dict[str, Any]]] = []
+        currencies, rates = exchange_pricing(self.context, [i for i in items if i.claims.clears_at_bid])
         for item in items:
             claims, kind = item.claims, item.record["k"]
             if invalid.get(item.record["id"]):
                 continue  # never billed; its reservation is settled at nothing below
             if kind == Kind.IMPRESSION.value and claims.bid_type in IMPRESSION_BILLED:
                 amount, charge_kind = _impression_micros(claims.price_micros), claims.bid_type
+                if claims.clears_at_bid:
+                    # The exchange charges us what it reports (our bid, or less after a discount, OpenRTB 2.6
+                    # 4.4): the advertiser pays no more than that.
+                    reported = exchange_cost_micros(item.record, claims, currencies, rates)
+                    if reported is not None:
+                        amount = min(amount, reported)
             elif kind == Kind.CLICK.value and claims.bid_type in CLICK_BILLED:
                 amount, charge_kind = claims.price_micros, "cpc"
             else:
@@ -580,7 +588,7 @@ class StoreEvents:
     def apply(self, records: list[dict[str, Any]]) -> None:
         items = tracked(records, TRACKING_KINDS)
         invalid = self.context.verdicts(items, records)
-        currencies, rates = self._pricing(items)
+        currencies, rates = exchange_pricing(self.context, items)
         events: list[Event] = []
         for item in items:
             claims, record = item.claims, item.record
@@ -591,7 +599,8 @@ class StoreEvents:
                                             attrs={"reason": reasons[0], "reasons": ",".join(reasons), "kind": kind}))
             elif kind == Kind.IMPRESSION.value:
                 events.append(tracked_event(item, record["id"], EventType.IMPRESSION,
-                                            media_cost_micros=self._media_cost(record, claims, currencies, rates)))
+                                            media_cost_micros=exchange_cost_micros(record, claims, currencies,
+                                                                                   rates)))
             elif kind == Kind.CLICK.value:
                 events.append(tracked_event(item, record["id"], EventType.CLICK,
                                             attrs={"click_id": record["c"], "impression_id": claims.impression_id}))
@@ -609,32 +618,36 @@ class StoreEvents:
                                             attrs={"reason": "expired", "kind": str(record.get("kind", ""))}))
         self.context.store().append(events)
 
-    def _pricing(self, items: list[Tracked]) -> tuple[dict[int, str], Any]:
-        priced = {i.claims.account_id for i in items if i.record.get("ap") is not None and i.claims.exchange_currency}
-        if not priced:
-            return {}, None
-        from adstack.accounts.models import Account
-        from adstack.serving.loader import load_fx
 
-        with self.context.session_factory() as session:
-            currencies = {account_id: currency for account_id, currency in session.execute(
-                select(Account.id, Account.currency).where(Account.id.in_(priced)))}
-            return currencies, load_fx(session).usd_per_unit
+def exchange_pricing(context: Context, items: Sequence[Tracked],
+                     ) -> tuple[dict[int, str], Mapping[str, Decimal] | None]:
+    """What reading exchange clearing prices needs: the currencies of the accounts whose items carry one, and the
+    FX table; nothing is loaded when none does."""
+    priced = {i.claims.account_id for i in items if i.record.get("ap") is not None and i.claims.exchange_currency}
+    if not priced:
+        return {}, None
+    from adstack.accounts.models import Account
+    from adstack.serving.loader import load_fx
 
-    @staticmethod
-    def _media_cost(record: dict[str, Any], claims: TrackingClaims, currencies: dict[int, str],
-                    rates: dict[str, Decimal] | None) -> int | None:
-        """What the exchange says it charged for an impression our bid won, in the account currency: read in the
-        bid's signed currency (the URL's `cur` is only a copy of it) and never above our signed bid, which the
-        clearing price cannot exceed (OpenRTB 2.6, 4.4: "the same currency and units as the bid"). None for the
-        SDK's own impressions, whose URLs carry no price of ours, and for a test auction, which is not billed."""
-        if not claims.exchange_currency or claims.test:
-            return None
-        price = parse_auction_price(record.get("ap"))
-        currency = parse_price_currency(record.get("cur"))
-        account_currency = currencies.get(claims.account_id)
-        if price is None or currency != claims.exchange_currency or account_currency is None or rates is None:
-            return None
-        bid = Decimal(claims.exchange_bid_micros) / MICROS_PER_UNIT
-        return impression_cost_micros(min(price, bid), price_currency=currency, account_currency=account_currency,
-                                      usd_per_unit=rates)
+    with context.session_factory() as session:
+        currencies = {account_id: currency for account_id, currency in session.execute(
+            select(Account.id, Account.currency).where(Account.id.in_(priced)))}
+        return currencies, load_fx(session).usd_per_unit
+
+
+def exchange_cost_micros(record: dict[str, Any], claims: TrackingClaims, currencies: dict[int, str],
+                         rates: Mapping[str, Decimal] | None) -> int | None:
+    """What the exchange says it charged for an impression our bid won, in the account currency: read in the
+    bid's signed currency (the URL's `cur` is only a copy of it) and never above our signed bid, which the
+    clearing price cannot exceed (OpenRTB 2.6, 4.4: "the same currency and units as the bid"). None for the
+    SDK's own impressions, whose URLs carry no price of ours, and for a test auction, which is not billed."""
+    if not claims.exchange_currency or claims.test:
+        return None
+    price = parse_auction_price(record.get("ap"))
+    currency = parse_price_currency(record.get("cur"))
+    account_currency = currencies.get(claims.account_id)
+    if price is None or currency != claims.exchange_currency or account_currency is None or rates is None:
+        return None
+    bid = Decimal(claims.exchange_bid_micros) / MICROS_PER_UNIT
+    return impression_cost_micros(min(price, bid), price_currency=currency, account_currency=account_currency,
+                                  usd_per_unit=rates)

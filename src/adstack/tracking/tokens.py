@@ -69,6 +69,9 @@ class TrackingClaims:
     exchange_bid_micros: int = 0
     exchange_currency: str = ""
     test: bool = False  # an OpenRTB test auction (`test=1`): "auctions are not billable"
+    # The exchange clears the bid at its own price (a first-price auction, a fixed-price deal): an impression is
+    # charged no more than the clearing price the exchange reports for it.
+    clears_at_bid: bool = False
 
 
 def token_key(secret: bytes) -> bytes:
@@ -125,6 +128,8 @@ def encode_token(claims: TrackingClaims, secret: bytes) -> str:
     if claims.exchange_currency or claims.test:
         fields += [_b36(claims.exchange_bid_micros), _check_text("exchange_currency", claims.exchange_currency.upper()),
                    "1" if claims.test else ""]
+        if claims.clears_at_bid:
+            fields.append("1")  # only then: a second-price bid keeps the layout of tokens issued before the field
     payload = "|".join(fields).encode()
     return f"{_b64encode(payload)}.{hmac_sign(token_key(secret), payload, TOKEN_MAC_BYTES)}"
 
@@ -154,8 +159,8 @@ def _claims(payload: bytes) -> TrackingClaims:
     try:
         fields = payload.decode().split("|")
         # 15 fields: tokens issued before the device hash was carried, still valid for their lifetime; 19: an
-        # exchange's bid, with its price and currency.
-        if len(fields) not in (15, 16, 19) or fields[0] != TOKEN_VERSION:
+        # exchange's bid, with its price and currency; 20: one the exchange clears at its price.
+        if len(fields) not in (15, 16, 19, 20) or fields[0] != TOKEN_VERSION:
             raise ValueError("unknown token layout")
         gaid_hex = fields[14]
         gaid = (f"{gaid_hex[:8]}-{gaid_hex[8:12]}-{gaid_hex[12:16]}-{gaid_hex[16:20]}-{gaid_hex[20:]}"
@@ -171,7 +176,8 @@ def _claims(payload: bytes) -> TrackingClaims:
             fields[12], fields[13],  # country, placement_type
             gaid,
             int(fields[15], 36) if len(fields) >= 16 and fields[15] else 0,  # device_hash
-            *((int(fields[16], 36), fields[17], fields[18] == "1") if len(fields) == 19 else ()),
+            *((int(fields[16], 36), fields[17], fields[18] == "1") if len(fields) >= 19 else ()),
+            *((fields[19] == "1",) if len(fields) == 20 else ()),
         )
     except (ValueError, OverflowError, UnicodeDecodeError):
         # Signed by us but unreadable: only a key shared with an incompatible version can do this.

@@ -62,6 +62,7 @@ def build_tracking_urls(
     exchange_bid_micros: int = 0,
     exchange_currency: str = "",
     test: bool = False,
+    clears_at_bid: bool = False,
 ) -> TrackingUrls:
     """The impression, click and video URLs of one served ad.
 
@@ -70,7 +71,9 @@ def build_tracking_urls(
     for CPM and guaranteed CPM, per click for CPC (CPT and CPA are not charged by tracking).
     `impression_id` is 1-64 characters of [A-Za-z0-9_-]. `device_hash` identifies the device in events where
     no raw `gaid` may travel in the URL (exchange traffic). An exchange's bid also signs its price
-    (`exchange_bid_micros`, CPM in `exchange_currency`) and whether its auction was a test.
+    (`exchange_bid_micros`, CPM in `exchange_currency`), whether its auction was a test and whether the exchange
+    clears it at its price (`clears_at_bid`: first price, a fixed-price deal), which caps an impression's charge
+    at the clearing price the exchange reports.
     """
     device = normalise_gaid(gaid)
     claims = TrackingClaims(
@@ -81,6 +84,7 @@ def build_tracking_urls(
         gaid=device.value if device is not None and device.form is GaidForm.RAW else "",
         device_hash=0 if device is not None else device_hash,
         exchange_bid_micros=exchange_bid_micros, exchange_currency=exchange_currency, test=test,
+        clears_at_bid=clears_at_bid,
     )
     return TrackingUrls(base_url=base_url.rstrip("/"), token=encode_token(claims, secret),
                         click_id=new_click_id(impression_id, issued_at, secret))

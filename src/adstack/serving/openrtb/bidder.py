@@ -57,8 +57,10 @@ back; all carry `${AUCTION_PRICE}`.
 Media cost: our impression URL carries `ap=${AUCTION_PRICE}&cur=<the response's currency>`. Tracking converts the
 exchange's clearing price through the FX table to the account currency and records a thousandth of it as the
 impression event's `media_cost_micros`; the first hit of an impression decides it, as it decides the count. The
-token signs the bid's price and currency, which cap and denominate that price, and `test=1`, whose impressions
-are never billed.
+token signs the bid's price and currency, which cap and denominate that price, `test=1`, whose impressions
+are never billed, and whether the exchange clears the bid at its price (first price, a fixed-price deal): then an
+impression billed per thousand is charged no more than the exchange's price (OpenRTB 2.6 §4.4, "the final price
+after discount").
 """
 
 from __future__ import annotations
@@ -558,12 +560,14 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         if dealt is None:
             return None
         deal_id, price = dealt.deal_id, dealt.price
+        clears_at_bid = dealt.fixed or dealt.first_price is not None
     else:
         value = _bid_price(context, decision.ecpm_usd_micros, first_price=context.first_price,
                            booked=decision.ad_group.bid_type == GUARANTEED_CPM)
         if not _reaches(value, floor):
             return None
         price = _price(max(value, float(floor)), context.currency, runtime)
+        clears_at_bid = context.first_price
     if price <= 0:
         return None
     attrs = _attributes(decision, media)
@@ -580,7 +584,7 @@ def _assemble(context: Context, imp: Imp, media: str, spec: dict[str, Any] | Non
         bid_type=decision.ad_group.bid_type, price_micros=decision.price_micros, issued_at=ad_request.now,
         gaid=None, country=ad_request.country or "", placement_type=ad_request.placement_type or "",
         device_hash=ad_request.device_hash, exchange_bid_micros=round(price * 1_000_000),
-        exchange_currency=context.currency, test=context.request.test == 1)
+        exchange_currency=context.currency, test=context.request.test == 1, clears_at_bid=clears_at_bid)
     priced_impression_url = f"{urls.impression_url}&ap={AUCTION_PRICE}&cur={context.currency}"
     monitors = impression_monitors(decision, ad_request, urls.click_id)
     impression_urls = [priced_impression_url, *monitors]
