@@ -3,12 +3,21 @@ notice in any process sharing the counters, or expired unshown."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from adstack.accounts.models import Role
+from adstack.app import create_app
+from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.finance.models import EntryType
 from adstack.serving.counters import Counters, MemoryCounters, RedisCounters
@@ -17,7 +26,7 @@ from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledge
 from tests.serving.support import NOW, engine, group, redis_available, request, served, snapshot
 from tests.serving.support import SHARED_REDIS_URL as REDIS_URL
 from tests.serving.test_api import ads_now, approved_creative, eventually
-from tests.support import Api, expect
+from tests.support import Actor, Api, expect
 
 # A $1 daily budget; a lone bidder clears at the platform minimum CPM, so each served ad reserves a tenth of
 # a cent and a thousand unshown ads fill the day.
@@ -176,3 +185,149 @@ def test_an_ad_group_whose_budget_is_held_by_unshown_ads_does_not_read_eligible(
     assert counters.expire(utcnow().timestamp() + 31 * 60, limit=10_000) >= served - 1  # the SDK holds ran out
     read = expect(client.get(f"/api/v1/ad-groups/{group['id']}", headers=actor.headers), 200)
     assert read["serving_status"] == "eligible"
+
+
+# ---------- refunds give their budget back ----------
+
+# A first-price auction: every click is charged the bid, and three clicks spend what each test allows.
+PER_CLICK = 300_000
+BILLED_CLICKS = 3
+
+
+@pytest.fixture(params=["memory", "redis"])
+def counters_of_serving(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The serving runtime's counters: in its memory (the embedded default), or in the real Redis under a prefix of
+    this test's own."""
+    if request.param == "memory":
+        yield request.param
+        return
+    if not redis_available():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    import redis
+
+    from adstack.serving import runtime
+
+    prefix = f"adstack:test:{uuid.uuid4().hex}:"
+    monkeypatch.setattr(runtime, "make_counters", lambda _url: RedisCounters(REDIS_URL, prefix=prefix))
+    yield request.param
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=prefix.rstrip(":") + "*"):
+        client.delete(key)
+    client.close()
+
+
+@contextmanager
+def _running(settings: Settings, session: Session) -> Iterator[Api]:
+    """The app as one process runs it, from start to stop, with a first-price auction."""
+    settings.auction_type = "first_price"
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield Api(client, session)
+
+
+def _zone_of_another_day() -> str:
+    """An ad group zone whose date is not UTC's now, so a day counted in the wrong zone misses."""
+    return "UTC+12" if utcnow().hour >= 12 else "UTC-12"
+
+
+def _cpc_group(api: Api, *, funds: int, **budgets: int | None
+               ) -> tuple[Actor, Actor, dict[str, Any]]:
+    """An account manager, an advertiser and the ad space its one CPC ad group serves on."""
+    manager = api.admin(Role.ACCOUNT_MANAGER)
+    platform = api.admin()
+    actor = api.approved_account(platform)
+    ledger(api.session, actor.account_id, funds, EntryType.TOP_UP)
+    space = ad_space(api, platform, publisher(api, platform)["id"], placement_type="banner",
+                     accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
+    group = approved_ad_group(api, actor, platform, campaign(api, actor)["id"], placement_type="banner",
+                              bid_type="cpc", bid_micros=PER_CLICK, ad_space_ids=[space["id"]],
+                              targeting={"countries": ["ID"]}, pacing="asap", time_zone=_zone_of_another_day(),
+                              **{"daily_budget_micros": None, "total_budget_micros": None, **budgets})
+    approved_creative(api, actor, platform, group["id"])
+    return manager, actor, space
+
+
+def _served(api: Api, space_id: int) -> list[Any]:
+    """The first ads served once serving has them (polled: the refresher runs every second)."""
+    ads: list[Any] = []
+    assert eventually(lambda: bool(ads.extend(ads_now(api.client, space_id)) or ads))
+    return ads
+
+
+def _until_refused(api: Api, space_id: int, ads: list[Any], action: str) -> int:
+    """Show each ad served, starting from `ads`, and click it (`action` "click") or not ("impression"), billing
+    as it goes, until none is served; how many were."""
+    done = 0
+    while ads and done < 500:
+        for ad in ads:
+            if action == "click":
+                response = api.client.get(ad["click_url"].split("testserver", 1)[1], follow_redirects=False)
+                assert response.status_code == 302, response.text
+            else:
+                expect(api.client.get(ad["tracking"]["impression"][0].split("testserver", 1)[1]), 204)
+            done += 1
+        api.settle()
+        ads = ads_now(api.client, space_id)
+    return done
+
+
+def _click_until_refused(api: Api, space_id: int) -> int:
+    return _until_refused(api, space_id, _served(api, space_id), "click")
+
+
+def _charges(api: Api, actor: Actor) -> list[str]:
+    entries = expect(api.client.get(f"/api/v1/finance/accounts/{actor.account_id}/ledger", headers=actor.headers),
+                     200)
+    return [e["charge_id"] for e in entries if e["entry_type"] == "charge"]
+
+
+def _refund(api: Api, manager: Actor, charge_id: str) -> None:
+    expect(api.client.post("/api/v1/finance/refunds", headers=manager.headers,
+                           json={"charge_id": charge_id, "remarks": "invalid traffic"}), 201)
+
+
+@pytest.mark.parametrize("limit", ["daily_budget_micros", "total_budget_micros", "funds"])
+def test_a_refund_gives_serving_back_the_budget_its_charge_took(
+    counters_of_serving: str, settings: Settings, session: Session, limit: str
+) -> None:
+    spendable = BILLED_CLICKS * PER_CLICK
+    with _running(settings, session) as api:
+        manager, actor, space = _cpc_group(api, funds=spendable if limit == "funds" else 100_000_000,
+                                           **({} if limit == "funds" else {limit: spendable}))
+        assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
+        charges = _charges(api, actor)
+        assert len(charges) == BILLED_CLICKS
+        time.sleep(2.5)  # past a refresh of the money: still nothing to serve
+        assert ads_now(api.client, space["id"]) == []
+        _refund(api, manager, charges[0])
+        # What the refund freed, and no more: one click's worth.
+        assert _click_until_refused(api, space["id"]) == 1
+
+
+def test_refunding_every_charge_frees_the_whole_day(settings: Settings, session: Session) -> None:
+    """The ad group then has no spend left at all: the ledger's figure serving read before no longer holds."""
+    spendable = BILLED_CLICKS * PER_CLICK
+    with _running(settings, session) as api:
+        manager, actor, space = _cpc_group(api, funds=100_000_000, daily_budget_micros=spendable)
+        assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
+        for charge_id in _charges(api, actor):
+            _refund(api, manager, charge_id)
+        time.sleep(2.5)  # every refund has reached serving before it serves again
+        assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
+
+
+def test_a_refund_booked_by_another_process_reaches_the_counters_serving_reads(
+    counters_of_serving: str, settings: Settings, session: Session, tmp_path: Path
+) -> None:
+    """The account manager's request reaches another process than the one serving the ad group (each its own
+    counters in memory, or the one Redis they share): the serving process learns of the refund from the ledger, and
+    shared counters are given it back once, not once per process."""
+    other = settings.model_copy(update={"data_dir": tmp_path / "other"})
+    spendable = BILLED_CLICKS * PER_CLICK
+    with _running(settings, session) as serving:
+        manager, actor, space = _cpc_group(serving, funds=100_000_000, daily_budget_micros=spendable)
+        assert _click_until_refused(serving, space["id"]) == BILLED_CLICKS
+        with _running(other, session) as elsewhere:
+            _refund(elsewhere, manager, _charges(elsewhere, actor)[0])
+            ads = _served(serving, space["id"])
+            time.sleep(2.5)  # both processes have refreshed their money since
+            assert _until_refused(serving, space["id"], ads, "click") == 1

@@ -83,9 +83,10 @@ def refund(session: Session, principal: Principal, data: RefundIn, *, store: Eve
            ) -> LedgerEntry:
     """Give back what a charge took (e.g. traffic found invalid later), at most once per charge.
 
-    The charge's spend comes off the counters of its day, so the budgets it used are free again, and the event
-    store gets the refund as a negative charge event, dated when the ledger dates it, so reported cost is the
-    ledger's net charges (appended before the caller commits: a retry appends the same event id, counted once)."""
+    The charge's spend comes off the counters of its day, so the budgets it used are free again (serving's hot
+    counters learn of it from the ledger: `refunds_between`), and the event store gets the refund as a negative
+    charge event, dated when the ledger dates it, so reported cost is the ledger's net charges (appended before
+    the caller commits: a retry appends the same event id, counted once)."""
     _require_account_manager(principal, "a refund")
     charge = _existing_entry(session, charge_key(data.charge_id))
     if charge is None or charge.entry_type != EntryType.CHARGE:
@@ -109,14 +110,47 @@ def refund(session: Session, principal: Principal, data: RefundIn, *, store: Eve
     return entry
 
 
+def _counted_day(session: Session, account: Account, charge: LedgerEntry) -> str:
+    """The local day a charge counted on: in its ad group's time zone, else its account's."""
+    group = session.get(AdGroup, charge.ad_group_id) if charge.ad_group_id else None
+    return local_day(as_utc(charge.occurred_at), (group.time_zone if group is not None else None) or account.time_zone)
+
+
+@dataclass(frozen=True, slots=True)
+class Refunded:
+    """A refund as the budgets it frees see it."""
+
+    entry_id: int  # the refund's ledger entry
+    account_id: int
+    ad_group_id: int | None
+    amount_micros: int
+    day: str  # the local day its charge counted on (`_counted_day`)
+
+
+def refunds_between(session: Session, after_entry_id: int, through_entry_id: int) -> list[Refunded]:
+    """The refunds booked in ledger entries after `after_entry_id` up to `through_entry_id`, oldest first."""
+    refunds = list(session.scalars(select(LedgerEntry).where(
+        LedgerEntry.id > after_entry_id, LedgerEntry.id <= through_entry_id,
+        LedgerEntry.entry_type == EntryType.REFUND.value).order_by(LedgerEntry.id)))
+    out = []
+    for refund in refunds:
+        charge_id = refund.reference.removeprefix("entry:")
+        charge = session.get(LedgerEntry, int(charge_id)) if charge_id.isdigit() else None
+        account = session.get(Account, refund.account_id)
+        if charge is None or account is None:
+            continue
+        out.append(Refunded(refund.id, refund.account_id, charge.ad_group_id, refund.amount_micros,
+                            _counted_day(session, account, charge)))
+    return out
+
+
 def _take_off_spend(session: Session, account: Account, charge: LedgerEntry) -> None:
     """The refunded charge leaves its ad group's and campaign's spend counters, on the local days it counted on
     (the ad group's zone, else the account's), and the account's total. The account's daily counter is the
     financial records' charge row of that day: it keeps what was charged, and the refund is its own record on
     the day it was made, as the ledger and the reports have them."""
     at = as_utc(charge.occurred_at)
-    group = session.get(AdGroup, charge.ad_group_id) if charge.ad_group_id else None
-    day = local_day(at, (group.time_zone if group is not None else None) or account.time_zone)
+    day = _counted_day(session, account, charge)
     keys = [(SpendScope.ACCOUNT.value, account.id, TOTAL_PERIOD)]
     if charge.ad_group_id:
         keys += [(SpendScope.AD_GROUP.value, charge.ad_group_id, day),

@@ -21,6 +21,11 @@ reserved amount), `keep` when a CPA ad is shown (its expected cost stands as the
 total budget and of the account's funds is given back, since those counters never expire and billing charges its
 conversions against them), `release_held` when its bid's loss notice is applied, or `expire` once its time has
 passed unshown.
+
+A refund frees what its charge took (`give_back`): once per refund, whichever process gets there first, its
+amount comes off the counters the charge was counted on, never below what booked reservations still hold there.
+Floors read before the refund (a serving state not yet refreshed) are lowered by it too, or the next reservation
+from that state would raise the counter straight back to the ledger's figure before the refund.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ class Claim:
     cap: int | None = None  # None = no cap
     floor: int = 0  # the counter is raised to at least this before the check
     ttl_seconds: int = 0  # 0 = keep; day counters expire after their day
+    floor_as_of: int = 0  # the ledger entry id the floor was read at: refunds given back after it come off it
+
+
+@dataclass(frozen=True, slots=True)
+class GiveBack:
+    """A refund (by its ledger entry id) and what it frees on each counter its charge was counted on."""
+
+    refund_id: int
+    amounts: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +75,8 @@ KEPT_PREFIXES = ("f:",)
 # Delivery counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery.
 # In one process they are saved to disk now and then (`export_delivery`) and read back at start.
 DELIVERY_PREFIXES = ("f:", "g:", "c:")
+# How long a refund lowers floors read before it: far longer than a serving state goes unrefreshed.
+GIVEN_BACK_FLOOR_SECONDS = 3600
 
 
 def _booked_claims(claims: Sequence[Claim]) -> list[tuple[str, int, bool]]:
@@ -104,6 +120,15 @@ class Counters(Protocol):
 
     def outstanding(self) -> Outstanding: ...
 
+    def give_back(self, refunds: Sequence[GiveBack], through: int) -> int:
+        """Lower the counters by each refund not given back yet (never below zero or what booked reservations
+        hold on them), then note that every refund up to ledger entry `through` has been; how many were new."""
+        ...
+
+    def refunds_through(self) -> int | None:
+        """The ledger entry up to which refunds have been given back; None when these counters do not know."""
+        ...
+
     def close(self) -> None: ...
 
     # The same operations for a request in an event loop; shared counters answer them without blocking it.
@@ -124,6 +149,8 @@ class MemoryCounters:
         self._writes = 0
         self._book: dict[str, tuple[list[tuple[str, int, bool]], float]] = {}
         self._deadlines: list[tuple[float, str]] = []  # a heap; entries of settled ids are skipped
+        self._refunds_through: int | None = None
+        self._given_back: dict[str, list[tuple[int, int, float]]] = {}  # key -> (refund id, micros, monotonic)
 
     def get(self, key: str) -> int:
         return self._values.get(key, 0)
@@ -137,7 +164,9 @@ class MemoryCounters:
             values = self._values
             current = []
             for position, claim in enumerate(claims):
-                value = max(values.get(claim.key, 0), claim.floor)
+                value = values.get(claim.key, 0)
+                if value < claim.floor:
+                    value = max(value, claim.floor - self._given_back_since(claim.key, claim.floor_as_of))
                 if claim.cap is not None and value + claim.amount > claim.cap:
                     return position
                 current.append(value)
@@ -155,6 +184,45 @@ class MemoryCounters:
             if self._writes % 10_000 == 0:
                 self._sweep(now)
             return -1
+
+    def _given_back_since(self, key: str, as_of: int) -> int:
+        records = self._given_back.get(key)
+        return sum(micros for refund_id, micros, _ in records if refund_id > as_of) if records else 0
+
+    def give_back(self, refunds: Sequence[GiveBack], through: int) -> int:
+        with self._lock:
+            done = self._refunds_through or 0
+            due = [r for r in refunds if r.refund_id > done]
+            if due:
+                now = time.monotonic()
+                held = self._held({key for refund in due for key, _ in refund.amounts})
+                for key, records in list(self._given_back.items()):
+                    fresh = [r for r in records if r[2] >= now - GIVEN_BACK_FLOOR_SECONDS]
+                    if fresh:
+                        self._given_back[key] = fresh
+                    else:
+                        del self._given_back[key]
+                values = self._values
+                for refund in due:
+                    for key, micros in refund.amounts:
+                        value = values.get(key)
+                        if value is not None:
+                            values[key] = max(value - micros, min(value, held.get(key, 0)))
+                        self._given_back.setdefault(key, []).append((refund.refund_id, micros, now))
+            self._refunds_through = max(done, through)
+            return len(due)
+
+    def refunds_through(self) -> int | None:
+        return self._refunds_through
+
+    def _held(self, keys: set[str]) -> dict[str, int]:
+        """What booked reservations hold on `keys`."""
+        held: dict[str, int] = {}
+        for booked, _ in self._book.values():
+            for key, amount, _money in booked:
+                if key in keys:
+                    held[key] = held.get(key, 0) + amount
+        return held
 
     def _end(self, reservation_id: str, actual_micros: int | None) -> bool:
         entry = self._book.pop(reservation_id, None)
@@ -262,24 +330,33 @@ class MemoryCounters:
         return self.release_held(reservation_id)
 
 
-# KEYS: the counters, then the book (a hash) and its deadlines (a sorted set). ARGV, four per counter: amount,
-# cap (-1 = none), floor, ttl seconds (0 = keep); then the reservation id ("" = not booked), its deadline and what
-# it holds, encoded by `_encode_booked`. Returns 0 when every claim was applied, else the 1-based position of the
-# first that did not fit.
+# KEYS: the counters, then the book (a hash), its deadlines (a sorted set) and the refunds given back (a hash, see
+# _GIVE_BACK). ARGV, five per counter: amount, cap (-1 = none), floor, ttl seconds (0 = keep), the ledger entry id
+# the floor was read at; then the reservation id ("" = not booked), its deadline and what it holds, encoded by
+# `_encode_booked`. Returns 0 when every claim was applied, else the 1-based position of the first that did not fit.
 _RESERVE = """
-local n = #KEYS - 2
+local n = #KEYS - 3
 local values = {}
 for i = 1, n do
-  local base = (i - 1) * 4
+  local base = (i - 1) * 5
   local value = tonumber(redis.call('GET', KEYS[i]) or '0')
   local floor = tonumber(ARGV[base + 3])
-  if value < floor then value = floor end
+  if value < floor then
+    local given = redis.call('HGET', KEYS[n + 3], KEYS[i])
+    if given then
+      local as_of = tonumber(ARGV[base + 5])
+      for id, micros in string.gmatch(given, '(%d+) (%d+) %d+\\n') do
+        if tonumber(id) > as_of then floor = floor - tonumber(micros) end
+      end
+    end
+    if value < floor then value = floor end
+  end
   local cap = tonumber(ARGV[base + 2])
   if cap >= 0 and value + tonumber(ARGV[base + 1]) > cap then return i end
   values[i] = value
 end
 for i = 1, n do
-  local base = (i - 1) * 4
+  local base = (i - 1) * 5
   local ttl = tonumber(ARGV[base + 4])
   local updated = values[i] + tonumber(ARGV[base + 1])
   if ttl > 0 then
@@ -288,12 +365,62 @@ for i = 1, n do
     redis.call('SET', KEYS[i], updated)
   end
 end
-local rid = ARGV[n * 4 + 1]
+local rid = ARGV[n * 5 + 1]
 if rid ~= '' then
-  redis.call('HSET', KEYS[n + 1], rid, ARGV[n * 4 + 3])
-  redis.call('ZADD', KEYS[n + 2], ARGV[n * 4 + 2], rid)
+  redis.call('HSET', KEYS[n + 1], rid, ARGV[n * 5 + 3])
+  redis.call('ZADD', KEYS[n + 2], ARGV[n * 5 + 2], rid)
 end
 return 0
+"""
+
+# Refunds. KEYS: the refunds given back (a hash: per counter, lines "refund id, micros, epoch seconds" that lower
+# floors read before them) and the ledger entry up to which refunds have been given back. ARGV: the key prefix,
+# that entry after this call, the time, how long a line lowers floors, then four per counter of a refund: the
+# refund's id, the counter, the micros, what booked reservations hold on it. A refund up to the mark is skipped:
+# some process gave it back already. Returns how many refunds were given back.
+_GIVE_BACK = """
+local prefix = ARGV[1]
+local done = tonumber(redis.call('GET', KEYS[2]) or '0')
+local now = tonumber(ARGV[3])
+local horizon = now - tonumber(ARGV[4])
+local given = {}
+local count = 0
+for i = 5, #ARGV, 4 do
+  local id = tonumber(ARGV[i])
+  if id > done then
+    if not given[id] then
+      given[id] = true
+      count = count + 1
+    end
+    local full = prefix .. ARGV[i + 1]
+    local micros = tonumber(ARGV[i + 2])
+    local value = redis.call('GET', full)
+    if value then
+      value = tonumber(value)
+      local held = tonumber(ARGV[i + 3])
+      if held > value then held = value end
+      local updated = value - micros
+      if updated < held then updated = held end
+      redis.call('SET', full, updated, 'KEEPTTL')
+    end
+    local lines = redis.call('HGET', KEYS[1], full) or ''
+    redis.call('HSET', KEYS[1], full, lines .. ARGV[i] .. ' ' .. ARGV[i + 2] .. ' ' .. math.floor(now) .. '\\n')
+  end
+end
+if count > 0 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for j = 1, #all, 2 do
+    local kept = ''
+    for line, at in string.gmatch(all[j + 1], '(%d+ %d+ (%d+)\\n)') do
+      if tonumber(at) >= horizon then kept = kept .. line end
+    end
+    if kept == '' then redis.call('HDEL', KEYS[1], all[j]) elseif kept ~= all[j + 1] then
+      redis.call('HSET', KEYS[1], all[j], kept)
+    end
+  end
+end
+if tonumber(ARGV[2]) > done then redis.call('SET', KEYS[2], ARGV[2]) end
+return count
 """
 
 # Ends booked reservations. KEYS: the book, its deadlines. ARGV: the key prefix, the mode ("settle", "keep",
@@ -383,9 +510,12 @@ class RedisCounters:
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
         self._end = self._redis.register_script(_END)
+        self._give_back = self._patient.register_script(_GIVE_BACK)
         # Beside the counters' prefix, not under it: whoever lists the counters finds only counters.
         book = prefix.rstrip(":") + "-book"
         self._book_keys = [book, book + ":deadlines"]
+        refunds = prefix.rstrip(":") + "-refunds"
+        self._refund_keys = [refunds, refunds + ":through"]
         self._pipelined = PipelinedRedis(url, socket_timeout=0.25, socket_connect_timeout=0.5) \
             if client is None else None
 
@@ -397,10 +527,10 @@ class RedisCounters:
 
     def _reserve_command(self, claims: Sequence[Claim], hold: Hold | None) -> tuple[list[str], list[Any]]:
         prefix = self._prefix
-        keys = [prefix + c.key for c in claims] + self._book_keys
+        keys = [prefix + c.key for c in claims] + self._book_keys + self._refund_keys[:1]
         args: list[Any] = []
         for c in claims:
-            args += [c.amount, -1 if c.cap is None else c.cap, c.floor, c.ttl_seconds]
+            args += [c.amount, -1 if c.cap is None else c.cap, c.floor, c.ttl_seconds, c.floor_as_of]
         booked = _booked_claims(claims) if hold is not None else []
         if hold is not None and booked:
             args += [hold.reservation_id, hold.expires_at, _encode_booked(booked)]
@@ -459,6 +589,32 @@ class RedisCounters:
                     if money == "1" and key.startswith("a:"):
                         micros += int(amount)
         return Outstanding(count, micros)
+
+    def give_back(self, refunds: Sequence[GiveBack], through: int) -> int:
+        done = (self.refunds_through() or 0) if refunds else 0
+        due = [r for r in refunds if r.refund_id > done]
+        held = self._held({key for refund in due for key, _ in refund.amounts}) if due else {}
+        args: list[Any] = [self._prefix, through, time.time(), GIVEN_BACK_FLOOR_SECONDS]
+        for refund in due:
+            for key, micros in refund.amounts:
+                args += [refund.refund_id, key, micros, held.get(key, 0)]
+        return int(self._give_back(keys=self._refund_keys, args=args, client=self._patient))
+
+    def refunds_through(self) -> int | None:
+        value = self._patient.get(self._refund_keys[1])
+        return int(value) if value is not None else None
+
+    def _held(self, keys: set[str]) -> dict[str, int]:
+        """What booked reservations hold on `keys`, read a page of the book at a time rather than in one script that
+        would stop every other command (refunds are rare; reservations booked or ended meanwhile are missed)."""
+        held: dict[str, int] = {}
+        for _, raw in self._patient.hscan_iter(self._book_keys[0], count=10_000):
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            for line in text.splitlines():
+                key, amount, _money = line.split("\t")
+                if key in keys:
+                    held[key] = held.get(key, 0) + int(amount)
+        return held
 
     def release(self, claims: Sequence[Claim]) -> None:
         if claims:

@@ -41,7 +41,7 @@ from adstack.serving.pacing import TrafficLearner, booking_allowance, even_allow
 from adstack.serving.prediction import OutcomeCounter, RateModel
 from adstack.serving.ranking import AuctionOrder, MinimumPrices, clearing_price_micros, ecpm_usd_micros
 from adstack.serving.request import AdRequest, Slot
-from adstack.serving.reservations import day_key, total_key
+from adstack.serving.reservations import account_key, day_key, total_key
 from adstack.serving.snapshot import (
     CPA,
     CPC,
@@ -574,7 +574,9 @@ class DecisionEngine:
                 cost: int) -> tuple[Claim, ...]:
         local = times.at(group.schedule.time_zone)
         day = local.date()
-        ledger = state.snapshot.ledger_spend.get(group.id)
+        snapshot = state.snapshot
+        ledger = snapshot.ledger_spend.get(group.id)
+        as_of = snapshot.ledger_mark
         claims: list[Claim] = []
         if group.daily_budget_micros is not None:
             cap = group.daily_budget_micros
@@ -583,14 +585,14 @@ class DecisionEngine:
                 cap = even_allowance_micros(cap, curve, times.now, group.schedule.time_zone)
             claims.append(Claim(_day_key(group.id, day), cost, cap=cap,
                                 floor=ledger.today_micros if ledger and ledger.day == day else 0,
-                                ttl_seconds=DAY_KEY_TTL))
+                                ttl_seconds=DAY_KEY_TTL, floor_as_of=as_of))
         if group.total_budget_micros is not None:
             claims.append(Claim(_total_key(group.id), cost, cap=group.total_budget_micros,
-                                floor=ledger.total_micros if ledger else 0))
-        account = state.snapshot.accounts.get(group.account_id)
+                                floor=ledger.total_micros if ledger else 0, floor_as_of=as_of))
+        account = snapshot.accounts.get(group.account_id)
         if account is not None:
             claims.append(Claim(_account_key(account.id), cost, cap=account.spend_cap_micros,
-                                floor=account.charged_micros))
+                                floor=account.charged_micros, floor_as_of=as_of))
         if group.frequency_cap is not None and request.device_key is not None:
             claims.append(Claim(_frequency_key(group.id, request.device_key, day), 1, cap=group.frequency_cap,
                                 ttl_seconds=DAY_KEY_TTL))
@@ -659,7 +661,7 @@ def _total_key(group_id: int) -> str:
 
 
 def _account_key(account_id: int) -> str:
-    return f"a:{account_id}"
+    return account_key(account_id)
 
 
 def _frequency_key(group_id: int, device_key: int, day: date) -> str:

@@ -153,8 +153,8 @@ def money_mark(session: Session) -> MoneyMark:
 
 def load_money(session: Session, snapshot: Snapshot, since: MoneyMark, *, now: datetime | None = None
                ) -> tuple[Snapshot, MoneyMark]:
-    """The snapshot with the funds and spend of whatever was charged or credited since `since`."""
-    from adstack.finance.models import LedgerEntry, SpendCounter, SpendScope
+    """The snapshot with the funds and spend of whatever was charged, credited or refunded since `since`."""
+    from adstack.finance.models import EntryType, LedgerEntry, SpendCounter, SpendScope
 
     moment = now or utcnow()
     mark = money_mark(session)
@@ -167,17 +167,23 @@ def load_money(session: Session, snapshot: Snapshot, since: MoneyMark, *, now: d
         group_ids = {int(g) for g in session.scalars(select(SpendCounter.scope_id).where(
             SpendCounter.scope == SpendScope.AD_GROUP.value, SpendCounter.last_charge_at >= since.counter_at)
             .distinct())}
+        # A refund lowers its ad group's spend counters but leaves their last charge's time as it was.
+        group_ids.update(int(g) for g in session.scalars(select(LedgerEntry.ad_group_id).where(
+            LedgerEntry.id > since.ledger_id, LedgerEntry.entry_type == EntryType.REFUND.value).distinct())
+            if g is not None)
     else:
         group_ids = set(snapshot.ad_groups)
     known_accounts = {a for a in accounts if a in snapshot.accounts}
     funds = _funds(session, known_accounts) if known_accounts else {}
     groups = [(g, snapshot.ad_groups[g].schedule.time_zone) for g in group_ids if g in snapshot.ad_groups]
     spend = _ledger_spend(session, groups, moment) if groups else {}
+    for group_id, _ in groups:  # spent nothing now (all refunded): the figure read before no longer holds
+        spend.setdefault(group_id, Spend())
     unpaid = unpaid_slot_starts(session, (g.id for g in snapshot.by_ordinal if g.bid_type == CPT)) \
         if mark.refusal_id != since.refusal_id or mark.ledger_id != since.ledger_id else snapshot.unpaid_slots
     if not funds and not spend and unpaid == snapshot.unpaid_slots:
         return snapshot, mark
-    return snapshot.patched(accounts=funds, ledger_spend=spend, unpaid_slots=unpaid), mark
+    return snapshot.patched(accounts=funds, ledger_spend=spend, unpaid_slots=unpaid, ledger_mark=mark.ledger_id), mark
 
 
 # ---------- the snapshot ----------
@@ -362,8 +368,10 @@ def load_fx(session: Session) -> FxRates:
     return FxRates.from_units_per_usd({currency: Decimal(units) for currency, units in rows})
 
 
-def load_snapshot(session: Session, *, base_url: str, now: datetime | None = None, version: str = "") -> Snapshot:
-    """Everything that may serve, as of now, in one read of the control plane."""
+def load_snapshot(session: Session, *, base_url: str, now: datetime | None = None, version: str = "",
+                  ledger_mark: int = 0) -> Snapshot:
+    """Everything that may serve, as of now, in one read of the control plane (its money read after ledger entry
+    `ledger_mark`)."""
     from adstack.accounts.models import Account
     from adstack.campaigns.models import AdGroup, Campaign
     from adstack.inventory.models import AdSpace, Publisher
@@ -436,4 +444,5 @@ def load_snapshot(session: Session, *, base_url: str, now: datetime | None = Non
         pass
     return Snapshot(ad_groups=groups, accounts=accounts.values(), publishers=publishers, ad_spaces=spaces,
                     package_categories=categories, ledger_spend=spend, fx=fx, version=version, built_at=moment,
-                    unpaid_slots=unpaid_slot_starts(session, (g.id for g in groups if g.bid_type == CPT)))
+                    unpaid_slots=unpaid_slot_starts(session, (g.id for g in groups if g.bid_type == CPT)),
+                    ledger_mark=ledger_mark)

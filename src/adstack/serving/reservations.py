@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import date
+from typing import TYPE_CHECKING
 
-from adstack.serving.counters import Counters
+from adstack.serving.counters import Counters, GiveBack
+
+if TYPE_CHECKING:
+    from adstack.finance.charges import Refunded
 
 log = logging.getLogger("adstack.serving")
 
@@ -30,6 +34,20 @@ def day_key(ad_group_id: int, day: date) -> str:
 
 def total_key(ad_group_id: int) -> str:
     return f"t:{ad_group_id}"
+
+
+def account_key(account_id: int) -> str:
+    return f"a:{account_id}"
+
+
+def given_back(refund: Refunded) -> GiveBack:
+    """What a refund frees on the counters its charge's reservation claimed: its ad group's day (the local day the
+    charge counted on) and total, and its account's funds."""
+    amounts = [(account_key(refund.account_id), refund.amount_micros)]
+    if refund.ad_group_id:
+        amounts += [(day_key(refund.ad_group_id, date.fromisoformat(refund.day)), refund.amount_micros),
+                    (total_key(refund.ad_group_id), refund.amount_micros)]
+    return GiveBack(refund.entry_id, tuple(amounts))
 
 
 def held_in_total(spend_total: Mapping[int, int]) -> dict[int, int]:

@@ -5,6 +5,10 @@ it builds a new snapshot off the request path and swaps the engine's state refer
 never see a half-built state. Between rebuilds it patches money (funds, ledger spend) every few seconds, rebuilds
 the rate model when new outcomes were observed, reloads audience membership, flushes buffered device profiles and
 request events, and re-learns the daily traffic curve.
+
+Refunds reach the budget counters the same way, whichever process booked them: each refresh that moves the money
+gives the refunds booked since back to the counters (`Counters.give_back`, once per refund when processes share
+them), after the new state with the lowered ledger figures is in place.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from adstack.core.settings import Settings
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.events.models import Event, EventType
 from adstack.serving import reservations
-from adstack.serving.counters import Counters, MemoryCounters, make_counters
+from adstack.serving.counters import Counters, GiveBack, MemoryCounters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, make_install_history
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
@@ -58,6 +63,12 @@ MAX_LOADED_INSTALL_ROWS = 500_000
 OBSERVED_IDS_PER_GENERATION = 200_000
 
 _live: weakref.WeakSet[ServingRuntime] = weakref.WeakSet()
+
+
+@dataclass(frozen=True, slots=True)
+class _Refunds:
+    through: int  # every refund up to this ledger entry is in `given` or on the counters already
+    given: list[GiveBack]
 
 
 def observe_events(events: Iterable[Event]) -> None:
@@ -98,6 +109,7 @@ class ServingRuntime:
         self._audiences_signature: tuple[int, int, int, str] | None = None
         self.rebuilds = 0
         self._delivery_saved = ""  # what the delivery counters file last received
+        self._refunds_since: int | None = None  # refunds up to this ledger entry are on the counters
         self._observed: set[str] = set()
         self._observed_before: set[str] = set()
         self._observe_lock = threading.Lock()
@@ -205,9 +217,12 @@ class ServingRuntime:
                 if not force and signature == self._signature:
                     return False
                 mark = money_mark(session)
-                snapshot = load_snapshot(session, base_url=self.base_url, version=str(hash(signature)))
+                snapshot = load_snapshot(session, base_url=self.base_url, version=str(hash(signature)),
+                                         ledger_mark=mark.ledger_id)
+                refunds = self._refunds_until(session, mark.ledger_id)
                 session.rollback()
             self.install_snapshot(snapshot)
+            self._give_back(refunds)
             self._signature = signature
             self._money = mark
             self.install_history.track(g.targeting.promoted_package for g in snapshot.by_ordinal
@@ -232,10 +247,42 @@ class ServingRuntime:
         with self._refresh_lock, self.session_factory() as session:
             state = self.engine.state
             snapshot, mark = load_money(session, state.snapshot, self._money)
+            refunds = self._refunds_until(session, mark.ledger_id)
             session.rollback()
-            if snapshot is not state.snapshot:
+            if snapshot is not state.snapshot or (refunds is not None and refunds.given):
+                # Also forgets refusals remembered for the rest of the day: a refund may have lifted them.
                 self.engine.swap(ServingState(snapshot, state.rates, state.order))
             self._money = mark
+            self._give_back(refunds)
+
+    def _refunds_until(self, session: Session, until: int) -> _Refunds | None:
+        """The refunds booked after the last one given back to the counters, up to ledger entry `until`."""
+        since = self._refunds_since
+        if since is None:
+            try:
+                since = self.engine.counters.refunds_through()
+            except Exception:  # the shared counters are unreachable: asked again on the next refresh
+                log.warning("could not read which refunds the budget counters hold", exc_info=True)
+                return None
+            if since is None:  # new counters start from the ledger's figures, refunds included
+                since = until
+        elif since >= until:
+            return None
+        from adstack.finance.charges import refunds_between
+
+        given = [reservations.given_back(r) for r in refunds_between(session, since, until)] if since < until else []
+        return _Refunds(max(since, until), given)
+
+    def _give_back(self, refunds: _Refunds | None) -> None:
+        """Called once the state with the refunds' ledger figures is served."""
+        if refunds is None:
+            return
+        try:
+            self.engine.counters.give_back(refunds.given, refunds.through)
+        except Exception:  # the shared counters are unreachable: given back on the next refresh
+            log.warning("could not give refunds back to the budget counters", exc_info=True)
+            return
+        self._refunds_since = refunds.through
 
     def refresh_rates(self, *, force: bool = False) -> None:
         outcomes = self.engine.outcomes

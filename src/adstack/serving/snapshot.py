@@ -262,13 +262,13 @@ class Snapshot:
     """
 
     __slots__ = ("_positions", "accounts", "ad_groups", "ad_spaces", "built_at", "by_ordinal", "fx", "index",
-                 "ledger_spend", "package_categories", "publishers", "unpaid_slots", "version")
+                 "ledger_mark", "ledger_spend", "package_categories", "publishers", "unpaid_slots", "version")
 
     def __init__(self, *, ad_groups: Iterable[AdGroupSnap], accounts: Iterable[AccountSnap] = (),
                  publishers: Iterable[PublisherSnap] = (), ad_spaces: Iterable[AdSpaceSnap] = (),
                  package_categories: Mapping[str, str] | None = None, ledger_spend: Mapping[int, Spend] | None = None,
                  fx: FxRates | None = None, version: str = "", built_at: datetime | None = None,
-                 unpaid_slots: Mapping[int, frozenset[int]] | None = None):
+                 unpaid_slots: Mapping[int, frozenset[int]] | None = None, ledger_mark: int = 0):
         from adstack.serving.prediction import RateModel
         from adstack.serving.ranking import upper_bound_ecpm
 
@@ -283,6 +283,8 @@ class Snapshot:
         self.ad_spaces: Mapping[int, AdSpaceSnap] = MappingProxyType({s.id: s for s in ad_spaces})
         self.package_categories: Mapping[str, str] = MappingProxyType(dict(package_categories or {}))
         self.ledger_spend: Mapping[int, Spend] = MappingProxyType(dict(ledger_spend or {}))
+        # The newest ledger entry when the funds and spend were read: refunds after it are not in them.
+        self.ledger_mark = ledger_mark
         # CPT ad group -> start seconds of its booked slots whose charge was refused or cut short: not served.
         self.unpaid_slots: Mapping[int, frozenset[int]] = MappingProxyType(dict(unpaid_slots or {}))
         self.version = version
@@ -292,9 +294,9 @@ class Snapshot:
 
     def patched(self, *, accounts: Mapping[int, AccountSnap] | None = None,
                 ledger_spend: Mapping[int, Spend] | None = None,
-                unpaid_slots: Mapping[int, frozenset[int]] | None = None) -> Snapshot:
-        """A copy with some accounts' funds, ad groups' ledger spend or unpaid CPT slots replaced; the index is
-        shared."""
+                unpaid_slots: Mapping[int, frozenset[int]] | None = None, ledger_mark: int | None = None) -> Snapshot:
+        """A copy with some accounts' funds, ad groups' ledger spend or unpaid CPT slots replaced, read as of
+        ledger entry `ledger_mark`; the index is shared."""
         copy = object.__new__(Snapshot)
         for name in Snapshot.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
@@ -304,6 +306,8 @@ class Snapshot:
             copy.ledger_spend = MappingProxyType({**self.ledger_spend, **ledger_spend})
         if unpaid_slots is not None:
             copy.unpaid_slots = MappingProxyType(dict(unpaid_slots))
+        if ledger_mark is not None:
+            copy.ledger_mark = ledger_mark
         return copy
 
     def ordinal_of(self, ad_group_id: int) -> int | None:
