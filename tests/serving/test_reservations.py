@@ -3,6 +3,7 @@ notice in any process sharing the counters, or expired unshown."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from adstack.core.timeutil import utcnow
 from adstack.finance.models import EntryType
 from adstack.serving.counters import Counters, MemoryCounters, RedisCounters
 from adstack.serving.engine import DecisionEngine
+from adstack.serving.runtime import DELIVERY_FILE
 from tests.campaigns.helpers import ad_space, approved_ad_group, campaign, ledger, publisher
 from tests.serving.support import NOW, engine, group, redis_available, request, served, snapshot
 from tests.serving.support import SHARED_REDIS_URL as REDIS_URL
@@ -331,3 +333,62 @@ def test_a_refund_booked_by_another_process_reaches_the_counters_serving_reads(
             ads = _served(serving, space["id"])
             time.sleep(2.5)  # both processes have refreshed their money since
             assert _until_refused(serving, space["id"], ads, "click") == 1
+
+
+def test_what_shown_cpa_ads_keep_on_the_day_survives_a_restart_of_the_embedded_counters(
+    settings: Settings, session: Session
+) -> None:
+    with _running(settings, session) as api:
+        platform = api.admin()
+        actor = api.approved_account(platform)
+        ledger(api.session, actor.account_id, 100_000_000, EntryType.TOP_UP)
+        space = ad_space(api, platform, publisher(api, platform)["id"], placement_type="banner",
+                         accepted_formats=["image_640x100"], sizes=["640x100"], reserve_price_micros=100_000)
+        group = approved_ad_group(api, actor, platform, campaign(api, actor)["id"], placement_type="banner",
+                                  bid_type="cpa", bid_micros=2_000_000, conversion_event="INSTALL",
+                                  ad_space_ids=[space["id"]], targeting={"countries": ["ID"]}, pacing="asap",
+                                  daily_budget_micros=20_000, total_budget_micros=None,
+                                  time_zone=_zone_of_another_day())
+        approved_creative(api, actor, platform, group["id"])
+        assert 1 < _until_refused(api, space["id"], _served(api, space["id"]), "impression") < 500
+    with _running(settings, session) as api:
+        time.sleep(2.5)  # past a refresh of the money
+        assert ads_now(api.client, space["id"]) == []  # the day is spent by what its shown ads may cost
+
+
+def test_a_refund_after_a_restart_lowers_the_days_spend_read_back(settings: Settings, session: Session) -> None:
+    spendable = BILLED_CLICKS * PER_CLICK
+    with _running(settings, session) as api:
+        manager, actor, space = _cpc_group(api, funds=100_000_000, daily_budget_micros=spendable)
+        assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
+    with _running(settings, session) as api:
+        time.sleep(2.5)
+        assert ads_now(api.client, space["id"]) == []
+        _refund(api, manager, _charges(api, actor)[0])
+        assert _click_until_refused(api, space["id"]) == 1
+
+
+def test_a_refund_booked_while_the_serving_process_was_down_lowers_the_days_spend_read_back(
+    settings: Settings, session: Session, tmp_path: Path
+) -> None:
+    spendable = BILLED_CLICKS * PER_CLICK
+    with _running(settings, session) as api:
+        manager, actor, space = _cpc_group(api, funds=100_000_000, daily_budget_micros=spendable)
+        assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
+    with _running(settings.model_copy(update={"data_dir": tmp_path / "other"}), session) as elsewhere:
+        _refund(elsewhere, manager, _charges(elsewhere, actor)[0])
+    with _running(settings, session) as api:
+        assert _click_until_refused(api, space["id"]) == 1
+
+
+def test_counters_saved_without_the_refund_mark_are_read_back_without_the_days_spend(
+    settings: Settings, session: Session
+) -> None:
+    """A file saved before the mark was: which refunds its day's spend still counts is unknown, so the ledger's
+    figure stands for it; frequency is read back as before."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    saved = {"f:1:5:2026-01-01": [1, 0], "d:1:2026-01-01": [900_000, 0]}
+    (settings.data_dir / DELIVERY_FILE).write_text(json.dumps(saved))
+    with _running(settings, session) as api:
+        counters = api.client.app.state.serving.engine.counters  # type: ignore[attr-defined]
+        assert counters.get_many(list(saved)) == [1, 0]

@@ -72,9 +72,11 @@ class Hold:
 MONEY_PREFIXES = ("d:", "t:", "a:")
 DAY_PREFIX = "d:"  # an ad group's spend today: the counter expires with the day
 KEPT_PREFIXES = ("f:",)
-# Delivery counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery.
-# In one process they are saved to disk now and then (`export_delivery`) and read back at start.
-DELIVERY_PREFIXES = ("f:", "g:", "c:")
+# Counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery, and an ad
+# group's spend today, which holds what shown CPA ads keep beyond the ledger's charges. In one process they are
+# saved to disk now and then (`export_delivery`, less what unshown ads still hold) and read back at start, with
+# the last refund given back on them, so refunds made since come off them too.
+DELIVERY_PREFIXES = ("f:", "g:", "c:", "d:")
 # How long a refund lowers floors read before it: far longer than a serving state goes unrefreshed.
 GIVEN_BACK_FLOOR_SECONDS = 3600
 
@@ -285,9 +287,8 @@ class MemoryCounters:
         with self._lock:
             held: dict[str, int] = {}
             for booked, _ in self._book.values():
-                for key, amount, money in booked:
-                    if not money:
-                        held[key] = held.get(key, 0) + amount
+                for key, amount, _money in booked:
+                    held[key] = held.get(key, 0) + amount
             monotonic, wall = time.monotonic(), time.time()
             out = {}
             for key, value in self._values.items():
@@ -296,10 +297,13 @@ class MemoryCounters:
                     out[key] = (value - held.get(key, 0), wall + (expiry - monotonic) if expiry else 0.0)
             return out
 
-    def import_delivery(self, saved: dict[str, tuple[int, float]]) -> int:
-        """Take back saved delivery counters (the larger value wins; expired ones are left out); how many."""
+    def import_delivery(self, saved: dict[str, tuple[int, float]], *, refunds_through: int | None = None) -> int:
+        """Take back saved delivery counters (the larger value wins; expired ones are left out); how many.
+        `refunds_through`: the last refund given back on them when they were saved."""
         taken = 0
         with self._lock:
+            if refunds_through is not None:
+                self._refunds_through = refunds_through
             monotonic, wall = time.monotonic(), time.time()
             for key, (value, expires) in saved.items():
                 if not key.startswith(DELIVERY_PREFIXES) or (expires and expires <= wall):

@@ -33,7 +33,7 @@ from adstack.core.settings import Settings
 from adstack.core.timeutil import as_utc, utcnow
 from adstack.events.models import Event, EventType
 from adstack.serving import reservations
-from adstack.serving.counters import Counters, GiveBack, MemoryCounters, make_counters
+from adstack.serving.counters import DAY_PREFIX, Counters, GiveBack, MemoryCounters, make_counters
 from adstack.serving.engine import DecisionEngine, ServingState, combination_of
 from adstack.serving.installs import HISTORY_TARGET_GROUPS, make_install_history
 from adstack.serving.loader import MoneyMark, control_plane_signature, load_money, load_snapshot, money_mark
@@ -180,14 +180,18 @@ class ServingRuntime:
         return (counters, self.settings.data_dir / DELIVERY_FILE) if isinstance(counters, MemoryCounters) else None
 
     def save_delivery_counters(self) -> None:
-        """Frequency and booked delivery live in this process's memory (shared counters keep them in Redis):
-        written to the data directory, atomically, so a restart does not give every device its cap again."""
+        """Frequency, booked delivery and the day's spend live in this process's memory (shared counters keep them
+        in Redis): written to the data directory, atomically, so a restart does not give every device its cap, nor
+        an ad group the budget shown CPA ads keep, again. With them goes the last refund given back on them."""
         embedded = self._embedded_counters()
         if embedded is None:
             return
         counters, path = embedded
-        text = json.dumps(counters.export_delivery(), separators=(",", ":"))
-        if text == self._delivery_saved or (text == "{}" and not path.exists()):
+        with self._refresh_lock:  # the counters and their refund mark as of the same moment
+            exported = counters.export_delivery()
+            through = counters.refunds_through()
+        text = json.dumps({"refunds_through": through, "counters": exported}, separators=(",", ":"))
+        if text == self._delivery_saved or (not exported and not path.exists()):
             return  # nothing new: no write every 10 seconds of an idle process
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(text)
@@ -201,11 +205,17 @@ class ServingRuntime:
         counters, path = embedded
         try:
             raw = json.loads(path.read_text())
-            saved = {key: (int(value), float(expires)) for key, (value, expires) in raw.items()}
-        except (ValueError, TypeError, AttributeError):
+            if "counters" not in raw:  # saved before the refund mark was: {key: [value, expiry]}
+                raw = {"refunds_through": None, "counters": raw}
+            through = raw["refunds_through"]
+            through = None if through is None else int(through)
+            saved = {key: (int(value), float(expires)) for key, (value, expires) in raw["counters"].items()}
+        except (ValueError, TypeError, AttributeError, KeyError):
             log.warning("unreadable delivery counters in %s: starting from zero", path)
             return
-        counters.import_delivery(saved)
+        if through is None:  # which refunds a saved day's spend still counts is unknown: the ledger's figure holds
+            saved = {key: value for key, value in saved.items() if not key.startswith(DAY_PREFIX)}
+        counters.import_delivery(saved, refunds_through=through)
 
     # ---------- refreshing ----------
 
