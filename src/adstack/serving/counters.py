@@ -70,6 +70,7 @@ class Hold:
 # Budget counters (day, total, account): a billed ad's actual charge replaces what was reserved on them. The
 # others (delivery counts of guaranteed and CPT ads) stay, since the ad was shown; frequency is never returned.
 MONEY_PREFIXES = ("d:", "t:", "a:")
+EXPIRE_SCRIPT_HOLDS = 200  # holds one Redis expiry script ends at most
 DAY_PREFIX = "d:"  # an ad group's spend today: the counter expires with the day
 KEPT_PREFIXES = ("f:",)
 # Counts no ledger can give back after a restart: frequency per device, guaranteed and CPT delivery, and an ad
@@ -429,7 +430,8 @@ return count
 
 # Ends booked reservations. KEYS: the book, its deadlines. ARGV: the key prefix, the mode ("settle", "keep",
 # "release" or "expire"), then for settle/keep/release one id and the actual charge, for expire the time and a
-# limit. "keep" ends the booking, leaving what it added to the day's budget and giving back the rest.
+# limit (it answers how many it ended and how many deadlines were due). "keep" ends the booking, leaving what it
+# added to the day's budget and giving back the rest.
 _END = r"""
 local prefix = ARGV[1]
 local mode = ARGV[2]
@@ -457,8 +459,11 @@ end
 if mode == 'expire' then
   local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
   local ended = 0
-  for _, rid in ipairs(due) do ended = ended + finish(rid, nil) end
-  return ended
+  for _, rid in ipairs(due) do
+    ended = ended + finish(rid, nil)
+    redis.call('ZREM', KEYS[2], rid)  -- a deadline whose hold already ended is dropped too
+  end
+  return {ended, #due}
 elseif mode == 'settle' then
   return finish(ARGV[3], tonumber(ARGV[4]))
 elseif mode == 'keep' then
@@ -574,7 +579,17 @@ class RedisCounters:
         return bool(self._end(keys=self._book_keys, args=[self._prefix, "release", reservation_id, 0]))
 
     def expire(self, now: float, limit: int = 1000) -> int:
-        return int(self._end(keys=self._book_keys, args=[self._prefix, "expire", now, limit], client=self._patient))
+        # In short scripts: Redis runs one script at a time, and serving's calls wait behind it with a timeout of
+        # a fraction of a second, so a sweep of thousands of holds is never one long script.
+        expired = scanned = 0
+        while scanned < limit:
+            step = min(EXPIRE_SCRIPT_HOLDS, limit - scanned)
+            ended, due = self._end(keys=self._book_keys, args=[self._prefix, "expire", now, step],
+                                   client=self._patient)
+            expired, scanned = expired + int(ended), scanned + int(due)
+            if int(due) < step:
+                break
+        return expired
 
     def outstanding(self) -> Outstanding:
         import redis
