@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
+from adstack.core.background import Periodic
 from adstack.core.deps import CurrentPrincipal, IdPath, Limit, Offset, OptionalId, SessionDep, SettingsDep
 from adstack.events.service import get_event_store
 from adstack.reports import downloads, filters, jobs, media, service
@@ -25,6 +26,8 @@ from adstack.reports.models import (
     ReportQuery,
     ReportResult,
 )
+
+log = logging.getLogger("adstack.reports")
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 
@@ -113,19 +116,20 @@ def media_center(query: Annotated[MediaCenterQuery, Query()], principal: Current
 
 
 def install(app: FastAPI) -> None:
-    """Start again the report jobs a stopped process left behind."""
+    """Run the report jobs no live process holds: at start those a stopped process left behind, then every
+    jobs.SWEEP_INTERVAL_S those a process that died left running (once their lease lapsed) or queued. Every
+    serving process does this; the claim lets exactly one of them run each job."""
+    settings, factory = app.state.settings, app.state.session_factory
 
-    def resume(app: FastAPI) -> None:
-        factory = app.state.session_factory
-        pending = jobs.resume_jobs(factory)
-        if not pending:
-            return
-        settings = app.state.settings
+    def sweep() -> None:
+        if jobs.resume_jobs(factory):  # the event store is opened only for a job to run
+            jobs.run_claimable(factory, settings=settings, store=get_event_store(settings),
+                               stopping=lambda: sweeper.stopping)
 
-        def work() -> None:
-            for job_id in pending:
-                jobs.run_job(factory, job_id, settings=settings, store=get_event_store(settings))
-
-        threading.Thread(target=work, name="adstack-report-jobs", daemon=True).start()
-
-    app.state.on_startup.append(resume)
+    # A job running in this thread when the process stops is not waited for: its lease lapses and another
+    # process takes it over.
+    sweeper = Periodic("adstack-report-jobs", sweep, interval=jobs.SWEEP_INTERVAL_S, first=0.0, log=log,
+                       failure="running report jobs failed; will retry", join_seconds=1.0)
+    app.state.report_jobs = sweeper
+    app.state.on_startup.append(lambda _app: sweeper.start())
+    app.state.on_shutdown.append(lambda _app: sweeper.stop())

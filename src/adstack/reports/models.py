@@ -271,10 +271,15 @@ class ExportFormat(StrEnum):
 
 
 class ReportJob(Base):
-    """A report run in the background for a large range, with progress and a file to download."""
+    """A report run in the background for a large range, with progress and a file to download.
+
+    One process runs a job at a time: it claims the row (a new `lease_token`) and holds it by renewing
+    `lease_until` while it works; a job whose lease lapsed (its process died) may be claimed by another. A queued
+    job with a lease is waiting to be tried again by its holder (see jobs.STORE_RETRY_DELAYS_S)."""
 
     __tablename__ = "report_jobs"
-    __table_args__ = (Index("ix_report_jobs_user", "user_id", "created_at"),)
+    __table_args__ = (Index("ix_report_jobs_user", "user_id", "created_at"),
+                      Index("ix_report_jobs_pending", "status", "lease_until"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int]
@@ -291,6 +296,8 @@ class ReportJob(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None]
 
 
 class ReportJobCreate(ReportQuery):

@@ -393,9 +393,12 @@ def upgrade() -> None:
     sa.Column('started_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('expires_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_token', sa.String(length=32), nullable=True),
+    sa.Column('lease_until', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_report_jobs'))
     )
     with op.batch_alter_table('report_jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_report_jobs_pending', ['status', 'lease_until'], unique=False)
         batch_op.create_index('ix_report_jobs_user', ['user_id', 'created_at'], unique=False)
 
     op.create_table('retention_cursors',
@@ -1192,6 +1195,7 @@ def downgrade() -> None:
     op.drop_table('retention_cursors')
     with op.batch_alter_table('report_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_report_jobs_user')
+        batch_op.drop_index('ix_report_jobs_pending')
 
     op.drop_table('report_jobs')
     with op.batch_alter_table('rejected_postbacks', schema=None) as batch_op:
