@@ -176,7 +176,12 @@ def test_rejection_mails_the_contact_and_a_signed_webhook_is_retried_until_deliv
     assert event["type"] == "review.rejected" and event["account_id"] == adv.account_id
     assert event["data"]["object_type"] == "ad_group" and event["data"]["object_id"] == group["id"]
     assert event["data"]["reasons"] == ["The landing page cannot be opened"]
-    deliveries = expect(api.client.get(f"/api/v1/webhooks/{created['id']}/deliveries", headers=adv.headers), 200)
+    # The receiver has answered; the worker records the answer a moment later.
+    def recorded() -> list[dict[str, Any]] | None:
+        listed = expect(api.client.get(f"/api/v1/webhooks/{created['id']}/deliveries", headers=adv.headers), 200)
+        return listed if all(d["status"] != "pending" for d in listed) else None
+
+    deliveries = _until(recorded)
     assert [(d["status"], d["attempts"]) for d in deliveries] == [("delivered", 2)]
     assert [a["status_code"] for a in deliveries[0]["attempt_log"]] == [500, 200]
 
