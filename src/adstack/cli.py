@@ -120,23 +120,31 @@ def pipeline(data_dir: DataDir = None) -> None:
     from adstack.app import create_app
     from adstack.core.bootstrap import migrate as run_migrate
     from adstack.events.service import get_event_store
+    from adstack.pipeline.log import LocalLog
+    from adstack.pipeline.service import EventStoreElsewhere
 
     settings = _settings(data_dir)
     run_migrate(settings)
     application = create_app(settings.model_copy(update={"pipeline_in_process": True}))
-    for hook in application.state.on_startup:
-        hook(application)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    running = application.state.pipeline.start()
-    get_event_store(settings).start_loader()
-    console.print("pipeline consumers running" if running else
-                  "another process runs the consumers of this log; waiting to take over")
     try:
+        for hook in application.state.on_startup:
+            hook(application)
+        pipeline = application.state.pipeline
+        running = pipeline.start()
+        get_event_store(settings).start_loader()
+        console.print("pipeline consumers running" if running else
+                      "another process runs the consumers of this log; waiting to take over"
+                      if isinstance(pipeline.log, LocalLog) else
+                      "the event log does not answer yet; the consumers start once it does")
         while not stop.wait(1.0):
             if not running:
-                running = application.state.pipeline.start()
+                running = pipeline.start()
+    except EventStoreElsewhere as exc:
+        console.print(str(exc), style="red", markup=False)
+        raise typer.Exit(code=1) from exc
     finally:
         for hook in reversed(application.state.on_shutdown):
             hook(application)

@@ -17,6 +17,7 @@ import pytest
 
 from adstack.bench.pipeline import Billing, create_admin, set_up_billing, wait_for_lag_zero
 from adstack.bench.postbacks import ServerProcess
+from tests.pipeline.jetstream_support import drop_stream
 
 pytestmark = pytest.mark.slow
 
@@ -65,17 +66,8 @@ def _scale_out(tmp_path: Path) -> Iterator[dict[str, str]]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
-        from adstack.pipeline.jetstream import JetStreamLog
-
-        stream = JetStreamLog("nats://127.0.0.1:4222", (), stream=name.upper())
-
-        async def drop() -> None:
-            js = await stream._ensure()
-            await js.delete_stream(stream.stream)
-
         with contextlib.suppress(Exception):
-            stream._call(drop())
-        stream.close()
+            drop_stream(name.upper())
 
 
 # Scripted traffic from one client: the invalid-traffic rules (tested in test_ivt.py) would rightly refuse it.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -391,6 +392,28 @@ def get_event_store(settings: Settings) -> EventStore:
         elif settings.pipeline_in_process:
             store.may_own = True  # this process runs the pipeline after all (`adstack pipeline`)
         return store
+
+
+STORE_ID_FILE = "store.id"
+
+
+def embedded_store_id(settings: Settings) -> str:
+    """The id of the embedded store under this data dir, made on first use: it travels with the data dir, so the
+    one store keeps its id when its files move to another machine, and a new data dir is another store."""
+    events_dir = settings.data_dir / "events"
+    path = events_dir / STORE_ID_FILE
+    if not path.exists():
+        events_dir.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: processes starting together all read the one that won.
+        draft = events_dir / f".{STORE_ID_FILE}.{uuid.uuid4().hex}"
+        try:
+            draft.write_text(uuid.uuid4().hex)
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def close_event_store(settings: Settings) -> None:

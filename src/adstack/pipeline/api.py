@@ -118,7 +118,7 @@ def install(app: FastAPI) -> None:
         # fsync is not held behind the loop or a batch being applied.
         sys.setswitchinterval(0.0005)
         if app.state.settings.pipeline_in_process:
-            pipeline.start()
+            pipeline.start_eventually()
 
     app.state.on_startup.append(start)
     app.state.on_shutdown.append(lambda _app: pipeline.close())

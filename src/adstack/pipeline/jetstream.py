@@ -36,6 +36,14 @@ ACK_WAIT_SECONDS = 30.0
 DUPLICATE_WINDOW_SECONDS = 120.0
 
 
+# Which data dir's embedded event store this stream's events go to (see `JetStreamLog.claim_store`).
+STORE_CLAIM_KEY = "embedded-event-store"
+
+
+def claim_bucket(stream: str) -> str:
+    return f"{stream}_STORE"
+
+
 def subject_for(record: dict[str, Any], prefix: str = SUBJECT_PREFIX) -> str:
     """Partitioned by account (billing locks one wallet per account), else by the record's own id."""
     owner = str(record.get("a") or record.get("account_id") or record["id"])
@@ -105,6 +113,38 @@ class JetStreamLog:
             await asyncio.wait_for(asyncio.wrap_future(future), PUBLISH_TIMEOUT_SECONDS * 2)
         except TimeoutError as exc:
             raise LogUnavailable("the event log (NATS JetStream) did not answer in time") from exc
+
+    # ---------- the embedded event store's place ----------
+
+    async def _claim_store(self, claim: dict[str, Any]) -> dict[str, Any]:
+        from nats.js.api import StorageType
+        from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+
+        js = await self._ensure()
+        bucket = claim_bucket(self.stream)
+        try:
+            kv = await js.key_value(bucket)
+        except BucketNotFoundError:  # two processes creating it at once is fine: the configs are the same
+            kv = await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE,
+                                           description=f"where the embedded event store of {self.stream} is")
+        try:
+            await kv.create(STORE_CLAIM_KEY, orjson.dumps(claim))  # only if no store has claimed the stream yet
+            return claim
+        except KeyWrongLastSequenceError:
+            entry = await kv.get(STORE_CLAIM_KEY)
+            held: dict[str, Any] = orjson.loads(entry.value or b"{}")
+            return held
+
+    def claim_store(self, claim: dict[str, Any]) -> dict[str, Any]:
+        """Record `claim` (an embedded event store's id and place) as the one store this stream's events load into,
+        unless one was recorded first; the claim that holds. Without it, consumer processes with data dirs of their
+        own would each load part of the events into a store of their own, and every report would miss the rest."""
+        try:
+            held: dict[str, Any] = self._call(self._claim_store(claim), timeout=PUBLISH_TIMEOUT_SECONDS * 2)
+        except Exception as exc:
+            raise LogUnavailable(f"the event log (NATS JetStream) could not be asked where the event store is: "
+                                 f"{exc or type(exc).__name__}") from exc
+        return held
 
     # ---------- consuming ----------
 

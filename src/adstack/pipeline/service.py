@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +24,10 @@ from sqlalchemy.orm import Session
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
 from adstack.events.remote import OwnerLock
-from adstack.events.service import get_event_store
+from adstack.events.service import embedded_store_id, get_event_store
 from adstack.pipeline import records
 from adstack.pipeline.consumers import Billing, Consumer, Context, StoreEvents, Touchpoints
+from adstack.pipeline.jetstream import STORE_CLAIM_KEY, JetStreamLog, claim_bucket
 from adstack.pipeline.log import EventLog, LocalLog, LogUnavailable, disk_free_bytes
 from adstack.pipeline.metrics import PipelineMetrics
 from adstack.pipeline.models import ConsumerLag, PipelineStatus
@@ -63,6 +65,10 @@ def freeze_startup_heap() -> None:
         gc.set_threshold(max(young, YOUNG_COLLECTION_OBJECTS), middle, old)
 
 
+class EventStoreElsewhere(RuntimeError):
+    """The stream's events load into an embedded event store in another data dir: this process must not consume."""
+
+
 def log_directory(settings: Settings) -> Path:
     return settings.data_dir / "events" / "log"
 
@@ -96,6 +102,9 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._owner: OwnerLock | None = None
+        self._store_claimed = False
+        self._claim_warned = float("-inf")
+        self._start_lock = threading.Lock()
         self._free_bytes: tuple[int, float] = (0, float("-inf"))  # (free bytes, when asked)
         # Run once this process starts the consumers (at start-up, or on taking over from a process that died):
         # work that belongs beside them, such as attribution.
@@ -221,15 +230,68 @@ class Pipeline:
                     log.exception("billing started CPT slots failed; will retry")
 
     def take_ownership(self) -> bool:
-        """Whether this process runs the consumers (always for JetStream, which shares work between processes)."""
+        """Whether this process runs the consumers: JetStream shares the work between processes, where the event
+        store allows it (`claim_store`); on the local log one process runs them."""
         if not isinstance(self.log, LocalLog):
-            return True
+            return self.claim_store()
         if self._owner is None:
             self._owner = OwnerLock(self.log.directory / "consumers.lock")
         return self._owner.try_acquire()
 
+    def claim_store(self) -> bool:
+        """On NATS with the embedded event store (no ClickHouse server), consumers run only with the data dir whose
+        store the stream's events load into: billing, the event store's consumer and attribution all append to the
+        store of their own data dir, so processes with data dirs of their own would split the events between stores
+        and each report would miss what the others loaded. The first data dir to run consumers claims the stream
+        (in JetStream, so every machine sees it); processes with that data dir share the consumers as usual, any
+        other is refused (EventStoreElsewhere). False when the log cannot be asked now."""
+        if self._store_claimed or self.settings.clickhouse_url or not isinstance(self.log, JetStreamLog):
+            return True
+        data_dir = str(self.settings.data_dir.resolve())
+        mine = {"id": embedded_store_id(self.settings), "host": socket.gethostname(), "data_dir": data_dir}
+        try:
+            held = self.log.claim_store(mine)
+        except LogUnavailable:
+            if time.monotonic() - self._claim_warned > 60:  # asked again every second meanwhile
+                self._claim_warned = time.monotonic()
+                log.warning("could not learn where the event store is; the consumers start once the log answers",
+                            exc_info=True)
+            return False
+        if held.get("id") != mine["id"]:
+            raise EventStoreElsewhere(
+                f"the events of NATS stream {self.log.stream} load into the embedded event store in "
+                f"{held.get('data_dir', '?')} on {held.get('host', '?')}, not into this data dir ({data_dir} on "
+                f"{mine['host']}): consumers here would put events in a store no report reads. Run every adstack "
+                f"pipeline with that data dir, or set ADSTACK_CLICKHOUSE_URL on every process. If that store is gone "
+                f"for good, delete key {STORE_CLAIM_KEY} of key-value bucket {claim_bucket(self.log.stream)}.")
+        self._store_claimed = True
+        return True
+
     def start(self) -> bool:
-        """Run the consumers in background threads if this process may; False when another process runs them."""
+        """Run the consumers in background threads if this process may; False when another process runs them
+        (or, on NATS, the log cannot be reached yet)."""
+        with self._start_lock:
+            return self._start()
+
+    def start_eventually(self) -> None:
+        """Start now, or, on NATS, keep trying every second while the log cannot be reached (a serving process
+        started before its NATS server); on the local log a process that does not run the consumers leaves them to
+        the one that does."""
+        if self.start() or isinstance(self.log, LocalLog):
+            return
+
+        def keep_trying() -> None:
+            while not self._stop.wait(1.0):
+                try:
+                    if self.start():
+                        return
+                except EventStoreElsewhere:
+                    log.exception("this process does not run the pipeline's consumers")
+                    return
+
+        threading.Thread(target=keep_trying, name="adstack-pipeline-start", daemon=True).start()
+
+    def _start(self) -> bool:
         if self._threads:
             return True
         if not self.take_ownership():
