@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(default=None, description="NATS JetStream as the event log; local journal when unset.")
     nats_stream: str = Field(default="ADSTACK_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                              description="The JetStream stream; one per deployment.")
+    # Unset: the default when the stream is created, and an existing stream keeps what it has (an operator's
+    # change through the JetStream API stands); set: applied to the stream at every start.
+    nats_max_age_seconds: int | None = Field(
+        default=None, ge=3600, description="How long the stream keeps a record, applied or not (7 days when "
+                                           "unset at creation); longer than any consumer may lag.")
+    nats_max_bytes: int | None = Field(
+        default=None, ge=1024 * 1024, description="The stream's size limit; once reached, appends are refused "
+                                                  "(503) until records age out. No limit when unset at creation.")
+    nats_replicas: int | None = Field(default=None, ge=1, le=5, description="Copies of the stream in a JetStream "
+                                                                            "cluster (1 when unset at creation).")
     pipeline_in_process: bool = Field(default=True, description="Run the pipeline's consumers in the serving process.")
     pipeline_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     sdk_reservation_seconds: int = Field(default=30 * 60, ge=1, description="An unshown SDK ad's budget hold.")

@@ -3,6 +3,11 @@
 - One stream (`ADSTACK_EVENTS`, file storage) with a subject per record kind and partition,
   `adstack.events.<kind>.<partition>`: the partition is a hash of the account (tracking, billing) so a deployment
   can later pin consumers to partitions without changing what is written.
+- The stream keeps records by age (limits retention, `max_age`, 7 days unless set) whether or not they were
+  applied, and refuses appends once full (`max_bytes`, discard new) rather than drop records not yet applied; see
+  docs/architecture.md for why not interest retention. The stream is created with the settings; an existing
+  stream keeps what an operator set on it, and only the settings given explicitly (and a missing subject) are
+  applied to it at start-up.
 - Appends publish with the record id as `Nats-Msg-Id`: the server drops a repeat within its duplicate window, and
   acknowledges only what its file store holds, so a 200/204 means stored.
 - Each consumer is a durable pull consumer with explicit acks. Processes running the same consumer share its
@@ -34,6 +39,8 @@ PARTITIONS = 16
 PUBLISH_TIMEOUT_SECONDS = 5.0
 ACK_WAIT_SECONDS = 30.0
 DUPLICATE_WINDOW_SECONDS = 120.0
+# Longer than a consumer should ever lag: a record older than this is deleted whether or not it was applied.
+DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
 
 
 # Which data dir's embedded event store this stream's events go to (see `JetStreamLog.claim_store`).
@@ -52,11 +59,16 @@ def subject_for(record: dict[str, Any], prefix: str = SUBJECT_PREFIX) -> str:
 
 class JetStreamLog:
     def __init__(self, url: str, consumers: Sequence[str], *, stream: str = STREAM,
-                 subject_prefix: str = SUBJECT_PREFIX):
+                 subject_prefix: str = SUBJECT_PREFIX, max_age_seconds: int | None = None,
+                 max_bytes: int | None = None, replicas: int | None = None):
         self.url = url
         self.consumers = tuple(consumers)
         self.stream = stream
         self.subject_prefix = subject_prefix
+        # None: the default when the stream is created, and whatever an existing stream has.
+        self.max_age_seconds = max_age_seconds
+        self.max_bytes = max_bytes
+        self.replicas = replicas
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="adstack-jetstream", daemon=True)
         self._thread.start()
@@ -74,20 +86,46 @@ class JetStreamLog:
         if self._js is not None and self._nc is not None and self._nc.is_connected:
             return self._js
         import nats
-        from nats.js.api import StorageType, StreamConfig
 
         # A few quick attempts: a request waiting for an unreachable log is answered 503, not held.
         self._nc = await nats.connect(self.url, connect_timeout=1, max_reconnect_attempts=2,
                                       reconnect_time_wait=0.2, allow_reconnect=True)
         js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
-        config = StreamConfig(name=self.stream, subjects=[f"{self.subject_prefix}.>"], storage=StorageType.FILE,
-                              duplicate_window=DUPLICATE_WINDOW_SECONDS)
-        try:
-            await js.add_stream(config)
-        except Exception:  # it exists: bring its settings up to date
-            await js.update_stream(config)
+        await self._ensure_stream(js)
         self._js = js
         return js
+
+    async def _ensure_stream(self, js: Any) -> None:
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        subject = f"{self.subject_prefix}.>"
+        try:
+            info = await js.stream_info(self.stream)
+        except NotFoundError:
+            try:
+                await js.add_stream(StreamConfig(
+                    name=self.stream, subjects=[subject], storage=StorageType.FILE, retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.NEW, max_age=float(self.max_age_seconds or DEFAULT_MAX_AGE_SECONDS),
+                    max_bytes=self.max_bytes or -1, num_replicas=self.replicas or 1,
+                    duplicate_window=DUPLICATE_WINDOW_SECONDS))
+                return
+            except Exception as refused:  # another process created it just now, maybe with other settings
+                try:
+                    info = await js.stream_info(self.stream)
+                except NotFoundError:
+                    raise refused from None  # the server refused the settings (e.g. replicas without a cluster)
+        # An existing stream keeps what an operator set on it through the JetStream API; only what this process was
+        # explicitly given, and a subject it writes to, are applied.
+        config = info.config
+        wanted = {"max_age": None if self.max_age_seconds is None else float(self.max_age_seconds),
+                  "max_bytes": self.max_bytes, "num_replicas": self.replicas}
+        changed: dict[str, Any] = {name: value for name, value in wanted.items()
+                                   if value is not None and getattr(config, name) != value}
+        if subject not in (config.subjects or []):
+            changed["subjects"] = [*(config.subjects or []), subject]
+        if changed:
+            await js.update_stream(config.evolve(**changed))
 
     # ---------- appending ----------
 
@@ -126,6 +164,7 @@ class JetStreamLog:
             kv = await js.key_value(bucket)
         except BucketNotFoundError:  # two processes creating it at once is fine: the configs are the same
             kv = await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE,
+                                           replicas=self.replicas or 1,
                                            description=f"where the embedded event store of {self.stream} is")
         try:
             await kv.create(STORE_CLAIM_KEY, orjson.dumps(claim))  # only if no store has claimed the stream yet

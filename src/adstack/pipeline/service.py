@@ -75,10 +75,10 @@ def log_directory(settings: Settings) -> Path:
 
 def open_log(settings: Settings) -> EventLog:
     if settings.nats_url:
-        from adstack.pipeline.jetstream import JetStreamLog
-
         return JetStreamLog(settings.nats_url, CONSUMER_NAMES, stream=settings.nats_stream,
-                            subject_prefix=f"adstack.{settings.nats_stream.lower()}")
+                            subject_prefix=f"adstack.{settings.nats_stream.lower()}",
+                            max_age_seconds=settings.nats_max_age_seconds, max_bytes=settings.nats_max_bytes,
+                            replicas=settings.nats_replicas)
     return LocalLog(log_directory(settings), CONSUMER_NAMES)
 
 
