@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from adstack.bench.postbacks import server_environment
+from adstack.pipeline import records
+from adstack.pipeline.jetstream import JetStreamLog
 from tests.pipeline.jetstream_support import NATS_URL, drop_stream, nats_available, unique_stream
 
 pytestmark = pytest.mark.skipif(not nats_available(), reason="no NATS server on 127.0.0.1:4222")
@@ -60,6 +63,17 @@ class PipelineProcess:
             time.sleep(0.1)
         pytest.fail(f"adstack pipeline did not print {text!r} in time: {self.text()}")
 
+    def terminate(self) -> float:
+        """SIGTERM, as an orchestrator stops a pod; the seconds until the process exited."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return time.monotonic() - started
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -92,3 +106,48 @@ def test_a_pipeline_with_a_data_dir_of_its_own_refuses_to_start(tmp_path: Path, 
             beside.kill()
     finally:
         owner.kill()
+
+
+GRACE_SECONDS = 10.0  # well inside Kubernetes' default 30 s
+
+
+@pytest.mark.slow  # two processes, one after the other
+def test_sigterm_stops_the_pipeline_in_seconds_and_loses_nothing(tmp_path: Path, stream: str) -> None:
+    data_dir = tmp_path / "data"
+    environment = {**_environment(stream), "ADSTACK_INVALID_TRAFFIC_ROWS_PER_MINUTE": "100000"}
+    pipeline = PipelineProcess(data_dir, environment).start()
+    try:
+        pipeline.wait_for("pipeline consumers running")
+        # What serving processes acknowledge: refused tracking requests, each stored once as invalid traffic.
+        log = JetStreamLog(NATS_URL, (), stream=stream, subject_prefix=f"adstack.{stream.lower()}")
+        try:
+            appended = [records.invalid(kind="imp", reason="malformed", message="not a token", token=f"t{n}",
+                                        client_ip="203.0.113.9", user_agent="test") for n in range(3000)]
+            log.append(appended)
+        finally:
+            log.close()
+        seconds = pipeline.terminate()  # while the consumers have batches in hand
+        assert pipeline.process is not None
+        assert pipeline.process.returncode == 0, pipeline.text()
+        assert seconds < GRACE_SECONDS, pipeline.text()
+    finally:
+        pipeline.kill()
+    again = PipelineProcess(data_dir, environment, output="again.out").start()
+    try:
+        again.wait_for("pipeline consumers running")
+        engine = create_engine(f"sqlite:///{data_dir / 'adstack.db'}")
+        try:
+            stored = 0
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                with engine.connect() as connection:
+                    stored = connection.execute(text("SELECT count(*) FROM invalid_traffic")).scalar_one()
+                if stored >= len(appended):
+                    break
+                time.sleep(0.5)
+        finally:
+            engine.dispose()
+        assert stored == len(appended)  # each once, whichever batch the stop cut short
+        assert again.terminate() < GRACE_SECONDS
+    finally:
+        again.kill()

@@ -71,6 +71,8 @@ def install(app: FastAPI) -> None:
         pipeline.postbacks.on_stored = postbacks.notify
         # Attribution runs where the consumers run: serving processes beside an `adstack pipeline` only append.
         pipeline.on_start.append(postbacks.start)
+        # It reads the log (`catch_up`): stopped before the log closes, not after, when it would wait on it.
+        pipeline.on_stop.append(postbacks.stop)
 
         def before_batch() -> datetime:
             # Postbacks acknowledged so far are stored first; then touches up to the watermark.

@@ -42,6 +42,9 @@ SWEEP_SECONDS = 1.0
 SLOT_CHECK_SECONDS = 30.0
 ROOM_RECHECK_SECONDS = 1.0
 ROOM_MARGIN = 4
+# How long a stopping process waits for its consumers' batches in hand; a batch not done by then is abandoned
+# unacknowledged, and applied again (once, by id) by whichever process reads it next.
+STOP_SECONDS = 5.0
 
 
 _heap_frozen = threading.Event()
@@ -109,6 +112,9 @@ class Pipeline:
         # Run once this process starts the consumers (at start-up, or on taking over from a process that died):
         # work that belongs beside them, such as attribution.
         self.on_start: list[Callable[[], None]] = []
+        # Run first when the process stops, while the log is still open: the same work, stopped.
+        self.on_stop: list[Callable[[], None]] = []
+        self._closing = threading.Event()
 
     # ---------- appending ----------
 
@@ -170,7 +176,7 @@ class Pipeline:
         appended before it has been applied by that consumer (in whichever process runs it)."""
         if (self._owner is not None and self._owner.held) or not isinstance(self.log, LocalLog):
             consumer = next(c for c in self.consumers if c.name == name)
-            while self.step(consumer):
+            while not self._closing.is_set() and self.step(consumer):
                 pass
         now = utcnow()
         try:
@@ -311,12 +317,24 @@ class Pipeline:
         return True
 
     def stop(self) -> None:
+        """Take no new batch; wait for those in hand up to STOP_SECONDS in all (an orchestrator's grace period is
+        about 30 s, and the rest of the process stops after this)."""
         self._stop.set()
+        deadline = time.monotonic() + STOP_SECONDS
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("%s did not finish its batch in time; the batch is applied again when next read",
+                            thread.name)
         self._threads = []
 
     def close(self) -> None:
+        self._closing.set()  # a catch-up in progress takes no further batch
+        for stopped in self.on_stop:
+            try:
+                stopped()
+            except Exception:
+                log.exception("stopping the work beside the consumers failed")
         self.stop()
         self.log.close()
         if self._owner is not None:
