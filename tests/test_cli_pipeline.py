@@ -1,5 +1,5 @@
-"""`adstack pipeline` as deployed at scale: a child process with NATS JetStream as the event log (a stream of the
-test's own) and SQLite in its data dir."""
+"""`adstack pipeline` as deployed: a child process with SQLite in its data dir, and NATS JetStream as the event log
+(a stream of the test's own) or the embedded local log."""
 
 from __future__ import annotations
 
@@ -12,15 +12,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from adstack.bench.postbacks import server_environment
+from adstack.bench.postbacks import free_port, server_environment
 from adstack.pipeline import records
 from adstack.pipeline.jetstream import JetStreamLog
+from adstack.pipeline.log import LocalLog
+from adstack.pipeline.service import CONSUMER_NAMES
 from tests.pipeline.jetstream_support import NATS_URL, drop_stream, nats_available, unique_stream
 
-pytestmark = pytest.mark.skipif(not nats_available(), reason="no NATS server on 127.0.0.1:4222")
+needs_nats = pytest.mark.skipif(not nats_available(), reason="no NATS server on 127.0.0.1:4222")
 
 
 @pytest.fixture
@@ -30,9 +35,11 @@ def stream() -> Iterator[str]:
     drop_stream(name)
 
 
+EMBEDDED = {"ADSTACK_ENVIRONMENT": "test", "ADSTACK_SECRET_KEY": "test-secret-key", "COLUMNS": "400"}
+
+
 def _environment(stream: str) -> dict[str, str]:
-    return {**server_environment(), "ADSTACK_NATS_URL": NATS_URL, "ADSTACK_NATS_STREAM": stream,
-            "ADSTACK_ENVIRONMENT": "test", "ADSTACK_SECRET_KEY": "test-secret-key", "COLUMNS": "400"}
+    return {**server_environment(), **EMBEDDED, "ADSTACK_NATS_URL": NATS_URL, "ADSTACK_NATS_STREAM": stream}
 
 
 class PipelineProcess:
@@ -81,6 +88,7 @@ class PipelineProcess:
             self.process.wait(timeout=30)
 
 
+@needs_nats
 @pytest.mark.slow  # three processes
 def test_a_pipeline_with_a_data_dir_of_its_own_refuses_to_start(tmp_path: Path, stream: str) -> None:
     environment = _environment(stream)
@@ -111,6 +119,7 @@ def test_a_pipeline_with_a_data_dir_of_its_own_refuses_to_start(tmp_path: Path, 
 GRACE_SECONDS = 10.0  # well inside Kubernetes' default 30 s
 
 
+@needs_nats
 @pytest.mark.slow  # two processes, one after the other
 def test_sigterm_stops_the_pipeline_in_seconds_and_loses_nothing(tmp_path: Path, stream: str) -> None:
     data_dir = tmp_path / "data"
@@ -151,3 +160,37 @@ def test_sigterm_stops_the_pipeline_in_seconds_and_loses_nothing(tmp_path: Path,
         assert again.terminate() < GRACE_SECONDS
     finally:
         again.kill()
+
+
+def _refused(kind: str, n: int) -> dict[str, object]:
+    return records.invalid(kind=kind, reason="malformed", message="not a token", token=f"t{n}",
+                           client_ip="203.0.113.9", user_agent="test")
+
+
+def test_the_pipeline_serves_its_metrics(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    pipeline = PipelineProcess(data_dir, {**server_environment(), **EMBEDDED}, "--metrics-port", str(port)).start()
+    try:
+        pipeline.wait_for("pipeline consumers running")
+        log = LocalLog(data_dir / "events" / "log", CONSUMER_NAMES)  # as a serving process beside it appends
+        try:
+            log.append([_refused("imp", n) for n in range(20)])
+        finally:
+            log.close()
+        applied: dict[str, float] = {}
+        families: dict[str, Metric] = {}
+        deadline = time.monotonic() + 60
+        while applied.get("touchpoints") != 20 and time.monotonic() < deadline:
+            answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert answer.status_code == 200
+            families = {family.name: family for family in text_string_to_metric_families(answer.text)}
+            applied = {s.labels["consumer"]: s.value for family in families.values() for s in family.samples
+                       if s.name == "adstack_consumer_applied_total"}
+            time.sleep(0.2)
+        assert applied.get("touchpoints") == 20
+        lag = {s.labels["consumer"] for s in families["adstack_consumer_lag_events"].samples}
+        assert lag == set(CONSUMER_NAMES)
+        for name in ("adstack_consumer_batch_seconds", "adstack_retention_removed"):
+            assert name in families
+    finally:
+        pipeline.kill()

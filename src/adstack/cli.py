@@ -110,7 +110,15 @@ def serve(
 
 
 @app.command()
-def pipeline(data_dir: DataDir = None) -> None:
+def pipeline(
+    data_dir: DataDir = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=1, max=65535,
+        help="Serve this process's Prometheus metrics (consumers, retention) at GET /metrics on this port.")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="Interface for --metrics-port; beyond loopback only with ADSTACK_METRICS_TOKEN.")
+    ] = "127.0.0.1",
+) -> None:
     """Run the event pipeline's consumers, postback attribution and the event store's loader, without HTTP.
 
     Serving processes then run with ADSTACK_PIPELINE_IN_PROCESS=false and only append to the log."""
@@ -121,11 +129,21 @@ def pipeline(data_dir: DataDir = None) -> None:
     from adstack.core.bootstrap import migrate as run_migrate
     from adstack.events.service import get_event_store
     from adstack.pipeline.log import LocalLog
+    from adstack.pipeline.metrics import serve_metrics
     from adstack.pipeline.service import EventStoreElsewhere
 
     settings = _settings(data_dir)
     run_migrate(settings)
     application = create_app(settings.model_copy(update={"pipeline_in_process": True}))
+    metrics_server = None
+    if metrics_port is not None:
+        try:
+            metrics_server = serve_metrics(application.state.pipeline.metrics, metrics_host, metrics_port,
+                                           settings.metrics_token)
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot listen on {metrics_host}:{metrics_port}: {exc.strerror or exc}",
+                                     param_hint="--metrics-port") from exc
+        console.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -148,6 +166,9 @@ def pipeline(data_dir: DataDir = None) -> None:
     finally:
         for hook in reversed(application.state.on_shutdown):
             hook(application)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
 
 
 @app.command()

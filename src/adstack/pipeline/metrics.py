@@ -7,11 +7,17 @@ a collector; counters and histograms are updated on the hot path.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import socket
+import socketserver
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -96,3 +102,51 @@ class LatencyMiddleware:
             metrics = self.metrics()
             if metrics is not None:
                 metrics.observe_latency(endpoint, time.perf_counter() - started)
+
+
+# ---------- a process without HTTP (`adstack pipeline --metrics-port`) ----------
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # a scrape every few seconds is no news
+        pass
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_metrics(metrics: PipelineMetrics, host: str, port: int, token: str | None) -> WSGIServer:
+    """Serve the registry in a background thread, under the rule of `GET /metrics`: with a token, scrapers send it
+    as a bearer token; without one only loopback clients are answered."""
+    exposition = make_wsgi_app(metrics.registry)
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if token:
+            sent = str(environ.get("HTTP_AUTHORIZATION", "")).removeprefix("Bearer ").strip()
+            refused = None if hmac.compare_digest(sent.encode(), token.encode()) else \
+                b"send the metrics token as a bearer token\n"
+        else:
+            refused = None if _loopback(str(environ.get("REMOTE_ADDR", ""))) else \
+                b"metrics are served to loopback clients unless a metrics token is set\n"
+        if refused is not None:
+            start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8")])
+            return [refused]
+        answer: Iterable[bytes] = exposition(environ, start_response)
+        return answer
+
+    server = make_server(host, port, guarded, server_class=_Server6 if ":" in host else _Server,
+                         handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="adstack-metrics", daemon=True).start()
+    return server
