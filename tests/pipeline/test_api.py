@@ -1,8 +1,11 @@
-"""The pipeline seen from outside: /metrics in Prometheus text, staff status, and no acknowledgement without
-storage."""
+"""The pipeline seen from outside: /metrics in Prometheus text, staff status, readiness, and no acknowledgement
+without storage."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -11,6 +14,7 @@ from adstack.core.settings import Settings
 from tests.attribution.helpers import new_gaid, scenario
 from tests.console.support import sign_in
 from tests.documented_statuses import StatusRecorder, undocumented
+from tests.pipeline.jetstream_support import NATS_URL, drop_stream, nats_available, unique_stream
 from tests.support import Api, closed_loopback_port, expect
 
 
@@ -99,3 +103,41 @@ def test_with_redis_down_metrics_answer_and_the_status_is_briefly_unavailable(ap
         page = client.get("/console/admin/pipeline")
         assert page.status_code == 503 and page.headers["retry-after"] and "<html" in page.text
     assert undocumented(app, seen) == []
+
+
+def test_readiness_follows_the_event_logs_disk_and_liveness_does_not(api: Api, settings: Settings) -> None:
+    assert expect(api.client.get("/readyz"), 200) == {"status": "ok"}
+    settings.log_min_free_bytes = 1 << 62  # more than any disk has: the log counts as full
+    response = api.client.get("/readyz")
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert response.json()["error"] == {"code": "unavailable", "message": "the event log's disk is full"}
+    expect(api.client.get("/healthz"), 200)  # alive: it recovers once the disk has room, without a restart
+    settings.log_min_free_bytes = 0
+    expect(api.client.get("/readyz"), 200)
+
+
+def _served(settings: Settings, **changes: object) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"pipeline_in_process": False, **changes}))
+    seen: set[tuple[str, str, int]] = set()
+    app.add_middleware(StatusRecorder, seen=seen)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    assert undocumented(app, seen) == []
+
+
+def test_readiness_says_no_while_nats_cannot_be_reached(settings: Settings) -> None:
+    for client in _served(settings, nats_url="nats://127.0.0.1:9"):
+        response = client.get("/readyz")
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["message"].startswith("the event log (NATS JetStream) cannot be reached")
+        assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.skipif(not nats_available(), reason="no NATS server on 127.0.0.1:4222")
+def test_readiness_with_nats_answering(settings: Settings) -> None:
+    stream = unique_stream()
+    try:
+        for client in _served(settings, nats_url=NATS_URL, nats_stream=stream):
+            assert client.get("/readyz").json() == {"status": "ok"}
+    finally:
+        drop_stream(stream)

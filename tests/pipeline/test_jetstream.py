@@ -168,6 +168,8 @@ def test_a_full_stream_refuses_appends(stream_name: str) -> None:
             for start in range(5, 500, 5):
                 log.append([_record(n) for n in range(start, start + 5)])
         assert log.lag("billing").events >= 5
+        with pytest.raises(LogUnavailable, match="is full"):  # a readiness probe says so too
+            log._call(log.probe_async())
         version = tuple(int(part) for part in str(log._nc._server_info["version"]).split("-")[0].split("."))
         if version >= (2, 10, 5):
             # Before that, nats-server underestimated a message's size against max_bytes and then dropped the

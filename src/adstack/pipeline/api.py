@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
@@ -16,6 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from adstack.core.deps import CurrentPrincipal, SessionDep
 from adstack.core.errors import Forbidden, Unauthenticated, Unavailable
+from adstack.core.http import error_body, json_response
+from adstack.pipeline.log import LogUnavailable
 from adstack.pipeline.metrics import LatencyMiddleware, PipelineMetrics
 from adstack.pipeline.models import PipelineStatus
 from adstack.pipeline.service import Pipeline, pending_postbacks
@@ -50,6 +53,20 @@ def metrics(request: Request) -> Response:
     elif not _loopback(request):
         raise Unauthenticated("metrics are served to loopback clients unless a metrics token is set")
     return Response(pipeline_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@public_router.get("/readyz", tags=["health"], summary="Readiness probe",
+                   responses={503: {"description": "The event log cannot take appends now, so tracking and "
+                                                   "postbacks would be answered 503; retry after Retry-After"}})
+async def readyz(request: Request) -> Any:
+    """For load balancers: whether this process can acknowledge tracking now, i.e. its event log takes appends (the
+    local log's disk has room; the NATS server answers and the stream is not full). `/healthz` stays the liveness
+    probe: a process that is not ready recovers on its own once the log does, and restarting it would not help."""
+    try:
+        await pipeline_of(request).ready()
+    except LogUnavailable as exc:
+        return json_response(error_body("unavailable", str(exc)), 503, headers={"Retry-After": "5"})
+    return {"status": "ok"}
 
 
 @router.get("/status", response_model=PipelineStatus, summary="Consumer lag and outstanding reservations")

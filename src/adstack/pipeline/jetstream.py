@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -39,6 +40,11 @@ PARTITIONS = 16
 PUBLISH_TIMEOUT_SECONDS = 5.0
 ACK_WAIT_SECONDS = 30.0
 CLOSE_TIMEOUT_SECONDS = 2.0
+# Readiness: asked of the server at most once a second, however often probes come; a stream within this much of
+# its size limit counts as full (a record is up to a couple of KB).
+PROBE_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 2.0
+PROBE_ROOM_BYTES = 64 * 1024
 DUPLICATE_WINDOW_SECONDS = 120.0
 # Longer than a consumer should ever lag: a record older than this is deleted whether or not it was applied.
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -78,6 +84,7 @@ class JetStreamLog:
         self._subscriptions: dict[str, Any] = {}
         self._connect_lock = threading.Lock()
         self._closed = False
+        self._probed: tuple[float, str | None] = (float("-inf"), None)  # (when, why appends would fail)
 
     # ---------- plumbing ----------
 
@@ -156,6 +163,34 @@ class JetStreamLog:
             await asyncio.wait_for(asyncio.wrap_future(future), PUBLISH_TIMEOUT_SECONDS * 2)
         except TimeoutError as exc:
             raise LogUnavailable("the event log (NATS JetStream) did not answer in time") from exc
+
+    # ---------- readiness ----------
+
+    async def _probe(self) -> str | None:
+        try:
+            js = await self._ensure()
+            info = await js.stream_info(self.stream)
+        except Exception as exc:
+            return f"the event log (NATS JetStream) cannot be reached: {exc or type(exc).__name__}"
+        limit = int(info.config.max_bytes or -1)
+        if limit > 0 and int(info.state.bytes or 0) + PROBE_ROOM_BYTES > limit:
+            return "the event log (NATS JetStream) is full: appends are refused until records age out"
+        return None
+
+    async def probe_async(self) -> None:
+        when, problem = self._probed
+        if time.monotonic() - when >= PROBE_SECONDS:
+            if self._closed:
+                problem = "the event log (NATS JetStream) is closed"
+            else:
+                future = asyncio.run_coroutine_threadsafe(self._probe(), self._loop)
+                try:
+                    problem = await asyncio.wait_for(asyncio.wrap_future(future), PROBE_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    problem = "the event log (NATS JetStream) did not answer in time"
+            self._probed = (time.monotonic(), problem)
+        if problem is not None:
+            raise LogUnavailable(problem)
 
     # ---------- the embedded event store's place ----------
 

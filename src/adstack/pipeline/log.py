@@ -58,6 +58,10 @@ class EventLog(Protocol):
 
     async def append_async(self, record: dict[str, Any]) -> None: ...
 
+    async def probe_async(self) -> None:
+        """Raise LogUnavailable when appends could not be stored now (for a readiness probe)."""
+        ...
+
     def read(self, consumer: str, max_records: int) -> LogBatch: ...
 
     def commit(self, consumer: str, batch: LogBatch) -> None: ...
@@ -189,6 +193,11 @@ class LocalLog:
 
     async def append_async(self, record: dict[str, Any]) -> None:
         await self.committer.submit(orjson.dumps(record) + b"\n")
+
+    async def probe_async(self) -> None:
+        # The disk's free space is the pipeline's check (`Pipeline.check_room`), made before every append too.
+        if not os.access(self.directory, os.W_OK):
+            raise LogUnavailable(f"the event log's directory {self.directory} cannot be written")
 
     # ---------- reading ----------
 

@@ -134,6 +134,12 @@ class Pipeline:
         if free < minimum:
             raise LogUnavailable("the event log's disk is full")
 
+    async def ready(self) -> None:
+        """Raise LogUnavailable when the log could not take an append now: its disk nearly full (the local log), or
+        the server unreachable or the stream full (JetStream)."""
+        self.check_room()
+        await self.log.probe_async()
+
     async def append(self, record: dict[str, Any]) -> None:
         self.check_room()
         await self.log.append_async(record)
