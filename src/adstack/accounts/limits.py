@@ -39,7 +39,9 @@ class AuthLimiter:
     def __init__(self, settings: Settings):
         self._storage: Storage = MemoryStorage()
         if settings.redis_url:
-            self._storage = RedisStorage(settings.redis_url, wrap_exceptions=True, socket_timeout=REDIS_TIMEOUT_S,
+            # Under the deployment's prefix, not the library's shared "LIMITS": `reset` deletes every key under it.
+            self._storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_prefix}limits",
+                                         wrap_exceptions=True, socket_timeout=REDIS_TIMEOUT_S,
                                          socket_connect_timeout=REDIS_TIMEOUT_S)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._rules: dict[str, list[RateLimitItem]] = {

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
     secret_key: str | None = Field(default=None, description="HMAC and encryption key; persisted in data_dir.")
     redis_url: str | None = Field(default=None, description="Shared counters for several serving processes.")
+    redis_prefix: str = Field(default="adstack:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+                              description="Begins every Redis key this deployment writes; one per deployment "
+                                          "sharing a Redis database.")
     clickhouse_url: str | None = Field(default=None, description="ClickHouse server; embedded chDB when unset.")
     public_base_url: str = "http://127.0.0.1:8000"
     adjust_api_url: str = Field(default="https://automate.adjust.com", description="Adjust Report Service base URL.")

@@ -646,5 +646,6 @@ class RedisCounters:
             self._pipelined.close()
 
 
-def make_counters(redis_url: str | None) -> Counters:
-    return RedisCounters(redis_url) if redis_url else MemoryCounters()
+def make_counters(redis_url: str | None, prefix: str = "adstack:") -> Counters:
+    """`prefix`: the deployment's (settings.redis_prefix); the counters' keys are under `<prefix>serving:`."""
+    return RedisCounters(redis_url, prefix=f"{prefix}serving:") if redis_url else MemoryCounters()

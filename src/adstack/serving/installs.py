@@ -221,5 +221,6 @@ class _RedisHistory(Mapping[str, Span]):
         return len(self._fetched())
 
 
-def make_install_history(redis_url: str | None) -> InstallHistory:
-    return RedisInstallHistory(redis_url) if redis_url else InstallHistory()
+def make_install_history(redis_url: str | None, prefix: str = "adstack:") -> InstallHistory:
+    """`prefix`: the deployment's (settings.redis_prefix); the histories' keys are under `<prefix>installs:`."""
+    return RedisInstallHistory(redis_url, prefix=f"{prefix}installs:") if redis_url else InstallHistory()

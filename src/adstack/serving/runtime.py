@@ -84,7 +84,7 @@ class ServingRuntime:
         self.settings = settings
         self.session_factory = session_factory
         self.engine = DecisionEngine(ServingState.build(Snapshot.empty()),
-                                     counters=counters or make_counters(settings.redis_url),
+                                     counters=counters or make_counters(settings.redis_url, settings.redis_prefix),
                                      auction_type=settings.auction_type,
                                      minimum_prices=MinimumPrices.from_settings(settings))
         self.poll_seconds = poll_seconds
@@ -103,7 +103,7 @@ class ServingRuntime:
         self._events_lock = threading.Lock()
         self._last: dict[str, float] = {}
         self.device_profiles: Any = None
-        self.install_history = make_install_history(settings.redis_url)
+        self.install_history = make_install_history(settings.redis_url, settings.redis_prefix)
         self._device_reports: dict[tuple[str, str | None, int], float] = {}
         self.audience_index: Any = None
         self._audiences_signature: tuple[int, int, int, str] | None = None
