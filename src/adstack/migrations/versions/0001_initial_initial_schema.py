@@ -146,7 +146,6 @@ def upgrade() -> None:
     sa.Column('revenue_usd_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('charged_micros', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('occurred_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('partner_time', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('received_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conversions')),
@@ -159,7 +158,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_conversions_app_touch', ['app_id', 'touch_id'], unique=False)
         batch_op.create_index('ix_conversions_app_device_md5', ['app_id', 'gaid_md5', 'occurred_at'], unique=False)
         batch_op.create_index('ix_conversions_app_device_sha1', ['app_id', 'gaid_sha1', 'occurred_at'], unique=False)
-        batch_op.create_index('ix_conversions_app_partner_time', ['app_id', 'partner_time'], unique=False, sqlite_where=sa.text('partner_time IS NOT NULL'), postgresql_where=sa.text('partner_time IS NOT NULL'))
 
     op.create_table('creative_formats',
     sa.Column('code', sa.String(length=64), nullable=False),
@@ -338,8 +336,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_publishers')),
-    sqlite_autoincrement=True
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_publishers'))
     )
     with op.batch_alter_table('publishers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_publishers_app_package'), ['app_package'], unique=False)
@@ -393,12 +390,9 @@ def upgrade() -> None:
     sa.Column('started_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('expires_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('lease_token', sa.String(length=32), nullable=True),
-    sa.Column('lease_until', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_report_jobs'))
     )
     with op.batch_alter_table('report_jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_report_jobs_pending', ['status', 'lease_until'], unique=False)
         batch_op.create_index('ix_report_jobs_user', ['user_id', 'created_at'], unique=False)
 
     op.create_table('retention_cursors',
@@ -543,8 +537,7 @@ def upgrade() -> None:
     sa.Column('created_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['publisher_id'], ['publishers.id'], name=op.f('fk_ad_spaces_publisher_id_publishers')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_ad_spaces')),
-    sqlite_autoincrement=True
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ad_spaces'))
     )
     with op.batch_alter_table('ad_spaces', schema=None) as batch_op:
         batch_op.create_index('ix_ad_spaces_publisher_placement', ['publisher_id', 'placement_type'], unique=False)
@@ -586,7 +579,6 @@ def upgrade() -> None:
     sa.Column('status_reason', sa.String(length=500), nullable=False),
     sa.Column('size', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('version', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('generation', sa.String(length=32), nullable=False),
     sa.Column('rule', sa.JSON(), nullable=True),
     sa.Column('refreshed_at', adstack.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_by_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
@@ -594,8 +586,7 @@ def upgrade() -> None:
     sa.Column('updated_at', adstack.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_audiences_account_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audiences')),
-    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_audiences_account_id_name')),
-    sqlite_autoincrement=True
+    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_audiences_account_id_name'))
     )
     with op.batch_alter_table('audiences', schema=None) as batch_op:
         batch_op.create_index('ix_audiences_account_status', ['account_id', 'status'], unique=False)
@@ -1195,7 +1186,6 @@ def downgrade() -> None:
     op.drop_table('retention_cursors')
     with op.batch_alter_table('report_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_report_jobs_user')
-        batch_op.drop_index('ix_report_jobs_pending')
 
     op.drop_table('report_jobs')
     with op.batch_alter_table('rejected_postbacks', schema=None) as batch_op:
@@ -1257,7 +1247,6 @@ def downgrade() -> None:
     op.drop_table('device_app_usage')
     op.drop_table('creative_formats')
     with op.batch_alter_table('conversions', schema=None) as batch_op:
-        batch_op.drop_index('ix_conversions_app_partner_time', sqlite_where=sa.text('partner_time IS NOT NULL'), postgresql_where=sa.text('partner_time IS NOT NULL'))
         batch_op.drop_index('ix_conversions_app_device_sha1')
         batch_op.drop_index('ix_conversions_app_device_md5')
         batch_op.drop_index('ix_conversions_app_touch')
