@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 import adstack.app
@@ -121,3 +122,16 @@ def test_admin_create_holds_the_password_to_the_users_rule(tmp_path: Path) -> No
                        "--role", "reviewer", "--data-dir", str(tmp_path / "made"))
     assert created.returncode == 0, created.stderr
     assert "created ops@example.com (reviewer)" in created.stdout
+
+
+def test_migrate_stops_on_a_database_a_newer_version_migrated_saying_why(tmp_path: Path) -> None:
+    migrated = _adstack("migrate", "--data-dir", str(tmp_path))
+    assert migrated.returncode == 0, migrated.stderr
+    engine = create_engine(Settings(data_dir=tmp_path).resolved_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    refused = _adstack("migrate", "--data-dir", str(tmp_path))
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr + refused.stdout
+    assert "revision 0999, which this version of adstack does not know" in " ".join(refused.stdout.split())

@@ -63,10 +63,21 @@ def _serving_settings(data_dir: Path | None, host: str, port: int) -> Settings:
     return settings
 
 
+def run_migrate(settings: Settings) -> None:
+    """Migrate and seed; a database this version cannot serve stops the command with the reason."""
+    from adstack.core.bootstrap import SchemaOutOfDate
+    from adstack.core.bootstrap import migrate as bootstrap_migrate
+
+    try:
+        bootstrap_migrate(settings)
+    except SchemaOutOfDate as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=1) from exc
+
+
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Bring the control-plane database to the newest schema and seed reference data."""
-    from adstack.core.bootstrap import migrate as run_migrate
 
     settings = _settings(data_dir)
     run_migrate(settings)
@@ -86,7 +97,6 @@ def serve(
     import uvicorn
 
     from adstack.app import create_app
-    from adstack.core.bootstrap import migrate as run_migrate
 
     settings = _serving_settings(data_dir, host, port)
     if workers > 1 and not settings.redis_url:
@@ -126,7 +136,6 @@ def pipeline(
     import threading
 
     from adstack.app import create_app
-    from adstack.core.bootstrap import migrate as run_migrate
     from adstack.events.service import get_event_store
     from adstack.pipeline.log import LocalLog
     from adstack.pipeline.metrics import serve_metrics
@@ -174,7 +183,6 @@ def pipeline(
 @app.command()
 def prune(data_dir: DataDir = None) -> None:
     """Remove what the growing tables keep past their retention, once (a pipeline process does it hourly)."""
-    from adstack.core.bootstrap import migrate as run_migrate
     from adstack.core.db import make_engine, make_session_factory
     from adstack.retention.service import RetentionWorker
 
@@ -199,7 +207,6 @@ def admin_create(
     """Create a platform administrator."""
     from adstack.accounts import users
     from adstack.accounts.passwords import check_new_password
-    from adstack.core.bootstrap import migrate as run_migrate
     from adstack.core.db import make_engine, make_session_factory, session_scope
     from adstack.core.errors import DomainError, ValidationFailed
 

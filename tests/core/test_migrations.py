@@ -1,5 +1,5 @@
 """The migrations and the models describe the same schema, on SQLite and on PostgreSQL; a database migrated by
-an earlier release reaches the newest schema with its rows."""
+an earlier release reaches the newest schema with its rows; a schema that is not the newest is refused."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from adstack.accounts import users
 from adstack.accounts.models import Role
 from adstack.app import create_app
-from adstack.core.bootstrap import MIGRATIONS_DIR, alembic_config, migrate
+from adstack.core import bootstrap
+from adstack.core.bootstrap import MIGRATIONS_DIR, SchemaOutOfDate, alembic_config, check_schema, migrate
 from adstack.core.db import Base, import_all_models, make_engine
 from adstack.core.settings import Settings
 from tests.support import auth, expect
@@ -174,6 +175,7 @@ def test_a_database_of_the_first_release_is_migrated_with_its_rows_and_served(
     # the children of the rebuilt audiences table are all there (a rebuild with foreign keys on deletes them)
     assert _count(engine, "audience_uploads") == 3
     assert _count(engine, "audience_segments") == 3
+    check_schema(engine)
 
 
 def test_after_the_migration_a_deleted_id_is_not_given_again(served: tuple[TestClient, OldRows, Engine]) -> None:
@@ -198,3 +200,32 @@ def test_after_the_migration_a_deleted_id_is_not_given_again(served: tuple[TestC
     assert audience_id > last_audience
     assert ad_space_id > old.ad_space_ids[-1]
     assert publisher_id > old.publisher_id
+
+
+def test_a_database_short_of_the_newest_revision_is_refused_naming_migrate(first_release_url: str) -> None:
+    engine = make_engine(first_release_url)
+    try:
+        with pytest.raises(SchemaOutOfDate, match=r"is at schema revision 0001_initial, not .*adstack migrate"):
+            check_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_migrate_refuses_to_start_when_the_upgrade_left_the_schema_behind(
+        first_release_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bootstrap, "upgrade", lambda url: None)
+    with pytest.raises(SchemaOutOfDate, match="adstack migrate"):
+        migrate(_settings(first_release_url, tmp_path))
+
+
+def test_a_database_a_newer_version_migrated_is_refused_before_the_upgrade(
+        fresh_database_url: str, tmp_path: Path) -> None:
+    command.upgrade(alembic_config(fresh_database_url), "head")
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match="revision 0999, which this version of adstack does not know"):
+        migrate(_settings(fresh_database_url, tmp_path))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -35,9 +37,39 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+class SchemaOutOfDate(RuntimeError):
+    """The database's schema is not the one this version of adstack was built for: it does not start."""
+
+
 def upgrade(database_url: str) -> None:
     create_private_sqlite_file(database_url)
     command.upgrade(alembic_config(database_url), "head")
+
+
+def _revisions(engine: Engine) -> tuple[set[str], set[str], set[str]]:
+    """The database's revisions, this version's head revisions and every revision this version knows."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(config)
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, set(script.get_heads()), {rev.revision for rev in script.walk_revisions()}
+
+
+def _refuse_unknown(current: set[str], known: set[str]) -> None:
+    if unknown := sorted(current - known):
+        raise SchemaOutOfDate(f"the database is at schema revision {', '.join(unknown)}, which this version of "
+                              f"adstack does not know (a newer version migrated it); run that version or a newer "
+                              f"one")
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to run on a schema other than the newest revision: every query on a missing column would fail."""
+    current, heads, known = _revisions(engine)
+    _refuse_unknown(current, known)
+    if current != heads:
+        raise SchemaOutOfDate(f"the database is at schema revision {', '.join(sorted(current)) or '(none)'}, not "
+                          f"{', '.join(sorted(heads))}, which this version of adstack needs; run `adstack migrate`")
 
 
 def seed(engine: Engine) -> None:
@@ -86,9 +118,12 @@ def migration_lock(database_url: str) -> Iterator[None]:
 def migrate(settings: Settings) -> None:
     url = settings.resolved_database_url
     with migration_lock(url):
-        upgrade(url)
         engine = make_engine(url)
         try:
+            current, _heads, known = _revisions(engine)
+            _refuse_unknown(current, known)  # the upgrade would only say it cannot locate the revision
+            upgrade(url)
+            check_schema(engine)
             seed(engine)
         finally:
             engine.dispose()
