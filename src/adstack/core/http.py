@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -96,6 +96,25 @@ def database_busy() -> JSONResponse:
                         headers={"Retry-After": "1"})
 
 
+# A query naming a column or table the database lacks: its schema is older than the code (not migrated).
+_UNDEFINED_SQLSTATES = frozenset({"42703", "42P01"})  # PostgreSQL undefined_column, undefined_table
+_SQLITE_UNDEFINED = ("no such column", "no such table", "has no column named")
+
+
+def schema_out_of_date(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) in _UNDEFINED_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and any(text in str(exc.orig) for text in _SQLITE_UNDEFINED)
+
+
+def database_out_of_date(exc: DBAPIError) -> JSONResponse:
+    """Not busy: retrying cannot help until someone migrates. Logged as the operator's error to fix."""
+    log.error("the database schema does not match this version of adstack; run `adstack migrate`: %s",
+              str(exc.orig).split("\n")[0])
+    return ErrorResponse(error_body("schema_out_of_date", "the database schema is out of date; an operator has "
+                                    "to run `adstack migrate`"), status_code=503)
+
+
 _FRAMEWORK_BODY_ERROR = "There was an error parsing the body"
 
 
@@ -148,8 +167,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+        if schema_out_of_date(exc):
+            return database_out_of_date(exc)
         log.exception("database unavailable", exc_info=exc)
         return database_busy()
+
+    @app.exception_handler(ProgrammingError)
+    async def _programming(request: Request, exc: ProgrammingError) -> JSONResponse:
+        if schema_out_of_date(exc):
+            return database_out_of_date(exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(PoolTimeout)
     async def _pool_timeout(_: Request, exc: PoolTimeout) -> JSONResponse:

@@ -9,7 +9,8 @@ it is registered: who answers what is decided in one place (`core/http.py`'s han
 - 409: writes (a state that forbids the operation, an integrity conflict);
 - 413: routes that take a body (form bodies are capped before they are read, uploads by their routes);
 - 422: routes that take any input (pydantic's refusals, `ValidationFailed`, a value the database refuses);
-- 503: routes that use the database (an exhausted pool or a busy SQLite, see `database_busy`).
+- 503: routes that use the database (an exhausted pool or a busy SQLite, see `database_busy`; a schema older
+  than the code, see `database_out_of_date`).
 
 429 stays declared by the rate-limited routes themselves (`accounts/api.py`).
 """
