@@ -210,7 +210,8 @@ def counters_of_serving(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     from adstack.serving import runtime
 
     prefix = f"adstack:test:{uuid.uuid4().hex}:"
-    monkeypatch.setattr(runtime, "make_counters", lambda _url: RedisCounters(REDIS_URL, prefix=prefix))
+    monkeypatch.setattr(runtime, "make_counters",
+                        lambda _url, _deployment_prefix="adstack:": RedisCounters(REDIS_URL, prefix=prefix))
     yield request.param
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(match=prefix.rstrip(":") + "*"):
