@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from adstack.accounts.models import Role
+from adstack.accounts.models import Principal, Role
 from adstack.app import create_app
 from adstack.core.settings import Settings
 from adstack.core.timeutil import utcnow
-from adstack.finance.models import EntryType
+from adstack.finance.charges import refund
+from adstack.finance.models import EntryType, RefundIn
 from adstack.serving.counters import Counters, MemoryCounters, RedisCounters
 from adstack.serving.engine import DecisionEngine
 from adstack.serving.runtime import DELIVERY_FILE
@@ -334,6 +336,31 @@ def test_a_refund_booked_by_another_process_reaches_the_counters_serving_reads(
             ads = _served(serving, space["id"])
             time.sleep(2.5)  # both processes have refreshed their money since
             assert _until_refused(serving, space["id"], ads, "click") == 1
+
+
+def test_a_refund_committed_after_a_later_ledger_entry_still_reaches_the_counters(
+    counters_of_serving: str, settings: Settings, session: Session, db: Engine
+) -> None:
+    """On PostgreSQL a refund's ledger id is taken when it is written: a top-up written and committed while the
+    refund is still open gets a later id. Serving's money refresh must not read past the open refund, or it never
+    gives that refund back."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time: ids commit in order")
+    spendable = BILLED_CLICKS * PER_CLICK
+    with _running(settings, session) as api:
+        manager, actor, space = _cpc_group(api, funds=100_000_000, daily_budget_micros=spendable)
+        assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
+        charge_id = _charges(api, actor)[0]
+        principal = Principal(user_id=manager.user_id, email=manager.email, role=Role.ACCOUNT_MANAGER,
+                              account_id=None)
+        with Session(db) as booking:
+            refund(booking, principal, RefundIn(charge_id=charge_id, remarks="invalid traffic"))
+            booking.flush()  # the refund's id is taken; it is not committed
+            ledger(api.session, actor.account_id, 1_000_000, EntryType.TOP_UP)  # a later id, committed first
+            time.sleep(2.5)  # a money refresh of serving (every 2 s) starts meanwhile
+            booking.commit()
+        time.sleep(4.5)  # two refreshes since
+        assert _click_until_refused(api, space["id"]) == 1
 
 
 def test_what_shown_cpa_ads_keep_on_the_day_survives_a_restart_of_the_embedded_counters(

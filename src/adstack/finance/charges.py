@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Account, Principal
@@ -74,6 +74,25 @@ MAX_CHARGE_ID_LENGTH = 120
 
 # ---------- refunds ----------
 
+# Serving gives each refund back to its budget counters once, reading the refunds booked after the last ledger entry
+# it read (`refunds_between`). On PostgreSQL a ledger id is taken when its row is written, not when it commits, so a
+# refund still being written when serving reads a later entry as the last would be passed over for good. A refund's
+# booking therefore holds this advisory lock exclusively, and a reading of the ledger's last entry holds it shared:
+# a reading waits for the refund in flight to commit, and a refund begun after it gets a later id.
+REFUND_ORDER_LOCK = 0x5246_4E44  # "RFND"
+
+
+def _book_refunds_in_order(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REFUND_ORDER_LOCK})
+
+
+def read_after_refunds_in_flight(session: Session) -> None:
+    """Call before reading the ledger's last entry in a transaction that then reads the refunds up to it: the
+    refunds being booked are committed first, and those booked later come after it (SQLite writes one at a time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": REFUND_ORDER_LOCK})
+
 
 def charge_key(charge_id: str) -> str:
     return f"charge:{charge_id}"
@@ -88,6 +107,7 @@ def refund(session: Session, principal: Principal, data: RefundIn, *, store: Eve
     charge event, dated when the ledger dates it, so reported cost is the ledger's net charges (appended before
     the caller commits: a retry appends the same event id, counted once)."""
     _require_account_manager(principal, "a refund")
+    _book_refunds_in_order(session)
     charge = _existing_entry(session, charge_key(data.charge_id))
     if charge is None or charge.entry_type != EntryType.CHARGE:
         raise NotFound(f"charge {data.charge_id!r} not found")

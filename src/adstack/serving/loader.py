@@ -144,7 +144,11 @@ def _ledger_spend(session: Session, groups: Iterable[tuple[int, str]], now: date
 
 
 def money_mark(session: Session) -> MoneyMark:
+    """The last ledger entry, spend update and refusal; refunds up to the entry are committed (`refunds_between`)."""
+    from adstack.finance.charges import read_after_refunds_in_flight
     from adstack.finance.models import ChargeRefusal, LedgerEntry, SpendCounter
+
+    read_after_refunds_in_flight(session)
 
     return MoneyMark(ledger_id=int(session.scalar(select(func.coalesce(func.max(LedgerEntry.id), 0))) or 0),
                      counter_at=session.scalar(select(func.max(SpendCounter.last_charge_at))),
