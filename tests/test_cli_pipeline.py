@@ -123,7 +123,9 @@ GRACE_SECONDS = 10.0  # well inside Kubernetes' default 30 s
 @pytest.mark.slow  # two processes, one after the other
 def test_sigterm_stops_the_pipeline_in_seconds_and_loses_nothing(tmp_path: Path, stream: str) -> None:
     data_dir = tmp_path / "data"
-    environment = {**_environment(stream), "ADSTACK_INVALID_TRAFFIC_ROWS_PER_MINUTE": "100000"}
+    # The batches the stop cuts short come back to the restarted pipeline after JetStream's ack wait.
+    environment = {**_environment(stream), "ADSTACK_INVALID_TRAFFIC_ROWS_PER_MINUTE": "100000",
+                   "ADSTACK_NATS_ACK_WAIT_SECONDS": "3"}
     pipeline = PipelineProcess(data_dir, environment).start()
     try:
         pipeline.wait_for("pipeline consumers running")

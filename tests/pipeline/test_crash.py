@@ -62,6 +62,8 @@ def _scale_out(tmp_path: Path) -> Iterator[dict[str, str]]:
             "ADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
             "ADSTACK_NATS_URL": "nats://127.0.0.1:4222",
             "ADSTACK_NATS_STREAM": name.upper(),
+            # Batches the kill left unacknowledged come back after this, not JetStream's default 30 s.
+            "ADSTACK_NATS_ACK_WAIT_SECONDS": "5",
         }
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

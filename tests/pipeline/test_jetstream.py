@@ -106,6 +106,29 @@ def _open(stream: str, **settings: Any) -> JetStreamLog:
     return JetStreamLog(NATS_URL, ("billing",), stream=stream, subject_prefix=f"test.{stream.lower()}", **settings)
 
 
+def test_a_batch_read_and_never_acknowledged_comes_back_after_the_ack_wait_set_now(stream_name: str) -> None:
+    """The consumer was made with the default ack wait; a restart with a shorter one applies it to the consumer,
+    so a batch the stopped process held comes back within it."""
+    first = _open(stream_name)
+    try:
+        first.append([_record(n) for n in range(5)])
+        held = first.read("billing", 5)
+        assert len(held.records) == 5
+    finally:
+        first.close()  # stopped without acknowledging
+    again = _open(stream_name, ack_wait_seconds=2.0)
+    try:
+        back: list[str] = []
+        deadline = time.monotonic() + 8
+        while len(back) < 5 and time.monotonic() < deadline:
+            batch = again.read("billing", 5)
+            back.extend(str(r["id"]) for r in batch.records)
+            again.commit("billing", batch)
+        assert sorted(back) == sorted(str(r["id"]) for r in held.records)
+    finally:
+        again.close()
+
+
 def test_a_new_stream_keeps_records_by_age_and_refuses_appends_once_full(stream_name: str) -> None:
     log = _open(stream_name)
     try:
@@ -185,10 +208,11 @@ def test_the_settings_reach_the_stream(tmp_path: Path) -> None:
     from adstack.pipeline.service import open_log
 
     log = open_log(Settings(data_dir=tmp_path, nats_url=NATS_URL, nats_max_age_seconds=2 * 86_400,
-                            nats_max_bytes=10 * 1024**3, nats_replicas=3))
+                            nats_max_bytes=10 * 1024**3, nats_replicas=3, nats_ack_wait_seconds=5))
     try:
         assert isinstance(log, JetStreamLog)
         assert (log.max_age_seconds, log.max_bytes, log.replicas) == (2 * 86_400, 10 * 1024**3, 3)
+        assert log.ack_wait_seconds == 5
     finally:
         log.close()
     unset = open_log(Settings(data_dir=tmp_path, nats_url=NATS_URL))

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
                                                   "(503) until records age out. No limit when unset at creation.")
     nats_replicas: int | None = Field(default=None, ge=1, le=5, description="Copies of the stream in a JetStream "
                                                                             "cluster (1 when unset at creation).")
+    nats_ack_wait_seconds: float = Field(
+        default=30.0, ge=1, le=3600, description="How long a consumer's batch stays its own before JetStream hands "
+                                                 "it to another consumer process (or to the same one restarted): "
+                                                 "longer than a batch takes to apply.")
     pipeline_in_process: bool = Field(default=True, description="Run the pipeline's consumers in the serving process.")
     pipeline_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     sdk_reservation_seconds: int = Field(default=30 * 60, ge=1, description="An unshown SDK ad's budget hold.")

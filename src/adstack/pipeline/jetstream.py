@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 import zlib
@@ -67,7 +68,8 @@ def subject_for(record: dict[str, Any], prefix: str = SUBJECT_PREFIX) -> str:
 class JetStreamLog:
     def __init__(self, url: str, consumers: Sequence[str], *, stream: str = STREAM,
                  subject_prefix: str = SUBJECT_PREFIX, max_age_seconds: int | None = None,
-                 max_bytes: int | None = None, replicas: int | None = None):
+                 max_bytes: int | None = None, replicas: int | None = None,
+                 ack_wait_seconds: float = ACK_WAIT_SECONDS):
         self.url = url
         self.consumers = tuple(consumers)
         self.stream = stream
@@ -76,6 +78,7 @@ class JetStreamLog:
         self.max_age_seconds = max_age_seconds
         self.max_bytes = max_bytes
         self.replicas = replicas
+        self.ack_wait_seconds = ack_wait_seconds
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="adstack-jetstream", daemon=True)
         self._thread.start()
@@ -231,11 +234,19 @@ class JetStreamLog:
         subscription = self._subscriptions.get(consumer)
         if subscription is None:
             from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+            from nats.js.errors import NotFoundError
 
             js = await self._ensure()
+            durable = f"adstack-{consumer}"
+            try:  # a consumer made with another ack wait takes the one set now
+                existing = (await js.consumer_info(self.stream, durable)).config
+            except NotFoundError:
+                existing = None
+            if existing is not None and existing.ack_wait != self.ack_wait_seconds:
+                await js.add_consumer(self.stream, config=dataclasses.replace(existing, ack_wait=self.ack_wait_seconds))
             subscription = await js.pull_subscribe(
-                f"{self.subject_prefix}.>", durable=f"adstack-{consumer}", stream=self.stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_SECONDS,
+                f"{self.subject_prefix}.>", durable=durable, stream=self.stream,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_seconds,
                                       deliver_policy=DeliverPolicy.ALL, max_ack_pending=100_000))
             self._subscriptions[consumer] = subscription
         return subscription

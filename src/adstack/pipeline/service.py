@@ -81,7 +81,7 @@ def open_log(settings: Settings) -> EventLog:
         return JetStreamLog(settings.nats_url, CONSUMER_NAMES, stream=settings.nats_stream,
                             subject_prefix=f"adstack.{settings.nats_stream.lower()}",
                             max_age_seconds=settings.nats_max_age_seconds, max_bytes=settings.nats_max_bytes,
-                            replicas=settings.nats_replicas)
+                            replicas=settings.nats_replicas, ack_wait_seconds=settings.nats_ack_wait_seconds)
     return LocalLog(log_directory(settings), CONSUMER_NAMES)
 
 
