@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -23,7 +21,7 @@ from adstack.core.bootstrap import seed, upgrade
 from adstack.core.db import Base, make_engine, make_session_factory
 from adstack.core.settings import Settings
 from tests.documented_statuses import StatusRecorder, undocumented
-from tests.support import Api
+from tests.support import Api, scratch_database
 
 # Cheap argon2id costs for the many sign-ups tests make; read on the first hash, after this line.
 os.environ.setdefault("ADSTACK_ARGON2_PROFILE", "CHEAPEST")
@@ -44,16 +42,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not server_url:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'adstack.db'}"
         return
-    name = f"adstack_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(server_url, "adstack_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
