@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from adstack.app import create_app
+from adstack.console.api import VENDOR_DIR, VENDOR_FILES
 from adstack.core.settings import Settings
 
 # Screenshots of every page, in both languages (git-ignored).
@@ -26,9 +27,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def missing_vendor_assets() -> list[str]:
+    return sorted(name for name, relative in VENDOR_FILES.items() if not (VENDOR_DIR / relative).is_file())
+
+
 @pytest.fixture
 def live_server(settings: Settings) -> Iterator[str]:
     """The whole application, served by uvicorn in a thread, against the test database."""
+    # Without htmx and Chart.js (git-ignored, installed by scripts/setup.sh) the pages answer, but what their
+    # scripts draw never comes: a test would wait out its whole timeout and blame the page.
+    if missing := missing_vendor_assets():
+        pytest.fail(f"the console's browser assets are not installed ({', '.join(missing)} missing under "
+                    f"{VENDOR_DIR}): run scripts/setup.sh", pytrace=False)
     port = _free_port()
     live = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     server = uvicorn.Server(
