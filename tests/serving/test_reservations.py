@@ -4,7 +4,7 @@ notice in any process sharing the counters, or expired unshown."""
 from __future__ import annotations
 
 import json
-import time
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from adstack.accounts.models import Principal, Role
@@ -279,6 +279,11 @@ def _click_until_refused(api: Api, space_id: int) -> int:
     return _until_refused(api, space_id, _served(api, space_id), "click")
 
 
+def _refresh_money(api: Api) -> None:
+    """Run the money refresh the serving runtime runs every few seconds, now: what it reads is then served."""
+    api.client.app.state.serving.refresh_money()  # type: ignore[attr-defined]
+
+
 def _charges(api: Api, actor: Actor) -> list[str]:
     entries = expect(api.client.get(f"/api/v1/finance/accounts/{actor.account_id}/ledger", headers=actor.headers),
                      200)
@@ -301,7 +306,7 @@ def test_a_refund_gives_serving_back_the_budget_its_charge_took(
         assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
         charges = _charges(api, actor)
         assert len(charges) == BILLED_CLICKS
-        time.sleep(2.5)  # past a refresh of the money: still nothing to serve
+        _refresh_money(api)  # the ledger's figures read again: still nothing to serve
         assert ads_now(api.client, space["id"]) == []
         _refund(api, manager, charges[0])
         # What the refund freed, and no more: one click's worth.
@@ -316,7 +321,7 @@ def test_refunding_every_charge_frees_the_whole_day(settings: Settings, session:
         assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
         for charge_id in _charges(api, actor):
             _refund(api, manager, charge_id)
-        time.sleep(2.5)  # every refund has reached serving before it serves again
+        _refresh_money(api)  # every refund has reached serving before it serves again
         assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
 
 
@@ -334,7 +339,8 @@ def test_a_refund_booked_by_another_process_reaches_the_counters_serving_reads(
         with _running(other, session) as elsewhere:
             _refund(elsewhere, manager, _charges(elsewhere, actor)[0])
             ads = _served(serving, space["id"])
-            time.sleep(2.5)  # both processes have refreshed their money since
+            _refresh_money(elsewhere)  # both processes have refreshed their money since
+            _refresh_money(serving)
             assert _until_refused(serving, space["id"], ads, "click") == 1
 
 
@@ -357,10 +363,21 @@ def test_a_refund_committed_after_a_later_ledger_entry_still_reaches_the_counter
             refund(booking, principal, RefundIn(charge_id=charge_id, remarks="invalid traffic"))
             booking.flush()  # the refund's id is taken; it is not committed
             ledger(api.session, actor.account_id, 1_000_000, EntryType.TOP_UP)  # a later id, committed first
-            time.sleep(2.5)  # a money refresh of serving (every 2 s) starts meanwhile
+            # A money refresh of serving runs meanwhile: it reads past the open refund and ends, or it waits.
+            refresher = threading.Thread(target=_refresh_money, args=(api,))
+            refresher.start()
+            assert eventually(lambda: not refresher.is_alive() or _a_ledger_reading_waits(db))
             booking.commit()
-        time.sleep(4.5)  # two refreshes since
+        refresher.join()  # a refresh done after the commit
         assert _click_until_refused(api, space["id"]) == 1
+
+
+def _a_ledger_reading_waits(db: Engine) -> bool:
+    """Whether a session of this database waits for the lock a refund being booked holds."""
+    with db.connect() as conn:
+        return bool(conn.scalar(text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted")))
 
 
 def test_what_shown_cpa_ads_keep_on_the_day_survives_a_restart_of_the_embedded_counters(
@@ -380,7 +397,7 @@ def test_what_shown_cpa_ads_keep_on_the_day_survives_a_restart_of_the_embedded_c
         approved_creative(api, actor, platform, group["id"])
         assert 1 < _until_refused(api, space["id"], _served(api, space["id"]), "impression") < 500
     with _running(settings, session) as api:
-        time.sleep(2.5)  # past a refresh of the money
+        _refresh_money(api)
         assert ads_now(api.client, space["id"]) == []  # the day is spent by what its shown ads may cost
 
 
@@ -390,7 +407,7 @@ def test_a_refund_after_a_restart_lowers_the_days_spend_read_back(settings: Sett
         manager, actor, space = _cpc_group(api, funds=100_000_000, daily_budget_micros=spendable)
         assert _click_until_refused(api, space["id"]) == BILLED_CLICKS
     with _running(settings, session) as api:
-        time.sleep(2.5)
+        _refresh_money(api)
         assert ads_now(api.client, space["id"]) == []
         _refund(api, manager, _charges(api, actor)[0])
         assert _click_until_refused(api, space["id"]) == 1
