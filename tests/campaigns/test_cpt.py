@@ -285,9 +285,9 @@ def test_two_bookings_of_the_same_hours_at_once_cannot_both_succeed(api: Api) ->
     assert sorted(outcomes) == ["held", "refused"]
 
 
-def _cpt_on_air(api: Api, advertiser: Actor, admin: Actor, *, funds: int, slot_hours: float,
+def _cpt_booked(api: Api, advertiser: Actor, admin: Actor, *, funds: int, slot_hours: float,
                 daily_budget: int | None) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """A CPT ad group with a creative whose booked slot has just started and been billed."""
+    """A CPT ad group with a creative whose booked slot starts in a moment; the slot's start."""
     if funds:
         expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
                                json={"account_id": advertiser.account_id, "amount_micros": funds}), 201)
@@ -299,12 +299,16 @@ def _cpt_on_air(api: Api, advertiser: Actor, admin: Actor, *, funds: int, slot_h
                               targeting={"countries": ["ID"]}, daily_budget_micros=daily_budget,
                               total_budget_micros=None)
     approved_creative(api, advertiser, admin, group["id"])
-    while utcnow() < start + timedelta(seconds=1):
+    return space, group, start
+
+
+def _bill_started(api: Api, starts: list[Any]) -> None:
+    """Once every slot has started, bill them (each once) through the pipeline."""
+    while utcnow() < max(starts) + timedelta(seconds=1):
         time.sleep(0.1)
     pipeline = api.client.app.state.pipeline  # type: ignore[attr-defined]
-    assert pipeline.bill_due_slots() == 1
+    assert pipeline.bill_due_slots() == len(starts)
     api.settle()
-    return space, group, pipeline
 
 
 def _serves(api: Api, space: dict[str, Any], group: dict[str, Any]) -> bool:
@@ -312,14 +316,15 @@ def _serves(api: Api, space: dict[str, Any], group: dict[str, Any]) -> bool:
 
 
 def _off_air(api: Api, space: dict[str, Any], group: dict[str, Any]) -> bool:
-    """It stops serving once the refresher has read the slot's charge, and stays off."""
+    """It stops serving once the refresher has read the slot's charge, and stays off through the refreshes that
+    read the money after it and rebuild the snapshot."""
     if not eventually(lambda: not _serves(api, space, group)):
         return False
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
+    serving = api.client.app.state.serving  # type: ignore[attr-defined]
+    for refresh in (serving.refresh_money, lambda: serving.refresh(force=True)):
+        refresh()
         if _serves(api, space, group):
             return False
-        time.sleep(0.2)
     return True
 
 
@@ -327,12 +332,20 @@ def test_a_slot_paid_in_full_serves_and_one_refused_or_cut_short_never_does(api:
     """A slot's charge refused (no funds at its start) or cut short by a budget is never billed again: serving
     it would give the slot away, even once money arrives."""
     admin = api.admin()
-    paid = api.approved_account(admin)
-    space, group, _ = _cpt_on_air(api, paid, admin, funds=100 * 1_000_000, slot_hours=6, daily_budget=None)
+    paid, broke, short = (api.approved_account(admin) for _ in range(3))
+    # Booked one after the other, their slots start within seconds of each other: one wait for all three.
+    booked = [
+        _cpt_booked(api, paid, admin, funds=100 * 1_000_000, slot_hours=6, daily_budget=None),
+        _cpt_booked(api, broke, admin, funds=0, slot_hours=6, daily_budget=None),
+        # A week's slot at 24 USD a day, a 10 USD daily budget.
+        _cpt_booked(api, short, admin, funds=1_000 * 1_000_000, slot_hours=7 * 24, daily_budget=10 * 1_000_000),
+    ]
+    _bill_started(api, [start for _, _, start in booked])
+
+    space, group, _ = booked[0]
     assert eventually(lambda: _serves(api, space, group))
 
-    broke = api.approved_account(admin)
-    space, group, _ = _cpt_on_air(api, broke, admin, funds=0, slot_hours=6, daily_budget=None)
+    space, group, _ = booked[1]
     expect(api.client.post("/api/v1/finance/top-ups", headers=admin.headers,
                            json={"account_id": broke.account_id, "amount_micros": 100 * 1_000_000}), 201)
     assert _off_air(api, space, group)
@@ -340,7 +353,5 @@ def test_a_slot_paid_in_full_serves_and_one_refused_or_cut_short_never_does(api:
     shown = expect(api.client.get(f"/api/v1/ad-groups/{group['id']}", headers=broke.headers), 200)
     assert (shown["serving_status"], shown["serving_reason"]) == ("out_of_schedule", SLOT_UNPAID)
 
-    short = api.approved_account(admin)  # a week's slot at 24 USD a day, a 10 USD daily budget
-    space, group, _ = _cpt_on_air(api, short, admin, funds=1_000 * 1_000_000, slot_hours=7 * 24,
-                                  daily_budget=10 * 1_000_000)
+    space, group, _ = booked[2]
     assert _off_air(api, space, group)
