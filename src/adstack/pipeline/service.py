@@ -87,8 +87,10 @@ def open_log(settings: Settings) -> EventLog:
 
 class Pipeline:
     def __init__(self, settings: Settings, session_factory: Callable[[], Session], *,
-                 counters: Callable[[], Counters | None] = lambda: None, log_: EventLog | None = None):
+                 counters: Callable[[], Counters | None] = lambda: None, log_: EventLog | None = None,
+                 stop_seconds: float = STOP_SECONDS):
         self.settings = settings
+        self.stop_seconds = stop_seconds
         self.log = log_ or open_log(settings)
         self.metrics = PipelineMetrics()
         if isinstance(self.log, LocalLog):
@@ -323,10 +325,10 @@ class Pipeline:
         return True
 
     def stop(self) -> None:
-        """Take no new batch; wait for those in hand up to STOP_SECONDS in all (an orchestrator's grace period is
-        about 30 s, and the rest of the process stops after this)."""
+        """Take no new batch; wait for those in hand up to `stop_seconds` (STOP_SECONDS unless given) in all (an
+        orchestrator's grace period is about 30 s, and the rest of the process stops after this)."""
         self._stop.set()
-        deadline = time.monotonic() + STOP_SECONDS
+        deadline = time.monotonic() + self.stop_seconds
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
