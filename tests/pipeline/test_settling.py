@@ -3,7 +3,6 @@ loss notice after the bid's impression gives nothing back."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -24,8 +23,9 @@ class Exchange:
 
     def __init__(self, api: Api, settings: Settings, *, bid_type: str, daily_budget_micros: int):
         s = scenario(api, settings, bid_type="cpc", bid_micros=300_000)
-        time.sleep(2.5)  # the refresher takes the control plane's last change before the snapshot is swapped
-        self.engine = api.client.app.state.serving.engine  # type: ignore[attr-defined]
+        serving = api.client.app.state.serving  # type: ignore[attr-defined]
+        serving.refresh()  # the control plane's last change is taken now, not over the snapshot swapped in below
+        self.engine = serving.engine
         self.engine.swap(ServingState.build(snapshot([group(
             s.ad_group["id"], account_id=s.account_id, campaign_id=s.campaign["id"], placement="banner",
             bid_type=bid_type, bid_micros=3_000_000 if bid_type == "cpm" else 200_000_000, pacing="asap",
