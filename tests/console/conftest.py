@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from adstack.app import create_app
-from adstack.console.api import VENDOR_DIR, VENDOR_FILES
+from adstack.console.api import VENDOR_DIR, missing_vendor_assets
 from adstack.core.settings import Settings
 
 # Screenshots of every page, in both languages (git-ignored).
@@ -25,10 +25,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def missing_vendor_assets() -> list[str]:
-    return sorted(name for name, relative in VENDOR_FILES.items() if not (VENDOR_DIR / relative).is_file())
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +13,8 @@ from sqlalchemy.orm import Session
 from adstack.accounts import auth, users
 from adstack.accounts import service as accounts
 from adstack.accounts.models import Account, User
+from adstack.app import create_app
+from adstack.console import api as console_api
 from adstack.oplog.models import ChangeEvent
 from adstack.review.models import ReviewStatus
 from tests.console.support import csrf_from, post_form, register, sign_in
@@ -220,3 +224,23 @@ def test_unicode_digits_in_page_parameters_are_ignored_not_errors(client: TestCl
         for params in ({"q": "²"}, {"page": "²", "size": "①"}, {"account_id": "²"}, {"ids": "²"}):
             response = client.get(path, params=params)
             assert response.status_code < 500, (path, params, response.status_code)
+
+
+def test_a_start_without_the_browser_libraries_says_which_are_missing(
+    settings, tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    monkeypatch.setattr(console_api, "VENDOR_DIR", tmp_path / "node_modules")  # nothing installed there
+    with caplog.at_level(logging.WARNING, logger="adstack.console"), TestClient(create_app(settings)):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if r.name == "adstack.console"]
+    assert len(warnings) == 1
+    assert "htmx.min.js" in warnings[0] and "chart.umd.js" in warnings[0] and "scripts/setup.sh" in warnings[0]
+
+
+def test_a_start_with_the_browser_libraries_installed_warns_of_nothing(
+    settings, caplog: pytest.LogCaptureFixture
+):
+    assert console_api.missing_vendor_assets() == []  # scripts/setup.sh installed them
+    with caplog.at_level(logging.WARNING, logger="adstack.console"), TestClient(create_app(settings)):
+        pass
+    assert [r.getMessage() for r in caplog.records if r.name == "adstack.console"] == []

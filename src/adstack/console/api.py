@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -29,6 +30,8 @@ from adstack.console.pages import (
 from adstack.console.web import PREFIX, ConsoleRoute, check_csrf
 from adstack.core.errors import NotFound
 
+log = logging.getLogger("adstack.console")
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 VENDOR_DIR = STATIC_DIR / "vendor" / "node_modules"
 
@@ -42,6 +45,14 @@ VENDOR_FILES = {
     # The accessibility checks the browser tests run on every page.
     "axe.min.js": "axe-core/axe.min.js",
 }
+
+
+
+def missing_vendor_assets() -> list[str]:
+    """The browser libraries not installed: without htmx and Chart.js the pages load, but quick edits, charts and
+    every form that posts in place silently do nothing."""
+    return sorted(name for name, relative in VENDOR_FILES.items() if not (VENDOR_DIR / relative).is_file())
+
 
 # Every console route checks the CSRF token of state-changing requests before its handler runs.
 public_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=[Depends(check_csrf)],
@@ -62,6 +73,12 @@ def vendor_asset(name: str) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    def warn_of_missing_assets(app: FastAPI) -> None:
+        if missing := missing_vendor_assets():
+            log.warning("the console's browser assets are not installed (%s missing under %s): its charts and "
+                        "in-place forms will not work; run scripts/setup.sh", ", ".join(missing), VENDOR_DIR)
+
+    app.state.on_startup.append(warn_of_missing_assets)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR / "assets"), name="console-static")
 
     @app.get("/", include_in_schema=False)
