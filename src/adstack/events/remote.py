@@ -67,6 +67,7 @@ class OwnerLock:
 
 
 Answer = Callable[[str, dict[str, str], bool], QueryResult]
+SHUTDOWN_POLL_SECONDS = 0.05
 
 
 class QueryServer:
@@ -95,7 +96,10 @@ class QueryServer:
 
         self._server = Server(str(path), Handler)
         os.chmod(path, 0o600)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="adstack-store-server", daemon=True)
+        # `shutdown` waits for the serving loop to look at its flag, once every poll interval (0.5 s by default):
+        # that wait was most of the time a store took to hand the embedded engine over or to close.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,),
+                                        name="adstack-store-server", daemon=True)
         self._thread.start()
 
     def close(self) -> None:

@@ -148,5 +148,6 @@ def serve_metrics(metrics: PipelineMetrics, host: str, port: int, token: str | N
 
     server = make_server(host, port, guarded, server_class=_Server6 if ":" in host else _Server,
                          handler_class=_Quiet)
-    threading.Thread(target=server.serve_forever, name="adstack-metrics", daemon=True).start()
+    # Polled for `shutdown` every 50 ms rather than every 0.5 s, so the pipeline stops without waiting for it.
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="adstack-metrics", daemon=True).start()
     return server
