@@ -37,6 +37,18 @@ def _record(n: int) -> dict[str, object]:
     return {"id": f"imp:{n}", "k": "imp", "ts": 1_700_000_000_000 + n, "a": n % 3}
 
 
+def _read_and_commit(log: JetStreamLog, consumer: str, wanted: int, *, seconds: float) -> list[str]:
+    """The ids a consumer's loop reads until it has `wanted` of them or the time is up: redeliveries may arrive
+    over more than one fetch."""
+    ids: list[str] = []
+    deadline = time.monotonic() + seconds
+    while len(ids) < wanted and time.monotonic() < deadline:
+        batch = log.read(consumer, 5)
+        ids.extend(str(r["id"]) for r in batch.records)
+        log.commit(consumer, batch)
+    return ids
+
+
 def test_consumers_read_at_their_own_pace_and_retries_are_stored_once(log: JetStreamLog) -> None:
     log.append([_record(n) for n in range(10)])
     log.append([_record(3), _record(4)])  # a client retry within the duplicate window
@@ -64,13 +76,7 @@ def test_an_unacknowledged_batch_is_delivered_again(log: JetStreamLog) -> None:
             await message.nak()
 
     log._call(nak())
-    # The redeliveries may arrive over more than one fetch, as a consumer's loop would read them.
-    again: list[str] = []
-    deadline = time.monotonic() + 10
-    while len(again) < len(taken.records) and time.monotonic() < deadline:
-        batch = log.read("events", 5)
-        again.extend(str(r["id"]) for r in batch.records)
-        log.commit("events", batch)
+    again = _read_and_commit(log, "events", len(taken.records), seconds=10)
     assert sorted(again) == sorted(str(r["id"]) for r in taken.records)
     assert log.lag("events").events == 0
 
@@ -118,12 +124,7 @@ def test_a_batch_read_and_never_acknowledged_comes_back_after_the_ack_wait_set_n
         first.close()  # stopped without acknowledging
     again = _open(stream_name, ack_wait_seconds=2.0)
     try:
-        back: list[str] = []
-        deadline = time.monotonic() + 8
-        while len(back) < 5 and time.monotonic() < deadline:
-            batch = again.read("billing", 5)
-            back.extend(str(r["id"]) for r in batch.records)
-            again.commit("billing", batch)
+        back = _read_and_commit(again, "billing", 5, seconds=8)
         assert sorted(back) == sorted(str(r["id"]) for r in held.records)
     finally:
         again.close()
